@@ -1,0 +1,85 @@
+"""Compute accounting: FLOPs measured with ``torch.utils.flop_counter``, wall time, peak memory.
+
+FLOPs are never written as formulas. :meth:`ComputeLedger.charge` runs a callable and counts the
+FLOPs of its first call per ``key`` under :class:`~torch.utils.flop_counter.FlopCounterMode`
+(shapes fixed per key, so later calls cost the same); later calls run at full speed and are
+charged the measured amount. Pass a fresh key whenever the shapes change.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+T = TypeVar("T")
+
+
+def count_flops(fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, int]:
+    """Run ``fn(*args, **kwargs)`` once under ``FlopCounterMode``; return (output, FLOPs)."""
+    with FlopCounterMode(display=False) as counter:
+        out = fn(*args, **kwargs)
+    return out, int(counter.get_total_flops())
+
+
+class ComputeLedger:
+    """FLOPs and wall time per category (e.g. ``"learner"``, ``"scoring"``, ``"reference"``)."""
+
+    def __init__(self) -> None:
+        self.flops: dict[str, int] = defaultdict(int)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._per_call: dict[tuple[str, Hashable], int] = {}
+
+    def charge(
+        self, category: str, fn: Callable[..., T], *args: Any, key: Hashable = None, **kwargs: Any
+    ) -> T:
+        """Run ``fn`` and add its FLOPs (measured on the first call per key) to ``category``."""
+        cache_key = (category, key)
+        start = time.perf_counter()
+        if cache_key in self._per_call:
+            out = fn(*args, **kwargs)
+            flops = self._per_call[cache_key]
+        else:
+            out, flops = count_flops(fn, *args, **kwargs)
+            self._per_call[cache_key] = flops
+        self.seconds[category] += time.perf_counter() - start
+        self.flops[category] += flops
+        self.calls[category] += 1
+        return out
+
+    @contextmanager
+    def timed(self, category: str) -> Iterator[None]:
+        """Add the wall time of the ``with`` block to ``category`` (no FLOPs)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[category] += time.perf_counter() - start
+
+    @property
+    def total_flops(self) -> int:
+        return int(sum(self.flops.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "flops": dict(self.flops),
+            "calls": dict(self.calls),
+            "seconds": dict(self.seconds),
+            "total_flops": self.total_flops,
+        }
+
+
+def peak_memory_bytes(device: torch.device | None = None) -> int:
+    """Peak memory of this process: CUDA allocator peak on a GPU, else the peak resident set."""
+    if device is not None and device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)

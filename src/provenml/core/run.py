@@ -1,0 +1,389 @@
+"""Run directories, the per-run context handed to experiments, and the multi-seed runner.
+
+Layout of one ``provenml reproduce NAME`` invocation::
+
+    runs/NAME-SCALE-YYYYmmdd-HHMMSS/
+        config.json   env.json   result.json (claims aggregated over seeds)   *.png
+        seed-0/  config.json  env.json  metrics.jsonl (streamed)  result.json  *.png
+        seed-1/  ...
+
+An interrupted seed (Ctrl-C or an exception) still writes its ``result.json`` with
+``"status": "interrupted"``; its ``metrics.jsonl`` already holds everything it logged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import platform
+import random
+import subprocess
+import time
+import traceback
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import torch
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from provenml.core.compute import ComputeLedger, peak_memory_bytes
+from provenml.core.experiment import Claim, Config, ExperimentSpec, ProvenmlError, Result
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+T = TypeVar("T")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without a GPU is a user error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ProvenmlError("--device cuda was asked for, but no CUDA GPU is available")
+        return torch.device(device)
+    if device == "cpu":
+        return torch.device("cpu")
+    raise ProvenmlError(f"unknown device {device!r}; use auto, cpu or cuda")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def capture_environment(device: torch.device, seed: int | None = None) -> dict[str, Any]:
+    """Versions, machine and device, so that a number can be traced to where it came from."""
+    import scipy
+
+    import provenml
+
+    env: dict[str, Any] = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "provenml": provenml.__version__,
+        "git_commit": _git_commit(),
+        "device": str(device),
+        "seed": seed,
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_json_default, allow_nan=True) + "\n")
+    tmp.replace(path)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+class ProgressBar:
+    """A handle on one rich progress task (a no-op when progress display is off)."""
+
+    def __init__(self, progress: Progress | None, task: TaskID | None) -> None:
+        self._progress, self._task = progress, task
+
+    def advance(self, steps: float = 1, **fields: Any) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, advance=steps, **fields)
+
+
+class RunContext:
+    """What an experiment's ``run(cfg, ctx)`` gets: seed, device, logging, plots, progress."""
+
+    def __init__(
+        self,
+        out_dir: Path,
+        *,
+        seed: int,
+        device: torch.device,
+        scale: str,
+        progress: Progress | None = None,
+    ) -> None:
+        self.out_dir = out_dir
+        self.seed = seed
+        self.device = device
+        self.scale = scale
+        self.compute = ComputeLedger()
+        self._progress = progress
+        self._metrics_path = out_dir / "metrics.jsonl"
+        self._metrics = self._metrics_path.open("a", buffering=1)
+        self._start = time.perf_counter()
+
+    # -- metrics ------------------------------------------------------------------------------
+    def log(self, **record: Any) -> None:
+        """Append one JSON line to ``metrics.jsonl`` (line-buffered: survives a crash)."""
+        record.setdefault("time_s", round(time.perf_counter() - self._start, 4))
+        self._metrics.write(json.dumps(record, default=_json_default) + "\n")
+
+    def close(self) -> None:
+        self._metrics.close()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
+    # -- progress -----------------------------------------------------------------------------
+    @contextmanager
+    def progress_bar(self, total: float | None, description: str) -> Iterator[ProgressBar]:
+        """A progress bar that disappears when the block ends."""
+        if self._progress is None:
+            yield ProgressBar(None, None)
+            return
+        task = self._progress.add_task(description, total=total)
+        try:
+            yield ProgressBar(self._progress, task)
+        finally:
+            self._progress.remove_task(task)
+
+    def track(
+        self, items: Iterable[T], description: str, total: int | None = None
+    ) -> Iterator[T]:
+        """Iterate over ``items`` with a progress bar."""
+        if total is None and hasattr(items, "__len__"):
+            total = len(items)  # type: ignore[arg-type]
+        with self.progress_bar(total, description) as bar:
+            for item in items:
+                yield item
+                bar.advance()
+
+    # -- artefacts ----------------------------------------------------------------------------
+    def savefig(self, fig: Figure, name: str) -> Path:
+        """Save a matplotlib figure as ``NAME.png`` in the run directory and close it."""
+        import matplotlib.pyplot as plt
+
+        path = self.out_dir / f"{name}.png"
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        return path
+
+
+def make_progress(enabled: bool) -> Progress | None:
+    if not enabled:
+        return None
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+    )
+
+
+def writable_directory(path: Path) -> Path:
+    """Create ``path`` if needed and check that files can be written there."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".provenml-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ProvenmlError(f"cannot write to output directory {path}: {exc.strerror}") from None
+    return path
+
+
+def _new_run_dir(out_root: Path, name: str, scale: str) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = out_root / f"{name}-{scale}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    return path
+
+
+class ExperimentFailed(Exception):
+    """An experiment raised; its partial results are on disk at ``run_dir``."""
+
+    def __init__(self, name: str, run_dir: Path, error: BaseException) -> None:
+        super().__init__(f"{name} failed: {type(error).__name__}: {error}")
+        self.run_dir = run_dir
+        self.error = error
+
+
+def aggregate_claims(results: Sequence[tuple[int, Result]]) -> list[Claim]:
+    """Merge each claim (matched by ``key``) across seeds; the verdict is recomputed."""
+    merged: dict[str, Claim] = {}
+    for seed, result in results:
+        for claim in result.claims:
+            if claim.key not in merged:
+                merged[claim.key] = Claim.from_dict({**claim.to_dict(), "seeds": []})
+                merged[claim.key].ours = []
+                merged[claim.key].baselines = {b: [] for b in claim.baselines}
+            target = merged[claim.key]
+            target.ours.extend(claim.ours)
+            for name, values in claim.baselines.items():
+                target.baselines.setdefault(name, []).extend(values)
+            target.seeds.append(seed)
+    for claim in merged.values():
+        claim.verdict = claim.evaluate()
+    return list(merged.values())
+
+
+def _mean_summary(results: Sequence[tuple[int, Result]]) -> dict[str, float]:
+    keys = {k for _, r in results for k in r.summary}
+    out = {}
+    for key in sorted(keys):
+        values = [r.summary[key] for _, r in results if key in r.summary]
+        finite = [v for v in values if isinstance(v, int | float) and not math.isnan(v)]
+        if finite:
+            out[key] = float(np.mean(finite))
+    return out
+
+
+def run_experiment(
+    spec: ExperimentSpec,
+    *,
+    scale: str = "small",
+    seeds: Sequence[int] = (0,),
+    device: str = "auto",
+    overrides: Mapping[str, str] | None = None,
+    out_root: Path = Path("runs"),
+    progress: Progress | None = None,
+) -> Path:
+    """Run ``spec`` once per seed in a fresh run directory; return that directory.
+
+    The top-level ``result.json`` holds every claim aggregated over the seeds that finished.
+    Raises ``KeyboardInterrupt`` or :class:`ExperimentFailed` after writing what was measured.
+    """
+    cfg: Config = spec.config.from_preset(scale, overrides)
+    torch_device = resolve_device(device)
+    run_dir = _new_run_dir(writable_directory(out_root), spec.name, scale)
+    header = {
+        "experiment": spec.name,
+        "system": spec.system,
+        "claim": spec.claim,
+        "scale": scale,
+        "seeds": list(seeds),
+        "overrides": dict(overrides or {}),
+    }
+    _write_json(run_dir / "config.json", {**header, "config": cfg.to_dict()})
+    _write_json(run_dir / "env.json", capture_environment(torch_device))
+
+    finished: list[tuple[int, Result]] = []
+    status, error = "complete", None
+    started = time.perf_counter()
+    seed_task = (
+        progress.add_task(f"{spec.name} [{scale}] seeds", total=len(seeds)) if progress else None
+    )
+    try:
+        for seed in seeds:
+            finished.append((seed, _run_one_seed(spec, cfg, run_dir, seed, torch_device, scale,
+                                                 header, progress)))
+            if progress is not None and seed_task is not None:
+                progress.advance(seed_task)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except Exception as exc:
+        status, error = "interrupted", exc
+        raise ExperimentFailed(spec.name, run_dir, exc) from exc
+    finally:
+        if progress is not None and seed_task is not None:
+            progress.remove_task(seed_task)
+        results = [r for _, r in finished]
+        if spec.summarize is not None and finished:
+            ctx = RunContext(run_dir, seed=seeds[0], device=torch_device, scale=scale)
+            try:
+                spec.summarize(results, ctx)
+            finally:
+                ctx.close()
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        _write_json(
+            run_dir / "result.json",
+            {
+                **header,
+                "status": status,
+                "error": None if error is None else f"{type(error).__name__}: {error}",
+                "seeds_finished": [s for s, _ in finished],
+                "wall_time_s": round(time.perf_counter() - started, 2),
+                "claims": [c.to_dict() for c in aggregate_claims(finished)],
+                "summary": _mean_summary(finished),
+            },
+        )
+    return run_dir
+
+
+def _run_one_seed(
+    spec: ExperimentSpec,
+    cfg: Config,
+    run_dir: Path,
+    seed: int,
+    device: torch.device,
+    scale: str,
+    header: Mapping[str, Any],
+    progress: Progress | None,
+) -> Result:
+    seed_dir = run_dir / f"seed-{seed}"
+    seed_dir.mkdir()
+    _write_json(seed_dir / "config.json", {**header, "seed": seed, "config": cfg.to_dict()})
+    _write_json(seed_dir / "env.json", capture_environment(device, seed))
+    seed_everything(seed)
+    ctx = RunContext(seed_dir, seed=seed, device=device, scale=scale, progress=progress)
+    started = time.perf_counter()
+    payload: dict[str, Any] = {**header, "seed": seed, "status": "interrupted"}
+    try:
+        result = spec.run(cfg, ctx)
+        if not isinstance(result, Result):
+            raise TypeError(f"{spec.name} returned {type(result).__name__}, not Result")
+        payload.update(result.to_dict(), status="complete")
+        return result
+    except BaseException as exc:
+        payload["error"] = f"{type(exc).__name__}: {exc}"
+        (seed_dir / "traceback.txt").write_text(traceback.format_exc())
+        raise
+    finally:
+        payload["wall_time_s"] = round(time.perf_counter() - started, 2)
+        payload["compute"] = ctx.compute.to_dict()
+        payload["peak_memory_bytes"] = peak_memory_bytes(device)
+        ctx.close()
+        _write_json(seed_dir / "result.json", payload)

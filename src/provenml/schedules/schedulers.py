@@ -1,0 +1,261 @@
+"""Warmup-Stable-Decay learning-rate schedules (Wen et al. 2024, arXiv 2410.05192).
+
+Every schedule here is a closed-form function ``factor(t)`` of the optimizer step ``t`` (the
+index of the update about to be taken, 0-based), multiplied by each parameter group's peak rate
+(the ``lr`` the optimizer was built with). Closed forms make resuming exact: a scheduler restored
+with :meth:`load_state_dict` sets the optimizer's rate to ``factor(t)`` at once, so a restart can
+neither fall back to the initial rate nor skip the end of a decay.
+
+Conventions, shared by all schedules (``W`` warmup steps, ``r`` = ``min_lr_ratio``):
+
+* warmup: ``factor(t) = (t + 1) / W`` for ``t < W`` (the peak is reached at step ``W - 1``);
+* a decay of ``D`` steps ending at budget ``T`` runs over ``t = T - D, ..., T - 1`` with progress
+  ``p = (t - (T - D) + 1) / D``, so the last update before the checkpoint at ``T`` uses exactly
+  ``r`` times the peak.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+DecayShape = Literal["linear", "cosine", "1-sqrt", "inverse"]
+DECAY_SHAPES: tuple[str, ...] = ("linear", "cosine", "1-sqrt", "inverse")
+
+
+def decay_factor(progress: float, shape: str, min_ratio: float) -> float:
+    """Rate multiplier at decay ``progress`` p in [0, 1], from 1 at p = 0 to ``min_ratio`` at 1.
+
+    Shapes (Wen et al. 2024, Sec. 2 and App. on decay functions; r = ``min_ratio``):
+
+    * ``linear``:  1 - (1 - r) p
+    * ``cosine``:  r + (1 - r) (1 + cos(pi p)) / 2
+    * ``1-sqrt``:  1 - (1 - r) sqrt(p)
+    * ``inverse``: 1 / (p (1/r - 1) + 1), the inverse-proportional decay eta / (t (1/r - 1) + 1)
+    """
+    p = min(max(progress, 0.0), 1.0)
+    if shape == "linear":
+        return 1.0 - (1.0 - min_ratio) * p
+    if shape == "cosine":
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
+    if shape == "1-sqrt":
+        return 1.0 - (1.0 - min_ratio) * math.sqrt(p)
+    if shape == "inverse":
+        if min_ratio <= 0:
+            raise ValueError("the inverse decay needs min_lr_ratio > 0")
+        return 1.0 / (p * (1.0 / min_ratio - 1.0) + 1.0)
+    raise ValueError(f"unknown decay shape {shape!r}; choose one of {', '.join(DECAY_SHAPES)}")
+
+
+def decay_steps(stretch: int, decay_fraction: float) -> int:
+    """Length of a decay that takes ``decay_fraction`` of a ``stretch`` of steps (at least 1)."""
+    return max(1, round(decay_fraction * stretch))
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+class _ClosedFormScheduler(LRScheduler):
+    """Base class: ``lr = peak * factor(t)``; subclasses implement :meth:`factor`."""
+
+    def factor(self, step: int) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        f = self.factor(self.last_epoch)
+        return [base * f for base in self.base_lrs]
+
+    def _get_closed_form_lr(self) -> list[float]:
+        return self.get_lr()
+
+    @property
+    def peak_lrs(self) -> list[float]:
+        return list(self.base_lrs)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the schedule and set the optimizer's rate for the step it resumes at."""
+        super().load_state_dict(state_dict)
+        f = self.factor(self.last_epoch)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * f
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+
+class WSD(_ClosedFormScheduler):
+    """Warmup-Stable-Decay (Wen et al. 2024, Eq. 1): warm up, hold the peak, decay at the end.
+
+    ``factor(t)`` is the warmup ramp for ``t < W``, 1 until ``total_steps - D`` with
+    ``D = round(decay_fraction * total_steps)``, then :func:`decay_factor` down to
+    ``min_lr_ratio`` at ``t = total_steps - 1``; it stays at ``min_lr_ratio`` afterwards.
+
+    To branch a decay off a running main branch at step ``k`` (the WSD recipe for several
+    budgets), copy the model and optimizer and build ``WSD(branch_opt, total_steps=T, ...,
+    last_epoch=k - 1)`` on the copy, as for any PyTorch scheduler resumed at step ``k``.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        total_steps: int,
+        warmup_steps: int = 0,
+        decay_fraction: float = 0.1,
+        decay_shape: DecayShape = "linear",
+        min_lr_ratio: float = 0.1,
+        last_epoch: int = -1,
+    ) -> None:
+        _check(total_steps > 0, f"total_steps must be positive, got {total_steps}")
+        _check(0 < decay_fraction <= 1, f"decay_fraction must be in (0, 1], got {decay_fraction}")
+        _check(0 <= min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
+        decay_factor(0.5, decay_shape, min_lr_ratio)  # validates the shape
+        self.total_steps = total_steps
+        self.warmup_steps = warmup_steps
+        self.decay_fraction = decay_fraction
+        self.decay_shape = decay_shape
+        self.min_lr_ratio = min_lr_ratio
+        self.decay_start = total_steps - decay_steps(total_steps, decay_fraction)
+        _check(
+            0 <= warmup_steps <= self.decay_start,
+            f"warmup_steps ({warmup_steps}) must end before the decay starts "
+            f"(step {self.decay_start})",
+        )
+        super().__init__(optimizer, last_epoch)
+
+    def factor(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if step < self.decay_start:
+            return 1.0
+        progress = (step - self.decay_start + 1) / (self.total_steps - self.decay_start)
+        return decay_factor(progress, self.decay_shape, self.min_lr_ratio)
+
+
+class WSDS(_ClosedFormScheduler):
+    """WSD-S (Wen et al. 2024, Sec. 5): one branch, a decay before every budget, no re-warmup.
+
+    The budgets ``T_1 < T_2 < ...`` split training into stretches ``[T_{i-1}, T_i)``; each ends
+    with a decay over its last ``round(decay_fraction * (T_i - T_{i-1}))`` steps that reaches
+    exactly ``min_lr_ratio`` at step ``T_i - 1``. Training then continues from the decayed
+    weights and optimizer state straight at the peak rate. The checkpoint for budget ``T_i`` is
+    the model after ``T_i`` updates (:attr:`checkpoint_steps`).
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        budgets: Sequence[int],
+        warmup_steps: int = 0,
+        decay_fraction: float = 0.1,
+        decay_shape: DecayShape = "linear",
+        min_lr_ratio: float = 0.1,
+        last_epoch: int = -1,
+    ) -> None:
+        budgets = [int(b) for b in budgets]
+        _check(len(budgets) > 0, "budgets must not be empty")
+        _check(budgets[0] > 0 and all(a < b for a, b in zip(budgets, budgets[1:], strict=False)),
+               f"budgets must be positive and strictly increasing, got {budgets}")
+        _check(0 < decay_fraction <= 1, f"decay_fraction must be in (0, 1], got {decay_fraction}")
+        _check(0 <= min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
+        decay_factor(0.5, decay_shape, min_lr_ratio)
+        self.budgets = budgets
+        self.warmup_steps = warmup_steps
+        self.decay_fraction = decay_fraction
+        self.decay_shape = decay_shape
+        self.min_lr_ratio = min_lr_ratio
+        starts = [0, *budgets[:-1]]
+        self.decay_starts = [
+            end - decay_steps(end - start, decay_fraction)
+            for start, end in zip(starts, budgets, strict=True)
+        ]
+        _check(
+            warmup_steps <= self.decay_starts[0],
+            f"warmup_steps ({warmup_steps}) must end before the first decay "
+            f"(step {self.decay_starts[0]})",
+        )
+        super().__init__(optimizer, last_epoch)
+
+    @property
+    def checkpoint_steps(self) -> list[int]:
+        """Steps after which the model is a checkpoint (the budgets)."""
+        return list(self.budgets)
+
+    def factor(self, step: int) -> float:
+        if step >= self.budgets[-1]:
+            return self.min_lr_ratio
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        i = bisect.bisect_right(self.budgets, step)  # stretch index: budgets[i-1] <= step < T_i
+        start, end = self.decay_starts[i], self.budgets[i]
+        if step < start:
+            return 1.0
+        return decay_factor((step - start + 1) / (end - start), self.decay_shape,
+                            self.min_lr_ratio)
+
+
+class CyclicCosine(_ClosedFormScheduler):
+    """Cyclic cosine (the baseline of Wen et al. 2024, Sec. 5): one cosine cycle per budget.
+
+    Stretch ``[T_{i-1}, T_i)`` starts with a linear ramp (from 0 over ``warmup_steps`` in the
+    first stretch, from the minimum over ``rewarmup_steps`` in later ones) to the peak, then a
+    cosine decay that reaches ``min_lr_ratio`` at step ``T_i - 1``.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        budgets: Sequence[int],
+        warmup_steps: int = 0,
+        rewarmup_steps: int = 0,
+        min_lr_ratio: float = 0.1,
+        last_epoch: int = -1,
+    ) -> None:
+        budgets = [int(b) for b in budgets]
+        _check(len(budgets) > 0, "budgets must not be empty")
+        _check(budgets[0] > 0 and all(a < b for a, b in zip(budgets, budgets[1:], strict=False)),
+               f"budgets must be positive and strictly increasing, got {budgets}")
+        _check(0 <= min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
+        starts = [0, *budgets[:-1]]
+        ramps = [warmup_steps] + [rewarmup_steps] * (len(budgets) - 1)
+        for start, end, ramp in zip(starts, budgets, ramps, strict=True):
+            _check(ramp < end - start, f"a (re)warmup of {ramp} steps does not fit in "
+                                       f"the stretch [{start}, {end})")
+        self.budgets = budgets
+        self.warmup_steps = warmup_steps
+        self.rewarmup_steps = rewarmup_steps
+        self.min_lr_ratio = min_lr_ratio
+        self._starts, self._ramps = starts, ramps
+        super().__init__(optimizer, last_epoch)
+
+    def factor(self, step: int) -> float:
+        if step >= self.budgets[-1]:
+            return self.min_lr_ratio
+        i = bisect.bisect_right(self.budgets, step)
+        start, end, ramp = self._starts[i], self.budgets[i], self._ramps[i]
+        offset = step - start
+        if offset < ramp:
+            floor = 0.0 if i == 0 else self.min_lr_ratio
+            return floor + (1.0 - floor) * (offset + 1) / ramp
+        progress = (offset - ramp + 1) / (end - start - ramp)
+        return decay_factor(progress, "cosine", self.min_lr_ratio)
+
+
+class WarmupCosine(CyclicCosine):
+    """Linear warmup then one cosine decay to ``min_lr_ratio`` at ``total_steps - 1``: the
+    per-budget oracle when the budget is known in advance."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        total_steps: int,
+        warmup_steps: int = 0,
+        min_lr_ratio: float = 0.1,
+        last_epoch: int = -1,
+    ) -> None:
+        self.total_steps = total_steps
+        super().__init__(optimizer, [total_steps], warmup_steps, 0, min_lr_ratio, last_epoch)
