@@ -146,11 +146,12 @@ def parse_value(raw: str, annotation: Any, key: str = "value") -> Any:
 class Claim:
     """One of a paper's statements, with the numbers that test it.
 
-    The claim holds when ``ours <comparison> baseline + margin`` for every baseline, where
-    ``margin`` has the sign that makes the comparison easier for ``<``/``<=`` (a tolerance above
-    the baseline) and harder for ``>``/``>=``; when ``test`` names a statistical test, it must
-    also reject the null at ``alpha`` (needs two or more seeds, else the verdict is
-    ``inconclusive``). ``ours`` and each baseline hold one value per seed.
+    The claim holds when ``mean(ours) <comparison> mean(baseline) + margin`` for every
+    baseline (``margin`` is signed: ``<=`` with margin 0.01 reads "no more than 0.01 above").
+    When ``test`` names a statistical test, it must also reject the null at ``alpha`` (this needs
+    two or more seeds, else the verdict is ``inconclusive``). ``ours`` and each baseline hold one
+    value per seed. With two or more seed-matched values, one-sided paired p-values are computed
+    for display even when ``test`` is None; they only decide the verdict when ``test`` is set.
     """
 
     key: str
@@ -189,23 +190,21 @@ class Claim:
         if any(math.isnan(v) for v in values):
             return "inconclusive"
         compare = _OPERATORS[self.comparison]
-        margin = self.margin if self.comparison in ("<", "<=") else -self.margin
         mean_holds = all(
-            compare(self.ours_mean, self.baseline_mean(b) + margin) for b in self.baselines
+            compare(self.ours_mean, self.baseline_mean(b) + self.margin) for b in self.baselines
         )
+        alternative = "less" if self.comparison in ("<", "<=") else "greater"
         self.p_values = {}
+        for name, base in self.baselines.items():
+            shifted = [b + self.margin for b in base]
+            if self.test == "welch" and len(self.ours) >= 2 and len(base) >= 2:
+                self.p_values[name] = stats.welch_test(self.ours, shifted, alternative)
+            elif len(self.ours) >= 2 and len(base) == len(self.ours):
+                self.p_values[name] = stats.paired_test(self.ours, shifted, alternative)
         if self.test is None:
             return "holds" if mean_holds else "fails"
-        if len(self.ours) < 2:
+        if len(self.p_values) < len(self.baselines):
             return "inconclusive"
-        alternative = "less" if self.comparison in ("<", "<=") else "greater"
-        for name, base in self.baselines.items():
-            shifted = [b + margin for b in base]
-            if self.test == "paired":
-                p = stats.paired_test(self.ours, shifted, alternative=alternative)
-            else:
-                p = stats.welch_test(self.ours, shifted, alternative=alternative)
-            self.p_values[name] = p
         significant = all(p <= self.alpha for p in self.p_values.values())
         return "holds" if mean_holds and significant else "fails"
 
