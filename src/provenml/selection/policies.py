@@ -1,0 +1,405 @@
+"""Scoring policies for online batch selection, all behind one interface.
+
+A policy scores every example of a super-batch with one batched forward per scorer model (eval
+mode, no gradient, per-example losses) and then picks ``k`` of them, either by sampling without
+replacement from ``softmax(score / temperature)`` or by top-k. After the selection it may update
+its own models (the learnability *actor* trains on the selected batch).
+
+Policies (Evans et al. 2023, arXiv 2312.05328; Mindermann et al. 2022, arXiv 2206.07137):
+
+==================  ======================================  =====================
+policy              score                                   scorer forwards
+==================  ======================================  =====================
+``Uniform``         none (uniform random subset)            none
+``Learnability``    actor loss - reference loss             actor + reference
+``RhoLoss``         learner loss - reference loss           learner + reference
+``HardLearner``     learner loss                            learner
+``EasyReference``   - reference loss                        reference
+==================  ======================================  =====================
+
+A reference is a frozen ``nn.Module``, a table of its losses precomputed per dataset index
+(see :func:`provenml.selection.precompute_losses`), or an :class:`OnlineReference` that keeps
+training on held-out data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from provenml.core import ComputeLedger, ProvenmlError
+from provenml.selection.batches import Batch, batch_length
+
+LossFn = Callable[[nn.Module, Batch], Tensor]
+"""``loss_fn(model, batch) -> Tensor[N]``: one loss per example (``reduction="none"``)."""
+
+
+def check_per_example(losses: Any, n: int) -> Tensor:
+    """Raise a clear error unless ``losses`` is a tensor of shape ``[n]``."""
+    if not isinstance(losses, Tensor):
+        raise ProvenmlError(f"loss_fn must return a tensor, got {type(losses).__name__}")
+    if losses.dim() == 0:
+        raise ProvenmlError(
+            "loss_fn returned a scalar; it must return one loss per example "
+            "(e.g. F.cross_entropy(..., reduction='none'))"
+        )
+    if losses.shape != (n,):
+        raise ProvenmlError(
+            f"loss_fn must return per-example losses of shape [{n}], got {tuple(losses.shape)}"
+        )
+    return losses
+
+
+def _charge(
+    ledger: ComputeLedger | None, category: str, fn: Callable[[], Tensor], key: Hashable
+) -> Tensor:
+    return fn() if ledger is None else ledger.charge(category, fn, key=key)
+
+
+def per_example_losses(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    *,
+    ledger: ComputeLedger | None = None,
+    category: str = "scoring",
+) -> Tensor:
+    """One batched forward of ``model`` in eval mode without gradients: ``Tensor[N]`` of losses.
+
+    The model's train/eval mode is restored afterwards. FLOPs go to ``category`` in ``ledger``.
+    """
+    n = batch_length(batch)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            losses = _charge(ledger, category, lambda: loss_fn(model, batch), key=("fwd", n))
+    finally:
+        model.train(was_training)
+    return check_per_example(losses, n).detach().float()
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    batch: Batch,
+    *,
+    ledger: ComputeLedger | None = None,
+    category: str = "training",
+) -> float:
+    """One optimizer step on the mean per-example loss; FLOPs (forward + backward) to ledger."""
+    n = batch_length(batch)
+    model.train()
+
+    def step() -> Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = check_per_example(loss_fn(model, batch), n).mean()
+        loss.backward()
+        return loss.detach()
+
+    loss = _charge(ledger, category, step, key=("fwd+bwd", n))
+    optimizer.step()
+    return float(loss)
+
+
+class OnlineReference:
+    """A reference model that keeps training on held-out data, one step per selection.
+
+    ``holdout`` is any re-iterable source of batches (a DataLoader, a list of batches); it is
+    iterated again from the start when exhausted. Scores use the model as it is at that step.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        holdout: Iterable[Batch],
+        loss_fn: LossFn,
+        optimizer: torch.optim.Optimizer | None = None,
+        lr: float = 1e-3,
+    ) -> None:
+        self.model = model
+        self.holdout = holdout
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+        self._iterator: Iterator[Batch] | None = None
+
+    def _next_batch(self) -> Batch:
+        if self._iterator is None:
+            self._iterator = iter(self.holdout)
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            self._iterator = iter(self.holdout)
+            try:
+                return next(self._iterator)
+            except StopIteration:
+                raise ProvenmlError("the online reference's holdout source is empty") from None
+
+    def step(self, ledger: ComputeLedger | None = None) -> float:
+        """Train the reference for one step on the next held-out batch."""
+        return train_step(
+            self.model,
+            self.optimizer,
+            self.loss_fn,
+            self._next_batch(),
+            ledger=ledger,
+            category="training:reference",
+        )
+
+
+Reference = nn.Module | Tensor | OnlineReference
+
+
+def reference_losses(
+    reference: Reference,
+    loss_fn: LossFn,
+    batch: Batch,
+    indices: Tensor | None,
+    ledger: ComputeLedger | None,
+) -> Tensor:
+    """Per-example reference losses: a lookup in a precomputed table, or one forward."""
+    if isinstance(reference, Tensor):
+        if indices is None:
+            raise ProvenmlError(
+                "a precomputed reference-loss table needs dataset indices: pass a Dataset "
+                "to the selector (or indices= to select()), not a plain iterable of batches"
+            )
+        if int(indices.max()) >= reference.shape[0] or int(indices.min()) < 0:
+            raise ProvenmlError(
+                f"dataset index {int(indices.max())} is outside the reference-loss table of "
+                f"length {reference.shape[0]}; was the table computed on another dataset?"
+            )
+        return reference[indices.to(reference.device)].float()
+    model = reference.model if isinstance(reference, OnlineReference) else reference
+    return per_example_losses(model, loss_fn, batch, ledger=ledger, category="scoring:reference")
+
+
+class ScoringPolicy:
+    """Base class: ``score`` a super-batch, ``choose`` k positions, then ``observe`` them.
+
+    ``temperature`` and ``topk`` set how the scores turn into a selection; ``uses_learner`` says
+    whether scoring needs a forward of the (large) learner.
+    """
+
+    name: ClassVar[str] = "policy"
+    uses_learner: ClassVar[bool] = False
+
+    def __init__(self, *, temperature: float = 1.0, topk: bool = False) -> None:
+        if not temperature > 0:
+            raise ProvenmlError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+        self.topk = bool(topk)
+
+    def score(
+        self,
+        batch: Batch,
+        *,
+        indices: Tensor | None,
+        learner: nn.Module,
+        loss_fn: LossFn,
+        ledger: ComputeLedger | None,
+    ) -> Tensor | None:
+        """Scores ``Tensor[N]`` (higher is picked first), or None for a uniform choice."""
+        raise NotImplementedError
+
+    def choose(self, scores: Tensor | None, n: int, k: int, generator: torch.Generator) -> Tensor:
+        """Positions of the k chosen examples out of n.
+
+        Without scores: a uniform random subset. With ``topk``: the k highest scores.
+        Otherwise k draws without replacement, each with probability
+        ``softmax(score / temperature)`` renormalised over the positions not yet drawn
+        (Evans et al. 2023, Sec. 3: prioritised sampling from the learnability scores).
+        """
+        if scores is None:
+            return torch.randperm(n, generator=generator)[:k]
+        if self.topk:
+            return torch.topk(scores, k).indices
+        probs = torch.softmax(scores.double().cpu() / self.temperature, dim=0)
+        picked = torch.multinomial(probs, k, replacement=False, generator=generator)
+        return picked.to(scores.device)
+
+    def observe(
+        self,
+        batch: Batch,
+        *,
+        indices: Tensor | None,
+        loss_fn: LossFn,
+        ledger: ComputeLedger | None,
+    ) -> None:
+        """Update the policy's own models on the selected batch (no-op by default)."""
+
+
+class Uniform(ScoringPolicy):
+    """Uniform sampling: a random subset of the super-batch, no scoring at all."""
+
+    name = "uniform"
+
+    def score(self, batch: Batch, **_: Any) -> Tensor | None:
+        return None
+
+
+class Learnability(ScoringPolicy):
+    """Learnability with a small online actor and a small reference (Evans et al. 2023).
+
+    ``score(x) = loss(x; actor) - loss(x; reference)`` (Evans et al., Eq. 1 with the learner
+    replaced by the cheap online *actor*, Sec. 3.2 "amortising scoring with small models").
+    The actor trains on each selected batch; the reference is frozen (or an
+    :class:`OnlineReference`). Default selection: sampling from ``softmax(score / T)``.
+    """
+
+    name = "learnability"
+
+    def __init__(
+        self,
+        actor: nn.Module,
+        reference: Reference,
+        *,
+        actor_optimizer: torch.optim.Optimizer | None = None,
+        lr: float = 1e-3,
+        temperature: float = 1.0,
+        topk: bool = False,
+    ) -> None:
+        super().__init__(temperature=temperature, topk=topk)
+        self.actor = actor
+        self.reference = reference
+        self.actor_optimizer = actor_optimizer or torch.optim.Adam(actor.parameters(), lr=lr)
+
+    def score(
+        self,
+        batch: Batch,
+        *,
+        indices: Tensor | None,
+        learner: nn.Module,
+        loss_fn: LossFn,
+        ledger: ComputeLedger | None,
+    ) -> Tensor:
+        """Evans et al. Eq. 1: ``s_learn = l(x | actor) - l(x | reference)``."""
+        actor_loss = per_example_losses(
+            self.actor, loss_fn, batch, ledger=ledger, category="scoring:actor"
+        )
+        return actor_loss - reference_losses(self.reference, loss_fn, batch, indices, ledger)
+
+    def observe(
+        self,
+        batch: Batch,
+        *,
+        indices: Tensor | None,
+        loss_fn: LossFn,
+        ledger: ComputeLedger | None,
+    ) -> None:
+        train_step(
+            self.actor,
+            self.actor_optimizer,
+            loss_fn,
+            batch,
+            ledger=ledger,
+            category="training:actor",
+        )
+        if isinstance(self.reference, OnlineReference):
+            self.reference.step(ledger)
+
+
+class RhoLoss(ScoringPolicy):
+    """RHO-LOSS (Mindermann et al. 2022): the learner scores, so it costs a learner forward.
+
+    ``score(x) = L[y | x; learner] - L[y | x; reference]`` (Mindermann et al., Eq. 3, the
+    reducible holdout loss with the irreducible loss from a model trained on holdout data).
+    Default selection: top-k, as in the paper.
+    """
+
+    name = "rho_loss"
+    uses_learner = True
+
+    def __init__(
+        self, reference: Reference, *, temperature: float = 1.0, topk: bool = True
+    ) -> None:
+        super().__init__(temperature=temperature, topk=topk)
+        self.reference = reference
+
+    def score(
+        self,
+        batch: Batch,
+        *,
+        indices: Tensor | None,
+        learner: nn.Module,
+        loss_fn: LossFn,
+        ledger: ComputeLedger | None,
+    ) -> Tensor:
+        """Mindermann et al. Eq. 3: ``L[y|x; D_t] - L[y|x; D_ho]``."""
+        learner_loss = per_example_losses(
+            learner, loss_fn, batch, ledger=ledger, category="scoring:learner"
+        )
+        return learner_loss - reference_losses(self.reference, loss_fn, batch, indices, ledger)
+
+    def observe(
+        self,
+        batch: Batch,
+        *,
+        indices: Tensor | None,
+        loss_fn: LossFn,
+        ledger: ComputeLedger | None,
+    ) -> None:
+        if isinstance(self.reference, OnlineReference):
+            self.reference.step(ledger)
+
+
+class HardLearner(ScoringPolicy):
+    """Hard-learner prioritisation: ``score(x) = loss(x; learner)`` (Evans et al., Eq. 2 ablation;
+    Loshchilov & Hutter's online hard-example selection). Default selection: sampling."""
+
+    name = "hard_learner"
+    uses_learner = True
+
+    def score(
+        self,
+        batch: Batch,
+        *,
+        indices: Tensor | None,
+        learner: nn.Module,
+        loss_fn: LossFn,
+        ledger: ComputeLedger | None,
+    ) -> Tensor:
+        """Evans et al. Sec. 3.1 "hard learner": ``s_hard = l(x | learner)``."""
+        return per_example_losses(
+            learner, loss_fn, batch, ledger=ledger, category="scoring:learner"
+        )
+
+
+class EasyReference(ScoringPolicy):
+    """Easy-reference prioritisation: ``score(x) = -loss(x; reference)`` (Evans et al. Sec. 3.1
+    "easy reference"). Default selection: sampling."""
+
+    name = "easy_reference"
+
+    def __init__(
+        self, reference: Reference, *, temperature: float = 1.0, topk: bool = False
+    ) -> None:
+        super().__init__(temperature=temperature, topk=topk)
+        self.reference = reference
+
+    def score(
+        self,
+        batch: Batch,
+        *,
+        indices: Tensor | None,
+        learner: nn.Module,
+        loss_fn: LossFn,
+        ledger: ComputeLedger | None,
+    ) -> Tensor:
+        """Evans et al. Sec. 3.1 "easy reference": ``s_easy = -l(x | reference)``."""
+        return -reference_losses(self.reference, loss_fn, batch, indices, ledger)
+
+    def observe(
+        self,
+        batch: Batch,
+        *,
+        indices: Tensor | None,
+        loss_fn: LossFn,
+        ledger: ComputeLedger | None,
+    ) -> None:
+        if isinstance(self.reference, OnlineReference):
+            self.reference.step(ledger)

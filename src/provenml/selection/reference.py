@@ -1,0 +1,92 @@
+"""Training the reference model on held-out data, and caching its losses per dataset index."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from provenml.core import ComputeLedger, ProvenmlError
+from provenml.selection.batches import Batch
+from provenml.selection.policies import LossFn, check_per_example, train_step
+
+
+def _batches(data: Dataset, order: Tensor, batch_size: int) -> list[Batch]:
+    chunks = list(order.split(batch_size))
+    if isinstance(data, TensorDataset):
+        return [tuple(t[c.to(t.device)] for t in data.tensors) for c in chunks]
+    return list(DataLoader(data, batch_sampler=[c.tolist() for c in chunks]))
+
+
+def train_reference(
+    model: nn.Module,
+    holdout: Dataset,
+    loss_fn: LossFn,
+    *,
+    steps: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    ledger: ComputeLedger | None = None,
+    seed: int = 0,
+) -> nn.Module:
+    """Train ``model`` on clean held-out data for ``steps`` Adam steps; return it in eval mode.
+
+    Train the reference on data **disjoint from and cleaner than** the training pool: a
+    reference trained on the noisy pool learns the noise and stops telling noisy labels apart.
+    Its FLOPs (forward + backward) go to ``ledger["training:reference"]``.
+    """
+    n = len(holdout)  # type: ignore[arg-type]
+    if n < batch_size:
+        raise ProvenmlError(f"holdout has {n} examples, fewer than batch_size={batch_size}")
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    done = 0
+    while done < steps:
+        order = torch.randperm(n, generator=generator)[: n - n % batch_size]
+        for batch in _batches(holdout, order, batch_size):
+            if done >= steps:
+                break
+            train_step(
+                model, optimizer, loss_fn, batch, ledger=ledger, category="training:reference"
+            )
+            done += 1
+    return model.eval()
+
+
+def precompute_losses(
+    model: nn.Module,
+    data: Dataset,
+    loss_fn: LossFn,
+    *,
+    batch_size: int = 4096,
+    ledger: ComputeLedger | None = None,
+) -> Tensor:
+    """Per-example losses of a frozen ``model`` on every example of ``data``, in index order.
+
+    The returned ``Tensor[len(data)]`` is aligned with dataset indices: pass it as the
+    ``reference`` of a policy and feed the selector the same ``Dataset`` (it then looks losses
+    up by index instead of running the reference every step). FLOPs go to
+    ``ledger["scoring:reference"]``.
+    """
+    n = len(data)  # type: ignore[arg-type]
+    chunks = list(torch.arange(n).split(batch_size))
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        with torch.no_grad():
+            for chunk, batch in zip(
+                chunks, _batches(data, torch.arange(n), batch_size), strict=True
+            ):
+                size = len(chunk)
+                if ledger is None:
+                    losses = loss_fn(model, batch)
+                else:
+                    losses = ledger.charge(
+                        "scoring:reference", loss_fn, model, batch, key=("fwd", size)
+                    )
+                out.append(check_per_example(losses, size).float())
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
