@@ -129,14 +129,30 @@ def reproduce(
 
 def _print_claims(rows: list[dict[str, str]]) -> None:
     table = Table(title="claims", show_lines=True)
-    for column in ("system", "experiment", "claim", "ours", "comparison", "baselines", "verdict",
-                   "seeds"):
+    for column in (
+        "system",
+        "experiment",
+        "claim",
+        "ours",
+        "comparison",
+        "baselines",
+        "verdict",
+        "seeds",
+    ):
         table.add_column(column, overflow="fold")
     colours = {"holds": "green", "fails": "red", "inconclusive": "yellow"}
     for row in rows:
         verdict = f"[{colours.get(row['verdict'], 'white')}]{row['verdict']}[/]"
-        table.add_row(row["system"], row["experiment"], row["claim"], row["ours"],
-                      row["comparison"], row["baselines"], verdict, row["seeds"])
+        table.add_row(
+            row["system"],
+            row["experiment"],
+            row["claim"],
+            row["ours"],
+            row["comparison"],
+            row["baselines"],
+            verdict,
+            row["seeds"],
+        )
     console.print(table)
 
 

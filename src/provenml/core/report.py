@@ -118,13 +118,17 @@ def write_report(runs_dir: Path, out: Path) -> tuple[Path, list[dict[str, str]]]
     ]
     for row in rows:
         verdict = row["verdict"] if row["status"] == "complete" else f"{row['verdict']} (partial)"
-        cells = [row[k] for k in ("system", "experiment", "claim", "metric", "ours", "comparison",
-                                  "baselines")] + [f"**{verdict}**", row["seeds"]]
+        cells = [
+            row[k]
+            for k in ("system", "experiment", "claim", "metric", "ours", "comparison", "baselines")
+        ] + [f"**{verdict}**", row["seeds"]]
         lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")
     for rec in records:
         lines += ["", f"## {rec.experiment} [{rec.scale}]", ""]
-        lines.append(f"Run directory `{rec.path}`, status {rec.result.get('status')}, "
-                     f"wall time {rec.result.get('wall_time_s', '?')} s.")
+        lines.append(
+            f"Run directory `{rec.path}`, status {rec.result.get('status')}, "
+            f"wall time {rec.result.get('wall_time_s', '?')} s."
+        )
         for note in rec.result.get("notes", []):
             lines += ["", f"> {note}"]
         for plot in rec.plots():

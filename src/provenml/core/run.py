@@ -183,9 +183,7 @@ class RunContext:
         finally:
             self._progress.remove_task(task)
 
-    def track(
-        self, items: Iterable[T], description: str, total: int | None = None
-    ) -> Iterator[T]:
+    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
         """Iterate over ``items`` with a progress bar."""
         if total is None and hasattr(items, "__len__"):
             total = len(items)  # type: ignore[arg-type]
@@ -317,8 +315,12 @@ def run_experiment(
     )
     try:
         for seed in seeds:
-            finished.append((seed, _run_one_seed(spec, cfg, run_dir, seed, torch_device, scale,
-                                                 header, progress)))
+            finished.append(
+                (
+                    seed,
+                    _run_one_seed(spec, cfg, run_dir, seed, torch_device, scale, header, progress),
+                )
+            )
             if progress is not None and seed_task is not None:
                 progress.advance(seed_task)
     except KeyboardInterrupt:

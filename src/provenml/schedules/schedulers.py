@@ -158,8 +158,10 @@ class WSDS(_ClosedFormScheduler):
     ) -> None:
         budgets = [int(b) for b in budgets]
         _check(len(budgets) > 0, "budgets must not be empty")
-        _check(budgets[0] > 0 and all(a < b for a, b in zip(budgets, budgets[1:], strict=False)),
-               f"budgets must be positive and strictly increasing, got {budgets}")
+        _check(
+            budgets[0] > 0 and all(a < b for a, b in zip(budgets, budgets[1:], strict=False)),
+            f"budgets must be positive and strictly increasing, got {budgets}",
+        )
         _check(0 < decay_fraction <= 1, f"decay_fraction must be in (0, 1], got {decay_fraction}")
         _check(0 <= min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
         decay_factor(0.5, decay_shape, min_lr_ratio)
@@ -194,8 +196,7 @@ class WSDS(_ClosedFormScheduler):
         start, end = self.decay_starts[i], self.budgets[i]
         if step < start:
             return 1.0
-        return decay_factor((step - start + 1) / (end - start), self.decay_shape,
-                            self.min_lr_ratio)
+        return decay_factor((step - start + 1) / (end - start), self.decay_shape, self.min_lr_ratio)
 
 
 class CyclicCosine(_ClosedFormScheduler):
@@ -217,14 +218,18 @@ class CyclicCosine(_ClosedFormScheduler):
     ) -> None:
         budgets = [int(b) for b in budgets]
         _check(len(budgets) > 0, "budgets must not be empty")
-        _check(budgets[0] > 0 and all(a < b for a, b in zip(budgets, budgets[1:], strict=False)),
-               f"budgets must be positive and strictly increasing, got {budgets}")
+        _check(
+            budgets[0] > 0 and all(a < b for a, b in zip(budgets, budgets[1:], strict=False)),
+            f"budgets must be positive and strictly increasing, got {budgets}",
+        )
         _check(0 <= min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
         starts = [0, *budgets[:-1]]
         ramps = [warmup_steps] + [rewarmup_steps] * (len(budgets) - 1)
         for start, end, ramp in zip(starts, budgets, ramps, strict=True):
-            _check(ramp < end - start, f"a (re)warmup of {ramp} steps does not fit in "
-                                       f"the stretch [{start}, {end})")
+            _check(
+                ramp < end - start,
+                f"a (re)warmup of {ramp} steps does not fit in the stretch [{start}, {end})",
+            )
         self.budgets = budgets
         self.warmup_steps = warmup_steps
         self.rewarmup_steps = rewarmup_steps
