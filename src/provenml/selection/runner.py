@@ -223,9 +223,8 @@ def run_arm(
     x_test, y_test = splits.x_test.to(device), splits.y_test.to(device)
     run = ArmRun(arm)
     noisy_picked = torch.zeros((), device=device)
-    step = 0
     epochs = math.ceil(steps * selector.super_batch_size / len(pool)) + 1
-    for selection in selector.selections(pool, epochs=epochs):
+    for step, selection in enumerate(selector.selections(pool, epochs=epochs), start=1):
         train_step(
             learner,
             optimizer,
