@@ -169,7 +169,7 @@ def _read_id_map(path: Path) -> list[str]:
 
 
 def load_openke(folder: str | Path, name: str | None = None) -> TriplesDataset:
-    """OpenKE's benchmark folder: ``entity2id.txt``, ``relation2id.txt``, ``{train,valid,test}2id.txt``.
+    """OpenKE's folder: ``entity2id.txt``, ``relation2id.txt``, ``{train,valid,test}2id.txt``.
 
     Triple files start with a count line and store ``head tail relation`` (OpenKE's order).
     """

@@ -126,7 +126,8 @@ def _table(rows: int, dim: int) -> nn.Parameter:
 
 
 def _select(table: Tensor, idx: Tensor | None) -> Tensor:
-    return table if idx is None else table[idx]
+    """Rows ``idx`` of ``table`` (all rows for ``None``); index_select has the cheaper backward."""
+    return table if idx is None else table.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)
 
 
 def _complex_moduli(x: Tensor) -> Tensor:
