@@ -7,6 +7,7 @@ pointing at its run directory (the traceback is saved there) and exits with stat
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +15,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from provenml.core.experiment import SCALES, ProvenmlError, get_experiment, registry
+from provenml.core.experiment import (
+    SCALES,
+    ExperimentSpec,
+    ProvenmlError,
+    get_experiment,
+    registry,
+)
 
 app = typer.Typer(
     help="Reproduce ML papers' headline claims on your own machine.",
@@ -89,8 +96,7 @@ def reproduce(
         if not specs:
             raise ProvenmlError("name at least one experiment (see `provenml list`) or pass --all")
         overrides = _parse_sets(set_ or [])
-        for spec in specs:  # validate every config before anything runs
-            spec.config.from_preset(scale, overrides)
+        per_spec = _overrides_per_experiment(specs, scale, overrides)
         resolve_device(device)
         writable_directory(out)
     except ProvenmlError as exc:
@@ -109,7 +115,7 @@ def reproduce(
                     scale=scale,
                     seeds=seed_list,
                     device=device,
-                    overrides=overrides,
+                    overrides=per_spec[spec.name],
                     out_root=out,
                     progress=bar,
                 )
@@ -125,6 +131,22 @@ def reproduce(
 
     records = [r for r in load_runs(out, latest_only=False) if r.path in set(run_dirs)]
     _print_claims(claim_rows(records))
+
+
+def _overrides_per_experiment(
+    specs: list[ExperimentSpec], scale: str, overrides: dict[str, str]
+) -> dict[str, dict[str, str]]:
+    """Each ``--set`` key goes to the experiments whose config has it; a key that no selected
+    experiment knows is an error. Every resulting config is built once here, so that a bad
+    value fails before anything runs."""
+    fields = {s.name: {f.name for f in dataclasses.fields(s.config)} for s in specs}
+    for key in overrides:
+        if not any(key in names for names in fields.values()):
+            specs[0].config.from_preset(scale, {key: overrides[key]})  # raises, with suggestions
+    per_spec = {s.name: {k: v for k, v in overrides.items() if k in fields[s.name]} for s in specs}
+    for spec in specs:
+        spec.config.from_preset(scale, per_spec[spec.name])
+    return per_spec
 
 
 def _print_claims(rows: list[dict[str, str]]) -> None:

@@ -23,9 +23,9 @@ def load_experiment_modules() -> None:
         if not module.ispkg or module.name in ("core", "data"):
             continue
         qualified = f"provenml.{module.name}.experiments"
-        if importlib.util.find_spec(qualified) is None:
-            continue
-        try:
+        try:  # find_spec imports the system package itself, which may need an optional extra
+            if importlib.util.find_spec(qualified) is None:
+                continue
             importlib.import_module(qualified)
         except ImportError as exc:  # an optional extra is not installed
             unavailable[module.name] = f"{exc} (pip install 'provenml[all]')"

@@ -9,8 +9,9 @@ The arms of Wen et al. (2024, Sec. 5), with budgets ``T_1 < T_2 < ... < T_K``:
 * ``wsds``: one branch with :class:`~provenml.schedules.WSDS` checkpoints at ``C_i``, so that it
   spends exactly what WSD spends for the same checkpoints (equal compute);
 * ``cyclic``: :class:`~provenml.schedules.CyclicCosine` with cycles ending at the same ``C_i``;
-* ``cosine``: one :class:`~provenml.schedules.WarmupCosine` run per budget ``T_i`` (the oracle
-  that knows its budget in advance).
+* ``cosine``: one :class:`~provenml.schedules.WarmupCosine` run per checkpoint, each as long as
+  the WSD-S checkpoint it is compared with (``C_i`` steps): the oracle that knows its budget in
+  advance and pays for a fresh run per budget.
 
 Every arm starts from the same initial weights, and the step-``k`` batch is the same for every
 arm (:class:`~provenml.schedules.lm.BatchStream`).
@@ -73,7 +74,7 @@ class ArmSetup:
     def total_steps(self) -> int:
         """Optimizer steps over all arms (for the progress bar)."""
         c, t = self.equal_compute_budgets, self.budgets
-        return t[-1] + sum(self.decays) + 2 * c[-1] + sum(t)
+        return t[-1] + sum(self.decays) + 2 * c[-1] + sum(c)
 
 
 @dataclass
@@ -258,7 +259,7 @@ def run_arms(setup: ArmSetup, ctx: RunContext, arms: Sequence[str] = ARMS) -> di
             )
         if "cosine" in arms:
             oracle = ArmOutcome()
-            for budget in budgets:
+            for budget in equal:
                 trainer = _new_trainer(
                     setup,
                     ctx,

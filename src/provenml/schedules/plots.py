@@ -38,7 +38,7 @@ def multibudget_seed(result: Result, ctx: RunContext) -> None:
     for arm, arm_data in data["arms"].items():
         colour, label = COLOURS[arm], ARM_LABELS[arm]
         curves = [arm_data["curve"]] if arm in ("constant", "wsds", "cyclic") else []
-        curves += arm_data["branch_curves"] if arm != "cosine" else arm_data["branch_curves"]
+        curves += arm_data["branch_curves"]
         for i, curve in enumerate(curves):
             if curve:
                 steps, losses = zip(*curve, strict=True)
@@ -77,7 +77,7 @@ def multibudget_summary(results: list[Result], ctx: RunContext) -> None:
         "wsd": equal,
         "wsds": equal,
         "cyclic": equal,
-        "cosine": list(np.cumsum(budgets)),
+        "cosine": list(np.cumsum(equal)),
     }
     fig, ax = plt.subplots(figsize=(8, 5))
     for arm in data["arms"]:

@@ -93,8 +93,9 @@ class BigramModel(nn.Module):
 def loss_split(model: BigramModel, language: BigramLanguage) -> dict[str, float]:
     """Exact expected loss: total and its river / hill parts (each a per-kind average), and
     the weights that recombine them: ``total = w_river * river + w_hill * hill``."""
-    tokens = torch.arange(language.vocab)
-    log_q = F.log_softmax(model(tokens), dim=-1)
+    device = next(model.parameters()).device
+    tokens = torch.arange(language.vocab, device=device)
+    log_q = F.log_softmax(model(tokens), dim=-1).cpu()
     per_token = -(language.transition * log_q).sum(-1)
     weights = language.start
     w_river = float(weights[language.is_river].sum())

@@ -17,6 +17,7 @@ Conventions, shared by all schedules (``W`` warmup steps, ``r`` = ``min_lr_ratio
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -38,7 +39,11 @@ def decay_factor(progress: float, shape: str, min_ratio: float) -> float:
     * ``1-sqrt``:  1 - (1 - r) sqrt(p)
     * ``inverse``: 1 / (p (1/r - 1) + 1), the inverse-proportional decay eta / (t (1/r - 1) + 1)
     """
+    if shape not in DECAY_SHAPES:
+        raise ValueError(f"unknown decay shape {shape!r}; choose one of {', '.join(DECAY_SHAPES)}")
     p = min(max(progress, 0.0), 1.0)
+    if p == 1.0:  # exactly the minimum at the end of every decay, free of rounding
+        return min_ratio
     if shape == "linear":
         return 1.0 - (1.0 - min_ratio) * p
     if shape == "cosine":
@@ -159,7 +164,7 @@ class WSDS(_ClosedFormScheduler):
         budgets = [int(b) for b in budgets]
         _check(len(budgets) > 0, "budgets must not be empty")
         _check(
-            budgets[0] > 0 and all(a < b for a, b in zip(budgets, budgets[1:], strict=False)),
+            budgets[0] > 0 and all(a < b for a, b in itertools.pairwise(budgets)),
             f"budgets must be positive and strictly increasing, got {budgets}",
         )
         _check(0 < decay_fraction <= 1, f"decay_fraction must be in (0, 1], got {decay_fraction}")
@@ -219,7 +224,7 @@ class CyclicCosine(_ClosedFormScheduler):
         budgets = [int(b) for b in budgets]
         _check(len(budgets) > 0, "budgets must not be empty")
         _check(
-            budgets[0] > 0 and all(a < b for a, b in zip(budgets, budgets[1:], strict=False)),
+            budgets[0] > 0 and all(a < b for a, b in itertools.pairwise(budgets)),
             f"budgets must be positive and strictly increasing, got {budgets}",
         )
         _check(0 <= min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
