@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -172,10 +173,10 @@ def test_wsd_rate_bounded_and_monotone_within_phases(
     assert all(0 < r <= 1 + eps for r in rates)
     assert all(r >= min_ratio - eps for r in rates[warmup:])
     warm, decay_start = rates[:warmup], total - max(1, round(decay_fraction * total))
-    assert all(a <= b + eps for a, b in zip(warm, warm[1:], strict=False))
+    assert all(a <= b + eps for a, b in itertools.pairwise(warm))
     assert all(r == 1.0 for r in rates[warmup:decay_start])
     decay = rates[decay_start:]
-    assert all(a >= b - eps for a, b in zip(decay, decay[1:], strict=False))
+    assert all(a >= b - eps for a, b in itertools.pairwise(decay))
     assert rates[-1] == pytest.approx(min_ratio)
 
 

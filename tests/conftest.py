@@ -1,0 +1,52 @@
+"""A toy experiment registered for the harness tests (it knows nothing about any paper)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from provenml.core import Claim, Config, Result, RunContext, experiment
+
+
+@dataclass
+class ToyConfig(Config):
+    steps: int = 5
+    rate: float = 0.5
+    mode: Literal["ok", "crash", "interrupt"] = "ok"
+    widths: tuple[int, ...] = (1, 2)
+    flag: bool = False
+    limit: int | None = None
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"steps": 3}}
+
+
+@experiment("toy.harness", system="S0", claim="toy claim", config=ToyConfig, time={"smoke": "1 s"})
+def toy(cfg: ToyConfig, ctx: RunContext) -> Result:
+    for step in ctx.track(range(cfg.steps), "toy"):
+        ctx.log(step=step, loss=1.0 / (step + 1))
+        if cfg.mode == "crash" and step == 1:
+            raise RuntimeError("boom")
+        if cfg.mode == "interrupt" and step == 1:
+            raise KeyboardInterrupt
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    ctx.savefig(fig, "curve")
+    value = 0.1 * (ctx.seed + 1)
+    return Result(
+        claims=[
+            Claim(
+                key="toy",
+                statement="x < 1",
+                metric="m",
+                ours_label="x",
+                ours=value,
+                baselines={"one": 1.0},
+                comparison="<",
+            )
+        ],
+        summary={"value": value},
+    )

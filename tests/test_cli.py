@@ -1,0 +1,134 @@
+"""The command line, through typer's test runner: listing, reproducing, reporting, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from provenml.cli import app
+
+runner = CliRunner()
+
+
+def test_list_shows_experiments() -> None:
+    result = runner.invoke(app, ["list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "wsd.multibudget" in result.output and "S3" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["reproduce", "wsd.multibudgt"], "did you mean wsd.multibudget"),
+        (["reproduce", "wsd.river_valley", "--set", "lrr=1"], "unknown --set key 'lrr'"),
+        (["reproduce", "wsd.river_valley", "--set", "steps=many"], "must be an integer"),
+        (["reproduce", "wsd.river_valley", "--set", "steps"], "--set expects key=value"),
+        (["reproduce", "wsd.river_valley", "--scale", "huge"], "unknown scale"),
+        (["reproduce"], "name at least one experiment"),
+        (["report", "--runs", "/nonexistent/runs"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unwritable_output_directory(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = runner.invoke(
+        app,
+        ["reproduce", "wsd.river_valley", "--scale", "smoke", "--out", str(blocker / "runs")],
+        env={"COLUMNS": "300"},
+    )
+    assert result.exit_code == 2 and "cannot write to output directory" in result.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_cuda_without_gpu_is_a_clear_error() -> None:
+    result = runner.invoke(
+        app, ["reproduce", "wsd.river_valley", "--device", "cuda"], env={"COLUMNS": "300"}
+    )
+    assert result.exit_code == 2 and "no CUDA GPU is available" in result.output
+
+
+def test_crashing_experiment_exits_1_with_the_run_directory(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "reproduce",
+            "toy.harness",
+            "--scale",
+            "smoke",
+            "--set",
+            "mode=crash",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ],
+        env={"COLUMNS": "300"},
+    )
+    assert result.exit_code == 1 and "boom" in result.output and "Traceback" not in result.output
+
+
+def test_s3_experiments_end_to_end_at_smoke_scale_then_report(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    result = runner.invoke(
+        app,
+        [
+            "reproduce",
+            "wsd.multibudget",
+            "wsd.river_valley",
+            "--scale",
+            "smoke",
+            "--seeds",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            str(runs),
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    dirs = sorted(runs.iterdir())
+    assert [d.name.split("-smoke-")[0] for d in dirs] == ["wsd.multibudget", "wsd.river_valley"]
+    multibudget = json.loads((dirs[0] / "result.json").read_text())
+    assert multibudget["status"] == "complete"
+    keys = {c["key"] for c in multibudget["claims"]}
+    assert keys == {
+        "wsds_le_wsd_2T",
+        "wsds_le_wsd_4T",
+        "beat_cyclic_1T",
+        "beat_cyclic_2T",
+        "beat_cyclic_4T",
+        "wsds_near_oracle_4T",
+    }
+    for claim in multibudget["claims"]:
+        assert len(claim["ours"]) == 2 and claim["verdict"] in ("holds", "fails", "inconclusive")
+    steps = multibudget["summary"]
+    assert steps["steps/wsd"] == steps["steps/wsds"] == steps["steps/cyclic"]  # equal compute
+    assert (dirs[0] / "checkpoints_vs_compute.png").is_file()
+    assert (dirs[0] / "seed-0" / "loss_vs_steps.png").is_file()
+    river = json.loads((dirs[1] / "result.json").read_text())
+    assert {c["key"] for c in river["claims"]} == {
+        "river_keeps_improving",
+        "decay_drops_total",
+        "decay_removes_hills",
+    }
+
+    report = runner.invoke(
+        app,
+        ["report", "--runs", str(runs), "--out", str(tmp_path / "REPORT.md")],
+        env={"COLUMNS": "200"},
+    )
+    assert report.exit_code == 0, report.output
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "wsd.multibudget [smoke]" in text and "wsd.river_valley [smoke]" in text
+    assert "checkpoints_vs_compute.png" in text
