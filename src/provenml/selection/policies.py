@@ -53,6 +53,11 @@ def check_per_example(losses: Any, n: int) -> Tensor:
     return losses
 
 
+def adam(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam with the fused kernel (one kernel per step instead of a loop over parameters)."""
+    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+
+
 def _charge(
     ledger: ComputeLedger | None, category: str, fn: Callable[[], Tensor], key: Hashable
 ) -> Tensor:
@@ -73,12 +78,14 @@ def per_example_losses(
     """
     n = batch_length(batch)
     was_training = model.training
-    model.eval()
+    if was_training:  # toggling walks the module tree: only when needed
+        model.eval()
     try:
         with torch.no_grad():
             losses = _charge(ledger, category, lambda: loss_fn(model, batch), key=("fwd", n))
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
     return check_per_example(losses, n).detach().float()
 
 
@@ -93,7 +100,8 @@ def train_step(
 ) -> float:
     """One optimizer step on the mean per-example loss; FLOPs (forward + backward) to ledger."""
     n = batch_length(batch)
-    model.train()
+    if not model.training:
+        model.train()
 
     def step() -> Tensor:
         optimizer.zero_grad(set_to_none=True)
@@ -124,7 +132,7 @@ class OnlineReference:
         self.model = model
         self.holdout = holdout
         self.loss_fn = loss_fn
-        self.optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+        self.optimizer = optimizer or adam(model, lr)
         self._iterator: Iterator[Batch] | None = None
 
     def _next_batch(self) -> Batch:
@@ -266,7 +274,7 @@ class Learnability(ScoringPolicy):
         super().__init__(temperature=temperature, topk=topk)
         self.actor = actor
         self.reference = reference
-        self.actor_optimizer = actor_optimizer or torch.optim.Adam(actor.parameters(), lr=lr)
+        self.actor_optimizer = actor_optimizer or adam(actor, lr)
 
     def score(
         self,

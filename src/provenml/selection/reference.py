@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from provenml.core import ComputeLedger, ProvenmlError
 from provenml.selection.batches import Batch
-from provenml.selection.policies import LossFn, check_per_example, train_step
+from provenml.selection.policies import LossFn, adam, check_per_example, train_step
 
 
 def _batches(data: Dataset, order: Tensor, batch_size: int) -> list[Batch]:
@@ -40,7 +40,7 @@ def train_reference(
     if n < batch_size:
         raise ProvenmlError(f"holdout has {n} examples, fewer than batch_size={batch_size}")
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = adam(model, lr, weight_decay)
     done = 0
     while done < steps:
         order = torch.randperm(n, generator=generator)[: n - n % batch_size]

@@ -30,6 +30,7 @@ from provenml.selection.policies import (
     RhoLoss,
     ScoringPolicy,
     Uniform,
+    adam,
     train_step,
 )
 from provenml.selection.reference import precompute_losses, train_reference
@@ -202,7 +203,7 @@ def run_arm(
     ``eval_every`` updates. Reference costs are charged to every arm that uses the reference."""
     started = time.perf_counter()
     learner = copy.deepcopy(learner_init).to(device)
-    optimizer = torch.optim.Adam(learner.parameters(), lr=lr)
+    optimizer = adam(learner, lr)
     uses_ref = arm in USES_REFERENCE
     ledger = _copy_ledger(reference.ledger) if (uses_ref and reference) else ComputeLedger()
     torch.manual_seed(seed + 2)  # the actor's initialisation
