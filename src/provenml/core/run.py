@@ -350,6 +350,7 @@ def run_experiment(
                 "wall_time_s": round(time.perf_counter() - started, 2),
                 "claims": [c.to_dict() for c in aggregate_claims(finished)],
                 "summary": _mean_summary(finished),
+                "notes": list(dict.fromkeys(n for _, r in finished for n in r.notes)),
             },
         )
     return run_dir

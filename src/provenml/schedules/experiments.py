@@ -207,7 +207,17 @@ def multibudget(cfg: MultiBudgetConfig, ctx: RunContext) -> Result:
             for k in ctx.compute.flops
         },
     }
-    result = Result(claims=claims, summary=summary, data=data)
+    equal = ", ".join(str(c) for c in setup.equal_compute_budgets)
+    notes = [
+        f"Budgets T_i = {setup.budgets} steps. WSD pays for a decay branch per budget, so its "
+        f"checkpoint i costs C_i = ({equal}) steps in all; WSD-S, Cyclic-Cosine and each oracle "
+        "cosine run take their checkpoint i after exactly C_i steps (equal compute).",
+        "Up to the first checkpoint WSD-S and WSD are the same run, so WSD-S ≤ WSD is only "
+        "tested at the later budgets.",
+        f"Peak rates {cfg.peak_lrs()} (from wsd.lr_sweep); model {cfg.model}; corpus "
+        f"{corpus.describe()['train_bytes']} train bytes of the Python standard library.",
+    ]
+    result = Result(claims=claims, summary=summary, data=data, notes=notes)
     plots.multibudget_seed(result, ctx)
     return result
 
