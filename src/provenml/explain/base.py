@@ -1,4 +1,4 @@
-"""The explanation interface: :class:`Explanation`, :class:`InstanceBatch`, :class:`ExplainerMethod`.
+"""The explanation interface: ``Explanation``, ``InstanceBatch`` and ``ExplainerMethod``.
 
 Every method explains a *prediction instance*: one node of a graph (node classification) or one
 whole graph (graph classification). An instance is the graph the model actually sees for that
@@ -253,6 +253,12 @@ class InstanceBatch:
         finally:
             if edge_mask is not None:
                 clear_masks(model)
+
+    def target_logit(
+        self, model: torch.nn.Module, edge_mask: Tensor | None = None, x: Tensor | None = None
+    ) -> Tensor:
+        """The raw logit of each instance's target class, shape ``[B]``."""
+        return self.logits(model, edge_mask, x).gather(1, self.target.view(-1, 1)).squeeze(1)
 
     def target_log_prob(
         self, model: torch.nn.Module, edge_mask: Tensor | None = None, x: Tensor | None = None

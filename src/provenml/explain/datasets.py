@@ -16,9 +16,11 @@ Tree-Cycles, Tree-Grid); Luo et al., "PGExplainer" (NeurIPS 2020), Sec. 5.1 (BA-
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
@@ -51,6 +53,19 @@ class GroundTruthDataset:
         return self.graphs[0]
 
 
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed torch and numpy (PyG's BA generator draws from both), then restore their states."""
+    state = np.random.get_state()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            np.random.set_state(state)
+
+
 def _motif_graph(base, motif, num_motifs: int) -> Data:
     """One PyG ``ExplainerDataset`` graph, as an undirected Data with its ground truth."""
     exp = ExplainerDataset(base, motif, num_motifs=num_motifs)[0]
@@ -81,6 +96,10 @@ def add_noise_edges(data: Data, num_noise: int, generator: torch.Generator) -> D
     return data
 
 
+def _num_noise(data: Data, ratio: float) -> int:
+    return round(ratio * data.edge_index.size(1) / 2)
+
+
 def _split(num: int, generator: torch.Generator, train: float = 0.8) -> tuple[Tensor, Tensor]:
     perm = torch.randperm(num, generator=generator)
     cut = int(train * num)
@@ -100,19 +119,19 @@ def ba_shapes(
     num_base: int = 300,
     base_edges: int = 5,
     num_motifs: int = 80,
-    noise_ratio: float = 0.1,
+    noise_ratio: float = 0.01,
     num_features: int = 10,
 ) -> GroundTruthDataset:
     """BA-Shapes: a BA graph with ``num_motifs`` houses; 4 classes (base, house top/mid/bottom).
 
-    ``noise_ratio * num_nodes`` random edges are added (GNNExplainer: 0.1 N); features are
-    constant, so the label is decided by structure only.
+    ``noise_ratio`` times the number of undirected edges are added as random edges (GNNExplainer's
+    reference code perturbs with ``p = 0.01``); features are constant, so the label is decided by
+    structure only.
     """
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with _seeded(seed):
         gen = torch.Generator().manual_seed(seed)
         data = _motif_graph(BAGraph(num_base, base_edges), HouseMotif(), num_motifs)
-        data = add_noise_edges(data, int(noise_ratio * data.num_nodes), gen)
+        data = add_noise_edges(data, _num_noise(data, noise_ratio), gen)
         data.x = torch.ones(int(data.num_nodes), num_features)
         return _node_dataset("ba_shapes", data, 4, gen)
 
@@ -122,24 +141,24 @@ def ba_community(
     num_base: int = 300,
     base_edges: int = 5,
     num_motifs: int = 80,
-    noise_ratio: float = 0.1,
-    inter_edges: int = 350,
+    noise_ratio: float = 0.01,
+    inter_edges: int = 50,
     num_features: int = 10,
     feature_shift: float = 1.0,
+    feature_std: float = 1.0,
 ) -> GroundTruthDataset:
     """BA-Community: two BA-Shapes graphs joined by ``inter_edges`` random edges; 8 classes.
 
-    Node features are Gaussian, ``N(mu_c, 1)`` with ``mu_c = -/+ feature_shift`` on the first two
-    dimensions (community 0 / 1), so a node's community is read off its features and its role
+    Node features are Gaussian, ``N(mu_c, feature_std^2)`` with ``mu_c = -/+ feature_shift`` in
+    every dimension (community 0 / 1), so a node's community is read off its features and its role
     off the structure (GNNExplainer Sec. 4.1).
     """
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with _seeded(seed):
         gen = torch.Generator().manual_seed(seed)
         parts = []
         for _ in range(2):
             g = _motif_graph(BAGraph(num_base, base_edges), HouseMotif(), num_motifs)
-            parts.append(add_noise_edges(g, int(noise_ratio * g.num_nodes), gen))
+            parts.append(add_noise_edges(g, _num_noise(g, noise_ratio), gen))
         n0 = int(parts[0].num_nodes)
         n = n0 + int(parts[1].num_nodes)
         src = torch.randint(0, n0, (inter_edges,), generator=gen)
@@ -149,8 +168,8 @@ def ba_community(
         edge_gt = torch.cat([parts[0].edge_gt, parts[1].edge_gt, torch.zeros(bridge.size(1))])
         edge_index, edge_gt = coalesce(edge_index, edge_gt, num_nodes=n, reduce="max")
         community = torch.cat([torch.zeros(n0), torch.ones(n - n0)])
-        x = torch.randn(n, num_features, generator=gen)
-        x[:, :2] += (2 * community.view(-1, 1) - 1) * feature_shift
+        x = torch.randn(n, num_features, generator=gen) * feature_std
+        x += (2 * community.view(-1, 1) - 1) * feature_shift
         data = Data(
             x=x,
             edge_index=edge_index,
@@ -167,16 +186,15 @@ def tree_cycles(
     depth: int = 8,
     num_motifs: int = 60,
     cycle_size: int = 6,
-    noise_ratio: float = 0.1,
+    noise_ratio: float = 0.01,
     num_features: int = 10,
 ) -> GroundTruthDataset:
     """Tree-Cycles: a balanced binary tree of ``depth`` with 6-cycles attached; 2 classes."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with _seeded(seed):
         gen = torch.Generator().manual_seed(seed)
         base = TreeGraph(depth, branch=2, undirected=True)
         data = _motif_graph(base, CycleMotif(cycle_size), num_motifs)
-        data = add_noise_edges(data, int(noise_ratio * data.num_nodes), gen)
+        data = add_noise_edges(data, _num_noise(data, noise_ratio), gen)
         data.y = (data.y > 0).long()
         data.x = torch.ones(int(data.num_nodes), num_features)
         return _node_dataset("tree_cycles", data, 2, gen)
@@ -186,16 +204,15 @@ def tree_grid(
     seed: int = 0,
     depth: int = 8,
     num_motifs: int = 80,
-    noise_ratio: float = 0.1,
+    noise_ratio: float = 0.01,
     num_features: int = 10,
 ) -> GroundTruthDataset:
     """Tree-Grid: a balanced binary tree of ``depth`` with 3x3 grids attached; 2 classes."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with _seeded(seed):
         gen = torch.Generator().manual_seed(seed)
         base = TreeGraph(depth, branch=2, undirected=True)
         data = _motif_graph(base, GridMotif(), num_motifs)
-        data = add_noise_edges(data, int(noise_ratio * data.num_nodes), gen)
+        data = add_noise_edges(data, _num_noise(data, noise_ratio), gen)
         data.y = (data.y > 0).long()
         data.x = torch.ones(int(data.num_nodes), num_features)
         return _node_dataset("tree_grid", data, 2, gen)
@@ -209,8 +226,7 @@ def ba_2motifs(
 ) -> GroundTruthDataset:
     """BA-2Motifs: ``num_graphs`` BA graphs (20 nodes, m=1), each with one house (class 0) or
     one 5-cycle (class 1) attached; the motif's edges are the ground truth (PGExplainer)."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with _seeded(seed):
         gen = torch.Generator().manual_seed(seed)
         half = num_graphs // 2
         graphs: list[Data] = []

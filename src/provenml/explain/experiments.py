@@ -1,0 +1,311 @@
+"""``explain.benchmark``: every method on every ground-truth dataset, under the same metrics."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from provenml.core import Claim, Config, Result, RunContext, experiment
+from provenml.explain.base import ExplainerMethod
+from provenml.explain.benchmark import evaluate_method, make_task
+from provenml.explain.methods import (
+    GNNExplainer,
+    GradCAM,
+    IntegratedGradients,
+    PGExplainer,
+    PGMExplainer,
+    RandomExplainer,
+    SaliencyExplainer,
+    SubgraphX,
+)
+
+PUBLISHED_AUROC_BA_SHAPES = {"gnnexplainer": 0.925, "pgexplainer": 0.963}
+
+
+@dataclass
+class BenchmarkConfig(Config):
+    """Defaults are the ``small`` preset (about 4 minutes a seed on 2 cores)."""
+
+    datasets: tuple[str, ...] = (
+        "ba_shapes",
+        "ba_community",
+        "tree_cycles",
+        "tree_grid",
+        "ba_2motifs",
+    )
+    methods: tuple[str, ...] = (
+        "random",
+        "saliency",
+        "integrated_gradients",
+        "gradcam",
+        "gnnexplainer",
+        "pgexplainer",
+        "subgraphx",
+        "pgm_explainer",
+    )
+    num_explain: int = 40  # instances explained per dataset
+    subgraphx_node_instances: int = 3  # SubgraphX on node datasets (its 3-hop trees are big)
+    sparsities: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+    eval_sparsity: float = 0.7  # the sparsity of the Fidelity tables
+    stability_instances: int = 10
+    motif_graphs: int = 1000  # BA-2Motifs size
+    node_epochs: int = 500
+    graph_epochs: int = 200
+    gnn_epochs: int = 100
+    pg_epochs: int = 30
+    ig_steps: int = 32
+    sx_rollouts: int = 10
+    sx_samples: int = 16
+    pgm_samples: int = 100
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {
+            "datasets": ("ba_shapes", "ba_2motifs"),
+            "num_explain": 6,
+            "subgraphx_node_instances": 1,
+            "stability_instances": 2,
+            "motif_graphs": 200,
+            "node_epochs": 100,
+            "graph_epochs": 40,
+            "gnn_epochs": 20,
+            "pg_epochs": 5,
+            "ig_steps": 8,
+            "sx_rollouts": 2,
+            "sx_samples": 4,
+            "pgm_samples": 20,
+        },
+        "paper": {
+            "num_explain": 10_000,  # every correctly predicted motif node / test graph
+            "subgraphx_node_instances": 10_000,
+            "stability_instances": 200,
+            "sx_rollouts": 20,
+            "sx_samples": 100,
+            "gnn_epochs": 300,
+            "pg_epochs": 100,
+            "ig_steps": 50,
+            "pgm_samples": 1000,
+        },
+    }
+
+    def build(self, name: str, seed: int, task: str) -> ExplainerMethod:
+        """The method ``name`` with this config's budgets."""
+        sx_rollouts = self.sx_rollouts if task == "graph" else max(1, self.sx_rollouts // 2)
+        factories = {
+            "random": lambda: RandomExplainer(seed),
+            "saliency": SaliencyExplainer,
+            "integrated_gradients": lambda: IntegratedGradients(self.ig_steps),
+            "gradcam": GradCAM,
+            "gnnexplainer": lambda: GNNExplainer(epochs=self.gnn_epochs, seed=seed),
+            "pgexplainer": lambda: PGExplainer(epochs=self.pg_epochs, seed=seed),
+            "subgraphx": lambda: SubgraphX(
+                rollouts=sx_rollouts, shapley_samples=self.sx_samples, seed=seed
+            ),
+            "pgm_explainer": lambda: PGMExplainer(self.pgm_samples, seed=seed),
+        }
+        return factories[name]()
+
+
+def _summarize(results: list[Result], ctx: RunContext) -> None:
+    """Fidelity-against-sparsity plots and one markdown table per metric, over seeds."""
+    import matplotlib.pyplot as plt
+
+    tables = [r.data["table"] for r in results if "table" in r.data]
+    if not tables:
+        return
+    sparsities = results[0].data["sparsities"]
+    datasets = list(tables[0])
+    fig, axes = plt.subplots(2, len(datasets), figsize=(3.2 * len(datasets), 6), squeeze=False)
+    for col, ds in enumerate(datasets):
+        for method in tables[0][ds]:
+            for row, key in enumerate(("fid_prob_plus", "fid_prob_minus")):
+                curve = torch.tensor([t[ds][method][key] for t in tables]).mean(0)
+                axes[row][col].plot(sparsities, curve.tolist(), marker="o", ms=3, label=method)
+                axes[row][col].set_title(f"{ds}: {key.replace('fid_prob_', 'Fid')}")
+                axes[row][col].set_xlabel("sparsity")
+    axes[0][0].legend(fontsize=6)
+    ctx.savefig(fig, "fidelity_vs_sparsity")
+    (ctx.out_dir / "tables.md").write_text(markdown_tables(tables, results[0].data))
+
+
+def markdown_tables(tables: list[dict[str, Any]], data: dict[str, Any]) -> str:
+    """One table per metric: rows = methods, columns = datasets, means over seeds."""
+    at = data["sparsities"].index(data["eval_sparsity"])
+    metrics = {
+        "AUROC (ground truth)": lambda s: s["auroc"],
+        f"Fid+ prob @ sparsity {data['eval_sparsity']}": lambda s: s["fid_prob_plus"][at],
+        f"Fid- prob @ sparsity {data['eval_sparsity']}": lambda s: s["fid_prob_minus"][at],
+        f"Fid+ acc @ sparsity {data['eval_sparsity']}": lambda s: s["fid_acc_plus"][at],
+        f"Fid- acc @ sparsity {data['eval_sparsity']}": lambda s: s["fid_acc_minus"][at],
+        "soft sparsity of the raw mask": lambda s: s["sparsity"],
+        "stability (top-edge Jaccard, feature noise 0.05)": lambda s: s["stability"],
+        "ms per explanation": lambda s: 1000 * s["seconds"],
+    }
+    datasets = list(tables[0])
+    methods = list(tables[0][datasets[0]])
+    out = [f"Seeds: {len(tables)}.\n"]
+    for title, get in metrics.items():
+        out.append(f"\n### {title}\n\n| method | " + " | ".join(datasets) + " |\n")
+        out.append("|---" * (len(datasets) + 1) + "|\n")
+        for m in methods:
+            cells = []
+            for ds in datasets:
+                vals = [get(t[ds][m]) for t in tables if m in t[ds]]
+                vals = [v for v in vals if not math.isnan(v)]
+                cells.append(f"{sum(vals) / len(vals):.3f}" if vals else "-")
+            out.append(f"| {m} | " + " | ".join(cells) + " |\n")
+    return "".join(out)
+
+
+@experiment(
+    "explain.benchmark",
+    system="S8",
+    claim="on ground-truth benchmarks every explainer beats Random on AUROC; GNNExplainer and "
+    "PGExplainer reach their published BA-Shapes AUROC; SubgraphX has the best Fidelity- on "
+    "BA-2Motifs",
+    config=BenchmarkConfig,
+    time={"smoke": "40s", "small": "4 min per seed", "paper": "GPU hours"},
+    summarize=_summarize,
+)
+def run(cfg: BenchmarkConfig, ctx: RunContext) -> Result:
+    # The graphs are small: one thread is faster than two fighting over shared cores.
+    threads = torch.get_num_threads()
+    if ctx.device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return _run(cfg, ctx)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(cfg: BenchmarkConfig, ctx: RunContext) -> Result:
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    summary: dict[str, float] = {}
+    notes: list[str] = []
+    at = (
+        list(cfg.sparsities).index(cfg.eval_sparsity)
+        if cfg.eval_sparsity in cfg.sparsities
+        else None
+    )
+    if at is None:
+        raise ValueError("eval_sparsity must be one of sparsities")
+    for ds in ctx.track(cfg.datasets, "datasets"):
+        kwargs = {"num_graphs": cfg.motif_graphs} if ds == "ba_2motifs" else {}
+        train = {"epochs": cfg.graph_epochs if ds == "ba_2motifs" else cfg.node_epochs}
+        task = make_task(ds, ctx.seed, cfg.num_explain, kwargs, train)
+        summary[f"test_acc/{ds}"] = task.test_acc
+        if task.test_acc < 0.95:
+            notes.append(
+                f"{ds}: the model reached {task.test_acc:.3f} test accuracy, below the "
+                "0.95 the issue asks for; its explanations are still scored."
+            )
+        table[ds] = {}
+        for name in cfg.methods:
+            method = cfg.build(name, ctx.seed, task.dataset.task)
+            count = cfg.num_explain
+            if name == "subgraphx" and task.dataset.task == "node":
+                count = cfg.subgraphx_node_instances
+            scores, _ = evaluate_method(
+                method,
+                task,
+                count,
+                cfg.sparsities,
+                min(cfg.stability_instances, count),
+                seed=ctx.seed,
+            )
+            row = scores.__dict__
+            table[ds][name] = row
+            for key in ("auroc", "sparsity", "stability", "seconds"):
+                summary[f"{key}/{ds}/{name}"] = row[key]
+            for key in ("fid_prob_plus", "fid_prob_minus", "fid_acc_plus", "fid_acc_minus"):
+                summary[f"{key}/{ds}/{name}"] = row[key][at]
+            ctx.log(
+                dataset=ds,
+                method=name,
+                auroc=row["auroc"],
+                seconds=row["seconds"],
+                fid_prob_minus=row["fid_prob_minus"][at],
+                count=row["count"],
+            )
+    claims = _claims(cfg, table, at)
+    for c in claims:
+        if c.key.endswith("_published") and c.verdict != "holds":
+            notes.append(
+                f"{c.ours_label}: AUROC {c.ours_mean:.3f} on BA-Shapes, below the "
+                f"target {c.baseline_mean('target'):.2f} (published "
+                f"{PUBLISHED_AUROC_BA_SHAPES[c.ours_label]}). Our model is a GCN with "
+                "batch norm and concatenated layers trained here, not the paper's "
+                "checkpoint, and the method runs with PyG's default budget."
+            )
+    if "subgraphx" in cfg.methods:
+        notes.append(
+            f"SubgraphX explains {cfg.subgraphx_node_instances} instance(s) per node "
+            f"dataset (its MCTS over 3-hop subgraphs costs seconds each) and "
+            f"{cfg.num_explain} graphs of BA-2Motifs; other methods explain "
+            f"{cfg.num_explain} instances."
+        )
+    return Result(
+        claims=claims,
+        summary=summary,
+        data={
+            "table": table,
+            "sparsities": list(cfg.sparsities),
+            "eval_sparsity": cfg.eval_sparsity,
+        },
+        notes=notes,
+    )
+
+
+def _claims(cfg: BenchmarkConfig, table: dict[str, Any], at: int) -> list[Claim]:
+    claims: list[Claim] = []
+    datasets = list(table)
+    if "random" in cfg.methods:
+        random_auroc = sum(table[d]["random"]["auroc"] for d in datasets) / len(datasets)
+        for m in cfg.methods:
+            if m == "random":
+                continue
+            ours = sum(table[d][m]["auroc"] for d in datasets) / len(datasets)
+            claims.append(
+                Claim(
+                    key=f"auroc_vs_random/{m}",
+                    statement=f"{m} finds the ground-truth motif edges better than Random",
+                    metric=f"ground-truth AUROC, mean over {len(datasets)} datasets",
+                    ours_label=m,
+                    ours=ours,
+                    baselines={"random": random_auroc},
+                    comparison=">",
+                )
+            )
+    if "ba_shapes" in table:
+        for m, target in (("gnnexplainer", 0.90), ("pgexplainer", 0.93)):
+            if m in table["ba_shapes"]:
+                claims.append(
+                    Claim(
+                        key=f"{m}_ba_shapes_published",
+                        statement=f"{m} reaches AUROC >= {target} on BA-Shapes (published "
+                        f"{PUBLISHED_AUROC_BA_SHAPES[m]})",
+                        metric="ground-truth AUROC on BA-Shapes",
+                        ours_label=m,
+                        ours=table["ba_shapes"][m]["auroc"],
+                        baselines={"target": target},
+                        comparison=">=",
+                    )
+                )
+    if "ba_2motifs" in table and "subgraphx" in table["ba_2motifs"]:
+        others = {
+            m: s["fid_prob_minus"][at] for m, s in table["ba_2motifs"].items() if m != "subgraphx"
+        }
+        claims.append(
+            Claim(
+                key="subgraphx_best_fid_minus_ba2motifs",
+                statement="SubgraphX's explanations keep the prediction best (lowest Fidelity-) "
+                "on BA-2Motifs, as in DIG's comparison",
+                metric=f"Fidelity- (probability form) at sparsity {cfg.eval_sparsity}",
+                ours_label="subgraphx",
+                ours=table["ba_2motifs"]["subgraphx"]["fid_prob_minus"][at],
+                baselines=others,
+                comparison="<",
+            )
+        )
+    return claims

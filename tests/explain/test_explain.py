@@ -1,0 +1,254 @@
+"""Tests of provenml.explain: datasets, interface, metrics, methods, the benchmark's smoke run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import chi2_contingency
+from torch_geometric.data import Data
+from torch_geometric.explain import Explainer
+from torch_geometric.explain.algorithm import DummyExplainer
+from torch_geometric.explain.metric import fidelity as pyg_fidelity
+
+from provenml.core import ProvenmlError, get_experiment, run_experiment
+from provenml.explain import (
+    METHODS,
+    GCNNodeClassifier,
+    GINGraphClassifier,
+    GNNExplainer,
+    InstanceBatch,
+    IntegratedGradients,
+    PGExplainer,
+    PGMExplainer,
+    RandomExplainer,
+    SaliencyExplainer,
+    SubgraphX,
+    load_dataset,
+    metrics,
+)
+from provenml.explain.base import reverse_edge_ids
+from provenml.explain.methods.pgm_explainer import _chi_square_2x2
+
+SMALL = {
+    "ba_shapes": {"num_base": 40, "num_motifs": 5},
+    "ba_community": {"num_base": 40, "num_motifs": 5, "inter_edges": 10},
+    "tree_cycles": {"depth": 4, "num_motifs": 5},
+    "tree_grid": {"depth": 4, "num_motifs": 5},
+    "ba_2motifs": {"num_graphs": 10},
+}
+MOTIF_EDGES = {"ba_shapes": 6, "ba_community": 6, "tree_cycles": 6, "tree_grid": 12}
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    torch.manual_seed(0)
+    ds = load_dataset("ba_shapes", 0, **SMALL["ba_shapes"])
+    model = GCNNodeClassifier(ds.num_features, 8, ds.num_classes).eval()
+    index = ds.data.node_gt.nonzero().view(-1)[:12]
+    return ds, model, index
+
+
+@pytest.fixture(scope="module")
+def motifs():
+    torch.manual_seed(0)
+    ds = load_dataset("ba_2motifs", 0, **SMALL["ba_2motifs"])
+    model = GINGraphClassifier(ds.num_features, 8, 2).eval()
+    return ds, model
+
+
+# -- datasets ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(SMALL))
+def test_ground_truth_is_the_motif_edges(name):
+    ds = load_dataset(name, 3, **SMALL[name])
+    for g in ds.graphs:
+        src, dst = g.edge_index
+        gt = g.edge_gt.bool()
+        # every ground-truth edge joins two motif nodes and the labels are symmetric
+        assert bool((g.node_gt[src[gt]] > 0).all() and (g.node_gt[dst[gt]] > 0).all())
+        rev = reverse_edge_ids(g.edge_index, g.num_nodes)
+        assert bool((rev >= 0).all()) and torch.equal(g.edge_gt, g.edge_gt[rev])
+        if name in MOTIF_EDGES:  # undirected motif edges x 2 directions x motifs
+            assert int(gt.sum()) == 2 * MOTIF_EDGES[name] * (2 if name == "ba_community" else 1) * 5
+        else:
+            assert int(gt.sum()) == 2 * (6 if int(g.y) == 0 else 5)
+
+
+def test_datasets_are_seeded():
+    a, b = load_dataset("ba_shapes", 1), load_dataset("ba_shapes", 1)
+    c = load_dataset("ba_shapes", 2)
+    assert torch.equal(a.data.edge_index, b.data.edge_index)
+    assert not torch.equal(a.data.edge_index, c.data.edge_index) or a.data.num_edges != 0
+
+
+def test_unknown_dataset_is_a_clear_error():
+    with pytest.raises(ProvenmlError, match="unknown dataset"):
+        load_dataset("ba_houses")
+
+
+# -- interface and errors ------------------------------------------------------------------------
+def test_clear_errors(shapes):
+    ds, model, _ = shapes
+    with pytest.raises(ProvenmlError, match="MessagePassing"):
+        SaliencyExplainer().explain(torch.nn.Linear(10, 4), ds.data, index=0)
+    with pytest.raises(ProvenmlError, match="out of range"):
+        SaliencyExplainer().explain(model, ds.data, index=10_000)
+    empty = Data(x=torch.ones(3, 10), edge_index=torch.zeros(2, 0, dtype=torch.long))
+    with pytest.raises(ProvenmlError, match="no edges"):
+        SaliencyExplainer().explain(model, empty, index=0)
+
+
+def test_batched_equals_one_at_a_time(shapes):
+    ds, model, index = shapes
+    batched = SaliencyExplainer().explain_batch(model, ds.data, index[:4])
+    for node, exp in zip(index[:4].tolist(), batched, strict=True):
+        single = SaliencyExplainer().explain(model, ds.data, index=node)
+        assert torch.allclose(single.edge_mask, exp.edge_mask, atol=1e-6)
+        assert torch.equal(single.edge_id, exp.edge_id)
+
+
+FAST = {
+    "random": lambda: RandomExplainer(0),
+    "saliency": SaliencyExplainer,
+    "integrated_gradients": lambda: IntegratedGradients(4),
+    "gradcam": METHODS["gradcam"],
+    "gnnexplainer": lambda: GNNExplainer(epochs=3),
+    "pgexplainer": lambda: PGExplainer(epochs=2),
+    "subgraphx": lambda: SubgraphX(rollouts=1, shapley_samples=2, expand_atoms=2),
+    "pgm_explainer": lambda: PGMExplainer(10),
+}
+
+
+@pytest.mark.parametrize("name", list(FAST))
+def test_masks_are_symmetric_and_cover_the_instance(name, motifs):
+    ds, model = motifs
+    exps = FAST[name]().explain_batch(model, ds.graphs[:3])
+    for e, g in zip(exps, ds.graphs[:3], strict=True):
+        assert e.edge_mask.shape == (g.num_edges,)
+        rev = reverse_edge_ids(e.edge_index, e.x.size(0))
+        assert torch.allclose(e.edge_mask, e.edge_mask[rev])
+        assert e.seconds >= 0
+
+
+def test_node_methods_run(shapes):
+    ds, model, index = shapes
+    for name in ("gradcam", "pgexplainer", "pgm_explainer"):
+        exps = FAST[name]().explain_batch(model, ds.data, index[:3])
+        assert len(exps) == 3 and all(e.index is not None for e in exps)
+
+
+# -- metrics -------------------------------------------------------------------------------------
+def _toy_batch():
+    # a 4-cycle, both directions: edges (0,1),(1,0),(1,2),(2,1),(2,3),(3,2),(3,0),(0,3)
+    ei = torch.tensor([[0, 1, 1, 2, 2, 3, 3, 0], [1, 0, 2, 1, 3, 2, 0, 3]])
+    return InstanceBatch.from_graphs([Data(x=torch.ones(4, 2), edge_index=ei)])
+
+
+def test_hard_mask_keeps_top_pairs_symmetrically():
+    batch = _toy_batch()
+    scores = torch.tensor([0.9, 0.9, 0.1, 0.1, 0.5, 0.5, 0.2, 0.2])
+    keep = metrics.hard_mask(batch, scores, sparsity=0.5)
+    assert keep.tolist() == [True, True, False, False, True, True, False, False]
+    assert metrics.hard_mask(batch, scores, 1.0).sum() == 0
+    assert metrics.hard_mask(batch, scores, 0.0).all()
+
+
+def test_auroc_and_sparsity_on_known_masks(shapes):
+    ds, model, index = shapes
+    exps = RandomExplainer().explain_batch(model, ds.data, index[:5])
+    for e in exps:
+        e.edge_mask = ds.data.edge_gt[e.edge_id].clone()
+    assert metrics.groundtruth_auroc(exps, ds.data.edge_gt) == pytest.approx(1.0)
+    for e in exps:
+        e.edge_mask = 1 - e.edge_mask
+    assert metrics.groundtruth_auroc(exps, ds.data.edge_gt) == pytest.approx(0.0)
+    e = exps[0]
+    e.edge_mask = torch.zeros(e.num_edges)
+    e.edge_mask[:2] = 1.0
+    assert metrics.sparsity([e]) == pytest.approx(1 - 2 / e.num_edges)
+
+
+def test_random_auroc_is_near_half(shapes):
+    ds, model, _ = shapes
+    index = torch.arange(ds.data.num_nodes)
+    exps = RandomExplainer(1).explain_batch(model, ds.data, index)
+    assert abs(metrics.groundtruth_auroc(exps, ds.data.edge_gt) - 0.5) < 0.05
+
+
+def test_fidelity_of_full_mask_is_zero_minus(motifs):
+    ds, model = motifs
+    batch = InstanceBatch.from_graphs(ds.graphs[:4])
+    batch.target = batch.logits(model).argmax(-1)
+    f = metrics.fidelity(model, batch, torch.ones(batch.num_edges, dtype=torch.bool))
+    assert torch.allclose(f.prob_minus, torch.zeros(4), atol=1e-6)
+    assert torch.equal(f.acc_minus, torch.zeros(4))
+    assert torch.equal(
+        f.acc_plus,
+        1.0
+        - (batch.logits(model, torch.zeros(batch.num_edges)).argmax(-1) == batch.target).float(),
+    )
+
+
+def test_fidelity_equals_pyg_on_the_same_mask(motifs):
+    ds, model = motifs
+    explainer = Explainer(
+        model,
+        DummyExplainer(),
+        explanation_type="model",
+        edge_mask_type="object",
+        model_config={
+            "mode": "multiclass_classification",
+            "task_level": "graph",
+            "return_type": "raw",
+        },
+    )
+    exps = GNNExplainer(epochs=3).explain_batch(model, ds.graphs[:6])
+    batch = InstanceBatch.from_explanations(exps)
+    mask = metrics.hard_mask(batch, torch.cat([e.edge_mask for e in exps]), 0.6)
+    ours = metrics.fidelity(model, batch, mask)
+    for i, (e, m) in enumerate(zip(exps, mask.split([x.num_edges for x in exps]), strict=True)):
+        ex = explainer(e.x, e.edge_index, batch=torch.zeros(e.x.size(0), dtype=torch.long))
+        ex.edge_mask = m.float()
+        plus, minus = pyg_fidelity(explainer, ex)
+        assert (plus, minus) == (float(ours.acc_plus[i]), float(ours.acc_minus[i]))
+        batch_vec = torch.zeros(e.x.size(0), dtype=torch.long)
+        full = explainer.get_prediction(e.x, e.edge_index, batch=batch_vec).softmax(-1)
+        kept = explainer.get_masked_prediction(
+            e.x, e.edge_index, None, m.float(), batch=batch_vec
+        ).softmax(-1)
+        c = e.target
+        assert float(full[0, c] - kept[0, c]) == pytest.approx(float(ours.prob_minus[i]), abs=1e-5)
+
+
+def test_chi_square_matches_scipy():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(50, 3, generator=gen) < 0.5
+    b = torch.rand(50, 3, generator=gen) < 0.4
+    b[:, 0] = a[:, 0]  # a dependent column
+    ours = _chi_square_2x2(a, b)
+    for j in range(3):
+        table = np.histogram2d(a[:, j].numpy(), b[:, j].numpy(), bins=2)[0]
+        expected = chi2_contingency(table, correction=False)[0]
+        assert float(ours[j]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_stability_is_one_without_noise(shapes):
+    ds, model, index = shapes
+    method = SaliencyExplainer()
+    exps = method.explain_batch(model, ds.data, index[:3])
+    value = metrics.stability(method, model, ds.data, index[:3], exps, noise=0.0)
+    assert value == pytest.approx(1.0)
+
+
+# -- the reproduction ----------------------------------------------------------------------------
+def test_benchmark_smoke(tmp_path):
+    run_dir = run_experiment(
+        get_experiment("explain.benchmark"),
+        scale="smoke",
+        seeds=[0],
+        out_root=tmp_path,
+        device="cpu",
+    )
+    assert (run_dir / "seed-0" / "result.json").exists()
+    assert (run_dir / "tables.md").exists()
+    assert (run_dir / "fidelity_vs_sparsity.png").exists()
