@@ -1,0 +1,644 @@
+"""The S11 reproductions: link prediction, triple classification, relation patterns, relation
+extraction (Lin et al., 2018, "Knowledge Representation Learning: A Quantitative Review")."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from provenml.core import Claim, Config, Result, RunContext, experiment
+from provenml.kge.data import TriplesDataset, load_dataset
+from provenml.kge.evaluation import evaluate_link_prediction
+from provenml.kge.index import KnownTriples
+from provenml.kge.models import MODELS, KGEModel, get_model
+from provenml.kge.training import TrainingConfig, train
+from provenml.kge.triple_classification import TripleClassifier, corrupt_triples
+
+ALL_MODELS = tuple(MODELS)
+BILINEAR = ("rescal", "distmult", "hole", "complex", "analogy", "simple")
+
+#: PyKEEN ablation (Ali et al., 2021), best-configuration Hits@10 on Kinships, quoted by issue 4
+PYKEEN_KINSHIPS_HITS10 = {
+    "complex": 0.978,
+    "simple": 0.978,
+    "distmult": 0.922,
+    "transe": 0.878,
+    "transh": 0.512,
+    "transd": 0.461,
+}
+
+
+def recipe(model: str, epochs: int, batch_size: int, lr: float, seed: int) -> TrainingConfig:
+    """One training recipe per model family (the same for every dataset, never tuned on test).
+
+    Bilinear models: KvsAll with BCE (Dettmers et al., 2018); translational models: sLCWA with
+    the margin ranking loss (their papers); RotatE: sLCWA with self-adversarial negatives.
+    """
+    if model in BILINEAR:
+        return TrainingConfig(
+            loop="kvsall", loss="bce", epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
+        )
+    if model == "rotate":
+        return TrainingConfig(
+            loss="nssa",
+            margin=3.0,
+            num_negatives=8,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+        )
+    return TrainingConfig(
+        loss="margin",
+        margin=1.0,
+        num_negatives=8,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+    )
+
+
+@contextmanager
+def single_thread(device: torch.device) -> Iterator[None]:
+    """These models are tiny: on CPU one intra-op thread beats two (no spin-waits)."""
+    before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+_DATASETS: dict[str, TriplesDataset] = {}
+_TRAINED: dict[tuple[Any, ...], dict[str, torch.Tensor]] = {}
+
+
+def dataset(name: str) -> TriplesDataset:
+    if name not in _DATASETS:
+        _DATASETS[name] = load_dataset(name)
+    return _DATASETS[name]
+
+
+def trained_model(
+    ds: TriplesDataset,
+    name: str,
+    dim: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: torch.device,
+) -> KGEModel:
+    """Train (or reuse, within this process, the identical earlier run of) one model.
+
+    The cache key holds every input of the run, so a cached model is exactly the one this call
+    would train; link prediction and triple classification then share their embeddings.
+    """
+    key = (ds.name, name, dim, epochs, batch_size, lr, seed, str(device))
+    torch.manual_seed(seed)
+    model = get_model(name, ds.num_entities, ds.num_relations, dim).to(device)
+    if key in _TRAINED:
+        model.load_state_dict(_TRAINED[key])
+    else:
+        train(model, ds.train.to(device), recipe(name, epochs, batch_size, lr, seed))
+        _TRAINED[key] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.eval()
+    return model
+
+
+# =============================================================================================
+# 1. Link prediction
+# =============================================================================================
+
+
+@dataclass
+class LinkPredictionConfig(Config):
+    datasets: tuple[str, ...] = ("nations", "kinships", "umls")
+    models: tuple[str, ...] = ALL_MODELS
+    dim: int = 32
+    epochs: int = 25
+    batch_size: int = 512
+    lr: float = 0.02
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"datasets": ("nations",), "models": ("transe", "distmult"), "epochs": 2},
+        "paper": {"dim": 200, "epochs": 500},
+    }
+
+
+def _bar_chart(
+    ctx: RunContext,
+    table: dict[str, dict[str, float]],
+    metric: str,
+    name: str,
+    chance: dict[str, float] | None = None,
+) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(table), figsize=(4.5 * len(table), 3.4), squeeze=False)
+    for ax, (ds_name, values) in zip(axes[0], table.items(), strict=True):
+        ax.bar(list(values), list(values.values()), color="tab:blue")
+        if chance and ds_name in chance:
+            ax.axhline(chance[ds_name], color="tab:red", ls="--", label="chance")
+            ax.legend()
+        ax.set_title(ds_name)
+        ax.set_ylabel(metric)
+        ax.tick_params(axis="x", rotation=60)
+    ctx.savefig(fig, name)
+
+
+@experiment(
+    "kge.link_prediction",
+    system="S11",
+    claim="every KGE model beats chance filtered MRR; on Kinships ComplEx/SimplE/DistMult beat "
+    "TransE, which beats TransH and TransD (Hits@10)",
+    config=LinkPredictionConfig,
+    time={"smoke": "5s", "small": "5 min", "paper": "GPU hours"},
+)
+def link_prediction(cfg: LinkPredictionConfig, ctx: RunContext) -> Result:
+    """Train every model on every dataset; filtered realistic MRR / Hits@k on test."""
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    chance: dict[str, dict[str, float]] = {}
+    summary: dict[str, float] = {}
+    jobs = [(d, m) for d in cfg.datasets for m in cfg.models]
+    with single_thread(ctx.device):
+        for step, (ds_name, model_name) in enumerate(ctx.track(jobs, "link prediction")):
+            ds = dataset(ds_name)
+            start = time.perf_counter()
+            with ctx.compute.timed("training"):
+                model = trained_model(
+                    ds,
+                    model_name,
+                    cfg.dim,
+                    cfg.epochs,
+                    cfg.batch_size,
+                    cfg.lr,
+                    ctx.seed,
+                    ctx.device,
+                )
+            with ctx.compute.timed("evaluation"):
+                result = evaluate_link_prediction(model, ds.test, [ds.all_triples])
+            m = result.metrics()
+            metrics.setdefault(ds_name, {})[model_name] = m
+            chance[ds_name] = {
+                "filtered": result.chance()["mrr"],
+                "raw": _raw_chance_mrr(ds.num_entities),
+            }
+            for k, v in m.items():
+                summary[f"{ds_name}/{model_name}/{k}"] = v
+            ctx.log(
+                step=step,
+                dataset=ds_name,
+                model=model_name,
+                seconds=time.perf_counter() - start,
+                **m,
+            )
+    claims = []
+    for ds_name, per_model in metrics.items():
+        worst = min(per_model, key=lambda name: per_model[name]["mrr"])
+        claims.append(
+            Claim(
+                key=f"beats_chance/{ds_name}",
+                statement=f"every model beats random ranking on {ds_name} (worst: {worst})",
+                metric="filtered realistic MRR of the worst model",
+                ours_label=f"worst model ({worst})",
+                ours=per_model[worst]["mrr"],
+                baselines={
+                    "random (filtered candidates)": chance[ds_name]["filtered"],
+                    "random (all entities)": chance[ds_name]["raw"],
+                },
+                comparison=">",
+            )
+        )
+    kin = metrics.get("kinships", {})
+    if all(m in kin for m in ("complex", "simple", "distmult", "transe")):
+        weakest = min(("complex", "simple", "distmult"), key=lambda n: kin[n]["hits@10"])
+        claims.append(
+            Claim(
+                key="kinships/bilinear_beat_transe",
+                statement="on Kinships ComplEx, SimplE and DistMult beat TransE (PyKEEN ablation)",
+                metric="filtered Hits@10 (weakest of ComplEx/SimplE/DistMult)",
+                ours_label=f"weakest bilinear ({weakest})",
+                ours=kin[weakest]["hits@10"],
+                baselines={"transe": kin["transe"]["hits@10"]},
+                comparison=">",
+            )
+        )
+    if all(m in kin for m in ("transe", "transh", "transd")):
+        claims.append(
+            Claim(
+                key="kinships/transe_beats_transh_transd",
+                statement="on Kinships TransE beats TransH and TransD (PyKEEN ablation)",
+                metric="filtered Hits@10",
+                ours_label="transe",
+                ours=kin["transe"]["hits@10"],
+                baselines={"transh": kin["transh"]["hits@10"], "transd": kin["transd"]["hits@10"]},
+                comparison=">",
+            )
+        )
+    _bar_chart(
+        ctx,
+        {d: {m: v["mrr"] for m, v in pm.items()} for d, pm in metrics.items()},
+        "filtered MRR",
+        "mrr",
+        {d: c["filtered"] for d, c in chance.items()},
+    )
+    return Result(
+        claims=claims,
+        summary=summary,
+        data={
+            "metrics": metrics,
+            "chance_mrr": chance,
+            "pykeen_kinships_hits10": PYKEEN_KINSHIPS_HITS10,
+        },
+        notes=[
+            "Ranks are realistic (expected over random tie order), filtered by train+valid+test.",
+            "The issue's chance MRRs (.232/.050/.041) rank among all entities; filtering leaves "
+            "fewer candidates, so the filtered chance MRR is higher and is the stricter baseline.",
+            f"One recipe per model family (bilinear: KvsAll+BCE; trans*: sLCWA+margin; RotatE: "
+            f"self-adversarial), dim={cfg.dim}, {cfg.epochs} epochs, no tuning on test; PyKEEN's "
+            "ablation used each model's best configuration out of a large search.",
+        ],
+    )
+
+
+def _raw_chance_mrr(num_entities: int) -> float:
+    return sum(1 / i for i in range(1, num_entities + 1)) / num_entities
+
+
+# =============================================================================================
+# 2. Triple classification
+# =============================================================================================
+
+
+@dataclass
+class TripleClassificationConfig(LinkPredictionConfig):
+    presets: ClassVar[dict[str, dict[str, Any]]] = LinkPredictionConfig.presets
+
+
+@experiment(
+    "kge.triple_classification",
+    system="S11",
+    claim="every KGE model classifies held-out triples above chance (50%) with per-relation "
+    "thresholds fitted on validation",
+    config=TripleClassificationConfig,
+    time={
+        "smoke": "5s",
+        "small": "1 min after link_prediction (shared models), else 5 min",
+        "paper": "GPU hours",
+    },
+)
+def triple_classification(cfg: TripleClassificationConfig, ctx: RunContext) -> Result:
+    """Accuracy on test positives + generated negatives, thresholds from validation only."""
+    accuracy: dict[str, dict[str, float]] = {}
+    summary: dict[str, float] = {}
+    jobs = [(d, m) for d in cfg.datasets for m in cfg.models]
+    with single_thread(ctx.device):
+        negatives: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for step, (ds_name, model_name) in enumerate(ctx.track(jobs, "triple classification")):
+            ds = dataset(ds_name)
+            if ds_name not in negatives:
+                gen = torch.Generator().manual_seed(ctx.seed)
+                known = KnownTriples(ds.all_triples, ds.num_entities, ds.num_relations)
+                negatives[ds_name] = (
+                    corrupt_triples(ds.valid, known, gen),
+                    corrupt_triples(ds.test, known, gen),
+                )
+            valid_neg, test_neg = negatives[ds_name]
+            with ctx.compute.timed("training"):
+                model = trained_model(
+                    ds,
+                    model_name,
+                    cfg.dim,
+                    cfg.epochs,
+                    cfg.batch_size,
+                    cfg.lr,
+                    ctx.seed,
+                    ctx.device,
+                )
+            clf = TripleClassifier(model).fit(ds.valid.to(ctx.device), valid_neg.to(ctx.device))
+            acc = clf.accuracy(ds.test.to(ctx.device), test_neg.to(ctx.device))
+            accuracy.setdefault(ds_name, {})[model_name] = acc
+            summary[f"{ds_name}/{model_name}/accuracy"] = acc
+            ctx.log(step=step, dataset=ds_name, model=model_name, accuracy=acc)
+    claims = []
+    for ds_name, per_model in accuracy.items():
+        worst = min(per_model, key=per_model.__getitem__)
+        claims.append(
+            Claim(
+                key=f"above_chance/{ds_name}",
+                statement=f"every model classifies {ds_name} test triples above chance",
+                metric="test accuracy of the worst model (balanced positives / negatives)",
+                ours_label=f"worst model ({worst})",
+                ours=per_model[worst],
+                baselines={"chance": 0.5},
+                comparison=">",
+            )
+        )
+    _bar_chart(ctx, accuracy, "accuracy", "accuracy", {d: 0.5 for d in accuracy})
+    return Result(
+        claims=claims,
+        summary=summary,
+        data={"accuracy": accuracy},
+        notes=[
+            "Negatives corrupt head or tail with an entity that forms no known triple; test "
+            "negatives are drawn independently of validation ones. Thresholds never see test.",
+        ],
+    )
+
+
+# =============================================================================================
+# 3. Relation patterns
+# =============================================================================================
+
+
+@dataclass
+class RelationPatternsConfig(Config):
+    models: tuple[str, ...] = ("transe", "distmult", "complex", "rotate")
+    pool: int = 30
+    dim: int = 32
+    epochs: int = 150
+    batch_size: int = 64
+    lr: float = 0.02
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"pool": 12, "epochs": 3},
+        "paper": {"pool": 200, "dim": 200, "epochs": 1000},
+    }
+
+
+#: the RotatE paper's Table 2: which model can express which pattern
+CAN_MODEL = {
+    "transe": {"symmetric": False, "antisymmetric": True, "inverse": True, "composition": True},
+    "distmult": {"symmetric": True, "antisymmetric": False, "inverse": False, "composition": False},
+    "complex": {"symmetric": True, "antisymmetric": True, "inverse": True, "composition": False},
+    "rotate": {"symmetric": True, "antisymmetric": True, "inverse": True, "composition": True},
+}
+#: (pattern, model that cannot express it) pairs the claims test against RotatE
+FAILURES = (
+    ("symmetric", "transe"),
+    ("antisymmetric", "distmult"),
+    ("inverse", "distmult"),
+    ("composition", "complex"),
+)
+
+
+@experiment(
+    "kge.relation_patterns",
+    system="S11",
+    claim="TransE fails symmetry, DistMult fails antisymmetry and inversion, ComplEx fails "
+    "composition; RotatE handles all four (RotatE paper, Table 2)",
+    config=RelationPatternsConfig,
+    time={"smoke": "5s", "small": "1 min", "paper": "30 min"},
+)
+def relation_patterns(cfg: RelationPatternsConfig, ctx: RunContext) -> Result:
+    """Per-pattern test MRR (direction accuracy for antisymmetry) on the synthetic graph."""
+    from provenml.kge.synthetic import PATTERNS, direction_accuracy, pattern_graph
+
+    graph = pattern_graph(pool=cfg.pool, seed=ctx.seed)
+    ds = graph.dataset
+    table: dict[str, dict[str, float]] = {}
+    chance: dict[str, float] = {"antisymmetric": 0.5}
+    with single_thread(ctx.device):
+        for step, name in enumerate(ctx.track(cfg.models, "relation patterns")):
+            torch.manual_seed(ctx.seed)
+            model = get_model(name, ds.num_entities, ds.num_relations, cfg.dim).to(ctx.device)
+            train(
+                model,
+                ds.train.to(ctx.device),
+                recipe(name, cfg.epochs, cfg.batch_size, cfg.lr, ctx.seed),
+            )
+            row: dict[str, float] = {}
+            for pattern in PATTERNS:
+                if pattern == "antisymmetric":
+                    anti = ds.train[ds.train[:, 1] == graph.relation_of[pattern]]
+                    row[pattern] = direction_accuracy(model, anti.to(ctx.device))
+                    continue
+                res = evaluate_link_prediction(
+                    model, graph.test_by_pattern[pattern], [ds.train, ds.test]
+                )
+                row[pattern] = res.mrr
+                chance[pattern] = res.chance()["mrr"]
+            table[name] = row
+            ctx.log(step=step, model=name, **row)
+    claims = []
+    if "rotate" in table:
+        for pattern, weak in FAILURES:
+            if weak not in table:
+                continue
+            metric = "direction accuracy" if pattern == "antisymmetric" else "test MRR"
+            claims.append(
+                Claim(
+                    key=f"{weak}_fails_{pattern}",
+                    statement=f"{weak} cannot model {pattern} relations; RotatE can",
+                    metric=f"{metric} on the {pattern} relation (RotatE must lead by 0.1)",
+                    ours_label="rotate",
+                    ours=table["rotate"][pattern],
+                    baselines={weak: table[weak][pattern]},
+                    comparison=">",
+                    margin=0.1,
+                )
+            )
+        for pattern in ("symmetric", "antisymmetric", "inverse", "composition"):
+            halfway = chance[pattern] + 0.5 * (1 - chance[pattern])
+            claims.append(
+                Claim(
+                    key=f"rotate_handles_{pattern}",
+                    statement=f"RotatE handles {pattern} relations",
+                    metric="test MRR (direction accuracy for antisymmetry)",
+                    ours_label="rotate",
+                    ours=table["rotate"][pattern],
+                    baselines={"halfway from chance to perfect": halfway},
+                    comparison=">",
+                )
+            )
+    summary = {f"{m}/{p}": v for m, row in table.items() for p, v in row.items()}
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    width = 0.8 / max(1, len(table))
+    for i, (name, row) in enumerate(table.items()):
+        ax.bar([j + i * width for j in range(len(PATTERNS))], list(row.values()), width, label=name)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(PATTERNS))], PATTERNS, rotation=20)
+    ax.set_ylabel("test MRR / direction acc.")
+    ax.legend(fontsize=7)
+    ctx.savefig(fig, "patterns")
+    return Result(
+        claims=claims,
+        summary=summary,
+        data={"table": table, "chance": chance, "can_model": CAN_MODEL},
+        notes=[
+            "Antisymmetry has no triple to infer; it is measured as the share of "
+            "its triples scored above their reversal (ties count ½)."
+        ],
+    )
+
+
+# =============================================================================================
+# 4. Relation extraction
+# =============================================================================================
+
+
+@dataclass
+class RelationExtractionConfig(Config):
+    dataset: str = "kinships"
+    kg_model: str = "complex"
+    dim: int = 32
+    kg_epochs: int = 25
+    batch_size: int = 512
+    lr: float = 0.02
+    sentences_per_bag: int = 2
+    encoder_epochs: int = 3
+    wrong_label: float = 0.35
+    paraphrase: float = 0.3
+    distractor: float = 0.15
+    na_ratio: float = 0.5  # NA bags per KG bag
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {
+            "dataset": "umls",
+            "kg_model": "distmult",
+            "kg_epochs": 1,
+            "encoder_epochs": 1,
+            "sentences_per_bag": 1,
+            "na_ratio": 0.2,
+        },
+        "paper": {"dim": 200, "kg_epochs": 500, "encoder_epochs": 20, "sentences_per_bag": 8},
+    }
+
+
+def _pair_keys(pairs: torch.Tensor, num_entities: int) -> torch.Tensor:
+    return pairs[:, 0] * num_entities + pairs[:, 1]
+
+
+@experiment(
+    "kge.relation_extraction",
+    system="S11",
+    claim="adding KG-embedding scores to a PCNN text encoder improves the precision-recall AUC "
+    "of distantly supervised relation extraction",
+    config=RelationExtractionConfig,
+    time={"smoke": "5s", "small": "1.5 min", "paper": "GPU 1 h"},
+)
+def relation_extraction(cfg: RelationExtractionConfig, ctx: RunContext) -> Result:
+    """PCNN alone vs PCNN + KG embeddings on a generated distant-supervision corpus."""
+    from provenml.kge.relation_extraction import (
+        PCNN,
+        CorpusSpec,
+        bag_logits,
+        combine_with_kg,
+        combined_scores,
+        held_out_metrics,
+        kg_scores,
+        make_corpus,
+        pair_labels,
+        train_encoder,
+    )
+
+    ds = dataset(cfg.dataset)
+    gen = torch.Generator().manual_seed(ctx.seed)
+    known = KnownTriples(ds.all_triples, ds.num_entities, ds.num_relations)
+    # NA pairs: entity pairs with no relation at all, split like the KG
+    cand = torch.randint(ds.num_entities, (len(ds.all_triples) * 4, 2), generator=gen)
+    cand = torch.unique(cand[cand[:, 0] != cand[:, 1]], dim=0)
+    cand = cand[~pair_labels(cand, known).any(1)]
+    cand = cand[torch.randperm(len(cand), generator=gen)]
+    splits: dict[str, torch.Tensor] = {}
+    seen = torch.empty(0, dtype=torch.long)
+    for split, triples in (("train", ds.train), ("valid", ds.valid), ("test", ds.test)):
+        keys = _pair_keys(triples[:, [0, 2]], ds.num_entities)
+        fresh = triples[~torch.isin(keys, seen)]  # a pair's text is seen in one split only
+        splits[split] = fresh
+        seen = torch.cat([seen, _pair_keys(fresh[:, [0, 2]], ds.num_entities)])
+    n_na = {
+        s: int(cfg.na_ratio * len(torch.unique(t[:, [0, 2]], dim=0))) for s, t in splits.items()
+    }
+    scale = min(1.0, len(cand) / max(1, sum(n_na.values())))  # dense graphs have few NA pairs
+    n_na = {s: int(n * scale) for s, n in n_na.items()}
+    na = dict(
+        zip(
+            ("train", "valid", "test"),
+            torch.split(cand[: sum(n_na.values())], [n_na["train"], n_na["valid"], n_na["test"]]),
+            strict=True,
+        )
+    )
+    spec = CorpusSpec(num_relations=ds.num_relations)
+    corpora = {
+        s: make_corpus(
+            splits[s],
+            na[s],
+            spec,
+            gen,
+            cfg.sentences_per_bag,
+            wrong_label=cfg.wrong_label,
+            paraphrase=cfg.paraphrase,
+            distractor=cfg.distractor,
+        )
+        for s in splits
+    }
+    with single_thread(ctx.device):
+        encoder = PCNN(spec.vocab_size, ds.num_relations + 1, corpora["train"].tokens.shape[1])
+        with ctx.compute.timed("text encoder"):
+            losses = train_encoder(encoder, corpora["train"], cfg.encoder_epochs, gen)
+        with ctx.compute.timed("kg embedding"):
+            kg = trained_model(
+                ds,
+                cfg.kg_model,
+                cfg.dim,
+                cfg.kg_epochs,
+                cfg.batch_size,
+                cfg.lr,
+                ctx.seed,
+                torch.device("cpu"),
+            )
+        feats = {}
+        for s in ("valid", "test"):
+            c = corpora[s]
+            feats[s] = (
+                bag_logits(encoder, c),
+                kg_scores(kg, c.pairs, ds.num_relations),
+                pair_labels(c.pairs, known),
+            )
+    layer = combine_with_kg(*feats["valid"])
+    text, kgs, labels = feats["test"]
+    text_only = held_out_metrics(text, labels)
+    kg_only = held_out_metrics(kgs, labels)
+    joint = held_out_metrics(combined_scores(layer, text, kgs), labels)
+    ctx.log(step=0, encoder_losses=losses, text=text_only, kg=kg_only, joint=joint)
+    summary = {
+        f"{name}/{k}": v
+        for name, m in (("text", text_only), ("kg", kg_only), ("text+kg", joint))
+        for k, v in m.items()
+    }
+    return Result(
+        claims=[
+            Claim(
+                key="kg_improves_pr_auc",
+                statement="PCNN + KG embeddings has a larger PR AUC than the PCNN alone",
+                metric="area under the held-out precision-recall curve",
+                ours_label=f"PCNN + {cfg.kg_model}",
+                ours=joint["pr_auc"],
+                baselines={"PCNN alone": text_only["pr_auc"]},
+                comparison=">",
+            )
+        ],
+        summary=summary,
+        data={
+            "text": text_only,
+            "kg": kg_only,
+            "text+kg": joint,
+            "combination_weights": layer.weight.detach().flatten().tolist(),
+            "test_bags": len(corpora["test"].pairs),
+        },
+        notes=[
+            f"Generated corpus over {cfg.dataset}: {cfg.sentences_per_bag} sentences per pair, "
+            f"{cfg.wrong_label:.0%} wrongly labelled, {cfg.paraphrase:.0%} paraphrased cue "
+            f"words, {cfg.distractor:.0%} distractor cues; test pairs never occur in training "
+            "text, and the KG model is trained on the KG's training split only.",
+            "The text/KG weights are fitted on validation bags; KG-alone numbers are in the "
+            "summary for reference.",
+        ],
+    )
