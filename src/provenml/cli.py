@@ -76,6 +76,9 @@ def reproduce(
     ] = None,
     out: Annotated[Path, typer.Option(help="root folder for run directories")] = Path("runs"),
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    jobs: Annotated[
+        int, typer.Option(min=1, help="seeds run at once in worker processes (threads split)")
+    ] = 1,
 ) -> None:
     """Run experiments, one run directory each, and print their claims."""
     from provenml.core.report import claim_rows, load_runs
@@ -118,6 +121,7 @@ def reproduce(
                     overrides=per_spec[spec.name],
                     out_root=out,
                     progress=bar,
+                    jobs=jobs,
                 )
             )
             console.print(f"[green]done[/] {spec.name}: {run_dirs[-1]}")

@@ -91,3 +91,30 @@ def test_report_and_device_errors(tmp_path: Path) -> None:
         write_report(tmp_path / "nothing", tmp_path / "R.md")
     with pytest.raises(ProvenmlError, match="unknown device"):
         resolve_device("tpu")
+
+
+def test_seeds_in_worker_processes_match_the_serial_run(tmp_path: Path) -> None:
+    spec = get_experiment("wsd.river_valley")
+    overrides = {"steps": "60", "warmup_steps": "5", "eval_every": "10"}
+    serial = run_experiment(
+        spec,
+        scale="smoke",
+        seeds=[0, 1],
+        device="cpu",
+        overrides=overrides,
+        out_root=tmp_path / "a",
+    )
+    parallel = run_experiment(
+        spec,
+        scale="smoke",
+        seeds=[0, 1],
+        device="cpu",
+        overrides=overrides,
+        out_root=tmp_path / "b",
+        jobs=2,
+    )
+    a = json.loads((serial / "result.json").read_text())
+    b = json.loads((parallel / "result.json").read_text())
+    assert b["seeds_finished"] == [0, 1]
+    for claim_a, claim_b in zip(a["claims"], b["claims"], strict=True):
+        assert claim_a["ours"] == pytest.approx(claim_b["ours"])

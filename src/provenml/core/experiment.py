@@ -312,6 +312,11 @@ def experiment(
     return register
 
 
+def registered(name: str) -> ExperimentSpec:
+    """An experiment whose module is already imported (no discovery of the other systems)."""
+    return _REGISTRY[name]
+
+
 def registry() -> dict[str, ExperimentSpec]:
     """All experiments, after importing every system's ``experiments`` module."""
     from provenml.core.discovery import load_experiment_modules

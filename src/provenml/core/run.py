@@ -287,11 +287,14 @@ def run_experiment(
     overrides: Mapping[str, str] | None = None,
     out_root: Path = Path("runs"),
     progress: Progress | None = None,
+    jobs: int = 1,
 ) -> Path:
     """Run ``spec`` once per seed in a fresh run directory; return that directory.
 
     The top-level ``result.json`` holds every claim aggregated over the seeds that finished.
     Raises ``KeyboardInterrupt`` or :class:`ExperimentFailed` after writing what was measured.
+    ``jobs > 1`` runs seeds in that many worker processes, splitting the CPU threads between
+    them (small models use two single-threaded processes better than one two-threaded one).
     """
     cfg: Config = spec.config.from_preset(scale, overrides)
     torch_device = resolve_device(device)
@@ -314,15 +317,21 @@ def run_experiment(
         progress.add_task(f"{spec.name} [{scale}] seeds", total=len(seeds)) if progress else None
     )
     try:
-        for seed in seeds:
-            finished.append(
-                (
-                    seed,
-                    _run_one_seed(spec, cfg, run_dir, seed, torch_device, scale, header, progress),
+        if jobs > 1 and len(seeds) > 1:
+            for seed, result in _run_seeds_in_workers(
+                spec, cfg, run_dir, seeds, torch_device, scale, header, jobs
+            ):
+                finished.append((seed, result))
+                if progress is not None and seed_task is not None:
+                    progress.advance(seed_task)
+        else:
+            for seed in seeds:
+                result = _run_one_seed(
+                    spec, cfg, run_dir, seed, torch_device, scale, header, progress
                 )
-            )
-            if progress is not None and seed_task is not None:
-                progress.advance(seed_task)
+                finished.append((seed, result))
+                if progress is not None and seed_task is not None:
+                    progress.advance(seed_task)
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -332,6 +341,7 @@ def run_experiment(
     finally:
         if progress is not None and seed_task is not None:
             progress.remove_task(seed_task)
+        finished.sort(key=lambda pair: pair[0])
         results = [r for _, r in finished]
         if spec.summarize is not None and finished:
             ctx = RunContext(run_dir, seed=seeds[0], device=torch_device, scale=scale)
@@ -390,3 +400,66 @@ def _run_one_seed(
         payload["peak_memory_bytes"] = peak_memory_bytes(device)
         ctx.close()
         _write_json(seed_dir / "result.json", payload)
+
+
+def _run_seeds_in_workers(
+    spec: ExperimentSpec,
+    cfg: Config,
+    run_dir: Path,
+    seeds: Sequence[int],
+    device: torch.device,
+    scale: str,
+    header: Mapping[str, Any],
+    jobs: int,
+) -> Iterator[tuple[int, Result]]:
+    """Yield (seed, result) as worker processes finish; each worker writes its own seed dir."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    workers = min(jobs, len(seeds))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")  # fork is unsafe once OpenMP threads exist
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    try:
+        futures = {
+            pool.submit(
+                _seed_worker,
+                spec.name,
+                spec.run.__module__,
+                cfg,
+                run_dir,
+                seed,
+                str(device),
+                scale,
+                dict(header),
+                threads,
+            ): seed
+            for seed in seeds
+        }
+        for future in as_completed(futures):
+            yield futures[future], Result.from_dict(future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _seed_worker(
+    name: str,
+    module: str,
+    cfg: Config,
+    run_dir: Path,
+    seed: int,
+    device: str,
+    scale: str,
+    header: dict[str, Any],
+    threads: int,
+) -> dict[str, Any]:
+    """One seed in a worker process (the experiment's module registers it on import)."""
+    import importlib
+
+    from provenml.core.experiment import registered
+
+    torch.set_num_threads(threads)
+    importlib.import_module(module)  # registers the experiment without importing every system
+    spec = registered(name)
+    result = _run_one_seed(spec, cfg, run_dir, seed, torch.device(device), scale, header, None)
+    return result.to_dict()
