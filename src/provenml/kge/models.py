@@ -249,6 +249,19 @@ class TransR(KGEModel):
         self.entity.copy_(torch.renorm(self.entity, p=2, dim=0, maxnorm=1.0))
         self.relation.copy_(torch.renorm(self.relation, p=2, dim=0, maxnorm=1.0))
 
+    def score_hrt(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        """Same equation; when few relations occur, project every entity once per relation.
+
+        A batch with negatives repeats each relation many times: ``E·d·k`` per distinct relation
+        then costs far less than gathering one ``d×k`` matrix per triple.
+        """
+        uniq, inv = torch.unique(r, return_inverse=True)
+        if len(uniq) * self.num_entities > 2 * h.numel():
+            return super().score_hrt(h, r, t)
+        projected = torch.einsum("ed,udk->uek", self.entity, self.projection[uniq])
+        diff = projected[inv, h] + self.relation[r] - projected[inv, t]
+        return -(diff**2).sum(-1)
+
     def regularization_factors(self, h: Tensor, r: Tensor, t: Tensor) -> list[Tensor]:
         return [self.entity[h], self.relation[r], self.entity[t]]
 
