@@ -128,7 +128,12 @@ class NegativeSampler:
         head_prob = self.head_prob.to(positives.device)[positives[:, 1]].unsqueeze(1)
         corrupt_head = torch.rand(b, k, generator=generator, device=positives.device) < head_prob
         column = torch.where(corrupt_head, 0, 2)
-        self._draw(negatives, column, torch.ones(b, k, dtype=torch.bool), generator)
+        self._draw(
+            negatives,
+            column,
+            torch.ones(b, k, dtype=torch.bool, device=positives.device),
+            generator,
+        )
         valid = torch.ones(b, k, dtype=torch.bool, device=positives.device)
         if self.known is not None:
             for _ in range(self.max_redraws):
