@@ -67,6 +67,22 @@ def _check(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def _validated_budgets(budgets: Sequence[int]) -> list[int]:
+    out = [int(b) for b in budgets]
+    _check(len(out) > 0, "budgets must not be empty")
+    _check(
+        out[0] > 0 and all(a < b for a, b in itertools.pairwise(out)),
+        f"budgets must be positive and strictly increasing, got {out}",
+    )
+    return out
+
+
+def _check_decay(decay_fraction: float, decay_shape: str, min_lr_ratio: float) -> None:
+    _check(0 < decay_fraction <= 1, f"decay_fraction must be in (0, 1], got {decay_fraction}")
+    _check(0 <= min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
+    decay_factor(0.5, decay_shape, min_lr_ratio)  # raises on an unknown shape
+
+
 class _ClosedFormScheduler(LRScheduler):
     """Base class: ``lr = peak * factor(t)``; subclasses implement :meth:`factor`."""
 
@@ -116,9 +132,7 @@ class WSD(_ClosedFormScheduler):
         last_epoch: int = -1,
     ) -> None:
         _check(total_steps > 0, f"total_steps must be positive, got {total_steps}")
-        _check(0 < decay_fraction <= 1, f"decay_fraction must be in (0, 1], got {decay_fraction}")
-        _check(0 <= min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
-        decay_factor(0.5, decay_shape, min_lr_ratio)  # validates the shape
+        _check_decay(decay_fraction, decay_shape, min_lr_ratio)
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
         self.decay_fraction = decay_fraction
@@ -161,15 +175,8 @@ class WSDS(_ClosedFormScheduler):
         min_lr_ratio: float = 0.1,
         last_epoch: int = -1,
     ) -> None:
-        budgets = [int(b) for b in budgets]
-        _check(len(budgets) > 0, "budgets must not be empty")
-        _check(
-            budgets[0] > 0 and all(a < b for a, b in itertools.pairwise(budgets)),
-            f"budgets must be positive and strictly increasing, got {budgets}",
-        )
-        _check(0 < decay_fraction <= 1, f"decay_fraction must be in (0, 1], got {decay_fraction}")
-        _check(0 <= min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
-        decay_factor(0.5, decay_shape, min_lr_ratio)
+        budgets = _validated_budgets(budgets)
+        _check_decay(decay_fraction, decay_shape, min_lr_ratio)
         self.budgets = budgets
         self.warmup_steps = warmup_steps
         self.decay_fraction = decay_fraction
@@ -221,12 +228,7 @@ class CyclicCosine(_ClosedFormScheduler):
         min_lr_ratio: float = 0.1,
         last_epoch: int = -1,
     ) -> None:
-        budgets = [int(b) for b in budgets]
-        _check(len(budgets) > 0, "budgets must not be empty")
-        _check(
-            budgets[0] > 0 and all(a < b for a, b in itertools.pairwise(budgets)),
-            f"budgets must be positive and strictly increasing, got {budgets}",
-        )
+        budgets = _validated_budgets(budgets)
         _check(0 <= min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
         starts = [0, *budgets[:-1]]
         ramps = [warmup_steps] + [rewarmup_steps] * (len(budgets) - 1)
