@@ -252,3 +252,13 @@ def test_benchmark_smoke(tmp_path):
     assert (run_dir / "seed-0" / "result.json").exists()
     assert (run_dir / "tables.md").exists()
     assert (run_dir / "fidelity_vs_sparsity.png").exists()
+
+
+def test_binary_entropy_is_finite_at_saturated_masks():
+    from provenml.explain.base import binary_entropy
+
+    mask = torch.tensor([0.0, 1.0, 0.5], requires_grad=True)
+    ent = binary_entropy(mask)
+    ent.sum().backward()
+    assert torch.isfinite(ent).all() and torch.isfinite(mask.grad).all()
+    assert float(ent[2].detach()) == pytest.approx(np.log(2), rel=1e-5)

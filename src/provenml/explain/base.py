@@ -93,6 +93,12 @@ def reverse_edge_ids(edge_index: Tensor, num_nodes: int) -> Tensor:
     return torch.where(found, order[pos], torch.full_like(pos, -1))
 
 
+def binary_entropy(mask: Tensor, eps: float = 1e-15) -> Tensor:
+    """Element-wise ``-m log m - (1 - m) log(1 - m)``, finite (and with finite gradients) at
+    ``m`` in ``{0, 1}``: the ``eps`` is added inside the logs, not by clamping ``m``."""
+    return -(mask * (mask + eps).log() + (1 - mask) * (1 - mask + eps).log())
+
+
 def symmetrize(mask: Tensor, reverse: Tensor) -> Tensor:
     """Average each edge's score with its reverse edge's (undirected graphs); shape ``[..., E]``."""
     has_rev = reverse >= 0

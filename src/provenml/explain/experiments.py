@@ -122,9 +122,11 @@ def _summarize(results: list[Result], ctx: RunContext) -> None:
             for row, key in enumerate(("fid_prob_plus", "fid_prob_minus")):
                 curve = torch.tensor([t[ds][method][key] for t in tables]).mean(0)
                 axes[row][col].plot(sparsities, curve.tolist(), marker="o", ms=3, label=method)
-                axes[row][col].set_title(f"{ds}: {key.replace('fid_prob_', 'Fid')}")
+                sign = "+" if key.endswith("plus") else "-"
+                axes[row][col].set_title(f"{ds}: Fid{sign} (prob)", fontsize=9)
                 axes[row][col].set_xlabel("sparsity")
     axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
     ctx.savefig(fig, "fidelity_vs_sparsity")
     (ctx.out_dir / "tables.md").write_text(markdown_tables(tables, results[0].data))
 

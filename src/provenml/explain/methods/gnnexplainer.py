@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-from provenml.explain.base import ExplainerMethod, InstanceBatch, symmetrize
+from provenml.explain.base import ExplainerMethod, InstanceBatch, binary_entropy, symmetrize
 
 
 class GNNExplainer(ExplainerMethod):
@@ -62,7 +62,6 @@ class GNNExplainer(ExplainerMethod):
         """Sum over instances of the eq. 5 objective (prediction + size + entropy terms)."""
         log_prob = batch.target_log_prob(model, mask)
         size = scatter(mask, batch.edge_batch, dim_size=batch.num_instances, reduce="sum")
-        m = mask.clamp(1e-15, 1 - 1e-15)
-        ent = -(m * m.log() + (1 - m) * (1 - m).log())
+        ent = binary_entropy(mask)
         ent = scatter(ent, batch.edge_batch, dim_size=batch.num_instances, reduce="mean")
         return (-log_prob + self.edge_size * size + self.edge_ent * ent).sum()

@@ -14,6 +14,7 @@ from provenml.explain.base import (
     ExplainerMethod,
     IndexLike,
     InstanceBatch,
+    binary_entropy,
     message_passing_layers,
     symmetrize,
 )
@@ -123,8 +124,7 @@ class PGExplainer(ExplainerMethod):
     def _loss(self, model: torch.nn.Module, batch: InstanceBatch, mask: Tensor) -> Tensor:
         log_prob = batch.target_log_prob(model, mask)
         size = scatter(mask, batch.edge_batch, dim_size=batch.num_instances, reduce="sum")
-        m = mask.clamp(1e-15, 1 - 1e-15)
-        ent = -(m * m.log() + (1 - m) * (1 - m).log())
+        ent = binary_entropy(mask)
         ent = scatter(ent, batch.edge_batch, dim_size=batch.num_instances, reduce="mean")
         return (-log_prob + self.edge_size * size + self.edge_ent * ent).mean()
 

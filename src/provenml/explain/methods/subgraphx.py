@@ -26,8 +26,10 @@ class _TreeNode:
 class SubgraphX(ExplainerMethod):
     """Searches connected subgraphs of each instance by MCTS (Yuan et al. 2021, Alg. 1).
 
-    - Children of a tree node prune one of its ``expand_atoms`` highest-degree nodes and keep
-      the connected component that holds the explained node (node tasks) or the largest one.
+    - Children of a tree node prune one of its ``expand_atoms`` highest-degree nodes (the
+      paper's high-to-low pruning; on subgraphs larger than ``max_nodes`` a block of
+      ``(|S| - max_nodes) // 8`` nodes per child) and keep the connected component that holds
+      the explained node (node tasks) or the largest one.
     - Selection (eq. 4): ``argmax_a Q(a)/N(a) + c * R(a) * sqrt(sum_b N(b)) / (1 + N(a))``.
     - The score ``R`` of a subgraph ``S`` is its Shapley value (eqs. 5-6) among the players of
       the instance, Monte-Carlo sampled over ``shapley_samples`` random permutations:
@@ -119,10 +121,16 @@ class SubgraphX(ExplainerMethod):
         sub = adj[members][:, members]
         degree = torch.as_tensor(sub.getnnz(axis=1))
         order = torch.argsort(degree, descending=True, stable=True).tolist()
-        candidates = [members[i] for i in order if members[i] != center][: self.expand_atoms]
+        candidates = [members[i] for i in order if members[i] != center]
+        # Large subgraphs prune a block of nodes per step (1/8 of the excess over max_nodes),
+        # so a 300-node computation graph is searched in tens of levels, not hundreds.
+        block = max(1, (len(members) - self.max_nodes) // 8)
         seen, children = set(), []
-        for drop in candidates:
-            kept = _component(adj, node.nodes - {drop}, center)
+        for j in range(self.expand_atoms):
+            drop = set(candidates[j * block : (j + 1) * block])
+            if not drop:
+                break
+            kept = _component(adj, node.nodes - drop, center)
             if kept and kept not in seen:
                 seen.add(kept)
                 children.append(_TreeNode(kept, parent=node))
