@@ -52,7 +52,7 @@ class BenchmarkConfig(Config):
     eval_sparsity: float = 0.7  # the sparsity of the Fidelity tables
     stability_instances: int = 10
     motif_graphs: int = 1000  # BA-2Motifs size
-    node_epochs: int = 500
+    node_epochs: int = 1000
     graph_epochs: int = 200
     gnn_epochs: int = 100
     pg_epochs: int = 30

@@ -73,7 +73,7 @@ def train_node_classifier(
     dataset: GroundTruthDataset,
     hidden: int = 20,
     num_layers: int = 3,
-    epochs: int = 500,
+    epochs: int = 1000,
     lr: float = 0.01,
     weight_decay: float = 0.0,
     patience: int = 50,
@@ -123,7 +123,7 @@ def train_graph_classifier(
     hidden: int = 32,
     num_layers: int = 3,
     epochs: int = 200,
-    lr: float = 0.01,
+    lr: float = 0.003,
     num_batches: int = 8,
 ) -> TrainedModel:
     """Training of the GIN classifier on the train graphs, in ``num_batches`` mini-batches that
