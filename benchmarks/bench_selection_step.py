@@ -32,10 +32,12 @@ from provenml.selection import (
 GOAL = 1.3
 
 
-def make_loop(policy_fn: Callable[[], ScoringPolicy], data: TensorDataset) -> Callable[[int], None]:
+def make_loop(
+    policy_fn: Callable[[], ScoringPolicy], data: TensorDataset, hidden: list[int]
+) -> Callable[[int], None]:
     """A training loop over ``data`` with the given policy; returns ``run(steps)``."""
     torch.manual_seed(0)
-    learner = mlp(40, [512, 512], 10)
+    learner = mlp(40, hidden, 10)
     optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3, fused=True)
     selector = OnlineBatchSelector(learner, classification_loss, policy_fn(), 64, rho=0.5)
     stream = selector.batches(data, epochs=10_000)
@@ -52,8 +54,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--hidden", default="512,512", help="learner widths (issue: 512,512)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    hidden = [int(h) for h in args.hidden.split(",")]
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(
         torch.randn(20000, 40, generator=g), torch.randint(0, 10, (20000,), generator=g)
@@ -61,14 +65,14 @@ def main() -> None:
     reference = mlp(40, [32], 10).eval()
     table = precompute_losses(reference, data, classification_loss)
     loops = {
-        "uniform (anchor)": make_loop(Uniform, data),
+        "uniform (anchor)": make_loop(Uniform, data, hidden),
         "learnability, reference forward": make_loop(
-            lambda: Learnability(mlp(40, [32], 10), reference), data
+            lambda: Learnability(mlp(40, [32], 10), reference), data, hidden
         ),
         "learnability, cached reference": make_loop(
-            lambda: Learnability(mlp(40, [32], 10), table), data
+            lambda: Learnability(mlp(40, [32], 10), table), data, hidden
         ),
-        "rho_loss, cached reference": make_loop(lambda: RhoLoss(table), data),
+        "rho_loss, cached reference": make_loop(lambda: RhoLoss(table), data, hidden),
     }
     times: dict[str, list[float]] = {name: [] for name in loops}
     for run in loops.values():
@@ -79,7 +83,10 @@ def main() -> None:
             run(args.steps)
             times[name].append((time.perf_counter() - start) / args.steps)
     anchor = statistics.median(times["uniform (anchor)"])
-    print(f"threads={args.threads} steps={args.steps} repeats={args.repeats} (median per step)")
+    print(
+        f"learner 40-{args.hidden.replace(',', '-')}-10, threads={args.threads}, "
+        f"steps={args.steps}, repeats={args.repeats} (median per step)"
+    )
     print(f"{'loop':34s} {'ms/step':>8s} {'ratio':>6s}")
     for name, values in times.items():
         ms = statistics.median(values)

@@ -4,6 +4,7 @@ symmetric label noise."""
 from __future__ import annotations
 
 import functools
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,12 +29,12 @@ def _generate(num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     args.seed = seed
     # make_dataset only generates (get_dataset is the one that may download a pickle); it
     # reseeds numpy's and random's global generators, so save and restore them.
-    state_np, state_py = np.random.get_state(), __import__("random").getstate()
+    state_np, state_py = np.random.get_state(), random.getstate()
     try:
         data = make_dataset(args)
     finally:
         np.random.set_state(state_np)
-        __import__("random").setstate(state_py)
+        random.setstate(state_py)
     return data["x"].astype(np.float32), data["y"].astype(np.int64)
 
 
