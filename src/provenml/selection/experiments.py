@@ -208,6 +208,11 @@ def _summary(m: Measured, results: dict[str, ArmRun]) -> dict[str, float]:
         out[f"noisy_fraction/{label}"] = run.noisy_fraction
         learner = run.compute["flops"].get("training:learner", 0)
         out[f"overhead_fraction/{label}"] = (run.compute["total_flops"] - learner) / max(learner, 1)
+        if label in ("learnability", "rho_loss") or label.startswith("width_"):
+            # the end-of-run FLOPs of each part, measured separately (total = their sum)
+            for category, flops in run.compute["flops"].items():
+                out[f"gflops_end/{label}/{category}"] = flops / 1e9
+            out[f"gflops_end/{label}/total"] = run.compute["total_flops"] / 1e9
     return out
 
 
