@@ -27,7 +27,7 @@ PUBLISHED_AUROC_BA_SHAPES = {"gnnexplainer": 0.925, "pgexplainer": 0.963}
 
 @dataclass
 class BenchmarkConfig(Config):
-    """Defaults are the ``small`` preset (about 4 minutes a seed on 2 cores)."""
+    """Defaults are the ``small`` preset (2-3 minutes a seed on 2 shared cores)."""
 
     datasets: tuple[str, ...] = (
         "ba_shapes",
@@ -167,7 +167,7 @@ def markdown_tables(tables: list[dict[str, Any]], data: dict[str, Any]) -> str:
     "PGExplainer reach their published BA-Shapes AUROC; SubgraphX has the best Fidelity- on "
     "BA-2Motifs",
     config=BenchmarkConfig,
-    time={"smoke": "40s", "small": "4 min per seed", "paper": "GPU hours"},
+    time={"smoke": "20s", "small": "2-3 min per seed", "paper": "GPU hours"},
     summarize=_summarize,
 )
 def run(cfg: BenchmarkConfig, ctx: RunContext) -> Result:
