@@ -126,8 +126,15 @@ def _table(rows: int, dim: int) -> nn.Parameter:
 
 
 def _select(table: Tensor, idx: Tensor | None) -> Tensor:
-    """Rows ``idx`` of ``table`` (all rows for ``None``); index_select has the cheaper backward."""
-    return table if idx is None else table.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)
+    """Rows ``idx`` of ``table`` (all rows for ``None``), any index shape.
+
+    ``F.embedding`` rather than ``table[idx]``: its backward is a sorted segment sum, about 10x
+    faster on CPU than the scatter-add behind indexing when indices repeat (they always do).
+    """
+    if idx is None:
+        return table
+    rows = F.embedding(idx.reshape(-1), table.reshape(table.shape[0], -1))
+    return rows.view(*idx.shape, *table.shape[1:])
 
 
 def _complex_moduli(x: Tensor) -> Tensor:
@@ -163,7 +170,7 @@ class TransE(KGEModel):
         return (_select(self.entity, idx),)
 
     def relation_reps(self, idx: Tensor) -> Reps:
-        return (self.relation[idx],)
+        return (_select(self.relation, idx),)
 
     def interaction(self, h: Reps, r: Reps, t: Reps) -> Tensor:
         """Review eq. (1): f_r(h, t) = -||h + r - t||_p (L1 or L2)."""
@@ -171,11 +178,15 @@ class TransE(KGEModel):
 
     def score_t(self, h: Tensor, r: Tensor) -> Tensor:
         """-||(h + r) - e||_p for all entities e, one ``torch.cdist`` call."""
-        return -torch.cdist(self.entity[h] + self.relation[r], self.entity, p=self.p)
+        return -torch.cdist(
+            _select(self.entity, h) + _select(self.relation, r), self.entity, p=self.p
+        )
 
     def score_h(self, r: Tensor, t: Tensor) -> Tensor:
         """-||e - (t - r)||_p for all entities e."""
-        return -torch.cdist(self.entity[t] - self.relation[r], self.entity, p=self.p)
+        return -torch.cdist(
+            _select(self.entity, t) - _select(self.relation, r), self.entity, p=self.p
+        )
 
     @torch.no_grad()
     def apply_constraints(self) -> None:
@@ -199,7 +210,7 @@ class TransH(KGEModel):
         return (_select(self.entity, idx),)
 
     def relation_reps(self, idx: Tensor) -> Reps:
-        return (F.normalize(self.normal[idx], dim=-1), self.translation[idx])
+        return (F.normalize(_select(self.normal, idx), dim=-1), _select(self.translation, idx))
 
     def interaction(self, h: Reps, r: Reps, t: Reps) -> Tensor:
         """TransH eq.: h⊥ = h - w_rᵀh w_r, t⊥ = t - w_rᵀt w_r; f = -||h⊥ + d_r - t⊥||²₂."""
@@ -234,7 +245,7 @@ class TransR(KGEModel):
         return (_select(self.entity, idx),)
 
     def relation_reps(self, idx: Tensor) -> Reps:
-        return (self.relation[idx], self.projection[idx])
+        return (_select(self.relation, idx), _select(self.projection, idx))
 
     def interaction(self, h: Reps, r: Reps, t: Reps) -> Tensor:
         """Review eq. (TransR): h_r = h M_r, t_r = t M_r; f = -||h_r + r - t_r||²₂."""
@@ -258,12 +269,12 @@ class TransR(KGEModel):
         uniq, inv = torch.unique(r, return_inverse=True)
         if len(uniq) * self.num_entities > 2 * h.numel():
             return super().score_hrt(h, r, t)
-        projected = torch.einsum("ed,udk->uek", self.entity, self.projection[uniq])
-        diff = projected[inv, h] + self.relation[r] - projected[inv, t]
+        projected = torch.einsum("ed,udk->uek", self.entity, _select(self.projection, uniq))
+        diff = projected[inv, h] + _select(self.relation, r) - projected[inv, t]
         return -(diff**2).sum(-1)
 
     def regularization_factors(self, h: Tensor, r: Tensor, t: Tensor) -> list[Tensor]:
-        return [self.entity[h], self.relation[r], self.entity[t]]
+        return [_select(self.entity, h), _select(self.relation, r), _select(self.entity, t)]
 
 
 class TransD(KGEModel):
@@ -285,7 +296,7 @@ class TransD(KGEModel):
         return (_select(self.entity, idx), _select(self.entity_proj, idx))
 
     def relation_reps(self, idx: Tensor) -> Reps:
-        return (self.relation[idx], self.relation_proj[idx])
+        return (_select(self.relation, idx), _select(self.relation_proj, idx))
 
     def _project(self, e: Tensor, e_p: Tensor, r_p: Tensor) -> Tensor:
         """e⊥ = M_re e = r_p (e_pᵀ e) + I^{m×n} e (I truncates or zero-pads to m dims)."""
@@ -325,7 +336,7 @@ class RotatE(KGEModel):
         return (_select(self.entity, idx),)
 
     def relation_reps(self, idx: Tensor) -> Reps:
-        return (self.phase[idx],)
+        return (_select(self.phase, idx),)
 
     @staticmethod
     def _rotate(e: Tensor, phase: Tensor, conj: bool = False) -> Tensor:
@@ -349,20 +360,20 @@ class RotatE(KGEModel):
         return -self._distance(self._rotate(h[0], r[0]) - t[0])
 
     def score_t(self, h: Tensor, r: Tensor) -> Tensor:
-        query = self._rotate(self.entity[h], self.phase[r])
+        query = self._rotate(_select(self.entity, h), _select(self.phase, r))
         if self.p == 2:
             return -torch.cdist(query, self.entity)
         return super().score_t(h, r)
 
     def score_h(self, r: Tensor, t: Tensor) -> Tensor:
         """|h∘r - t| = |h - t∘r̄| because |r| = 1: rotate the tail back, then one cdist."""
-        query = self._rotate(self.entity[t], self.phase[r], conj=True)
+        query = self._rotate(_select(self.entity, t), _select(self.phase, r), conj=True)
         if self.p == 2:
             return -torch.cdist(query, self.entity)
         return super().score_h(r, t)
 
     def regularization_factors(self, h: Tensor, r: Tensor, t: Tensor) -> list[Tensor]:
-        return [_complex_moduli(self.entity[h]), _complex_moduli(self.entity[t])]
+        return [_complex_moduli(_select(self.entity, h)), _complex_moduli(_select(self.entity, t))]
 
 
 # =============================================================================================
@@ -385,17 +396,21 @@ class RESCAL(KGEModel):
         return (_select(self.entity, idx),)
 
     def relation_reps(self, idx: Tensor) -> Reps:
-        return (self.relation[idx],)
+        return (_select(self.relation, idx),)
 
     def interaction(self, h: Reps, r: Reps, t: Reps) -> Tensor:
         """Review eq. (RESCAL): f_r(h, t) = hᵀ M_r t."""
         return ((h[0].unsqueeze(-2) @ r[0]).squeeze(-2) * t[0]).sum(-1)
 
     def score_t(self, h: Tensor, r: Tensor) -> Tensor:
-        return (self.entity[h].unsqueeze(1) @ self.relation[r]).squeeze(1) @ self.entity.T
+        return (_select(self.entity, h).unsqueeze(1) @ _select(self.relation, r)).squeeze(
+            1
+        ) @ self.entity.T
 
     def score_h(self, r: Tensor, t: Tensor) -> Tensor:
-        return (self.relation[r] @ self.entity[t].unsqueeze(-1)).squeeze(-1) @ self.entity.T
+        return (_select(self.relation, r) @ _select(self.entity, t).unsqueeze(-1)).squeeze(
+            -1
+        ) @ self.entity.T
 
 
 class DistMult(KGEModel):
@@ -412,17 +427,17 @@ class DistMult(KGEModel):
         return (_select(self.entity, idx),)
 
     def relation_reps(self, idx: Tensor) -> Reps:
-        return (self.relation[idx],)
+        return (_select(self.relation, idx),)
 
     def interaction(self, h: Reps, r: Reps, t: Reps) -> Tensor:
         """Review eq. (DistMult): f_r(h, t) = hᵀ diag(r) t = Σ_i h_i r_i t_i."""
         return (h[0] * r[0] * t[0]).sum(-1)
 
     def score_t(self, h: Tensor, r: Tensor) -> Tensor:
-        return (self.entity[h] * self.relation[r]) @ self.entity.T
+        return (_select(self.entity, h) * _select(self.relation, r)) @ self.entity.T
 
     def score_h(self, r: Tensor, t: Tensor) -> Tensor:
-        return (self.relation[r] * self.entity[t]) @ self.entity.T
+        return (_select(self.relation, r) * _select(self.entity, t)) @ self.entity.T
 
 
 class HolE(KGEModel):
@@ -439,7 +454,7 @@ class HolE(KGEModel):
         return (_select(self.entity, idx),)
 
     def relation_reps(self, idx: Tensor) -> Reps:
-        return (self.relation[idx],)
+        return (_select(self.relation, idx),)
 
     @staticmethod
     def correlation(a: Tensor, b: Tensor) -> Tensor:
@@ -460,11 +475,11 @@ class HolE(KGEModel):
 
     def score_t(self, h: Tensor, r: Tensor) -> Tensor:
         """rᵀ(h ⋆ t) = (h ∗ r)ᵀ t, so all tails score with one matrix product."""
-        return self.convolution(self.entity[h], self.relation[r]) @ self.entity.T
+        return self.convolution(_select(self.entity, h), _select(self.relation, r)) @ self.entity.T
 
     def score_h(self, r: Tensor, t: Tensor) -> Tensor:
         """rᵀ(h ⋆ t) = hᵀ (r ⋆ t), so all heads score with one matrix product."""
-        return self.correlation(self.relation[r], self.entity[t]) @ self.entity.T
+        return self.correlation(_select(self.relation, r), _select(self.entity, t)) @ self.entity.T
 
 
 class ComplEx(KGEModel):
@@ -482,7 +497,7 @@ class ComplEx(KGEModel):
         return (_select(self.entity, idx),)
 
     def relation_reps(self, idx: Tensor) -> Reps:
-        return (self.relation[idx],)
+        return (_select(self.relation, idx),)
 
     @staticmethod
     def _product(h: Tensor, r: Tensor) -> Tensor:
@@ -497,20 +512,20 @@ class ComplEx(KGEModel):
         return (self._product(h[0], r[0]) * t[0]).sum(-1)
 
     def score_t(self, h: Tensor, r: Tensor) -> Tensor:
-        return self._product(self.entity[h], self.relation[r]) @ self.entity.T
+        return self._product(_select(self.entity, h), _select(self.relation, r)) @ self.entity.T
 
     def score_h(self, r: Tensor, t: Tensor) -> Tensor:
         """Re(h r conj(t)) = <[Re h | Im h], [Re p | -Im p]> with p = r conj(t)."""
-        rr, ri = self.relation[r].chunk(2, dim=-1)
-        tr, ti = self.entity[t].chunk(2, dim=-1)
+        rr, ri = _select(self.relation, r).chunk(2, dim=-1)
+        tr, ti = _select(self.entity, t).chunk(2, dim=-1)
         p_re, p_im = rr * tr + ri * ti, ri * tr - rr * ti
         return torch.cat([p_re, -p_im], dim=-1) @ self.entity.T
 
     def regularization_factors(self, h: Tensor, r: Tensor, t: Tensor) -> list[Tensor]:
         return [
-            _complex_moduli(self.entity[h]),
-            _complex_moduli(self.relation[r]),
-            _complex_moduli(self.entity[t]),
+            _complex_moduli(_select(self.entity, h)),
+            _complex_moduli(_select(self.relation, r)),
+            _complex_moduli(_select(self.entity, t)),
         ]
 
 
@@ -539,7 +554,7 @@ class ANALOGY(KGEModel):
         return (_select(self.entity, idx),)
 
     def relation_reps(self, idx: Tensor) -> Reps:
-        return (self.relation[idx],)
+        return (_select(self.relation, idx),)
 
     def _query(self, e: Tensor, r: Tensor, conj: bool) -> Tensor:
         """The vector q with f = <q, other>: eᵀB_r (conj=False) or B_r e (conj=True)."""
@@ -552,10 +567,16 @@ class ANALOGY(KGEModel):
         return (self._query(h[0], r[0], conj=False) * t[0]).sum(-1)
 
     def score_t(self, h: Tensor, r: Tensor) -> Tensor:
-        return self._query(self.entity[h], self.relation[r], conj=False) @ self.entity.T
+        return (
+            self._query(_select(self.entity, h), _select(self.relation, r), conj=False)
+            @ self.entity.T
+        )
 
     def score_h(self, r: Tensor, t: Tensor) -> Tensor:
-        return self._query(self.entity[t], self.relation[r], conj=True) @ self.entity.T
+        return (
+            self._query(_select(self.entity, t), _select(self.relation, r), conj=True)
+            @ self.entity.T
+        )
 
 
 def _conj_sign(complex_dim: int, conj: bool, like: Tensor) -> Tensor:
@@ -582,18 +603,30 @@ class SimplE(KGEModel):
         return (_select(self.head, idx), _select(self.tail, idx))
 
     def relation_reps(self, idx: Tensor) -> Reps:
-        return (self.relation[idx], self.inverse[idx])
+        return (_select(self.relation, idx), _select(self.inverse, idx))
 
     def interaction(self, h: Reps, r: Reps, t: Reps) -> Tensor:
         """SimplE eq.: f = ½(<h_h, v_r, t_t> + <t_h, v_r⁻¹, h_t>)."""
         return 0.5 * ((h[0] * r[0] * t[1]).sum(-1) + (t[0] * r[1] * h[1]).sum(-1))
 
     def score_t(self, h: Tensor, r: Tensor) -> Tensor:
-        both = torch.cat([self.head[h] * self.relation[r], self.tail[h] * self.inverse[r]], -1)
+        both = torch.cat(
+            [
+                _select(self.head, h) * _select(self.relation, r),
+                _select(self.tail, h) * _select(self.inverse, r),
+            ],
+            -1,
+        )
         return 0.5 * both @ torch.cat([self.tail, self.head], -1).T
 
     def score_h(self, r: Tensor, t: Tensor) -> Tensor:
-        both = torch.cat([self.relation[r] * self.tail[t], self.inverse[r] * self.head[t]], -1)
+        both = torch.cat(
+            [
+                _select(self.relation, r) * _select(self.tail, t),
+                _select(self.inverse, r) * _select(self.head, t),
+            ],
+            -1,
+        )
         return 0.5 * both @ torch.cat([self.head, self.tail], -1).T
 
 
