@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/provenml reproduce wsd.multibudget wsd.river_valley --scale small --seeds 3 --out $(RUNS)
+	$(VENV)/bin/provenml reproduce wsd.multibudget wsd.river_valley --scale small --seeds 3 --jobs 3 --out $(RUNS)
 	$(VENV)/bin/provenml report --runs $(RUNS) --out REPORT.md
 
 test: $(STAMP)
