@@ -159,7 +159,7 @@ def _bar_chart(
     claim="every KGE model beats chance filtered MRR; on Kinships ComplEx/SimplE/DistMult beat "
     "TransE, which beats TransH and TransD (Hits@10)",
     config=LinkPredictionConfig,
-    time={"smoke": "5s", "small": "5 min", "paper": "GPU hours"},
+    time={"smoke": "5s", "small": "1.5 min", "paper": "GPU hours"},
 )
 def link_prediction(cfg: LinkPredictionConfig, ctx: RunContext) -> Result:
     """Train every model on every dataset; filtered realistic MRR / Hits@k on test."""
@@ -290,7 +290,7 @@ class TripleClassificationConfig(LinkPredictionConfig):
     config=TripleClassificationConfig,
     time={
         "smoke": "5s",
-        "small": "1 min after link_prediction (shared models), else 5 min",
+        "small": "2 s after link_prediction (shared models), else 1.5 min",
         "paper": "GPU hours",
     },
 )
@@ -394,7 +394,7 @@ FAILURES = (
     claim="TransE fails symmetry, DistMult fails antisymmetry and inversion, ComplEx fails "
     "composition; RotatE handles all four (RotatE paper, Table 2)",
     config=RelationPatternsConfig,
-    time={"smoke": "5s", "small": "1 min", "paper": "30 min"},
+    time={"smoke": "5s", "small": "15 s", "paper": "30 min"},
 )
 def relation_patterns(cfg: RelationPatternsConfig, ctx: RunContext) -> Result:
     """Per-pattern test MRR (direction accuracy for antisymmetry) on the synthetic graph."""
@@ -521,7 +521,7 @@ def _pair_keys(pairs: torch.Tensor, num_entities: int) -> torch.Tensor:
     claim="adding KG-embedding scores to a PCNN text encoder improves the precision-recall AUC "
     "of distantly supervised relation extraction",
     config=RelationExtractionConfig,
-    time={"smoke": "5s", "small": "1.5 min", "paper": "GPU 1 h"},
+    time={"smoke": "5s", "small": "10 s", "paper": "GPU 1 h"},
 )
 def relation_extraction(cfg: RelationExtractionConfig, ctx: RunContext) -> Result:
     """PCNN alone vs PCNN + KG embeddings on a generated distant-supervision corpus."""
