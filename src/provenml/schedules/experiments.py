@@ -195,7 +195,7 @@ def multibudget(cfg: MultiBudgetConfig, ctx: RunContext) -> Result:
                 "checkpoint_steps": o.checkpoint_steps,
                 "curve": o.curve,
                 "branch_curves": o.branch_curves,
-                "lr_curve": o.lr_curve,
+                "lr_traces": o.lr_traces,
                 "steps_spent": o.steps_spent,
             }
             for arm, o in outcomes.items()

@@ -77,15 +77,19 @@ class ArmSetup:
         return t[-1] + sum(self.decays) + 2 * c[-1] + sum(c)
 
 
+CurvePoint = tuple[int, float, float]
+"""(steps taken, validation loss, learning rate of the last step)."""
+
+
 @dataclass
 class ArmOutcome:
     """Checkpoint losses (one per budget), the loss curve, and the steps the arm spent."""
 
     checkpoints: list[float] = field(default_factory=list)
     checkpoint_steps: list[int] = field(default_factory=list)
-    curve: list[tuple[int, float]] = field(default_factory=list)
-    lr_curve: list[tuple[int, float]] = field(default_factory=list)
-    branch_curves: list[list[tuple[int, float]]] = field(default_factory=list)
+    curve: list[CurvePoint] = field(default_factory=list)
+    branch_curves: list[list[CurvePoint]] = field(default_factory=list)
+    lr_traces: list[list[tuple[int, float]]] = field(default_factory=list)
     steps_spent: int = 0
 
 
@@ -104,6 +108,8 @@ class _Trainer:
         self.setup, self.ctx, self.arm = setup, ctx, arm
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.diverged = False
+        self.lr_trace: list[tuple[int, float]] = []  # (step, rate) every few steps, for plots
+        self._lr_every = max(1, setup.curve_every // 10)
 
     def _step(self, step: int) -> float:
         x, y = self.setup.stream.batch(step)
@@ -115,9 +121,7 @@ class _Trainer:
         self.scheduler.step()
         return float(loss.detach())
 
-    def run(
-        self, start: int, end: int, outcome: ArmOutcome, bar, curve: list[tuple[int, float]]
-    ) -> None:
+    def run(self, start: int, end: int, outcome: ArmOutcome, bar, curve: list[CurvePoint]) -> None:
         """Take steps ``start .. end-1``; record the curve every ``curve_every`` steps."""
         for step in range(start, end):
             if self.diverged:
@@ -125,6 +129,8 @@ class _Trainer:
                 bar.advance()
                 continue
             lr = self.optimizer.param_groups[0]["lr"]
+            if step % self._lr_every == 0 or step == end - 1:
+                self.lr_trace.append((step, lr))
             train_loss = self.ctx.compute.charge(f"train/{self.arm}", self._step, step, key="step")
             outcome.steps_spent += 1
             bar.advance()
@@ -133,8 +139,7 @@ class _Trainer:
                 continue
             if (step + 1) % self.setup.curve_every == 0:
                 val = self.setup.curve_eval(self.model, self.ctx.device)
-                curve.append((step + 1, val))
-                outcome.lr_curve.append((step, lr))
+                curve.append((step + 1, val, lr))
                 self.ctx.log(
                     arm=self.arm, step=step + 1, lr=lr, train_loss=train_loss, val_loss=val
                 )
@@ -158,7 +163,7 @@ class _Trainer:
 
 def _adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(
-        model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay
+        model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay, fused=True
     )
 
 
@@ -215,13 +220,15 @@ def run_arms(setup: ArmSetup, ctx: RunContext, arms: Sequence[str] = ARMS) -> di
                         last_epoch=k - 1,
                     ),
                 )
-                branch_curve: list[tuple[int, float]] = []
+                branch_curve: list[CurvePoint] = []
                 branch.run(at, budget, wsd, bar, branch_curve)
                 wsd.branch_curves.append(branch_curve)
+                wsd.lr_traces.append(branch.lr_trace)
                 wsd.checkpoints.append(branch.checkpoint())
                 wsd.checkpoint_steps.append(budget)
             wsd.steps_spent += budgets[-1] - decays[-1]  # the main branch up to the last fork
             wsd.curve = [p for p in const.curve if p[0] <= budgets[-1] - decays[-1]]
+            const.lr_traces.append(main.lr_trace)
             out["constant"], out["wsd"] = const, wsd
 
         if "wsds" in arms:
@@ -272,9 +279,10 @@ def run_arms(setup: ArmSetup, ctx: RunContext, arms: Sequence[str] = ARMS) -> di
                         min_lr_ratio=setup.min_lr_ratio,
                     ),
                 )
-                curve: list[tuple[int, float]] = []
+                curve: list[CurvePoint] = []
                 trainer.run(0, budget, oracle, bar, curve)
                 oracle.branch_curves.append(curve)
+                oracle.lr_traces.append(trainer.lr_trace)
                 oracle.checkpoints.append(trainer.checkpoint())
                 oracle.checkpoint_steps.append(budget)
             oracle.curve = oracle.branch_curves[-1]
@@ -299,6 +307,7 @@ def _single_branch(
         outcome.checkpoints.append(trainer.checkpoint())
         outcome.checkpoint_steps.append(budget)
         position = budget
+    outcome.lr_traces.append(trainer.lr_trace)
     return outcome
 
 
@@ -324,7 +333,7 @@ def build_setup(cfg, ctx: RunContext, corpus, peak_lr: dict[str, float]) -> ArmS
         make_model=make_model,
         stream=BatchStream(corpus.train, window, cfg.batch_size, max_step, seed=10_000 + ctx.seed),
         checkpoint_eval=Evaluator(corpus.valid, window, cfg.eval_windows),
-        curve_eval=Evaluator(corpus.valid, window, cfg.curve_windows, seed=4321),
+        curve_eval=Evaluator(corpus.valid, window, cfg.curve_windows),  # a prefix of the above
         budgets=budgets,
         warmup_steps=cfg.warmup_steps,
         rewarmup_steps=cfg.rewarmup_steps,

@@ -41,10 +41,14 @@ def multibudget_seed(result: Result, ctx: RunContext) -> None:
         curves += arm_data["branch_curves"]
         for i, curve in enumerate(curves):
             if curve:
-                steps, losses = zip(*curve, strict=True)
+                steps, losses, _ = zip(*curve, strict=True)
                 ax.plot(
                     steps, losses, color=colour, lw=1.2, alpha=0.9, label=label if i == 0 else None
                 )
+        for trace in arm_data["lr_traces"]:
+            if trace:
+                trace_steps, rates = zip(*trace, strict=True)
+                ax_lr.plot(trace_steps, rates, color=colour, lw=1)
         ax.scatter(
             arm_data["checkpoint_steps"],
             arm_data["checkpoints"],
@@ -53,9 +57,6 @@ def multibudget_seed(result: Result, ctx: RunContext) -> None:
             s=28,
             zorder=3,
         )
-        if arm_data["lr_curve"]:
-            steps, lrs = zip(*arm_data["lr_curve"], strict=True)
-            ax_lr.plot(steps, lrs, color=colour, lw=1)
     _loss_axes(ax, data)
     finite = [v for a in data["arms"].values() for v in a["checkpoints"] if np.isfinite(v)]
     if finite:
