@@ -50,10 +50,11 @@ class MultiBudgetConfig(Config):
     decay_shape: Literal["linear", "cosine", "1-sqrt", "inverse"] = "linear"
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.0
-    lr_wsd: float = 4e-3
-    lr_wsds: float = 4e-3
-    lr_cyclic: float = 4e-3
-    lr_cosine: float = 4e-3
+    # chosen by wsd.lr_sweep --scale small --seed 100 (grid 1e-3..8e-3): 2e-3 for every arm
+    lr_wsd: float = 2e-3
+    lr_wsds: float = 2e-3
+    lr_cyclic: float = 2e-3
+    lr_cosine: float = 2e-3
     corpus_bytes: int = 8_000_000
     stdlib_root: str = ""  # another Python's standard library folder; empty: the running one
     eval_windows: int = 1024
