@@ -202,6 +202,8 @@ def multibudget(cfg: MultiBudgetConfig, ctx: RunContext) -> Result:
             for arm, o in outcomes.items()
         },
         "corpus": corpus.describe(),
+        "curve_windows": cfg.curve_windows,
+        "eval_windows": cfg.eval_windows,
         "peak_lr": cfg.peak_lrs(),
         "flops_per_step": {
             k.split("/", 1)[1]: ctx.compute.flops[k] // max(1, ctx.compute.calls[k])

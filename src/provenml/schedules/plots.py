@@ -62,7 +62,10 @@ def multibudget_seed(result: Result, ctx: RunContext) -> None:
     if finite:
         ax.set_ylim(min(finite) - 0.05, max(finite) + 0.6)
     ax.legend(loc="upper right")
-    ax.set_title(f"wsd.multibudget, seed {ctx.seed}: dots are checkpoints, grey lines budgets")
+    ax.set_title(
+        f"wsd.multibudget, seed {ctx.seed}: lines on a {data.get('curve_windows', '?')}-window "
+        f"subset, dots (checkpoints) on {data.get('eval_windows', '?')} windows; grey: budgets"
+    )
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("optimizer steps")
     ctx.savefig(fig, "loss_vs_steps")
