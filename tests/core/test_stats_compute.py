@@ -43,3 +43,16 @@ def test_flops_are_measured_by_the_flop_counter() -> None:
     assert ledger.calls["fwd"] == 3
     assert ledger.total_flops == 3 * flops + 2 * 2 * 8 * 4
     assert ledger.to_dict()["seconds"]["fwd"] >= 0
+
+
+def test_intra_op_threads_sets_and_restores() -> None:
+    from provenml.core import intra_op_threads
+
+    before = torch.get_num_threads()
+    with intra_op_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with intra_op_threads(None):
+        assert torch.get_num_threads() == before
+    with intra_op_threads(1, torch.device("cuda")):
+        assert torch.get_num_threads() == before  # a GPU run keeps the CPU setting

@@ -3,7 +3,12 @@
 It knows nothing about any one paper; each system registers its reproductions here.
 """
 
-from provenml.core.compute import ComputeLedger, count_flops, peak_memory_bytes
+from provenml.core.compute import (
+    ComputeLedger,
+    count_flops,
+    intra_op_threads,
+    peak_memory_bytes,
+)
 from provenml.core.experiment import (
     SCALES,
     Claim,
@@ -31,6 +36,7 @@ __all__ = [
     "count_flops",
     "experiment",
     "get_experiment",
+    "intra_op_threads",
     "paired_test",
     "peak_memory_bytes",
     "registry",

@@ -77,6 +77,25 @@ class ComputeLedger:
         }
 
 
+@contextmanager
+def intra_op_threads(threads: int | None, device: torch.device | None = None) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads on the CPU, then restore the
+    setting. ``None`` or 0 keeps the current setting; on a GPU device nothing changes.
+
+    Small models are faster with one thread per process on a busy 2-core machine: two threads
+    spin-wait on each other for every tiny op.
+    """
+    before = torch.get_num_threads()
+    change = bool(threads) and (device is None or device.type == "cpu")
+    if change:
+        torch.set_num_threads(int(threads))  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        if change:
+            torch.set_num_threads(before)
+
+
 def peak_memory_bytes(device: torch.device | None = None) -> int:
     """Peak memory of this process: CUDA allocator peak on a GPU, else the peak resident set."""
     if device is not None and device.type == "cuda":

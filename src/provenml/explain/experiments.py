@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from provenml.core import Claim, Config, Result, RunContext, experiment
+from provenml.core import Claim, Config, Result, RunContext, experiment, intra_op_threads
 from provenml.explain.base import ExplainerMethod
 from provenml.explain.benchmark import evaluate_method, make_task
 from provenml.explain.methods import (
@@ -172,13 +172,8 @@ def markdown_tables(tables: list[dict[str, Any]], data: dict[str, Any]) -> str:
 )
 def run(cfg: BenchmarkConfig, ctx: RunContext) -> Result:
     # The graphs are small: one thread is faster than two fighting over shared cores.
-    threads = torch.get_num_threads()
-    if ctx.device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
+    with intra_op_threads(1, ctx.device):
         return _run(cfg, ctx)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(cfg: BenchmarkConfig, ctx: RunContext) -> Result:

@@ -4,14 +4,12 @@ extraction (Lin et al., 2018, "Knowledge Representation Learning: A Quantitative
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
-from provenml.core import Claim, Config, Result, RunContext, experiment
+from provenml.core import Claim, Config, Result, RunContext, experiment, intra_op_threads
 from provenml.kge.data import TriplesDataset, load_dataset
 from provenml.kge.evaluation import evaluate_link_prediction
 from provenml.kge.index import KnownTriples
@@ -62,18 +60,6 @@ def recipe(model: str, epochs: int, batch_size: int, lr: float, seed: int) -> Tr
         lr=lr,
         seed=seed,
     )
-
-
-@contextmanager
-def single_thread(device: torch.device) -> Iterator[None]:
-    """These models are tiny: on CPU one intra-op thread beats two (no spin-waits)."""
-    before = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 _DATASETS: dict[str, TriplesDataset] = {}
@@ -167,7 +153,7 @@ def link_prediction(cfg: LinkPredictionConfig, ctx: RunContext) -> Result:
     chance: dict[str, dict[str, float]] = {}
     summary: dict[str, float] = {}
     jobs = [(d, m) for d in cfg.datasets for m in cfg.models]
-    with single_thread(ctx.device):
+    with intra_op_threads(1, ctx.device):
         for step, (ds_name, model_name) in enumerate(ctx.track(jobs, "link prediction")):
             ds = dataset(ds_name)
             start = time.perf_counter()
@@ -299,7 +285,7 @@ def triple_classification(cfg: TripleClassificationConfig, ctx: RunContext) -> R
     accuracy: dict[str, dict[str, float]] = {}
     summary: dict[str, float] = {}
     jobs = [(d, m) for d in cfg.datasets for m in cfg.models]
-    with single_thread(ctx.device):
+    with intra_op_threads(1, ctx.device):
         negatives: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for step, (ds_name, model_name) in enumerate(ctx.track(jobs, "triple classification")):
             ds = dataset(ds_name)
@@ -404,7 +390,7 @@ def relation_patterns(cfg: RelationPatternsConfig, ctx: RunContext) -> Result:
     ds = graph.dataset
     table: dict[str, dict[str, float]] = {}
     chance: dict[str, float] = {"antisymmetric": 0.5}
-    with single_thread(ctx.device):
+    with intra_op_threads(1, ctx.device):
         for step, name in enumerate(ctx.track(cfg.models, "relation patterns")):
             torch.manual_seed(ctx.seed)
             model = get_model(name, ds.num_entities, ds.num_relations, cfg.dim).to(ctx.device)
@@ -579,7 +565,7 @@ def relation_extraction(cfg: RelationExtractionConfig, ctx: RunContext) -> Resul
         )
         for s in splits
     }
-    with single_thread(ctx.device):
+    with intra_op_threads(1, ctx.device):
         encoder = PCNN(spec.vocab_size, ds.num_relations + 1, corpora["train"].tokens.shape[1])
         with ctx.compute.timed("text encoder"):
             losses = train_encoder(encoder, corpora["train"], cfg.encoder_epochs, gen)

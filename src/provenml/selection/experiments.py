@@ -8,15 +8,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
-from provenml.core import Claim, ComputeLedger, Config, Result, RunContext, experiment
+from provenml.core import (
+    Claim,
+    ComputeLedger,
+    Config,
+    Result,
+    RunContext,
+    experiment,
+    intra_op_threads,
+)
 from provenml.selection.data import mnist1d_splits
 from provenml.selection.runner import (
     ARMS,
@@ -98,22 +104,6 @@ class CleanControlConfig(Config, SelectionConfig):
 
 
 # ------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def _threads(n: int) -> Iterator[None]:
-    """Run with ``n`` intra-op threads (0 keeps torch's default), restoring it afterwards.
-
-    The models here are small: on a shared 2-core CPU one thread per process is several
-    times faster than two threads contending with other work.
-    """
-    before = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _merge(target: ComputeLedger, prefix: str, compute: dict[str, Any]) -> None:
@@ -325,7 +315,7 @@ def noisy_labels(cfg: NoisyLabelsConfig, ctx: RunContext) -> Result:
     runs = [(arm, arm, cfg.scorer_width) for arm in cfg.arms]
     if "uniform" not in cfg.arms:
         runs.insert(0, ("uniform", "uniform", cfg.scorer_width))
-    with _threads(cfg.threads):
+    with intra_op_threads(cfg.threads):
         results, ref_acc = _train_arms(cfg, ctx, runs, "selection.noisy_labels arms")
     m = _measure(results, cfg.smooth)
     summary = _summary(m, results)
@@ -412,7 +402,7 @@ def scorer_size(cfg: ScorerSizeConfig, ctx: RunContext) -> Result:
     widths = sorted(set(cfg.widths))
     runs = [("uniform", "uniform", widths[0])]
     runs += [(f"width_{w}", "learnability", w) for w in widths]
-    with _threads(cfg.threads):
+    with intra_op_threads(cfg.threads):
         results, ref_acc = _train_arms(cfg, ctx, runs, "selection.scorer_size widths")
     m = _measure(results, cfg.smooth)
     summary = _summary(m, results)
@@ -462,7 +452,7 @@ def clean_control(cfg: CleanControlConfig, ctx: RunContext) -> Result:
     runs = [(arm, arm, cfg.scorer_width) for arm in cfg.arms]
     if "uniform" not in cfg.arms:
         runs.insert(0, ("uniform", "uniform", cfg.scorer_width))
-    with _threads(cfg.threads):
+    with intra_op_threads(cfg.threads):
         results, ref_acc = _train_arms(cfg, ctx, runs, "selection.clean_control arms")
     m = _measure(results, cfg.smooth)
     summary = _summary(m, results)
