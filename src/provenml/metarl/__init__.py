@@ -1,0 +1,1 @@
+"""DynaMITE-RL (Liang et al. 2024): meta-RL where the latent changes between sessions."""

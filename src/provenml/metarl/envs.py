@@ -1,0 +1,300 @@
+"""Session-based environments of DynaMITE-RL (Liang et al. 2024, Sec. 3 and 5.1).
+
+A *session* is a stretch of an episode in which the latent (which goal pays, where the target
+is) stays fixed. At every step the session ends with probability ``p`` and a new latent is
+drawn from a transition matrix (the paper's DLCMDP, Def. 3.1). Session boundaries are never
+part of the observation: ``info`` carries them, with the true latent, for analysis and for the
+training-time losses that the paper allows to use them.
+
+Every environment comes twice:
+
+* a batched ``gymnasium.vector.VectorEnv`` (``SessionGridWorldVec``, ``SessionReacherVec``)
+  that steps ``num_envs`` copies as one numpy array operation (no Python loop over copies);
+* a single-env ``gymnasium.Env`` (``SessionGridWorld``, ``SessionReacher``), a thin view of the
+  batched one with ``num_envs=1``, which passes ``gymnasium.utils.env_checker.check_env``.
+
+All copies of a batch share the horizon, so they start and end their episodes together: the
+batched envs do not auto-reset; call ``reset()`` after the truncation step. The whole latent
+schedule of an episode is drawn at ``reset`` (``sample_session_schedule``), so an evaluation
+can replay the same fixed switch sequences for every agent through ``reset(options=...)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector.utils import batch_space
+
+from provenml.core import ProvenmlError
+
+GRID_SWITCH_MATRIX = ((0.2, 0.8), (0.8, 0.2))
+# stay, up, right, down, left
+_MOVES = np.array([[0, 0], [0, 1], [1, 0], [0, -1], [-1, 0]], dtype=np.int64)
+
+
+def sample_session_schedule(
+    rng: np.random.Generator,
+    num_envs: int,
+    horizon: int,
+    session_end_prob: float,
+    switch_matrix: np.ndarray,
+    initial: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the discrete latent of every step and the session-end flags (DLCMDP, Def. 3.1).
+
+    Returns ``latents`` (num_envs, horizon): the latent in force at step t, and ``session_end``
+    (num_envs, horizon): whether the session ends after step t, in which case the latent of
+    step t+1 is drawn from ``switch_matrix[latents[:, t]]``. Vectorised over environments; the
+    only loop is over time, because each latent depends on the previous one.
+    """
+    matrix = np.asarray(switch_matrix, dtype=np.float64)
+    k = matrix.shape[0]
+    if initial is None:
+        initial = rng.integers(0, k, size=num_envs)
+    latents = np.empty((num_envs, horizon), dtype=np.int64)
+    session_end = rng.random((num_envs, horizon)) < session_end_prob
+    cumulative = np.cumsum(matrix, axis=1)
+    uniforms = rng.random((num_envs, horizon))
+    latents[:, 0] = initial
+    for t in range(1, horizon):
+        prev = latents[:, t - 1]
+        drawn = (uniforms[:, t, None] > cumulative[prev]).sum(axis=1).clip(max=k - 1)
+        latents[:, t] = np.where(session_end[:, t - 1], drawn, prev)
+    return latents, session_end
+
+
+def _check_prob(p: float) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ProvenmlError(f"session_end_prob must be in [0, 1], got {p}")
+
+
+class SessionGridWorldVec(gym.vector.VectorEnv):
+    """``num_envs`` 5x5 grid worlds with two observed goals of which one, hidden, pays.
+
+    Reward: +1 on the paying goal, 0 on the other goal, -0.1 elsewhere; goals are not terminal.
+    Observation (float32, in [0, 1]): agent (x, y), goal 0 (x, y), goal 1 (x, y), divided by
+    ``size - 1``. Actions: 0 stay, 1 up, 2 right, 3 down, 4 left (walls clip the move).
+    The paying goal (latent in {0, 1}) switches between sessions by ``switch_matrix``.
+    ``info``: ``latent`` (the latent that produced this step's reward), ``next_latent``,
+    ``session_end`` (the session ended after this step), never part of the observation.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+
+    def __init__(
+        self,
+        num_envs: int = 16,
+        *,
+        size: int = 5,
+        horizon: int = 60,
+        session_end_prob: float = 0.07,
+        switch_matrix: tuple[tuple[float, float], ...] = GRID_SWITCH_MATRIX,
+    ) -> None:
+        _check_prob(session_end_prob)
+        if size < 2 or horizon < 1 or num_envs < 1:
+            raise ProvenmlError("need size >= 2, horizon >= 1 and num_envs >= 1")
+        self.num_envs = num_envs
+        self.size, self.horizon, self.session_end_prob = size, horizon, session_end_prob
+        self.switch_matrix = np.asarray(switch_matrix, dtype=np.float64)
+        self.num_latents = 2
+        self.single_observation_space = spaces.Box(0.0, 1.0, shape=(6,), dtype=np.float32)
+        self.single_action_space = spaces.Discrete(5)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._rng = np.random.default_rng()
+        self._t = horizon  # must reset first
+
+    def _obs(self) -> np.ndarray:
+        cells = np.concatenate([self.pos, self.goals.reshape(self.num_envs, 4)], axis=1)
+        return (cells / (self.size - 1)).astype(np.float32)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start a new episode in every copy. ``options`` may fix ``latents``/``session_end``
+        (num_envs, horizon), ``goals`` (num_envs, 2, 2) and ``start`` (num_envs, 2)."""
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        options = options or {}
+        n, cells = self.num_envs, self.size * self.size
+        # two distinct goal cells and a start cell, drawn without replacement per copy
+        order = np.argsort(self._rng.random((n, cells)), axis=1)[:, :3]
+        xy = np.stack([order // self.size, order % self.size], axis=-1)
+        self.goals = np.asarray(options.get("goals", xy[:, :2]), dtype=np.int64).copy()
+        self.pos = np.asarray(options.get("start", xy[:, 2]), dtype=np.int64).copy()
+        if "latents" in options:
+            self.latents = np.asarray(options["latents"], dtype=np.int64)
+            self.session_end = np.asarray(options["session_end"], dtype=bool)
+        else:
+            self.latents, self.session_end = sample_session_schedule(
+                self._rng, n, self.horizon, self.session_end_prob, self.switch_matrix
+            )
+        if self.latents.shape != (n, self.horizon) or self.goals.shape != (n, 2, 2):
+            raise ProvenmlError("reset options have the wrong shape for this batch of envs")
+        self._t = 0
+        return self._obs(), {"latent": self.latents[:, 0].copy()}
+
+    @property
+    def latent(self) -> np.ndarray:
+        """The latent in force for the next action (what an oracle may see)."""
+        return self.latents[:, min(self._t, self.horizon - 1)]
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if self._t >= self.horizon:
+            raise ProvenmlError(
+                "episode is over: call reset() (the batched env does not auto-reset)"
+            )
+        moves = _MOVES[np.asarray(actions, dtype=np.int64).reshape(self.num_envs)]
+        self.pos = np.clip(self.pos + moves, 0, self.size - 1)
+        t = self._t
+        latent = self.latents[:, t]
+        at_goal = (self.pos[:, None, :] == self.goals).all(axis=-1)  # (n, 2)
+        at_paying = at_goal[np.arange(self.num_envs), latent]
+        reward = np.where(at_paying, 1.0, np.where(at_goal.any(axis=1), 0.0, -0.1))
+        self._t += 1
+        truncated = np.full(self.num_envs, self._t >= self.horizon)
+        info = {
+            "latent": latent.copy(),
+            "next_latent": self.latents[:, min(self._t, self.horizon - 1)].copy(),
+            "session_end": self.session_end[:, t].copy(),
+        }
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        return self._obs(), reward.astype(np.float32), terminated, truncated, info
+
+
+class SessionReacherVec(gym.vector.VectorEnv):
+    """``num_envs`` 2D point masses that must reach a hidden target which moves between sessions.
+
+    State: position in [-1, 1]^2 and velocity; action: a force in [-1, 1]^2;
+    ``vel <- 0.7 vel + 0.15 a``, ``pos <- clip(pos + vel)``. The latent is the target's angle on
+    a circle of radius 0.7, redrawn uniformly when a session ends. Reward: minus the distance to
+    the target. Observation (float32): position and velocity.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+
+    def __init__(
+        self,
+        num_envs: int = 16,
+        *,
+        horizon: int = 60,
+        session_end_prob: float = 0.07,
+        radius: float = 0.7,
+    ) -> None:
+        _check_prob(session_end_prob)
+        self.num_envs, self.horizon, self.session_end_prob = num_envs, horizon, session_end_prob
+        self.radius = radius
+        self.num_latents = 0  # continuous latent
+        self.single_observation_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+        self.single_action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._rng = np.random.default_rng()
+        self._t = horizon
+
+    def _obs(self) -> np.ndarray:
+        return np.concatenate([self.pos, self.vel], axis=1).astype(np.float32)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start a new episode; ``options`` may fix ``angles``/``session_end`` (num_envs, horizon)
+        and ``start`` (num_envs, 2)."""
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        options = options or {}
+        n, h = self.num_envs, self.horizon
+        if "angles" in options:
+            self.angles = np.asarray(options["angles"], dtype=np.float64)
+            self.session_end = np.asarray(options["session_end"], dtype=bool)
+        else:
+            self.session_end = self._rng.random((n, h)) < self.session_end_prob
+            fresh = self._rng.uniform(0.0, 2 * np.pi, size=(n, h))
+            # the angle of step t is the one drawn at the latest session start <= t
+            starts = np.concatenate([np.ones((n, 1), bool), self.session_end[:, :-1]], axis=1)
+            last_start = np.maximum.accumulate(np.where(starts, np.arange(h), 0), axis=1)
+            self.angles = np.take_along_axis(fresh, last_start, axis=1)
+        start = self._rng.uniform(-0.2, 0.2, size=(n, 2))
+        self.pos = np.asarray(options.get("start", start), dtype=np.float64).copy()
+        self.vel = np.zeros((n, 2))
+        self._t = 0
+        return self._obs(), {"latent": self.targets(0)}
+
+    def targets(self, t: int) -> np.ndarray:
+        """Target positions (num_envs, 2) at step t."""
+        angle = self.angles[:, min(t, self.horizon - 1)]
+        return self.radius * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+
+    @property
+    def latent(self) -> np.ndarray:
+        """The target in force for the next action (what an oracle may see)."""
+        return self.targets(self._t)
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if self._t >= self.horizon:
+            raise ProvenmlError(
+                "episode is over: call reset() (the batched env does not auto-reset)"
+            )
+        force = np.clip(np.asarray(actions, dtype=np.float64).reshape(self.num_envs, 2), -1, 1)
+        self.vel = 0.7 * self.vel + 0.15 * force
+        self.pos = np.clip(self.pos + self.vel, -1.0, 1.0)
+        t = self._t
+        target = self.targets(t)
+        reward = -np.linalg.norm(self.pos - target, axis=1)
+        self._t += 1
+        truncated = np.full(self.num_envs, self._t >= self.horizon)
+        info = {
+            "latent": target,
+            "next_latent": self.targets(self._t),
+            "session_end": self.session_end[:, t].copy(),
+        }
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        return self._obs(), reward.astype(np.float32), terminated, truncated, info
+
+
+class _SingleView(gym.Env):
+    """A single-env ``gymnasium.Env`` over a batched session env with ``num_envs=1``."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    vec: SessionGridWorldVec | SessionReacherVec
+
+    def __init__(self, vec: SessionGridWorldVec | SessionReacherVec) -> None:
+        self.vec = vec
+        self.observation_space = vec.single_observation_space
+        self.action_space = vec.single_action_space
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None or not hasattr(self.vec, "pos"):
+            self.vec._rng = self.np_random  # one generator, seeded by gymnasium
+        obs, info = self.vec.reset(options=options)
+        return obs[0], {k: v[0] for k, v in info.items()}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.vec.step(np.asarray(action)[None])
+        info = {k: v[0] for k, v in info.items()}
+        info["session_end"] = bool(info["session_end"])
+        return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+
+
+class SessionGridWorld(_SingleView):
+    """One ``SessionGridWorldVec`` as a plain ``gymnasium.Env`` (same arguments)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(SessionGridWorldVec(1, **kwargs))
+
+
+class SessionReacher(_SingleView):
+    """One ``SessionReacherVec`` as a plain ``gymnasium.Env`` (same arguments)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(SessionReacherVec(1, **kwargs))
