@@ -2,7 +2,10 @@
 
 One step = draw a super-batch, score it, select B = 64, train the actor (learnability only),
 then one learner step (MLP 40-512-512-10, Adam). The anchor is the same loop with the
-``Uniform`` policy, measured in the same run. Goal from the issue: ratio <= 1.3.
+``Uniform`` policy, measured in the same run. Goal from the issue: ratio <= 1.3, checked on the
+configuration the reproductions use (frozen reference, its losses precomputed once per dataset
+index and charged to the compute ledger); the reference-forward and unshared-actor-forward
+variants are printed beside it.
 
     .venv/bin/python benchmarks/bench_selection_step.py [--steps 300] [--threads 1]
 """
@@ -66,11 +69,14 @@ def main() -> None:
     table = precompute_losses(reference, data, classification_loss)
     loops = {
         "uniform (anchor)": make_loop(Uniform, data, hidden),
+        "learnability, cached reference": make_loop(
+            lambda: Learnability(mlp(40, [32], 10), table), data, hidden
+        ),
         "learnability, reference forward": make_loop(
             lambda: Learnability(mlp(40, [32], 10), reference), data, hidden
         ),
-        "learnability, cached reference": make_loop(
-            lambda: Learnability(mlp(40, [32], 10), table), data, hidden
+        "learnability, no shared actor fwd": make_loop(
+            lambda: Learnability(mlp(40, [32], 10), table, share_forward=False), data, hidden
         ),
         "rho_loss, cached reference": make_loop(lambda: RhoLoss(table), data, hidden),
     }
@@ -91,9 +97,12 @@ def main() -> None:
     for name, values in times.items():
         ms = statistics.median(values)
         print(f"{name:34s} {ms * 1e3:8.3f} {ms / anchor:6.2f}")
-    ratio = statistics.median(times["learnability, reference forward"]) / anchor
+    ratio = statistics.median(times["learnability, cached reference"]) / anchor
     verdict = "met" if ratio <= GOAL else "not met"
-    print(f"learnability / uniform = {ratio:.2f} (goal <= {GOAL}): {verdict}")
+    print(
+        f"learnability (cached reference, as in the reproductions) / uniform = {ratio:.2f} "
+        f"(goal <= {GOAL}): {verdict}"
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -147,9 +149,18 @@ def test_flop_totals_equal_sum_of_parts() -> None:
     assert ledger.flops["scoring:actor"] == steps * fwd_actor > 0
     assert ledger.flops["scoring:reference"] == steps * fwd_ref
     assert ledger.calls["training:reference"] == 5
+    # the actor's step back-propagates the selected half of its scoring forward (shared)
+    losses = classification_loss(actor, (x64, data.tensors[1][:64]))
+    _, train_actor = count_flops(lambda: losses[:32].mean().backward())
+    assert ledger.flops["training:actor"] == steps * train_actor > 0
+    # without sharing: a forward and backward of the selected 32 examples
+    separate = ComputeLedger()
+    policy = Learnability(actor, ref, share_forward=False)
+    selector = OnlineBatchSelector(learner, classification_loss, policy, 32, ledger=separate)
+    assert sum(1 for _ in selector.batches(data, epochs=1)) == steps
     batch32 = (data.tensors[0][:32], data.tensors[1][:32])
-    _, train_actor = count_flops(lambda: classification_loss(actor, batch32).mean().backward())
-    assert ledger.flops["training:actor"] == steps * train_actor > 2 * fwd_actor // 2 * steps
+    _, fwd_bwd = count_flops(lambda: classification_loss(actor, batch32).mean().backward())
+    assert separate.flops["training:actor"] == steps * fwd_bwd > steps * fwd_actor // 2
 
 
 def test_same_seed_same_selection() -> None:
@@ -228,3 +239,28 @@ def test_super_batch_smaller_than_batch_size_is_an_error() -> None:
         selector.select(toy_data(16).tensors)
     with pytest.raises(ProvenmlError, match="fewer than one super-batch"):
         next(selector.batches(toy_data(40)))
+
+
+def test_shared_actor_forward_gives_the_same_update_as_a_separate_forward() -> None:
+    data = toy_data(256)
+    table = torch.zeros(256)
+    actors = []
+    for share in (True, False):
+        torch.manual_seed(0)
+        actor = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4))
+        policy = Learnability(actor, table, share_forward=share)
+        assert policy.share_forward is share
+        learner = nn.Linear(6, 4)
+        selector = OnlineBatchSelector(learner, classification_loss, policy, 16, seed=3)
+        for _ in itertools.islice(selector.batches(data, epochs=2), 5):
+            pass
+        actors.append(actor)
+    for shared, separate in zip(actors[0].parameters(), actors[1].parameters(), strict=True):
+        torch.testing.assert_close(shared, separate)
+
+
+def test_shared_actor_forward_is_off_for_mode_dependent_actors() -> None:
+    actor = nn.Sequential(nn.Linear(6, 8), nn.Dropout(0.5), nn.Linear(8, 4))
+    assert not Learnability(actor, torch.zeros(4)).share_forward
+    with pytest.raises(ProvenmlError, match="dropout"):
+        Learnability(actor, torch.zeros(4), share_forward=True)

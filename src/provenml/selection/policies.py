@@ -220,15 +220,17 @@ class ScoringPolicy:
         Without scores: a uniform random subset. With ``topk``: the k highest scores.
         Otherwise k draws without replacement, each with probability
         ``softmax(score / temperature)`` renormalised over the positions not yet drawn
-        (Evans et al. 2023, Sec. 3: prioritised sampling from the learnability scores).
+        (Evans et al. 2023, Sec. 3: prioritised sampling from the learnability scores). The
+        draws are made at once with the Gumbel-top-k trick (Kool et al. 2019, Eq. 5): the k
+        largest ``score / temperature + Gumbel noise`` have exactly that law.
         """
         if scores is None:
             return torch.randperm(n, generator=generator)[:k]
         if self.topk:
             return torch.topk(scores, k).indices
-        probs = torch.softmax(scores.double().cpu() / self.temperature, dim=0)
-        picked = torch.multinomial(probs, k, replacement=False, generator=generator)
-        return picked.to(scores.device)
+        exponential = torch.empty(n, dtype=torch.float64).exponential_(generator=generator)
+        keys = scores.detach().double().cpu() / self.temperature - exponential.log()
+        return torch.topk(keys, k).indices.to(scores.device)
 
     def observe(
         self,
@@ -237,8 +239,12 @@ class ScoringPolicy:
         indices: Tensor | None,
         loss_fn: LossFn,
         ledger: ComputeLedger | None,
+        positions: Tensor | None = None,
     ) -> None:
-        """Update the policy's own models on the selected batch (no-op by default)."""
+        """Update the policy's own models on the selected batch (no-op by default).
+
+        ``positions`` are the chosen examples' positions in the super-batch scored last.
+        """
 
 
 class Uniform(ScoringPolicy):
@@ -250,6 +256,15 @@ class Uniform(ScoringPolicy):
         return None
 
 
+MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)
+"""Modules that compute differently in train and eval mode."""
+
+
+def mode_independent(model: nn.Module) -> bool:
+    """True when ``model`` has no dropout or batch/instance norm: train and eval agree."""
+    return not any(isinstance(m, MODE_DEPENDENT) for m in model.modules())
+
+
 class Learnability(ScoringPolicy):
     """Learnability with a small online actor and a small reference (Evans et al. 2023).
 
@@ -257,6 +272,13 @@ class Learnability(ScoringPolicy):
     replaced by the cheap online *actor*, Sec. 3.2 "amortising scoring with small models").
     The actor trains on each selected batch; the reference is frozen (or an
     :class:`OnlineReference`). Default selection: sampling from ``softmax(score / T)``.
+
+    ``share_forward`` reuses the actor's scoring forward for its training step: the forward
+    over the super-batch keeps its graph, and the step back-propagates the mean loss of the
+    selected positions. Gradient and update are the same as a separate forward on the
+    selected batch (the actor has not changed in between), one forward cheaper. It needs an
+    actor that computes the same in train and eval mode (no dropout or batch norm), so the
+    default ``None`` turns it on exactly for such actors.
     """
 
     name = "learnability"
@@ -270,11 +292,20 @@ class Learnability(ScoringPolicy):
         lr: float = 1e-3,
         temperature: float = 1.0,
         topk: bool = False,
+        share_forward: bool | None = None,
     ) -> None:
         super().__init__(temperature=temperature, topk=topk)
         self.actor = actor
         self.reference = reference
         self.actor_optimizer = actor_optimizer or adam(actor, lr)
+        independent = mode_independent(actor)
+        if share_forward and not independent:
+            raise ProvenmlError(
+                "share_forward=True needs an actor without dropout or batch norm (its scoring "
+                "forward runs in eval mode, its training step in train mode)"
+            )
+        self.share_forward = independent if share_forward is None else bool(share_forward)
+        self._actor_losses: Tensor | None = None  # the last scoring forward, with its graph
 
     def score(
         self,
@@ -286,9 +317,19 @@ class Learnability(ScoringPolicy):
         ledger: ComputeLedger | None,
     ) -> Tensor:
         """Evans et al. Eq. 1: ``s_learn = l(x | actor) - l(x | reference)``."""
-        actor_loss = per_example_losses(
-            self.actor, loss_fn, batch, ledger=ledger, category="scoring:actor"
-        )
+        if self.share_forward:
+            n = batch_length(batch)
+            if not self.actor.training:
+                self.actor.train()
+            losses = _charge(
+                ledger, "scoring:actor", lambda: loss_fn(self.actor, batch), key=("fwd", n)
+            )
+            self._actor_losses = check_per_example(losses, n)
+            actor_loss = self._actor_losses.detach().float()
+        else:
+            actor_loss = per_example_losses(
+                self.actor, loss_fn, batch, ledger=ledger, category="scoring:actor"
+            )
         return actor_loss - reference_losses(self.reference, loss_fn, batch, indices, ledger)
 
     def observe(
@@ -298,17 +339,36 @@ class Learnability(ScoringPolicy):
         indices: Tensor | None,
         loss_fn: LossFn,
         ledger: ComputeLedger | None,
+        positions: Tensor | None = None,
     ) -> None:
-        train_step(
-            self.actor,
-            self.actor_optimizer,
-            loss_fn,
-            batch,
-            ledger=ledger,
-            category="training:actor",
-        )
+        shared, self._actor_losses = self._actor_losses, None
+        if shared is not None and positions is not None:
+            self._train_actor_from_scores(shared, positions, ledger)
+        else:
+            train_step(
+                self.actor,
+                self.actor_optimizer,
+                loss_fn,
+                batch,
+                ledger=ledger,
+                category="training:actor",
+            )
         if isinstance(self.reference, OnlineReference):
             self.reference.step(ledger)
+
+    def _train_actor_from_scores(
+        self, losses: Tensor, positions: Tensor, ledger: ComputeLedger | None
+    ) -> None:
+        """One actor step on the selected examples' losses from the scoring forward."""
+        self.actor_optimizer.zero_grad(set_to_none=True)
+
+        def backward() -> Tensor:
+            loss = losses[positions.to(losses.device)].mean()
+            loss.backward()
+            return loss.detach()
+
+        _charge(ledger, "training:actor", backward, key=("bwd", losses.shape[0], len(positions)))
+        self.actor_optimizer.step()
 
 
 class RhoLoss(ScoringPolicy):
@@ -350,6 +410,7 @@ class RhoLoss(ScoringPolicy):
         indices: Tensor | None,
         loss_fn: LossFn,
         ledger: ComputeLedger | None,
+        positions: Tensor | None = None,
     ) -> None:
         if isinstance(self.reference, OnlineReference):
             self.reference.step(ledger)
@@ -408,6 +469,7 @@ class EasyReference(ScoringPolicy):
         indices: Tensor | None,
         loss_fn: LossFn,
         ledger: ComputeLedger | None,
+        positions: Tensor | None = None,
     ) -> None:
         if isinstance(self.reference, OnlineReference):
             self.reference.step(ledger)

@@ -104,7 +104,11 @@ class OnlineBatchSelector:
         chosen = take(batch, positions)
         chosen_indices = None if indices is None else indices[positions.to(indices.device)]
         self.policy.observe(
-            chosen, indices=chosen_indices, loss_fn=self.loss_fn, ledger=self.ledger
+            chosen,
+            indices=chosen_indices,
+            loss_fn=self.loss_fn,
+            ledger=self.ledger,
+            positions=positions,
         )
         return Selection(chosen, positions, chosen_indices, scores)
 
