@@ -3,6 +3,7 @@
 It knows nothing about any one paper; each system registers its reproductions here.
 """
 
+from provenml.core.cache import atomic_write_path, cache_dir
 from provenml.core.compute import (
     ComputeLedger,
     count_flops,
@@ -33,6 +34,8 @@ __all__ = [
     "Result",
     "RunContext",
     "Summary",
+    "atomic_write_path",
+    "cache_dir",
     "count_flops",
     "experiment",
     "get_experiment",

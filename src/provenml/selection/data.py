@@ -4,6 +4,7 @@ symmetric label noise."""
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import random
 from dataclasses import dataclass
 
@@ -11,18 +12,28 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from provenml.core import ProvenmlError
+from provenml.core import ProvenmlError, atomic_write_path, cache_dir
 
 
 @functools.lru_cache(maxsize=4)
 def _generate(num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """All ``num_samples`` MNIST-1D examples from the package's generator (no download)."""
+    """All ``num_samples`` MNIST-1D examples from the package's generator (no download).
+
+    Generation runs Python loops in ``mnist1d`` (about a minute for 60k examples), so the arrays
+    are kept in the provenml cache (:func:`provenml.core.cache_dir`), keyed by size, seed and
+    the ``mnist1d`` version.
+    """
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError:  # pragma: no cover - depends on the installed extras
         raise ProvenmlError(
             "the mnist1d package is needed: pip install 'provenml[selection]'"
         ) from None
+    version = importlib.metadata.version("mnist1d")
+    cached = cache_dir("mnist1d") / f"n{num_samples}_seed{seed}_v{version}.npz"
+    if cached.exists():
+        with np.load(cached) as stored:
+            return stored["x"], stored["y"]
     args = get_dataset_args()
     args.num_samples = num_samples
     args.train_split = 1.0  # we split ourselves
@@ -35,7 +46,11 @@ def _generate(num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     finally:
         np.random.set_state(state_np)
         random.setstate(state_py)
-    return data["x"].astype(np.float32), data["y"].astype(np.int64)
+    x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
+    # a file handle, since np.savez appends ".npz" to a path
+    with atomic_write_path(cached) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, x=x, y=y)
+    return x, y
 
 
 @dataclass
