@@ -1,0 +1,260 @@
+"""The agents, all trained by the same PPO core (``provenml.metarl.ppo``).
+
+Every agent is a PPO actor-critic over ``[observation, features]``; they differ only in the
+features, i.e. in what the agent knows about the hidden latent:
+
+* ``oracle``: the true current latent (upper bound; it cheats, by design);
+* ``memoryless``: nothing (lower bound);
+* ``rl2`` (Duan et al. 2016): a GRU over ``(a, r, s')`` trained end to end by the PPO loss;
+* ``varibad`` (Zintgraf et al. 2020): the mean and log-variance of the VariBAD posterior,
+  with the encoder trained by the ELBO only (the RL loss does not reach it, as in VariBAD);
+* ``dynamite`` (Liang et al. 2024): the same with the session-aware encoder and losses;
+* ``dynamite_no_consistency`` / ``dynamite_no_masking`` / ``dynamite_no_prior``: ablations,
+  each without one of the three changes.
+
+All recurrent models run over all environments at once (one batched GRU step per time step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from provenml.core import ProvenmlError
+from provenml.metarl.belief import BeliefEncoder, BeliefLossConfig, RewardDecoder, belief_losses
+from provenml.metarl.ppo import ActorCritic
+
+AGENTS: tuple[str, ...] = (
+    "oracle",
+    "memoryless",
+    "rl2",
+    "varibad",
+    "dynamite",
+    "dynamite_no_consistency",
+    "dynamite_no_masking",
+    "dynamite_no_prior",
+)
+
+
+@dataclass
+class Rollout:
+    """One batch of fixed-horizon episodes, every tensor (num_envs, horizon, ...)."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_obs: torch.Tensor
+    transitions: torch.Tensor  # encoder inputs [action, reward, next_obs]
+    features: torch.Tensor  # policy features at each step (as computed while acting)
+    logp: torch.Tensor
+    values: torch.Tensor
+    session_end: torch.Tensor  # env flags: training losses only, never the forward pass
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def select(self, envs: torch.Tensor) -> Rollout:
+        """The episodes of the environments ``envs`` (a PPO minibatch)."""
+        return Rollout(
+            *(getattr(self, n)[envs] for n in _ROLLOUT_TENSORS),
+            extras=self.extras,
+        )
+
+
+_ROLLOUT_TENSORS = (
+    "obs",
+    "actions",
+    "rewards",
+    "next_obs",
+    "transitions",
+    "features",
+    "logp",
+    "values",
+    "session_end",
+)
+
+
+class Agent(nn.Module):
+    """Base agent: an actor-critic over ``[obs, features]`` plus a feature model."""
+
+    feature_dim: int = 0
+
+    def __init__(self, obs_dim: int, action_dim: int, discrete: bool, hidden: int) -> None:
+        super().__init__()
+        self.obs_dim, self.action_dim, self.discrete = obs_dim, action_dim, discrete
+        self.policy = ActorCritic(obs_dim + self.feature_dim, action_dim, discrete, hidden)
+
+    def begin(self, num_envs: int, latent: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """State and features before the first action of an episode."""
+        return None, torch.zeros(num_envs, self.feature_dim)
+
+    def observe(
+        self, state: Any, transition: torch.Tensor, next_latent: torch.Tensor
+    ) -> tuple[Any, torch.Tensor]:
+        """Update the state with one transition of every env; return (state, features)."""
+        return state, torch.zeros(transition.shape[0], self.feature_dim)
+
+    def policy_features(self, batch: Rollout) -> torch.Tensor:
+        """Features for the PPO loss (recomputed with gradients where the RL loss trains them)."""
+        return batch.features
+
+    def model_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained by a separate model loss (none for model-free agents)."""
+        return []
+
+    def model_loss(
+        self, batch: Rollout, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, float]] | None:
+        return None
+
+
+class MemorylessAgent(Agent):
+    """PPO on the observation alone."""
+
+
+class OracleAgent(Agent):
+    """PPO that sees the true current latent (an encoding of it: one-hot goal / target xy)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, discrete: bool, hidden: int, latent_dim: int):
+        self.feature_dim = latent_dim
+        super().__init__(obs_dim, action_dim, discrete, hidden)
+
+    def begin(self, num_envs: int, latent: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        return None, latent
+
+    def observe(
+        self, state: Any, transition: torch.Tensor, next_latent: torch.Tensor
+    ) -> tuple[Any, torch.Tensor]:
+        return None, next_latent
+
+
+class RL2Agent(Agent):
+    """RL^2: a GRU over ``(a_j, r_j, s_{j+1})`` whose state is the policy's feature; trained
+    by backpropagating the PPO loss through the whole episode."""
+
+    def __init__(self, obs_dim: int, action_dim: int, discrete: bool, hidden: int, gru: int = 64):
+        self.feature_dim = gru
+        super().__init__(obs_dim, action_dim, discrete, hidden)
+        self.embed = nn.Sequential(nn.Linear(action_dim + 1 + obs_dim, 32), nn.ReLU())
+        self.gru = nn.GRU(32, gru, batch_first=True)
+
+    def begin(self, num_envs: int, latent: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        h = torch.zeros(1, num_envs, self.feature_dim)
+        return h, h[0]
+
+    def observe(
+        self, state: Any, transition: torch.Tensor, next_latent: torch.Tensor
+    ) -> tuple[Any, torch.Tensor]:
+        out, h = self.gru(self.embed(transition)[:, None], state)
+        return h, out[:, 0]
+
+    def policy_features(self, batch: Rollout) -> torch.Tensor:
+        out, _ = self.gru(self.embed(batch.transitions))
+        h0 = torch.zeros_like(out[:, :1])
+        return torch.cat([h0, out[:, :-1]], 1)  # features for acting at step j: after j-1
+
+
+class BeliefAgent(Agent):
+    """VariBAD / DynaMITE-RL: the policy sees ``[mu, logvar]`` of the current belief."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        discrete: bool,
+        hidden: int,
+        latent_dim: int,
+        loss_cfg: BeliefLossConfig,
+        session_aware: bool,
+        prior_conditioning: bool,
+    ):
+        self.feature_dim = 2 * latent_dim
+        super().__init__(obs_dim, action_dim, discrete, hidden)
+        self.loss_cfg = loss_cfg
+        self.encoder = BeliefEncoder(
+            obs_dim,
+            action_dim,
+            latent_dim,
+            session_aware=session_aware,
+            prior_conditioning=prior_conditioning,
+        )
+        self.decoder = RewardDecoder(obs_dim, latent_dim)
+
+    def _features(self, h: torch.Tensor) -> torch.Tensor:
+        mu, logvar = self.encoder.gaussian(h)
+        return torch.cat([mu, logvar], -1)
+
+    def begin(self, num_envs: int, latent: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        h = self.encoder.initial(num_envs)
+        return h, self._features(h)
+
+    def observe(
+        self, state: Any, transition: torch.Tensor, next_latent: torch.Tensor
+    ) -> tuple[Any, torch.Tensor]:
+        h, _, _ = self.encoder.step(state, transition)
+        return h, self._features(h)
+
+    def model_parameters(self) -> list[nn.Parameter]:
+        return [*self.encoder.parameters(), *self.decoder.parameters()]
+
+    def model_loss(
+        self, batch: Rollout, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, float]] | None:
+        return belief_losses(
+            self.encoder,
+            self.decoder,
+            batch.transitions,
+            batch.next_obs,
+            batch.rewards,
+            batch.session_end,
+            self.loss_cfg,
+            generator,
+        )
+
+
+def make_agent(
+    name: str,
+    obs_dim: int,
+    action_dim: int,
+    discrete: bool,
+    *,
+    oracle_dim: int,
+    hidden: int = 64,
+    latent_dim: int = 5,
+    loss_cfg: BeliefLossConfig | None = None,
+) -> Agent:
+    """Build an agent by name (see ``AGENTS``)."""
+    base = loss_cfg or BeliefLossConfig()
+    if name == "oracle":
+        return OracleAgent(obs_dim, action_dim, discrete, hidden, oracle_dim)
+    if name == "memoryless":
+        return MemorylessAgent(obs_dim, action_dim, discrete, hidden)
+    if name == "rl2":
+        return RL2Agent(obs_dim, action_dim, discrete, hidden)
+    if name == "varibad":
+        cfg = BeliefLossConfig(**{**base.__dict__, "consistency": False, "session_masking": False})
+        return BeliefAgent(obs_dim, action_dim, discrete, hidden, latent_dim, cfg, False, False)
+    if name.startswith("dynamite"):
+        flags = {
+            "dynamite": (True, True, True),
+            "dynamite_no_consistency": (False, True, True),
+            "dynamite_no_masking": (True, False, True),
+            "dynamite_no_prior": (True, True, False),
+        }
+        if name not in flags:
+            raise ProvenmlError(f"unknown agent {name!r}; choose one of {', '.join(AGENTS)}")
+        consistency, masking, prior = flags[name]
+        cfg = BeliefLossConfig(
+            **{**base.__dict__, "consistency": consistency, "session_masking": masking}
+        )
+        return BeliefAgent(obs_dim, action_dim, discrete, hidden, latent_dim, cfg, True, prior)
+    raise ProvenmlError(f"unknown agent {name!r}; choose one of {', '.join(AGENTS)}")
+
+
+def encode_action(actions: torch.Tensor, action_dim: int, discrete: bool) -> torch.Tensor:
+    """One-hot for discrete actions, the (clipped) vector for continuous ones."""
+    if discrete:
+        return F.one_hot(actions.long(), action_dim).float()
+    return actions.clamp(-1.0, 1.0).float()

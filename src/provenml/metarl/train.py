@@ -1,0 +1,303 @@
+"""Training and evaluation loop, CleanRL-style: read ``train_agent`` top to bottom.
+
+One iteration = one batch of ``num_envs`` fixed-horizon episodes stepped together (the env is a
+batched array, every model runs over all envs at once), then PPO epochs over env minibatches,
+then (belief agents) one gradient step on the belief-model loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from provenml.core import ProvenmlError, intra_op_threads
+from provenml.metarl.agents import Agent, Rollout, encode_action, make_agent
+from provenml.metarl.belief import BeliefLossConfig
+from provenml.metarl.envs import SessionGridWorldVec, SessionReacherVec
+from provenml.metarl.ppo import PPOConfig, gae, ppo_clip_loss
+
+VecEnv = SessionGridWorldVec | SessionReacherVec
+
+
+@dataclass
+class TrainConfig:
+    """What one agent is trained with (the same for every agent of an experiment)."""
+
+    env: str = "gridworld"
+    session_end_prob: float = 0.07
+    num_envs: int = 32
+    total_steps: int = 200_000
+    model_lr: float = 1e-3
+    latent_dim: int = 5
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    belief: BeliefLossConfig = field(default_factory=BeliefLossConfig)
+
+
+def make_vec_env(kind: str, num_envs: int, session_end_prob: float) -> VecEnv:
+    if kind == "gridworld":
+        return SessionGridWorldVec(num_envs, session_end_prob=session_end_prob)
+    if kind == "reacher":
+        return SessionReacherVec(num_envs, session_end_prob=session_end_prob)
+    raise ProvenmlError(f"unknown env {kind!r}; choose gridworld or reacher")
+
+
+def latent_features(env: VecEnv, latent: np.ndarray) -> torch.Tensor:
+    """What the oracle sees: one-hot paying goal (grid) or the target position (reacher)."""
+    if isinstance(env, SessionGridWorldVec):
+        return torch.nn.functional.one_hot(torch.as_tensor(latent), env.num_latents).float()
+    return torch.as_tensor(latent, dtype=torch.float32)
+
+
+def build_agent(name: str, env: VecEnv, cfg: TrainConfig) -> Agent:
+    discrete = isinstance(env, SessionGridWorldVec)
+    obs_dim = env.single_observation_space.shape[0]  # type: ignore[index]
+    action_dim = int(env.single_action_space.n) if discrete else 2  # type: ignore[attr-defined]
+    oracle_dim = env.num_latents if discrete else 2
+    return make_agent(
+        name,
+        obs_dim,
+        action_dim,
+        discrete,
+        oracle_dim=oracle_dim,
+        hidden=cfg.ppo.hidden,
+        latent_dim=cfg.latent_dim,
+        loss_cfg=cfg.belief,
+    )
+
+
+@torch.no_grad()
+def collect(
+    agent: Agent,
+    env: VecEnv,
+    generator: torch.Generator,
+    *,
+    seed: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> Rollout:
+    """Run one episode in every env at once; the policy samples its actions."""
+    obs_np, info = env.reset(seed=seed, options=options)
+    n, horizon = env.num_envs, env.horizon
+    state, features = agent.begin(n, latent_features(env, info["latent"]))
+    records: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "act", "rew", "next", "x")}
+    feats, logps, values, ends, latents = [], [], [], [], []
+    obs = torch.as_tensor(obs_np)
+    for _ in range(horizon):
+        policy_in = torch.cat([obs, features], -1)
+        dist = agent.policy.distribution(policy_in)
+        u = torch.rand(n, generator=generator)
+        if agent.discrete:  # inverse-CDF sampling from the seeded generator
+            cdf = torch.cumsum(dist.probs, -1)  # type: ignore[attr-defined]
+            action = (u[:, None] > cdf).sum(-1).clamp(max=agent.action_dim - 1)
+        else:
+            noise = torch.randn(n, agent.action_dim, generator=generator)
+            action = dist.mean + dist.stddev * noise
+        feats.append(features)
+        logps.append(dist.log_prob(action))
+        values.append(agent.policy.value(policy_in))
+        next_np, reward_np, _, _, info = env.step(action.numpy())
+        next_obs, reward = torch.as_tensor(next_np), torch.as_tensor(reward_np)
+        x = torch.cat(
+            [encode_action(action, agent.action_dim, agent.discrete), reward[:, None], next_obs], -1
+        )
+        state, features = agent.observe(state, x, latent_features(env, info["next_latent"]))
+        for key, value in zip(records, (obs, action, reward, next_obs, x), strict=True):
+            records[key].append(value)
+        ends.append(torch.as_tensor(info["session_end"]))
+        latents.append(np.asarray(info["latent"]))
+        obs = next_obs
+
+    def stack(items: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(items, 1)
+
+    return Rollout(
+        obs=stack(records["obs"]),
+        actions=stack(records["act"]),
+        rewards=stack(records["rew"]),
+        next_obs=stack(records["next"]),
+        transitions=stack(records["x"]),
+        features=stack(feats),
+        logp=stack(logps),
+        values=stack(values),
+        session_end=stack(ends),
+        extras={"latents": np.stack(latents, 1)},
+    )
+
+
+@dataclass
+class TrainResult:
+    agent: Agent
+    curve_steps: list[int]
+    curve_returns: list[float]
+    model_losses: list[dict[str, float]]
+
+
+def train_agent(
+    name: str,
+    cfg: TrainConfig,
+    seed: int,
+    on_iteration: Callable[[int, float], None] | None = None,
+    threads: int | None = 1,
+) -> TrainResult:
+    """Train agent ``name`` for ``cfg.total_steps`` env steps with PPO (and its belief loss).
+
+    ``threads``: torch intra-op threads while training (1 is fastest for these small models on
+    a shared CPU; ``None`` keeps the current setting).
+    """
+    with intra_op_threads(threads):
+        return _train(name, cfg, seed, on_iteration)
+
+
+def _train(
+    name: str, cfg: TrainConfig, seed: int, on_iteration: Callable[[int, float], None] | None
+) -> TrainResult:
+    torch.manual_seed(seed)
+    env = make_vec_env(cfg.env, cfg.num_envs, cfg.session_end_prob)
+    agent = build_agent(name, env, cfg)
+    model_params = {id(p) for p in agent.model_parameters()}
+    rl_params = [p for p in agent.parameters() if id(p) not in model_params]
+    rl_opt = torch.optim.Adam(rl_params, lr=cfg.ppo.lr, eps=1e-5)
+    model_opt = (
+        torch.optim.Adam(agent.model_parameters(), lr=cfg.model_lr) if model_params else None
+    )
+    generator = torch.Generator().manual_seed(seed)
+    env_rng = np.random.default_rng(seed)
+    steps_per_iter = cfg.num_envs * env.horizon
+    iterations = max(1, cfg.total_steps // steps_per_iter)
+    p = cfg.ppo
+    curve_steps, curve_returns, model_losses = [], [], []
+    for it in range(iterations):
+        # 1. act: one episode in every env
+        batch = collect(agent, env, generator, seed=int(env_rng.integers(2**31)))
+        curve_steps.append((it + 1) * steps_per_iter)
+        curve_returns.append(float(batch.rewards.sum(1).mean()))
+        if on_iteration is not None:
+            on_iteration(curve_steps[-1], curve_returns[-1])
+        # 2. advantages by GAE on the stored values
+        advantages, returns = gae(batch.rewards, batch.values, p.gamma, p.gae_lambda)
+        # 3. PPO epochs over minibatches of whole episodes (keeps recurrence intact)
+        per_mb = max(1, cfg.num_envs // p.minibatches)
+        for _ in range(p.epochs):
+            order = torch.randperm(cfg.num_envs, generator=generator)
+            for start in range(0, cfg.num_envs, per_mb):
+                envs = order[start : start + per_mb]
+                mb = batch.select(envs)
+                policy_in = torch.cat([mb.obs, agent.policy_features(mb)], -1)
+                dist = agent.policy.distribution(policy_in)
+                adv = advantages[envs]
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                pg_loss = ppo_clip_loss(dist.log_prob(mb.actions), mb.logp, adv, p.clip)
+                value_loss = 0.5 * ((agent.policy.value(policy_in) - returns[envs]) ** 2).mean()
+                entropy = dist.entropy().mean()
+                loss = pg_loss + p.value_coef * value_loss - p.entropy_coef * entropy
+                rl_opt.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(rl_params, p.max_grad_norm)
+                rl_opt.step()
+        # 4. belief model (VariBAD / DynaMITE-RL): one step on this batch's episodes
+        if model_opt is not None:
+            out = agent.model_loss(batch, generator)
+            assert out is not None
+            model_loss, parts = out
+            model_opt.zero_grad()
+            model_loss.backward()
+            nn.utils.clip_grad_norm_(agent.model_parameters(), 1.0)
+            model_opt.step()
+            model_losses.append(parts)
+    return TrainResult(agent, curve_steps, curve_returns, model_losses)
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation on fixed latent schedules
+# ----------------------------------------------------------------------------------------------
+
+
+def evaluation_options(kind: str, episodes: int, session_end_prob: float, seed: int) -> dict:
+    """A fixed set of episodes (latent switch sequences, goals, starts) to replay for every
+    agent: drawn once from ``seed`` by the environment's own sampler."""
+    env = make_vec_env(kind, episodes, session_end_prob)
+    env.reset(seed=seed)
+    if isinstance(env, SessionGridWorldVec):
+        return {
+            "goals": env.goals.copy(),
+            "start": env.pos.copy(),
+            "latents": env.latents.copy(),
+            "session_end": env.session_end.copy(),
+        }
+    return {"angles": env.angles.copy(), "session_end": env.session_end.copy(), "start": env.pos}
+
+
+def first_at_or_after(flags: np.ndarray) -> np.ndarray:
+    """``out[n, t]`` = the first index ``>= t`` where ``flags[n]`` is True (horizon if none)."""
+    horizon = flags.shape[1]
+    idx = np.where(flags, np.arange(horizon), horizon)
+    return np.flip(np.minimum.accumulate(np.flip(idx, 1), axis=1), 1)
+
+
+def steps_to_goal_after_switch(
+    rewards: np.ndarray,
+    switched: np.ndarray,
+    session_start: np.ndarray,
+    reached: np.ndarray,
+    min_window: int = 8,
+) -> tuple[float, float, int]:
+    """Steps from a latent switch until the agent first collects the new goal's reward.
+
+    Over switches followed by at least ``min_window`` steps of the new session; a goal not
+    found before the session ends counts as the session's length (a lower bound). Returns
+    (mean steps, fraction found, number of switches).
+    """
+    horizon = rewards.shape[1]
+    next_reach = first_at_or_after(reached)
+    # first session start strictly after t (horizon if none)
+    next_start = np.full_like(next_reach, horizon)
+    next_start[:, :-1] = first_at_or_after(session_start)[:, 1:]
+    env_idx, step_idx = np.nonzero(switched)
+    window = next_start[env_idx, step_idx] - step_idx
+    keep = window >= min_window
+    env_idx, step_idx, window = env_idx[keep], step_idx[keep], window[keep]
+    if len(step_idx) == 0:
+        return float("nan"), float("nan"), 0
+    found_at = next_reach[env_idx, step_idx]
+    found = found_at < step_idx + window
+    steps = np.where(found, found_at - step_idx + 1, window)
+    return float(steps.mean()), float(found.mean()), len(step_idx)
+
+
+@dataclass
+class Evaluation:
+    mean_return: float
+    returns: np.ndarray
+    steps_to_goal: float
+    found_fraction: float
+    switches: int
+    reward_by_step: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def evaluate(
+    agent: Agent, kind: str, options: dict, session_end_prob: float, seed: int
+) -> Evaluation:
+    """Replay the fixed episodes in ``options`` (one batched env) with the agent's policy."""
+    episodes = len(options["session_end"])
+    env = make_vec_env(kind, episodes, session_end_prob)
+    generator = torch.Generator().manual_seed(seed)
+    with intra_op_threads(1):
+        batch = collect(agent, env, generator, seed=seed, options=options)
+    rewards = batch.rewards.numpy()
+    latents = batch.extras["latents"]
+    ends = batch.session_end.numpy()
+    starts = np.zeros_like(ends)
+    starts[:, 1:] = ends[:, :-1]
+    if kind == "gridworld":
+        switched = starts & (latents != np.roll(latents, 1, axis=1))
+        reached = rewards >= 1.0
+    else:
+        switched = starts
+        reached = rewards >= -0.15
+    steps, found, count = steps_to_goal_after_switch(rewards, switched, starts, reached)
+    returns = rewards.sum(1)
+    return Evaluation(float(returns.mean()), returns, steps, found, count, rewards.mean(0))

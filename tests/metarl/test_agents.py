@@ -1,0 +1,162 @@
+"""PPO core, belief losses and agents: hand-computed cases and determinism."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from provenml.core import ProvenmlError
+from provenml.metarl.agents import AGENTS, BeliefAgent, make_agent
+from provenml.metarl.belief import (
+    BeliefEncoder,
+    consistency_loss,
+    session_ids,
+    session_reconstruction_mask,
+)
+from provenml.metarl.ppo import gae, ppo_clip_loss
+from provenml.metarl.train import (
+    TrainConfig,
+    evaluate,
+    evaluation_options,
+    steps_to_goal_after_switch,
+    train_agent,
+)
+
+
+def test_ppo_clipped_objective_hand_computed() -> None:
+    # ratios 1.5, 0.5, 1.1 with advantages +1, +1, -2 and eps = 0.2:
+    # min(1.5, 1.2) = 1.2; min(0.5, 0.8) = 0.5; min(-2.2, -2.2) = -2.2 -> mean -0.1667
+    old = torch.zeros(3)
+    new = torch.log(torch.tensor([1.5, 0.5, 1.1]))
+    adv = torch.tensor([1.0, 1.0, -2.0])
+    loss = ppo_clip_loss(new, old, adv, clip=0.2)
+    assert loss.item() == pytest.approx(-(1.2 + 0.5 - 2.2) / 3, abs=1e-6)
+    # a negative advantage with a ratio below 1 - eps is clipped: min(-0.5, -0.8) = -0.8
+    loss = ppo_clip_loss(torch.log(torch.tensor([0.5])), torch.zeros(1), torch.tensor([-1.0]), 0.2)
+    assert loss.item() == pytest.approx(0.8, abs=1e-6)
+
+
+def test_gae_hand_computed() -> None:
+    rewards = torch.tensor([[1.0, 0.0, 2.0]])
+    values = torch.tensor([[0.5, 1.0, 1.0]])
+    gamma, lam = 0.9, 0.5
+    d2 = 2.0 - 1.0
+    d1 = 0.0 + 0.9 * 1.0 - 1.0
+    d0 = 1.0 + 0.9 * 1.0 - 0.5
+    a2, a1 = d2, d1 + 0.45 * d2
+    a0 = d0 + 0.45 * a1
+    adv, ret = gae(rewards, values, gamma, lam)
+    torch.testing.assert_close(adv, torch.tensor([[a0, a1, a2]]))
+    torch.testing.assert_close(ret, adv + values)
+
+
+def _session_end(*lengths: int) -> torch.Tensor:
+    flags = []
+    for length in lengths:
+        flags += [False] * (length - 1) + [True]
+    flags[-1] = False
+    return torch.tensor([flags])
+
+
+def test_consistency_zero_when_posterior_only_sharpens() -> None:
+    ends = _session_end(4, 3)  # sessions: steps 0-3 and 4-6
+    # each session moves monotonically to its final posterior and sharpens
+    mu = torch.tensor([[0.0, 0.5, 0.8, 1.0, -0.2, -0.6, -1.0]])[..., None]
+    logvar = torch.tensor([[0.0, -0.5, -1.0, -2.0, 0.0, -1.0, -2.0]])[..., None]
+    assert consistency_loss(mu, logvar, ends).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_consistency_positive_when_posterior_moves_away() -> None:
+    ends = _session_end(4, 3)
+    mu = torch.tensor([[0.0, 0.9, -0.5, 1.0, -0.2, -0.6, -1.0]], requires_grad=True)
+    logvar = torch.tensor([[0.0, -0.5, -1.0, -2.0, 0.0, -1.0, -2.0]])[..., None]
+    loss = consistency_loss(mu[..., None], logvar, ends)
+    assert loss.item() > 0.1
+    loss.backward()
+    # the final posterior of each session is a detached target: no gradient reaches it
+    assert mu.grad is not None
+    assert mu.grad[0, 3].item() == 0.0 and mu.grad[0, 6].item() == 0.0
+    assert mu.grad[0, 2].abs().item() > 0.0
+
+
+def test_consistency_ignores_jumps_across_sessions() -> None:
+    ends = _session_end(2, 2)
+    mu = torch.tensor([[0.0, 1.0, 5.0, -3.0]])[..., None]  # big jump at the boundary
+    logvar = torch.tensor([[0.0, -1.0, 0.0, -1.0]])[..., None]
+    # inside each session: 0 -> 1 and 5 -> -3, both moving to the session's final posterior
+    assert consistency_loss(mu, logvar, ends).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_session_mask_selects_only_same_session_steps() -> None:
+    ends = torch.tensor([[False, True, False, False, True, False]])
+    np.testing.assert_array_equal(session_ids(ends)[0].numpy(), [0, 0, 1, 1, 1, 2])
+    mask = session_reconstruction_mask(ends, torch.tensor([0, 3, 5]))[0]
+    expected = torch.tensor(
+        [
+            [True, True, False, False, False, False],
+            [False, False, True, True, True, False],
+            [False, False, False, False, False, True],
+        ]
+    )
+    torch.testing.assert_close(mask, expected)
+
+
+def test_belief_forward_never_sees_true_flags() -> None:
+    torch.manual_seed(0)
+    agent = make_agent("dynamite", 6, 5, True, oracle_dim=2)
+    assert isinstance(agent, BeliefAgent)
+    state, _ = agent.begin(4, torch.zeros(4, 2))
+    x = torch.randn(4, 5 + 1 + 6)
+    _, feat_a = agent.observe(state, x, torch.zeros(4, 2))
+    _, feat_b = agent.observe(state, x, torch.ones(4, 2))  # a different true latent
+    torch.testing.assert_close(feat_a, feat_b)
+    enc = BeliefEncoder(6, 5, session_aware=True)
+    out = enc(torch.randn(3, 10, 12))
+    assert out.termination_logit is not None and out.termination_logit.shape == (3, 10)
+
+
+def test_unknown_agent_is_a_user_error() -> None:
+    with pytest.raises(ProvenmlError):
+        make_agent("varibaad", 6, 5, True, oracle_dim=2)
+    for name in AGENTS:
+        make_agent(name, 6, 5, True, oracle_dim=2)
+
+
+def test_steps_to_goal_hand_case() -> None:
+    rewards = np.zeros((1, 20))
+    starts = np.zeros((1, 20), bool)
+    starts[0, 5] = True  # switch at step 5, new session runs to the horizon
+    reached = np.zeros((1, 20), bool)
+    reached[0, 2] = True  # before the switch: ignored
+    reached[0, 8] = True  # 4 steps after the switch (steps 5, 6, 7, 8)
+    steps, found, count = steps_to_goal_after_switch(rewards, starts, starts, reached)
+    assert (steps, found, count) == (4.0, 1.0, 1)
+    reached[0, 8] = False
+    steps, found, _ = steps_to_goal_after_switch(rewards, starts, starts, reached)
+    assert (steps, found) == (15.0, 0.0)  # censored at the session's 15 steps
+
+
+@pytest.mark.parametrize("name", ["rl2", "dynamite"])
+def test_same_seed_same_returns(name: str) -> None:
+    cfg = TrainConfig(num_envs=8, total_steps=8 * 60 * 2)
+    options = evaluation_options("gridworld", 16, 0.07, seed=123)
+    runs = []
+    for _ in range(2):
+        result = train_agent(name, cfg, seed=5)
+        ev = evaluate(result.agent, "gridworld", options, 0.07, seed=7)
+        runs.append((result.curve_returns, ev.returns))
+    assert runs[0][0] == runs[1][0]
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    other = train_agent(name, cfg, seed=6)
+    assert other.curve_returns != runs[0][0]
+    assert all(math.isfinite(r) for r in runs[0][0])
+
+
+def test_reacher_agents_train() -> None:
+    cfg = TrainConfig(env="reacher", num_envs=4, total_steps=4 * 60, latent_dim=4)
+    for name in ("oracle", "varibad", "dynamite"):
+        result = train_agent(name, cfg, seed=0)
+        assert len(result.curve_returns) == 1
