@@ -1,0 +1,38 @@
+"""S10: a small deep-learning compiler (Li et al., "The Deep Learning Compiler: A Comprehensive
+Survey", arXiv 2002.03794): torch.fx frontend -> typed SSA graph IR -> graph passes (constant
+and batch-norm folding, simplification, CSE, DCE, fusion, layout + pre-packing, memory
+planning) -> loop-level IR with schedule primitives -> C/OpenMP built with gcc, auto-tuned.
+
+    import provenml.compiler as pc
+    fast = pc.compile(model.eval(), (x,))
+    y = fast(x)
+    print(fast.dump("fuse"))          # IR after a pass
+    torch.compile(model, backend=pc.backend)
+"""
+
+from provenml.compiler.api import (
+    Compiled,
+    CompileOptions,
+    backend,
+    compile,
+    compile_graph,
+    optimize,
+)
+from provenml.compiler.frontend import UnsupportedOp, trace
+from provenml.compiler.interp import interpret
+from provenml.compiler.ir import Graph, Node, Value
+
+__all__ = [
+    "CompileOptions",
+    "Compiled",
+    "Graph",
+    "Node",
+    "UnsupportedOp",
+    "Value",
+    "backend",
+    "compile",
+    "compile_graph",
+    "interpret",
+    "optimize",
+    "trace",
+]

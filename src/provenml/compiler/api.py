@@ -1,0 +1,275 @@
+"""``compile(model, example_inputs)`` and the ``torch.compile`` backend."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx
+import torch.nn as nn
+
+from provenml.compiler import passes as P
+from provenml.compiler.build import build
+from provenml.compiler.codegen import annotate_scratch, lower
+from provenml.compiler.frontend import UnsupportedOp, trace
+from provenml.compiler.ir import Graph
+from provenml.compiler.runtime import CompiledGraph
+from provenml.compiler.tune import default_schedules, tune
+from provenml.core import ProvenmlError
+
+
+@dataclass
+class CompileOptions:
+    """Which optimizations run. Each flag switches one of the survey's optimizations."""
+
+    fusion: bool = True
+    memory_planning: bool = True
+    layout: bool = True
+    tuning: bool = True
+    threads: int = 2
+    tune_threads: bool = True  # with tuning: pick 1..threads by timing the whole graph
+    cache_dir: str | None = None
+
+
+@dataclass
+class Compiled:
+    """A compiled model: call it like the model. ``stages`` holds the IR after every pass."""
+
+    graph: CompiledGraph
+    stages: list[tuple[str, Graph]]
+    compile_seconds: float
+    options: CompileOptions
+    tuning_log: list[str] = field(default_factory=list)
+    single_output: bool = True
+
+    def __call__(self, *inputs: torch.Tensor) -> Any:
+        outs = self.graph(*inputs)
+        return outs[0] if self.single_output else tuple(outs)
+
+    @property
+    def source(self) -> str:
+        """The generated C."""
+        return self.graph.program.source
+
+    def dump(self, stage: str | None = None) -> str:
+        """The IR after ``stage`` (a pass name), or after every pass."""
+        parts = [f"== after {name}\n{g}" for name, g in self.stages if stage in (None, name)]
+        if not parts:
+            raise ProvenmlError(f"no stage '{stage}'; stages: {[n for n, _ in self.stages]}")
+        return "\n\n".join(parts)
+
+    def loop_nests(self) -> str:
+        """The loop-level IR of every kernel."""
+        return "\n\n".join(f"-- {k}\n{v}" for k, v in self.graph.program.loop_nests.items())
+
+
+def optimize(
+    g: Graph, options: CompileOptions, log: list[str] | None = None
+) -> list[tuple[str, Graph]]:
+    """Run the pass pipeline; returns (pass name, IR after it) for every stage."""
+    stages: list[tuple[str, Graph]] = [("frontend", g)]
+
+    def run(name: str, fn: Callable[[Graph], Graph]) -> None:
+        stages.append((name, fn(stages[-1][1])))
+
+    run("infer_shapes", P.infer_shapes)
+    run("fold_constants", P.fold_constants)
+    run("simplify", P.simplify)
+    run("common_subexpressions", P.common_subexpressions)
+    run("dead_code_elimination", P.dead_code_elimination)
+    if options.tuning:
+        run("tune", lambda x: tune(x, options.layout, 1, options.cache_dir, log))
+    else:
+        run("tune", default_schedules)
+    if options.layout:
+        run("transform_layout", P.transform_layout)
+        run("simplify_layout", P.simplify)
+    if options.fusion:
+        run("fuse", P.fuse)
+    run("plan_memory", lambda x: P.plan_memory(annotate_scratch(x), reuse=options.memory_planning))
+    return stages
+
+
+def compile_graph(
+    g: Graph,
+    options: CompileOptions,
+    single_output: bool = True,
+    example_inputs: Sequence[torch.Tensor] | None = None,
+) -> Compiled:
+    """Optimize, lower, build (cached) and load an IR graph. With tuning and example inputs,
+    the thread count (1..``options.threads``) is chosen by timing the whole graph."""
+    t0 = time.perf_counter()
+    log: list[str] = []
+    stages = optimize(g, options, log)
+    final = stages[-1][1]
+    program = lower(final)
+    path, _ = build(program.source, cache=options.cache_dir)
+    cg = CompiledGraph(final, program, path, options.threads)
+    if (
+        options.tuning
+        and options.tune_threads
+        and options.threads > 1
+        and example_inputs is not None
+    ):
+        timings = {}
+        for t in range(1, options.threads + 1):
+            cg.set_threads(t)
+            timings[t] = cg.benchmark(example_inputs, repeat=3, min_time=0.01)
+        cg.set_threads(min(timings, key=timings.__getitem__))
+        log.append(
+            "threads: "
+            + ", ".join(f"{t}: {v * 1e6:.1f} us" for t, v in timings.items())
+            + f" -> {cg.threads}"
+        )
+    return Compiled(cg, stages, time.perf_counter() - t0, options, log, single_output)
+
+
+def compile(
+    model: nn.Module | torch.fx.GraphModule, example_inputs: Sequence[torch.Tensor], **options: Any
+) -> Compiled:
+    """Compile ``model`` for the shapes of ``example_inputs``; returns a callable.
+
+    Options (see :class:`CompileOptions`): ``fusion``, ``memory_planning``, ``layout``,
+    ``tuning``, ``threads``, ``cache_dir``. Raises :class:`ProvenmlError` naming the op and
+    node for an unsupported op.
+    """
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    opts = CompileOptions(**options)
+    with torch.no_grad():
+        out = model(*example_inputs)
+    single = isinstance(out, torch.Tensor)
+    g = trace(model, example_inputs)
+    return compile_graph(g, opts, single_output=single, example_inputs=example_inputs)
+
+
+# ------------------------------------------------------------------------------------------------
+# torch.compile backend with fallback
+# ------------------------------------------------------------------------------------------------
+def _supported(gm: torch.fx.GraphModule, node: torch.fx.Node, example: dict[str, Any]) -> bool:
+    """Whether the frontend can convert this node on its own (tried on a one-node graph)."""
+    if node.op in ("placeholder", "output", "get_attr"):
+        return True
+    g = torch.fx.Graph()
+    env: dict[torch.fx.Node, torch.fx.Node] = {}
+    args = []
+    for inp in node.all_input_nodes:
+        p = g.placeholder(inp.name)
+        env[inp] = p
+        args.append(example.get(inp.name))
+    if any(a is None for a in args):
+        return False
+    new = g.node_copy(node, lambda n: env[n])
+    g.output(new)
+    sub = torch.fx.GraphModule(gm, g)
+    try:
+        trace(sub, args, freeze_params=False)
+    except (UnsupportedOp, ProvenmlError):
+        return False
+    except Exception:
+        return False
+    return True
+
+
+def backend(
+    gm: torch.fx.GraphModule, example_inputs: Sequence[Any], **options: Any
+) -> Callable[..., Any]:
+    """A ``torch.compile`` backend: ``torch.compile(model, backend=provenml.compiler.backend)``.
+
+    Supported parts of the graph are compiled (parameters and buffers that dynamo lifts to
+    inputs are frozen as constants, so compile for inference); unsupported ops stay in PyTorch:
+    the graph is partitioned and only the supported partitions are replaced by compiled code.
+    """
+    opts = {"threads": int(os.environ.get("PROVENML_THREADS", "2")), **options}
+    try:
+        g = trace(gm, example_inputs, freeze_params=True)
+        compiled = compile_graph(
+            g,
+            CompileOptions(**opts),
+            single_output=False,
+            example_inputs=[
+                t
+                for t, n in zip(
+                    example_inputs,
+                    [p for p in gm.graph.nodes if p.op == "placeholder"],
+                    strict=False,
+                )
+                if n.name in g.inputs
+            ],
+        )
+        keep = [k for k, n in enumerate(n for n in gm.graph.nodes if n.op == "placeholder") if True]
+        placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        idx = [k for k, n in enumerate(placeholders) if n.name in g.inputs]
+        del keep
+
+        def run(*args: Any) -> tuple[torch.Tensor, ...]:
+            return tuple(compiled.graph(*[args[k] for k in idx]))
+
+        out_node = next(n for n in gm.graph.nodes if n.op == "output")
+        if isinstance(out_node.args[0], (tuple, list)):
+            return run
+        return lambda *args: run(*args)[0]
+    except UnsupportedOp:
+        return _partitioned(gm, example_inputs, opts)
+
+
+def _partitioned(
+    gm: torch.fx.GraphModule, example_inputs: Sequence[Any], opts: dict[str, Any]
+) -> Callable[..., Any]:
+    """Fallback: compile the maximal supported partitions, run the rest with PyTorch."""
+    from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
+    from torch.fx.passes.operator_support import OperatorSupportBase
+
+    rec: dict[str, Any] = {}
+
+    class Rec(torch.fx.Interpreter):
+        def run_node(self, n: torch.fx.Node) -> Any:
+            out = super().run_node(n)
+            rec[n.name] = out
+            return out
+
+    with torch.no_grad():
+        Rec(gm).run(*example_inputs)
+
+    class Support(OperatorSupportBase):
+        def is_node_supported(self, submodules: Any, node: torch.fx.Node) -> bool:
+            if node.op != "call_function" and node.op != "call_method":
+                return False
+            if not isinstance(rec.get(node.name), torch.Tensor):
+                return False
+            return _supported(gm, node, rec)
+
+    partitioner = CapabilityBasedPartitioner(gm, Support(), allows_single_node_partition=False)
+    fused = partitioner.fuse_partitions(partitioner.propose_partitions())
+    for node in list(fused.graph.nodes):
+        if node.op == "call_module" and str(node.target).startswith("fused_"):
+            sub = fused.get_submodule(str(node.target))
+            sub_inputs = []
+            for a in node.args:
+                sub_inputs.append(
+                    rec[a.name] if isinstance(a, torch.fx.Node) and a.name in rec else None
+                )
+            if any(x is None for x in sub_inputs):
+                continue
+            try:
+                fn = backend(sub, sub_inputs, **opts)
+            except ProvenmlError:
+                continue
+            setattr(fused, str(node.target), _Wrapped(fn))
+    fused.recompile()
+    return fused.forward
+
+
+class _Wrapped(nn.Module):
+    """A compiled partition standing in for a fused submodule."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args: Any) -> Any:
+        return self.fn(*args)

@@ -1,0 +1,68 @@
+"""Building generated C with gcc and loading it with ctypes; builds are cached on disk by a
+hash of the source and the compiler flags (survey Sec. 4.4: the backend emits code for a
+native compiler)."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from provenml.core import ProvenmlError
+
+CC = os.environ.get("PROVENML_CC", "gcc")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-ffast-math", "-fPIC", "-shared")
+LIBS = ("-lmvec", "-lm")
+
+
+def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """Where built libraries (and tuning results) are cached: ``override``, else
+    ``$PROVENML_CACHE_DIR``, else ``~/.cache/provenml/compiler`` (a temp dir if not writable)."""
+    base = override or os.environ.get("PROVENML_CACHE_DIR")
+    path = Path(base) if base else Path.home() / ".cache" / "provenml" / "compiler"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".probe"
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        path = Path(tempfile.gettempdir()) / "provenml-compiler-cache"
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def build_key(source: str, flags: tuple[str, ...] = FLAGS) -> str:
+    return hashlib.sha256((source + "\0" + " ".join(flags) + "\0" + CC).encode()).hexdigest()[:24]
+
+
+def build(
+    source: str, flags: tuple[str, ...] = FLAGS, cache: str | os.PathLike[str] | None = None
+) -> tuple[Path, bool]:
+    """Compile ``source`` to a shared library (or reuse the cached one). Returns (path, hit)."""
+    directory = cache_dir(cache)
+    key = build_key(source, flags)
+    lib = directory / f"pm_{key}.so"
+    if lib.exists():
+        return lib, True
+    c_file = directory / f"pm_{key}.c"
+    c_file.write_text(source)
+    tmp = directory / f"pm_{key}.{os.getpid()}.tmp.so"
+    cmd = [CC, *flags, str(c_file), "-o", str(tmp), *LIBS]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise ProvenmlError(f"provenml.compiler: gcc failed on {c_file}:\n{proc.stderr[-4000:]}")
+    os.replace(tmp, lib)
+    return lib, False
+
+
+def load(path: Path, entry: str = "pm_entry") -> tuple[ctypes.CDLL, ctypes._CFuncPtr]:
+    """Load a built library and return it with its entry function."""
+    lib = ctypes.CDLL(str(path))
+    fn = getattr(lib, entry)
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    fn.restype = None
+    lib.pm_set_threads.argtypes = [ctypes.c_int]
+    return lib, fn

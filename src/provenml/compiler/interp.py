@@ -1,0 +1,195 @@
+"""A NumPy interpreter of the graph IR: the reference every pass and the C backend are tested
+against. Values are NumPy arrays in their *physical* layout (an ``NHWC`` value is stored
+channels-last), so the interpreter also checks the layout and packing passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.special import erf
+
+from provenml.compiler.ir import Graph, Node, Value
+from provenml.core import ProvenmlError
+
+SQRT_2_OVER_PI = 0.7978845608028654
+
+
+def unary(op: str, x: np.ndarray) -> np.ndarray:
+    """Elementwise unary ops (float32 in, float32 out)."""
+    if op == "relu":
+        return np.maximum(x, 0)
+    if op == "gelu":
+        return (0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))).astype(np.float32)
+    if op == "gelu_tanh":
+        return (0.5 * x * (1.0 + np.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x**3)))).astype(
+            np.float32
+        )
+    if op == "silu":
+        return x / (1.0 + np.exp(-x))
+    if op == "tanh":
+        return np.tanh(x)
+    if op == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-x))
+    if op == "neg":
+        return -x
+    if op == "exp":
+        return np.exp(x)
+    if op == "identity":
+        return x
+    raise ProvenmlError(f"interpreter: unknown unary op {op}")
+
+
+def binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if op == "add":
+        return a + b
+    if op == "sub":
+        return a - b
+    if op == "mul":
+        return a * b
+    if op == "div":
+        return a / b
+    raise ProvenmlError(f"interpreter: unknown binary op {op}")
+
+
+def unpack_dense_weight(w: np.ndarray, n: int, nr: int) -> np.ndarray:
+    """Packed [N/nr, K, nr] panels back to [K, N]."""
+    if not nr:
+        return w
+    nb, k, _ = w.shape
+    return w.transpose(1, 0, 2).reshape(k, nb * nr)[:, :n]
+
+
+def _conv_nchw(
+    x: np.ndarray, w: np.ndarray, stride: tuple[int, int], pad: tuple[int, int], depthwise: bool
+) -> np.ndarray:
+    _n, _c, h, wd = x.shape
+    _cout, _cin_g, kh, kw = w.shape
+    sh, sw = stride
+    ph, pw = pad
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    oh = (h + 2 * ph - kh) // sh + 1
+    ow = (wd + 2 * pw - kw) // sw + 1
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw][
+        :, :, :oh, :ow
+    ]
+    if depthwise:
+        return np.einsum("nchwij,cij->nchw", win, w[:, 0], optimize=True).astype(np.float32)
+    return np.einsum("nchwij,ocij->nohw", win, w, optimize=True).astype(np.float32)
+
+
+def _pool_nchw(
+    op: str, x: np.ndarray, k: tuple[int, int], s: tuple[int, int], p: tuple[int, int]
+) -> np.ndarray:
+    fill = -np.inf if op == "max_pool2d" else 0.0
+    xp = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=fill)
+    oh = (x.shape[2] + 2 * p[0] - k[0]) // s[0] + 1
+    ow = (x.shape[3] + 2 * p[1] - k[1]) // s[1] + 1
+    win = np.lib.stride_tricks.sliding_window_view(xp, k, axis=(2, 3))[:, :, :: s[0], :: s[1]][
+        :, :, :oh, :ow
+    ]
+    if op == "max_pool2d":
+        return win.max(axis=(4, 5)).astype(np.float32)
+    return (win.sum(axis=(4, 5)) / (k[0] * k[1])).astype(np.float32)
+
+
+def to_logical(arr: np.ndarray, v: Value) -> np.ndarray:
+    return arr.transpose(0, 3, 1, 2) if v.layout == "NHWC" else arr
+
+
+def to_physical(arr: np.ndarray, v: Value) -> np.ndarray:
+    return np.ascontiguousarray(arr.transpose(0, 2, 3, 1)) if v.layout == "NHWC" else arr
+
+
+def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> np.ndarray:
+    """Evaluate one node given the physical arrays of its inputs."""
+    ins = [env[i] for i in n.inputs]
+    out_v = values[n.name]
+    op, a = n.op, n.attrs
+    if op == "fused":
+        local = dict(env)
+        for inner in a["body"]:
+            local[inner.name] = run_node(inner, local, values)
+        return local[n.name]
+    if op in ("relu", "gelu", "gelu_tanh", "silu", "tanh", "sigmoid", "neg", "exp", "identity"):
+        return unary(op, ins[0]).astype(np.float32)
+    if op in ("add", "sub", "mul", "div"):
+        return binary(op, ins[0], ins[1]).astype(np.float32)
+    if op == "linear":
+        y = ins[0] @ ins[1].T
+        return (y + ins[2] if len(ins) > 2 else y).astype(np.float32)
+    if op == "dense":
+        w = unpack_dense_weight(ins[1], a["n"], a.get("packed", 0))
+        y = ins[0] @ w
+        return (y + ins[2] if len(ins) > 2 else y).astype(np.float32)
+    if op == "matmul":
+        b = np.swapaxes(ins[1], -1, -2) if a.get("trans_b") else ins[1]
+        return np.matmul(ins[0], b).astype(np.float32)
+    if op == "conv2d":
+        x = to_logical(ins[0], values[n.inputs[0]])
+        w = ins[1]
+        if a.get("wlayout") == "packed":  # [Cout/nr, KH, KW, Cin, nr] -> [Cout, Cin, KH, KW]
+            cout = out_v.shape[1]
+            w = w.transpose(0, 4, 3, 1, 2).reshape(-1, w.shape[3], w.shape[1], w.shape[2])[:cout]
+        elif a.get("wlayout") == "dw":  # [KH, KW, C] -> [C, 1, KH, KW]
+            w = w.transpose(2, 0, 1)[:, None]
+        y = _conv_nchw(x, w, a["stride"], a["padding"], a["depthwise"])
+        if len(ins) > 2:
+            y = y + ins[2].reshape(1, -1, 1, 1)
+        return to_physical(y.astype(np.float32), out_v)
+    if op == "batch_norm":
+        x = to_logical(ins[0], values[n.inputs[0]])
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        mean, var, w, b = (t.reshape(shape) for t in ins[1:])
+        y = (x - mean) / np.sqrt(var + a["eps"]) * w + b
+        return to_physical(y.astype(np.float32), out_v)
+    if op == "layer_norm":
+        x = ins[0]
+        mu = x.mean(-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(-1, keepdims=True)
+        return ((x - mu) / np.sqrt(var + a["eps"]) * ins[1] + ins[2]).astype(np.float32)
+    if op == "softmax":
+        x = ins[0]
+        e = np.exp(x - x.max(axis=a["dim"], keepdims=True))
+        return (e / e.sum(axis=a["dim"], keepdims=True)).astype(np.float32)
+    if op in ("mean", "sum"):
+        x = to_logical(ins[0], values[n.inputs[0]])
+        fn = np.mean if op == "mean" else np.sum
+        y = fn(x, axis=a["dims"], keepdims=a["keepdim"]).astype(np.float32)
+        return to_physical(y, out_v) if out_v.layout == "NHWC" else y.reshape(out_v.shape)
+    if op in ("max_pool2d", "avg_pool2d"):
+        x = to_logical(ins[0], values[n.inputs[0]])
+        return to_physical(_pool_nchw(op, x, a["kernel"], a["stride"], a["padding"]), out_v)
+    if op == "reshape":
+        return ins[0].reshape(out_v.physical_shape)
+    if op == "permute":
+        return np.ascontiguousarray(ins[0].transpose(a["perm"]))
+    if op == "slice":
+        idx = [slice(None)] * ins[0].ndim
+        idx[a["dim"]] = slice(a["start"], a["stop"], a["step"])
+        return np.ascontiguousarray(ins[0][tuple(idx)])
+    if op == "cat":
+        return np.concatenate(ins, axis=a["dim"])
+    if op == "embedding":
+        return ins[0][ins[1]]
+    if op == "layout_transform":
+        src = values[n.inputs[0]]
+        return to_physical(to_logical(ins[0], src), out_v)
+    raise ProvenmlError(f"interpreter: unknown op {op} at node {n.name}")
+
+
+def interpret(g: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Run the graph on NumPy inputs (logical layout) and return the outputs (logical layout)."""
+    if len(inputs) != len(g.inputs):
+        raise ProvenmlError(f"graph takes {len(g.inputs)} inputs, got {len(inputs)}")
+    env: dict[str, np.ndarray] = dict(g.consts)
+    for name, arr in zip(g.inputs, inputs, strict=True):
+        v = g.values[name]
+        arr = np.asarray(arr, dtype=np.int64 if v.dtype == "int64" else np.float32)
+        if tuple(arr.shape) != v.shape:
+            raise ProvenmlError(f"input {name}: expected shape {v.shape}, got {tuple(arr.shape)}")
+        env[name] = to_physical(arr, v)
+    for n in g.nodes:
+        env[n.name] = run_node(n, env, g.values)
+    return [to_logical(env[o], g.values[o]) for o in g.outputs]

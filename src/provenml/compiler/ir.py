@@ -1,0 +1,167 @@
+"""The graph-level IR: a typed SSA graph (survey Sec. 3.1, "high-level IR").
+
+Every value is defined exactly once, by a graph input, a constant or one node; a node has an
+operator name, its input value names, attributes, and the type of its result (shape, dtype,
+physical layout). Fused groups (after :func:`provenml.compiler.passes.fuse`) are nodes whose
+``attrs["body"]`` holds the inner nodes they replace, so one fused node is one loop nest.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+ELEMENTWISE_UNARY = (
+    "relu",
+    "gelu",
+    "gelu_tanh",
+    "silu",
+    "tanh",
+    "sigmoid",
+    "neg",
+    "exp",
+    "identity",
+)
+ELEMENTWISE_BINARY = ("add", "sub", "mul", "div")
+ELEMENTWISE = ELEMENTWISE_UNARY + ELEMENTWISE_BINARY
+MATMUL_LIKE = ("linear", "dense", "matmul", "conv2d")
+REDUCTION_LIKE = ("softmax", "layer_norm", "mean", "sum")
+
+
+@dataclass
+class Value:
+    """A typed SSA value: ``shape`` is the logical shape; ``layout`` the physical order
+    ("row" = row-major in logical order, "NHWC" = a logical NCHW tensor stored channels-last)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    layout: str = "row"
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def physical_shape(self) -> tuple[int, ...]:
+        if self.layout == "NHWC":
+            n, c, h, w = self.shape
+            return (n, h, w, c)
+        return self.shape
+
+    def type_str(self) -> str:
+        lay = "" if self.layout == "row" else f"@{self.layout}"
+        return f"{self.dtype}[{','.join(map(str, self.shape))}]{lay}"
+
+
+@dataclass
+class Node:
+    """One operation; its result value has the node's name (SSA)."""
+
+    op: str
+    name: str
+    inputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # the torch.fx node it came from, for error messages
+
+
+@dataclass
+class Graph:
+    """A dataflow graph in SSA form with named inputs, constants (weights) and outputs."""
+
+    inputs: list[str]
+    outputs: list[str]
+    nodes: list[Node]
+    values: dict[str, Value]
+    consts: dict[str, np.ndarray]
+    counter: int = 0
+    memory: dict[str, int] = field(default_factory=dict)  # value -> arena offset (floats)
+    arena_size: int = 0
+
+    def clone(self) -> Graph:
+        """A deep copy of the structure; constant arrays are shared (passes never mutate them)."""
+        return Graph(
+            inputs=list(self.inputs),
+            outputs=list(self.outputs),
+            nodes=copy.deepcopy(self.nodes),
+            values=copy.deepcopy(self.values),
+            consts=dict(self.consts),
+            counter=self.counter,
+            memory=dict(self.memory),
+            arena_size=self.arena_size,
+        )
+
+    def fresh(self, stem: str) -> str:
+        """A new unique value name."""
+        self.counter += 1
+        name = f"{stem}_{self.counter}"
+        while name in self.values:
+            self.counter += 1
+            name = f"{stem}_{self.counter}"
+        return name
+
+    def add_const(self, array: np.ndarray, stem: str = "c") -> str:
+        """Register a constant array and return its value name."""
+        arr = np.ascontiguousarray(array)
+        name = self.fresh(stem)
+        self.consts[name] = arr
+        dtype = "int64" if arr.dtype.kind in "iu" else "float32"
+        if dtype == "float32" and arr.dtype != np.float32:
+            self.consts[name] = arr.astype(np.float32)
+        self.values[name] = Value(name, tuple(arr.shape), dtype)
+        return name
+
+    def producers(self) -> dict[str, Node]:
+        return {n.name: n for n in self.nodes}
+
+    def users(self) -> dict[str, list[Node]]:
+        out: dict[str, list[Node]] = {name: [] for name in self.values}
+        for n in self.nodes:
+            for i in n.inputs:
+                out.setdefault(i, []).append(n)
+        return out
+
+    def __str__(self) -> str:
+        return format_graph(self)
+
+
+def _fmt_attr(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def format_node(n: Node, values: dict[str, Value], indent: str = "  ") -> list[str]:
+    """Printable lines for one node (a fused node prints its body, indented)."""
+    attrs = {k: v for k, v in n.attrs.items() if k != "body"}
+    attr_s = ", ".join(f"{k}={_fmt_attr(v)}" for k, v in attrs.items())
+    ty = values[n.name].type_str() if n.name in values else "?"
+    line = f"{indent}%{n.name}: {ty} = {n.op}({', '.join('%' + i for i in n.inputs)})"
+    if attr_s:
+        line += f" {{{attr_s}}}"
+    lines = [line]
+    for inner in n.attrs.get("body", []):
+        lines += format_node(inner, values, indent + "    | ")
+    return lines
+
+
+def format_graph(g: Graph) -> str:
+    """The textual form of the IR, one node a line."""
+    lines = ["graph("]
+    for i in g.inputs:
+        lines.append(f"  %{i}: {g.values[i].type_str()},")
+    lines.append(") {")
+    for c, _arr in g.consts.items():
+        if c in g.values:
+            lines.append(f"  %{c}: {g.values[c].type_str()} = const")
+    for n in g.nodes:
+        lines += format_node(n, g.values)
+        if n.name in g.memory:
+            lines[-1 - len(n.attrs.get("body", []))] += f"  @arena[{g.memory[n.name]}]"
+
+    lines.append(f"  return {', '.join('%' + o for o in g.outputs)}")
+    lines.append("}" + (f"  // arena {g.arena_size * 4} bytes" if g.arena_size else ""))
+    return "\n".join(lines)

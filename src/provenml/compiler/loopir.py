@@ -1,0 +1,236 @@
+"""The loop-level IR (survey Sec. 3.2, "low-level IR"): one loop nest per fused group, with
+Halide/TVM-style schedule primitives that rewrite the nest without changing what it computes:
+:func:`split`, :func:`reorder`, :func:`vectorize`, :func:`parallel`, :func:`unroll`.
+
+A nest is a tree of :class:`Loop`, :class:`Let` (an index defined from loop variables) and
+:class:`Stmt` (one C statement over the index variables); :func:`to_c` lowers it to C with
+OpenMP pragmas (``omp for`` for parallel loops inside the graph's single parallel region,
+``omp simd`` for vectorized loops, ``GCC unroll`` for unrolled ones).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from provenml.core import ProvenmlError
+
+
+@dataclass
+class Stmt:
+    """One C statement (or a block of them) over the loop variables in scope."""
+
+    code: str
+
+
+@dataclass
+class Decl(Stmt):
+    """A declaration at kernel scope (visible to every following top-level loop)."""
+
+
+@dataclass
+class Let:
+    """``const long var = expr;``: an index recomputed from loop variables (split creates these)."""
+
+    var: str
+    expr: str
+
+
+@dataclass
+class Loop:
+    """``for (var = 0; var < extent; ++var) body`` with a schedule annotation."""
+
+    var: str
+    extent: int | str
+    body: list[Loop | Let | Stmt] = field(default_factory=list)
+    kind: str = "serial"  # serial | parallel | vectorize | unroll
+    factor: int = 0  # unroll factor
+
+
+@dataclass
+class Kernel:
+    """One loop nest (one fused group) compiled to one C function."""
+
+    name: str
+    prologue: list[str]  # pointer declarations
+    body: list[Loop | Let | Stmt]
+    helpers: list[str] = field(default_factory=list)  # C helper functions (e.g. tile kernels)
+
+
+Body = list[Loop | Let | Stmt]
+
+
+def find(body: Body, var: str) -> tuple[Body, int]:
+    """The list holding the loop over ``var`` and its index there."""
+    for i, item in enumerate(body):
+        if isinstance(item, Loop):
+            if item.var == var:
+                return body, i
+            try:
+                return find(item.body, var)
+            except KeyError:
+                pass
+    raise KeyError(var)
+
+
+def loop(kernel: Kernel | Body, var: str) -> Loop:
+    body = kernel.body if isinstance(kernel, Kernel) else kernel
+    try:
+        parent, i = find(body, var)
+    except KeyError as exc:
+        raise ProvenmlError(f"loop IR: no loop over '{var}'") from exc
+    item = parent[i]
+    assert isinstance(item, Loop)
+    return item
+
+
+def split(kernel: Kernel | Body, var: str, factor: int) -> tuple[str, str]:
+    """Split the loop over ``var`` into ``var_o`` (extent ceil(n/factor)) and ``var_i``
+    (extent factor, shorter on the last iteration when factor does not divide n);
+    ``var`` becomes ``var_o*factor + var_i`` for the original body."""
+    body = kernel.body if isinstance(kernel, Kernel) else kernel
+    parent, i = find(body, var)
+    lp = parent[i]
+    assert isinstance(lp, Loop)
+    outer, inner = f"{var}_o", f"{var}_i"
+    if isinstance(lp.extent, int):
+        n_outer: int | str = -(-lp.extent // factor)
+        inner_ext: int | str = (
+            factor if lp.extent % factor == 0 else f"MIN({factor}, {lp.extent} - {outer}*{factor})"
+        )
+    else:
+        n_outer = f"(({lp.extent}) + {factor - 1}) / {factor}"
+        inner_ext = f"MIN({factor}, ({lp.extent}) - {outer}*{factor})"
+    inner_loop = Loop(
+        inner,
+        inner_ext,
+        [Let(var, f"{outer}*{factor} + {inner}"), *lp.body],
+        lp.kind if lp.kind != "parallel" else "serial",
+        lp.factor,
+    )
+    parent[i] = Loop(
+        outer, n_outer, [inner_loop], "parallel" if lp.kind == "parallel" else "serial"
+    )
+    return outer, inner
+
+
+def _chain(lp: Loop) -> list[Loop]:
+    chain = [lp]
+    while True:
+        loops = [x for x in chain[-1].body if isinstance(x, Loop)]
+        others = [x for x in chain[-1].body if not isinstance(x, (Loop, Let))]
+        if len(loops) != 1 or others:
+            return chain
+        chain.append(loops[0])
+
+
+def reorder(kernel: Kernel | Body, order: list[str]) -> None:
+    """Permute perfectly nested loops (lets move to the innermost body, where every loop
+    variable they read is in scope). ``order`` lists the loop variables outermost first."""
+    body = kernel.body if isinstance(kernel, Kernel) else kernel
+    parent, i = find(body, order[0])
+    first = parent[i]
+    assert isinstance(first, Loop)
+    chain = _chain(first)[: len(order)]
+    if sorted(lp.var for lp in chain) != sorted(order):
+        raise ProvenmlError(f"loop IR: {order} are not perfectly nested loops")
+    lets = [x for lp in chain for x in lp.body if isinstance(x, Let)]
+    innermost = [x for x in chain[-1].body if not isinstance(x, Let)]
+    by_var = {lp.var: lp for lp in chain}
+    new = [Loop(v, by_var[v].extent, [], by_var[v].kind, by_var[v].factor) for v in order]
+    for outer, inner in itertools.pairwise(new):
+        outer.body = [inner]
+    new[-1].body = lets + innermost
+    parent[i] = new[0]
+
+
+def vectorize(kernel: Kernel | Body, var: str) -> None:
+    """Mark the loop for SIMD code generation (``#pragma omp simd``)."""
+    loop(kernel, var).kind = "vectorize"
+
+
+def parallel(kernel: Kernel | Body, var: str) -> None:
+    """Distribute the loop's iterations over the OpenMP threads (``#pragma omp for``)."""
+    loop(kernel, var).kind = "parallel"
+
+
+def unroll(kernel: Kernel | Body, var: str, factor: int = 0) -> None:
+    """Unroll the loop (fully when ``factor`` is 0 and the extent is constant)."""
+    lp = loop(kernel, var)
+    lp.kind = "unroll"
+    lp.factor = factor or (lp.extent if isinstance(lp.extent, int) else 4)
+
+
+def _lower(items: Body, indent: str, top: bool) -> list[str]:
+    lines: list[str] = []
+    for item in items:
+        if isinstance(item, Stmt):
+            lines += [indent + ln for ln in item.code.splitlines()]
+        elif isinstance(item, Let):
+            lines.append(f"{indent}const long {item.var} = {item.expr};")
+        else:
+            if item.kind == "parallel":
+                lines.append(
+                    f"{indent}#pragma omp for schedule(static)"
+                    if top
+                    else f"{indent}/* parallel (nested: serial) */"
+                )
+            elif item.kind == "vectorize":
+                lines.append(f"{indent}#pragma omp simd")
+            elif item.kind == "unroll":
+                lines.append(f"{indent}#pragma GCC unroll {item.factor}")
+            lines.append(
+                f"{indent}for (long {item.var} = 0; {item.var} < {item.extent}; ++{item.var}) {{"
+            )
+            lines += _lower(item.body, indent + "  ", False)
+            lines.append(f"{indent}}}")
+    return lines
+
+
+def to_c(kernel: Kernel, signature: str) -> str:
+    """Lower a kernel to a C function. Top-level parallel loops become ``omp for`` (every
+    thread of the graph's parallel region calls every kernel); other top-level work runs in an
+    ``omp single`` block."""
+    lines = [f"static void {kernel.name}({signature}) {{"]
+    lines += ["  " + p for p in kernel.prologue]
+    serial: Body = []
+
+    def flush() -> None:
+        if serial:
+            lines.append("  #pragma omp single")
+            lines.append("  {")
+            lines.extend(_lower(serial, "    ", False))
+            lines.append("  }")
+            serial.clear()
+
+    for item in kernel.body:
+        if isinstance(item, Decl):
+            flush()
+            lines += ["  " + ln for ln in item.code.splitlines()]
+        elif isinstance(item, Loop) and item.kind == "parallel":
+            flush()
+            lines += _lower([item], "  ", True)
+        else:
+            serial.append(item)
+    flush()
+    lines.append("}")
+    return "\n".join(kernel.helpers + lines)
+
+
+def describe(body: Body, indent: str = "") -> str:
+    """A readable form of the nest (for dumping the loop IR)."""
+    out = []
+    for item in body:
+        if isinstance(item, Stmt):
+            out.append(indent + item.code.replace("\n", " "))
+        elif isinstance(item, Let):
+            out.append(f"{indent}{item.var} = {item.expr}")
+        else:
+            tag = (
+                ""
+                if item.kind == "serial"
+                else f"  [{item.kind}{'x' + str(item.factor) if item.factor else ''}]"
+            )
+            out.append(f"{indent}for {item.var} in 0..{item.extent}{tag}")
+            out.append(describe(item.body, indent + "  "))
+    return "\n".join(out)

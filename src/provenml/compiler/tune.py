@@ -1,0 +1,158 @@
+"""Auto-tuning (survey Sec. 4.4.2): for every matmul-like kernel, try micro-kernel tile sizes
+(``mr`` rows x ``nr`` columns) and k-loop unroll factors on the kernel's real shapes, timing
+each compiled candidate, and keep the fastest; results are cached on disk by kernel signature."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+from provenml.compiler.build import FLAGS, build, cache_dir
+from provenml.compiler.codegen import C_HEADER, DEFAULT_SCHEDULE, annotate_scratch, lower
+from provenml.compiler.ir import Graph, Value
+from provenml.compiler.passes import plan_memory, transform_layout
+
+TUNABLE = ("dense", "matmul", "conv2d")
+
+
+def candidates(rows: int, cols: int) -> list[dict[str, int]]:
+    """Schedules to try for a kernel with ``rows`` output rows (pixels along a row for convs)."""
+    mrs = [m for m in (1, 2, 4, 6) if m <= max(1, rows)]
+    nrs = [n for n in (8, 16, 32) if n <= max(8, -(-cols // 8) * 8)]
+    return [{"mr": m, "nr": n, "ku": k} for m in mrs for n in nrs for k in (1, 4)]
+
+
+def _signature(g: Graph, node: Any, layout: bool, threads: int) -> str:
+    shapes = [g.values[i].shape for i in node.inputs]
+    attrs = {k: v for k, v in node.attrs.items() if k not in ("schedule", "body")}
+    return json.dumps(
+        [node.op, shapes, sorted((k, str(v)) for k, v in attrs.items()), layout, threads, FLAGS]
+    )
+
+
+def _kernel_graph(g: Graph, node: Any, schedule: dict[str, int], layout: bool) -> Graph:
+    sub = Graph(inputs=[], outputs=[node.name], nodes=[], values={}, consts={})
+    for i in node.inputs:
+        if i in g.consts:
+            sub.consts[i] = g.consts[i]
+        elif i not in sub.inputs:
+            sub.inputs.append(i)
+        sub.values[i] = Value(i, g.values[i].shape, g.values[i].dtype, "row")
+    n2 = type(node)(
+        node.op, node.name, list(node.inputs), {**node.attrs, "schedule": schedule}, node.source
+    )
+    sub.values[node.name] = Value(node.name, g.values[node.name].shape)
+    sub.nodes = [n2]
+    if layout:
+        sub = transform_layout(sub)
+    return plan_memory(annotate_scratch(sub))
+
+
+def _time(fn: Any, args: tuple[Any, ...], min_time: float = 0.01) -> float:
+    for _ in range(2):
+        fn(*args)
+    n = 1
+    while True:
+        t = time.perf_counter()
+        for _ in range(n):
+            fn(*args)
+        dt = time.perf_counter() - t
+        if dt >= min_time or n >= 1 << 14:
+            break
+        n *= 2
+    best = dt / n
+    for _ in range(2):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn(*args)
+        best = min(best, (time.perf_counter() - t) / n)
+    return best
+
+
+def tune_node(
+    g: Graph, node: Any, layout: bool, threads: int, cache: Any = None
+) -> tuple[dict[str, int], dict[str, float]]:
+    """Time every candidate schedule for ``node`` and return the fastest (and all timings)."""
+    ov = g.values[node.name]
+    if node.op == "conv2d":
+        rows, cols = ov.shape[3], ov.shape[1]
+    else:
+        rows, cols = ov.shape[-2] if len(ov.shape) > 1 else 1, ov.shape[-1]
+        if node.op == "dense":
+            rows = ov.size // cols
+    cands = candidates(rows, cols)
+    sources = [C_HEADER]
+    graphs = []
+    for k, sched in enumerate(cands):
+        sg = _kernel_graph(g, node, sched, layout)
+        graphs.append(sg)
+        sources.append(lower(sg, prefix=f"c{k}", header=False).source)
+    path, _ = build("\n".join(sources), cache=cache)
+    lib = ctypes.CDLL(str(path))
+    lib.pm_set_threads(threads)
+    timings = {}
+    rng = np.random.default_rng(0)
+    for k, (sched, sg) in enumerate(zip(cands, graphs, strict=True)):
+        prog = lower(sg, prefix=f"c{k}", header=False)
+        ins = [
+            rng.standard_normal(sg.values[i].physical_shape).astype(np.float32) for i in sg.inputs
+        ]
+        outs = [np.empty(sg.values[o].physical_shape, np.float32) for o in sg.outputs]
+        arena = np.zeros(max(16, sg.arena_size) + 16, np.float32)
+        consts = np.ascontiguousarray(prog.consts)
+        in_arr = (ctypes.c_void_p * max(1, len(ins)))(*[a.ctypes.data for a in ins])
+        out_arr = (ctypes.c_void_p * 1)(outs[0].ctypes.data)
+        fn = getattr(lib, f"c{k}_entry")
+        fn.argtypes = [ctypes.c_void_p] * 4
+        timings[json.dumps(sched)] = _time(
+            fn, (in_arr, out_arr, arena.ctypes.data, consts.ctypes.data)
+        )
+    best = min(timings, key=timings.__getitem__)
+    return json.loads(best), timings
+
+
+def tune(
+    g: Graph, layout: bool = True, threads: int = 2, cache: Any = None, log: list[str] | None = None
+) -> Graph:
+    """Attach a tuned ``schedule`` to every matmul-like node (cached by kernel signature)."""
+    out = g.clone()
+    db_path = cache_dir(cache) / "tuning.json"
+    try:
+        db = json.loads(db_path.read_text()) if db_path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        db = {}
+    changed = False
+    for n in out.nodes:
+        if n.op not in TUNABLE or (n.op == "conv2d" and (n.attrs.get("depthwise") or not layout)):
+            continue
+        if n.op in ("dense", "conv2d") and n.inputs[1] not in out.consts:
+            continue
+        key = _signature(out, n, layout, threads)
+        if key not in db:
+            best, timings = tune_node(out, n, layout, threads, cache)
+            db[key] = best
+            changed = True
+            if log is not None:
+                fastest, slowest = min(timings.values()), max(timings.values())
+                log.append(
+                    f"{n.name}: {best} {fastest * 1e6:.1f} us (slowest candidate {slowest * 1e6:.1f} us, {len(timings)} tried)"
+                )
+        n.attrs["schedule"] = dict(db[key])
+    if changed:
+        tmp = db_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(db))
+        tmp.replace(db_path)
+    return out
+
+
+def default_schedules(g: Graph) -> Graph:
+    """The untuned schedule on every matmul-like node (the tuning ablation)."""
+    out = g.clone()
+    for n in out.nodes:
+        if n.op in TUNABLE:
+            n.attrs["schedule"] = dict(DEFAULT_SCHEDULE)
+    return out
