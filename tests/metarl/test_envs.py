@@ -75,7 +75,7 @@ def test_grid_rewards_and_goals_not_terminal() -> None:
     obs, reward, terminated, truncated, _ = env.step(np.array([2, 2]))  # right onto goal 0
     np.testing.assert_allclose(reward, [1.0, 0.0])
     assert not terminated.any() and not truncated.any()
-    np.testing.assert_allclose(obs[0, :2], [0.25, 0.0])
+    np.testing.assert_allclose(obs[0, :4], [0.25, 0.0, 0.0, 0.0])
     _, reward, *_ = env.step(np.array([1, 1]))  # up: off the goal
     np.testing.assert_allclose(reward, [-0.1, -0.1])
 

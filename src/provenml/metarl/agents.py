@@ -77,14 +77,16 @@ _ROLLOUT_TENSORS = (
 
 
 class Agent(nn.Module):
-    """Base agent: an actor-critic over ``[obs, features]`` plus a feature model."""
+    """Base agent: an actor-critic over ``[obs, time, features]`` plus a feature model
+    (``time`` = fraction of the fixed horizon elapsed, given to every agent alike)."""
 
     feature_dim: int = 0
 
     def __init__(self, obs_dim: int, action_dim: int, discrete: bool, hidden: int) -> None:
         super().__init__()
         self.obs_dim, self.action_dim, self.discrete = obs_dim, action_dim, discrete
-        self.policy = ActorCritic(obs_dim + self.feature_dim, action_dim, discrete, hidden)
+        # +1: the time left in the episode (a fixed horizon), which the critic needs
+        self.policy = ActorCritic(obs_dim + 1 + self.feature_dim, action_dim, discrete, hidden)
 
     def begin(self, num_envs: int, latent: torch.Tensor) -> tuple[Any, torch.Tensor]:
         """State and features before the first action of an episode."""

@@ -75,8 +75,9 @@ class SessionGridWorldVec(gym.vector.VectorEnv):
     """``num_envs`` 5x5 grid worlds with two observed goals of which one, hidden, pays.
 
     Reward: +1 on the paying goal, 0 on the other goal, -0.1 elsewhere; goals are not terminal.
-    Observation (float32, in [0, 1]): agent (x, y), goal 0 (x, y), goal 1 (x, y), divided by
-    ``size - 1``. Actions: 0 stay, 1 up, 2 right, 3 down, 4 left (walls clip the move).
+    Observation (float32): agent (x, y) in [0, 1] and the offsets goal 0 - agent and
+    goal 1 - agent in [-1, 1], all divided by ``size - 1`` (the goals' positions are observed).
+    Actions: 0 stay, 1 up, 2 right, 3 down, 4 left (walls clip the move).
     The paying goal (latent in {0, 1}) switches between sessions by ``switch_matrix``.
     ``info``: ``latent`` (the latent that produced this step's reward), ``next_latent``,
     ``session_end`` (the session ended after this step), never part of the observation.
@@ -100,7 +101,8 @@ class SessionGridWorldVec(gym.vector.VectorEnv):
         self.size, self.horizon, self.session_end_prob = size, horizon, session_end_prob
         self.switch_matrix = np.asarray(switch_matrix, dtype=np.float64)
         self.num_latents = 2
-        self.single_observation_space = spaces.Box(0.0, 1.0, shape=(6,), dtype=np.float32)
+        low = np.array([0, 0, -1, -1, -1, -1], dtype=np.float32)
+        self.single_observation_space = spaces.Box(low, 1.0, shape=(6,), dtype=np.float32)
         self.single_action_space = spaces.Discrete(5)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
@@ -108,7 +110,8 @@ class SessionGridWorldVec(gym.vector.VectorEnv):
         self._t = horizon  # must reset first
 
     def _obs(self) -> np.ndarray:
-        cells = np.concatenate([self.pos, self.goals.reshape(self.num_envs, 4)], axis=1)
+        offsets = (self.goals - self.pos[:, None, :]).reshape(self.num_envs, 4)
+        cells = np.concatenate([self.pos, offsets], axis=1)
         return (cells / (self.size - 1)).astype(np.float32)
 
     def reset(

@@ -86,8 +86,9 @@ def collect(
     records: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "act", "rew", "next", "x")}
     feats, logps, values, ends, latents = [], [], [], [], []
     obs = torch.as_tensor(obs_np)
-    for _ in range(horizon):
-        policy_in = torch.cat([obs, features], -1)
+    for t in range(horizon):
+        clock = torch.full((n, 1), t / horizon)
+        policy_in = torch.cat([obs, clock, features], -1)
         dist = agent.policy.distribution(policy_in)
         u = torch.rand(n, generator=generator)
         if agent.discrete:  # inverse-CDF sampling from the seeded generator
@@ -181,12 +182,13 @@ def _train(
         advantages, returns = gae(batch.rewards, batch.values, p.gamma, p.gae_lambda)
         # 3. PPO epochs over minibatches of whole episodes (keeps recurrence intact)
         per_mb = max(1, cfg.num_envs // p.minibatches)
+        clock = (torch.arange(env.horizon) / env.horizon)[None, :, None].expand(per_mb, -1, 1)
         for _ in range(p.epochs):
             order = torch.randperm(cfg.num_envs, generator=generator)
             for start in range(0, cfg.num_envs, per_mb):
                 envs = order[start : start + per_mb]
                 mb = batch.select(envs)
-                policy_in = torch.cat([mb.obs, agent.policy_features(mb)], -1)
+                policy_in = torch.cat([mb.obs, clock, agent.policy_features(mb)], -1)
                 dist = agent.policy.distribution(policy_in)
                 adv = advantages[envs]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
