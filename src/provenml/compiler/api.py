@@ -221,8 +221,7 @@ def _partitioned(
     gm: torch.fx.GraphModule, example_inputs: Sequence[Any], opts: dict[str, Any]
 ) -> Callable[..., Any]:
     """Fallback: compile the maximal supported partitions, run the rest with PyTorch."""
-    from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
-    from torch.fx.passes.operator_support import OperatorSupportBase
+    from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 
     rec: dict[str, Any] = {}
 
@@ -235,16 +234,22 @@ def _partitioned(
     with torch.no_grad():
         Rec(gm).run(*example_inputs)
 
-    class Support(OperatorSupportBase):
-        def is_node_supported(self, submodules: Any, node: torch.fx.Node) -> bool:
-            if node.op != "call_function" and node.op != "call_method":
-                return False
-            if not isinstance(rec.get(node.name), torch.Tensor):
-                return False
-            return _supported(gm, node, rec)
-
-    partitioner = CapabilityBasedPartitioner(gm, Support(), allows_single_node_partition=False)
-    fused = partitioner.fuse_partitions(partitioner.propose_partitions())
+    # maximal runs of supported nodes, consecutive in topological order (so no cycles)
+    runs: list[list[torch.fx.Node]] = [[]]
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder", "get_attr", "output"):
+            continue
+        ok = node.op in ("call_function", "call_method") and isinstance(
+            rec.get(node.name), torch.Tensor
+        )
+        if ok and _supported(gm, node, rec):
+            runs[-1].append(node)
+        elif runs[-1]:
+            runs.append([])
+    partitions = [dict.fromkeys(r) for r in runs if r]
+    if not partitions:
+        return gm.forward
+    fused = fuse_by_partitions(gm, partitions)
     for node in list(fused.graph.nodes):
         if node.op == "call_module" and str(node.target).startswith("fused_"):
             sub = fused.get_submodule(str(node.target))

@@ -447,20 +447,19 @@ class Lowering:
                 cond_m = "io < MB_FULL" if full_m else "io == MB_FULL"
                 cond_n = "jo < NB_FULL" if full_n else "jo == NB_FULL"
                 variants.append((f"{cond_m} && {cond_n}", tile))
-        branches = []
+        branches: L.Body = []
         for cond, tile in variants:
-            branches.append(
-                f"if ({cond}) {{\n"
-                + "\n".join(L._lower(tile, "  ", False)).replace("K_", str(kk))
-                + "\n}"
-            )
+            k_loop = tile[2]
+            assert isinstance(k_loop, L.Loop)
+            k_loop.extent = kk
+            branches.append(L.If(cond, tile))
         pre = [
             f"const long jo = t / {mb}, io = t % {mb};",
             f"const long i0 = io * {mr}, j0 = jo * {nr};",
             f"const float* restrict bp = {W} + " + (f"jo * {kk * nr};" if packed else "j0;"),
             f"enum {{ MB_FULL = {m // mr}, NB_FULL = {nn_ // nr} }};",
         ]
-        body = L.Loop("t", nb * mb, [L.Stmt("\n".join(pre + branches))])
+        body = L.Loop("t", nb * mb, [L.Stmt("\n".join(pre)), *branches])
         kern = L.Kernel(kname, decl, [body])
         if nb * mb > 1:
             L.parallel(kern, "t")
@@ -562,11 +561,10 @@ class Lowering:
                     + " && "
                     + ("jo < NB_FULL" if full_n else "jo == NB_FULL")
                 )
-                variants.append(
-                    f"if ({cond}) {{\n"
-                    + "\n".join(L._lower(tile, "  ", False)).replace("K_", str(kk))
-                    + "\n}"
-                )
+                k_loop = tile[2]
+                assert isinstance(k_loop, L.Loop)
+                k_loop.extent = kk
+                variants.append(L.If(cond, tile))
         pre = [
             f"const long bt = t / {nb * mb}, rest = t % {nb * mb};",
             f"const long jo = rest / {mb}, io = rest % {mb};",
@@ -575,7 +573,7 @@ class Lowering:
             f"const float* restrict bp = pk + bt*{packsize} + jo*{kk * nr};",
             f"enum {{ MB_FULL = {m // mr}, NB_FULL = {nn_ // nr} }};",
         ]
-        compute = L.Loop("t", nbatch * nb * mb, [L.Stmt("\n".join(pre + variants))])
+        compute = L.Loop("t", nbatch * nb * mb, [L.Stmt("\n".join(pre)), *variants])
         L.parallel([compute], "t")
         decl = [*decl, f"float* restrict pk = {scratch};"]
         return L.Kernel(kname, decl, [pack, compute])
@@ -662,7 +660,7 @@ class Lowering:
         epi_fn = self._epi_fn(n, anchor, epi, 3, names)
         W, Y = names[anchor.inputs[1]], names[n.name]
         ncb = -(-cout // nr)
-        branches = []
+        branches: L.Body = []
         for full_m in (True, False):
             if not full_m and ow % mr == 0:
                 continue
@@ -710,16 +708,14 @@ class Lowering:
                     + " && "
                     + ("jo < NB_FULL" if full_n else "jo == NB_FULL")
                 )
-                branches.append(
-                    f"if ({cond}) {{\n" + "\n".join(L._lower(tile, "  ", False)) + "\n}"
-                )
+                branches.append(L.If(cond, tile))
         mb = -(-ow // mr)
         pre = [
             f"const long jo = t / {nb_ * oh}, rest = t % {nb_ * oh};",
             f"const long b = rest / {oh}, oy = rest % {oh};",
             f"enum {{ MB_FULL = {ow // mr}, NB_FULL = {cout // nr} }};",
         ]
-        xo = L.Loop("xo", mb, [L.Stmt(f"const long ox0 = xo * {mr};\n" + "\n".join(branches))])
+        xo = L.Loop("xo", mb, [L.Let("ox0", f"xo * {mr}"), *branches])
         compute = L.Loop("t", ncb * nb_ * oh, [L.Stmt("\n".join(pre)), xo])
         L.parallel([compute], "t")
         return L.Kernel(kname, decl, [*pad, compute])

@@ -37,6 +37,14 @@ class Let:
 
 
 @dataclass
+class If:
+    """``if (cond) body``: selects a specialised variant (e.g. a full or an edge tile)."""
+
+    cond: str
+    body: list[Loop | Let | Stmt | If]
+
+
+@dataclass
 class Loop:
     """``for (var = 0; var < extent; ++var) body`` with a schedule annotation."""
 
@@ -57,14 +65,14 @@ class Kernel:
     helpers: list[str] = field(default_factory=list)  # C helper functions (e.g. tile kernels)
 
 
-Body = list[Loop | Let | Stmt]
+Body = list[Loop | Let | Stmt | If]
 
 
 def find(body: Body, var: str) -> tuple[Body, int]:
     """The list holding the loop over ``var`` and its index there."""
     for i, item in enumerate(body):
-        if isinstance(item, Loop):
-            if item.var == var:
+        if isinstance(item, (Loop, If)):
+            if isinstance(item, Loop) and item.var == var:
                 return body, i
             try:
                 return find(item.body, var)
@@ -128,11 +136,14 @@ def reorder(kernel: Kernel | Body, order: list[str]) -> None:
     """Permute perfectly nested loops (lets move to the innermost body, where every loop
     variable they read is in scope). ``order`` lists the loop variables outermost first."""
     body = kernel.body if isinstance(kernel, Kernel) else kernel
-    parent, i = find(body, order[0])
-    first = parent[i]
-    assert isinstance(first, Loop)
-    chain = _chain(first)[: len(order)]
-    if sorted(lp.var for lp in chain) != sorted(order):
+    for var in order:  # the outermost of the loops heads a perfect chain holding them all
+        parent, i = find(body, var)
+        head = parent[i]
+        assert isinstance(head, Loop)
+        chain = _chain(head)[: len(order)]
+        if sorted(lp.var for lp in chain) == sorted(order):
+            break
+    else:
         raise ProvenmlError(f"loop IR: {order} are not perfectly nested loops")
     lets = [x for lp in chain for x in lp.body if isinstance(x, Let)]
     innermost = [x for x in chain[-1].body if not isinstance(x, Let)]
@@ -166,6 +177,10 @@ def _lower(items: Body, indent: str, top: bool) -> list[str]:
     for item in items:
         if isinstance(item, Stmt):
             lines += [indent + ln for ln in item.code.splitlines()]
+        elif isinstance(item, If):
+            lines.append(f"{indent}if ({item.cond}) {{")
+            lines += _lower(item.body, indent + "  ", False)
+            lines.append(f"{indent}}}")
         elif isinstance(item, Let):
             lines.append(f"{indent}const long {item.var} = {item.expr};")
         else:
@@ -223,6 +238,9 @@ def describe(body: Body, indent: str = "") -> str:
     for item in body:
         if isinstance(item, Stmt):
             out.append(indent + item.code.replace("\n", " "))
+        elif isinstance(item, If):
+            out.append(f"{indent}if {item.cond}:")
+            out.append(describe(item.body, indent + "  "))
         elif isinstance(item, Let):
             out.append(f"{indent}{item.var} = {item.expr}")
         else:

@@ -398,8 +398,7 @@ def transform_layout(g: Graph, nr: int = 16) -> Graph:
             return name
         if name in nhwc_of:
             return nhwc_of[name]
-        t = Node("layout_transform", out.fresh("to_nhwc"), [name], {"to": "NHWC"})
-        out.values[t.name] = Value(t.name, v.shape, v.dtype, "NHWC")
+        t = _transform(out, name, "NHWC")
         new_nodes.append(t)
         nhwc_of[name] = t.name
         return t.name
@@ -412,8 +411,7 @@ def transform_layout(g: Graph, nr: int = 16) -> Graph:
             return name
         if name in row_of:
             return row_of[name]
-        t = Node("layout_transform", out.fresh("to_row"), [name], {"to": "row"})
-        out.values[t.name] = Value(t.name, v.shape, v.dtype, "row")
+        t = _transform(out, name, "row")
         new_nodes.append(t)
         row_of[name] = t.name
         return t.name
@@ -507,10 +505,22 @@ def transform_layout(g: Graph, nr: int = 16) -> Graph:
     return dead_code_elimination(out)
 
 
-def _output_row(g: Graph, name: str) -> str:
+def _transform(g: Graph, name: str, to: str) -> Node:
+    """A layout change of ``name``; a free view (reshape) when H*W == 1 or C == 1, where both
+    layouts have the same memory order."""
     v = g.values[name]
-    t = Node("layout_transform", g.fresh("to_row"), [name], {"to": "row"})
-    g.values[t.name] = Value(t.name, v.shape, v.dtype, "row")
+    stem = "to_nhwc" if to == "NHWC" else "to_row"
+    _, c, h, w = v.shape
+    if h * w == 1 or c == 1:
+        t = Node("reshape", g.fresh(stem), [name], {"shape": v.shape})
+    else:
+        t = Node("layout_transform", g.fresh(stem), [name], {"to": to})
+    g.values[t.name] = Value(t.name, v.shape, v.dtype, to)
+    return t
+
+
+def _output_row(g: Graph, name: str) -> str:
+    t = _transform(g, name, "row")
     g.nodes.append(t)
     return t.name
 

@@ -1,0 +1,71 @@
+"""Every model of the experiment compiled and compared with eager; the torch.compile backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import provenml.compiler as pc
+from provenml.compiler.models import MODELS, build_model
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_model_matches_eager(name: str, cache: str) -> None:
+    model, x = build_model(name, batch=2 if name == "mlp" else 1)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    compiled = pc.compile(model, (x,), tuning=False, cache_dir=cache)
+    np.testing.assert_allclose(compiled(x).numpy(), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_tuned_mlp_matches_eager(cache: str) -> None:
+    model, x = build_model("mlp", batch=1)
+    compiled = pc.compile(model, (x,), tuning=True, cache_dir=cache)
+    assert any("mr" in line for line in compiled.tuning_log)
+    with torch.no_grad():
+        np.testing.assert_allclose(compiled(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-5)
+    again = pc.compile(model, (x,), tuning=True, cache_dir=cache)
+    assert not any("tried" in line for line in again.tuning_log)  # tuning came from the cache
+
+
+class WithUnsupported(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 16)
+        self.b = nn.Linear(16, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.cumsum(F.relu(self.a(x)), dim=1)
+        return torch.sigmoid(self.b(h))
+
+
+def test_torch_compile_backend_falls_back(cache: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROVENML_CACHE_DIR", cache)
+    model = WithUnsupported().eval()
+    x = torch.randn(4, 8)
+    compiled_parts: list[int] = []
+    original = pc.api.compile_graph
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        compiled_parts.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pc.api, "compile_graph", counting)
+    torch._dynamo.reset()
+    fast = torch.compile(model, backend=pc.backend)
+    with torch.no_grad():
+        np.testing.assert_allclose(fast(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-6)
+    assert len(compiled_parts) == 2  # the parts before and after cumsum
+
+
+@pytest.mark.slow
+def test_torch_compile_backend_whole_graph(cache: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROVENML_CACHE_DIR", cache)
+    model, x = build_model("mlp", batch=3)
+    torch._dynamo.reset()
+    fast = torch.compile(model, backend=pc.backend)
+    with torch.no_grad():
+        np.testing.assert_allclose(fast(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-5)
