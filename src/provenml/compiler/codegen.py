@@ -159,7 +159,19 @@ class Lowering:
 
     # -- entry -----------------------------------------------------------------------------------
     def lower(self) -> Program:
-        calls = []
+        """Kernels heavy enough to share (``work >= PARALLEL_WORK``) run inside OpenMP parallel
+        regions (consecutive ones share one region); light kernels run on the calling thread,
+        where their ``omp for`` / ``omp single`` bind to a team of one (no barriers to wait on)."""
+        entry_body: list[str] = []
+        region: list[str] = []
+
+        def close_region() -> None:
+            if region:
+                entry_body.extend(
+                    ["  #pragma omp parallel num_threads(pm_threads)", "  {", *region, "  }"]
+                )
+                region.clear()
+
         for idx, n in enumerate(self.g.nodes):
             if n.op == "reshape":
                 continue
@@ -167,7 +179,13 @@ class Lowering:
             kernel = self.kernel_for(n, kname)
             self.kernels.append(L.to_c(kernel, SIGNATURE))
             self.nests[n.name] = L.describe(kernel.body)
-            calls.append(f"    {kname}(in, out, arena, cst);")
+            if work_estimate(n, self.g.values) >= PARALLEL_WORK:
+                region.append(f"    {kname}(in, out, arena, cst);")
+            else:
+                close_region()
+                entry_body.append(f"  {kname}(in, out, arena, cst);")
+        close_region()
+        calls = entry_body
         copies = []
         for k, o in enumerate(self.g.outputs):
             if self.direct_out.get(o) == k:
@@ -177,10 +195,7 @@ class Lowering:
             copies.append(f"  memcpy(out[{k}], (const void*){self.ptr(o)}, {nbytes});")
         entry = [
             f"void {self.prefix}_entry(const void** in, void** out, float* arena, const float* cst) {{",
-            "  #pragma omp parallel num_threads(pm_threads)",
-            "  {",
             *calls,
-            "  }",
             *copies,
             "}",
         ]
@@ -1201,6 +1216,26 @@ class Lowering:
             "bc", nb_ * c, [L.Loop("oy", oh, [L.Loop("ox", ow, [L.Stmt(code)])])], "parallel"
         )
         return L.Kernel(kname, decl, [body])
+
+
+PARALLEL_WORK = 1 << 20  # arithmetic operations below which a kernel stays single-threaded
+
+
+def work_estimate(n: Node, values: dict[str, Value]) -> int:
+    """Rough operation count of a node (2*M*N*K for matmul-like anchors, else elements)."""
+    anchor = n.attrs["body"][0] if n.op == "fused" else n
+    out = values[n.name].size
+    if anchor.op == "dense":
+        return 2 * values[anchor.name].size * int(anchor.attrs["k"])
+    if anchor.op == "matmul":
+        return 2 * values[anchor.name].size * values[anchor.inputs[0]].shape[-1]
+    if anchor.op == "conv2d":
+        cin = values[anchor.inputs[0]].shape[1]
+        kh, kw = anchor.attrs.get("kernel") or values[anchor.inputs[1]].shape[2:4]
+        per = kh * kw * (1 if anchor.attrs.get("depthwise") else cin)
+        return 2 * values[anchor.name].size * per
+    body = n.attrs.get("body", [n])
+    return out * 4 * len(body)
 
 
 def _align16(n: int) -> int:

@@ -23,7 +23,8 @@ def candidates(rows: int, cols: int) -> list[dict[str, int]]:
     """Schedules to try for a kernel with ``rows`` output rows (pixels along a row for convs)."""
     mrs = [m for m in (1, 2, 4, 6) if m <= max(1, rows)]
     nrs = [n for n in (8, 16, 32) if n <= max(8, -(-cols // 8) * 8)]
-    return [{"mr": m, "nr": n, "ku": k} for m in mrs for n in nrs for k in (1, 4)]
+    grid = [{"mr": m, "nr": n, "ku": 4} for m in mrs for n in nrs]
+    return grid + [{"mr": mrs[-1] if len(mrs) < 3 else 4, "nr": n, "ku": 1} for n in nrs]
 
 
 def _signature(g: Graph, node: Any, layout: bool, threads: int) -> str:
