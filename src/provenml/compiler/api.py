@@ -31,7 +31,7 @@ class CompileOptions:
     layout: bool = True
     tuning: bool = True
     threads: int = 2
-    tune_threads: bool = True  # with tuning: pick 1..threads by timing the whole graph
+    tune_threads: bool = True  # pick 1..threads by timing the whole graph on the examples
     cache_dir: str | None = None
 
 
@@ -109,12 +109,7 @@ def compile_graph(
     program = lower(final)
     path, _ = build(program.source, cache=options.cache_dir)
     cg = CompiledGraph(final, program, path, options.threads)
-    if (
-        options.tuning
-        and options.tune_threads
-        and options.threads > 1
-        and example_inputs is not None
-    ):
+    if options.tune_threads and options.threads > 1 and example_inputs is not None:
         timings = {}
         for t in range(1, options.threads + 1):
             cg.set_threads(t)
