@@ -24,6 +24,17 @@ from provenml.explain.methods import (
 
 PUBLISHED_AUROC_BA_SHAPES = {"gnnexplainer": 0.925, "pgexplainer": 0.963}
 
+#: BA-Community's Gaussian features let a GCN trained like the others memorise its train nodes
+#: (train 1.0, test 0.81-0.87). Input-feature dropout, weight decay, a wider layer and early
+#: stopping on 10% of the train nodes held out bring test accuracy to >= 0.95 (seeds 0-2).
+COMMUNITY_TRAINING: dict[str, Any] = {
+    "hidden": 32,
+    "feature_dropout": 0.6,
+    "weight_decay": 5e-4,
+    "val_fraction": 0.1,
+    "patience": 400,
+}
+
 
 @dataclass
 class BenchmarkConfig(Config):
@@ -53,6 +64,7 @@ class BenchmarkConfig(Config):
     stability_instances: int = 10
     motif_graphs: int = 1000  # BA-2Motifs size
     node_epochs: int = 1000
+    community_epochs: int = 3000  # BA-Community: early stopping on a validation split
     graph_epochs: int = 200
     gnn_epochs: int = 100
     pg_epochs: int = 30
@@ -68,6 +80,7 @@ class BenchmarkConfig(Config):
             "stability_instances": 2,
             "motif_graphs": 200,
             "node_epochs": 100,
+            "community_epochs": 100,
             "graph_epochs": 40,
             "gnn_epochs": 20,
             "pg_epochs": 5,
@@ -189,7 +202,11 @@ def _run(cfg: BenchmarkConfig, ctx: RunContext) -> Result:
         raise ValueError("eval_sparsity must be one of sparsities")
     for ds in ctx.track(cfg.datasets, "datasets"):
         kwargs = {"num_graphs": cfg.motif_graphs} if ds == "ba_2motifs" else {}
-        train = {"epochs": cfg.graph_epochs if ds == "ba_2motifs" else cfg.node_epochs}
+        train: dict[str, Any] = {"epochs": cfg.node_epochs}
+        if ds == "ba_2motifs":
+            train = {"epochs": cfg.graph_epochs}
+        elif ds == "ba_community":
+            train = {"epochs": cfg.community_epochs, "seed": ctx.seed, **COMMUNITY_TRAINING}
         task = make_task(ds, ctx.seed, cfg.num_explain, kwargs, train)
         summary[f"test_acc/{ds}"] = task.test_acc
         if task.test_acc < 0.95:
