@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 RUNS ?= runs
+# The demo's experiments: S3 (issue 2) and S1 (issue 3), small scale, 3 seeds each.
+DEMO ?= wsd.multibudget wsd.river_valley selection.noisy_labels selection.scorer_size selection.clean_control
 
 .PHONY: demo test test-all lint bench setup clean
 
@@ -19,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/provenml reproduce wsd.multibudget wsd.river_valley --scale small --seeds 3 --jobs 3 --out $(RUNS)
+	$(VENV)/bin/provenml reproduce $(DEMO) --scale small --seeds 3 --jobs 3 --out $(RUNS)
 	$(VENV)/bin/provenml report --runs $(RUNS) --out REPORT.md
 
 test: $(STAMP)
