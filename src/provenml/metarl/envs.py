@@ -79,6 +79,9 @@ class SessionGridWorldVec(gym.vector.VectorEnv):
     goal 1 - agent in [-1, 1], all divided by ``size - 1`` (the goals' positions are observed).
     Actions: 0 stay, 1 up, 2 right, 3 down, 4 left (walls clip the move).
     The paying goal (latent in {0, 1}) switches between sessions by ``switch_matrix``.
+    Goals sit in opposite corners, (0, 0) and (size-1, size-1) (8 steps apart on 5x5); with
+    ``random_goals`` they are drawn anew each episode (a harder task for PPO to learn: the
+    policy must then learn to select between two goal offsets).
     ``info``: ``latent`` (the latent that produced this step's reward), ``next_latent``,
     ``session_end`` (the session ended after this step), never part of the observation.
     """
@@ -93,8 +96,10 @@ class SessionGridWorldVec(gym.vector.VectorEnv):
         horizon: int = 60,
         session_end_prob: float = 0.07,
         switch_matrix: tuple[tuple[float, float], ...] = GRID_SWITCH_MATRIX,
+        random_goals: bool = False,
     ) -> None:
         _check_prob(session_end_prob)
+        self.random_goals = random_goals
         if size < 2 or horizon < 1 or num_envs < 1:
             raise ProvenmlError("need size >= 2, horizon >= 1 and num_envs >= 1")
         self.num_envs = num_envs
@@ -126,6 +131,11 @@ class SessionGridWorldVec(gym.vector.VectorEnv):
         # two distinct goal cells and a start cell, drawn without replacement per copy
         order = np.argsort(self._rng.random((n, cells)), axis=1)[:, :3]
         xy = np.stack([order // self.size, order % self.size], axis=-1)
+        if not self.random_goals:  # goals in opposite corners, start anywhere else
+            corners = np.array([[0, 0], [self.size - 1, self.size - 1]])
+            xy[:, :2] = corners
+            free = np.argsort(self._rng.random((n, cells - 2)), axis=1)[:, 0] + 1
+            xy[:, 2] = np.stack([free // self.size, free % self.size], axis=-1)
         self.goals = np.asarray(options.get("goals", xy[:, :2]), dtype=np.int64).copy()
         self.pos = np.asarray(options.get("start", xy[:, 2]), dtype=np.int64).copy()
         if "latents" in options:

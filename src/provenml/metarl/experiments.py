@@ -38,14 +38,15 @@ class MetaRLConfig(Config):
 
     env: str = "gridworld"
     session_end_prob: float = 0.07
-    total_steps: int = 250_000
+    total_steps: int = 200_000
     num_envs: int = 32
-    lr: float = 1e-3
-    entropy_coef: float = 0.01
+    lr: float = 2e-3
+    entropy_coef: float = 0.03
+    entropy_final: float = 0.0  # linear anneal over training
     hidden: int = 64
     latent_dim: int = 5
     kl_weight: float = 0.1
-    eval_episodes: int = 1000
+    eval_episodes: int = 500
     eval_seed: int = 2024  # the same episodes for every agent and every training seed
     threads: int = 1
 
@@ -58,7 +59,12 @@ class MetaRLConfig(Config):
             num_envs=self.num_envs,
             total_steps=self.total_steps,
             latent_dim=self.latent_dim,
-            ppo=PPOConfig(lr=self.lr, entropy_coef=self.entropy_coef, hidden=self.hidden),
+            ppo=PPOConfig(
+                lr=self.lr,
+                entropy_coef=self.entropy_coef,
+                entropy_final=self.entropy_final,
+                hidden=self.hidden,
+            ),
             belief=BeliefLossConfig(kl_weight=self.kl_weight),
         )
 
@@ -279,7 +285,7 @@ def ablations(cfg: AblationConfig, ctx: RunContext) -> Result:
 @dataclass
 class SessionRateConfig(MetaRLConfig):
     rates: tuple[float, ...] = (0.0, 0.03, 0.07, 0.2, 1.0)
-    total_steps: int = 120_000
+    total_steps: int = 100_000
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {**_SMOKE, "rates": (0.0, 0.07, 1.0)},
         "paper": _PAPER,
@@ -364,8 +370,9 @@ def session_rate(cfg: SessionRateConfig, ctx: RunContext) -> Result:
 class ReacherConfig(MetaRLConfig):
     env: str = "reacher"
     latent_dim: int = 4
+    lr: float = 1e-3
     entropy_coef: float = 0.0
-    total_steps: int = 200_000
+    total_steps: int = 150_000
     presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": _SMOKE, "paper": _PAPER}
 
 

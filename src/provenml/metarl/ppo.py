@@ -26,6 +26,7 @@ class PPOConfig:
     epochs: int = 4
     minibatches: int = 4
     entropy_coef: float = 0.01
+    entropy_final: float | None = None  # linear anneal of entropy_coef to this value
     value_coef: float = 0.5
     max_grad_norm: float = 0.5
     hidden: int = 64

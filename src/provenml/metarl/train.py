@@ -32,7 +32,8 @@ class TrainConfig:
     session_end_prob: float = 0.07
     num_envs: int = 32
     total_steps: int = 200_000
-    model_lr: float = 1e-3
+    model_lr: float = 3e-3
+    model_updates: int = 4  # belief-model gradient steps per batch (fresh ELBO subsample each)
     latent_dim: int = 5
     ppo: PPOConfig = field(default_factory=PPOConfig)
     belief: BeliefLossConfig = field(default_factory=BeliefLossConfig)
@@ -172,6 +173,8 @@ def _train(
     p = cfg.ppo
     curve_steps, curve_returns, model_losses = [], [], []
     for it in range(iterations):
+        final = p.entropy_coef if p.entropy_final is None else p.entropy_final
+        entropy_coef = p.entropy_coef + (final - p.entropy_coef) * it / max(1, iterations - 1)
         # 1. act: one episode in every env
         batch = collect(agent, env, generator, seed=int(env_rng.integers(2**31)))
         curve_steps.append((it + 1) * steps_per_iter)
@@ -195,13 +198,14 @@ def _train(
                 pg_loss = ppo_clip_loss(dist.log_prob(mb.actions), mb.logp, adv, p.clip)
                 value_loss = 0.5 * ((agent.policy.value(policy_in) - returns[envs]) ** 2).mean()
                 entropy = dist.entropy().mean()
-                loss = pg_loss + p.value_coef * value_loss - p.entropy_coef * entropy
+                loss = pg_loss + p.value_coef * value_loss - entropy_coef * entropy
                 rl_opt.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(rl_params, p.max_grad_norm)
                 rl_opt.step()
-        # 4. belief model (VariBAD / DynaMITE-RL): one step on this batch's episodes
-        if model_opt is not None:
+        # 4. belief model (VariBAD / DynaMITE-RL): a few steps on this batch's episodes
+        for _ in range(cfg.model_updates if model_opt is not None else 0):
+            assert model_opt is not None
             out = agent.model_loss(batch, generator)
             assert out is not None
             model_loss, parts = out
