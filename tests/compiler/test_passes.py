@@ -141,7 +141,8 @@ def test_loop_ir_primitives_keep_semantics(cache: str) -> None:
     described = L.describe(kern.body)
     assert "[parallel]" in described and "[vectorize]" in described and "[unrollx4]" in described
     src = C_HEADER + L.to_c(kern, "const void** in, void** out, float* arena, const float* cst")
-    src += "\nvoid run(const void** in, void** out) {\n#pragma omp parallel num_threads(2)\n tk(in, out, 0, 0);\n}\n"
+    src += "\nvoid run(const void** in, void** out) {\n"
+    src += "#pragma omp parallel num_threads(2)\n tk(in, out, 0, 0);\n}\n"
     path, _ = build(src, cache=cache)
     lib = ctypes.CDLL(str(path))
     x = np.random.default_rng(0).standard_normal((rows, cols)).astype(np.float32)

@@ -75,7 +75,7 @@ class Program(nn.Module):
 
 
 @settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(steps=st.lists(STEP, min_size=1, max_size=7), fusion=st.booleans(), planning=st.booleans())
 def test_random_graph_matches_eager(

@@ -39,7 +39,10 @@ def c_unary(op: str, x: str) -> str:
     return {
         "relu": f"({x} > 0.f ? {x} : 0.f)",
         "gelu": f"(0.5f * {x} * (1.f + erff({x} * 0.70710678118654752f)))",
-        "gelu_tanh": f"(0.5f * {x} * (1.f + tanhf(0.7978845608028654f * ({x} + 0.044715f * {x} * {x} * {x}))))",
+        "gelu_tanh": (
+            f"(0.5f * {x} * (1.f + tanhf(0.7978845608028654f * "
+            f"({x} + 0.044715f * {x} * {x} * {x}))))"
+        ),
         "silu": f"({x} / (1.f + expf(-{x})))",
         "tanh": f"tanhf({x})",
         "sigmoid": f"(1.f / (1.f + expf(-{x})))",
@@ -153,7 +156,8 @@ class Lowering:
         key = n.name + "#scratch"
         if key not in self.g.memory:
             raise ProvenmlError(
-                f"codegen: node {n.name} needs scratch space (run annotate_scratch before plan_memory)"
+                f"codegen: node {n.name} needs scratch space (run annotate_scratch before "
+                "plan_memory)"
             )
         return self.g.memory[key]
 
@@ -194,7 +198,8 @@ class Lowering:
             nbytes = v.size * (8 if v.dtype == "int64" else 4)
             copies.append(f"  memcpy(out[{k}], (const void*){self.ptr(o)}, {nbytes});")
         entry = [
-            f"void {self.prefix}_entry(const void** in, void** out, float* arena, const float* cst) {{",
+            f"void {self.prefix}_entry(const void** in, void** out, float* arena, const float* "
+            f"cst) {{",
             *calls,
             *copies,
             "}",
@@ -514,7 +519,7 @@ class Lowering:
                 strides.append(acc if size != 1 else 0)
                 acc *= size
             strides = list(reversed(strides))
-            for d, (size, st) in enumerate(zip(shape, strides, strict=True)):
+            for d, st in enumerate(strides):
                 inner = int(np.prod(batch[d + 1 :])) if d + 1 < len(batch) else 1
                 if st:
                     terms.append(f"(({rem}) / {inner} % {batch[d]}) * {st}")
@@ -532,7 +537,8 @@ class Lowering:
             nbatch * nb,
             [
                 L.Stmt(
-                    f"const long pb = pt / {nb}, jo = pt % {nb};\nfloat* restrict dst = pk + pb*{packsize} + jo*{kk * nr};"
+                    f"const long pb = pt / {nb}, jo = pt % {nb};\nfloat* restrict dst = pk + "
+                    f"pb*{packsize} + jo*{kk * nr};"
                 ),
                 L.Loop(
                     "k",
@@ -621,7 +627,8 @@ class Lowering:
                         wp,
                         [
                             L.Stmt(
-                                f"const int inside = y >= {ph} && y < {h + ph} && xx >= {pw} && xx < {w + pw};"
+                                f"const int inside = y >= {ph} && y < {h + ph} && xx >= {pw} && "
+                                f"xx < {w + pw};"
                             ),
                             inner,
                         ],
@@ -635,7 +642,8 @@ class Lowering:
                 wp,
                 [
                     L.Stmt(
-                        f"xp[(bc*{hp} + y)*{wp} + xx] = (inside && xx >= {pw} && xx < {w + pw}) ? {src} : 0.f;"
+                        f"xp[(bc*{hp} + y)*{wp} + xx] = (inside && xx >= {pw} && xx < {w + pw}) ? "
+                        f"{src} : 0.f;"
                     )
                 ],
             )
@@ -708,7 +716,9 @@ class Lowering:
                             kw,
                             [
                                 L.Stmt(
-                                    f"const float* arow = {src} + ((b*{hp} + oy*{sh} + kh)*{wp} + ox0*{sw} + kw)*{cin};\nconst float* restrict wrow = {W} + ((jo*{kh} + kh)*{kw} + kw)*{cin * nr};"
+                                    f"const float* arow = {src} + ((b*{hp} + oy*{sh} + kh)*{wp} + "
+                                    f"ox0*{sw} + kw)*{cin};\nconst float* restrict wrow = {W} + "
+                                    f"((jo*{kh} + kh)*{kw} + kw)*{cin * nr};"
                                 ),
                                 kl,
                             ],
@@ -766,7 +776,9 @@ class Lowering:
                         kw,
                         [
                             L.Stmt(
-                                f"const float* xrow = {src} + ((b*{hp} + oy*{sh} + kh)*{wp} + ox*{sw} + kw)*{c};\nconst float* wrow = {W} + (kh*{kw} + kw)*{c};"
+                                f"const float* xrow = {src} + ((b*{hp} + oy*{sh} + kh)*{wp} + "
+                                f"ox*{sw} + kw)*{c};\nconst float* wrow = {W} + (kh*{kw} + "
+                                f"kw)*{c};"
                             ),
                             L.Loop("c", c, [L.Stmt("acc[c] += xrow[c] * wrow[c];")], "vectorize"),
                         ],
@@ -813,7 +825,8 @@ class Lowering:
                                     ow,
                                     [
                                         L.Stmt(
-                                            f"acc[oy*{ow} + ox] += wv * {src}[((bc*{hp}) + oy*{sh} + kh)*{wp} + ox*{sw} + kw];"
+                                            f"acc[oy*{ow} + ox] += wv * {src}[((bc*{hp}) + "
+                                            f"oy*{sh} + kh)*{wp} + ox*{sw} + kw];"
                                         )
                                     ],
                                     "vectorize",
@@ -886,7 +899,9 @@ class Lowering:
                                             ow,
                                             [
                                                 L.Stmt(
-                                                    f"acc[oy*{ow} + ox] += wv * {src}[(((b*{cin} + ci)*{hp}) + oy*{sh} + kh)*{wp} + ox*{sw} + kw];"
+                                                    f"acc[oy*{ow} + ox] += wv * {src}[(((b*{cin} "
+                                                    f"+ ci)*{hp}) + oy*{sh} + kh)*{wp} + ox*{sw} "
+                                                    "+ kw];"
                                                 )
                                             ],
                                             "vectorize",
@@ -1025,7 +1040,8 @@ class Lowering:
         at = f"(o*{red} + q)*{inner} + i"
         code = (
             f"float mx = -FLT_MAX;\nfor (long q = 0; q < {red}; ++q) mx = MAX(mx, {X}[{at}]);\n"
-            f"float s = 0.f;\nfor (long q = 0; q < {red}; ++q) {{ const float e = expf({X}[{at}] - mx); {Y}[{at}] = e; s += e; }}\n"
+            f"float s = 0.f;\nfor (long q = 0; q < {red}; ++q) "
+            f"{{ const float e = expf({X}[{at}] - mx); {Y}[{at}] = e; s += e; }}\n"
             f"const float inv = 1.f / s;\nfor (long q = 0; q < {red}; ++q) {Y}[{at}] *= inv;"
         )
         body = L.Loop("o", outer, [L.Loop("i", inner, [L.Stmt(code)])], "parallel")
@@ -1073,7 +1089,7 @@ class Lowering:
         )
         return L.Kernel(kname, decl, [body])
 
-    # -- data movement ---------------------------------------------------------------------------------
+    # -- data movement ----------------------------------------------------------------------
     def _copy_nest(
         self, kname: str, decl: list[str], dst: str, dst_shape: tuple[int, ...], src_expr_of: Any
     ) -> L.Kernel:
@@ -1138,7 +1154,8 @@ class Lowering:
         for i in n.inputs:
             chunk = int(np.prod(self.g.values[i].shape[d:]))
             stmts.append(
-                f"memcpy({names[n.name]} + o*{out_row} + {off}, {names[i]} + o*{chunk}, {chunk * 4});"
+                f"memcpy({names[n.name]} + o*{out_row} + {off}, {names[i]} + o*{chunk}, "
+                f"{chunk * 4});"
             )
             off += chunk
         return L.Kernel(kname, decl, [L.Loop("o", outer, [L.Stmt("\n".join(stmts))])])
@@ -1149,7 +1166,10 @@ class Lowering:
         rows = self.g.values[w].shape[0]
         count = self.g.values[idx].size
         decl, names = self.decls(n, [n.name], [w, idx])
-        code = f"long row = (long){names[idx]}[q];\nif (row < 0) row += {rows};\nmemcpy({names[n.name]} + q*{dim}, {names[w]} + row*{dim}, {dim * 4});"
+        code = (
+            f"long row = (long){names[idx]}[q];\nif (row < 0) row += {rows};\n"
+            f"memcpy({names[n.name]} + q*{dim}, {names[w]} + row*{dim}, {dim * 4});"
+        )
         return L.Kernel(kname, decl, [L.Loop("q", count, [L.Stmt(code)])])
 
     def pool(self, n: Node, kname: str) -> L.Kernel:
@@ -1174,7 +1194,8 @@ class Lowering:
                         kw,
                         [
                             L.Stmt(
-                                f"const long y = oy*{sh} + ky - {ph}, xx = ox*{sw} + kx - {pw};\nif (y < 0 || y >= {h} || xx < 0 || xx >= {w}) continue;"
+                                f"const long y = oy*{sh} + ky - {ph}, xx = ox*{sw} + kx - "
+                                f"{pw};\nif (y < 0 || y >= {h} || xx < 0 || xx >= {w}) continue;"
                             ),
                             L.Loop("ch", c, [L.Stmt(combine.format(v=v))], "vectorize"),
                         ],
@@ -1206,8 +1227,10 @@ class Lowering:
             return L.Kernel(kname, decl, [body])
         v = f"{X}[(bc*{h} + y)*{w} + xx]"
         code = (
-            f"float a = {init};\nfor (long ky = 0; ky < {kh}; ++ky) for (long kx = 0; kx < {kw}; ++kx) {{\n"
-            f"  const long y = oy*{sh} + ky - {ph}, xx = ox*{sw} + kx - {pw};\n  if (y < 0 || y >= {h} || xx < 0 || xx >= {w}) continue;\n"
+            f"float a = {init};\nfor (long ky = 0; ky < {kh}; ++ky) for (long kx = 0; kx < {kw}; "
+            f"++kx) {{\n"
+            f"  const long y = oy*{sh} + ky - {ph}, xx = ox*{sw} + kx - {pw};\n  if (y < 0 || y "
+            f">= {h} || xx < 0 || xx >= {w}) continue;\n"
             + (f"  a = MAX(a, {v});\n}}\n" if is_max else f"  a += {v};\n}}\n")
             + f"{Y}[(bc*{oh} + oy)*{ow} + ox] = "
             + ("a;" if is_max else f"a * {1.0 / (kh * kw)!r}f;")

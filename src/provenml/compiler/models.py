@@ -144,7 +144,7 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], Callable[[int], tuple[int, ...]
 
 
 def build_model(name: str, batch: int = 1, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
-    """A model in eval mode (batch-norm statistics randomized so folding is exercised) and an input."""
+    """A model in eval mode (random batch-norm statistics, so folding matters) and an input."""
     if name not in MODELS:
         from provenml.core import ProvenmlError
 

@@ -52,7 +52,8 @@ class CompiledGraph:
         for k, (x, v) in enumerate(zip(inputs, self.in_types, strict=True)):
             if tuple(x.shape) != v.shape:
                 raise ProvenmlError(
-                    f"input {k}: compiled for shape {v.shape}, got {tuple(x.shape)} (recompile for new shapes)"
+                    f"input {k}: compiled for shape {v.shape}, got {tuple(x.shape)} (recompile "
+                    "for new shapes)"
                 )
             want = _TORCH_DTYPE[v.dtype]
             if x.dtype != want or not x.is_contiguous() or x.device.type != "cpu":

@@ -140,7 +140,8 @@ def tune(
             if log is not None:
                 fastest, slowest = min(timings.values()), max(timings.values())
                 log.append(
-                    f"{n.name}: {best} {fastest * 1e6:.1f} us (slowest candidate {slowest * 1e6:.1f} us, {len(timings)} tried)"
+                    f"{n.name}: {best} {fastest * 1e6:.1f} us (slowest candidate "
+                    f"{slowest * 1e6:.1f} us, {len(timings)} tried)"
                 )
         n.attrs["schedule"] = dict(db[key])
     if changed:
