@@ -14,7 +14,21 @@ from pathlib import Path
 from provenml.core import ProvenmlError
 
 CC = os.environ.get("PROVENML_CC", "gcc")
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-ffast-math", "-fPIC", "-shared")
+# Not -ffast-math: with gcc < 13 it links crtfastmath.o into the shared library, whose loading
+# sets flush-to-zero / denormals-are-zero for the whole Python process (it broke hypothesis and
+# any float code run after a compile). The subset below keeps the reassociation that lets gcc
+# vectorise reductions, without that global side effect.
+FLAGS = (
+    "-O3",
+    "-march=native",
+    "-fopenmp",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-fno-signed-zeros",
+    "-fassociative-math",
+    "-fPIC",
+    "-shared",
+)
 LIBS = ("-lmvec", "-lm")
 
 
