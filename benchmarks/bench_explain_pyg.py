@@ -11,6 +11,7 @@ subgraph edges (goal: ours >= PyG's).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -33,7 +34,8 @@ def main() -> None:
     assert index is not None
     print(
         f"BA-Shapes seed {args.seed}: GCN test accuracy {task.test_acc:.3f}, "
-        f"{len(index)} nodes explained, torch threads 1"
+        f"{len(index)} nodes explained, torch threads 1, load average "
+        + " / ".join(f"{v:.2f}" for v in os.getloadavg())
     )
     config = {"mode": "multiclass_classification", "task_level": "node", "return_type": "raw"}
     rows = []
@@ -89,6 +91,7 @@ def main() -> None:
             f"| {name} | {1000 * ours_t:.1f} | {1000 * pyg_t:.1f} | {ours_t / pyg_t:.3f} | "
             f"{ours_auc:.3f} | {pyg_auc:.3f} |"
         )
+    print("load average at the end: " + " / ".join(f"{v:.2f}" for v in os.getloadavg()))
 
 
 if __name__ == "__main__":

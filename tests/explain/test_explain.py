@@ -28,7 +28,11 @@ from provenml.explain import (
     metrics,
 )
 from provenml.explain.base import reverse_edge_ids
-from provenml.explain.methods.pgm_explainer import _chi_square_2x2
+from provenml.explain.methods.pgm_explainer import (
+    _chi_square_2x2,
+    bic_family_score,
+    hill_climb_bic,
+)
 
 SMALL = {
     "ba_shapes": {"num_base": 40, "num_motifs": 5},
@@ -231,6 +235,35 @@ def test_chi_square_matches_scipy():
         table = np.histogram2d(a[:, j].numpy(), b[:, j].numpy(), bins=2)[0]
         expected = chi2_contingency(table, correction=False)[0]
         assert float(ours[j]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_bic_family_score_matches_the_formula():
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 2, size=(40, 2))
+    # child 1 given parent 0: sum N(x, pa) log N(x, pa) / N(pa) - 0.5 log(40) * 2 parameters
+    expected = -0.5 * np.log(40) * 2
+    for pa in (0, 1):
+        n_pa = (data[:, 0] == pa).sum()
+        for x in (0, 1):
+            n = ((data[:, 0] == pa) & (data[:, 1] == x)).sum()
+            expected += n * np.log(n / n_pa) if n else 0.0
+    assert bic_family_score(data, 1, (0,)) == pytest.approx(expected)
+
+
+def test_hill_climbing_finds_the_dependence_structure():
+    # x0 -> t (10% flips), x1 -> t's co-parent structure absent: x1 and x2 are independent noise
+    rng = np.random.default_rng(1)
+    x0 = rng.integers(0, 2, 500)
+    t = np.where(rng.random(500) < 0.1, 1 - x0, x0)
+    data = np.stack([x0, rng.integers(0, 2, 500), rng.integers(0, 2, 500), t], 1)
+    dag = hill_climb_bic(data)
+    assert dag.has_edge(0, 3) or dag.has_edge(3, 0)
+    assert dag.degree(1) == 0 and dag.degree(2) == 0
+
+
+def test_pgm_rejects_bad_alpha():
+    with pytest.raises(ProvenmlError, match="alpha"):
+        PGMExplainer(alpha=0.0)
 
 
 def test_stability_is_one_without_noise(shapes):

@@ -38,7 +38,7 @@ COMMUNITY_TRAINING: dict[str, Any] = {
 
 @dataclass
 class BenchmarkConfig(Config):
-    """Defaults are the ``small`` preset (2-3 minutes a seed on 2 shared cores)."""
+    """Defaults are the ``small`` preset (4-8 minutes a seed on 2 shared cores)."""
 
     datasets: tuple[str, ...] = (
         "ba_shapes",
@@ -58,7 +58,7 @@ class BenchmarkConfig(Config):
         "pgm_explainer",
     )
     num_explain: int = 40  # instances explained per dataset
-    subgraphx_node_instances: int = 3  # SubgraphX on node datasets (its 3-hop trees are big)
+    subgraphx_node_instances: int = 10  # SubgraphX on node datasets (its 3-hop trees are big)
     sparsities: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
     eval_sparsity: float = 0.7  # the sparsity of the Fidelity tables
     stability_instances: int = 10
@@ -180,7 +180,7 @@ def markdown_tables(tables: list[dict[str, Any]], data: dict[str, Any]) -> str:
     "PGExplainer reach their published BA-Shapes AUROC; SubgraphX has the best Fidelity- on "
     "BA-2Motifs",
     config=BenchmarkConfig,
-    time={"smoke": "20s", "small": "2-3 min per seed", "paper": "GPU hours"},
+    time={"smoke": "20s", "small": "4-8 min per seed", "paper": "GPU hours"},
     summarize=_summarize,
 )
 def run(cfg: BenchmarkConfig, ctx: RunContext) -> Result:
@@ -210,8 +210,14 @@ def _run(cfg: BenchmarkConfig, ctx: RunContext) -> Result:
         task = make_task(ds, ctx.seed, cfg.num_explain, kwargs, train)
         summary[f"test_acc/{ds}"] = task.test_acc
         if task.test_acc < 0.95:
+            how = (
+                " (with feature dropout, weight decay and early stopping on a validation "
+                "split; 0.95-0.97 on other seeds)"
+                if ds == "ba_community"
+                else ""
+            )
             notes.append(
-                f"{ds}: the model reached {task.test_acc:.3f} test accuracy, below the "
+                f"{ds}: the model reached {task.test_acc:.3f} test accuracy{how}, below the "
                 "0.95 the issue asks for; its explanations are still scored."
             )
         table[ds] = {}
