@@ -29,3 +29,16 @@ def test_smoke(name: str, keys: set[str], tmp_path: Path) -> None:
     assert list(run_dir.glob("*.png"))
     for claim in result["claims"]:
         assert claim["verdict"] in ("holds", "fails", "inconclusive")
+
+
+def test_gridworld_agent_subset_keeps_matching_claims(tmp_path: Path) -> None:
+    run_dir = run_experiment(
+        get_experiment("metarl.gridworld"),
+        scale="smoke",
+        seeds=[0],
+        out_root=tmp_path,
+        device="cpu",
+        overrides={"agents": "varibad,dynamite"},
+    )
+    result = json.loads((run_dir / "result.json").read_text())
+    assert {c["key"] for c in result["claims"]} == {"beats_varibad"}
