@@ -160,3 +160,15 @@ def test_reacher_agents_train() -> None:
     for name in ("oracle", "varibad", "dynamite"):
         result = train_agent(name, cfg, seed=0)
         assert len(result.curve_returns) == 1
+
+
+def test_belief_probe_reads_informative_features_only() -> None:
+    from provenml.metarl.train import belief_probe_accuracy
+
+    rng = np.random.default_rng(0)
+    latents = rng.integers(0, 2, size=(40, 30))
+    informative = np.eye(2)[latents] + 0.1 * rng.standard_normal((40, 30, 2))
+    assert belief_probe_accuracy(informative, latents) > 0.99
+    noise = rng.standard_normal((40, 30, 3))
+    assert abs(belief_probe_accuracy(noise, latents) - 0.5) < 0.1
+    assert math.isnan(belief_probe_accuracy(np.zeros((40, 30, 0)), latents))

@@ -107,6 +107,7 @@ def _train_and_evaluate(
             "steps_to_goal": ev.steps_to_goal,
             "found_fraction": ev.found_fraction,
             "switches": ev.switches,
+            "belief_accuracy": ev.belief_accuracy,
             "curve_steps": trained.curve_steps,
             "curve_returns": trained.curve_returns,
             "reward_by_step": ev.reward_by_step.tolist(),
@@ -152,6 +153,8 @@ def _summary(runs: dict[str, dict[str, Any]], prefix: str = "") -> dict[str, flo
     for name, r in runs.items():
         summary[f"{prefix}return/{name}"] = r["return"]
         summary[f"{prefix}steps_to_goal/{name}"] = r["steps_to_goal"]
+        if "belief_accuracy" in r:
+            summary[f"{prefix}belief_probe/{name}"] = r["belief_accuracy"]
     return summary
 
 

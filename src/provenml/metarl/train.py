@@ -274,6 +274,25 @@ def steps_to_goal_after_switch(
     return float(steps.mean()), float(found.mean()), len(step_idx)
 
 
+def belief_probe_accuracy(features: np.ndarray, latents: np.ndarray) -> float:
+    """How well a linear probe reads the current discrete latent off the policy's features.
+
+    Logistic regression (scikit-learn) fitted on the first half of the episodes, scored on
+    the second half; ``features`` (N, H, F) are what the policy saw when acting at each step.
+    NaN for agents without features.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    if features.shape[-1] == 0 or len(np.unique(latents)) < 2:
+        return float("nan")
+    half = len(features) // 2
+    x = features.reshape(len(features), -1, features.shape[-1])
+    train_x, test_x = x[:half].reshape(-1, x.shape[-1]), x[half:].reshape(-1, x.shape[-1])
+    train_y, test_y = latents[:half].reshape(-1), latents[half:].reshape(-1)
+    probe = LogisticRegression(max_iter=1000).fit(train_x, train_y)
+    return float(probe.score(test_x, test_y))
+
+
 @dataclass
 class Evaluation:
     mean_return: float
@@ -282,6 +301,7 @@ class Evaluation:
     found_fraction: float
     switches: int
     reward_by_step: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    belief_accuracy: float = float("nan")
 
 
 def evaluate(
@@ -298,12 +318,16 @@ def evaluate(
     ends = batch.session_end.numpy()
     starts = np.zeros_like(ends)
     starts[:, 1:] = ends[:, :-1]
+    accuracy = float("nan")
     if kind == "gridworld":
         switched = starts & (latents != np.roll(latents, 1, axis=1))
         reached = rewards >= 1.0
+        accuracy = belief_probe_accuracy(batch.features.numpy(), latents)
     else:
         switched = starts
         reached = rewards >= -0.15
     steps, found, count = steps_to_goal_after_switch(rewards, switched, starts, reached)
     returns = rewards.sum(1)
-    return Evaluation(float(returns.mean()), returns, steps, found, count, rewards.mean(0))
+    return Evaluation(
+        float(returns.mean()), returns, steps, found, count, rewards.mean(0), accuracy
+    )
