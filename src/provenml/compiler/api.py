@@ -110,11 +110,16 @@ def compile_graph(
     path, _ = build(program.source, cache=options.cache_dir)
     cg = CompiledGraph(final, program, path, options.threads)
     if options.tune_threads and options.threads > 1 and example_inputs is not None:
+        # robust choice: the 80th percentile of 7 samples, and one more thread must win by 10%
+        # (on a loaded machine extra threads are fast in some samples and very slow in others)
         timings = {}
+        best = 1
         for t in range(1, options.threads + 1):
             cg.set_threads(t)
-            timings[t] = cg.benchmark(example_inputs, repeat=3, min_time=0.01)
-        cg.set_threads(min(timings, key=timings.__getitem__))
+            timings[t] = cg.benchmark(example_inputs, repeat=7, min_time=0.01, quantile=0.8)
+            if t > 1 and timings[t] < 0.9 * timings[best]:
+                best = t
+        cg.set_threads(best)
         log.append(
             "threads: "
             + ", ".join(f"{t}: {v * 1e6:.1f} us" for t, v in timings.items())
@@ -163,8 +168,6 @@ def _supported(gm: torch.fx.GraphModule, node: torch.fx.Node, example: dict[str,
     sub = torch.fx.GraphModule(gm, g)
     try:
         trace(sub, args, freeze_params=False)
-    except (UnsupportedOp, ProvenmlError):
-        return False
     except Exception:
         return False
     return True
@@ -196,10 +199,8 @@ def backend(
                 if n.name in g.inputs
             ],
         )
-        keep = [k for k, n in enumerate(n for n in gm.graph.nodes if n.op == "placeholder") if True]
         placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
         idx = [k for k, n in enumerate(placeholders) if n.name in g.inputs]
-        del keep
 
         def run(*args: Any) -> tuple[torch.Tensor, ...]:
             return tuple(compiled.graph(*[args[k] for k in idx]))

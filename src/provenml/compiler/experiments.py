@@ -78,17 +78,23 @@ def _sample(fn: Callable[[], Any], min_time: float) -> float:
 
 
 def _median_latency(
-    fns: dict[str, Callable[[], Any]], repeat: int, min_time: float
+    fns: dict[str, Callable[[], Any]], repeat: int, min_time: float, gap: float = 0.01
 ) -> dict[str, float]:
     """Median seconds per call of each function, sampled in interleaved rounds (so drifting
-    machine load hits every arm alike)."""
+    machine load hits every arm alike), in a shuffled order each round, with a ``gap`` of idle
+    time before each sample (thread pools that spin-wait after a call, as ONNX Runtime's and
+    OpenMP's do, would otherwise slow down whichever arm runs next)."""
     for fn in fns.values():
         for _ in range(3):
             fn()
     samples: dict[str, list[float]] = {k: [] for k in fns}
+    order = list(fns)
+    rng = np.random.default_rng(0)
     for _ in range(repeat):
-        for k, fn in fns.items():
-            samples[k].append(_sample(fn, min_time))
+        rng.shuffle(order)
+        for k in order:
+            time.sleep(gap)
+            samples[k].append(_sample(fns[k], min_time))
     return {k: float(np.median(v)) for k, v in samples.items()}
 
 

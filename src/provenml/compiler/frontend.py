@@ -480,9 +480,8 @@ class _Builder:
         attrs = {
             "stride": _pair(self.val(stride)),
             "padding": _pair(self.val(padding)),
-            "depthwise": groups != 1 or (cin == 1 and groups == 1 and False),
+            "depthwise": groups != 1,
         }
-        attrs["depthwise"] = groups != 1
         return self.emit("conv2d", ins, attrs, out)
 
     def layer_norm(self, x: Any, shape: Any, w: Any, b: Any, eps: Any, out: torch.Tensor) -> str:
