@@ -210,7 +210,7 @@ def _geomean(values: list[float]) -> float:
         "provenml beats eager PyTorch on every model at batch 1"
     ),
     config=EndToEndConfig,
-    time={"smoke": "40 s", "small": "12 min", "paper": "1 h on an idle 8-core CPU"},
+    time={"smoke": "45 s", "small": "4 min", "paper": "1 h on an idle 8-core CPU"},
 )
 def end_to_end(cfg: EndToEndConfig, ctx: RunContext) -> Result:
     """Latency of eager / inductor / ONNX Runtime / provenml, and provenml's pass ablation."""
