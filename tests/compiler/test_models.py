@@ -69,3 +69,12 @@ def test_torch_compile_backend_whole_graph(cache: str, monkeypatch: pytest.Monke
     fast = torch.compile(model, backend=pc.backend)
     with torch.no_grad():
         np.testing.assert_allclose(fast(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_loading_a_build_keeps_denormals(cache: str) -> None:
+    """A build must not switch the process to flush-to-zero (crtfastmath.o would)."""
+    model, x = build_model("transformer", batch=1)
+    pc.compile(model, (x[:, :4],), tuning=False, cache_dir=cache)(x[:, :4])
+    tiny = np.array([1e-40], dtype=np.float32)
+    assert float((tiny * np.float32(1.0))[0]) != 0.0
+    assert float(np.float32(1e-38) / np.float32(100.0)) != 0.0

@@ -14,21 +14,13 @@ from pathlib import Path
 from provenml.core import ProvenmlError
 
 CC = os.environ.get("PROVENML_CC", "gcc")
-# Not -ffast-math: with gcc < 13 it links crtfastmath.o into the shared library, whose loading
-# sets flush-to-zero / denormals-are-zero for the whole Python process (it broke hypothesis and
-# any float code run after a compile). The subset below keeps the reassociation that lets gcc
-# vectorise reductions, without that global side effect.
-FLAGS = (
-    "-O3",
-    "-march=native",
-    "-fopenmp",
-    "-fno-math-errno",
-    "-fno-trapping-math",
-    "-fno-signed-zeros",
-    "-fassociative-math",
-    "-fPIC",
-    "-shared",
-)
+# Compile with -ffast-math (glibc's vector exp/erf/tanh, libmvec, are only declared under
+# __FAST_MATH__) but link WITHOUT it: linking a shared library with -ffast-math (gcc < 13) adds
+# crtfastmath.o, whose constructor sets flush-to-zero / denormals-are-zero for the whole Python
+# process (it broke hypothesis and any float code run after a compile). tests/compiler checks
+# that loading a build leaves denormals alone.
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-ffast-math", "-fPIC")
+LINK_FLAGS = ("-shared", "-fopenmp")
 LIBS = ("-lmvec", "-lm")
 
 
@@ -49,13 +41,15 @@ def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
 
 
 def build_key(source: str, flags: tuple[str, ...] = FLAGS) -> str:
-    return hashlib.sha256((source + "\0" + " ".join(flags) + "\0" + CC).encode()).hexdigest()[:24]
+    text = source + "\0" + " ".join(flags) + "\0" + " ".join(LINK_FLAGS) + "\0" + CC
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def build(
     source: str, flags: tuple[str, ...] = FLAGS, cache: str | os.PathLike[str] | None = None
 ) -> tuple[Path, bool]:
-    """Compile ``source`` to a shared library (or reuse the cached one). Returns (path, hit)."""
+    """Compile ``source`` to a shared library (or reuse the cached one). Returns (path, hit).
+    Compiling and linking are separate steps (see ``FLAGS``)."""
     directory = cache_dir(cache)
     key = build_key(source, flags)
     lib = directory / f"pm_{key}.so"
@@ -63,11 +57,18 @@ def build(
         return lib, True
     c_file = directory / f"pm_{key}.c"
     c_file.write_text(source)
+    obj = directory / f"pm_{key}.{os.getpid()}.o"
     tmp = directory / f"pm_{key}.{os.getpid()}.tmp.so"
-    cmd = [CC, *flags, str(c_file), "-o", str(tmp), *LIBS]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise ProvenmlError(f"provenml.compiler: gcc failed on {c_file}:\n{proc.stderr[-4000:]}")
+    for cmd in (
+        [CC, *flags, "-c", str(c_file), "-o", str(obj)],
+        [CC, *LINK_FLAGS, str(obj), "-o", str(tmp), *LIBS],
+    ):
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise ProvenmlError(
+                f"provenml.compiler: gcc failed on {c_file}:\n{proc.stderr[-4000:]}"
+            )
+    obj.unlink(missing_ok=True)
     os.replace(tmp, lib)
     return lib, False
 
