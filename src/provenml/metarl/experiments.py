@@ -181,7 +181,11 @@ def _summarize_gridworld(results: list[Result], ctx: RunContext) -> None:
     system="S2",
     claim="DynaMITE-RL beats VariBAD and RL2 in the session grid world and nears the oracle",
     config=GridworldConfig,
-    time={"smoke": "15 s", "small": "20 min (5 seeds, --jobs 2)", "paper": "GPU hours"},
+    time={
+        "smoke": "15 s",
+        "small": "28 min measured (5 seeds, --jobs 2, load 2-8); 210 s per seed alone",
+        "paper": "hours per agent",
+    },
     summarize=_summarize_gridworld,
 )
 def gridworld(cfg: GridworldConfig, ctx: RunContext) -> Result:
@@ -273,7 +277,7 @@ def _summarize_ablations(results: list[Result], ctx: RunContext) -> None:
     system="S2",
     claim="each of DynaMITE-RL's three changes matters: every ablation falls below the full method",
     config=AblationConfig,
-    time={"smoke": "15 s", "small": "20 min (3 seeds, --jobs 2)", "paper": "GPU hours"},
+    time={"smoke": "15 s", "small": "~10 min est. (3 seeds, --jobs 2)", "paper": "hours"},
     summarize=_summarize_ablations,
 )
 def ablations(cfg: AblationConfig, ctx: RunContext) -> Result:
@@ -344,7 +348,7 @@ def _summarize_rates(results: list[Result], ctx: RunContext) -> None:
     system="S2",
     claim="the DynaMITE-RL - VariBAD gap vanishes at p=0 and shrinks towards p=1",
     config=SessionRateConfig,
-    time={"smoke": "20 s", "small": "20 min (3 seeds, --jobs 2)", "paper": "GPU hours"},
+    time={"smoke": "20 s", "small": "~10 min est. (3 seeds, --jobs 2)", "paper": "hours"},
     summarize=_summarize_rates,
 )
 def session_rate(cfg: SessionRateConfig, ctx: RunContext) -> Result:
@@ -404,7 +408,7 @@ def _summarize_reacher(results: list[Result], ctx: RunContext) -> None:
     system="S2",
     claim="DynaMITE-RL beats VariBAD on a point mass whose target moves between sessions",
     config=ReacherConfig,
-    time={"smoke": "15 s", "small": "20 min (3 seeds, --jobs 2)", "paper": "GPU hours"},
+    time={"smoke": "15 s", "small": "~6 min est. (3 seeds, --jobs 2)", "paper": "hours"},
     summarize=_summarize_reacher,
 )
 def reacher(cfg: ReacherConfig, ctx: RunContext) -> Result:
