@@ -3,8 +3,12 @@ Sec. 4.3/4.4, "backend"): one kernel (loop nest) per fused group, all run inside
 OpenMP parallel region by one entry function, so one ctypes call runs the whole graph.
 
 Matmul-like kernels use a register-blocked micro-kernel: an ``mr x nr`` accumulator tile held
-in registers (``ii`` unrolled, ``ji`` vectorized) over a pre-packed weight panel, with the fused
-elementwise epilogue applied to the tile before it is stored.
+in registers over a pre-packed weight panel, with the fused elementwise epilogue applied to the
+tile before it is stored. When ``nr`` is a multiple of 8 the k-loop is a generated helper
+(:func:`microkernel`) whose accumulators are named 8-lane vector variables (gcc vector
+extensions: AVX/AVX2 ``ymm`` registers under ``-march=native``, two SSE halves elsewhere), so the
+tile cannot fall back to a stack array; otherwise it is a plain loop nest (``ii`` unrolled,
+``ji`` vectorized).
 """
 
 from __future__ import annotations
@@ -32,6 +36,51 @@ C_HEADER = """#include <math.h>
 static int pm_threads = 1;
 void pm_set_threads(int n) { pm_threads = n; }
 """
+
+VLEN = 8  # floats per vector of the micro-kernel (256-bit)
+
+
+def microkernel(mr: int, nr: int, ku: int) -> tuple[str, str]:
+    """C source of the ``mr x nr`` register-tile micro-kernel (name, code).
+
+    ``acc[mr][nr] += A[mr, K] @ B[K, nr]`` with ``A`` rows ``lda`` apart and ``B`` rows ``ldb``
+    apart: ``mr * nr / 8`` accumulators are named vector locals (never an array, which gcc may
+    keep on the stack), each k step loads ``nr / 8`` vectors of ``B``, broadcasts one ``A``
+    element per row and issues ``mr * nr / 8`` fused multiply-adds. It accumulates into ``acc``
+    so a caller can split K (the convolution's kh/kw loops). Guarded by a macro so several
+    kernels (or tuning candidates) in one translation unit share it."""
+    nv = nr // VLEN
+    name = f"pm_ukr_{mr}x{nr}_u{ku}"
+    guard = name.upper()
+    cs = [[f"c{i}_{j}" for j in range(nv)] for i in range(mr)]
+    lines = [
+        "#ifndef PM_V8_DEFINED",
+        "#define PM_V8_DEFINED",
+        f"typedef float pm_v8 __attribute__((vector_size({4 * VLEN}), aligned(4)));",
+        "#endif",
+        f"#ifndef {guard}",
+        f"#define {guard}",
+        f"static inline __attribute__((always_inline)) void {name}(long K, const float* restrict a,"
+        " long lda, const float* restrict b, long ldb, float* restrict acc) {",
+    ]
+    for i in range(mr):
+        for j in range(nv):
+            lines.append(f"  pm_v8 {cs[i][j]} = *(const pm_v8*)(acc + {i * nr + j * VLEN});")
+    lines += [f"  #pragma GCC unroll {max(1, ku)}", "  for (long k = 0; k < K; ++k) {"]
+    for j in range(nv):
+        lines.append(f"    const pm_v8 b{j} = *(const pm_v8*)(b + k*ldb + {j * VLEN});")
+    for i in range(mr):
+        bcast = ", ".join(["s"] * VLEN)
+        upd = " ".join(f"{cs[i][j]} += av * b{j};" for j in range(nv))
+        lines.append(
+            f"    {{ const float s = a[{i}*lda + k]; const pm_v8 av = {{{bcast}}}; {upd} }}"
+        )
+    lines.append("  }")
+    for i in range(mr):
+        for j in range(nv):
+            lines.append(f"  *(pm_v8*)(acc + {i * nr + j * VLEN}) = {cs[i][j]};")
+    lines += ["}", "#endif"]
+    return name, "\n".join(lines)
 
 
 def c_unary(op: str, x: str) -> str:
@@ -107,6 +156,7 @@ class Lowering:
         self.blob = np.concatenate(chunks) if chunks else np.zeros(16, np.float32)
         self.kernels: list[str] = []
         self.nests: dict[str, str] = {}
+        self.helpers: dict[str, str] = {}  # micro-kernel helpers by name, emitted once
 
     # -- pointers --------------------------------------------------------------------------------
     def ptr(self, name: str) -> str:
@@ -204,7 +254,8 @@ class Lowering:
             *copies,
             "}",
         ]
-        source = "\n\n".join(self.kernels) + "\n\n" + "\n".join(entry) + "\n"
+        source = "\n\n".join([*self.helpers.values(), *self.kernels])
+        source += "\n\n" + "\n".join(entry) + "\n"
         return Program(source, self.blob, int(self.g.arena_size), self.nests)
 
     def kernel_for(self, n: Node, kname: str) -> L.Kernel:
@@ -355,11 +406,32 @@ class Lowering:
         store: str,
         bias: str | None,
         epi_stmts_fn: Any,
+        k_extent: int,
+        ukr: tuple[str, str, str, str] | None = None,
     ) -> L.Body:
-        """The register-blocked micro-kernel for one ``mr x nrc`` tile (``nrs`` columns stored)."""
+        """The register-blocked micro-kernel for one ``mr x nrc`` tile (``nrs`` columns stored).
+
+        ``ukr = (a_base, lda, b_base, ldb)`` describes the operands as strided pointers; with it
+        (and ``nrc`` a multiple of 8) the k-loop is a call of the :func:`microkernel` helper,
+        else the loop nest over ``a_expr`` / ``b_expr``. Element 2 of the returned body is the
+        k-loop (a Loop or the helper call), which the convolution wraps in its kh/kw loops."""
         init = L.Loop("ii", mr, [L.Loop("ji", nrc, [L.Stmt("acc[ii][ji] = 0.f;")])])
         L.unroll([init], "ii")
         L.vectorize([init], "ji")
+        if ukr is not None and nrc % VLEN == 0:
+            name, code = microkernel(mr, nrc, ku)
+            self.helpers[name] = code
+            a_base, lda, b_base, ldb = ukr
+            call = L.Stmt(f"{name}({k_extent}, {a_base}, {lda}, {b_base}, {ldb}, &acc[0][0]);")
+            stmts, result = epi_stmts_fn("acc[ii][ji]" + (f" + {bias}" if bias else ""))
+            st = L.Loop(
+                "ii",
+                mr,
+                [L.Loop("ji", nrs, [L.Stmt("\n".join([*stmts, f"{store} = {result};"]))])],
+            )
+            L.unroll([st], "ii")
+            L.vectorize([st], "ji")
+            return [L.Stmt(f"float acc[{mr}][{nrc}] __attribute__((aligned(32)));"), init, call, st]
         k_loop = L.Loop(
             "k",
             "K_",
@@ -374,6 +446,7 @@ class Lowering:
                 )
             ],
         )
+        k_loop.extent = k_extent
         L.unroll([k_loop], "ii")
         L.vectorize([k_loop], "ji")
         if ku > 1:
@@ -461,6 +534,8 @@ class Lowering:
                     f"{Y}[r*{nn_} + c]",
                     bias,
                     epi_fn,
+                    kk,
+                    (f"{X} + i0*{kk}", str(kk), "bp", str(ldb)),
                 )
                 # the store loop needs r, c
                 tile[-1] = _with_lets(tile[-1], ["r = i0 + ii", "c = j0 + ji"])
@@ -469,9 +544,6 @@ class Lowering:
                 variants.append((f"{cond_m} && {cond_n}", tile))
         branches: L.Body = []
         for cond, tile in variants:
-            k_loop = tile[2]
-            assert isinstance(k_loop, L.Loop)
-            k_loop.extent = kk
             branches.append(L.If(cond, tile))
         pre = [
             f"const long jo = t / {mb}, io = t % {mb};",
@@ -575,6 +647,8 @@ class Lowering:
                     f"{Y}[r*{nn_} + c]",
                     None,
                     epi_fn,
+                    kk,
+                    (f"ap + i0*{kk}", str(kk), "bp", str(nr)),
                 )
                 tile[-1] = _with_lets(tile[-1], [f"r = bt*{m} + i0 + ii", "c = j0 + ji"])
                 cond = (
@@ -582,9 +656,6 @@ class Lowering:
                     + " && "
                     + ("jo < NB_FULL" if full_n else "jo == NB_FULL")
                 )
-                k_loop = tile[2]
-                assert isinstance(k_loop, L.Loop)
-                k_loop.extent = kk
                 variants.append(L.If(cond, tile))
         pre = [
             f"const long bt = t / {nb * mb}, rest = t % {nb * mb};",
@@ -702,11 +773,12 @@ class Lowering:
                     f"{Y}[r*{cout} + c]",
                     bias,
                     epi_fn,
+                    cin,
+                    ("arow", str(sw * cin), "wrow", str(nr)),
                 )
                 # K loop runs over (kh, kw, cin): wrap it
                 kl = tile[2]
-                assert isinstance(kl, L.Loop)
-                kl.extent = cin
+                assert isinstance(kl, (L.Loop, L.Stmt))
                 tile[2] = L.Loop(
                     "kh",
                     kh,
