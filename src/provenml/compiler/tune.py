@@ -17,6 +17,8 @@ from provenml.compiler.ir import Graph, Value
 from provenml.compiler.passes import plan_memory, transform_layout
 
 TUNABLE = ("dense", "matmul", "conv2d")
+# bumped whenever the generated matmul/conv kernels change, so cached choices are re-tuned
+KERNEL_VERSION = 2
 
 
 def candidates(rows: int, cols: int) -> list[dict[str, int]]:
@@ -31,7 +33,15 @@ def _signature(g: Graph, node: Any, layout: bool, threads: int) -> str:
     shapes = [g.values[i].shape for i in node.inputs]
     attrs = {k: v for k, v in node.attrs.items() if k not in ("schedule", "body")}
     return json.dumps(
-        [node.op, shapes, sorted((k, str(v)) for k, v in attrs.items()), layout, threads, FLAGS]
+        [
+            node.op,
+            shapes,
+            sorted((k, str(v)) for k, v in attrs.items()),
+            layout,
+            threads,
+            FLAGS,
+            KERNEL_VERSION,
+        ]
     )
 
 
