@@ -60,6 +60,7 @@ def main() -> None:
     anchor = single_env_loop(20_000)
     rows = [("single gymnasium.Env loop (anchor)", anchor)]
     rows.append((f"SessionGridWorldVec, {args.num_envs} envs", batched_env(args.num_envs, 50)))
+    training("dynamite", 8, 1)  # warm-up: torch's first-call costs are not the agent's
     for agent in ("memoryless", "oracle", "rl2", "varibad", "dynamite"):
         rows.append(
             (
