@@ -551,6 +551,16 @@ class Lowering:
             f"const float* restrict bp = {W} + " + (f"jo * {kk * nr};" if packed else "j0;"),
             f"enum {{ MB_FULL = {m // mr}, NB_FULL = {nn_ // nr} }};",
         ]
+        if packed and nb > 1 and mb > 1:
+            # The weights of a whole graph rarely fit in L2, so each panel comes from L3 when its
+            # first row tile runs. Every row tile of panel jo prefetches its 1/mb share of panel
+            # jo+1, spreading that stream over the panel's compute instead of stalling on it.
+            panel = kk * nr * 4
+            pre.append(
+                f"if (jo + 1 < {nb}) {{ const char* nx = (const char*)(bp + {kk * nr}); "
+                f"const long lo = (io * {panel} / {mb}) & ~63L, hi = (io + 1) * {panel} / {mb}; "
+                "for (long q = lo; q < hi; q += 64) __builtin_prefetch(nx + q, 0, 3); }"
+            )
         body = L.Loop("t", nb * mb, [L.Stmt("\n".join(pre)), *branches])
         kern = L.Kernel(kname, decl, [body])
         if nb * mb > 1:
