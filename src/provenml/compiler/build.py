@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from provenml.core import ProvenmlError
+from provenml.core import cache_dir as provenml_cache_dir
 
 CC = os.environ.get("PROVENML_CC", "gcc")
 # Compile with -ffast-math (glibc's vector exp/erf/tanh, libmvec, are only declared under
@@ -26,10 +27,11 @@ LIBS = ("-lmvec", "-lm")
 
 def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
     """Where built libraries (and tuning results) are cached: ``override``, else
-    ``$PROVENML_CACHE_DIR``, else ``~/.cache/provenml/compiler`` (a temp dir if not writable)."""
+    ``$PROVENML_CACHE_DIR``, else the provenml cache's ``compiler`` folder
+    (:func:`provenml.core.cache_dir`; a temp dir if not writable)."""
     base = override or os.environ.get("PROVENML_CACHE_DIR")
-    path = Path(base) if base else Path.home() / ".cache" / "provenml" / "compiler"
     try:
+        path = Path(base) if base else provenml_cache_dir("compiler")
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".probe"
         probe.touch()
