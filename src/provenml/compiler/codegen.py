@@ -888,7 +888,6 @@ class Lowering:
             return L.Kernel(kname, decl, [*pad, body])
         epi_fn = self._epi_fn(n, anchor, epi, 2, names)
         stmts, result = epi_fn(f"acc[c2]{bias.replace('[c]', '[ch]')}")
-        init = L.Loop("p", oh * ow, [L.Stmt("acc[p] = 0.f;")], "vectorize")
         mac = L.Loop(
             "kh",
             kh,
@@ -919,22 +918,8 @@ class Lowering:
                 )
             ],
         )
-        store = L.Loop(
-            "c2",
-            oh * ow,
-            [
-                L.Let("r", "bc"),
-                L.Let("c", "c2"),
-                L.Stmt("\n".join([*stmts, f"{Y}[bc*{oh * ow} + c2] = {result};"])),
-            ],
-            "vectorize",
-        )
-        body = L.Loop(
-            "bc",
-            nb_ * c,
-            [L.Stmt(f"const long ch = bc % {c};\nfloat acc[{oh * ow}];"), init, mac, store],
-            "parallel",
-        )
+        prelude = f"const long ch = bc % {c};"
+        body = self._plane_body(nb_ * c, oh * ow, prelude, mac, stmts, result, Y)
         return L.Kernel(kname, decl, [*pad, body])
 
     def conv_nchw(
@@ -956,7 +941,6 @@ class Lowering:
         bias = f" + {names[anchor.inputs[2]]}[co]" if len(anchor.inputs) > 2 else ""
         epi_fn = self._epi_fn(n, anchor, epi, 2, names)
         stmts, result = epi_fn(f"acc[c2]{bias}")
-        init = L.Loop("p", oh * ow, [L.Stmt("acc[p] = 0.f;")], "vectorize")
         mac = L.Loop(
             "ci",
             cin,
@@ -996,28 +980,30 @@ class Lowering:
                 )
             ],
         )
+        prelude = f"const long b = bc / {cout}, co = bc % {cout};"
+        body = self._plane_body(nb_ * cout, oh * ow, prelude, mac, stmts, result, Y)
+        return L.Kernel(kname, decl, [*pad, body])
+
+    @staticmethod
+    def _plane_body(
+        planes: int, plane: int, prelude: str, mac: L.Loop, stmts: list[str], result: str, Y: str
+    ) -> L.Loop:
+        """The NCHW conv scaffolding shared by the full and depthwise kernels: one parallel
+        iteration per output plane ``bc`` (batch x channel), whose ``acc[plane]`` is zeroed,
+        accumulated by ``mac`` and stored through the fused epilogue."""
+        init = L.Loop("p", plane, [L.Stmt("acc[p] = 0.f;")], "vectorize")
         store = L.Loop(
             "c2",
-            oh * ow,
+            plane,
             [
                 L.Let("r", "bc"),
                 L.Let("c", "c2"),
-                L.Stmt("\n".join([*stmts, f"{Y}[bc*{oh * ow} + c2] = {result};"])),
+                L.Stmt("\n".join([*stmts, f"{Y}[bc*{plane} + c2] = {result};"])),
             ],
             "vectorize",
         )
-        body = L.Loop(
-            "bc",
-            nb_ * cout,
-            [
-                L.Stmt(f"const long b = bc / {cout}, co = bc % {cout};\nfloat acc[{oh * ow}];"),
-                init,
-                mac,
-                store,
-            ],
-            "parallel",
-        )
-        return L.Kernel(kname, decl, [*pad, body])
+        head = L.Stmt(f"{prelude}\nfloat acc[{plane}];")
+        return L.Loop("bc", planes, [head, init, mac, store], "parallel")
 
     # -- reductions --------------------------------------------------------------------------------
     def row_reduction(
