@@ -15,7 +15,7 @@ import provenml.compiler as pc
 from provenml.compiler import loopir as L
 from provenml.compiler import passes as P
 from provenml.compiler.build import build
-from provenml.compiler.codegen import C_HEADER
+from provenml.compiler.codegen import C_HEADER, SIGNATURE
 from provenml.compiler.models import build_model
 from provenml.core import ProvenmlError
 
@@ -140,9 +140,10 @@ def test_loop_ir_primitives_keep_semantics(cache: str) -> None:
     L.parallel(kern, jo)
     described = L.describe(kern.body)
     assert "[parallel]" in described and "[vectorize]" in described and "[unrollx4]" in described
-    src = C_HEADER + L.to_c(kern, "const void** in, void** out, float* arena, const float* cst")
+    src = C_HEADER + L.to_c(kern, SIGNATURE)
     src += "\nvoid run(const void** in, void** out) {\n"
-    src += "#pragma omp parallel num_threads(2)\n tk(in, out, 0, 0);\n}\n"
+    src += "#pragma omp parallel num_threads(2)\n"
+    src += " tk(in, out, 0, 0, omp_get_thread_num(), omp_get_num_threads());\n}\n"
     path, _ = build(src, cache=cache)
     lib = ctypes.CDLL(str(path))
     x = np.random.default_rng(0).standard_normal((rows, cols)).astype(np.float32)

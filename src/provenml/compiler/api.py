@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.fx
 import torch.nn as nn
@@ -33,6 +34,7 @@ class CompileOptions:
     threads: int = 2
     tune_threads: bool = True  # pick 1..threads by timing the whole graph on the examples
     cache_dir: str | None = None
+    parallel_work: int | None = None  # kernels with fewer operations run on one thread
 
 
 @dataclass
@@ -106,26 +108,67 @@ def compile_graph(
     log: list[str] = []
     stages = optimize(g, options, log)
     final = stages[-1][1]
-    program = lower(final)
+    program = lower(final, parallel_work=options.parallel_work)
     path, _ = build(program.source, cache=options.cache_dir)
     cg = CompiledGraph(final, program, path, options.threads)
     if options.tune_threads and options.threads > 1 and example_inputs is not None:
-        # robust choice: the 80th percentile of 7 samples, and one more thread must win by 10%
-        # (on a loaded machine extra threads are fast in some samples and very slow in others)
-        timings = {}
-        best = 1
-        for t in range(1, options.threads + 1):
-            cg.set_threads(t)
-            timings[t] = cg.benchmark(example_inputs, repeat=7, min_time=0.01, quantile=0.8)
-            if t > 1 and timings[t] < 0.9 * timings[best]:
-                best = t
+        best, samples = choose_threads(cg, example_inputs, options.threads)
         cg.set_threads(best)
         log.append(
-            "threads: "
-            + ", ".join(f"{t}: {v * 1e6:.1f} us" for t, v in timings.items())
-            + f" -> {cg.threads}"
+            "threads (median / 80th percentile of "
+            f"{len(samples[1])} interleaved rounds): "
+            + ", ".join(
+                f"{t}: {np.median(v) * 1e6:.1f} / {np.quantile(v, 0.8) * 1e6:.1f} us"
+                for t, v in samples.items()
+            )
+            + f" -> {best}"
         )
     return Compiled(cg, stages, time.perf_counter() - t0, options, log, single_output)
+
+
+def choose_threads(
+    cg: CompiledGraph,
+    inputs: Sequence[torch.Tensor],
+    max_threads: int,
+    rounds: int = 9,
+    min_time: float = 0.004,
+    margin: float = 0.05,
+) -> tuple[int, dict[int, list[float]]]:
+    """Pick the thread count (1..``max_threads``) by timing the whole graph.
+
+    Every round times each count once (one sample = the mean of enough calls to fill
+    ``min_time``), in an order that rotates from round to round, so load that drifts during the
+    choice hits every count alike. A count beats the best smaller one only if its median is at
+    least ``margin`` lower *and* its 80th percentile is not higher: on a shared machine extra
+    threads can be fast in most samples and stall in the rest (a barrier waits for a thread
+    that lost its core), and the tail guards against picking them then.
+    Returns the choice and the samples (seconds per call) of every count."""
+    counts = list(range(1, max_threads + 1))
+    calls = 1
+    for t in counts:  # warm up every count; size the samples on the slowest
+        cg.set_threads(t)
+        for _ in range(3):
+            cg(*inputs)
+        start = time.perf_counter()
+        cg(*inputs)
+        calls = max(calls, int(min_time / max(time.perf_counter() - start, 1e-7)))
+    calls = min(calls, 4096)
+    samples: dict[int, list[float]] = {t: [] for t in counts}
+    for r in range(rounds):
+        for t in counts[r % len(counts) :] + counts[: r % len(counts)]:
+            cg.set_threads(t)
+            start = time.perf_counter()
+            for _ in range(calls):
+                cg(*inputs)
+            samples[t].append((time.perf_counter() - start) / calls)
+    best = 1
+    for t in counts[1:]:
+        med, tail = np.median(samples[t]), np.quantile(samples[t], 0.8)
+        if med < (1 - margin) * np.median(samples[best]) and tail <= np.quantile(
+            samples[best], 0.8
+        ):
+            best = t
+    return best, samples
 
 
 def compile(

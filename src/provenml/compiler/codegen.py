@@ -1,6 +1,10 @@
 """Lowering of the planned graph IR to the loop IR and then to one C translation unit (survey
 Sec. 4.3/4.4, "backend"): one kernel (loop nest) per fused group, all run inside a single
-OpenMP parallel region by one entry function, so one ctypes call runs the whole graph.
+persistent OpenMP parallel region by one entry function, so one ctypes call runs the whole graph
+and the threads are forked once per call. Heavy kernels are split over the threads (balanced
+static partitions of their output tiles/rows), light ones run on thread 0, and an
+``omp barrier`` separates two kernels only where one reads or overwrites memory that the other
+touches on another thread (:func:`place_barriers`).
 
 Matmul-like kernels use a register-blocked micro-kernel: an ``mr x nr`` accumulator tile held
 in registers over a pre-packed weight panel, with the fused elementwise epilogue applied to the
@@ -23,11 +27,15 @@ from provenml.compiler.ir import ELEMENTWISE, Graph, Node, Value
 from provenml.compiler.passes import _strides_over, collapse_strides, storage_root
 from provenml.core import ProvenmlError
 
-SIGNATURE = "const void** in, void** out, float* arena, const float* cst"
+SIGNATURE = (
+    "const void** in, void** out, float* arena, const float* cst, const int tid, const int nth"
+)
+ARGS = "in, out, arena, cst, tid, nth"
 
 DEFAULT_SCHEDULE = {"mr": 4, "nr": 16, "ku": 2}
 
-C_HEADER = """#include <math.h>
+C_HEADER = (
+    """#include <math.h>
 #include <string.h>
 #include <float.h>
 #include <omp.h>
@@ -36,6 +44,9 @@ C_HEADER = """#include <math.h>
 static int pm_threads = 1;
 void pm_set_threads(int n) { pm_threads = n; }
 """
+    + L.PARTITION_C
+    + "\n"
+)
 
 VLEN = 8  # floats per vector of the micro-kernel (256-bit)
 
@@ -114,6 +125,50 @@ def _cname(name: str) -> str:
     return "v_" + "".join(ch if ch.isalnum() else "_" for ch in name)
 
 
+Region = tuple[str, int, int]  # (memory space, first float, end float)
+
+
+@dataclass
+class Access:
+    """The memory one kernel reads and writes, and whether it runs on thread 0 alone."""
+
+    reads: list[Region]
+    writes: list[Region]
+    single: bool
+
+
+def _overlap(a: Region, b: Region) -> bool:
+    return a[0] == b[0] and a[1] < b[2] and b[1] < a[2]
+
+
+def place_barriers(accesses: list[Access]) -> list[bool]:
+    """Where the entry needs an ``omp barrier`` (before kernel k when ``result[k]``).
+
+    Since the last barrier, threads may be anywhere in the kernels issued so far. Kernel k must
+    wait if it reads memory one of them writes (read after write), or writes memory one of them
+    reads or writes (write after read/write: the memory planner reuses arena blocks). Two
+    kernels that both run on thread 0 alone never need one between them (one thread runs them
+    in program order)."""
+    out = []
+    pending: list[tuple[Region, bool, bool]] = []  # (region, written?, single?)
+    for acc in accesses:
+        hazard = False
+        for region, written, single in pending:
+            if single and acc.single:
+                continue
+            if any(_overlap(region, w) for w in acc.writes) or (
+                written and any(_overlap(region, r) for r in acc.reads)
+            ):
+                hazard = True
+                break
+        out.append(hazard)
+        if hazard:
+            pending = []
+        pending += [(r, False, acc.single) for r in acc.reads]
+        pending += [(w, True, acc.single) for w in acc.writes]
+    return out
+
+
 @dataclass
 class Program:
     """The generated C source plus what the runtime needs to call it."""
@@ -127,9 +182,10 @@ class Program:
 class Lowering:
     """Turns a planned graph into C source."""
 
-    def __init__(self, g: Graph, prefix: str = "pm") -> None:
+    def __init__(self, g: Graph, prefix: str = "pm", parallel_work: int | None = None) -> None:
         self.g = g
         self.prefix = prefix
+        self.parallel_work = PARALLEL_WORK if parallel_work is None else parallel_work
         self.producers = g.producers()
         self.input_index = {n: i for i, n in enumerate(g.inputs)}
         self.direct_out: dict[str, int] = {}
@@ -212,34 +268,56 @@ class Lowering:
         return self.g.memory[key]
 
     # -- entry -----------------------------------------------------------------------------------
+    def region(self, name: str) -> Region | None:
+        """The memory a value occupies as ``(space, first float, end float)``; ``None`` for the
+        read-only inputs and constants (they never create a hazard)."""
+        v = self.g.values[name]
+        if name in self.const_offset or name in self.input_index:
+            return None
+        floats = v.size * (2 if v.dtype == "int64" else 1)
+        if name in self.direct_out:
+            return (f"out{self.direct_out[name]}", 0, floats)
+        root = storage_root(self.g, name)
+        if root != name:
+            return self.region(root)
+        if name not in self.g.memory:
+            raise ProvenmlError(f"codegen: value {name} has no storage (run plan_memory first)")
+        return ("arena", self.g.memory[name], self.g.memory[name] + floats)
+
+    def access(self, n: Node, single: bool) -> Access:
+        """What a kernel reads and writes (its scratch space counts as written)."""
+        reads = [r for r in (self.region(i) for i in dict.fromkeys(n.inputs)) if r is not None]
+        writes = [r for r in [self.region(n.name)] if r is not None]
+        key = n.name + "#scratch"
+        if key in self.g.memory:
+            off = self.g.memory[key]
+            writes.append(("arena", off, off + int(n.attrs.get("scratch", 1))))
+        return Access(reads, writes, single)
+
     def lower(self) -> Program:
-        """Kernels heavy enough to share (``work >= PARALLEL_WORK``) run inside OpenMP parallel
-        regions (consecutive ones share one region); light kernels run on the calling thread,
-        where their ``omp for`` / ``omp single`` bind to a team of one (no barriers to wait on)."""
-        entry_body: list[str] = []
-        region: list[str] = []
-
-        def close_region() -> None:
-            if region:
-                entry_body.extend(
-                    ["  #pragma omp parallel num_threads(pm_threads)", "  {", *region, "  }"]
-                )
-                region.clear()
-
+        """One persistent parallel region per call: every thread runs ``<prefix>_body``, which
+        calls the kernels in order. Kernels heavy enough to share (``work >= parallel_work``)
+        are split (each thread takes its slice of the partition); light ones run on thread 0
+        (``if (tid == 0)``), so a chain of them needs no synchronization at all. An
+        ``omp barrier`` goes only before a kernel that reads or overwrites memory another
+        thread may still be using (:func:`place_barriers`). With one thread the body is called
+        directly, without a parallel region."""
+        calls: list[tuple[str, Access]] = []
         for idx, n in enumerate(self.g.nodes):
             if n.op == "reshape":
                 continue
             kname = f"{self.prefix}_k{idx}_{n.op if n.op != 'fused' else n.attrs['kind']}"
             kernel = self.kernel_for(n, kname)
-            self.kernels.append(L.to_c(kernel, SIGNATURE))
+            split = work_estimate(n, self.g.values) >= self.parallel_work and L.is_split(kernel)
+            self.kernels.append(L.to_c(kernel, SIGNATURE, split=split))
             self.nests[n.name] = L.describe(kernel.body)
-            if work_estimate(n, self.g.values) >= PARALLEL_WORK:
-                region.append(f"    {kname}(in, out, arena, cst);")
-            else:
-                close_region()
-                entry_body.append(f"  {kname}(in, out, arena, cst);")
-        close_region()
-        calls = entry_body
+            call = f"{kname}({ARGS});" if split else f"if (tid == 0) {kname}({ARGS});"
+            calls.append((call, self.access(n, single=not split)))
+        body = []
+        for (call, _), barrier in zip(calls, place_barriers([a for _, a in calls]), strict=True):
+            if barrier:
+                body.append("  #pragma omp barrier")
+            body.append(f"  {call}")
         copies = []
         for k, o in enumerate(self.g.outputs):
             if self.direct_out.get(o) == k:
@@ -247,10 +325,20 @@ class Lowering:
             v = self.g.values[o]
             nbytes = v.size * (8 if v.dtype == "int64" else 4)
             copies.append(f"  memcpy(out[{k}], (const void*){self.ptr(o)}, {nbytes});")
+        p = self.prefix
+        sig = "const void** in, void** out, float* arena, const float* cst"
         entry = [
-            f"void {self.prefix}_entry(const void** in, void** out, float* arena, const float* "
-            f"cst) {{",
-            *calls,
+            f"static void {p}_body({SIGNATURE}) {{",
+            *body,
+            "}",
+            "",
+            f"void {p}_entry({sig}) {{",
+            "  if (pm_threads <= 1) {",
+            f"    {p}_body(in, out, arena, cst, 0, 1);",
+            "  } else {",
+            "    #pragma omp parallel num_threads(pm_threads)",
+            f"    {p}_body(in, out, arena, cst, omp_get_thread_num(), omp_get_num_threads());",
+            "  }",
             *copies,
             "}",
         ]
@@ -351,20 +439,7 @@ class Lowering:
         load = {i: f"{names[i]}[{off(sts[i])}]" for i in ext}
         stmts, result = self.chain(body, load, {})
         inner = L.Stmt("\n".join([*stmts, f"{names[n.name]}[{off(own)}] = {result};"]))
-        nest: L.Body = [inner]
-        for v, e in reversed(list(zip(idx, dims, strict=True))):
-            nest = [L.Loop(v, e, nest)]
-        kern = L.Kernel(kname, decl, nest)
-        total = int(np.prod(dims))
-        if len(dims) == 1 and total >= 2048:
-            outer, inner_v = L.split(kern, "i0", 1024)
-            L.vectorize(kern, inner_v)
-            L.parallel(kern, outer)
-        else:
-            L.vectorize(kern, idx[-1])
-            if len(dims) > 1 and total >= 2048:
-                L.parallel(kern, idx[0])
-        return kern
+        return L.Kernel(kname, decl, _flat_nest(idx, dims, inner, 2048))
 
     # -- matmul / dense / conv with epilogue -----------------------------------------------------
     def _epilogue(
@@ -609,34 +684,25 @@ class Lowering:
             return " + ".join(terms) or "0"
 
         A, B, Y = names[a], names[b], names[n.name]
-        packsize = nb * kk * nr
         scratch = f"(arena + {self.scratch(n)})"
         bsrc = f"{B}[{batch_offset(bv, 'pb')} + " + (
             f"(jo*{nr} + ji)*{kk} + k]" if trans else f"k*{nn_} + jo*{nr} + ji]"
         )
+        # One parallel iteration per packed panel p = (batch pb, column block jo): the thread
+        # that packs a panel of B also computes every row tile that reads it, so packing needs
+        # no barrier (each thread only reads the panels it packed itself).
         pack = L.Loop(
-            "pt",
-            nbatch * nb,
+            "k",
+            kk,
             [
-                L.Stmt(
-                    f"const long pb = pt / {nb}, jo = pt % {nb};\nfloat* restrict dst = pk + "
-                    f"pb*{packsize} + jo*{kk * nr};"
-                ),
                 L.Loop(
-                    "k",
-                    kk,
-                    [
-                        L.Loop(
-                            "ji",
-                            nr,
-                            [L.Stmt(f"dst[k*{nr} + ji] = (jo*{nr} + ji < {nn_}) ? {bsrc} : 0.f;")],
-                        )
-                    ],
-                ),
+                    "ji",
+                    nr,
+                    [L.Stmt(f"dst[k*{nr} + ji] = (jo*{nr} + ji < {nn_}) ? {bsrc} : 0.f;")],
+                    "vectorize",
+                )
             ],
         )
-        L.vectorize([pack], "ji")
-        L.parallel([pack], "pt")
         epi_fn = self._epi_fn(n, anchor, epi, len(ov.shape) - 1, names)
         variants = []
         for full_m in (True, False):
@@ -667,18 +733,24 @@ class Lowering:
                     + ("jo < NB_FULL" if full_n else "jo == NB_FULL")
                 )
                 variants.append(L.If(cond, tile))
-        pre = [
-            f"const long bt = t / {nb * mb}, rest = t % {nb * mb};",
-            f"const long jo = rest / {mb}, io = rest % {mb};",
-            f"const long i0 = io * {mr}, j0 = jo * {nr};",
+        head = [
+            f"const long pb = p / {nb}, jo = p % {nb}, bt = pb, j0 = jo * {nr};",
+            f"float* dst = pk + p*{kk * nr};",
             f"const float* restrict ap = {A} + {batch_offset(av, 'bt')};",
-            f"const float* restrict bp = pk + bt*{packsize} + jo*{kk * nr};",
             f"enum {{ MB_FULL = {m // mr}, NB_FULL = {nn_ // nr} }};",
         ]
-        compute = L.Loop("t", nbatch * nb * mb, [L.Stmt("\n".join(pre)), *variants])
-        L.parallel([compute], "t")
+        rows = L.Loop(
+            "io",
+            mb,
+            [
+                L.Stmt(f"const long i0 = io * {mr};\nconst float* restrict bp = pk + p*{kk * nr};"),
+                *variants,
+            ],
+        )
+        compute = L.Loop("p", nbatch * nb, [L.Stmt("\n".join(head)), pack, rows])
+        L.parallel([compute], "p")
         decl = [*decl, f"float* restrict pk = {scratch};"]
-        return L.Kernel(kname, decl, [pack, compute])
+        return L.Kernel(kname, decl, [compute])
 
     def _pad_input(
         self, n: Node, anchor: Node, names: dict[str, str], nhwc: bool
@@ -1164,15 +1236,8 @@ class Lowering:
         idx = [f"i{d}" for d in range(len(dst_shape))]
         st = [int(np.prod(dst_shape[d + 1 :])) for d in range(len(dst_shape))]
         dst_off = " + ".join(f"{v}*{s}" for v, s in zip(idx, st, strict=True)) or "0"
-        nest: L.Body = [L.Stmt(f"{dst}[{dst_off}] = {src_expr_of(idx)};")]
-        for v, e in reversed(list(zip(idx, dst_shape, strict=True))):
-            nest = [L.Loop(v, e, nest)]
-        kern = L.Kernel(kname, decl, nest)
-        if idx:
-            L.vectorize(kern, idx[-1])
-            if len(idx) > 1 and int(np.prod(dst_shape)) >= 4096:
-                L.parallel(kern, idx[0])
-        return kern
+        stmt = L.Stmt(f"{dst}[{dst_off}] = {src_expr_of(idx)};")
+        return L.Kernel(kname, decl, _flat_nest(idx, list(dst_shape), stmt, 4096))
 
     def permute(self, n: Node, kname: str) -> L.Kernel:
         x = n.inputs[0]
@@ -1309,7 +1374,7 @@ class Lowering:
         return L.Kernel(kname, decl, [body])
 
 
-PARALLEL_WORK = 1 << 20  # arithmetic operations below which a kernel stays single-threaded
+PARALLEL_WORK = 1 << 16  # operations below which a kernel runs on thread 0 alone
 
 
 def work_estimate(n: Node, values: dict[str, Value]) -> int:
@@ -1327,6 +1392,33 @@ def work_estimate(n: Node, values: dict[str, Value]) -> int:
         return 2 * values[anchor.name].size * per
     body = n.attrs.get("body", [n])
     return out * 4 * len(body)
+
+
+def _flat_nest(idx: list[str], dims: list[int], stmt: L.Stmt, min_parallel: int) -> L.Body:
+    """The loop nest of ``stmt`` over ``dims`` (loop variables ``idx``), vectorized over the
+    last dim. Nests of at least ``min_parallel`` elements are parallel over all the other dims
+    flattened into one loop (so a leading dim of 1 or 3 still splits evenly over the threads),
+    or, for a single dim, over blocks of 1024 elements."""
+    total = int(np.prod(dims)) if dims else 1
+    if not dims:
+        return [stmt]
+    if len(dims) == 1:
+        nest: L.Body = [L.Loop(idx[0], dims[0], [stmt])]
+        if total >= min_parallel:
+            outer, inner = L.split(nest, idx[0], 1024)
+            L.vectorize(nest, inner)
+            L.parallel(nest, outer)
+        else:
+            L.vectorize(nest, idx[0])
+        return nest
+    lets = []
+    for d in range(len(dims) - 1):
+        below = int(np.prod(dims[d + 1 : -1]))
+        expr = "o" if below == 1 else f"o / {below}"
+        lets.append(L.Let(idx[d], expr if d == 0 else f"({expr}) % {dims[d]}"))
+    row = L.Loop(idx[-1], dims[-1], [stmt], "vectorize")
+    kind = "parallel" if total >= min_parallel else "serial"
+    return [L.Loop("o", int(np.prod(dims[:-1])), [*lets, row], kind)]
 
 
 def _align16(n: int) -> int:
@@ -1372,9 +1464,13 @@ def annotate_scratch(g: Graph) -> Graph:
     return out
 
 
-def lower(g: Graph, prefix: str = "pm", header: bool = True) -> Program:
-    """Lower a planned graph to a C program whose entry is ``<prefix>_entry``."""
-    prog = Lowering(g, prefix).lower()
+def lower(
+    g: Graph, prefix: str = "pm", header: bool = True, parallel_work: int | None = None
+) -> Program:
+    """Lower a planned graph to a C program whose entry is ``<prefix>_entry``; kernels with
+    at least ``parallel_work`` operations (default :data:`PARALLEL_WORK`) are split over the
+    threads."""
+    prog = Lowering(g, prefix, parallel_work).lower()
     if header:
         prog.source = C_HEADER + prog.source
     return prog

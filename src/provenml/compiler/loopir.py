@@ -3,9 +3,11 @@ Halide/TVM-style schedule primitives that rewrite the nest without changing what
 :func:`split`, :func:`reorder`, :func:`vectorize`, :func:`parallel`, :func:`unroll`.
 
 A nest is a tree of :class:`Loop`, :class:`Let` (an index defined from loop variables) and
-:class:`Stmt` (one C statement over the index variables); :func:`to_c` lowers it to C with
-OpenMP pragmas (``omp for`` for parallel loops inside the graph's single parallel region,
-``omp simd`` for vectorized loops, ``GCC unroll`` for unrolled ones).
+:class:`Stmt` (one C statement over the index variables); :func:`to_c` lowers it to C: a
+parallel loop becomes this thread's slice of a balanced static partition (:func:`partition`,
+the ``PM_PART`` macro) inside the graph's single persistent OpenMP parallel region, with no
+implicit barrier (the entry places barriers only where data dependencies need them); vectorized
+loops get ``omp simd``, unrolled ones ``GCC unroll``.
 """
 
 from __future__ import annotations
@@ -161,7 +163,8 @@ def vectorize(kernel: Kernel | Body, var: str) -> None:
 
 
 def parallel(kernel: Kernel | Body, var: str) -> None:
-    """Distribute the loop's iterations over the OpenMP threads (``#pragma omp for``)."""
+    """Distribute the loop's iterations over the threads of the graph's parallel region (each
+    thread runs its contiguous slice of a balanced static partition, :func:`partition`)."""
     loop(kernel, var).kind = "parallel"
 
 
@@ -172,24 +175,20 @@ def unroll(kernel: Kernel | Body, var: str, factor: int = 0) -> None:
     lp.factor = factor or (lp.extent if isinstance(lp.extent, int) else 4)
 
 
-def _lower(items: Body, indent: str, top: bool) -> list[str]:
+def _lower(items: Body, indent: str) -> list[str]:
     lines: list[str] = []
     for item in items:
         if isinstance(item, Stmt):
             lines += [indent + ln for ln in item.code.splitlines()]
         elif isinstance(item, If):
             lines.append(f"{indent}if ({item.cond}) {{")
-            lines += _lower(item.body, indent + "  ", False)
+            lines += _lower(item.body, indent + "  ")
             lines.append(f"{indent}}}")
         elif isinstance(item, Let):
             lines.append(f"{indent}const long {item.var} = {item.expr};")
         else:
             if item.kind == "parallel":
-                lines.append(
-                    f"{indent}#pragma omp for schedule(static)"
-                    if top
-                    else f"{indent}/* parallel (nested: serial) */"
-                )
+                lines.append(f"{indent}/* parallel (nested: serial) */")
             elif item.kind == "vectorize":
                 lines.append(f"{indent}#pragma omp simd")
             elif item.kind == "unroll":
@@ -197,37 +196,73 @@ def _lower(items: Body, indent: str, top: bool) -> list[str]:
             lines.append(
                 f"{indent}for (long {item.var} = 0; {item.var} < {item.extent}; ++{item.var}) {{"
             )
-            lines += _lower(item.body, indent + "  ", False)
+            lines += _lower(item.body, indent + "  ")
             lines.append(f"{indent}}}")
     return lines
 
 
-def to_c(kernel: Kernel, signature: str) -> str:
-    """Lower a kernel to a C function. Top-level parallel loops become ``omp for`` (every
-    thread of the graph's parallel region calls every kernel); other top-level work runs in an
-    ``omp single`` block."""
+# C of the balanced static partition: thread ``tid`` of ``nth`` gets [lo, hi) of 0..n-1; the first
+# n % nth threads get one iteration more. Must agree with :func:`partition`.
+PARTITION_C = (
+    "#define PM_PART(n, lo, hi) do { const long q_ = (n) / nth, r_ = (n) % nth; "
+    "lo = tid * q_ + MIN(tid, r_); hi = lo + q_ + (tid < r_ ? 1 : 0); } while (0)"
+)
+
+
+def partition(n: int, tid: int, nth: int) -> tuple[int, int]:
+    """Thread ``tid``'s slice ``[lo, hi)`` of ``n`` iterations split over ``nth`` threads:
+    contiguous, sizes differ by at most one (the Python twin of ``PM_PART``)."""
+    q, r = divmod(n, nth)
+    lo = tid * q + min(tid, r)
+    return lo, lo + q + (1 if tid < r else 0)
+
+
+def is_split(kernel: Kernel) -> bool:
+    """Whether the kernel has a top-level parallel loop (its work is shared by the threads)."""
+    return any(isinstance(x, Loop) and x.kind == "parallel" for x in kernel.body)
+
+
+def to_c(kernel: Kernel, signature: str, split: bool = True) -> str:
+    """Lower a kernel to a C function called by every thread of the graph's parallel region
+    (``signature`` ends in ``int tid, int nth``).
+
+    With ``split``, each top-level parallel loop runs this thread's slice of the partition
+    (``PM_PART``), other top-level work runs on thread 0 only, and consecutive pieces are
+    separated by ``omp barrier`` (the later piece reads what the earlier one wrote, e.g. the
+    padded copy of a conv input). Without ``split`` everything runs serially (the caller runs
+    the kernel on one thread)."""
     lines = [f"static void {kernel.name}({signature}) {{"]
     lines += ["  " + p for p in kernel.prologue]
-    serial: Body = []
-
-    def flush() -> None:
-        if serial:
-            lines.append("  #pragma omp single")
-            lines.append("  {")
-            lines.extend(_lower(serial, "    ", False))
-            lines.append("  }")
-            serial.clear()
-
+    groups: list[tuple[bool, Body]] = []  # (parallel?, items)
     for item in kernel.body:
         if isinstance(item, Decl):
-            flush()
-            lines += ["  " + ln for ln in item.code.splitlines()]
-        elif isinstance(item, Loop) and item.kind == "parallel":
-            flush()
-            lines += _lower([item], "  ", True)
+            groups.append((False, [item]))
+        elif split and isinstance(item, Loop) and item.kind == "parallel":
+            groups.append((True, [item]))
+        elif groups and not groups[-1][0] and not isinstance(groups[-1][1][0], Decl):
+            groups[-1][1].append(item)
         else:
-            serial.append(item)
-    flush()
+            groups.append((False, [item]))
+    work_done = False
+    for par, items in groups:
+        if isinstance(items[0], Decl):
+            lines += ["  " + ln for ln in items[0].code.splitlines()]
+            continue
+        if split and work_done:
+            lines.append("  #pragma omp barrier")
+        work_done = True
+        if not split:
+            lines += _lower(items, "  ")
+        elif par:
+            lp = items[0]
+            assert isinstance(lp, Loop)
+            lo, hi = f"{lp.var}_lo", f"{lp.var}_hi"
+            lines += ["  {", f"    long {lo}, {hi};", f"    PM_PART({lp.extent}, {lo}, {hi});"]
+            lines.append(f"    for (long {lp.var} = {lo}; {lp.var} < {hi}; ++{lp.var}) {{")
+            lines += _lower(lp.body, "      ")
+            lines += ["    }", "  }"]
+        else:
+            lines += ["  if (tid == 0) {", *_lower(items, "    "), "  }"]
     lines.append("}")
     return "\n".join(kernel.helpers + lines)
 
