@@ -142,6 +142,36 @@ def test_node_methods_run(shapes):
         assert len(exps) == 3 and all(e.index is not None for e in exps)
 
 
+def test_constant_channel_carries_the_degree_signal():
+    # On all-zero features a GCN sees nothing but its biases: every node gets the same output.
+    # With the constant channel, sum_j 1/sqrt(d_i d_j) separates nodes by their neighbourhoods.
+    ds = load_dataset("ba_community", 0, **SMALL["ba_community"])
+    zeros = torch.zeros_like(ds.data.x)
+    for channel, distinct in ((False, False), (True, True)):
+        torch.manual_seed(0)
+        model = GCNNodeClassifier(ds.num_features, 8, 8, constant_channel=channel).eval()
+        assert model.convs[0].in_channels == ds.num_features + int(channel)
+        with torch.no_grad():
+            out = model(zeros, ds.data.edge_index)
+        assert out.shape == (ds.data.num_nodes, 8)
+        assert (len(torch.unique(out.round(decimals=4), dim=0)) > 1) == distinct
+
+
+def test_methods_explain_a_constant_channel_model():
+    # the channel is added inside forward: explainers perturb and mask only the real input
+    torch.manual_seed(0)
+    ds = load_dataset("ba_community", 0, **SMALL["ba_community"])
+    model = GCNNodeClassifier(ds.num_features, 8, 8, feature_dropout=0.5, constant_channel=True)
+    model.eval()
+    index = ds.data.node_gt.nonzero().view(-1)[:3]
+    for name in ("saliency", "integrated_gradients", "gnnexplainer", "pgexplainer"):
+        exps = FAST[name]().explain_batch(model, ds.data, index)
+        for e in exps:
+            rev = reverse_edge_ids(e.edge_index, e.x.size(0))
+            assert torch.isfinite(e.edge_mask).all()
+            assert torch.allclose(e.edge_mask, e.edge_mask[rev])
+
+
 # -- metrics -------------------------------------------------------------------------------------
 def _toy_batch():
     # a 4-cycle, both directions: edges (0,1),(1,0),(1,2),(2,1),(2,3),(3,2),(3,0),(0,3)
