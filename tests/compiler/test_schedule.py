@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 
 import provenml.compiler as pc
 from provenml.compiler import loopir as L
@@ -94,19 +95,79 @@ def test_split_kernels_match_interpreter_under_1_2_3_threads(name: str, cache: s
             np.testing.assert_allclose(compiled(x).numpy(), ref, rtol=1e-4, atol=1e-5)
 
 
+class ThreeSlices(nn.Module):
+    """One projection cut into three slices (independent kernels reading one buffer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(16, 48)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.proj(x)
+        return torch.relu(y[:, :16]) + torch.sigmoid(y[:, 16:32]) * torch.tanh(y[:, 32:])
+
+
 def test_independent_kernels_share_a_barrier(cache: str) -> None:
-    """q, k, v slices of the transformer block read one buffer and write three: no barrier
-    between them, and fewer barriers than kernels overall."""
-    model, x = build_model("transformer")
-    compiled = pc.compile(model, (x,), tuning=False, tune_threads=False, cache_dir=cache)
+    """The three slices read one buffer and write three: one barrier before them (they read
+    the projection), none between them, one after (the sum reads them)."""
+    torch.manual_seed(0)
+    model, x = ThreeSlices().eval(), torch.randn(256, 16)  # big enough to split
+    compiled = pc.compile(
+        model, (x,), tuning=False, tune_threads=False, threads=2, parallel_work=0, cache_dir=cache
+    )
     body = compiled.source.split("_body(")[1].split("\n}\n")[0]
     lines = [ln.strip() for ln in body.splitlines()[1:]]
-    calls = [ln for ln in lines if "(in, out, arena, cst, tid, nth)" in ln]
     slices = [k for k, ln in enumerate(lines) if "_slice(" in ln]
     assert len(slices) == 3 and slices[-1] - slices[0] == 2  # consecutive, no barrier between
-    assert lines.count("#pragma omp barrier") < len(calls)
+    assert lines[slices[0] - 1] == lines[slices[-1] + 1] == "#pragma omp barrier"
     with torch.no_grad():
-        np.testing.assert_allclose(compiled(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-5)
+        ref = model(x).numpy()
+    for threads in (1, 2):
+        compiled.graph.set_threads(threads)
+        np.testing.assert_allclose(compiled(x).numpy(), ref, rtol=1e-4, atol=1e-5)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention cut from one qkv projection (odd sizes: edge tiles)."""
+
+    def __init__(self, d: int = 24, heads: int = 3, keep_scores: bool = False) -> None:
+        super().__init__()
+        self.heads, self.keep_scores = heads, keep_scores
+        self.qkv = nn.Linear(d, 3 * d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, s, d = x.shape
+        qkv = self.qkv(x).reshape(b, s, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        att = torch.softmax(q @ k.transpose(-2, -1) * 0.3, dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(b, s, d)
+        return y + att.mean() if self.keep_scores else y
+
+
+@pytest.mark.parametrize("keep_scores", [False, True])
+def test_attention_fusion_matches_eager(keep_scores: bool, cache: str) -> None:
+    """q@kᵀ, softmax and @v become one kernel reading q, k, v straight from the projection
+    (no permute/slice copies) and writing the transposed output; not when the scores have
+    another user. Under 1, 2 and 3 threads (3 heads, 2 batches: uneven partitions)."""
+    torch.manual_seed(0)
+    model, x = Attention(keep_scores=keep_scores).eval(), torch.randn(2, 13, 24)
+    compiled = pc.compile(
+        model, (x,), tuning=False, tune_threads=False, threads=3, parallel_work=0, cache_dir=cache
+    )
+    fused = compiled.dump("fuse")
+    if keep_scores:
+        assert "kind=attention" not in fused
+    else:
+        assert "kind=attention" in fused
+        assert "_permute(" not in compiled.source and "_slice(" not in compiled.source
+    with torch.no_grad():
+        ref = model(x).numpy()
+    interp = pc.interpret(compiled.graph.graph, [x.numpy()])[0]
+    np.testing.assert_allclose(interp, ref, rtol=1e-4, atol=1e-5)
+    for threads in (1, 2, 3):
+        compiled.graph.set_threads(threads)
+        for _ in range(5):
+            np.testing.assert_allclose(compiled(x).numpy(), ref, rtol=1e-4, atol=1e-5)
 
 
 class FakeGraph:

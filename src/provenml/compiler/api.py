@@ -136,31 +136,30 @@ def choose_threads(
 ) -> tuple[int, dict[int, list[float]]]:
     """Pick the thread count (1..``max_threads``) by timing the whole graph.
 
-    Every round times each count once (one sample = the mean of enough calls to fill
-    ``min_time``), in an order that rotates from round to round, so load that drifts during the
-    choice hits every count alike. A count beats the best smaller one only if its median is at
-    least ``margin`` lower *and* its 80th percentile is not higher: on a shared machine extra
-    threads can be fast in most samples and stall in the rest (a barrier waits for a thread
-    that lost its core), and the tail guards against picking them then.
+    Every round times each count once (one sample = the mean time of the calls made until
+    ``min_time`` has passed), in an order that rotates from round to round, so load that
+    drifts during the choice hits every count alike. A count beats the best smaller one only
+    if its median is at least ``margin`` lower *and* its 80th percentile is not higher: on a
+    shared machine extra threads can be fast in most samples and stall in the rest (a barrier
+    waits for a thread that lost its core), and the tail guards against picking them then.
     Returns the choice and the samples (seconds per call) of every count."""
     counts = list(range(1, max_threads + 1))
-    calls = 1
-    for t in counts:  # warm up every count; size the samples on the slowest
+    for t in counts:  # warm up every count (thread pools, caches)
         cg.set_threads(t)
         for _ in range(3):
             cg(*inputs)
-        start = time.perf_counter()
-        cg(*inputs)
-        calls = max(calls, int(min_time / max(time.perf_counter() - start, 1e-7)))
-    calls = min(calls, 4096)
     samples: dict[int, list[float]] = {t: [] for t in counts}
     for r in range(rounds):
         for t in counts[r % len(counts) :] + counts[: r % len(counts)]:
             cg.set_threads(t)
-            start = time.perf_counter()
-            for _ in range(calls):
+            calls, start = 0, time.perf_counter()
+            while True:  # calls until min_time has passed (a stalling count cannot run long)
                 cg(*inputs)
-            samples[t].append((time.perf_counter() - start) / calls)
+                calls += 1
+                elapsed = time.perf_counter() - start
+                if elapsed >= min_time:
+                    break
+            samples[t].append(elapsed / calls)
     best = 1
     for t in counts[1:]:
         med, tail = np.median(samples[t]), np.quantile(samples[t], 0.8)

@@ -24,7 +24,12 @@ import numpy as np
 
 from provenml.compiler import loopir as L
 from provenml.compiler.ir import ELEMENTWISE, Graph, Node, Value
-from provenml.compiler.passes import _strides_over, collapse_strides, storage_root
+from provenml.compiler.passes import (
+    _strides_over,
+    collapse_strides,
+    storage_root,
+    strided_view,
+)
 from provenml.core import ProvenmlError
 
 SIGNATURE = (
@@ -354,6 +359,8 @@ class Lowering:
                 return self.elementwise(n, kname, body)
             if kind in ("dense", "matmul", "conv2d"):
                 return self.anchored(n, kname, body[0], body[1:])
+            if kind == "attention":
+                return self.attention(n, kname, body)
             if kind == "reduction":
                 anchor = next(m for m in body if m.op in ("softmax", "layer_norm"))
                 k = body.index(anchor)
@@ -751,6 +758,197 @@ class Lowering:
         L.parallel([compute], "p")
         decl = [*decl, f"float* restrict pk = {scratch};"]
         return L.Kernel(kname, decl, [compute])
+
+    def attention(self, n: Node, kname: str, body: list[Node]) -> L.Kernel:
+        """A fused attention group (``passes.fuse_attention``), one parallel iteration per batch
+        (head): ``S = epi(q @ kᵀ)`` through the micro-kernel into the head's scratch, a softmax
+        over each row of S in place, then ``epi(S @ v)`` into the output. q, k, v are read and
+        the output written through strides (absorbed reshape/permute/slice views). Every step
+        of a head runs on the thread that owns the head: no barrier inside the kernel."""
+        views, qk, qk_epi, _, pv, pv_epi, post = attention_parts(body)
+        decl, names = self.decls(n, [n.name], list(n.inputs))
+        members = {m.name: m for m in views}
+        qv, kv = self.g.values[qk.inputs[0]], self.g.values[qk.inputs[1]]
+        vv = self.g.values[pv.inputs[1]]
+        m, d, n1, n2 = qv.shape[-2], qv.shape[-1], kv.shape[-2], vv.shape[-1]
+        batch = qv.shape[:-2]
+        nbatch = int(np.prod(batch))
+
+        def base(name: str) -> tuple[str, tuple[int, ...]]:
+            view = strided_view(self.g, name, members)
+            if view is None:
+                raise ProvenmlError(f"codegen: operand {name} of {n.name} is not a strided view")
+            src, off, st = view
+            return f"{names[src]} + {off} + {_batch_terms(batch, st)}", st[-2:]
+
+        q_at, q_st = base(qk.inputs[0])
+        k_at, k_st = base(qk.inputs[1])
+        v_at, v_st = base(pv.inputs[1])
+        out_shape = self.g.values[pv.name].shape
+        y_st = tuple(int(np.prod(out_shape[dd + 1 :])) for dd in range(len(out_shape)))
+        if post is not None:  # the output permute: write each element where it lands
+            pshape = self.g.values[post.name].shape
+            cs = [int(np.prod(pshape[dd + 1 :])) for dd in range(len(pshape))]
+            y_list = [0] * len(cs)
+            for dd, src_dim in enumerate(post.attrs["perm"]):
+                y_list[src_dim] = cs[dd]
+            y_st = tuple(y_list)
+        y_at = f"{names[n.name]} + {_batch_terms(batch, y_st)}"
+        s1 = {**DEFAULT_SCHEDULE, **qk.attrs.get("schedule", {})}
+        s2 = {**DEFAULT_SCHEDULE, **pv.attrs.get("schedule", {})}
+        mr1, nr1, mr2, nr2 = (
+            min(int(s1["mr"]), m),
+            int(s1["nr"]),
+            min(int(s2["mr"]), m),
+            int(s2["nr"]),
+        )
+        nb1, nb2 = -(-n1 // nr1), -(-n2 // nr2)
+        pk1, sz, pk2 = attention_scratch(qk, pv, self.g.values)
+        epi1 = self._epi_fn(n, qk, qk_epi, len(self.g.values[qk.name].shape) - 1, names)
+        epi2 = self._epi_fn(n, pv, pv_epi, len(out_shape) - 1, names)
+        head = L.Stmt(
+            f"float* pk1 = arena + {self.scratch(n)} + bt*{pk1 + sz + pk2};\n"
+            f"float* S = pk1 + {pk1};\nfloat* pk2 = S + {sz};\n"
+            f"const float* restrict qb = {q_at};\n"
+            f"const float* restrict kb = {k_at};\n"
+            f"const float* restrict vb = {v_at};\n"
+            f"float* yb = {y_at};"
+        )
+
+        def gemm(
+            nb: int,
+            nr: int,
+            mr: int,
+            kk: int,
+            lda: int,
+            ncols: int,
+            src: str,
+            a: str,
+            store: str,
+            sched: dict[str, int],
+            epi: Any,
+            pk: str,
+        ) -> L.Loop:
+            pack = L.Loop(
+                "k",
+                kk,
+                [
+                    L.Loop(
+                        "ji",
+                        nr,
+                        [L.Stmt(f"dst[k*{nr} + ji] = (jo*{nr} + ji < {ncols}) ? {src} : 0.f;")],
+                        "vectorize",
+                    )
+                ],
+            )
+            variants = self._mm_variants(
+                m, ncols, kk, lda, mr, nr, int(sched["ku"]), a, store, f"bt*{m} + i0 + ii", epi
+            )
+            rows = L.Loop(
+                "io",
+                -(-m // mr),
+                [
+                    L.Stmt(
+                        f"const long i0 = io * {mr}, j0 = jo * {nr};\n"
+                        f"const float* restrict bp = {pk} + jo*{kk * nr};\n"
+                        f"enum {{ MB_FULL = {m // mr}, NB_FULL = {ncols // nr} }};"
+                    ),
+                    *variants,
+                ],
+            )
+            return L.Loop("jo", nb, [L.Stmt(f"float* dst = {pk} + jo*{kk * nr};"), pack, rows])
+
+        scores = gemm(
+            nb1,
+            nr1,
+            mr1,
+            d,
+            q_st[0],
+            n1,
+            f"kb[(jo*{nr1} + ji)*{k_st[0]} + k*{k_st[1]}]",
+            "qb",
+            f"S[(i0 + ii)*{n1} + c]",
+            s1,
+            epi1,
+            "pk1",
+        )
+        softmax = L.Loop(
+            "q",
+            m,
+            [
+                L.Stmt(f"float* row = S + q*{n1};\nfloat mx = -FLT_MAX;"),
+                L.Loop("j", n1, [L.Stmt("mx = MAX(mx, row[j]);")]),
+                L.Stmt("float sum = 0.f;"),
+                L.Loop("j", n1, [L.Stmt("row[j] = expf(row[j] - mx);")], "vectorize"),
+                L.Loop("j", n1, [L.Stmt("sum += row[j];")]),
+                L.Stmt("const float inv = 1.f / sum;"),
+                L.Loop("j", n1, [L.Stmt("row[j] *= inv;")], "vectorize"),
+            ],
+        )
+        out = gemm(
+            nb2,
+            nr2,
+            mr2,
+            n1,
+            n1,
+            n2,
+            f"vb[k*{v_st[0]} + (jo*{nr2} + ji)*{v_st[1]}]",
+            "S",
+            f"yb[(i0 + ii)*{y_st[-2]} + c*{y_st[-1]}]",
+            s2,
+            epi2,
+            "pk2",
+        )
+        loop = L.Loop("bt", nbatch, [head, scores, softmax, out], "parallel")
+        return L.Kernel(kname, decl, [loop])
+
+    def _mm_variants(
+        self,
+        m: int,
+        nn_: int,
+        kk: int,
+        lda: int,
+        mr: int,
+        nr: int,
+        ku: int,
+        a: str,
+        store: str,
+        row: str,
+        epi_fn: Any,
+    ) -> list[L.If]:
+        """The full/edge tile variants of a packed-B matmul row tile: ``a`` points at the A
+        rows (``lda`` apart, ``kk`` long), ``bp`` at the packed panel, ``store`` writes element
+        (r, c) where ``r = row`` and ``c = j0 + ji``."""
+        variants = []
+        for full_m in (True, False):
+            if not full_m and m % mr == 0:
+                continue
+            mr_v = mr if full_m else m % mr
+            for full_n in (True, False):
+                if not full_n and nn_ % nr == 0:
+                    continue
+                nrs = nr if full_n else nn_ % nr
+                tile = self._tile(
+                    mr_v,
+                    nr,
+                    nrs,
+                    ku,
+                    f"{a}[(i0 + ii)*{lda} + k]",
+                    f"bp[k*{nr} + ji]",
+                    store,
+                    None,
+                    epi_fn,
+                    kk,
+                    (f"{a} + i0*{lda}", str(lda), "bp", str(nr)),
+                )
+                tile[-1] = _with_lets(tile[-1], [f"r = {row}", "c = j0 + ji"])
+                cond = (
+                    ("io < MB_FULL" if full_m else "io == MB_FULL")
+                    + " && "
+                    + ("jo < NB_FULL" if full_n else "jo == NB_FULL")
+                )
+                variants.append(L.If(cond, tile))
+        return variants
 
     def _pad_input(
         self, n: Node, anchor: Node, names: dict[str, str], nhwc: bool
@@ -1383,13 +1581,16 @@ def work_estimate(n: Node, values: dict[str, Value]) -> int:
     out = values[n.name].size
     if anchor.op == "dense":
         return 2 * values[anchor.name].size * int(anchor.attrs["k"])
-    if anchor.op == "matmul":
-        return 2 * values[anchor.name].size * values[anchor.inputs[0]].shape[-1]
     if anchor.op == "conv2d":
         cin = values[anchor.inputs[0]].shape[1]
         kh, kw = anchor.attrs.get("kernel") or values[anchor.inputs[1]].shape[2:4]
         per = kh * kw * (1 if anchor.attrs.get("depthwise") else cin)
         return 2 * values[anchor.name].size * per
+    if n.op == "fused" and n.attrs["kind"] == "attention":
+        mms = [m for m in n.attrs["body"] if m.op == "matmul"]
+        return sum(2 * values[m.name].size * values[m.inputs[0]].shape[-1] for m in mms)
+    if anchor.op == "matmul":
+        return 2 * values[anchor.name].size * values[anchor.inputs[0]].shape[-1]
     body = n.attrs.get("body", [n])
     return out * 4 * len(body)
 
@@ -1443,6 +1644,10 @@ def scratch_floats(n: Node, values: dict[str, Value]) -> int:
         if ph or pw:
             nb_, c, h, w = values[anchor.inputs[0]].shape
             return nb_ * c * (h + 2 * ph) * (w + 2 * pw)
+    if n.op == "fused" and n.attrs["kind"] == "attention":
+        _, qk, _, _, pv, _, _ = attention_parts(n.attrs["body"])
+        nbatch = int(np.prod(values[qk.inputs[0]].shape[:-2]))
+        return nbatch * sum(attention_scratch(qk, pv, values))
     if anchor.op == "matmul":
         sched = {**DEFAULT_SCHEDULE, **anchor.attrs.get("schedule", {})}
         ov = values[anchor.name]
@@ -1452,6 +1657,42 @@ def scratch_floats(n: Node, values: dict[str, Value]) -> int:
         nbatch = int(np.prod(ov.shape[:-2])) if len(ov.shape) > 2 else 1
         return nbatch * (-(-nn_ // nr)) * nr * kk
     return 0
+
+
+def attention_parts(
+    body: list[Node],
+) -> tuple[list[Node], Node, list[Node], Node, Node, list[Node], Node | None]:
+    """Split a fused attention body into (operand views, q@kᵀ, its epilogue, softmax, @v, its
+    epilogue, output permute or None)."""
+    i_qk = next(i for i, m in enumerate(body) if m.op == "matmul")
+    i_sm = next(i for i, m in enumerate(body) if m.op == "softmax")
+    rest = body[i_sm + 2 :]
+    post = rest[-1] if rest and rest[-1].op == "permute" else None
+    epi = rest[:-1] if post is not None else rest
+    return body[:i_qk], body[i_qk], body[i_qk + 1 : i_sm], body[i_sm], body[i_sm + 1], epi, post
+
+
+def _batch_terms(batch: tuple[int, ...], strides: tuple[int, ...]) -> str:
+    """C offset of flat batch index ``bt`` for a view with ``strides`` over ``batch`` dims."""
+    terms = []
+    for d, size in enumerate(batch):
+        inner = int(np.prod(batch[d + 1 :]))
+        if size > 1 and strides[d]:
+            terms.append(f"((bt / {inner}) % {size})*{strides[d]}")
+    return " + ".join(terms) or "0"
+
+
+def attention_scratch(qk: Node, pv: Node, values: dict[str, Value]) -> tuple[int, int, int]:
+    """Floats per head of a fused attention kernel: packed kᵀ panels, the score matrix, packed
+    v panels (each a multiple of 16 floats, so every block stays 64-byte aligned)."""
+    s1 = {**DEFAULT_SCHEDULE, **qk.attrs.get("schedule", {})}
+    s2 = {**DEFAULT_SCHEDULE, **pv.attrs.get("schedule", {})}
+    qv, kv, vv = values[qk.inputs[0]], values[qk.inputs[1]], values[pv.inputs[1]]
+    m, d, n1, n2 = qv.shape[-2], qv.shape[-1], kv.shape[-2], vv.shape[-1]
+    nr1, nr2 = int(s1["nr"]), int(s2["nr"])
+    pk1 = -(-n1 // nr1) * nr1 * d
+    pk2 = -(-n2 // nr2) * nr2 * n1
+    return _align16(pk1), _align16(m * n1), _align16(pk2)
 
 
 def annotate_scratch(g: Graph) -> Graph:

@@ -589,12 +589,15 @@ def _anchor_rows(anchor: Node, values: dict[str, Value]) -> int:
     return len(v.shape) - 1
 
 
-def fuse(g: Graph, allow: tuple[str, ...] = ("elementwise", "epilogue", "reduction")) -> Graph:
+def fuse(
+    g: Graph, allow: tuple[str, ...] = ("elementwise", "epilogue", "reduction", "attention")
+) -> Graph:
     """Operator fusion by op class (survey Sec. 4.2.2, following TVM's injective/reduction/
     complex-out-fusable classes): chains of elementwise ops become one loop; elementwise
     consumers of a matmul/dense/conv become its epilogue (applied to each register tile); an
     elementwise producer of a softmax/layer-norm/mean becomes its prologue and elementwise
-    consumers its epilogue. A fused node holds its members in ``attrs["body"]``."""
+    consumers its epilogue; ``softmax(q @ kᵀ ...) @ v`` becomes one attention group
+    (:func:`fuse_attention`). A fused node holds its members in ``attrs["body"]``."""
     out = g.clone()
     users = out.users()
     groups: dict[str, dict[str, Any]] = {}  # group output name -> {"kind", "body", "anchor"}
@@ -726,7 +729,154 @@ def fuse(g: Graph, allow: tuple[str, ...] = ("elementwise", "epilogue", "reducti
             Node("fused", gname, ext, {"kind": grp["kind"], "body": body}, body[-1].source)
         )
     out.nodes = new_nodes
+    return fuse_attention(out) if "attention" in allow else out
+
+
+def _members(n: Node) -> list[Node]:
+    return list(n.attrs["body"]) if n.op == "fused" else [n]
+
+
+def _anchor_of(n: Node) -> Node:
+    return _members(n)[0]
+
+
+VIEW_OPS = ("reshape", "permute", "slice")
+
+
+def strided_view(
+    g: Graph, name: str, members: dict[str, Node]
+) -> tuple[str, int, tuple[int, ...]] | None:
+    """``name`` as a strided view of a materialized buffer, through the reshape / permute /
+    slice ``members`` that produce it: ``(source value, offset, strides)`` in elements of the
+    source (row-major), so ``name[i] = source.flat[offset + sum(i_d * strides_d)]``. ``None``
+    when a reshape cannot be expressed with strides (only reshapes of a contiguous view and
+    reshapes that add or drop size-1 dims are followed)."""
+    shape = g.values[name].shape
+    if name not in members:
+        if g.values[name].layout != "row":
+            return None
+        return name, 0, tuple(int(np.prod(shape[d + 1 :])) for d in range(len(shape)))
+    m = members[name]
+    inner = strided_view(g, m.inputs[0], members)
+    if inner is None:
+        return None
+    src, off, st = inner
+    in_shape = g.values[m.inputs[0]].shape
+    if m.op == "permute":
+        perm = m.attrs["perm"]
+        return src, off, tuple(st[p] for p in perm)
+    if m.op == "slice":
+        d, start, step = m.attrs["dim"], m.attrs["start"], m.attrs["step"]
+        st2 = list(st)
+        st2[d] = st[d] * step
+        return src, off + start * st[d], tuple(st2)
+    contiguous = tuple(int(np.prod(in_shape[d + 1 :])) for d in range(len(in_shape)))
+    if all(s == c for s, c, n in zip(st, contiguous, in_shape, strict=True) if n > 1):
+        return src, off, tuple(int(np.prod(shape[d + 1 :])) for d in range(len(shape)))
+    old = [(n, s) for n, s in zip(in_shape, st, strict=True) if n > 1]
+    if [n for n in shape if n > 1] != [n for n, _ in old]:
+        return None
+    it = iter(old)
+    return src, off, tuple(next(it)[1] if n > 1 else 0 for n in shape)
+
+
+def fuse_attention(g: Graph) -> Graph:
+    """Block-level fusion of scaled dot-product attention: a batched ``q @ kᵀ`` (with its
+    elementwise epilogue, e.g. the 1/sqrt(d) scale), a softmax over its last dim and the
+    ``@ v`` that consumes it become one ``attention`` group, computed batch by batch (head by
+    head): the score matrix of a head never leaves the thread that computes it, so the kernel
+    needs no barrier between the three steps. Only when the intermediates have no other user
+    and q, k, v, scores and output share one batch shape (no broadcasting).
+
+    The reshape / permute / slice chains that cut q, k and v out of one buffer (a fused qkv
+    projection) join the group when the group is their only user, and so does a permute of the
+    output: the kernel then reads q, k, v and writes its output through strides
+    (:func:`strided_view`) instead of copying them."""
+    out = g.clone()
+    users = out.users()
+    producers = {n.name: n for n in out.nodes}
+
+    def only_use(name: str, user: Node) -> bool:
+        return name not in out.outputs and [u.name for u in users.get(name, [])] == [user.name]
+
+    replace: dict[str, Node] = {}
+    drop: set[str] = set()
+    for n in out.nodes:
+        pv = _anchor_of(n)
+        if pv.op != "matmul" or pv.attrs.get("trans_b"):
+            continue
+        sm = producers.get(pv.inputs[0])
+        if sm is None or sm.op != "softmax" or sm.name in drop:
+            continue
+        if not only_use(sm.name, n) or pv.inputs[1] == sm.name:
+            continue
+        shape = out.values[sm.name].shape
+        if sm.attrs["dim"] != len(shape) - 1 or len(shape) < 3:
+            continue
+        qk = producers.get(sm.inputs[0])
+        if qk is None or qk.name in drop or not only_use(qk.name, sm):
+            continue
+        anchor = _anchor_of(qk)
+        if anchor.op != "matmul" or not anchor.attrs.get("trans_b"):
+            continue
+        batch = shape[:-2]
+        operands = [*anchor.inputs, pv.inputs[1], n.name, qk.name]
+        if any(out.values[v].shape[:-2] != batch for v in operands):
+            continue
+        if any(out.values[v].layout != "row" for v in operands):
+            continue
+        core = [*_members(qk), sm, *_members(pv)]
+        views = _absorb_views(out, [*anchor.inputs, pv.inputs[1]], core, users, drop)
+        name = n.name
+        post = users.get(n.name, [])
+        if len(post) == 1 and post[0].op == "permute" and n.name not in out.outputs:
+            perm = post[0].attrs["perm"]
+            if perm[-1] == len(perm) - 1 and out.values[post[0].name].layout == "row":
+                core.append(post[0])
+                drop.add(n.name)
+                name = post[0].name
+        body = [*views, *core]
+        inside = {m.name for m in body}
+        ext = list(dict.fromkeys(i for m in body for i in m.inputs if i not in inside))
+        replace[name] = Node("fused", name, ext, {"kind": "attention", "body": body}, n.source)
+        drop |= {qk.name, sm.name} | {m.name for m in views}
+    out.nodes = [replace.get(n.name, n) for n in out.nodes if n.name not in drop]
     return out
+
+
+def _absorb_views(
+    g: Graph, operands: list[str], core: list[Node], users: dict[str, list[Node]], taken: set[str]
+) -> list[Node]:
+    """The reshape / permute / slice nodes producing ``operands`` that only the attention group
+    uses (in graph order), provided every operand stays a strided view with unit column
+    stride for q (the micro-kernel reads q rows contiguously)."""
+    producers = {n.name: n for n in g.nodes}
+    chosen: dict[str, Node] = {}
+    frontier = list(operands)
+    while frontier:
+        name = frontier.pop()
+        node = producers.get(name)
+        if node is None or node.op not in VIEW_OPS or name in g.outputs or name in taken:
+            continue
+        if node.op == "slice" and node.attrs["step"] < 1:
+            continue
+        chosen[name] = node
+        frontier.append(node.inputs[0])
+    inside = {m.name for m in core}
+    # keep only nodes whose every user is in the group (iterate: dropping one can orphan others)
+    changed = True
+    while changed:
+        changed = False
+        for name in list(chosen):
+            if any(u.name not in inside and u.name not in chosen for u in users.get(name, [])):
+                del chosen[name]
+                changed = True
+    # and only if the operands' views (through what is kept) satisfy the kernel's needs
+    for k, o in enumerate(operands):
+        view = strided_view(g, o, chosen)
+        if view is None or (k == 0 and view[2][-1] != 1):
+            return []
+    return [n for n in g.nodes if n.name in chosen]
 
 
 # ----------------------------------------------------------------------------------------------
