@@ -5,7 +5,11 @@ eager's best count; provenml picks its own by timing). Goals from the issue, at 
 provenml/eager <= 0.5 on the MLP and the transformer block, provenml/inductor <= 1.0.
 
     .venv/bin/python benchmarks/bench_compiler_latency.py [--cases mlp:1,transformer:1]
-        [--threads 2] [--repeat 9]
+        [--threads 2] [--repeat 9] [--scaling]
+
+``--scaling`` adds, per case, provenml and eager at every fixed thread count (1..--threads,
+interleaved rounds, median), which shows how each scales from one thread to two independently
+of the thread count the arms picked.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 
-from provenml.compiler.experiments import EndToEndConfig, run_case
+import torch
+
+from provenml.compiler.api import compile as pm_compile
+from provenml.compiler.experiments import EndToEndConfig, _median_latency, _threaded, run_case
+from provenml.compiler.models import build_model
 
 GOAL_EAGER = 0.5
 GOAL_INDUCTOR = 1.0
@@ -26,6 +34,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--min-time", type=float, default=0.05)
     parser.add_argument("--no-tuning", action="store_true")
+    parser.add_argument("--scaling", action="store_true")
     args = parser.parse_args()
     cfg = EndToEndConfig(
         cases=tuple(args.cases.split(",")),
@@ -56,6 +65,9 @@ def main() -> None:
             flush=True,
         )
     print(f"load average after: {os.getloadavg()}")
+    if args.scaling:
+        for case in cfg.cases:
+            scaling(case, cfg)
     for case, r_e, r_i in rows:
         goal_e = "met" if r_e <= GOAL_EAGER else "NOT met"
         goal_i = "met" if r_i <= GOAL_INDUCTOR else "NOT met"
@@ -63,6 +75,39 @@ def main() -> None:
             f"{case}: provenml/eager {r_e:.2f} (goal <= {GOAL_EAGER}: {goal_e}), "
             f"provenml/inductor {r_i:.2f} (goal <= {GOAL_INDUCTOR}: {goal_i})"
         )
+
+
+def scaling(case: str, cfg: EndToEndConfig) -> None:
+    """provenml and eager at each fixed thread count, timed in the same interleaved rounds."""
+    name, batch = case.split(":")
+    model, x = build_model(name, batch=int(batch))
+    compiled = pm_compile(model, (x,), threads=cfg.threads, tuning=cfg.tuning, tune_threads=False)
+
+    def pm_at(t: int) -> object:
+        def call() -> object:
+            compiled.graph.set_threads(t)
+            return compiled(x)
+
+        return call
+
+    fns = {}
+    for t in range(1, cfg.threads + 1):
+        fns[f"provenml {t}T"] = pm_at(t)
+        fns[f"eager {t}T"] = _threaded(torch.no_grad()(lambda: model(x)), t)
+    before = torch.get_num_threads()
+    try:
+        lat = _median_latency(fns, cfg.repeat, cfg.min_time)
+    finally:
+        torch.set_num_threads(before)
+    cells = ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in lat.items())
+    t = cfg.threads
+    print(
+        f"{case} fixed threads: {cells}; provenml {t}T/eager {t}T "
+        f"{lat[f'provenml {t}T'] / lat[f'eager {t}T']:.2f}, provenml speed-up 1T->{t}T "
+        f"{lat['provenml 1T'] / lat[f'provenml {t}T']:.2f}, eager "
+        f"{lat['eager 1T'] / lat[f'eager {t}T']:.2f} (load {os.getloadavg()[0]:.2f})",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
