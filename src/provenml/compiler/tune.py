@@ -18,7 +18,7 @@ from provenml.compiler.passes import plan_memory, transform_layout
 
 TUNABLE = ("dense", "matmul", "conv2d")
 # bumped whenever the generated matmul/conv kernels change, so cached choices are re-tuned
-KERNEL_VERSION = 3
+KERNEL_VERSION = 4
 
 
 def candidates(rows: int, cols: int) -> list[dict[str, int]]:
