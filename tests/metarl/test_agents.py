@@ -9,18 +9,22 @@ import pytest
 import torch
 
 from provenml.core import ProvenmlError
-from provenml.metarl.agents import AGENTS, BeliefAgent, make_agent
+from provenml.metarl.agents import AGENTS, BeliefAgent, Rollout, make_agent
 from provenml.metarl.belief import (
     BeliefEncoder,
     consistency_loss,
     session_ids,
     session_reconstruction_mask,
 )
+from provenml.metarl.envs import SessionGridWorldVec
 from provenml.metarl.ppo import gae, ppo_clip_loss
 from provenml.metarl.train import (
+    EpisodeBuffer,
     TrainConfig,
+    collect,
     evaluate,
     evaluation_options,
+    scripted_gridworld_returns,
     steps_to_goal_after_switch,
     train_agent,
 )
@@ -172,3 +176,88 @@ def test_belief_probe_reads_informative_features_only() -> None:
     noise = rng.standard_normal((40, 30, 3))
     assert abs(belief_probe_accuracy(noise, latents) - 0.5) < 0.1
     assert math.isnan(belief_probe_accuracy(np.zeros((40, 30, 0)), latents))
+
+
+def _fake_batch(n: int, offset: float) -> Rollout:
+    rewards = torch.full((n, 3), offset) + torch.arange(n, dtype=torch.float32)[:, None]
+    zeros = torch.zeros(n, 3)
+    return Rollout(
+        obs=zeros[..., None],
+        actions=zeros,
+        rewards=rewards,
+        next_obs=rewards[..., None],
+        transitions=rewards[..., None].expand(n, 3, 2),
+        features=zeros[..., None],
+        logp=zeros,
+        values=zeros,
+        session_end=torch.zeros(n, 3, dtype=torch.bool),
+    )
+
+
+def test_episode_buffer_keeps_the_most_recent_episodes() -> None:
+    buffer = EpisodeBuffer(5)
+    buffer.add(_fake_batch(3, 0.0))  # episodes 0, 1, 2
+    assert buffer.size == 3
+    got = buffer.sample(10, torch.Generator().manual_seed(0))
+    assert sorted(got["rewards"][:, 0].tolist()) == [0.0, 1.0, 2.0]  # only filled slots
+    buffer.add(_fake_batch(4, 100.0))  # 100..103: overwrites the two oldest (0 and 1)
+    assert buffer.size == 5
+    got = buffer.sample(5, torch.Generator().manual_seed(0))
+    assert sorted(got["rewards"][:, 0].tolist()) == [2.0, 100.0, 101.0, 102.0, 103.0]
+    # episodes stay whole: every field of a sampled row comes from the same episode
+    torch.testing.assert_close(got["next_obs"][..., 0], got["rewards"])
+    assert got["session_end"].dtype == torch.bool
+    buffer.add(_fake_batch(7, 200.0))  # more than the capacity: the last 5 survive
+    got = buffer.sample(5, None)
+    assert sorted(got["rewards"][:, 0].tolist()) == [202.0, 203.0, 204.0, 205.0, 206.0]
+    with pytest.raises(ProvenmlError):
+        EpisodeBuffer(0)
+    with pytest.raises(ProvenmlError):
+        EpisodeBuffer(2).sample(1, None)
+
+
+def test_scripted_references_order_on_the_edge_layout() -> None:
+    options = evaluation_options("gridworld", 400, 0.07, seed=3)
+    ref = scripted_gridworld_returns(options, 0.07)
+    # knowing the latent beats inferring it, which beats ignoring it
+    assert ref["walk_to_latent"] > ref["infer_and_switch"] > ref["sit_nearest"] + 5
+    # with no switches, inference reaches nearly the oracle's return
+    still = evaluation_options("gridworld", 400, 0.0, seed=3)
+    ref0 = scripted_gridworld_returns(still, 0.0)
+    assert ref0["walk_to_latent"] - ref0["infer_and_switch"] < 2.0
+
+
+def test_running_norm_standardises_and_follows_drift() -> None:
+    from provenml.metarl.agents import RunningNorm
+
+    gen = torch.Generator().manual_seed(0)
+    norm = RunningNorm(2, window=1000.0)
+    data = torch.randn(5000, 2, generator=gen) * torch.tensor([2.0, 0.1]) + torch.tensor(
+        [3.0, -1.0]
+    )
+    norm.update(data)
+    out = norm(data)
+    torch.testing.assert_close(out.mean(0), torch.zeros(2), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.std(0), torch.ones(2), atol=1e-2, rtol=0)
+    # merged batches give the statistics of their union
+    merged = RunningNorm(2, window=1e9)
+    merged.update(data[:1000])
+    merged.update(data[1000:])
+    torch.testing.assert_close(merged.mean, data.mean(0), atol=1e-4, rtol=0)
+    torch.testing.assert_close(merged.var, data.var(0, unbiased=False), atol=1e-3, rtol=1e-3)
+    # a bounded window forgets: after many batches of a shifted distribution the mean follows
+    for _ in range(20):
+        norm.update(data[:500] + 10.0)
+    assert (norm.mean - (data.mean(0) + 10.0)).abs().max() < 0.1
+
+
+def test_belief_features_stored_when_acting_are_the_ones_ppo_sees() -> None:
+    torch.manual_seed(0)
+    agent = make_agent("dynamite", 6, 5, True, oracle_dim=2)
+    env = SessionGridWorldVec(4)
+    batch = collect(agent, env, torch.Generator().manual_seed(0), seed=0)
+    before = agent.policy_features(batch).clone()
+    agent.end_rollout()  # the statistics move only now, after the batch was stored
+    assert agent.feature_norm.count.item() == 4 * 61  # begin + 60 observations per env
+    torch.testing.assert_close(agent.policy_features(batch), before)
+    assert batch.features.shape == (4, 60, 10)

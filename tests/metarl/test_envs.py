@@ -106,3 +106,26 @@ def test_reacher_target_moves_only_at_session_ends() -> None:
     env.reset(seed=0)
     moved = env.angles[:, 1:] != env.angles[:, :-1]
     np.testing.assert_array_equal(moved, env.session_end[:, :-1])
+
+
+@pytest.mark.parametrize(
+    ("layout", "goals"),
+    [("edge", [[0, 0], [4, 0]]), ("diagonal", [[0, 0], [4, 4]])],
+)
+def test_fixed_goal_layouts_and_starts_off_goals(layout: str, goals: list[list[int]]) -> None:
+    env = SessionGridWorldVec(500, goal_layout=layout)
+    env.reset(seed=0)
+    assert (env.goals == np.array(goals)).all()
+    on_goal = (env.pos[:, None, :] == env.goals).all(-1).any(-1)
+    assert not on_goal.any()
+    # every free cell is a possible start
+    assert len(np.unique(env.pos[:, 0] * 5 + env.pos[:, 1])) == 23
+
+
+def test_random_goal_layout_draws_distinct_goals() -> None:
+    env = SessionGridWorldVec(500, goal_layout="random")
+    env.reset(seed=0)
+    assert not (env.goals[:, 0] == env.goals[:, 1]).all(-1).any()
+    assert len(np.unique(env.goals.reshape(500, 4), axis=0)) > 100
+    with pytest.raises(ProvenmlError):
+        SessionGridWorldVec(4, goal_layout="corners")

@@ -102,13 +102,18 @@ class Agent(nn.Module):
         """Features for the PPO loss (recomputed with gradients where the RL loss trains them)."""
         return batch.features
 
+    def end_rollout(self) -> None:
+        """Called after each training rollout (belief agents update feature statistics)."""
+
     def model_parameters(self) -> list[nn.Parameter]:
         """Parameters trained by a separate model loss (none for model-free agents)."""
         return []
 
     def model_loss(
-        self, batch: Rollout, generator: torch.Generator | None
+        self, episodes: dict[str, torch.Tensor], generator: torch.Generator | None
     ) -> tuple[torch.Tensor, dict[str, float]] | None:
+        """The belief-model loss on ``episodes`` (``transitions``, ``next_obs``, ``rewards``,
+        ``session_end``, each (N, H, ...)); None for agents without a belief model."""
         return None
 
 
@@ -158,8 +163,40 @@ class RL2Agent(Agent):
         return torch.cat([h0, out[:, :-1]], 1)  # features for acting at step j: after j-1
 
 
+class RunningNorm(nn.Module):
+    """Standardises features by running mean and variance (the observation normalisation of
+    common PPO implementations), here for the belief features ``[mu, logvar]`` whose scale
+    and offset drift while the encoder trains. Statistics are buffers: they move only in
+    ``update`` (once per collected batch), so the features stored with a batch are exactly
+    those the PPO update sees. The old statistics weigh at most ``window`` samples, so they
+    follow the encoder's drift instead of freezing at its early values."""
+
+    def __init__(self, dim: int, clip: float = 5.0, window: float = 100_000.0) -> None:
+        super().__init__()
+        self.clip, self.window = clip, window
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.tensor(0.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean) / torch.sqrt(self.var + 1e-8)).clamp(-self.clip, self.clip)
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Merge the statistics of ``x`` (..., dim) (parallel-variance formula)."""
+        x = x.reshape(-1, x.shape[-1])
+        n, mean, var = float(len(x)), x.mean(0), x.var(0, unbiased=False)
+        old = torch.clamp(self.count, max=self.window)
+        total = old + n
+        delta = mean - self.mean
+        self.var.copy_((self.var * old + var * n + delta**2 * old * n / total) / total)
+        self.mean.add_(delta * n / total)
+        self.count.fill_(total)
+
+
 class BeliefAgent(Agent):
-    """VariBAD / DynaMITE-RL: the policy sees ``[mu, logvar]`` of the current belief."""
+    """VariBAD / DynaMITE-RL: the policy sees ``[mu, logvar]`` of the current belief,
+    standardised by running statistics (``RunningNorm``, updated after each batch)."""
 
     def __init__(
         self,
@@ -183,10 +220,21 @@ class BeliefAgent(Agent):
             prior_conditioning=prior_conditioning,
         )
         self.decoder = RewardDecoder(obs_dim, latent_dim)
+        self.feature_norm = RunningNorm(self.feature_dim)
+        self._raw: list[torch.Tensor] = []  # raw features of the current rollout
 
     def _features(self, h: torch.Tensor) -> torch.Tensor:
         mu, logvar = self.encoder.gaussian(h)
-        return torch.cat([mu, logvar], -1)
+        raw = torch.cat([mu, logvar], -1)
+        if self.training:
+            self._raw.append(raw)
+        return self.feature_norm(raw)
+
+    def end_rollout(self) -> None:
+        """Fold the raw features of the rollout just collected into the running statistics."""
+        if self._raw:
+            self.feature_norm.update(torch.stack(self._raw))
+        self._raw = []
 
     def begin(self, num_envs: int, latent: torch.Tensor) -> tuple[Any, torch.Tensor]:
         h = self.encoder.initial(num_envs)
@@ -202,15 +250,15 @@ class BeliefAgent(Agent):
         return [*self.encoder.parameters(), *self.decoder.parameters()]
 
     def model_loss(
-        self, batch: Rollout, generator: torch.Generator | None
+        self, episodes: dict[str, torch.Tensor], generator: torch.Generator | None
     ) -> tuple[torch.Tensor, dict[str, float]] | None:
         return belief_losses(
             self.encoder,
             self.decoder,
-            batch.transitions,
-            batch.next_obs,
-            batch.rewards,
-            batch.session_end,
+            episodes["transitions"],
+            episodes["next_obs"],
+            episodes["rewards"],
+            episodes["session_end"],
             self.loss_cfg,
             generator,
         )

@@ -31,6 +31,7 @@ from gymnasium.vector.utils import batch_space
 from provenml.core import ProvenmlError
 
 GRID_SWITCH_MATRIX = ((0.2, 0.8), (0.8, 0.2))
+GOAL_LAYOUTS = ("edge", "diagonal", "random")
 # stay, up, right, down, left
 _MOVES = np.array([[0, 0], [0, 1], [1, 0], [0, -1], [-1, 0]], dtype=np.int64)
 
@@ -79,9 +80,13 @@ class SessionGridWorldVec(gym.vector.VectorEnv):
     goal 1 - agent in [-1, 1], all divided by ``size - 1`` (the goals' positions are observed).
     Actions: 0 stay, 1 up, 2 right, 3 down, 4 left (walls clip the move).
     The paying goal (latent in {0, 1}) switches between sessions by ``switch_matrix``.
-    Goals sit in opposite corners, (0, 0) and (size-1, size-1) (8 steps apart on 5x5); with
-    ``random_goals`` they are drawn anew each episode (a harder task for PPO to learn: the
-    policy must then learn to select between two goal offsets).
+    ``goal_layout`` places the goals: ``"edge"`` (default) in the two corners of one edge,
+    (0, 0) and (size-1, 0), 4 steps apart on 5x5; ``"diagonal"`` in opposite corners, (0, 0)
+    and (size-1, size-1), 8 steps apart; ``"random"``: two distinct cells drawn anew each
+    episode (a harder task for PPO: the policy must learn to select between two goal offsets).
+    The layout sets how much inference is worth: on the diagonal a walk between the goals
+    costs 8 steps, so a policy that infers the paying goal gains little over one that sits on
+    a goal (see ``docs/metarl.md``).
     ``info``: ``latent`` (the latent that produced this step's reward), ``next_latent``,
     ``session_end`` (the session ended after this step), never part of the observation.
     """
@@ -96,10 +101,14 @@ class SessionGridWorldVec(gym.vector.VectorEnv):
         horizon: int = 60,
         session_end_prob: float = 0.07,
         switch_matrix: tuple[tuple[float, float], ...] = GRID_SWITCH_MATRIX,
-        random_goals: bool = False,
+        goal_layout: str = "edge",
     ) -> None:
         _check_prob(session_end_prob)
-        self.random_goals = random_goals
+        if goal_layout not in GOAL_LAYOUTS:
+            raise ProvenmlError(
+                f"unknown goal_layout {goal_layout!r}; choose one of {', '.join(GOAL_LAYOUTS)}"
+            )
+        self.goal_layout = goal_layout
         if size < 2 or horizon < 1 or num_envs < 1:
             raise ProvenmlError("need size >= 2, horizon >= 1 and num_envs >= 1")
         self.num_envs = num_envs
@@ -131,11 +140,15 @@ class SessionGridWorldVec(gym.vector.VectorEnv):
         # two distinct goal cells and a start cell, drawn without replacement per copy
         order = np.argsort(self._rng.random((n, cells)), axis=1)[:, :3]
         xy = np.stack([order // self.size, order % self.size], axis=-1)
-        if not self.random_goals:  # goals in opposite corners, start anywhere else
-            corners = np.array([[0, 0], [self.size - 1, self.size - 1]])
+        if self.goal_layout != "random":  # fixed goal cells, start on any other cell
+            last = self.size - 1
+            other = [last, last] if self.goal_layout == "diagonal" else [last, 0]
+            corners = np.array([[0, 0], other])
             xy[:, :2] = corners
-            free = np.argsort(self._rng.random((n, cells - 2)), axis=1)[:, 0] + 1
-            xy[:, 2] = np.stack([free // self.size, free % self.size], axis=-1)
+            index = corners[:, 0] * self.size + corners[:, 1]
+            free = np.setdiff1d(np.arange(cells), index)
+            pick = free[self._rng.integers(0, len(free), size=n)]
+            xy[:, 2] = np.stack([pick // self.size, pick % self.size], axis=-1)
         self.goals = np.asarray(options.get("goals", xy[:, :2]), dtype=np.int64).copy()
         self.pos = np.asarray(options.get("start", xy[:, 2]), dtype=np.int64).copy()
         if "latents" in options:

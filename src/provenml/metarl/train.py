@@ -30,18 +30,26 @@ class TrainConfig:
 
     env: str = "gridworld"
     session_end_prob: float = 0.07
+    goal_layout: str = "edge"  # grid world: where the two goals sit (see SessionGridWorldVec)
     num_envs: int = 32
     total_steps: int = 200_000
     model_lr: float = 3e-3
     model_updates: int = 4  # belief-model gradient steps per batch (fresh ELBO subsample each)
+    model_buffer: int = 2048  # episodes kept for the belief model (VariBAD's VAE buffer)
+    model_batch: int = 64  # episodes drawn from the buffer for each belief-model step
     latent_dim: int = 5
     ppo: PPOConfig = field(default_factory=PPOConfig)
     belief: BeliefLossConfig = field(default_factory=BeliefLossConfig)
 
 
-def make_vec_env(kind: str, num_envs: int, session_end_prob: float) -> VecEnv:
+def make_vec_env(
+    kind: str, num_envs: int, session_end_prob: float, goal_layout: str = "edge"
+) -> VecEnv:
+    """The batched env by name; ``goal_layout``: the grid world's goal placement."""
     if kind == "gridworld":
-        return SessionGridWorldVec(num_envs, session_end_prob=session_end_prob)
+        return SessionGridWorldVec(
+            num_envs, session_end_prob=session_end_prob, goal_layout=goal_layout
+        )
     if kind == "reacher":
         return SessionReacherVec(num_envs, session_end_prob=session_end_prob)
     raise ProvenmlError(f"unknown env {kind!r}; choose gridworld or reacher")
@@ -130,6 +138,53 @@ def collect(
     )
 
 
+class EpisodeBuffer:
+    """A FIFO buffer of the most recent episodes for training the belief model.
+
+    VariBAD (Zintgraf et al. 2020, Sec. 4 and App. C) trains its VAE on trajectories drawn
+    from a buffer of recent episodes rather than only the current policy batch: the decoder
+    sees more, and more varied, data per update. Tensors are preallocated,
+    ``(capacity, horizon, ...)``; ``add`` overwrites the oldest episodes.
+    """
+
+    FIELDS = ("transitions", "next_obs", "rewards", "session_end")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ProvenmlError(f"the episode buffer needs capacity >= 1, got {capacity}")
+        self.capacity = capacity
+        self.size = 0
+        self._next = 0
+        self._data: dict[str, torch.Tensor] = {}
+
+    def add(self, batch: Rollout) -> None:
+        """Store every episode of ``batch`` (the oldest are overwritten when full)."""
+        n = batch.rewards.shape[0]
+        if not self._data:
+            self._data = {
+                k: torch.zeros(
+                    (self.capacity, *getattr(batch, k).shape[1:]), dtype=getattr(batch, k).dtype
+                )
+                for k in self.FIELDS
+            }
+        slots = (self._next + torch.arange(n)) % self.capacity
+        if n > self.capacity:  # only the last `capacity` episodes survive
+            slots, keep = slots[-self.capacity :], torch.arange(n)[-self.capacity :]
+        else:
+            keep = torch.arange(n)
+        for k in self.FIELDS:
+            self._data[k][slots] = getattr(batch, k)[keep]
+        self._next = int((self._next + n) % self.capacity)
+        self.size = min(self.capacity, self.size + n)
+
+    def sample(self, count: int, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        """``count`` stored episodes drawn uniformly without replacement (all if fewer)."""
+        if self.size == 0:
+            raise ProvenmlError("the episode buffer is empty: add a batch first")
+        index = torch.randperm(self.size, generator=generator)[: min(count, self.size)]
+        return {k: v[index] for k, v in self._data.items()}
+
+
 @dataclass
 class TrainResult:
     agent: Agent
@@ -158,7 +213,7 @@ def _train(
     name: str, cfg: TrainConfig, seed: int, on_iteration: Callable[[int, float], None] | None
 ) -> TrainResult:
     torch.manual_seed(seed)
-    env = make_vec_env(cfg.env, cfg.num_envs, cfg.session_end_prob)
+    env = make_vec_env(cfg.env, cfg.num_envs, cfg.session_end_prob, cfg.goal_layout)
     agent = build_agent(name, env, cfg)
     model_params = {id(p) for p in agent.model_parameters()}
     rl_params = [p for p in agent.parameters() if id(p) not in model_params]
@@ -168,6 +223,7 @@ def _train(
     )
     generator = torch.Generator().manual_seed(seed)
     env_rng = np.random.default_rng(seed)
+    buffer = EpisodeBuffer(cfg.model_buffer) if model_opt is not None else None
     steps_per_iter = cfg.num_envs * env.horizon
     iterations = max(1, cfg.total_steps // steps_per_iter)
     p = cfg.ppo
@@ -177,6 +233,7 @@ def _train(
         entropy_coef = p.entropy_coef + (final - p.entropy_coef) * it / max(1, iterations - 1)
         # 1. act: one episode in every env
         batch = collect(agent, env, generator, seed=int(env_rng.integers(2**31)))
+        agent.end_rollout()  # statistics move after the batch: its stored features stay valid
         curve_steps.append((it + 1) * steps_per_iter)
         curve_returns.append(float(batch.rewards.sum(1).mean()))
         if on_iteration is not None:
@@ -203,10 +260,12 @@ def _train(
                 loss.backward()
                 nn.utils.clip_grad_norm_(rl_params, p.max_grad_norm)
                 rl_opt.step()
-        # 4. belief model (VariBAD / DynaMITE-RL): a few steps on this batch's episodes
+        # 4. belief model (VariBAD / DynaMITE-RL): a few steps on episodes from the buffer
+        if buffer is not None:
+            buffer.add(batch)
         for _ in range(cfg.model_updates if model_opt is not None else 0):
-            assert model_opt is not None
-            out = agent.model_loss(batch, generator)
+            assert model_opt is not None and buffer is not None
+            out = agent.model_loss(buffer.sample(cfg.model_batch, generator), generator)
             assert out is not None
             model_loss, parts = out
             model_opt.zero_grad()
@@ -222,10 +281,12 @@ def _train(
 # ----------------------------------------------------------------------------------------------
 
 
-def evaluation_options(kind: str, episodes: int, session_end_prob: float, seed: int) -> dict:
+def evaluation_options(
+    kind: str, episodes: int, session_end_prob: float, seed: int, goal_layout: str = "edge"
+) -> dict:
     """A fixed set of episodes (latent switch sequences, goals, starts) to replay for every
     agent: drawn once from ``seed`` by the environment's own sampler."""
-    env = make_vec_env(kind, episodes, session_end_prob)
+    env = make_vec_env(kind, episodes, session_end_prob, goal_layout)
     env.reset(seed=seed)
     if isinstance(env, SessionGridWorldVec):
         return {
@@ -311,8 +372,11 @@ def evaluate(
     episodes = len(options["session_end"])
     env = make_vec_env(kind, episodes, session_end_prob)
     generator = torch.Generator().manual_seed(seed)
+    was_training = agent.training
+    agent.eval()  # evaluation rollouts leave the feature statistics alone
     with intra_op_threads(1):
         batch = collect(agent, env, generator, seed=seed, options=options)
+    agent.train(was_training)
     rewards = batch.rewards.numpy()
     latents = batch.extras["latents"]
     ends = batch.session_end.numpy()
@@ -331,3 +395,38 @@ def evaluate(
     return Evaluation(
         float(returns.mean()), returns, steps, found, count, rewards.mean(0), accuracy
     )
+
+
+def _step_towards(pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """Grid action that moves ``pos`` one cell towards ``goal`` (x first, then y; 0 = stay)."""
+    dx, dy = (goal - pos).T
+    return np.select([dx > 0, dx < 0, dy > 0, dy < 0], [2, 4, 1, 3], default=0)
+
+
+def scripted_gridworld_returns(options: dict, session_end_prob: float) -> dict[str, float]:
+    """Mean return of three hand-written grid-world policies on the fixed episodes ``options``
+    (references for reading the agents' returns, not agents):
+
+    * ``walk_to_latent``: walks straight to the paying goal, knowing it (the oracle's optimum);
+    * ``sit_nearest``: walks to the nearest goal and stays (the memoryless optimum);
+    * ``infer_and_switch``: walks to the nearest goal, stays while paid and walks to the other
+      goal when standing on one pays 0 (acts on the 1-bit inference the task asks for).
+    """
+    episodes = len(options["session_end"])
+    env = SessionGridWorldVec(episodes, session_end_prob=session_end_prob)
+    rows = np.arange(episodes)
+    out = {}
+    for policy in ("walk_to_latent", "sit_nearest", "infer_and_switch"):
+        env.reset(seed=0, options=options)
+        target = np.abs(env.goals - env.pos[:, None]).sum(-1).argmin(1)
+        total = np.zeros(episodes)
+        for _ in range(env.horizon):
+            if policy == "walk_to_latent":
+                target = env.latent
+            _, reward, _, _, _ = env.step(_step_towards(env.pos, env.goals[rows, target]))
+            total += reward
+            if policy == "infer_and_switch":
+                on_target = (env.pos == env.goals[rows, target]).all(-1)
+                target = np.where(on_target & (reward == 0.0), 1 - target, target)
+        out[policy] = float(total.mean())
+    return out
