@@ -172,6 +172,33 @@ def test_methods_explain_a_constant_channel_model():
             assert torch.allclose(e.edge_mask, e.edge_mask[rev])
 
 
+@pytest.mark.parametrize(
+    ("train_accs", "kept", "attempts"),
+    [
+        ([1.0, 0.2], 0, 1),  # a run that fits is never restarted
+        ([0.5, 1.0, 0.9], 1, 2),  # a collapsed run is restarted until one fits
+        ([0.5, 0.8, 0.6, 0.7, 1.0], 1, 4),  # at most max_attempts; the best train accuracy wins
+    ],
+)
+def test_graph_classifier_restarts_a_run_that_does_not_fit(monkeypatch, train_accs, kept, attempts):
+    import provenml.explain.models as models
+
+    ds = load_dataset("ba_2motifs", 0, **SMALL["ba_2motifs"])
+    runs = [GINGraphClassifier(ds.num_features, 4, 2) for _ in train_accs]
+    test_graphs = [ds.graphs[i] for i in ds.test_index.tolist()]
+    fits = iter(runs)
+    monkeypatch.setattr(models, "_fit_graph_classifier", lambda *a, **k: (next(fits), 7))
+    acc = {id(m): a for m, a in zip(runs, train_accs, strict=True)}
+    monkeypatch.setattr(
+        models,
+        "graph_accuracy",
+        lambda m, graphs: -1.0 if graphs == test_graphs else acc[id(m)],
+    )
+    trained = models.train_graph_classifier(ds, max_attempts=4)
+    assert trained.model is runs[kept] and trained.attempts == attempts
+    assert trained.train_acc == train_accs[kept] and trained.test_acc == -1.0
+
+
 # -- metrics -------------------------------------------------------------------------------------
 def _toy_batch():
     # a 4-cycle, both directions: edges (0,1),(1,0),(1,2),(2,1),(2,3),(3,2),(3,0),(0,3)

@@ -92,6 +92,7 @@ class TrainedModel:
     train_acc: float
     test_acc: float
     epochs: int
+    attempts: int = 1  # training runs from a fresh initialisation (graph classifier restarts)
 
 
 def train_node_classifier(
@@ -190,12 +191,46 @@ def train_graph_classifier(
     epochs: int = 200,
     lr: float = 0.003,
     num_batches: int = 8,
+    max_attempts: int = 4,
 ) -> TrainedModel:
     """Training of the GIN classifier on the train graphs, in ``num_batches`` mini-batches that
     are collated once (the graphs are tiny: collating per step would dominate the time); stops
-    when every train graph is classified correctly (checked every 5 epochs)."""
+    when every train graph is classified correctly (checked every 5 epochs).
+
+    A run that ends without fitting the train graphs (on BA-2Motifs, seed 4's first run stays at
+    chance, train accuracy 0.51: the sum-pooled GIN collapses to one class) is restarted from a
+    fresh initialisation, up to ``max_attempts`` runs in all; the run with the highest *train*
+    accuracy is kept (the test graphs play no part in the choice). A run that fits is never
+    restarted, so every seed whose first run fits gets exactly the model it got before.
+    """
     train = [dataset.graphs[i] for i in dataset.train_index.tolist()]
     test = [dataset.graphs[i] for i in dataset.test_index.tolist()]
+    best: tuple[nn.Module, float, int] | None = None
+    attempts = 0
+    while attempts < max(1, max_attempts) and (best is None or best[1] < 1.0):
+        attempts += 1
+        model, epoch = _fit_graph_classifier(
+            dataset, train, hidden, num_layers, epochs, lr, num_batches
+        )
+        train_acc = graph_accuracy(model, train)
+        if best is None or train_acc > best[1]:
+            best = (model, train_acc, epoch)
+    assert best is not None
+    model, train_acc, epoch = best
+    return TrainedModel(model, train_acc, graph_accuracy(model, test), epoch, attempts)
+
+
+def _fit_graph_classifier(
+    dataset: GroundTruthDataset,
+    train: list[Data],
+    hidden: int,
+    num_layers: int,
+    epochs: int,
+    lr: float,
+    num_batches: int,
+) -> tuple[nn.Module, int]:
+    """One training run of a fresh GIN classifier (Adam, fixed mini-batches); the model in
+    eval mode and the epochs it ran."""
     model = GINGraphClassifier(dataset.num_features, hidden, dataset.num_classes, num_layers)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     perm = torch.randperm(len(train)).tolist()
@@ -212,7 +247,7 @@ def train_graph_classifier(
         if epoch % 5 == 0 and graph_accuracy(model, train) >= 1.0:
             break
     model.eval()
-    return TrainedModel(model, graph_accuracy(model, train), graph_accuracy(model, test), epoch)
+    return model, epoch
 
 
 @torch.no_grad()
