@@ -261,3 +261,32 @@ def test_belief_features_stored_when_acting_are_the_ones_ppo_sees() -> None:
     assert agent.feature_norm.count.item() == 4 * 61  # begin + 60 observations per env
     torch.testing.assert_close(agent.policy_features(batch), before)
     assert batch.features.shape == (4, 60, 10)
+
+
+def test_bayes_filter_hand_computed() -> None:
+    agent = make_agent("bayes_filter", 6, 5, True, oracle_dim=2, session_end_prob=0.1)
+    state, feature = agent.begin(3, torch.zeros(3, 2))
+    assert feature.abs().max().item() == 0.0
+
+    def step(reward: float, off0: tuple[float, float], off1: tuple[float, float]) -> torch.Tensor:
+        return torch.tensor([[1, 0, 0, 0, 0, reward, 0.5, 0.5, *off0, *off1]], dtype=torch.float32)
+
+    x = torch.cat(
+        [
+            step(0.0, (0.0, 0.0), (1.0, 0.0)),  # on goal 0, paid 0: goal 1 pays
+            step(1.0, (1.0, 0.0), (0.0, 0.0)),  # on goal 1, paid 1: goal 1 pays
+            step(-0.1, (0.5, 0.0), (-0.5, 0.0)),  # off the goals: no evidence
+        ]
+    )
+    state, feature = agent.observe(state, x, torch.zeros(3, 2))
+    switch = 0.1 * 0.8  # P(the paying goal changes before the next step)
+    torch.testing.assert_close(state[0], torch.tensor([switch, 1 - switch]))
+    torch.testing.assert_close(state[1], torch.tensor([switch, 1 - switch]))
+    torch.testing.assert_close(state[2], torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(feature[:, 0], state[:, 0] - state[:, 1])
+    # another uninformative step: the belief relaxes towards 1/2 by the switch rate
+    state, _ = agent.observe(state, x[2:].expand(3, -1), torch.zeros(3, 2))
+    expected = switch * (1 - switch) + (1 - switch) * switch
+    torch.testing.assert_close(state[0, 0], torch.tensor(expected))
+    with pytest.raises(ProvenmlError):
+        make_agent("bayes_filter", 4, 2, False, oracle_dim=2)  # the reacher

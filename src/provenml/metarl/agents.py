@@ -5,6 +5,9 @@ features, i.e. in what the agent knows about the hidden latent:
 
 * ``oracle``: the true current latent (upper bound; it cheats, by design);
 * ``memoryless``: nothing (lower bound);
+* ``bayes_filter`` (grid world only, a diagnostic): the exact posterior of the paying goal
+  from the HMM forward filter, i.e. a perfect belief; it tells "PPO cannot act on a belief"
+  apart from "the learned belief is not good enough";
 * ``rl2`` (Duan et al. 2016): a GRU over ``(a, r, s')`` trained end to end by the PPO loss;
 * ``varibad`` (Zintgraf et al. 2020): the mean and log-variance of the VariBAD posterior,
   with the encoder trained by the ELBO only (the RL loss does not reach it, as in VariBAD);
@@ -26,10 +29,12 @@ from torch.nn import functional as F
 
 from provenml.core import ProvenmlError
 from provenml.metarl.belief import BeliefEncoder, BeliefLossConfig, RewardDecoder, belief_losses
+from provenml.metarl.envs import GRID_SWITCH_MATRIX
 from provenml.metarl.ppo import ActorCritic
 
 AGENTS: tuple[str, ...] = (
     "oracle",
+    "bayes_filter",
     "memoryless",
     "rl2",
     "varibad",
@@ -135,6 +140,50 @@ class OracleAgent(Agent):
         self, state: Any, transition: torch.Tensor, next_latent: torch.Tensor
     ) -> tuple[Any, torch.Tensor]:
         return None, next_latent
+
+
+class BayesFilterAgent(Agent):
+    """PPO on the exact belief over the grid world's paying goal (a diagnostic upper bound for
+    belief agents): the HMM forward filter (Rabiner 1989, eqs. 19-20) with the environment's
+    known session-end probability ``p`` and switch matrix ``M``.
+
+    Correction: standing on goal k, reward 1 means goal k pays and 0 means the other does;
+    elsewhere the reward carries no evidence. Prediction: ``b <- b ((1 - p) I + p M)``.
+    Feature: ``P(goal 0 pays) - P(goal 1 pays)`` for the next step.
+    """
+
+    feature_dim = 1
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: int, session_end_prob: float) -> None:
+        if obs_dim != 6 or action_dim != 5:
+            raise ProvenmlError("bayes_filter is defined for the session grid world only")
+        super().__init__(obs_dim, action_dim, True, hidden)
+        matrix = torch.tensor(GRID_SWITCH_MATRIX, dtype=torch.float32)
+        self.register_buffer(
+            "transition", (1 - session_end_prob) * torch.eye(2) + session_end_prob * matrix
+        )
+
+    def begin(self, num_envs: int, latent: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        belief = torch.full((num_envs, 2), 0.5)
+        return belief, belief[:, :1] - belief[:, 1:]
+
+    def observe(
+        self, state: Any, transition: torch.Tensor, next_latent: torch.Tensor
+    ) -> tuple[Any, torch.Tensor]:
+        reward = transition[:, self.action_dim]
+        offsets = transition[:, self.action_dim + 3 :].reshape(-1, 2, 2)  # goal k - agent
+        on_goal = (offsets.abs() < 1e-6).all(-1)  # (N, 2)
+        paid = reward > 0.5
+        # likelihood of the reward under "goal k pays", k = 0, 1
+        likelihood = torch.where(
+            on_goal.any(-1, keepdim=True),
+            (on_goal == paid[:, None]).float(),
+            torch.ones_like(state),
+        )
+        posterior = state * likelihood
+        posterior = posterior / posterior.sum(-1, keepdim=True).clamp_min(1e-12)
+        belief = posterior @ self.transition
+        return belief, belief[:, :1] - belief[:, 1:]
 
 
 class RL2Agent(Agent):
@@ -274,13 +323,17 @@ def make_agent(
     hidden: int = 64,
     latent_dim: int = 5,
     loss_cfg: BeliefLossConfig | None = None,
+    session_end_prob: float = 0.07,
 ) -> Agent:
-    """Build an agent by name (see ``AGENTS``)."""
+    """Build an agent by name (see ``AGENTS``); ``session_end_prob`` is used by
+    ``bayes_filter`` only (it knows the environment's dynamics)."""
     base = loss_cfg or BeliefLossConfig()
     if name == "oracle":
         return OracleAgent(obs_dim, action_dim, discrete, hidden, oracle_dim)
     if name == "memoryless":
         return MemorylessAgent(obs_dim, action_dim, discrete, hidden)
+    if name == "bayes_filter":
+        return BayesFilterAgent(obs_dim, action_dim, hidden, session_end_prob)
     if name == "rl2":
         return RL2Agent(obs_dim, action_dim, discrete, hidden)
     if name == "varibad":

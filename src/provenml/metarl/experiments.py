@@ -23,6 +23,7 @@ from provenml.metarl.train import TrainConfig, evaluate, evaluation_options, tra
 LABELS = {
     "oracle": "oracle PPO",
     "memoryless": "memoryless PPO",
+    "bayes_filter": "PPO + exact belief",
     "rl2": "RL2",
     "varibad": "VariBAD",
     "dynamite": "DynaMITE-RL",
@@ -193,9 +194,10 @@ def _summarize_gridworld(results: list[Result], ctx: RunContext) -> None:
     summarize=_summarize_gridworld,
 )
 def gridworld(cfg: GridworldConfig, ctx: RunContext) -> Result:
-    unknown = set(cfg.agents) - set(GRID_AGENTS)
+    allowed = (*GRID_AGENTS, "bayes_filter")
+    unknown = set(cfg.agents) - set(allowed)
     if unknown:
-        raise ProvenmlError(f"agents must be among {', '.join(GRID_AGENTS)}; got {unknown}")
+        raise ProvenmlError(f"agents must be among {', '.join(allowed)}; got {unknown}")
     runs = _train_and_evaluate(cfg, ctx, cfg.agents)
     _plot_curves(ctx, [runs], "session grid world")
     ret = {k: v["return"] for k, v in runs.items()}

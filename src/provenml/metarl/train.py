@@ -76,6 +76,7 @@ def build_agent(name: str, env: VecEnv, cfg: TrainConfig) -> Agent:
         hidden=cfg.ppo.hidden,
         latent_dim=cfg.latent_dim,
         loss_cfg=cfg.belief,
+        session_end_prob=cfg.session_end_prob,
     )
 
 
