@@ -41,7 +41,7 @@ COMMUNITY_TRAINING: dict[str, Any] = {
 
 @dataclass
 class BenchmarkConfig(Config):
-    """Defaults are the ``small`` preset (4-8 minutes a seed on 2 shared cores)."""
+    """Defaults are the ``small`` preset (2.5-8 minutes a seed on 2 shared cores, by load)."""
 
     datasets: tuple[str, ...] = (
         "ba_shapes",
@@ -183,7 +183,7 @@ def markdown_tables(tables: list[dict[str, Any]], data: dict[str, Any]) -> str:
     "PGExplainer reach their published BA-Shapes AUROC; SubgraphX has the best Fidelity- on "
     "BA-2Motifs",
     config=BenchmarkConfig,
-    time={"smoke": "20s", "small": "4-8 min per seed", "paper": "GPU hours"},
+    time={"smoke": "20s", "small": "2.5-8 min per seed", "paper": "GPU hours"},
     summarize=_summarize,
 )
 def run(cfg: BenchmarkConfig, ctx: RunContext) -> Result:
