@@ -1,11 +1,12 @@
 """Environment steps per second: the batched session grid world and PPO training with each
 agent, as ratios against a single-env ``gymnasium.Env`` loop measured in the same run.
 
-    .venv/bin/python benchmarks/bench_metarl_steps.py [--num-envs 64] [--iterations 5]
+    .venv/bin/python benchmarks/bench_metarl_steps.py [--num-envs 256] [--iterations 3]
 
 The anchor is the plain loop everyone writes first: one ``SessionGridWorld`` (a gymnasium
 ``Env``), ``env.step(env.action_space.sample())``, no learning. Training numbers include the
-policy forward pass, the belief model, PPO and the belief-model update, with 1 torch thread.
+policy forward pass, the belief model, PPO and the belief-model update, with 1 torch thread,
+under the settings of the ``metarl.gridworld`` small preset (8 PPO epochs, 8 belief steps).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import numpy as np
 import torch
 
 from provenml.metarl.envs import SessionGridWorld, SessionGridWorldVec
-from provenml.metarl.train import TrainConfig, train_agent
+from provenml.metarl.experiments import GridworldConfig
+from provenml.metarl.train import train_agent
 
 
 def single_env_loop(steps: int) -> float:
@@ -45,7 +47,8 @@ def batched_env(num_envs: int, episodes: int) -> float:
 
 
 def training(agent: str, num_envs: int, iterations: int) -> float:
-    cfg = TrainConfig(num_envs=num_envs, total_steps=num_envs * 60 * iterations)
+    preset = GridworldConfig(num_envs=num_envs, total_steps=num_envs * 60 * iterations)
+    cfg = preset.train_config()
     start = time.perf_counter()
     train_agent(agent, cfg, seed=0, threads=1)
     return cfg.total_steps / (time.perf_counter() - start)
@@ -53,15 +56,15 @@ def training(agent: str, num_envs: int, iterations: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num-envs", type=int, default=64)
-    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--num-envs", type=int, default=256)
+    parser.add_argument("--iterations", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
     anchor = single_env_loop(20_000)
     rows = [("single gymnasium.Env loop (anchor)", anchor)]
     rows.append((f"SessionGridWorldVec, {args.num_envs} envs", batched_env(args.num_envs, 50)))
     training("dynamite", 8, 1)  # warm-up: torch's first-call costs are not the agent's
-    for agent in ("memoryless", "oracle", "rl2", "varibad", "dynamite"):
+    for agent in ("memoryless", "oracle", "bayes_filter", "rl2", "varibad", "dynamite"):
         rows.append(
             (
                 f"PPO training: {agent}, {args.num_envs} envs",
