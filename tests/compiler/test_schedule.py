@@ -200,3 +200,31 @@ def test_thread_choice_needs_a_clear_win_and_no_worse_tail() -> None:
     # faster in most calls, but every 3rd call stalls: the median wins, the tail does not
     stalls = FakeGraph({1: [0.002], 2: [0.001, 0.001, 0.02]})
     assert choose_threads(stalls, [], 2, rounds=7, min_time=0.0001)[0] == 1  # type: ignore[arg-type]
+
+
+def test_stall_guard_falls_back_to_one_thread_and_retries(cache: str) -> None:
+    """With a limit no call can meet, every multi-thread call is a stall: the graph drops to
+    one thread, retries after the back-off (doubling it), and results stay correct."""
+    torch.manual_seed(0)
+    model, x = ThreeSlices().eval(), torch.randn(256, 16)
+    compiled = pc.compile(
+        model, (x,), tuning=False, tune_threads=False, threads=2, parallel_work=0, cache_dir=cache
+    )
+    with torch.no_grad():
+        ref = model(x).numpy()
+    cg = compiled.graph
+    cg.guard_threads(2, stall_seconds=0.0, backoff=3)
+    seen = []
+    for _ in range(12):
+        np.testing.assert_allclose(compiled(x).numpy(), ref, rtol=1e-4, atol=1e-5)
+        seen.append(cg.threads)
+    # 2 threads are tried at calls 1, 4 (after 3 calls on one) and 10 (after 6): 3 stalls
+    assert seen == [1] * 12
+    assert cg.stalls == 3
+    cg.set_threads(2)  # an explicit count switches the guard off
+    compiled(x)
+    assert cg.threads == 2 and cg.stalls == 3
+    cg.guard_threads(2, stall_seconds=10.0)  # a generous limit: no stall, stays at 2
+    for _ in range(5):
+        compiled(x)
+    assert cg.threads == 2 and cg.stalls == 3

@@ -102,8 +102,9 @@ def compile_graph(
     single_output: bool = True,
     example_inputs: Sequence[torch.Tensor] | None = None,
 ) -> Compiled:
-    """Optimize, lower, build (cached) and load an IR graph. With tuning and example inputs,
-    the thread count (1..``options.threads``) is chosen by timing the whole graph."""
+    """Optimize, lower, build (cached) and load an IR graph. With example inputs, the thread
+    count (1..``options.threads``) is chosen by timing the whole graph (:func:`choose_threads`)
+    and, if more than one, guarded at run time (``CompiledGraph.guard_threads``)."""
     t0 = time.perf_counter()
     log: list[str] = []
     stages = optimize(g, options, log)
@@ -113,7 +114,9 @@ def compile_graph(
     cg = CompiledGraph(final, program, path, options.threads)
     if options.tune_threads and options.threads > 1 and example_inputs is not None:
         best, samples = choose_threads(cg, example_inputs, options.threads)
-        cg.set_threads(best)
+        # more threads than one: guard them (a call slower than twice the one-thread median
+        # means a stall; fall back to one thread for a while)
+        cg.guard_threads(best, 2.0 * float(np.median(samples[1])))
         log.append(
             "threads (median / 80th percentile of "
             f"{len(samples[1])} interleaved rounds): "

@@ -37,11 +37,50 @@ class CompiledGraph:
         self._arena = self.arena.ctypes.data
         self._consts = self.consts.ctypes.data
         self.threads = threads
+        self._guard: tuple[float, int] | None = None  # (stall limit in s, guarded count)
+        self._calls = 0
+        self._retry_at = 0
+        self._backoff = 0
+        self.stalls = 0  # calls that exceeded the guard's limit (see guard_threads)
         self.set_threads(threads)
 
     def set_threads(self, threads: int) -> None:
+        """Run every call with ``threads`` threads (and switch off :meth:`guard_threads`)."""
+        self._guard = None
+        self._use(threads)
+
+    def _use(self, threads: int) -> None:
         self.threads = int(threads)
         self.lib.pm_set_threads(self.threads)
+
+    def guard_threads(self, threads: int, stall_seconds: float, backoff: int = 64) -> None:
+        """Run with ``threads`` threads, but fall back to one thread whenever a call takes
+        longer than ``stall_seconds`` (a barrier waited for a thread that lost its core: the
+        load changed after the thread count was chosen). After a stall the next ``backoff``
+        calls run on one thread, then ``threads`` is tried again; each further stall doubles
+        the wait (up to 65536 calls)."""
+        self._use(threads)
+        self._guard = (stall_seconds, int(threads)) if threads > 1 else None
+        self._backoff = max(1, backoff)
+        self._retry_at = 0
+
+    def _guarded_entry(self) -> None:
+        assert self._guard is not None
+        limit, want = self._guard
+        self._calls += 1
+        if self.threads != want:
+            if self._calls >= self._retry_at:
+                self._use(want)
+            else:
+                self.entry(self._in_addr, self._out_addr, self._arena, self._consts)
+                return
+        start = time.perf_counter()
+        self.entry(self._in_addr, self._out_addr, self._arena, self._consts)
+        if time.perf_counter() - start > limit:
+            self.stalls += 1
+            self._use(1)
+            self._retry_at = self._calls + self._backoff
+            self._backoff = min(2 * self._backoff, 65536)
 
     def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         if len(inputs) != len(self.in_types):
@@ -63,7 +102,10 @@ class CompiledGraph:
         outs = [torch.empty(v.shape, dtype=_TORCH_DTYPE[v.dtype]) for v in self.out_types]
         for k, o in enumerate(outs):
             self._out[k] = o.data_ptr()
-        self.entry(self._in_addr, self._out_addr, self._arena, self._consts)
+        if self._guard is None:
+            self.entry(self._in_addr, self._out_addr, self._arena, self._consts)
+        else:
+            self._guarded_entry()
         return outs
 
     def benchmark(
