@@ -25,6 +25,7 @@ from provenml.metarl.train import (
     evaluate,
     evaluation_options,
     scripted_gridworld_returns,
+    scripted_gridworld_rollout,
     steps_to_goal_after_switch,
     train_agent,
 )
@@ -290,3 +291,24 @@ def test_bayes_filter_hand_computed() -> None:
     torch.testing.assert_close(state[0, 0], torch.tensor(expected))
     with pytest.raises(ProvenmlError):
         make_agent("bayes_filter", 4, 2, False, oracle_dim=2)  # the reacher
+
+
+def test_scripted_rollout_records_encoder_inputs() -> None:
+    options = evaluation_options("gridworld", 200, 0.07, seed=4)
+    inputs, latents = scripted_gridworld_rollout(options, 0.07, "infer_and_switch")
+    assert inputs.shape == (200, 60, 12) and latents.shape == (200, 60)
+    np.testing.assert_array_equal(latents, options["latents"])
+    # the exact filter run over these inputs names the paying goal right after a 0 on a goal
+    agent = make_agent("bayes_filter", 6, 5, True, oracle_dim=2)
+    state, _ = agent.begin(200, torch.zeros(200, 2))
+    correct, count = 0, 0
+    for t in range(59):
+        state, feature = agent.observe(state, inputs[:, t], torch.zeros(200, 2))
+        on_goal = (inputs[:, t, 8:12].reshape(-1, 2, 2).abs().sum(-1) < 1e-6).any(-1)
+        after_zero = on_goal & (inputs[:, t, 5].abs() < 0.05)
+        predicted = (feature[:, 0] < 0).long().numpy()  # 0 when goal 0 is more likely
+        correct += int((predicted == latents[:, t + 1])[after_zero.numpy()].sum())
+        count += int(after_zero.sum())
+    assert count > 50 and correct / count > 0.9
+    with pytest.raises(ProvenmlError):
+        scripted_gridworld_rollout(options, 0.07, "teleport")

@@ -404,6 +404,47 @@ def _step_towards(pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
     return np.select([dx > 0, dx < 0, dy > 0, dy < 0], [2, 4, 1, 3], default=0)
 
 
+SCRIPTED_POLICIES = ("walk_to_latent", "sit_nearest", "infer_and_switch")
+
+
+def scripted_gridworld_rollout(
+    options: dict, session_end_prob: float, policy: str
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Play the hand-written grid-world ``policy`` (see ``scripted_gridworld_returns``) on the
+    fixed episodes ``options``. Returns the encoder inputs ``[one_hot(a_t), r_t, s_{t+1}]``
+    (N, H, 12), as ``collect`` records them, and the latent in force at each step (N, H):
+    enough to score any belief model on the trajectories of a policy that acts on inference.
+    """
+    if policy not in SCRIPTED_POLICIES:
+        raise ProvenmlError(f"unknown policy {policy!r}; choose one of {SCRIPTED_POLICIES}")
+    episodes = len(options["session_end"])
+    env = SessionGridWorldVec(episodes, session_end_prob=session_end_prob)
+    rows = np.arange(episodes)
+    env.reset(seed=0, options=options)
+    target = np.abs(env.goals - env.pos[:, None]).sum(-1).argmin(1)
+    inputs, latents = [], []
+    for _ in range(env.horizon):
+        if policy == "walk_to_latent":
+            target = env.latent
+        action = _step_towards(env.pos, env.goals[rows, target])
+        obs, reward, _, _, info = env.step(action)
+        latents.append(info["latent"])
+        inputs.append(
+            torch.cat(
+                [
+                    encode_action(torch.as_tensor(action), 5, True),
+                    torch.as_tensor(reward)[:, None],
+                    torch.as_tensor(obs),
+                ],
+                -1,
+            )
+        )
+        if policy == "infer_and_switch":
+            on_target = (env.pos == env.goals[rows, target]).all(-1)
+            target = np.where(on_target & (reward == 0.0), 1 - target, target)
+    return torch.stack(inputs, 1), np.stack(latents, 1)
+
+
 def scripted_gridworld_returns(options: dict, session_end_prob: float) -> dict[str, float]:
     """Mean return of three hand-written grid-world policies on the fixed episodes ``options``
     (references for reading the agents' returns, not agents):
@@ -413,21 +454,8 @@ def scripted_gridworld_returns(options: dict, session_end_prob: float) -> dict[s
     * ``infer_and_switch``: walks to the nearest goal, stays while paid and walks to the other
       goal when standing on one pays 0 (acts on the 1-bit inference the task asks for).
     """
-    episodes = len(options["session_end"])
-    env = SessionGridWorldVec(episodes, session_end_prob=session_end_prob)
-    rows = np.arange(episodes)
     out = {}
-    for policy in ("walk_to_latent", "sit_nearest", "infer_and_switch"):
-        env.reset(seed=0, options=options)
-        target = np.abs(env.goals - env.pos[:, None]).sum(-1).argmin(1)
-        total = np.zeros(episodes)
-        for _ in range(env.horizon):
-            if policy == "walk_to_latent":
-                target = env.latent
-            _, reward, _, _, _ = env.step(_step_towards(env.pos, env.goals[rows, target]))
-            total += reward
-            if policy == "infer_and_switch":
-                on_target = (env.pos == env.goals[rows, target]).all(-1)
-                target = np.where(on_target & (reward == 0.0), 1 - target, target)
-        out[policy] = float(total.mean())
+    for policy in SCRIPTED_POLICIES:
+        inputs, _ = scripted_gridworld_rollout(options, session_end_prob, policy)
+        out[policy] = float(inputs[..., 5].sum(1).mean())  # rewards sit after the 5 actions
     return out
