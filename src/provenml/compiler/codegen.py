@@ -711,35 +711,9 @@ class Lowering:
             ],
         )
         epi_fn = self._epi_fn(n, anchor, epi, len(ov.shape) - 1, names)
-        variants = []
-        for full_m in (True, False):
-            if not full_m and m % mr == 0:
-                continue
-            mr_v = mr if full_m else m % mr
-            for full_n in (True, False):
-                if not full_n and nn_ % nr == 0:
-                    continue
-                nrs = nr if full_n else nn_ % nr
-                tile = self._tile(
-                    mr_v,
-                    nr,
-                    nrs,
-                    ku,
-                    f"ap[(i0 + ii)*{kk} + k]",
-                    f"bp[k*{nr} + ji]",
-                    f"{Y}[r*{nn_} + c]",
-                    None,
-                    epi_fn,
-                    kk,
-                    (f"ap + i0*{kk}", str(kk), "bp", str(nr)),
-                )
-                tile[-1] = _with_lets(tile[-1], [f"r = bt*{m} + i0 + ii", "c = j0 + ji"])
-                cond = (
-                    ("io < MB_FULL" if full_m else "io == MB_FULL")
-                    + " && "
-                    + ("jo < NB_FULL" if full_n else "jo == NB_FULL")
-                )
-                variants.append(L.If(cond, tile))
+        variants = self._mm_variants(
+            m, nn_, kk, kk, mr, nr, ku, "ap", f"{Y}[r*{nn_} + c]", f"bt*{m} + i0 + ii", epi_fn
+        )
         head = [
             f"const long pb = p / {nb}, jo = p % {nb}, bt = pb, j0 = jo * {nr};",
             f"float* dst = pk + p*{kk * nr};",
