@@ -698,18 +698,7 @@ class Lowering:
         # One parallel iteration per packed panel p = (batch pb, column block jo): the thread
         # that packs a panel of B also computes every row tile that reads it, so packing needs
         # no barrier (each thread only reads the panels it packed itself).
-        pack = L.Loop(
-            "k",
-            kk,
-            [
-                L.Loop(
-                    "ji",
-                    nr,
-                    [L.Stmt(f"dst[k*{nr} + ji] = (jo*{nr} + ji < {nn_}) ? {bsrc} : 0.f;")],
-                    "vectorize",
-                )
-            ],
-        )
+        pack = _pack_panel(kk, nr, nn_, bsrc)
         epi_fn = self._epi_fn(n, anchor, epi, len(ov.shape) - 1, names)
         variants = self._mm_variants(
             m, nn_, kk, kk, mr, nr, ku, "ap", f"{Y}[r*{nn_} + c]", f"bt*{m} + i0 + ii", epi_fn
@@ -803,18 +792,7 @@ class Lowering:
             epi: Any,
             pk: str,
         ) -> L.Loop:
-            pack = L.Loop(
-                "k",
-                kk,
-                [
-                    L.Loop(
-                        "ji",
-                        nr,
-                        [L.Stmt(f"dst[k*{nr} + ji] = (jo*{nr} + ji < {ncols}) ? {src} : 0.f;")],
-                        "vectorize",
-                    )
-                ],
-            )
+            pack = _pack_panel(kk, nr, ncols, src)
             variants = self._mm_variants(
                 m, ncols, kk, lda, mr, nr, int(sched["ku"]), a, store, f"bt*{m} + i0 + ii", epi
             )
@@ -1689,3 +1667,20 @@ def lower(
     if header:
         prog.source = C_HEADER + prog.source
     return prog
+
+
+def _pack_panel(kk: int, nr: int, ncols: int, src: str) -> L.Loop:
+    """Copy one ``kk x nr`` column panel of B into ``dst`` (row-major, ``nr`` wide), reading
+    element ``src`` and zero-filling columns past ``ncols`` (the GEMM's pre-packing)."""
+    return L.Loop(
+        "k",
+        kk,
+        [
+            L.Loop(
+                "ji",
+                nr,
+                [L.Stmt(f"dst[k*{nr} + ji] = (jo*{nr} + ji < {ncols}) ? {src} : 0.f;")],
+                "vectorize",
+            )
+        ],
+    )
