@@ -105,8 +105,8 @@ def _train_and_evaluate(
     train_cfg = cfg.train_config(p)
     options = evaluation_options(cfg.env, cfg.eval_episodes, p, cfg.eval_seed, cfg.goal_layout)
     out: dict[str, dict[str, Any]] = {}
+    iterations = max(1, cfg.total_steps // (cfg.num_envs * 60))
     for name in agents:
-        iterations = max(1, cfg.total_steps // (cfg.num_envs * 60))
         with ctx.progress_bar(iterations, f"{tag}{name}") as bar:
 
             def log(step: int, ret: float, name: str = name) -> None:

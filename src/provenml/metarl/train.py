@@ -375,9 +375,11 @@ def evaluate(
     generator = torch.Generator().manual_seed(seed)
     was_training = agent.training
     agent.eval()  # evaluation rollouts leave the feature statistics alone
-    with intra_op_threads(1):
-        batch = collect(agent, env, generator, seed=seed, options=options)
-    agent.train(was_training)
+    try:
+        with intra_op_threads(1):
+            batch = collect(agent, env, generator, seed=seed, options=options)
+    finally:
+        agent.train(was_training)
     rewards = batch.rewards.numpy()
     latents = batch.extras["latents"]
     ends = batch.session_end.numpy()
