@@ -312,3 +312,43 @@ def test_scripted_rollout_records_encoder_inputs() -> None:
     assert count > 50 and correct / count > 0.9
     with pytest.raises(ProvenmlError):
         scripted_gridworld_rollout(options, 0.07, "teleport")
+
+
+def test_reward_decoder_broadcasts_like_the_concatenated_input() -> None:
+    from provenml.metarl.belief import RewardDecoder
+
+    torch.manual_seed(0)
+    decoder = RewardDecoder(obs_dim=6, latent_dim=5)
+    latent, obs = torch.randn(3, 4, 1, 5), torch.randn(3, 1, 7, 6)
+    full = torch.cat([latent.expand(3, 4, 7, 5), obs.expand(3, 4, 7, 6)], -1)
+    expected = decoder.net(full).squeeze(-1)
+    torch.testing.assert_close(decoder(latent, obs), expected)
+
+
+def test_model_pretraining_adds_steps_on_the_first_batch_only() -> None:
+    base = TrainConfig(num_envs=8, total_steps=8 * 60 * 3, model_updates=2)
+    plain = train_agent("varibad", base, seed=0)
+    pretrained = train_agent(
+        "varibad", TrainConfig(**{**base.__dict__, "model_pretrain_updates": 5}), seed=0
+    )
+    assert len(plain.model_losses) == 3 * 2
+    assert len(pretrained.model_losses) == 3 * 2 + 5
+    # the first batch is collected by the same initial policy either way
+    assert plain.curve_returns[0] == pretrained.curve_returns[0]
+
+
+def test_cell_decoder_reads_the_head_of_the_entered_cell() -> None:
+    from provenml.metarl.belief import CellRewardDecoder
+
+    torch.manual_seed(0)
+    decoder = CellRewardDecoder(size=5, latent_dim=3)
+    latent = torch.randn(2, 3)
+    heads = decoder.net(latent)  # (2, 25)
+    obs = torch.zeros(2, 6)
+    obs[0, :2] = torch.tensor([4, 0]) / 4  # cell (4, 0)
+    obs[1, :2] = torch.tensor([1, 3]) / 4  # cell (1, 3)
+    torch.testing.assert_close(decoder(latent, obs), torch.stack([heads[0, 20], heads[1, 8]]))
+    # broadcasting: every latent against every step, as the ELBO decodes them
+    many = decoder(latent[:, None, None], obs[None, None].expand(1, 1, 2, 6))
+    assert many.shape == (2, 1, 2)
+    torch.testing.assert_close(many[1, 0], torch.stack([heads[1, 20], heads[1, 8]]))

@@ -28,7 +28,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from provenml.core import ProvenmlError
-from provenml.metarl.belief import BeliefEncoder, BeliefLossConfig, RewardDecoder, belief_losses
+from provenml.metarl.belief import (
+    BeliefEncoder,
+    BeliefLossConfig,
+    CellRewardDecoder,
+    RewardDecoder,
+    belief_losses,
+)
 from provenml.metarl.envs import GRID_SWITCH_MATRIX
 from provenml.metarl.ppo import ActorCritic
 
@@ -257,6 +263,7 @@ class BeliefAgent(Agent):
         loss_cfg: BeliefLossConfig,
         session_aware: bool,
         prior_conditioning: bool,
+        grid_size: int | None = None,
     ):
         self.feature_dim = 2 * latent_dim
         super().__init__(obs_dim, action_dim, discrete, hidden)
@@ -268,7 +275,12 @@ class BeliefAgent(Agent):
             session_aware=session_aware,
             prior_conditioning=prior_conditioning,
         )
-        self.decoder = RewardDecoder(obs_dim, latent_dim)
+        # a fixed grid: VariBAD's one-head-per-cell decoder; otherwise decode from the state
+        self.decoder: RewardDecoder | CellRewardDecoder = (
+            CellRewardDecoder(grid_size, latent_dim)
+            if grid_size is not None
+            else RewardDecoder(obs_dim, latent_dim)
+        )
         self.feature_norm = RunningNorm(self.feature_dim)
         self._raw: list[torch.Tensor] = []  # raw features of the current rollout
 
@@ -324,9 +336,12 @@ def make_agent(
     latent_dim: int = 5,
     loss_cfg: BeliefLossConfig | None = None,
     session_end_prob: float = 0.07,
+    grid_size: int | None = None,
 ) -> Agent:
     """Build an agent by name (see ``AGENTS``); ``session_end_prob`` is used by
-    ``bayes_filter`` only (it knows the environment's dynamics)."""
+    ``bayes_filter`` only (it knows the environment's dynamics); ``grid_size`` (a grid world
+    whose goals sit in fixed cells) gives the belief agents VariBAD's per-cell reward decoder
+    (``CellRewardDecoder``) instead of the state-conditioned one."""
     base = loss_cfg or BeliefLossConfig()
     if name == "oracle":
         return OracleAgent(obs_dim, action_dim, discrete, hidden, oracle_dim)
@@ -338,7 +353,9 @@ def make_agent(
         return RL2Agent(obs_dim, action_dim, discrete, hidden)
     if name == "varibad":
         cfg = BeliefLossConfig(**{**base.__dict__, "consistency": False, "session_masking": False})
-        return BeliefAgent(obs_dim, action_dim, discrete, hidden, latent_dim, cfg, False, False)
+        return BeliefAgent(
+            obs_dim, action_dim, discrete, hidden, latent_dim, cfg, False, False, grid_size
+        )
     if name.startswith("dynamite"):
         flags = {
             "dynamite": (True, True, True),
@@ -352,7 +369,9 @@ def make_agent(
         cfg = BeliefLossConfig(
             **{**base.__dict__, "consistency": consistency, "session_masking": masking}
         )
-        return BeliefAgent(obs_dim, action_dim, discrete, hidden, latent_dim, cfg, True, prior)
+        return BeliefAgent(
+            obs_dim, action_dim, discrete, hidden, latent_dim, cfg, True, prior, grid_size
+        )
     raise ProvenmlError(f"unknown agent {name!r}; choose one of {', '.join(AGENTS)}")
 
 

@@ -156,13 +156,18 @@ class BeliefEncoder(nn.Module):
         Session-aware: ``h_j = (1 - c) GRU(x, h_{j-1}) + c GRU(x, h_start)`` with
         ``c = sigmoid(termination_logit)`` detached (the head learns only from the flags).
         """
-        e = self.embed(x)
-        h_raw = self.gru(e, h_prev)
+        return self._recur(h_prev, self.embed(x))
+
+    def _recur(
+        self, h_prev: torch.Tensor, e: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``step`` on an already embedded transition ``e`` (the two GRU branches of the
+        session-aware update run as one batched call)."""
         if not self.session_aware:
-            return h_raw, None, None
-        logit = self.termination(h_raw).squeeze(-1)
+            return self.gru(e, h_prev), None, None
         h_start = self.session_start_state(h_prev)
-        h_new = self.gru(e, h_start)
+        h_raw, h_new = self.gru(torch.cat([e, e]), torch.cat([h_prev, h_start])).chunk(2)
+        logit = self.termination(h_raw).squeeze(-1)
         gate = torch.sigmoid(logit).detach()[:, None]
         return (1 - gate) * h_raw + gate * h_new, logit, h_start
 
@@ -172,9 +177,9 @@ class BeliefEncoder(nn.Module):
         h = self.initial(num_envs)
         init_mu, init_logvar = self.gaussian(h)
         hs, logits, starts = [], [], []
+        embedded = self.embed(inputs)  # all steps at once; only the recurrence loops
         for j in range(horizon):
-            h_prev = h
-            h, logit, h_start = self.step(h_prev, inputs[:, j])
+            h, logit, h_start = self._recur(h, embedded[:, j])
             hs.append(h)
             logits.append(logit)
             starts.append(h_start)
@@ -204,7 +209,49 @@ class RewardDecoder(nn.Module):
         )
 
     def forward(self, latent: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([latent, next_obs], -1)).squeeze(-1)
+        """Predicted reward; ``latent`` (..., D) and ``next_obs`` (..., obs_dim) broadcast
+        against each other, so every latent can decode every step without materialising the
+        concatenated (latents x steps) input: the first layer is applied to each part."""
+        first = self.net[0]
+        assert isinstance(first, nn.Linear)
+        latent_dim = latent.shape[-1]
+        hidden = F.linear(latent, first.weight[:, :latent_dim]) + F.linear(
+            next_obs, first.weight[:, latent_dim:], first.bias
+        )
+        return self.net[1:](hidden).squeeze(-1)
+
+
+class CellRewardDecoder(nn.Module):
+    """VariBAD's grid-world reward decoder (Zintgraf et al. 2020, App. B): one output head per
+    grid cell, ``p(r | m, cell) = N(head_cell(m), 1)``, scored at the cell the agent entered.
+
+    The latent alone predicts the reward of every cell, so it has to say *which* cell pays,
+    a fact that holds wherever the agent stands. A decoder that also reads the state can
+    settle for "the cell I am on pays", a code that loses its meaning once the agent walks
+    away. ``next_obs[..., :2]`` is the agent's (x, y) divided by ``size - 1``.
+    """
+
+    def __init__(self, size: int, latent_dim: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.size = size
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, size * size),
+        )
+
+    def cell_index(self, next_obs: torch.Tensor) -> torch.Tensor:
+        xy = torch.round(next_obs[..., :2] * (self.size - 1)).long()
+        return xy[..., 0] * self.size + xy[..., 1]
+
+    def forward(self, latent: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """Predicted reward; ``latent`` (..., D) and ``next_obs`` (..., obs_dim) broadcast."""
+        per_cell = self.net(latent)  # (..., cells)
+        cells = self.cell_index(next_obs)
+        shape = torch.broadcast_shapes(per_cell.shape[:-1], cells.shape)
+        return torch.gather(per_cell.expand(*shape, -1), -1, cells.expand(shape)[..., None])[..., 0]
 
 
 @dataclass
@@ -221,7 +268,7 @@ class BeliefLossConfig:
 
 def belief_losses(
     encoder: BeliefEncoder,
-    decoder: RewardDecoder,
+    decoder: RewardDecoder | CellRewardDecoder,
     inputs: torch.Tensor,
     next_obs: torch.Tensor,
     rewards: torch.Tensor,
@@ -240,21 +287,19 @@ def belief_losses(
     * Consistency (if on) and the termination head's cross-entropy on the env's flags.
     """
     beliefs = encoder(inputs)
-    num_envs, horizon = rewards.shape
+    horizon = rewards.shape[1]
     steps = torch.randperm(horizon, generator=generator)[: min(cfg.elbo_subsample, horizon)]
     mu_t, logvar_t = beliefs.mu[:, steps], beliefs.logvar[:, steps]
     latent = mu_t + torch.randn(mu_t.shape, generator=generator) * torch.exp(0.5 * logvar_t)
-    k = len(steps)
-    decoded = decoder(
-        latent[:, :, None].expand(num_envs, k, horizon, latent.shape[-1]),
-        next_obs[:, None].expand(num_envs, k, horizon, next_obs.shape[-1]),
-    )
+    decoded = decoder(latent[:, :, None], next_obs[:, None])  # (N, k, H)
     squared = (decoded - rewards[:, None]) ** 2  # (N, k, H)
     if cfg.session_masking:
         mask = session_reconstruction_mask(session_end, steps).float()
     else:
         mask = torch.ones_like(squared)
-    reconstruction = ((squared * mask).sum(-1) / mask.sum(-1)).mean()
+    # summed over the decoded transitions, as in the ELBO (VariBAD eq. 8): a single surprising
+    # reward (the first 0 on a goal) must outweigh the KL cost of moving the posterior
+    reconstruction = (squared * mask).sum(-1).mean()
 
     prev_mu, prev_logvar = beliefs.prev_mu, beliefs.prev_logvar
     if encoder.session_aware:

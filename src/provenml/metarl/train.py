@@ -37,6 +37,17 @@ class TrainConfig:
     model_updates: int = 4  # belief-model gradient steps per batch (fresh ELBO subsample each)
     model_buffer: int = 2048  # episodes kept for the belief model (VariBAD's VAE buffer)
     model_batch: int = 64  # episodes drawn from the buffer for each belief-model step
+    # extra belief-model steps on the first batch (the initial policy's episodes, counted in
+    # ``total_steps``) before the second batch is collected: VariBAD's ``pretrain_len``. The
+    # policy then learns on informative beliefs instead of locking in a belief-blind
+    # behaviour while the model catches up.
+    model_pretrain_updates: int = 0
+    # belief agents only: this many of the ``num_envs`` episodes of every batch act uniformly
+    # at random (counted in ``total_steps``); they feed the belief model's buffer, never the
+    # PPO update, so the model also sees the walks between goals a settled policy stops making
+    explore_envs: int = 0
+    # grid world with fixed goal cells: VariBAD's one-reward-head-per-cell decoder
+    cell_decoder: bool = True
     latent_dim: int = 5
     ppo: PPOConfig = field(default_factory=PPOConfig)
     belief: BeliefLossConfig = field(default_factory=BeliefLossConfig)
@@ -67,6 +78,7 @@ def build_agent(name: str, env: VecEnv, cfg: TrainConfig) -> Agent:
     obs_dim = env.single_observation_space.shape[0]  # type: ignore[index]
     action_dim = int(env.single_action_space.n) if discrete else 2  # type: ignore[attr-defined]
     oracle_dim = env.num_latents if discrete else 2
+    fixed_grid = discrete and cfg.cell_decoder and env.goal_layout != "random"  # type: ignore[union-attr]
     return make_agent(
         name,
         obs_dim,
@@ -77,6 +89,7 @@ def build_agent(name: str, env: VecEnv, cfg: TrainConfig) -> Agent:
         latent_dim=cfg.latent_dim,
         loss_cfg=cfg.belief,
         session_end_prob=cfg.session_end_prob,
+        grid_size=env.size if fixed_grid else None,  # type: ignore[union-attr]
     )
 
 
@@ -88,8 +101,10 @@ def collect(
     *,
     seed: int | None = None,
     options: dict[str, Any] | None = None,
+    random_envs: torch.Tensor | None = None,
 ) -> Rollout:
-    """Run one episode in every env at once; the policy samples its actions."""
+    """Run one episode in every env at once; the policy samples its actions, except in the
+    envs flagged by ``random_envs`` (bool, (num_envs,)), which act uniformly at random."""
     obs_np, info = env.reset(seed=seed, options=options)
     n, horizon = env.num_envs, env.horizon
     state, features = agent.begin(n, latent_features(env, info["latent"]))
@@ -107,6 +122,12 @@ def collect(
         else:
             noise = torch.randn(n, agent.action_dim, generator=generator)
             action = dist.mean + dist.stddev * noise
+        if random_envs is not None:
+            if agent.discrete:
+                uniform = (u * agent.action_dim).long().clamp(max=agent.action_dim - 1)
+            else:
+                uniform = torch.rand(n, agent.action_dim, generator=generator) * 2 - 1
+            action = torch.where(random_envs.view(-1, *[1] * (action.dim() - 1)), uniform, action)
         feats.append(features)
         logps.append(dist.log_prob(action))
         values.append(agent.policy.value(policy_in))
@@ -225,6 +246,11 @@ def _train(
     generator = torch.Generator().manual_seed(seed)
     env_rng = np.random.default_rng(seed)
     buffer = EpisodeBuffer(cfg.model_buffer) if model_opt is not None else None
+    explore = cfg.explore_envs if model_opt is not None else 0
+    if not 0 <= explore < cfg.num_envs:
+        raise ProvenmlError(f"explore_envs must be in [0, num_envs), got {cfg.explore_envs}")
+    random_envs = torch.arange(cfg.num_envs) >= cfg.num_envs - explore if explore else None
+    policy_envs = torch.arange(cfg.num_envs - explore)  # the episodes PPO learns from
     steps_per_iter = cfg.num_envs * env.horizon
     iterations = max(1, cfg.total_steps // steps_per_iter)
     p = cfg.ppo
@@ -233,20 +259,23 @@ def _train(
         final = p.entropy_coef if p.entropy_final is None else p.entropy_final
         entropy_coef = p.entropy_coef + (final - p.entropy_coef) * it / max(1, iterations - 1)
         # 1. act: one episode in every env
-        batch = collect(agent, env, generator, seed=int(env_rng.integers(2**31)))
+        batch = collect(
+            agent, env, generator, seed=int(env_rng.integers(2**31)), random_envs=random_envs
+        )
         agent.end_rollout()  # statistics move after the batch: its stored features stay valid
         curve_steps.append((it + 1) * steps_per_iter)
-        curve_returns.append(float(batch.rewards.sum(1).mean()))
+        curve_returns.append(float(batch.rewards[policy_envs].sum(1).mean()))
         if on_iteration is not None:
             on_iteration(curve_steps[-1], curve_returns[-1])
         # 2. advantages by GAE on the stored values
         advantages, returns = gae(batch.rewards, batch.values, p.gamma, p.gae_lambda)
         # 3. PPO epochs over minibatches of whole episodes (keeps recurrence intact)
-        per_mb = max(1, cfg.num_envs // p.minibatches)
+        num_policy = len(policy_envs)
+        per_mb = max(1, num_policy // p.minibatches)
         clock = (torch.arange(env.horizon) / env.horizon)[None, :, None].expand(per_mb, -1, 1)
         for _ in range(p.epochs):
-            order = torch.randperm(cfg.num_envs, generator=generator)
-            for start in range(0, cfg.num_envs, per_mb):
+            order = policy_envs[torch.randperm(num_policy, generator=generator)]
+            for start in range(0, num_policy, per_mb):
                 envs = order[start : start + per_mb]
                 mb = batch.select(envs)
                 policy_in = torch.cat([mb.obs, clock, agent.policy_features(mb)], -1)
@@ -264,7 +293,8 @@ def _train(
         # 4. belief model (VariBAD / DynaMITE-RL): a few steps on episodes from the buffer
         if buffer is not None:
             buffer.add(batch)
-        for _ in range(cfg.model_updates if model_opt is not None else 0):
+        updates = cfg.model_updates + (cfg.model_pretrain_updates if it == 0 else 0)
+        for _ in range(updates if model_opt is not None else 0):
             assert model_opt is not None and buffer is not None
             out = agent.model_loss(buffer.sample(cfg.model_batch, generator), generator)
             assert out is not None
