@@ -352,3 +352,19 @@ def test_cell_decoder_reads_the_head_of_the_entered_cell() -> None:
     many = decoder(latent[:, None, None], obs[None, None].expand(1, 1, 2, 6))
     assert many.shape == (2, 1, 2)
     torch.testing.assert_close(many[1, 0], torch.stack([heads[1, 20], heads[1, 8]]))
+
+
+def test_exploration_episodes_feed_the_model_only() -> None:
+    cfg = TrainConfig(num_envs=8, total_steps=8 * 60, model_updates=1, explore_envs=3)
+    torch.manual_seed(0)
+    env = SessionGridWorldVec(8)
+    agent = make_agent("varibad", 6, 5, True, oracle_dim=2)
+    random_envs = torch.arange(8) >= 5
+    batch = collect(agent, env, torch.Generator().manual_seed(0), seed=0, random_envs=random_envs)
+    # the random envs' actions are uniform: all five actions appear, in roughly equal numbers
+    counts = torch.bincount(batch.actions[5:].reshape(-1), minlength=5)
+    assert (counts > 0.12 * counts.sum()).all()
+    result = train_agent("varibad", cfg, seed=0)  # PPO runs on the 5 policy episodes
+    assert len(result.curve_returns) == 1
+    with pytest.raises(ProvenmlError, match="explore_envs"):
+        train_agent("varibad", TrainConfig(**{**cfg.__dict__, "explore_envs": 8}), seed=0)

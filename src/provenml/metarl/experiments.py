@@ -56,7 +56,10 @@ class MetaRLConfig(Config):
     latent_dim: int = 5
     kl_weight: float = 0.1
     model_lr: float = 1e-3  # belief model (VariBAD / DynaMITE-RL encoder and decoder)
-    model_updates: int = 8  # belief-model steps per batch, 64 buffered episodes each
+    model_updates: int = 24  # belief-model steps per batch
+    model_batch: int = 32  # buffered episodes per belief-model step (VariBAD's grid world: 25)
+    model_pretrain_updates: int = 1000  # extra belief-model steps on the first batch
+    explore_envs: int = 64  # belief agents: random-action episodes per batch, model data only
     eval_episodes: int = 500
     eval_seed: int = 2024  # the same episodes for every agent and every training seed
     threads: int = 1
@@ -73,6 +76,9 @@ class MetaRLConfig(Config):
             latent_dim=self.latent_dim,
             model_lr=self.model_lr,
             model_updates=self.model_updates,
+            model_batch=self.model_batch,
+            model_pretrain_updates=self.model_pretrain_updates,
+            explore_envs=self.explore_envs,
             ppo=PPOConfig(
                 lr=self.lr,
                 epochs=self.epochs,
@@ -84,7 +90,14 @@ class MetaRLConfig(Config):
         )
 
 
-_SMOKE: dict[str, Any] = {"total_steps": 8 * 60 * 2, "num_envs": 8, "eval_episodes": 40}
+_SMOKE: dict[str, Any] = {
+    "total_steps": 8 * 60 * 2,
+    "num_envs": 8,
+    "eval_episodes": 40,
+    "model_updates": 2,
+    "model_pretrain_updates": 4,
+    "explore_envs": 2,
+}
 _PAPER: dict[str, Any] = {
     "total_steps": 10_000_000,
     "num_envs": 256,
