@@ -350,6 +350,7 @@ def ablations(cfg: AblationConfig, ctx: RunContext) -> Result:
 class SessionRateConfig(MetaRLConfig):
     rates: tuple[float, ...] = (0.0, 0.03, 0.07, 0.2, 1.0)
     total_steps: int = 300_000
+    model_pretrain_updates: int = 300  # 30 runs must fit the 20-minute budget on 2 cores
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {**_SMOKE, "rates": (0.0, 0.07, 1.0)},
         "paper": _PAPER,
