@@ -59,7 +59,8 @@ class MetaRLConfig(Config):
     model_updates: int = 24  # belief-model steps per batch
     model_batch: int = 32  # buffered episodes per belief-model step (VariBAD's grid world: 25)
     model_pretrain_updates: int = 1000  # extra belief-model steps on the first batch
-    explore_envs: int = 64  # belief agents: random-action episodes per batch, model data only
+    # belief agents: share of each batch's episodes that act at random (model data only)
+    explore_fraction: float = 0.25
     eval_episodes: int = 500
     eval_seed: int = 2024  # the same episodes for every agent and every training seed
     threads: int = 1
@@ -78,7 +79,7 @@ class MetaRLConfig(Config):
             model_updates=self.model_updates,
             model_batch=self.model_batch,
             model_pretrain_updates=self.model_pretrain_updates,
-            explore_envs=self.explore_envs,
+            explore_envs=int(self.num_envs * self.explore_fraction),
             ppo=PPOConfig(
                 lr=self.lr,
                 epochs=self.epochs,
@@ -96,7 +97,6 @@ _SMOKE: dict[str, Any] = {
     "eval_episodes": 40,
     "model_updates": 2,
     "model_pretrain_updates": 4,
-    "explore_envs": 2,
 }
 _PAPER: dict[str, Any] = {
     "total_steps": 10_000_000,
