@@ -211,7 +211,7 @@ def _summarize_gridworld(results: list[Result], ctx: RunContext) -> None:
     config=GridworldConfig,
     time={
         "smoke": "15 s",
-        "small": "15 min measured (5 seeds x 6 agents incl. bayes_filter, --jobs 2, load 1.2)",
+        "small": "21 min measured (5 seeds x 5 agents, --jobs 2; over the 20-min budget)",
         "paper": "hours per agent",
     },
     summarize=_summarize_gridworld,
@@ -319,7 +319,7 @@ def _summarize_ablations(results: list[Result], ctx: RunContext) -> None:
     config=AblationConfig,
     time={
         "smoke": "15 s",
-        "small": "10 min measured (3 seeds, --jobs 2, load 1.0)",
+        "small": "28 min measured (3 seeds, --jobs 2; over the 20-min budget)",
         "paper": "hours",
     },
     summarize=_summarize_ablations,
@@ -395,7 +395,7 @@ def _summarize_rates(results: list[Result], ctx: RunContext) -> None:
     config=SessionRateConfig,
     time={
         "smoke": "20 s",
-        "small": "9.8 min measured (3 seeds, --jobs 2, load 1.1)",
+        "small": "24 min measured (3 seeds, --jobs 2; over the 20-min budget)",
         "paper": "hours",
     },
     summarize=_summarize_rates,
@@ -459,7 +459,7 @@ def _summarize_reacher(results: list[Result], ctx: RunContext) -> None:
     config=ReacherConfig,
     time={
         "smoke": "15 s",
-        "small": "5.8 min measured (3 seeds, --jobs 2, load 1.0)",
+        "small": "24 min measured with --jobs 1 (3 seeds; about 12 min with --jobs 2)",
         "paper": "hours",
     },
     summarize=_summarize_reacher,
