@@ -368,3 +368,11 @@ def test_exploration_episodes_feed_the_model_only() -> None:
     assert len(result.curve_returns) == 1
     with pytest.raises(ProvenmlError, match="explore_envs"):
         train_agent("varibad", TrainConfig(**{**cfg.__dict__, "explore_envs": 8}), seed=0)
+
+
+def test_uneven_minibatches_train() -> None:
+    # 9 PPO episodes in 4 minibatches: chunks of 2, 2, 2, 2 and a remainder of 1
+    cfg = TrainConfig(num_envs=12, total_steps=12 * 60, model_updates=1, explore_envs=3)
+    assert len(train_agent("dynamite", cfg, seed=0).curve_returns) == 1
+    cfg = TrainConfig(num_envs=9, total_steps=9 * 60)
+    assert len(train_agent("rl2", cfg, seed=0).curve_returns) == 1

@@ -278,7 +278,7 @@ def _train(
             for start in range(0, num_policy, per_mb):
                 envs = order[start : start + per_mb]
                 mb = batch.select(envs)
-                policy_in = torch.cat([mb.obs, clock, agent.policy_features(mb)], -1)
+                policy_in = torch.cat([mb.obs, clock[: len(envs)], agent.policy_features(mb)], -1)
                 dist = agent.policy.distribution(policy_in)
                 adv = advantages[envs]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
