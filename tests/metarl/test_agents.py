@@ -359,8 +359,11 @@ def test_exploration_episodes_feed_the_model_only() -> None:
     torch.manual_seed(0)
     env = SessionGridWorldVec(8)
     agent = make_agent("varibad", 6, 5, True, oracle_dim=2)
+    with torch.no_grad():  # a policy that always stays: random actions must come from elsewhere
+        agent.policy.actor[-1].bias.copy_(torch.tensor([50.0, 0.0, 0.0, 0.0, 0.0]))
     random_envs = torch.arange(8) >= 5
     batch = collect(agent, env, torch.Generator().manual_seed(0), seed=0, random_envs=random_envs)
+    assert (batch.actions[:5] == 0).all()
     # the random envs' actions are uniform: all five actions appear, in roughly equal numbers
     counts = torch.bincount(batch.actions[5:].reshape(-1), minlength=5)
     assert (counts > 0.12 * counts.sum()).all()

@@ -279,7 +279,7 @@ def belief_losses(
     """The VariBAD ELBO (eq. 8) with DynaMITE-RL's changes; returns (loss, parts).
 
     * Reconstruction: for a random subsample of ``elbo_subsample`` latent steps t (as VariBAD
-      does to save compute), sample ``m ~ post_t`` and score the squared error of decoded
+      does to save compute), sample ``m ~ post_t`` and sum the squared errors of the decoded
       rewards of all transitions j (VariBAD) or of t's own session only (session masking).
     * KL: ``KL(post_j || post_{j-1})`` (VariBAD); for DynaMITE-RL, at a true session start the
       target is the session prior ``p(m | previous session's final belief)`` instead; plus
@@ -294,12 +294,10 @@ def belief_losses(
     decoded = decoder(latent[:, :, None], next_obs[:, None])  # (N, k, H)
     squared = (decoded - rewards[:, None]) ** 2  # (N, k, H)
     if cfg.session_masking:
-        mask = session_reconstruction_mask(session_end, steps).float()
-    else:
-        mask = torch.ones_like(squared)
+        squared = squared * session_reconstruction_mask(session_end, steps)
     # summed over the decoded transitions, as in the ELBO (VariBAD eq. 8): a single surprising
     # reward (the first 0 on a goal) must outweigh the KL cost of moving the posterior
-    reconstruction = (squared * mask).sum(-1).mean()
+    reconstruction = squared.sum(-1).mean()
 
     prev_mu, prev_logvar = beliefs.prev_mu, beliefs.prev_logvar
     if encoder.session_aware:

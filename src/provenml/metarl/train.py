@@ -249,8 +249,8 @@ def _train(
     explore = cfg.explore_envs if model_opt is not None else 0
     if not 0 <= explore < cfg.num_envs:
         raise ProvenmlError(f"explore_envs must be in [0, num_envs), got {cfg.explore_envs}")
-    random_envs = torch.arange(cfg.num_envs) >= cfg.num_envs - explore if explore else None
-    policy_envs = torch.arange(cfg.num_envs - explore)  # the episodes PPO learns from
+    num_policy = cfg.num_envs - explore  # PPO learns from envs [0, num_policy), the rest explore
+    random_envs = torch.arange(cfg.num_envs) >= num_policy if explore else None
     steps_per_iter = cfg.num_envs * env.horizon
     iterations = max(1, cfg.total_steps // steps_per_iter)
     p = cfg.ppo
@@ -264,17 +264,18 @@ def _train(
         )
         agent.end_rollout()  # statistics move after the batch: its stored features stay valid
         curve_steps.append((it + 1) * steps_per_iter)
-        curve_returns.append(float(batch.rewards[policy_envs].sum(1).mean()))
+        curve_returns.append(float(batch.rewards[:num_policy].sum(1).mean()))
         if on_iteration is not None:
             on_iteration(curve_steps[-1], curve_returns[-1])
         # 2. advantages by GAE on the stored values
-        advantages, returns = gae(batch.rewards, batch.values, p.gamma, p.gae_lambda)
+        advantages, returns = gae(
+            batch.rewards[:num_policy], batch.values[:num_policy], p.gamma, p.gae_lambda
+        )
         # 3. PPO epochs over minibatches of whole episodes (keeps recurrence intact)
-        num_policy = len(policy_envs)
         per_mb = max(1, num_policy // p.minibatches)
         clock = (torch.arange(env.horizon) / env.horizon)[None, :, None].expand(per_mb, -1, 1)
         for _ in range(p.epochs):
-            order = policy_envs[torch.randperm(num_policy, generator=generator)]
+            order = torch.randperm(num_policy, generator=generator)
             for start in range(0, num_policy, per_mb):
                 envs = order[start : start + per_mb]
                 mb = batch.select(envs)
