@@ -50,3 +50,41 @@ def toy(cfg: ToyConfig, ctx: RunContext) -> Result:
         ],
         summary={"value": value},
     )
+
+
+def _toy_parts(cfg: ToyConfig) -> list[dict[str, Any]]:
+    return [{"widths": (width,)} for width in cfg.widths]
+
+
+def _toy_merge(cfg: ToyConfig, parts: list[Result], ctx: RunContext) -> Result:
+    values = {w: v for part in parts for w, v in part.data["values"].items()}
+    total = sum(values.values())
+    return Result(
+        claims=[
+            Claim(
+                key="toy_total",
+                statement="total > 0",
+                metric="m",
+                ours_label="total",
+                ours=total,
+                baselines={"zero": 0.0},
+                comparison=">",
+            )
+        ],
+        summary={"total": total},
+        data={"values": values, "order": [next(iter(p.data["values"])) for p in parts]},
+    )
+
+
+@experiment(
+    "toy.parts",
+    system="S0",
+    claim="toy claim in parts",
+    config=ToyConfig,
+    time={"smoke": "1 s"},
+    parts=_toy_parts,
+    merge=_toy_merge,
+)
+def toy_parts(cfg: ToyConfig, ctx: RunContext) -> Result:
+    ctx.log(widths=list(cfg.widths))
+    return Result(data={"values": {w: float(w * (ctx.seed + 1)) for w in cfg.widths}})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from provenml.core import ProvenmlError, get_experiment, run_experiment
+from provenml.core import Config, ProvenmlError, get_experiment, run_experiment
 from provenml.core.report import load_runs, write_report
 from provenml.core.run import ExperimentFailed, resolve_device
 
@@ -118,3 +118,34 @@ def test_seeds_in_worker_processes_match_the_serial_run(tmp_path: Path) -> None:
     assert b["seeds_finished"] == [0, 1]
     for claim_a, claim_b in zip(a["claims"], b["claims"], strict=True):
         assert claim_a["ours"] == pytest.approx(claim_b["ours"])
+
+
+def test_an_experiment_in_parts_runs_each_part_then_merges_the_seed(tmp_path: Path) -> None:
+    run_dir = run_experiment(
+        get_experiment("toy.parts"),
+        scale="smoke",
+        seeds=[0, 1],
+        device="cpu",
+        overrides={"widths": "3,1,2"},
+        out_root=tmp_path,
+    )
+    seed_dir = run_dir / "seed-1"
+    for k, width in enumerate((3, 1, 2)):
+        part = json.loads((seed_dir / f"part-{k}" / "config.json").read_text())
+        assert part["part"] == {"widths": [width]} and part["config"]["widths"] == [width]
+        lines = (seed_dir / f"part-{k}" / "metrics.jsonl").read_text().splitlines()
+        assert json.loads(lines[0])["widths"] == [width]
+    merged = json.loads((seed_dir / "result.json").read_text())
+    assert merged["status"] == "complete"
+    assert merged["data"]["order"] == [3, 1, 2]  # merge gets the parts in their listed order
+    assert merged["summary"]["total"] == pytest.approx(2 * (3 + 1 + 2))
+    result = json.loads((run_dir / "result.json").read_text())
+    (claim,) = result["claims"]
+    assert claim["key"] == "toy_total" and claim["ours"] == pytest.approx([6.0, 12.0])
+
+
+def test_parts_need_a_merge() -> None:
+    from provenml.core.experiment import experiment
+
+    with pytest.raises(ValueError, match="both parts and merge"):
+        experiment("toy.bad_parts", system="S0", claim="c", config=Config, parts=lambda c: [])

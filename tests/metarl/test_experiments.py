@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from provenml.core import get_experiment, run_experiment
 
@@ -42,3 +43,29 @@ def test_gridworld_agent_subset_keeps_matching_claims(tmp_path: Path) -> None:
     )
     result = json.loads((run_dir / "result.json").read_text())
     assert {c["key"] for c in result["claims"]} == {"beats_varibad"}
+
+
+def test_parts_in_workers_match_one_unsplit_run(tmp_path: Path) -> None:
+    """Each (agent, rate) part trains on its own; splitting and --jobs change no number."""
+    from provenml.core.run import RunContext
+
+    spec = get_experiment("metarl.session_rate")
+    overrides = {"rates": "0.0,1.0"}
+    parallel = run_experiment(
+        spec,
+        scale="smoke",
+        seeds=[0],
+        device="cpu",
+        overrides=overrides,
+        out_root=tmp_path / "jobs",
+        jobs=2,
+    )
+    assert len(list((parallel / "seed-0").glob("part-*/result.json"))) == 4
+    merged = json.loads((parallel / "seed-0" / "result.json").read_text())
+    cfg = spec.config.from_preset("smoke", overrides)
+    (tmp_path / "whole").mkdir()
+    ctx = RunContext(tmp_path / "whole", seed=0, device=torch.device("cpu"), scale="smoke")
+    whole = spec.run(cfg, ctx)
+    ctx.close()
+    assert merged["data"]["gap"] == pytest.approx(whole.data["gap"])
+    assert merged["data"]["runs"] == whole.data["runs"]

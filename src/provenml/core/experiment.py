@@ -262,6 +262,8 @@ def _mean(values: Sequence[float]) -> float:
 
 RunFn = Callable[..., Result]
 SummarizeFn = Callable[..., None]
+PartsFn = Callable[..., list[dict[str, Any]]]
+MergeFn = Callable[..., Result]
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,8 @@ class ExperimentSpec:
     run: RunFn
     time: Mapping[str, str]
     summarize: SummarizeFn | None = None
+    parts: PartsFn | None = None
+    merge: MergeFn | None = None
 
 
 _REGISTRY: dict[str, ExperimentSpec] = {}
@@ -288,12 +292,22 @@ def experiment(
     config: type[Config],
     time: Mapping[str, str] | None = None,
     summarize: SummarizeFn | None = None,
+    parts: PartsFn | None = None,
+    merge: MergeFn | None = None,
 ) -> Callable[[RunFn], RunFn]:
     """Register ``run(cfg, ctx) -> Result`` as the reproduction ``name``.
 
     ``time`` gives a rough wall time per scale on 2 CPU cores (shown by ``provenml list``);
     ``summarize(results, ctx)``, if given, draws plots over all seeds of a multi-seed run.
+
+    ``parts(cfg)`` and ``merge(cfg, results, ctx)`` split one seed into independent pieces
+    (say, one per agent) so that ``--jobs`` can spread them over the cores: each part runs
+    ``run(dataclasses.replace(cfg, **part), ctx)`` in its own directory, and ``merge`` builds
+    the seed's result from the parts' results (in ``parts`` order). List the costliest parts
+    first: workers take them in that order. A part must not depend on another part.
     """
+    if (parts is None) != (merge is None):
+        raise ValueError(f"experiment {name!r}: give both parts and merge, or neither")
 
     def register(fn: RunFn) -> RunFn:
         if name in _REGISTRY and _REGISTRY[name].run is not fn:
@@ -306,6 +320,8 @@ def experiment(
             run=fn,
             time=dict(time or {}),
             summarize=summarize,
+            parts=parts,
+            merge=merge,
         )
         return fn
 

@@ -13,6 +13,7 @@ An interrupted seed (Ctrl-C or an exception) still writes its ``result.json`` wi
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -293,8 +294,9 @@ def run_experiment(
 
     The top-level ``result.json`` holds every claim aggregated over the seeds that finished.
     Raises ``KeyboardInterrupt`` or :class:`ExperimentFailed` after writing what was measured.
-    ``jobs > 1`` runs seeds in that many worker processes, splitting the CPU threads between
-    them (small models use two single-threaded processes better than one two-threaded one).
+    ``jobs > 1`` runs seeds (or, for an experiment with ``parts``, each seed's parts) in that
+    many worker processes, splitting the CPU threads between them (small models use two
+    single-threaded processes better than one two-threaded one).
     """
     cfg: Config = spec.config.from_preset(scale, overrides)
     torch_device = resolve_device(device)
@@ -317,7 +319,7 @@ def run_experiment(
         progress.add_task(f"{spec.name} [{scale}] seeds", total=len(seeds)) if progress else None
     )
     try:
-        if jobs > 1 and len(seeds) > 1:
+        if jobs > 1 and (len(seeds) > 1 or spec.parts is not None):
             for seed, result in _run_seeds_in_workers(
                 spec, cfg, run_dir, seeds, torch_device, scale, header, jobs
             ):
@@ -376,14 +378,47 @@ def _run_one_seed(
     header: Mapping[str, Any],
     progress: Progress | None,
 ) -> Result:
+    """One seed: ``spec.run`` in ``seed-<seed>/``, or each of its parts then ``spec.merge``."""
+    if spec.parts is None:
+        unit_dir = _unit_dir(run_dir, seed, None)
+        return _run_unit(spec, cfg, unit_dir, seed, device, scale, header, progress)
+    parts = [
+        _run_unit(spec, cfg, _unit_dir(run_dir, seed, k), seed, device, scale, header, progress, p)
+        for k, p in enumerate(spec.parts(cfg))
+    ]
+    seed_dir = _unit_dir(run_dir, seed, None)
+    return _merge_parts(spec, cfg, seed_dir, seed, device, scale, header, parts)
+
+
+def _unit_dir(run_dir: Path, seed: int, part: int | None) -> Path:
     seed_dir = run_dir / f"seed-{seed}"
-    seed_dir.mkdir()
-    _write_json(seed_dir / "config.json", {**header, "seed": seed, "config": cfg.to_dict()})
-    _write_json(seed_dir / "env.json", capture_environment(device, seed))
+    return seed_dir if part is None else seed_dir / f"part-{part}"
+
+
+def _run_unit(
+    spec: ExperimentSpec,
+    cfg: Config,
+    unit_dir: Path,
+    seed: int,
+    device: torch.device,
+    scale: str,
+    header: Mapping[str, Any],
+    progress: Progress | None,
+    part: Mapping[str, Any] | None = None,
+) -> Result:
+    """``spec.run`` on ``cfg`` (with ``part``'s fields replaced) in the fresh ``unit_dir``."""
+    unit_dir.mkdir(parents=True)
+    if part is not None:
+        cfg = dataclasses.replace(cfg, **part)
+    extra = {} if part is None else {"part": dict(part)}
+    _write_json(
+        unit_dir / "config.json", {**header, "seed": seed, **extra, "config": cfg.to_dict()}
+    )
+    _write_json(unit_dir / "env.json", capture_environment(device, seed))
     seed_everything(seed)
-    ctx = RunContext(seed_dir, seed=seed, device=device, scale=scale, progress=progress)
+    ctx = RunContext(unit_dir, seed=seed, device=device, scale=scale, progress=progress)
     started = time.perf_counter()
-    payload: dict[str, Any] = {**header, "seed": seed, "status": "interrupted"}
+    payload: dict[str, Any] = {**header, "seed": seed, **extra, "status": "interrupted"}
     try:
         result = spec.run(cfg, ctx)
         if not isinstance(result, Result):
@@ -392,13 +427,47 @@ def _run_one_seed(
         return result
     except BaseException as exc:
         payload["error"] = f"{type(exc).__name__}: {exc}"
-        (seed_dir / "traceback.txt").write_text(traceback.format_exc())
+        (unit_dir / "traceback.txt").write_text(traceback.format_exc())
         raise
     finally:
         payload["wall_time_s"] = round(time.perf_counter() - started, 2)
         payload["compute"] = ctx.compute.to_dict()
         payload["peak_memory_bytes"] = peak_memory_bytes(device)
         ctx.close()
+        _write_json(unit_dir / "result.json", payload)
+
+
+def _merge_parts(
+    spec: ExperimentSpec,
+    cfg: Config,
+    seed_dir: Path,
+    seed: int,
+    device: torch.device,
+    scale: str,
+    header: Mapping[str, Any],
+    parts: list[Result],
+) -> Result:
+    """The seed's result from its parts' results (``spec.merge``), in ``seed_dir``."""
+    assert spec.merge is not None
+    _write_json(seed_dir / "config.json", {**header, "seed": seed, "config": cfg.to_dict()})
+    ctx = RunContext(seed_dir, seed=seed, device=device, scale=scale)
+    payload: dict[str, Any] = {**header, "seed": seed, "status": "interrupted"}
+    try:
+        result = spec.merge(cfg, parts, ctx)
+        if not isinstance(result, Result):
+            raise TypeError(f"{spec.name}'s merge returned {type(result).__name__}, not Result")
+        payload.update(result.to_dict(), status="complete")
+        return result
+    except BaseException as exc:
+        payload["error"] = f"{type(exc).__name__}: {exc}"
+        (seed_dir / "traceback.txt").write_text(traceback.format_exc())
+        raise
+    finally:
+        ctx.close()
+        part_results = [
+            json.loads(path.read_text()) for path in sorted(seed_dir.glob("part-*/result.json"))
+        ]
+        payload["wall_time_s"] = round(sum(r.get("wall_time_s", 0.0) for r in part_results), 2)
         _write_json(seed_dir / "result.json", payload)
 
 
@@ -412,48 +481,67 @@ def _run_seeds_in_workers(
     header: Mapping[str, Any],
     jobs: int,
 ) -> Iterator[tuple[int, Result]]:
-    """Yield (seed, result) as worker processes finish; each worker writes its own seed dir."""
+    """Yield (seed, result) as worker processes finish; each worker writes its own directory.
+
+    With ``spec.parts``, the work units are (seed, part) pairs, taken part by part (the
+    costliest first, as ``parts`` lists them); a seed is merged once all its parts are in.
+    """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    workers = min(jobs, len(seeds))
+    parts = spec.parts(cfg) if spec.parts is not None else [None]
+    units = [(seed, k) for k in range(len(parts)) for seed in seeds]
+    workers = min(jobs, len(units))
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # fork is unsafe once OpenMP threads exist
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    done: dict[int, dict[int, Result]] = {seed: {} for seed in seeds}
     try:
         futures = {
             pool.submit(
-                _seed_worker,
+                _unit_worker,
                 spec.name,
                 spec.run.__module__,
                 cfg,
-                run_dir,
+                _unit_dir(run_dir, seed, k if spec.parts is not None else None),
                 seed,
                 str(device),
                 scale,
                 dict(header),
                 threads,
-            ): seed
-            for seed in seeds
+                parts[k],
+            ): (seed, k)
+            for seed, k in units
         }
         for future in as_completed(futures):
-            yield futures[future], Result.from_dict(future.result())
+            seed, k = futures[future]
+            done[seed][k] = Result.from_dict(future.result())
+            if len(done[seed]) < len(parts):
+                continue
+            if spec.parts is None:
+                yield seed, done[seed][0]
+            else:
+                ordered = [done[seed][i] for i in range(len(parts))]
+                seed_dir = _unit_dir(run_dir, seed, None)
+                yield seed, _merge_parts(spec, cfg, seed_dir, seed, device, scale, header, ordered)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _seed_worker(
+def _unit_worker(
     name: str,
     module: str,
     cfg: Config,
-    run_dir: Path,
+    unit_dir: Path,
     seed: int,
     device: str,
     scale: str,
     header: dict[str, Any],
     threads: int,
+    part: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """One seed in a worker process (the experiment's module registers it on import)."""
+    """One seed, or one part of a seed, in a worker process (the experiment's module registers
+    it on import)."""
     import importlib
 
     from provenml.core.experiment import registered
@@ -461,5 +549,5 @@ def _seed_worker(
     torch.set_num_threads(threads)
     importlib.import_module(module)  # registers the experiment without importing every system
     spec = registered(name)
-    result = _run_one_seed(spec, cfg, run_dir, seed, torch.device(device), scale, header, None)
+    result = _run_unit(spec, cfg, unit_dir, seed, torch.device(device), scale, header, None, part)
     return result.to_dict()

@@ -56,9 +56,12 @@ class MetaRLConfig(Config):
     latent_dim: int = 5
     kl_weight: float = 0.1
     model_lr: float = 1e-3  # belief model (VariBAD / DynaMITE-RL encoder and decoder)
-    model_updates: int = 24  # belief-model steps per batch
-    model_batch: int = 32  # buffered episodes per belief-model step (VariBAD's grid world: 25)
-    model_pretrain_updates: int = 1000  # extra belief-model steps on the first batch
+    # belief-model steps per batch, of ``model_batch`` buffered episodes each: 12 x 64 sees
+    # the episodes of VariBAD's grid-world rate (3 steps of 25 per 960 env steps) in half the
+    # sequential GRU unrolls of 24 x 32, which is where the belief agents spend their time
+    model_updates: int = 12
+    model_batch: int = 64
+    model_pretrain_updates: int = 500  # extra belief-model steps on the first batch
     # belief agents: share of each batch's episodes that act at random (model data only)
     explore_fraction: float = 0.25
     eval_episodes: int = 500
@@ -186,6 +189,39 @@ def _summary(runs: dict[str, dict[str, Any]], prefix: str = "") -> dict[str, flo
     return summary
 
 
+# costliest first: ``--jobs`` workers take the (seed, agent) parts in this order
+COST_ORDER = (
+    "dynamite",
+    "dynamite_no_masking",
+    "dynamite_no_consistency",
+    "dynamite_no_prior",
+    "varibad",
+    "rl2",
+    "bayes_filter",
+    "oracle",
+    "memoryless",
+)
+
+
+def _agent_parts(cfg: Any) -> list[dict[str, Any]]:
+    """One part per agent (see ``provenml.core.experiment``): agents train independently."""
+    return [{"agents": (name,)} for name in sorted(cfg.agents, key=COST_ORDER.index)]
+
+
+def _merged_runs(agents: Sequence[str], parts: Sequence[Result]) -> dict[str, dict[str, Any]]:
+    """The per-agent runs of all parts, in the config's agent order."""
+    merged: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        merged.update(part.data["runs"])
+    return {name: merged[name] for name in agents}
+
+
+def _check_agents(agents: Sequence[str], allowed: Sequence[str]) -> None:
+    unknown = [a for a in agents if a not in allowed]
+    if unknown or not agents:
+        raise ProvenmlError(f"agents must be among {', '.join(allowed)}; got {list(agents)}")
+
+
 # ----------------------------------------------------------------------------------------------
 # metarl.gridworld
 # ----------------------------------------------------------------------------------------------
@@ -215,15 +251,20 @@ def _summarize_gridworld(results: list[Result], ctx: RunContext) -> None:
         "paper": "hours per agent",
     },
     summarize=_summarize_gridworld,
+    parts=_agent_parts,
+    merge=lambda cfg, parts, ctx: _gridworld_result(cfg, _merged_runs(cfg.agents, parts), ctx),
 )
 def gridworld(cfg: GridworldConfig, ctx: RunContext) -> Result:
-    allowed = (*GRID_AGENTS, "bayes_filter")
-    unknown = set(cfg.agents) - set(allowed)
-    if unknown:
-        raise ProvenmlError(f"agents must be among {', '.join(allowed)}; got {unknown}")
+    _check_agents(cfg.agents, (*GRID_AGENTS, "bayes_filter"))
     if cfg.env != "gridworld":
         raise ProvenmlError("metarl.gridworld runs on env=gridworld; see metarl.reacher")
-    runs = _train_and_evaluate(cfg, ctx, cfg.agents)
+    return _gridworld_result(cfg, _train_and_evaluate(cfg, ctx, cfg.agents), ctx)
+
+
+def _gridworld_result(
+    cfg: GridworldConfig, runs: dict[str, dict[str, Any]], ctx: RunContext
+) -> Result:
+    """Claims, summary and plot from the trained agents' runs (all of them, or one part)."""
     _plot_curves(ctx, [runs], "session grid world")
     ret = {k: v["return"] for k, v in runs.items()}
     claims = []
@@ -305,6 +346,7 @@ ABLATIONS = ("dynamite_no_consistency", "dynamite_no_masking", "dynamite_no_prio
 
 @dataclass
 class AblationConfig(MetaRLConfig):
+    agents: tuple[str, ...] = ("dynamite", *ABLATIONS)
     presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": _SMOKE, "paper": _PAPER}
 
 
@@ -323,10 +365,18 @@ def _summarize_ablations(results: list[Result], ctx: RunContext) -> None:
         "paper": "hours",
     },
     summarize=_summarize_ablations,
+    parts=_agent_parts,
+    merge=lambda cfg, parts, ctx: _ablation_result(_merged_runs(cfg.agents, parts), ctx),
 )
 def ablations(cfg: AblationConfig, ctx: RunContext) -> Result:
-    runs = _train_and_evaluate(cfg, ctx, ("dynamite", *ABLATIONS))
+    _check_agents(cfg.agents, ("dynamite", *ABLATIONS))
+    return _ablation_result(_train_and_evaluate(cfg, ctx, cfg.agents), ctx)
+
+
+def _ablation_result(runs: dict[str, dict[str, Any]], ctx: RunContext) -> Result:
     _plot_curves(ctx, [runs], "DynaMITE-RL ablations")
+    if set(runs) != {"dynamite", *ABLATIONS}:  # a part: no claim
+        return Result(summary=_summary(runs), data={"runs": runs})
     claims = [
         Claim(
             key="ablations_worse",
@@ -349,8 +399,9 @@ def ablations(cfg: AblationConfig, ctx: RunContext) -> Result:
 @dataclass
 class SessionRateConfig(MetaRLConfig):
     rates: tuple[float, ...] = (0.0, 0.03, 0.07, 0.2, 1.0)
+    agents: tuple[str, ...] = ("varibad", "dynamite")
     total_steps: int = 300_000
-    model_pretrain_updates: int = 300  # 30 runs must fit the 20-minute budget on 2 cores
+    model_pretrain_updates: int = 150  # half the steps at half the env steps of the others
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {**_SMOKE, "rates": (0.0, 0.07, 1.0)},
         "paper": _PAPER,
@@ -388,6 +439,20 @@ def _summarize_rates(results: list[Result], ctx: RunContext) -> None:
     ctx.savefig(fig, "session_rate_gap")
 
 
+def _rate_parts(cfg: SessionRateConfig) -> list[dict[str, Any]]:
+    """One part per (agent, rate): DynaMITE-RL's first (the costlier), each over the rates."""
+    agents = sorted(cfg.agents, key=COST_ORDER.index)
+    return [{"agents": (name,), "rates": (p,)} for name in agents for p in cfg.rates]
+
+
+def _merge_rates(cfg: SessionRateConfig, parts: list[Result], ctx: RunContext) -> Result:
+    runs: dict[str, dict[str, Any]] = {str(p): {} for p in cfg.rates}
+    for part in parts:
+        for p, out in part.data["runs"].items():
+            runs[p].update(out)
+    return _rate_result(cfg, runs, ctx)
+
+
 @experiment(
     "metarl.session_rate",
     system="S2",
@@ -399,14 +464,23 @@ def _summarize_rates(results: list[Result], ctx: RunContext) -> None:
         "paper": "hours",
     },
     summarize=_summarize_rates,
+    parts=_rate_parts,
+    merge=_merge_rates,
 )
 def session_rate(cfg: SessionRateConfig, ctx: RunContext) -> Result:
-    gap: dict[str, float] = {}
+    _check_agents(cfg.agents, ("varibad", "dynamite"))
     runs: dict[str, Any] = {}
     for p in cfg.rates:
-        out = _train_and_evaluate(cfg, ctx, ("varibad", "dynamite"), p, tag=f"p={p} ")
-        gap[str(p)] = out["dynamite"]["return"] - out["varibad"]["return"]
+        out = _train_and_evaluate(cfg, ctx, cfg.agents, p, tag=f"p={p} ")
         runs[str(p)] = {k: {"return": v["return"]} for k, v in out.items()}
+    return _rate_result(cfg, runs, ctx)
+
+
+def _rate_result(cfg: SessionRateConfig, runs: dict[str, Any], ctx: RunContext) -> Result:
+    """The gap at every rate, its plot and the claim (a part without both agents: returns only)."""
+    if not all({"varibad", "dynamite"} <= set(runs[str(p)]) for p in cfg.rates):
+        return Result(data={"runs": runs})
+    gap = {p: out["dynamite"]["return"] - out["varibad"]["return"] for p, out in runs.items()}
     mid = (
         str(cfg.session_end_prob)
         if str(cfg.session_end_prob) in gap
@@ -435,6 +509,9 @@ def session_rate(cfg: SessionRateConfig, ctx: RunContext) -> Result:
 # ----------------------------------------------------------------------------------------------
 
 
+REACHER_AGENTS = ("oracle", "memoryless", "varibad", "dynamite")
+
+
 @dataclass
 class ReacherConfig(MetaRLConfig):
     env: str = "reacher"
@@ -442,10 +519,8 @@ class ReacherConfig(MetaRLConfig):
     lr: float = 1e-3
     entropy_coef: float = 0.0
     total_steps: int = 600_000
+    agents: tuple[str, ...] = REACHER_AGENTS
     presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": _SMOKE, "paper": _PAPER}
-
-
-REACHER_AGENTS = ("oracle", "memoryless", "varibad", "dynamite")
 
 
 def _summarize_reacher(results: list[Result], ctx: RunContext) -> None:
@@ -463,10 +538,20 @@ def _summarize_reacher(results: list[Result], ctx: RunContext) -> None:
         "paper": "hours",
     },
     summarize=_summarize_reacher,
+    parts=_agent_parts,
+    merge=lambda cfg, parts, ctx: _reacher_result(_merged_runs(cfg.agents, parts), ctx),
 )
 def reacher(cfg: ReacherConfig, ctx: RunContext) -> Result:
-    runs = _train_and_evaluate(cfg, ctx, REACHER_AGENTS)
+    _check_agents(cfg.agents, REACHER_AGENTS)
+    if cfg.env != "reacher":
+        raise ProvenmlError("metarl.reacher runs on env=reacher; see metarl.gridworld")
+    return _reacher_result(_train_and_evaluate(cfg, ctx, cfg.agents), ctx)
+
+
+def _reacher_result(runs: dict[str, dict[str, Any]], ctx: RunContext) -> Result:
     _plot_curves(ctx, [runs], "session reacher")
+    if not {"dynamite", "varibad"} <= set(runs):  # a part: no claim
+        return Result(summary=_summary(runs), data={"runs": runs})
     claims = [
         Claim(
             key="beats_varibad",
