@@ -6,8 +6,8 @@ agent, as ratios against a single-env ``gymnasium.Env`` loop measured in the sam
 The anchor is the plain loop everyone writes first: one ``SessionGridWorld`` (a gymnasium
 ``Env``), ``env.step(env.action_space.sample())``, no learning. Training numbers include the
 policy forward pass, the belief model, PPO and the belief-model update, with 1 torch thread,
-under the settings of the ``metarl.gridworld`` small preset (8 PPO epochs, 24 belief steps of
-32 episodes, 64 random-action episodes per batch for the belief agents), without the one-off
+under the settings of the ``metarl.gridworld`` small preset (8 PPO epochs, 12 belief steps of
+64 episodes, 64 random-action episodes per batch for the belief agents), without the one-off
 pretraining steps on the first batch (a fixed cost per run, not a rate).
 """
 

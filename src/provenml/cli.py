@@ -77,7 +77,10 @@ def reproduce(
     out: Annotated[Path, typer.Option(help="root folder for run directories")] = Path("runs"),
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
     jobs: Annotated[
-        int, typer.Option(min=1, help="seeds run at once in worker processes (threads split)")
+        int,
+        typer.Option(
+            min=1, help="seeds (or parts of seeds) run at once in worker processes (threads split)"
+        ),
     ] = 1,
 ) -> None:
     """Run experiments, one run directory each, and print their claims."""

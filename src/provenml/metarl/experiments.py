@@ -247,7 +247,7 @@ def _summarize_gridworld(results: list[Result], ctx: RunContext) -> None:
     config=GridworldConfig,
     time={
         "smoke": "15 s",
-        "small": "21 min measured (5 seeds x 5 agents, --jobs 2; over the 20-min budget)",
+        "small": "16 min measured (5 seeds x 5 agents, --jobs 2)",
         "paper": "hours per agent",
     },
     summarize=_summarize_gridworld,
@@ -361,7 +361,7 @@ def _summarize_ablations(results: list[Result], ctx: RunContext) -> None:
     config=AblationConfig,
     time={
         "smoke": "15 s",
-        "small": "28 min measured (3 seeds, --jobs 2; over the 20-min budget)",
+        "small": "15 min measured (3 seeds x 4 agents, --jobs 2)",
         "paper": "hours",
     },
     summarize=_summarize_ablations,
@@ -460,7 +460,7 @@ def _merge_rates(cfg: SessionRateConfig, parts: list[Result], ctx: RunContext) -
     config=SessionRateConfig,
     time={
         "smoke": "20 s",
-        "small": "24 min measured (3 seeds, --jobs 2; over the 20-min budget)",
+        "small": "13 min measured (3 seeds x 5 rates x 2 agents, --jobs 2)",
         "paper": "hours",
     },
     summarize=_summarize_rates,
@@ -534,7 +534,7 @@ def _summarize_reacher(results: list[Result], ctx: RunContext) -> None:
     config=ReacherConfig,
     time={
         "smoke": "15 s",
-        "small": "24 min measured with --jobs 1 (3 seeds; about 12 min with --jobs 2)",
+        "small": "8 min measured (3 seeds x 4 agents, --jobs 2)",
         "paper": "hours",
     },
     summarize=_summarize_reacher,
