@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from provenml.core import get_experiment, run_experiment
+from provenml.core.run import ExperimentFailed
 
 
 @pytest.mark.parametrize(
@@ -69,3 +70,19 @@ def test_parts_in_workers_match_one_unsplit_run(tmp_path: Path) -> None:
     ctx.close()
     assert merged["data"]["gap"] == pytest.approx(whole.data["gap"])
     assert merged["data"]["runs"] == whole.data["runs"]
+
+
+@pytest.mark.parametrize(
+    ("name", "agents"),
+    [("metarl.gridworld", "varibad,dreamer"), ("metarl.ablations", "dynamite,varibad")],
+)
+def test_an_unknown_agent_is_a_clear_error(name: str, agents: str, tmp_path: Path) -> None:
+    with pytest.raises(ExperimentFailed, match="agents must be among"):
+        run_experiment(
+            get_experiment(name),
+            scale="smoke",
+            seeds=[0],
+            out_root=tmp_path,
+            device="cpu",
+            overrides={"agents": agents},
+        )

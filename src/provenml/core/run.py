@@ -467,6 +467,8 @@ def _merge_parts(
         part_results = [
             json.loads(path.read_text()) for path in sorted(seed_dir.glob("part-*/result.json"))
         ]
+        # the parts' times summed: the seed's compute time, not its wall time when the
+        # parts ran side by side in workers
         payload["wall_time_s"] = round(sum(r.get("wall_time_s", 0.0) for r in part_results), 2)
         _write_json(seed_dir / "result.json", payload)
 

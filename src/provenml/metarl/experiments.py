@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -203,9 +203,15 @@ COST_ORDER = (
 )
 
 
-def _agent_parts(cfg: Any) -> list[dict[str, Any]]:
-    """One part per agent (see ``provenml.core.experiment``): agents train independently."""
-    return [{"agents": (name,)} for name in sorted(cfg.agents, key=COST_ORDER.index)]
+def _agent_parts(allowed: Sequence[str]) -> Callable[[Any], list[dict[str, Any]]]:
+    """One part per agent of ``cfg.agents``, costliest first (see ``provenml.core.experiment``;
+    agents train independently); a name outside ``allowed`` fails before anything trains."""
+
+    def parts(cfg: Any) -> list[dict[str, Any]]:
+        _check_agents(cfg.agents, allowed)
+        return [{"agents": (name,)} for name in sorted(cfg.agents, key=COST_ORDER.index)]
+
+    return parts
 
 
 def _merged_runs(agents: Sequence[str], parts: Sequence[Result]) -> dict[str, dict[str, Any]]:
@@ -251,7 +257,7 @@ def _summarize_gridworld(results: list[Result], ctx: RunContext) -> None:
         "paper": "hours per agent",
     },
     summarize=_summarize_gridworld,
-    parts=_agent_parts,
+    parts=_agent_parts((*GRID_AGENTS, "bayes_filter")),
     merge=lambda cfg, parts, ctx: _gridworld_result(cfg, _merged_runs(cfg.agents, parts), ctx),
 )
 def gridworld(cfg: GridworldConfig, ctx: RunContext) -> Result:
@@ -365,7 +371,7 @@ def _summarize_ablations(results: list[Result], ctx: RunContext) -> None:
         "paper": "hours",
     },
     summarize=_summarize_ablations,
-    parts=_agent_parts,
+    parts=_agent_parts(("dynamite", *ABLATIONS)),
     merge=lambda cfg, parts, ctx: _ablation_result(_merged_runs(cfg.agents, parts), ctx),
 )
 def ablations(cfg: AblationConfig, ctx: RunContext) -> Result:
@@ -396,10 +402,13 @@ def _ablation_result(runs: dict[str, dict[str, Any]], ctx: RunContext) -> Result
 # ----------------------------------------------------------------------------------------------
 
 
+RATE_AGENTS = ("varibad", "dynamite")
+
+
 @dataclass
 class SessionRateConfig(MetaRLConfig):
     rates: tuple[float, ...] = (0.0, 0.03, 0.07, 0.2, 1.0)
-    agents: tuple[str, ...] = ("varibad", "dynamite")
+    agents: tuple[str, ...] = RATE_AGENTS
     total_steps: int = 300_000
     model_pretrain_updates: int = 150  # half the steps at half the env steps of the others
     presets: ClassVar[dict[str, dict[str, Any]]] = {
@@ -441,6 +450,7 @@ def _summarize_rates(results: list[Result], ctx: RunContext) -> None:
 
 def _rate_parts(cfg: SessionRateConfig) -> list[dict[str, Any]]:
     """One part per (agent, rate): DynaMITE-RL's first (the costlier), each over the rates."""
+    _check_agents(cfg.agents, RATE_AGENTS)
     agents = sorted(cfg.agents, key=COST_ORDER.index)
     return [{"agents": (name,), "rates": (p,)} for name in agents for p in cfg.rates]
 
@@ -468,7 +478,7 @@ def _merge_rates(cfg: SessionRateConfig, parts: list[Result], ctx: RunContext) -
     merge=_merge_rates,
 )
 def session_rate(cfg: SessionRateConfig, ctx: RunContext) -> Result:
-    _check_agents(cfg.agents, ("varibad", "dynamite"))
+    _check_agents(cfg.agents, RATE_AGENTS)
     runs: dict[str, Any] = {}
     for p in cfg.rates:
         out = _train_and_evaluate(cfg, ctx, cfg.agents, p, tag=f"p={p} ")
@@ -538,7 +548,7 @@ def _summarize_reacher(results: list[Result], ctx: RunContext) -> None:
         "paper": "hours",
     },
     summarize=_summarize_reacher,
-    parts=_agent_parts,
+    parts=_agent_parts(REACHER_AGENTS),
     merge=lambda cfg, parts, ctx: _reacher_result(_merged_runs(cfg.agents, parts), ctx),
 )
 def reacher(cfg: ReacherConfig, ctx: RunContext) -> Result:
