@@ -23,7 +23,7 @@ import random
 import subprocess
 import time
 import traceback
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -390,6 +390,23 @@ def _run_one_seed(
     return _merge_parts(spec, cfg, seed_dir, seed, device, scale, header, parts)
 
 
+def _recorded(
+    what: str, call: Callable[[], Result], payload: dict[str, Any], where: Path
+) -> Result:
+    """``call()``, its result put in ``payload`` (or its error, with a traceback file in
+    ``where``, before re-raising)."""
+    try:
+        result = call()
+        if not isinstance(result, Result):
+            raise TypeError(f"{what} returned {type(result).__name__}, not Result")
+        payload.update(result.to_dict(), status="complete")
+        return result
+    except BaseException as exc:
+        payload["error"] = f"{type(exc).__name__}: {exc}"
+        (where / "traceback.txt").write_text(traceback.format_exc())
+        raise
+
+
 def _unit_dir(run_dir: Path, seed: int, part: int | None) -> Path:
     seed_dir = run_dir / f"seed-{seed}"
     return seed_dir if part is None else seed_dir / f"part-{part}"
@@ -420,15 +437,7 @@ def _run_unit(
     started = time.perf_counter()
     payload: dict[str, Any] = {**header, "seed": seed, **extra, "status": "interrupted"}
     try:
-        result = spec.run(cfg, ctx)
-        if not isinstance(result, Result):
-            raise TypeError(f"{spec.name} returned {type(result).__name__}, not Result")
-        payload.update(result.to_dict(), status="complete")
-        return result
-    except BaseException as exc:
-        payload["error"] = f"{type(exc).__name__}: {exc}"
-        (unit_dir / "traceback.txt").write_text(traceback.format_exc())
-        raise
+        return _recorded(spec.name, lambda: spec.run(cfg, ctx), payload, unit_dir)
     finally:
         payload["wall_time_s"] = round(time.perf_counter() - started, 2)
         payload["compute"] = ctx.compute.to_dict()
@@ -452,16 +461,9 @@ def _merge_parts(
     _write_json(seed_dir / "config.json", {**header, "seed": seed, "config": cfg.to_dict()})
     ctx = RunContext(seed_dir, seed=seed, device=device, scale=scale)
     payload: dict[str, Any] = {**header, "seed": seed, "status": "interrupted"}
+    merge = spec.merge
     try:
-        result = spec.merge(cfg, parts, ctx)
-        if not isinstance(result, Result):
-            raise TypeError(f"{spec.name}'s merge returned {type(result).__name__}, not Result")
-        payload.update(result.to_dict(), status="complete")
-        return result
-    except BaseException as exc:
-        payload["error"] = f"{type(exc).__name__}: {exc}"
-        (seed_dir / "traceback.txt").write_text(traceback.format_exc())
-        raise
+        return _recorded(f"{spec.name}'s merge", lambda: merge(cfg, parts, ctx), payload, seed_dir)
     finally:
         ctx.close()
         part_results = [
