@@ -56,9 +56,9 @@ class MetaRLConfig(Config):
     latent_dim: int = 5
     kl_weight: float = 0.1
     model_lr: float = 1e-3  # belief model (VariBAD / DynaMITE-RL encoder and decoder)
-    # belief-model steps per batch, of ``model_batch`` buffered episodes each: 12 x 64 sees
-    # the episodes of VariBAD's grid-world rate (3 steps of 25 per 960 env steps) in half the
-    # sequential GRU unrolls of 24 x 32, which is where the belief agents spend their time
+    # belief-model steps per batch, of ``model_batch`` buffered episodes each (VariBAD's grid
+    # world: 3 steps of 25 per 960 env steps): 12 x 64 sees the episodes of 24 x 32 in half
+    # the sequential GRU unrolls, which is where the belief agents spend their time
     model_updates: int = 12
     model_batch: int = 64
     model_pretrain_updates: int = 500  # extra belief-model steps on the first batch
