@@ -208,10 +208,15 @@ def _agent_parts(allowed: Sequence[str]) -> Callable[[Any], list[dict[str, Any]]
     agents train independently); a name outside ``allowed`` fails before anything trains."""
 
     def parts(cfg: Any) -> list[dict[str, Any]]:
-        _check_agents(cfg.agents, allowed)
-        return [{"agents": (name,)} for name in sorted(cfg.agents, key=COST_ORDER.index)]
+        return [{"agents": (name,)} for name in _costliest_first(cfg.agents, allowed)]
 
     return parts
+
+
+def _costliest_first(agents: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    """``agents`` in ``COST_ORDER``, after checking each is in ``allowed``."""
+    _check_agents(agents, allowed)
+    return sorted(agents, key=COST_ORDER.index)
 
 
 def _merged_runs(agents: Sequence[str], parts: Sequence[Result]) -> dict[str, dict[str, Any]]:
@@ -450,8 +455,7 @@ def _summarize_rates(results: list[Result], ctx: RunContext) -> None:
 
 def _rate_parts(cfg: SessionRateConfig) -> list[dict[str, Any]]:
     """One part per (agent, rate): DynaMITE-RL's first (the costlier), each over the rates."""
-    _check_agents(cfg.agents, RATE_AGENTS)
-    agents = sorted(cfg.agents, key=COST_ORDER.index)
+    agents = _costliest_first(cfg.agents, RATE_AGENTS)
     return [{"agents": (name,), "rates": (p,)} for name in agents for p in cfg.rates]
 
 
