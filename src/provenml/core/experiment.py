@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from provenml.errors import ProvenmlError
+
 SCALES: tuple[str, ...] = ("smoke", "small", "paper")
 
 Comparison = Literal["<", "<=", ">", ">="]
@@ -39,8 +41,6 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
 Verdict = Literal["holds", "fails", "inconclusive"]
 
 
-class ProvenmlError(Exception):
-    """An error caused by the user's input; the CLI prints it as one line, without a traceback."""
 
 
 # --------------------------------------------------------------------------------------------
