@@ -132,3 +132,52 @@ def test_s3_experiments_end_to_end_at_smoke_scale_then_report(tmp_path: Path) ->
     text = (tmp_path / "REPORT.md").read_text()
     assert "wsd.multibudget [smoke]" in text and "wsd.river_valley [smoke]" in text
     assert "checkpoints_vs_compute.png" in text
+
+
+def test_list_json_is_one_object_per_experiment() -> None:
+    result = runner.invoke(app, ["list", "--json"])
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)
+    by_name = {r["name"]: r for r in records}
+    assert {"kge.link_prediction", "wsd.multibudget", "toy.harness"} <= set(by_name)
+    record = by_name["wsd.multibudget"]
+    assert set(record) == {"name", "system", "package", "claim", "headline", "time"}
+    assert record["system"] == "S3" and record["package"] == "provenml.schedules"
+    assert isinstance(record["headline"], bool) and record["time"]["small"]
+
+
+def test_piped_list_keeps_names_whole_in_a_narrow_terminal() -> None:
+    result = runner.invoke(app, ["list"], env={"COLUMNS": "40"})  # not a TTY
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["system", "name", "headline"]
+    (row,) = [line for line in lines if "kge.link_prediction" in line]  # `| grep NAME`
+    assert row.split()[:2] == ["S11", "kge.link_prediction"]
+    assert not any(line.startswith(("│", "┃")) for line in lines)  # no rich box drawing
+
+
+@pytest.mark.parametrize("system", ["S11", "s11", "kge"])
+def test_list_filters_by_system(system: str) -> None:
+    records = json.loads(runner.invoke(app, ["list", "--json", "--system", system]).stdout)
+    assert records and {r["system"] for r in records} == {"S11"}
+
+
+def test_list_unknown_system_is_one_line() -> None:
+    result = runner.invoke(app, ["list", "--system", "S99"], env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "unknown --system 'S99'; known systems: S0" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["reproduce", "wsd.multibudget", "--all"], "one of them"),
+        (["reproduce", "--all", "--headline"], "one of them"),
+        (["reproduce", "wsd.multibudget", "--skip", "wsd.lr_sweep"], "go with --all"),
+        (["reproduce", "--all", "--skip", "wsd.multibudgt"], "did you mean wsd.multibudget"),
+        (["reproduce", "--all", "--system", "S99"], "unknown --system 'S99'"),
+    ],
+)
+def test_selection_errors_are_one_line(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output

@@ -80,7 +80,7 @@ def test_report_lists_every_claim_and_plot(tmp_path: Path) -> None:
     )
     out, rows = write_report(tmp_path / "runs", tmp_path / "REPORT.md")
     text = out.read_text()
-    assert "| S0 | toy.harness [smoke] | x < 1 |" in text
+    assert "### toy.harness [smoke]" in text and "| x < 1 | m |" in text
     assert "**holds**" in text and "![curve](runs/" in text
     assert rows[0]["seeds"] == "2"
     assert len(load_runs(tmp_path / "runs")) == 1
