@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import provenml.compiler as pc
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
 
 
 class Fn(nn.Module):

@@ -17,7 +17,7 @@ from provenml.compiler import passes as P
 from provenml.compiler.build import build
 from provenml.compiler.codegen import C_HEADER, SIGNATURE
 from provenml.compiler.models import build_model
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
 
 
 class Small(nn.Module):

@@ -20,7 +20,7 @@ from provenml.compiler.frontend import UnsupportedOp, trace
 from provenml.compiler.ir import Graph
 from provenml.compiler.runtime import CompiledGraph
 from provenml.compiler.tune import default_schedules, tune
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
 
 
 @dataclass

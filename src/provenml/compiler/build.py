@@ -11,8 +11,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from provenml.core import ProvenmlError
-from provenml.core import cache_dir as provenml_cache_dir
+from provenml.errors import ProvenmlError
 
 CC = os.environ.get("PROVENML_CC", "gcc")
 # Compile with -ffast-math (glibc's vector exp/erf/tanh, libmvec, are only declared under
@@ -29,6 +28,8 @@ def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
     """Where built libraries (and tuning results) are cached: ``override``, else
     ``$PROVENML_CACHE_DIR``, else the provenml cache's ``compiler`` folder
     (:func:`provenml.core.cache_dir`; a temp dir if not writable)."""
+    from provenml.core import cache_dir as provenml_cache_dir  # the harness, only when needed
+
     base = override or os.environ.get("PROVENML_CACHE_DIR")
     try:
         path = Path(base) if base else provenml_cache_dir("compiler")

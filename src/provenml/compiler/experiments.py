@@ -29,12 +29,12 @@ from provenml.compiler.models import build_model
 from provenml.core import (
     Claim,
     Config,
-    ProvenmlError,
     Result,
     RunContext,
     experiment,
     intra_op_threads,
 )
+from provenml.errors import ProvenmlError
 
 ABLATIONS = ("fusion", "memory_planning", "layout", "tuning")
 

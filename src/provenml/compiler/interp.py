@@ -11,7 +11,7 @@ import numpy as np
 from scipy.special import erf
 
 from provenml.compiler.ir import Graph, Node, Value
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
 
 SQRT_2_OVER_PI = 0.7978845608028654
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
 
 
 @dataclass

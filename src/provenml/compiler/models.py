@@ -146,7 +146,7 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], Callable[[int], tuple[int, ...]
 def build_model(name: str, batch: int = 1, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
     """A model in eval mode (random batch-norm statistics, so folding matters) and an input."""
     if name not in MODELS:
-        from provenml.core import ProvenmlError
+        from provenml.errors import ProvenmlError
 
         raise ProvenmlError(f"unknown model '{name}'; choose from {sorted(MODELS)}")
     torch.manual_seed(seed)

@@ -13,7 +13,7 @@ import torch
 from provenml.compiler.build import load
 from provenml.compiler.codegen import Program
 from provenml.compiler.ir import Graph
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
 
 _TORCH_DTYPE = {"float32": torch.float32, "int64": torch.int64}
 

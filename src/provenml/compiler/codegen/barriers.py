@@ -1,0 +1,50 @@
+"""Synchronisation inside the graph's single parallel region: which kernels need an
+``omp barrier`` before them (read-after-write and write-after-read/write hazards between kernels
+that may run on different threads)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Region = tuple[str, int, int]  # (memory space, first float, end float)
+
+
+@dataclass
+class Access:
+    """The memory one kernel reads and writes, and whether it runs on thread 0 alone."""
+
+    reads: list[Region]
+    writes: list[Region]
+    single: bool
+
+
+def overlap(a: Region, b: Region) -> bool:
+    return a[0] == b[0] and a[1] < b[2] and b[1] < a[2]
+
+
+def place_barriers(accesses: list[Access]) -> list[bool]:
+    """Where the entry needs an ``omp barrier`` (before kernel k when ``result[k]``).
+
+    Since the last barrier, threads may be anywhere in the kernels issued so far. Kernel k must
+    wait if it reads memory one of them writes (read after write), or writes memory one of them
+    reads or writes (write after read/write: the memory planner reuses arena blocks). Two
+    kernels that both run on thread 0 alone never need one between them (one thread runs them
+    in program order)."""
+    out = []
+    pending: list[tuple[Region, bool, bool]] = []  # (region, written?, single?)
+    for acc in accesses:
+        hazard = False
+        for region, written, single in pending:
+            if single and acc.single:
+                continue
+            if any(overlap(region, w) for w in acc.writes) or (
+                written and any(overlap(region, r) for r in acc.reads)
+            ):
+                hazard = True
+                break
+        out.append(hazard)
+        if hazard:
+            pending = []
+        pending += [(r, False, acc.single) for r in acc.reads]
+        pending += [(w, True, acc.single) for w in acc.writes]
+    return out

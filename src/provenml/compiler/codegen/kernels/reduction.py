@@ -1,0 +1,179 @@
+"""Reduction kernels: softmax and layer norm over the last dim (with fused elementwise
+prologue and epilogue), softmax over another dim, and mean / sum over adjacent dims."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from provenml.compiler import loopir as L
+from provenml.compiler.codegen.c_source import chain
+from provenml.compiler.ir import Node
+from provenml.compiler.passes import collapse_strides, strides_over
+from provenml.errors import ProvenmlError
+
+if TYPE_CHECKING:
+    from provenml.compiler.codegen.lowering import Lowering
+
+
+def row_reduction(
+    low: Lowering, n: Node, kname: str, anchor: Node, pro: list[Node], epi: list[Node]
+) -> L.Kernel:
+    """softmax / layer norm over the last dim, with an elementwise prologue computed once
+    into a row buffer and an elementwise epilogue applied on the way out."""
+    v = low.g.values[anchor.name]
+    length = v.shape[-1]
+    rows = v.size // length
+    inside = {m.name for m in pro + epi + [anchor]}
+    ext = [
+        i
+        for i in dict.fromkeys(i for m in [*pro, anchor, *epi] for i in m.inputs)
+        if i not in inside
+    ]
+    decl, names = low.decls(n, [n.name], ext)
+    dom = v.physical_shape
+
+    def loads(members: list[Node]) -> dict[str, str]:
+        out = {}
+        for i in dict.fromkeys(i for m in members for i in m.inputs):
+            if i in inside:
+                continue
+            st = strides_over(dom, low.g.values[i], v.layout)
+            rc = collapse_strides(dom, st, len(dom) - 1) if st is not None else None
+            if rc is None:
+                raise ProvenmlError(f"codegen: operand {i} of {n.name} not row-indexable")
+            expr = " + ".join(f"{t}*{s}" for t, s in (("r", rc[0]), ("j", rc[1])) if s != 0) or "0"
+            out[i] = f"{names[i]}[{expr}]"
+        return out
+
+    x = anchor.inputs[0]
+    if pro:
+        stmts, res = chain(pro, loads(pro), {})
+        fill = L.Loop("j", length, [L.Stmt("\n".join([*stmts, f"row[j] = {res};"]))], "vectorize")
+    else:
+        fill = L.Loop("j", length, [L.Stmt(f"row[j] = {names[x]}[r*{length} + j];")], "vectorize")
+    Y = names[n.name]
+    epi_loads = loads(epi)
+    if anchor.op == "softmax":
+        stats = [
+            L.Stmt("float mx = -FLT_MAX;"),
+            L.Loop("j", length, [L.Stmt("mx = MAX(mx, row[j]);")]),
+            L.Stmt("float sum = 0.f;"),
+            L.Loop("j", length, [L.Stmt("row[j] = expf(row[j] - mx);")], "vectorize"),
+            L.Loop("j", length, [L.Stmt("sum += row[j];")]),
+            L.Stmt("const float inv = 1.f / sum;"),
+        ]
+        value = "row[j] * inv"
+    else:
+        w, b = names[anchor.inputs[1]], names[anchor.inputs[2]]
+        stats = [
+            L.Stmt("float s1 = 0.f;"),
+            L.Loop("j", length, [L.Stmt("s1 += row[j];")]),
+            L.Stmt(f"const float mu = s1 / {length}.f;\nfloat s2 = 0.f;"),
+            L.Loop("j", length, [L.Stmt("const float d = row[j] - mu; s2 += d * d;")]),
+            L.Stmt(f"const float rstd = 1.f / sqrtf(s2 / {length}.f + {anchor.attrs['eps']!r}f);"),
+        ]
+        value = f"(row[j] - mu) * rstd * {w}[j] + {b}[j]"
+    stmts, res = chain(epi, epi_loads, {anchor.name: "t_val"})
+    store = L.Loop(
+        "j",
+        length,
+        [
+            L.Stmt(
+                "\n".join(
+                    [
+                        f"const float t_val = {value};",
+                        *stmts,
+                        f"{Y}[r*{length} + j] = {res or 't_val'};",
+                    ]
+                )
+            )
+        ],
+        "vectorize",
+    )
+    body = L.Loop(
+        "r",
+        rows,
+        [L.Stmt(f"float row[{length}];"), fill, *stats, store],
+        "parallel" if rows > 1 else "serial",
+    )
+    return L.Kernel(kname, decl, [body])
+
+
+def axis_softmax(low: Lowering, n: Node, kname: str) -> L.Kernel:
+    v = low.g.values[n.name]
+    d = n.attrs["dim"]
+    outer = int(np.prod(v.shape[:d])) if d else 1
+    red = v.shape[d]
+    inner = int(np.prod(v.shape[d + 1 :]))
+    decl, names = low.decls(n, [n.name], n.inputs)
+    X, Y = names[n.inputs[0]], names[n.name]
+    at = f"(o*{red} + q)*{inner} + i"
+    code = (
+        f"float mx = -FLT_MAX;\nfor (long q = 0; q < {red}; ++q) mx = MAX(mx, {X}[{at}]);\n"
+        f"float s = 0.f;\nfor (long q = 0; q < {red}; ++q) "
+        f"{{ const float e = expf({X}[{at}] - mx); {Y}[{at}] = e; s += e; }}\n"
+        f"const float inv = 1.f / s;\nfor (long q = 0; q < {red}; ++q) {Y}[{at}] *= inv;"
+    )
+    body = L.Loop("o", outer, [L.Loop("i", inner, [L.Stmt(code)])], "parallel")
+    return L.Kernel(kname, decl, [body])
+
+
+def reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
+    """mean / sum over dims that are contiguous in the input's physical order."""
+    xv = low.g.values[n.inputs[0]]
+    dims = tuple(n.attrs["dims"])
+    if xv.layout == "NHWC":
+        perm = (0, 2, 3, 1)
+        dims = tuple(sorted(perm.index(d) for d in dims))
+    shape = xv.physical_shape
+    if list(dims) != list(range(dims[0], dims[-1] + 1)):
+        raise ProvenmlError(
+            f"codegen: {n.op} over non-adjacent dims {n.attrs['dims']} at node {n.name}"
+        )
+    outer = int(np.prod(shape[: dims[0]])) if dims[0] else 1
+    red = int(np.prod([shape[d] for d in dims]))
+    inner = int(np.prod(shape[dims[-1] + 1 :]))
+    decl, names = low.decls(n, [n.name], n.inputs)
+    X, Y = names[n.inputs[0]], names[n.name]
+    scale = f" * {1.0 / red!r}f" if n.op == "mean" else ""
+    body = L.Loop(
+        "o",
+        outer,
+        [
+            L.Stmt(f"float acc[{inner}];"),
+            L.Loop("i", inner, [L.Stmt("acc[i] = 0.f;")], "vectorize"),
+            L.Loop(
+                "q",
+                red,
+                [
+                    L.Loop(
+                        "i",
+                        inner,
+                        [L.Stmt(f"acc[i] += {X}[(o*{red} + q)*{inner} + i];")],
+                        "vectorize",
+                    )
+                ],
+            ),
+            L.Loop("i", inner, [L.Stmt(f"{Y}[o*{inner} + i] = acc[i]{scale};")], "vectorize"),
+        ],
+        "parallel" if outer > 1 else "serial",
+    )
+    return L.Kernel(kname, decl, [body])
+
+
+def lower_row_op(low: Lowering, n: Node, kname: str) -> L.Kernel:
+    """A lone softmax or layer norm: a row kernel over the last dim, else a strided softmax."""
+    last = len(low.g.values[n.name].shape) - 1
+    if n.op == "layer_norm" or n.attrs["dim"] == last:
+        return row_reduction(low, n, kname, n, [], [])
+    return axis_softmax(low, n, kname)
+
+
+def lower_fused_reduction(low: Lowering, n: Node, kname: str) -> L.Kernel:
+    """A softmax / layer-norm group with its elementwise prologue and epilogue."""
+    body = n.attrs["body"]
+    anchor = next(m for m in body if m.op in ("softmax", "layer_norm"))
+    k = body.index(anchor)
+    return row_reduction(low, n, kname, anchor, body[:k], body[k + 1 :])

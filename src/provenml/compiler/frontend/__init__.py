@@ -1,0 +1,12 @@
+"""Frontends (survey Sec. 4.1): models from a framework into the one graph IR
+(:mod:`provenml.compiler.ir`), every value with a static shape.
+
+:mod:`.torch_fx`: PyTorch modules through ``torch.fx`` (and the graphs ``torch.compile`` hands
+to a backend). Each frontend maps source ops to IR ops through an op -> handler table and
+raises :class:`UnsupportedOp` naming the op and the node it cannot map.
+"""
+
+from provenml.compiler.frontend.common import UnsupportedOp
+from provenml.compiler.frontend.torch_fx import trace
+
+__all__ = ["UnsupportedOp", "trace"]

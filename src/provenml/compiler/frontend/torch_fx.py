@@ -1,0 +1,730 @@
+"""The PyTorch frontend: a model (or a ``torch.fx.GraphModule``) to the typed SSA graph IR.
+
+The model is traced with ``torch.fx.symbolic_trace`` and run once on the example inputs with a
+``torch.fx.Interpreter``, so every node gets a concrete static shape (and every size query a
+Python integer). Each fx node is then mapped to IR ops (survey Sec. 4.1, "frontend") by
+op -> handler tables, tinygrad-style: :data:`FUNCTIONS` (by the called object),
+:data:`FUNCTION_NAMES` (by its ``__name__``, so ``torch.relu`` and ``F.relu`` share a row),
+:data:`METHODS` (Tensor methods) and :data:`MODULES` (``nn.Module`` classes, looked up along the
+class's MRO). An op with no row raises :class:`UnsupportedOp` naming the op and the node.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx
+import torch.nn as nn
+import torch.nn.functional as F
+
+from provenml.compiler.frontend.common import UnsupportedOp
+from provenml.compiler.ir import Graph, Node, Value
+from provenml.errors import ProvenmlError
+
+
+def target_name(node: torch.fx.Node, gm: torch.fx.GraphModule) -> str:
+    """The name an error message uses for a node's op."""
+    if node.op == "call_module":
+        return type(gm.get_submodule(str(node.target))).__name__
+    if node.op == "call_method":
+        return f"Tensor.{node.target}"
+    t = node.target
+    return getattr(t, "__name__", str(t))
+
+
+class _Recorder(torch.fx.Interpreter):
+    """Runs the graph once and keeps every node's concrete result."""
+
+    def __init__(self, gm: torch.fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.results: dict[str, Any] = {}
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        out = super().run_node(n)
+        self.results[n.name] = out
+        return out
+
+
+def pair(v: Any) -> tuple[int, int]:
+    """An int or a pair as a pair of ints."""
+    if isinstance(v, int):
+        return (v, v)
+    return (int(v[0]), int(v[1]))
+
+
+def arg(node: torch.fx.Node, i: int, key: str, default: Any = None) -> Any:
+    """Positional argument ``i`` of a call, or its keyword ``key``."""
+    if i < len(node.args):
+        return node.args[i]
+    return node.kwargs.get(key, default)
+
+
+class FxBuilder:
+    """Maps fx nodes to IR nodes, with concrete shapes from the recorded run."""
+
+    def __init__(self, gm: torch.fx.GraphModule, results: dict[str, Any], frozen: set[str]):
+        self.gm = gm
+        self.results = results
+        self.frozen = frozen
+        self.g = Graph(inputs=[], outputs=[], nodes=[], values={}, consts={})
+        self.env: dict[str, Any] = {}  # fx node name -> IR value name or Python value
+        self.current = ""
+
+    # -- helpers -------------------------------------------------------------------------------
+    def emit(self, op: str, inputs: list[str], attrs: dict[str, Any], like: torch.Tensor) -> str:
+        name = self.g.fresh(op)
+        dtype = "int64" if like.dtype in (torch.int64, torch.int32) else "float32"
+        self.g.values[name] = Value(name, tuple(like.shape), dtype)
+        self.g.nodes.append(Node(op, name, list(inputs), dict(attrs), source=self.current))
+        return name
+
+    def const(self, t: Any, stem: str = "c") -> str:
+        if isinstance(t, torch.Tensor):
+            arr = t.detach().cpu().numpy()
+        else:
+            arr = np.asarray(t, dtype=np.float32)
+        if arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        return self.g.add_const(arr, stem)
+
+    def val(self, a: Any) -> Any:
+        """An fx argument to an IR value name (tensors) or a Python value."""
+        if isinstance(a, torch.fx.Node):
+            return self.env[a.name]
+        if isinstance(a, (list, tuple)):
+            return type(a)(self.val(x) for x in a)
+        return a
+
+    def tensor_arg(self, a: Any) -> str:
+        v = self.val(a)
+        if isinstance(v, str) and v in self.g.values:
+            return v
+        if isinstance(v, (int, float)):
+            return self.const(np.asarray(v, dtype=np.float32), "s")
+        raise UnsupportedOp(f"non-tensor argument {type(v).__name__}", self.current)
+
+    def is_tensor(self, a: Any) -> bool:
+        v = self.val(a)
+        return isinstance(v, str) and v in self.g.values
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.g.values[name].shape
+
+    # -- conversion -----------------------------------------------------------------------------
+    def build(self) -> Graph:
+        for node in self.gm.graph.nodes:
+            self.current = node.name
+            if node.op == "placeholder":
+                t = self.results[node.name]
+                if node.name in self.frozen:
+                    self.env[node.name] = self.const(t, "w")
+                    continue
+                if not isinstance(t, torch.Tensor):
+                    self.env[node.name] = t
+                    continue
+                name = node.name
+                dtype = "int64" if t.dtype in (torch.int64, torch.int32) else "float32"
+                if t.dtype not in (torch.float32, torch.int64, torch.int32):
+                    raise UnsupportedOp(f"input dtype {t.dtype}", node.name)
+                self.g.values[name] = Value(name, tuple(t.shape), dtype)
+                self.g.inputs.append(name)
+                self.env[node.name] = name
+            elif node.op == "get_attr":
+                t = self.results[node.name]
+                self.env[node.name] = self.const(t, "w") if isinstance(t, torch.Tensor) else t
+            elif node.op == "output":
+                outs = node.args[0]
+                flat = outs if isinstance(outs, (tuple, list)) else (outs,)
+                for o in flat:
+                    v = self.tensor_arg(o)
+                    self.g.outputs.append(v)
+            else:
+                result = self.results[node.name]
+                if not isinstance(result, torch.Tensor):
+                    self.env[node.name] = self.python_value(node, result)
+                    continue
+                if result.dtype not in (torch.float32, torch.int64):
+                    raise UnsupportedOp(
+                        f"{target_name(node, self.gm)} -> {result.dtype}", node.name
+                    )
+                self.env[node.name] = self.convert(node, result)
+        return self.g
+
+    def python_value(self, node: torch.fx.Node, result: Any) -> Any:
+        """Size queries and tuple plumbing become Python values (static shapes)."""
+        if node.op == "call_function" and node.target is operator.getitem:
+            base = self.val(node.args[0])
+            if isinstance(base, (tuple, list)):
+                return base[node.args[1]]
+        if isinstance(result, (int, float, torch.Size)) or (
+            isinstance(result, (tuple, list))
+            and all(isinstance(x, (int, torch.Size)) for x in result)
+        ):
+            return tuple(result) if isinstance(result, torch.Size) else result
+        raise UnsupportedOp(target_name(node, self.gm), node.name, "non-tensor result")
+
+    def convert(self, node: torch.fx.Node, out: torch.Tensor) -> str:
+        """One fx call node to IR, through the handler tables."""
+        handler: Handler | None = None
+        if node.op == "call_module":
+            mod = self.gm.get_submodule(str(node.target))
+            handler = next((MODULES[c] for c in type(mod).__mro__ if c in MODULES), None)
+        elif node.op == "call_method":
+            handler = METHODS.get(str(node.target))
+        else:
+            try:
+                handler = FUNCTIONS.get(node.target)
+            except TypeError:  # an unhashable target
+                handler = None
+            if handler is None:
+                handler = FUNCTION_NAMES.get(target_name(node, self.gm))
+        if handler is None:
+            raise UnsupportedOp(target_name(node, self.gm), node.name)
+        return handler(self, node, out)
+
+    # -- op helpers ----------------------------------------------------------------------------
+    def binary(self, op: str, a: Any, b: Any, out: torch.Tensor) -> str:
+        return self.emit(op, [self.tensor_arg(a), self.tensor_arg(b)], {}, out)
+
+    def reshape(self, x: str, out: torch.Tensor) -> str:
+        return self.emit("reshape", [x], {"shape": tuple(out.shape)}, out)
+
+    def transpose(self, x: str, d0: int, d1: int, out: torch.Tensor) -> str:
+        perm = list(range(out.dim()))
+        d0, d1 = d0 % out.dim(), d1 % out.dim()
+        perm[d0], perm[d1] = perm[d1], perm[d0]
+        return self.emit("permute", [x], {"perm": tuple(perm)}, out)
+
+    def reduce(self, op: str, x: Any, dim: Any, keepdim: Any, out: torch.Tensor) -> str:
+        xin = self.tensor_arg(x)
+        rank = len(self.shape(xin))
+        d = self.val(dim)
+        dims = tuple(range(rank)) if d is None else ((d,) if isinstance(d, int) else tuple(d))
+        dims = tuple(sorted(int(i) % rank for i in dims))
+        return self.emit(op, [xin], {"dims": dims, "keepdim": bool(self.val(keepdim))}, out)
+
+    def conv(
+        self,
+        ins: list[str],
+        stride: Any,
+        padding: Any,
+        dilation: Any,
+        groups: Any,
+        out: torch.Tensor,
+    ) -> str:
+        if isinstance(padding, str):
+            raise UnsupportedOp("conv2d", self.current, "string padding")
+        if pair(self.val(dilation)) != (1, 1):
+            raise UnsupportedOp("conv2d", self.current, "dilation != 1")
+        groups = int(self.val(groups))
+        cin = self.shape(ins[0])[1]
+        if groups not in (1, cin) or (groups == cin and out.shape[1] != cin):
+            raise UnsupportedOp("conv2d", self.current, f"groups={groups} (only 1 and depthwise)")
+        attrs = {
+            "stride": pair(self.val(stride)),
+            "padding": pair(self.val(padding)),
+            "depthwise": groups != 1,
+        }
+        return self.emit("conv2d", ins, attrs, out)
+
+    def layer_norm(self, x: Any, shape: Any, w: Any, b: Any, eps: Any, out: torch.Tensor) -> str:
+        shape = tuple(shape) if isinstance(shape, (tuple, list, torch.Size)) else (shape,)
+        if len(shape) != 1:
+            raise UnsupportedOp(
+                "layer_norm", self.current, "normalized over more than the last dim"
+            )
+        ins = [self.tensor_arg(x)]
+        n = int(shape[0])
+        ins.append(
+            self.tensor_arg(w)
+            if isinstance(w, torch.fx.Node)
+            else self.const(w if w is not None else torch.ones(n))
+        )
+        ins.append(
+            self.tensor_arg(b)
+            if isinstance(b, torch.fx.Node)
+            else self.const(b if b is not None else torch.zeros(n))
+        )
+        return self.emit("layer_norm", ins, {"eps": float(eps)}, out)
+
+    def pool(
+        self,
+        op: str,
+        x: Any,
+        kernel: Any,
+        stride: Any,
+        padding: Any,
+        node: torch.fx.Node,
+        out: torch.Tensor,
+    ) -> str:
+        k = pair(self.val(kernel))
+        s = pair(self.val(stride)) if self.val(stride) not in (None, ()) else k
+        if node.op == "call_function":
+            extra = list(node.args[4:]) + [
+                v for key, v in node.kwargs.items() if key in ("ceil_mode", "dilation")
+            ]
+            if any(v not in (False, 1, (1, 1), None, True) for v in extra) or node.kwargs.get(
+                "ceil_mode", False
+            ):
+                raise UnsupportedOp(op, node.name, "ceil_mode/dilation")
+        return self.emit(
+            op,
+            [self.tensor_arg(x)],
+            {"kernel": k, "stride": s, "padding": pair(self.val(padding))},
+            out,
+        )
+
+    def adaptive(self, x: Any, size: Any, out: torch.Tensor) -> str:
+        if pair(size) != (1, 1):
+            raise UnsupportedOp("adaptive_avg_pool2d", self.current, "output size other than 1")
+        return self.emit("mean", [self.tensor_arg(x)], {"dims": (2, 3), "keepdim": True}, out)
+
+    def softmax(self, x: Any, dim: Any, out: torch.Tensor) -> str:
+        return self.emit("softmax", [self.tensor_arg(x)], {"dim": int(dim) % out.dim()}, out)
+
+    def getitem(self, x: str, index: Any, out: torch.Tensor) -> str:
+        """Basic indexing: ints, slices, Ellipsis and None, as a chain of slice + reshape."""
+        shape = self.shape(x)
+        idx = index if isinstance(index, tuple) else (index,)
+        if any(not isinstance(i, (int, slice, type(None), type(Ellipsis))) for i in idx):
+            raise UnsupportedOp("getitem", self.current, "advanced (tensor) indexing")
+        n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
+        expanded: list[Any] = []
+        for i in idx:
+            if i is Ellipsis:
+                expanded += [slice(None)] * (len(shape) - n_real)
+            else:
+                expanded.append(i)
+        cur = x
+        dim = 0
+        for i in expanded:
+            if i is None:
+                continue
+            if isinstance(i, (int, slice)):
+                size = shape[dim]
+                if isinstance(i, int):
+                    start = i % size
+                    rng = (start, start + 1, 1)
+                else:
+                    rng = i.indices(size)
+                if rng != (0, size, 1):
+                    if rng[2] <= 0:
+                        raise UnsupportedOp("getitem", self.current, "negative step")
+                    cur_shape = list(self.shape(cur))
+                    cur_shape[dim] = len(range(*rng))
+                    like = torch.empty(cur_shape)
+                    cur = self.emit(
+                        "slice",
+                        [cur],
+                        {"dim": dim, "start": rng[0], "stop": rng[1], "step": rng[2]},
+                        like,
+                    )
+                dim += 1
+        if self.shape(cur) != tuple(out.shape):
+            cur = self.reshape(cur, out)
+        return cur
+
+
+# ------------------------------------------------------------------------------------------------
+# the op -> handler tables
+# ------------------------------------------------------------------------------------------------
+Handler = Callable[[FxBuilder, torch.fx.Node, torch.Tensor], str]
+
+
+def _unary(op: str) -> Handler:
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        return b.emit(op, [b.tensor_arg(node.args[0])], {}, out)
+
+    return handle
+
+
+def _binary(op: str, check_alpha: bool) -> Handler:
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        if check_alpha and node.kwargs.get("alpha", 1) != 1:
+            raise UnsupportedOp(target_name(node, b.gm), node.name, "alpha != 1")
+        return b.binary(op, node.args[0], arg(node, 1, "other"), out)
+
+    return handle
+
+
+def _reshape(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    return b.reshape(b.tensor_arg(node.args[0]), out)
+
+
+def _contiguous(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    return b.val(node.args[0])  # type: ignore[no-any-return]
+
+
+def _permute_method(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    args = node.args
+    dims = args[1:] if not isinstance(args[1], (tuple, list)) else args[1]
+    perm = tuple(int(d) % out.dim() for d in b.val(dims))
+    return b.emit("permute", [b.tensor_arg(args[0])], {"perm": perm}, out)
+
+
+def _permute_function(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    perm = tuple(int(d) % out.dim() for d in b.val(node.args[1]))
+    return b.emit("permute", [b.tensor_arg(node.args[0])], {"perm": perm}, out)
+
+
+def _transpose(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    a = node.args
+    return b.transpose(b.tensor_arg(a[0]), int(b.val(a[1])), int(b.val(a[2])), out)
+
+
+def _reduction(op: str) -> Handler:
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        return b.reduce(op, node.args[0], arg(node, 1, "dim"), arg(node, 2, "keepdim", False), out)
+
+    return handle
+
+
+def _softmax(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    return b.softmax(node.args[0], b.val(arg(node, 1, "dim")), out)
+
+
+def _gelu(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    op = "gelu_tanh" if node.kwargs.get("approximate", "none") == "tanh" else "gelu"
+    return b.emit(op, [b.tensor_arg(node.args[0])], {}, out)
+
+
+def _linear(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    ins = [b.tensor_arg(node.args[0]), b.tensor_arg(arg(node, 1, "weight"))]
+    if arg(node, 2, "bias") is not None:
+        ins.append(b.tensor_arg(arg(node, 2, "bias")))
+    return b.emit("linear", ins, {}, out)
+
+
+def _matmul(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    return b.emit("matmul", [b.tensor_arg(node.args[0]), b.tensor_arg(node.args[1])], {}, out)
+
+
+def _conv2d(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    ins = [b.tensor_arg(node.args[0]), b.tensor_arg(arg(node, 1, "weight"))]
+    if arg(node, 2, "bias") is not None:
+        ins.append(b.tensor_arg(arg(node, 2, "bias")))
+    return b.conv(
+        ins,
+        arg(node, 3, "stride", 1),
+        arg(node, 4, "padding", 0),
+        arg(node, 5, "dilation", 1),
+        arg(node, 6, "groups", 1),
+        out,
+    )
+
+
+def _batch_norm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    if b.val(arg(node, 5, "training", False)):
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "training-mode batch norm")
+    ins = [
+        b.tensor_arg(node.args[0]),
+        b.tensor_arg(arg(node, 1, "running_mean")),
+        b.tensor_arg(arg(node, 2, "running_var")),
+    ]
+    ins += [
+        b.tensor_arg(arg(node, 3, "weight"))
+        if arg(node, 3, "weight") is not None
+        else b.const(np.ones(out.shape[1], np.float32))
+    ]
+    ins += [
+        b.tensor_arg(arg(node, 4, "bias"))
+        if arg(node, 4, "bias") is not None
+        else b.const(np.zeros(out.shape[1], np.float32))
+    ]
+    return b.emit("batch_norm", ins, {"eps": float(b.val(arg(node, 7, "eps", 1e-5)))}, out)
+
+
+def _layer_norm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    return b.layer_norm(
+        node.args[0],
+        b.val(arg(node, 1, "normalized_shape")),
+        arg(node, 2, "weight"),
+        arg(node, 3, "bias"),
+        b.val(arg(node, 4, "eps", 1e-5)),
+        out,
+    )
+
+
+def _pool(op: str) -> Handler:
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        return b.pool(
+            op,
+            node.args[0],
+            arg(node, 1, "kernel_size"),
+            arg(node, 2, "stride"),
+            arg(node, 3, "padding", 0),
+            node,
+            out,
+        )
+
+    return handle
+
+
+def _adaptive_avg_pool2d(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    return b.adaptive(node.args[0], b.val(arg(node, 1, "output_size")), out)
+
+
+def _cat(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    tensors = [b.tensor_arg(t) for t in node.args[0]]  # type: ignore[union-attr]
+    dim = int(b.val(arg(node, 1, "dim", 0))) % out.dim()
+    return b.emit("cat", tensors, {"dim": dim}, out)
+
+
+def _embedding(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    ins = [b.tensor_arg(arg(node, 1, "weight")), b.tensor_arg(node.args[0])]
+    return b.emit("embedding", ins, {}, out)
+
+
+def _getattr(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    if node.args[1] not in ("T", "mT"):
+        raise UnsupportedOp(target_name(node, b.gm), node.name)
+    x = b.tensor_arg(node.args[0])
+    rank = len(b.shape(x))
+    if node.args[1] == "T":
+        perm = tuple(reversed(range(rank)))
+    else:
+        perm = (*tuple(range(rank - 2)), rank - 1, rank - 2)
+    return b.emit("permute", [x], {"perm": perm}, out)
+
+
+def _getitem(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    return b.getitem(b.tensor_arg(node.args[0]), b.val(node.args[1]), out)
+
+
+UNARY_FUNCTIONS: dict[Any, str] = {
+    torch.relu: "relu",
+    F.relu: "relu",
+    torch.tanh: "tanh",
+    F.tanh: "tanh",
+    torch.sigmoid: "sigmoid",
+    F.sigmoid: "sigmoid",
+    F.silu: "silu",
+    torch.neg: "neg",
+    operator.neg: "neg",
+    torch.exp: "exp",
+    F.dropout: "identity",
+}
+BINARY_FUNCTIONS: dict[Any, str] = {
+    operator.add: "add",
+    torch.add: "add",
+    operator.sub: "sub",
+    torch.sub: "sub",
+    operator.mul: "mul",
+    torch.mul: "mul",
+    operator.truediv: "div",
+    torch.div: "div",
+    operator.iadd: "add",
+    operator.imul: "mul",
+}
+
+# calls by the called object (first) ...
+FUNCTIONS: dict[Any, Handler] = {
+    **{f: _unary(op) for f, op in UNARY_FUNCTIONS.items()},
+    **{f: _binary(op, check_alpha=True) for f, op in BINARY_FUNCTIONS.items()},
+    torch.matmul: _matmul,
+    operator.matmul: _matmul,
+    torch.bmm: _matmul,
+    torch.flatten: _reshape,
+    torch.reshape: _reshape,
+    torch.permute: _permute_function,
+    torch.transpose: _transpose,
+    torch.cat: _cat,
+    torch.mean: _reduction("mean"),
+    torch.sum: _reduction("sum"),
+    getattr: _getattr,
+    operator.getitem: _getitem,
+}
+# ... then by the called object's name (``F.gelu`` and ``torch._C._nn.gelu`` alike)
+FUNCTION_NAMES: dict[str, Handler] = {
+    "gelu": _gelu,
+    "silu": _unary("silu"),
+    "relu": _unary("relu"),
+    "linear": _linear,
+    "conv2d": _conv2d,
+    "batch_norm": _batch_norm,
+    "layer_norm": _layer_norm,
+    "softmax": _softmax,
+    "max_pool2d": _pool("max_pool2d"),
+    "avg_pool2d": _pool("avg_pool2d"),
+    "adaptive_avg_pool2d": _adaptive_avg_pool2d,
+    "flatten": _reshape,
+    "reshape": _reshape,
+    "unsqueeze": _reshape,
+    "squeeze": _reshape,
+    "cat": _cat,
+    "concat": _cat,
+    "embedding": _embedding,
+}
+METHODS: dict[str, Handler] = {
+    **{m: _unary(m) for m in ("relu", "tanh", "sigmoid", "exp", "neg")},
+    **{m: _binary(m, check_alpha=False) for m in ("add", "sub", "mul", "div")},
+    **dict.fromkeys(("view", "reshape", "flatten", "unsqueeze", "squeeze"), _reshape),
+    "contiguous": _contiguous,
+    "permute": _permute_method,
+    "transpose": _transpose,
+    "mean": _reduction("mean"),
+    "sum": _reduction("sum"),
+    "softmax": _softmax,
+}
+
+
+# -- modules --------------------------------------------------------------------------------------
+def _module(node: torch.fx.Node, b: FxBuilder) -> nn.Module:
+    return b.gm.get_submodule(str(node.target))
+
+
+def _module_unary(op: str) -> Handler:
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        return b.emit(op, [b.tensor_arg(node.args[0])], {}, out)
+
+    return handle
+
+
+def _gelu_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    op = "gelu_tanh" if mod.approximate == "tanh" else "gelu"
+    return b.emit(op, [b.tensor_arg(node.args[0])], {}, out)
+
+
+def _linear_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    ins = [b.tensor_arg(node.args[0]), b.const(mod.weight, "w")]
+    if mod.bias is not None:
+        ins.append(b.const(mod.bias, "b"))
+    return b.emit("linear", ins, {}, out)
+
+
+def _conv2d_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    assert isinstance(mod, nn.Conv2d)
+    if mod.padding_mode != "zeros" or isinstance(mod.padding, str):
+        raise UnsupportedOp(type(mod).__name__, node.name, "padding mode")
+    ins = [b.tensor_arg(node.args[0]), b.const(mod.weight, "w")]
+    if mod.bias is not None:
+        ins.append(b.const(mod.bias, "b"))
+    return b.conv(ins, mod.stride, mod.padding, mod.dilation, mod.groups, out)
+
+
+def _batch_norm_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    assert isinstance(mod, nn.modules.batchnorm._BatchNorm)
+    if mod.training or mod.running_mean is None:
+        raise UnsupportedOp(type(mod).__name__, node.name, "training-mode batch norm")
+    c = mod.num_features
+    w = mod.weight if mod.weight is not None else torch.ones(c)
+    bias = mod.bias if mod.bias is not None else torch.zeros(c)
+    assert mod.running_var is not None
+    ins = [
+        b.tensor_arg(node.args[0]),
+        b.const(mod.running_mean),
+        b.const(mod.running_var),
+        b.const(w),
+        b.const(bias),
+    ]
+    return b.emit("batch_norm", ins, {"eps": float(mod.eps)}, out)
+
+
+def _layer_norm_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    assert isinstance(mod, nn.LayerNorm)
+    return b.layer_norm(node.args[0], mod.normalized_shape, mod.weight, mod.bias, mod.eps, out)
+
+
+def _softmax_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    assert isinstance(mod, nn.Softmax)
+    return b.softmax(node.args[0], mod.dim if mod.dim is not None else -1, out)
+
+
+def _pool_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    assert isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d))
+    name = type(mod).__name__
+    op = "max_pool2d" if isinstance(mod, nn.MaxPool2d) else "avg_pool2d"
+    if getattr(mod, "ceil_mode", False) or getattr(mod, "dilation", 1) not in (1, (1, 1)):
+        raise UnsupportedOp(name, node.name, "ceil_mode/dilation")
+    if isinstance(mod, nn.AvgPool2d) and (not mod.count_include_pad or mod.divisor_override):
+        raise UnsupportedOp(name, node.name, "count_include_pad=False")
+    return b.pool(op, node.args[0], mod.kernel_size, mod.stride, mod.padding, node, out)
+
+
+def _adaptive_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    assert isinstance(mod, nn.AdaptiveAvgPool2d)
+    return b.adaptive(node.args[0], mod.output_size, out)
+
+
+def _embedding_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    ins = [b.const(mod.weight, "w"), b.tensor_arg(node.args[0])]
+    return b.emit("embedding", ins, {}, out)
+
+
+MODULES: dict[type, Handler] = {
+    nn.ReLU: _module_unary("relu"),
+    nn.Tanh: _module_unary("tanh"),
+    nn.Sigmoid: _module_unary("sigmoid"),
+    nn.SiLU: _module_unary("silu"),
+    nn.Dropout: _module_unary("identity"),
+    nn.Identity: _module_unary("identity"),
+    nn.GELU: _gelu_module,
+    nn.Linear: _linear_module,
+    nn.Conv2d: _conv2d_module,
+    nn.BatchNorm2d: _batch_norm_module,
+    nn.BatchNorm1d: _batch_norm_module,
+    nn.LayerNorm: _layer_norm_module,
+    nn.Softmax: _softmax_module,
+    nn.MaxPool2d: _pool_module,
+    nn.AvgPool2d: _pool_module,
+    nn.AdaptiveAvgPool2d: _adaptive_module,
+    nn.Flatten: _reshape,
+    nn.Embedding: _embedding_module,
+}
+
+
+def _frozen_placeholders(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> set[str]:
+    """Placeholders that are parameters or buffers (dynamo lifts them as graph inputs)."""
+    frozen = set()
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for node, ex in zip(placeholders, example_inputs, strict=False):
+        if isinstance(ex, nn.Parameter) or "_parameters_" in node.name or "_buffers_" in node.name:
+            frozen.add(node.name)
+    return frozen
+
+
+def trace(
+    model: nn.Module | Callable[..., Any],
+    example_inputs: Sequence[torch.Tensor],
+    freeze_params: bool = False,
+) -> Graph:
+    """Trace ``model`` and convert it to the IR with the example inputs' static shapes.
+
+    ``model`` may be an ``nn.Module`` (traced with ``torch.fx.symbolic_trace``) or an existing
+    ``GraphModule`` (as ``torch.compile`` hands to a backend). With ``freeze_params``, inputs that
+    are parameters or buffers become constants.
+    """
+    if isinstance(model, torch.fx.GraphModule):
+        gm = model
+    elif isinstance(model, nn.Module):
+        if model.training:
+            raise ProvenmlError("provenml.compiler compiles for inference: call model.eval() first")
+        try:
+            gm = torch.fx.symbolic_trace(model)
+        except Exception as exc:
+            raise ProvenmlError(
+                f"provenml.compiler: torch.fx could not trace the model: {exc}"
+            ) from exc
+    else:
+        raise ProvenmlError(
+            "provenml.compiler.compile expects an nn.Module or a torch.fx.GraphModule"
+        )
+    example_inputs = list(example_inputs)
+    rec = _Recorder(gm)
+    with torch.no_grad():
+        rec.run(*example_inputs)
+    frozen = _frozen_placeholders(gm, example_inputs) if freeze_params else set()
+    return FxBuilder(gm, rec.results, frozen).build()

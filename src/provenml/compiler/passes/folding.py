@@ -1,0 +1,100 @@
+"""Block-level constant folding (survey Sec. 4.2.1): constant subgraphs evaluated at compile
+time, inference batch norm folded into the preceding conv/linear, linear weights
+pre-transposed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from provenml.compiler.interp import run_node
+from provenml.compiler.ir import Graph, Node, Value
+from provenml.compiler.passes.cleanup import dead_code_elimination
+from provenml.compiler.passes.rewrite import is_const, replace_uses
+
+
+def fold_constants(g: Graph) -> Graph:
+    """Constant folding (survey Sec. 4.2.1): evaluate nodes whose inputs are all constants;
+    fold inference batch norm into the preceding conv/linear (``w' = w * gamma / sqrt(var+eps)``,
+    ``b' = (b - mean) * gamma / sqrt(var+eps) + beta``) or into a per-channel multiply-add;
+    pre-transpose linear weights (``linear(x, W, b) = dense(x, W^T, b)``)."""
+    out = g.clone()
+    users = out.users()
+    producers = out.producers()
+    new_nodes: list[Node] = []
+    removed: set[str] = set()
+    for n in out.nodes:
+        if n.name in removed:
+            continue
+        if (
+            n.op != "fused"
+            and n.inputs
+            and all(is_const(out, i) for i in n.inputs)
+            and n.name not in out.outputs
+        ):
+            arr = run_node(n, out.consts, out.values)
+            out.consts[n.name] = np.ascontiguousarray(arr)
+            continue
+        if n.op == "batch_norm" and all(is_const(out, i) for i in n.inputs[1:]):
+            mean, var, w, b = (out.consts[i] for i in n.inputs[1:])
+            scale = (w / np.sqrt(var + n.attrs["eps"])).astype(np.float32)
+            shift = (b - mean * scale).astype(np.float32)
+            src = producers.get(n.inputs[0])
+            folded = False
+            if (
+                src is not None
+                and src.name in {m.name for m in new_nodes}
+                and src.op in ("conv2d", "linear")
+                and len(users[src.name]) == 1
+                and src.name not in out.outputs
+                and is_const(out, src.inputs[1])
+                and (len(src.inputs) < 3 or is_const(out, src.inputs[2]))
+                and out.values[src.name].layout == "row"
+            ):
+                wt = out.consts[src.inputs[1]]
+                bias = (
+                    out.consts[src.inputs[2]]
+                    if len(src.inputs) > 2
+                    else np.zeros(scale.shape, np.float32)
+                )
+                shape = (-1,) + (1,) * (wt.ndim - 1)
+                new_w = out.add_const((wt * scale.reshape(shape)).astype(np.float32), "wf")
+                new_b = out.add_const((bias * scale + shift).astype(np.float32), "bf")
+                src.inputs = [src.inputs[0], new_w, new_b]
+                replace_uses(out, n.name, src.name)
+                folded = True
+            if not folded:
+                rank = len(out.values[n.inputs[0]].shape)
+                bshape = (-1,) + (1,) * (rank - 2)
+                sc = out.add_const(scale.reshape(bshape), "bn_scale")
+                sh = out.add_const(shift.reshape(bshape), "bn_shift")
+                mul = Node("mul", out.fresh("bn_mul"), [n.inputs[0], sc], source=n.source)
+                out.values[mul.name] = Value(mul.name, out.values[n.name].shape)
+                new_nodes.append(mul)
+                new_nodes.append(Node("add", n.name, [mul.name, sh], source=n.source))
+            continue
+        if n.op == "linear" and is_const(out, n.inputs[1]):
+            w = out.consts[n.inputs[1]]
+            wt = out.add_const(np.ascontiguousarray(w.T), "wt")
+            n2 = Node(
+                "dense",
+                n.name,
+                [n.inputs[0], wt, *n.inputs[2:]],
+                {"n": int(w.shape[0]), "k": int(w.shape[1]), "packed": 0},
+                n.source,
+            )
+            new_nodes.append(n2)
+            continue
+        if n.op == "linear":  # runtime weight: a matmul against W^T, then the bias
+            mm_name = n.name if len(n.inputs) == 2 else out.fresh("linear_mm")
+            mm = Node("matmul", mm_name, [n.inputs[0], n.inputs[1]], {"trans_b": True}, n.source)
+            out.values[mm_name] = Value(mm_name, out.values[n.name].shape)
+            new_nodes.append(mm)
+            if len(n.inputs) == 3:
+                new_nodes.append(Node("add", n.name, [mm_name, n.inputs[2]], source=n.source))
+            continue
+        new_nodes.append(n)
+    out.nodes = new_nodes
+    for name in list(out.consts):
+        if name not in out.values:
+            out.values[name] = Value(name, tuple(out.consts[name].shape))
+    return dead_code_elimination(out)
