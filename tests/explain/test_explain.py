@@ -150,7 +150,7 @@ def test_constant_channel_carries_the_degree_signal():
     for channel, distinct in ((False, False), (True, True)):
         torch.manual_seed(0)
         model = GCNNodeClassifier(ds.num_features, 8, 8, constant_channel=channel).eval()
-        assert model.convs[0].in_channels == ds.num_features + int(channel)
+        assert model.encoder.convs[0].in_channels == ds.num_features + int(channel)
         with torch.no_grad():
             out = model(zeros, ds.data.edge_index)
         assert out.shape == (ds.data.num_nodes, 8)
@@ -181,7 +181,7 @@ def test_methods_explain_a_constant_channel_model():
     ],
 )
 def test_graph_classifier_restarts_a_run_that_does_not_fit(monkeypatch, train_accs, kept, attempts):
-    import provenml.explain.models as models
+    import provenml.explain.classifiers as models
 
     ds = load_dataset("ba_2motifs", 0, **SMALL["ba_2motifs"])
     runs = [GINGraphClassifier(ds.num_features, 4, 2) for _ in train_accs]

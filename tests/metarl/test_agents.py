@@ -17,7 +17,6 @@ from provenml.metarl.belief import (
     session_reconstruction_mask,
 )
 from provenml.metarl.envs import SessionGridWorldVec
-from provenml.metarl.ppo import gae, ppo_clip_loss
 from provenml.metarl.train import (
     EpisodeBuffer,
     TrainConfig,
@@ -29,6 +28,7 @@ from provenml.metarl.train import (
     steps_to_goal_after_switch,
     train_agent,
 )
+from provenml.rl import gae, ppo_clip_loss
 
 
 def test_ppo_clipped_objective_hand_computed() -> None:

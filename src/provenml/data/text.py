@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from provenml.core.experiment import ProvenmlError
+from provenml.errors import ProvenmlError
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,18 @@
 """GNN explainability testbed (S8): methods, ground-truth datasets, models and metrics.
 
 Yuan, Yu, Gui, Ji, "Explainability in Graph Neural Networks: A Taxonomic Survey" (2020).
+Any PyG model with ``MessagePassing`` layers can be explained; the ground-truth datasets live in
+the shared layer (:mod:`provenml.data.graphs`) and are re-exported here::
 
-    from provenml.explain import GNNExplainer
-    explanation = GNNExplainer().explain(model, data, index=10)   # a node
-    explanation.edge_mask                                           # importance per edge
+    from provenml.explain import GNNExplainer, load_dataset, metrics, train_node_classifier
+
+    dataset = load_dataset("ba_shapes", seed=0)
+    model = train_node_classifier(dataset).model
+    explanation = GNNExplainer().explain(model, dataset.data, index=310)   # one node
+    explanation.edge_mask                                                   # importance per edge
 """
 
+from provenml.data.graphs import DATASETS, GroundTruthDataset, load_dataset
 from provenml.explain import metrics
 from provenml.explain.base import (
     ExplainerMethod,
@@ -15,7 +21,12 @@ from provenml.explain.base import (
     check_model,
     symmetrize,
 )
-from provenml.explain.datasets import DATASETS, GroundTruthDataset, load_dataset
+from provenml.explain.classifiers import (
+    GCNNodeClassifier,
+    GINGraphClassifier,
+    train_graph_classifier,
+    train_node_classifier,
+)
 from provenml.explain.methods import (
     GNNExplainer,
     GradCAM,
@@ -25,12 +36,6 @@ from provenml.explain.methods import (
     RandomExplainer,
     SaliencyExplainer,
     SubgraphX,
-)
-from provenml.explain.models import (
-    GCNNodeClassifier,
-    GINGraphClassifier,
-    train_graph_classifier,
-    train_node_classifier,
 )
 
 METHODS: dict[str, type[ExplainerMethod]] = {

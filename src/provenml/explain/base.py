@@ -29,7 +29,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
 from torch_geometric.nn import MessagePassing
 
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
 
 IndexLike = int | Sequence[int] | Tensor
 

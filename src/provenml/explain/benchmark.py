@@ -16,10 +16,10 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
+from provenml.data.graphs import GroundTruthDataset, load_dataset
 from provenml.explain import metrics
 from provenml.explain.base import ExplainerMethod, Explanation
-from provenml.explain.datasets import GroundTruthDataset, load_dataset
-from provenml.explain.models import train_graph_classifier, train_node_classifier
+from provenml.explain.classifiers import train_graph_classifier, train_node_classifier
 
 
 @dataclass

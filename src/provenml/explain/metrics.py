@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 from torch import Tensor
 from torch_geometric.data import Data
 
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
 from provenml.explain.base import ExplainerMethod, Explanation, IndexLike, InstanceBatch
 
 

@@ -1,4 +1,4 @@
-"""The agents, all trained by the same PPO core (``provenml.metarl.ppo``).
+"""The agents, all trained by the same PPO core (``provenml.rl``).
 
 Every agent is a PPO actor-critic over ``[observation, features]``; they differ only in the
 features, i.e. in what the agent knows about the hidden latent:
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
 from provenml.metarl.belief import (
     BeliefEncoder,
     BeliefLossConfig,
@@ -36,7 +36,7 @@ from provenml.metarl.belief import (
     belief_losses,
 )
 from provenml.metarl.envs import GRID_SWITCH_MATRIX
-from provenml.metarl.ppo import ActorCritic
+from provenml.rl import ActorCritic
 
 AGENTS: tuple[str, ...] = (
     "oracle",

@@ -21,14 +21,13 @@ can replay the same fixed switch sequences for every agent through ``reset(optio
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.vector.utils import batch_space
 
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
+from provenml.rl import FixedHorizonVectorEnv, SingleEnvView
 
 GRID_SWITCH_MATRIX = ((0.2, 0.8), (0.8, 0.2))
 GOAL_LAYOUTS = ("edge", "diagonal", "random")
@@ -72,7 +71,7 @@ def _check_prob(p: float) -> None:
         raise ProvenmlError(f"session_end_prob must be in [0, 1], got {p}")
 
 
-class SessionGridWorldVec(gym.vector.VectorEnv):
+class SessionGridWorldVec(FixedHorizonVectorEnv):
     """``num_envs`` 5x5 grid worlds with two observed goals of which one, hidden, pays.
 
     Reward: +1 on the paying goal, 0 on the other goal, -0.1 elsewhere; goals are not terminal.
@@ -90,8 +89,6 @@ class SessionGridWorldVec(gym.vector.VectorEnv):
     ``info``: ``latent`` (the latent that produced this step's reward), ``next_latent``,
     ``session_end`` (the session ended after this step), never part of the observation.
     """
-
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(
         self,
@@ -111,17 +108,12 @@ class SessionGridWorldVec(gym.vector.VectorEnv):
         self.goal_layout = goal_layout
         if size < 2 or horizon < 1 or num_envs < 1:
             raise ProvenmlError("need size >= 2, horizon >= 1 and num_envs >= 1")
-        self.num_envs = num_envs
-        self.size, self.horizon, self.session_end_prob = size, horizon, session_end_prob
+        low = np.array([0, 0, -1, -1, -1, -1], dtype=np.float32)
+        observations = spaces.Box(low, 1.0, shape=(6,), dtype=np.float32)
+        super().__init__(num_envs, horizon, observations, spaces.Discrete(5))
+        self.size, self.session_end_prob = size, session_end_prob
         self.switch_matrix = np.asarray(switch_matrix, dtype=np.float64)
         self.num_latents = 2
-        low = np.array([0, 0, -1, -1, -1, -1], dtype=np.float32)
-        self.single_observation_space = spaces.Box(low, 1.0, shape=(6,), dtype=np.float32)
-        self.single_action_space = spaces.Discrete(5)
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self._rng = np.random.default_rng()
-        self._t = horizon  # must reset first
 
     def _obs(self) -> np.ndarray:
         offsets = (self.goals - self.pos[:, None, :]).reshape(self.num_envs, 4)
@@ -133,8 +125,7 @@ class SessionGridWorldVec(gym.vector.VectorEnv):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start a new episode in every copy. ``options`` may fix ``latents``/``session_end``
         (num_envs, horizon), ``goals`` (num_envs, 2, 2) and ``start`` (num_envs, 2)."""
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
+        self._begin_reset(seed)
         options = options or {}
         n, cells = self.num_envs, self.size * self.size
         # two distinct goal cells and a start cell, drawn without replacement per copy
@@ -171,19 +162,14 @@ class SessionGridWorldVec(gym.vector.VectorEnv):
     def step(
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        if self._t >= self.horizon:
-            raise ProvenmlError(
-                "episode is over: call reset() (the batched env does not auto-reset)"
-            )
+        t = self._begin_step()
         moves = _MOVES[np.asarray(actions, dtype=np.int64).reshape(self.num_envs)]
         self.pos = np.clip(self.pos + moves, 0, self.size - 1)
-        t = self._t
         latent = self.latents[:, t]
         at_goal = (self.pos[:, None, :] == self.goals).all(axis=-1)  # (n, 2)
         at_paying = at_goal[np.arange(self.num_envs), latent]
         reward = np.where(at_paying, 1.0, np.where(at_goal.any(axis=1), 0.0, -0.1))
-        self._t += 1
-        truncated = np.full(self.num_envs, self._t >= self.horizon)
+        truncated = self._end_step()
         info = {
             "latent": latent.copy(),
             "next_latent": self.latents[:, min(self._t, self.horizon - 1)].copy(),
@@ -193,7 +179,7 @@ class SessionGridWorldVec(gym.vector.VectorEnv):
         return self._obs(), reward.astype(np.float32), terminated, truncated, info
 
 
-class SessionReacherVec(gym.vector.VectorEnv):
+class SessionReacherVec(FixedHorizonVectorEnv):
     """``num_envs`` 2D point masses that must reach a hidden target which moves between sessions.
 
     State: position in [-1, 1]^2 and velocity; action: a force in [-1, 1]^2;
@@ -201,8 +187,6 @@ class SessionReacherVec(gym.vector.VectorEnv):
     a circle of radius 0.7, redrawn uniformly when a session ends. Reward: minus the distance to
     the target. Observation (float32): position and velocity.
     """
-
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(
         self,
@@ -213,15 +197,15 @@ class SessionReacherVec(gym.vector.VectorEnv):
         radius: float = 0.7,
     ) -> None:
         _check_prob(session_end_prob)
-        self.num_envs, self.horizon, self.session_end_prob = num_envs, horizon, session_end_prob
+        super().__init__(
+            num_envs,
+            horizon,
+            spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32),
+            spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
+        )
+        self.session_end_prob = session_end_prob
         self.radius = radius
         self.num_latents = 0  # continuous latent
-        self.single_observation_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
-        self.single_action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self._rng = np.random.default_rng()
-        self._t = horizon
 
     def _obs(self) -> np.ndarray:
         return np.concatenate([self.pos, self.vel], axis=1).astype(np.float32)
@@ -231,8 +215,7 @@ class SessionReacherVec(gym.vector.VectorEnv):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start a new episode; ``options`` may fix ``angles``/``session_end`` (num_envs, horizon)
         and ``start`` (num_envs, 2)."""
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
+        self._begin_reset(seed)
         options = options or {}
         n, h = self.num_envs, self.horizon
         if "angles" in options:
@@ -264,18 +247,13 @@ class SessionReacherVec(gym.vector.VectorEnv):
     def step(
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        if self._t >= self.horizon:
-            raise ProvenmlError(
-                "episode is over: call reset() (the batched env does not auto-reset)"
-            )
+        t = self._begin_step()
         force = np.clip(np.asarray(actions, dtype=np.float64).reshape(self.num_envs, 2), -1, 1)
         self.vel = 0.7 * self.vel + 0.15 * force
         self.pos = np.clip(self.pos + self.vel, -1.0, 1.0)
-        t = self._t
         target = self.targets(t)
         reward = -np.linalg.norm(self.pos - target, axis=1)
-        self._t += 1
-        truncated = np.full(self.num_envs, self._t >= self.horizon)
+        truncated = self._end_step()
         info = {
             "latent": target,
             "next_latent": self.targets(self._t),
@@ -285,41 +263,24 @@ class SessionReacherVec(gym.vector.VectorEnv):
         return self._obs(), reward.astype(np.float32), terminated, truncated, info
 
 
-class _SingleView(gym.Env):
-    """A single-env ``gymnasium.Env`` over a batched session env with ``num_envs=1``."""
+class _SessionView(SingleEnvView):
+    """A single session env: ``info["session_end"]`` as a plain ``bool``."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
-    vec: SessionGridWorldVec | SessionReacherVec
-
-    def __init__(self, vec: SessionGridWorldVec | SessionReacherVec) -> None:
-        self.vec = vec
-        self.observation_space = vec.single_observation_space
-        self.action_space = vec.single_action_space
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        if seed is not None or not hasattr(self.vec, "pos"):
-            self.vec._rng = self.np_random  # one generator, seeded by gymnasium
-        obs, info = self.vec.reset(options=options)
-        return obs[0], {k: v[0] for k, v in info.items()}
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.vec.step(np.asarray(action)[None])
-        info = {k: v[0] for k, v in info.items()}
-        info["session_end"] = bool(info["session_end"])
-        return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+    def _unbatch_info(self, info: dict[str, Any]) -> dict[str, Any]:
+        info = super()._unbatch_info(info)
+        if "session_end" in info:
+            info["session_end"] = bool(info["session_end"])
+        return info
 
 
-class SessionGridWorld(_SingleView):
+class SessionGridWorld(_SessionView):
     """One ``SessionGridWorldVec`` as a plain ``gymnasium.Env`` (same arguments)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(SessionGridWorldVec(1, **kwargs))
 
 
-class SessionReacher(_SingleView):
+class SessionReacher(_SessionView):
     """One ``SessionReacherVec`` as a plain ``gymnasium.Env`` (same arguments)."""
 
     def __init__(self, **kwargs: Any) -> None:

@@ -17,7 +17,6 @@ import numpy as np
 
 from provenml.core import Claim, Config, ProvenmlError, Result, RunContext, experiment
 from provenml.metarl.belief import BeliefLossConfig
-from provenml.metarl.ppo import PPOConfig
 from provenml.metarl.train import (
     TrainConfig,
     evaluate,
@@ -25,6 +24,7 @@ from provenml.metarl.train import (
     scripted_gridworld_returns,
     train_agent,
 )
+from provenml.rl import PPOConfig
 
 LABELS = {
     "oracle": "oracle PPO",

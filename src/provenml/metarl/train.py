@@ -19,7 +19,7 @@ from provenml.core import ProvenmlError, intra_op_threads
 from provenml.metarl.agents import Agent, Rollout, encode_action, make_agent
 from provenml.metarl.belief import BeliefLossConfig
 from provenml.metarl.envs import SessionGridWorldVec, SessionReacherVec
-from provenml.metarl.ppo import PPOConfig, gae, ppo_clip_loss
+from provenml.rl import PPOConfig, gae, ppo_clip_loss
 
 VecEnv = SessionGridWorldVec | SessionReacherVec
 

@@ -12,8 +12,9 @@ Understanding" (arXiv 2312.05328) and RHO-LOSS (Mindermann et al., arXiv 2206.07
         ...  # your usual training step on `batch`
 """
 
+from provenml.nn import mlp  # re-exported: part of this package's public API before provenml.nn
 from provenml.selection.batches import Batch, batch_length, concat, take
-from provenml.selection.models import classification_loss, mlp
+from provenml.selection.losses import classification_loss
 from provenml.selection.policies import (
     EasyReference,
     HardLearner,

@@ -21,8 +21,9 @@ from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
 from provenml.core import ComputeLedger, ProvenmlError
+from provenml.nn import mlp
 from provenml.selection.data import Splits
-from provenml.selection.models import classification_loss, mlp
+from provenml.selection.losses import classification_loss
 from provenml.selection.policies import (
     EasyReference,
     HardLearner,

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
 from provenml.explain.base import (
     ExplainerMethod,
     IndexLike,

@@ -8,10 +8,9 @@ import math
 import networkx as nx
 import numpy as np
 import torch
-from scipy.stats import chi2
 from torch import Tensor
 
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
 from provenml.explain.base import ExplainerMethod, InstanceBatch
 
 
@@ -72,6 +71,8 @@ class PGMExplainer(ExplainerMethod):
         threshold = self.drop_threshold * drop.max(0).values.clamp(min=1e-6)
         outcome = drop > threshold  # [S, B]
         stat = _chi_square_2x2(perturbed, outcome[:, batch.batch])
+        from scipy.stats import chi2  # imported here: scipy.stats is slow to import
+
         log_p = torch.as_tensor(chi2.logsf(stat.numpy(), df=1), dtype=torch.float32)
         score = -log_p / math.log(10.0)
         score = score + self._blanket(perturbed, outcome, batch.batch, log_p) * (

@@ -1,26 +1,29 @@
-"""The models that get explained: a GCN node classifier and a GIN graph classifier.
+"""The classifiers that get explained (a GCN node classifier, a GIN graph classifier) and their
+training.
 
-Both concatenate every layer's node embeddings before the classifier and batch-normalise each
-layer, as GNNExplainer's ``GcnEncoderNode`` does; without batch norm a GCN on constant features
-does not get past ~50-80% on Tree-Cycles / Tree-Grid.
+Both read the concatenation of every layer's embeddings, through the shared encoders of
+:mod:`provenml.nn`: :class:`~provenml.nn.GCNEncoder` batch-normalises each layer, as
+GNNExplainer's ``GcnEncoderNode`` does (without batch norm a GCN on constant features does not
+get past ~50-80% on Tree-Cycles / Tree-Grid); :class:`~provenml.nn.GINEncoder` sum-pools each
+layer (GIN's graph readout).
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
-from torch_geometric.nn import GCNConv, GINConv, global_add_pool
 
-from provenml.explain.datasets import GroundTruthDataset
+from provenml.data.graphs import GroundTruthDataset
+from provenml.nn import GCNEncoder, GINEncoder, mlp
 
 
 class GCNNodeClassifier(nn.Module):
-    """``num_layers`` GCN layers (batch norm, ReLU), all layers concatenated, a linear head.
+    """A :class:`~provenml.nn.GCNEncoder` (``num_layers`` GCN layers, batch norm, ReLU, all
+    layers concatenated) and a linear head.
 
     ``feature_dropout`` drops input features while training (off in eval mode, so explainers
     see a deterministic model); it keeps the GCN on BA-Community's Gaussian features from
@@ -46,44 +49,27 @@ class GCNNodeClassifier(nn.Module):
         super().__init__()
         self.feature_dropout = feature_dropout
         self.constant_channel = constant_channel
-        dims = [in_dim + int(constant_channel)] + [hidden] * num_layers
-        self.convs = nn.ModuleList(GCNConv(a, b) for a, b in itertools.pairwise(dims))
-        self.norms = nn.ModuleList(nn.BatchNorm1d(b) for b in dims[1:])
-        self.head = nn.Linear(hidden * num_layers, num_classes)
+        self.encoder = GCNEncoder(in_dim + int(constant_channel), hidden, num_layers)
+        self.head = nn.Linear(self.encoder.out_dim, num_classes)
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         x = F.dropout(x, self.feature_dropout, self.training)
         if self.constant_channel:
             x = torch.cat([x, x.new_ones(x.size(0), 1)], dim=-1)
-        layers = []
-        for conv, norm in zip(self.convs, self.norms, strict=True):
-            x = F.relu(norm(conv(x, edge_index)))
-            layers.append(x)
-        return self.head(torch.cat(layers, dim=-1))
+        return self.head(self.encoder(x, edge_index))
 
 
 class GINGraphClassifier(nn.Module):
-    """``num_layers`` GIN layers, sum-pooled per layer and concatenated, then an MLP head."""
+    """A :class:`~provenml.nn.GINEncoder` (``num_layers`` GIN layers, sum-pooled per layer and
+    concatenated) and an MLP head ``Linear - ReLU - Linear``."""
 
     def __init__(self, in_dim: int, hidden: int, num_classes: int, num_layers: int = 3) -> None:
         super().__init__()
-        dims = [in_dim] + [hidden] * num_layers
-        self.convs = nn.ModuleList(
-            GINConv(nn.Sequential(nn.Linear(a, b), nn.ReLU(), nn.Linear(b, b)))
-            for a, b in itertools.pairwise(dims)
-        )
-        self.head = nn.Sequential(
-            nn.Linear(hidden * num_layers, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
-        )
+        self.encoder = GINEncoder(in_dim, hidden, num_layers)
+        self.head = mlp(self.encoder.out_dim, [hidden], num_classes)
 
     def forward(self, x: Tensor, edge_index: Tensor, batch: Tensor | None = None) -> Tensor:
-        if batch is None:
-            batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
-        pooled = []
-        for conv in self.convs:
-            x = F.relu(conv(x, edge_index))
-            pooled.append(global_add_pool(x, batch))
-        return self.head(torch.cat(pooled, dim=-1))
+        return self.head(self.encoder(x, edge_index, batch))
 
 
 @dataclass

@@ -1,9 +1,8 @@
-"""The PPO core shared by every agent (Schulman et al. 2017), CleanRL-style.
+"""The PPO core (Schulman et al. 2017), CleanRL-style: advantages, the clipped loss, settings.
 
-* ``gae``: generalised advantage estimation (Schulman et al. 2016, eq. 16).
-* ``ppo_clip_loss``: the clipped surrogate objective (PPO, eq. 7), value loss and entropy.
-* ``ActorCritic``: an MLP policy/value head over ``[observation, belief features]`` with a
-  categorical (discrete actions) or diagonal Gaussian (continuous actions) policy.
+* :func:`gae`: generalised advantage estimation (Schulman et al. 2016, eq. 16);
+* :func:`ppo_clip_loss`: the clipped surrogate objective (PPO, eq. 7);
+* :class:`PPOConfig`: the hyper-parameters of one PPO learner.
 """
 
 from __future__ import annotations
@@ -11,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-from torch.distributions import Categorical, Distribution, Independent, Normal
+
+__all__ = ["PPOConfig", "gae", "ppo_clip_loss"]
 
 
 @dataclass
 class PPOConfig:
-    """PPO hyper-parameters (shared by all agents, so no baseline gets a weaker optimiser)."""
+    """PPO hyper-parameters (one config for every agent, so no baseline gets a weaker optimiser)."""
 
     lr: float = 7e-4
     gamma: float = 0.95
@@ -65,34 +64,3 @@ def ppo_clip_loss(
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * advantages
     return -torch.min(unclipped, clipped).mean()
-
-
-class ActorCritic(nn.Module):
-    """Policy and value MLPs over ``[obs, features]``; discrete or Gaussian actions."""
-
-    def __init__(self, in_dim: int, action_dim: int, discrete: bool, hidden: int = 64) -> None:
-        super().__init__()
-        self.discrete = discrete
-
-        def mlp(out: int, gain: float) -> nn.Sequential:
-            net = nn.Sequential(
-                nn.Linear(in_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh()
-            )
-            head = nn.Linear(hidden, out)
-            nn.init.orthogonal_(head.weight, gain)
-            nn.init.zeros_(head.bias)
-            return nn.Sequential(*net, head)
-
-        self.actor = mlp(action_dim, 0.01)
-        self.critic = mlp(1, 1.0)
-        self.log_std = nn.Parameter(torch.full((action_dim,), -0.5)) if not discrete else None
-
-    def distribution(self, x: torch.Tensor) -> Distribution:
-        out = self.actor(x)
-        if self.discrete:
-            return Categorical(logits=out)
-        assert self.log_std is not None
-        return Independent(Normal(out, self.log_std.exp().expand_as(out)), 1)
-
-    def value(self, x: torch.Tensor) -> torch.Tensor:
-        return self.critic(x).squeeze(-1)

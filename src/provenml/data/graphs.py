@@ -1,9 +1,13 @@
-"""Ground-truth explanation benchmarks, generated with a seed (GNNExplainer's constructions).
+"""Synthetic graphs with ground-truth motifs, generated with a seed (GNNExplainer's benchmarks).
 
-Built on PyG's generators (:class:`~torch_geometric.datasets.ExplainerDataset` with
-``BAGraph`` / ``TreeGraph`` bases and ``HouseMotif`` / ``CycleMotif`` / ``GridMotif`` motifs);
-added here: the random noise edges (ground truth 0), BA-Community's two communities with
-Gaussian features, Tree-Grid's binary labels and BA-2Motifs' graph-level labels.
+BA-Shapes, BA-Community, Tree-Cycles, Tree-Grid (node classification) and BA-2Motifs (graph
+classification): a base graph with small motifs attached, where the class of a node (or graph)
+is decided by the motif, and the motif's edges and nodes are stored as the ground truth that an
+explanation should recover. Built on PyG's generators
+(:class:`~torch_geometric.datasets.ExplainerDataset` with ``BAGraph`` / ``TreeGraph`` bases and
+``HouseMotif`` / ``CycleMotif`` / ``GridMotif`` motifs); added here: the random noise edges
+(ground truth 0), BA-Community's two communities with Gaussian features, Tree-Grid's binary
+labels and BA-2Motifs' graph-level labels.
 
 Every node dataset is one :class:`~torch_geometric.data.Data` with ``x``, ``edge_index``
 (undirected, both directions stored), ``y``, ``edge_gt`` (1.0 on motif edges),
@@ -12,6 +16,13 @@ is a list of such graphs with a graph label ``y`` of shape ``[1]``.
 
 References: Ying et al., "GNNExplainer" (NeurIPS 2019), Sec. 4.1 (BA-Shapes, BA-Community,
 Tree-Cycles, Tree-Grid); Luo et al., "PGExplainer" (NeurIPS 2020), Sec. 5.1 (BA-2Motifs).
+
+PyG is imported when a graph is generated, so importing this module does not load it::
+
+    from provenml.data.graphs import ba_shapes, load_dataset
+    ds = ba_shapes(seed=0)                 # a GroundTruthDataset with one Data graph
+    ds.data.edge_gt                        # 1.0 on the house motifs' edges
+    ds = load_dataset("ba_2motifs", seed=0, num_graphs=200)
 """
 
 from __future__ import annotations
@@ -19,17 +30,28 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch_geometric.data import Data
-from torch_geometric.datasets import ExplainerDataset
-from torch_geometric.datasets.graph_generator import BAGraph, TreeGraph
-from torch_geometric.datasets.motif_generator import CycleMotif, GridMotif, HouseMotif
-from torch_geometric.utils import coalesce, to_undirected
 
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Data
+
+__all__ = [
+    "DATASETS",
+    "GroundTruthDataset",
+    "add_noise_edges",
+    "ba_2motifs",
+    "ba_community",
+    "ba_shapes",
+    "load_dataset",
+    "tree_cycles",
+    "tree_grid",
+]
 
 
 @dataclass
@@ -66,8 +88,12 @@ def _seeded(seed: int) -> Iterator[None]:
             np.random.set_state(state)
 
 
-def _motif_graph(base, motif, num_motifs: int) -> Data:
+def _motif_graph(base: Any, motif: Any, num_motifs: int) -> Data:
     """One PyG ``ExplainerDataset`` graph, as an undirected Data with its ground truth."""
+    from torch_geometric.data import Data
+    from torch_geometric.datasets import ExplainerDataset
+    from torch_geometric.utils import to_undirected
+
     exp = ExplainerDataset(base, motif, num_motifs=num_motifs)[0]
     edge_index, edge_gt = to_undirected(exp.edge_index, exp.edge_mask, reduce="max")
     return Data(
@@ -85,6 +111,8 @@ def add_noise_edges(data: Data, num_noise: int, generator: torch.Generator) -> D
     GNNExplainer perturbs its synthetic graphs with random edges so that the motif is not the
     only structure a node sees; a pair that is already an edge keeps its ground-truth label.
     """
+    from torch_geometric.utils import coalesce, to_undirected
+
     n = int(data.num_nodes)
     pairs = torch.randint(0, n, (2, num_noise), generator=generator)
     pairs = pairs[:, pairs[0] != pairs[1]]
@@ -106,7 +134,9 @@ def _split(num: int, generator: torch.Generator, train: float = 0.8) -> tuple[Te
     return perm[:cut].sort().values, perm[cut:].sort().values
 
 
-def _node_dataset(name: str, data: Data, num_classes: int, gen: torch.Generator):
+def _node_dataset(
+    name: str, data: Data, num_classes: int, gen: torch.Generator
+) -> GroundTruthDataset:
     train, test = _split(int(data.num_nodes), gen)
     data.train_mask = torch.zeros(int(data.num_nodes), dtype=torch.bool)
     data.train_mask[train] = True
@@ -128,6 +158,9 @@ def ba_shapes(
     reference code perturbs with ``p = 0.01``); features are constant, so the label is decided by
     structure only.
     """
+    from torch_geometric.datasets.graph_generator import BAGraph
+    from torch_geometric.datasets.motif_generator import HouseMotif
+
     with _seeded(seed):
         gen = torch.Generator().manual_seed(seed)
         data = _motif_graph(BAGraph(num_base, base_edges), HouseMotif(), num_motifs)
@@ -153,6 +186,11 @@ def ba_community(
     every dimension (community 0 / 1), so a node's community is read off its features and its role
     off the structure (GNNExplainer Sec. 4.1).
     """
+    from torch_geometric.data import Data
+    from torch_geometric.datasets.graph_generator import BAGraph
+    from torch_geometric.datasets.motif_generator import HouseMotif
+    from torch_geometric.utils import coalesce, to_undirected
+
     with _seeded(seed):
         gen = torch.Generator().manual_seed(seed)
         parts = []
@@ -190,6 +228,9 @@ def tree_cycles(
     num_features: int = 10,
 ) -> GroundTruthDataset:
     """Tree-Cycles: a balanced binary tree of ``depth`` with 6-cycles attached; 2 classes."""
+    from torch_geometric.datasets.graph_generator import TreeGraph
+    from torch_geometric.datasets.motif_generator import CycleMotif
+
     with _seeded(seed):
         gen = torch.Generator().manual_seed(seed)
         base = TreeGraph(depth, branch=2, undirected=True)
@@ -208,6 +249,9 @@ def tree_grid(
     num_features: int = 10,
 ) -> GroundTruthDataset:
     """Tree-Grid: a balanced binary tree of ``depth`` with 3x3 grids attached; 2 classes."""
+    from torch_geometric.datasets.graph_generator import TreeGraph
+    from torch_geometric.datasets.motif_generator import GridMotif
+
     with _seeded(seed):
         gen = torch.Generator().manual_seed(seed)
         base = TreeGraph(depth, branch=2, undirected=True)
@@ -226,6 +270,12 @@ def ba_2motifs(
 ) -> GroundTruthDataset:
     """BA-2Motifs: ``num_graphs`` BA graphs (20 nodes, m=1), each with one house (class 0) or
     one 5-cycle (class 1) attached; the motif's edges are the ground truth (PGExplainer)."""
+    from torch_geometric.data import Data
+    from torch_geometric.datasets import ExplainerDataset
+    from torch_geometric.datasets.graph_generator import BAGraph
+    from torch_geometric.datasets.motif_generator import CycleMotif, HouseMotif
+    from torch_geometric.utils import to_undirected
+
     with _seeded(seed):
         gen = torch.Generator().manual_seed(seed)
         half = num_graphs // 2
@@ -259,7 +309,7 @@ DATASETS: dict[str, Callable[..., GroundTruthDataset]] = {
 
 
 def load_dataset(name: str, seed: int = 0, **kwargs: object) -> GroundTruthDataset:
-    """Generate the benchmark ``name`` (one of :data:`DATASETS`) with ``seed``."""
+    """Generate the ground-truth graph dataset ``name`` (one of :data:`DATASETS`) with ``seed``."""
     if name not in DATASETS:
         raise ProvenmlError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return DATASETS[name](seed=seed, **kwargs)

@@ -1,0 +1,24 @@
+"""Shared reinforcement-learning parts: the PPO core, an actor-critic, a batched-env base.
+
+Any system may import these; none of them imports a system::
+
+    from provenml.rl import ActorCritic, PPOConfig, gae, ppo_clip_loss
+
+    policy = ActorCritic(in_dim=6, action_dim=5, discrete=True, hidden=64)
+    advantages, returns = gae(rewards, values, gamma=0.99, lam=0.95)   # (num_envs, horizon)
+    dist = policy.distribution(obs)
+    loss = ppo_clip_loss(dist.log_prob(actions), old_logp, advantages, clip=0.2)
+"""
+
+from provenml.rl.envs import FixedHorizonVectorEnv, SingleEnvView
+from provenml.rl.policies import ActorCritic
+from provenml.rl.ppo import PPOConfig, gae, ppo_clip_loss
+
+__all__ = [
+    "ActorCritic",
+    "FixedHorizonVectorEnv",
+    "PPOConfig",
+    "SingleEnvView",
+    "gae",
+    "ppo_clip_loss",
+]
