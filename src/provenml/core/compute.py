@@ -12,7 +12,7 @@ import resource
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -67,6 +67,34 @@ class ComputeLedger:
     @property
     def total_flops(self) -> int:
         return int(sum(self.flops.values()))
+
+    def flops_per_call(self) -> dict[str, int]:
+        """FLOPs of one call per category (the total over its calls, divided evenly)."""
+        return {k: self.flops[k] // max(1, self.calls[k]) for k in self.flops}
+
+    def copy(self) -> ComputeLedger:
+        """An independent ledger with the same counts (and the same measured per-key FLOPs, so
+        it charges known keys without measuring them again)."""
+        twin = ComputeLedger()
+        twin.merge(self)
+        twin._per_call.update(self._per_call)
+        return twin
+
+    def merge(self, other: ComputeLedger | Mapping[str, Any], prefix: str | None = None) -> None:
+        """Add ``other``'s FLOPs, calls and seconds into this ledger, each category renamed
+        ``prefix/category`` when ``prefix`` is given. ``other`` is a ledger or its
+        :meth:`to_dict` (e.g. from a worker's result)."""
+        source = other.to_dict() if isinstance(other, ComputeLedger) else other
+        for name in ("flops", "calls", "seconds"):
+            target = getattr(self, name)
+            for category, value in source.get(name, {}).items():
+                target[f"{prefix}/{category}" if prefix else category] += value
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ComputeLedger:
+        ledger = cls()
+        ledger.merge(data)
+        return ledger
 
     def to_dict(self) -> dict[str, Any]:
         return {

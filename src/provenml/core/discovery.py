@@ -20,7 +20,7 @@ def load_experiment_modules() -> None:
     if _loaded:
         return
     for module in pkgutil.iter_modules(provenml.__path__):
-        if not module.ispkg or module.name in ("core", "data"):
+        if not module.ispkg or module.name in ("core", "data", "nn", "rl"):
             continue
         qualified = f"provenml.{module.name}.experiments"
         try:  # find_spec imports the system package itself, which may need an optional extra

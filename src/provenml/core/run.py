@@ -1,4 +1,5 @@
-"""Run directories, the per-run context handed to experiments, and the multi-seed runner.
+"""The runner: a :class:`RunPlan` built once, work units run by an executor, seeds merged,
+and the run directory written.
 
 Layout of one ``provenml reproduce NAME`` invocation::
 
@@ -6,6 +7,15 @@ Layout of one ``provenml reproduce NAME`` invocation::
         config.json   env.json   result.json (claims aggregated over seeds)   *.png
         seed-0/  config.json  env.json  metrics.jsonl (streamed)  result.json  *.png
         seed-1/  ...
+        seed-2/  part-0/ ...  part-1/ ...  result.json (merged from the parts)
+
+The flow: :func:`plan_run` validates everything (config, overrides, device) and only then
+creates the run directory; :func:`execute_plan` runs the plan's work units, one
+``(seed, part)`` each, through an :class:`Executor` (:class:`LocalExecutor`: in this process,
+or ``--jobs`` worker processes), merges each seed once its parts are in, and writes the
+top-level ``result.json``. :func:`run_unit` runs one unit given the plan, in whatever process
+it is called: it is the seam for other executors (any that can call a picklable function with
+a picklable plan) and for resuming a run.
 
 An interrupted seed (Ctrl-C or an exception) still writes its ``result.json`` with
 ``"status": "interrupted"``; its ``metrics.jsonl`` already holds everything it logged.
@@ -17,196 +27,553 @@ import dataclasses
 import datetime as dt
 import json
 import math
-import os
-import platform
-import random
-import subprocess
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import numpy as np
-import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
-from provenml.core.compute import ComputeLedger, peak_memory_bytes
-from provenml.core.experiment import Claim, Config, ExperimentSpec, ProvenmlError, Result
+from provenml.core.cache import json_default, write_json
+from provenml.core.claims import Claim
+from provenml.core.compute import intra_op_threads, peak_memory_bytes
+from provenml.core.config import Config
+from provenml.core.context import Memo, ProgressBar, RunContext
+from provenml.core.environment import capture_environment, seed_everything
+from provenml.core.policy import check_device, resolve_device, unit_threads, use_agg_backend
+from provenml.core.registry import ExperimentSpec, registered
+from provenml.core.results import Result, Table
+from provenml.errors import ProvenmlError
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    import torch
+    from rich.progress import Progress
 
-T = TypeVar("T")
+__all__ = [
+    "Executor",
+    "ExperimentFailed",
+    "LocalExecutor",
+    "ProgressBar",
+    "RunContext",
+    "RunPlan",
+    "Unit",
+    "aggregate_claims",
+    "capture_environment",
+    "execute_plan",
+    "execute_unit",
+    "load_unit_result",
+    "make_progress",
+    "plan_run",
+    "resolve_device",
+    "run_experiment",
+    "run_unit",
+    "seed_everything",
+    "writable_directory",
+]
 
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present; asking for CUDA without a GPU is a user error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ProvenmlError("--device cuda was asked for, but no CUDA GPU is available")
-        return torch.device(device)
-    if device == "cpu":
-        return torch.device("cpu")
-    raise ProvenmlError(f"unknown device {device!r}; use auto, cpu or cuda")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
+# the old names of the one atomic JSON writer and its encoder
+_write_json = write_json
+_json_default = json_default
 
 
-def capture_environment(device: torch.device, seed: int | None = None) -> dict[str, Any]:
-    """Versions, machine and device, so that a number can be traced to where it came from."""
-    import scipy
+# --------------------------------------------------------------------------------------------
+# The plan
+# --------------------------------------------------------------------------------------------
 
-    import provenml
-
-    env: dict[str, Any] = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "provenml": provenml.__version__,
-        "git_commit": _git_commit(),
-        "device": str(device),
-        "seed": seed,
-    }
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env
+Unit = tuple[int, int | None]
+"""One unit of work: ``(seed, part index)``; the part is ``None`` for an experiment without
+parts."""
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_json_default, allow_nan=True) + "\n")
-    tmp.replace(path)
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run needs, decided once before anything runs (picklable: it travels to
+    worker processes as it is).
 
+    ``parts`` holds the config fields each part replaces (``None`` for an experiment without
+    parts); ``threads`` is the torch intra-op thread count each unit runs with on the CPU
+    (``None``: keep the process's setting), before it is split between ``jobs`` workers.
+    """
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot serialise {type(obj).__name__}")
-
-
-class ProgressBar:
-    """A handle on one rich progress task (a no-op when progress display is off)."""
-
-    def __init__(self, progress: Progress | None, task: TaskID | None) -> None:
-        self._progress, self._task = progress, task
-
-    def advance(self, steps: float = 1, **fields: Any) -> None:
-        if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, advance=steps, **fields)
-
-
-class RunContext:
-    """What an experiment's ``run(cfg, ctx)`` gets: seed, device, logging, plots, progress."""
-
-    def __init__(
-        self,
-        out_dir: Path,
-        *,
-        seed: int,
-        device: torch.device,
-        scale: str,
-        progress: Progress | None = None,
-    ) -> None:
-        self.out_dir = out_dir
-        self.seed = seed
-        self.device = device
-        self.scale = scale
-        self.compute = ComputeLedger()
-        self._progress = progress
-        self._metrics_path = out_dir / "metrics.jsonl"
-        self._metrics = self._metrics_path.open("a", buffering=1)
-        self._start = time.perf_counter()
-
-    # -- metrics ------------------------------------------------------------------------------
-    def log(self, **record: Any) -> None:
-        """Append one JSON line to ``metrics.jsonl`` (line-buffered: survives a crash)."""
-        record.setdefault("time_s", round(time.perf_counter() - self._start, 4))
-        self._metrics.write(json.dumps(record, default=_json_default) + "\n")
-
-    def close(self) -> None:
-        self._metrics.close()
+    experiment: str
+    module: str
+    system: str
+    claim: str
+    scale: str
+    config: Config
+    seeds: tuple[int, ...]
+    device: str
+    run_dir: Path
+    overrides: tuple[tuple[str, str], ...] = ()
+    parts: tuple[dict[str, Any], ...] | None = None
+    jobs: int = 1
+    threads: int | None = None
 
     @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self._start
+    def header(self) -> dict[str, Any]:
+        """The fields every ``config.json`` / ``result.json`` of the run starts with."""
+        return {
+            "experiment": self.experiment,
+            "system": self.system,
+            "claim": self.claim,
+            "scale": self.scale,
+            "seeds": list(self.seeds),
+            "overrides": dict(self.overrides),
+            "device": self.device,
+        }
 
-    # -- progress -----------------------------------------------------------------------------
-    @contextmanager
-    def progress_bar(self, total: float | None, description: str) -> Iterator[ProgressBar]:
-        """A progress bar that disappears when the block ends."""
-        if self._progress is None:
-            yield ProgressBar(None, None)
-            return
-        task = self._progress.add_task(description, total=total)
+    @property
+    def torch_device(self) -> torch.device:
+        import torch
+
+        return torch.device(self.device)
+
+    def spec(self) -> ExperimentSpec:
+        """The registered experiment (its module is imported here if it is not yet)."""
+        import importlib
+
+        importlib.import_module(self.module)  # registers the experiment; no other system
+        return registered(self.experiment)
+
+    def part_indices(self) -> list[int | None]:
+        return [None] if self.parts is None else list(range(len(self.parts)))
+
+    def units(self, order: Literal["seed", "part"] = "seed") -> list[Unit]:
+        """Every ``(seed, part)`` unit: seed by seed, or part by part (the costliest part, listed
+        first by the experiment, for every seed first: the order workers take them in)."""
+        parts = self.part_indices()
+        if order == "seed":
+            return [(seed, k) for seed in self.seeds for k in parts]
+        return [(seed, k) for k in parts for seed in self.seeds]
+
+    def unit_dir(self, seed: int, part: int | None = None) -> Path:
+        seed_dir = self.run_dir / f"seed-{seed}"
+        return seed_dir if part is None else seed_dir / f"part-{part}"
+
+    def unit_config(self, part: int | None) -> Config:
+        if part is None or self.parts is None:
+            return self.config
+        return dataclasses.replace(self.config, **self.parts[part])
+
+
+def plan_run(
+    spec: ExperimentSpec,
+    *,
+    scale: str = "small",
+    seeds: Sequence[int] = (0,),
+    device: str = "auto",
+    overrides: Mapping[str, str] | None = None,
+    out_root: Path = Path("runs"),
+    jobs: int = 1,
+    threads: int | None = None,
+) -> RunPlan:
+    """Check the request (scale, ``--set`` values, device, output folder) and, only if it is
+    valid, create the run directory; return the plan. ``threads`` overrides the experiment's
+    declared thread count."""
+    cfg: Config = spec.config.from_preset(scale, overrides)
+    torch_device = check_device(spec, device)
+    if not seeds:
+        raise ProvenmlError("give at least one seed")
+    if jobs < 1:
+        raise ProvenmlError(f"--jobs must be at least 1, got {jobs}")
+    if threads is not None and threads < 1:
+        raise ProvenmlError(f"--threads must be at least 1, got {threads}")
+    parts = None if spec.parts is None else tuple(dict(p) for p in spec.parts(cfg))
+    run_dir = _new_run_dir(writable_directory(out_root), spec.name, scale)
+    return RunPlan(
+        experiment=spec.name,
+        module=spec.module,
+        system=spec.system,
+        claim=spec.claim,
+        scale=scale,
+        config=cfg,
+        seeds=tuple(seeds),
+        device=str(torch_device),
+        run_dir=run_dir,
+        overrides=tuple((overrides or {}).items()),
+        parts=parts,
+        jobs=jobs,
+        threads=spec.threads if threads is None else threads,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# One unit
+# --------------------------------------------------------------------------------------------
+
+
+def run_unit(
+    plan: RunPlan,
+    seed: int,
+    part: int | None = None,
+    *,
+    threads: int | None = None,
+    progress: Progress | None = None,
+    memo: Memo | None = None,
+) -> Result:
+    """Run one ``(seed, part)`` unit of ``plan`` in this process, in its fresh directory
+    (``plan.unit_dir(seed, part)``), and write its ``config.json``, ``env.json``,
+    ``metrics.jsonl`` and ``result.json`` (also when it fails). ``threads``: torch intra-op
+    threads on the CPU for the unit (``None``: the plan's)."""
+    spec = plan.spec()
+    device = plan.torch_device
+    unit_dir = plan.unit_dir(seed, part)
+    unit_dir.mkdir(parents=True)
+    cfg = plan.unit_config(part)
+    extra = {} if part is None or plan.parts is None else {"part": dict(plan.parts[part])}
+    header = plan.header
+    write_json(unit_dir / "config.json", {**header, "seed": seed, **extra, "config": cfg.to_dict()})
+    with intra_op_threads(plan.threads if threads is None else threads, device):
+        write_json(unit_dir / "env.json", capture_environment(device, seed))
+        seed_everything(seed)
+        ctx = RunContext(
+            unit_dir, seed=seed, device=device, scale=plan.scale, progress=progress, memo=memo
+        )
+        started = time.perf_counter()
+        payload: dict[str, Any] = {**header, "seed": seed, **extra, "status": "interrupted"}
         try:
-            yield ProgressBar(self._progress, task)
+            return _recorded(spec.name, lambda: spec.run(cfg, ctx), payload, unit_dir)
         finally:
-            self._progress.remove_task(task)
+            payload["wall_time_s"] = round(time.perf_counter() - started, 2)
+            payload["compute"] = ctx.compute.to_dict()
+            payload["peak_memory_bytes"] = peak_memory_bytes(device)
+            ctx.close()
+            write_json(unit_dir / "result.json", payload)
 
-    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-        """Iterate over ``items`` with a progress bar."""
-        if total is None and hasattr(items, "__len__"):
-            total = len(items)  # type: ignore[arg-type]
-        with self.progress_bar(total, description) as bar:
-            for item in items:
-                yield item
-                bar.advance()
 
-    # -- artefacts ----------------------------------------------------------------------------
-    def savefig(self, fig: Figure, name: str) -> Path:
-        """Save a matplotlib figure as ``NAME.png`` in the run directory and close it."""
-        import matplotlib.pyplot as plt
+def execute_unit(plan: RunPlan, seed: int, part: int | None, threads: int | None) -> dict[str, Any]:
+    """:func:`run_unit` in a worker process (any executor's): applies the plotting backend and
+    returns the result as a plain dict (picklable)."""
+    use_agg_backend()
+    return run_unit(plan, seed, part, threads=threads).to_dict()
 
-        path = self.out_dir / f"{name}.png"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        return path
+
+def load_unit_result(plan: RunPlan, seed: int, part: int | None = None) -> Result | None:
+    """The result of a unit that already finished (``status: complete`` in its directory), or
+    ``None``: lets a resumed run skip the units it has."""
+    path = plan.unit_dir(seed, part) / "result.json"
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return Result.from_dict(payload) if payload.get("status") == "complete" else None
+
+
+def merge_seed(plan: RunPlan, seed: int, parts: list[Result], memo: Memo | None = None) -> Result:
+    """The seed's result from its parts' results (the experiment's ``merge``), written in the
+    seed's directory."""
+    spec = plan.spec()
+    assert spec.merge is not None
+    seed_dir = plan.unit_dir(seed)
+    header = plan.header
+    write_json(seed_dir / "config.json", {**header, "seed": seed, "config": plan.config.to_dict()})
+    ctx = RunContext(seed_dir, seed=seed, device=plan.torch_device, scale=plan.scale, memo=memo)
+    payload: dict[str, Any] = {**header, "seed": seed, "status": "interrupted"}
+    merge = spec.merge
+    try:
+        return _recorded(
+            f"{spec.name}'s merge", lambda: merge(plan.config, parts, ctx), payload, seed_dir
+        )
+    finally:
+        ctx.close()
+        part_results = [
+            json.loads(path.read_text()) for path in sorted(seed_dir.glob("part-*/result.json"))
+        ]
+        # the parts' times summed: the seed's compute time, not its wall time when the
+        # parts ran side by side in workers
+        payload["wall_time_s"] = round(sum(r.get("wall_time_s", 0.0) for r in part_results), 2)
+        write_json(seed_dir / "result.json", payload)
+
+
+def _recorded(
+    what: str, call: Callable[[], Result], payload: dict[str, Any], where: Path
+) -> Result:
+    """``call()``, its result put in ``payload`` (or its error, with a traceback file in
+    ``where``, before re-raising)."""
+    try:
+        result = call()
+        if not isinstance(result, Result):
+            raise TypeError(f"{what} returned {type(result).__name__}, not Result")
+        payload.update(result.to_dict(), status="complete")
+        return result
+    except BaseException as exc:
+        payload["error"] = f"{type(exc).__name__}: {exc}"
+        (where / "traceback.txt").write_text(traceback.format_exc())
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# Executors
+# --------------------------------------------------------------------------------------------
+
+
+class Executor(Protocol):
+    """Runs units of a plan and yields each ``((seed, part), result)`` as it finishes.
+
+    ``order`` is the order it wants the units in (``"seed"``: a seed's parts together, so a
+    seed finishes early; ``"part"``: the costliest part of every seed first, for parallel
+    workers). The runner merges seeds and writes the run's result.
+    """
+
+    order: Literal["seed", "part"]
+
+    def run(self, plan: RunPlan, units: Sequence[Unit]) -> Iterator[tuple[Unit, Result]]: ...
+
+
+class LocalExecutor:
+    """This machine: in this process (``jobs == 1``, or a single unit), else ``jobs`` spawned
+    worker processes, each unit with the plan's threads capped at the cores per worker."""
+
+    def __init__(
+        self, jobs: int = 1, progress: Progress | None = None, memo: Memo | None = None
+    ) -> None:
+        self.jobs = jobs
+        self.progress = progress
+        self.memo = memo
+
+    @property
+    def order(self) -> Literal["seed", "part"]:  # type: ignore[override]
+        return "seed" if self.jobs <= 1 else "part"
+
+    def run(self, plan: RunPlan, units: Sequence[Unit]) -> Iterator[tuple[Unit, Result]]:
+        if self.jobs <= 1 or len(units) <= 1:
+            for seed, part in units:
+                result = run_unit(plan, seed, part, progress=self.progress, memo=self.memo)
+                yield (seed, part), result
+            return
+        yield from self._in_workers(plan, units)
+
+    def _in_workers(self, plan: RunPlan, units: Sequence[Unit]) -> Iterator[tuple[Unit, Result]]:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        workers = min(self.jobs, len(units))
+        threads = unit_threads(plan.threads, workers)
+        context = multiprocessing.get_context("spawn")  # fork is unsafe once OpenMP threads exist
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        try:
+            futures = {
+                pool.submit(execute_unit, plan, seed, part, threads): (seed, part)
+                for seed, part in units
+            }
+            for future in as_completed(futures):
+                yield futures[future], Result.from_dict(future.result())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+class ExperimentFailed(Exception):
+    """An experiment raised; its partial results are on disk at ``run_dir``."""
+
+    def __init__(self, name: str, run_dir: Path, error: BaseException) -> None:
+        super().__init__(f"{name} failed: {type(error).__name__}: {error}")
+        self.run_dir = run_dir
+        self.error = error
+
+
+def execute_plan(
+    plan: RunPlan,
+    executor: Executor,
+    *,
+    progress: Progress | None = None,
+    memo: Memo | None = None,
+    done: Mapping[Unit, Result] | None = None,
+) -> Path:
+    """Run every unit of ``plan`` (except those in ``done``, already finished) with
+    ``executor``; merge each seed when its parts are in; write the run's ``config.json``,
+    ``env.json`` and ``result.json``; return the run directory.
+
+    Raises ``KeyboardInterrupt`` or :class:`ExperimentFailed` after writing what was measured.
+    """
+    use_agg_backend()
+    run_dir = plan.run_dir
+    spec = plan.spec()
+    write_json(run_dir / "config.json", {**plan.header, "config": plan.config.to_dict()})
+    write_json(run_dir / "env.json", capture_environment(plan.torch_device))
+
+    parts = plan.part_indices()
+    collected: dict[int, dict[int | None, Result]] = {seed: {} for seed in plan.seeds}
+    for (seed, part), result in (done or {}).items():
+        collected[seed][part] = result
+    finished: list[tuple[int, Result]] = []
+    status, error = "complete", None
+    started = time.perf_counter()
+    seed_task = (
+        progress.add_task(f"{plan.experiment} [{plan.scale}] seeds", total=len(plan.seeds))
+        if progress
+        else None
+    )
+
+    def seed_done(seed: int) -> None:
+        if plan.parts is None:
+            result = collected[seed][None]
+        else:
+            result = merge_seed(plan, seed, [collected[seed][k] for k in parts], memo=memo)
+        finished.append((seed, result))
+        if progress is not None and seed_task is not None:
+            progress.advance(seed_task)
+
+    try:
+        for seed in plan.seeds:  # seeds whose units were all done before
+            if collected[seed] and len(collected[seed]) == len(parts):
+                seed_done(seed)
+        todo = [u for u in plan.units(executor.order) if u[1] not in collected[u[0]]]
+        for (seed, part), result in executor.run(plan, todo):
+            collected[seed][part] = result
+            if len(collected[seed]) == len(parts):
+                seed_done(seed)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except Exception as exc:
+        status, error = "interrupted", exc
+        raise ExperimentFailed(plan.experiment, run_dir, exc) from exc
+    finally:
+        if progress is not None and seed_task is not None:
+            progress.remove_task(seed_task)
+        _finish(plan, spec, finished, status, error, time.perf_counter() - started, memo)
+    return run_dir
+
+
+def _finish(
+    plan: RunPlan,
+    spec: ExperimentSpec,
+    finished: list[tuple[int, Result]],
+    status: str,
+    error: BaseException | None,
+    wall_time: float,
+    memo: Memo | None,
+) -> None:
+    """The run's ``result.json`` (and the cross-seed plots of ``spec.summarize``)."""
+    finished.sort(key=lambda pair: pair[0])
+    results = [r for _, r in finished]
+    tables: list[Table] = []
+    if spec.summarize is not None and finished:
+        ctx = RunContext(
+            plan.run_dir,
+            seed=plan.seeds[0],
+            device=plan.torch_device,
+            scale=plan.scale,
+            memo=memo,
+        )
+        try:
+            returned = spec.summarize(results, ctx)
+        finally:
+            ctx.close()
+        if isinstance(returned, list):
+            tables = [t for t in returned if isinstance(t, Table)]
+        (plan.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    if not tables:
+        tables = _seed_tables(finished)
+    write_json(
+        plan.run_dir / "result.json",
+        {
+            **plan.header,
+            "status": status,
+            "error": None if error is None else f"{type(error).__name__}: {error}",
+            "seeds_finished": [s for s, _ in finished],
+            "wall_time_s": round(wall_time, 2),
+            "claims": [c.to_dict() for c in aggregate_claims(finished)],
+            "summary": _mean_summary(finished),
+            "notes": list(dict.fromkeys(n for _, r in finished for n in r.notes)),
+            "tables": [t.to_dict() for t in tables],
+        },
+    )
+
+
+def _seed_tables(finished: Sequence[tuple[int, Result]]) -> list[Table]:
+    """The seeds' own tables (titled with their seed when there are several seeds)."""
+    if len(finished) == 1:
+        return list(finished[0][1].tables)
+    return [
+        Table(f"{table.title} (seed {seed})", table.columns, table.rows)
+        for seed, result in finished
+        for table in result.tables
+    ]
+
+
+def aggregate_claims(results: Sequence[tuple[int, Result]]) -> list[Claim]:
+    """Merge each claim (matched by ``key``) across seeds; the verdict is recomputed."""
+    by_key: dict[str, list[tuple[int, Claim]]] = {}
+    for seed, result in results:
+        for claim in result.claims:
+            by_key.setdefault(claim.key, []).append((seed, claim))
+    return [Claim.combine(per_seed) for per_seed in by_key.values()]
+
+
+def _mean_summary(results: Sequence[tuple[int, Result]]) -> dict[str, float]:
+    keys = {k for _, r in results for k in r.summary}
+    out = {}
+    for key in sorted(keys):
+        values = [r.summary[key] for _, r in results if key in r.summary]
+        finite = [v for v in values if isinstance(v, int | float) and not math.isnan(v)]
+        if finite:
+            import numpy as np
+
+            out[key] = float(np.mean(finite))
+    return out
+
+
+def run_experiment(
+    spec: ExperimentSpec,
+    *,
+    scale: str = "small",
+    seeds: Sequence[int] = (0,),
+    device: str = "auto",
+    overrides: Mapping[str, str] | None = None,
+    out_root: Path = Path("runs"),
+    progress: Progress | None = None,
+    jobs: int = 1,
+    threads: int | None = None,
+    executor: Executor | None = None,
+    memo: Memo | None = None,
+) -> Path:
+    """Run ``spec`` once per seed in a fresh run directory; return that directory.
+
+    The top-level ``result.json`` holds every claim aggregated over the seeds that finished.
+    Raises ``KeyboardInterrupt`` or :class:`ExperimentFailed` after writing what was measured;
+    a bad request (scale, ``--set``, device, output folder) raises ``ProvenmlError`` before
+    any directory is made. ``jobs > 1`` runs seeds (or, for an experiment with ``parts``, each
+    seed's parts) in that many worker processes, splitting the CPU threads between them (small
+    models use two single-threaded processes better than one two-threaded one). ``executor``
+    replaces the local one (``jobs`` then only goes into the plan).
+    """
+    plan = plan_run(
+        spec,
+        scale=scale,
+        seeds=seeds,
+        device=device,
+        overrides=overrides,
+        out_root=out_root,
+        jobs=jobs,
+        threads=threads,
+    )
+    runner = executor if executor is not None else LocalExecutor(jobs, progress, memo)
+    return execute_plan(plan, runner, progress=progress, memo=memo)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers for the command line
+# --------------------------------------------------------------------------------------------
 
 
 def make_progress(enabled: bool) -> Progress | None:
     if not enabled:
         return None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -238,320 +605,3 @@ def _new_run_dir(out_root: Path, name: str, scale: str) -> Path:
         path = base.with_name(f"{base.name}-{n}")
     path.mkdir(parents=True)
     return path
-
-
-class ExperimentFailed(Exception):
-    """An experiment raised; its partial results are on disk at ``run_dir``."""
-
-    def __init__(self, name: str, run_dir: Path, error: BaseException) -> None:
-        super().__init__(f"{name} failed: {type(error).__name__}: {error}")
-        self.run_dir = run_dir
-        self.error = error
-
-
-def aggregate_claims(results: Sequence[tuple[int, Result]]) -> list[Claim]:
-    """Merge each claim (matched by ``key``) across seeds; the verdict is recomputed."""
-    merged: dict[str, Claim] = {}
-    for seed, result in results:
-        for claim in result.claims:
-            if claim.key not in merged:
-                merged[claim.key] = Claim.from_dict({**claim.to_dict(), "seeds": []})
-                merged[claim.key].ours = []
-                merged[claim.key].baselines = {b: [] for b in claim.baselines}
-            target = merged[claim.key]
-            target.ours.extend(claim.ours)
-            for name, values in claim.baselines.items():
-                target.baselines.setdefault(name, []).extend(values)
-            target.seeds.append(seed)
-    for claim in merged.values():
-        claim.verdict = claim.evaluate()
-    return list(merged.values())
-
-
-def _mean_summary(results: Sequence[tuple[int, Result]]) -> dict[str, float]:
-    keys = {k for _, r in results for k in r.summary}
-    out = {}
-    for key in sorted(keys):
-        values = [r.summary[key] for _, r in results if key in r.summary]
-        finite = [v for v in values if isinstance(v, int | float) and not math.isnan(v)]
-        if finite:
-            out[key] = float(np.mean(finite))
-    return out
-
-
-def run_experiment(
-    spec: ExperimentSpec,
-    *,
-    scale: str = "small",
-    seeds: Sequence[int] = (0,),
-    device: str = "auto",
-    overrides: Mapping[str, str] | None = None,
-    out_root: Path = Path("runs"),
-    progress: Progress | None = None,
-    jobs: int = 1,
-) -> Path:
-    """Run ``spec`` once per seed in a fresh run directory; return that directory.
-
-    The top-level ``result.json`` holds every claim aggregated over the seeds that finished.
-    Raises ``KeyboardInterrupt`` or :class:`ExperimentFailed` after writing what was measured.
-    ``jobs > 1`` runs seeds (or, for an experiment with ``parts``, each seed's parts) in that
-    many worker processes, splitting the CPU threads between them (small models use two
-    single-threaded processes better than one two-threaded one).
-    """
-    cfg: Config = spec.config.from_preset(scale, overrides)
-    torch_device = resolve_device(device)
-    run_dir = _new_run_dir(writable_directory(out_root), spec.name, scale)
-    header = {
-        "experiment": spec.name,
-        "system": spec.system,
-        "claim": spec.claim,
-        "scale": scale,
-        "seeds": list(seeds),
-        "overrides": dict(overrides or {}),
-    }
-    _write_json(run_dir / "config.json", {**header, "config": cfg.to_dict()})
-    _write_json(run_dir / "env.json", capture_environment(torch_device))
-
-    finished: list[tuple[int, Result]] = []
-    status, error = "complete", None
-    started = time.perf_counter()
-    seed_task = (
-        progress.add_task(f"{spec.name} [{scale}] seeds", total=len(seeds)) if progress else None
-    )
-    try:
-        if jobs > 1 and (len(seeds) > 1 or spec.parts is not None):
-            for seed, result in _run_seeds_in_workers(
-                spec, cfg, run_dir, seeds, torch_device, scale, header, jobs
-            ):
-                finished.append((seed, result))
-                if progress is not None and seed_task is not None:
-                    progress.advance(seed_task)
-        else:
-            for seed in seeds:
-                result = _run_one_seed(
-                    spec, cfg, run_dir, seed, torch_device, scale, header, progress
-                )
-                finished.append((seed, result))
-                if progress is not None and seed_task is not None:
-                    progress.advance(seed_task)
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    except Exception as exc:
-        status, error = "interrupted", exc
-        raise ExperimentFailed(spec.name, run_dir, exc) from exc
-    finally:
-        if progress is not None and seed_task is not None:
-            progress.remove_task(seed_task)
-        finished.sort(key=lambda pair: pair[0])
-        results = [r for _, r in finished]
-        if spec.summarize is not None and finished:
-            ctx = RunContext(run_dir, seed=seeds[0], device=torch_device, scale=scale)
-            try:
-                spec.summarize(results, ctx)
-            finally:
-                ctx.close()
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-        _write_json(
-            run_dir / "result.json",
-            {
-                **header,
-                "status": status,
-                "error": None if error is None else f"{type(error).__name__}: {error}",
-                "seeds_finished": [s for s, _ in finished],
-                "wall_time_s": round(time.perf_counter() - started, 2),
-                "claims": [c.to_dict() for c in aggregate_claims(finished)],
-                "summary": _mean_summary(finished),
-                "notes": list(dict.fromkeys(n for _, r in finished for n in r.notes)),
-            },
-        )
-    return run_dir
-
-
-def _run_one_seed(
-    spec: ExperimentSpec,
-    cfg: Config,
-    run_dir: Path,
-    seed: int,
-    device: torch.device,
-    scale: str,
-    header: Mapping[str, Any],
-    progress: Progress | None,
-) -> Result:
-    """One seed: ``spec.run`` in ``seed-<seed>/``, or each of its parts then ``spec.merge``."""
-    if spec.parts is None:
-        unit_dir = _unit_dir(run_dir, seed, None)
-        return _run_unit(spec, cfg, unit_dir, seed, device, scale, header, progress)
-    parts = [
-        _run_unit(spec, cfg, _unit_dir(run_dir, seed, k), seed, device, scale, header, progress, p)
-        for k, p in enumerate(spec.parts(cfg))
-    ]
-    seed_dir = _unit_dir(run_dir, seed, None)
-    return _merge_parts(spec, cfg, seed_dir, seed, device, scale, header, parts)
-
-
-def _recorded(
-    what: str, call: Callable[[], Result], payload: dict[str, Any], where: Path
-) -> Result:
-    """``call()``, its result put in ``payload`` (or its error, with a traceback file in
-    ``where``, before re-raising)."""
-    try:
-        result = call()
-        if not isinstance(result, Result):
-            raise TypeError(f"{what} returned {type(result).__name__}, not Result")
-        payload.update(result.to_dict(), status="complete")
-        return result
-    except BaseException as exc:
-        payload["error"] = f"{type(exc).__name__}: {exc}"
-        (where / "traceback.txt").write_text(traceback.format_exc())
-        raise
-
-
-def _unit_dir(run_dir: Path, seed: int, part: int | None) -> Path:
-    seed_dir = run_dir / f"seed-{seed}"
-    return seed_dir if part is None else seed_dir / f"part-{part}"
-
-
-def _run_unit(
-    spec: ExperimentSpec,
-    cfg: Config,
-    unit_dir: Path,
-    seed: int,
-    device: torch.device,
-    scale: str,
-    header: Mapping[str, Any],
-    progress: Progress | None,
-    part: Mapping[str, Any] | None = None,
-) -> Result:
-    """``spec.run`` on ``cfg`` (with ``part``'s fields replaced) in the fresh ``unit_dir``."""
-    unit_dir.mkdir(parents=True)
-    if part is not None:
-        cfg = dataclasses.replace(cfg, **part)
-    extra = {} if part is None else {"part": dict(part)}
-    _write_json(
-        unit_dir / "config.json", {**header, "seed": seed, **extra, "config": cfg.to_dict()}
-    )
-    _write_json(unit_dir / "env.json", capture_environment(device, seed))
-    seed_everything(seed)
-    ctx = RunContext(unit_dir, seed=seed, device=device, scale=scale, progress=progress)
-    started = time.perf_counter()
-    payload: dict[str, Any] = {**header, "seed": seed, **extra, "status": "interrupted"}
-    try:
-        return _recorded(spec.name, lambda: spec.run(cfg, ctx), payload, unit_dir)
-    finally:
-        payload["wall_time_s"] = round(time.perf_counter() - started, 2)
-        payload["compute"] = ctx.compute.to_dict()
-        payload["peak_memory_bytes"] = peak_memory_bytes(device)
-        ctx.close()
-        _write_json(unit_dir / "result.json", payload)
-
-
-def _merge_parts(
-    spec: ExperimentSpec,
-    cfg: Config,
-    seed_dir: Path,
-    seed: int,
-    device: torch.device,
-    scale: str,
-    header: Mapping[str, Any],
-    parts: list[Result],
-) -> Result:
-    """The seed's result from its parts' results (``spec.merge``), in ``seed_dir``."""
-    assert spec.merge is not None
-    _write_json(seed_dir / "config.json", {**header, "seed": seed, "config": cfg.to_dict()})
-    ctx = RunContext(seed_dir, seed=seed, device=device, scale=scale)
-    payload: dict[str, Any] = {**header, "seed": seed, "status": "interrupted"}
-    merge = spec.merge
-    try:
-        return _recorded(f"{spec.name}'s merge", lambda: merge(cfg, parts, ctx), payload, seed_dir)
-    finally:
-        ctx.close()
-        part_results = [
-            json.loads(path.read_text()) for path in sorted(seed_dir.glob("part-*/result.json"))
-        ]
-        # the parts' times summed: the seed's compute time, not its wall time when the
-        # parts ran side by side in workers
-        payload["wall_time_s"] = round(sum(r.get("wall_time_s", 0.0) for r in part_results), 2)
-        _write_json(seed_dir / "result.json", payload)
-
-
-def _run_seeds_in_workers(
-    spec: ExperimentSpec,
-    cfg: Config,
-    run_dir: Path,
-    seeds: Sequence[int],
-    device: torch.device,
-    scale: str,
-    header: Mapping[str, Any],
-    jobs: int,
-) -> Iterator[tuple[int, Result]]:
-    """Yield (seed, result) as worker processes finish; each worker writes its own directory.
-
-    With ``spec.parts``, the work units are (seed, part) pairs, taken part by part (the
-    costliest first, as ``parts`` lists them); a seed is merged once all its parts are in.
-    """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    parts = spec.parts(cfg) if spec.parts is not None else [None]
-    units = [(seed, k) for k in range(len(parts)) for seed in seeds]
-    workers = min(jobs, len(units))
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    context = multiprocessing.get_context("spawn")  # fork is unsafe once OpenMP threads exist
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-    done: dict[int, dict[int, Result]] = {seed: {} for seed in seeds}
-    try:
-        futures = {
-            pool.submit(
-                _unit_worker,
-                spec.name,
-                spec.run.__module__,
-                cfg,
-                _unit_dir(run_dir, seed, k if spec.parts is not None else None),
-                seed,
-                str(device),
-                scale,
-                dict(header),
-                threads,
-                parts[k],
-            ): (seed, k)
-            for seed, k in units
-        }
-        for future in as_completed(futures):
-            seed, k = futures[future]
-            done[seed][k] = Result.from_dict(future.result())
-            if len(done[seed]) < len(parts):
-                continue
-            if spec.parts is None:
-                yield seed, done[seed][0]
-            else:
-                ordered = [done[seed][i] for i in range(len(parts))]
-                seed_dir = _unit_dir(run_dir, seed, None)
-                yield seed, _merge_parts(spec, cfg, seed_dir, seed, device, scale, header, ordered)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _unit_worker(
-    name: str,
-    module: str,
-    cfg: Config,
-    unit_dir: Path,
-    seed: int,
-    device: str,
-    scale: str,
-    header: dict[str, Any],
-    threads: int,
-    part: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """One seed, or one part of a seed, in a worker process (the experiment's module registers
-    it on import)."""
-    import importlib
-
-    from provenml.core.experiment import registered
-
-    torch.set_num_threads(threads)
-    importlib.import_module(module)  # registers the experiment without importing every system
-    spec = registered(name)
-    result = _run_unit(spec, cfg, unit_dir, seed, torch.device(device), scale, header, None, part)
-    return result.to_dict()

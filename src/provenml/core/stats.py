@@ -1,4 +1,7 @@
-"""Aggregation over seeds: means, 95% confidence intervals and paired / Welch tests (scipy)."""
+"""Aggregation over seeds: means, 95% confidence intervals and paired / Welch tests (scipy).
+
+scipy is imported inside the functions, so that reading claims does not load it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import stats as sps
 
 Alternative = Literal["less", "greater", "two-sided"]
 
@@ -41,6 +43,8 @@ def summarize(values: Sequence[float], confidence: float = 0.95) -> Summary:
     mean = float(x.mean())
     if n < 2:
         return Summary(mean, math.nan, math.nan, n)
+    from scipy import stats as sps
+
     sem = float(sps.sem(x))
     if sem == 0.0:
         return Summary(mean, mean, mean, n)
@@ -59,6 +63,8 @@ def paired_test(
     if np.allclose(diff, diff[0]):  # zero variance: the sign decides
         sign_ok = diff[0] < 0 if alternative == "less" else diff[0] > 0
         return 0.0 if sign_ok and diff[0] != 0 else 1.0
+    from scipy import stats as sps
+
     return float(sps.ttest_rel(a, b, alternative=alternative).pvalue)
 
 
@@ -71,4 +77,6 @@ def welch_test(
         gap = a.mean() - b.mean()
         sign_ok = gap < 0 if alternative == "less" else gap > 0
         return 0.0 if sign_ok else 1.0
+    from scipy import stats as sps
+
     return float(sps.ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)
