@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from provenml.compiler import passes as P
 from provenml.compiler.build import build
 from provenml.compiler.codegen import annotate_scratch, lower
 from provenml.compiler.frontend import UnsupportedOp, trace
+from provenml.compiler.frontend.torch_fx import target_name
 from provenml.compiler.ir import Graph
 from provenml.compiler.runtime import CompiledGraph
 from provenml.compiler.tune import default_schedules, tune
@@ -35,6 +37,32 @@ class CompileOptions:
     tune_threads: bool = True  # pick 1..threads by timing the whole graph on the examples
     cache_dir: str | None = None
     parallel_work: int | None = None  # kernels with fewer operations run on one thread
+
+    def __post_init__(self) -> None:
+        for flag in ("fusion", "memory_planning", "layout", "tuning", "tune_threads"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ProvenmlError(f"compile option {flag}= must be True or False")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise ProvenmlError(
+                f"compile option threads= must be an integer >= 1, got {self.threads!r}"
+            )
+        if self.parallel_work is not None and (
+            isinstance(self.parallel_work, bool)
+            or not isinstance(self.parallel_work, int)
+            or self.parallel_work < 0
+        ):
+            raise ProvenmlError(
+                f"compile option parallel_work= must be an integer >= 0, got {self.parallel_work!r}"
+            )
+
+    @classmethod
+    def from_kwargs(cls, options: dict[str, Any]) -> CompileOptions:
+        """Options from keyword arguments; an unknown name is a clear error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ProvenmlError(f"unknown compile option(s) {unknown}; options: {sorted(known)}")
+        return cls(**options)
 
 
 @dataclass
@@ -184,9 +212,19 @@ def compile(
     """
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
-    opts = CompileOptions(**options)
-    with torch.no_grad():
-        out = model(*example_inputs)
+    opts = CompileOptions.from_kwargs(options)
+    if not all(isinstance(x, torch.Tensor) for x in example_inputs):
+        raise ProvenmlError("compile(model, example_inputs): example_inputs must be tensors")
+    if isinstance(model, nn.Module) and model.training:
+        raise ProvenmlError("provenml.compiler compiles for inference: call model.eval() first")
+    try:
+        with torch.no_grad():
+            out = model(*example_inputs)
+    except Exception as exc:  # e.g. a matmul on an int64 input: eager raises, so do we
+        raise ProvenmlError(
+            f"provenml.compiler: the model fails in eager PyTorch on the example inputs "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
     single = isinstance(out, torch.Tensor)
     g = trace(model, example_inputs)
     return compile_graph(g, opts, single_output=single, example_inputs=example_inputs)
@@ -226,36 +264,91 @@ def backend(
     Supported parts of the graph are compiled (parameters and buffers that dynamo lifts to
     inputs are frozen as constants, so compile for inference); unsupported ops stay in PyTorch:
     the graph is partitioned and only the supported partitions are replaced by compiled code.
+    When dynamo hands over a graph with symbolic sizes (it does after a call with a new batch
+    size), the returned function compiles one specialisation per concrete input shape, on its
+    first call with that shape. A graph of which nothing can be compiled runs in PyTorch, with
+    one warning naming its unsupported ops.
     """
-    opts = {"threads": int(os.environ.get("PROVENML_THREADS", "2")), **options}
+    opts = {"threads": _env_threads(), **options}
+    CompileOptions.from_kwargs(opts)  # refuse bad options now, not at the first call
+    if any(_is_symbolic(x) for x in example_inputs):
+        return _Specialising(gm, opts)
+    return _compile_static(gm, example_inputs, opts)
+
+
+def _env_threads() -> int:
+    raw = os.environ.get("PROVENML_THREADS", "2")
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ProvenmlError(f"PROVENML_THREADS must be an integer >= 1, got {raw!r}") from exc
+
+
+def _is_symbolic(x: Any) -> bool:
+    """A size or a tensor whose shape dynamo left symbolic."""
+    if isinstance(x, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+        return True
+    return isinstance(x, torch.Tensor) and any(isinstance(d, torch.SymInt) for d in x.shape)
+
+
+class _Specialising:
+    """Compiles ``gm`` once per concrete input signature (shapes, dtypes, size values) on its
+    first call with it: the compiled kernels have static shapes."""
+
+    def __init__(self, gm: torch.fx.GraphModule, opts: dict[str, Any]) -> None:
+        self.gm = gm
+        self.opts = opts
+        self.compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
+
+    def __call__(self, *args: Any) -> Any:
+        key = tuple((tuple(a.shape), a.dtype) if isinstance(a, torch.Tensor) else a for a in args)
+        fn = self.compiled.get(key)
+        if fn is None:
+            fn = self.compiled[key] = _compile_static(self.gm, args, self.opts)
+        return fn(*args)
+
+
+def _compile_static(
+    gm: torch.fx.GraphModule, example_inputs: Sequence[Any], opts: dict[str, Any]
+) -> Callable[..., Any]:
+    """The whole graph compiled for the example inputs' shapes, else its supported parts."""
     try:
         g = trace(gm, example_inputs, freeze_params=True)
-        compiled = compile_graph(
-            g,
-            CompileOptions(**opts),
-            single_output=False,
-            example_inputs=[
-                t
-                for t, n in zip(
-                    example_inputs,
-                    [p for p in gm.graph.nodes if p.op == "placeholder"],
-                    strict=False,
-                )
-                if n.name in g.inputs
-            ],
-        )
-        placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-        idx = [k for k, n in enumerate(placeholders) if n.name in g.inputs]
-
-        def run(*args: Any) -> tuple[torch.Tensor, ...]:
-            return tuple(compiled.graph(*[args[k] for k in idx]))
-
-        out_node = next(n for n in gm.graph.nodes if n.op == "output")
-        if isinstance(out_node.args[0], (tuple, list)):
-            return run
-        return lambda *args: run(*args)[0]
     except UnsupportedOp:
         return _partitioned(gm, example_inputs, opts)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    idx = [k for k, n in enumerate(placeholders) if n.name in g.inputs]
+    compiled = compile_graph(
+        g,
+        CompileOptions(**opts),
+        single_output=False,
+        example_inputs=[example_inputs[k] for k in idx],
+    )
+
+    def run(*args: Any) -> tuple[torch.Tensor, ...]:
+        return tuple(compiled.graph(*[args[k] for k in idx]))
+
+    out_node = next(n for n in gm.graph.nodes if n.op == "output")
+    if isinstance(out_node.args[0], (tuple, list)):
+        return run
+    return lambda *args: run(*args)[0]
+
+
+_WARNED: set[frozenset[str]] = set()
+
+
+def _warn_left_to_pytorch(ops: list[str]) -> None:
+    """One warning per set of unsupported ops: nothing of the graph was compiled."""
+    key = frozenset(ops)
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    warnings.warn(
+        "provenml.compiler.backend compiled nothing in this graph; it runs in PyTorch "
+        f"(unsupported: {', '.join(sorted(key)) or 'no compilable partition'})",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _partitioned(
@@ -277,6 +370,7 @@ def _partitioned(
 
     # maximal runs of supported nodes, consecutive in topological order (so no cycles)
     runs: list[list[torch.fx.Node]] = [[]]
+    unsupported: list[str] = []
     for node in gm.graph.nodes:
         if node.op in ("placeholder", "get_attr", "output"):
             continue
@@ -285,12 +379,17 @@ def _partitioned(
         )
         if ok and _supported(gm, node, rec):
             runs[-1].append(node)
-        elif runs[-1]:
-            runs.append([])
+        else:
+            if isinstance(rec.get(node.name), torch.Tensor):
+                unsupported.append(target_name(node, gm))
+            if runs[-1]:
+                runs.append([])
     partitions = [dict.fromkeys(r) for r in runs if r]
     if not partitions:
+        _warn_left_to_pytorch(unsupported)
         return gm.forward
     fused = fuse_by_partitions(gm, partitions)
+    compiled_any = False
     for node in list(fused.graph.nodes):
         if node.op == "call_module" and str(node.target).startswith("fused_"):
             sub = fused.get_submodule(str(node.target))
@@ -302,10 +401,14 @@ def _partitioned(
             if any(x is None for x in sub_inputs):
                 continue
             try:
-                fn = backend(sub, sub_inputs, **opts)
+                fn = _compile_static(sub, sub_inputs, opts)
             except ProvenmlError:
                 continue
             setattr(fused, str(node.target), _Wrapped(fn))
+            compiled_any = True
+    if not compiled_any:
+        _warn_left_to_pytorch(unsupported)
+        return gm.forward
     fused.recompile()
     return fused.forward
 

@@ -95,6 +95,11 @@ class CompiledGraph:
                     "for new shapes)"
                 )
             want = _TORCH_DTYPE[v.dtype]
+            if x.dtype != want and not (want == torch.int64 and x.dtype == torch.int32):
+                raise ProvenmlError(
+                    f"input {k}: compiled for dtype {v.dtype}, got {x.dtype} (the compiled "
+                    "graph does not cast; recompile with example inputs of this dtype)"
+                )
             if x.dtype != want or not x.is_contiguous() or x.device.type != "cpu":
                 x = x.to("cpu", want).contiguous()
                 keep.append(x)

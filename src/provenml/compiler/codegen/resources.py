@@ -4,6 +4,8 @@ attention score matrices) and the default micro-kernel schedule."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from provenml.compiler.ir import Graph, Node, Value
@@ -46,7 +48,8 @@ def scratch_floats(n: Node, values: dict[str, Value]) -> int:
             nb_, c, h, w = values[anchor.inputs[0]].shape
             return nb_ * c * (h + 2 * ph) * (w + 2 * pw)
     if n.op == "fused" and n.attrs["kind"] == "attention":
-        _, qk, _, _, pv, _, _ = attention_parts(n.attrs["body"])
+        parts = attention_parts(n.attrs["body"])
+        qk, pv = parts.qk, parts.pv
         nbatch = int(np.prod(values[qk.inputs[0]].shape[:-2]))
         return nbatch * sum(attention_scratch(qk, pv, values))
     if anchor.op == "matmul":
@@ -60,17 +63,37 @@ def scratch_floats(n: Node, values: dict[str, Value]) -> int:
     return 0
 
 
-def attention_parts(
-    body: list[Node],
-) -> tuple[list[Node], Node, list[Node], Node, Node, list[Node], Node | None]:
-    """Split a fused attention body into (operand views, q@kᵀ, its epilogue, softmax, @v, its
-    epilogue, output permute or None)."""
+class AttentionParts(NamedTuple):
+    """The members of a fused attention body, in order."""
+
+    views: list[Node]  # absorbed reshape / permute / slice views of q, k, v
+    qk: Node  # q @ kᵀ
+    qk_epi: list[Node]  # its elementwise epilogue (e.g. the scale)
+    mask: Node | None  # scores + mask (``attrs["mask_operand"]`` names the mask's position)
+    softmax: Node
+    pv: Node  # softmax @ v
+    pv_epi: list[Node]
+    post: Node | None  # the output permute
+
+
+def attention_parts(body: list[Node]) -> AttentionParts:
+    """Split a fused attention body into its :class:`AttentionParts`."""
     i_qk = next(i for i, m in enumerate(body) if m.op == "matmul")
     i_sm = next(i for i, m in enumerate(body) if m.op == "softmax")
+    mask = body[i_sm - 1] if body[i_sm - 1].attrs.get("attention_mask") else None
     rest = body[i_sm + 2 :]
     post = rest[-1] if rest and rest[-1].op == "permute" else None
     epi = rest[:-1] if post is not None else rest
-    return body[:i_qk], body[i_qk], body[i_qk + 1 : i_sm], body[i_sm], body[i_sm + 1], epi, post
+    return AttentionParts(
+        body[:i_qk],
+        body[i_qk],
+        body[i_qk + 1 : i_sm - (mask is not None)],
+        mask,
+        body[i_sm],
+        body[i_sm + 1],
+        epi,
+        post,
+    )
 
 
 def attention_scratch(qk: Node, pv: Node, values: dict[str, Value]) -> tuple[int, int, int]:

@@ -25,6 +25,36 @@ from provenml.compiler.frontend.common import UnsupportedOp
 from provenml.compiler.ir import Graph, Node, Value
 from provenml.errors import ProvenmlError
 
+# integer tensors: ops that may move them, and the operand positions that may be integers
+INTEGER_OPS = ("reshape", "permute", "slice", "cat")
+INTEGER_OPERANDS = {"embedding": [1]}
+# calls never evaluated at compile time even when their inputs are constants
+RANDOM_OPS = frozenset(
+    {
+        "rand",
+        "randn",
+        "randint",
+        "randperm",
+        "rand_like",
+        "randn_like",
+        "randint_like",
+        "normal",
+        "bernoulli",
+        "multinomial",
+        "poisson",
+    }
+)
+MASKED = float(np.finfo(np.float32).min)  # an additive mask's "-inf" (finite: -ffast-math)
+
+
+def _first(v: Any) -> Any:
+    """The one entry of a 1-d conv's size tuple."""
+    return int(v[0]) if isinstance(v, (tuple, list)) else v
+
+
+def _is_tensor_sequence(x: Any) -> bool:
+    return isinstance(x, (tuple, list)) and bool(x) and all(isinstance(t, torch.Tensor) for t in x)
+
 
 def target_name(node: torch.fx.Node, gm: torch.fx.GraphModule) -> str:
     """The name an error message uses for a node's op."""
@@ -72,10 +102,22 @@ class FxBuilder:
         self.frozen = frozen
         self.g = Graph(inputs=[], outputs=[], nodes=[], values={}, consts={})
         self.env: dict[str, Any] = {}  # fx node name -> IR value name or Python value
+        self.static: set[str] = set()  # fx nodes whose value is known at compile time
+        self.folded: dict[str, str] = {}  # folded fx node -> its IR constant (made on first use)
         self.current = ""
 
     # -- helpers -------------------------------------------------------------------------------
     def emit(self, op: str, inputs: list[str], attrs: dict[str, Any], like: torch.Tensor) -> str:
+        ints = [k for k, i in enumerate(inputs) if self.g.values[i].dtype == "int64"]
+        moves_integers = op in INTEGER_OPS and len(ints) == len(inputs)
+        if ints and not moves_integers and ints != INTEGER_OPERANDS.get(op, []):
+            raise UnsupportedOp(
+                op,
+                self.current,
+                "integer tensor operand: integer tensors may only index an embedding or be "
+                "reshaped, permuted or sliced (eager PyTorch raises or keeps integers here, "
+                "the compiler computes in float32)",
+            )
         name = self.g.fresh(op)
         dtype = "int64" if like.dtype in (torch.int64, torch.int32) else "float32"
         self.g.values[name] = Value(name, tuple(like.shape), dtype)
@@ -92,17 +134,30 @@ class FxBuilder:
         return self.g.add_const(arr, stem)
 
     def val(self, a: Any) -> Any:
-        """An fx argument to an IR value name (tensors) or a Python value."""
+        """An fx argument to an IR value name (tensors) or a Python value (sizes and slice
+        bounds computed from ``x.shape`` are concrete integers from the example run)."""
         if isinstance(a, torch.fx.Node):
             return self.env[a.name]
         if isinstance(a, (list, tuple)):
             return type(a)(self.val(x) for x in a)
+        if isinstance(a, slice):
+            return slice(self.val(a.start), self.val(a.stop), self.val(a.step))
         return a
 
     def tensor_arg(self, a: Any) -> str:
+        if isinstance(a, torch.fx.Node) and a.name in self.folded:
+            return self.folded[a.name]
         v = self.val(a)
         if isinstance(v, str) and v in self.g.values:
             return v
+        if isinstance(v, torch.Tensor):  # a constant computed at compile time
+            arr = v.detach().cpu()
+            if arr.dtype == torch.bool or arr.is_floating_point():
+                arr = arr.to(torch.float32)
+            name = self.const(arr, "k")
+            if isinstance(a, torch.fx.Node):
+                self.folded[a.name] = name
+            return name
         if isinstance(v, (int, float)):
             return self.const(np.asarray(v, dtype=np.float32), "s")
         raise UnsupportedOp(f"non-tensor argument {type(v).__name__}", self.current)
@@ -122,9 +177,11 @@ class FxBuilder:
                 t = self.results[node.name]
                 if node.name in self.frozen:
                     self.env[node.name] = self.const(t, "w")
+                    self.static.add(node.name)
                     continue
                 if not isinstance(t, torch.Tensor):
-                    self.env[node.name] = t
+                    self.env[node.name] = int(t) if isinstance(t, torch.SymInt) else t
+                    self.static.add(node.name)
                     continue
                 name = node.name
                 dtype = "int64" if t.dtype in (torch.int64, torch.int32) else "float32"
@@ -136,6 +193,7 @@ class FxBuilder:
             elif node.op == "get_attr":
                 t = self.results[node.name]
                 self.env[node.name] = self.const(t, "w") if isinstance(t, torch.Tensor) else t
+                self.static.add(node.name)
             elif node.op == "output":
                 outs = node.args[0]
                 flat = outs if isinstance(outs, (tuple, list)) else (outs,)
@@ -144,8 +202,19 @@ class FxBuilder:
                     self.g.outputs.append(v)
             else:
                 result = self.results[node.name]
+                if self.foldable(node, result):
+                    # computed from constants and static sizes only: its value (from the
+                    # example run) is a compile-time constant, e.g. a causal mask built from
+                    # ``x.shape`` or a slice of a parameter
+                    self.env[node.name] = result
+                    self.static.add(node.name)
+                    continue
+                if _is_tensor_sequence(result):
+                    self.env[node.name] = self.convert(node, result)
+                    continue
                 if not isinstance(result, torch.Tensor):
                     self.env[node.name] = self.python_value(node, result)
+                    self.static.add(node.name)
                     continue
                 if result.dtype not in (torch.float32, torch.int64):
                     raise UnsupportedOp(
@@ -154,12 +223,21 @@ class FxBuilder:
                 self.env[node.name] = self.convert(node, result)
         return self.g
 
+    def foldable(self, node: torch.fx.Node, result: Any) -> bool:
+        """Whether a call's tensor result depends on no graph input (only on constants and
+        static sizes) and is deterministic, so it can be taken from the example run."""
+        if not (isinstance(result, torch.Tensor) or _is_tensor_sequence(result)):
+            return False
+        if target_name(node, self.gm) in RANDOM_OPS:
+            return False
+        return all(i.name in self.static for i in node.all_input_nodes)
+
     def python_value(self, node: torch.fx.Node, result: Any) -> Any:
         """Size queries and tuple plumbing become Python values (static shapes)."""
         if node.op == "call_function" and node.target is operator.getitem:
             base = self.val(node.args[0])
             if isinstance(base, (tuple, list)):
-                return base[node.args[1]]
+                return base[self.val(node.args[1])]
         if isinstance(result, (int, float, torch.Size)) or (
             isinstance(result, (tuple, list))
             and all(isinstance(x, (int, torch.Size)) for x in result)
@@ -167,7 +245,7 @@ class FxBuilder:
             return tuple(result) if isinstance(result, torch.Size) else result
         raise UnsupportedOp(target_name(node, self.gm), node.name, "non-tensor result")
 
-    def convert(self, node: torch.fx.Node, out: torch.Tensor) -> str:
+    def convert(self, node: torch.fx.Node, out: Any) -> Any:
         """One fx call node to IR, through the handler tables."""
         handler: Handler | None = None
         if node.op == "call_module":
@@ -217,7 +295,8 @@ class FxBuilder:
         out: torch.Tensor,
     ) -> str:
         if isinstance(padding, str):
-            raise UnsupportedOp("conv2d", self.current, "string padding")
+            kernel = tuple(int(s) for s in self.shape(ins[1])[2:4])
+            padding = self.string_padding(padding, kernel, self.val(dilation))
         if pair(self.val(dilation)) != (1, 1):
             raise UnsupportedOp("conv2d", self.current, "dilation != 1")
         groups = int(self.val(groups))
@@ -282,6 +361,50 @@ class FxBuilder:
         if pair(size) != (1, 1):
             raise UnsupportedOp("adaptive_avg_pool2d", self.current, "output size other than 1")
         return self.emit("mean", [self.tensor_arg(x)], {"dims": (2, 3), "keepdim": True}, out)
+
+    def conv1d(
+        self,
+        ins: list[str],
+        stride: Any,
+        padding: Any,
+        dilation: Any,
+        groups: Any,
+        out: torch.Tensor,
+    ) -> str:
+        """A 1-d convolution as a 2-d one over a height of 1: ``[N, C, L] -> [N, C, 1, L]``,
+        weight ``[Co, Ci, K] -> [Co, Ci, 1, K]``, result reshaped back."""
+        x, w, *bias = ins
+        (n, c, length), wshape = self.shape(x), self.shape(w)
+        single = _first
+        padding = single(padding)
+        if isinstance(padding, str):
+            padding = self.string_padding(padding, (int(wshape[2]),), single(dilation))[0]
+        x4 = self.emit("reshape", [x], {"shape": (n, c, 1, length)}, torch.empty(n, c, 1, length))
+        w4 = self.emit(
+            "reshape",
+            [w],
+            {"shape": (*wshape[:2], 1, wshape[2])},
+            torch.empty(*wshape[:2], 1, wshape[2]),
+        )
+        y4 = self.conv(
+            [x4, w4, *bias],
+            (1, int(single(stride))),
+            (0, int(padding)),
+            (1, int(single(dilation))),
+            groups,
+            torch.empty(out.shape[0], out.shape[1], 1, out.shape[2]),
+        )
+        return self.reshape(y4, out)
+
+    def string_padding(self, mode: str, kernel: tuple[int, ...], dilation: Any) -> tuple[int, ...]:
+        """``padding="valid"`` or ``"same"`` as explicit zero padding per spatial dim."""
+        if mode == "valid":
+            return (0,) * len(kernel)
+        dil = (dilation,) * len(kernel) if isinstance(dilation, int) else tuple(dilation)
+        total = [d * (k - 1) for k, d in zip(kernel, dil, strict=True)]
+        if mode != "same" or any(t % 2 for t in total):
+            raise UnsupportedOp("conv", self.current, f"padding={mode!r} (asymmetric)")
+        return tuple(t // 2 for t in total)
 
     def softmax(self, x: Any, dim: Any, out: torch.Tensor) -> str:
         return self.emit("softmax", [self.tensor_arg(x)], {"dim": int(dim) % out.dim()}, out)
@@ -492,7 +615,107 @@ def _getattr(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 
 
 def _getitem(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    base = b.val(node.args[0])
+    if isinstance(base, (tuple, list)):  # one piece of a split / chunk / unbind
+        return base[b.val(node.args[1])]  # type: ignore[no-any-return]
     return b.getitem(b.tensor_arg(node.args[0]), b.val(node.args[1]), out)
+
+
+def _pieces(
+    b: FxBuilder, node: torch.fx.Node, out: Any, dim: Any, keep_dim: bool
+) -> tuple[str, ...]:
+    """The pieces of a split along ``dim`` as slices of the input; their sizes are those of the
+    recorded results (``keep_dim=False`` drops the dim, as ``unbind`` does)."""
+    x = b.tensor_arg(node.args[0])
+    rank = len(b.shape(x))
+    d = int(b.val(dim)) % rank
+    pieces, start = [], 0
+    for piece in out:
+        size = piece.shape[d] if keep_dim else 1
+        like = torch.empty(
+            [*piece.shape[:d], size, *piece.shape[d:]] if not keep_dim else piece.shape
+        )
+        cur = x
+        if (start, size) != (0, b.shape(x)[d]):
+            attrs = {"dim": d, "start": start, "stop": start + size, "step": 1}
+            cur = b.emit("slice", [x], attrs, like)
+        if not keep_dim:
+            cur = b.reshape(cur, piece)
+        pieces.append(cur)
+        start += size
+    return tuple(pieces)
+
+
+def _split(b: FxBuilder, node: torch.fx.Node, out: Any) -> tuple[str, ...]:
+    """``split`` / ``chunk`` (method or function): the dim is argument 2 or ``dim=``."""
+    return _pieces(b, node, out, arg(node, 2, "dim", 0), keep_dim=True)
+
+
+def _unbind(b: FxBuilder, node: torch.fx.Node, out: Any) -> tuple[str, ...]:
+    return _pieces(b, node, out, arg(node, 1, "dim", 0), keep_dim=False)
+
+
+def _conv1d(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    ins = [b.tensor_arg(node.args[0]), b.tensor_arg(arg(node, 1, "weight"))]
+    if arg(node, 2, "bias") is not None:
+        ins.append(b.tensor_arg(arg(node, 2, "bias")))
+    return b.conv1d(
+        ins,
+        b.val(arg(node, 3, "stride", 1)),
+        b.val(arg(node, 4, "padding", 0)),
+        b.val(arg(node, 5, "dilation", 1)),
+        b.val(arg(node, 6, "groups", 1)),
+        out,
+    )
+
+
+def _sdpa(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale)`` as
+    ``softmax(q @ kᵀ * scale + mask) @ v`` (Vaswani et al. 2017, Eq. 1), which the fusion pass
+    turns into one attention kernel; a causal or boolean mask becomes an additive one."""
+    name = target_name(node, b.gm)
+    if float(b.val(arg(node, 4, "dropout_p", 0.0))) != 0.0:
+        raise UnsupportedOp(name, node.name, "dropout_p != 0 (inference only)")
+    if b.val(node.kwargs.get("enable_gqa", False)):
+        raise UnsupportedOp(name, node.name, "enable_gqa")
+    q, k, v = (b.tensor_arg(a) for a in node.args[:3])
+    qs, ks, vs = b.shape(q), b.shape(k), b.shape(v)
+    if len(qs) < 2 or qs[:-2] != ks[:-2] or ks[:-2] != vs[:-2]:
+        raise UnsupportedOp(name, node.name, "q, k and v need one batch shape")
+    m, n = qs[-2], ks[-2]
+    scale = b.val(arg(node, 6, "scale", None))
+    scale = 1.0 / float(np.sqrt(qs[-1])) if scale is None else float(scale)
+    mask_arg = arg(node, 3, "attn_mask", None)
+    causal = bool(b.val(arg(node, 5, "is_causal", False)))
+    if causal and mask_arg is not None:
+        raise UnsupportedOp(name, node.name, "attn_mask together with is_causal")
+    scores_like = torch.empty([*qs[:-1], n])
+    s = b.emit("matmul", [q, k], {"trans_b": True}, scores_like)  # q @ kᵀ, k read transposed
+    s = b.emit("mul", [s, b.const(np.float32(scale), "scale")], {}, scores_like)
+    mask: str | None = None
+    if causal:
+        mask = b.const(np.where(np.tril(np.ones((m, n), bool)), 0.0, MASKED).astype(np.float32))
+    elif mask_arg is not None:
+        value = b.val(mask_arg)
+        if isinstance(value, torch.Tensor):  # known at compile time (a buffer, a built mask)
+            arr = value.detach().cpu().numpy()
+            if arr.dtype == np.bool_:
+                arr = np.where(arr, 0.0, MASKED)
+            mask = b.const(np.maximum(arr.astype(np.float32), MASKED), "mask")
+        else:
+            mask = b.tensor_arg(mask_arg)
+            if b.g.values[mask].dtype != "float32":
+                raise UnsupportedOp(name, node.name, "a boolean attn_mask that is a graph input")
+        try:
+            shape = np.broadcast_shapes(b.shape(mask), tuple(scores_like.shape))
+        except ValueError as exc:
+            raise UnsupportedOp(name, node.name, "attn_mask does not broadcast") from exc
+        if shape != tuple(scores_like.shape):
+            raise UnsupportedOp(name, node.name, "attn_mask broadcasts the scores")
+    if mask is not None:
+        s = b.emit("add", [s, mask], {}, scores_like)
+    p = b.emit("softmax", [s], {"dim": len(qs) - 1}, scores_like)
+    return b.emit("matmul", [p, v], {}, out)
 
 
 UNARY_FUNCTIONS: dict[Any, str] = {
@@ -545,6 +768,11 @@ FUNCTION_NAMES: dict[str, Handler] = {
     "relu": _unary("relu"),
     "linear": _linear,
     "conv2d": _conv2d,
+    "conv1d": _conv1d,
+    "scaled_dot_product_attention": _sdpa,
+    "split": _split,
+    "chunk": _split,
+    "unbind": _unbind,
     "batch_norm": _batch_norm,
     "layer_norm": _layer_norm,
     "softmax": _softmax,
@@ -561,7 +789,7 @@ FUNCTION_NAMES: dict[str, Handler] = {
 }
 METHODS: dict[str, Handler] = {
     **{m: _unary(m) for m in ("relu", "tanh", "sigmoid", "exp", "neg")},
-    **{m: _binary(m, check_alpha=False) for m in ("add", "sub", "mul", "div")},
+    **{m: _binary(m, check_alpha=True) for m in ("add", "sub", "mul", "div")},
     **dict.fromkeys(("view", "reshape", "flatten", "unsqueeze", "squeeze"), _reshape),
     "contiguous": _contiguous,
     "permute": _permute_method,
@@ -569,6 +797,9 @@ METHODS: dict[str, Handler] = {
     "mean": _reduction("mean"),
     "sum": _reduction("sum"),
     "softmax": _softmax,
+    "split": _split,
+    "chunk": _split,
+    "unbind": _unbind,
 }
 
 
@@ -598,15 +829,16 @@ def _linear_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.emit("linear", ins, {}, out)
 
 
-def _conv2d_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+def _conv_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     mod = _module(node, b)
-    assert isinstance(mod, nn.Conv2d)
-    if mod.padding_mode != "zeros" or isinstance(mod.padding, str):
-        raise UnsupportedOp(type(mod).__name__, node.name, "padding mode")
+    assert isinstance(mod, (nn.Conv1d, nn.Conv2d))
+    if mod.padding_mode != "zeros":
+        raise UnsupportedOp(type(mod).__name__, node.name, f"padding_mode={mod.padding_mode!r}")
     ins = [b.tensor_arg(node.args[0]), b.const(mod.weight, "w")]
     if mod.bias is not None:
         ins.append(b.const(mod.bias, "b"))
-    return b.conv(ins, mod.stride, mod.padding, mod.dilation, mod.groups, out)
+    make = b.conv1d if isinstance(mod, nn.Conv1d) else b.conv
+    return make(ins, mod.stride, mod.padding, mod.dilation, mod.groups, out)
 
 
 def _batch_norm_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -673,7 +905,8 @@ MODULES: dict[type, Handler] = {
     nn.Identity: _module_unary("identity"),
     nn.GELU: _gelu_module,
     nn.Linear: _linear_module,
-    nn.Conv2d: _conv2d_module,
+    nn.Conv1d: _conv_module,
+    nn.Conv2d: _conv_module,
     nn.BatchNorm2d: _batch_norm_module,
     nn.BatchNorm1d: _batch_norm_module,
     nn.LayerNorm: _layer_norm_module,
@@ -696,6 +929,24 @@ def _frozen_placeholders(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]
     return frozen
 
 
+def _export(
+    model: nn.Module, example_inputs: Sequence[torch.Tensor], fx_error: Exception
+) -> torch.fx.GraphModule:
+    """The model's graph through TorchDynamo, specialised to the example inputs' shapes: the
+    fallback when ``torch.fx.symbolic_trace`` fails (factory calls or control flow on sizes)."""
+    import torch._dynamo
+
+    try:
+        with torch.no_grad():
+            gm, _ = torch._dynamo.export(model, aten_graph=False)(*example_inputs)
+    except Exception as exc:
+        raise ProvenmlError(
+            f"provenml.compiler: torch.fx could not trace the model ({fx_error}), "
+            f"and neither could TorchDynamo ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+        ) from exc
+    return gm
+
+
 def trace(
     model: nn.Module | Callable[..., Any],
     example_inputs: Sequence[torch.Tensor],
@@ -714,10 +965,8 @@ def trace(
             raise ProvenmlError("provenml.compiler compiles for inference: call model.eval() first")
         try:
             gm = torch.fx.symbolic_trace(model)
-        except Exception as exc:
-            raise ProvenmlError(
-                f"provenml.compiler: torch.fx could not trace the model: {exc}"
-            ) from exc
+        except Exception as exc:  # e.g. torch.ones(t, t) with t from x.shape
+            gm = _export(model, example_inputs, exc)
     else:
         raise ProvenmlError(
             "provenml.compiler.compile expects an nn.Module or a torch.fx.GraphModule"

@@ -176,6 +176,10 @@ def fuse_attention(g: Graph) -> Graph:
     needs no barrier between the three steps. Only when the intermediates have no other user
     and q, k, v, scores and output share one batch shape (no broadcasting).
 
+    An additive mask between the scores and the softmax (``softmax(q @ kᵀ · s + mask)``, e.g.
+    a causal mask, broadcast over the batch dims) joins the group too, marked
+    ``attention_mask``: the kernel adds it to each score row before the softmax.
+
     The reshape / permute / slice chains that cut q, k and v out of one buffer (a fused qkv
     projection) join the group when the group is their only user, and so does a permute of the
     output: the kernel then reads q, k, v and writes its output through strides
@@ -194,15 +198,33 @@ def fuse_attention(g: Graph) -> Graph:
         if pv.op != "matmul" or pv.attrs.get("trans_b"):
             continue
         sm = producers.get(pv.inputs[0])
-        if sm is None or sm.op != "softmax" or sm.name in drop:
+        if sm is None or sm.name in drop:
             continue
-        if not only_use(sm.name, n) or pv.inputs[1] == sm.name:
+        add, holder = None, sm  # the mask's add, and the top-level node that holds it
+        if sm.op == "fused" and sm.attrs["kind"] == "reduction":
+            body = sm.attrs["body"]  # softmax(scores + mask) fused as prologue + softmax
+            if [m.op for m in body] != ["add", "softmax"]:
+                continue
+            add, sm = body
+        if sm.op != "softmax" or not only_use(holder.name, n) or pv.inputs[1] == sm.name:
             continue
         shape = out.values[sm.name].shape
         if sm.attrs["dim"] != len(shape) - 1 or len(shape) < 3:
             continue
         qk = producers.get(sm.inputs[0])
-        if qk is None or qk.name in drop or not only_use(qk.name, sm):
+        if add is None and qk is not None and qk.op == "add" and only_use(qk.name, sm):
+            add, holder, qk = qk, qk, None
+        mask = None  # softmax(scores + mask): an additive mask read inside the kernel
+        if add is not None:
+            mask = _attention_mask(out, add, shape, producers, only_use)
+            if mask is None:
+                continue
+            qk = producers[add.inputs[1 - mask.attrs["mask_operand"]]]
+            if not only_use(qk.name, holder):
+                continue
+        elif qk is None or not only_use(qk.name, sm):
+            continue
+        if qk.name in drop:
             continue
         anchor = anchor_of(qk)
         if anchor.op != "matmul" or not anchor.attrs.get("trans_b"):
@@ -214,7 +236,11 @@ def fuse_attention(g: Graph) -> Graph:
         if any(out.values[v].layout != "row" for v in operands):
             continue
         core = [*members(qk), sm, *members(pv)]
+        # views shared with the mask stay outside (the mask is read from memory)
         views = absorb_views(out, [*anchor.inputs, pv.inputs[1]], core, users, drop)
+        if mask is not None:
+            core.insert(len(members(qk)), mask)
+            drop.add(holder.name)
         name = n.name
         post = users.get(n.name, [])
         if len(post) == 1 and post[0].op == "permute" and n.name not in out.outputs:
@@ -230,6 +256,32 @@ def fuse_attention(g: Graph) -> Graph:
         drop |= {qk.name, sm.name} | {m.name for m in views}
     out.nodes = [replace.get(n.name, n) for n in out.nodes if n.name not in drop]
     return out
+
+
+def _attention_mask(
+    g: Graph,
+    add: Node,
+    shape: tuple[int, ...],
+    producers: dict[str, Node],
+    only_use: Any,
+) -> Node | None:
+    """``add`` as the mask step of an attention group: one operand is a ``q @ kᵀ`` group's
+    output, the other a float32 row-layout mask that broadcasts to the scores' ``shape``.
+    Returns the marked copy (``attrs["mask_operand"]`` = the mask's input position)."""
+    for pos in (1, 0):
+        scores, mask = add.inputs[1 - pos], add.inputs[pos]
+        src = producers.get(scores)
+        if src is None or scores == mask or g.values[scores].shape != shape:
+            continue
+        anchor = anchor_of(src)
+        if anchor.op != "matmul" or not anchor.attrs.get("trans_b"):
+            continue
+        mv = g.values[mask]
+        if mv.dtype != "float32" or mv.layout != "row" or strides_over(shape, mv, "row") is None:
+            continue
+        attrs = {**add.attrs, "attention_mask": True, "mask_operand": pos}
+        return Node("add", add.name, list(add.inputs), attrs, add.source)
+    return None
 
 
 def absorb_views(

@@ -16,7 +16,7 @@ from provenml.compiler.codegen.resources import (
     attention_scratch,
 )
 from provenml.compiler.ir import Node
-from provenml.compiler.passes import strided_view
+from provenml.compiler.passes import strided_view, strides_over
 from provenml.errors import ProvenmlError
 
 if TYPE_CHECKING:
@@ -25,11 +25,12 @@ if TYPE_CHECKING:
 
 def attention(low: Lowering, n: Node, kname: str, body: list[Node]) -> L.Kernel:
     """A fused attention group (``passes.fuse_attention``), one parallel iteration per batch
-    (head): ``S = epi(q @ kᵀ)`` through the micro-kernel into the head's scratch, a softmax
-    over each row of S in place, then ``epi(S @ v)`` into the output. q, k, v are read and
-    the output written through strides (absorbed reshape/permute/slice views). Every step
-    of a head runs on the thread that owns the head: no barrier inside the kernel."""
-    views, qk, qk_epi, _, pv, pv_epi, post = attention_parts(body)
+    (head): ``S = epi(q @ kᵀ)`` through the micro-kernel into the head's scratch, plus the
+    additive mask if the group has one, a softmax over each row of S in place, then
+    ``epi(S @ v)`` into the output. q, k, v are read and the output written through strides
+    (absorbed reshape/permute/slice views). Every step of a head runs on the thread that owns
+    the head: no barrier inside the kernel."""
+    views, qk, qk_epi, mask, _, pv, pv_epi, post = attention_parts(body)
     decl, names = low.decls(n, [n.name], list(n.inputs))
     members = {m.name: m for m in views}
     qv, kv = low.g.values[qk.inputs[0]], low.g.values[qk.inputs[1]]
@@ -70,7 +71,7 @@ def attention(low: Lowering, n: Node, kname: str, body: list[Node]) -> L.Kernel:
     pk1, sz, pk2 = attention_scratch(qk, pv, low.g.values)
     epi1 = epilogue_fn(low, n, qk, qk_epi, len(low.g.values[qk.name].shape) - 1, names)
     epi2 = epilogue_fn(low, n, pv, pv_epi, len(out_shape) - 1, names)
-    head = L.Stmt(
+    head_code = (
         f"float* pk1 = arena + {low.scratch(n)} + bt*{pk1 + sz + pk2};\n"
         f"float* S = pk1 + {pk1};\nfloat* pk2 = S + {sz};\n"
         f"const float* restrict qb = {q_at};\n"
@@ -78,6 +79,18 @@ def attention(low: Lowering, n: Node, kname: str, body: list[Node]) -> L.Kernel:
         f"const float* restrict vb = {v_at};\n"
         f"float* yb = {y_at};"
     )
+    add_mask: list[L.Loop] = []
+    if mask is not None:  # scores + mask, read through its broadcast strides
+        mo = mask.inputs[mask.attrs["mask_operand"]]
+        mst = strides_over(low.g.values[mask.name].shape, low.g.values[mo], "row")
+        if mst is None:
+            raise ProvenmlError(f"codegen: mask {mo} of {n.name} does not broadcast")
+        head_code += f"\nconst float* restrict mb = {names[mo]} + {batch_terms(batch, mst)};"
+        at = " + ".join(
+            f"{v}*{s}" if s != 1 else v for v, s in (("q", mst[-2]), ("j", mst[-1])) if s
+        )
+        add_mask = [L.Loop("j", n1, [L.Stmt(f"row[j] += mb[{at or '0'}];")], "vectorize")]
+    head = L.Stmt(head_code)
 
     def gemm(
         nb: int,
@@ -130,6 +143,7 @@ def attention(low: Lowering, n: Node, kname: str, body: list[Node]) -> L.Kernel:
         m,
         [
             L.Stmt(f"float* row = S + q*{n1};\nfloat mx = -FLT_MAX;"),
+            *add_mask,
             L.Loop("j", n1, [L.Stmt("mx = MAX(mx, row[j]);")]),
             L.Stmt("float sum = 0.f;"),
             L.Loop("j", n1, [L.Stmt("row[j] = expf(row[j] - mx);")], "vectorize"),

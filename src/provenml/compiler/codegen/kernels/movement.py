@@ -70,12 +70,14 @@ def cat(low: Lowering, n: Node, kname: str) -> L.Kernel:
     decl, names = low.decls(n, [n.name], list(dict.fromkeys(n.inputs)))
     outer = int(np.prod(ov.shape[:d])) if d else 1
     out_row = int(np.prod(ov.shape[d:]))
+    item = 8 if ov.dtype == "int64" else 4  # bytes per element
     stmts = []
     off = 0
     for i in n.inputs:
         chunk = int(np.prod(low.g.values[i].shape[d:]))
         stmts.append(
-            f"memcpy({names[n.name]} + o*{out_row} + {off}, {names[i]} + o*{chunk}, {chunk * 4});"
+            f"memcpy({names[n.name]} + o*{out_row} + {off}, {names[i]} + o*{chunk}, "
+            f"{chunk * item});"
         )
         off += chunk
     return L.Kernel(kname, decl, [L.Loop("o", outer, [L.Stmt("\n".join(stmts))])])

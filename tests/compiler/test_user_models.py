@@ -1,0 +1,243 @@
+"""What users' models contain (issue 23, item 4): scaled_dot_product_attention (causal and
+masked, fused into the attention kernel), Conv1d + BatchNorm1d, split / chunk / unbind, slice
+bounds computed from ``x.shape``, the ``torch.compile`` backend under changing batch sizes, and
+the inputs that are refused with a clear error (issue 20)."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import provenml.compiler as pc
+from provenml.errors import ProvenmlError
+
+
+class SelfAttention(nn.Module):
+    """A qkv projection, ``split`` into heads, SDPA with the chosen mask, an output projection;
+    every size comes from ``x.shape``."""
+
+    def __init__(self, mask: str, d: int = 32, heads: int = 4) -> None:
+        super().__init__()
+        self.mask, self.heads = mask, heads
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.register_buffer("bias", torch.randn(16, 16))
+        self.register_buffer("allowed", torch.rand(16, 16) > 0.3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=-1)
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        if self.mask == "causal":
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif self.mask == "tril":  # built from x.shape: torch.fx cannot trace it, dynamo can
+            keep = torch.ones(t, t, dtype=torch.bool).tril()
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+        elif self.mask == "bool_buffer":
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.allowed[:t, :t])
+        elif self.mask == "float_buffer":
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.bias[:t, :t], scale=0.2)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v)
+        return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+
+def _fused_attention(compiled: pc.Compiled) -> bool:
+    return "kind=attention" in compiled.dump("plan_memory")
+
+
+@pytest.mark.parametrize("mask", ["none", "causal", "tril", "bool_buffer", "float_buffer"])
+def test_sdpa_matches_eager_and_fuses(mask: str, cache: str) -> None:
+    torch.manual_seed(0)
+    model, x = SelfAttention(mask).eval(), torch.randn(2, 9, 32)
+    with torch.no_grad():
+        ref = model(x)
+    for fusion in (True, False):
+        compiled = pc.compile(model, (x,), tuning=False, fusion=fusion, threads=1, cache_dir=cache)
+        torch.testing.assert_close(compiled(x), ref, rtol=1e-4, atol=1e-5)
+        assert _fused_attention(compiled) == fusion
+
+
+class MaskedSDPA(nn.Module):
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+@pytest.mark.parametrize("mask_shape", [(5, 6), (2, 1, 5, 6), (2, 3, 5, 6)])
+def test_sdpa_with_a_runtime_mask(mask_shape: tuple[int, ...], cache: str) -> None:
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 6, 8), torch.randn(2, 3, 6, 4)
+    mask = torch.randn(*mask_shape)
+    mask[..., 0, 1:] = float("-inf")  # a masked-out position, as masks written by hand have
+    model = MaskedSDPA().eval()
+    compiled = pc.compile(model, (q, k, v, mask), tuning=False, threads=1, cache_dir=cache)
+    assert _fused_attention(compiled)
+    torch.testing.assert_close(compiled(q, k, v, mask), model(q, k, v, mask), rtol=1e-4, atol=1e-5)
+
+
+def test_sdpa_refuses_what_it_cannot_do(cache: str) -> None:
+    q = torch.randn(1, 2, 4, 8)
+    model = MaskedSDPA().eval()
+    with pytest.raises(
+        ProvenmlError, match=r"unsupported op 'input dtype torch.bool' at node 'mask'"
+    ):
+        pc.compile(model, (q, q, q, torch.ones(4, 4, dtype=torch.bool)), cache_dir=cache)
+
+
+class Conv1dNet(nn.Module):
+    """Conv1d + BatchNorm1d + ReLU, a depthwise strided Conv1d, ``chunk``, ``unbind`` and a
+    functional conv1d with ``padding="same"``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 8, 3, padding=1)
+        self.bn = nn.BatchNorm1d(8)
+        self.dw = nn.Conv1d(8, 8, 5, stride=2, groups=8, padding="valid")
+        self.register_buffer("w", torch.randn(8, 4, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = F.relu(self.bn(self.conv(x))).chunk(2, dim=1)
+        h = self.dw(torch.cat([b, a], dim=1))
+        first, *_ = torch.unbind(h, dim=0)
+        same = F.conv1d(x, self.w, padding="same")
+        return h + first + same[..., : h.shape[-1]]
+
+
+@pytest.mark.parametrize("layout", [True, False])
+def test_conv1d_batchnorm1d_chunk_unbind(layout: bool, cache: str) -> None:
+    torch.manual_seed(0)
+    model = Conv1dNet().eval()
+    model.bn.running_mean.uniform_(-1, 1)
+    model.bn.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 4, 17)
+    compiled = pc.compile(model, (x,), tuning=False, layout=layout, threads=1, cache_dir=cache)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+class ShapeSlices(nn.Module):
+    """Issue 20: slice bounds from ``x.shape`` (``b, t, d = x.shape; x[..., :d]``), ``split``
+    with sections and ``Tensor.chunk``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, t, d = x.shape
+        head, tail = x.split([d // 4, d - d // 4], dim=-1)
+        lo, hi = x[:, : t - 1].chunk(2, dim=-1)
+        return (x[..., : d // 2] + x[:, 1:, d // 2 :].sum(1, keepdim=True)).sum() + (
+            head.mean() + tail[:, :, -1:].sum() + lo.sum() - hi.sum()
+        )
+
+
+def test_slices_from_x_shape_and_split(cache: str) -> None:
+    x = torch.randn(2, 5, 8)
+    model = ShapeSlices().eval()
+    compiled = pc.compile(model, (x,), tuning=False, threads=1, cache_dir=cache)
+    torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_backend_specialises_on_each_batch_size(
+    cache: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dynamo marks the batch dim dynamic on the second batch size and hands the backend
+    symbolic sizes; every batch size still runs compiled code and matches eager."""
+    torch.manual_seed(0)
+    model = SelfAttention("causal").eval()
+    builds: list[tuple[int, ...]] = []
+    original = pc.api.compile_graph
+
+    def counting(g, *args, **kwargs):  # type: ignore[no-untyped-def]
+        builds.append(g.values[g.inputs[0]].shape)
+        return original(g, *args, **kwargs)
+
+    monkeypatch.setattr(pc.api, "compile_graph", counting)
+    torch._dynamo.reset()
+    opts = {"tuning": False, "tune_threads": False, "threads": 1, "cache_dir": cache}
+    fast = torch.compile(model, backend=functools.partial(pc.backend, **opts))
+    with torch.no_grad():
+        for batch in (1, 2, 3, 2):
+            x = torch.randn(batch, 6, 32)
+            torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-5)
+    assert sorted(builds) == [(1, 6, 32), (2, 6, 32), (3, 6, 32)]  # one build per shape
+
+
+class OnlyCumsum(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cumsum(x, 0)
+
+
+def test_backend_warns_once_when_it_compiles_nothing() -> None:
+    torch._dynamo.reset()
+    fast = torch.compile(OnlyCumsum(), backend=pc.backend)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in (3, 5, 7):
+            x = torch.randn(n, 4)
+            torch.testing.assert_close(fast(x), torch.cumsum(x, 0))
+    mine = [str(w.message) for w in caught if "provenml" in str(w.message)]
+    assert len(mine) == 1 and "cumsum" in mine[0]
+
+
+# -- refused with one clear error (issue 20) ---------------------------------------------------
+@pytest.mark.parametrize("threads", [0, -2, 1.5, True])
+def test_bad_thread_counts_are_refused(threads: object) -> None:
+    with pytest.raises(ProvenmlError, match=r"threads= must be an integer >= 1"):
+        pc.compile(nn.Linear(3, 3).eval(), (torch.randn(2, 3),), threads=threads)
+
+
+def test_unknown_option_is_refused() -> None:
+    with pytest.raises(ProvenmlError, match=r"unknown compile option.*fuse"):
+        pc.compile(nn.Linear(3, 3).eval(), (torch.randn(2, 3),), fuse=False)
+
+
+def test_int64_input_to_a_matmul_raises_as_eager_does() -> None:
+    x = torch.arange(6).reshape(2, 3)
+    with pytest.raises(RuntimeError):
+        nn.Linear(3, 3)(x)  # eager refuses
+    with pytest.raises(ProvenmlError, match=r"fails in eager PyTorch.*RuntimeError"):
+        pc.compile(nn.Linear(3, 3).eval(), (x,))
+
+
+class IntArithmetic(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 3 + 1
+
+
+def test_int64_arithmetic_is_refused_not_cast() -> None:
+    """Eager keeps integers here; the compiler computes in float32, so it refuses."""
+    with pytest.raises(ProvenmlError, match=r"unsupported op 'mul'.*integer tensor operand"):
+        pc.compile(IntArithmetic().eval(), (torch.arange(6).reshape(2, 3),))
+
+
+def test_calling_with_another_dtype_is_refused(cache: str) -> None:
+    model = nn.Linear(3, 3).eval()
+    compiled = pc.compile(model, (torch.randn(2, 3),), tuning=False, cache_dir=cache)
+    with pytest.raises(ProvenmlError, match=r"compiled for dtype float32, got torch\.int64"):
+        compiled(torch.arange(6).reshape(2, 3))
+    with pytest.raises(ProvenmlError, match=r"got torch\.float64"):
+        compiled(torch.randn(2, 3, dtype=torch.float64))
+
+
+class AddAlpha(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.add(x * 2, alpha=3)
+
+
+def test_add_with_alpha_is_refused() -> None:
+    with pytest.raises(ProvenmlError, match="alpha != 1"):
+        pc.compile(AddAlpha().eval(), (torch.randn(2, 3),))
+
+
+def test_embedding_indices_still_compile(cache: str) -> None:
+    emb = nn.Embedding(10, 4).eval()
+    idx = torch.tensor([[1, 9], [0, 3]])
+    compiled = pc.compile(emb, (idx,), tuning=False, cache_dir=cache)
+    np.testing.assert_array_equal(compiled(idx).numpy(), emb(idx).detach().numpy())
+    compiled(idx.to(torch.int32))  # int32 indices are widened, as eager accepts them
