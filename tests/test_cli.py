@@ -141,7 +141,7 @@ def test_list_json_is_one_object_per_experiment() -> None:
     by_name = {r["name"]: r for r in records}
     assert {"kge.link_prediction", "wsd.multibudget", "toy.harness"} <= set(by_name)
     record = by_name["wsd.multibudget"]
-    assert set(record) == {"name", "system", "package", "claim", "headline", "time"}
+    assert {"name", "system", "package", "claim", "headline", "time"} <= set(record)
     assert record["system"] == "S3" and record["package"] == "provenml.schedules"
     assert isinstance(record["headline"], bool) and record["time"]["small"]
 
@@ -181,3 +181,19 @@ def test_selection_errors_are_one_line(args: list[str], message: str) -> None:
     result = runner.invoke(app, args, env={"COLUMNS": "300"})
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_headline_selection_is_one_experiment_per_built_system() -> None:
+    from provenml.cli import _select_experiments, experiment_listing
+
+    listing = [r for r in experiment_listing() if r["system"] != "S0"]
+    systems = {r["system"] for r in listing}
+    chosen = _select_experiments([], False, True, [], [])
+    assert sorted(s.system for s in chosen) == sorted(systems)  # exactly one each
+    assert all(s.headline for s in chosen)
+    names = [s.name for s in _select_experiments([], False, True, [], ["compiler.end_to_end"])]
+    assert "compiler.end_to_end" not in names and len(names) == len(chosen) - 1
+    (only,) = _select_experiments([], False, True, ["S8"], [])
+    assert only.name == "explain.benchmark"
+    every = _select_experiments([], True, False, ["kge"], [])
+    assert len(every) > 1 and {s.system for s in every} == {"S11"}

@@ -21,7 +21,6 @@ from provenml.core.experiment import (
     ExperimentSpec,
     ProvenmlError,
     get_experiment,
-    registry,
 )
 
 app = typer.Typer(
@@ -50,23 +49,14 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
 
 
 def experiment_listing(system: str | None = None) -> list[dict[str, Any]]:
-    """One record per registered experiment: name, system, package, claim, headline, time.
+    """One record per registered experiment (name, system, package, module, claim, headline,
+    time per scale, devices, threads), read without importing the systems.
 
     ``system`` keeps one system, named by id (``S8``) or package (``explain``).
     """
-    records = []
-    for spec in registry().values():
-        package = spec.run.__module__.rpartition(".")[0]
-        records.append(
-            {
-                "name": spec.name,
-                "system": spec.system,
-                "package": package,
-                "claim": spec.claim,
-                "headline": bool(getattr(spec, "headline", False)),
-                "time": {scale: spec.time[scale] for scale in SCALES if scale in spec.time},
-            }
-        )
+    from provenml.core.registry import list_experiments
+
+    records = [info.to_dict() for info in list_experiments()]
     return records if system is None else experiment_listing_filter(records, system)
 
 
@@ -117,8 +107,6 @@ def list_experiments(
     Piped or redirected, the table is plain fixed-width text with whole names, so that
     `provenml list | grep NAME` finds a name.
     """
-    from provenml.core import discovery
-
     try:
         records = experiment_listing(system)
     except ProvenmlError as exc:
@@ -156,8 +144,6 @@ def list_experiments(
             for r in records
         ]
         typer.echo(_plain_table(header, rows))
-    for package, reason in discovery.unavailable.items():
-        err_console.print(f"[yellow]{package} unavailable:[/] {reason}", soft_wrap=True)
 
 
 @app.command()
@@ -174,9 +160,9 @@ def reproduce(
     skip: Annotated[
         list[str] | None, typer.Option(help="with --all or --headline: leave this experiment out")
     ] = None,
-    scale: Annotated[str, typer.Option(help="smoke | small | paper")] = "small",
-    seeds: Annotated[int, typer.Option(min=1, help="number of seeds")] = 1,
-    seed: Annotated[int, typer.Option(help="first seed")] = 0,
+    scale: Annotated[str | None, typer.Option(help="smoke | small (default) | paper")] = None,
+    seeds: Annotated[int | None, typer.Option(min=1, help="number of seeds (default 1)")] = None,
+    seed: Annotated[int | None, typer.Option(help="first seed (default 0)")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="override a config field: key=value")
@@ -186,61 +172,175 @@ def reproduce(
     jobs: Annotated[
         int,
         typer.Option(
-            min=1, help="seeds (or parts of seeds) run at once in worker processes (threads split)"
+            min=1,
+            help="seeds (or parts of seeds) run at once in worker processes (threads split); "
+            "with a local --executor ray, tasks at once",
         ),
     ] = 1,
+    executor: Annotated[
+        str, typer.Option(help="local (worker processes, the default) | ray (Ray tasks)")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="with --executor ray: an existing cluster (HOST:6379 or auto)"),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="continue this run directory: keep its finished (seed, part) units, run the rest"
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="with --resume: resume even if the config or commit changed")
+    ] = False,
 ) -> None:
     """Run experiments, one run directory each, and print their claims."""
-    from provenml.core.report import claim_rows, load_runs
-    from provenml.core.run import (
-        ExperimentFailed,
-        make_progress,
-        resolve_device,
-        run_experiment,
-        writable_directory,
-    )
+    from provenml.core.policy import check_device
+    from provenml.core.report import claim_rows, load_run
+    from provenml.core.run import ExperimentFailed, make_progress, writable_directory
 
     try:
-        if scale not in SCALES:
-            raise ProvenmlError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
-        specs = _select_experiments(names or [], run_all, headline, system or [], skip or [])
-        overrides = _parse_sets(set_ or [])
-        per_spec = _overrides_per_experiment(specs, scale, overrides)
-        resolve_device(device)
-        writable_directory(out)
+        if resume is not None:
+            plans = [
+                _resume_request(
+                    resume, names, run_all or headline, scale, seeds, seed, set_, force, jobs
+                )
+            ]
+        else:
+            if force:
+                raise ProvenmlError("--force goes with --resume")
+            scale = scale or "small"
+            if scale not in SCALES:
+                raise ProvenmlError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+            specs = _select_experiments(names or [], run_all, headline, system or [], skip or [])
+            overrides = _parse_sets(set_ or [])
+            per_spec = _overrides_per_experiment(specs, scale, overrides)
+            for spec in specs:  # an unsupported or absent device fails before anything runs
+                check_device(spec, device)
+            writable_directory(out)
+            first = 0 if seed is None else seed
+            seed_list = list(range(first, first + (seeds or 1)))
+            plans = [
+                _PlanRequest(spec, scale, seed_list, device, per_spec[spec.name]) for spec in specs
+            ]
+        if address is not None and executor != "ray":
+            raise ProvenmlError("--address goes with --executor ray")
+        if executor not in ("local", "ray"):
+            raise ProvenmlError(f"unknown --executor {executor!r}; choose local or ray")
     except ProvenmlError as exc:
         raise _fail(str(exc)) from None
 
-    seed_list = list(range(seed, seed + seeds))
     bar = make_progress(progress)
-    run_dirs = []
+    run_dirs: list[Path] = []
     try:
         if bar is not None:
             bar.start()
-        for spec in specs:
-            run_dirs.append(
-                run_experiment(
-                    spec,
-                    scale=scale,
-                    seeds=seed_list,
-                    device=device,
-                    overrides=per_spec[spec.name],
-                    out_root=out,
-                    progress=bar,
-                    jobs=jobs,
-                )
-            )
-            console.print(f"[green]done[/] {spec.name}: {run_dirs[-1]}")
+        for request in plans:
+            run_dirs.append(request.execute(out, bar, jobs, executor, address))
+            console.print(f"[green]done[/] {request.name}: {run_dirs[-1]}")
+    except ProvenmlError as exc:
+        raise _fail(str(exc)) from None
     except KeyboardInterrupt:
-        raise _fail("interrupted; what was measured so far is in the run directory", 130) from None
+        raise _fail(
+            "interrupted; what was measured so far is in the run directory "
+            "(continue it with --resume RUN_DIR)",
+            130,
+        ) from None
     except ExperimentFailed as exc:
         raise _fail(f"{exc} (traceback and partial results in {exc.run_dir})", 1) from None
     finally:
         if bar is not None:
             bar.stop()
 
-    records = [r for r in load_runs(out, latest_only=False) if r.path in set(run_dirs)]
+    records = [r for r in (load_run(d) for d in run_dirs) if r is not None]
     _print_claims(claim_rows(records))
+
+
+@dataclasses.dataclass
+class _PlanRequest:
+    """One experiment to run: a fresh run (``spec`` ...) or a resumed one (``resumed``)."""
+
+    spec: ExperimentSpec
+    scale: str
+    seeds: list[int]
+    device: str
+    overrides: dict[str, str]
+    resumed: Any = None  # provenml.core.resume.ResumePlan
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def execute(self, out: Path, bar: Any, jobs: int, executor: str, address: str | None) -> Path:
+        from provenml.core.executor import make_executor
+        from provenml.core.run import execute_plan, plan_run
+
+        runner = make_executor(executor, jobs=jobs, address=address, progress=bar)
+        if self.resumed is not None:
+            from provenml.core.resume import clear_unfinished
+
+            clear_unfinished(self.resumed)
+            return execute_plan(self.resumed.plan, runner, progress=bar, done=self.resumed.done)
+        plan = plan_run(
+            self.spec,
+            scale=self.scale,
+            seeds=self.seeds,
+            device=self.device,
+            overrides=self.overrides,
+            out_root=out,
+            jobs=jobs,
+        )
+        return execute_plan(plan, runner, progress=bar)
+
+
+def _resume_request(
+    run_dir: Path,
+    names: list[str] | None,
+    selection: bool,
+    scale: str | None,
+    seeds: int | None,
+    seed: int | None,
+    sets: list[str] | None,
+    force: bool,
+    jobs: int,
+) -> _PlanRequest:
+    """The resumed run of ``run_dir``; options that contradict its record are errors."""
+    from provenml.core.resume import plan_resume, read_recorded_run
+
+    recorded = read_recorded_run(run_dir)
+    if selection or (names and names != [recorded.experiment]):
+        raise ProvenmlError(
+            f"--resume continues {recorded.experiment} in {run_dir}; give no other experiment"
+        )
+    contradictions = []
+    if scale is not None and scale != recorded.scale:
+        contradictions.append(f"--scale {scale} (recorded: {recorded.scale})")
+    if seeds is not None and seeds != len(recorded.seeds):
+        contradictions.append(f"--seeds {seeds} (recorded: {len(recorded.seeds)})")
+    if seed is not None and recorded.seeds and seed != recorded.seeds[0]:
+        contradictions.append(f"--seed {seed} (recorded: {recorded.seeds[0]})")
+    if sets and _parse_sets(sets) != recorded.overrides:
+        contradictions.append(f"--set {' '.join(sets)} (recorded: {recorded.overrides or 'none'})")
+    if contradictions:
+        raise ProvenmlError(
+            "--resume continues the recorded run; these options differ from it: "
+            + ", ".join(contradictions)
+            + " (start a new run to change them)"
+        )
+    spec = get_experiment(recorded.experiment)
+    resumed = plan_resume(spec, recorded, jobs=jobs, force=force)
+    for problem in resumed.forced:
+        err_console.print(f"[yellow]--force:[/] {problem}", highlight=False, soft_wrap=True)
+    done = len(resumed.done)
+    err_console.print(
+        f"resuming {run_dir}: {done} of {done + len(resumed.todo)} units finished, "
+        f"{len(resumed.todo)} to run",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return _PlanRequest(
+        spec, recorded.scale, list(recorded.seeds), recorded.device, recorded.overrides, resumed
+    )
 
 
 def _select_experiments(

@@ -148,6 +148,16 @@ def _run_key(rec: RunRecord) -> tuple[str, str, tuple[tuple[str, str], ...]]:
     return (rec.experiment, rec.scale, tuple(sorted(rec.overrides.items())))
 
 
+def load_run(run_dir: Path) -> RunRecord | None:
+    """The run in ``run_dir``, or ``None`` when it has no readable ``result.json``."""
+    result = _read_json(run_dir / "result.json")
+    if not result:
+        return None
+    return RunRecord(
+        run_dir, result, _read_json(run_dir / "env.json"), _read_json(run_dir / "config.json")
+    )
+
+
 def load_runs(runs_dir: Path, latest_only: bool = True) -> list[RunRecord]:
     """Every run directory under ``runs_dir``.
 
@@ -157,20 +167,11 @@ def load_runs(runs_dir: Path, latest_only: bool = True) -> list[RunRecord]:
     """
     if not runs_dir.is_dir():
         raise ProvenmlError(f"runs directory {runs_dir} does not exist; run `provenml reproduce`")
-    records = []
-    for result_path in sorted(runs_dir.glob("*/result.json")):
-        result = _read_json(result_path)
-        if not result:
-            continue
-        run_dir = result_path.parent
-        records.append(
-            RunRecord(
-                run_dir,
-                result,
-                _read_json(run_dir / "env.json"),
-                _read_json(run_dir / "config.json"),
-            )
-        )
+    records = [
+        rec
+        for rec in (load_run(path.parent) for path in sorted(runs_dir.glob("*/result.json")))
+        if rec is not None
+    ]
     if latest_only:
         chosen: dict[tuple[str, str, tuple[tuple[str, str], ...]], RunRecord] = {}
         for rec in records:  # directory names end in a timestamp: sorted order is age order

@@ -179,6 +179,7 @@ def markdown_tables(tables: list[dict[str, Any]], data: dict[str, Any]) -> str:
 @experiment(
     "explain.benchmark",
     system="S8",
+    headline=True,
     claim="on ground-truth benchmarks every explainer beats Random on AUROC; GNNExplainer and "
     "PGExplainer reach their published BA-Shapes AUROC; SubgraphX has the best Fidelity- on "
     "BA-2Motifs",

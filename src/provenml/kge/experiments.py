@@ -142,6 +142,7 @@ def _bar_chart(
 @experiment(
     "kge.link_prediction",
     system="S11",
+    headline=True,
     claim="every KGE model beats chance filtered MRR; on Kinships ComplEx/SimplE/DistMult beat "
     "TransE, which beats TransH and TransD (Hits@10)",
     config=LinkPredictionConfig,

@@ -544,6 +544,7 @@ def _summarize_reacher(results: list[Result], ctx: RunContext) -> None:
 @experiment(
     "metarl.reacher",
     system="S2",
+    headline=True,
     claim="DynaMITE-RL beats VariBAD on a point mass whose target moves between sessions",
     config=ReacherConfig,
     time={

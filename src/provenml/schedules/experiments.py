@@ -327,6 +327,7 @@ def _excess(split: dict[str, float], floor: dict[str, float], part: str) -> floa
 @experiment(
     "wsd.river_valley",
     system="S3",
+    headline=True,
     claim="In the stable phase the river (near-deterministic) part of the loss keeps improving "
     "while the total stays high; the decay mostly removes the hill (high-entropy) part",
     config=RiverValleyConfig,

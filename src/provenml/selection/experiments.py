@@ -304,6 +304,7 @@ def _summarize_scorer(results: list[Result], ctx: RunContext) -> None:
 @experiment(
     "selection.noisy_labels",
     system="S1",
+    headline=True,
     claim="Learnability scored by small proxy models needs >=40% fewer learner updates and "
     ">=25% less total compute than uniform sampling (30% label noise, MNIST-1D)",
     config=NoisyLabelsConfig,
