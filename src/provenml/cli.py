@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from provenml.core.experiment import (
@@ -124,11 +125,11 @@ def list_experiments(
         table.add_column("claim", overflow="fold", ratio=1)
         for r in records:
             table.add_row(
-                r["system"],
-                r["name"],
+                escape(r["system"]),
+                escape(r["name"]),
                 "*" if r["headline"] else "",
-                *(r["time"].get(s, "?") for s in SCALES),
-                r["claim"],
+                *(escape(r["time"].get(s, "?")) for s in SCALES),
+                escape(r["claim"]),
             )
         console.print(table)
     else:
@@ -408,15 +409,15 @@ def _print_claims(rows: list[dict[str, str]]) -> None:
     colours = {"holds": "green", "fails": "red", "inconclusive": "yellow"}
     for row in rows:
         verdict = f"[{colours.get(row['verdict'], 'white')}]{row['verdict']}[/]"
+        if row.get("why"):
+            verdict += f" ({escape(row['why'])})"
         table.add_row(
-            row["system"],
-            row["experiment"],
-            row["claim"],
-            row["ours"],
-            row["comparison"],
-            row["baselines"],
+            *(
+                escape(row[k])
+                for k in ("system", "experiment", "claim", "ours", "comparison", "baselines")
+            ),
             verdict,
-            row["seeds"],
+            f"{row['seeds']} ({row['seed_list']})" if row.get("seed_list") else row["seeds"],
         )
     console.print(table)
 

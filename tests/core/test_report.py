@@ -245,3 +245,81 @@ def test_unreadable_result_files_are_skipped(tmp_path: Path, bad: str) -> None:
     broken.mkdir()
     (broken / "result.json").write_text(bad)
     assert [r.experiment for r in load_runs(runs)] == ["x.y"]
+
+
+def test_for_each_threshold_and_inconclusive_claims_say_why(tmp_path: Path) -> None:
+    from provenml.core.claims import Claim, Member, Precondition, Published
+
+    for_each = Claim(
+        key="every_beats_random",
+        statement="every explainer beats Random",
+        metric="AUROC",
+        ours_label="explainer",
+        comparison=">",
+        members={
+            "gnnexplainer/ba_shapes": Member([0.91, 0.93], {"random": [0.5, 0.5]}),
+            "pgexplainer/tree_grid": Member([0.31, 0.30], {"random": [0.5, 0.5]}),
+        },
+        seeds=[0, 1],
+    )
+    published = Claim(
+        key="published",
+        statement="GNNExplainer reaches its published AUROC",
+        metric="AUROC",
+        ours_label="GNNExplainer",
+        ours=[0.93, 0.94],
+        comparison=">=",
+        threshold=Published(0.925, source="paper Table 1"),
+        seeds=[0, 1],
+    )
+    regime = Claim(
+        key="near_oracle",
+        statement="WSD-S within 0.01 of the oracle",
+        metric="loss",
+        ours_label="WSD-S",
+        ours=[1.50, 1.51],
+        baselines={"oracle": [1.60, 1.59]},
+        comparison="within",
+        margin=0.01,
+        precondition=Precondition.compare("the oracle is far behind", [1.6], "<=", [1.5]),
+        seeds=[0, 1],
+    )
+    runs = tmp_path / "runs"
+    make_run(
+        runs,
+        "explain.benchmark",
+        system="S8",
+        seeds=(0, 1),
+        claims=[c.to_dict() for c in (for_each, published, regime)],
+    )
+    text = write_report(runs, tmp_path / "R.md")[0].read_text()
+    assert "| explainer: 1 of 2 hold | for each of 2: > |" in text
+    assert "**fails** (failing: pgexplainer/tree_grid)" in text
+    assert "| >= 0.925 (paper Table 1) |" in text
+    assert "**inconclusive** (the oracle is far behind)" in text
+    assert "**every explainer beats Random**: each member" in text
+    assert "| pgexplainer/tree_grid | 0.305 ± 0.064 | random 0.500 ± 0.000" in text
+
+
+def test_reproduce_prints_labels_with_brackets(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from provenml.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "reproduce",
+            "toy.harness",
+            "--scale",
+            "smoke",
+            "--set",
+            "steps=2",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ],
+        env={"COLUMNS": "250"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "toy.harness [smoke, --set steps=2]" in result.output  # not eaten as rich markup

@@ -222,6 +222,27 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def _p_text(p_values: Mapping[str, float]) -> str:
+    return " (p " + ", ".join(f"{p:.3g}" for p in p_values.values()) + ")" if p_values else ""
+
+
+def _ours_text(claim: Claim) -> str:
+    if claim.is_for_each:
+        held = sum(m.verdict == "holds" for m in claim.members.values())
+        return f"{claim.ours_label}: {held} of {len(claim.members)} hold"
+    return f"{claim.ours_label} {format_values(claim.ours)}"
+
+
+def _verdict_why(claim: Claim) -> str:
+    """Why the verdict: the failing members, or the reason it is inconclusive."""
+    extra = []
+    if claim.failing:
+        extra.append("failing: " + ", ".join(claim.failing))
+    if claim.reason:
+        extra.append(claim.reason)
+    return "; ".join(extra)
+
+
 def claim_rows(records: list[RunRecord]) -> list[dict[str, str]]:
     """One row of strings per claim of every record (the report's and the CLI's tables)."""
     rows = []
@@ -230,21 +251,20 @@ def claim_rows(records: list[RunRecord]) -> list[dict[str, str]]:
             baselines = "; ".join(
                 f"{name} {format_values(vals)}" for name, vals in claim.baselines.items()
             )
-            if claim.p_values:
-                baselines += " (p " + ", ".join(f"{p:.3g}" for p in claim.p_values.values()) + ")"
             seeds = claim.seeds or rec.seeds
             rows.append(
                 {
                     "system": rec.system,
                     "experiment": rec.label,
                     "name": rec.experiment,
+                    "key": claim.key,
                     "claim": claim.statement,
                     "metric": claim.metric,
-                    "ours": f"{claim.ours_label} {format_values(claim.ours)}",
-                    "comparison": claim.comparison
-                    + (f" (margin {claim.margin:g})" if claim.margin else ""),
-                    "baselines": baselines,
+                    "ours": _ours_text(claim),
+                    "comparison": claim.comparison_text(),
+                    "baselines": (baselines + _p_text(claim.p_values)).strip(),
                     "verdict": claim.verdict,
+                    "why": _verdict_why(claim),
                     "seeds": str(len(seeds) or len(claim.ours)),
                     "seed_list": ", ".join(str(s) for s in seeds),
                     "scale": rec.scale,
@@ -252,6 +272,25 @@ def claim_rows(records: list[RunRecord]) -> list[dict[str, str]]:
                     "status": rec.status,
                 }
             )
+    return rows
+
+
+def member_rows(claim: Claim) -> list[tuple[str, str, str, str]]:
+    """A "for each" claim's members: name, ours, reference, verdict (with its reason)."""
+    rows = []
+    for name, member in claim.members.items():
+        if member.baselines:
+            reference = "; ".join(f"{b} {format_values(v)}" for b, v in member.baselines.items())
+        elif member.threshold is not None:
+            reference = "(the claim's threshold)"
+        elif claim.baselines:
+            reference = "(the claim's baselines)"
+        else:
+            reference = "(the claim's threshold)"
+        verdict = member.verdict + (f" ({member.reason})" if member.reason else "")
+        rows.append(
+            (name, format_values(member.ours), reference + _p_text(member.p_values), verdict)
+        )
     return rows
 
 
@@ -316,8 +355,9 @@ def _table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> TableBlock:
     return TableBlock(tuple(header), tuple(tuple(str(c) for c in row) for row in rows))
 
 
-def _verdict_cell(verdict: str, status: str) -> str:
-    return f"**{verdict}**" + ("" if status == "complete" else f" ({status} run)")
+def _verdict_cell(verdict: str, status: str, why: str = "") -> str:
+    cell = f"**{verdict}**" + (f" ({why})" if why else "")
+    return cell + ("" if status == "complete" else f" ({status} run)")
 
 
 def _code(text: str) -> str:
@@ -418,7 +458,7 @@ def _run_blocks(rec: RunRecord, headline: bool) -> list[Block]:
                     r["ours"],
                     r["comparison"],
                     r["baselines"],
-                    _verdict_cell(r["verdict"], r["status"]),
+                    _verdict_cell(r["verdict"], r["status"], r["why"]),
                     r["scale"],
                     format_seeds([int(s) for s in r["seed_list"].split(", ") if s]),
                     r["overrides"] or "(preset)",
@@ -429,6 +469,10 @@ def _run_blocks(rec: RunRecord, headline: bool) -> list[Block]:
     )
     if not rows:
         blocks.append(Paragraph("No claims were recorded (the run stopped before any seed ended)."))
+    for claim in rec.claims:
+        if claim.is_for_each:
+            blocks.append(Paragraph(f"**{claim.statement}**: each member"))
+            blocks.append(_table(("member", "ours", "reference", "verdict"), member_rows(claim)))
     status = f"status {rec.status}" + (
         f" ({rec.result['error']})" if rec.result.get("error") else ""
     )
