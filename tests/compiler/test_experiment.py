@@ -29,6 +29,8 @@ def test_end_to_end_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         "faster_than_eager_batch1",
     }
     assert any(k.startswith("latency_us/mlp:1/provenml") for k in result["summary"])
+    # the ONNX frontend's row: provenml on the file ONNX Runtime runs
+    assert result["summary"]["ratio/mlp:1/provenml_onnx_over_onnxruntime"] > 0
     assert (results[0].parent / "latency.png").exists() and (
         results[0].parent / "ablation.png"
     ).exists()

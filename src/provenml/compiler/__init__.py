@@ -8,6 +8,7 @@ planning) -> loop-level IR with schedule primitives -> C/OpenMP built with gcc, 
     y = fast(x)
     print(fast.dump("fuse"))          # IR after a pass
     torch.compile(model, backend=pc.backend)
+    fast = pc.compile_onnx("model.onnx", (x,))   # the same pipeline from an ONNX file
 """
 
 from provenml.compiler.api import (
@@ -16,6 +17,7 @@ from provenml.compiler.api import (
     backend,
     compile,
     compile_graph,
+    compile_onnx,
     optimize,
 )
 from provenml.compiler.frontend import UnsupportedOp, trace
@@ -32,6 +34,7 @@ __all__ = [
     "backend",
     "compile",
     "compile_graph",
+    "compile_onnx",
     "interpret",
     "optimize",
     "trace",

@@ -230,6 +230,54 @@ def compile(
     return compile_graph(g, opts, single_output=single, example_inputs=example_inputs)
 
 
+def compile_onnx(
+    model: str | os.PathLike[str] | bytes | Any,
+    example_inputs: Sequence[Any] | None = None,
+    *,
+    input_shapes: dict[str, Sequence[int]] | None = None,
+    **options: Any,
+) -> Compiled:
+    """Compile an ONNX model (a path, the file's bytes or an ``onnx.ModelProto``) through the
+    ONNX frontend (:mod:`provenml.compiler.frontend.onnx`) into the same IR and pipeline as
+    :func:`compile`. ``example_inputs`` (tensors or arrays, in the graph's input order) fix
+    symbolic dims and are used to choose the thread count; without them every input dim must
+    be static or given in ``input_shapes`` (by input name). Returns a callable taking tensors
+    (or NumPy arrays) of those shapes."""
+    from provenml.compiler.frontend.onnx import load_model, onnx_input_names, onnx_to_graph
+
+    opts = CompileOptions.from_kwargs(options)
+    proto = load_model(model)
+    names = onnx_input_names(proto)
+    shapes = {k: tuple(int(s) for s in v) for k, v in (input_shapes or {}).items()}
+    tensors: list[torch.Tensor] | None = None
+    if example_inputs is not None:
+        if isinstance(example_inputs, (torch.Tensor, np.ndarray)):
+            example_inputs = (example_inputs,)
+        if len(example_inputs) != len(names):
+            raise ProvenmlError(
+                f"compile_onnx: the model takes {len(names)} inputs {names}, "
+                f"got {len(example_inputs)} example inputs"
+            )
+        tensors = [
+            torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+            for x in example_inputs
+        ]
+        shapes.update({n: tuple(t.shape) for n, t in zip(names, tensors, strict=True)})
+    unknown = sorted(set(shapes) - set(names))
+    if unknown:
+        raise ProvenmlError(f"compile_onnx: input_shapes names {unknown}, inputs are {names}")
+    g = onnx_to_graph(proto, shapes)
+    if tensors is None:  # thread choice on zero inputs of the right shapes
+        tensors = [
+            torch.zeros(
+                g.values[i].shape,
+                dtype=torch.int64 if g.values[i].dtype == "int64" else torch.float32,
+            )
+            for i in g.inputs
+        ]
+    return compile_graph(g, opts, single_output=len(g.outputs) == 1, example_inputs=tensors)
+
+
 # ------------------------------------------------------------------------------------------------
 # torch.compile backend with fallback
 # ------------------------------------------------------------------------------------------------

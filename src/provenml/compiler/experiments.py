@@ -3,7 +3,8 @@ arXiv 2002.03794) at laptop size: ``compiler.end_to_end``.
 
 Models: an MLP (batch 1 and 8), a ResNet-style CNN and a MobileNet-style depthwise CNN on 32x32
 inputs, a transformer block (d=256, sequence 64). Arms: PyTorch eager, ``torch.compile``
-(inductor), ONNX Runtime (all graph optimizations) and provenml, each with at most
+(inductor), ONNX Runtime (all graph optimizations), provenml, and provenml compiling the ONNX
+file that ONNX Runtime runs (``provenml_onnx``, the ONNX frontend), each with at most
 ``threads`` threads. Measured: median latency, compile time, and an ablation that turns each
 provenml optimization off in turn (fusion, memory planning, layout, tuning).
 """
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from provenml.compiler.api import compile as pm_compile
+from provenml.compiler.api import compile_onnx as pm_compile_onnx
 from provenml.compiler.models import build_model
 from provenml.core import (
     Claim,
@@ -45,7 +47,7 @@ class EndToEndConfig(Config):
     at 1..threads threads and keeps its best; inductor is compiled at eager's best count)."""
 
     cases: tuple[str, ...] = ("mlp:1", "mlp:8", "resnet:1", "mobilenet:1", "transformer:1")
-    arms: tuple[str, ...] = ("eager", "inductor", "onnxruntime", "provenml")
+    arms: tuple[str, ...] = ("eager", "inductor", "onnxruntime", "provenml", "provenml_onnx")
     ablations: tuple[str, ...] = ABLATIONS
     threads: int = 2
     repeat: int = 15
@@ -54,7 +56,7 @@ class EndToEndConfig(Config):
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {
             "cases": ("mlp:1",),
-            "arms": ("eager", "onnxruntime", "provenml"),
+            "arms": ("eager", "onnxruntime", "provenml", "provenml_onnx"),
             "ablations": ("fusion", "memory_planning"),
             "repeat": 3,
             "min_time": 0.005,
@@ -106,19 +108,24 @@ def _threaded(fn: Callable[[], Any], threads: int) -> Callable[[], Any]:
     return call
 
 
-def _onnx_session(model: torch.nn.Module, x: torch.Tensor, threads: int) -> Any:
-    import onnxruntime as ort
-
+def _onnx_bytes(model: torch.nn.Module, x: torch.Tensor) -> bytes:
+    """The model as an ONNX file (legacy exporter), the one file both ONNX arms run."""
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["x"], output_names=["y"])
+    return buf.getvalue()
+
+
+def _onnx_session(data: bytes, threads: int) -> Any:
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 
 def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
@@ -151,9 +158,12 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
             out["error"]["inductor"] = float((y - ref).abs().max())
             fns["inductor"] = _threaded(torch.no_grad()(lambda: ind(x)), out["threads"]["eager"])
             out["threads"]["inductor"] = out["threads"]["eager"]
+        onnx_file = (
+            _onnx_bytes(model, x) if {"onnxruntime", "provenml_onnx"} & set(cfg.arms) else b""
+        )
         if "onnxruntime" in cfg.arms:
             t0 = time.perf_counter()
-            sessions = {t: _onnx_session(model, x, t) for t in thread_range}
+            sessions = {t: _onnx_session(onnx_file, t) for t in thread_range}
             out["compile"]["onnxruntime"] = (time.perf_counter() - t0) / len(sessions)
             feed = {"x": x.numpy()}
             lat = _median_latency(
@@ -195,6 +205,13 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
                     )
                 variants[key] = lambda v=variant: v(x)
             fns.update(variants)
+        if "provenml_onnx" in cfg.arms:  # the same pipeline, from the file ONNX Runtime runs
+            torch.set_num_threads(before)
+            from_onnx = pm_compile_onnx(onnx_file, (x,), threads=cfg.threads, tuning=cfg.tuning)
+            out["compile"]["provenml_onnx"] = from_onnx.compile_seconds
+            out["error"]["provenml_onnx"] = float((from_onnx(x) - ref).abs().max())
+            out["threads"]["provenml_onnx"] = from_onnx.graph.threads
+            fns["provenml_onnx"] = lambda: from_onnx(x)
         lat = _median_latency(fns, cfg.repeat, cfg.min_time)
     finally:
         torch.set_num_threads(before)
@@ -245,6 +262,10 @@ def end_to_end(cfg: EndToEndConfig, ctx: RunContext) -> Result:
         for arm in ("eager", "inductor", "onnxruntime"):
             if arm in lat:
                 summary[f"ratio/{case}/provenml_over_{arm}"] = lat["provenml"] / lat[arm]
+        if "provenml_onnx" in lat and "onnxruntime" in lat:
+            summary[f"ratio/{case}/provenml_onnx_over_onnxruntime"] = (
+                lat["provenml_onnx"] / lat["onnxruntime"]
+            )
     claims = []
     full = [res["ablation"]["all_passes"] for res in results.values()] if cfg.ablations else []
     for flag in ("fusion", "memory_planning"):

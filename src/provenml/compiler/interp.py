@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.special import erf
 
-from provenml.compiler.ir import Graph, Node, Value
+from provenml.compiler.ir import ELEMENTWISE_UNARY, Graph, Node, Value
 from provenml.errors import ProvenmlError
 
 SQRT_2_OVER_PI = 0.7978845608028654
@@ -38,6 +38,10 @@ def unary(op: str, x: np.ndarray) -> np.ndarray:
         return np.exp(x)
     if op == "identity":
         return x
+    if op == "erf":
+        return erf(x).astype(np.float32)
+    if op == "sqrt":
+        return np.sqrt(x)
     raise ProvenmlError(f"interpreter: unknown unary op {op}")
 
 
@@ -112,7 +116,7 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
         for inner in a["body"]:
             local[inner.name] = run_node(inner, local, values)
         return local[n.name]
-    if op in ("relu", "gelu", "gelu_tanh", "silu", "tanh", "sigmoid", "neg", "exp", "identity"):
+    if op in ELEMENTWISE_UNARY:
         return unary(op, ins[0]).astype(np.float32)
     if op in ("add", "sub", "mul", "div"):
         return binary(op, ins[0], ins[1]).astype(np.float32)

@@ -24,6 +24,8 @@ ELEMENTWISE_UNARY = (
     "neg",
     "exp",
     "identity",
+    "erf",
+    "sqrt",
 )
 ELEMENTWISE_BINARY = ("add", "sub", "mul", "div")
 ELEMENTWISE = ELEMENTWISE_UNARY + ELEMENTWISE_BINARY

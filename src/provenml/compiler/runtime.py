@@ -82,13 +82,16 @@ class CompiledGraph:
             self._retry_at = self._calls + self._backoff
             self._backoff = min(2 * self._backoff, 65536)
 
-    def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+    def __call__(self, *inputs: torch.Tensor | np.ndarray) -> list[torch.Tensor]:
         if len(inputs) != len(self.in_types):
             raise ProvenmlError(
                 f"compiled graph takes {len(self.in_types)} inputs, got {len(inputs)}"
             )
         keep = []
         for k, (x, v) in enumerate(zip(inputs, self.in_types, strict=True)):
+            if isinstance(x, np.ndarray):
+                x = torch.from_numpy(x)
+                keep.append(x)
             if tuple(x.shape) != v.shape:
                 raise ProvenmlError(
                     f"input {k}: compiled for shape {v.shape}, got {tuple(x.shape)} (recompile "

@@ -85,6 +85,8 @@ UNARY_C: dict[str, str] = {
     "neg": "(-{x})",
     "exp": "expf({x})",
     "identity": "{x}",
+    "erf": "erff({x})",
+    "sqrt": "sqrtf({x})",
 }
 BINARY_C: dict[str, str] = {
     "add": "({a} + {b})",

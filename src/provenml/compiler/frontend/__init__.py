@@ -2,8 +2,9 @@
 (:mod:`provenml.compiler.ir`), every value with a static shape.
 
 :mod:`.torch_fx`: PyTorch modules through ``torch.fx`` (and the graphs ``torch.compile`` hands
-to a backend). Each frontend maps source ops to IR ops through an op -> handler table and
-raises :class:`UnsupportedOp` naming the op and the node it cannot map.
+to a backend); :mod:`.onnx`: ONNX models (``onnx`` is imported only when it is used). Each
+frontend maps source ops to IR ops through an op -> handler table and raises
+:class:`UnsupportedOp` naming the op and the node it cannot map.
 """
 
 from provenml.compiler.frontend.common import UnsupportedOp

@@ -21,13 +21,10 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from provenml.compiler.frontend.common import UnsupportedOp
+from provenml.compiler.frontend.common import UnsupportedOp, check_integer_operands
 from provenml.compiler.ir import Graph, Node, Value
 from provenml.errors import ProvenmlError
 
-# integer tensors: ops that may move them, and the operand positions that may be integers
-INTEGER_OPS = ("reshape", "permute", "slice", "cat")
-INTEGER_OPERANDS = {"embedding": [1]}
 # calls never evaluated at compile time even when their inputs are constants
 RANDOM_OPS = frozenset(
     {
@@ -108,16 +105,7 @@ class FxBuilder:
 
     # -- helpers -------------------------------------------------------------------------------
     def emit(self, op: str, inputs: list[str], attrs: dict[str, Any], like: torch.Tensor) -> str:
-        ints = [k for k, i in enumerate(inputs) if self.g.values[i].dtype == "int64"]
-        moves_integers = op in INTEGER_OPS and len(ints) == len(inputs)
-        if ints and not moves_integers and ints != INTEGER_OPERANDS.get(op, []):
-            raise UnsupportedOp(
-                op,
-                self.current,
-                "integer tensor operand: integer tensors may only index an embedding or be "
-                "reshaped, permuted or sliced (eager PyTorch raises or keeps integers here, "
-                "the compiler computes in float32)",
-            )
+        check_integer_operands(op, [self.g.values[i].dtype for i in inputs], self.current)
         name = self.g.fresh(op)
         dtype = "int64" if like.dtype in (torch.int64, torch.int32) else "float32"
         self.g.values[name] = Value(name, tuple(like.shape), dtype)

@@ -1,0 +1,625 @@
+"""The ONNX frontend: an ONNX model (a file, its bytes or a ``ModelProto``) to the same typed
+SSA graph IR as the PyTorch frontend (survey Sec. 4.1: one high-level IR for models from several
+frameworks).
+
+Every node is mapped by the op -> handler table :data:`ONNX_OPS`. A node whose inputs are all
+known at compile time (initializers, ``Constant``, ``Shape`` of a static tensor and whatever is
+computed from them, as exporters emit for reshapes) is evaluated once with ONNX's own reference
+evaluator (``onnx.reference``) and becomes a constant. Shapes are static: symbolic input dims
+are fixed by the example inputs (or ``input_shapes``). An op with no handler raises
+:class:`UnsupportedOp` naming the op type and the node.
+
+    from provenml.compiler import compile_onnx
+    fast = compile_onnx("model.onnx", (x,))   # or a ModelProto, or the file's bytes
+    y = fast(x)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from provenml.compiler.frontend.common import UnsupportedOp, check_integer_operands
+from provenml.compiler.ir import Graph, Node, Value
+from provenml.compiler.passes.shapes import shape_of
+from provenml.errors import ProvenmlError
+
+if TYPE_CHECKING:
+    import onnx
+
+# ONNX element types the IR can hold (onnx.TensorProto.FLOAT, INT64, INT32)
+_FLOAT, _INT32, _INT64 = 1, 6, 7
+
+
+def load_model(model: str | os.PathLike[str] | bytes | onnx.ModelProto) -> onnx.ModelProto:
+    """An ONNX model from a path, serialized bytes or a ``ModelProto``."""
+    import onnx
+
+    if isinstance(model, onnx.ModelProto):
+        return model
+    try:
+        if isinstance(model, (bytes, bytearray)):
+            return onnx.load_from_string(bytes(model))
+        if isinstance(model, (str, os.PathLike)):
+            return onnx.load(os.fspath(model))
+    except Exception as exc:
+        raise ProvenmlError(f"compile_onnx: cannot read the ONNX model: {exc}") from exc
+    raise ProvenmlError(
+        "compile_onnx expects a path, the bytes of an .onnx file or an onnx.ModelProto, "
+        f"got {type(model).__name__}"
+    )
+
+
+class OnnxBuilder:
+    """Maps ONNX nodes to IR nodes; ``static`` holds the values known at compile time."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model = model
+        self.opset = next(
+            (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13
+        )
+        self.g = Graph(inputs=[], outputs=[], nodes=[], values={}, consts={})
+        self.env: dict[str, str] = {}  # ONNX value name -> IR value name
+        self.static: dict[str, np.ndarray] = {}  # ONNX value name -> compile-time array
+        self.current = ""
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def emit(self, op: str, inputs: list[str], attrs: dict[str, Any] | None = None) -> str:
+        """Append an IR node; its shape comes from static shape inference."""
+        dtypes = [self.g.values[i].dtype for i in inputs]
+        check_integer_operands(op, dtypes, self.current)
+        name = self.g.fresh(op)
+        node = Node(op, name, list(inputs), dict(attrs or {}), source=self.current)
+        try:
+            shape = shape_of(node, self.g.values)
+        except ProvenmlError as exc:
+            raise UnsupportedOp(op, self.current, str(exc)) from exc
+        dtype = (
+            "int64"
+            if op != "embedding" and dtypes and all(d == "int64" for d in dtypes)
+            else "float32"
+        )
+        self.g.values[name] = Value(name, tuple(int(d) for d in shape), dtype)
+        self.g.nodes.append(node)
+        return name
+
+    def tensor(self, onnx_name: str) -> str:
+        """The IR value of an ONNX input (a compile-time value becomes a constant)."""
+        if onnx_name in self.env:
+            return self.env[onnx_name]
+        if onnx_name in self.static:
+            arr = self.static[onnx_name]
+            if arr.dtype == np.bool_ or arr.dtype.kind == "f":
+                arr = arr.astype(np.float32)
+            elif arr.dtype.kind in "iu":
+                arr = arr.astype(np.int64)
+            name = self.g.add_const(np.ascontiguousarray(arr), "k")
+            self.env[onnx_name] = name
+            return name
+        raise UnsupportedOp("missing input", self.current, f"value '{onnx_name}' is not defined")
+
+    def shape(self, onnx_name: str) -> tuple[int, ...]:
+        if onnx_name in self.static:
+            return tuple(self.static[onnx_name].shape)
+        return self.g.values[self.tensor(onnx_name)].shape
+
+    def const_input(self, node: onnx.NodeProto, i: int) -> np.ndarray | None:
+        """Input ``i`` as a compile-time array (``None`` when absent)."""
+        if i >= len(node.input) or not node.input[i]:
+            return None
+        if node.input[i] not in self.static:
+            raise UnsupportedOp(
+                node.op_type, self.current, f"input {i} must be known at compile time"
+            )
+        return self.static[node.input[i]]
+
+    def reshape(self, x: str, shape: Sequence[int]) -> str:
+        shape = tuple(int(s) for s in shape)
+        if self.g.values[x].shape == shape:
+            return x
+        return self.emit("reshape", [x], {"shape": shape})
+
+    def slice(self, x: str, dim: int, start: int, stop: int, step: int = 1) -> str:
+        if (start, stop, step) == (0, self.g.values[x].shape[dim], 1):
+            return x
+        return self.emit("slice", [x], {"dim": dim, "start": start, "stop": stop, "step": step})
+
+    # -- conversion ------------------------------------------------------------------------------
+    def build(self, input_shapes: dict[str, tuple[int, ...]]) -> Graph:
+        from onnx import numpy_helper
+
+        graph = self.model.graph
+        for init in graph.initializer:
+            self.static[init.name] = numpy_helper.to_array(init)
+        for inp in graph.input:
+            if inp.name in self.static:
+                continue  # an initializer listed as an input (older exporters)
+            self.add_input(inp, input_shapes)
+        for node in graph.node:
+            self.current = node.name or (node.output[0] if node.output else node.op_type)
+            if node.domain not in ("", "ai.onnx"):
+                raise UnsupportedOp(f"{node.domain}.{node.op_type}", self.current)
+            present = [i for i in node.input if i]
+            if all(i in self.static for i in present) and node.op_type not in NEVER_FOLD:
+                self.fold(node)
+                continue
+            handler = ONNX_OPS.get(node.op_type)
+            if handler is None:
+                raise UnsupportedOp(node.op_type, self.current)
+            outs = handler(self, node)
+            for name, value in zip(node.output, outs, strict=False):
+                if name:
+                    self.env[name] = value
+        for out in graph.output:
+            self.g.outputs.append(self.tensor(out.name))
+        return self.g
+
+    def add_input(self, inp: onnx.ValueInfoProto, input_shapes: dict[str, tuple[int, ...]]) -> None:
+        ttype = inp.type.tensor_type
+        if ttype.elem_type not in (_FLOAT, _INT64, _INT32):
+            raise UnsupportedOp(f"input element type {ttype.elem_type}", inp.name)
+        if inp.name in input_shapes:
+            shape = tuple(int(s) for s in input_shapes[inp.name])
+        else:
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
+            if any(d is None for d in dims):
+                raise ProvenmlError(
+                    f"compile_onnx: input '{inp.name}' has symbolic dims "
+                    f"{[d.dim_param or d.dim_value for d in ttype.shape.dim]}: pass example "
+                    "inputs (or input_shapes=) to fix them"
+                )
+            shape = tuple(int(d) for d in dims)  # type: ignore[arg-type]
+        name = self.g.fresh(re.sub(r"\W", "_", inp.name) or "input")
+        dtype = "float32" if ttype.elem_type == _FLOAT else "int64"
+        self.g.values[name] = Value(name, shape, dtype)
+        self.g.inputs.append(name)
+        self.env[inp.name] = name
+
+    def fold(self, node: onnx.NodeProto) -> None:
+        """Evaluate a node whose inputs are all known, with ONNX's reference evaluator."""
+        from onnx.reference import ReferenceEvaluator
+
+        feeds = {i: self.static[i] for i in node.input if i}
+        try:
+            outs = ReferenceEvaluator(node).run(None, feeds)
+        except Exception as exc:
+            raise UnsupportedOp(node.op_type, self.current, f"constant folding: {exc}") from exc
+        for name, value in zip(node.output, outs, strict=False):
+            if name:
+                self.static[name] = np.asarray(value)
+
+
+def attrs_of(node: onnx.NodeProto) -> dict[str, Any]:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+# ------------------------------------------------------------------------------------------------
+# the op -> handler table
+# ------------------------------------------------------------------------------------------------
+OnnxHandler = Callable[[OnnxBuilder, "onnx.NodeProto"], list[str]]
+
+
+def _unary(op: str) -> OnnxHandler:
+    def handle(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+        return [b.emit(op, [b.tensor(node.input[0])])]
+
+    return handle
+
+
+def _binary(op: str) -> OnnxHandler:
+    def handle(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+        return [b.emit(op, [b.tensor(node.input[0]), b.tensor(node.input[1])])]
+
+    return handle
+
+
+def _identity(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    return [b.tensor(node.input[0])]
+
+
+def _gelu(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    op = "gelu_tanh" if attrs_of(node).get("approximate", b"none") in (b"tanh", "tanh") else "gelu"
+    return [b.emit(op, [b.tensor(node.input[0])])]
+
+
+def _scale(b: OnnxBuilder, x: str, factor: float) -> str:
+    if factor == 1.0:
+        return x
+    return b.emit("mul", [x, b.g.add_const(np.float32(factor), "s")])
+
+
+def _gemm(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """``Y = alpha * A' @ B' + beta * C``: a linear layer when B is a constant."""
+    at = attrs_of(node)
+    alpha, beta = float(at.get("alpha", 1.0)), float(at.get("beta", 1.0))
+    a = b.tensor(node.input[0])
+    if at.get("transA", 0):
+        a = b.emit("permute", [a], {"perm": (1, 0)})
+    c = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    weight = b.static.get(node.input[1])
+    if weight is not None:  # W as [N, K] for a linear layer
+        w = weight if at.get("transB", 0) else weight.T
+        ins = [a, b.g.add_const(np.ascontiguousarray(w, dtype=np.float32) * np.float32(alpha), "w")]
+        bias = b.static.get(c) if c is not None else None
+        if bias is not None and bias.shape in ((w.shape[0],), (1, w.shape[0])):
+            ins.append(b.g.add_const((bias.reshape(-1) * beta).astype(np.float32), "b"))
+            c = None
+        y = b.emit("linear", ins)
+    else:
+        y = b.emit("matmul", [a, b.tensor(node.input[1])], {"trans_b": bool(at.get("transB", 0))})
+        y = _scale(b, y, alpha)
+    if c is not None:
+        y = b.emit("add", [y, _scale(b, b.tensor(c), beta)])
+    return [y]
+
+
+def _matmul(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    a = b.tensor(node.input[0])
+    weight = b.static.get(node.input[1])
+    if weight is not None and weight.ndim == 2 and len(b.g.values[a].shape) >= 2:
+        w = b.g.add_const(np.ascontiguousarray(weight.T, dtype=np.float32), "w")
+        return [b.emit("linear", [a, w])]  # a constant right operand: a linear layer
+    return [b.emit("matmul", [a, b.tensor(node.input[1])])]
+
+
+def _pads(node: onnx.NodeProto, at: dict[str, Any], spatial: int) -> tuple[int, ...]:
+    if at.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
+        raise UnsupportedOp(node.op_type, node.name, "auto_pad SAME_*")
+    pads = list(at.get("pads", [0] * (2 * spatial)))
+    if pads[:spatial] != pads[spatial:]:
+        raise UnsupportedOp(node.op_type, node.name, f"asymmetric pads {pads}")
+    return tuple(int(p) for p in pads[:spatial])
+
+
+def _conv(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """Conv (1-d as a height-1 2-d conv), groups 1 or depthwise, no dilation."""
+    at = attrs_of(node)
+    x = b.tensor(node.input[0])
+    xs = b.g.values[x].shape
+    spatial = len(xs) - 2
+    if spatial not in (1, 2):
+        raise UnsupportedOp("Conv", b.current, f"{spatial}-d convolution")
+    if any(int(d) != 1 for d in at.get("dilations", [1] * spatial)):
+        raise UnsupportedOp("Conv", b.current, "dilation != 1")
+    pads = _pads(node, at, spatial)
+    strides = tuple(int(s) for s in at.get("strides", [1] * spatial))
+    w = b.tensor(node.input[1])
+    ws = b.g.values[w].shape
+    group = int(at.get("group", 1))
+    if group not in (1, xs[1]) or (group == xs[1] and ws[0] != xs[1]):
+        raise UnsupportedOp("Conv", b.current, f"group={group} (only 1 and depthwise)")
+    ins = [x, w]
+    if len(node.input) > 2 and node.input[2]:
+        ins.append(b.tensor(node.input[2]))
+    if spatial == 1:
+        ins[0] = b.reshape(x, (xs[0], xs[1], 1, xs[2]))
+        ins[1] = b.reshape(w, (ws[0], ws[1], 1, ws[2]))
+        pads, strides = (0, pads[0]), (1, strides[0])
+    attrs = {"stride": strides, "padding": pads, "depthwise": group != 1}
+    y = b.emit("conv2d", ins, attrs)
+    if spatial == 1:
+        ys = b.g.values[y].shape
+        y = b.reshape(y, (ys[0], ys[1], ys[3]))
+    return [y]
+
+
+def _pool(op: str) -> OnnxHandler:
+    def handle(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+        at = attrs_of(node)
+        if at.get("ceil_mode", 0) or any(int(d) != 1 for d in at.get("dilations", [1, 1])):
+            raise UnsupportedOp(node.op_type, b.current, "ceil_mode/dilation")
+        x = b.tensor(node.input[0])
+        if len(b.g.values[x].shape) != 4:
+            raise UnsupportedOp(node.op_type, b.current, "only 2-d pooling")
+        pads = _pads(node, at, 2)
+        if op == "avg_pool2d" and any(pads) and not at.get("count_include_pad", 0):
+            raise UnsupportedOp(node.op_type, b.current, "count_include_pad=0 with padding")
+        kernel = tuple(int(k) for k in at["kernel_shape"])
+        stride = tuple(int(s) for s in at.get("strides", [1, 1]))
+        return [b.emit(op, [x], {"kernel": kernel, "stride": stride, "padding": pads})]
+
+    return handle
+
+
+def _global_average_pool(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    x = b.tensor(node.input[0])
+    dims = tuple(range(2, len(b.g.values[x].shape)))
+    return [b.emit("mean", [x], {"dims": dims, "keepdim": True})]
+
+
+def _softmax(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    x = b.tensor(node.input[0])
+    shape = b.g.values[x].shape
+    rank = len(shape)
+    axis = int(attrs_of(node).get("axis", -1 if b.opset >= 13 else 1)) % rank
+    if b.opset >= 13 or axis == rank - 1:
+        return [b.emit("softmax", [x], {"dim": axis})]
+    # opset < 13: softmax over the flattened trailing dims [axis:]
+    flat = b.reshape(x, (int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))))
+    return [b.reshape(b.emit("softmax", [flat], {"dim": 1}), shape)]
+
+
+def _layer_norm(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    at = attrs_of(node)
+    x = b.tensor(node.input[0])
+    rank = len(b.g.values[x].shape)
+    if int(at.get("axis", -1)) % rank != rank - 1:
+        raise UnsupportedOp(
+            "LayerNormalization", b.current, "normalized over more than the last dim"
+        )
+    n = b.g.values[x].shape[-1]
+    scale = b.tensor(node.input[1])
+    if len(node.input) > 2 and node.input[2]:
+        bias = b.tensor(node.input[2])
+    else:
+        bias = b.g.add_const(np.zeros(n, np.float32), "b")
+    if len(node.output) > 1 and any(node.output[1:]):
+        raise UnsupportedOp("LayerNormalization", b.current, "mean / inv_std_dev outputs")
+    return [b.emit("layer_norm", [x, scale, bias], {"eps": float(at.get("epsilon", 1e-5))})]
+
+
+def _batch_norm(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    at = attrs_of(node)
+    if at.get("training_mode", 0):
+        raise UnsupportedOp("BatchNormalization", b.current, "training mode")
+    x, scale, bias, mean, var = (b.tensor(i) for i in node.input[:5])
+    return [
+        b.emit("batch_norm", [x, mean, var, scale, bias], {"eps": float(at.get("epsilon", 1e-5))})
+    ]
+
+
+def _reshape(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    x = b.tensor(node.input[0])
+    shape = b.const_input(node, 1)
+    assert shape is not None
+    src = b.g.values[x].shape
+    target = [int(s) for s in shape.reshape(-1)]
+    if not attrs_of(node).get("allowzero", 0):
+        target = [src[i] if s == 0 else s for i, s in enumerate(target)]
+    if -1 in target:
+        known = int(np.prod([s for s in target if s != -1]))
+        target[target.index(-1)] = int(np.prod(src)) // max(known, 1)
+    return [b.reshape(x, target)]
+
+
+def _flatten(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    x = b.tensor(node.input[0])
+    shape = b.g.values[x].shape
+    axis = int(attrs_of(node).get("axis", 1)) % (len(shape) + 1)
+    return [b.reshape(x, (int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))))]
+
+
+def _raw_axes(b: OnnxBuilder, node: onnx.NodeProto) -> list[int] | None:
+    """The ``axes`` of Squeeze / Unsqueeze / Reduce*: an attribute, or input 1 (newer opsets)."""
+    at = attrs_of(node)
+    if "axes" in at:
+        return [int(a) for a in at["axes"]]
+    if len(node.input) > 1 and node.input[1]:
+        axes = b.const_input(node, 1)
+        return [int(a) for a in np.asarray(axes).reshape(-1)]
+    return None
+
+
+def _axes(b: OnnxBuilder, node: onnx.NodeProto, rank: int) -> list[int] | None:
+    raw = _raw_axes(b, node)
+    return None if raw is None else sorted(a % rank for a in raw)
+
+
+def _squeeze(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    x = b.tensor(node.input[0])
+    shape = b.g.values[x].shape
+    axes = _axes(b, node, len(shape))
+    keep = [s for d, s in enumerate(shape) if (s != 1 if axes is None else d not in axes)]
+    return [b.reshape(x, keep)]
+
+
+def _unsqueeze(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    x = b.tensor(node.input[0])
+    shape = list(b.g.values[x].shape)
+    raw = _raw_axes(b, node)
+    if raw is None:
+        raise UnsupportedOp("Unsqueeze", b.current, "no axes")
+    for a in sorted(a % (len(shape) + len(raw)) for a in raw):
+        shape.insert(a, 1)
+    return [b.reshape(x, shape)]
+
+
+def _transpose(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    x = b.tensor(node.input[0])
+    rank = len(b.g.values[x].shape)
+    perm = tuple(int(p) for p in attrs_of(node).get("perm", list(reversed(range(rank)))))
+    return [b.emit("permute", [x], {"perm": perm})]
+
+
+def _concat(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    ins = [b.tensor(i) for i in node.input if i]
+    rank = len(b.g.values[ins[0]].shape)
+    return [b.emit("cat", ins, {"dim": int(attrs_of(node)["axis"]) % rank})]
+
+
+def _slice(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    x = b.tensor(node.input[0])
+    shape = b.g.values[x].shape
+    at = attrs_of(node)
+    if b.opset < 10:
+        starts, ends = at["starts"], at["ends"]
+        axes = at.get("axes", list(range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts, ends = b.const_input(node, 1), b.const_input(node, 2)
+        axes = b.const_input(node, 3)
+        steps = b.const_input(node, 4)
+        assert starts is not None and ends is not None
+        axes = list(range(len(starts))) if axes is None else axes
+        steps = [1] * len(starts) if steps is None else steps
+    for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
+        dim = int(a) % len(shape)
+        start, stop, step = slice(int(s), int(e), int(st)).indices(shape[dim])
+        if step <= 0:
+            raise UnsupportedOp("Slice", b.current, "negative step")
+        x = b.slice(x, dim, start, max(stop, start), step)
+    return [x]
+
+
+def _split(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    x = b.tensor(node.input[0])
+    shape = b.g.values[x].shape
+    at = attrs_of(node)
+    dim = int(at.get("axis", 0)) % len(shape)
+    sizes = at.get("split")
+    if sizes is None and len(node.input) > 1 and node.input[1]:
+        sizes = b.const_input(node, 1)
+    if sizes is None:
+        parts = len(node.output)
+        step = -(-shape[dim] // parts)
+        sizes = [min(step, shape[dim] - k * step) for k in range(parts)]
+    outs, start = [], 0
+    for size in (int(s) for s in np.asarray(sizes).reshape(-1)):
+        outs.append(b.slice(x, dim, start, start + size))
+        start += size
+    return outs
+
+
+def _gather(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """An embedding lookup (a constant table, runtime indices, axis 0) or an integer index."""
+    axis = int(attrs_of(node).get("axis", 0))
+    data, idx = node.input[0], node.input[1]
+    if data in b.static and idx not in b.static and axis == 0 and b.static[data].ndim == 2:
+        return [b.emit("embedding", [b.tensor(data), b.tensor(idx)])]
+    if idx in b.static and b.static[idx].ndim == 0:
+        x = b.tensor(data)
+        shape = b.g.values[x].shape
+        dim = axis % len(shape)
+        i = int(b.static[idx]) % shape[dim]
+        y = b.slice(x, dim, i, i + 1)
+        return [b.reshape(y, shape[:dim] + shape[dim + 1 :])]
+    raise UnsupportedOp("Gather", b.current, "only embedding lookups and constant scalar indices")
+
+
+def _reduce(op: str) -> OnnxHandler:
+    def handle(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+        x = b.tensor(node.input[0])
+        rank = len(b.g.values[x].shape)
+        axes = _axes(b, node, rank)
+        if axes is None:
+            if attrs_of(node).get("noop_with_empty_axes", 0):
+                return [x]
+            axes = list(range(rank))
+        keep = bool(attrs_of(node).get("keepdims", 1))
+        return [b.emit(op, [x], {"dims": tuple(axes), "keepdim": keep})]
+
+    return handle
+
+
+def _pow(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    exponent = b.static.get(node.input[1])
+    x = b.tensor(node.input[0])
+    if exponent is not None and exponent.size == 1:
+        e = float(exponent.reshape(-1)[0])
+        if e == 2.0:
+            return [b.emit("mul", [x, x])]
+        if e == 1.0:
+            return [x]
+        if e == 0.5:
+            return [b.emit("sqrt", [x])]
+    raise UnsupportedOp("Pow", b.current, "only exponents 0.5, 1 and 2")
+
+
+def _cast(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    x = b.tensor(node.input[0])
+    to = int(attrs_of(node)["to"])
+    want = {_FLOAT: "float32", _INT64: "int64"}.get(to)
+    if want != b.g.values[x].dtype:
+        raise UnsupportedOp("Cast", b.current, f"a runtime cast to element type {to}")
+    return [x]
+
+
+def _dropout(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    if len(node.output) > 1 and node.output[1]:
+        raise UnsupportedOp("Dropout", b.current, "mask output")
+    return [b.tensor(node.input[0])]
+
+
+def _shape(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """Shapes are static: ``Shape`` (and ``Size``) of any tensor is a compile-time constant."""
+    shape = np.array(b.shape(node.input[0]), np.int64)
+    if node.op_type == "Size":
+        b.static[node.output[0]] = np.array(int(np.prod(shape)), np.int64)
+        return []
+    at = attrs_of(node)
+    rank = len(shape)
+    start = int(at.get("start", 0))
+    end = int(at.get("end", rank))
+    b.static[node.output[0]] = shape[slice(start, end)]
+    return []
+
+
+def _reciprocal(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    return [b.emit("div", [b.g.add_const(np.float32(1.0), "one"), b.tensor(node.input[0])])]
+
+
+ONNX_OPS: dict[str, OnnxHandler] = {
+    "Relu": _unary("relu"),
+    "Sigmoid": _unary("sigmoid"),
+    "Tanh": _unary("tanh"),
+    "Exp": _unary("exp"),
+    "Neg": _unary("neg"),
+    "Erf": _unary("erf"),
+    "Sqrt": _unary("sqrt"),
+    "Gelu": _gelu,
+    "Identity": _identity,
+    "Dropout": _dropout,
+    "Add": _binary("add"),
+    "Sub": _binary("sub"),
+    "Mul": _binary("mul"),
+    "Div": _binary("div"),
+    "Pow": _pow,
+    "Reciprocal": _reciprocal,
+    "Gemm": _gemm,
+    "MatMul": _matmul,
+    "Conv": _conv,
+    "MaxPool": _pool("max_pool2d"),
+    "AveragePool": _pool("avg_pool2d"),
+    "GlobalAveragePool": _global_average_pool,
+    "Softmax": _softmax,
+    "LayerNormalization": _layer_norm,
+    "BatchNormalization": _batch_norm,
+    "Reshape": _reshape,
+    "Flatten": _flatten,
+    "Squeeze": _squeeze,
+    "Unsqueeze": _unsqueeze,
+    "Transpose": _transpose,
+    "Concat": _concat,
+    "Slice": _slice,
+    "Split": _split,
+    "Gather": _gather,
+    "ReduceMean": _reduce("mean"),
+    "ReduceSum": _reduce("sum"),
+    "Cast": _cast,
+    "Shape": _shape,
+    "Size": _shape,
+}
+# evaluated by their handler even when every input is a constant (their output feeds a kernel)
+NEVER_FOLD: frozenset[str] = frozenset()
+
+
+def onnx_to_graph(
+    model: str | os.PathLike[str] | bytes | onnx.ModelProto,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+) -> Graph:
+    """Convert an ONNX model to the graph IR; ``input_shapes`` fixes symbolic input dims (by
+    ONNX input name)."""
+    proto = load_model(model)
+    return OnnxBuilder(proto).build(dict(input_shapes or {}))
+
+
+def onnx_input_names(model: onnx.ModelProto) -> list[str]:
+    """The graph inputs that are not initializers, in order."""
+    inits = {i.name for i in model.graph.initializer}
+    return [i.name for i in model.graph.input if i.name not in inits]

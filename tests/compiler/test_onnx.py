@@ -1,0 +1,284 @@
+"""The ONNX frontend (issue 23, item 3): models exported with ``torch.onnx.export`` and graphs
+built by hand with ``onnx.helper``, compiled through the same IR and pipeline, against ONNX
+Runtime on the same model and against eager PyTorch, to 1e-4."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import provenml.compiler as pc
+from provenml.compiler.models import build_model
+from provenml.errors import ProvenmlError
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+TOL = {"rtol": 1e-4, "atol": 1e-4}
+
+
+def _ort(model: bytes, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)  # type: ignore[no-any-return]
+
+
+def _export(model: torch.nn.Module, x: torch.Tensor, dynamo: bool = False) -> bytes:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            program = torch.onnx.export(model, (x,), dynamo=True, verbose=False)
+            return program.model_proto.SerializeToString()  # type: ignore[union-attr]
+        buf = io.BytesIO()
+        torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["x"])
+        return buf.getvalue()
+
+
+@pytest.mark.parametrize("name", ["mlp", "resnet", "transformer"])
+def test_exported_model_matches_ort_and_eager(name: str, cache: str) -> None:
+    model, x = build_model(name, batch=2 if name == "mlp" else 1)
+    data = _export(model, x)
+    compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
+    y = compiled(x).numpy()
+    np.testing.assert_allclose(y, _ort(data, {"x": x.numpy()})[0], **TOL)
+    with torch.no_grad():
+        np.testing.assert_allclose(y, model(x).numpy(), **TOL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mlp", "transformer"])
+def test_dynamo_exported_model_matches_ort(name: str, cache: str) -> None:
+    model, x = build_model(name, batch=1)
+    data = _export(model, x, dynamo=True)
+    feeds = {onnx.load_from_string(data).graph.input[0].name: x.numpy()}
+    compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
+    np.testing.assert_allclose(compiled(x).numpy(), _ort(data, feeds)[0], **TOL)
+
+
+def _model(
+    nodes: list[onnx.NodeProto],
+    inputs: dict[str, tuple[int, ...]],
+    outputs: list[str],
+    inits: dict[str, np.ndarray] | None = None,
+    opset: int = 17,
+    int_inputs: tuple[str, ...] = (),
+) -> bytes:
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info(
+                k, TensorProto.INT64 if k in int_inputs else TensorProto.FLOAT, list(v)
+            )
+            for k, v in inputs.items()
+        ],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+        [numpy_helper.from_array(v, k) for k, v in (inits or {}).items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model.SerializeToString()  # type: ignore[no-any-return]
+
+
+R = np.random.default_rng(0)
+
+
+def w(*shape: int) -> np.ndarray:
+    return R.standard_normal(shape).astype(np.float32)
+
+
+N = helper.make_node
+HAND_BUILT = {
+    "gemm_alpha_beta_transA": (
+        [N("Gemm", ["x", "W", "C"], ["y"], alpha=0.5, beta=2.0, transA=1)],
+        {"x": (6, 3)},
+        {"W": w(6, 5), "C": w(1, 5)},
+        17,
+    ),
+    "gemm_runtime_b_transB": (
+        [N("Gemm", ["x", "b"], ["y"], transB=1)],
+        {"x": (3, 6), "b": (5, 6)},
+        {},
+        17,
+    ),
+    "matmul_batched_and_const": (
+        [N("MatMul", ["x", "b"], ["t"]), N("MatMul", ["t", "W"], ["y"])],
+        {"x": (2, 3, 4), "b": (2, 4, 5)},
+        {"W": w(5, 7)},
+        17,
+    ),
+    "conv_pool_bn_relu": (
+        [
+            N("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+            N("BatchNormalization", ["c", "s", "o", "m", "v"], ["n"], epsilon=1e-3),
+            N("Relu", ["n"], ["r"]),
+            N("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+            N("GlobalAveragePool", ["p"], ["g"]),
+            N("Flatten", ["g"], ["y"], axis=1),
+        ],
+        {"x": (1, 3, 9, 9)},
+        {
+            "W": w(8, 3, 3, 3),
+            "B": w(8),
+            "s": w(8),
+            "o": w(8),
+            "m": w(8),
+            "v": np.abs(w(8)) + 0.5,
+        },
+        17,
+    ),
+    "conv1d_depthwise": (
+        [N("Conv", ["x", "W"], ["y"], group=4, pads=[2, 2], kernel_shape=[5])],
+        {"x": (2, 4, 11)},
+        {"W": w(4, 1, 5)},
+        17,
+    ),
+    "gelu_softmax_layernorm": (
+        [
+            N("Gelu", ["x"], ["g"], approximate="tanh"),
+            N("Softmax", ["g"], ["s"], axis=1),
+            N("LayerNormalization", ["s", "gamma", "beta"], ["y"], epsilon=1e-5),
+        ],
+        {"x": (2, 5, 8)},
+        {"gamma": w(8), "beta": w(8)},
+        20,
+    ),
+    "softmax_opset11_flattens": (
+        [N("Softmax", ["x"], ["y"], axis=1)],
+        {"x": (2, 3, 4)},
+        {},
+        11,
+    ),
+    "decomposed_layernorm_and_gelu": (
+        [
+            N("ReduceMean", ["x"], ["mu"], axes=[-1]),
+            N("Sub", ["x", "mu"], ["d"]),
+            N("Pow", ["d", "two"], ["d2"]),
+            N("ReduceMean", ["d2"], ["var"], axes=[-1]),
+            N("Add", ["var", "eps"], ["ve"]),
+            N("Sqrt", ["ve"], ["sd"]),
+            N("Div", ["d", "sd"], ["n"]),
+            N("Div", ["n", "sqrt2"], ["h"]),
+            N("Erf", ["h"], ["e"]),
+            N("Add", ["e", "one"], ["e1"]),
+            N("Mul", ["n", "e1"], ["m"]),
+            N("Mul", ["m", "half"], ["y"]),
+        ],
+        {"x": (3, 16)},
+        {
+            "two": np.float32(2.0),
+            "eps": np.float32(1e-5),
+            "sqrt2": np.float32(np.sqrt(2.0)),
+            "one": np.float32(1.0),
+            "half": np.float32(0.5),
+        },
+        13,
+    ),
+    "reshape_shape_chain_transpose_split_concat": (
+        [
+            N("Shape", ["x"], ["sh"]),
+            N("Gather", ["sh", "zero"], ["b"], axis=0),
+            N("Unsqueeze", ["b", "ax0"], ["b1"]),
+            N("Concat", ["b1", "rest"], ["target"], axis=0),
+            N("Reshape", ["x", "target"], ["r"]),
+            N("Transpose", ["r"], ["t"], perm=[0, 2, 1]),
+            N("Split", ["t", "sizes"], ["a", "c"], axis=2),
+            N("Concat", ["c", "a"], ["cat"], axis=2),
+            N("Slice", ["cat", "st", "en", "axs", "stp"], ["sl"]),
+            N("Unsqueeze", ["sl", "ax0"], ["u"]),
+            N("Squeeze", ["u", "ax0"], ["y"]),
+        ],
+        {"x": (2, 3, 8)},
+        {
+            "zero": np.array(0, np.int64),
+            "ax0": np.array([0], np.int64),
+            "rest": np.array([-1, 6], np.int64),
+            "sizes": np.array([1, 3], np.int64),
+            "st": np.array([1, 0], np.int64),
+            "en": np.array([100, 4], np.int64),
+            "axs": np.array([1, 2], np.int64),
+            "stp": np.array([2, 1], np.int64),
+        },
+        13,
+    ),
+    "sigmoid_tanh_sub_reduce_sum": (
+        [
+            N("Sigmoid", ["x"], ["s"]),
+            N("Tanh", ["x"], ["t"]),
+            N("Sub", ["s", "t"], ["d"]),
+            N("ReduceSum", ["d", "ax"], ["y"], keepdims=0),
+        ],
+        {"x": (4, 5, 6)},
+        {"ax": np.array([1], np.int64)},
+        13,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HAND_BUILT))
+def test_hand_built_graph_matches_ort(name: str, cache: str) -> None:
+    nodes, inputs, inits, opset = HAND_BUILT[name]
+    data = _model(nodes, inputs, ["y"], inits, opset)
+    feeds = {k: w(*v) for k, v in inputs.items()}
+    compiled = pc.compile_onnx(data, list(feeds.values()), tuning=False, threads=1, cache_dir=cache)
+    np.testing.assert_allclose(compiled(*feeds.values()).numpy(), _ort(data, feeds)[0], **TOL)
+
+
+def test_embedding_lookup_and_two_outputs(cache: str) -> None:
+    nodes = [
+        N("Gather", ["E", "ids"], ["e"], axis=0),
+        N("Relu", ["e"], ["y"]),
+        N("Neg", ["e"], ["z"]),
+    ]
+    data = _model(nodes, {"ids": (2, 3)}, ["y", "z"], {"E": w(10, 4)}, int_inputs=("ids",))
+    ids = np.array([[1, 9, 0], [3, 3, 7]], np.int64)
+    compiled = pc.compile_onnx(data, (ids,), tuning=False, threads=1, cache_dir=cache)
+    y, z = compiled(ids)
+    ref_y, ref_z = _ort(data, {"ids": ids})
+    np.testing.assert_allclose(y.numpy(), ref_y, **TOL)
+    np.testing.assert_allclose(z.numpy(), ref_z, **TOL)
+
+
+def test_path_proto_and_static_shapes(cache: str, tmp_path: Path) -> None:
+    data = _model([N("Relu", ["x"], ["y"])], {"x": (2, 3)}, ["y"])
+    path = tmp_path / "relu.onnx"
+    path.write_bytes(data)
+    x = w(2, 3)
+    for source in (path, str(path), onnx.load(str(path))):
+        compiled = pc.compile_onnx(source, tuning=False, threads=1, cache_dir=cache)
+        np.testing.assert_allclose(compiled(x).numpy(), np.maximum(x, 0))
+
+
+def test_symbolic_dims_need_examples(cache: str) -> None:
+    data = _model([N("Relu", ["x"], ["y"])], {"x": ("batch", 3)}, ["y"])  # type: ignore[dict-item]
+    with pytest.raises(ProvenmlError, match=r"symbolic dims.*pass example inputs"):
+        pc.compile_onnx(data, cache_dir=cache)
+    compiled = pc.compile_onnx(data, input_shapes={"x": (5, 3)}, tuning=False, cache_dir=cache)
+    assert tuple(compiled(w(5, 3)).shape) == (5, 3)
+
+
+def test_unsupported_op_names_op_and_node() -> None:
+    data = _model(
+        [N("Relu", ["x"], ["r"]), N("Cos", ["r"], ["y"], name="the_cos")], {"x": (2, 3)}, ["y"]
+    )
+    with pytest.raises(ProvenmlError, match=r"unsupported op 'Cos' at node 'the_cos'"):
+        pc.compile_onnx(data)
+
+
+def test_bad_inputs_are_clear_errors() -> None:
+    with pytest.raises(ProvenmlError, match="cannot read the ONNX model"):
+        pc.compile_onnx(b"not an onnx file")
+    with pytest.raises(ProvenmlError, match="expects a path"):
+        pc.compile_onnx(42)
+    data = _model([N("Relu", ["x"], ["y"])], {"x": (2, 3)}, ["y"])
+    with pytest.raises(ProvenmlError, match=r"takes 1 inputs \['x'\], got 2"):
+        pc.compile_onnx(data, (w(2, 3), w(2, 3)))
+    with pytest.raises(ProvenmlError, match="threads= must be"):
+        pc.compile_onnx(data, threads=0)
