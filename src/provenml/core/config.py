@@ -32,22 +32,37 @@ from typing import Any, ClassVar, Literal
 
 from provenml.errors import ProvenmlError
 
-__all__ = ["SCALES", "Config", "merged_presets", "parse_value", "suggest"]
+__all__ = ["SCALES", "Config", "close_matches", "merged_presets", "parse_value", "suggest"]
 
 SCALES: tuple[str, ...] = ("smoke", "small", "paper")
 
 
-def suggest(name: str, candidates: typing.Iterable[str], n: int = 3) -> str:
-    """``"; did you mean a, b?"`` for the closest ``candidates`` to ``name`` (or ``""``).
-
-    Close spellings (difflib) first, then candidates that contain ``name``.
-    """
+def close_matches(
+    name: str,
+    candidates: typing.Iterable[str],
+    n: int = 3,
+    normalize: typing.Callable[[str], str] = str,
+) -> list[str]:
+    """The ``candidates`` closest to ``name``: close spellings (difflib) first, then those that
+    contain it; compared after ``normalize``."""
     import difflib
 
-    pool = list(candidates)
-    close = difflib.get_close_matches(name, pool, n=n, cutoff=0.4)
-    close += [c for c in pool if name and name in c and c not in close]
-    return f"; did you mean {', '.join(close[:n])}?" if close else ""
+    by_key = {normalize(c): c for c in candidates}
+    key = normalize(name)
+    close = difflib.get_close_matches(key, list(by_key), n=n, cutoff=0.4)
+    close += [c for c in by_key if key and key in c and c not in close]
+    return [by_key[c] for c in close[:n]]
+
+
+def suggest(
+    name: str,
+    candidates: typing.Iterable[str],
+    n: int = 3,
+    normalize: typing.Callable[[str], str] = str,
+) -> str:
+    """``"; did you mean a, b?"`` for the closest ``candidates`` to ``name`` (or ``""``)."""
+    close = close_matches(name, candidates, n, normalize)
+    return f"; did you mean {', '.join(close)}?" if close else ""
 
 
 def merged_presets(cls: type, scale: str) -> dict[str, Any]:

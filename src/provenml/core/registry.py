@@ -120,7 +120,8 @@ class Registry(Generic[T]):
         """The error for an unknown ``name`` (suggesting among ``candidates`` or the names)."""
         pool = self.names() if candidates is None else candidates
         hint = f" ({self.hint})" if self.hint else f" (known: {', '.join(pool)})"
-        return ProvenmlError(f"unknown {self.kind} {name!r}{suggest(name, pool)}{hint}")
+        close = suggest(name, pool, normalize=self._normalize)
+        return ProvenmlError(f"unknown {self.kind} {name!r}{close}{hint}")
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self._normalize(name) in self._items
@@ -165,6 +166,7 @@ class ExperimentSpec:
     headline: bool = False
     devices: tuple[str, ...] = DEVICES
     threads: int | None = None
+    claims: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -181,6 +183,7 @@ class ExperimentSpec:
             time=dict(self.time),
             devices=tuple(self.devices),
             threads=self.threads,
+            claims=tuple(self.claims),
         )
 
 
@@ -202,6 +205,7 @@ def experiment(
     headline: bool = False,
     devices: tuple[str, ...] = DEVICES,
     threads: int | None = None,
+    claims: tuple[str, ...] = (),
 ) -> Callable[[RunFn], RunFn]:
     """Register ``run(cfg, ctx) -> Result`` as the reproduction ``name``.
 
@@ -221,8 +225,13 @@ def experiment(
     unit runs with on the CPU (``None``: the process's setting, or the cores split between
     ``--jobs`` workers). ``headline`` marks the system's headline experiment.
 
-    Write ``name``, ``system``, ``claim``, ``time``, ``headline``, ``devices`` and ``threads``
-    as literals: ``provenml list`` reads them from the source without importing the module.
+    ``claims`` declares the keys of the claims a run at the default config produces (shell
+    patterns allowed: ``"beats_chance/*"``); the contract test checks a ``smoke`` run against
+    it.
+
+    Write ``name``, ``system``, ``claim``, ``time``, ``headline``, ``devices``, ``threads`` and
+    ``claims`` as literals: ``provenml list`` reads them from the source without importing the
+    module.
     """
     if (parts is None) != (merge is None):
         raise ValueError(f"experiment {name!r}: give both parts and merge, or neither")
@@ -251,6 +260,7 @@ def experiment(
             headline=headline,
             devices=devices,
             threads=threads,
+            claims=tuple(claims),
         )
         EXPERIMENTS.register(name, spec, replace=True)
         return fn
@@ -321,6 +331,7 @@ class ExperimentInfo:
     time: Mapping[str, str] = field(default_factory=dict)
     devices: tuple[str, ...] = DEVICES
     threads: int | None = None
+    claims: tuple[str, ...] = ()
 
     @property
     def package(self) -> str:
@@ -338,6 +349,7 @@ class ExperimentInfo:
             "time": dict(self.time),
             "devices": list(self.devices),
             "threads": self.threads,
+            "claims": list(self.claims),
         }
 
 
@@ -365,6 +377,9 @@ def _experiment_sources() -> list[tuple[str, Path]]:
     return sources
 
 
+_LITERAL_FIELDS = ("name", "system", "claim", "time", "headline", "devices", "threads", "claims")
+
+
 def read_registrations(source: str, module: str) -> tuple[list[ExperimentInfo], bool]:
     """The ``@experiment(...)`` registrations of one module's source, and whether some could
     not be read (a non-literal name, system or claim)."""
@@ -379,10 +394,8 @@ def read_registrations(source: str, module: str) -> tuple[list[ExperimentInfo], 
             if node.args:
                 fields["name"] = ast.literal_eval(node.args[0])
             for keyword in node.keywords:
-                if keyword.arg in ("name", "system", "claim", "time", "headline", "devices"):
+                if keyword.arg in _LITERAL_FIELDS:
                     fields[keyword.arg] = ast.literal_eval(keyword.value)
-                elif keyword.arg == "threads":
-                    fields["threads"] = ast.literal_eval(keyword.value)
         except (ValueError, TypeError, SyntaxError):  # not a literal
             unreadable = True
             continue
@@ -399,6 +412,7 @@ def read_registrations(source: str, module: str) -> tuple[list[ExperimentInfo], 
                 time=dict(fields.get("time") or {}),
                 devices=tuple(fields.get("devices", DEVICES)),
                 threads=fields.get("threads"),
+                claims=tuple(fields.get("claims", ())),
             )
         )
     return infos, unreadable
