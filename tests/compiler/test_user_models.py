@@ -58,7 +58,7 @@ def test_sdpa_matches_eager_and_fuses(mask: str, cache: str) -> None:
     model, x = SelfAttention(mask).eval(), torch.randn(2, 9, 32)
     with torch.no_grad():
         ref = model(x)
-    for fusion in (True, False):
+    for fusion in (True, False) if mask in ("causal", "float_buffer") else (True,):
         compiled = pc.compile(model, (x,), tuning=False, fusion=fusion, threads=1, cache_dir=cache)
         torch.testing.assert_close(compiled(x), ref, rtol=1e-4, atol=1e-5)
         assert _fused_attention(compiled) == fusion
