@@ -95,7 +95,7 @@ def _plain_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 @app.command("list")
-def list_experiments(
+def list_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="one JSON object per experiment, in a JSON list")
     ] = False,
@@ -116,19 +116,23 @@ def list_experiments(
     if as_json:
         typer.echo(json.dumps(records, indent=2))
     elif console.is_terminal:
-        table = Table(title="provenml experiments (* headline)", show_lines=True)
+        table = Table(
+            title="provenml experiments (* headline; time at `small`, all scales in --json)",
+            show_lines=True,
+        )
         table.add_column("system", no_wrap=True)
-        table.add_column("name", no_wrap=True, min_width=max(len(r["name"]) for r in records))
+        table.add_column(
+            "name", no_wrap=True, min_width=max((len(r["name"]) for r in records), default=4)
+        )
         table.add_column("*", no_wrap=True)
-        for scale in SCALES:
-            table.add_column(scale, overflow="fold")
-        table.add_column("claim", overflow="fold", ratio=1)
+        table.add_column("time", overflow="fold", min_width=10)
+        table.add_column("claim", overflow="fold", min_width=20, ratio=1)
         for r in records:
             table.add_row(
                 escape(r["system"]),
                 escape(r["name"]),
                 "*" if r["headline"] else "",
-                *(escape(r["time"].get(s, "?")) for s in SCALES),
+                escape(r["time"].get("small", "?")),
                 escape(r["claim"]),
             )
         console.print(table)
