@@ -486,6 +486,8 @@ def _run_blocks(rec: RunRecord, headline: bool) -> list[Block]:
     plots = rec.plots()
     if plots:
         blocks.append(Image(plots[0], plots[0].stem))
+        if plots[0].parent != rec.path:
+            blocks.append(Paragraph(f"(The plot of {plots[0].parent.name}.)"))
         if len(plots) > 1:
             blocks.append(Gallery(tuple(plots[1:])))
     blocks += _result_tables(rec)
