@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import Tensor
 from torch_geometric.data import Data
 
@@ -117,6 +116,8 @@ def groundtruth_auroc(
     y = torch.cat(labels).numpy()
     if y.min() == y.max():
         raise ProvenmlError("ground truth has a single class over these edges; AUROC undefined")
+    from sklearn.metrics import roc_auc_score  # imported here: sklearn loads scipy.stats, rich
+
     return float(roc_auc_score(y, torch.cat(scores).numpy()))
 
 

@@ -3,7 +3,16 @@
 Eleven scoring functions behind one interface (:func:`get_model`), sLCWA / KvsAll training
 (:func:`train`), filtered link prediction with tie-aware ranks
 (:func:`evaluate_link_prediction`), triple classification, a synthetic relation-pattern graph
-and an offline distant-supervision relation-extraction task.
+and an offline distant-supervision relation-extraction task::
+
+    from provenml.kge import TrainingConfig, evaluate_link_prediction, get_model, load_dataset
+    from provenml.kge import train
+
+    kg = load_dataset("nations")                       # PyKEEN's bundled copy, offline
+    model = get_model("rotate", kg.num_entities, kg.num_relations, dim=32)
+    train(model, kg.train, TrainingConfig(epochs=50, loss="nssa"))   # self-adversarial
+    result = evaluate_link_prediction(model, kg.test, [kg.train, kg.valid, kg.test])
+    print(result.metrics())                            # filtered MRR, Hits@k
 """
 
 from provenml.kge.data import TriplesDataset, load_dataset, load_openke, load_tsv
@@ -15,6 +24,8 @@ from provenml.kge.evaluation import (
 )
 from provenml.kge.index import KnownTriples
 from provenml.kge.models import MODELS, KGEModel, get_model
+from provenml.kge.relation_extraction import PCNN, Corpus, CorpusSpec, make_corpus
+from provenml.kge.synthetic import PATTERNS, PatternGraph, pattern_graph
 from provenml.kge.training import (
     NegativeSampler,
     TrainingConfig,
@@ -24,24 +35,34 @@ from provenml.kge.training import (
     softplus_loss,
     train,
 )
+from provenml.kge.triple_classification import TripleClassifier, corrupt_triples
 
 __all__ = [
     "MODELS",
+    "PATTERNS",
+    "PCNN",
+    "Corpus",
+    "CorpusSpec",
     "KGEModel",
     "KnownTriples",
     "LinkPredictionResult",
     "NegativeSampler",
+    "PatternGraph",
     "Ranks",
     "TrainingConfig",
     "TrainingHistory",
+    "TripleClassifier",
     "TriplesDataset",
+    "corrupt_triples",
     "count_ties",
     "evaluate_link_prediction",
     "get_model",
     "load_dataset",
     "load_openke",
     "load_tsv",
+    "make_corpus",
     "margin_ranking_loss",
+    "pattern_graph",
     "self_adversarial_loss",
     "softplus_loss",
     "train",

@@ -8,7 +8,7 @@ All splits are ``LongTensor`` of shape ``(n, 3)`` holding ``(head, relation, tai
 - :func:`load_openke` reads OpenKE's id files (``entity2id.txt``, ``relation2id.txt``,
   ``train2id.txt``, ``valid2id.txt``, ``test2id.txt``; triples stored as ``head tail relation``).
 
-Every user mistake raises :class:`~provenml.core.ProvenmlError` with the file and line.
+Every user mistake raises :class:`~provenml.errors.ProvenmlError` with the file and line.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
 
 BUNDLED = ("nations", "kinships", "umls")
 SPLITS = ("train", "valid", "test")

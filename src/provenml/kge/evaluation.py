@@ -28,7 +28,7 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor
 
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
 from provenml.kge.index import KnownTriples
 
 RankType = Literal["optimistic", "pessimistic", "realistic"]

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
 
 Reps = tuple[Tensor, ...]
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
 from provenml.kge.evaluation import evaluate_link_prediction
 from provenml.kge.index import KnownTriples
 from provenml.kge.models import KGEModel

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
 from provenml.kge.index import KnownTriples
 from provenml.kge.models import KGEModel
 

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from provenml.core import ProvenmlError, intra_op_threads
+from provenml.core import intra_op_threads
+from provenml.errors import ProvenmlError
 from provenml.metarl.agents import Agent, Rollout, encode_action, make_agent
 from provenml.metarl.belief import BeliefLossConfig
 from provenml.metarl.envs import SessionGridWorldVec, SessionReacherVec

@@ -4,8 +4,20 @@ Each schedule is a ``torch.optim.lr_scheduler.LRScheduler``::
 
     from provenml.schedules import WSDS
     scheduler = WSDS(optimizer, budgets=[1000, 2000, 4000], warmup_steps=100, decay_fraction=0.2)
+    for step in range(4000):
+        ...  # forward, backward, optimizer.step()
+        scheduler.step()
+
+The river-valley toy of the paper's Sec. 4 (a bigram language whose loss splits into a "river"
+and a "hill" part) is here too: ``make_bigram_language``, ``BigramModel``, ``loss_split``.
 """
 
+from provenml.schedules.river_valley import (
+    BigramLanguage,
+    BigramModel,
+    loss_split,
+    make_bigram_language,
+)
 from provenml.schedules.schedulers import (
     DECAY_SHAPES,
     WSD,
@@ -20,8 +32,12 @@ __all__ = [
     "DECAY_SHAPES",
     "WSD",
     "WSDS",
+    "BigramLanguage",
+    "BigramModel",
     "CyclicCosine",
     "WarmupCosine",
     "decay_factor",
     "decay_steps",
+    "loss_split",
+    "make_bigram_language",
 ]

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from provenml.core.experiment import ProvenmlError
+from provenml.errors import ProvenmlError
 
 VOCAB = 256
 

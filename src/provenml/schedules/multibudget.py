@@ -23,14 +23,17 @@ import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
-from provenml.core.run import RunContext
 from provenml.schedules.lm import BatchStream, Evaluator, build_model, lm_loss, window_length
 from provenml.schedules.schedulers import WSD, WSDS, CyclicCosine, WarmupCosine, decay_steps
+
+if TYPE_CHECKING:
+    from provenml.core.run import RunContext
 
 ARMS: tuple[str, ...] = ("constant", "wsd", "wsds", "cyclic", "cosine")
 ARM_LABELS = {

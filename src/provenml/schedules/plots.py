@@ -1,17 +1,20 @@
-"""Figures for the S3 reproductions (drawn from ``Result.data``, so they can be redrawn)."""
+"""Figures for the S3 reproductions (drawn from ``Result.data``, so they can be redrawn).
+
+matplotlib is imported by the functions that draw (the harness picks its backend), so importing
+this module stays cheap.
+"""
 
 from __future__ import annotations
 
-import matplotlib
+from typing import TYPE_CHECKING
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
-from provenml.core.experiment import Result
-from provenml.core.run import RunContext
-from provenml.core.stats import summarize
 from provenml.schedules.multibudget import ARM_LABELS
+
+if TYPE_CHECKING:
+    from provenml.core.experiment import Result
+    from provenml.core.run import RunContext
 
 COLOURS = {
     "constant": "0.6",
@@ -31,6 +34,8 @@ def _loss_axes(ax, data: dict) -> None:
 
 def multibudget_seed(result: Result, ctx: RunContext) -> None:
     """Loss against steps for every arm (branches included), budgets marked; lr below."""
+    import matplotlib.pyplot as plt
+
     data = result.data
     fig, (ax, ax_lr) = plt.subplots(
         2, 1, figsize=(9, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
@@ -83,6 +88,10 @@ def multibudget_summary(results: list[Result], ctx: RunContext) -> None:
         "cyclic": equal,
         "cosine": list(np.cumsum(equal)),
     }
+    import matplotlib.pyplot as plt
+
+    from provenml.core.stats import summarize
+
     fig, ax = plt.subplots(figsize=(8, 5))
     for arm in data["arms"]:
         values = np.array([r.data["arms"][arm]["checkpoints"] for r in results])
@@ -115,6 +124,8 @@ def multibudget_summary(results: list[Result], ctx: RunContext) -> None:
 
 
 def lr_sweep(result: Result, ctx: RunContext) -> None:
+    import matplotlib.pyplot as plt
+
     data = result.data
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for arm, scores in data["scores"].items():
@@ -128,6 +139,8 @@ def lr_sweep(result: Result, ctx: RunContext) -> None:
 
 
 def river_valley(result: Result, ctx: RunContext) -> None:
+    import matplotlib.pyplot as plt
+
     data = result.data
     curve = data["curve"]
     steps = [p["step"] for p in curve]

@@ -3,6 +3,7 @@
 Evans et al., "Bad Students Make Great Teachers: Active Learning Accelerates Large-Scale Visual
 Understanding" (arXiv 2312.05328) and RHO-LOSS (Mindermann et al., arXiv 2206.07137)::
 
+    from provenml.nn import mlp
     from provenml.selection import Learnability, OnlineBatchSelector, train_reference
 
     reference = train_reference(mlp(40, [32], 10), clean_holdout, loss_fn, steps=2000)
@@ -12,7 +13,7 @@ Understanding" (arXiv 2312.05328) and RHO-LOSS (Mindermann et al., arXiv 2206.07
         ...  # your usual training step on `batch`
 """
 
-from provenml.nn import mlp  # re-exported: part of this package's public API before provenml.nn
+from provenml.nn import mlp  # kept in __all__: public here before it moved to provenml.nn
 from provenml.selection.batches import Batch, batch_length, concat, take
 from provenml.selection.losses import classification_loss
 from provenml.selection.policies import (

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from provenml.core import ProvenmlError
+from provenml.errors import ProvenmlError
 
 Batch = Tensor | Sequence[Tensor] | Mapping[str, Tensor]
 

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from provenml.core import ProvenmlError, atomic_write_path, cache_dir
+from provenml.core import atomic_write_path, cache_dir
+from provenml.errors import ProvenmlError
 
 
 @functools.lru_cache(maxsize=4)

@@ -30,7 +30,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from provenml.core import ComputeLedger, ProvenmlError
+from provenml.core import ComputeLedger
+from provenml.errors import ProvenmlError
 from provenml.selection.batches import Batch, batch_length
 
 LossFn = Callable[[nn.Module, Batch], Tensor]

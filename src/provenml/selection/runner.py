@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from provenml.core import ComputeLedger, ProvenmlError
+from provenml.core import ComputeLedger
+from provenml.errors import ProvenmlError
 from provenml.nn import mlp
 from provenml.selection.data import Splits
 from provenml.selection.losses import classification_loss

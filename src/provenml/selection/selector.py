@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from provenml.core import ComputeLedger, ProvenmlError
+from provenml.core import ComputeLedger
+from provenml.errors import ProvenmlError
 from provenml.selection.batches import Batch, batch_length, concat, take
 from provenml.selection.policies import LossFn, ScoringPolicy
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from captum.attr import IntegratedGradients as CaptumIG
 from torch import Tensor
 
 from provenml.explain.base import ExplainerMethod, InstanceBatch
@@ -33,6 +32,8 @@ class IntegratedGradients(ExplainerMethod):
                 cache[steps] = batch.replicate(steps)
             logits = cache[steps].target_logit(model, masks.reshape(-1))
             return logits.view(steps, batch.num_instances).sum(1)
+
+        from captum.attr import IntegratedGradients as CaptumIG  # heavy: loads matplotlib
 
         chunk = max(1, min(self.n_steps, self.max_edges // max(batch.num_edges, 1)))
         ones = torch.ones(1, batch.num_edges)

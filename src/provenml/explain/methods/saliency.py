@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from captum.attr import Saliency
 from torch import Tensor
 
 from provenml.explain.base import ExplainerMethod, InstanceBatch
@@ -23,6 +22,8 @@ class SaliencyExplainer(ExplainerMethod):
     def attribute(self, model: torch.nn.Module, batch: InstanceBatch) -> tuple[Tensor, None]:
         def forward(mask: Tensor) -> Tensor:  # [1, E] -> [1]
             return batch.target_logit(model, mask[0]).sum().view(1)
+
+        from captum.attr import Saliency  # heavy: loads matplotlib
 
         ones = torch.ones(1, batch.num_edges, requires_grad=True)
         return Saliency(forward).attribute(ones, abs=True)[0], None

@@ -1,0 +1,114 @@
+"""The shared networks: MLP, GCN / GIN encoders (against hand-computed layers) and pooling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from provenml.errors import ProvenmlError
+from provenml.nn import GCNEncoder, GINEncoder, mean_pool, mlp, pool, sum_pool
+
+# two graphs: a path 0-1-2 and an edge 3-4 (both directions stored)
+EDGES = torch.tensor([[0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 3]])
+BATCH = torch.tensor([0, 0, 0, 1, 1])
+ADJ = torch.zeros(5, 5)
+ADJ[EDGES[1], EDGES[0]] = 1.0
+
+
+def test_mlp_layers_and_options() -> None:
+    net = mlp(4, [8, 6], 3)
+    kinds = [type(m) for m in net]
+    assert kinds == [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear]
+    assert [m.out_features for m in net if isinstance(m, nn.Linear)] == [8, 6, 3]
+    net = mlp(4, [8], 3, activation=nn.Tanh, dropout=0.5)
+    assert [type(m) for m in net] == [nn.Linear, nn.Tanh, nn.Dropout, nn.Linear]
+    assert [type(m) for m in mlp(4, [], 2)] == [nn.Linear]
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [((4, [0], 3), {}), ((0, [8], 3), {}), ((4, [8], 0), {}), ((4, [8], 3), {"dropout": 1.0})],
+)
+def test_mlp_rejects_bad_shapes(args: tuple, kwargs: dict) -> None:
+    with pytest.raises(ProvenmlError):
+        mlp(*args, **kwargs)
+
+
+def test_pools_against_hand_sums() -> None:
+    x = torch.arange(10.0).view(5, 2)
+    assert torch.equal(sum_pool(x, BATCH), torch.tensor([[6.0, 9.0], [14.0, 16.0]]))
+    assert torch.equal(mean_pool(x, BATCH), torch.tensor([[2.0, 3.0], [7.0, 8.0]]))
+    assert torch.equal(pool(x, None, "sum"), x.sum(0, keepdim=True))
+    with pytest.raises(ProvenmlError, match="unknown pool"):
+        pool(x, BATCH, "max")  # type: ignore[arg-type]
+
+
+def test_gin_layer_is_eq_4_1() -> None:
+    # h' = MLP((1 + eps) h + sum of neighbours), eps = 0, then ReLU
+    torch.manual_seed(0)
+    encoder = GINEncoder(3, 4, num_layers=1)
+    x = torch.randn(5, 3)
+    inner = encoder.convs[0].nn
+    expected = torch.relu(inner(x + ADJ @ x))
+    assert torch.allclose(encoder.node_embeddings(x, EDGES), expected, atol=1e-6)
+
+
+def test_gin_graph_readout_is_eq_4_2() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(5, 3)
+    for how in ("sum", "mean"):
+        encoder = GINEncoder(3, 4, num_layers=2, pool=how)
+        layers = encoder.layer_embeddings(x, EDGES)
+        expected = torch.cat([pool(h, BATCH, how) for h in layers], dim=-1)
+        assert encoder.out_dim == 8
+        assert torch.allclose(encoder(x, EDGES, BATCH), expected)
+        # batch=None: all nodes are one graph
+        one = torch.cat([pool(h, None, how) for h in layers], dim=-1)
+        assert torch.allclose(encoder(x, EDGES), one)
+
+
+def test_gin_options_projection_norm_dropout() -> None:
+    torch.manual_seed(0)
+    encoder = GINEncoder(3, 4, 2, batch_norm=True, dropout=0.5, projection_dim=5, train_eps=True)
+    x = torch.randn(5, 3)
+    z = encoder(x, EDGES, BATCH)
+    assert encoder.project(z).shape == (2, 5)
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in encoder.modules()) == 2
+    assert any(name.endswith("eps") for name, _ in encoder.named_parameters())
+    encoder.eval()  # dropout off: deterministic
+    assert torch.equal(encoder(x, EDGES, BATCH), encoder(x, EDGES, BATCH))
+    with pytest.raises(ProvenmlError, match="projection"):
+        GINEncoder(3, 4).project(z)
+    with pytest.raises(ProvenmlError):
+        GINEncoder(3, 4, pool="max")  # type: ignore[arg-type]
+    with pytest.raises(ProvenmlError):
+        GINEncoder(3, 0)
+
+
+def test_gin_sees_degree_on_constant_inputs() -> None:
+    # the reason graph pre-training uses GIN: node 1 (degree 2) differs from node 0 (degree 1)
+    torch.manual_seed(0)
+    out = GINEncoder(1, 8, 1).node_embeddings(torch.ones(5, 1), EDGES)
+    assert not torch.allclose(out[0], out[1])
+
+
+def test_gcn_layer_is_kipf_welling_eq_2() -> None:
+    # H' = ReLU(D^-1/2 (A + I) D^-1/2 X W + b), no batch norm
+    torch.manual_seed(0)
+    encoder = GCNEncoder(3, 4, num_layers=1, batch_norm=False)
+    x = torch.randn(5, 3)
+    a_hat = ADJ + torch.eye(5)
+    d = a_hat.sum(1).rsqrt()
+    conv = encoder.convs[0]
+    expected = torch.relu(d[:, None] * a_hat * d[None, :] @ conv.lin(x) + conv.bias)
+    assert torch.allclose(encoder(x, EDGES), expected, atol=1e-6)
+
+
+def test_gcn_concatenates_layers() -> None:
+    torch.manual_seed(0)
+    encoder = GCNEncoder(3, 4, num_layers=3).eval()
+    x = torch.randn(5, 3)
+    layers = encoder.layer_embeddings(x, EDGES)
+    assert encoder.out_dim == 12 and len(layers) == 3
+    assert torch.equal(encoder(x, EDGES), torch.cat(layers, dim=-1))
