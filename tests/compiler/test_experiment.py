@@ -5,8 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from provenml.compiler.api import compile as pm_compile
+from provenml.compiler.experiments import (
+    ablation_claims,
+    l2_bytes,
+    largest_intermediate_bytes,
+    size_class,
+)
+from provenml.compiler.models import build_model
 from provenml.core import get_experiment, run_experiment
 
 
@@ -34,3 +43,50 @@ def test_end_to_end_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert (results[0].parent / "latency.png").exists() and (
         results[0].parent / "ablation.png"
     ).exists()
+
+
+def _rounds(
+    all_passes: list[float], factor: dict[str, float], noise: float
+) -> dict[str, list[float]]:
+    rng = np.random.default_rng(0)
+    out = {"all_passes": all_passes}
+    for flag, f in factor.items():
+        out[f"no_{flag}"] = [t * f * (1 + noise * rng.standard_normal()) for t in all_passes]
+    return out
+
+
+def test_ablation_claims_are_judged_per_size_class_on_paired_rounds() -> None:
+    """A pass that helps every round holds; one that changes nothing is not called a win; the
+    two size classes get separate claims and ratios with confidence intervals."""
+    base = [1e-3 * (1 + 0.3 * np.sin(r)) for r in range(21)]  # load drifts between rounds
+    results = {
+        "small:1": {
+            "ablation_rounds": _rounds(base, {"fusion": 1.0, "memory_planning": 1.0}, 0.01)
+        },
+        "big:1": {"ablation_rounds": _rounds(base, {"fusion": 1.3, "memory_planning": 1.1}, 0.01)},
+    }
+    classes = {"small:1": "in_cache", "big:1": "beyond_l2"}
+    summary: dict[str, float] = {}
+    claims = {
+        c.key: c for c in ablation_claims(results, classes, ("fusion", "memory_planning"), summary)
+    }
+    assert set(claims) == {
+        "fusion_reduces_latency",
+        "memory_planning_reduces_latency",
+        "fusion_reduces_latency_beyond_l2",
+        "memory_planning_reduces_latency_beyond_l2",
+    }
+    assert claims["fusion_reduces_latency_beyond_l2"].verdict == "holds"
+    assert claims["memory_planning_reduces_latency_beyond_l2"].verdict == "holds"
+    assert claims["fusion_reduces_latency"].verdict != "holds"
+    low, high = (summary[f"ablation_ratio/beyond_l2/no_fusion/ci_{s}"] for s in ("low", "high"))
+    assert low < summary["ablation_ratio/beyond_l2/no_fusion"] < high and low > 1.2
+
+
+def test_size_class_from_the_largest_intermediate(tmp_path: Path) -> None:
+    model, x = build_model("mlp", batch=1)
+    compiled = pm_compile(model, (x,), tuning=False, threads=1, cache_dir=str(tmp_path))
+    assert largest_intermediate_bytes(compiled) == 256 * 4
+    assert size_class(256 * 4, l2_bytes()) == "in_cache"
+    assert size_class(1 << 20, 1 << 20) == "beyond_l2"
+    assert l2_bytes() >= 1 << 15

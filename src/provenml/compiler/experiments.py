@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import matplotlib
@@ -36,6 +37,7 @@ from provenml.core import (
     experiment,
     intra_op_threads,
 )
+from provenml.core.stats import summarize
 from provenml.errors import ProvenmlError
 
 ABLATIONS = ("fusion", "memory_planning", "layout", "tuning")
@@ -46,11 +48,23 @@ class EndToEndConfig(Config):
     """``cases`` are ``model:batch``; ``threads`` is each arm's thread budget (every arm is timed
     at 1..threads threads and keeps its best; inductor is compiled at eager's best count)."""
 
-    cases: tuple[str, ...] = ("mlp:1", "mlp:8", "resnet:1", "mobilenet:1", "transformer:1")
+    cases: tuple[str, ...] = (
+        "mlp:1",
+        "mlp:8",
+        "resnet:1",
+        "mobilenet:1",
+        "transformer:1",
+        # intermediates of at least the L2 size (1 MiB here): where fusion and memory planning
+        # should show (the size class is measured per case, see ``size_class``)
+        "mlp_wide:128",
+        "transformer_long:1",
+        "resnet_stage:2",
+    )
     arms: tuple[str, ...] = ("eager", "inductor", "onnxruntime", "provenml", "provenml_onnx")
     ablations: tuple[str, ...] = ABLATIONS
     threads: int = 2
     repeat: int = 15
+    ablation_repeat: int = 31  # interleaved rounds of the ablation builds (a CI on the ratio)
     min_time: float = 0.02
     tuning: bool = True
     presets: ClassVar[dict[str, dict[str, Any]]] = {
@@ -59,10 +73,11 @@ class EndToEndConfig(Config):
             "arms": ("eager", "onnxruntime", "provenml", "provenml_onnx"),
             "ablations": ("fusion", "memory_planning"),
             "repeat": 3,
+            "ablation_repeat": 5,
             "min_time": 0.005,
             "tuning": False,
         },
-        "paper": {"repeat": 31, "min_time": 0.2, "threads": 8},
+        "paper": {"repeat": 31, "ablation_repeat": 61, "min_time": 0.2, "threads": 8},
     }
 
 
@@ -79,13 +94,14 @@ def _sample(fn: Callable[[], Any], min_time: float) -> float:
         n *= 2
 
 
-def _median_latency(
+def interleaved_samples(
     fns: dict[str, Callable[[], Any]], repeat: int, min_time: float, gap: float = 0.01
-) -> dict[str, float]:
-    """Median seconds per call of each function, sampled in interleaved rounds (so drifting
-    machine load hits every arm alike), in a shuffled order each round, with a ``gap`` of idle
-    time before each sample (thread pools that spin-wait after a call, as ONNX Runtime's and
-    OpenMP's do, would otherwise slow down whichever arm runs next)."""
+) -> dict[str, list[float]]:
+    """Seconds per call of each function, one sample per function in each of ``repeat``
+    interleaved rounds (so drifting machine load hits every function alike), in a shuffled
+    order each round, with a ``gap`` of idle time before each sample (thread pools that
+    spin-wait after a call, as ONNX Runtime's and OpenMP's do, would otherwise slow down
+    whichever function runs next). Sample ``r`` of every function comes from round ``r``."""
     for fn in fns.values():
         for _ in range(3):
             fn()
@@ -97,7 +113,43 @@ def _median_latency(
         for k in order:
             time.sleep(gap)
             samples[k].append(_sample(fns[k], min_time))
+    return samples
+
+
+def _median_latency(
+    fns: dict[str, Callable[[], Any]], repeat: int, min_time: float, gap: float = 0.01
+) -> dict[str, float]:
+    """Median seconds per call of each function over :func:`interleaved_samples`."""
+    samples = interleaved_samples(fns, repeat, min_time, gap)
     return {k: float(np.median(v)) for k, v in samples.items()}
+
+
+def l2_bytes() -> int:
+    """The CPU's per-core L2 cache size (sysfs; 1 MiB when it cannot be read)."""
+    try:
+        for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+            if (index / "level").read_text().strip() == "2":
+                size = (index / "size").read_text().strip().upper()
+                scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+                return int(size.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        pass
+    return 1 << 20
+
+
+def largest_intermediate_bytes(compiled: Any) -> int:
+    """Bytes of the largest value a node computes before fusion (stage
+    ``dead_code_elimination``): what fusion can keep out of memory and memory planning places."""
+    g = dict(compiled.stages)["dead_code_elimination"]
+    sizes = [
+        g.values[n.name].size * (8 if g.values[n.name].dtype == "int64" else 4) for n in g.nodes
+    ]
+    return max(sizes, default=0)
+
+
+def size_class(intermediate: int, l2: int) -> str:
+    """``beyond_l2`` when the largest intermediate is at least the L2 size, else ``in_cache``."""
+    return "beyond_l2" if intermediate >= l2 else "in_cache"
 
 
 def _threaded(fn: Callable[[], Any], threads: int) -> Callable[[], Any]:
@@ -136,6 +188,7 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
         ref = model(x)
     out: dict[str, Any] = {"latency": {}, "compile": {}, "threads": {}, "ablation": {}, "error": {}}
     fns: dict[str, Callable[[], Any]] = {}
+    variants: dict[str, Callable[[], Any]] = {}
     thread_range = range(1, cfg.threads + 1)
     before = torch.get_num_threads()
     try:
@@ -183,11 +236,11 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
             out["error"]["provenml"] = float((compiled(x) - ref).abs().max())
             out["threads"]["provenml"] = compiled.graph.threads
             out["tuning_log"] = compiled.tuning_log
+            out["intermediate_bytes"] = largest_intermediate_bytes(compiled)
             fns["provenml"] = lambda: compiled(x)
             # The ablation compares builds made the same way: a fixed thread count and no
             # run-time thread guard (which the full ``provenml`` arm has, and which can drop it
             # to one thread for a while), the reference being all passes on (``all_passes``).
-            variants: dict[str, Callable[[], Any]] = {}
             for flag in (None, *cfg.ablations) if cfg.ablations else ():
                 opts: dict[str, Any] = {
                     "threads": compiled.graph.threads,
@@ -204,7 +257,6 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
                         f"ablation build {key} gives wrong results on {case} (max error {err})"
                     )
                 variants[key] = lambda v=variant: v(x)
-            fns.update(variants)
         if "provenml_onnx" in cfg.arms:  # the same pipeline, from the file ONNX Runtime runs
             torch.set_num_threads(before)
             from_onnx = pm_compile_onnx(onnx_file, (x,), threads=cfg.threads, tuning=cfg.tuning)
@@ -212,17 +264,16 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
             out["error"]["provenml_onnx"] = float((from_onnx(x) - ref).abs().max())
             out["threads"]["provenml_onnx"] = from_onnx.graph.threads
             fns["provenml_onnx"] = lambda: from_onnx(x)
-        lat = _median_latency(fns, cfg.repeat, cfg.min_time)
+        out["latency"] = _median_latency(fns, cfg.repeat, cfg.min_time)
+        if variants:
+            # the ablation builds alone, in their own interleaved rounds: round r of every
+            # build is paired, so each round gives one ratio to all_passes
+            rounds = interleaved_samples(variants, cfg.ablation_repeat, cfg.min_time)
+            out["ablation_rounds"] = rounds
+            out["ablation"] = {k: float(np.median(v)) for k, v in rounds.items()}
     finally:
         torch.set_num_threads(before)
-    for k, v in lat.items():
-        is_variant = k.startswith("no_") or k == "all_passes"
-        (out["ablation"] if is_variant else out["latency"])[k] = v
     return out
-
-
-def _geomean(values: list[float]) -> float:
-    return float(np.exp(np.mean(np.log(values))))
 
 
 @experiment(
@@ -234,7 +285,7 @@ def _geomean(values: list[float]) -> float:
         "provenml beats eager PyTorch on every model at batch 1"
     ),
     config=EndToEndConfig,
-    time={"smoke": "20 s", "small": "4 min", "paper": "1 h on an idle 8-core CPU"},
+    time={"smoke": "20 s", "small": "12 min", "paper": "1 h on an idle 8-core CPU"},
 )
 def end_to_end(cfg: EndToEndConfig, ctx: RunContext) -> Result:
     """Latency of eager / inductor / ONNX Runtime / provenml, and provenml's pass ablation."""
@@ -266,25 +317,9 @@ def end_to_end(cfg: EndToEndConfig, ctx: RunContext) -> Result:
             summary[f"ratio/{case}/provenml_onnx_over_onnxruntime"] = (
                 lat["provenml_onnx"] / lat["onnxruntime"]
             )
-    claims = []
-    full = [res["ablation"]["all_passes"] for res in results.values()] if cfg.ablations else []
-    for flag in ("fusion", "memory_planning"):
-        if flag in cfg.ablations:
-            off = [res["ablation"][f"no_{flag}"] for res in results.values()]
-            claims.append(
-                Claim(
-                    key=f"{flag}_reduces_latency",
-                    statement=(
-                        f"turning {flag.replace('_', ' ')} off makes provenml slower "
-                        "(geometric-mean latency over the models)"
-                    ),
-                    metric="geometric-mean latency (us)",
-                    ours_label="provenml (all passes)",
-                    ours=_geomean(full) * 1e6,
-                    baselines={f"without {flag}": _geomean(off) * 1e6},
-                    comparison="<",
-                )
-            )
+    l2 = l2_bytes()
+    classes = {c: size_class(r.get("intermediate_bytes", 0), l2) for c, r in results.items()}
+    claims = ablation_claims(results, classes, cfg.ablations, summary)
     batch1 = [c for c in results if c.endswith(":1")]
     if "eager" in cfg.arms and batch1:
         ratios = {
@@ -318,8 +353,72 @@ def end_to_end(cfg: EndToEndConfig, ctx: RunContext) -> Result:
         ),
         "latencies are medians of interleaved samples on a shared machine: treat them as upper "
         "bounds",
+        f"size classes (largest intermediate vs the {l2 >> 10} KiB L2): "
+        + "; ".join(
+            f"{c}: {r.get('intermediate_bytes', 0) >> 10} KiB -> {classes[c]}"
+            for c, r in results.items()
+        ),
     ]
     return Result(claims=claims, summary=summary, data={"results": results}, notes=notes)
+
+
+CLASS_SUFFIX = {"in_cache": "", "beyond_l2": "_beyond_l2"}
+
+
+def ablation_claims(
+    results: dict[str, dict[str, Any]],
+    classes: dict[str, str],
+    ablations: tuple[str, ...],
+    summary: dict[str, float],
+) -> list[Claim]:
+    """Fusion and memory-planning claims per size class, judged on paired rounds.
+
+    For every case, round ``r`` timed all builds back to back, so ``log(t_without / t_with)``
+    of that round is one paired sample. Per round, the class's samples are averaged over its
+    cases (the log of a geometric mean); the claim compares the per-round geometric-mean
+    latencies with and without the pass with a one-sided paired t-test, and the summary
+    records the geometric-mean ratio with its 95% confidence interval
+    (``ablation_ratio/<class>/no_<pass>``, > 1: the pass helps)."""
+    claims: list[Claim] = []
+    for cls, suffix in CLASS_SUFFIX.items():
+        cases = [c for c in results if classes[c] == cls and "ablation_rounds" in results[c]]
+        if not cases:
+            continue
+        log_all = np.mean(
+            [np.log(results[c]["ablation_rounds"]["all_passes"]) for c in cases], axis=0
+        )
+        for flag in ("fusion", "memory_planning"):
+            if flag not in ablations:
+                continue
+            log_off = np.mean(
+                [np.log(results[c]["ablation_rounds"][f"no_{flag}"]) for c in cases], axis=0
+            )
+            ratio = summarize(list(log_off - log_all))
+            summary[f"ablation_ratio/{cls}/no_{flag}"] = float(np.exp(ratio.mean))
+            summary[f"ablation_ratio/{cls}/no_{flag}/ci_low"] = float(np.exp(ratio.low))
+            summary[f"ablation_ratio/{cls}/no_{flag}/ci_high"] = float(np.exp(ratio.high))
+            where = (
+                "intermediates that fit in L2"
+                if cls == "in_cache"
+                else "an intermediate at least as large as L2"
+            )
+            claims.append(
+                Claim(
+                    key=f"{flag}_reduces_latency{suffix}",
+                    statement=(
+                        f"turning {flag.replace('_', ' ')} off makes provenml slower on the "
+                        f"models with {where} ({', '.join(cases)}; geometric-mean latency per "
+                        "interleaved round, one-sided paired t-test over rounds)"
+                    ),
+                    metric="geometric-mean latency per round (us)",
+                    ours_label="provenml (all passes)",
+                    ours=list(np.exp(log_all) * 1e6),
+                    baselines={f"without {flag.replace('_', ' ')}": list(np.exp(log_off) * 1e6)},
+                    comparison="<",
+                    test="paired",
+                )
+            )
+    return claims
 
 
 def _plots(results: dict[str, dict[str, Any]], cfg: EndToEndConfig, ctx: RunContext) -> None:

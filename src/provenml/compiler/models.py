@@ -1,5 +1,7 @@
-"""The models of the end-to-end experiment (small, as in the issue): an MLP, a ResNet-style
-CNN on 32x32 inputs, a MobileNet-style depthwise CNN, and a pre-norm transformer block."""
+"""The models of the end-to-end experiment: an MLP, a ResNet-style CNN on 32x32 inputs, a
+MobileNet-style depthwise CNN and a pre-norm transformer block (small: every intermediate fits
+in L2), and larger ones whose intermediates do not (a 2048-wide MLP, the transformer block at
+sequence 256, a ResNet-18 stage at 56x56)."""
 
 from __future__ import annotations
 
@@ -135,12 +137,28 @@ def _randomize_bn(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
+class ResNetStage(nn.Module):
+    """The first stage of a ResNet-18 at 56x56: two 64-channel basic blocks."""
+
+    def __init__(self, width: int = 64) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(BasicBlock(width, width), BasicBlock(width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
 MODELS: dict[str, tuple[Callable[[], nn.Module], Callable[[int], tuple[int, ...]]]] = {
     "mlp": (MLP, lambda b: (b, 784)),
     "resnet": (ResNetSmall, lambda b: (b, 3, 32, 32)),
     "mobilenet": (MobileNetSmall, lambda b: (b, 3, 32, 32)),
     "transformer": (TransformerBlock, lambda b: (b, 64, 256)),
+    # larger cases, whose intermediates do not fit in a 1 MiB L2 (issue 23, item 2)
+    "mlp_wide": (lambda: MLP((784, 2048, 2048, 10)), lambda b: (b, 784)),
+    "transformer_long": (TransformerBlock, lambda b: (b, 256, 256)),
+    "resnet_stage": (ResNetStage, lambda b: (b, 64, 56, 56)),
 }
+SMALL_MODELS = ("mlp", "resnet", "mobilenet", "transformer")
 
 
 def build_model(name: str, batch: int = 1, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
