@@ -230,7 +230,7 @@ def single_object_scenes(
     return _chunked(_single_chunk, 2, n, seed, size, object_size, jitter)
 
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 def cached_scenes(kind: str, n: int, seed: int, size: int = 64) -> SceneSet:
