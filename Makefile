@@ -8,9 +8,12 @@ TORCH_PIN := torch==2.13.0
 RUNS ?= runs
 # The demo: every system's headline experiment (`provenml list`: headline yes), small scale,
 # 3 seeds, two worker processes. DEMO_ALONE are headlines that measure latency: they run
-# after the others, one seed at a time (--jobs 1), so that no other job shares the cores.
+# after the others, with --jobs 1, so that no other job shares the cores. Their claims are
+# tested over interleaved timing rounds within a run (the seed only changes the weights), so
+# they run one seed (DEMO_ALONE_SEEDS) to keep the demo in its 30-minute budget.
 DEMO_ALONE ?= compiler.end_to_end
 DEMO_SEEDS ?= 3
+DEMO_ALONE_SEEDS ?= 1
 DEMO_JOBS ?= 2
 
 .PHONY: demo test test-all lint bench setup clean
@@ -28,7 +31,7 @@ demo: $(STAMP)
 	$(VENV)/bin/provenml reproduce --headline $(addprefix --skip ,$(DEMO_ALONE)) \
 		--scale small --seeds $(DEMO_SEEDS) --jobs $(DEMO_JOBS) --out $(RUNS)
 	$(if $(strip $(DEMO_ALONE)),$(VENV)/bin/provenml reproduce $(DEMO_ALONE) \
-		--scale small --seeds $(DEMO_SEEDS) --jobs 1 --out $(RUNS))
+		--scale small --seeds $(DEMO_ALONE_SEEDS) --jobs 1 --out $(RUNS))
 	$(VENV)/bin/provenml report --runs $(RUNS) --out REPORT.md --html
 
 test: $(STAMP)
