@@ -1,4 +1,4 @@
-"""Shared networks: an MLP, GCN / GIN encoders and graph pooling (the shared layer).
+"""Shared networks: an MLP, byte-level LMs, GCN / GIN encoders and graph pooling (shared layer).
 
 Any system may import these; none of them imports a system. PyG is loaded only when a graph
 encoder is built or a pool is called::
@@ -10,12 +10,15 @@ encoder is built or a pool is called::
     logits = head(encoder(data.x, data.edge_index, data.batch))
 """
 
+from provenml.nn.bytelm import ByteNGramMLP, ByteTransformer
 from provenml.nn.gnn import GCNEncoder, GINEncoder
 from provenml.nn.mlp import mlp
 from provenml.nn.pooling import POOLS, Pool, mean_pool, pool, sum_pool
 
 __all__ = [
     "POOLS",
+    "ByteNGramMLP",
+    "ByteTransformer",
     "GCNEncoder",
     "GINEncoder",
     "Pool",
