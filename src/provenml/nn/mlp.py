@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import numbers
 from collections.abc import Sequence
 
 from torch import nn
@@ -28,6 +29,14 @@ def mlp(
     flat ``nn.Sequential`` whose last module is the output layer (``net[-1]``), so a caller can
     re-initialise it (e.g. the orthogonal heads of :class:`provenml.rl.ActorCritic`).
     """
+    if isinstance(hidden, int | str) or not isinstance(hidden, Sequence):
+        raise ProvenmlError(f"hidden must be a list of widths (e.g. [64, 64]), got {hidden!r}")
+    sizes = {"in_features": in_features, "out_features": out_features, "hidden": hidden}
+    for name, value in sizes.items():
+        for v in value if name == "hidden" else [value]:  # type: ignore[attr-defined]
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                kind = "a list of integers" if name == "hidden" else "an integer"
+                raise ProvenmlError(f"{name} must be {kind}, got {value!r}")
     if in_features < 1 or out_features < 1:
         raise ProvenmlError(
             f"in_features and out_features must be >= 1, got {in_features} and {out_features}"
