@@ -52,7 +52,7 @@ class AdarGCN(nn.Module):
         blocks: int = 3,
         steps: Sequence[int] = (0, 1, 2),
         gated: bool = True,
-        edge_hidden: Sequence[int] = (32, 16),
+        edge_hidden: Sequence[int] = (16,),
         groups: int = 1,
     ) -> None:
         super().__init__()

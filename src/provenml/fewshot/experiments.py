@@ -99,6 +99,7 @@ _PAPER: dict[str, Any] = {  # miniImageNet-like sizes, for a GPU
     "ldn_unlabelled": 30,
     "d_hidden": 96,
     "d_head": 48,
+    "edge_hidden": (192, 96),
 }
 
 
@@ -139,6 +140,7 @@ class FewShotConfig(Config):
     train_query: int = 3
     d_hidden: int = 32
     d_head: int = 16
+    edge_hidden: tuple[int, ...] = (16,)
     shots: tuple[int, ...] = (1, 5)
     test_episodes: int = 600
     test_query: int = 15
@@ -186,7 +188,11 @@ class FewShotConfig(Config):
             channels=tuple(self.channels),
             feature_dim=self.feature_dim,
             train=train,
-            head_kwargs={"d_hidden": self.d_hidden, "d_head": self.d_head},
+            head_kwargs={
+                "d_hidden": self.d_hidden,
+                "d_head": self.d_head,
+                "edge_hidden": tuple(self.edge_hidden),
+            },
             shots=tuple(self.shots),
             test_query=self.test_query,
             test_episodes=self.test_episodes,

@@ -210,7 +210,7 @@ class AdarGCNHead(FewShotHead):
         blocks: int = 3,
         steps: Sequence[int] = (0, 1, 2),
         gated: bool = True,
-        edge_hidden: Sequence[int] = (32, 16),
+        edge_hidden: Sequence[int] = (16,),
         label_smoothing: float = 0.1,
         intermediate_weight: float = 0.5,
         initial_query_edge: float = 0.0,
@@ -297,7 +297,7 @@ class GNNFSL(FewShotHead):
         d_layer: int = 24,
         layers: int = 2,
         n_way: int = 5,
-        edge_hidden: Sequence[int] = (32, 16),
+        edge_hidden: Sequence[int] = (16,),
         transductive: bool = False,
     ) -> None:
         super().__init__()
@@ -359,7 +359,7 @@ class EGNN(FewShotHead):
         d_in: int,
         d_hidden: int | None = 32,
         layers: int = 3,
-        edge_hidden: Sequence[int] = (32, 16),
+        edge_hidden: Sequence[int] = (16,),
         label_smoothing: float = 0.1,
         intermediate_weight: float = 0.5,
         transductive: bool = False,
