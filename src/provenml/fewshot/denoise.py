@@ -124,11 +124,24 @@ class LDN:
     def scores(
         self, clean_features: Tensor, clean_labels: Tensor, web_features: Tensor, web_labels: Tensor
     ) -> Tensor:
-        """Mean relevance probability of every web sample for its label, ``[num_web]``."""
+        """Mean relevance probability of every web sample for its label, ``[num_web]``.
+
+        Seeded by ``seed`` alone (the caller's global random state is left untouched)."""
         classes = _check_inputs(clean_features, clean_labels, web_features, web_labels)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            return self._scores(classes, clean_features, clean_labels, web_features, web_labels)
+
+    def _scores(
+        self,
+        classes: Tensor,
+        clean_features: Tensor,
+        clean_labels: Tensor,
+        web_features: Tensor,
+        web_labels: Tensor,
+    ) -> Tensor:
         device = torch.device(self.device)
         g = torch.Generator().manual_seed(self.seed)
-        torch.manual_seed(self.seed)
         c = classes.numel()
         clean_table, clean_counts = class_index_table(clean_labels, classes)
         web_table, web_counts = class_index_table(web_labels, classes)
