@@ -108,4 +108,3 @@ def augment(
             f"unknown augmentation {name!r}; choose among {', '.join(AUGMENTATIONS)}"
         )
     return AUGMENTATIONS[name](batch, strength, generator)
-

@@ -21,7 +21,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from provenml.errors import ProvenmlError
-from provenml.graphpretrain.model import FineTuneModel, encode, encoder_config, with_feature_input
+from provenml.graphpretrain.model import (
+    FineTuneModel,
+    adam,
+    encode,
+    encoder_config,
+    with_feature_input,
+)
 from provenml.graphpretrain.packed import PackedGraphs
 from provenml.graphpretrain.tasks import DownstreamTask, Kind, load_task
 from provenml.nn import GINEncoder
@@ -143,7 +149,7 @@ def finetune(
         train, val = _without_features(train), _without_features(val)
     if train.y is None or val.y is None:
         raise ProvenmlError(f"task {task.name!r} has no targets")
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = adam(model.parameters(), lr, device)
     generator = torch.Generator().manual_seed(seed)
     best_error, best_epoch, best_state = float("inf"), -1, None
     curve: list[float] = []

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from provenml.errors import ProvenmlError
 from provenml.graphpretrain.augment import AUGMENTATIONS, augment
-from provenml.graphpretrain.model import encode, encoder_config, new_encoder
+from provenml.graphpretrain.model import adam, encode, encoder_config, new_encoder
 from provenml.graphpretrain.packed import PackedGraphs
 from provenml.nn import GINEncoder, mlp
 
@@ -182,7 +182,7 @@ class ADGCL(PretrainObjective):
         config = encoder_config(encoder)
         self.projection = self._projection(encoder, device)
         self.view = EdgeViewLearner(config["hidden"], config["num_layers"]).to(device)
-        self.view_optimizer = torch.optim.Adam(self.view.parameters(), lr=self.view_lr or lr)
+        self.view_optimizer = adam(self.view.parameters(), self.view_lr or lr, device)
         return [] if encoder.projection is not None else list(self.projection.parameters())
 
     def _weights(self, batch: PackedGraphs, generator: torch.Generator) -> Tensor:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from provenml.errors import ProvenmlError
-from provenml.graphpretrain.model import encoder_config
+from provenml.graphpretrain.model import adam, encoder_config
 from provenml.graphpretrain.objectives import OBJECTIVES, PretrainObjective
 from provenml.graphpretrain.packed import PackedGraphs
 from provenml.nn import GINEncoder
@@ -93,7 +93,7 @@ def pretrain(
     torch.manual_seed(seed)  # the objective's own modules (projection, view learner)
     encoder.to(device).train()
     extra = method.setup(encoder, device, lr)
-    optimizer = torch.optim.Adam([*encoder.parameters(), *extra], lr=lr)
+    optimizer = adam([*encoder.parameters(), *extra], lr, device)
     generator = torch.Generator().manual_seed(seed)
     report = PretrainReport(method.name, steps, batch_size)
     order = torch.randperm(packed.num_graphs, generator=generator)
