@@ -1,12 +1,11 @@
-"""The smoke preset of compiler.end_to_end runs end to end."""
+"""compiler.end_to_end: its smoke run's rows and plots (the run itself is checked by
+tests/test_contract.py), its ablation claims and size classes."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from provenml.compiler.api import compile as pm_compile
 from provenml.compiler.experiments import (
@@ -16,33 +15,17 @@ from provenml.compiler.experiments import (
     size_class,
 )
 from provenml.compiler.models import build_model
-from provenml.core import get_experiment, run_experiment
+from provenml.core.testing import smoke_run
 
 
-def test_end_to_end_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROVENML_CACHE_DIR", str(tmp_path / "cache"))
-    run_experiment(
-        get_experiment("compiler.end_to_end"),
-        scale="smoke",
-        seeds=[0],
-        out_root=tmp_path,
-        device="cpu",
-    )
-    results = list(tmp_path.rglob("seed-0/result.json"))
-    assert len(results) == 1
-    result = json.loads(results[0].read_text())
-    keys = {c["key"] for c in result["claims"]}
-    assert keys == {
-        "fusion_reduces_latency",
-        "memory_planning_reduces_latency",
-        "faster_than_eager_batch1",
-    }
+def test_end_to_end_smoke_rows_and_plots() -> None:
+    """The smoke run's claims and verdicts are checked by tests/test_contract.py."""
+    run = smoke_run("compiler.end_to_end")
+    result = run.seed_result()
     assert any(k.startswith("latency_us/mlp:1/provenml") for k in result["summary"])
     # the ONNX frontend's row: provenml on the file ONNX Runtime runs
     assert result["summary"]["ratio/mlp:1/provenml_onnx_over_onnxruntime"] > 0
-    assert (results[0].parent / "latency.png").exists() and (
-        results[0].parent / "ablation.png"
-    ).exists()
+    assert (run.seed_dir / "latency.png").exists() and (run.seed_dir / "ablation.png").exists()
 
 
 def _rounds(

@@ -165,6 +165,9 @@ def claims(values, cfg, measured):
     problems = threshold_violations(source, "exp.py")
     assert [p.split(":")[1] for p in problems] == ["10", "11", "12", "13"]
     assert "threshold=cfg.chance" in problems[1]
+    named_source = 'SOURCE = "paper, Table 2"\nClaim(threshold=Published(0.857, source=SOURCE))\n'
+    assert threshold_violations(named_source) == []
+    assert len(threshold_violations("Claim(threshold=Published(0.857, source=where))")) == 1
 
 
 # -- preconditions ------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ A threshold tested against measurements must not come from them. At run time
 ``threshold=`` given to ``Claim(...)`` or ``Member(...)`` is checked to be one of:
 
 - a number literal, or arithmetic on number literals (``0.5``, ``-1``, ``1 / 10``);
-- ``Published(<number literal>, source="<text>")``;
+- ``Published(<number literal>, source="<text>")`` (the source may be a module-level
+  UPPER_CASE string constant);
 - ``None``;
 - a module-level UPPER_CASE constant bound to one of the above, or to a dict / tuple / list of
   them (and any subscript of such a constant: ``PUBLISHED_AUROC[method]``).
@@ -79,25 +80,26 @@ def _is_number(node: ast.expr) -> bool:
     return False
 
 
-def _is_published(node: ast.expr) -> bool:
+def _is_published(node: ast.expr, constants: set[str]) -> bool:
     if not (isinstance(node, ast.Call) and _called_name(node.func) == "Published"):
         return False
     values = [*node.args, *(k.value for k in node.keywords if k.arg == "value")]
     sources = [*node.args[1:], *(k.value for k in node.keywords if k.arg == "source")]
-    return (
-        len(values) >= 1
-        and _is_number(values[0])
-        and len(sources) == 1
-        and isinstance(sources[0], ast.Constant)
-        and isinstance(sources[0].value, str)
-    )
+    if not (len(values) >= 1 and _is_number(values[0]) and len(sources) == 1):
+        return False
+    source = sources[0]
+    if isinstance(source, ast.Name):
+        return source.id in constants
+    return isinstance(source, ast.Constant) and isinstance(source.value, str)
 
 
 def _is_constant(node: ast.expr, constants: set[str], containers: bool = False) -> bool:
     if isinstance(node, ast.Constant) and node.value is None:
         return True
-    if _is_number(node) or _is_published(node):
+    if _is_number(node) or _is_published(node, constants):
         return True
+    if containers and isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return True  # a module-level text constant (a source to cite)
     if isinstance(node, ast.Name):
         return node.id in constants
     if isinstance(node, ast.Subscript):

@@ -166,7 +166,7 @@ class ExperimentSpec:
     headline: bool = False
     devices: tuple[str, ...] = DEVICES
     threads: int | None = None
-    claims: tuple[str, ...] = ()
+    claims: tuple[str, ...] | None = None
 
     @property
     def module(self) -> str:
@@ -183,7 +183,7 @@ class ExperimentSpec:
             time=dict(self.time),
             devices=tuple(self.devices),
             threads=self.threads,
-            claims=tuple(self.claims),
+            claims=None if self.claims is None else tuple(self.claims),
         )
 
 
@@ -205,7 +205,7 @@ def experiment(
     headline: bool = False,
     devices: tuple[str, ...] = DEVICES,
     threads: int | None = None,
-    claims: tuple[str, ...] = (),
+    claims: tuple[str, ...] | None = None,
 ) -> Callable[[RunFn], RunFn]:
     """Register ``run(cfg, ctx) -> Result`` as the reproduction ``name``.
 
@@ -225,9 +225,9 @@ def experiment(
     unit runs with on the CPU (``None``: the process's setting, or the cores split between
     ``--jobs`` workers). ``headline`` marks the system's headline experiment.
 
-    ``claims`` declares the keys of the claims a run at the default config produces (shell
-    patterns allowed: ``"beats_chance/*"``); the contract test checks a ``smoke`` run against
-    it.
+    ``claims`` declares the keys of every claim the experiment can make (shell patterns
+    allowed: ``"beats_chance/*"``; ``()`` for a tuning run that makes none); the contract test
+    checks that a ``smoke`` run makes no other.
 
     Write ``name``, ``system``, ``claim``, ``time``, ``headline``, ``devices``, ``threads`` and
     ``claims`` as literals: ``provenml list`` reads them from the source without importing the
@@ -260,7 +260,7 @@ def experiment(
             headline=headline,
             devices=devices,
             threads=threads,
-            claims=tuple(claims),
+            claims=None if claims is None else tuple(claims),
         )
         EXPERIMENTS.register(name, spec, replace=True)
         return fn
@@ -331,7 +331,7 @@ class ExperimentInfo:
     time: Mapping[str, str] = field(default_factory=dict)
     devices: tuple[str, ...] = DEVICES
     threads: int | None = None
-    claims: tuple[str, ...] = ()
+    claims: tuple[str, ...] | None = None
 
     @property
     def package(self) -> str:
@@ -349,7 +349,7 @@ class ExperimentInfo:
             "time": dict(self.time),
             "devices": list(self.devices),
             "threads": self.threads,
-            "claims": list(self.claims),
+            "claims": None if self.claims is None else list(self.claims),
         }
 
 
@@ -412,7 +412,7 @@ def read_registrations(source: str, module: str) -> tuple[list[ExperimentInfo], 
                 time=dict(fields.get("time") or {}),
                 devices=tuple(fields.get("devices", DEVICES)),
                 threads=fields.get("threads"),
-                claims=tuple(fields.get("claims", ())),
+                claims=None if fields.get("claims") is None else tuple(fields["claims"]),
             )
         )
     return infos, unreadable
