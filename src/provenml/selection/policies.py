@@ -24,6 +24,8 @@ training on held-out data.
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any, ClassVar
 
@@ -52,6 +54,37 @@ def check_per_example(losses: Any, n: int) -> Tensor:
             f"loss_fn must return per-example losses of shape [{n}], got {tuple(losses.shape)}"
         )
     return losses
+
+
+def positive_int(value: object, name: str, *, minimum: int = 1) -> int:
+    """``value`` as an ``int`` >= ``minimum`` (ints and numpy integers; not floats or bools),
+    or one :class:`ProvenmlError` naming ``name``."""
+    kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    if isinstance(value, bool):
+        raise ProvenmlError(f"{name} must be {kind}, got {value!r}")
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ProvenmlError(f"{name} must be {kind}, got {value!r}") from None
+    if number < minimum:
+        raise ProvenmlError(f"{name} must be {kind}, got {number}")
+    return number
+
+
+def positive_float(value: object, name: str) -> float:
+    """``value`` as a finite ``float`` > 0, or one :class:`ProvenmlError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProvenmlError(f"{name} must be a positive number, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ProvenmlError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def check_module(model: object, name: str) -> nn.Module:
+    """``model`` if it is an ``nn.Module``, else one :class:`ProvenmlError` naming ``name``."""
+    if not isinstance(model, nn.Module):
+        raise ProvenmlError(f"{name} must be a torch nn.Module, got {type(model).__name__}")
+    return model
 
 
 def adam(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
@@ -130,10 +163,16 @@ class OnlineReference:
         optimizer: torch.optim.Optimizer | None = None,
         lr: float = 1e-3,
     ) -> None:
-        self.model = model
+        self.model = check_module(model, "model")
+        if not isinstance(holdout, Iterable):
+            raise ProvenmlError(
+                f"holdout must be a re-iterable source of batches, got {type(holdout).__name__}"
+            )
+        if not callable(loss_fn):
+            raise ProvenmlError("loss_fn must be callable as loss_fn(model, batch) -> Tensor[N]")
         self.holdout = holdout
         self.loss_fn = loss_fn
-        self.optimizer = optimizer or adam(model, lr)
+        self.optimizer = optimizer or adam(model, positive_float(lr, "lr"))
         self._iterator: Iterator[Batch] | None = None
 
     def _next_batch(self) -> Batch:
@@ -161,6 +200,23 @@ class OnlineReference:
 
 
 Reference = nn.Module | Tensor | OnlineReference
+
+
+def check_reference(reference: object) -> Reference:
+    """``reference`` if it is a model, a 1-d loss table or an :class:`OnlineReference`."""
+    if isinstance(reference, Tensor):
+        if reference.dim() != 1 or reference.numel() == 0:
+            raise ProvenmlError(
+                "a reference-loss table must be a non-empty 1-d tensor (one loss per dataset "
+                f"index), got shape {tuple(reference.shape)}"
+            )
+        return reference
+    if isinstance(reference, nn.Module | OnlineReference):
+        return reference
+    raise ProvenmlError(
+        "reference must be an nn.Module, a loss table from precompute_losses or an "
+        f"OnlineReference, got {type(reference).__name__}"
+    )
 
 
 def reference_losses(
@@ -198,9 +254,7 @@ class ScoringPolicy:
     uses_learner: ClassVar[bool] = False
 
     def __init__(self, *, temperature: float = 1.0, topk: bool = False) -> None:
-        if not temperature > 0:
-            raise ProvenmlError(f"temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        self.temperature = positive_float(temperature, "temperature")
         self.topk = bool(topk)
 
     def score(
@@ -296,9 +350,9 @@ class Learnability(ScoringPolicy):
         share_forward: bool | None = None,
     ) -> None:
         super().__init__(temperature=temperature, topk=topk)
-        self.actor = actor
-        self.reference = reference
-        self.actor_optimizer = actor_optimizer or adam(actor, lr)
+        self.actor = check_module(actor, "actor")
+        self.reference = check_reference(reference)
+        self.actor_optimizer = actor_optimizer or adam(actor, positive_float(lr, "lr"))
         independent = mode_independent(actor)
         if share_forward and not independent:
             raise ProvenmlError(
@@ -387,7 +441,7 @@ class RhoLoss(ScoringPolicy):
         self, reference: Reference, *, temperature: float = 1.0, topk: bool = True
     ) -> None:
         super().__init__(temperature=temperature, topk=topk)
-        self.reference = reference
+        self.reference = check_reference(reference)
 
     def score(
         self,
@@ -449,7 +503,7 @@ class EasyReference(ScoringPolicy):
         self, reference: Reference, *, temperature: float = 1.0, topk: bool = False
     ) -> None:
         super().__init__(temperature=temperature, topk=topk)
-        self.reference = reference
+        self.reference = check_reference(reference)
 
     def score(
         self,

@@ -9,7 +9,14 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from provenml.core import ComputeLedger
 from provenml.errors import ProvenmlError
 from provenml.selection.batches import Batch
-from provenml.selection.policies import LossFn, adam, check_per_example, train_step
+from provenml.selection.policies import (
+    LossFn,
+    adam,
+    check_per_example,
+    positive_float,
+    positive_int,
+    train_step,
+)
 
 
 def _batches(data: Dataset, order: Tensor, batch_size: int) -> list[Batch]:
@@ -17,6 +24,15 @@ def _batches(data: Dataset, order: Tensor, batch_size: int) -> list[Batch]:
     if isinstance(data, TensorDataset):
         return [tuple(t[c.to(t.device)] for t in data.tensors) for c in chunks]
     return list(DataLoader(data, batch_sampler=[c.tolist() for c in chunks]))
+
+
+def _length(data: object, name: str) -> int:
+    if not isinstance(data, Dataset) or not hasattr(data, "__len__"):
+        raise ProvenmlError(
+            f"{name} must be a map-style Dataset with a length (e.g. a TensorDataset), got "
+            f"{type(data).__name__}"
+        )
+    return len(data)
 
 
 def train_reference(
@@ -35,9 +51,20 @@ def train_reference(
 
     Train the reference on data **disjoint from and cleaner than** the training pool: a
     reference trained on the noisy pool learns the noise and stops telling noisy labels apart.
-    Its FLOPs (forward + backward) go to ``ledger["training:reference"]``.
+    Its FLOPs (forward + backward) go to ``ledger["training:reference"]``. ``steps`` and
+    ``batch_size`` must be positive integers and ``lr`` positive (a reference trained for no
+    step would score every example by an untrained model).
     """
-    n = len(holdout)  # type: ignore[arg-type]
+    steps = positive_int(steps, "steps")
+    batch_size = positive_int(batch_size, "batch_size")
+    lr = positive_float(lr, "lr")
+    if (
+        isinstance(weight_decay, bool)
+        or not isinstance(weight_decay, int | float)
+        or not (weight_decay >= 0)
+    ):
+        raise ProvenmlError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+    n = _length(holdout, "holdout")
     if n < batch_size:
         raise ProvenmlError(f"holdout has {n} examples, fewer than batch_size={batch_size}")
     generator = torch.Generator().manual_seed(seed)
@@ -70,7 +97,10 @@ def precompute_losses(
     up by index instead of running the reference every step). FLOPs go to
     ``ledger["scoring:reference"]``.
     """
-    n = len(data)  # type: ignore[arg-type]
+    batch_size = positive_int(batch_size, "batch_size")
+    n = _length(data, "data")
+    if n == 0:
+        raise ProvenmlError("data is empty: there is no example to compute a loss for")
     chunks = list(torch.arange(n).split(batch_size))
     was_training = model.training
     model.eval()

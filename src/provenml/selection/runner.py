@@ -1,9 +1,10 @@
 """The training loop shared by the reproductions: one learner per arm, same data, same seed.
 
-Every arm trains the same learner architecture from the same initialisation on the same pool,
-drawing super-batches through :class:`OnlineBatchSelector`; only the scoring policy differs.
-All FLOPs (learner steps, actor training, scoring forwards, reference training and the
-reference-loss table) are measured by one :class:`~provenml.core.ComputeLedger` per arm.
+Every arm trains the same learner architecture from the same initialisation on the same pool
+of a :class:`~provenml.selection.tasks.SelectionTask`, drawing super-batches through
+:class:`OnlineBatchSelector`; only the scoring policy differs. All FLOPs (learner steps, actor
+training, scoring forwards, reference training and the reference-loss table) are measured by
+one :class:`~provenml.core.ComputeLedger` per arm.
 """
 
 from __future__ import annotations
@@ -11,20 +12,15 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-from torch.utils.data import TensorDataset
+from torch import nn
 
 from provenml.core import ComputeLedger
 from provenml.errors import ProvenmlError
-from provenml.nn import mlp
-from provenml.selection.data import Splits
-from provenml.selection.losses import classification_loss
 from provenml.selection.policies import (
     EasyReference,
     HardLearner,
@@ -37,6 +33,7 @@ from provenml.selection.policies import (
 )
 from provenml.selection.reference import precompute_losses, train_reference
 from provenml.selection.selector import OnlineBatchSelector
+from provenml.selection.tasks import SelectionTask
 
 ARMS: tuple[str, ...] = (
     "uniform",
@@ -51,27 +48,38 @@ USES_REFERENCE = {"learnability", "learnability_topk", "rho_loss", "easy_referen
 
 @dataclass
 class ArmRun:
-    """What one arm measured: the test-accuracy curve against updates and cumulative FLOPs."""
+    """What one arm measured: the metric's curve against updates and cumulative FLOPs.
+
+    ``steps[i]`` is the number of learner updates made before evaluation ``i``; ``flops[i]``
+    everything the arm had spent by then. ``higher_is_better`` orients the metric (accuracy:
+    True; a loss: False).
+    """
 
     name: str
     steps: list[int] = field(default_factory=list)
-    accuracy: list[float] = field(default_factory=list)
+    metric: list[float] = field(default_factory=list)
     flops: list[int] = field(default_factory=list)
+    higher_is_better: bool = True
+    updates: int = 0
     noisy_fraction: float = math.nan
     compute: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
 
     def smoothed(self, window: int) -> np.ndarray:
-        """Trailing mean of the accuracy over ``window`` evaluations."""
-        acc = np.asarray(self.accuracy, dtype=float)
-        out = np.convolve(acc, np.ones(window) / window, mode="full")[: len(acc)]
-        out[: window - 1] = [acc[: i + 1].mean() for i in range(min(window - 1, len(acc)))]
-        return out
+        """Trailing mean of the metric over ``window`` evaluations (fewer at the start)."""
+        values = np.asarray(self.metric, dtype=float)
+        cumulative = np.concatenate([[0.0], np.cumsum(values)])
+        ends = np.arange(1, len(values) + 1)
+        starts = np.maximum(0, ends - window)
+        return (cumulative[ends] - cumulative[starts]) / (ends - starts)
 
     def first_reach(self, target: float, window: int) -> tuple[float, float, bool]:
-        """(updates, total FLOPs) at the first evaluation whose smoothed accuracy reaches
-        ``target``, and whether it was reached; unreached arms report their full budget."""
-        hit = np.nonzero(self.smoothed(window) >= target - 1e-12)[0]
+        """(updates, total FLOPs) at the first evaluation whose smoothed metric reaches
+        ``target`` (at least it, or at most it for a loss), and whether it was reached;
+        unreached arms report their full budget."""
+        smooth = self.smoothed(window)
+        reached = smooth >= target - 1e-12 if self.higher_is_better else smooth <= target + 1e-12
+        hit = np.nonzero(reached)[0]
         if hit.size == 0:
             return float(self.steps[-1]), float(self.flops[-1]), False
         i = int(hit[0])
@@ -80,22 +88,28 @@ class ArmRun:
     def to_dict(self) -> dict[str, Any]:
         return {
             "steps": self.steps,
-            "accuracy": self.accuracy,
+            "metric": self.metric,
             "flops": self.flops,
+            "higher_is_better": self.higher_is_better,
+            "updates": self.updates,
             "noisy_fraction": self.noisy_fraction,
             "compute": self.compute,
             "wall_s": self.wall_s,
         }
 
-
-def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
-    """Top-1 accuracy of ``model`` on ``(x, y)`` in one batched forward."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        acc = (model(x).argmax(1) == y).float().mean().item()
-    model.train(was_training)
-    return float(acc)
+    @classmethod
+    def from_dict(cls, name: str, data: dict[str, Any]) -> ArmRun:
+        return cls(
+            name,
+            steps=list(data["steps"]),
+            metric=list(data["metric"]),
+            flops=list(data["flops"]),
+            higher_is_better=bool(data.get("higher_is_better", True)),
+            updates=int(data.get("updates", 0)),
+            noisy_fraction=float(data["noisy_fraction"]),
+            compute=dict(data.get("compute", {})),
+            wall_s=float(data.get("wall_s", 0.0)),
+        )
 
 
 @dataclass
@@ -103,13 +117,13 @@ class Reference:
     """A trained reference, its loss table over the pool, and the ledger of what it cost."""
 
     model: nn.Module
-    table: Tensor
+    table: torch.Tensor
     ledger: ComputeLedger
-    holdout_accuracy: float
+    metric: float
 
 
 def build_reference(
-    splits: Splits,
+    task: SelectionTask,
     width: int,
     *,
     steps: int,
@@ -118,73 +132,57 @@ def build_reference(
     seed: int,
     device: torch.device,
 ) -> Reference:
-    """Train the reference on the clean holdout and precompute its losses over the pool."""
+    """Train the reference (a scorer of ``width``) on the task's clean holdout and precompute
+    its losses over the pool (both charged to the reference's ledger)."""
     torch.manual_seed(seed + 1)
-    model = mlp(splits.x_pool.shape[1], [width], 10).to(device)
+    model = task.scorer(width).to(device)
     ledger = ComputeLedger()
-    holdout = TensorDataset(splits.x_holdout.to(device), splits.y_holdout.to(device))
     train_reference(
         model,
-        holdout,
-        classification_loss,
+        task.holdout,
+        task.loss_fn,
         steps=steps,
         batch_size=batch_size,
         lr=lr,
         ledger=ledger,
         seed=seed,
     )
-    pool = TensorDataset(splits.x_pool.to(device), splits.y_pool.to(device))
-    table = precompute_losses(model, pool, classification_loss, batch_size=8192, ledger=ledger)
-    acc = accuracy(model, splits.x_test.to(device), splits.y_test.to(device))
-    return Reference(model, table, ledger, acc)
+    table = precompute_losses(model, task.pool, task.loss_fn, batch_size=4096, ledger=ledger)
+    return Reference(model, table, ledger, task.evaluate(model))
 
 
 def make_policy(
     arm: str,
     reference: Reference | None,
-    scorer_width: int,
+    actor: nn.Module | None,
     *,
     lr: float,
     temperature: float,
-    in_features: int,
-    device: torch.device,
 ) -> ScoringPolicy:
-    """The scoring policy of one arm (the actor is a fresh small MLP)."""
+    """The scoring policy of one arm (``actor``: a fresh scorer, for the learnability arms)."""
+    if arm not in ARMS:
+        raise ProvenmlError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
     if arm in USES_REFERENCE and reference is None:
         raise ProvenmlError(f"arm {arm!r} needs a reference model")
     if arm == "uniform":
         return Uniform()
-    if arm in ("learnability", "learnability_topk"):
-        assert reference is not None
-        actor = mlp(in_features, [scorer_width], 10).to(device)
-        return Learnability(
-            actor,
-            reference.table,
-            lr=lr,
-            temperature=temperature,
-            topk=arm == "learnability_topk",
-        )
-    if arm == "rho_loss":
-        assert reference is not None
-        return RhoLoss(reference.table)
     if arm == "hard_learner":
         return HardLearner(temperature=temperature)
+    assert reference is not None
+    if arm == "rho_loss":
+        return RhoLoss(reference.table)
     if arm == "easy_reference":
-        assert reference is not None
         return EasyReference(reference.table, temperature=temperature)
-    raise ProvenmlError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
-
-
-def _copy_ledger(source: ComputeLedger) -> ComputeLedger:
-    ledger = ComputeLedger()
-    for name in ("flops", "calls", "seconds"):
-        getattr(ledger, name).update(getattr(source, name))
-    return ledger
+    if actor is None:
+        raise ProvenmlError(f"arm {arm!r} needs an actor model")
+    return Learnability(
+        actor, reference.table, lr=lr, temperature=temperature, topk=arm == "learnability_topk"
+    )
 
 
 def run_arm(
     arm: str,
-    splits: Splits,
+    task: SelectionTask,
     learner_init: nn.Module,
     reference: Reference | None,
     *,
@@ -201,55 +199,51 @@ def run_arm(
     ctx_log: Any = None,
     bar: Any = None,
 ) -> ArmRun:
-    """Train a copy of ``learner_init`` for ``steps`` selected batches; evaluate every
-    ``eval_every`` updates. Reference costs are charged to every arm that uses the reference."""
+    """Train a copy of ``learner_init`` for exactly ``steps`` selected batches, evaluating
+    after every ``eval_every``-th update and after the last. Reference costs are charged to
+    every arm that uses the reference. ``task`` must already be on ``device``."""
     started = time.perf_counter()
     learner = copy.deepcopy(learner_init).to(device)
     optimizer = adam(learner, lr)
     uses_ref = arm in USES_REFERENCE
-    ledger = _copy_ledger(reference.ledger) if (uses_ref and reference) else ComputeLedger()
-    torch.manual_seed(seed + 2)  # the actor's initialisation
+    ledger = reference.ledger.copy() if (uses_ref and reference) else ComputeLedger()
+    actor = None
+    if arm in ("learnability", "learnability_topk"):
+        torch.manual_seed(seed + 2)  # the actor's initialisation
+        actor = task.scorer(scorer_width).to(device)
     policy = make_policy(
-        arm,
-        reference if uses_ref else None,
-        scorer_width,
-        lr=scorer_lr,
-        temperature=temperature,
-        in_features=splits.x_pool.shape[1],
-        device=device,
+        arm, reference if uses_ref else None, actor, lr=scorer_lr, temperature=temperature
     )
     selector = OnlineBatchSelector(
-        learner, classification_loss, policy, batch_size, rho, ledger=ledger, seed=seed
+        learner, task.loss_fn, policy, batch_size, rho, ledger=ledger, seed=seed
     )
-    pool = TensorDataset(splits.x_pool.to(device), splits.y_pool.to(device))
-    is_noisy = splits.is_noisy.to(device)
-    x_test, y_test = splits.x_test.to(device), splits.y_test.to(device)
-    run = ArmRun(arm)
+    run = ArmRun(arm, higher_is_better=task.higher_is_better)
     noisy_picked = torch.zeros((), device=device)
-    epochs = math.ceil(steps * selector.super_batch_size / len(pool)) + 1
-    for step, selection in enumerate(selector.selections(pool, epochs=epochs), start=1):
+    for step, selection in enumerate(
+        selector.selections(task.pool, epochs=None, max_steps=steps), start=1
+    ):
         train_step(
             learner,
             optimizer,
-            classification_loss,
+            task.loss_fn,
             selection.batch,
             ledger=ledger,
             category="training:learner",
         )
+        run.updates = step
         assert selection.indices is not None
-        noisy_picked += is_noisy[selection.indices].sum()
-        step += 1
+        noisy_picked += task.is_noisy[selection.indices.to(device)].sum()
         if step % eval_every == 0 or step == steps:
             run.steps.append(step)
-            run.accuracy.append(accuracy(learner, x_test, y_test))
+            run.metric.append(task.evaluate(learner))
             run.flops.append(ledger.total_flops)
             if ctx_log is not None:
-                ctx_log(step=step, arm=arm, test_acc=run.accuracy[-1], flops=run.flops[-1])
+                ctx_log(step=step, arm=arm, metric=run.metric[-1], flops=run.flops[-1])
         if bar is not None:
             bar.advance()
-        if step >= steps:
-            break
-    run.noisy_fraction = float(noisy_picked) / (steps * batch_size)
+    if run.updates != steps:  # the selector stops only at max_steps (epochs=None)
+        raise RuntimeError(f"arm {arm} made {run.updates} updates, not {steps}")
+    run.noisy_fraction = float(noisy_picked) / (run.updates * batch_size)
     run.compute = ledger.to_dict()
     run.wall_s = time.perf_counter() - started
     return run
@@ -260,7 +254,7 @@ def savings(ours: float, baseline: float) -> float:
     return 1.0 - ours / baseline if baseline > 0 else math.nan
 
 
-def learner_for(splits: Splits, hidden: Sequence[int], seed: int) -> nn.Module:
-    """The learner's shared initialisation for one seed."""
+def learner_for(task: SelectionTask, seed: int) -> nn.Module:
+    """The learner's shared initialisation for one seed (on the CPU)."""
     torch.manual_seed(seed)
-    return mlp(splits.x_pool.shape[1], list(hidden), 10)
+    return task.learner()

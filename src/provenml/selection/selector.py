@@ -10,6 +10,7 @@ Use it in your own training loop::
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from provenml.core import ComputeLedger
 from provenml.errors import ProvenmlError
 from provenml.selection.batches import Batch, batch_length, concat, take
-from provenml.selection.policies import LossFn, ScoringPolicy
+from provenml.selection.policies import LossFn, ScoringPolicy, positive_int
 
 
 @dataclass
@@ -61,10 +62,9 @@ class OnlineBatchSelector:
         ledger: ComputeLedger | None = None,
         seed: int = 0,
     ) -> None:
-        if not isinstance(rho, int | float) or not 0 < rho <= 1:
-            raise ProvenmlError(f"rho must be in (0, 1], got {rho!r}")
-        if batch_size < 1:
-            raise ProvenmlError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(rho, bool) or not isinstance(rho, int | float) or not 0 < rho <= 1:
+            raise ProvenmlError(f"rho must be a number in (0, 1], got {rho!r}")
+        self.batch_size = positive_int(batch_size, "batch_size")
         if not callable(loss_fn):
             raise ProvenmlError("loss_fn must be callable as loss_fn(model, batch) -> Tensor[N]")
         if not isinstance(policy, ScoringPolicy):
@@ -72,7 +72,6 @@ class OnlineBatchSelector:
         self.learner = learner
         self.loss_fn = loss_fn
         self.policy = policy
-        self.batch_size = int(batch_size)
         self.rho = float(rho)
         self.ledger = ledger
         self.generator = torch.Generator().manual_seed(seed)
@@ -114,22 +113,47 @@ class OnlineBatchSelector:
         return Selection(chosen, positions, chosen_indices, scores)
 
     # -- streams ----------------------------------------------------------------------------
-    def selections(self, source: Dataset | Iterable[Batch], epochs: int = 1) -> Iterator[Selection]:
+    def selections(
+        self,
+        source: Dataset | Iterable[Batch],
+        epochs: int | None = 1,
+        *,
+        max_steps: int | None = None,
+    ) -> Iterator[Selection]:
         """Selections from a map-style ``Dataset`` (shuffled, with dataset indices) or from any
         iterable of batches (re-chunked into super-batches; no indices). An incomplete last
-        super-batch is dropped."""
-        for super_batch, indices in self.super_batches(source, epochs):
-            yield self.select(super_batch, indices)
+        super-batch is dropped.
 
-    def batches(self, source: Dataset | Iterable[Batch], epochs: int = 1) -> Iterator[Batch]:
-        """The selected batches only (see :meth:`selections`)."""
-        for selection in self.selections(source, epochs):
+        ``epochs`` passes over ``source`` (``None``: as many as ``max_steps`` needs); the stream
+        stops after ``max_steps`` selections when that is given, whichever comes first.
+        """
+        epochs, max_steps = _check_budget(epochs, max_steps)
+        if max_steps == 0:
+            return
+        for step, (super_batch, indices) in enumerate(self.super_batches(source, epochs), start=1):
+            yield self.select(super_batch, indices)
+            if max_steps is not None and step >= max_steps:
+                return
+
+    def batches(
+        self,
+        source: Dataset | Iterable[Batch],
+        epochs: int | None = 1,
+        *,
+        max_steps: int | None = None,
+    ) -> Iterator[Batch]:
+        """The selected batches only (see :meth:`selections`): ``selector.batches(data,
+        epochs=None, max_steps=2000)`` yields exactly 2000 batches (a step budget)."""
+        for selection in self.selections(source, epochs, max_steps=max_steps):
             yield selection.batch
 
     def super_batches(
-        self, source: Dataset | Iterable[Batch], epochs: int = 1
+        self, source: Dataset | Iterable[Batch], epochs: int | None = 1
     ) -> Iterator[tuple[Batch, Tensor | None]]:
-        """Super-batches of ``super_batch_size`` examples, with dataset indices when known."""
+        """Super-batches of ``super_batch_size`` examples, with dataset indices when known
+        (``epochs=None``: without end)."""
+        epochs, _ = _check_budget(epochs, 1)
+        passes = itertools.count() if epochs is None else range(epochs)
         size = self.super_batch_size
         if isinstance(source, Dataset) and hasattr(source, "__len__"):
             length = len(source)  # type: ignore[arg-type]
@@ -138,7 +162,7 @@ class OnlineBatchSelector:
                     f"the dataset has {length} examples, fewer than one super-batch of {size} "
                     f"(batch_size / rho)"
                 )
-            for _ in range(epochs):
+            for _ in passes:
                 order = torch.randperm(length, generator=self.generator)
                 chunks = list(order[: length - length % size].split(size))
                 if isinstance(source, TensorDataset):  # fast path: one gather per tensor
@@ -151,9 +175,10 @@ class OnlineBatchSelector:
             return
         if isinstance(source, Dataset):
             raise ProvenmlError("an iterable-style Dataset needs to be wrapped in a DataLoader")
-        for _ in range(epochs):
+        for _ in passes:
             pending: list[Batch] = []
             held = 0
+            produced = False
             for batch in source:
                 pending.append(batch)
                 held += batch_length(batch)
@@ -163,6 +188,19 @@ class OnlineBatchSelector:
                 start = 0
                 while held - start >= size:
                     yield take(merged, torch.arange(start, start + size)), None
+                    produced = True
                     start += size
                 pending = [take(merged, torch.arange(start, held))] if held > start else []
                 held -= start
+            if not produced:  # an empty (or one-shot, already spent) source: stop, never spin
+                return
+
+
+def _check_budget(epochs: object, max_steps: object) -> tuple[int | None, int | None]:
+    """Validated ``(epochs, max_steps)``: ``epochs`` >= 1 or None, ``max_steps`` >= 0 or None,
+    not both None (an endless stream needs a step budget)."""
+    checked_epochs = None if epochs is None else positive_int(epochs, "epochs")
+    checked_steps = None if max_steps is None else positive_int(max_steps, "max_steps", minimum=0)
+    if checked_epochs is None and checked_steps is None:
+        raise ProvenmlError("epochs=None streams without end: give max_steps as well")
+    return checked_epochs, checked_steps
