@@ -8,6 +8,7 @@ index and charged to the compute ledger); the reference-forward and unshared-act
 variants are printed beside it.
 
     .venv/bin/python benchmarks/bench_selection_step.py [--steps 300] [--threads 1]
+        [--scorer-width 115]   # the headline's scorers (1/50 of the learner's FLOPs)
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def make_loop(
     learner = mlp(40, hidden, 10)
     optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3, fused=True)
     selector = OnlineBatchSelector(learner, classification_loss, policy_fn(), 64, rho=0.5)
-    stream = selector.batches(data, epochs=10_000)
+    stream = selector.batches(data, epochs=None, max_steps=10**9)
 
     def run(steps: int) -> None:
         for _ in range(steps):
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--hidden", default="512,512", help="learner widths (issue: 512,512)")
+    parser.add_argument("--scorer-width", type=int, default=115, help="actor/reference width")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     hidden = [int(h) for h in args.hidden.split(",")]
@@ -65,18 +67,19 @@ def main() -> None:
     data = TensorDataset(
         torch.randn(20000, 40, generator=g), torch.randint(0, 10, (20000,), generator=g)
     )
-    reference = mlp(40, [32], 10).eval()
+    width = args.scorer_width
+    reference = mlp(40, [width], 10).eval()
     table = precompute_losses(reference, data, classification_loss)
     loops = {
         "uniform (anchor)": make_loop(Uniform, data, hidden),
         "learnability, cached reference": make_loop(
-            lambda: Learnability(mlp(40, [32], 10), table), data, hidden
+            lambda: Learnability(mlp(40, [width], 10), table), data, hidden
         ),
         "learnability, reference forward": make_loop(
-            lambda: Learnability(mlp(40, [32], 10), reference), data, hidden
+            lambda: Learnability(mlp(40, [width], 10), reference), data, hidden
         ),
         "learnability, no shared actor fwd": make_loop(
-            lambda: Learnability(mlp(40, [32], 10), table, share_forward=False), data, hidden
+            lambda: Learnability(mlp(40, [width], 10), table, share_forward=False), data, hidden
         ),
         "rho_loss, cached reference": make_loop(lambda: RhoLoss(table), data, hidden),
     }
@@ -90,7 +93,8 @@ def main() -> None:
             times[name].append((time.perf_counter() - start) / args.steps)
     anchor = statistics.median(times["uniform (anchor)"])
     print(
-        f"learner 40-{args.hidden.replace(',', '-')}-10, threads={args.threads}, "
+        f"learner 40-{args.hidden.replace(',', '-')}-10, scorers 40-{width}-10, "
+        f"threads={args.threads}, "
         f"steps={args.steps}, repeats={args.repeats} (median per step)"
     )
     print(f"{'loop':34s} {'ms/step':>8s} {'ratio':>6s}")
