@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from provenml.errors import ProvenmlError
 from provenml.schedules import WSD, WSDS, CyclicCosine, WarmupCosine, decay_factor
 
 PEAK = 2.0
@@ -80,11 +84,11 @@ def test_wsds_reaches_min_exactly_at_every_checkpoint_then_returns_to_peak(shape
 def test_wsds_checkpoint_steps_and_validation() -> None:
     sched = WSDS(_optimizer(), [10, 20], decay_fraction=0.5)
     assert sched.checkpoint_steps == [10, 20]
-    with pytest.raises(ValueError, match="strictly increasing"):
+    with pytest.raises(ProvenmlError, match="strictly increasing"):
         WSDS(_optimizer(), [20, 10])
-    with pytest.raises(ValueError, match="warmup_steps"):
+    with pytest.raises(ProvenmlError, match="warmup_steps"):
         WSDS(_optimizer(), [10, 20], warmup_steps=9, decay_fraction=0.5)
-    with pytest.raises(ValueError, match="unknown decay shape"):
+    with pytest.raises(ProvenmlError, match="unknown decay shape"):
         WSD(_optimizer(), 100, decay_shape="exp")  # type: ignore[arg-type]
 
 
@@ -196,3 +200,201 @@ def test_wsds_rate_bounded_and_min_at_each_budget(
     assert all(min_ratio - 1e-12 <= r <= 1.0 for r in rates)
     for budget in budgets:
         assert rates[budget - 1] == pytest.approx(min_ratio)
+
+
+# --------------------------------------------------------------------------------------------
+# The oracle pinned to PyTorch's own warmup-cosine composition
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("total", "warmup", "min_ratio", "peak"),
+    [(1380, 15, 0.1, 2e-3), (300, 15, 0.1, 4e-3), (4600, 50, 0.1, 8e-3), (97, 3, 0.0, 1.0)],
+)
+def test_warmup_cosine_equals_pytorch_sequential_lr(
+    total: int, warmup: int, min_ratio: float, peak: float
+) -> None:
+    from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
+
+    ours = _rates(lambda o: WarmupCosine(o, total, warmup, min_ratio), total, peak=peak)
+
+    def pytorch(o: torch.optim.Optimizer) -> SequentialLR:
+        ramp = LinearLR(o, start_factor=1 / warmup, end_factor=1.0, total_iters=warmup - 1)
+        cosine = CosineAnnealingLR(o, T_max=total - warmup, eta_min=min_ratio * peak)
+        return SequentialLR(o, [ramp, cosine], milestones=[warmup - 1])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SequentialLR's own deprecation notices
+        theirs = _rates(pytorch, total, peak=peak)
+    assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-15)
+    assert ours[warmup - 1] == peak and ours[-1] == min_ratio * peak
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input: one ProvenmlError naming the argument, before anything is built
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "argument"),
+    [
+        (lambda o: WSDS(o, [100, 200], warmup_steps=-5), "warmup_steps"),
+        (lambda o: WSD(o, total_steps=100.7), "total_steps"),  # type: ignore[arg-type]
+        (lambda o: WSD(o, total_steps=0), "total_steps"),
+        (lambda o: WSD(o, 100, warmup_steps=2.5), "warmup_steps"),  # type: ignore[arg-type]
+        (lambda o: WSD(o, 100, decay_fraction=0.0), "decay_fraction"),
+        (lambda o: WSD(o, 100, decay_fraction=1.5), "decay_fraction"),
+        (lambda o: WSD(o, 100, decay_fraction="0.2"), "decay_fraction"),  # type: ignore[arg-type]
+        (lambda o: WSD(o, 100, min_lr_ratio=-0.1), "min_lr_ratio"),
+        (lambda o: WSD(o, 100, min_lr_ratio=float("nan")), "min_lr_ratio"),
+        (lambda o: WSD(o, 100, decay_shape="inverse", min_lr_ratio=0.0), "min_lr_ratio"),
+        (lambda o: WSD(o, 100, last_epoch=-3), "last_epoch"),
+        (lambda o: WSD("adam", 100), "optimizer"),  # type: ignore[arg-type]
+        (lambda o: WSDS(o, []), "budgets"),
+        (lambda o: WSDS(o, 300), "budgets"),  # type: ignore[arg-type]
+        (lambda o: WSDS(o, [100, 150.5]), "budgets[1]"),  # type: ignore[list-item]
+        (lambda o: WSDS(o, [0, 100]), "budgets"),
+        (lambda o: WSDS(o, [100, 200], decay_shape="exp"), "decay shape"),  # type: ignore[arg-type]
+        (lambda o: CyclicCosine(o, [40, 100], warmup_steps=-1), "warmup_steps"),
+        (lambda o: CyclicCosine(o, [40, 100], rewarmup_steps=60), "rewarmup_steps"),
+        (lambda o: CyclicCosine(o, [40, 100], min_lr_ratio=2.0), "min_lr_ratio"),
+        (lambda o: WarmupCosine(o, total_steps=-10), "total_steps"),
+        (lambda o: WarmupCosine(o, 100, warmup_steps=100), "warmup_steps"),
+        (lambda o: decay_factor(0.5, "linear", 1.5), "min_ratio"),
+        (lambda o: decay_factor(None, "linear", 0.1), "progress"),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_arguments_are_refused_by_name(build, argument: str) -> None:
+    with pytest.raises(ProvenmlError, match=re.escape(argument)):
+        build(_optimizer())
+
+
+BAD_INTEGERS = st.one_of(
+    st.integers(max_value=-1),
+    st.floats(allow_nan=True, allow_infinity=True),  # a float is not a step count, even 100.0
+    st.booleans(),
+    st.text(max_size=3),
+    st.none(),
+)
+
+#: Every integer argument of every public constructor, with valid values for the others.
+INTEGER_ARGUMENTS = {
+    "WSD.total_steps": lambda o, v: WSD(o, total_steps=v),
+    "WSD.warmup_steps": lambda o, v: WSD(o, 100, warmup_steps=v),
+    "WSD.last_epoch": lambda o, v: WSD(o, 100, last_epoch=v if v != -1 else -2),
+    "WSDS.budgets": lambda o, v: WSDS(o, [100, v]),
+    "WSDS.warmup_steps": lambda o, v: WSDS(o, [100, 200], warmup_steps=v),
+    "CyclicCosine.warmup_steps": lambda o, v: CyclicCosine(o, [100, 200], warmup_steps=v),
+    "CyclicCosine.rewarmup_steps": lambda o, v: CyclicCosine(o, [100, 200], rewarmup_steps=v),
+    "WarmupCosine.total_steps": lambda o, v: WarmupCosine(o, total_steps=v),
+    "WarmupCosine.warmup_steps": lambda o, v: WarmupCosine(o, 100, warmup_steps=v),
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(argument=st.sampled_from(sorted(INTEGER_ARGUMENTS)), value=BAD_INTEGERS)
+def test_any_bad_step_count_is_one_provenml_error_naming_it(argument: str, value: object) -> None:
+    name = argument.split(".")[1]
+    with pytest.raises(ProvenmlError, match=re.escape(name)):
+        INTEGER_ARGUMENTS[argument](_optimizer(), value)
+
+
+#: Every ratio / fraction argument, with valid values for the others.
+RATIO_ARGUMENTS = {
+    "WSD.decay_fraction": (lambda o, v: WSD(o, 100, decay_fraction=v), False),
+    "WSD.min_lr_ratio": (lambda o, v: WSD(o, 100, min_lr_ratio=v), True),
+    "WSDS.decay_fraction": (lambda o, v: WSDS(o, [100, 200], decay_fraction=v), False),
+    "WSDS.min_lr_ratio": (lambda o, v: WSDS(o, [100, 200], min_lr_ratio=v), True),
+    "CyclicCosine.min_lr_ratio": (lambda o, v: CyclicCosine(o, [100, 200], min_lr_ratio=v), True),
+    "WarmupCosine.min_lr_ratio": (lambda o, v: WarmupCosine(o, 100, min_lr_ratio=v), True),
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    argument=st.sampled_from(sorted(RATIO_ARGUMENTS)),
+    value=st.one_of(
+        st.floats(max_value=-1e-9),
+        st.floats(min_value=1.0 + 1e-9),
+        st.just(float("nan")),
+        st.booleans(),
+        st.text(max_size=3),
+        st.none(),
+    ),
+)
+def test_any_bad_ratio_is_one_provenml_error_naming_it(argument: str, value: object) -> None:
+    build, _ = RATIO_ARGUMENTS[argument]
+    with pytest.raises(ProvenmlError, match=re.escape(argument.split(".")[1])):
+        build(_optimizer(), value)
+
+
+@pytest.mark.parametrize("argument", sorted(RATIO_ARGUMENTS))
+def test_ratio_edges(argument: str) -> None:
+    build, zero_allowed = RATIO_ARGUMENTS[argument]
+    build(_optimizer(), 1.0)  # both ends of [0, 1] / (0, 1] at the top
+    if zero_allowed:
+        build(_optimizer(), 0.0)
+    else:
+        with pytest.raises(ProvenmlError, match=argument.split(".")[1]):
+            build(_optimizer(), 0.0)
+
+
+def test_numpy_integers_are_step_counts() -> None:
+    np = pytest.importorskip("numpy")
+    sched = WSDS(_optimizer(), np.array([10, 20]), warmup_steps=np.int64(2))
+    assert sched.budgets == [10, 20] and sched.warmup_steps == 2
+
+
+# --------------------------------------------------------------------------------------------
+# The documented code runs as documented
+# --------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _python_block(path: Path, heading: str) -> str:
+    """The first ```python block after ``heading`` in ``path``."""
+    text = path.read_text()
+    start = text.index("```python", text.index(heading)) + len("```python")
+    return text[start : text.index("```", start)]
+
+
+def test_docs_wsd_branch_recipe_runs_without_initial_lr() -> None:
+    torch.manual_seed(0)
+    namespace: dict = {}
+    exec(_python_block(ROOT / "docs/schedules.md", "### Branching a WSD decay"), namespace)
+    rates = namespace["branch_rates"]
+    assert len(rates) == 150
+    assert rates[0] == pytest.approx(1e-3 * (1 - 0.9 / 150))
+    assert rates[-1] == pytest.approx(1e-4)
+    # the main branch had no scheduler: its optimizer has no initial_lr, the branch took lr
+    assert "initial_lr" not in namespace["optimizer"].param_groups[0]
+
+
+def test_a_branch_from_a_scheduled_main_branch_keeps_its_peak() -> None:
+    main_opt = _optimizer(lr=0.5)
+    warmup = torch.optim.lr_scheduler.LambdaLR(main_opt, lambda t: min(1.0, (t + 1) / 10))
+    for _ in range(5):  # mid-warmup: lr is 0.3, the peak (initial_lr) 0.5
+        main_opt.step()
+        warmup.step()
+    branch_opt = _optimizer(lr=0.5)
+    branch_opt.load_state_dict(main_opt.state_dict())
+    branch = WSD(branch_opt, 100, warmup_steps=10, last_epoch=4)
+    assert branch.base_lrs == [0.5]
+    assert branch_opt.param_groups[0]["lr"] == pytest.approx(0.5 * 6 / 10)
+
+
+def test_readme_example_checkpoints_ran_at_the_minimum(tmp_path: Path, monkeypatch) -> None:
+    code = _python_block(ROOT / "README.md", "## WSD-S in your own loop")
+    for long, short in (("4000", "400"), ("2000", "200"), ("1000", "100"), ("=50", "=5")):
+        assert long in code, long
+        code = code.replace(long, short)  # the README's example with its budgets divided by 10
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    exec(code, {})
+    peak, minimum = 3e-3, 3e-4
+    for budget in (100, 200, 400):
+        saved = torch.load(tmp_path / f"{budget}.pt")
+        assert saved["lr"] == pytest.approx(minimum)  # the update that made it ran at the minimum
+        after = saved["sched"]["_last_lr"][0]  # and the scheduler has moved on
+        assert after == pytest.approx(minimum if budget == 400 else peak)

@@ -11,7 +11,8 @@ The arms of Wen et al. (2024, Sec. 5), with budgets ``T_1 < T_2 < ... < T_K``:
 * ``cyclic``: :class:`~provenml.schedules.CyclicCosine` with cycles ending at the same ``C_i``;
 * ``cosine``: one :class:`~provenml.schedules.WarmupCosine` run per checkpoint, each as long as
   the WSD-S checkpoint it is compared with (``C_i`` steps): the oracle that knows its budget in
-  advance and pays for a fresh run per budget.
+  advance and pays for a fresh run per budget; its peak rate is its own per budget
+  (``ArmSetup.oracle_lr``), since a cosine to ``T_1`` wants another peak than one to ``T_K``.
 
 Every arm starts from the same initial weights, and the step-``k`` batch is the same for every
 arm (:class:`~provenml.schedules.lm.BatchStream`).
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
+from provenml.errors import ProvenmlError
 from provenml.schedules.lm import BatchStream, Evaluator, build_model, lm_loss, window_length
 from provenml.schedules.schedulers import WSD, WSDS, CyclicCosine, WarmupCosine, decay_steps
 
@@ -61,7 +63,14 @@ class ArmSetup:
     min_lr_ratio: float
     weight_decay: float
     peak_lr: dict[str, float]
+    oracle_lr: list[float]
     curve_every: int
+
+    def __post_init__(self) -> None:
+        if len(self.oracle_lr) != len(self.budgets):
+            raise ProvenmlError(
+                f"oracle_lr has {len(self.oracle_lr)} rates for {len(self.budgets)} budgets"
+            )
 
     @property
     def decays(self) -> list[int]:
@@ -73,11 +82,14 @@ class ArmSetup:
         decays = self.decays
         return [t + sum(decays[:i]) for i, t in enumerate(self.budgets)]
 
-    @property
-    def total_steps(self) -> int:
-        """Optimizer steps over all arms (for the progress bar)."""
+    def steps_for(self, arms: Sequence[str] = ARMS) -> int:
+        """Optimizer steps that training ``arms`` takes (for the progress bar and the parts)."""
         c, t = self.equal_compute_budgets, self.budgets
-        return t[-1] + sum(self.decays) + 2 * c[-1] + sum(c)
+        steps = {"main": t[-1] + sum(self.decays), "wsds": c[-1], "cyclic": c[-1], "cosine": sum(c)}
+        main = "wsd" in arms or "constant" in arms
+        return main * steps["main"] + sum(
+            steps[a] for a in ("wsds", "cyclic", "cosine") if a in arms
+        )
 
 
 CurvePoint = tuple[int, float, float]
@@ -176,9 +188,11 @@ def _new_trainer(
     arm: str,
     initial: nn.Module,
     scheduler_factory: Callable[[torch.optim.Optimizer], LRScheduler],
+    peak_lr: float | None = None,
 ) -> _Trainer:
     model = copy.deepcopy(initial).to(ctx.device)
-    optimizer = _adamw(model, setup.peak_lr[arm], setup.weight_decay)
+    lr = setup.peak_lr[arm] if peak_lr is None else peak_lr
+    optimizer = _adamw(model, lr, setup.weight_decay)
     return _Trainer(setup, ctx, arm, model, optimizer, scheduler_factory(optimizer))
 
 
@@ -188,7 +202,7 @@ def run_arms(setup: ArmSetup, ctx: RunContext, arms: Sequence[str] = ARMS) -> di
     budgets, decays, equal = setup.budgets, setup.decays, setup.equal_compute_budgets
     out: dict[str, ArmOutcome] = {}
     shape = setup.decay_shape
-    with ctx.progress_bar(setup.total_steps, f"{ctx.scale} arms (seed {ctx.seed})") as bar:
+    with ctx.progress_bar(setup.steps_for(arms), f"{ctx.scale} arms (seed {ctx.seed})") as bar:
         if "wsd" in arms or "constant" in arms:
             warmup = setup.warmup_steps
 
@@ -269,7 +283,7 @@ def run_arms(setup: ArmSetup, ctx: RunContext, arms: Sequence[str] = ARMS) -> di
             )
         if "cosine" in arms:
             oracle = ArmOutcome()
-            for budget in equal:
+            for budget, oracle_lr in zip(equal, setup.oracle_lr, strict=True):
                 trainer = _new_trainer(
                     setup,
                     ctx,
@@ -281,6 +295,7 @@ def run_arms(setup: ArmSetup, ctx: RunContext, arms: Sequence[str] = ARMS) -> di
                         warmup_steps=setup.warmup_steps,
                         min_lr_ratio=setup.min_lr_ratio,
                     ),
+                    peak_lr=oracle_lr,
                 )
                 curve: list[CurvePoint] = []
                 trainer.run(0, budget, oracle, bar, curve)
@@ -314,8 +329,11 @@ def _single_branch(
     return outcome
 
 
-def build_setup(cfg, ctx: RunContext, corpus, peak_lr: dict[str, float]) -> ArmSetup:
-    """The shared pieces of an experiment config (see ``schedules.experiments``)."""
+def build_setup(
+    cfg, ctx: RunContext, corpus, peak_lr: dict[str, float], oracle_lr: Sequence[float]
+) -> ArmSetup:
+    """The shared pieces of an experiment config (see ``schedules.experiments``);
+    ``oracle_lr``: the oracle cosine's peak rate for each budget."""
     model_kwargs = (
         {"context": cfg.context, "embed": cfg.embed, "hidden": cfg.hidden}
         if cfg.model == "mlp"
@@ -345,5 +363,6 @@ def build_setup(cfg, ctx: RunContext, corpus, peak_lr: dict[str, float]) -> ArmS
         min_lr_ratio=cfg.min_lr_ratio,
         weight_decay=cfg.weight_decay,
         peak_lr=peak_lr,
+        oracle_lr=list(oracle_lr),
         curve_every=max(1, cfg.budget // cfg.curve_points),
     )

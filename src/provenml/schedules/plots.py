@@ -32,7 +32,7 @@ def _loss_axes(ax, data: dict) -> None:
     ax.set_ylabel("validation loss (nats/byte)")
 
 
-def multibudget_seed(result: Result, ctx: RunContext) -> None:
+def multibudget_seed(result: Result, ctx: RunContext, name: str = "wsd.multibudget") -> None:
     """Loss against steps for every arm (branches included), budgets marked; lr below."""
     import matplotlib.pyplot as plt
 
@@ -68,7 +68,7 @@ def multibudget_seed(result: Result, ctx: RunContext) -> None:
         ax.set_ylim(min(finite) - 0.05, max(finite) + 0.6)
     ax.legend(loc="upper right")
     ax.set_title(
-        f"wsd.multibudget, seed {ctx.seed}: lines on a {data.get('curve_windows', '?')}-window "
+        f"{name}, seed {ctx.seed}: lines on a {data.get('curve_windows', '?')}-window "
         f"subset, dots (checkpoints) on {data.get('eval_windows', '?')} windows; grey: budgets"
     )
     ax_lr.set_ylabel("learning rate")
@@ -76,7 +76,9 @@ def multibudget_seed(result: Result, ctx: RunContext) -> None:
     ctx.savefig(fig, "loss_vs_steps")
 
 
-def multibudget_summary(results: list[Result], ctx: RunContext) -> None:
+def multibudget_summary(
+    results: list[Result], ctx: RunContext, name: str = "wsd.multibudget"
+) -> None:
     """Checkpoint loss against the compute spent to produce it, mean and 95% CI over seeds."""
     data = results[0].data
     multipliers = data["multipliers"]
@@ -118,23 +120,37 @@ def multibudget_summary(results: list[Result], ctx: RunContext) -> None:
             )
     ax.set_xlabel("optimizer steps spent to produce checkpoints 1..i (all branches counted)")
     ax.set_ylabel("validation loss at checkpoint i (nats/byte)")
-    ax.set_title(f"wsd.multibudget: mean ± 95% CI over {len(results)} seed(s)")
+    ax.set_title(f"{name}: mean ± 95% CI over {len(results)} seed(s)")
     ax.legend()
     ctx.savefig(fig, "checkpoints_vs_compute")
 
 
 def lr_sweep(result: Result, ctx: RunContext) -> None:
+    """Mean checkpoint loss per peak rate for each schedule; the oracle per budget (dashed)."""
     import matplotlib.pyplot as plt
 
     data = result.data
+    grid, losses = data["lr_grid"], data["losses"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for arm, scores in data["scores"].items():
-        ax.plot(data["lr_grid"], scores, marker="o", color=COLOURS[arm], label=ARM_LABELS[arm])
+        if arm != "cosine":
+            ax.plot(grid, scores, marker="o", color=COLOURS[arm], label=ARM_LABELS[arm] + " (mean)")
+    styles = ("--", "-.", ":")
+    for i, m in enumerate(data["multipliers"]):
+        values = [losses[key]["cosine"][i] for key in losses]
+        ax.plot(
+            grid,
+            values,
+            marker="s",
+            ls=styles[i % len(styles)],
+            color=COLOURS["cosine"],
+            label=f"{ARM_LABELS['cosine']} at {m}T",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("peak learning rate")
-    ax.set_ylabel("mean checkpoint validation loss (nats/byte)")
-    ax.set_title("wsd.lr_sweep")
-    ax.legend()
+    ax.set_ylabel("validation loss (nats/byte)")
+    ax.set_title("learning-rate sweep")
+    ax.legend(fontsize=7)
     ctx.savefig(fig, "lr_sweep")
 
 
@@ -148,6 +164,15 @@ def river_valley(result: Result, ctx: RunContext) -> None:
     for part, colour in (("total", "black"), ("river", "tab:blue"), ("hill", "tab:brown")):
         excess = [p[part] - data["floor"][part] for p in curve]
         ax.plot(steps, excess, color=colour, label=f"{part} (loss − entropy floor)")
+    control = data.get("control_curve") or []
+    for part, colour in (("total", "black"), ("hill", "tab:brown")):
+        ax.plot(
+            [p["step"] for p in control],
+            [p[part] - data["floor"][part] for p in control],
+            color=colour,
+            ls=":",
+            label=f"{part}, constant-rate control" if control else None,
+        )
     ax.set_yscale("log")
     ax.axvspan(data["decay_start"], data["steps"], color="0.92", label="decay phase")
     ax.axvline(data["warmup_steps"], color="0.7", lw=0.8)

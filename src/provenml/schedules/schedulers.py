@@ -19,11 +19,15 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Sequence
+import numbers
+import operator
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+
+from provenml.errors import ProvenmlError
 
 DecayShape = Literal["linear", "cosine", "1-sqrt", "inverse"]
 DECAY_SHAPES: tuple[str, ...] = ("linear", "cosine", "1-sqrt", "inverse")
@@ -38,10 +42,11 @@ def decay_factor(progress: float, shape: str, min_ratio: float) -> float:
     * ``cosine``:  r + (1 - r) (1 + cos(pi p)) / 2
     * ``1-sqrt``:  1 - (1 - r) sqrt(p)
     * ``inverse``: 1 / (p (1/r - 1) + 1), the inverse-proportional decay eta / (t (1/r - 1) + 1)
+
+    ``progress`` outside [0, 1] is clipped to it.
     """
-    if shape not in DECAY_SHAPES:
-        raise ValueError(f"unknown decay shape {shape!r}; choose one of {', '.join(DECAY_SHAPES)}")
-    p = min(max(progress, 0.0), 1.0)
+    _check_shape(shape, min_ratio, "min_ratio")
+    p = min(max(_real("progress", progress), 0.0), 1.0)
     if p == 1.0:  # exactly the minimum at the end of every decay, free of rounding
         return min_ratio
     if shape == "linear":
@@ -50,25 +55,100 @@ def decay_factor(progress: float, shape: str, min_ratio: float) -> float:
         return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
     if shape == "1-sqrt":
         return 1.0 - (1.0 - min_ratio) * math.sqrt(p)
-    if shape == "inverse":
-        if min_ratio <= 0:
-            raise ValueError("the inverse decay needs min_lr_ratio > 0")
-        return 1.0 / (p * (1.0 / min_ratio - 1.0) + 1.0)
-    raise ValueError(f"unknown decay shape {shape!r}; choose one of {', '.join(DECAY_SHAPES)}")
+    return 1.0 / (p * (1.0 / min_ratio - 1.0) + 1.0)  # inverse
 
 
 def decay_steps(stretch: int, decay_fraction: float) -> int:
     """Length of a decay that takes ``decay_fraction`` of a ``stretch`` of steps (at least 1)."""
-    return max(1, round(decay_fraction * stretch))
+    stretch = _integer("stretch", stretch, minimum=1)
+    return max(1, round(_fraction("decay_fraction", decay_fraction) * stretch))
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks: every bad value is one ProvenmlError that names the argument
+# --------------------------------------------------------------------------------------------
 
 
 def _check(condition: bool, message: str) -> None:
     if not condition:
-        raise ValueError(message)
+        raise ProvenmlError(message)
 
 
-def _validated_budgets(budgets: Sequence[int]) -> list[int]:
-    out = [int(b) for b in budgets]
+def _integer(name: str, value: Any, minimum: int | None = None) -> int:
+    """``value`` as an int (a Python or numpy integer; not a bool, not a float such as 100.7)."""
+    if isinstance(value, bool):
+        raise ProvenmlError(f"{name} must be an integer, got the bool {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise ProvenmlError(
+            f"{name} must be an integer, got {value!r} ({type(value).__name__})"
+        ) from None
+    if minimum is not None and number < minimum:
+        raise ProvenmlError(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def _real(name: str, value: Any) -> float:
+    """``value`` as a finite float (any real number but a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ProvenmlError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ProvenmlError(f"{name} must be finite, got {number}")
+    return number
+
+
+def _fraction(name: str, value: Any) -> float:
+    """A number in (0, 1]."""
+    number = _real(name, value)
+    _check(0 < number <= 1, f"{name} must be in (0, 1], got {number}")
+    return number
+
+
+def _ratio(name: str, value: Any) -> float:
+    """A number in [0, 1]."""
+    number = _real(name, value)
+    _check(0 <= number <= 1, f"{name} must be in [0, 1], got {number}")
+    return number
+
+
+def _check_shape(shape: Any, min_ratio: Any, ratio_name: str) -> float:
+    if not isinstance(shape, str) or shape not in DECAY_SHAPES:
+        raise ProvenmlError(
+            f"unknown decay shape {shape!r}; choose one of {', '.join(DECAY_SHAPES)}"
+        )
+    ratio = _ratio(ratio_name, min_ratio)
+    _check(
+        shape != "inverse" or ratio > 0,
+        f"the inverse decay needs {ratio_name} > 0 (it is 1 / (p (1/r - 1) + 1))",
+    )
+    return ratio
+
+
+def _check_optimizer(optimizer: Any) -> None:
+    if not isinstance(optimizer, Optimizer):
+        raise ProvenmlError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
+
+
+def _check_last_epoch(optimizer: Optimizer, last_epoch: Any) -> int:
+    """``last_epoch`` >= -1. Resuming (``last_epoch >= 0``) needs each group's peak rate in
+    ``initial_lr``, which PyTorch's schedulers write when they are built; an optimizer that never
+    had a scheduler runs at its peak, so its current ``lr`` is taken (PyTorch would raise
+    ``KeyError: 'initial_lr'``)."""
+    last_epoch = _integer("last_epoch", last_epoch, minimum=-1)
+    if last_epoch >= 0:
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+    return last_epoch
+
+
+def _validated_budgets(budgets: Any) -> list[int]:
+    if isinstance(budgets, str | bytes) or not isinstance(budgets, Iterable):
+        raise ProvenmlError(f"budgets must be a sequence of step counts, got {budgets!r}")
+    out = [_integer(f"budgets[{i}]", b) for i, b in enumerate(budgets)]
     _check(len(out) > 0, "budgets must not be empty")
     _check(
         out[0] > 0 and all(a < b for a, b in itertools.pairwise(out)),
@@ -77,10 +157,9 @@ def _validated_budgets(budgets: Sequence[int]) -> list[int]:
     return out
 
 
-def _check_decay(decay_fraction: float, decay_shape: str, min_lr_ratio: float) -> None:
-    _check(0 < decay_fraction <= 1, f"decay_fraction must be in (0, 1], got {decay_fraction}")
-    _check(0 <= min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
-    decay_factor(0.5, decay_shape, min_lr_ratio)  # raises on an unknown shape
+def _check_decay(decay_fraction: Any, decay_shape: Any, min_lr_ratio: Any) -> tuple[float, float]:
+    fraction = _fraction("decay_fraction", decay_fraction)
+    return fraction, _check_shape(decay_shape, min_lr_ratio, "min_lr_ratio")
 
 
 class _ClosedFormScheduler(LRScheduler):
@@ -118,7 +197,12 @@ class WSD(_ClosedFormScheduler):
 
     To branch a decay off a running main branch at step ``k`` (the WSD recipe for several
     budgets), copy the model and optimizer and build ``WSD(branch_opt, total_steps=T, ...,
-    last_epoch=k - 1)`` on the copy, as for any PyTorch scheduler resumed at step ``k``.
+    last_epoch=k - 1)`` on the copy, as for any PyTorch scheduler resumed at step ``k``. If the
+    main branch ran without a scheduler, its optimizer's ``lr`` is taken as the peak (see
+    docs/schedules.md for the recipe, tested in ``tests/schedules``).
+
+    Every argument is checked before anything is built: a bad one raises
+    :class:`~provenml.errors.ProvenmlError` naming it.
     """
 
     def __init__(
@@ -131,8 +215,10 @@ class WSD(_ClosedFormScheduler):
         min_lr_ratio: float = 0.1,
         last_epoch: int = -1,
     ) -> None:
-        _check(total_steps > 0, f"total_steps must be positive, got {total_steps}")
-        _check_decay(decay_fraction, decay_shape, min_lr_ratio)
+        _check_optimizer(optimizer)
+        total_steps = _integer("total_steps", total_steps, minimum=1)
+        warmup_steps = _integer("warmup_steps", warmup_steps, minimum=0)
+        decay_fraction, min_lr_ratio = _check_decay(decay_fraction, decay_shape, min_lr_ratio)
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
         self.decay_fraction = decay_fraction
@@ -140,11 +226,11 @@ class WSD(_ClosedFormScheduler):
         self.min_lr_ratio = min_lr_ratio
         self.decay_start = total_steps - decay_steps(total_steps, decay_fraction)
         _check(
-            0 <= warmup_steps <= self.decay_start,
+            warmup_steps <= self.decay_start,
             f"warmup_steps ({warmup_steps}) must end before the decay starts "
             f"(step {self.decay_start})",
         )
-        super().__init__(optimizer, last_epoch)
+        super().__init__(optimizer, _check_last_epoch(optimizer, last_epoch))
 
     def factor(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -163,6 +249,11 @@ class WSDS(_ClosedFormScheduler):
     exactly ``min_lr_ratio`` at step ``T_i - 1``. Training then continues from the decayed
     weights and optimizer state straight at the peak rate. The checkpoint for budget ``T_i`` is
     the model after ``T_i`` updates (:attr:`checkpoint_steps`).
+
+    Only the update that produces a checkpoint (update ``T_i - 1``) runs at the minimum: after
+    its ``scheduler.step()`` the rate is already back at the peak for the next stretch (except
+    after the last budget, where it stays at the minimum). Bad arguments raise
+    :class:`~provenml.errors.ProvenmlError` naming them.
     """
 
     def __init__(
@@ -175,8 +266,10 @@ class WSDS(_ClosedFormScheduler):
         min_lr_ratio: float = 0.1,
         last_epoch: int = -1,
     ) -> None:
+        _check_optimizer(optimizer)
         budgets = _validated_budgets(budgets)
-        _check_decay(decay_fraction, decay_shape, min_lr_ratio)
+        warmup_steps = _integer("warmup_steps", warmup_steps, minimum=0)
+        decay_fraction, min_lr_ratio = _check_decay(decay_fraction, decay_shape, min_lr_ratio)
         self.budgets = budgets
         self.warmup_steps = warmup_steps
         self.decay_fraction = decay_fraction
@@ -192,7 +285,7 @@ class WSDS(_ClosedFormScheduler):
             f"warmup_steps ({warmup_steps}) must end before the first decay "
             f"(step {self.decay_starts[0]})",
         )
-        super().__init__(optimizer, last_epoch)
+        super().__init__(optimizer, _check_last_epoch(optimizer, last_epoch))
 
     @property
     def checkpoint_steps(self) -> list[int]:
@@ -216,7 +309,8 @@ class CyclicCosine(_ClosedFormScheduler):
 
     Stretch ``[T_{i-1}, T_i)`` starts with a linear ramp (from 0 over ``warmup_steps`` in the
     first stretch, from the minimum over ``rewarmup_steps`` in later ones) to the peak, then a
-    cosine decay that reaches ``min_lr_ratio`` at step ``T_i - 1``.
+    cosine decay that reaches ``min_lr_ratio`` at step ``T_i - 1``. Bad arguments raise
+    :class:`~provenml.errors.ProvenmlError` naming them.
     """
 
     def __init__(
@@ -228,21 +322,26 @@ class CyclicCosine(_ClosedFormScheduler):
         min_lr_ratio: float = 0.1,
         last_epoch: int = -1,
     ) -> None:
+        _check_optimizer(optimizer)
         budgets = _validated_budgets(budgets)
-        _check(0 <= min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
+        warmup_steps = _integer("warmup_steps", warmup_steps, minimum=0)
+        rewarmup_steps = _integer("rewarmup_steps", rewarmup_steps, minimum=0)
+        min_lr_ratio = _ratio("min_lr_ratio", min_lr_ratio)
         starts = [0, *budgets[:-1]]
         ramps = [warmup_steps] + [rewarmup_steps] * (len(budgets) - 1)
-        for start, end, ramp in zip(starts, budgets, ramps, strict=True):
+        for i, (start, end, ramp) in enumerate(zip(starts, budgets, ramps, strict=True)):
+            name = "warmup_steps" if i == 0 else "rewarmup_steps"
             _check(
                 ramp < end - start,
-                f"a (re)warmup of {ramp} steps does not fit in the stretch [{start}, {end})",
+                f"{name} ({ramp}) does not fit in the stretch [{start}, {end}): it must be "
+                "shorter than the stretch",
             )
         self.budgets = budgets
         self.warmup_steps = warmup_steps
         self.rewarmup_steps = rewarmup_steps
         self.min_lr_ratio = min_lr_ratio
         self._starts, self._ramps = starts, ramps
-        super().__init__(optimizer, last_epoch)
+        super().__init__(optimizer, _check_last_epoch(optimizer, last_epoch))
 
     def factor(self, step: int) -> float:
         if step >= self.budgets[-1]:
@@ -259,7 +358,13 @@ class CyclicCosine(_ClosedFormScheduler):
 
 class WarmupCosine(CyclicCosine):
     """Linear warmup then one cosine decay to ``min_lr_ratio`` at ``total_steps - 1``: the
-    per-budget oracle when the budget is known in advance."""
+    per-budget oracle when the budget is known in advance.
+
+    With ``W = warmup_steps > 0`` its rates equal PyTorch's own composition
+    ``SequentialLR([LinearLR(opt, 1 / W, 1.0, total_iters=W - 1),
+    CosineAnnealingLR(opt, T_max=total_steps - W, eta_min=min_lr_ratio * peak)],
+    milestones=[W - 1])`` (pinned by a test).
+    """
 
     def __init__(
         self,
@@ -269,5 +374,5 @@ class WarmupCosine(CyclicCosine):
         min_lr_ratio: float = 0.1,
         last_epoch: int = -1,
     ) -> None:
-        self.total_steps = total_steps
+        self.total_steps = _integer("total_steps", total_steps, minimum=1)
         super().__init__(optimizer, [total_steps], warmup_steps, 0, min_lr_ratio, last_epoch)
