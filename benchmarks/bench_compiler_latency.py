@@ -8,14 +8,16 @@ thread under a background load.
 
     .venv/bin/python benchmarks/bench_compiler_latency.py [--cases mlp:1,transformer:1]
         [--threads 2] [--repeat 9] [--scaling] [--runs 10] [--background-load none|on|both]
+        [--runtime openmp|pool]
 
 ``--scaling`` adds, per case, provenml and eager at every fixed thread count (1..--threads,
 interleaved rounds, median), which shows how each scales from one thread to two independently
 of the thread count the arms picked. ``--runs N`` repeats the whole measurement N times in one
 process and prints every run's ratios and how many met the goal. ``--background-load on``
 starts one CPU-bound process for the duration of each run (and stops it after); ``both`` does
-every run once idle and once under that load. Quote the load average printed with each run:
-"idle" means only this benchmark was running.
+every run once idle and once under that load. ``--runtime pool`` measures the worker-pool
+runtime (persistent threads, claimed chunks, completion counters) instead of OpenMP. Quote
+the load average printed with each run: "idle" means only this benchmark was running.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ def main() -> None:
     parser.add_argument("--scaling", action="store_true")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--background-load", choices=("none", "on", "both"), default="none")
+    parser.add_argument("--runtime", choices=("openmp", "pool"), default="openmp")
     args = parser.parse_args()
     cfg = EndToEndConfig(
         cases=tuple(args.cases.split(",")),
@@ -79,6 +82,7 @@ def main() -> None:
         repeat=args.repeat,
         min_time=args.min_time,
         tuning=not args.no_tuning,
+        runtime=args.runtime,
     )
     conditions = {"none": [False], "on": [True], "both": [False, True]}[args.background_load]
     ratios: dict[tuple[str, str], list[float]] = {}
@@ -142,7 +146,14 @@ def scaling(case: str, cfg: EndToEndConfig) -> float:
     returns provenml's speed-up from 1 thread to ``cfg.threads``."""
     name, batch = case.split(":")
     model, x = build_model(name, batch=int(batch))
-    compiled = pm_compile(model, (x,), threads=cfg.threads, tuning=cfg.tuning, tune_threads=False)
+    compiled = pm_compile(
+        model,
+        (x,),
+        threads=cfg.threads,
+        tuning=cfg.tuning,
+        tune_threads=False,
+        runtime=cfg.runtime,
+    )
 
     def pm_at(t: int) -> object:
         def call() -> object:

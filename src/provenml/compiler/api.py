@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from provenml.compiler import passes as P
 from provenml.compiler.build import build
-from provenml.compiler.codegen import annotate_scratch, lower
+from provenml.compiler.codegen import RUNTIMES, annotate_scratch, lower
 from provenml.compiler.frontend import UnsupportedOp, trace
 from provenml.compiler.frontend.torch_fx import target_name
 from provenml.compiler.ir import Graph
@@ -37,6 +37,9 @@ class CompileOptions:
     tune_threads: bool = True  # pick 1..threads by timing the whole graph on the examples
     cache_dir: str | None = None
     parallel_work: int | None = None  # kernels with fewer operations run on one thread
+    # "openmp": one parallel region per call with barriers; "pool": persistent workers that
+    # claim chunks and wait on completion counters (issue 23, item 1; not yet measured)
+    runtime: str = "openmp"
 
     def __post_init__(self) -> None:
         for flag in ("fusion", "memory_planning", "layout", "tuning", "tune_threads"):
@@ -46,6 +49,8 @@ class CompileOptions:
             raise ProvenmlError(
                 f"compile option threads= must be an integer >= 1, got {self.threads!r}"
             )
+        if self.runtime not in RUNTIMES:
+            raise ProvenmlError(f"compile option runtime= must be one of {RUNTIMES}")
         if self.parallel_work is not None and (
             isinstance(self.parallel_work, bool)
             or not isinstance(self.parallel_work, int)
@@ -137,7 +142,12 @@ def compile_graph(
     log: list[str] = []
     stages = optimize(g, options, log)
     final = stages[-1][1]
-    program = lower(final, parallel_work=options.parallel_work)
+    program = lower(
+        final,
+        parallel_work=options.parallel_work,
+        runtime=options.runtime,
+        chunks=4 * options.threads,
+    )
     path, _ = build(program.source, cache=options.cache_dir)
     cg = CompiledGraph(final, program, path, options.threads)
     if options.tune_threads and options.threads > 1 and example_inputs is not None:

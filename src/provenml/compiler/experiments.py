@@ -67,6 +67,7 @@ class EndToEndConfig(Config):
     ablation_repeat: int = 31  # interleaved rounds of the ablation builds (a CI on the ratio)
     min_time: float = 0.02
     tuning: bool = True
+    runtime: str = "openmp"  # provenml's parallel runtime: "openmp" or "pool" (worker pool)
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {
             "cases": ("mlp:1",),
@@ -231,7 +232,9 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
             out["threads"]["onnxruntime"] = best_t
         if "provenml" in cfg.arms:
             torch.set_num_threads(before)
-            compiled = pm_compile(model, (x,), threads=cfg.threads, tuning=cfg.tuning)
+            compiled = pm_compile(
+                model, (x,), threads=cfg.threads, tuning=cfg.tuning, runtime=cfg.runtime
+            )
             out["compile"]["provenml"] = compiled.compile_seconds
             out["error"]["provenml"] = float((compiled(x) - ref).abs().max())
             out["threads"]["provenml"] = compiled.graph.threads
@@ -246,6 +249,7 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
                     "threads": compiled.graph.threads,
                     "tuning": cfg.tuning,
                     "tune_threads": False,
+                    "runtime": cfg.runtime,
                 }
                 if flag is not None:
                     opts[flag] = False
@@ -259,7 +263,9 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
                 variants[key] = lambda v=variant: v(x)
         if "provenml_onnx" in cfg.arms:  # the same pipeline, from the file ONNX Runtime runs
             torch.set_num_threads(before)
-            from_onnx = pm_compile_onnx(onnx_file, (x,), threads=cfg.threads, tuning=cfg.tuning)
+            from_onnx = pm_compile_onnx(
+                onnx_file, (x,), threads=cfg.threads, tuning=cfg.tuning, runtime=cfg.runtime
+            )
             out["compile"]["provenml_onnx"] = from_onnx.compile_seconds
             out["error"]["provenml_onnx"] = float((from_onnx(x) - ref).abs().max())
             out["threads"]["provenml_onnx"] = from_onnx.graph.threads

@@ -267,6 +267,65 @@ def to_c(kernel: Kernel, signature: str, split: bool = True) -> str:
     return "\n".join(kernel.helpers + lines)
 
 
+@dataclass
+class Stage:
+    """One piece of a kernel for the worker-pool runtime: a C function ``name(SIGNATURE)``
+    that runs chunk ``tid`` of ``nth`` of a parallel loop (its ``PM_PART`` slice), or the whole
+    piece when it is serial (called with ``tid = 0, nth = 1``)."""
+
+    name: str
+    source: str
+    parallel: bool
+
+
+def to_c_stages(kernel: Kernel, signature: str, split: bool = True) -> list[Stage]:
+    """Lower a kernel to stages for the worker-pool runtime: the pieces :func:`to_c` would
+    separate by barriers become functions of their own (each with the kernel's declarations),
+    run one after the other; a parallel piece is cut into chunks that any thread may claim.
+    Without ``split`` the whole kernel is one serial stage."""
+    if not split:
+        return [Stage(kernel.name, to_c(kernel, signature, split=False), False)]
+    decls: list[str] = []
+    stages: list[Stage] = []
+    pending: Body = []
+
+    def emit(items: Body, par: bool) -> None:
+        name = f"{kernel.name}_s{len(stages)}"
+        lines = [f"static void {name}({signature}) {{"]
+        lines += ["  " + p for p in kernel.prologue]
+        lines += ["  " + ln for d in decls for ln in d.splitlines()]
+        if par:
+            lp = items[0]
+            assert isinstance(lp, Loop)
+            lo, hi = f"{lp.var}_lo", f"{lp.var}_hi"
+            lines += ["  {", f"    long {lo}, {hi};", f"    PM_PART({lp.extent}, {lo}, {hi});"]
+            lines.append(f"    for (long {lp.var} = {lo}; {lp.var} < {hi}; ++{lp.var}) {{")
+            lines += _lower(lp.body, "      ")
+            lines += ["    }", "  }"]
+        else:
+            lines += _lower(items, "  ")
+        lines.append("}")
+        helpers = kernel.helpers if not stages else []
+        stages.append(Stage(name, "\n".join(helpers + lines), par))
+
+    for item in kernel.body:
+        if isinstance(item, Decl):
+            if pending:
+                emit(pending, False)
+                pending = []
+            decls.append(item.code)
+        elif isinstance(item, Loop) and item.kind == "parallel":
+            if pending:
+                emit(pending, False)
+                pending = []
+            emit([item], True)
+        else:
+            pending.append(item)
+    if pending:
+        emit(pending, False)
+    return stages
+
+
 def describe(body: Body, indent: str = "") -> str:
     """A readable form of the nest (for dumping the loop IR)."""
     out = []

@@ -9,10 +9,11 @@ attention, reduction, movement, pool; the register tile in :mod:`.kernels.tiles`
 expressions, the micro-kernel helper), :mod:`.nests` (shared loop-nest builders).
 """
 
-from provenml.compiler.codegen.barriers import Access, Region, place_barriers
+from provenml.compiler.codegen.barriers import Access, Region, dependencies, place_barriers
 from provenml.compiler.codegen.c_source import (
     ARGS,
     C_HEADER,
+    POOL_RUNTIME_C,
     SIGNATURE,
     VLEN,
     c_binary,
@@ -20,7 +21,7 @@ from provenml.compiler.codegen.c_source import (
     microkernel,
 )
 from provenml.compiler.codegen.kernels import KERNELS
-from provenml.compiler.codegen.lowering import Lowering, Program, lower
+from provenml.compiler.codegen.lowering import RUNTIMES, Lowering, Program, lower
 from provenml.compiler.codegen.resources import (
     DEFAULT_SCHEDULE,
     PARALLEL_WORK,
@@ -37,6 +38,8 @@ __all__ = [
     "DEFAULT_SCHEDULE",
     "KERNELS",
     "PARALLEL_WORK",
+    "POOL_RUNTIME_C",
+    "RUNTIMES",
     "SIGNATURE",
     "VLEN",
     "Access",
@@ -48,6 +51,7 @@ __all__ = [
     "attention_scratch",
     "c_binary",
     "c_unary",
+    "dependencies",
     "lower",
     "microkernel",
     "place_barriers",

@@ -48,3 +48,21 @@ def place_barriers(accesses: list[Access]) -> list[bool]:
         pending += [(r, False, acc.single) for r in acc.reads]
         pending += [(w, True, acc.single) for w in acc.writes]
     return out
+
+
+def dependencies(accesses: list[Access]) -> list[list[int]]:
+    """For the worker-pool runtime: the earlier kernels each kernel must wait for (completion
+    counters instead of barriers). Kernel k depends on kernel j < k when k reads memory j
+    writes, or writes memory j reads or writes (the same hazards as :func:`place_barriers`;
+    any thread may run any kernel, so no kernel is exempt)."""
+    out: list[list[int]] = []
+    for k, acc in enumerate(accesses):
+        deps = []
+        for j in range(k):
+            prev = accesses[j]
+            if any(overlap(w, r) for w in prev.writes for r in acc.reads) or any(
+                overlap(x, w) for x in (*prev.reads, *prev.writes) for w in acc.writes
+            ):
+                deps.append(j)
+        out.append(deps)
+    return out

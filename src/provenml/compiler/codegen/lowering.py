@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from provenml.compiler import loopir as L
-from provenml.compiler.codegen.barriers import Access, Region, place_barriers
-from provenml.compiler.codegen.c_source import ARGS, C_HEADER, SIGNATURE, cname
+from provenml.compiler.codegen.barriers import Access, Region, dependencies, place_barriers
+from provenml.compiler.codegen.c_source import ARGS, C_HEADER, POOL_RUNTIME_C, SIGNATURE, cname
 from provenml.compiler.codegen.kernels import KERNELS
 from provenml.compiler.codegen.resources import PARALLEL_WORK, work_estimate
 from provenml.compiler.ir import Graph, Node
 from provenml.compiler.passes import storage_root
 from provenml.errors import ProvenmlError
+
+RUNTIMES = ("openmp", "pool")
 
 
 @dataclass
@@ -41,7 +43,18 @@ class Program:
 class Lowering:
     """Turns a planned graph into C source."""
 
-    def __init__(self, g: Graph, prefix: str = "pm", parallel_work: int | None = None) -> None:
+    def __init__(
+        self,
+        g: Graph,
+        prefix: str = "pm",
+        parallel_work: int | None = None,
+        runtime: str = "openmp",
+        chunks: int = 8,
+    ) -> None:
+        if runtime not in RUNTIMES:
+            raise ProvenmlError(f"codegen: runtime must be one of {RUNTIMES}, got {runtime!r}")
+        self.runtime = runtime
+        self.chunks = max(1, int(chunks))  # chunks per parallel stage (pool runtime)
         self.g = g
         self.prefix = prefix
         self.parallel_work = PARALLEL_WORK if parallel_work is None else parallel_work
@@ -161,6 +174,8 @@ class Lowering:
         ``omp barrier`` goes only before a kernel that reads or overwrites memory another
         thread may still be using (:func:`place_barriers`). With one thread the body is called
         directly, without a parallel region."""
+        if self.runtime == "pool":
+            return self.lower_pool()
         calls: list[tuple[str, Access]] = []
         for idx, n in enumerate(self.g.nodes):
             if n.op == "reshape":
@@ -177,13 +192,7 @@ class Lowering:
             if barrier:
                 body.append("  #pragma omp barrier")
             body.append(f"  {call}")
-        copies = []
-        for k, o in enumerate(self.g.outputs):
-            if self.direct_out.get(o) == k:
-                continue
-            v = self.g.values[o]
-            nbytes = v.size * (8 if v.dtype == "int64" else 4)
-            copies.append(f"  memcpy(out[{k}], (const void*){self.ptr(o)}, {nbytes});")
+        copies = self.output_copies()
         p = self.prefix
         sig = "const void** in, void** out, float* arena, const float* cst"
         entry = [
@@ -205,6 +214,73 @@ class Lowering:
         source += "\n\n" + "\n".join(entry) + "\n"
         return Program(source, self.blob, int(self.g.arena_size), self.nests)
 
+    def output_copies(self) -> list[str]:
+        """Copies of graph outputs that are not written straight into the caller's tensors."""
+        copies = []
+        for k, o in enumerate(self.g.outputs):
+            if self.direct_out.get(o) == k:
+                continue
+            v = self.g.values[o]
+            nbytes = v.size * (8 if v.dtype == "int64" else 4)
+            copies.append(f"  memcpy(out[{k}], (const void*){self.ptr(o)}, {nbytes});")
+        return copies
+
+    def lower_pool(self) -> Program:
+        """The worker-pool runtime (:data:`~provenml.compiler.codegen.c_source.POOL_RUNTIME_C`):
+        every kernel becomes stages (:func:`~provenml.compiler.loopir.to_c_stages`); a parallel
+        stage is cut into up to ``chunks`` chunks any thread may claim, a serial one is one
+        chunk. A kernel's first stage waits for the completion counters of the earlier kernels
+        it has a hazard with (:func:`~provenml.compiler.codegen.barriers.dependencies`), each
+        later stage for the stage before it."""
+        stages: list[tuple[str, int]] = []  # (function, chunks)
+        first_last: list[tuple[int, int]] = []  # each kernel's first and last stage
+        accesses: list[Access] = []
+        for idx, n in enumerate(self.g.nodes):
+            if n.op == "reshape":
+                continue
+            kname = f"{self.prefix}_k{idx}_{n.op if n.op != 'fused' else n.attrs['kind']}"
+            kernel = self.kernel_for(n, kname)
+            split = work_estimate(n, self.g.values) >= self.parallel_work and L.is_split(kernel)
+            pieces = L.to_c_stages(kernel, SIGNATURE, split=split)
+            self.kernels += [s.source for s in pieces]
+            self.nests[n.name] = L.describe(kernel.body)
+            first = len(stages)
+            for piece in pieces:
+                stages.append((piece.name, self.chunks if piece.parallel else 1))
+            first_last.append((first, len(stages) - 1))
+            accesses.append(self.access(n, single=not split))
+        deps: list[list[int]] = [[] for _ in stages]
+        for k, before in enumerate(dependencies(accesses)):
+            first, last = first_last[k]
+            deps[first] = [first_last[j][1] for j in before]
+            for s in range(first + 1, last + 1):
+                deps[s] = [s - 1]
+        p = self.prefix
+        count = max(1, len(stages))
+        table, flat = [], []
+        for (fn, chunks), dep in zip(stages, deps, strict=True):
+            table.append(f"  {{ {fn}, {chunks}, {len(flat)}, {len(dep)} }},")
+            flat += dep
+        sig = "const void** in, void** out, float* arena, const float* cst"
+        dep_list = ", ".join(map(str, flat)) or "0"
+        entry = [
+            f"static const pm_stage_t {p}_stages[{count}] = {{",
+            *(table or ["  { 0, 0, 0, 0 },"]),
+            "};",
+            f"static const int {p}_deps[{max(1, len(flat))}] = {{ {dep_list} }};",
+            f"static unsigned long long {p}_next[{count}];",
+            f"static int {p}_done[{count}];",
+            "",
+            f"void {p}_entry({sig}) {{",
+            f"  pm_pool_run({p}_stages, {p}_deps, {len(stages)}, {p}_next, {p}_done, in, out, "
+            "arena, cst);",
+            *self.output_copies(),
+            "}",
+        ]
+        source = "\n\n".join([*self.helpers.values(), *self.kernels])
+        source += "\n\n" + "\n".join(entry) + "\n"
+        return Program(source, self.blob, int(self.g.arena_size), self.nests)
+
     def kernel_for(self, n: Node, kname: str) -> L.Kernel:
         """The loop nest of one node, from the op -> kernel table (:data:`KERNELS`), keyed by
         the fused group's kind or the op."""
@@ -218,12 +294,19 @@ class Lowering:
 
 
 def lower(
-    g: Graph, prefix: str = "pm", header: bool = True, parallel_work: int | None = None
+    g: Graph,
+    prefix: str = "pm",
+    header: bool = True,
+    parallel_work: int | None = None,
+    runtime: str = "openmp",
+    chunks: int = 8,
 ) -> Program:
     """Lower a planned graph to a C program whose entry is ``<prefix>_entry``; kernels with
     at least ``parallel_work`` operations (default :data:`PARALLEL_WORK`) are split over the
-    threads."""
-    prog = Lowering(g, prefix, parallel_work).lower()
+    threads: by one OpenMP region per call with barriers (``runtime="openmp"``, the default)
+    or by a persistent worker pool with dynamically claimed chunks and completion counters
+    (``runtime="pool"``, ``chunks`` chunks per parallel stage)."""
+    prog = Lowering(g, prefix, parallel_work, runtime, chunks).lower()
     if header:
-        prog.source = C_HEADER + prog.source
+        prog.source = C_HEADER + (POOL_RUNTIME_C if runtime == "pool" else "") + prog.source
     return prog
