@@ -166,7 +166,10 @@ def test_smoke_run_records_the_parts_and_the_checks() -> None:
     summary = run.result["summary"]
     assert summary["updates/uniform"] == 40  # the smoke preset's steps, exactly
     titles = [t["title"] for t in run.result["tables"]]
-    assert titles[0] == "generality" and titles[1].startswith("plateau check")
+    assert titles[0].startswith("runs against uniform's final test accuracy")
+    assert titles[1:] == ["generality", titles[2]] and titles[2].startswith("plateau check")
+    arms = {row[0]: row for row in run.result["tables"][0]["rows"]}
+    assert arms["uniform"][8] == "1/1"  # uniform reaches its own final accuracy
     seed = run.seed_result()
     runs = seed["data"]["runs"]
     assert set(runs) == {"uniform", "learnability", "rho_loss", "hard_learner", "easy_reference"}

@@ -701,6 +701,57 @@ def plateau_table(results: Sequence[Result]) -> Table:
     )
 
 
+ARMS_COLUMNS = [
+    "run",
+    "final metric",
+    "updates to target",
+    "GFLOPs to target",
+    "update saving",
+    "compute saving",
+    "noisy fraction selected",
+    "overhead / learner FLOPs",
+    "reached target (seeds)",
+]
+
+
+def arms_table(results: Sequence[Result], metric: str) -> Table:
+    """Per run: means over seeds (savings with the 95% Student-t half-width)."""
+    labels = list(results[0].data["runs"])
+
+    def mean(key: str) -> float:
+        return float(np.mean([r.summary[key] for r in results]))
+
+    def reached(label: str) -> str:
+        hits = 0
+        for r in results:
+            run = ArmRun.from_dict(label, r.data["runs"][label])
+            smooth = int(r.data["config"]["smooth"])
+            hits += run.first_reach(r.summary["target_metric"], smooth)[2]
+        return f"{hits}/{len(results)}"
+
+    rows = [
+        [
+            label,
+            round(mean(f"final_metric/{label}"), 4),
+            round(mean(f"updates_to_target/{label}")),
+            round(mean(f"gflops_to_target/{label}"), 1),
+            _ci([r.summary[f"update_saving/{label}"] for r in results]),
+            _ci([r.summary[f"compute_saving/{label}"] for r in results]),
+            round(mean(f"noisy_fraction/{label}"), 3),
+            round(mean(f"overhead_fraction/{label}"), 4),
+            reached(label),
+        ]
+        for label in labels
+    ]
+    target = float(np.mean([r.summary["target_metric"] for r in results]))
+    return Table(
+        f"runs against uniform's final {metric} ({target:.4g}, mean of the seeds); means over "
+        f"{len(results)} seed(s), savings ± the 95% t half-width",
+        ARMS_COLUMNS,
+        rows,
+    )
+
+
 def _ratio_text(results: Sequence[Result], width: int) -> str:
     ratio = float(
         np.mean([r.summary[f"scorer_to_learner_flop_ratio/width_{width}"] for r in results])
@@ -804,7 +855,11 @@ def _summarize_noisy(results: list[Result], ctx: RunContext) -> list[Table]:
     width = cfg["scorer_width"]
     model = f"MLP 40-{hidden}-10 / MLP 40-{width}-10, {_ratio_text(results, width)}"
     row = generality_row(results, "MNIST-1D, 30% label noise", model)
-    return [Table("generality", GENERALITY_COLUMNS, [row]), plateau_table(results)]
+    return [
+        arms_table(results, "test accuracy"),
+        Table("generality", GENERALITY_COLUMNS, [row]),
+        plateau_table(results),
+    ]
 
 
 def _noisy_run(cfg: NoisyLabelsConfig, ctx: RunContext) -> Result:
@@ -908,7 +963,10 @@ def _summarize_scorer(results: list[Result], ctx: RunContext) -> list[Table]:
         "compute saving",
         "overhead / learner FLOPs",
     ]
-    return [Table("scorer size (means over seeds, ± 95% t half-width)", columns, rows)]
+    return [
+        Table("scorer size (means over seeds, ± 95% t half-width)", columns, rows),
+        plateau_table(results),
+    ]
 
 
 @experiment(
@@ -920,13 +978,14 @@ def _summarize_scorer(results: list[Result], ctx: RunContext) -> list[Table]:
     time={"smoke": "20s", "small": "5 min", "paper": "GPU hours"},
     summarize=_summarize_scorer,
     parts=_parts,
-    merge=lambda cfg, parts, ctx: _scorer_result(cfg, _merged(parts)),
+    merge=lambda cfg, parts, ctx: _scorer_result(cfg, _with_config(cfg, _merged(parts))),
     threads=1,
     claims=("bigger_saves_more_updates", "small_scorer_saves_more_compute"),
 )
 def scorer_size(cfg: ScorerSizeConfig, ctx: RunContext) -> Result:
     """Learnability with actor = reference = MLP 40-w-10 for each width w, against uniform."""
-    return _scorer_result(cfg, _train_runs(cfg, ctx, "selection.scorer_size widths"))
+    data = _with_config(cfg, _train_runs(cfg, ctx, "selection.scorer_size widths"))
+    return _scorer_result(cfg, data)
 
 
 # ------------------------------------------------------------------------------------------
@@ -967,23 +1026,27 @@ def _clean_result(cfg: CleanControlConfig, data: dict[str, Any]) -> Result:
     return Result(claims=claims, summary=summary, data=data, notes=notes)
 
 
+def _summarize_clean(results: list[Result], ctx: RunContext) -> list[Table]:
+    plots.curves(results, ctx, "selection.clean_control", "test accuracy")
+    return [arms_table(results, "test accuracy"), plateau_table(results)]
+
+
 @experiment(
     "selection.clean_control",
     system="S1",
     claim="Control without label noise: the learnability gain is expected to be small or absent",
     config=CleanControlConfig,
     time={"smoke": "20s", "small": "4 min", "paper": "GPU hours"},
-    summarize=lambda results, ctx: plots.curves(
-        results, ctx, "selection.clean_control", "test accuracy"
-    ),
+    summarize=_summarize_clean,
     parts=_parts,
-    merge=lambda cfg, parts, ctx: _clean_result(cfg, _merged(parts)),
+    merge=lambda cfg, parts, ctx: _clean_result(cfg, _with_config(cfg, _merged(parts))),
     threads=1,
     claims=("clean_fewer_updates", "clean_headline_saving"),
 )
 def clean_control(cfg: CleanControlConfig, ctx: RunContext) -> Result:
     """The headline comparison with clean labels (``noise = 0``)."""
-    return _clean_result(cfg, _train_runs(cfg, ctx, "selection.clean_control arms"))
+    data = _with_config(cfg, _train_runs(cfg, ctx, "selection.clean_control arms"))
+    return _clean_result(cfg, data)
 
 
 # ------------------------------------------------------------------------------------------
@@ -1016,7 +1079,11 @@ def _generality_summarize(
         plots.curves(results, ctx, name, metric)
         plots.noisy_fraction(results, ctx)
         row = generality_row(results, task, model(results))
-        return [Table("generality", GENERALITY_COLUMNS, [row]), plateau_table(results)]
+        return [
+            arms_table(results, metric),
+            Table("generality", GENERALITY_COLUMNS, [row]),
+            plateau_table(results),
+        ]
 
     return summarize
 
