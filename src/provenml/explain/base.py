@@ -7,6 +7,20 @@ layers), or the whole graph. Many instances are collated into one disjoint graph
 :class:`InstanceBatch`, so that a method optimises or differentiates all of them in one forward
 pass (their outputs do not interact, because the graphs are disjoint).
 
+**Exactness.** The ``L``-hop subgraph alone does not reproduce the model's output for
+degree-normalised layers: PyG's ``GCNConv`` scales the message ``u -> v`` by
+``1/sqrt(deg(u) deg(v))`` (Kipf & Welling, eq. 2), and a node ``u`` at distance ``L`` loses its
+edges to distance ``L + 1`` in the cut, so its degree, its messages and finally the explained
+node's logits change. So a node instance also carries *context*: every in-edge of its ``L``-hop
+nodes whose source lies outside (the sources are the ``(L + 1)``-hop ring). Those edges restore
+every receiver's true in-degree (and a mean or attention aggregator's true neighbourhood), and
+their messages reach the explained node only after ``L + 1`` layers, so they never change what
+is explained: explainers score, and metrics mask, only the ``L``-hop edges; the context edges
+are always kept (mask 1). :meth:`ExplainerMethod.prepare` checks the result: the subgraph's
+logits must equal the full graph's for every explained node (else a :class:`ProvenmlError`,
+e.g. for APPNP-style layers that propagate more than one hop: pass ``num_hops=``), and every
+:class:`Explanation` records the full-graph logits it explains.
+
 Edge masks are applied with PyG's own mechanism (``torch_geometric.explain.algorithm.utils
 .set_masks``): each message along edge ``e`` is multiplied by ``mask[e]`` in every
 ``MessagePassing`` layer, which is what ``torch_geometric.explain`` does, so any PyG model works.
@@ -17,12 +31,15 @@ graph classifier ``model(x, edge_index, batch) -> [B, C]``; both return logits.
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
@@ -45,6 +62,11 @@ class Explanation:
     ``node_id`` / ``edge_id`` map back to the original graph, ``target`` is the class explained
     (the model's prediction) and ``seconds`` the wall time spent on this explanation (a batch's
     time divided by its size).
+
+    ``logits`` are the model's logits for the instance on the *full* graph (the prediction
+    explained; ``target`` is their argmax). ``context_x`` / ``context_edge_index`` are the
+    context nodes and edges (row 0 indexes ``context_x``, row 1 indexes ``x``) that keep the
+    subgraph's output equal to the full graph's; they are never scored or masked.
     """
 
     x: Tensor
@@ -58,6 +80,9 @@ class Explanation:
     method: str = ""
     seconds: float = 0.0
     graph_id: int = 0
+    logits: Tensor | None = None
+    context_x: Tensor | None = None
+    context_edge_index: Tensor | None = None
 
     @property
     def num_edges(self) -> int:
@@ -111,10 +136,14 @@ def symmetrize(mask: Tensor, reverse: Tensor) -> Tensor:
 class InstanceBatch:
     """Many prediction instances collated into one disjoint graph.
 
-    Attributes: ``x`` [N, F], ``edge_index`` [2, E], ``batch`` [N] (instance of each node),
-    ``edge_batch`` [E], ``center`` [B] (global position of each explained node; ``None`` for
-    graph tasks), ``target`` [B] (class explained), ``node_id`` / ``edge_id`` (ids in the
-    original graph), ``graph_id`` [B], ``reverse`` [E] (reverse edge ids, -1 where absent).
+    Attributes: ``x`` [N, F], ``edge_index`` [2, E] (the edges explained), ``batch`` [N]
+    (instance of each node), ``edge_batch`` [E], ``center`` [B] (global position of each
+    explained node; ``None`` for graph tasks), ``target`` [B] (class explained), ``node_id`` /
+    ``edge_id`` (ids in the original graph), ``graph_id`` [B], ``reverse`` [E] (reverse edge
+    ids, -1 where absent), ``logits`` [B, C] (full-graph logits, once :meth:`ExplainerMethod
+    .prepare` has checked them). Node instances also hold their context (see the module
+    docstring): ``context_x`` [Nc, F], ``context_batch`` [Nc] and ``context_edge_index``
+    [2, Ec] (row 0 indexes ``context_x``, row 1 indexes ``x``), grouped by instance.
     """
 
     def __init__(
@@ -129,12 +158,24 @@ class InstanceBatch:
         edge_id: Tensor,
         graph_id: Tensor,
         target: Tensor | None = None,
+        context_x: Tensor | None = None,
+        context_batch: Tensor | None = None,
+        context_edge_index: Tensor | None = None,
     ) -> None:
         self.x, self.edge_index, self.batch, self.edge_batch = x, edge_index, batch, edge_batch
         self.num_instances, self.center = num_instances, center
         self.node_id, self.edge_id, self.graph_id = node_id, edge_id, graph_id
         self.reverse = reverse_edge_ids(edge_index, x.size(0))
         self.target = target if target is not None else torch.zeros(0, dtype=torch.long)
+        self.logits_full: Tensor | None = None
+        empty = torch.zeros(0, dtype=torch.long)
+        self.context_x = x[:0] if context_x is None else context_x
+        self.context_batch = empty if context_batch is None else context_batch
+        self.context_edge_index = (
+            torch.zeros(2, 0, dtype=torch.long)
+            if context_edge_index is None
+            else context_edge_index
+        )
 
     # -- construction -----------------------------------------------------------------------
     @property
@@ -149,9 +190,14 @@ class InstanceBatch:
     def num_edges(self) -> int:
         return int(self.edge_index.size(1))
 
+    @property
+    def num_context_edges(self) -> int:
+        return int(self.context_edge_index.size(1))
+
     @classmethod
     def from_nodes(cls, data: Data, index: Tensor, num_hops: int) -> InstanceBatch:
-        """The ``num_hops``-hop computation subgraphs of the nodes ``index``, all at once.
+        """The ``num_hops``-hop computation subgraphs of the nodes ``index``, all at once, each
+        with its context (the in-edges of its nodes that come from outside; module docstring).
 
         Reachability is one boolean ``[B, N]`` matrix grown by ``num_hops`` sparse products,
         so no per-node Python loop builds the subgraphs.
@@ -159,30 +205,45 @@ class InstanceBatch:
         _check_graph(data)
         num_nodes = int(data.num_nodes)
         src, dst = data.edge_index
+        rows = torch.arange(len(index))
         reach = torch.zeros(len(index), num_nodes, dtype=torch.bool)
-        reach[torch.arange(len(index)), index] = True
+        reach[rows, index] = True
         for _ in range(num_hops):  # messages flow src -> dst: a node hears its in-neighbours
             grown = reach.clone()
             hit = reach[:, dst]
-            rows, cols = hit.nonzero(as_tuple=True)
-            grown[rows, src[cols]] = True
+            r, cols = hit.nonzero(as_tuple=True)
+            grown[r, src[cols]] = True
             reach = grown
         inst, nodes = reach.nonzero(as_tuple=True)  # sorted by instance, then node
         local = torch.full((len(index), num_nodes), -1, dtype=torch.long)
         local[inst, nodes] = torch.arange(len(nodes))
-        edge_in = reach[:, src] & reach[:, dst]
+        into = reach[:, dst]
+        edge_in = into & reach[:, src]
         e_inst, edges = edge_in.nonzero(as_tuple=True)
         edge_index = torch.stack([local[e_inst, src[edges]], local[e_inst, dst[edges]]])
+        # context: in-edges of the subgraph's nodes from outside it, and their sources
+        c_inst, c_edges = (into & ~reach[:, src]).nonzero(as_tuple=True)
+        outside = torch.zeros(len(index), num_nodes, dtype=torch.bool)
+        outside[c_inst, src[c_edges]] = True
+        o_inst, o_nodes = outside.nonzero(as_tuple=True)
+        o_local = torch.full((len(index), num_nodes), -1, dtype=torch.long)
+        o_local[o_inst, o_nodes] = torch.arange(len(o_nodes))
+        context_edge_index = torch.stack(
+            [o_local[c_inst, src[c_edges]], local[c_inst, dst[c_edges]]]
+        )
         return cls(
             x=data.x[nodes],
             edge_index=edge_index,
             batch=inst,
             edge_batch=e_inst,
             num_instances=len(index),
-            center=local[torch.arange(len(index)), index],
+            center=local[rows, index],
             node_id=nodes,
             edge_id=edges,
             graph_id=torch.zeros(len(index), dtype=torch.long),
+            context_x=data.x[o_nodes],
+            context_batch=o_inst,
+            context_edge_index=context_edge_index,
         )
 
     @classmethod
@@ -210,7 +271,8 @@ class InstanceBatch:
 
     @classmethod
     def from_explanations(cls, explanations: Sequence[Explanation]) -> InstanceBatch:
-        """Re-collate explanations (each already a small graph) for batched metrics."""
+        """Re-collate explanations (each already a small graph, with its context) for batched
+        metrics."""
         if len(explanations) == 0:
             raise ProvenmlError("no explanations given")
         graphs = [Data(x=e.x, edge_index=e.edge_index) for e in explanations]
@@ -218,6 +280,20 @@ class InstanceBatch:
         if explanations[0].index is not None:
             big_ptr = torch.tensor([0] + [g.num_nodes for g in graphs]).cumsum(0)[:-1]
             out.center = big_ptr + torch.tensor([int(e.index or 0) for e in explanations])
+            ctx_x, ctx_batch, ctx_edges = [], [], []
+            ctx_start = 0
+            for i, e in enumerate(explanations):
+                if e.context_x is None or e.context_edge_index is None:
+                    continue
+                shift = torch.tensor([[ctx_start], [int(big_ptr[i])]])
+                ctx_x.append(e.context_x)
+                ctx_batch.append(torch.full((e.context_x.size(0),), i, dtype=torch.long))
+                ctx_edges.append(e.context_edge_index + shift)
+                ctx_start += e.context_x.size(0)
+            if ctx_x:
+                out.context_x = torch.cat(ctx_x)
+                out.context_batch = torch.cat(ctx_batch)
+                out.context_edge_index = torch.cat(ctx_edges, dim=1)
         out.target = torch.tensor([e.target for e in explanations])
         out.node_id = torch.cat([e.node_id for e in explanations])
         out.edge_id = torch.cat([e.edge_id for e in explanations])
@@ -226,7 +302,14 @@ class InstanceBatch:
     def replicate(self, copies: int) -> InstanceBatch:
         """``copies`` stacked copies of this batch (copy-major), for many masks in one pass."""
         n, e, b = self.num_nodes, self.num_edges, self.num_instances
+        nc, ec = self.context_x.size(0), self.num_context_edges
         shift = torch.arange(copies).repeat_interleave(e) * n
+        ctx_shift = torch.stack(
+            [
+                torch.arange(copies).repeat_interleave(ec) * nc,
+                torch.arange(copies).repeat_interleave(ec) * n,
+            ]
+        )
         out = InstanceBatch(
             x=self.x.repeat(copies, 1),
             edge_index=self.edge_index.repeat(1, copies) + shift,
@@ -241,21 +324,38 @@ class InstanceBatch:
             edge_id=self.edge_id.repeat(copies),
             graph_id=self.graph_id.repeat(copies),
             target=self.target.repeat(copies) if len(self.target) else None,
+            context_x=self.context_x.repeat(copies, 1),
+            context_batch=self.context_batch.repeat(copies)
+            + torch.arange(copies).repeat_interleave(nc) * b,
+            context_edge_index=self.context_edge_index.repeat(1, copies) + ctx_shift,
         )
         return out
 
     # -- model calls -------------------------------------------------------------------------
+    def model_graph(self, x: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The graph the model runs on: ``(x, edge_index)`` with the context appended (context
+        nodes after the ``N`` instance nodes, context edges after the ``E`` explained ones)."""
+        x = self.x if x is None else x
+        if self.num_context_edges == 0:
+            return x, self.edge_index
+        ctx = self.context_edge_index + torch.tensor([[self.num_nodes], [0]])
+        return torch.cat([x, self.context_x]), torch.cat([self.edge_index, ctx], dim=1)
+
     def logits(
         self, model: torch.nn.Module, edge_mask: Tensor | None = None, x: Tensor | None = None
     ) -> Tensor:
-        """The model's logits ``[B, C]`` for every instance, messages scaled by ``edge_mask``."""
-        x = self.x if x is None else x
+        """The model's logits ``[B, C]`` for every instance, messages scaled by ``edge_mask``
+        (one value per explained edge; context edges keep their messages)."""
+        full_x, full_edges = self.model_graph(x)
         if edge_mask is not None:
-            set_masks(model, edge_mask, self.edge_index, apply_sigmoid=False)
+            if self.num_context_edges:
+                edge_mask = torch.cat([edge_mask, edge_mask.new_ones(self.num_context_edges)])
+            set_masks(model, edge_mask, full_edges, apply_sigmoid=False)
         try:
             if self.center is None:
-                return model(x, self.edge_index, self.batch)
-            return model(x, self.edge_index)[self.center]
+                batch = torch.cat([self.batch, self.context_batch])
+                return model(full_x, full_edges, batch)
+            return model(full_x, full_edges)[self.center]
         finally:
             if edge_mask is not None:
                 clear_masks(model)
@@ -281,18 +381,27 @@ class InstanceBatch:
         seconds: float,
     ) -> list[Explanation]:
         """Cut per-edge / per-node scores back into one :class:`Explanation` per instance."""
-        edge_counts = torch.bincount(self.edge_batch, minlength=self.num_instances).tolist()
-        node_counts = torch.bincount(self.batch, minlength=self.num_instances).tolist()
+        b = self.num_instances
+        edge_counts = torch.bincount(self.edge_batch, minlength=b).tolist()
+        node_counts = torch.bincount(self.batch, minlength=b).tolist()
         node_starts = torch.tensor([0, *node_counts]).cumsum(0)
-        per = seconds / max(self.num_instances, 1)
+        ctx_counts = torch.bincount(self.context_batch, minlength=b).tolist()
+        ctx_starts = torch.tensor([0, *ctx_counts]).cumsum(0)
+        ctx_edge_batch = self.context_batch[self.context_edge_index[0]]
+        ctx_edge_counts = torch.bincount(ctx_edge_batch, minlength=b).tolist()
+        per = seconds / max(b, 1)
         xs = self.x.split(node_counts)
         eis = self.edge_index.split(edge_counts, dim=1)
         ems = edge_mask.detach().split(edge_counts)
         nms = node_mask.detach().split(node_counts) if node_mask is not None else None
         nids, eids = self.node_id.split(node_counts), self.edge_id.split(edge_counts)
+        cxs = self.context_x.split(ctx_counts)
+        ceis = self.context_edge_index.split(ctx_edge_counts, dim=1)
         out = []
-        for i in range(self.num_instances):
+        for i in range(b):
             start = int(node_starts[i])
+            shift = torch.tensor([[int(ctx_starts[i])], [start]])
+            node_task = self.center is not None
             out.append(
                 Explanation(
                     x=xs[i],
@@ -306,20 +415,52 @@ class InstanceBatch:
                     method=method,
                     seconds=per,
                     graph_id=int(self.graph_id[i]),
+                    logits=None if self.logits_full is None else self.logits_full[i],
+                    context_x=cxs[i] if node_task else None,
+                    context_edge_index=ceis[i] - shift if node_task else None,
                 )
             )
         return out
 
 
 def _check_graph(data: Data) -> None:
-    if getattr(data, "x", None) is None:
-        raise ProvenmlError("the graph has no node features `x`")
-    if data.edge_index is None or data.edge_index.numel() == 0:
+    x = getattr(data, "x", None)
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        raise ProvenmlError("the graph needs node features `x` as a [num_nodes, F] tensor")
+    edge_index = getattr(data, "edge_index", None)
+    if not isinstance(edge_index, Tensor) or edge_index.numel() == 0:
         raise ProvenmlError("the graph has no edges; there is nothing for an edge mask to explain")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ProvenmlError(
+            f"edge_index must have shape [2, num_edges], got {list(edge_index.shape)}"
+        )
+    if edge_index.dtype not in (torch.int64, torch.int32):
+        raise ProvenmlError(f"edge_index must hold integer node ids, got {edge_index.dtype}")
+    low, high = int(edge_index.min()), int(edge_index.max())
+    if low < 0 or high >= x.size(0):
+        bad = low if low < 0 else high
+        raise ProvenmlError(
+            f"edge_index refers to node {bad}, outside the graph's {x.size(0)} nodes (rows of x)"
+        )
 
 
-def _as_index(index: IndexLike, num_nodes: int) -> Tensor:
-    idx = torch.as_tensor(index, dtype=torch.long).view(-1)
+def _as_index(index: object, num_nodes: int) -> Tensor:
+    """Node ids as a 1-d long tensor: an int (Python, numpy or a 0-d tensor), or a sequence
+    / 1-d tensor / array of them; anything else is a :class:`ProvenmlError`."""
+    if isinstance(index, bool | np.bool_):
+        raise ProvenmlError(f"index must be a node id (an integer), got {index!r}")
+    if isinstance(index, Integral | np.integer):
+        idx = torch.tensor([int(index)], dtype=torch.long)
+    else:
+        try:
+            raw = torch.as_tensor(index)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ProvenmlError(f"index must be node ids (integers), got {index!r}") from err
+        if raw.dtype == torch.bool or raw.is_floating_point() or raw.is_complex():
+            raise ProvenmlError(f"index must be integer node ids, got dtype {raw.dtype}")
+        if raw.dim() > 1:
+            raise ProvenmlError(f"index must be one id or a 1-d list of ids, got {list(raw.shape)}")
+        idx = raw.long().view(-1)
     if idx.numel() == 0:
         raise ProvenmlError("index is empty; give at least one node to explain")
     bad = (idx < 0) | (idx >= num_nodes)
@@ -330,12 +471,57 @@ def _as_index(index: IndexLike, num_nodes: int) -> Tensor:
     return idx
 
 
+def _is_single_index(index: object) -> bool:
+    if isinstance(index, bool | np.bool_):
+        return False
+    if isinstance(index, Integral | np.integer):
+        return True
+    return isinstance(index, Tensor | np.ndarray) and index.ndim == 0
+
+
+# -- argument checks for the methods' constructors -------------------------------------------------
+def check_int(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` as an int ``>= minimum``, else a :class:`ProvenmlError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, Integral | np.integer):
+        raise ProvenmlError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if int(value) < minimum:
+        raise ProvenmlError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_float(
+    name: str,
+    value: object,
+    low: float = 0.0,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a finite float in the interval (``low_open`` / ``high_open`` exclude the
+    ends), else a :class:`ProvenmlError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, Real | np.floating | np.integer):
+        raise ProvenmlError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ProvenmlError(f"{name} must be finite, got {v}")
+    if v < low or v > high or (low_open and v == low) or (high_open and v == high):
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        raise ProvenmlError(f"{name} must be in {left}{low:g}, {high:g}{right}, got {v:g}")
+    return v
+
+
+#: how far (relative to the logits' scale) the subgraph's output may drift from the full graph's
+EXACTNESS_TOLERANCE = 1e-4
+
+
 class ExplainerMethod(ABC):
     """Base class of every explainer: ``explain(model, data, index=None) -> Explanation``.
 
     Subclasses implement :meth:`attribute`, which scores every edge (and optionally node) of an
     :class:`InstanceBatch` at once. ``index=None`` explains a graph-level prediction; an int
     index explains that node. :meth:`explain_batch` explains many nodes or graphs in one call.
+    ``num_hops`` (default: the number of message-passing layers) sets the computation
+    subgraph's radius, for models whose layers propagate more than one hop.
     """
 
     name: ClassVar[str] = "method"
@@ -348,22 +534,30 @@ class ExplainerMethod(ABC):
     ) -> tuple[Tensor, Tensor | None]:
         """Edge scores ``[E]`` (and node scores ``[N]`` or ``None``) for the whole batch."""
 
-    def explain(self, model: torch.nn.Module, data: Data, index: int | None = None):
-        """Explain one node (``index``) or, with ``index=None``, the graph-level prediction."""
+    def explain(
+        self,
+        model: torch.nn.Module,
+        data: Data,
+        index: int | None = None,
+        num_hops: int | None = None,
+    ) -> Explanation:
+        """Explain one node (``index``: an int, numpy integer or 0-d tensor) or, with
+        ``index=None``, the graph-level prediction."""
         if index is None:
-            return self.explain_batch(model, [data])[0]
-        if not isinstance(index, int):
-            raise ProvenmlError("explain() takes one int index; use explain_batch for many")
-        return self.explain_batch(model, data, index=[index])[0]
+            return self.explain_batch(model, [data], num_hops=num_hops)[0]
+        if not _is_single_index(index):
+            raise ProvenmlError("explain() takes one integer index; use explain_batch for many")
+        return self.explain_batch(model, data, index=[int(index)], num_hops=num_hops)[0]
 
     def explain_batch(
         self,
         model: torch.nn.Module,
         data: Data | Sequence[Data],
         index: IndexLike | None = None,
+        num_hops: int | None = None,
     ) -> list[Explanation]:
         """Explain many nodes of one graph (``index``) or many graphs (``data`` a list)."""
-        batch = self.prepare(model, data, index)
+        batch = self.prepare(model, data, index, num_hops)
         start = time.perf_counter()
         edge_mask, node_mask = self._run(model, batch)
         return batch.split(edge_mask, node_mask, self.name, time.perf_counter() - start)
@@ -383,19 +577,53 @@ class ExplainerMethod(ABC):
         index: IndexLike | None = None,
         num_hops: int | None = None,
     ) -> InstanceBatch:
-        """Validate inputs, build the instance batch and fix each target (model's prediction)."""
+        """Validate inputs, build the instance batch, check that it reproduces the model's
+        full-graph output and fix each target (the model's prediction on the full graph)."""
         check_model(model)
         model.eval()
         if index is None:
-            graphs = [data] if isinstance(data, Data) else list(data)
+            if isinstance(data, Data):
+                graphs = [data]
+            elif isinstance(data, Sequence) and all(isinstance(g, Data) for g in data):
+                graphs = list(data)
+            else:
+                raise ProvenmlError("data must be a torch_geometric Data or a list of them")
             batch = InstanceBatch.from_graphs(graphs)
+            with torch.no_grad():
+                full = batch.logits(model)  # whole graphs: the instance is the full graph
         else:
             if not isinstance(data, Data):
                 raise ProvenmlError("node explanations take one graph (a torch_geometric Data)")
             _check_graph(data)
-            idx = _as_index(index, int(data.num_nodes))
-            hops = num_hops or len(message_passing_layers(model))
+            idx = _as_index(index, int(data.x.size(0)))
+            layers = len(message_passing_layers(model))
+            hops = layers if num_hops is None else check_int("num_hops", num_hops, 1)
             batch = InstanceBatch.from_nodes(data, idx, hops)
-        with torch.no_grad():
-            batch.target = batch.logits(model).argmax(-1)
+            with torch.no_grad():
+                full = model(data.x, data.edge_index)[idx]
+                sub = batch.logits(model)
+            _check_exact(full, sub, idx, hops)
+        batch.logits_full = full.detach()
+        batch.target = full.argmax(-1)
         return batch
+
+
+def _check_exact(full: Tensor, sub: Tensor, index: Tensor, hops: int) -> None:
+    """Raise unless the subgraph logits equal the full-graph logits (module docstring)."""
+    if full.shape != sub.shape:
+        raise ProvenmlError(
+            f"the model returned {list(full.shape)} on the full graph and {list(sub.shape)} on "
+            "the computation subgraphs; a node classifier must return [num_nodes, C] logits"
+        )
+    gap = (full - sub).abs().amax(-1)
+    tol = EXACTNESS_TOLERANCE * (1.0 + full.abs().amax(-1))
+    bad = (gap > tol) | ~torch.isfinite(gap)
+    if bool(bad.any()):
+        worst = int(torch.argmax(torch.where(torch.isfinite(gap), gap, torch.inf)))
+        raise ProvenmlError(
+            f"the model's output for node {int(index[worst])} on its {hops}-hop computation "
+            f"subgraph differs from its output on the full graph by {float(gap[worst]):.3g} "
+            f"({int(bad.sum())} of {len(index)} nodes): the model reads beyond {hops} hops "
+            "(e.g. a layer that propagates several hops, or a global operation); pass "
+            "num_hops= to explain a wider subgraph"
+        )

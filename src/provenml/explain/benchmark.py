@@ -73,9 +73,12 @@ def make_task(
 
 @dataclass
 class MethodScores:
-    """All metrics of one method on one dataset."""
+    """All metrics of one method on one dataset. ``auroc`` pools every explained instance's
+    edges into one AUROC (GNNExplainer's and PGExplainer's protocol); ``auroc_per_instance``
+    is the mean of each instance's own AUROC."""
 
     auroc: float
+    auroc_per_instance: float
     fid_prob_plus: list[float]
     fid_prob_minus: list[float]
     fid_acc_plus: list[float]
@@ -121,6 +124,7 @@ def evaluate_method(
     return (
         MethodScores(
             auroc=metrics.groundtruth_auroc(explanations, gt),
+            auroc_per_instance=metrics.groundtruth_auroc_per_instance(explanations, gt),
             fid_prob_plus=curves["pp"],
             fid_prob_minus=curves["pm"],
             fid_acc_plus=curves["ap"],

@@ -121,6 +121,23 @@ def groundtruth_auroc(
     return float(roc_auc_score(y, torch.cat(scores).numpy()))
 
 
+def groundtruth_auroc_per_instance(
+    explanations: Sequence[Explanation], edge_gt: Tensor | Sequence[Tensor]
+) -> float:
+    """Mean over instances of each instance's own AUROC (instances whose edges are all of one
+    class are skipped; NaN when none is left). Unlike the pooled AUROC it does not depend on
+    how the masks' scales compare between instances."""
+    from sklearn.metrics import roc_auc_score
+
+    values = []
+    for e in explanations:
+        gt = edge_gt if isinstance(edge_gt, Tensor) else edge_gt[e.graph_id]
+        y = gt[e.edge_id].numpy()
+        if y.min() != y.max():
+            values.append(float(roc_auc_score(y, e.edge_mask.numpy())))
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
 def stability(
     method: ExplainerMethod,
     model: torch.nn.Module,

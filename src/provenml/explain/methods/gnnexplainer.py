@@ -8,7 +8,14 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-from provenml.explain.base import ExplainerMethod, InstanceBatch, binary_entropy, symmetrize
+from provenml.explain.base import (
+    ExplainerMethod,
+    InstanceBatch,
+    binary_entropy,
+    check_float,
+    check_int,
+    symmetrize,
+)
 
 
 class GNNExplainer(ExplainerMethod):
@@ -18,9 +25,20 @@ class GNNExplainer(ExplainerMethod):
 
     where ``H`` is the mean element-wise binary entropy. All instances of a batch are disjoint,
     so the sum of their losses is optimised with one Adam over one forward pass per epoch;
-    each instance's gradient is exactly what optimising it alone would give. The mask is kept
-    symmetric on undirected graphs by averaging each edge with its reverse before use.
-    Defaults are PyG's (100 epochs, lr 0.01, coefficients 0.005 / 1.0).
+    each instance's gradient is exactly what optimising it alone would give. Defaults are
+    PyG's (100 epochs, lr 0.01, coefficients 0.005 / 1.0).
+
+    Like PyG's ``GNNExplainer``, each *directed* edge has its own mask value while optimising,
+    and only the edges whose message can reach the prediction (nonzero gradient; PyG's
+    ``hard_edge_mask``) are regularised and scored; the returned mask is then symmetrised
+    (mean of the two directions) like every method's. ``symmetric=True`` instead averages
+    each edge with its reverse *before* use, as the authors' code does (``(M + M^T) / 2`` on the
+    dense mask). Measured on plain PyG models (``benchmarks/bench_explain_pyg.py``), the
+    symmetric optimisation ranks edges within a node's subgraph barely better than chance
+    (per-node AUROC 0.50-0.78), the directed one 0.93-0.98, so directed is the default.
+    The initial logits are ``N(1, gain_relu * sqrt(2 / 2n))``, ``n`` the nodes of the
+    instance's computation subgraph, as in the authors' code (PyG: mean 0, ``n`` the whole
+    graph's nodes; the two gave the same AUROC within seed-to-seed spread).
     """
 
     name = "gnnexplainer"
@@ -32,10 +50,17 @@ class GNNExplainer(ExplainerMethod):
         edge_size: float = 0.005,
         edge_ent: float = 1.0,
         seed: int = 0,
+        symmetric: bool = False,
     ) -> None:
-        self.epochs, self.lr = epochs, lr
-        self.edge_size, self.edge_ent = edge_size, edge_ent
-        self.seed = seed
+        self.epochs = check_int("epochs", epochs, 1)
+        self.lr = check_float("lr", lr, 0.0, low_open=True)
+        self.edge_size = check_float("edge_size", edge_size, 0.0)
+        self.edge_ent = check_float("edge_ent", edge_ent, 0.0)
+        self.seed = check_int("seed", seed, 0)
+        self.symmetric = bool(symmetric)
+
+    def _shape(self, mask: Tensor, batch: InstanceBatch) -> Tensor:
+        return symmetrize(mask, batch.reverse) if self.symmetric else mask
 
     def attribute(self, model: torch.nn.Module, batch: InstanceBatch) -> tuple[Tensor, None]:
         gen = torch.Generator().manual_seed(self.seed)
@@ -51,7 +76,7 @@ class GNNExplainer(ExplainerMethod):
             relevant = self._relevant_edges(model, batch, logits)
             for _ in range(self.epochs):
                 opt.zero_grad()
-                mask = symmetrize(logits.sigmoid(), batch.reverse)
+                mask = self._shape(logits.sigmoid(), batch)
                 loss = self.loss(model, batch, mask, relevant)
                 loss.backward()
                 opt.step()
@@ -60,12 +85,13 @@ class GNNExplainer(ExplainerMethod):
                 param.requires_grad_(True)
         return logits.detach().sigmoid() * relevant, None
 
-    @staticmethod
-    def _relevant_edges(model: torch.nn.Module, batch: InstanceBatch, logits: Tensor) -> Tensor:
+    def _relevant_edges(
+        self, model: torch.nn.Module, batch: InstanceBatch, logits: Tensor
+    ) -> Tensor:
         """Edges whose mask can change the prediction (nonzero gradient of ``log p``), as PyG's
         ``hard_edge_mask``: a computation subgraph holds boundary edges whose messages never
         reach the explained node within ``L`` layers; they get no regulariser and score 0."""
-        mask = symmetrize(logits.sigmoid(), batch.reverse)
+        mask = self._shape(logits.sigmoid(), batch)
         (grad,) = torch.autograd.grad(batch.target_log_prob(model, mask).sum(), logits)
         return (grad != 0).float()
 

@@ -26,8 +26,9 @@ class GradCAM(ExplainerMethod):
             score = batch.target_logit(model).sum()
         finally:
             handle.remove()
-        features = captured[-1]
-        (grads,) = torch.autograd.grad(score, features)
+        (grads,) = torch.autograd.grad(score, captured[-1])
+        # the instance nodes only (context nodes come after them and are never explained)
+        features, grads = captured[-1][: batch.num_nodes], grads[: batch.num_nodes]
         alpha = scatter(grads, batch.batch, dim=0, dim_size=batch.num_instances, reduce="mean")
         heat = torch.relu((alpha[batch.batch] * features).sum(-1)).detach()
         src, dst = batch.edge_index

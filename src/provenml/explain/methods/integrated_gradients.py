@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from provenml.explain.base import ExplainerMethod, InstanceBatch
+from provenml.explain.base import ExplainerMethod, InstanceBatch, check_int
 
 
 class IntegratedGradients(ExplainerMethod):
@@ -20,8 +20,8 @@ class IntegratedGradients(ExplainerMethod):
     name = "integrated_gradients"
 
     def __init__(self, n_steps: int = 32, max_edges: int = 2_000_000) -> None:
-        self.n_steps = n_steps
-        self.max_edges = max_edges
+        self.n_steps = check_int("n_steps", n_steps, 1)
+        self.max_edges = check_int("max_edges", max_edges, 1)
 
     def attribute(self, model: torch.nn.Module, batch: InstanceBatch) -> tuple[Tensor, None]:
         cache: dict[int, InstanceBatch] = {}

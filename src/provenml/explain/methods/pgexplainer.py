@@ -15,6 +15,8 @@ from provenml.explain.base import (
     IndexLike,
     InstanceBatch,
     binary_entropy,
+    check_float,
+    check_int,
     message_passing_layers,
     symmetrize,
 )
@@ -50,10 +52,20 @@ class PGExplainer(ExplainerMethod):
         hidden: int = 64,
         seed: int = 0,
     ) -> None:
-        self.epochs, self.lr, self.batch_size = epochs, lr, batch_size
-        self.edge_size, self.edge_ent = edge_size, edge_ent
-        self.temperature, self.bias, self.hidden = temperature, bias, hidden
-        self.seed = seed
+        self.epochs = check_int("epochs", epochs, 1)
+        self.lr = check_float("lr", lr, 0.0, low_open=True)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.edge_size = check_float("edge_size", edge_size, 0.0)
+        self.edge_ent = check_float("edge_ent", edge_ent, 0.0)
+        if not isinstance(temperature, tuple | list) or len(temperature) != 2:
+            raise ProvenmlError(f"temperature must be a pair (start, end), got {temperature!r}")
+        self.temperature = (
+            check_float("temperature[0]", temperature[0], 0.0, low_open=True),
+            check_float("temperature[1]", temperature[1], 0.0, low_open=True),
+        )
+        self.bias = check_float("bias", bias, 0.0, 0.5, high_open=True)
+        self.hidden = check_int("hidden", hidden, 1)
+        self.seed = check_int("seed", seed, 0)
         self.mlp: nn.Module | None = None
 
     # -- embeddings and edge logits ----------------------------------------------------------
@@ -66,7 +78,7 @@ class PGExplainer(ExplainerMethod):
                 batch.logits(model)
         finally:
             handle.remove()
-        return captured[-1].detach()
+        return captured[-1][: batch.num_nodes].detach()  # context nodes come after them
 
     def _edge_logits(self, batch: InstanceBatch, z: Tensor) -> Tensor:
         assert self.mlp is not None

@@ -10,8 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from provenml.errors import ProvenmlError
-from provenml.explain.base import ExplainerMethod, InstanceBatch
+from provenml.explain.base import ExplainerMethod, InstanceBatch, check_float, check_int
 
 
 class PGMExplainer(ExplainerMethod):
@@ -49,11 +48,14 @@ class PGMExplainer(ExplainerMethod):
         max_edges: int = 2_000_000,
         seed: int = 0,
     ) -> None:
-        self.num_samples, self.perturb_prob = num_samples, perturb_prob
-        self.drop_threshold, self.max_edges, self.seed = drop_threshold, max_edges, seed
-        if not 0.0 < alpha < 1.0:
-            raise ProvenmlError(f"alpha must be in (0, 1), got {alpha}")
-        self.alpha, self.max_selected, self.max_parents = alpha, max_selected, max_parents
+        self.num_samples = check_int("num_samples", num_samples, 2)
+        self.perturb_prob = check_float("perturb_prob", perturb_prob, 0.0, 1.0, True, True)
+        self.drop_threshold = check_float("drop_threshold", drop_threshold, 0.0, 1.0)
+        self.alpha = check_float("alpha", alpha, 0.0, 1.0, True, True)
+        self.max_selected = check_int("max_selected", max_selected, 1)
+        self.max_parents = check_int("max_parents", max_parents, 0)
+        self.max_edges = check_int("max_edges", max_edges, 1)
+        self.seed = check_int("seed", seed, 0)
 
     def attribute(self, model: torch.nn.Module, batch: InstanceBatch) -> tuple[Tensor, Tensor]:
         gen = torch.Generator().manual_seed(self.seed)

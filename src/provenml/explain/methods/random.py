@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from provenml.explain.base import ExplainerMethod, InstanceBatch
+from provenml.explain.base import ExplainerMethod, InstanceBatch, check_int
 
 
 class RandomExplainer(ExplainerMethod):
@@ -15,7 +15,7 @@ class RandomExplainer(ExplainerMethod):
     needs_grad = False
 
     def __init__(self, seed: int = 0) -> None:
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(check_int("seed", seed, 0))
 
     def attribute(self, model: torch.nn.Module, batch: InstanceBatch) -> tuple[Tensor, None]:
         return torch.rand(batch.num_edges, generator=self.generator), None

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import to_scipy_sparse_matrix
 
-from provenml.explain.base import ExplainerMethod, InstanceBatch
+from provenml.explain.base import ExplainerMethod, InstanceBatch, check_float, check_int
 
 
 @dataclass
@@ -43,6 +43,7 @@ class SubgraphX(ExplainerMethod):
     To give a ranking of *all* edges (needed to compare masks at matched sparsity), an edge
     scores the depth, along the tree path from the full graph to that subgraph, of the last
     subgraph still containing both its endpoints; edges of the explanation score highest.
+    Scores are divided by the instance's largest depth (so in ``[0, 1]`` for every instance).
     """
 
     name = "subgraphx"
@@ -58,13 +59,13 @@ class SubgraphX(ExplainerMethod):
         c_puct: float = 10.0,
         seed: int = 0,
     ) -> None:
-        self.rollouts, self.min_atoms, self.max_nodes = rollouts, min_atoms, max_nodes
-        self.expand_atoms, self.shapley_samples, self.c_puct = (
-            expand_atoms,
-            shapley_samples,
-            c_puct,
-        )
-        self.seed = seed
+        self.rollouts = check_int("rollouts", rollouts, 1)
+        self.min_atoms = check_int("min_atoms", min_atoms, 1)
+        self.max_nodes = check_int("max_nodes", max_nodes, 1)
+        self.expand_atoms = check_int("expand_atoms", expand_atoms, 1)
+        self.shapley_samples = check_int("shapley_samples", shapley_samples, 1)
+        self.c_puct = check_float("c_puct", c_puct, 0.0)
+        self.seed = check_int("seed", seed, 0)
 
     def attribute(self, model: torch.nn.Module, batch: InstanceBatch) -> tuple[Tensor, Tensor]:
         gen = torch.Generator().manual_seed(self.seed)
@@ -93,6 +94,10 @@ class SubgraphX(ExplainerMethod):
             depth[list(tree_node.nodes)] = level + 1
         if best is not None:
             depth[list(best.nodes)] = len(path) + 1
+        # Depths count tree levels, whose number differs between instances: scale each
+        # instance's scores to [0, 1] so that pooled metrics (the pooled AUROC) compare
+        # instances on one scale. The ranking within the instance is unchanged.
+        depth = depth / depth.max().clamp(min=1.0)
         src, dst = inst.edge_index
         return torch.minimum(depth[src], depth[dst]), depth
 
