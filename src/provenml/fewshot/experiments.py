@@ -537,6 +537,7 @@ class HeadsConfig(FewShotConfig):
 
     heads: tuple[str, ...] = HEAD_ORDER
     rho: float = 0.5
+    head_parts: int = 2  # heads are dealt into this many parts (each pre-trains the encoder)
 
 
 def _check_heads(heads: Sequence[str]) -> None:
@@ -544,8 +545,14 @@ def _check_heads(heads: Sequence[str]) -> None:
 
 
 def _head_parts(cfg: HeadsConfig) -> list[dict[str, Any]]:
+    """``head_parts`` parts, the heads dealt out costliest first (every part repeats the shared
+    encoder pre-training, so fewer parts than heads saves that work)."""
     _check_heads(cfg.heads)
-    return [{"heads": (h,)} for h in sorted(cfg.heads, key=HEAD_ORDER.index)]
+    if cfg.head_parts < 1:
+        raise ProvenmlError(f"head_parts must be >= 1, got {cfg.head_parts}")
+    ordered = sorted(cfg.heads, key=HEAD_ORDER.index)
+    groups = [tuple(ordered[i :: cfg.head_parts]) for i in range(cfg.head_parts)]
+    return [{"heads": group} for group in groups if group]
 
 
 def _heads_runs(cfg: HeadsConfig, ctx: RunContext, plentiful: bool) -> dict[str, Any]:
