@@ -254,6 +254,7 @@ def _summarize_gridworld(results: list[Result], ctx: RunContext) -> None:
 @experiment(
     "metarl.gridworld",
     system="S2",
+    devices=("cpu",),  # the belief agents and envs stay on the CPU (ctx.device is not read)
     claim="DynaMITE-RL beats VariBAD and RL2 in the session grid world and nears the oracle",
     config=GridworldConfig,
     time={
@@ -368,6 +369,7 @@ def _summarize_ablations(results: list[Result], ctx: RunContext) -> None:
 @experiment(
     "metarl.ablations",
     system="S2",
+    devices=("cpu",),  # the belief agents and envs stay on the CPU (ctx.device is not read)
     claim="each of DynaMITE-RL's three changes matters: every ablation falls below the full method",
     config=AblationConfig,
     time={
@@ -470,6 +472,7 @@ def _merge_rates(cfg: SessionRateConfig, parts: list[Result], ctx: RunContext) -
 @experiment(
     "metarl.session_rate",
     system="S2",
+    devices=("cpu",),  # the belief agents and envs stay on the CPU (ctx.device is not read)
     claim="the DynaMITE-RL - VariBAD gap vanishes at p=0 and shrinks towards p=1",
     config=SessionRateConfig,
     time={
@@ -544,6 +547,7 @@ def _summarize_reacher(results: list[Result], ctx: RunContext) -> None:
 @experiment(
     "metarl.reacher",
     system="S2",
+    devices=("cpu",),  # the belief agents and envs stay on the CPU (ctx.device is not read)
     headline=True,
     claim="DynaMITE-RL beats VariBAD on a point mass whose target moves between sessions",
     config=ReacherConfig,
