@@ -292,6 +292,13 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
     ),
     config=EndToEndConfig,
     time={"smoke": "20 s", "small": "12 min", "paper": "1 h on an idle 8-core CPU"},
+    claims=(
+        "fusion_reduces_latency",
+        "memory_planning_reduces_latency",
+        "fusion_reduces_latency_beyond_l2",
+        "memory_planning_reduces_latency_beyond_l2",
+        "faster_than_eager_batch1",
+    ),
 )
 def end_to_end(cfg: EndToEndConfig, ctx: RunContext) -> Result:
     """Latency of eager / inductor / ONNX Runtime / provenml, and provenml's pass ablation."""
