@@ -80,9 +80,9 @@ REQUIRED_AT_SMOKE: dict[str, tuple[str, ...]] = {
     "wsd.lr_sweep": (),
 }
 
-#: Experiments whose smoke run takes much longer than the suite's ~20 s per test on 2 cores
-#: (wsd.lr_sweep: 4 learning rates x 4 schedules, ~45 s of CPU; a tuning run, no claim).
-SLOW: frozenset[str] = frozenset({"wsd.lr_sweep"})
+#: Experiments whose smoke run takes much longer than the suite's ~20 s per test on 2 cores:
+#: the two tuning sweeps of wsd (every learning rate x every schedule; ~45-50 s, no claim).
+SLOW: frozenset[str] = frozenset({"wsd.lr_sweep", "wsd.oracle_regime_sweep"})
 
 
 def _params() -> list[object]:
