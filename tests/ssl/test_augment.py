@@ -117,3 +117,18 @@ def test_images_smaller_than_the_crop_are_one_clear_error() -> None:
         augment(torch.zeros(3, 40, 40))
     with pytest.raises(ProvenmlError, match="scale"):
         TwoViewAugment(scale=(0.5, 0.2))
+
+
+def test_antialiasing_keeps_fine_stripes_from_aliasing() -> None:
+    from provenml.ssl.augment import antialias
+
+    columns = torch.arange(64)
+    stripes = (columns % 3 == 0).float().expand(64, -1)  # period 3 px: aliases at 1/4 size
+    images = stripes[None, None].repeat(2, 3, 1, 1)
+    boxes = torch.tensor([[0.0, 0.0, 64.0, 64.0], [0.0, 0.0, 16.0, 16.0]])
+    smoothed = antialias(images, boxes, 16)
+    plain = crop_and_resize(images, boxes, torch.tensor([False, False]), 16)
+    filtered = crop_and_resize(smoothed, boxes, torch.tensor([False, False]), 16)
+    assert float(plain[0].std()) > 0.2  # aliased: the 4x downscale keeps strong false bars
+    assert float(filtered[0].std()) < 0.02  # filtered: close to the mean grey
+    assert torch.equal(smoothed[1], images[1])  # not a downscale for the 16 px box: untouched

@@ -8,7 +8,8 @@ the crop and the flip are one ``grid_sample`` with a per-image affine grid, the 
 are per-image tensors, the blur is one grouped separable convolution. Differences from
 torchvision: the jitter ops run in a fixed order (brightness, contrast, saturation, hue) rather
 than a random one, crop boxes are continuous (sub-pixel) rather than rounded to pixels, and the
-resize is bilinear without antialiasing.
+antialiasing before a downscaling resize is a Gaussian (:func:`antialias`), not a resampling
+filter.
 
 Each view keeps its crop box in source-pixel coordinates and its flip flag (:class:`CropBoxes`),
 so that locations in one view can be mapped back to the image (used to check DenseCL's
@@ -201,6 +202,22 @@ def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, radius: int) -> tor
     return flat.reshape(batch, channels, height, width)
 
 
+def antialias(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Low-pass each image before its box is resized to ``size``: a Gaussian of
+    ``sigma = 0.5 sqrt(s^2 - 1)`` for a downscale factor ``s > 1`` (the Gaussian-pyramid rule,
+    standing in for torchvision's antialiased resize), none when the box is enlarged. Without
+    it, stripes and checks finer than the output grid alias into different patterns in each
+    view."""
+    factor = torch.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) / size
+    sigma = 0.5 * torch.sqrt((factor**2 - 1.0).clamp_min(0.0))
+    if not bool((sigma > 0.05).any()):
+        return images
+    sigma = torch.where(sigma > 0.05, sigma, torch.zeros_like(sigma))
+    limit = (min(images.shape[-2:]) - 1) // 2
+    radius = max(1, min(math.ceil(3 * float(sigma.max())), limit))
+    return gaussian_blur(images, sigma, radius)
+
+
 class TwoViewAugment:
     """MoCo-v2's augmentation, two independent views per image, batched.
 
@@ -223,6 +240,7 @@ class TwoViewAugment:
         blur_p: float = 0.5,
         blur_sigma: tuple[float, float] | None = None,
         flip_p: float = 0.5,
+        antialias: bool = True,
     ) -> None:
         if crop_size < 1:
             raise ProvenmlError(f"crop_size must be >= 1, got {crop_size}")
@@ -248,6 +266,7 @@ class TwoViewAugment:
         self.blur_p = blur_p
         self.blur_sigma = blur_sigma
         self.flip_p = flip_p
+        self.antialias = antialias
         self.blur_radius = max(1, min(math.ceil(3 * blur_sigma[1]), (crop_size - 1) // 2))
 
     def view(
@@ -268,6 +287,8 @@ class TwoViewAugment:
             batch, height, width, self.scale, self.ratio, generator, device
         )
         flipped = coin(self.flip_p)
+        if self.antialias:
+            x = antialias(x, boxes, self.crop_size)
         out = crop_and_resize(x, boxes, flipped, self.crop_size)
 
         b, c, s, h = self.jitter
