@@ -560,7 +560,7 @@ class OracleRegimeSweepConfig(OracleRegimeConfig):
     lr_grid: tuple[float, ...] = (2e-3, 4e-3, 8e-3, 1.6e-2)
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        "smoke": {"lr_grid": (1e-3, 1e-2)},
+        "smoke": {"lr_grid": (1e-2,)},  # wsd.lr_sweep's smoke run covers choosing on a grid
         "paper": {"lr_grid": (1e-3, 2e-3, 4e-3, 8e-3)},
     }
 
