@@ -433,6 +433,7 @@ def _summarize_multibudget(results: list[Result], ctx: RunContext) -> list[Table
     "and comes within 0.01 nats/byte of a tuned cosine run per budget (judged only where that "
     "oracle is within 0.02 of WSD)",
     config=MultiBudgetConfig,
+    threads=1,
     time={"smoke": "10 s", "small": "5 min / seed", "paper": "~2 h / seed (GPU)"},
     summarize=_summarize_multibudget,
     parts=_arm_parts,
@@ -509,6 +510,7 @@ def _summarize_oracle_regime(results: list[Result], ctx: RunContext) -> list[Tab
     claim="Where a tuned cosine is competitive (a smaller byte transformer trained longer): "
     "WSD-S ≤ WSD, both beat Cyclic-Cosine, and WSD-S is within 0.01 nats/byte of the oracle",
     config=OracleRegimeConfig,
+    threads=1,
     time={"smoke": "10 s", "small": "15 min for 3 seeds with --jobs 2", "paper": "GPU hours"},
     summarize=_summarize_oracle_regime,
     parts=_arm_parts,
@@ -677,6 +679,7 @@ def _merge_sweep(
     claim="(tuning) peak learning rate per schedule (per budget for the oracle cosine) on a "
     "grid; wsd.multibudget's preset records it",
     config=LRSweepConfig,
+    threads=1,
     time={
         "smoke": "20 s",
         "small": "15 min with --jobs 2 (run with --seed 100)",
@@ -695,6 +698,7 @@ def lr_sweep(cfg: LRSweepConfig, ctx: RunContext) -> Result:
     system="S3",
     claim="(tuning) wsd.lr_sweep on wsd.oracle_regime's setup; that preset records it",
     config=OracleRegimeSweepConfig,
+    threads=1,
     time={
         "smoke": "20 s",
         "small": "25 min with --jobs 2 (run with --seed 100)",
@@ -808,6 +812,7 @@ class _Branch:
     "while the total stays high; the decay mostly removes the hill (high-entropy) part, which a "
     "constant rate over the same steps does not",
     config=RiverValleyConfig,
+    threads=1,
     time={"smoke": "2 s", "small": "25 s / seed", "paper": "12 min / seed"},
     claims=(
         "river_keeps_improving",
