@@ -168,6 +168,8 @@ class MnistFields(SelectionConfig):
     holdout: int = 10000
     test: int = 10000
     learner_hidden: tuple[int, ...] = (512, 512)
+    steps: int = 6000  # uniform has flattened by then (the plateau check records it)
+    eval_every: int = 200
 
     def validate(self) -> None:
         super().validate()
@@ -222,8 +224,6 @@ class NoisyLabelsConfig(Config, MnistFields):
     against the learner's 575k (a ratio of 1/50, measured in every run)."""
 
     scorer_width: int = 115
-    steps: int = 6000
-    eval_every: int = 200
     arms: tuple[str, ...] = HEADLINE_ARMS
     presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": _MNIST_SMOKE, "paper": _MNIST_PAPER}
 
@@ -256,8 +256,6 @@ class CleanControlConfig(Config, MnistFields):
 
     noise: float = 0.0
     scorer_width: int = 115
-    steps: int = 6000
-    eval_every: int = 200
     arms: tuple[str, ...] = ("uniform", "learnability", "learnability_topk", "rho_loss")
     presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": _MNIST_SMOKE, "paper": _MNIST_PAPER}
 
@@ -281,6 +279,9 @@ class TextConfig(Config, SelectionConfig):
     eval_every: int = 50
     reference_steps: int = 1000
     reference_batch_size: int = 32
+    # scores are per-window means (nats/byte); 1/64 makes softmax(score / T) the softmax of the
+    # window's total NLL difference over its 64 predicted bytes, i.e. per-example losses at T=1
+    temperature: float = 1 / 64
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {
             "corpus_bytes": 400_000,
@@ -288,6 +289,7 @@ class TextConfig(Config, SelectionConfig):
             "holdout_windows": 400,
             "valid_windows": 64,
             "window": 32,
+            "temperature": 1 / 32,
             "learner_dim": 32,
             "steps": 30,
             "eval_every": 10,
@@ -297,6 +299,7 @@ class TextConfig(Config, SelectionConfig):
         "paper": {
             "corpus_bytes": 30_000_000,
             "window": 256,
+            "temperature": 1 / 256,
             "pool_windows": 100000,
             "holdout_windows": 20000,
             "valid_windows": 2048,
