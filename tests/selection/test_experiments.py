@@ -239,7 +239,7 @@ def test_generality_row_means_and_t_half_widths() -> None:
     row = generality_row(results, "t", "m")
     # mean 0.3, half-width t(0.975, 1) * std / sqrt(2) = 12.706 * 0.1414 / 1.414 = 1.271
     assert row[:3] == ["t", "m", "+0.300 ± 1.271"]
-    assert row[4:] == ["+0.100 ± 0.000", "+0.300 ± 0.000", 2]
+    assert row[4:] == ["0.100 ± 0.000", "0.300 ± 0.000", 2]
 
 
 # -- the tasks' data --------------------------------------------------------------------------

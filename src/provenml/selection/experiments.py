@@ -647,15 +647,17 @@ def _savings_claims(m: Measured, label: str, metric: str) -> list[Claim]:
 # ------------------------------------------------------------------------------------------
 
 
-def _ci(values: Sequence[float]) -> str:
+def _ci(values: Sequence[float], signed: bool = True) -> str:
+    """``mean ± the 95% Student-t half-width`` over seeds (signed: with a + for gains)."""
     from provenml.core.stats import summarize
 
     s = summarize([v for v in values if math.isfinite(v)])
+    mean = f"{s.mean:+.3f}" if signed else f"{s.mean:.3f}"
     if s.n == 0:
         return "n/a"
     if s.n < 2:
-        return f"{s.mean:+.3f}"
-    return f"{s.mean:+.3f} ± {(s.high - s.low) / 2:.3f}"
+        return mean
+    return f"{mean} ± {(s.high - s.low) / 2:.3f}"
 
 
 def generality_row(
@@ -672,8 +674,8 @@ def generality_row(
         model,
         _ci(values(f"update_saving/{label}")),
         _ci(values(f"compute_saving/{label}")),
-        _ci(values(f"noisy_fraction/{label}")),
-        _ci(values("noisy_fraction/uniform")),
+        _ci(values(f"noisy_fraction/{label}"), signed=False),
+        _ci(values("noisy_fraction/uniform"), signed=False),
         len(results),
     ]
 
