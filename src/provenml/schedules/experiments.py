@@ -434,7 +434,11 @@ def _summarize_multibudget(results: list[Result], ctx: RunContext) -> list[Table
     "oracle is within 0.02 of WSD)",
     config=MultiBudgetConfig,
     threads=1,
-    time={"smoke": "10 s", "small": "5 min / seed", "paper": "~2 h / seed (GPU)"},
+    time={
+        "smoke": "10 s",
+        "small": "9 min for 3 seeds with --jobs 2",
+        "paper": "~2 h / seed (GPU)",
+    },
     summarize=_summarize_multibudget,
     parts=_arm_parts,
     merge=lambda cfg, parts, ctx: _multibudget_result(
@@ -511,7 +515,7 @@ def _summarize_oracle_regime(results: list[Result], ctx: RunContext) -> list[Tab
     "WSD-S ≤ WSD, both beat Cyclic-Cosine, and WSD-S is within 0.01 nats/byte of the oracle",
     config=OracleRegimeConfig,
     threads=1,
-    time={"smoke": "10 s", "small": "15 min for 3 seeds with --jobs 2", "paper": "GPU hours"},
+    time={"smoke": "10 s", "small": "8 min for 3 seeds with --jobs 2", "paper": "GPU hours"},
     summarize=_summarize_oracle_regime,
     parts=_arm_parts,
     merge=lambda cfg, parts, ctx: _multibudget_result(
@@ -681,8 +685,8 @@ def _merge_sweep(
     config=LRSweepConfig,
     threads=1,
     time={
-        "smoke": "20 s",
-        "small": "15 min with --jobs 2 (run with --seed 100)",
+        "smoke": "10 s",
+        "small": "20 min with --jobs 2 (run with --seed 100)",
         "paper": "GPU hours",
     },
     parts=_rate_parts,
@@ -700,8 +704,8 @@ def lr_sweep(cfg: LRSweepConfig, ctx: RunContext) -> Result:
     config=OracleRegimeSweepConfig,
     threads=1,
     time={
-        "smoke": "20 s",
-        "small": "25 min with --jobs 2 (run with --seed 100)",
+        "smoke": "10 s",
+        "small": "11 min with --jobs 2 (run with --seed 100)",
         "paper": "GPU hours",
     },
     parts=_rate_parts,
@@ -813,7 +817,7 @@ class _Branch:
     "constant rate over the same steps does not",
     config=RiverValleyConfig,
     threads=1,
-    time={"smoke": "2 s", "small": "25 s / seed", "paper": "12 min / seed"},
+    time={"smoke": "3 s", "small": "30 s for 3 seeds with --jobs 2", "paper": "12 min / seed"},
     claims=(
         "river_keeps_improving",
         "decay_drops_total",
