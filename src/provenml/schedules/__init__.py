@@ -9,14 +9,20 @@ Each schedule is a ``torch.optim.lr_scheduler.LRScheduler``::
         scheduler.step()
 
 The river-valley toy of the paper's Sec. 4 (a bigram language whose loss splits into a "river"
-and a "hill" part) is here too: ``make_bigram_language``, ``BigramModel``, ``loss_split``.
+and a "hill" part) is here too: ``make_bigram_language``, ``BigramModel``, ``loss_split``, and
+what its claims measure, ``hill_share`` and ``relative_excess_drop``.
+
+Bad arguments (``WSD(optimizer, total_steps=100.7)``, ``WSDS(..., warmup_steps=-5)``) raise one
+:class:`provenml.errors.ProvenmlError` that names them.
 """
 
 from provenml.schedules.river_valley import (
     BigramLanguage,
     BigramModel,
+    hill_share,
     loss_split,
     make_bigram_language,
+    relative_excess_drop,
 )
 from provenml.schedules.schedulers import (
     DECAY_SHAPES,
@@ -38,6 +44,8 @@ __all__ = [
     "WarmupCosine",
     "decay_factor",
     "decay_steps",
+    "hill_share",
     "loss_split",
     "make_bigram_language",
+    "relative_excess_drop",
 ]
