@@ -434,9 +434,30 @@ def report(
         bool,
         typer.Option("--html", help="also write the report as one self-contained HTML page"),
     ] = False,
+    update: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="instead of REPORT.md: render this Markdown file's claims tables (between "
+            "<!-- claims:begin NAME ... --> and <!-- claims:end -->) from --results"
+        ),
+    ] = None,
+    results: Annotated[
+        Path, typer.Option(help="with --update: the committed result files, one folder each")
+    ] = Path("results"),
+    check: Annotated[
+        bool, typer.Option(help="with --update: change nothing, exit 1 if a table is stale")
+    ] = False,
 ) -> None:
     """Write REPORT.md from every run directory: a top table (each system's headline claim),
-    then per system its claims, key plot, command and environment."""
+    then per system its claims, key plot, command and environment.
+
+    With --update FILE: render the claims tables of FILE (README.md, a docs page) from the
+    committed result files in --results instead."""
+    if update:
+        _update_published(update, results, check)
+        return
+    if check:
+        raise _fail("--check goes with --update")
     from provenml.core.report import write_report
 
     html_out = out.with_suffix(".html") if as_html else None
@@ -449,6 +470,30 @@ def report(
         raise _fail(f"cannot write report {exc.filename or out}: {exc.strerror}") from None
     _print_claims(rows)
     console.print(f"report written to {path}" + (f" and {html_out}" if html_out else ""))
+
+
+def _update_published(files: list[Path], results: Path, check: bool) -> None:
+    """Render each file's claims tables from ``results`` (or, with ``check``, list the stale
+    ones and exit 1)."""
+    from provenml.core.published import update_file
+
+    if not results.is_dir():
+        raise _fail(f"--results {results} is not a folder of result files")
+    try:
+        # every file is read and rendered before any is written: a bad block changes nothing
+        changed = [path for path in files if update_file(path, results, check=True)]
+        if not check:
+            for path in changed:
+                update_file(path, results)
+    except ProvenmlError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot write {exc.filename}: {exc.strerror}") from None
+    for path in files:
+        state = ("stale" if check else "updated") if path in changed else "up to date"
+        console.print(f"{path}: claims tables {state}", highlight=False)
+    if check and changed:
+        raise typer.Exit(1)
 
 
 def _report_context() -> tuple[dict[str, str], dict[str, str]]:

@@ -42,7 +42,21 @@ def test_flops_are_measured_by_the_flop_counter() -> None:
     assert ledger.flops["fwd"] == 3 * flops
     assert ledger.calls["fwd"] == 3
     assert ledger.total_flops == 3 * flops + 2 * 2 * 8 * 4
-    assert ledger.to_dict()["seconds"]["fwd"] >= 0
+
+
+def test_ledger_seconds_are_the_clock_differences(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each charge adds (clock after - clock before) to its category; a timed block likewise."""
+    from provenml.core import compute
+
+    ticks = iter([10.0, 10.25, 20.0, 20.5, 30.0, 31.0])  # start/stop of each measured span
+    monkeypatch.setattr(compute.time, "perf_counter", lambda: next(ticks))
+    ledger = ComputeLedger()
+    layer = torch.nn.Linear(2, 2)
+    ledger.charge("fwd", layer, torch.randn(1, 2), key="a")  # first call: counted under the mode
+    ledger.charge("fwd", layer, torch.randn(1, 2), key="a")  # later call: plain run
+    with ledger.timed("io"):
+        pass
+    assert ledger.to_dict()["seconds"] == {"fwd": 0.25 + 0.5, "io": 1.0}
 
 
 def test_intra_op_threads_sets_and_restores() -> None:
