@@ -391,6 +391,7 @@ def relation_patterns(cfg: RelationPatternsConfig, ctx: RunContext) -> Result:
     ds = graph.dataset
     table: dict[str, dict[str, float]] = {}
     chance: dict[str, float] = {"antisymmetric": 0.5}
+    memorised: dict[str, float] = {}  # direction accuracy on the training edges (reference)
     with intra_op_threads(1, ctx.device):
         for step, name in enumerate(ctx.track(cfg.models, "relation patterns")):
             torch.manual_seed(ctx.seed)
@@ -401,10 +402,12 @@ def relation_patterns(cfg: RelationPatternsConfig, ctx: RunContext) -> Result:
                 recipe(name, cfg.epochs, cfg.batch_size, cfg.lr, ctx.seed),
             )
             row: dict[str, float] = {}
+            anti_train = ds.train[ds.train[:, 1] == graph.relation_of["antisymmetric"]]
+            memorised[name] = direction_accuracy(model, anti_train.to(ctx.device))
             for pattern in PATTERNS:
-                if pattern == "antisymmetric":
-                    anti = ds.train[ds.train[:, 1] == graph.relation_of[pattern]]
-                    row[pattern] = direction_accuracy(model, anti.to(ctx.device))
+                if pattern == "antisymmetric":  # held-out edges: the direction must be inferred
+                    held_out = graph.test_by_pattern[pattern]
+                    row[pattern] = direction_accuracy(model, held_out.to(ctx.device))
                     continue
                 res = evaluate_link_prediction(
                     model, graph.test_by_pattern[pattern], [ds.train, ds.test]
@@ -412,13 +415,15 @@ def relation_patterns(cfg: RelationPatternsConfig, ctx: RunContext) -> Result:
                 row[pattern] = res.mrr
                 chance[pattern] = res.chance()["mrr"]
             table[name] = row
-            ctx.log(step=step, model=name, **row)
+            ctx.log(step=step, model=name, antisymmetric_train=memorised[name], **row)
     claims = []
     if "rotate" in table:
         for pattern, weak in FAILURES:
             if weak not in table:
                 continue
-            metric = "direction accuracy" if pattern == "antisymmetric" else "test MRR"
+            metric = (
+                "direction accuracy on held-out edges" if pattern == "antisymmetric" else "test MRR"
+            )
             claims.append(
                 Claim(
                     key=f"{weak}_fails_{pattern}",
@@ -437,7 +442,7 @@ def relation_patterns(cfg: RelationPatternsConfig, ctx: RunContext) -> Result:
                 Claim(
                     key=f"rotate_handles_{pattern}",
                     statement=f"RotatE handles {pattern} relations",
-                    metric="test MRR (direction accuracy for antisymmetry)",
+                    metric="test MRR (direction accuracy on held-out edges for antisymmetry)",
                     ours_label="rotate",
                     ours=table["rotate"][pattern],
                     baselines={"halfway from chance to perfect": halfway},
@@ -445,6 +450,7 @@ def relation_patterns(cfg: RelationPatternsConfig, ctx: RunContext) -> Result:
                 )
             )
     summary = {f"{m}/{p}": v for m, row in table.items() for p, v in row.items()}
+    summary.update({f"{m}/antisymmetric_train": v for m, v in memorised.items()})
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -458,10 +464,17 @@ def relation_patterns(cfg: RelationPatternsConfig, ctx: RunContext) -> Result:
     return Result(
         claims=claims,
         summary=summary,
-        data={"table": table, "chance": chance, "can_model": CAN_MODEL},
+        data={
+            "table": table,
+            "chance": chance,
+            "can_model": CAN_MODEL,
+            "antisymmetric_train_direction_accuracy": memorised,
+        },
         notes=[
-            "Antisymmetry has no triple to infer; it is measured as the share of "
-            "its triples scored above their reversal (ties count ½)."
+            "Antisymmetry is measured on held-out edges of a random DAG (never trained on, "
+            "reverse never a triple) as the share scored above their reversal (ties count "
+            "1/2); the same share on the training edges is in the summary "
+            "(<model>/antisymmetric_train) for reference: it can be memorised."
         ],
     )
 

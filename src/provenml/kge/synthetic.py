@@ -4,8 +4,12 @@ Patterns and how their test triples can only be inferred through the pattern:
 
 - ``symmetric`` (a random undirected graph): test ``(b, r, a)`` whose reverse ``(a, r, b)`` is
   in training;
-- ``antisymmetric`` (a random DAG): no triple to infer; measured by *direction accuracy*,
-  the share of its triples scored above their reversal ``f(a, r, b) > f(b, r, a)``;
+- ``antisymmetric`` (a layered DAG: every edge goes from a lower to a higher level of a hidden
+  3-level hierarchy): held-out edges ``(a, r, b)``, both ends seen in training edges, whose
+  reverse is never a triple; measured by *direction accuracy* on them, the share scored above
+  their reversal ``f(a, r, b) > f(b, r, a)``. A model must place the entities by level to get
+  a held-out direction right, so this can fail where the same share on the training edges
+  (which can be memorised) could not;
 - ``inverse`` (``r_fwd``: a random permutation x -> π(x); ``r_bwd`` its inverse): test
   ``(π(x), r_bwd, x)`` whose ``(x, r_fwd, π(x))`` is in training;
 - ``composition`` (``r1``: A -> B, ``r2``: B -> C bijections, ``r3 = r2 ∘ r1``): test
@@ -24,6 +28,8 @@ from torch import Tensor
 from provenml.kge.data import TriplesDataset
 from provenml.kge.models import KGEModel
 
+#: levels of the hidden hierarchy that orients the antisymmetric relation
+ANTI_LEVELS = 3
 PATTERNS = ("symmetric", "antisymmetric", "inverse", "composition", "one_to_many", "many_to_one")
 
 
@@ -69,11 +75,6 @@ def pattern_graph(
     keep, held = split(len(pairs))
     train += [triples(a, "sym", b), triples(b[keep], "sym", a[keep])]
     tests["symmetric"] = triples(b[held], "sym", a[held])
-    # antisymmetric: edges from lower to higher position in a random order (a DAG)
-    ids = pool_ids(pool)[torch.randperm(pool, generator=gen)]
-    pairs = torch.randint(pool, (pool * degree, 2), generator=gen)
-    pairs = torch.unique(torch.sort(pairs[pairs[:, 0] != pairs[:, 1]], dim=1).values, dim=0)
-    train.append(triples(ids[pairs[:, 0]], "anti", ids[pairs[:, 1]]))
     # inverse: a permutation and its inverse
     ids = pool_ids(pool)
     image = ids[torch.randperm(pool, generator=gen)]
@@ -101,6 +102,22 @@ def pattern_graph(
     ]
     tests["one_to_many"] = triples(owner[held_1n], "has_member", members[held_1n])
     tests["many_to_one"] = triples(members[held_n1], "member_of", owner[held_n1])
+    # antisymmetric: a hidden hierarchy of ANTI_LEVELS levels (positions in a random order cut
+    # into equal levels); every edge goes from a lower level to a higher one (a layered DAG),
+    # twice as dense as the other relations so that enough edges are held out
+    ids = pool_ids(pool)[torch.randperm(pool, generator=gen)]
+    pairs = torch.randint(pool, (pool * 2 * degree, 2), generator=gen)
+    pairs = torch.unique(torch.sort(pairs[pairs[:, 0] != pairs[:, 1]], dim=1).values, dim=0)
+    level = torch.arange(pool) * ANTI_LEVELS // pool
+    pairs = pairs[level[pairs[:, 0]] < level[pairs[:, 1]]]
+    anti = triples(ids[pairs[:, 0]], "anti", ids[pairs[:, 1]])
+    keep, held = split(len(anti))
+    seen = torch.unique(anti[keep][:, [0, 2]])
+    known_ends = torch.isin(anti[held][:, 0], seen) & torch.isin(anti[held][:, 2], seen)
+    held, unseen = held[known_ends], held[~known_ends]  # an unseen end has no level to learn
+    train.append(anti[torch.cat([keep, unseen])])
+    tests["antisymmetric"] = anti[held]
+    tests = {pattern: tests[pattern] for pattern in PATTERNS}
 
     test = torch.cat(list(tests.values()))
     dataset = TriplesDataset(
