@@ -1,0 +1,251 @@
+"""One learner per player: PPO on a team-shared policy with the agent's id as an input.
+
+The policy and critic are :class:`provenml.rl.ActorCritic` over ``[observation, one-hot agent
+id]`` (parameter sharing across a team's agents, with the id to tell them apart). The update
+is the shared PPO core (:func:`provenml.rl.ppo_clip_loss`, :class:`provenml.rl.PPOConfig`);
+the advantages are GAE over fragments that cut across episode ends (:func:`gae_with_dones`),
+optionally V-trace-corrected (:func:`vtrace`) for samples a lagging policy collected.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from provenml.distrl.envs import TeamSpec
+from provenml.rl import ActorCritic, PPOConfig, ppo_clip_loss
+
+__all__ = ["Learner", "TeamPolicy", "gae_with_dones", "vtrace"]
+
+
+class TeamPolicy(torch.nn.Module):
+    """A team-shared :class:`ActorCritic` whose input is the observation and the agent's id."""
+
+    def __init__(self, spec: TeamSpec, hidden: int = 64) -> None:
+        super().__init__()
+        self.num_agents = len(spec.agents)
+        self.net = ActorCritic(spec.obs_dim + self.num_agents, spec.num_actions, True, hidden)
+        self.register_buffer("agent_ids", torch.eye(self.num_agents), persistent=False)
+
+    def inputs(self, obs: torch.Tensor) -> torch.Tensor:
+        """(..., A, D) observations -> (..., A, D + A) with each agent's one-hot id appended."""
+        ids = self.agent_ids.expand(*obs.shape[:-1], self.num_agents)
+        return torch.cat([obs, ids], -1)
+
+    def logits_and_value(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.inputs(obs)
+        return self.net.actor(x), self.net.value(x)
+
+
+def gae_with_dones(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    dones: torch.Tensor,
+    last_values: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE (Schulman et al. 2016, eq. 16) over a (T, B) fragment that may cross episode ends.
+
+    ``dones[t]`` marks that the trajectory ended after step t (no bootstrap from ``t + 1``;
+    a truncated end has its ``gamma V(final observation)`` already added to ``rewards[t]``);
+    ``last_values`` (B,) bootstraps the fragment's end. ``provenml.rl.gae`` is the
+    fixed-horizon special case (all episodes end with the fragment).
+    """
+    horizon = rewards.shape[0]
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(last_values)
+    next_value = last_values
+    for t in reversed(range(horizon)):
+        keep = 1.0 - dones[t].float()
+        delta = rewards[t] + gamma * next_value * keep - values[t]
+        running = delta + gamma * lam * keep * running
+        advantages[t] = running
+        next_value = values[t]
+    return advantages, advantages + values
+
+
+def vtrace(
+    log_rhos: torch.Tensor,
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    dones: torch.Tensor,
+    last_values: torch.Tensor,
+    gamma: float,
+    rho_bar: float = 1.0,
+    c_bar: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """V-trace targets and policy-gradient advantages (Espeholt et al. 2018, IMPALA, eq. 1).
+
+    ``v_s = V(x_s) + sum_t gamma^(t-s) (prod_{i<t} c_i) rho_t delta_t`` with
+    ``delta_t = r_t + gamma V(x_{t+1}) - V(x_t)``, ``rho_t = min(rho_bar, pi/mu)``,
+    ``c_i = min(c_bar, pi/mu)``, computed backwards as ``v_s - V(x_s) = rho_s delta_s +
+    gamma c_s (v_{s+1} - V(x_{s+1}))``. Advantages: ``rho_s (r_s + gamma v_{s+1} - V(x_s))``.
+    Trajectory ends (``dones``) stop the recursion. All tensors (T, B); ``last_values`` (B,).
+    """
+    rhos = torch.exp(log_rhos)
+    clipped_rhos = torch.clamp(rhos, max=rho_bar)
+    cs = torch.clamp(rhos, max=c_bar)
+    horizon = rewards.shape[0]
+    vs_minus_v = torch.zeros_like(values)
+    running = torch.zeros_like(last_values)
+    next_values = torch.cat([values[1:], last_values[None]], 0)
+    keep = 1.0 - dones.float()
+    deltas = clipped_rhos * (rewards + gamma * next_values * keep - values)
+    for t in reversed(range(horizon)):
+        running = deltas[t] + gamma * cs[t] * keep[t] * running
+        vs_minus_v[t] = running
+    vs = vs_minus_v + values
+    next_vs = torch.cat([vs[1:], last_values[None]], 0)
+    advantages = clipped_rhos * (rewards + gamma * next_vs * keep - values)
+    return advantages, vs
+
+
+def numpy_weights(module: torch.nn.Module) -> dict[str, np.ndarray]:
+    """The state dict as numpy arrays (Ray puts them in its shared-memory object store)."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def load_numpy_weights(module: torch.nn.Module, weights: Mapping[str, np.ndarray]) -> None:
+    module.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in weights.items()})
+
+
+class Learner:
+    """PPO for one player's team-shared policy (CPU, or ``device`` for a GPU learner).
+
+    ``update(batches)`` takes the rollout workers' fragments for this player's team
+    (dicts of numpy arrays, see :mod:`provenml.distrl.rollout`) and returns statistics;
+    ``weights()`` gives the numpy weights the workers load. ``correction="vtrace"`` replaces
+    GAE by V-trace targets computed with the learner's current policy (for stale samples).
+    """
+
+    def __init__(
+        self,
+        spec: TeamSpec,
+        ppo: PPOConfig,
+        seed: int = 0,
+        correction: str = "none",
+        device: str = "cpu",
+        threads: int | None = None,
+    ) -> None:
+        from provenml.errors import ProvenmlError
+
+        if correction not in ("none", "vtrace"):
+            raise ProvenmlError(f"correction must be 'none' or 'vtrace', got {correction!r}")
+        if threads is not None:
+            torch.set_num_threads(threads)
+        torch.manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.spec = spec
+        self.ppo = ppo
+        self.correction = correction
+        self.device = torch.device(device)
+        self.policy = TeamPolicy(spec, ppo.hidden).to(self.device)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=ppo.lr, eps=1e-5)
+        self.version = 0
+        self.busy_seconds = 0.0
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return numpy_weights(self.policy)
+
+    def update(self, batches: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
+        start = time.perf_counter()
+        dev = self.device
+
+        def cat(key: str) -> torch.Tensor:
+            return torch.as_tensor(np.concatenate([b[key] for b in batches], 1), device=dev)
+
+        obs = cat("obs")  # (T, N, A, D)
+        actions, old_logp, values = cat("actions"), cat("logp"), cat("values")
+        rewards, dones, active = cat("rewards").float(), cat("dones"), cat("active")
+        last_values = torch.as_tensor(np.concatenate([b["last_values"] for b in batches], 0))
+        horizon = obs.shape[0]
+        flat = (horizon, -1)
+        if self.correction == "vtrace":
+            with torch.no_grad():
+                logits, _ = self.policy.logits_and_value(obs)
+                new_logp = torch.distributions.Categorical(logits=logits).log_prob(actions)
+            advantages, returns = vtrace(
+                (new_logp - old_logp).reshape(flat),
+                rewards.reshape(flat),
+                values.reshape(flat),
+                dones.reshape(flat),
+                last_values.reshape(-1).to(dev),
+                self.ppo.gamma,
+            )
+        else:
+            advantages, returns = gae_with_dones(
+                rewards.reshape(flat),
+                values.reshape(flat),
+                dones.reshape(flat),
+                last_values.reshape(-1).to(dev),
+                self.ppo.gamma,
+                self.ppo.gae_lambda,
+            )
+        mask = active.reshape(-1)
+        obs_f = obs.reshape(-1, *obs.shape[2:])  # (T*N, A, D): agent ids need the A axis
+        inputs = self.policy.inputs(obs_f).reshape(-1, obs.shape[-1] + obs.shape[2])[mask]
+        act_f = actions.reshape(-1)[mask]
+        old_f = old_logp.reshape(-1)[mask]
+        adv_f = advantages.reshape(-1)[mask]
+        ret_f = returns.reshape(-1)[mask]
+        num = inputs.shape[0]
+        size = max(1, num // self.ppo.minibatches)
+        stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0}
+        steps = 0
+        for _ in range(self.ppo.epochs):
+            order = torch.randperm(num, generator=self.generator).to(dev)
+            for begin in range(0, num - size + 1, size):
+                idx = order[begin : begin + size]
+                dist = self.policy.net.distribution(inputs[idx])
+                adv = adv_f[idx]
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                policy_loss = ppo_clip_loss(
+                    dist.log_prob(act_f[idx]), old_f[idx], adv, self.ppo.clip
+                )
+                value_loss = 0.5 * (self.policy.net.value(inputs[idx]) - ret_f[idx]).pow(2).mean()
+                entropy = dist.entropy().mean()
+                loss = (
+                    policy_loss + self.ppo.value_coef * value_loss - self.ppo.entropy_coef * entropy
+                )
+                self.optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.ppo.max_grad_norm)
+                self.optimizer.step()
+                stats["policy_loss"] += policy_loss.item()
+                stats["value_loss"] += value_loss.item()
+                stats["entropy"] += entropy.item()
+                steps += 1
+        self.version += 1
+        seconds = time.perf_counter() - start
+        self.busy_seconds += seconds
+        out = {k: v / max(steps, 1) for k, v in stats.items()}
+        out.update(samples=float(num), seconds=seconds, version=float(self.version))
+        return out
+
+    # ---------------------------------------------------------------- checkpoints
+    def state(self) -> bytes:
+        """Everything needed to resume: weights, optimiser, version, sampling generator."""
+        buffer = io.BytesIO()
+        torch.save(
+            {
+                "policy": self.policy.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "version": self.version,
+                "generator": self.generator.get_state(),
+            },
+            buffer,
+        )
+        return buffer.getvalue()
+
+    def load_state(self, blob: bytes) -> None:
+        state: dict[str, Any] = torch.load(io.BytesIO(blob), weights_only=False)
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.version = int(state["version"])
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,82 @@
+"""The learner's advantage estimators and the single-process mode's determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from provenml.distrl.learner import gae_with_dones, vtrace
+from provenml.distrl.training import TrainSettings, train
+from provenml.errors import ProvenmlError
+from provenml.rl import PPOConfig, gae
+
+
+def test_gae_with_dones_hand_computed() -> None:
+    # one column, gamma 0.5, lambda 1: the episode ends after t=1, a new one starts at t=2
+    rewards = torch.tensor([[1.0], [2.0], [4.0]])
+    values = torch.tensor([[0.0], [0.0], [0.0]])
+    dones = torch.tensor([[False], [True], [False]])
+    adv, ret = gae_with_dones(rewards, values, dones, torch.tensor([8.0]), gamma=0.5, lam=1.0)
+    # t=2: 4 + 0.5*8 = 8; t=1: 2 (cut); t=0: 1 + 0.5*2 = 2
+    torch.testing.assert_close(adv[:, 0], torch.tensor([2.0, 2.0, 8.0]))
+    torch.testing.assert_close(ret, adv + values)
+
+
+def test_gae_with_dones_matches_the_fixed_horizon_core() -> None:
+    gen = torch.Generator().manual_seed(0)
+    rewards, values = torch.randn(6, 5, generator=gen), torch.randn(6, 5, generator=gen)
+    dones = torch.zeros(6, 5, dtype=torch.bool)
+    dones[-1] = True
+    ours, _ = gae_with_dones(rewards, values, dones, torch.zeros(5), 0.9, 0.8)
+    core, _ = gae(rewards.T, values.T, gamma=0.9, lam=0.8)  # (num_envs, horizon)
+    torch.testing.assert_close(ours, core.T)
+
+
+def test_vtrace_on_policy_equals_discounted_returns() -> None:
+    gen = torch.Generator().manual_seed(1)
+    rewards, values = torch.randn(5, 3, generator=gen), torch.randn(5, 3, generator=gen)
+    dones = torch.zeros(5, 3, dtype=torch.bool)
+    dones[2, 1] = True
+    last = torch.randn(3, generator=gen)
+    adv, vs = vtrace(torch.zeros(5, 3), rewards, values, dones, last, gamma=0.9)
+    gae_adv, returns = gae_with_dones(rewards, values, dones, last, 0.9, 1.0)
+    torch.testing.assert_close(vs, returns)
+    torch.testing.assert_close(adv, gae_adv)
+    # off-policy: a sample the learner finds 4x less likely is clipped by rho, never up-weighted
+    adv_off, _ = vtrace(torch.full((5, 3), np.log(4.0)), rewards, values, dones, last, 0.9)
+    torch.testing.assert_close(adv_off, adv)
+
+
+def _small(seed: int, **kw: object) -> TrainSettings:
+    return TrainSettings(
+        env="wargame",
+        mode="vs_scripted",
+        iterations=2,
+        envs_per_worker=4,
+        fragment=16,
+        seed=seed,
+        ppo=PPOConfig(epochs=2, minibatches=2, hidden=16),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_single_process_mode_same_seed_same_numbers() -> None:
+    a, b, c = train(_small(3)), train(_small(3)), train(_small(4))
+    for key, value in a.weights["red"].items():
+        np.testing.assert_array_equal(value, b.weights["red"][key])
+    assert a.outcomes == b.outcomes
+    for key in ("policy_loss", "value_loss", "entropy"):
+        assert a.iterations[-1]["updates"]["red"][key] == b.iterations[-1]["updates"]["red"][key]
+    assert any(not np.array_equal(v, c.weights["red"][k]) for k, v in a.weights["red"].items())
+
+
+def test_bad_settings_are_clear_errors() -> None:
+    with pytest.raises(ProvenmlError, match="unknown env 'simple_tagg'"):
+        train(TrainSettings(env="simple_tagg"))
+    with pytest.raises(ProvenmlError, match="mode"):
+        train(TrainSettings(mode="league"))
+    with pytest.raises(ProvenmlError, match="needs env 'wargame'"):
+        train(TrainSettings(env="simple_tag", mode="self_play"))
+    with pytest.raises(ProvenmlError, match="unknown scripted policy"):
+        train(_small(0, opponent="rushh"))
