@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from provenml.errors import ProvenmlError
+from provenml.kge.checks import check_int, check_triples
 from provenml.kge.index import KnownTriples
 
 RankType = Literal["optimistic", "pessimistic", "realistic"]
@@ -167,19 +168,20 @@ def evaluate_link_prediction(
     ``filter_triples``: the known triples to filter (pass train, valid and test for the standard
     filtered setting; ``None`` for raw ranks). The model is put in eval mode for the call.
     """
-    triples = _check_triples(triples)
     n_ent = num_entities or getattr(model, "num_entities", None)
     n_rel = num_relations or getattr(model, "num_relations", None)
     if n_ent is None or n_rel is None:
         raise ProvenmlError("pass num_entities and num_relations for a scorer without them")
+    check_int("batch_size", batch_size, 1)
+    triples = check_triples(triples, "triples", n_ent, n_rel)
     device = getattr(model, "device", torch.device("cpu"))
     triples = triples.to(device)
     index = None
     if filter_triples is not None:
-        known = (
-            filter_triples
-            if isinstance(filter_triples, Tensor)
-            else torch.cat([_check_triples(t) for t in filter_triples])
+        parts = [filter_triples] if isinstance(filter_triples, Tensor) else list(filter_triples)
+        known = torch.cat(
+            [check_triples(t, "filter_triples", n_ent, n_rel, allow_empty=True) for t in parts]
+            or [triples[:0]]
         )
         index = KnownTriples(known.to(device), n_ent, n_rel)
     was_training = getattr(model, "training", False)
@@ -199,10 +201,3 @@ def evaluate_link_prediction(
     return LinkPredictionResult(
         head=Ranks.cat(heads), tail=Ranks.cat(tails), filtered=index is not None
     )
-
-
-def _check_triples(triples: Tensor) -> Tensor:
-    if not isinstance(triples, Tensor) or triples.dim() != 2 or triples.shape[1] != 3:
-        shape = tuple(triples.shape) if isinstance(triples, Tensor) else type(triples).__name__
-        raise ProvenmlError(f"triples must be a (n, 3) LongTensor of (h, r, t) ids, got {shape}")
-    return triples.long()

@@ -10,7 +10,9 @@ from typing import Any, ClassVar
 import torch
 
 from provenml.core import Claim, Config, Result, RunContext, experiment, intra_op_threads
-from provenml.kge.data import TriplesDataset, load_dataset
+from provenml.errors import ProvenmlError
+from provenml.kge.checks import check_choice, check_float, check_int
+from provenml.kge.data import BUNDLED, TriplesDataset, load_dataset
 from provenml.kge.evaluation import evaluate_link_prediction
 from provenml.kge.index import KnownTriples
 from provenml.kge.models import MODELS, KGEModel, get_model
@@ -29,6 +31,16 @@ PYKEEN_KINSHIPS_HITS10 = {
     "transh": 0.512,
     "transd": 0.461,
 }
+
+
+def _check_names(field: str, names: tuple[str, ...], known: tuple[str, ...]) -> None:
+    """A non-empty tuple of known names (did-you-mean on the first unknown one)."""
+    if not isinstance(names, tuple) or not names:
+        raise ProvenmlError(f"{field} must list at least one of {', '.join(known)}, got {names!r}")
+    for name in names:
+        check_choice(f"each of {field}", name, known)
+    if len(set(names)) != len(names):
+        raise ProvenmlError(f"{field} lists a name twice: {names!r}")
 
 
 def recipe(model: str, epochs: int, batch_size: int, lr: float, seed: int) -> TrainingConfig:
@@ -116,6 +128,17 @@ class LinkPredictionConfig(Config):
         "smoke": {"datasets": ("nations",), "models": ("transe", "distmult"), "epochs": 2},
         "paper": {"dim": 200, "epochs": 500},
     }
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Every field in range, before anything runs (``--set`` values included)."""
+        _check_names("datasets", self.datasets, BUNDLED)
+        _check_names("models", self.models, ALL_MODELS)
+        for name in ("dim", "epochs", "batch_size"):
+            check_int(name, getattr(self, name), 1)
+        check_float("lr", self.lr, minimum=0.0, exclusive=True)
 
 
 def _bar_chart(
@@ -358,6 +381,17 @@ class RelationPatternsConfig(Config):
         "paper": {"pool": 200, "dim": 200, "epochs": 1000},
     }
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Every field in range, before anything runs (``--set`` values included)."""
+        _check_names("models", self.models, tuple(CAN_MODEL))
+        check_int("pool", self.pool, 6)  # the smallest pool that holds out test triples
+        for name in ("dim", "epochs", "batch_size"):
+            check_int(name, getattr(self, name), 1)
+        check_float("lr", self.lr, minimum=0.0, exclusive=True)
+
 
 #: the RotatE paper's Table 2: which model can express which pattern
 CAN_MODEL = {
@@ -509,6 +543,20 @@ class RelationExtractionConfig(Config):
         },
         "paper": {"dim": 200, "kg_epochs": 500, "encoder_epochs": 20, "sentences_per_bag": 8},
     }
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Every field in range, before anything runs (``--set`` values included)."""
+        check_choice("dataset", self.dataset, BUNDLED)
+        check_choice("kg_model", self.kg_model, ALL_MODELS)
+        for name in ("dim", "kg_epochs", "batch_size", "sentences_per_bag", "encoder_epochs"):
+            check_int(name, getattr(self, name), 1)
+        check_float("lr", self.lr, minimum=0.0, exclusive=True)
+        for name in ("wrong_label", "paraphrase", "distractor"):
+            check_float(name, getattr(self, name), minimum=0.0, maximum=1.0)
+        check_float("na_ratio", self.na_ratio, minimum=0.0)
 
 
 def _pair_keys(pairs: torch.Tensor, num_entities: int) -> torch.Tensor:

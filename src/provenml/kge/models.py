@@ -50,11 +50,15 @@ class KGEModel(nn.Module):
 
     def __init__(self, num_entities: int, num_relations: int, dim: int) -> None:
         super().__init__()
-        if num_entities < 1 or num_relations < 1 or dim < 1:
-            raise ProvenmlError(
-                f"{type(self).__name__} needs positive sizes, got num_entities={num_entities}, "
-                f"num_relations={num_relations}, dim={dim}"
-            )
+        for arg, value in (
+            ("num_entities", num_entities),
+            ("num_relations", num_relations),
+            ("dim", dim),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ProvenmlError(
+                    f"{type(self).__name__}: {arg} must be an integer >= 1, got {value!r}"
+                )
         self.num_entities = num_entities
         self.num_relations = num_relations
         self.dim = dim

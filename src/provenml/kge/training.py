@@ -23,11 +23,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from provenml.errors import ProvenmlError
+from provenml.kge.checks import check_choice, check_float, check_int, check_triples
 from provenml.kge.evaluation import evaluate_link_prediction
 from provenml.kge.index import KnownTriples
 from provenml.kge.models import KGEModel
 
 Loss = Literal["margin", "softplus", "nssa", "bce"]
+OPTIMIZERS = ("adam", "adagrad", "sgd")
 
 
 @dataclass
@@ -54,13 +56,31 @@ class TrainingConfig:
     seed: int = 0  # shuffling and negative sampling
 
     def __post_init__(self) -> None:
+        """Every field in range at construction, each error naming its field."""
+        check_choice("loop", self.loop, ("slcwa", "kvsall"))
+        check_choice("loss", self.loss, ("margin", "softplus", "nssa", "bce"))
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("sampler", self.sampler, ("uniform", "bern"))
+        check_choice("regularizer", self.regularizer, ("none", "l2", "n3"))
         if self.loop == "kvsall" and self.loss != "bce":
             raise ProvenmlError(f"the kvsall loop trains with loss='bce', not {self.loss!r}")
         if self.loop == "slcwa" and self.loss == "bce":
             raise ProvenmlError("loss='bce' needs loop='kvsall' (sLCWA uses margin/softplus/nssa)")
-        for name in ("epochs", "batch_size", "num_negatives"):
-            if getattr(self, name) < 1:
-                raise ProvenmlError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("epochs", "batch_size", "num_negatives", "patience", "eval_batch_size"):
+            check_int(name, getattr(self, name), 1)
+        check_int("eval_every", self.eval_every, 0)
+        check_int("seed", self.seed, 0)
+        check_float("lr", self.lr, minimum=0.0, exclusive=True)
+        check_float("margin", self.margin, minimum=0.0)
+        check_float("adversarial_temperature", self.adversarial_temperature, minimum=0.0)
+        check_float("reg_weight", self.reg_weight, minimum=0.0)
+        check_float(
+            "label_smoothing", self.label_smoothing, minimum=0.0, maximum=1.0, below_max=True
+        )
+        if not isinstance(self.filter_negatives, bool):
+            raise ProvenmlError(
+                f"filter_negatives must be True or False, got {self.filter_negatives!r}"
+            )
 
 
 @dataclass
@@ -200,8 +220,7 @@ def regularization(factors: list[Tensor], kind: str, weight: float) -> Tensor:
 def make_optimizer(model: torch.nn.Module, name: str, lr: float) -> torch.optim.Optimizer:
     """Adam, Adagrad or SGD over all model parameters."""
     optimizers = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
-    if name not in optimizers:
-        raise ProvenmlError(f"optimizer must be one of {', '.join(optimizers)}, got {name!r}")
+    check_choice("optimizer", name, optimizers)
     return optimizers[name](model.parameters(), lr=lr)
 
 
@@ -223,17 +242,15 @@ def train(
     (never test), keeps the best weights and restores them at the end.
     """
     cfg = config or TrainingConfig()
+    if not isinstance(cfg, TrainingConfig):
+        raise ProvenmlError(f"config must be a TrainingConfig, got {type(cfg).__name__}")
     if cfg.eval_every and valid is None:
         raise ProvenmlError("early stopping (eval_every > 0) needs valid triples")
-    if train_triples.dim() != 2 or train_triples.shape[1] != 3 or len(train_triples) == 0:
-        raise ProvenmlError(
-            f"train_triples must be a non-empty (n, 3) tensor, got {tuple(train_triples.shape)}"
-        )
-    if (
-        int(train_triples[:, [0, 2]].max()) >= model.num_entities
-        or int(train_triples[:, 1].max()) >= model.num_relations
-    ):
-        raise ProvenmlError("train_triples hold ids beyond the model's num_entities/relations")
+    train_triples = check_triples(
+        train_triples, "train_triples", model.num_entities, model.num_relations
+    )
+    if valid is not None:
+        valid = check_triples(valid, "valid", model.num_entities, model.num_relations)
     device = model.device
     triples = train_triples.long().to(device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from provenml.errors import ProvenmlError
+from provenml.kge.checks import check_triples
 from provenml.kge.index import KnownTriples
 from provenml.kge.models import KGEModel
 
@@ -72,7 +73,13 @@ class TripleClassifier:
         self.model.eval()
         return self.model.score_hrt(*triples.to(self.model.device).unbind(1)).float().cpu()
 
+    def _checked(self, triples: Tensor, name: str, allow_empty: bool = False) -> Tensor:
+        n_ent, n_rel = self.model.num_entities, self.model.num_relations
+        return check_triples(triples, name, n_ent, n_rel, allow_empty=allow_empty)
+
     def fit(self, valid_pos: Tensor, valid_neg: Tensor) -> TripleClassifier:
+        valid_pos = self._checked(valid_pos, "valid_pos")
+        valid_neg = self._checked(valid_neg, "valid_neg")
         triples = torch.cat([valid_pos, valid_neg])
         labels = torch.cat([torch.ones(len(valid_pos)), torch.zeros(len(valid_neg))])
         self.thresholds = fit_thresholds(
@@ -83,8 +90,13 @@ class TripleClassifier:
     def predict(self, triples: Tensor) -> Tensor:
         if self.thresholds is None:
             raise ProvenmlError("call fit(valid_pos, valid_neg) before predict")
+        triples = self._checked(triples, "triples", allow_empty=True)
         return self._scores(triples) >= self.thresholds[triples[:, 1].cpu()]
 
     def accuracy(self, pos: Tensor, neg: Tensor) -> float:
+        pos = self._checked(pos, "pos", allow_empty=True)
+        neg = self._checked(neg, "neg", allow_empty=True)
+        if len(pos) + len(neg) == 0:
+            raise ProvenmlError("accuracy needs at least one test triple (pos and neg are empty)")
         correct = self.predict(pos).sum() + (~self.predict(neg)).sum()
         return float(correct) / (len(pos) + len(neg))
