@@ -120,7 +120,8 @@ class Learner:
 
     ``update(batches)`` takes the rollout workers' fragments for this player's team
     (dicts of numpy arrays, see :mod:`provenml.distrl.rollout`) and returns statistics;
-    ``weights()`` gives the numpy weights the workers load. ``correction="vtrace"`` replaces
+    ``weights()`` gives the numpy weights the workers load. ``minibatch_size`` (samples)
+    overrides ``ppo.minibatches`` (a count) when given. ``correction="vtrace"`` replaces
     GAE by V-trace targets computed with the learner's current policy (for stale samples).
     """
 
@@ -132,6 +133,7 @@ class Learner:
         correction: str = "none",
         device: str = "cpu",
         threads: int | None = None,
+        minibatch_size: int | None = None,
     ) -> None:
         from provenml.errors import ProvenmlError
 
@@ -144,6 +146,7 @@ class Learner:
         self.spec = spec
         self.ppo = ppo
         self.correction = correction
+        self.minibatch_size = minibatch_size
         self.device = torch.device(device)
         self.policy = TeamPolicy(spec, ppo.hidden).to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=ppo.lr, eps=1e-5)
@@ -195,7 +198,8 @@ class Learner:
         adv_f = advantages.reshape(-1)[mask]
         ret_f = returns.reshape(-1)[mask]
         num = inputs.shape[0]
-        size = max(1, num // self.ppo.minibatches)
+        size = self.minibatch_size or max(1, num // self.ppo.minibatches)
+        size = min(size, num)
         stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0}
         steps = 0
         for _ in range(self.ppo.epochs):

@@ -62,6 +62,7 @@ class TrainSettings:
     iterations: int = 10
     async_sampling: bool = False
     correction: str = "none"  # "vtrace" for stale samples
+    minibatch_size: int | None = None  # samples per PPO minibatch (else ppo.minibatches)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     seed: int = 0
     # players manager (self_play)
@@ -187,7 +188,14 @@ def _run(
     if local:
         workers: list[Any] = [RolloutWorker(seed=s.seed * 1000 + 1, threads=None, **worker_args)]
         learners: dict[str, Any] = {
-            p: Learner(specs[p], s.ppo, seed=s.seed * 1000 + 500 + i) for i, p in enumerate(players)
+            p: Learner(
+                specs[p],
+                s.ppo,
+                seed=s.seed * 1000 + 500 + i,
+                correction=s.correction,
+                minibatch_size=s.minibatch_size,
+            )
+            for i, p in enumerate(players)
         }
     else:
         need = s.num_workers * s.worker_cpus + len(players) * s.learner_cpus
@@ -209,7 +217,13 @@ def _run(
         device = "cuda" if s.learner_gpus > 0 else "cpu"
         learners = {
             p: remote_learner.remote(
-                specs[p], s.ppo, seed=s.seed * 1000 + 500 + i, device=device, threads=1
+                specs[p],
+                s.ppo,
+                seed=s.seed * 1000 + 500 + i,
+                correction=s.correction,
+                device=device,
+                threads=1,
+                minibatch_size=s.minibatch_size,
             )
             for i, p in enumerate(players)
         }

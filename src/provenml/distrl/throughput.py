@@ -1,0 +1,123 @@
+"""End-to-end throughput: our driver in its placements against RLlib PPO, in one process tree.
+
+:func:`measure_throughput` starts Ray once (this machine's cores), then times, one after the
+other and with the same PPO work per iteration (same envs per sampler, fragment length,
+epochs and minibatch size): the single-process loop (``num_workers=0``, every env in one
+vectorised worker), our driver with each requested number of rollout actors (synchronous,
+and asynchronous with policy lag 1 if asked), and RLlib PPO (new API stack, 2 env runners).
+Every figure is env steps sampled and learnt from per second of wall time, the first
+iteration (start-up) excluded.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from provenml.distrl.baselines import rllib_available, rllib_ppo_throughput
+from provenml.distrl.training import TrainSettings, train
+
+__all__ = ["ThroughputRow", "measure_throughput"]
+
+
+@dataclass
+class ThroughputRow:
+    label: str
+    env_steps_per_s: float
+    agent_steps_per_s: float
+    learner_utilisation: float | None
+    policy_lag: float | None
+    num_workers: int
+    seconds: float
+
+
+def measure_throughput(
+    base: TrainSettings,
+    actors: Sequence[int],
+    async_actors: Sequence[int] = (),
+    rllib: bool = True,
+    rllib_iterations: int = 6,
+    log: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[list[ThroughputRow], dict[str, Any]]:
+    """The rows (see the module docstring) and facts about the run (load, RLlib status)."""
+    facts: dict[str, Any] = {"load_before": os.getloadavg()[0], "cpus": os.cpu_count()}
+    rows: list[ThroughputRow] = []
+    total_envs = max([*actors, *async_actors, 1]) * base.envs_per_worker
+
+    def add(label: str, settings: TrainSettings) -> None:
+        start = time.perf_counter()
+        result = train(settings)
+        rows.append(
+            ThroughputRow(
+                label,
+                result.steady_env_steps_per_s,
+                result.steady_agent_steps_per_s,
+                result.learner_utilisation,
+                result.policy_lag,
+                settings.num_workers,
+                time.perf_counter() - start,
+            )
+        )
+        if log is not None:
+            log(vars(rows[-1]))
+
+    add(
+        f"single process ({total_envs} envs)",
+        replace(base, num_workers=0, envs_per_worker=total_envs),
+    )
+    needs_ray = bool(actors or async_actors or rllib)
+    reason = rllib_available() if rllib else "not requested at this scale"
+    facts["rllib"] = reason or "measured"
+    if not needs_ray:
+        return rows, facts
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        started = True
+    try:
+        for n in actors:
+            add(f"{n} actor{'s' if n > 1 else ''}", replace(base, num_workers=n))
+        for n in async_actors:
+            add(
+                f"{n} actor{'s' if n > 1 else ''}, async (lag 1)",
+                replace(base, num_workers=n, async_sampling=True),
+            )
+        if rllib and reason is None:
+            start = time.perf_counter()
+            measured = rllib_ppo_throughput(
+                env=base.env,
+                num_env_runners=2,
+                envs_per_runner=base.envs_per_worker,
+                fragment=base.fragment,
+                iterations=rllib_iterations,
+                epochs=base.ppo.epochs,
+                minibatch_size=base.minibatch_size or 250,
+                hidden=base.ppo.hidden,
+                lr=base.ppo.lr,
+                gamma=base.ppo.gamma,
+                seed=base.seed,
+            )
+            rows.append(
+                ThroughputRow(
+                    "RLlib PPO (2 env runners)",
+                    measured.env_steps_per_s,
+                    measured.agent_steps_per_s,
+                    None,
+                    None,
+                    2,
+                    time.perf_counter() - start,
+                )
+            )
+            facts["rllib_build_seconds"] = measured.build_seconds
+            if log is not None:
+                log(vars(rows[-1]))
+    finally:
+        if started:
+            ray.shutdown()
+    facts["load_after"] = os.getloadavg()[0]
+    return rows, facts
