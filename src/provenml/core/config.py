@@ -17,6 +17,26 @@ differences::
 
     WideConfig.from_preset("smoke")  # steps=20 (inherited), width=32
 
+Every config is checked before anything runs (:func:`check_config`, called by
+:meth:`Config.from_preset`, so by ``provenml reproduce`` before it creates a run directory):
+
+- each value has its field's declared type (``int``, ``float``, ``bool``, ``str``, a
+  ``Literal``, tuples of those) and every number is finite;
+- naming conventions give ranges: a learning rate (``lr``, ``*_lr``, ``lr_*``) is > 0; a
+  number of steps, epochs, updates, episodes, iterations, rounds, samples or repeats
+  (``*steps``, ``*epochs``, ...) is >= 0, and ``steps``, ``epochs``, ``total_steps``,
+  ``batch_size``, ``*_batch`` and ``*_batch_size`` are >= 1 (``threads`` is >= 0, 0 keeping
+  torch's setting);
+- a tuple that is not empty in the ``small`` preset may not be emptied (``--set models=``),
+  unless its field says ``metadata={"may_be_empty": True}`` (layer sizes ``*hidden`` may be
+  empty);
+- ``choices`` (merged along the class hierarchy like ``presets``) maps a field to its known
+  names (or a function returning them): every name in the field must be one of them, with a
+  did-you-mean;
+- then the subclass's own :meth:`Config.validate` (cross-field rules, ranges of its own).
+
+A violation is one :class:`~provenml.errors.ProvenmlError` naming the field.
+
 This module imports only the standard library, so that a system's ``experiments`` module can
 be read without loading the run machinery.
 """
@@ -24,15 +44,27 @@ be read without loading the run machinery.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from provenml.errors import ProvenmlError
 
-__all__ = ["SCALES", "Config", "close_matches", "merged_presets", "parse_value", "suggest"]
+__all__ = [
+    "SCALES",
+    "Config",
+    "check_config",
+    "close_matches",
+    "field_problems",
+    "merged_choices",
+    "merged_presets",
+    "parse_value",
+    "suggest",
+]
 
 SCALES: tuple[str, ...] = ("smoke", "small", "paper")
 
@@ -88,6 +120,7 @@ class Config:
     """
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    choices: ClassVar[Mapping[str, Iterable[str] | Callable[[], Iterable[str]]]] = {}
 
     @classmethod
     def preset_values(cls, scale: str) -> dict[str, Any]:
@@ -105,8 +138,14 @@ class Config:
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:  # a bug in the experiment's own preset table, not user input
             raise TypeError(f"{cls.__name__}.presets[{scale!r}] sets unknown fields {unknown}")
-        cfg = cls(**values)
-        return cfg.with_overrides(overrides or {})
+        cfg = cls(**values).with_overrides(overrides or {})
+        check_config(cfg)
+        return cfg
+
+    def validate(self) -> None:
+        """The config's own rules (cross-field constraints, ranges the naming conventions do
+        not cover); raise :class:`ProvenmlError` naming the field. Runs after the generic
+        checks of :func:`check_config`. The base class has none."""
 
     def with_overrides(self, overrides: Mapping[str, str]) -> Config:
         """Return a copy with string overrides parsed to each field's declared type."""
@@ -124,7 +163,10 @@ class Config:
                     f"(known keys: {', '.join(fields)})"
                 )
             changes[key] = parse_value(raw, hints[key], key)
-        return dataclasses.replace(self, **changes)
+        try:
+            return dataclasses.replace(self, **changes)
+        except (ValueError, TypeError) as exc:  # a __post_init__ check of the system's own
+            raise ProvenmlError(f"{type(self).__name__}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -173,3 +215,134 @@ def parse_value(raw: str, annotation: Any, key: str = "value") -> Any:
     if annotation is str:
         return raw
     raise ProvenmlError(f"{key} has type {annotation!r}, which --set cannot parse")
+
+
+# --------------------------------------------------------------------------------------------
+# Generic field checks
+# --------------------------------------------------------------------------------------------
+
+_LEARNING_RATE = re.compile(r"^(lr|.*_lr|lr_.*|learning_rate)$")
+_COUNT = re.compile(
+    r"(steps|epochs|updates|episodes|iterations|rounds|samples|repeat|replicates|threads)$"
+)
+_AT_LEAST_ONE = re.compile(r"^(steps|epochs|total_steps|batch_size|.*_batch|.*_batch_size)$")
+
+
+def check_config(cfg: Config) -> None:
+    """Every field of ``cfg`` in type and range, then its :meth:`Config.validate` (see the
+    module docstring); the first problem is one :class:`ProvenmlError` naming the field."""
+    for message in field_problems(cfg):
+        raise ProvenmlError(f"{message} ({type(cfg).__name__})")
+    try:
+        cfg.validate()
+    except (ValueError, TypeError) as exc:  # a system's check that is not a ProvenmlError
+        raise ProvenmlError(f"{type(cfg).__name__}: {exc}") from None
+
+
+def merged_choices(cls: type) -> dict[str, Iterable[str] | Callable[[], Iterable[str]]]:
+    """``choices`` of ``cls``, merged from the base class down (a subclass's entry wins)."""
+    values: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        own = klass.__dict__.get("choices")
+        if isinstance(own, Mapping):
+            values.update(own)
+    return values
+
+
+def _type_problem(name: str, value: Any, annotation: Any) -> str | None:
+    """Why ``value`` does not fit ``annotation`` (``None`` when it does, or when the
+    annotation is one these checks do not know)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        problems = [_type_problem(name, value, a) for a in args if a is not type(None)]
+        return None if any(p is None for p in problems) else problems[0]
+    if origin is Literal:
+        if value in args:
+            return None
+        return f"{name} must be one of {', '.join(map(str, args))}, got {value!r}"
+    if origin in (tuple, list):
+        if not isinstance(value, tuple | list):
+            return f"{name} must be a list of values, got {value!r}"
+        item = args[0] if args and (origin is list or len(args) == 1 or args[-1] is ...) else None
+        if item is None:
+            return None
+        for element in value:
+            problem = _type_problem(name, element, item)
+            if problem is not None:
+                return problem
+        return None
+    if annotation is bool:
+        return None if isinstance(value, bool) else f"{name} must be true or false, got {value!r}"
+    if annotation is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else f"{name} must be an integer, got {value!r}"
+    if annotation is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else f"{name} must be a number, got {value!r}"
+    if annotation is str:
+        return None if isinstance(value, str) else f"{name} must be a string, got {value!r}"
+    return None
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int | float):
+        return [value]
+    if isinstance(value, tuple | list):
+        return [v for v in value if isinstance(v, int | float) and not isinstance(v, bool)]
+    return []
+
+
+def field_problems(cfg: Config) -> list[str]:
+    """What the generic checks find wrong with ``cfg`` (see the module docstring), in field
+    order; empty when nothing is."""
+    cls = type(cfg)
+    hints = typing.get_type_hints(cls)
+    choices = merged_choices(cls)
+    problems: list[str] = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        problem = _type_problem(f.name, value, hints.get(f.name, Any))
+        if problem is not None:
+            problems.append(problem)
+            continue
+        numbers = _numbers(value)
+        if any(not math.isfinite(v) for v in numbers):
+            problems.append(f"{f.name} must be finite, got {value!r}")
+            continue
+        if _LEARNING_RATE.match(f.name) and any(v <= 0 for v in numbers):
+            problems.append(f"{f.name} must be > 0, got {value!r}")
+        elif _AT_LEAST_ONE.match(f.name) and any(v < 1 for v in numbers):
+            problems.append(f"{f.name} must be at least 1, got {value!r}")
+        elif _COUNT.search(f.name) and any(v < 0 for v in numbers):
+            problems.append(f"{f.name} must be >= 0, got {value!r}")
+        if isinstance(value, tuple | list) and not value and _must_not_be_empty(f):
+            problems.append(f"{f.name} must name at least one value (it is empty)")
+        if f.name in choices and isinstance(value, str | tuple | list):
+            known = choices[f.name]
+            names = list(known() if callable(known) else known)
+            for item in [value] if isinstance(value, str) else value:
+                if item not in names:
+                    problems.append(
+                        f"{f.name}: unknown {item!r}{suggest(str(item), names)} "
+                        f"(known: {', '.join(names)})"
+                    )
+                    break
+    return problems
+
+
+def _must_not_be_empty(f: dataclasses.Field[Any]) -> bool:
+    """A tuple field that is not empty by default, and not marked ``may_be_empty``."""
+    if f.metadata.get("may_be_empty") or f.name.endswith("hidden"):
+        return False
+    if f.default is not dataclasses.MISSING:
+        default = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    else:
+        return False
+    return isinstance(default, tuple | list) and len(default) > 0
