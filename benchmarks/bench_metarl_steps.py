@@ -1,85 +1,203 @@
 """Environment steps per second: the batched session grid world and PPO training with each
-agent, as ratios against a single-env ``gymnasium.Env`` loop measured in the same run.
+agent, as ratios against a single-env ``gymnasium.Env`` loop and against an earlier commit
+of the package (the implementation before the belief agents' speed work), in one run.
 
     .venv/bin/python benchmarks/bench_metarl_steps.py [--num-envs 256] [--iterations 3]
+        [--baseline 9eb247f] [--repeats 2]
 
 The anchor is the plain loop everyone writes first: one ``SessionGridWorld`` (a gymnasium
 ``Env``), ``env.step(env.action_space.sample())``, no learning. Training numbers include the
 policy forward pass, the belief model, PPO and the belief-model update, with 1 torch thread,
 under the settings of the ``metarl.gridworld`` small preset (8 PPO epochs, 12 belief steps of
 64 episodes, 64 random-action episodes per batch for the belief agents), without the one-off
-pretraining steps on the first batch (a fixed cost per run, not a rate).
+pretraining steps on the first batch (a fixed cost per run, not a rate). "belief step" is one
+belief-model gradient step on 64 buffered episodes (loss, backward, clipping, Adam).
+
+Each training figure comes from a fresh subprocess that imports either this checkout's
+``src`` or the ``--baseline`` commit's ``src`` (exported with ``git archive``); old and new
+alternate, ``--repeats`` times, and the best of each is kept. Rates are env steps per CPU
+second of the measuring process (``time.process_time``), so that other jobs on a shared
+machine distort them less than wall time would; the load average is printed with them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
-import torch
 
-from provenml.metarl.envs import SessionGridWorld, SessionGridWorldVec
-from provenml.metarl.experiments import GridworldConfig
-from provenml.metarl.train import train_agent
+REPO = Path(__file__).resolve().parents[1]
+AGENTS = ("memoryless", "oracle", "bayes_filter", "rl2", "varibad", "dynamite")
+BELIEF_AGENTS = ("varibad", "dynamite")
+BASELINE = "9eb247f"  # the last commit before the belief agents' speed work (issue 22)
 
 
 def single_env_loop(steps: int) -> float:
+    from provenml.metarl.envs import SessionGridWorld
+
     env = SessionGridWorld()
     env.reset(seed=0)
     env.action_space.seed(0)
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(steps):
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())
         if terminated or truncated:
             env.reset()
-    return steps / (time.perf_counter() - start)
+    return steps / (time.process_time() - start)
 
 
 def batched_env(num_envs: int, episodes: int) -> float:
+    from provenml.metarl.envs import SessionGridWorldVec
+
     env = SessionGridWorldVec(num_envs)
     rng = np.random.default_rng(0)
-    start = time.perf_counter()
+    start = time.process_time()
     for episode in range(episodes):
         env.reset(seed=episode)
         for _ in range(env.horizon):
             env.step(rng.integers(0, 5, size=num_envs))
-    return num_envs * env.horizon * episodes / (time.perf_counter() - start)
+    return num_envs * env.horizon * episodes / (time.process_time() - start)
 
 
-def training(agent: str, num_envs: int, iterations: int) -> float:
+# ------------------------------------------------------------------------------------------
+# worker: runs inside a subprocess against whichever ``provenml`` is on PYTHONPATH
+# ------------------------------------------------------------------------------------------
+
+
+def _training(agent: str, num_envs: int, iterations: int) -> float:
+    from provenml.metarl.experiments import GridworldConfig
+    from provenml.metarl.train import train_agent
+
     preset = GridworldConfig(
         num_envs=num_envs, total_steps=num_envs * 60 * iterations, model_pretrain_updates=0
     )
     cfg = preset.train_config()
-    start = time.perf_counter()
-    train_agent(agent, cfg, seed=0, threads=1)
-    return cfg.total_steps / (time.perf_counter() - start)
+    start = time.process_time()
+    train_agent(agent, cfg, seed=0)
+    return cfg.total_steps / (time.process_time() - start)
+
+
+def _belief_step(agent_name: str, repeats: int = 10) -> float:
+    """CPU seconds of one belief-model step on 64 episodes of a 256-episode buffer."""
+    import torch
+
+    from provenml.metarl.experiments import GridworldConfig
+    from provenml.metarl.train import EpisodeBuffer, build_agent, collect, make_vec_env
+
+    cfg = GridworldConfig(num_envs=256).train_config()
+    env = make_vec_env(cfg.env, cfg.num_envs, cfg.session_end_prob, cfg.goal_layout)
+    agent = build_agent(agent_name, env, cfg)
+    generator = torch.Generator().manual_seed(0)
+    buffer = EpisodeBuffer(cfg.model_buffer)
+    buffer.add(collect(agent, env, generator, seed=0))
+    optimizer = torch.optim.Adam(agent.model_parameters(), lr=cfg.model_lr)
+
+    def step() -> None:
+        out = agent.model_loss(buffer.sample(cfg.model_batch, generator), generator)
+        assert out is not None
+        optimizer.zero_grad()
+        out[0].backward()
+        torch.nn.utils.clip_grad_norm_(agent.model_parameters(), 1.0)
+        optimizer.step()
+
+    for _ in range(3):
+        step()
+    start = time.process_time()
+    for _ in range(repeats):
+        step()
+    return (time.process_time() - start) / repeats
+
+
+def worker(agent: str, num_envs: int, iterations: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _training("dynamite", 8, 1)  # warm-up: torch's first-call costs are not the agent's
+    out = {"rate": _training(agent, num_envs, iterations)}
+    if agent in BELIEF_AGENTS:
+        out["belief_step"] = _belief_step(agent)
+    print(json.dumps(out))
+
+
+def measure(src: Path, agent: str, num_envs: int, iterations: int) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, __file__, "--worker", agent, "--num-envs", str(num_envs)]
+    command += ["--iterations", str(iterations)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def export_baseline(rev: str, into: Path) -> Path:
+    """``src/`` of commit ``rev``, exported with ``git archive`` under ``into``."""
+    archive = into / "baseline.tar"
+    subprocess.run(["git", "-C", str(REPO), "archive", "-o", str(archive), rev, "src"], check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    return into / "src"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-envs", type=int, default=256)
     parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--baseline", default=BASELINE, help="git revision to compare against")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--agents", default=",".join(AGENTS))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.num_envs, args.iterations)
+        return
+    import torch
+
     torch.set_num_threads(1)
+    load_start = os.getloadavg()
     anchor = single_env_loop(20_000)
-    rows = [("single gymnasium.Env loop (anchor)", anchor)]
-    rows.append((f"SessionGridWorldVec, {args.num_envs} envs", batched_env(args.num_envs, 50)))
-    training("dynamite", 8, 1)  # warm-up: torch's first-call costs are not the agent's
-    for agent in ("memoryless", "oracle", "bayes_filter", "rl2", "varibad", "dynamite"):
-        rows.append(
-            (
-                f"PPO training: {agent}, {args.num_envs} envs",
-                training(agent, args.num_envs, args.iterations),
-            )
+    grid = batched_env(args.num_envs, 50)
+    new_src = REPO / "src"
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        old_src = export_baseline(args.baseline, Path(tmp))
+        for agent in args.agents.split(","):
+            best: dict[str, dict[str, float]] = {}
+            for _ in range(args.repeats):
+                for label, src in (("old", old_src), ("new", new_src)):
+                    got = measure(src, agent, args.num_envs, args.iterations)
+                    keep = best.setdefault(label, got)
+                    keep["rate"] = max(keep["rate"], got["rate"])
+                    if "belief_step" in got:
+                        keep["belief_step"] = min(keep["belief_step"], got["belief_step"])
+            rows.append((agent, best["old"], best["new"]))
+    load_end = os.getloadavg()
+    print(
+        f"load average {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f} at the start, "
+        f"{load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f} at the end; torch threads 1; "
+        f"baseline {args.baseline}; {args.num_envs} envs, {args.iterations} iterations, "
+        f"best of {args.repeats}; env steps per CPU second"
+    )
+    print(f"single gymnasium.Env loop (anchor): {anchor:,.0f}")
+    print(f"SessionGridWorldVec, {args.num_envs} envs: {grid:,.0f} ({grid / anchor:.1f}x anchor)")
+    header = f"{'PPO training':<16} {'old':>9} {'new':>9} {'old x':>7} {'new x':>7} {'new/old':>8}"
+    print(header + f" {'belief step old -> new':>24}")
+    for agent, old, new in rows:
+        line = (
+            f"{agent:<16} {old['rate']:>9,.0f} {new['rate']:>9,.0f} {old['rate'] / anchor:>7.2f} "
+            f"{new['rate'] / anchor:>7.2f} {new['rate'] / old['rate']:>8.2f}"
         )
-    load = os.getloadavg()
-    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; torch threads 1")
-    print(f"{'what':<45} {'env steps/s':>12} {'x anchor':>9}")
-    for name, rate in rows:
-        print(f"{name:<45} {rate:>12,.0f} {rate / anchor:>9.2f}")
+        if "belief_step" in new:
+            line += (
+                f" {old['belief_step'] * 1e3:>9.1f} -> {new['belief_step'] * 1e3:.1f} ms "
+                f"({old['belief_step'] / new['belief_step']:.2f}x)"
+            )
+        print(line)
 
 
 if __name__ == "__main__":

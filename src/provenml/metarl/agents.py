@@ -36,7 +36,7 @@ from provenml.metarl.belief import (
     belief_losses,
 )
 from provenml.metarl.envs import GRID_SWITCH_MATRIX
-from provenml.rl import ActorCritic
+from provenml.rl import ActorCritic, SigmoidTanh
 
 AGENTS: tuple[str, ...] = (
     "oracle",
@@ -97,7 +97,9 @@ class Agent(nn.Module):
         super().__init__()
         self.obs_dim, self.action_dim, self.discrete = obs_dim, action_dim, discrete
         # +1: the time left in the episode (a fixed horizon), which the critic needs
-        self.policy = ActorCritic(obs_dim + 1 + self.feature_dim, action_dim, discrete, hidden)
+        self.policy = ActorCritic(
+            obs_dim + 1 + self.feature_dim, action_dim, discrete, hidden, activation=SigmoidTanh
+        )
 
     def begin(self, num_envs: int, latent: torch.Tensor) -> tuple[Any, torch.Tensor]:
         """State and features before the first action of an episode."""

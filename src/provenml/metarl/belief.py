@@ -25,20 +25,22 @@ flag ``starts_j`` says that transition ``j`` is the first of a new session
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
-from torch.distributions import Normal, kl_divergence
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 
 def gaussian_kl(
     mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor
 ) -> torch.Tensor:
-    """``KL(N(mu_q, var_q) || N(mu_p, var_p))`` of diagonal Gaussians, summed over the last dim."""
-    q = Normal(mu_q, torch.exp(0.5 * logvar_q))
-    p = Normal(mu_p, torch.exp(0.5 * logvar_p))
-    return kl_divergence(q, p).sum(-1)
+    """``KL(N(mu_q, var_q) || N(mu_p, var_p))`` of diagonal Gaussians, summed over the last dim:
+    ``0.5 sum(logvar_p - logvar_q + (var_q + (mu_q - mu_p)^2) / var_p - 1)`` (closed form)."""
+    return 0.5 * (
+        logvar_p - logvar_q + (torch.exp(logvar_q) + (mu_q - mu_p) ** 2) * torch.exp(-logvar_p) - 1
+    ).sum(-1)
 
 
 def session_starts(session_end: torch.Tensor) -> torch.Tensor:
@@ -105,11 +107,137 @@ class BeliefSequence:
     init_logvar: torch.Tensor
 
 
+def _gru_branches(
+    gi: torch.Tensor, x: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One GRU update (Cho et al. 2014, as ``torch.nn.GRUCell``) of ``B`` stacked branches
+    that share the input projection ``gi = W_ih e + b_ih`` (N, 3H); ``x`` is (B, N, H).
+
+    ``r = sig(gi_r + gh_r)``, ``z = sig(gi_z + gh_z)``, ``n = tanh(gi_n + r * gh_n)``,
+    ``h' = n + z (x - n)`` with ``gh = W_hh x + b_hh``. Returns ``(h', r, z, n, gh_n)``.
+    """
+    hidden = x.shape[-1]
+    gh = torch.matmul(x, w_hh.t()) + b_hh  # (B, N, 3H)
+    rz = torch.sigmoid(gi[:, : 2 * hidden] + gh[..., : 2 * hidden])
+    r, z = rz[..., :hidden], rz[..., hidden:]
+    gh_n = gh[..., 2 * hidden :]
+    n = torch.tanh(gi[:, 2 * hidden :] + r * gh_n)
+    return n + z * (x - n), r, z, n, gh_n
+
+
+class _SessionAwareRecurrence(torch.autograd.Function):
+    """DynaMITE-RL's gated session recurrence over a whole sequence, with a hand-written
+    backward pass through time (the graph autograd would record holds ~40 small ops per
+    step; here the forward is a plain loop and the weight gradients are a few large matmuls).
+
+    Per step j, with ``a = h_{j-1}`` and ``p = h_start = tanh(W_p a + b_p)`` (prior
+    conditioning; zeros without it): ``h_raw = GRU(e_j, a)``, ``h_new = GRU(e_j, p)``,
+    ``logit_j = w_d . h_raw + b_d`` (termination head), ``c = sg[sigmoid(logit_j)]`` and
+    ``h_j = (1 - c) h_raw + c h_new`` (DynaMITE-RL Sec. 4; ``BeliefEncoder.step``).
+    Inputs: ``gi`` (T, N, 3H) input projections, ``h0`` (N, H), the GRU's ``w_hh``/``b_hh``,
+    the termination head's weight (1, H) and bias (1,), the prior net's weight/bias (or
+    None). Outputs: ``h`` (T, N, H), ``logits`` (T, N), ``h_start`` (T, N, H).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        gi: torch.Tensor,
+        h0: torch.Tensor,
+        w_hh: torch.Tensor,
+        b_hh: torch.Tensor,
+        w_term: torch.Tensor,
+        b_term: torch.Tensor,
+        w_prior: torch.Tensor | None,
+        b_prior: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        steps = gi.shape[0]
+        zeros = torch.zeros_like(h0)
+        h = h0
+        branch_in, saved, raw, gates, logits, hs = [], [], [], [], [], []
+        for j in range(steps):
+            start = zeros if w_prior is None else torch.tanh(torch.addmm(b_prior, h, w_prior.t()))
+            x = torch.stack([h, start])
+            h_out, *gru_saved = _gru_branches(gi[j], x, w_hh, b_hh)
+            logit = torch.addmm(b_term, h_out[0], w_term.t())[:, 0]
+            gate = torch.sigmoid(logit)[:, None]
+            h = (1 - gate) * h_out[0] + gate * h_out[1]
+            branch_in.append(x)
+            saved.append(gru_saved)
+            raw.append(h_out[0])
+            gates.append(gate)
+            logits.append(logit)
+            hs.append(h)
+        ctx.steps = (branch_in, saved, raw, gates)
+        ctx.save_for_backward(w_hh, w_term, w_prior)
+        stacked_in = torch.stack(branch_in)
+        return torch.stack(hs), torch.stack(logits), stacked_in[:, 1]
+
+    @staticmethod
+    @once_differentiable
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_h: torch.Tensor, grad_logit: torch.Tensor, grad_start: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        w_hh, w_term, w_prior = ctx.saved_tensors
+        branch_in, saved, raw, gates = ctx.steps
+        del ctx.steps
+        steps = len(branch_in)
+        grad_gh, grad_gi, grad_prior_pre = [], [], []
+        carry = torch.zeros_like(grad_h[0])
+        for j in range(steps - 1, -1, -1):
+            total = grad_h[j] + carry
+            gate = gates[j]
+            grad_out = torch.stack(
+                [(1 - gate) * total + grad_logit[j][:, None] * w_term[0], gate * total]
+            )
+            r, z, n, gh_n = saved[j]
+            x = branch_in[j]
+            grad_n = grad_out * (1 - z) * (1 - n * n)
+            grad_r = grad_n * gh_n * r * (1 - r)
+            grad_z = grad_out * (x - n) * z * (1 - z)
+            gh = torch.cat([grad_r, grad_z, grad_n * r], -1)
+            grad_gh.append(gh)
+            grad_gi.append(torch.cat([grad_r, grad_z, grad_n], -1).sum(0))
+            grad_x = grad_out * z + torch.matmul(gh, w_hh)
+            carry = grad_x[0]
+            if w_prior is not None:
+                start = x[1]
+                pre = (grad_x[1] + grad_start[j]) * (1 - start * start)
+                grad_prior_pre.append(pre)
+                carry = carry + pre @ w_prior
+        hidden = carry.shape[-1]
+        flat_gh = torch.stack(grad_gh[::-1]).reshape(-1, 3 * hidden)
+        inputs = torch.stack(branch_in)  # (T, 2, N, H)
+        grad_w_hh = flat_gh.t() @ inputs.reshape(-1, hidden)
+        grad_b_hh = flat_gh.sum(0)
+        grad_w_term = (grad_logit[..., None] * torch.stack(raw)).sum((0, 1))[None]
+        grad_b_term = grad_logit.sum().reshape(1)
+        grad_w_prior = grad_b_prior = None
+        if w_prior is not None:
+            flat_pre = torch.stack(grad_prior_pre[::-1]).reshape(-1, hidden)
+            grad_w_prior = flat_pre.t() @ inputs[:, 0].reshape(-1, hidden)
+            grad_b_prior = flat_pre.sum(0)
+        return (
+            torch.stack(grad_gi[::-1]),
+            carry,
+            grad_w_hh,
+            grad_b_hh,
+            grad_w_term,
+            grad_b_term,
+            grad_w_prior,
+            grad_b_prior,
+        )
+
+
 class BeliefEncoder(nn.Module):
     """The VariBAD GRU encoder; with ``session_aware`` it is DynaMITE-RL's (termination head,
     gated session reset, optional prior conditioning).
 
     Input of transition j: ``[one_hot(a_j) or a_j, r_j, s_{j+1}]`` through a ReLU embedding.
+    Over a whole sequence (``forward``) VariBAD's recurrence is one fused ``torch.nn.GRU``
+    call and DynaMITE-RL's gated one is ``_SessionAwareRecurrence`` (the same maths as
+    ``step`` repeated, with a hand-written backward pass); ``step`` advances one transition
+    (acting, no gradients needed).
     """
 
     def __init__(
@@ -127,7 +255,7 @@ class BeliefEncoder(nn.Module):
         self.session_aware, self.prior_conditioning = session_aware, prior_conditioning
         self.hidden, self.latent_dim = hidden, latent_dim
         self.embed = nn.Sequential(nn.Linear(action_dim + 1 + obs_dim, embed), nn.ReLU())
-        self.gru = nn.GRUCell(embed, hidden)
+        self.gru = nn.GRU(embed, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 2 * latent_dim)
         if session_aware:
             self.termination = nn.Linear(hidden, 1)
@@ -135,7 +263,8 @@ class BeliefEncoder(nn.Module):
                 self.prior_net = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh())
 
     def initial(self, num_envs: int) -> torch.Tensor:
-        return torch.zeros(num_envs, self.hidden)
+        weight = self.head.weight
+        return torch.zeros(num_envs, self.hidden, dtype=weight.dtype, device=weight.device)
 
     def gaussian(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.head(h).chunk(2, dim=-1)
@@ -148,6 +277,10 @@ class BeliefEncoder(nn.Module):
             return self.prior_net(h_prev)
         return torch.zeros_like(h_prev)
 
+    def _input_projection(self, e: torch.Tensor) -> torch.Tensor:
+        """``W_ih e + b_ih`` of the GRU (both session branches read the same transition)."""
+        return F.linear(e, self.gru.weight_ih_l0, self.gru.bias_ih_l0)
+
     def step(
         self, h_prev: torch.Tensor, x: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -156,40 +289,49 @@ class BeliefEncoder(nn.Module):
         Session-aware: ``h_j = (1 - c) GRU(x, h_{j-1}) + c GRU(x, h_start)`` with
         ``c = sigmoid(termination_logit)`` detached (the head learns only from the flags).
         """
-        return self._recur(h_prev, self.embed(x))
-
-    def _recur(
-        self, h_prev: torch.Tensor, e: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """``step`` on an already embedded transition ``e`` (the two GRU branches of the
-        session-aware update run as one batched call)."""
+        e = self.embed(x)
         if not self.session_aware:
-            return self.gru(e, h_prev), None, None
+            return self.gru(e[:, None], h_prev[None])[0][:, 0], None, None
         h_start = self.session_start_state(h_prev)
-        h_raw, h_new = self.gru(torch.cat([e, e]), torch.cat([h_prev, h_start])).chunk(2)
+        h_out = _gru_branches(
+            self._input_projection(e),
+            torch.stack([h_prev, h_start]),
+            self.gru.weight_hh_l0,
+            self.gru.bias_hh_l0,
+        )[0]
+        h_raw, h_new = h_out[0], h_out[1]
         logit = self.termination(h_raw).squeeze(-1)
         gate = torch.sigmoid(logit).detach()[:, None]
         return (1 - gate) * h_raw + gate * h_new, logit, h_start
 
     def forward(self, inputs: torch.Tensor) -> BeliefSequence:
         """Encode (N, H, in_dim) transitions into posteriors ``post_0..post_{H-1}``."""
-        num_envs, horizon, _ = inputs.shape
-        h = self.initial(num_envs)
-        init_mu, init_logvar = self.gaussian(h)
-        hs, logits, starts = [], [], []
+        num_envs = inputs.shape[0]
+        h0 = self.initial(num_envs)
+        init_mu, init_logvar = self.gaussian(h0)
         embedded = self.embed(inputs)  # all steps at once; only the recurrence loops
-        for j in range(horizon):
-            h, logit, h_start = self._recur(h, embedded[:, j])
-            hs.append(h)
-            logits.append(logit)
-            starts.append(h_start)
-        mu, logvar = self.gaussian(torch.stack(hs, 1))
+        cond_mu = cond_logvar = term = None
+        if not self.session_aware:
+            hs, _ = self.gru(embedded, h0[None])
+        else:
+            prior = self.prior_net[0] if self.prior_conditioning else None
+            gi = self._input_projection(embedded).transpose(0, 1).contiguous()
+            hs_t, logits_t, starts_t = _SessionAwareRecurrence.apply(
+                gi,
+                h0,
+                self.gru.weight_hh_l0,
+                self.gru.bias_hh_l0,
+                self.termination.weight,
+                self.termination.bias,
+                None if prior is None else prior.weight,
+                None if prior is None else prior.bias,
+            )
+            hs = hs_t.transpose(0, 1)
+            cond_mu, cond_logvar = self.gaussian(starts_t.transpose(0, 1))
+            term = logits_t.t()
+        mu, logvar = self.gaussian(hs)
         prev_mu = torch.cat([init_mu[:, None], mu[:, :-1]], 1)
         prev_logvar = torch.cat([init_logvar[:, None], logvar[:, :-1]], 1)
-        cond_mu = cond_logvar = term = None
-        if self.session_aware:
-            cond_mu, cond_logvar = self.gaussian(torch.stack(starts, 1))  # type: ignore[arg-type]
-            term = torch.stack(logits, 1)  # type: ignore[arg-type]
         return BeliefSequence(
             mu, logvar, prev_mu, prev_logvar, cond_mu, cond_logvar, term, init_mu, init_logvar
         )
@@ -251,6 +393,10 @@ class CellRewardDecoder(nn.Module):
         per_cell = self.net(latent)  # (..., cells)
         cells = self.cell_index(next_obs)
         shape = torch.broadcast_shapes(per_cell.shape[:-1], cells.shape)
+        if per_cell.dim() == len(shape) + 1 and per_cell.shape[:-1] == (*shape[:-1], 1):
+            # one latent per row of steps (the ELBO's (N, k, 1) x (N, 1, H)): gather the H
+            # cells from each latent's row instead of expanding it to (N, k, H, cells)
+            return torch.gather(per_cell[..., 0, :], -1, cells.expand(shape))
         return torch.gather(per_cell.expand(*shape, -1), -1, cells.expand(shape)[..., None])[..., 0]
 
 

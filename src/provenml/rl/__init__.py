@@ -11,13 +11,14 @@ Any system may import these; none of them imports a system::
 """
 
 from provenml.rl.envs import FixedHorizonVectorEnv, SingleEnvView
-from provenml.rl.policies import ActorCritic
+from provenml.rl.policies import ActorCritic, SigmoidTanh
 from provenml.rl.ppo import PPOConfig, gae, ppo_clip_loss
 
 __all__ = [
     "ActorCritic",
     "FixedHorizonVectorEnv",
     "PPOConfig",
+    "SigmoidTanh",
     "SingleEnvView",
     "gae",
     "ppo_clip_loss",

@@ -1,0 +1,140 @@
+"""The fused belief recurrences equal the step-by-step ones they replaced (issue 22)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from provenml.metarl.belief import BeliefEncoder, CellRewardDecoder
+from provenml.rl import ActorCritic, SigmoidTanh
+
+
+def reference_recurrence(
+    enc: BeliefEncoder, inputs: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The encoder's recurrence as it was written before the fused version (git 9eb247f): a
+    Python loop of ``nn.GRUCell`` steps; session-aware, both branches of the gated update
+    ``h_j = (1 - c) GRU(e_j, h_{j-1}) + c GRU(e_j, h_start)``, ``c = sg[sigmoid(logit)]``.
+    The cell shares the encoder's GRU parameters, so gradients can be compared too."""
+    cell = nn.GRUCell(enc.gru.input_size, enc.hidden)
+    del cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
+    cell.weight_ih = enc.gru.weight_ih_l0
+    cell.weight_hh = enc.gru.weight_hh_l0
+    cell.bias_ih = enc.gru.bias_ih_l0
+    cell.bias_hh = enc.gru.bias_hh_l0
+    num_envs, horizon, _ = inputs.shape
+    h = enc.initial(num_envs)
+    embedded = enc.embed(inputs)
+    hs, logits, starts = [], [], []
+    for j in range(horizon):
+        e = embedded[:, j]
+        if not enc.session_aware:
+            h = cell(e, h)
+            hs.append(h)
+            continue
+        h_start = enc.session_start_state(h)
+        h_raw, h_new = cell(torch.cat([e, e]), torch.cat([h, h_start])).chunk(2)
+        logit = enc.termination(h_raw).squeeze(-1)
+        gate = torch.sigmoid(logit).detach()[:, None]
+        h = (1 - gate) * h_raw + gate * h_new
+        hs.append(h)
+        logits.append(logit)
+        starts.append(h_start)
+    if not enc.session_aware:
+        return torch.stack(hs, 1), None, None
+    return torch.stack(hs, 1), torch.stack(logits, 1), torch.stack(starts, 1)
+
+
+ENCODERS = [
+    pytest.param(False, False, id="varibad"),
+    pytest.param(True, True, id="dynamite"),
+    pytest.param(True, False, id="dynamite_no_prior"),
+]
+
+
+def _loss(
+    mu: torch.Tensor, logit: torch.Tensor | None, cond_mu: torch.Tensor | None
+) -> torch.Tensor:
+    """A loss that weighs every output differently (so no gradient path cancels)."""
+    gen = torch.Generator().manual_seed(7)
+    loss = (mu * torch.randn(mu.shape, generator=gen, dtype=mu.dtype)).sum()
+    if logit is not None and cond_mu is not None:
+        loss = loss + (logit * torch.randn(logit.shape, generator=gen, dtype=logit.dtype)).sum()
+        loss = loss + (cond_mu * torch.randn(cond_mu.shape, generator=gen, dtype=mu.dtype)).sum()
+    return loss
+
+
+@pytest.mark.parametrize(("session_aware", "prior"), ENCODERS)
+def test_fused_recurrence_equals_the_step_loop(session_aware: bool, prior: bool) -> None:
+    torch.manual_seed(0)
+    enc = BeliefEncoder(6, 5, session_aware=session_aware, prior_conditioning=prior).double()
+    if session_aware:  # a gate far from 0 and 1, so both branches matter
+        nn.init.normal_(enc.termination.weight, std=0.5)
+    inputs = torch.randn(5, 23, 12, dtype=torch.float64)
+    fused = enc(inputs)
+    ref_h, ref_logit, ref_start = reference_recurrence(enc, inputs)
+    ref_mu, ref_logvar = enc.gaussian(ref_h)
+    torch.testing.assert_close(fused.mu, ref_mu, rtol=0, atol=1e-12)
+    torch.testing.assert_close(fused.logvar, ref_logvar, rtol=0, atol=1e-12)
+    ref_cond = None
+    if session_aware:
+        assert ref_logit is not None and ref_start is not None
+        assert fused.termination_logit is not None and fused.cond_mu is not None
+        gate = torch.sigmoid(ref_logit)
+        assert 0.05 < gate.mean().item() < 0.95
+        torch.testing.assert_close(fused.termination_logit, ref_logit, rtol=0, atol=1e-12)
+        ref_cond = enc.gaussian(ref_start)[0]
+        torch.testing.assert_close(fused.cond_mu, ref_cond, rtol=0, atol=1e-12)
+    enc.zero_grad()
+    _loss(fused.mu, fused.termination_logit, fused.cond_mu).backward()
+    grads = {n: p.grad.clone() for n, p in enc.named_parameters() if p.grad is not None}
+    enc.zero_grad()
+    _loss(ref_mu, ref_logit, ref_cond).backward()
+    ref_grads = {n: p.grad.clone() for n, p in enc.named_parameters() if p.grad is not None}
+    assert sorted(grads) == sorted(ref_grads)
+    for name, grad in grads.items():
+        assert grad.abs().max().item() > 0.0, name
+        torch.testing.assert_close(grad, ref_grads[name], rtol=1e-9, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize(("session_aware", "prior"), ENCODERS)
+def test_step_by_step_acting_matches_the_sequence(session_aware: bool, prior: bool) -> None:
+    """The one-step update used while acting gives the same beliefs as the fused sequence."""
+    torch.manual_seed(1)
+    enc = BeliefEncoder(6, 5, session_aware=session_aware, prior_conditioning=prior)
+    inputs = torch.randn(4, 15, 12)
+    with torch.no_grad():
+        fused = enc(inputs)
+        h = enc.initial(4)
+        for j in range(15):
+            h, _, _ = enc.step(h, inputs[:, j])
+            torch.testing.assert_close(enc.gaussian(h)[0], fused.mu[:, j], rtol=0, atol=1e-5)
+
+
+def test_cell_decoder_row_gather_equals_the_expanded_gather() -> None:
+    torch.manual_seed(2)
+    dec = CellRewardDecoder(5, 3)
+    latent = torch.randn(4, 6, 1, 3)  # (N, k, 1, D): one latent per row, as in the ELBO
+    next_obs = torch.rand(4, 1, 9, 6)  # (N, 1, H, obs)
+    fast = dec(latent, next_obs)  # the row gather
+    slow = dec(latent.expand(4, 6, 9, 3), next_obs)  # the general path
+    assert fast.shape == (4, 6, 9)
+    torch.testing.assert_close(fast, slow)
+    per_cell = dec.net(latent[:, 2, 0])  # latent 2 of every env, decoded at step 4
+    expected = per_cell.gather(1, dec.cell_index(next_obs[:, 0, 4])[:, None])[:, 0]
+    torch.testing.assert_close(fast[:, 2, 4], expected)
+
+
+def test_sigmoid_tanh_is_tanh() -> None:
+    x = torch.linspace(-30, 30, 20001, requires_grad=True)
+    y = SigmoidTanh()(x)
+    torch.testing.assert_close(y, torch.tanh(x), rtol=0, atol=3e-7)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(grad, 1 - torch.tanh(x.detach()) ** 2, rtol=0, atol=1e-6)
+    torch.manual_seed(3)
+    fast = ActorCritic(7, 5, True, 16, activation=SigmoidTanh)
+    torch.manual_seed(3)
+    plain = ActorCritic(7, 5, True, 16)
+    obs = torch.randn(10, 7)
+    torch.testing.assert_close(fast.value(obs), plain.value(obs), rtol=0, atol=1e-6)
