@@ -1,17 +1,20 @@
-"""S6 reproductions: ``distrl.throughput`` (headline).
+"""S6 reproductions: ``distrl.throughput`` (headline), ``distrl.league``, ``distrl.faults``.
 
 Config, wiring and claims only: the measurement is :mod:`provenml.distrl.throughput`, the
-driver :mod:`provenml.distrl.training`, the RLlib baseline :mod:`provenml.distrl.baselines`.
+driver :mod:`provenml.distrl.training`, the RLlib baseline :mod:`provenml.distrl.baselines`,
+the evaluator :mod:`provenml.distrl.league`, the figures :mod:`provenml.distrl.plots`.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from provenml.core import (
     Claim,
     Config,
+    Member,
     Precondition,
     Result,
     RunContext,
@@ -19,8 +22,12 @@ from provenml.core import (
     experiment,
     flatten_summary,
 )
+from provenml.distrl import league as lg
+from provenml.distrl import plots
+from provenml.distrl.scripted import SCRIPTED
 from provenml.distrl.throughput import measure_throughput
-from provenml.distrl.training import TrainSettings
+from provenml.distrl.training import TrainSettings, train
+from provenml.distrl.wargame import WargameConfig
 from provenml.rl import PPOConfig
 
 # the issue's target: at least 1.5x RLlib's end-to-end env steps/s on simple_tag_v3, 2 cores
@@ -169,4 +176,235 @@ def throughput(cfg: ThroughputConfig, ctx: RunContext) -> Result:
         summary=flatten_summary(summary),
         tables=[table],
         data={"rows": [vars(r) for r in rows], "facts": facts},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# distrl.league
+# --------------------------------------------------------------------------------------------
+
+SCRIPTED_OPPONENTS = ("random", "rush", "focus_fire")
+# the issue's bar for the learnt team against every scripted opponent at ``small``
+BEAT_SCRIPTED = 0.8
+
+
+@dataclass
+class LeagueConfig(Config):
+    """Defaults are the ``small`` preset (single-process mode: deterministic for a seed)."""
+
+    units: int = 3
+    envs: int = 64
+    fragment: int = 32
+    lr: float = 1e-3
+    gamma: float = 0.99
+    hidden: int = 64
+    scripted_iterations: int = 250
+    selfplay_iterations: int = 150
+    response_iterations: int = 60
+    eval_every: int = 25
+    eval_episodes: int = 300
+    elo_episodes: int = 60
+    pool_size: int = 8
+    snapshot_every: int = 10
+    num_workers: int = 0
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {
+            "envs": 8,
+            "fragment": 8,
+            "scripted_iterations": 2,
+            "selfplay_iterations": 2,
+            "response_iterations": 1,
+            "eval_every": 1,
+            "eval_episodes": 8,
+            "elo_episodes": 4,
+            "pool_size": 2,
+            "snapshot_every": 1,
+        },
+        "paper": {"scripted_iterations": 2000, "selfplay_iterations": 2000},
+    }
+
+    def settings(self, seed: int, **kw: Any) -> TrainSettings:
+        return TrainSettings(
+            env="wargame",
+            env_kwargs={"units": self.units},
+            envs_per_worker=self.envs,
+            fragment=self.fragment,
+            num_workers=self.num_workers,
+            seed=seed,
+            pool_size=self.pool_size,
+            snapshot_every=self.snapshot_every,
+            ppo=PPOConfig(lr=self.lr, gamma=self.gamma, hidden=self.hidden),
+            **kw,
+        )
+
+
+@experiment(
+    "distrl.league",
+    system="S6",
+    claim="On the wargame a learnt team beats every scripted opponent more than 80% of the "
+    "time, and self-play with PFSP snapshot-pool sampling is less exploitable than "
+    "latest-only self-play",
+    config=LeagueConfig,
+    time={"smoke": "10 s", "small": "10 min", "paper": "hours"},
+    devices=("cpu",),
+    threads=1,
+    claims=("beats_scripted", "pool_less_exploitable"),
+)
+def league(cfg: LeagueConfig, ctx: RunContext) -> Result:
+    game = WargameConfig(units=cfg.units)
+    spec = lg.wargame_spec(game)
+    bots = {name: SCRIPTED.get(name) for name in (*SCRIPTED_OPPONENTS, "strong")}
+    # regime check: the scripted opponents are beatable (the hand-written policy beats them)
+    strong = {
+        o: lg.win_rates(bots["strong"], bots[o], cfg.eval_episodes, ctx.seed + 5, game)
+        for o in SCRIPTED_OPPONENTS
+    }
+    # 1. a single-player team against the mixture of scripted bots, win rates over wall time
+    curve: list[dict[str, float]] = []
+    eval_seconds = [0.0]
+
+    def evaluate(record: dict[str, Any]) -> None:
+        ctx.log(phase="vs_scripted", iteration=record["iteration"], win_rate=record["win_rate"])
+        it = record["iteration"] + 1
+        if it % cfg.eval_every and it != cfg.scripted_iterations:
+            return
+        start = time.perf_counter()
+        player = lg.policy_player(record["weights"]["red"], spec, cfg.hidden, ctx.seed)
+        point = {"iteration": it, "seconds": record["seconds"] - eval_seconds[0]}
+        for o in SCRIPTED_OPPONENTS:
+            point[o] = lg.win_rates(player, bots[o], cfg.eval_episodes, ctx.seed + it, game)["win"]
+        curve.append(point)
+        ctx.log(phase="eval", **point)
+        eval_seconds[0] += time.perf_counter() - start
+
+    vs_bots = train(
+        cfg.settings(
+            ctx.seed, mode="vs_scripted", opponent="mixture", iterations=cfg.scripted_iterations
+        ),
+        on_iteration=evaluate,
+    )
+    team = lg.policy_player(vs_bots.weights["red"], spec, cfg.hidden, ctx.seed)
+    final = {
+        o: lg.win_rates(team, bots[o], cfg.eval_episodes, ctx.seed + 11, game)
+        for o in SCRIPTED_OPPONENTS
+    }
+    # 2. self-play: latest-only against PFSP pool sampling, same budget
+    selfplay = {
+        strategy: train(
+            cfg.settings(
+                ctx.seed,
+                mode="self_play",
+                opponent_sampling=strategy,
+                iterations=cfg.selfplay_iterations,
+            ),
+            on_iteration=lambda r, s=strategy: ctx.log(
+                phase=f"self_play/{s}", iteration=r["iteration"], win_rate=r["win_rate"]
+            ),
+        )
+        for strategy in ("latest", "pfsp")
+    }
+    base = cfg.settings(ctx.seed + 100)
+    exploit = {
+        strategy: lg.exploitability(
+            run.weights["red"],
+            base,
+            cfg.response_iterations,
+            cfg.eval_episodes,
+            seed=ctx.seed + 100,
+        )
+        for strategy, run in selfplay.items()
+    }
+    # 3. Elo of the bots, the learnt teams and the PFSP pool's snapshots
+    players = dict(bots)
+    players["vs_scripted_final"] = team
+    for strategy, run in selfplay.items():
+        players[f"{strategy}_final"] = lg.policy_player(run.weights["red"], spec, cfg.hidden)
+    manager = selfplay["pfsp"].manager
+    assert manager is not None
+    for snap in manager.pool("red"):
+        players[f"pfsp_{snap.snapshot_id}"] = lg.policy_player(snap.weights, spec, cfg.hidden)
+    names, scores, games, elo = lg.cross_play(players, cfg.elo_episodes, ctx.seed + 7, game)
+
+    claims = [
+        Claim(
+            key="beats_scripted",
+            statement=f"the team learnt against the scripted mixture wins more than "
+            f"{BEAT_SCRIPTED:.0%} of its games against each scripted opponent (both sides)",
+            metric="win rate",
+            ours_label="learnt team",
+            comparison=">",
+            threshold=BEAT_SCRIPTED,
+            members={o: Member([final[o]["win"]]) for o in SCRIPTED_OPPONENTS},
+            precondition=Precondition(
+                "the hand-written policy does not beat every scripted opponent (wins <= "
+                "losses), so they may not be beatable",
+                holds=[all(strong[o]["win"] > strong[o]["loss"] for o in SCRIPTED_OPPONENTS)],
+            ),
+        ),
+        Claim(
+            key="pool_less_exploitable",
+            statement="a fresh best response trained for the same budget wins less often "
+            "against the PFSP snapshot-pool self-play policy than against latest-only self-play",
+            metric="best-response win rate",
+            ours_label="PFSP pool",
+            ours=[exploit["pfsp"]],
+            baselines={"latest only": [exploit["latest"]]},
+            comparison="<",
+        ),
+    ]
+    summary = {
+        "win_rate": {o: final[o]["win"] for o in SCRIPTED_OPPONENTS},
+        "draw_rate": {o: final[o]["draw"] for o in SCRIPTED_OPPONENTS},
+        "strong_win_rate": {o: strong[o]["win"] for o in SCRIPTED_OPPONENTS},
+        "best_response_win_rate": exploit,
+        "elo": elo,
+        "seconds": {
+            "vs_scripted": vs_bots.seconds,
+            **{f"self_play_{k}": v.seconds for k, v in selfplay.items()},
+        },
+    }
+    tables = [
+        Table(
+            "Learnt team and hand-written policy against the scripted opponents",
+            ["opponent", "learnt win", "learnt draw", "learnt loss", "strong win", "strong loss"],
+            [
+                [
+                    o,
+                    final[o]["win"],
+                    final[o]["draw"],
+                    final[o]["loss"],
+                    strong[o]["win"],
+                    strong[o]["loss"],
+                ]
+                for o in SCRIPTED_OPPONENTS
+            ],
+        ),
+        Table(
+            "Elo (Bradley-Terry fit of the cross-play matrix)",
+            ["player", "Elo", "score"],
+            [
+                [n, round(elo[n], 1), float(scores[i].sum() / max(games[i].sum(), 1))]
+                for i, n in sorted(enumerate(names), key=lambda x: -elo[x[1]])
+            ],
+        ),
+        Table(
+            "Exploitability: a fresh best response's win rate",
+            ["self-play", "best-response win rate"],
+            [[k, v] for k, v in exploit.items()],
+        ),
+    ]
+    tables.insert(
+        1,
+        Table.from_records(
+            "Learnt team's win rate against each scripted opponent over training wall time",
+            curve,
+            ["iteration", "seconds", *SCRIPTED_OPPONENTS],
+        ),
+    )
+    plots.win_rate_curve(ctx, curve, SCRIPTED_OPPONENTS)
+    return Result(
+        claims=claims,
+        summary=flatten_summary(summary),
+        tables=tables,
+        data={"curve": curve},
     )

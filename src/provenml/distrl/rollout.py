@@ -89,6 +89,7 @@ class RolloutWorker:
     def reseed(self, seed: int) -> None:
         """New random streams for action sampling (a restarted actor must not replay the
         trajectories its previous incarnation already delivered)."""
+        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         if hasattr(self.env, "core"):
@@ -173,7 +174,6 @@ class RolloutWorker:
             frag["last_values"] = self._values(team, self.obs[team])
             frag["version"] = np.array(version)
             fragments[team] = frag
-        self.samples += 1
         stats = {
             "env_steps": horizon * n,
             "agent_steps": agent_steps,
@@ -183,7 +183,9 @@ class RolloutWorker:
             "outcomes": outcomes,
             "returns": returns,
             "version": version,
+            "fragment_id": f"{self.seed}/{self.samples}",
         }
+        self.samples += 1
         return fragments, stats
 
     def ping(self) -> int:

@@ -9,6 +9,7 @@ actions in that side's frame, for every copy at once:
   first enemy it can hit;
 * ``focus_fire``: the side picks the live enemy with the fewest hit points; units that can
   hit it fire at it, units that can hit another enemy fire at that one, the rest close in;
+* ``mixture``: copy ``i`` of the batch plays the ``i mod 3``-th of the three above;
 * ``strong`` (hand-written): fire at the weakest enemy in reach whenever the cool-down
   allows, otherwise take and hold the objective; the tank leads the way.
 """
@@ -78,6 +79,15 @@ def strong_policy(env: WargameBatch, side: int, rng: np.random.Generator) -> np.
     target = np.broadcast_to(env.board.objective, (env.num_envs, env.units, 2))
     moves = env.moves_toward(side, target)
     return np.where(any_hit, NUM_MOVES + weakest, moves)
+
+
+@SCRIPTED.register("mixture")
+def mixture_policy(env: WargameBatch, side: int, rng: np.random.Generator) -> np.ndarray:
+    """Copy ``i`` plays ``random``, ``rush`` or ``focus_fire`` by ``i mod 3`` (a fixed mix to
+    train against all three at once)."""
+    pick = np.arange(env.num_envs) % 3
+    actions = [policy(env, side, rng) for policy in (random_policy, rush_policy, focus_fire_policy)]
+    return np.choose(pick[:, None], actions)
 
 
 def play(

@@ -16,7 +16,8 @@ Modes (``mode``): ``multi_player`` (every team its own learning player, e.g. sim
 adversaries and agent), ``vs_scripted`` (the first team learns against a scripted wargame
 policy; ``units=1`` is the single-player single-agent case), ``self_play`` (the first team
 learns; the second plays a snapshot from the player's pool, sampled ``latest`` / ``uniform`` /
-``pfsp`` by the players manager).
+``pfsp`` by the players manager), ``vs_fixed`` (the first team learns against a fixed
+policy, ``opponent_weights``: a best response, to measure exploitability).
 
 ``async_sampling=True`` submits the next fragments before the learner updates, so sampling
 overlaps learning and every fragment is one version stale (policy lag 1); with
@@ -45,7 +46,7 @@ from provenml.rl import PPOConfig
 
 __all__ = ["MODES", "TrainResult", "TrainSettings", "train"]
 
-MODES = ("multi_player", "vs_scripted", "self_play")
+MODES = ("multi_player", "vs_scripted", "self_play", "vs_fixed")
 
 
 @dataclass
@@ -56,6 +57,7 @@ class TrainSettings:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     mode: str = "multi_player"
     opponent: str = "focus_fire"  # vs_scripted: the scripted policy of the other team
+    opponent_weights: dict[str, Any] | None = None  # vs_fixed: the other team's fixed policy
     num_workers: int = 0  # 0: single-process mode
     envs_per_worker: int = 8
     fragment: int = 64
@@ -94,7 +96,9 @@ class TrainSettings:
                 raise ProvenmlError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0:
             raise ProvenmlError(f"num_workers must be >= 0, got {self.num_workers}")
-        if self.mode in ("vs_scripted", "self_play") and self.env != "wargame":
+        if self.mode == "vs_fixed" and self.opponent_weights is None:
+            raise ProvenmlError("mode 'vs_fixed' needs opponent_weights")
+        if self.mode in ("vs_scripted", "self_play", "vs_fixed") and self.env != "wargame":
             raise ProvenmlError(f"mode {self.mode!r} needs env 'wargame', got {self.env!r}")
         if self.kill_worker_at is not None and self.num_workers == 0:
             raise ProvenmlError("kill_worker_at needs Ray mode (num_workers >= 1)")
@@ -117,6 +121,7 @@ class TrainResult:
     weights: dict[str, dict[str, np.ndarray]]
     manager: PlayersManager | None
     outcomes: list[int]
+    fragment_ids: list[str]  # (worker seed, sample index) of every fragment learnt from
 
 
 class _Done:
@@ -132,6 +137,8 @@ def controllers_for(settings: TrainSettings, teams: list[str]) -> dict[str, str]
         return {t: f"learner:{t}" for t in teams}
     if settings.mode == "vs_scripted":
         return {first: f"learner:{first}", **{t: f"scripted:{settings.opponent}" for t in others}}
+    if settings.mode == "vs_fixed":
+        return {first: f"learner:{first}", **{t: "snapshot:fixed" for t in others}}
     return {first: f"learner:{first}", **{t: f"snapshot:{first}" for t in others}}
 
 
@@ -263,6 +270,8 @@ def _run(
             kind, name = c.split(":")
             if kind == "learner":
                 team_weights[team] = weights[name]
+            elif kind == "snapshot" and name == "fixed":
+                team_weights[team] = s.opponent_weights
             elif kind == "snapshot":
                 assert manager is not None
                 snap = manager.sample_opponent(name, s.opponent_sampling, rng)
@@ -272,6 +281,7 @@ def _run(
         return call(workers[worker_index], "sample", put(team_weights), version), opponent_id
 
     records: list[dict[str, Any]] = []
+    fragment_ids: list[str] = []
     all_outcomes: list[int] = []
     restarts = lost = 0
     total_env = total_agent = 0
@@ -316,6 +326,7 @@ def _run(
         learn_seconds = time.perf_counter() - learn_start
         if not s.async_sampling:
             pending = [submit(i) for i in range(len(workers))]
+        fragment_ids.extend(st["fragment_id"] for _, st, _ in results)
         env_steps = sum(st["env_steps"] for _, st, _ in results)
         agent_steps = sum(st["agent_steps"] for _, st, _ in results)
         outcomes = [o for _, st, _ in results for o in st["outcomes"]]
@@ -360,8 +371,8 @@ def _run(
         records.append(record)
         if s.checkpoint_path:
             _save_checkpoint(s.checkpoint_path, learners, call, get, versions, iteration + 1)
-        if on_iteration is not None:
-            on_iteration(record)
+        if on_iteration is not None:  # the callback also sees the new weights (not stored)
+            on_iteration({**record, "weights": weights})
     steady_seconds = time.perf_counter() - steady_start if steady_start else 0.0
     for ref, _ in pending:  # let in-flight fragments finish before the actors go
         with contextlib.suppress(Exception):  # a dying actor at shutdown changes nothing
@@ -384,6 +395,7 @@ def _run(
         weights=final_weights,
         manager=manager,
         outcomes=all_outcomes,
+        fragment_ids=fragment_ids,
     )
 
 
