@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from provenml.core import Claim, Config, Result, RunContext, experiment, intra_op_threads
+from provenml.core import Claim, Config, Result, RunContext, experiment, flatten_summary
 from provenml.errors import ProvenmlError
 from provenml.kge.checks import check_choice, check_float, check_int
 from provenml.kge.data import BUNDLED, TriplesDataset, load_dataset
@@ -74,17 +74,13 @@ def recipe(model: str, epochs: int, batch_size: int, lr: float, seed: int) -> Tr
     )
 
 
-_DATASETS: dict[str, TriplesDataset] = {}
-_TRAINED: dict[tuple[Any, ...], dict[str, torch.Tensor]] = {}
-
-
-def dataset(name: str) -> TriplesDataset:
-    if name not in _DATASETS:
-        _DATASETS[name] = load_dataset(name)
-    return _DATASETS[name]
+def dataset(ctx: RunContext, name: str) -> TriplesDataset:
+    """A bundled dataset, read once per process (``ctx.memo``)."""
+    return ctx.memo.cached(("kge.dataset", name), lambda: load_dataset(name))
 
 
 def trained_model(
+    ctx: RunContext,
     ds: TriplesDataset,
     name: str,
     dim: int,
@@ -96,17 +92,17 @@ def trained_model(
 ) -> KGEModel:
     """Train (or reuse, within this process, the identical earlier run of) one model.
 
-    The cache key holds every input of the run, so a cached model is exactly the one this call
-    would train; link prediction and triple classification then share their embeddings.
+    The memo key holds every input of the run, so a remembered model is exactly the one this
+    call would train; link prediction and triple classification then share their embeddings.
     """
-    key = (ds.name, name, dim, epochs, batch_size, lr, seed, str(device))
+    key = ("kge.trained", ds.name, name, dim, epochs, batch_size, lr, seed, str(device))
     torch.manual_seed(seed)
     model = get_model(name, ds.num_entities, ds.num_relations, dim).to(device)
-    if key in _TRAINED:
-        model.load_state_dict(_TRAINED[key])
+    if key in ctx.memo:
+        model.load_state_dict(ctx.memo[key])
     else:
         train(model, ds.train.to(device), recipe(name, epochs, batch_size, lr, seed))
-        _TRAINED[key] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        ctx.memo[key] = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.eval()
     return model
 
@@ -170,45 +166,48 @@ def _bar_chart(
     "TransE, which beats TransH and TransD (Hits@10)",
     config=LinkPredictionConfig,
     time={"smoke": "5s", "small": "1.5 min", "paper": "GPU hours"},
+    threads=1,
+    claims=(
+        "beats_chance/*",
+        "kinships/bilinear_beat_transe",
+        "kinships/transe_beats_transh_transd",
+    ),
 )
 def link_prediction(cfg: LinkPredictionConfig, ctx: RunContext) -> Result:
     """Train every model on every dataset; filtered realistic MRR / Hits@k on test."""
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     chance: dict[str, dict[str, float]] = {}
-    summary: dict[str, float] = {}
     jobs = [(d, m) for d in cfg.datasets for m in cfg.models]
-    with intra_op_threads(1, ctx.device):
-        for step, (ds_name, model_name) in enumerate(ctx.track(jobs, "link prediction")):
-            ds = dataset(ds_name)
-            start = time.perf_counter()
-            with ctx.compute.timed("training"):
-                model = trained_model(
-                    ds,
-                    model_name,
-                    cfg.dim,
-                    cfg.epochs,
-                    cfg.batch_size,
-                    cfg.lr,
-                    ctx.seed,
-                    ctx.device,
-                )
-            with ctx.compute.timed("evaluation"):
-                result = evaluate_link_prediction(model, ds.test, [ds.all_triples])
-            m = result.metrics()
-            metrics.setdefault(ds_name, {})[model_name] = m
-            chance[ds_name] = {
-                "filtered": result.chance()["mrr"],
-                "raw": _raw_chance_mrr(ds.num_entities),
-            }
-            for k, v in m.items():
-                summary[f"{ds_name}/{model_name}/{k}"] = v
-            ctx.log(
-                step=step,
-                dataset=ds_name,
-                model=model_name,
-                seconds=time.perf_counter() - start,
-                **m,
+    for step, (ds_name, model_name) in enumerate(ctx.track(jobs, "link prediction")):
+        ds = dataset(ctx, ds_name)
+        start = time.perf_counter()
+        with ctx.compute.timed("training"):
+            model = trained_model(
+                ctx,
+                ds,
+                model_name,
+                cfg.dim,
+                cfg.epochs,
+                cfg.batch_size,
+                cfg.lr,
+                ctx.seed,
+                ctx.device,
             )
+        with ctx.compute.timed("evaluation"):
+            result = evaluate_link_prediction(model, ds.test, [ds.all_triples])
+        m = result.metrics()
+        metrics.setdefault(ds_name, {})[model_name] = m
+        chance[ds_name] = {
+            "filtered": result.chance()["mrr"],
+            "raw": _raw_chance_mrr(ds.num_entities),
+        }
+        ctx.log(
+            step=step,
+            dataset=ds_name,
+            model=model_name,
+            seconds=time.perf_counter() - start,
+            **m,
+        )
     claims = []
     for ds_name, per_model in metrics.items():
         worst = min(per_model, key=lambda name: per_model[name]["mrr"])
@@ -261,7 +260,7 @@ def link_prediction(cfg: LinkPredictionConfig, ctx: RunContext) -> Result:
     )
     return Result(
         claims=claims,
-        summary=summary,
+        summary=flatten_summary(metrics),
         data={
             "metrics": metrics,
             "chance_mrr": chance,
@@ -303,40 +302,40 @@ class TripleClassificationConfig(LinkPredictionConfig):
         "small": "2 s after link_prediction (shared models), else 1.5 min",
         "paper": "GPU hours",
     },
+    threads=1,
+    claims=("above_chance/*",),
 )
 def triple_classification(cfg: TripleClassificationConfig, ctx: RunContext) -> Result:
     """Accuracy on test positives + generated negatives, thresholds from validation only."""
     accuracy: dict[str, dict[str, float]] = {}
-    summary: dict[str, float] = {}
     jobs = [(d, m) for d in cfg.datasets for m in cfg.models]
-    with intra_op_threads(1, ctx.device):
-        negatives: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        for step, (ds_name, model_name) in enumerate(ctx.track(jobs, "triple classification")):
-            ds = dataset(ds_name)
-            if ds_name not in negatives:
-                gen = torch.Generator().manual_seed(ctx.seed)
-                known = KnownTriples(ds.all_triples, ds.num_entities, ds.num_relations)
-                negatives[ds_name] = (
-                    corrupt_triples(ds.valid, known, gen),
-                    corrupt_triples(ds.test, known, gen),
-                )
-            valid_neg, test_neg = negatives[ds_name]
-            with ctx.compute.timed("training"):
-                model = trained_model(
-                    ds,
-                    model_name,
-                    cfg.dim,
-                    cfg.epochs,
-                    cfg.batch_size,
-                    cfg.lr,
-                    ctx.seed,
-                    ctx.device,
-                )
-            clf = TripleClassifier(model).fit(ds.valid.to(ctx.device), valid_neg.to(ctx.device))
-            acc = clf.accuracy(ds.test.to(ctx.device), test_neg.to(ctx.device))
-            accuracy.setdefault(ds_name, {})[model_name] = acc
-            summary[f"{ds_name}/{model_name}/accuracy"] = acc
-            ctx.log(step=step, dataset=ds_name, model=model_name, accuracy=acc)
+    negatives: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for step, (ds_name, model_name) in enumerate(ctx.track(jobs, "triple classification")):
+        ds = dataset(ctx, ds_name)
+        if ds_name not in negatives:
+            gen = torch.Generator().manual_seed(ctx.seed)
+            known = KnownTriples(ds.all_triples, ds.num_entities, ds.num_relations)
+            negatives[ds_name] = (
+                corrupt_triples(ds.valid, known, gen),
+                corrupt_triples(ds.test, known, gen),
+            )
+        valid_neg, test_neg = negatives[ds_name]
+        with ctx.compute.timed("training"):
+            model = trained_model(
+                ctx,
+                ds,
+                model_name,
+                cfg.dim,
+                cfg.epochs,
+                cfg.batch_size,
+                cfg.lr,
+                ctx.seed,
+                ctx.device,
+            )
+        clf = TripleClassifier(model).fit(ds.valid.to(ctx.device), valid_neg.to(ctx.device))
+        acc = clf.accuracy(ds.test.to(ctx.device), test_neg.to(ctx.device))
+        accuracy.setdefault(ds_name, {})[model_name] = acc
+        ctx.log(step=step, dataset=ds_name, model=model_name, accuracy=acc)
     claims = []
     for ds_name, per_model in accuracy.items():
         worst = min(per_model, key=per_model.__getitem__)
@@ -352,6 +351,9 @@ def triple_classification(cfg: TripleClassificationConfig, ctx: RunContext) -> R
             )
         )
     _bar_chart(ctx, accuracy, "accuracy", "accuracy", {d: 0.5 for d in accuracy})
+    summary = flatten_summary(
+        {d: {m: {"accuracy": a} for m, a in per_model.items()} for d, per_model in accuracy.items()}
+    )
     return Result(
         claims=claims,
         summary=summary,
@@ -416,6 +418,8 @@ FAILURES = (
     "composition; RotatE handles all four (RotatE paper, Table 2)",
     config=RelationPatternsConfig,
     time={"smoke": "5s", "small": "15 s", "paper": "30 min"},
+    threads=1,
+    claims=("*_fails_*", "rotate_handles_*"),
 )
 def relation_patterns(cfg: RelationPatternsConfig, ctx: RunContext) -> Result:
     """Per-pattern test MRR (direction accuracy for antisymmetry) on the synthetic graph."""
@@ -426,30 +430,29 @@ def relation_patterns(cfg: RelationPatternsConfig, ctx: RunContext) -> Result:
     table: dict[str, dict[str, float]] = {}
     chance: dict[str, float] = {"antisymmetric": 0.5}
     memorised: dict[str, float] = {}  # direction accuracy on the training edges (reference)
-    with intra_op_threads(1, ctx.device):
-        for step, name in enumerate(ctx.track(cfg.models, "relation patterns")):
-            torch.manual_seed(ctx.seed)
-            model = get_model(name, ds.num_entities, ds.num_relations, cfg.dim).to(ctx.device)
-            train(
-                model,
-                ds.train.to(ctx.device),
-                recipe(name, cfg.epochs, cfg.batch_size, cfg.lr, ctx.seed),
+    for step, name in enumerate(ctx.track(cfg.models, "relation patterns")):
+        torch.manual_seed(ctx.seed)
+        model = get_model(name, ds.num_entities, ds.num_relations, cfg.dim).to(ctx.device)
+        train(
+            model,
+            ds.train.to(ctx.device),
+            recipe(name, cfg.epochs, cfg.batch_size, cfg.lr, ctx.seed),
+        )
+        row: dict[str, float] = {}
+        anti_train = ds.train[ds.train[:, 1] == graph.relation_of["antisymmetric"]]
+        memorised[name] = direction_accuracy(model, anti_train.to(ctx.device))
+        for pattern in PATTERNS:
+            if pattern == "antisymmetric":  # held-out edges: the direction must be inferred
+                held_out = graph.test_by_pattern[pattern]
+                row[pattern] = direction_accuracy(model, held_out.to(ctx.device))
+                continue
+            res = evaluate_link_prediction(
+                model, graph.test_by_pattern[pattern], [ds.train, ds.test]
             )
-            row: dict[str, float] = {}
-            anti_train = ds.train[ds.train[:, 1] == graph.relation_of["antisymmetric"]]
-            memorised[name] = direction_accuracy(model, anti_train.to(ctx.device))
-            for pattern in PATTERNS:
-                if pattern == "antisymmetric":  # held-out edges: the direction must be inferred
-                    held_out = graph.test_by_pattern[pattern]
-                    row[pattern] = direction_accuracy(model, held_out.to(ctx.device))
-                    continue
-                res = evaluate_link_prediction(
-                    model, graph.test_by_pattern[pattern], [ds.train, ds.test]
-                )
-                row[pattern] = res.mrr
-                chance[pattern] = res.chance()["mrr"]
-            table[name] = row
-            ctx.log(step=step, model=name, antisymmetric_train=memorised[name], **row)
+            row[pattern] = res.mrr
+            chance[pattern] = res.chance()["mrr"]
+        table[name] = row
+        ctx.log(step=step, model=name, antisymmetric_train=memorised[name], **row)
     claims = []
     if "rotate" in table:
         for pattern, weak in FAILURES:
@@ -483,8 +486,8 @@ def relation_patterns(cfg: RelationPatternsConfig, ctx: RunContext) -> Result:
                     comparison=">",
                 )
             )
-    summary = {f"{m}/{p}": v for m, row in table.items() for p, v in row.items()}
-    summary.update({f"{m}/antisymmetric_train": v for m, v in memorised.items()})
+    summary = flatten_summary(table)
+    summary.update(flatten_summary({m: {"antisymmetric_train": v} for m, v in memorised.items()}))
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -570,6 +573,9 @@ def _pair_keys(pairs: torch.Tensor, num_entities: int) -> torch.Tensor:
     "of distantly supervised relation extraction",
     config=RelationExtractionConfig,
     time={"smoke": "5s", "small": "10 s", "paper": "GPU 1 h"},
+    threads=1,
+    devices=("cpu",),
+    claims=("kg_improves_pr_auc",),
 )
 def relation_extraction(cfg: RelationExtractionConfig, ctx: RunContext) -> Result:
     """PCNN alone vs PCNN + KG embeddings on a generated distant-supervision corpus."""
@@ -586,7 +592,7 @@ def relation_extraction(cfg: RelationExtractionConfig, ctx: RunContext) -> Resul
         train_encoder,
     )
 
-    ds = dataset(cfg.dataset)
+    ds = dataset(ctx, cfg.dataset)
     gen = torch.Generator().manual_seed(ctx.seed)
     known = KnownTriples(ds.all_triples, ds.num_entities, ds.num_relations)
     # NA pairs: entity pairs with no relation at all, split like the KG
@@ -627,40 +633,36 @@ def relation_extraction(cfg: RelationExtractionConfig, ctx: RunContext) -> Resul
         )
         for s in splits
     }
-    with intra_op_threads(1, ctx.device):
-        encoder = PCNN(spec.vocab_size, ds.num_relations + 1, corpora["train"].tokens.shape[1])
-        with ctx.compute.timed("text encoder"):
-            losses = train_encoder(encoder, corpora["train"], cfg.encoder_epochs, gen)
-        with ctx.compute.timed("kg embedding"):
-            kg = trained_model(
-                ds,
-                cfg.kg_model,
-                cfg.dim,
-                cfg.kg_epochs,
-                cfg.batch_size,
-                cfg.lr,
-                ctx.seed,
-                torch.device("cpu"),
-            )
-        feats = {}
-        for s in ("valid", "test"):
-            c = corpora[s]
-            feats[s] = (
-                bag_logits(encoder, c),
-                kg_scores(kg, c.pairs, ds.num_relations),
-                pair_labels(c.pairs, known),
-            )
+    encoder = PCNN(spec.vocab_size, ds.num_relations + 1, corpora["train"].tokens.shape[1])
+    with ctx.compute.timed("text encoder"):
+        losses = train_encoder(encoder, corpora["train"], cfg.encoder_epochs, gen)
+    with ctx.compute.timed("kg embedding"):
+        kg = trained_model(
+            ctx,
+            ds,
+            cfg.kg_model,
+            cfg.dim,
+            cfg.kg_epochs,
+            cfg.batch_size,
+            cfg.lr,
+            ctx.seed,
+            torch.device("cpu"),  # the text side runs on the CPU: so does its KG model
+        )
+    feats = {}
+    for s in ("valid", "test"):
+        c = corpora[s]
+        feats[s] = (
+            bag_logits(encoder, c),
+            kg_scores(kg, c.pairs, ds.num_relations),
+            pair_labels(c.pairs, known),
+        )
     layer = combine_with_kg(*feats["valid"])
     text, kgs, labels = feats["test"]
     text_only = held_out_metrics(text, labels)
     kg_only = held_out_metrics(kgs, labels)
     joint = held_out_metrics(combined_scores(layer, text, kgs), labels)
     ctx.log(step=0, encoder_losses=losses, text=text_only, kg=kg_only, joint=joint)
-    summary = {
-        f"{name}/{k}": v
-        for name, m in (("text", text_only), ("kg", kg_only), ("text+kg", joint))
-        for k, v in m.items()
-    }
+    summary = flatten_summary({"text": text_only, "kg": kg_only, "text+kg": joint})
     return Result(
         claims=[
             Claim(

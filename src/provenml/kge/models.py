@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from provenml.core.registry import Registry
 from provenml.errors import ProvenmlError
 
 Reps = tuple[Tensor, ...]
@@ -638,36 +639,32 @@ class SimplE(KGEModel):
 # Registry
 # =============================================================================================
 
-MODELS: dict[str, type[KGEModel]] = {
-    cls.name: cls
-    for cls in (
-        TransE,
-        TransH,
-        TransR,
-        TransD,
-        RESCAL,
-        DistMult,
-        HolE,
-        ComplEx,
-        ANALOGY,
-        SimplE,
-        RotatE,
-    )
-}
+MODELS: Registry[type[KGEModel]] = Registry("KGE model")
+for _cls in (
+    TransE,
+    TransH,
+    TransR,
+    TransD,
+    RESCAL,
+    DistMult,
+    HolE,
+    ComplEx,
+    ANALOGY,
+    SimplE,
+    RotatE,
+):
+    MODELS.register(_cls.name, _cls)
 
 
 def get_model(
     name: str, num_entities: int, num_relations: int, dim: int, **hyperparameters: Any
 ) -> KGEModel:
-    """Build a model by its lower-case name (``"transe"``, ``"rotate"``, ...)."""
-    key = name.lower()
-    if key not in MODELS:
-        import difflib
+    """Build a model by its name (``"transe"``, ``"RotatE"``, ...; case-insensitive).
 
-        close = difflib.get_close_matches(key, MODELS, n=2)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ProvenmlError(f"unknown KGE model {name!r}{hint} (known: {', '.join(MODELS)})")
+    An unknown name is one :class:`ProvenmlError` suggesting the closest registered names.
+    """
+    cls = MODELS.get(name)
     try:
-        return MODELS[key](num_entities, num_relations, dim, **hyperparameters)
+        return cls(num_entities, num_relations, dim, **hyperparameters)
     except TypeError as exc:
-        raise ProvenmlError(f"bad hyperparameters for {key}: {exc}") from None
+        raise ProvenmlError(f"bad hyperparameters for {cls.name}: {exc}") from None
