@@ -1,0 +1,414 @@
+"""S5 reproductions: ``federated.longtail`` (headline) and ``federated.faults``.
+
+Config, wiring and claims only: the data is :mod:`provenml.federated.data`, the teacher
+:mod:`provenml.federated.teacher`, the round :mod:`provenml.federated.engine` and the Flower
+apps :mod:`provenml.federated.flower`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from provenml.core import (
+    Claim,
+    Config,
+    Member,
+    Precondition,
+    Result,
+    RunContext,
+    Table,
+    experiment,
+    flatten_summary,
+)
+from provenml.errors import ProvenmlError
+from provenml.federated.engine import (
+    ARMS,
+    DataSettings,
+    Federation,
+    FLSettings,
+    RunOutcome,
+    build_federation,
+    check_settings,
+    run_loop,
+    teacher_scores,
+    test_scores,
+)
+from provenml.federated.methods import AlignSettings, LocalSettings, PretrainSettings
+from provenml.federated.teacher import TeacherSettings
+
+SPLITS = ("balanced", "many", "medium", "few")
+BASELINES = ("fedavg", "fedprox", "fedavg_la", "clip2fl")
+ENGINES = ("loop", "flower")
+FEDAVG_MARGIN = 5.0  # the issue's ">= 5 points over FedAvg" (balanced accuracy, in points)
+TAIL_HURT = 10.0  # regime: FedAvg's few-shot accuracy at least 10 points under its many-shot
+FAULT_MARGIN = 2.0  # the issue's "within 2 points of the failure-free run"
+
+_SMOKE: dict[str, Any] = {
+    "n_max": 40,
+    "imbalance": 10.0,
+    "num_clients": 4,
+    "web_size": 96,
+    "align_per_class": 2,
+    "test_per_class": 4,
+    "teacher_epochs": 1,
+    "pretrain_epochs": 1,
+    "batch_size": 32,
+    "rounds": 2,
+    "clients_per_round": 2,
+    "local_epochs": 1,
+    "align_steps": 2,
+    "widths": (8, 8, 8),
+}
+
+_PAPER: dict[str, Any] = {  # CIFAR-10-LT-sized: 12,406 client images, a GPU or many cores
+    "n_max": 5000,
+    "web_size": 50000,
+    "test_per_class": 1000,
+    "align_per_class": 50,
+    "teacher_epochs": 60,
+    "pretrain_epochs": 60,
+    "rounds": 200,
+    "widths": (32, 64, 128),
+}
+
+
+@dataclass
+class LongTailConfig(Config):
+    """ShapesWorld with ``num_clients`` clients (Dirichlet ``alpha``), long tail ``imbalance``
+    from ``n_max``; ``rounds`` rounds of ``clients_per_round`` clients; the arms in ``arms``.
+
+    ``engine="loop"`` runs the rounds in this process (the same functions as the Flower
+    apps, checked equal by the tests); ``engine="flower"`` runs each arm with
+    ``flwr.simulation.run_simulation`` on Ray (slower: Ray start-up and actors per run).
+    """
+
+    n_max: int = 500
+    imbalance: float = 100.0
+    num_clients: int = 20
+    alpha: float = 0.1
+    web_size: int = 4000
+    align_per_class: int = 10
+    test_per_class: int = 100
+    teacher_epochs: int = 20
+    teacher_confusion: float = 0.12
+    pretrain_epochs: int = 15
+    batch_size: int = 128
+    rounds: int = 40
+    clients_per_round: int = 10
+    local_epochs: int = 2
+    local_lr: float = 0.01
+    local_batch: int = 16
+    align_steps: int = 10
+    align_beta: float = 1.0
+    distill_beta: float = 1.0
+    widths: tuple[int, ...] = (16, 32, 64)
+    failure_rate: float = 0.0
+    engine: str = "loop"
+    arms: tuple[str, ...] = tuple(ARMS.names())
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": _SMOKE, "paper": _PAPER}
+
+    def settings(self) -> FLSettings:
+        if self.engine not in ENGINES:
+            raise ProvenmlError(f"engine must be one of {list(ENGINES)}, got {self.engine!r}")
+        for arm in self.arms:
+            ARMS.get(arm)
+        settings = FLSettings(
+            data=DataSettings(
+                n_max=self.n_max,
+                imbalance=self.imbalance,
+                num_clients=self.num_clients,
+                alpha=self.alpha,
+                web_size=self.web_size,
+                align_per_class=self.align_per_class,
+                test_per_class=self.test_per_class,
+            ),
+            teacher=TeacherSettings(
+                epochs=self.teacher_epochs,
+                batch_size=self.batch_size,
+                confusion=self.teacher_confusion,
+            ),
+            pretrain=PretrainSettings(epochs=self.pretrain_epochs, batch_size=self.batch_size),
+            local=LocalSettings(
+                epochs=self.local_epochs, batch_size=self.local_batch, lr=self.local_lr
+            ),
+            align=AlignSettings(steps=self.align_steps, beta=self.align_beta),
+            widths=tuple(self.widths),
+            rounds=self.rounds,
+            clients_per_round=self.clients_per_round,
+            distill_beta=self.distill_beta,
+            failure_rate=self.failure_rate,
+        )
+        check_settings(settings)
+        return settings
+
+
+def _train(arm: str, fed: Federation, cfg: LongTailConfig, ctx: RunContext) -> RunOutcome:
+    if cfg.engine == "flower":
+        from provenml.federated.flower import run_flower_simulation
+
+        return run_flower_simulation(arm, fed.settings, ctx.seed)
+    return run_loop(ARMS.get(arm), fed)
+
+
+def run_arms(
+    cfg: LongTailConfig, ctx: RunContext, settings: FLSettings
+) -> tuple[Federation, dict[str, dict[str, float]], dict[str, RunOutcome]]:
+    """Train every arm of ``cfg.arms`` (arms that share training are trained once)."""
+    fed = ctx.memo.cached(
+        ("federation", repr(settings), ctx.seed), lambda: build_federation(settings, ctx.seed)
+    )
+    outcomes: dict[str, RunOutcome] = {}
+    scores: dict[str, dict[str, float]] = {}
+    for name in ctx.track(cfg.arms, "arms"):
+        arm = ARMS.get(name)
+        source = arm.trains_like or name
+        if source not in outcomes:
+            with ctx.compute.timed(f"{source}/wall"):
+                outcomes[source] = _train(source, fed, cfg, ctx)
+        outcomes[name] = outcomes[source]
+        measured = test_scores(arm, fed, outcomes[source].state)
+        scores[name] = {k: 100 * v for k, v in measured.items()}
+        ctx.log(arm=name, **scores[name])
+    return fed, scores, outcomes
+
+
+def _compute_summary(
+    outcomes: dict[str, RunOutcome], rounds: int, ctx: RunContext
+) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, o in outcomes.items():
+        out[name] = {
+            "client_gflops_per_round": o.client_flops / rounds / 1e9,
+            "client_teacher_gflops_per_round": o.teacher_client_flops / rounds / 1e9,
+            "server_gflops_per_round": o.server_flops / rounds / 1e9,
+            "mbytes_per_round": o.bytes_sent / rounds / 1e6,
+            "failures": float(o.failures),
+        }
+        ctx.compute.merge(
+            {"flops": {f"{name}/client": o.client_flops, f"{name}/server": o.server_flops}}
+        )
+    return out
+
+
+def _score(scores: dict[str, dict[str, float]], arm: str, split: str) -> float:
+    return scores[arm][split] if arm in scores else float("nan")
+
+
+@experiment(
+    "federated.longtail",
+    system="S5",
+    claim="the MLLM-assisted method beats FedAvg, FedProx, logit adjustment and CLIP2FL in "
+    "balanced accuracy on long-tailed non-IID clients, most on the few-shot classes",
+    config=LongTailConfig,
+    time={"smoke": "20 s", "small": "4 min", "paper": "GPU hours"},
+    headline=True,
+    devices=("cpu",),
+    threads=1,
+    claims=("beats_baselines", "beats_fedavg_by_5", "largest_gain_on_few", "stages_complement"),
+)
+def longtail(cfg: LongTailConfig, ctx: RunContext) -> Result:
+    settings = cfg.settings()
+    fed, scores, outcomes = run_arms(cfg, ctx, settings)
+    teacher = {k: 100 * v for k, v in teacher_scores(fed).items()}
+    compute = _compute_summary(outcomes, settings.rounds, ctx)
+    full = scores.get("full")
+    claims: list[Claim] = []
+    notes = [
+        f"caption shape-word error rate (measured): {fed.teacher.caption_error_rate:.3f}",
+        f"engine: {cfg.engine}; the teacher is trained once on the web pool (the same for "
+        "every seed); client data, models and sampling follow the seed",
+    ]
+    fedavg = scores.get("fedavg")
+    tail_regime = None
+    if fedavg is not None:
+        tail_regime = Precondition.compare(
+            f"the long tail does not hurt FedAvg (its few-shot accuracy is not {TAIL_HURT:g} "
+            "points below its many-shot accuracy)",
+            fedavg["few"],
+            "<",
+            fedavg["many"],
+            margin=-TAIL_HURT,
+        )
+    teacher_regime = None
+    if fedavg is not None:
+        teacher_regime = Precondition.compare(
+            "the teacher is no better than FedAvg on the few-shot classes",
+            teacher["few"],
+            ">",
+            fedavg["few"],
+        )
+    if full is not None:
+        present = [b for b in BASELINES if b in scores]
+        if present:
+            claims.append(
+                Claim(
+                    key="beats_baselines",
+                    statement="the full method's balanced accuracy is above every baseline's "
+                    "(FedAvg, FedProx, FedAvg + logit adjustment, CLIP2FL-style), with no "
+                    "teacher compute on the clients",
+                    metric="balanced accuracy (%)",
+                    ours_label="MLLM-assisted",
+                    comparison=">",
+                    members={
+                        b: Member(full["balanced"], {ARMS.get(b).label: scores[b]["balanced"]})
+                        for b in present
+                    },
+                    precondition=teacher_regime,
+                )
+            )
+        if fedavg is not None:
+            claims.append(
+                Claim(
+                    key="beats_fedavg_by_5",
+                    statement=f"the full method beats FedAvg by at least {FEDAVG_MARGIN:g} "
+                    "points of balanced accuracy",
+                    metric="balanced accuracy (%)",
+                    ours_label="MLLM-assisted",
+                    ours=full["balanced"],
+                    baselines={"FedAvg": fedavg["balanced"]},
+                    comparison=">=",
+                    margin=FEDAVG_MARGIN,
+                    precondition=tail_regime,
+                )
+            )
+            gains = {s: full[s] - fedavg[s] for s in ("many", "medium", "few")}
+            claims.append(
+                Claim(
+                    key="largest_gain_on_few",
+                    statement="the gain over FedAvg is largest on the few-shot classes (above "
+                    "the gain on the many- and on the medium-shot classes)",
+                    metric="accuracy gain over FedAvg (points)",
+                    ours_label="gain on few",
+                    ours=gains["few"],
+                    baselines={"gain on many": gains["many"], "gain on medium": gains["medium"]},
+                    comparison=">",
+                    precondition=tail_regime,
+                )
+            )
+        stages = [s for s in ("pretrain_only", "align_only") if s in scores]
+        if stages:
+            claims.append(
+                Claim(
+                    key="stages_complement",
+                    statement="each stage alone (pre-training only, alignment only) reaches a "
+                    "lower balanced accuracy than both together",
+                    metric="balanced accuracy (%)",
+                    ours_label="pre-training + alignment",
+                    comparison=">",
+                    members={
+                        s: Member(full["balanced"], {ARMS.get(s).label: scores[s]["balanced"]})
+                        for s in stages
+                    },
+                )
+            )
+    rows = [[ARMS.get(a).label, *(round(scores[a][s], 2) for s in SPLITS)] for a in scores] + [
+        ["teacher (zero-shot, reference)", *(round(teacher[s], 2) for s in SPLITS)]
+    ]
+    compute_rows = [
+        [
+            ARMS.get(a).label,
+            round(c["client_gflops_per_round"], 3),
+            round(c["client_teacher_gflops_per_round"], 3),
+            round(c["server_gflops_per_round"], 3),
+            round(c["mbytes_per_round"], 3),
+        ]
+        for a, c in compute.items()
+        if ARMS.get(a).trains_like is None
+    ]
+    return Result(
+        claims=claims,
+        summary=flatten_summary(
+            {
+                "accuracy": scores,
+                "teacher": teacher,
+                "compute": compute,
+                "caption_error_rate": fed.teacher.caption_error_rate,
+            }
+        ),
+        tables=[
+            Table("balanced accuracy and its split (%)", ["arm", *SPLITS], rows),
+            Table(
+                "compute per round",
+                [
+                    "arm",
+                    "client GFLOPs",
+                    "of which teacher on clients",
+                    "server GFLOPs",
+                    "MB sent",
+                ],
+                compute_rows,
+            ),
+        ],
+        notes=notes,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Client failures
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FaultsConfig(LongTailConfig):
+    """The full method with and without ``fault_rate`` of the sampled clients failing."""
+
+    fault_rate: float = 0.2
+    arms: tuple[str, ...] = ("full",)
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"fault_rate": 0.5}}
+
+
+@experiment(
+    "federated.faults",
+    system="S5",
+    claim="with 20% of the sampled clients failing every round the full method stays within "
+    "2 points of its failure-free balanced accuracy",
+    config=FaultsConfig,
+    time={"smoke": "15 s", "small": "1.5 min", "paper": "GPU hours"},
+    devices=("cpu",),
+    threads=1,
+    claims=("within_2_points",),
+)
+def faults(cfg: FaultsConfig, ctx: RunContext) -> Result:
+    from dataclasses import replace
+
+    if not 0 < cfg.fault_rate < 1:
+        raise ProvenmlError(f"fault_rate must be in (0, 1), got {cfg.fault_rate}")
+    clean_settings = replace(cfg, failure_rate=0.0).settings()
+    faulty_settings = replace(cfg, failure_rate=cfg.fault_rate).settings()
+    _, clean, _ = run_arms(cfg, ctx, clean_settings)
+    _, faulty, faulty_out = run_arms(cfg, ctx, faulty_settings)
+    sampled = cfg.rounds * min(cfg.clients_per_round, cfg.num_clients)
+    failures = faulty_out["full"].failures
+    expected = cfg.rounds * round(cfg.fault_rate * min(cfg.clients_per_round, cfg.num_clients))
+    notes = [
+        f"{failures} of {sampled} client updates failed (injected: {expected}); the rounds "
+        "went on with the replies that came back"
+    ]
+    claim = Claim(
+        key="within_2_points",
+        statement=f"with {cfg.fault_rate:.0%} of the sampled clients failing each round, the "
+        f"full method's balanced accuracy is within {FAULT_MARGIN:g} points of the "
+        "failure-free run's",
+        metric="balanced accuracy (%)",
+        ours_label=f"{cfg.fault_rate:.0%} failing",
+        ours=faulty["full"]["balanced"],
+        baselines={"no failures": clean["full"]["balanced"]},
+        comparison="within",
+        margin=FAULT_MARGIN,
+        precondition=Precondition(
+            "not every injected failure was counted", holds=[failures == expected]
+        ),
+    )
+    return Result(
+        claims=[claim],
+        summary=flatten_summary(
+            {
+                "accuracy": {"no_failures": clean["full"], "failures": faulty["full"]},
+                "failed_updates": float(failures),
+                "sampled_updates": float(sampled),
+            }
+        ),
+        notes=notes,
+    )

@@ -1,0 +1,239 @@
+"""The method as a Flower app (Message API, flwr >= 1.20): a ``ServerApp`` and a ``ClientApp``.
+
+The apps run the functions of :mod:`provenml.federated.engine`, so simulation, deployment and
+the single-process :func:`~provenml.federated.engine.run_loop` give the same weights:
+
+- the ``ClientApp`` answers ``query`` messages with its partition id (from the SuperNode's
+  ``node_config["partition-id"]``) and ``train`` messages with
+  :func:`~provenml.federated.engine.client_update` on that partition (torch threads 1);
+- the ``ServerApp`` asks every node for its partition once, then each round samples clients
+  with :func:`~provenml.federated.engine.sample_clients`, sends the global weights to their
+  nodes, aggregates the replies with Flower's own FedAvg strategy
+  (``flwr.serverapp.strategy.FedAvg``, weighted by ``num-examples``), runs the server-side
+  stage 3 (:func:`~provenml.federated.engine.server_update`) and counts failed replies.
+
+:func:`run_flower_simulation` runs both with ``flwr.simulation.run_simulation`` on the Ray
+backend (one CPU per virtual client). For a deployment (a SuperLink and SuperNodes), point
+``flwr run`` at :func:`server_app` / :func:`client_app` (see docs/federated.md and
+:mod:`provenml.federated.deploy`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from provenml.errors import ProvenmlError
+from provenml.federated.engine import (
+    ARMS,
+    Federation,
+    FLSettings,
+    RunOutcome,
+    build_federation,
+    client_update,
+    failing_clients,
+    initial_state,
+    model_bytes,
+    sample_clients,
+    server_update,
+)
+
+_FEDERATIONS: dict[str, Federation] = {}  # one per process (each Ray actor builds its own)
+
+
+def _federation(settings_json: str, seed: int) -> Federation:
+    key = f"{seed}:{settings_json}"
+    if key not in _FEDERATIONS:
+        _FEDERATIONS.clear()
+        settings = FLSettings.from_dict(json.loads(settings_json))
+        _FEDERATIONS[key] = build_federation(settings, seed)
+    return _FEDERATIONS[key]
+
+
+@dataclass
+class RunSpec:
+    """What a Flower run needs: the arm, the settings (as JSON) and the seed."""
+
+    arm: str
+    settings: FLSettings
+    seed: int
+    round_timeout: float = 600.0
+    outcome: RunOutcome | None = field(default=None, repr=False)
+
+    def settings_json(self) -> str:
+        return json.dumps(self.settings.as_dict(), sort_keys=True)
+
+
+def client_app(spec: RunSpec) -> Any:
+    """A ``flwr.clientapp.ClientApp`` running :func:`client_update` for ``spec``."""
+    from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+    from flwr.clientapp import ClientApp
+
+    app = ClientApp()
+    arm, seed, settings_json = ARMS.get(spec.arm), spec.seed, spec.settings_json()
+
+    def partition(context: Context) -> int:
+        return int(context.node_config["partition-id"])
+
+    @app.query()
+    def query(msg: Message, context: Context) -> Message:
+        record = ConfigRecord({"partition-id": partition(context)})
+        return Message(RecordDict({"info": record}), reply_to=msg)
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        torch.set_num_threads(1)  # one CPU per virtual client
+        fed = _federation(settings_json, seed)
+        config = msg.content["config"]
+        state = msg.content["arrays"].to_torch_state_dict()
+        new, n, metrics = client_update(
+            state,
+            partition(context),
+            int(config["server-round"]),
+            arm,
+            fed,
+            fail=bool(config["fail"]),
+        )
+        reply = RecordDict(
+            {
+                "arrays": ArrayRecord(new),
+                "metrics": MetricRecord({"num-examples": n, **metrics}),
+            }
+        )
+        return Message(reply, reply_to=msg)
+
+    return app
+
+
+def server_app(spec: RunSpec) -> Any:
+    """A ``flwr.serverapp.ServerApp`` running the rounds of ``spec``; the outcome is stored
+    in ``spec.outcome`` (the ``ServerApp`` runs in the calling process)."""
+    from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.serverapp.strategy import FedAvg
+
+    app = ServerApp()
+    arm = ARMS.get(spec.arm)
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        fed = _federation(spec.settings_json(), spec.seed)
+        settings = fed.settings
+        nodes = list(grid.get_node_ids())
+        replies = grid.send_and_receive(
+            [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in nodes],
+            timeout=spec.round_timeout,
+        )
+        node_of = {
+            int(r.content["info"]["partition-id"]): r.metadata.src_node_id
+            for r in replies
+            if not r.has_error()
+        }
+        missing = sorted(set(range(settings.data.num_clients)) - set(node_of))
+        if missing:
+            raise ProvenmlError(
+                f"no SuperNode serves partitions {missing}: start one SuperNode per client "
+                f"(num_clients={settings.data.num_clients}) with node_config partition-id"
+            )
+        strategy = FedAvg(min_train_nodes=1, min_available_nodes=1, fraction_evaluate=0.0)
+        state = initial_state(arm, fed)
+        outcome = RunOutcome(state=state, rounds=settings.rounds)
+        size = model_bytes(state)
+        for server_round in range(1, settings.rounds + 1):
+            sampled = sample_clients(
+                settings.data.num_clients, settings.clients_per_round, server_round, spec.seed
+            )
+            failing = set(failing_clients(sampled, settings.failure_rate, server_round, spec.seed))
+            arrays = ArrayRecord(state)
+            messages = [
+                Message(
+                    RecordDict(
+                        {
+                            "arrays": arrays,
+                            "config": ConfigRecord(
+                                {"server-round": server_round, "fail": client in failing}
+                            ),
+                        }
+                    ),
+                    dst_node_id=node_of[client],
+                    message_type=MessageType.TRAIN,
+                )
+                for client in sampled
+            ]
+            replies = list(grid.send_and_receive(messages, timeout=spec.round_timeout))
+            ok = [r for r in replies if not r.has_error()]
+            outcome.failures += len(sampled) - len(ok)
+            outcome.bytes_sent += size * (len(sampled) + len(ok))
+            for reply in ok:
+                metrics = reply.content["metrics"]
+                outcome.client_flops += float(metrics["client_flops"])
+                outcome.teacher_client_flops += float(metrics["teacher_flops"])
+            aggregated, _ = strategy.aggregate_train(server_round, ok)
+            if aggregated is not None:
+                state = aggregated.to_torch_state_dict()
+            state, server_flops = server_update(state, server_round, arm, fed)
+            outcome.server_flops += server_flops
+        outcome.state = state
+        spec.outcome = outcome
+
+    return app
+
+
+def run_flower_simulation(
+    arm: str,
+    settings: FLSettings,
+    seed: int,
+    num_cpus: int | None = None,
+    verbose: bool = False,
+) -> RunOutcome:
+    """Run ``arm`` with ``flwr.simulation.run_simulation`` on the Ray backend: one virtual
+    SuperNode per client, one CPU and one torch thread per ``ClientApp``. Ray is shut down
+    afterwards."""
+    import logging
+
+    try:
+        import ray
+        from flwr.simulation import run_simulation
+    except ImportError:  # pragma: no cover - depends on the installed extras
+        raise ProvenmlError(
+            "Flower simulation needs flwr and ray: pip install 'provenml[fl]'"
+        ) from None
+    spec = RunSpec(arm=ARMS.get(arm).name, settings=settings, seed=seed)
+    cpus = num_cpus or max(1, min(settings.clients_per_round, os.cpu_count() or 1))
+    backend_config: dict[str, Any] = {
+        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        "init_args": {"num_cpus": cpus, "include_dashboard": False, "log_to_driver": verbose},
+    }
+    flwr_logger = logging.getLogger("flwr")
+    level = flwr_logger.level
+    if not verbose:
+        flwr_logger.setLevel(logging.WARNING)
+    try:
+        run_simulation(
+            server_app=server_app(spec),
+            client_app=client_app(spec),
+            num_supernodes=settings.data.num_clients,
+            backend_name="ray",
+            backend_config=backend_config,  # type: ignore[arg-type]
+            verbose_logging=verbose,
+        )
+    except Exception as exc:  # Ray failing to start, a crashed actor
+        raise ProvenmlError(
+            f"the Flower simulation failed ({type(exc).__name__}: {exc}). If Ray could not "
+            "start, check free memory and /tmp space, stop stale Ray processes with "
+            "`ray stop`, or run with the single-process engine (engine=loop)"
+        ) from exc
+    finally:
+        flwr_logger.setLevel(level)
+        if ray.is_initialized():
+            ray.shutdown()
+    if spec.outcome is None:
+        raise ProvenmlError(
+            "the Flower simulation ended without a result (the ServerApp failed; run with "
+            "verbose=True to see Flower's log)"
+        )
+    return spec.outcome
