@@ -7,6 +7,7 @@ the evaluator :mod:`provenml.distrl.league`, the figures :mod:`provenml.distrl.p
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -407,4 +408,147 @@ def league(cfg: LeagueConfig, ctx: RunContext) -> Result:
         summary=flatten_summary(summary),
         tables=tables,
         data={"curve": curve},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# distrl.faults
+# --------------------------------------------------------------------------------------------
+
+# "within noise": the killed run's final win rate within 10 points of the unkilled run's
+FAULT_MARGIN = 0.1
+
+
+@dataclass
+class FaultsConfig(Config):
+    """Defaults are the ``small`` preset: 2 rollout actors, worker 0 killed at ``kill_at``."""
+
+    num_workers: int = 2
+    envs: int = 32
+    fragment: int = 32
+    iterations: int = 120
+    kill_at: int = 40
+    lr: float = 1e-3
+    hidden: int = 64
+    opponent: str = "mixture"
+    eval_episodes: int = 300
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {
+            "num_workers": 1,
+            "envs": 4,
+            "fragment": 8,
+            "iterations": 4,
+            "kill_at": 1,
+            "eval_episodes": 8,
+        },
+        "paper": {"iterations": 1000, "kill_at": 300},
+    }
+
+
+@experiment(
+    "distrl.faults",
+    system="S6",
+    claim="A rollout actor killed mid-run is restarted by Ray: training continues, the final "
+    "win rate is within noise of the unkilled run and no sample is learnt twice",
+    config=FaultsConfig,
+    time={"smoke": "30 s", "small": "5 min", "paper": "hours"},
+    devices=("cpu",),
+    threads=1,
+    claims=("continues", "no_double_count"),
+)
+def faults(cfg: FaultsConfig, ctx: RunContext) -> Result:
+    game = WargameConfig()
+    spec = lg.wargame_spec(game)
+    base = TrainSettings(
+        env="wargame",
+        mode="vs_scripted",
+        opponent=cfg.opponent,
+        num_workers=cfg.num_workers,
+        envs_per_worker=cfg.envs,
+        fragment=cfg.fragment,
+        iterations=cfg.iterations,
+        seed=ctx.seed,
+        ppo=PPOConfig(lr=cfg.lr, gamma=0.99, hidden=cfg.hidden),
+    )
+    import ray
+
+    started = not ray.is_initialized()
+    if started:  # one Ray start for both runs
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    try:
+        runs = {
+            "unkilled": train(base),
+            "killed": train(TrainSettings(**{**vars(base), "kill_worker_at": cfg.kill_at})),
+        }
+    finally:
+        if started:
+            ray.shutdown()
+    bots = {o: SCRIPTED.get(o) for o in SCRIPTED_OPPONENTS}
+    final: dict[str, float] = {}
+    for name, run in runs.items():
+        player = lg.policy_player(run.weights["red"], spec, cfg.hidden, ctx.seed)
+        rates = [
+            lg.win_rates(player, bots[o], cfg.eval_episodes, ctx.seed + 3, game)["win"]
+            for o in SCRIPTED_OPPONENTS
+        ]
+        final[name] = float(sum(rates) / len(rates))
+    killed = runs["killed"]
+    duplicates = len(killed.fragment_ids) - len(set(killed.fragment_ids))
+    expected_steps = (
+        (cfg.iterations * cfg.num_workers - killed.lost_fragments) * cfg.envs * cfg.fragment
+    )
+    restarted = Precondition(
+        "the kill did not take effect (no actor restart was observed)",
+        holds=[killed.restarts >= 1],
+    )
+    claims = [
+        Claim(
+            key="continues",
+            statement=f"after the kill, training continues and the final mean win rate "
+            f"against the scripted opponents is within {FAULT_MARGIN} of the unkilled run's",
+            metric="mean win rate against random / rush / focus_fire",
+            ours_label="killed run",
+            ours=[final["killed"]],
+            baselines={"unkilled run": [final["unkilled"]]},
+            comparison="within",
+            margin=FAULT_MARGIN,
+            precondition=restarted,
+        ),
+        Claim(
+            key="no_double_count",
+            statement="no fragment is learnt twice (every learnt fragment's (worker seed, "
+            "sample index) id is unique, so a restarted actor replays nothing) (0 duplicates)",
+            metric="duplicate fragments learnt",
+            ours_label="killed run",
+            ours=[float(duplicates)],
+            comparison="<=",
+            threshold=0,
+            precondition=restarted,
+        ),
+    ]
+    curves = {
+        name: [(r["env_steps"], r["win_rate"]) for r in run.iterations]
+        for name, run in runs.items()
+    }
+    summary = {
+        "final_win_rate": final,
+        "restarts": killed.restarts,
+        "lost_fragments": killed.lost_fragments,
+        "duplicate_fragments": duplicates,
+        "env_steps": {name: run.env_steps for name, run in runs.items()},
+        "expected_env_steps_killed": expected_steps,
+    }
+    table = Table(
+        "Killed vs unkilled run",
+        ["run", "env steps learnt", "restarts", "lost fragments", "final mean win rate"],
+        [
+            [name, run.env_steps, run.restarts, run.lost_fragments, final[name]]
+            for name, run in runs.items()
+        ],
+    )
+    return Result(
+        claims=claims,
+        summary=flatten_summary(summary),
+        tables=[table],
+        data={"curves": curves},
     )

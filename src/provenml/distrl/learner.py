@@ -112,7 +112,7 @@ def numpy_weights(module: torch.nn.Module) -> dict[str, np.ndarray]:
 
 
 def load_numpy_weights(module: torch.nn.Module, weights: Mapping[str, np.ndarray]) -> None:
-    module.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in weights.items()})
+    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
 
 
 class Learner:
