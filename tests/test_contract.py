@@ -82,7 +82,7 @@ REQUIRED_AT_SMOKE: dict[str, tuple[str, ...]] = {
 
 #: Experiments whose smoke run takes much longer than the suite's ~20 s per test on 2 cores:
 #: the two tuning sweeps of wsd (every learning rate x every schedule; ~45-50 s, no claim).
-SLOW: frozenset[str] = frozenset({"wsd.lr_sweep", "wsd.oracle_regime_sweep"})
+SLOW: frozenset[str] = frozenset({"wsd.lr_sweep", "wsd.oracle_regime_sweep", "distrl.faults"})
 
 
 def _params() -> list[object]:
