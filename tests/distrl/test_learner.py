@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from provenml.distrl.learner import gae_with_dones, vtrace
+from provenml.distrl.envs import make_env
+from provenml.distrl.learner import Learner, gae_with_dones, vtrace
 from provenml.distrl.training import TrainSettings, train
 from provenml.errors import ProvenmlError
 from provenml.rl import PPOConfig, gae
@@ -80,3 +84,22 @@ def test_bad_settings_are_clear_errors() -> None:
         train(TrainSettings(env="simple_tag", mode="self_play"))
     with pytest.raises(ProvenmlError, match="unknown scripted policy"):
         train(_small(0, opponent="rushh"))
+
+
+def test_learner_checkpoint_resumes(tmp_path: Path) -> None:
+    path = str(tmp_path / "ckpt.pkl")
+    first = train(_small(5, checkpoint_path=path))  # iterations 0, 1
+    # the checkpoint holds the first run's final learner exactly
+    blob = pickle.loads(Path(path).read_bytes())
+    learner = Learner(make_env("wargame", 1).teams["red"], _small(5).ppo)
+    learner.load_state(blob["learners"]["red"])
+    for key, value in first.weights["red"].items():
+        np.testing.assert_array_equal(learner.weights()[key], value)
+    assert learner.version == 2 and blob["iteration"] == 2
+    resumed = train(
+        TrainSettings(
+            **{**vars(_small(5)), "iterations": 4, "checkpoint_path": path, "resume": True}
+        )
+    )
+    assert [r["iteration"] for r in resumed.iterations] == [2, 3]
+    assert resumed.iterations[-1]["updates"]["red"]["version"] == 4.0
