@@ -13,6 +13,16 @@ and an offline distant-supervision relation-extraction task::
     train(model, kg.train, TrainingConfig(epochs=50, loss="nssa"))   # self-adversarial
     result = evaluate_link_prediction(model, kg.test, [kg.train, kg.valid, kg.test])
     print(result.metrics())                            # filtered MRR, Hits@k
+
+Large graphs (int32 arrays, sparse embeddings, chunk-shared negatives, bounded-memory ranking)::
+
+    from provenml.kge import SparseKGE, SparseTrainingConfig, evaluate_chunked
+    from provenml.kge import KnownTriples, generate_large_kg, train_sparse
+
+    g = generate_large_kg(num_entities=100_000, num_triples=1_000_000, seed=0)
+    model = SparseKGE("complex", g.num_entities, g.num_relations, dim=64)
+    stats = train_sparse(model, g.train, SparseTrainingConfig(epochs=1))
+    print(stats.triples_per_second)
 """
 
 from provenml.kge.data import TriplesDataset, load_dataset, load_openke, load_tsv
@@ -23,8 +33,17 @@ from provenml.kge.evaluation import (
     evaluate_link_prediction,
 )
 from provenml.kge.index import KnownTriples
+from provenml.kge.large import LargeKG, generate_large_kg, stream_tsv
 from provenml.kge.models import MODELS, KGEModel, get_model
 from provenml.kge.relation_extraction import PCNN, Corpus, CorpusSpec, make_corpus
+from provenml.kge.sparse import (
+    SparseKGE,
+    SparseTrainingConfig,
+    evaluate_chunked,
+    evaluate_sampled,
+    sampled_bias,
+    train_sparse,
+)
 from provenml.kge.synthetic import PATTERNS, PatternGraph, pattern_graph
 from provenml.kge.training import (
     NegativeSampler,
@@ -45,17 +64,23 @@ __all__ = [
     "CorpusSpec",
     "KGEModel",
     "KnownTriples",
+    "LargeKG",
     "LinkPredictionResult",
     "NegativeSampler",
     "PatternGraph",
     "Ranks",
+    "SparseKGE",
+    "SparseTrainingConfig",
     "TrainingConfig",
     "TrainingHistory",
     "TripleClassifier",
     "TriplesDataset",
     "corrupt_triples",
     "count_ties",
+    "evaluate_chunked",
     "evaluate_link_prediction",
+    "evaluate_sampled",
+    "generate_large_kg",
     "get_model",
     "load_dataset",
     "load_openke",
@@ -63,7 +88,10 @@ __all__ = [
     "make_corpus",
     "margin_ranking_loss",
     "pattern_graph",
+    "sampled_bias",
     "self_adversarial_loss",
     "softplus_loss",
+    "stream_tsv",
     "train",
+    "train_sparse",
 ]

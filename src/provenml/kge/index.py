@@ -15,7 +15,7 @@ class KnownTriples:
     """
 
     def __init__(self, triples: Tensor, num_entities: int, num_relations: int) -> None:
-        triples = triples.long()
+        triples = torch.unique(triples.long(), dim=0)  # a repeated triple is one known fact
         self.num_entities, self.num_relations = num_entities, num_relations
         e, r = num_entities, num_relations
         self._keys = torch.unique(self._key(triples[:, 0], triples[:, 1], triples[:, 2]))
@@ -46,13 +46,27 @@ class KnownTriples:
 
     def tail_mask(self, h: Tensor, r: Tensor) -> Tensor:
         """``(B, E)`` mask of the tails ``e`` with ``(h[i], r[i], e)`` known."""
-        return self._mask(h * self.num_relations + r, self._hr_keys, self._hr_vals)
+        return self._dense(len(h), *self.tail_pairs(h, r))
 
     def head_mask(self, r: Tensor, t: Tensor) -> Tensor:
         """``(B, E)`` mask of the heads ``e`` with ``(e, r[i], t[i])`` known."""
-        return self._mask(r * self.num_entities + t, self._rt_keys, self._rt_vals)
+        return self._dense(len(r), *self.head_pairs(r, t))
 
-    def _mask(self, queries: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+    def tail_pairs(self, h: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
+        """``(rows, tails)``: every known ``(h[row], r[row], tail)``, as two flat tensors (the
+        sparse form of :meth:`tail_mask`, memory linear in the known tails)."""
+        return self._pairs(h.long() * self.num_relations + r.long(), self._hr_keys, self._hr_vals)
+
+    def head_pairs(self, r: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(rows, heads)``: every known ``(head, r[row], t[row])`` (see :meth:`tail_pairs`)."""
+        return self._pairs(r.long() * self.num_entities + t.long(), self._rt_keys, self._rt_vals)
+
+    def _dense(self, n: int, rows: Tensor, cols: Tensor) -> Tensor:
+        mask = torch.zeros(n, self.num_entities, dtype=torch.bool, device=rows.device)
+        mask[rows, cols] = True
+        return mask
+
+    def _pairs(self, queries: Tensor, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
         start = torch.searchsorted(keys, queries)
         count = torch.searchsorted(keys, queries, right=True) - start
         rows = torch.repeat_interleave(torch.arange(len(queries), device=queries.device), count)
@@ -60,6 +74,4 @@ class KnownTriples:
         offsets = torch.cumsum(count, 0) - count
         within = torch.arange(len(rows), device=queries.device) - offsets.repeat_interleave(count)
         cols = values[start.repeat_interleave(count) + within]
-        mask = torch.zeros(len(queries), self.num_entities, dtype=torch.bool, device=queries.device)
-        mask[rows, cols] = True
-        return mask
+        return rows, cols
