@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from provenml.distrl.envs import make_env
-from provenml.distrl.learner import Learner, gae_with_dones, vtrace
+from provenml.distrl.learner import (
+    Learner,
+    NumpyTeamPolicy,
+    TeamPolicy,
+    gae_with_dones,
+    numpy_weights,
+    vtrace,
+)
 from provenml.distrl.training import TrainSettings, train
 from provenml.errors import ProvenmlError
 from provenml.rl import PPOConfig, gae
@@ -103,3 +110,26 @@ def test_learner_checkpoint_resumes(tmp_path: Path) -> None:
     )
     assert [r["iteration"] for r in resumed.iterations] == [2, 3]
     assert resumed.iterations[-1]["updates"]["red"]["version"] == 4.0
+
+
+def test_numpy_inference_matches_the_torch_policy() -> None:
+    spec = make_env("simple_tag", 1).teams["adversary"]
+    policy = TeamPolicy(spec, hidden=32)
+    for p in policy.parameters():  # move off the near-zero initial actor head
+        torch.nn.init.normal_(p, std=0.3)
+    fast = NumpyTeamPolicy(len(spec.agents))
+    fast.load(numpy_weights(policy))
+    obs = np.random.default_rng(0).normal(size=(5, len(spec.agents), spec.obs_dim))
+    obs = obs.astype(np.float32)
+    logits, values = fast.forward(obs)
+    with torch.no_grad():
+        ref_logits, ref_values = policy.logits_and_value(torch.from_numpy(obs))
+    np.testing.assert_allclose(logits, ref_logits.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(values, ref_values.numpy(), rtol=1e-4, atol=1e-5)
+    # sampled actions follow the policy: empirical frequencies against the softmax
+    many = np.repeat(obs[:1, :1], 20_000, 0)
+    actions, logp, _ = fast.act(many, np.random.default_rng(1))
+    probs = torch.softmax(ref_logits[0, 0], -1).numpy()
+    freq = np.bincount(actions[:, 0], minlength=len(probs)) / len(actions)
+    np.testing.assert_allclose(freq, probs, atol=0.01)
+    np.testing.assert_allclose(np.exp(logp[:, 0]), probs[actions[:, 0]], rtol=1e-4)

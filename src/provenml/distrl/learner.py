@@ -20,7 +20,7 @@ import torch
 from provenml.distrl.envs import TeamSpec
 from provenml.rl import ActorCritic, PPOConfig, ppo_clip_loss
 
-__all__ = ["Learner", "TeamPolicy", "gae_with_dones", "vtrace"]
+__all__ = ["Learner", "NumpyTeamPolicy", "TeamPolicy", "gae_with_dones", "vtrace"]
 
 
 class TeamPolicy(torch.nn.Module):
@@ -104,6 +104,70 @@ def vtrace(
     next_vs = torch.cat([vs[1:], last_values[None]], 0)
     advantages = clipped_rhos * (rewards + gamma * next_vs * keep - values)
     return advantages, vs
+
+
+class NumpyTeamPolicy:
+    """The forward pass of a :class:`TeamPolicy` in numpy, for the rollout workers.
+
+    For the small MLPs of these games a numpy forward costs a fraction of torch's per-op
+    overhead. The one-hot agent id only adds a column of the first layer's weights, so it is
+    folded into a per-agent bias; the actor's and critic's first layers are one matmul.
+    """
+
+    def __init__(self, num_agents: int) -> None:
+        self.num_agents = num_agents
+
+    def load(self, weights: Mapping[str, np.ndarray]) -> None:
+        def layers(prefix: str) -> list[tuple[np.ndarray, np.ndarray]]:
+            index = sorted(
+                int(k.split(".")[2])
+                for k in weights
+                if k.startswith(prefix) and k.endswith("weight")
+            )
+            return [
+                (
+                    np.asarray(weights[f"{prefix}{i}.weight"], dtype=np.float32),
+                    np.asarray(weights[f"{prefix}{i}.bias"], dtype=np.float32),
+                )
+                for i in index
+            ]
+
+        actor, critic = layers("net.actor."), layers("net.critic.")
+        a = self.num_agents
+        (wa, ba), (wc, bc) = actor[0], critic[0]
+        self.hidden = wa.shape[0]
+        first = np.concatenate([wa, wc], 0)  # (2H, D + A)
+        self.first_w = np.ascontiguousarray(first[:, :-a].T)  # (D, 2H)
+        self.first_b = (np.concatenate([ba, bc])[None, :] + first[:, -a:].T).astype(np.float32)
+        self.actor_rest = [(np.ascontiguousarray(w.T), b) for w, b in actor[1:]]
+        self.critic_rest = [(np.ascontiguousarray(w.T), b) for w, b in critic[1:]]
+
+    def forward(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(..., A, D) observations -> logits (..., A, actions), values (..., A)."""
+        h = np.tanh(obs @ self.first_w + self.first_b)
+        x, v = h[..., : self.hidden], h[..., self.hidden :]
+        for i, (w, b) in enumerate(self.actor_rest):
+            x = x @ w + b
+            if i < len(self.actor_rest) - 1:
+                x = np.tanh(x)
+        for i, (w, b) in enumerate(self.critic_rest):
+            v = v @ w + b
+            if i < len(self.critic_rest) - 1:
+                v = np.tanh(v)
+        return x, v[..., 0]
+
+    def act(
+        self, obs: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sampled actions, their log-probabilities and the values (inverse-CDF sampling)."""
+        logits, values = self.forward(obs)
+        logits = logits - logits.max(-1, keepdims=True)
+        logp_all = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        cdf = np.cumsum(np.exp(logp_all), -1)
+        u = rng.random((*cdf.shape[:-1], 1), dtype=np.float32) * cdf[..., -1:]
+        actions = np.minimum((cdf < u).sum(-1), cdf.shape[-1] - 1)
+        logp = np.take_along_axis(logp_all, actions[..., None], -1)[..., 0]
+        return actions.astype(np.int64), logp.astype(np.float32), values.astype(np.float32)
 
 
 def numpy_weights(module: torch.nn.Module) -> dict[str, np.ndarray]:

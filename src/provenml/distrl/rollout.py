@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from provenml.distrl.envs import make_env
-from provenml.distrl.learner import TeamPolicy, load_numpy_weights
+from provenml.distrl.learner import NumpyTeamPolicy
 from provenml.distrl.scripted import SCRIPTED
 from provenml.errors import ProvenmlError
 
@@ -77,7 +77,7 @@ class RolloutWorker:
         self.fragment = fragment
         self.gamma = gamma
         self.policies = {
-            team: TeamPolicy(spec, hidden)
+            team: NumpyTeamPolicy(len(spec.agents))
             for team, spec in self.env.teams.items()
             if self.controllers[team][0] != "scripted"
         }
@@ -90,24 +90,16 @@ class RolloutWorker:
         """New random streams for action sampling (a restarted actor must not replay the
         trajectories its previous incarnation already delivered)."""
         self.seed = seed
-        self.generator = torch.Generator().manual_seed(seed)
+        self.action_rng = np.random.default_rng([seed, 1])
         self.rng = np.random.default_rng(seed)
         if hasattr(self.env, "core"):
             self.env.core.seed(seed + 7919)
 
     def _act(self, team: str, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        policy = self.policies[team]
-        with torch.no_grad():
-            logits, values = policy.logits_and_value(torch.from_numpy(obs))
-            logp_all = torch.log_softmax(logits, -1)
-            flat = logp_all.reshape(-1, logp_all.shape[-1]).exp()
-            actions = torch.multinomial(flat, 1, generator=self.generator).reshape(values.shape)
-            logp = logp_all.gather(-1, actions[..., None])[..., 0]
-        return actions.numpy(), logp.numpy(), values.numpy()
+        return self.policies[team].act(obs, self.action_rng)
 
     def _values(self, team: str, obs: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return self.policies[team].logits_and_value(torch.from_numpy(obs))[1].numpy()
+        return self.policies[team].forward(obs)[1].astype(np.float32)
 
     def sample(
         self, team_weights: Mapping[str, Mapping[str, np.ndarray]], version: int = 0
@@ -118,7 +110,7 @@ class RolloutWorker:
         for team, policy in self.policies.items():
             if team not in team_weights:
                 raise ProvenmlError(f"no weights given for team {team!r}")
-            load_numpy_weights(policy, team_weights[team])
+            policy.load(team_weights[team])
         learning = [t for t, (kind, _) in self.controllers.items() if kind == "learner"]
         horizon, n = self.fragment, self.env.num_envs
         buffers: dict[str, dict[str, list[np.ndarray]]] = {t: {} for t in learning}
