@@ -167,3 +167,23 @@ def test_cli_refuses_before_creating_a_run_directory(tmp_path: Path) -> None:
         assert re.search(pattern, result.output), result.output
         assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
         assert not out.exists() or not any(out.iterdir())
+
+
+@dataclass
+class _RangeMixin:
+    ratio: float = 0.5
+
+    def validate(self) -> None:
+        if not 0 < self.ratio <= 1:
+            raise ProvenmlError(f"ratio must be in (0, 1], got {self.ratio}")
+
+
+@dataclass
+class MixedConfig(Config, _RangeMixin):
+    """``Config`` first in the bases: the mixin's ``validate`` comes after it in the MRO."""
+
+
+def test_a_mixins_validate_after_config_in_the_mro_runs() -> None:
+    with pytest.raises(ProvenmlError, match=r"ratio must be in \(0, 1\], got 1\.5"):
+        MixedConfig.from_preset("small", {"ratio": "1.5"})
+    assert MixedConfig.from_preset("small", {"ratio": "1"}).ratio == 1.0

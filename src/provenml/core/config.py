@@ -33,7 +33,9 @@ Every config is checked before anything runs (:func:`check_config`, called by
 - ``choices`` (merged along the class hierarchy like ``presets``) maps a field to its known
   names (or a function returning them): every name in the field must be one of them, with a
   did-you-mean;
-- then the subclass's own :meth:`Config.validate` (cross-field rules, ranges of its own).
+- then the config's own ``validate()`` method, when it has one (cross-field rules, ranges of
+  its own; ``Config`` defines none, so that a mixin's ``validate`` after ``Config`` in the
+  MRO is found).
 
 A violation is one :class:`~provenml.errors.ProvenmlError` naming the field.
 
@@ -142,11 +144,6 @@ class Config:
         check_config(cfg)
         return cfg
 
-    def validate(self) -> None:
-        """The config's own rules (cross-field constraints, ranges the naming conventions do
-        not cover); raise :class:`ProvenmlError` naming the field. Runs after the generic
-        checks of :func:`check_config`. The base class has none."""
-
     def with_overrides(self, overrides: Mapping[str, str]) -> Config:
         """Return a copy with string overrides parsed to each field's declared type."""
         fields = {f.name: f for f in dataclasses.fields(self)}
@@ -229,12 +226,14 @@ _AT_LEAST_ONE = re.compile(r"^(steps|epochs|total_steps|batch_size|.*_batch|.*_b
 
 
 def check_config(cfg: Config) -> None:
-    """Every field of ``cfg`` in type and range, then its :meth:`Config.validate` (see the
+    """Every field of ``cfg`` in type and range, then its own ``validate()`` (see the
     module docstring); the first problem is one :class:`ProvenmlError` naming the field."""
     for message in field_problems(cfg):
         raise ProvenmlError(f"{message} ({type(cfg).__name__})")
+    validate = getattr(cfg, "validate", None)  # not on Config: a mixin's may follow it in the MRO
     try:
-        cfg.validate()
+        if validate is not None:
+            validate()
     except (ValueError, TypeError) as exc:  # a system's check that is not a ProvenmlError
         raise ProvenmlError(f"{type(cfg).__name__}: {exc}") from None
 
