@@ -16,6 +16,7 @@ machine's cores (Ray actors) or a Ray cluster (``address=``)::
 
 from provenml.distrl.envs import ENVS, TeamSpec, TeamStep, TeamVecEnv, make_env
 from provenml.distrl.learner import Learner, TeamPolicy, gae_with_dones, vtrace
+from provenml.distrl.mpe_numpy import SimpleTagNumpy
 from provenml.distrl.players import (
     OPPONENT_SAMPLING,
     EloTable,
@@ -40,6 +41,7 @@ __all__ = [
     "Learner",
     "PlayersManager",
     "RolloutWorker",
+    "SimpleTagNumpy",
     "Snapshot",
     "TeamPolicy",
     "TeamSpec",

@@ -46,6 +46,7 @@ class ThroughputConfig(Config):
     iterations: int = 12
     actors: tuple[int, ...] = (1, 2)
     async_actors: tuple[int, ...] = (2,)
+    numpy_actors: tuple[int, ...] = (2,)  # extra rows on simple_tag_np (not in the claim)
     claim_actors: int = 2
     ray: bool = True  # False: the single-process loop only (no Ray start)
     rllib: bool = True
@@ -65,7 +66,7 @@ class ThroughputConfig(Config):
 
 
 def _slug(label: str) -> str:
-    return label.split(" (")[0].replace(", ", "_").replace(" ", "_")
+    return label.split(" (")[0].replace(", ", "_").replace(" ", "_").replace("simple_tag_np", "np")
 
 
 @experiment(
@@ -97,13 +98,14 @@ def throughput(cfg: ThroughputConfig, ctx: RunContext) -> Result:
         cfg.async_actors if cfg.ray else (),
         rllib=cfg.rllib and cfg.ray,
         rllib_iterations=cfg.rllib_iterations,
+        numpy_env="simple_tag_np" if cfg.env == "simple_tag" else None,
+        numpy_actors=cfg.numpy_actors if cfg.ray else (),
         log=lambda row: ctx.log(**row),
     )
     single = rows[0]
     rllib_row = next((r for r in rows if r.label.startswith("RLlib")), None)
-    claimed = next(
-        (r for r in rows if r.num_workers == cfg.claim_actors and "async" not in r.label), single
-    )
+    wanted = f"{cfg.claim_actors} actor{'s' if cfg.claim_actors > 1 else ''}"
+    claimed = next((r for r in rows if r.label == wanted), single)
     rates = {_slug(r.label): r.env_steps_per_s for r in rows}
     summary: dict[str, Any] = {
         "env_steps_per_s": rates,

@@ -4,7 +4,9 @@
 other and with the same PPO work per iteration (same envs per sampler, fragment length,
 epochs and minibatch size): the single-process loop (``num_workers=0``, every env in one
 vectorised worker), our driver with each requested number of rollout actors (synchronous,
-and asynchronous with policy lag 1 if asked), and RLlib PPO (new API stack, 2 env runners).
+and asynchronous with policy lag 1 if asked), RLlib PPO (new API stack, 2 env runners) and, if asked, our driver on the numpy port of
+the game (``simple_tag_np``: the same rules as array operations, a separate row that shows
+what the env implementation costs; the RLlib comparison uses mpe2's own objects).
 Every figure is env steps sampled and learnt from per second of wall time, the first
 iteration (start-up) excluded.
 """
@@ -40,6 +42,8 @@ def measure_throughput(
     async_actors: Sequence[int] = (),
     rllib: bool = True,
     rllib_iterations: int = 6,
+    numpy_env: str | None = None,
+    numpy_actors: Sequence[int] = (),
     log: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[list[ThroughputRow], dict[str, Any]]:
     """The rows (see the module docstring) and facts about the run (load, RLlib status)."""
@@ -86,6 +90,11 @@ def measure_throughput(
             add(
                 f"{n} actor{'s' if n > 1 else ''}, async (lag 1)",
                 replace(base, num_workers=n, async_sampling=True),
+            )
+        for n in numpy_actors if numpy_env else ():
+            add(
+                f"{n} actor{'s' if n > 1 else ''}, {numpy_env} (numpy port)",
+                replace(base, num_workers=n, env=numpy_env),
             )
         if rllib and reason is None:
             start = time.perf_counter()
