@@ -4,9 +4,10 @@
 other and with the same PPO work per iteration (same envs per sampler, fragment length,
 epochs and minibatch size): the single-process loop (``num_workers=0``, every env in one
 vectorised worker), our driver with each requested number of rollout actors (synchronous,
-and asynchronous with policy lag 1 if asked), RLlib PPO (new API stack, 2 env runners) and, if asked, our driver on the numpy port of
-the game (``simple_tag_np``: the same rules as array operations, a separate row that shows
-what the env implementation costs; the RLlib comparison uses mpe2's own objects).
+and asynchronous with policy lag 1 if asked), RLlib PPO (new API stack, 2 env runners)
+and, if asked, our driver on the numpy port of the game (``simple_tag_np``: the same rules
+as array operations, a separate row that shows what the env implementation costs; the RLlib
+comparison uses mpe2's own objects).
 Every figure is env steps sampled and learnt from per second of wall time, the first
 iteration (start-up) excluded.
 """
