@@ -97,7 +97,8 @@ class LongTailConfig(Config):
     rounds: int = 40
     clients_per_round: int = 10
     local_epochs: int = 2
-    local_lr: float = 0.01
+    local_lr: float = 0.05
+    local_momentum: float = 0.0
     local_batch: int = 16
     align_steps: int = 10
     align_beta: float = 1.0
@@ -131,7 +132,10 @@ class LongTailConfig(Config):
             ),
             pretrain=PretrainSettings(epochs=self.pretrain_epochs, batch_size=self.batch_size),
             local=LocalSettings(
-                epochs=self.local_epochs, batch_size=self.local_batch, lr=self.local_lr
+                epochs=self.local_epochs,
+                batch_size=self.local_batch,
+                lr=self.local_lr,
+                momentum=self.local_momentum,
             ),
             align=AlignSettings(steps=self.align_steps, beta=self.align_beta),
             widths=tuple(self.widths),

@@ -124,11 +124,13 @@ def pretrain(
 
 @dataclass(frozen=True)
 class LocalSettings:
-    """A client's local training: ``epochs`` passes of SGD (momentum 0.9) over its data."""
+    """A client's local training: ``epochs`` passes of SGD over its data (plain SGD by
+    default, as in FedAvg; momentum restarts every round)."""
 
     epochs: int = 2
-    batch_size: int = 32
-    lr: float = 0.03
+    batch_size: int = 16
+    lr: float = 0.05
+    momentum: float = 0.0
     weight_decay: float = 5e-4
     prox_mu: float = 0.0  # FedProx's mu; 0 is FedAvg
     distill_beta: float = 0.0  # CLIP2FL-style client distillation weight; 0 is off
@@ -152,7 +154,10 @@ def local_train(
         raise ProvenmlError("distill_beta > 0 needs teacher_probs for the client's images")
     global_params = [p.detach().clone() for p in model.parameters()]
     opt = torch.optim.SGD(
-        model.parameters(), lr=settings.lr, momentum=0.9, weight_decay=settings.weight_decay
+        model.parameters(),
+        lr=settings.lr,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
     )
     n, steps = len(data), 0
     model.train()

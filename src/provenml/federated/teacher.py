@@ -390,6 +390,7 @@ class LlavaTeacher:
             for name in self.classes:
                 text = f"{self.prompt} {name}"
                 batch = self.processor(images=pil, text=text, return_tensors="pt").to(device)
+                batch.pop("token_type_ids", None)  # BERT-style tokenizers add it; LLaVA takes none
                 n_class = len(tokenizer(f" {name}", add_special_tokens=False)["input_ids"])
                 logits = self.model(**batch).logits[0, :-1].float().log_softmax(-1)
                 target = batch["input_ids"][0, 1:]
@@ -408,6 +409,7 @@ class LlavaTeacher:
         texts = []
         for pil in self._pixels(images):
             batch = self.processor(images=pil, text=prompt, return_tensors="pt").to(device)
+            batch.pop("token_type_ids", None)
             out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
             new = out[0, batch["input_ids"].shape[1] :]
             texts.append(self.processor.tokenizer.decode(new, skip_special_tokens=True).strip())
