@@ -100,6 +100,10 @@ class TrainSettings:
             raise ProvenmlError("mode 'vs_fixed' needs opponent_weights")
         if self.mode in ("vs_scripted", "self_play", "vs_fixed") and self.env != "wargame":
             raise ProvenmlError(f"mode {self.mode!r} needs env 'wargame', got {self.env!r}")
+        if self.mode == "vs_scripted":
+            from provenml.distrl.scripted import SCRIPTED
+
+            SCRIPTED.get(self.opponent)  # in the driver: a clear error, not a dead actor
         if self.kill_worker_at is not None and self.num_workers == 0:
             raise ProvenmlError("kill_worker_at needs Ray mode (num_workers >= 1)")
 
