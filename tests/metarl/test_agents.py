@@ -124,7 +124,7 @@ def test_belief_forward_never_sees_true_flags() -> None:
 
 
 def test_unknown_agent_is_a_user_error() -> None:
-    with pytest.raises(ProvenmlError):
+    with pytest.raises(ProvenmlError, match="did you mean varibad"):
         make_agent("varibaad", 6, 5, True, oracle_dim=2)
     for name in AGENTS:
         make_agent(name, 6, 5, True, oracle_dim=2)

@@ -138,3 +138,27 @@ def test_sigmoid_tanh_is_tanh() -> None:
     plain = ActorCritic(7, 5, True, 16)
     obs = torch.randn(10, 7)
     torch.testing.assert_close(fast.value(obs), plain.value(obs), rtol=0, atol=1e-6)
+
+
+def test_detached_termination_head_leaves_the_recurrence_alone() -> None:
+    """The p = 0 diagnostic switch: the head's loss then trains the head only."""
+    torch.manual_seed(4)
+    inputs = torch.randn(3, 9, 12)
+    grads = {}
+    for into_gru in (True, False):
+        enc = BeliefEncoder(6, 5, session_aware=True)
+        torch.manual_seed(5)
+        enc.load_state_dict(BeliefEncoder(6, 5, session_aware=True).state_dict())
+        enc.termination_into_gru = into_gru
+        logit = enc(inputs).termination_logit
+        assert logit is not None
+        logit.sum().backward()
+        grads[into_gru] = {n: p.grad for n, p in enc.named_parameters()}
+    assert grads[True]["gru.weight_hh_l0"].abs().max() > 0
+    assert (
+        grads[False]["gru.weight_hh_l0"] is None
+        or grads[False]["gru.weight_hh_l0"].abs().max() == 0
+    )
+    torch.testing.assert_close(
+        grads[False]["termination.weight"], grads[True]["termination.weight"]
+    )

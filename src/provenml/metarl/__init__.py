@@ -14,7 +14,7 @@ of :mod:`provenml.rl`), the belief model and its session-aware losses, training 
     print(evaluate(trained.agent, "gridworld", episodes, 0.07, seed=1).mean_return)
 """
 
-from provenml.metarl.agents import AGENTS, Agent, Rollout, make_agent
+from provenml.metarl.agents import AGENT_BUILDERS, AGENTS, Agent, AgentShape, Rollout, make_agent
 from provenml.metarl.belief import (
     BeliefEncoder,
     BeliefLossConfig,
@@ -45,9 +45,11 @@ from provenml.metarl.train import (
 
 __all__ = [
     "AGENTS",
+    "AGENT_BUILDERS",
     "GOAL_LAYOUTS",
     "GRID_SWITCH_MATRIX",
     "Agent",
+    "AgentShape",
     "BeliefEncoder",
     "BeliefLossConfig",
     "CellRewardDecoder",

@@ -20,6 +20,7 @@ All recurrent models run over all environments at once (one batched GRU step per
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from provenml.core.registry import Registry
 from provenml.errors import ProvenmlError
 from provenml.metarl.belief import (
     BeliefEncoder,
@@ -37,18 +39,6 @@ from provenml.metarl.belief import (
 )
 from provenml.metarl.envs import GRID_SWITCH_MATRIX
 from provenml.rl import ActorCritic, SigmoidTanh
-
-AGENTS: tuple[str, ...] = (
-    "oracle",
-    "bayes_filter",
-    "memoryless",
-    "rl2",
-    "varibad",
-    "dynamite",
-    "dynamite_no_consistency",
-    "dynamite_no_masking",
-    "dynamite_no_prior",
-)
 
 
 @dataclass
@@ -327,6 +317,73 @@ class BeliefAgent(Agent):
         )
 
 
+@dataclass(frozen=True)
+class AgentShape:
+    """What every agent builder receives: the env's sizes and the shared settings."""
+
+    obs_dim: int
+    action_dim: int
+    discrete: bool
+    oracle_dim: int
+    hidden: int
+    latent_dim: int
+    loss_cfg: BeliefLossConfig
+    session_end_prob: float
+    grid_size: int | None
+
+
+AGENT_BUILDERS: Registry[Callable[[AgentShape], Agent]] = Registry("agent")
+AGENT_BUILDERS.register(
+    "oracle",
+    lambda s: OracleAgent(s.obs_dim, s.action_dim, s.discrete, s.hidden, s.oracle_dim),
+)
+AGENT_BUILDERS.register(
+    "bayes_filter",
+    lambda s: BayesFilterAgent(s.obs_dim, s.action_dim, s.hidden, s.session_end_prob),
+)
+AGENT_BUILDERS.register(
+    "memoryless", lambda s: MemorylessAgent(s.obs_dim, s.action_dim, s.discrete, s.hidden)
+)
+AGENT_BUILDERS.register("rl2", lambda s: RL2Agent(s.obs_dim, s.action_dim, s.discrete, s.hidden))
+
+
+def _belief_builder(
+    session_aware: bool, consistency: bool, masking: bool, prior: bool
+) -> Callable[[AgentShape], Agent]:
+    """A VariBAD (``session_aware=False``) or DynaMITE-RL-family builder with these changes."""
+
+    def build(s: AgentShape) -> Agent:
+        cfg = BeliefLossConfig(
+            **{**s.loss_cfg.__dict__, "consistency": consistency, "session_masking": masking}
+        )
+        return BeliefAgent(
+            s.obs_dim,
+            s.action_dim,
+            s.discrete,
+            s.hidden,
+            s.latent_dim,
+            cfg,
+            session_aware,
+            prior,
+            s.grid_size,
+        )
+
+    return build
+
+
+# (session-aware, consistency, session masking, prior conditioning)
+for _name, _flags in {
+    "varibad": (False, False, False, False),
+    "dynamite": (True, True, True, True),
+    "dynamite_no_consistency": (True, False, True, True),
+    "dynamite_no_masking": (True, True, False, True),
+    "dynamite_no_prior": (True, True, True, False),
+}.items():
+    AGENT_BUILDERS.register(_name, _belief_builder(*_flags))
+
+AGENTS: tuple[str, ...] = tuple(AGENT_BUILDERS.names())
+
+
 def make_agent(
     name: str,
     obs_dim: int,
@@ -340,41 +397,23 @@ def make_agent(
     session_end_prob: float = 0.07,
     grid_size: int | None = None,
 ) -> Agent:
-    """Build an agent by name (see ``AGENTS``); ``session_end_prob`` is used by
+    """Build an agent by name (``AGENT_BUILDERS``, see ``AGENTS``; an unknown name is a
+    ``ProvenmlError`` that suggests the closest); ``session_end_prob`` is used by
     ``bayes_filter`` only (it knows the environment's dynamics); ``grid_size`` (a grid world
     whose goals sit in fixed cells) gives the belief agents VariBAD's per-cell reward decoder
     (``CellRewardDecoder``) instead of the state-conditioned one."""
-    base = loss_cfg or BeliefLossConfig()
-    if name == "oracle":
-        return OracleAgent(obs_dim, action_dim, discrete, hidden, oracle_dim)
-    if name == "memoryless":
-        return MemorylessAgent(obs_dim, action_dim, discrete, hidden)
-    if name == "bayes_filter":
-        return BayesFilterAgent(obs_dim, action_dim, hidden, session_end_prob)
-    if name == "rl2":
-        return RL2Agent(obs_dim, action_dim, discrete, hidden)
-    if name == "varibad":
-        cfg = BeliefLossConfig(**{**base.__dict__, "consistency": False, "session_masking": False})
-        return BeliefAgent(
-            obs_dim, action_dim, discrete, hidden, latent_dim, cfg, False, False, grid_size
-        )
-    if name.startswith("dynamite"):
-        flags = {
-            "dynamite": (True, True, True),
-            "dynamite_no_consistency": (False, True, True),
-            "dynamite_no_masking": (True, False, True),
-            "dynamite_no_prior": (True, True, False),
-        }
-        if name not in flags:
-            raise ProvenmlError(f"unknown agent {name!r}; choose one of {', '.join(AGENTS)}")
-        consistency, masking, prior = flags[name]
-        cfg = BeliefLossConfig(
-            **{**base.__dict__, "consistency": consistency, "session_masking": masking}
-        )
-        return BeliefAgent(
-            obs_dim, action_dim, discrete, hidden, latent_dim, cfg, True, prior, grid_size
-        )
-    raise ProvenmlError(f"unknown agent {name!r}; choose one of {', '.join(AGENTS)}")
+    shape = AgentShape(
+        obs_dim,
+        action_dim,
+        discrete,
+        oracle_dim,
+        hidden,
+        latent_dim,
+        loss_cfg or BeliefLossConfig(),
+        session_end_prob,
+        grid_size,
+    )
+    return AGENT_BUILDERS.get(name)(shape)
 
 
 def encode_action(actions: torch.Tensor, action_dim: int, discrete: bool) -> torch.Tensor:

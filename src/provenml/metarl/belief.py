@@ -150,6 +150,7 @@ class _SessionAwareRecurrence(torch.autograd.Function):
         b_term: torch.Tensor,
         w_prior: torch.Tensor | None,
         b_prior: torch.Tensor | None,
+        head_into_gru: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         steps = gi.shape[0]
         zeros = torch.zeros_like(h0)
@@ -169,6 +170,7 @@ class _SessionAwareRecurrence(torch.autograd.Function):
             logits.append(logit)
             hs.append(h)
         ctx.steps = (branch_in, saved, raw, gates)
+        ctx.head_into_gru = head_into_gru
         ctx.save_for_backward(w_hh, w_term, w_prior)
         stacked_in = torch.stack(branch_in)
         return torch.stack(hs), torch.stack(logits), stacked_in[:, 1]
@@ -184,12 +186,15 @@ class _SessionAwareRecurrence(torch.autograd.Function):
         steps = len(branch_in)
         grad_gh, grad_gi, grad_prior_pre = [], [], []
         carry = torch.zeros_like(grad_h[0])
+        # the termination head's gradient into the recurrence (off: the head reads sg[h_raw])
+        grad_raw_from_head = grad_logit[..., None] * w_term[0] if ctx.head_into_gru else None
         for j in range(steps - 1, -1, -1):
             total = grad_h[j] + carry
             gate = gates[j]
-            grad_out = torch.stack(
-                [(1 - gate) * total + grad_logit[j][:, None] * w_term[0], gate * total]
-            )
+            grad_raw = (1 - gate) * total
+            if grad_raw_from_head is not None:
+                grad_raw = grad_raw + grad_raw_from_head[j]
+            grad_out = torch.stack([grad_raw, gate * total])
             r, z, n, gh_n = saved[j]
             x = branch_in[j]
             grad_n = grad_out * (1 - z) * (1 - n * n)
@@ -226,6 +231,7 @@ class _SessionAwareRecurrence(torch.autograd.Function):
             grad_b_term,
             grad_w_prior,
             grad_b_prior,
+            None,
         )
 
 
@@ -238,7 +244,13 @@ class BeliefEncoder(nn.Module):
     call and DynaMITE-RL's gated one is ``_SessionAwareRecurrence`` (the same maths as
     ``step`` repeated, with a hand-written backward pass); ``step`` advances one transition
     (acting, no gradients needed).
+
+    ``termination_into_gru`` (default True, the method): whether the termination head's loss
+    trains the recurrence; False makes the head read a detached ``h_raw`` (a diagnostic of
+    the p = 0 runs in docs/metarl.md).
     """
+
+    termination_into_gru: bool = True
 
     def __init__(
         self,
@@ -325,6 +337,7 @@ class BeliefEncoder(nn.Module):
                 self.termination.bias,
                 None if prior is None else prior.weight,
                 None if prior is None else prior.bias,
+                self.termination_into_gru,
             )
             hs = hs_t.transpose(0, 1)
             cond_mu, cond_logvar = self.gaussian(starts_t.transpose(0, 1))

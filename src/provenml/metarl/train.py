@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from provenml.core import intra_op_threads
 from provenml.errors import ProvenmlError
 from provenml.metarl.agents import Agent, Rollout, encode_action, make_agent
 from provenml.metarl.belief import BeliefLossConfig
@@ -221,20 +220,12 @@ def train_agent(
     cfg: TrainConfig,
     seed: int,
     on_iteration: Callable[[int, float], None] | None = None,
-    threads: int | None = 1,
 ) -> TrainResult:
     """Train agent ``name`` for ``cfg.total_steps`` env steps with PPO (and its belief loss).
 
-    ``threads``: torch intra-op threads while training (1 is fastest for these small models on
-    a shared CPU; ``None`` keeps the current setting).
+    Runs with the process's torch threads: the experiments declare ``threads=1`` on
+    ``@experiment`` (one thread is fastest for these small models) and the runner applies it.
     """
-    with intra_op_threads(threads):
-        return _train(name, cfg, seed, on_iteration)
-
-
-def _train(
-    name: str, cfg: TrainConfig, seed: int, on_iteration: Callable[[int, float], None] | None
-) -> TrainResult:
     torch.manual_seed(seed)
     env = make_vec_env(cfg.env, cfg.num_envs, cfg.session_end_prob, cfg.goal_layout)
     agent = build_agent(name, env, cfg)
@@ -408,8 +399,7 @@ def evaluate(
     was_training = agent.training
     agent.eval()  # evaluation rollouts leave the feature statistics alone
     try:
-        with intra_op_threads(1):
-            batch = collect(agent, env, generator, seed=seed, options=options)
+        batch = collect(agent, env, generator, seed=seed, options=options)
     finally:
         agent.train(was_training)
     rewards = batch.rewards.numpy()
