@@ -216,6 +216,10 @@ def longtail(cfg: LongTailConfig, ctx: RunContext) -> Result:
     settings = cfg.settings()
     fed, scores, outcomes = run_arms(cfg, ctx, settings)
     teacher = {k: 100 * v for k, v in teacher_scores(fed).items()}
+    references = {"teacher": teacher}
+    if any(ARMS.get(a).pretrain for a in cfg.arms):  # stage 1's model before any client
+        before = test_scores(ARMS.get("fedavg"), fed, fed.pretrained_state())
+        references["pretrained"] = {k: 100 * v for k, v in before.items()}
     compute = _compute_summary(outcomes, settings.rounds, ctx)
     full = scores.get("full")
     claims: list[Claim] = []
@@ -307,9 +311,9 @@ def longtail(cfg: LongTailConfig, ctx: RunContext) -> Result:
                     },
                 )
             )
-    rows = [[ARMS.get(a).label, *(round(scores[a][s], 2) for s in SPLITS)] for a in scores] + [
-        ["teacher (zero-shot, reference)", *(round(teacher[s], 2) for s in SPLITS)]
-    ]
+    rows = [[ARMS.get(a).label, *(round(scores[a][s], 2) for s in SPLITS)] for a in scores]
+    labels = {"teacher": "teacher (zero-shot, reference)", "pretrained": "stage-1 model, no FL"}
+    rows += [[labels[r], *(round(v[s], 2) for s in SPLITS)] for r, v in references.items()]
     compute_rows = [
         [
             ARMS.get(a).label,
@@ -326,7 +330,7 @@ def longtail(cfg: LongTailConfig, ctx: RunContext) -> Result:
         summary=flatten_summary(
             {
                 "accuracy": scores,
-                "teacher": teacher,
+                "reference": references,
                 "compute": compute,
                 "caption_error_rate": fed.teacher.caption_error_rate,
             }
