@@ -11,7 +11,7 @@ RUNS ?= runs
 # after the others, with --jobs 1, so that no other job shares the cores. Their claims are
 # tested over interleaved timing rounds within a run (the seed only changes the weights), so
 # they run one seed (DEMO_ALONE_SEEDS) to keep the demo in its 30-minute budget.
-DEMO_ALONE ?= compiler.end_to_end
+DEMO_ALONE ?= compiler.end_to_end distrl.throughput
 DEMO_SEEDS ?= 3
 DEMO_ALONE_SEEDS ?= 1
 DEMO_JOBS ?= 2
