@@ -51,7 +51,7 @@ class WithUnsupported(nn.Module):
 
 
 def test_torch_compile_backend_falls_back(cache: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROVENML_CACHE_DIR", cache)
+    monkeypatch.setenv("PROVENML_CACHE", cache)
     model = WithUnsupported().eval()
     x = torch.randn(4, 8)
     compiled_parts: list[int] = []
@@ -71,7 +71,7 @@ def test_torch_compile_backend_falls_back(cache: str, monkeypatch: pytest.Monkey
 
 @pytest.mark.slow
 def test_torch_compile_backend_whole_graph(cache: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROVENML_CACHE_DIR", cache)
+    monkeypatch.setenv("PROVENML_CACHE", cache)
     model, x = build_model("mlp", batch=3)
     torch._dynamo.reset()
     fast = torch.compile(model, backend=pc.backend)

@@ -398,3 +398,23 @@ def test_readme_example_checkpoints_ran_at_the_minimum(tmp_path: Path, monkeypat
         assert saved["lr"] == pytest.approx(minimum)  # the update that made it ran at the minimum
         after = saved["sched"]["_last_lr"][0]  # and the scheduler has moved on
         assert after == pytest.approx(minimum if budget == 400 else peak)
+
+
+def test_decay_shapes_and_models_are_found_by_name_with_suggestions() -> None:
+    from provenml.schedules.lm import build_model
+    from provenml.schedules.schedulers import DECAY_SHAPES, decay_factor
+
+    assert DECAY_SHAPES == ("linear", "cosine", "1-sqrt", "inverse")
+    # the formulas by hand at p = 0.25, r = 0.1
+    assert decay_factor(0.25, "linear", 0.1) == pytest.approx(1 - 0.9 * 0.25)
+    assert decay_factor(0.25, "cosine", 0.1) == pytest.approx(0.1 + 0.9 * (1 + 2**-0.5) / 2)
+    assert decay_factor(0.25, "1-sqrt", 0.1) == pytest.approx(1 - 0.9 * 0.5)
+    assert decay_factor(0.25, "inverse", 0.1) == pytest.approx(1 / (0.25 * 9 + 1))
+    with pytest.raises(ProvenmlError, match=r"unknown decay shape 'cosin'; did you mean cosine"):
+        decay_factor(0.5, "cosin", 0.1)
+    with pytest.raises(ProvenmlError, match="unknown decay shape 'Linear'"):  # exact names
+        decay_factor(0.5, "Linear", 0.1)
+    with pytest.raises(
+        ProvenmlError, match=r"unknown model 'transformr'; did you mean transformer"
+    ):
+        build_model("transformr")

@@ -25,15 +25,17 @@ LIBS = ("-lmvec", "-lm")
 
 
 def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
-    """Where built libraries (and tuning results) are cached: ``override``, else
-    ``$PROVENML_CACHE_DIR``, else the provenml cache's ``compiler`` folder
-    (:func:`provenml.core.cache_dir`; a temp dir if not writable)."""
-    from provenml.core import cache_dir as provenml_cache_dir  # the harness, only when needed
+    """Where built libraries (and tuning results) are cached: ``override``, else the provenml
+    cache's ``compiler`` folder (:func:`provenml.core.cache_dir`, under ``$PROVENML_CACHE``);
+    a temp dir if that is not writable."""
+    from provenml.core.cache import cache_dir as provenml_cache_dir  # stdlib-only module
 
-    base = override or os.environ.get("PROVENML_CACHE_DIR")
     try:
-        path = Path(base) if base else provenml_cache_dir("compiler")
-        path.mkdir(parents=True, exist_ok=True)
+        if override:
+            path = Path(override)
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path = provenml_cache_dir("compiler")
         probe = path / ".probe"
         probe.touch()
         probe.unlink()

@@ -19,16 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from provenml.compiler.api import compile as pm_compile
 from provenml.compiler.api import compile_onnx as pm_compile_onnx
 from provenml.compiler.models import build_model
+from provenml.compiler.plots import latency_and_ablation_plots
 from provenml.core import (
     Claim,
     Config,
@@ -352,7 +349,7 @@ def end_to_end(cfg: EndToEndConfig, ctx: RunContext) -> Result:
                 comparison="<",
             )
         )
-    _plots(results, cfg, ctx)
+    latency_and_ablation_plots(results, cfg.arms, cfg.ablations, ctx)
     notes = [
         f"threads per arm (best of 1..{cfg.threads}): "
         + "; ".join(
@@ -432,37 +429,3 @@ def ablation_claims(
                 )
             )
     return claims
-
-
-def _plots(results: dict[str, dict[str, Any]], cfg: EndToEndConfig, ctx: RunContext) -> None:
-    cases = list(results)
-    arms = [a for a in cfg.arms if all(a in results[c]["latency"] for c in cases)]
-    fig, ax = plt.subplots(figsize=(1.6 * len(cases) + 3, 4))
-    width = 0.8 / max(1, len(arms))
-    for k, arm in enumerate(arms):
-        ax.bar(
-            np.arange(len(cases)) + k * width,
-            [results[c]["latency"][arm] * 1e6 for c in cases],
-            width,
-            label=arm,
-        )
-    ax.set_xticks(np.arange(len(cases)) + width * (len(arms) - 1) / 2, cases)
-    ax.set_yscale("log")
-    ax.set_ylabel("median latency (us, log)")
-    ax.set_title("Latency per model and arm")
-    ax.legend()
-    ctx.savefig(fig, "latency")
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(1.6 * len(cases) + 3, 4))
-    keys = [f"no_{a}" for a in cfg.ablations]
-    width = 0.8 / max(1, len(keys))
-    for k, key in enumerate(keys):
-        vals = [results[c]["ablation"][key] / results[c]["ablation"]["all_passes"] for c in cases]
-        ax.bar(np.arange(len(cases)) + k * width, vals, width, label=key.replace("no_", "without "))
-    ax.axhline(1.0, color="k", lw=1)
-    ax.set_xticks(np.arange(len(cases)) + width * (len(keys) - 1) / 2, cases)
-    ax.set_ylabel("latency / latency with all passes (same build options)")
-    ax.set_title("provenml ablation (>1: the pass helps)")
-    ax.legend()
-    ctx.savefig(fig, "ablation")
-    plt.close(fig)

@@ -28,6 +28,7 @@ from provenml.explain.classifiers import (
     train_node_classifier,
 )
 from provenml.explain.methods import (
+    EXPLAINERS,
     GNNExplainer,
     GradCAM,
     IntegratedGradients,
@@ -38,22 +39,12 @@ from provenml.explain.methods import (
     SubgraphX,
 )
 
-METHODS: dict[str, type[ExplainerMethod]] = {
-    cls.name: cls
-    for cls in (
-        RandomExplainer,
-        SaliencyExplainer,
-        IntegratedGradients,
-        GradCAM,
-        GNNExplainer,
-        PGExplainer,
-        SubgraphX,
-        PGMExplainer,
-    )
-}
+#: The methods by name (the same registry as :data:`EXPLAINERS`; ``METHODS["gradcam"]``).
+METHODS = EXPLAINERS
 
 __all__ = [
     "DATASETS",
+    "EXPLAINERS",
     "METHODS",
     "ExplainerMethod",
     "Explanation",

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from provenml.core.registry import Registry
 from provenml.errors import ProvenmlError
 from provenml.nn.bytelm import (  # the models live in the shared layer (also used by selection)
     VOCAB,
@@ -42,11 +43,16 @@ __all__ = [
 ]
 
 
+#: The byte-level language models by name.
+MODELS: Registry[type[nn.Module]] = Registry("model", normalize=str)
+MODELS.register("mlp", ByteNGramMLP)
+MODELS.register("transformer", ByteTransformer)
+
+
 def build_model(name: str, **kwargs: int) -> nn.Module:
-    models = {"mlp": ByteNGramMLP, "transformer": ByteTransformer}
-    if name not in models:
-        raise ProvenmlError(f"unknown model {name!r}; choose one of {', '.join(models)}")
-    return models[name](**kwargs)
+    """The model ``name`` (``mlp`` or ``transformer``) built with ``kwargs``."""
+    model: nn.Module = MODELS.build(name, **kwargs)
+    return model
 
 
 def window_length(model: nn.Module, predictions_per_window: int) -> int:

@@ -21,16 +21,25 @@ import itertools
 import math
 import numbers
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from provenml.core.registry import Registry
 from provenml.errors import ProvenmlError
 
 DecayShape = Literal["linear", "cosine", "1-sqrt", "inverse"]
-DECAY_SHAPES: tuple[str, ...] = ("linear", "cosine", "1-sqrt", "inverse")
+
+#: Decay shapes by name: ``f(p, r)``, the rate multiplier at decay progress ``p`` in [0, 1)
+#: with minimum ratio ``r`` (formulas in :func:`decay_factor`).
+DECAYS: Registry[Callable[[float, float], float]] = Registry("decay shape", normalize=str)
+DECAYS.register("linear", lambda p, r: 1.0 - (1.0 - r) * p)
+DECAYS.register("cosine", lambda p, r: r + (1.0 - r) * 0.5 * (1.0 + math.cos(math.pi * p)))
+DECAYS.register("1-sqrt", lambda p, r: 1.0 - (1.0 - r) * math.sqrt(p))
+DECAYS.register("inverse", lambda p, r: 1.0 / (p * (1.0 / r - 1.0) + 1.0))
+DECAY_SHAPES: tuple[str, ...] = tuple(DECAYS.names())
 
 
 def decay_factor(progress: float, shape: str, min_ratio: float) -> float:
@@ -49,13 +58,7 @@ def decay_factor(progress: float, shape: str, min_ratio: float) -> float:
     p = min(max(_real("progress", progress), 0.0), 1.0)
     if p == 1.0:  # exactly the minimum at the end of every decay, free of rounding
         return min_ratio
-    if shape == "linear":
-        return 1.0 - (1.0 - min_ratio) * p
-    if shape == "cosine":
-        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
-    if shape == "1-sqrt":
-        return 1.0 - (1.0 - min_ratio) * math.sqrt(p)
-    return 1.0 / (p * (1.0 / min_ratio - 1.0) + 1.0)  # inverse
+    return DECAYS.get(shape)(p, min_ratio)
 
 
 def decay_steps(stretch: int, decay_fraction: float) -> int:
@@ -115,9 +118,7 @@ def _ratio(name: str, value: Any) -> float:
 
 def _check_shape(shape: Any, min_ratio: Any, ratio_name: str) -> float:
     if not isinstance(shape, str) or shape not in DECAY_SHAPES:
-        raise ProvenmlError(
-            f"unknown decay shape {shape!r}; choose one of {', '.join(DECAY_SHAPES)}"
-        )
+        raise DECAYS.unknown(str(shape))
     ratio = _ratio(ratio_name, min_ratio)
     _check(
         shape != "inverse" or ratio > 0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from provenml.core import ComputeLedger
+from provenml.core.registry import Registry
 from provenml.errors import ProvenmlError
 from provenml.selection.policies import (
     EasyReference,
@@ -35,15 +37,54 @@ from provenml.selection.reference import precompute_losses, train_reference
 from provenml.selection.selector import OnlineBatchSelector
 from provenml.selection.tasks import SelectionTask
 
-ARMS: tuple[str, ...] = (
-    "uniform",
-    "learnability",
-    "learnability_topk",
-    "rho_loss",
-    "hard_learner",
-    "easy_reference",
+PolicyFactory = Callable[["Reference | None", "nn.Module | None", float, float], ScoringPolicy]
+
+
+@dataclass(frozen=True)
+class ArmPolicy:
+    """How an arm scores: ``build(reference, actor, lr, temperature)`` makes its policy;
+    ``uses_reference`` / ``uses_actor`` say which of the two it needs."""
+
+    build: PolicyFactory
+    uses_reference: bool = False
+    uses_actor: bool = False
+
+
+def _learnability(topk: bool) -> PolicyFactory:
+    def build(
+        reference: Reference | None, actor: nn.Module | None, lr: float, temperature: float
+    ) -> ScoringPolicy:
+        assert reference is not None and actor is not None
+        return Learnability(actor, reference.table, lr=lr, temperature=temperature, topk=topk)
+
+    return build
+
+
+#: The arms by name (``ARM_POLICIES.get("rho_loss")``; an unknown name suggests close ones).
+ARM_POLICIES: Registry[ArmPolicy] = Registry("arm")
+ARM_POLICIES.register("uniform", ArmPolicy(lambda ref, actor, lr, t: Uniform()))
+ARM_POLICIES.register(
+    "learnability", ArmPolicy(_learnability(False), uses_reference=True, uses_actor=True)
 )
-USES_REFERENCE = {"learnability", "learnability_topk", "rho_loss", "easy_reference"}
+ARM_POLICIES.register(
+    "learnability_topk", ArmPolicy(_learnability(True), uses_reference=True, uses_actor=True)
+)
+ARM_POLICIES.register(
+    "rho_loss",
+    ArmPolicy(lambda ref, actor, lr, t: RhoLoss(ref.table), uses_reference=True),  # type: ignore[union-attr]
+)
+ARM_POLICIES.register(
+    "hard_learner", ArmPolicy(lambda ref, actor, lr, t: HardLearner(temperature=t))
+)
+ARM_POLICIES.register(
+    "easy_reference",
+    ArmPolicy(
+        lambda ref, actor, lr, t: EasyReference(ref.table, temperature=t),  # type: ignore[union-attr]
+        uses_reference=True,
+    ),
+)
+ARMS: tuple[str, ...] = tuple(ARM_POLICIES.names())
+USES_REFERENCE = {name for name, arm in ARM_POLICIES.items() if arm.uses_reference}
 
 
 @dataclass
@@ -160,24 +201,14 @@ def make_policy(
     temperature: float,
 ) -> ScoringPolicy:
     """The scoring policy of one arm (``actor``: a fresh scorer, for the learnability arms)."""
-    if arm not in ARMS:
-        raise ProvenmlError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
-    if arm in USES_REFERENCE and reference is None:
+    if arm not in ARMS:  # exact names only (the registry would also take other cases)
+        raise ARM_POLICIES.unknown(arm)
+    policy = ARM_POLICIES.get(arm)
+    if policy.uses_reference and reference is None:
         raise ProvenmlError(f"arm {arm!r} needs a reference model")
-    if arm == "uniform":
-        return Uniform()
-    if arm == "hard_learner":
-        return HardLearner(temperature=temperature)
-    assert reference is not None
-    if arm == "rho_loss":
-        return RhoLoss(reference.table)
-    if arm == "easy_reference":
-        return EasyReference(reference.table, temperature=temperature)
-    if actor is None:
+    if policy.uses_actor and actor is None:
         raise ProvenmlError(f"arm {arm!r} needs an actor model")
-    return Learnability(
-        actor, reference.table, lr=lr, temperature=temperature, topk=arm == "learnability_topk"
-    )
+    return policy.build(reference, actor, lr, temperature)
 
 
 def run_arm(
