@@ -112,9 +112,10 @@ def test_learner_checkpoint_resumes(tmp_path: Path) -> None:
     assert resumed.iterations[-1]["updates"]["red"]["version"] == 4.0
 
 
-def test_numpy_inference_matches_the_torch_policy() -> None:
+@pytest.mark.parametrize("central_critic", [False, True])
+def test_numpy_inference_matches_the_torch_policy(central_critic: bool) -> None:
     spec = make_env("simple_tag", 1).teams["adversary"]
-    policy = TeamPolicy(spec, hidden=32)
+    policy = TeamPolicy(spec, hidden=32, central_critic=central_critic)
     for p in policy.parameters():  # move off the near-zero initial actor head
         torch.nn.init.normal_(p, std=0.3)
     fast = NumpyTeamPolicy(len(spec.agents))
@@ -127,9 +128,24 @@ def test_numpy_inference_matches_the_torch_policy() -> None:
     np.testing.assert_allclose(logits, ref_logits.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(values, ref_values.numpy(), rtol=1e-4, atol=1e-5)
     # sampled actions follow the policy: empirical frequencies against the softmax
-    many = np.repeat(obs[:1, :1], 20_000, 0)
+    many = np.repeat(obs[:1], 20_000, 0)
     actions, logp, _ = fast.act(many, np.random.default_rng(1))
     probs = torch.softmax(ref_logits[0, 0], -1).numpy()
     freq = np.bincount(actions[:, 0], minlength=len(probs)) / len(actions)
     np.testing.assert_allclose(freq, probs, atol=0.01)
     np.testing.assert_allclose(np.exp(logp[:, 0]), probs[actions[:, 0]], rtol=1e-4)
+
+
+def test_central_critic_sees_teammates_and_trains() -> None:
+    spec = make_env("wargame", 1).teams["red"]
+    policy = TeamPolicy(spec, hidden=16, central_critic=True)
+    obs = torch.randn(2, len(spec.agents), spec.obs_dim)
+    _, value = policy.logits_and_value(obs)
+    changed = obs.clone()
+    changed[:, 1] += 1.0  # a teammate's observation moves agent 0's value, not its policy
+    logits2, value2 = policy.logits_and_value(changed)
+    assert not torch.allclose(value[:, 0], value2[:, 0])
+    torch.testing.assert_close(policy.logits_and_value(obs)[0][:, 0], logits2[:, 0])
+    result = train(_small(2, central_critic=True))
+    assert any(k.startswith("central.") for k in result.weights["red"])
+    assert np.isfinite(result.iterations[-1]["updates"]["red"]["value_loss"])

@@ -35,7 +35,7 @@ def policy_player(
     weights: Mapping[str, np.ndarray], spec: TeamSpec, hidden: int, seed: int = 0
 ) -> ScriptedPolicy:
     """A learnt team policy as a player ``(env, side, rng) -> actions`` (sampling actions)."""
-    policy = TeamPolicy(spec, hidden)
+    policy = TeamPolicy(spec, hidden, central_critic=any(k.startswith("central.") for k in weights))
     load_numpy_weights(policy, weights)
     generator = torch.Generator().manual_seed(seed)
 

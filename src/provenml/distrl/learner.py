@@ -18,28 +18,56 @@ import numpy as np
 import torch
 
 from provenml.distrl.envs import TeamSpec
+from provenml.nn import mlp
 from provenml.rl import ActorCritic, PPOConfig, ppo_clip_loss
 
 __all__ = ["Learner", "NumpyTeamPolicy", "TeamPolicy", "gae_with_dones", "vtrace"]
 
 
 class TeamPolicy(torch.nn.Module):
-    """A team-shared :class:`ActorCritic` whose input is the observation and the agent's id."""
+    """A team-shared :class:`ActorCritic` whose input is the observation and the agent's id.
 
-    def __init__(self, spec: TeamSpec, hidden: int = 64) -> None:
+    With ``central_critic`` the value comes from a separate critic that also sees every
+    teammate's observation (``[obs_i, id_i, obs_1 .. obs_A]``, centralised training with
+    decentralised execution, as in MAPPO); the actor still sees only its own.
+    """
+
+    def __init__(self, spec: TeamSpec, hidden: int = 64, central_critic: bool = False) -> None:
         super().__init__()
         self.num_agents = len(spec.agents)
         self.net = ActorCritic(spec.obs_dim + self.num_agents, spec.num_actions, True, hidden)
         self.register_buffer("agent_ids", torch.eye(self.num_agents), persistent=False)
+        self.central = (
+            mlp(
+                spec.obs_dim * (1 + self.num_agents) + self.num_agents,
+                [hidden, hidden],
+                1,
+                activation=torch.nn.Tanh,
+            )
+            if central_critic
+            else None
+        )
 
     def inputs(self, obs: torch.Tensor) -> torch.Tensor:
         """(..., A, D) observations -> (..., A, D + A) with each agent's one-hot id appended."""
         ids = self.agent_ids.expand(*obs.shape[:-1], self.num_agents)
         return torch.cat([obs, ids], -1)
 
-    def logits_and_value(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def critic_inputs(self, obs: torch.Tensor) -> torch.Tensor:
+        """The critic's input: the actor's, plus (central critic) the whole team's obs."""
         x = self.inputs(obs)
-        return self.net.actor(x), self.net.value(x)
+        if self.central is None:
+            return x
+        team = obs.flatten(-2).unsqueeze(-2).expand(*obs.shape[:-1], -1)
+        return torch.cat([x, team], -1)
+
+    def value_from_inputs(self, critic_inputs: torch.Tensor) -> torch.Tensor:
+        if self.central is None:
+            return self.net.value(critic_inputs)
+        return self.central(critic_inputs).squeeze(-1)
+
+    def logits_and_value(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net.actor(self.inputs(obs)), self.value_from_inputs(self.critic_inputs(obs))
 
 
 def gae_with_dones(
@@ -119,11 +147,8 @@ class NumpyTeamPolicy:
 
     def load(self, weights: Mapping[str, np.ndarray]) -> None:
         def layers(prefix: str) -> list[tuple[np.ndarray, np.ndarray]]:
-            index = sorted(
-                int(k.split(".")[2])
-                for k in weights
-                if k.startswith(prefix) and k.endswith("weight")
-            )
+            names = [k for k in weights if k.startswith(prefix) and k.endswith("weight")]
+            index = sorted(int(k[len(prefix) :].split(".")[0]) for k in names)
             return [
                 (
                     np.asarray(weights[f"{prefix}{i}.weight"], dtype=np.float32),
@@ -132,19 +157,29 @@ class NumpyTeamPolicy:
                 for i in index
             ]
 
-        actor, critic = layers("net.actor."), layers("net.critic.")
         a = self.num_agents
+        actor = layers("net.actor.")
+        self.central = any(k.startswith("central.") for k in weights)
+        critic = layers("central." if self.central else "net.critic.")
         (wa, ba), (wc, bc) = actor[0], critic[0]
         self.hidden = wa.shape[0]
+        dim = wa.shape[1] - a
+        if self.central:  # the team's observations enter the critic's first layer only
+            self.team_w = np.ascontiguousarray(wc[:, dim + a :].T)  # (A*D, H)
+            wc = wc[:, : dim + a]
         first = np.concatenate([wa, wc], 0)  # (2H, D + A)
-        self.first_w = np.ascontiguousarray(first[:, :-a].T)  # (D, 2H)
-        self.first_b = (np.concatenate([ba, bc])[None, :] + first[:, -a:].T).astype(np.float32)
+        self.first_w = np.ascontiguousarray(first[:, :dim].T)  # (D, 2H)
+        self.first_b = (np.concatenate([ba, bc])[None, :] + first[:, dim:].T).astype(np.float32)
         self.actor_rest = [(np.ascontiguousarray(w.T), b) for w, b in actor[1:]]
         self.critic_rest = [(np.ascontiguousarray(w.T), b) for w, b in critic[1:]]
 
     def forward(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(..., A, D) observations -> logits (..., A, actions), values (..., A)."""
-        h = np.tanh(obs @ self.first_w + self.first_b)
+        pre = obs @ self.first_w + self.first_b
+        if self.central:
+            team = obs.reshape(*obs.shape[:-2], 1, -1) @ self.team_w  # (..., 1, H)
+            pre[..., self.hidden :] += team
+        h = np.tanh(pre)
         x, v = h[..., : self.hidden], h[..., self.hidden :]
         for i, (w, b) in enumerate(self.actor_rest):
             x = x @ w + b
@@ -195,6 +230,7 @@ class Learner:
         ppo: PPOConfig,
         seed: int = 0,
         correction: str = "none",
+        central_critic: bool = False,
         device: str = "cpu",
         threads: int | None = None,
         minibatch_size: int | None = None,
@@ -212,7 +248,7 @@ class Learner:
         self.correction = correction
         self.minibatch_size = minibatch_size
         self.device = torch.device(device)
-        self.policy = TeamPolicy(spec, ppo.hidden).to(self.device)
+        self.policy = TeamPolicy(spec, ppo.hidden, central_critic).to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=ppo.lr, eps=1e-5)
         self.version = 0
         self.busy_seconds = 0.0
@@ -257,6 +293,8 @@ class Learner:
         mask = active.reshape(-1)
         obs_f = obs.reshape(-1, *obs.shape[2:])  # (T*N, A, D): agent ids need the A axis
         inputs = self.policy.inputs(obs_f).reshape(-1, obs.shape[-1] + obs.shape[2])[mask]
+        critic_in = self.policy.critic_inputs(obs_f)
+        critic_in = critic_in.reshape(-1, critic_in.shape[-1])[mask]
         act_f = actions.reshape(-1)[mask]
         old_f = old_logp.reshape(-1)[mask]
         adv_f = advantages.reshape(-1)[mask]
@@ -276,7 +314,8 @@ class Learner:
                 policy_loss = ppo_clip_loss(
                     dist.log_prob(act_f[idx]), old_f[idx], adv, self.ppo.clip
                 )
-                value_loss = 0.5 * (self.policy.net.value(inputs[idx]) - ret_f[idx]).pow(2).mean()
+                value = self.policy.value_from_inputs(critic_in[idx])
+                value_loss = 0.5 * (value - ret_f[idx]).pow(2).mean()
                 entropy = dist.entropy().mean()
                 loss = (
                     policy_loss + self.ppo.value_coef * value_loss - self.ppo.entropy_coef * entropy

@@ -65,6 +65,7 @@ class TrainSettings:
     async_sampling: bool = False
     correction: str = "none"  # "vtrace" for stale samples
     minibatch_size: int | None = None  # samples per PPO minibatch (else ppo.minibatches)
+    central_critic: bool = False  # the critic sees the whole team's observations
     ppo: PPOConfig = field(default_factory=PPOConfig)
     seed: int = 0
     # players manager (self_play)
@@ -204,6 +205,7 @@ def _run(
                 s.ppo,
                 seed=s.seed * 1000 + 500 + i,
                 correction=s.correction,
+                central_critic=s.central_critic,
                 minibatch_size=s.minibatch_size,
             )
             for i, p in enumerate(players)
@@ -232,6 +234,7 @@ def _run(
                 s.ppo,
                 seed=s.seed * 1000 + 500 + i,
                 correction=s.correction,
+                central_critic=s.central_critic,
                 device=device,
                 threads=1,
                 minibatch_size=s.minibatch_size,
