@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import ast
 
+from provenml.core.registry import called_name
+
 __all__ = ["threshold_violations"]
 
 _CLAIM_CALLS = frozenset({"Claim", "Member"})
@@ -29,7 +31,7 @@ def threshold_violations(source: str, filename: str = "<source>") -> list[str]:
     constants = _module_constants(tree)
     problems = []
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and _called_name(node.func) in _CLAIM_CALLS):
+        if not (isinstance(node, ast.Call) and called_name(node.func) in _CLAIM_CALLS):
             continue
         for keyword in node.keywords:
             if keyword.arg == "threshold" and not _is_constant(keyword.value, constants):
@@ -39,14 +41,6 @@ def threshold_violations(source: str, filename: str = "<source>") -> list[str]:
                     "UPPER_CASE constant of those"
                 )
     return problems
-
-
-def _called_name(func: ast.expr) -> str | None:
-    if isinstance(func, ast.Name):
-        return func.id
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return None
 
 
 def _module_constants(tree: ast.Module) -> set[str]:
@@ -81,7 +75,7 @@ def _is_number(node: ast.expr) -> bool:
 
 
 def _is_published(node: ast.expr, constants: set[str]) -> bool:
-    if not (isinstance(node, ast.Call) and _called_name(node.func) == "Published"):
+    if not (isinstance(node, ast.Call) and called_name(node.func) == "Published"):
         return False
     values = [*node.args, *(k.value for k in node.keywords if k.arg == "value")]
     sources = [*node.args[1:], *(k.value for k in node.keywords if k.arg == "source")]

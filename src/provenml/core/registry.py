@@ -387,7 +387,7 @@ def read_registrations(source: str, module: str) -> tuple[list[ExperimentInfo], 
     infos: list[ExperimentInfo] = []
     unreadable = False
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and _called_name(node.func) == "experiment"):
+        if not (isinstance(node, ast.Call) and called_name(node.func) == "experiment"):
             continue
         fields: dict[str, Any] = {}
         try:
@@ -418,7 +418,8 @@ def read_registrations(source: str, module: str) -> tuple[list[ExperimentInfo], 
     return infos, unreadable
 
 
-def _called_name(func: ast.expr) -> str | None:
+def called_name(func: ast.expr) -> str | None:
+    """The name a call is made through: ``f`` of ``f(...)`` or ``m.f(...)``."""
     if isinstance(func, ast.Name):
         return func.id
     if isinstance(func, ast.Attribute):

@@ -7,7 +7,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from provenml.compiler import loopir as L
-from provenml.compiler.codegen.kernels.tiles import anchored_setup, epilogue_fn, register_tile
+from provenml.compiler.codegen.kernels.tiles import (
+    anchored_setup,
+    epilogue_fn,
+    register_tile,
+    tile_variants,
+)
 from provenml.compiler.codegen.nests import with_lets
 from provenml.compiler.ir import Node
 
@@ -97,58 +102,44 @@ def conv_nhwc(
     W, Y = names[anchor.inputs[1]], names[n.name]
     ncb = -(-cout // nr)
     branches: L.Body = []
-    for full_m in (True, False):
-        if not full_m and ow % mr == 0:
-            continue
-        mr_v = mr if full_m else ow % mr
-        for full_n in (True, False):
-            if not full_n and cout % nr == 0:
-                continue
-            nrs = nr if full_n else cout % nr
-            tile = register_tile(
-                low,
-                mr_v,
-                nr,
-                nrs,
-                ku,
-                f"arow[(ii*{sw})*{cin} + k]",
-                f"wrow[k*{nr} + ji]",
-                f"{Y}[r*{cout} + c]",
-                bias,
-                epi_fn,
-                cin,
-                ("arow", str(sw * cin), "wrow", str(nr)),
-            )
-            # K loop runs over (kh, kw, cin): wrap it
-            kl = tile[2]
-            assert isinstance(kl, (L.Loop, L.Stmt))
-            tile[2] = L.Loop(
-                "kh",
-                kh,
-                [
-                    L.Loop(
-                        "kw",
-                        kw,
-                        [
-                            L.Stmt(
-                                f"const float* arow = {src} + ((b*{hp} + oy*{sh} + kh)*{wp} + "
-                                f"ox0*{sw} + kw)*{cin};\nconst float* restrict wrow = {W} + "
-                                f"((jo*{kh} + kh)*{kw} + kw)*{cin * nr};"
-                            ),
-                            kl,
-                        ],
-                    )
-                ],
-            )
-            tile[-1] = with_lets(
-                tile[-1], [f"r = (b*{oh} + oy)*{ow} + ox0 + ii", f"c = jo*{nr} + ji"]
-            )
-            cond = (
-                ("xo < MB_FULL" if full_m else "xo == MB_FULL")
-                + " && "
-                + ("jo < NB_FULL" if full_n else "jo == NB_FULL")
-            )
-            branches.append(L.If(cond, tile))
+    for variant in tile_variants(ow, mr, cout, nr, row_index="xo"):
+        tile = register_tile(
+            low,
+            variant.rows,
+            nr,
+            variant.cols,
+            ku,
+            f"arow[(ii*{sw})*{cin} + k]",
+            f"wrow[k*{nr} + ji]",
+            f"{Y}[r*{cout} + c]",
+            bias,
+            epi_fn,
+            cin,
+            ("arow", str(sw * cin), "wrow", str(nr)),
+        )
+        # K loop runs over (kh, kw, cin): wrap it
+        kl = tile[2]
+        assert isinstance(kl, (L.Loop, L.Stmt))
+        tile[2] = L.Loop(
+            "kh",
+            kh,
+            [
+                L.Loop(
+                    "kw",
+                    kw,
+                    [
+                        L.Stmt(
+                            f"const float* arow = {src} + ((b*{hp} + oy*{sh} + kh)*{wp} + "
+                            f"ox0*{sw} + kw)*{cin};\nconst float* restrict wrow = {W} + "
+                            f"((jo*{kh} + kh)*{kw} + kw)*{cin * nr};"
+                        ),
+                        kl,
+                    ],
+                )
+            ],
+        )
+        tile[-1] = with_lets(tile[-1], [f"r = (b*{oh} + oy)*{ow} + ox0 + ii", f"c = jo*{nr} + ji"])
+        branches.append(L.If(variant.cond, tile))
     mb = -(-ow // mr)
     pre = [
         f"const long jo = t / {nb_ * oh}, rest = t % {nb_ * oh};",

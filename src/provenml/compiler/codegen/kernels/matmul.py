@@ -13,6 +13,7 @@ from provenml.compiler.codegen.kernels.tiles import (
     epilogue_fn,
     mm_variants,
     register_tile,
+    tile_variants,
 )
 from provenml.compiler.codegen.nests import pack_panel, with_lets
 from provenml.compiler.ir import Node, Value
@@ -44,39 +45,26 @@ def dense(
     epi_fn = epilogue_fn(low, n, anchor, epi, len(low.g.values[anchor.name].shape) - 1, names)
     X, W, Y = names[x], names[w], names[n.name]
     ldb = nr if packed else nn_
-    variants = []
-    for full_m in (True, False):
-        if not full_m and m % mr == 0:
-            continue
-        mr_v = mr if full_m else m % mr
-        for full_n in (True, False):
-            if not full_n and nn_ % nr == 0:
-                continue
-            nrs = nr if full_n else nn_ % nr
-            nrc = nr if packed else nrs
-            b_expr = f"bp[k*{ldb} + ji]"
-            tile = register_tile(
-                low,
-                mr_v,
-                nrc,
-                nrs,
-                ku,
-                f"{X}[(i0 + ii)*{kk} + k]",
-                b_expr,
-                f"{Y}[r*{nn_} + c]",
-                bias,
-                epi_fn,
-                kk,
-                (f"{X} + i0*{kk}", str(kk), "bp", str(ldb)),
-            )
-            # the store loop needs r, c
-            tile[-1] = with_lets(tile[-1], ["r = i0 + ii", "c = j0 + ji"])
-            cond_m = "io < MB_FULL" if full_m else "io == MB_FULL"
-            cond_n = "jo < NB_FULL" if full_n else "jo == NB_FULL"
-            variants.append((f"{cond_m} && {cond_n}", tile))
     branches: L.Body = []
-    for cond, tile in variants:
-        branches.append(L.If(cond, tile))
+    for variant in tile_variants(m, mr, nn_, nr):
+        nrc = nr if packed else variant.cols
+        tile = register_tile(
+            low,
+            variant.rows,
+            nrc,
+            variant.cols,
+            ku,
+            f"{X}[(i0 + ii)*{kk} + k]",
+            f"bp[k*{ldb} + ji]",
+            f"{Y}[r*{nn_} + c]",
+            bias,
+            epi_fn,
+            kk,
+            (f"{X} + i0*{kk}", str(kk), "bp", str(ldb)),
+        )
+        # the store loop needs r, c
+        tile[-1] = with_lets(tile[-1], ["r = i0 + ii", "c = j0 + ji"])
+        branches.append(L.If(variant.cond, tile))
     pre = [
         f"const long jo = t / {mb}, io = t % {mb};",
         f"const long i0 = io * {mr}, j0 = jo * {nr};",

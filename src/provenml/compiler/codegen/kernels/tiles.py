@@ -6,6 +6,7 @@ stored."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from provenml.compiler import loopir as L
@@ -127,6 +128,43 @@ def register_tile(
     return [L.Stmt(f"float acc[{mr}][{nrc}];"), init, k_loop, st]
 
 
+@dataclass(frozen=True)
+class TileVariant:
+    """One of the up to four register-tile variants of an ``m x n`` output cut into
+    ``mr x nr`` tiles: full tiles, the last row tile (``m % mr`` rows), the last column tile
+    (``n % nr`` columns) and the corner. ``rows``/``cols``: the variant's tile size;
+    ``cond``: the C condition that picks it, on the row tile index ``row_index`` and the
+    column tile index ``jo`` against the enum constants ``MB_FULL``/``NB_FULL``."""
+
+    rows: int
+    cols: int
+    full_cols: bool
+    cond: str
+
+
+def tile_variants(m: int, mr: int, n: int, nr: int, row_index: str = "io") -> list[TileVariant]:
+    """The variants that occur (a partial row or column tile only when ``mr``/``nr`` does not
+    divide ``m``/``n``), full rows first, then full columns first."""
+    variants = []
+    for full_m in (True, False):
+        if not full_m and m % mr == 0:
+            continue
+        for full_n in (True, False):
+            if not full_n and n % nr == 0:
+                continue
+            cond_m = f"{row_index} < MB_FULL" if full_m else f"{row_index} == MB_FULL"
+            cond_n = "jo < NB_FULL" if full_n else "jo == NB_FULL"
+            variants.append(
+                TileVariant(
+                    rows=mr if full_m else m % mr,
+                    cols=nr if full_n else n % nr,
+                    full_cols=full_n,
+                    cond=f"{cond_m} && {cond_n}",
+                )
+            )
+    return variants
+
+
 def mm_variants(
     low: Lowering,
     m: int,
@@ -145,35 +183,23 @@ def mm_variants(
     rows (``lda`` apart, ``kk`` long), ``bp`` at the packed panel, ``store`` writes element
     (r, c) where ``r = row`` and ``c = j0 + ji``."""
     variants = []
-    for full_m in (True, False):
-        if not full_m and m % mr == 0:
-            continue
-        mr_v = mr if full_m else m % mr
-        for full_n in (True, False):
-            if not full_n and nn_ % nr == 0:
-                continue
-            nrs = nr if full_n else nn_ % nr
-            tile = register_tile(
-                low,
-                mr_v,
-                nr,
-                nrs,
-                ku,
-                f"{a}[(i0 + ii)*{lda} + k]",
-                f"bp[k*{nr} + ji]",
-                store,
-                None,
-                epi_fn,
-                kk,
-                (f"{a} + i0*{lda}", str(lda), "bp", str(nr)),
-            )
-            tile[-1] = with_lets(tile[-1], [f"r = {row}", "c = j0 + ji"])
-            cond = (
-                ("io < MB_FULL" if full_m else "io == MB_FULL")
-                + " && "
-                + ("jo < NB_FULL" if full_n else "jo == NB_FULL")
-            )
-            variants.append(L.If(cond, tile))
+    for variant in tile_variants(m, mr, nn_, nr):
+        tile = register_tile(
+            low,
+            variant.rows,
+            nr,
+            variant.cols,
+            ku,
+            f"{a}[(i0 + ii)*{lda} + k]",
+            f"bp[k*{nr} + ji]",
+            store,
+            None,
+            epi_fn,
+            kk,
+            (f"{a} + i0*{lda}", str(lda), "bp", str(nr)),
+        )
+        tile[-1] = with_lets(tile[-1], [f"r = {row}", "c = j0 + ji"])
+        variants.append(L.If(variant.cond, tile))
     return variants
 
 
