@@ -10,29 +10,15 @@ import torch
 from provenml.errors import ProvenmlError
 from provenml.federated.engine import (
     ARMS,
-    DataSettings,
-    FLSettings,
     build_federation,
     check_settings,
     failing_clients,
     run_loop,
     sample_clients,
+    tiny_settings,
 )
-from provenml.federated.methods import AlignSettings, LocalSettings, PretrainSettings
-from provenml.federated.teacher import TeacherSettings
 
-TINY = FLSettings(
-    data=DataSettings(
-        n_max=20, imbalance=10, num_clients=3, web_size=64, align_per_class=2, test_per_class=2
-    ),
-    teacher=TeacherSettings(epochs=1, batch_size=32),
-    pretrain=PretrainSettings(epochs=1, batch_size=32),
-    local=LocalSettings(epochs=1),
-    align=AlignSettings(steps=2, batch_size=10),
-    rounds=2,
-    clients_per_round=2,
-    widths=(8, 8, 8),
-)
+TINY = tiny_settings()
 
 
 @pytest.fixture(scope="module")

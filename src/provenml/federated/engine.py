@@ -126,6 +126,28 @@ class FLSettings:
         return cls(**kwargs)
 
 
+def tiny_settings(num_clients: int = 3) -> FLSettings:
+    """A seconds-long configuration (two rounds of tiny models on a few images) for tests,
+    deployment checks and examples; it measures nothing."""
+    return FLSettings(
+        data=DataSettings(
+            n_max=20,
+            imbalance=10,
+            num_clients=num_clients,
+            web_size=64,
+            align_per_class=2,
+            test_per_class=2,
+        ),
+        teacher=TeacherSettings(epochs=1, batch_size=32),
+        pretrain=PretrainSettings(epochs=1, batch_size=32),
+        local=LocalSettings(epochs=1),
+        align=AlignSettings(steps=2, batch_size=10),
+        rounds=2,
+        clients_per_round=2,
+        widths=(8, 8, 8),
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # The federation: data plus what the teacher computed on it, once per seed
 # --------------------------------------------------------------------------------------------

@@ -68,119 +68,134 @@ class RunSpec:
         return json.dumps(self.settings.as_dict(), sort_keys=True)
 
 
+def answer_query(msg: Any, context: Any) -> Any:
+    """The ``ClientApp``'s ``query`` handler: the node's partition id."""
+    from flwr.app import ConfigRecord, Message, RecordDict
+
+    record = ConfigRecord({"partition-id": int(context.node_config["partition-id"])})
+    return Message(RecordDict({"info": record}), reply_to=msg)
+
+
+def answer_train(spec: RunSpec, msg: Any, context: Any) -> Any:
+    """The ``ClientApp``'s ``train`` handler: :func:`client_update` on the node's partition."""
+    from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+
+    torch.set_num_threads(1)  # one CPU per virtual client
+    fed = _federation(spec.settings_json(), spec.seed)
+    config = msg.content["config"]
+    state = msg.content["arrays"].to_torch_state_dict()
+    new, n, metrics = client_update(
+        state,
+        int(context.node_config["partition-id"]),
+        int(config["server-round"]),
+        ARMS.get(spec.arm),
+        fed,
+        fail=bool(config["fail"]),
+    )
+    reply = RecordDict(
+        {"arrays": ArrayRecord(new), "metrics": MetricRecord({"num-examples": n, **metrics})}
+    )
+    return Message(reply, reply_to=msg)
+
+
 def client_app(spec: RunSpec) -> Any:
     """A ``flwr.clientapp.ClientApp`` running :func:`client_update` for ``spec``."""
-    from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+    from flwr.app import Context, Message
     from flwr.clientapp import ClientApp
 
     app = ClientApp()
-    arm, seed, settings_json = ARMS.get(spec.arm), spec.seed, spec.settings_json()
-
-    def partition(context: Context) -> int:
-        return int(context.node_config["partition-id"])
 
     @app.query()
     def query(msg: Message, context: Context) -> Message:
-        record = ConfigRecord({"partition-id": partition(context)})
-        return Message(RecordDict({"info": record}), reply_to=msg)
+        return answer_query(msg, context)
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        torch.set_num_threads(1)  # one CPU per virtual client
-        fed = _federation(settings_json, seed)
-        config = msg.content["config"]
-        state = msg.content["arrays"].to_torch_state_dict()
-        new, n, metrics = client_update(
-            state,
-            partition(context),
-            int(config["server-round"]),
-            arm,
-            fed,
-            fail=bool(config["fail"]),
-        )
-        reply = RecordDict(
-            {
-                "arrays": ArrayRecord(new),
-                "metrics": MetricRecord({"num-examples": n, **metrics}),
-            }
-        )
-        return Message(reply, reply_to=msg)
+        return answer_train(spec, msg, context)
 
     return app
 
 
 def server_app(spec: RunSpec) -> Any:
     """A ``flwr.serverapp.ServerApp`` running the rounds of ``spec``; the outcome is stored
-    in ``spec.outcome`` (the ``ServerApp`` runs in the calling process)."""
-    from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+    in ``spec.outcome`` (in simulation the ``ServerApp`` runs in the calling process)."""
+    from flwr.app import Context
     from flwr.serverapp import Grid, ServerApp
-    from flwr.serverapp.strategy import FedAvg
 
     app = ServerApp()
-    arm = ARMS.get(spec.arm)
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        fed = _federation(spec.settings_json(), spec.seed)
-        settings = fed.settings
-        nodes = list(grid.get_node_ids())
-        replies = grid.send_and_receive(
-            [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in nodes],
-            timeout=spec.round_timeout,
-        )
-        node_of = {
-            int(r.content["info"]["partition-id"]): r.metadata.src_node_id
-            for r in replies
-            if not r.has_error()
-        }
-        missing = sorted(set(range(settings.data.num_clients)) - set(node_of))
-        if missing:
-            raise ProvenmlError(
-                f"no SuperNode serves partitions {missing}: start one SuperNode per client "
-                f"(num_clients={settings.data.num_clients}) with node_config partition-id"
-            )
-        strategy = FedAvg(min_train_nodes=1, min_available_nodes=1, fraction_evaluate=0.0)
-        state = initial_state(arm, fed)
-        outcome = RunOutcome(state=state, rounds=settings.rounds)
-        size = model_bytes(state)
-        for server_round in range(1, settings.rounds + 1):
-            sampled = sample_clients(
-                settings.data.num_clients, settings.clients_per_round, server_round, spec.seed
-            )
-            failing = set(failing_clients(sampled, settings.failure_rate, server_round, spec.seed))
-            arrays = ArrayRecord(state)
-            messages = [
-                Message(
-                    RecordDict(
-                        {
-                            "arrays": arrays,
-                            "config": ConfigRecord(
-                                {"server-round": server_round, "fail": client in failing}
-                            ),
-                        }
-                    ),
-                    dst_node_id=node_of[client],
-                    message_type=MessageType.TRAIN,
-                )
-                for client in sampled
-            ]
-            replies = list(grid.send_and_receive(messages, timeout=spec.round_timeout))
-            ok = [r for r in replies if not r.has_error()]
-            outcome.failures += len(sampled) - len(ok)
-            outcome.bytes_sent += size * (len(sampled) + len(ok))
-            for reply in ok:
-                metrics = reply.content["metrics"]
-                outcome.client_flops += float(metrics["client_flops"])
-                outcome.teacher_client_flops += float(metrics["teacher_flops"])
-            aggregated, _ = strategy.aggregate_train(server_round, ok)
-            if aggregated is not None:
-                state = aggregated.to_torch_state_dict()
-            state, server_flops = server_update(state, server_round, arm, fed)
-            outcome.server_flops += server_flops
-        outcome.state = state
-        spec.outcome = outcome
+        serve(spec, grid)
 
     return app
+
+
+def serve(spec: RunSpec, grid: Any) -> RunOutcome:
+    """The ``ServerApp``'s main: the rounds of ``spec`` over ``grid``'s nodes."""
+    from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+    from flwr.serverapp.strategy import FedAvg
+
+    arm = ARMS.get(spec.arm)
+    fed = _federation(spec.settings_json(), spec.seed)
+    settings = fed.settings
+    nodes = list(grid.get_node_ids())
+    replies = grid.send_and_receive(
+        [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in nodes],
+        timeout=spec.round_timeout,
+    )
+    node_of = {
+        int(r.content["info"]["partition-id"]): r.metadata.src_node_id
+        for r in replies
+        if not r.has_error()
+    }
+    missing = sorted(set(range(settings.data.num_clients)) - set(node_of))
+    if missing:
+        raise ProvenmlError(
+            f"no SuperNode serves partitions {missing}: start one SuperNode per client "
+            f"(num_clients={settings.data.num_clients}) with node_config partition-id"
+        )
+    strategy = FedAvg(min_train_nodes=1, min_available_nodes=1, fraction_evaluate=0.0)
+    state = initial_state(arm, fed)
+    outcome = RunOutcome(state=state, rounds=settings.rounds)
+    size = model_bytes(state)
+    for server_round in range(1, settings.rounds + 1):
+        sampled = sample_clients(
+            settings.data.num_clients, settings.clients_per_round, server_round, spec.seed
+        )
+        failing = set(failing_clients(sampled, settings.failure_rate, server_round, spec.seed))
+        arrays = ArrayRecord(state)
+        messages = [
+            Message(
+                RecordDict(
+                    {
+                        "arrays": arrays,
+                        "config": ConfigRecord(
+                            {"server-round": server_round, "fail": client in failing}
+                        ),
+                    }
+                ),
+                dst_node_id=node_of[client],
+                message_type=MessageType.TRAIN,
+            )
+            for client in sampled
+        ]
+        replies = list(grid.send_and_receive(messages, timeout=spec.round_timeout))
+        ok = [r for r in replies if not r.has_error()]
+        outcome.failures += len(sampled) - len(ok)
+        outcome.bytes_sent += size * (len(sampled) + len(ok))
+        for reply in ok:
+            metrics = reply.content["metrics"]
+            outcome.client_flops += float(metrics["client_flops"])
+            outcome.teacher_client_flops += float(metrics["teacher_flops"])
+        aggregated, _ = strategy.aggregate_train(server_round, ok)
+        if aggregated is not None:
+            state = aggregated.to_torch_state_dict()
+        state, server_flops = server_update(state, server_round, arm, fed)
+        outcome.server_flops += server_flops
+    outcome.state = state
+    spec.outcome = outcome
+    return outcome
 
 
 def run_flower_simulation(
