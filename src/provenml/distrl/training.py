@@ -314,7 +314,10 @@ def _run(
                 restarts += 1
                 _wait_alive(ray, workers[i])
                 ray.get(workers[i].reseed.remote(s.seed * 1000 + 1 + i + 7777 * restarts))
-        if s.async_sampling:
+        last = iteration + 1 == s.iterations
+        if iteration == start_iteration:  # the steady window opens when the fragments of
+            steady_start = time.perf_counter()  # the next iteration are requested
+        if s.async_sampling and not last:
             pending = [submit(i) for i in range(len(workers))]
         learn_start = time.perf_counter()
         update_refs = {
@@ -331,8 +334,12 @@ def _run(
             versions[p] += 1
             weights[p] = get(call(learners[p], "weights"))
         learn_seconds = time.perf_counter() - learn_start
-        if not s.async_sampling:
+        if not s.async_sampling and not last:
+            if iteration == start_iteration:
+                steady_start = time.perf_counter()
             pending = [submit(i) for i in range(len(workers))]
+        elif last:
+            pending = []
         fragment_ids.extend(st["fragment_id"] for _, st, _ in results)
         env_steps = sum(st["env_steps"] for _, st, _ in results)
         agent_steps = sum(st["agent_steps"] for _, st, _ in results)
@@ -351,9 +358,7 @@ def _run(
         total_env += env_steps
         total_agent += agent_steps
         now = time.perf_counter()
-        if iteration == start_iteration:
-            steady_start = now
-        else:
+        if iteration != start_iteration:
             steady_env += env_steps
             steady_agent += agent_steps
             busy_steady += sum(u["seconds"] for u in updates.values())
