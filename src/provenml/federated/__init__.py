@@ -14,7 +14,8 @@ aggregation, ``q`` the teacher's class distribution. The same round runs in one 
     outcome = run_loop(ARMS.get("full"), fed)         # or run_flower_simulation("full", ...)
     print(test_scores(ARMS.get("full"), fed, outcome.state))  # balanced, many, medium, few
 
-The reproductions live in :mod:`provenml.federated.experiments` (``federated.longtail``).
+The reproductions live in :mod:`provenml.federated.experiments` (``federated.longtail``,
+``federated.faults``, ``federated.heterogeneity``).
 """
 
 from provenml.federated.data import (
@@ -41,7 +42,9 @@ from provenml.federated.engine import (
     server_update,
     teacher_scores,
     test_scores,
+    tiny_settings,
 )
+from provenml.federated.localhost import run_localhost_deployment
 from provenml.federated.flower import client_app, run_flower_simulation, server_app
 from provenml.federated.methods import (
     AlignSettings,
@@ -107,10 +110,12 @@ __all__ = [
     "pretrain",
     "render_shapes",
     "run_flower_simulation",
+    "run_localhost_deployment",
     "run_loop",
     "sample_clients",
     "server_app",
     "server_update",
     "teacher_scores",
     "test_scores",
+    "tiny_settings",
 ]
