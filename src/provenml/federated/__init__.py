@@ -44,8 +44,8 @@ from provenml.federated.engine import (
     test_scores,
     tiny_settings,
 )
-from provenml.federated.localhost import run_localhost_deployment
 from provenml.federated.flower import client_app, run_flower_simulation, server_app
+from provenml.federated.localhost import run_localhost_deployment
 from provenml.federated.methods import (
     AlignSettings,
     LocalSettings,
