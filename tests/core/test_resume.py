@@ -117,8 +117,14 @@ def _claims(run_dir: Path) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("name", ["toy.resumable", "toy.resumable_parts"])
-def test_a_killed_run_resumes_to_the_uninterrupted_aggregate(tmp_path: Path, name: str) -> None:
+def test_a_killed_run_resumes_to_the_uninterrupted_aggregate(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     killed = _killed_run(name, tmp_path / "killed", seeds=3, exit_at=1)
+    # the code is the one the run started with, even if a commit lands in this checkout while
+    # the test runs (a changed commit is refused: tested on its own below)
+    recorded = json.loads((killed / "env.json").read_text())["git_commit"]
+    monkeypatch.setattr("provenml.core.environment.git_commit", lambda: recorded)
     assert json.loads((killed / "seed-0" / "result.json").read_text())["status"] == "complete"
     assert not (killed / "result.json").exists()  # the kill left no aggregate
     unit = killed / "seed-0" / ("part-0" if name.endswith("parts") else "")
