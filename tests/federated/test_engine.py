@@ -99,3 +99,14 @@ def test_flower_simulation_equals_the_single_process_loop(tiny_fed) -> None:  # 
     assert simulated.client_flops == reference.client_flops
     assert simulated.bytes_sent == reference.bytes_sent
     assert simulated.failures == 0
+
+
+@pytest.mark.slow
+def test_flower_counts_failed_clients_like_the_loop(tiny_fed) -> None:  # type: ignore[no-untyped-def]
+    from provenml.federated.flower import run_flower_simulation
+
+    faulty = replace(TINY, failure_rate=0.5)
+    reference = run_loop(ARMS.get("fedavg"), replace(tiny_fed, settings=faulty))
+    simulated = run_flower_simulation("fedavg", faulty, seed=0, num_cpus=2)
+    assert simulated.failures == reference.failures == TINY.rounds
+    assert _max_diff(reference.state, simulated.state) < 1e-5
