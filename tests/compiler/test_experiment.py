@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from provenml.compiler.api import compile as pm_compile
 from provenml.compiler.experiments import (
@@ -73,3 +74,45 @@ def test_size_class_from_the_largest_intermediate(tmp_path: Path) -> None:
     assert size_class(256 * 4, l2_bytes()) == "in_cache"
     assert size_class(1 << 20, 1 << 20) == "beyond_l2"
     assert l2_bytes() >= 1 << 15
+
+
+def test_case_summary_keys_and_values_by_hand() -> None:
+    from provenml.compiler.experiments import case_summary
+
+    results = {
+        "mlp:1": {
+            "latency": {
+                "eager": 4e-4,
+                "provenml": 1e-4,
+                "provenml_onnx": 3e-4,
+                "onnxruntime": 2e-4,
+            },
+            "compile": {"provenml": 2.5, "onnxruntime": 0.1},
+            "ablation": {"all_passes": 1e-4, "no_fusion": 2e-4},
+        },
+        "cnn:8": {
+            "latency": {"provenml": 5e-3, "inductor": 1e-2},
+            "compile": {"provenml": 9.0},
+            "ablation": {},
+        },
+    }
+    expected = {
+        "latency_us/mlp:1/eager": 400.0,
+        "latency_us/mlp:1/provenml": 100.0,
+        "latency_us/mlp:1/provenml_onnx": 300.0,
+        "latency_us/mlp:1/onnxruntime": 200.0,
+        "latency_us/cnn:8/provenml": 5000.0,
+        "latency_us/cnn:8/inductor": 10000.0,
+        "compile_s/mlp:1/provenml": 2.5,
+        "compile_s/mlp:1/onnxruntime": 0.1,
+        "compile_s/cnn:8/provenml": 9.0,
+        "ablation_us/mlp:1/all_passes": 100.0,
+        "ablation_us/mlp:1/no_fusion": 200.0,
+        "ratio/mlp:1/provenml_over_eager": 0.25,
+        "ratio/mlp:1/provenml_over_onnxruntime": 0.5,
+        "ratio/mlp:1/provenml_onnx_over_onnxruntime": 1.5,
+        "ratio/cnn:8/provenml_over_inductor": 0.5,
+    }
+    summary = case_summary(results)
+    assert summary.keys() == expected.keys()
+    assert summary == pytest.approx(expected)

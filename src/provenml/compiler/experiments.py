@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +32,7 @@ from provenml.core import (
     Result,
     RunContext,
     experiment,
+    flatten_summary,
     intra_op_threads,
 )
 from provenml.core.stats import summarize
@@ -279,6 +280,32 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
     return out
 
 
+def case_summary(results: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """The per-case figures of the summary: ``latency_us/<case>/<arm>``,
+    ``compile_s/<case>/<arm>``, ``ablation_us/<case>/<build>`` and the latency ratios
+    ``ratio/<case>/provenml_over_<arm>`` (and ``provenml_onnx_over_onnxruntime``)."""
+    nested: dict[str, dict[str, dict[str, float]]] = {
+        "latency_us": {},
+        "compile_s": {},
+        "ablation_us": {},
+        "ratio": {},
+    }
+    for case, res in results.items():
+        lat = res["latency"]
+        nested["latency_us"][case] = {arm: v * 1e6 for arm, v in lat.items()}
+        nested["compile_s"][case] = dict(res["compile"])
+        nested["ablation_us"][case] = {k: v * 1e6 for k, v in res["ablation"].items()}
+        ratios = {
+            f"provenml_over_{arm}": lat["provenml"] / lat[arm]
+            for arm in ("eager", "inductor", "onnxruntime")
+            if arm in lat
+        }
+        if "provenml_onnx" in lat and "onnxruntime" in lat:
+            ratios["provenml_onnx_over_onnxruntime"] = lat["provenml_onnx"] / lat["onnxruntime"]
+        nested["ratio"][case] = ratios
+    return flatten_summary(nested)
+
+
 @experiment(
     "compiler.end_to_end",
     system="S10",
@@ -311,22 +338,7 @@ def end_to_end(cfg: EndToEndConfig, ctx: RunContext) -> Result:
                 case=case,
                 **{f"latency_us/{k}": v * 1e6 for k, v in res["latency"].items()},
             )
-    summary: dict[str, float] = {}
-    for case, res in results.items():
-        for arm, v in res["latency"].items():
-            summary[f"latency_us/{case}/{arm}"] = v * 1e6
-        for arm, v in res["compile"].items():
-            summary[f"compile_s/{case}/{arm}"] = v
-        for k, v in res["ablation"].items():
-            summary[f"ablation_us/{case}/{k}"] = v * 1e6
-        lat = res["latency"]
-        for arm in ("eager", "inductor", "onnxruntime"):
-            if arm in lat:
-                summary[f"ratio/{case}/provenml_over_{arm}"] = lat["provenml"] / lat[arm]
-        if "provenml_onnx" in lat and "onnxruntime" in lat:
-            summary[f"ratio/{case}/provenml_onnx_over_onnxruntime"] = (
-                lat["provenml_onnx"] / lat["onnxruntime"]
-            )
+    summary = case_summary(results)
     l2 = l2_bytes()
     classes = {c: size_class(r.get("intermediate_bytes", 0), l2) for c, r in results.items()}
     claims = ablation_claims(results, classes, cfg.ablations, summary)
