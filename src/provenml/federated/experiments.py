@@ -216,7 +216,7 @@ def _score(scores: dict[str, dict[str, float]], arm: str, split: str) -> float:
     claim="the MLLM-assisted method beats FedAvg, FedProx, logit adjustment and CLIP2FL in "
     "balanced accuracy on long-tailed non-IID clients, most on the few-shot classes",
     config=LongTailConfig,
-    time={"smoke": "20 s", "small": "not measured yet", "paper": "GPU hours"},
+    time={"smoke": "10 s", "small": "not measured yet", "paper": "GPU hours"},
     headline=True,
     devices=("cpu",),
     threads=1,
@@ -383,7 +383,7 @@ class FaultsConfig(LongTailConfig):
     claim="with 20% of the sampled clients failing every round the full method stays within "
     "2 points of its failure-free balanced accuracy",
     config=FaultsConfig,
-    time={"smoke": "15 s", "small": "not measured yet", "paper": "GPU hours"},
+    time={"smoke": "10 s", "small": "not measured yet", "paper": "GPU hours"},
     devices=("cpu",),
     threads=1,
     claims=("within_2_points",),
@@ -508,7 +508,7 @@ def _heterogeneity_result(
     claim="the full method's gain over FedAvg holds at every Dirichlet alpha in "
     "{0.05, 0.1, 0.5, 1} and imbalance factor in {10, 50, 100}",
     config=HeterogeneityConfig,
-    time={"smoke": "40 s", "small": "not measured yet", "paper": "GPU hours"},
+    time={"smoke": "10 s", "small": "not measured yet", "paper": "GPU hours"},
     devices=("cpu",),
     threads=1,
     claims=("gain_everywhere",),
