@@ -116,3 +116,42 @@ def test_case_summary_keys_and_values_by_hand() -> None:
     summary = case_summary(results)
     assert summary.keys() == expected.keys()
     assert summary == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"cases": "mlpp:1"}, "cases: unknown model 'mlpp'; did you mean mlp"),
+        ({"cases": "mlp"}, "cases: 'mlp' is not model:batch"),
+        ({"cases": "mlp:0"}, "cases: 'mlp:0' is not model:batch"),
+        ({"cases": ""}, "cases must name at least one value"),
+        ({"arms": "eager,onnxruntime"}, "arms must include provenml"),
+        ({"arms": "eagr,provenml"}, "arms: unknown 'eagr'; did you mean eager"),
+        ({"ablations": "fusoin"}, "ablations: unknown 'fusoin'; did you mean fusion"),
+        ({"runtime": "threads"}, "runtime: unknown 'threads'"),
+        ({"threads": "0"}, "threads must be at least 1"),
+        ({"min_time": "0"}, "min_time must be > 0"),
+    ],
+)
+def test_end_to_end_config_refuses_bad_values_before_running(
+    override: dict[str, str], message: str
+) -> None:
+    from provenml.compiler.experiments import EndToEndConfig
+    from provenml.errors import ProvenmlError
+
+    with pytest.raises(ProvenmlError) as info:
+        EndToEndConfig.from_preset("smoke", override)
+    assert message in str(info.value)
+
+
+def test_end_to_end_config_may_run_without_ablations() -> None:
+    from provenml.compiler.experiments import EndToEndConfig
+
+    assert EndToEndConfig.from_preset("smoke", {"ablations": ""}).ablations == ()
+
+
+def test_unknown_model_suggests_close_names() -> None:
+    from provenml.errors import ProvenmlError
+
+    with pytest.raises(ProvenmlError, match=r"unknown model 'resnett'; did you mean resnet"):
+        build_model("resnett")

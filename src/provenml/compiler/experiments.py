@@ -15,7 +15,7 @@ import io
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,7 +24,7 @@ import torch
 
 from provenml.compiler.api import compile as pm_compile
 from provenml.compiler.api import compile_onnx as pm_compile_onnx
-from provenml.compiler.models import build_model
+from provenml.compiler.models import MODELS, build_model
 from provenml.compiler.plots import latency_and_ablation_plots
 from provenml.core import (
     Claim,
@@ -39,6 +39,7 @@ from provenml.core.stats import summarize
 from provenml.errors import ProvenmlError
 
 ABLATIONS = ("fusion", "memory_planning", "layout", "tuning")
+ARMS = ("eager", "inductor", "onnxruntime", "provenml", "provenml_onnx")
 
 
 @dataclass
@@ -58,14 +59,20 @@ class EndToEndConfig(Config):
         "transformer_long:1",
         "resnet_stage:2",
     )
-    arms: tuple[str, ...] = ("eager", "inductor", "onnxruntime", "provenml", "provenml_onnx")
-    ablations: tuple[str, ...] = ABLATIONS
+    arms: tuple[str, ...] = ARMS
+    # empty: no ablation builds (the ablation claims are then not made)
+    ablations: tuple[str, ...] = field(default=ABLATIONS, metadata={"may_be_empty": True})
     threads: int = 2
     repeat: int = 15
     ablation_repeat: int = 31  # interleaved rounds of the ablation builds (a CI on the ratio)
     min_time: float = 0.02
     tuning: bool = True
     runtime: str = "openmp"  # provenml's parallel runtime: "openmp" or "pool" (worker pool)
+    choices: ClassVar[dict[str, Any]] = {
+        "arms": ARMS,
+        "ablations": ABLATIONS,
+        "runtime": ("openmp", "pool"),
+    }
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {
             "cases": ("mlp:1",),
@@ -78,6 +85,23 @@ class EndToEndConfig(Config):
         },
         "paper": {"repeat": 31, "ablation_repeat": 61, "min_time": 0.2, "threads": 8},
     }
+
+    def validate(self) -> None:
+        """Cases are ``model:batch`` of known models; the provenml arm is there; timing budgets
+        are positive (the harness checks types, names and the other ranges)."""
+        for case in self.cases:
+            name, sep, batch = case.partition(":")
+            if not sep or not batch.isdigit() or int(batch) < 1:
+                raise ProvenmlError(f"cases: {case!r} is not model:batch (e.g. mlp:8)")
+            if name not in MODELS:
+                raise ProvenmlError(f"cases: {MODELS.unknown(name)}")
+        if "provenml" not in self.arms:
+            raise ProvenmlError("arms must include provenml (every ratio is provenml over an arm)")
+        for name in ("threads", "repeat", "ablation_repeat"):
+            if getattr(self, name) < 1:
+                raise ProvenmlError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.min_time <= 0:
+            raise ProvenmlError(f"min_time must be > 0 seconds, got {self.min_time}")
 
 
 def _sample(fn: Callable[[], Any], min_time: float) -> float:

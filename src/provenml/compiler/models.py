@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from provenml.core.registry import Registry
+
 
 class MLP(nn.Module):
     """784 -> 256 -> 256 -> 10 with ReLU."""
@@ -148,7 +150,11 @@ class ResNetStage(nn.Module):
         return self.blocks(x)
 
 
-MODELS: dict[str, tuple[Callable[[], nn.Module], Callable[[int], tuple[int, ...]]]] = {
+ModelEntry = tuple[Callable[[], nn.Module], Callable[[int], tuple[int, ...]]]
+
+#: The benchmark models by name: (factory, input shape for a batch size).
+MODELS: Registry[ModelEntry] = Registry("model", normalize=str)
+for _name, _entry in {
     "mlp": (MLP, lambda b: (b, 784)),
     "resnet": (ResNetSmall, lambda b: (b, 3, 32, 32)),
     "mobilenet": (MobileNetSmall, lambda b: (b, 3, 32, 32)),
@@ -157,17 +163,15 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], Callable[[int], tuple[int, ...]
     "mlp_wide": (lambda: MLP((784, 2048, 2048, 10)), lambda b: (b, 784)),
     "transformer_long": (TransformerBlock, lambda b: (b, 256, 256)),
     "resnet_stage": (ResNetStage, lambda b: (b, 64, 56, 56)),
-}
+}.items():
+    MODELS.register(_name, _entry)
+del _name, _entry
 SMALL_MODELS = ("mlp", "resnet", "mobilenet", "transformer")
 
 
 def build_model(name: str, batch: int = 1, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
     """A model in eval mode (random batch-norm statistics, so folding matters) and an input."""
-    if name not in MODELS:
-        from provenml.errors import ProvenmlError
-
-        raise ProvenmlError(f"unknown model '{name}'; choose from {sorted(MODELS)}")
+    factory, shape = MODELS.get(name)  # an unknown name: one error with suggestions
     torch.manual_seed(seed)
-    factory, shape = MODELS[name]
     model = _randomize_bn(factory(), seed).eval()
     return model, torch.randn(shape(batch), generator=torch.Generator().manual_seed(seed + 1))
