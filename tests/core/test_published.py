@@ -61,14 +61,17 @@ def test_rows_are_rendered_from_the_values(tmp_path: Path) -> None:
     body = render_block(["sys.one"], tmp_path)
     lines = body.splitlines()
     # hand-written: mean 1.5, t(0.975, 1) * sd 0.7071 / sqrt 2 = 12.706 * 0.5 = 6.353; the
-    # paired differences are constant (-2, -2): one-sided p = 0
+    # paired differences are constant (-2, -2): one-sided p = 0. Members: paired differences
+    # (0.4, 0.3) and (-0.2, -0.1), t = 7 and -3 on 1 df: p = 1/2 - atan(7)/pi = 0.0452 and
+    # 1/2 + atan(3)/pi = 0.898
     assert lines[2] == (
         "| ours is lower (sys.one) | ours 1.500 ± 6.353 | < | base 3.500 ± 6.353 (p 0) "
         "| **holds** |"
     )
     assert lines[3] == (
         "| every model beats random (sys.one) | model: 1 of 2 hold | for each of 2: > | "
-        " | **fails** (failing: b) |"
+        "a: 0.850 ± 0.635 vs random 0.500 ± 0.000 (p 0.0452); "
+        "b: 0.350 ± 0.635 vs random 0.500 ± 0.000 (p 0.898) | **fails** (failing: b) |"
     )
     target = f"{tmp_path.as_posix()}/sys.one/result.json"
     source = f"- [`{target}`]({target}): small, seeds 2 (0, 1), commit abcdef0, 2026-12-01"

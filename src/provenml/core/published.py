@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from provenml.core.report import RunRecord, claim_rows, format_seeds, load_run
+from provenml.core.report import RunRecord, claim_rows, format_seeds, load_run, member_rows
 from provenml.errors import ProvenmlError
 
 __all__ = [
@@ -142,15 +142,21 @@ def _md(text: str) -> str:
 
 def claim_table_rows(record: RunRecord) -> list[str]:
     """One Markdown row per claim of ``record``: claim (experiment), ours, comparison,
-    reference, verdict (with the failing members or the reason when there is one)."""
+    reference, verdict (with the failing members or the reason when there is one). A "for
+    each" claim lists its members in the reference cell: ``member: ours vs reference``."""
     lines = []
-    for row in claim_rows([record]):
+    for claim, row in zip(record.claims, claim_rows([record]), strict=True):
         verdict = f"**{row['verdict']}**" + (f" ({row['why']})" if row["why"] else "")
+        reference = row["baselines"]
+        if claim.is_for_each:
+            reference = "; ".join(
+                f"{name}: {ours} vs {ref}" for name, ours, ref, _ in member_rows(claim)
+            )
         cells = (
             f"{row['claim']} ({record.experiment})",
             row["ours"],
             row["comparison"],
-            row["baselines"],
+            reference,
             verdict,
         )
         lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
