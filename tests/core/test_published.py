@@ -170,3 +170,20 @@ def test_cli_update_and_check(tmp_path: Path) -> None:
     no_blocks.write_text("nothing marked\n")
     result = runner.invoke(app, ["report", "--update", str(no_blocks), "--results", str(results)])
     assert result.exit_code == 2 and "has no claims block" in result.output
+
+
+def test_a_claim_over_many_members_lists_those_that_do_not_hold(tmp_path: Path) -> None:
+    members = {f"m{i}": Member([0.9, 0.8], {"random": [0.5, 0.5]}) for i in range(5)}
+    members["m5"] = Member([0.3, 0.4], {"random": [0.5, 0.5]})
+    many = Claim(
+        key="many",
+        statement="all beat random",
+        metric="AUROC",
+        ours_label="model",
+        comparison=">",
+        members=members,
+    )
+    write_result(tmp_path, "sys.one", [many])
+    row = render_block(["sys.one"], tmp_path).splitlines()[2]
+    assert "| m5: 0.350 ± 0.635 vs random 0.500 ± 0.000 (p 0.898); 5 more hold |" in row
+    assert "m0:" not in row

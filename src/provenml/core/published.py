@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from provenml.core.claims import Claim
 from provenml.core.report import RunRecord, claim_rows, format_seeds, load_run, member_rows
 from provenml.errors import ProvenmlError
 
@@ -140,18 +141,35 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+#: A "for each" claim with more members than this lists only those that do not hold.
+MAX_MEMBERS_SHOWN = 4
+
+
+def _member_cell(claim: Claim) -> str:
+    """``member: ours vs reference`` for each member (only the ones that do not hold when
+    there are more than :data:`MAX_MEMBERS_SHOWN`, with a count of the others)."""
+    rows = member_rows(claim)
+    if len(rows) > MAX_MEMBERS_SHOWN:
+        shown = [r for r in rows if claim.members[r[0]].verdict != "holds"]
+        rest = len(rows) - len(shown)
+    else:
+        shown, rest = rows, 0
+    text = "; ".join(f"{name}: {ours} vs {ref}" for name, ours, ref, _ in shown)
+    if rest:
+        text += ("; " if text else "") + f"{rest} more hold"
+    return text
+
+
 def claim_table_rows(record: RunRecord) -> list[str]:
     """One Markdown row per claim of ``record``: claim (experiment), ours, comparison,
     reference, verdict (with the failing members or the reason when there is one). A "for
-    each" claim lists its members in the reference cell: ``member: ours vs reference``."""
+    each" claim lists its members in the reference cell (:func:`_member_cell`)."""
     lines = []
     for claim, row in zip(record.claims, claim_rows([record]), strict=True):
         verdict = f"**{row['verdict']}**" + (f" ({row['why']})" if row["why"] else "")
         reference = row["baselines"]
         if claim.is_for_each:
-            reference = "; ".join(
-                f"{name}: {ours} vs {ref}" for name, ours, ref, _ in member_rows(claim)
-            )
+            reference = _member_cell(claim)
         cells = (
             f"{row['claim']} ({record.experiment})",
             row["ours"],
