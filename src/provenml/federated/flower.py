@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,7 @@ class RunSpec:
     settings: FLSettings
     seed: int
     round_timeout: float = 600.0
+    connect_timeout: float = 120.0
     outcome: RunOutcome | None = field(default=None, repr=False)
 
     def settings_json(self) -> str:
@@ -140,6 +142,10 @@ def serve(spec: RunSpec, grid: Any) -> RunOutcome:
     fed = _federation(spec.settings_json(), spec.seed)
     settings = fed.settings
     nodes = list(grid.get_node_ids())
+    deadline = time.monotonic() + spec.connect_timeout
+    while len(nodes) < settings.data.num_clients and time.monotonic() < deadline:
+        time.sleep(0.5)  # SuperNodes may still be registering
+        nodes = list(grid.get_node_ids())
     replies = grid.send_and_receive(
         [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in nodes],
         timeout=spec.round_timeout,
@@ -151,9 +157,12 @@ def serve(spec: RunSpec, grid: Any) -> RunOutcome:
     }
     missing = sorted(set(range(settings.data.num_clients)) - set(node_of))
     if missing:
+        errors = sorted({r.error.reason for r in replies if r.has_error()})
+        errors.append(f"{len(nodes)} nodes connected")
         raise ProvenmlError(
             f"no SuperNode serves partitions {missing}: start one SuperNode per client "
             f"(num_clients={settings.data.num_clients}) with node_config partition-id"
+            + (f"; the nodes answered with errors: {errors[:3]}" if errors else "")
         )
     strategy = FedAvg(min_train_nodes=1, min_available_nodes=1, fraction_evaluate=0.0)
     state = initial_state(arm, fed)
