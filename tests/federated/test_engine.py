@@ -110,3 +110,16 @@ def test_flower_counts_failed_clients_like_the_loop(tiny_fed) -> None:  # type: 
     simulated = run_flower_simulation("fedavg", faulty, seed=0, num_cpus=2)
     assert simulated.failures == reference.failures == TINY.rounds
     assert _max_diff(reference.state, simulated.state) < 1e-5
+
+
+def test_a_ray_start_failure_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    import flwr.simulation
+
+    from provenml.federated.flower import run_flower_simulation
+
+    def broken(**kwargs: object) -> None:
+        raise RuntimeError("Failed to start the GCS server")
+
+    monkeypatch.setattr(flwr.simulation, "run_simulation", broken)
+    with pytest.raises(ProvenmlError, match=r"ray stop.*engine=loop"):
+        run_flower_simulation("fedavg", TINY, seed=0)
