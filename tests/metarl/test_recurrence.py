@@ -162,3 +162,13 @@ def test_detached_termination_head_leaves_the_recurrence_alone() -> None:
     torch.testing.assert_close(
         grads[False]["termination.weight"], grads[True]["termination.weight"]
     )
+
+
+def test_backward_can_run_twice_with_retain_graph() -> None:
+    torch.manual_seed(6)
+    enc = BeliefEncoder(6, 5, session_aware=True)
+    out = enc(torch.randn(2, 7, 12))
+    loss = out.mu.sum() + out.termination_logit.sum()  # type: ignore[union-attr]
+    (first,) = torch.autograd.grad(loss, [enc.gru.weight_hh_l0], retain_graph=True)
+    (second,) = torch.autograd.grad(loss, [enc.gru.weight_hh_l0])
+    torch.testing.assert_close(first, second, rtol=0, atol=0)

@@ -181,8 +181,7 @@ class _SessionAwareRecurrence(torch.autograd.Function):
         ctx: Any, grad_h: torch.Tensor, grad_logit: torch.Tensor, grad_start: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
         w_hh, w_term, w_prior = ctx.saved_tensors
-        branch_in, saved, raw, gates = ctx.steps
-        del ctx.steps
+        branch_in, saved, raw, gates = ctx.steps  # kept: backward may run again (retain_graph)
         steps = len(branch_in)
         grad_gh, grad_gi, grad_prior_pre = [], [], []
         carry = torch.zeros_like(grad_h[0])
