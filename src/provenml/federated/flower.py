@@ -134,7 +134,18 @@ def server_app(spec: RunSpec) -> Any:
 
 
 def serve(spec: RunSpec, grid: Any) -> RunOutcome:
-    """The ``ServerApp``'s main: the rounds of ``spec`` over ``grid``'s nodes."""
+    """The ``ServerApp``'s main: the rounds of ``spec`` over ``grid``'s nodes, with one torch
+    thread (as the clients and the single-process loop run), so that every runtime computes
+    the same floating-point sums."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _serve(spec, grid)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _serve(spec: RunSpec, grid: Any) -> RunOutcome:
     from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
     from flwr.serverapp.strategy import FedAvg
 
