@@ -72,9 +72,12 @@ def test_llava_teacher_scores_class_prompts_by_their_token_likelihood(tiny_llava
     star_ids = proc.tokenizer(" star", add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         out = model(**batch).logits[0].log_softmax(-1)
-    ids = batch["input_ids"][0]
-    n = len(ids)
-    by_hand = sum(out[n - len(star_ids) - 1 + i, t] for i, t in enumerate(star_ids))
+    ids = batch["input_ids"][0].tolist()
+    # the last place where " star"'s tokens occur in the input (a [SEP] may follow them)
+    start = max(
+        p for p in range(len(ids) - len(star_ids) + 1) if ids[p : p + len(star_ids)] == star_ids
+    )
+    by_hand = sum(out[start - 1 + i, t] for i, t in enumerate(star_ids))
     assert logits[1, SHAPES.index("star")].item() == pytest.approx(by_hand.item(), abs=1e-4)
 
 

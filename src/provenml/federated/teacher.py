@@ -338,12 +338,23 @@ def web_caption_embeddings(web: ShapeImages, settings: TeacherSettings) -> tuple
 # --------------------------------------------------------------------------------------------
 
 
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """The length of the longest common prefix of two token id lists."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 class LlavaTeacher:
     """A Hugging Face ``LlavaForConditionalGeneration`` as the teacher.
 
     ``class_probs`` scores each class prompt's tokens given the image (the log-likelihood of
     ``"USER: <image>\\nWhat shape is this? ASSISTANT: a photo of a {class}"``, summed over the
-    class words' tokens) and takes a softmax over classes; ``caption`` generates a caption.
+    class words' tokens, located after the prompt's tokens so that a trailing special token is
+    not scored) and takes a softmax over classes; ``caption`` generates a caption.
     ``image_features`` are the vision tower's pooled features; ``embed_texts`` uses the
     language model's input embeddings (mean over tokens). Build it from a checkpoint with
     :meth:`from_pretrained` (needs the weights on disk) or from a ready model and processor.
@@ -393,16 +404,21 @@ class LlavaTeacher:
         tokenizer = self.processor.tokenizer
         rows = []
         for pil in self._pixels(images):
+            prompt_ids = self.processor(images=pil, text=self.prompt, return_tensors="pt")
+            prompt_ids = prompt_ids["input_ids"][0].tolist()
             scores = []
             for name in self.classes:
                 text = f"{self.prompt} {name}"
                 batch = self.processor(images=pil, text=text, return_tensors="pt").to(device)
                 batch.pop("token_type_ids", None)  # BERT-style tokenizers add it; LLaVA takes none
+                ids = batch["input_ids"][0]
+                # the class words' tokens start where the prompt's own tokens stop (a trailing
+                # special token such as [SEP] or </s> is not part of them)
+                start = _common_prefix(prompt_ids, ids.tolist())
                 n_class = len(tokenizer(f" {name}", add_special_tokens=False)["input_ids"])
-                logits = self.model(**batch).logits[0, :-1].float().log_softmax(-1)
-                target = batch["input_ids"][0, 1:]
-                token_ll = logits.gather(1, target[:, None]).squeeze(1)
-                scores.append(token_ll[-n_class:].sum())
+                logits = self.model(**batch).logits[0].float().log_softmax(-1)
+                span = torch.arange(start, start + n_class, device=ids.device)
+                scores.append(logits[span - 1, ids[span]].sum())
             rows.append(torch.stack(scores))
         return torch.stack(rows).cpu()
 
