@@ -20,6 +20,11 @@ DynaMITE-RL, except ``varibad``):
 
 Prints one JSON line per run (return, training-return curve at four checkpoints, belief
 probe, final mean gate on the evaluation episodes) and a table of means per variant.
+
+``--gradients`` instead prints, for DynaMITE-RL at p = 0, the norm of the gradient that each
+loss term sends into the GRU's weights (ELBO, termination head, consistency) on the first
+batch (256 episodes of the initial policy, 64 of them random) and after 50 and 150
+belief-model steps (a few seconds; no policy training).
 """
 
 from __future__ import annotations
@@ -108,6 +113,60 @@ def run(variant: str, seed: int) -> dict[str, Any]:
     }
 
 
+def gradient_shares(seed: int = 0) -> list[dict[str, float]]:
+    """Norms of the gradients of each belief-loss term on the GRU weights, DynaMITE-RL, p = 0."""
+    import torch
+    from torch.nn import functional as F
+
+    from provenml.metarl import train
+    from provenml.metarl.agents import BeliefAgent
+    from provenml.metarl.belief import consistency_loss, session_starts
+    from provenml.metarl.experiments import SessionRateConfig
+
+    torch.set_num_threads(1)
+    cfg = SessionRateConfig().train_config(0.0)
+    env = train.make_vec_env("gridworld", cfg.num_envs, 0.0)
+    torch.manual_seed(seed)
+    agent = train.build_agent("dynamite", env, cfg)
+    assert isinstance(agent, BeliefAgent)
+    generator = torch.Generator().manual_seed(seed)
+    buffer = train.EpisodeBuffer(cfg.model_buffer)
+    explore = torch.arange(cfg.num_envs) >= cfg.num_envs - cfg.explore_envs
+    buffer.add(train.collect(agent, env, generator, seed=seed, random_envs=explore))
+    optimizer = torch.optim.Adam(agent.model_parameters(), lr=cfg.model_lr)
+    enc = agent.encoder
+    weights = [enc.gru.weight_ih_l0, enc.gru.weight_hh_l0, enc.gru.bias_ih_l0, enc.gru.bias_hh_l0]
+    rows = []
+    for step in range(151):
+        episodes = buffer.sample(cfg.model_batch, generator)
+        if step in (0, 50, 150):
+            with_elbo = agent.model_loss(episodes, torch.Generator().manual_seed(step))
+            assert with_elbo is not None
+            beliefs = enc(episodes["transitions"])
+            assert beliefs.termination_logit is not None
+            ends = episodes["session_end"]
+            terms = {
+                "termination": F.binary_cross_entropy_with_logits(
+                    beliefs.termination_logit, session_starts(ends).float()
+                ),
+                "consistency": consistency_loss(beliefs.mu, beliefs.logvar, ends) / ends.shape[1],
+                "total_belief_loss": with_elbo[0],
+            }
+            row: dict[str, float] = {"step": step}
+            for name, term in terms.items():
+                grads = torch.autograd.grad(term, weights, retain_graph=True)
+                row[name] = float(torch.sqrt(sum((g**2).sum() for g in grads)))
+            row["gate"] = float(torch.sigmoid(beliefs.termination_logit.detach()).mean())
+            rows.append(row)
+        out = agent.model_loss(episodes, generator)
+        assert out is not None
+        optimizer.zero_grad()
+        out[0].backward()
+        torch.nn.utils.clip_grad_norm_(agent.model_parameters(), 1.0)
+        optimizer.step()
+    return rows
+
+
 def _run(args: tuple[str, int]) -> dict[str, Any]:
     return run(*args)
 
@@ -118,7 +177,12 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default=None, help="append the JSON lines to this file")
+    parser.add_argument("--gradients", action="store_true", help="gradient norms only")
     args = parser.parse_args()
+    if args.gradients:
+        for row in gradient_shares():
+            print(json.dumps({k: round(v, 5) for k, v in row.items()}))
+        return
     variants = args.variants.split(",")
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
