@@ -5,9 +5,6 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
