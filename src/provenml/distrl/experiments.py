@@ -159,7 +159,15 @@ def throughput(cfg: ThroughputConfig, ctx: RunContext) -> Result:
     )
     table = Table(
         f"Throughput on {cfg.env} (load average {facts['load_before']:.2f} before timing)",
-        ["arm", "env steps/s", "agent steps/s", "learner utilisation", "policy lag", "x RLlib"],
+        [
+            "arm",
+            "env steps/s",
+            "agent steps/s",
+            "learner utilisation",
+            "policy lag",
+            "x RLlib",
+            "load before",
+        ],
         [
             [
                 r.label,
@@ -170,6 +178,7 @@ def throughput(cfg: ThroughputConfig, ctx: RunContext) -> Result:
                 None
                 if rllib_row is None
                 else round(r.env_steps_per_s / rllib_row.env_steps_per_s, 2),
+                round(r.load_before, 2),
             ]
             for r in rows
         ],

@@ -3,13 +3,13 @@
 :func:`measure_throughput` starts Ray once (this machine's cores), then times, one after the
 other and with the same PPO work per iteration (same envs per sampler, fragment length,
 epochs and minibatch size): the single-process loop (``num_workers=0``, every env in one
-vectorised worker), our driver with each requested number of rollout actors (synchronous,
-and asynchronous with policy lag 1 if asked), RLlib PPO (new API stack, 2 env runners)
-and, if asked, our driver on the numpy port of the game (``simple_tag_np``: the same rules
-as array operations, a separate row that shows what the env implementation costs; the RLlib
-comparison uses mpe2's own objects).
-Every figure is env steps sampled and learnt from per second of wall time, the first
-iteration (start-up) excluded.
+vectorised worker), our driver with each requested number of rollout actors (synchronous),
+RLlib PPO (new API stack, 2 env runners) right after them so that the compared arms run
+closest in time, then the asynchronous arms (policy lag 1) and, if asked, our driver on the
+numpy port of the game (``simple_tag_np``: the same rules as array operations, a separate
+row that shows what the env implementation costs; the RLlib comparison uses mpe2's own
+objects). Each row records the load average when it started. Every figure is env steps
+sampled and learnt from per second of wall time, the first iteration (start-up) excluded.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class ThroughputRow:
     policy_lag: float | None
     num_workers: int
     seconds: float
+    load_before: float = 0.0  # 1-min load average when the arm started
 
 
 def measure_throughput(
@@ -53,6 +54,7 @@ def measure_throughput(
     total_envs = max([*actors, *async_actors, 1]) * base.envs_per_worker
 
     def add(label: str, settings: TrainSettings) -> None:
+        load = os.getloadavg()[0]
         start = time.perf_counter()
         result = train(settings)
         rows.append(
@@ -64,6 +66,7 @@ def measure_throughput(
                 result.policy_lag,
                 settings.num_workers,
                 time.perf_counter() - start,
+                load,
             )
         )
         if log is not None:
@@ -87,17 +90,8 @@ def measure_throughput(
     try:
         for n in actors:
             add(f"{n} actor{'s' if n > 1 else ''}", replace(base, num_workers=n))
-        for n in async_actors:
-            add(
-                f"{n} actor{'s' if n > 1 else ''}, async (lag 1)",
-                replace(base, num_workers=n, async_sampling=True),
-            )
-        for n in numpy_actors if numpy_env else ():
-            add(
-                f"{n} actor{'s' if n > 1 else ''}, {numpy_env} (numpy port)",
-                replace(base, num_workers=n, env=numpy_env),
-            )
-        if rllib and reason is None:
+        if rllib and reason is None:  # right after the actor arms the claim compares it with
+            load = os.getloadavg()[0]
             start = time.perf_counter()
             measured = rllib_ppo_throughput(
                 env=base.env,
@@ -121,11 +115,22 @@ def measure_throughput(
                     None,
                     2,
                     time.perf_counter() - start,
+                    load,
                 )
             )
             facts["rllib_build_seconds"] = measured.build_seconds
             if log is not None:
                 log(vars(rows[-1]))
+        for n in async_actors:
+            add(
+                f"{n} actor{'s' if n > 1 else ''}, async (lag 1)",
+                replace(base, num_workers=n, async_sampling=True),
+            )
+        for n in numpy_actors if numpy_env else ():
+            add(
+                f"{n} actor{'s' if n > 1 else ''}, {numpy_env} (numpy port)",
+                replace(base, num_workers=n, env=numpy_env),
+            )
     finally:
         if started:
             ray.shutdown()
