@@ -212,7 +212,7 @@ class LeagueConfig(Config):
     hidden: int = 64
     scripted_iterations: int = 250
     selfplay_iterations: int = 150
-    response_iterations: int = 60
+    response_iterations: int = 150  # the best response gets the self-play runs' budget
     eval_every: int = 25
     eval_episodes: int = 300
     elo_episodes: int = 60
@@ -362,6 +362,11 @@ def league(cfg: LeagueConfig, ctx: RunContext) -> Result:
             ours=[exploit["pfsp"]],
             baselines={"latest only": [exploit["latest"]]},
             comparison="<",
+            precondition=Precondition(
+                "the best responses beat neither self-play policy (win rate <= 0.5 against "
+                "both): the budget measures no exploitability",
+                holds=[max(exploit.values()) > 0.5],
+            ),
         ),
     ]
     summary = {
