@@ -371,7 +371,7 @@ def _merged(parts: Sequence[Result]) -> dict[str, Any]:
     config=FewShotConfig,
     time={
         "smoke": "15 s",
-        "small": "see docs/fewshot.md (3 seeds, --jobs 2)",
+        "small": "8 min measured (3 seeds, --jobs 2, load 1.9-3.2)",
         "paper": "GPU hours",
     },
     summarize=lambda results, ctx: plots.scarce_summary([r.data for r in results], ctx),
@@ -653,7 +653,7 @@ def _heads_summary(prefix: str) -> Callable[[list[Result], RunContext], None]:
     config=HeadsConfig,
     time={
         "smoke": "15 s",
-        "small": "see docs/fewshot.md (3 seeds, --jobs 2)",
+        "small": "8 min measured (3 seeds, --jobs 2, load 6-7.5)",
         "paper": "GPU hours",
     },
     summarize=_heads_summary("heads"),
@@ -674,7 +674,7 @@ def heads(cfg: HeadsConfig, ctx: RunContext) -> Result:
     config=HeadsConfig,
     time={
         "smoke": "15 s",
-        "small": "see docs/fewshot.md (3 seeds, --jobs 2)",
+        "small": "3.6 min measured (3 seeds, --jobs 2, load 4.4-4.6)",
         "paper": "GPU hours",
     },
     summarize=_heads_summary("standard"),
@@ -714,7 +714,7 @@ def _denoise_parts(cfg: DenoisingConfig) -> list[dict[str, Any]]:
     config=DenoisingConfig,
     time={
         "smoke": "15 s",
-        "small": "see docs/fewshot.md (3 seeds, --jobs 2)",
+        "small": "18 min measured (3 seeds, --jobs 2, load 3.7-6.4)",
         "paper": "GPU hours",
     },
     summarize=lambda results, ctx: plots.denoising_summary([r.data for r in results], ctx),
