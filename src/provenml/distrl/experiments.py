@@ -75,7 +75,7 @@ def _slug(label: str) -> str:
     claim="End-to-end env steps/s on mpe2 simple_tag_v3 with 2 rollout actors is at least 1.5x "
     "RLlib PPO's (new API stack, 2 env runners x 4 envs, same batch, same cores, same run)",
     config=ThroughputConfig,
-    time={"smoke": "5 s", "small": "2.5 min", "paper": "15 min"},
+    time={"smoke": "10 s", "small": "2 min", "paper": "15 min"},
     headline=True,
     devices=("cpu",),
     threads=1,
@@ -257,7 +257,7 @@ class LeagueConfig(Config):
     "time, and self-play with PFSP snapshot-pool sampling is less exploitable than "
     "latest-only self-play",
     config=LeagueConfig,
-    time={"smoke": "10 s", "small": "10 min", "paper": "hours"},
+    time={"smoke": "20 s", "small": "4 min", "paper": "hours"},
     devices=("cpu",),
     threads=1,
     claims=("beats_scripted", "pool_less_exploitable"),
@@ -467,7 +467,7 @@ class FaultsConfig(Config):
     claim="A rollout actor killed mid-run is restarted by Ray: training continues, the final "
     "win rate is within noise of the unkilled run and no sample is learnt twice",
     config=FaultsConfig,
-    time={"smoke": "30 s", "small": "5 min", "paper": "hours"},
+    time={"smoke": "40 s", "small": "2 min", "paper": "hours"},
     devices=("cpu",),
     threads=1,
     claims=("continues", "no_double_count"),
