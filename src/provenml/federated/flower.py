@@ -201,7 +201,13 @@ def _serve(spec: RunSpec, grid: Any) -> RunOutcome:
             for client in sampled
         ]
         replies = list(grid.send_and_receive(messages, timeout=spec.round_timeout))
-        ok = [r for r in replies if not r.has_error()]
+        # replies in partition order, not arrival order: Flower sums in float32, so a fixed
+        # order keeps the same seed giving the same weights
+        partition_of = {node: partition for partition, node in node_of.items()}
+        ok = sorted(
+            (r for r in replies if not r.has_error()),
+            key=lambda r: partition_of[r.metadata.src_node_id],
+        )
         outcome.failures += len(sampled) - len(ok)
         outcome.bytes_sent += size * (len(sampled) + len(ok))
         for reply in ok:
