@@ -3,12 +3,12 @@ Survey", arXiv 2002.03794): torch.fx frontend -> typed SSA graph IR -> graph pas
 and batch-norm folding, simplification, CSE, DCE, fusion, layout + pre-packing, memory
 planning) -> loop-level IR with schedule primitives -> C/OpenMP built with gcc, auto-tuned.
 
-    import provenml.compiler as pc
-    fast = pc.compile(model.eval(), (x,))
+    from provenml.compiler import backend, compile, compile_onnx
+    fast = compile(model.eval(), (x,))
     y = fast(x)
     print(fast.dump("fuse"))          # IR after a pass
-    torch.compile(model, backend=pc.backend)
-    fast = pc.compile_onnx("model.onnx", (x,))   # the same pipeline from an ONNX file
+    torch.compile(model, backend=backend)
+    fast = compile_onnx("model.onnx", (x,))   # the same pipeline from an ONNX file
 """
 
 from provenml.compiler.api import (
