@@ -415,13 +415,14 @@ def _teams_of(controllers: Mapping[str, str], player: str) -> list[str]:
     return [t for t, c in controllers.items() if c == f"learner:{player}"]
 
 
-def _wait_alive(ray: Any, worker: Any, timeout: float = 60.0) -> None:
+def _wait_alive(ray: Any, worker: Any, timeout: float = 300.0) -> None:
+    """Wait for a restarted actor (a fresh process importing torch: slow on a busy machine)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             ray.get(worker.ping.remote(), timeout=10)
             return
-        except ray.exceptions.RayActorError:
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
             if time.monotonic() > deadline:
                 raise ProvenmlError("a killed rollout actor was not restarted in time") from None
             time.sleep(0.2)
