@@ -467,7 +467,11 @@ def _summarize_transfer(results: list[Result], ctx: RunContext) -> list[Table]:
     claim="DenseCL beats MoCo-v2 by >= 2 mIoU on a frozen probe and on FCN with 100 labels "
     "after pre-training on multi-object scenes; both beat random init",
     config=SSLConfig,
-    time={"smoke": "20 s", "small": "see docs/ssl.md (3 seeds, --jobs 2)", "paper": "GPU days"},
+    time={
+        "smoke": "20 s",
+        "small": "31 min measured (3 seeds, --jobs 2, load 3-7)",
+        "paper": "GPU days",
+    },
     summarize=_summarize_transfer,
     parts=_arm_parts(ARMS),
     merge=lambda cfg, parts, ctx: _transfer_result(cfg, _merged(parts), ctx),
