@@ -611,7 +611,7 @@ def _features_result(cfg: FeaturesConfig, records: list[dict[str, Any]], ctx: Ru
     config=FeaturesConfig,
     time={
         "smoke": "5 s",
-        "small": "3 min measured (10 seeds x 5 tasks, --jobs 2, load 2.2; 5 min of CPU)",
+        "small": "2.7 min measured, idle (load 0.9; 10 paired replicates x 5 tasks, --jobs 2)",
         "paper": "GPU hours",
     },
     parts=_features_parts,
