@@ -378,14 +378,22 @@ class LlavaTeacher:
     def from_pretrained(
         cls, name_or_path: str, classes: Sequence[str], device: str = "cpu", **kwargs: Any
     ) -> LlavaTeacher:
+        """Load LLaVA weights already on disk (a local directory or the Hugging Face cache).
+
+        Nothing is downloaded unless the caller passes ``local_files_only=False`` on a machine
+        that can reach the hub."""
         try:
             from transformers import AutoProcessor, LlavaForConditionalGeneration
         except ImportError:
             raise ProvenmlError(
                 "the LLaVA teacher needs transformers: pip install transformers"
             ) from None
-        model = LlavaForConditionalGeneration.from_pretrained(name_or_path, **kwargs).to(device)
-        return cls(model, AutoProcessor.from_pretrained(name_or_path), classes)
+        local_only = kwargs.pop("local_files_only", True)
+        model = LlavaForConditionalGeneration.from_pretrained(
+            name_or_path, local_files_only=local_only, **kwargs
+        ).to(device)
+        processor = AutoProcessor.from_pretrained(name_or_path, local_files_only=local_only)
+        return cls(model, processor, classes)
 
     def _pixels(self, images: Tensor) -> list[Any]:
         from PIL import Image
