@@ -9,7 +9,7 @@ apps :mod:`provenml.federated.flower`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 from provenml.core import (
@@ -120,15 +120,7 @@ class LongTailConfig(Config):
         for arm in self.arms:
             ARMS.get(arm)
         settings = FLSettings(
-            data=DataSettings(
-                n_max=self.n_max,
-                imbalance=self.imbalance,
-                num_clients=self.num_clients,
-                alpha=self.alpha,
-                web_size=self.web_size,
-                align_per_class=self.align_per_class,
-                test_per_class=self.test_per_class,
-            ),
+            data=DataSettings(**{f.name: getattr(self, f.name) for f in fields(DataSettings)}),
             teacher=TeacherSettings(
                 epochs=self.teacher_epochs,
                 batch_size=self.batch_size,
