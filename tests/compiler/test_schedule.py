@@ -87,7 +87,14 @@ def test_split_kernels_match_interpreter_under_1_2_3_threads(name: str, cache: s
     model, x = build_model(name)
     ref = pc.interpret(pc.trace(model, [x]), [x.numpy()])[0]
     compiled = pc.compile(
-        model, (x,), tuning=False, threads=3, tune_threads=False, parallel_work=0, cache_dir=cache
+        model,
+        (x,),
+        tuning=False,
+        threads=3,
+        tune_threads=False,
+        parallel_work=0,
+        cache_dir=cache,
+        runtime="openmp",  # the barrier placement of the OpenMP runtime
     )
     assert "omp for" not in compiled.source  # no implicit barriers: only the placed ones
     for threads in (1, 2, 3):
@@ -114,7 +121,14 @@ def test_independent_kernels_share_a_barrier(cache: str) -> None:
     torch.manual_seed(0)
     model, x = ThreeSlices().eval(), torch.randn(256, 16)  # big enough to split
     compiled = pc.compile(
-        model, (x,), tuning=False, tune_threads=False, threads=2, parallel_work=0, cache_dir=cache
+        model,
+        (x,),
+        tuning=False,
+        tune_threads=False,
+        threads=2,
+        parallel_work=0,
+        cache_dir=cache,
+        runtime="openmp",  # the barrier placement of the OpenMP runtime
     )
     body = compiled.source.split("_body(")[1].split("\n}\n")[0]
     lines = [ln.strip() for ln in body.splitlines()[1:]]
@@ -153,7 +167,14 @@ def test_attention_fusion_matches_eager(keep_scores: bool, cache: str) -> None:
     torch.manual_seed(0)
     model, x = Attention(keep_scores=keep_scores).eval(), torch.randn(2, 13, 24)
     compiled = pc.compile(
-        model, (x,), tuning=False, tune_threads=False, threads=3, parallel_work=0, cache_dir=cache
+        model,
+        (x,),
+        tuning=False,
+        tune_threads=False,
+        threads=3,
+        parallel_work=0,
+        cache_dir=cache,
+        runtime="openmp",  # the barrier placement of the OpenMP runtime
     )
     fused = compiled.dump("fuse")
     if keep_scores:
@@ -209,7 +230,14 @@ def test_stall_guard_falls_back_to_one_thread_and_retries(cache: str) -> None:
     torch.manual_seed(0)
     model, x = ThreeSlices().eval(), torch.randn(256, 16)
     compiled = pc.compile(
-        model, (x,), tuning=False, tune_threads=False, threads=2, parallel_work=0, cache_dir=cache
+        model,
+        (x,),
+        tuning=False,
+        tune_threads=False,
+        threads=2,
+        parallel_work=0,
+        cache_dir=cache,
+        runtime="openmp",  # the barrier placement of the OpenMP runtime
     )
     with torch.no_grad():
         ref = model(x).numpy()

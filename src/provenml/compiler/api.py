@@ -37,9 +37,11 @@ class CompileOptions:
     tune_threads: bool = True  # pick 1..threads by timing the whole graph on the examples
     cache_dir: str | None = None
     parallel_work: int | None = None  # kernels with fewer operations run on one thread
-    # "openmp": one parallel region per call with barriers; "pool": persistent workers that
-    # claim chunks and wait on completion counters (issue 23, item 1; not yet measured)
-    runtime: str = "openmp"
+    # "pool" (default): persistent workers that claim chunks and wait on completion counters,
+    # so a thread that loses its core delays only its chunk (issue 23, item 1); "openmp": one
+    # parallel region per call with barriers (docs/compiler.md, "Threads": measured against
+    # each other idle and under a background load)
+    runtime: str = "pool"
 
     def __post_init__(self) -> None:
         for flag in ("fusion", "memory_planning", "layout", "tuning", "tune_threads"):

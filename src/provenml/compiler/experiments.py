@@ -67,7 +67,7 @@ class EndToEndConfig(Config):
     ablation_repeat: int = 31  # interleaved rounds of the ablation builds (a CI on the ratio)
     min_time: float = 0.02
     tuning: bool = True
-    runtime: str = "openmp"  # provenml's parallel runtime: "openmp" or "pool" (worker pool)
+    runtime: str = "pool"  # provenml's parallel runtime: "pool" (worker pool) or "openmp"
     choices: ClassVar[dict[str, Any]] = {
         "arms": ARMS,
         "ablations": ABLATIONS,

@@ -715,6 +715,10 @@ class ScaleConfig(Config):
     pykeen_batches: int = 10  # batches timed for PyKEEN's throughput (after one warm-up batch)
     eval_triples: int = 1000  # test triples ranked against every entity (filtered)
     sampled_negatives: int = 100  # K of the sampled evaluator whose bias is measured
+    # PyKEEN also trained for ``epochs`` full epochs over every training triple (like for like
+    # with ours; minutes at small), so that the MRR is compared at equal epochs, not only at
+    # equal time
+    pykeen_equal_epochs: bool = True
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {
             "num_entities": 1000,
@@ -755,13 +759,13 @@ class ScaleConfig(Config):
     "kge.scale",
     system="S11",
     claim="on a generated 1M-triple graph, sparse training with chunk-shared negatives runs at "
-    ">= 5x PyKEEN's triples/s at matched settings and, given the same training time, reaches a "
-    "higher filtered MRR",
+    ">= 5x PyKEEN's triples/s at matched settings, reaches an equal or better filtered MRR after "
+    "the same number of epochs, and a higher one given the same training time",
     config=ScaleConfig,
     time={"smoke": "20 s", "small": "2.5 min", "paper": "hours"},
     threads=1,
     devices=("cpu",),
-    claims=("throughput_vs_pykeen", "mrr_at_equal_time", "beats_chance"),
+    claims=("throughput_vs_pykeen", "mrr_at_equal_epochs", "mrr_at_equal_time", "beats_chance"),
 )
 def scale(cfg: ScaleConfig, ctx: RunContext) -> Result:
     """Throughput and MRR of :func:`~provenml.kge.sparse.train_sparse` against PyKEEN."""
@@ -830,6 +834,14 @@ def scale(cfg: ScaleConfig, ctx: RunContext) -> Result:
     theirs = pykeen_model(cfg.model, equal, cfg.dim, ctx.seed)
     with ctx.compute.timed("train pykeen (equal time)"):
         pk_equal_seconds = pykeen_train(theirs, equal, train_cfg)
+    # PyKEEN like for like: the same epochs over every training triple as ours
+    theirs_epochs: Any = None
+    pk_epochs_seconds = float("nan")
+    if cfg.pykeen_equal_epochs:
+        whole = pykeen_factory(graph.train, graph.num_entities, graph.num_relations)
+        theirs_epochs = pykeen_model(cfg.model, whole, cfg.dim, ctx.seed)
+        with ctx.compute.timed("train pykeen (equal epochs)"):
+            pk_epochs_seconds = pykeen_train(theirs_epochs, whole, train_cfg, epochs=cfg.epochs)
     # evaluation: the same test triples, filtered by every known triple
     everything = torch.as_tensor(
         np.concatenate([graph.train, graph.valid, graph.test]).astype(np.int64)
@@ -845,6 +857,14 @@ def scale(cfg: ScaleConfig, ctx: RunContext) -> Result:
             [everything],
             batch_size=64,
         )
+        pk_epochs_m: dict[str, float] = {}
+        if theirs_epochs is not None:
+            pk_epochs_m = evaluate_link_prediction(
+                PyKEENScorer(theirs_epochs, graph.num_entities, graph.num_relations),
+                test,
+                [everything],
+                batch_size=64,
+            ).metrics()
     bias = sampled_bias(full, sampled)
     ratio = stats.triples_per_second / pk_tps
     ours_m, pk_m, chance = full.metrics(), pk_full.metrics(), full.chance()["mrr"]
@@ -861,6 +881,7 @@ def scale(cfg: ScaleConfig, ctx: RunContext) -> Result:
                 "equal_time_seconds": pk_equal_seconds,
                 **pk_m,
             },
+            "pykeen_equal_epochs": {"train_seconds": pk_epochs_seconds, **pk_epochs_m},
             "sampled": sampled.metrics(),
             "sampled_bias": bias,
             "throughput_ratio": {"ours_over_pykeen": ratio},
@@ -882,6 +903,17 @@ def scale(cfg: ScaleConfig, ctx: RunContext) -> Result:
             ours_label="ratio",
             ours=ratio,
             threshold=5.0,
+            comparison=">=",
+        ),
+        Claim(
+            key="mrr_at_equal_epochs",
+            statement=f"after the same {cfg.epochs} epoch(s) over every training triple, ours "
+            "reaches an equal or better filtered MRR than PyKEEN (like for like: same model, "
+            "dimension, batch, negatives per positive, loss and learning rate)",
+            metric=f"filtered realistic MRR on {len(test)} test triples, all entities ranked",
+            ours_label="ours",
+            ours=ours_m["mrr"],
+            baselines={f"pykeen, {cfg.epochs} epoch(s)": pk_epochs_m.get("mrr", float("nan"))},
             comparison=">=",
         ),
         Claim(
@@ -916,6 +948,12 @@ def scale(cfg: ScaleConfig, ctx: RunContext) -> Result:
             f"{2 * cfg.pykeen_batches} random batches, extra triples / extra seconds (its fixed "
             f"cost per call removed); at equal time it trained one pass over {n_equal} random "
             "training triples. Ours: the training loop's own time, after a warm-up step.",
+            (
+                f"PyKEEN at equal epochs: {cfg.epochs} epoch(s) over all {len(graph.train)} "
+                f"training triples took {pk_epochs_seconds:.0f} s (ours {stats.seconds:.0f} s)."
+                if cfg.pykeen_equal_epochs
+                else "PyKEEN at equal epochs: not run (pykeen_equal_epochs=False)."
+            ),
             f"Sampled evaluation ({cfg.sampled_negatives} uniform negatives, filtered) minus the "
             f"full ranking: MRR {bias['mrr']:+.3f}, Hits@10 {bias['hits@10']:+.3f}.",
         ],
