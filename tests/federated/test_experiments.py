@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from provenml.core.config import check_config
 from provenml.core.testing import smoke_run
 from provenml.errors import ProvenmlError
-from provenml.federated.experiments import LongTailConfig
+from provenml.federated.experiments import FaultsConfig, LongTailConfig, injected_failures
 
 
 def test_longtail_counts_teacher_compute_on_clients_only_for_clip2fl() -> None:
@@ -33,9 +34,24 @@ def test_longtail_reports_reference_rows() -> None:
 def test_faults_counts_every_injected_failure() -> None:
     result = smoke_run("federated.faults").result
     summary = result["summary"]
-    # smoke: 2 rounds, 2 clients sampled per round, half of them fail
+    # smoke: 2 rounds, 2 clients sampled per round, half of them fail; mixed: one of the two
+    # failures times out (round 1 for seed 0), the other raises
     assert summary["sampled_updates"] == 4
     assert summary["failed_updates"] == 2
+    assert summary["raised_updates"] == 1 and summary["timed_out_updates"] == 1
+    assert injected_failures(FaultsConfig.from_preset("smoke"), seed=0) == {
+        "raise": 1,
+        "timeout": 1,
+    }
+    assert result["claims"][0]["precondition"]["satisfied"]  # each counted as its kind
+
+
+def test_faults_small_preset_mixes_raising_and_timing_out() -> None:
+    cfg = FaultsConfig()
+    assert (cfg.failure_mode, cfg.engine) == ("mixed", "flower")
+    injected = injected_failures(cfg, seed=0)  # 20% of 10 sampled: one of each kind per round
+    assert injected == {"raise": cfg.rounds, "timeout": cfg.rounds}
+    assert cfg.settings().round_timeout == cfg.round_timeout
 
 
 def test_bad_config_gives_one_clear_error() -> None:
@@ -45,3 +61,10 @@ def test_bad_config_gives_one_clear_error() -> None:
         LongTailConfig(arms=("fedavgg",)).settings()
     with pytest.raises(ProvenmlError, match="alpha must be a positive number"):
         LongTailConfig(alpha=0.0).settings()
+    bad_mode = FaultsConfig(failure_mode="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ProvenmlError, match="failure_mode must be one of raise, timeout, mixed"):
+        check_config(bad_mode)
+    with pytest.raises(ProvenmlError, match="failure_mode must be one of raise, timeout, mixed"):
+        bad_mode.settings()
+    with pytest.raises(ProvenmlError, match="round_timeout must be a positive number"):
+        FaultsConfig(round_timeout=-1.0).settings()

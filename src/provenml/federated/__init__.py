@@ -30,6 +30,7 @@ from provenml.federated.data import (
 )
 from provenml.federated.engine import (
     ARMS,
+    FAILURE_MODES,
     Arm,
     DataSettings,
     Federation,
@@ -37,6 +38,7 @@ from provenml.federated.engine import (
     RunOutcome,
     build_federation,
     client_update,
+    failure_plan,
     run_loop,
     sample_clients,
     server_update,
@@ -72,6 +74,7 @@ from provenml.federated.teacher import (
 
 __all__ = [
     "ARMS",
+    "FAILURE_MODES",
     "SHAPES",
     "AlignSettings",
     "Annotator",
@@ -102,6 +105,7 @@ __all__ = [
     "dirichlet_partition",
     "embed_sentences",
     "evaluate",
+    "failure_plan",
     "fedavg",
     "local_train",
     "logit_adjusted",

@@ -52,14 +52,19 @@ def main(grid: Grid, context: Context) -> None:
     path = str(context.run_config.get("result-path", ""))
     if path:
         torch.save(
-            {"state": outcome.state, "failures": outcome.failures, "bytes": outcome.bytes_sent},
+            {
+                "state": outcome.state,
+                "failures": outcome.failures,
+                "timeouts": outcome.timeouts,
+                "bytes": outcome.bytes_sent,
+            },
             path,
         )
 
 
 @clientapp.query()
 def query(msg: Message, context: Context) -> Message:
-    return answer_query(msg, context)
+    return answer_query(msg, context, spec_from_run_config(context.run_config))
 
 
 @clientapp.train()

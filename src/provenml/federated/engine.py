@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -86,6 +86,13 @@ class DataSettings:
     test_per_class: int = 100
 
 
+FailureMode = Literal["raise", "timeout", "mixed"]
+FAILURE_MODES: tuple[str, ...] = get_args(FailureMode)
+"""How the failing clients of a round fail: they ``raise`` (an error reply), ``timeout`` (no
+reply before the server's deadline) or, ``mixed``, half of them each (see
+:func:`failure_plan`)."""
+
+
 @dataclass(frozen=True)
 class FLSettings:
     """Everything one federated run needs besides the arm and the seed."""
@@ -101,6 +108,8 @@ class FLSettings:
     distill_beta: float = 1.0  # CLIP2FL-style client distillation weight
     la_tau: float = 1.0
     failure_rate: float = 0.0  # fraction of sampled clients that fail each round
+    failure_mode: FailureMode = "raise"  # how they fail: raise, timeout or mixed
+    round_timeout: float = 600.0  # Flower: seconds the server waits for a round's replies
 
     def as_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -251,6 +260,44 @@ def failing_clients(sampled: list[int], rate: float, server_round: int, seed: in
     return sorted(sampled[i] for i in order)
 
 
+def check_failure_mode(mode: object) -> None:
+    """One clear error for a ``failure_mode`` that is not one of :data:`FAILURE_MODES`."""
+    if mode not in FAILURE_MODES:
+        raise ProvenmlError(f"failure_mode must be one of {', '.join(FAILURE_MODES)}, got {mode!r}")
+
+
+def failure_plan(
+    sampled: list[int], rate: float, mode: str, server_round: int, seed: int
+) -> dict[int, str]:
+    """How each failing client of ``server_round`` fails: ``"raise"`` or ``"timeout"``.
+
+    The failing clients are :func:`failing_clients`'s. ``mode="mixed"`` makes half of them
+    time out, chosen by a permutation seeded by ``seed`` and the round; an odd one out times
+    out in the rounds where ``seed + server_round`` is odd and raises in the others, so that
+    over the rounds half of the failures are of each kind."""
+    check_failure_mode(mode)
+    failing = failing_clients(sampled, rate, server_round, seed)
+    if mode != "mixed":
+        return {client: mode for client in failing}
+    k = len(failing)
+    n_timeouts = k // 2 + (k % 2) * ((seed + server_round) % 2)
+    gen = torch.Generator().manual_seed(seed * 104_729 + server_round + 50_021)
+    late = {failing[i] for i in torch.randperm(k, generator=gen)[:n_timeouts].tolist()}
+    return {client: "timeout" if client in late else "raise" for client in failing}
+
+
+def timeouts_per_round(settings: FLSettings) -> int:
+    """The most clients that time out in one round under ``settings`` (0 unless
+    ``failure_mode`` is ``timeout`` or ``mixed``)."""
+    sampled = min(settings.clients_per_round, settings.data.num_clients)
+    k = round(settings.failure_rate * sampled) if settings.failure_rate > 0 else 0
+    if settings.failure_mode == "timeout":
+        return k
+    if settings.failure_mode == "mixed":
+        return k // 2 + k % 2
+    return 0
+
+
 class ClientFailure(RuntimeError):
     """An injected client failure (the faults experiment)."""
 
@@ -341,12 +388,18 @@ class RunOutcome:
 
     state: dict[str, Tensor]
     rounds: int
-    failures: int = 0
+    failures: int = 0  # client updates that did not reach the server (raised or timed out)
+    timeouts: int = 0  # of which timed out (no reply before the round's deadline)
     client_flops: float = 0.0
     teacher_client_flops: float = 0.0
     server_flops: float = 0.0
     bytes_sent: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def raised(self) -> int:
+        """The failed updates whose client raised (an error reply)."""
+        return self.failures - self.timeouts
 
 
 Callback = Callable[[int, dict[str, Tensor]], None]
@@ -355,7 +408,11 @@ Callback = Callable[[int, dict[str, Tensor]], None]
 def run_loop(arm: Arm, fed: Federation, on_round: Callback | None = None) -> RunOutcome:
     """The federated run in this process: the same sampling, client update, FedAvg and
     server update as the Flower apps, without Flower (the reference the simulation is
-    checked against, and the fast engine for the experiments)."""
+    checked against, and the fast engine for the experiments).
+
+    A client that the failure plan times out is simulated without waiting: its update is
+    dropped as if it had arrived after the round's deadline (its training is not run, since
+    nothing of it reaches the server) and counted in ``failures`` and ``timeouts``."""
     settings = fed.settings
     state = initial_state(arm, fed)
     outcome = RunOutcome(state=state, rounds=settings.rounds)
@@ -364,13 +421,19 @@ def run_loop(arm: Arm, fed: Federation, on_round: Callback | None = None) -> Run
         sampled = sample_clients(
             settings.data.num_clients, settings.clients_per_round, server_round, fed.seed
         )
-        failing = set(failing_clients(sampled, settings.failure_rate, server_round, fed.seed))
+        plan = failure_plan(
+            sampled, settings.failure_rate, settings.failure_mode, server_round, fed.seed
+        )
         states, weights = [], []
         for client in sampled:
             outcome.bytes_sent += size  # the global model goes down to every sampled client
+            if plan.get(client) == "timeout":  # its reply would come after the deadline
+                outcome.failures += 1
+                outcome.timeouts += 1
+                continue
             try:
                 new, n, metrics = client_update(
-                    state, client, server_round, arm, fed, fail=client in failing
+                    state, client, server_round, arm, fed, fail=plan.get(client) == "raise"
                 )
             except ClientFailure:
                 outcome.failures += 1
@@ -417,3 +480,8 @@ def check_settings(settings: FLSettings) -> None:
         raise ProvenmlError(f"clients_per_round must be >= 1, got {settings.clients_per_round}")
     if not 0 <= settings.failure_rate < 1:
         raise ProvenmlError(f"failure_rate must be in [0, 1), got {settings.failure_rate}")
+    check_failure_mode(settings.failure_mode)
+    if not settings.round_timeout > 0 or not math.isfinite(settings.round_timeout):
+        raise ProvenmlError(
+            f"round_timeout must be a positive number of seconds, got {settings.round_timeout}"
+        )

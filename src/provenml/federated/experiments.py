@@ -28,12 +28,15 @@ from provenml.federated import plots
 from provenml.federated.engine import (
     ARMS,
     DataSettings,
+    FailureMode,
     Federation,
     FLSettings,
     RunOutcome,
     build_federation,
     check_settings,
+    failure_plan,
     run_loop,
+    sample_clients,
     teacher_scores,
     test_scores,
 )
@@ -414,22 +417,48 @@ def longtail(cfg: LongTailConfig, ctx: RunContext) -> Result:
 class FaultsConfig(LongTailConfig):
     """The full method with and without ``fault_rate`` of the sampled clients failing.
 
-    Runs through Flower by default (``engine="flower"``: a failing ``ClientApp`` raises, Flower
-    returns an error reply, the ``ServerApp`` counts it and aggregates the others); the smoke
-    preset uses the loop, which drops the same clients, to stay seconds long.
+    ``failure_mode`` says how they fail: ``raise`` (the ``ClientApp`` raises, Flower returns an
+    error reply), ``timeout`` (the ``ClientApp`` holds its reply past the server's
+    ``round_timeout`` seconds, so the ``ServerApp`` stops waiting without it) or ``mixed``
+    (half of each, chosen by the seed). Runs through Flower by default (``engine="flower"``:
+    the ``ServerApp`` counts the failed updates by kind and aggregates the others); the smoke
+    preset uses the loop, which drops the same clients without waiting, to stay seconds long.
+    A round with a time-out lasts ``round_timeout`` seconds: it must exceed the time the
+    other clients need, or they are counted as timed out too (the precondition catches it).
     """
 
     fault_rate: float = 0.2
+    failure_mode: FailureMode = "mixed"
+    round_timeout: float = 5.0
     engine: str = "flower"
     arms: tuple[str, ...] = ("full",)
     presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"fault_rate": 0.5, "engine": "loop"}}
+
+    def settings(self) -> FLSettings:
+        settings = replace(
+            super().settings(), failure_mode=self.failure_mode, round_timeout=self.round_timeout
+        )
+        check_settings(settings)
+        return settings
+
+
+def injected_failures(cfg: FaultsConfig, seed: int) -> dict[str, int]:
+    """The failures ``cfg`` injects over its rounds for ``seed``, by kind (``raise``,
+    ``timeout``): what the run must have counted."""
+    counts = {"raise": 0, "timeout": 0}
+    for server_round in range(1, cfg.rounds + 1):
+        sampled = sample_clients(cfg.num_clients, cfg.clients_per_round, server_round, seed)
+        plan = failure_plan(sampled, cfg.fault_rate, cfg.failure_mode, server_round, seed)
+        for kind in plan.values():
+            counts[kind] += 1
+    return counts
 
 
 @experiment(
     "federated.faults",
     system="S5",
-    claim="with 20% of the sampled clients failing every round the full method stays within "
-    "2 points of its failure-free balanced accuracy",
+    claim="with 20% of the sampled clients failing (raising or timing out) every round the "
+    "full method stays within 2 points of its failure-free balanced accuracy",
     config=FaultsConfig,
     time={"smoke": "10 s", "small": "not measured yet", "paper": "GPU hours"},
     devices=("cpu",),
@@ -441,20 +470,28 @@ def faults(cfg: FaultsConfig, ctx: RunContext) -> Result:
         raise ProvenmlError(f"fault_rate must be in (0, 1), got {cfg.fault_rate}")
     clean_settings = replace(cfg, failure_rate=0.0).settings()
     faulty_settings = replace(cfg, failure_rate=cfg.fault_rate).settings()
-    _, clean, _ = run_arms(cfg, ctx, clean_settings)
+    _, clean, clean_out = run_arms(cfg, ctx, clean_settings)
     _, faulty, faulty_out = run_arms(cfg, ctx, faulty_settings)
     sampled = cfg.rounds * min(cfg.clients_per_round, cfg.num_clients)
-    failures = faulty_out["full"].failures
-    expected = cfg.rounds * round(cfg.fault_rate * min(cfg.clients_per_round, cfg.num_clients))
+    outcome = faulty_out["full"]
+    failures, raised, timed_out = outcome.failures, outcome.raised, outcome.timeouts
+    injected = injected_failures(cfg, ctx.seed)
+    expected = injected["raise"] + injected["timeout"]
+    counted = raised == injected["raise"] and timed_out == injected["timeout"]
+    spurious = clean_out["full"].failures  # the failure-free run waits round_timeout too
     notes = [
-        f"{failures} of {sampled} client updates failed (injected: {expected}); the rounds "
-        "went on with the replies that came back"
+        f"{failures} of {sampled} client updates failed: {raised} raised, {timed_out} timed "
+        f"out (injected: {injected['raise']} raising, {injected['timeout']} timing out; "
+        f"failure_mode {cfg.failure_mode}, round_timeout {cfg.round_timeout:g} s, engine "
+        f"{cfg.engine}); the rounds went on with the replies that came back",
+        f"failure-free run: {spurious} client updates missing",
     ]
+    how = {"raise": "raising", "timeout": "timing out", "mixed": "half raising, half timing out"}
     claim = Claim(
         key="within_2_points",
-        statement=f"with {cfg.fault_rate:.0%} of the sampled clients failing each round, the "
-        f"full method's balanced accuracy is within {FAULT_MARGIN:g} points of the "
-        "failure-free run's",
+        statement=f"with {cfg.fault_rate:.0%} of the sampled clients failing each round "
+        f"({how[cfg.failure_mode]}), the full method's balanced accuracy is within "
+        f"{FAULT_MARGIN:g} points of the failure-free run's",
         metric="balanced accuracy (%)",
         ours_label=f"{cfg.fault_rate:.0%} failing",
         ours=faulty["full"]["balanced"],
@@ -462,7 +499,9 @@ def faults(cfg: FaultsConfig, ctx: RunContext) -> Result:
         comparison="within",
         margin=FAULT_MARGIN,
         precondition=Precondition(
-            "not every injected failure was counted", holds=[failures == expected]
+            "not every injected failure was counted, each as its kind (raised, timed out), "
+            "or the failure-free run lost updates",
+            holds=[counted and failures == expected and spurious == 0],
         ),
     )
     return Result(
@@ -471,6 +510,8 @@ def faults(cfg: FaultsConfig, ctx: RunContext) -> Result:
             {
                 "accuracy": {"no_failures": clean["full"], "failures": faulty["full"]},
                 "failed_updates": float(failures),
+                "raised_updates": float(raised),
+                "timed_out_updates": float(timed_out),
                 "sampled_updates": float(sampled),
             }
         ),
