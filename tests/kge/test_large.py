@@ -133,6 +133,26 @@ def test_sparse_training_learns(graph: LargeKG) -> None:
     assert after.mrr > 3 * before and after.mrr > 2 * after.chance()["mrr"]
 
 
+def test_on_epoch_runs_after_each_epoch_and_can_stop(graph: LargeKG) -> None:
+    """Stopping after epoch 2 of 5 trains exactly two epochs, with the same weights as a
+    plain 2-epoch run from the same seed (the callback's evaluation changes nothing)."""
+    cfg = SparseTrainingConfig(epochs=5, batch_size=512, chunk_size=64, lr=0.02)
+    seen: list[int] = []
+
+    def stop_after_two(epoch: int) -> bool:
+        seen.append(epoch)
+        return epoch == 2
+
+    torch.manual_seed(0)
+    stopped = SparseKGE("distmult", graph.num_entities, graph.num_relations, 8)
+    stats = train_sparse(stopped, graph.train, cfg, on_epoch=stop_after_two)
+    torch.manual_seed(0)
+    plain = SparseKGE("distmult", graph.num_entities, graph.num_relations, 8)
+    train_sparse(plain, graph.train, SparseTrainingConfig(**{**cfg.__dict__, "epochs": 2}))
+    assert seen == [1, 2] and stats.positives == 2 * len(graph.train)
+    assert torch.equal(stopped.entity.weight, plain.entity.weight)
+
+
 def test_chunked_evaluation_equals_the_dense_evaluator(graph: LargeKG) -> None:
     torch.manual_seed(1)
     model = SparseKGE("distmult", graph.num_entities, graph.num_relations, 8)

@@ -203,8 +203,12 @@ def train_sparse(
     triples: Tensor | np.ndarray,
     config: SparseTrainingConfig | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int], bool] | None = None,
 ) -> SparseTrainingStats:
-    """Train ``model`` in place on int32/int64 ``(n, 3)`` triples; return loss and throughput."""
+    """Train ``model`` in place on int32/int64 ``(n, 3)`` triples; return loss and throughput.
+
+    ``on_epoch(epoch)`` (1-based) runs after each epoch, e.g. to evaluate; returning ``True``
+    stops training. Its time is not counted in ``stats.seconds`` (training time only)."""
     cfg = config or SparseTrainingConfig()
     data = torch.as_tensor(np.asarray(triples)) if isinstance(triples, np.ndarray) else triples
     check_triples(data, "triples", model.num_entities, model.num_relations)
@@ -217,7 +221,8 @@ def train_sparse(
     step = 0
     model.train()
     start = time.perf_counter()
-    for _ in range(cfg.epochs):
+    outside = 0.0  # seconds spent in on_epoch, not training
+    for epoch in range(1, cfg.epochs + 1):
         order = torch.randperm(len(data), generator=gen, device=model.device)
         for first in range(0, len(order), cfg.batch_size):
             batch = data[order[first : first + cfg.batch_size]]
@@ -235,7 +240,15 @@ def train_sparse(
                 break
         if cfg.max_steps and step >= cfg.max_steps:
             break
-    stats.seconds = time.perf_counter() - start
+        if on_epoch is not None:
+            paused = time.perf_counter()
+            model.eval()
+            stop = on_epoch(epoch)
+            model.train()
+            outside += time.perf_counter() - paused
+            if stop:
+                break
+    stats.seconds = time.perf_counter() - start - outside
     model.eval()
     return stats
 
