@@ -266,7 +266,7 @@ def _summarize_gridworld(results: list[Result], ctx: RunContext) -> list[Table]:
     config=GridworldConfig,
     time={
         "smoke": "15 s",
-        "small": "16 min measured (5 seeds x 5 agents, --jobs 2)",
+        "small": "12 min measured (5 seeds x 5 agents, --jobs 2, load 3-4)",
         "paper": "hours per agent",
     },
     summarize=_summarize_gridworld,
@@ -383,7 +383,7 @@ def _summarize_ablations(results: list[Result], ctx: RunContext) -> None:
     config=AblationConfig,
     time={
         "smoke": "15 s",
-        "small": "15 min measured (3 seeds x 4 agents, --jobs 2)",
+        "small": "10 min measured (3 seeds x 4 agents, --jobs 2, load 3)",
         "paper": "hours",
     },
     summarize=_summarize_ablations,
@@ -472,7 +472,7 @@ def _merge_rates(cfg: SessionRateConfig, parts: list[Result], ctx: RunContext) -
     config=SessionRateConfig,
     time={
         "smoke": "20 s",
-        "small": "13 min measured (3 seeds x 5 rates x 2 agents, --jobs 2)",
+        "small": "8 min measured (3 seeds x 5 rates x 2 agents, --jobs 2, load 2-3)",
         "paper": "hours",
     },
     summarize=_summarize_rates,
@@ -568,7 +568,7 @@ def _summarize_reacher(results: list[Result], ctx: RunContext) -> None:
     config=ReacherConfig,
     time={
         "smoke": "15 s",
-        "small": "8 min measured (3 seeds x 4 agents, --jobs 2)",
+        "small": "11.5 min measured (3 seeds x 4 agents, --jobs 2, load 2-4)",
         "paper": "hours",
     },
     summarize=_summarize_reacher,
