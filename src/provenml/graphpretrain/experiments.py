@@ -508,7 +508,7 @@ def _transfer_result(cfg: TransferConfig, records: list[dict[str, Any]], ctx: Ru
     config=TransferConfig,
     time={
         "smoke": "5 s",
-        "small": "13 min measured (10 seeds x 16 tasks, --jobs 2, load 3; 16 min of CPU)",
+        "small": "7.4 min measured (10 seeds x 16 tasks, --jobs 2, load 2-2.8; cached data)",
         "paper": "GPU hours",
     },
     parts=_transfer_parts,
