@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +21,21 @@ from provenml.compiler.build import build
 from provenml.compiler.codegen import C_HEADER, Access, dependencies, place_barriers
 from provenml.compiler.models import build_model
 from provenml.errors import ProvenmlError
+
+
+def compile_openmp_split(model: nn.Module, x: torch.Tensor, threads: int, cache: str) -> Any:
+    """Every kernel split (``parallel_work=0``), untuned, at a fixed thread count, with the
+    OpenMP runtime whose barrier placement these tests check (the default is the pool)."""
+    return pc.compile(
+        model,
+        (x,),
+        tuning=False,
+        tune_threads=False,
+        threads=threads,
+        parallel_work=0,
+        cache_dir=cache,
+        runtime="openmp",
+    )
 
 
 @pytest.mark.parametrize("nth", [1, 2, 3, 4, 7])
@@ -86,16 +102,7 @@ def test_split_kernels_match_interpreter_under_1_2_3_threads(name: str, cache: s
     """Every kernel split (``parallel_work=0``); 3 threads give uneven partitions."""
     model, x = build_model(name)
     ref = pc.interpret(pc.trace(model, [x]), [x.numpy()])[0]
-    compiled = pc.compile(
-        model,
-        (x,),
-        tuning=False,
-        threads=3,
-        tune_threads=False,
-        parallel_work=0,
-        cache_dir=cache,
-        runtime="openmp",  # the barrier placement of the OpenMP runtime
-    )
+    compiled = compile_openmp_split(model, x, 3, cache)
     assert "omp for" not in compiled.source  # no implicit barriers: only the placed ones
     for threads in (1, 2, 3):
         compiled.graph.set_threads(threads)
@@ -120,16 +127,7 @@ def test_independent_kernels_share_a_barrier(cache: str) -> None:
     the projection), none between them, one after (the sum reads them)."""
     torch.manual_seed(0)
     model, x = ThreeSlices().eval(), torch.randn(256, 16)  # big enough to split
-    compiled = pc.compile(
-        model,
-        (x,),
-        tuning=False,
-        tune_threads=False,
-        threads=2,
-        parallel_work=0,
-        cache_dir=cache,
-        runtime="openmp",  # the barrier placement of the OpenMP runtime
-    )
+    compiled = compile_openmp_split(model, x, 2, cache)
     body = compiled.source.split("_body(")[1].split("\n}\n")[0]
     lines = [ln.strip() for ln in body.splitlines()[1:]]
     slices = [k for k, ln in enumerate(lines) if "_slice(" in ln]
@@ -166,16 +164,7 @@ def test_attention_fusion_matches_eager(keep_scores: bool, cache: str) -> None:
     another user. Under 1, 2 and 3 threads (3 heads, 2 batches: uneven partitions)."""
     torch.manual_seed(0)
     model, x = Attention(keep_scores=keep_scores).eval(), torch.randn(2, 13, 24)
-    compiled = pc.compile(
-        model,
-        (x,),
-        tuning=False,
-        tune_threads=False,
-        threads=3,
-        parallel_work=0,
-        cache_dir=cache,
-        runtime="openmp",  # the barrier placement of the OpenMP runtime
-    )
+    compiled = compile_openmp_split(model, x, 3, cache)
     fused = compiled.dump("fuse")
     if keep_scores:
         assert "kind=attention" not in fused
@@ -229,16 +218,7 @@ def test_stall_guard_falls_back_to_one_thread_and_retries(cache: str) -> None:
     one thread, retries after the back-off (doubling it), and results stay correct."""
     torch.manual_seed(0)
     model, x = ThreeSlices().eval(), torch.randn(256, 16)
-    compiled = pc.compile(
-        model,
-        (x,),
-        tuning=False,
-        tune_threads=False,
-        threads=2,
-        parallel_work=0,
-        cache_dir=cache,
-        runtime="openmp",  # the barrier placement of the OpenMP runtime
-    )
+    compiled = compile_openmp_split(model, x, 2, cache)
     with torch.no_grad():
         ref = model(x).numpy()
     cg = compiled.graph
