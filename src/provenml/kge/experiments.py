@@ -4,6 +4,7 @@ extraction (Lin et al., 2018, "Knowledge Representation Learning: A Quantitative
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -883,7 +884,7 @@ def scale(cfg: ScaleConfig, ctx: RunContext) -> Result:
     target = pk_epochs_m.get("mrr", float("nan"))
     curve: list[float] = []
     match_seconds = float("nan")
-    if target == target:  # PyKEEN's equal-epoch MRR was measured
+    if not math.isnan(target):  # PyKEEN's equal-epoch MRR was measured
         torch.manual_seed(ctx.seed)
         chaser = SparseKGE(cfg.model, graph.num_entities, graph.num_relations, cfg.dim)
 
@@ -900,10 +901,10 @@ def scale(cfg: ScaleConfig, ctx: RunContext) -> Result:
             )
         if curve and curve[-1] >= target:
             match_seconds = chase.seconds
-    if match_seconds == match_seconds:
+    if not math.isnan(match_seconds):
         time_ratio = pk_epochs_seconds / match_seconds
     else:  # never reached: 0 (fails); PyKEEN not run: NaN (inconclusive)
-        time_ratio = 0.0 if target == target else float("nan")
+        time_ratio = float("nan") if math.isnan(target) else 0.0
     bias = sampled_bias(full, sampled)
     ratio = stats.triples_per_second / pk_tps
     ours_m, pk_m, chance = full.metrics(), pk_full.metrics(), full.chance()["mrr"]
@@ -1015,7 +1016,7 @@ def scale(cfg: ScaleConfig, ctx: RunContext) -> Result:
                 + ", ".join(f"{v:.4f}" for v in curve)
                 + (
                     f"; reached after {len(curve)} epoch(s), {match_seconds:.0f} s of training."
-                    if match_seconds == match_seconds
+                    if not math.isnan(match_seconds)
                     else f"; not reached in {cfg.match_max_epochs} epochs."
                 )
             ),

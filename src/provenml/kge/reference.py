@@ -10,7 +10,6 @@ has no sparse path), sLCWA with its basic sampler.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from provenml.kge.sparse import SparseTrainingConfig
+from provenml.kge.sparse import SparseTrainingConfig, init_bound
 
 _CLASSES = {"complex": "ComplEx", "distmult": "DistMult", "transe": "TransE"}
 
@@ -31,12 +30,12 @@ def pykeen_factory(triples: np.ndarray, num_entities: int, num_relations: int) -
 
 
 def _matched_initializer(model: str, dim: int) -> Any:
-    """PyKEEN initializer drawing what :class:`~provenml.kge.sparse.SparseKGE` draws: uniform
-    in ``(-0.1, 0.1)`` per real coordinate (ComplEx, DistMult), TransE's ``6 / sqrt(dim)``
-    bound otherwise. PyKEEN's own defaults (``normal_`` for ComplEx: scores with a standard
-    deviation of about 8 at dim 32) leave it at chance MRR after an epoch on the generated
-    graphs, so an unmatched initialisation would make it a straw man."""
-    scale = 6 / math.sqrt(dim) if model == "transe" else 0.1
+    """PyKEEN initializer drawing what :class:`~provenml.kge.sparse.SparseKGE` draws
+    (:func:`~provenml.kge.sparse.init_bound`, uniform per real coordinate). PyKEEN's own
+    defaults (``normal_`` for ComplEx: scores with a standard deviation of about 8 at dim 32)
+    leave it at chance MRR after an epoch on the generated graphs, so an unmatched
+    initialisation would make it a straw man."""
+    scale = init_bound(model, dim)
 
     def initialize(x: Tensor) -> Tensor:
         torch.nn.init.uniform_(torch.view_as_real(x) if x.is_complex() else x, -scale, scale)
@@ -58,8 +57,7 @@ def pykeen_model(name: str, factory: Any, dim: int, seed: int) -> Any:
     extra: dict[str, Any] = {"regularizer": None} if name != "transe" else {"scoring_fct_norm": 2}
     if name == "distmult":
         extra["entity_constrainer"] = None
-    width = 2 * dim if name == "complex" else dim
-    init = _matched_initializer(name, width)
+    init = _matched_initializer(name, dim)  # dim is TransE's width; the others ignore it
     return cls(
         triples_factory=factory,
         embedding_dim=dim,

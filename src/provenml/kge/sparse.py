@@ -43,6 +43,12 @@ from provenml.kge.index import KnownTriples
 SCORERS = ("transe", "distmult", "complex")
 
 
+def init_bound(name: str, dim: int) -> float:
+    """The half-width of :class:`SparseKGE`'s uniform initialisation per real coordinate:
+    TransE's ``6 / sqrt(dim)`` (Bordes et al., 2013), 0.1 for DistMult and ComplEx."""
+    return 6 / math.sqrt(dim) if name == "transe" else 0.1
+
+
 class SparseKGE(nn.Module):
     """TransE (L2), DistMult or ComplEx over two sparse-gradient embedding tables.
 
@@ -60,8 +66,7 @@ class SparseKGE(nn.Module):
         width = 2 * dim if name == "complex" else dim
         self.entity = nn.Embedding(num_entities, width, sparse=True)
         self.relation = nn.Embedding(num_relations, width, sparse=True)
-        bound = 6 / math.sqrt(width)  # TransE's uniform init (Bordes et al., 2013)
-        scale = bound if name == "transe" else 0.1
+        scale = init_bound(name, width)
         nn.init.uniform_(self.entity.weight, -scale, scale)
         nn.init.uniform_(self.relation.weight, -scale, scale)
 
