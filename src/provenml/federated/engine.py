@@ -288,14 +288,18 @@ def failure_plan(
 
 def timeouts_per_round(settings: FLSettings) -> int:
     """The most clients that time out in one round under ``settings`` (0 unless
-    ``failure_mode`` is ``timeout`` or ``mixed``)."""
-    sampled = min(settings.clients_per_round, settings.data.num_clients)
-    k = round(settings.failure_rate * sampled) if settings.failure_rate > 0 else 0
-    if settings.failure_mode == "timeout":
-        return k
-    if settings.failure_mode == "mixed":
-        return k // 2 + k % 2
-    return 0
+    ``failure_mode`` is ``timeout`` or ``mixed``): :func:`failure_plan`'s count, which depends
+    only on the number sampled and, in ``mixed`` mode, on the parity of seed + round."""
+    sampled = list(range(min(settings.clients_per_round, settings.data.num_clients)))
+    return max(
+        sum(
+            kind == "timeout"
+            for kind in failure_plan(
+                sampled, settings.failure_rate, settings.failure_mode, server_round, seed=0
+            ).values()
+        )
+        for server_round in (1, 2)
+    )
 
 
 class ClientFailure(RuntimeError):

@@ -211,6 +211,7 @@ def _serve(spec: RunSpec, grid: Any) -> RunOutcome:
             f"(num_clients={settings.data.num_clients}) with node_config partition-id"
             + (f"; the nodes answered with errors: {errors[:3]}" if errors else "")
         )
+    partition_of = {node: partition for partition, node in node_of.items()}
     strategy = FedAvg(min_train_nodes=1, min_available_nodes=1, fraction_evaluate=0.0)
     state = initial_state(arm, fed)
     outcome = RunOutcome(state=state, rounds=settings.rounds)
@@ -248,7 +249,6 @@ def _serve(spec: RunSpec, grid: Any) -> RunOutcome:
         errors = [r for r in current if r.has_error()]
         # replies in partition order, not arrival order: Flower sums in float32, so a fixed
         # order keeps the same seed giving the same weights
-        partition_of = {node: partition for partition, node in node_of.items()}
         ok = sorted(
             (r for r in current if not r.has_error()),
             key=lambda r: partition_of[r.metadata.src_node_id],
