@@ -6,7 +6,6 @@ interpreter's results."""
 from __future__ import annotations
 
 import ctypes
-import time
 from typing import Any
 
 import numpy as np
@@ -182,34 +181,53 @@ def test_attention_fusion_matches_eager(keep_scores: bool, cache: str) -> None:
 
 
 class FakeGraph:
-    """Stands in for a CompiledGraph: each call sleeps for a time set per thread count (and
-    per call, to model a stall)."""
+    """Stands in for a CompiledGraph: each call advances a virtual clock by a time set per
+    thread count (and per call, to model a stall). ``choose_threads`` reads that clock, so the
+    choice does not depend on how busy the machine running the test is."""
 
     def __init__(self, delays: dict[int, list[float]]) -> None:
         self.delays = delays
         self.threads = 1
         self.calls = {t: 0 for t in delays}
+        self.now = 0.0
 
     def set_threads(self, threads: int) -> None:
         self.threads = threads
 
+    def perf_counter(self) -> float:
+        return self.now
+
     def __call__(self, *inputs: object) -> None:
         seq = self.delays[self.threads]
-        time.sleep(seq[self.calls[self.threads] % len(seq)])
+        self.now += seq[self.calls[self.threads] % len(seq)]
         self.calls[self.threads] += 1
 
 
-def test_thread_choice_prefers_the_best_median() -> None:
-    fake = FakeGraph({1: [0.002], 2: [0.001]})
+@pytest.fixture
+def virtual_clock(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Returns a factory of FakeGraphs whose virtual clock ``choose_threads`` reads."""
+    import provenml.compiler.api as api
+
+    def make(delays: dict[int, list[float]]) -> FakeGraph:
+        fake = FakeGraph(delays)
+        monkeypatch.setattr(api, "time", fake)
+        return fake
+
+    return make
+
+
+def test_thread_choice_prefers_the_best_median(virtual_clock: Any) -> None:
+    fake = virtual_clock({1: [0.002], 2: [0.001]})
     best, samples = choose_threads(fake, [], 2, rounds=5, min_time=0.002)  # type: ignore[arg-type]
     assert best == 2 and len(samples[1]) == len(samples[2]) == 5
+    assert samples[1] == pytest.approx([0.002] * 5) and samples[2] == pytest.approx([0.001] * 5)
 
 
-def test_thread_choice_needs_a_clear_win_and_no_worse_tail() -> None:
-    fake = FakeGraph({1: [0.01], 2: [0.0099]})  # 1% faster: within the margin
+def test_thread_choice_needs_a_clear_win_and_no_worse_tail(virtual_clock: Any) -> None:
+    fake = virtual_clock({1: [0.01], 2: [0.0099]})  # 1% faster: within the margin
     assert choose_threads(fake, [], 2, rounds=3, min_time=0.001)[0] == 1  # type: ignore[arg-type]
     # faster in most calls, but every 3rd call stalls: the median wins, the tail does not
-    stalls = FakeGraph({1: [0.002], 2: [0.001, 0.001, 0.02]})
+    stalls = virtual_clock({1: [0.002], 2: [0.001, 0.001, 0.02]})
     assert choose_threads(stalls, [], 2, rounds=7, min_time=0.0001)[0] == 1  # type: ignore[arg-type]
 
 
