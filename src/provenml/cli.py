@@ -240,9 +240,7 @@ def reproduce(
     try:
         if bar is not None:
             bar.start()
-        for request in plans:
-            run_dirs.append(request.execute(out, bar, jobs, executor, address))
-            console.print(f"[green]done[/] {request.name}: {run_dirs[-1]}")
+        run_dirs = _execute(plans, out, bar, jobs, executor, address)
     except ProvenmlError as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
@@ -276,16 +274,15 @@ class _PlanRequest:
     def name(self) -> str:
         return self.spec.name
 
-    def execute(self, out: Path, bar: Any, jobs: int, executor: str, address: str | None) -> Path:
-        from provenml.core.executor import make_executor
-        from provenml.core.run import execute_plan, plan_run
+    def plan(self, out: Path, jobs: int) -> tuple[Any, dict[Any, Any]]:
+        """The run's plan (its directory made now) and the units it already has."""
+        from provenml.core.run import plan_run
 
-        runner = make_executor(executor, jobs=jobs, address=address, progress=bar)
         if self.resumed is not None:
             from provenml.core.resume import clear_unfinished
 
             clear_unfinished(self.resumed)
-            return execute_plan(self.resumed.plan, runner, progress=bar, done=self.resumed.done)
+            return self.resumed.plan, dict(self.resumed.done)
         plan = plan_run(
             self.spec,
             scale=self.scale,
@@ -295,7 +292,35 @@ class _PlanRequest:
             out_root=out,
             jobs=jobs,
         )
-        return execute_plan(plan, runner, progress=bar)
+        return plan, {}
+
+
+def _execute(
+    requests: list[_PlanRequest],
+    out: Path,
+    bar: Any,
+    jobs: int,
+    executor: str,
+    address: str | None,
+) -> list[Path]:
+    """Run the requested experiments; with local ``--jobs`` > 1 through one pool of workers,
+    the next experiment's units starting as soon as a worker is free."""
+    from provenml.core.executor import make_executor
+    from provenml.core.run import execute_plans
+
+    runner = make_executor(executor, jobs=jobs, address=address, progress=bar)
+    planned = [request.plan(out, jobs) for request in requests]
+
+    def report_done(plan: Any) -> None:
+        console.print(f"[green]done[/] {plan.experiment}: {plan.run_dir}")
+
+    return execute_plans(
+        [plan for plan, _ in planned],
+        runner,
+        progress=bar,
+        done=[done for _, done in planned],
+        on_done=report_done,
+    )
 
 
 def _resume_request(

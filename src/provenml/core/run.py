@@ -60,6 +60,7 @@ __all__ = [
     "aggregate_claims",
     "capture_environment",
     "execute_plan",
+    "execute_plans",
     "execute_unit",
     "load_unit_result",
     "make_progress",
@@ -320,6 +321,41 @@ class Executor(Protocol):
     def run(self, plan: RunPlan, units: Sequence[Unit]) -> Iterator[tuple[Unit, Result]]: ...
 
 
+PlanUnits = tuple["RunPlan", Sequence[Unit]]
+"""A plan and the units of it still to run."""
+
+
+class UnitFailed(Exception):
+    """A unit of the plan at ``index`` (in the work given to ``run_many``) raised ``error``."""
+
+    def __init__(self, index: int, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
+
+
+def one_plan_at_a_time(
+    executor: Executor, work: Sequence[PlanUnits]
+) -> Iterator[tuple[int, Unit, float, Result]]:
+    """``run_many`` for any executor: ``executor.run`` on each plan in turn (each unit's start
+    time is its plan's start)."""
+    for index, (plan, units) in enumerate(work):
+        started = time.time()
+        try:
+            for unit, result in executor.run(plan, units):
+                yield index, unit, started, result
+        except Exception as exc:
+            raise UnitFailed(index, exc) from exc
+
+
+def _execute_unit_timed(
+    plan: RunPlan, seed: int, part: int | None, threads: int | None
+) -> tuple[float, dict[str, Any]]:
+    """:func:`execute_unit`, with the wall-clock time it started at."""
+    started = time.time()
+    return started, execute_unit(plan, seed, part, threads)
+
+
 class LocalExecutor:
     """This machine: in this process (``jobs == 1``, or a single unit), else ``jobs`` spawned
     worker processes, each unit with the plan's threads capped at the cores per worker."""
@@ -342,6 +378,40 @@ class LocalExecutor:
                 yield (seed, part), result
             return
         yield from self._in_workers(plan, units)
+
+    def run_many(self, work: Sequence[PlanUnits]) -> Iterator[tuple[int, Unit, float, Result]]:
+        """Units of several plans (``work``: ``(plan, units)`` pairs) through one pool of
+        ``jobs`` workers, submitted plan after plan, so that a worker done with one
+        experiment's last units starts on the next experiment's instead of waiting for the
+        other worker to finish (and no pool is started per experiment). Yields ``(index of
+        the plan in work, unit, wall-clock start time of the unit, result)`` as units finish;
+        a unit's error is raised as :class:`UnitFailed`. With ``jobs == 1``, plan after plan
+        in this process."""
+        if self.jobs <= 1:
+            yield from one_plan_at_a_time(self, work)
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")  # fork is unsafe once OpenMP threads exist
+        pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=context)
+        try:
+            futures = {
+                pool.submit(
+                    _execute_unit_timed, plan, seed, part, unit_threads(plan.threads, self.jobs)
+                ): (index, (seed, part))
+                for index, (plan, units) in enumerate(work)
+                for seed, part in units
+            }
+            for future in as_completed(futures):
+                index, unit = futures[future]
+                try:
+                    started, payload = future.result()
+                except Exception as exc:
+                    raise UnitFailed(index, exc) from exc
+                yield index, unit, started, Result.from_dict(payload)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _in_workers(self, plan: RunPlan, units: Sequence[Unit]) -> Iterator[tuple[Unit, Result]]:
         import multiprocessing
@@ -390,54 +460,130 @@ def execute_plan(
 
     Raises ``KeyboardInterrupt`` or :class:`ExperimentFailed` after writing what was measured.
     """
+    return execute_plans([plan], executor, progress=progress, memo=memo, done=[done or {}])[0]
+
+
+def execute_plans(
+    plans: Sequence[RunPlan],
+    executor: Executor,
+    *,
+    progress: Progress | None = None,
+    memo: Memo | None = None,
+    done: Sequence[Mapping[Unit, Result]] | None = None,
+    on_done: Callable[[RunPlan], None] | None = None,
+) -> list[Path]:
+    """:func:`execute_plan` for several plans. An executor with ``run_many`` (the local one
+    with ``--jobs`` > 1) runs them through one pool, the next plan's units starting as soon
+    as a worker is free; any other runs them one after the other. Each plan's ``result.json``
+    is written, and ``on_done(plan)`` called, as soon as its last unit is in; its
+    ``wall_time_s`` runs from the start of its first unit to then.
+
+    On an error or Ctrl-C every plan not yet done is written as interrupted (with what it
+    measured) before :class:`ExperimentFailed` (naming the plan whose unit failed) or
+    ``KeyboardInterrupt`` is raised."""
     use_agg_backend()
-    run_dir = plan.run_dir
-    spec = plan.spec()
-    write_json(run_dir / "config.json", {**plan.header, "config": plan.config.to_dict()})
-    write_json(run_dir / "env.json", capture_environment(plan.torch_device))
+    done = list(done) if done is not None else [{} for _ in plans]
+    states = [_PlanState(plan, d, progress, memo) for plan, d in zip(plans, done, strict=True)]
+    work = [(state.plan, state.todo(executor.order)) for state in states]
+    run_many = getattr(executor, "run_many", None)
+    units = run_many(work) if run_many is not None else one_plan_at_a_time(executor, work)
+    current = 0  # the plan whose merge or summary runs (an error there is that plan's)
 
-    parts = plan.part_indices()
-    collected: dict[int, dict[int | None, Result]] = {seed: {} for seed in plan.seeds}
-    for (seed, part), result in (done or {}).items():
-        collected[seed][part] = result
-    finished: list[tuple[int, Result]] = []
-    status, error = "complete", None
-    started = time.perf_counter()
-    seed_task = (
-        progress.add_task(f"{plan.experiment} [{plan.scale}] seeds", total=len(plan.seeds))
-        if progress
-        else None
-    )
-
-    def seed_done(seed: int) -> None:
-        if plan.parts is None:
-            result = collected[seed][None]
-        else:
-            result = merge_seed(plan, seed, [collected[seed][k] for k in parts], memo=memo)
-        finished.append((seed, result))
-        if progress is not None and seed_task is not None:
-            progress.advance(seed_task)
+    def finish_if_complete(index: int) -> None:
+        state = states[index]
+        if state.complete:
+            state.close("complete", None)
+            if on_done is not None:
+                on_done(state.plan)
 
     try:
-        for seed in plan.seeds:  # seeds whose units were all done before
-            if collected[seed] and len(collected[seed]) == len(parts):
-                seed_done(seed)
-        todo = [u for u in plan.units(executor.order) if u[1] not in collected[u[0]]]
-        for (seed, part), result in executor.run(plan, todo):
-            collected[seed][part] = result
-            if len(collected[seed]) == len(parts):
-                seed_done(seed)
+        for current in range(len(states)):
+            finish_if_complete(current)
+        for current, unit, started, result in units:
+            states[current].add(unit, started, result)
+            finish_if_complete(current)
     except KeyboardInterrupt:
-        status = "interrupted"
+        _close_all(states, None)
         raise
     except Exception as exc:
-        status, error = "interrupted", exc
-        raise ExperimentFailed(plan.experiment, run_dir, exc) from exc
-    finally:
-        if progress is not None and seed_task is not None:
-            progress.remove_task(seed_task)
-        _finish(plan, spec, finished, status, error, time.perf_counter() - started, memo)
-    return run_dir
+        failed, error = (exc.index, exc.error) if isinstance(exc, UnitFailed) else (current, exc)
+        _close_all(states, failed, error)
+        plan = states[failed].plan
+        raise ExperimentFailed(plan.experiment, plan.run_dir, error) from error
+    return [state.plan.run_dir for state in states]
+
+
+def _close_all(
+    states: Sequence[_PlanState], failed: int | None, error: BaseException | None = None
+) -> None:
+    """Write every plan not yet closed as interrupted (the error on the one that failed)."""
+    for index, state in enumerate(states):
+        if not state.closed:
+            state.close("interrupted", error if index == failed else None)
+
+
+class _PlanState:
+    """One plan's units as they come in: seeds merged when their parts are in, the run's
+    ``config.json`` and ``env.json`` written at the start and ``result.json`` at the end."""
+
+    def __init__(
+        self,
+        plan: RunPlan,
+        done: Mapping[Unit, Result],
+        progress: Progress | None,
+        memo: Memo | None,
+    ) -> None:
+        self.plan, self.progress, self.memo = plan, progress, memo
+        write_json(plan.run_dir / "config.json", {**plan.header, "config": plan.config.to_dict()})
+        write_json(plan.run_dir / "env.json", capture_environment(plan.torch_device))
+        self.parts = plan.part_indices()
+        self.collected: dict[int, dict[int | None, Result]] = {seed: {} for seed in plan.seeds}
+        for (seed, part), result in done.items():
+            self.collected[seed][part] = result
+        self.finished: list[tuple[int, Result]] = []
+        self.started = time.time()
+        self.first_unit: float | None = None
+        self.closed = False
+        self.seed_task = (
+            progress.add_task(f"{plan.experiment} [{plan.scale}] seeds", total=len(plan.seeds))
+            if progress
+            else None
+        )
+        for seed in plan.seeds:  # seeds whose units were all done before
+            if len(self.collected[seed]) == len(self.parts):
+                self._seed_done(seed)
+
+    def todo(self, order: Literal["seed", "part"]) -> list[Unit]:
+        return [u for u in self.plan.units(order) if u[1] not in self.collected[u[0]]]
+
+    @property
+    def complete(self) -> bool:
+        return len(self.finished) == len(self.plan.seeds)
+
+    def add(self, unit: Unit, started: float, result: Result) -> None:
+        seed, part = unit
+        self.first_unit = started if self.first_unit is None else min(self.first_unit, started)
+        self.collected[seed][part] = result
+        if len(self.collected[seed]) == len(self.parts):
+            self._seed_done(seed)
+
+    def _seed_done(self, seed: int) -> None:
+        if self.plan.parts is None:
+            result = self.collected[seed][None]
+        else:
+            parts = [self.collected[seed][k] for k in self.parts]
+            result = merge_seed(self.plan, seed, parts, memo=self.memo)
+        self.finished.append((seed, result))
+        if self.progress is not None and self.seed_task is not None:
+            self.progress.advance(self.seed_task)
+
+    def close(self, status: str, error: BaseException | None) -> None:
+        self.closed = True
+        if self.progress is not None and self.seed_task is not None:
+            self.progress.remove_task(self.seed_task)
+        started = self.started if self.first_unit is None else self.first_unit
+        wall_time = time.time() - started
+        _finish(self.plan, self.plan.spec(), self.finished, status, error, wall_time, self.memo)
 
 
 def _finish(

@@ -513,7 +513,6 @@ def _transfer_result(cfg: TransferConfig, records: list[dict[str, Any]], ctx: Ru
     },
     parts=_transfer_parts,
     merge=lambda cfg, parts, ctx: _transfer_result(cfg, _records(parts), ctx),
-    headline=True,
     claims=("beats_scratch_on_75pct",),
     threads=1,
 )
@@ -606,6 +605,7 @@ def _features_result(cfg: FeaturesConfig, records: list[dict[str, Any]], ctx: Ru
 @experiment(
     "graphpretrain.features",
     system="S4",
+    headline=True,
     claim="with node features at fine-tuning, topology-only pre-training is significantly "
     "better than scratch on >= 85.7% of the tasks with features",
     config=FeaturesConfig,

@@ -875,7 +875,6 @@ def _noisy_run(cfg: NoisyLabelsConfig, ctx: RunContext) -> Result:
 @experiment(
     "selection.noisy_labels",
     system="S1",
-    headline=True,
     claim="Learnability scored by proxy models with 1/50 of the learner's FLOPs needs >= 46% "
     "fewer learner updates and >= 25% less total compute than uniform sampling (30% label "
     "noise, MNIST-1D)",
@@ -1158,6 +1157,7 @@ def text(cfg: TextConfig, ctx: RunContext) -> Result:
 @experiment(
     "selection.images",
     system="S1",
+    headline=True,
     claim="Learnability generalises to a CNN on images: it reaches uniform's final test "
     "accuracy in fewer updates and less total compute (digits, 30% label noise)",
     config=ImagesConfig,

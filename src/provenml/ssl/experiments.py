@@ -475,7 +475,6 @@ def _summarize_transfer(results: list[Result], ctx: RunContext) -> list[Table]:
     summarize=_summarize_transfer,
     parts=_arm_parts(ARMS),
     merge=lambda cfg, parts, ctx: _transfer_result(cfg, _merged(parts), ctx),
-    headline=True,
     threads=1,
     claims=("probe_gain", "fcn_few_gain", "beat_random"),
 )
@@ -721,6 +720,7 @@ def _time_pipeline(cfg: OverheadConfig, name: str, ctx: RunContext) -> dict[str,
 @experiment(
     "ssl.overhead",
     system="S7",
+    headline=True,
     claim="a DenseCL training iteration costs at most 1.05x a MoCo-v2 iteration",
     config=OverheadConfig,
     time={"smoke": "10 s", "small": "see docs/ssl.md", "paper": "minutes (GPU)"},
