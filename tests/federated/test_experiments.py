@@ -7,7 +7,14 @@ import pytest
 from provenml.core.config import check_config
 from provenml.core.testing import smoke_run
 from provenml.errors import ProvenmlError
-from provenml.federated.experiments import FaultsConfig, LongTailConfig, injected_failures
+from provenml.federated.engine import ARMS
+from provenml.federated.experiments import (
+    FaultsConfig,
+    LongTailConfig,
+    _arm_parts,
+    _unit_cost,
+    injected_failures,
+)
 
 
 def test_longtail_counts_teacher_compute_on_clients_only_for_clip2fl() -> None:
@@ -68,3 +75,20 @@ def test_bad_config_gives_one_clear_error() -> None:
         bad_mode.settings()
     with pytest.raises(ProvenmlError, match="round_timeout must be a positive number"):
         FaultsConfig(round_timeout=-1.0).settings()
+
+
+@pytest.mark.parametrize("n_parts", [1, 2, 3, 7])
+def test_longtail_parts_cover_every_arm_once_costliest_first(n_parts: int) -> None:
+    cfg = LongTailConfig(arm_parts=n_parts)
+    parts = [p["arms"] for p in _arm_parts(cfg)]
+    assert sorted(a for p in parts for a in p) == sorted(cfg.arms)
+    costs = [_unit_cost(p) for p in parts]
+    assert costs == sorted(costs, reverse=True)
+    for part in parts:  # stage 1 is computed once per part: its arms share one
+        assert all(a in part for a in cfg.arms if ARMS.get(a).pretrain) or not any(
+            ARMS.get(a).pretrain for a in part
+        )
+        for arm in part:  # an arm sharing another's training is in its part
+            assert ARMS.get(arm).trains_like in (None, *part)
+    if n_parts == 2:  # the two parts of the small run are within one FedAvg run of each other
+        assert costs[0] - costs[1] <= 1.0

@@ -8,14 +8,19 @@ import pytest
 import torch
 
 from provenml.errors import ProvenmlError
+from provenml.federated.data import ShapeImages, make_federated_data
 from provenml.federated.methods import (
+    LocalSettings,
+    add_prox_grad,
     alignment_loss,
     distill_weight,
     evaluate,
     fedavg,
     kl_teacher,
+    local_train,
     logit_adjusted,
 )
+from provenml.federated.models import FLModel
 from provenml.federated.teacher import Annotator, check_teacher_classes, soft_clip_loss
 
 
@@ -113,3 +118,60 @@ def test_teacher_with_other_classes_is_refused() -> None:
 
     with pytest.raises(ProvenmlError, match="teacher classes"):
         check_teacher_classes(Wrong(), ("circle", "square"))  # type: ignore[arg-type]
+
+
+def test_prox_gradient_has_the_bits_of_differentiating_the_proximal_term() -> None:
+    torch.manual_seed(0)
+    model = FLModel(10, (8, 8, 8))
+    anchor = [p.detach().clone() + 0.01 * torch.randn_like(p) for p in model.parameters()]
+    x, y = torch.rand(6, 3, 32, 32), torch.randint(10, (6,))
+    mu = 0.01
+    prox = sum(((p - g) ** 2).sum() for p, g in zip(model.parameters(), anchor, strict=True))
+    (torch.nn.functional.cross_entropy(model(x), y) + mu / 2 * prox).backward()
+    by_autograd = [p.grad.clone() for p in model.parameters()]  # type: ignore[union-attr]
+    model.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    add_prox_grad(list(model.parameters()), anchor, mu)
+    for p, ref in zip(model.parameters(), by_autograd, strict=True):
+        assert torch.equal(p.grad, ref)
+
+
+def _reference_local_train(
+    model: FLModel, data: ShapeImages, settings: LocalSettings, gen: torch.Generator
+) -> None:
+    """local_train as first written: the proximal term in the loss, a per-tensor SGD."""
+    global_params = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=settings.lr,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+        foreach=False,
+    )
+    model.train()
+    for _ in range(settings.epochs):
+        order = torch.randperm(len(data), generator=gen)
+        for start in range(0, len(data), settings.batch_size):
+            idx = order[start : start + settings.batch_size]
+            loss = torch.nn.functional.cross_entropy(model(data.images[idx]), data.labels[idx])
+            prox = sum(
+                ((p - g) ** 2).sum() for p, g in zip(model.parameters(), global_params, strict=True)
+            )
+            loss = loss + settings.prox_mu / 2 * prox
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_fedprox_local_training_equals_the_loss_with_the_proximal_term(momentum: float) -> None:
+    data = make_federated_data(n_max=20, imbalance=2, num_clients=1, web_size=8, seed=0)
+    client = data.clients[0]
+    settings = LocalSettings(epochs=2, batch_size=8, prox_mu=0.01, momentum=momentum)
+    torch.manual_seed(0)
+    ours, reference = FLModel(10, (8, 8, 8)), FLModel(10, (8, 8, 8))
+    reference.load_state_dict(ours.state_dict())
+    local_train(ours, client, settings, torch.Generator().manual_seed(1))
+    _reference_local_train(reference, client, settings, torch.Generator().manual_seed(1))
+    for key, value in ours.state_dict().items():
+        assert torch.equal(value, reference.state_dict()[key]), key

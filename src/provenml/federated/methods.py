@@ -152,12 +152,14 @@ def local_train(
     """
     if settings.distill_beta > 0 and teacher_probs is None:
         raise ProvenmlError("distill_beta > 0 needs teacher_probs for the client's images")
-    global_params = [p.detach().clone() for p in model.parameters()]
-    opt = torch.optim.SGD(
-        model.parameters(),
+    params = list(model.parameters())
+    global_params = [p.detach().clone() for p in params]
+    opt = torch.optim.SGD(  # foreach: the same elementwise update, fewer kernel launches
+        params,
         lr=settings.lr,
         momentum=settings.momentum,
         weight_decay=settings.weight_decay,
+        foreach=True,
     )
     n, steps = len(data), 0
     model.train()
@@ -169,18 +171,34 @@ def local_train(
             loss = F.cross_entropy(logits, data.labels[idx])
             if settings.distill_beta > 0 and teacher_probs is not None:
                 loss = loss + settings.distill_beta * kl_teacher(teacher_probs[idx], logits)
-            if settings.prox_mu > 0:
-                prox = sum(
-                    ((p - g) ** 2).sum()
-                    for p, g in zip(model.parameters(), global_params, strict=True)
-                )
-                loss = loss + settings.prox_mu / 2 * prox
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if settings.prox_mu > 0:
+                add_prox_grad(params, global_params, settings.prox_mu)
             opt.step()
             steps += 1
     model.eval()
     return steps
+
+
+def prox_grad(params: Sequence[Tensor], global_params: Sequence[Tensor], mu: float) -> list[Tensor]:
+    """The gradient of FedProx's term ``(mu / 2) sum ||w - w_global||^2``: ``mu (w - w_g)``,
+    computed as autograd computes it (``float32(mu / 2) * (2 (w - w_g))``, one rounding), so
+    that adding it to the loss's gradient gives the same bits as differentiating the sum."""
+    half = torch.tensor(mu / 2, dtype=params[0].dtype)
+    diff = torch._foreach_sub([p.detach() for p in params], list(global_params))
+    torch._foreach_mul_(diff, 2.0)
+    torch._foreach_mul_(diff, half)
+    return diff
+
+
+def add_prox_grad(params: Sequence[Tensor], global_params: Sequence[Tensor], mu: float) -> None:
+    """Add :func:`prox_grad` to each parameter's ``.grad`` (FedProx, Li et al. 2020, Eq. 2):
+    the proximal term's gradient without building it into the autograd graph every step."""
+    grads = [p.grad for p in params]
+    if any(g is None for g in grads):
+        raise ProvenmlError("add_prox_grad needs every parameter's gradient (run backward first)")
+    torch._foreach_add_(grads, prox_grad(params, global_params, mu))  # type: ignore[arg-type]
 
 
 def fedavg(states: Sequence[Mapping[str, Tensor]], weights: Sequence[float]) -> dict[str, Tensor]:
@@ -234,7 +252,7 @@ def align(
 ) -> float:
     """Tune the aggregated model on the balanced alignment set with :func:`alignment_loss`;
     return the last loss."""
-    opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.9)
+    opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.9, foreach=True)
     n, loss = len(data), torch.tensor(float("nan"))
     model.train()
     for _ in range(settings.steps):
