@@ -268,3 +268,16 @@ def test_flower_simulation_stops_waiting_for_a_late_client(tiny_fed) -> None:  #
     for server_round in (1, 2):  # round 1's late reply comes in during round 2
         state = _received_mean(fed, state, server_round)
     assert _max_diff(state, simulated.state) < 1e-5
+
+
+def test_client_updates_return_states_that_later_updates_leave_alone(tiny_fed) -> None:  # type: ignore[no-untyped-def]
+    arm = ARMS.get("fedavg")
+    start = initial_state(arm, tiny_fed)
+    first, _, _ = client_update(start, 0, 1, arm, tiny_fed)
+    kept = {k: v.clone() for k, v in first.items()}
+    again, _, _ = client_update(start, 1, 1, arm, tiny_fed)  # the same scratch model
+    assert all(torch.equal(first[k], kept[k]) for k in first)
+    assert not all(torch.equal(first[k], again[k]) for k in first)
+    repeat, _, _ = client_update(start, 0, 1, arm, tiny_fed)  # no state carried between calls
+    assert all(torch.equal(first[k], repeat[k]) for k in first)
+    assert all(torch.equal(start[k], initial_state(arm, tiny_fed)[k]) for k in start)

@@ -11,6 +11,7 @@ process; :mod:`provenml.federated.flower` runs the very same functions as a Flow
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
@@ -320,6 +321,32 @@ def train_flops_per_example(settings: FLSettings, num_classes: int) -> int:
     return _FLOPS_PER_EXAMPLE[key]
 
 
+_SCRATCH = threading.local()
+
+
+def scratch_model(
+    state: Mapping[str, Tensor], num_classes: int, widths: tuple[int, ...]
+) -> FLModel:
+    """An :class:`FLModel` holding a copy of ``state``, reused by the calls of this thread
+    (building one draws its random initialisation, which ``state`` then overwrites: a
+    measurable cost when every client of every round builds one). Its gradients are
+    cleared; what it returns must be copied out (:func:`_detached_state`) before its next
+    use."""
+    models: dict[tuple[int, tuple[int, ...]], FLModel] = _SCRATCH.__dict__.setdefault("models", {})
+    key = (num_classes, tuple(widths))
+    if key not in models:
+        models[key] = FLModel(num_classes, tuple(widths))
+    model = models[key]
+    model.load_state_dict(state)
+    model.zero_grad(set_to_none=True)
+    return model
+
+
+def _detached_state(model: FLModel) -> dict[str, Tensor]:
+    """A copy of ``model``'s weights that later uses of the model cannot change."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def client_update(
     global_state: Mapping[str, Tensor],
     client: int,
@@ -335,8 +362,7 @@ def client_update(
         raise ClientFailure(f"client {client} failed in round {server_round} (injected)")
     settings = fed.settings
     data = fed.data.clients[client]
-    model = FLModel(fed.data.num_classes, settings.widths)
-    model.load_state_dict(global_state)
+    model = scratch_model(global_state, fed.data.num_classes, settings.widths)
     local = replace(
         settings.local,
         prox_mu=arm.prox_mu,
@@ -349,7 +375,7 @@ def client_update(
     flops = seen * train_flops_per_example(settings, fed.data.num_classes)
     teacher_flops = len(data) * fed.teacher_flops_per_image if arm.client_distill else 0
     metrics = {"client_flops": float(flops + teacher_flops), "teacher_flops": float(teacher_flops)}
-    return model.state_dict(), len(data), metrics
+    return _detached_state(model), len(data), metrics
 
 
 def server_update(
@@ -359,8 +385,7 @@ def server_update(
     if not arm.align:
         return dict(state), 0.0
     settings = fed.settings
-    model = FLModel(fed.data.num_classes, settings.widths)
-    model.load_state_dict(state)
+    model = scratch_model(state, fed.data.num_classes, settings.widths)
     gen = torch.Generator().manual_seed(fed.seed * 31 + server_round)
     align(model, fed.data.align, fed.align_probs, settings.align, gen)
     flops = (
@@ -368,7 +393,7 @@ def server_update(
         * min(settings.align.batch_size, len(fed.data.align))
         * train_flops_per_example(settings, fed.data.num_classes)
     )
-    return model.state_dict(), float(flops)
+    return _detached_state(model), float(flops)
 
 
 def initial_state(arm: Arm, fed: Federation) -> dict[str, Tensor]:

@@ -74,7 +74,7 @@ def pretrain(
     """
     projection = nn.Linear(model.feature_dim, caption_embeddings.shape[1])
     params = list(model.encoder.parameters()) + list(projection.parameters())
-    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=1e-4, foreach=True)
     n = web_images.shape[0]
     batch = min(settings.batch_size, n)
     per_epoch = max(1, n // batch)
