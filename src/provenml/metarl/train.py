@@ -7,8 +7,11 @@ then (belief agents) one gradient step on the belief-model loss.
 
 from __future__ import annotations
 
+import ctypes
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -22,6 +25,39 @@ from provenml.metarl.envs import SessionGridWorldVec, SessionReacherVec
 from provenml.rl import PPOConfig, gae, ppo_clip_loss
 
 VecEnv = SessionGridWorldVec | SessionReacherVec
+
+# glibc ``mallopt`` parameters (malloc.h) and the values ``keep_freed_memory`` sets
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 32 << 20  # allocations up to 32 MiB come from the heap, not fresh mmaps
+_TRIM_THRESHOLD = 128 << 20  # return the heap's free top to the OS only beyond 128 MiB
+
+
+@cache
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc reuse freed memory for large tensors instead of returning it to the
+    OS and mapping fresh, zero-filled pages for the next one (once per process; True if set).
+
+    The belief-model step allocates a dozen 2-6 MB tensors (the reward decoder's
+    (64 episodes x 12 latents x 60 steps x 32) activations and their gradients). Above
+    glibc's mmap threshold each is a fresh ``mmap``; every step then page-faults ~2,500 times
+    and the kernel zero-fills ~10 MB: 7-13% of a ``metarl.reacher`` part's CPU time
+    (docs/metarl.md, round 5). With the thresholds raised, those allocations are served from
+    the heap. Only where memory comes from changes: every computation, and so every number,
+    is the same. A no-op off Linux/glibc. The setting lasts for the process (glibc has no way
+    back to its dynamic threshold); freed memory at the top of the heap goes back to the OS
+    only beyond 128 MiB.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    )
 
 
 @dataclass
@@ -225,7 +261,9 @@ def train_agent(
 
     Runs with the process's torch threads: the experiments declare ``threads=1`` on
     ``@experiment`` (one thread is fastest for these small models) and the runner applies it.
+    Calls ``keep_freed_memory`` (malloc reuses freed memory; the numbers do not change).
     """
+    keep_freed_memory()
     torch.manual_seed(seed)
     env = make_vec_env(cfg.env, cfg.num_envs, cfg.session_end_prob, cfg.goal_layout)
     agent = build_agent(name, env, cfg)
