@@ -640,3 +640,107 @@ def test_per_instance_auroc_by_hand(shapes):
     # scaling one instance's scores changes the pooled AUROC, not the per-instance one
     exps[0].edge_mask = exps[0].edge_mask * 0.1
     assert metrics.groundtruth_auroc_per_instance(exps, gt) == pytest.approx(0.5)
+
+
+# -- speed-ups that must not change a number ------------------------------------------------------
+@pytest.mark.parametrize("conv", list(CONVS))
+def test_merged_and_shared_context_give_the_logits_of_the_plain_graph(conv, ba_graph):
+    # three distinct feature rows, so the context nodes merge into at most three
+    from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
+
+    torch.manual_seed(0)
+    x = torch.nn.functional.one_hot(torch.arange(ba_graph.num_nodes) % 3, 3).float()
+    data = Data(x=x, edge_index=ba_graph.edge_index)
+    model = PlainGNN(CONVS[conv], 3, 4).eval()
+    index = torch.arange(0, data.num_nodes, 7)
+    batch = InstanceBatch.from_nodes(data, index, 3)
+    merged_x, _ = batch.model_graph()
+    assert merged_x.size(0) <= batch.num_nodes + 3 < batch.num_nodes + batch.context_x.size(0)
+    # the graph with a context node of its own for every context edge's source, unmerged
+    ctx = batch.context_edge_index + torch.tensor([[batch.num_nodes], [0]])
+    plain_x = torch.cat([batch.x, batch.context_x])
+    plain_ei = torch.cat([batch.edge_index, ctx], dim=1)
+    mask = torch.rand(batch.num_edges, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model(data.x, data.edge_index)[index]
+        merged = batch.logits(model, mask)
+        set_masks(model, torch.cat([mask, torch.ones(ctx.size(1))]), plain_ei, False)
+        plain = model(plain_x, plain_ei)[batch.center]
+        clear_masks(model)
+        copies = batch.replicate(3, share_context=True)
+        shared = copies.logits(model, mask.repeat(3)).view(3, len(index), -1)
+        unshared = batch.replicate(3).logits(model, mask.repeat(3)).view(3, len(index), -1)
+    assert torch.allclose(batch.logits(model), full, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(merged, plain, atol=1e-6, rtol=1e-6)
+    assert copies.context_x.size(0) == batch.context_x.size(0)  # one set for all copies
+    for k in range(3):
+        assert torch.allclose(shared[k], merged, atol=1e-6, rtol=1e-6)
+        assert torch.allclose(unshared[k], merged, atol=1e-6, rtol=1e-6)
+
+
+def test_binary_auroc_equals_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(2, 60))
+        y = rng.integers(0, 2, n)
+        y[0], y[1] = 0, 1  # both classes
+        s = rng.integers(0, 4, n) if trial % 2 else rng.random(n)  # many ties, or none
+        s = s.astype(np.float32)
+        assert metrics.binary_auroc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_fidelity_curve_equals_fidelity_at_each_sparsity(shapes):
+    ds, model, index = shapes
+    exps = RandomExplainer(seed=3).explain_batch(model, ds.data, index[:6])
+    curve = metrics.fidelity_curve(model, exps, (0.5, 0.7, 0.9))
+    for s, f in zip((0.5, 0.7, 0.9), curve, strict=True):
+        g = metrics.fidelity_at(model, exps, s)
+        for key in ("prob_plus", "prob_minus", "acc_plus", "acc_minus"):
+            assert torch.equal(getattr(f, key), getattr(g, key))
+
+
+def test_subgraphx_adjacency_matches_scipy():
+    from scipy.sparse.csgraph import connected_components
+    from torch_geometric.utils import to_scipy_sparse_matrix
+
+    from provenml.explain.methods.subgraphx import _Adjacency
+
+    gen = torch.Generator().manual_seed(0)
+    n = 30
+    edge_index = torch.randint(0, n, (2, 40), generator=gen)  # directed, repeats, self loops
+    adj = to_scipy_sparse_matrix(edge_index, num_nodes=n).tocsr()
+    fast = _Adjacency(edge_index, n)
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        members = sorted(rng.choice(n, int(rng.integers(1, n)), replace=False).tolist())
+        sub = adj[members][:, members]
+        assert fast.degrees(members).tolist() == sub.getnnz(axis=1).tolist()
+        _, labels = connected_components(sub, directed=False)
+        largest = int(np.bincount(labels).argmax())
+        want = frozenset(m for m, lab in zip(members, labels, strict=True) if lab == largest)
+        assert fast.component(frozenset(members), None) == want
+        center = members[int(rng.integers(len(members)))]
+        mine = labels[members.index(center)]
+        want = frozenset(m for m, lab in zip(members, labels, strict=True) if lab == mine)
+        assert fast.component(frozenset(members), center) == want
+
+
+def test_node_training_with_a_cached_graph_gives_the_same_weights(monkeypatch):
+    import contextlib
+
+    from provenml.explain import classifiers
+
+    ds = load_dataset("ba_shapes", 0, **SMALL["ba_shapes"])
+    torch.manual_seed(0)
+    cached = classifiers.train_node_classifier(ds, hidden=8, epochs=60)
+    monkeypatch.setattr(classifiers, "_fixed_graph", lambda model: contextlib.nullcontext())
+    torch.manual_seed(0)
+    plain = classifiers.train_node_classifier(ds, hidden=8, epochs=60)
+    for key, value in plain.model.state_dict().items():
+        assert torch.equal(cached.model.state_dict()[key], value), key
+    # the trained model normalises each new graph again (no cache left behind)
+    for conv in cached.model.modules():
+        if isinstance(conv, GCNConv):
+            assert not conv.cached and conv._cached_edge_index is None

@@ -34,7 +34,8 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import ClassVar
@@ -168,6 +169,8 @@ class InstanceBatch:
         self.reverse = reverse_edge_ids(edge_index, x.size(0))
         self.target = target if target is not None else torch.zeros(0, dtype=torch.long)
         self.logits_full: Tensor | None = None
+        self._context_cache: tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None = None
+        self._norms: tuple[Tensor, dict[tuple[object, ...], tuple[Tensor, Tensor]]] | None = None
         empty = torch.zeros(0, dtype=torch.long)
         self.context_x = x[:0] if context_x is None else context_x
         self.context_batch = empty if context_batch is None else context_batch
@@ -299,17 +302,28 @@ class InstanceBatch:
         out.edge_id = torch.cat([e.edge_id for e in explanations])
         return out
 
-    def replicate(self, copies: int) -> InstanceBatch:
-        """``copies`` stacked copies of this batch (copy-major), for many masks in one pass."""
+    def replicate(self, copies: int, share_context: bool = False) -> InstanceBatch:
+        """``copies`` stacked copies of this batch (copy-major), for many masks in one pass.
+
+        With ``share_context`` the copies share one set of context nodes (each copy keeps its
+        own context edges, into its own nodes). A context node has no in-edges (module
+        docstring), so a message-passing layer gives it the same state in every copy, and it
+        gives each copy's nodes the same messages and in-degrees as a context node of its own
+        would: the logits are the same, and the forward pass skips the (often most numerous)
+        context nodes of all copies but one. Such a batch is for forward passes (``logits`` and
+        the like): its ``context_batch`` refers to the first copy's instances, so it is not
+        for :meth:`split`.
+        """
         n, e, b = self.num_nodes, self.num_edges, self.num_instances
         nc, ec = self.context_x.size(0), self.num_context_edges
         shift = torch.arange(copies).repeat_interleave(e) * n
         ctx_shift = torch.stack(
             [
-                torch.arange(copies).repeat_interleave(ec) * nc,
+                torch.arange(copies).repeat_interleave(ec) * (0 if share_context else nc),
                 torch.arange(copies).repeat_interleave(ec) * n,
             ]
         )
+        ctx_copies = 1 if share_context else copies
         out = InstanceBatch(
             x=self.x.repeat(copies, 1),
             edge_index=self.edge_index.repeat(1, copies) + shift,
@@ -324,9 +338,9 @@ class InstanceBatch:
             edge_id=self.edge_id.repeat(copies),
             graph_id=self.graph_id.repeat(copies),
             target=self.target.repeat(copies) if len(self.target) else None,
-            context_x=self.context_x.repeat(copies, 1),
-            context_batch=self.context_batch.repeat(copies)
-            + torch.arange(copies).repeat_interleave(nc) * b,
+            context_x=self.context_x.repeat(ctx_copies, 1),
+            context_batch=self.context_batch.repeat(ctx_copies)
+            + torch.arange(ctx_copies).repeat_interleave(nc) * b,
             context_edge_index=self.context_edge_index.repeat(1, copies) + ctx_shift,
         )
         return out
@@ -334,12 +348,41 @@ class InstanceBatch:
     # -- model calls -------------------------------------------------------------------------
     def model_graph(self, x: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The graph the model runs on: ``(x, edge_index)`` with the context appended (context
-        nodes after the ``N`` instance nodes, context edges after the ``E`` explained ones)."""
+        nodes after the ``N`` instance nodes, context edges after the ``E`` explained ones).
+
+        Node tasks merge context nodes with equal features into one: a context node has no
+        in-edges, so in every layer its state is a function of its own features, and two of
+        them with equal features send equal messages (the in-degrees the receivers see do not
+        change either). The logits are the same, and the forward pass skips most context nodes
+        (which outnumber the instance nodes on BA graphs; on constant features they all become
+        one). The merged context is computed once per batch."""
         x = self.x if x is None else x
         if self.num_context_edges == 0:
             return x, self.edge_index
-        ctx = self.context_edge_index + torch.tensor([[self.num_nodes], [0]])
-        return torch.cat([x, self.context_x]), torch.cat([self.edge_index, ctx], dim=1)
+        ctx_x, edges = self._model_context()
+        return torch.cat([x, ctx_x]), edges
+
+    def _model_context(self) -> tuple[Tensor, Tensor]:
+        """The context nodes :meth:`model_graph` appends and the whole graph's edges (cached
+        until ``edge_index``, ``context_x`` or ``context_edge_index`` is replaced)."""
+        cached = self._context_cache
+        if (
+            cached is None
+            or cached[0] is not self.context_x
+            or cached[1] is not self.context_edge_index
+            or cached[2] is not self.edge_index
+        ):
+            src = self.context_edge_index[0]
+            if self.center is None:  # graph tasks: context nodes would count in the pooling
+                ctx_x = self.context_x
+            else:
+                ctx_x, inverse = torch.unique(self.context_x, dim=0, return_inverse=True)
+                src = inverse.view(-1)[src]
+            ctx_edges = torch.stack([src + self.num_nodes, self.context_edge_index[1]])
+            edges = torch.cat([self.edge_index, ctx_edges], dim=1)
+            cached = (self.context_x, self.context_edge_index, self.edge_index, ctx_x, edges)
+            self._context_cache = cached
+        return cached[3], cached[4]
 
     def logits(
         self, model: torch.nn.Module, edge_mask: Tensor | None = None, x: Tensor | None = None
@@ -351,11 +394,14 @@ class InstanceBatch:
             if self.num_context_edges:
                 edge_mask = torch.cat([edge_mask, edge_mask.new_ones(self.num_context_edges)])
             set_masks(model, edge_mask, full_edges, apply_sigmoid=False)
+        if self._norms is None or self._norms[0] is not full_edges:
+            self._norms = (full_edges, {})
         try:
-            if self.center is None:
-                batch = torch.cat([self.batch, self.context_batch])
-                return model(full_x, full_edges, batch)
-            return model(full_x, full_edges)[self.center]
+            with _gcn_norm_reused(model, full_edges, full_x, self._norms[1]):
+                if self.center is None:
+                    batch = torch.cat([self.batch, self.context_batch])
+                    return model(full_x, full_edges, batch)
+                return model(full_x, full_edges)[self.center]
         finally:
             if edge_mask is not None:
                 clear_masks(model)
@@ -421,6 +467,45 @@ class InstanceBatch:
                 )
             )
         return out
+
+
+@contextmanager
+def _gcn_norm_reused(
+    model: torch.nn.Module,
+    edge_index: Tensor,
+    x: Tensor,
+    store: dict[tuple[object, ...], tuple[Tensor, Tensor]],
+) -> Iterator[None]:
+    """Within the block, the model's ``GCNConv`` layers take their normalised graph (self
+    loops and ``1/sqrt(d_u d_v)`` weights, which depend on the edges only, never on a mask)
+    from ``store``, computed by PyG's own ``gcn_norm`` with each layer's settings the first
+    time a batch's graph is seen: explainers run one graph through the model hundreds of times
+    with different masks, and the normalisation is a fifth of each forward's cost. The
+    tensors are the ones the layer would compute, so the outputs are the same. Layers that
+    cache on their own (``cached=True``) or do not normalise are left alone; the layers'
+    state is restored on exit."""
+    from torch_geometric.nn import GCNConv
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+    convs = [
+        m
+        for m in model.modules()
+        if isinstance(m, GCNConv) and m.normalize and not m.cached and m._cached_edge_index is None
+    ]
+    for conv in convs:
+        key = (conv.improved, conv.add_self_loops, conv.flow, x.dtype, x.size(0))
+        if key not in store:
+            store[key] = gcn_norm(
+                edge_index, None, x.size(0), conv.improved, conv.add_self_loops, conv.flow, x.dtype
+            )
+        conv._cached_edge_index = store[key]
+        conv.cached = True
+    try:
+        yield
+    finally:
+        for conv in convs:
+            conv.cached = False
+            conv._cached_edge_index = None
 
 
 def _check_graph(data: Data) -> None:

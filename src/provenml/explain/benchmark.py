@@ -104,8 +104,7 @@ def evaluate_method(
     explanations = method.explain_batch(task.model, data, index)
     seconds = (time.perf_counter() - start) / len(explanations)
     curves: dict[str, list[float]] = {"pp": [], "pm": [], "ap": [], "am": []}
-    for s in sparsities:
-        f = metrics.fidelity_at(task.model, explanations, s)
+    for f in metrics.fidelity_curve(task.model, explanations, sparsities):
         curves["pp"].append(float(f.prob_plus.mean()))
         curves["pm"].append(float(f.prob_minus.mean()))
         curves["ap"].append(float(f.acc_plus.mean()))

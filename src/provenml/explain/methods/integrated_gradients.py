@@ -29,7 +29,7 @@ class IntegratedGradients(ExplainerMethod):
         def forward(masks: Tensor) -> Tensor:  # [S, E] -> [S]
             steps = masks.size(0)
             if steps not in cache:
-                cache[steps] = batch.replicate(steps)
+                cache[steps] = batch.replicate(steps, share_context=True)
             logits = cache[steps].target_logit(model, masks.reshape(-1))
             return logits.view(steps, batch.num_instances).sum(1)
 

@@ -66,7 +66,7 @@ class PGMExplainer(ExplainerMethod):
         probs = []
         for start in range(0, s, chunk):
             rows = perturbed[start : start + chunk]
-            copies = batch.replicate(rows.size(0))
+            copies = batch.replicate(rows.size(0), share_context=True)
             x = copies.x * (~rows).reshape(-1, 1).float()
             probs.append(copies.target_log_prob(model, x=x).exp().view(rows.size(0), -1))
         drop = full.view(1, -1) - torch.cat(probs)  # [S, B]

@@ -4,11 +4,12 @@ scored by their Shapley value, with a cap on the number of rollouts."""
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
-from torch_geometric.utils import to_scipy_sparse_matrix
 
 from provenml.explain.base import ExplainerMethod, InstanceBatch, check_float, check_int
 
@@ -83,11 +84,12 @@ class SubgraphX(ExplainerMethod):
         self, model: torch.nn.Module, inst: InstanceBatch, gen: torch.Generator
     ) -> tuple[Tensor, Tensor]:
         n = inst.num_nodes
-        adj = to_scipy_sparse_matrix(inst.edge_index, num_nodes=n).tocsr()
+        adj = _Adjacency(inst.edge_index, n)
+        replicas: dict[int, InstanceBatch] = {}  # the instance's copies, by count
         center = None if inst.center is None else int(inst.center[0])
         root = _TreeNode(frozenset(range(n)))
         for _ in range(self.rollouts):
-            self._rollout(model, inst, adj, center, root, gen)
+            self._rollout(model, inst, adj, center, root, gen, replicas)
         best, path = self._best(root)
         depth = torch.zeros(n)
         for level, tree_node in enumerate(path):
@@ -101,11 +103,11 @@ class SubgraphX(ExplainerMethod):
         src, dst = inst.edge_index
         return torch.minimum(depth[src], depth[dst]), depth
 
-    def _rollout(self, model, inst, adj, center, root: _TreeNode, gen) -> None:
+    def _rollout(self, model, inst, adj, center, root: _TreeNode, gen, replicas) -> None:
         path, node = [root], root
         while len(node.nodes) > self.min_atoms:
             if node.children is None:
-                node.children = self._expand(model, inst, adj, center, node, gen)
+                node.children = self._expand(model, inst, adj, center, node, gen, replicas)
             if not node.children:
                 break
             visits = sum(c.visits for c in node.children)
@@ -121,10 +123,9 @@ class SubgraphX(ExplainerMethod):
             tree_node.visits += 1
             tree_node.total += node.prior
 
-    def _expand(self, model, inst, adj, center, node: _TreeNode, gen) -> list[_TreeNode]:
+    def _expand(self, model, inst, adj, center, node: _TreeNode, gen, replicas) -> list[_TreeNode]:
         members = sorted(node.nodes)
-        sub = adj[members][:, members]
-        degree = torch.as_tensor(sub.getnnz(axis=1))
+        degree = torch.as_tensor(adj.degrees(members))
         order = torch.argsort(degree, descending=True, stable=True).tolist()
         candidates = [members[i] for i in order if members[i] != center]
         # Large subgraphs prune a block of nodes per step (1/8 of the excess over max_nodes),
@@ -135,12 +136,12 @@ class SubgraphX(ExplainerMethod):
             drop = set(candidates[j * block : (j + 1) * block])
             if not drop:
                 break
-            kept = _component(adj, node.nodes - drop, center)
+            kept = adj.component(node.nodes - drop, center)
             if kept and kept not in seen:
                 seen.add(kept)
                 children.append(_TreeNode(kept, parent=node))
         if children:
-            scores = self.shapley(model, inst, [c.nodes for c in children], gen)
+            scores = self.shapley(model, inst, [c.nodes for c in children], gen, replicas)
             for child, score in zip(children, scores.tolist(), strict=True):
                 child.prior = score
         return children
@@ -151,8 +152,13 @@ class SubgraphX(ExplainerMethod):
         inst: InstanceBatch,
         subgraphs: list[frozenset[int]],
         gen: torch.Generator,
+        replicas: dict[int, InstanceBatch] | None = None,
     ) -> Tensor:
-        """Monte-Carlo Shapley value (eq. 6) of each subgraph, all in one batched forward."""
+        """Monte-Carlo Shapley value (eq. 6) of each subgraph, all in one batched forward.
+
+        ``replicas`` caches the stacked copies of ``inst`` by their number: one search asks for
+        the same few counts (``2 * shapley_samples`` times the number of children) again and
+        again, and building them is a good part of an evaluation's cost."""
         n, samples = inst.num_nodes, self.shapley_samples
         keep_rows = []
         for nodes in subgraphs:
@@ -168,7 +174,10 @@ class SubgraphX(ExplainerMethod):
         keep = torch.cat(keep_rows)  # [2 * samples * K, n]
         src, dst = inst.edge_index
         masks = (keep[:, src] & keep[:, dst]).float()
-        copies = inst.replicate(masks.size(0))
+        count = masks.size(0)
+        copies = (replicas or {}).get(count) or inst.replicate(count, share_context=True)
+        if replicas is not None:
+            replicas[count] = copies
         prob = copies.target_log_prob(model, masks.reshape(-1)).exp()
         prob = prob.view(len(subgraphs), 2, samples)
         return (prob[:, 0] - prob[:, 1]).mean(-1)
@@ -189,20 +198,62 @@ class SubgraphX(ExplainerMethod):
         return best, path[::-1]
 
 
-def _component(adj, nodes: frozenset[int], center: int | None) -> frozenset[int]:
-    """The connected component of ``nodes`` (induced) holding ``center``, else the largest."""
-    from scipy.sparse.csgraph import connected_components
+class _Adjacency:
+    """The instance's edges as a CSR structure (``indptr``, ``indices``: the out-neighbours of
+    each node, repeated edges counted once) plus undirected neighbour lists, for the induced
+    degrees and connected components a search asks for thousands of times.
 
-    members = sorted(nodes)
-    if not members:
-        return frozenset()
-    _, labels = connected_components(adj[members][:, members], directed=False)
-    labels_t = torch.as_tensor(labels)
-    if center is not None:
-        pick = int(labels_t[members.index(center)])
-    else:
-        pick = int(torch.bincount(labels_t).argmax())
-    return frozenset(m for m, lab in zip(members, labels.tolist(), strict=True) if lab == pick)
+    The results equal those of a scipy ``csr_matrix`` of the edges indexed as
+    ``adj[members][:, members]``: :meth:`degrees` is its ``getnnz(axis=1)`` and
+    :meth:`component` picks the component scipy's ``connected_components(..., directed=False)``
+    plus ``bincount(labels).argmax()`` picks (components are numbered by their smallest node,
+    so among equally large ones the one with the smallest node wins)."""
+
+    def __init__(self, edge_index: Tensor, num_nodes: int) -> None:
+        src = edge_index[0].numpy().astype(np.int64)
+        dst = edge_index[1].numpy().astype(np.int64)
+        keys = np.unique(src * num_nodes + dst)  # sorted by source, then target; no repeats
+        self.rows, self.cols = keys // num_nodes, keys % num_nodes
+        self.num_nodes = num_nodes
+        neighbours: list[set[int]] = [set() for _ in range(num_nodes)]
+        for u, v in zip(self.rows.tolist(), self.cols.tolist(), strict=True):
+            neighbours[u].add(v)
+            neighbours[v].add(u)
+        self.neighbours = [sorted(nb) for nb in neighbours]
+
+    def degrees(self, members: list[int]) -> np.ndarray:
+        """For each of the sorted ``members``, its out-neighbours among ``members``."""
+        inside = np.zeros(self.num_nodes, dtype=bool)
+        inside[members] = True
+        both = inside[self.rows] & inside[self.cols]
+        return np.bincount(self.rows[both], minlength=self.num_nodes)[members]
+
+    def component(self, nodes: frozenset[int], center: int | None) -> frozenset[int]:
+        """The connected component of ``nodes`` (induced) holding ``center``, else the
+        largest (ties: the one holding the smallest node)."""
+        if not nodes:
+            return frozenset()
+        if center is not None:
+            return self._reach(center, nodes)
+        best: frozenset[int] = frozenset()
+        seen: set[int] = set()
+        for start in sorted(nodes):
+            if start in seen:
+                continue
+            comp = self._reach(start, nodes)
+            seen |= comp
+            if len(comp) > len(best):
+                best = comp
+        return best
+
+    def _reach(self, start: int, nodes: frozenset[int]) -> frozenset[int]:
+        found, queue = {start}, deque([start])
+        while queue:
+            for v in self.neighbours[queue.popleft()]:
+                if v in nodes and v not in found:
+                    found.add(v)
+                    queue.append(v)
+        return frozenset(found)
 
 
 __all__ = ["SubgraphX"]
