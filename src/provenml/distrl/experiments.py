@@ -75,7 +75,11 @@ def _slug(label: str) -> str:
     claim="End-to-end env steps/s on mpe2 simple_tag_v3 with 2 rollout actors is at least 1.5x "
     "RLlib PPO's (new API stack, 2 env runners x 4 envs, same batch, same cores, same run)",
     config=ThroughputConfig,
-    time={"smoke": "10 s", "small": "1.4 min measured, idle (load 0.4), 1 seed", "paper": "15 min"},
+    time={
+        "smoke": "10 s",
+        "small": "1.3 min measured (make demo, alone, load 1.2-2.6; 1 seed)",
+        "paper": "15 min",
+    },
     headline=True,
     devices=("cpu",),
     threads=1,

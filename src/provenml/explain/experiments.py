@@ -233,7 +233,11 @@ def _merge(cfg: BenchmarkConfig, parts: list[Result], ctx: RunContext) -> Result
     "GNNExplainer and PGExplainer reach their published BA-Shapes AUROC (0.925, 0.963); "
     "SubgraphX has the best Fidelity- on BA-2Motifs",
     config=BenchmarkConfig,
-    time={"smoke": "20s", "small": "see docs/explain.md (3 seeds, --jobs 2)", "paper": "GPU hours"},
+    time={
+        "smoke": "20s",
+        "small": "71 s measured (make demo, idle, load 0.9-2.2; 3 seeds, --jobs 2)",
+        "paper": "GPU hours",
+    },
     summarize=_summarize,
     parts=_parts,
     merge=_merge,

@@ -405,7 +405,7 @@ def _longtail_result(cfg: LongTailConfig, parts: Sequence[Result], ctx: RunConte
     config=LongTailConfig,
     time={
         "smoke": "10 s",
-        "small": "6.6 min measured (3 seeds, --jobs 2, machine shared with other jobs)",
+        "small": "2.5 min measured (make demo, idle, load 0.9-2.2; 3 seeds, --jobs 2)",
         "paper": "GPU hours",
     },
     headline=True,

@@ -371,7 +371,7 @@ def _merged(parts: Sequence[Result]) -> dict[str, Any]:
     config=FewShotConfig,
     time={
         "smoke": "15 s",
-        "small": "4 min measured, idle (3 seeds, --jobs 2, load 1.8-2.0)",
+        "small": "3.5 min measured (make demo, idle, load 0.9-2.2; 3 seeds, --jobs 2, cold cache)",
         "paper": "GPU hours",
     },
     summarize=lambda results, ctx: plots.scarce_summary([r.data for r in results], ctx),

@@ -611,7 +611,8 @@ def _features_result(cfg: FeaturesConfig, records: list[dict[str, Any]], ctx: Ru
     config=FeaturesConfig,
     time={
         "smoke": "5 s",
-        "small": "2.7 min measured, idle (load 0.9; 10 paired replicates x 5 tasks, --jobs 2)",
+        "small": "2.7 min measured (make demo, idle, load 0.9-2.2; "
+        "10 paired replicates x 5 tasks, --jobs 2)",
         "paper": "GPU hours",
     },
     parts=_features_parts,

@@ -568,7 +568,7 @@ def _summarize_reacher(results: list[Result], ctx: RunContext) -> None:
     config=ReacherConfig,
     time={
         "smoke": "15 s",
-        "small": "11.5 min measured (3 seeds x 4 agents, --jobs 2, load 2-4)",
+        "small": "3.7 min measured (make demo, idle, load 0.9-2.2; 3 seeds x 4 agents, --jobs 2)",
         "paper": "hours",
     },
     summarize=_summarize_reacher,

@@ -1163,7 +1163,7 @@ def text(cfg: TextConfig, ctx: RunContext) -> Result:
     config=ImagesConfig,
     time={
         "smoke": "20s",
-        "small": "1.5 min measured (3 seeds, --jobs 2, load 3.2-4.5)",
+        "small": "26 s measured (make demo, idle, load 0.9-2.2; 3 seeds, --jobs 2)",
         "paper": "GPU hours",
     },
     summarize=_generality_summarize(
