@@ -469,7 +469,7 @@ def _summarize_transfer(results: list[Result], ctx: RunContext) -> list[Table]:
     config=SSLConfig,
     time={
         "smoke": "20 s",
-        "small": "31 min measured (3 seeds, --jobs 2, load 3-7)",
+        "small": "12.5 min measured, idle (3 seeds, --jobs 2, load 0.5-2.1)",
         "paper": "GPU days",
     },
     summarize=_summarize_transfer,
