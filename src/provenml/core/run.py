@@ -321,7 +321,7 @@ class Executor(Protocol):
     def run(self, plan: RunPlan, units: Sequence[Unit]) -> Iterator[tuple[Unit, Result]]: ...
 
 
-PlanUnits = tuple["RunPlan", Sequence[Unit]]
+PlanUnits = tuple[RunPlan, Sequence[Unit]]
 """A plan and the units of it still to run."""
 
 
@@ -377,7 +377,11 @@ class LocalExecutor:
                 result = run_unit(plan, seed, part, progress=self.progress, memo=self.memo)
                 yield (seed, part), result
             return
-        yield from self._in_workers(plan, units)
+        try:
+            for _, unit, _, result in self._in_workers([(plan, units)]):
+                yield unit, result
+        except UnitFailed as failed:
+            raise failed.error from None
 
     def run_many(self, work: Sequence[PlanUnits]) -> Iterator[tuple[int, Unit, float, Result]]:
         """Units of several plans (``work``: ``(plan, units)`` pairs) through one pool of
@@ -385,20 +389,26 @@ class LocalExecutor:
         experiment's last units starts on the next experiment's instead of waiting for the
         other worker to finish (and no pool is started per experiment). Yields ``(index of
         the plan in work, unit, wall-clock start time of the unit, result)`` as units finish;
-        a unit's error is raised as :class:`UnitFailed`. With ``jobs == 1``, plan after plan
-        in this process."""
-        if self.jobs <= 1:
+        a unit's error is raised as :class:`UnitFailed`. With ``jobs == 1`` (or a single
+        unit in all), plan after plan in this process."""
+        if self.jobs <= 1 or sum(len(units) for _, units in work) <= 1:
             yield from one_plan_at_a_time(self, work)
             return
+        yield from self._in_workers(work)
+
+    def _in_workers(self, work: Sequence[PlanUnits]) -> Iterator[tuple[int, Unit, float, Result]]:
+        """``run_many``'s pool: ``min(jobs, units)`` spawned workers, each unit with the
+        plan's threads capped at the cores per worker."""
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
+        workers = min(self.jobs, sum(len(units) for _, units in work))
         context = multiprocessing.get_context("spawn")  # fork is unsafe once OpenMP threads exist
-        pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=context)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
         try:
             futures = {
                 pool.submit(
-                    _execute_unit_timed, plan, seed, part, unit_threads(plan.threads, self.jobs)
+                    _execute_unit_timed, plan, seed, part, unit_threads(plan.threads, workers)
                 ): (index, (seed, part))
                 for index, (plan, units) in enumerate(work)
                 for seed, part in units
@@ -410,24 +420,6 @@ class LocalExecutor:
                 except Exception as exc:
                     raise UnitFailed(index, exc) from exc
                 yield index, unit, started, Result.from_dict(payload)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def _in_workers(self, plan: RunPlan, units: Sequence[Unit]) -> Iterator[tuple[Unit, Result]]:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        workers = min(self.jobs, len(units))
-        threads = unit_threads(plan.threads, workers)
-        context = multiprocessing.get_context("spawn")  # fork is unsafe once OpenMP threads exist
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-        try:
-            futures = {
-                pool.submit(execute_unit, plan, seed, part, threads): (seed, part)
-                for seed, part in units
-            }
-            for future in as_completed(futures):
-                yield futures[future], Result.from_dict(future.result())
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
