@@ -6,6 +6,7 @@ interpreter's results."""
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -296,6 +297,8 @@ def test_pool_runtime_is_exact_under_1_2_3_threads(name: str, cache: str) -> Non
         cache_dir=cache,
     )
     assert "pm_pool_run" in compiled.source and "omp barrier" not in compiled.source
+    compiled.graph.set_adaptive(False)  # the team on every call (no fallback to one thread)
+    alone = compiled.graph.pool_stats()["alone"]
     compiled.graph.set_threads(1)
     one = compiled(x).numpy()
     with torch.no_grad():
@@ -304,8 +307,128 @@ def test_pool_runtime_is_exact_under_1_2_3_threads(name: str, cache: str) -> Non
         compiled.graph.set_threads(threads)
         for _ in range(30):  # a missing dependency shows up as an intermittent mismatch
             np.testing.assert_array_equal(compiled(x).numpy(), one)
+    assert compiled.graph.pool_stats()["alone"] == alone
+    compiled.graph.set_adaptive(True)
 
 
 def test_runtime_option_is_checked() -> None:
     with pytest.raises(ProvenmlError, match="runtime= must be one of"):
         pc.compile(nn.Linear(3, 3).eval(), (torch.randn(2, 3),), runtime="tbb")
+
+
+# -- the pool's adaptive fallback (issue 23, item 1) -----------------------------------------
+# Verdicts are forced through the library's test hook (``pm_debug_force_verdict``), never
+# timed: 1 makes every verdict "the team lost", -1 "the team won", 0 measures again.
+def compile_pool(model: nn.Module, x: torch.Tensor, cache: str, **options: Any) -> Any:
+    """Every kernel split into claimed chunks, untuned, at a fixed 2 threads, pool runtime."""
+    opts: dict[str, Any] = {
+        "tuning": False,
+        "tune_threads": False,
+        "threads": 2,
+        "parallel_work": 0,
+        "runtime": "pool",
+        "cache_dir": cache,
+    }
+    return pc.compile(model, (x,), **{**opts, **options})
+
+
+def run_modes(compiled: Any, x: torch.Tensor, calls: int, expect: np.ndarray | None = None) -> str:
+    """Make ``calls`` calls; one letter per call: ``T`` run by the team, ``a`` run alone (from
+    the counters of ``pm_pool_stats``); with ``expect``, every output must equal it bit for bit."""
+    modes = []
+    for _ in range(calls):
+        before = compiled.graph.pool_stats()
+        y = compiled(x)
+        after = compiled.graph.pool_stats()
+        team, alone = after["team"] - before["team"], after["alone"] - before["alone"]
+        assert team + alone == 1
+        modes.append("T" if team else "a")
+        if expect is not None:
+            np.testing.assert_array_equal(y.numpy(), expect)
+    return "".join(modes)
+
+
+@pytest.fixture
+def small_pool(cache: str) -> Iterator[tuple[Any, torch.Tensor]]:
+    """A small MLP built for the pool at 2 threads, adaptation reset, the test hook cleared
+    afterwards (the state lives in the library, which every build of this source shares)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 16)).eval()
+    x = torch.randn(4, 32)
+    compiled = compile_pool(model, x, cache)
+    compiled.graph.set_threads(2)
+    compiled.graph.set_adaptive(True)
+    yield compiled, x
+    compiled.graph.lib.pm_debug_force_verdict(0)
+    compiled.graph.set_adaptive(True)
+
+
+def test_pool_adaptive_fallback_is_exact(cache: str) -> None:
+    """Calls switching between the team and the caller alone give the 1-thread bits."""
+    model, x = build_model("transformer")
+    x = x[:, :16]
+    compiled = compile_pool(model, x, cache)
+    g = compiled.graph
+    assert g.is_pool and g.pool_stats()["adaptive"] == 1  # on by default
+    g.set_threads(1)
+    one = compiled(x).numpy()
+    g.set_threads(2)
+    try:
+        np.testing.assert_array_equal(compiled(x).numpy(), one)
+        g.lib.pm_debug_force_verdict(1)  # team, then alone, then probes: every schedule
+        modes = run_modes(compiled, x, 60, one)
+        assert "T" in modes and "a" in modes
+        g.lib.pm_debug_force_verdict(0)  # measured verdicts, whatever this machine's load
+        run_modes(compiled, x, 40, one)
+    finally:
+        g.lib.pm_debug_force_verdict(0)
+        g.set_adaptive(True)
+
+
+def test_pool_adaptive_backs_off_doubles_and_probes(small_pool: Any) -> None:
+    compiled, x = small_pool
+    g = compiled.graph
+    lost = g.pool_stats()["lost"]  # the counters only grow: compare differences
+    g.lib.pm_debug_force_verdict(1)
+    # a verdict after 4 team calls; each lost probe doubles the back-off (16, 32, 64 calls)
+    assert run_modes(compiled, x, 60) == "TTTT" + "a" * 16 + "TTTT" + "a" * 32 + "TTTT"
+    stats = g.pool_stats()
+    assert (stats["backoff"], stats["left"], stats["lost"] - lost) == (64, 64, 3)
+    g.set_threads(1)  # one thread: neither team nor fallback, the back-off waits
+    for _ in range(5):
+        compiled(x)
+    after = g.pool_stats()
+    assert (after["team"], after["alone"], after["left"]) == (stats["team"], stats["alone"], 64)
+    g.set_threads(2)
+    g.lib.pm_debug_force_verdict(-1)  # the back-off runs out, the probe wins: the team stays
+    assert run_modes(compiled, x, 64 + 4 + 20) == "a" * 64 + "T" * 24
+    assert g.pool_stats()["backoff"] == 32  # a won probe halves the next back-off
+    g.lib.pm_debug_force_verdict(1)  # the team keeps being judged: the next call loses
+    assert run_modes(compiled, x, 3) == "Taa"
+    assert g.pool_stats()["backoff"] == 64
+    lost = g.pool_stats()["lost"]
+    # the 62 calls left, then probes (4 calls each) losing to back-offs of 128, 256, 512,
+    # 1024 and again 1024 (the cap) calls: 2002 calls; the next loss would come at 3030
+    for _ in range(2600):
+        compiled(x)
+    stats = g.pool_stats()
+    assert stats["lost"] == lost + 5 and stats["backoff"] == 1024
+
+
+def test_pool_adaptive_off_keeps_the_team(small_pool: Any, cache: str) -> None:
+    compiled, x = small_pool
+    g = compiled.graph
+    g.lib.pm_debug_force_verdict(1)
+    g.set_adaptive(False)
+    assert g.pool_stats()["adaptive"] == 0
+    assert run_modes(compiled, x, 50) == "T" * 50
+    g.set_adaptive(True)  # on again: state reset, the first verdict after 4 calls
+    assert run_modes(compiled, x, 6) == "TTTTaa"
+    # the compile option, and the OpenMP runtime has no fallback
+    off = compile_pool(nn.Linear(8, 8).eval(), torch.randn(2, 8), cache, adaptive=False)
+    assert off.graph.pool_stats()["adaptive"] == 0
+    off.graph.set_adaptive(True)
+    omp = compile_pool(nn.Linear(8, 8).eval(), torch.randn(2, 8), cache, runtime="openmp")
+    assert omp.graph.pool_stats() is None and not omp.graph.is_pool
+    with pytest.raises(ProvenmlError, match="adaptive= must be True or False"):
+        compile_pool(nn.Linear(8, 8).eval(), torch.randn(2, 8), cache, adaptive=1)

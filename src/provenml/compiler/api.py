@@ -42,9 +42,13 @@ class CompileOptions:
     # parallel region per call with barriers (docs/compiler.md, "Threads": measured against
     # each other idle and under a background load)
     runtime: str = "pool"
+    # pool runtime only: run a call on the caller alone while the thread team is measured to
+    # lose against one thread (a worker sharing a busy core), probing the team again after a
+    # back-off that doubles (docs/compiler.md, "The worker-pool runtime"); never changes results
+    adaptive: bool = True
 
     def __post_init__(self) -> None:
-        for flag in ("fusion", "memory_planning", "layout", "tuning", "tune_threads"):
+        for flag in ("fusion", "memory_planning", "layout", "tuning", "tune_threads", "adaptive"):
             if not isinstance(getattr(self, flag), bool):
                 raise ProvenmlError(f"compile option {flag}= must be True or False")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
@@ -152,6 +156,7 @@ def compile_graph(
     )
     path, _ = build(program.source, cache=options.cache_dir)
     cg = CompiledGraph(final, program, path, options.threads)
+    cg.set_adaptive(options.adaptive)
     if options.tune_threads and options.threads > 1 and example_inputs is not None:
         best, samples = choose_threads(cg, example_inputs, options.threads)
         # more threads than one: guard them (a call slower than twice the one-thread median

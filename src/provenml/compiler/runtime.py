@@ -16,6 +16,8 @@ from provenml.compiler.ir import Graph
 from provenml.errors import ProvenmlError
 
 _TORCH_DTYPE = {"float32": torch.float32, "int64": torch.int64}
+# the fields of ``pm_pool_stats`` (codegen.c_source.POOL_RUNTIME_C), in order
+POOL_STATS = ("team", "alone", "backoff", "left", "lost", "ratio_permille", "adaptive")
 
 
 class CompiledGraph:
@@ -43,6 +45,39 @@ class CompiledGraph:
         self._backoff = 0
         self.stalls = 0  # calls that exceeded the guard's limit (see guard_threads)
         self.set_threads(threads)
+        self.adaptive = False  # set_adaptive: on by default for the pool runtime
+        self.set_adaptive(True)
+
+    @property
+    def is_pool(self) -> bool:
+        """Whether the library runs the worker-pool runtime (``runtime="pool"``)."""
+        return hasattr(self.lib, "pm_pool_stats")
+
+    def set_adaptive(self, on: bool) -> None:
+        """Switch the pool runtime's adaptive fallback on (the default) or off; resets its
+        measurements and back-off. On, a call with more than one thread runs on the calling
+        thread alone while the team has been measured to lose against one thread (see
+        docs/compiler.md, "The worker-pool runtime"); off, the team runs every call. No effect
+        on the OpenMP runtime. The state lives in the loaded library, so builds of the same
+        source in one process share it (as they share :meth:`set_threads`)."""
+        if not self.is_pool:
+            return
+        self.adaptive = bool(on)
+        self.lib.pm_set_adaptive(int(self.adaptive))
+
+    def pool_stats(self) -> dict[str, int] | None:
+        """The pool runtime's counters (``None`` for the OpenMP runtime): ``team`` calls run by
+        the thread team, ``alone`` calls the fallback ran on the caller alone, ``backoff`` the
+        length of the last back-off in calls (0 after a won probe), ``left`` calls still to run
+        alone, ``lost`` verdicts the team lost, ``ratio_permille`` 1000 x the running mean of
+        team call times over that of their one-thread estimates (-1 before any), ``adaptive``
+        1 if the fallback is on. ``team`` and ``alone`` only grow (calls at one thread count
+        in neither)."""
+        if not self.is_pool:
+            return None
+        raw = (ctypes.c_longlong * len(POOL_STATS))()
+        self.lib.pm_pool_stats(raw)
+        return dict(zip(POOL_STATS, (int(v) for v in raw), strict=True))
 
     def set_threads(self, threads: int) -> None:
         """Run every call with ``threads`` threads (and switch off :meth:`guard_threads`)."""

@@ -80,6 +80,15 @@ def microkernel(mr: int, nr: int, ku: int) -> tuple[str, str]:
 # delays only the chunk it holds. Idle workers spin, then yield, then sleep on a futex. Claims
 # carry the call's generation in their upper 32 bits, so a worker that wakes up late can never
 # run a chunk of a call that has ended. Linux (futex) and GCC atomics.
+#
+# Adaptive fallback (issue 23 item 1, "a runtime that does not wait for a descheduled thread"):
+# every team call measures its wall time, the time the caller waited for chunks other threads
+# held, and how many chunks it ran itself; (working time) x (all chunks / its chunks) estimates
+# the call on one thread. When the running mean of team call times exceeds that of the
+# estimates by PM_AD_MARGIN (judged after PM_AD_WINDOW calls), the next calls run on the caller
+# alone, every stage whole (the one-thread path, the same bits), workers left parked, for a
+# back-off that doubles after each losing probe (PM_AD_FIRST .. PM_AD_CAP calls); then the team
+# is probed again. Only the schedule changes, never the numbers.
 POOL_RUNTIME_C = r"""
 #include <pthread.h>
 #include <sched.h>
@@ -87,6 +96,7 @@ POOL_RUNTIME_C = r"""
 #include <unistd.h>
 #include <sys/syscall.h>
 #include <linux/futex.h>
+#include <time.h>
 typedef void (*pm_stage_fn)(const void**, void**, float*, const float*, const int, const int);
 typedef struct { pm_stage_fn fn; int nchunks; int dep0; int ndeps; } pm_stage_t;
 typedef struct {
@@ -102,6 +112,88 @@ static int pm_team = 0;         /* workers taking part in calls (pm_threads - 1)
 static pthread_mutex_t pm_pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t pm_call_lock = PTHREAD_MUTEX_INITIALIZER;  /* one call at a time */
 #define PM_SPIN 4000
+/* Adaptive fallback: state read and written only under pm_call_lock. */
+#define PM_AD_WINDOW 4      /* team calls measured before the first verdict (a probe) */
+#define PM_AD_FIRST 16      /* the first back-off, in calls run by the caller alone */
+#define PM_AD_CAP 1024      /* the longest back-off */
+#define PM_AD_MARGIN 1.05   /* the team loses when its mean time > this x the one-thread mean */
+#define PM_AD_EWMA 8        /* running means: plain mean of the first 8 samples, then 1/8 */
+static int pm_adaptive = 1;          /* 0: the team runs every call (pm_set_adaptive) */
+static int pm_ad_force = 0;          /* test hook: 1 every verdict lost, -1 won, 0 measured */
+static int pm_ad_threads = 0;        /* the thread count the state below belongs to */
+static int pm_ad_n = 0;              /* team calls judged since the team was (re)started */
+static int pm_ad_samples = 0;        /* of those, calls that gave an estimate */
+static double pm_ad_team = 0.0;      /* running mean of team call times (ns) */
+static double pm_ad_one = 0.0;       /* running mean of their one-thread estimates (ns) */
+static long long pm_ad_left = 0;     /* calls still to run alone */
+static long long pm_ad_backoff = 0;  /* length of the last back-off (0: none since a win) */
+static long long pm_ad_team_calls = 0, pm_ad_alone_calls = 0, pm_ad_losses = 0;
+static inline long long pm_now(void) {  /* monotonic ns (vDSO: no system call) */
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+static void pm_ad_reset(void) {  /* forget the measurements and any back-off (lock held) */
+  pm_ad_n = pm_ad_samples = 0;
+  pm_ad_team = pm_ad_one = 0.0;
+  pm_ad_left = pm_ad_backoff = 0;
+  pm_ad_threads = pm_threads;
+}
+/* Adaptation on (1, the default) or off (0: the team runs every call); resets its state. */
+void pm_set_adaptive(int on) {
+  pthread_mutex_lock(&pm_call_lock);
+  pm_adaptive = on != 0;
+  pm_ad_reset();
+  pthread_mutex_unlock(&pm_call_lock);
+}
+/* Test hook: 1 makes every verdict "the team lost", -1 "the team won", 0 measures again. */
+void pm_debug_force_verdict(int verdict) {
+  pthread_mutex_lock(&pm_call_lock);
+  pm_ad_force = verdict > 0 ? 1 : (verdict < 0 ? -1 : 0);
+  pthread_mutex_unlock(&pm_call_lock);
+}
+/* out[0] calls run as a team, out[1] calls run alone by the fallback, out[2] the last
+   back-off (calls; 0 since a won probe), out[3] calls still to run alone, out[4] verdicts
+   lost, out[5] 1000 x team mean / one-thread mean (-1 before a sample), out[6] adaptive. */
+void pm_pool_stats(long long* out) {
+  pthread_mutex_lock(&pm_call_lock);
+  out[0] = pm_ad_team_calls;
+  out[1] = pm_ad_alone_calls;
+  out[2] = pm_ad_backoff;
+  out[3] = pm_ad_left;
+  out[4] = pm_ad_losses;
+  out[5] = pm_ad_samples > 0 && pm_ad_one > 0.0
+               ? (long long)(1000.0 * pm_ad_team / pm_ad_one) : -1;
+  out[6] = pm_adaptive;
+  pthread_mutex_unlock(&pm_call_lock);
+}
+/* One team call measured (lock held): ``wall`` its time, ``work`` the caller's time in
+   pm_work less its dependency waits, ``ran`` of ``total`` chunks run by the caller; ``fresh``
+   when the call started worker threads (its time says nothing about the team). */
+static void pm_ad_judge(long long wall, long long work, int ran, int total, int fresh) {
+  const int valid = !fresh && ran > 0 && work > 0;
+  if (!valid && !pm_ad_force) return;
+  ++pm_ad_n;
+  if (valid) {  /* one thread would have run all chunks at the caller's pace */
+    const double one = (double)work * (double)total / (double)ran;
+    ++pm_ad_samples;
+    const double a = 1.0 / (pm_ad_samples < PM_AD_EWMA ? pm_ad_samples : PM_AD_EWMA);
+    pm_ad_team += a * ((double)wall - pm_ad_team);
+    pm_ad_one += a * (one - pm_ad_one);
+  }
+  if (pm_ad_n < PM_AD_WINDOW) return;
+  const int lost = pm_ad_force ? pm_ad_force > 0
+                               : pm_ad_samples > 0 && pm_ad_team > PM_AD_MARGIN * pm_ad_one;
+  if (lost) {  /* back off: run alone, twice as long as last time (capped) */
+    pm_ad_backoff = pm_ad_backoff ? MIN(2 * pm_ad_backoff, PM_AD_CAP) : PM_AD_FIRST;
+    pm_ad_left = pm_ad_backoff;
+    ++pm_ad_losses;
+    pm_ad_n = pm_ad_samples = 0;  /* the next probe starts from fresh means */
+  } else if (pm_ad_n == PM_AD_WINDOW) {  /* a won probe halves the next back-off */
+    pm_ad_backoff /= 2;
+    if (pm_ad_backoff < PM_AD_FIRST) pm_ad_backoff = 0;
+  }
+}
 static inline void pm_relax(int* spins) {
 #if defined(__x86_64__) || defined(__i386__)
   if (++*spins < PM_SPIN) { __builtin_ia32_pause(); return; }
@@ -110,16 +202,21 @@ static inline void pm_relax(int* spins) {
 #endif
   sched_yield();
 }
-static void pm_work(const pm_job_t* job, int gen) {
+/* Run the call's chunks until none is left to claim. The caller passes ``waited`` and
+   ``ran`` (workers NULL): time spent waiting for dependencies (ns) and chunks it ran. */
+static void pm_work(const pm_job_t* job, int gen, long long* waited, int* ran) {
   for (int s = 0; s < job->nstages; ++s) {
     const pm_stage_t* st = &job->stages[s];
     for (int d = 0; d < st->ndeps; ++d) {
       const int dep = job->deps[st->dep0 + d];
       int spins = 0;
+      long long w0 = 0;  /* when this wait began (clock read only if it waits at all) */
       while (__atomic_load_n(&job->done[dep], __ATOMIC_ACQUIRE) < job->stages[dep].nchunks) {
-        if (__atomic_load_n(&pm_gen, __ATOMIC_RELAXED) != gen) return;
+        if (__atomic_load_n(&pm_gen, __ATOMIC_RELAXED) != gen) return;  /* workers only */
+        if (waited && !w0) w0 = pm_now();
         pm_relax(&spins);
       }
+      if (w0) *waited += pm_now() - w0;
     }
     for (;;) {
       unsigned long long v = __atomic_load_n(&job->next[s], __ATOMIC_ACQUIRE);
@@ -130,6 +227,7 @@ static void pm_work(const pm_job_t* job, int gen) {
                                        __ATOMIC_ACQUIRE)) continue;
       st->fn(job->in, job->out, job->arena, job->cst, (int)c, st->nchunks);
       __atomic_fetch_add(&job->done[s], 1, __ATOMIC_RELEASE);
+      if (ran) ++*ran;
     }
   }
 }
@@ -155,7 +253,7 @@ static void* pm_worker(void* arg) {
     if (id >= __atomic_load_n(&pm_team, __ATOMIC_ACQUIRE)) continue;
     pm_job_t job = pm_job;
     if (__atomic_load_n(&pm_gen, __ATOMIC_ACQUIRE) != gen) continue;  /* torn copy: skip */
-    pm_work(&job, gen);
+    pm_work(&job, gen, NULL, NULL);
   }
   return NULL;
 }
@@ -184,11 +282,27 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
     return;
   }
   pthread_mutex_lock(&pm_call_lock);
-  if (__atomic_load_n(&pm_team, __ATOMIC_ACQUIRE) != pm_threads - 1) pm_pool_size(pm_threads - 1);
+  if (pm_ad_threads != pm_threads) pm_ad_reset();  /* a new team size: measure it afresh */
+  if (pm_adaptive && pm_ad_left > 0) {  /* backing off: the caller alone, workers not woken */
+    --pm_ad_left;
+    ++pm_ad_alone_calls;
+    for (int s = 0; s < nstages; ++s) stages[s].fn(in, out, arena, cst, 0, 1);
+    pthread_mutex_unlock(&pm_call_lock);
+    return;
+  }
+  const int measure = pm_adaptive;
+  const long long t0 = measure ? pm_now() : 0;
+  int fresh = 0;  /* this call starts worker threads */
+  if (__atomic_load_n(&pm_team, __ATOMIC_ACQUIRE) != pm_threads - 1) {
+    pm_pool_size(pm_threads - 1);
+    fresh = 1;
+  }
   const int gen = (__atomic_load_n(&pm_gen, __ATOMIC_RELAXED) + 1) & 0x7fffffff;
+  int total = 0;  /* chunks in the call */
   for (int s = 0; s < nstages; ++s) {
     __atomic_store_n(&done[s], 0, __ATOMIC_RELAXED);
     __atomic_store_n(&next[s], (unsigned long long)gen << 32, __ATOMIC_RELAXED);
+    total += stages[s].nchunks;
   }
   pm_job.stages = stages; pm_job.deps = deps; pm_job.nstages = nstages;
   pm_job.next = next; pm_job.done = done;
@@ -197,11 +311,17 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
   if (__atomic_load_n(&pm_sleepers, __ATOMIC_SEQ_CST) > 0)
     syscall(SYS_futex, &pm_gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
   pm_job_t job = pm_job;
-  pm_work(&job, gen);
+  long long waited = 0;  /* the caller's dependency waits (ns) */
+  int ran = 0;           /* chunks the caller ran */
+  const long long t1 = measure ? pm_now() : 0;
+  pm_work(&job, gen, measure ? &waited : NULL, measure ? &ran : NULL);
+  const long long t2 = measure ? pm_now() : 0;
   for (int s = 0; s < nstages; ++s) {  /* wait for chunks other threads still hold */
     int spins = 0;
     while (__atomic_load_n(&done[s], __ATOMIC_ACQUIRE) < stages[s].nchunks) pm_relax(&spins);
   }
+  ++pm_ad_team_calls;
+  if (measure) pm_ad_judge(pm_now() - t0, t2 - t1 - waited, ran, total, fresh);
   pthread_mutex_unlock(&pm_call_lock);
 }
 """
