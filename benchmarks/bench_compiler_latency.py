@@ -16,8 +16,11 @@ of the thread count the arms picked. ``--runs N`` repeats the whole measurement 
 process and prints every run's ratios and how many met the goal. ``--background-load on``
 starts one CPU-bound process for the duration of each run (and stops it after); ``both`` does
 every run once idle and once under that load. ``--runtime pool`` measures the worker-pool
-runtime (persistent threads, claimed chunks, completion counters) instead of OpenMP. Quote
-the load average printed with each run: "idle" means only this benchmark was running.
+runtime (persistent threads, claimed chunks, completion counters) instead of OpenMP; its
+adaptive fallback (calls on the caller alone while the team loses) stays on, as a user gets
+it, and ``--scaling`` reports how many of the fixed-thread-count calls above one thread the
+team ran and how many ran alone. Quote the load average printed with each run: "idle" means
+only this benchmark was running.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ def main() -> None:
     conditions = {"none": [False], "on": [True], "both": [False, True]}[args.background_load]
     ratios: dict[tuple[str, str], list[float]] = {}
     speedups: dict[tuple[str, str], list[float]] = {}
+    alone: dict[tuple[str, str], list[float]] = {}  # pool: share of calls run alone
     for run in range(1, args.runs + 1):
         for loaded in conditions:
             label = "background load" if loaded else "no added load"
@@ -96,8 +100,10 @@ def main() -> None:
                     ratios.setdefault((case, label), []).append(r_e)
                 if args.scaling:
                     for case in cfg.cases:
-                        up = scaling(case, cfg)
+                        up, share = scaling(case, cfg)
                         speedups.setdefault((case, label), []).append(up)
+                        if share is not None:
+                            alone.setdefault((case, label), []).append(share)
                 print(f"load average after: {os.getloadavg()}")
     print("\n== summary")
     for (case, label), vals in ratios.items():
@@ -112,6 +118,11 @@ def main() -> None:
             f"{case}, {label}: provenml speed-up 1T -> {cfg.threads}T per run "
             f"{[round(v, 2) for v in vals]}; {cfg.threads} threads not slower than 1 in "
             f"{ok} of {len(vals)}"
+        )
+    for (case, label), vals in alone.items():
+        print(
+            f"{case}, {label}: share of provenml {cfg.threads}T calls run alone by the pool's "
+            f"fallback per run {[round(v, 2) for v in vals]}"
         )
 
 
@@ -141,9 +152,11 @@ def measure(cfg: EndToEndConfig) -> list[tuple[str, float]]:
     return rows
 
 
-def scaling(case: str, cfg: EndToEndConfig) -> float:
+def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None]:
     """provenml and eager at each fixed thread count, timed in the same interleaved rounds;
-    returns provenml's speed-up from 1 thread to ``cfg.threads``."""
+    returns provenml's speed-up from 1 thread to ``cfg.threads`` and, for the pool runtime,
+    the share of its calls above one thread that the adaptive fallback ran alone (else
+    ``None``)."""
     name, batch = case.split(":")
     model, x = build_model(name, batch=int(batch))
     compiled = pm_compile(
@@ -167,10 +180,20 @@ def scaling(case: str, cfg: EndToEndConfig) -> float:
         fns[f"provenml {t}T"] = pm_at(t)
         fns[f"eager {t}T"] = _threaded(torch.no_grad()(lambda: model(x)), t)
     before = torch.get_num_threads()
+    stats0 = compiled.graph.pool_stats()  # None for the OpenMP runtime
     try:
         lat = _median_latency(fns, cfg.repeat, cfg.min_time)
     finally:
         torch.set_num_threads(before)
+    stats1 = compiled.graph.pool_stats()
+    share, pool = None, ""
+    if stats0 is not None and stats1 is not None:
+        team, solo = stats1["team"] - stats0["team"], stats1["alone"] - stats0["alone"]
+        share = solo / max(1, team + solo)
+        pool = (
+            f"; pool calls above 1T: {team} team, {solo} alone ({share:.0%}), "
+            f"{stats1['lost'] - stats0['lost']} verdicts lost, back-off now {stats1['backoff']}"
+        )
     cells = ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in lat.items())
     t = cfg.threads
     speedup = lat["provenml 1T"] / lat[f"provenml {t}T"]
@@ -178,10 +201,10 @@ def scaling(case: str, cfg: EndToEndConfig) -> float:
         f"{case} fixed threads: {cells}; provenml {t}T/eager {t}T "
         f"{lat[f'provenml {t}T'] / lat[f'eager {t}T']:.2f}, provenml speed-up 1T->{t}T "
         f"{speedup:.2f}, eager "
-        f"{lat['eager 1T'] / lat[f'eager {t}T']:.2f} (load {os.getloadavg()[0]:.2f})",
+        f"{lat['eager 1T'] / lat[f'eager {t}T']:.2f} (load {os.getloadavg()[0]:.2f}){pool}",
         flush=True,
     )
-    return speedup
+    return speedup, share
 
 
 if __name__ == "__main__":
