@@ -5,6 +5,7 @@ native compiler)."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import subprocess
@@ -22,6 +23,25 @@ CC = os.environ.get("PROVENML_CC", "gcc")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-ffast-math", "-fPIC")
 LINK_FLAGS = ("-shared", "-fopenmp")
 LIBS = ("-lmvec", "-lm")
+
+
+@functools.cache
+def native_vector_floats() -> int:
+    """Floats per vector register of the build machine as ``FLAGS`` compile for it: 16 when
+    gcc's ``-march=native`` defines ``__AVX512F__`` (512-bit zmm registers, 32 of them), else
+    8. Asked once per process (gcc ``-dM -E`` on an empty file); 8 if gcc cannot be run.
+    ``PROVENML_VECTOR_FLOATS=8`` forces the 256-bit path (the tuner then offers no 512-bit
+    tiles)."""
+    forced = os.environ.get("PROVENML_VECTOR_FLOATS")
+    if forced in ("8", "16"):
+        return int(forced)
+    cmd = [CC, *(f for f in FLAGS if f.startswith("-m")), "-dM", "-E", "-x", "c", os.devnull]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return 8
+    macros = {line.split()[1] for line in proc.stdout.splitlines() if line.count(" ") >= 1}
+    return 16 if proc.returncode == 0 and "__AVX512F__" in macros else 8
 
 
 def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:

@@ -1,6 +1,7 @@
 """Auto-tuning (survey Sec. 4.4.2): for every matmul-like kernel, try micro-kernel tile sizes
 (``mr`` rows x ``nr`` columns) and k-loop unroll factors on the kernel's real shapes, timing
-each compiled candidate, and keep the fastest; results are cached on disk by kernel signature."""
+each compiled candidate, and keep the fastest; results are cached on disk by kernel signature.
+On a build machine with AVX-512 the candidates include 512-bit tiles (``vec=16``)."""
 
 from __future__ import annotations
 
@@ -11,22 +12,47 @@ from typing import Any
 
 import numpy as np
 
-from provenml.compiler.build import FLAGS, build, cache_dir
+from provenml.compiler.build import FLAGS, build, cache_dir, native_vector_floats
 from provenml.compiler.codegen import C_HEADER, DEFAULT_SCHEDULE, annotate_scratch, lower
 from provenml.compiler.ir import Graph, Value
 from provenml.compiler.passes import plan_memory, transform_layout
 
 TUNABLE = ("dense", "matmul", "conv2d")
 # bumped whenever the generated matmul/conv kernels change, so cached choices are re-tuned
-KERNEL_VERSION = 4
+KERNEL_VERSION = 5
+# 512-bit tiles (mr, nr, ku) tried on AVX-512 build machines: mr * nr/16 zmm accumulators plus
+# nr/16 B vectors and a broadcast stay within the 32 zmm registers (8x32: 16 + 2 + 1, 12x32:
+# 24 + 2 + 1, 8x48: 24 + 3 + 1, 6x64: 24 + 4 + 1); 4x32 for kernels with few rows, 12x16 for
+# narrow outputs (16 columns).
+WIDE_TILES = (
+    (4, 32, 4),
+    (8, 32, 4),
+    (8, 32, 1),
+    (12, 32, 4),
+    (8, 48, 4),
+    (6, 64, 4),
+    (6, 64, 1),
+    (12, 16, 4),
+)
 
 
-def candidates(rows: int, cols: int) -> list[dict[str, int]]:
-    """Schedules to try for a kernel with ``rows`` output rows (pixels along a row for convs)."""
+def candidates(rows: int, cols: int, vector_floats: int | None = None) -> list[dict[str, int]]:
+    """Schedules to try for a kernel with ``rows`` output rows (pixels along a row for convs).
+
+    The 256-bit grid (``vec=8``, ``mr <= 6`` so 16 ymm registers suffice) always; with
+    ``vector_floats=16`` (default: :func:`~provenml.compiler.build.native_vector_floats`, 16 on
+    an AVX-512 build machine) also the 512-bit :data:`WIDE_TILES` (``vec=16``), ``mr`` capped
+    at ``rows`` and ``nr`` at ``cols`` rounded up to 16 (duplicates dropped)."""
     mrs = [m for m in (1, 2, 4, 6) if m <= max(1, rows)]
     nrs = [n for n in (8, 16, 32) if n <= max(8, -(-cols // 8) * 8)]
-    grid = [{"mr": m, "nr": n, "ku": 4} for m in mrs for n in nrs]
-    return grid + [{"mr": mrs[-1] if len(mrs) < 3 else 4, "nr": n, "ku": 1} for n in nrs]
+    grid = [{"mr": m, "nr": n, "ku": 4, "vec": 8} for m in mrs for n in nrs]
+    grid += [{"mr": mrs[-1] if len(mrs) < 3 else 4, "nr": n, "ku": 1, "vec": 8} for n in nrs]
+    if (native_vector_floats() if vector_floats is None else vector_floats) == 16:
+        for mr, nr, ku in WIDE_TILES:
+            cand = {"mr": min(mr, max(1, rows)), "nr": nr, "ku": ku, "vec": 16}
+            if nr <= max(16, -(-cols // 16) * 16) and cand not in grid:
+                grid.append(cand)
+    return grid
 
 
 def _signature(g: Graph, node: Any, layout: bool, threads: int) -> str:
@@ -41,6 +67,7 @@ def _signature(g: Graph, node: Any, layout: bool, threads: int) -> str:
             threads,
             FLAGS,
             KERNEL_VERSION,
+            native_vector_floats(),
         ]
     )
 

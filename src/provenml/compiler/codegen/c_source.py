@@ -27,26 +27,34 @@ void pm_set_threads(int n) { pm_threads = n; }
     + "\n"
 )
 
-VLEN = 8  # floats per vector of the micro-kernel (256-bit)
+VLEN = 8  # floats per vector of the micro-kernel's default (256-bit) path
+VLEN_WIDE = 16  # floats per vector of the 512-bit path (AVX-512 build machines, schedule vec=16)
 
 
-def microkernel(mr: int, nr: int, ku: int) -> tuple[str, str]:
+def microkernel(mr: int, nr: int, ku: int, vlen: int = VLEN) -> tuple[str, str]:
     """C source of the ``mr x nr`` register-tile micro-kernel (name, code).
 
     ``acc[mr][nr] += A[mr, K] @ B[K, nr]`` with ``A`` rows ``lda`` apart and ``B`` rows ``ldb``
-    apart: ``mr * nr / 8`` accumulators are named vector locals (never an array, which gcc may
-    keep on the stack), each k step loads ``nr / 8`` vectors of ``B``, broadcasts one ``A``
-    element per row and issues ``mr * nr / 8`` fused multiply-adds. It accumulates into ``acc``
-    so a caller can split K (the convolution's kh/kw loops). Guarded by a macro so several
-    kernels (or tuning candidates) in one translation unit share it."""
-    nv = nr // VLEN
-    name = f"pm_ukr_{mr}x{nr}_u{ku}"
+    apart: ``mr * nr / vlen`` accumulators are named vector locals (never an array, which gcc
+    may keep on the stack), each k step loads ``nr / vlen`` vectors of ``B``, broadcasts one
+    ``A`` element per row and issues ``mr * nr / vlen`` fused multiply-adds. ``vlen`` is the
+    vector width in floats: 8 (256-bit, ymm) or 16 (512-bit, zmm; the caller offers it only
+    where the build machine has AVX-512, elsewhere gcc would split each vector in two). Every
+    accumulator element sums over k in the same order whatever ``vlen``, ``mr`` or ``nr``.
+    It accumulates into ``acc`` so a caller can split K (the convolution's kh/kw loops).
+    Guarded by a macro so several kernels (or tuning candidates) in one translation unit
+    share it."""
+    if vlen not in (VLEN, VLEN_WIDE) or nr % vlen:
+        raise ProvenmlError(f"codegen: micro-kernel nr={nr} is not a multiple of vlen={vlen}")
+    nv = nr // vlen
+    vt = f"pm_v{vlen}"
+    name = f"pm_ukr_{mr}x{nr}_u{ku}" + ("" if vlen == VLEN else f"_v{vlen}")
     guard = name.upper()
     cs = [[f"c{i}_{j}" for j in range(nv)] for i in range(mr)]
     lines = [
-        "#ifndef PM_V8_DEFINED",
-        "#define PM_V8_DEFINED",
-        f"typedef float pm_v8 __attribute__((vector_size({4 * VLEN}), aligned(4)));",
+        f"#ifndef {vt.upper()}_DEFINED",
+        f"#define {vt.upper()}_DEFINED",
+        f"typedef float {vt} __attribute__((vector_size({4 * vlen}), aligned(4)));",
         "#endif",
         f"#ifndef {guard}",
         f"#define {guard}",
@@ -55,20 +63,20 @@ def microkernel(mr: int, nr: int, ku: int) -> tuple[str, str]:
     ]
     for i in range(mr):
         for j in range(nv):
-            lines.append(f"  pm_v8 {cs[i][j]} = *(const pm_v8*)(acc + {i * nr + j * VLEN});")
+            lines.append(f"  {vt} {cs[i][j]} = *(const {vt}*)(acc + {i * nr + j * vlen});")
     lines += [f"  #pragma GCC unroll {max(1, ku)}", "  for (long k = 0; k < K; ++k) {"]
     for j in range(nv):
-        lines.append(f"    const pm_v8 b{j} = *(const pm_v8*)(b + k*ldb + {j * VLEN});")
+        lines.append(f"    const {vt} b{j} = *(const {vt}*)(b + k*ldb + {j * vlen});")
     for i in range(mr):
-        bcast = ", ".join(["s"] * VLEN)
+        bcast = ", ".join(["s"] * vlen)
         upd = " ".join(f"{cs[i][j]} += av * b{j};" for j in range(nv))
         lines.append(
-            f"    {{ const float s = a[{i}*lda + k]; const pm_v8 av = {{{bcast}}}; {upd} }}"
+            f"    {{ const float s = a[{i}*lda + k]; const {vt} av = {{{bcast}}}; {upd} }}"
         )
     lines.append("  }")
     for i in range(mr):
         for j in range(nv):
-            lines.append(f"  *(pm_v8*)(acc + {i * nr + j * VLEN}) = {cs[i][j]};")
+            lines.append(f"  *({vt}*)(acc + {i * nr + j * vlen}) = {cs[i][j]};")
     lines += ["}", "#endif"]
     return name, "\n".join(lines)
 

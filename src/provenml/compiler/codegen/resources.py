@@ -10,7 +10,7 @@ import numpy as np
 
 from provenml.compiler.ir import Graph, Node, Value
 
-DEFAULT_SCHEDULE = {"mr": 4, "nr": 16, "ku": 2}
+DEFAULT_SCHEDULE = {"mr": 4, "nr": 16, "ku": 2, "vec": 8}  # vec: floats per vector
 
 PARALLEL_WORK = 1 << 16  # operations below which a kernel runs on thread 0 alone
 

@@ -108,7 +108,19 @@ def attention(low: Lowering, n: Node, kname: str, body: list[Node]) -> L.Kernel:
     ) -> L.Loop:
         pack = pack_panel(kk, nr, ncols, src)
         variants = mm_variants(
-            low, m, ncols, kk, lda, mr, nr, int(sched["ku"]), a, store, f"bt*{m} + i0 + ii", epi
+            low,
+            m,
+            ncols,
+            kk,
+            lda,
+            mr,
+            nr,
+            int(sched["ku"]),
+            a,
+            store,
+            f"bt*{m} + i0 + ii",
+            epi,
+            int(sched.get("vec", 8)),
         )
         rows = L.Loop(
             "io",

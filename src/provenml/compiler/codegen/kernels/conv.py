@@ -116,6 +116,7 @@ def conv_nhwc(
             epi_fn,
             cin,
             ("arow", str(sw * cin), "wrow", str(nr)),
+            int(sched.get("vec", 8)),
         )
         # K loop runs over (kh, kw, cin): wrap it
         kl = tile[2]

@@ -61,6 +61,7 @@ def dense(
             epi_fn,
             kk,
             (f"{X} + i0*{kk}", str(kk), "bp", str(ldb)),
+            int(sched.get("vec", 8)),
         )
         # the store loop needs r, c
         tile[-1] = with_lets(tile[-1], ["r = i0 + ii", "c = j0 + ji"])
@@ -140,7 +141,19 @@ def matmul(
     pack = pack_panel(kk, nr, nn_, bsrc)
     epi_fn = epilogue_fn(low, n, anchor, epi, len(ov.shape) - 1, names)
     variants = mm_variants(
-        low, m, nn_, kk, kk, mr, nr, ku, "ap", f"{Y}[r*{nn_} + c]", f"bt*{m} + i0 + ii", epi_fn
+        low,
+        m,
+        nn_,
+        kk,
+        kk,
+        mr,
+        nr,
+        ku,
+        "ap",
+        f"{Y}[r*{nn_} + c]",
+        f"bt*{m} + i0 + ii",
+        epi_fn,
+        int(sched.get("vec", 8)),
     )
     head = [
         f"const long pb = p / {nb}, jo = p % {nb}, bt = pb, j0 = jo * {nr};",

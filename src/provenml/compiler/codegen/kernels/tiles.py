@@ -1,8 +1,8 @@
 """The register-blocked tile shared by every matmul-like kernel (dense, batched matmul,
 convolution, attention): an ``mr x nr`` accumulator tile over a packed B panel, the k-loop as
 the vector-register micro-kernel (:func:`~provenml.compiler.codegen.c_source.microkernel`) when
-``nr`` is a multiple of 8, and the fused elementwise epilogue applied to the tile before it is
-stored."""
+``nr`` is a multiple of 8 (of 16 for the 512-bit path, schedule ``vec=16``), and the fused
+elementwise epilogue applied to the tile before it is stored."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from provenml.compiler import loopir as L
-from provenml.compiler.codegen.c_source import VLEN, chain, microkernel
+from provenml.compiler.codegen.c_source import VLEN, VLEN_WIDE, chain, microkernel
 from provenml.compiler.codegen.nests import with_lets
 from provenml.compiler.codegen.resources import DEFAULT_SCHEDULE
 from provenml.compiler.ir import Node
@@ -76,18 +76,22 @@ def register_tile(
     epi_stmts_fn: Any,
     k_extent: int,
     ukr: tuple[str, str, str, str] | None = None,
+    vec: int = VLEN,
 ) -> L.Body:
     """The register-blocked micro-kernel for one ``mr x nrc`` tile (``nrs`` columns stored).
 
     ``ukr = (a_base, lda, b_base, ldb)`` describes the operands as strided pointers; with it
     (and ``nrc`` a multiple of 8) the k-loop is a call of the :func:`microkernel` helper,
-    else the loop nest over ``a_expr`` / ``b_expr``. Element 2 of the returned body is the
+    else the loop nest over ``a_expr`` / ``b_expr``. ``vec`` (the schedule's ``vec``) asks
+    for 16-float (512-bit) vectors; a tile whose ``nrc`` is not a multiple of 16 then uses
+    the 8-float helper (same sums in the same order). Element 2 of the returned body is the
     k-loop (a Loop or the helper call), which the convolution wraps in its kh/kw loops."""
     init = L.Loop("ii", mr, [L.Loop("ji", nrc, [L.Stmt("acc[ii][ji] = 0.f;")])])
     L.unroll([init], "ii")
     L.vectorize([init], "ji")
     if ukr is not None and nrc % VLEN == 0:
-        name, code = microkernel(mr, nrc, ku)
+        vlen = VLEN_WIDE if vec == VLEN_WIDE and nrc % VLEN_WIDE == 0 else VLEN
+        name, code = microkernel(mr, nrc, ku, vlen)
         low.helpers[name] = code
         a_base, lda, b_base, ldb = ukr
         call = L.Stmt(f"{name}({k_extent}, {a_base}, {lda}, {b_base}, {ldb}, &acc[0][0]);")
@@ -99,7 +103,13 @@ def register_tile(
         )
         L.unroll([st], "ii")
         L.vectorize([st], "ji")
-        return [L.Stmt(f"float acc[{mr}][{nrc}] __attribute__((aligned(32)));"), init, call, st]
+        align = 4 * vlen
+        return [
+            L.Stmt(f"float acc[{mr}][{nrc}] __attribute__((aligned({align})));"),
+            init,
+            call,
+            st,
+        ]
     k_loop = L.Loop(
         "k",
         "K_",
@@ -178,10 +188,12 @@ def mm_variants(
     store: str,
     row: str,
     epi_fn: Any,
+    vec: int = VLEN,
 ) -> list[L.If]:
     """The full/edge tile variants of a packed-B matmul row tile: ``a`` points at the A
     rows (``lda`` apart, ``kk`` long), ``bp`` at the packed panel, ``store`` writes element
-    (r, c) where ``r = row`` and ``c = j0 + ji``."""
+    (r, c) where ``r = row`` and ``c = j0 + ji``; ``vec``: the micro-kernel's vector width
+    in floats (see :func:`register_tile`)."""
     variants = []
     for variant in tile_variants(m, mr, nn_, nr):
         tile = register_tile(
@@ -197,6 +209,7 @@ def mm_variants(
             epi_fn,
             kk,
             (f"{a} + i0*{lda}", str(lda), "bp", str(nr)),
+            vec,
         )
         tile[-1] = with_lets(tile[-1], [f"r = {row}", "c = j0 + ji"])
         variants.append(L.If(variant.cond, tile))
