@@ -102,7 +102,9 @@ def register_tile(
             [L.Loop("ji", nrs, [L.Stmt("\n".join([*stmts, f"{store} = {result};"]))])],
         )
         L.unroll([st], "ii")
-        L.vectorize([st], "ji")
+        # the epilogue in vectors of the micro-kernel's width (512-bit: libmvec's 16-lane
+        # erff/expf; it also reads back the accumulators in the width they were stored)
+        L.vectorize([st], "ji", vlen if vlen == VLEN_WIDE else 0)
         align = 4 * vlen
         return [
             L.Stmt(f"float acc[{mr}][{nrc}] __attribute__((aligned({align})));"),
