@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import provenml.compiler as pc
 from provenml.compiler.build import native_vector_floats
 from provenml.compiler.codegen import DEFAULT_SCHEDULE, microkernel
+from provenml.compiler.models import build_model
 from provenml.compiler.tune import candidates
 from provenml.errors import ProvenmlError
 
@@ -188,3 +189,21 @@ def test_tuning_candidates_by_vector_width(rows: int, cols: int) -> None:
         assert c["mr"] * nv + nv + 1 <= 32  # accumulators + B vectors + broadcast in 32 zmm
         assert c["nr"] <= max(16, -(-cols // 16) * 16)
     assert extra
+
+
+@needs_avx512
+@pytest.mark.parametrize("schedule", [(12, 32, 4, 16), (8, 48, 1, 16)])
+def test_wide_microkernel_transformer_block_matches_eager(
+    schedule: tuple[int, int, int, int], cache: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transformer:1 (fused attention, GELU and residual epilogues) on 512-bit tiles: 64 rows
+    are no multiple of 12, and 256/1024/64 columns no multiple of 48."""
+    for key, val in zip(("mr", "nr", "ku", "vec"), schedule, strict=True):
+        monkeypatch.setitem(DEFAULT_SCHEDULE, key, val)
+    model, x = build_model("transformer")
+    compiled = pc.compile(model, (x,), tuning=False, cache_dir=cache)
+    assert "_v16(" in compiled.source
+    assert any(n.attrs.get("kind") == "attention" for n in compiled.graph.graph.nodes)
+    with torch.no_grad():
+        ref = model(x)
+    torch.testing.assert_close(compiled(x), ref, rtol=1e-4, atol=1e-4)
