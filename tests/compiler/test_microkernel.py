@@ -207,3 +207,20 @@ def test_wide_microkernel_transformer_block_matches_eager(
     with torch.no_grad():
         ref = model(x)
     torch.testing.assert_close(compiled(x), ref, rtol=1e-4, atol=1e-4)
+
+
+@needs_avx512
+def test_wide_schedule_unpacked_dense_edge_tile_uses_256_bit_helper(
+    cache: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without layout (weights not packed) the edge tile is as wide as the columns left: 40 =
+    32 + 8, so the 8-column edge tile takes the 8-float helper inside a ``vec=16`` schedule."""
+    for key, val in (("mr", 12), ("nr", 32), ("ku", 4), ("vec", 16)):
+        monkeypatch.setitem(DEFAULT_SCHEDULE, key, val)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(37, 40), nn.GELU()).eval()
+    x = torch.randn(26, 37)
+    compiled = pc.compile(model, [x], tuning=False, layout=False, cache_dir=cache)
+    assert "pm_ukr_12x32_u4_v16(" in compiled.source and "pm_ukr_12x8_u4(" in compiled.source
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
