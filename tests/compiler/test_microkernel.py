@@ -75,7 +75,7 @@ def test_microkernel_source_has_named_vector_accumulators() -> None:
 needs_avx512 = pytest.mark.skipif(
     native_vector_floats() != 16,
     reason="the 512-bit micro-kernel path needs an AVX-512 build machine (gcc -march=native "
-    "does not define __AVX512F__ here)",
+    "does not define __AVX512F__ here, or PROVENML_VECTOR_FLOATS=8 turns it off)",
 )
 
 
