@@ -16,7 +16,13 @@ DynaMITE-RL, except ``varibad``):
 * ``varibad_init``: every parameter DynaMITE-RL shares with VariBAD (policy, embedding, GRU,
   belief head, decoder) starts from VariBAD's initial values for the same seed;
 * ``no_consistency``: ``dynamite_no_consistency`` (the latent-consistency loss off);
-* ``gate_closed_no_consistency``: both of the two changes above.
+* ``gate_closed_no_consistency``: both of the two changes above;
+* ``all_off``: every change above at once (no consistency loss, gate shut from the start, head
+  detached, VariBAD's initial values): what is left of DynaMITE-RL at p = 0 is then only the
+  session-aware code path itself (the gated recurrence with a gate of ~5e-5, the inert
+  masking and prior-KL target) and the termination head's own gradient in the belief model's
+  clipped gradient norm. A control: if it still trails VariBAD, the gap is an artefact of
+  that path; if it does not, the removed parts explain it between them.
 
 Prints one JSON line per run (return, training-return curve at four checkpoints, belief
 probe, final mean gate on the evaluation episodes) and a table of means per variant.
@@ -43,6 +49,7 @@ VARIANTS = (
     "varibad_init",
     "no_consistency",
     "gate_closed_no_consistency",
+    "all_off",
 )
 
 
@@ -61,12 +68,12 @@ def run(variant: str, seed: int) -> dict[str, Any]:
     agent_name = {"varibad": "varibad", "no_consistency": "dynamite_no_consistency"}.get(
         variant, "dynamite"
     )
-    if variant == "gate_closed_no_consistency":
+    if variant in ("gate_closed_no_consistency", "all_off"):
         agent_name = "dynamite_no_consistency"
     build = train.build_agent
 
     def patched(name: str, env: Any, tcfg: Any) -> Any:
-        if variant == "varibad_init":
+        if variant in ("varibad_init", "all_off"):
             state = torch.get_rng_state()
             reference = build("varibad", env, tcfg)
             torch.set_rng_state(state)
@@ -76,12 +83,12 @@ def run(variant: str, seed: int) -> dict[str, Any]:
             copied = {k: v for k, v in shared.items() if k in own and own[k].shape == v.shape}
             assert len(copied) == len(shared), "VariBAD's parameters are all in DynaMITE-RL"
             agent.load_state_dict(copied, strict=False)
-            return agent
-        agent = build(name, env, tcfg)
+        else:
+            agent = build(name, env, tcfg)
         assert isinstance(agent, BeliefAgent)
-        if variant == "detached":
+        if variant in ("detached", "all_off"):
             agent.encoder.termination_into_gru = False
-        if variant.startswith("gate_closed"):
+        if variant.startswith("gate_closed") or variant == "all_off":
             nn.init.constant_(agent.encoder.termination.bias, -10.0)
         return agent
 
@@ -178,7 +185,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default=None, help="append the JSON lines to this file")
     parser.add_argument("--gradients", action="store_true", help="gradient norms only")
+    parser.add_argument("--summarize", help="print the table of a JSON-lines file and exit")
     args = parser.parse_args()
+    if args.summarize:
+        with open(args.summarize) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        summarize(rows, list(dict.fromkeys(r["variant"] for r in rows)))
+        return
     if args.gradients:
         for row in gradient_shares():
             print(json.dumps({k: round(v, 5) for k, v in row.items()}))
@@ -196,12 +209,35 @@ def main() -> None:
             if args.out:
                 with open(args.out, "a") as f:
                     f.write(json.dumps(row) + "\n")
-    print(f"{'variant':<28} {'return (per seed)':<40} {'mean':>6}")
-    for variant in variants:
-        mine = sorted((r for r in rows if r["variant"] == variant), key=lambda r: r["seed"])
-        per_seed = " / ".join(f"{r['return']:.1f}" for r in mine)
-        mean = sum(r["return"] for r in mine) / len(mine)
-        print(f"{variant:<28} {per_seed:<40} {mean:>6.2f}")
+    summarize(rows, variants)
+
+
+def summarize(rows: list[dict[str, Any]], variants: list[str]) -> None:
+    """Per variant: returns per seed, mean and sd, and Welch's two-sided p against VariBAD
+    and against DynaMITE-RL as shipped (where those ran)."""
+    import numpy as np
+    from scipy.stats import ttest_ind
+
+    returns = {
+        v: [r["return"] for r in sorted(rows, key=lambda r: r["seed"]) if r["variant"] == v]
+        for v in variants
+    }
+
+    def welch(a: list[float], b: list[float] | None) -> str:
+        if not b or len(a) < 2 or len(b) < 2 or a is b:
+            return "-"
+        return f"{ttest_ind(a, b, equal_var=False).pvalue:.3f}"
+
+    header = f"{'variant':<28} {'mean':>6} {'sd':>6} {'p vs varibad':>13} {'p vs dynamite':>14}"
+    print(header + "  per seed")
+    for v in variants:
+        got = returns[v]
+        per_seed = " / ".join(f"{x:.1f}" for x in got)
+        sd = float(np.std(got, ddof=1)) if len(got) > 1 else float("nan")
+        print(
+            f"{v:<28} {np.mean(got):>6.2f} {sd:>6.2f} {welch(got, returns.get('varibad')):>13} "
+            f"{welch(got, returns.get('dynamite')):>14}  {per_seed}"
+        )
 
 
 if __name__ == "__main__":
