@@ -26,7 +26,6 @@ def run(seed: int, total_steps: int | None = None) -> dict[str, Any]:
 
     from provenml.metarl import train
     from provenml.metarl.agents import BeliefAgent
-    from provenml.metarl.belief import BeliefEncoder, _gru_branches
     from provenml.metarl.experiments import SessionRateConfig
 
     torch.set_num_threads(1)
@@ -58,23 +57,11 @@ def run(seed: int, total_steps: int | None = None) -> dict[str, Any]:
     gate = torch.sigmoid(logits)
     opened = gate > 0.5
 
-    def step_gate_shut(self: BeliefEncoder, h_prev: torch.Tensor, x: torch.Tensor) -> Any:
-        e = self.embed(x)
-        h_start = self.session_start_state(h_prev)
-        h_out = _gru_branches(
-            self._input_projection(e),
-            torch.stack([h_prev, h_start]),
-            self.gru.weight_hh_l0,
-            self.gru.bias_hh_l0,
-        )[0]
-        return h_out[0], self.termination(h_out[0]).squeeze(-1), h_start
-
-    original = BeliefEncoder.step
-    BeliefEncoder.step = step_gate_shut  # type: ignore[method-assign]
+    agent.encoder.gate_while_acting = False
     try:
         shut = train.evaluate(agent, cfg.env, options, p, seed=cfg.eval_seed + 1)
     finally:
-        BeliefEncoder.step = original  # type: ignore[method-assign]
+        agent.encoder.gate_while_acting = True
     curve = trained.curve_returns
     return {
         "seed": seed,

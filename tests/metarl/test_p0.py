@@ -83,3 +83,20 @@ def test_termination_and_consistency_train_the_gru_at_p0() -> None:
     encoder.termination_into_gru = False
     changed = _grads(encoder, decoder, with_head)["gru.weight_hh_l0"] - reference
     assert changed.abs().max().item() == 0.0
+
+
+def test_gate_held_shut_while_acting_steps_the_plain_gru_branch() -> None:
+    """``gate_while_acting = False`` (the diagnostic of bench_metarl_p0_gate.py): ``step``
+    returns the GRU update of the previous state, whatever the termination head says."""
+    torch.manual_seed(0)
+    encoder = BeliefEncoder(6, 5, session_aware=True)
+    torch.nn.init.constant_(encoder.termination.bias, 5.0)  # a gate of ~0.99: wide open
+    h_prev, x = torch.randn(3, encoder.hidden), torch.randn(3, 12)
+    with torch.no_grad():
+        gated, logit, _ = encoder.step(h_prev, x)
+        encoder.gate_while_acting = False
+        shut, logit_shut, _ = encoder.step(h_prev, x)
+        plain = encoder.gru(encoder.embed(x)[:, None], h_prev[None])[0][:, 0]
+    torch.testing.assert_close(shut, plain, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logit_shut, logit)
+    assert (gated - shut).abs().max() > 1e-3  # with the gate open, step differs

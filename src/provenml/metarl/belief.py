@@ -246,10 +246,14 @@ class BeliefEncoder(nn.Module):
 
     ``termination_into_gru`` (default True, the method): whether the termination head's loss
     trains the recurrence; False makes the head read a detached ``h_raw`` (a diagnostic of
-    the p = 0 runs in docs/metarl.md).
+    the p = 0 runs in docs/metarl.md). ``gate_while_acting`` (default True): False holds the
+    gate shut in ``step`` (the same weights acting on the plain GRU branch; a diagnostic).
     """
 
     termination_into_gru: bool = True
+    # False holds the gate shut while acting (``step`` returns ``h_raw``): a diagnostic of the
+    # p = 0 runs (benchmarks/bench_metarl_p0_gate.py), never set by the method
+    gate_while_acting: bool = True
 
     def __init__(
         self,
@@ -312,6 +316,8 @@ class BeliefEncoder(nn.Module):
         )[0]
         h_raw, h_new = h_out[0], h_out[1]
         logit = self.termination(h_raw).squeeze(-1)
+        if not self.gate_while_acting:
+            return h_raw, logit, h_start
         gate = torch.sigmoid(logit).detach()[:, None]
         return (1 - gate) * h_raw + gate * h_new, logit, h_start
 
