@@ -68,3 +68,11 @@ def test_pretraining_same_seed_same_numbers() -> None:
 
     (losses_a, weights_a), (losses_b, weights_b) = run(), run()
     assert losses_a == losses_b and torch.equal(weights_a, weights_b)
+
+
+@pytest.mark.parametrize(("batch_size", "expected"), [(8, 0.03 * 8 / 256), (16, 0.03 * 16 / 256)])
+def test_default_learning_rate_scales_mocov2s_linearly(batch_size: int, expected: float) -> None:
+    images = multi_object_scenes(32, seed=0).images
+    model = DenseCL(SmallResNet((8, 8)), image_size=16, queue_size=16, dim=8)
+    history = pretrain(model, images, steps=2, batch_size=batch_size, augment=TwoViewAugment(16))
+    assert history.lr[0] == pytest.approx(expected)

@@ -232,7 +232,7 @@ def fcn_finetune_miou(
     train: SceneSet,
     test: SceneSet,
     *,
-    steps: int = 300,
+    steps: int = 1200,
     batch_size: int = 16,
     lr: float = 1e-3,
     weight_decay: float = 1e-4,

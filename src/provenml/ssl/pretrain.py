@@ -53,7 +53,7 @@ def pretrain(
     *,
     steps: int,
     batch_size: int = 64,
-    lr: float = 0.06,
+    lr: float | None = None,
     weight_decay: float = 1e-4,
     sgd_momentum: float = 0.9,
     augment: TwoViewAugment | None = None,
@@ -64,6 +64,8 @@ def pretrain(
     """Pre-train ``model`` (a :class:`~provenml.ssl.DenseCL` or :class:`~provenml.ssl.MoCoV2`)
     on ``images`` (N, 3, H, W) uint8 or float in [0, 1] for ``steps`` SGD steps.
 
+    ``lr`` defaults to MoCo-v2's 0.03 at batch 256 scaled linearly to ``batch_size``
+    (Goyal et al. 2017): 0.0075 at batch 64.
     ``on_step(step, output, boxes_q, boxes_k)`` is called after every step (for logging,
     progress, or checking correspondences against the crop boxes).
     """
@@ -80,6 +82,8 @@ def pretrain(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
+    if lr is None:
+        lr = 0.03 * batch_size / 256
     optimizer = torch.optim.SGD(params, lr=lr, momentum=sgd_momentum, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda t: 0.5 * (1.0 + math.cos(math.pi * t / steps))

@@ -36,7 +36,7 @@ class EvaluationProtocol:
     probe_steps: int = 300
     probe_batch: int = 64
     probe_lr: float = 0.01
-    fcn_steps: int = 300
+    fcn_steps: int = 1200
     fcn_batch: int = 16
     fcn_lr: float = 1e-3
     fcn_crop: int = 32
