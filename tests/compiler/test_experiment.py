@@ -11,8 +11,10 @@ import pytest
 from provenml.compiler.api import compile as pm_compile
 from provenml.compiler.experiments import (
     ablation_claims,
+    intermediate_bytes_of,
     l2_bytes,
     largest_intermediate_bytes,
+    resolve_case,
     size_class,
 )
 from provenml.compiler.models import build_model
@@ -76,6 +78,29 @@ def test_size_class_from_the_largest_intermediate(tmp_path: Path) -> None:
     assert l2_bytes() >= 1 << 15
 
 
+@pytest.mark.parametrize("l2", [1 << 12, 5000, 1 << 14])
+def test_l2_cases_take_the_smallest_batch_that_fills_the_l2(l2: int) -> None:
+    """``mlp:l2``: the MLP's largest intermediate is 256 floats per example, so the batch is
+    the smallest with 1024 * batch >= l2, and one example fewer stays below it."""
+    batch = int(resolve_case("mlp:l2", l2).split(":")[1])
+    assert intermediate_bytes_of("mlp", batch) >= l2 > intermediate_bytes_of("mlp", batch - 1)
+    assert batch == -(-l2 // 1024)
+    assert resolve_case("mlp:8", l2) == "mlp:8"
+
+
+def test_default_large_cases_are_sized_from_the_l2() -> None:
+    from provenml.compiler.experiments import EndToEndConfig
+
+    large = [c for c in EndToEndConfig.from_preset("small", {}).cases if c.endswith(":l2")]
+    assert {c.split(":")[0] for c in large} == {"mlp_wide", "transformer_long", "resnet_stage"}
+    # on a 1 MiB L2 they are the sizes measured before they were sized from the L2
+    assert [resolve_case(c, 1 << 20) for c in large] == [
+        "mlp_wide:128",
+        "transformer_long:1",
+        "resnet_stage:2",
+    ]
+
+
 def test_case_summary_keys_and_values_by_hand() -> None:
     from provenml.compiler.experiments import case_summary
 
@@ -130,6 +155,7 @@ def test_case_summary_keys_and_values_by_hand() -> None:
         ({"ablations": "fusoin"}, "ablations: unknown 'fusoin'; did you mean fusion"),
         ({"runtime": "threads"}, "runtime: unknown 'threads'"),
         ({"threads": "0"}, "threads must be at least 1"),
+        ({"cases": "mlp_wide:big"}, "is not model:batch"),
         ({"min_time": "0"}, "min_time must be > 0"),
     ],
 )

@@ -22,8 +22,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from provenml.compiler.api import CompileOptions, optimize
 from provenml.compiler.api import compile as pm_compile
 from provenml.compiler.api import compile_onnx as pm_compile_onnx
+from provenml.compiler.frontend.torch_fx import trace
 from provenml.compiler.models import MODELS, build_model
 from provenml.compiler.plots import latency_and_ablation_plots
 from provenml.core import (
@@ -53,11 +55,12 @@ class EndToEndConfig(Config):
         "resnet:1",
         "mobilenet:1",
         "transformer:1",
-        # intermediates of at least the L2 size (1 MiB here): where fusion and memory planning
-        # should show (the size class is measured per case, see ``size_class``)
-        "mlp_wide:128",
-        "transformer_long:1",
-        "resnet_stage:2",
+        # ``l2``: the smallest batch whose largest intermediate is at least this machine's L2
+        # (``batch_beyond_l2``): where fusion and memory planning should show. On a 1 MiB L2
+        # these are mlp_wide:128, transformer_long:1, resnet_stage:2; on a 2 MiB L2 they grow.
+        "mlp_wide:l2",
+        "transformer_long:l2",
+        "resnet_stage:l2",
     )
     arms: tuple[str, ...] = ARMS
     # empty: no ablation builds (the ablation claims are then not made)
@@ -91,8 +94,11 @@ class EndToEndConfig(Config):
         are positive (the harness checks types, names and the other ranges)."""
         for case in self.cases:
             name, sep, batch = case.partition(":")
-            if not sep or not batch.isdigit() or int(batch) < 1:
-                raise ProvenmlError(f"cases: {case!r} is not model:batch (e.g. mlp:8)")
+            if not sep or not (batch == "l2" or (batch.isdigit() and int(batch) >= 1)):
+                raise ProvenmlError(
+                    f"cases: {case!r} is not model:batch (e.g. mlp:8, or mlp_wide:l2 for the "
+                    "smallest batch whose largest intermediate fills the L2 cache)"
+                )
             if name not in MODELS:
                 raise ProvenmlError(f"cases: {MODELS.unknown(name)}")
         if "provenml" not in self.arms:
@@ -163,11 +169,43 @@ def l2_bytes() -> int:
 def largest_intermediate_bytes(compiled: Any) -> int:
     """Bytes of the largest value a node computes before fusion (stage
     ``dead_code_elimination``): what fusion can keep out of memory and memory planning places."""
-    g = dict(compiled.stages)["dead_code_elimination"]
+    return _largest_value_bytes(dict(compiled.stages)["dead_code_elimination"])
+
+
+def _largest_value_bytes(g: Any) -> int:
     sizes = [
         g.values[n.name].size * (8 if g.values[n.name].dtype == "int64" else 4) for n in g.nodes
     ]
     return max(sizes, default=0)
+
+
+def intermediate_bytes_of(name: str, batch: int) -> int:
+    """:func:`largest_intermediate_bytes` of model ``name`` at ``batch``, from the pass
+    pipeline's IR alone (untuned schedules, nothing built)."""
+    model, x = build_model(name, batch=batch)
+    stages = optimize(trace(model, (x,)), CompileOptions.from_kwargs({"tuning": False}))
+    return _largest_value_bytes(dict(stages)["dead_code_elimination"])
+
+
+def batch_beyond_l2(name: str, l2: int, limit: int = 4096) -> int:
+    """The smallest batch at which model ``name``'s largest intermediate is at least ``l2``
+    bytes (so that its size class is ``beyond_l2`` on this machine)."""
+    per_item = intermediate_bytes_of(name, 1)
+    if per_item <= 0:
+        raise ProvenmlError(f"cases: {name} has no intermediate to size against the L2")
+    batch = max(1, -(-l2 // per_item))
+    while intermediate_bytes_of(name, batch) < l2:  # in case the size is not linear in batch
+        if batch >= limit:
+            raise ProvenmlError(f"cases: {name} does not reach {l2} bytes below batch {limit}")
+        batch += 1
+    return batch
+
+
+def resolve_case(case: str, l2: int) -> str:
+    """``model:l2`` becomes ``model:B`` with ``B = batch_beyond_l2(model, l2)``; any other case
+    is returned as it is."""
+    name, _, batch = case.partition(":")
+    return f"{name}:{batch_beyond_l2(name, l2)}" if batch == "l2" else case
 
 
 def size_class(intermediate: int, l2: int) -> str:
@@ -357,8 +395,10 @@ def end_to_end(cfg: EndToEndConfig, ctx: RunContext) -> Result:
     if "provenml" not in cfg.arms:
         raise ProvenmlError("compiler.end_to_end needs the provenml arm")
     results: dict[str, dict[str, Any]] = {}
+    l2 = l2_bytes()
+    cases = [resolve_case(c, l2) for c in cfg.cases]
     with intra_op_threads(cfg.threads, ctx.device):
-        for case in ctx.track(cfg.cases, "models"):
+        for case in ctx.track(cases, "models"):
             res = run_case(cfg, case, ctx.seed)
             results[case] = res
             ctx.log(
@@ -367,7 +407,6 @@ def end_to_end(cfg: EndToEndConfig, ctx: RunContext) -> Result:
                 **{f"latency_us/{k}": v * 1e6 for k, v in res["latency"].items()},
             )
     summary = case_summary(results)
-    l2 = l2_bytes()
     classes = {c: size_class(r.get("intermediate_bytes", 0), l2) for c, r in results.items()}
     claims = ablation_claims(results, classes, cfg.ablations, summary)
     batch1 = [c for c in results if c.endswith(":1")]
