@@ -199,6 +199,17 @@ def test_a_precondition_is_rechecked_on_the_means_over_seeds() -> None:
     assert merged.verdict == "holds"  # mean oracle 1.51 is within 0.02 of WSD's 1.50
 
 
+def test_merged_per_seed_preconditions_give_the_failing_seeds_reasons() -> None:
+    def seed_claim(ok: bool, reason: str) -> Claim:
+        return claim([1.0], {"b": [2.0]}, precondition=Precondition(reason, holds=ok))
+
+    per_seed = [seed_claim(True, "all checks held"), seed_claim(False, "loss did not fall")]
+    per_seed.append(seed_claim(False, "probe saturated"))
+    (merged,) = aggregate_claims([(s, Result(claims=[c])) for s, c in enumerate(per_seed)])
+    assert merged.verdict == "inconclusive"
+    assert merged.reason == "loss did not fall | probe saturated"
+
+
 def test_inconclusive_verdicts_always_say_why() -> None:
     assert "needs two or more" in claim([1.0], {"b": [2.0]}, test="welch").reason
     assert "no finite value for ours" in claim([math.nan], {"b": [2.0]}).reason

@@ -198,8 +198,15 @@ class Precondition:
         return _compare(_mean(self.left), self.comparison, _mean(self.right), self.margin)
 
     def merged(self, other: Precondition) -> Precondition:
+        """Both seeds' measurements. A per-seed check (``holds``) keeps the reasons of the
+        members that failed, so a passing first seed does not hide why a later one failed."""
+        reason = self.reason
+        if self.comparison is None:
+            failing = [p.reason for p in (self, other) if not all(p.holds)]
+            if failing:
+                reason = " | ".join(dict.fromkeys(failing))
         return Precondition(
-            reason=self.reason,
+            reason=reason,
             holds=[*self.holds, *other.holds],
             left=[*self.left, *other.left],
             comparison=self.comparison,
