@@ -481,7 +481,7 @@ def _summarize_transfer(results: list[Result], ctx: RunContext) -> list[Table]:
     config=SSLConfig,
     time={
         "smoke": "20 s",
-        "small": "12.5 min measured, idle (3 seeds, --jobs 2, load 0.5-2.1)",
+        "small": "33.7 min measured, idle (3 seeds, --jobs 2, load 1.0-2.15)",
         "paper": "GPU days",
     },
     summarize=_summarize_transfer,
