@@ -587,7 +587,7 @@ def _summarize_single(results: list[Result], ctx: RunContext) -> None:
     config=SingleObjectConfig,
     time={
         "smoke": "20 s",
-        "small": "18.3 min measured (3 seeds, --jobs 2, beside make test, load 2.2-3.4)",
+        "small": "43 min measured (3 seeds, --jobs 2, beside make test, load 1.2-4.8)",
         "paper": "GPU days",
     },
     summarize=_summarize_single,
