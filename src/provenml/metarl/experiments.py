@@ -48,7 +48,8 @@ class MetaRLConfig(Config):
     goal_layout: str = "edge"  # grid world: goals in two corners of one edge, 4 steps apart
     session_end_prob: float = 0.07
     # issue 22: 1.8M env steps per agent (3x round 3's 600k), where DynaMITE-RL's training
-    # return was still climbing and VariBAD's flat; 5 seeds of it fit 20 minutes on 2 cores
+    # return was still climbing and VariBAD's flat (5 seeds: 14.8-21.5 min per experiment on
+    # 2 cores, see each experiment's ``time``)
     total_steps: int = 1_800_000
     num_envs: int = 256  # episodes per PPO batch: collection costs about the same as with 32
     lr: float = 2e-3
@@ -434,7 +435,7 @@ class SessionRateConfig(MetaRLConfig):
     # plot's in-between points) are in the paper preset: five rates at 1.8M steps take ~30 min
     rates: tuple[float, ...] = (0.0, 0.07, 1.0)
     agents: tuple[str, ...] = RATE_AGENTS
-    model_pretrain_updates: int = 150  # fewer than the others' 500: keeps 5 seeds in 20 min
+    model_pretrain_updates: int = 150  # fewer than the others' 500 (5 seeds: 21.5 min idle)
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {**_SMOKE, "rates": (0.0, 0.07, 1.0)},
         "paper": {**_PAPER, "rates": (0.0, 0.03, 0.07, 0.2, 1.0)},
