@@ -108,7 +108,7 @@ POOL_RUNTIME_C = r"""
 typedef void (*pm_stage_fn)(const void**, void**, float*, const float*, const int, const int);
 typedef struct { pm_stage_fn fn; int nchunks; int dep0; int ndeps; } pm_stage_t;
 typedef struct {
-  const pm_stage_t* stages; const int* deps; int nstages;
+  const pm_stage_t* stages; const int* deps; int nstages; int ranges;
   unsigned long long* next; int* done;
   const void** in; void** out; float* arena; const float* cst;
 } pm_job_t;
@@ -120,6 +120,12 @@ static int pm_team = 0;         /* workers taking part in calls (pm_threads - 1)
 static pthread_mutex_t pm_pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t pm_call_lock = PTHREAD_MUTEX_INITIALIZER;  /* one call at a time */
 #define PM_SPIN 4000
+/* Chunk claiming with affinity: a stage's chunks are cut into one contiguous range per
+   thread (at most PM_RANGES), each with its own claim counter (``next[s * PM_RANGES + r]``).
+   A thread claims from its own range first and then from the others', so on an idle machine
+   thread t runs the same chunks every call (the weights and outputs it touched stay in its
+   core's cache), and a thread that loses its core still has its range finished by the rest. */
+#define PM_RANGES 8
 /* Adaptive fallback: state read and written only under pm_call_lock. */
 #define PM_AD_WINDOW 4      /* team calls measured before the first verdict (a probe) */
 #define PM_AD_FIRST 16      /* the first back-off, in calls run by the caller alone */
@@ -212,7 +218,7 @@ static inline void pm_relax(int* spins) {
 }
 /* Run the call's chunks until none is left to claim. The caller passes ``waited`` and
    ``ran`` (workers NULL): time spent waiting for dependencies (ns) and chunks it ran. */
-static void pm_work(const pm_job_t* job, int gen, long long* waited, int* ran) {
+static void pm_work(const pm_job_t* job, int id, int gen, long long* waited, int* ran) {
   for (int s = 0; s < job->nstages; ++s) {
     const pm_stage_t* st = &job->stages[s];
     for (int d = 0; d < st->ndeps; ++d) {
@@ -226,16 +232,23 @@ static void pm_work(const pm_job_t* job, int gen, long long* waited, int* ran) {
       }
       if (w0) *waited += pm_now() - w0;
     }
-    for (;;) {
-      unsigned long long v = __atomic_load_n(&job->next[s], __ATOMIC_ACQUIRE);
-      if ((int)(v >> 32) != gen) return;           /* a later call: this one has ended */
-      const unsigned c = (unsigned)v;
-      if (c >= (unsigned)st->nchunks) break;        /* every chunk is taken: next stage */
-      if (!__atomic_compare_exchange_n(&job->next[s], &v, v + 1, 0, __ATOMIC_ACQ_REL,
-                                       __ATOMIC_ACQUIRE)) continue;
-      st->fn(job->in, job->out, job->arena, job->cst, (int)c, st->nchunks);
-      __atomic_fetch_add(&job->done[s], 1, __ATOMIC_RELEASE);
-      if (ran) ++*ran;
+    const int n = st->nchunks;
+    const int nr = job->ranges < n ? job->ranges : n;
+    for (int k = 0; k < nr; ++k) {  /* its own range first, then the others' */
+      const int r = (id + k) % nr;
+      const unsigned lo = (unsigned)(r * n / nr), len = (unsigned)((r + 1) * n / nr) - lo;
+      unsigned long long* counter = &job->next[s * PM_RANGES + r];
+      for (;;) {
+        unsigned long long v = __atomic_load_n(counter, __ATOMIC_ACQUIRE);
+        if ((int)(v >> 32) != gen) return;           /* a later call: this one has ended */
+        const unsigned c = (unsigned)v;
+        if (c >= len) break;                          /* this range is taken: the next one */
+        if (!__atomic_compare_exchange_n(counter, &v, v + 1, 0, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE)) continue;
+        st->fn(job->in, job->out, job->arena, job->cst, (int)(lo + c), n);
+        __atomic_fetch_add(&job->done[s], 1, __ATOMIC_RELEASE);
+        if (ran) ++*ran;
+      }
     }
   }
 }
@@ -261,7 +274,7 @@ static void* pm_worker(void* arg) {
     if (id >= __atomic_load_n(&pm_team, __ATOMIC_ACQUIRE)) continue;
     pm_job_t job = pm_job;
     if (__atomic_load_n(&pm_gen, __ATOMIC_ACQUIRE) != gen) continue;  /* torn copy: skip */
-    pm_work(&job, gen, NULL, NULL);
+    pm_work(&job, id + 1, gen, NULL, NULL);
   }
   return NULL;
 }
@@ -309,10 +322,12 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
   int total = 0;  /* chunks in the call */
   for (int s = 0; s < nstages; ++s) {
     __atomic_store_n(&done[s], 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&next[s], (unsigned long long)gen << 32, __ATOMIC_RELAXED);
+    for (int r = 0; r < PM_RANGES; ++r)
+      __atomic_store_n(&next[s * PM_RANGES + r], (unsigned long long)gen << 32, __ATOMIC_RELAXED);
     total += stages[s].nchunks;
   }
   pm_job.stages = stages; pm_job.deps = deps; pm_job.nstages = nstages;
+  pm_job.ranges = pm_threads < PM_RANGES ? pm_threads : PM_RANGES;
   pm_job.next = next; pm_job.done = done;
   pm_job.in = in; pm_job.out = out; pm_job.arena = arena; pm_job.cst = cst;
   __atomic_store_n(&pm_gen, gen, __ATOMIC_SEQ_CST);
@@ -322,7 +337,7 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
   long long waited = 0;  /* the caller's dependency waits (ns) */
   int ran = 0;           /* chunks the caller ran */
   const long long t1 = measure ? pm_now() : 0;
-  pm_work(&job, gen, measure ? &waited : NULL, measure ? &ran : NULL);
+  pm_work(&job, 0, gen, measure ? &waited : NULL, measure ? &ran : NULL);
   const long long t2 = measure ? pm_now() : 0;
   for (int s = 0; s < nstages; ++s) {  /* wait for chunks other threads still hold */
     int spins = 0;

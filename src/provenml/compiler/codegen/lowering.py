@@ -268,7 +268,7 @@ class Lowering:
             *(table or ["  { 0, 0, 0, 0 },"]),
             "};",
             f"static const int {p}_deps[{max(1, len(flat))}] = {{ {dep_list} }};",
-            f"static unsigned long long {p}_next[{count}];",
+            f"static unsigned long long {p}_next[{count} * PM_RANGES];",
             f"static int {p}_done[{count}];",
             "",
             f"void {p}_entry({sig}) {{",
