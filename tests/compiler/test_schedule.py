@@ -413,6 +413,24 @@ def test_pool_adaptive_backs_off_doubles_and_probes(small_pool: Any) -> None:
         compiled(x)
     stats = g.pool_stats()
     assert stats["lost"] == lost + 5 and stats["backoff"] == 1024
+    assert stats["alone_ns"] > 0  # the calls run alone are timed: the next verdicts' reference
+
+
+def test_pool_backoff_weighs_probe_cost_and_time(small_pool: Any) -> None:
+    """Measured verdicts size the back-off in time: at least 128 x the lost probe's time, at
+    most 1024 calls or 0.25 s of calls alone, whichever is longer (forced verdicts, above,
+    only double)."""
+    compiled, _ = small_pool
+    nxt = compiled.graph.lib.pm_ad_next_backoff
+    nxt.restype = ctypes.c_longlong
+    nxt.argtypes = [ctypes.c_longlong, ctypes.c_double, ctypes.c_double]
+    assert [nxt(0, 0.0, 0.0), nxt(16, 0.0, 0.0), nxt(1024, 0.0, 0.0)] == [16, 32, 1024]
+    # a 20 us call: the cap is 0.25 s / 20 us = 12500 calls; a probe of 4 calls that took
+    # 1 ms in all asks for 128 ms alone = 6400 calls
+    assert nxt(0, 1e6, 20e3) == 6400 and nxt(4096, 1e6, 20e3) == 8192
+    assert nxt(8192, 1e6, 20e3) == 12500 and nxt(0, 1e9, 20e3) == 12500
+    # a 1 ms call: the cap stays 1024 calls (longer than 0.25 s); a cheap probe only doubles
+    assert nxt(512, 4e6, 1e6) == 1024 and nxt(16, 4e6, 1e6) == 512 and nxt(64, 1e5, 1e6) == 128
 
 
 def test_pool_adaptive_off_keeps_the_team(small_pool: Any, cache: str) -> None:

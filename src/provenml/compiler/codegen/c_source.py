@@ -115,6 +115,7 @@ typedef struct {
 static pm_job_t pm_job;
 static int pm_gen = 0;          /* the current call's generation (futex word) */
 static int pm_sleepers = 0;     /* workers asleep on pm_gen */
+static int pm_park = 0;         /* 1: idle workers sleep at once (a back-off has begun) */
 static int pm_workers = 0;      /* worker threads started */
 static int pm_team = 0;         /* workers taking part in calls (pm_threads - 1) */
 static pthread_mutex_t pm_pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -129,8 +130,15 @@ static pthread_mutex_t pm_call_lock = PTHREAD_MUTEX_INITIALIZER;  /* one call at
 /* Adaptive fallback: state read and written only under pm_call_lock. */
 #define PM_AD_WINDOW 4      /* team calls measured before the first verdict (a probe) */
 #define PM_AD_FIRST 16      /* the first back-off, in calls run by the caller alone */
-#define PM_AD_CAP 1024      /* the longest back-off */
-#define PM_AD_MARGIN 1.05   /* the team loses when its mean time > this x the one-thread mean */
+#define PM_AD_CAP 1024      /* the longest back-off, in calls ... */
+#define PM_AD_CAP_NS 250000000.0  /* ... or in time, if longer: a probe that lands on a busy
+                                     core costs about one scheduler slice (a few ms), so short
+                                     calls back off for up to 0.25 s, not 1024 calls */
+#define PM_AD_PROBE_COST 128.0  /* a back-off lasts at least this x the lost probe's time */
+#define PM_AD_MARGIN 1.05   /* the team loses when its mean time > this x the one-thread
+                               estimate (before any call ran alone) ... */
+#define PM_AD_MARGIN_MEASURED 1.0  /* ... or > this x the measured mean of the calls that ran
+                                      alone during the last back-off */
 #define PM_AD_EWMA 8        /* running means: plain mean of the first 8 samples, then 1/8 */
 static int pm_adaptive = 1;          /* 0: the team runs every call (pm_set_adaptive) */
 static int pm_ad_force = 0;          /* test hook: 1 every verdict lost, -1 won, 0 measured */
@@ -139,6 +147,9 @@ static int pm_ad_n = 0;              /* team calls judged since the team was (re
 static int pm_ad_samples = 0;        /* of those, calls that gave an estimate */
 static double pm_ad_team = 0.0;      /* running mean of team call times (ns) */
 static double pm_ad_one = 0.0;       /* running mean of their one-thread estimates (ns) */
+static double pm_ad_alone = 0.0;     /* running mean of the calls run alone (ns, measured) */
+static int pm_ad_alone_n = 0;        /* alone calls in that mean (kept across probes) */
+static int pm_ad_walls = 0;          /* team calls timed since the probe began */
 static long long pm_ad_left = 0;     /* calls still to run alone */
 static long long pm_ad_backoff = 0;  /* length of the last back-off (0: none since a win) */
 static long long pm_ad_team_calls = 0, pm_ad_alone_calls = 0, pm_ad_losses = 0;
@@ -148,8 +159,9 @@ static inline long long pm_now(void) {  /* monotonic ns (vDSO: no system call) *
   return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 static void pm_ad_reset(void) {  /* forget the measurements and any back-off (lock held) */
-  pm_ad_n = pm_ad_samples = 0;
-  pm_ad_team = pm_ad_one = 0.0;
+  pm_ad_n = pm_ad_samples = pm_ad_walls = 0;
+  pm_ad_team = pm_ad_one = pm_ad_alone = 0.0;
+  pm_ad_alone_n = 0;
   pm_ad_left = pm_ad_backoff = 0;
   pm_ad_threads = pm_threads;
 }
@@ -168,7 +180,9 @@ void pm_debug_force_verdict(int verdict) {
 }
 /* out[0] calls run as a team, out[1] calls run alone by the fallback, out[2] the last
    back-off (calls; 0 since a won probe), out[3] calls still to run alone, out[4] verdicts
-   lost, out[5] 1000 x team mean / one-thread mean (-1 before a sample), out[6] adaptive. */
+   lost, out[5] 1000 x team mean / one-thread reference (the measured alone mean once 4 calls
+   ran alone, else the estimate; -1 before a sample), out[6] adaptive, out[7] the mean of the
+   calls run alone (ns; -1 before any). */
 void pm_pool_stats(long long* out) {
   pthread_mutex_lock(&pm_call_lock);
   out[0] = pm_ad_team_calls;
@@ -176,33 +190,64 @@ void pm_pool_stats(long long* out) {
   out[2] = pm_ad_backoff;
   out[3] = pm_ad_left;
   out[4] = pm_ad_losses;
-  out[5] = pm_ad_samples > 0 && pm_ad_one > 0.0
-               ? (long long)(1000.0 * pm_ad_team / pm_ad_one) : -1;
+  if (pm_ad_alone_n >= PM_AD_WINDOW && pm_ad_alone > 0.0)
+    out[5] = pm_ad_walls > 0 ? (long long)(1000.0 * pm_ad_team / pm_ad_alone) : -1;
+  else
+    out[5] = pm_ad_samples > 0 && pm_ad_one > 0.0
+                 ? (long long)(1000.0 * pm_ad_team / pm_ad_one) : -1;
   out[6] = pm_adaptive;
+  out[7] = pm_ad_alone_n > 0 ? (long long)pm_ad_alone : -1;
   pthread_mutex_unlock(&pm_call_lock);
+}
+/* The back-off (calls) after a lost probe: twice the last one (PM_AD_FIRST the first time),
+   at least PM_AD_PROBE_COST x the lost probe's time (``probe_ns``) in calls of ``alone_ns``
+   each, and at most PM_AD_CAP calls or PM_AD_CAP_NS of calls alone, whichever is longer.
+   With no times (``alone_ns`` <= 0) it only doubles, up to PM_AD_CAP. */
+long long pm_ad_next_backoff(long long last, double probe_ns, double alone_ns) {
+  long long next = last ? 2 * last : PM_AD_FIRST;
+  long long cap = PM_AD_CAP;
+  if (alone_ns > 0.0) {
+    if (PM_AD_CAP_NS / alone_ns > (double)cap) cap = (long long)(PM_AD_CAP_NS / alone_ns);
+    const double floor_calls = PM_AD_PROBE_COST * probe_ns / alone_ns;
+    if (floor_calls > (double)next) next = floor_calls < (double)cap ? (long long)floor_calls : cap;
+  }
+  return next < cap ? next : cap;
 }
 /* One team call measured (lock held): ``wall`` its time, ``work`` the caller's time in
    pm_work less its dependency waits, ``ran`` of ``total`` chunks run by the caller; ``fresh``
    when the call started worker threads (its time says nothing about the team). */
 static void pm_ad_judge(long long wall, long long work, int ran, int total, int fresh) {
   const int valid = !fresh && ran > 0 && work > 0;
-  if (!valid && !pm_ad_force) return;
+  if (fresh && !pm_ad_force) return;
   ++pm_ad_n;
+  if (!fresh) {  /* the team's wall time */
+    ++pm_ad_walls;
+    const double a = 1.0 / (pm_ad_walls < PM_AD_EWMA ? pm_ad_walls : PM_AD_EWMA);
+    pm_ad_team += a * ((double)wall - pm_ad_team);
+  }
   if (valid) {  /* one thread would have run all chunks at the caller's pace */
     const double one = (double)work * (double)total / (double)ran;
     ++pm_ad_samples;
     const double a = 1.0 / (pm_ad_samples < PM_AD_EWMA ? pm_ad_samples : PM_AD_EWMA);
-    pm_ad_team += a * ((double)wall - pm_ad_team);
     pm_ad_one += a * (one - pm_ad_one);
   }
   if (pm_ad_n < PM_AD_WINDOW) return;
+  /* the one-thread reference: the calls that ran alone, measured, once there are enough of
+     them (they ran under the conditions of the last back-off); before that, the estimate */
+  const int measured = pm_ad_alone_n >= PM_AD_WINDOW;
   const int lost = pm_ad_force ? pm_ad_force > 0
-                               : pm_ad_samples > 0 && pm_ad_team > PM_AD_MARGIN * pm_ad_one;
+                 : measured ? pm_ad_walls > 0 && pm_ad_team > PM_AD_MARGIN_MEASURED * pm_ad_alone
+                            : pm_ad_samples > 0 && pm_ad_team > PM_AD_MARGIN * pm_ad_one;
   if (lost) {  /* back off: run alone, twice as long as last time (capped) */
-    pm_ad_backoff = pm_ad_backoff ? MIN(2 * pm_ad_backoff, PM_AD_CAP) : PM_AD_FIRST;
+    /* a forced verdict (tests) only doubles; a measured one also weighs the probe's cost */
+    const double alone = pm_ad_force ? 0.0 : (measured ? pm_ad_alone : pm_ad_one);
+    pm_ad_backoff = pm_ad_next_backoff(pm_ad_backoff, pm_ad_team * pm_ad_walls, alone);
     pm_ad_left = pm_ad_backoff;
     ++pm_ad_losses;
-    pm_ad_n = pm_ad_samples = 0;  /* the next probe starts from fresh means */
+    /* the workers would spin for about a millisecond before sleeping, competing with the
+       caller for the busy cores: send them to sleep now */
+    __atomic_store_n(&pm_park, 1, __ATOMIC_RELEASE);
+    pm_ad_n = pm_ad_samples = pm_ad_walls = 0;  /* the next probe starts from fresh means */
   } else if (pm_ad_n == PM_AD_WINDOW) {  /* a won probe halves the next back-off */
     pm_ad_backoff /= 2;
     if (pm_ad_backoff < PM_AD_FIRST) pm_ad_backoff = 0;
@@ -258,7 +303,7 @@ static void* pm_worker(void* arg) {
   for (;;) {
     int spins = 0, gen;
     while ((gen = __atomic_load_n(&pm_gen, __ATOMIC_ACQUIRE)) == seen) {
-      if (++spins < 20 * PM_SPIN) {
+      if (++spins < 20 * PM_SPIN && !__atomic_load_n(&pm_park, __ATOMIC_ACQUIRE)) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
@@ -306,8 +351,16 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
   if (pm_ad_threads != pm_threads) pm_ad_reset();  /* a new team size: measure it afresh */
   if (pm_adaptive && pm_ad_left > 0) {  /* backing off: the caller alone, workers not woken */
     --pm_ad_left;
-    ++pm_ad_alone_calls;
+    /* every 4th alone call is timed (the clock reads cost ~30 ns, 0.2% of a 15 us call):
+       the measured one-thread reference of the next verdicts */
+    const int timed = (pm_ad_alone_calls++ & 3) == 0;
+    const long long a0 = timed ? pm_now() : 0;
     for (int s = 0; s < nstages; ++s) stages[s].fn(in, out, arena, cst, 0, 1);
+    if (timed) {
+      ++pm_ad_alone_n;
+      const double a = 1.0 / (pm_ad_alone_n < PM_AD_EWMA ? pm_ad_alone_n : PM_AD_EWMA);
+      pm_ad_alone += a * ((double)(pm_now() - a0) - pm_ad_alone);
+    }
     pthread_mutex_unlock(&pm_call_lock);
     return;
   }
@@ -318,6 +371,7 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
     pm_pool_size(pm_threads - 1);
     fresh = 1;
   }
+  __atomic_store_n(&pm_park, 0, __ATOMIC_RELAXED);  /* a team call: workers spin again */
   const int gen = (__atomic_load_n(&pm_gen, __ATOMIC_RELAXED) + 1) & 0x7fffffff;
   int total = 0;  /* chunks in the call */
   for (int s = 0; s < nstages; ++s) {
