@@ -215,7 +215,8 @@ long long pm_ad_next_backoff(long long last, double probe_ns, double alone_ns) {
 }
 /* One team call measured (lock held): ``wall`` its time, ``work`` the caller's time in
    pm_work less its dependency waits, ``ran`` of ``total`` chunks run by the caller; ``fresh``
-   when the call started worker threads (its time says nothing about the team). */
+   when the call started worker threads or woke the ones a back-off parked (its time says
+   nothing about the team's steady state). */
 static void pm_ad_judge(long long wall, long long work, int ran, int total, int fresh) {
   const int valid = !fresh && ran > 0 && work > 0;
   if (fresh && !pm_ad_force) return;
@@ -366,11 +367,15 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
   }
   const int measure = pm_adaptive;
   const long long t0 = measure ? pm_now() : 0;
-  int fresh = 0;  /* this call starts worker threads */
+  int fresh = 0;  /* this call starts worker threads (or wakes those the fallback parked) */
   if (__atomic_load_n(&pm_team, __ATOMIC_ACQUIRE) != pm_threads - 1) {
     pm_pool_size(pm_threads - 1);
     fresh = 1;
   }
+  /* the first call of a probe wakes the workers the fallback sent to sleep: its time is the
+     wake-up's, not the team's (idle, it made every probe of a 15 us call lose), so it is not
+     judged */
+  const int parked = __atomic_load_n(&pm_park, __ATOMIC_RELAXED);
   __atomic_store_n(&pm_park, 0, __ATOMIC_RELAXED);  /* a team call: workers spin again */
   const int gen = (__atomic_load_n(&pm_gen, __ATOMIC_RELAXED) + 1) & 0x7fffffff;
   int total = 0;  /* chunks in the call */
@@ -385,8 +390,10 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
   pm_job.next = next; pm_job.done = done;
   pm_job.in = in; pm_job.out = out; pm_job.arena = arena; pm_job.cst = cst;
   __atomic_store_n(&pm_gen, gen, __ATOMIC_SEQ_CST);
-  if (__atomic_load_n(&pm_sleepers, __ATOMIC_SEQ_CST) > 0)
+  if (__atomic_load_n(&pm_sleepers, __ATOMIC_SEQ_CST) > 0) {
     syscall(SYS_futex, &pm_gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    if (parked) fresh = 1;
+  }
   pm_job_t job = pm_job;
   long long waited = 0;  /* the caller's dependency waits (ns) */
   int ran = 0;           /* chunks the caller ran */
