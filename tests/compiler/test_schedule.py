@@ -450,3 +450,22 @@ def test_pool_adaptive_off_keeps_the_team(small_pool: Any, cache: str) -> None:
     assert omp.graph.pool_stats() is None and not omp.graph.is_pool
     with pytest.raises(ProvenmlError, match="adaptive= must be True or False"):
         compile_pool(nn.Linear(8, 8).eval(), torch.randn(2, 8), cache, adaptive=1)
+
+
+def test_builds_sharing_a_library_keep_their_own_thread_count(cache: str) -> None:
+    """Two builds of one model load the same library, whose thread count is a C global: each
+    call runs at its own build's count (before stop 34 the last ``set_threads`` won, so an
+    ablation build ran at whatever the main build's stall guard had set)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 16)).eval()
+    x = torch.randn(4, 32)
+    one = compile_pool(model, x, cache, adaptive=False)
+    one.graph.set_threads(1)  # as the stall guard does after a slow call
+    two = compile_pool(model, x, cache, adaptive=False)  # sets the library to 2 threads
+    assert one.graph.library == two.graph.library  # the same source, the same library
+    expect = one(x).numpy()
+    for compiled, team_calls in ((one, 0), (two, 1), (one, 0), (two, 1)):
+        before = compiled.graph.pool_stats()["team"]
+        np.testing.assert_array_equal(compiled(x).numpy(), expect)
+        assert compiled.graph.pool_stats()["team"] - before == team_calls
+    two.graph.set_adaptive(True)

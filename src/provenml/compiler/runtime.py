@@ -20,6 +20,11 @@ _TORCH_DTYPE = {"float32": torch.float32, "int64": torch.int64}
 POOL_STATS = (
     "team", "alone", "backoff", "left", "lost", "ratio_permille", "adaptive", "alone_ns"
 )
+# The thread count a loaded library runs with, by library path. Builds of the same source
+# load the same library, whose thread count is one C global: each CompiledGraph re-applies
+# its own count before a call when another build of that library changed it (before stop 34
+# an ablation build silently ran at the thread count the main build's stall guard had set).
+_LIBRARY_THREADS: dict[str, list[int]] = {}
 
 
 class CompiledGraph:
@@ -40,6 +45,7 @@ class CompiledGraph:
         self._out_addr = ctypes.addressof(self._out)
         self._arena = self.arena.ctypes.data
         self._consts = self.consts.ctypes.data
+        self._library_threads = _LIBRARY_THREADS.setdefault(str(library), [0])
         self.threads = threads
         self._guard: tuple[float, int] | None = None  # (stall limit in s, guarded count)
         self._calls = 0
@@ -91,6 +97,7 @@ class CompiledGraph:
     def _use(self, threads: int) -> None:
         self.threads = int(threads)
         self.lib.pm_set_threads(self.threads)
+        self._library_threads[0] = self.threads
 
     def guard_threads(self, threads: int, stall_seconds: float, backoff: int = 64) -> None:
         """Run with ``threads`` threads, but fall back to one thread whenever a call takes
@@ -149,6 +156,8 @@ class CompiledGraph:
         outs = [torch.empty(v.shape, dtype=_TORCH_DTYPE[v.dtype]) for v in self.out_types]
         for k, o in enumerate(outs):
             self._out[k] = o.data_ptr()
+        if self._library_threads[0] != self.threads:  # another build of this library set it
+            self._use(self.threads)
         if self._guard is None:
             self.entry(self._in_addr, self._out_addr, self._arena, self._consts)
         else:

@@ -150,6 +150,7 @@ static double pm_ad_one = 0.0;       /* running mean of their one-thread estimat
 static double pm_ad_alone = 0.0;     /* running mean of the calls run alone (ns, measured) */
 static int pm_ad_alone_n = 0;        /* alone calls in that mean (kept across probes) */
 static int pm_ad_walls = 0;          /* team calls timed since the probe began */
+static int pm_ad_last_woke = 0;      /* the last team call had to wake sleeping workers */
 static long long pm_ad_left = 0;     /* calls still to run alone */
 static long long pm_ad_backoff = 0;  /* length of the last back-off (0: none since a win) */
 static long long pm_ad_team_calls = 0, pm_ad_alone_calls = 0, pm_ad_losses = 0;
@@ -372,9 +373,11 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
     pm_pool_size(pm_threads - 1);
     fresh = 1;
   }
-  /* the first call of a probe wakes the workers the fallback sent to sleep: its time is the
-     wake-up's, not the team's (idle, it made every probe of a 15 us call lose), so it is not
-     judged */
+  /* a call that wakes sleeping workers pays for the wake-up (tens of us): not judged when
+     the fallback parked them (a probe's first call; idle, it made every probe of a 15 us call
+     lose) or when the previous team call found them awake (a pause between bursts of calls,
+     e.g. a benchmark's samples); judged when calls keep finding them asleep (calls far apart,
+     where every call pays the wake-up and running alone may well be faster) */
   const int parked = __atomic_load_n(&pm_park, __ATOMIC_RELAXED);
   __atomic_store_n(&pm_park, 0, __ATOMIC_RELAXED);  /* a team call: workers spin again */
   const int gen = (__atomic_load_n(&pm_gen, __ATOMIC_RELAXED) + 1) & 0x7fffffff;
@@ -390,10 +393,12 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
   pm_job.next = next; pm_job.done = done;
   pm_job.in = in; pm_job.out = out; pm_job.arena = arena; pm_job.cst = cst;
   __atomic_store_n(&pm_gen, gen, __ATOMIC_SEQ_CST);
-  if (__atomic_load_n(&pm_sleepers, __ATOMIC_SEQ_CST) > 0) {
+  const int woke = __atomic_load_n(&pm_sleepers, __ATOMIC_SEQ_CST) > 0;
+  if (woke) {
     syscall(SYS_futex, &pm_gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-    if (parked) fresh = 1;
+    if (parked || !pm_ad_last_woke) fresh = 1;
   }
+  pm_ad_last_woke = woke;
   pm_job_t job = pm_job;
   long long waited = 0;  /* the caller's dependency waits (ns) */
   int ran = 0;           /* chunks the caller ran */
