@@ -17,9 +17,7 @@ from provenml.errors import ProvenmlError
 
 _TORCH_DTYPE = {"float32": torch.float32, "int64": torch.int64}
 # the fields of ``pm_pool_stats`` (codegen.c_source.POOL_RUNTIME_C), in order
-POOL_STATS = (
-    "team", "alone", "backoff", "left", "lost", "ratio_permille", "adaptive", "alone_ns"
-)
+POOL_STATS = ("team", "alone", "backoff", "left", "lost", "ratio_permille", "adaptive", "alone_ns")
 # The thread count a loaded library runs with, by library path. Builds of the same source
 # load the same library, whose thread count is one C global: each CompiledGraph re-applies
 # its own count before a call when another build of that library changed it (before stop 34
