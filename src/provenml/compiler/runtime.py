@@ -76,8 +76,7 @@ class CompiledGraph:
         the thread team, ``alone`` calls the fallback ran on the caller alone, ``backoff`` the
         length of the last back-off in calls (0 after a won probe), ``left`` calls still to run
         alone, ``lost`` verdicts the team lost, ``ratio_permille`` 1000 x the running mean of
-        team call times over the one-thread reference (the measured mean of the calls run
-        alone once 4 have run, before that the one-thread estimates; -1 before any),
+        team call times over that of their one-thread estimates (-1 before any),
         ``adaptive`` 1 if the fallback is on, ``alone_ns`` the running mean of the calls run
         alone in ns (-1 before any). ``team`` and ``alone`` only grow (calls at one thread count
         in neither)."""

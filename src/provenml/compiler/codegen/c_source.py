@@ -134,12 +134,10 @@ static pthread_mutex_t pm_call_lock = PTHREAD_MUTEX_INITIALIZER;  /* one call at
 #define PM_AD_CAP_NS 250000000.0  /* ... or in time, if longer: a probe that lands on a busy
                                      core costs about one scheduler slice (a few ms), so short
                                      calls back off for up to 0.25 s, not 1024 calls */
-#define PM_AD_MEASURED 0  /* 1: judge against the measured alone calls */
 #define PM_AD_PROBE_COST 128.0  /* a back-off lasts at least this x the lost probe's time */
 #define PM_AD_MARGIN 1.05   /* the team loses when its mean time > this x the one-thread
-                               estimate (before any call ran alone) ... */
-#define PM_AD_MARGIN_MEASURED 1.0  /* ... or > this x the measured mean of the calls that ran
-                                      alone during the last back-off */
+                               estimate (stop 34 tried the measured alone calls instead: the
+                               team then lost transient contests idle; docs/compiler.md) */
 #define PM_AD_EWMA 8        /* running means: plain mean of the first 8 samples, then 1/8 */
 static int pm_adaptive = 1;          /* 0: the team runs every call (pm_set_adaptive) */
 static int pm_ad_force = 0;          /* test hook: 1 every verdict lost, -1 won, 0 measured */
@@ -148,8 +146,8 @@ static int pm_ad_n = 0;              /* team calls judged since the team was (re
 static int pm_ad_samples = 0;        /* of those, calls that gave an estimate */
 static double pm_ad_team = 0.0;      /* running mean of team call times (ns) */
 static double pm_ad_one = 0.0;       /* running mean of their one-thread estimates (ns) */
-static double pm_ad_alone = 0.0;     /* running mean of the calls run alone (ns, measured) */
-static int pm_ad_alone_n = 0;        /* alone calls in that mean (kept across probes) */
+static double pm_ad_alone = 0.0;     /* running mean of the calls run alone (ns; reported) */
+static int pm_ad_alone_n = 0;        /* alone calls in that mean */
 static int pm_ad_walls = 0;          /* team calls timed since the probe began */
 static int pm_ad_last_woke = 0;      /* the last team call had to wake sleeping workers */
 static long long pm_ad_left = 0;     /* calls still to run alone */
@@ -182,9 +180,8 @@ void pm_debug_force_verdict(int verdict) {
 }
 /* out[0] calls run as a team, out[1] calls run alone by the fallback, out[2] the last
    back-off (calls; 0 since a won probe), out[3] calls still to run alone, out[4] verdicts
-   lost, out[5] 1000 x team mean / one-thread reference (the measured alone mean once 4 calls
-   ran alone, else the estimate; -1 before a sample), out[6] adaptive, out[7] the mean of the
-   calls run alone (ns; -1 before any). */
+   lost, out[5] 1000 x team mean / one-thread estimate (-1 before a sample), out[6] adaptive,
+   out[7] the mean of the calls run alone (ns; -1 before any). */
 void pm_pool_stats(long long* out) {
   pthread_mutex_lock(&pm_call_lock);
   out[0] = pm_ad_team_calls;
@@ -192,11 +189,8 @@ void pm_pool_stats(long long* out) {
   out[2] = pm_ad_backoff;
   out[3] = pm_ad_left;
   out[4] = pm_ad_losses;
-  if (pm_ad_alone_n >= PM_AD_WINDOW && pm_ad_alone > 0.0)
-    out[5] = pm_ad_walls > 0 ? (long long)(1000.0 * pm_ad_team / pm_ad_alone) : -1;
-  else
-    out[5] = pm_ad_samples > 0 && pm_ad_one > 0.0
-                 ? (long long)(1000.0 * pm_ad_team / pm_ad_one) : -1;
+  out[5] = pm_ad_samples > 0 && pm_ad_one > 0.0
+               ? (long long)(1000.0 * pm_ad_team / pm_ad_one) : -1;
   out[6] = pm_adaptive;
   out[7] = pm_ad_alone_n > 0 ? (long long)pm_ad_alone : -1;
   pthread_mutex_unlock(&pm_call_lock);
@@ -235,19 +229,12 @@ static void pm_ad_judge(long long wall, long long work, int ran, int total, int 
     pm_ad_one += a * (one - pm_ad_one);
   }
   if (pm_ad_n < PM_AD_WINDOW) return;
-  /* the one-thread reference: the calls that ran alone, measured, once there are enough of
-     them (they ran under the conditions of the last back-off); before that, the estimate */
-  /* off (PM_AD_MEASURED 0) since stop 34's measurements: against measured alone calls the
-     team lost transient contests idle (the MLP ran alone 40-90% of its idle 2-thread calls,
-     the transformer's ablation build ran alone in compiler.end_to_end); see docs/compiler.md */
-  const int measured = PM_AD_MEASURED && pm_ad_alone_n >= PM_AD_WINDOW;
   const int lost = pm_ad_force ? pm_ad_force > 0
-                 : measured ? pm_ad_walls > 0 && pm_ad_team > PM_AD_MARGIN_MEASURED * pm_ad_alone
-                            : pm_ad_samples > 0 && pm_ad_team > PM_AD_MARGIN * pm_ad_one;
+                               : pm_ad_samples > 0 && pm_ad_team > PM_AD_MARGIN * pm_ad_one;
   if (lost) {  /* back off: run alone, twice as long as last time (capped) */
     /* a forced verdict (tests) only doubles; a measured one also weighs the probe's cost */
-    const double alone = pm_ad_force ? 0.0 : (measured ? pm_ad_alone : pm_ad_one);
-    pm_ad_backoff = pm_ad_next_backoff(pm_ad_backoff, pm_ad_team * pm_ad_walls, alone);
+    const double one = pm_ad_force ? 0.0 : pm_ad_one;
+    pm_ad_backoff = pm_ad_next_backoff(pm_ad_backoff, pm_ad_team * pm_ad_walls, one);
     pm_ad_left = pm_ad_backoff;
     ++pm_ad_losses;
     /* the workers would spin for about a millisecond before sleeping, competing with the
@@ -357,8 +344,8 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
   if (pm_ad_threads != pm_threads) pm_ad_reset();  /* a new team size: measure it afresh */
   if (pm_adaptive && pm_ad_left > 0) {  /* backing off: the caller alone, workers not woken */
     --pm_ad_left;
-    /* every 4th alone call is timed (the clock reads cost ~30 ns, 0.2% of a 15 us call):
-       the measured one-thread reference of the next verdicts */
+    /* every 4th alone call is timed (the clock reads cost ~30 ns, 0.2% of a 15 us call),
+       for pm_pool_stats */
     const int timed = (pm_ad_alone_calls++ & 3) == 0;
     const long long a0 = timed ? pm_now() : 0;
     for (int s = 0; s < nstages; ++s) stages[s].fn(in, out, arena, cst, 0, 1);
@@ -385,15 +372,16 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
   const int parked = __atomic_load_n(&pm_park, __ATOMIC_RELAXED);
   __atomic_store_n(&pm_park, 0, __ATOMIC_RELAXED);  /* a team call: workers spin again */
   const int gen = (__atomic_load_n(&pm_gen, __ATOMIC_RELAXED) + 1) & 0x7fffffff;
+  const int ranges = pm_threads < PM_RANGES ? pm_threads : PM_RANGES;
   int total = 0;  /* chunks in the call */
   for (int s = 0; s < nstages; ++s) {
     __atomic_store_n(&done[s], 0, __ATOMIC_RELAXED);
-    for (int r = 0; r < PM_RANGES; ++r)
+    for (int r = 0; r < ranges; ++r)  /* only the counters this call's threads read */
       __atomic_store_n(&next[s * PM_RANGES + r], (unsigned long long)gen << 32, __ATOMIC_RELAXED);
     total += stages[s].nchunks;
   }
   pm_job.stages = stages; pm_job.deps = deps; pm_job.nstages = nstages;
-  pm_job.ranges = pm_threads < PM_RANGES ? pm_threads : PM_RANGES;
+  pm_job.ranges = ranges;
   pm_job.next = next; pm_job.done = done;
   pm_job.in = in; pm_job.out = out; pm_job.arena = arena; pm_job.cst = cst;
   __atomic_store_n(&pm_gen, gen, __ATOMIC_SEQ_CST);
