@@ -417,9 +417,9 @@ def test_pool_adaptive_backs_off_doubles_and_probes(small_pool: Any) -> None:
 
 
 def test_pool_backoff_weighs_probe_cost_and_time(small_pool: Any) -> None:
-    """Measured verdicts size the back-off in time: at least 128 x the lost probe's time, at
-    most 1024 calls or 0.25 s of calls alone, whichever is longer (forced verdicts, above,
-    only double)."""
+    """Measured verdicts size the back-off in time: for calls under 100 us at least 128 x the
+    lost probe's time, at most 1024 calls or 0.25 s of calls alone, whichever is longer
+    (forced verdicts, above, and longer calls only double)."""
     compiled, _ = small_pool
     nxt = compiled.graph.lib.pm_ad_next_backoff
     nxt.restype = ctypes.c_longlong
@@ -429,8 +429,11 @@ def test_pool_backoff_weighs_probe_cost_and_time(small_pool: Any) -> None:
     # 1 ms in all asks for 128 ms alone = 6400 calls
     assert nxt(0, 1e6, 20e3) == 6400 and nxt(4096, 1e6, 20e3) == 8192
     assert nxt(8192, 1e6, 20e3) == 12500 and nxt(0, 1e9, 20e3) == 12500
-    # a 1 ms call: the cap stays 1024 calls (longer than 0.25 s); a cheap probe only doubles
-    assert nxt(512, 4e6, 1e6) == 1024 and nxt(16, 4e6, 1e6) == 512 and nxt(64, 1e5, 1e6) == 128
+    # a 1 ms call: the cap stays 1024 calls (longer than 0.25 s) and the back-off only
+    # doubles, however costly the probe
+    assert nxt(512, 4e6, 1e6) == 1024 and nxt(16, 4e6, 1e6) == 32 and nxt(64, 1e5, 1e6) == 128
+    # just under 100 us the floor applies: 128 x 4 ms / 90 us = 5688 calls (cap 2777)
+    assert nxt(16, 4e6, 90e3) == 2777
 
 
 def test_pool_adaptive_off_keeps_the_team(small_pool: Any, cache: str) -> None:

@@ -134,7 +134,12 @@ static pthread_mutex_t pm_call_lock = PTHREAD_MUTEX_INITIALIZER;  /* one call at
 #define PM_AD_CAP_NS 250000000.0  /* ... or in time, if longer: a probe that lands on a busy
                                      core costs about one scheduler slice (a few ms), so short
                                      calls back off for up to 0.25 s, not 1024 calls */
-#define PM_AD_PROBE_COST 128.0  /* a back-off lasts at least this x the lost probe's time */
+#define PM_AD_PROBE_COST 128.0  /* a back-off lasts at least this x the lost probe's time, */
+#define PM_AD_SHORT_NS 100000.0  /* for calls shorter than this alone (100 us), where one lost
+                                    scheduler slice costs hundreds of calls. Longer calls
+                                    only double: with the floor, a transformer block (0.6 ms)
+                                    that lost one probe idle ran ~330 calls alone, and
+                                    compiler.end_to_end timed it at one-thread speed (stop 35) */
 #define PM_AD_MARGIN 1.05   /* the team loses when its mean time > this x the one-thread
                                estimate (stop 34 tried the measured alone calls instead: the
                                team then lost transient contests idle; docs/compiler.md) */
@@ -196,15 +201,16 @@ void pm_pool_stats(long long* out) {
   pthread_mutex_unlock(&pm_call_lock);
 }
 /* The back-off (calls) after a lost probe: twice the last one (PM_AD_FIRST the first time),
-   at least PM_AD_PROBE_COST x the lost probe's time (``probe_ns``) in calls of ``alone_ns``
-   each, and at most PM_AD_CAP calls or PM_AD_CAP_NS of calls alone, whichever is longer.
+   for calls shorter than PM_AD_SHORT_NS at least PM_AD_PROBE_COST x the lost probe's time
+   (``probe_ns``) in calls of ``alone_ns`` each, and at most PM_AD_CAP calls or PM_AD_CAP_NS of calls alone, whichever is longer.
    With no times (``alone_ns`` <= 0) it only doubles, up to PM_AD_CAP. */
 long long pm_ad_next_backoff(long long last, double probe_ns, double alone_ns) {
   long long next = last ? 2 * last : PM_AD_FIRST;
   long long cap = PM_AD_CAP;
   if (alone_ns > 0.0) {
     if (PM_AD_CAP_NS / alone_ns > (double)cap) cap = (long long)(PM_AD_CAP_NS / alone_ns);
-    const double floor_calls = PM_AD_PROBE_COST * probe_ns / alone_ns;
+    const double floor_calls =
+        alone_ns < PM_AD_SHORT_NS ? PM_AD_PROBE_COST * probe_ns / alone_ns : 0.0;
     if (floor_calls > (double)next) next = floor_calls < (double)cap ? (long long)floor_calls : cap;
   }
   return next < cap ? next : cap;
