@@ -18,6 +18,7 @@ from provenml.compiler.experiments import (
     size_class,
 )
 from provenml.compiler.models import build_model
+from provenml.compiler.runtime import POOL_STATS
 from provenml.core.testing import smoke_run
 
 
@@ -29,6 +30,10 @@ def test_end_to_end_smoke_rows_and_plots() -> None:
     # the ONNX frontend's row: provenml on the file ONNX Runtime runs
     assert result["summary"]["ratio/mlp:1/provenml_onnx_over_onnxruntime"] > 0
     assert (run.seed_dir / "latency.png").exists() and (run.seed_dir / "ablation.png").exists()
+    # the pool runtime's fallback counters are kept per compiled arm (team vs alone calls)
+    stats = result["data"]["results"]["mlp:1"]["pool_stats"]
+    assert set(stats) == {"provenml", "provenml_onnx"}
+    assert set(stats["provenml"]) == set(POOL_STATS)  # counts depend on the thread picker
 
 
 def _rounds(

@@ -331,6 +331,15 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
             out["threads"]["provenml_onnx"] = from_onnx.graph.threads
             fns["provenml_onnx"] = lambda: from_onnx(x)
         out["latency"] = _median_latency(fns, cfg.repeat, cfg.min_time)
+        # the pool's fallback counters after the latency rounds (team / alone calls, verdicts
+        # lost): whether a build was timed at its thread count or mostly alone
+        built = {"provenml": compiled if "provenml" in cfg.arms else None}
+        built["provenml_onnx"] = from_onnx if "provenml_onnx" in cfg.arms else None
+        out["pool_stats"] = {
+            arm: stats
+            for arm, build in built.items()
+            if build is not None and (stats := build.graph.pool_stats()) is not None
+        }
         if variants:
             # the ablation builds alone, in their own interleaved rounds: round r of every
             # build is paired, so each round gives one ratio to all_passes

@@ -202,7 +202,8 @@ void pm_pool_stats(long long* out) {
 }
 /* The back-off (calls) after a lost probe: twice the last one (PM_AD_FIRST the first time),
    for calls shorter than PM_AD_SHORT_NS at least PM_AD_PROBE_COST x the lost probe's time
-   (``probe_ns``) in calls of ``alone_ns`` each, and at most PM_AD_CAP calls or PM_AD_CAP_NS of calls alone, whichever is longer.
+   (``probe_ns``) in calls of ``alone_ns`` each, and at most PM_AD_CAP calls or
+   PM_AD_CAP_NS of calls alone, whichever is longer.
    With no times (``alone_ns`` <= 0) it only doubles, up to PM_AD_CAP. */
 long long pm_ad_next_backoff(long long last, double probe_ns, double alone_ns) {
   long long next = last ? 2 * last : PM_AD_FIRST;
