@@ -250,6 +250,7 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
     out: dict[str, Any] = {"latency": {}, "compile": {}, "threads": {}, "ablation": {}, "error": {}}
     fns: dict[str, Callable[[], Any]] = {}
     variants: dict[str, Callable[[], Any]] = {}
+    builds: dict[str, Any] = {}  # the provenml arms' compiled models (for their pool stats)
     thread_range = range(1, cfg.threads + 1)
     before = torch.get_num_threads()
     try:
@@ -301,6 +302,7 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
             out["tuning_log"] = compiled.tuning_log
             out["intermediate_bytes"] = largest_intermediate_bytes(compiled)
             fns["provenml"] = lambda: compiled(x)
+            builds["provenml"] = compiled
             # The ablation compares builds made the same way: a fixed thread count and no
             # run-time thread guard (which the full ``provenml`` arm has, and which can drop it
             # to one thread for a while), the reference being all passes on (``all_passes``).
@@ -330,15 +332,14 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
             out["error"]["provenml_onnx"] = float((from_onnx(x) - ref).abs().max())
             out["threads"]["provenml_onnx"] = from_onnx.graph.threads
             fns["provenml_onnx"] = lambda: from_onnx(x)
+            builds["provenml_onnx"] = from_onnx
         out["latency"] = _median_latency(fns, cfg.repeat, cfg.min_time)
         # the pool's fallback counters after the latency rounds (team / alone calls, verdicts
         # lost): whether a build was timed at its thread count or mostly alone
-        built = {"provenml": compiled if "provenml" in cfg.arms else None}
-        built["provenml_onnx"] = from_onnx if "provenml_onnx" in cfg.arms else None
         out["pool_stats"] = {
             arm: stats
-            for arm, build in built.items()
-            if build is not None and (stats := build.graph.pool_stats()) is not None
+            for arm, build in builds.items()
+            if (stats := build.graph.pool_stats()) is not None
         }
         if variants:
             # the ablation builds alone, in their own interleaved rounds: round r of every
