@@ -16,6 +16,7 @@ from provenml.compiler.build import FLAGS, build, cache_dir, native_vector_float
 from provenml.compiler.codegen import C_HEADER, DEFAULT_SCHEDULE, annotate_scratch, lower
 from provenml.compiler.ir import Graph, Value
 from provenml.compiler.passes import plan_memory, transform_layout
+from provenml.compiler.runtime import aligned_copy, aligned_zeros
 
 TUNABLE = ("dense", "matmul", "conv2d")
 # bumped whenever the generated matmul/conv kernels change, so cached choices are re-tuned
@@ -136,12 +137,15 @@ def tune_node(
     rng = np.random.default_rng(0)
     for k, (sched, sg) in enumerate(zip(cands, graphs, strict=True)):
         prog = lower(sg, prefix=f"c{k}", header=False)
+        # every buffer on a 64-byte line, as the runtime allocates them: a candidate whose
+        # operands happened to straddle lines would time up to 13% slow and lose by chance
         ins = [
-            rng.standard_normal(sg.values[i].physical_shape).astype(np.float32) for i in sg.inputs
+            aligned_copy(rng.standard_normal(sg.values[i].physical_shape).astype(np.float32))
+            for i in sg.inputs
         ]
-        outs = [np.empty(sg.values[o].physical_shape, np.float32) for o in sg.outputs]
-        arena = np.zeros(max(16, sg.arena_size) + 16, np.float32)
-        consts = np.ascontiguousarray(prog.consts)
+        outs = [aligned_zeros(int(np.prod(sg.values[o].physical_shape))) for o in sg.outputs]
+        arena = aligned_zeros(max(16, sg.arena_size) + 16)
+        consts = aligned_copy(np.asarray(prog.consts, np.float32))
         in_arr = (ctypes.c_void_p * max(1, len(ins)))(*[a.ctypes.data for a in ins])
         out_arr = (ctypes.c_void_p * 1)(outs[0].ctypes.data)
         fn = getattr(lib, f"c{k}_entry")
