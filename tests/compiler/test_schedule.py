@@ -258,6 +258,30 @@ def test_stall_guard_falls_back_to_one_thread_and_retries(cache: str) -> None:
     assert cg.threads == 2 and cg.stalls == 3
 
 
+@pytest.mark.parametrize(
+    ("runtime", "adaptive", "guarded"),
+    [
+        ("pool", True, False),  # the pool's own fallback handles load; no stall guard on top
+        ("pool", False, True),
+        ("openmp", True, True),
+    ],
+)
+def test_the_stall_guard_only_where_no_adaptive_pool_runs(
+    monkeypatch: pytest.MonkeyPatch, cache: str, runtime: str, adaptive: bool, guarded: bool
+) -> None:
+    """Two threads chosen: the OpenMP runtime and a pool without its fallback are guarded,
+    the adaptive pool is not (the guard sent idle builds to one thread, stop 36)."""
+    import provenml.compiler.api as api
+
+    monkeypatch.setattr(api, "choose_threads", lambda *a, **k: (2, {1: [2e-3], 2: [1e-3]}))
+    model, x = ThreeSlices().eval(), torch.randn(64, 16)
+    compiled = pc.compile(
+        model, (x,), threads=2, runtime=runtime, adaptive=adaptive, cache_dir=cache
+    )
+    assert compiled.graph.threads == 2
+    assert (compiled.graph._guard is not None) == guarded
+
+
 # -- the worker-pool runtime (issue 23, item 1) ---------------------------------------------
 def test_pool_dependencies_follow_hazards() -> None:
     producer = _acc([(0, 10)], [(100, 200)])

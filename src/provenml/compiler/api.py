@@ -159,9 +159,16 @@ def compile_graph(
     cg.set_adaptive(options.adaptive)
     if options.tune_threads and options.threads > 1 and example_inputs is not None:
         best, samples = choose_threads(cg, example_inputs, options.threads)
-        # more threads than one: guard them (a call slower than twice the one-thread median
-        # means a stall; fall back to one thread for a while)
-        cg.guard_threads(best, 2.0 * float(np.median(samples[1])))
+        if cg.is_pool and cg.adaptive:
+            # the pool's adaptive fallback already runs a call alone whenever the team is
+            # measured to lose; the stall guard on top judged single slow calls (a wake-up
+            # after an idle gap, a page fault) as stalls on an idle machine and sent whole
+            # builds to one thread for thousands of calls (docs/compiler.md, *Stop 36*)
+            cg.set_threads(best)
+        else:
+            # more threads than one: guard them (a call slower than twice the one-thread
+            # median means a stall; fall back to one thread for a while)
+            cg.guard_threads(best, 2.0 * float(np.median(samples[1])))
         log.append(
             "threads (median / 80th percentile of "
             f"{len(samples[1])} interleaved rounds): "

@@ -341,6 +341,12 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
             for arm, build in builds.items()
             if (stats := build.graph.pool_stats()) is not None
         }
+        # calls the run-time stall guard judged stalled (each sends a build to one thread
+        # for a back-off), and the thread count each build ended the latency rounds at
+        out["guard"] = {
+            arm: {"stalls": build.graph.stalls, "threads_after": build.graph.threads}
+            for arm, build in builds.items()
+        }
         if variants:
             # the ablation builds alone, in their own interleaved rounds: round r of every
             # build is paired, so each round gives one ratio to all_passes
