@@ -1,0 +1,106 @@
+"""Separately compiled builds of one model, timed against each other in one process.
+
+Two checks behind the stop-36 findings in docs/compiler.md (ratios within one run, so the
+machine's speed cancels):
+
+* ``--check rebuild``: ``--builds`` builds with identical options (all passes, fixed thread
+  count). Each build allocates its own weight blob and arena; the table prints every build's
+  latency over the first one's and where its blob and arena start relative to a 64-byte cache
+  line. Before the runtime aligned them, a build whose weights began 16-48 bytes past a line
+  ran up to 13% slower (``resnet_stage:3``).
+* ``--check memory-planning``: the build with and without static memory planning, at 1 and 2
+  threads, with the arena size and the number of dependency edges of the pool schedule
+  (reusing an arena block orders the block's writer after its last reader).
+
+    .venv/bin/python benchmarks/bench_compiler_builds.py --case resnet:1 --check memory-planning
+    .venv/bin/python benchmarks/bench_compiler_builds.py --case resnet_stage:3 --check rebuild
+
+Latency is the median of ``--rounds`` interleaved rounds (every build once per round, shuffled,
+with an idle gap before each sample; ``compiler.experiments.interleaved_samples``). Quote the
+load average printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from typing import Any
+
+import numpy as np
+import torch
+
+from provenml.compiler import compile as pm_compile
+from provenml.compiler.experiments import interleaved_samples
+from provenml.compiler.models import build_model
+
+CACHE_LINE = 64  # bytes (also `provenml.compiler.runtime.CACHE_LINE`, absent before stop 36)
+
+
+def dependency_edges(source: str) -> int:
+    """Number of stage-to-stage dependency edges in a pool-runtime build's C source."""
+    found = re.search(r"static const int \w+_deps\[\d+\] = \{ ([^}]*)\}", source)
+    if found is None or not found.group(1).strip() or "_stages[1]" in source:
+        return 0
+    return len(found.group(1).split(","))
+
+
+def stage_count(source: str) -> int:
+    found = re.search(r"pm_stage_t \w+_stages\[(\d+)\]", source)
+    return int(found.group(1)) if found else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--case", default="resnet:1", help="model:batch, e.g. resnet_stage:3")
+    parser.add_argument("--check", choices=("rebuild", "memory-planning"), default="rebuild")
+    parser.add_argument("--builds", type=int, default=4, help="builds for --check rebuild")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--min-time", type=float, default=0.02)
+    args = parser.parse_args()
+    name, _, batch = args.case.partition(":")
+    model, x = build_model(name, int(batch or 1))
+    model.eval()
+    builds: dict[str, Any] = {}
+    if args.check == "rebuild":
+        for k in range(args.builds):
+            builds[f"build {k}"] = pm_compile(
+                model, (x,), threads=args.threads, tune_threads=False, runtime="pool"
+            )
+    else:
+        for threads in sorted({1, args.threads}):
+            for planned in (True, False):
+                key = f"{threads} thread(s), planning {'on' if planned else 'off'}"
+                builds[key] = pm_compile(
+                    model,
+                    (x,),
+                    threads=threads,
+                    tune_threads=False,
+                    memory_planning=planned,
+                    runtime="pool",
+                )
+    calls = {k: (lambda b=b: b(x)) for k, b in builds.items()}
+    with torch.no_grad():
+        rounds = interleaved_samples(calls, args.rounds, args.min_time)
+    first = np.array(next(iter(rounds.values())))
+    print(f"{args.case}, --check {args.check}, {args.rounds} interleaved rounds")
+    print(
+        f"{'build':34s} {'median us':>10s} {'/ first':>8s} {'blob%64':>8s} {'arena%64':>9s}", end=""
+    )
+    print(f" {'arena KiB':>10s} {'stages':>7s} {'dep edges':>10s}")
+    for key, samples in rounds.items():
+        graph = builds[key].graph
+        source = graph.program.source
+        ratio = float(np.median(np.array(samples) / first))
+        print(
+            f"{key:34s} {np.median(samples) * 1e6:10.1f} {ratio:8.3f}"
+            f" {graph.consts.ctypes.data % CACHE_LINE:8d} {graph.arena.ctypes.data % CACHE_LINE:9d}"
+            f" {graph.program.arena_floats * 4 // 1024:10d} {stage_count(source):7d}"
+            f" {dependency_edges(source):10d}"
+        )
+    print("load average", tuple(round(v, 2) for v in os.getloadavg()))
+
+
+if __name__ == "__main__":
+    main()
