@@ -303,9 +303,9 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
             out["intermediate_bytes"] = largest_intermediate_bytes(compiled)
             fns["provenml"] = lambda: compiled(x)
             builds["provenml"] = compiled
-            # The ablation compares builds made the same way: a fixed thread count and no
-            # run-time thread guard (which the full ``provenml`` arm has, and which can drop it
-            # to one thread for a while), the reference being all passes on (``all_passes``).
+            # The ablation compares builds made the same way: the full arm's thread count, fixed
+            # (no thread picking, and no run-time stall guard where the runtime would use one),
+            # the reference being all passes on (``all_passes``).
             for flag in (None, *cfg.ablations) if cfg.ablations else ():
                 opts: dict[str, Any] = {
                     "threads": compiled.graph.threads,
