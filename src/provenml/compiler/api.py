@@ -131,7 +131,12 @@ def optimize(
         run("simplify_layout", P.simplify)
     if options.fusion:
         run("fuse", P.fuse)
-    run("plan_memory", lambda x: P.plan_memory(annotate_scratch(x), reuse=options.memory_planning))
+    run(
+        "plan_memory",
+        lambda x: P.plan_memory(
+            annotate_scratch(x), reuse=options.memory_planning, parallel=options.threads > 1
+        ),
+    )
     return stages
 
 

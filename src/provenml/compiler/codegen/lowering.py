@@ -38,6 +38,9 @@ class Program:
     consts: np.ndarray  # the constant blob (float32 view)
     arena_floats: int
     loop_nests: dict[str, str] = field(default_factory=dict)  # group -> printed loop IR
+    # pool runtime: each stage's function and the earlier stages it waits for
+    stages: list[str] = field(default_factory=list)
+    stage_deps: list[list[int]] = field(default_factory=list)
 
 
 class Lowering:
@@ -279,7 +282,9 @@ class Lowering:
         ]
         source = "\n\n".join([*self.helpers.values(), *self.kernels])
         source += "\n\n" + "\n".join(entry) + "\n"
-        return Program(source, self.blob, int(self.g.arena_size), self.nests)
+        return Program(
+            source, self.blob, int(self.g.arena_size), self.nests, [fn for fn, _ in stages], deps
+        )
 
     def kernel_for(self, n: Node, kname: str) -> L.Kernel:
         """The loop nest of one node, from the op -> kernel table (:data:`KERNELS`), keyed by
