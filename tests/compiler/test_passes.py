@@ -130,8 +130,14 @@ def test_memory_planning_adds_no_ordering_to_a_parallel_schedule(name: str, cach
     model, x = build_model(name)
     builds = {
         (threads, planned): pc.compile(
-            model, (x,), threads=threads, tune_threads=False, tuning=False,
-            memory_planning=planned, runtime="pool", cache_dir=cache,
+            model,
+            (x,),
+            threads=threads,
+            tune_threads=False,
+            tuning=False,
+            memory_planning=planned,
+            runtime="pool",
+            cache_dir=cache,
         )
         for threads in (1, 2)
         for planned in (True, False)
