@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 import provenml.compiler as pc
 from provenml.compiler.models import MODELS, SMALL_MODELS, build_model
+from provenml.errors import ProvenmlError
 
 
 @pytest.mark.parametrize(
@@ -86,3 +87,25 @@ def test_loading_a_build_keeps_denormals(cache: str) -> None:
     tiny = np.array([1e-40], dtype=np.float32)
     assert float((tiny * np.float32(1.0))[0]) != 0.0
     assert float(np.float32(1e-38) / np.float32(100.0)) != 0.0
+
+
+def test_a_call_checks_inputs_and_converts_what_it_may(cache: str) -> None:
+    """The fast path takes contiguous float32 CPU tensors as they are; everything else goes
+    through the checked path: NumPy arrays and strided tensors are converted, and a wrong
+    count, shape or dtype is one clear error."""
+    model, x = build_model("mlp")
+    compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
+    with torch.no_grad():
+        want = model(x)
+    torch.testing.assert_close(compiled(x), want, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        compiled(x.requires_grad_(False).numpy()), want, rtol=1e-4, atol=1e-5
+    )
+    strided = torch.cat([x, x], dim=1)[:, ::2]  # same values, not contiguous
+    torch.testing.assert_close(compiled(strided), model(strided), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ProvenmlError, match="takes 1 inputs, got 2"):
+        compiled(x, x)
+    with pytest.raises(ProvenmlError, match="compiled for shape"):
+        compiled(torch.randn(2, 784))
+    with pytest.raises(ProvenmlError, match="compiled for dtype"):
+        compiled(x.double())

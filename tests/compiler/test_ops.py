@@ -165,3 +165,23 @@ def test_scaled_attention_pattern(cache: str) -> None:
     xs = [r(2, 4, 6, 8), r(2, 4, 6, 8)]
     compiled = pc.compile(model, xs, tuning=False, cache_dir=cache)
     np.testing.assert_allclose(compiled(*xs).numpy(), model(*xs).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_erf_approximation_is_refit_and_within_its_bound(cache: str) -> None:
+    """The kernels' erf (codegen/erf.py) has the coefficients its fit gives, stays within
+    5e-7 of erf over the float range that matters, and GELU compiled with it matches eager's
+    exact GELU to 1e-6 (x 4, the largest |x|/2 where the error is not clamped away)."""
+    from scipy.special import erf
+
+    from provenml.compiler.codegen.erf import ERF_DEN, ERF_NUM, erf_float32, fit_erf_rational
+
+    num, den = fit_erf_rational()
+    np.testing.assert_allclose(num, ERF_NUM, rtol=1e-9)
+    np.testing.assert_allclose(den, ERF_DEN, rtol=1e-9)
+    xs = np.linspace(-7.0, 7.0, 400_001).astype(np.float32)
+    assert np.abs(erf_float32(xs) - erf(xs.astype(np.float64))).max() < 5e-7
+    x = torch.linspace(-8.0, 8.0, 4096).reshape(1, 4096)
+    compiled = pc.compile(
+        Fn(lambda m, t: F.gelu(t)).eval(), (x,), threads=1, tuning=False, cache_dir=cache
+    )
+    assert (compiled(x) - F.gelu(x)).abs().max().item() < 4e-6

@@ -62,6 +62,9 @@ class CompiledGraph:
         self.out_types = [graph.values[o] for o in graph.outputs]
         self._in = (ctypes.c_void_p * max(1, len(graph.inputs)))()
         self._out = (ctypes.c_void_p * max(1, len(graph.outputs)))()
+        # the call's fast path: inputs that need no check beyond these (see __call__)
+        self._in_spec = [(torch.Size(v.shape), _TORCH_DTYPE[v.dtype]) for v in self.in_types]
+        self._out_spec = [(v.shape, _TORCH_DTYPE[v.dtype]) for v in self.out_types]
         self._in_addr = ctypes.addressof(self._in)
         self._out_addr = ctypes.addressof(self._out)
         self._arena = self.arena.ctypes.data
@@ -149,6 +152,25 @@ class CompiledGraph:
             self._backoff = min(2 * self._backoff, 65536)
 
     def __call__(self, *inputs: torch.Tensor | np.ndarray) -> list[torch.Tensor]:
+        # fast path (a call costs ~15 us of Python otherwise, 4% of a 350 us transformer
+        # block): contiguous CPU tensors of the compiled shapes and dtypes go straight in
+        if len(inputs) == len(self._in_spec):
+            for k, (x, (shape, dtype)) in enumerate(zip(inputs, self._in_spec, strict=True)):
+                if (
+                    type(x) is not torch.Tensor
+                    or x.dtype is not dtype
+                    or x.shape != shape
+                    or not x.is_cpu
+                    or not x.is_contiguous()
+                ):
+                    return self._call_checked(inputs)
+                self._in[k] = x.data_ptr()
+            return self._run()
+        return self._call_checked(inputs)
+
+    def _call_checked(self, inputs: Sequence[torch.Tensor | np.ndarray]) -> list[torch.Tensor]:
+        """Every input checked, with a clear error naming the first that does not fit, and
+        converted where it may be (NumPy arrays, int32 indices, strided or non-CPU tensors)."""
         if len(inputs) != len(self.in_types):
             raise ProvenmlError(
                 f"compiled graph takes {len(self.in_types)} inputs, got {len(inputs)}"
@@ -173,7 +195,13 @@ class CompiledGraph:
                 x = x.to("cpu", want).contiguous()
                 keep.append(x)
             self._in[k] = x.data_ptr()
-        outs = [torch.empty(v.shape, dtype=_TORCH_DTYPE[v.dtype]) for v in self.out_types]
+        outs = self._run()
+        del keep  # the converted inputs lived until the call returned
+        return outs
+
+    def _run(self) -> list[torch.Tensor]:
+        """Allocate the outputs and call the entry on the inputs already in ``self._in``."""
+        outs = [torch.empty(shape, dtype=dtype) for shape, dtype in self._out_spec]
         for k, o in enumerate(outs):
             self._out[k] = o.data_ptr()
         if self._library_threads[0] != self.threads:  # another build of this library set it

@@ -5,6 +5,7 @@ expressions of the elementwise ops, and the register-tile micro-kernel helper (s
 from __future__ import annotations
 
 from provenml.compiler import loopir as L
+from provenml.compiler.codegen.erf import ERF_C
 from provenml.compiler.ir import Node
 from provenml.errors import ProvenmlError
 
@@ -23,6 +24,7 @@ C_HEADER = (
 static int pm_threads = 1;
 void pm_set_threads(int n) { pm_threads = n; }
 """
+    + ERF_C
     + L.PARTITION_C
     + "\n"
 )
@@ -417,7 +419,7 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
 
 UNARY_C: dict[str, str] = {
     "relu": "({x} > 0.f ? {x} : 0.f)",
-    "gelu": "(0.5f * {x} * (1.f + erff({x} * 0.70710678118654752f)))",
+    "gelu": "(0.5f * {x} * (1.f + pm_erf({x} * 0.70710678118654752f)))",
     "gelu_tanh": (
         "(0.5f * {x} * (1.f + tanhf(0.7978845608028654f * ({x} + 0.044715f * {x} * {x} * {x}))))"
     ),
@@ -427,7 +429,7 @@ UNARY_C: dict[str, str] = {
     "neg": "(-{x})",
     "exp": "expf({x})",
     "identity": "{x}",
-    "erf": "erff({x})",
+    "erf": "pm_erf({x})",
     "sqrt": "sqrtf({x})",
 }
 BINARY_C: dict[str, str] = {
