@@ -496,3 +496,32 @@ def test_builds_sharing_a_library_keep_their_own_thread_count(cache: str) -> Non
         np.testing.assert_array_equal(compiled(x).numpy(), expect)
         assert compiled.graph.pool_stats()["team"] - before == team_calls
     two.graph.set_adaptive(True)
+
+
+def test_profile_accounts_for_every_stage_and_chunk(cache: str) -> None:
+    """profile() times every chunk of every stage: one row per stage with a share per
+    thread, no stage's span exceeds the kernel window, the window fits in the call, and a
+    one-thread build reports work equal to span. The OpenMP runtime is refused."""
+    from provenml.compiler.models import build_model
+    from provenml.errors import ProvenmlError
+
+    model, x = build_model("resnet")
+    for threads in (1, 2):
+        compiled = pc.compile(
+            model, (x,), threads=threads, tune_threads=False, tuning=False, cache_dir=cache
+        )
+        compiled.graph.set_adaptive(False)  # every call by the team, as profiled
+        prof = compiled.profile(x, calls=20)
+        assert [s.function for s in prof.stages] == compiled.graph.program.stages
+        assert prof.calls == 20 and prof.threads == threads
+        for s in prof.stages:
+            assert len(s.thread_work_us) == threads
+            assert s.work_us > 0 and s.span_us > 0
+            assert s.span_us <= prof.kernels_us + 1e-6
+            if threads == 1:
+                assert s.work_us == pytest.approx(s.span_us)
+        assert prof.kernels_us <= prof.call_us
+        assert "kernel window" in prof.table()
+    omp = pc.compile(model, (x,), threads=1, tuning=False, runtime="openmp", cache_dir=cache)
+    with pytest.raises(ProvenmlError, match="worker-pool"):
+        omp.profile(x)

@@ -7,6 +7,7 @@ planning) -> loop-level IR with schedule primitives -> C/OpenMP built with gcc, 
     fast = compile(model.eval(), (x,))
     y = fast(x)
     print(fast.dump("fuse"))          # IR after a pass
+    print(fast.profile(x).table())    # where a call's time goes, per stage
     torch.compile(model, backend=backend)
     fast = compile_onnx("model.onnx", (x,))   # the same pipeline from an ONNX file
 """
@@ -23,12 +24,15 @@ from provenml.compiler.api import (
 from provenml.compiler.frontend import UnsupportedOp, trace
 from provenml.compiler.interp import interpret
 from provenml.compiler.ir import Graph, Node, Value
+from provenml.compiler.runtime import Profile, StageProfile
 
 __all__ = [
     "CompileOptions",
     "Compiled",
     "Graph",
     "Node",
+    "Profile",
+    "StageProfile",
     "UnsupportedOp",
     "Value",
     "backend",

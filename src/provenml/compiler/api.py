@@ -20,7 +20,7 @@ from provenml.compiler.codegen import RUNTIMES, annotate_scratch, lower
 from provenml.compiler.frontend import UnsupportedOp, trace
 from provenml.compiler.frontend.torch_fx import target_name
 from provenml.compiler.ir import Graph
-from provenml.compiler.runtime import CompiledGraph
+from provenml.compiler.runtime import CompiledGraph, Profile
 from provenml.compiler.tune import default_schedules, tune
 from provenml.errors import ProvenmlError
 
@@ -90,6 +90,11 @@ class Compiled:
     def __call__(self, *inputs: torch.Tensor) -> Any:
         outs = self.graph(*inputs)
         return outs[0] if self.single_output else tuple(outs)
+
+    def profile(self, *inputs: torch.Tensor, calls: int = 100) -> Profile:
+        """Per-stage timing of ``calls`` calls on ``inputs`` (worker-pool runtime): work,
+        span and each thread's share per stage; ``print(compiled.profile(x).table())``."""
+        return self.graph.profile(inputs, calls=calls)
 
     @property
     def source(self) -> str:

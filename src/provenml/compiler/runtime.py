@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -238,3 +239,122 @@ class CompiledGraph:
                 self(*inputs)
             samples.append((time.perf_counter() - t) / n)
         return float(np.quantile(samples, quantile))
+
+    def profile(
+        self, inputs: Sequence[torch.Tensor], calls: int = 100, warmup: int = 20
+    ) -> Profile:
+        """Where a call's time goes, per stage of the worker-pool runtime: every chunk a
+        thread runs is timed in C (two clock reads per chunk, only while profiling), over
+        ``calls`` calls after ``warmup``. Per stage, *work* is the summed time of its chunks
+        (all threads) and *span* the time from its first chunk's start to its last one's end;
+        work / span near the thread count means the stage kept every thread busy. The call
+        time includes Python and the output allocation, the kernel window only the stages.
+        Medians over the calls."""
+        if not self.is_pool or not self.program.stages:
+            raise ProvenmlError("profile() needs the worker-pool runtime (runtime='pool')")
+        if calls < 1:
+            raise ProvenmlError(f"profile(calls=...) must be >= 1, got {calls}")
+        for _ in range(warmup):
+            self(*inputs)
+        marks, walls = [0], []
+        self.lib.pm_profile(1)
+        try:
+            for _ in range(calls):
+                t = time.perf_counter_ns()
+                self(*inputs)
+                walls.append(time.perf_counter_ns() - t)
+                marks.append(int(self.lib.pm_profile_count()))
+        finally:
+            self.lib.pm_profile(0)
+        raw = (ctypes.c_longlong * (5 * marks[-1]))()
+        got = self.lib.pm_profile_get(raw, marks[-1])
+        if got < marks[-1]:
+            raise ProvenmlError("profile: the chunk log filled up; profile fewer calls")
+        rec = np.frombuffer(raw, dtype=np.int64).reshape(-1, 5)
+        nstages, threads = len(self.program.stages), max(1, self.threads)
+        work = np.zeros((calls, nstages))
+        span = np.zeros((calls, nstages))
+        per_thread = np.zeros((calls, nstages, threads))
+        window = np.zeros(calls)
+        for c in range(calls):
+            r = rec[marks[c] : marks[c + 1]]
+            window[c] = r[:, 4].max() - r[:, 3].min()
+            for s in range(nstages):
+                mine = r[r[:, 1] == s]
+                took = mine[:, 4] - mine[:, 3]
+                work[c, s] = took.sum()
+                span[c, s] = mine[:, 4].max() - mine[:, 3].min()
+                for t in range(threads):
+                    per_thread[c, s, t] = took[mine[:, 0] == t].sum()
+        rows = [
+            StageProfile(
+                stage=s,
+                function=self.program.stages[s],
+                node=self.program.stage_nodes[s],
+                chunks=self.program.stage_chunks[s],
+                work_us=float(np.median(work[:, s])) / 1e3,
+                span_us=float(np.median(span[:, s])) / 1e3,
+                thread_work_us=tuple(float(v) / 1e3 for v in per_thread[:, s].mean(axis=0)),
+            )
+            for s in range(nstages)
+        ]
+        return Profile(
+            threads=self.threads,
+            calls=calls,
+            call_us=float(np.median(walls)) / 1e3,
+            kernels_us=float(np.median(window)) / 1e3,
+            stages=rows,
+        )
+
+
+@dataclass
+class StageProfile:
+    """One stage of a profiled call (see :meth:`CompiledGraph.profile`)."""
+
+    stage: int
+    function: str  # the generated C function
+    node: str  # the graph node (fused group) it runs
+    chunks: int
+    work_us: float  # summed chunk time, all threads (median over calls)
+    span_us: float  # first chunk start to last chunk end (median over calls)
+    thread_work_us: tuple[float, ...]  # mean chunk time per thread (0 = the caller)
+
+
+@dataclass
+class Profile:
+    """Per-stage timing of a compiled graph's calls (:meth:`CompiledGraph.profile`)."""
+
+    threads: int
+    calls: int
+    call_us: float  # a whole call from Python (median)
+    kernels_us: float  # first stage's start to last stage's end (median)
+    stages: list[StageProfile]
+
+    @property
+    def work_us(self) -> float:
+        return sum(s.work_us for s in self.stages)
+
+    @property
+    def span_us(self) -> float:
+        return sum(s.span_us for s in self.stages)
+
+    def table(self) -> str:
+        """A plain-text table, one row per stage, then the totals."""
+        lines = [
+            f"{'stage':>5}  {'function':<34} {'chunks':>6} {'work us':>9} {'span us':>9} "
+            f"{'work/span':>9}  per-thread work us"
+        ]
+        for s in self.stages:
+            ratio = s.work_us / s.span_us if s.span_us > 0 else float("nan")
+            threads = "/".join(f"{w:.1f}" for w in s.thread_work_us)
+            lines.append(
+                f"{s.stage:>5}  {s.function:<34} {s.chunks:>6} {s.work_us:>9.1f} "
+                f"{s.span_us:>9.1f} {ratio:>9.2f}  {threads}"
+            )
+        lines.append(
+            f"{self.threads} thread(s), {self.calls} calls: work {self.work_us:.1f} us, "
+            f"spans {self.span_us:.1f} us, kernel window {self.kernels_us:.1f} us, "
+            f"whole call {self.call_us:.1f} us (Python, outputs and waits: "
+            f"{self.call_us - self.span_us:.1f} us)"
+        )
+        return "\n".join(lines)

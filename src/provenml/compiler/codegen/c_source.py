@@ -165,6 +165,33 @@ static inline long long pm_now(void) {  /* monotonic ns (vDSO: no system call) *
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
+/* The profiler (CompiledGraph.profile): while on, every chunk run appends (thread, stage,
+   chunk, start ns, end ns); one predictable branch per chunk while off. */
+#define PM_PROF_MAX 262144
+static long long pm_prof[PM_PROF_MAX][5];
+static int pm_prof_n = 0, pm_prof_on = 0;
+void pm_profile(int on) { if (on) pm_prof_n = 0; pm_prof_on = on; }
+int pm_profile_count(void) { return pm_prof_n < PM_PROF_MAX ? pm_prof_n : PM_PROF_MAX; }
+int pm_profile_get(long long* out, int max) {
+  const int n = pm_prof_n < PM_PROF_MAX ? pm_prof_n : PM_PROF_MAX;
+  const int m = n < max ? n : max;
+  memcpy(out, pm_prof, sizeof(long long) * 5 * (size_t)m);
+  return m;
+}
+static inline void pm_prof_add(int id, int stage, int chunk, long long t0) {
+  const int i = __atomic_fetch_add(&pm_prof_n, 1, __ATOMIC_RELAXED);
+  if (i >= PM_PROF_MAX) return;
+  pm_prof[i][0] = id; pm_prof[i][1] = stage; pm_prof[i][2] = chunk;
+  pm_prof[i][3] = t0; pm_prof[i][4] = pm_now();
+}
+static inline void pm_run_alone(const pm_stage_t* stages, int nstages, const void** in,
+                                void** out, float* arena, const float* cst) {
+  for (int s = 0; s < nstages; ++s) {
+    const long long t0 = pm_prof_on ? pm_now() : 0;
+    stages[s].fn(in, out, arena, cst, 0, 1);
+    if (pm_prof_on) pm_prof_add(0, s, 0, t0);
+  }
+}
 static void pm_ad_reset(void) {  /* forget the measurements and any back-off (lock held) */
   pm_ad_n = pm_ad_samples = pm_ad_walls = 0;
   pm_ad_team = pm_ad_one = pm_ad_alone = 0.0;
@@ -292,7 +319,9 @@ static void pm_work(const pm_job_t* job, int id, int gen, long long* waited, int
         if (c >= len) break;                          /* this range is taken: the next one */
         if (!__atomic_compare_exchange_n(counter, &v, v + 1, 0, __ATOMIC_ACQ_REL,
                                          __ATOMIC_ACQUIRE)) continue;
+        const long long c0 = pm_prof_on ? pm_now() : 0;
         st->fn(job->in, job->out, job->arena, job->cst, (int)(lo + c), n);
+        if (pm_prof_on) pm_prof_add(id, s, (int)(lo + c), c0);
         __atomic_fetch_add(&job->done[s], 1, __ATOMIC_RELEASE);
         if (ran) ++*ran;
       }
@@ -346,7 +375,7 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
                         unsigned long long* next, int* done, const void** in, void** out,
                         float* arena, const float* cst) {
   if (pm_threads <= 1) {  /* one thread: every stage whole, in order */
-    for (int s = 0; s < nstages; ++s) stages[s].fn(in, out, arena, cst, 0, 1);
+    pm_run_alone(stages, nstages, in, out, arena, cst);
     return;
   }
   pthread_mutex_lock(&pm_call_lock);
@@ -357,7 +386,7 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
        for pm_pool_stats */
     const int timed = (pm_ad_alone_calls++ & 3) == 0;
     const long long a0 = timed ? pm_now() : 0;
-    for (int s = 0; s < nstages; ++s) stages[s].fn(in, out, arena, cst, 0, 1);
+    pm_run_alone(stages, nstages, in, out, arena, cst);
     if (timed) {
       ++pm_ad_alone_n;
       const double a = 1.0 / (pm_ad_alone_n < PM_AD_EWMA ? pm_ad_alone_n : PM_AD_EWMA);

@@ -41,6 +41,8 @@ class Program:
     # pool runtime: each stage's function and the earlier stages it waits for
     stages: list[str] = field(default_factory=list)
     stage_deps: list[list[int]] = field(default_factory=list)
+    stage_nodes: list[str] = field(default_factory=list)  # the graph node each stage runs
+    stage_chunks: list[int] = field(default_factory=list)
 
 
 class Lowering:
@@ -236,6 +238,7 @@ class Lowering:
         it has a hazard with (:func:`~provenml.compiler.codegen.barriers.dependencies`), each
         later stage for the stage before it."""
         stages: list[tuple[str, int]] = []  # (function, chunks)
+        stage_nodes: list[str] = []
         first_last: list[tuple[int, int]] = []  # each kernel's first and last stage
         accesses: list[Access] = []
         for idx, n in enumerate(self.g.nodes):
@@ -250,6 +253,7 @@ class Lowering:
             first = len(stages)
             for piece in pieces:
                 stages.append((piece.name, self.chunks if piece.parallel else 1))
+                stage_nodes.append(n.name)
             first_last.append((first, len(stages) - 1))
             accesses.append(self.access(n, single=not split))
         deps: list[list[int]] = [[] for _ in stages]
@@ -283,7 +287,14 @@ class Lowering:
         source = "\n\n".join([*self.helpers.values(), *self.kernels])
         source += "\n\n" + "\n".join(entry) + "\n"
         return Program(
-            source, self.blob, int(self.g.arena_size), self.nests, [fn for fn, _ in stages], deps
+            source,
+            self.blob,
+            int(self.g.arena_size),
+            self.nests,
+            [fn for fn, _ in stages],
+            deps,
+            stage_nodes,
+            [chunks for _, chunks in stages],
         )
 
     def kernel_for(self, n: Node, kname: str) -> L.Kernel:
