@@ -9,10 +9,15 @@ machine's speed cancels):
   line. Before the runtime aligned them, a build whose weights began 16-48 bytes past a line
   ran up to 13% slower (``resnet_stage:3``).
 * ``--check memory-planning``: the build with and without static memory planning, at 1 and 2
-  threads, with the arena size and the number of dependency edges of the pool schedule
-  (reusing an arena block orders the block's writer after its last reader).
+  threads, with the arena size, the number of dependency edges of the pool schedule and the
+  number of stage pairs it orders (directly or transitively). Before stop 37 reusing an arena
+  block ordered the block's writer after its last reader; since, a parallel build reuses only
+  where that order already holds, so both builds order the same pairs. ``--profile`` adds
+  each build's per-stage work (``Compiled.profile``), where what is left of the difference
+  shows.
 
-    .venv/bin/python benchmarks/bench_compiler_builds.py --case resnet:1 --check memory-planning
+    .venv/bin/python benchmarks/bench_compiler_builds.py --case resnet:1 --check memory-planning \
+        [--profile]
     .venv/bin/python benchmarks/bench_compiler_builds.py --case resnet_stage:3 --check rebuild
 
 Latency is the median of ``--rounds`` interleaved rounds (every build once per round, shuffled,
@@ -45,6 +50,17 @@ def dependency_edges(source: str) -> int:
     return len(found.group(1).split(","))
 
 
+def ordered_pairs(program: Any) -> int:
+    """Stage pairs (earlier, later) the pool schedule orders, directly or transitively."""
+    import networkx as nx
+
+    dag = nx.DiGraph()
+    dag.add_nodes_from(range(len(program.stages)))
+    for k, before in enumerate(program.stage_deps):
+        dag.add_edges_from((j, k) for j in before)
+    return int(nx.transitive_closure_dag(dag).number_of_edges())
+
+
 def stage_count(source: str) -> int:
     found = re.search(r"pm_stage_t \w+_stages\[(\d+)\]", source)
     return int(found.group(1)) if found else 0
@@ -58,6 +74,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--min-time", type=float, default=0.02)
+    parser.add_argument("--profile", action="store_true", help="per-stage work of each build")
+    parser.add_argument("--profile-calls", type=int, default=200)
     args = parser.parse_args()
     name, _, batch = args.case.partition(":")
     model, x = build_model(name, int(batch or 1))
@@ -71,7 +89,7 @@ def main() -> None:
     else:
         for threads in sorted({1, args.threads}):
             for planned in (True, False):
-                key = f"{threads} thread(s), planning {'on' if planned else 'off'}"
+                key = f"{threads}T, {'planned' if planned else 'unplanned'}"
                 builds[key] = pm_compile(
                     model,
                     (x,),
@@ -88,7 +106,7 @@ def main() -> None:
     print(
         f"{'build':34s} {'median us':>10s} {'/ first':>8s} {'blob%64':>8s} {'arena%64':>9s}", end=""
     )
-    print(f" {'arena KiB':>10s} {'stages':>7s} {'dep edges':>10s}")
+    print(f" {'arena KiB':>10s} {'stages':>7s} {'dep edges':>10s} {'ordered':>8s}")
     for key, samples in rounds.items():
         graph = builds[key].graph
         source = graph.program.source
@@ -97,8 +115,24 @@ def main() -> None:
             f"{key:34s} {np.median(samples) * 1e6:10.1f} {ratio:8.3f}"
             f" {graph.consts.ctypes.data % CACHE_LINE:8d} {graph.arena.ctypes.data % CACHE_LINE:9d}"
             f" {graph.program.arena_floats * 4 // 1024:10d} {stage_count(source):7d}"
-            f" {dependency_edges(source):10d}"
+            f" {dependency_edges(source):10d} {ordered_pairs(graph.program):8d}"
         )
+    if args.profile:
+        profiles = {}
+        for key, build in builds.items():
+            build.graph.set_adaptive(False)  # every call by the team, as profiled
+            with torch.no_grad():
+                profiles[key] = build.profile(x, calls=args.profile_calls)
+            build.graph.set_adaptive(True)
+        keys = list(profiles)
+        print("\nper-stage work in us (all threads' chunks; median of the profiled calls)")
+        print(f"{'stage':34s} " + " ".join(f"{k[:22]:>22s}" for k in keys))
+        first_profile = profiles[keys[0]]
+        for s_idx, row in enumerate(first_profile.stages):
+            cells = " ".join(f"{profiles[k].stages[s_idx].work_us:22.1f}" for k in keys)
+            print(f"{row.function[:34]:34s} {cells}")
+        print(f"{'total work':34s} " + " ".join(f"{profiles[k].work_us:22.1f}" for k in keys))
+        print(f"{'sum of spans':34s} " + " ".join(f"{profiles[k].span_us:22.1f}" for k in keys))
     print("load average", tuple(round(v, 2) for v in os.getloadavg()))
 
 
