@@ -109,3 +109,29 @@ def test_a_call_checks_inputs_and_converts_what_it_may(cache: str) -> None:
         compiled(torch.randn(2, 784))
     with pytest.raises(ProvenmlError, match="compiled for dtype"):
         compiled(x.double())
+
+
+def test_threads_calling_one_compiled_graph_get_their_own_results(cache: str) -> None:
+    """ctypes releases the GIL during the C call: two Python threads calling one compiled
+    graph with different inputs must each get the result for their input (the graph's
+    pointer arrays and arena are used by one call at a time)."""
+    import threading
+
+    model, x = build_model("mlp", batch=4)
+    compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
+    inputs = [torch.randn(4, 784, generator=torch.Generator().manual_seed(k)) for k in range(2)]
+    with torch.no_grad():
+        wants = [model(i) for i in inputs]
+    wrong: list[int] = []
+
+    def hammer(k: int) -> None:
+        for _ in range(300):
+            if not torch.allclose(compiled(inputs[k]), wants[k], rtol=1e-4, atol=1e-5):
+                wrong.append(k)
+
+    workers = [threading.Thread(target=hammer, args=(k,)) for k in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not wrong
