@@ -12,7 +12,9 @@ thread under a background load.
 
 ``--scaling`` adds, per case, provenml and eager at every fixed thread count (1..--threads,
 interleaved rounds, median), which shows how each scales from one thread to two independently
-of the thread count the arms picked. ``--runs N`` repeats the whole measurement N times in one
+of the thread count the arms picked, and provenml's one-thread arm a second time in the same
+rounds: the ratio of the two identical arms is the measurement's noise floor (stop 37:
+0.98-1.03 for `mlp:1`), against which "2 threads not slower than 1" is to be read. ``--runs N`` repeats the whole measurement N times in one
 process and prints every run's ratios and how many met the goal. ``--background-load on``
 starts one CPU-bound process for the duration of each run (and stops it after); ``both`` does
 every run once idle and once under that load. ``--runtime pool`` measures the worker-pool
@@ -91,6 +93,7 @@ def main() -> None:
     ratios: dict[tuple[str, str], list[float]] = {}
     speedups: dict[tuple[str, str], list[float]] = {}
     alone: dict[tuple[str, str], list[float]] = {}  # pool: share of calls run alone
+    floors: dict[tuple[str, str], list[float]] = {}  # the 1T arm against itself
     for run in range(1, args.runs + 1):
         for loaded in conditions:
             label = "background load" if loaded else "no added load"
@@ -100,8 +103,9 @@ def main() -> None:
                     ratios.setdefault((case, label), []).append(r_e)
                 if args.scaling:
                     for case in cfg.cases:
-                        up, share = scaling(case, cfg)
+                        up, share, floor = scaling(case, cfg)
                         speedups.setdefault((case, label), []).append(up)
+                        floors.setdefault((case, label), []).append(floor)
                         if share is not None:
                             alone.setdefault((case, label), []).append(share)
                 print(f"load average after: {os.getloadavg()}")
@@ -118,6 +122,11 @@ def main() -> None:
             f"{case}, {label}: provenml speed-up 1T -> {cfg.threads}T per run "
             f"{[round(v, 2) for v in vals]}; {cfg.threads} threads not slower than 1 in "
             f"{ok} of {len(vals)}"
+        )
+    for (case, label), vals in floors.items():
+        print(
+            f"{case}, {label}: noise floor, provenml 1T against itself per run "
+            f"{[round(v, 3) for v in vals]} (identical code; read the speed-ups against it)"
         )
     for (case, label), vals in alone.items():
         print(
@@ -152,11 +161,12 @@ def measure(cfg: EndToEndConfig) -> list[tuple[str, float]]:
     return rows
 
 
-def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None]:
+def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None, float]:
     """provenml and eager at each fixed thread count, timed in the same interleaved rounds;
-    returns provenml's speed-up from 1 thread to ``cfg.threads`` and, for the pool runtime,
-    the share of its calls above one thread that the adaptive fallback ran alone (else
-    ``None``)."""
+    returns provenml's speed-up from 1 thread to ``cfg.threads``; for the pool runtime, the
+    share of its calls above one thread that the adaptive fallback ran alone (else
+    ``None``); and the noise floor: provenml's one-thread arm timed twice in the same rounds,
+    first over second (identical code: how far apart two equal arms land)."""
     name, batch = case.split(":")
     model, x = build_model(name, batch=int(batch))
     compiled = pm_compile(
@@ -179,6 +189,8 @@ def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None]:
     for t in range(1, cfg.threads + 1):
         fns[f"provenml {t}T"] = pm_at(t)
         fns[f"eager {t}T"] = _threaded(torch.no_grad()(lambda: model(x)), t)
+    # the noise floor: the same one-thread arm a second time, in the same rounds
+    fns["provenml 1T again"] = pm_at(1)
     before = torch.get_num_threads()
     stats0 = compiled.graph.pool_stats()  # None for the OpenMP runtime
     try:
@@ -194,6 +206,7 @@ def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None]:
             f"; pool calls above 1T: {team} team, {solo} alone ({share:.0%}), "
             f"{stats1['lost'] - stats0['lost']} verdicts lost, back-off now {stats1['backoff']}"
         )
+    floor = lat["provenml 1T"] / lat.pop("provenml 1T again")
     cells = ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in lat.items())
     t = cfg.threads
     speedup = lat["provenml 1T"] / lat[f"provenml {t}T"]
@@ -201,10 +214,11 @@ def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None]:
         f"{case} fixed threads: {cells}; provenml {t}T/eager {t}T "
         f"{lat[f'provenml {t}T'] / lat[f'eager {t}T']:.2f}, provenml speed-up 1T->{t}T "
         f"{speedup:.2f}, eager "
-        f"{lat['eager 1T'] / lat[f'eager {t}T']:.2f} (load {os.getloadavg()[0]:.2f}){pool}",
+        f"{lat['eager 1T'] / lat[f'eager {t}T']:.2f}, provenml 1T against itself {floor:.3f}"
+        f" (load {os.getloadavg()[0]:.2f}){pool}",
         flush=True,
     )
-    return speedup, share
+    return speedup, share, floor
 
 
 if __name__ == "__main__":
