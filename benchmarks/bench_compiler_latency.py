@@ -14,15 +14,15 @@ thread under a background load.
 interleaved rounds, median), which shows how each scales from one thread to two independently
 of the thread count the arms picked, and provenml's one-thread arm a second time in the same
 rounds: the ratio of the two identical arms is the measurement's noise floor (stop 37:
-0.98-1.03 for `mlp:1`), against which "2 threads not slower than 1" is to be read.
-``--runs N`` repeats the whole measurement N times in one process and prints every run's ratios and how many met the goal. ``--background-load on``
-starts one CPU-bound process for the duration of each run (and stops it after); ``both`` does
-every run once idle and once under that load. ``--runtime pool`` measures the worker-pool
-runtime (persistent threads, claimed chunks, completion counters) instead of OpenMP; its
-adaptive fallback (calls on the caller alone while the team loses) stays on, as a user gets
-it, and ``--scaling`` reports how many of the fixed-thread-count calls above one thread the
-team ran and how many ran alone. Quote the load average printed with each run: "idle" means
-only this benchmark was running.
+0.98-1.03 for `mlp:1`), against which "2 threads not slower than 1" is to be read. ``--runs N``
+repeats the whole measurement N times in one process and prints every run's ratios and how many
+met the goal. ``--background-load on`` starts one CPU-bound process for the duration of each
+run (and stops it after); ``both`` does every run once idle and once under that load.
+``--runtime pool`` measures the worker-pool runtime (persistent threads, claimed chunks,
+completion counters) instead of OpenMP; its adaptive fallback (calls on the caller alone while
+the team loses) stays on, as a user gets it, and ``--scaling`` reports how many of the fixed-
+thread-count calls above one thread the team ran and how many ran alone. Quote the load
+average printed with each run: "idle" means only this benchmark was running.
 """
 
 from __future__ import annotations
