@@ -1,6 +1,6 @@
 """Separately compiled builds of one model, timed against each other in one process.
 
-Two checks behind the stop-36 findings in docs/compiler.md (ratios within one run, so the
+Two checks behind the stop-36 findings in docs/compiler_history.md (ratios within one run, so the
 machine's speed cancels):
 
 * ``--check rebuild``: ``--builds`` builds with identical options (all passes, fixed thread

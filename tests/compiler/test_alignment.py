@@ -3,7 +3,7 @@
 Every constant and planned buffer sits at a multiple of 16 floats from those bases, so with
 aligned bases the kernels' 64-byte vector loads never straddle two lines. numpy alone gives
 16-byte alignment: the same build of ``resnet_stage:3`` ran 13% slower when its weights
-started 16, 32 or 48 bytes past a line (docs/compiler.md, *Stop 36*).
+started 16, 32 or 48 bytes past a line (docs/compiler_history.md, *Stop 36*).
 """
 
 from __future__ import annotations

@@ -173,7 +173,7 @@ def compile_graph(
             # the pool's adaptive fallback already runs a call alone whenever the team is
             # measured to lose; the stall guard on top judged single slow calls (a wake-up
             # after an idle gap, a page fault) as stalls on an idle machine and sent whole
-            # builds to one thread for thousands of calls (docs/compiler.md, *Stop 36*)
+            # builds to one thread for thousands of calls (docs/compiler_history.md, *Stop 36*)
             cg.set_threads(best)
         else:
             # more threads than one: guard them (a call slower than twice the one-thread

@@ -57,7 +57,7 @@ class CompiledGraph:
         # both blocks start on a cache line: the planner and the lowering place every buffer
         # and constant at a multiple of 16 floats from these bases, so the kernels' 64-byte
         # vector loads stay inside one line (numpy alone gives 16-byte alignment, and a
-        # misaligned weight blob made the same build 13% slower, see docs/compiler.md)
+        # misaligned weight blob made the same build 13% slower, see docs/compiler_history.md)
         self.consts = aligned_copy(np.asarray(program.consts, np.float32))
         self.arena = aligned_zeros(max(program.arena_floats, 16) + 16)
         self.in_types = [graph.values[i] for i in graph.inputs]

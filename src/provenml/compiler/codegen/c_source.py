@@ -144,7 +144,7 @@ static pthread_mutex_t pm_call_lock = PTHREAD_MUTEX_INITIALIZER;  /* one call at
                                     compiler.end_to_end timed it at one-thread speed (stop 35) */
 #define PM_AD_MARGIN 1.05   /* the team loses when its mean time > this x the one-thread
                                estimate (stop 34 tried the measured alone calls instead: the
-                               team then lost transient contests idle; docs/compiler.md).
+                               team then lost transient contests idle; docs/compiler_history.md).
                                Stop 37 measured 1.00: under load mlp:1's 2T/1T median rose
                                from 0.97 to 0.985, idle it fell from 1.10 to 1.00 (the team
                                lost its idle gain); kept at 1.05 */

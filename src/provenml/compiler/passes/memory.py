@@ -166,7 +166,7 @@ def plan_memory(g: Graph, reuse: bool = True, parallel: bool = False) -> Graph:
     ancestors), so reuse adds no ordering to the parallel schedule; otherwise the arena grows.
     Without it, reusing a block orders its new writer after its last reader, which serialised
     independent kernels: ``resnet:1`` ran 12% slower at two threads planned than unplanned
-    (docs/compiler.md, *Stop 36*). On one thread every node runs after every earlier one, so
+    (docs/compiler_history.md, *Stop 36*). On one thread every node runs after every earlier one, so
     any reuse is free."""
     out = g.clone()
     ancestors = _ancestors(out) if parallel else {}
