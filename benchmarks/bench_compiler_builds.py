@@ -29,41 +29,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from typing import Any
 
 import numpy as np
 import torch
 
 from provenml.compiler import compile as pm_compile
+from provenml.compiler.codegen import ordered_pairs
 from provenml.compiler.experiments import interleaved_samples
 from provenml.compiler.models import build_model
 
 CACHE_LINE = 64  # bytes (also `provenml.compiler.runtime.CACHE_LINE`, absent before stop 36)
-
-
-def dependency_edges(source: str) -> int:
-    """Number of stage-to-stage dependency edges in a pool-runtime build's C source."""
-    found = re.search(r"static const int \w+_deps\[\d+\] = \{ ([^}]*)\}", source)
-    if found is None or not found.group(1).strip() or "_stages[1]" in source:
-        return 0
-    return len(found.group(1).split(","))
-
-
-def ordered_pairs(program: Any) -> int:
-    """Stage pairs (earlier, later) the pool schedule orders, directly or transitively."""
-    import networkx as nx
-
-    dag = nx.DiGraph()
-    dag.add_nodes_from(range(len(program.stages)))
-    for k, before in enumerate(program.stage_deps):
-        dag.add_edges_from((j, k) for j in before)
-    return int(nx.transitive_closure_dag(dag).number_of_edges())
-
-
-def stage_count(source: str) -> int:
-    found = re.search(r"pm_stage_t \w+_stages\[(\d+)\]", source)
-    return int(found.group(1)) if found else 0
 
 
 def main() -> None:
@@ -109,13 +85,13 @@ def main() -> None:
     print(f" {'arena KiB':>10s} {'stages':>7s} {'dep edges':>10s} {'ordered':>8s}")
     for key, samples in rounds.items():
         graph = builds[key].graph
-        source = graph.program.source
+        program = graph.program
         ratio = float(np.median(np.array(samples) / first))
         print(
             f"{key:34s} {np.median(samples) * 1e6:10.1f} {ratio:8.3f}"
             f" {graph.consts.ctypes.data % CACHE_LINE:8d} {graph.arena.ctypes.data % CACHE_LINE:9d}"
-            f" {graph.program.arena_floats * 4 // 1024:10d} {stage_count(source):7d}"
-            f" {dependency_edges(source):10d} {ordered_pairs(graph.program):8d}"
+            f" {program.arena_floats * 4 // 1024:10d} {len(program.stages):7d}"
+            f" {sum(map(len, program.stage_deps)):10d} {len(ordered_pairs(program.stage_deps)):8d}"
         )
     if args.profile:
         profiles = {}

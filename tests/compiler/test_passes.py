@@ -15,7 +15,7 @@ import provenml.compiler as pc
 from provenml.compiler import loopir as L
 from provenml.compiler import passes as P
 from provenml.compiler.build import build
-from provenml.compiler.codegen import C_HEADER, SIGNATURE
+from provenml.compiler.codegen import C_HEADER, SIGNATURE, ordered_pairs
 from provenml.compiler.models import build_model
 from provenml.errors import ProvenmlError
 
@@ -110,17 +110,6 @@ def test_memory_planner_reuses_and_never_overlaps() -> None:
     assert len(set(buffer_of.values())) < len(buffer_of)  # elementwise ops ran in place
 
 
-def _ordering(program: object) -> set[tuple[int, int]]:
-    """Every (earlier, later) stage pair the pool runtime orders, directly or transitively."""
-    import networkx as nx
-
-    dag = nx.DiGraph()
-    dag.add_nodes_from(range(len(program.stages)))  # type: ignore[attr-defined]
-    for k, before in enumerate(program.stage_deps):  # type: ignore[attr-defined]
-        dag.add_edges_from((j, k) for j in before)
-    return set(nx.transitive_closure_dag(dag).edges())
-
-
 @pytest.mark.parametrize("name", ["resnet", "mobilenet", "transformer"])
 def test_memory_planning_adds_no_ordering_to_a_parallel_schedule(name: str, cache: str) -> None:
     """At two threads a reused arena block may only go to a kernel that already waits for
@@ -144,7 +133,7 @@ def test_memory_planning_adds_no_ordering_to_a_parallel_schedule(name: str, cach
     }
     planned, unplanned = builds[2, True].graph.program, builds[2, False].graph.program
     assert planned.stages == unplanned.stages
-    assert _ordering(planned) == _ordering(unplanned)
+    assert ordered_pairs(planned.stage_deps) == ordered_pairs(unplanned.stage_deps)
     assert planned.arena_floats < unplanned.arena_floats  # still planned, not switched off
     assert builds[1, True].graph.program.arena_floats <= planned.arena_floats
     with torch.no_grad():

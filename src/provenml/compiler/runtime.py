@@ -282,20 +282,18 @@ class CompiledGraph:
             raise ProvenmlError("profile: the chunk log filled up; profile fewer calls")
         rec = np.frombuffer(raw, dtype=np.int64).reshape(-1, 5)
         nstages, threads = len(self.program.stages), max(1, self.threads)
+        call = np.searchsorted(marks, np.arange(len(rec)), side="right") - 1
+        thread, stage, start, end = rec[:, 0], rec[:, 1], rec[:, 3], rec[:, 4]
         work = np.zeros((calls, nstages))
-        span = np.zeros((calls, nstages))
+        np.add.at(work, (call, stage), end - start)
         per_thread = np.zeros((calls, nstages, threads))
-        window = np.zeros(calls)
-        for c in range(calls):
-            r = rec[marks[c] : marks[c + 1]]
-            window[c] = r[:, 4].max() - r[:, 3].min()
-            for s in range(nstages):
-                mine = r[r[:, 1] == s]
-                took = mine[:, 4] - mine[:, 3]
-                work[c, s] = took.sum()
-                span[c, s] = mine[:, 4].max() - mine[:, 3].min()
-                for t in range(threads):
-                    per_thread[c, s, t] = took[mine[:, 0] == t].sum()
+        np.add.at(per_thread, (call, stage, thread), end - start)
+        first = np.full((calls, nstages), np.iinfo(np.int64).max)
+        np.minimum.at(first, (call, stage), start)
+        last = np.full((calls, nstages), np.iinfo(np.int64).min)
+        np.maximum.at(last, (call, stage), end)
+        span = last - first
+        window = last.max(axis=1) - first.min(axis=1)
         rows = [
             StageProfile(
                 stage=s,

@@ -9,7 +9,13 @@ attention, reduction, movement, pool; the register tile in :mod:`.kernels.tiles`
 expressions, the micro-kernel helper), :mod:`.nests` (shared loop-nest builders).
 """
 
-from provenml.compiler.codegen.barriers import Access, Region, dependencies, place_barriers
+from provenml.compiler.codegen.barriers import (
+    Access,
+    Region,
+    dependencies,
+    ordered_pairs,
+    place_barriers,
+)
 from provenml.compiler.codegen.c_source import (
     ARGS,
     C_HEADER,
@@ -54,6 +60,7 @@ __all__ = [
     "dependencies",
     "lower",
     "microkernel",
+    "ordered_pairs",
     "place_barriers",
     "scratch_floats",
     "work_estimate",

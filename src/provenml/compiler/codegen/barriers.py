@@ -66,3 +66,15 @@ def dependencies(accesses: list[Access]) -> list[list[int]]:
                 deps.append(j)
         out.append(deps)
     return out
+
+
+def ordered_pairs(stage_deps: list[list[int]]) -> set[tuple[int, int]]:
+    """Every (earlier, later) stage pair a schedule orders, directly or through a chain of
+    waits: the transitive closure of ``stage_deps`` (each stage lists earlier stages only)."""
+    before: list[set[int]] = []
+    for deps in stage_deps:
+        mine: set[int] = set()
+        for j in deps:
+            mine |= {j} | before[j]
+        before.append(mine)
+    return {(j, k) for k, mine in enumerate(before) for j in mine}

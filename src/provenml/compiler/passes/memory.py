@@ -3,7 +3,7 @@ free list, in-place reuse for elementwise groups, and a checker."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from provenml.compiler.ir import ELEMENTWISE, Graph, Node
 from provenml.errors import ProvenmlError
@@ -22,6 +22,7 @@ class Buffer:
     start: int
     end: int
     offset: int = -1
+    users: set[str] = field(default_factory=set)  # the kernels that read or write it
 
 
 def storage_root(g: Graph, name: str) -> str:
@@ -61,16 +62,15 @@ def liveness(
             last_use[storage_root(g, i)] = step
     for o in g.outputs:
         last_use[storage_root(g, o)] = len(g.nodes)
-    touched: dict[str, set[str]] = {}  # buffer -> the nodes so far that read or wrote it
     for step, n in enumerate(g.nodes):
         for i in n.inputs if n.op not in ALIAS_OPS else ():  # a view is no kernel
             root = storage_root(g, i)
             if root in buffer_of:
-                touched.setdefault(buffer_of[root], set()).add(n.name)
+                buffers[buffer_of[root]].users.add(n.name)
         extra = int(n.attrs.get("scratch", 0))
         if extra:
             key = n.name + "#scratch"
-            buffers[key] = Buffer(key, _align(extra), step, step)
+            buffers[key] = Buffer(key, _align(extra), step, step, users={n.name})
             buffer_of[key] = key
         if n.op in ALIAS_OPS or n.name in direct:
             continue
@@ -81,17 +81,16 @@ def liveness(
             if (
                 cand is not None
                 and ancestors is not None
-                and not touched.get(cand, set()) - {n.name} <= ancestors[n.name]
+                and not buffers[cand].users - {n.name} <= ancestors[n.name]
             ):
                 cand = None  # writing it in place would wait for a kernel not waited for yet
             if cand is not None:
-                touched[cand].add(n.name)
+                buffers[cand].users.add(n.name)
                 buffer_of[n.name] = cand
                 buffers[cand].end = max(buffers[cand].end, last_use.get(n.name, step))
                 continue
-        buffers[n.name] = Buffer(n.name, size, step, last_use.get(n.name, step))
+        buffers[n.name] = Buffer(n.name, size, step, last_use.get(n.name, step), users={n.name})
         buffer_of[n.name] = n.name
-        touched.setdefault(n.name, set()).add(n.name)
     return buffers, buffer_of
 
 
@@ -124,21 +123,6 @@ def _inplace_candidate(
     return None
 
 
-def _users(g: Graph, buffers: dict[str, Buffer], buffer_of: dict[str, str]) -> dict[str, set[str]]:
-    """The nodes that read or write each arena buffer (through views too)."""
-    users: dict[str, set[str]] = {name: set() for name in buffers}
-    for n in g.nodes:
-        if n.op in ALIAS_OPS:  # a view is no kernel
-            continue
-        for value in (*n.inputs, n.name):
-            root = storage_root(g, value)
-            if root in buffer_of:
-                users[buffer_of[root]].add(n.name)
-        if n.name + "#scratch" in buffers:
-            users[n.name + "#scratch"].add(n.name)
-    return users
-
-
 def _ancestors(g: Graph) -> dict[str, set[str]]:
     """Every node's transitive producers: the nodes it waits for whole (the pool runtime's
     dependencies wait for a kernel's last stage, so waiting is transitive)."""
@@ -169,9 +153,8 @@ def plan_memory(g: Graph, reuse: bool = True, parallel: bool = False) -> Graph:
     (docs/compiler_history.md, *Stop 36*). On one thread every node runs after every earlier one, so
     any reuse is free."""
     out = g.clone()
-    ancestors = _ancestors(out) if parallel else {}
-    buffers, buffer_of = liveness(out, inplace=reuse, ancestors=ancestors if parallel else None)
-    users = _users(out, buffers, buffer_of) if parallel else {}
+    ancestors = _ancestors(out) if parallel else None
+    buffers, buffer_of = liveness(out, inplace=reuse, ancestors=ancestors)
     free: list[tuple[int, int, frozenset[str]]] = []  # (offset, size, nodes that used it)
     arena = 0
     by_start: dict[int, list[Buffer]] = {}
@@ -181,11 +164,11 @@ def plan_memory(g: Graph, reuse: bool = True, parallel: bool = False) -> Graph:
         by_end.setdefault(b.end, []).append(b)
     for step in range(len(out.nodes) + 1):
         for b in by_start.get(step, []):
-            waits_for = ancestors.get(out.nodes[step].name, set()) if parallel else set()
+            waits_for = ancestors[out.nodes[step].name] if ancestors is not None else None
             fits = [
                 (size, off, used)
                 for off, size, used in free
-                if size >= b.size and (not parallel or used <= waits_for)
+                if size >= b.size and (waits_for is None or used <= waits_for)
             ]
             if reuse and fits:
                 size, off, used = min(fits, key=lambda f: (f[0], f[1]))
@@ -198,7 +181,7 @@ def plan_memory(g: Graph, reuse: bool = True, parallel: bool = False) -> Graph:
                 arena += b.size
         if reuse:
             for b in by_end.get(step, []):
-                free.append((b.offset, b.size, frozenset(users.get(b.name, ()))))
+                free.append((b.offset, b.size, frozenset(b.users)))
                 free.sort(key=lambda f: f[0])
                 merged: list[tuple[int, int, frozenset[str]]] = []
                 for off, size, used in free:
