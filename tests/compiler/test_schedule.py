@@ -302,6 +302,19 @@ def test_pool_stages_split_a_kernel_at_its_barriers() -> None:
     assert [s.parallel for s in stages] == [True, True]
     assert all("float* xp = 0;" in s.source and "PM_PART" in s.source for s in stages)
     assert L.to_c_stages(kernel, "const int tid, const int nth", split=False)[0].parallel is False
+    assert [s.extent for s in stages] == [10, 8]
+
+
+def test_a_stage_has_no_more_chunks_than_iterations(cache: str) -> None:
+    """The transformer block's attention stage has 4 heads: at 2 threads it is cut into 4
+    chunks, two per thread's range (with 8, PM_PART put all four heads in the first range and
+    which thread ran which head was a race); the products keep 8 chunks."""
+    model, x = build_model("transformer")
+    compiled = pc.compile(model, (x,), threads=2, tune_threads=False, tuning=False, cache_dir=cache)
+    program = compiled.graph.program
+    chunks = dict(zip(program.stages, program.stage_chunks, strict=True))
+    assert [c for f, c in chunks.items() if "attention" in f] == [4]
+    assert all(c == 8 for f, c in chunks.items() if "dense" in f)
 
 
 @pytest.mark.parametrize("name", ["resnet", "transformer"])

@@ -276,11 +276,14 @@ def to_c(kernel: Kernel, signature: str, split: bool = True) -> str:
 class Stage:
     """One piece of a kernel for the worker-pool runtime: a C function ``name(SIGNATURE)``
     that runs chunk ``tid`` of ``nth`` of a parallel loop (its ``PM_PART`` slice), or the whole
-    piece when it is serial (called with ``tid = 0, nth = 1``)."""
+    piece when it is serial (called with ``tid = 0, nth = 1``). ``extent`` is the parallel
+    loop's trip count when known (1 for a serial piece, 0 when symbolic): a stage has at most
+    that many chunks."""
 
     name: str
     source: str
     parallel: bool
+    extent: int = 1
 
 
 def to_c_stages(kernel: Kernel, signature: str, split: bool = True) -> list[Stage]:
@@ -311,7 +314,10 @@ def to_c_stages(kernel: Kernel, signature: str, split: bool = True) -> list[Stag
             lines += _lower(items, "  ")
         lines.append("}")
         helpers = kernel.helpers if not stages else []
-        stages.append(Stage(name, "\n".join(helpers + lines), par))
+        extent = 1
+        if par and isinstance(items[0], Loop):
+            extent = items[0].extent if isinstance(items[0].extent, int) else 0
+        stages.append(Stage(name, "\n".join(helpers + lines), par, extent))
 
     for item in kernel.body:
         if isinstance(item, Decl):

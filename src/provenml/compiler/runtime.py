@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -28,6 +29,25 @@ _LIBRARY_THREADS: dict[str, list[int]] = {}
 
 
 CACHE_LINE = 64  # bytes
+# Output recycling (stop 38): graphs whose outputs total at least this many bytes hand out
+# an earlier call's output tensors again once nothing outside the graph refers to them.
+RECYCLE_MIN_BYTES = 16384
+_STORAGE_USE_COUNT = getattr(torch._C, "_storage_Use_Count", None)
+
+
+def _unshared(outs: list[torch.Tensor]) -> bool:
+    """Whether every tensor of an earlier call's outputs is referenced only by ``outs``: no
+    Python name, container, view, NumPy array or DLPack capsule holds it or its memory. Two
+    references each: the list's and ``getrefcount``'s argument; two storage uses: the tensor's
+    and the temporary storage object. (Indexing, not a loop variable, keeps the count exact.)"""
+    if _STORAGE_USE_COUNT is None:  # a torch without the counter: never recycle
+        return False
+    for k in range(len(outs)):
+        if sys.getrefcount(outs[k]) != 2:
+            return False
+        if _STORAGE_USE_COUNT(outs[k].untyped_storage()._cdata) != 2:
+            return False
+    return True
 
 
 def aligned_zeros(size: int, align: int = CACHE_LINE) -> np.ndarray:
@@ -68,6 +88,13 @@ class CompiledGraph:
         self._in_spec = [(torch.Size(v.shape), _TORCH_DTYPE[v.dtype]) for v in self.in_types]
         self._out_spec = [(v.shape, _TORCH_DTYPE[v.dtype]) for v in self.out_types]
         self._lock = threading.Lock()
+        out_bytes = sum(
+            int(np.prod(shape)) * torch.empty((), dtype=dt).element_size()
+            for shape, dt in self._out_spec
+        )
+        # see _outputs: on by default for outputs of at least RECYCLE_MIN_BYTES
+        self.recycle_outputs = out_bytes >= RECYCLE_MIN_BYTES
+        self._recent: list[list[torch.Tensor]] = []  # the last two calls' outputs
         self._in_addr = ctypes.addressof(self._in)
         self._out_addr = ctypes.addressof(self._out)
         self._arena = self.arena.ctypes.data
@@ -212,7 +239,7 @@ class CompiledGraph:
 
     def _run(self) -> list[torch.Tensor]:
         """Allocate the outputs and call the entry on the inputs already in ``self._in``."""
-        outs = [torch.empty(shape, dtype=dtype) for shape, dtype in self._out_spec]
+        outs = self._outputs()
         for k, o in enumerate(outs):
             self._out[k] = o.data_ptr()
         if self._library_threads[0] != self.threads:  # another build of this library set it
@@ -221,6 +248,29 @@ class CompiledGraph:
             self.entry(self._in_addr, self._out_addr, self._arena, self._consts)
         else:
             self._guarded_entry()
+        return outs
+
+    def _outputs(self) -> list[torch.Tensor]:
+        """(Lock held.) Tensors for this call's outputs. With ``recycle_outputs`` (the default
+        when the outputs total at least ``RECYCLE_MIN_BYTES``), the graph keeps the output
+        tensors of its last two calls and hands one set out again once nothing else refers to
+        it (``_unshared``): a caller that drops each result (``loss += f(x).sum()``) or
+        rebinds one name (``y = f(x)``) gets the same memory back, anything it still holds is
+        never written. A fresh 64 KiB tensor costs more than its ``torch.empty``: freeing a
+        block of at least 64 KiB makes glibc consolidate its free lists, and the
+        transformer block's call took 6-9% longer with a fresh output than with a reused one
+        (docs/compiler.md, stop 38)."""
+        if self.recycle_outputs:
+            for k in range(len(self._recent)):
+                if _unshared(self._recent[k]):
+                    outs = self._recent.pop(k)
+                    self._recent.append(outs)
+                    return outs
+        outs = [torch.empty(shape, dtype=dtype) for shape, dtype in self._out_spec]
+        if self.recycle_outputs:
+            self._recent.append(outs)
+            if len(self._recent) > 2:
+                del self._recent[0]
         return outs
 
     def benchmark(

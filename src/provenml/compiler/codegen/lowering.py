@@ -252,7 +252,12 @@ class Lowering:
             self.nests[n.name] = L.describe(kernel.body)
             first = len(stages)
             for piece in pieces:
-                stages.append((piece.name, self.chunks if piece.parallel else 1))
+                # no more chunks than iterations: with 8 chunks, the 4 heads of an attention
+                # stage sat in the first thread's range (PM_PART gives the first chunks the
+                # extra iterations), so which thread ran which head was a race, and each
+                # read the other's writes of the QKV product (stop 38)
+                chunks = min(self.chunks, piece.extent or self.chunks) if piece.parallel else 1
+                stages.append((piece.name, chunks))
                 stage_nodes.append(n.name)
             first_last.append((first, len(stages) - 1))
             accesses.append(self.access(n, single=not split))

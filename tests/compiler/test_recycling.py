@@ -1,0 +1,115 @@
+"""Output recycling (``CompiledGraph.recycle_outputs``): a compiled graph hands an earlier
+call's output tensor out again only when nothing outside the graph refers to it."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+import torch
+
+import provenml.compiler as pc
+from provenml.compiler.models import build_model
+
+
+@pytest.fixture(scope="module")
+def block(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, torch.nn.Module, torch.Tensor]:
+    model, x = build_model("transformer", batch=1)  # output 64 KiB: recycled by default
+    compiled = pc.compile(
+        model,
+        (x,),
+        threads=1,
+        tune_threads=False,
+        tuning=False,
+        cache_dir=str(tmp_path_factory.mktemp("recycle")),
+    )
+    return compiled, model, x
+
+
+def _ptr(t: torch.Tensor) -> int:
+    return int(t.data_ptr())
+
+
+def test_a_dropped_output_is_reused(block: tuple) -> None:
+    compiled, _, x = block
+    assert compiled.graph.recycle_outputs
+    first = _ptr(compiled(x))  # dropped at once
+    assert _ptr(compiled(x)) == first
+
+
+def test_rebinding_one_name_alternates_two_blocks(block: tuple) -> None:
+    compiled, _, x = block
+    y = compiled(x)
+    seen = {_ptr(y)}
+    for _ in range(6):
+        y = compiled(x)  # the previous y is still alive during the call
+        seen.add(_ptr(y))
+    assert len(seen) == 2
+
+
+@pytest.mark.parametrize("holder", ["name", "view", "numpy", "list", "dlpack"])
+def test_an_output_anything_still_holds_is_never_written(block: tuple, holder: str) -> None:
+    compiled, model, x = block
+    with torch.no_grad():
+        ref = model(x)
+    out = compiled(x)
+    snapshot = out.clone()
+    keep: object
+    if holder == "name":
+        keep = out
+    elif holder == "view":
+        keep = out[0, :3]
+    elif holder == "numpy":
+        keep = out.numpy()
+    elif holder == "list":
+        keep = [out]
+    else:
+        keep = torch.utils.dlpack.to_dlpack(out)
+    del out
+    gc.collect()
+    for _ in range(4):  # calls on other inputs: a wrongly reused block would change
+        compiled(torch.randn_like(x))
+    if holder == "name":
+        now = keep
+    elif holder == "view":
+        now = keep
+        snapshot = snapshot[0, :3]
+    elif holder == "numpy":
+        now = torch.from_numpy(keep)
+    elif holder == "list":
+        now = keep[0]
+    else:
+        now = torch.utils.dlpack.from_dlpack(keep)
+    assert torch.equal(now, snapshot)
+    np.testing.assert_allclose(
+        snapshot.numpy(), ref[0, :3].numpy() if holder == "view" else ref.numpy(), atol=1e-4
+    )
+
+
+def test_an_output_fed_back_as_the_input_is_not_overwritten(block: tuple) -> None:
+    compiled, model, x = block
+    y = compiled(x)
+    e = x
+    with torch.no_grad():
+        e = model(e)
+        for _ in range(4):
+            y = compiled(y)  # the input is the previous output: it must not be the new one
+            e = model(e)
+    np.testing.assert_allclose(y.numpy(), e.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_recycling_off_allocates_every_call(block: tuple) -> None:
+    compiled, _, x = block
+    compiled.graph.recycle_outputs = False
+    try:
+        kept = [compiled(x) for _ in range(3)]
+        assert len({_ptr(t) for t in kept}) == 3
+    finally:
+        compiled.graph.recycle_outputs = True
+
+
+def test_small_outputs_are_not_recycled(cache: str) -> None:
+    model, x = build_model("mlp", batch=1)
+    compiled = pc.compile(model, (x,), threads=1, tune_threads=False, tuning=False, cache_dir=cache)
+    assert not compiled.graph.recycle_outputs  # torch.empty is cheap below 16 KiB
