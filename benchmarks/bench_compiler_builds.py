@@ -19,6 +19,13 @@ machine's speed cancels):
     .venv/bin/python benchmarks/bench_compiler_builds.py --case resnet:1 --check memory-planning \
         [--profile]
     .venv/bin/python benchmarks/bench_compiler_builds.py --case resnet_stage:3 --check rebuild
+    .venv/bin/python benchmarks/bench_compiler_builds.py --case transformer:1 --check recycling
+
+* ``--check recycling`` (stop 38): one build, called with its outputs recycled
+  (``CompiledGraph.recycle_outputs``, the default for outputs of 16 KiB or more) and with a
+  fresh ``torch.empty`` output every call, under two calling patterns: the result dropped at
+  once (``f(x)``) and one name rebound (``y = f(x)``, the previous result alive during the
+  call); eager PyTorch in the same rounds as the anchor.
 
 Latency is the median of ``--rounds`` interleaved rounds (every build once per round, shuffled,
 with an idle gap before each sample; ``compiler.experiments.interleaved_samples``). Quote the
@@ -45,7 +52,9 @@ CACHE_LINE = 64  # bytes (also `provenml.compiler.runtime.CACHE_LINE`, absent be
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--case", default="resnet:1", help="model:batch, e.g. resnet_stage:3")
-    parser.add_argument("--check", choices=("rebuild", "memory-planning"), default="rebuild")
+    parser.add_argument(
+        "--check", choices=("rebuild", "memory-planning", "recycling"), default="rebuild"
+    )
     parser.add_argument("--builds", type=int, default=4, help="builds for --check rebuild")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=21)
@@ -57,6 +66,9 @@ def main() -> None:
     model, x = build_model(name, int(batch or 1))
     model.eval()
     builds: dict[str, Any] = {}
+    if args.check == "recycling":
+        recycling(model, x, args)
+        return
     if args.check == "rebuild":
         for k in range(args.builds):
             builds[f"build {k}"] = pm_compile(
@@ -109,6 +121,43 @@ def main() -> None:
             print(f"{row.function[:34]:34s} {cells}")
         print(f"{'total work':34s} " + " ".join(f"{profiles[k].work_us:22.1f}" for k in keys))
         print(f"{'sum of spans':34s} " + " ".join(f"{profiles[k].span_us:22.1f}" for k in keys))
+    print("load average", tuple(round(v, 2) for v in os.getloadavg()))
+
+
+def recycling(model: torch.nn.Module, x: torch.Tensor, args: argparse.Namespace) -> None:
+    """Recycled against fresh outputs, per calling pattern, eager in the same rounds."""
+    build = pm_compile(model, (x,), threads=args.threads, tune_threads=False, runtime="pool")
+    graph = build.graph
+    held: list[Any] = [None]
+
+    def arm(recycle: bool, rebind: bool) -> Any:
+        def call() -> None:
+            graph.recycle_outputs = recycle
+            if rebind:
+                held[0] = build(x)
+            else:
+                build(x)
+
+        return call
+
+    calls = {
+        "eager (anchor)": lambda: model(x),
+        "recycled, result dropped": arm(True, False),
+        "fresh, result dropped": arm(False, False),
+        "recycled, one name rebound": arm(True, True),
+        "fresh, one name rebound": arm(False, True),
+    }
+    with torch.no_grad():
+        rounds = interleaved_samples(calls, args.rounds, args.min_time)
+    graph.recycle_outputs = True
+    eager = np.array(rounds["eager (anchor)"])
+    print(f"{args.case}, --check recycling, {args.threads} threads, {args.rounds} rounds")
+    print(f"{'arm':30s} {'median us':>10s} {'/ eager':>8s} {'/ fresh, same pattern':>22s}")
+    for key, samples in rounds.items():
+        arr = np.array(samples)
+        fresh = key.replace("recycled", "fresh")
+        vs = float(np.median(arr / np.array(rounds[fresh]))) if fresh in rounds else 1.0
+        print(f"{key:30s} {np.median(arr) * 1e6:10.1f} {np.median(arr / eager):8.3f} {vs:22.3f}")
     print("load average", tuple(round(v, 2) for v in os.getloadavg()))
 
 
