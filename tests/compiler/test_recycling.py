@@ -4,6 +4,8 @@ call's output tensor out again only when nothing outside the graph refers to it.
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -48,43 +50,42 @@ def test_rebinding_one_name_alternates_two_blocks(block: tuple) -> None:
     assert len(seen) == 2
 
 
-@pytest.mark.parametrize("holder", ["name", "view", "numpy", "list", "dlpack"])
+# how a caller may keep an output alive (without the tensor itself), and how to read it back
+HOLDERS: dict[str, tuple[Callable[[torch.Tensor], Any], Callable[[Any], torch.Tensor]]] = {
+    "name": (lambda out: out, lambda keep: keep),
+    "view": (lambda out: out[0, :3], lambda keep: keep),
+    "numpy": (lambda out: out.numpy(), torch.from_numpy),
+    "list": (lambda out: [out], lambda keep: keep[0]),
+    "dlpack": (torch.utils.dlpack.to_dlpack, torch.utils.dlpack.from_dlpack),
+}
+
+
+@pytest.mark.parametrize("holder", sorted(HOLDERS))
 def test_an_output_anything_still_holds_is_never_written(block: tuple, holder: str) -> None:
     compiled, model, x = block
-    with torch.no_grad():
-        ref = model(x)
+    hold, read = HOLDERS[holder]
     out = compiled(x)
-    snapshot = out.clone()
-    keep: object
-    if holder == "name":
-        keep = out
-    elif holder == "view":
-        keep = out[0, :3]
-    elif holder == "numpy":
-        keep = out.numpy()
-    elif holder == "list":
-        keep = [out]
-    else:
-        keep = torch.utils.dlpack.to_dlpack(out)
+    keep = hold(out)
+    snapshot = (out[0, :3] if holder == "view" else out).clone()  # (a capsule reads once)
     del out
     gc.collect()
     for _ in range(4):  # calls on other inputs: a wrongly reused block would change
         compiled(torch.randn_like(x))
-    if holder == "name":
-        now = keep
-    elif holder == "view":
-        now = keep
-        snapshot = snapshot[0, :3]
-    elif holder == "numpy":
-        now = torch.from_numpy(keep)
-    elif holder == "list":
-        now = keep[0]
-    else:
-        now = torch.utils.dlpack.from_dlpack(keep)
-    assert torch.equal(now, snapshot)
-    np.testing.assert_allclose(
-        snapshot.numpy(), ref[0, :3].numpy() if holder == "view" else ref.numpy(), atol=1e-4
-    )
+    assert torch.equal(read(keep), snapshot)
+    with torch.no_grad():
+        ref = model(x)
+    expected = ref[0, :3] if holder == "view" else ref
+    np.testing.assert_allclose(snapshot.numpy(), expected.numpy(), atol=1e-4)
+
+
+def test_the_list_a_compiled_graph_returns_holds_its_tensors(block: tuple) -> None:
+    """``CompiledGraph.__call__`` returns a list; holding only that list keeps the output."""
+    compiled, _, x = block
+    held = compiled.graph(x)
+    snapshot = held[0].clone()
+    for _ in range(4):
+        compiled.graph(torch.randn_like(x))
+    assert torch.equal(held[0], snapshot)
 
 
 def test_an_output_fed_back_as_the_input_is_not_overwritten(block: tuple) -> None:

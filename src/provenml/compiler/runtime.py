@@ -256,22 +256,23 @@ class CompiledGraph:
         tensors of its last two calls and hands one set out again once nothing else refers to
         it (``_unshared``): a caller that drops each result (``loss += f(x).sum()``) or
         rebinds one name (``y = f(x)``) gets the same memory back, anything it still holds is
-        never written. A fresh 64 KiB tensor costs more than its ``torch.empty``: freeing a
-        block of at least 64 KiB makes glibc consolidate its free lists, and the
-        transformer block's call took 6-9% longer with a fresh output than with a reused one
-        (docs/compiler.md, stop 38)."""
+        never written. Between calls a fresh 64 KiB output costs a few µs more than a reused
+        one (likely glibc, which consolidates its free lists whenever a block of 64 KiB or
+        more is freed; not isolated): the transformer block's call is 1.3-1.5% faster
+        recycled (docs/compiler.md, stop 38). The cost: the graph keeps up to two calls'
+        outputs alive."""
         if self.recycle_outputs:
             for k in range(len(self._recent)):
                 if _unshared(self._recent[k]):
                     outs = self._recent.pop(k)
                     self._recent.append(outs)
-                    return outs
+                    return list(outs)  # the caller's own list: its references count
         outs = [torch.empty(shape, dtype=dtype) for shape, dtype in self._out_spec]
         if self.recycle_outputs:
             self._recent.append(outs)
             if len(self._recent) > 2:
                 del self._recent[0]
-        return outs
+        return list(outs)
 
     def benchmark(
         self,
