@@ -22,7 +22,7 @@ machine's speed cancels):
     .venv/bin/python benchmarks/bench_compiler_builds.py --case transformer:1 --check recycling
 
 * ``--check recycling`` (stop 38): one build, called with its outputs recycled
-  (``CompiledGraph.recycle_outputs``, the default for outputs of 16 KiB or more) and with a
+  (``CompiledGraph.recycle_outputs``, the default for outputs of at most 4 MiB) and with a
   fresh ``torch.empty`` output every call, under two calling patterns: the result dropped at
   once (``f(x)``) and one name rebound (``y = f(x)``, the previous result alive during the
   call); eager PyTorch in the same rounds as the anchor.

@@ -17,7 +17,7 @@ from provenml.compiler.models import build_model
 
 @pytest.fixture(scope="module")
 def block(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, torch.nn.Module, torch.Tensor]:
-    model, x = build_model("transformer", batch=1)  # output 64 KiB: recycled by default
+    model, x = build_model("transformer", batch=1)  # output 64 KiB
     compiled = pc.compile(
         model,
         (x,),
@@ -110,7 +110,20 @@ def test_recycling_off_allocates_every_call(block: tuple) -> None:
         compiled.graph.recycle_outputs = True
 
 
-def test_small_outputs_are_not_recycled(cache: str) -> None:
+def test_small_outputs_are_recycled_huge_ones_are_not(cache: str) -> None:
+    """On by default up to RECYCLE_MAX_BYTES (4 MiB): a tiny output's torch.empty is most of
+    the saving; an 8 MiB one takes long enough to compute that it would only hold memory."""
+
+    class Double(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2.0
+
     model, x = build_model("mlp", batch=1)
-    compiled = pc.compile(model, (x,), threads=1, tune_threads=False, tuning=False, cache_dir=cache)
-    assert not compiled.graph.recycle_outputs  # torch.empty is cheap below 16 KiB
+    small = pc.compile(model, (x,), threads=1, tune_threads=False, tuning=False, cache_dir=cache)
+    assert small.graph.recycle_outputs
+    first = _ptr(small(x))
+    assert _ptr(small(x)) == first
+    big_x = torch.randn(1024, 2048)  # 8 MiB
+    big = pc.compile(Double().eval(), (big_x,), threads=1, tune_threads=False, cache_dir=cache)
+    assert not big.graph.recycle_outputs
+    torch.testing.assert_close(big(big_x), big_x * 2.0)

@@ -29,9 +29,11 @@ _LIBRARY_THREADS: dict[str, list[int]] = {}
 
 
 CACHE_LINE = 64  # bytes
-# Output recycling (stop 38): graphs whose outputs total at least this many bytes hand out
-# an earlier call's output tensors again once nothing outside the graph refers to them.
-RECYCLE_MIN_BYTES = 16384
+# Output recycling (stop 38): graphs whose outputs total at most this many bytes hand out an
+# earlier call's output tensors again once nothing outside the graph refers to them (larger
+# outputs take long enough to compute that a fresh allocation does not show, and keeping two
+# calls' worth of them alive would).
+RECYCLE_MAX_BYTES = 4 << 20
 _STORAGE_USE_COUNT = getattr(torch._C, "_storage_Use_Count", None)
 
 
@@ -92,8 +94,8 @@ class CompiledGraph:
             int(np.prod(shape)) * torch.empty((), dtype=dt).element_size()
             for shape, dt in self._out_spec
         )
-        # see _outputs: on by default for outputs of at least RECYCLE_MIN_BYTES
-        self.recycle_outputs = out_bytes >= RECYCLE_MIN_BYTES
+        # see _outputs: on by default for outputs of at most RECYCLE_MAX_BYTES
+        self.recycle_outputs = out_bytes <= RECYCLE_MAX_BYTES
         self._recent: list[list[torch.Tensor]] = []  # the last two calls' outputs
         self._in_addr = ctypes.addressof(self._in)
         self._out_addr = ctypes.addressof(self._out)
@@ -252,15 +254,16 @@ class CompiledGraph:
 
     def _outputs(self) -> list[torch.Tensor]:
         """(Lock held.) Tensors for this call's outputs. With ``recycle_outputs`` (the default
-        when the outputs total at least ``RECYCLE_MIN_BYTES``), the graph keeps the output
+        when the outputs total at most ``RECYCLE_MAX_BYTES``), the graph keeps the output
         tensors of its last two calls and hands one set out again once nothing else refers to
         it (``_unshared``): a caller that drops each result (``loss += f(x).sum()``) or
         rebinds one name (``y = f(x)``) gets the same memory back, anything it still holds is
-        never written. Between calls a fresh 64 KiB output costs a few µs more than a reused
-        one (likely glibc, which consolidates its free lists whenever a block of 64 KiB or
-        more is freed; not isolated): the transformer block's call is 1.3-1.5% faster
-        recycled (docs/compiler.md, stop 38). The cost: the graph keeps up to two calls'
-        outputs alive."""
+        never written. A fresh output costs about 2 µs a call (``torch.empty`` and freeing
+        the previous tensor), more for a 64 KiB block between calls (likely glibc, which
+        consolidates its free lists whenever a block of 64 KiB or more is freed; not
+        isolated): recycled, ``mlp:1`` is 17% faster and the transformer block 1.3-1.5%
+        (docs/compiler.md, stop 38). The cost: the graph keeps up to two calls' outputs
+        alive."""
         if self.recycle_outputs:
             for k in range(len(self._recent)):
                 if _unshared(self._recent[k]):
