@@ -261,7 +261,7 @@ class CompiledGraph:
         never written. A fresh output costs about 2 µs a call (``torch.empty`` and freeing
         the previous tensor), more for a 64 KiB block between calls (likely glibc, which
         consolidates its free lists whenever a block of 64 KiB or more is freed; not
-        isolated): recycled, ``mlp:1`` is 17% faster and the transformer block 1.3-1.5%
+        isolated): recycled, ``mlp:1`` is 13% faster and the transformer block 1.3-1.5%
         (docs/compiler.md, stop 38). The cost: the graph keeps up to two calls' outputs
         alive."""
         if self.recycle_outputs:
