@@ -88,6 +88,48 @@ def test_the_list_a_compiled_graph_returns_holds_its_tensors(block: tuple) -> No
     assert torch.equal(held[0], snapshot)
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        "squeeze_",
+        "resize_smaller",
+        "resize_larger",
+        "set_",
+        "requires_grad_",
+        "transpose_",
+        "storage_resize_",
+    ],
+)
+def test_an_output_changed_in_place_then_dropped_is_not_handed_out_again(
+    block: tuple, change: str
+) -> None:
+    """Without the check (``runtime._reusable``) the graph writes its 64 KiB output through the
+    changed tensor: wrong shapes, or past the end of a shrunk storage (the process crashes)."""
+    compiled, model, x = block
+    with torch.no_grad():
+        ref = model(x)
+    out = compiled(x)
+    if change == "squeeze_":
+        out.squeeze_(0)
+    elif change == "resize_smaller":
+        out.resize_(10)
+    elif change == "resize_larger":
+        out.resize_(2, 64, 256)
+    elif change == "set_":
+        out.set_(torch.zeros(3))
+    elif change == "requires_grad_":
+        out.requires_grad_()
+    elif change == "storage_resize_":
+        out.untyped_storage().resize_(16)
+    else:
+        out.transpose_(1, 2)
+    del out
+    for _ in range(3):
+        again = compiled(x)
+        assert again.shape == x.shape and again.is_contiguous() and not again.requires_grad
+        np.testing.assert_allclose(again.numpy(), ref.numpy(), atol=1e-4)
+
+
 def test_an_output_fed_back_as_the_input_is_not_overwritten(block: tuple) -> None:
     compiled, model, x = block
     y = compiled(x)

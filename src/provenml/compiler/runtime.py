@@ -37,19 +37,36 @@ RECYCLE_MAX_BYTES = 4 << 20
 _STORAGE_USE_COUNT = getattr(torch._C, "_storage_Use_Count", None)
 
 
-def _unshared(outs: list[torch.Tensor]) -> bool:
-    """Whether every tensor of an earlier call's outputs is referenced only by ``outs``: no
-    Python name, container, view, NumPy array or DLPack capsule holds it or its memory. Two
-    references each: the list's and ``getrefcount``'s argument; two storage uses: the tensor's
-    and the temporary storage object. (Indexing, not a loop variable, keeps the count exact.)"""
+def _reusable(outs: list[torch.Tensor], ptrs: list[int], shapes: list[torch.Size]) -> int:
+    """Whether an earlier call's outputs may be handed out again: 1 yes, 0 not now (still
+    held), -1 never (changed in place).
+
+    Held: a tensor referenced by anything but ``outs`` (a Python name, container, view, NumPy
+    array, DLPack capsule): two references each (the list's and ``getrefcount``'s argument)
+    and two storage uses (the tensor's and the temporary storage object); indexing, not a loop
+    variable, keeps the counts exact. A storage that lost its resizability (DLPack export marks
+    it so) counts as held: a fresh output can be ``resize_``d, so a recycled one must be too.
+    Changed: a caller dropped it after ``squeeze_``, ``transpose_``, ``resize_``, ``set_``,
+    ``requires_grad_`` or a ``resize_`` of its storage (which always moves the data): its
+    address, shape or layout is no longer the one made, and writing into it could run past
+    its memory."""
     if _STORAGE_USE_COUNT is None:  # a torch without the counter: never recycle
-        return False
+        return 0
     for k in range(len(outs)):
         if sys.getrefcount(outs[k]) != 2:
-            return False
-        if _STORAGE_USE_COUNT(outs[k].untyped_storage()._cdata) != 2:
-            return False
-    return True
+            return 0
+        storage = outs[k].untyped_storage()
+        if _STORAGE_USE_COUNT(storage._cdata) != 2 or not storage.resizable():
+            return 0
+        t = outs[k]
+        if (
+            t.data_ptr() != ptrs[k]
+            or t.shape != shapes[k]
+            or t.requires_grad
+            or not t.is_contiguous()
+        ):
+            return -1
+    return 1
 
 
 def aligned_zeros(size: int, align: int = CACHE_LINE) -> np.ndarray:
@@ -96,7 +113,9 @@ class CompiledGraph:
         )
         # see _outputs: on by default for outputs of at most RECYCLE_MAX_BYTES
         self.recycle_outputs = out_bytes <= RECYCLE_MAX_BYTES
-        self._recent: list[list[torch.Tensor]] = []  # the last two calls' outputs
+        # the last two calls' outputs with their data addresses (see _reusable)
+        self._recent: list[tuple[list[torch.Tensor], list[int]]] = []
+        self._out_shapes = [torch.Size(shape) for shape, _ in self._out_spec]
         self._in_addr = ctypes.addressof(self._in)
         self._out_addr = ctypes.addressof(self._out)
         self._arena = self.arena.ctypes.data
@@ -256,7 +275,7 @@ class CompiledGraph:
         """(Lock held.) Tensors for this call's outputs. With ``recycle_outputs`` (the default
         when the outputs total at most ``RECYCLE_MAX_BYTES``), the graph keeps the output
         tensors of its last two calls and hands one set out again once nothing else refers to
-        it (``_unshared``): a caller that drops each result (``loss += f(x).sum()``) or
+        it (``_reusable``): a caller that drops each result (``loss += f(x).sum()``) or
         rebinds one name (``y = f(x)``) gets the same memory back, anything it still holds is
         never written. A fresh output costs about 2 µs a call (``torch.empty`` and freeing
         the previous tensor), more for a 64 KiB block between calls (likely glibc, which
@@ -266,13 +285,17 @@ class CompiledGraph:
         alive."""
         if self.recycle_outputs:
             for k in range(len(self._recent)):
-                if _unshared(self._recent[k]):
-                    outs = self._recent.pop(k)
-                    self._recent.append(outs)
-                    return list(outs)  # the caller's own list: its references count
+                verdict = _reusable(self._recent[k][0], self._recent[k][1], self._out_shapes)
+                if verdict == 0:
+                    continue  # still held by the caller
+                entry = self._recent.pop(k)
+                if verdict < 0:
+                    break  # changed in place, then dropped: forget it, make new ones
+                self._recent.append(entry)
+                return list(entry[0])  # the caller's own list: its references count
         outs = [torch.empty(shape, dtype=dtype) for shape, dtype in self._out_spec]
         if self.recycle_outputs:
-            self._recent.append(outs)
+            self._recent.append((outs, [t.data_ptr() for t in outs]))
             if len(self._recent) > 2:
                 del self._recent[0]
         return list(outs)
