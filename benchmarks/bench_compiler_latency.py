@@ -14,10 +14,13 @@ thread under a background load.
 interleaved rounds, median), which shows how each scales from one thread to two independently
 of the thread count the arms picked, and provenml's one-thread arm a second time in the same
 rounds: the ratio of the two identical arms is the measurement's noise floor (stop 37:
-0.98-1.03 for `mlp:1`), against which "2 threads not slower than 1" is to be read. ``--runs N``
-repeats the whole measurement N times in one process and prints every run's ratios and how many
-met the goal. ``--background-load on`` starts one CPU-bound process for the duration of each
-run (and stops it after); ``both`` does every run once idle and once under that load.
+0.98-1.03 for `mlp:1`), against which "2 threads not slower than 1" is to be read; and (stop
+38) a one-sided paired t-test per run over the interleaved rounds of whether the top thread
+count is slower than one thread, with the summary counting the runs where it is (p < 0.05).
+``--runs N`` repeats the whole measurement N times in one process and prints every run's
+ratios and how many met the goal. ``--background-load on`` starts one CPU-bound process for
+the duration of each run (and stops it after); ``both`` does every run once idle and once
+under that load.
 ``--runtime pool`` measures the worker-pool runtime (persistent threads, claimed chunks,
 completion counters) instead of OpenMP; its adaptive fallback (calls on the caller alone while
 the team loses) stays on, as a user gets it, and ``--scaling`` reports how many of the fixed-
@@ -33,10 +36,17 @@ import multiprocessing as mp
 import os
 from collections.abc import Iterator
 
+import numpy as np
 import torch
+from scipy import stats
 
 from provenml.compiler.api import compile as pm_compile
-from provenml.compiler.experiments import EndToEndConfig, _median_latency, _threaded, run_case
+from provenml.compiler.experiments import (
+    EndToEndConfig,
+    _threaded,
+    interleaved_samples,
+    run_case,
+)
 from provenml.compiler.models import build_model
 
 GOAL_EAGER = 0.5
@@ -94,6 +104,7 @@ def main() -> None:
     speedups: dict[tuple[str, str], list[float]] = {}
     alone: dict[tuple[str, str], list[float]] = {}  # pool: share of calls run alone
     floors: dict[tuple[str, str], list[float]] = {}  # the 1T arm against itself
+    slower_p: dict[tuple[str, str], list[float]] = {}  # p(top thread count slower than 1)
     for run in range(1, args.runs + 1):
         for loaded in conditions:
             label = "background load" if loaded else "no added load"
@@ -103,9 +114,10 @@ def main() -> None:
                     ratios.setdefault((case, label), []).append(r_e)
                 if args.scaling:
                     for case in cfg.cases:
-                        up, share, floor = scaling(case, cfg)
+                        up, share, floor, p_slower = scaling(case, cfg)
                         speedups.setdefault((case, label), []).append(up)
                         floors.setdefault((case, label), []).append(floor)
+                        slower_p.setdefault((case, label), []).append(p_slower)
                         if share is not None:
                             alone.setdefault((case, label), []).append(share)
                 print(f"load average after: {os.getloadavg()}")
@@ -122,6 +134,13 @@ def main() -> None:
             f"{case}, {label}: provenml speed-up 1T -> {cfg.threads}T per run "
             f"{[round(v, 2) for v in vals]}; {cfg.threads} threads not slower than 1 in "
             f"{ok} of {len(vals)}"
+        )
+    for (case, label), vals in slower_p.items():
+        sig = sum(v < 0.05 for v in vals)
+        print(
+            f"{case}, {label}: {cfg.threads}T significantly slower than 1T (one-sided paired "
+            f"t-test over rounds, p < 0.05) in {sig} of {len(vals)} runs; p per run "
+            f"{[float(f'{v:.2g}') for v in vals]}"
         )
     for (case, label), vals in floors.items():
         print(
@@ -161,12 +180,14 @@ def measure(cfg: EndToEndConfig) -> list[tuple[str, float]]:
     return rows
 
 
-def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None, float]:
+def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None, float, float]:
     """provenml and eager at each fixed thread count, timed in the same interleaved rounds;
     returns provenml's speed-up from 1 thread to ``cfg.threads``; for the pool runtime, the
     share of its calls above one thread that the adaptive fallback ran alone (else
-    ``None``); and the noise floor: provenml's one-thread arm timed twice in the same rounds,
-    first over second (identical code: how far apart two equal arms land)."""
+    ``None``); the noise floor: provenml's one-thread arm timed twice in the same rounds,
+    first over second (identical code: how far apart two equal arms land); and the p-value of
+    a one-sided paired t-test over the rounds that ``cfg.threads`` threads are slower than one
+    (log speed-up per round below 0)."""
     name, batch = case.split(":")
     model, x = build_model(name, batch=int(batch))
     compiled = pm_compile(
@@ -194,9 +215,17 @@ def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None, float]
     before = torch.get_num_threads()
     stats0 = compiled.graph.pool_stats()  # None for the OpenMP runtime
     try:
-        lat = _median_latency(fns, cfg.repeat, cfg.min_time)
+        samples = interleaved_samples(fns, cfg.repeat, cfg.min_time)
     finally:
         torch.set_num_threads(before)
+    lat = {k: float(np.median(v)) for k, v in samples.items()}
+    # paired per round: is the top thread count slower than one thread? (one-sided t-test on
+    # the log speed-ups; the identical one-thread arms give the test's false-alarm rate)
+    t = cfg.threads
+    log_up = np.log(np.array(samples["provenml 1T"]) / np.array(samples[f"provenml {t}T"]))
+    log_same = np.log(np.array(samples["provenml 1T"]) / np.array(samples["provenml 1T again"]))
+    p_slower = float(stats.ttest_1samp(log_up, 0.0, alternative="less").pvalue)
+    p_same = float(stats.ttest_1samp(log_same, 0.0).pvalue)
     stats1 = compiled.graph.pool_stats()
     share, pool = None, ""
     if stats0 is not None and stats1 is not None:
@@ -208,17 +237,17 @@ def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None, float]
         )
     floor = lat["provenml 1T"] / lat.pop("provenml 1T again")
     cells = ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in lat.items())
-    t = cfg.threads
     speedup = lat["provenml 1T"] / lat[f"provenml {t}T"]
     print(
         f"{case} fixed threads: {cells}; provenml {t}T/eager {t}T "
         f"{lat[f'provenml {t}T'] / lat[f'eager {t}T']:.2f}, provenml speed-up 1T->{t}T "
         f"{speedup:.2f}, eager "
         f"{lat['eager 1T'] / lat[f'eager {t}T']:.2f}, provenml 1T against itself {floor:.3f}"
-        f" (load {os.getloadavg()[0]:.2f}){pool}",
+        f"; paired over {len(log_up)} rounds: p({t}T slower than 1T) {p_slower:.3g}, "
+        f"p(1T differs from itself) {p_same:.3g} (load {os.getloadavg()[0]:.2f}){pool}",
         flush=True,
     )
-    return speedup, share, floor
+    return speedup, share, floor, p_slower
 
 
 if __name__ == "__main__":
