@@ -302,9 +302,11 @@ def to_c_stages(kernel: Kernel, signature: str, split: bool = True) -> list[Stag
         lines = [f"static void {name}({signature}) {{"]
         lines += ["  " + p for p in kernel.prologue]
         lines += ["  " + ln for d in decls for ln in d.splitlines()]
+        extent = 1
         if par:
             lp = items[0]
             assert isinstance(lp, Loop)
+            extent = lp.extent if isinstance(lp.extent, int) else 0
             lo, hi = f"{lp.var}_lo", f"{lp.var}_hi"
             lines += ["  {", f"    long {lo}, {hi};", f"    PM_PART({lp.extent}, {lo}, {hi});"]
             lines.append(f"    for (long {lp.var} = {lo}; {lp.var} < {hi}; ++{lp.var}) {{")
@@ -314,9 +316,6 @@ def to_c_stages(kernel: Kernel, signature: str, split: bool = True) -> list[Stag
             lines += _lower(items, "  ")
         lines.append("}")
         helpers = kernel.helpers if not stages else []
-        extent = 1
-        if par and isinstance(items[0], Loop):
-            extent = items[0].extent if isinstance(items[0].extent, int) else 0
         stages.append(Stage(name, "\n".join(helpers + lines), par, extent))
 
     for item in kernel.body:

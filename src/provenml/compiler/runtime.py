@@ -37,7 +37,9 @@ RECYCLE_MAX_BYTES = 4 << 20
 _STORAGE_USE_COUNT = getattr(torch._C, "_storage_Use_Count", None)
 
 
-def _reusable(outs: list[torch.Tensor], ptrs: list[int], shapes: list[torch.Size]) -> int:
+def _reusable(
+    outs: list[torch.Tensor], ptrs: list[int], spec: list[tuple[torch.Size, torch.dtype]]
+) -> int:
     """Whether an earlier call's outputs may be handed out again: 1 yes, 0 not now (still
     held), -1 never (changed in place).
 
@@ -61,7 +63,7 @@ def _reusable(outs: list[torch.Tensor], ptrs: list[int], shapes: list[torch.Size
         t = outs[k]
         if (
             t.data_ptr() != ptrs[k]
-            or t.shape != shapes[k]
+            or t.shape != spec[k][0]
             or t.requires_grad
             or not t.is_contiguous()
         ):
@@ -105,17 +107,13 @@ class CompiledGraph:
         self._out = (ctypes.c_void_p * max(1, len(graph.outputs)))()
         # the call's fast path: inputs that need no check beyond these (see __call__)
         self._in_spec = [(torch.Size(v.shape), _TORCH_DTYPE[v.dtype]) for v in self.in_types]
-        self._out_spec = [(v.shape, _TORCH_DTYPE[v.dtype]) for v in self.out_types]
+        self._out_spec = [(torch.Size(v.shape), _TORCH_DTYPE[v.dtype]) for v in self.out_types]
         self._lock = threading.Lock()
-        out_bytes = sum(
-            int(np.prod(shape)) * torch.empty((), dtype=dt).element_size()
-            for shape, dt in self._out_spec
-        )
+        out_bytes = sum(shape.numel() * dtype.itemsize for shape, dtype in self._out_spec)
         # see _outputs: on by default for outputs of at most RECYCLE_MAX_BYTES
         self.recycle_outputs = out_bytes <= RECYCLE_MAX_BYTES
         # the last two calls' outputs with their data addresses (see _reusable)
         self._recent: list[tuple[list[torch.Tensor], list[int]]] = []
-        self._out_shapes = [torch.Size(shape) for shape, _ in self._out_spec]
         self._in_addr = ctypes.addressof(self._in)
         self._out_addr = ctypes.addressof(self._out)
         self._arena = self.arena.ctypes.data
@@ -285,7 +283,7 @@ class CompiledGraph:
         two calls' outputs alive."""
         if self.recycle_outputs:
             for k in range(len(self._recent)):
-                verdict = _reusable(self._recent[k][0], self._recent[k][1], self._out_shapes)
+                verdict = _reusable(self._recent[k][0], self._recent[k][1], self._out_spec)
                 if verdict == 0:
                     continue  # still held by the caller
                 entry = self._recent.pop(k)
