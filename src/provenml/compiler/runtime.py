@@ -275,12 +275,12 @@ class CompiledGraph:
         tensors of its last two calls and hands one set out again once nothing else refers to
         it (``_reusable``): a caller that drops each result (``loss += f(x).sum()``) or
         rebinds one name (``y = f(x)``) gets the same memory back, anything it still holds is
-        never written. A fresh output costs about 2 µs a call (``torch.empty`` and freeing
-        the previous tensor), more for a 64 KiB block between calls (likely glibc, which
-        consolidates its free lists whenever a block of 64 KiB or more is freed; not
-        isolated); the checks cost about 0.5 µs: recycled, ``mlp:1`` is 6% faster and the
-        transformer block 1.5% (docs/compiler.md, stop 38). The cost: the graph keeps up to
-        two calls' outputs alive."""
+        never written. A fresh output costs a tensor's creation and the last one's
+        destruction every call (1.4 µs of ``mlp:1``'s 11), more for a 64 KiB block between
+        calls (likely glibc, which consolidates its free lists whenever a block of 64 KiB or
+        more is freed; not isolated); the checks cost about half of that: recycled,
+        ``mlp:1`` is 6% faster and the transformer block 1.5% (docs/compiler.md, stop 38).
+        The cost: the graph keeps up to two calls' outputs alive."""
         if self.recycle_outputs:
             for k in range(len(self._recent)):
                 verdict = _reusable(self._recent[k][0], self._recent[k][1], self._out_spec)
