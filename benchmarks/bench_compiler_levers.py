@@ -7,11 +7,16 @@ build in one process (stop 38, docs/compiler.md): none helped, which is why none
 * ``chunks``: each parallel stage cut into ``4, 8, 16 x threads`` chunks (the default is 4):
   finer claiming to even out the threads' shares. The standard build's planned graph is
   lowered again with each count.
+* ``prefetch`` (stop 39): every dense row tile software-prefetching its share of the next
+  weight panel (``weight_prefetch=True``, the default until stop 39) against no software
+  prefetch, the same planned graph lowered both ways, at 1 and 2 threads, on ``--cases``
+  (default ``transformer:1,mlp_wide:1,transformer_long:1``).
 * ``pinning``: the caller on CPU 0 and every other thread of the process (the pool's worker)
   on CPU 1 (``os.sched_setaffinity``), against no affinity; per-stage work from
   ``profile()``, with the one-thread build's as the reference.
 
     .venv/bin/python benchmarks/bench_compiler_levers.py [--check head-major,chunks,pinning]
+    .venv/bin/python benchmarks/bench_compiler_levers.py --check prefetch [--cases transformer:1]
 
 Latency: median of ``--rounds`` interleaved rounds with eager PyTorch (2 threads) in the same
 rounds as the anchor; ratios are medians of the per-round ratios. Quote the load average
@@ -65,6 +70,9 @@ class HeadMajorBlock(torch.nn.Module):
         return x + m.fc2(F.gelu(m.fc1(m.ln2(x))))
 
 
+SAMPLES: dict[str, list[float]] = {}  # the last timed() call's samples, by arm
+
+
 def timed(arms: dict[str, Any], model: torch.nn.Module, x: torch.Tensor, rounds: int) -> None:
     """Interleaved latency of ``arms`` (callables of x) with eager as the anchor; the first
     arm is the reference of the last column."""
@@ -73,6 +81,8 @@ def timed(arms: dict[str, Any], model: torch.nn.Module, x: torch.Tensor, rounds:
     torch.set_num_threads(2)
     with torch.no_grad():
         samples = interleaved_samples(calls, rounds, 0.02)
+    SAMPLES.clear()
+    SAMPLES.update(samples)
     eager = np.array(samples["eager (anchor)"])
     ref = np.array(samples[next(iter(arms))])
     print(f"{'arm':28s} {'median us':>10s} {'/ eager':>8s} {'/ first arm':>12s}")
@@ -84,12 +94,47 @@ def timed(arms: dict[str, Any], model: torch.nn.Module, x: torch.Tensor, rounds:
         )
 
 
+def prefetch(args: argparse.Namespace) -> None:
+    """The weight-panel prefetch on and off, one planned graph lowered both ways, at 1 and 2
+    threads, interleaved with eager (2 threads) as the anchor."""
+    for case in args.cases.split(","):
+        name, _, batch = case.partition(":")
+        model, x = build_model(name, int(batch or 1))
+        build_ = pm_compile(model, (x,), threads=2, tune_threads=False)
+        final = build_.graph.graph
+        arms: dict[str, Any] = {}
+        for threads in (1, 2):
+            for on in (False, True):
+                program = lower(final, runtime="pool", chunks=4 * threads, weight_prefetch=on)
+                path, _ = build(program.source)
+                arms[f"{threads}T prefetch {'on' if on else 'off'}"] = CompiledGraph(
+                    final, program, path, threads
+                )
+        with torch.no_grad():
+            err = max(float((f(x)[0] - model(x)).abs().max()) for f in arms.values())
+        print(f"\n== weight-panel prefetch, {case} (max abs difference to eager {err:.1e})")
+        timed(arms, model, x, args.rounds)
+        for threads in (1, 2):
+            off = np.array(SAMPLES[f"{threads}T prefetch off"])
+            on = np.array(SAMPLES[f"{threads}T prefetch on"])
+            ratio = off / on
+            lo, hi = np.quantile(ratio, [0.1, 0.9])
+            print(
+                f"{threads}T off / on: median {np.median(ratio):.3f} (10-90% of rounds "
+                f"{lo:.3f}-{hi:.3f}), off faster in {int((ratio < 1).sum())} of {len(ratio)}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", default="head-major,chunks,pinning")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--profile-calls", type=int, default=400)
+    parser.add_argument(
+        "--cases", default="transformer:1,mlp_wide:1,transformer_long:1", help="for prefetch"
+    )
     args = parser.parse_args()
+    print("load average at the start", tuple(round(v, 2) for v in os.getloadavg()))
     model, x = build_model("transformer", 1)
     model.eval()
     standard = pm_compile(model, (x,), threads=2, tune_threads=False)
@@ -114,6 +159,8 @@ def main() -> None:
             arms[f"{per_thread} x threads chunks"] = CompiledGraph(final, program, path, 2)
         print("\n== chunks per parallel stage")
         timed(arms, model, x, args.rounds)
+    if "prefetch" in checks:
+        prefetch(args)
     if "pinning" in checks:
         graph = standard.graph
         graph.set_adaptive(False)  # every call by the team, as profiled

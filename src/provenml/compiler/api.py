@@ -46,9 +46,14 @@ class CompileOptions:
     # lose against one thread (a worker sharing a busy core), probing the team again after a
     # back-off that doubles (docs/compiler.md, "The worker-pool runtime"); never changes results
     adaptive: bool = True
+    # each row tile of a dense kernel software-prefetches its share of the next weight panel;
+    # it helped on the AMD EPYC of earlier rounds (2-8%, docs/compiler_history.md) and slows
+    # every dense-heavy model on the AVX-512 Xeon (3-10%, docs/compiler.md, *Stop 39*)
+    weight_prefetch: bool = False
 
     def __post_init__(self) -> None:
-        for flag in ("fusion", "memory_planning", "layout", "tuning", "tune_threads", "adaptive"):
+        flags = ("fusion", "memory_planning", "layout", "tuning", "tune_threads", "adaptive")
+        for flag in (*flags, "weight_prefetch"):
             if not isinstance(getattr(self, flag), bool):
                 raise ProvenmlError(f"compile option {flag}= must be True or False")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
@@ -128,7 +133,10 @@ def optimize(
     run("common_subexpressions", P.common_subexpressions)
     run("dead_code_elimination", P.dead_code_elimination)
     if options.tuning:
-        run("tune", lambda x: tune(x, options.layout, 1, options.cache_dir, log))
+        run(
+            "tune",
+            lambda x: tune(x, options.layout, 1, options.cache_dir, log, options.weight_prefetch),
+        )
     else:
         run("tune", default_schedules)
     if options.layout:
@@ -163,6 +171,7 @@ def compile_graph(
         parallel_work=options.parallel_work,
         runtime=options.runtime,
         chunks=4 * options.threads,
+        weight_prefetch=options.weight_prefetch,
     )
     path, _ = build(program.source, cache=options.cache_dir)
     cg = CompiledGraph(final, program, path, options.threads)

@@ -20,7 +20,7 @@ from provenml.compiler.runtime import aligned_copy, aligned_zeros
 
 TUNABLE = ("dense", "matmul", "conv2d")
 # bumped whenever the generated matmul/conv kernels change, so cached choices are re-tuned
-KERNEL_VERSION = 5
+KERNEL_VERSION = 6  # 6: no weight-panel prefetch by default (stop 39)
 # 512-bit tiles (mr, nr, ku) tried on AVX-512 build machines: mr * nr/16 zmm accumulators plus
 # nr/16 B vectors and a broadcast stay within the 32 zmm registers (8x32: 16 + 2 + 1, 12x32:
 # 24 + 2 + 1, 8x48: 24 + 3 + 1, 6x64: 24 + 4 + 1); 4x32 for kernels with few rows, 12x16 for
@@ -113,9 +113,15 @@ def _time(fn: Any, args: tuple[Any, ...], min_time: float = 0.01) -> float:
 
 
 def tune_node(
-    g: Graph, node: Any, layout: bool, threads: int, cache: Any = None
+    g: Graph,
+    node: Any,
+    layout: bool,
+    threads: int,
+    cache: Any = None,
+    weight_prefetch: bool = False,
 ) -> tuple[dict[str, int], dict[str, float]]:
-    """Time every candidate schedule for ``node`` and return the fastest (and all timings)."""
+    """Time every candidate schedule for ``node`` and return the fastest (and all timings),
+    lowered as the build will be (``weight_prefetch``)."""
     ov = g.values[node.name]
     if node.op == "conv2d":
         rows, cols = ov.shape[3], ov.shape[1]
@@ -129,14 +135,16 @@ def tune_node(
     for k, sched in enumerate(cands):
         sg = _kernel_graph(g, node, sched, layout)
         graphs.append(sg)
-        sources.append(lower(sg, prefix=f"c{k}", header=False).source)
+        sources.append(
+            lower(sg, prefix=f"c{k}", header=False, weight_prefetch=weight_prefetch).source
+        )
     path, _ = build("\n".join(sources), cache=cache)
     lib = ctypes.CDLL(str(path))
     lib.pm_set_threads(threads)
     timings = {}
     rng = np.random.default_rng(0)
     for k, (sched, sg) in enumerate(zip(cands, graphs, strict=True)):
-        prog = lower(sg, prefix=f"c{k}", header=False)
+        prog = lower(sg, prefix=f"c{k}", header=False, weight_prefetch=weight_prefetch)
         # every buffer on a 64-byte line, as the runtime allocates them: a candidate whose
         # operands happened to straddle lines would time up to 13% slow and lose by chance
         ins = [
@@ -158,7 +166,12 @@ def tune_node(
 
 
 def tune(
-    g: Graph, layout: bool = True, threads: int = 2, cache: Any = None, log: list[str] | None = None
+    g: Graph,
+    layout: bool = True,
+    threads: int = 2,
+    cache: Any = None,
+    log: list[str] | None = None,
+    weight_prefetch: bool = False,
 ) -> Graph:
     """Attach a tuned ``schedule`` to every matmul-like node (cached by kernel signature)."""
     out = g.clone()
@@ -173,9 +186,9 @@ def tune(
             continue
         if n.op in ("dense", "conv2d") and n.inputs[1] not in out.consts:
             continue
-        key = _signature(out, n, layout, threads)
+        key = _signature(out, n, layout, threads) + (":prefetch" if weight_prefetch else "")
         if key not in db:
-            best, timings = tune_node(out, n, layout, threads, cache)
+            best, timings = tune_node(out, n, layout, threads, cache, weight_prefetch)
             db[key] = best
             changed = True
             if log is not None:

@@ -55,11 +55,13 @@ class Lowering:
         parallel_work: int | None = None,
         runtime: str = "openmp",
         chunks: int = 8,
+        weight_prefetch: bool = False,
     ) -> None:
         if runtime not in RUNTIMES:
             raise ProvenmlError(f"codegen: runtime must be one of {RUNTIMES}, got {runtime!r}")
         self.runtime = runtime
         self.chunks = max(1, int(chunks))  # chunks per parallel stage (pool runtime)
+        self.weight_prefetch = weight_prefetch  # dense tiles prefetch the next weight panel
         self.g = g
         self.prefix = prefix
         self.parallel_work = PARALLEL_WORK if parallel_work is None else parallel_work
@@ -321,13 +323,16 @@ def lower(
     parallel_work: int | None = None,
     runtime: str = "openmp",
     chunks: int = 8,
+    weight_prefetch: bool = False,
 ) -> Program:
     """Lower a planned graph to a C program whose entry is ``<prefix>_entry``; kernels with
     at least ``parallel_work`` operations (default :data:`PARALLEL_WORK`) are split over the
     threads: by one OpenMP region per call with barriers (``runtime="openmp"``, the default)
     or by a persistent worker pool with dynamically claimed chunks and completion counters
-    (``runtime="pool"``, ``chunks`` chunks per parallel stage)."""
-    prog = Lowering(g, prefix, parallel_work, runtime, chunks).lower()
+    (``runtime="pool"``, ``chunks`` chunks per parallel stage). ``weight_prefetch``: each row
+    tile of a dense kernel software-prefetches its share of the next weight panel (off by
+    default since stop 39: it slows the transformer block on the AVX-512 Xeon, docs/compiler.md)."""
+    prog = Lowering(g, prefix, parallel_work, runtime, chunks, weight_prefetch).lower()
     if header:
         prog.source = C_HEADER + (POOL_RUNTIME_C if runtime == "pool" else "") + prog.source
     return prog

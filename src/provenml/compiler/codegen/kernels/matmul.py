@@ -72,7 +72,7 @@ def dense(
         f"const float* restrict bp = {W} + " + (f"jo * {kk * nr};" if packed else "j0;"),
         f"enum {{ MB_FULL = {m // mr}, NB_FULL = {nn_ // nr} }};",
     ]
-    if packed and nb > 1 and mb > 1:
+    if low.weight_prefetch and packed and nb > 1 and mb > 1:
         # The weights of a whole graph rarely fit in L2, so each panel comes from L3 when its
         # first row tile runs. Every row tile of panel jo prefetches its 1/mb share of panel
         # jo+1, spreading that stream over the panel's compute instead of stalling on it.
