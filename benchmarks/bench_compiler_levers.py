@@ -11,6 +11,10 @@ build in one process (stop 38, docs/compiler.md): none helped, which is why none
   weight panel (``weight_prefetch=True``, the default until stop 39) against no software
   prefetch, the same planned graph lowered both ways, at 1 and 2 threads, on ``--cases``
   (default ``transformer:1,mlp_wide:1,transformer_long:1``).
+* ``balance`` (stop 39): the tuner's tile choice scaled by how evenly a dense kernel's tiles
+  split over the two pool threads (``tune.balance_factor``, the default since stop 39)
+  against the choice by one-thread time alone (the tuner's ``balance_threads`` forced to 1),
+  both built for 2 threads; prints the dense schedules that differ.
 * ``pinning``: the caller on CPU 0 and every other thread of the process (the pool's worker)
   on CPU 1 (``os.sched_setaffinity``), against no affinity; per-stage work from
   ``profile()``, with the one-thread build's as the reference.
@@ -36,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from provenml.compiler import api as pc_api
 from provenml.compiler import compile as pm_compile
 from provenml.compiler.build import build
 from provenml.compiler.codegen import lower
@@ -125,6 +130,36 @@ def prefetch(args: argparse.Namespace) -> None:
             )
 
 
+def balance(model: torch.nn.Module, x: torch.Tensor, standard: Any, rounds: int) -> None:
+    """Tile choice with and without the tuner's two-thread balance factor."""
+    original = pc_api.tune
+
+    def one_thread_tune(*a: Any, **k: Any) -> Any:
+        return original(*a, **{**k, "balance_threads": 1})
+
+    pc_api.tune = one_thread_tune
+    try:
+        by_time = pm_compile(model, (x,), threads=2, tune_threads=False)
+    finally:
+        pc_api.tune = original
+
+    def schedules(build_: Any) -> dict[str, Any]:
+        return {
+            n.name: (n.attrs["body"][0] if n.op == "fused" else n).attrs["schedule"]
+            for n in build_.graph.graph.nodes
+            if (n.attrs["body"][0] if n.op == "fused" else n).op == "dense"
+        }
+
+    mine, theirs = schedules(standard), schedules(by_time)
+    differ = {k: (theirs[k], mine[k]) for k in mine if mine[k] != theirs[k]}
+    print("\n== tile choice: one-thread time alone -> with the two-thread balance factor")
+    for node, (old, new) in differ.items():
+        print(f"{node}: {old} -> {new}")
+    if not differ:
+        print("the same dense schedules (the one-thread timings already chose even tiles)")
+    timed({"balanced (default)": standard, "one-thread time alone": by_time}, model, x, rounds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", default="head-major,chunks,pinning")
@@ -161,6 +196,8 @@ def main() -> None:
         timed(arms, model, x, args.rounds)
     if "prefetch" in checks:
         prefetch(args)
+    if "balance" in checks:
+        balance(model, x, standard, args.rounds)
     if "pinning" in checks:
         graph = standard.graph
         graph.set_adaptive(False)  # every call by the team, as profiled

@@ -6,6 +6,7 @@ interpreter's results."""
 from __future__ import annotations
 
 import ctypes
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from provenml.compiler.api import choose_threads
 from provenml.compiler.build import build
 from provenml.compiler.codegen import C_HEADER, Access, dependencies, place_barriers
 from provenml.compiler.models import build_model
+from provenml.compiler.tune import balance_factor, best_schedule, dense_tile_work, pool_span
 from provenml.errors import ProvenmlError
 
 
@@ -362,6 +364,34 @@ def test_weight_prefetch_is_an_option_that_changes_no_result(tmp_path: Any) -> N
         np.testing.assert_allclose(on(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-5)
     with pytest.raises(ProvenmlError, match="weight_prefetch= must be True or False"):
         pc.compile(model, (x,), weight_prefetch=1, **common)
+
+
+def test_pool_span_simulates_claiming_and_stealing() -> None:
+    assert pool_span([1.0] * 16, 2, 8) == 8.0  # even: half each
+    # one chunk per iteration; thread 0 owns [10, 10], thread 1 [1, 1] and then steals the
+    # second 10 at t = 2: the stage ends at 12 (20 without stealing, 11 if perfectly split)
+    assert pool_span([10.0, 10.0, 1.0, 1.0], 2, 4) == 12.0
+    assert pool_span([5.0], 2, 8) == 5.0  # fewer iterations than threads
+    assert balance_factor([3.0] * 7, 1) == 1.0
+
+
+def test_tile_balance_at_two_threads() -> None:
+    """Stop 39: ``8 x 48`` tiles on a 256-wide dense output leave a 16-wide last panel; with
+    8 chunks over 2 threads one thread gets 9216 of 16384 units of work (factor 1.125, the
+    profiled stage was 11% longer than half its work). ``8 x 32`` splits evenly."""
+    model = nn.Linear(1024, 256).eval()
+    x = torch.randn(64, 1024)
+    compiled = pc.compile(model, (x,), tuning=False, tune_threads=False, threads=1)
+    g = dict(compiled.stages)["tune"]  # the graph the tuner sees
+    node = next(n for n in g.nodes if n.op == "dense")
+    wide = {"mr": 8, "nr": 48, "ku": 4, "vec": 16}
+    even = {"mr": 8, "nr": 32, "ku": 4, "vec": 16}
+    assert balance_factor(dense_tile_work(node, g, wide), 2) == pytest.approx(1.125)
+    assert balance_factor(dense_tile_work(node, g, even), 2) == 1.0
+    # 8 x 48 times 3% faster at one thread: kept at one thread, not for a two-thread pool
+    timings = {json.dumps(wide): 0.97, json.dumps(even): 1.0}
+    assert best_schedule(g, node, timings, 1) == wide
+    assert best_schedule(g, node, timings, 2) == even
 
 
 def test_runtime_option_is_checked() -> None:

@@ -135,7 +135,15 @@ def optimize(
     if options.tuning:
         run(
             "tune",
-            lambda x: tune(x, options.layout, 1, options.cache_dir, log, options.weight_prefetch),
+            lambda x: tune(
+                x,
+                options.layout,
+                1,
+                options.cache_dir,
+                log,
+                options.weight_prefetch,
+                balance_threads=options.threads if options.runtime == "pool" else 1,
+            ),
         )
     else:
         run("tune", default_schedules)

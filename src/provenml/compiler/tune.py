@@ -6,8 +6,10 @@ On a build machine with AVX-512 the candidates include 512-bit tiles (``vec=16``
 from __future__ import annotations
 
 import ctypes
+import heapq
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,7 @@ import numpy as np
 from provenml.compiler.build import FLAGS, build, cache_dir, native_vector_floats
 from provenml.compiler.codegen import C_HEADER, DEFAULT_SCHEDULE, annotate_scratch, lower
 from provenml.compiler.ir import Graph, Value
+from provenml.compiler.loopir import partition
 from provenml.compiler.passes import plan_memory, transform_layout
 from provenml.compiler.runtime import aligned_copy, aligned_zeros
 
@@ -91,6 +94,62 @@ def _kernel_graph(g: Graph, node: Any, schedule: dict[str, int], layout: bool) -
     return plan_memory(annotate_scratch(sub))
 
 
+def pool_span(work: Sequence[float], threads: int, chunks: int) -> float:
+    """The span of one parallel stage on the pool runtime, simulated: ``work[i]`` is the cost
+    of parallel iteration ``i``; the iterations are cut into ``min(chunks, len(work))`` chunks
+    (:func:`~provenml.compiler.loopir.partition`, as ``PM_PART``), the chunks into one
+    contiguous range per thread, and each thread claims the next chunk of its own range, then
+    of the others' (``pm_work`` in :data:`~provenml.compiler.codegen.c_source.POOL_RUNTIME_C`),
+    all threads starting together at the same speed. Returns when the last chunk ends."""
+    n = min(chunks, len(work))
+    if n == 0:
+        return 0.0
+    chunk_work = [sum(work[slice(*partition(len(work), c, n))]) for c in range(n)]
+    nr = min(threads, n)
+    bounds = [(r * n // nr, (r + 1) * n // nr) for r in range(nr)]
+    claimed = [lo for lo, _ in bounds]  # the next unclaimed chunk of each range
+    free = [(0.0, tid) for tid in range(threads)]  # (when the thread is free, its id)
+    span = 0.0
+    while free:
+        now, tid = heapq.heappop(free)
+        for k in range(nr):
+            r = (tid + k) % nr
+            if claimed[r] < bounds[r][1]:
+                end = now + chunk_work[claimed[r]]
+                claimed[r] += 1
+                span = max(span, end)
+                heapq.heappush(free, (end, tid))
+                break
+    return span
+
+
+def dense_tile_work(node: Any, g: Graph, schedule: dict[str, int]) -> list[float]:
+    """Relative cost of each parallel iteration (register tile) of a dense kernel under
+    ``schedule``: rows x columns of the tile, columns rounded up to whole vectors (tile ``t``
+    is row tile ``t % mb`` of column panel ``t // mb``, as ``kernels.matmul.dense`` orders them)."""
+    anchor = node.attrs["body"][0] if node.op == "fused" else node
+    cols, k = int(anchor.attrs["n"]), int(anchor.attrs["k"])
+    rows = g.values[anchor.inputs[0]].size // k
+    mr = max(1, min(int(schedule["mr"]), rows))
+    nr = int(anchor.attrs.get("packed", 0)) or int(schedule["nr"])
+    vec = int(schedule.get("vec", 8))
+    mb, nb = -(-rows // mr), -(-cols // nr)
+    work = []
+    for t in range(nb * mb):
+        jo, io = divmod(t, mb)
+        tile_cols = min(nr, cols - jo * nr)
+        work.append(min(mr, rows - io * mr) * -(-tile_cols // vec) * vec)
+    return work
+
+
+def balance_factor(work: Sequence[float], threads: int) -> float:
+    """How much longer than a perfect split a stage of this ``work`` runs on ``threads``
+    threads of the pool runtime, with its ``4 x threads`` chunks (1.0 at one thread)."""
+    if threads <= 1 or not work:
+        return 1.0
+    return pool_span(work, threads, 4 * threads) / (sum(work) / threads)
+
+
 def _time(fn: Any, args: tuple[Any, ...], min_time: float = 0.01) -> float:
     for _ in range(2):
         fn(*args)
@@ -119,9 +178,14 @@ def tune_node(
     threads: int,
     cache: Any = None,
     weight_prefetch: bool = False,
+    balance_threads: int = 1,
 ) -> tuple[dict[str, int], dict[str, float]]:
-    """Time every candidate schedule for ``node`` and return the fastest (and all timings),
-    lowered as the build will be (``weight_prefetch``)."""
+    """Time every candidate schedule for ``node`` and return the best (and all timings),
+    lowered as the build will be (``weight_prefetch``). With ``balance_threads > 1`` a dense
+    kernel's timing is scaled by how evenly its tiles split over that many pool threads
+    (:func:`balance_factor`): candidates time within a few percent of each other at one thread,
+    but one whose last column panel is narrow leaves a thread idle at the end of the stage
+    (stop 39: ``8x48`` tiles on a 256-wide output, 11% longer at two threads)."""
     ov = g.values[node.name]
     if node.op == "conv2d":
         rows, cols = ov.shape[3], ov.shape[1]
@@ -161,8 +225,24 @@ def tune_node(
         timings[json.dumps(sched)] = _time(
             fn, (in_arr, out_arr, arena.ctypes.data, consts.ctypes.data)
         )
-    best = min(timings, key=timings.__getitem__)
-    return json.loads(best), timings
+    return best_schedule(g, node, timings, balance_threads), timings
+
+
+def best_schedule(
+    g: Graph, node: Any, timings: dict[str, float], balance_threads: int = 1
+) -> dict[str, int]:
+    """The candidate (JSON key of ``timings``) with the least time, a dense kernel's time
+    scaled by :func:`balance_factor` at ``balance_threads`` threads."""
+    scores = dict(timings)
+    if balance_threads > 1 and _anchor_op(node) == "dense":
+        for key in scores:
+            work = dense_tile_work(node, g, json.loads(key))
+            scores[key] *= balance_factor(work, balance_threads)
+    return dict(json.loads(min(scores, key=scores.__getitem__)))
+
+
+def _anchor_op(node: Any) -> str:
+    return str(node.attrs["body"][0].op if node.op == "fused" else node.op)
 
 
 def tune(
@@ -172,8 +252,10 @@ def tune(
     cache: Any = None,
     log: list[str] | None = None,
     weight_prefetch: bool = False,
+    balance_threads: int = 1,
 ) -> Graph:
-    """Attach a tuned ``schedule`` to every matmul-like node (cached by kernel signature)."""
+    """Attach a tuned ``schedule`` to every matmul-like node (cached by kernel signature);
+    ``weight_prefetch`` and ``balance_threads`` as in :func:`tune_node`."""
     out = g.clone()
     db_path = cache_dir(cache) / "tuning.json"
     try:
@@ -187,8 +269,11 @@ def tune(
         if n.op in ("dense", "conv2d") and n.inputs[1] not in out.consts:
             continue
         key = _signature(out, n, layout, threads) + (":prefetch" if weight_prefetch else "")
+        key += f":balance{balance_threads}" if balance_threads > 1 else ""
         if key not in db:
-            best, timings = tune_node(out, n, layout, threads, cache, weight_prefetch)
+            best, timings = tune_node(
+                out, n, layout, threads, cache, weight_prefetch, balance_threads
+            )
             db[key] = best
             changed = True
             if log is not None:
