@@ -13,8 +13,9 @@ build in one process (stop 38, docs/compiler.md): none helped, which is why none
   (default ``transformer:1,mlp_wide:1,transformer_long:1``).
 * ``balance`` (stop 39): the tuner's tile choice scaled by how evenly a dense kernel's tiles
   split over the two pool threads (``tune.balance_factor``, the default since stop 39)
-  against the choice by one-thread time alone (the tuner's ``balance_threads`` forced to 1),
-  both built for 2 threads; prints the dense schedules that differ.
+  against the choice by one-thread time alone, re-made from the same tuning run's timings
+  (so tuning noise does not differ between the two), both built for 2 threads; prints the
+  dense schedules that differ.
 * ``pinning``: the caller on CPU 0 and every other thread of the process (the pool's worker)
   on CPU 1 (``os.sched_setaffinity``), against no affinity; per-stage work from
   ``profile()``, with the one-thread build's as the reference.
@@ -33,6 +34,7 @@ import argparse
 import copy
 import math
 import os
+import tempfile
 import threading
 from typing import Any
 
@@ -40,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from provenml.compiler import api as pc_api
+import provenml.compiler.tune as pc_tune
 from provenml.compiler import compile as pm_compile
 from provenml.compiler.build import build
 from provenml.compiler.codegen import lower
@@ -130,18 +132,33 @@ def prefetch(args: argparse.Namespace) -> None:
             )
 
 
-def balance(model: torch.nn.Module, x: torch.Tensor, standard: Any, rounds: int) -> None:
-    """Tile choice with and without the tuner's two-thread balance factor."""
-    original = pc_api.tune
+def balance(model: torch.nn.Module, x: torch.Tensor, rounds: int) -> None:
+    """Tile choice with and without the tuner's two-thread balance factor, from the same
+    timings: the model is tuned once (a fresh tuning cache) with every candidate's time
+    recorded, then built again with each dense kernel's choice re-made from those times by
+    one-thread time alone, so only the balance factor differs between the two builds."""
+    timings: dict[str, dict[str, float]] = {}
+    original = pc_tune.tune_node
 
-    def one_thread_tune(*a: Any, **k: Any) -> Any:
-        return original(*a, **{**k, "balance_threads": 1})
+    def recording(g: Any, node: Any, *a: Any, **k: Any) -> Any:
+        best, times = original(g, node, *a, **k)
+        timings[node.name] = times
+        return best, times
 
-    pc_api.tune = one_thread_tune
-    try:
-        by_time = pm_compile(model, (x,), threads=2, tune_threads=False)
-    finally:
-        pc_api.tune = original
+    def replaying(g: Any, node: Any, *a: Any, **k: Any) -> Any:
+        times = timings[node.name]
+        return pc_tune.best_schedule(g, node, times, 1), times
+
+    builds = {}
+    for key, tune_node in (("balanced (default)", recording), ("one-thread time alone", replaying)):
+        pc_tune.tune_node = tune_node
+        try:
+            with tempfile.TemporaryDirectory() as cache:
+                builds[key] = pm_compile(
+                    model, (x,), threads=2, tune_threads=False, cache_dir=cache
+                )
+        finally:
+            pc_tune.tune_node = original
 
     def schedules(build_: Any) -> dict[str, Any]:
         return {
@@ -150,14 +167,17 @@ def balance(model: torch.nn.Module, x: torch.Tensor, standard: Any, rounds: int)
             if (n.attrs["body"][0] if n.op == "fused" else n).op == "dense"
         }
 
-    mine, theirs = schedules(standard), schedules(by_time)
+    mine, theirs = (
+        schedules(builds["balanced (default)"]),
+        schedules(builds["one-thread time alone"]),
+    )
     differ = {k: (theirs[k], mine[k]) for k in mine if mine[k] != theirs[k]}
-    print("\n== tile choice: one-thread time alone -> with the two-thread balance factor")
+    print("\n== tile choice (one tuning run): one-thread time alone -> with the balance factor")
     for node, (old, new) in differ.items():
         print(f"{node}: {old} -> {new}")
     if not differ:
-        print("the same dense schedules (the one-thread timings already chose even tiles)")
-    timed({"balanced (default)": standard, "one-thread time alone": by_time}, model, x, rounds)
+        print("the same dense schedules (the fastest one-thread tiles split evenly)")
+    timed(builds, model, x, rounds)
 
 
 def main() -> None:
@@ -197,7 +217,7 @@ def main() -> None:
     if "prefetch" in checks:
         prefetch(args)
     if "balance" in checks:
-        balance(model, x, standard, args.rounds)
+        balance(model, x, args.rounds)
     if "pinning" in checks:
         graph = standard.graph
         graph.set_adaptive(False)  # every call by the team, as profiled

@@ -16,6 +16,13 @@ maths". This prints, per belief agent under the ``metarl.gridworld`` small prese
   baseline, and the share of the matrix-product peak each reaches; the 4x target is the
   baseline's time / 4, and the share of peak it would need.
 
+``--compile-check`` (stop 39) times instead, per agent, the two parts that dominate an
+iteration, eagerly and through ``torch.compile`` (inductor, C++ code for the CPU, one thread):
+one belief-model step (``agent.model_loss`` compiled; its backward and the Adam step as they
+are) and one PPO minibatch (the clipped surrogate, value and entropy loss of ``train.py``
+compiled, its backward and the Adam step as they are), with the compile time; round 7's
+remark was that a compiled training loop is what a 4x would take.
+
 The floor is a lower bound, not an estimate: elementwise work, the environment and Python
 are counted as free. Measure on an idle machine (the load average is printed).
 """
@@ -30,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -119,15 +127,106 @@ def iteration_seconds(src: Path, agent: str) -> float:
     return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
 
 
+def _step_ms(step: Any, calls: int = 12) -> float:
+    """Best-of-3 CPU milliseconds per call of ``step`` (after two warm-up calls)."""
+    for _ in range(2):
+        step()
+    best = float("inf")
+    for _ in range(3):
+        start = time.process_time()
+        for _ in range(calls):
+            step()
+        best = min(best, (time.process_time() - start) / calls * 1e3)
+    return best
+
+
+def compile_check(agent_name: str) -> None:
+    """A belief-model step and a PPO minibatch, eager against ``torch.compile``."""
+    import torch
+
+    from provenml.metarl.experiments import GridworldConfig
+    from provenml.metarl.train import EpisodeBuffer, build_agent, collect, make_vec_env
+    from provenml.rl.ppo import gae, ppo_clip_loss
+
+    cfg = GridworldConfig(num_envs=256).train_config()
+    env = make_vec_env(cfg.env, cfg.num_envs, cfg.session_end_prob, cfg.goal_layout)
+    agent = build_agent(agent_name, env, cfg)
+    generator = torch.Generator().manual_seed(0)
+    batch = collect(agent, env, generator, seed=0)
+    buffer = EpisodeBuffer(cfg.model_buffer)
+    buffer.add(batch)
+    sample = buffer.sample(cfg.model_batch, generator)
+    model_opt = torch.optim.Adam(agent.model_parameters(), lr=cfg.model_lr)
+
+    def belief_step(loss_fn: Any) -> Any:
+        def step() -> None:
+            out = loss_fn(sample, generator)
+            model_opt.zero_grad()
+            out[0].backward()
+            model_opt.step()
+
+        return step
+
+    p = cfg.ppo
+    per_mb = (cfg.num_envs - cfg.explore_envs) // p.minibatches
+    mb = batch.select(torch.arange(per_mb))
+    advantages, returns = gae(batch.rewards[:per_mb], batch.values[:per_mb], p.gamma, p.gae_lambda)
+    clock = (torch.arange(env.horizon) / env.horizon)[None, :, None].expand(per_mb, -1, 1)
+    model_ids = {id(q) for q in agent.model_parameters()}
+    rl_opt = torch.optim.Adam([q for q in agent.parameters() if id(q) not in model_ids], lr=p.lr)
+
+    def ppo_loss() -> torch.Tensor:  # train.py's minibatch loss
+        policy_in = torch.cat([mb.obs, clock, agent.policy_features(mb)], -1)
+        dist = agent.policy.distribution(policy_in)
+        adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        pg_loss = ppo_clip_loss(dist.log_prob(mb.actions), mb.logp, adv, p.clip)
+        value_loss = 0.5 * ((agent.policy.value(policy_in) - returns) ** 2).mean()
+        return pg_loss + p.value_coef * value_loss - p.entropy_coef * dist.entropy().mean()
+
+    def ppo_step(loss_fn: Any) -> Any:
+        def step() -> None:
+            loss = loss_fn()
+            rl_opt.zero_grad()
+            loss.backward()
+            rl_opt.step()
+
+        return step
+
+    for part, make, fn in (
+        ("belief-model step", belief_step, agent.model_loss),
+        ("PPO minibatch", ppo_step, ppo_loss),
+    ):
+        eager = _step_ms(make(fn))
+        compiled = torch.compile(fn)
+        start = time.perf_counter()
+        make(compiled)()
+        seconds = time.perf_counter() - start
+        fast = _step_ms(make(compiled))
+        print(
+            f"{agent_name} {part}: eager {eager:.1f} ms, torch.compile {fast:.1f} ms "
+            f"({eager / fast:.2f}x), first compiled call {seconds:.1f} s"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", default="varibad,dynamite")
     parser.add_argument("--baseline", default=BASELINE)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--compile-check", action="store_true")
     args = parser.parse_args()
     if args.worker:
         worker(args.worker)
+        return
+    if args.compile_check:
+        import torch
+
+        torch.set_num_threads(1)
+        print("load average at the start", tuple(round(v, 2) for v in os.getloadavg()))
+        for agent in args.agents.split(","):
+            compile_check(agent)
+        print("load average at the end", tuple(round(v, 2) for v in os.getloadavg()))
         return
     import torch
 
