@@ -519,6 +519,25 @@ def test_pool_backoff_weighs_probe_cost_and_time(small_pool: Any) -> None:
     assert nxt(16, 4e6, 90e3) == 2777
 
 
+def test_pool_fallback_scale_enters_the_verdict(small_pool: Any, cache: str) -> None:
+    """Stop 39: the one-thread estimate the team is judged against is scaled per build
+    (``calibrate_fallback``, run by ``compile``; at most 1, at least 0.5). An estimate scaled
+    far down makes the team lose its first verdict; the scale is reported."""
+    compiled, x = small_pool
+    g = compiled.graph
+    scale = g.calibrate_fallback([x], rounds=2)
+    assert 0.5 <= scale <= 1.0 and g.pool_stats()["scale_permille"] == round(1000 * scale)
+    lost = g.pool_stats()["lost"]
+    g.lib.pm_set_one_scale(ctypes.c_double(1e-3))  # no team call beats 1/1000 of one thread
+    try:
+        assert "a" in run_modes(compiled, x, 12)
+        assert g.pool_stats()["lost"] > lost
+    finally:
+        g.lib.pm_set_one_scale(ctypes.c_double(scale))
+    single = compile_pool(nn.Linear(8, 8).eval(), torch.randn(2, 8), cache, threads=1)
+    assert single.graph.calibrate_fallback([torch.randn(2, 8)]) == 1.0
+
+
 def test_pool_adaptive_off_keeps_the_team(small_pool: Any, cache: str) -> None:
     compiled, x = small_pool
     g = compiled.graph

@@ -184,6 +184,9 @@ def compile_graph(
     path, _ = build(program.source, cache=options.cache_dir)
     cg = CompiledGraph(final, program, path, options.threads)
     cg.set_adaptive(options.adaptive)
+    if cg.is_pool and options.adaptive and options.threads > 1 and example_inputs is not None:
+        scale = cg.calibrate_fallback(example_inputs)
+        log.append(f"fallback: one-thread estimate scaled by {scale:.3f} (calibrated)")
     if options.tune_threads and options.threads > 1 and example_inputs is not None:
         best, samples = choose_threads(cg, example_inputs, options.threads)
         if cg.is_pool and cg.adaptive:

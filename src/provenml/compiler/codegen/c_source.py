@@ -151,6 +151,7 @@ static pthread_mutex_t pm_call_lock = PTHREAD_MUTEX_INITIALIZER;  /* one call at
 #define PM_AD_EWMA 8        /* running means: plain mean of the first 8 samples, then 1/8 */
 static int pm_adaptive = 1;          /* 0: the team runs every call (pm_set_adaptive) */
 static int pm_ad_force = 0;          /* test hook: 1 every verdict lost, -1 won, 0 measured */
+static double pm_ad_scale = 1.0;     /* the one-thread estimate x this (pm_set_one_scale) */
 static int pm_ad_threads = 0;        /* the thread count the state below belongs to */
 static int pm_ad_n = 0;              /* team calls judged since the team was (re)started */
 static int pm_ad_samples = 0;        /* of those, calls that gave an estimate */
@@ -215,10 +216,23 @@ void pm_debug_force_verdict(int verdict) {
   pm_ad_force = verdict > 0 ? 1 : (verdict < 0 ? -1 : 0);
   pthread_mutex_unlock(&pm_call_lock);
 }
+/* The caller's chunks run 5-10% longer in a team than alone (they read what the other core
+   wrote), so the estimate "the caller's chunk time x chunks / chunks it ran" overstates a
+   one-thread call by that much, and the team was kept while up to ~13% slower than one
+   thread (stop 39). The build measures the factor idle (CompiledGraph.calibrate_fallback)
+   and sets it here; this also forgets the measurements made with the old factor. */
+void pm_set_one_scale(double scale) {
+  pthread_mutex_lock(&pm_call_lock);
+  pm_ad_scale = scale > 0.0 ? scale : 1.0;
+  pm_ad_n = pm_ad_samples = pm_ad_walls = 0;
+  pm_ad_team = pm_ad_one = 0.0;
+  pthread_mutex_unlock(&pm_call_lock);
+}
 /* out[0] calls run as a team, out[1] calls run alone by the fallback, out[2] the last
    back-off (calls; 0 since a won probe), out[3] calls still to run alone, out[4] verdicts
    lost, out[5] 1000 x team mean / one-thread estimate (-1 before a sample), out[6] adaptive,
-   out[7] the mean of the calls run alone (ns; -1 before any). */
+   out[7] the mean of the calls run alone (ns; -1 before any), out[8] the team's mean call
+   time (ns; -1 before any), out[9] 1000 x the one-thread estimate's scale. */
 void pm_pool_stats(long long* out) {
   pthread_mutex_lock(&pm_call_lock);
   out[0] = pm_ad_team_calls;
@@ -230,6 +244,8 @@ void pm_pool_stats(long long* out) {
                ? (long long)(1000.0 * pm_ad_team / pm_ad_one) : -1;
   out[6] = pm_adaptive;
   out[7] = pm_ad_alone_n > 0 ? (long long)pm_ad_alone : -1;
+  out[8] = pm_ad_walls > 0 ? (long long)pm_ad_team : -1;
+  out[9] = (long long)(1000.0 * pm_ad_scale + 0.5);
   pthread_mutex_unlock(&pm_call_lock);
 }
 /* The back-off (calls) after a lost probe: twice the last one (PM_AD_FIRST the first time),
@@ -262,7 +278,7 @@ static void pm_ad_judge(long long wall, long long work, int ran, int total, int 
     pm_ad_team += a * ((double)wall - pm_ad_team);
   }
   if (valid) {  /* one thread would have run all chunks at the caller's pace */
-    const double one = (double)work * (double)total / (double)ran;
+    const double one = pm_ad_scale * (double)work * (double)total / (double)ran;
     ++pm_ad_samples;
     const double a = 1.0 / (pm_ad_samples < PM_AD_EWMA ? pm_ad_samples : PM_AD_EWMA);
     pm_ad_one += a * (one - pm_ad_one);
