@@ -16,6 +16,11 @@ build in one process (stop 38, docs/compiler.md): none helped, which is why none
   against the choice by one-thread time alone, re-made from the same tuning run's timings
   (so tuning noise does not differ between the two), both built for 2 threads; prints the
   dense schedules that differ.
+* ``alone`` (stop 39): what the pool's fallback path costs against the one-thread path on
+  ``mlp:1``: the same build called at 1 thread (``pm_pool_run`` returns at once) and at 2
+  threads with every verdict forced lost (the caller alone under the call lock, the
+  fallback's counters kept, one probe of 4 team calls per 1,028 calls once the back-off has
+  reached its cap), interleaved rounds of ``--alone-calls`` calls, CPU-time free of eager.
 * ``pinning``: the caller on CPU 0 and every other thread of the process (the pool's worker)
   on CPU 1 (``os.sched_setaffinity``), against no affinity; per-stage work from
   ``profile()``, with the one-thread build's as the reference.
@@ -36,11 +41,13 @@ import math
 import os
 import tempfile
 import threading
+import time
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import stats
 
 import provenml.compiler.tune as pc_tune
 from provenml.compiler import compile as pm_compile
@@ -180,11 +187,53 @@ def balance(model: torch.nn.Module, x: torch.Tensor, rounds: int) -> None:
     timed(builds, model, x, rounds)
 
 
+def alone_path(args: argparse.Namespace) -> None:
+    """``mlp:1`` at one thread against the fallback's alone path at two threads."""
+    model, x = build_model("mlp", 1)
+    built = pm_compile(model, (x,), threads=2, tune_threads=False)
+    g = built.graph
+    g.set_threads(2)
+    g.lib.pm_debug_force_verdict(1)  # every verdict lost: the back-off doubles to its cap
+    try:
+        for _ in range(4000):
+            built(x)
+
+        def block(threads: int) -> float:
+            g.set_threads(threads)
+            start = time.perf_counter()
+            for _ in range(args.alone_calls):
+                built(x)
+            return (time.perf_counter() - start) / args.alone_calls
+
+        before = g.pool_stats()
+        one, alone = [], []
+        for _ in range(args.rounds):
+            one.append(block(1))
+            alone.append(block(2))
+        after = g.pool_stats()
+    finally:
+        g.lib.pm_debug_force_verdict(0)
+        g.set_threads(2)
+    assert before is not None and after is not None
+    ratio = np.array(alone) / np.array(one)
+    p = float(stats.ttest_1samp(np.log(ratio), 0.0).pvalue)
+    team = after["team"] - before["team"]
+    solo = after["alone"] - before["alone"]
+    print(f"\n== the fallback's alone path against one thread, mlp:1, {args.rounds} rounds")
+    print(
+        f"one thread {np.median(one) * 1e9:.0f} ns a call, alone at 2 threads "
+        f"{np.median(alone) * 1e9:.0f} ns; alone / one median {np.median(ratio):.4f} "
+        f"(10-90% {np.quantile(ratio, 0.1):.4f}-{np.quantile(ratio, 0.9):.4f}, two-sided "
+        f"paired t-test p {p:.3g}); the 2-thread calls: {solo} alone, {team} team (probes)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", default="head-major,chunks,pinning")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--profile-calls", type=int, default=400)
+    parser.add_argument("--alone-calls", type=int, default=2000, help="per sample, for alone")
     parser.add_argument(
         "--cases", default="transformer:1,mlp_wide:1,transformer_long:1", help="for prefetch"
     )
@@ -218,6 +267,8 @@ def main() -> None:
         prefetch(args)
     if "balance" in checks:
         balance(model, x, args.rounds)
+    if "alone" in checks:
+        alone_path(args)
     if "pinning" in checks:
         graph = standard.graph
         graph.set_adaptive(False)  # every call by the team, as profiled
