@@ -55,6 +55,7 @@ from provenml.compiler.build import build
 from provenml.compiler.codegen import lower
 from provenml.compiler.experiments import interleaved_samples
 from provenml.compiler.models import TransformerBlock, build_model
+from provenml.compiler.passes.fusion import anchor_of
 from provenml.compiler.runtime import CompiledGraph
 
 
@@ -84,19 +85,16 @@ class HeadMajorBlock(torch.nn.Module):
         return x + m.fc2(F.gelu(m.fc1(m.ln2(x))))
 
 
-SAMPLES: dict[str, list[float]] = {}  # the last timed() call's samples, by arm
-
-
-def timed(arms: dict[str, Any], model: torch.nn.Module, x: torch.Tensor, rounds: int) -> None:
+def timed(
+    arms: dict[str, Any], model: torch.nn.Module, x: torch.Tensor, rounds: int
+) -> dict[str, list[float]]:
     """Interleaved latency of ``arms`` (callables of x) with eager as the anchor; the first
-    arm is the reference of the last column."""
+    arm is the reference of the last column. Returns the samples by arm (seconds)."""
     calls = {"eager (anchor)": lambda: model(x)}
     calls.update({k: (lambda f=f: f(x)) for k, f in arms.items()})
     torch.set_num_threads(2)
     with torch.no_grad():
         samples = interleaved_samples(calls, rounds, 0.02)
-    SAMPLES.clear()
-    SAMPLES.update(samples)
     eager = np.array(samples["eager (anchor)"])
     ref = np.array(samples[next(iter(arms))])
     print(f"{'arm':28s} {'median us':>10s} {'/ eager':>8s} {'/ first arm':>12s}")
@@ -106,6 +104,7 @@ def timed(arms: dict[str, Any], model: torch.nn.Module, x: torch.Tensor, rounds:
             f"{key:28s} {np.median(arr) * 1e6:10.1f} {np.median(arr / eager):8.3f}"
             f" {np.median(arr / ref):12.3f}"
         )
+    return samples
 
 
 def prefetch(args: argparse.Namespace) -> None:
@@ -127,10 +126,10 @@ def prefetch(args: argparse.Namespace) -> None:
         with torch.no_grad():
             err = max(float((f(x)[0] - model(x)).abs().max()) for f in arms.values())
         print(f"\n== weight-panel prefetch, {case} (max abs difference to eager {err:.1e})")
-        timed(arms, model, x, args.rounds)
+        samples = timed(arms, model, x, args.rounds)
         for threads in (1, 2):
-            off = np.array(SAMPLES[f"{threads}T prefetch off"])
-            on = np.array(SAMPLES[f"{threads}T prefetch on"])
+            off = np.array(samples[f"{threads}T prefetch off"])
+            on = np.array(samples[f"{threads}T prefetch on"])
             ratio = off / on
             lo, hi = np.quantile(ratio, [0.1, 0.9])
             print(
@@ -168,11 +167,8 @@ def balance(model: torch.nn.Module, x: torch.Tensor, rounds: int) -> None:
             pc_tune.tune_node = original
 
     def schedules(build_: Any) -> dict[str, Any]:
-        return {
-            n.name: (n.attrs["body"][0] if n.op == "fused" else n).attrs["schedule"]
-            for n in build_.graph.graph.nodes
-            if (n.attrs["body"][0] if n.op == "fused" else n).op == "dense"
-        }
+        anchors = {n.name: anchor_of(n) for n in build_.graph.graph.nodes}
+        return {k: a.attrs["schedule"] for k, a in anchors.items() if a.op == "dense"}
 
     mine, theirs = (
         schedules(builds["balanced (default)"]),

@@ -169,12 +169,15 @@ class CompiledGraph:
         team was kept while up to ~13% slower than one thread (docs/compiler.md, *Stop 39*).
         This times ``rounds`` interleaved pairs, one-thread calls against team calls (every
         team call measured, none sent alone), and sets the scale to the median one-thread
-        time over the median estimate, at most 1 (never loosening the verdict) and at least
-        0.5. Meant for an idle machine: :func:`~provenml.compiler.api.compile` calls it once
-        after building. Returns the scale."""
+        time over the median of the fallback's running-mean estimate read after each round,
+        at most 1 (never loosening the verdict) and at least 0.5. Meant for an idle machine:
+        :func:`~provenml.compiler.api.compile` calls it once after building. Returns the scale."""
         if not self.is_pool or self.threads < 2 or not hasattr(self.lib, "pm_set_one_scale"):
             return 1.0
         threads = self.threads
+        # unscaled, the fallback's running means forgotten once; they then run on across the
+        # rounds (switching between one thread and the team does not reset them: only a new
+        # team size does), so each round reads the running mean of the estimates so far
         self.lib.pm_set_one_scale(ctypes.c_double(1.0))
         ones, estimates = [], []
         self.lib.pm_debug_force_verdict(-1)  # judge every team call, send none alone
@@ -182,13 +185,12 @@ class CompiledGraph:
             for _ in range(rounds):
                 self._use(1)
                 ones.append(self.benchmark(inputs, repeat=1, min_time=min_time))
-                self._use(threads)  # a new team size: the fallback's means start afresh
+                self._use(threads)
                 self.benchmark(inputs, repeat=1, min_time=min_time)
                 stats = self.pool_stats()
                 assert stats is not None
                 if stats["team_ns"] > 0 and stats["ratio_permille"] > 0:
                     estimates.append(stats["team_ns"] * 1e-6 / stats["ratio_permille"])
-                self._use(1)  # so the next round's team starts afresh as well
         finally:
             self.lib.pm_debug_force_verdict(0)
             self._use(threads)

@@ -19,6 +19,7 @@ from provenml.compiler.codegen import C_HEADER, DEFAULT_SCHEDULE, annotate_scrat
 from provenml.compiler.ir import Graph, Value
 from provenml.compiler.loopir import partition
 from provenml.compiler.passes import plan_memory, transform_layout
+from provenml.compiler.passes.fusion import anchor_of
 from provenml.compiler.runtime import aligned_copy, aligned_zeros
 
 TUNABLE = ("dense", "matmul", "conv2d")
@@ -127,7 +128,7 @@ def dense_tile_work(node: Any, g: Graph, schedule: dict[str, int]) -> list[float
     """Relative cost of each parallel iteration (register tile) of a dense kernel under
     ``schedule``: rows x columns of the tile, columns rounded up to whole vectors (tile ``t``
     is row tile ``t % mb`` of column panel ``t // mb``, as ``kernels.matmul.dense`` orders them)."""
-    anchor = node.attrs["body"][0] if node.op == "fused" else node
+    anchor = anchor_of(node)
     cols, k = int(anchor.attrs["n"]), int(anchor.attrs["k"])
     rows = g.values[anchor.inputs[0]].size // k
     mr = max(1, min(int(schedule["mr"]), rows))
@@ -194,21 +195,17 @@ def tune_node(
         if node.op == "dense":
             rows = ov.size // cols
     cands = candidates(rows, cols)
-    sources = [C_HEADER]
-    graphs = []
-    for k, sched in enumerate(cands):
-        sg = _kernel_graph(g, node, sched, layout)
-        graphs.append(sg)
-        sources.append(
-            lower(sg, prefix=f"c{k}", header=False, weight_prefetch=weight_prefetch).source
-        )
-    path, _ = build("\n".join(sources), cache=cache)
+    graphs = [_kernel_graph(g, node, sched, layout) for sched in cands]
+    progs = [
+        lower(sg, prefix=f"c{k}", header=False, weight_prefetch=weight_prefetch)
+        for k, sg in enumerate(graphs)
+    ]
+    path, _ = build("\n".join([C_HEADER, *(prog.source for prog in progs)]), cache=cache)
     lib = ctypes.CDLL(str(path))
     lib.pm_set_threads(threads)
     timings = {}
     rng = np.random.default_rng(0)
-    for k, (sched, sg) in enumerate(zip(cands, graphs, strict=True)):
-        prog = lower(sg, prefix=f"c{k}", header=False, weight_prefetch=weight_prefetch)
+    for k, (sched, sg, prog) in enumerate(zip(cands, graphs, progs, strict=True)):
         # every buffer on a 64-byte line, as the runtime allocates them: a candidate whose
         # operands happened to straddle lines would time up to 13% slow and lose by chance
         ins = [
@@ -234,15 +231,11 @@ def best_schedule(
     """The candidate (JSON key of ``timings``) with the least time, a dense kernel's time
     scaled by :func:`balance_factor` at ``balance_threads`` threads."""
     scores = dict(timings)
-    if balance_threads > 1 and _anchor_op(node) == "dense":
+    if balance_threads > 1 and anchor_of(node).op == "dense":
         for key in scores:
             work = dense_tile_work(node, g, json.loads(key))
             scores[key] *= balance_factor(work, balance_threads)
     return dict(json.loads(min(scores, key=scores.__getitem__)))
-
-
-def _anchor_op(node: Any) -> str:
-    return str(node.attrs["body"][0].op if node.op == "fused" else node.op)
 
 
 def tune(
