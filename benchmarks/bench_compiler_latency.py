@@ -233,7 +233,9 @@ def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None, float,
         share = solo / max(1, team + solo)
         pool = (
             f"; pool calls above 1T: {team} team, {solo} alone ({share:.0%}), "
-            f"{stats1['lost'] - stats0['lost']} verdicts lost, back-off now {stats1['backoff']}"
+            f"{stats1['lost'] - stats0['lost']} verdicts lost, "
+            f"{stats1['skipped'] - stats0['skipped']} probes skipped (other cores busy), "
+            f"back-off now {stats1['backoff']}"
         )
     floor = lat["provenml 1T"] / lat.pop("provenml 1T again")
     cells = ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in lat.items())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -603,3 +604,33 @@ def test_profile_accounts_for_every_stage_and_chunk(cache: str) -> None:
     omp = pc.compile(model, (x,), threads=1, tuning=False, runtime="openmp", cache_dir=cache)
     with pytest.raises(ProvenmlError, match="worker-pool"):
         omp.profile(x)
+
+
+def test_pool_skips_probes_while_other_cores_are_busy(small_pool: Any) -> None:
+    """A back-off that runs out while the other cores were busy (/proc/stat; forced here)
+    starts again without waking the team; once they are idle the probe runs as before."""
+    compiled, x = small_pool
+    g = compiled.graph
+    skipped = g.pool_stats()["skipped"]
+    g.lib.pm_debug_force_verdict(1)
+    g.lib.pm_debug_force_busy(1)
+    try:
+        # the first verdict after 4 team calls; then back-offs of 16 calls that each end
+        # with the cores busy (after calls 20, 36, 52): no probe, the same back-off again
+        assert run_modes(compiled, x, 60) == "TTTT" + "a" * 56
+        stats = g.pool_stats()
+        assert (stats["skipped"] - skipped, stats["backoff"], stats["left"]) == (3, 16, 8)
+        g.lib.pm_debug_force_busy(-1)  # idle: the 8 calls left, then a probe (lost, forced)
+        assert run_modes(compiled, x, 20) == "a" * 8 + "TTTT" + "a" * 8
+        assert g.pool_stats()["skipped"] - skipped == 3 and g.pool_stats()["backoff"] == 32
+    finally:
+        g.lib.pm_debug_force_busy(0)
+
+
+def test_pool_reads_the_machines_idle_time(small_pool: Any) -> None:
+    compiled, _ = small_pool
+    idle = compiled.graph.lib.pm_cpu_idle_seconds
+    idle.restype = ctypes.c_double
+    first = idle()
+    time.sleep(0.05)
+    assert first > 0.0 and idle() >= first  # a Linux counter that never runs backwards

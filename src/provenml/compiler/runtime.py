@@ -31,6 +31,7 @@ POOL_STATS = (
     "alone_ns",
     "team_ns",
     "scale_permille",
+    "skipped",
 )
 # The thread count a loaded library runs with, by library path. Builds of the same source
 # load the same library, whose thread count is one C global: each CompiledGraph re-applies
@@ -209,7 +210,8 @@ class CompiledGraph:
         ``adaptive`` 1 if the fallback is on, ``alone_ns`` the running mean of the calls run
         alone in ns (-1 before any), ``team_ns`` the running mean of the team's call times in ns
         (-1 before any), ``scale_permille`` 1000 x the scale of the one-thread estimate
-        (:meth:`calibrate_fallback`). ``team`` and ``alone`` only grow (calls at one thread
+        (:meth:`calibrate_fallback`), ``skipped`` probes skipped because the machine's other
+        cores were busy over the back-off (/proc/stat). ``team`` and ``alone`` only grow (calls at one thread
         count in neither)."""
         if not self.is_pool:
             return None

@@ -107,6 +107,8 @@ POOL_RUNTIME_C = r"""
 #include <sys/syscall.h>
 #include <linux/futex.h>
 #include <time.h>
+#include <fcntl.h>
+#include <stdio.h>
 typedef void (*pm_stage_fn)(const void**, void**, float*, const float*, const int, const int);
 typedef struct { pm_stage_fn fn; int nchunks; int dep0; int ndeps; } pm_stage_t;
 typedef struct {
@@ -152,6 +154,15 @@ static pthread_mutex_t pm_call_lock = PTHREAD_MUTEX_INITIALIZER;  /* one call at
                                0.98-1.01 at 1.05); under the background load, alternating
                                builds: transformer 2T/1T 0.94-1.00 at 1.05, 0.97-1.00 at 1.00 */
 #define PM_AD_EWMA 8        /* running means: plain mean of the first 8 samples, then 1/8 */
+/* Load-aware probes (stop 40): when a back-off of at least PM_AD_IDLE_MIN_NS runs out, the
+   machine's idle CPU time over it (/proc/stat) is read first; if the other cores were idle
+   for less than PM_AD_IDLE_SHARE of what the team's other threads would need, the back-off
+   starts again without waking the team. Under a steady background load a probe cost up to a
+   scheduler slice each (the woken worker preempted the caller or found no core), about 1-3%
+   of a short call's time; an idle machine probes as before. Where /proc/stat cannot be read,
+   every probe runs. */
+#define PM_AD_IDLE_MIN_NS 50000000LL  /* /proc/stat counts in 10 ms ticks: judge >= 50 ms */
+#define PM_AD_IDLE_SHARE 0.5
 static int pm_adaptive = 1;          /* 0: the team runs every call (pm_set_adaptive) */
 static int pm_ad_force = 0;          /* test hook: 1 every verdict lost, -1 won, 0 measured */
 static double pm_ad_scale = 1.0;     /* the one-thread estimate x this (pm_set_one_scale) */
@@ -167,6 +178,10 @@ static int pm_ad_last_woke = 0;      /* the last team call had to wake sleeping 
 static long long pm_ad_left = 0;     /* calls still to run alone */
 static long long pm_ad_backoff = 0;  /* length of the last back-off (0: none since a win) */
 static long long pm_ad_team_calls = 0, pm_ad_alone_calls = 0, pm_ad_losses = 0;
+static long long pm_ad_skipped = 0;  /* probes skipped because the other cores were busy */
+static int pm_ad_force_busy = 0;     /* test hook: 1 the other cores count as busy, -1 idle */
+static double pm_cpu_idle0 = -1.0;   /* idle CPU seconds (all CPUs) when the back-off began */
+static long long pm_cpu_t0 = 0;      /* ... and when (ns) */
 static inline long long pm_now(void) {  /* monotonic ns (vDSO: no system call) */
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -190,6 +205,46 @@ static inline void pm_prof_add(int id, int stage, int chunk, long long t0) {
   if (i >= PM_PROF_MAX) return;
   pm_prof[i][0] = id; pm_prof[i][1] = stage; pm_prof[i][2] = chunk;
   pm_prof[i][3] = t0; pm_prof[i][4] = pm_now();
+}
+/* The machine's idle CPU time so far, in seconds summed over CPUs (idle + iowait of the
+   aggregate "cpu" line of /proc/stat); -1 where it cannot be read. */
+double pm_cpu_idle_seconds(void) {
+  const int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1.0;
+  char buf[256];
+  const ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1.0;
+  buf[n] = 0;
+  unsigned long long user, nice, sys, idle, iowait;
+  if (sscanf(buf, "cpu %llu %llu %llu %llu %llu", &user, &nice, &sys, &idle, &iowait) != 5)
+    return -1.0;
+  const long hz = sysconf(_SC_CLK_TCK);
+  return (double)(idle + iowait) / (double)(hz > 0 ? hz : 100);
+}
+static void pm_cpu_snapshot(void) {  /* a back-off begins (lock held) */
+  pm_cpu_idle0 = pm_ad_force_busy ? 0.0 : pm_cpu_idle_seconds();
+  pm_cpu_t0 = pm_now();
+}
+/* A back-off has run out (lock held): 1 if the other cores were too busy over it for the
+   team to win (skip the probe, and start the next interval), 0 to probe. */
+static int pm_cpu_busy(void) {
+  if (pm_ad_force_busy) return pm_ad_force_busy > 0;
+  const long long elapsed = pm_now() - pm_cpu_t0;
+  if (pm_cpu_idle0 < 0.0 || elapsed < PM_AD_IDLE_MIN_NS) return 0;
+  const double idle = pm_cpu_idle_seconds();
+  if (idle < 0.0) return 0;
+  const int busy =
+      idle - pm_cpu_idle0 < PM_AD_IDLE_SHARE * 1e-9 * (double)elapsed * (double)(pm_threads - 1);
+  pm_cpu_idle0 = idle;
+  pm_cpu_t0 = pm_now();
+  return busy;
+}
+/* Test hook: 1 makes every ended back-off find the other cores busy, -1 idle, 0 measures. */
+void pm_debug_force_busy(int busy) {
+  pthread_mutex_lock(&pm_call_lock);
+  pm_ad_force_busy = busy > 0 ? 1 : (busy < 0 ? -1 : 0);
+  pthread_mutex_unlock(&pm_call_lock);
 }
 static inline void pm_run_alone(const pm_stage_t* stages, int nstages, const void** in,
                                 void** out, float* arena, const float* cst) {
@@ -235,7 +290,8 @@ void pm_set_one_scale(double scale) {
    back-off (calls; 0 since a won probe), out[3] calls still to run alone, out[4] verdicts
    lost, out[5] 1000 x team mean / one-thread estimate (-1 before a sample), out[6] adaptive,
    out[7] the mean of the calls run alone (ns; -1 before any), out[8] the team's mean call
-   time (ns; -1 before any), out[9] 1000 x the one-thread estimate's scale. */
+   time (ns; -1 before any), out[9] 1000 x the one-thread estimate's scale, out[10] probes
+   skipped because the other cores were busy. */
 void pm_pool_stats(long long* out) {
   pthread_mutex_lock(&pm_call_lock);
   out[0] = pm_ad_team_calls;
@@ -249,6 +305,7 @@ void pm_pool_stats(long long* out) {
   out[7] = pm_ad_alone_n > 0 ? (long long)pm_ad_alone : -1;
   out[8] = pm_ad_walls > 0 ? (long long)pm_ad_team : -1;
   out[9] = (long long)(1000.0 * pm_ad_scale + 0.5);
+  out[10] = pm_ad_skipped;
   pthread_mutex_unlock(&pm_call_lock);
 }
 /* The back-off (calls) after a lost probe: twice the last one (PM_AD_FIRST the first time),
@@ -299,6 +356,7 @@ static void pm_ad_judge(long long wall, long long work, int ran, int total, int 
        caller for the busy cores: send them to sleep now */
     __atomic_store_n(&pm_park, 1, __ATOMIC_RELEASE);
     pm_ad_n = pm_ad_samples = pm_ad_walls = 0;  /* the next probe starts from fresh means */
+    pm_cpu_snapshot();
   } else if (pm_ad_n == PM_AD_WINDOW) {  /* a won probe halves the next back-off */
     pm_ad_backoff /= 2;
     if (pm_ad_backoff < PM_AD_FIRST) pm_ad_backoff = 0;
@@ -403,7 +461,10 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
   pthread_mutex_lock(&pm_call_lock);
   if (pm_ad_threads != pm_threads) pm_ad_reset();  /* a new team size: measure it afresh */
   if (pm_adaptive && pm_ad_left > 0) {  /* backing off: the caller alone, workers not woken */
-    --pm_ad_left;
+    if (--pm_ad_left == 0 && pm_cpu_busy()) {  /* no idle core to probe on: wait again */
+      pm_ad_left = pm_ad_backoff > 0 ? pm_ad_backoff : PM_AD_FIRST;
+      ++pm_ad_skipped;
+    }
     /* every 64th alone call is timed, for the back-off's length and pm_pool_stats: timing
        every 4th made an alone call of mlp:1 (7 us) 2% slower than the same call on one
        thread, where the clock reads were expected to cost 0.2% (stop 37) */
