@@ -211,8 +211,8 @@ class CompiledGraph:
         alone in ns (-1 before any), ``team_ns`` the running mean of the team's call times in ns
         (-1 before any), ``scale_permille`` 1000 x the scale of the one-thread estimate
         (:meth:`calibrate_fallback`), ``skipped`` probes skipped because the machine's other
-        cores were busy over the back-off (/proc/stat). ``team`` and ``alone`` only grow (calls at one thread
-        count in neither)."""
+        cores were busy over the back-off (/proc/stat). ``team`` and ``alone`` only grow
+        (calls at one thread count in neither)."""
         if not self.is_pool:
             return None
         raw = (ctypes.c_longlong * len(POOL_STATS))()
