@@ -597,10 +597,18 @@ def test_profile_accounts_for_every_stage_and_chunk(cache: str) -> None:
             assert len(s.thread_work_us) == threads
             assert s.work_us > 0 and s.span_us > 0
             assert s.span_us <= prof.kernels_us + 1e-6
+            # per chunk: at one thread a stage runs as one chunk (index 0, its first)
+            assert len(s.chunk_us) == s.chunks and s.first_chunk_us > 0
             if threads == 1:
                 assert s.work_us == pytest.approx(s.span_us)
+                assert s.first_chunk_us == pytest.approx(s.chunk_us[0])
+                assert np.isnan(s.later_chunk_us) and np.isnan(s.chunk_us[1:]).all()
+            else:
+                assert all(c > 0 for c in s.chunk_us)
+                if s.chunks > threads:  # some thread ran two chunks of it in every call
+                    assert s.later_chunk_us > 0
         assert prof.kernels_us <= prof.call_us
-        assert "kernel window" in prof.table()
+        assert "kernel window" in prof.table() and "first/later chunk us" in prof.table()
     omp = pc.compile(model, (x,), threads=1, tuning=False, runtime="openmp", cache_dir=cache)
     with pytest.raises(ProvenmlError, match="worker-pool"):
         omp.profile(x)
@@ -615,14 +623,14 @@ def test_pool_skips_probes_while_other_cores_are_busy(small_pool: Any) -> None:
     g.lib.pm_debug_force_verdict(1)
     g.lib.pm_debug_force_busy(1)
     try:
-        # the first verdict after 4 team calls; then back-offs of 16 calls that each end
-        # with the cores busy (after calls 20, 36, 52): no probe, the same back-off again
+        # the first verdict after 4 team calls; the back-offs of 16 and then 32 calls end
+        # with the cores busy (after calls 20 and 52): no probe, a back-off twice as long
         assert run_modes(compiled, x, 60) == "TTTT" + "a" * 56
         stats = g.pool_stats()
-        assert (stats["skipped"] - skipped, stats["backoff"], stats["left"]) == (3, 16, 8)
-        g.lib.pm_debug_force_busy(-1)  # idle: the 8 calls left, then a probe (lost, forced)
-        assert run_modes(compiled, x, 20) == "a" * 8 + "TTTT" + "a" * 8
-        assert g.pool_stats()["skipped"] - skipped == 3 and g.pool_stats()["backoff"] == 32
+        assert (stats["skipped"] - skipped, stats["backoff"], stats["left"]) == (2, 64, 56)
+        g.lib.pm_debug_force_busy(-1)  # idle: the 56 calls left, then a probe (lost, forced)
+        assert run_modes(compiled, x, 62) == "a" * 56 + "TTTT" + "aa"
+        assert g.pool_stats()["skipped"] - skipped == 2 and g.pool_stats()["backoff"] == 128
     finally:
         g.lib.pm_debug_force_busy(0)
 
@@ -634,3 +642,4 @@ def test_pool_reads_the_machines_idle_time(small_pool: Any) -> None:
     first = idle()
     time.sleep(0.05)
     assert first > 0.0 and idle() >= first  # a Linux counter that never runs backwards
+    assert compiled.graph.lib.pm_cpu_running() >= 1  # this thread is running

@@ -427,6 +427,18 @@ class CompiledGraph:
         np.maximum.at(last, (call, stage), end)
         span = last - first
         window = last.max(axis=1) - first.min(axis=1)
+        # each thread's first chunk of a stage (in a call) against its later ones
+        dur = end - start
+        order = np.lexsort((start, thread, stage, call))
+        key = np.stack([call, stage, thread], axis=1)[order]
+        is_first = np.ones(len(order), dtype=bool)
+        is_first[1:] = np.any(key[1:] != key[:-1], axis=1)
+        opening = np.zeros(len(rec), dtype=bool)
+        opening[order] = is_first
+
+        def med_us(sel: np.ndarray) -> float:
+            return float(np.median(dur[sel])) / 1e3 if sel.any() else float("nan")
+
         rows = [
             StageProfile(
                 stage=s,
@@ -436,6 +448,12 @@ class CompiledGraph:
                 work_us=float(np.median(work[:, s])) / 1e3,
                 span_us=float(np.median(span[:, s])) / 1e3,
                 thread_work_us=tuple(float(v) / 1e3 for v in per_thread[:, s].mean(axis=0)),
+                chunk_us=tuple(
+                    med_us((stage == s) & (rec[:, 2] == c))
+                    for c in range(self.program.stage_chunks[s])
+                ),
+                first_chunk_us=med_us((stage == s) & opening),
+                later_chunk_us=med_us((stage == s) & ~opening),
             )
             for s in range(nstages)
         ]
@@ -459,6 +477,11 @@ class StageProfile:
     work_us: float  # summed chunk time, all threads (median over calls)
     span_us: float  # first chunk start to last chunk end (median over calls)
     thread_work_us: tuple[float, ...]  # mean chunk time per thread (0 = the caller)
+    chunk_us: tuple[float, ...] = ()  # median time of each chunk, whichever thread ran it
+    # median time of the first chunk each thread ran in the stage, and of its later chunks:
+    # a first chunk reads what other threads wrote in earlier stages (docs/compiler.md, Stop 40)
+    first_chunk_us: float = float("nan")
+    later_chunk_us: float = float("nan")
 
 
 @dataclass
@@ -483,14 +506,15 @@ class Profile:
         """A plain-text table, one row per stage, then the totals."""
         lines = [
             f"{'stage':>5}  {'function':<34} {'chunks':>6} {'work us':>9} {'span us':>9} "
-            f"{'work/span':>9}  per-thread work us"
+            f"{'work/span':>9}  {'first/later chunk us':>20}  per-thread work us"
         ]
         for s in self.stages:
             ratio = s.work_us / s.span_us if s.span_us > 0 else float("nan")
             threads = "/".join(f"{w:.1f}" for w in s.thread_work_us)
+            chunk = f"{s.first_chunk_us:.1f}/{s.later_chunk_us:.1f}"
             lines.append(
                 f"{s.stage:>5}  {s.function:<34} {s.chunks:>6} {s.work_us:>9.1f} "
-                f"{s.span_us:>9.1f} {ratio:>9.2f}  {threads}"
+                f"{s.span_us:>9.1f} {ratio:>9.2f}  {chunk:>20}  {threads}"
             )
         lines.append(
             f"{self.threads} thread(s), {self.calls} calls: work {self.work_us:.1f} us, "

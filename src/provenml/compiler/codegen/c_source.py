@@ -154,13 +154,14 @@ static pthread_mutex_t pm_call_lock = PTHREAD_MUTEX_INITIALIZER;  /* one call at
                                0.98-1.01 at 1.05); under the background load, alternating
                                builds: transformer 2T/1T 0.94-1.00 at 1.05, 0.97-1.00 at 1.00 */
 #define PM_AD_EWMA 8        /* running means: plain mean of the first 8 samples, then 1/8 */
-/* Load-aware probes (stop 40): when a back-off of at least PM_AD_IDLE_MIN_NS runs out, the
-   machine's idle CPU time over it (/proc/stat) is read first; if the other cores were idle
-   for less than PM_AD_IDLE_SHARE of what the team's other threads would need, the back-off
-   starts again without waking the team. Under a steady background load a probe cost up to a
-   scheduler slice each (the woken worker preempted the caller or found no core), about 1-3%
-   of a short call's time; an idle machine probes as before. Where /proc/stat cannot be read,
-   every probe runs. */
+/* Load-aware probes (stop 40): when a back-off runs out, the team is probed only if a core is
+   free for it. Over a back-off of at least PM_AD_IDLE_MIN_NS the machine's idle CPU time
+   (/proc/stat) must reach PM_AD_IDLE_SHARE of what the team's other threads would need, and
+   at the moment of the probe the runnable threads (/proc/loadavg, the caller among them) plus
+   the team's other threads must fit the online CPUs; else a back-off twice as long starts
+   without waking the team. Under a steady background load a probe cost up to a scheduler slice each
+   (the woken worker preempted the caller or found no core), 1-3% of a short call's time; an
+   idle machine probes as before. What cannot be read does not block a probe. */
 #define PM_AD_IDLE_MIN_NS 50000000LL  /* /proc/stat counts in 10 ms ticks: judge >= 50 ms */
 #define PM_AD_IDLE_SHARE 0.5
 static int pm_adaptive = 1;          /* 0: the team runs every call (pm_set_adaptive) */
@@ -222,23 +223,43 @@ double pm_cpu_idle_seconds(void) {
   const long hz = sysconf(_SC_CLK_TCK);
   return (double)(idle + iowait) / (double)(hz > 0 ? hz : 100);
 }
+/* Threads runnable on the machine right now (the fourth field of /proc/loadavg, "R/T"; the
+   reading thread is one of them); -1 where it cannot be read. */
+int pm_cpu_running(void) {
+  const int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char buf[128];
+  const ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  int running = -1, total = 0;
+  if (sscanf(buf, "%*f %*f %*f %d/%d", &running, &total) != 2) return -1;
+  return running;
+}
 static void pm_cpu_snapshot(void) {  /* a back-off begins (lock held) */
-  pm_cpu_idle0 = pm_ad_force_busy ? 0.0 : pm_cpu_idle_seconds();
+  pm_cpu_idle0 = pm_ad_force_busy || pm_ad_force ? 0.0 : pm_cpu_idle_seconds();
   pm_cpu_t0 = pm_now();
 }
 /* A back-off has run out (lock held): 1 if the other cores were too busy over it for the
    team to win (skip the probe, and start the next interval), 0 to probe. */
 static int pm_cpu_busy(void) {
   if (pm_ad_force_busy) return pm_ad_force_busy > 0;
+  if (pm_ad_force) return 0;  /* verdicts forced by a test: the load is not measured either */
   const long long elapsed = pm_now() - pm_cpu_t0;
-  if (pm_cpu_idle0 < 0.0 || elapsed < PM_AD_IDLE_MIN_NS) return 0;
-  const double idle = pm_cpu_idle_seconds();
-  if (idle < 0.0) return 0;
-  const int busy =
-      idle - pm_cpu_idle0 < PM_AD_IDLE_SHARE * 1e-9 * (double)elapsed * (double)(pm_threads - 1);
-  pm_cpu_idle0 = idle;
-  pm_cpu_t0 = pm_now();
-  return busy;
+  if (pm_cpu_idle0 >= 0.0 && elapsed >= PM_AD_IDLE_MIN_NS) {
+    const double idle = pm_cpu_idle_seconds();
+    if (idle >= 0.0) {
+      const double need = PM_AD_IDLE_SHARE * 1e-9 * (double)elapsed * (double)(pm_threads - 1);
+      const int busy = idle - pm_cpu_idle0 < need;
+      pm_cpu_idle0 = idle;
+      pm_cpu_t0 = pm_now();
+      if (busy) return 1;
+    }
+  }
+  const int running = pm_cpu_running();
+  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  return running > 0 && cpus > 0 && running + pm_threads - 1 > cpus;
 }
 /* Test hook: 1 makes every ended back-off find the other cores busy, -1 idle, 0 measures. */
 void pm_debug_force_busy(int busy) {
@@ -461,8 +482,11 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
   pthread_mutex_lock(&pm_call_lock);
   if (pm_ad_threads != pm_threads) pm_ad_reset();  /* a new team size: measure it afresh */
   if (pm_adaptive && pm_ad_left > 0) {  /* backing off: the caller alone, workers not woken */
-    if (--pm_ad_left == 0 && pm_cpu_busy()) {  /* no idle core to probe on: wait again */
-      pm_ad_left = pm_ad_backoff > 0 ? pm_ad_backoff : PM_AD_FIRST;
+    if (--pm_ad_left == 0 && pm_cpu_busy()) {  /* no free core to probe on: wait again, */
+      /* twice as long (capped), as after a lost probe that cost nothing */
+      const double alone = !pm_ad_force && pm_ad_alone_n > 0 ? pm_ad_alone : 0.0;
+      pm_ad_backoff = pm_ad_next_backoff(pm_ad_backoff, 0.0, alone);
+      pm_ad_left = pm_ad_backoff;
       ++pm_ad_skipped;
     }
     /* every 64th alone call is timed, for the back-off's length and pm_pool_stats: timing
