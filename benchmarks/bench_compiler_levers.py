@@ -21,12 +21,17 @@ build in one process (stop 38, docs/compiler.md): none helped, which is why none
   threads with every verdict forced lost (the caller alone under the call lock, the
   fallback's counters kept, one probe of 4 team calls per 1,028 calls once the back-off has
   reached its cap), interleaved rounds of ``--alone-calls`` calls, CPU-time free of eager.
+* ``hugepages`` (stop 40): the constants and the arena on 2 MiB transparent huge pages
+  (``huge_pages=True``, the default since stop 40) against numpy's 4 KiB pages, the same
+  build's library with two sets of blocks, at 2 threads, on ``--cases``; prints how much of
+  the process's anonymous memory the kernel backed with huge pages.
 * ``pinning``: the caller on CPU 0 and every other thread of the process (the pool's worker)
   on CPU 1 (``os.sched_setaffinity``), against no affinity; per-stage work from
   ``profile()``, with the one-thread build's as the reference.
 
     .venv/bin/python benchmarks/bench_compiler_levers.py [--check head-major,chunks,pinning]
     .venv/bin/python benchmarks/bench_compiler_levers.py --check prefetch [--cases transformer:1]
+    .venv/bin/python benchmarks/bench_compiler_levers.py --check hugepages --cases transformer:1
 
 Latency: median of ``--rounds`` interleaved rounds with eager PyTorch (2 threads) in the same
 rounds as the anchor; ratios are medians of the per-round ratios. Quote the load average
@@ -136,6 +141,40 @@ def prefetch(args: argparse.Namespace) -> None:
                 f"{threads}T off / on: median {np.median(ratio):.3f} (10-90% of rounds "
                 f"{lo:.3f}-{hi:.3f}), off faster in {int((ratio < 1).sum())} of {len(ratio)}"
             )
+
+
+def hugepages(args: argparse.Namespace) -> None:
+    """The constants and arena on huge pages and on numpy's pages: one build, a second
+    ``CompiledGraph`` of its library with ``huge_pages=False``, interleaved with eager."""
+    for case in args.cases.split(","):
+        name, _, batch = case.partition(":")
+        model, x = build_model(name, int(batch or 1))
+        build_ = pm_compile(model, (x,), threads=2, tune_threads=False)
+        g = build_.graph
+        arms: dict[str, Any] = {
+            "4 KiB pages": CompiledGraph(g.graph, g.program, g.library, 2, huge_pages=False),
+            "huge pages": CompiledGraph(g.graph, g.program, g.library, 2, huge_pages=True),
+        }
+        with torch.no_grad():
+            err = max(float((f(x)[0] - model(x)).abs().max()) for f in arms.values())
+        huge_kib = 0
+        with open("/proc/self/smaps_rollup") as smaps:
+            for line in smaps:
+                if line.startswith("AnonHugePages:"):
+                    huge_kib = int(line.split()[1])
+        print(
+            f"\n== huge pages, {case} (max abs difference to eager {err:.1e}; constants "
+            f"{g.consts.nbytes / 2**20:.2f} MiB, arena {g.arena.nbytes / 2**20:.2f} MiB; "
+            f"AnonHugePages of this process {huge_kib} KiB)"
+        )
+        samples = timed(arms, model, x, args.rounds)
+        ratio = np.array(samples["huge pages"]) / np.array(samples["4 KiB pages"])
+        lo, hi = np.quantile(ratio, [0.1, 0.9])
+        p = float(stats.ttest_1samp(np.log(ratio), 0.0).pvalue)
+        print(
+            f"huge / 4 KiB: median {np.median(ratio):.3f} (10-90% of rounds {lo:.3f}-{hi:.3f}), "
+            f"huge faster in {int((ratio < 1).sum())} of {len(ratio)}, paired t-test p {p:.3g}"
+        )
 
 
 def balance(model: torch.nn.Module, x: torch.Tensor, rounds: int) -> None:
@@ -259,6 +298,8 @@ def main() -> None:
             arms[f"{per_thread} x threads chunks"] = CompiledGraph(final, program, path, 2)
         print("\n== chunks per parallel stage")
         timed(arms, model, x, args.rounds)
+    if "hugepages" in checks:
+        hugepages(args)
     if "prefetch" in checks:
         prefetch(args)
     if "balance" in checks:

@@ -367,6 +367,32 @@ def test_weight_prefetch_is_an_option_that_changes_no_result(tmp_path: Any) -> N
         pc.compile(model, (x,), weight_prefetch=1, **common)
 
 
+def test_huge_pages_is_an_option_that_changes_no_result(tmp_path: Any) -> None:
+    """Stop 40: a build's constants and arena of 256 KiB or more lie on a 2 MiB boundary in
+    a mapping advised for transparent huge pages (``huge_pages=True``, the default); small
+    blocks and ``huge_pages=False`` keep numpy's cache-line-aligned arrays. Same bits."""
+    from provenml.compiler.runtime import HUGE_PAGE, block_zeros
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 64)).eval()
+    x = torch.randn(4, 512)
+    common: dict[str, Any] = {"tuning": False, "tune_threads": False, "cache_dir": str(tmp_path)}
+    huge = pc.compile(model, (x,), threads=1, **common)
+    small = pc.compile(model, (x,), threads=1, huge_pages=False, **common)
+    assert huge.graph.huge_pages and not small.graph.huge_pages
+    assert huge.graph.consts.nbytes >= 1 << 20
+    assert huge.graph.consts.ctypes.data % HUGE_PAGE == 0
+    assert small.graph.consts.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(huge(x).numpy(), small(x).numpy())
+    block = block_zeros(1 << 18)  # 1 MiB: writable zeros on a 2 MiB boundary
+    assert block.dtype == np.float32 and block.size == 1 << 18 and not block.any()
+    assert block.ctypes.data % HUGE_PAGE == 0
+    block[:] = 1.0
+    assert block_zeros(16).ctypes.data % 64 == 0  # below 256 KiB: aligned_zeros
+    with pytest.raises(ProvenmlError, match="huge_pages= must be True or False"):
+        pc.compile(model, (x,), huge_pages="yes", **common)
+
+
 def test_pool_span_simulates_claiming_and_stealing() -> None:
     assert pool_span([1.0] * 16, 2, 8) == 8.0  # even: half each
     # one chunk per iteration; thread 0 owns [10, 10], thread 1 [1, 1] and then steals the

@@ -50,10 +50,13 @@ class CompileOptions:
     # it helped on the AMD EPYC of earlier rounds (2-8%, docs/compiler_history.md) and slows
     # every dense-heavy model on the AVX-512 Xeon (3-10%, docs/compiler.md, *Stop 39*)
     weight_prefetch: bool = False
+    # the constants and the arena on 2 MiB transparent huge pages where they are 256 KiB or
+    # more (Linux, madvise; runtime.block_zeros); never changes results
+    huge_pages: bool = True
 
     def __post_init__(self) -> None:
         flags = ("fusion", "memory_planning", "layout", "tuning", "tune_threads", "adaptive")
-        for flag in (*flags, "weight_prefetch"):
+        for flag in (*flags, "weight_prefetch", "huge_pages"):
             if not isinstance(getattr(self, flag), bool):
                 raise ProvenmlError(f"compile option {flag}= must be True or False")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
@@ -182,7 +185,7 @@ def compile_graph(
         weight_prefetch=options.weight_prefetch,
     )
     path, _ = build(program.source, cache=options.cache_dir)
-    cg = CompiledGraph(final, program, path, options.threads)
+    cg = CompiledGraph(final, program, path, options.threads, options.huge_pages)
     cg.set_adaptive(options.adaptive)
     if cg.is_pool and options.adaptive and options.threads > 1 and example_inputs is not None:
         scale = cg.calibrate_fallback(example_inputs)
