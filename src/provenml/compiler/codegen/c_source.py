@@ -207,18 +207,23 @@ static inline void pm_prof_add(int id, int stage, int chunk, long long t0) {
   pm_prof[i][0] = id; pm_prof[i][1] = stage; pm_prof[i][2] = chunk;
   pm_prof[i][3] = t0; pm_prof[i][4] = pm_now();
 }
+/* The start of a small /proc file, NUL-terminated, in buf; 0 where it cannot be read. */
+static int pm_read_proc(const char* path, char* buf, int size) {
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  const ssize_t n = read(fd, buf, (size_t)size - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  return 1;
+}
 /* The machine's idle CPU time so far, in seconds summed over CPUs (idle + iowait of the
    aggregate "cpu" line of /proc/stat); -1 where it cannot be read. */
 double pm_cpu_idle_seconds(void) {
-  const int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1.0;
   char buf[256];
-  const ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return -1.0;
-  buf[n] = 0;
   unsigned long long user, nice, sys, idle, iowait;
-  if (sscanf(buf, "cpu %llu %llu %llu %llu %llu", &user, &nice, &sys, &idle, &iowait) != 5)
+  if (!pm_read_proc("/proc/stat", buf, sizeof buf) ||
+      sscanf(buf, "cpu %llu %llu %llu %llu %llu", &user, &nice, &sys, &idle, &iowait) != 5)
     return -1.0;
   const long hz = sysconf(_SC_CLK_TCK);
   return (double)(idle + iowait) / (double)(hz > 0 ? hz : 100);
@@ -226,15 +231,11 @@ double pm_cpu_idle_seconds(void) {
 /* Threads runnable on the machine right now (the fourth field of /proc/loadavg, "R/T"; the
    reading thread is one of them); -1 where it cannot be read. */
 int pm_cpu_running(void) {
-  const int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
   char buf[128];
-  const ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return -1;
-  buf[n] = 0;
   int running = -1, total = 0;
-  if (sscanf(buf, "%*f %*f %*f %d/%d", &running, &total) != 2) return -1;
+  if (!pm_read_proc("/proc/loadavg", buf, sizeof buf) ||
+      sscanf(buf, "%*f %*f %*f %d/%d", &running, &total) != 2)
+    return -1;
   return running;
 }
 static void pm_cpu_snapshot(void) {  /* a back-off begins (lock held) */
