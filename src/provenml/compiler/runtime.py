@@ -115,7 +115,10 @@ def block_zeros(size: int, huge_pages: bool = True) -> np.ndarray:
     if not huge_pages or nbytes < HUGE_PAGE_MIN_BYTES or advise is None:
         return aligned_zeros(size)
     span = -(-nbytes // HUGE_PAGE) * HUGE_PAGE
-    region = mmap.mmap(-1, span + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        region = mmap.mmap(-1, span + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except (OSError, ValueError):  # the mapping refused (no anonymous mmap, no memory):
+        return aligned_zeros(size)
     raw = np.frombuffer(region, dtype=np.uint8)  # keeps the mapping alive as its base
     start = -raw.ctypes.data % HUGE_PAGE
     # a kernel without transparent huge pages refuses the advice: 4 KiB pages, same block
