@@ -462,7 +462,7 @@ class CompiledGraph:
         rec = np.frombuffer(raw, dtype=np.int64).reshape(-1, 5)
         nstages, threads = len(self.program.stages), max(1, self.threads)
         call = np.searchsorted(marks, np.arange(len(rec)), side="right") - 1
-        thread, stage, start, end = rec[:, 0], rec[:, 1], rec[:, 3], rec[:, 4]
+        thread, stage, chunk, start, end = rec.T
         work = np.zeros((calls, nstages))
         np.add.at(work, (call, stage), end - start)
         per_thread = np.zeros((calls, nstages, threads))
@@ -495,8 +495,7 @@ class CompiledGraph:
                 span_us=float(np.median(span[:, s])) / 1e3,
                 thread_work_us=tuple(float(v) / 1e3 for v in per_thread[:, s].mean(axis=0)),
                 chunk_us=tuple(
-                    med_us((stage == s) & (rec[:, 2] == c))
-                    for c in range(self.program.stage_chunks[s])
+                    med_us((stage == s) & (chunk == c)) for c in range(self.program.stage_chunks[s])
                 ),
                 first_chunk_us=med_us((stage == s) & opening),
                 later_chunk_us=med_us((stage == s) & ~opening),

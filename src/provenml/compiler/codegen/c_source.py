@@ -159,9 +159,10 @@ static pthread_mutex_t pm_call_lock = PTHREAD_MUTEX_INITIALIZER;  /* one call at
    (/proc/stat) must reach PM_AD_IDLE_SHARE of what the team's other threads would need, and
    at the moment of the probe the runnable threads (/proc/loadavg, the caller among them) plus
    the team's other threads must fit the online CPUs; else a back-off twice as long starts
-   without waking the team. Under a steady background load a probe cost up to a scheduler slice each
-   (the woken worker preempted the caller or found no core), 1-3% of a short call's time; an
-   idle machine probes as before. What cannot be read does not block a probe. */
+   without waking the team. Under a steady background load a probe cost up to a scheduler
+   slice each (the woken worker preempted the caller or found no core), 1-3% of a short
+   call's time; an idle machine probes as before. What cannot be read does not block a
+   probe. */
 #define PM_AD_IDLE_MIN_NS 50000000LL  /* /proc/stat counts in 10 ms ticks: judge >= 50 ms */
 #define PM_AD_IDLE_SHARE 0.5
 static int pm_adaptive = 1;          /* 0: the team runs every call (pm_set_adaptive) */
@@ -232,9 +233,9 @@ double pm_cpu_idle_seconds(void) {
    reading thread is one of them); -1 where it cannot be read. */
 int pm_cpu_running(void) {
   char buf[128];
-  int running = -1, total = 0;
+  int running = -1;
   if (!pm_read_proc("/proc/loadavg", buf, sizeof buf) ||
-      sscanf(buf, "%*f %*f %*f %d/%d", &running, &total) != 2)
+      sscanf(buf, "%*f %*f %*f %d/", &running) != 1)
     return -1;
   return running;
 }
