@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from provenml.errors import ProvenmlError
+from provenml.metarl import native
 from provenml.metarl.belief import BeliefEncoder, CellRewardDecoder
 from provenml.rl import ActorCritic, SigmoidTanh
 
@@ -172,3 +174,79 @@ def test_backward_can_run_twice_with_retain_graph() -> None:
     (first,) = torch.autograd.grad(loss, [enc.gru.weight_hh_l0], retain_graph=True)
     (second,) = torch.autograd.grad(loss, [enc.gru.weight_hh_l0])
     torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
+def _native_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the calls of the native kernel's forward (NativeRecurrence.apply)."""
+    calls: list[int] = []
+    apply = native.NativeRecurrence.apply
+
+    def counted(*args: object) -> object:
+        calls.append(1)
+        return apply(*args)
+
+    monkeypatch.setattr(native.NativeRecurrence, "apply", counted)
+    return calls
+
+
+@pytest.mark.parametrize(("session_aware", "prior"), ENCODERS)
+def test_native_recurrence_equals_the_pytorch_one(
+    session_aware: bool, prior: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C kernel (float32) gives the PyTorch recurrence's beliefs and gradients."""
+    if not native.native_recurrence_available(torch.zeros(1), 64):
+        pytest.skip("no C compiler here: the PyTorch recurrence is the only one")
+    calls = _native_calls(monkeypatch)
+    torch.manual_seed(8)
+    enc = BeliefEncoder(6, 5, session_aware=session_aware, prior_conditioning=prior)
+    if session_aware:
+        nn.init.normal_(enc.termination.weight, std=0.5)
+    inputs = torch.randn(16, 23, 12)
+    results = {}
+    for use_native in (True, False):
+        enc.native = use_native
+        enc.zero_grad()
+        out = enc(inputs)
+        _loss(out.mu, out.termination_logit, out.cond_mu).backward()
+        grads = {n: p.grad.clone() for n, p in enc.named_parameters() if p.grad is not None}
+        results[use_native] = (out, grads)
+    assert len(calls) == 1  # the native run only
+    (fast, fast_grads), (ref, ref_grads) = results[True], results[False]
+    torch.testing.assert_close(fast.mu, ref.mu, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast.logvar, ref.logvar, rtol=1e-5, atol=1e-5)
+    if session_aware:
+        torch.testing.assert_close(fast.termination_logit, ref.termination_logit)
+        torch.testing.assert_close(fast.cond_mu, ref.cond_mu, rtol=1e-5, atol=1e-5)
+    assert sorted(fast_grads) == sorted(ref_grads)
+    for name, grad in fast_grads.items():
+        assert grad.abs().max().item() > 0.0, name
+        scale = ref_grads[name].abs().max().item()
+        torch.testing.assert_close(grad, ref_grads[name], rtol=1e-4, atol=1e-5 * scale, msg=name)
+
+
+def test_native_recurrence_only_where_it_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """float64, a hidden size off the 16-float tile and PROVENML_NATIVE=0 keep PyTorch's."""
+    calls = _native_calls(monkeypatch)
+    torch.manual_seed(9)
+    BeliefEncoder(6, 5, session_aware=True).double()(torch.randn(2, 5, 12, dtype=torch.float64))
+    BeliefEncoder(6, 5, hidden=24, session_aware=True)(torch.randn(2, 5, 12))
+    monkeypatch.setenv("PROVENML_NATIVE", "0")
+    BeliefEncoder(6, 5)(torch.randn(2, 5, 12))
+    assert calls == []
+    assert not native.native_recurrence_available(torch.zeros(1), 64)
+
+
+def test_no_c_compiler_falls_back_with_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_compiler(*_: object) -> None:
+        raise ProvenmlError("cannot run the C compiler 'gcc'")
+
+    monkeypatch.setattr(native, "build_library", no_compiler)
+    native._library.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="PyTorch one"):
+            assert not native.native_recurrence_available(torch.zeros(1), 64)
+        enc = BeliefEncoder(6, 5, session_aware=True)
+        out = enc(torch.randn(2, 5, 12))  # runs, on the PyTorch recurrence
+        assert out.mu.shape == (2, 5, 5)
+    finally:
+        native._library.cache_clear()

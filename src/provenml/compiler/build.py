@@ -6,23 +6,14 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import os
 import subprocess
 import tempfile
 from pathlib import Path
 
-from provenml.errors import ProvenmlError
+from provenml.nn.native import CC, FLAGS, LIBS, LINK_FLAGS, build_key, compile_library
 
-CC = os.environ.get("PROVENML_CC", "gcc")
-# Compile with -ffast-math (glibc's vector exp/erf/tanh, libmvec, are only declared under
-# __FAST_MATH__) but link WITHOUT it: linking a shared library with -ffast-math (gcc < 13) adds
-# crtfastmath.o, whose constructor sets flush-to-zero / denormals-are-zero for the whole Python
-# process (it broke hypothesis and any float code run after a compile). tests/compiler checks
-# that loading a build leaves denormals alone.
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-ffast-math", "-fPIC")
-LINK_FLAGS = ("-shared", "-fopenmp")
-LIBS = ("-lmvec", "-lm")
+__all__ = ["CC", "FLAGS", "LIBS", "LINK_FLAGS", "build", "build_key", "cache_dir", "load"]
 
 
 @functools.cache
@@ -65,37 +56,12 @@ def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
     return path
 
 
-def build_key(source: str, flags: tuple[str, ...] = FLAGS) -> str:
-    text = source + "\0" + " ".join(flags) + "\0" + " ".join(LINK_FLAGS) + "\0" + CC
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
 def build(
     source: str, flags: tuple[str, ...] = FLAGS, cache: str | os.PathLike[str] | None = None
 ) -> tuple[Path, bool]:
-    """Compile ``source`` to a shared library (or reuse the cached one). Returns (path, hit).
-    Compiling and linking are separate steps (see ``FLAGS``)."""
-    directory = cache_dir(cache)
-    key = build_key(source, flags)
-    lib = directory / f"pm_{key}.so"
-    if lib.exists():
-        return lib, True
-    c_file = directory / f"pm_{key}.c"
-    c_file.write_text(source)
-    obj = directory / f"pm_{key}.{os.getpid()}.o"
-    tmp = directory / f"pm_{key}.{os.getpid()}.tmp.so"
-    for cmd in (
-        [CC, *flags, "-c", str(c_file), "-o", str(obj)],
-        [CC, *LINK_FLAGS, str(obj), "-o", str(tmp), *LIBS],
-    ):
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise ProvenmlError(
-                f"provenml.compiler: gcc failed on {c_file}:\n{proc.stderr[-4000:]}"
-            )
-    obj.unlink(missing_ok=True)
-    os.replace(tmp, lib)
-    return lib, False
+    """Compile ``source`` to a shared library (or reuse the cached one). Returns (path, hit);
+    the build itself is :func:`provenml.nn.native.compile_library`."""
+    return compile_library(source, cache_dir(cache), flags, what="provenml.compiler")
 
 
 def load(path: Path, entry: str = "pm_entry") -> tuple[ctypes.CDLL, ctypes._CFuncPtr]:

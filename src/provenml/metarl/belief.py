@@ -32,6 +32,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
+from provenml.metarl.native import NativeRecurrence, native_recurrence_available
+
 
 def gaussian_kl(
     mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor
@@ -239,10 +241,11 @@ class BeliefEncoder(nn.Module):
     gated session reset, optional prior conditioning).
 
     Input of transition j: ``[one_hot(a_j) or a_j, r_j, s_{j+1}]`` through a ReLU embedding.
-    Over a whole sequence (``forward``) VariBAD's recurrence is one fused ``torch.nn.GRU``
-    call and DynaMITE-RL's gated one is ``_SessionAwareRecurrence`` (the same maths as
-    ``step`` repeated, with a hand-written backward pass); ``step`` advances one transition
-    (acting, no gradients needed).
+    Over a whole sequence (``forward``) both recurrences run as one C kernel, forward and
+    backward (:class:`~provenml.metarl.native.NativeRecurrence`) on float32 CPU tensors;
+    elsewhere VariBAD's is one fused ``torch.nn.GRU`` call and DynaMITE-RL's gated one is
+    ``_SessionAwareRecurrence`` (the same maths as ``step`` repeated, with a hand-written
+    backward pass); ``step`` advances one transition (acting, no gradients needed).
 
     ``termination_into_gru`` (default True, the method): whether the termination head's loss
     trains the recurrence; False makes the head read a detached ``h_raw`` (a diagnostic of
@@ -251,6 +254,9 @@ class BeliefEncoder(nn.Module):
     """
 
     termination_into_gru: bool = True
+    # False keeps the PyTorch recurrence where the native kernel could run (native.py; the
+    # tests compare the two); the kernel runs only on float32 CPU tensors in any case
+    native: bool = True
     # False holds the gate shut while acting (``step`` returns ``h_raw``): a diagnostic of the
     # p = 0 runs (benchmarks/bench_metarl_p0_gate.py), never set by the method
     gate_while_acting: bool = True
@@ -328,12 +334,21 @@ class BeliefEncoder(nn.Module):
         init_mu, init_logvar = self.gaussian(h0)
         embedded = self.embed(inputs)  # all steps at once; only the recurrence loops
         cond_mu = cond_logvar = term = None
+        native = self.native and native_recurrence_available(embedded, self.hidden)
         if not self.session_aware:
-            hs, _ = self.gru(embedded, h0[None])
+            if native:  # the same GRU as one C loop, forward and backward (native.py)
+                gi = self._input_projection(embedded).transpose(0, 1).contiguous()
+                hs_t = NativeRecurrence.apply(
+                    gi, h0, self.gru.weight_hh_l0, self.gru.bias_hh_l0, *(None,) * 4, True
+                )[0]
+                hs = hs_t.transpose(0, 1)
+            else:
+                hs, _ = self.gru(embedded, h0[None])
         else:
             prior = self.prior_net[0] if self.prior_conditioning else None
             gi = self._input_projection(embedded).transpose(0, 1).contiguous()
-            hs_t, logits_t, starts_t = _SessionAwareRecurrence.apply(
+            recurrence = NativeRecurrence if native else _SessionAwareRecurrence
+            hs_t, logits_t, starts_t = recurrence.apply(
                 gi,
                 h0,
                 self.gru.weight_hh_l0,
