@@ -12,6 +12,11 @@ of :mod:`provenml.rl`), the belief model and its session-aware losses, training 
     trained = train_agent("dynamite", TrainConfig(total_steps=50_000), seed=0)
     episodes = evaluation_options("gridworld", 100, 0.07, seed=1)
     print(evaluate(trained.agent, "gridworld", episodes, 0.07, seed=1).mean_return)
+
+The belief encoders run their recurrence over a sequence as a C kernel, forward and backward
+(``NativeRecurrence``, compiled once with the system's gcc), where
+``native_recurrence_available`` says it can; elsewhere, or with ``PROVENML_NATIVE=0``, in
+PyTorch, with the same results to float32 rounding.
 """
 
 from provenml.metarl.agents import AGENT_BUILDERS, AGENTS, Agent, AgentShape, Rollout, make_agent
@@ -33,6 +38,7 @@ from provenml.metarl.envs import (
     SessionReacherVec,
     sample_session_schedule,
 )
+from provenml.metarl.native import NativeRecurrence, native_recurrence_available
 from provenml.metarl.train import (
     Evaluation,
     TrainConfig,
@@ -54,6 +60,7 @@ __all__ = [
     "BeliefLossConfig",
     "CellRewardDecoder",
     "Evaluation",
+    "NativeRecurrence",
     "RewardDecoder",
     "Rollout",
     "SessionGridWorld",
@@ -68,6 +75,7 @@ __all__ = [
     "evaluation_options",
     "make_agent",
     "make_vec_env",
+    "native_recurrence_available",
     "sample_session_schedule",
     "session_reconstruction_mask",
     "train_agent",
