@@ -15,9 +15,12 @@ belief-model gradient step on 64 buffered episodes (loss, backward, clipping, Ad
 
 Each training figure comes from a fresh subprocess that imports either this checkout's
 ``src`` or the ``--baseline`` commit's ``src`` (exported with ``git archive``); old and new
-alternate, ``--repeats`` times, and the best of each is kept. Rates are env steps per CPU
-second of the measuring process (``time.process_time``), so that other jobs on a shared
-machine distort them less than wall time would; the load average is printed with them.
+alternate, ``--repeats`` times, and the best of each is kept. For the belief agents a third
+arm runs this checkout with ``PROVENML_NATIVE=0`` (its PyTorch recurrence instead of the C
+kernel, ``provenml.metarl.native``), so the kernel's own share shows in the same run. Rates
+are env steps per CPU second of the measuring process (``time.process_time``), so that other
+jobs on a shared machine distort them less than wall time would; the load average is printed
+with them.
 """
 
 from __future__ import annotations
@@ -127,8 +130,11 @@ def worker(agent: str, num_envs: int, iterations: int) -> None:
     print(json.dumps(out))
 
 
-def measure(src: Path, agent: str, num_envs: int, iterations: int) -> dict[str, float]:
+def measure(
+    src: Path, agent: str, num_envs: int, iterations: int, native: bool = True
+) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
+    env["PROVENML_NATIVE"] = "1" if native else "0"
     command = [sys.executable, __file__, "--worker", agent, "--num-envs", str(num_envs)]
     command += ["--iterations", str(iterations)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
@@ -168,14 +174,17 @@ def main() -> None:
         old_src = export_baseline(args.baseline, Path(tmp))
         for agent in args.agents.split(","):
             best: dict[str, dict[str, float]] = {}
+            arms = [("old", old_src, True), ("new", new_src, True)]
+            if agent in BELIEF_AGENTS:  # this checkout with its PyTorch recurrence
+                arms.insert(1, ("torch", new_src, False))
             for _ in range(args.repeats):
-                for label, src in (("old", old_src), ("new", new_src)):
-                    got = measure(src, agent, args.num_envs, args.iterations)
+                for label, src, native in arms:
+                    got = measure(src, agent, args.num_envs, args.iterations, native)
                     keep = best.setdefault(label, got)
                     keep["rate"] = max(keep["rate"], got["rate"])
                     if "belief_step" in got:
                         keep["belief_step"] = min(keep["belief_step"], got["belief_step"])
-            rows.append((agent, best["old"], best["new"]))
+            rows.append((agent, best["old"], best["new"], best.get("torch")))
     load_end = os.getloadavg()
     print(
         f"load average {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f} at the start, "
@@ -187,7 +196,7 @@ def main() -> None:
     print(f"SessionGridWorldVec, {args.num_envs} envs: {grid:,.0f} ({grid / anchor:.1f}x anchor)")
     header = f"{'PPO training':<16} {'old':>9} {'new':>9} {'old x':>7} {'new x':>7} {'new/old':>8}"
     print(header + f" {'belief step old -> new':>24}")
-    for agent, old, new in rows:
+    for agent, old, new, _ in rows:
         line = (
             f"{agent:<16} {old['rate']:>9,.0f} {new['rate']:>9,.0f} {old['rate'] / anchor:>7.2f} "
             f"{new['rate'] / anchor:>7.2f} {new['rate'] / old['rate']:>8.2f}"
@@ -198,6 +207,16 @@ def main() -> None:
                 f"({old['belief_step'] / new['belief_step']:.2f}x)"
             )
         print(line)
+    print("this checkout's native recurrence against its PyTorch one (PROVENML_NATIVE=0):")
+    for agent, _, new, torch_arm in rows:
+        if torch_arm is None:
+            continue
+        print(
+            f"{agent:<16} {torch_arm['rate']:>9,.0f} -> {new['rate']:>9,.0f} env steps/s "
+            f"({new['rate'] / torch_arm['rate']:.2f}x); belief step "
+            f"{torch_arm['belief_step'] * 1e3:.1f} -> {new['belief_step'] * 1e3:.1f} ms "
+            f"({torch_arm['belief_step'] / new['belief_step']:.2f}x)"
+        )
 
 
 if __name__ == "__main__":
