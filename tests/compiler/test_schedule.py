@@ -647,16 +647,36 @@ def test_pool_skips_probes_while_other_cores_are_busy(small_pool: Any) -> None:
     g = compiled.graph
     skipped = g.pool_stats()["skipped"]
     g.lib.pm_debug_force_verdict(1)
-    g.lib.pm_debug_force_busy(1)
+    g.lib.pm_debug_force_busy(-1)  # a free core at the first call: the team starts
     try:
+        assert run_modes(compiled, x, 1) == "T"
+        g.lib.pm_debug_force_busy(1)
         # the first verdict after 4 team calls; the back-offs of 16 and then 32 calls end
         # with the cores busy (after calls 20 and 52): no probe, a back-off twice as long
-        assert run_modes(compiled, x, 60) == "TTTT" + "a" * 56
+        assert run_modes(compiled, x, 59) == "TTT" + "a" * 56
         stats = g.pool_stats()
         assert (stats["skipped"] - skipped, stats["backoff"], stats["left"]) == (2, 64, 56)
         g.lib.pm_debug_force_busy(-1)  # idle: the 56 calls left, then a probe (lost, forced)
         assert run_modes(compiled, x, 62) == "a" * 56 + "TTTT" + "aa"
         assert g.pool_stats()["skipped"] - skipped == 2 and g.pool_stats()["backoff"] == 128
+    finally:
+        g.lib.pm_debug_force_busy(0)
+
+
+def test_pool_starts_alone_when_no_core_is_free(small_pool: Any) -> None:
+    """A fresh state whose first call finds no free core (forced) starts with a back-off
+    instead of a team; once a core is free the next probe runs."""
+    compiled, x = small_pool
+    g = compiled.graph
+    skipped = g.pool_stats()["skipped"]
+    g.lib.pm_debug_force_verdict(1)
+    g.lib.pm_debug_force_busy(1)
+    try:
+        assert run_modes(compiled, x, 15) == "a" * 15  # a back-off of 16 calls
+        assert g.pool_stats()["skipped"] - skipped == 1
+        g.lib.pm_debug_force_busy(-1)  # it ends with a core free: the probe runs (lost)
+        assert run_modes(compiled, x, 7) == "a" + "TTTT" + "aa"
+        assert g.pool_stats()["backoff"] == 32
     finally:
         g.lib.pm_debug_force_busy(0)
 

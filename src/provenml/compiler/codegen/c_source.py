@@ -162,7 +162,7 @@ static pthread_mutex_t pm_call_lock = PTHREAD_MUTEX_INITIALIZER;  /* one call at
    without waking the team. Under a steady background load a probe cost up to a scheduler
    slice each (the woken worker preempted the caller or found no core), 1-3% of a short
    call's time; an idle machine probes as before. What cannot be read does not block a
-   probe. */
+   probe. A fresh state's first call applies the runnable-thread test too (stop 41). */
 #define PM_AD_IDLE_MIN_NS 50000000LL  /* /proc/stat counts in 10 ms ticks: judge >= 50 ms */
 #define PM_AD_IDLE_SHARE 0.5
 static int pm_adaptive = 1;          /* 0: the team runs every call (pm_set_adaptive) */
@@ -182,6 +182,7 @@ static long long pm_ad_backoff = 0;  /* length of the last back-off (0: none sin
 static long long pm_ad_team_calls = 0, pm_ad_alone_calls = 0, pm_ad_losses = 0;
 static long long pm_ad_skipped = 0;  /* probes skipped because the other cores were busy */
 static int pm_ad_force_busy = 0;     /* test hook: 1 the other cores count as busy, -1 idle */
+static int pm_ad_started = 0;        /* a call has run since the state was (re)set */
 static double pm_cpu_idle0 = -1.0;   /* idle CPU seconds (all CPUs) when the back-off began */
 static long long pm_cpu_t0 = 0;      /* ... and when (ns) */
 static inline long long pm_now(void) {  /* monotonic ns (vDSO: no system call) */
@@ -243,6 +244,13 @@ static void pm_cpu_snapshot(void) {  /* a back-off begins (lock held) */
   pm_cpu_idle0 = pm_ad_force_busy || pm_ad_force ? 0.0 : pm_cpu_idle_seconds();
   pm_cpu_t0 = pm_now();
 }
+/* 1 if the threads runnable right now (the caller among them) leave no core for the team's
+   other threads; 0 if they do, or if that cannot be read. */
+static int pm_cpu_no_free_core(void) {
+  const int running = pm_cpu_running();
+  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  return running > 0 && cpus > 0 && running + pm_threads - 1 > cpus;
+}
 /* A back-off has run out (lock held): 1 if the other cores were too busy over it for the
    team to win (skip the probe, and start the next interval), 0 to probe. */
 static int pm_cpu_busy(void) {
@@ -259,11 +267,10 @@ static int pm_cpu_busy(void) {
       if (busy) return 1;
     }
   }
-  const int running = pm_cpu_running();
-  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  return running > 0 && cpus > 0 && running + pm_threads - 1 > cpus;
+  return pm_cpu_no_free_core();
 }
-/* Test hook: 1 makes every ended back-off find the other cores busy, -1 idle, 0 measures. */
+/* Test hook: 1 makes every ended back-off (and a fresh state's first call) find the other
+   cores busy, -1 idle, 0 measures. */
 void pm_debug_force_busy(int busy) {
   pthread_mutex_lock(&pm_call_lock);
   pm_ad_force_busy = busy > 0 ? 1 : (busy < 0 ? -1 : 0);
@@ -283,6 +290,7 @@ static void pm_ad_reset(void) {  /* forget the measurements and any back-off (lo
   pm_ad_alone_n = 0;
   pm_ad_left = pm_ad_backoff = 0;
   pm_ad_threads = pm_threads;
+  pm_ad_started = 0;
 }
 /* Adaptation on (1, the default) or off (0: the team runs every call); resets its state. */
 void pm_set_adaptive(int on) {
@@ -483,6 +491,20 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
   }
   pthread_mutex_lock(&pm_call_lock);
   if (pm_ad_threads != pm_threads) pm_ad_reset();  /* a new team size: measure it afresh */
+  if (pm_adaptive && !pm_ad_started) {
+    /* A fresh state used to start as a team until its first verdict; under a steady
+       background load that first probe ran 5-800 team calls (stop 41). Now it starts as
+       a skipped probe would when no core is free for the team right now. */
+    pm_ad_started = 1;
+    const int busy = pm_ad_force_busy ? pm_ad_force_busy > 0
+                                      : !pm_ad_force && pm_cpu_no_free_core();
+    if (busy) {
+      pm_ad_backoff = pm_ad_left = PM_AD_FIRST;
+      ++pm_ad_skipped;
+      __atomic_store_n(&pm_park, 1, __ATOMIC_RELEASE);
+      pm_cpu_snapshot();
+    }
+  }
   if (pm_adaptive && pm_ad_left > 0) {  /* backing off: the caller alone, workers not woken */
     if (--pm_ad_left == 0 && pm_cpu_busy()) {  /* no free core to probe on: wait again, */
       /* twice as long (capped), as after a lost probe that cost nothing */
