@@ -65,35 +65,30 @@ static inline __attribute__((always_inline)) void tile(int R, int Q, int K, cons
     for (int q = 0; q < Q; ++q) *(v16*)(C + r * ldc + 16 * q) = acc[r][q];
 }
 
-/* C[M x N] (+)= A[M x K] @ B[K x N]; N a multiple of 16. */
+/* One row block of R rows (4 or 1) against Q vectors of columns (1-4), specialised inline. */
+static inline __attribute__((always_inline)) void tiles(int R, int Q, int K, const float* a,
+                                                        int lda, const float* b, int ldb,
+                                                        float* c, int ldc, int acc_in) {
+  switch (Q) {
+    case 4: tile(R, 4, K, a, lda, b, ldb, c, ldc, acc_in); break;
+    case 3: tile(R, 3, K, a, lda, b, ldb, c, ldc, acc_in); break;
+    case 2: tile(R, 2, K, a, lda, b, ldb, c, ldc, acc_in); break;
+    default: tile(R, 1, K, a, lda, b, ldb, c, ldc, acc_in); break;
+  }
+}
+
+/* C[M x N] (+)= A[M x K] @ B[K x N]; N a multiple of 16. Every element sums its k terms in
+   order onto its starting value, whatever the tile it falls in. */
 static void mm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
                int ldc, int acc_in) {
   for (int j = 0; j < N;) {
     const int left = (N - j) / 16;
     const int Q = left >= 4 ? 4 : left;
     int i = 0;
-    for (; i + 4 <= M; i += 4) {
-      const float* a = A + i * lda;
-      float* c = C + i * ldc + j;
-      const float* b = B + j;
-      switch (Q) {
-        case 4: tile(4, 4, K, a, lda, b, ldb, c, ldc, acc_in); break;
-        case 3: tile(4, 3, K, a, lda, b, ldb, c, ldc, acc_in); break;
-        case 2: tile(4, 2, K, a, lda, b, ldb, c, ldc, acc_in); break;
-        default: tile(4, 1, K, a, lda, b, ldb, c, ldc, acc_in); break;
-      }
-    }
-    for (; i < M; ++i) {
-      const float* a = A + i * lda;
-      float* c = C + i * ldc + j;
-      const float* b = B + j;
-      switch (Q) {
-        case 4: tile(1, 4, K, a, lda, b, ldb, c, ldc, acc_in); break;
-        case 3: tile(1, 3, K, a, lda, b, ldb, c, ldc, acc_in); break;
-        case 2: tile(1, 2, K, a, lda, b, ldb, c, ldc, acc_in); break;
-        default: tile(1, 1, K, a, lda, b, ldb, c, ldc, acc_in); break;
-      }
-    }
+    for (; i + 4 <= M; i += 4)
+      tiles(4, Q, K, A + i * lda, lda, B + j, ldb, C + i * ldc + j, ldc, acc_in);
+    for (; i < M; ++i)
+      tiles(1, Q, K, A + i * lda, lda, B + j, ldb, C + i * ldc + j, ldc, acc_in);
     j += 16 * Q;
   }
 }
