@@ -333,12 +333,7 @@ class NativeRecurrence(torch.autograd.Function):
             _ptr(hs),
             _ptr(logits),
             _ptr(raw),
-            _ptr(xin),
-            _ptr(r),
-            _ptr(z),
-            _ptr(n),
-            _ptr(gh_n),
-            _ptr(gates),
+            *map(_ptr, (xin, r, z, n, gh_n, gates)),
         )
         ctx.save_for_backward(w_hh, w_term, w_prior, xin, r, z, n, gh_n, gates, raw)
         ctx.flags = (aware, prior, head_into_gru)
@@ -375,12 +370,7 @@ class NativeRecurrence(torch.autograd.Function):
             _ptr(w_hh.contiguous()),
             _ptr(w_term.contiguous()) if aware else None,
             _ptr(w_prior.contiguous()) if prior else None,
-            _ptr(xin),
-            _ptr(r),
-            _ptr(z),
-            _ptr(n),
-            _ptr(gh_n),
-            _ptr(gates),
+            *map(_ptr, (xin, r, z, n, gh_n, gates)),
             _ptr(grad_gh),
             _ptr(grad_gi),
             _ptr(grad_prior_pre),
