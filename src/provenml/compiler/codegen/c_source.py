@@ -245,8 +245,11 @@ static void pm_cpu_snapshot(void) {  /* a back-off begins (lock held) */
   pm_cpu_t0 = pm_now();
 }
 /* 1 if the threads runnable right now (the caller among them) leave no core for the team's
-   other threads; 0 if they do, or if that cannot be read. */
+   other threads; 0 if they do, or if that cannot be read. The test hooks decide instead
+   when set (forced verdicts: the load is not measured either). */
 static int pm_cpu_no_free_core(void) {
+  if (pm_ad_force_busy) return pm_ad_force_busy > 0;
+  if (pm_ad_force) return 0;
   const int running = pm_cpu_running();
   const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   return running > 0 && cpus > 0 && running + pm_threads - 1 > cpus;
@@ -254,8 +257,7 @@ static int pm_cpu_no_free_core(void) {
 /* A back-off has run out (lock held): 1 if the other cores were too busy over it for the
    team to win (skip the probe, and start the next interval), 0 to probe. */
 static int pm_cpu_busy(void) {
-  if (pm_ad_force_busy) return pm_ad_force_busy > 0;
-  if (pm_ad_force) return 0;  /* verdicts forced by a test: the load is not measured either */
+  if (pm_ad_force_busy || pm_ad_force) return pm_cpu_no_free_core();  /* the test hooks */
   const long long elapsed = pm_now() - pm_cpu_t0;
   if (pm_cpu_idle0 >= 0.0 && elapsed >= PM_AD_IDLE_MIN_NS) {
     const double idle = pm_cpu_idle_seconds();
@@ -268,6 +270,14 @@ static int pm_cpu_busy(void) {
     }
   }
   return pm_cpu_no_free_core();
+}
+/* A back-off of ``calls`` calls begins (lock held): the workers would spin for about a
+   millisecond before sleeping, competing with the caller for the busy cores, so they are
+   sent to sleep now; the machine's idle time is read for the probe that ends it. */
+static void pm_ad_begin_backoff(long long calls) {
+  pm_ad_backoff = pm_ad_left = calls;
+  __atomic_store_n(&pm_park, 1, __ATOMIC_RELEASE);
+  pm_cpu_snapshot();
 }
 /* Test hook: 1 makes every ended back-off (and a fresh state's first call) find the other
    cores busy, -1 idle, 0 measures. */
@@ -380,14 +390,9 @@ static void pm_ad_judge(long long wall, long long work, int ran, int total, int 
   if (lost) {  /* back off: run alone, twice as long as last time (capped) */
     /* a forced verdict (tests) only doubles; a measured one also weighs the probe's cost */
     const double one = pm_ad_force ? 0.0 : pm_ad_one;
-    pm_ad_backoff = pm_ad_next_backoff(pm_ad_backoff, pm_ad_team * pm_ad_walls, one);
-    pm_ad_left = pm_ad_backoff;
+    pm_ad_begin_backoff(pm_ad_next_backoff(pm_ad_backoff, pm_ad_team * pm_ad_walls, one));
     ++pm_ad_losses;
-    /* the workers would spin for about a millisecond before sleeping, competing with the
-       caller for the busy cores: send them to sleep now */
-    __atomic_store_n(&pm_park, 1, __ATOMIC_RELEASE);
     pm_ad_n = pm_ad_samples = pm_ad_walls = 0;  /* the next probe starts from fresh means */
-    pm_cpu_snapshot();
   } else if (pm_ad_n == PM_AD_WINDOW) {  /* a won probe halves the next back-off */
     pm_ad_backoff /= 2;
     if (pm_ad_backoff < PM_AD_FIRST) pm_ad_backoff = 0;
@@ -496,13 +501,9 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
        background load that first probe ran 5-800 team calls (stop 41). Now it starts as
        a skipped probe would when no core is free for the team right now. */
     pm_ad_started = 1;
-    const int busy = pm_ad_force_busy ? pm_ad_force_busy > 0
-                                      : !pm_ad_force && pm_cpu_no_free_core();
-    if (busy) {
-      pm_ad_backoff = pm_ad_left = PM_AD_FIRST;
+    if (pm_cpu_no_free_core()) {
+      pm_ad_begin_backoff(PM_AD_FIRST);
       ++pm_ad_skipped;
-      __atomic_store_n(&pm_park, 1, __ATOMIC_RELEASE);
-      pm_cpu_snapshot();
     }
   }
   if (pm_adaptive && pm_ad_left > 0) {  /* backing off: the caller alone, workers not woken */
