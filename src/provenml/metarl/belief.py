@@ -335,9 +335,10 @@ class BeliefEncoder(nn.Module):
         embedded = self.embed(inputs)  # all steps at once; only the recurrence loops
         cond_mu = cond_logvar = term = None
         native = self.native and native_recurrence_available(embedded, self.hidden)
+        if native or self.session_aware:
+            gi = self._input_projection(embedded).transpose(0, 1).contiguous()  # (T, N, 3H)
         if not self.session_aware:
             if native:  # the same GRU as one C loop, forward and backward (native.py)
-                gi = self._input_projection(embedded).transpose(0, 1).contiguous()
                 hs_t = NativeRecurrence.apply(
                     gi, h0, self.gru.weight_hh_l0, self.gru.bias_hh_l0, *(None,) * 4, True
                 )[0]
@@ -346,7 +347,6 @@ class BeliefEncoder(nn.Module):
                 hs, _ = self.gru(embedded, h0[None])
         else:
             prior = self.prior_net[0] if self.prior_conditioning else None
-            gi = self._input_projection(embedded).transpose(0, 1).contiguous()
             recurrence = NativeRecurrence if native else _SessionAwareRecurrence
             hs_t, logits_t, starts_t = recurrence.apply(
                 gi,
