@@ -105,6 +105,13 @@ class Agent(nn.Module):
         """Features for the PPO loss (recomputed with gradients where the RL loss trains them)."""
         return batch.features
 
+    @property
+    def rl_trains_features(self) -> bool:
+        """Whether the PPO loss trains the feature model (agents that override
+        ``policy_features``, i.e. RL2): the PPO update then recomputes the features of every
+        minibatch; otherwise it reads the features stored while acting."""
+        return type(self).policy_features is not Agent.policy_features
+
     def end_rollout(self) -> None:
         """Called after each training rollout (belief agents update feature statistics)."""
 

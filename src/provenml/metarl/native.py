@@ -30,69 +30,14 @@ from torch.autograd.function import once_differentiable
 
 from provenml.core.cache import cache_dir
 from provenml.errors import ProvenmlError
-from provenml.nn.native import build_library
+from provenml.nn.native import MATMUL_C, build_library
 
 VECTOR_FLOATS = 16  # the kernel's register tile is 16 floats wide: hidden % 16 == 0
 
-SOURCE = r"""
+SOURCE = MATMUL_C + r"""
 /* The belief recurrences of provenml.metarl (belief.py, _SessionAwareRecurrence) as plain
    loops: the gated session update of DynaMITE-RL (Liang et al. 2024, Sec. 4) over T steps,
    forward and backward through time, and VariBAD's GRU (aware = 0: one branch, no gate). */
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
-
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
-
-/* C[R x 16Q] (+)= A[R x K] (rows lda apart) @ B[K x 16Q] (rows ldb apart): R x Q vector
-   accumulators held in registers across the k loop. */
-static inline __attribute__((always_inline)) void tile(int R, int Q, int K, const float* A,
-                                                       int lda, const float* B, int ldb,
-                                                       float* C, int ldc, int acc_in) {
-  v16 acc[4][4];
-  for (int r = 0; r < R; ++r)
-    for (int q = 0; q < Q; ++q)
-      acc[r][q] = acc_in ? *(const v16*)(C + r * ldc + 16 * q) : (v16){0};
-  for (int k = 0; k < K; ++k) {
-    v16 b[4];
-    for (int q = 0; q < Q; ++q) b[q] = *(const v16*)(B + k * ldb + 16 * q);
-    for (int r = 0; r < R; ++r) {
-      const float a = A[r * lda + k];
-      for (int q = 0; q < Q; ++q) acc[r][q] += a * b[q];
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int q = 0; q < Q; ++q) *(v16*)(C + r * ldc + 16 * q) = acc[r][q];
-}
-
-/* One row block of R rows (4 or 1) against Q vectors of columns (1-4), specialised inline. */
-static inline __attribute__((always_inline)) void tiles(int R, int Q, int K, const float* a,
-                                                        int lda, const float* b, int ldb,
-                                                        float* c, int ldc, int acc_in) {
-  switch (Q) {
-    case 4: tile(R, 4, K, a, lda, b, ldb, c, ldc, acc_in); break;
-    case 3: tile(R, 3, K, a, lda, b, ldb, c, ldc, acc_in); break;
-    case 2: tile(R, 2, K, a, lda, b, ldb, c, ldc, acc_in); break;
-    default: tile(R, 1, K, a, lda, b, ldb, c, ldc, acc_in); break;
-  }
-}
-
-/* C[M x N] (+)= A[M x K] @ B[K x N]; N a multiple of 16. Every element sums its k terms in
-   order onto its starting value, whatever the tile it falls in. */
-static void mm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
-               int ldc, int acc_in) {
-  for (int j = 0; j < N;) {
-    const int left = (N - j) / 16;
-    const int Q = left >= 4 ? 4 : left;
-    int i = 0;
-    for (; i + 4 <= M; i += 4)
-      tiles(4, Q, K, A + i * lda, lda, B + j, ldb, C + i * ldc + j, ldc, acc_in);
-    for (; i < M; ++i)
-      tiles(1, Q, K, A + i * lda, lda, B + j, ldb, C + i * ldc + j, ldc, acc_in);
-    j += 16 * Q;
-  }
-}
-
 static inline float sigm(float x) { return 1.f / (1.f + expf(-x)); }
 
 /* Forward over T steps (see belief.py). B = 2 branches when aware, else 1. */
@@ -112,7 +57,7 @@ void sar_forward(int T, int N, int H, int aware, int prior, const float* gi, con
       if (prior) {
         for (int i = 0; i < N; ++i) memcpy(S + i * H, bp, sizeof(float) * H);
         mm(N, H, H, a, H, wpT, H, S, H, 1);
-        _Pragma("omp simd") for (int q = 0; q < N * H; ++q) S[q] = tanhf(S[q]);
+        _Pragma("omp simd simdlen(16)") for (int q = 0; q < N * H; ++q) S[q] = tanhf(S[q]);
       } else {
         memset(S, 0, sizeof(float) * (size_t)N * H);
       }
@@ -132,7 +77,7 @@ void sar_forward(int T, int N, int H, int aware, int prior, const float* gi, con
         const size_t o = ((size_t)b * N + i) * H;
         float* restrict Ro = R + o; float* restrict Zo = Z + o; float* restrict No = Nn + o;
         float* restrict Go = G + o; float* restrict Ho = hout + o;
-#pragma omp simd
+#pragma omp simd simdlen(16)
         for (int c = 0; c < H; ++c) {
           const float r = sigm(gr[c] + hh[c]);
           const float z = sigm(gr[H + c] + hh[H + c]);

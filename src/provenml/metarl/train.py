@@ -22,7 +22,7 @@ from provenml.errors import ProvenmlError
 from provenml.metarl.agents import Agent, Rollout, encode_action, make_agent
 from provenml.metarl.belief import BeliefLossConfig
 from provenml.metarl.envs import SessionGridWorldVec, SessionReacherVec
-from provenml.rl import PPOConfig, gae, ppo_clip_loss
+from provenml.rl import PPOConfig, gae, ppo_minibatch_loss
 
 VecEnv = SessionGridWorldVec | SessionReacherVec
 
@@ -251,6 +251,14 @@ class TrainResult:
     model_losses: list[dict[str, float]]
 
 
+def _adam(params: Any, **kwargs: float) -> torch.optim.Adam:
+    """Adam; its fused kernel (the same update in one pass, 3x faster at these sizes) on the
+    float32 CPU parameters of every agent here."""
+    params = list(params)
+    fused = all(p.dtype == torch.float32 and p.device.type == "cpu" for p in params)
+    return torch.optim.Adam(params, fused=fused or None, **kwargs)
+
+
 def train_agent(
     name: str,
     cfg: TrainConfig,
@@ -269,10 +277,8 @@ def train_agent(
     agent = build_agent(name, env, cfg)
     model_params = {id(p) for p in agent.model_parameters()}
     rl_params = [p for p in agent.parameters() if id(p) not in model_params]
-    rl_opt = torch.optim.Adam(rl_params, lr=cfg.ppo.lr, eps=1e-5)
-    model_opt = (
-        torch.optim.Adam(agent.model_parameters(), lr=cfg.model_lr) if model_params else None
-    )
+    rl_opt = _adam(rl_params, lr=cfg.ppo.lr, eps=1e-5)
+    model_opt = _adam(agent.model_parameters(), lr=cfg.model_lr) if model_params else None
     generator = torch.Generator().manual_seed(seed)
     env_rng = np.random.default_rng(seed)
     buffer = EpisodeBuffer(cfg.model_buffer) if model_opt is not None else None
@@ -303,20 +309,36 @@ def train_agent(
         )
         # 3. PPO epochs over minibatches of whole episodes (keeps recurrence intact)
         per_mb = max(1, num_policy // p.minibatches)
-        clock = (torch.arange(env.horizon) / env.horizon)[None, :, None].expand(per_mb, -1, 1)
+        clock = (torch.arange(env.horizon) / env.horizon)[None, :, None]
+        # agents whose features the RL loss does not train: the inputs of every episode once
+        fixed_in = (
+            None
+            if agent.rl_trains_features
+            else torch.cat([batch.obs, clock.expand(len(batch.obs), -1, 1), batch.features], -1)
+        )
         for _ in range(p.epochs):
             order = torch.randperm(num_policy, generator=generator)
             for start in range(0, num_policy, per_mb):
                 envs = order[start : start + per_mb]
-                mb = batch.select(envs)
-                policy_in = torch.cat([mb.obs, clock[: len(envs)], agent.policy_features(mb)], -1)
-                dist = agent.policy.distribution(policy_in)
+                if fixed_in is None:
+                    mb = batch.select(envs)
+                    features = agent.policy_features(mb)
+                    policy_in = torch.cat([mb.obs, clock.expand(len(envs), -1, 1), features], -1)
+                else:
+                    policy_in = fixed_in[envs]
                 adv = advantages[envs]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                pg_loss = ppo_clip_loss(dist.log_prob(mb.actions), mb.logp, adv, p.clip)
-                value_loss = 0.5 * ((agent.policy.value(policy_in) - returns[envs]) ** 2).mean()
-                entropy = dist.entropy().mean()
-                loss = pg_loss + p.value_coef * value_loss - entropy_coef * entropy
+                loss = ppo_minibatch_loss(
+                    agent.policy,
+                    policy_in,
+                    batch.actions[envs],
+                    batch.logp[envs],
+                    adv,
+                    returns[envs],
+                    p.clip,
+                    p.value_coef,
+                    entropy_coef,
+                ).total
                 rl_opt.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(rl_params, p.max_grad_norm)

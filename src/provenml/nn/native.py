@@ -74,3 +74,82 @@ def build_library(source: str, directory: Path) -> ctypes.CDLL:
     """Compile (or find in ``directory``) and load ``source``; one load per process."""
     path, _ = compile_library(source, directory)
     return ctypes.CDLL(str(path))
+
+
+#: C helpers shared by the hand-written kernels (S2's belief recurrence, the PPO minibatch of
+#: ``provenml.rl.native``): register-blocked matrix products over 16-float vectors (gcc's
+#: vector extension; ``-march=native`` maps them to AVX-512 / AVX2 registers). ``mm`` is
+#: ``C (+)= A @ B``, ``mm_at`` is ``C (+)= A^T @ B``; the column count is a multiple of 16.
+MATMUL_C = r"""
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+
+/* C[R x 16Q] (+)= A @ B[K x 16Q] (rows ldb apart), element (r, k) of A at A[r * sar + k * sak]:
+   R x Q vector accumulators held in registers across the k loop. */
+static inline __attribute__((always_inline)) void tile(int R, int Q, int K, const float* A,
+                                                       int sar, int sak, const float* B, int ldb,
+                                                       float* C, int ldc, int acc_in) {
+  v16 acc[4][4];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < Q; ++q)
+      acc[r][q] = acc_in ? *(const v16*)(C + r * ldc + 16 * q) : (v16){0};
+  for (int k = 0; k < K; ++k) {
+    v16 b[4];
+    for (int q = 0; q < Q; ++q) b[q] = *(const v16*)(B + k * ldb + 16 * q);
+    for (int r = 0; r < R; ++r) {
+      const float a = A[r * sar + k * sak];
+      for (int q = 0; q < Q; ++q) acc[r][q] += a * b[q];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < Q; ++q) *(v16*)(C + r * ldc + 16 * q) = acc[r][q];
+}
+
+/* One row block of R rows (4 or 1) against Q vectors of columns (1-4), specialised inline. */
+static inline __attribute__((always_inline)) void tiles(int R, int Q, int K, const float* a,
+                                                        int sar, int sak, const float* b,
+                                                        int ldb, float* c, int ldc,
+                                                        int acc_in) {
+  switch (Q) {
+    case 4: tile(R, 4, K, a, sar, sak, b, ldb, c, ldc, acc_in); break;
+    case 3: tile(R, 3, K, a, sar, sak, b, ldb, c, ldc, acc_in); break;
+    case 2: tile(R, 2, K, a, sar, sak, b, ldb, c, ldc, acc_in); break;
+    default: tile(R, 1, K, a, sar, sak, b, ldb, c, ldc, acc_in); break;
+  }
+}
+
+/* C[M x N] (+)= op(A) @ B[K x N], N a multiple of 16; element (m, k) of op(A) at
+   A[m * sar + k * sak]. Every element sums its k terms in order onto its starting value,
+   whatever the tile it falls in. */
+static inline __attribute__((always_inline)) void mm_strided(int M, int N, int K,
+                                                             const float* A, int sar, int sak,
+                                                             const float* B, int ldb, float* C,
+                                                             int ldc, int acc_in) {
+  for (int j = 0; j < N;) {
+    const int left = (N - j) / 16;
+    const int Q = left >= 4 ? 4 : left;
+    int i = 0;
+    for (; i + 4 <= M; i += 4)
+      tiles(4, Q, K, A + i * sar, sar, sak, B + j, ldb, C + i * ldc + j, ldc, acc_in);
+    for (; i < M; ++i)
+      tiles(1, Q, K, A + i * sar, sar, sak, B + j, ldb, C + i * ldc + j, ldc, acc_in);
+    j += 16 * Q;
+  }
+}
+
+/* C[M x N] (+)= A[M x K] (rows lda apart) @ B[K x N]. */
+static void mm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
+               int ldc, int acc_in) {
+  mm_strided(M, N, K, A, lda, 1, B, ldb, C, ldc, acc_in);
+}
+
+/* C[M x N] (+)= A^T @ B[K x N], A stored K x M (rows lda apart): a weight gradient
+   sum_k A[k, m] B[k, n] over the K rows of a batch. */
+static void mm_at(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+                  float* C, int ldc, int acc_in) {
+  mm_strided(M, N, K, A, 1, lda, B, ldb, C, ldc, acc_in);
+}
+"""

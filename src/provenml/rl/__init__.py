@@ -8,9 +8,14 @@ Any system may import these; none of them imports a system::
     advantages, returns = gae(rewards, values, gamma=0.99, lam=0.95)   # (num_envs, horizon)
     dist = policy.distribution(obs)
     loss = ppo_clip_loss(dist.log_prob(actions), old_logp, advantages, clip=0.2)
+    # or the whole minibatch loss (surrogate, value, entropy) in one C kernel where it runs
+    out = ppo_minibatch_loss(policy, obs, actions, old_logp, advantages, returns,
+                             clip=0.2, value_coef=0.5, entropy_coef=0.01)
+    out.total.backward()
 """
 
 from provenml.rl.envs import FixedHorizonVectorEnv, SingleEnvView
+from provenml.rl.native import PPOLoss, native_ppo_available, ppo_minibatch_loss
 from provenml.rl.policies import ActorCritic, SigmoidTanh
 from provenml.rl.ppo import PPOConfig, gae, ppo_clip_loss
 
@@ -18,8 +23,11 @@ __all__ = [
     "ActorCritic",
     "FixedHorizonVectorEnv",
     "PPOConfig",
+    "PPOLoss",
     "SigmoidTanh",
     "SingleEnvView",
     "gae",
+    "native_ppo_available",
     "ppo_clip_loss",
+    "ppo_minibatch_loss",
 ]

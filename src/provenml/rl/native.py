@@ -1,0 +1,511 @@
+"""PPO's minibatch loss for :class:`~provenml.rl.ActorCritic` as one native kernel.
+
+The loss is PPO's (Schulman et al. 2017): the clipped surrogate (eq. 7), the value error and
+the entropy bonus (eq. 9, with the signs of a loss to minimise),
+
+    L = -mean(min(rho A, clip(rho, 1 - eps, 1 + eps) A)) + c_v 0.5 mean((V(x) - R)^2)
+        - c_e mean(H[pi(. | x)]),      rho = exp(log pi(a | x) - log pi_old(a | x)),
+
+for the actor-critic's two tanh MLPs (``in - H - H - out``) and its categorical or diagonal
+Gaussian policy, exactly as :func:`ppo_minibatch_loss` computes it in PyTorch. In PyTorch a
+minibatch of 2,880 rows is some 60 operations forward and backward, each a full pass over
+2,880 x 64 activations (a few microseconds of dispatch and a round trip through memory);
+here both networks run forward and backward on 32 rows at a time, which stay in the L1
+cache, in one C call that returns the loss and every gradient. The derivatives it uses,
+per row and with ``g = dL/d log pi(a | x)``:
+
+* surrogate: ``g = -rho A / N`` where the unclipped term is the minimum (``rho A <=
+  clip(rho) A``), else 0 (the clipped branch is constant in the parameters);
+* categorical (``p = softmax(z)``): ``dL/dz_j = g (1[j = a] - p_j) + c_e / N p_j (log p_j +
+  H)``;
+* Gaussian (mean ``mu``, ``sigma = exp(log_std)``): ``dL/dmu = g (a - mu) / sigma^2`` and
+  ``dL/dlog_std = sum_rows g ((a - mu)^2 / sigma^2 - 1) - c_e``;
+* value: ``dL/dV = c_v (V - R) / N``.
+
+It runs on float32 CPU tensors with a hidden size that is a multiple of 16 and needs the
+system's C compiler (:mod:`provenml.nn.native`); elsewhere, or with ``PROVENML_NATIVE=0``,
+:func:`ppo_minibatch_loss` runs the PyTorch loss. ``tests/rl/test_native_ppo.py`` checks that
+the two agree.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import warnings
+import weakref
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from provenml.core.cache import cache_dir
+from provenml.errors import ProvenmlError
+from provenml.nn.native import MATMUL_C, build_library
+from provenml.rl.policies import ActorCritic, SigmoidTanh
+from provenml.rl.ppo import ppo_clip_loss
+
+__all__ = ["PPOLoss", "native_ppo_available", "ppo_minibatch_loss"]
+
+VECTOR_FLOATS = 16
+ROWS_PER_TILE = 32  # rows of a minibatch that pass forward and backward together
+
+SOURCE = (
+    '#pragma GCC target("prefer-vector-width=512")\n'
+    + MATMUL_C
+    + r"""
+/* PPO's minibatch loss and its gradients for provenml.rl.ActorCritic (rl/native.py). */
+#define RT 32
+
+/* One tanh MLP (in D -> H -> H -> O) forward on R rows: P1, H1, P2(unused), H2, OUT. */
+static void mlp_forward(int R, int D, int H, int O, const float* x, const float* w1T,
+                        const float* b1, const float* w2T, const float* b2, const float* w3,
+                        const float* b3, float* h1, float* h2, float* out) {
+  for (int r = 0; r < R; ++r) memcpy(h1 + r * H, b1, sizeof(float) * H);
+  mm(R, H, D, x, D, w1T, H, h1, H, 1);
+#pragma omp simd simdlen(16)
+  for (int q = 0; q < R * H; ++q) h1[q] = tanhf(h1[q]);
+  for (int r = 0; r < R; ++r) memcpy(h2 + r * H, b2, sizeof(float) * H);
+  mm(R, H, H, h1, H, w2T, H, h2, H, 1);
+#pragma omp simd simdlen(16)
+  for (int q = 0; q < R * H; ++q) h2[q] = tanhf(h2[q]);
+  for (int r = 0; r < R; ++r)
+    for (int o = 0; o < O; ++o) {
+      const float* restrict hr = h2 + r * H;
+      const float* restrict wo = w3 + o * H;
+      v16 acc = {0};
+      for (int k = 0; k < H; k += 16) acc += *(const v16*)(hr + k) * *(const v16*)(wo + k);
+      float s = 0.f;
+      for (int l = 0; l < 16; ++l) s += acc[l];
+      out[r * O + o] = s + b3[o];
+    }
+}
+
+/* The same MLP backward on R rows from dL/dout (R x O): accumulates the weight gradients
+   (gw1T is D x H, i.e. dL/dW1 transposed) and, when gx is given, adds dL/dx. */
+static void mlp_backward(int R, int D, int H, int O, const float* x, const float* w2,
+                         const float* w3, const float* w1, const float* h1, const float* h2,
+                         const float* gout, float* dp1, float* dp2, float* gw1T, float* gb1,
+                         float* gw2, float* gb2, float* gw3, float* gb3, float* gx) {
+  mm(R, H, O, gout, O, w3, H, dp2, H, 0);
+  mm_at(O, H, R, gout, O, h2, H, gw3, H, 1);
+  for (int r = 0; r < R; ++r) {
+    float* restrict d = dp2 + r * H;
+    const float* restrict hr = h2 + r * H;
+    for (int o = 0; o < O; ++o) gb3[o] += gout[r * O + o];
+#pragma omp simd
+    for (int k = 0; k < H; ++k) d[k] *= 1.f - hr[k] * hr[k];
+  }
+  mm_at(H, H, R, dp2, H, h1, H, gw2, H, 1);
+  for (int r = 0; r < R; ++r)
+#pragma omp simd
+    for (int k = 0; k < H; ++k) gb2[k] += dp2[r * H + k];
+  mm(R, H, H, dp2, H, w2, H, dp1, H, 0);
+  for (int r = 0; r < R; ++r) {
+    float* restrict d = dp1 + r * H;
+    const float* restrict hr = h1 + r * H;
+#pragma omp simd
+    for (int k = 0; k < H; ++k) {
+      d[k] *= 1.f - hr[k] * hr[k];
+      gb1[k] += d[k];
+    }
+  }
+  mm_at(D, H, R, x, D, dp1, H, gw1T, H, 1);
+  if (gx)
+    for (int r = 0; r < R; ++r)
+      for (int k = 0; k < H; ++k) {
+        const float g = dp1[r * H + k];
+        const float* restrict wk = w1 + k * D;
+        float* restrict gr = gx + r * D;
+#pragma omp simd
+        for (int c = 0; c < D; ++c) gr[c] += g * wk[c];
+      }
+}
+
+/* aw / cw: actor / critic weights {w1T, b1, w2T, b2, w2, w3, b3, w1}; ag / cg: their
+   gradients {gw1T, gb1, gw2, gb2, gw3, gb3}, zeroed here. stats: {total, surrogate, value,
+   entropy}. act_i (discrete) or act_f (N x A, continuous with log_std). */
+void ppo_minibatch(int N, int D, int H, int A, int discrete, const float* x,
+                   const long long* act_i, const float* act_f, const float* old_logp,
+                   const float* adv, const float* ret, const float* const* aw,
+                   const float* const* cw, const float* log_std, float clip, float value_coef,
+                   float ent_coef, float* stats, float* const* ag, float* const* cg,
+                   float* g_log_std, float* gx) {
+  const int sizes[6] = {D * H, H, H * H, H, A * H, A};
+  for (int i = 0; i < 6; ++i) {
+    memset(ag[i], 0, sizeof(float) * sizes[i]);
+    memset(cg[i], 0, sizeof(float) * (i >= 4 ? sizes[i] / A : sizes[i]));
+  }
+  if (!discrete) memset(g_log_std, 0, sizeof(float) * A);
+  if (gx) memset(gx, 0, sizeof(float) * (size_t)N * D);
+  float* buf = (float*)malloc(sizeof(float) * (size_t)RT * (8 * H + 2 * A + 2));
+  float *ah1 = buf, *ah2 = ah1 + RT * H, *ch1 = ah2 + RT * H, *ch2 = ch1 + RT * H;
+  float *dp1 = ch2 + RT * H, *dp2 = dp1 + RT * H, *cdp1 = dp2 + RT * H, *cdp2 = cdp1 + RT * H;
+  float *aout = cdp2 + RT * H, *gaout = aout + RT * A, *cout = gaout + RT * A, *gv = cout + RT;
+  const float inv_n = 1.f / (float)N;
+  float sigma2[64], prob[64], lstd_term = 0.f;
+  if (!discrete)
+    for (int a = 0; a < A; ++a) {
+      sigma2[a] = expf(2.f * log_std[a]);
+      lstd_term += log_std[a];
+    }
+  const float half_log_2pi = 0.91893853320467274f;
+  double pg_sum = 0.0, v_sum = 0.0, ent_sum = 0.0;
+  for (int i0 = 0; i0 < N; i0 += RT) {
+    const int R = N - i0 < RT ? N - i0 : RT;
+    const float* xt = x + (size_t)i0 * D;
+    mlp_forward(R, D, H, A, xt, aw[0], aw[1], aw[2], aw[3], aw[5], aw[6], ah1, ah2, aout);
+    mlp_forward(R, D, H, 1, xt, cw[0], cw[1], cw[2], cw[3], cw[5], cw[6], ch1, ch2, cout);
+    for (int r = 0; r < R; ++r) {
+      const int i = i0 + r;
+      const float* z = aout + r * A;
+      float* gz = gaout + r * A;
+      float logp, ent, lse = 0.f;
+      if (discrete) {
+        float m = z[0];
+        for (int a = 1; a < A; ++a) m = z[a] > m ? z[a] : m;
+        float s = 0.f;
+        for (int a = 0; a < A; ++a) {
+          prob[a] = expf(z[a] - m);
+          s += prob[a];
+        }
+        lse = m + logf(s);
+        ent = 0.f;
+        for (int a = 0; a < A; ++a) {
+          prob[a] /= s;
+          ent -= prob[a] * (z[a] - lse);
+        }
+        logp = z[act_i[i]] - lse;
+      } else {
+        logp = 0.f;
+        for (int a = 0; a < A; ++a) {
+          const float d = act_f[(size_t)i * A + a] - z[a];
+          logp += -d * d / (2.f * sigma2[a]);
+        }
+        logp -= lstd_term + A * half_log_2pi;
+        ent = A * (0.5f + half_log_2pi) + lstd_term;
+      }
+      const float rho = expf(logp - old_logp[i]);
+      const float lo = 1.f - clip, hi = 1.f + clip;
+      const float unclipped = rho * adv[i];
+      const float clipped = (rho < lo ? lo : (rho > hi ? hi : rho)) * adv[i];
+      const int take_unclipped = unclipped <= clipped;
+      pg_sum -= take_unclipped ? unclipped : clipped;
+      ent_sum += ent;
+      const float g = take_unclipped ? -unclipped * inv_n : 0.f;
+      if (discrete) {
+        for (int a = 0; a < A; ++a)
+          gz[a] = g * ((a == act_i[i]) - prob[a]) + ent_coef * inv_n * prob[a] * (z[a] - lse + ent);
+      } else {
+        for (int a = 0; a < A; ++a) {
+          const float d = act_f[(size_t)i * A + a] - z[a];
+          gz[a] = g * d / sigma2[a];
+          g_log_std[a] += g * (d * d / sigma2[a] - 1.f);
+        }
+      }
+      const float err = cout[r] - ret[i];
+      v_sum += 0.5 * (double)err * err;
+      gv[r] = value_coef * err * inv_n;
+    }
+    float* gxt = gx ? gx + (size_t)i0 * D : 0;
+    mlp_backward(R, D, H, A, xt, aw[4], aw[5], aw[7], ah1, ah2, gaout, dp1, dp2, ag[0], ag[1],
+                 ag[2], ag[3], ag[4], ag[5], gxt);
+    mlp_backward(R, D, H, 1, xt, cw[4], cw[5], cw[7], ch1, ch2, gv, cdp1, cdp2, cg[0], cg[1],
+                 cg[2], cg[3], cg[4], cg[5], gxt);
+  }
+  if (!discrete)
+    for (int a = 0; a < A; ++a) g_log_std[a] -= ent_coef;
+  free(buf);
+  stats[1] = (float)(pg_sum / N);
+  stats[2] = (float)(v_sum / N);
+  stats[3] = (float)(ent_sum / N);
+  stats[0] = stats[1] + value_coef * stats[2] - ent_coef * stats[3];
+}
+"""
+)
+
+
+class PPOLoss(NamedTuple):
+    """PPO's minibatch loss (``total``, with gradients) and its three parts (reported only)."""
+
+    total: torch.Tensor
+    surrogate: torch.Tensor
+    value: torch.Tensor
+    entropy: torch.Tensor
+
+
+def ppo_minibatch_loss(
+    policy: ActorCritic,
+    x: torch.Tensor,
+    actions: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    clip: float,
+    value_coef: float,
+    entropy_coef: float,
+    native: bool | None = None,
+) -> PPOLoss:
+    """PPO's loss on one minibatch (module docstring): ``x`` (..., in_dim) policy inputs,
+    ``actions`` (...) indices or (..., action_dim) values, ``old_logp``, ``advantages``
+    (already normalised if wanted) and ``returns`` (...). ``native``: None runs the C kernel
+    where it can (:func:`native_ppo_available`), False always PyTorch, True requires the
+    kernel (:class:`ProvenmlError` where it cannot run)."""
+    lead = x.shape[:-1]
+    for name, t in (("old_logp", old_logp), ("advantages", advantages), ("returns", returns)):
+        if t.shape != lead:
+            raise ProvenmlError(f"{name} has shape {tuple(t.shape)}; expected {tuple(lead)}")
+    available = native is not False and native_ppo_available(policy, x)
+    if native and not available:
+        raise ProvenmlError(
+            "the native PPO loss needs float32 CPU tensors, hidden % 16 == 0, the "
+            "ActorCritic's tanh MLPs and a C compiler (and PROVENML_NATIVE unset)"
+        )
+    if available:
+        return _native_loss(
+            policy, x, actions, old_logp, advantages, returns, clip, value_coef, entropy_coef
+        )
+    dist = policy.distribution(x)
+    surrogate = ppo_clip_loss(dist.log_prob(actions), old_logp, advantages, clip)
+    value = 0.5 * ((policy.value(x) - returns) ** 2).mean()
+    entropy = dist.entropy().mean()
+    total = surrogate + value_coef * value - entropy_coef * entropy
+    return PPOLoss(total, surrogate.detach(), value.detach(), entropy.detach())
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    """The built kernel, or None (with one warning) where it cannot be built."""
+    try:
+        lib = build_library(SOURCE, cache_dir("native"))
+    except ProvenmlError as err:
+        warnings.warn(
+            f"provenml.rl: the native PPO loss is not available ({err}); using the PyTorch "
+            "one (same results, slower)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    ptr, i32, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+    lib.ppo_minibatch.argtypes = [i32] * 5 + [ptr] * 9 + [f32] * 3 + [ptr] * 5
+    lib.ppo_minibatch.restype = None
+    return lib
+
+
+def _layers(net: nn.Module) -> list[nn.Linear] | None:
+    """The three ``nn.Linear`` of a ``Linear, tanh, Linear, tanh, Linear`` MLP, else None."""
+    mods = list(net.children()) if isinstance(net, nn.Sequential) else []
+    if len(mods) != 5 or not all(isinstance(m, nn.Linear) for m in mods[::2]):
+        return None
+    if not all(isinstance(m, (nn.Tanh, SigmoidTanh)) for m in mods[1::2]):
+        return None
+    return [m for m in mods[::2] if isinstance(m, nn.Linear)]
+
+
+def native_ppo_available(policy: ActorCritic, like: torch.Tensor) -> bool:
+    """Whether the C kernel can compute ``policy``'s PPO loss on inputs like ``like``:
+    float32 CPU tensors, the two ``in - H - H - out`` tanh MLPs with ``H % 16 == 0`` and at
+    most 64 actions, a C compiler, and ``PROVENML_NATIVE`` not ``0``."""
+    if os.environ.get("PROVENML_NATIVE", "1") == "0":
+        return False
+    layers = _kernel_layers(policy)
+    if layers is None or like.dtype != torch.float32 or like.device.type != "cpu":
+        return False
+    params = [t for layer in layers for t in (layer.weight, layer.bias)]
+    if policy.log_std is not None:
+        params.append(policy.log_std)
+    return all(p.dtype == torch.float32 and p.device.type == "cpu" for p in params) and (
+        _library() is not None
+    )
+
+
+def _kernel_layers(policy: ActorCritic) -> list[nn.Linear] | None:
+    """The actor's and the critic's three layers when their shapes fit the kernel, else None
+    (the MLPs' structure is looked up once per policy)."""
+    if policy not in _STRUCTURE:
+        actor, critic = _layers(policy.actor), _layers(policy.critic)
+        fits = actor is not None and critic is not None
+        if actor is not None and critic is not None:
+            hidden = actor[0].out_features
+            fits = (
+                hidden % VECTOR_FLOATS == 0
+                and actor[1].in_features == actor[1].out_features == hidden
+                and critic[0].out_features == hidden
+                and critic[1].in_features == critic[1].out_features == hidden
+                and critic[2].out_features == 1
+                and actor[2].out_features <= 64
+            )
+        _STRUCTURE[policy] = actor + critic if fits and actor and critic else None
+    return _STRUCTURE[policy]
+
+
+_STRUCTURE: weakref.WeakKeyDictionary[ActorCritic, list[nn.Linear] | None] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _native_loss(
+    policy: ActorCritic,
+    x: torch.Tensor,
+    actions: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    clip: float,
+    value_coef: float,
+    entropy_coef: float,
+) -> PPOLoss:
+    layers = _kernel_layers(policy)
+    assert layers is not None
+    log_std = policy.log_std if not policy.discrete else None
+    params = [t for layer in layers for t in (layer.weight, layer.bias)]
+    hyper = (float(clip), float(value_coef), float(entropy_coef), bool(policy.discrete))
+    out = _NativePPOLoss.apply(x, actions, old_logp, advantages, returns, hyper, log_std, *params)
+    total, parts = out
+    return PPOLoss(total, parts[0], parts[1], parts[2])
+
+
+class _NativePPOLoss(torch.autograd.Function):
+    """The kernel as an autograd function: forward computes the loss and every gradient at
+    once (the loss is a scalar), backward scales them by the incoming gradient."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        actions: torch.Tensor,
+        old_logp: torch.Tensor,
+        advantages: torch.Tensor,
+        returns: torch.Tensor,
+        hyper: tuple[float, float, float, bool],
+        log_std: torch.Tensor | None,
+        *params: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        lib = _library()
+        assert lib is not None
+        clip, value_coef, entropy_coef, discrete = hyper
+        in_dim = x.shape[-1]
+        flat_x = x.detach().reshape(-1, in_dim).contiguous()
+        n = flat_x.shape[0]
+        a_w1, a_b1, a_w2, a_b2, a_w3, a_b3, c_w1, c_b1, c_w2, c_b2, c_w3, c_b3 = (
+            p.detach() for p in params
+        )
+        hidden, action_dim = a_w1.shape[0], a_w3.shape[0]
+        if discrete:
+            act_i = actions.reshape(-1).to(torch.int64).contiguous()
+            if act_i.numel() != n:
+                raise ProvenmlError(f"actions has {act_i.numel()} entries for {n} inputs")
+            act_f = None
+        else:
+            act_f = actions.detach().reshape(-1, action_dim).to(torch.float32).contiguous()
+            if act_f.shape[0] != n:
+                raise ProvenmlError(f"actions has {act_f.shape[0]} rows for {n} inputs")
+            act_i = None
+        flat = [
+            t.detach().reshape(-1).to(torch.float32).contiguous()
+            for t in (old_logp, advantages, returns)
+        ]
+
+        def weights(
+            w1: torch.Tensor,
+            b1: torch.Tensor,
+            w2: torch.Tensor,
+            b2: torch.Tensor,
+            w3: torch.Tensor,
+            b3: torch.Tensor,
+        ) -> list[torch.Tensor]:
+            return [
+                w1.t().contiguous(),
+                b1.contiguous(),
+                w2.t().contiguous(),
+                b2.contiguous(),
+                w2.contiguous(),
+                w3.contiguous(),
+                b3.contiguous(),
+                w1.contiguous(),
+            ]
+
+        aw = weights(a_w1, a_b1, a_w2, a_b2, a_w3, a_b3)
+        cw = weights(c_w1, c_b1, c_w2, c_b2, c_w3, c_b3)
+        ag = [
+            torch.empty(in_dim, hidden),
+            torch.empty(hidden),
+            torch.empty(hidden, hidden),
+            torch.empty(hidden),
+            torch.empty(action_dim, hidden),
+            torch.empty(action_dim),
+        ]
+        cg = [
+            torch.empty(in_dim, hidden),
+            torch.empty(hidden),
+            torch.empty(hidden, hidden),
+            torch.empty(hidden),
+            torch.empty(1, hidden),
+            torch.empty(1),
+        ]
+        g_log_std = torch.empty(action_dim)
+        stats = torch.empty(4)
+        gx = torch.empty(n, in_dim) if ctx.needs_input_grad[0] else None
+        ls = None if log_std is None else log_std.detach().contiguous()
+
+        def ptrs(ts: list[torch.Tensor]) -> ctypes.Array[ctypes.c_void_p]:
+            return (ctypes.c_void_p * len(ts))(*(t.data_ptr() for t in ts))
+
+        lib.ppo_minibatch(
+            n,
+            in_dim,
+            hidden,
+            action_dim,
+            int(discrete),
+            flat_x.data_ptr(),
+            None if act_i is None else act_i.data_ptr(),
+            None if act_f is None else act_f.data_ptr(),
+            flat[0].data_ptr(),
+            flat[1].data_ptr(),
+            flat[2].data_ptr(),
+            ptrs(aw),
+            ptrs(cw),
+            None if ls is None else ls.data_ptr(),
+            clip,
+            value_coef,
+            entropy_coef,
+            stats.data_ptr(),
+            ptrs(ag),
+            ptrs(cg),
+            g_log_std.data_ptr(),
+            None if gx is None else gx.data_ptr(),
+        )
+        # gradients in the parameters' layout (the kernel gives dL/dW1 transposed)
+        ag[0], cg[0] = ag[0].t(), cg[0].t()
+        ctx.grads = (
+            ag,
+            cg,
+            None if log_std is None else g_log_std,
+            None if gx is None else gx.reshape(x.shape),
+        )
+        parts = stats[1:].clone()
+        ctx.mark_non_differentiable(parts)
+        return stats[0].clone(), parts
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_total: torch.Tensor, _grad_parts: torch.Tensor) -> tuple:
+        ag, cg, g_log_std, gx = ctx.grads
+        unit = bool(grad_total == 1)  # loss.backward(): the gradients as computed
+
+        def scaled(t: torch.Tensor | None) -> torch.Tensor | None:
+            return t if t is None or unit else t * grad_total
+
+        return (
+            scaled(gx),
+            None,
+            None,
+            None,
+            None,
+            None,
+            scaled(g_log_std),
+            *(scaled(t) for t in ag),
+            *(scaled(t) for t in cg),
+        )

@@ -1,0 +1,137 @@
+"""The native PPO minibatch loss equals the PyTorch one it replaces (issue 22)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from provenml.errors import ProvenmlError
+from provenml.rl import ActorCritic, SigmoidTanh, native_ppo_available, ppo_minibatch_loss
+from provenml.rl import native as rl_native
+
+
+def _minibatch(
+    policy: ActorCritic, discrete: bool, shape: tuple[int, ...], in_dim: int, seed: int
+) -> dict[str, torch.Tensor]:
+    """Random inputs, actions drawn near the policy (ratios around 1, both clip sides hit)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, in_dim, generator=g)
+    action_dim = policy.actor[-1].out_features
+    if discrete:
+        actions = torch.randint(0, action_dim, shape, generator=g)
+    else:
+        actions = torch.randn(*shape, action_dim, generator=g)
+    with torch.no_grad():
+        logp = policy.distribution(x).log_prob(actions)
+    return {
+        "x": x,
+        "actions": actions,
+        "old_logp": logp + 0.4 * torch.randn(shape, generator=g),
+        "advantages": torch.randn(shape, generator=g),
+        "returns": torch.randn(shape, generator=g),
+    }
+
+
+def _loss_and_grads(
+    policy: ActorCritic, batch: dict[str, torch.Tensor], native: bool, input_grad: bool
+) -> tuple[list[float], list[torch.Tensor], torch.Tensor | None]:
+    policy.zero_grad()
+    x = batch["x"].clone().requires_grad_(input_grad)
+    out = ppo_minibatch_loss(
+        policy,
+        x,
+        batch["actions"],
+        batch["old_logp"],
+        batch["advantages"],
+        batch["returns"],
+        clip=0.2,
+        value_coef=0.5,
+        entropy_coef=0.03,
+        native=native,
+    )
+    # loss.backward() as training calls it; with the input's gradient, a scaled loss too
+    (2.5 * out.total if input_grad else out.total).backward()
+    grads = [
+        p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in policy.parameters()
+    ]
+    return [float(t.detach()) for t in out], grads, None if x.grad is None else x.grad.clone()
+
+
+@pytest.mark.parametrize(
+    ("discrete", "hidden", "shape", "in_dim", "activation"),
+    [
+        (True, 64, (48, 60), 17, nn.Tanh),  # the grid world's minibatch
+        (False, 64, (48, 60), 9, nn.Tanh),  # the reacher's (Gaussian policy)
+        (True, 32, (7, 13), 5, SigmoidTanh),  # a partial row tile, another width
+        (True, 16, (3,), 70, nn.Tanh),  # fewer rows than one tile, wide input
+    ],
+)
+@pytest.mark.parametrize("input_grad", [False, True])
+def test_native_ppo_loss_equals_the_pytorch_one(
+    discrete: bool,
+    hidden: int,
+    shape: tuple[int, ...],
+    in_dim: int,
+    activation: type[nn.Module],
+    input_grad: bool,
+) -> None:
+    torch.manual_seed(0)
+    action_dim = 5 if discrete else 2
+    policy = ActorCritic(in_dim, action_dim, discrete, hidden, activation=activation)
+    for p in policy.parameters():  # away from the near-zero initial actor head
+        p.data.add_(0.3 * torch.randn_like(p))
+    assert native_ppo_available(policy, torch.zeros(1))
+    batch = _minibatch(policy, discrete, shape, in_dim, seed=1)
+    ref_parts, ref_grads, ref_gx = _loss_and_grads(policy, batch, False, input_grad)
+    parts, grads, gx = _loss_and_grads(policy, batch, True, input_grad)
+    assert parts == pytest.approx(ref_parts, rel=1e-5, abs=1e-6)
+    for (name, _), ref, got in zip(policy.named_parameters(), ref_grads, grads, strict=True):
+        scale = ref.abs().max().clamp(min=1e-6)
+        assert float((ref - got).abs().max() / scale) < 1e-4, name
+    if input_grad:
+        assert ref_gx is not None and gx is not None
+        assert torch.allclose(gx, ref_gx, rtol=1e-4, atol=1e-6 * float(ref_gx.abs().max()))
+    else:
+        assert gx is None
+
+
+def test_native_ppo_only_where_it_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """float64, a hidden size off the 16-float tile, another activation and
+    PROVENML_NATIVE=0 keep the PyTorch loss; ``native=True`` there says why it cannot run."""
+    policy = ActorCritic(6, 3, True, 64)
+    assert native_ppo_available(policy, torch.zeros(1))
+    assert not native_ppo_available(policy, torch.zeros(1, dtype=torch.float64))
+    assert not native_ppo_available(ActorCritic(6, 3, True, 24), torch.zeros(1))
+    assert not native_ppo_available(ActorCritic(6, 3, True, 64, activation=nn.ReLU), torch.zeros(1))
+    with pytest.raises(ProvenmlError, match="hidden % 16"):
+        batch = _minibatch(ActorCritic(6, 3, True, 24), True, (4,), 6, seed=0)
+        _loss_and_grads(ActorCritic(6, 3, True, 24), batch, True, False)
+    monkeypatch.setenv("PROVENML_NATIVE", "0")
+    assert not native_ppo_available(policy, torch.zeros(1))
+
+
+def test_native_ppo_checks_shapes() -> None:
+    policy = ActorCritic(6, 3, True, 64)
+    with pytest.raises(ProvenmlError, match="returns has shape"):
+        ppo_minibatch_loss(
+            policy, torch.zeros(4, 6), torch.zeros(4, dtype=torch.long), torch.zeros(4),
+            torch.zeros(4), torch.zeros(5), 0.2, 0.5, 0.0,
+        )  # fmt: skip
+
+
+def test_no_c_compiler_falls_back_with_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_compiler(*_: object) -> None:
+        raise ProvenmlError("cannot run the C compiler 'gcc'")
+
+    monkeypatch.setattr(rl_native, "build_library", no_compiler)
+    rl_native._library.cache_clear()
+    try:
+        policy = ActorCritic(6, 3, True, 64)
+        with pytest.warns(RuntimeWarning, match="PyTorch one"):
+            assert not native_ppo_available(policy, torch.zeros(1))
+        batch = _minibatch(policy, True, (4,), 6, seed=0)
+        parts, _, _ = _loss_and_grads(policy, batch, None, False)  # type: ignore[arg-type]
+        assert all(torch.isfinite(torch.tensor(parts)))
+    finally:
+        rl_native._library.cache_clear()
