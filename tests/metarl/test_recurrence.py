@@ -101,17 +101,25 @@ def test_fused_recurrence_equals_the_step_loop(session_aware: bool, prior: bool)
 
 
 @pytest.mark.parametrize(("session_aware", "prior"), ENCODERS)
-def test_step_by_step_acting_matches_the_sequence(session_aware: bool, prior: bool) -> None:
-    """The one-step update used while acting gives the same beliefs as the fused sequence."""
+@pytest.mark.parametrize("native_step", [True, False])
+def test_step_by_step_acting_matches_the_sequence(
+    session_aware: bool, prior: bool, native_step: bool
+) -> None:
+    """The one-step update used while acting (one step of the C recurrence, or PyTorch's)
+    gives the same beliefs and termination logits as the fused sequence."""
     torch.manual_seed(1)
     enc = BeliefEncoder(6, 5, session_aware=session_aware, prior_conditioning=prior)
     inputs = torch.randn(4, 15, 12)
     with torch.no_grad():
         fused = enc(inputs)
+        enc.native = native_step
         h = enc.initial(4)
         for j in range(15):
-            h, _, _ = enc.step(h, inputs[:, j])
+            h, logit, _ = enc.step(h, inputs[:, j])
             torch.testing.assert_close(enc.gaussian(h)[0], fused.mu[:, j], rtol=0, atol=1e-5)
+            if session_aware:
+                assert logit is not None and fused.termination_logit is not None
+                torch.testing.assert_close(logit, fused.termination_logit[:, j], rtol=0, atol=1e-5)
 
 
 def test_cell_decoder_row_gather_equals_the_expanded_gather() -> None:

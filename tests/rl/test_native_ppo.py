@@ -7,7 +7,13 @@ import torch
 from torch import nn
 
 from provenml.errors import ProvenmlError
-from provenml.rl import ActorCritic, SigmoidTanh, native_ppo_available, ppo_minibatch_loss
+from provenml.rl import (
+    ActorCritic,
+    SigmoidTanh,
+    native_ppo_available,
+    policy_act,
+    ppo_minibatch_loss,
+)
 from provenml.rl import native as rl_native
 
 
@@ -135,3 +141,46 @@ def test_no_c_compiler_falls_back_with_one_warning(monkeypatch: pytest.MonkeyPat
         assert all(torch.isfinite(torch.tensor(parts)))
     finally:
         rl_native._library.cache_clear()
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+@pytest.mark.parametrize("with_forced", [False, True])
+def test_native_acting_equals_the_pytorch_one(discrete: bool, with_forced: bool) -> None:
+    """The acting step: same actions (inverse-CDF or mean + sigma noise), log-probabilities
+    and values, with forced rows taking the given actions; the kernel's weight copies
+    follow an optimizer step."""
+    torch.manual_seed(4)
+    action_dim = 5 if discrete else 2
+    policy = ActorCritic(9, action_dim, discrete, 64)
+    for p in policy.parameters():
+        p.data.add_(0.3 * torch.randn_like(p))
+    g = torch.Generator().manual_seed(5)
+    n = 300
+    x, u = torch.randn(n, 9, generator=g), torch.rand(n, generator=g)
+    noise = None if discrete else torch.randn(n, action_dim, generator=g)
+    forced = forced_actions = None
+    if with_forced:
+        forced = torch.rand(n, generator=g) < 0.3
+        forced_actions = (
+            torch.randint(0, action_dim, (n,), generator=g)
+            if discrete
+            else torch.rand(n, action_dim, generator=g) * 2 - 1
+        )
+    optimizer = torch.optim.Adam(policy.parameters(), lr=0.05)
+    for _ in range(2):  # before and after an in-place update of every weight
+        ref = policy_act(policy, x, u, noise, forced, forced_actions, native=False)
+        got = policy_act(policy, x, u, noise, forced, forced_actions, native=True)
+        if discrete:
+            assert torch.equal(got[0], ref[0])
+            assert got[0].unique().numel() > 1
+        else:
+            torch.testing.assert_close(got[0], ref[0], rtol=1e-5, atol=1e-5)
+        if forced is not None:
+            assert forced_actions is not None
+            assert torch.equal(got[0][forced], forced_actions[forced].to(got[0].dtype))
+        torch.testing.assert_close(got[1], ref[1], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got[2], ref[2], rtol=1e-5, atol=1e-5)
+        policy.zero_grad()
+        policy.value(x).sum().backward()
+        policy.distribution(x).entropy().sum().backward()
+        optimizer.step()

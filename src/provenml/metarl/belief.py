@@ -32,7 +32,11 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
-from provenml.metarl.native import NativeRecurrence, native_recurrence_available
+from provenml.metarl.native import (
+    NativeInputProjection,
+    NativeRecurrence,
+    native_recurrence_available,
+)
 
 
 def gaussian_kl(
@@ -311,6 +315,27 @@ class BeliefEncoder(nn.Module):
         ``c = sigmoid(termination_logit)`` detached (the head learns only from the flags).
         """
         e = self.embed(x)
+        if (
+            self.native
+            and (self.gate_while_acting or not self.session_aware)
+            and native_recurrence_available(e, self.hidden)
+        ):  # one step of the C recurrence (native.py): same maths, a fraction of the ops
+            prior = self.prior_net[0] if self.session_aware and self.prior_conditioning else None
+            term = self.termination if self.session_aware else None
+            hs, logits, starts = NativeRecurrence.apply(
+                self._input_projection(e)[None],
+                h_prev,
+                self.gru.weight_hh_l0,
+                self.gru.bias_hh_l0,
+                None if term is None else term.weight,
+                None if term is None else term.bias,
+                None if prior is None else prior.weight,
+                None if prior is None else prior.bias,
+                self.termination_into_gru,
+            )
+            if not self.session_aware:
+                return hs[0], None, None
+            return hs[0], logits[0], starts[0]
         if not self.session_aware:
             return self.gru(e[:, None], h_prev[None])[0][:, 0], None, None
         h_start = self.session_start_state(h_prev)
@@ -332,11 +357,25 @@ class BeliefEncoder(nn.Module):
         num_envs = inputs.shape[0]
         h0 = self.initial(num_envs)
         init_mu, init_logvar = self.gaussian(h0)
-        embedded = self.embed(inputs)  # all steps at once; only the recurrence loops
+        native = self.native and native_recurrence_available(inputs, self.hidden)
+        linear = self.embed[0]
+        assert isinstance(linear, nn.Linear)
         cond_mu = cond_logvar = term = None
-        native = self.native and native_recurrence_available(embedded, self.hidden)
-        if native or self.session_aware:
-            gi = self._input_projection(embedded).transpose(0, 1).contiguous()  # (T, N, 3H)
+        if (
+            native
+            and not inputs.requires_grad
+            and inputs.shape[-1] <= 64
+            and linear.out_features % 16 == 0
+        ):
+            # embedding and input projection of every step in one C pass, time-major
+            gi = NativeInputProjection.apply(
+                inputs, linear.weight, linear.bias, self.gru.weight_ih_l0, self.gru.bias_ih_l0
+            )
+            embedded = None
+        else:
+            embedded = self.embed(inputs)  # all steps at once; only the recurrence loops
+            if native or self.session_aware:
+                gi = self._input_projection(embedded).transpose(0, 1).contiguous()  # (T, N, 3H)
         if not self.session_aware:
             if native:  # the same GRU as one C loop, forward and backward (native.py)
                 hs_t = NativeRecurrence.apply(
@@ -344,6 +383,7 @@ class BeliefEncoder(nn.Module):
                 )[0]
                 hs = hs_t.transpose(0, 1)
             else:
+                assert embedded is not None
                 hs, _ = self.gru(embedded, h0[None])
         else:
             prior = self.prior_net[0] if self.prior_conditioning else None

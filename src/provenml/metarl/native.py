@@ -34,7 +34,9 @@ from provenml.nn.native import MATMUL_C, build_library
 
 VECTOR_FLOATS = 16  # the kernel's register tile is 16 floats wide: hidden % 16 == 0
 
-SOURCE = MATMUL_C + r"""
+SOURCE = (
+    MATMUL_C
+    + r"""
 /* The belief recurrences of provenml.metarl (belief.py, _SessionAwareRecurrence) as plain
    loops: the gated session update of DynaMITE-RL (Liang et al. 2024, Sec. 4) over T steps,
    forward and backward through time, and VariBAD's GRU (aware = 0: one branch, no gate). */
@@ -116,11 +118,20 @@ void sar_backward(int T, int N, int H, int aware, int prior, int head_into_gru,
                   const float* grad_h, const float* grad_logit, const float* grad_start,
                   const float* whh, const float* wterm, const float* wp, const float* xin,
                   const float* rr, const float* zz, const float* nn, const float* ghn,
-                  const float* gates, float* ggh, float* ggi, float* pre, float* carry) {
+                  const float* gates, float* gwhhT, float* gbhh, float* ggi, float* gwpT,
+                  float* gbp, float* carry) {
   const int B = aware ? 2 : 1, H3 = 3 * H, BN = B * N;
   float* go = (float*)malloc(sizeof(float) * (size_t)BN * H);
   float* gx = (float*)malloc(sizeof(float) * (size_t)BN * H);
+  float* G = (float*)malloc(sizeof(float) * (size_t)BN * H3);
+  float* P = (float*)malloc(sizeof(float) * (size_t)N * H);
   memset(carry, 0, sizeof(float) * (size_t)N * H);
+  memset(gwhhT, 0, sizeof(float) * (size_t)H * H3);
+  memset(gbhh, 0, sizeof(float) * H3);
+  if (aware && prior) {
+    memset(gwpT, 0, sizeof(float) * (size_t)H * H);
+    memset(gbp, 0, sizeof(float) * H);
+  }
   for (int j = T - 1; j >= 0; --j) {
     const float* gh_ = grad_h + (size_t)j * N * H;
     const size_t so = (size_t)j * BN * H;
@@ -137,7 +148,6 @@ void sar_backward(int T, int N, int H, int aware, int prior, int head_into_gru,
     } else {
       for (int q = 0; q < N * H; ++q) go[q] = gh_[q] + carry[q];
     }
-    float* G = ggh + (size_t)j * BN * H3;
     float* GI = ggi + (size_t)j * N * H3;
     for (int b = 0; b < B; ++b)
       for (int i = 0; i < N; ++i) {
@@ -171,20 +181,88 @@ void sar_backward(int T, int N, int H, int aware, int prior, int head_into_gru,
         for (int c = 0; c < H; ++c) gx[o + c] = g[c] * z[c];
       }
     mm(BN, H, H3, G, H3, whh, H, gx, H, 1);
+    /* the weight gradients, summed over the steps as they pass: W_hh^T += x^T G */
+    mm_at(H, H3, BN, xin + so, H, G, H3, gwhhT, H3, 1);
+    for (int i = 0; i < BN; ++i)
+#pragma omp simd
+      for (int c = 0; c < H3; ++c) gbhh[c] += G[(size_t)i * H3 + c];
     memcpy(carry, gx, sizeof(float) * (size_t)N * H);
     if (aware && prior) {
-      float* P = pre + (size_t)j * N * H;
       const float* start = xin + so + (size_t)N * H;
       const float* gs = grad_start + (size_t)j * N * H;
       for (int q = 0; q < N * H; ++q)
         P[q] = (gx[(size_t)N * H + q] + gs[q]) * (1.f - start[q] * start[q]);
       mm(N, H, H, P, H, wp, H, carry, H, 1);
+      mm_at(H, H, N, xin + so, H, P, H, gwpT, H, 1); /* W_p^T += h_{j-1}^T P */
+      for (int i = 0; i < N; ++i)
+#pragma omp simd
+        for (int c = 0; c < H; ++c) gbp[c] += P[(size_t)i * H + c];
     }
   }
   free(go);
   free(gx);
+  free(G);
+  free(P);
+}
+
+/* The encoder's input side over a whole batch of sequences, time-major: for the transition
+   of env n at step t (row t * N + n), e = relu(W_e x + b_e) and gi = W_ih e + b_ih, read
+   from x stored (N, T, D) and written (T, N, .), 32 rows at a time. */
+#define PT 32
+void proj_forward(int N, int T, int D, int E, int G3, const float* x, const float* weT,
+                  const float* be, const float* wiT, const float* bi, float* e, float* gi) {
+  float xb[PT * 64];
+  const int rows = N * T;
+  for (int r0 = 0; r0 < rows; r0 += PT) {
+    const int R = rows - r0 < PT ? rows - r0 : PT;
+    for (int r = 0; r < R; ++r) {
+      const int t = (r0 + r) / N, n = (r0 + r) % N;
+      memcpy(xb + r * D, x + ((size_t)n * T + t) * D, sizeof(float) * D);
+    }
+    float* er = e + (size_t)r0 * E;
+    float* gr = gi + (size_t)r0 * G3;
+    for (int r = 0; r < R; ++r) memcpy(er + r * E, be, sizeof(float) * E);
+    mm(R, E, D, xb, D, weT, E, er, E, 1);
+    for (int q = 0; q < R * E; ++q) er[q] = er[q] > 0.f ? er[q] : 0.f;
+    for (int r = 0; r < R; ++r) memcpy(gr + r * G3, bi, sizeof(float) * G3);
+    mm(R, G3, E, er, E, wiT, G3, gr, G3, 1);
+  }
+}
+
+/* Its backward from dL/dgi (T, N, G3): the four weight gradients (the W's transposed). */
+void proj_backward(int N, int T, int D, int E, int G3, const float* x, const float* e,
+                   const float* wi, const float* ggi, float* gweT, float* gbe, float* gwiT,
+                   float* gbi) {
+  float xb[PT * 64];
+  float* ge = (float*)malloc(sizeof(float) * PT * E);
+  memset(gweT, 0, sizeof(float) * (size_t)D * E);
+  memset(gbe, 0, sizeof(float) * E);
+  memset(gwiT, 0, sizeof(float) * (size_t)E * G3);
+  memset(gbi, 0, sizeof(float) * G3);
+  const int rows = N * T;
+  for (int r0 = 0; r0 < rows; r0 += PT) {
+    const int R = rows - r0 < PT ? rows - r0 : PT;
+    for (int r = 0; r < R; ++r) {
+      const int t = (r0 + r) / N, n = (r0 + r) % N;
+      memcpy(xb + r * D, x + ((size_t)n * T + t) * D, sizeof(float) * D);
+    }
+    const float* er = e + (size_t)r0 * E;
+    const float* gr = ggi + (size_t)r0 * G3;
+    mm(R, E, G3, gr, G3, wi, E, ge, E, 0);
+    mm_at(E, G3, R, er, E, gr, G3, gwiT, G3, 1);
+    for (int r = 0; r < R; ++r)
+#pragma omp simd
+      for (int c = 0; c < G3; ++c) gbi[c] += gr[r * G3 + c];
+    for (int q = 0; q < R * E; ++q) ge[q] = er[q] > 0.f ? ge[q] : 0.f;
+    mm_at(D, E, R, xb, D, ge, E, gweT, E, 1);
+    for (int r = 0; r < R; ++r)
+#pragma omp simd
+      for (int c = 0; c < E; ++c) gbe[c] += ge[r * E + c];
+  }
+  free(ge);
 }
 """
+)
 
 
 @functools.cache
@@ -203,8 +281,12 @@ def _library() -> ctypes.CDLL | None:
     ptr, i32, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
     lib.sar_forward.argtypes = [i32] * 5 + [ptr] * 5 + [f32] + [ptr] * 11
     lib.sar_forward.restype = None
-    lib.sar_backward.argtypes = [i32] * 6 + [ptr] * 16
+    lib.sar_backward.argtypes = [i32] * 6 + [ptr] * 18
     lib.sar_backward.restype = None
+    lib.proj_forward.argtypes = [i32] * 5 + [ptr] * 7
+    lib.proj_forward.restype = None
+    lib.proj_backward.argtypes = [i32] * 5 + [ptr] * 8
+    lib.proj_backward.restype = None
     return lib
 
 
@@ -259,8 +341,13 @@ class NativeRecurrence(torch.autograd.Function):
         gates = gi.new_zeros(steps, num_envs)
         # per step and branch: the branch's input state and the GRU's r, z, n and W_hn h + b_hn
         xin, r, z, n, gh_n = (gi.new_empty(steps, branches, num_envs, hidden) for _ in range(5))
+        # every buffer the C call reads is held in a name (a temporary's memory could be
+        # freed before the call reads it)
         w_hh_t = w_hh.t().contiguous()
         w_prior_t = w_prior.t().contiguous() if w_prior is not None else None
+        b_hh_c = b_hh.contiguous()
+        w_term_c = w_term.contiguous() if w_term is not None else None
+        b_prior_c = b_prior.contiguous() if b_prior is not None else None
         lib.sar_forward(
             steps,
             num_envs,
@@ -270,11 +357,11 @@ class NativeRecurrence(torch.autograd.Function):
             _ptr(gi),
             _ptr(h0),
             _ptr(w_hh_t),
-            _ptr(b_hh.contiguous()),
-            _ptr(w_term.contiguous()) if w_term is not None else None,
+            _ptr(b_hh_c),
+            _ptr(w_term_c),
             float(b_term.item()) if b_term is not None else 0.0,
             _ptr(w_prior_t),
-            _ptr(b_prior.contiguous()) if b_prior is not None else None,
+            _ptr(b_prior_c),
             _ptr(hs),
             _ptr(logits),
             _ptr(raw),
@@ -294,14 +381,19 @@ class NativeRecurrence(torch.autograd.Function):
         assert lib is not None
         w_hh, w_term, w_prior, xin, r, z, n, gh_n, gates, raw = ctx.saved_tensors
         aware, prior, head_into_gru = ctx.flags
-        steps, branches, num_envs, hidden = xin.shape
-        grad_gh = xin.new_empty(steps, branches, num_envs, 3 * hidden)
+        steps, _, num_envs, hidden = xin.shape
+        grad_w_hh_t = xin.new_empty(hidden, 3 * hidden)
+        grad_b_hh = xin.new_empty(3 * hidden)
         grad_gi = xin.new_empty(steps, num_envs, 3 * hidden)
-        grad_prior_pre = xin.new_empty(steps, num_envs, hidden) if prior else None
+        grad_w_prior_t = xin.new_empty(hidden, hidden) if prior else None
+        grad_b_prior = xin.new_empty(hidden) if prior else None
         carry = xin.new_empty(num_envs, hidden)
         grad_h = grad_h.contiguous()
         grad_logit = grad_logit.contiguous()
         grad_start = grad_start.contiguous()
+        w_hh_c = w_hh.contiguous()
+        w_term_c = w_term.contiguous() if aware else None
+        w_prior_c = w_prior.contiguous() if prior else None
         lib.sar_backward(
             steps,
             num_envs,
@@ -312,27 +404,24 @@ class NativeRecurrence(torch.autograd.Function):
             _ptr(grad_h),
             _ptr(grad_logit),
             _ptr(grad_start),
-            _ptr(w_hh.contiguous()),
-            _ptr(w_term.contiguous()) if aware else None,
-            _ptr(w_prior.contiguous()) if prior else None,
+            _ptr(w_hh_c),
+            _ptr(w_term_c),
+            _ptr(w_prior_c),
             *map(_ptr, (xin, r, z, n, gh_n, gates)),
-            _ptr(grad_gh),
+            _ptr(grad_w_hh_t),
+            _ptr(grad_b_hh),
             _ptr(grad_gi),
-            _ptr(grad_prior_pre),
+            _ptr(grad_w_prior_t),
+            _ptr(grad_b_prior),
             _ptr(carry),
         )
-        # the weight gradients: a few large products over all steps and branches
-        flat_gh = grad_gh.reshape(-1, 3 * hidden)
-        grad_w_hh = flat_gh.t() @ xin.reshape(-1, hidden)
-        grad_b_hh = flat_gh.sum(0)
-        grad_w_term = grad_b_term = grad_w_prior = grad_b_prior = None
+        # the kernel sums the weight gradients over the steps (transposed, as it reads them)
+        grad_w_hh = grad_w_hh_t.t()
+        grad_w_prior = None if grad_w_prior_t is None else grad_w_prior_t.t()
+        grad_w_term = grad_b_term = None
         if aware:
             grad_w_term = (grad_logit[..., None] * raw).sum((0, 1))[None]
             grad_b_term = grad_logit.sum().reshape(1)
-        if grad_prior_pre is not None:
-            flat_pre = grad_prior_pre.reshape(-1, hidden)
-            grad_w_prior = flat_pre.t() @ xin[:, 0].reshape(-1, hidden)
-            grad_b_prior = flat_pre.sum(0)
         return (
             grad_gi,
             carry,
@@ -344,3 +433,57 @@ class NativeRecurrence(torch.autograd.Function):
             grad_b_prior,
             None,
         )
+
+
+class NativeInputProjection(torch.autograd.Function):
+    """The encoder's input side, ``gi = W_ih relu(W_e x + b_e) + b_ih``, for every
+    transition of a batch of sequences at once, in C: reads ``x`` (N, T, D) and returns
+    ``gi`` time-major (T, N, 3H), the layout the recurrence reads, so neither pass copies
+    the large projection through a transpose. Gradients flow to the four weights, not to
+    ``x`` (the encoder's inputs are data). Needs ``D <= 64`` and both widths multiples of 16.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        w_embed: torch.Tensor,
+        b_embed: torch.Tensor,
+        w_ih: torch.Tensor,
+        b_ih: torch.Tensor,
+    ) -> torch.Tensor:
+        lib = _library()
+        assert lib is not None
+        num_envs, steps, in_dim = x.shape
+        embed, gates = w_embed.shape[0], w_ih.shape[0]
+        x = x.detach().contiguous()
+        e = x.new_empty(steps, num_envs, embed)
+        gi = x.new_empty(steps, num_envs, gates)
+        # held in names: a temporary's memory is freed before the C call would read it
+        w_embed_t, w_ih_t = w_embed.detach().t().contiguous(), w_ih.detach().t().contiguous()
+        b_embed, b_ih = b_embed.detach().contiguous(), b_ih.detach().contiguous()
+        lib.proj_forward(
+            num_envs, steps, in_dim, embed, gates, _ptr(x), _ptr(w_embed_t), _ptr(b_embed),
+            _ptr(w_ih_t), _ptr(b_ih), _ptr(e), _ptr(gi),
+        )  # fmt: skip
+        ctx.save_for_backward(x, e, w_ih)
+        return gi
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_gi: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        lib = _library()
+        assert lib is not None
+        x, e, w_ih = ctx.saved_tensors
+        num_envs, steps, in_dim = x.shape
+        embed, gates = e.shape[-1], w_ih.shape[0]
+        grad_w_embed_t = x.new_empty(in_dim, embed)
+        grad_b_embed = x.new_empty(embed)
+        grad_w_ih_t = x.new_empty(embed, gates)
+        grad_b_ih = x.new_empty(gates)
+        w_ih, grad_gi = w_ih.detach().contiguous(), grad_gi.contiguous()
+        lib.proj_backward(
+            num_envs, steps, in_dim, embed, gates, _ptr(x), _ptr(e), _ptr(w_ih), _ptr(grad_gi),
+            _ptr(grad_w_embed_t), _ptr(grad_b_embed), _ptr(grad_w_ih_t), _ptr(grad_b_ih),
+        )  # fmt: skip
+        return None, grad_w_embed_t.t(), grad_b_embed, grad_w_ih_t.t(), grad_b_ih

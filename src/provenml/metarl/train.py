@@ -22,7 +22,7 @@ from provenml.errors import ProvenmlError
 from provenml.metarl.agents import Agent, Rollout, encode_action, make_agent
 from provenml.metarl.belief import BeliefLossConfig
 from provenml.metarl.envs import SessionGridWorldVec, SessionReacherVec
-from provenml.rl import PPOConfig, gae, ppo_minibatch_loss
+from provenml.rl import PPOConfig, gae, policy_act, ppo_minibatch_loss
 
 VecEnv = SessionGridWorldVec | SessionReacherVec
 
@@ -150,23 +150,19 @@ def collect(
     for t in range(horizon):
         clock = torch.full((n, 1), t / horizon)
         policy_in = torch.cat([obs, clock, features], -1)
-        dist = agent.policy.distribution(policy_in)
         u = torch.rand(n, generator=generator)
-        if agent.discrete:  # inverse-CDF sampling from the seeded generator
-            cdf = torch.cumsum(dist.probs, -1)  # type: ignore[attr-defined]
-            action = (u[:, None] > cdf).sum(-1).clamp(max=agent.action_dim - 1)
-        else:
-            noise = torch.randn(n, agent.action_dim, generator=generator)
-            action = dist.mean + dist.stddev * noise
+        noise = None if agent.discrete else torch.randn(n, agent.action_dim, generator=generator)
+        uniform = None
         if random_envs is not None:
             if agent.discrete:
                 uniform = (u * agent.action_dim).long().clamp(max=agent.action_dim - 1)
             else:
                 uniform = torch.rand(n, agent.action_dim, generator=generator) * 2 - 1
-            action = torch.where(random_envs.view(-1, *[1] * (action.dim() - 1)), uniform, action)
+        # inverse-CDF sampling from the seeded generator (one C call where it runs)
+        action, logp, value = policy_act(agent.policy, policy_in, u, noise, random_envs, uniform)
         feats.append(features)
-        logps.append(dist.log_prob(action))
-        values.append(agent.policy.value(policy_in))
+        logps.append(logp)
+        values.append(value)
         next_np, reward_np, _, _, info = env.step(action.numpy())
         next_obs, reward = torch.as_tensor(next_np), torch.as_tensor(reward_np)
         x = torch.cat(

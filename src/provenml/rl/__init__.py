@@ -15,7 +15,7 @@ Any system may import these; none of them imports a system::
 """
 
 from provenml.rl.envs import FixedHorizonVectorEnv, SingleEnvView
-from provenml.rl.native import PPOLoss, native_ppo_available, ppo_minibatch_loss
+from provenml.rl.native import PPOLoss, native_ppo_available, policy_act, ppo_minibatch_loss
 from provenml.rl.policies import ActorCritic, SigmoidTanh
 from provenml.rl.ppo import PPOConfig, gae, ppo_clip_loss
 
@@ -28,6 +28,7 @@ __all__ = [
     "SingleEnvView",
     "gae",
     "native_ppo_available",
+    "policy_act",
     "ppo_clip_loss",
     "ppo_minibatch_loss",
 ]

@@ -47,7 +47,7 @@ from provenml.nn.native import MATMUL_C, build_library
 from provenml.rl.policies import ActorCritic, SigmoidTanh
 from provenml.rl.ppo import ppo_clip_loss
 
-__all__ = ["PPOLoss", "native_ppo_available", "ppo_minibatch_loss"]
+__all__ = ["PPOLoss", "native_ppo_available", "policy_act", "ppo_minibatch_loss"]
 
 VECTOR_FLOATS = 16
 ROWS_PER_TILE = 32  # rows of a minibatch that pass forward and backward together
@@ -223,6 +223,62 @@ void ppo_minibatch(int N, int D, int H, int A, int discrete, const float* x,
   stats[3] = (float)(ent_sum / N);
   stats[0] = stats[1] + value_coef * stats[2] - ent_coef * stats[3];
 }
+
+/* Acting (no gradients): the policy's action for each row, drawn by inverse-CDF sampling
+   from u (categorical: the number of cumulative probabilities below u) or as mean + sigma
+   noise (Gaussian), except in rows where forced[i] is set, which take forced_i / forced_f;
+   with the action's log-probability under the policy and the critic's value. */
+void ppo_act(int N, int D, int H, int A, int discrete, const float* x, const float* u,
+             const float* noise, const unsigned char* forced, const long long* forced_i,
+             const float* forced_f, const float* const* aw, const float* const* cw,
+             const float* log_std, long long* act_i, float* act_f, float* logp, float* value) {
+  float* buf = (float*)malloc(sizeof(float) * (size_t)RT * (4 * H + A + 1));
+  float *ah1 = buf, *ah2 = ah1 + RT * H, *ch1 = ah2 + RT * H, *ch2 = ch1 + RT * H;
+  float *aout = ch2 + RT * H, *cout = aout + RT * A;
+  const float half_log_2pi = 0.91893853320467274f;
+  for (int i0 = 0; i0 < N; i0 += RT) {
+    const int R = N - i0 < RT ? N - i0 : RT;
+    const float* xt = x + (size_t)i0 * D;
+    mlp_forward(R, D, H, A, xt, aw[0], aw[1], aw[2], aw[3], aw[5], aw[6], ah1, ah2, aout);
+    mlp_forward(R, D, H, 1, xt, cw[0], cw[1], cw[2], cw[3], cw[5], cw[6], ch1, ch2, cout);
+    for (int r = 0; r < R; ++r) {
+      const int i = i0 + r;
+      const float* z = aout + r * A;
+      value[i] = cout[r];
+      const int force = forced && forced[i];
+      if (discrete) {
+        float m = z[0], s = 0.f;
+        for (int a = 1; a < A; ++a) m = z[a] > m ? z[a] : m;
+        for (int a = 0; a < A; ++a) s += expf(z[a] - m);
+        long long action = 0;
+        if (force) {
+          action = forced_i[i];
+        } else {
+          float cdf = 0.f;
+          for (int a = 0; a < A; ++a) {
+            cdf += expf(z[a] - m) / s;
+            action += u[i] > cdf;
+          }
+          if (action > A - 1) action = A - 1;
+        }
+        act_i[i] = action;
+        logp[i] = z[action] - (m + logf(s));
+      } else {
+        float lp = 0.f;
+        for (int a = 0; a < A; ++a) {
+          const float sigma = expf(log_std[a]);
+          const float act = force ? forced_f[(size_t)i * A + a]
+                                  : z[a] + sigma * noise[(size_t)i * A + a];
+          act_f[(size_t)i * A + a] = act;
+          const float d = act - z[a];
+          lp += -d * d / (2.f * sigma * sigma) - log_std[a] - half_log_2pi;
+        }
+        logp[i] = lp;
+      }
+    }
+  }
+  free(buf);
+}
 """
 )
 
@@ -291,6 +347,8 @@ def _library() -> ctypes.CDLL | None:
     ptr, i32, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
     lib.ppo_minibatch.argtypes = [i32] * 5 + [ptr] * 9 + [f32] * 3 + [ptr] * 5
     lib.ppo_minibatch.restype = None
+    lib.ppo_act.argtypes = [i32] * 5 + [ptr] * 13
+    lib.ppo_act.restype = None
     return lib
 
 
@@ -367,6 +425,126 @@ def _native_loss(
     return PPOLoss(total, parts[0], parts[1], parts[2])
 
 
+def _kernel_weights(
+    w1: torch.Tensor,
+    b1: torch.Tensor,
+    w2: torch.Tensor,
+    b2: torch.Tensor,
+    w3: torch.Tensor,
+    b3: torch.Tensor,
+) -> list[torch.Tensor]:
+    """One MLP's weights as the kernel reads them: {W1^T, b1, W2^T, b2, W2, W3, b3, W1}."""
+    return [
+        w1.t().contiguous(),
+        b1.contiguous(),
+        w2.t().contiguous(),
+        b2.contiguous(),
+        w2.contiguous(),
+        w3.contiguous(),
+        b3.contiguous(),
+        w1.contiguous(),
+    ]
+
+
+def _pointers(tensors: list[torch.Tensor]) -> ctypes.Array[ctypes.c_void_p]:
+    return (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))
+
+
+@torch.no_grad()
+def policy_act(
+    policy: ActorCritic,
+    x: torch.Tensor,
+    u: torch.Tensor,
+    noise: torch.Tensor | None = None,
+    forced: torch.Tensor | None = None,
+    forced_actions: torch.Tensor | None = None,
+    native: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The policy's actions for a batch of inputs ``x`` (N, in_dim), with their
+    log-probabilities and the critic's values (no gradients): categorical actions by
+    inverse-CDF sampling from ``u`` (N,) uniforms (the number of cumulative probabilities
+    below ``u``), Gaussian ones as ``mean + sigma noise`` (``noise`` (N, action_dim)). Rows
+    where ``forced`` (N,) bool is set take ``forced_actions`` instead (their log-probability
+    is still the policy's). One C call where :func:`native_ppo_available` (``native`` as in
+    :func:`ppo_minibatch_loss`), else the same in PyTorch."""
+    available = native is not False and native_ppo_available(policy, x)
+    if native and not available:
+        raise ProvenmlError("the native acting step cannot run here (see native_ppo_available)")
+    if not policy.discrete and noise is None:
+        raise ProvenmlError("a Gaussian policy needs noise (N, action_dim) to act")
+    if forced is not None and forced_actions is None:
+        raise ProvenmlError("forced rows need forced_actions")
+    if not available:
+        dist = policy.distribution(x)
+        if policy.discrete:
+            cdf = torch.cumsum(dist.probs, -1)  # type: ignore[attr-defined]
+            action = (u[:, None] > cdf).sum(-1).clamp(max=cdf.shape[-1] - 1)
+        else:
+            assert noise is not None
+            action = dist.mean + dist.stddev * noise
+        if forced is not None:
+            assert forced_actions is not None
+            mask = forced.view(-1, *[1] * (action.dim() - 1))
+            action = torch.where(mask, forced_actions.to(action.dtype), action)
+        return action, dist.log_prob(action), policy.value(x)
+    lib = _library()
+    layers = _kernel_layers(policy)
+    assert lib is not None and layers is not None
+    n, in_dim = x.shape
+    action_dim = layers[2].out_features
+    hidden = layers[0].out_features
+    aw, cw = _acting_weights(policy, layers)
+    flat_x = x.contiguous()
+    uniforms = u.contiguous()
+    logp, value = torch.empty(n), torch.empty(n)
+    if policy.discrete:
+        act_i, act_f = torch.empty(n, dtype=torch.int64), None
+        f_i = None if forced_actions is None else forced_actions.to(torch.int64).contiguous()
+        f_f = None
+    else:
+        assert noise is not None and policy.log_std is not None
+        act_i, act_f = None, torch.empty(n, action_dim)
+        f_i = None
+        f_f = None if forced_actions is None else forced_actions.float().contiguous()
+    mask = None if forced is None else forced.to(torch.uint8).contiguous()
+    noise_c = None if noise is None else noise.contiguous()
+    log_std = None if policy.log_std is None else policy.log_std.detach().contiguous()
+
+    def ptr(t: torch.Tensor | None) -> int | None:
+        return None if t is None else t.data_ptr()
+
+    lib.ppo_act(
+        n, in_dim, hidden, action_dim, int(policy.discrete),
+        flat_x.data_ptr(), uniforms.data_ptr(), ptr(noise_c), ptr(mask), ptr(f_i), ptr(f_f),
+        _pointers(aw), _pointers(cw), ptr(log_std), ptr(act_i), ptr(act_f),
+        logp.data_ptr(), value.data_ptr(),
+    )  # fmt: skip
+    action = act_i if act_i is not None else act_f
+    assert action is not None
+    return action, logp, value
+
+
+def _acting_weights(
+    policy: ActorCritic, layers: list[nn.Linear]
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The kernel's copies of the actor's and critic's weights, made again only when a
+    weight has changed since (its version counter moves with every in-place update): a
+    rollout calls :func:`policy_act` once per step with the same weights."""
+    params = [t for layer in layers for t in (layer.weight, layer.bias)]
+    key = tuple((id(t), t._version) for t in params)
+    cached = _ACTING_WEIGHTS.get(policy)
+    if cached is None or cached[0] != key:
+        detached = [t.detach() for t in params]
+        cached = (key, _kernel_weights(*detached[:6]), _kernel_weights(*detached[6:]))
+        _ACTING_WEIGHTS[policy] = cached
+    return cached[1], cached[2]
+
+
+_ACTING_WEIGHTS: weakref.WeakKeyDictionary[
+    ActorCritic, tuple[tuple[tuple[int, int], ...], list[torch.Tensor], list[torch.Tensor]]
+] = weakref.WeakKeyDictionary()
+
+
 class _NativePPOLoss(torch.autograd.Function):
     """The kernel as an autograd function: forward computes the loss and every gradient at
     once (the loss is a scalar), backward scales them by the incoming gradient."""
@@ -408,27 +586,8 @@ class _NativePPOLoss(torch.autograd.Function):
             for t in (old_logp, advantages, returns)
         ]
 
-        def weights(
-            w1: torch.Tensor,
-            b1: torch.Tensor,
-            w2: torch.Tensor,
-            b2: torch.Tensor,
-            w3: torch.Tensor,
-            b3: torch.Tensor,
-        ) -> list[torch.Tensor]:
-            return [
-                w1.t().contiguous(),
-                b1.contiguous(),
-                w2.t().contiguous(),
-                b2.contiguous(),
-                w2.contiguous(),
-                w3.contiguous(),
-                b3.contiguous(),
-                w1.contiguous(),
-            ]
-
-        aw = weights(a_w1, a_b1, a_w2, a_b2, a_w3, a_b3)
-        cw = weights(c_w1, c_b1, c_w2, c_b2, c_w3, c_b3)
+        aw = _kernel_weights(a_w1, a_b1, a_w2, a_b2, a_w3, a_b3)
+        cw = _kernel_weights(c_w1, c_b1, c_w2, c_b2, c_w3, c_b3)
         ag = [
             torch.empty(in_dim, hidden),
             torch.empty(hidden),
@@ -450,9 +609,6 @@ class _NativePPOLoss(torch.autograd.Function):
         gx = torch.empty(n, in_dim) if ctx.needs_input_grad[0] else None
         ls = None if log_std is None else log_std.detach().contiguous()
 
-        def ptrs(ts: list[torch.Tensor]) -> ctypes.Array[ctypes.c_void_p]:
-            return (ctypes.c_void_p * len(ts))(*(t.data_ptr() for t in ts))
-
         lib.ppo_minibatch(
             n,
             in_dim,
@@ -465,15 +621,15 @@ class _NativePPOLoss(torch.autograd.Function):
             flat[0].data_ptr(),
             flat[1].data_ptr(),
             flat[2].data_ptr(),
-            ptrs(aw),
-            ptrs(cw),
+            _pointers(aw),
+            _pointers(cw),
             None if ls is None else ls.data_ptr(),
             clip,
             value_coef,
             entropy_coef,
             stats.data_ptr(),
-            ptrs(ag),
-            ptrs(cg),
+            _pointers(ag),
+            _pointers(cg),
             g_log_std.data_ptr(),
             None if gx is None else gx.data_ptr(),
         )
