@@ -101,7 +101,11 @@ def _belief_step(agent_name: str, repeats: int = 10) -> float:
     generator = torch.Generator().manual_seed(0)
     buffer = EpisodeBuffer(cfg.model_buffer)
     buffer.add(collect(agent, env, generator, seed=0))
-    optimizer = torch.optim.Adam(agent.model_parameters(), lr=cfg.model_lr)
+    from provenml.metarl import train
+
+    # the optimizer training uses (fused Adam since stop 42; older commits: plain Adam)
+    make_adam = getattr(train, "_adam", torch.optim.Adam)
+    optimizer = make_adam(agent.model_parameters(), lr=cfg.model_lr)
 
     def step() -> None:
         out = agent.model_loss(buffer.sample(cfg.model_batch, generator), generator)
