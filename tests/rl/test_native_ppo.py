@@ -117,8 +117,18 @@ def test_native_ppo_only_where_it_applies(monkeypatch: pytest.MonkeyPatch) -> No
     assert not native_ppo_available(policy, torch.zeros(1))
 
 
-def test_native_ppo_checks_shapes() -> None:
+def test_native_ppo_checks_shapes_and_actions() -> None:
     policy = ActorCritic(6, 3, True, 64)
+    with pytest.raises(ProvenmlError, match=r"actions must lie in \[0, 3\)"):
+        ppo_minibatch_loss(
+            policy, torch.zeros(4, 6), torch.tensor([0, 1, 3, 0]), torch.zeros(4),
+            torch.zeros(4), torch.zeros(4), 0.2, 0.5, 0.0, native=True,
+        )  # fmt: skip
+    with pytest.raises(ProvenmlError, match="actions must lie"):
+        policy_act(
+            policy, torch.zeros(2, 6), torch.rand(2), forced=torch.tensor([True, False]),
+            forced_actions=torch.tensor([-1, 0]), native=True,
+        )  # fmt: skip
     with pytest.raises(ProvenmlError, match="returns has shape"):
         ppo_minibatch_loss(
             policy, torch.zeros(4, 6), torch.zeros(4, dtype=torch.long), torch.zeros(4),

@@ -446,6 +446,16 @@ def _kernel_weights(
     ]
 
 
+def _check_action_range(actions: torch.Tensor, action_dim: int) -> None:
+    """Categorical actions must index the policy's outputs (the kernel reads them)."""
+    if actions.numel():
+        low, high = torch.aminmax(actions)
+        if int(low) < 0 or int(high) >= action_dim:
+            raise ProvenmlError(
+                f"actions must lie in [0, {action_dim}); got {int(low)}..{int(high)}"
+            )
+
+
 def _pointers(tensors: list[torch.Tensor]) -> ctypes.Array[ctypes.c_void_p]:
     return (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))
 
@@ -500,6 +510,8 @@ def policy_act(
     if policy.discrete:
         act_i, act_f = torch.empty(n, dtype=torch.int64), None
         f_i = None if forced_actions is None else forced_actions.to(torch.int64).contiguous()
+        if f_i is not None:
+            _check_action_range(f_i, action_dim)
         f_f = None
     else:
         assert noise is not None and policy.log_std is not None
@@ -575,6 +587,7 @@ class _NativePPOLoss(torch.autograd.Function):
             act_i = actions.reshape(-1).to(torch.int64).contiguous()
             if act_i.numel() != n:
                 raise ProvenmlError(f"actions has {act_i.numel()} entries for {n} inputs")
+            _check_action_range(act_i, action_dim)
             act_f = None
         else:
             act_f = actions.detach().reshape(-1, action_dim).to(torch.float32).contiguous()
