@@ -34,7 +34,6 @@ import ctypes
 import functools
 import os
 import warnings
-import weakref
 from typing import Any, NamedTuple
 
 import torch
@@ -380,28 +379,21 @@ def native_ppo_available(policy: ActorCritic, like: torch.Tensor) -> bool:
 
 
 def _kernel_layers(policy: ActorCritic) -> list[nn.Linear] | None:
-    """The actor's and the critic's three layers when their shapes fit the kernel, else None
-    (the MLPs' structure is looked up once per policy)."""
-    if policy not in _STRUCTURE:
-        actor, critic = _layers(policy.actor), _layers(policy.critic)
-        fits = actor is not None and critic is not None
-        if actor is not None and critic is not None:
-            hidden = actor[0].out_features
-            fits = (
-                hidden % VECTOR_FLOATS == 0
-                and actor[1].in_features == actor[1].out_features == hidden
-                and critic[0].out_features == hidden
-                and critic[1].in_features == critic[1].out_features == hidden
-                and critic[2].out_features == 1
-                and actor[2].out_features <= 64
-            )
-        _STRUCTURE[policy] = actor + critic if fits and actor and critic else None
-    return _STRUCTURE[policy]
-
-
-_STRUCTURE: weakref.WeakKeyDictionary[ActorCritic, list[nn.Linear] | None] = (
-    weakref.WeakKeyDictionary()
-)
+    """The actor's and the critic's three layers when their shapes fit the kernel, else
+    None (looked up on every call: a model's layers can be replaced)."""
+    actor, critic = _layers(policy.actor), _layers(policy.critic)
+    if actor is None or critic is None:
+        return None
+    hidden = actor[0].out_features
+    fits = (
+        hidden % VECTOR_FLOATS == 0
+        and actor[1].in_features == actor[1].out_features == hidden
+        and critic[0].out_features == hidden
+        and critic[1].in_features == critic[1].out_features == hidden
+        and critic[2].out_features == 1
+        and actor[2].out_features <= 64
+    )
+    return actor + critic if fits else None
 
 
 def _native_loss(
@@ -503,7 +495,10 @@ def policy_act(
     n, in_dim = x.shape
     action_dim = layers[2].out_features
     hidden = layers[0].out_features
-    aw, cw = _acting_weights(policy, layers)
+    # copied on every call: a version counter cannot tell whether the weights moved (the
+    # fused Adam step updates them in place without bumping it)
+    params = [t.detach() for layer in layers for t in (layer.weight, layer.bias)]
+    aw, cw = _kernel_weights(*params[:6]), _kernel_weights(*params[6:])
     flat_x = x.contiguous()
     uniforms = u.contiguous()
     logp, value = torch.empty(n), torch.empty(n)
@@ -534,27 +529,6 @@ def policy_act(
     action = act_i if act_i is not None else act_f
     assert action is not None
     return action, logp, value
-
-
-def _acting_weights(
-    policy: ActorCritic, layers: list[nn.Linear]
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """The kernel's copies of the actor's and critic's weights, made again only when a
-    weight has changed since (its version counter moves with every in-place update): a
-    rollout calls :func:`policy_act` once per step with the same weights."""
-    params = [t for layer in layers for t in (layer.weight, layer.bias)]
-    key = tuple((id(t), t._version) for t in params)
-    cached = _ACTING_WEIGHTS.get(policy)
-    if cached is None or cached[0] != key:
-        detached = [t.detach() for t in params]
-        cached = (key, _kernel_weights(*detached[:6]), _kernel_weights(*detached[6:]))
-        _ACTING_WEIGHTS[policy] = cached
-    return cached[1], cached[2]
-
-
-_ACTING_WEIGHTS: weakref.WeakKeyDictionary[
-    ActorCritic, tuple[tuple[tuple[int, int], ...], list[torch.Tensor], list[torch.Tensor]]
-] = weakref.WeakKeyDictionary()
 
 
 class _NativePPOLoss(torch.autograd.Function):
