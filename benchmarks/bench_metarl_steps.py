@@ -15,9 +15,10 @@ belief-model gradient step on 64 buffered episodes (loss, backward, clipping, Ad
 
 Each training figure comes from a fresh subprocess that imports either this checkout's
 ``src`` or the ``--baseline`` commit's ``src`` (exported with ``git archive``); old and new
-alternate, ``--repeats`` times, and the best of each is kept. For the belief agents a third
-arm runs this checkout with ``PROVENML_NATIVE=0`` (its PyTorch recurrence instead of the C
-kernel, ``provenml.metarl.native``), so the kernel's own share shows in the same run. Rates
+alternate, ``--repeats`` times, and the best of each is kept. A third
+arm runs this checkout with ``PROVENML_NATIVE=0`` (PyTorch everywhere instead of the C
+kernels: the belief recurrence and input projection, ``provenml.metarl.native``; the PPO loss
+and the acting step, ``provenml.rl.native``), so the kernels' own share shows in the same run. Rates
 are env steps per CPU second of the measuring process (``time.process_time``), so that other
 jobs on a shared machine distort them less than wall time would; the load average is printed
 with them.
@@ -178,9 +179,8 @@ def main() -> None:
         old_src = export_baseline(args.baseline, Path(tmp))
         for agent in args.agents.split(","):
             best: dict[str, dict[str, float]] = {}
-            arms = [("old", old_src, True), ("new", new_src, True)]
-            if agent in BELIEF_AGENTS:  # this checkout with its PyTorch recurrence
-                arms.insert(1, ("torch", new_src, False))
+            # old, this checkout with PyTorch instead of its C kernels, this checkout
+            arms = [("old", old_src, True), ("torch", new_src, False), ("new", new_src, True)]
             for _ in range(args.repeats):
                 for label, src, native in arms:
                     got = measure(src, agent, args.num_envs, args.iterations, native)
@@ -211,16 +211,21 @@ def main() -> None:
                 f"({old['belief_step'] / new['belief_step']:.2f}x)"
             )
         print(line)
-    print("this checkout's native recurrence against its PyTorch one (PROVENML_NATIVE=0):")
+    print("this checkout's C kernels against its PyTorch code (PROVENML_NATIVE=0):")
     for agent, _, new, torch_arm in rows:
         if torch_arm is None:
             continue
-        print(
+        line = (
             f"{agent:<16} {torch_arm['rate']:>9,.0f} -> {new['rate']:>9,.0f} env steps/s "
-            f"({new['rate'] / torch_arm['rate']:.2f}x); belief step "
-            f"{torch_arm['belief_step'] * 1e3:.1f} -> {new['belief_step'] * 1e3:.1f} ms "
-            f"({torch_arm['belief_step'] / new['belief_step']:.2f}x)"
+            f"({new['rate'] / torch_arm['rate']:.2f}x)"
         )
+        if "belief_step" in new:
+            line += (
+                f"; belief step {torch_arm['belief_step'] * 1e3:.1f} -> "
+                f"{new['belief_step'] * 1e3:.1f} ms "
+                f"({torch_arm['belief_step'] / new['belief_step']:.2f}x)"
+            )
+        print(line)
 
 
 if __name__ == "__main__":

@@ -269,7 +269,7 @@ def _summarize_gridworld(results: list[Result], ctx: RunContext) -> list[Table]:
     config=GridworldConfig,
     time={
         "smoke": "15 s",
-        "small": "11.9 min measured, idle (5 seeds x 5 agents, --jobs 2, load 1.8-2.0)",
+        "small": "8.9 min measured, idle (5 seeds x 5 agents, --jobs 2, load 1.7-2.0)",
         "paper": "hours per agent",
     },
     summarize=_summarize_gridworld,
@@ -386,7 +386,7 @@ def _summarize_ablations(results: list[Result], ctx: RunContext) -> None:
     config=AblationConfig,
     time={
         "smoke": "15 s",
-        "small": "10.6 min measured, idle (5 seeds x 4 agents, --jobs 2, load 1.8-2.0)",
+        "small": "7.6 min measured, idle (5 seeds x 4 agents, --jobs 2, load 1.9-2.0)",
         "paper": "hours",
     },
     summarize=_summarize_ablations,
@@ -573,7 +573,7 @@ def _summarize_reacher(results: list[Result], ctx: RunContext) -> None:
     config=ReacherConfig,
     time={
         "smoke": "15 s",
-        "small": "8.5 min measured, idle (5 seeds x 4 agents, --jobs 2, load 2.0)",
+        "small": "6.1 min measured, idle (5 seeds x 4 agents, --jobs 2, load 1.9-2.0)",
         "paper": "hours",
     },
     summarize=_summarize_reacher,
