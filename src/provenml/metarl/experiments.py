@@ -477,7 +477,7 @@ def _merge_rates(cfg: SessionRateConfig, parts: list[Result], ctx: RunContext) -
     config=SessionRateConfig,
     time={
         "smoke": "20 s",
-        "small": "13.9 min measured, idle (5 seeds x 3 rates x 2 agents, --jobs 2, load 1.9-2.0)",
+        "small": "9.8 min measured, idle (5 seeds x 3 rates x 2 agents, --jobs 2, load 1.8-2.0)",
         "paper": "hours",
     },
     summarize=_summarize_rates,

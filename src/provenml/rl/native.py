@@ -312,16 +312,17 @@ def ppo_minibatch_loss(
     for name, t in (("old_logp", old_logp), ("advantages", advantages), ("returns", returns)):
         if t.shape != lead:
             raise ProvenmlError(f"{name} has shape {tuple(t.shape)}; expected {tuple(lead)}")
-    available = native is not False and native_ppo_available(policy, x)
-    if native and not available:
+    layers = None if native is False else _native_layers(policy, x)
+    if native and layers is None:
         raise ProvenmlError(
             "the native PPO loss needs float32 CPU tensors, hidden % 16 == 0, the "
             "ActorCritic's tanh MLPs and a C compiler (and PROVENML_NATIVE unset)"
         )
-    if available:
+    if layers is not None:
         return _native_loss(
-            policy, x, actions, old_logp, advantages, returns, clip, value_coef, entropy_coef
-        )
+            policy, layers, x, actions, old_logp, advantages, returns, clip, value_coef,
+            entropy_coef,
+        )  # fmt: skip
     dist = policy.distribution(x)
     surrogate = ppo_clip_loss(dist.log_prob(actions), old_logp, advantages, clip)
     value = 0.5 * ((policy.value(x) - returns) ** 2).mean()
@@ -365,17 +366,25 @@ def native_ppo_available(policy: ActorCritic, like: torch.Tensor) -> bool:
     """Whether the C kernel can compute ``policy``'s PPO loss on inputs like ``like``:
     float32 CPU tensors, the two ``in - H - H - out`` tanh MLPs with ``H % 16 == 0`` and at
     most 64 actions, a C compiler, and ``PROVENML_NATIVE`` not ``0``."""
+    return _native_layers(policy, like) is not None
+
+
+def _native_layers(policy: ActorCritic, like: torch.Tensor) -> list[nn.Linear] | None:
+    """The kernel's six layers where it can run (see :func:`native_ppo_available`), else
+    None."""
     if os.environ.get("PROVENML_NATIVE", "1") == "0":
-        return False
+        return None
     layers = _kernel_layers(policy)
     if layers is None or like.dtype != torch.float32 or like.device.type != "cpu":
-        return False
+        return None
     params = [t for layer in layers for t in (layer.weight, layer.bias)]
     if policy.log_std is not None:
         params.append(policy.log_std)
-    return all(p.dtype == torch.float32 and p.device.type == "cpu" for p in params) and (
+    if all(p.dtype == torch.float32 and p.device.type == "cpu" for p in params) and (
         _library() is not None
-    )
+    ):
+        return layers
+    return None
 
 
 def _kernel_layers(policy: ActorCritic) -> list[nn.Linear] | None:
@@ -398,6 +407,7 @@ def _kernel_layers(policy: ActorCritic) -> list[nn.Linear] | None:
 
 def _native_loss(
     policy: ActorCritic,
+    layers: list[nn.Linear],
     x: torch.Tensor,
     actions: torch.Tensor,
     old_logp: torch.Tensor,
@@ -407,8 +417,6 @@ def _native_loss(
     value_coef: float,
     entropy_coef: float,
 ) -> PPOLoss:
-    layers = _kernel_layers(policy)
-    assert layers is not None
     log_std = policy.log_std if not policy.discrete else None
     params = [t for layer in layers for t in (layer.weight, layer.bias)]
     hyper = (float(clip), float(value_coef), float(entropy_coef), bool(policy.discrete))
@@ -469,14 +477,14 @@ def policy_act(
     where ``forced`` (N,) bool is set take ``forced_actions`` instead (their log-probability
     is still the policy's). One C call where :func:`native_ppo_available` (``native`` as in
     :func:`ppo_minibatch_loss`), else the same in PyTorch."""
-    available = native is not False and native_ppo_available(policy, x)
-    if native and not available:
+    layers = None if native is False else _native_layers(policy, x)
+    if native and layers is None:
         raise ProvenmlError("the native acting step cannot run here (see native_ppo_available)")
     if not policy.discrete and noise is None:
         raise ProvenmlError("a Gaussian policy needs noise (N, action_dim) to act")
     if forced is not None and forced_actions is None:
         raise ProvenmlError("forced rows need forced_actions")
-    if not available:
+    if layers is None:
         dist = policy.distribution(x)
         if policy.discrete:
             cdf = torch.cumsum(dist.probs, -1)  # type: ignore[attr-defined]
@@ -490,8 +498,7 @@ def policy_act(
             action = torch.where(mask, forced_actions.to(action.dtype), action)
         return action, dist.log_prob(action), policy.value(x)
     lib = _library()
-    layers = _kernel_layers(policy)
-    assert lib is not None and layers is not None
+    assert lib is not None
     n, in_dim = x.shape
     action_dim = layers[2].out_features
     hidden = layers[0].out_features
