@@ -209,16 +209,22 @@ void sar_backward(int T, int N, int H, int aware, int prior, int head_into_gru,
    of env n at step t (row t * N + n), e = relu(W_e x + b_e) and gi = W_ih e + b_ih, read
    from x stored (N, T, D) and written (T, N, .), 32 rows at a time. */
 #define PT 32
+
+/* Rows r0 .. r0 + R - 1 of the time-major order (row t * N + n) of x stored (N, T, D). */
+static void gather_time_major(int N, int T, int D, const float* x, int r0, int R, float* xb) {
+  for (int r = 0; r < R; ++r) {
+    const int t = (r0 + r) / N, n = (r0 + r) % N;
+    memcpy(xb + r * D, x + ((size_t)n * T + t) * D, sizeof(float) * D);
+  }
+}
+
 void proj_forward(int N, int T, int D, int E, int G3, const float* x, const float* weT,
                   const float* be, const float* wiT, const float* bi, float* e, float* gi) {
   float xb[PT * 64];
   const int rows = N * T;
   for (int r0 = 0; r0 < rows; r0 += PT) {
     const int R = rows - r0 < PT ? rows - r0 : PT;
-    for (int r = 0; r < R; ++r) {
-      const int t = (r0 + r) / N, n = (r0 + r) % N;
-      memcpy(xb + r * D, x + ((size_t)n * T + t) * D, sizeof(float) * D);
-    }
+    gather_time_major(N, T, D, x, r0, R, xb);
     float* er = e + (size_t)r0 * E;
     float* gr = gi + (size_t)r0 * G3;
     for (int r = 0; r < R; ++r) memcpy(er + r * E, be, sizeof(float) * E);
@@ -242,10 +248,7 @@ void proj_backward(int N, int T, int D, int E, int G3, const float* x, const flo
   const int rows = N * T;
   for (int r0 = 0; r0 < rows; r0 += PT) {
     const int R = rows - r0 < PT ? rows - r0 : PT;
-    for (int r = 0; r < R; ++r) {
-      const int t = (r0 + r) / N, n = (r0 + r) % N;
-      memcpy(xb + r * D, x + ((size_t)n * T + t) * D, sizeof(float) * D);
-    }
+    gather_time_major(N, T, D, x, r0, R, xb);
     const float* er = e + (size_t)r0 * E;
     const float* gr = ggi + (size_t)r0 * G3;
     mm(R, E, G3, gr, G3, wi, E, ge, E, 0);

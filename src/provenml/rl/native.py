@@ -82,6 +82,14 @@ static void mlp_forward(int R, int D, int H, int O, const float* x, const float*
     }
 }
 
+/* Actor (O = A outputs) and critic (one output) forward on R rows; weights as in aw / cw. */
+static void actor_critic_forward(int R, int D, int H, int A, const float* xt,
+                                 const float* const* aw, const float* const* cw, float* ah1,
+                                 float* ah2, float* aout, float* ch1, float* ch2, float* cout) {
+  mlp_forward(R, D, H, A, xt, aw[0], aw[1], aw[2], aw[3], aw[5], aw[6], ah1, ah2, aout);
+  mlp_forward(R, D, H, 1, xt, cw[0], cw[1], cw[2], cw[3], cw[5], cw[6], ch1, ch2, cout);
+}
+
 /* The same MLP backward on R rows from dL/dout (R x O): accumulates the weight gradients
    (gw1T is D x H, i.e. dL/dW1 transposed) and, when gx is given, adds dL/dx. */
 static void mlp_backward(int R, int D, int H, int O, const float* x, const float* w2,
@@ -155,8 +163,7 @@ void ppo_minibatch(int N, int D, int H, int A, int discrete, const float* x,
   for (int i0 = 0; i0 < N; i0 += RT) {
     const int R = N - i0 < RT ? N - i0 : RT;
     const float* xt = x + (size_t)i0 * D;
-    mlp_forward(R, D, H, A, xt, aw[0], aw[1], aw[2], aw[3], aw[5], aw[6], ah1, ah2, aout);
-    mlp_forward(R, D, H, 1, xt, cw[0], cw[1], cw[2], cw[3], cw[5], cw[6], ch1, ch2, cout);
+    actor_critic_forward(R, D, H, A, xt, aw, cw, ah1, ah2, aout, ch1, ch2, cout);
     for (int r = 0; r < R; ++r) {
       const int i = i0 + r;
       const float* z = aout + r * A;
@@ -238,8 +245,7 @@ void ppo_act(int N, int D, int H, int A, int discrete, const float* x, const flo
   for (int i0 = 0; i0 < N; i0 += RT) {
     const int R = N - i0 < RT ? N - i0 : RT;
     const float* xt = x + (size_t)i0 * D;
-    mlp_forward(R, D, H, A, xt, aw[0], aw[1], aw[2], aw[3], aw[5], aw[6], ah1, ah2, aout);
-    mlp_forward(R, D, H, 1, xt, cw[0], cw[1], cw[2], cw[3], cw[5], cw[6], ch1, ch2, cout);
+    actor_critic_forward(R, D, H, A, xt, aw, cw, ah1, ah2, aout, ch1, ch2, cout);
     for (int r = 0; r < R; ++r) {
       const int i = i0 + r;
       const float* z = aout + r * A;
@@ -319,10 +325,13 @@ def ppo_minibatch_loss(
             "ActorCritic's tanh MLPs and a C compiler (and PROVENML_NATIVE unset)"
         )
     if layers is not None:
-        return _native_loss(
-            policy, layers, x, actions, old_logp, advantages, returns, clip, value_coef,
-            entropy_coef,
-        )  # fmt: skip
+        params = [t for layer in layers for t in (layer.weight, layer.bias)]
+        hyper = (float(clip), float(value_coef), float(entropy_coef), bool(policy.discrete))
+        log_std = policy.log_std if not policy.discrete else None
+        total, parts = _NativePPOLoss.apply(
+            x, actions, old_logp, advantages, returns, hyper, log_std, *params
+        )
+        return PPOLoss(total, parts[0], parts[1], parts[2])
     dist = policy.distribution(x)
     surrogate = ppo_clip_loss(dist.log_prob(actions), old_logp, advantages, clip)
     value = 0.5 * ((policy.value(x) - returns) ** 2).mean()
@@ -403,26 +412,6 @@ def _kernel_layers(policy: ActorCritic) -> list[nn.Linear] | None:
         and actor[2].out_features <= 64
     )
     return actor + critic if fits else None
-
-
-def _native_loss(
-    policy: ActorCritic,
-    layers: list[nn.Linear],
-    x: torch.Tensor,
-    actions: torch.Tensor,
-    old_logp: torch.Tensor,
-    advantages: torch.Tensor,
-    returns: torch.Tensor,
-    clip: float,
-    value_coef: float,
-    entropy_coef: float,
-) -> PPOLoss:
-    log_std = policy.log_std if not policy.discrete else None
-    params = [t for layer in layers for t in (layer.weight, layer.bias)]
-    hyper = (float(clip), float(value_coef), float(entropy_coef), bool(policy.discrete))
-    out = _NativePPOLoss.apply(x, actions, old_logp, advantages, returns, hyper, log_std, *params)
-    total, parts = out
-    return PPOLoss(total, parts[0], parts[1], parts[2])
 
 
 def _kernel_weights(
