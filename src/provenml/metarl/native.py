@@ -31,6 +31,7 @@ from torch.autograd.function import once_differentiable
 from provenml.core.cache import cache_dir
 from provenml.errors import ProvenmlError
 from provenml.nn.native import MATMUL_C, build_library
+from provenml.nn.native import data_pointer as _ptr
 
 VECTOR_FLOATS = 16  # the kernel's register tile is 16 floats wide: hidden % 16 == 0
 
@@ -304,10 +305,6 @@ def native_recurrence_available(like: torch.Tensor, hidden: int) -> bool:
         and hidden % VECTOR_FLOATS == 0
         and _library() is not None
     )
-
-
-def _ptr(t: torch.Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
 
 
 class NativeRecurrence(torch.autograd.Function):

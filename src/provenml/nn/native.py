@@ -20,6 +20,7 @@ import hashlib
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from provenml.errors import ProvenmlError
 
@@ -67,6 +68,13 @@ def compile_library(
     obj.unlink(missing_ok=True)
     os.replace(tmp, lib)
     return lib, False
+
+
+def data_pointer(tensor: Any) -> int | None:
+    """The address of a tensor's data for a ``ctypes`` call (None passes NULL). Hold the
+    tensor in a name until the call returns: a temporary's memory can be freed before the
+    C code reads it."""
+    return None if tensor is None else int(tensor.data_ptr())
 
 
 @functools.cache

@@ -43,13 +43,13 @@ from torch.autograd.function import once_differentiable
 from provenml.core.cache import cache_dir
 from provenml.errors import ProvenmlError
 from provenml.nn.native import MATMUL_C, build_library
+from provenml.nn.native import data_pointer as _ptr
 from provenml.rl.policies import ActorCritic, SigmoidTanh
 from provenml.rl.ppo import ppo_clip_loss
 
 __all__ = ["PPOLoss", "native_ppo_available", "policy_act", "ppo_minibatch_loss"]
 
 VECTOR_FLOATS = 16
-ROWS_PER_TILE = 32  # rows of a minibatch that pass forward and backward together
 
 SOURCE = (
     '#pragma GCC target("prefer-vector-width=512")\n'
@@ -513,14 +513,11 @@ def policy_act(
     noise_c = None if noise is None else noise.contiguous()
     log_std = None if policy.log_std is None else policy.log_std.detach().contiguous()
 
-    def ptr(t: torch.Tensor | None) -> int | None:
-        return None if t is None else t.data_ptr()
-
     lib.ppo_act(
         n, in_dim, hidden, action_dim, int(policy.discrete),
-        flat_x.data_ptr(), uniforms.data_ptr(), ptr(noise_c), ptr(mask), ptr(f_i), ptr(f_f),
-        _pointers(aw), _pointers(cw), ptr(log_std), ptr(act_i), ptr(act_f),
-        logp.data_ptr(), value.data_ptr(),
+        _ptr(flat_x), _ptr(uniforms), _ptr(noise_c), _ptr(mask), _ptr(f_i), _ptr(f_f),
+        _pointers(aw), _pointers(cw), _ptr(log_std), _ptr(act_i), _ptr(act_f),
+        _ptr(logp), _ptr(value),
     )  # fmt: skip
     action = act_i if act_i is not None else act_f
     assert action is not None
@@ -598,23 +595,23 @@ class _NativePPOLoss(torch.autograd.Function):
             hidden,
             action_dim,
             int(discrete),
-            flat_x.data_ptr(),
-            None if act_i is None else act_i.data_ptr(),
-            None if act_f is None else act_f.data_ptr(),
-            flat[0].data_ptr(),
-            flat[1].data_ptr(),
-            flat[2].data_ptr(),
+            _ptr(flat_x),
+            _ptr(act_i),
+            _ptr(act_f),
+            _ptr(flat[0]),
+            _ptr(flat[1]),
+            _ptr(flat[2]),
             _pointers(aw),
             _pointers(cw),
-            None if ls is None else ls.data_ptr(),
+            _ptr(ls),
             clip,
             value_coef,
             entropy_coef,
-            stats.data_ptr(),
+            _ptr(stats),
             _pointers(ag),
             _pointers(cg),
-            g_log_std.data_ptr(),
-            None if gx is None else gx.data_ptr(),
+            _ptr(g_log_std),
+            _ptr(gx),
         )
         # gradients in the parameters' layout (the kernel gives dL/dW1 transposed)
         ag[0], cg[0] = ag[0].t(), cg[0].t()
