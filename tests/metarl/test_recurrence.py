@@ -122,6 +122,50 @@ def test_step_by_step_acting_matches_the_sequence(
                 torch.testing.assert_close(logit, fused.termination_logit[:, j], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize(("session_aware", "prior"), ENCODERS)
+@pytest.mark.parametrize("native_step", [True, False])
+def test_stepper_gives_exactly_what_step_gives(
+    session_aware: bool, prior: bool, native_step: bool
+) -> None:
+    """``BeliefEncoder.stepper()`` (one rollout's acting step, weights copied once) returns
+    bit for bit ``step``'s state, keeps the weights of its construction when the model
+    trains afterwards, and takes autograd's path when gradients are on."""
+    torch.manual_seed(2)
+    enc = BeliefEncoder(6, 5, session_aware=session_aware, prior_conditioning=prior)
+    enc.native = native_step
+    inputs = torch.randn(7, 10, 12)
+    with torch.no_grad():
+        step = enc.stepper()
+        h_ref = h = enc.initial(7)
+        for j in range(10):
+            h_ref = enc.step(h_ref, inputs[:, j])[0]
+            h = step(h, inputs[:, j])
+            assert torch.equal(h, h_ref)
+        before = enc.step(h_ref, inputs[:, 0])[0]
+        for param in enc.parameters():  # a training step after the rollout began
+            param.add_(0.1)
+        # the kernel stepper's recurrence keeps its weights (the input side is the live
+        # model's); PyTorch's stepper is ``step`` itself
+        kept = not torch.equal(step(h, inputs[:, 0]), enc.step(h, inputs[:, 0])[0])
+        assert kept == (native_step and native.native_recurrence_available(h, 64))
+        fresh = enc.stepper()
+        assert torch.equal(fresh(h, inputs[:, 0]), enc.step(h, inputs[:, 0])[0])
+        assert not torch.equal(fresh(h, inputs[:, 0]), before)
+    h_grad = fresh(h.requires_grad_(), inputs[:, 1])  # gradients on: autograd's step
+    assert h_grad.requires_grad
+    h_grad.sum().backward()
+    assert enc.gru.weight_hh_l0.grad is not None
+
+
+def test_recurrence_stepper_rejects_mismatched_shapes() -> None:
+    enc = BeliefEncoder(6, 5)
+    if not native.native_recurrence_available(torch.zeros(1), 64):
+        pytest.skip("no C compiler")
+    stepper = native.RecurrenceStepper(enc.gru.weight_hh_l0, enc.gru.bias_hh_l0, *(None,) * 4)
+    with pytest.raises(ProvenmlError, match="gi"):
+        stepper(torch.zeros(3, 100), torch.zeros(3, 64))
+
+
 def test_cell_decoder_row_gather_equals_the_expanded_gather() -> None:
     torch.manual_seed(2)
     dec = CellRewardDecoder(5, 3)

@@ -9,6 +9,7 @@ from torch import nn
 from provenml.errors import ProvenmlError
 from provenml.rl import (
     ActorCritic,
+    PolicyActor,
     SigmoidTanh,
     native_ppo_available,
     policy_act,
@@ -195,3 +196,38 @@ def test_native_acting_equals_the_pytorch_one(discrete: bool, with_forced: bool)
         policy.value(x).sum().backward()
         policy.distribution(x).entropy().sum().backward()
         optimizer.step()
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_policy_actor_acts_as_policy_act_with_the_weights_it_was_built_with(
+    discrete: bool,
+) -> None:
+    """A ``PolicyActor`` (one rollout's acting step, the weights copied once) gives exactly
+    ``policy_act``'s actions, log-probabilities and values, and keeps acting with its
+    construction's weights after an optimizer step changes the policy."""
+    torch.manual_seed(6)
+    action_dim = 5 if discrete else 2
+    policy = ActorCritic(9, action_dim, discrete, 64)
+    g = torch.Generator().manual_seed(7)
+    x, u = torch.randn(70, 9, generator=g), torch.rand(70, generator=g)
+    noise = None if discrete else torch.randn(70, action_dim, generator=g)
+    for native in (True, False):
+        if native and not native_ppo_available(policy, x):
+            continue
+        actor = PolicyActor(policy, x, native=native)
+        before = policy_act(policy, x, u, noise, native=native)
+        for got, ref in zip(actor(x, u, noise), before, strict=True):
+            assert torch.equal(got, ref)
+        with torch.no_grad():
+            for p in policy.parameters():
+                p.add_(0.2)
+        for got, ref in zip(actor(x, u, noise), before, strict=True):
+            if native:  # the kernel's copies: the construction's weights
+                assert torch.equal(got, ref)
+        moved = policy_act(policy, x, u, noise, native=native)
+        assert not torch.equal(moved[2], before[2])
+        for got, ref in zip(PolicyActor(policy, x, native=native)(x, u, noise), moved, strict=True):
+            assert torch.equal(got, ref)
+    if not discrete:
+        with pytest.raises(ProvenmlError, match="noise"):
+            PolicyActor(policy, x)(x, u)

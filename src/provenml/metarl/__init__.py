@@ -38,7 +38,11 @@ from provenml.metarl.envs import (
     SessionReacherVec,
     sample_session_schedule,
 )
-from provenml.metarl.native import NativeRecurrence, native_recurrence_available
+from provenml.metarl.native import (
+    NativeRecurrence,
+    RecurrenceStepper,
+    native_recurrence_available,
+)
 from provenml.metarl.train import (
     Evaluation,
     TrainConfig,
@@ -61,6 +65,7 @@ __all__ = [
     "CellRewardDecoder",
     "Evaluation",
     "NativeRecurrence",
+    "RecurrenceStepper",
     "RewardDecoder",
     "Rollout",
     "SessionGridWorld",

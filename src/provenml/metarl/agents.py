@@ -297,14 +297,17 @@ class BeliefAgent(Agent):
         self._raw = []
 
     def begin(self, num_envs: int, latent: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """The state is ``(h, step)``: the encoder's hidden state and its
+        ``BeliefEncoder.stepper()`` for this rollout (the weights as of ``begin``)."""
         h = self.encoder.initial(num_envs)
-        return h, self._features(h)
+        return (h, self.encoder.stepper()), self._features(h)
 
     def observe(
         self, state: Any, transition: torch.Tensor, next_latent: torch.Tensor
     ) -> tuple[Any, torch.Tensor]:
-        h, _, _ = self.encoder.step(state, transition)
-        return h, self._features(h)
+        h_prev, step = state
+        h = step(h_prev, transition)
+        return (h, step), self._features(h)
 
     def model_parameters(self) -> list[nn.Parameter]:
         return [*self.encoder.parameters(), *self.decoder.parameters()]

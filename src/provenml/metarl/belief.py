@@ -24,6 +24,7 @@ flag ``starts_j`` says that transition ``j`` is the first of a new session
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ from torch.nn import functional as F
 from provenml.metarl.native import (
     NativeInputProjection,
     NativeRecurrence,
+    RecurrenceStepper,
     native_recurrence_available,
 )
 
@@ -351,6 +353,38 @@ class BeliefEncoder(nn.Module):
             return h_raw, logit, h_start
         gate = torch.sigmoid(logit).detach()[:, None]
         return (1 - gate) * h_raw + gate * h_new, logit, h_start
+
+    def stepper(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """``step`` for one rollout: ``stepper(h_prev, x)`` returns ``h_j``, the first output
+        of ``step(h_prev, x)``, with the same numbers. Where ``step`` would run the C
+        recurrence, the kernel's weight copies are made once, here
+        (:class:`~provenml.metarl.native.RecurrenceStepper`), so build the stepper where the
+        weights stop changing (a rollout) and a new one after training; with gradients
+        enabled it calls ``step`` itself."""
+        weight = self.gru.weight_hh_l0
+        if not (
+            self.native
+            and (self.gate_while_acting or not self.session_aware)
+            and native_recurrence_available(weight, self.hidden)
+        ):
+            return lambda h_prev, x: self.step(h_prev, x)[0]
+        prior = self.prior_net[0] if self.session_aware and self.prior_conditioning else None
+        term = self.termination if self.session_aware else None
+        kernel = RecurrenceStepper(
+            weight,
+            self.gru.bias_hh_l0,
+            None if term is None else term.weight,
+            None if term is None else term.bias,
+            None if prior is None else prior.weight,
+            None if prior is None else prior.bias,
+        )
+
+        def step(h_prev: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            if torch.is_grad_enabled():  # the kernel step has no backward: autograd's path
+                return self.step(h_prev, x)[0]
+            return kernel(self._input_projection(self.embed(x)), h_prev)
+
+        return step
 
     def forward(self, inputs: torch.Tensor) -> BeliefSequence:
         """Encode (N, H, in_dim) transitions into posteriors ``post_0..post_{H-1}``."""

@@ -435,6 +435,66 @@ class NativeRecurrence(torch.autograd.Function):
         )
 
 
+class RecurrenceStepper:
+    """One step of :class:`NativeRecurrence`'s forward (the same C function with ``T = 1``,
+    so the same numbers) for acting, without autograd: the kernel's copies of the weights
+    (``W_hh`` and ``W_p`` transposed) and its scratch buffers are made once, when the
+    stepper is built, not on every step. It acts with the weights *as of its construction*
+    (one rollout's); build a new one after the model trains.
+
+    ``stepper(gi, h)``: ``gi`` (N, 3H) the step's input projections, ``h`` (N, H) the
+    previous state; returns the new state ``h_j`` (N, H), a fresh tensor.
+    """
+
+    def __init__(
+        self,
+        w_hh: torch.Tensor,
+        b_hh: torch.Tensor,
+        w_term: torch.Tensor | None,
+        b_term: torch.Tensor | None,
+        w_prior: torch.Tensor | None,
+        b_prior: torch.Tensor | None,
+    ) -> None:
+        with torch.no_grad():
+            self.hidden = w_hh.shape[1]
+            self.aware, self.prior = w_term is not None, w_prior is not None
+            self._w_hh_t = w_hh.detach().t().contiguous()
+            self._b_hh = b_hh.detach().clone()
+            self._w_term = None if w_term is None else w_term.detach().clone()
+            self._b_term = 0.0 if b_term is None else float(b_term.item())
+            self._w_prior_t = None if w_prior is None else w_prior.detach().t().contiguous()
+            self._b_prior = None if b_prior is None else b_prior.detach().clone()
+        self._scratch: dict[int, list[torch.Tensor]] = {}
+
+    def __call__(self, gi: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        lib = _library()
+        assert lib is not None, "call native_recurrence_available() first"
+        num_envs, hidden = h.shape
+        if gi.shape != (num_envs, 3 * hidden) or hidden != self.hidden:
+            raise ProvenmlError(
+                f"a recurrence step of {self.hidden} units needs gi (N, {3 * self.hidden}) and "
+                f"h (N, {self.hidden}); got {tuple(gi.shape)} and {tuple(h.shape)}"
+            )
+        scratch = self._scratch.get(num_envs)
+        if scratch is None:
+            branches = 2 if self.aware else 1
+            # logits, raw, gates, then the branch inputs and the GRU's r, z, n, W_hn h + b_hn
+            scratch = [h.new_zeros(1, num_envs), h.new_empty(1, num_envs, hidden)]
+            scratch += [h.new_zeros(1, num_envs)]
+            scratch += [h.new_empty(1, branches, num_envs, hidden) for _ in range(5)]
+            self._scratch[num_envs] = scratch
+        logits, raw, gates, xin, r, z, n, gh_n = scratch
+        gi, h = gi.contiguous(), h.contiguous()
+        out = h.new_empty(1, num_envs, hidden)
+        lib.sar_forward(
+            1, num_envs, hidden, int(self.aware), int(self.prior), _ptr(gi), _ptr(h),
+            _ptr(self._w_hh_t), _ptr(self._b_hh), _ptr(self._w_term), self._b_term,
+            _ptr(self._w_prior_t), _ptr(self._b_prior), _ptr(out), _ptr(logits), _ptr(raw),
+            *map(_ptr, (xin, r, z, n, gh_n, gates)),
+        )  # fmt: skip
+        return out[0]
+
+
 class NativeInputProjection(torch.autograd.Function):
     """The encoder's input side, ``gi = W_ih relu(W_e x + b_e) + b_ih``, for every
     transition of a batch of sequences at once, in C: reads ``x`` (N, T, D) and returns

@@ -22,7 +22,7 @@ from provenml.errors import ProvenmlError
 from provenml.metarl.agents import Agent, Rollout, encode_action, make_agent
 from provenml.metarl.belief import BeliefLossConfig
 from provenml.metarl.envs import SessionGridWorldVec, SessionReacherVec
-from provenml.rl import PPOConfig, gae, policy_act, ppo_minibatch_loss
+from provenml.rl import PolicyActor, PPOConfig, gae, ppo_minibatch_loss
 
 VecEnv = SessionGridWorldVec | SessionReacherVec
 
@@ -147,6 +147,7 @@ def collect(
     records: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "act", "rew", "next", "x")}
     feats, logps, values, ends, latents = [], [], [], [], []
     obs = torch.as_tensor(obs_np)
+    actor = PolicyActor(agent.policy, obs)  # the kernel's weight copies, once per rollout
     for t in range(horizon):
         clock = torch.full((n, 1), t / horizon)
         policy_in = torch.cat([obs, clock, features], -1)
@@ -159,7 +160,7 @@ def collect(
             else:
                 uniform = torch.rand(n, agent.action_dim, generator=generator) * 2 - 1
         # inverse-CDF sampling from the seeded generator (one C call where it runs)
-        action, logp, value = policy_act(agent.policy, policy_in, u, noise, random_envs, uniform)
+        action, logp, value = actor(policy_in, u, noise, random_envs, uniform)
         feats.append(features)
         logps.append(logp)
         values.append(value)

@@ -15,7 +15,13 @@ Any system may import these; none of them imports a system::
 """
 
 from provenml.rl.envs import FixedHorizonVectorEnv, SingleEnvView
-from provenml.rl.native import PPOLoss, native_ppo_available, policy_act, ppo_minibatch_loss
+from provenml.rl.native import (
+    PolicyActor,
+    PPOLoss,
+    native_ppo_available,
+    policy_act,
+    ppo_minibatch_loss,
+)
 from provenml.rl.policies import ActorCritic, SigmoidTanh
 from provenml.rl.ppo import PPOConfig, gae, ppo_clip_loss
 
@@ -24,6 +30,7 @@ __all__ = [
     "FixedHorizonVectorEnv",
     "PPOConfig",
     "PPOLoss",
+    "PolicyActor",
     "SigmoidTanh",
     "SingleEnvView",
     "gae",

@@ -47,7 +47,7 @@ from provenml.nn.native import data_pointer as _ptr
 from provenml.rl.policies import ActorCritic, SigmoidTanh
 from provenml.rl.ppo import ppo_clip_loss
 
-__all__ = ["PPOLoss", "native_ppo_available", "policy_act", "ppo_minibatch_loss"]
+__all__ = ["PPOLoss", "PolicyActor", "native_ppo_available", "policy_act", "ppo_minibatch_loss"]
 
 VECTOR_FLOATS = 16
 
@@ -449,6 +449,106 @@ def _pointers(tensors: list[torch.Tensor]) -> ctypes.Array[ctypes.c_void_p]:
     return (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))
 
 
+class PolicyActor:
+    """:func:`policy_act` for a stretch in which the policy's weights do not change, such as
+    one rollout: the kernel's copies of the weights (some transposed) are made once, when
+    the actor is built, instead of on every call. It acts with the weights *as of its
+    construction*; build a new one after an optimizer step (there is deliberately no cache
+    keyed on the parameters' version counters: the fused Adam step updates weights in place
+    without bumping them). Calls give exactly what :func:`policy_act` gives with the same
+    weights.
+
+        actor = PolicyActor(policy, obs_like)   # once per rollout
+        action, logp, value = actor(x, u)       # each step
+    """
+
+    def __init__(self, policy: ActorCritic, like: torch.Tensor, native: bool | None = None) -> None:
+        self.policy = policy
+        layers = None if native is False else _native_layers(policy, like)
+        if native and layers is None:
+            raise ProvenmlError("the native acting step cannot run here (see native_ppo_available)")
+        self.native = layers is not None
+        if layers is None:
+            return
+        self.hidden, self.action_dim = layers[0].out_features, layers[2].out_features
+        with torch.no_grad():
+            params = [t.detach().clone() for layer in layers for t in (layer.weight, layer.bias)]
+            self._weights = (_kernel_weights(*params[:6]), _kernel_weights(*params[6:]))
+            log_std = policy.log_std
+            self._log_std = None if log_std is None else log_std.detach().clone()
+        self._pointer_arrays = (_pointers(self._weights[0]), _pointers(self._weights[1]))
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        x: torch.Tensor,
+        u: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        forced: torch.Tensor | None = None,
+        forced_actions: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Actions, log-probabilities and values for the inputs ``x`` (see :func:`policy_act`)."""
+        policy = self.policy
+        if not policy.discrete and noise is None:
+            raise ProvenmlError("a Gaussian policy needs noise (N, action_dim) to act")
+        if forced is not None and forced_actions is None:
+            raise ProvenmlError("forced rows need forced_actions")
+        if not self.native:
+            return _policy_act_torch(policy, x, u, noise, forced, forced_actions)
+        lib = _library()
+        assert lib is not None
+        n, in_dim = x.shape
+        action_dim = self.action_dim
+        flat_x = x.contiguous()
+        uniforms = u.contiguous()
+        logp, value = torch.empty(n), torch.empty(n)
+        if policy.discrete:
+            act_i, act_f = torch.empty(n, dtype=torch.int64), None
+            f_i = None if forced_actions is None else forced_actions.to(torch.int64).contiguous()
+            if f_i is not None:
+                _check_action_range(f_i, action_dim)
+            f_f = None
+        else:
+            act_i, act_f = None, torch.empty(n, action_dim)
+            f_i = None
+            f_f = None if forced_actions is None else forced_actions.float().contiguous()
+        mask = None if forced is None else forced.to(torch.uint8).contiguous()
+        noise_c = None if noise is None else noise.contiguous()
+        actor_weights, critic_weights = self._pointer_arrays
+        lib.ppo_act(
+            n, in_dim, self.hidden, action_dim, int(policy.discrete),
+            _ptr(flat_x), _ptr(uniforms), _ptr(noise_c), _ptr(mask), _ptr(f_i), _ptr(f_f),
+            actor_weights, critic_weights, _ptr(self._log_std), _ptr(act_i), _ptr(act_f),
+            _ptr(logp), _ptr(value),
+        )  # fmt: skip
+        action = act_i if act_i is not None else act_f
+        assert action is not None
+        return action, logp, value
+
+
+def _policy_act_torch(
+    policy: ActorCritic,
+    x: torch.Tensor,
+    u: torch.Tensor,
+    noise: torch.Tensor | None,
+    forced: torch.Tensor | None,
+    forced_actions: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`policy_act` in PyTorch (where the kernel does not run)."""
+    dist = policy.distribution(x)
+    if policy.discrete:
+        cdf = torch.cumsum(dist.probs, -1)  # type: ignore[attr-defined]
+        action = (u[:, None] > cdf).sum(-1).clamp(max=cdf.shape[-1] - 1)
+    else:
+        assert noise is not None
+        action = dist.mean + dist.stddev * noise
+    if forced is not None:
+        assert forced_actions is not None
+        mask = forced.view(-1, *[1] * (action.dim() - 1))
+        action = torch.where(mask, forced_actions.to(action.dtype), action)
+    return action, dist.log_prob(action), policy.value(x)
+
+
 @torch.no_grad()
 def policy_act(
     policy: ActorCritic,
@@ -465,63 +565,10 @@ def policy_act(
     below ``u``), Gaussian ones as ``mean + sigma noise`` (``noise`` (N, action_dim)). Rows
     where ``forced`` (N,) bool is set take ``forced_actions`` instead (their log-probability
     is still the policy's). One C call where :func:`native_ppo_available` (``native`` as in
-    :func:`ppo_minibatch_loss`), else the same in PyTorch."""
-    layers = None if native is False else _native_layers(policy, x)
-    if native and layers is None:
-        raise ProvenmlError("the native acting step cannot run here (see native_ppo_available)")
-    if not policy.discrete and noise is None:
-        raise ProvenmlError("a Gaussian policy needs noise (N, action_dim) to act")
-    if forced is not None and forced_actions is None:
-        raise ProvenmlError("forced rows need forced_actions")
-    if layers is None:
-        dist = policy.distribution(x)
-        if policy.discrete:
-            cdf = torch.cumsum(dist.probs, -1)  # type: ignore[attr-defined]
-            action = (u[:, None] > cdf).sum(-1).clamp(max=cdf.shape[-1] - 1)
-        else:
-            assert noise is not None
-            action = dist.mean + dist.stddev * noise
-        if forced is not None:
-            assert forced_actions is not None
-            mask = forced.view(-1, *[1] * (action.dim() - 1))
-            action = torch.where(mask, forced_actions.to(action.dtype), action)
-        return action, dist.log_prob(action), policy.value(x)
-    lib = _library()
-    assert lib is not None
-    n, in_dim = x.shape
-    action_dim = layers[2].out_features
-    hidden = layers[0].out_features
-    # copied on every call: a version counter cannot tell whether the weights moved (the
-    # fused Adam step updates them in place without bumping it)
-    params = [t.detach() for layer in layers for t in (layer.weight, layer.bias)]
-    aw, cw = _kernel_weights(*params[:6]), _kernel_weights(*params[6:])
-    flat_x = x.contiguous()
-    uniforms = u.contiguous()
-    logp, value = torch.empty(n), torch.empty(n)
-    if policy.discrete:
-        act_i, act_f = torch.empty(n, dtype=torch.int64), None
-        f_i = None if forced_actions is None else forced_actions.to(torch.int64).contiguous()
-        if f_i is not None:
-            _check_action_range(f_i, action_dim)
-        f_f = None
-    else:
-        assert noise is not None and policy.log_std is not None
-        act_i, act_f = None, torch.empty(n, action_dim)
-        f_i = None
-        f_f = None if forced_actions is None else forced_actions.float().contiguous()
-    mask = None if forced is None else forced.to(torch.uint8).contiguous()
-    noise_c = None if noise is None else noise.contiguous()
-    log_std = None if policy.log_std is None else policy.log_std.detach().contiguous()
-
-    lib.ppo_act(
-        n, in_dim, hidden, action_dim, int(policy.discrete),
-        _ptr(flat_x), _ptr(uniforms), _ptr(noise_c), _ptr(mask), _ptr(f_i), _ptr(f_f),
-        _pointers(aw), _pointers(cw), _ptr(log_std), _ptr(act_i), _ptr(act_f),
-        _ptr(logp), _ptr(value),
-    )  # fmt: skip
-    action = act_i if act_i is not None else act_f
-    assert action is not None
-    return action, logp, value
+    :func:`ppo_minibatch_loss`), else the same in PyTorch. The weights are copied for the
+    kernel on every call; a loop that acts many times with unchanged weights (a rollout)
+    builds one :class:`PolicyActor` instead."""
+    return PolicyActor(policy, x, native)(x, u, noise, forced, forced_actions)
 
 
 class _NativePPOLoss(torch.autograd.Function):
