@@ -269,7 +269,7 @@ def _summarize_gridworld(results: list[Result], ctx: RunContext) -> list[Table]:
     config=GridworldConfig,
     time={
         "smoke": "15 s",
-        "small": "8.9 min measured, idle (5 seeds x 5 agents, --jobs 2, load 1.7-2.0)",
+        "small": "7.1 min measured, idle (5 seeds x 5 agents, --jobs 2, load 1.9; stop 43)",
         "paper": "hours per agent",
     },
     summarize=_summarize_gridworld,
