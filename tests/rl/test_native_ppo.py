@@ -13,6 +13,7 @@ from provenml.rl import (
     SigmoidTanh,
     native_ppo_available,
     policy_act,
+    ppo_minibatch_backward,
     ppo_minibatch_loss,
 )
 from provenml.rl import native as rl_native
@@ -231,3 +232,55 @@ def test_policy_actor_acts_as_policy_act_with_the_weights_it_was_built_with(
     if not discrete:
         with pytest.raises(ProvenmlError, match="noise"):
             PolicyActor(policy, x)(x, u)
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+@pytest.mark.parametrize("x_needs_grad", [False, True])
+def test_minibatch_backward_leaves_what_loss_backward_leaves(
+    discrete: bool, x_needs_grad: bool
+) -> None:
+    """``ppo_minibatch_backward`` (the kernel's gradients put into ``.grad`` without autograd
+    where it can) leaves bit for bit the ``.grad`` that ``ppo_minibatch_loss(...).total
+    .backward()`` leaves, into empty gradients and accumulated onto existing ones, and the
+    same loss parts; with an input that needs gradients it goes through autograd."""
+    torch.manual_seed(8)
+    action_dim = 5 if discrete else 2
+    policy = ActorCritic(10, action_dim, discrete, 64)
+    batch = _minibatch(policy, discrete, (6, 20), 10, seed=9)
+    hyper = (0.2, 0.5, 0.01)
+
+    def grads_after(step: object, accumulate: bool) -> tuple[list[torch.Tensor], object]:
+        policy.zero_grad()
+        x = batch["x"].clone().requires_grad_(x_needs_grad)
+        inputs = (x, batch["actions"], batch["old_logp"], batch["advantages"], batch["returns"])
+        if accumulate:  # a first call, then a second onto its gradients
+            step(policy, *inputs, *hyper)  # type: ignore[operator]
+        out = step(policy, *inputs, *hyper)  # type: ignore[operator]
+        got = [p.grad.clone() for p in policy.parameters()]
+        if x_needs_grad:
+            assert x.grad is not None
+            got.append(x.grad.clone())
+        return got, out
+
+    def by_autograd(*args: object) -> object:
+        loss = ppo_minibatch_loss(*args)  # type: ignore[arg-type]
+        loss.total.backward()
+        return loss
+
+    for accumulate in (False, True):
+        ref, ref_loss = grads_after(by_autograd, accumulate)
+        got, got_loss = grads_after(ppo_minibatch_backward, accumulate)
+        assert len(got) == len(ref)
+        for g, r in zip(got, ref, strict=True):
+            assert torch.equal(g, r)
+        for name in ("total", "surrogate", "value", "entropy"):
+            assert torch.equal(getattr(got_loss, name), getattr(ref_loss, name).detach())
+    assert not ppo_minibatch_backward(
+        policy, batch["x"], batch["actions"], batch["old_logp"], batch["advantages"],
+        batch["returns"], *hyper,
+    ).total.requires_grad  # fmt: skip
+    with pytest.raises(ProvenmlError, match="returns"):
+        ppo_minibatch_backward(
+            policy, batch["x"], batch["actions"], batch["old_logp"], batch["advantages"],
+            batch["returns"][:, :3], *hyper,
+        )  # fmt: skip

@@ -22,7 +22,7 @@ from provenml.errors import ProvenmlError
 from provenml.metarl.agents import Agent, Rollout, encode_action, make_agent
 from provenml.metarl.belief import BeliefLossConfig
 from provenml.metarl.envs import SessionGridWorldVec, SessionReacherVec
-from provenml.rl import PolicyActor, PPOConfig, gae, ppo_minibatch_loss
+from provenml.rl import PolicyActor, PPOConfig, gae, ppo_minibatch_backward
 
 VecEnv = SessionGridWorldVec | SessionReacherVec
 
@@ -325,7 +325,8 @@ def train_agent(
                     policy_in = fixed_in[envs]
                 adv = advantages[envs]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                loss = ppo_minibatch_loss(
+                rl_opt.zero_grad()
+                ppo_minibatch_backward(
                     agent.policy,
                     policy_in,
                     batch.actions[envs],
@@ -335,9 +336,7 @@ def train_agent(
                     p.clip,
                     p.value_coef,
                     entropy_coef,
-                ).total
-                rl_opt.zero_grad()
-                loss.backward()
+                )
                 nn.utils.clip_grad_norm_(rl_params, p.max_grad_norm)
                 rl_opt.step()
         # 4. belief model (VariBAD / DynaMITE-RL): a few steps on episodes from the buffer

@@ -12,6 +12,9 @@ Any system may import these; none of them imports a system::
     out = ppo_minibatch_loss(policy, obs, actions, old_logp, advantages, returns,
                              clip=0.2, value_coef=0.5, entropy_coef=0.01)
     out.total.backward()
+    # or both at once, the gradients put into .grad without autograd's graph where it can
+    ppo_minibatch_backward(policy, obs, actions, old_logp, advantages, returns,
+                           clip=0.2, value_coef=0.5, entropy_coef=0.01)
 """
 
 from provenml.rl.envs import FixedHorizonVectorEnv, SingleEnvView
@@ -20,6 +23,7 @@ from provenml.rl.native import (
     PPOLoss,
     native_ppo_available,
     policy_act,
+    ppo_minibatch_backward,
     ppo_minibatch_loss,
 )
 from provenml.rl.policies import ActorCritic, SigmoidTanh
@@ -37,5 +41,6 @@ __all__ = [
     "native_ppo_available",
     "policy_act",
     "ppo_clip_loss",
+    "ppo_minibatch_backward",
     "ppo_minibatch_loss",
 ]
