@@ -166,6 +166,32 @@ def test_recurrence_stepper_rejects_mismatched_shapes() -> None:
         stepper(torch.zeros(3, 100), torch.zeros(3, 64))
 
 
+def test_encoder_inputs_that_do_not_fit_are_refused() -> None:
+    """The C paths read the encoder's inputs by its sizes: wrong widths, row counts or
+    states are a ProvenmlError naming the shapes, never an out-of-bounds read."""
+    enc = BeliefEncoder(6, 5, session_aware=True)
+    with pytest.raises(ProvenmlError, match=r"\(N, T, 12\)"):
+        enc(torch.randn(2, 5, 20))
+    with torch.no_grad():
+        with pytest.raises(ProvenmlError, match=r"\(N, 12\)"):
+            enc.step(torch.zeros(2, 64), torch.randn(2, 20))
+        with pytest.raises(ProvenmlError, match="state must be"):
+            enc.stepper()(torch.zeros(3, 64), torch.randn(2, 12))
+    if native.native_recurrence_available(torch.zeros(1), 64):
+        gru = enc.gru
+        with pytest.raises(ProvenmlError, match="recurrence needs"):
+            native.NativeRecurrence.apply(
+                torch.zeros(4, 2, 150), torch.zeros(2, 64), gru.weight_hh_l0, gru.bias_hh_l0,
+                *(None,) * 4, True,
+            )  # fmt: skip
+        linear = enc.embed[0]
+        with pytest.raises(ProvenmlError, match="input projection needs"):
+            native.NativeInputProjection.apply(
+                torch.zeros(2, 4, 20), linear.weight, linear.bias, gru.weight_ih_l0,
+                gru.bias_ih_l0,
+            )  # fmt: skip
+
+
 def test_cell_decoder_row_gather_equals_the_expanded_gather() -> None:
     torch.manual_seed(2)
     dec = CellRewardDecoder(5, 3)

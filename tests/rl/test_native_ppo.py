@@ -284,3 +284,24 @@ def test_minibatch_backward_leaves_what_loss_backward_leaves(
             policy, batch["x"], batch["actions"], batch["old_logp"], batch["advantages"],
             batch["returns"][:, :3], *hyper,
         )  # fmt: skip
+
+
+def test_inputs_that_do_not_fit_the_policy_are_refused_before_the_kernel() -> None:
+    """The kernels read their inputs by the policy's sizes: a wrong width or row count is a
+    ProvenmlError naming the shapes, not an out-of-bounds read."""
+    policy = ActorCritic(9, 5, True, 64)
+    x, u = torch.randn(10, 9), torch.rand(10)
+    rows = torch.zeros(10)
+    with pytest.raises(ProvenmlError, match=r"x must be \(N, 9\)"):
+        policy_act(policy, torch.randn(10, 12), u)
+    with pytest.raises(ProvenmlError, match="u must be"):
+        PolicyActor(policy, x)(x, torch.rand(3))
+    with pytest.raises(ProvenmlError, match="forced_actions must be"):
+        policy_act(policy, x, u, None, torch.zeros(10, dtype=torch.bool), torch.zeros(4))
+    actions = torch.zeros(10, dtype=torch.long)
+    for entry in (ppo_minibatch_loss, ppo_minibatch_backward):
+        with pytest.raises(ProvenmlError, match=r"x must be \(\.\.\., 9\)"):
+            entry(policy, torch.randn(10, 12), actions, rows, rows, rows, 0.2, 0.5, 0.01)
+    gaussian = ActorCritic(9, 2, False, 64)
+    with pytest.raises(ProvenmlError, match="noise must be"):
+        policy_act(gaussian, x, u, torch.randn(10, 3))

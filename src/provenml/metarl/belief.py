@@ -33,6 +33,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
+from provenml.errors import ProvenmlError
 from provenml.metarl.native import (
     NativeInputProjection,
     NativeRecurrence,
@@ -289,6 +290,26 @@ class BeliefEncoder(nn.Module):
             if prior_conditioning:
                 self.prior_net = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh())
 
+    @property
+    def input_width(self) -> int:
+        """The width of one transition ``[action, reward, next observation]``."""
+        linear = self.embed[0]
+        assert isinstance(linear, nn.Linear)
+        return linear.in_features
+
+    def _check_step(self, h_prev: torch.Tensor, x: torch.Tensor) -> None:
+        """One step's inputs must fit the encoder (the C step reads them by these sizes)."""
+        width = self.input_width
+        if x.dim() != 2 or x.shape[1] != width:
+            raise ProvenmlError(
+                f"one step's transitions must be (N, {width}); got {tuple(x.shape)}"
+            )
+        if tuple(h_prev.shape) != (x.shape[0], self.hidden):
+            raise ProvenmlError(
+                f"the state must be (N, {self.hidden}) for {x.shape[0]} transitions; got "
+                f"{tuple(h_prev.shape)}"
+            )
+
     def initial(self, num_envs: int) -> torch.Tensor:
         weight = self.head.weight
         return torch.zeros(num_envs, self.hidden, dtype=weight.dtype, device=weight.device)
@@ -316,6 +337,7 @@ class BeliefEncoder(nn.Module):
         Session-aware: ``h_j = (1 - c) GRU(x, h_{j-1}) + c GRU(x, h_start)`` with
         ``c = sigmoid(termination_logit)`` detached (the head learns only from the flags).
         """
+        self._check_step(h_prev, x)
         e = self.embed(x)
         if (
             self.native
@@ -382,12 +404,19 @@ class BeliefEncoder(nn.Module):
         def step(h_prev: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
             if torch.is_grad_enabled():  # the kernel step has no backward: autograd's path
                 return self.step(h_prev, x)[0]
+            self._check_step(h_prev, x)
             return kernel(self._input_projection(self.embed(x)), h_prev)
 
         return step
 
     def forward(self, inputs: torch.Tensor) -> BeliefSequence:
         """Encode (N, H, in_dim) transitions into posteriors ``post_0..post_{H-1}``."""
+        width = self.input_width
+        if inputs.dim() != 3 or inputs.shape[-1] != width:
+            raise ProvenmlError(
+                f"the encoder takes transitions (N, T, {width}), [action, reward, next "
+                f"observation] per step; got {tuple(inputs.shape)}"
+            )
         num_envs = inputs.shape[0]
         h0 = self.initial(num_envs)
         init_mu, init_logvar = self.gaussian(h0)

@@ -330,8 +330,18 @@ class NativeRecurrence(torch.autograd.Function):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         lib = _library()
         assert lib is not None, "call native_recurrence_available() first"
-        steps, num_envs, three_h = gi.shape
-        hidden = three_h // 3
+        hidden = w_hh.shape[1]
+        if (
+            gi.dim() != 3
+            or gi.shape[2] != 3 * hidden
+            or tuple(w_hh.shape) != (3 * hidden, hidden)
+            or tuple(h0.shape) != (gi.shape[1], hidden)
+        ):
+            raise ProvenmlError(
+                f"the recurrence needs gi (T, N, 3H), h0 (N, H) and w_hh (3H, H); got "
+                f"{tuple(gi.shape)}, {tuple(h0.shape)} and {tuple(w_hh.shape)}"
+            )
+        steps, num_envs = gi.shape[0], gi.shape[1]
         aware, prior = w_term is not None, w_prior is not None
         branches = 2 if aware else 1
         gi, h0 = gi.contiguous(), h0.contiguous()
@@ -514,6 +524,11 @@ class NativeInputProjection(torch.autograd.Function):
     ) -> torch.Tensor:
         lib = _library()
         assert lib is not None
+        if x.dim() != 3 or x.shape[-1] != w_embed.shape[1] or w_ih.shape[1] != w_embed.shape[0]:
+            raise ProvenmlError(
+                f"the input projection needs x (N, T, D), w_embed (E, D) and w_ih (3H, E); "
+                f"got {tuple(x.shape)}, {tuple(w_embed.shape)} and {tuple(w_ih.shape)}"
+            )
         num_envs, steps, in_dim = x.shape
         embed, gates = w_embed.shape[0], w_ih.shape[0]
         x = x.detach().contiguous()

@@ -314,6 +314,9 @@ def _kernel_call(
     """Checks ``old_logp``, ``advantages`` and ``returns`` (``per_row``) against ``x``; where
     the kernel runs (``native`` as in :func:`ppo_minibatch_loss`), its arguments
     ``(hyper, log_std, params)``, else None."""
+    in_dim = _actor_widths(policy)[0]
+    if x.dim() < 1 or (in_dim is not None and x.shape[-1] != in_dim):
+        raise ProvenmlError(f"x must be (..., {in_dim}) for this policy; got {tuple(x.shape)}")
     lead = x.shape[:-1]
     for name, t in zip(("old_logp", "advantages", "returns"), per_row, strict=True):
         if t.shape != lead:
@@ -569,6 +572,7 @@ class PolicyActor:
             raise ProvenmlError("a Gaussian policy needs noise (N, action_dim) to act")
         if forced is not None and forced_actions is None:
             raise ProvenmlError("forced rows need forced_actions")
+        _check_acting_shapes(policy, x, u, noise, forced, forced_actions)
         if not self.native:
             return _policy_act_torch(policy, x, u, noise, forced, forced_actions)
         lib = _library()
@@ -600,6 +604,46 @@ class PolicyActor:
         action = act_i if act_i is not None else act_f
         assert action is not None
         return action, logp, value
+
+
+def _actor_widths(policy: ActorCritic) -> tuple[int | None, int | None]:
+    """The actor's input and output widths, where its first and last modules are
+    ``nn.Linear`` (``ActorCritic``'s MLPs; None where a replaced module does not say)."""
+    mods = list(policy.actor.children()) if isinstance(policy.actor, nn.Sequential) else []
+    first = mods[0] if mods and isinstance(mods[0], nn.Linear) else None
+    last = mods[-1] if mods and isinstance(mods[-1], nn.Linear) else None
+    return (
+        None if first is None else first.in_features,
+        None if last is None else last.out_features,
+    )
+
+
+def _check_acting_shapes(
+    policy: ActorCritic,
+    x: torch.Tensor,
+    u: torch.Tensor,
+    noise: torch.Tensor | None,
+    forced: torch.Tensor | None,
+    forced_actions: torch.Tensor | None,
+) -> None:
+    """Acting's inputs must fit the policy (the kernel reads them by these sizes)."""
+    in_dim, action_dim = _actor_widths(policy)
+    if x.dim() != 2 or (in_dim is not None and x.shape[1] != in_dim):
+        raise ProvenmlError(
+            f"x must be (N, {in_dim or 'in_dim'}) for this policy; got {tuple(x.shape)}"
+        )
+    n = x.shape[0]
+    if action_dim is None:
+        return
+    expected = {
+        "u": (u, (n,)),
+        "noise": (noise, (n, action_dim)),
+        "forced": (forced, (n,)),
+        "forced_actions": (forced_actions, (n,) if policy.discrete else (n, action_dim)),
+    }
+    for name, (t, shape) in expected.items():
+        if t is not None and tuple(t.shape) != shape:
+            raise ProvenmlError(f"{name} must be {shape} for {n} inputs; got {tuple(t.shape)}")
 
 
 def _policy_act_torch(
