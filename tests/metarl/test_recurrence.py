@@ -190,6 +190,11 @@ def test_encoder_inputs_that_do_not_fit_are_refused() -> None:
                 torch.zeros(2, 4, 20), linear.weight, linear.bias, gru.weight_ih_l0,
                 gru.bias_ih_l0,
             )  # fmt: skip
+        with pytest.raises(ProvenmlError, match="D <= 64"):
+            wide = torch.zeros(32, 70)
+            native.NativeInputProjection.apply(
+                torch.zeros(2, 4, 70), wide, linear.bias, gru.weight_ih_l0, gru.bias_ih_l0
+            )
 
 
 def test_cell_decoder_row_gather_equals_the_expanded_gather() -> None:

@@ -529,6 +529,11 @@ class NativeInputProjection(torch.autograd.Function):
                 f"the input projection needs x (N, T, D), w_embed (E, D) and w_ih (3H, E); "
                 f"got {tuple(x.shape)}, {tuple(w_embed.shape)} and {tuple(w_ih.shape)}"
             )
+        if x.shape[-1] > 64 or w_embed.shape[0] % VECTOR_FLOATS or w_ih.shape[0] % VECTOR_FLOATS:
+            raise ProvenmlError(
+                "the native input projection needs D <= 64 and E, 3H multiples of 16; got "
+                f"D = {x.shape[-1]}, E = {w_embed.shape[0]}, 3H = {w_ih.shape[0]}"
+            )
         num_envs, steps, in_dim = x.shape
         embed, gates = w_embed.shape[0], w_ih.shape[0]
         x = x.detach().contiguous()
