@@ -3,7 +3,7 @@ agent, as ratios against a single-env ``gymnasium.Env`` loop and against an earl
 of the package (the implementation before the belief agents' speed work), in one run.
 
     .venv/bin/python benchmarks/bench_metarl_steps.py [--num-envs 256] [--iterations 3]
-        [--baseline 9eb247f] [--repeats 2]
+        [--baseline 9eb247f] [--repeats 2] [--parts]
 
 The anchor is the plain loop everyone writes first: one ``SessionGridWorld`` (a gymnasium
 ``Env``), ``env.step(env.action_space.sample())``, no learning. Training numbers include the
@@ -22,6 +22,11 @@ and the acting step, ``provenml.rl.native``), so the kernels' own share shows in
 are env steps per CPU second of the measuring process (``time.process_time``), so that other
 jobs on a shared machine distort them less than wall time would; the load average is printed
 with them.
+
+``--parts`` adds, for this checkout (with its C kernels and with ``PROVENML_NATIVE=0``), where
+an iteration's CPU time goes: collection, the PPO update and the belief model, in ms per
+iteration, as ``train_agent(..., timings=...)`` records them (fresh subprocesses, best of
+``--repeats`` per part, over ``--iterations`` iterations after a first one).
 """
 
 from __future__ import annotations
@@ -124,11 +129,32 @@ def _belief_step(agent_name: str, repeats: int = 10) -> float:
     return (time.process_time() - start) / repeats
 
 
-def worker(agent: str, num_envs: int, iterations: int) -> None:
+def _parts(agent: str, num_envs: int, iterations: int) -> dict[str, float]:
+    """CPU ms per iteration in each part of training (``train_agent``'s ``timings``), over
+    ``iterations`` iterations after a first one."""
+    from provenml.metarl.experiments import GridworldConfig
+    from provenml.metarl.train import train_agent
+
+    def run(count: int) -> dict[str, float]:
+        preset = GridworldConfig(
+            num_envs=num_envs, total_steps=num_envs * 60 * count, model_pretrain_updates=0
+        )
+        timings: dict[str, float] = {}
+        train_agent(agent, preset.train_config(), seed=0, timings=timings)
+        return timings
+
+    first, total = run(1), run(1 + iterations)
+    return {k: (total[k] - first.get(k, 0.0)) / iterations * 1e3 for k in total}
+
+
+def worker(agent: str, num_envs: int, iterations: int, parts: bool = False) -> None:
     import torch
 
     torch.set_num_threads(1)
     _training("dynamite", 8, 1)  # warm-up: torch's first-call costs are not the agent's
+    if parts:
+        print(json.dumps(_parts(agent, num_envs, iterations)))
+        return
     out = {"rate": _training(agent, num_envs, iterations)}
     if agent in BELIEF_AGENTS:
         out["belief_step"] = _belief_step(agent)
@@ -136,12 +162,17 @@ def worker(agent: str, num_envs: int, iterations: int) -> None:
 
 
 def measure(
-    src: Path, agent: str, num_envs: int, iterations: int, native: bool = True
+    src: Path,
+    agent: str,
+    num_envs: int,
+    iterations: int,
+    native: bool = True,
+    parts: bool = False,
 ) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
     env["PROVENML_NATIVE"] = "1" if native else "0"
     command = [sys.executable, __file__, "--worker", agent, "--num-envs", str(num_envs)]
-    command += ["--iterations", str(iterations)]
+    command += ["--iterations", str(iterations)] + (["--parts"] if parts else [])
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -162,10 +193,11 @@ def main() -> None:
     parser.add_argument("--baseline", default=BASELINE, help="git revision to compare against")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--agents", default=",".join(AGENTS))
+    parser.add_argument("--parts", action="store_true", help="also time the parts of training")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.num_envs, args.iterations)
+        worker(args.worker, args.num_envs, args.iterations, args.parts)
         return
     import torch
 
@@ -226,6 +258,37 @@ def main() -> None:
                 f"({torch_arm['belief_step'] / new['belief_step']:.2f}x)"
             )
         print(line)
+    if args.parts:
+        print_parts(new_src, args)
+
+
+def print_parts(src: Path, args: argparse.Namespace) -> None:
+    """Where an iteration goes, this checkout with its C kernels and without them."""
+    load_start = os.getloadavg()
+    rows = []
+    for agent in args.agents.split(","):
+        best: dict[bool, dict[str, float]] = {}
+        for _ in range(args.repeats):
+            for native in (True, False):
+                got = measure(src, agent, args.num_envs, args.iterations, native, parts=True)
+                keep = best.setdefault(native, got)
+                for k, v in got.items():
+                    keep[k] = min(keep[k], v)
+        rows.append((agent, best[True], best[False]))
+    load_end = os.getloadavg()
+    print(
+        f"where an iteration goes (CPU ms per iteration, this checkout; PROVENML_NATIVE=0 in "
+        f"parentheses; best of {args.repeats}; load average {load_start[0]:.2f} at the start, "
+        f"{load_end[0]:.2f} at the end)"
+    )
+    print(f"{'agent':<16} {'collection':>16} {'PPO update':>16} {'belief model':>16} {'sum':>16}")
+    for agent, native, torch_arm in rows:
+        cells = []
+        for part in ("collect", "ppo", "belief", None):
+            a = sum(native.values()) if part is None else native.get(part, 0.0)
+            b = sum(torch_arm.values()) if part is None else torch_arm.get(part, 0.0)
+            cells.append(f"{a:>6.1f} ({b:>6.1f})")
+        print(f"{agent:<16} " + " ".join(f"{c:>16}" for c in cells))
 
 
 if __name__ == "__main__":

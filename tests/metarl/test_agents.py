@@ -165,6 +165,20 @@ def test_same_seed_same_returns(name: str) -> None:
     assert all(math.isfinite(r) for r in runs[0][0])
 
 
+def test_train_agent_reports_where_its_cpu_time_goes() -> None:
+    """``timings`` receives the CPU seconds of each part (collection, PPO, belief model);
+    asking for them changes nothing in the training."""
+    cfg = TrainConfig(num_envs=8, total_steps=8 * 60 * 2)
+    timings: dict[str, float] = {}
+    timed = train_agent("varibad", cfg, seed=3, timings=timings)
+    assert set(timings) == {"collect", "ppo", "belief"}
+    assert all(v > 0 for v in timings.values())
+    assert timed.curve_returns == train_agent("varibad", cfg, seed=3).curve_returns
+    plain: dict[str, float] = {}
+    train_agent("memoryless", cfg, seed=3, timings=plain)
+    assert plain["belief"] < 0.1 * plain["ppo"]  # no belief model: only the loop's bookkeeping
+
+
 def test_reacher_agents_train() -> None:
     cfg = TrainConfig(env="reacher", num_envs=4, total_steps=4 * 60, latent_dim=4)
     for name in ("oracle", "varibad", "dynamite"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -261,12 +262,16 @@ def train_agent(
     cfg: TrainConfig,
     seed: int,
     on_iteration: Callable[[int, float], None] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> TrainResult:
     """Train agent ``name`` for ``cfg.total_steps`` env steps with PPO (and its belief loss).
 
     Runs with the process's torch threads: the experiments declare ``threads=1`` on
     ``@experiment`` (one thread is fastest for these small models) and the runner applies it.
     Calls ``keep_freed_memory`` (malloc reuses freed memory; the numbers do not change).
+    ``timings``, if given, receives the CPU seconds (``time.process_time``) spent in each
+    part of the iterations, summed: ``collect``, ``ppo`` (advantages and the PPO epochs) and
+    ``belief`` (the belief-model steps); ``benchmarks/bench_metarl_steps.py --parts`` reads it.
     """
     keep_freed_memory()
     torch.manual_seed(seed)
@@ -288,6 +293,15 @@ def train_agent(
     iterations = max(1, cfg.total_steps // steps_per_iter)
     p = cfg.ppo
     curve_steps, curve_returns, model_losses = [], [], []
+    clock_at = time.process_time()
+
+    def lap(part: str) -> None:  # CPU time since the last lap into timings[part]
+        nonlocal clock_at
+        if timings is not None:
+            now = time.process_time()
+            timings[part] = timings.get(part, 0.0) + now - clock_at
+            clock_at = now
+
     for it in range(iterations):
         final = p.entropy_coef if p.entropy_final is None else p.entropy_final
         entropy_coef = p.entropy_coef + (final - p.entropy_coef) * it / max(1, iterations - 1)
@@ -300,6 +314,7 @@ def train_agent(
         curve_returns.append(float(batch.rewards[:num_policy].sum(1).mean()))
         if on_iteration is not None:
             on_iteration(curve_steps[-1], curve_returns[-1])
+        lap("collect")
         # 2. advantages by GAE on the stored values
         advantages, returns = gae(
             batch.rewards[:num_policy], batch.values[:num_policy], p.gamma, p.gae_lambda
@@ -339,6 +354,7 @@ def train_agent(
                 )
                 nn.utils.clip_grad_norm_(rl_params, p.max_grad_norm)
                 rl_opt.step()
+        lap("ppo")
         # 4. belief model (VariBAD / DynaMITE-RL): a few steps on episodes from the buffer
         if buffer is not None:
             buffer.add(batch)
@@ -353,6 +369,7 @@ def train_agent(
             nn.utils.clip_grad_norm_(agent.model_parameters(), 1.0)
             model_opt.step()
             model_losses.append(parts)
+        lap("belief")
     return TrainResult(agent, curve_steps, curve_returns, model_losses)
 
 
