@@ -573,7 +573,7 @@ def _summarize_reacher(results: list[Result], ctx: RunContext) -> None:
     config=ReacherConfig,
     time={
         "smoke": "15 s",
-        "small": "6.1 min measured, idle (5 seeds x 4 agents, --jobs 2, load 1.9-2.0)",
+        "small": "5.0 min measured, idle (5 seeds x 4 agents, --jobs 2, load 1.3-1.9; stop 43)",
         "paper": "hours",
     },
     summarize=_summarize_reacher,
