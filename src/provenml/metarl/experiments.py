@@ -386,7 +386,7 @@ def _summarize_ablations(results: list[Result], ctx: RunContext) -> None:
     config=AblationConfig,
     time={
         "smoke": "15 s",
-        "small": "7.6 min measured, idle (5 seeds x 4 agents, --jobs 2, load 1.9-2.0)",
+        "small": "6.1 min measured, idle (5 seeds x 4 agents, --jobs 2, load 0.9-2.0; stop 43)",
         "paper": "hours",
     },
     summarize=_summarize_ablations,
@@ -477,7 +477,7 @@ def _merge_rates(cfg: SessionRateConfig, parts: list[Result], ctx: RunContext) -
     config=SessionRateConfig,
     time={
         "smoke": "20 s",
-        "small": "9.8 min measured, idle (5 seeds x 3 rates x 2 agents, --jobs 2, load 1.8-2.0)",
+        "small": "7.2 min measured, idle (5 seeds x 3 rates x 2 agents, --jobs 2, load 2.0; stop 43)",
         "paper": "hours",
     },
     summarize=_summarize_rates,
