@@ -477,7 +477,7 @@ def _merge_rates(cfg: SessionRateConfig, parts: list[Result], ctx: RunContext) -
     config=SessionRateConfig,
     time={
         "smoke": "20 s",
-        "small": "7.2 min measured, idle (5 seeds x 3 rates x 2 agents, --jobs 2, load 2.0; stop 43)",
+        "small": "7.2 min measured, idle (5 seeds x 3 rates x 2 agents, --jobs 2, stop 43)",
         "paper": "hours",
     },
     summarize=_summarize_rates,
