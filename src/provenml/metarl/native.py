@@ -23,7 +23,7 @@ import ctypes
 import functools
 import os
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -307,6 +307,68 @@ def native_recurrence_available(like: torch.Tensor, hidden: int) -> bool:
     )
 
 
+class _RecurrenceWeights(NamedTuple):
+    """The recurrence's weights as ``sar_forward`` reads them, copied (``W_hh`` and ``W_p``
+    transposed; the termination bias as a number): one copy per sequence in
+    :class:`NativeRecurrence`, one per rollout in :class:`RecurrenceStepper`."""
+
+    w_hh_t: torch.Tensor
+    b_hh: torch.Tensor
+    w_term: torch.Tensor | None
+    b_term: float
+    w_prior_t: torch.Tensor | None
+    b_prior: torch.Tensor | None
+
+    @classmethod
+    def copy(
+        cls,
+        w_hh: torch.Tensor,
+        b_hh: torch.Tensor,
+        w_term: torch.Tensor | None,
+        b_term: torch.Tensor | None,
+        w_prior: torch.Tensor | None,
+        b_prior: torch.Tensor | None,
+    ) -> _RecurrenceWeights:
+        with torch.no_grad():
+            return cls(
+                w_hh.detach().t().contiguous(),
+                b_hh.detach().clone(),
+                None if w_term is None else w_term.detach().clone(),
+                0.0 if b_term is None else float(b_term.item()),
+                None if w_prior is None else w_prior.detach().t().contiguous(),
+                None if b_prior is None else b_prior.detach().clone(),
+            )
+
+    def forward(
+        self,
+        gi: torch.Tensor,
+        h0: torch.Tensor,
+        hs: torch.Tensor,
+        logits: torch.Tensor,
+        raw: torch.Tensor,
+        saved: tuple[torch.Tensor, ...],
+    ) -> None:
+        """``sar_forward`` over ``gi`` (T, N, 3H) from ``h0`` (N, H) into ``hs`` (T, N, H),
+        ``logits`` and ``raw``; ``saved`` = (branch inputs, r, z, n, W_hn h + b_hn, gates)."""
+        lib = _library()
+        assert lib is not None, "call native_recurrence_available() first"
+        hidden = self.w_hh_t.shape[0]
+        if gi.dim() != 3 or gi.shape[2] != 3 * hidden or tuple(h0.shape) != (gi.shape[1], hidden):
+            raise ProvenmlError(
+                f"the recurrence needs gi (T, N, 3H), h0 (N, H) and w_hh (3H, H); got "
+                f"{tuple(gi.shape)}, {tuple(h0.shape)} and {tuple(self.w_hh_t.t().shape)}"
+            )
+        # every buffer the C call reads is held in a name (a temporary's memory could be
+        # freed before the call reads it)
+        gi, h0 = gi.contiguous(), h0.contiguous()
+        lib.sar_forward(
+            gi.shape[0], gi.shape[1], hidden, int(self.w_term is not None),
+            int(self.w_prior_t is not None), _ptr(gi), _ptr(h0), _ptr(self.w_hh_t),
+            _ptr(self.b_hh), _ptr(self.w_term), self.b_term, _ptr(self.w_prior_t),
+            _ptr(self.b_prior), _ptr(hs), _ptr(logits), _ptr(raw), *map(_ptr, saved),
+        )  # fmt: skip
+
+
 class NativeRecurrence(torch.autograd.Function):
     """The recurrence of :class:`~provenml.metarl.belief._SessionAwareRecurrence` (same
     inputs and outputs) in C; with ``w_term=None`` VariBAD's plain GRU, whose only output
@@ -328,55 +390,22 @@ class NativeRecurrence(torch.autograd.Function):
         b_prior: torch.Tensor | None,
         head_into_gru: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        lib = _library()
-        assert lib is not None, "call native_recurrence_available() first"
-        hidden = w_hh.shape[1]
-        if (
-            gi.dim() != 3
-            or gi.shape[2] != 3 * hidden
-            or tuple(w_hh.shape) != (3 * hidden, hidden)
-            or tuple(h0.shape) != (gi.shape[1], hidden)
-        ):
+        if gi.dim() != 3 or w_hh.dim() != 2 or w_hh.shape[0] != 3 * w_hh.shape[1]:
             raise ProvenmlError(
                 f"the recurrence needs gi (T, N, 3H), h0 (N, H) and w_hh (3H, H); got "
                 f"{tuple(gi.shape)}, {tuple(h0.shape)} and {tuple(w_hh.shape)}"
             )
-        steps, num_envs = gi.shape[0], gi.shape[1]
+        weights = _RecurrenceWeights.copy(w_hh, b_hh, w_term, b_term, w_prior, b_prior)
+        steps, num_envs, hidden = gi.shape[0], gi.shape[1], w_hh.shape[1]
         aware, prior = w_term is not None, w_prior is not None
         branches = 2 if aware else 1
-        gi, h0 = gi.contiguous(), h0.contiguous()
         hs = gi.new_empty(steps, num_envs, hidden)
         logits = gi.new_zeros(steps, num_envs)
         raw = gi.new_empty(steps, num_envs, hidden) if aware else gi.new_empty(0)
         gates = gi.new_zeros(steps, num_envs)
         # per step and branch: the branch's input state and the GRU's r, z, n and W_hn h + b_hn
         xin, r, z, n, gh_n = (gi.new_empty(steps, branches, num_envs, hidden) for _ in range(5))
-        # every buffer the C call reads is held in a name (a temporary's memory could be
-        # freed before the call reads it)
-        w_hh_t = w_hh.t().contiguous()
-        w_prior_t = w_prior.t().contiguous() if w_prior is not None else None
-        b_hh_c = b_hh.contiguous()
-        w_term_c = w_term.contiguous() if w_term is not None else None
-        b_prior_c = b_prior.contiguous() if b_prior is not None else None
-        lib.sar_forward(
-            steps,
-            num_envs,
-            hidden,
-            int(aware),
-            int(prior),
-            _ptr(gi),
-            _ptr(h0),
-            _ptr(w_hh_t),
-            _ptr(b_hh_c),
-            _ptr(w_term_c),
-            float(b_term.item()) if b_term is not None else 0.0,
-            _ptr(w_prior_t),
-            _ptr(b_prior_c),
-            _ptr(hs),
-            _ptr(logits),
-            _ptr(raw),
-            *map(_ptr, (xin, r, z, n, gh_n, gates)),
-        )
+        weights.forward(gi, h0, hs, logits, raw, (xin, r, z, n, gh_n, gates))
         ctx.save_for_backward(w_hh, w_term, w_prior, xin, r, z, n, gh_n, gates, raw)
         ctx.flags = (aware, prior, head_into_gru)
         start = xin[:, 1] if aware else gi.new_empty(0)
@@ -465,43 +494,24 @@ class RecurrenceStepper:
         w_prior: torch.Tensor | None,
         b_prior: torch.Tensor | None,
     ) -> None:
-        with torch.no_grad():
-            self.hidden = w_hh.shape[1]
-            self.aware, self.prior = w_term is not None, w_prior is not None
-            self._w_hh_t = w_hh.detach().t().contiguous()
-            self._b_hh = b_hh.detach().clone()
-            self._w_term = None if w_term is None else w_term.detach().clone()
-            self._b_term = 0.0 if b_term is None else float(b_term.item())
-            self._w_prior_t = None if w_prior is None else w_prior.detach().t().contiguous()
-            self._b_prior = None if b_prior is None else b_prior.detach().clone()
+        self.hidden = w_hh.shape[1]
+        self.aware = w_term is not None
+        self._weights = _RecurrenceWeights.copy(w_hh, b_hh, w_term, b_term, w_prior, b_prior)
         self._scratch: dict[int, list[torch.Tensor]] = {}
 
     def __call__(self, gi: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        lib = _library()
-        assert lib is not None, "call native_recurrence_available() first"
-        num_envs, hidden = h.shape
-        if gi.shape != (num_envs, 3 * hidden) or hidden != self.hidden:
-            raise ProvenmlError(
-                f"a recurrence step of {self.hidden} units needs gi (N, {3 * self.hidden}) and "
-                f"h (N, {self.hidden}); got {tuple(gi.shape)} and {tuple(h.shape)}"
-            )
+        num_envs, hidden = h.shape[0], self.hidden
         scratch = self._scratch.get(num_envs)
         if scratch is None:
             branches = 2 if self.aware else 1
-            # logits, raw, gates, then the branch inputs and the GRU's r, z, n, W_hn h + b_hn
+            # logits, raw, then the branch inputs, the GRU's r, z, n, W_hn h + b_hn and gates
             scratch = [h.new_zeros(1, num_envs), h.new_empty(1, num_envs, hidden)]
-            scratch += [h.new_zeros(1, num_envs)]
             scratch += [h.new_empty(1, branches, num_envs, hidden) for _ in range(5)]
+            scratch += [h.new_zeros(1, num_envs)]
             self._scratch[num_envs] = scratch
-        logits, raw, gates, xin, r, z, n, gh_n = scratch
-        gi, h = gi.contiguous(), h.contiguous()
+        logits, raw, *saved = scratch
         out = h.new_empty(1, num_envs, hidden)
-        lib.sar_forward(
-            1, num_envs, hidden, int(self.aware), int(self.prior), _ptr(gi), _ptr(h),
-            _ptr(self._w_hh_t), _ptr(self._b_hh), _ptr(self._w_term), self._b_term,
-            _ptr(self._w_prior_t), _ptr(self._b_prior), _ptr(out), _ptr(logits), _ptr(raw),
-            *map(_ptr, (xin, r, z, n, gh_n, gates)),
-        )  # fmt: skip
+        self._weights.forward(gi[None], h, out, logits, raw, tuple(saved))
         return out[0]
 
 

@@ -543,6 +543,7 @@ class PolicyActor:
 
     def __init__(self, policy: ActorCritic, like: torch.Tensor, native: bool | None = None) -> None:
         self.policy = policy
+        self._widths = _actor_widths(policy)  # (in_dim, action_dim) for the shape checks
         layers = None if native is False else _native_layers(policy, like)
         if native and layers is None:
             raise ProvenmlError("the native acting step cannot run here (see native_ppo_available)")
@@ -572,7 +573,7 @@ class PolicyActor:
             raise ProvenmlError("a Gaussian policy needs noise (N, action_dim) to act")
         if forced is not None and forced_actions is None:
             raise ProvenmlError("forced rows need forced_actions")
-        _check_acting_shapes(policy, x, u, noise, forced, forced_actions)
+        _check_acting_shapes(policy.discrete, self._widths, x, u, noise, forced, forced_actions)
         if not self.native:
             return _policy_act_torch(policy, x, u, noise, forced, forced_actions)
         lib = _library()
@@ -619,15 +620,17 @@ def _actor_widths(policy: ActorCritic) -> tuple[int | None, int | None]:
 
 
 def _check_acting_shapes(
-    policy: ActorCritic,
+    discrete: bool,
+    widths: tuple[int | None, int | None],
     x: torch.Tensor,
     u: torch.Tensor,
     noise: torch.Tensor | None,
     forced: torch.Tensor | None,
     forced_actions: torch.Tensor | None,
 ) -> None:
-    """Acting's inputs must fit the policy (the kernel reads them by these sizes)."""
-    in_dim, action_dim = _actor_widths(policy)
+    """Acting's inputs must fit the policy, whose actor is ``widths`` = (in_dim, action_dim)
+    wide (:func:`_actor_widths`): the kernel reads them by these sizes."""
+    in_dim, action_dim = widths
     if x.dim() != 2 or (in_dim is not None and x.shape[1] != in_dim):
         raise ProvenmlError(
             f"x must be (N, {in_dim or 'in_dim'}) for this policy; got {tuple(x.shape)}"
@@ -639,7 +642,7 @@ def _check_acting_shapes(
         "u": (u, (n,)),
         "noise": (noise, (n, action_dim)),
         "forced": (forced, (n,)),
-        "forced_actions": (forced_actions, (n,) if policy.discrete else (n, action_dim)),
+        "forced_actions": (forced_actions, (n,) if discrete else (n, action_dim)),
     }
     for name, (t, shape) in expected.items():
         if t is not None and tuple(t.shape) != shape:
