@@ -22,7 +22,14 @@ from provenml.compiler.api import choose_threads
 from provenml.compiler.build import build
 from provenml.compiler.codegen import C_HEADER, Access, dependencies, place_barriers
 from provenml.compiler.models import build_model
-from provenml.compiler.tune import balance_factor, best_schedule, dense_tile_work, pool_span
+from provenml.compiler.tune import (
+    TIE_MARGIN,
+    balance_factor,
+    best_schedule,
+    dense_tile_work,
+    pool_span,
+    time_interleaved,
+)
 from provenml.errors import ProvenmlError
 
 
@@ -689,3 +696,36 @@ def test_pool_reads_the_machines_idle_time(small_pool: Any) -> None:
     time.sleep(0.05)
     assert first > 0.0 and idle() >= first  # a Linux counter that never runs backwards
     assert compiled.graph.lib.pm_cpu_running() >= 1  # this thread is running
+
+
+def test_tuner_ties_prefer_wide_vectors_then_k_unrolling() -> None:
+    """Stop 44: candidates within ``TIE_MARGIN`` of the fastest are a tie, broken by vector
+    width, then k-unrolling, then time; a candidate faster by more than the margin still wins."""
+    model = nn.Linear(1024, 256).eval()
+    compiled = pc.compile(model, (torch.randn(64, 1024),), tuning=False, tune_threads=False)
+    g = dict(compiled.stages)["tune"]
+    node = next(n for n in g.nodes if n.op == "dense")
+    unrolled = {"mr": 8, "nr": 32, "ku": 4, "vec": 16}
+    rolled = {"mr": 8, "nr": 32, "ku": 1, "vec": 16}
+    narrow = {"mr": 6, "nr": 32, "ku": 4, "vec": 8}
+    inside = 1.0 - TIE_MARGIN / 2  # faster, but within the margin
+    timings = {json.dumps(rolled): inside, json.dumps(unrolled): 1.0, json.dumps(narrow): 0.999}
+    assert best_schedule(g, node, timings, 1) == unrolled
+    clearly = 1.0 - 2 * TIE_MARGIN
+    timings = {json.dumps(rolled): clearly, json.dumps(unrolled): 1.0}
+    assert best_schedule(g, node, timings, 1) == rolled
+
+
+def test_interleaved_timing_samples_every_candidate_each_round() -> None:
+    calls = {"fast": 0, "slow": 0}
+
+    def fast() -> None:
+        calls["fast"] += 1
+
+    def slow() -> None:
+        calls["slow"] += 1
+        time.sleep(0.003)
+
+    seconds = time_interleaved([(slow, ()), (fast, ())], rounds=3, sample_time=0.002)
+    assert seconds[0] >= 0.003 > seconds[1]  # medians in the order of the calls given
+    assert calls["slow"] == 2 + 1 + 3  # two warm-up calls, one to size a sample, one a round
