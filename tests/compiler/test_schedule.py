@@ -700,7 +700,8 @@ def test_pool_reads_the_machines_idle_time(small_pool: Any) -> None:
 
 def test_tuner_ties_prefer_wide_vectors_then_k_unrolling() -> None:
     """Stop 44: candidates within ``TIE_MARGIN`` of the fastest are a tie, broken by vector
-    width, then k-unrolling, then time; a candidate faster by more than the margin still wins."""
+    width, then k-unrolling, then whole tiles, then the smaller tile, then time; a candidate
+    faster by more than the margin still wins."""
     model = nn.Linear(1024, 256).eval()
     compiled = pc.compile(model, (torch.randn(64, 1024),), tuning=False, tune_threads=False)
     g = dict(compiled.stages)["tune"]
@@ -714,6 +715,13 @@ def test_tuner_ties_prefer_wide_vectors_then_k_unrolling() -> None:
     clearly = 1.0 - 2 * TIE_MARGIN
     timings = {json.dumps(rolled): clearly, json.dumps(unrolled): 1.0}
     assert best_schedule(g, node, timings, 1) == rolled
+    # 12-row tiles leave a 4-row edge tile on the 64 rows: 8 x 32 covers them exactly
+    edge = {"mr": 12, "nr": 32, "ku": 4, "vec": 16}
+    timings = {json.dumps(edge): inside, json.dumps(unrolled): 1.0}
+    assert best_schedule(g, node, timings, 1) == unrolled
+    larger = {"mr": 8, "nr": 64, "ku": 4, "vec": 16}  # whole tiles too, but 32 accumulators
+    timings = {json.dumps(larger): inside, json.dumps(unrolled): 1.0}
+    assert best_schedule(g, node, timings, 1) == unrolled
 
 
 def test_interleaved_timing_samples_every_candidate_each_round() -> None:
