@@ -20,7 +20,9 @@ from provenml.compiler.ir import Graph, Value
 from provenml.compiler.loopir import partition
 from provenml.compiler.passes import plan_memory, transform_layout
 from provenml.compiler.passes.fusion import anchor_of
-from provenml.compiler.runtime import aligned_copy, aligned_zeros
+from provenml.compiler.runtime import HUGE_PAGE_MIN_BYTES, aligned_copy, block_zeros
+
+PAGE = 4096  # bytes
 
 TUNABLE = ("dense", "matmul", "conv2d")
 # bumped whenever the generated matmul/conv kernels or the way they are timed change, so cached
@@ -201,6 +203,18 @@ def time_interleaved(
     return [float(np.median(s)) for s in samples]
 
 
+def _placed(values: np.ndarray) -> np.ndarray:
+    """A flat float32 copy of ``values`` at a fixed placement: on 2 MiB transparent huge pages
+    when it is at least ``HUGE_PAGE_MIN_BYTES`` (:func:`~provenml.compiler.runtime.block_zeros`),
+    else at the start of a 4 KiB page."""
+    flat = np.asarray(values, np.float32).reshape(-1)
+    if flat.nbytes >= HUGE_PAGE_MIN_BYTES:
+        out = block_zeros(flat.size)
+        out[:] = flat
+        return out
+    return aligned_copy(flat, PAGE)
+
+
 def output_tiling(g: Graph, node: Any) -> tuple[int, int]:
     """``(rows, cols)`` of the output that a kernel's register tiles cover: a dense kernel's
     rows are all leading dims flattened; a conv's are the pixels along an output row."""
@@ -240,15 +254,17 @@ def tune_node(
     rng = np.random.default_rng(0)
     calls, keep = [], []
     for k, (sg, prog) in enumerate(zip(graphs, progs, strict=True)):
-        # every buffer on a 64-byte line, as the runtime allocates them: a candidate whose
-        # operands happened to straddle lines would time up to 13% slow and lose by chance
+        # every buffer where it starts for every other candidate: on a page boundary, or on
+        # a 2 MiB huge page when it is large (as the runtime places a build's weights), so no
+        # candidate's operands straddle lines (up to 13% slow) or alias in the caches'
+        # sets differently from the others' (stop 44: picks that changed between tunings)
         ins = [
-            aligned_copy(rng.standard_normal(sg.values[i].physical_shape).astype(np.float32))
+            _placed(rng.standard_normal(sg.values[i].physical_shape).astype(np.float32))
             for i in sg.inputs
         ]
-        outs = [aligned_zeros(int(np.prod(sg.values[o].physical_shape))) for o in sg.outputs]
-        arena = aligned_zeros(max(16, sg.arena_size) + 16)
-        consts = aligned_copy(np.asarray(prog.consts, np.float32))
+        outs = [_placed(np.zeros(sg.values[o].physical_shape, np.float32)) for o in sg.outputs]
+        arena = _placed(np.zeros(max(16, sg.arena_size) + 16, np.float32))
+        consts = _placed(np.asarray(prog.consts, np.float32))
         in_arr = (ctypes.c_void_p * max(1, len(ins)))(*[a.ctypes.data for a in ins])
         out_arr = (ctypes.c_void_p * 1)(outs[0].ctypes.data)
         fn = getattr(lib, f"c{k}_entry")
