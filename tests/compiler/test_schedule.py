@@ -23,7 +23,6 @@ from provenml.compiler.build import build
 from provenml.compiler.codegen import C_HEADER, Access, dependencies, place_barriers
 from provenml.compiler.models import build_model
 from provenml.compiler.tune import (
-    TIE_MARGIN,
     balance_factor,
     best_schedule,
     dense_tile_work,
@@ -696,32 +695,6 @@ def test_pool_reads_the_machines_idle_time(small_pool: Any) -> None:
     time.sleep(0.05)
     assert first > 0.0 and idle() >= first  # a Linux counter that never runs backwards
     assert compiled.graph.lib.pm_cpu_running() >= 1  # this thread is running
-
-
-def test_tuner_ties_prefer_wide_vectors_then_k_unrolling() -> None:
-    """Stop 44: candidates within ``TIE_MARGIN`` of the fastest are a tie, broken by vector
-    width, then k-unrolling, then whole tiles, then the smaller tile, then time; a candidate
-    faster by more than the margin still wins."""
-    model = nn.Linear(1024, 256).eval()
-    compiled = pc.compile(model, (torch.randn(64, 1024),), tuning=False, tune_threads=False)
-    g = dict(compiled.stages)["tune"]
-    node = next(n for n in g.nodes if n.op == "dense")
-    unrolled = {"mr": 8, "nr": 32, "ku": 4, "vec": 16}
-    rolled = {"mr": 8, "nr": 32, "ku": 1, "vec": 16}
-    narrow = {"mr": 6, "nr": 32, "ku": 4, "vec": 8}
-    inside = 1.0 - TIE_MARGIN / 2  # faster, but within the margin
-    timings = {json.dumps(rolled): inside, json.dumps(unrolled): 1.0, json.dumps(narrow): 0.999}
-    assert best_schedule(g, node, timings, 1) == unrolled
-    clearly = 1.0 - 2 * TIE_MARGIN
-    timings = {json.dumps(rolled): clearly, json.dumps(unrolled): 1.0}
-    assert best_schedule(g, node, timings, 1) == rolled
-    # 12-row tiles leave a 4-row edge tile on the 64 rows: 8 x 32 covers them exactly
-    edge = {"mr": 12, "nr": 32, "ku": 4, "vec": 16}
-    timings = {json.dumps(edge): inside, json.dumps(unrolled): 1.0}
-    assert best_schedule(g, node, timings, 1) == unrolled
-    larger = {"mr": 8, "nr": 64, "ku": 4, "vec": 16}  # whole tiles too, but 32 accumulators
-    timings = {json.dumps(larger): inside, json.dumps(unrolled): 1.0}
-    assert best_schedule(g, node, timings, 1) == unrolled
 
 
 def test_interleaved_timing_samples_every_candidate_each_round() -> None:

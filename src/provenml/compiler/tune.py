@@ -27,7 +27,7 @@ PAGE = 4096  # bytes
 TUNABLE = ("dense", "matmul", "conv2d")
 # bumped whenever the generated matmul/conv kernels or the way they are timed change, so cached
 # choices are re-tuned (6: no weight-panel prefetch by default, stop 39; 7: candidates timed in
-# interleaved rounds, ties broken by preference, stop 44)
+# interleaved rounds on buffers at one placement, stop 44)
 KERNEL_VERSION = 7
 # 512-bit tiles (mr, nr, ku) tried on AVX-512 build machines: mr * nr/16 zmm accumulators plus
 # nr/16 B vectors and a broadcast stay within the 32 zmm registers (8x32: 16 + 2 + 1, 12x32:
@@ -155,13 +155,10 @@ def balance_factor(work: Sequence[float], threads: int) -> float:
     return pool_span(work, threads, 4 * threads) / (sum(work) / threads)
 
 
-# Candidates whose (balance-scaled) time is within this fraction of the fastest are a tie: at
-# these sizes the candidates of one kernel time within 1-3% of each other, and the median of
-# one candidate moved by up to 4% between re-timings (stop 44: the transformer block's up
-# projection, 155.0-161.1 us in five tunings), so the plain fastest was often the one a burst
-# of noise favoured: four tunings of the block picked four different schedule sets, and the
-# whole block's latency spread 5.5% between them.
-TIE_MARGIN = 0.03
+# Each candidate is sampled once per round, in rounds; a kernel's candidates time within 1-3% of
+# each other at one thread, and timed one after the other (the rule before stop 44) the winner
+# was whichever a burst of noise favoured: four tunings of the transformer block picked four
+# different schedule sets, and the whole block's latency spread 5.5% between them.
 TIMING_ROUNDS = 9
 
 
@@ -279,41 +276,14 @@ def tune_node(
 def best_schedule(
     g: Graph, node: Any, timings: dict[str, float], balance_threads: int = 1
 ) -> dict[str, int]:
-    """The candidate (JSON key of ``timings``) to keep: a dense kernel's time is first scaled by
-    :func:`balance_factor` at ``balance_threads`` threads; the candidates within
-    :data:`TIE_MARGIN` of the least are a tie, and of those the one with the widest vectors,
-    then the most k-unrolling (``ku``), then tiles that cover the output without a partial
-    edge tile, then the smallest register tile (``mr x nr``), then the least time wins.
-
-    The kernel is timed alone, where its weights stay in its core's L2; inside the graph, at
-    two threads, the order within a tie is not the order of those times. Measured on the
-    transformer block (stop 44; whole block at two threads, builds that differ from an
-    all-``8x32``, ``ku=4`` one in one kernel's schedule, each of which tied at one thread):
-    ``ku=1`` on the down projection 2.0% slower (the kernels' weights share the L2 and part of
-    them come from further away, where the unrolled loop keeps more loads in flight), ``8x48``
-    on the QKV projection 2%, ``6x64`` on the up projection (64 rows: a 4-row edge tile) 1.0%,
-    ``12x32`` on the attention's scores 0.8%. A larger tile amortises its loads better when
-    everything is in cache, which is what the lone timing sees."""
+    """The candidate (JSON key of ``timings``) with the least time, a dense kernel's time
+    scaled by :func:`balance_factor` at ``balance_threads`` threads."""
     scores = dict(timings)
     if balance_threads > 1 and anchor_of(node).op == "dense":
         for key in scores:
             work = dense_tile_work(node, g, json.loads(key))
             scores[key] *= balance_factor(work, balance_threads)
-    least = min(scores.values())
-    tied = [key for key, score in scores.items() if score <= least * (1 + TIE_MARGIN)]
-
-    rows, cols = output_tiling(g, node)
-
-    def preference(key: str) -> tuple[int, int, bool, int, float]:
-        sched = json.loads(key)
-        mr, nr = (
-            min(int(sched["mr"]), rows),
-            int(anchor_of(node).attrs.get("packed", 0) or sched["nr"]),
-        )
-        edge = rows % mr != 0 or cols % nr != 0
-        return (-int(sched.get("vec", 8)), -int(sched["ku"]), edge, mr * nr, scores[key])
-
-    return dict(json.loads(min(tied, key=preference)))
+    return dict(json.loads(min(scores, key=scores.__getitem__)))
 
 
 def tune(
