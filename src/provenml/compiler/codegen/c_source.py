@@ -153,7 +153,15 @@ static pthread_mutex_t pm_call_lock = PTHREAD_MUTEX_INITIALIZER;  /* one call at
                                (mlp:1's idle gain, 1.10 -> 1.00) was gone by stop 39 (idle
                                0.98-1.01 at 1.05); under the background load, alternating
                                builds: transformer 2T/1T 0.94-1.00 at 1.05, 0.97-1.00 at 1.00 */
-#define PM_AD_EWMA 8        /* running means: plain mean of the first 8 samples, then 1/8 */
+#define PM_AD_EWMA 8        /* running means: plain mean of the first 8 samples, then 1/8 ... */
+#define PM_AD_SPAN_NS 4000000.0  /* ... or, for short calls, 1/N with N calls of the team's mean
+                                    filling 4 ms (at most PM_AD_EWMA_MAX). With 1/8 one idle
+                                    hiccup of ~100 us lost the verdict of a 14 us call (mlp:8,
+                                    team 14 us, alone 20 us), every few thousand calls, and the
+                                    back-off ran it alone 27-60% of an idle run (stop 45); a
+                                    4 ms memory absorbs such spikes, while one scheduler slice
+                                    of a busy core (ms) still loses it at once */
+#define PM_AD_EWMA_MAX 512
 /* Load-aware probes (stop 40): when a back-off runs out, the team is probed only if a core is
    free for it. Over a back-off of at least PM_AD_IDLE_MIN_NS the machine's idle CPU time
    (/proc/stat) must reach PM_AD_IDLE_SHARE of what the team's other threads would need, and
@@ -369,20 +377,29 @@ long long pm_ad_next_backoff(long long last, double probe_ns, double alone_ns) {
    pm_work less its dependency waits, ``ran`` of ``total`` chunks run by the caller; ``fresh``
    when the call started worker threads or woke the ones a back-off parked (its time says
    nothing about the team's steady state). */
+/* The running means' weight for their ``n``-th sample: a plain mean of the first samples, then
+   an EWMA whose memory is PM_AD_EWMA calls, or PM_AD_SPAN_NS of calls at the team's mean if
+   that is more (short calls), at most PM_AD_EWMA_MAX. */
+static double pm_ad_weight(int n) {
+  double memory = PM_AD_EWMA;
+  if (pm_ad_team > 0.0 && PM_AD_SPAN_NS / pm_ad_team > memory)
+    memory = PM_AD_SPAN_NS / pm_ad_team < PM_AD_EWMA_MAX ? PM_AD_SPAN_NS / pm_ad_team
+                                                          : PM_AD_EWMA_MAX;
+  return 1.0 / ((double)n < memory ? (double)n : memory);
+}
 static void pm_ad_judge(long long wall, long long work, int ran, int total, int fresh) {
   const int valid = !fresh && ran > 0 && work > 0;
   if (fresh && !pm_ad_force) return;
   ++pm_ad_n;
+  const double a_one = pm_ad_weight(pm_ad_samples + 1);  /* both means on one memory */
   if (!fresh) {  /* the team's wall time */
     ++pm_ad_walls;
-    const double a = 1.0 / (pm_ad_walls < PM_AD_EWMA ? pm_ad_walls : PM_AD_EWMA);
-    pm_ad_team += a * ((double)wall - pm_ad_team);
+    pm_ad_team += pm_ad_weight(pm_ad_walls) * ((double)wall - pm_ad_team);
   }
   if (valid) {  /* one thread would have run all chunks at the caller's pace */
     const double one = pm_ad_scale * (double)work * (double)total / (double)ran;
     ++pm_ad_samples;
-    const double a = 1.0 / (pm_ad_samples < PM_AD_EWMA ? pm_ad_samples : PM_AD_EWMA);
-    pm_ad_one += a * (one - pm_ad_one);
+    pm_ad_one += a_one * (one - pm_ad_one);
   }
   if (pm_ad_n < PM_AD_WINDOW) return;
   const int lost = pm_ad_force ? pm_ad_force > 0
@@ -390,7 +407,11 @@ static void pm_ad_judge(long long wall, long long work, int ran, int total, int 
   if (lost) {  /* back off: run alone, twice as long as last time (capped) */
     /* a forced verdict (tests) only doubles; a measured one also weighs the probe's cost */
     const double one = pm_ad_force ? 0.0 : pm_ad_one;
-    pm_ad_begin_backoff(pm_ad_next_backoff(pm_ad_backoff, pm_ad_team * pm_ad_walls, one));
+    /* the lost probe's cost: its PM_AD_WINDOW calls at the team's mean (a verdict lost
+       after a long winning run is not a probe of thousands of calls: pm_ad_walls counted
+       them all, and every such loss backed off for the 0.25 s cap) */
+    const int probe_calls = pm_ad_walls < PM_AD_WINDOW ? pm_ad_walls : PM_AD_WINDOW;
+    pm_ad_begin_backoff(pm_ad_next_backoff(pm_ad_backoff, pm_ad_team * probe_calls, one));
     ++pm_ad_losses;
     pm_ad_n = pm_ad_samples = pm_ad_walls = 0;  /* the next probe starts from fresh means */
   } else if (pm_ad_n == PM_AD_WINDOW) {  /* a won probe halves the next back-off */
