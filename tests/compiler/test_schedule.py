@@ -552,6 +552,39 @@ def test_pool_backoff_weighs_probe_cost_and_time(small_pool: Any) -> None:
     assert nxt(16, 4e6, 90e3) == 2777
 
 
+def test_pool_verdict_absorbs_an_idle_hiccup_and_loses_to_a_stall(small_pool: Any) -> None:
+    """Stop 45: the running means of a short call span about 4 ms of calls, so one 100 us
+    hiccup does not lose a 14 us team's verdict against a 20 us one-thread estimate (with
+    the old 8-call memory it did, and the back-off ran an idle mlp:8 alone 27-60% of its
+    calls), while one 4 ms stall (a scheduler slice on a busy core) still loses it at once;
+    the back-off then weighs the probe's 4 calls, not the whole winning run before it."""
+    compiled, _ = small_pool
+    g = compiled.graph
+    judge = g.lib.pm_debug_judge
+    judge.argtypes = [ctypes.c_longlong, ctypes.c_longlong, ctypes.c_int, ctypes.c_int]
+    scale = g.pool_stats()["scale_permille"] / 1000
+    g.set_adaptive(True)  # no back-off left from earlier tests
+    g.lib.pm_set_one_scale(ctypes.c_double(1.0))  # fresh means, an unscaled estimate
+    lost = g.pool_stats()["lost"]  # counted since the library was loaded
+    try:
+        for _ in range(1000):  # 14 us a team call; the caller's half took 10 us: 20 us alone
+            judge(14_000, 10_000, 1, 2)
+        stats = g.pool_stats()
+        assert stats["lost"] == lost and stats["left"] == 0
+        assert 650 <= stats["ratio_permille"] <= 750
+        judge(100_000, 10_000, 1, 2)  # an interrupt's worth
+        assert g.pool_stats()["lost"] == lost
+        judge(4_000_000, 10_000, 1, 2)  # the worker lost its core for a slice
+        stats = g.pool_stats()
+        assert stats["lost"] == lost + 1
+        # 128 x (4 calls at the team's ~28 us mean) / 20 us ~ 700 calls; counting the
+        # 1002-call run as the probe would have asked for the 0.25 s cap (12,500 calls)
+        assert 16 <= stats["backoff"] <= 2000 and stats["left"] == stats["backoff"]
+    finally:
+        g.lib.pm_set_one_scale(ctypes.c_double(scale))
+        g.set_adaptive(True)
+
+
 def test_pool_fallback_scale_enters_the_verdict(small_pool: Any, cache: str) -> None:
     """Stop 39: the one-thread estimate the team is judged against is scaled per build
     (``calibrate_fallback``, run by ``compile``; at most 1, at least 0.5). An estimate scaled

@@ -419,6 +419,12 @@ static void pm_ad_judge(long long wall, long long work, int ran, int total, int 
     if (pm_ad_backoff < PM_AD_FIRST) pm_ad_backoff = 0;
   }
 }
+/* Test hook: judge one team call with the given times (ns), as a measured call would be. */
+void pm_debug_judge(long long wall, long long work, int ran, int total) {
+  pthread_mutex_lock(&pm_call_lock);
+  pm_ad_judge(wall, work, ran, total, 0);
+  pthread_mutex_unlock(&pm_call_lock);
+}
 static inline void pm_relax(int* spins) {
 #if defined(__x86_64__) || defined(__i386__)
   if (++*spins < PM_SPIN) { __builtin_ia32_pause(); return; }
