@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -583,6 +584,31 @@ def test_pool_verdict_absorbs_an_idle_hiccup_and_loses_to_a_stall(small_pool: An
     finally:
         g.lib.pm_set_one_scale(ctypes.c_double(scale))
         g.set_adaptive(True)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second core")
+def test_pool_counts_the_programs_own_threads_as_no_load(small_pool: Any) -> None:
+    """Stop 45: the probe gate adds this process's other threads' CPU time to the machine's
+    idle time (PyTorch's threads between compiled calls are no load on them). The counter
+    it reads grows while PyTorch runs a second thread and stays still while it runs one."""
+    compiled, _ = small_pool
+    own = compiled.graph.lib.pm_cpu_own_others_seconds
+    own.restype = ctypes.c_double
+    before = torch.get_num_threads()
+    a = torch.randn(384, 384)
+
+    def others_while_busy(threads: int, seconds: float = 0.3) -> float:
+        torch.set_num_threads(threads)
+        o0, t0 = own(), time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            a @ a
+        return own() - o0
+
+    try:
+        assert others_while_busy(2) > 0.06  # ~0.3 s idle, half that beside another job
+        assert others_while_busy(1) < 0.03
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_pool_fallback_scale_enters_the_verdict(small_pool: Any, cache: str) -> None:

@@ -193,6 +193,7 @@ static int pm_ad_force_busy = 0;     /* test hook: 1 the other cores count as bu
 static int pm_ad_started = 0;        /* a call has run since the state was (re)set */
 static double pm_cpu_idle0 = -1.0;   /* idle CPU seconds (all CPUs) when the back-off began */
 static long long pm_cpu_t0 = 0;      /* ... and when (ns) */
+static double pm_cpu_own0 = 0.0;     /* ... and this process's other threads' CPU seconds */
 static inline long long pm_now(void) {  /* monotonic ns (vDSO: no system call) */
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -248,8 +249,21 @@ int pm_cpu_running(void) {
     return -1;
   return running;
 }
+/* CPU seconds of this process's threads other than the calling one (the process's CPU clock
+   less the caller's): the program's own work between compiled calls, e.g. PyTorch's or ONNX
+   Runtime's threads, which do not run beside a compiled call and so are no load on it. */
+double pm_cpu_own_others_seconds(void) {
+  struct timespec proc, self;
+  if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &proc) != 0 ||
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &self) != 0)
+    return 0.0;
+  const double others = (double)(proc.tv_sec - self.tv_sec) +
+                        1e-9 * (double)(proc.tv_nsec - self.tv_nsec);
+  return others > 0.0 ? others : 0.0;
+}
 static void pm_cpu_snapshot(void) {  /* a back-off begins (lock held) */
   pm_cpu_idle0 = pm_ad_force_busy || pm_ad_force ? 0.0 : pm_cpu_idle_seconds();
+  pm_cpu_own0 = pm_cpu_own_others_seconds();
   pm_cpu_t0 = pm_now();
 }
 /* 1 if the threads runnable right now (the caller among them) leave no core for the team's
@@ -270,9 +284,21 @@ static int pm_cpu_busy(void) {
   if (pm_cpu_idle0 >= 0.0 && elapsed >= PM_AD_IDLE_MIN_NS) {
     const double idle = pm_cpu_idle_seconds();
     if (idle >= 0.0) {
-      const double need = PM_AD_IDLE_SHARE * 1e-9 * (double)elapsed * (double)(pm_threads - 1);
-      const int busy = idle - pm_cpu_idle0 < need;
+      /* the other cores' time that was idle or ran this program's own other threads (stop
+         45: compiler.end_to_end's eager and ONNX Runtime arms, timed between this build's
+         samples, counted as a busy machine, every probe was skipped and a build stayed
+         alone at one-thread speed for the rest of its rounds) */
+      const double own = pm_cpu_own_others_seconds();
+      const double seconds = 1e-9 * (double)elapsed;
+      double own_share = own - pm_cpu_own0;
+      if (own_share < 0.0) own_share = 0.0;  /* another calling thread: its clock differs */
+      const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+      if (cpus > 1 && own_share > seconds * (double)(cpus - 1))
+        own_share = seconds * (double)(cpus - 1);
+      const double need = PM_AD_IDLE_SHARE * seconds * (double)(pm_threads - 1);
+      const int busy = idle - pm_cpu_idle0 + own_share < need;
       pm_cpu_idle0 = idle;
+      pm_cpu_own0 = own;
       pm_cpu_t0 = pm_now();
       if (busy) return 1;
     }
