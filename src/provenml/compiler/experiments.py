@@ -69,6 +69,10 @@ class EndToEndConfig(Config):
     repeat: int = 15
     ablation_repeat: int = 31  # interleaved rounds of the ablation builds (a CI on the ratio)
     min_time: float = 0.02
+    # idle seconds before each sample of the arms' rounds: ONNX Runtime's threads spin ~25 ms
+    # after a run (measured at stop 45), and a sample started inside that spin shares a core
+    # with it (the ablation rounds, provenml builds only, keep the 10 ms default)
+    gap: float = 0.04
     tuning: bool = True
     runtime: str = "pool"  # provenml's parallel runtime: "pool" (worker pool) or "openmp"
     choices: ClassVar[dict[str, Any]] = {
@@ -84,6 +88,7 @@ class EndToEndConfig(Config):
             "repeat": 3,
             "ablation_repeat": 5,
             "min_time": 0.005,
+            "gap": 0.01,
             "tuning": False,
         },
         "paper": {"repeat": 31, "ablation_repeat": 61, "min_time": 0.2, "threads": 8},
@@ -108,6 +113,8 @@ class EndToEndConfig(Config):
                 raise ProvenmlError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.min_time <= 0:
             raise ProvenmlError(f"min_time must be > 0 seconds, got {self.min_time}")
+        if self.gap < 0:
+            raise ProvenmlError(f"gap must be >= 0 seconds, got {self.gap}")
 
 
 def _sample(fn: Callable[[], Any], min_time: float) -> float:
@@ -258,7 +265,7 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
         if "eager" in cfg.arms or "inductor" in cfg.arms:
             with torch.no_grad():
                 eager = {t: _threaded(lambda: model(x), t) for t in thread_range}
-                lat = _median_latency(eager, cfg.repeat, cfg.min_time)
+                lat = _median_latency(eager, cfg.repeat, cfg.min_time, cfg.gap)
             best_t = min(lat, key=lat.__getitem__)
             fns["eager"] = _threaded(torch.no_grad()(lambda: model(x)), best_t)
             out["threads"]["eager"] = best_t
@@ -286,6 +293,7 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
                 {t: (lambda s=s: s.run(None, feed)) for t, s in sessions.items()},
                 cfg.repeat,
                 cfg.min_time,
+                cfg.gap,
             )
             best_t = min(lat, key=lat.__getitem__)
             sess = sessions[best_t]
@@ -332,7 +340,7 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
             out["threads"]["provenml_onnx"] = from_onnx.graph.threads
             fns["provenml_onnx"] = lambda: from_onnx(x)
             builds["provenml_onnx"] = from_onnx
-        out["latency"] = _median_latency(fns, cfg.repeat, cfg.min_time)
+        out["latency"] = _median_latency(fns, cfg.repeat, cfg.min_time, cfg.gap)
         # the pool's fallback counters after the latency rounds (team / alone calls, verdicts
         # lost): whether a build was timed at its thread count or mostly alone
         out["pool_stats"] = {
