@@ -399,20 +399,19 @@ long long pm_ad_next_backoff(long long last, double probe_ns, double alone_ns) {
   }
   return next < cap ? next : cap;
 }
-/* One team call measured (lock held): ``wall`` its time, ``work`` the caller's time in
-   pm_work less its dependency waits, ``ran`` of ``total`` chunks run by the caller; ``fresh``
-   when the call started worker threads or woke the ones a back-off parked (its time says
-   nothing about the team's steady state). */
 /* The running means' weight for their ``n``-th sample: a plain mean of the first samples, then
    an EWMA whose memory is PM_AD_EWMA calls, or PM_AD_SPAN_NS of calls at the team's mean if
    that is more (short calls), at most PM_AD_EWMA_MAX. */
 static double pm_ad_weight(int n) {
-  double memory = PM_AD_EWMA;
-  if (pm_ad_team > 0.0 && PM_AD_SPAN_NS / pm_ad_team > memory)
-    memory = PM_AD_SPAN_NS / pm_ad_team < PM_AD_EWMA_MAX ? PM_AD_SPAN_NS / pm_ad_team
-                                                          : PM_AD_EWMA_MAX;
+  const double span = pm_ad_team > 0.0 ? PM_AD_SPAN_NS / pm_ad_team : 0.0;
+  const double memory =
+      span < PM_AD_EWMA ? PM_AD_EWMA : (span < PM_AD_EWMA_MAX ? span : PM_AD_EWMA_MAX);
   return 1.0 / ((double)n < memory ? (double)n : memory);
 }
+/* One team call measured (lock held): ``wall`` its time, ``work`` the caller's time in
+   pm_work less its dependency waits, ``ran`` of ``total`` chunks run by the caller; ``fresh``
+   when the call started worker threads or woke the ones a back-off parked (its time says
+   nothing about the team's steady state). */
 static void pm_ad_judge(long long wall, long long work, int ran, int total, int fresh) {
   const int valid = !fresh && ran > 0 && work > 0;
   if (fresh && !pm_ad_force) return;
