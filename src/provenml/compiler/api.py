@@ -21,7 +21,13 @@ from provenml.compiler.frontend import UnsupportedOp, trace
 from provenml.compiler.frontend.torch_fx import target_name
 from provenml.compiler.ir import Graph
 from provenml.compiler.runtime import CompiledGraph, Profile
-from provenml.compiler.tune import default_schedules, tune
+from provenml.compiler.tune import (
+    Contest,
+    default_schedules,
+    record_settled,
+    time_interleaved,
+    tune,
+)
 from provenml.errors import ProvenmlError
 
 
@@ -53,10 +59,14 @@ class CompileOptions:
     # the constants and the arena on 2 MiB transparent huge pages where they are 256 KiB or
     # more (Linux, madvise; runtime.block_zeros); never changes results
     huge_pages: bool = True
+    # time the tuner's near-tied candidates (within tune.TIE_MARGIN of each other alone) inside
+    # the whole graph at the build's thread count and keep the fastest there (settle_ties):
+    # choices that tie alone moved whole models by up to 17% (docs/compiler.md, *Stop 46*)
+    settle_ties: bool = True
 
     def __post_init__(self) -> None:
         flags = ("fusion", "memory_planning", "layout", "tuning", "tune_threads", "adaptive")
-        for flag in (*flags, "weight_prefetch", "huge_pages"):
+        for flag in (*flags, "weight_prefetch", "huge_pages", "settle_ties"):
             if not isinstance(getattr(self, flag), bool):
                 raise ProvenmlError(f"compile option {flag}= must be True or False")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
@@ -122,9 +132,14 @@ class Compiled:
 
 
 def optimize(
-    g: Graph, options: CompileOptions, log: list[str] | None = None
+    g: Graph,
+    options: CompileOptions,
+    log: list[str] | None = None,
+    overrides: dict[str, dict[str, int]] | None = None,
+    contests: dict[str, Contest] | None = None,
 ) -> list[tuple[str, Graph]]:
-    """Run the pass pipeline; returns (pass name, IR after it) for every stage."""
+    """Run the pass pipeline; returns (pass name, IR after it) for every stage. ``overrides``
+    and ``contests`` go to :func:`~provenml.compiler.tune.tune` (see :func:`settle_ties`)."""
     stages: list[tuple[str, Graph]] = [("frontend", g)]
 
     def run(name: str, fn: Callable[[Graph], Graph]) -> None:
@@ -146,6 +161,9 @@ def optimize(
                 log,
                 options.weight_prefetch,
                 balance_threads=options.threads if options.runtime == "pool" else 1,
+                settled_as=settled_as(options),
+                overrides=overrides,
+                contests=contests,
             ),
         )
     else:
@@ -175,17 +193,13 @@ def compile_graph(
     and, if more than one, guarded at run time (``CompiledGraph.guard_threads``)."""
     t0 = time.perf_counter()
     log: list[str] = []
-    stages = optimize(g, options, log)
+    contests: dict[str, Contest] = {}
+    stages = optimize(g, options, log, contests=contests)
+    settle = contests and options.settle_ties and example_inputs is not None
+    if settle and settle_ties(g, options, example_inputs, contests, log):
+        stages = optimize(g, options)  # the settled picks, from the tuning cache
     final = stages[-1][1]
-    program = lower(
-        final,
-        parallel_work=options.parallel_work,
-        runtime=options.runtime,
-        chunks=4 * options.threads,
-        weight_prefetch=options.weight_prefetch,
-    )
-    path, _ = build(program.source, cache=options.cache_dir)
-    cg = CompiledGraph(final, program, path, options.threads, options.huge_pages)
+    cg = _load(final, options)
     cg.set_adaptive(options.adaptive)
     if cg.is_pool and options.adaptive and options.threads > 1 and example_inputs is not None:
         scale = cg.calibrate_fallback(example_inputs)
@@ -212,6 +226,105 @@ def compile_graph(
             + f" -> {best}"
         )
     return Compiled(cg, stages, time.perf_counter() - t0, options, log, single_output)
+
+
+def settled_as(options: CompileOptions) -> str:
+    """The key under which the tuning cache keeps the picks settled in builds like these
+    (runtime and thread count, e.g. ``pool2``)."""
+    return f"{options.runtime}{options.threads}"
+
+
+def _load(final: Graph, options: CompileOptions) -> CompiledGraph:
+    """Lower, build (cached) and load an optimized graph."""
+    program = lower(
+        final,
+        parallel_work=options.parallel_work,
+        runtime=options.runtime,
+        chunks=4 * options.threads,
+        weight_prefetch=options.weight_prefetch,
+    )
+    path, _ = build(program.source, cache=options.cache_dir)
+    return CompiledGraph(final, program, path, options.threads, options.huge_pages)
+
+
+# a kernel whose fastest candidate takes less than this share of the graph's tuned kernels'
+# time alone is not settled in the graph (its choice cannot move the call by much)
+SETTLE_MIN_SHARE = 0.05
+SETTLE_ROUNDS = 15
+
+
+def settle_ties(
+    g: Graph,
+    options: CompileOptions,
+    inputs: Sequence[torch.Tensor],
+    contests: dict[str, Contest],
+    log: list[str] | None = None,
+    rounds: int = SETTLE_ROUNDS,
+    min_time: float = 0.01,
+) -> bool:
+    """Settle the tuner's near ties in the graph they run in (auto-tuning with the whole
+    program as the measure, survey Sec. 4.4.2); returns whether any pick moved.
+
+    The tuner times each kernel's candidates alone, where the fastest few often lie within
+    1-3% of each other; inside the graph, at the build's thread count, the same choices differ
+    by more (the operands' cache state, the split over the pool's threads): a 56x56 ResNet
+    stage ran 17% slower with the other of two candidates that tied alone (docs/compiler.md,
+    *Stop 44*). Coordinate by coordinate, the costliest kernel first, every tied candidate of a
+    signature is built into the whole graph (the other signatures at their picks so far) and
+    the builds are timed in ``rounds`` interleaved rounds (:func:`~provenml.compiler.tune.
+    time_interleaved`, every call run by the whole team: the adaptive fallback off; each
+    build's workers parked after its sample, :meth:`~provenml.compiler.runtime.CompiledGraph.
+    park_workers`); the
+    fastest median is kept and recorded in the tuning cache under :func:`settled_as`, so later
+    builds with that signature (the ablation builds, a rebuild) take it without timing.
+    Signatures with no tie, or whose fastest candidate is under :data:`SETTLE_MIN_SHARE` of
+    the contested kernels' summed time alone, are settled at their fastest-alone pick without
+    timing."""
+    total = sum(c.seconds * len(c.nodes) for c in contests.values())
+    picks: dict[str, dict[str, int]] = {}
+    builds: dict[str, CompiledGraph] = {}  # by generated source: a build is loaded once
+    moved = False
+    for key in sorted(contests, key=lambda k: -contests[k].seconds * len(contests[k].nodes)):
+        contest = contests[key]
+        share = contest.seconds * len(contest.nodes) / total
+        if len(contest.ties) == 1 or share < SETTLE_MIN_SHARE:
+            picks[key] = contest.ties[0]
+            continue
+        variants = []
+        for sched in contest.ties:
+            final = optimize(g, options, overrides={**picks, key: sched})[-1][1]
+            source = lower(
+                final,
+                parallel_work=options.parallel_work,
+                runtime=options.runtime,
+                chunks=4 * options.threads,
+                weight_prefetch=options.weight_prefetch,
+            ).source
+            if source not in builds:
+                cg = _load(final, options)
+                cg.set_adaptive(False)
+                builds[source] = cg
+            variants.append(builds[source])
+        seconds = time_interleaved(
+            [(cg, tuple(inputs)) for cg in variants],
+            rounds=rounds,
+            sample_time=min_time,
+            after_sample=[cg.park_workers for cg in variants],
+        )
+        best = int(np.argmin(seconds))
+        picks[key] = contest.ties[best]
+        moved = moved or best != 0
+        if log is not None:
+            log.append(
+                f"settled in the graph ({', '.join(contest.nodes)}): "
+                + ", ".join(
+                    f"{s['mr']}x{s['nr']} ku={s['ku']} vec={s.get('vec', 8)}: {t * 1e6:.1f} us"
+                    for s, t in zip(contest.ties, seconds, strict=True)
+                )
+                + f" -> {picks[key]}"
+            )
+    record_settled(options.cache_dir, picks, settled_as(options))
+    return moved
 
 
 def choose_threads(

@@ -204,6 +204,13 @@ class CompiledGraph:
         self.adaptive = bool(on)
         self.lib.pm_set_adaptive(int(self.adaptive))
 
+    def park_workers(self) -> None:
+        """Send the pool's idle workers to sleep now rather than after their few milliseconds
+        of spinning (pool runtime; no-op for OpenMP): between samples of builds timed against
+        each other, so one build's spinning workers do not take a core from the next's call."""
+        if hasattr(self.lib, "pm_pool_park"):
+            self.lib.pm_pool_park()
+
     def calibrate_fallback(
         self, inputs: Sequence[torch.Tensor], rounds: int = 5, min_time: float = 0.002
     ) -> float:

@@ -8,8 +8,11 @@ from __future__ import annotations
 import ctypes
 import heapq
 import json
+import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,8 +30,14 @@ PAGE = 4096  # bytes
 TUNABLE = ("dense", "matmul", "conv2d")
 # bumped whenever the generated matmul/conv kernels or the way they are timed change, so cached
 # choices are re-tuned (6: no weight-panel prefetch by default, stop 39; 7: candidates timed in
-# interleaved rounds on buffers at one placement, stop 44)
-KERNEL_VERSION = 7
+# interleaved rounds on buffers at one placement, stop 44; 8: entries keep the near-tied
+# candidates, settled in the graph, stop 46)
+KERNEL_VERSION = 8
+# candidates whose (balance-scaled) time alone is within this fraction of the fastest are a tie
+# that only the whole graph can settle (stop 44: choices within 3% alone moved the transformer
+# block by up to 5.5% and a 56x56 ResNet stage by 17%); at most MAX_TIES of them, fastest first
+TIE_MARGIN = 0.03
+MAX_TIES = 3
 # 512-bit tiles (mr, nr, ku) tried on AVX-512 build machines: mr * nr/16 zmm accumulators plus
 # nr/16 B vectors and a broadcast stay within the 32 zmm registers (8x32: 16 + 2 + 1, 12x32:
 # 24 + 2 + 1, 8x48: 24 + 3 + 1, 6x64: 24 + 4 + 1); 4x32 for kernels with few rows, 12x16 for
@@ -180,12 +189,18 @@ def time_interleaved(
     calls: Sequence[tuple[Any, tuple[Any, ...]]],
     rounds: int = TIMING_ROUNDS,
     sample_time: float = 0.002,
+    after_sample: Sequence[Any] | None = None,
 ) -> list[float]:
     """Median seconds per call of each ``(fn, args)``: one sample of every candidate in each of
     ``rounds`` rounds, in a shuffled order each round, so that drift in the machine's speed
     (frequency, a neighbour's load) hits every candidate alike instead of whichever was being
-    timed when it happened; the median drops the rounds a burst of noise slowed."""
-    counts = [_calls_per_sample(fn, args, sample_time) for fn, args in calls]
+    timed when it happened; the median drops the rounds a burst of noise slowed.
+    ``after_sample[i]()`` (when given) runs after each of candidate ``i``'s samples, untimed."""
+    counts = []
+    for i, (fn, args) in enumerate(calls):
+        counts.append(_calls_per_sample(fn, args, sample_time))
+        if after_sample is not None:
+            after_sample[i]()
     samples: list[list[float]] = [[] for _ in calls]
     order = list(range(len(calls)))
     rng = np.random.default_rng(0)
@@ -197,6 +212,8 @@ def time_interleaved(
             for _ in range(counts[i]):
                 fn(*args)
             samples[i].append((time.perf_counter() - t) / counts[i])
+            if after_sample is not None:
+                after_sample[i]()
     return [float(np.median(s)) for s in samples]
 
 
@@ -273,17 +290,69 @@ def tune_node(
     return best_schedule(g, node, timings, balance_threads), timings
 
 
-def best_schedule(
+def ranked_schedules(
     g: Graph, node: Any, timings: dict[str, float], balance_threads: int = 1
-) -> dict[str, int]:
-    """The candidate (JSON key of ``timings``) with the least time, a dense kernel's time
-    scaled by :func:`balance_factor` at ``balance_threads`` threads."""
+) -> list[tuple[dict[str, int], float]]:
+    """Every candidate (JSON key of ``timings``) with its score, least first: its time, a dense
+    kernel's scaled by :func:`balance_factor` at ``balance_threads`` threads."""
     scores = dict(timings)
     if balance_threads > 1 and anchor_of(node).op == "dense":
         for key in scores:
             work = dense_tile_work(node, g, json.loads(key))
             scores[key] *= balance_factor(work, balance_threads)
-    return dict(json.loads(min(scores, key=scores.__getitem__)))
+    return [(dict(json.loads(k)), scores[k]) for k in sorted(scores, key=scores.__getitem__)]
+
+
+def best_schedule(
+    g: Graph, node: Any, timings: dict[str, float], balance_threads: int = 1
+) -> dict[str, int]:
+    """The candidate (JSON key of ``timings``) with the least time, a dense kernel's time
+    scaled by :func:`balance_factor` at ``balance_threads`` threads."""
+    return ranked_schedules(g, node, timings, balance_threads)[0][0]
+
+
+def near_ties(ranked: Sequence[tuple[dict[str, int], float]]) -> list[dict[str, int]]:
+    """The candidates of ``ranked`` (:func:`ranked_schedules`) whose score is within
+    :data:`TIE_MARGIN` of the fastest, at most :data:`MAX_TIES`, fastest first."""
+    limit = ranked[0][1] * (1 + TIE_MARGIN)
+    return [sched for sched, score in ranked[:MAX_TIES] if score <= limit]
+
+
+@dataclass
+class Contest:
+    """A tuned kernel signature whose near-tied candidates are not yet settled in the graph:
+    ``ties`` (fastest alone first), the fastest one's time alone, and the nodes that share it."""
+
+    ties: list[dict[str, int]]
+    seconds: float
+    nodes: list[str] = field(default_factory=list)
+
+
+def _tuning_db(cache: Any) -> tuple[Path, dict[str, Any]]:
+    db_path = cache_dir(cache) / "tuning.json"
+    try:
+        db = json.loads(db_path.read_text()) if db_path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        db = {}
+    return db_path, db
+
+
+def _write_db(db_path: Path, db: dict[str, Any]) -> None:
+    tmp = db_path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(db))
+    tmp.replace(db_path)
+
+
+def record_settled(cache: Any, picks: dict[str, dict[str, int]], settled_as: str) -> None:
+    """Store the candidates the whole graph chose (:func:`provenml.compiler.api.settle_ties`)
+    for kernel signatures (keys of the tuning cache) under ``settled_as`` (runtime and thread
+    count): :func:`tune` then gives them to every build with that signature, as it gives the
+    fastest-alone candidate to the rest."""
+    db_path, db = _tuning_db(cache)
+    for key, sched in picks.items():
+        if key in db:
+            db[key].setdefault("settled", {})[settled_as] = dict(sched)
+    _write_db(db_path, db)
 
 
 def tune(
@@ -294,15 +363,19 @@ def tune(
     log: list[str] | None = None,
     weight_prefetch: bool = False,
     balance_threads: int = 1,
+    settled_as: str | None = None,
+    overrides: dict[str, dict[str, int]] | None = None,
+    contests: dict[str, Contest] | None = None,
 ) -> Graph:
     """Attach a tuned ``schedule`` to every matmul-like node (cached by kernel signature);
-    ``weight_prefetch`` and ``balance_threads`` as in :func:`tune_node`."""
+    ``weight_prefetch`` and ``balance_threads`` as in :func:`tune_node`.
+
+    A signature's schedule is, first found: ``overrides[key]``; the candidate the whole graph
+    chose for it under ``settled_as`` (:func:`record_settled`); the fastest alone. Signatures
+    not yet settled under ``settled_as`` are added to ``contests`` (when given), keyed by
+    signature, with their near-tied candidates (:func:`near_ties`; one when none ties)."""
     out = g.clone()
-    db_path = cache_dir(cache) / "tuning.json"
-    try:
-        db = json.loads(db_path.read_text()) if db_path.exists() else {}
-    except (OSError, json.JSONDecodeError):
-        db = {}
+    db_path, db = _tuning_db(cache)
     changed = False
     for n in out.nodes:
         if n.op not in TUNABLE or (n.op == "conv2d" and (n.attrs.get("depthwise") or not layout)):
@@ -312,22 +385,30 @@ def tune(
         key = _signature(out, n, layout, threads) + (":prefetch" if weight_prefetch else "")
         key += f":balance{balance_threads}" if balance_threads > 1 else ""
         if key not in db:
-            best, timings = tune_node(
-                out, n, layout, threads, cache, weight_prefetch, balance_threads
-            )
-            db[key] = best
+            _, timings = tune_node(out, n, layout, threads, cache, weight_prefetch, balance_threads)
+            ranked = ranked_schedules(out, n, timings, balance_threads)
+            db[key] = {"best": ranked[0][0], "ties": near_ties(ranked), "seconds": ranked[0][1]}
             changed = True
             if log is not None:
                 fastest, slowest = min(timings.values()), max(timings.values())
                 log.append(
-                    f"{n.name}: {best} {fastest * 1e6:.1f} us (slowest candidate "
-                    f"{slowest * 1e6:.1f} us, {len(timings)} tried)"
+                    f"{n.name}: {ranked[0][0]} {fastest * 1e6:.1f} us (slowest candidate "
+                    f"{slowest * 1e6:.1f} us, {len(timings)} tried, "
+                    f"{len(db[key]['ties'])} within {TIE_MARGIN:.0%})"
                 )
-        n.attrs["schedule"] = dict(db[key])
+        entry = db[key]
+        settled = entry.get("settled", {})
+        if overrides and key in overrides:
+            n.attrs["schedule"] = dict(overrides[key])
+        elif settled_as is not None and settled_as in settled:
+            n.attrs["schedule"] = dict(settled[settled_as])
+        else:
+            n.attrs["schedule"] = dict(entry["best"])
+            if contests is not None and settled_as is not None:
+                contest = contests.setdefault(key, Contest(entry["ties"], entry["seconds"]))
+                contest.nodes.append(n.name)
     if changed:
-        tmp = db_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(db))
-        tmp.replace(db_path)
+        _write_db(db_path, db)
     return out
 
 

@@ -313,6 +313,10 @@ static void pm_ad_begin_backoff(long long calls) {
   __atomic_store_n(&pm_park, 1, __ATOMIC_RELEASE);
   pm_cpu_snapshot();
 }
+/* Idle workers sleep now instead of spinning for a few milliseconds: called between the
+   samples of builds timed against each other in one process (api.settle_ties), so that one
+   build's spinning workers do not share a core with the next build's call. */
+void pm_pool_park(void) { __atomic_store_n(&pm_park, 1, __ATOMIC_RELEASE); }
 /* Test hook: 1 makes every ended back-off (and a fresh state's first call) find the other
    cores busy, -1 idle, 0 measures. */
 void pm_debug_force_busy(int busy) {
