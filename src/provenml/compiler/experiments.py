@@ -410,7 +410,7 @@ def case_summary(results: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     config=EndToEndConfig,
     time={
         "smoke": "20 s",
-        "small": "6.6 min measured (alone, idle, load 0.4-1.1; 1 seed, cold tuning cache)",
+        "small": "7.6 min measured (alone, idle, load 0.7-1.4; 1 seed, cold tuning cache)",
         "paper": "1 h on an idle 8-core CPU",
     },
     claims=(
