@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from provenml.compiler import passes as P
 from provenml.compiler.build import build
-from provenml.compiler.codegen import RUNTIMES, annotate_scratch, lower
+from provenml.compiler.codegen import RUNTIMES, Program, annotate_scratch, lower
 from provenml.compiler.frontend import UnsupportedOp, trace
 from provenml.compiler.frontend.torch_fx import target_name
 from provenml.compiler.ir import Graph
@@ -234,15 +234,20 @@ def settled_as(options: CompileOptions) -> str:
     return f"{options.runtime}{options.threads}"
 
 
-def _load(final: Graph, options: CompileOptions) -> CompiledGraph:
-    """Lower, build (cached) and load an optimized graph."""
-    program = lower(
+def _lower(final: Graph, options: CompileOptions) -> Program:
+    """Lower an optimized graph to C for ``options``' runtime and thread count."""
+    return lower(
         final,
         parallel_work=options.parallel_work,
         runtime=options.runtime,
         chunks=4 * options.threads,
         weight_prefetch=options.weight_prefetch,
     )
+
+
+def _load(final: Graph, options: CompileOptions, program: Program | None = None) -> CompiledGraph:
+    """Build (cached) and load an optimized graph (lowered here unless ``program`` is given)."""
+    program = program or _lower(final, options)
     path, _ = build(program.source, cache=options.cache_dir)
     return CompiledGraph(final, program, path, options.threads, options.huge_pages)
 
@@ -293,18 +298,12 @@ def settle_ties(
         variants = []
         for sched in contest.ties:
             final = optimize(g, options, overrides={**picks, key: sched})[-1][1]
-            source = lower(
-                final,
-                parallel_work=options.parallel_work,
-                runtime=options.runtime,
-                chunks=4 * options.threads,
-                weight_prefetch=options.weight_prefetch,
-            ).source
-            if source not in builds:
-                cg = _load(final, options)
+            program = _lower(final, options)
+            if program.source not in builds:
+                cg = _load(final, options, program)
                 cg.set_adaptive(False)
-                builds[source] = cg
-            variants.append(builds[source])
+                builds[program.source] = cg
+            variants.append(builds[program.source])
         seconds = time_interleaved(
             [(cg, tuple(inputs)) for cg in variants],
             rounds=rounds,
