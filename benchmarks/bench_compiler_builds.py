@@ -21,6 +21,17 @@ machine's speed cancels):
     .venv/bin/python benchmarks/bench_compiler_builds.py --case resnet_stage:3 --check rebuild
     .venv/bin/python benchmarks/bench_compiler_builds.py --case transformer:1 --check recycling
 
+* ``--check tunings`` (stop 46): ``--builds`` builds each tuned from an empty tuning cache with
+  the tuner's near ties settled inside the graph (``settle_ties=True``, the default) and as
+  many without (the fastest candidate alone, stop 44's rule), plus a rebuild from the first
+  build's cache (identical code and picks: the comparison's resolution). Prints each build's
+  picks and latency (team every call: the fallback off), and per rule the spread between its
+  builds. Before stop 46 the picks of ``resnet_stage:3`` changed from tuning to tuning and the
+  builds lay 15% apart.
+
+    .venv/bin/python benchmarks/bench_compiler_builds.py --case resnet_stage:3 --check tunings \
+        --builds 3 --min-time 0.2
+
 * ``--check recycling`` (stop 38): one build, called with its outputs recycled
   (``CompiledGraph.recycle_outputs``, the default for outputs of at most 4 MiB) and with a
   fresh ``torch.empty`` output every call, under two calling patterns: the result dropped at
@@ -36,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -53,9 +65,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--case", default="resnet:1", help="model:batch, e.g. resnet_stage:3")
     parser.add_argument(
-        "--check", choices=("rebuild", "memory-planning", "recycling"), default="rebuild"
+        "--check",
+        choices=("rebuild", "memory-planning", "recycling", "tunings"),
+        default="rebuild",
     )
-    parser.add_argument("--builds", type=int, default=4, help="builds for --check rebuild")
+    parser.add_argument(
+        "--builds", type=int, default=4, help="builds for --check rebuild, tunings per rule"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--min-time", type=float, default=0.02)
@@ -68,6 +84,9 @@ def main() -> None:
     builds: dict[str, Any] = {}
     if args.check == "recycling":
         recycling(model, x, args)
+        return
+    if args.check == "tunings":
+        tunings(model, x, args)
         return
     if args.check == "rebuild":
         for k in range(args.builds):
@@ -121,6 +140,59 @@ def main() -> None:
             print(f"{row.function[:34]:34s} {cells}")
         print(f"{'total work':34s} " + " ".join(f"{profiles[k].work_us:22.1f}" for k in keys))
         print(f"{'sum of spans':34s} " + " ".join(f"{profiles[k].span_us:22.1f}" for k in keys))
+    print("load average", tuple(round(v, 2) for v in os.getloadavg()))
+
+
+def _picks(build: Any) -> str:
+    """The tuned nodes' schedules, e.g. ``linear_6 8x32k4``, in graph order."""
+    tuned = dict(build.stages)["tune"].nodes
+    return ", ".join(
+        "{} {mr}x{nr}k{ku}".format(n.name, **n.attrs["schedule"])
+        for n in tuned
+        if "schedule" in n.attrs
+    )
+
+
+def tunings(model: torch.nn.Module, x: torch.Tensor, args: argparse.Namespace) -> None:
+    """Empty-cache tunings with and without settling ties in the graph, timed together."""
+    builds: dict[str, Any] = {}
+    first_cache = ""
+    for settle in (True, False):
+        for k in range(args.builds):
+            cache = tempfile.mkdtemp(prefix="pm_tunings_")
+            first_cache = first_cache or cache
+            builds[f"{'settled' if settle else 'alone'} {k}"] = pm_compile(
+                model,
+                (x,),
+                threads=args.threads,
+                tune_threads=False,
+                settle_ties=settle,
+                cache_dir=cache,
+            )
+    builds["settled 0 rebuilt"] = pm_compile(
+        model, (x,), threads=args.threads, tune_threads=False, cache_dir=first_cache
+    )
+    for build in builds.values():
+        build.graph.set_adaptive(False)  # the team runs every call, as settling times them
+    calls = {k: (lambda b=b: b(x)) for k, b in builds.items()}
+    with torch.no_grad():
+        rounds = interleaved_samples(calls, args.rounds, args.min_time)
+    medians = {k: float(np.median(v)) for k, v in rounds.items()}
+    print(f"{args.case}, --check tunings, {args.threads} threads, {args.rounds} rounds")
+    print(f"{'build':18s} {'median us':>10s} {'compile s':>10s}  picks")
+    for key, build in builds.items():
+        print(
+            f"{key:18s} {medians[key] * 1e6:10.1f} {build.compile_seconds:10.1f}  {_picks(build)}"
+        )
+    for rule in ("settled", "alone"):
+        own = [medians[f"{rule} {k}"] for k in range(args.builds)]
+        distinct = len({_picks(builds[f"{rule} {k}"]) for k in range(args.builds)})
+        print(
+            f"{rule}: {distinct} distinct pick sets of {args.builds}; slowest / fastest build "
+            f"{max(own) / min(own):.3f}; median {np.median(own) * 1e6:.1f} us"
+        )
+    same = medians["settled 0 rebuilt"] / medians["settled 0"]
+    print(f"identical code and picks (settled 0 rebuilt / settled 0): {same:.3f}")
     print("load average", tuple(round(v, 2) for v in os.getloadavg()))
 
 
