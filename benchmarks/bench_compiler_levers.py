@@ -199,8 +199,9 @@ def balance(model: torch.nn.Module, x: torch.Tensor, rounds: int) -> None:
         pc_tune.tune_node = tune_node
         try:
             with tempfile.TemporaryDirectory() as cache:
+                # no settling in the graph (stop 46): it would re-make both builds' choices
                 builds[key] = pm_compile(
-                    model, (x,), threads=2, tune_threads=False, cache_dir=cache
+                    model, (x,), threads=2, tune_threads=False, cache_dir=cache, settle_ties=False
                 )
         finally:
             pc_tune.tune_node = original

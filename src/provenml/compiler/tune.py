@@ -385,14 +385,16 @@ def tune(
         key = _signature(out, n, layout, threads) + (":prefetch" if weight_prefetch else "")
         key += f":balance{balance_threads}" if balance_threads > 1 else ""
         if key not in db:
-            _, timings = tune_node(out, n, layout, threads, cache, weight_prefetch, balance_threads)
+            best, timings = tune_node(
+                out, n, layout, threads, cache, weight_prefetch, balance_threads
+            )
             ranked = ranked_schedules(out, n, timings, balance_threads)
-            db[key] = {"best": ranked[0][0], "ties": near_ties(ranked), "seconds": ranked[0][1]}
+            db[key] = {"best": best, "ties": near_ties(ranked), "seconds": ranked[0][1]}
             changed = True
             if log is not None:
                 fastest, slowest = min(timings.values()), max(timings.values())
                 log.append(
-                    f"{n.name}: {ranked[0][0]} {fastest * 1e6:.1f} us (slowest candidate "
+                    f"{n.name}: {best} {fastest * 1e6:.1f} us (slowest candidate "
                     f"{slowest * 1e6:.1f} us, {len(timings)} tried, "
                     f"{len(db[key]['ties'])} within {TIE_MARGIN:.0%})"
                 )
