@@ -279,9 +279,9 @@ def settle_ties(
     the builds are timed in ``rounds`` interleaved rounds (:func:`~provenml.compiler.tune.
     time_interleaved`, every call run by the whole team: the adaptive fallback off; each
     build's workers parked after its sample, :meth:`~provenml.compiler.runtime.CompiledGraph.
-    park_workers`); the
-    fastest median is kept and recorded in the tuning cache under :func:`settled_as`, so later
-    builds with that signature (the ablation builds, a rebuild) take it without timing.
+    park_workers`); the fastest median is kept and recorded in the tuning cache under
+    :func:`settled_as`, so later builds with that signature (the ablation builds, a rebuild)
+    take it without timing.
     Signatures with no tie, or whose fastest candidate is under :data:`SETTLE_MIN_SHARE` of
     the contested kernels' summed time alone, are settled at their fastest-alone pick without
     timing."""
