@@ -270,7 +270,7 @@ def _summarize_gridworld(results: list[Result], ctx: RunContext) -> list[Table]:
     config=GridworldConfig,
     time={
         "smoke": "15 s",
-        "small": "7.1 min measured, idle (5 seeds x 5 agents, --jobs 2, load 1.9; stop 43)",
+        "small": "15.7 min measured, idle (5 seeds x 5 agents, --jobs 2, load 1.9-2.0; stop 47)",
         "paper": "hours per agent",
     },
     summarize=_summarize_gridworld,
@@ -387,7 +387,7 @@ def _summarize_ablations(results: list[Result], ctx: RunContext) -> None:
     config=AblationConfig,
     time={
         "smoke": "15 s",
-        "small": "6.1 min measured, idle (5 seeds x 4 agents, --jobs 2, load 0.9-2.0; stop 43)",
+        "small": "13.7 min measured, idle (5 seeds x 4 agents, --jobs 2, load 1.9-2.0; stop 47)",
         "paper": "hours",
     },
     summarize=_summarize_ablations,
@@ -478,7 +478,7 @@ def _merge_rates(cfg: SessionRateConfig, parts: list[Result], ctx: RunContext) -
     config=SessionRateConfig,
     time={
         "smoke": "20 s",
-        "small": "7.2 min measured, idle (5 seeds x 3 rates x 2 agents, --jobs 2, stop 43)",
+        "small": "17.5 min measured, idle (5 seeds x 3 rates x 2 agents, --jobs 2; stop 47)",
         "paper": "hours",
     },
     summarize=_summarize_rates,
@@ -574,7 +574,7 @@ def _summarize_reacher(results: list[Result], ctx: RunContext) -> None:
     config=ReacherConfig,
     time={
         "smoke": "15 s",
-        "small": "5.0 min measured, idle (5 seeds x 4 agents, --jobs 2, load 1.3-1.9; stop 43)",
+        "small": "11.2 min measured, idle (5 seeds x 4 agents, --jobs 2, load 1.7-2.1; stop 47)",
         "paper": "hours",
     },
     summarize=_summarize_reacher,
