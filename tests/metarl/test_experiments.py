@@ -107,6 +107,23 @@ def test_acting_on_belief_counts_seeds_above_the_midpoint() -> None:
     assert rows["dynamite"][1:4] == [2, 3, pytest.approx(2 / 3)]
 
 
+@pytest.mark.parametrize("name", ["metarl.gridworld", "metarl.ablations"])
+def test_result_files_count_the_seeds_that_act_on_the_belief(name: str) -> None:
+    """Issue 22 item 4, for every agent of the grid-world experiments: the result file's
+    table counts, per agent, the seeds whose return is above the scripted midpoint."""
+    run_dir = smoke_run(name).run_dir
+    result = json.loads((run_dir / "result.json").read_text())
+    (table,) = [t for t in result["tables"] if t["title"].startswith("seeds that act")]
+    seeds = [json.loads(p.read_text()) for p in sorted(run_dir.glob("seed-*/result.json"))]
+    scripted = seeds[0]["data"]["scripted"]
+    midpoint = (scripted["sit_nearest"] + scripted["infer_and_switch"]) / 2
+    rows = {row[0]: row for row in table["rows"]}
+    assert set(rows) == set(seeds[0]["data"]["runs"])
+    for agent, row in rows.items():
+        returns = [s["data"]["runs"][agent]["return"] for s in seeds]
+        assert row[1:3] == [sum(r > midpoint for r in returns), len(returns)]
+
+
 @pytest.mark.parametrize(
     ("gap_at_zero", "verdict"), [(-12.5, "fails"), (1.5, "holds"), (2.5, "fails")]
 )

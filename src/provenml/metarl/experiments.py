@@ -340,10 +340,7 @@ def _gridworld_result(
         )
     summary = _summary(runs)
     summary["oracle_gap_closed/dynamite"] = closed
-    options = evaluation_options(
-        cfg.env, cfg.eval_episodes, cfg.session_end_prob, cfg.eval_seed, cfg.goal_layout
-    )
-    scripted = scripted_gridworld_returns(options, cfg.session_end_prob)
+    scripted = _scripted_returns(cfg)
     summary.update({f"scripted_return/{k}": v for k, v in scripted.items()})
     return Result(
         claims=claims,
@@ -373,8 +370,9 @@ class AblationConfig(MetaRLConfig):
     presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": _SMOKE, "paper": _PAPER}
 
 
-def _summarize_ablations(results: list[Result], ctx: RunContext) -> None:
+def _summarize_ablations(results: list[Result], ctx: RunContext) -> list[Table]:
     _plot_curves(ctx, [r.data["runs"] for r in results], "DynaMITE-RL ablations")
+    return [acting_on_belief_table([r.data["runs"] for r in results], results[0].data["scripted"])]
 
 
 @experiment(
@@ -392,17 +390,29 @@ def _summarize_ablations(results: list[Result], ctx: RunContext) -> None:
     },
     summarize=_summarize_ablations,
     parts=_agent_parts(("dynamite", *ABLATIONS)),
-    merge=lambda cfg, parts, ctx: _ablation_result(_merged_runs(cfg.agents, parts), ctx),
+    merge=lambda cfg, parts, ctx: _ablation_result(cfg, _merged_runs(cfg.agents, parts), ctx),
 )
 def ablations(cfg: AblationConfig, ctx: RunContext) -> Result:
     _check_agents(cfg.agents, ("dynamite", *ABLATIONS))
-    return _ablation_result(_train_and_evaluate(cfg, ctx, cfg.agents), ctx)
+    return _ablation_result(cfg, _train_and_evaluate(cfg, ctx, cfg.agents), ctx)
 
 
-def _ablation_result(runs: dict[str, dict[str, Any]], ctx: RunContext) -> Result:
+def _scripted_returns(cfg: MetaRLConfig) -> dict[str, float]:
+    """The scripted grid-world references on the experiment's fixed evaluation episodes."""
+    options = evaluation_options(
+        cfg.env, cfg.eval_episodes, cfg.session_end_prob, cfg.eval_seed, cfg.goal_layout
+    )
+    return scripted_gridworld_returns(options, cfg.session_end_prob)
+
+
+def _ablation_result(
+    cfg: AblationConfig, runs: dict[str, dict[str, Any]], ctx: RunContext
+) -> Result:
     _plot_curves(ctx, [runs], "DynaMITE-RL ablations")
+    # the references of the acting-on-the-belief table (issue 22, item 4), as in the grid world
+    scripted = _scripted_returns(cfg)
     if set(runs) != {"dynamite", *ABLATIONS}:  # a part: no claim
-        return Result(summary=_summary(runs), data={"runs": runs})
+        return Result(summary=_summary(runs), data={"runs": runs, "scripted": scripted})
     claims = [
         Claim(
             key="ablations_worse",
@@ -414,7 +424,7 @@ def _ablation_result(runs: dict[str, dict[str, Any]], ctx: RunContext) -> Result
             comparison=">",
         )
     ]
-    return Result(claims=claims, summary=_summary(runs), data={"runs": runs})
+    return Result(claims=claims, summary=_summary(runs), data={"runs": runs, "scripted": scripted})
 
 
 # ----------------------------------------------------------------------------------------------
