@@ -124,6 +124,21 @@ def test_result_files_count_the_seeds_that_act_on_the_belief(name: str) -> None:
         assert row[1:3] == [sum(r > midpoint for r in returns), len(returns)]
 
 
+def test_ablations_on_the_reacher_run_without_the_grid_worlds_table(tmp_path: Path) -> None:
+    """The acting table needs the grid world's scripted policies; elsewhere it is left out."""
+    run_dir = run_experiment(
+        get_experiment("metarl.ablations"),
+        scale="smoke",
+        seeds=[0],
+        out_root=tmp_path,
+        device="cpu",
+        overrides={"env": "reacher", "latent_dim": 4},
+    )
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "complete" and result["tables"] == []
+    assert [c["key"] for c in result["claims"]] == ["ablations_worse"]
+
+
 @pytest.mark.parametrize(
     ("gap_at_zero", "verdict"), [(-12.5, "fails"), (1.5, "holds"), (2.5, "fails")]
 )
