@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -22,16 +23,21 @@ def test_smoke_runs_draw_their_plots(name: str) -> None:
     assert list(smoke_run(name).run_dir.glob("*.png"))
 
 
-def test_gridworld_agent_subset_keeps_matching_claims(tmp_path: Path) -> None:
+def _smoke_result(name: str, out_root: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The result file of a one-seed smoke run of ``name`` with ``--set`` overrides."""
     run_dir = run_experiment(
-        get_experiment("metarl.gridworld"),
+        get_experiment(name),
         scale="smoke",
         seeds=[0],
-        out_root=tmp_path,
+        out_root=out_root,
         device="cpu",
-        overrides={"agents": "varibad,dynamite"},
+        overrides=overrides,
     )
-    result = json.loads((run_dir / "result.json").read_text())
+    return json.loads((run_dir / "result.json").read_text())
+
+
+def test_gridworld_agent_subset_keeps_matching_claims(tmp_path: Path) -> None:
+    result = _smoke_result("metarl.gridworld", tmp_path, {"agents": "varibad,dynamite"})
     assert {c["key"] for c in result["claims"]} == {"beats_varibad"}
 
 
@@ -126,15 +132,7 @@ def test_result_files_count_the_seeds_that_act_on_the_belief(name: str) -> None:
 
 def test_ablations_on_the_reacher_run_without_the_grid_worlds_table(tmp_path: Path) -> None:
     """The acting table needs the grid world's scripted policies; elsewhere it is left out."""
-    run_dir = run_experiment(
-        get_experiment("metarl.ablations"),
-        scale="smoke",
-        seeds=[0],
-        out_root=tmp_path,
-        device="cpu",
-        overrides={"env": "reacher", "latent_dim": 4},
-    )
-    result = json.loads((run_dir / "result.json").read_text())
+    result = _smoke_result("metarl.ablations", tmp_path, {"env": "reacher", "latent_dim": 4})
     assert result["status"] == "complete" and result["tables"] == []
     assert [c["key"] for c in result["claims"]] == ["ablations_worse"]
 
