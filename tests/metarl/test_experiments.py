@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from provenml.core import ProvenmlError, get_experiment, run_experiment
+from provenml.core.claims import Claim
 from provenml.core.testing import smoke_run
 
 
@@ -137,29 +138,54 @@ def test_ablations_on_the_reacher_run_without_the_grid_worlds_table(tmp_path: Pa
     assert [c["key"] for c in result["claims"]] == ["ablations_worse"]
 
 
+def _rate_claims(
+    tmp_path: Path, gaps_at_zero: list[float], gaps_inside: list[float]
+) -> dict[str, Claim]:
+    """``metarl.session_rate``'s claims over one seed per gap, combined as the harness does."""
+    from provenml.core.run import RunContext
+    from provenml.metarl.experiments import SessionRateConfig, _rate_result
+
+    cfg = SessionRateConfig(rates=(0.0, 0.07, 1.0))
+    per_seed: dict[str, list[tuple[int, Claim]]] = {}
+    for seed, (zero, inside) in enumerate(zip(gaps_at_zero, gaps_inside, strict=True)):
+        noise = 0.1 * seed  # the seeds' returns differ a little, as trained agents' do
+        runs = {
+            "0.0": {"varibad": {"return": 50.0 + noise}, "dynamite": {"return": 50.0 + zero}},
+            "0.07": {"varibad": {"return": 30.0}, "dynamite": {"return": 30.0 + inside}},
+            "1.0": {"varibad": {"return": 20.0}, "dynamite": {"return": 20.0 + noise}},
+        }
+        run_dir = tmp_path / f"seed-{seed}"
+        run_dir.mkdir(parents=True)
+        ctx = RunContext(run_dir, seed=seed, device=torch.device("cpu"), scale="smoke")
+        for claim in _rate_result(cfg, runs, ctx).claims:
+            per_seed.setdefault(claim.key, []).append((seed, claim))
+        ctx.close()
+    return {key: Claim.combine(claims) for key, claims in per_seed.items()}
+
+
 @pytest.mark.parametrize(
-    ("gap_at_zero", "verdict"), [(-12.5, "fails"), (1.5, "holds"), (2.5, "fails")]
+    ("gap_at_zero", "verdict"), [(-12.5, "fails"), (1.2, "holds"), (2.5, "fails")]
 )
 def test_gap_vanishes_at_zero_is_two_sided(
     gap_at_zero: float, verdict: str, tmp_path: Path
 ) -> None:
     """Issue 27 item 4: a DynaMITE-RL far below VariBAD at p = 0 no longer passes."""
-    from provenml.core.run import RunContext
-    from provenml.metarl.experiments import SessionRateConfig, _rate_result
-
-    cfg = SessionRateConfig(rates=(0.0, 0.07, 1.0))
-    runs = {
-        "0.0": {"varibad": {"return": 50.0}, "dynamite": {"return": 50.0 + gap_at_zero}},
-        "0.07": {"varibad": {"return": 30.0}, "dynamite": {"return": 40.0}},
-        "1.0": {"varibad": {"return": 20.0}, "dynamite": {"return": 20.0}},
-    }
-    ctx = RunContext(tmp_path, seed=0, device=torch.device("cpu"), scale="smoke")
-    result = _rate_result(cfg, runs, ctx)
-    ctx.close()
-    claims = {c.key: c for c in result.claims}
+    claims = _rate_claims(tmp_path, [gap_at_zero + d for d in (0.0, 0.2, -0.2)], [10, 11, 9])
     assert claims["gap_vanishes_at_zero"].verdict == verdict
     # the other half of the old claim is judged separately: the gap at 0.07 (10) is the largest
     assert claims["gap_peaks_inside"].verdict == "holds"
+
+
+def test_session_rate_claims_need_more_than_a_lead_on_the_means(tmp_path: Path) -> None:
+    """Issue 22 (stop 48): the rate claims are Welch tests over seeds. A mean gap at 0.07 above
+    the gaps at 0 and 1, carried by one seed of five (the stop-47 pattern), fails; and one
+    seed alone decides nothing."""
+    spread = _rate_claims(tmp_path / "a", [0.0] * 5, [3.2, 0.0, 0.8, -1.4, 0.3])
+    assert spread["gap_peaks_inside"].verdict == "fails"
+    assert spread["gap_peaks_inside"].p_values["gap at p=0.0"] > 0.05
+    one_seed = _rate_claims(tmp_path / "b", [0.0], [10.0])
+    assert one_seed["gap_peaks_inside"].verdict == "inconclusive"
+    assert one_seed["gap_vanishes_at_zero"].verdict == "inconclusive"
 
 
 def test_run_policy_is_declared_on_the_experiments() -> None:

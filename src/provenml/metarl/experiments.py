@@ -313,13 +313,15 @@ def _gridworld_result(
                 key="approaches_oracle",
                 statement=(
                     "DynaMITE-RL approaches the oracle: it closes at least "
-                    f"{APPROACH_ORACLE:.0%} of the memoryless-to-oracle return gap"
+                    f"{APPROACH_ORACLE:.0%} of the memoryless-to-oracle return gap "
+                    "(one-sample t-test over seeds, p <= 0.05)"
                 ),
                 metric="(DynaMITE - memoryless) / (oracle - memoryless) return",
                 ours_label="DynaMITE-RL",
                 ours=closed,
                 baselines={"target": APPROACH_ORACLE},
                 comparison=">=",
+                test="paired",  # against a constant: a one-sample t-test of closed - target
             )
         )
     if {"dynamite", "varibad", "rl2"} <= set(runs):
@@ -327,7 +329,7 @@ def _gridworld_result(
             Claim(
                 key="refinds_goal_faster",
                 statement="VariBAD and RL2 take more steps than DynaMITE-RL to re-find the paying "
-                "goal after a switch",
+                "goal after a switch (Welch, p <= 0.05 against each)",
                 metric="steps from a switch to the first +1 (censored at the session's end)",
                 ours_label="DynaMITE-RL",
                 ours=runs["dynamite"]["steps_to_goal"],
@@ -336,6 +338,7 @@ def _gridworld_result(
                     "RL2": runs["rl2"]["steps_to_goal"],
                 },
                 comparison="<",
+                test="welch",
             )
         )
     summary = _summary(runs)
@@ -421,12 +424,14 @@ def _ablation_result(
     claims = [
         Claim(
             key="ablations_worse",
-            statement="every ablation's mean evaluation return is below DynaMITE-RL's",
+            statement="every ablation's mean evaluation return is below DynaMITE-RL's "
+            "(Welch, p <= 0.05 against each)",
             metric="return per episode on the fixed evaluation episodes",
             ours_label="DynaMITE-RL",
             ours=runs["dynamite"]["return"],
             baselines={LABELS[a]: runs[a]["return"] for a in ABLATIONS},
             comparison=">",
+            test="welch",
         )
     ]
     return Result(claims=claims, summary=_summary(runs), data=data)
@@ -530,25 +535,28 @@ def _rate_result(cfg: SessionRateConfig, runs: dict[str, Any], ctx: RunContext) 
                 key="gap_vanishes_at_zero",
                 statement="with no session changes (p=0) DynaMITE-RL and VariBAD return the same "
                 f"within {GAP_AT_ZERO_MARGIN:g} points per episode (|gap at p=0| <= "
-                f"{GAP_AT_ZERO_MARGIN:g})",
+                f"{GAP_AT_ZERO_MARGIN:g}; two one-sided Welch tests, p <= 0.05)",
                 metric="return per episode on the fixed p=0 evaluation episodes",
                 ours_label="DynaMITE-RL at p=0",
                 ours=zero["dynamite"]["return"],
                 baselines={"VariBAD at p=0": zero["varibad"]["return"]},
                 comparison="within",
                 margin=GAP_AT_ZERO_MARGIN,
+                test="welch",  # two one-sided Welch tests (TOST)
             )
         )
     claims.append(
         Claim(
             key="gap_peaks_inside",
             statement=f"the return gap DynaMITE-RL - VariBAD at p={mid} exceeds the gaps at "
-            f"p={lo} (no switches) and p={hi} (a new latent every step)",
+            f"p={lo} (no switches) and p={hi} (a new latent every step) (Welch over seeds, "
+            "p <= 0.05 against each)",
             metric="DynaMITE-RL return - VariBAD return",
             ours_label=f"gap at p={mid}",
             ours=gap[mid],
             baselines={f"gap at p={lo}": gap[lo], f"gap at p={hi}": gap[hi]},
             comparison=">",
+            test="welch",
         )
     )
     summary = {f"gap/p={p}": g for p, g in gap.items()}
