@@ -312,3 +312,20 @@ def test_tasks_follow_the_device() -> None:
     scorer = task.scorer(8).to(torch.device("meta"))
     losses = task.loss_fn(scorer, task.pool.tensors)
     assert losses.device.type == "meta" and losses.shape == (512,)
+
+
+def test_flops_are_counted_on_the_models_device_when_the_task_is_elsewhere() -> None:
+    """`--device cuda` (stop 48, on an H200): the experiments count the FLOPs of the learner's
+    CPU initialisation against a task already on the GPU, which crashed every selection
+    experiment. The batch now follows the model; the meta device stands in for the GPU here."""
+    task = toy_task()
+    expected = task.flops_per_example(task.learner())
+    assert expected == 2 * (6 * 32 + 32 * 4)
+    assert task.flops_per_example(task.learner().to("meta")) == expected
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_flops_of_a_cpu_model_against_a_task_on_the_gpu() -> None:
+    task = toy_task()
+    on_gpu = task.to(torch.device("cuda"))
+    assert on_gpu.flops_per_example(task.learner()) == task.flops_per_example(task.learner())

@@ -132,3 +132,16 @@ def test_antialiasing_keeps_fine_stripes_from_aliasing() -> None:
     assert float(plain[0].std()) > 0.2  # aliased: the 4x downscale keeps strong false bars
     assert float(filtered[0].std()) < 0.02  # filtered: close to the mean grey
     assert torch.equal(smoothed[1], images[1])  # not a downscale for the 16 px box: untouched
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_overlap_of_a_cpu_correspondence_with_boxes_on_the_gpu() -> None:
+    """`--device cuda` (stop 48, on an H200): pre-training augments on the GPU, so the crop
+    boxes live there while the logged correspondence had been moved to the CPU."""
+    boxes = CropBoxes(
+        torch.tensor([[0.0, 0.0, 32.0, 32.0], [8.0, 8.0, 24.0, 24.0]]), torch.tensor([False, True])
+    )
+    identity = torch.arange(16).expand(2, -1)
+    on_gpu = CropBoxes(boxes.boxes.cuda(), boxes.flipped.cuda())
+    expected = correspondence_overlap(identity, boxes, boxes, (4, 4), (4, 4))
+    assert correspondence_overlap(identity, on_gpu, on_gpu, (4, 4), (4, 4)) == expected

@@ -86,8 +86,12 @@ class SelectionTask:
 
     def flops_per_example(self, model: nn.Module) -> float:
         """Forward FLOPs of ``model`` per pool example, measured with the harness's counter
-        (:func:`provenml.core.count_flops`) on 8 pool examples."""
+        (:func:`provenml.core.count_flops`) on 8 pool examples, moved to the model's device
+        (a learner's CPU initialisation is counted against a task already on the GPU)."""
         batch = take(self.pool.tensors, torch.arange(8, device=self.pool.tensors[0].device))
+        device = next((t.device for t in [*model.parameters(), *model.buffers()]), None)
+        if device is not None:
+            batch = to_device(batch, device)
         with torch.no_grad():
             _, flops = count_flops(self.loss_fn, model, batch)
         return flops / 8

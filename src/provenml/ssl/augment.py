@@ -348,7 +348,9 @@ def correspondence_overlap(
     cells that overlap at least one key cell count. Returns ``(matched, chance)``: the fraction
     whose matched key cell overlaps them, and the expected fraction for a key cell drawn
     uniformly at random (the share of key cells that overlap each query cell, averaged).
+    The boxes' device is used (views augmented on a GPU have their boxes there).
     """
+    correspondence = correspondence.to(boxes_q.boxes.device)
     cells_q = cell_boxes(boxes_q, grid_q)  # (B, Q, 4)
     cells_k = cell_boxes(boxes_k, grid_k)  # (B, K, 4)
     overlap_w = torch.minimum(cells_q[..., None, 2], cells_k[:, None, :, 2]) - torch.maximum(
