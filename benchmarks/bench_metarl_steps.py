@@ -228,6 +228,11 @@ def main() -> None:
         f"baseline {args.baseline}; {args.num_envs} envs, {args.iterations} iterations, "
         f"best of {args.repeats}; env steps per CPU second"
     )
+    import torch  # the workers import their own; here only for the CPU capability
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    default = "the C kernels" if capability.upper().startswith("AVX512") else "PyTorch"
+    print(f"CPU capability {capability}: by default training uses {default} (hand_kernels_enabled)")
     print(f"single gymnasium.Env loop (anchor): {anchor:,.0f}")
     print(f"SessionGridWorldVec, {args.num_envs} envs: {grid:,.0f} ({grid / anchor:.1f}x anchor)")
     header = f"{'PPO training':<16} {'old':>9} {'new':>9} {'old x':>7} {'new x':>7} {'new/old':>8}"

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# The hand-written C kernels of S2 and provenml.rl run by default only on AVX-512 CPUs (where
+# they are the faster path); the tests check them against PyTorch on every CPU.
+os.environ.setdefault("PROVENML_NATIVE", "1")
+
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 

@@ -112,3 +112,34 @@ def test_gcn_concatenates_layers() -> None:
     layers = encoder.layer_embeddings(x, EDGES)
     assert encoder.out_dim == 12 and len(layers) == 3
     assert torch.equal(encoder(x, EDGES), torch.cat(layers, dim=-1))
+
+
+@pytest.mark.parametrize(
+    ("setting", "capability", "expected"),
+    [
+        (None, "AVX512", True),
+        (None, "AVX2", False),
+        ("auto", "DEFAULT", False),
+        ("0", "AVX512", False),
+        ("1", "AVX2", True),
+        ("on", "AVX2", True),
+    ],
+)
+def test_hand_kernels_run_by_default_only_where_they_are_the_faster_path(
+    setting: str | None, capability: str, expected: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stop 48: on an AVX2 AMD EPYC the kernels made a training iteration 2x slower than
+    PyTorch, so unset they follow PyTorch's CPU capability; PROVENML_NATIVE forces either way."""
+    from provenml.metarl.native import native_recurrence_available
+    from provenml.nn.native import hand_kernels_enabled
+    from provenml.rl import ActorCritic, native_ppo_available
+
+    if setting is None:
+        monkeypatch.delenv("PROVENML_NATIVE", raising=False)
+    else:
+        monkeypatch.setenv("PROVENML_NATIVE", setting)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    assert hand_kernels_enabled() is expected
+    like = torch.zeros(1)
+    assert native_ppo_available(ActorCritic(6, 3, True, 64), like) is expected
+    assert native_recurrence_available(like, 64) is expected

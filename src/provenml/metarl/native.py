@@ -12,16 +12,17 @@ pass over the gates. The weight gradients stay large PyTorch products over all s
 
 The kernel is compiled once per machine with the system's C compiler
 (:mod:`provenml.nn.native`, cached under ``provenml.core.cache_dir("native")``) and used for
-float32 CPU tensors whose hidden size is a multiple of 16. Elsewhere, with
-``PROVENML_NATIVE=0``, or where no C compiler runs (one warning), the encoder keeps the
-PyTorch recurrence; ``tests/metarl/test_recurrence.py`` checks that the two agree.
+float32 CPU tensors whose hidden size is a multiple of 16, where
+:func:`provenml.nn.native.hand_kernels_enabled` says so (AVX-512 CPUs, or
+``PROVENML_NATIVE=1``). Elsewhere, with ``PROVENML_NATIVE=0``, or where no C compiler runs
+(one warning), the encoder keeps the PyTorch recurrence; ``tests/metarl/test_recurrence.py``
+checks that the two agree.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import os
 import warnings
 from typing import Any, NamedTuple
 
@@ -30,7 +31,7 @@ from torch.autograd.function import once_differentiable
 
 from provenml.core.cache import cache_dir
 from provenml.errors import ProvenmlError
-from provenml.nn.native import MATMUL_C, build_library
+from provenml.nn.native import MATMUL_C, build_library, hand_kernels_enabled
 from provenml.nn.native import data_pointer as _ptr
 
 VECTOR_FLOATS = 16  # the kernel's register tile is 16 floats wide: hidden % 16 == 0
@@ -297,9 +298,9 @@ def _library() -> ctypes.CDLL | None:
 def native_recurrence_available(like: torch.Tensor, hidden: int) -> bool:
     """Whether :class:`NativeRecurrence` can run a recurrence of ``hidden`` units on tensors
     like ``like`` (float32 on the CPU, ``hidden`` a multiple of 16, a C compiler, and not
-    switched off with ``PROVENML_NATIVE=0``)."""
+    switched off: :func:`~provenml.nn.native.hand_kernels_enabled`)."""
     return (
-        os.environ.get("PROVENML_NATIVE", "1") != "0"
+        hand_kernels_enabled()
         and like.dtype == torch.float32
         and like.device.type == "cpu"
         and hidden % VECTOR_FLOATS == 0

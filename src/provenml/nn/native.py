@@ -35,6 +35,31 @@ LINK_FLAGS = ("-shared", "-fopenmp")
 LIBS = ("-lmvec", "-lm")
 
 
+#: What ``PROVENML_NATIVE`` may say about the hand-written kernels of S2 and ``provenml.rl``.
+NATIVE_SWITCH = "PROVENML_NATIVE"
+
+
+def hand_kernels_enabled() -> bool:
+    """Whether the hand-written C kernels (the belief recurrence of S2, the PPO minibatch and
+    acting steps of ``provenml.rl``) should run instead of their PyTorch code.
+
+    ``PROVENML_NATIVE=0`` turns them off and ``=1`` on. Unset (or ``auto``), they run where
+    PyTorch's CPU dispatch reports AVX-512 (``torch.backends.cpu.get_cpu_capability()``): their
+    register tiles were written and measured there (2.2-2.8x a training iteration on a 2-core
+    AVX-512 Xeon), while on a 2-core AVX2 AMD EPYC the same kernels made an iteration 2x
+    slower than PyTorch's MKL products (stop 48; ``benchmarks/bench_metarl_steps.py``). Both
+    paths compute the same maths; the switch only picks the faster one.
+    """
+    setting = os.environ.get(NATIVE_SWITCH, "auto").strip().lower()
+    if setting in ("0", "off", "false"):
+        return False
+    if setting in ("1", "on", "true"):
+        return True
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512")
+
+
 def build_key(source: str, flags: tuple[str, ...] = FLAGS) -> str:
     """The cache key of a build: a hash of the source, the flags and the compiler."""
     text = source + "\0" + " ".join(flags) + "\0" + " ".join(LINK_FLAGS) + "\0" + CC
@@ -95,6 +120,15 @@ MATMUL_C = r"""
 
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 
+/* Column vectors per tile: 4 x 4 v16 accumulators fill 16 of AVX-512's 32 registers; with
+   16 AVX2 registers (a v16 takes two) the same tile spills to the stack on every k, so
+   narrower CPUs take one vector of columns per tile (4 accumulators, 8 registers). */
+#ifdef __AVX512F__
+#define PM_TILE_Q 4
+#else
+#define PM_TILE_Q 1
+#endif
+
 /* C[R x 16Q] (+)= A @ B[K x 16Q] (rows ldb apart), element (r, k) of A at A[r * sar + k * sak]:
    R x Q vector accumulators held in registers across the k loop. */
 static inline __attribute__((always_inline)) void tile(int R, int Q, int K, const float* A,
@@ -138,7 +172,7 @@ static inline __attribute__((always_inline)) void mm_strided(int M, int N, int K
                                                              int ldc, int acc_in) {
   for (int j = 0; j < N;) {
     const int left = (N - j) / 16;
-    const int Q = left >= 4 ? 4 : left;
+    const int Q = left >= PM_TILE_Q ? PM_TILE_Q : left;
     int i = 0;
     for (; i + 4 <= M; i += 4)
       tiles(4, Q, K, A + i * sar, sar, sak, B + j, ldb, C + i * ldc + j, ldc, acc_in);

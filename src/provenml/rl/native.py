@@ -23,16 +23,16 @@ per row and with ``g = dL/d log pi(a | x)``:
 * value: ``dL/dV = c_v (V - R) / N``.
 
 It runs on float32 CPU tensors with a hidden size that is a multiple of 16 and needs the
-system's C compiler (:mod:`provenml.nn.native`); elsewhere, or with ``PROVENML_NATIVE=0``,
-:func:`ppo_minibatch_loss` runs the PyTorch loss. ``tests/rl/test_native_ppo.py`` checks that
-the two agree.
+system's C compiler (:mod:`provenml.nn.native`), and runs where
+:func:`provenml.nn.native.hand_kernels_enabled` says so (AVX-512 CPUs, or
+``PROVENML_NATIVE=1``); elsewhere, or with ``PROVENML_NATIVE=0``, :func:`ppo_minibatch_loss`
+runs the PyTorch loss. ``tests/rl/test_native_ppo.py`` checks that the two agree.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import os
 import warnings
 from typing import Any, NamedTuple
 
@@ -42,7 +42,7 @@ from torch.autograd.function import once_differentiable
 
 from provenml.core.cache import cache_dir
 from provenml.errors import ProvenmlError
-from provenml.nn.native import MATMUL_C, build_library
+from provenml.nn.native import MATMUL_C, build_library, hand_kernels_enabled
 from provenml.nn.native import data_pointer as _ptr
 from provenml.rl.policies import ActorCritic, SigmoidTanh
 from provenml.rl.ppo import ppo_clip_loss
@@ -325,7 +325,7 @@ def _kernel_call(
     if native and layers is None:
         raise ProvenmlError(
             "the native PPO loss needs float32 CPU tensors, hidden % 16 == 0, the "
-            "ActorCritic's tanh MLPs and a C compiler (and PROVENML_NATIVE unset)"
+            "ActorCritic's tanh MLPs, a C compiler and an AVX-512 CPU or PROVENML_NATIVE=1"
         )
     if layers is None:
         return None
@@ -453,14 +453,14 @@ def _layers(net: nn.Module) -> list[nn.Linear] | None:
 def native_ppo_available(policy: ActorCritic, like: torch.Tensor) -> bool:
     """Whether the C kernel can compute ``policy``'s PPO loss on inputs like ``like``:
     float32 CPU tensors, the two ``in - H - H - out`` tanh MLPs with ``H % 16 == 0`` and at
-    most 64 actions, a C compiler, and ``PROVENML_NATIVE`` not ``0``."""
+    most 64 actions, a C compiler, and :func:`~provenml.nn.native.hand_kernels_enabled`."""
     return _native_layers(policy, like) is not None
 
 
 def _native_layers(policy: ActorCritic, like: torch.Tensor) -> list[nn.Linear] | None:
     """The kernel's six layers where it can run (see :func:`native_ppo_available`), else
     None."""
-    if os.environ.get("PROVENML_NATIVE", "1") == "0":
+    if not hand_kernels_enabled():
         return None
     layers = _kernel_layers(policy)
     if layers is None or like.dtype != torch.float32 or like.device.type != "cpu":
