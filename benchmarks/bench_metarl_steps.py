@@ -230,9 +230,11 @@ def main() -> None:
     )
     import torch  # the workers import their own; here only for the CPU capability
 
+    from provenml.nn.native import hand_kernels_enabled
+
     capability = torch.backends.cpu.get_cpu_capability()
-    default = "the C kernels" if capability.upper().startswith("AVX512") else "PyTorch"
-    print(f"CPU capability {capability}: by default training uses {default} (hand_kernels_enabled)")
+    default = "the C kernels" if hand_kernels_enabled() else "PyTorch"
+    print(f"CPU capability {capability}: training here uses {default} (hand_kernels_enabled)")
     print(f"single gymnasium.Env loop (anchor): {anchor:,.0f}")
     print(f"SessionGridWorldVec, {args.num_envs} envs: {grid:,.0f} ({grid / anchor:.1f}x anchor)")
     header = f"{'PPO training':<16} {'old':>9} {'new':>9} {'old x':>7} {'new x':>7} {'new/old':>8}"

@@ -11,6 +11,7 @@ encoder is built or a pool is called::
 """
 
 from provenml.nn.bytelm import ByteNGramMLP, ByteTransformer
+from provenml.nn.device import module_device
 from provenml.nn.gnn import GCNEncoder, GINEncoder
 from provenml.nn.mlp import mlp
 from provenml.nn.pooling import POOLS, Pool, mean_pool, pool, sum_pool
@@ -24,6 +25,7 @@ __all__ = [
     "Pool",
     "mean_pool",
     "mlp",
+    "module_device",
     "pool",
     "sum_pool",
 ]

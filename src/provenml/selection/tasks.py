@@ -25,7 +25,7 @@ from torch.utils.data import TensorDataset
 
 from provenml.core import count_flops
 from provenml.errors import ProvenmlError
-from provenml.nn import ByteTransformer, mlp
+from provenml.nn import ByteTransformer, mlp, module_device
 from provenml.selection.batches import Batch, take, to_device
 from provenml.selection.data import mnist1d_splits, symmetric_label_noise
 from provenml.selection.images import digit_splits, small_cnn
@@ -89,9 +89,7 @@ class SelectionTask:
         (:func:`provenml.core.count_flops`) on 8 pool examples, moved to the model's device
         (a learner's CPU initialisation is counted against a task already on the GPU)."""
         batch = take(self.pool.tensors, torch.arange(8, device=self.pool.tensors[0].device))
-        device = next((t.device for t in [*model.parameters(), *model.buffers()]), None)
-        if device is not None:
-            batch = to_device(batch, device)
+        batch = to_device(batch, module_device(model))
         with torch.no_grad():
             _, flops = count_flops(self.loss_fn, model, batch)
         return flops / 8

@@ -23,14 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from provenml.errors import ProvenmlError
+from provenml.nn import module_device
 from provenml.ssl.scenes import NUM_CLASSES, SceneSet
-
-
-def module_device(module: nn.Module) -> torch.device:
-    """The device of ``module``'s first parameter or buffer (CPU for a module without any)."""
-    for tensor in (*module.parameters(), *module.buffers()):
-        return tensor.device
-    return torch.device("cpu")
 
 
 def _to_float(images: torch.Tensor) -> torch.Tensor:
