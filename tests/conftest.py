@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-# The hand-written C kernels of S2 and provenml.rl run by default only on AVX-512 CPUs (where
-# they are the faster path); the tests check them against PyTorch on every CPU.
+# The hand-written C kernels of S2 and provenml.rl run by default only on AVX-512 and AVX2 CPUs
+# (where they are the faster path); the tests check them against PyTorch on every CPU.
 os.environ.setdefault("PROVENML_NATIVE", "1")
 
 from dataclasses import dataclass

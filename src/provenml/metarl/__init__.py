@@ -15,8 +15,8 @@ of :mod:`provenml.rl`), the belief model and its session-aware losses, training 
 
 The belief encoders run their recurrence over a sequence as a C kernel, forward and backward
 (``NativeRecurrence``, compiled once with the system's gcc), where
-``native_recurrence_available`` says it can (by default on AVX-512 CPUs, where it is the
-faster path; ``PROVENML_NATIVE=1`` or ``0`` forces it on or off); elsewhere in PyTorch,
+``native_recurrence_available`` says it can (by default on AVX-512 and AVX2 CPUs, where it is
+the faster path; ``PROVENML_NATIVE=1`` or ``0`` forces it on or off); elsewhere in PyTorch,
 with the same results to float32 rounding.
 """
 

@@ -13,7 +13,7 @@ pass over the gates. The weight gradients stay large PyTorch products over all s
 The kernel is compiled once per machine with the system's C compiler
 (:mod:`provenml.nn.native`, cached under ``provenml.core.cache_dir("native")``) and used for
 float32 CPU tensors whose hidden size is a multiple of 16, where
-:func:`provenml.nn.native.hand_kernels_enabled` says so (AVX-512 CPUs, or
+:func:`provenml.nn.native.hand_kernels_enabled` says so (AVX-512 and AVX2 CPUs, or
 ``PROVENML_NATIVE=1``). Elsewhere, with ``PROVENML_NATIVE=0``, or where no C compiler runs
 (one warning), the encoder keeps the PyTorch recurrence; ``tests/metarl/test_recurrence.py``
 checks that the two agree.

@@ -44,11 +44,12 @@ def hand_kernels_enabled() -> bool:
     acting steps of ``provenml.rl``) should run instead of their PyTorch code.
 
     ``PROVENML_NATIVE=0`` turns them off and ``=1`` on. Unset (or ``auto``), they run where
-    PyTorch's CPU dispatch reports AVX-512 (``torch.backends.cpu.get_cpu_capability()``): their
-    register tiles were written and measured there (2.2-2.8x a training iteration on a 2-core
-    AVX-512 Xeon), while on a 2-core AVX2 AMD EPYC the same kernels made an iteration 2x
-    slower than PyTorch's MKL products (stop 48; ``benchmarks/bench_metarl_steps.py``). Both
-    paths compute the same maths; the switch only picks the faster one.
+    PyTorch's CPU dispatch reports AVX-512 or AVX2 (``torch.backends.cpu.get_cpu_capability()``),
+    the two vector widths their register tiles (``MATMUL_C``) are written for and measured on
+    (``benchmarks/bench_metarl_steps.py``: 2.2-2.8x a training iteration on a 2-core AVX-512
+    Xeon; on a 2-core AVX2 AMD EPYC, faster than PyTorch since stop 49's 8-float tiles, 2x
+    slower before them). Elsewhere (no AVX2; ARM) gcc would split their vectors and PyTorch
+    runs. Both paths compute the same maths; the switch only picks the faster one.
     """
     setting = os.environ.get(NATIVE_SWITCH, "auto").strip().lower()
     if setting in ("0", "off", "false"):
@@ -57,7 +58,8 @@ def hand_kernels_enabled() -> bool:
         return True
     import torch
 
-    return torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512")
+    capability = torch.backends.cpu.get_cpu_capability().upper()
+    return capability.startswith("AVX512") or capability == "AVX2"
 
 
 def build_key(source: str, flags: tuple[str, ...] = FLAGS) -> str:
@@ -110,44 +112,50 @@ def build_library(source: str, directory: Path) -> ctypes.CDLL:
 
 
 #: C helpers shared by the hand-written kernels (S2's belief recurrence, the PPO minibatch of
-#: ``provenml.rl.native``): register-blocked matrix products over 16-float vectors (gcc's
-#: vector extension; ``-march=native`` maps them to AVX-512 / AVX2 registers). ``mm`` is
+#: ``provenml.rl.native``): register-blocked matrix products over vectors of the machine's
+#: width (gcc's vector extension: 16 floats with AVX-512, 8 elsewhere). ``mm`` is
 #: ``C (+)= A @ B``, ``mm_at`` is ``C (+)= A^T @ B``; the column count is a multiple of 16.
 MATMUL_C = r"""
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
-
-/* Column vectors per tile: 4 x 4 v16 accumulators fill 16 of AVX-512's 32 registers; with
-   16 AVX2 registers (a v16 takes two) the same tile spills to the stack on every k, so
-   narrower CPUs take one vector of columns per tile (4 accumulators, 8 registers). */
+/* The products' vector is the machine's own width: 16 floats (a zmm register) with AVX-512,
+   8 (a ymm register) elsewhere. gcc lowers a 64-byte vector on an AVX2 machine through the
+   stack in 128-bit pieces: at stop 49 the products ran at 7 GFLOP/s on a Zen 3 core, their time
+   spent in vmovq / vpinsrq moves, and at 55-65 GFLOP/s with 8-float vectors (MKL: 62-78).
+   Tiles hold 4 rows x PM_TILE_Q vectors of accumulators: 16 of AVX-512's 32 registers; 12 of
+   AVX2's 16, which with the 3 vectors of B and the broadcast row element fills all 16 (3
+   measured faster than 1 or 2 there). */
 #ifdef __AVX512F__
+typedef float pm_vec __attribute__((vector_size(64), aligned(4)));
+#define PM_W 16
 #define PM_TILE_Q 4
 #else
-#define PM_TILE_Q 1
+typedef float pm_vec __attribute__((vector_size(32), aligned(4)));
+#define PM_W 8
+#define PM_TILE_Q 3
 #endif
 
-/* C[R x 16Q] (+)= A @ B[K x 16Q] (rows ldb apart), element (r, k) of A at A[r * sar + k * sak]:
-   R x Q vector accumulators held in registers across the k loop. */
+/* C[R x W Q] (+)= A @ B[K x W Q] (rows ldb apart; W = PM_W), element (r, k) of A at
+   A[r * sar + k * sak]: R x Q vector accumulators held in registers across the k loop. */
 static inline __attribute__((always_inline)) void tile(int R, int Q, int K, const float* A,
                                                        int sar, int sak, const float* B, int ldb,
                                                        float* C, int ldc, int acc_in) {
-  v16 acc[4][4];
+  pm_vec acc[4][4];
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < Q; ++q)
-      acc[r][q] = acc_in ? *(const v16*)(C + r * ldc + 16 * q) : (v16){0};
+      acc[r][q] = acc_in ? *(const pm_vec*)(C + r * ldc + PM_W * q) : (pm_vec){0};
   for (int k = 0; k < K; ++k) {
-    v16 b[4];
-    for (int q = 0; q < Q; ++q) b[q] = *(const v16*)(B + k * ldb + 16 * q);
+    pm_vec b[4];
+    for (int q = 0; q < Q; ++q) b[q] = *(const pm_vec*)(B + k * ldb + PM_W * q);
     for (int r = 0; r < R; ++r) {
       const float a = A[r * sar + k * sak];
       for (int q = 0; q < Q; ++q) acc[r][q] += a * b[q];
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int q = 0; q < Q; ++q) *(v16*)(C + r * ldc + 16 * q) = acc[r][q];
+    for (int q = 0; q < Q; ++q) *(pm_vec*)(C + r * ldc + PM_W * q) = acc[r][q];
 }
 
 /* One row block of R rows (4 or 1) against Q vectors of columns (1-4), specialised inline. */
@@ -171,14 +179,14 @@ static inline __attribute__((always_inline)) void mm_strided(int M, int N, int K
                                                              const float* B, int ldb, float* C,
                                                              int ldc, int acc_in) {
   for (int j = 0; j < N;) {
-    const int left = (N - j) / 16;
+    const int left = (N - j) / PM_W;
     const int Q = left >= PM_TILE_Q ? PM_TILE_Q : left;
     int i = 0;
     for (; i + 4 <= M; i += 4)
       tiles(4, Q, K, A + i * sar, sar, sak, B + j, ldb, C + i * ldc + j, ldc, acc_in);
     for (; i < M; ++i)
       tiles(1, Q, K, A + i * sar, sar, sak, B + j, ldb, C + i * ldc + j, ldc, acc_in);
-    j += 16 * Q;
+    j += PM_W * Q;
   }
 }
 

@@ -24,7 +24,7 @@ per row and with ``g = dL/d log pi(a | x)``:
 
 It runs on float32 CPU tensors with a hidden size that is a multiple of 16 and needs the
 system's C compiler (:mod:`provenml.nn.native`), and runs where
-:func:`provenml.nn.native.hand_kernels_enabled` says so (AVX-512 CPUs, or
+:func:`provenml.nn.native.hand_kernels_enabled` says so (AVX-512 and AVX2 CPUs, or
 ``PROVENML_NATIVE=1``); elsewhere, or with ``PROVENML_NATIVE=0``, :func:`ppo_minibatch_loss`
 runs the PyTorch loss. ``tests/rl/test_native_ppo.py`` checks that the two agree.
 """
@@ -81,10 +81,11 @@ static void mlp_forward(int R, int D, int H, int O, const float* x, const float*
     for (int o = 0; o < O; ++o) {
       const float* restrict hr = h2 + r * H;
       const float* restrict wo = w3 + o * H;
-      v16 acc = {0};
-      for (int k = 0; k < H; k += 16) acc += *(const v16*)(hr + k) * *(const v16*)(wo + k);
+      pm_vec acc = {0};
+      for (int k = 0; k < H; k += PM_W)
+        acc += *(const pm_vec*)(hr + k) * *(const pm_vec*)(wo + k);
       float s = 0.f;
-      for (int l = 0; l < 16; ++l) s += acc[l];
+      for (int l = 0; l < PM_W; ++l) s += acc[l];
       out[r * O + o] = s + b3[o];
     }
 }
@@ -325,7 +326,7 @@ def _kernel_call(
     if native and layers is None:
         raise ProvenmlError(
             "the native PPO loss needs float32 CPU tensors, hidden % 16 == 0, the "
-            "ActorCritic's tanh MLPs, a C compiler and an AVX-512 CPU or PROVENML_NATIVE=1"
+            "ActorCritic's tanh MLPs, a C compiler and an AVX2 / AVX-512 CPU or PROVENML_NATIVE=1"
         )
     if layers is None:
         return None
