@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -41,7 +43,7 @@ def test_pools_against_hand_sums() -> None:
     assert torch.equal(mean_pool(x, BATCH), torch.tensor([[2.0, 3.0], [7.0, 8.0]]))
     assert torch.equal(pool(x, None, "sum"), x.sum(0, keepdim=True))
     with pytest.raises(ProvenmlError, match="unknown pool"):
-        pool(x, BATCH, "max")  # type: ignore[arg-type]
+        pool(x, BATCH, "max")
 
 
 def test_gin_layer_is_eq_4_1() -> None:
@@ -81,7 +83,7 @@ def test_gin_options_projection_norm_dropout() -> None:
     with pytest.raises(ProvenmlError, match="projection"):
         GINEncoder(3, 4).project(z)
     with pytest.raises(ProvenmlError):
-        GINEncoder(3, 4, pool="max")  # type: ignore[arg-type]
+        GINEncoder(3, 4, pool="max")
     with pytest.raises(ProvenmlError):
         GINEncoder(3, 0)
 
@@ -146,3 +148,52 @@ def test_hand_kernels_run_by_default_only_where_they_are_the_faster_path(
     like = torch.zeros(1)
     assert native_ppo_available(ActorCritic(6, 3, True, 64), like) is expected
     assert native_recurrence_available(like, 64) is expected
+
+
+_MM_WRAPPERS = r"""
+void pm_test_mm(int M, int N, int K, const float* A, const float* B, float* C, int acc_in) {
+  mm(M, N, K, A, K, B, N, C, N, acc_in);
+}
+void pm_test_mm_at(int M, int N, int K, const float* A, const float* B, float* C, int acc_in) {
+  mm_at(M, N, K, A, M, B, N, C, N, acc_in);
+}
+"""
+
+
+@pytest.mark.parametrize("width", ["native", "avx2"])
+def test_hand_kernel_products_at_each_vector_width(width: str, tmp_path: Path) -> None:
+    """The shared C products (``MATMUL_C``) against torch at both vector widths: this machine's
+    and, forced with ``-mno-avx512f``, AVX2's 8-float vectors in 4 x 3 tiles (stop 49), so an
+    AVX-512 machine also checks the tail tiles (3, 3, 2 vectors for 64 columns) that AVX2 runs."""
+    import ctypes
+    import platform
+
+    from provenml.nn.native import FLAGS, MATMUL_C, compile_library
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the AVX2 width is an x86 build")
+    flags = FLAGS if width == "native" else (*FLAGS, "-mno-avx512f")
+    try:
+        path, _ = compile_library(MATMUL_C + _MM_WRAPPERS, tmp_path, flags=flags)
+    except ProvenmlError as err:
+        pytest.skip(f"no C compiler: {err}")
+    lib = ctypes.CDLL(str(path))
+    generator = torch.Generator().manual_seed(0)
+    for rows, cols, inner in [(1, 16, 3), (5, 48, 7), (8, 64, 64), (13, 192, 9), (6, 80, 33)]:
+        a = torch.randn(rows, inner, generator=generator)
+        b = torch.randn(inner, cols, generator=generator)
+        start = torch.randn(rows, cols, generator=generator)
+        for acc_in in (0, 1):
+            out = start.clone()
+            lib.pm_test_mm(
+                rows, cols, inner, *(ctypes.c_void_p(t.data_ptr()) for t in (a, b, out)), acc_in
+            )
+            expected = a @ b + (start if acc_in else 0)
+            torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-4)
+            # C (rows x cols) (+)= A^T @ B with A stored inner x rows
+            a_t = a.T.contiguous()
+            out = start.clone()
+            lib.pm_test_mm_at(
+                rows, cols, inner, *(ctypes.c_void_p(t.data_ptr()) for t in (a_t, b, out)), acc_in
+            )
+            torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-4)

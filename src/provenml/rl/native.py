@@ -81,11 +81,15 @@ static void mlp_forward(int R, int D, int H, int O, const float* x, const float*
     for (int o = 0; o < O; ++o) {
       const float* restrict hr = h2 + r * H;
       const float* restrict wo = w3 + o * H;
-      pm_vec acc = {0};
-      for (int k = 0; k < H; k += PM_W)
-        acc += *(const pm_vec*)(hr + k) * *(const pm_vec*)(wo + k);
+      /* 16 partial sums (lane l sums k = l mod 16), added in lane order: the same sum on
+         AVX-512 (one vector) and AVX2 (two) */
+      pm_vec acc[16 / PM_W] = {{0}};
+      for (int k = 0; k < H; k += 16)
+        for (int h = 0; h < 16 / PM_W; ++h)
+          acc[h] += *(const pm_vec*)(hr + k + PM_W * h) * *(const pm_vec*)(wo + k + PM_W * h);
       float s = 0.f;
-      for (int l = 0; l < PM_W; ++l) s += acc[l];
+      for (int h = 0; h < 16 / PM_W; ++h)
+        for (int l = 0; l < PM_W; ++l) s += acc[h][l];
       out[r * O + o] = s + b3[o];
     }
 }
