@@ -26,7 +26,9 @@ under that load.
 parallel regions; the pool's adaptive fallback (calls on the caller alone while
 the team loses) stays on, as a user gets it, and ``--scaling`` reports how many of the fixed-
 thread-count calls above one thread the team ran and how many ran alone. Quote the load
-average printed with each run: "idle" means only this benchmark was running.
+average printed with each run: "idle" means only this benchmark was running. Each run also
+prints each CPU's steal share over the run (/proc/stat; stop 49): time a virtual machine's
+hypervisor gave the CPU to another guest, which no load average shows.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import contextlib
 import multiprocessing as mp
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,6 +61,35 @@ def _spin() -> None:  # the background load: one core kept busy
     x = 0
     while True:
         x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+
+
+def steal_ticks() -> list[tuple[int, int]] | None:
+    """Per CPU (steal, all) clock ticks since boot from /proc/stat, or None where it cannot be
+    read. Steal is time the hypervisor gave this VM's CPU to someone else: on a shared host an
+    "idle" run can lose a core's slices without any process of its own running."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    out = []
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name != "cpu" and len(fields) >= 8:
+            ticks = [int(f) for f in fields[:8]]
+            out.append((ticks[7], sum(ticks)))
+    return out or None
+
+
+def steal_share(before: list[tuple[int, int]] | None) -> str:
+    """Each CPU's stolen share of its ticks since ``before`` (``steal_ticks()``)."""
+    after = steal_ticks()
+    if before is None or after is None or len(before) != len(after):
+        return "steal unknown"
+    shares = [
+        100.0 * (sa - sb) / max(1, ta - tb)
+        for (sb, tb), (sa, ta) in zip(before, after, strict=True)
+    ]
+    return "steal " + ", ".join(f"cpu{i} {v:.1f}%" for i, v in enumerate(shares))
 
 
 @contextlib.contextmanager
@@ -112,6 +144,7 @@ def main() -> None:
             label = "background load" if loaded else "no added load"
             with background_load(loaded):
                 print(f"\n== run {run}/{args.runs}, {label}; load average {os.getloadavg()}")
+                ticks = steal_ticks()
                 for case, r_e in measure(cfg):
                     ratios.setdefault((case, label), []).append(r_e)
                 if args.scaling:
@@ -122,7 +155,7 @@ def main() -> None:
                         slower_p.setdefault((case, label), []).append(p_slower)
                         if share is not None:
                             alone.setdefault((case, label), []).append(share)
-                print(f"load average after: {os.getloadavg()}")
+                print(f"load average after: {os.getloadavg()}; {steal_share(ticks)}")
     print("\n== summary")
     for (case, label), vals in ratios.items():
         met = sum(v <= GOAL_EAGER for v in vals)
