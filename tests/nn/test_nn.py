@@ -163,8 +163,8 @@ void pm_test_mm_at(int M, int N, int K, const float* A, const float* B, float* C
 @pytest.mark.parametrize("width", ["native", "avx2"])
 def test_hand_kernel_products_at_each_vector_width(width: str, tmp_path: Path) -> None:
     """The shared C products (``MATMUL_C``) against torch at both vector widths: this machine's
-    and, forced with ``-mno-avx512f``, AVX2's 8-float vectors in 4 x 3 tiles (stop 49), so an
-    AVX-512 machine also checks the tail tiles (3, 3, 2 vectors for 64 columns) that AVX2 runs."""
+    and, forced with ``-mno-avx512f``, AVX2's 8-float vectors in 6 x 2 tiles (stop 49), so an
+    AVX-512 machine also checks the row blocks (6, then 4, then single rows) that AVX2 runs."""
     import ctypes
     import platform
 
@@ -179,7 +179,14 @@ def test_hand_kernel_products_at_each_vector_width(width: str, tmp_path: Path) -
         pytest.skip(f"no C compiler: {err}")
     lib = ctypes.CDLL(str(path))
     generator = torch.Generator().manual_seed(0)
-    for rows, cols, inner in [(1, 16, 3), (5, 48, 7), (8, 64, 64), (13, 192, 9), (6, 80, 33)]:
+    for rows, cols, inner in [
+        (1, 16, 3),
+        (5, 48, 7),
+        (8, 64, 64),
+        (13, 192, 9),
+        (6, 80, 33),
+        (10, 32, 5),
+    ]:
         a = torch.randn(rows, inner, generator=generator)
         b = torch.randn(inner, cols, generator=generator)
         start = torch.randn(rows, cols, generator=generator)

@@ -123,18 +123,20 @@ MATMUL_C = r"""
 /* The products' vector is the machine's own width: 16 floats (a zmm register) with AVX-512,
    8 (a ymm register) elsewhere. gcc lowers a 64-byte vector on an AVX2 machine through the
    stack in 128-bit pieces: at stop 49 the products ran at 7 GFLOP/s on a Zen 3 core, their time
-   spent in vmovq / vpinsrq moves, and at 55-65 GFLOP/s with 8-float vectors (MKL: 62-78).
-   Tiles hold 4 rows x PM_TILE_Q vectors of accumulators: 16 of AVX-512's 32 registers; 12 of
-   AVX2's 16, which with the 3 vectors of B and the broadcast row element fills all 16 (3
-   measured faster than 1 or 2 there). */
+   spent in vmovq / vpinsrq moves. Tiles hold PM_TILE_R rows x PM_TILE_Q vectors of
+   accumulators: 4 x 4 on AVX-512 (16 of its 32 registers); 6 x 2 on AVX2 (12 of its 16, with
+   the 2 vectors of B and the broadcast row element 15), which measured 75-88 GFLOP/s there
+   against 55-65 for 4 x 3, 43-45 for 4 x 2 and 41-47 for 6 x 3 (spilled; MKL: 62-78). */
 #ifdef __AVX512F__
 typedef float pm_vec __attribute__((vector_size(64), aligned(4)));
 #define PM_W 16
+#define PM_TILE_R 4
 #define PM_TILE_Q 4
 #else
 typedef float pm_vec __attribute__((vector_size(32), aligned(4)));
 #define PM_W 8
-#define PM_TILE_Q 3
+#define PM_TILE_R 6
+#define PM_TILE_Q 2
 #endif
 
 /* C[R x W Q] (+)= A @ B[K x W Q] (rows ldb apart; W = PM_W), element (r, k) of A at
@@ -142,7 +144,7 @@ typedef float pm_vec __attribute__((vector_size(32), aligned(4)));
 static inline __attribute__((always_inline)) void tile(int R, int Q, int K, const float* A,
                                                        int sar, int sak, const float* B, int ldb,
                                                        float* C, int ldc, int acc_in) {
-  pm_vec acc[4][4];
+  pm_vec acc[PM_TILE_R][4];
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < Q; ++q)
       acc[r][q] = acc_in ? *(const pm_vec*)(C + r * ldc + PM_W * q) : (pm_vec){0};
@@ -158,7 +160,7 @@ static inline __attribute__((always_inline)) void tile(int R, int Q, int K, cons
     for (int q = 0; q < Q; ++q) *(pm_vec*)(C + r * ldc + PM_W * q) = acc[r][q];
 }
 
-/* One row block of R rows (4 or 1) against Q vectors of columns (1-4), specialised inline. */
+/* One row block of R rows (PM_TILE_R, 4 or 1) against Q vectors of columns, inlined. */
 static inline __attribute__((always_inline)) void tiles(int R, int Q, int K, const float* a,
                                                         int sar, int sak, const float* b,
                                                         int ldb, float* c, int ldc,
@@ -182,7 +184,9 @@ static inline __attribute__((always_inline)) void mm_strided(int M, int N, int K
     const int left = (N - j) / PM_W;
     const int Q = left >= PM_TILE_Q ? PM_TILE_Q : left;
     int i = 0;
-    for (; i + 4 <= M; i += 4)
+    for (; i + PM_TILE_R <= M; i += PM_TILE_R)
+      tiles(PM_TILE_R, Q, K, A + i * sar, sar, sak, B + j, ldb, C + i * ldc + j, ldc, acc_in);
+    for (; i + 4 <= M; i += 4)  /* AVX2: 4 of the last rows at once */
       tiles(4, Q, K, A + i * sar, sar, sak, B + j, ldb, C + i * ldc + j, ldc, acc_in);
     for (; i < M; ++i)
       tiles(1, Q, K, A + i * sar, sar, sak, B + j, ldb, C + i * ldc + j, ldc, acc_in);
