@@ -126,7 +126,7 @@ MATMUL_C = r"""
    spent in vmovq / vpinsrq moves. Tiles hold PM_TILE_R rows x PM_TILE_Q vectors of
    accumulators: 4 x 4 on AVX-512 (16 of its 32 registers); 6 x 2 on AVX2 (12 of its 16, with
    the 2 vectors of B and the broadcast row element 15), which measured 75-88 GFLOP/s there
-   against 55-65 for 4 x 3, 43-45 for 4 x 2 and 41-47 for 6 x 3 (spilled; MKL: 62-78). */
+   against 55-65 for 4 x 3, 43-45 for 4 x 2 and 41-47 for 6 x 3 (MKL: 62-78). */
 #ifdef __AVX512F__
 typedef float pm_vec __attribute__((vector_size(64), aligned(4)));
 #define PM_W 16
