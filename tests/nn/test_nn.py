@@ -43,7 +43,7 @@ def test_pools_against_hand_sums() -> None:
     assert torch.equal(mean_pool(x, BATCH), torch.tensor([[2.0, 3.0], [7.0, 8.0]]))
     assert torch.equal(pool(x, None, "sum"), x.sum(0, keepdim=True))
     with pytest.raises(ProvenmlError, match="unknown pool"):
-        pool(x, BATCH, "max")
+        pool(x, BATCH, "max")  # type: ignore[arg-type]
 
 
 def test_gin_layer_is_eq_4_1() -> None:
@@ -83,7 +83,7 @@ def test_gin_options_projection_norm_dropout() -> None:
     with pytest.raises(ProvenmlError, match="projection"):
         GINEncoder(3, 4).project(z)
     with pytest.raises(ProvenmlError):
-        GINEncoder(3, 4, pool="max")
+        GINEncoder(3, 4, pool="max")  # type: ignore[arg-type]
     with pytest.raises(ProvenmlError):
         GINEncoder(3, 0)
 
@@ -168,7 +168,7 @@ def test_hand_kernel_products_at_each_vector_width(width: str, tmp_path: Path) -
     import ctypes
     import platform
 
-    from provenml.nn.native import FLAGS, MATMUL_C, compile_library
+    from provenml.nn.native import FLAGS, MATMUL_C, compile_library, data_pointer
 
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("the AVX2 width is an x86 build")
@@ -178,6 +178,8 @@ def test_hand_kernel_products_at_each_vector_width(width: str, tmp_path: Path) -
     except ProvenmlError as err:
         pytest.skip(f"no C compiler: {err}")
     lib = ctypes.CDLL(str(path))
+    for fn in (lib.pm_test_mm, lib.pm_test_mm_at):
+        fn.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p] * 3 + [ctypes.c_int]
     generator = torch.Generator().manual_seed(0)
     for rows, cols, inner in [
         (1, 16, 3),
@@ -192,15 +194,11 @@ def test_hand_kernel_products_at_each_vector_width(width: str, tmp_path: Path) -
         start = torch.randn(rows, cols, generator=generator)
         for acc_in in (0, 1):
             out = start.clone()
-            lib.pm_test_mm(
-                rows, cols, inner, *(ctypes.c_void_p(t.data_ptr()) for t in (a, b, out)), acc_in
-            )
+            lib.pm_test_mm(rows, cols, inner, *map(data_pointer, (a, b, out)), acc_in)
             expected = a @ b + (start if acc_in else 0)
             torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-4)
             # C (rows x cols) (+)= A^T @ B with A stored inner x rows
             a_t = a.T.contiguous()
             out = start.clone()
-            lib.pm_test_mm_at(
-                rows, cols, inner, *(ctypes.c_void_p(t.data_ptr()) for t in (a_t, b, out)), acc_in
-            )
+            lib.pm_test_mm_at(rows, cols, inner, *map(data_pointer, (a_t, b, out)), acc_in)
             torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-4)
