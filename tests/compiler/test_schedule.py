@@ -242,6 +242,37 @@ def test_thread_choice_needs_a_clear_win_and_no_worse_tail(virtual_clock: Any) -
     assert choose_threads(stalls, [], 2, rounds=7, min_time=0.0001)[0] == 1  # type: ignore[arg-type]
 
 
+def test_adaptive_thread_choice_keeps_threads_unless_clearly_slower(virtual_clock: Any) -> None:
+    """With the pool's fallback (``adaptive``) the build keeps the most threads whose median
+    is within the margin of the fastest: a tie, or two threads 3% behind, stays at two (the
+    fallback decides per call); two threads 20% behind in every round go to one."""
+
+    def pick(delays: dict[int, list[float]], rounds: int = 5) -> int:
+        fake = virtual_clock(delays)
+        return choose_threads(fake, [], 2, rounds=rounds, min_time=0.002, adaptive=True)[0]  # type: ignore[arg-type]
+
+    assert pick({1: [0.001], 2: [0.001]}) == 2
+    assert pick({1: [0.001], 2: [0.00103]}) == 2
+    assert pick({1: [0.001], 2: [0.0012]}) == 1
+    assert pick({1: [0.002], 2: [0.001]}) == 2
+    # the rule without the fallback keeps one thread on the tie and on the 3% loss
+    for delays in ({1: [0.001], 2: [0.001]}, {1: [0.001], 2: [0.00103]}):
+        fake = virtual_clock(delays)
+        assert choose_threads(fake, [], 2, rounds=5, min_time=0.002)[0] == 1  # type: ignore[arg-type]
+    # three counts: the most threads within 5% of the fastest median
+    assert (
+        choose_threads(  # type: ignore[arg-type]
+            virtual_clock({1: [0.003], 2: [0.001], 3: [0.00104]}),
+            [],
+            3,
+            rounds=6,
+            min_time=0.002,
+            adaptive=True,
+        )[0]
+        == 3
+    )
+
+
 def test_stall_guard_falls_back_to_one_thread_and_retries(cache: str) -> None:
     """With a limit no call can meet, every multi-thread call is a stall: the graph drops to
     one thread, retries after the back-off (doubling it), and results stay correct."""

@@ -205,8 +205,9 @@ def compile_graph(
         scale = cg.calibrate_fallback(example_inputs)
         log.append(f"fallback: one-thread estimate scaled by {scale:.3f} (calibrated)")
     if options.tune_threads and options.threads > 1 and example_inputs is not None:
-        best, samples = choose_threads(cg, example_inputs, options.threads)
-        if cg.is_pool and cg.adaptive:
+        adaptive = cg.is_pool and cg.adaptive
+        best, samples = choose_threads(cg, example_inputs, options.threads, adaptive=adaptive)
+        if adaptive:
             # the pool's adaptive fallback already runs a call alone whenever the team is
             # measured to lose; the stall guard on top judged single slow calls (a wake-up
             # after an idle gap, a page fault) as stalls on an idle machine and sent whole
@@ -333,6 +334,7 @@ def choose_threads(
     rounds: int = 9,
     min_time: float = 0.004,
     margin: float = 0.05,
+    adaptive: bool = False,
 ) -> tuple[int, dict[int, list[float]]]:
     """Pick the thread count (1..``max_threads``) by timing the whole graph.
 
@@ -342,6 +344,13 @@ def choose_threads(
     if its median is at least ``margin`` lower *and* its 80th percentile is not higher: on a
     shared machine extra threads can be fast in most samples and stall in the rest (a barrier
     waits for a thread that lost its core), and the tail guards against picking them then.
+
+    ``adaptive`` (the worker pool with its fallback, which decides per call whether the team
+    or the caller alone runs it): the most threads whose median is within ``margin`` of the
+    fastest count's. The choice is then only a guard against counts that are slower at every
+    moment; load that passes (the choice takes about 0.1 s of a build's lifetime) is the
+    fallback's to handle, where the rule above would pin the build to fewer threads for good
+    (docs/compiler.md, *Stop 50*).
     Returns the choice and the samples (seconds per call) of every count."""
     counts = list(range(1, max_threads + 1))
     for t in counts:  # warm up every count (thread pools, caches)
@@ -360,6 +369,9 @@ def choose_threads(
                 if elapsed >= min_time:
                     break
             samples[t].append(elapsed / calls)
+    if adaptive:
+        fastest = min(float(np.median(samples[t])) for t in counts)
+        return max(t for t in counts if np.median(samples[t]) <= (1 + margin) * fastest), samples
     best = 1
     for t in counts[1:]:
         med, tail = np.median(samples[t]), np.quantile(samples[t], 0.8)
