@@ -16,7 +16,10 @@ of the thread count the arms picked, and provenml's one-thread arm a second time
 rounds: the ratio of the two identical arms is the measurement's noise floor (stop 37:
 0.98-1.03 for `mlp:1`), against which "2 threads not slower than 1" is to be read; and (stop
 38) a one-sided paired t-test per run over the interleaved rounds of whether the top thread
-count is slower than one thread, with the summary counting the runs where it is (p < 0.05).
+count is slower than one thread, with the summary counting the runs where it is (p < 0.05);
+since stop 50 also a Wilcoxon signed-rank test (robust to the heavy tails of samples under
+load), and both tests of the identical one-thread arms, whose count is the false-alarm rate
+against which the first is read.
 ``--runs N`` repeats the whole measurement N times in one process and prints every run's
 ratios and how many met the goal. ``--background-load on`` starts one CPU-bound process for
 the duration of each run (and stops it after); ``both`` does every run once idle and once
@@ -138,7 +141,10 @@ def main() -> None:
     speedups: dict[tuple[str, str], list[float]] = {}
     alone: dict[tuple[str, str], list[float]] = {}  # pool: share of calls run alone
     floors: dict[tuple[str, str], list[float]] = {}  # the 1T arm against itself
-    slower_p: dict[tuple[str, str], list[float]] = {}  # p(top thread count slower than 1)
+    # p-values per run, (case, load) -> test -> list: the top thread count slower than one
+    # ("t", "wilcoxon") and, as the false-alarm rate of each, the identical one-thread arm
+    # slower than the first ("t same", "wilcoxon same")
+    slower_p: dict[tuple[str, str], dict[str, list[float]]] = {}
     for run in range(1, args.runs + 1):
         for loaded in conditions:
             label = "background load" if loaded else "no added load"
@@ -152,7 +158,9 @@ def main() -> None:
                         up, share, floor, p_slower = scaling(case, cfg)
                         speedups.setdefault((case, label), []).append(up)
                         floors.setdefault((case, label), []).append(floor)
-                        slower_p.setdefault((case, label), []).append(p_slower)
+                        for test, p_value in p_slower.items():
+                            per_test = slower_p.setdefault((case, label), {})
+                            per_test.setdefault(test, []).append(p_value)
                         if share is not None:
                             alone.setdefault((case, label), []).append(share)
                 print(f"load average after: {os.getloadavg()}; {steal_share(ticks)}")
@@ -170,12 +178,20 @@ def main() -> None:
             f"{[round(v, 2) for v in vals]}; {cfg.threads} threads not slower than 1 in "
             f"{ok} of {len(vals)}"
         )
-    for (case, label), vals in slower_p.items():
+    for (case, label), tests in slower_p.items():
+        vals = tests["t"]
         sig = sum(v < 0.05 for v in vals)
         print(
             f"{case}, {label}: {cfg.threads}T significantly slower than 1T (one-sided paired "
             f"t-test over rounds, p < 0.05) in {sig} of {len(vals)} runs; p per run "
             f"{[float(f'{v:.2g}') for v in vals]}"
+        )
+        count = {k: sum(v < 0.05 for v in ps) for k, ps in tests.items()}
+        print(
+            f"{case}, {label}: runs at p < 0.05, {cfg.threads}T slower than 1T / the identical "
+            f"1T arm slower than 1T (the false-alarm rate of equal arms): paired t-test "
+            f"{count['t']} / {count['t same']}, Wilcoxon signed-rank {count['wilcoxon']} / "
+            f"{count['wilcoxon same']} of {len(vals)}"
         )
     for (case, label), vals in floors.items():
         print(
@@ -215,14 +231,17 @@ def measure(cfg: EndToEndConfig) -> list[tuple[str, float]]:
     return rows
 
 
-def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None, float, float]:
+def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None, float, dict[str, float]]:
     """provenml and eager at each fixed thread count, timed in the same interleaved rounds;
     returns provenml's speed-up from 1 thread to ``cfg.threads``; for the pool runtime, the
     share of its calls above one thread that the adaptive fallback ran alone (else
     ``None``); the noise floor: provenml's one-thread arm timed twice in the same rounds,
-    first over second (identical code: how far apart two equal arms land); and the p-value of
-    a one-sided paired t-test over the rounds that ``cfg.threads`` threads are slower than one
-    (log speed-up per round below 0)."""
+    first over second (identical code: how far apart two equal arms land); and the p-values
+    of one-sided paired tests over the rounds that ``cfg.threads`` threads are slower than one
+    (log speed-up per round below 0): a t-test (``"t"``) and, as the samples' tails are heavy
+    under load, a Wilcoxon signed-rank test (``"wilcoxon"``); with ``" same"`` the same tests
+    of the identical second one-thread arm against the first, their false-alarm rate (stop
+    50)."""
     name, batch = case.split(":")
     model, x = build_model(name, batch=int(batch))
     compiled = pm_compile(
@@ -259,7 +278,12 @@ def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None, float,
     t = cfg.threads
     log_up = np.log(np.array(samples["provenml 1T"]) / np.array(samples[f"provenml {t}T"]))
     log_same = np.log(np.array(samples["provenml 1T"]) / np.array(samples["provenml 1T again"]))
-    p_slower = float(stats.ttest_1samp(log_up, 0.0, alternative="less").pvalue)
+    p_slower = {
+        "t": float(stats.ttest_1samp(log_up, 0.0, alternative="less").pvalue),
+        "wilcoxon": float(stats.wilcoxon(log_up, alternative="less").pvalue),
+        "t same": float(stats.ttest_1samp(log_same, 0.0, alternative="less").pvalue),
+        "wilcoxon same": float(stats.wilcoxon(log_same, alternative="less").pvalue),
+    }
     p_same = float(stats.ttest_1samp(log_same, 0.0).pvalue)
     stats1 = compiled.graph.pool_stats()
     share, pool = None, ""
@@ -280,8 +304,9 @@ def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None, float,
         f"{lat[f'provenml {t}T'] / lat[f'eager {t}T']:.2f}, provenml speed-up 1T->{t}T "
         f"{speedup:.2f}, eager "
         f"{lat['eager 1T'] / lat[f'eager {t}T']:.2f}, provenml 1T against itself {floor:.3f}"
-        f"; paired over {len(log_up)} rounds: p({t}T slower than 1T) {p_slower:.3g}, "
-        f"p(1T differs from itself) {p_same:.3g} (load {os.getloadavg()[0]:.2f}){pool}",
+        f"; paired over {len(log_up)} rounds: p({t}T slower than 1T) {p_slower['t']:.3g} "
+        f"(Wilcoxon {p_slower['wilcoxon']:.3g}), p(1T differs from itself) {p_same:.3g} "
+        f"(load {os.getloadavg()[0]:.2f}){pool}",
         flush=True,
     )
     return speedup, share, floor, p_slower
