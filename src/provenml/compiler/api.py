@@ -347,9 +347,9 @@ def choose_threads(
 
     ``adaptive`` (the worker pool with its fallback, which decides per call whether the team
     or the caller alone runs it): the most threads whose median is within ``margin`` of the
-    fastest count's. The choice is then only a guard against counts that are slower at every
-    moment; load that passes (the choice takes about 0.1 s of a build's lifetime) is the
-    fallback's to handle, where the rule above would pin the build to fewer threads for good
+    fastest count's. A count is then dropped only when it is slower in most of the rounds; load
+    that passes (the choice takes about 0.1 s of a build's lifetime) is the fallback's to
+    handle, where the rule above would pin the build to fewer threads for good
     (docs/compiler.md, *Stop 50*).
     Returns the choice and the samples (seconds per call) of every count."""
     counts = list(range(1, max_threads + 1))
