@@ -160,7 +160,8 @@ static inline __attribute__((always_inline)) void tile(int R, int Q, int K, cons
     for (int q = 0; q < Q; ++q) *(pm_vec*)(C + r * ldc + PM_W * q) = acc[r][q];
 }
 
-/* One row block of R rows (PM_TILE_R, 4 or 1) against Q vectors of columns, inlined. */
+/* One row block of R rows (PM_TILE_R, 4 or 1) against Q vectors of columns, inlined; the
+   3- and 4-vector cases are reached only where PM_TILE_Q is 4 (AVX-512). */
 static inline __attribute__((always_inline)) void tiles(int R, int Q, int K, const float* a,
                                                         int sar, int sak, const float* b,
                                                         int ldb, float* c, int ldc,
