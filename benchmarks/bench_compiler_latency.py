@@ -19,7 +19,11 @@ rounds: the ratio of the two identical arms is the measurement's noise floor (st
 count is slower than one thread, with the summary counting the runs where it is (p < 0.05);
 since stop 50 also a Wilcoxon signed-rank test (robust to the heavy tails of samples under
 load), and both tests of the identical one-thread arms, whose count is the false-alarm rate
-against which the first is read.
+against which the first is read; and (stop 51) the bound that perfect scaling would give:
+provenml's one-thread time divided by the thread count, over eager's best fixed-count time,
+beside the one-thread arms' rate in GFLOP/s (the model's forward counted by
+``torch.utils.flop_counter``): where that bound is above 0.5, the 0.5 goal needs a faster
+one-thread kernel, not a better runtime.
 ``--runs N`` repeats the whole measurement N times in one process and prints every run's
 ratios and how many met the goal. ``--background-load on`` starts one CPU-bound process for
 the duration of each run (and stops it after); ``both`` does every run once idle and once
@@ -41,11 +45,13 @@ import contextlib
 import multiprocessing as mp
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import stats
+from torch.utils.flop_counter import FlopCounterMode
 
 from provenml.compiler.api import compile as pm_compile
 from provenml.compiler.experiments import (
@@ -141,6 +147,7 @@ def main() -> None:
     speedups: dict[tuple[str, str], list[float]] = {}
     alone: dict[tuple[str, str], list[float]] = {}  # pool: share of calls run alone
     floors: dict[tuple[str, str], list[float]] = {}  # the 1T arm against itself
+    bounds: dict[tuple[str, str], list[float]] = {}  # provenml 1T / threads / best eager
     # p-values per run, (case, load) -> test -> list: the top thread count slower than one
     # ("t", "wilcoxon") and, as the false-alarm rate of each, the identical one-thread arm
     # slower than the first ("t same", "wilcoxon same")
@@ -155,14 +162,15 @@ def main() -> None:
                     ratios.setdefault((case, label), []).append(r_e)
                 if args.scaling:
                     for case in cfg.cases:
-                        up, share, floor, p_slower = scaling(case, cfg)
-                        speedups.setdefault((case, label), []).append(up)
-                        floors.setdefault((case, label), []).append(floor)
-                        for test, p_value in p_slower.items():
+                        scaled = scaling(case, cfg)
+                        speedups.setdefault((case, label), []).append(scaled.speedup)
+                        floors.setdefault((case, label), []).append(scaled.floor)
+                        bounds.setdefault((case, label), []).append(scaled.bound)
+                        for test, p_value in scaled.p_slower.items():
                             per_test = slower_p.setdefault((case, label), {})
                             per_test.setdefault(test, []).append(p_value)
-                        if share is not None:
-                            alone.setdefault((case, label), []).append(share)
+                        if scaled.share is not None:
+                            alone.setdefault((case, label), []).append(scaled.share)
                 print(f"load average after: {os.getloadavg()}; {steal_share(ticks)}")
     print("\n== summary")
     for (case, label), vals in ratios.items():
@@ -198,6 +206,13 @@ def main() -> None:
             f"{case}, {label}: noise floor, provenml 1T against itself per run "
             f"{[round(v, 3) for v in vals]} (identical code; read the speed-ups against it)"
         )
+    for (case, label), vals in bounds.items():
+        under = sum(v <= GOAL_EAGER for v in vals)
+        print(
+            f"{case}, {label}: bound at perfect scaling, provenml 1T / {cfg.threads} / eager's "
+            f"best fixed count per run {[round(v, 2) for v in vals]}; at or below "
+            f"{GOAL_EAGER} in {under} of {len(vals)}"
+        )
     for (case, label), vals in alone.items():
         print(
             f"{case}, {label}: share of provenml {cfg.threads}T calls run alone by the pool's "
@@ -231,12 +246,25 @@ def measure(cfg: EndToEndConfig) -> list[tuple[str, float]]:
     return rows
 
 
-def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None, float, dict[str, float]]:
+@dataclass(frozen=True)
+class Scaling:
+    """One case's fixed-thread-count rounds (see :func:`scaling`)."""
+
+    speedup: float  # provenml 1T over provenml at cfg.threads
+    share: float | None  # pool runtime: share of the calls above 1T run alone (else None)
+    floor: float  # provenml 1T over the identical 1T arm timed in the same rounds
+    bound: float  # provenml 1T / cfg.threads over eager's best fixed count
+    p_slower: dict[str, float]  # one-sided paired tests, see scaling()
+
+
+def scaling(case: str, cfg: EndToEndConfig) -> Scaling:
     """provenml and eager at each fixed thread count, timed in the same interleaved rounds;
     returns provenml's speed-up from 1 thread to ``cfg.threads``; for the pool runtime, the
     share of its calls above one thread that the adaptive fallback ran alone (else
     ``None``); the noise floor: provenml's one-thread arm timed twice in the same rounds,
-    first over second (identical code: how far apart two equal arms land); and the p-values
+    first over second (identical code: how far apart two equal arms land); the bound perfect
+    scaling would give, provenml's one-thread median over ``cfg.threads`` divided by eager's
+    fastest fixed-count median (stop 51); and the p-values
     of one-sided paired tests over the rounds that ``cfg.threads`` threads are slower than one
     (log speed-up per round below 0): a t-test (``"t"``) and, as the samples' tails are heavy
     under load, a Wilcoxon signed-rank test (``"wilcoxon"``); with ``" same"`` the same tests
@@ -244,6 +272,9 @@ def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None, float,
     50)."""
     name, batch = case.split(":")
     model, x = build_model(name, batch=int(batch))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    flops = counter.get_total_flops()
     compiled = pm_compile(
         model,
         (x,),
@@ -299,17 +330,22 @@ def scaling(case: str, cfg: EndToEndConfig) -> tuple[float, float | None, float,
     floor = lat["provenml 1T"] / lat.pop("provenml 1T again")
     cells = ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in lat.items())
     speedup = lat["provenml 1T"] / lat[f"provenml {t}T"]
+    best_eager = min(lat[f"eager {k}T"] for k in range(1, t + 1))
+    bound = lat["provenml 1T"] / t / best_eager
+    gflops = {arm: flops / lat[f"{arm} 1T"] / 1e9 for arm in ("provenml", "eager")}
+    rates = ", ".join(f"{arm} {rate:.1f}" for arm, rate in gflops.items())
     print(
         f"{case} fixed threads: {cells}; provenml {t}T/eager {t}T "
         f"{lat[f'provenml {t}T'] / lat[f'eager {t}T']:.2f}, provenml speed-up 1T->{t}T "
         f"{speedup:.2f}, eager "
         f"{lat['eager 1T'] / lat[f'eager {t}T']:.2f}, provenml 1T against itself {floor:.3f}"
+        f"; one thread GFLOP/s {rates}; provenml 1T/{t} over eager's best {bound:.2f}"
         f"; paired over {len(log_up)} rounds: p({t}T slower than 1T) {p_slower['t']:.3g} "
         f"(Wilcoxon {p_slower['wilcoxon']:.3g}), p(1T differs from itself) {p_same:.3g} "
         f"(load {os.getloadavg()[0]:.2f}){pool}",
         flush=True,
     )
-    return speedup, share, floor, p_slower
+    return Scaling(speedup, share, floor, bound, p_slower)
 
 
 if __name__ == "__main__":
