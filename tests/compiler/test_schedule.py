@@ -274,28 +274,6 @@ def test_adaptive_thread_choice_keeps_threads_unless_clearly_slower(virtual_cloc
     )
 
 
-def test_adaptive_thread_choice_retakes_a_window_that_drops_threads(virtual_clock: Any) -> None:
-    """A window in which two threads are clearly slower is taken again (stop 51): a disturbance
-    that lasts one window keeps two threads; a loss in every window still goes to one, after
-    ``attempts`` windows; a window that keeps two threads is not repeated."""
-    # 3 warm-up calls and 5 rounds of 2 calls each: the first window's 13 two-thread calls
-    # are 20% slow, every later call ties with one thread
-    disturbed = virtual_clock({1: [0.001], 2: [0.0012] * 13 + [0.001] * 1000})
-    best, samples = choose_threads(disturbed, [], 2, rounds=5, min_time=0.002, adaptive=True)  # type: ignore[arg-type]
-    assert best == 2
-    assert samples[2] == pytest.approx([0.001] * 5)  # the samples of the window that kept two
-    assert disturbed.calls[2] == 26  # two windows
-    # with one window (the rule of stop 50) the same disturbance pins one thread
-    again = virtual_clock({1: [0.001], 2: [0.0012] * 13 + [0.001] * 1000})
-    assert choose_threads(again, [], 2, rounds=5, min_time=0.002, adaptive=True, attempts=1)[0] == 1  # type: ignore[arg-type]
-    slow = virtual_clock({1: [0.001], 2: [0.0012]})
-    assert choose_threads(slow, [], 2, rounds=5, min_time=0.002, adaptive=True, attempts=3)[0] == 1  # type: ignore[arg-type]
-    assert slow.calls[2] == 3 * 13  # every window taken
-    tie = virtual_clock({1: [0.001], 2: [0.001]})
-    assert choose_threads(tie, [], 2, rounds=5, min_time=0.002, adaptive=True)[0] == 2  # type: ignore[arg-type]
-    assert tie.calls[2] == 3 + 5 * 2  # one window
-
-
 def test_stall_guard_falls_back_to_one_thread_and_retries(cache: str) -> None:
     """With a limit no call can meet, every multi-thread call is a stall: the graph drops to
     one thread, retries after the back-off (doubling it), and results stay correct."""

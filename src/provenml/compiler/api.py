@@ -253,9 +253,6 @@ def _load(final: Graph, options: CompileOptions, program: Program | None = None)
     return CompiledGraph(final, program, path, options.threads, options.huge_pages)
 
 
-# windows choose_threads takes (adaptive pool) before it pins a build to fewer threads
-ADAPTIVE_CHOICE_ATTEMPTS = 3
-
 # a kernel whose fastest candidate takes less than this share of the graph's tuned kernels'
 # time alone is not settled in the graph (its choice cannot move the call by much)
 SETTLE_MIN_SHARE = 0.05
@@ -338,7 +335,6 @@ def choose_threads(
     min_time: float = 0.004,
     margin: float = 0.05,
     adaptive: bool = False,
-    attempts: int = ADAPTIVE_CHOICE_ATTEMPTS,
 ) -> tuple[int, dict[int, list[float]]]:
     """Pick the thread count (1..``max_threads``) by timing the whole graph.
 
@@ -354,48 +350,9 @@ def choose_threads(
     fastest count's. A count is then dropped only when it is slower in most of the rounds; load
     that passes (the choice takes about 0.1 s of a build's lifetime) is the fallback's to
     handle, where the rule above would pin the build to fewer threads for good
-    (docs/compiler.md, *Stop 50*). A window that drops threads is taken again, up to
-    ``attempts`` windows in all, and the most threads any window keeps are chosen: fewer
-    threads are pinned only when every window agrees: on an idle machine, two-thread calls of
-    ``mobilenet:1`` ran at 100 us for a whole window right after a build and at 58 us later,
-    which pinned 5 of 15 builds to one thread (at 85 us; docs/compiler.md, *Stop 51*), the way
-    a disturbed calibration once disabled the team
-    (:meth:`~provenml.compiler.runtime.CompiledGraph.calibrate_fallback`).
-    Returns the choice and the samples (seconds per call) of every count (for ``adaptive``,
-    those of the window whose pick was kept)."""
+    (docs/compiler.md, *Stop 50*).
+    Returns the choice and the samples (seconds per call) of every count."""
     counts = list(range(1, max_threads + 1))
-    if adaptive:
-        best, kept = 0, {}
-        for _ in range(max(1, attempts)):
-            samples = _thread_window(cg, inputs, counts, rounds, min_time)
-            fastest = min(float(np.median(samples[t])) for t in counts)
-            pick = max(t for t in counts if np.median(samples[t]) <= (1 + margin) * fastest)
-            if pick > best:
-                best, kept = pick, samples
-            if best == max_threads:
-                break
-        return best, kept
-    samples = _thread_window(cg, inputs, counts, rounds, min_time)
-    best = 1
-    for t in counts[1:]:
-        med, tail = np.median(samples[t]), np.quantile(samples[t], 0.8)
-        if med < (1 - margin) * np.median(samples[best]) and tail <= np.quantile(
-            samples[best], 0.8
-        ):
-            best = t
-    return best, samples
-
-
-def _thread_window(
-    cg: CompiledGraph,
-    inputs: Sequence[torch.Tensor],
-    counts: list[int],
-    rounds: int,
-    min_time: float,
-) -> dict[int, list[float]]:
-    """One timing window of :func:`choose_threads`: every count warmed up, then ``rounds``
-    rounds in rotating order, one sample (mean seconds per call over ``min_time``) per count
-    and round."""
     for t in counts:  # warm up every count (thread pools, caches)
         cg.set_threads(t)
         for _ in range(3):
@@ -412,7 +369,17 @@ def _thread_window(
                 if elapsed >= min_time:
                     break
             samples[t].append(elapsed / calls)
-    return samples
+    if adaptive:
+        fastest = min(float(np.median(samples[t])) for t in counts)
+        return max(t for t in counts if np.median(samples[t]) <= (1 + margin) * fastest), samples
+    best = 1
+    for t in counts[1:]:
+        med, tail = np.median(samples[t]), np.quantile(samples[t], 0.8)
+        if med < (1 - margin) * np.median(samples[best]) and tail <= np.quantile(
+            samples[best], 0.8
+        ):
+            best = t
+    return best, samples
 
 
 def compile(
