@@ -1,0 +1,53 @@
+"""Stop 51 diagnostic: under the latency benchmark's background load (one CPU-bound process),
+how many two-thread calls the pool runs as a team, and the speed-up 1T -> 2T over 9
+interleaved rounds, with and without eager's one- and two-thread arms in the same rounds
+(docs/compiler.md, *Stop 51*). Run from the repository root:
+``python results/compiler.bench_latency/probe_share_stop51.py mlp:1,transformer:1``."""
+
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, "benchmarks")
+from bench_compiler_latency import background_load
+from provenml.compiler.api import compile as pm_compile
+from provenml.compiler.experiments import _threaded, interleaved_samples
+from provenml.compiler.models import build_model
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    for case in sys.argv[1].split(","):
+        name, batch = case.split(":")
+        model, x = build_model(name, batch=int(batch))
+        compiled = pm_compile(model, (x,), threads=2, runtime="pool", tune_threads=False)
+        graph = compiled.graph
+
+        def at(threads: int, graph=graph, compiled=compiled, x=x):  # type: ignore[no-untyped-def]
+            def call() -> object:
+                graph.set_threads(threads)
+                return compiled(x)
+
+            return call
+
+        eager = {t: _threaded(torch.no_grad()(lambda m=model, x=x: m(x)), t) for t in (1, 2)}
+        with_eager = {"eager 1T": eager[1], "eager 2T": eager[2]}
+        for _ in range(2):
+            for label, extra in (("provenml arms only", {}), ("with eager 1T, 2T", with_eager)):
+                with background_load(True):
+                    before = graph.pool_stats() or {}
+                    samples = interleaved_samples({"1T": at(1), "2T": at(2), **extra}, 9, 0.05)
+                    after = graph.pool_stats() or {}
+                team = after.get("team", 0) - before.get("team", 0)
+                calls = team + after.get("alone", 0) - before.get("alone", 0)
+                up = np.median(samples["1T"]) / np.median(samples["2T"])
+                print(
+                    f"{case} {label}: 2T calls as a team {team} of {calls} "
+                    f"({team / max(1, calls):.1%}); speed-up 1T -> 2T {up:.3f}",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
