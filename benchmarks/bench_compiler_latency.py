@@ -162,7 +162,7 @@ def main() -> None:
                     ratios.setdefault((case, label), []).append(r_e)
                 if args.scaling:
                     for case in cfg.cases:
-                        scaled = scaling(case, cfg)
+                        scaled = scaling(case, cfg, order_seed=len(floors.get((case, label), [])))
                         speedups.setdefault((case, label), []).append(scaled.speedup)
                         floors.setdefault((case, label), []).append(scaled.floor)
                         bounds.setdefault((case, label), []).append(scaled.bound)
@@ -257,7 +257,7 @@ class Scaling:
     p_slower: dict[str, float]  # one-sided paired tests, see scaling()
 
 
-def scaling(case: str, cfg: EndToEndConfig) -> Scaling:
+def scaling(case: str, cfg: EndToEndConfig, order_seed: int = 0) -> Scaling:
     """provenml and eager at each fixed thread count, timed in the same interleaved rounds;
     returns provenml's speed-up from 1 thread to ``cfg.threads``; for the pool runtime, the
     share of its calls above one thread that the adaptive fallback ran alone (else
@@ -269,7 +269,10 @@ def scaling(case: str, cfg: EndToEndConfig) -> Scaling:
     (log speed-up per round below 0): a t-test (``"t"``) and, as the samples' tails are heavy
     under load, a Wilcoxon signed-rank test (``"wilcoxon"``); with ``" same"`` the same tests
     of the identical second one-thread arm against the first, their false-alarm rate (stop
-    50)."""
+    50). ``order_seed`` seeds the rounds' shuffled orders; the benchmark passes the run's
+    index, so that the arms' positions differ from run to run (stop 51: with one fixed sequence
+    of orders, an effect of position would repeat in every run and the per-run tests' count
+    would not be comparable to the identical arms' count)."""
     name, batch = case.split(":")
     model, x = build_model(name, batch=int(batch))
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -300,7 +303,7 @@ def scaling(case: str, cfg: EndToEndConfig) -> Scaling:
     before = torch.get_num_threads()
     stats0 = compiled.graph.pool_stats()  # None for the OpenMP runtime
     try:
-        samples = interleaved_samples(fns, cfg.repeat, cfg.min_time)
+        samples = interleaved_samples(fns, cfg.repeat, cfg.min_time, order_seed=order_seed)
     finally:
         torch.set_num_threads(before)
     lat = {k: float(np.median(v)) for k, v in samples.items()}

@@ -11,6 +11,7 @@ import pytest
 from provenml.compiler.api import compile as pm_compile
 from provenml.compiler.experiments import (
     ablation_claims,
+    interleaved_samples,
     intermediate_bytes_of,
     l2_bytes,
     largest_intermediate_bytes,
@@ -186,3 +187,22 @@ def test_unknown_model_suggests_close_names() -> None:
 
     with pytest.raises(ProvenmlError, match=r"unknown model 'resnett'; did you mean resnet"):
         build_model("resnett")
+
+
+def test_interleaved_samples_orders_repeat_by_seed_only() -> None:
+    """Every function gives one sample per round; the rounds' shuffled orders are the same
+    for the same ``order_seed`` and differ between seeds (the latency benchmark passes each
+    run its own seed, so an effect of position cannot repeat in every run)."""
+
+    def orders(seed: int) -> list[list[str]]:
+        calls: list[str] = []
+        fns = {name: (lambda name=name: calls.append(name)) for name in "abcde"}
+        samples = interleaved_samples(fns, 6, 0.0, gap=0.0, order_seed=seed)
+        assert all(len(v) == 6 for v in samples.values())
+        body = calls[3 * len(fns) :]  # after the warm-up calls, one call per sample
+        return [body[r * 5 : (r + 1) * 5] for r in range(6)]
+
+    first = orders(0)
+    assert all(sorted(r) == list("abcde") for r in first)
+    assert orders(0) == first
+    assert orders(1) != first

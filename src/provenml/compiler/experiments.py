@@ -131,19 +131,26 @@ def _sample(fn: Callable[[], Any], min_time: float) -> float:
 
 
 def interleaved_samples(
-    fns: dict[str, Callable[[], Any]], repeat: int, min_time: float, gap: float = 0.01
+    fns: dict[str, Callable[[], Any]],
+    repeat: int,
+    min_time: float,
+    gap: float = 0.01,
+    order_seed: int = 0,
 ) -> dict[str, list[float]]:
     """Seconds per call of each function, one sample per function in each of ``repeat``
     interleaved rounds (so drifting machine load hits every function alike), in a shuffled
     order each round, with a ``gap`` of idle time before each sample (thread pools that
     spin-wait after a call, as ONNX Runtime's and OpenMP's do, would otherwise slow down
-    whichever function runs next). Sample ``r`` of every function comes from round ``r``."""
+    whichever function runs next). Sample ``r`` of every function comes from round ``r``.
+    ``order_seed`` seeds the shuffles: the same seed gives the same sequence of orders, so
+    callers that repeat a measurement and count its outcomes (a benchmark's runs) pass a
+    different seed each time, lest an effect of position repeat in every run."""
     for fn in fns.values():
         for _ in range(3):
             fn()
     samples: dict[str, list[float]] = {k: [] for k in fns}
     order = list(fns)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(order_seed)
     for _ in range(repeat):
         rng.shuffle(order)
         for k in order:
