@@ -10,30 +10,19 @@ import sys
 import numpy as np
 import torch
 from scipy import stats
+from stop51_case import Case
 
-from provenml.compiler.api import compile as pm_compile
 from provenml.compiler.experiments import interleaved_samples
-from provenml.compiler.models import build_model
 
 
 def main() -> None:
     torch.set_num_threads(2)
     for case in sys.argv[1].split(","):
-        name, batch = case.split(":")
-        model, x = build_model(name, batch=int(batch))
-        compiled = pm_compile(model, (x,), threads=2, runtime="pool", tune_threads=False)
-        graph = compiled.graph
+        built = Case.build(case)
+        graph = built.compiled.graph
         graph.lib.pm_debug_force_busy(1)
         graph.lib.pm_debug_force_verdict(1)
-
-        def at(threads: int, graph=graph, compiled=compiled, x=x):  # type: ignore[no-untyped-def]
-            def call() -> object:
-                graph.set_threads(threads)
-                return compiled(x)
-
-            return call
-
-        arms = {"1T": at(1), "2T alone": at(2), "1T again": at(1)}
+        arms = {"1T": built.at(1), "2T alone": built.at(2), "1T again": built.at(1)}
         samples = {k: np.array(v) for k, v in interleaved_samples(arms, 31, 0.05).items()}
         pool = graph.pool_stats() or {}
         one, alone, again = samples["1T"], samples["2T alone"], samples["1T again"]

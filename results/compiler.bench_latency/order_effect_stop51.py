@@ -11,10 +11,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, "benchmarks")
+from stop51_case import Case
+
 from bench_compiler_latency import background_load
-from provenml.compiler.api import compile as pm_compile
-from provenml.compiler.experiments import _sample, _threaded
-from provenml.compiler.models import build_model
+from provenml.compiler.experiments import _sample
 
 PROVENML_ARMS = ("provenml 1T", "provenml 2T", "provenml 1T again")
 
@@ -23,27 +23,13 @@ def main() -> None:
     torch.set_num_threads(2)
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 60
     for case in sys.argv[1].split(","):
-        name, batch = case.split(":")
-        model, x = build_model(name, batch=int(batch))
-        compiled = pm_compile(model, (x,), threads=2, runtime="pool", tune_threads=False)
-        graph = compiled.graph
-
-        def at(threads: int, graph=graph, compiled=compiled, x=x):  # type: ignore[no-untyped-def]
-            def call() -> object:
-                graph.set_threads(threads)
-                return compiled(x)
-
-            return call
-
-        def eager(threads: int, model=model, x=x):  # type: ignore[no-untyped-def]
-            return _threaded(torch.no_grad()(lambda: model(x)), threads)
-
+        built = Case.build(case)
         fns = {
-            "provenml 1T": at(1),
-            "eager 1T": eager(1),
-            "provenml 2T": at(2),
-            "eager 2T": eager(2),
-            "provenml 1T again": at(1),
+            "provenml 1T": built.at(1),
+            "eager 1T": built.eager(1),
+            "provenml 2T": built.at(2),
+            "eager 2T": built.eager(2),
+            "provenml 1T again": built.at(1),
         }
         for fn in fns.values():
             for _ in range(3):

@@ -10,29 +10,18 @@ import numpy as np
 import torch
 
 sys.path.insert(0, "benchmarks")
+from stop51_case import Case
+
 from bench_compiler_latency import background_load
-from provenml.compiler.api import compile as pm_compile
-from provenml.compiler.experiments import _threaded, interleaved_samples
-from provenml.compiler.models import build_model
+from provenml.compiler.experiments import interleaved_samples
 
 
 def main() -> None:
     torch.set_num_threads(2)
     for case in sys.argv[1].split(","):
-        name, batch = case.split(":")
-        model, x = build_model(name, batch=int(batch))
-        compiled = pm_compile(model, (x,), threads=2, runtime="pool", tune_threads=False)
-        graph = compiled.graph
-
-        def at(threads: int, graph=graph, compiled=compiled, x=x):  # type: ignore[no-untyped-def]
-            def call() -> object:
-                graph.set_threads(threads)
-                return compiled(x)
-
-            return call
-
-        eager = {t: _threaded(torch.no_grad()(lambda m=model, x=x: m(x)), t) for t in (1, 2)}
-        with_eager = {"eager 1T": eager[1], "eager 2T": eager[2]}
+        built = Case.build(case)
+        graph, at = built.compiled.graph, built.at
+        with_eager = {"eager 1T": built.eager(1), "eager 2T": built.eager(2)}
         for _ in range(2):
             for label, extra in (("provenml arms only", {}), ("with eager 1T, 2T", with_eager)):
                 with background_load(True):
