@@ -162,7 +162,7 @@ def main() -> None:
                     ratios.setdefault((case, label), []).append(r_e)
                 if args.scaling:
                     for case in cfg.cases:
-                        scaled = scaling(case, cfg, order_seed=len(floors.get((case, label), [])))
+                        scaled = scaling(case, cfg, order_seed=run - 1)
                         speedups.setdefault((case, label), []).append(scaled.speedup)
                         floors.setdefault((case, label), []).append(scaled.floor)
                         bounds.setdefault((case, label), []).append(scaled.bound)
