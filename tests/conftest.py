@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
+
+import pytest
 
 # The hand-written C kernels of S2 and provenml.rl run by default only on AVX-512 and AVX2 CPUs
 # (where they are the faster path); the tests check them against PyTorch on every CPU.
@@ -94,3 +98,39 @@ def _toy_merge(cfg: ToyConfig, parts: list[Result], ctx: RunContext) -> Result:
 def toy_parts(cfg: ToyConfig, ctx: RunContext) -> Result:
     ctx.log(widths=list(cfg.widths))
     return Result(data={"values": {w: float(w * (ctx.seed + 1)) for w in cfg.widths}})
+
+
+_SESSIONS: list[pytest.Session] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _SESSIONS.append(session)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End a session that loaded Ray without the interpreter's teardown.
+
+    CI's run of stop 50 passed every test (1358), printed the summary and then died of a
+    segmentation fault: in the teardown, after the results. It did not recur in four full runs
+    here, so the faulting thread is not known. What outlives the tests is known: after the
+    whole suite, ``ray.shutdown()`` has left the driver's gRPC and GCS-client threads running
+    (``gcs_client_io_s``, ``grpc_global_tim`` x2, ``event_engine`` x3, ``default-executo``,
+    ``resolver-execut``, ``timer_manager``, ``worker.io``; a plain ``ray.init()`` /
+    ``ray.shutdown()`` script leaves the same), and native threads that run on while the
+    interpreter frees its modules and the C runtime runs the libraries' destructors are the
+    textbook cause of such a crash. So once the results are reported, the atexit handlers run
+    (they stop child processes and remove temporary folders) and the process exits with
+    pytest's status, skipping only the finalization. Runs that never load Ray finalize as
+    usual, and tests/compiler/test_exit.py checks that a process that used provenml's threaded
+    builds (whose worker threads also outlive their calls) exits cleanly.
+    ``PROVENML_TEST_TEARDOWN=1`` keeps the teardown (to debug it)."""
+    if "ray._raylet" not in sys.modules or not _SESSIONS:
+        return
+    if os.environ.get("PROVENML_TEST_TEARDOWN") == "1":
+        return
+    status = int(_SESSIONS[-1].exitstatus)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(status)
