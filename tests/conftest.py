@@ -111,9 +111,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     """End a session that loaded Ray without the interpreter's teardown.
 
-    CI's run of stop 50 passed every test (1358), printed the summary and then died of a
-    segmentation fault: in the teardown, after the results. It did not recur in four full runs
-    here, so the faulting thread is not known. What outlives the tests is known: after the
+    CI's run of stop 51 (``issues stops``: 50) passed every test (1358), printed the summary
+    and then died of a segmentation fault: in the teardown, after the results. It did not
+    recur here (four full runs, fifteen runs of the Ray tests alone, sixteen Ray scripts), so
+    the faulting thread is not known. What outlives the tests is known: after the
     whole suite, ``ray.shutdown()`` has left the driver's gRPC and GCS-client threads running
     (``gcs_client_io_s``, ``grpc_global_tim`` x2, ``event_engine`` x3, ``default-executo``,
     ``resolver-execut``, ``timer_manager``, ``worker.io``; a plain ``ray.init()`` /
