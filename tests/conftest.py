@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import atexit
 import os
-import sys
 
 import pytest
 
@@ -21,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from provenml.core import Claim, Config, Result, RunContext, experiment
+from provenml.core.process_exit import KEEP_TEARDOWN_ENV, exit_process, ray_loaded
 
 
 @dataclass
@@ -109,29 +108,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """End a session that loaded Ray without the interpreter's teardown.
-
-    CI's run of stop 51 (``issues stops``: 50) passed every test (1358), printed the summary
-    and then died of a segmentation fault: in the teardown, after the results. It did not
-    recur here (four full runs, fifteen runs of the Ray tests alone, sixteen Ray scripts), so
-    the faulting thread is not known. What outlives the tests is known: after the
-    whole suite, ``ray.shutdown()`` has left the driver's gRPC and GCS-client threads running
-    (``gcs_client_io_s``, ``grpc_global_tim`` x2, ``event_engine`` x3, ``default-executo``,
-    ``resolver-execut``, ``timer_manager``, ``worker.io``; a plain ``ray.init()`` /
-    ``ray.shutdown()`` script leaves the same), and native threads that run on while the
-    interpreter frees its modules and the C runtime runs the libraries' destructors are the
-    textbook cause of such a crash. So once the results are reported, the atexit handlers run
-    (they stop child processes and remove temporary folders) and the process exits with
-    pytest's status, skipping only the finalization. Runs that never load Ray finalize as
-    usual, and tests/compiler/test_exit.py checks that a process that used provenml's threaded
-    builds (whose worker threads also outlive their calls) exits cleanly.
-    ``PROVENML_TEST_TEARDOWN=1`` keeps the teardown (to debug it)."""
-    if "ray._raylet" not in sys.modules or not _SESSIONS:
+    """End a session that loaded Ray without the interpreter's teardown, once the results are
+    reported (:mod:`provenml.core.process_exit`: CI's run of stop 51, ``issues stops``' 50,
+    passed all 1358 tests and then died of a segmentation fault in that teardown; not
+    reproduced here in four full runs, fifteen runs of the Ray tests and sixteen Ray scripts).
+    Sessions that never load Ray end as usual; ``PROVENML_KEEP_TEARDOWN=1`` keeps it always.
+    tests/compiler/test_exit.py checks that a process that used the compiler's threaded
+    builds, whose worker threads also outlive their calls, exits cleanly."""
+    if not _SESSIONS or not ray_loaded() or os.environ.get(KEEP_TEARDOWN_ENV) == "1":
         return
-    if os.environ.get("PROVENML_TEST_TEARDOWN") == "1":
-        return
-    status = int(_SESSIONS[-1].exitstatus)
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(status)
+    exit_process(int(_SESSIONS[-1].exitstatus))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from provenml.core.experiment import (
     ProvenmlError,
     get_experiment,
 )
+from provenml.core.process_exit import exit_process
 
 app = typer.Typer(
     help="Reproduce ML papers' headline claims on your own machine.",
@@ -538,8 +540,22 @@ def _report_context() -> tuple[dict[str, str], dict[str, str]]:
     return headlines, about
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main() -> None:
+    """The ``provenml`` command: the Typer app, then
+    :func:`provenml.core.process_exit.exit_process` with its status (a command that started
+    Ray, e.g. ``distrl.throughput`` run in this process with ``--jobs 1``, ends without the
+    interpreter's teardown, where Ray's leftover threads can crash it)."""
+    try:
+        app()
+        status: object = 0
+    except SystemExit as exc:  # Typer's standalone mode always ends this way
+        status = exc.code
+    if status is None:
+        status = 0
+    if not isinstance(status, int):
+        print(status, file=sys.stderr)
+        status = 1
+    exit_process(status)
 
 
 if __name__ == "__main__":  # pragma: no cover
