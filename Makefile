@@ -39,11 +39,12 @@ demo: $(STAMP)
 		--scale small --seeds $(DEMO_ALONE_SEEDS) --jobs 1 --out $(RUNS))
 	$(VENV)/bin/provenml report --runs $(RUNS) --out REPORT.md --html
 
+# -X faulthandler: a crash anywhere, the teardown included, prints every thread's Python stack
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -X faulthandler -m pytest
 
 test-all: $(STAMP)
-	$(PY) -m pytest -m ''
+	$(PY) -X faulthandler -m pytest -m ''
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
