@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from provenml.core.process_exit import KEEP_TEARDOWN_ENV
+
 EXIT_SCRIPT = textwrap.dedent(
     """
     import atexit, sys
@@ -40,7 +42,7 @@ def _run(
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, **env},
+        env={**{k: v for k, v in os.environ.items() if k != KEEP_TEARDOWN_ENV}, **env},
     )
     assert marker.read_text() == "atexit ran", proc.stderr[-2000:]
     assert marker.with_name(marker.name + ".teardown").exists() == teardown
@@ -57,7 +59,7 @@ def test_without_ray_or_with_the_teardown_kept_it_is_sys_exit(tmp_path: Path) ->
     proc = _run(tmp_path, "plain", 4, teardown=True)
     assert proc.returncode == 4 and proc.stdout == "ray loaded: False"
     pytest.importorskip("ray")
-    kept = _run(tmp_path, "ray", 5, teardown=True, PROVENML_KEEP_TEARDOWN="1")
+    kept = _run(tmp_path, "ray", 5, teardown=True, **{KEEP_TEARDOWN_ENV: "1"})
     assert kept.returncode == 5 and kept.stdout == "ray loaded: True"
 
 
