@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from provenml.core import Claim, Config, Result, RunContext, experiment
-from provenml.core.process_exit import KEEP_TEARDOWN_ENV, exit_process, ray_loaded
+from provenml.core.process_exit import exit_process, skips_teardown
 
 
 @dataclass
@@ -115,6 +115,5 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     Sessions that never load Ray end as usual; ``PROVENML_KEEP_TEARDOWN=1`` keeps it always.
     tests/compiler/test_exit.py checks that a process that used the compiler's threaded
     builds, whose worker threads also outlive their calls, exits cleanly."""
-    if not _SESSIONS or not ray_loaded() or os.environ.get(KEEP_TEARDOWN_ENV) == "1":
-        return
-    exit_process(int(_SESSIONS[-1].exitstatus))
+    if _SESSIONS and skips_teardown():  # else return: pytest ends the process as usual
+        exit_process(int(_SESSIONS[-1].exitstatus))

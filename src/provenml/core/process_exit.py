@@ -22,7 +22,7 @@ import os
 import sys
 from typing import NoReturn
 
-__all__ = ["KEEP_TEARDOWN_ENV", "exit_process", "ray_loaded"]
+__all__ = ["KEEP_TEARDOWN_ENV", "exit_process", "ray_loaded", "skips_teardown"]
 
 KEEP_TEARDOWN_ENV = "PROVENML_KEEP_TEARDOWN"  # "1": always the interpreter's normal exit
 
@@ -32,11 +32,17 @@ def ray_loaded() -> bool:
     return "ray._raylet" in sys.modules
 
 
+def skips_teardown() -> bool:
+    """Whether :func:`exit_process` would skip the interpreter's teardown: Ray's native core
+    is loaded and ``PROVENML_KEEP_TEARDOWN`` is not ``1``."""
+    return ray_loaded() and os.environ.get(KEEP_TEARDOWN_ENV) != "1"
+
+
 def exit_process(status: int) -> NoReturn:
     """End the process with ``status``: as ``sys.exit`` would where Ray's native core is not
     loaded (or ``PROVENML_KEEP_TEARDOWN=1``); else after the atexit handlers and a flush of
     the standard streams, with ``os._exit`` (no interpreter teardown; see the module)."""
-    if not ray_loaded() or os.environ.get(KEEP_TEARDOWN_ENV) == "1":
+    if not skips_teardown():
         sys.exit(status)
     atexit._run_exitfuncs()
     # the original streams too, where sys.stdout or sys.stderr was replaced (redirected, captured)
