@@ -8,7 +8,7 @@ from torch import nn
 
 from provenml.errors import ProvenmlError
 from provenml.metarl import native
-from provenml.metarl.belief import BeliefEncoder, CellRewardDecoder
+from provenml.metarl.belief import BeliefEncoder, CellRewardDecoder, RewardDecoder
 from provenml.rl import ActorCritic, SigmoidTanh
 
 
@@ -359,3 +359,75 @@ def test_training_with_the_native_kernels_tracks_pytorch(
         curves[flag] = train_agent(agent, cfg, seed=3).curve_returns
     assert curves["1"] == pytest.approx(curves["0"], abs=0.3)
     assert curves["1"][-1] > curves["1"][0] + 2  # it learns at all
+
+
+def _pair_decoder_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    original = native.NativePairDecoder.apply
+
+    def counted(*args: object) -> torch.Tensor:
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(native.NativePairDecoder, "apply", counted)
+    return calls
+
+
+@pytest.mark.parametrize(("obs_dim", "latent_dim", "hidden"), [(6, 5, 32), (4, 4, 16), (9, 3, 48)])
+def test_native_pair_decoder_equals_the_pytorch_layers(
+    obs_dim: int, latent_dim: int, hidden: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ELBO's decoder pairing (N, K, 1, D) x (N, 1, T, obs) in C gives the PyTorch
+    layers' rewards and every gradient (the latents' and all six parameters'), with hidden
+    units that are off for some pairs and on for others."""
+    if not native.native_pair_decoder_available(torch.zeros(1), hidden):
+        pytest.skip("no C compiler here: the PyTorch decoder is the only one")
+    calls = _pair_decoder_calls(monkeypatch)
+    torch.manual_seed(11)
+    decoder = RewardDecoder(obs_dim, latent_dim, hidden=hidden)
+    nn.init.normal_(decoder.net[2].bias, std=0.3)
+    latent = torch.randn(7, 5, 1, latent_dim, requires_grad=True)
+    next_obs = torch.randn(7, 1, 13, obs_dim)
+    weights = torch.randn(7, 5, 13, generator=torch.Generator().manual_seed(3))
+    results = {}
+    for use_native in (True, False):
+        decoder.native = use_native
+        decoder.zero_grad()
+        latent.grad = None
+        out = decoder(latent, next_obs)
+        ((out - 0.5) ** 2 * weights).sum().backward()
+        assert latent.grad is not None
+        grads = {n: p.grad.clone() for n, p in decoder.named_parameters() if p.grad is not None}
+        results[use_native] = (out.detach(), latent.grad.clone(), grads)
+    assert len(calls) == 1  # the native run only
+    (fast, fast_latent, fast_grads), (ref, ref_latent, ref_grads) = results[True], results[False]
+    assert fast.shape == (7, 5, 13)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast_latent, ref_latent, rtol=1e-5, atol=1e-6)
+    assert sorted(fast_grads) == sorted(ref_grads) and len(ref_grads) == 6
+    for name, grad in fast_grads.items():
+        assert grad.abs().max().item() > 0.0, name
+        scale = ref_grads[name].abs().max().item()
+        torch.testing.assert_close(grad, ref_grads[name], rtol=1e-4, atol=1e-5 * scale, msg=name)
+
+
+def test_native_pair_decoder_only_where_it_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other broadcasts, float64, a width off the 16-float tile and PROVENML_NATIVE=0 keep
+    PyTorch's layers; a pairing that does not fit is refused with the shapes named."""
+    calls = _pair_decoder_calls(monkeypatch)
+    torch.manual_seed(12)
+    decoder = RewardDecoder(6, 5)
+    decoder(torch.randn(3, 8, 5), torch.randn(3, 8, 6))  # one latent per transition
+    decoder.double()(torch.randn(3, 4, 1, 5).double(), torch.randn(3, 1, 7, 6).double())
+    RewardDecoder(6, 5, hidden=24)(torch.randn(3, 4, 1, 5), torch.randn(3, 1, 7, 6))
+    monkeypatch.setenv("PROVENML_NATIVE", "0")
+    RewardDecoder(6, 5)(torch.randn(3, 4, 1, 5), torch.randn(3, 1, 7, 6))
+    assert calls == []
+    monkeypatch.delenv("PROVENML_NATIVE")
+    if native.native_pair_decoder_available(torch.zeros(1), 32):
+        second, third = decoder.float().net[2], decoder.net[4]
+        with pytest.raises(ProvenmlError, match="pair decoder needs"):  # 3 episodes against 2
+            native.NativePairDecoder.apply(
+                torch.randn(3, 4, 32), torch.randn(2, 7, 32), second.weight, second.bias,
+                third.weight, third.bias,
+            )  # fmt: skip

@@ -36,8 +36,10 @@ from torch.nn import functional as F
 from provenml.errors import ProvenmlError
 from provenml.metarl.native import (
     NativeInputProjection,
+    NativePairDecoder,
     NativeRecurrence,
     RecurrenceStepper,
+    native_pair_decoder_available,
     native_recurrence_available,
 )
 
@@ -486,17 +488,44 @@ class RewardDecoder(nn.Module):
             nn.Linear(hidden, 1),
         )
 
+    # False keeps PyTorch's layers where the native pair kernel could run (native.py; the
+    # tests compare the two)
+    native: bool = True
+
     def forward(self, latent: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """Predicted reward; ``latent`` (..., D) and ``next_obs`` (..., obs_dim) broadcast
         against each other, so every latent can decode every step without materialising the
-        concatenated (latents x steps) input: the first layer is applied to each part."""
-        first = self.net[0]
+        concatenated (latents x steps) input: the first layer is applied to each part.
+
+        The ELBO's pairing, ``latent`` (N, K, 1, D) against ``next_obs`` (N, 1, T, obs_dim),
+        runs the two layers after the first as one C kernel
+        (:class:`~provenml.metarl.native.NativePairDecoder`, the same maths) on float32 CPU
+        tensors where the hand-written kernels are on."""
+        first, second, third = self.net[0], self.net[2], self.net[4]
         assert isinstance(first, nn.Linear)
+        assert isinstance(second, nn.Linear) and isinstance(third, nn.Linear)
         latent_dim = latent.shape[-1]
-        hidden = F.linear(latent, first.weight[:, :latent_dim]) + F.linear(
-            next_obs, first.weight[:, latent_dim:], first.bias
-        )
-        return self.net[1:](hidden).squeeze(-1)
+        first_latent = F.linear(latent, first.weight[:, :latent_dim])
+        first_transition = F.linear(next_obs, first.weight[:, latent_dim:], first.bias)
+        if (
+            self.native
+            and latent.dim() == 4
+            and next_obs.dim() == 4
+            and latent.shape[2] == 1
+            and next_obs.shape[1] == 1
+            and latent.shape[0] == next_obs.shape[0]
+            and native_pair_decoder_available(first_latent, first.out_features)
+            and native_pair_decoder_available(first_transition, first.out_features)
+        ):
+            return NativePairDecoder.apply(
+                first_latent[:, :, 0],
+                first_transition[:, 0],
+                second.weight,
+                second.bias,
+                third.weight,
+                third.bias,
+            )
+        return self.net[1:](first_latent + first_transition).squeeze(-1)
 
 
 class CellRewardDecoder(nn.Module):

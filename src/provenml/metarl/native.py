@@ -266,6 +266,110 @@ void proj_backward(int N, int T, int D, int E, int G3, const float* x, const flo
   }
   free(ge);
 }
+
+/* The reward decoder of the ELBO (belief.py, RewardDecoder) over every pair of a sampled
+   latent (n, t) and a transition (n, j) of the same episode: with the first layer split into
+   its latent part a[n, t] and its transition part b[n, j] (bias included),
+   x1 = relu(a + b), x2 = relu(W2 x1 + b2), out[n, t, j] = w3 . x2 + b3 (VariBAD eq. 8's
+   p(r_j | m, s_{j+1})). One (n, t) block of the T transitions at a time, so the (N K T x D)
+   activations PyTorch materialises (and reads back in the backward) never leave the cache;
+   the backward recomputes x1 and x2 per block. D (the decoder's width) a multiple of 16. */
+static void pair_layers(int T, int D, const float* ar, const float* bn, const float* w2T,
+                        const float* b2, float* x1, float* x2) {
+  for (int j = 0; j < T; ++j) {
+    const float* restrict bj = bn + (size_t)j * D;
+    float* restrict xj = x1 + (size_t)j * D;
+#pragma omp simd
+    for (int c = 0; c < D; ++c) {
+      const float v = ar[c] + bj[c];
+      xj[c] = v > 0.f ? v : 0.f;
+    }
+    memcpy(x2 + (size_t)j * D, b2, sizeof(float) * D);
+  }
+  mm(T, D, D, x1, D, w2T, D, x2, D, 1);
+}
+
+void pair_decoder_forward(int N, int K, int T, int D, const float* a, const float* b,
+                          const float* w2T, const float* b2, const float* w3, float b3,
+                          float* out) {
+  float* x1 = (float*)malloc(sizeof(float) * (size_t)T * D);
+  float* x2 = (float*)malloc(sizeof(float) * (size_t)T * D);
+  for (int n = 0; n < N; ++n)
+    for (int t = 0; t < K; ++t) {
+      pair_layers(T, D, a + ((size_t)n * K + t) * D, b + (size_t)n * T * D, w2T, b2, x1, x2);
+      float* o = out + ((size_t)n * K + t) * T;
+      for (int j = 0; j < T; ++j) {
+        const float* restrict xj = x2 + (size_t)j * D;
+        float s = 0.f;
+#pragma omp simd reduction(+:s)
+        for (int c = 0; c < D; ++c) s += (xj[c] > 0.f ? xj[c] : 0.f) * w3[c];
+        o[j] = s + b3;
+      }
+    }
+  free(x1);
+  free(x2);
+}
+
+/* Its backward from dL/dout (N, K, T): dL/da (N, K, D), dL/db (N, T, D), and the second and
+   third layers' gradients (W2 transposed, as the forward reads it); w2 is W2 (D x D). */
+void pair_decoder_backward(int N, int K, int T, int D, const float* a, const float* b,
+                           const float* w2T, const float* w2, const float* b2, const float* w3,
+                           const float* gout, float* ga, float* gb, float* gw2T, float* gb2,
+                           float* gw3, float* gb3) {
+  float* x1 = (float*)malloc(sizeof(float) * (size_t)T * D);
+  float* x2 = (float*)malloc(sizeof(float) * (size_t)T * D);
+  float* d2 = (float*)malloc(sizeof(float) * (size_t)T * D);
+  float* d1 = (float*)malloc(sizeof(float) * (size_t)T * D);
+  memset(gb, 0, sizeof(float) * (size_t)N * T * D);
+  memset(gw2T, 0, sizeof(float) * (size_t)D * D);
+  memset(gb2, 0, sizeof(float) * D);
+  memset(gw3, 0, sizeof(float) * D);
+  float bias3 = 0.f;
+  for (int n = 0; n < N; ++n)
+    for (int t = 0; t < K; ++t) {
+      const size_t nt = (size_t)n * K + t;
+      pair_layers(T, D, a + nt * D, b + (size_t)n * T * D, w2T, b2, x1, x2);
+      const float* g = gout + nt * T;
+      float* restrict gw3r = gw3;
+      float* restrict gb2r = gb2;
+      const float* restrict w3r = w3;
+      for (int j = 0; j < T; ++j) {
+        const float* restrict xj = x2 + (size_t)j * D;
+        float* restrict dj = d2 + (size_t)j * D;
+        const float gj = g[j];
+        bias3 += gj;
+#pragma omp simd
+        for (int c = 0; c < D; ++c) {
+          const int on = xj[c] > 0.f;
+          const float dv = on ? gj * w3r[c] : 0.f;
+          gw3r[c] += on ? gj * xj[c] : 0.f;
+          dj[c] = dv;
+          gb2r[c] += dv;
+        }
+      }
+      mm_at(D, D, T, x1, D, d2, D, gw2T, D, 1);
+      mm(T, D, D, d2, D, w2, D, d1, D, 0);
+      float* restrict gar = ga + nt * D;
+      memset(gar, 0, sizeof(float) * D);
+      float* gbn = gb + (size_t)n * T * D;
+      for (int j = 0; j < T; ++j) {
+        const float* restrict xj = x1 + (size_t)j * D;
+        const float* restrict dj = d1 + (size_t)j * D;
+        float* restrict gbj = gbn + (size_t)j * D;
+#pragma omp simd
+        for (int c = 0; c < D; ++c) {
+          const float v = xj[c] > 0.f ? dj[c] : 0.f;
+          gar[c] += v;
+          gbj[c] += v;
+        }
+      }
+    }
+  *gb3 = bias3;
+  free(x1);
+  free(x2);
+  free(d2);
+  free(d1);
+}
 """
 )
 
@@ -292,6 +396,10 @@ def _library() -> ctypes.CDLL | None:
     lib.proj_forward.restype = None
     lib.proj_backward.argtypes = [i32] * 5 + [ptr] * 8
     lib.proj_backward.restype = None
+    lib.pair_decoder_forward.argtypes = [i32] * 4 + [ptr] * 5 + [f32, ptr]
+    lib.pair_decoder_forward.restype = None
+    lib.pair_decoder_backward.argtypes = [i32] * 4 + [ptr] * 13
+    lib.pair_decoder_backward.restype = None
     return lib
 
 
@@ -578,3 +686,82 @@ class NativeInputProjection(torch.autograd.Function):
             _ptr(grad_w_embed_t), _ptr(grad_b_embed), _ptr(grad_w_ih_t), _ptr(grad_b_ih),
         )  # fmt: skip
         return None, grad_w_embed_t.t(), grad_b_embed, grad_w_ih_t.t(), grad_b_ih
+
+
+def native_pair_decoder_available(like: torch.Tensor, width: int) -> bool:
+    """Whether :class:`NativePairDecoder` can run a decoder ``width`` units wide on tensors
+    like ``like`` (float32 on the CPU, ``width`` a multiple of 16, a C compiler, and not
+    switched off): the conditions of :func:`native_recurrence_available`."""
+    return native_recurrence_available(like, width)
+
+
+class NativePairDecoder(torch.autograd.Function):
+    """The reward decoder :class:`~provenml.metarl.belief.RewardDecoder` (Linear, ReLU,
+    Linear, ReLU, Linear to one reward) over every pair of a sampled latent and a transition
+    of the same episode, in C: the ELBO's reconstruction term (VariBAD eq. 8) decodes each of
+    ``K`` latents of an episode against all ``T`` of its transitions.
+
+    Inputs: ``first_latent`` (N, K, D), the first layer applied to the latents (no bias);
+    ``first_transition`` (N, T, D), the first layer applied to the transitions, with its
+    bias; the second layer's weight (D, D) and bias (D,), the third's weight (1, D) and bias
+    (1,). Output: the predicted rewards (N, K, T), ``w3 . relu(W2 relu(a_nk + b_nj) + b2) +
+    b3``. PyTorch would hold four (N, K, T, D) activations for the backward pass; the kernel
+    works one (n, k) block of T rows at a time and recomputes them in the backward.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        first_latent: torch.Tensor,
+        first_transition: torch.Tensor,
+        w2: torch.Tensor,
+        b2: torch.Tensor,
+        w3: torch.Tensor,
+        b3: torch.Tensor,
+    ) -> torch.Tensor:
+        lib = _library()
+        assert lib is not None, "call native_pair_decoder_available() first"
+        num, latents, width = first_latent.shape
+        if (
+            first_transition.dim() != 3
+            or first_transition.shape[0] != num
+            or first_transition.shape[2] != width
+            or tuple(w2.shape) != (width, width)
+            or tuple(w3.shape) != (1, width)
+        ):
+            raise ProvenmlError(
+                "the pair decoder needs first_latent (N, K, D), first_transition (N, T, D), "
+                f"w2 (D, D) and w3 (1, D); got {tuple(first_latent.shape)}, "
+                f"{tuple(first_transition.shape)}, {tuple(w2.shape)} and {tuple(w3.shape)}"
+            )
+        steps = first_transition.shape[1]
+        a = first_latent.detach().contiguous()
+        b = first_transition.detach().contiguous()
+        w2_t = w2.detach().t().contiguous()
+        b2_c, w3_c = b2.detach().contiguous(), w3.detach().contiguous()
+        out = a.new_empty(num, latents, steps)
+        lib.pair_decoder_forward(
+            num, latents, steps, width, _ptr(a), _ptr(b), _ptr(w2_t), _ptr(b2_c), _ptr(w3_c),
+            float(b3.item()), _ptr(out),
+        )  # fmt: skip
+        ctx.save_for_backward(a, b, w2_t, w2, b2_c, w3_c)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        lib = _library()
+        assert lib is not None
+        a, b, w2_t, w2, b2, w3 = ctx.saved_tensors
+        num, latents, width = a.shape
+        steps = b.shape[1]
+        w2_c, grad_out = w2.detach().contiguous(), grad_out.contiguous()
+        grad_a, grad_b = torch.empty_like(a), torch.empty_like(b)
+        grad_w2_t, grad_b2 = a.new_empty(width, width), a.new_empty(width)
+        grad_w3, grad_b3 = a.new_empty(1, width), a.new_empty(1)
+        lib.pair_decoder_backward(
+            num, latents, steps, width, _ptr(a), _ptr(b), _ptr(w2_t), _ptr(w2_c), _ptr(b2),
+            _ptr(w3), _ptr(grad_out), _ptr(grad_a), _ptr(grad_b), _ptr(grad_w2_t),
+            _ptr(grad_b2), _ptr(grad_w3), _ptr(grad_b3),
+        )  # fmt: skip
+        return grad_a, grad_b, grad_w2_t.t(), grad_b2, grad_w3, grad_b3
