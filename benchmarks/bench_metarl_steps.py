@@ -3,7 +3,7 @@ agent, as ratios against a single-env ``gymnasium.Env`` loop and against an earl
 of the package (the implementation before the belief agents' speed work), in one run.
 
     .venv/bin/python benchmarks/bench_metarl_steps.py [--num-envs 256] [--iterations 3]
-        [--baseline 9eb247f] [--repeats 2] [--parts]
+        [--baseline 9eb247f] [--repeats 2] [--parts] [--env gridworld|reacher]
 
 The anchor is the plain loop everyone writes first: one ``SessionGridWorld`` (a gymnasium
 ``Env``), ``env.step(env.action_space.sample())``, no learning. Training numbers include the
@@ -23,6 +23,11 @@ are env steps per CPU second of the measuring process (``time.process_time``), s
 jobs on a shared machine distort them less than wall time would; the load average is printed
 with them.
 
+``--env reacher`` trains on the continuous point mass of ``metarl.reacher`` (its preset's
+settings; the belief agents' reward decoder there reads the state, so the ELBO decodes every
+(latent, transition) pair through a two-layer network) instead of the grid world; the anchor
+and the batched-env row stay the grid world's.
+
 ``--parts`` adds, for this checkout (with its C kernels and with ``PROVENML_NATIVE=0``), where
 an iteration's CPU time goes: collection, the PPO update and the belief model, in ms per
 iteration, as ``train_agent(..., timings=...)`` records them (fresh subprocesses, best of
@@ -40,6 +45,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,11 +87,17 @@ def batched_env(num_envs: int, episodes: int) -> float:
 # ------------------------------------------------------------------------------------------
 
 
-def _training(agent: str, num_envs: int, iterations: int) -> float:
-    from provenml.metarl.experiments import GridworldConfig
+def _preset_class(env: str) -> Any:
+    """The experiment config whose ``small`` settings the workers train with."""
+    from provenml.metarl import experiments
+
+    return experiments.ReacherConfig if env == "reacher" else experiments.GridworldConfig
+
+
+def _training(agent: str, num_envs: int, iterations: int, env: str) -> float:
     from provenml.metarl.train import train_agent
 
-    preset = GridworldConfig(
+    preset = _preset_class(env)(
         num_envs=num_envs, total_steps=num_envs * 60 * iterations, model_pretrain_updates=0
     )
     cfg = preset.train_config()
@@ -94,14 +106,13 @@ def _training(agent: str, num_envs: int, iterations: int) -> float:
     return cfg.total_steps / (time.process_time() - start)
 
 
-def _belief_step(agent_name: str, repeats: int = 10) -> float:
+def _belief_step(agent_name: str, env_name: str, repeats: int = 10) -> float:
     """CPU seconds of one belief-model step on 64 episodes of a 256-episode buffer."""
     import torch
 
-    from provenml.metarl.experiments import GridworldConfig
     from provenml.metarl.train import EpisodeBuffer, build_agent, collect, make_vec_env
 
-    cfg = GridworldConfig(num_envs=256).train_config()
+    cfg = _preset_class(env_name)(num_envs=256).train_config()
     env = make_vec_env(cfg.env, cfg.num_envs, cfg.session_end_prob, cfg.goal_layout)
     agent = build_agent(agent_name, env, cfg)
     generator = torch.Generator().manual_seed(0)
@@ -129,14 +140,13 @@ def _belief_step(agent_name: str, repeats: int = 10) -> float:
     return (time.process_time() - start) / repeats
 
 
-def _parts(agent: str, num_envs: int, iterations: int) -> dict[str, float]:
+def _parts(agent: str, num_envs: int, iterations: int, env: str) -> dict[str, float]:
     """CPU ms per iteration in each part of training (``train_agent``'s ``timings``), over
     ``iterations`` iterations after a first one."""
-    from provenml.metarl.experiments import GridworldConfig
     from provenml.metarl.train import train_agent
 
     def run(count: int) -> dict[str, float]:
-        preset = GridworldConfig(
+        preset = _preset_class(env)(
             num_envs=num_envs, total_steps=num_envs * 60 * count, model_pretrain_updates=0
         )
         timings: dict[str, float] = {}
@@ -147,17 +157,17 @@ def _parts(agent: str, num_envs: int, iterations: int) -> dict[str, float]:
     return {k: (total[k] - first.get(k, 0.0)) / iterations * 1e3 for k in total}
 
 
-def worker(agent: str, num_envs: int, iterations: int, parts: bool = False) -> None:
+def worker(agent: str, num_envs: int, iterations: int, parts: bool, env: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    _training("dynamite", 8, 1)  # warm-up: torch's first-call costs are not the agent's
+    _training("dynamite", 8, 1, env)  # warm-up: torch's first-call costs are not the agent's
     if parts:
-        print(json.dumps(_parts(agent, num_envs, iterations)))
+        print(json.dumps(_parts(agent, num_envs, iterations, env)))
         return
-    out = {"rate": _training(agent, num_envs, iterations)}
+    out = {"rate": _training(agent, num_envs, iterations, env)}
     if agent in BELIEF_AGENTS:
-        out["belief_step"] = _belief_step(agent)
+        out["belief_step"] = _belief_step(agent, env)
     print(json.dumps(out))
 
 
@@ -168,11 +178,13 @@ def measure(
     iterations: int,
     native: bool = True,
     parts: bool = False,
+    env_name: str = "gridworld",
 ) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
     env["PROVENML_NATIVE"] = "1" if native else "0"
     command = [sys.executable, __file__, "--worker", agent, "--num-envs", str(num_envs)]
-    command += ["--iterations", str(iterations)] + (["--parts"] if parts else [])
+    command += ["--iterations", str(iterations), "--env", env_name]
+    command += ["--parts"] if parts else []
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -194,10 +206,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--agents", default=",".join(AGENTS))
     parser.add_argument("--parts", action="store_true", help="also time the parts of training")
+    parser.add_argument("--env", choices=("gridworld", "reacher"), default="gridworld")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.num_envs, args.iterations, args.parts)
+        worker(args.worker, args.num_envs, args.iterations, args.parts, args.env)
         return
     import torch
 
@@ -215,7 +228,9 @@ def main() -> None:
             arms = [("old", old_src, True), ("torch", new_src, False), ("new", new_src, True)]
             for _ in range(args.repeats):
                 for label, src, native in arms:
-                    got = measure(src, agent, args.num_envs, args.iterations, native)
+                    got = measure(
+                        src, agent, args.num_envs, args.iterations, native, env_name=args.env
+                    )
                     keep = best.setdefault(label, got)
                     keep["rate"] = max(keep["rate"], got["rate"])
                     if "belief_step" in got:
@@ -226,7 +241,7 @@ def main() -> None:
         f"load average {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f} at the start, "
         f"{load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f} at the end; torch threads 1; "
         f"baseline {args.baseline}; {args.num_envs} envs, {args.iterations} iterations, "
-        f"best of {args.repeats}; env steps per CPU second"
+        f"best of {args.repeats}; env steps per CPU second; training on {args.env}"
     )
     import torch  # the workers import their own; here only for the CPU capability
 
@@ -235,7 +250,8 @@ def main() -> None:
     capability = torch.backends.cpu.get_cpu_capability()
     default = "the C kernels" if hand_kernels_enabled() else "PyTorch"
     print(f"CPU capability {capability}: training here uses {default} (hand_kernels_enabled)")
-    print(f"single gymnasium.Env loop (anchor): {anchor:,.0f}")
+    where = "" if args.env == "gridworld" else f", the grid world's (training is on {args.env})"
+    print(f"single gymnasium.Env loop (anchor{where}): {anchor:,.0f}")
     print(f"SessionGridWorldVec, {args.num_envs} envs: {grid:,.0f} ({grid / anchor:.1f}x anchor)")
     header = f"{'PPO training':<16} {'old':>9} {'new':>9} {'old x':>7} {'new x':>7} {'new/old':>8}"
     print(header + f" {'belief step old -> new':>24}")
@@ -277,7 +293,7 @@ def print_parts(src: Path, args: argparse.Namespace) -> None:
         best: dict[bool, dict[str, float]] = {}
         for _ in range(args.repeats):
             for native in (True, False):
-                got = measure(src, agent, args.num_envs, args.iterations, native, parts=True)
+                got = measure(src, agent, args.num_envs, args.iterations, native, True, args.env)
                 keep = best.setdefault(native, got)
                 for k, v in got.items():
                     keep[k] = min(keep[k], v)
