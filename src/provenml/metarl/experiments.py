@@ -597,7 +597,10 @@ def _summarize_reacher(results: list[Result], ctx: RunContext) -> None:
     config=ReacherConfig,
     time={
         "smoke": "15 s",
-        "small": "11.2 min measured, idle (5 seeds x 4 agents, --jobs 2, load 1.7-2.1; stop 47)",
+        "small": (
+            "15.3 min measured, idle (5 seeds x 4 agents, --jobs 2, AVX2 EPYC, load 0.6 -> "
+            "1.6-1.9; stop 53; 11.2 min on the AVX-512 Xeon at stop 47)"
+        ),
         "paper": "hours",
     },
     summarize=_summarize_reacher,
