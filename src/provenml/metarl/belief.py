@@ -478,6 +478,10 @@ class BeliefEncoder(nn.Module):
 class RewardDecoder(nn.Module):
     """``p(r_j | m, s_{j+1})``: a Gaussian with unit variance, i.e. a squared-error decoder."""
 
+    # False keeps PyTorch's layers where the native pair kernel could run (native.py; the
+    # tests compare the two)
+    native: bool = True
+
     def __init__(self, obs_dim: int, latent_dim: int, hidden: int = 32) -> None:
         super().__init__()
         self.net = nn.Sequential(
@@ -487,10 +491,6 @@ class RewardDecoder(nn.Module):
             nn.ReLU(),
             nn.Linear(hidden, 1),
         )
-
-    # False keeps PyTorch's layers where the native pair kernel could run (native.py; the
-    # tests compare the two)
-    native: bool = True
 
     def forward(self, latent: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """Predicted reward; ``latent`` (..., D) and ``next_obs`` (..., obs_dim) broadcast

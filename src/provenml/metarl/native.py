@@ -10,6 +10,10 @@ PyTorch each step is some 40 small operations (forward and backward), each a few
 of dispatch on 64 x 64 tensors; here a step is two register-blocked matrix products and one
 pass over the gates. The weight gradients stay large PyTorch products over all steps.
 
+The same file holds the ELBO's reward decoder over every (latent, transition) pair of an
+episode (:class:`NativePairDecoder`, VariBAD eq. 8's ``p(r_j | m, s_{j+1})`` on the reacher),
+one block of an episode's transitions at a time, forward and backward.
+
 The kernel is compiled once per machine with the system's C compiler
 (:mod:`provenml.nn.native`, cached under ``provenml.core.cache_dir("native")``) and used for
 float32 CPU tensors whose hidden size is a multiple of 16, where
