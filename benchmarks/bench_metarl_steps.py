@@ -293,7 +293,10 @@ def print_parts(src: Path, args: argparse.Namespace) -> None:
         best: dict[bool, dict[str, float]] = {}
         for _ in range(args.repeats):
             for native in (True, False):
-                got = measure(src, agent, args.num_envs, args.iterations, native, True, args.env)
+                got = measure(
+                    src, agent, args.num_envs, args.iterations, native, parts=True,
+                    env_name=args.env,
+                )  # fmt: skip
                 keep = best.setdefault(native, got)
                 for k, v in got.items():
                     keep[k] = min(keep[k], v)

@@ -259,16 +259,20 @@ def test_backward_can_run_twice_with_retain_graph() -> None:
     torch.testing.assert_close(first, second, rtol=0, atol=0)
 
 
-def _native_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the calls of the native kernel's forward (NativeRecurrence.apply)."""
+def _native_calls(
+    monkeypatch: pytest.MonkeyPatch, kernel: type[torch.autograd.Function] | None = None
+) -> list[int]:
+    """Count the calls of a native kernel's forward (``kernel.apply``; NativeRecurrence's by
+    default)."""
+    kernel = native.NativeRecurrence if kernel is None else kernel
     calls: list[int] = []
-    apply = native.NativeRecurrence.apply
+    apply = kernel.apply
 
     def counted(*args: object) -> object:
         calls.append(1)
         return apply(*args)
 
-    monkeypatch.setattr(native.NativeRecurrence, "apply", counted)
+    monkeypatch.setattr(kernel, "apply", counted)
     return calls
 
 
@@ -361,18 +365,6 @@ def test_training_with_the_native_kernels_tracks_pytorch(
     assert curves["1"][-1] > curves["1"][0] + 2  # it learns at all
 
 
-def _pair_decoder_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
-    original = native.NativePairDecoder.apply
-
-    def counted(*args: object) -> torch.Tensor:
-        calls.append(1)
-        return original(*args)
-
-    monkeypatch.setattr(native.NativePairDecoder, "apply", counted)
-    return calls
-
-
 @pytest.mark.parametrize(("obs_dim", "latent_dim", "hidden"), [(6, 5, 32), (4, 4, 16), (9, 3, 48)])
 def test_native_pair_decoder_equals_the_pytorch_layers(
     obs_dim: int, latent_dim: int, hidden: int, monkeypatch: pytest.MonkeyPatch
@@ -382,7 +374,7 @@ def test_native_pair_decoder_equals_the_pytorch_layers(
     units that are off for some pairs and on for others."""
     if not native.native_pair_decoder_available(torch.zeros(1), hidden):
         pytest.skip("no C compiler here: the PyTorch decoder is the only one")
-    calls = _pair_decoder_calls(monkeypatch)
+    calls = _native_calls(monkeypatch, native.NativePairDecoder)
     torch.manual_seed(11)
     decoder = RewardDecoder(obs_dim, latent_dim, hidden=hidden)
     nn.init.normal_(decoder.net[2].bias, std=0.3)
@@ -414,7 +406,7 @@ def test_native_pair_decoder_equals_the_pytorch_layers(
 def test_native_pair_decoder_only_where_it_applies(monkeypatch: pytest.MonkeyPatch) -> None:
     """Other broadcasts, float64, a width off the 16-float tile and PROVENML_NATIVE=0 keep
     PyTorch's layers; a pairing that does not fit is refused with the shapes named."""
-    calls = _pair_decoder_calls(monkeypatch)
+    calls = _native_calls(monkeypatch, native.NativePairDecoder)
     torch.manual_seed(12)
     decoder = RewardDecoder(6, 5)
     decoder(torch.randn(3, 8, 5), torch.randn(3, 8, 6))  # one latent per transition

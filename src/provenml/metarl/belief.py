@@ -515,7 +515,6 @@ class RewardDecoder(nn.Module):
             and next_obs.shape[1] == 1
             and latent.shape[0] == next_obs.shape[0]
             and native_pair_decoder_available(first_latent, first.out_features)
-            and native_pair_decoder_available(first_transition, first.out_features)
         ):
             return NativePairDecoder.apply(
                 first_latent[:, :, 0],
