@@ -55,6 +55,7 @@ def rigged_tuner(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
         return [1.0 - 0.1 * k for k in range(len(calls))]
 
     monkeypatch.setattr(pc_tune, "tune_node", tune_node)
+    monkeypatch.setattr(pc_tune, "prebuild_candidates", lambda *args, **kwargs: None)
     monkeypatch.setattr(pc_api, "time_interleaved", in_graph)
     return timed
 

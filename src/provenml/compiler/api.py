@@ -15,7 +15,7 @@ import torch.fx
 import torch.nn as nn
 
 from provenml.compiler import passes as P
-from provenml.compiler.build import build
+from provenml.compiler.build import build, build_many
 from provenml.compiler.codegen import RUNTIMES, Program, annotate_scratch, lower
 from provenml.compiler.frontend import UnsupportedOp, trace
 from provenml.compiler.frontend.torch_fx import target_name
@@ -297,9 +297,13 @@ def settle_ties(
             picks[key] = contest.ties[0]
             continue
         variants = []
+        lowered = []
         for sched in contest.ties:
             final = optimize(g, options, overrides={**picks, key: sched})[-1][1]
-            program = _lower(final, options)
+            lowered.append((final, _lower(final, options)))
+        # the tied builds' gcc runs at once (none is timed before all are built)
+        build_many([program.source for _, program in lowered], cache=options.cache_dir)
+        for final, program in lowered:
             if program.source not in builds:
                 cg = _load(final, options, program)
                 cg.set_adaptive(False)

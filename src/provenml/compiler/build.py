@@ -9,11 +9,28 @@ import functools
 import os
 import subprocess
 import tempfile
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from provenml.nn.native import CC, FLAGS, LIBS, LINK_FLAGS, build_key, compile_library
 
-__all__ = ["CC", "FLAGS", "LIBS", "LINK_FLAGS", "build", "build_key", "cache_dir", "load"]
+__all__ = [
+    "BUILD_JOBS_ENV",
+    "CC",
+    "FLAGS",
+    "LIBS",
+    "LINK_FLAGS",
+    "build",
+    "build_jobs",
+    "build_key",
+    "build_many",
+    "cache_dir",
+    "load",
+]
+
+BUILD_JOBS_ENV = "PROVENML_BUILD_JOBS"  # gcc processes build_many may run at once
 
 
 @functools.cache
@@ -47,7 +64,10 @@ def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
             path.mkdir(parents=True, exist_ok=True)
         else:
             path = provenml_cache_dir("compiler")
-        probe = path / ".probe"
+        # a probe of this process and thread's own: with one shared name, two builds probing
+        # at once (two threads of build_many, two --jobs workers) could unlink each other's
+        # probe, and the loser fell back to the temp folder (found at stop 54)
+        probe = path / f".probe.{os.getpid()}.{threading.get_ident()}"
         probe.touch()
         probe.unlink()
     except OSError:
@@ -62,6 +82,42 @@ def build(
     """Compile ``source`` to a shared library (or reuse the cached one). Returns (path, hit);
     the build itself is :func:`provenml.nn.native.compile_library`."""
     return compile_library(source, cache_dir(cache), flags, what="provenml.compiler")
+
+
+def build_jobs() -> int:
+    """How many gcc processes :func:`build_many` runs at once: ``PROVENML_BUILD_JOBS`` when it
+    is a positive integer, else the CPUs this process may run on, at most 8."""
+    setting = os.environ.get(BUILD_JOBS_ENV, "").strip()
+    if setting.isdigit() and int(setting) >= 1:
+        return int(setting)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
+def build_many(
+    sources: Sequence[str],
+    flags: tuple[str, ...] = FLAGS,
+    cache: str | os.PathLike[str] | None = None,
+    jobs: int | None = None,
+) -> list[tuple[Path, bool]]:
+    """:func:`build` every source, up to ``jobs`` (:func:`build_jobs`) gcc processes at once;
+    returns (path, hit) per source, in order. A source given twice is built once. Each build
+    is a separate process writing files named by its own key, so builds of different sources
+    do not meet; the first failure is raised (:class:`~provenml.errors.ProvenmlError` with
+    gcc's message) once the builds under way have ended."""
+    unique = list(dict.fromkeys(sources))
+    cache = cache_dir(cache)  # resolved once, for every build
+    workers = min(jobs or build_jobs(), len(unique))
+    if workers <= 1:
+        built = {source: build(source, flags, cache) for source in unique}
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="provenml-gcc") as pool:
+            futures = {source: pool.submit(build, source, flags, cache) for source in unique}
+            built = {source: future.result() for source, future in futures.items()}
+    return [built[source] for source in sources]
 
 
 def load(path: Path, entry: str = "pm_entry") -> tuple[ctypes.CDLL, ctypes._CFuncPtr]:
