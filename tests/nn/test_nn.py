@@ -164,7 +164,9 @@ void pm_test_mm_at(int M, int N, int K, const float* A, const float* B, float* C
 def test_hand_kernel_products_at_each_vector_width(width: str, tmp_path: Path) -> None:
     """The shared C products (``MATMUL_C``) against torch at both vector widths: this machine's
     and, forced with ``-mno-avx512f``, AVX2's 8-float vectors in 6 x 2 tiles (stop 49), so an
-    AVX-512 machine also checks the row blocks (6, then 4, then single rows) that AVX2 runs."""
+    AVX-512 machine also checks the row blocks (6, then 4, then 2, then single rows) that AVX2
+    runs. Each element sums its terms in the same order whatever the block its row falls in,
+    so the product equals, bit for bit, the same rows computed one at a time."""
     import ctypes
     import platform
 
@@ -188,6 +190,8 @@ def test_hand_kernel_products_at_each_vector_width(width: str, tmp_path: Path) -
         (13, 192, 9),
         (6, 80, 33),
         (10, 32, 5),
+        (3, 32, 5),
+        (14, 48, 17),
     ]:
         a = torch.randn(rows, inner, generator=generator)
         b = torch.randn(inner, cols, generator=generator)
@@ -197,6 +201,10 @@ def test_hand_kernel_products_at_each_vector_width(width: str, tmp_path: Path) -
             lib.pm_test_mm(rows, cols, inner, *map(data_pointer, (a, b, out)), acc_in)
             expected = a @ b + (start if acc_in else 0)
             torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-4)
+            for r in range(rows):  # row r alone: a block of one row
+                row = start[r : r + 1].clone()
+                lib.pm_test_mm(1, cols, inner, *map(data_pointer, (a[r : r + 1], b, row)), acc_in)
+                assert torch.equal(row, out[r : r + 1])
             # C (rows x cols) (+)= A^T @ B with A stored inner x rows
             a_t = a.T.contiguous()
             out = start.clone()
