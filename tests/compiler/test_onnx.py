@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.compiler._user_models import Maths, MobileNetV3Head
 
 import provenml.compiler as pc
 from provenml.compiler.models import build_model
@@ -282,3 +283,64 @@ def test_bad_inputs_are_clear_errors() -> None:
         pc.compile_onnx(data, (w(2, 3), w(2, 3)))
     with pytest.raises(ProvenmlError, match="threads= must be"):
         pc.compile_onnx(data, threads=0)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_head", "maths"])
+def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None:
+    """Stop 54's ops as ``torch.onnx.export`` writes them: HardSwish, HardSigmoid (alpha 1/6),
+    Clip [0, 6] for ReLU6, Softplus; Abs, Log, Sqrt, Pow, Reciprocal and 1-D MatMuls."""
+    torch.manual_seed(0)
+    if name == "maths":
+        model, x = Maths().eval(), torch.randn(5, 16)
+    else:
+        model, x = MobileNetV3Head().eval(), torch.randn(2, 3, 12, 12)
+    data = _export(model, x)
+    ops = {n.op_type for n in onnx.load_from_string(data).graph.node}
+    wanted = {"HardSwish", "HardSigmoid", "Clip", "Softplus"} if name != "maths" else {"Abs"}
+    assert wanted <= ops, ops
+    compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
+    y = compiled(x).numpy()
+    np.testing.assert_allclose(y, _ort(data, {"x": x.numpy()})[0], **TOL)
+    with torch.no_grad():
+        np.testing.assert_allclose(y, model(x).numpy(), **TOL)
+
+
+def test_hand_built_vector_matmuls_and_clip(cache: str) -> None:
+    v = w(4)
+    nodes = [
+        N("MatMul", ["v", "x"], ["row"]),  # [4] @ [3, 4, 5] -> [3, 5]
+        N("MatMul", ["x", "u"], ["col"]),  # [3, 4, 5] @ [5] -> [3, 4]
+        N("Clip", ["col", "zero", "six"], ["clipped"]),
+        N("Clip", ["row", "zero", ""], ["relu"]),
+    ]
+    inits = {
+        "v": v,
+        "u": w(5),
+        "zero": np.array(0.0, np.float32),
+        "six": np.array(6.0, np.float32),
+    }
+    data = _model(nodes, {"x": (3, 4, 5)}, ["clipped", "relu"], inits)
+    x = w(3, 4, 5) * 4
+    compiled = pc.compile_onnx(data, (torch.from_numpy(x),), tuning=False, cache_dir=cache)
+    ours = compiled(torch.from_numpy(x))
+    for got, want in zip(ours, _ort(data, {"x": x}), strict=True):
+        np.testing.assert_allclose(got.numpy(), want, **TOL)
+
+
+@pytest.mark.parametrize(
+    ("node", "inits", "why"),
+    [
+        (N("Clip", ["x", "lo", "hi"], ["y"]), {"lo": -1.0, "hi": 1.0}, r"bounds \[-1.0, 1.0\]"),
+        (N("Pow", ["x", "e"], ["y"]), {"e": 1.5}, "constant exponents"),
+        (N("HardSigmoid", ["x"], ["y"]), {}, "alpha=0.2"),
+        (N("MatMul", ["x", "x"], ["y"]), {}, "1-D @ 1-D"),
+    ],
+)
+def test_what_the_new_onnx_ops_refuse_is_named(
+    node: onnx.NodeProto, inits: dict[str, float], why: str
+) -> None:
+    arrays = {k: np.array(v, np.float32) for k, v in inits.items()}
+    shape = (4,) if node.op_type == "MatMul" else (2, 4)
+    data = _model([node], {"x": shape}, ["y"], arrays)
+    with pytest.raises(ProvenmlError, match=why):
+        pc.compile_onnx(data, tuning=False)

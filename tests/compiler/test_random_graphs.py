@@ -19,6 +19,12 @@ UNARY = {
     "silu": F.silu,
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
+    # stop 54's activations (defined on every real; log and rsqrt are not)
+    "abs": torch.abs,
+    "relu6": F.relu6,
+    "hardsigmoid": F.hardsigmoid,
+    "hardswish": F.hardswish,
+    "softplus": F.softplus,
 }
 BINARY = {"add": torch.add, "sub": torch.sub, "mul": torch.mul}
 STEP = st.one_of(

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tests.compiler._user_models import Maths, MobileNetV3Head
 
 import provenml.compiler as pc
 from provenml.errors import ProvenmlError
@@ -241,3 +242,60 @@ def test_embedding_indices_still_compile(cache: str) -> None:
     compiled = pc.compile(emb, (idx,), tuning=False, cache_dir=cache)
     np.testing.assert_array_equal(compiled(idx).numpy(), emb(idx).detach().numpy())
     compiled(idx.to(torch.int32))  # int32 indices are widened, as eager accepts them
+
+
+NEW_OPS = ("hardswish", "relu6", "hardsigmoid", "softplus", "abs", "log", "rsqrt", "sqrt")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("model_name", ["mobilenet_v3_head", "maths"])
+def test_activations_and_maths_match_eager(model_name: str, threads: int, cache: str) -> None:
+    torch.manual_seed(0)
+    if model_name == "maths":
+        model, x = Maths().eval(), torch.randn(5, 16)
+    else:
+        model, x = MobileNetV3Head().eval(), torch.randn(2, 3, 12, 12)
+    with torch.no_grad():
+        ref = model(x)
+    compiled = pc.compile(model, (x,), threads=threads, tuning=False, cache_dir=cache)
+    torch.testing.assert_close(compiled(x), ref, rtol=1e-5, atol=1e-5)
+    frontend = compiled.dump("frontend")
+    expected = NEW_OPS[:4] if model_name == "mobilenet_v3_head" else NEW_OPS[4:]
+    missing = [op for op in expected if f"= {op}(" not in frontend]
+    assert not missing, f"ops not in the IR: {missing}\n{frontend}"
+
+
+def test_activations_at_their_edges(cache: str) -> None:
+    """Each new activation on values around its kinks and its threshold (softplus switches
+    to the identity above 20)."""
+    x = torch.tensor([[-30.0, -6.0, -3.0, -2.5, -1e-3, 0.0, 1e-3, 2.5, 3.0, 6.0, 19.9, 20.1]])
+    for fn in (F.hardswish, F.hardsigmoid, F.relu6, F.softplus, torch.abs):
+        model = _Apply(fn).eval()
+        compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
+        torch.testing.assert_close(compiled(x), fn(x), rtol=1e-6, atol=1e-6)
+
+
+class _Apply(nn.Module):
+    def __init__(self, fn: object) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)  # type: ignore[operator, no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("fn", "why"),
+    [
+        (lambda x: x**1.5, "exponent 1.5"),
+        (lambda x: torch.pow(x, x), "exponent"),
+        (lambda x: F.softplus(x, beta=2.0), "beta=2.0"),
+        (lambda x: x[0] @ x[1], "1-D @ 1-D"),
+        (lambda x: x.clamp(-1, 1), r"bounds \[-1, 1\]"),
+        (lambda x: F.hardtanh(x), r"bounds \[-1.0, 1.0\]"),
+    ],
+)
+def test_what_the_new_ops_refuse_is_named(fn: object, why: str) -> None:
+    model = _Apply(fn).eval()
+    with pytest.raises(ProvenmlError, match=why):
+        pc.compile(model, (torch.randn(4, 16),), tuning=False)

@@ -42,6 +42,20 @@ def unary(op: str, x: np.ndarray) -> np.ndarray:
         return erf(x).astype(np.float32)
     if op == "sqrt":
         return np.sqrt(x)
+    if op == "abs":
+        return np.abs(x)
+    if op == "log":
+        return np.log(x)
+    if op == "rsqrt":
+        return (1.0 / np.sqrt(x)).astype(np.float32)
+    if op == "relu6":
+        return np.clip(x, 0, 6).astype(np.float32)
+    if op == "hardsigmoid":
+        return (np.clip(x + 3, 0, 6) / 6).astype(np.float32)
+    if op == "hardswish":
+        return (x * np.clip(x + 3, 0, 6) / 6).astype(np.float32)
+    if op == "softplus":
+        return np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20)))).astype(np.float32)
     raise ProvenmlError(f"interpreter: unknown unary op {op}")
 
 

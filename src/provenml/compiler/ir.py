@@ -26,6 +26,14 @@ ELEMENTWISE_UNARY = (
     "identity",
     "erf",
     "sqrt",
+    # stop 54: the activations and maths of users' models that were refused before
+    "abs",
+    "log",
+    "rsqrt",
+    "relu6",
+    "hardsigmoid",
+    "hardswish",
+    "softplus",
 )
 ELEMENTWISE_BINARY = ("add", "sub", "mul", "div")
 ELEMENTWISE = ELEMENTWISE_UNARY + ELEMENTWISE_BINARY

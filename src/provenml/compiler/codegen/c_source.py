@@ -649,6 +649,15 @@ UNARY_C: dict[str, str] = {
     "identity": "{x}",
     "erf": "pm_erf({x})",
     "sqrt": "sqrtf({x})",
+    "abs": "fabsf({x})",
+    "log": "logf({x})",
+    "rsqrt": "(1.f / sqrtf({x}))",
+    "relu6": "fminf(fmaxf({x}, 0.f), 6.f)",
+    # PyTorch's forms: x * relu6(x + 3) / 6 and relu6(x + 3) / 6
+    "hardsigmoid": "(fminf(fmaxf({x} + 3.f, 0.f), 6.f) / 6.f)",
+    "hardswish": "({x} * fminf(fmaxf({x} + 3.f, 0.f), 6.f) / 6.f)",
+    # softplus at PyTorch's defaults (beta 1, threshold 20): linear above the threshold
+    "softplus": "({x} > 20.f ? {x} : log1pf(expf({x})))",
 }
 BINARY_C: dict[str, str] = {
     "add": "({a} + {b})",

@@ -260,12 +260,29 @@ def _gemm(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 
 
 def _matmul(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """A linear layer where the right operand is a constant matrix, else a matmul; a 1-D
+    operand is a row (left) or a column (right), the added dim dropped (numpy's rule)."""
     a = b.tensor(node.input[0])
     weight = b.static.get(node.input[1])
     if weight is not None and weight.ndim == 2 and len(b.g.values[a].shape) >= 2:
         w = b.g.add_const(np.ascontiguousarray(weight.T, dtype=np.float32), "w")
         return [b.emit("linear", [a, w])]  # a constant right operand: a linear layer
-    return [b.emit("matmul", [a, b.tensor(node.input[1])])]
+    right = b.tensor(node.input[1])
+    a_shape, right_shape = b.g.values[a].shape, b.g.values[right].shape
+    if len(a_shape) >= 2 and len(right_shape) >= 2:
+        return [b.emit("matmul", [a, right])]
+    if len(a_shape) == 1 and len(right_shape) == 1:
+        raise UnsupportedOp("MatMul", b.current, "1-D @ 1-D (a 0-d result)")
+    if len(a_shape) == 1:
+        a = b.emit("reshape", [a], {"shape": (1, *a_shape)})
+        drop = -2
+    else:
+        right = b.emit("reshape", [right], {"shape": (*right_shape, 1)})
+        drop = -1
+    product = b.emit("matmul", [a, right])
+    shape = list(b.g.values[product].shape)
+    del shape[drop]
+    return [b.emit("reshape", [product], {"shape": tuple(shape)})]
 
 
 def _pads(node: onnx.NodeProto, at: dict[str, Any], spatial: int) -> tuple[int, ...]:
@@ -518,17 +535,50 @@ def _reduce(op: str) -> OnnxHandler:
 
 
 def _pow(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """``x ** e`` for a constant scalar ``e`` in the torch frontend's ``POW_EXPONENTS``."""
     exponent = b.static.get(node.input[1])
     x = b.tensor(node.input[0])
-    if exponent is not None and exponent.size == 1:
-        e = float(exponent.reshape(-1)[0])
-        if e == 2.0:
-            return [b.emit("mul", [x, x])]
-        if e == 1.0:
-            return [x]
-        if e == 0.5:
-            return [b.emit("sqrt", [x])]
-    raise UnsupportedOp("Pow", b.current, "only exponents 0.5, 1 and 2")
+    e = float(exponent.reshape(-1)[0]) if exponent is not None and exponent.size == 1 else None
+    if e == 0.5:
+        return [b.emit("sqrt", [x])]
+    if e == -0.5:
+        return [b.emit("rsqrt", [x])]
+    if e == 1.0:
+        return [x]
+    if e in (2.0, 3.0, -1.0, -2.0):
+        square = b.emit("mul", [x, x]) if e != -1.0 else x
+        if e == 3.0:
+            return [b.emit("mul", [square, x])]
+        if e < 0:
+            return [b.emit("div", [b.g.add_const(np.float32(1.0), "one"), square])]
+        return [square]
+    raise UnsupportedOp("Pow", b.current, "only constant exponents 0.5, -0.5, 1, 2, 3, -1, -2")
+
+
+def _hard_sigmoid(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """PyTorch's hardsigmoid as exported: ``alpha = 1/6``, ``beta = 0.5``."""
+    at = attrs_of(node)
+    alpha, beta = float(at.get("alpha", 0.2)), float(at.get("beta", 0.5))
+    if abs(alpha - 1 / 6) > 1e-6 or beta != 0.5:
+        raise UnsupportedOp("HardSigmoid", b.current, f"alpha={alpha}, beta={beta}")
+    return [b.emit("hardsigmoid", [b.tensor(node.input[0])])]
+
+
+def _clip(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """``Clip`` to [0, 6] (relu6, as PyTorch exports it) or to [0, inf) (relu), its bounds
+    constant (the inputs of opset 11 on, or the attributes before)."""
+    at = attrs_of(node)
+    bounds = []
+    for i, key in ((1, "min"), (2, "max")):
+        value = b.static.get(node.input[i]) if len(node.input) > i and node.input[i] else None
+        bounds.append(float(value.reshape(-1)[0]) if value is not None else at.get(key))
+    low, high = bounds
+    x = b.tensor(node.input[0])
+    if low == 0.0 and high == 6.0:
+        return [b.emit("relu6", [x])]
+    if low == 0.0 and high is None:
+        return [b.emit("relu", [x])]
+    raise UnsupportedOp("Clip", b.current, f"bounds [{low}, {high}] (the compiler takes [0, 6])")
 
 
 def _cast(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
@@ -572,6 +622,12 @@ ONNX_OPS: dict[str, OnnxHandler] = {
     "Neg": _unary("neg"),
     "Erf": _unary("erf"),
     "Sqrt": _unary("sqrt"),
+    "Abs": _unary("abs"),
+    "Log": _unary("log"),
+    "Softplus": _unary("softplus"),
+    "HardSwish": _unary("hardswish"),
+    "HardSigmoid": _hard_sigmoid,
+    "Clip": _clip,
     "Gelu": _gelu,
     "Identity": _identity,
     "Dropout": _dropout,

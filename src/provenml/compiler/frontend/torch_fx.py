@@ -231,6 +231,10 @@ class FxBuilder:
             and all(isinstance(x, (int, torch.Size)) for x in result)
         ):
             return tuple(result) if isinstance(result, torch.Size) else result
+        if result is None and not node.users:
+            # a call for its side effect alone, e.g. the usage logging of a module built
+            # inside forward (``nn.ReLU6()(x)``): nothing reads it, nothing to compute
+            return None
         raise UnsupportedOp(target_name(node, self.gm), node.name, "non-tensor result")
 
     def convert(self, node: torch.fx.Node, out: Any) -> Any:
@@ -511,7 +515,93 @@ def _linear(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 
 
 def _matmul(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-    return b.emit("matmul", [b.tensor_arg(node.args[0]), b.tensor_arg(node.args[1])], {}, out)
+    """``torch.matmul``'s rules for 1-D operands: a 1-D left operand is a row ``[1, K]`` and
+    a 1-D right one a column ``[K, 1]``, the added dim dropped from the result."""
+    left, right = b.tensor_arg(node.args[0]), b.tensor_arg(node.args[1])
+    left_1d, right_1d = len(b.shape(left)) == 1, len(b.shape(right)) == 1
+    if not (left_1d or right_1d):
+        return b.emit("matmul", [left, right], {}, out)
+    if left_1d and right_1d:
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "1-D @ 1-D (a 0-d result)")
+    if left_1d:
+        left = b.reshape(left, torch.empty(1, *b.shape(left), device="meta"))
+        full = (*out.shape[:-1], 1, out.shape[-1])
+    else:
+        right = b.reshape(right, torch.empty(*b.shape(right), 1, device="meta"))
+        full = (*out.shape, 1)
+    product = b.emit("matmul", [left, right], {}, torch.empty(full, device="meta"))
+    return b.reshape(product, out)
+
+
+# x ** e for the scalar exponents PyTorch's own pow kernel special-cases, in its forms
+POW_EXPONENTS = (0.5, -0.5, 1, 2, 3, -1, -2)
+
+
+def _pow(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``x ** e`` (``torch.pow``, ``Tensor.pow``, ``**``) for a tensor ``x`` and a scalar ``e``
+    in :data:`POW_EXPONENTS`: sqrt, rsqrt, x, x x, x x x, 1 / x, 1 / (x x)."""
+    exponent = b.val(arg(node, 1, "exponent"))
+    if not b.is_tensor(node.args[0]) or isinstance(exponent, bool) or exponent not in POW_EXPONENTS:
+        raise UnsupportedOp(
+            target_name(node, b.gm),
+            node.name,
+            f"exponent {exponent!r} (a tensor to the power {', '.join(map(str, POW_EXPONENTS))})",
+        )
+    x = b.tensor_arg(node.args[0])
+    if exponent == 0.5:
+        return b.emit("sqrt", [x], {}, out)
+    if exponent == -0.5:
+        return b.emit("rsqrt", [x], {}, out)
+    if exponent == 1:
+        return b.emit("identity", [x], {}, out)
+    square = b.emit("mul", [x, x], {}, out) if exponent in (2, 3, -2) else x
+    if exponent == 3:
+        return b.emit("mul", [square, x], {}, out)
+    if exponent in (-1, -2):
+        return b.emit("div", [b.tensor_arg(1.0), square], {}, out)
+    return square
+
+
+def _bounded(b: FxBuilder, node: torch.fx.Node, low: Any, high: Any, out: torch.Tensor) -> str:
+    """A clamp to ``[low, high]`` that is an activation the IR has: relu6 ([0, 6]) or relu
+    ([0, inf))."""
+    low, high = b.val(low), b.val(high)
+    if low == 0 and high == 6:
+        return b.emit("relu6", [b.tensor_arg(node.args[0])], {}, out)
+    if low == 0 and high is None:
+        return b.emit("relu", [b.tensor_arg(node.args[0])], {}, out)
+    raise UnsupportedOp(
+        target_name(node, b.gm), node.name, f"bounds [{low}, {high}] (the compiler takes [0, 6])"
+    )
+
+
+def _hardtanh(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.hardtanh`` (what ``nn.ReLU6`` and ``F.relu6`` call) with bounds 0 and 6."""
+    return _bounded(b, node, arg(node, 1, "min_val", -1.0), arg(node, 2, "max_val", 1.0), out)
+
+
+def _clamp(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    return _bounded(b, node, arg(node, 1, "min"), arg(node, 2, "max"), out)
+
+
+def _square(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    x = b.tensor_arg(node.args[0])
+    return b.emit("mul", [x, x], {}, out)
+
+
+def _softplus(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    beta, threshold = b.val(arg(node, 1, "beta", 1.0)), b.val(arg(node, 2, "threshold", 20.0))
+    return _softplus_op(b, node, beta, threshold, out)
+
+
+def _softplus_op(
+    b: FxBuilder, node: torch.fx.Node, beta: Any, threshold: Any, out: torch.Tensor
+) -> str:
+    if beta != 1 or threshold != 20:
+        raise UnsupportedOp(
+            target_name(node, b.gm), node.name, f"beta={beta}, threshold={threshold}"
+        )
+    return b.emit("softplus", [b.tensor_arg(node.args[0])], {}, out)
 
 
 def _conv2d(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -718,6 +808,14 @@ UNARY_FUNCTIONS: dict[Any, str] = {
     operator.neg: "neg",
     torch.exp: "exp",
     F.dropout: "identity",
+    torch.abs: "abs",
+    operator.abs: "abs",
+    torch.log: "log",
+    torch.sqrt: "sqrt",
+    torch.rsqrt: "rsqrt",
+    F.relu6: "relu6",
+    F.hardsigmoid: "hardsigmoid",
+    F.hardswish: "hardswish",
 }
 BINARY_FUNCTIONS: dict[Any, str] = {
     operator.add: "add",
@@ -739,6 +837,10 @@ FUNCTIONS: dict[Any, Handler] = {
     torch.matmul: _matmul,
     operator.matmul: _matmul,
     torch.bmm: _matmul,
+    torch.pow: _pow,
+    torch.square: _square,
+    operator.pow: _pow,
+    F.softplus: _softplus,
     torch.flatten: _reshape,
     torch.reshape: _reshape,
     torch.permute: _permute_function,
@@ -754,6 +856,13 @@ FUNCTION_NAMES: dict[str, Handler] = {
     "gelu": _gelu,
     "silu": _unary("silu"),
     "relu": _unary("relu"),
+    "relu6": _unary("relu6"),
+    "hardtanh": _hardtanh,
+    "clamp": _clamp,
+    "clip": _clamp,
+    "hardsigmoid": _unary("hardsigmoid"),
+    "hardswish": _unary("hardswish"),
+    "softplus": _softplus,
     "linear": _linear,
     "conv2d": _conv2d,
     "conv1d": _conv1d,
@@ -777,6 +886,13 @@ FUNCTION_NAMES: dict[str, Handler] = {
 }
 METHODS: dict[str, Handler] = {
     **{m: _unary(m) for m in ("relu", "tanh", "sigmoid", "exp", "neg")},
+    **{m: _unary(m) for m in ("abs", "log", "sqrt", "rsqrt")},
+    "pow": _pow,
+    "square": _square,
+    "clamp": _clamp,
+    "clip": _clamp,
+    "matmul": _matmul,
+    "bmm": _matmul,
     **{m: _binary(m, check_alpha=True) for m in ("add", "sub", "mul", "div")},
     **dict.fromkeys(("view", "reshape", "flatten", "unsqueeze", "squeeze"), _reshape),
     "contiguous": _contiguous,
@@ -801,6 +917,12 @@ def _module_unary(op: str) -> Handler:
         return b.emit(op, [b.tensor_arg(node.args[0])], {}, out)
 
     return handle
+
+
+def _softplus_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    assert isinstance(mod, nn.Softplus)
+    return _softplus_op(b, node, mod.beta, mod.threshold, out)
 
 
 def _gelu_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -889,6 +1011,10 @@ MODULES: dict[type, Handler] = {
     nn.Tanh: _module_unary("tanh"),
     nn.Sigmoid: _module_unary("sigmoid"),
     nn.SiLU: _module_unary("silu"),
+    nn.ReLU6: _module_unary("relu6"),
+    nn.Hardsigmoid: _module_unary("hardsigmoid"),
+    nn.Hardswish: _module_unary("hardswish"),
+    nn.Softplus: _softplus_module,
     nn.Dropout: _module_unary("identity"),
     nn.Identity: _module_unary("identity"),
     nn.GELU: _gelu_module,

@@ -35,6 +35,8 @@ def shape_of(n: Node, values: dict[str, Value]) -> tuple[int, ...]:
         return (*s[0][:-1], a["n"])
     if op == "matmul":
         a_s, b_s = s[0], s[1]
+        if len(a_s) < 2 or len(b_s) < 2:  # the frontends reshape 1-D operands first
+            raise ProvenmlError(f"matmul {n.name}: operands {a_s} @ {b_s} are not both 2-D+")
         if a.get("trans_b"):
             b_s = (*b_s[:-2], b_s[-1], b_s[-2])
         if a_s[-1] != b_s[-2]:

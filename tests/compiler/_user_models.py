@@ -1,0 +1,45 @@
+"""Models for the tests of the ops added at stop 54 (``test_user_models.py``, ``test_onnx.py``):
+the activations of a MobileNetV3-style net and elementwise maths with vector matmuls."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MobileNetV3Head(nn.Module):
+    """The activations of a MobileNetV3-style net: Hardswish, ReLU6 on a depthwise conv,
+    Hardsigmoid on a squeeze-excite gate (functional and module forms), Softplus."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.squeeze, self.excite = nn.Linear(8, 4), nn.Linear(4, 8)
+        self.head = nn.Sequential(nn.Linear(8, 8), nn.Hardsigmoid(), nn.Linear(8, 4), nn.Softplus())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.hardswish(self.stem(x))
+        h = nn.ReLU6()(self.depthwise(h))
+        pooled = h.mean(dim=(2, 3))
+        gate = F.hardsigmoid(self.excite(F.relu6(self.squeeze(pooled))))
+        return self.head(pooled * gate) + F.softplus(pooled).sum(-1, keepdim=True)
+
+
+class Maths(nn.Module):
+    """abs, log, sqrt, rsqrt, square and every exponent the compiler takes, as functions,
+    methods and operators; a 1-D operand on either side of ``@``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(16, 16)
+        self.register_buffer("v", torch.randn(16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pos = torch.abs(x) + 0.5
+        y = torch.log(pos) + pos.sqrt() + torch.rsqrt(pos) + x.square() + abs(x).log()
+        y = y + x**2 + torch.pow(x, 3) + pos**0.5 + pos.pow(-0.5) + pos**-1 + pos.pow(-2)
+        row = self.v @ self.proj(y).transpose(0, 1)  # [16] @ [16, B] -> [B]
+        col = self.proj(y) @ self.v  # [B, 16] @ [16] -> [B]
+        return y * (row + col).unsqueeze(-1)
