@@ -43,3 +43,20 @@ class Maths(nn.Module):
         row = self.v @ self.proj(y).transpose(0, 1)  # [16] @ [16, B] -> [B]
         col = self.proj(y) @ self.v  # [B, 16] @ [16] -> [B]
         return y * (row + col).unsqueeze(-1)
+
+
+class Classifier(nn.Module):
+    """A classification head ending in log-softmax (module, function and method forms, over
+    the last dim and over dim 1 of a 3-d tensor), and a softmax module without a dim."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(16, 32), nn.Hardswish(), nn.Linear(32, 10))
+        self.out = nn.LogSoftmax(dim=-1)
+        self.implicit = nn.Softmax()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.body(x)
+        per_step = F.log_softmax(logits.view(2, -1, 10), dim=1).reshape(logits.shape)
+        implicit = self.implicit(logits.view(2, -1, 10)).reshape(logits.shape)
+        return self.out(logits) + per_step + logits.log_softmax(-1) * implicit

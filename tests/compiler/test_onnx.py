@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.compiler._user_models import Maths, MobileNetV3Head
+from tests.compiler._user_models import Classifier, Maths, MobileNetV3Head
 
 import provenml.compiler as pc
 from provenml.compiler.models import build_model
@@ -285,18 +285,25 @@ def test_bad_inputs_are_clear_errors() -> None:
         pc.compile_onnx(data, threads=0)
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v3_head", "maths"])
+@pytest.mark.filterwarnings("ignore:Implicit dimension choice")
+@pytest.mark.parametrize("name", ["mobilenet_v3_head", "maths", "classifier"])
 def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None:
     """Stop 54's ops as ``torch.onnx.export`` writes them: HardSwish, HardSigmoid (alpha 1/6),
     Clip [0, 6] for ReLU6, Softplus; Abs, Log, Sqrt, Pow, Reciprocal and 1-D MatMuls."""
     torch.manual_seed(0)
     if name == "maths":
         model, x = Maths().eval(), torch.randn(5, 16)
+    elif name == "classifier":
+        model, x = Classifier().eval(), torch.randn(6, 16)
     else:
         model, x = MobileNetV3Head().eval(), torch.randn(2, 3, 12, 12)
     data = _export(model, x)
     ops = {n.op_type for n in onnx.load_from_string(data).graph.node}
-    wanted = {"HardSwish", "HardSigmoid", "Clip", "Softplus"} if name != "maths" else {"Abs"}
+    wanted = {
+        "mobilenet_v3_head": {"HardSwish", "HardSigmoid", "Clip", "Softplus"},
+        "maths": {"Abs"},
+        "classifier": {"LogSoftmax"},
+    }[name]
     assert wanted <= ops, ops
     compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
     y = compiled(x).numpy()

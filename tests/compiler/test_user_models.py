@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tests.compiler._user_models import Maths, MobileNetV3Head
+from tests.compiler._user_models import Classifier, Maths, MobileNetV3Head
 
 import provenml.compiler as pc
 from provenml.errors import ProvenmlError
@@ -299,3 +299,22 @@ def test_what_the_new_ops_refuse_is_named(fn: object, why: str) -> None:
     model = _Apply(fn).eval()
     with pytest.raises(ProvenmlError, match=why):
         pc.compile(model, (torch.randn(4, 16),), tuning=False)
+
+
+@pytest.mark.filterwarnings("ignore:Implicit dimension choice")
+@pytest.mark.parametrize("fusion", [True, False])
+def test_log_softmax_matches_eager(fusion: bool, cache: str) -> None:
+    """Log-softmax over the last dim (a row kernel, with the hardswish-linear epilogue fused
+    where fusion is on) and over another dim (the strided kernel); a softmax module without a
+    dim takes PyTorch's implicit one; large logits stay finite."""
+    torch.manual_seed(0)
+    model, x = Classifier().eval(), torch.randn(6, 16)
+    with torch.no_grad():
+        ref = model(x)
+        big = model(x * 200)
+    compiled = pc.compile(model, (x,), threads=1, tuning=False, fusion=fusion, cache_dir=cache)
+    torch.testing.assert_close(compiled(x), ref, rtol=1e-5, atol=1e-5)
+    out = compiled(x * 200)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, big, rtol=1e-5, atol=1e-3)
+    assert "log=True" in compiled.dump("frontend")

@@ -169,7 +169,10 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
         return ((x - mu) / np.sqrt(var + a["eps"]) * ins[1] + ins[2]).astype(np.float32)
     if op == "softmax":
         x = ins[0]
-        e = np.exp(x - x.max(axis=a["dim"], keepdims=True))
+        shifted = x - x.max(axis=a["dim"], keepdims=True)
+        e = np.exp(shifted)
+        if a.get("log"):  # log-softmax: x - max - log(sum(exp(x - max)))
+            return (shifted - np.log(e.sum(axis=a["dim"], keepdims=True))).astype(np.float32)
         return (e / e.sum(axis=a["dim"], keepdims=True)).astype(np.float32)
     if op in ("mean", "sum"):
         x = to_logical(ins[0], values[n.inputs[0]])

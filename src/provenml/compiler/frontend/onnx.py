@@ -351,15 +351,17 @@ def _global_average_pool(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 
 
 def _softmax(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """Softmax and LogSoftmax (a softmax with ``log=True``)."""
     x = b.tensor(node.input[0])
     shape = b.g.values[x].shape
     rank = len(shape)
     axis = int(attrs_of(node).get("axis", -1 if b.opset >= 13 else 1)) % rank
+    log = {"log": True} if node.op_type == "LogSoftmax" else {}
     if b.opset >= 13 or axis == rank - 1:
-        return [b.emit("softmax", [x], {"dim": axis})]
+        return [b.emit("softmax", [x], {"dim": axis, **log})]
     # opset < 13: softmax over the flattened trailing dims [axis:]
     flat = b.reshape(x, (int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))))
-    return [b.reshape(b.emit("softmax", [flat], {"dim": 1}), shape)]
+    return [b.reshape(b.emit("softmax", [flat], {"dim": 1, **log}), shape)]
 
 
 def _layer_norm(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
@@ -644,6 +646,7 @@ ONNX_OPS: dict[str, OnnxHandler] = {
     "AveragePool": _pool("avg_pool2d"),
     "GlobalAveragePool": _global_average_pool,
     "Softmax": _softmax,
+    "LogSoftmax": _softmax,
     "LayerNormalization": _layer_norm,
     "BatchNormalization": _batch_norm,
     "Reshape": _reshape,

@@ -398,8 +398,11 @@ class FxBuilder:
             raise UnsupportedOp("conv", self.current, f"padding={mode!r} (asymmetric)")
         return tuple(t // 2 for t in total)
 
-    def softmax(self, x: Any, dim: Any, out: torch.Tensor) -> str:
-        return self.emit("softmax", [self.tensor_arg(x)], {"dim": int(dim) % out.dim()}, out)
+    def softmax(self, x: Any, dim: Any, out: torch.Tensor, log: bool = False) -> str:
+        attrs: dict[str, Any] = {"dim": int(dim) % out.dim()}
+        if log:
+            attrs["log"] = True
+        return self.emit("softmax", [self.tensor_arg(x)], attrs, out)
 
     def getitem(self, x: str, index: Any, out: torch.Tensor) -> str:
         """Basic indexing: ints, slices, Ellipsis and None, as a chain of slice + reshape."""
@@ -500,6 +503,10 @@ def _reduction(op: str) -> Handler:
 
 def _softmax(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.softmax(node.args[0], b.val(arg(node, 1, "dim")), out)
+
+
+def _log_softmax(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    return b.softmax(node.args[0], b.val(arg(node, 1, "dim")), out, log=True)
 
 
 def _gelu(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -873,6 +880,7 @@ FUNCTION_NAMES: dict[str, Handler] = {
     "batch_norm": _batch_norm,
     "layer_norm": _layer_norm,
     "softmax": _softmax,
+    "log_softmax": _log_softmax,
     "max_pool2d": _pool("max_pool2d"),
     "avg_pool2d": _pool("avg_pool2d"),
     "adaptive_avg_pool2d": _adaptive_avg_pool2d,
@@ -901,6 +909,7 @@ METHODS: dict[str, Handler] = {
     "mean": _reduction("mean"),
     "sum": _reduction("sum"),
     "softmax": _softmax,
+    "log_softmax": _log_softmax,
     "split": _split,
     "chunk": _split,
     "unbind": _unbind,
@@ -979,7 +988,21 @@ def _layer_norm_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> 
 def _softmax_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     mod = _module(node, b)
     assert isinstance(mod, nn.Softmax)
-    return b.softmax(node.args[0], mod.dim if mod.dim is not None else -1, out)
+    return b.softmax(node.args[0], _module_softmax_dim(mod.dim, out), out)
+
+
+def _module_softmax_dim(dim: int | None, out: torch.Tensor) -> int:
+    """``nn.Softmax`` / ``nn.LogSoftmax``'s dim; without one, PyTorch's legacy implicit
+    choice (dim 0 for 0-, 1- and 3-d inputs, else 1; it warns when it makes it)."""
+    if dim is not None:
+        return dim
+    return 0 if out.dim() in (0, 1, 3) else 1
+
+
+def _log_softmax_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    assert isinstance(mod, nn.LogSoftmax)
+    return b.softmax(node.args[0], _module_softmax_dim(mod.dim, out), out, log=True)
 
 
 def _pool_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -1025,6 +1048,7 @@ MODULES: dict[type, Handler] = {
     nn.BatchNorm1d: _batch_norm_module,
     nn.LayerNorm: _layer_norm_module,
     nn.Softmax: _softmax_module,
+    nn.LogSoftmax: _log_softmax_module,
     nn.MaxPool2d: _pool_module,
     nn.AvgPool2d: _pool_module,
     nn.AdaptiveAvgPool2d: _adaptive_module,

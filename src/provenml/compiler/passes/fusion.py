@@ -206,7 +206,12 @@ def fuse_attention(g: Graph) -> Graph:
             if [m.op for m in body] != ["add", "softmax"]:
                 continue
             add, sm = body
-        if sm.op != "softmax" or not only_use(holder.name, n) or pv.inputs[1] == sm.name:
+        if (
+            sm.op != "softmax"
+            or sm.attrs.get("log")  # a log-softmax is no attention
+            or not only_use(holder.name, n)
+            or pv.inputs[1] == sm.name
+        ):
             continue
         shape = out.values[sm.name].shape
         if sm.attrs["dim"] != len(shape) - 1 or len(shape) < 3:

@@ -1,5 +1,6 @@
-"""Reduction kernels: softmax and layer norm over the last dim (with fused elementwise
-prologue and epilogue), softmax over another dim, and mean / sum over adjacent dims."""
+"""Reduction kernels: softmax (and log-softmax, ``attrs["log"]``) and layer norm over the last
+dim (with fused elementwise prologue and epilogue), softmax over another dim, and mean / sum
+over adjacent dims."""
 
 from __future__ import annotations
 
@@ -55,7 +56,17 @@ def row_reduction(
         fill = L.Loop("j", length, [L.Stmt(f"row[j] = {names[x]}[r*{length} + j];")], "vectorize")
     Y = names[n.name]
     epi_loads = loads(epi)
-    if anchor.op == "softmax":
+    if anchor.op == "softmax" and anchor.attrs.get("log"):
+        # log-softmax: x - max - log(sum(exp(x - max))), the row kept, the exps summed
+        stats = [
+            L.Stmt("float mx = -FLT_MAX;"),
+            L.Loop("j", length, [L.Stmt("mx = MAX(mx, row[j]);")]),
+            L.Stmt("float sum = 0.f;"),
+            L.Loop("j", length, [L.Stmt("sum += expf(row[j] - mx);")]),
+            L.Stmt("const float shift = mx + logf(sum);"),
+        ]
+        value = "row[j] - shift"
+    elif anchor.op == "softmax":
         stats = [
             L.Stmt("float mx = -FLT_MAX;"),
             L.Loop("j", length, [L.Stmt("mx = MAX(mx, row[j]);")]),
@@ -110,12 +121,19 @@ def axis_softmax(low: Lowering, n: Node, kname: str) -> L.Kernel:
     decl, names = low.decls(n, [n.name], n.inputs)
     X, Y = names[n.inputs[0]], names[n.name]
     at = f"(o*{red} + q)*{inner} + i"
-    code = (
-        f"float mx = -FLT_MAX;\nfor (long q = 0; q < {red}; ++q) mx = MAX(mx, {X}[{at}]);\n"
-        f"float s = 0.f;\nfor (long q = 0; q < {red}; ++q) "
-        f"{{ const float e = expf({X}[{at}] - mx); {Y}[{at}] = e; s += e; }}\n"
-        f"const float inv = 1.f / s;\nfor (long q = 0; q < {red}; ++q) {Y}[{at}] *= inv;"
-    )
+    code = f"float mx = -FLT_MAX;\nfor (long q = 0; q < {red}; ++q) mx = MAX(mx, {X}[{at}]);\n"
+    if n.attrs.get("log"):  # log-softmax
+        code += (
+            f"float s = 0.f;\nfor (long q = 0; q < {red}; ++q) s += expf({X}[{at}] - mx);\n"
+            f"const float shift = mx + logf(s);\n"
+            f"for (long q = 0; q < {red}; ++q) {Y}[{at}] = {X}[{at}] - shift;"
+        )
+    else:
+        code += (
+            f"float s = 0.f;\nfor (long q = 0; q < {red}; ++q) "
+            f"{{ const float e = expf({X}[{at}] - mx); {Y}[{at}] = e; s += e; }}\n"
+            f"const float inv = 1.f / s;\nfor (long q = 0; q < {red}; ++q) {Y}[{at}] *= inv;"
+        )
     body = L.Loop("o", outer, [L.Loop("i", inner, [L.Stmt(code)])], "parallel")
     return L.Kernel(kname, decl, [body])
 
