@@ -60,3 +60,23 @@ class Classifier(nn.Module):
         per_step = F.log_softmax(logits.view(2, -1, 10), dim=1).reshape(logits.shape)
         implicit = self.implicit(logits.view(2, -1, 10)).reshape(logits.shape)
         return self.out(logits) + per_step + logits.log_softmax(-1) * implicit
+
+
+class NormNet(nn.Module):
+    """GroupNorm after convs (module and function forms, 4 groups and 1), an InstanceNorm2d
+    (affine) and GroupNorm on a 3-d (N, C, L) signal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, stride=2)
+        self.gn1, self.gn2 = nn.GroupNorm(4, 8), nn.GroupNorm(1, 8, affine=False)
+        self.instance = nn.InstanceNorm2d(8, affine=True)
+        self.seq = nn.GroupNorm(2, 8)
+        self.weight, self.bias = nn.Parameter(torch.randn(8)), nn.Parameter(torch.randn(8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.gn1(self.conv1(x)))
+        h = F.group_norm(self.conv2(h), 2, self.weight, self.bias, eps=1e-3)
+        h = self.instance(self.gn2(h))
+        signal = self.seq(h.flatten(2))
+        return signal.mean(-1) + h.mean(dim=(2, 3))

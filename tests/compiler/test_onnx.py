@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.compiler._user_models import Classifier, Maths, MobileNetV3Head
+from tests.compiler._user_models import Classifier, Maths, MobileNetV3Head, NormNet
 
 import provenml.compiler as pc
 from provenml.compiler.models import build_model
@@ -286,15 +286,18 @@ def test_bad_inputs_are_clear_errors() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Implicit dimension choice")
-@pytest.mark.parametrize("name", ["mobilenet_v3_head", "maths", "classifier"])
+@pytest.mark.parametrize("name", ["mobilenet_v3_head", "maths", "classifier", "norms"])
 def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None:
     """Stop 54's ops as ``torch.onnx.export`` writes them: HardSwish, HardSigmoid (alpha 1/6),
-    Clip [0, 6] for ReLU6, Softplus; Abs, Log, Sqrt, Pow, Reciprocal and 1-D MatMuls."""
+    Clip [0, 6] for ReLU6, Softplus; Abs, Log, Sqrt, Pow, Reciprocal and 1-D MatMuls;
+    LogSoftmax; GroupNorm and InstanceNorm2d as InstanceNormalization."""
     torch.manual_seed(0)
     if name == "maths":
         model, x = Maths().eval(), torch.randn(5, 16)
     elif name == "classifier":
         model, x = Classifier().eval(), torch.randn(6, 16)
+    elif name == "norms":
+        model, x = NormNet().eval(), torch.randn(2, 3, 10, 10)
     else:
         model, x = MobileNetV3Head().eval(), torch.randn(2, 3, 12, 12)
     data = _export(model, x)
@@ -303,6 +306,7 @@ def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None
         "mobilenet_v3_head": {"HardSwish", "HardSigmoid", "Clip", "Softplus"},
         "maths": {"Abs"},
         "classifier": {"LogSoftmax"},
+        "norms": {"InstanceNormalization"},
     }[name]
     assert wanted <= ops, ops
     compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)

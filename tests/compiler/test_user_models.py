@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tests.compiler._user_models import Classifier, Maths, MobileNetV3Head
+from tests.compiler._user_models import Classifier, Maths, MobileNetV3Head, NormNet
 
 import provenml.compiler as pc
 from provenml.errors import ProvenmlError
@@ -318,3 +318,26 @@ def test_log_softmax_matches_eager(fusion: bool, cache: str) -> None:
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, big, rtol=1e-5, atol=1e-3)
     assert "log=True" in compiled.dump("frontend")
+
+
+@pytest.mark.parametrize(("layout", "threads"), [(True, 1), (False, 1), (True, 2)])
+def test_group_and_instance_norm_match_eager(layout: bool, threads: int, cache: str) -> None:
+    """Group norm in channels-last (the conv chain's layout, no transforms around it) and in
+    NCHW, on 4-d and 3-d inputs; instance norm as a group per channel."""
+    torch.manual_seed(0)
+    model = NormNet().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    x = torch.randn(2, 3, 10, 10) * 3 + 1
+    with torch.no_grad():
+        ref = model(x)
+    compiled = pc.compile(
+        model, (x,), threads=threads, tuning=False, layout=layout, cache_dir=cache
+    )
+    torch.testing.assert_close(compiled(x), ref, rtol=1e-4, atol=1e-5)
+    planned = compiled.dump("plan_memory")
+    assert planned.count("group_norm(") == 5
+    if layout:  # the first group norm reads the conv's NHWC output directly
+        assert "@NHWC" in compiled.dump("transform_layout")
+

@@ -162,6 +162,16 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
         mean, var, w, b = (t.reshape(shape) for t in ins[1:])
         y = (x - mean) / np.sqrt(var + a["eps"]) * w + b
         return to_physical(y.astype(np.float32), out_v)
+    if op == "group_norm":  # per (sample, group) over the group's channels and positions
+        x = to_logical(ins[0], values[n.inputs[0]])
+        groups = a["groups"]
+        grouped = x.reshape(x.shape[0], groups, -1).astype(np.float64)
+        mu = grouped.mean(-1, keepdims=True)
+        var = ((grouped - mu) ** 2).mean(-1, keepdims=True)
+        normed = ((grouped - mu) / np.sqrt(var + a["eps"])).reshape(x.shape)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        y = normed * ins[1].reshape(shape) + ins[2].reshape(shape)
+        return to_physical(y.astype(np.float32), out_v)
     if op == "layer_norm":
         x = ins[0]
         mu = x.mean(-1, keepdims=True)

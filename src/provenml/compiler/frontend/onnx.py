@@ -364,6 +364,18 @@ def _softmax(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     return [b.reshape(b.emit("softmax", [flat], {"dim": 1, **log}), shape)]
 
 
+def _instance_norm(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """InstanceNormalization: a group norm with one channel per group (PyTorch exports
+    ``GroupNorm`` as one on the input reshaped to ``(N, groups, -1)``, then a Mul and an Add)."""
+    x = b.tensor(node.input[0])
+    shape = b.g.values[x].shape
+    if len(shape) < 3:
+        raise UnsupportedOp("InstanceNormalization", b.current, f"input of rank {len(shape)}")
+    eps = float(attrs_of(node).get("epsilon", 1e-5))
+    ins = [x, b.tensor(node.input[1]), b.tensor(node.input[2])]
+    return [b.emit("group_norm", ins, {"groups": int(shape[1]), "eps": eps})]
+
+
 def _layer_norm(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     at = attrs_of(node)
     x = b.tensor(node.input[0])
@@ -649,6 +661,7 @@ ONNX_OPS: dict[str, OnnxHandler] = {
     "LogSoftmax": _softmax,
     "LayerNormalization": _layer_norm,
     "BatchNormalization": _batch_norm,
+    "InstanceNormalization": _instance_norm,
     "Reshape": _reshape,
     "Flatten": _flatten,
     "Squeeze": _squeeze,

@@ -509,6 +509,42 @@ def _log_softmax(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.softmax(node.args[0], b.val(arg(node, 1, "dim")), out, log=True)
 
 
+def _group_norm_op(
+    b: FxBuilder,
+    node: torch.fx.Node,
+    groups: int,
+    weight: Any,
+    bias: Any,
+    eps: float,
+    out: torch.Tensor,
+) -> str:
+    """Group norm over dim 1's channels in ``groups`` groups (instance norm: a group per
+    channel); a missing weight is ones, a missing bias zeros."""
+    channels = out.shape[1] if out.dim() >= 2 else 0
+    if out.dim() < 2 or channels % groups:
+        raise UnsupportedOp(
+            target_name(node, b.gm), node.name, f"{channels} channels in {groups} groups"
+        )
+    ins = [
+        b.tensor_arg(node.args[0]),
+        b.tensor_arg(weight) if weight is not None else b.const(torch.ones(channels)),
+        b.tensor_arg(bias) if bias is not None else b.const(torch.zeros(channels)),
+    ]
+    return b.emit("group_norm", ins, {"groups": int(groups), "eps": float(eps)}, out)
+
+
+def _group_norm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    return _group_norm_op(
+        b,
+        node,
+        int(b.val(arg(node, 1, "num_groups"))),
+        arg(node, 2, "weight"),
+        arg(node, 3, "bias"),
+        float(b.val(arg(node, 4, "eps", 1e-5))),
+        out,
+    )
+
+
 def _gelu(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     op = "gelu_tanh" if node.kwargs.get("approximate", "none") == "tanh" else "gelu"
     return b.emit(op, [b.tensor_arg(node.args[0])], {}, out)
@@ -881,6 +917,7 @@ FUNCTION_NAMES: dict[str, Handler] = {
     "layer_norm": _layer_norm,
     "softmax": _softmax,
     "log_softmax": _log_softmax,
+    "group_norm": _group_norm,
     "max_pool2d": _pool("max_pool2d"),
     "avg_pool2d": _pool("avg_pool2d"),
     "adaptive_avg_pool2d": _adaptive_avg_pool2d,
@@ -999,6 +1036,22 @@ def _module_softmax_dim(dim: int | None, out: torch.Tensor) -> int:
     return 0 if out.dim() in (0, 1, 3) else 1
 
 
+def _group_norm_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    assert isinstance(mod, nn.GroupNorm)
+    return _group_norm_op(b, node, mod.num_groups, mod.weight, mod.bias, mod.eps, out)
+
+
+def _instance_norm_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``nn.InstanceNorm1d/2d`` in inference: a group norm with one channel per group, where
+    it normalises with the input's own statistics (no running statistics tracked)."""
+    mod = _module(node, b)
+    assert isinstance(mod, nn.modules.instancenorm._InstanceNorm)
+    if mod.track_running_stats:
+        raise UnsupportedOp(type(mod).__name__, node.name, "track_running_stats=True")
+    return _group_norm_op(b, node, out.shape[1], mod.weight, mod.bias, mod.eps, out)
+
+
 def _log_softmax_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     mod = _module(node, b)
     assert isinstance(mod, nn.LogSoftmax)
@@ -1049,6 +1102,9 @@ MODULES: dict[type, Handler] = {
     nn.LayerNorm: _layer_norm_module,
     nn.Softmax: _softmax_module,
     nn.LogSoftmax: _log_softmax_module,
+    nn.GroupNorm: _group_norm_module,
+    nn.InstanceNorm1d: _instance_norm_module,
+    nn.InstanceNorm2d: _instance_norm_module,
     nn.MaxPool2d: _pool_module,
     nn.AvgPool2d: _pool_module,
     nn.AdaptiveAvgPool2d: _adaptive_module,

@@ -9,7 +9,7 @@ from provenml.compiler.ir import ELEMENTWISE, Graph, Node, Value
 from provenml.compiler.passes.cleanup import dead_code_elimination
 from provenml.compiler.passes.rewrite import is_const
 
-NHWC_OPS = ("conv2d", "max_pool2d", "avg_pool2d")
+NHWC_OPS = ("conv2d", "max_pool2d", "avg_pool2d", "group_norm")
 
 
 def pack_dense_weight(wt: np.ndarray, nr: int) -> np.ndarray:

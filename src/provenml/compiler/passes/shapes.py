@@ -27,7 +27,13 @@ def shape_of(n: Node, values: dict[str, Value]) -> tuple[int, ...]:
         return local[n.name].shape
     if op in ELEMENTWISE_BINARY:
         return _broadcast(s[0], s[1])
-    if op in ELEMENTWISE or op in ("layer_norm", "softmax", "batch_norm", "layout_transform"):
+    if op in ELEMENTWISE or op in (
+        "layer_norm",
+        "softmax",
+        "batch_norm",
+        "group_norm",
+        "layout_transform",
+    ):
         return s[0]
     if op == "linear":
         return (*s[0][:-1], s[1][0])

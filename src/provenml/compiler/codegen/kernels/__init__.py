@@ -16,6 +16,7 @@ from provenml.compiler.codegen.kernels.matmul import lower_dense, lower_matmul
 from provenml.compiler.codegen.kernels.movement import cat, embedding, permute, slice_copy
 from provenml.compiler.codegen.kernels.pool import pool
 from provenml.compiler.codegen.kernels.reduction import (
+    group_norm,
     lower_fused_reduction,
     lower_row_op,
     reduce,
@@ -37,6 +38,7 @@ KERNELS: dict[str, KernelHandler] = {
     "reduction": lower_fused_reduction,
     "softmax": lower_row_op,
     "layer_norm": lower_row_op,
+    "group_norm": group_norm,
     "mean": reduce,
     "sum": reduce,
     "permute": permute,

@@ -1,6 +1,6 @@
 """Reduction kernels: softmax (and log-softmax, ``attrs["log"]``) and layer norm over the last
 dim (with fused elementwise prologue and epilogue), softmax over another dim, and mean / sum
-over adjacent dims."""
+over adjacent dims; group norm."""
 
 from __future__ import annotations
 
@@ -177,6 +177,39 @@ def reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
             L.Loop("i", inner, [L.Stmt(f"{Y}[o*{inner} + i] = acc[i]{scale};")], "vectorize"),
         ],
         "parallel" if outer > 1 else "serial",
+    )
+    return L.Kernel(kname, decl, [body])
+
+
+def group_norm(low: Lowering, n: Node, kname: str) -> L.Kernel:
+    """Group norm (Wu & He 2018, eq. 1-3 with GN's sets): for each sample and group of
+    ``C / groups`` channels, the mean and variance over the group's channels and positions
+    (two passes), then ``(x - mu) / sqrt(var + eps) * w[c] + b[c]``; one (sample, group) per
+    parallel iteration, in NCHW ("row") or NHWC order."""
+    v = low.g.values[n.name]
+    batch, channels = v.shape[0], v.shape[1]
+    positions = v.size // (batch * channels)
+    groups = int(n.attrs["groups"])
+    per_group = channels // groups
+    count = per_group * positions
+    decl, names = low.decls(n, [n.name], n.inputs)
+    X, W, B, Y = (names[i] for i in (*n.inputs, n.name))
+    if v.layout == "NHWC":  # channel fastest: (sample, position, channel)
+        at = f"((long)b * {positions} + p) * {channels} + g * {per_group} + q"
+    else:  # (sample, channel, position): a group is one contiguous block
+        at = f"((long)b * {channels} + g * {per_group} + q) * {positions} + p"
+    loops = f"for (int q = 0; q < {per_group}; ++q) for (int p = 0; p < {positions}; ++p)"
+    code = (
+        f"const int b = o / {groups}, g = o % {groups};\n"
+        f"float s1 = 0.f;\n{loops} s1 += {X}[{at}];\n"
+        f"const float mu = s1 / {count}.f;\n"
+        f"float s2 = 0.f;\n{loops} {{ const float d = {X}[{at}] - mu; s2 += d * d; }}\n"
+        f"const float rstd = 1.f / sqrtf(s2 / {count}.f + {float(n.attrs['eps'])!r}f);\n"
+        f"{loops} {{ const int c = g * {per_group} + q; "
+        f"{Y}[{at}] = ({X}[{at}] - mu) * rstd * {W}[c] + {B}[c]; }}"
+    )
+    body = L.Loop(
+        "o", batch * groups, [L.Stmt(code)], "parallel" if batch * groups > 1 else "serial"
     )
     return L.Kernel(kname, decl, [body])
 
