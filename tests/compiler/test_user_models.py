@@ -340,4 +340,3 @@ def test_group_and_instance_norm_match_eager(layout: bool, threads: int, cache: 
     assert planned.count("group_norm(") == 5
     if layout:  # the first group norm reads the conv's NHWC output directly
         assert "@NHWC" in compiled.dump("transform_layout")
-
