@@ -2,12 +2,16 @@
 (:mod:`provenml.compiler.ir`), every value with a static shape.
 
 :mod:`.torch_fx`: PyTorch modules through ``torch.fx`` (and the graphs ``torch.compile`` hands
-to a backend); :mod:`.onnx`: ONNX models (``onnx`` is imported only when it is used). Each
-frontend maps source ops to IR ops through an op -> handler table and raises
-:class:`UnsupportedOp` naming the op and the node it cannot map.
+to a backend), with :mod:`.torch_attention` for PyTorch's attention modules; :mod:`.onnx`: ONNX
+models (``onnx`` is imported only when it is used). Each frontend maps source ops to IR ops
+through an op -> handler table and raises :class:`UnsupportedOp` naming the op and the node it
+cannot map.
 """
 
 from provenml.compiler.frontend.common import UnsupportedOp
-from provenml.compiler.frontend.torch_fx import trace
+from provenml.compiler.frontend.torch_attention import ATTENTION_MODULES
+from provenml.compiler.frontend.torch_fx import MODULES, trace
+
+MODULES.update(ATTENTION_MODULES)  # nn.MultiheadAttention and the transformer encoder
 
 __all__ = ["UnsupportedOp", "trace"]

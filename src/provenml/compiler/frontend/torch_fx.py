@@ -50,7 +50,13 @@ def _first(v: Any) -> Any:
 
 
 def _is_tensor_sequence(x: Any) -> bool:
-    return isinstance(x, (tuple, list)) and bool(x) and all(isinstance(t, torch.Tensor) for t in x)
+    """A tuple or list of tensors (``None`` allowed beside them: an attention module's weights
+    when not asked for)."""
+    return (
+        isinstance(x, (tuple, list))
+        and any(isinstance(t, torch.Tensor) for t in x)
+        and all(isinstance(t, torch.Tensor) or t is None for t in x)
+    )
 
 
 def target_name(node: torch.fx.Node, gm: torch.fx.GraphModule) -> str:
@@ -180,14 +186,23 @@ class FxBuilder:
                 self.env[node.name] = name
             elif node.op == "get_attr":
                 t = self.results[node.name]
-                self.env[node.name] = self.const(t, "w") if isinstance(t, torch.Tensor) else t
+                # a boolean tensor stays a tensor until a use converts it: made a float
+                # constant here, an attention mask read it as 1 / 0 scores (SDPA's and
+                # nn.MultiheadAttention's masks; found at stop 54)
+                is_tensor = isinstance(t, torch.Tensor)
+                keep = not is_tensor or t.dtype == torch.bool
+                self.env[node.name] = t if keep else self.const(t, "w")
                 self.static.add(node.name)
             elif node.op == "output":
                 outs = node.args[0]
                 flat = outs if isinstance(outs, (tuple, list)) else (outs,)
                 for o in flat:
-                    v = self.tensor_arg(o)
-                    self.g.outputs.append(v)
+                    value = self.env.get(o.name) if isinstance(o, torch.fx.Node) else None
+                    # a module's tuple returned as it is (nn.MultiheadAttention's (out, w))
+                    for piece in value if isinstance(value, (tuple, list)) else (o,):
+                        if piece is None:
+                            raise UnsupportedOp("output", "output", "an output that is None")
+                        self.g.outputs.append(self.tensor_arg(piece))
             else:
                 result = self.results[node.name]
                 if self.foldable(node, result):
@@ -803,40 +818,68 @@ def _sdpa(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     qs, ks, vs = b.shape(q), b.shape(k), b.shape(v)
     if len(qs) < 2 or qs[:-2] != ks[:-2] or ks[:-2] != vs[:-2]:
         raise UnsupportedOp(name, node.name, "q, k and v need one batch shape")
-    m, n = qs[-2], ks[-2]
     scale = b.val(arg(node, 6, "scale", None))
-    scale = 1.0 / float(np.sqrt(qs[-1])) if scale is None else float(scale)
     mask_arg = arg(node, 3, "attn_mask", None)
     causal = bool(b.val(arg(node, 5, "is_causal", False)))
     if causal and mask_arg is not None:
         raise UnsupportedOp(name, node.name, "attn_mask together with is_causal")
-    scores_like = torch.empty([*qs[:-1], n])
+    mask = None if mask_arg is None else attention_mask(b, mask_arg, name, node.name)
+    return attention(b, q, k, v, out, scale=scale, mask=mask, causal=causal, op=name)[0]
+
+
+def attention_mask(
+    b: FxBuilder, mask_arg: Any, op: str, where: str, true_masks: bool = False
+) -> str:
+    """An attention mask as an additive float mask: a boolean one known at compile time (a
+    buffer, a mask built from sizes) becomes 0 / a large negative (``True`` keeps a position,
+    SDPA's rule; with ``true_masks`` it masks it, ``nn.MultiheadAttention``'s rule); a float
+    graph input is taken as it is; a boolean graph input is refused."""
+    value = b.val(mask_arg)
+    if isinstance(value, torch.Tensor):  # known at compile time (a buffer, a built mask)
+        arr = value.detach().cpu().numpy()
+        if arr.dtype == np.bool_:
+            arr = np.where(arr, MASKED, 0.0) if true_masks else np.where(arr, 0.0, MASKED)
+        return b.const(np.maximum(arr.astype(np.float32), MASKED), "mask")
+    mask = b.tensor_arg(mask_arg)
+    if b.g.values[mask].dtype != "float32":
+        raise UnsupportedOp(op, where, "a boolean attn_mask that is a graph input")
+    return mask
+
+
+def attention(
+    b: FxBuilder,
+    q: str,
+    k: str,
+    v: str,
+    out: Any,
+    scale: float | None = None,
+    mask: str | None = None,
+    causal: bool = False,
+    op: str = "attention",
+) -> tuple[str, str]:
+    """``softmax(q @ kᵀ * scale + mask) @ v`` (Vaswani et al. 2017, Eq. 1) on IR values
+    ``[..., L, D]``, ``[..., S, D]``, ``[..., S, Dv]``, emitted as the fusion pass's attention
+    pattern; ``scale`` defaults to ``1 / sqrt(D)``, ``causal`` adds the lower-triangular
+    mask, ``mask`` must broadcast to the ``[..., L, S]`` scores without growing them (errors
+    name ``op``). Returns (the output, the attention probabilities)."""
+    qs, ks = b.shape(q), b.shape(k)
+    m, n = qs[-2], ks[-2]
+    scale = 1.0 / float(np.sqrt(qs[-1])) if scale is None else float(scale)
+    scores_like = torch.empty([*qs[:-1], n], device="meta")
     s = b.emit("matmul", [q, k], {"trans_b": True}, scores_like)  # q @ kᵀ, k read transposed
     s = b.emit("mul", [s, b.const(np.float32(scale), "scale")], {}, scores_like)
-    mask: str | None = None
     if causal:
         mask = b.const(np.where(np.tril(np.ones((m, n), bool)), 0.0, MASKED).astype(np.float32))
-    elif mask_arg is not None:
-        value = b.val(mask_arg)
-        if isinstance(value, torch.Tensor):  # known at compile time (a buffer, a built mask)
-            arr = value.detach().cpu().numpy()
-            if arr.dtype == np.bool_:
-                arr = np.where(arr, 0.0, MASKED)
-            mask = b.const(np.maximum(arr.astype(np.float32), MASKED), "mask")
-        else:
-            mask = b.tensor_arg(mask_arg)
-            if b.g.values[mask].dtype != "float32":
-                raise UnsupportedOp(name, node.name, "a boolean attn_mask that is a graph input")
+    if mask is not None:
         try:
             shape = np.broadcast_shapes(b.shape(mask), tuple(scores_like.shape))
         except ValueError as exc:
-            raise UnsupportedOp(name, node.name, "attn_mask does not broadcast") from exc
+            raise UnsupportedOp(op, b.current, "attn_mask does not broadcast") from exc
         if shape != tuple(scores_like.shape):
-            raise UnsupportedOp(name, node.name, "attn_mask broadcasts the scores")
-    if mask is not None:
+            raise UnsupportedOp(op, b.current, "attn_mask broadcasts the scores")
         s = b.emit("add", [s, mask], {}, scores_like)
     p = b.emit("softmax", [s], {"dim": len(qs) - 1}, scores_like)
-    return b.emit("matmul", [p, v], {}, out)
+    return b.emit("matmul", [p, v], {}, out), p
 
 
 UNARY_FUNCTIONS: dict[Any, str] = {
@@ -1157,8 +1200,10 @@ def trace(
     elif isinstance(model, nn.Module):
         if model.training:
             raise ProvenmlError("provenml.compiler compiles for inference: call model.eval() first")
+        from provenml.compiler.frontend.torch_attention import as_traceable
+
         try:
-            gm = torch.fx.symbolic_trace(model)
+            gm = torch.fx.symbolic_trace(as_traceable(model))
         except Exception as exc:  # e.g. torch.ones(t, t) with t from x.shape
             gm = _export(model, example_inputs, exc)
     else:

@@ -1,0 +1,284 @@
+"""PyTorch's attention modules in the torch frontend: ``nn.MultiheadAttention``,
+``nn.TransformerEncoderLayer`` and ``nn.TransformerEncoder``, lowered from the modules' own
+weights and settings (their ``forward`` takes Python branches on run-time properties, so they
+are traced as leaf modules, a bare one wrapped first: :func:`as_traceable`).
+
+Multi-head attention (Vaswani et al. 2017, Sec. 3.2.2): ``MultiHead(Q, K, V) = Concat(head_1,
+..., head_h) W^O`` with ``head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)``: one projection per
+input (one ``3E``-wide projection, sliced, where the three inputs are one tensor), heads split
+by a reshape and a permute, Eq. 1 through :func:`~provenml.compiler.frontend.torch_fx.attention`
+(which the fusion pass makes one attention kernel), heads merged, the output projection. The
+encoder layer is PyTorch's: ``x + SA(LN1(x))`` then ``x + FF(LN2(x))`` with ``norm_first``,
+else ``LN1(x + SA(x))`` then ``LN2(x + FF(x))``, ``FF(x) = W_2 act(W_1 x)`` with ReLU or GELU.
+Inference only: dropout is the identity.
+
+Registered into :data:`~provenml.compiler.frontend.torch_fx.MODULES` by the package's
+``__init__``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from provenml.compiler.frontend.common import UnsupportedOp
+from provenml.compiler.frontend.torch_fx import FxBuilder, Handler, arg, attention, attention_mask
+
+__all__ = ["ATTENTION_MODULES", "LEAF_ROOTS", "as_traceable"]
+
+
+def _like(*shape: int) -> torch.Tensor:
+    return torch.empty(shape, device="meta")
+
+
+def _linear(b: FxBuilder, x: str, weight: Any, bias: Any) -> str:
+    """``x W^T + b`` on an IR value, the weight and bias constants."""
+    shape = b.shape(x)
+    ins = [x, b.const(weight.detach(), "w")]
+    if bias is not None:
+        ins.append(b.const(bias.detach(), "b"))
+    return b.emit("linear", ins, {}, _like(*shape[:-1], int(weight.shape[0])))
+
+
+def _swap01(b: FxBuilder, x: str) -> str:
+    """(L, N, E) <-> (N, L, E): the layout of ``batch_first=False``."""
+    s = b.shape(x)
+    return b.emit("permute", [x], {"perm": (1, 0, 2)}, _like(s[1], s[0], s[2]))
+
+
+def _heads(b: FxBuilder, x: str, heads: int) -> str:
+    """(N, T, E) -> (N, heads, T, E / heads)."""
+    n, t, e = b.shape(x)
+    split = b.reshape(x, _like(n, t, heads, e // heads))
+    return b.emit("permute", [split], {"perm": (0, 2, 1, 3)}, _like(n, heads, t, e // heads))
+
+
+def multi_head_attention(
+    b: FxBuilder,
+    mod: nn.MultiheadAttention,
+    query: str,
+    key: str,
+    value: str,
+    mask: str | None,
+    causal: bool,
+) -> tuple[str, str]:
+    """``mod``'s attention on batch-first IR values ``(N, L, E)``, ``(N, S, kdim)``,
+    ``(N, S, vdim)``: returns (the output ``(N, L, E)``, the probabilities ``(N, h, L, S)``)."""
+    n, length, embed = b.shape(query)
+    heads = mod.num_heads
+    if mod._qkv_same_embed_dim:
+        w_q, w_k, w_v = mod.in_proj_weight.chunk(3)
+    else:
+        w_q, w_k, w_v = mod.q_proj_weight, mod.k_proj_weight, mod.v_proj_weight
+    bias = mod.in_proj_bias
+    b_q, b_k, b_v = bias.chunk(3) if bias is not None else (None, None, None)
+    if query == key == value and mod._qkv_same_embed_dim:  # self-attention: one projection
+        qkv = _linear(b, query, mod.in_proj_weight, bias)
+        q, k, v = (
+            b.emit(
+                "slice",
+                [qkv],
+                {"dim": 2, "start": i * embed, "stop": (i + 1) * embed, "step": 1},
+                _like(n, length, embed),
+            )
+            for i in range(3)
+        )
+    else:
+        q, k, v = (
+            _linear(b, x, w, bb)
+            for x, w, bb in ((query, w_q, b_q), (key, w_k, b_k), (value, w_v, b_v))
+        )
+    qh, kh, vh = (_heads(b, t, heads) for t in (q, k, v))
+    attended, probs = attention(
+        b, qh, kh, vh, _like(*b.shape(qh)), mask=mask, causal=causal, op="MultiheadAttention"
+    )
+    merged = b.emit(
+        "permute", [attended], {"perm": (0, 2, 1, 3)}, _like(n, length, heads, embed // heads)
+    )
+    merged = b.reshape(merged, _like(n, length, embed))
+    return _linear(b, merged, mod.out_proj.weight, mod.out_proj.bias), probs
+
+
+def _batch_first(b: FxBuilder, *inputs: str) -> tuple[str, ...]:
+    """Each distinct input swapped to batch-first once (self-attention stays one tensor)."""
+    swapped: dict[str, str] = {}
+    for x in inputs:
+        if x not in swapped:
+            swapped[x] = _swap01(b, x)
+    return tuple(swapped[x] for x in inputs)
+
+
+def _mask(b: FxBuilder, mask_arg: Any, heads: int, batch: int, where: str) -> str | None:
+    """An ``attn_mask`` of shape (L, S), or (N * heads, L, S) reshaped to (N, heads, L, S); a
+    boolean one masks where it is ``True`` (the module's rule, the opposite of SDPA's)."""
+    if mask_arg is None:
+        return None
+    mask = attention_mask(b, mask_arg, "MultiheadAttention", where, true_masks=True)
+    shape = b.shape(mask)
+    if len(shape) == 3:
+        mask = b.reshape(mask, _like(batch, heads, shape[1], shape[2]))
+    return mask
+
+
+def _check_mha(mod: nn.MultiheadAttention, where: str) -> None:
+    if mod.bias_k is not None or mod.add_zero_attn:
+        raise UnsupportedOp("MultiheadAttention", where, "add_bias_kv / add_zero_attn")
+
+
+def _mha_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> tuple[str, str | None]:
+    """``nn.MultiheadAttention(query, key, value, ...)``: (output, weights or None), the
+    weights averaged over heads unless ``average_attn_weights=False``."""
+    mod = b.gm.get_submodule(str(node.target))
+    assert isinstance(mod, nn.MultiheadAttention)
+    _check_mha(mod, node.name)
+    if arg(node, 3, "key_padding_mask") is not None:
+        raise UnsupportedOp("MultiheadAttention", node.name, "key_padding_mask")
+    query, key, value = (
+        b.tensor_arg(arg(node, i, name)) for i, name in enumerate(("query", "key", "value"))
+    )
+    if len(b.shape(query)) != 3:
+        raise UnsupportedOp("MultiheadAttention", node.name, "unbatched (2-d) inputs")
+    if not mod.batch_first:
+        query, key, value = _batch_first(b, query, key, value)
+    batch = b.shape(query)[0]
+    mask = _mask(b, arg(node, 5, "attn_mask"), mod.num_heads, batch, node.name)
+    causal = bool(b.val(arg(node, 7, "is_causal", False)))
+    y, probs = multi_head_attention(b, mod, query, key, value, None if causal else mask, causal)
+    if not mod.batch_first:
+        y = _swap01(b, y)
+    if not b.val(arg(node, 4, "need_weights", True)):
+        return y, None
+    if b.val(arg(node, 6, "average_attn_weights", True)):
+        n, _, length, keys = b.shape(probs)
+        return y, b.emit("mean", [probs], {"dims": (1,), "keepdim": False}, _like(n, length, keys))
+    return y, probs
+
+
+def _activation(b: FxBuilder, layer: nn.TransformerEncoderLayer, x: str, where: str) -> str:
+    act = layer.activation
+    if act is F.relu or isinstance(act, nn.ReLU):
+        return b.emit("relu", [x], {}, _like(*b.shape(x)))
+    if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
+        return b.emit("gelu", [x], {}, _like(*b.shape(x)))
+    raise UnsupportedOp("TransformerEncoderLayer", where, f"activation {act!r}")
+
+
+def _layer_norm(b: FxBuilder, norm: nn.LayerNorm, x: str) -> str:
+    return b.layer_norm(
+        x, norm.normalized_shape, norm.weight, norm.bias, norm.eps, _like(*b.shape(x))
+    )
+
+
+def encoder_layer(
+    b: FxBuilder,
+    layer: nn.TransformerEncoderLayer,
+    x: str,
+    mask: str | None,
+    causal: bool,
+    where: str,
+) -> str:
+    """One ``nn.TransformerEncoderLayer`` on a batch-first IR value ``(N, L, E)``."""
+    _check_mha(layer.self_attn, where)
+
+    def self_attention(h: str) -> str:
+        return multi_head_attention(b, layer.self_attn, h, h, h, mask, causal)[0]
+
+    def feed_forward(h: str) -> str:
+        inner = _activation(
+            b, layer, _linear(b, h, layer.linear1.weight, layer.linear1.bias), where
+        )
+        return _linear(b, inner, layer.linear2.weight, layer.linear2.bias)
+
+    def add(u: str, v: str) -> str:
+        return b.emit("add", [u, v], {}, _like(*b.shape(u)))
+
+    if layer.norm_first:
+        x = add(x, self_attention(_layer_norm(b, layer.norm1, x)))
+        return add(x, feed_forward(_layer_norm(b, layer.norm2, x)))
+    x = _layer_norm(b, layer.norm1, add(x, self_attention(x)))
+    return _layer_norm(b, layer.norm2, add(x, feed_forward(x)))
+
+
+def _encoder_input(
+    b: FxBuilder, node: torch.fx.Node, layers: list[nn.TransformerEncoderLayer]
+) -> tuple[str, str | None, bool]:
+    """The (batch-first) input, mask and causal flag of an encoder (layer) call; a padding
+    mask is refused."""
+    name = type(b.gm.get_submodule(str(node.target))).__name__
+    if arg(node, 2, "src_key_padding_mask") is not None:
+        raise UnsupportedOp(name, node.name, "src_key_padding_mask")
+    x = b.tensor_arg(arg(node, 0, "src"))
+    if len(b.shape(x)) != 3:
+        raise UnsupportedOp(name, node.name, "unbatched (2-d) input")
+    if not layers[0].self_attn.batch_first:
+        x = _swap01(b, x)
+    heads, batch = layers[0].self_attn.num_heads, b.shape(x)[0]
+    mask_arg = arg(node, 1, "src_mask" if name.endswith("Layer") else "mask")
+    causal = bool(b.val(arg(node, 3, "is_causal", False)))
+    mask = None if causal else _mask(b, mask_arg, heads, batch, node.name)
+    return x, mask, causal
+
+
+def _encoder_layer_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> str:
+    layer = b.gm.get_submodule(str(node.target))
+    assert isinstance(layer, nn.TransformerEncoderLayer)
+    x, mask, causal = _encoder_input(b, node, [layer])
+    y = encoder_layer(b, layer, x, mask, causal, node.name)
+    return y if layer.self_attn.batch_first else _swap01(b, y)
+
+
+def _encoder_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> str:
+    """``nn.TransformerEncoder``: its layers in turn, then its final norm if it has one."""
+    encoder = b.gm.get_submodule(str(node.target))
+    assert isinstance(encoder, nn.TransformerEncoder)
+    layers = list(encoder.layers)
+    x, mask, causal = _encoder_input(b, node, layers)
+    for layer in layers:
+        x = encoder_layer(b, layer, x, mask, causal, node.name)
+    if encoder.norm is not None:
+        if not isinstance(encoder.norm, nn.LayerNorm):
+            raise UnsupportedOp("TransformerEncoder", node.name, f"norm {encoder.norm!r}")
+        x = _layer_norm(b, encoder.norm, x)
+    return x if layers[0].self_attn.batch_first else _swap01(b, x)
+
+
+ATTENTION_MODULES: dict[type, Handler] = {
+    nn.MultiheadAttention: _mha_module,  # type: ignore[dict-item]
+    nn.TransformerEncoderLayer: _encoder_layer_module,
+    nn.TransformerEncoder: _encoder_module,
+}
+# modules whose forward cannot be traced (run-time branches): a bare one is wrapped so that
+# torch.fx sees one leaf-module call (torch.nn modules are leaves to torch.fx)
+LEAF_ROOTS = tuple(ATTENTION_MODULES)
+
+
+class _WrappedAttention(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> Any:
+        return self.inner(query, key, value)
+
+
+class _WrappedEncoder(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, src: torch.Tensor) -> Any:
+        return self.inner(src)
+
+
+def as_traceable(model: nn.Module) -> nn.Module:
+    """``model`` itself, or, where it is one of :data:`LEAF_ROOTS`, a module that calls it with
+    its tensor inputs (query, key, value; or src), so that ``torch.fx.symbolic_trace`` records
+    one call of it instead of tracing its forward."""
+    if isinstance(model, nn.MultiheadAttention):
+        return _WrappedAttention(model)
+    if isinstance(model, LEAF_ROOTS):
+        return _WrappedEncoder(model)
+    return model
