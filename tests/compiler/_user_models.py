@@ -80,3 +80,23 @@ class NormNet(nn.Module):
         h = self.instance(self.gn2(h))
         signal = self.seq(h.flatten(2))
         return signal.mean(-1) + h.mean(dim=(2, 3))
+
+
+class Reductions(nn.Module):
+    """amax / amin (all dims, some dims), max / min along a dim (values), var / std
+    (``correction``, ``keepdim``) and global max pooling, module and function forms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.pool = nn.AdaptiveMaxPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        pooled = self.pool(h).flatten(1) + F.adaptive_max_pool2d(h, 1).flatten(1)
+        rows = h.flatten(2)  # (N, C, HW)
+        spread = rows.var(-1, keepdim=True) + rows.std(dim=(1, 2), keepdim=True)
+        extremes = rows.max(dim=-1).values + torch.min(rows, -1, keepdim=True)[0].squeeze(-1)
+        ranges = rows.amax(-1) - torch.amin(rows, dim=-1) + rows.amax() - rows.min()
+        unbiased = torch.var(rows, -1, correction=0)
+        return pooled + spread.squeeze(-1) + extremes + ranges + unbiased

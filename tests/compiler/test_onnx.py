@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.compiler._user_models import Classifier, Maths, MobileNetV3Head, NormNet
+from tests.compiler._user_models import (
+    Classifier,
+    Maths,
+    MobileNetV3Head,
+    NormNet,
+    Reductions,
+)
 
 import provenml.compiler as pc
 from provenml.compiler.models import build_model
@@ -108,6 +114,17 @@ HAND_BUILT = {
         {"x": (3, 6), "b": (5, 6)},
         {},
         17,
+    ),
+    # an empty axes input reduces every dim (it was a no-op before stop 54)
+    "reduce_sum_max_empty_axes": (
+        [
+            N("ReduceSum", ["x", "none"], ["s"], keepdims=0),
+            N("ReduceMax", ["x", "none"], ["m"], keepdims=1),
+            N("Mul", ["m", "s"], ["y"]),
+        ],
+        {"x": (2, 3, 4)},
+        {"none": np.zeros(0, np.int64)},
+        18,
     ),
     "matmul_batched_and_const": (
         [N("MatMul", ["x", "b"], ["t"]), N("MatMul", ["t", "W"], ["y"])],
@@ -286,11 +303,13 @@ def test_bad_inputs_are_clear_errors() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Implicit dimension choice")
-@pytest.mark.parametrize("name", ["mobilenet_v3_head", "maths", "classifier", "norms"])
+@pytest.mark.parametrize(
+    "name", ["mobilenet_v3_head", "maths", "classifier", "norms", "reductions"]
+)
 def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None:
     """Stop 54's ops as ``torch.onnx.export`` writes them: HardSwish, HardSigmoid (alpha 1/6),
     Clip [0, 6] for ReLU6, Softplus; Abs, Log, Sqrt, Pow, Reciprocal and 1-D MatMuls;
-    LogSoftmax; GroupNorm and InstanceNorm2d as InstanceNormalization."""
+    LogSoftmax; GroupNorm and InstanceNorm2d as InstanceNormalization; ReduceMax, ReduceMin."""
     torch.manual_seed(0)
     if name == "maths":
         model, x = Maths().eval(), torch.randn(5, 16)
@@ -298,6 +317,8 @@ def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None
         model, x = Classifier().eval(), torch.randn(6, 16)
     elif name == "norms":
         model, x = NormNet().eval(), torch.randn(2, 3, 10, 10)
+    elif name == "reductions":
+        model, x = Reductions().eval(), torch.randn(2, 3, 9, 9)
     else:
         model, x = MobileNetV3Head().eval(), torch.randn(2, 3, 12, 12)
     data = _export(model, x)
@@ -307,6 +328,7 @@ def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None
         "maths": {"Abs"},
         "classifier": {"LogSoftmax"},
         "norms": {"InstanceNormalization"},
+        "reductions": {"ReduceMax", "ReduceMin"},
     }[name]
     assert wanted <= ops, ops
     compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
@@ -316,13 +338,14 @@ def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None
         np.testing.assert_allclose(y, model(x).numpy(), **TOL)
 
 
-def test_hand_built_vector_matmuls_and_clip(cache: str) -> None:
+def test_hand_built_vector_matmuls_clip_and_global_max_pool(cache: str) -> None:
     v = w(4)
     nodes = [
         N("MatMul", ["v", "x"], ["row"]),  # [4] @ [3, 4, 5] -> [3, 5]
         N("MatMul", ["x", "u"], ["col"]),  # [3, 4, 5] @ [5] -> [3, 4]
         N("Clip", ["col", "zero", "six"], ["clipped"]),
         N("Clip", ["row", "zero", ""], ["relu"]),
+        N("GlobalMaxPool", ["x4"], ["pooled"]),
     ]
     inits = {
         "v": v,
@@ -330,11 +353,12 @@ def test_hand_built_vector_matmuls_and_clip(cache: str) -> None:
         "zero": np.array(0.0, np.float32),
         "six": np.array(6.0, np.float32),
     }
-    data = _model(nodes, {"x": (3, 4, 5)}, ["clipped", "relu"], inits)
-    x = w(3, 4, 5) * 4
-    compiled = pc.compile_onnx(data, (torch.from_numpy(x),), tuning=False, cache_dir=cache)
-    ours = compiled(torch.from_numpy(x))
-    for got, want in zip(ours, _ort(data, {"x": x}), strict=True):
+    data = _model(nodes, {"x": (3, 4, 5), "x4": (2, 3, 4, 5)}, ["clipped", "relu", "pooled"], inits)
+    x, x4 = w(3, 4, 5) * 4, w(2, 3, 4, 5)
+    inputs = (torch.from_numpy(x), torch.from_numpy(x4))
+    compiled = pc.compile_onnx(data, inputs, tuning=False, cache_dir=cache)
+    ours = compiled(*inputs)
+    for got, want in zip(ours, _ort(data, {"x": x, "x4": x4}), strict=True):
         np.testing.assert_allclose(got.numpy(), want, **TOL)
 
 

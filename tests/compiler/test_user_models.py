@@ -13,7 +13,13 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tests.compiler._user_models import Classifier, Maths, MobileNetV3Head, NormNet
+from tests.compiler._user_models import (
+    Classifier,
+    Maths,
+    MobileNetV3Head,
+    NormNet,
+    Reductions,
+)
 
 import provenml.compiler as pc
 from provenml.errors import ProvenmlError
@@ -340,3 +346,30 @@ def test_group_and_instance_norm_match_eager(layout: bool, threads: int, cache: 
     assert planned.count("group_norm(") == 5
     if layout:  # the first group norm reads the conv's NHWC output directly
         assert "@NHWC" in compiled.dump("transform_layout")
+
+
+@pytest.mark.parametrize(("layout", "threads"), [(True, 1), (False, 2)])
+def test_max_min_var_std_match_eager(layout: bool, threads: int, cache: str) -> None:
+    torch.manual_seed(0)
+    model, x = Reductions().eval(), torch.randn(2, 3, 9, 9)
+    with torch.no_grad():
+        ref = model(x)
+    compiled = pc.compile(
+        model, (x,), threads=threads, tuning=False, layout=layout, cache_dir=cache
+    )
+    torch.testing.assert_close(compiled(x), ref, rtol=1e-5, atol=1e-5)
+    frontend = compiled.dump("frontend")
+    assert "= amax(" in frontend and "= amin(" in frontend
+
+
+@pytest.mark.parametrize(
+    ("fn", "why"),
+    [
+        (lambda x: x.max(dim=1).indices.float(), "only .values"),
+        (lambda x: torch.max(x, x * 2), "elementwise max/min of two tensors"),
+        (lambda x: x.var(1, True), "by position"),
+    ],
+)
+def test_what_the_reductions_refuse_is_named(fn: object, why: str) -> None:
+    with pytest.raises(ProvenmlError, match=why):
+        pc.compile(_Apply(fn).eval(), (torch.randn(4, 16),), tuning=False)

@@ -184,9 +184,9 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
         if a.get("log"):  # log-softmax: x - max - log(sum(exp(x - max)))
             return (shifted - np.log(e.sum(axis=a["dim"], keepdims=True))).astype(np.float32)
         return (e / e.sum(axis=a["dim"], keepdims=True)).astype(np.float32)
-    if op in ("mean", "sum"):
+    if op in ("mean", "sum", "amax", "amin"):
         x = to_logical(ins[0], values[n.inputs[0]])
-        fn = np.mean if op == "mean" else np.sum
+        fn = {"mean": np.mean, "sum": np.sum, "amax": np.max, "amin": np.min}[op]
         y = fn(x, axis=a["dims"], keepdims=a["keepdim"]).astype(np.float32)
         return to_physical(y, out_v) if out_v.layout == "NHWC" else y.reshape(out_v.shape)
     if op in ("max_pool2d", "avg_pool2d"):

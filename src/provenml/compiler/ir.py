@@ -38,7 +38,7 @@ ELEMENTWISE_UNARY = (
 ELEMENTWISE_BINARY = ("add", "sub", "mul", "div")
 ELEMENTWISE = ELEMENTWISE_UNARY + ELEMENTWISE_BINARY
 MATMUL_LIKE = ("linear", "dense", "matmul", "conv2d")
-REDUCTION_LIKE = ("softmax", "layer_norm", "mean", "sum")
+REDUCTION_LIKE = ("softmax", "layer_norm", "mean", "sum", "amax", "amin")
 
 
 @dataclass

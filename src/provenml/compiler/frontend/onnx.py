@@ -345,9 +345,11 @@ def _pool(op: str) -> OnnxHandler:
 
 
 def _global_average_pool(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """GlobalAveragePool and GlobalMaxPool: a mean / amax over the spatial dims."""
     x = b.tensor(node.input[0])
     dims = tuple(range(2, len(b.g.values[x].shape)))
-    return [b.emit("mean", [x], {"dims": dims, "keepdim": True})]
+    op = "amax" if node.op_type == "GlobalMaxPool" else "mean"
+    return [b.emit(op, [x], {"dims": dims, "keepdim": True})]
 
 
 def _softmax(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
@@ -538,7 +540,7 @@ def _reduce(op: str) -> OnnxHandler:
         x = b.tensor(node.input[0])
         rank = len(b.g.values[x].shape)
         axes = _axes(b, node, rank)
-        if axes is None:
+        if not axes:  # none given, or an empty list (as PyTorch exports x.amax()): every dim
             if attrs_of(node).get("noop_with_empty_axes", 0):
                 return [x]
             axes = list(range(rank))
@@ -673,6 +675,9 @@ ONNX_OPS: dict[str, OnnxHandler] = {
     "Gather": _gather,
     "ReduceMean": _reduce("mean"),
     "ReduceSum": _reduce("sum"),
+    "ReduceMax": _reduce("amax"),
+    "ReduceMin": _reduce("amin"),
+    "GlobalMaxPool": _global_average_pool,
     "Cast": _cast,
     "Shape": _shape,
     "Size": _shape,

@@ -739,6 +739,9 @@ def _embedding(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 
 
 def _getattr(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    base = b.val(node.args[0])
+    if isinstance(base, _ValuesIndices):  # .values / .indices of max(x, dim) / min(x, dim)
+        return base.get(str(node.args[1]), node.name)
     if node.args[1] not in ("T", "mT"):
         raise UnsupportedOp(target_name(node, b.gm), node.name)
     x = b.tensor_arg(node.args[0])
@@ -750,8 +753,91 @@ def _getattr(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.emit("permute", [x], {"perm": perm}, out)
 
 
+class _ValuesIndices(tuple):  # type: ignore[type-arg]
+    """``max(x, dim)`` / ``min(x, dim)``: (values, None); the indices are not computed."""
+
+    def get(self, key: str | int, where: str) -> str:
+        if key in ("values", 0):
+            return self[0]  # type: ignore[no-any-return]
+        raise UnsupportedOp("max/min indices", where, "only .values of max(x, dim) is compiled")
+
+
+def _extremum(op: str) -> Handler:
+    """``max`` / ``min``: of a whole tensor (a single value), or along ``dim`` (values and
+    indices; the values are compiled, the indices refused where they are read), or of two
+    tensors (elementwise, refused)."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
+        name = target_name(node, b.gm)
+        other = arg(node, 1, "dim")
+        if other is not None and b.is_tensor(other):
+            raise UnsupportedOp(name, node.name, "elementwise max/min of two tensors")
+        reduction = "amax" if op == "max" else "amin"
+        if other is None:
+            return b.reduce(reduction, node.args[0], None, False, out)
+        keepdim = arg(node, 2, "keepdim", False)
+        values = b.reduce(reduction, node.args[0], other, keepdim, out[0])
+        return _ValuesIndices((values, None))
+
+    return handle
+
+
+def _amax(op: str) -> Handler:
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        dim = b.val(arg(node, 1, "dim", ()))
+        dim = None if dim in ((), []) else dim  # amax(x) and amax(x, ()) reduce every dim
+        return b.reduce(op, node.args[0], dim, arg(node, 2, "keepdim", False), out)
+
+    return handle
+
+
+def _variance(take_root: bool) -> Handler:
+    """``var`` / ``std`` (``unbiased`` or ``correction``, ``dim``, ``keepdim``) as
+    ``sum((x - mean(x))^2) / (n - correction)`` (and its square root)."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        x = b.tensor_arg(node.args[0])
+        shape = b.shape(x)
+        dim = b.val(arg(node, 1, "dim"))
+        if len(node.args) > 2 or isinstance(dim, bool):  # var(x, unbiased) / (x, dim, unbiased)
+            raise UnsupportedOp(
+                target_name(node, b.gm), node.name, "unbiased / keepdim given by position"
+            )
+        correction = b.val(node.kwargs.get("correction"))
+        if correction is None:
+            correction = 1 if b.val(node.kwargs.get("unbiased", True)) else 0
+        keepdim = bool(b.val(node.kwargs.get("keepdim", False)))
+        if dim is None:
+            dim = tuple(range(len(shape)))
+        dims = tuple(
+            sorted(int(d) % len(shape) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
+        )
+        denominator = int(np.prod([shape[d] for d in dims])) - float(correction)
+        kept = torch.empty([1 if d in dims else n for d, n in enumerate(shape)], device="meta")
+        like = torch.empty(shape, device="meta")
+        mean = b.emit("mean", [x], {"dims": dims, "keepdim": True}, kept)
+        centred = b.emit("sub", [x, mean], {}, like)
+        square = b.emit("mul", [centred, centred], {}, like)
+        total = b.emit("sum", [square], {"dims": dims, "keepdim": keepdim}, out)
+        # n - correction <= 0: inf (0 * inf = nan for a constant input), as PyTorch gives
+        scale = b.const(np.float32(1.0 / denominator if denominator > 0 else np.inf))
+        var = b.emit("mul", [total, scale], {}, out)
+        return b.emit("sqrt", [var], {}, out) if take_root else var
+
+    return handle
+
+
+def _adaptive_max_pool2d(b: FxBuilder, node: torch.fx.Node, out: Any) -> str:
+    size = b.val(arg(node, 1, "output_size"))
+    if pair(size) != (1, 1) or b.val(arg(node, 2, "return_indices", False)):
+        raise UnsupportedOp("adaptive_max_pool2d", node.name, "output size other than 1")
+    return b.emit("amax", [b.tensor_arg(node.args[0])], {"dims": (2, 3), "keepdim": True}, out)
+
+
 def _getitem(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     base = b.val(node.args[0])
+    if isinstance(base, _ValuesIndices):
+        return base.get(b.val(node.args[1]), node.name)
     if isinstance(base, (tuple, list)):  # one piece of a split / chunk / unbind
         return base[b.val(node.args[1])]  # type: ignore[no-any-return]
     return b.getitem(b.tensor_arg(node.args[0]), b.val(node.args[1]), out)
@@ -934,6 +1020,12 @@ FUNCTIONS: dict[Any, Handler] = {
     torch.cat: _cat,
     torch.mean: _reduction("mean"),
     torch.sum: _reduction("sum"),
+    torch.amax: _amax("amax"),
+    torch.amin: _amax("amin"),
+    torch.max: _extremum("max"),
+    torch.min: _extremum("min"),
+    torch.var: _variance(take_root=False),
+    torch.std: _variance(take_root=True),
     getattr: _getattr,
     operator.getitem: _getitem,
 }
@@ -964,6 +1056,7 @@ FUNCTION_NAMES: dict[str, Handler] = {
     "max_pool2d": _pool("max_pool2d"),
     "avg_pool2d": _pool("avg_pool2d"),
     "adaptive_avg_pool2d": _adaptive_avg_pool2d,
+    "adaptive_max_pool2d": _adaptive_max_pool2d,
     "flatten": _reshape,
     "reshape": _reshape,
     "unsqueeze": _reshape,
@@ -988,6 +1081,12 @@ METHODS: dict[str, Handler] = {
     "transpose": _transpose,
     "mean": _reduction("mean"),
     "sum": _reduction("sum"),
+    "amax": _amax("amax"),
+    "amin": _amax("amin"),
+    "max": _extremum("max"),
+    "min": _extremum("min"),
+    "var": _variance(take_root=False),
+    "std": _variance(take_root=True),
     "softmax": _softmax,
     "log_softmax": _log_softmax,
     "split": _split,
@@ -1113,6 +1212,14 @@ def _pool_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.pool(op, node.args[0], mod.kernel_size, mod.stride, mod.padding, node, out)
 
 
+def _adaptive_max_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    assert isinstance(mod, nn.AdaptiveMaxPool2d)
+    if pair(mod.output_size) != (1, 1) or mod.return_indices:
+        raise UnsupportedOp("AdaptiveMaxPool2d", node.name, "output size other than 1")
+    return b.emit("amax", [b.tensor_arg(node.args[0])], {"dims": (2, 3), "keepdim": True}, out)
+
+
 def _adaptive_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     mod = _module(node, b)
     assert isinstance(mod, nn.AdaptiveAvgPool2d)
@@ -1151,6 +1258,7 @@ MODULES: dict[type, Handler] = {
     nn.MaxPool2d: _pool_module,
     nn.AvgPool2d: _pool_module,
     nn.AdaptiveAvgPool2d: _adaptive_module,
+    nn.AdaptiveMaxPool2d: _adaptive_max_module,
     nn.Flatten: _reshape,
     nn.Embedding: _embedding_module,
 }

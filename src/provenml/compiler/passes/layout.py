@@ -140,7 +140,7 @@ def transform_layout(g: Graph, nr: int = 16) -> Graph:
                 new_nodes.append(Node(n.op, n.name, new_ins, n.attrs, n.source))
                 continue
         if (
-            n.op in ("mean", "sum")
+            n.op in ("mean", "sum", "amax", "amin")
             and vals
             and vals[0].layout == "NHWC"
             and tuple(n.attrs["dims"]) == (2, 3)

@@ -41,6 +41,8 @@ KERNELS: dict[str, KernelHandler] = {
     "group_norm": group_norm,
     "mean": reduce,
     "sum": reduce,
+    "amax": reduce,
+    "amin": reduce,
     "permute": permute,
     "layout_transform": permute,
     "slice": slice_copy,

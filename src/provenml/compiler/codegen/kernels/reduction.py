@@ -139,7 +139,7 @@ def axis_softmax(low: Lowering, n: Node, kname: str) -> L.Kernel:
 
 
 def reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
-    """mean / sum over dims that are contiguous in the input's physical order."""
+    """mean / sum / amax / amin over dims that are contiguous in the input's physical order."""
     xv = low.g.values[n.inputs[0]]
     dims = tuple(n.attrs["dims"])
     if xv.layout == "NHWC":
@@ -156,12 +156,16 @@ def reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
     decl, names = low.decls(n, [n.name], n.inputs)
     X, Y = names[n.inputs[0]], names[n.name]
     scale = f" * {1.0 / red!r}f" if n.op == "mean" else ""
+    start, step = {
+        "amax": ("-FLT_MAX", "acc[i] = MAX(acc[i], {x});"),
+        "amin": ("FLT_MAX", "acc[i] = MIN(acc[i], {x});"),
+    }.get(n.op, ("0.f", "acc[i] += {x};"))
     body = L.Loop(
         "o",
         outer,
         [
             L.Stmt(f"float acc[{inner}];"),
-            L.Loop("i", inner, [L.Stmt("acc[i] = 0.f;")], "vectorize"),
+            L.Loop("i", inner, [L.Stmt(f"acc[i] = {start};")], "vectorize"),
             L.Loop(
                 "q",
                 red,
@@ -169,7 +173,7 @@ def reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
                     L.Loop(
                         "i",
                         inner,
-                        [L.Stmt(f"acc[i] += {X}[(o*{red} + q)*{inner} + i];")],
+                        [L.Stmt(step.format(x=f"{X}[(o*{red} + q)*{inner} + i]"))],
                         "vectorize",
                     )
                 ],
