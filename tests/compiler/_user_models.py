@@ -100,3 +100,18 @@ class Reductions(nn.Module):
         ranges = rows.amax(-1) - torch.amin(rows, dim=-1) + rows.amax() - rows.min()
         unbiased = torch.var(rows, -1, correction=0)
         return pooled + spread.squeeze(-1) + extremes + ranges + unbiased
+
+
+class Clamps(nn.Module):
+    """Clamps to any bounds (scalars, a tensor, one side), hardtanh, elementwise maximum /
+    minimum (also ``max(a, b)``), leaky ReLU and ELU, function and module forms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.leaky, self.elu, self.hardtanh = nn.LeakyReLU(0.2), nn.ELU(0.5), nn.Hardtanh(-2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.clamp(-0.5, 0.7) + torch.clamp(x, min=0.1) + x.clip(max=0.2) + F.hardtanh(x)
+        y = y + self.hardtanh(x * 3) + x.clamp(min=x.mean(-1, keepdim=True))
+        y = y + torch.maximum(x, x * 0.5) + torch.minimum(x, x.tanh()) + torch.max(x, -x)
+        return y + F.leaky_relu(x) + self.leaky(x) + F.elu(x) + self.elu(x)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from tests.compiler._user_models import (
+    Clamps,
     Classifier,
     Maths,
     MobileNetV3Head,
@@ -304,12 +305,13 @@ def test_bad_inputs_are_clear_errors() -> None:
 
 @pytest.mark.filterwarnings("ignore:Implicit dimension choice")
 @pytest.mark.parametrize(
-    "name", ["mobilenet_v3_head", "maths", "classifier", "norms", "reductions"]
+    "name", ["mobilenet_v3_head", "maths", "classifier", "norms", "reductions", "clamps"]
 )
 def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None:
     """Stop 54's ops as ``torch.onnx.export`` writes them: HardSwish, HardSigmoid (alpha 1/6),
     Clip [0, 6] for ReLU6, Softplus; Abs, Log, Sqrt, Pow, Reciprocal and 1-D MatMuls;
-    LogSoftmax; GroupNorm and InstanceNorm2d as InstanceNormalization; ReduceMax, ReduceMin."""
+    LogSoftmax; GroupNorm and InstanceNorm2d as InstanceNormalization; ReduceMax, ReduceMin;
+    Clip to any bounds (a run-time one too), Max, Min, LeakyRelu, Elu."""
     torch.manual_seed(0)
     if name == "maths":
         model, x = Maths().eval(), torch.randn(5, 16)
@@ -319,6 +321,8 @@ def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None
         model, x = NormNet().eval(), torch.randn(2, 3, 10, 10)
     elif name == "reductions":
         model, x = Reductions().eval(), torch.randn(2, 3, 9, 9)
+    elif name == "clamps":
+        model, x = Clamps().eval(), torch.randn(4, 16) * 2
     else:
         model, x = MobileNetV3Head().eval(), torch.randn(2, 3, 12, 12)
     data = _export(model, x)
@@ -329,6 +333,7 @@ def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None
         "classifier": {"LogSoftmax"},
         "norms": {"InstanceNormalization"},
         "reductions": {"ReduceMax", "ReduceMin"},
+        "clamps": {"Clip", "Max", "Min", "LeakyRelu", "Elu"},
     }[name]
     assert wanted <= ops, ops
     compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
@@ -365,7 +370,7 @@ def test_hand_built_vector_matmuls_clip_and_global_max_pool(cache: str) -> None:
 @pytest.mark.parametrize(
     ("node", "inits", "why"),
     [
-        (N("Clip", ["x", "lo", "hi"], ["y"]), {"lo": -1.0, "hi": 1.0}, r"bounds \[-1.0, 1.0\]"),
+        (N("LeakyRelu", ["x"], ["y"], alpha=2.0), {}, "alpha 2.0"),
         (N("Pow", ["x", "e"], ["y"]), {"e": 1.5}, "constant exponents"),
         (N("HardSigmoid", ["x"], ["y"]), {}, "alpha=0.2"),
         (N("MatMul", ["x", "x"], ["y"]), {}, "1-D @ 1-D"),

@@ -26,7 +26,13 @@ UNARY = {
     "hardswish": F.hardswish,
     "softplus": F.softplus,
 }
-BINARY = {"add": torch.add, "sub": torch.sub, "mul": torch.mul}
+BINARY = {
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "maximum": torch.maximum,
+    "minimum": torch.minimum,
+}
 STEP = st.one_of(
     st.tuples(st.just("unary"), st.sampled_from(sorted(UNARY)), st.integers(0, 9)),
     st.tuples(

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tests.compiler._user_models import (
+    Clamps,
     Classifier,
     Maths,
     MobileNetV3Head,
@@ -297,8 +298,8 @@ class _Apply(nn.Module):
         (lambda x: torch.pow(x, x), "exponent"),
         (lambda x: F.softplus(x, beta=2.0), "beta=2.0"),
         (lambda x: x[0] @ x[1], "1-D @ 1-D"),
-        (lambda x: x.clamp(-1, 1), r"bounds \[-1, 1\]"),
-        (lambda x: F.hardtanh(x), r"bounds \[-1.0, 1.0\]"),
+        (lambda x: F.leaky_relu(x, 2.0), "negative_slope 2.0"),
+        (lambda x: x.clamp(), "fails in eager PyTorch"),
     ],
 )
 def test_what_the_new_ops_refuse_is_named(fn: object, why: str) -> None:
@@ -366,10 +367,20 @@ def test_max_min_var_std_match_eager(layout: bool, threads: int, cache: str) -> 
     ("fn", "why"),
     [
         (lambda x: x.max(dim=1).indices.float(), "only .values"),
-        (lambda x: torch.max(x, x * 2), "elementwise max/min of two tensors"),
         (lambda x: x.var(1, True), "by position"),
     ],
 )
 def test_what_the_reductions_refuse_is_named(fn: object, why: str) -> None:
     with pytest.raises(ProvenmlError, match=why):
         pc.compile(_Apply(fn).eval(), (torch.randn(4, 16),), tuning=False)
+
+
+def test_clamps_maximum_leaky_relu_elu_match_eager(cache: str) -> None:
+    torch.manual_seed(0)
+    model, x = Clamps().eval(), torch.randn(4, 16) * 2
+    with torch.no_grad():
+        ref = model(x)
+    compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
+    torch.testing.assert_close(compiled(x), ref, rtol=1e-5, atol=1e-5)
+    frontend = compiled.dump("frontend")
+    assert "= maximum(" in frontend and "= minimum(" in frontend

@@ -68,6 +68,10 @@ def binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a * b
     if op == "div":
         return a / b
+    if op == "maximum":
+        return np.maximum(a, b)
+    if op == "minimum":
+        return np.minimum(a, b)
     raise ProvenmlError(f"interpreter: unknown binary op {op}")
 
 

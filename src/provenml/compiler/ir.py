@@ -35,7 +35,7 @@ ELEMENTWISE_UNARY = (
     "hardswish",
     "softplus",
 )
-ELEMENTWISE_BINARY = ("add", "sub", "mul", "div")
+ELEMENTWISE_BINARY = ("add", "sub", "mul", "div", "maximum", "minimum")
 ELEMENTWISE = ELEMENTWISE_UNARY + ELEMENTWISE_BINARY
 MATMUL_LIKE = ("linear", "dense", "matmul", "conv2d")
 REDUCTION_LIKE = ("softmax", "layer_norm", "mean", "sum", "amax", "amin")

@@ -664,6 +664,8 @@ BINARY_C: dict[str, str] = {
     "sub": "({a} - {b})",
     "mul": "({a} * {b})",
     "div": "({a} / {b})",
+    "maximum": "fmaxf({a}, {b})",
+    "minimum": "fminf({a}, {b})",
 }
 
 

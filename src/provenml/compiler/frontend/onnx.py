@@ -581,20 +581,61 @@ def _hard_sigmoid(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 
 
 def _clip(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
-    """``Clip`` to [0, 6] (relu6, as PyTorch exports it) or to [0, inf) (relu), its bounds
-    constant (the inputs of opset 11 on, or the attributes before)."""
+    """``Clip`` to constant bounds (the inputs of opset 11 on, or the attributes before): relu6
+    for [0, 6] (as PyTorch exports ReLU6), relu for [0, inf), else maximum then minimum."""
     at = attrs_of(node)
-    bounds = []
+    bounds: list[float | str | None] = []
     for i, key in ((1, "min"), (2, "max")):
-        value = b.static.get(node.input[i]) if len(node.input) > i and node.input[i] else None
-        bounds.append(float(value.reshape(-1)[0]) if value is not None else at.get(key))
+        given = len(node.input) > i and node.input[i]
+        value = b.static.get(node.input[i]) if given else None
+        if given and value is None:  # a bound computed at run time
+            bounds.append(b.tensor(node.input[i]))
+        elif value is not None:
+            bounds.append(float(value.reshape(-1)[0]))
+        else:
+            bounds.append(at.get(key))
     low, high = bounds
     x = b.tensor(node.input[0])
     if low == 0.0 and high == 6.0:
         return [b.emit("relu6", [x])]
     if low == 0.0 and high is None:
         return [b.emit("relu", [x])]
-    raise UnsupportedOp("Clip", b.current, f"bounds [{low}, {high}] (the compiler takes [0, 6])")
+    for op, bound in (("maximum", low), ("minimum", high)):
+        if bound is not None:
+            operand = bound if isinstance(bound, str) else b.g.add_const(np.float32(bound), "c")
+            x = b.emit(op, [x, operand])
+    return [x]
+
+
+def _extremum(op: str) -> OnnxHandler:
+    """Max / Min of any number of inputs, elementwise with broadcasting."""
+
+    def handle(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+        acc = b.tensor(node.input[0])
+        for other in node.input[1:]:
+            acc = b.emit(op, [acc, b.tensor(other)])
+        return [acc]
+
+    return handle
+
+
+def _leaky_relu(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """``max(x, alpha x)`` for alpha in [0, 1]."""
+    alpha = float(attrs_of(node).get("alpha", 0.01))
+    if not 0.0 <= alpha <= 1.0:
+        raise UnsupportedOp("LeakyRelu", b.current, f"alpha {alpha}")
+    x = b.tensor(node.input[0])
+    return [b.emit("maximum", [x, b.emit("mul", [x, b.g.add_const(np.float32(alpha), "a")])])]
+
+
+def _elu(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """``relu(x) + min(0, alpha (exp(x) - 1))``."""
+    alpha = float(attrs_of(node).get("alpha", 1.0))
+    x = b.tensor(node.input[0])
+    negative = b.emit("sub", [b.emit("exp", [x]), b.g.add_const(np.float32(1.0), "one")])
+    negative = b.emit("mul", [negative, b.g.add_const(np.float32(alpha), "a")])
+    negative = b.emit("minimum", [negative, b.g.add_const(np.float32(0.0), "zero")])
+    return [b.emit("add", [b.emit("relu", [x]), negative])]
 
 
 def _cast(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
@@ -644,6 +685,10 @@ ONNX_OPS: dict[str, OnnxHandler] = {
     "HardSwish": _unary("hardswish"),
     "HardSigmoid": _hard_sigmoid,
     "Clip": _clip,
+    "Max": _extremum("maximum"),
+    "Min": _extremum("minimum"),
+    "LeakyRelu": _leaky_relu,
+    "Elu": _elu,
     "Gelu": _gelu,
     "Identity": _identity,
     "Dropout": _dropout,

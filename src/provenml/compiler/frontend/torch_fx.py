@@ -621,25 +621,63 @@ def _pow(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 
 
 def _bounded(b: FxBuilder, node: torch.fx.Node, low: Any, high: Any, out: torch.Tensor) -> str:
-    """A clamp to ``[low, high]`` that is an activation the IR has: relu6 ([0, 6]) or relu
-    ([0, inf))."""
-    low, high = b.val(low), b.val(high)
-    if low == 0 and high == 6:
-        return b.emit("relu6", [b.tensor_arg(node.args[0])], {}, out)
-    if low == 0 and high is None:
-        return b.emit("relu", [b.tensor_arg(node.args[0])], {}, out)
-    raise UnsupportedOp(
-        target_name(node, b.gm), node.name, f"bounds [{low}, {high}] (the compiler takes [0, 6])"
-    )
+    """A clamp to ``[low, high]`` (scalars or tensors, either may be None): relu6 for [0, 6],
+    relu for [0, inf), else ``minimum(maximum(x, low), high)``."""
+    x = b.tensor_arg(node.args[0])
+    if not b.is_tensor(low) and not b.is_tensor(high):
+        low, high = b.val(low), b.val(high)
+        if low == 0 and high == 6:
+            return b.emit("relu6", [x], {}, out)
+        if low == 0 and high is None:
+            return b.emit("relu", [x], {}, out)
+    if low is None and high is None:
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "no bound given")
+    # torch.clamp's order: the lower bound first, then the upper one
+    if low is not None:
+        x = b.emit("maximum", [x, b.tensor_arg(low)], {}, out)
+    if high is not None:
+        x = b.emit("minimum", [x, b.tensor_arg(high)], {}, out)
+    return x
 
 
 def _hardtanh(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-    """``F.hardtanh`` (what ``nn.ReLU6`` and ``F.relu6`` call) with bounds 0 and 6."""
+    """``F.hardtanh`` (what ``nn.ReLU6`` and ``F.relu6`` call): a clamp to its bounds."""
     return _bounded(b, node, arg(node, 1, "min_val", -1.0), arg(node, 2, "max_val", 1.0), out)
 
 
 def _clamp(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return _bounded(b, node, arg(node, 1, "min"), arg(node, 2, "max"), out)
+
+
+def _leaky_relu_op(b: FxBuilder, node: torch.fx.Node, slope: Any, out: torch.Tensor) -> str:
+    """``max(x, slope x)``: leaky ReLU for a slope in [0, 1], exact (x and slope x are both
+    PyTorch's two branches)."""
+    slope = float(b.val(slope))
+    if not 0.0 <= slope <= 1.0:
+        raise UnsupportedOp(target_name(node, b.gm), node.name, f"negative_slope {slope}")
+    x = b.tensor_arg(node.args[0])
+    scaled = b.emit("mul", [x, b.tensor_arg(slope)], {}, out)
+    return b.emit("maximum", [x, scaled], {}, out)
+
+
+def _leaky_relu(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    return _leaky_relu_op(b, node, arg(node, 1, "negative_slope", 0.01), out)
+
+
+def _elu_op(b: FxBuilder, node: torch.fx.Node, alpha: Any, out: torch.Tensor) -> str:
+    """``relu(x) + min(0, alpha (exp(x) - 1))`` (Clevert et al. 2016), for alpha >= 0."""
+    alpha = float(b.val(alpha))
+    if alpha < 0:
+        raise UnsupportedOp(target_name(node, b.gm), node.name, f"alpha {alpha}")
+    x = b.tensor_arg(node.args[0])
+    negative = b.emit("sub", [b.emit("exp", [x], {}, out), b.tensor_arg(1.0)], {}, out)
+    negative = b.emit("mul", [negative, b.tensor_arg(alpha)], {}, out)
+    negative = b.emit("minimum", [negative, b.tensor_arg(0.0)], {}, out)
+    return b.emit("add", [b.emit("relu", [x], {}, out), negative], {}, out)
+
+
+def _elu(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    return _elu_op(b, node, arg(node, 1, "alpha", 1.0), out)
 
 
 def _square(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -763,15 +801,15 @@ class _ValuesIndices(tuple):  # type: ignore[type-arg]
 
 
 def _extremum(op: str) -> Handler:
-    """``max`` / ``min``: of a whole tensor (a single value), or along ``dim`` (values and
+    """``max`` / ``min``: of a whole tensor (a single value), along ``dim`` (values and
     indices; the values are compiled, the indices refused where they are read), or of two
-    tensors (elementwise, refused)."""
+    tensors (elementwise)."""
 
     def handle(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
-        name = target_name(node, b.gm)
         other = arg(node, 1, "dim")
-        if other is not None and b.is_tensor(other):
-            raise UnsupportedOp(name, node.name, "elementwise max/min of two tensors")
+        if other is not None and b.is_tensor(other):  # max(a, b): elementwise
+            both = [b.tensor_arg(node.args[0]), b.tensor_arg(other)]
+            return b.emit("maximum" if op == "max" else "minimum", both, {}, out)
         reduction = "amax" if op == "max" else "amin"
         if other is None:
             return b.reduce(reduction, node.args[0], None, False, out)
@@ -1010,6 +1048,10 @@ FUNCTIONS: dict[Any, Handler] = {
     operator.matmul: _matmul,
     torch.bmm: _matmul,
     torch.pow: _pow,
+    torch.maximum: _binary("maximum", check_alpha=False),
+    torch.minimum: _binary("minimum", check_alpha=False),
+    torch.clamp: _clamp,
+    torch.clip: _clamp,
     torch.square: _square,
     operator.pow: _pow,
     F.softplus: _softplus,
@@ -1036,6 +1078,8 @@ FUNCTION_NAMES: dict[str, Handler] = {
     "relu": _unary("relu"),
     "relu6": _unary("relu6"),
     "hardtanh": _hardtanh,
+    "leaky_relu": _leaky_relu,
+    "elu": _elu,
     "clamp": _clamp,
     "clip": _clamp,
     "hardsigmoid": _unary("hardsigmoid"),
@@ -1070,6 +1114,8 @@ METHODS: dict[str, Handler] = {
     **{m: _unary(m) for m in ("abs", "log", "sqrt", "rsqrt")},
     "pow": _pow,
     "square": _square,
+    "maximum": _binary("maximum", check_alpha=False),
+    "minimum": _binary("minimum", check_alpha=False),
     "clamp": _clamp,
     "clip": _clamp,
     "matmul": _matmul,
@@ -1105,6 +1151,24 @@ def _module_unary(op: str) -> Handler:
         return b.emit(op, [b.tensor_arg(node.args[0])], {}, out)
 
     return handle
+
+
+def _leaky_relu_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    assert isinstance(mod, nn.LeakyReLU)
+    return _leaky_relu_op(b, node, mod.negative_slope, out)
+
+
+def _elu_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    assert isinstance(mod, nn.ELU)
+    return _elu_op(b, node, mod.alpha, out)
+
+
+def _hardtanh_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    assert isinstance(mod, nn.Hardtanh)
+    return _bounded(b, node, mod.min_val, mod.max_val, out)
 
 
 def _softplus_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -1238,6 +1302,9 @@ MODULES: dict[type, Handler] = {
     nn.Sigmoid: _module_unary("sigmoid"),
     nn.SiLU: _module_unary("silu"),
     nn.ReLU6: _module_unary("relu6"),
+    nn.Hardtanh: _hardtanh_module,
+    nn.LeakyReLU: _leaky_relu_module,
+    nn.ELU: _elu_module,
     nn.Hardsigmoid: _module_unary("hardsigmoid"),
     nn.Hardswish: _module_unary("hardswish"),
     nn.Softplus: _softplus_module,
