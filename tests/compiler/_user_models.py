@@ -73,6 +73,9 @@ class NormNet(nn.Module):
         self.instance = nn.InstanceNorm2d(8, affine=True)
         self.seq = nn.GroupNorm(2, 8)
         self.weight, self.bias = nn.Parameter(torch.randn(8)), nn.Parameter(torch.randn(8))
+        with torch.no_grad():  # affine parameters away from their ones / zeros
+            for p in self.parameters():
+                p.add_(torch.randn_like(p) * 0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.gn1(self.conv1(x)))
@@ -115,3 +118,21 @@ class Clamps(nn.Module):
         y = y + self.hardtanh(x * 3) + x.clamp(min=x.mean(-1, keepdim=True))
         y = y + torch.maximum(x, x * 0.5) + torch.minimum(x, x.tanh()) + torch.max(x, -x)
         return y + F.leaky_relu(x) + self.leaky(x) + F.elu(x) + self.elu(x)
+
+
+# name -> (model class, example input shape, input scale): the models both test files run
+USER_MODELS: dict[str, tuple[type[nn.Module], tuple[int, ...], float]] = {
+    "mobilenet_v3_head": (MobileNetV3Head, (2, 3, 12, 12), 1.0),
+    "maths": (Maths, (5, 16), 1.0),
+    "classifier": (Classifier, (6, 16), 1.0),
+    "norms": (NormNet, (2, 3, 10, 10), 1.0),
+    "reductions": (Reductions, (2, 3, 9, 9), 1.0),
+    "clamps": (Clamps, (4, 16), 2.0),
+}
+
+
+def user_model(name: str) -> tuple[nn.Module, torch.Tensor]:
+    """The model ``name`` of :data:`USER_MODELS` (seeded, in eval mode) and its input."""
+    cls, shape, scale = USER_MODELS[name]
+    torch.manual_seed(0)
+    return cls().eval(), torch.randn(shape) * scale

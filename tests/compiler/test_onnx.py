@@ -11,14 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.compiler._user_models import (
-    Clamps,
-    Classifier,
-    Maths,
-    MobileNetV3Head,
-    NormNet,
-    Reductions,
-)
+from tests.compiler._user_models import USER_MODELS, user_model
 
 import provenml.compiler as pc
 from provenml.compiler.models import build_model
@@ -304,27 +297,13 @@ def test_bad_inputs_are_clear_errors() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Implicit dimension choice")
-@pytest.mark.parametrize(
-    "name", ["mobilenet_v3_head", "maths", "classifier", "norms", "reductions", "clamps"]
-)
+@pytest.mark.parametrize("name", sorted(USER_MODELS))
 def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None:
     """Stop 54's ops as ``torch.onnx.export`` writes them: HardSwish, HardSigmoid (alpha 1/6),
     Clip [0, 6] for ReLU6, Softplus; Abs, Log, Sqrt, Pow, Reciprocal and 1-D MatMuls;
     LogSoftmax; GroupNorm and InstanceNorm2d as InstanceNormalization; ReduceMax, ReduceMin;
     Clip to any bounds (a run-time one too), Max, Min, LeakyRelu, Elu."""
-    torch.manual_seed(0)
-    if name == "maths":
-        model, x = Maths().eval(), torch.randn(5, 16)
-    elif name == "classifier":
-        model, x = Classifier().eval(), torch.randn(6, 16)
-    elif name == "norms":
-        model, x = NormNet().eval(), torch.randn(2, 3, 10, 10)
-    elif name == "reductions":
-        model, x = Reductions().eval(), torch.randn(2, 3, 9, 9)
-    elif name == "clamps":
-        model, x = Clamps().eval(), torch.randn(4, 16) * 2
-    else:
-        model, x = MobileNetV3Head().eval(), torch.randn(2, 3, 12, 12)
+    model, x = user_model(name)
     data = _export(model, x)
     ops = {n.op_type for n in onnx.load_from_string(data).graph.node}
     wanted = {

@@ -13,14 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tests.compiler._user_models import (
-    Clamps,
-    Classifier,
-    Maths,
-    MobileNetV3Head,
-    NormNet,
-    Reductions,
-)
+from tests.compiler._user_models import user_model
 
 import provenml.compiler as pc
 from provenml.errors import ProvenmlError
@@ -254,18 +247,22 @@ def test_embedding_indices_still_compile(cache: str) -> None:
 NEW_OPS = ("hardswish", "relu6", "hardsigmoid", "softplus", "abs", "log", "rsqrt", "sqrt")
 
 
+def compiled_like_eager(
+    name: str, cache: str, rtol: float = 1e-5, atol: float = 1e-5, **options: object
+) -> pc.Compiled:
+    """Compile :func:`user_model` ``name`` (no tuning), check it against eager, return it."""
+    model, x = user_model(name)
+    with torch.no_grad():
+        ref = model(x)
+    compiled = pc.compile(model, (x,), tuning=False, cache_dir=cache, **options)
+    torch.testing.assert_close(compiled(x), ref, rtol=rtol, atol=atol)
+    return compiled
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("model_name", ["mobilenet_v3_head", "maths"])
 def test_activations_and_maths_match_eager(model_name: str, threads: int, cache: str) -> None:
-    torch.manual_seed(0)
-    if model_name == "maths":
-        model, x = Maths().eval(), torch.randn(5, 16)
-    else:
-        model, x = MobileNetV3Head().eval(), torch.randn(2, 3, 12, 12)
-    with torch.no_grad():
-        ref = model(x)
-    compiled = pc.compile(model, (x,), threads=threads, tuning=False, cache_dir=cache)
-    torch.testing.assert_close(compiled(x), ref, rtol=1e-5, atol=1e-5)
+    compiled = compiled_like_eager(model_name, cache, threads=threads)
     frontend = compiled.dump("frontend")
     expected = NEW_OPS[:4] if model_name == "mobilenet_v3_head" else NEW_OPS[4:]
     missing = [op for op in expected if f"= {op}(" not in frontend]
@@ -314,13 +311,10 @@ def test_log_softmax_matches_eager(fusion: bool, cache: str) -> None:
     """Log-softmax over the last dim (a row kernel, with the hardswish-linear epilogue fused
     where fusion is on) and over another dim (the strided kernel); a softmax module without a
     dim takes PyTorch's implicit one; large logits stay finite."""
-    torch.manual_seed(0)
-    model, x = Classifier().eval(), torch.randn(6, 16)
+    compiled = compiled_like_eager("classifier", cache, threads=1, fusion=fusion)
+    model, x = user_model("classifier")
     with torch.no_grad():
-        ref = model(x)
         big = model(x * 200)
-    compiled = pc.compile(model, (x,), threads=1, tuning=False, fusion=fusion, cache_dir=cache)
-    torch.testing.assert_close(compiled(x), ref, rtol=1e-5, atol=1e-5)
     out = compiled(x * 200)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, big, rtol=1e-5, atol=1e-3)
@@ -331,18 +325,7 @@ def test_log_softmax_matches_eager(fusion: bool, cache: str) -> None:
 def test_group_and_instance_norm_match_eager(layout: bool, threads: int, cache: str) -> None:
     """Group norm in channels-last (the conv chain's layout, no transforms around it) and in
     NCHW, on 4-d and 3-d inputs; instance norm as a group per channel."""
-    torch.manual_seed(0)
-    model = NormNet().eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    x = torch.randn(2, 3, 10, 10) * 3 + 1
-    with torch.no_grad():
-        ref = model(x)
-    compiled = pc.compile(
-        model, (x,), threads=threads, tuning=False, layout=layout, cache_dir=cache
-    )
-    torch.testing.assert_close(compiled(x), ref, rtol=1e-4, atol=1e-5)
+    compiled = compiled_like_eager("norms", cache, rtol=1e-4, threads=threads, layout=layout)
     planned = compiled.dump("plan_memory")
     assert planned.count("group_norm(") == 5
     if layout:  # the first group norm reads the conv's NHWC output directly
@@ -351,14 +334,7 @@ def test_group_and_instance_norm_match_eager(layout: bool, threads: int, cache: 
 
 @pytest.mark.parametrize(("layout", "threads"), [(True, 1), (False, 2)])
 def test_max_min_var_std_match_eager(layout: bool, threads: int, cache: str) -> None:
-    torch.manual_seed(0)
-    model, x = Reductions().eval(), torch.randn(2, 3, 9, 9)
-    with torch.no_grad():
-        ref = model(x)
-    compiled = pc.compile(
-        model, (x,), threads=threads, tuning=False, layout=layout, cache_dir=cache
-    )
-    torch.testing.assert_close(compiled(x), ref, rtol=1e-5, atol=1e-5)
+    compiled = compiled_like_eager("reductions", cache, threads=threads, layout=layout)
     frontend = compiled.dump("frontend")
     assert "= amax(" in frontend and "= amin(" in frontend
 
@@ -376,11 +352,6 @@ def test_what_the_reductions_refuse_is_named(fn: object, why: str) -> None:
 
 
 def test_clamps_maximum_leaky_relu_elu_match_eager(cache: str) -> None:
-    torch.manual_seed(0)
-    model, x = Clamps().eval(), torch.randn(4, 16) * 2
-    with torch.no_grad():
-        ref = model(x)
-    compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
-    torch.testing.assert_close(compiled(x), ref, rtol=1e-5, atol=1e-5)
+    compiled = compiled_like_eager("clamps", cache, threads=1)
     frontend = compiled.dump("frontend")
     assert "= maximum(" in frontend and "= minimum(" in frontend
