@@ -355,3 +355,17 @@ def test_clamps_maximum_leaky_relu_elu_match_eager(cache: str) -> None:
     compiled = compiled_like_eager("clamps", cache, threads=1)
     frontend = compiled.dump("frontend")
     assert "= maximum(" in frontend and "= minimum(" in frontend
+
+
+def test_the_federated_client_model_compiles(cache: str) -> None:
+    """S5's client model (conv, GroupNorm and ReLU blocks, global mean, linear) end to end:
+    its group norms run channels-last between the convolutions."""
+    from provenml.federated import FLModel
+
+    torch.manual_seed(0)
+    model, x = FLModel(10).eval(), torch.randn(16, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    compiled = pc.compile(model, (x,), threads=2, tuning=False, cache_dir=cache)
+    torch.testing.assert_close(compiled(x), ref, rtol=1e-5, atol=1e-5)
+    assert compiled.dump("plan_memory").count("group_norm(") == 3
