@@ -417,7 +417,10 @@ def case_summary(results: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     config=EndToEndConfig,
     time={
         "smoke": "20 s",
-        "small": "7.6 min measured (alone, idle, load 0.7-1.4; 1 seed, cold tuning cache)",
+        "small": (
+            "5.5 min measured (alone, idle, load 1.1-1.3; 1 seed, cold tuning cache; "
+            "AVX2 EPYC, stop 54)"
+        ),
         "paper": "1 h on an idle 8-core CPU",
     },
     claims=(
