@@ -120,6 +120,24 @@ class Clamps(nn.Module):
         return y + F.leaky_relu(x) + self.leaky(x) + F.elu(x) + self.elu(x)
 
 
+class PadUpsample(nn.Module):
+    """A U-Net-style decoder step: zero padding before a conv, nearest upsampling by a factor
+    and to a size (function and module forms), a crop by negative padding, a padded 1-d
+    signal with a value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(F.pad(x, (1, 1, 1, 1)))  # (N, 4, 6, 6)
+        wide = self.up(h) + F.interpolate(h, size=(12, 12), mode="nearest")
+        cropped = F.pad(wide, (-1, -1, -2, 0))  # (N, 4, 10, 10)
+        signal = F.pad(cropped.flatten(2), (2, 1), value=0.5)  # (N, 4, 103)
+        return signal.sum(-1) + cropped.mean(dim=(2, 3))
+
+
 # name -> (model class, example input shape, input scale): the models both test files run
 USER_MODELS: dict[str, tuple[type[nn.Module], tuple[int, ...], float]] = {
     "mobilenet_v3_head": (MobileNetV3Head, (2, 3, 12, 12), 1.0),
@@ -128,6 +146,7 @@ USER_MODELS: dict[str, tuple[type[nn.Module], tuple[int, ...], float]] = {
     "norms": (NormNet, (2, 3, 10, 10), 1.0),
     "reductions": (Reductions, (2, 3, 9, 9), 1.0),
     "clamps": (Clamps, (4, 16), 2.0),
+    "pad_upsample": (PadUpsample, (2, 3, 6, 6), 1.0),
 }
 
 

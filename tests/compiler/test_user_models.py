@@ -369,3 +369,21 @@ def test_the_federated_client_model_compiles(cache: str) -> None:
     compiled = pc.compile(model, (x,), threads=2, tuning=False, cache_dir=cache)
     torch.testing.assert_close(compiled(x), ref, rtol=1e-5, atol=1e-5)
     assert compiled.dump("plan_memory").count("group_norm(") == 3
+
+
+@pytest.mark.parametrize("layout", [True, False])
+def test_pad_and_nearest_upsampling_match_eager(layout: bool, cache: str) -> None:
+    compiled_like_eager("pad_upsample", cache, threads=1, layout=layout)
+
+
+@pytest.mark.parametrize(
+    ("fn", "why"),
+    [
+        (lambda x: F.pad(x, (1, 1), mode="reflect"), "mode 'reflect'"),
+        (lambda x: F.interpolate(x.view(1, 4, 4, 4), scale_factor=2, mode="bilinear"), "bilinear"),
+        (lambda x: F.interpolate(x.view(1, 4, 16), size=24), "non-integer scale"),
+    ],
+)
+def test_what_pad_and_interpolate_refuse_is_named(fn: object, why: str) -> None:
+    with pytest.raises(ProvenmlError, match=why):
+        pc.compile(_Apply(fn).eval(), (torch.randn(4, 16),), tuning=False)

@@ -607,6 +607,39 @@ def _clip(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     return [x]
 
 
+def _pad(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """Pad in ``constant`` mode with constant pads (``[begin_1 .. begin_n, end_1 .. end_n]``,
+    negative ones crop) and value: constant blocks concatenated on either side."""
+    at = attrs_of(node)
+    mode = at.get("mode", b"constant")
+    if mode not in (b"constant", "constant"):
+        raise UnsupportedOp("Pad", b.current, f"mode {mode!r} (only constant)")
+    x = b.tensor(node.input[0])
+    rank = len(b.g.values[x].shape)
+    pads = [int(p) for p in (b.const_input(node, 1) if len(node.input) > 1 else at["pads"])]
+    if len(node.input) > 3 and node.input[3]:
+        raise UnsupportedOp("Pad", b.current, "an axes input")
+    value = b.const_input(node, 2) if len(node.input) > 2 and node.input[2] else 0.0
+    fill = float(np.asarray(value).reshape(-1)[0]) if np.size(value) else 0.0
+    for dim in range(rank):
+        before, after = pads[dim], pads[rank + dim]
+        shape = list(b.g.values[x].shape)
+        if before < 0 or after < 0:
+            start, stop = max(0, -before), shape[dim] - max(0, -after)
+            x = b.emit("slice", [x], {"dim": dim, "start": start, "stop": stop, "step": 1})
+            shape = list(b.g.values[x].shape)
+        parts = []
+        for size in (max(0, before), None, max(0, after)):
+            if size is None:
+                parts.append(x)
+            elif size:
+                block = [*shape[:dim], size, *shape[dim + 1 :]]
+                parts.append(b.g.add_const(np.full(block, fill, np.float32), "pad"))
+        if len(parts) > 1:
+            x = b.emit("cat", parts, {"dim": dim})
+    return [x]
+
+
 def _extremum(op: str) -> OnnxHandler:
     """Max / Min of any number of inputs, elementwise with broadcasting."""
 
@@ -685,6 +718,7 @@ ONNX_OPS: dict[str, OnnxHandler] = {
     "HardSwish": _unary("hardswish"),
     "HardSigmoid": _hard_sigmoid,
     "Clip": _clip,
+    "Pad": _pad,
     "Max": _extremum("maximum"),
     "Min": _extremum("minimum"),
     "LeakyRelu": _leaky_relu,

@@ -765,6 +765,78 @@ def _adaptive_avg_pool2d(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -
     return b.adaptive(node.args[0], b.val(arg(node, 1, "output_size")), out)
 
 
+def constant_pad(
+    b: FxBuilder, x: str, pads: Sequence[int], value: float, op: str, where: str
+) -> str:
+    """``x`` padded with ``value``: ``pads`` as ``F.pad`` takes them (last dim first, a
+    (before, after) pair per dim); positive pads are constant blocks concatenated on either
+    side, negative ones crop (a slice)."""
+    if len(pads) % 2 or len(pads) // 2 > len(b.shape(x)):
+        raise UnsupportedOp(op, where, f"pads {tuple(pads)} for a rank-{len(b.shape(x))} input")
+    for k in range(len(pads) // 2):
+        dim = len(b.shape(x)) - 1 - k
+        before, after = int(pads[2 * k]), int(pads[2 * k + 1])
+        shape = list(b.shape(x))
+        if before < 0 or after < 0:  # crop first: a slice of the kept range
+            start, stop = max(0, -before), shape[dim] - max(0, -after)
+            shape[dim] = stop - start
+            attrs = {"dim": dim, "start": start, "stop": stop, "step": 1}
+            x = b.emit("slice", [x], attrs, torch.empty(shape, device="meta"))
+        parts = []
+        for size in (max(0, before), None, max(0, after)):
+            if size is None:
+                parts.append(x)
+            elif size:
+                block = [*shape[:dim], size, *shape[dim + 1 :]]
+                parts.append(b.const(np.full(block, value, np.float32), "pad"))
+        if len(parts) > 1:
+            shape[dim] = sum(b.shape(t)[dim] for t in parts)
+            x = b.emit("cat", parts, {"dim": dim}, torch.empty(shape, device="meta"))
+    return x
+
+
+def _pad(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.pad`` in ``constant`` mode (any value; negative pads crop)."""
+    mode = b.val(arg(node, 2, "mode", "constant"))
+    if mode != "constant":
+        raise UnsupportedOp("pad", node.name, f"mode {mode!r} (only 'constant')")
+    value = b.val(arg(node, 3, "value", None))
+    x = b.tensor_arg(node.args[0])
+    pads = [int(p) for p in b.val(arg(node, 1, "pad"))]
+    return constant_pad(b, x, pads, 0.0 if value is None else float(value), "pad", node.name)
+
+
+def _nearest_upsample(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.interpolate`` / ``nn.Upsample`` in ``nearest`` mode with integer factors: each
+    pixel repeated ``s`` times along each spatial dim, as a broadcast multiply by ones between
+    two reshapes (exact)."""
+    x = b.tensor_arg(node.args[0])
+    shape = b.shape(x)
+    spatial = shape[2:]
+    if not spatial or len(out.shape) != len(shape):
+        raise UnsupportedOp("interpolate", node.name, "no spatial dims")
+    factors = [o // i for o, i in zip(out.shape[2:], spatial, strict=True)]
+    if any(o != i * f for o, i, f in zip(out.shape[2:], spatial, factors, strict=True)):
+        raise UnsupportedOp("interpolate", node.name, "a non-integer scale")
+    split = [*shape[:2]]
+    for size in spatial:
+        split += [size, 1]
+    grown = [*shape[:2]]
+    for size, f in zip(spatial, factors, strict=True):
+        grown += [size, f]
+    ones = np.ones([1, 1, *[v for f in factors for v in (1, f)]], np.float32)
+    x = b.reshape(x, torch.empty(split, device="meta"))
+    x = b.emit("mul", [x, b.const(ones, "rep")], {}, torch.empty(grown, device="meta"))
+    return b.reshape(x, out)
+
+
+def _interpolate(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mode = b.val(arg(node, 3, "mode", "nearest"))
+    if mode != "nearest":
+        raise UnsupportedOp("interpolate", node.name, f"mode {mode!r} (only 'nearest')")
+    return _nearest_upsample(b, node, out)
+
+
 def _cat(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     tensors = [b.tensor_arg(t) for t in node.args[0]]  # type: ignore[union-attr]
     dim = int(b.val(arg(node, 1, "dim", 0))) % out.dim()
@@ -1101,6 +1173,8 @@ FUNCTION_NAMES: dict[str, Handler] = {
     "avg_pool2d": _pool("avg_pool2d"),
     "adaptive_avg_pool2d": _adaptive_avg_pool2d,
     "adaptive_max_pool2d": _adaptive_max_pool2d,
+    "pad": _pad,
+    "interpolate": _interpolate,
     "flatten": _reshape,
     "reshape": _reshape,
     "unsqueeze": _reshape,
@@ -1276,6 +1350,14 @@ def _pool_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.pool(op, node.args[0], mod.kernel_size, mod.stride, mod.padding, node, out)
 
 
+def _upsample_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    assert isinstance(mod, nn.Upsample)
+    if mod.mode != "nearest":
+        raise UnsupportedOp("Upsample", node.name, f"mode {mod.mode!r} (only 'nearest')")
+    return _nearest_upsample(b, node, out)
+
+
 def _adaptive_max_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     mod = _module(node, b)
     assert isinstance(mod, nn.AdaptiveMaxPool2d)
@@ -1326,6 +1408,7 @@ MODULES: dict[type, Handler] = {
     nn.AvgPool2d: _pool_module,
     nn.AdaptiveAvgPool2d: _adaptive_module,
     nn.AdaptiveMaxPool2d: _adaptive_max_module,
+    nn.Upsample: _upsample_module,
     nn.Flatten: _reshape,
     nn.Embedding: _embedding_module,
 }
