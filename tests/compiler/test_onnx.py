@@ -308,8 +308,8 @@ def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None
     """Stop 54's ops as ``torch.onnx.export`` writes them: HardSwish, HardSigmoid (alpha 1/6),
     Clip [0, 6] for ReLU6, Softplus; Abs, Log, Sqrt, Pow, Reciprocal and 1-D MatMuls;
     LogSoftmax; GroupNorm and InstanceNorm2d as InstanceNormalization; ReduceMax, ReduceMin;
-    Clip to any bounds (a run-time one too), Max, Min, LeakyRelu, Elu; Pad (the upsampling
-    exports as a Resize, which stays refused: the model must fail by name)."""
+    Clip to any bounds (a run-time one too), Max, Min, LeakyRelu, Elu; Pad and nearest
+    Resize (by scales and by sizes)."""
     model, x = user_model(name)
     data = _export(model, x)
     ops = {n.op_type for n in onnx.load_from_string(data).graph.node}
@@ -320,13 +320,9 @@ def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None
         "norms": {"InstanceNormalization"},
         "reductions": {"ReduceMax", "ReduceMin"},
         "clamps": {"Clip", "Max", "Min", "LeakyRelu", "Elu"},
-        "pad_upsample": {"Pad"},
+        "pad_upsample": {"Pad", "Resize"},
     }[name]
     assert wanted <= ops, ops
-    if "Resize" in ops:
-        with pytest.raises(ProvenmlError, match="unsupported op 'Resize'"):
-            pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
-        return
     compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
     y = compiled(x).numpy()
     np.testing.assert_allclose(y, _ort(data, {"x": x.numpy()})[0], **TOL)
@@ -362,6 +358,11 @@ def test_hand_built_vector_matmuls_clip_and_global_max_pool(cache: str) -> None:
     ("node", "inits", "why"),
     [
         (N("LeakyRelu", ["x"], ["y"], alpha=2.0), {}, "alpha 2.0"),
+        (
+            N("Resize", ["x", "", "s"], ["y"], mode="linear"),
+            {"s": np.array([1.0, 2.0], np.float32)},
+            "mode linear",
+        ),
         (N("Pow", ["x", "e"], ["y"]), {"e": 1.5}, "constant exponents"),
         (N("HardSigmoid", ["x"], ["y"]), {}, "alpha=0.2"),
         (N("MatMul", ["x", "x"], ["y"]), {}, "1-D @ 1-D"),

@@ -640,6 +640,55 @@ def _pad(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     return [x]
 
 
+# coordinate modes under which nearest upsampling by an integer factor repeats each pixel
+REPEATING_NEAREST = {
+    ("asymmetric", "floor"),
+    ("half_pixel", "round_prefer_floor"),
+    ("pytorch_half_pixel", "round_prefer_floor"),
+}
+
+
+def _resize(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """Resize in nearest mode by integer factors where the coordinate mode makes it a
+    repetition of each pixel (:data:`REPEATING_NEAREST`; PyTorch's export of nearest
+    ``interpolate`` is ``asymmetric`` / ``floor``): reshapes around a broadcast multiply."""
+    at = attrs_of(node)
+
+    def text(key: str, default: str) -> str:
+        value = at.get(key, default)
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    mode = text("mode", "nearest")
+    coords = (
+        text("coordinate_transformation_mode", "half_pixel"),
+        text("nearest_mode", "round_prefer_floor"),
+    )
+    if mode != "nearest" or coords not in REPEATING_NEAREST:
+        raise UnsupportedOp("Resize", b.current, f"mode {mode}, {coords[0]} / {coords[1]}")
+    x = b.tensor(node.input[0])
+    shape = b.g.values[x].shape
+    scales = b.const_input(node, 2)
+    sizes = b.const_input(node, 3)
+    if sizes is not None and np.size(sizes):
+        out = [int(v) for v in np.asarray(sizes).reshape(-1)]
+    elif scales is not None and np.size(scales):
+        out = [
+            round(n * float(f))
+            for n, f in zip(shape, np.asarray(scales).reshape(-1), strict=True)
+        ]
+    else:
+        raise UnsupportedOp("Resize", b.current, "neither scales nor sizes")
+    factors = [o // n for o, n in zip(out, shape, strict=True)]
+    if any(o != n * f or f < 1 for o, n, f in zip(out, shape, factors, strict=True)):
+        raise UnsupportedOp(
+            "Resize", b.current, f"{tuple(shape)} -> {tuple(out)}: not an integer upscale"
+        )
+    split = [v for n in shape for v in (n, 1)]
+    ones = np.ones([v for f in factors for v in (1, f)], np.float32)
+    grown = b.emit("mul", [b.reshape(x, split), b.g.add_const(ones, "rep")])
+    return [b.reshape(grown, out)]
+
+
 def _extremum(op: str) -> OnnxHandler:
     """Max / Min of any number of inputs, elementwise with broadcasting."""
 
@@ -719,6 +768,7 @@ ONNX_OPS: dict[str, OnnxHandler] = {
     "HardSigmoid": _hard_sigmoid,
     "Clip": _clip,
     "Pad": _pad,
+    "Resize": _resize,
     "Max": _extremum("maximum"),
     "Min": _extremum("minimum"),
     "LeakyRelu": _leaky_relu,
