@@ -673,8 +673,7 @@ def _resize(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         out = [int(v) for v in np.asarray(sizes).reshape(-1)]
     elif scales is not None and np.size(scales):
         out = [
-            round(n * float(f))
-            for n, f in zip(shape, np.asarray(scales).reshape(-1), strict=True)
+            round(n * float(f)) for n, f in zip(shape, np.asarray(scales).reshape(-1), strict=True)
         ]
     else:
         raise UnsupportedOp("Resize", b.current, "neither scales nor sizes")
