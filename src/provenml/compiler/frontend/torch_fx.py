@@ -837,6 +837,79 @@ def _interpolate(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return _nearest_upsample(b, node, out)
 
 
+def _meta(shape: Sequence[int]) -> torch.Tensor:
+    return torch.empty(list(shape), device="meta")
+
+
+def _einsum(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.einsum`` with one or two operands and an explicit output (``"bhqd,bhkd->bhqk"``):
+    indices only in one operand and not in the output are summed first; a pair becomes one
+    (batched) matmul, ``[batch, left, contracted] @ [batch, contracted, right]``, between
+    permutes and reshapes; one operand is a permute (and a sum). Ellipses, repeated indices
+    within an operand (diagonals) and implicit outputs are refused by name."""
+    equation = str(b.val(node.args[0])).replace(" ", "")
+    operands = node.args[1:]
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    lhs, arrow, result = equation.partition("->")
+    terms = lhs.split(",")
+    why = ""
+    if not arrow or "." in equation:
+        why = "an implicit output or an ellipsis"
+    elif len(terms) != len(operands) or len(terms) not in (1, 2):
+        why = "one or two operands"
+    elif any(len(set(t)) != len(t) for t in [*terms, result]):
+        why = "a repeated index within an operand (a diagonal)"
+    elif not set(result) <= set("".join(terms)):
+        why = "an output index that no operand has"
+    if why:
+        raise UnsupportedOp("einsum", node.name, f"{equation!r}: {why}")
+    xs = [b.tensor_arg(o) for o in operands]
+    sizes: dict[str, int] = {}
+    for term, x in zip(terms, xs, strict=True):
+        for letter, size in zip(term, b.shape(x), strict=True):
+            sizes[letter] = size
+
+    def reduce_only(term: str, x: str, keep: set[str]) -> tuple[str, str]:
+        """Sum the indices no one else needs."""
+        drop = [i for i, letter in enumerate(term) if letter not in keep]
+        if not drop:
+            return term, x
+        kept = "".join(letter for letter in term if letter in keep)
+        y = b.emit(
+            "sum", [x], {"dims": tuple(drop), "keepdim": False}, _meta([sizes[c] for c in kept])
+        )
+        return kept, y
+
+    def arrange(term: str, x: str, order: str) -> str:
+        if term == order:
+            return x
+        perm = tuple(term.index(c) for c in order)
+        return b.emit("permute", [x], {"perm": perm}, _meta([sizes[c] for c in order]))
+
+    if len(terms) == 1:
+        term, x = reduce_only(terms[0], xs[0], set(result))
+        return b.reshape(arrange(term, x, result), out)
+    (ta, tb), (xa, xb) = terms, xs
+    ta, xa = reduce_only(ta, xa, set(tb) | set(result))
+    tb, xb = reduce_only(tb, xb, set(ta) | set(result))
+    batch = "".join(c for c in ta if c in tb and c in result)
+    contracted = "".join(c for c in ta if c in tb and c not in result)
+    left = "".join(c for c in ta if c not in tb)
+    right = "".join(c for c in tb if c not in ta)
+
+    def size(letters: str) -> int:
+        return int(np.prod([sizes[c] for c in letters], dtype=np.int64))
+
+    nb, m, k, n = size(batch), size(left), size(contracted), size(right)
+    a = b.reshape(arrange(ta, xa, batch + left + contracted), _meta([nb, m, k]))
+    c = b.reshape(arrange(tb, xb, batch + contracted + right), _meta([nb, k, n]))
+    product = b.emit("matmul", [a, c], {}, _meta([nb, m, n]))
+    grid = batch + left + right
+    product = b.reshape(product, _meta([sizes[ch] for ch in grid]))
+    return b.reshape(arrange(grid, product, result), out)
+
+
 def _cat(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     tensors = [b.tensor_arg(t) for t in node.args[0]]  # type: ignore[union-attr]
     dim = int(b.val(arg(node, 1, "dim", 0))) % out.dim()
@@ -1120,6 +1193,7 @@ FUNCTIONS: dict[Any, Handler] = {
     operator.matmul: _matmul,
     torch.bmm: _matmul,
     torch.pow: _pow,
+    torch.einsum: _einsum,
     torch.maximum: _binary("maximum", check_alpha=False),
     torch.minimum: _binary("minimum", check_alpha=False),
     torch.clamp: _clamp,
@@ -1175,6 +1249,7 @@ FUNCTION_NAMES: dict[str, Handler] = {
     "adaptive_max_pool2d": _adaptive_max_pool2d,
     "pad": _pad,
     "interpolate": _interpolate,
+    "einsum": _einsum,
     "flatten": _reshape,
     "reshape": _reshape,
     "unsqueeze": _reshape,
