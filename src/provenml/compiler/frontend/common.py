@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from provenml.errors import ProvenmlError
 
 
@@ -33,3 +35,24 @@ def check_integer_operands(op: str, dtypes: list[str], node: str) -> None:
             "reshaped, permuted or sliced (eager PyTorch raises or keeps integers here, "
             "the compiler computes in float32)",
         )
+
+
+def constant_pad_steps(
+    shape: Sequence[int], dim: int, before: int, after: int
+) -> tuple[tuple[int, int] | None, list[tuple[int, ...] | None]]:
+    """How both frontends pad ``dim`` of a tensor of ``shape`` by ``before`` / ``after``
+    (negative values crop): the crop first, ``(start, stop)`` of a slice or ``None``; then the
+    pieces to concatenate along ``dim``, in order: ``None`` for the (cropped) tensor, else the
+    shape of a constant block of the padding value."""
+    shape = list(shape)
+    crop = None
+    if before < 0 or after < 0:
+        crop = (max(0, -before), shape[dim] - max(0, -after))
+        shape[dim] = crop[1] - crop[0]
+    pieces: list[tuple[int, ...] | None] = []
+    for size in (max(0, before), None, max(0, after)):
+        if size is None:
+            pieces.append(None)
+        elif size:
+            pieces.append((*shape[:dim], size, *shape[dim + 1 :]))
+    return crop, pieces

@@ -23,7 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from provenml.compiler.frontend.common import UnsupportedOp, check_integer_operands
+from provenml.compiler.frontend.common import (
+    UnsupportedOp,
+    check_integer_operands,
+    constant_pad_steps,
+)
 from provenml.compiler.ir import Graph, Node, Value
 from provenml.compiler.passes.shapes import shape_of
 from provenml.errors import ProvenmlError
@@ -622,19 +626,13 @@ def _pad(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     value = b.const_input(node, 2) if len(node.input) > 2 and node.input[2] else 0.0
     fill = float(np.asarray(value).reshape(-1)[0]) if np.size(value) else 0.0
     for dim in range(rank):
-        before, after = pads[dim], pads[rank + dim]
-        shape = list(b.g.values[x].shape)
-        if before < 0 or after < 0:
-            start, stop = max(0, -before), shape[dim] - max(0, -after)
-            x = b.emit("slice", [x], {"dim": dim, "start": start, "stop": stop, "step": 1})
-            shape = list(b.g.values[x].shape)
-        parts = []
-        for size in (max(0, before), None, max(0, after)):
-            if size is None:
-                parts.append(x)
-            elif size:
-                block = [*shape[:dim], size, *shape[dim + 1 :]]
-                parts.append(b.g.add_const(np.full(block, fill, np.float32), "pad"))
+        crop, pieces = constant_pad_steps(b.g.values[x].shape, dim, pads[dim], pads[rank + dim])
+        if crop is not None:
+            x = b.emit("slice", [x], {"dim": dim, "start": crop[0], "stop": crop[1], "step": 1})
+        parts = [
+            x if block is None else b.g.add_const(np.full(block, fill, np.float32), "pad")
+            for block in pieces
+        ]
         if len(parts) > 1:
             x = b.emit("cat", parts, {"dim": dim})
     return [x]

@@ -21,7 +21,11 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from provenml.compiler.frontend.common import UnsupportedOp, check_integer_operands
+from provenml.compiler.frontend.common import (
+    UnsupportedOp,
+    check_integer_operands,
+    constant_pad_steps,
+)
 from provenml.compiler.ir import Graph, Node, Value
 from provenml.errors import ProvenmlError
 
@@ -775,21 +779,18 @@ def constant_pad(
         raise UnsupportedOp(op, where, f"pads {tuple(pads)} for a rank-{len(b.shape(x))} input")
     for k in range(len(pads) // 2):
         dim = len(b.shape(x)) - 1 - k
-        before, after = int(pads[2 * k]), int(pads[2 * k + 1])
-        shape = list(b.shape(x))
-        if before < 0 or after < 0:  # crop first: a slice of the kept range
-            start, stop = max(0, -before), shape[dim] - max(0, -after)
-            shape[dim] = stop - start
-            attrs = {"dim": dim, "start": start, "stop": stop, "step": 1}
+        crop, pieces = constant_pad_steps(b.shape(x), dim, int(pads[2 * k]), int(pads[2 * k + 1]))
+        if crop is not None:
+            shape = list(b.shape(x))
+            shape[dim] = crop[1] - crop[0]
+            attrs = {"dim": dim, "start": crop[0], "stop": crop[1], "step": 1}
             x = b.emit("slice", [x], attrs, torch.empty(shape, device="meta"))
-        parts = []
-        for size in (max(0, before), None, max(0, after)):
-            if size is None:
-                parts.append(x)
-            elif size:
-                block = [*shape[:dim], size, *shape[dim + 1 :]]
-                parts.append(b.const(np.full(block, value, np.float32), "pad"))
+        parts = [
+            x if block is None else b.const(np.full(block, value, np.float32), "pad")
+            for block in pieces
+        ]
         if len(parts) > 1:
+            shape = list(b.shape(x))
             shape[dim] = sum(b.shape(t)[dim] for t in parts)
             x = b.emit("cat", parts, {"dim": dim}, torch.empty(shape, device="meta"))
     return x
