@@ -138,6 +138,33 @@ class PadUpsample(nn.Module):
         return signal.sum(-1) + cropped.mean(dim=(2, 3))
 
 
+class Einsum(nn.Module):
+    """``torch.einsum(equation, x, second)``: the second operand ``x``, ``2x``, a (8, 6)
+    weight, or none."""
+
+    def __init__(self, equation: str, second: str) -> None:
+        super().__init__()
+        self.equation, self.second = equation, second
+        self.w = nn.Parameter(torch.randn(8, 6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        other = {"x": x, "2x": x * 2, "w": self.w, "none": None}[self.second]
+        if other is None:
+            return torch.einsum(self.equation, x)
+        return torch.einsum(self.equation, x, other)
+
+
+# (equation, second operand, input shape)
+EINSUM_CASES = [
+    ("bhqd,bhkd->bhqk", "x", (2, 3, 5, 8)),  # attention scores
+    ("bqd,bkd->kbq", "2x", (2, 5, 8)),  # an output order of its own
+    ("bti,io->bto", "w", (2, 5, 8)),  # a linear layer
+    ("bij,jk->bk", "w", (2, 5, 8)),  # i summed before the product
+    ("bi,bi->b", "2x", (4, 8)),  # batched dot products
+    ("bij->ji", "none", (2, 5, 8)),  # a permute and a sum
+]
+
+
 # name -> (model class, example input shape, input scale): the models both test files run
 USER_MODELS: dict[str, tuple[type[nn.Module], tuple[int, ...], float]] = {
     "mobilenet_v3_head": (MobileNetV3Head, (2, 3, 12, 12), 1.0),

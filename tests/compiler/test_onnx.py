@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.compiler._user_models import USER_MODELS, user_model
+from tests.compiler._user_models import EINSUM_CASES, USER_MODELS, Einsum, user_model
 
 import provenml.compiler as pc
 from provenml.compiler.models import build_model
@@ -376,3 +376,18 @@ def test_what_the_new_onnx_ops_refuse_is_named(
     data = _model([node], {"x": shape}, ["y"], arrays)
     with pytest.raises(ProvenmlError, match=why):
         pc.compile_onnx(data, tuning=False)
+
+
+@pytest.mark.parametrize(("equation", "second", "shape"), EINSUM_CASES)
+def test_exported_einsum_matches_ort(
+    equation: str, second: str, shape: tuple[int, ...], cache: str
+) -> None:
+    torch.manual_seed(0)
+    model, x = Einsum(equation, second).eval(), torch.randn(shape)
+    data = _export(model, x)
+    assert "Einsum" in {n.op_type for n in onnx.load_from_string(data).graph.node}
+    compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
+    y = compiled(x).numpy()
+    np.testing.assert_allclose(y, _ort(data, {"x": x.numpy()})[0], **TOL)
+    with torch.no_grad():
+        np.testing.assert_allclose(y, model(x).numpy(), **TOL)

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tests.compiler._user_models import user_model
+from tests.compiler._user_models import EINSUM_CASES, Einsum, user_model
 
 import provenml.compiler as pc
 from provenml.errors import ProvenmlError
@@ -389,35 +389,12 @@ def test_what_pad_and_interpolate_refuse_is_named(fn: object, why: str) -> None:
         pc.compile(_Apply(fn).eval(), (torch.randn(4, 16),), tuning=False)
 
 
-class _Einsum(nn.Module):
-    def __init__(self, equation: str, second: str) -> None:
-        super().__init__()
-        self.equation, self.second = equation, second
-        self.w = nn.Parameter(torch.randn(8, 6))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        other = {"x": x, "2x": x * 2, "w": self.w, "none": None}[self.second]
-        if other is None:
-            return torch.einsum(self.equation, x)
-        return torch.einsum(self.equation, x, other)
-
-
-@pytest.mark.parametrize(
-    ("equation", "second", "shape"),
-    [
-        ("bhqd,bhkd->bhqk", "x", (2, 3, 5, 8)),  # attention scores
-        ("bqd,bkd->kbq", "2x", (2, 5, 8)),  # an output order of its own
-        ("bti,io->bto", "w", (2, 5, 8)),  # a linear layer
-        ("bij,jk->bk", "w", (2, 5, 8)),  # i summed before the product
-        ("bi,bi->b", "2x", (4, 8)),  # batched dot products
-        ("bij->ji", "none", (2, 5, 8)),  # a permute and a sum
-    ],
-)
+@pytest.mark.parametrize(("equation", "second", "shape"), EINSUM_CASES)
 def test_einsum_matches_eager(
     equation: str, second: str, shape: tuple[int, ...], cache: str
 ) -> None:
     torch.manual_seed(0)
-    model, x = _Einsum(equation, second).eval(), torch.randn(shape)
+    model, x = Einsum(equation, second).eval(), torch.randn(shape)
     with torch.no_grad():
         ref = model(x)
     compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
@@ -433,4 +410,4 @@ def test_what_einsum_refuses_is_named(equation: str, why: str) -> None:
     second = "none" if equation == "ii->i" else "w"
     shape = (8, 8) if second == "none" else (5, 8)
     with pytest.raises(ProvenmlError, match=why):
-        pc.compile(_Einsum(equation, second).eval(), (torch.randn(shape),), tuning=False)
+        pc.compile(Einsum(equation, second).eval(), (torch.randn(shape),), tuning=False)

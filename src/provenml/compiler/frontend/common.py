@@ -1,8 +1,12 @@
-"""What every frontend shares: the unsupported-op error."""
+"""What every frontend shares: the unsupported-op error, the integer-operand rule, the plans
+of constant padding and of einsum."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
 
 from provenml.errors import ProvenmlError
 
@@ -56,3 +60,76 @@ def constant_pad_steps(
         elif size:
             pieces.append((*shape[:dim], size, *shape[dim + 1 :]))
     return crop, pieces
+
+
+# emit(op, inputs, attrs, shape) -> the new IR value's name (a frontend's node builder)
+Emit = Callable[[str, list[str], dict[str, Any], Sequence[int]], str]
+
+
+def lower_einsum(
+    equation: str,
+    xs: Sequence[str],
+    shape_of: Callable[[str], Sequence[int]],
+    emit: Emit,
+    where: str,
+) -> str:
+    """Einsum with one or two operands and an explicit output (``"bhqd,bhkd->bhqk"``) as IR
+    ops: indices only one operand has and the output lacks are summed first; a pair becomes
+    one batched matmul, ``[batch, left, contracted] @ [batch, contracted, right]``, between
+    permutes and reshapes; one operand is a permute (and a sum). Ellipses, repeated indices
+    within an operand (diagonals) and implicit outputs are refused by name. Returns the
+    result, shaped as the output's indices say."""
+    equation = equation.replace(" ", "")
+    lhs, arrow, result = equation.partition("->")
+    terms = lhs.split(",")
+    why = ""
+    if not arrow or "." in equation:
+        why = "an implicit output or an ellipsis"
+    elif len(terms) != len(xs) or len(terms) not in (1, 2):
+        why = "one or two operands"
+    elif any(len(set(t)) != len(t) for t in [*terms, result]):
+        why = "a repeated index within an operand (a diagonal)"
+    elif not set(result) <= set("".join(terms)):
+        why = "an output index that no operand has"
+    if why:
+        raise UnsupportedOp("einsum", where, f"{equation!r}: {why}")
+    sizes: dict[str, int] = {}
+    for term, x in zip(terms, xs, strict=True):
+        for letter, size in zip(term, shape_of(x), strict=True):
+            sizes[letter] = int(size)
+
+    def shape(letters: str) -> list[int]:
+        return [sizes[c] for c in letters]
+
+    def reduce_only(term: str, x: str, keep: set[str]) -> tuple[str, str]:
+        drop = [i for i, letter in enumerate(term) if letter not in keep]
+        if not drop:
+            return term, x
+        kept = "".join(letter for letter in term if letter in keep)
+        return kept, emit("sum", [x], {"dims": tuple(drop), "keepdim": False}, shape(kept))
+
+    def arrange(term: str, x: str, order: str) -> str:
+        if term == order:
+            return x
+        perm = tuple(term.index(c) for c in order)
+        return emit("permute", [x], {"perm": perm}, shape(order))
+
+    def flat(letters: str) -> int:
+        return int(np.prod(shape(letters), dtype=np.int64))
+
+    if len(terms) == 1:
+        term, x = reduce_only(terms[0], xs[0], set(result))
+        return arrange(term, x, result)
+    (ta, tb), (xa, xb) = terms, xs
+    ta, xa = reduce_only(ta, xa, set(tb) | set(result))
+    tb, xb = reduce_only(tb, xb, set(ta) | set(result))
+    batch = "".join(c for c in ta if c in tb and c in result)
+    contracted = "".join(c for c in ta if c in tb and c not in result)
+    left = "".join(c for c in ta if c not in tb)
+    right = "".join(c for c in tb if c not in ta)
+    nb, m, k, n = flat(batch), flat(left), flat(contracted), flat(right)
+    a = emit("reshape", [arrange(ta, xa, batch + left + contracted)], {}, [nb, m, k])
+    c = emit("reshape", [arrange(tb, xb, batch + contracted + right)], {}, [nb, k, n])
+    product = emit("matmul", [a, c], {}, [nb, m, n])
+    grid = batch + left + right
+    return arrange(grid, emit("reshape", [product], {}, shape(grid)), result)

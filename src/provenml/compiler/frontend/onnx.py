@@ -27,6 +27,7 @@ from provenml.compiler.frontend.common import (
     UnsupportedOp,
     check_integer_operands,
     constant_pad_steps,
+    lower_einsum,
 )
 from provenml.compiler.ir import Graph, Node, Value
 from provenml.compiler.passes.shapes import shape_of
@@ -686,6 +687,20 @@ def _resize(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     return [b.reshape(grown, out)]
 
 
+def _einsum(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """Einsum (:func:`~provenml.compiler.frontend.common.lower_einsum`)."""
+    equation = attrs_of(node).get("equation", b"")
+    equation = equation.decode() if isinstance(equation, bytes) else str(equation)
+    xs = [b.tensor(i) for i in node.input]
+
+    def emit(op: str, inputs: list[str], attrs: dict[str, Any], shape: Sequence[int]) -> str:
+        if op == "reshape":
+            return b.reshape(inputs[0], shape)
+        return b.emit(op, inputs, attrs)
+
+    return [lower_einsum(equation, xs, lambda x: b.g.values[x].shape, emit, b.current)]
+
+
 def _extremum(op: str) -> OnnxHandler:
     """Max / Min of any number of inputs, elementwise with broadcasting."""
 
@@ -766,6 +781,7 @@ ONNX_OPS: dict[str, OnnxHandler] = {
     "Clip": _clip,
     "Pad": _pad,
     "Resize": _resize,
+    "Einsum": _einsum,
     "Max": _extremum("maximum"),
     "Min": _extremum("minimum"),
     "LeakyRelu": _leaky_relu,

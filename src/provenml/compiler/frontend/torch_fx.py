@@ -25,6 +25,7 @@ from provenml.compiler.frontend.common import (
     UnsupportedOp,
     check_integer_operands,
     constant_pad_steps,
+    lower_einsum,
 )
 from provenml.compiler.ir import Graph, Node, Value
 from provenml.errors import ProvenmlError
@@ -843,72 +844,19 @@ def _meta(shape: Sequence[int]) -> torch.Tensor:
 
 
 def _einsum(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-    """``torch.einsum`` with one or two operands and an explicit output (``"bhqd,bhkd->bhqk"``):
-    indices only in one operand and not in the output are summed first; a pair becomes one
-    (batched) matmul, ``[batch, left, contracted] @ [batch, contracted, right]``, between
-    permutes and reshapes; one operand is a permute (and a sum). Ellipses, repeated indices
-    within an operand (diagonals) and implicit outputs are refused by name."""
-    equation = str(b.val(node.args[0])).replace(" ", "")
+    """``torch.einsum`` (:func:`~provenml.compiler.frontend.common.lower_einsum`)."""
     operands = node.args[1:]
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
-    lhs, arrow, result = equation.partition("->")
-    terms = lhs.split(",")
-    why = ""
-    if not arrow or "." in equation:
-        why = "an implicit output or an ellipsis"
-    elif len(terms) != len(operands) or len(terms) not in (1, 2):
-        why = "one or two operands"
-    elif any(len(set(t)) != len(t) for t in [*terms, result]):
-        why = "a repeated index within an operand (a diagonal)"
-    elif not set(result) <= set("".join(terms)):
-        why = "an output index that no operand has"
-    if why:
-        raise UnsupportedOp("einsum", node.name, f"{equation!r}: {why}")
     xs = [b.tensor_arg(o) for o in operands]
-    sizes: dict[str, int] = {}
-    for term, x in zip(terms, xs, strict=True):
-        for letter, size in zip(term, b.shape(x), strict=True):
-            sizes[letter] = size
 
-    def reduce_only(term: str, x: str, keep: set[str]) -> tuple[str, str]:
-        """Sum the indices no one else needs."""
-        drop = [i for i, letter in enumerate(term) if letter not in keep]
-        if not drop:
-            return term, x
-        kept = "".join(letter for letter in term if letter in keep)
-        y = b.emit(
-            "sum", [x], {"dims": tuple(drop), "keepdim": False}, _meta([sizes[c] for c in kept])
-        )
-        return kept, y
+    def emit(op: str, inputs: list[str], attrs: dict[str, Any], shape: Sequence[int]) -> str:
+        if op == "reshape":
+            return b.reshape(inputs[0], _meta(shape))
+        return b.emit(op, inputs, attrs, _meta(shape))
 
-    def arrange(term: str, x: str, order: str) -> str:
-        if term == order:
-            return x
-        perm = tuple(term.index(c) for c in order)
-        return b.emit("permute", [x], {"perm": perm}, _meta([sizes[c] for c in order]))
-
-    if len(terms) == 1:
-        term, x = reduce_only(terms[0], xs[0], set(result))
-        return b.reshape(arrange(term, x, result), out)
-    (ta, tb), (xa, xb) = terms, xs
-    ta, xa = reduce_only(ta, xa, set(tb) | set(result))
-    tb, xb = reduce_only(tb, xb, set(ta) | set(result))
-    batch = "".join(c for c in ta if c in tb and c in result)
-    contracted = "".join(c for c in ta if c in tb and c not in result)
-    left = "".join(c for c in ta if c not in tb)
-    right = "".join(c for c in tb if c not in ta)
-
-    def size(letters: str) -> int:
-        return int(np.prod([sizes[c] for c in letters], dtype=np.int64))
-
-    nb, m, k, n = size(batch), size(left), size(contracted), size(right)
-    a = b.reshape(arrange(ta, xa, batch + left + contracted), _meta([nb, m, k]))
-    c = b.reshape(arrange(tb, xb, batch + contracted + right), _meta([nb, k, n]))
-    product = b.emit("matmul", [a, c], {}, _meta([nb, m, n]))
-    grid = batch + left + right
-    product = b.reshape(product, _meta([sizes[ch] for ch in grid]))
-    return b.reshape(arrange(grid, product, result), out)
+    y = lower_einsum(str(b.val(node.args[0])), xs, b.shape, emit, node.name)
+    return b.reshape(y, out) if b.shape(y) != tuple(out.shape) else y
 
 
 def _cat(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
