@@ -44,6 +44,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,10 +107,12 @@ def _training(agent: str, num_envs: int, iterations: int, env: str) -> float:
     return cfg.total_steps / (time.process_time() - start)
 
 
-def _belief_step(agent_name: str, env_name: str, repeats: int = 10) -> float:
-    """CPU seconds of one belief-model step on 64 episodes of a 256-episode buffer."""
+def belief_step_setup(agent_name: str, env_name: str) -> tuple[Callable[[], None], Any, Any]:
+    """One belief-model step on 64 episodes of a 256-episode buffer, as training takes it
+    (the model loss, its backward, clipping, the optimizer): (step, agent, train config)."""
     import torch
 
+    from provenml.metarl import train
     from provenml.metarl.train import EpisodeBuffer, build_agent, collect, make_vec_env
 
     cfg = _preset_class(env_name)(num_envs=256).train_config()
@@ -118,8 +121,6 @@ def _belief_step(agent_name: str, env_name: str, repeats: int = 10) -> float:
     generator = torch.Generator().manual_seed(0)
     buffer = EpisodeBuffer(cfg.model_buffer)
     buffer.add(collect(agent, env, generator, seed=0))
-    from provenml.metarl import train
-
     # the optimizer training uses (fused Adam since stop 42; older commits: plain Adam)
     make_adam = getattr(train, "_adam", torch.optim.Adam)
     optimizer = make_adam(agent.model_parameters(), lr=cfg.model_lr)
@@ -132,6 +133,12 @@ def _belief_step(agent_name: str, env_name: str, repeats: int = 10) -> float:
         torch.nn.utils.clip_grad_norm_(agent.model_parameters(), 1.0)
         optimizer.step()
 
+    return step, agent, cfg
+
+
+def _belief_step(agent_name: str, env_name: str, repeats: int = 10) -> float:
+    """CPU seconds of one belief-model step (:func:`belief_step_setup`)."""
+    step, _, _ = belief_step_setup(agent_name, env_name)
     for _ in range(3):
         step()
     start = time.process_time()

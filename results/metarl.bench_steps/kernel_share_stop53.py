@@ -12,19 +12,16 @@ from __future__ import annotations
 import cProfile
 import os
 import pstats
+import sys
+from pathlib import Path
 
 import torch
 
 from provenml.metarl.experiments import GridworldConfig
-from provenml.metarl.train import (
-    EpisodeBuffer,
-    _adam,
-    build_agent,
-    collect,
-    keep_freed_memory,
-    make_vec_env,
-    train_agent,
-)
+from provenml.metarl.train import keep_freed_memory, train_agent
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from bench_metarl_steps import belief_step_setup
 
 # (file suffix, function) of the Python frames whose own time is a C kernel call
 KERNEL_FRAMES = {
@@ -43,22 +40,7 @@ def run(iterations: int) -> None:
 
 
 def belief_step_profile() -> None:
-    cfg = GridworldConfig(num_envs=256).train_config()
-    env = make_vec_env(cfg.env, cfg.num_envs, cfg.session_end_prob, cfg.goal_layout)
-    agent = build_agent("dynamite", env, cfg)
-    generator = torch.Generator().manual_seed(0)
-    buffer = EpisodeBuffer(cfg.model_buffer)
-    buffer.add(collect(agent, env, generator, seed=0))
-    optimizer = _adam(agent.model_parameters(), lr=cfg.model_lr)
-
-    def step() -> None:
-        out = agent.model_loss(buffer.sample(cfg.model_batch, generator), generator)
-        assert out is not None
-        optimizer.zero_grad()
-        out[0].backward()
-        torch.nn.utils.clip_grad_norm_(agent.model_parameters(), 1.0)
-        optimizer.step()
-
+    step, agent, cfg = belief_step_setup("dynamite", "gridworld")
     for _ in range(5):
         step()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:

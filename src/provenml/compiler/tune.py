@@ -262,15 +262,19 @@ def prebuild_candidates(
     layout: bool,
     weight_prefetch: bool = False,
     cache: Any = None,
-) -> None:
+) -> dict[str, Any]:
     """Build the candidate libraries of every node in ``nodes`` before any is timed, several
-    gcc processes at once (:func:`~provenml.compiler.build.build_many`): :func:`tune_node`
-    then finds each in the build cache. Timing stays one node at a time, after every build
-    has ended, so no compiler shares the cores with a timed candidate. (Stop 54: gcc took 42
-    of ``compiler.end_to_end``'s 376 seconds in the tuner, one library after the other.)"""
-    if len(nodes) > 1:
-        sources = [candidate_programs(g, n, layout, weight_prefetch)[3] for n in nodes]
-        build_many(sources, cache=cache)
+    gcc processes at once (:func:`~provenml.compiler.build.build_many`); returns each node's
+    :func:`candidate_programs` by name, for :func:`tune_node` (which then finds its library in
+    the build cache). Timing stays one node at a time, after every build has ended, so no
+    compiler shares the cores with a timed candidate. (Stop 54: gcc took 42 of
+    ``compiler.end_to_end``'s 376 seconds in the tuner, one library after the other.) With one
+    node there is nothing to overlap: an empty dict."""
+    if len(nodes) <= 1:
+        return {}
+    programs = {n.name: candidate_programs(g, n, layout, weight_prefetch) for n in nodes}
+    build_many([p[3] for p in programs.values()], cache=cache)
+    return programs
 
 
 def tune_node(
@@ -281,14 +285,16 @@ def tune_node(
     cache: Any = None,
     weight_prefetch: bool = False,
     balance_threads: int = 1,
+    programs: Any = None,
 ) -> tuple[dict[str, int], dict[str, float]]:
     """Time every candidate schedule for ``node`` and return the best (and all timings),
     lowered as the build will be (``weight_prefetch``). With ``balance_threads > 1`` a dense
     kernel's timing is scaled by how evenly its tiles split over that many pool threads
     (:func:`balance_factor`): candidates time within a few percent of each other at one thread,
     but one whose last column panel is narrow leaves a thread idle at the end of the stage
-    (stop 39: ``8x48`` tiles on a 256-wide output, 11% longer at two threads)."""
-    cands, graphs, progs, source = candidate_programs(g, node, layout, weight_prefetch)
+    (stop 39: ``8x48`` tiles on a 256-wide output, 11% longer at two threads). ``programs``:
+    the node's :func:`candidate_programs` when already lowered (:func:`prebuild_candidates`)."""
+    cands, graphs, progs, source = programs or candidate_programs(g, node, layout, weight_prefetch)
     path, _ = build(source, cache=cache)
     lib = ctypes.CDLL(str(path))
     lib.pm_set_threads(threads)
@@ -415,14 +421,22 @@ def tune(
     for n in out.nodes:
         if n.name in keys and keys[n.name] not in db:
             untuned.setdefault(keys[n.name], n)
-    prebuild_candidates(out, list(untuned.values()), layout, weight_prefetch, cache)
+    prebuilt = prebuild_candidates(out, list(untuned.values()), layout, weight_prefetch, cache)
     for n in out.nodes:
         if n.name not in keys:
             continue
         key = keys[n.name]
         if key not in db:
+            lowered = (prebuilt or {}).get(n.name)
             best, timings = tune_node(
-                out, n, layout, threads, cache, weight_prefetch, balance_threads
+                out,
+                n,
+                layout,
+                threads,
+                cache,
+                weight_prefetch,
+                balance_threads,
+                **({"programs": lowered} if lowered is not None else {}),
             )
             ranked = ranked_schedules(out, n, timings, balance_threads)
             db[key] = {"best": best, "ties": near_ties(ranked), "seconds": ranked[0][1]}

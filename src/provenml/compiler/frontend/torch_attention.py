@@ -25,13 +25,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from provenml.compiler.frontend.common import UnsupportedOp
-from provenml.compiler.frontend.torch_fx import FxBuilder, Handler, arg, attention, attention_mask
+from provenml.compiler.frontend.torch_fx import (
+    FxBuilder,
+    Handler,
+    arg,
+    attention,
+    attention_mask,
+    meta_like,
+)
 
 __all__ = ["ATTENTION_MODULES", "LEAF_ROOTS", "as_traceable"]
-
-
-def _like(*shape: int) -> torch.Tensor:
-    return torch.empty(shape, device="meta")
 
 
 def _linear(b: FxBuilder, x: str, weight: Any, bias: Any) -> str:
@@ -40,20 +43,20 @@ def _linear(b: FxBuilder, x: str, weight: Any, bias: Any) -> str:
     ins = [x, b.const(weight.detach(), "w")]
     if bias is not None:
         ins.append(b.const(bias.detach(), "b"))
-    return b.emit("linear", ins, {}, _like(*shape[:-1], int(weight.shape[0])))
+    return b.emit("linear", ins, {}, meta_like([*shape[:-1], int(weight.shape[0])]))
 
 
 def _swap01(b: FxBuilder, x: str) -> str:
     """(L, N, E) <-> (N, L, E): the layout of ``batch_first=False``."""
     s = b.shape(x)
-    return b.emit("permute", [x], {"perm": (1, 0, 2)}, _like(s[1], s[0], s[2]))
+    return b.emit("permute", [x], {"perm": (1, 0, 2)}, meta_like([s[1], s[0], s[2]]))
 
 
 def _heads(b: FxBuilder, x: str, heads: int) -> str:
     """(N, T, E) -> (N, heads, T, E / heads)."""
     n, t, e = b.shape(x)
-    split = b.reshape(x, _like(n, t, heads, e // heads))
-    return b.emit("permute", [split], {"perm": (0, 2, 1, 3)}, _like(n, heads, t, e // heads))
+    split = b.reshape(x, meta_like([n, t, heads, e // heads]))
+    return b.emit("permute", [split], {"perm": (0, 2, 1, 3)}, meta_like([n, heads, t, e // heads]))
 
 
 def multi_head_attention(
@@ -82,7 +85,7 @@ def multi_head_attention(
                 "slice",
                 [qkv],
                 {"dim": 2, "start": i * embed, "stop": (i + 1) * embed, "step": 1},
-                _like(n, length, embed),
+                meta_like([n, length, embed]),
             )
             for i in range(3)
         )
@@ -93,12 +96,12 @@ def multi_head_attention(
         )
     qh, kh, vh = (_heads(b, t, heads) for t in (q, k, v))
     attended, probs = attention(
-        b, qh, kh, vh, _like(*b.shape(qh)), mask=mask, causal=causal, op="MultiheadAttention"
+        b, qh, kh, vh, meta_like(b.shape(qh)), mask=mask, causal=causal, op="MultiheadAttention"
     )
     merged = b.emit(
-        "permute", [attended], {"perm": (0, 2, 1, 3)}, _like(n, length, heads, embed // heads)
+        "permute", [attended], {"perm": (0, 2, 1, 3)}, meta_like([n, length, heads, embed // heads])
     )
-    merged = b.reshape(merged, _like(n, length, embed))
+    merged = b.reshape(merged, meta_like([n, length, embed]))
     return _linear(b, merged, mod.out_proj.weight, mod.out_proj.bias), probs
 
 
@@ -119,7 +122,7 @@ def _mask(b: FxBuilder, mask_arg: Any, heads: int, batch: int, where: str) -> st
     mask = attention_mask(b, mask_arg, "MultiheadAttention", where, true_masks=True)
     shape = b.shape(mask)
     if len(shape) == 3:
-        mask = b.reshape(mask, _like(batch, heads, shape[1], shape[2]))
+        mask = b.reshape(mask, meta_like([batch, heads, shape[1], shape[2]]))
     return mask
 
 
@@ -153,22 +156,24 @@ def _mha_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> tuple[str, str |
         return y, None
     if b.val(arg(node, 6, "average_attn_weights", True)):
         n, _, length, keys = b.shape(probs)
-        return y, b.emit("mean", [probs], {"dims": (1,), "keepdim": False}, _like(n, length, keys))
+        return y, b.emit(
+            "mean", [probs], {"dims": (1,), "keepdim": False}, meta_like([n, length, keys])
+        )
     return y, probs
 
 
 def _activation(b: FxBuilder, layer: nn.TransformerEncoderLayer, x: str, where: str) -> str:
     act = layer.activation
     if act is F.relu or isinstance(act, nn.ReLU):
-        return b.emit("relu", [x], {}, _like(*b.shape(x)))
+        return b.emit("relu", [x], {}, meta_like(b.shape(x)))
     if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
-        return b.emit("gelu", [x], {}, _like(*b.shape(x)))
+        return b.emit("gelu", [x], {}, meta_like(b.shape(x)))
     raise UnsupportedOp("TransformerEncoderLayer", where, f"activation {act!r}")
 
 
 def _layer_norm(b: FxBuilder, norm: nn.LayerNorm, x: str) -> str:
     return b.layer_norm(
-        x, norm.normalized_shape, norm.weight, norm.bias, norm.eps, _like(*b.shape(x))
+        x, norm.normalized_shape, norm.weight, norm.bias, norm.eps, meta_like(b.shape(x))
     )
 
 
@@ -193,7 +198,7 @@ def encoder_layer(
         return _linear(b, inner, layer.linear2.weight, layer.linear2.bias)
 
     def add(u: str, v: str) -> str:
-        return b.emit("add", [u, v], {}, _like(*b.shape(u)))
+        return b.emit("add", [u, v], {}, meta_like(b.shape(u)))
 
     if layer.norm_first:
         x = add(x, self_attention(_layer_norm(b, layer.norm1, x)))

@@ -64,6 +64,11 @@ def _is_tensor_sequence(x: Any) -> bool:
     )
 
 
+def meta_like(shape: Sequence[int]) -> torch.Tensor:
+    """A shape-only tensor (``meta`` device) for :meth:`FxBuilder.emit`'s ``like``."""
+    return torch.empty(list(shape), device="meta")
+
+
 def target_name(node: torch.fx.Node, gm: torch.fx.GraphModule) -> str:
     """The name an error message uses for a node's op."""
     if node.op == "call_module":
@@ -369,10 +374,14 @@ class FxBuilder:
             out,
         )
 
-    def adaptive(self, x: Any, size: Any, out: torch.Tensor) -> str:
-        if pair(size) != (1, 1):
-            raise UnsupportedOp("adaptive_avg_pool2d", self.current, "output size other than 1")
-        return self.emit("mean", [self.tensor_arg(x)], {"dims": (2, 3), "keepdim": True}, out)
+    def adaptive(
+        self, x: Any, size: Any, out: torch.Tensor, op: str = "mean", indices: Any = False
+    ) -> str:
+        """Adaptive average (``op="mean"``) or max (``"amax"``) pooling to 1x1."""
+        if pair(size) != (1, 1) or indices:
+            name = "adaptive_avg_pool2d" if op == "mean" else "adaptive_max_pool2d"
+            raise UnsupportedOp(name, self.current, "output size other than 1")
+        return self.emit(op, [self.tensor_arg(x)], {"dims": (2, 3), "keepdim": True}, out)
 
     def conv1d(
         self,
@@ -587,12 +596,12 @@ def _matmul(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     if left_1d and right_1d:
         raise UnsupportedOp(target_name(node, b.gm), node.name, "1-D @ 1-D (a 0-d result)")
     if left_1d:
-        left = b.reshape(left, torch.empty(1, *b.shape(left), device="meta"))
+        left = b.reshape(left, meta_like([1, *b.shape(left)]))
         full = (*out.shape[:-1], 1, out.shape[-1])
     else:
-        right = b.reshape(right, torch.empty(*b.shape(right), 1, device="meta"))
+        right = b.reshape(right, meta_like([*b.shape(right), 1]))
         full = (*out.shape, 1)
-    product = b.emit("matmul", [left, right], {}, torch.empty(full, device="meta"))
+    product = b.emit("matmul", [left, right], {}, meta_like(full))
     return b.reshape(product, out)
 
 
@@ -785,7 +794,7 @@ def constant_pad(
             shape = list(b.shape(x))
             shape[dim] = crop[1] - crop[0]
             attrs = {"dim": dim, "start": crop[0], "stop": crop[1], "step": 1}
-            x = b.emit("slice", [x], attrs, torch.empty(shape, device="meta"))
+            x = b.emit("slice", [x], attrs, meta_like(shape))
         parts = [
             x if block is None else b.const(np.full(block, value, np.float32), "pad")
             for block in pieces
@@ -793,7 +802,7 @@ def constant_pad(
         if len(parts) > 1:
             shape = list(b.shape(x))
             shape[dim] = sum(b.shape(t)[dim] for t in parts)
-            x = b.emit("cat", parts, {"dim": dim}, torch.empty(shape, device="meta"))
+            x = b.emit("cat", parts, {"dim": dim}, meta_like(shape))
     return x
 
 
@@ -827,8 +836,8 @@ def _nearest_upsample(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> s
     for size, f in zip(spatial, factors, strict=True):
         grown += [size, f]
     ones = np.ones([1, 1, *[v for f in factors for v in (1, f)]], np.float32)
-    x = b.reshape(x, torch.empty(split, device="meta"))
-    x = b.emit("mul", [x, b.const(ones, "rep")], {}, torch.empty(grown, device="meta"))
+    x = b.reshape(x, meta_like(split))
+    x = b.emit("mul", [x, b.const(ones, "rep")], {}, meta_like(grown))
     return b.reshape(x, out)
 
 
@@ -837,10 +846,6 @@ def _interpolate(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     if mode != "nearest":
         raise UnsupportedOp("interpolate", node.name, f"mode {mode!r} (only 'nearest')")
     return _nearest_upsample(b, node, out)
-
-
-def _meta(shape: Sequence[int]) -> torch.Tensor:
-    return torch.empty(list(shape), device="meta")
 
 
 def _einsum(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -852,8 +857,8 @@ def _einsum(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 
     def emit(op: str, inputs: list[str], attrs: dict[str, Any], shape: Sequence[int]) -> str:
         if op == "reshape":
-            return b.reshape(inputs[0], _meta(shape))
-        return b.emit(op, inputs, attrs, _meta(shape))
+            return b.reshape(inputs[0], meta_like(shape))
+        return b.emit(op, inputs, attrs, meta_like(shape))
 
     y = lower_einsum(str(b.val(node.args[0])), xs, b.shape, emit, node.name)
     return b.reshape(y, out) if b.shape(y) != tuple(out.shape) else y
@@ -945,8 +950,8 @@ def _variance(take_root: bool) -> Handler:
             sorted(int(d) % len(shape) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
         )
         denominator = int(np.prod([shape[d] for d in dims])) - float(correction)
-        kept = torch.empty([1 if d in dims else n for d, n in enumerate(shape)], device="meta")
-        like = torch.empty(shape, device="meta")
+        kept = meta_like([1 if d in dims else n for d, n in enumerate(shape)])
+        like = meta_like(shape)
         mean = b.emit("mean", [x], {"dims": dims, "keepdim": True}, kept)
         centred = b.emit("sub", [x, mean], {}, like)
         square = b.emit("mul", [centred, centred], {}, like)
@@ -960,10 +965,8 @@ def _variance(take_root: bool) -> Handler:
 
 
 def _adaptive_max_pool2d(b: FxBuilder, node: torch.fx.Node, out: Any) -> str:
-    size = b.val(arg(node, 1, "output_size"))
-    if pair(size) != (1, 1) or b.val(arg(node, 2, "return_indices", False)):
-        raise UnsupportedOp("adaptive_max_pool2d", node.name, "output size other than 1")
-    return b.emit("amax", [b.tensor_arg(node.args[0])], {"dims": (2, 3), "keepdim": True}, out)
+    size, indices = b.val(arg(node, 1, "output_size")), b.val(arg(node, 2, "return_indices"))
+    return b.adaptive(node.args[0], size, out, "amax", indices)
 
 
 def _getitem(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -1083,7 +1086,7 @@ def attention(
     qs, ks = b.shape(q), b.shape(k)
     m, n = qs[-2], ks[-2]
     scale = 1.0 / float(np.sqrt(qs[-1])) if scale is None else float(scale)
-    scores_like = torch.empty([*qs[:-1], n], device="meta")
+    scores_like = meta_like([*qs[:-1], n])
     s = b.emit("matmul", [q, k], {"trans_b": True}, scores_like)  # q @ kᵀ, k read transposed
     s = b.emit("mul", [s, b.const(np.float32(scale), "scale")], {}, scores_like)
     if causal:
@@ -1385,9 +1388,7 @@ def _upsample_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> st
 def _adaptive_max_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     mod = _module(node, b)
     assert isinstance(mod, nn.AdaptiveMaxPool2d)
-    if pair(mod.output_size) != (1, 1) or mod.return_indices:
-        raise UnsupportedOp("AdaptiveMaxPool2d", node.name, "output size other than 1")
-    return b.emit("amax", [b.tensor_arg(node.args[0])], {"dims": (2, 3), "keepdim": True}, out)
+    return b.adaptive(node.args[0], mod.output_size, out, "amax", mod.return_indices)
 
 
 def _adaptive_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
