@@ -678,6 +678,65 @@ def test_merged_and_shared_context_give_the_logits_of_the_plain_graph(conv, ba_g
         assert torch.allclose(unshared[k], merged, atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("task", ["node", "graph"])
+@pytest.mark.parametrize("conv", list(CONVS))
+def test_a_zero_one_mask_drops_edges_with_the_logits_of_pyg_masking(conv, task, ba_graph):
+    # a 0/1 mask without gradient is applied by dropping the zeroed edges where every layer
+    # sums its messages (GCNConv with the shared normalisation, GINConv); the logits must be
+    # those of PyG's own message masking on the same graph, for every layer type
+    from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
+
+    from provenml.explain.base import _kept_edges
+
+    torch.manual_seed(0)
+    model = PlainGNN(CONVS[conv], 4, 4).eval()
+    if task == "node":
+        batch = InstanceBatch.from_nodes(ba_graph, torch.arange(0, ba_graph.num_nodes, 5), 3)
+    else:
+        parts = [Data(x=ba_graph.x[:30], edge_index=_induced(ba_graph.edge_index, 30))] * 3
+        batch = InstanceBatch.from_graphs(parts)
+        model = _GraphReadout(model)
+    gen = torch.Generator().manual_seed(2)
+    mask = (torch.rand(batch.num_edges, generator=gen) < 0.4).float()
+    full_x, full_edges = batch.model_graph()
+    full_mask = torch.cat([mask, torch.ones(batch.num_context_edges)])
+    with torch.no_grad():
+        fast = batch.logits(model, mask)
+        set_masks(model, full_mask, full_edges, apply_sigmoid=False)
+        if task == "node":
+            reference = model(full_x, full_edges)[batch.center]
+        else:
+            reference = model(full_x, full_edges, torch.cat([batch.batch, batch.context_batch]))
+        clear_masks(model)
+    summing = conv in ("GCNConv", "GINConv")
+    assert (_kept_edges(model, full_mask) is not None) == summing
+    assert _kept_edges(model, full_mask.clone().requires_grad_()) is None  # a mask in training
+    assert _kept_edges(model, full_mask * 0.5) is None  # not 0/1
+    assert torch.allclose(fast, reference, atol=1e-6, rtol=1e-6)
+    if conv == "GCNConv" and task == "node":
+        # dropping an edge is not cutting it from the graph: GCN's degree normalisation
+        # still counts it (the whole graph's weights are kept), so the cut graph differs
+        with torch.no_grad():
+            cut = model(full_x, full_edges[:, full_mask.bool()])[batch.center]
+        assert (cut - fast).abs().amax() > 1e-4
+
+
+def _induced(edge_index: torch.Tensor, n: int) -> torch.Tensor:
+    return edge_index[:, (edge_index < n).all(0)]
+
+
+class _GraphReadout(torch.nn.Module):
+    """A node model summed over each graph: a graph classifier ``model(x, edge_index, batch)``."""
+
+    def __init__(self, node_model: torch.nn.Module) -> None:
+        super().__init__()
+        self.node_model = node_model
+
+    def forward(self, x, edge_index, batch):
+        out = self.node_model(x, edge_index)
+        return torch.zeros(int(batch.max()) + 1, out.size(1)).index_add_(0, batch, out)
+
+
 def test_binary_auroc_equals_sklearn_with_ties():
     from sklearn.metrics import roc_auc_score
 

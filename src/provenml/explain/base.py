@@ -390,18 +390,22 @@ class InstanceBatch:
         """The model's logits ``[B, C]`` for every instance, messages scaled by ``edge_mask``
         (one value per explained edge; context edges keep their messages)."""
         full_x, full_edges = self.model_graph(x)
-        if edge_mask is not None:
-            if self.num_context_edges:
-                edge_mask = torch.cat([edge_mask, edge_mask.new_ones(self.num_context_edges)])
+        if edge_mask is not None and self.num_context_edges:
+            edge_mask = torch.cat([edge_mask, edge_mask.new_ones(self.num_context_edges)])
+        kept = _kept_edges(model, edge_mask)
+        if kept is not None:  # a 0/1 mask on sum-aggregating layers: drop the zeroed edges
+            edge_mask = None
+        elif edge_mask is not None:
             set_masks(model, edge_mask, full_edges, apply_sigmoid=False)
         if self._norms is None or self._norms[0] is not full_edges:
             self._norms = (full_edges, {})
         try:
-            with _gcn_norm_reused(model, full_edges, full_x, self._norms[1]):
+            with _gcn_norm_reused(model, full_edges, full_x, self._norms[1], kept):
+                edges = full_edges if kept is None else full_edges[:, kept]
                 if self.center is None:
                     batch = torch.cat([self.batch, self.context_batch])
-                    return model(full_x, full_edges, batch)
-                return model(full_x, full_edges)[self.center]
+                    return model(full_x, edges, batch)
+                return model(full_x, edges)[self.center]
         finally:
             if edge_mask is not None:
                 clear_masks(model)
@@ -469,12 +473,53 @@ class InstanceBatch:
         return out
 
 
+def _reusable_gcn_norm(module: torch.nn.Module) -> bool:
+    """Whether :func:`_gcn_norm_reused` supplies this layer's normalised graph."""
+    from torch_geometric.nn import GCNConv
+
+    return (
+        isinstance(module, GCNConv)
+        and module.normalize
+        and not module.cached
+        and module._cached_edge_index is None
+    )
+
+
+def _kept_edges(model: torch.nn.Module, edge_mask: Tensor | None) -> Tensor | None:
+    """The edges to keep, when a mask can be applied by dropping edges instead of scaling
+    messages; else ``None`` (PyG's ``set_masks`` then scales every message).
+
+    PyG's explain hook multiplies each message by its edge's mask before the aggregation. For
+    a mask of zeros and ones that needs no gradient, on layers that *sum* their messages, a
+    zeroed message adds nothing: dropping its edge gives the same sums (the same additions of
+    the same kept terms; a mean or attention aggregator would change, so any other layer keeps
+    the hook). ``GCNConv``'s degree normalisation must still come from the whole graph; the
+    layers whose normalisation :func:`_gcn_norm_reused` supplies get it from there, filtered.
+    SubgraphX's coalitions and the fidelity metrics' hard masks are such masks: most of their
+    forward passes then move a third to a half of the messages."""
+    if edge_mask is None or edge_mask.requires_grad or not edge_mask.is_floating_point():
+        return None
+    from torch_geometric.nn import GCNConv, GINConv
+
+    for layer in message_passing_layers(model):
+        summing = getattr(layer, "aggr", None) in ("add", "sum")
+        if not summing or not (
+            (type(layer) is GCNConv and _reusable_gcn_norm(layer)) or type(layer) is GINConv
+        ):
+            return None
+    kept = edge_mask != 0
+    if not bool((edge_mask[kept] == 1).all()):
+        return None
+    return kept
+
+
 @contextmanager
 def _gcn_norm_reused(
     model: torch.nn.Module,
     edge_index: Tensor,
     x: Tensor,
     store: dict[tuple[object, ...], tuple[Tensor, Tensor]],
+    kept: Tensor | None = None,
 ) -> Iterator[None]:
     """Within the block, the model's ``GCNConv`` layers take their normalised graph (self
     loops and ``1/sqrt(d_u d_v)`` weights, which depend on the edges only, never on a mask)
@@ -483,22 +528,30 @@ def _gcn_norm_reused(
     with different masks, and the normalisation is a fifth of each forward's cost. The
     tensors are the ones the layer would compute, so the outputs are the same. Layers that
     cache on their own (``cached=True``) or do not normalise are left alone; the layers'
-    state is restored on exit."""
-    from torch_geometric.nn import GCNConv
+    state is restored on exit.
+
+    ``kept`` (from :func:`_kept_edges`) keeps only those edges of ``edge_index``, with the
+    whole graph's weights. PyG's ``gcn_norm`` lists the graph's edges that are not self loops,
+    then one self loop per node (``add_remaining_self_loops``); its explain hook gives those
+    loops a mask of one, so they are always kept."""
     from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
-    convs = [
-        m
-        for m in model.modules()
-        if isinstance(m, GCNConv) and m.normalize and not m.cached and m._cached_edge_index is None
-    ]
+    convs = [m for m in model.modules() if _reusable_gcn_norm(m)]
+    not_loop = edge_index[0] != edge_index[1] if kept is not None and convs else None
     for conv in convs:
         key = (conv.improved, conv.add_self_loops, conv.flow, x.dtype, x.size(0))
         if key not in store:
             store[key] = gcn_norm(
                 edge_index, None, x.size(0), conv.improved, conv.add_self_loops, conv.flow, x.dtype
             )
-        conv._cached_edge_index = store[key]
+        norm_edges, norm_weight = store[key]
+        if kept is not None and not_loop is not None:
+            keep = kept
+            if conv.add_self_loops:
+                keep = kept[not_loop]
+                keep = torch.cat([keep, keep.new_ones(norm_edges.size(1) - keep.numel())])
+            norm_edges, norm_weight = norm_edges[:, keep], norm_weight[keep]
+        conv._cached_edge_index = (norm_edges, norm_weight)
         conv.cached = True
     try:
         yield
