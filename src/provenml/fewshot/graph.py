@@ -115,12 +115,52 @@ class EdgeMLP(nn.Module):
         )
 
     def logits(self, rows: Tensor, cols: Tensor) -> Tensor:
-        h = (rows.unsqueeze(-2) - cols.unsqueeze(-3)).abs()
-        for i, layer in enumerate(self.layers):
-            h = layer(h)
-            if i < len(self.layers) - 1:
+        first = self.layers[0]
+        if self._native(rows, cols):
+            # the first layer over all pairs in C (provenml.fewshot.native): the same maths
+            # without the [..., R, C, d] difference tensor
+            from provenml.fewshot.native import abs_diff_linear
+
+            groups, width = first.groups, rows.shape[-1]
+            bias = (
+                first.bias.reshape(groups, -1)
+                if first.bias is not None
+                else rows.new_zeros(groups, first.d_out)
+            )
+            h = abs_diff_linear(
+                rows.reshape(groups, -1, rows.shape[-2], width),
+                cols.reshape(groups, -1, cols.shape[-2], width),
+                first.weight,
+                bias,
+            ).reshape(*rows.shape[:-1], cols.shape[-2], first.d_out)
+            later = self.layers[1:]
+        else:
+            h = (rows.unsqueeze(-2) - cols.unsqueeze(-3)).abs()
+            later = self.layers
+        for layer in later:
+            if layer is not first:
                 h = F.leaky_relu(h, LEAKY_SLOPE)
+            h = layer(h)
         return h.squeeze(-1)
+
+    def _native(self, rows: Tensor, cols: Tensor) -> bool:
+        """Whether the first layer can run in C (:func:`~provenml.fewshot.native
+        .abs_diff_linear`): rows and columns of the same graphs (no broadcasting between them),
+        the groups in dimension 0, float32 on a CPU where the hand kernels run
+        (:func:`~provenml.fewshot.native.native_edge_layer_available`)."""
+        first = self.layers[0]
+        if (
+            rows.dim() < 2
+            or rows.shape[:-2] != cols.shape[:-2]
+            or rows.shape[-1] != cols.shape[-1]
+            or rows.shape[-1] != first.d_in
+            or (first.groups > 1 and (rows.dim() < 3 or rows.shape[0] != first.groups))
+            or cols.dtype != rows.dtype
+        ):
+            return False
+        from provenml.fewshot.native import native_edge_layer_available
+
+        return native_edge_layer_available(rows)
 
     def forward(self, rows: Tensor, cols: Tensor) -> Tensor:
         return torch.sigmoid(self.logits(rows, cols))
