@@ -1,5 +1,6 @@
-"""Models for the tests of the ops added at stop 54 (``test_user_models.py``, ``test_onnx.py``):
-the activations of a MobileNetV3-style net and elementwise maths with vector matmuls."""
+"""Models for the tests of the ops added at stops 54 and 55 (``test_user_models.py``,
+``test_onnx.py``): the activations of a MobileNetV3-style net, elementwise maths with vector
+matmuls, a U-Net decoder's upsampling, ..."""
 
 from __future__ import annotations
 
@@ -138,6 +139,38 @@ class PadUpsample(nn.Module):
         return signal.sum(-1) + cropped.mean(dim=(2, 3))
 
 
+class UNetDecoder(nn.Module):
+    """The upsampling of a U-Net / GAN decoder: transposed convolutions (stride 2 with kernel
+    2; kernel 3 with padding and output padding; the functional form on a parameter; a 1-D
+    one), bilinear upsampling (module, to a size with ``align_corners=True``, by a
+    non-integer factor) and linear interpolation of a 1-D signal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.up_k2 = nn.ConvTranspose2d(4, 4, 2, stride=2)
+        self.up_k3 = nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1)
+        self.bilinear = nn.Upsample(scale_factor=2, mode="bilinear")
+        self.up_1d = nn.ConvTranspose1d(4, 2, 4, stride=3, padding=1)
+        self.w_t = nn.Parameter(torch.randn(4, 4, 2, 2) * 0.3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)  # (N, 4, 6, 6)
+        up = self.up_k2(h) + self.up_k3(h) + self.bilinear(h)  # (N, 4, 12, 12)
+        up = up + F.interpolate(h, size=(12, 12), mode="bilinear", align_corners=True)
+        up = up + F.conv_transpose2d(h, self.w_t, stride=2)
+        odd = F.interpolate(h, scale_factor=1.5, mode="bilinear")  # (N, 4, 9, 9)
+        signal = h.flatten(2)  # (N, 4, 36)
+        wave = self.up_1d(signal)  # (N, 2, 107)
+        line = F.interpolate(signal, size=50, mode="linear")
+        return (
+            up.mean(dim=(2, 3))
+            + odd.amax(dim=(2, 3))
+            + wave.mean(-1).sum(-1, keepdim=True)
+            + line.mean(-1)
+        )
+
+
 class Einsum(nn.Module):
     """``torch.einsum(equation, x, second)``: the second operand ``x``, ``2x``, a (8, 6)
     weight, or none."""
@@ -174,6 +207,7 @@ USER_MODELS: dict[str, tuple[type[nn.Module], tuple[int, ...], float]] = {
     "reductions": (Reductions, (2, 3, 9, 9), 1.0),
     "clamps": (Clamps, (4, 16), 2.0),
     "pad_upsample": (PadUpsample, (2, 3, 6, 6), 1.0),
+    "unet_decoder": (UNetDecoder, (2, 3, 6, 6), 1.0),
 }
 
 

@@ -321,6 +321,7 @@ def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None
         "reductions": {"ReduceMax", "ReduceMin"},
         "clamps": {"Clip", "Max", "Min", "LeakyRelu", "Elu"},
         "pad_upsample": {"Pad", "Resize"},
+        "unet_decoder": {"ConvTranspose", "Resize"},
     }[name]
     assert wanted <= ops, ops
     compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
@@ -359,10 +360,16 @@ def test_hand_built_vector_matmuls_clip_and_global_max_pool(cache: str) -> None:
     [
         (N("LeakyRelu", ["x"], ["y"], alpha=2.0), {}, "alpha 2.0"),
         (
-            N("Resize", ["x", "", "s"], ["y"], mode="linear"),
+            N("Resize", ["x", "", "s"], ["y"], mode="cubic"),
             {"s": np.array([1.0, 2.0], np.float32)},
-            "mode linear",
+            "mode cubic",
         ),
+        (
+            N("Resize", ["x", "", "s"], ["y"], mode="linear", antialias=1),
+            {"s": np.array([1.0, 0.5], np.float32)},
+            "antialias",
+        ),
+        (N("ConvTranspose", ["x", "W"], ["y"], group=2), {"W": np.ones((2, 1, 3))}, "group=2"),
         (N("Pow", ["x", "e"], ["y"]), {"e": 1.5}, "constant exponents"),
         (N("HardSigmoid", ["x"], ["y"]), {}, "alpha=0.2"),
         (N("MatMul", ["x", "x"], ["y"]), {}, "1-D @ 1-D"),
@@ -372,10 +379,53 @@ def test_what_the_new_onnx_ops_refuse_is_named(
     node: onnx.NodeProto, inits: dict[str, float], why: str
 ) -> None:
     arrays = {k: np.array(v, np.float32) for k, v in inits.items()}
-    shape = (4,) if node.op_type == "MatMul" else (2, 4)
+    shape = {"MatMul": (4,), "ConvTranspose": (1, 2, 4)}.get(node.op_type, (2, 4))
     data = _model([node], {"x": shape}, ["y"], arrays)
     with pytest.raises(ProvenmlError, match=why):
         pc.compile_onnx(data, tuning=False)
+
+
+@pytest.mark.parametrize(
+    "coords", ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"]
+)
+@pytest.mark.parametrize("by", ["scales", "sizes"])
+def test_hand_built_linear_resize_matches_ort(coords: str, by: str, cache: str) -> None:
+    # up in one dim, down in the other (a fractional scale), and a length-1 output
+    resize = {
+        "scales": ("", "s", np.array([1.0, 1.0, 1.75, 0.6], np.float32)),
+        "sizes": ("", "", None),
+    }[by]
+    inputs = ["x", "", resize[1]] if by == "scales" else ["x", "", "", "n"]
+    inits = {"s": resize[2]} if by == "scales" else {"n": np.array([2, 3, 9, 1], np.int64)}
+    node = N("Resize", inputs, ["y"], mode="linear", coordinate_transformation_mode=coords)
+    data = _model([node], {"x": (2, 3, 5, 4)}, ["y"], inits, opset=13)
+    x = w(2, 3, 5, 4)
+    compiled = pc.compile_onnx(data, (torch.from_numpy(x),), tuning=False, cache_dir=cache)
+    want = _ort(data, {"x": x})[0]
+    got = compiled(torch.from_numpy(x)).numpy()
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, **TOL)
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"strides": [2, 2]},
+        {"strides": [2, 3], "pads": [1, 0, 2, 1], "output_padding": [1, 2]},
+        {"strides": [3, 2], "output_shape": [11, 10]},
+        {"pads": [2, 2, 2, 2]},  # pads past kernel - 1: the convolution crops
+    ],
+)
+def test_hand_built_conv_transpose_matches_ort(attrs: dict[str, list[int]], cache: str) -> None:
+    node = N("ConvTranspose", ["x", "W", "B"], ["y"], **attrs)
+    inits = {"W": w(3, 4, 3, 2), "B": w(4)}
+    data = _model([node], {"x": (2, 3, 4, 5)}, ["y"], inits)
+    x = w(2, 3, 4, 5)
+    compiled = pc.compile_onnx(data, (torch.from_numpy(x),), tuning=False, cache_dir=cache)
+    want = _ort(data, {"x": x})[0]
+    got = compiled(torch.from_numpy(x)).numpy()
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, **TOL)
 
 
 @pytest.mark.parametrize(("equation", "second", "shape"), EINSUM_CASES)

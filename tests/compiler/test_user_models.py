@@ -380,13 +380,60 @@ def test_pad_and_nearest_upsampling_match_eager(layout: bool, cache: str) -> Non
     ("fn", "why"),
     [
         (lambda x: F.pad(x, (1, 1), mode="reflect"), "mode 'reflect'"),
-        (lambda x: F.interpolate(x.view(1, 4, 4, 4), scale_factor=2, mode="bilinear"), "bilinear"),
+        (lambda x: F.interpolate(x.view(1, 4, 4, 4), scale_factor=2, mode="bicubic"), "bicubic"),
+        (
+            lambda x: F.interpolate(x.view(1, 4, 4, 4), size=6, mode="bilinear", antialias=True),
+            "antialias",
+        ),
         (lambda x: F.interpolate(x.view(1, 4, 16), size=24), "non-integer scale"),
     ],
 )
 def test_what_pad_and_interpolate_refuse_is_named(fn: object, why: str) -> None:
     with pytest.raises(ProvenmlError, match=why):
         pc.compile(_Apply(fn).eval(), (torch.randn(4, 16),), tuning=False)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("layout", [True, False])
+def test_transposed_convs_and_linear_upsampling_match_eager(
+    layout: bool, threads: int, cache: str
+) -> None:
+    compiled = compiled_like_eager("unet_decoder", cache, threads=threads, layout=layout)
+    frontend = compiled.dump("frontend")
+    assert "conv_transpose" not in frontend and "interpolate" not in frontend
+
+
+def test_the_decoder_compiles_through_the_torch_compile_backend(cache: str) -> None:
+    # dynamo hands over F.conv_transpose2d / F.interpolate with the weights as inputs
+    model, x = user_model("unet_decoder")
+    torch._dynamo.reset()
+    opts = {"tuning": False, "tune_threads": False, "threads": 1, "cache_dir": cache}
+    fast = torch.compile(model, backend=functools.partial(pc.backend, **opts))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with torch.no_grad():
+            torch.testing.assert_close(fast(x), model(x), rtol=1e-5, atol=1e-5)
+    assert not [w for w in caught if "provenml" in str(w.message)]  # nothing left to PyTorch
+
+
+@pytest.mark.parametrize(
+    ("module", "why"),
+    [
+        (nn.ConvTranspose2d(4, 4, 3, stride=2, groups=2), "groups=2"),
+        (nn.ConvTranspose2d(4, 4, 3, dilation=2), "dilation"),
+        (nn.ConvTranspose2d(4, 4, 3, padding_mode="zeros", bias=False), None),
+        (nn.Upsample(scale_factor=2, mode="bicubic"), "bicubic"),
+    ],
+)
+def test_what_transposed_convs_refuse_is_named(module: nn.Module, why: str | None) -> None:
+    x = torch.randn(1, 4, 5, 5)
+    if why is None:  # no bias: compiles
+        compiled = pc.compile(module.eval(), (x,), tuning=False, threads=1)
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x), module(x), rtol=1e-5, atol=1e-5)
+        return
+    with pytest.raises(ProvenmlError, match=why):
+        pc.compile(module.eval(), (x,), tuning=False)
 
 
 @pytest.mark.parametrize(("equation", "second", "shape"), EINSUM_CASES)

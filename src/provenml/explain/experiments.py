@@ -235,7 +235,7 @@ def _merge(cfg: BenchmarkConfig, parts: list[Result], ctx: RunContext) -> Result
     config=BenchmarkConfig,
     time={
         "smoke": "20s",
-        "small": "71 s measured (make demo, idle, load 0.9-2.2; 3 seeds, --jobs 2)",
+        "small": "85 s measured (make demo, idle, load 0.9-2.1; 3 seeds, --jobs 2; stop 55)",
         "paper": "GPU hours",
     },
     summarize=_summarize,

@@ -371,7 +371,10 @@ def _merged(parts: Sequence[Result]) -> dict[str, Any]:
     config=FewShotConfig,
     time={
         "smoke": "15 s",
-        "small": "3.5 min measured (make demo, idle, load 0.9-2.2; 3 seeds, --jobs 2, cold cache)",
+        "small": (
+            "3.1 min measured (make demo, idle, load 0.9-2.1; 3 seeds, --jobs 2, cold cache; "
+            "stop 55)"
+        ),
         "paper": "GPU hours",
     },
     summarize=lambda results, ctx: plots.scarce_summary([r.data for r in results], ctx),

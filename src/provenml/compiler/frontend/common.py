@@ -62,6 +62,40 @@ def constant_pad_steps(
     return crop, pieces
 
 
+#: ONNX Resize's coordinate modes that linear resizing supports
+LINEAR_RESIZE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
+
+
+def linear_resize_matrix(in_len: int, out_len: int, scale: float, mode: str) -> np.ndarray:
+    """The ``[out_len, in_len]`` weights of ONNX Resize in ``linear`` mode along one dim:
+    output ``i`` reads the input at ``x = (i + 0.5) / scale - 0.5`` (``half_pixel``; and
+    ``pytorch_half_pixel``, which reads 0 for a length-1 output), ``i (in_len - 1) /
+    (out_len - 1)`` (``align_corners``) or ``i / scale`` (``asymmetric``), clamped to
+    ``[0, in_len - 1]``, and mixes its two neighbours ``floor(x)`` and ``floor(x) + 1`` in
+    proportion. ``scale`` is the given scale, or ``out_len / in_len`` when sizes were given.
+    Computed in float32, as ONNX Runtime computes it."""
+    if mode not in LINEAR_RESIZE_MODES:
+        raise ValueError(f"coordinate mode {mode!r}")
+    i = np.arange(out_len, dtype=np.float32)
+    if mode == "align_corners":
+        x = i * np.float32((in_len - 1) / (out_len - 1)) if out_len > 1 else np.zeros_like(i)
+    elif mode == "asymmetric":
+        x = i / np.float32(scale)
+    else:
+        x = (i + np.float32(0.5)) / np.float32(scale) - np.float32(0.5)
+        if mode == "pytorch_half_pixel" and out_len == 1:
+            x = np.zeros_like(i)
+    x = np.clip(x, 0, in_len - 1).astype(np.float32)
+    low = np.floor(x).astype(np.int64)
+    high = np.minimum(low + 1, in_len - 1)
+    frac = x - low.astype(np.float32)
+    matrix = np.zeros((out_len, in_len), np.float32)
+    rows = np.arange(out_len)
+    np.add.at(matrix, (rows, low), 1 - frac)
+    np.add.at(matrix, (rows, high), frac)
+    return matrix
+
+
 # emit(op, inputs, attrs, shape) -> the new IR value's name (a frontend's node builder)
 Emit = Callable[[str, list[str], dict[str, Any], Sequence[int]], str]
 

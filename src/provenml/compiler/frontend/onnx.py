@@ -16,6 +16,7 @@ are fixed by the example inputs (or ``input_shapes``). An op with no handler rai
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -24,9 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from provenml.compiler.frontend.common import (
+    LINEAR_RESIZE_MODES,
     UnsupportedOp,
     check_integer_operands,
     constant_pad_steps,
+    linear_resize_matrix,
     lower_einsum,
 )
 from provenml.compiler.ir import Graph, Node, Value
@@ -662,7 +665,10 @@ def _resize(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         text("coordinate_transformation_mode", "half_pixel"),
         text("nearest_mode", "round_prefer_floor"),
     )
-    if mode != "nearest" or coords not in REPEATING_NEAREST:
+    if int(at.get("antialias", 0)) or len(at.get("axes", [])):
+        raise UnsupportedOp("Resize", b.current, "antialias or axes")
+    linear = mode == "linear" and coords[0] in LINEAR_RESIZE_MODES
+    if not linear and (mode != "nearest" or coords not in REPEATING_NEAREST):
         raise UnsupportedOp("Resize", b.current, f"mode {mode}, {coords[0]} / {coords[1]}")
     x = b.tensor(node.input[0])
     shape = b.g.values[x].shape
@@ -670,12 +676,15 @@ def _resize(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     sizes = b.const_input(node, 3)
     if sizes is not None and np.size(sizes):
         out = [int(v) for v in np.asarray(sizes).reshape(-1)]
+        factors = [o / n for o, n in zip(out, shape, strict=True)]
     elif scales is not None and np.size(scales):
-        out = [
-            round(n * float(f)) for n, f in zip(shape, np.asarray(scales).reshape(-1), strict=True)
-        ]
+        factors = [float(f) for f in np.asarray(scales).reshape(-1)]
+        rounding = math.floor if linear else round
+        out = [int(rounding(n * f)) for n, f in zip(shape, factors, strict=True)]
     else:
         raise UnsupportedOp("Resize", b.current, "neither scales nor sizes")
+    if linear:
+        return [_linear_resize(b, x, out, factors, coords[0])]
     factors = [o // n for o, n in zip(out, shape, strict=True)]
     if any(o != n * f or f < 1 for o, n, f in zip(out, shape, factors, strict=True)):
         raise UnsupportedOp(
@@ -685,6 +694,104 @@ def _resize(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     ones = np.ones([v for f in factors for v in (1, f)], np.float32)
     grown = b.emit("mul", [b.reshape(x, split), b.g.add_const(ones, "rep")])
     return [b.reshape(grown, out)]
+
+
+def _linear_resize(
+    b: OnnxBuilder, x: str, out: Sequence[int], factors: Sequence[float], mode: str
+) -> str:
+    """Resize in ``linear`` mode: separable, one constant matrix per resized dim
+    (:func:`~provenml.compiler.frontend.common.linear_resize_matrix`) applied as a matmul
+    along that dim (the einsum plan)."""
+    shape = b.g.values[x].shape
+    letters = "abcdefgh"[: len(shape)]
+    if len(shape) > len(letters):
+        raise UnsupportedOp("Resize", b.current, f"a rank-{len(shape)} input")
+
+    def emit(op: str, inputs: list[str], attrs: dict[str, Any], dims: Sequence[int]) -> str:
+        if op == "reshape":
+            return b.reshape(inputs[0], dims)
+        return b.emit(op, inputs, attrs)
+
+    for dim, (n, o, f) in enumerate(zip(shape, out, factors, strict=True)):
+        if n == o and f == 1.0:
+            continue
+        matrix = b.g.add_const(linear_resize_matrix(n, o, f, mode), "interp")
+        result = letters[:dim] + "z" + letters[dim + 1 :]
+        equation = f"{letters},z{letters[dim]}->{result}"
+        x = lower_einsum(equation, [x, matrix], lambda v: b.g.values[v].shape, emit, b.current)
+    return x
+
+
+def _conv_transpose(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """ConvTranspose (1-d or 2-d, group 1, no dilation, a constant weight) as the convolution
+    it is the gradient of, as the torch frontend lowers it
+    (:func:`~provenml.compiler.frontend.torch_fx.conv_transpose`): zeros inserted between
+    neighbours, padded by ``kernel - 1 - pad`` (the output padding, or what ``output_shape``
+    asks for, at the end), a stride-1 Conv with the kernel flipped and its channel dims
+    swapped."""
+    at = attrs_of(node)
+    x = b.tensor(node.input[0])
+    n, c, *sizes = b.g.values[x].shape
+    spatial = len(sizes)
+    if spatial not in (1, 2):
+        raise UnsupportedOp("ConvTranspose", b.current, f"{spatial}-d convolution")
+    if any(int(d) != 1 for d in at.get("dilations", [1] * spatial)):
+        raise UnsupportedOp("ConvTranspose", b.current, "dilation != 1")
+    if int(at.get("group", 1)) != 1:
+        raise UnsupportedOp("ConvTranspose", b.current, f"group={at.get('group')} (only 1)")
+    if at.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
+        raise UnsupportedOp("ConvTranspose", b.current, "auto_pad SAME_*")
+    if node.input[1] not in b.static:
+        raise UnsupportedOp("ConvTranspose", b.current, "a weight computed at run time")
+    weight = b.static[node.input[1]].astype(np.float32)
+    kernel = [int(k) for k in weight.shape[2:]]
+    strides = [int(s) for s in at.get("strides", [1] * spatial)]
+    pads = [int(p) for p in at.get("pads", [0] * (2 * spatial))]
+    extra = [int(p) for p in at.get("output_padding", [0] * spatial)]
+    if "output_shape" in at:  # the pads follow from it (ONNX: pads are then ignored)
+        out = [int(v) for v in at["output_shape"]][-spatial:]
+        for i, (v, s, k) in enumerate(zip(sizes, strides, kernel, strict=True)):
+            total = s * (v - 1) + extra[i] + k - out[i]
+            pads[i], pads[spatial + i] = total - total // 2, total // 2
+    else:
+        out = [
+            (v - 1) * s + k - pads[i] - pads[spatial + i] + extra[i]
+            for i, (v, s, k) in enumerate(zip(sizes, strides, kernel, strict=True))
+        ]
+    if any(s > 1 for s in strides):  # zeros between neighbours: [.., L] -> [.., L * s]
+        block = [1, 1, *[v for s in strides for v in (1, s)]]
+        onehot = np.zeros(block, np.float32)
+        onehot[(0,) * len(block)] = 1.0
+        x = b.reshape(x, [n, c, *[v for size in sizes for v in (size, 1)]])
+        x = b.emit("mul", [x, b.g.add_const(onehot, "zeros_between")])
+        x = b.reshape(x, [n, c, *[v * s for v, s in zip(sizes, strides, strict=True)]])
+    for i in range(spatial):
+        dim, k = 2 + i, kernel[i]
+        before = k - 1 - pads[i]
+        after = out[i] + k - 1 - before - sizes[i] * strides[i]  # to the length the conv needs
+        crop, pieces = constant_pad_steps(b.g.values[x].shape, dim, before, after)
+        if crop is not None:
+            x = b.slice(x, dim, crop[0], crop[1])
+        parts = [
+            x if block is None else b.g.add_const(np.zeros(block, np.float32), "pad")
+            for block in pieces
+        ]
+        if len(parts) > 1:
+            x = b.emit("cat", parts, {"dim": dim})
+    flipped = np.flip(weight, axis=tuple(range(2, 2 + spatial))).swapaxes(0, 1)
+    w = b.g.add_const(np.ascontiguousarray(flipped), "w")
+    ins = [x, w]
+    if len(node.input) > 2 and node.input[2]:
+        ins.append(b.tensor(node.input[2]))
+    if spatial == 1:
+        xs, ws = b.g.values[x].shape, b.g.values[w].shape
+        ins[0] = b.reshape(x, (xs[0], xs[1], 1, xs[2]))
+        ins[1] = b.reshape(w, (ws[0], ws[1], 1, ws[2]))
+    y = b.emit("conv2d", ins, {"stride": (1, 1), "padding": (0, 0), "depthwise": False})
+    if spatial == 1:
+        ys = b.g.values[y].shape
+        y = b.reshape(y, (ys[0], ys[1], ys[3]))
+    return [y]
 
 
 def _einsum(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
@@ -781,6 +888,7 @@ ONNX_OPS: dict[str, OnnxHandler] = {
     "Clip": _clip,
     "Pad": _pad,
     "Resize": _resize,
+    "ConvTranspose": _conv_transpose,
     "Einsum": _einsum,
     "Max": _extremum("maximum"),
     "Min": _extremum("minimum"),

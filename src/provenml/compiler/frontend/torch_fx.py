@@ -841,11 +841,183 @@ def _nearest_upsample(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> s
     return b.reshape(x, out)
 
 
+LINEAR_MODES = ("linear", "bilinear", "trilinear")
+
+
+def linear_interpolation_matrix(
+    in_len: int,
+    out_len: int,
+    scale: float | None,
+    align_corners: bool | None,
+    recompute_scale_factor: bool | None,
+) -> np.ndarray:
+    """The ``[out_len, in_len]`` matrix of PyTorch's linear interpolation along one dim:
+    ``F.interpolate`` in ``linear`` mode applied to the identity, so the weights are the ones
+    PyTorch computes (its source-index rule for ``align_corners`` and a given
+    ``scale_factor``, which it uses as given unless ``recompute_scale_factor``)."""
+    eye = torch.eye(in_len, dtype=torch.float32).unsqueeze(1)  # [in_len, 1, in_len]
+    with torch.no_grad():
+        if scale is None or recompute_scale_factor:
+            rows = F.interpolate(eye, size=out_len, mode="linear", align_corners=align_corners)
+        else:
+            rows = F.interpolate(
+                eye, scale_factor=scale, mode="linear", align_corners=align_corners
+            )
+    return rows[:, 0, :].T.contiguous().numpy()
+
+
+def _linear_interpolate(
+    b: FxBuilder,
+    node: torch.fx.Node,
+    x: str,
+    scale_factor: Any,
+    align_corners: bool | None,
+    recompute_scale_factor: bool | None,
+    out: torch.Tensor,
+) -> str:
+    """``linear`` / ``bilinear`` / ``trilinear`` interpolation, which is separable: one
+    constant interpolation matrix per spatial dim (:func:`linear_interpolation_matrix`, the
+    weights PyTorch uses), each applied as a matmul along its dim (the einsum plan). A product
+    of per-dim weights summed in another order than PyTorch's, so equal to rounding; each
+    output reads a dense row of the matrix, not the 2 (per dim) taps a dedicated kernel would."""
+    shape = b.shape(x)
+    spatial = len(shape) - 2
+    if spatial < 1 or len(out.shape) != len(shape):
+        raise UnsupportedOp("interpolate", node.name, "no spatial dims")
+    scales = scale_factor if isinstance(scale_factor, (list, tuple)) else [scale_factor] * spatial
+    letters = "abcdefgh"[: len(shape)]
+    y = x
+    for i in range(spatial):
+        dim = 2 + i
+        in_len, out_len = int(shape[dim]), int(out.shape[dim])
+        if in_len == out_len and scales[i] in (None, 1, 1.0):
+            continue
+        scale = None if scales[i] is None else float(scales[i])
+        matrix = linear_interpolation_matrix(
+            in_len, out_len, scale, align_corners, recompute_scale_factor
+        )
+        if matrix.shape != (out_len, in_len):
+            raise UnsupportedOp("interpolate", node.name, "an output size PyTorch did not give")
+        result = letters[:dim] + "z" + letters[dim + 1 :]
+        equation = f"{letters},z{letters[dim]}->{result}"
+        y = _einsum_plan(b, equation, [y, b.const(matrix, "interp")], node.name)
+    return y if b.shape(y) == tuple(out.shape) else b.reshape(y, out)
+
+
+def _einsum_plan(b: FxBuilder, equation: str, xs: list[str], where: str) -> str:
+    """:func:`~provenml.compiler.frontend.common.lower_einsum` on IR values."""
+
+    def emit(op: str, inputs: list[str], attrs: dict[str, Any], shape: Sequence[int]) -> str:
+        if op == "reshape":
+            return b.reshape(inputs[0], meta_like(shape))
+        return b.emit(op, inputs, attrs, meta_like(shape))
+
+    return lower_einsum(equation, xs, b.shape, emit, where)
+
+
 def _interpolate(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     mode = b.val(arg(node, 3, "mode", "nearest"))
+    if mode in LINEAR_MODES:
+        if b.val(arg(node, 6, "antialias", False)):
+            raise UnsupportedOp("interpolate", node.name, "antialias=True")
+        return _linear_interpolate(
+            b,
+            node,
+            b.tensor_arg(node.args[0]),
+            b.val(arg(node, 2, "scale_factor", None)),
+            b.val(arg(node, 4, "align_corners", None)),
+            b.val(arg(node, 5, "recompute_scale_factor", None)),
+            out,
+        )
     if mode != "nearest":
-        raise UnsupportedOp("interpolate", node.name, f"mode {mode!r} (only 'nearest')")
+        raise UnsupportedOp(
+            "interpolate", node.name, f"mode {mode!r} (nearest, linear, bilinear, trilinear)"
+        )
     return _nearest_upsample(b, node, out)
+
+
+def _conv_transpose(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.conv_transpose1d/2d`` (what dynamo hands over for the modules) with a weight known
+    at compile time (a parameter)."""
+    op = target_name(node, b.gm)
+    weight = b.tensor_arg(arg(node, 1, "weight"))
+    if weight not in b.g.consts:
+        raise UnsupportedOp(op, node.name, "a weight computed at run time")
+    bias = arg(node, 2, "bias")
+    spatial = out.dim() - 2
+    return conv_transpose(
+        b, op, node.name, b.tensor_arg(node.args[0]), b.g.consts[weight],
+        None if bias is None else b.tensor_arg(bias),
+        _per_dim(b.val(arg(node, 3, "stride", 1)), spatial),
+        _per_dim(b.val(arg(node, 4, "padding", 0)), spatial),
+        _per_dim(b.val(arg(node, 7, "dilation", 1)), spatial),
+        int(b.val(arg(node, 6, "groups", 1))), out,
+    )  # fmt: skip
+
+
+def _per_dim(value: Any, spatial: int) -> tuple[int, ...]:
+    return (
+        tuple(int(v) for v in value)
+        if isinstance(value, (list, tuple))
+        else (int(value),) * spatial
+    )
+
+
+def conv_transpose(
+    b: FxBuilder,
+    op: str,
+    where: str,
+    x: str,
+    weight: np.ndarray,
+    bias: str | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    out: torch.Tensor,
+) -> str:
+    """A transposed convolution (1-D or 2-D, groups 1, no dilation) as the convolution it is
+    the gradient of: the input with ``stride - 1`` zeros inserted between neighbours (a
+    broadcast multiply by a one-hot block between two reshapes, as the nearest upsample
+    repeats), padded by ``kernel - 1 - padding`` on each side plus, at the end, the output
+    padding (read from the output's size, so ``output_size=`` works too; a negative pad crops),
+    then a stride-1 convolution with the kernel flipped in space and its two channel dims
+    swapped. The inserted zeros add exact zeros, so the sums are PyTorch's terms in another
+    order; the convolution does ``prod(stride)`` times the products a dedicated kernel would."""
+    if any(int(d) != 1 for d in dilation):
+        raise UnsupportedOp(op, where, "dilation != 1")
+    if groups != 1:
+        raise UnsupportedOp(op, where, f"groups={groups} (only 1)")
+    shape = b.shape(x)
+    spatial = weight.ndim - 2
+    if spatial not in (1, 2) or len(shape) != spatial + 2:
+        raise UnsupportedOp(op, where, f"a rank-{len(shape)} input (batched 1-D or 2-D only)")
+    n, c, sizes = shape[0], shape[1], [int(v) for v in shape[2:]]
+    strides, kernel = [int(v) for v in stride], [int(v) for v in weight.shape[2:]]
+    if any(s > 1 for s in strides):  # zeros between neighbours: [.., L] -> [.., L * s]
+        split, grown, block = [n, c], [n, c], [1, 1]
+        for size, s in zip(sizes, strides, strict=True):
+            split += [size, 1]
+            grown += [size, s]
+            block += [1, s]
+        onehot = np.zeros(block, np.float32)
+        onehot[(0,) * len(block)] = 1.0
+        x = b.reshape(x, meta_like(split))
+        x = b.emit("mul", [x, b.const(onehot, "zeros_between")], {}, meta_like(grown))
+        x = b.reshape(x, meta_like([n, c, *[v * s for v, s in zip(sizes, strides, strict=True)]]))
+    pads: list[int] = []
+    for i in reversed(range(spatial)):  # F.pad order: last dim first
+        k, p, s = kernel[i], int(padding[i]), strides[i]
+        extra = int(out.shape[2 + i]) - ((sizes[i] - 1) * s - 2 * p + k)  # output padding
+        pads += [k - 1 - p, k - 1 - p + extra - (s - 1)]
+    x = constant_pad(b, x, pads, 0.0, op, where)
+    flipped = np.ascontiguousarray(
+        np.flip(weight, axis=tuple(range(2, 2 + spatial))).swapaxes(0, 1)
+    )
+    ins = [x, b.const(flipped, "w")] + ([] if bias is None else [bias])
+    if spatial == 1:
+        return b.conv1d(ins, 1, 0, 1, 1, out)
+    return b.conv(ins, 1, 0, 1, 1, out)
 
 
 def _einsum(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -854,13 +1026,7 @@ def _einsum(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     xs = [b.tensor_arg(o) for o in operands]
-
-    def emit(op: str, inputs: list[str], attrs: dict[str, Any], shape: Sequence[int]) -> str:
-        if op == "reshape":
-            return b.reshape(inputs[0], meta_like(shape))
-        return b.emit(op, inputs, attrs, meta_like(shape))
-
-    y = lower_einsum(str(b.val(node.args[0])), xs, b.shape, emit, node.name)
+    y = _einsum_plan(b, str(b.val(node.args[0])), xs, node.name)
     return b.reshape(y, out) if b.shape(y) != tuple(out.shape) else y
 
 
@@ -1201,6 +1367,8 @@ FUNCTION_NAMES: dict[str, Handler] = {
     "adaptive_max_pool2d": _adaptive_max_pool2d,
     "pad": _pad,
     "interpolate": _interpolate,
+    "conv_transpose1d": _conv_transpose,
+    "conv_transpose2d": _conv_transpose,
     "einsum": _einsum,
     "flatten": _reshape,
     "reshape": _reshape,
@@ -1380,9 +1548,34 @@ def _pool_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 def _upsample_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     mod = _module(node, b)
     assert isinstance(mod, nn.Upsample)
+    if mod.mode in LINEAR_MODES:
+        return _linear_interpolate(
+            b,
+            node,
+            b.tensor_arg(node.args[0]),
+            mod.scale_factor,
+            mod.align_corners,
+            mod.recompute_scale_factor,
+            out,
+        )
     if mod.mode != "nearest":
-        raise UnsupportedOp("Upsample", node.name, f"mode {mod.mode!r} (only 'nearest')")
+        raise UnsupportedOp(
+            "Upsample", node.name, f"mode {mod.mode!r} (nearest, linear, bilinear, trilinear)"
+        )
     return _nearest_upsample(b, node, out)
+
+
+def _conv_transpose_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    mod = _module(node, b)
+    assert isinstance(mod, (nn.ConvTranspose1d, nn.ConvTranspose2d))
+    name = type(mod).__name__
+    if mod.padding_mode != "zeros":
+        raise UnsupportedOp(name, node.name, f"padding_mode={mod.padding_mode!r}")
+    bias = None if mod.bias is None else b.const(mod.bias, "b")
+    return conv_transpose(
+        b, name, node.name, b.tensor_arg(node.args[0]), mod.weight.detach().numpy(), bias,
+        mod.stride, mod.padding, mod.dilation, mod.groups, out,
+    )  # fmt: skip
 
 
 def _adaptive_max_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -1434,6 +1627,8 @@ MODULES: dict[type, Handler] = {
     nn.AdaptiveAvgPool2d: _adaptive_module,
     nn.AdaptiveMaxPool2d: _adaptive_max_module,
     nn.Upsample: _upsample_module,
+    nn.ConvTranspose1d: _conv_transpose_module,
+    nn.ConvTranspose2d: _conv_transpose_module,
     nn.Flatten: _reshape,
     nn.Embedding: _embedding_module,
 }
