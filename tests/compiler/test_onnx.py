@@ -414,11 +414,13 @@ def test_hand_built_linear_resize_matches_ort(coords: str, by: str, cache: str) 
         {"strides": [2, 3], "pads": [1, 0, 2, 1], "output_padding": [1, 2]},
         {"strides": [3, 2], "output_shape": [11, 10]},
         {"pads": [2, 2, 2, 2]},  # pads past kernel - 1: the convolution crops
+        {"strides": [2, 2], "group": 3},  # depthwise
     ],
 )
 def test_hand_built_conv_transpose_matches_ort(attrs: dict[str, list[int]], cache: str) -> None:
     node = N("ConvTranspose", ["x", "W", "B"], ["y"], **attrs)
-    inits = {"W": w(3, 4, 3, 2), "B": w(4)}
+    out = 3 if attrs.get("group") == 3 else 4
+    inits = {"W": w(3, out // 3 if out == 3 else out, 3, 2), "B": w(out)}
     data = _model([node], {"x": (2, 3, 4, 5)}, ["y"], inits)
     x = w(2, 3, 4, 5)
     compiled = pc.compile_onnx(data, (torch.from_numpy(x),), tuning=False, cache_dir=cache)

@@ -422,12 +422,14 @@ def test_the_decoder_compiles_through_the_torch_compile_backend(cache: str) -> N
         (nn.ConvTranspose2d(4, 4, 3, stride=2, groups=2), "groups=2"),
         (nn.ConvTranspose2d(4, 4, 3, dilation=2), "dilation"),
         (nn.ConvTranspose2d(4, 4, 3, padding_mode="zeros", bias=False), None),
+        (nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, groups=4), None),  # depthwise
+        (nn.ConvTranspose2d(4, 8, 3, stride=2, groups=4), "groups=4"),  # 2 outputs per group
         (nn.Upsample(scale_factor=2, mode="bicubic"), "bicubic"),
     ],
 )
 def test_what_transposed_convs_refuse_is_named(module: nn.Module, why: str | None) -> None:
     x = torch.randn(1, 4, 5, 5)
-    if why is None:  # no bias: compiles
+    if why is None:  # compiles: no bias, or depthwise
         compiled = pc.compile(module.eval(), (x,), tuning=False, threads=1)
         with torch.no_grad():
             torch.testing.assert_close(compiled(x), module(x), rtol=1e-5, atol=1e-5)

@@ -723,12 +723,12 @@ def _linear_resize(
 
 
 def _conv_transpose(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
-    """ConvTranspose (1-d or 2-d, group 1, no dilation, a constant weight) as the convolution
-    it is the gradient of, as the torch frontend lowers it
+    """ConvTranspose (1-d or 2-d, group 1 or depthwise, no dilation, a constant weight) as the
+    convolution it is the gradient of, as the torch frontend lowers it
     (:func:`~provenml.compiler.frontend.torch_fx.conv_transpose`): zeros inserted between
     neighbours, padded by ``kernel - 1 - pad`` (the output padding, or what ``output_shape``
     asks for, at the end), a stride-1 Conv with the kernel flipped and its channel dims
-    swapped."""
+    swapped (a depthwise kernel keeps them)."""
     at = attrs_of(node)
     x = b.tensor(node.input[0])
     n, c, *sizes = b.g.values[x].shape
@@ -737,13 +737,15 @@ def _conv_transpose(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         raise UnsupportedOp("ConvTranspose", b.current, f"{spatial}-d convolution")
     if any(int(d) != 1 for d in at.get("dilations", [1] * spatial)):
         raise UnsupportedOp("ConvTranspose", b.current, "dilation != 1")
-    if int(at.get("group", 1)) != 1:
-        raise UnsupportedOp("ConvTranspose", b.current, f"group={at.get('group')} (only 1)")
+    group = int(at.get("group", 1))
     if at.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
         raise UnsupportedOp("ConvTranspose", b.current, "auto_pad SAME_*")
     if node.input[1] not in b.static:
         raise UnsupportedOp("ConvTranspose", b.current, "a weight computed at run time")
     weight = b.static[node.input[1]].astype(np.float32)
+    depthwise = group == c == weight.shape[0] and weight.shape[1] == 1
+    if group != 1 and not depthwise:
+        raise UnsupportedOp("ConvTranspose", b.current, f"group={group} (only 1 and depthwise)")
     kernel = [int(k) for k in weight.shape[2:]]
     strides = [int(s) for s in at.get("strides", [1] * spatial)]
     pads = [int(p) for p in at.get("pads", [0] * (2 * spatial))]
@@ -778,7 +780,9 @@ def _conv_transpose(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         ]
         if len(parts) > 1:
             x = b.emit("cat", parts, {"dim": dim})
-    flipped = np.flip(weight, axis=tuple(range(2, 2 + spatial))).swapaxes(0, 1)
+    flipped = np.flip(weight, axis=tuple(range(2, 2 + spatial)))
+    if not depthwise:  # (in, out, k..) -> (out, in, k..); a depthwise kernel is (C, 1, k..)
+        flipped = flipped.swapaxes(0, 1)
     w = b.g.add_const(np.ascontiguousarray(flipped), "w")
     ins = [x, w]
     if len(node.input) > 2 and node.input[2]:
@@ -787,7 +791,7 @@ def _conv_transpose(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         xs, ws = b.g.values[x].shape, b.g.values[w].shape
         ins[0] = b.reshape(x, (xs[0], xs[1], 1, xs[2]))
         ins[1] = b.reshape(w, (ws[0], ws[1], 1, ws[2]))
-    y = b.emit("conv2d", ins, {"stride": (1, 1), "padding": (0, 0), "depthwise": False})
+    y = b.emit("conv2d", ins, {"stride": (1, 1), "padding": (0, 0), "depthwise": depthwise})
     if spatial == 1:
         ys = b.g.values[y].shape
         y = b.reshape(y, (ys[0], ys[1], ys[3]))

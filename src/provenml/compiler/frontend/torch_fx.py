@@ -976,19 +976,21 @@ def conv_transpose(
     groups: int,
     out: torch.Tensor,
 ) -> str:
-    """A transposed convolution (1-D or 2-D, groups 1, no dilation) as the convolution it is
-    the gradient of: the input with ``stride - 1`` zeros inserted between neighbours (a
-    broadcast multiply by a one-hot block between two reshapes, as the nearest upsample
-    repeats), padded by ``kernel - 1 - padding`` on each side plus, at the end, the output
-    padding (read from the output's size, so ``output_size=`` works too; a negative pad crops),
-    then a stride-1 convolution with the kernel flipped in space and its two channel dims
-    swapped. The inserted zeros add exact zeros, so the sums are PyTorch's terms in another
-    order; the convolution does ``prod(stride)`` times the products a dedicated kernel would."""
+    """A transposed convolution (1-D or 2-D, groups 1 or depthwise, no dilation) as the
+    convolution it is the gradient of: the input with ``stride - 1`` zeros inserted between
+    neighbours (a broadcast multiply by a one-hot block between two reshapes, as the nearest
+    upsample repeats), padded by ``kernel - 1 - padding`` on each side plus, at the end, the
+    output padding (read from the output's size, so ``output_size=`` works too; a negative pad
+    crops), then a stride-1 convolution with the kernel flipped in space and its two channel
+    dims swapped (a depthwise kernel keeps its (C, 1) channel dims). The inserted zeros add
+    exact zeros, so the sums are PyTorch's terms in another order; the convolution does
+    ``prod(stride)`` times the products a dedicated kernel would."""
     if any(int(d) != 1 for d in dilation):
         raise UnsupportedOp(op, where, "dilation != 1")
-    if groups != 1:
-        raise UnsupportedOp(op, where, f"groups={groups} (only 1)")
     shape = b.shape(x)
+    depthwise = groups == shape[1] == weight.shape[0] and weight.shape[1] == 1
+    if groups != 1 and not depthwise:
+        raise UnsupportedOp(op, where, f"groups={groups} (only 1 and depthwise)")
     spatial = weight.ndim - 2
     if spatial not in (1, 2) or len(shape) != spatial + 2:
         raise UnsupportedOp(op, where, f"a rank-{len(shape)} input (batched 1-D or 2-D only)")
@@ -1011,13 +1013,14 @@ def conv_transpose(
         extra = int(out.shape[2 + i]) - ((sizes[i] - 1) * s - 2 * p + k)  # output padding
         pads += [k - 1 - p, k - 1 - p + extra - (s - 1)]
     x = constant_pad(b, x, pads, 0.0, op, where)
-    flipped = np.ascontiguousarray(
-        np.flip(weight, axis=tuple(range(2, 2 + spatial))).swapaxes(0, 1)
-    )
+    flipped = np.flip(weight, axis=tuple(range(2, 2 + spatial)))
+    if not depthwise:  # (in, out, k..) -> (out, in, k..); a depthwise kernel is (C, 1, k..)
+        flipped = flipped.swapaxes(0, 1)
+    flipped = np.ascontiguousarray(flipped)
     ins = [x, b.const(flipped, "w")] + ([] if bias is None else [bias])
     if spatial == 1:
-        return b.conv1d(ins, 1, 0, 1, 1, out)
-    return b.conv(ins, 1, 0, 1, 1, out)
+        return b.conv1d(ins, 1, 0, 1, groups, out)
+    return b.conv(ins, 1, 0, 1, groups, out)
 
 
 def _einsum(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
