@@ -171,6 +171,48 @@ class UNetDecoder(nn.Module):
         )
 
 
+class MaskedOps(nn.Module):
+    """Boolean tensors as users write them: comparisons (operators, functions, methods),
+    ``where`` with tensors and scalars, ``masked_fill``, ``&`` / ``|`` / ``~`` and the
+    ``logical_*`` functions, a mask times a float tensor, ``.float()`` / ``.to(dtype)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.where(x > 0, x, 0.1 * x)  # a leaky ReLU
+        y = y + x.masked_fill(x.abs() < 0.5, -1.0)
+        keep = (x >= -1) & ~(x > 2) | torch.eq(x, 0.25)
+        either = torch.logical_or(x.lt(-1.5), torch.logical_not(x.le(1.5)))
+        y = y * keep + keep.float() + (x != 1).to(x.dtype) + either.type_as(x)
+        return y + torch.where(torch.ge(x, 0.3), x, y).mean(-1, keepdim=True)
+
+
+class PaddedAttention(nn.Module):
+    """Hand-written attention that masks padded keys (rows of zeros) from the input's own
+    values: ``masked_fill(~keep, -inf)`` before a softmax, and the same boolean mask as SDPA's
+    ``attn_mask`` (computed at run time)."""
+
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep = x.abs().sum(-1) > 0  # (N, T): False at padding
+        q, k, v = self.q(x), self.k(x), self.v(x)
+        scores = q @ k.transpose(-2, -1) / 4.0
+        scores = scores.masked_fill(~keep.unsqueeze(1), float("-inf"))
+        by_hand = scores.softmax(-1) @ v
+        fused = F.scaled_dot_product_attention(q, k, v, attn_mask=keep.unsqueeze(1))
+        return by_hand + fused
+
+
+def padded_sequences() -> torch.Tensor:
+    """(3, 6, 16) sequences whose last 0, 2 and 4 positions are padding (zeros)."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 6, 16)
+    x[1, 4:] = 0.0
+    x[2, 2:] = 0.0
+    return x
+
+
 class Einsum(nn.Module):
     """``torch.einsum(equation, x, second)``: the second operand ``x``, ``2x``, a (8, 6)
     weight, or none."""
@@ -208,6 +250,7 @@ USER_MODELS: dict[str, tuple[type[nn.Module], tuple[int, ...], float]] = {
     "clamps": (Clamps, (4, 16), 2.0),
     "pad_upsample": (PadUpsample, (2, 3, 6, 6), 1.0),
     "unet_decoder": (UNetDecoder, (2, 3, 6, 6), 1.0),
+    "masked_ops": (MaskedOps, (4, 16), 2.0),
 }
 
 

@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.compiler._user_models import EINSUM_CASES, USER_MODELS, Einsum, user_model
+from tests.compiler._user_models import (
+    EINSUM_CASES,
+    USER_MODELS,
+    Einsum,
+    PaddedAttention,
+    padded_sequences,
+    user_model,
+)
 
 import provenml.compiler as pc
 from provenml.compiler.models import build_model
@@ -322,6 +329,7 @@ def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None
         "clamps": {"Clip", "Max", "Min", "LeakyRelu", "Elu"},
         "pad_upsample": {"Pad", "Resize"},
         "unet_decoder": {"ConvTranspose", "Resize"},
+        "masked_ops": {"Where", "Greater", "Not", "And", "Or", "Cast"},
     }[name]
     assert wanted <= ops, ops
     compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
@@ -369,7 +377,7 @@ def test_hand_built_vector_matmuls_clip_and_global_max_pool(cache: str) -> None:
             {"s": np.array([1.0, 0.5], np.float32)},
             "antialias",
         ),
-        (N("ConvTranspose", ["x", "W"], ["y"], group=2), {"W": np.ones((2, 1, 3))}, "group=2"),
+        (N("ConvTranspose", ["x", "W"], ["y"], group=2), {"W": np.ones((4, 1, 3))}, "group=2"),
         (N("Pow", ["x", "e"], ["y"]), {"e": 1.5}, "constant exponents"),
         (N("HardSigmoid", ["x"], ["y"]), {}, "alpha=0.2"),
         (N("MatMul", ["x", "x"], ["y"]), {}, "1-D @ 1-D"),
@@ -379,9 +387,32 @@ def test_what_the_new_onnx_ops_refuse_is_named(
     node: onnx.NodeProto, inits: dict[str, float], why: str
 ) -> None:
     arrays = {k: np.array(v, np.float32) for k, v in inits.items()}
-    shape = {"MatMul": (4,), "ConvTranspose": (1, 2, 4)}.get(node.op_type, (2, 4))
+    shape = {"MatMul": (4,), "ConvTranspose": (1, 4, 4)}.get(node.op_type, (2, 4))
     data = _model([node], {"x": shape}, ["y"], arrays)
     with pytest.raises(ProvenmlError, match=why):
+        pc.compile_onnx(data, tuning=False)
+
+
+def test_exported_padded_attention_matches_ort(cache: str) -> None:
+    """Masks computed at run time from the input (Greater, Not, Where on -inf scores, SDPA's
+    boolean attn_mask) as ``torch.onnx.export`` writes them."""
+    torch.manual_seed(0)
+    model, x = PaddedAttention().eval(), padded_sequences()
+    data = _export(model, x)
+    compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
+    y = compiled(x).numpy()
+    np.testing.assert_allclose(y, _ort(data, {"x": x.numpy()})[0], **TOL)
+    with torch.no_grad():
+        np.testing.assert_allclose(y, model(x).numpy(), **TOL)
+
+
+def test_a_boolean_onnx_output_or_arithmetic_is_refused() -> None:
+    data = _model([N("Greater", ["x", "z"], ["y"])], {"x": (2, 4)}, ["y"], {"z": w(4)})
+    with pytest.raises(ProvenmlError, match="boolean output"):
+        pc.compile_onnx(data, tuning=False)
+    nodes = [N("Greater", ["x", "z"], ["g"]), N("ReduceSum", ["g"], ["y"])]
+    data = _model(nodes, {"x": (2, 4)}, ["y"], {"z": w(4)})
+    with pytest.raises(ProvenmlError, match="boolean tensor operand"):
         pc.compile_onnx(data, tuning=False)
 
 

@@ -13,7 +13,13 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tests.compiler._user_models import EINSUM_CASES, Einsum, user_model
+from tests.compiler._user_models import (
+    EINSUM_CASES,
+    Einsum,
+    PaddedAttention,
+    padded_sequences,
+    user_model,
+)
 
 import provenml.compiler as pc
 from provenml.errors import ProvenmlError
@@ -436,6 +442,60 @@ def test_what_transposed_convs_refuse_is_named(module: nn.Module, why: str | Non
         return
     with pytest.raises(ProvenmlError, match=why):
         pc.compile(module.eval(), (x,), tuning=False)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_comparisons_where_masked_fill_and_logical_ops_match_eager(
+    threads: int, cache: str
+) -> None:
+    compiled = compiled_like_eager("masked_ops", cache, threads=threads)
+    frontend = compiled.dump("frontend")
+    for op in ("gt(", "keep_where(", "keep_where_not("):
+        assert op in frontend
+
+
+def test_edges_of_comparisons_and_where(cache: str) -> None:
+    # ties, infinities and NaN go where PyTorch sends them
+    x = torch.tensor([[-float("inf"), -1.0, 0.0, 0.25, 1.0, 2.0, float("inf"), float("nan")]])
+
+    def edges(t: torch.Tensor) -> torch.Tensor:
+        nan_only = torch.where(t != t, 5.0, 0.0)  # gcc's -ffast-math folded x != x to false
+        ordered = (t <= 0.25) * 3.0 + (t < 2.0) * 7.0 + (t > -1.0) * 11.0 + (t == 1.0) * 10.0
+        chosen = torch.where(t >= 0.25, 1.0, -1.0) + nan_only + ordered  # finite at NaN
+        return torch.cat([chosen, torch.where(t >= 0.25, t, -t)], dim=-1)
+
+    model = _Apply(edges).eval()
+    compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
+    torch.testing.assert_close(compiled(x), model(x), equal_nan=True)
+
+
+def test_padded_attention_with_run_time_boolean_masks(cache: str) -> None:
+    torch.manual_seed(0)
+    model, x = PaddedAttention().eval(), padded_sequences()
+    with torch.no_grad():
+        ref = model(x)
+    compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
+    torch.testing.assert_close(compiled(x), ref, rtol=1e-5, atol=1e-5)
+    y = padded_sequences()
+    y[0, 3:] = 0.0  # other padding, same shapes: the mask is computed at run time
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(y), model(y), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("fn", "why"),
+    [
+        (lambda x: (x > 0).sum(-1), "boolean tensor operand"),
+        (lambda x: x > 0, "boolean output"),
+        (lambda x: torch.where(x > 0)[0].float(), "one-argument form"),
+        (lambda x: (x > 0) * 2, "boolean operand -> torch.int64"),
+        (lambda x: torch.where(x, x, x), "fails in eager PyTorch"),
+        (lambda x: x.to(torch.float64), "float64"),
+    ],
+)
+def test_what_boolean_tensors_refuse_is_named(fn: object, why: str) -> None:
+    with pytest.raises(ProvenmlError, match=why):
+        pc.compile(_Apply(fn).eval(), (torch.randn(4, 16),), tuning=False)
 
 
 @pytest.mark.parametrize(("equation", "second", "shape"), EINSUM_CASES)

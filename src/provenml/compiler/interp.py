@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.special import erf
 
-from provenml.compiler.ir import ELEMENTWISE_UNARY, Graph, Node, Value
+from provenml.compiler.ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, Node, Value
 from provenml.errors import ProvenmlError
 
 SQRT_2_OVER_PI = 0.7978845608028654
@@ -59,6 +59,16 @@ def unary(op: str, x: np.ndarray) -> np.ndarray:
     raise ProvenmlError(f"interpreter: unknown unary op {op}")
 
 
+COMPARE = {
+    "gt": np.greater,
+    "ge": np.greater_equal,
+    "lt": np.less,
+    "le": np.less_equal,
+    "eq": np.equal,
+    "ne": np.not_equal,
+}
+
+
 def binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if op == "add":
         return a + b
@@ -72,6 +82,12 @@ def binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.maximum(a, b)
     if op == "minimum":
         return np.minimum(a, b)
+    if op in COMPARE:
+        return COMPARE[op](a, b).astype(np.float32)
+    if op == "keep_where":
+        return np.where(a != 0, b, np.float32(0))
+    if op == "keep_where_not":
+        return np.where(a != 0, np.float32(0), b)
     raise ProvenmlError(f"interpreter: unknown binary op {op}")
 
 
@@ -136,7 +152,7 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
         return local[n.name]
     if op in ELEMENTWISE_UNARY:
         return unary(op, ins[0]).astype(np.float32)
-    if op in ("add", "sub", "mul", "div"):
+    if op in ELEMENTWISE_BINARY:
         return binary(op, ins[0], ins[1]).astype(np.float32)
     if op == "linear":
         y = ins[0] @ ins[1].T

@@ -35,7 +35,26 @@ ELEMENTWISE_UNARY = (
     "hardswish",
     "softplus",
 )
-ELEMENTWISE_BINARY = ("add", "sub", "mul", "div", "maximum", "minimum")
+ELEMENTWISE_BINARY = (
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "maximum",
+    "minimum",
+    # stop 55: comparisons give 0 / 1 (the frontends' boolean tensors), and the two halves of
+    # a select: keep_where(c, x) = x where c != 0 else 0, keep_where_not(c, x) the reverse
+    "gt",
+    "ge",
+    "lt",
+    "le",
+    "eq",
+    "ne",
+    "keep_where",
+    "keep_where_not",
+)
+#: binary ops whose result is a 0 / 1 mask (a boolean tensor of the frontends)
+COMPARISONS = ("gt", "ge", "lt", "le", "eq", "ne")
 ELEMENTWISE = ELEMENTWISE_UNARY + ELEMENTWISE_BINARY
 MATMUL_LIKE = ("linear", "dense", "matmul", "conv2d")
 REDUCTION_LIKE = ("softmax", "layer_norm", "mean", "sum", "amax", "amin")

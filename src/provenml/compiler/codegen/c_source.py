@@ -23,6 +23,12 @@ C_HEADER = (
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 static int pm_threads = 1;
 void pm_set_threads(int n) { pm_threads = n; }
+/* NaN test on the float's bits: -ffast-math (finite-math-only) folds x != x and isnan() to 0 */
+static inline int pm_isnan(float x) {
+  unsigned int u;
+  memcpy(&u, &x, sizeof u);
+  return (u & 0x7fffffffu) > 0x7f800000u;
+}
 """
     + ERF_C
     + L.PARTITION_C
@@ -666,6 +672,16 @@ BINARY_C: dict[str, str] = {
     "div": "({a} / {b})",
     "maximum": "fmaxf({a}, {b})",
     "minimum": "fminf({a}, {b})",
+    # comparisons as IEEE orders them: false with a NaN operand, except != (true); the NaN
+    # test is explicit because -ffast-math lets gcc assume there are none
+    "gt": "((pm_isnan({a}) | pm_isnan({b})) ? 0.f : ({a} > {b} ? 1.f : 0.f))",
+    "ge": "((pm_isnan({a}) | pm_isnan({b})) ? 0.f : ({a} >= {b} ? 1.f : 0.f))",
+    "lt": "((pm_isnan({a}) | pm_isnan({b})) ? 0.f : ({a} < {b} ? 1.f : 0.f))",
+    "le": "((pm_isnan({a}) | pm_isnan({b})) ? 0.f : ({a} <= {b} ? 1.f : 0.f))",
+    "eq": "((pm_isnan({a}) | pm_isnan({b})) ? 0.f : ({a} == {b} ? 1.f : 0.f))",
+    "ne": "((pm_isnan({a}) | pm_isnan({b})) ? 1.f : ({a} != {b} ? 1.f : 0.f))",
+    "keep_where": "({a} != 0.f ? {b} : 0.f)",
+    "keep_where_not": "({a} != 0.f ? 0.f : {b})",
 }
 
 

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import onnx
 
 # ONNX element types the IR can hold (onnx.TensorProto.FLOAT, INT64, INT32)
-_FLOAT, _INT32, _INT64 = 1, 6, 7
+_FLOAT, _INT32, _INT64, _BOOL = 1, 6, 7, 9
 
 
 def load_model(model: str | os.PathLike[str] | bytes | onnx.ModelProto) -> onnx.ModelProto:
@@ -73,6 +73,9 @@ class OnnxBuilder:
         self.g = Graph(inputs=[], outputs=[], nodes=[], values={}, consts={})
         self.env: dict[str, str] = {}  # ONNX value name -> IR value name
         self.static: dict[str, np.ndarray] = {}  # ONNX value name -> compile-time array
+        # IR values that are boolean tensors (0 / 1 floats here): comparisons, logical ops and
+        # what moves them; only BOOL_OPS read them
+        self.bools: set[str] = set()
         self.current = ""
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -158,12 +161,25 @@ class OnnxBuilder:
             handler = ONNX_OPS.get(node.op_type)
             if handler is None:
                 raise UnsupportedOp(node.op_type, self.current)
+            boolean = [i for i in present if self.env.get(i) in self.bools]
+            if boolean and node.op_type not in BOOL_OPS:
+                raise UnsupportedOp(
+                    node.op_type,
+                    self.current,
+                    "a boolean tensor operand (comparisons feed Where, And, Or, Not, Cast, "
+                    "reshapes and slices only)",
+                )
             outs = handler(self, node)
+            if boolean and node.op_type in BOOL_MOVES:
+                self.bools.update(outs)
             for name, value in zip(node.output, outs, strict=False):
                 if name:
                     self.env[name] = value
         for out in graph.output:
-            self.g.outputs.append(self.tensor(out.name))
+            name = self.tensor(out.name)
+            if name in self.bools:
+                raise UnsupportedOp("output", out.name, "a boolean output")
+            self.g.outputs.append(name)
         return self.g
 
     def add_input(self, inp: onnx.ValueInfoProto, input_shapes: dict[str, tuple[int, ...]]) -> None:
@@ -844,12 +860,72 @@ def _elu(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 
 
 def _cast(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """A no-op Cast, or a boolean tensor (0 / 1) to float."""
     x = b.tensor(node.input[0])
     to = int(attrs_of(node)["to"])
+    if x in b.bools:
+        if to == _BOOL:
+            return [x]
+        if to == _FLOAT:
+            return [b.emit("identity", [x])]
     want = {_FLOAT: "float32", _INT64: "int64"}.get(to)
-    if want != b.g.values[x].dtype:
+    if x in b.bools or want != b.g.values[x].dtype:
         raise UnsupportedOp("Cast", b.current, f"a runtime cast to element type {to}")
     return [x]
+
+
+def _compare(op: str) -> OnnxHandler:
+    """Greater, Less, GreaterOrEqual, LessOrEqual, Equal: a 0 / 1 tensor, flagged boolean."""
+
+    def handle(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+        y = b.emit(op, [b.tensor(node.input[0]), b.tensor(node.input[1])])
+        b.bools.add(y)
+        return [y]
+
+    return handle
+
+
+def _is_nan(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """IsNaN as ``x != x`` (true only for NaN), flagged boolean."""
+    x = b.tensor(node.input[0])
+    y = b.emit("ne", [x, x])
+    b.bools.add(y)
+    return [y]
+
+
+def _bool_input(b: OnnxBuilder, node: onnx.NodeProto, i: int) -> str:
+    """A boolean operand: a flagged value or a boolean constant (0 / 1 once a constant)."""
+    name = node.input[i]
+    static = b.static.get(name)
+    x = b.tensor(name)
+    if x in b.bools or (static is not None and static.dtype == np.bool_):
+        return x
+    raise UnsupportedOp(node.op_type, b.current, f"input {i} is not boolean")
+
+
+def _logical(kind: str) -> OnnxHandler:
+    """Not, And, Or on booleans: ``1 - x``, a product, a maximum of 0 / 1 values."""
+
+    def handle(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+        x = _bool_input(b, node, 0)
+        if kind == "not":
+            y = b.emit("sub", [b.g.add_const(np.float32(1.0), "one"), x])
+        else:
+            other = _bool_input(b, node, 1)
+            y = b.emit("mul" if kind == "and" else "maximum", [x, other])
+        b.bools.add(y)
+        return [y]
+
+    return handle
+
+
+def _where(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """Where(cond, x, y): ``keep_where(cond, x) + keep_where_not(cond, y)`` (one half is
+    exactly 0 at each element)."""
+    cond = _bool_input(b, node, 0)
+    yes = b.emit("keep_where", [cond, b.tensor(node.input[1])])
+    no = b.emit("keep_where_not", [cond, b.tensor(node.input[2])])
+    return [b.emit("add", [yes, no])]
 
 
 def _dropout(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
@@ -933,11 +1009,26 @@ ONNX_OPS: dict[str, OnnxHandler] = {
     "ReduceMin": _reduce("amin"),
     "GlobalMaxPool": _global_average_pool,
     "Cast": _cast,
+    "Greater": _compare("gt"),
+    "GreaterOrEqual": _compare("ge"),
+    "Less": _compare("lt"),
+    "LessOrEqual": _compare("le"),
+    "Equal": _compare("eq"),
+    "Not": _logical("not"),
+    "And": _logical("and"),
+    "Or": _logical("or"),
+    "Where": _where,
+    "IsNaN": _is_nan,
     "Shape": _shape,
     "Size": _shape,
 }
 # evaluated by their handler even when every input is a constant (their output feeds a kernel)
 NEVER_FOLD: frozenset[str] = frozenset()
+#: ops that move a boolean tensor (their output is one too)
+BOOL_MOVES = frozenset(("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice",
+                        "Identity"))  # fmt: skip
+#: ops that may read a boolean tensor
+BOOL_OPS = BOOL_MOVES | {"Cast", "Not", "And", "Or", "Where"}
 
 
 def onnx_to_graph(

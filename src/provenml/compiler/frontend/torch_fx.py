@@ -117,6 +117,9 @@ class FxBuilder:
         self.env: dict[str, Any] = {}  # fx node name -> IR value name or Python value
         self.static: set[str] = set()  # fx nodes whose value is known at compile time
         self.folded: dict[str, str] = {}  # folded fx node -> its IR constant (made on first use)
+        # IR values that are boolean tensors in PyTorch (0 / 1 floats here): comparisons and
+        # what moves or combines them; only BOOL_HANDLERS may read them
+        self.bools: set[str] = set()
         self.current = ""
 
     # -- helpers -------------------------------------------------------------------------------
@@ -212,7 +215,12 @@ class FxBuilder:
                     for piece in value if isinstance(value, (tuple, list)) else (o,):
                         if piece is None:
                             raise UnsupportedOp("output", "output", "an output that is None")
-                        self.g.outputs.append(self.tensor_arg(piece))
+                        name = self.tensor_arg(piece)
+                        if name in self.bools:
+                            raise UnsupportedOp(
+                                "output", "output", "a boolean output (return mask.float())"
+                            )
+                        self.g.outputs.append(name)
             else:
                 result = self.results[node.name]
                 if self.foldable(node, result):
@@ -229,11 +237,16 @@ class FxBuilder:
                     self.env[node.name] = self.python_value(node, result)
                     self.static.add(node.name)
                     continue
-                if result.dtype not in (torch.float32, torch.int64):
+                if result.dtype not in (torch.float32, torch.int64, torch.bool):
                     raise UnsupportedOp(
                         f"{target_name(node, self.gm)} -> {result.dtype}", node.name
                     )
-                self.env[node.name] = self.convert(node, result)
+                converted = self.convert(node, result)
+                if result.dtype == torch.bool and converted not in self.bools:
+                    raise UnsupportedOp(
+                        f"{target_name(node, self.gm)} -> {result.dtype}", node.name
+                    )
+                self.env[node.name] = converted
         return self.g
 
     def foldable(self, node: torch.fx.Node, result: Any) -> bool:
@@ -256,6 +269,8 @@ class FxBuilder:
             and all(isinstance(x, (int, torch.Size)) for x in result)
         ):
             return tuple(result) if isinstance(result, torch.Size) else result
+        if isinstance(result, (torch.dtype, torch.device)):  # x.dtype for .to(x.dtype)
+            return result
         if result is None and not node.users:
             # a call for its side effect alone, e.g. the usage logging of a module built
             # inside forward (``nn.ReLU6()(x)``): nothing reads it, nothing to compute
@@ -279,7 +294,27 @@ class FxBuilder:
                 handler = FUNCTION_NAMES.get(target_name(node, self.gm))
         if handler is None:
             raise UnsupportedOp(target_name(node, self.gm), node.name)
-        return handler(self, node, out)
+        bool_inputs = [n for n in node.all_input_nodes if self.env.get(n.name) in self.bools]
+        if bool_inputs and handler not in BOOL_HANDLERS:
+            raise UnsupportedOp(
+                target_name(node, self.gm),
+                node.name,
+                "a boolean tensor operand (a comparison's result feeds where, masked_fill, "
+                "logical ops, casts, arithmetic with a float tensor, reshapes and slices, and "
+                "attention masks)",
+            )
+        result = handler(self, node, out)
+        if bool_inputs:  # PyTorch's result says what came out: a mask, or float32 values
+            names = result if isinstance(result, (tuple, list)) else (result,)
+            tensors = out if isinstance(out, (tuple, list)) else (out,)
+            for name, t in zip(names, tensors, strict=False):
+                if isinstance(t, torch.Tensor) and t.dtype == torch.bool:
+                    self.bools.add(name)
+                elif isinstance(t, torch.Tensor) and t.dtype != torch.float32:
+                    raise UnsupportedOp(
+                        target_name(node, self.gm), node.name, f"a boolean operand -> {t.dtype}"
+                    )
+        return result
 
     # -- op helpers ----------------------------------------------------------------------------
     def binary(self, op: str, a: Any, b: Any, out: torch.Tensor) -> str:
@@ -1231,6 +1266,10 @@ def attention_mask(
             arr = np.where(arr, MASKED, 0.0) if true_masks else np.where(arr, 0.0, MASKED)
         return b.const(np.maximum(arr.astype(np.float32), MASKED), "mask")
     mask = b.tensor_arg(mask_arg)
+    if mask in b.bools:  # computed at run time by a comparison: 0 / 1 -> additive
+        fill = b.const(np.float32(MASKED), "masked")
+        select = "keep_where" if true_masks else "keep_where_not"
+        return b.emit(select, [mask, fill], {}, meta_like(b.shape(mask)))
     if b.g.values[mask].dtype != "float32":
         raise UnsupportedOp(op, where, "a boolean attn_mask that is a graph input")
     return mask
@@ -1306,10 +1345,114 @@ BINARY_FUNCTIONS: dict[Any, str] = {
     operator.imul: "mul",
 }
 
+
+def _compare(op: str) -> Handler:
+    """``x > y`` and the other comparisons (operators, functions, methods): a 0 / 1 float
+    tensor in the IR, flagged boolean, so only the ops that take PyTorch's boolean tensors
+    read it (:data:`BOOL_HANDLERS`)."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        name = b.binary(op, node.args[0], arg(node, 1, "other"), out)
+        b.bools.add(name)
+        return name
+
+    return handle
+
+
+def _bool_operand(b: FxBuilder, a: Any, op: str, where: str) -> str:
+    """A boolean operand: a flagged IR value, or a boolean constant (0 / 1)."""
+    value = b.val(a)
+    name = b.tensor_arg(a)
+    if name in b.bools or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+        return name
+    raise UnsupportedOp(op, where, "a non-boolean condition")
+
+
+def _logical(kind: str) -> Handler:
+    """``&`` / ``|`` / ``~`` and ``logical_and`` / ``logical_or`` / ``logical_not`` on boolean
+    tensors: a product, a maximum, ``1 - x`` of 0 / 1 values (exact)."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        op = target_name(node, b.gm)
+        if out.dtype != torch.bool:
+            raise UnsupportedOp(op, node.name, "a bitwise op on non-boolean tensors")
+        x = _bool_operand(b, node.args[0], op, node.name)
+        if kind == "not":
+            one = b.const(np.float32(1.0), "one")
+            name = b.emit("sub", [one, x], {}, out)
+        else:
+            y = _bool_operand(b, arg(node, 1, "other"), op, node.name)
+            name = b.emit("mul" if kind == "and" else "maximum", [x, y], {}, out)
+        b.bools.add(name)
+        return name
+
+    return handle
+
+
+def _select(b: FxBuilder, cond: str, yes: Any, no: Any, out: torch.Tensor) -> str:
+    """``where(cond, yes, no)`` as ``keep_where(cond, yes) + keep_where_not(cond, no)``: one
+    half is exactly 0 at each element, so the sum is the chosen value (a -0.0 becomes +0.0)."""
+    halves = []
+    for op, operand in (("keep_where", yes), ("keep_where_not", no)):
+        x = b.tensor_arg(operand)
+        shape = np.broadcast_shapes(b.shape(cond), b.shape(x))
+        halves.append(b.emit(op, [cond, x], {}, meta_like(shape)))
+    return b.emit("add", halves, {}, out)
+
+
+def _where(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.where(cond, x, y)`` / ``x.where(cond, y)``, scalars or tensors on either side;
+    ``torch.where(cond)`` (the indices) is refused."""
+    if node.op == "call_method":  # x.where(cond, y)
+        x, cond, y = node.args[0], node.args[1], arg(node, 2, "other")
+    else:
+        if len(node.args) + len(node.kwargs) < 3:
+            raise UnsupportedOp("where", node.name, "the one-argument form (indices)")
+        cond, x, y = node.args[0], arg(node, 1, "input"), arg(node, 2, "other")
+    return _select(b, _bool_operand(b, cond, "where", node.name), x, y, out)
+
+
+def _masked_fill(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``x.masked_fill(mask, value)``: ``where(mask, value, x)``."""
+    mask = _bool_operand(b, arg(node, 1, "mask"), "masked_fill", node.name)
+    return _select(b, mask, arg(node, 2, "value"), node.args[0], out)
+
+
+def _cast(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``.float()``, ``.to(torch.float32)`` / ``.to(x)`` / ``.to(x.dtype)``, ``.type_as(x)``:
+    a float32 result (a boolean tensor's 0 / 1 become its values; a float32 tensor is
+    unchanged). Other target dtypes and devices are refused."""
+    if out.dtype != torch.float32:
+        raise UnsupportedOp(str(node.target), node.name, f"a cast to {out.dtype}")
+    x = b.tensor_arg(node.args[0])
+    if b.g.values[x].dtype != "float32":
+        raise UnsupportedOp(str(node.target), node.name, "a cast of an integer tensor")
+    return b.emit("identity", [x], {}, out) if x in b.bools else x
+
+
+COMPARE_OPS = {"gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le,
+               "eq": operator.eq, "ne": operator.ne}  # fmt: skip
+
+
 # calls by the called object (first) ...
 FUNCTIONS: dict[Any, Handler] = {
     **{f: _unary(op) for f, op in UNARY_FUNCTIONS.items()},
     **{f: _binary(op, check_alpha=True) for f, op in BINARY_FUNCTIONS.items()},
+    **{f: _compare(op) for op, f in COMPARE_OPS.items()},
+    **{getattr(torch, op): _compare(op) for op in COMPARE_OPS},
+    torch.greater: _compare("gt"),
+    torch.greater_equal: _compare("ge"),
+    torch.less: _compare("lt"),
+    torch.less_equal: _compare("le"),
+    torch.not_equal: _compare("ne"),
+    operator.and_: _logical("and"),
+    operator.or_: _logical("or"),
+    operator.invert: _logical("not"),
+    torch.logical_and: _logical("and"),
+    torch.logical_or: _logical("or"),
+    torch.logical_not: _logical("not"),
+    torch.where: _where,
+    torch.masked_fill: _masked_fill,
     torch.matmul: _matmul,
     operator.matmul: _matmul,
     torch.bmm: _matmul,
@@ -1410,6 +1553,32 @@ METHODS: dict[str, Handler] = {
     "split": _split,
     "chunk": _split,
     "unbind": _unbind,
+    **{m: _compare(m) for m in COMPARE_OPS},
+    "logical_and": _logical("and"),
+    "logical_or": _logical("or"),
+    "logical_not": _logical("not"),
+    "where": _where,
+    "masked_fill": _masked_fill,
+    "float": _cast,
+    "to": _cast,
+    "type_as": _cast,
+}
+
+#: the handlers that may read a boolean IR value (FxBuilder.convert refuses the others): moves
+#: (the result is a mask too), arithmetic with float tensors (0 / 1, as PyTorch promotes;
+#: ``mask * mask`` is a logical and), logical ops, where / masked_fill, casts, attention
+BOOL_HANDLERS: set[Handler] = {
+    *(METHODS[m] for m in ("view", "reshape", "flatten", "unsqueeze", "squeeze", "contiguous")),
+    *(METHODS[m] for m in ("permute", "transpose", "add", "sub", "mul", "div")),
+    *(METHODS[m] for m in ("where", "masked_fill", "float", "to", "type_as")),
+    *(METHODS[m] for m in ("logical_and", "logical_or", "logical_not")),
+    *(FUNCTIONS[f] for f in (torch.reshape, torch.flatten, torch.permute, torch.transpose)),
+    *(FUNCTIONS[f] for f in (operator.getitem, operator.add, torch.add, operator.sub)),
+    *(FUNCTIONS[f] for f in (torch.sub, operator.mul, torch.mul, operator.truediv, torch.div)),
+    *(FUNCTIONS[f] for f in (operator.and_, operator.or_, operator.invert)),
+    *(FUNCTIONS[f] for f in (torch.logical_and, torch.logical_or, torch.logical_not)),
+    *(FUNCTIONS[f] for f in (torch.where, torch.masked_fill)),
+    _sdpa,
 }
 
 
