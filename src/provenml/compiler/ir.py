@@ -109,6 +109,8 @@ class Graph:
     counter: int = 0
     memory: dict[str, int] = field(default_factory=dict)  # value -> arena offset (floats)
     arena_size: int = 0
+    # inputs that are boolean tensors for the caller: float32 0 / 1 inside, cast on each call
+    bool_inputs: list[str] = field(default_factory=list)
 
     def clone(self) -> Graph:
         """A deep copy of the structure; constant arrays are shared (passes never mutate them)."""
@@ -121,6 +123,7 @@ class Graph:
             counter=self.counter,
             memory=dict(self.memory),
             arena_size=self.arena_size,
+            bool_inputs=list(self.bool_inputs),
         )
 
     def fresh(self, stem: str) -> str:

@@ -164,11 +164,16 @@ class CompiledGraph:
         self.consts[:] = consts
         self.arena = block_zeros(max(program.arena_floats, 16) + 16, self.huge_pages)
         self.in_types = [graph.values[i] for i in graph.inputs]
+        # boolean inputs (a key padding mask): cast to float32 0 / 1 on each call
+        self._bool_in = {k for k, i in enumerate(graph.inputs) if i in graph.bool_inputs}
         self.out_types = [graph.values[o] for o in graph.outputs]
         self._in = (ctypes.c_void_p * max(1, len(graph.inputs)))()
         self._out = (ctypes.c_void_p * max(1, len(graph.outputs)))()
         # the call's fast path: inputs that need no check beyond these (see __call__)
-        self._in_spec = [(torch.Size(v.shape), _TORCH_DTYPE[v.dtype]) for v in self.in_types]
+        self._in_spec = [
+            (torch.Size(v.shape), None if k in self._bool_in else _TORCH_DTYPE[v.dtype])
+            for k, v in enumerate(self.in_types)
+        ]  # no dtype is None: a boolean input always takes the checked path (its cast)
         self._out_spec = [(torch.Size(v.shape), _TORCH_DTYPE[v.dtype]) for v in self.out_types]
         self._lock = threading.Lock()
         out_bytes = sum(shape.numel() * dtype.itemsize for shape, dtype in self._out_spec)
@@ -382,7 +387,11 @@ class CompiledGraph:
                     "for new shapes)"
                 )
             want = _TORCH_DTYPE[v.dtype]
-            if x.dtype != want and not (want == torch.int64 and x.dtype == torch.int32):
+            if k in self._bool_in and x.dtype != torch.bool:
+                raise ProvenmlError(f"input {k}: compiled for a boolean tensor, got {x.dtype}")
+            if x.dtype != want and not (
+                (want == torch.int64 and x.dtype == torch.int32) or k in self._bool_in
+            ):
                 raise ProvenmlError(
                     f"input {k}: compiled for dtype {v.dtype}, got {x.dtype} (the compiled "
                     "graph does not cast; recompile with example inputs of this dtype)"

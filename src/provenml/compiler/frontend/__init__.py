@@ -10,8 +10,9 @@ cannot map.
 
 from provenml.compiler.frontend.common import UnsupportedOp
 from provenml.compiler.frontend.torch_attention import ATTENTION_MODULES
-from provenml.compiler.frontend.torch_fx import MODULES, trace
+from provenml.compiler.frontend.torch_fx import BOOL_HANDLERS, MODULES, trace
 
 MODULES.update(ATTENTION_MODULES)  # nn.MultiheadAttention and the transformer encoder
+BOOL_HANDLERS.update(ATTENTION_MODULES.values())  # they take boolean (key padding) masks
 
 __all__ = ["UnsupportedOp", "trace"]

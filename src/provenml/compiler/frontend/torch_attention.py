@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from provenml.compiler.frontend.common import UnsupportedOp
 from provenml.compiler.frontend.torch_fx import (
+    MASKED,
     FxBuilder,
     Handler,
     arg,
@@ -126,6 +128,43 @@ def _mask(b: FxBuilder, mask_arg: Any, heads: int, batch: int, where: str) -> st
     return mask
 
 
+def _key_padding(
+    b: FxBuilder, padding_arg: Any, batch: int, keys: int, op: str, where: str
+) -> str | None:
+    """A ``key_padding_mask`` ``(N, S)`` as an additive mask ``(N, 1, 1, S)``: a boolean one
+    ignores the keys where it is ``True`` (a graph input, a mask computed at run time or a
+    constant), a float one is added as it is."""
+    value = b.val(padding_arg)
+    if value is None:  # absent, or a wrapper's parameter left at its default
+        return None
+    if isinstance(value, torch.Tensor):  # known at compile time
+        arr = value.detach().cpu().numpy()
+        arr = np.where(arr, MASKED, 0.0) if arr.dtype == np.bool_ else arr
+        padding = b.const(np.maximum(arr.astype(np.float32), MASKED), "padding")
+    else:
+        padding = b.tensor_arg(padding_arg)
+        if padding in b.bools:
+            fill = b.const(np.float32(MASKED), "masked")
+            padding = b.emit("keep_where", [padding, fill], {}, meta_like(b.shape(padding)))
+        elif b.g.values[padding].dtype != "float32":
+            raise UnsupportedOp(op, where, "an integer key_padding_mask")
+    if tuple(b.shape(padding)) != (batch, keys):
+        raise UnsupportedOp(
+            op, where, f"key_padding_mask of shape {b.shape(padding)}, not {(batch, keys)}"
+        )
+    return b.reshape(padding, meta_like([batch, 1, 1, keys]))
+
+
+def _with_padding(b: FxBuilder, mask: str | None, padding: str) -> str:
+    """``attn_mask + key_padding_mask`` as PyTorch merges them, clamped to the finite "-inf"
+    (two masked entries would overflow to -inf)."""
+    if mask is None:
+        return padding
+    shape = np.broadcast_shapes(tuple(b.shape(mask)), tuple(b.shape(padding)))
+    total = b.emit("add", [mask, padding], {}, meta_like(shape))
+    return b.emit("maximum", [total, b.const(np.float32(MASKED), "masked")], {}, meta_like(shape))
+
+
 def _check_mha(mod: nn.MultiheadAttention, where: str) -> None:
     if mod.bias_k is not None or mod.add_zero_attn:
         raise UnsupportedOp("MultiheadAttention", where, "add_bias_kv / add_zero_attn")
@@ -137,8 +176,6 @@ def _mha_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> tuple[str, str |
     mod = b.gm.get_submodule(str(node.target))
     assert isinstance(mod, nn.MultiheadAttention)
     _check_mha(mod, node.name)
-    if arg(node, 3, "key_padding_mask") is not None:
-        raise UnsupportedOp("MultiheadAttention", node.name, "key_padding_mask")
     query, key, value = (
         b.tensor_arg(arg(node, i, name)) for i, name in enumerate(("query", "key", "value"))
     )
@@ -149,6 +186,12 @@ def _mha_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> tuple[str, str |
     batch = b.shape(query)[0]
     mask = _mask(b, arg(node, 5, "attn_mask"), mod.num_heads, batch, node.name)
     causal = bool(b.val(arg(node, 7, "is_causal", False)))
+    padding = _key_padding(
+        b, arg(node, 3, "key_padding_mask"), batch, b.shape(key)[1], "MultiheadAttention",
+        node.name,
+    )  # fmt: skip
+    if padding is not None:  # PyTorch then applies attn_mask as given (is_causal a hint)
+        mask, causal = _with_padding(b, mask, padding), False
     y, probs = multi_head_attention(b, mod, query, key, value, None if causal else mask, causal)
     if not mod.batch_first:
         y = _swap01(b, y)
@@ -210,11 +253,20 @@ def encoder_layer(
 def _encoder_input(
     b: FxBuilder, node: torch.fx.Node, layers: list[nn.TransformerEncoderLayer]
 ) -> tuple[str, str | None, bool]:
-    """The (batch-first) input, mask and causal flag of an encoder (layer) call; a padding
-    mask is refused."""
-    name = type(b.gm.get_submodule(str(node.target))).__name__
-    if arg(node, 2, "src_key_padding_mask") is not None:
-        raise UnsupportedOp(name, node.name, "src_key_padding_mask")
+    """The (batch-first) input, mask and causal flag of an encoder (layer) call, the key
+    padding mask merged into the mask. ``nn.TransformerEncoder``'s nested-tensor fast path
+    (``use_nested_tensor``) zeroes the outputs at padded positions, depending on the mask's
+    values (only right-aligned padding takes it): with a padding mask it is refused."""
+    module = b.gm.get_submodule(str(node.target))
+    name = type(module).__name__
+    padding_arg = arg(node, 2, "src_key_padding_mask")
+    if padding_arg is not None and getattr(module, "use_nested_tensor", False):
+        raise UnsupportedOp(
+            name,
+            node.name,
+            "src_key_padding_mask with the nested-tensor fast path (it zeroes padded outputs "
+            "depending on the mask's values): build it with enable_nested_tensor=False",
+        )
     x = b.tensor_arg(arg(node, 0, "src"))
     if len(b.shape(x)) != 3:
         raise UnsupportedOp(name, node.name, "unbatched (2-d) input")
@@ -223,6 +275,10 @@ def _encoder_input(
     heads, batch = layers[0].self_attn.num_heads, b.shape(x)[0]
     mask_arg = arg(node, 1, "src_mask" if name.endswith("Layer") else "mask")
     causal = bool(b.val(arg(node, 3, "is_causal", False)))
+    length = b.shape(x)[1]
+    padding = _key_padding(b, padding_arg, batch, length, name, node.name)
+    if padding is not None:  # the attention applies src_mask as given (is_causal a hint)
+        return x, _with_padding(b, _mask(b, mask_arg, heads, batch, node.name), padding), False
     mask = None if causal else _mask(b, mask_arg, heads, batch, node.name)
     return x, mask, causal
 
@@ -265,8 +321,14 @@ class _WrappedAttention(nn.Module):
         super().__init__()
         self.inner = inner
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> Any:
-        return self.inner(query, key, value)
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+    ) -> Any:
+        return self.inner(query, key, value, key_padding_mask=key_padding_mask)
 
 
 class _WrappedEncoder(nn.Module):

@@ -192,10 +192,13 @@ class FxBuilder:
                     continue
                 name = node.name
                 dtype = "int64" if t.dtype in (torch.int64, torch.int32) else "float32"
-                if t.dtype not in (torch.float32, torch.int64, torch.int32):
+                if t.dtype not in (torch.float32, torch.int64, torch.int32, torch.bool):
                     raise UnsupportedOp(f"input dtype {t.dtype}", node.name)
                 self.g.values[name] = Value(name, tuple(t.shape), dtype)
                 self.g.inputs.append(name)
+                if t.dtype == torch.bool:  # a mask: 0 / 1 floats inside, cast on each call
+                    self.g.bool_inputs.append(name)
+                    self.bools.add(name)
                 self.env[node.name] = name
             elif node.op == "get_attr":
                 t = self.results[node.name]
