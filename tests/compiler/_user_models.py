@@ -4,6 +4,8 @@ matmuls, a U-Net decoder's upsampling, ..."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -211,6 +213,53 @@ def padded_sequences() -> torch.Tensor:
     x[1, 4:] = 0.0
     x[2, 2:] = 0.0
     return x
+
+
+class Padded(nn.Module):
+    """An attention module called with a key padding mask given as a graph input (boolean),
+    or computed from the input (``computed``: keys that are all zeros), or a float one."""
+
+    def __init__(self, kind: str, module: nn.Module) -> None:
+        super().__init__()
+        self.kind, self.module = kind, module
+        self.register_buffer("future", torch.ones(10, 10, dtype=torch.bool).triu(1))
+
+    def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        m = self.module
+        if self.kind == "mha":
+            return m(x, x, x, key_padding_mask=pad, need_weights=False)[0]
+        if self.kind == "mha_weights":
+            out, weights = m(x, x, x, key_padding_mask=pad)
+            return out + weights.sum(-1, keepdim=True)
+        if self.kind == "mha_and_mask":
+            return m(x, x, x, key_padding_mask=pad, attn_mask=self.future, need_weights=False)[0]
+        if self.kind == "mha_float":
+            return m(x, x, x, key_padding_mask=pad.float() * -1e4, need_weights=False)[0]
+        if self.kind == "computed":
+            keys = x * (~pad).unsqueeze(-1).float()  # padded positions zeroed
+            return m(keys, keys, keys, key_padding_mask=keys.abs().sum(-1) == 0)[0]
+        return m(x, src_key_padding_mask=pad)  # encoder layer / encoder
+
+
+def padding_mask(rows: dict[int, int]) -> torch.Tensor:
+    """A (2, 10) key padding mask, True from ``start`` on in each given ``row``."""
+    pad = torch.zeros(2, 10, dtype=torch.bool)
+    for row, start in rows.items():
+        pad[row, start:] = True
+    return pad
+
+
+PADDED: dict[str, Callable[[], nn.Module]] = {
+    "mha": lambda: nn.MultiheadAttention(32, 4, batch_first=True),
+    "mha_weights": lambda: nn.MultiheadAttention(32, 4, batch_first=True),
+    "mha_and_mask": lambda: nn.MultiheadAttention(32, 4, batch_first=True),
+    "mha_float": lambda: nn.MultiheadAttention(32, 4, batch_first=True),
+    "computed": lambda: nn.MultiheadAttention(32, 4, batch_first=True),
+    "layer": lambda: nn.TransformerEncoderLayer(32, 4, 64, batch_first=True),
+    "encoder": lambda: nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(32, 4, 64, batch_first=True), 2, enable_nested_tensor=False
+    ),
+}
 
 
 class Einsum(nn.Module):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
+from tests.compiler._user_models import PADDED, Padded, padding_mask
 from torch import nn
 
 import provenml.compiler as pc
@@ -200,62 +201,16 @@ def test_what_the_attention_modules_refuse_is_named(
 
 
 # -- key padding masks (stop 55) ------------------------------------------------------------------
-class Padded(nn.Module):
-    """An attention module called with a key padding mask given as a graph input (boolean),
-    or computed from the input (``computed``: keys that are all zeros), or a float one."""
-
-    def __init__(self, kind: str, module: nn.Module) -> None:
-        super().__init__()
-        self.kind, self.module = kind, module
-        self.register_buffer("future", torch.ones(LENGTH, LENGTH, dtype=torch.bool).triu(1))
-
-    def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        m = self.module
-        if self.kind == "mha":
-            return m(x, x, x, key_padding_mask=pad, need_weights=False)[0]
-        if self.kind == "mha_weights":
-            out, weights = m(x, x, x, key_padding_mask=pad)
-            return out + weights.sum(-1, keepdim=True)
-        if self.kind == "mha_and_mask":
-            return m(x, x, x, key_padding_mask=pad, attn_mask=self.future, need_weights=False)[0]
-        if self.kind == "mha_float":
-            return m(x, x, x, key_padding_mask=pad.float() * -1e4, need_weights=False)[0]
-        if self.kind == "computed":
-            keys = x * (~pad).unsqueeze(-1).float()  # padded positions zeroed
-            return m(keys, keys, keys, key_padding_mask=keys.abs().sum(-1) == 0)[0]
-        return m(x, src_key_padding_mask=pad)  # encoder layer / encoder
-
-
-def _padding(rows: dict[int, int]) -> torch.Tensor:
-    pad = torch.zeros(BATCH, LENGTH, dtype=torch.bool)
-    for row, start in rows.items():
-        pad[row, start:] = True
-    return pad
-
-
-PADDED: dict[str, Callable[[], nn.Module]] = {
-    "mha": lambda: _mha(batch_first=True),
-    "mha_weights": lambda: _mha(batch_first=True),
-    "mha_and_mask": lambda: _mha(batch_first=True),
-    "mha_float": lambda: _mha(batch_first=True),
-    "computed": lambda: _mha(batch_first=True),
-    "layer": lambda: _layer(batch_first=True),
-    "encoder": lambda: nn.TransformerEncoder(
-        _layer(batch_first=True), 2, enable_nested_tensor=False
-    ),
-}
-
-
 @pytest.mark.parametrize("kind", sorted(PADDED))
 def test_key_padding_masks_match_eager(kind: str, cache: str) -> None:
     torch.manual_seed(0)
     model = Padded(kind, PADDED[kind]()).eval()
-    x, pad = torch.randn(BATCH, LENGTH, E), _padding({1: 7})
+    x, pad = torch.randn(BATCH, LENGTH, E), padding_mask({1: 7})
     with torch.no_grad():
         ref = model(x, pad)
     compiled = pc.compile(model, (x, pad), threads=1, tuning=False, cache_dir=cache)
     torch.testing.assert_close(compiled(x, pad), ref, rtol=1e-5, atol=1e-5)
-    other = _padding({0: 4, 1: 9})  # another mask at run time, same shapes
+    other = padding_mask({0: 4, 1: 9})  # another mask at run time, same shapes
     with torch.no_grad():
         torch.testing.assert_close(compiled(x, other), model(x, other), rtol=1e-5, atol=1e-5)
 
@@ -263,7 +218,7 @@ def test_key_padding_masks_match_eager(kind: str, cache: str) -> None:
 def test_a_bare_module_takes_a_key_padding_mask(cache: str) -> None:
     torch.manual_seed(0)
     module = _mha(batch_first=True).eval()
-    x, pad = torch.randn(BATCH, LENGTH, E), _padding({0: 6})
+    x, pad = torch.randn(BATCH, LENGTH, E), padding_mask({0: 6})
     compiled = pc.compile(module, (x, x, x, pad), threads=1, tuning=False, cache_dir=cache)
     with torch.no_grad():
         want = module(x, x, x, key_padding_mask=pad)

@@ -13,10 +13,13 @@ import pytest
 import torch
 from tests.compiler._user_models import (
     EINSUM_CASES,
+    PADDED,
     USER_MODELS,
     Einsum,
+    Padded,
     PaddedAttention,
     padded_sequences,
+    padding_mask,
     user_model,
 )
 
@@ -404,6 +407,34 @@ def test_exported_padded_attention_matches_ort(cache: str) -> None:
     np.testing.assert_allclose(y, _ort(data, {"x": x.numpy()})[0], **TOL)
     with torch.no_grad():
         np.testing.assert_allclose(y, model(x).numpy(), **TOL)
+
+
+@pytest.mark.parametrize("kind", ["mha", "layer", "computed", "mha_and_mask"])
+def test_exported_key_padding_masks_match_ort(kind: str, cache: str) -> None:
+    """A boolean graph input (the key padding mask) and the Expand, Where and Cast the exporter
+    writes around it; another mask at run time."""
+    torch.manual_seed(0)
+    model = Padded(kind, PADDED[kind]()).eval()
+    x, pad = torch.randn(2, 10, 32), padding_mask({1: 7})
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x, pad), buf, dynamo=False, input_names=["x", "pad"])
+    data = buf.getvalue()
+    compiled = pc.compile_onnx(data, (x, pad), tuning=False, threads=1, cache_dir=cache)
+    for mask in (pad, padding_mask({0: 3, 1: 9})):
+        y = compiled(x, mask).numpy()
+        np.testing.assert_allclose(y, _ort(data, {"x": x.numpy(), "pad": mask.numpy()})[0], **TOL)
+        with torch.no_grad():
+            np.testing.assert_allclose(y, model(x, mask).numpy(), **TOL)
+
+
+def test_hand_built_expand_matches_ort(cache: str) -> None:
+    nodes = [N("Expand", ["x", "s"], ["y"])]
+    data = _model(nodes, {"x": (3, 1, 4)}, ["y"], {"s": np.array([2, 3, 5, 1], np.int64)})
+    x = w(3, 1, 4)
+    compiled = pc.compile_onnx(data, (torch.from_numpy(x),), tuning=False, cache_dir=cache)
+    np.testing.assert_allclose(compiled(torch.from_numpy(x)).numpy(), _ort(data, {"x": x})[0])
 
 
 def test_a_boolean_onnx_output_or_arithmetic_is_refused() -> None:

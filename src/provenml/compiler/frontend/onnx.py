@@ -184,7 +184,7 @@ class OnnxBuilder:
 
     def add_input(self, inp: onnx.ValueInfoProto, input_shapes: dict[str, tuple[int, ...]]) -> None:
         ttype = inp.type.tensor_type
-        if ttype.elem_type not in (_FLOAT, _INT64, _INT32):
+        if ttype.elem_type not in (_FLOAT, _INT64, _INT32, _BOOL):
             raise UnsupportedOp(f"input element type {ttype.elem_type}", inp.name)
         if inp.name in input_shapes:
             shape = tuple(int(s) for s in input_shapes[inp.name])
@@ -198,9 +198,12 @@ class OnnxBuilder:
                 )
             shape = tuple(int(d) for d in dims)  # type: ignore[arg-type]
         name = self.g.fresh(re.sub(r"\W", "_", inp.name) or "input")
-        dtype = "float32" if ttype.elem_type == _FLOAT else "int64"
+        dtype = "float32" if ttype.elem_type in (_FLOAT, _BOOL) else "int64"
         self.g.values[name] = Value(name, shape, dtype)
         self.g.inputs.append(name)
+        if ttype.elem_type == _BOOL:  # a mask: 0 / 1 floats inside, cast on each call
+            self.g.bool_inputs.append(name)
+            self.bools.add(name)
         self.env[inp.name] = name
 
     def fold(self, node: onnx.NodeProto) -> None:
@@ -885,6 +888,23 @@ def _compare(op: str) -> OnnxHandler:
     return handle
 
 
+def _expand(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """Expand to a constant shape (numpy broadcasting): a broadcast multiply by ones that are
+    1 wide except along the dims that grow (exact: ``x * 1``)."""
+    x = b.tensor(node.input[0])
+    shape = b.g.values[x].shape
+    target = [int(v) for v in np.asarray(b.const_input(node, 1)).reshape(-1)]
+    try:
+        out = np.broadcast_shapes(tuple(shape), tuple(target))
+    except ValueError as exc:
+        raise UnsupportedOp("Expand", b.current, f"{shape} to {target}") from exc
+    if tuple(out) == tuple(shape):
+        return [x]
+    padded = (1,) * (len(out) - len(shape)) + tuple(shape)
+    ones = np.ones([o if p == 1 else 1 for o, p in zip(out, padded, strict=True)], np.float32)
+    return [b.emit("mul", [x, b.g.add_const(ones, "expand")])]
+
+
 def _is_nan(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     """IsNaN as ``x != x`` (true only for NaN), flagged boolean."""
     x = b.tensor(node.input[0])
@@ -1019,6 +1039,7 @@ ONNX_OPS: dict[str, OnnxHandler] = {
     "Or": _logical("or"),
     "Where": _where,
     "IsNaN": _is_nan,
+    "Expand": _expand,
     "Shape": _shape,
     "Size": _shape,
 }
@@ -1026,7 +1047,7 @@ ONNX_OPS: dict[str, OnnxHandler] = {
 NEVER_FOLD: frozenset[str] = frozenset()
 #: ops that move a boolean tensor (their output is one too)
 BOOL_MOVES = frozenset(("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice",
-                        "Identity"))  # fmt: skip
+                        "Identity", "Expand"))  # fmt: skip
 #: ops that may read a boolean tensor
 BOOL_OPS = BOOL_MOVES | {"Cast", "Not", "And", "Or", "Where"}
 
