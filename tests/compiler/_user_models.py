@@ -286,6 +286,8 @@ EINSUM_CASES = [
     ("bij,jk->bk", "w", (2, 5, 8)),  # i summed before the product
     ("bi,bi->b", "2x", (4, 8)),  # batched dot products
     ("bij->ji", "none", (2, 5, 8)),  # a permute and a sum
+    ("...d,de->...e", "w", (2, 3, 8)),  # an ellipsis: a linear layer on any leading dims
+    ("b...i,b...i->b...", "2x", (2, 3, 4, 8)),  # batched dot products over two dims
 ]
 
 

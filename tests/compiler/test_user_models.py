@@ -514,9 +514,15 @@ def test_einsum_matches_eager(
     assert "einsum" not in compiled.dump("frontend")
 
 
+def test_an_ellipsis_that_broadcasts_is_refused() -> None:
+    model = _Apply(lambda x: torch.einsum("...i,...i->...", x[:, :1], x)).eval()
+    with pytest.raises(ProvenmlError, match="ellipsis whose dims broadcast"):
+        pc.compile(model, (torch.randn(4, 3, 8),), tuning=False)
+
+
 @pytest.mark.parametrize(
     ("equation", "why"),
-    [("...d,de->...e", "ellipsis"), ("ii->i", "diagonal"), ("ij,jk", "implicit output")],
+    [("...d,de", "ellipsis without one"), ("ii->i", "diagonal"), ("ij,jk", "implicit output")],
 )
 def test_what_einsum_refuses_is_named(equation: str, why: str) -> None:
     second = "none" if equation == "ii->i" else "w"

@@ -100,6 +100,41 @@ def linear_resize_matrix(in_len: int, out_len: int, scale: float, mode: str) -> 
 Emit = Callable[[str, list[str], dict[str, Any], Sequence[int]], str]
 
 
+def _expand_ellipsis(equation: str, shapes: list[tuple[int, ...]], where: str) -> str:
+    """``equation`` with each ``...`` written out as letters the equation does not use, as
+    many as the operand's unnamed dims (right-aligned across operands, as in NumPy). The
+    dims an ellipsis stands for must have equal sizes in every operand that has them: a size-1
+    dim broadcast against a larger one is refused."""
+    lhs, _, result = equation.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(shapes):
+        return equation  # the caller names the operand-count mismatch
+    free = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in equation]
+    counts = []
+    for term, shape in zip(terms, shapes, strict=True):
+        named = len(term.replace("...", ""))
+        counts.append(max(0, len(shape) - named) if "..." in term else 0)
+    width = max(counts, default=0)
+    if width > len(free):
+        raise UnsupportedOp("einsum", where, f"{equation!r}: too many dims under an ellipsis")
+    letters = free[:width]
+    sizes: dict[str, int] = {}
+    expanded = []
+    for term, shape, count in zip(terms, shapes, counts, strict=True):
+        if "..." not in term:
+            expanded.append(term)
+            continue
+        mine = letters[width - count :]
+        start = term.index("...")
+        for letter, size in zip(mine, shape[start : start + count], strict=True):
+            if sizes.setdefault(letter, int(size)) != int(size):
+                raise UnsupportedOp(
+                    "einsum", where, f"{equation!r}: an ellipsis whose dims broadcast"
+                )
+        expanded.append(term.replace("...", "".join(mine)))
+    return ",".join(expanded) + "->" + result.replace("...", "".join(letters))
+
+
 def lower_einsum(
     equation: str,
     xs: Sequence[str],
@@ -114,11 +149,13 @@ def lower_einsum(
     within an operand (diagonals) and implicit outputs are refused by name. Returns the
     result, shaped as the output's indices say."""
     equation = equation.replace(" ", "")
+    if "..." in equation and "->" in equation:
+        equation = _expand_ellipsis(equation, [tuple(shape_of(x)) for x in xs], where)
     lhs, arrow, result = equation.partition("->")
     terms = lhs.split(",")
     why = ""
     if not arrow or "." in equation:
-        why = "an implicit output or an ellipsis"
+        why = "an implicit output or an ellipsis without one"
     elif len(terms) != len(xs) or len(terms) not in (1, 2):
         why = "one or two operands"
     elif any(len(set(t)) != len(t) for t in [*terms, result]):
