@@ -262,6 +262,25 @@ PADDED: dict[str, Callable[[], nn.Module]] = {
 }
 
 
+class ModePads(nn.Module):
+    """Reflect, replicate and circular padding: ``F.pad`` on a 4-d and a 3-d tensor, and the
+    padding modes of ``nn.Conv2d`` / ``nn.Conv1d`` (as in CycleGAN-style generators)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reflect = nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect")
+        self.replicate = nn.Conv2d(4, 4, 3, padding=(2, 1), padding_mode="replicate")
+        self.circular = nn.Conv2d(4, 4, 3, padding=1, padding_mode="circular")
+        self.signal = nn.Conv1d(4, 2, 5, padding=2, padding_mode="reflect")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.reflect(F.pad(x, (2, 1, 1, 3), mode="reflect"))  # (N, 4, 10, 9)
+        h = self.circular(self.replicate(h))  # (N, 4, 12, 9)
+        wide = F.pad(h, (3, 0, 0, 2), mode="replicate") + F.pad(h, (3, 0, 0, 2), mode="circular")
+        line = self.signal(F.pad(wide.flatten(2), (1, 2), mode="reflect"))  # (N, 2, 171)
+        return wide.mean(dim=(2, 3)) + line.sum(-1).sum(-1, keepdim=True)
+
+
 class Einsum(nn.Module):
     """``torch.einsum(equation, x, second)``: the second operand ``x``, ``2x``, a (8, 6)
     weight, or none."""
@@ -302,6 +321,7 @@ USER_MODELS: dict[str, tuple[type[nn.Module], tuple[int, ...], float]] = {
     "pad_upsample": (PadUpsample, (2, 3, 6, 6), 1.0),
     "unet_decoder": (UNetDecoder, (2, 3, 6, 6), 1.0),
     "masked_ops": (MaskedOps, (4, 16), 2.0),
+    "mode_pads": (ModePads, (2, 3, 6, 6), 1.0),
 }
 
 

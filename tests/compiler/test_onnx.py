@@ -333,6 +333,7 @@ def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None
         "pad_upsample": {"Pad", "Resize"},
         "unet_decoder": {"ConvTranspose", "Resize"},
         "masked_ops": {"Where", "Greater", "Not", "And", "Or", "Cast"},
+        "mode_pads": {"Pad"},
     }[name]
     assert wanted <= ops, ops
     compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
@@ -427,6 +428,16 @@ def test_exported_key_padding_masks_match_ort(kind: str, cache: str) -> None:
         np.testing.assert_allclose(y, _ort(data, {"x": x.numpy(), "pad": mask.numpy()})[0], **TOL)
         with torch.no_grad():
             np.testing.assert_allclose(y, model(x, mask).numpy(), **TOL)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "edge", "wrap"])
+def test_hand_built_mode_pads_match_ort(mode: str, cache: str) -> None:
+    pads = np.array([0, 2, 1, 0, 0, 1, 3, 2], np.int64)  # begins then ends, per dim
+    data = _model([N("Pad", ["x", "p"], ["y"], mode=mode)], {"x": (2, 4, 5, 6)}, ["y"],
+                  {"p": pads}, opset=19)  # fmt: skip
+    x = w(2, 4, 5, 6)
+    compiled = pc.compile_onnx(data, (torch.from_numpy(x),), tuning=False, cache_dir=cache)
+    np.testing.assert_allclose(compiled(torch.from_numpy(x)).numpy(), _ort(data, {"x": x})[0])
 
 
 def test_hand_built_expand_matches_ort(cache: str) -> None:

@@ -388,7 +388,7 @@ def test_pad_and_nearest_upsampling_match_eager(layout: bool, cache: str) -> Non
 @pytest.mark.parametrize(
     ("fn", "why"),
     [
-        (lambda x: F.pad(x, (1, 1), mode="reflect"), "mode 'reflect'"),
+        (lambda x: F.pad(x.view(4, 4, 4), (1, 1), mode="foo"), "fails in eager PyTorch"),
         (lambda x: F.interpolate(x.view(1, 4, 4, 4), scale_factor=2, mode="bicubic"), "bicubic"),
         (
             lambda x: F.interpolate(x.view(1, 4, 4, 4), size=6, mode="bilinear", antialias=True),
@@ -499,6 +499,12 @@ def test_padded_attention_with_run_time_boolean_masks(cache: str) -> None:
 def test_what_boolean_tensors_refuse_is_named(fn: object, why: str) -> None:
     with pytest.raises(ProvenmlError, match=why):
         pc.compile(_Apply(fn).eval(), (torch.randn(4, 16),), tuning=False)
+
+
+@pytest.mark.parametrize("layout", [True, False])
+def test_reflect_replicate_and_circular_padding_match_eager(layout: bool, cache: str) -> None:
+    compiled = compiled_like_eager("mode_pads", cache, threads=1, layout=layout)
+    assert "pad" not in compiled.dump("frontend").replace("padding", "")
 
 
 @pytest.mark.parametrize(("equation", "second", "shape"), EINSUM_CASES)

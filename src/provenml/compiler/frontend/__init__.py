@@ -11,8 +11,10 @@ cannot map.
 from provenml.compiler.frontend.common import UnsupportedOp
 from provenml.compiler.frontend.torch_attention import ATTENTION_MODULES
 from provenml.compiler.frontend.torch_fx import BOOL_HANDLERS, MODULES, trace
+from provenml.compiler.frontend.torch_recurrent import RECURRENT_MODULES
 
 MODULES.update(ATTENTION_MODULES)  # nn.MultiheadAttention and the transformer encoder
+MODULES.update(RECURRENT_MODULES)  # nn.GRU and nn.LSTM, unrolled
 BOOL_HANDLERS.update(ATTENTION_MODULES.values())  # they take boolean (key padding) masks
 
 __all__ = ["UnsupportedOp", "trace"]

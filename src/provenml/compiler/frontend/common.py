@@ -62,6 +62,32 @@ def constant_pad_steps(
     return crop, pieces
 
 
+#: non-constant pad modes (PyTorch's names; ONNX calls replicate "edge" and circular "wrap")
+PAD_MODES = ("reflect", "replicate", "circular")
+
+
+def mode_pad_pieces(size: int, before: int, after: int, mode: str) -> list[tuple[int, int]]:
+    """The pieces that pad a dim of ``size`` by ``before`` / ``after`` in ``mode``, as
+    ``(start, stop)`` slices of the unpadded dim to concatenate in order (the dim itself is
+    ``(0, size)``): ``reflect`` mirrors without repeating the edge (``[x2 x1 | x0 x1 .. ]``, one
+    width-1 slice per position), ``replicate`` repeats the edge, ``circular`` wraps around.
+    Exact: every element is a copy of an input element."""
+    if before < 0 or after < 0:
+        raise ValueError("negative pads")
+    limit = size - 1 if mode == "reflect" else size
+    if mode not in PAD_MODES or (mode != "replicate" and max(before, after) > limit):
+        raise ValueError(f"mode {mode!r} with pads ({before}, {after}) on a dim of {size}")
+    if mode == "reflect":
+        head = [(i, i + 1) for i in range(before, 0, -1)]
+        tail = [(i, i + 1) for i in range(size - 2, size - 2 - after, -1)]
+    elif mode == "replicate":
+        head, tail = [(0, 1)] * before, [(size - 1, size)] * after
+    else:
+        head = [(size - before, size)] if before else []
+        tail = [(0, after)] if after else []
+    return [*head, (0, size), *tail]
+
+
 #: ONNX Resize's coordinate modes that linear resizing supports
 LINEAR_RESIZE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
 

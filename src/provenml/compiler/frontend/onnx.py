@@ -31,6 +31,7 @@ from provenml.compiler.frontend.common import (
     constant_pad_steps,
     linear_resize_matrix,
     lower_einsum,
+    mode_pad_pieces,
 )
 from provenml.compiler.ir import Graph, Node, Value
 from provenml.compiler.passes.shapes import shape_of
@@ -635,17 +636,31 @@ def _clip(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 
 
 def _pad(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
-    """Pad in ``constant`` mode with constant pads (``[begin_1 .. begin_n, end_1 .. end_n]``,
-    negative ones crop) and value: constant blocks concatenated on either side."""
+    """Pad with constant pads (``[begin_1 .. begin_n, end_1 .. end_n]``): ``constant`` mode with
+    its value (negative pads crop), constant blocks concatenated on either side; ``reflect``,
+    ``edge`` and ``wrap`` as slices of the input concatenated."""
     at = attrs_of(node)
     mode = at.get("mode", b"constant")
-    if mode not in (b"constant", "constant"):
-        raise UnsupportedOp("Pad", b.current, f"mode {mode!r} (only constant)")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
     x = b.tensor(node.input[0])
     rank = len(b.g.values[x].shape)
     pads = [int(p) for p in (b.const_input(node, 1) if len(node.input) > 1 else at["pads"])]
     if len(node.input) > 3 and node.input[3]:
         raise UnsupportedOp("Pad", b.current, "an axes input")
+    torch_mode = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}.get(mode)
+    if torch_mode is not None:  # slices of x concatenated (mode_pad_pieces)
+        for dim in range(rank):
+            size = b.g.values[x].shape[dim]
+            try:
+                pieces = mode_pad_pieces(size, pads[dim], pads[rank + dim], torch_mode)
+            except ValueError as exc:
+                raise UnsupportedOp("Pad", b.current, str(exc)) from exc
+            if len(pieces) > 1:
+                parts = [b.slice(x, dim, start, stop) for start, stop in pieces]
+                x = b.emit("cat", parts, {"dim": dim})
+        return [x]
+    if mode != "constant":
+        raise UnsupportedOp("Pad", b.current, f"mode {mode!r}")
     value = b.const_input(node, 2) if len(node.input) > 2 and node.input[2] else 0.0
     fill = float(np.asarray(value).reshape(-1)[0]) if np.size(value) else 0.0
     for dim in range(rank):

@@ -348,4 +348,8 @@ def as_traceable(model: nn.Module) -> nn.Module:
         return _WrappedAttention(model)
     if isinstance(model, LEAF_ROOTS):
         return _WrappedEncoder(model)
+    if isinstance(model, (nn.GRU, nn.LSTM)):  # (x); the outputs come back flattened
+        from provenml.compiler.frontend.torch_recurrent import _WrappedRecurrent
+
+        return _WrappedRecurrent(model)
     return model

@@ -22,10 +22,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from provenml.compiler.frontend.common import (
+    PAD_MODES,
     UnsupportedOp,
     check_integer_operands,
     constant_pad_steps,
     lower_einsum,
+    mode_pad_pieces,
 )
 from provenml.compiler.ir import Graph, Node, Value
 from provenml.errors import ProvenmlError
@@ -55,13 +57,20 @@ def _first(v: Any) -> Any:
 
 
 def _is_tensor_sequence(x: Any) -> bool:
-    """A tuple or list of tensors (``None`` allowed beside them: an attention module's weights
-    when not asked for)."""
+    """A tuple or list of tensors, or of such tuples (an LSTM's ``(output, (h_n, c_n))``);
+    ``None`` allowed beside them (an attention module's weights when not asked for)."""
     return (
         isinstance(x, (tuple, list))
-        and any(isinstance(t, torch.Tensor) for t in x)
-        and all(isinstance(t, torch.Tensor) or t is None for t in x)
+        and any(isinstance(t, torch.Tensor) or _is_tensor_sequence(t) for t in x)
+        and all(isinstance(t, torch.Tensor) or t is None or _is_tensor_sequence(t) for t in x)
     )
+
+
+def _flat(value: Any) -> list[Any]:
+    """The leaves of nested tuples / lists, in order."""
+    if isinstance(value, (tuple, list)):
+        return [leaf for item in value for leaf in _flat(item)]
+    return [value]
 
 
 def meta_like(shape: Sequence[int]) -> torch.Tensor:
@@ -215,7 +224,7 @@ class FxBuilder:
                 for o in flat:
                     value = self.env.get(o.name) if isinstance(o, torch.fx.Node) else None
                     # a module's tuple returned as it is (nn.MultiheadAttention's (out, w))
-                    for piece in value if isinstance(value, (tuple, list)) else (o,):
+                    for piece in _flat(value) if isinstance(value, (tuple, list)) else (o,):
                         if piece is None:
                             raise UnsupportedOp("output", "output", "an output that is None")
                         name = self.tensor_arg(piece)
@@ -845,14 +854,46 @@ def constant_pad(
 
 
 def _pad(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-    """``F.pad`` in ``constant`` mode (any value; negative pads crop)."""
+    """``F.pad``: ``constant`` mode (any value; negative pads crop), and ``reflect``,
+    ``replicate`` and ``circular`` (:func:`mode_pad`)."""
     mode = b.val(arg(node, 2, "mode", "constant"))
-    if mode != "constant":
-        raise UnsupportedOp("pad", node.name, f"mode {mode!r} (only 'constant')")
-    value = b.val(arg(node, 3, "value", None))
     x = b.tensor_arg(node.args[0])
     pads = [int(p) for p in b.val(arg(node, 1, "pad"))]
+    if mode in PAD_MODES:
+        return mode_pad(b, x, pads, mode, "pad", node.name)
+    if mode != "constant":
+        raise UnsupportedOp("pad", node.name, f"mode {mode!r}")
+    value = b.val(arg(node, 3, "value", None))
     return constant_pad(b, x, pads, 0.0 if value is None else float(value), "pad", node.name)
+
+
+def mode_pad(b: FxBuilder, x: str, pads: Sequence[int], mode: str, op: str, where: str) -> str:
+    """``x`` padded in a non-constant ``mode`` (``pads`` as ``F.pad`` takes them, last dim
+    first): per dim, slices of ``x`` concatenated (:func:`~provenml.compiler.frontend.common
+    .mode_pad_pieces`), so every element is a copy of an input element."""
+    if len(pads) % 2 or len(pads) // 2 > len(b.shape(x)):
+        raise UnsupportedOp(op, where, f"pads {tuple(pads)} for a rank-{len(b.shape(x))} input")
+    for k in range(len(pads) // 2):
+        dim = len(b.shape(x)) - 1 - k
+        shape = list(b.shape(x))
+        try:
+            pieces = mode_pad_pieces(shape[dim], int(pads[2 * k]), int(pads[2 * k + 1]), mode)
+        except ValueError as exc:
+            raise UnsupportedOp(op, where, str(exc)) from exc
+        if len(pieces) == 1:
+            continue
+        parts = []
+        for start, stop in pieces:
+            if (start, stop) == (0, shape[dim]):
+                parts.append(x)
+                continue
+            piece = [*shape[:dim], stop - start, *shape[dim + 1 :]]
+            attrs = {"dim": dim, "start": start, "stop": stop, "step": 1}
+            parts.append(b.emit("slice", [x], attrs, meta_like(piece)))
+        grown = list(shape)
+        grown[dim] = sum(b.shape(t)[dim] for t in parts)
+        x = b.emit("cat", parts, {"dim": dim}, meta_like(grown))
+    return x
 
 
 def _nearest_upsample(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -1638,13 +1679,17 @@ def _linear_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 def _conv_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     mod = _module(node, b)
     assert isinstance(mod, (nn.Conv1d, nn.Conv2d))
-    if mod.padding_mode != "zeros":
-        raise UnsupportedOp(type(mod).__name__, node.name, f"padding_mode={mod.padding_mode!r}")
-    ins = [b.tensor_arg(node.args[0]), b.const(mod.weight, "w")]
+    x = b.tensor_arg(node.args[0])
+    padding: Any = mod.padding
+    if mod.padding_mode != "zeros":  # as PyTorch: the mode's F.pad, then no padding
+        pads = list(mod._reversed_padding_repeated_twice)
+        x = mode_pad(b, x, pads, mod.padding_mode, type(mod).__name__, node.name)
+        padding = 0
+    ins = [x, b.const(mod.weight, "w")]
     if mod.bias is not None:
         ins.append(b.const(mod.bias, "b"))
     make = b.conv1d if isinstance(mod, nn.Conv1d) else b.conv
-    return make(ins, mod.stride, mod.padding, mod.dilation, mod.groups, out)
+    return make(ins, mod.stride, padding, mod.dilation, mod.groups, out)
 
 
 def _batch_norm_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:

@@ -1,0 +1,184 @@
+"""PyTorch's recurrent modules for the torch frontend: ``nn.GRU`` and ``nn.LSTM`` unrolled over
+their (static) sequence length into the IR's ops.
+
+Each layer and direction projects the whole input sequence at once (one ``linear``: the input
+side of every gate), then runs the recurrence one step at a time: the hidden side of the gates
+(one ``linear`` of the state), the gate nonlinearities and the state update, elementwise ops the
+fusion pass joins. The equations are the ones PyTorch documents for the modules:
+
+* GRU (Cho et al. 2014, as ``nn.GRU``): ``r = s(W_ir x + b_ir + W_hr h + b_hr)``,
+  ``z = s(W_iz x + b_iz + W_hz h + b_hz)``, ``n = tanh(W_in x + b_in + r (W_hn h + b_hn))``,
+  ``h' = (1 - z) n + z h``.
+* LSTM (Hochreiter & Schmidhuber 1997, as ``nn.LSTM``): ``i, f, o = s(W_i* x + b_i* + W_h* h +
+  b_h*)``, ``g = tanh(W_ig x + b_ig + W_hg h + b_hg)``, ``c' = f c + i g``, ``h' = o tanh(c')``.
+
+Stacked layers, ``bidirectional`` (the reverse direction reads the steps backwards),
+``batch_first`` either way, initial states given or zero, and outputs ``(output, h_n)`` /
+``(output, (h_n, c_n))`` as PyTorch returns them. ``proj_size`` (LSTM projections) and
+unbatched inputs are refused by name. The IR grows with the sequence length (a few ops per
+step and layer): meant for the short, fixed-length sequences of inference at a static shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from provenml.compiler.frontend.common import UnsupportedOp
+from provenml.compiler.frontend.torch_fx import FxBuilder, Handler, arg, meta_like
+
+__all__ = ["RECURRENT_MODULES", "_WrappedRecurrent"]
+
+
+def _linear(b: FxBuilder, x: str, weight: torch.Tensor, bias: torch.Tensor | None) -> str:
+    ins = [x, b.const(weight.detach(), "w")]
+    if bias is not None:
+        ins.append(b.const(bias.detach(), "b"))
+    shape = b.shape(x)
+    return b.emit("linear", ins, {}, meta_like([*shape[:-1], int(weight.shape[0])]))
+
+
+def _gate(b: FxBuilder, x: str, k: int, hidden: int) -> str:
+    """Gate ``k`` (a ``hidden``-wide block of the last dim) of a ``(N, G * hidden)`` value."""
+    n = b.shape(x)[0]
+    attrs = {"dim": 1, "start": k * hidden, "stop": (k + 1) * hidden, "step": 1}
+    return b.emit("slice", [x], attrs, meta_like([n, hidden]))
+
+
+def _op(b: FxBuilder, op: str, *xs: str) -> str:
+    shape = np.broadcast_shapes(*(tuple(b.shape(x)) for x in xs))
+    return b.emit(op, list(xs), {}, meta_like(shape))
+
+
+def _gru_step(b: FxBuilder, x_proj: str, h: str, w_hh: torch.Tensor, b_hh: Any) -> str:
+    hidden = b.shape(h)[1]
+    h_proj = _linear(b, h, w_hh, b_hh)
+    r = _op(b, "sigmoid", _op(b, "add", _gate(b, x_proj, 0, hidden), _gate(b, h_proj, 0, hidden)))
+    z = _op(b, "sigmoid", _op(b, "add", _gate(b, x_proj, 1, hidden), _gate(b, h_proj, 1, hidden)))
+    n = _op(
+        b,
+        "tanh",
+        _op(b, "add", _gate(b, x_proj, 2, hidden), _op(b, "mul", r, _gate(b, h_proj, 2, hidden))),
+    )
+    one = b.const(np.float32(1.0), "one")
+    return _op(b, "add", _op(b, "mul", _op(b, "sub", one, z), n), _op(b, "mul", z, h))
+
+
+def _lstm_step(
+    b: FxBuilder, x_proj: str, h: str, c: str, w_hh: torch.Tensor, b_hh: Any
+) -> tuple[str, str]:
+    hidden = b.shape(h)[1]
+    h_proj = _linear(b, h, w_hh, b_hh)
+    pre = [
+        _op(b, "add", _gate(b, x_proj, k, hidden), _gate(b, h_proj, k, hidden)) for k in range(4)
+    ]
+    i, f, o = (_op(b, "sigmoid", pre[k]) for k in (0, 1, 3))
+    g = _op(b, "tanh", pre[2])
+    c_new = _op(b, "add", _op(b, "mul", f, c), _op(b, "mul", i, g))
+    return _op(b, "mul", o, _op(b, "tanh", c_new)), c_new
+
+
+def _initial(b: FxBuilder, state: Any, index: int, batch: int, hidden: int) -> str:
+    """Row ``index`` of an initial state ``(layers * directions, N, H)``, or zeros."""
+    if state is None:
+        return b.const(np.zeros((batch, hidden), np.float32), "h0")
+    attrs = {"dim": 0, "start": index, "stop": index + 1, "step": 1}
+    row = b.emit("slice", [state], attrs, meta_like([1, batch, hidden]))
+    return b.reshape(row, meta_like([batch, hidden]))
+
+
+def _stack(b: FxBuilder, rows: list[str]) -> str:
+    """``(N, H)`` states stacked into ``(len(rows), N, H)``."""
+    n, hidden = b.shape(rows[0])
+    parts = [b.reshape(r, meta_like([1, n, hidden])) for r in rows]
+    if len(parts) == 1:
+        return parts[0]
+    return b.emit("cat", parts, {"dim": 0}, meta_like([len(parts), n, hidden]))
+
+
+def _rnn_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
+    mod = b.gm.get_submodule(str(node.target))
+    assert isinstance(mod, (nn.GRU, nn.LSTM))
+    name, lstm = type(mod).__name__, isinstance(mod, nn.LSTM)
+    if lstm and mod.proj_size:
+        raise UnsupportedOp(name, node.name, "proj_size (LSTM projections)")
+    x = b.tensor_arg(node.args[0])
+    if len(b.shape(x)) != 3:
+        raise UnsupportedOp(name, node.name, "an unbatched (2-d) or packed input")
+    if not mod.batch_first:  # (T, N, F) -> (N, T, F)
+        t_len, n_batch, feat = b.shape(x)
+        x = b.emit("permute", [x], {"perm": (1, 0, 2)}, meta_like([n_batch, t_len, feat]))
+    batch, steps, _ = b.shape(x)
+    hx = b.val(arg(node, 1, "hx"))
+    h_state = c_state = None
+    if hx is not None:
+        if lstm:
+            h_state, c_state = (b.tensor_arg(s) for s in hx)
+        else:
+            h_state = b.tensor_arg(arg(node, 1, "hx"))
+    hidden, directions = mod.hidden_size, 2 if mod.bidirectional else 1
+    finals_h, finals_c = [], []
+    layer_input = x
+    for layer in range(mod.num_layers):
+        outputs = []
+        for d in range(directions):
+            suffix = f"_l{layer}" + ("_reverse" if d else "")
+            w_ih, w_hh = getattr(mod, "weight_ih" + suffix), getattr(mod, "weight_hh" + suffix)
+            b_ih = getattr(mod, "bias_ih" + suffix) if mod.bias else None
+            b_hh = getattr(mod, "bias_hh" + suffix) if mod.bias else None
+            projected = _linear(b, layer_input, w_ih, b_ih)  # (N, T, G * H), every step at once
+            index = layer * directions + d
+            h = _initial(b, h_state, index, batch, hidden)
+            c = _initial(b, c_state, index, batch, hidden) if lstm else ""
+            per_step: list[str] = [""] * steps
+            gates = b.shape(projected)[2]
+            for t in range(steps) if d == 0 else range(steps - 1, -1, -1):
+                attrs = {"dim": 1, "start": t, "stop": t + 1, "step": 1}
+                row = b.emit("slice", [projected], attrs, meta_like([batch, 1, gates]))
+                x_t = b.reshape(row, meta_like([batch, gates]))
+                if lstm:
+                    h, c = _lstm_step(b, x_t, h, c, w_hh, b_hh)
+                else:
+                    h = _gru_step(b, x_t, h, w_hh, b_hh)
+                per_step[t] = b.reshape(h, meta_like([batch, 1, hidden]))
+            seq = (
+                b.emit("cat", per_step, {"dim": 1}, meta_like([batch, steps, hidden]))
+                if steps > 1
+                else per_step[0]
+            )
+            outputs.append(seq)
+            finals_h.append(h)
+            finals_c.append(c)
+        layer_input = (
+            b.emit("cat", outputs, {"dim": 2}, meta_like([batch, steps, hidden * directions]))
+            if directions == 2
+            else outputs[0]
+        )
+    output = layer_input
+    if not mod.batch_first:
+        output = b.emit(
+            "permute", [output], {"perm": (1, 0, 2)}, meta_like([steps, batch, hidden * directions])
+        )
+    h_n = _stack(b, finals_h)
+    return (output, (h_n, _stack(b, finals_c))) if lstm else (output, h_n)
+
+
+RECURRENT_MODULES: dict[type, Handler] = {
+    nn.GRU: _rnn_module,
+    nn.LSTM: _rnn_module,
+}
+
+
+class _WrappedRecurrent(nn.Module):
+    """A bare ``nn.GRU`` / ``nn.LSTM`` as one leaf call that torch.fx can record, on its input
+    alone (zero initial states; a model that passes states compiles them as inputs)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.inner(x)
