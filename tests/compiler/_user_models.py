@@ -281,6 +281,47 @@ class ModePads(nn.Module):
         return wide.mean(dim=(2, 3)) + line.sum(-1).sum(-1, keepdim=True)
 
 
+# -- recurrent modules (stop 55; test_recurrent.py, test_onnx.py) --
+FEATURES, HIDDEN, BATCH, STEPS = 8, 16, 2, 6
+
+CONFIGS = {
+    "one_layer": {"batch_first": True},
+    "stacked_bidirectional": {"num_layers": 2, "bidirectional": True, "batch_first": True},
+    "sequence_first_no_bias": {"bias": False},
+}
+
+
+class Tagger(nn.Module):
+    """A recurrent encoder, a linear head on every step and the final states, as a sequence
+    tagger or classifier uses them; initial states as inputs when ``with_state``."""
+
+    def __init__(self, kind: str, with_state: bool, **kwargs: object) -> None:
+        super().__init__()
+        self.kind, self.with_state = kind, with_state
+        self.rnn = getattr(nn, kind)(FEATURES, HIDDEN, **kwargs)
+        width = HIDDEN * (2 if self.rnn.bidirectional else 1)
+        self.head = nn.Linear(width, 3)
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor) -> torch.Tensor:
+        if self.kind == "LSTM":
+            y, (h, c) = self.rnn(x, (h0, c0)) if self.with_state else self.rnn(x)
+            h = h + 2 * c
+        else:
+            y, h = self.rnn(x, h0) if self.with_state else self.rnn(x)
+        steps = self.head(y).sum(1 if self.rnn.batch_first else 0)
+        return steps + h.sum(0).sum(-1, keepdim=True)
+
+
+def recurrent_inputs(model: Tagger) -> tuple[torch.Tensor, ...]:
+    """A sequence for ``model`` and initial states (h0, c0) of the right sizes."""
+    rnn = model.rnn
+    x = torch.randn(BATCH, STEPS, FEATURES)
+    if not rnn.batch_first:
+        x = x.transpose(0, 1).contiguous()
+    layers = rnn.num_layers * (2 if rnn.bidirectional else 1)
+    return x, torch.randn(layers, BATCH, HIDDEN), torch.randn(layers, BATCH, HIDDEN)
+
+
 class Einsum(nn.Module):
     """``torch.einsum(equation, x, second)``: the second operand ``x``, ``2x``, a (8, 6)
     weight, or none."""

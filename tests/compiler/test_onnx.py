@@ -12,14 +12,17 @@ import numpy as np
 import pytest
 import torch
 from tests.compiler._user_models import (
+    CONFIGS,
     EINSUM_CASES,
     PADDED,
     USER_MODELS,
     Einsum,
     Padded,
     PaddedAttention,
+    Tagger,
     padded_sequences,
     padding_mask,
+    recurrent_inputs,
     user_model,
 )
 
@@ -382,6 +385,11 @@ def test_hand_built_vector_matmuls_clip_and_global_max_pool(cache: str) -> None:
             "antialias",
         ),
         (N("ConvTranspose", ["x", "W"], ["y"], group=2), {"W": np.ones((4, 1, 3))}, "group=2"),
+        (
+            N("GRU", ["x", "W", "R"], ["y"], hidden_size=2),  # linear_before_reset=0
+            {"W": np.ones((1, 6, 4)), "R": np.ones((1, 6, 2))},
+            "linear_before_reset=0",
+        ),
         (N("Pow", ["x", "e"], ["y"]), {"e": 1.5}, "constant exponents"),
         (N("HardSigmoid", ["x"], ["y"]), {}, "alpha=0.2"),
         (N("MatMul", ["x", "x"], ["y"]), {}, "1-D @ 1-D"),
@@ -391,7 +399,7 @@ def test_what_the_new_onnx_ops_refuse_is_named(
     node: onnx.NodeProto, inits: dict[str, float], why: str
 ) -> None:
     arrays = {k: np.array(v, np.float32) for k, v in inits.items()}
-    shape = {"MatMul": (4,), "ConvTranspose": (1, 4, 4)}.get(node.op_type, (2, 4))
+    shape = {"MatMul": (4,), "ConvTranspose": (1, 4, 4), "GRU": (3, 1, 4)}.get(node.op_type, (2, 4))
     data = _model([node], {"x": shape}, ["y"], arrays)
     with pytest.raises(ProvenmlError, match=why):
         pc.compile_onnx(data, tuning=False)
@@ -438,6 +446,33 @@ def test_hand_built_mode_pads_match_ort(mode: str, cache: str) -> None:
     x = w(2, 4, 5, 6)
     compiled = pc.compile_onnx(data, (torch.from_numpy(x),), tuning=False, cache_dir=cache)
     np.testing.assert_allclose(compiled(torch.from_numpy(x)).numpy(), _ort(data, {"x": x})[0])
+
+
+@pytest.mark.parametrize("with_state", [False, True])
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("kind", ["GRU", "LSTM"])
+def test_exported_recurrent_models_match_ort(
+    kind: str, config: str, with_state: bool, cache: str
+) -> None:
+    """ONNX LSTM / GRU as torch.onnx.export writes nn.LSTM / nn.GRU (gates in ONNX's order,
+    one node per layer, both directions in one node)."""
+    torch.manual_seed(0)
+    model = Tagger(kind, with_state, **CONFIGS[config]).eval()
+    inputs = recurrent_inputs(model)
+    names = ["x", "h0", "c0"]
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, inputs, buf, dynamo=False, input_names=names)
+    data = buf.getvalue()
+    used = [i.name for i in onnx.load_from_string(data).graph.input]
+    feeds = {n: t.numpy() for n, t in zip(names, inputs, strict=True) if n in used}
+    args = [t for n, t in zip(names, inputs, strict=True) if n in used]
+    compiled = pc.compile_onnx(data, args, tuning=False, threads=1, cache_dir=cache)
+    y = compiled(*args).numpy()
+    np.testing.assert_allclose(y, _ort(data, feeds)[0], **TOL)
+    with torch.no_grad():
+        np.testing.assert_allclose(y, model(*inputs).numpy(), **TOL)
 
 
 def test_hand_built_expand_matches_ort(cache: str) -> None:

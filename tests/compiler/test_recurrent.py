@@ -6,48 +6,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests.compiler._user_models import (
+    BATCH,
+    CONFIGS,
+    FEATURES,
+    HIDDEN,
+    STEPS,
+    Tagger,
+    recurrent_inputs,
+)
 from torch import nn
 
 import provenml.compiler as pc
 from provenml.errors import ProvenmlError
-
-FEATURES, HIDDEN, BATCH, STEPS = 8, 16, 2, 6
-
-CONFIGS = {
-    "one_layer": {"batch_first": True},
-    "stacked_bidirectional": {"num_layers": 2, "bidirectional": True, "batch_first": True},
-    "sequence_first_no_bias": {"bias": False},
-}
-
-
-class Tagger(nn.Module):
-    """A recurrent encoder, a linear head on every step and the final states, as a sequence
-    tagger or classifier uses them; initial states as inputs when ``with_state``."""
-
-    def __init__(self, kind: str, with_state: bool, **kwargs: object) -> None:
-        super().__init__()
-        self.kind, self.with_state = kind, with_state
-        self.rnn = getattr(nn, kind)(FEATURES, HIDDEN, **kwargs)
-        width = HIDDEN * (2 if self.rnn.bidirectional else 1)
-        self.head = nn.Linear(width, 3)
-
-    def forward(self, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor) -> torch.Tensor:
-        if self.kind == "LSTM":
-            y, (h, c) = self.rnn(x, (h0, c0)) if self.with_state else self.rnn(x)
-            h = h + 2 * c
-        else:
-            y, h = self.rnn(x, h0) if self.with_state else self.rnn(x)
-        steps = self.head(y).sum(1 if self.rnn.batch_first else 0)
-        return steps + h.sum(0).sum(-1, keepdim=True)
-
-
-def _inputs(model: Tagger) -> tuple[torch.Tensor, ...]:
-    rnn = model.rnn
-    x = torch.randn(BATCH, STEPS, FEATURES)
-    if not rnn.batch_first:
-        x = x.transpose(0, 1).contiguous()
-    layers = rnn.num_layers * (2 if rnn.bidirectional else 1)
-    return x, torch.randn(layers, BATCH, HIDDEN), torch.randn(layers, BATCH, HIDDEN)
 
 
 @pytest.mark.parametrize("with_state", [False, True])
@@ -58,7 +29,7 @@ def test_recurrent_modules_match_eager(
 ) -> None:
     torch.manual_seed(0)
     model = Tagger(kind, with_state, **CONFIGS[config]).eval()
-    inputs = _inputs(model)
+    inputs = recurrent_inputs(model)
     with torch.no_grad():
         ref = model(*inputs)
     compiled = pc.compile(model, inputs, threads=1, tuning=False, cache_dir=cache)

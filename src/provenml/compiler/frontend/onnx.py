@@ -832,6 +832,104 @@ def _conv_transpose(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     return [y]
 
 
+class _StepBuilder:
+    """The few :class:`~provenml.compiler.frontend.torch_fx.FxBuilder` methods the recurrent
+    unroll (:func:`~provenml.compiler.frontend.torch_recurrent.unroll`) calls, over an
+    :class:`OnnxBuilder` (which infers shapes instead of taking them)."""
+
+    def __init__(self, b: OnnxBuilder) -> None:
+        self.b = b
+
+    def emit(self, op: str, inputs: list[str], attrs: dict[str, Any], like: Any) -> str:
+        return self.b.emit(op, inputs, attrs)
+
+    def const(self, t: Any, stem: str = "c") -> str:
+        arr = t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+        return self.b.g.add_const(np.ascontiguousarray(arr, dtype=np.float32), stem)
+
+    def reshape(self, x: str, like: Any) -> str:
+        return self.b.reshape(x, tuple(like.shape))
+
+    def shape(self, x: str) -> tuple[int, ...]:
+        return self.b.g.values[x].shape
+
+
+# ONNX's gate blocks in PyTorch's order: LSTM i, o, f, c -> i, f, g(c), o; GRU z, r, h -> r, z, n
+_GATE_ORDER = {"LSTM": (0, 2, 3, 1), "GRU": (1, 0, 2)}
+
+
+def _recurrent(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """LSTM and GRU (default activations, ``linear_before_reset=1`` for a GRU as PyTorch
+    exports it, no clip, no ``sequence_lens``): the gate blocks put in PyTorch's order and
+    unrolled as the torch frontend unrolls ``nn.LSTM`` / ``nn.GRU``. Outputs ``Y``
+    ``(T, D, N, H)``, ``Y_h`` and ``Y_c`` ``(D, N, H)`` (``layout=0``, as PyTorch exports)."""
+    from provenml.compiler.frontend.torch_recurrent import unroll
+
+    kind, at = node.op_type, attrs_of(node)
+    lstm = kind == "LSTM"
+    refused = [k for k in ("activations", "clip", "activation_alpha", "activation_beta") if k in at]
+    if lstm and int(at.get("input_forget", 0)):
+        refused.append("input_forget")
+    if not lstm and not int(at.get("linear_before_reset", 0)):
+        refused.append("linear_before_reset=0")
+    if len(node.input) > 4 and node.input[4]:
+        refused.append("sequence_lens")
+    if lstm and len(node.input) > 7 and node.input[7]:
+        refused.append("peepholes")
+    if refused:
+        raise UnsupportedOp(kind, b.current, ", ".join(refused))
+    if any(name not in b.static for name in node.input[1:3]):
+        raise UnsupportedOp(kind, b.current, "weights computed at run time")
+    if int(at.get("layout", 0)):
+        raise UnsupportedOp(kind, b.current, "layout=1 (batch-major; PyTorch exports layout 0)")
+    x = b.emit("permute", [b.tensor(node.input[0])], {"perm": (1, 0, 2)})  # (N, T, F)
+    batch, steps, _ = b.g.values[x].shape
+    hidden = int(at["hidden_size"])
+    direction = at.get("direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else str(direction)
+    reverses = {"forward": [False], "reverse": [True], "bidirectional": [False, True]}[direction]
+    gate_count = 4 if lstm else 3
+    w, r = b.static[node.input[1]], b.static[node.input[2]]
+    bias = (
+        b.static[node.input[3]]
+        if len(node.input) > 3 and node.input[3] and node.input[3] in b.static
+        else np.zeros((len(reverses), 2 * gate_count * hidden), np.float32)
+    )
+
+    def torch_order(block: np.ndarray) -> np.ndarray:
+        parts = np.split(block, gate_count, axis=0)
+        return np.concatenate([parts[k] for k in _GATE_ORDER[kind]], axis=0)
+
+    def initial(i: int, d: int) -> str:
+        if len(node.input) > i and node.input[i]:
+            state = b.tensor(node.input[i])
+            row = b.slice(state, 0, d, d + 1)
+            return b.reshape(row, (batch, hidden))
+        return b.g.add_const(np.zeros((batch, hidden), np.float32), "h0")
+
+    fx = _StepBuilder(b)
+    seqs, finals_h, finals_c = [], [], []
+    for d, reverse in enumerate(reverses):
+        weights = (
+            torch_order(w[d]),
+            torch_order(bias[d][: gate_count * hidden]),
+            torch_order(r[d]),
+            torch_order(bias[d][gate_count * hidden :]),
+        )
+        c0 = initial(6, d) if lstm else None
+        seq, h, c = unroll(fx, x, weights, initial(5, d), c0, reverse=reverse)
+        seqs.append(b.reshape(seq, (batch, steps, 1, hidden)))
+        finals_h.append(b.reshape(h, (1, batch, hidden)))
+        finals_c.append(b.reshape(c, (1, batch, hidden)) if c is not None else "")
+    y = seqs[0] if len(seqs) == 1 else b.emit("cat", seqs, {"dim": 2})  # (N, T, D, H)
+    y = b.emit("permute", [y], {"perm": (1, 2, 0, 3)})  # (T, D, N, H)
+    y_h = finals_h[0] if len(finals_h) == 1 else b.emit("cat", finals_h, {"dim": 0})
+    outs = [y, y_h]
+    if lstm:
+        outs.append(finals_c[0] if len(finals_c) == 1 else b.emit("cat", finals_c, {"dim": 0}))
+    return outs
+
+
 def _einsum(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     """Einsum (:func:`~provenml.compiler.frontend.common.lower_einsum`)."""
     equation = attrs_of(node).get("equation", b"")
@@ -1055,6 +1153,8 @@ ONNX_OPS: dict[str, OnnxHandler] = {
     "Where": _where,
     "IsNaN": _is_nan,
     "Expand": _expand,
+    "LSTM": _recurrent,
+    "GRU": _recurrent,
     "Shape": _shape,
     "Size": _shape,
 }

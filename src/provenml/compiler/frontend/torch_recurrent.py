@@ -30,30 +30,31 @@ from torch import nn
 from provenml.compiler.frontend.common import UnsupportedOp
 from provenml.compiler.frontend.torch_fx import FxBuilder, Handler, arg, meta_like
 
-__all__ = ["RECURRENT_MODULES", "_WrappedRecurrent"]
+__all__ = ["RECURRENT_MODULES", "_WrappedRecurrent", "unroll"]
 
 
-def _linear(b: FxBuilder, x: str, weight: torch.Tensor, bias: torch.Tensor | None) -> str:
-    ins = [x, b.const(weight.detach(), "w")]
+def _linear(b: Any, x: str, weight: Any, bias: Any) -> str:
+    """``x W^T + b`` with constant weights (tensors or arrays)."""
+    ins = [x, b.const(torch.as_tensor(weight).detach(), "w")]
     if bias is not None:
-        ins.append(b.const(bias.detach(), "b"))
+        ins.append(b.const(torch.as_tensor(bias).detach(), "b"))
     shape = b.shape(x)
     return b.emit("linear", ins, {}, meta_like([*shape[:-1], int(weight.shape[0])]))
 
 
-def _gate(b: FxBuilder, x: str, k: int, hidden: int) -> str:
+def _gate(b: Any, x: str, k: int, hidden: int) -> str:
     """Gate ``k`` (a ``hidden``-wide block of the last dim) of a ``(N, G * hidden)`` value."""
     n = b.shape(x)[0]
     attrs = {"dim": 1, "start": k * hidden, "stop": (k + 1) * hidden, "step": 1}
     return b.emit("slice", [x], attrs, meta_like([n, hidden]))
 
 
-def _op(b: FxBuilder, op: str, *xs: str) -> str:
+def _op(b: Any, op: str, *xs: str) -> str:
     shape = np.broadcast_shapes(*(tuple(b.shape(x)) for x in xs))
     return b.emit(op, list(xs), {}, meta_like(shape))
 
 
-def _gru_step(b: FxBuilder, x_proj: str, h: str, w_hh: torch.Tensor, b_hh: Any) -> str:
+def _gru_step(b: Any, x_proj: str, h: str, w_hh: Any, b_hh: Any) -> str:
     hidden = b.shape(h)[1]
     h_proj = _linear(b, h, w_hh, b_hh)
     r = _op(b, "sigmoid", _op(b, "add", _gate(b, x_proj, 0, hidden), _gate(b, h_proj, 0, hidden)))
@@ -67,9 +68,7 @@ def _gru_step(b: FxBuilder, x_proj: str, h: str, w_hh: torch.Tensor, b_hh: Any) 
     return _op(b, "add", _op(b, "mul", _op(b, "sub", one, z), n), _op(b, "mul", z, h))
 
 
-def _lstm_step(
-    b: FxBuilder, x_proj: str, h: str, c: str, w_hh: torch.Tensor, b_hh: Any
-) -> tuple[str, str]:
+def _lstm_step(b: Any, x_proj: str, h: str, c: str, w_hh: Any, b_hh: Any) -> tuple[str, str]:
     hidden = b.shape(h)[1]
     h_proj = _linear(b, h, w_hh, b_hh)
     pre = [
@@ -79,6 +78,41 @@ def _lstm_step(
     g = _op(b, "tanh", pre[2])
     c_new = _op(b, "add", _op(b, "mul", f, c), _op(b, "mul", i, g))
     return _op(b, "mul", o, _op(b, "tanh", c_new)), c_new
+
+
+def unroll(
+    b: Any,
+    x: str,
+    weights: tuple[Any, Any, Any, Any],
+    h: str,
+    c: str | None,
+    reverse: bool = False,
+) -> tuple[str, str, str | None]:
+    """One layer and direction over a batch-first sequence ``x`` ``(N, T, F)``: ``weights``
+    are ``(W_ih, b_ih, W_hh, b_hh)`` in PyTorch's gate order (biases may be None), ``h`` /
+    ``c`` the initial states ``(N, H)`` (``c`` only for an LSTM). Returns the per-step states
+    ``(N, T, H)`` (in step order, also when ``reverse`` reads the steps backwards) and the
+    final ``h`` and ``c``. ``b`` is an :class:`FxBuilder` or an object with its ``emit``,
+    ``const``, ``reshape`` and ``shape`` (the ONNX frontend's adapter)."""
+    w_ih, b_ih, w_hh, b_hh = weights
+    batch, steps, _ = b.shape(x)
+    hidden = b.shape(h)[1]
+    projected = _linear(b, x, w_ih, b_ih)  # (N, T, G * H): every step's input side at once
+    gates = b.shape(projected)[2]
+    per_step: list[str] = [""] * steps
+    for t in range(steps - 1, -1, -1) if reverse else range(steps):
+        attrs = {"dim": 1, "start": t, "stop": t + 1, "step": 1}
+        row = b.emit("slice", [projected], attrs, meta_like([batch, 1, gates]))
+        x_t = b.reshape(row, meta_like([batch, gates]))
+        if c is not None:
+            h, c = _lstm_step(b, x_t, h, c, w_hh, b_hh)
+        else:
+            h = _gru_step(b, x_t, h, w_hh, b_hh)
+        per_step[t] = b.reshape(h, meta_like([batch, 1, hidden]))
+    if steps == 1:
+        return per_step[0], h, c
+    seq = b.emit("cat", per_step, {"dim": 1}, meta_like([batch, steps, hidden]))
+    return seq, h, c
 
 
 def _initial(b: FxBuilder, state: Any, index: int, batch: int, hidden: int) -> str:
@@ -129,29 +163,13 @@ def _rnn_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
             w_ih, w_hh = getattr(mod, "weight_ih" + suffix), getattr(mod, "weight_hh" + suffix)
             b_ih = getattr(mod, "bias_ih" + suffix) if mod.bias else None
             b_hh = getattr(mod, "bias_hh" + suffix) if mod.bias else None
-            projected = _linear(b, layer_input, w_ih, b_ih)  # (N, T, G * H), every step at once
             index = layer * directions + d
-            h = _initial(b, h_state, index, batch, hidden)
-            c = _initial(b, c_state, index, batch, hidden) if lstm else ""
-            per_step: list[str] = [""] * steps
-            gates = b.shape(projected)[2]
-            for t in range(steps) if d == 0 else range(steps - 1, -1, -1):
-                attrs = {"dim": 1, "start": t, "stop": t + 1, "step": 1}
-                row = b.emit("slice", [projected], attrs, meta_like([batch, 1, gates]))
-                x_t = b.reshape(row, meta_like([batch, gates]))
-                if lstm:
-                    h, c = _lstm_step(b, x_t, h, c, w_hh, b_hh)
-                else:
-                    h = _gru_step(b, x_t, h, w_hh, b_hh)
-                per_step[t] = b.reshape(h, meta_like([batch, 1, hidden]))
-            seq = (
-                b.emit("cat", per_step, {"dim": 1}, meta_like([batch, steps, hidden]))
-                if steps > 1
-                else per_step[0]
-            )
+            h0 = _initial(b, h_state, index, batch, hidden)
+            c0 = _initial(b, c_state, index, batch, hidden) if lstm else None
+            seq, h, c = unroll(b, layer_input, (w_ih, b_ih, w_hh, b_hh), h0, c0, reverse=d == 1)
             outputs.append(seq)
             finals_h.append(h)
-            finals_c.append(c)
+            finals_c.append(c or "")
         layer_input = (
             b.emit("cat", outputs, {"dim": 2}, meta_like([batch, steps, hidden * directions]))
             if directions == 2
