@@ -55,15 +55,22 @@ def _export(model: torch.nn.Module, x: torch.Tensor, dynamo: bool = False) -> by
         return buf.getvalue()
 
 
-@pytest.mark.parametrize("name", ["mlp", "resnet", "transformer"])
-def test_exported_model_matches_ort_and_eager(name: str, cache: str) -> None:
-    model, x = build_model(name, batch=2 if name == "mlp" else 1)
-    data = _export(model, x)
+def _matches_ort_and_eager(
+    data: bytes, model: torch.nn.Module, x: torch.Tensor, cache: str
+) -> None:
+    """``data`` (``model`` exported) compiled on ``x`` gives ONNX Runtime's and eager's output."""
     compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
     y = compiled(x).numpy()
     np.testing.assert_allclose(y, _ort(data, {"x": x.numpy()})[0], **TOL)
     with torch.no_grad():
         np.testing.assert_allclose(y, model(x).numpy(), **TOL)
+
+
+@pytest.mark.parametrize("name", ["mlp", "resnet", "transformer"])
+def test_exported_model_matches_ort_and_eager(name: str, cache: str) -> None:
+    model, x = build_model(name, batch=2 if name == "mlp" else 1)
+    data = _export(model, x)
+    _matches_ort_and_eager(data, model, x, cache)
 
 
 @pytest.mark.slow
@@ -339,11 +346,7 @@ def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None
         "mode_pads": {"Pad"},
     }[name]
     assert wanted <= ops, ops
-    compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
-    y = compiled(x).numpy()
-    np.testing.assert_allclose(y, _ort(data, {"x": x.numpy()})[0], **TOL)
-    with torch.no_grad():
-        np.testing.assert_allclose(y, model(x).numpy(), **TOL)
+    _matches_ort_and_eager(data, model, x, cache)
 
 
 def test_hand_built_vector_matmuls_clip_and_global_max_pool(cache: str) -> None:
@@ -411,11 +414,7 @@ def test_exported_padded_attention_matches_ort(cache: str) -> None:
     torch.manual_seed(0)
     model, x = PaddedAttention().eval(), padded_sequences()
     data = _export(model, x)
-    compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
-    y = compiled(x).numpy()
-    np.testing.assert_allclose(y, _ort(data, {"x": x.numpy()})[0], **TOL)
-    with torch.no_grad():
-        np.testing.assert_allclose(y, model(x).numpy(), **TOL)
+    _matches_ort_and_eager(data, model, x, cache)
 
 
 @pytest.mark.parametrize("kind", ["mha", "layer", "computed", "mha_and_mask"])
@@ -493,6 +492,15 @@ def test_a_boolean_onnx_output_or_arithmetic_is_refused() -> None:
         pc.compile_onnx(data, tuning=False)
 
 
+def _hand_built_matches_ort(data: bytes, x: np.ndarray, cache: str) -> None:
+    """A one-input hand-built graph compiled on ``x`` gives ONNX Runtime's output and shape."""
+    compiled = pc.compile_onnx(data, (torch.from_numpy(x),), tuning=False, cache_dir=cache)
+    want = _ort(data, {"x": x})[0]
+    got = compiled(torch.from_numpy(x)).numpy()
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, **TOL)
+
+
 @pytest.mark.parametrize(
     "coords", ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"]
 )
@@ -508,11 +516,7 @@ def test_hand_built_linear_resize_matches_ort(coords: str, by: str, cache: str) 
     node = N("Resize", inputs, ["y"], mode="linear", coordinate_transformation_mode=coords)
     data = _model([node], {"x": (2, 3, 5, 4)}, ["y"], inits, opset=13)
     x = w(2, 3, 5, 4)
-    compiled = pc.compile_onnx(data, (torch.from_numpy(x),), tuning=False, cache_dir=cache)
-    want = _ort(data, {"x": x})[0]
-    got = compiled(torch.from_numpy(x)).numpy()
-    assert got.shape == want.shape
-    np.testing.assert_allclose(got, want, **TOL)
+    _hand_built_matches_ort(data, x, cache)
 
 
 @pytest.mark.parametrize(
@@ -531,11 +535,7 @@ def test_hand_built_conv_transpose_matches_ort(attrs: dict[str, list[int]], cach
     inits = {"W": w(3, out // 3 if out == 3 else out, 3, 2), "B": w(out)}
     data = _model([node], {"x": (2, 3, 4, 5)}, ["y"], inits)
     x = w(2, 3, 4, 5)
-    compiled = pc.compile_onnx(data, (torch.from_numpy(x),), tuning=False, cache_dir=cache)
-    want = _ort(data, {"x": x})[0]
-    got = compiled(torch.from_numpy(x)).numpy()
-    assert got.shape == want.shape
-    np.testing.assert_allclose(got, want, **TOL)
+    _hand_built_matches_ort(data, x, cache)
 
 
 @pytest.mark.parametrize(("equation", "second", "shape"), EINSUM_CASES)
@@ -546,8 +546,4 @@ def test_exported_einsum_matches_ort(
     model, x = Einsum(equation, second).eval(), torch.randn(shape)
     data = _export(model, x)
     assert "Einsum" in {n.op_type for n in onnx.load_from_string(data).graph.node}
-    compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
-    y = compiled(x).numpy()
-    np.testing.assert_allclose(y, _ort(data, {"x": x.numpy()})[0], **TOL)
-    with torch.no_grad():
-        np.testing.assert_allclose(y, model(x).numpy(), **TOL)
+    _matches_ort_and_eager(data, model, x, cache)

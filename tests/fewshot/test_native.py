@@ -112,3 +112,22 @@ def test_mismatched_shapes_are_refused_naming_them():
             torch.zeros(1, 2, 3, 32), torch.zeros(1, 2, 4, 32), torch.zeros(1, 32, 8),
             torch.zeros(1, 8),
         )  # fmt: skip
+
+
+def test_no_c_compiler_falls_back_with_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    import provenml.nn.native as nn_native
+
+    def no_compiler(*_: object) -> None:
+        raise ProvenmlError("cannot run the C compiler 'gcc'")
+
+    monkeypatch.setenv("PROVENML_NATIVE", "1")
+    monkeypatch.setattr(nn_native, "build_library", no_compiler)
+    native._library.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="PyTorch one"):
+            assert not native.native_edge_layer_available(torch.zeros(1))
+        net = EdgeMLP(64, (16,))
+        rows = torch.randn(2, 6, 64)
+        assert net(rows, rows[:, :3]).shape == (2, 6, 3)  # on PyTorch's layers
+    finally:
+        native._library.cache_clear()

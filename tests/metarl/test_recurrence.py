@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+import provenml.nn.native as nn_native
 from provenml.errors import ProvenmlError
 from provenml.metarl import native
 from provenml.metarl.belief import BeliefEncoder, CellRewardDecoder, RewardDecoder
@@ -327,7 +328,7 @@ def test_no_c_compiler_falls_back_with_one_warning(monkeypatch: pytest.MonkeyPat
     def no_compiler(*_: object) -> None:
         raise ProvenmlError("cannot run the C compiler 'gcc'")
 
-    monkeypatch.setattr(native, "build_library", no_compiler)
+    monkeypatch.setattr(nn_native, "build_library", no_compiler)  # what kernel_library calls
     native._library.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match="PyTorch one"):

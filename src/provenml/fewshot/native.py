@@ -26,16 +26,14 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import warnings
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from provenml.core.cache import cache_dir
 from provenml.errors import ProvenmlError
-from provenml.nn.native import MATMUL_C, build_library, hand_kernels_enabled
+from provenml.nn.native import MATMUL_C, hand_kernels_enabled, kernel_library
 from provenml.nn.native import data_pointer as _ptr
 
 VECTOR_FLOATS = 16  # the products' columns: d and h must be multiples of 16
@@ -114,15 +112,8 @@ void absdiff_backward(int G, int M, int R, int C, int D, int H, const float* row
 @functools.cache
 def _library() -> ctypes.CDLL | None:
     """The built kernel, or None (with one warning) where it cannot be built."""
-    try:
-        lib = build_library(SOURCE, cache_dir("native"))
-    except ProvenmlError as err:
-        warnings.warn(
-            f"provenml.fewshot: the native edge layer is not available ({err}); "
-            "using the PyTorch one (same results, slower)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    lib = kernel_library(SOURCE, "provenml.fewshot: the native edge layer")
+    if lib is None:
         return None
     ptr, i32 = ctypes.c_void_p, ctypes.c_int
     lib.absdiff_forward.argtypes = [i32] * 6 + [ptr] * 5

@@ -27,15 +27,13 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import warnings
 from typing import Any, NamedTuple
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from provenml.core.cache import cache_dir
 from provenml.errors import ProvenmlError
-from provenml.nn.native import MATMUL_C, build_library, hand_kernels_enabled
+from provenml.nn.native import MATMUL_C, hand_kernels_enabled, kernel_library
 from provenml.nn.native import data_pointer as _ptr
 
 VECTOR_FLOATS = 16  # the kernel's register tile is 16 floats wide: hidden % 16 == 0
@@ -381,15 +379,8 @@ void pair_decoder_backward(int N, int K, int T, int D, const float* a, const flo
 @functools.cache
 def _library() -> ctypes.CDLL | None:
     """The built kernel, or None (with one warning) where it cannot be built."""
-    try:
-        lib = build_library(SOURCE, cache_dir("native"))
-    except ProvenmlError as err:
-        warnings.warn(
-            f"provenml.metarl: the native belief recurrence is not available ({err}); "
-            "using the PyTorch one (same results, slower)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    lib = kernel_library(SOURCE, "provenml.metarl: the native belief recurrence")
+    if lib is None:
         return None
     ptr, i32, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
     lib.sar_forward.argtypes = [i32] * 5 + [ptr] * 5 + [f32] + [ptr] * 11

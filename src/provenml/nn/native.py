@@ -111,6 +111,25 @@ def build_library(source: str, directory: Path) -> ctypes.CDLL:
     return ctypes.CDLL(str(path))
 
 
+def kernel_library(source: str, what: str) -> ctypes.CDLL | None:
+    """A hand-written kernel library built in ``provenml.core.cache_dir("native")``, or None
+    with one ``RuntimeWarning`` naming ``what`` (e.g. ``"provenml.rl: the native PPO loss"``)
+    where it cannot be built: the caller then runs its PyTorch code."""
+    import warnings
+
+    from provenml.core.cache import cache_dir
+
+    try:
+        return build_library(source, cache_dir("native"))
+    except ProvenmlError as err:
+        warnings.warn(
+            f"{what} is not available ({err}); using the PyTorch one (same results, slower)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return None
+
+
 #: C helpers shared by the hand-written kernels (S2's belief recurrence, the PPO minibatch of
 #: ``provenml.rl.native``): register-blocked matrix products over vectors of the machine's
 #: width (gcc's vector extension: 16 floats with AVX-512, 8 elsewhere). ``mm`` is

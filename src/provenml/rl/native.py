@@ -33,16 +33,14 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import warnings
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from provenml.core.cache import cache_dir
 from provenml.errors import ProvenmlError
-from provenml.nn.native import MATMUL_C, build_library, hand_kernels_enabled
+from provenml.nn.native import MATMUL_C, hand_kernels_enabled, kernel_library
 from provenml.nn.native import data_pointer as _ptr
 from provenml.rl.policies import ActorCritic, SigmoidTanh
 from provenml.rl.ppo import ppo_clip_loss
@@ -427,15 +425,8 @@ def ppo_minibatch_backward(
 @functools.cache
 def _library() -> ctypes.CDLL | None:
     """The built kernel, or None (with one warning) where it cannot be built."""
-    try:
-        lib = build_library(SOURCE, cache_dir("native"))
-    except ProvenmlError as err:
-        warnings.warn(
-            f"provenml.rl: the native PPO loss is not available ({err}); using the PyTorch "
-            "one (same results, slower)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    lib = kernel_library(SOURCE, "provenml.rl: the native PPO loss")
+    if lib is None:
         return None
     ptr, i32, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
     lib.ppo_minibatch.argtypes = [i32] * 5 + [ptr] * 9 + [f32] * 3 + [ptr] * 5
