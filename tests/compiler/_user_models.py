@@ -262,6 +262,27 @@ PADDED: dict[str, Callable[[], nn.Module]] = {
 }
 
 
+class Resizes(nn.Module):
+    """Every ``F.interpolate`` mode beyond integer nearest upsampling: nearest and
+    nearest-exact to sizes that are not multiples, bicubic (both ``align_corners``), area
+    (adaptive average) downsampling, antialiased bilinear and bicubic downsampling, a
+    non-integer nearest factor, trilinear on a 5-d tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, C, 8, 12)
+        parts = [
+            F.interpolate(x, size=(11, 7), mode="nearest"),
+            F.interpolate(x, size=(11, 7), mode="nearest-exact"),
+            F.interpolate(x, size=(11, 7), mode="bicubic"),
+            F.interpolate(x, size=(11, 7), mode="bicubic", align_corners=True),
+            F.interpolate(x, size=(11, 7), mode="area"),
+            F.interpolate(x, size=(11, 7), mode="bilinear", antialias=True),
+            F.interpolate(x, size=(11, 7), mode="bicubic", antialias=True),
+        ]
+        odd = F.interpolate(x, scale_factor=1.7, mode="nearest")  # (N, C, 13, 20)
+        cube = F.interpolate(x.unsqueeze(2), size=(3, 5, 6), mode="trilinear")
+        return torch.stack(parts).sum(0).flatten(1) + odd.mean() + cube.mean(dim=(2, 3, 4)).sum()
+
+
 class ModePads(nn.Module):
     """Reflect, replicate and circular padding: ``F.pad`` on a 4-d and a 3-d tensor, and the
     padding modes of ``nn.Conv2d`` / ``nn.Conv1d`` (as in CycleGAN-style generators)."""
@@ -363,6 +384,7 @@ USER_MODELS: dict[str, tuple[type[nn.Module], tuple[int, ...], float]] = {
     "unet_decoder": (UNetDecoder, (2, 3, 6, 6), 1.0),
     "masked_ops": (MaskedOps, (4, 16), 2.0),
     "mode_pads": (ModePads, (2, 3, 6, 6), 1.0),
+    "resizes": (Resizes, (2, 3, 8, 12), 1.0),
 }
 
 

@@ -323,7 +323,7 @@ def test_bad_inputs_are_clear_errors() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Implicit dimension choice")
-@pytest.mark.parametrize("name", sorted(USER_MODELS))
+@pytest.mark.parametrize("name", sorted(set(USER_MODELS) - {"resizes"}))  # no ONNX for some modes
 def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None:
     """Stop 54's ops as ``torch.onnx.export`` writes them: HardSwish, HardSigmoid (alpha 1/6),
     Clip [0, 6] for ReLU6, Softplus; Abs, Log, Sqrt, Pow, Reciprocal and 1-D MatMuls;

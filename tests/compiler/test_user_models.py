@@ -389,12 +389,7 @@ def test_pad_and_nearest_upsampling_match_eager(layout: bool, cache: str) -> Non
     ("fn", "why"),
     [
         (lambda x: F.pad(x.view(4, 4, 4), (1, 1), mode="foo"), "fails in eager PyTorch"),
-        (lambda x: F.interpolate(x.view(1, 4, 4, 4), scale_factor=2, mode="bicubic"), "bicubic"),
-        (
-            lambda x: F.interpolate(x.view(1, 4, 4, 4), size=6, mode="bilinear", antialias=True),
-            "antialias",
-        ),
-        (lambda x: F.interpolate(x.view(1, 4, 16), size=24), "non-integer scale"),
+        (lambda x: F.interpolate(x.view(1, 4, 16), size=24, mode="bicubic"), "eager PyTorch"),
     ],
 )
 def test_what_pad_and_interpolate_refuse_is_named(fn: object, why: str) -> None:
@@ -433,7 +428,6 @@ def test_the_decoder_compiles_through_the_torch_compile_backend(cache: str) -> N
         (nn.ConvTranspose2d(4, 4, 3, padding_mode="zeros", bias=False), None),
         (nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, groups=4), None),  # depthwise
         (nn.ConvTranspose2d(4, 8, 3, stride=2, groups=4), "groups=4"),  # 2 outputs per group
-        (nn.Upsample(scale_factor=2, mode="bicubic"), "bicubic"),
     ],
 )
 def test_what_transposed_convs_refuse_is_named(module: nn.Module, why: str | None) -> None:
@@ -499,6 +493,11 @@ def test_padded_attention_with_run_time_boolean_masks(cache: str) -> None:
 def test_what_boolean_tensors_refuse_is_named(fn: object, why: str) -> None:
     with pytest.raises(ProvenmlError, match=why):
         pc.compile(_Apply(fn).eval(), (torch.randn(4, 16),), tuning=False)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_every_interpolation_mode_matches_eager(threads: int, cache: str) -> None:
+    compiled_like_eager("resizes", cache, threads=threads)
 
 
 @pytest.mark.parametrize("layout", [True, False])

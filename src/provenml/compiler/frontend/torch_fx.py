@@ -920,49 +920,84 @@ def _nearest_upsample(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> s
     return b.reshape(x, out)
 
 
-LINEAR_MODES = ("linear", "bilinear", "trilinear")
+#: F.interpolate's modes, each a separable linear map (one matrix per spatial dim)
+INTERPOLATION_MODES = (
+    "nearest",
+    "nearest-exact",
+    "linear",
+    "bilinear",
+    "trilinear",
+    "bicubic",
+    "area",
+)
 
 
-def linear_interpolation_matrix(
+def interpolation_matrix(
+    mode: str,
+    spatial: int,
+    dim: int,
     in_len: int,
     out_len: int,
     scale: float | None,
     align_corners: bool | None,
     recompute_scale_factor: bool | None,
+    antialias: bool,
 ) -> np.ndarray:
-    """The ``[out_len, in_len]`` matrix of PyTorch's linear interpolation along one dim:
-    ``F.interpolate`` in ``linear`` mode applied to the identity, so the weights are the ones
-    PyTorch computes (its source-index rule for ``align_corners`` and a given
-    ``scale_factor``, which it uses as given unless ``recompute_scale_factor``)."""
-    eye = torch.eye(in_len, dtype=torch.float32).unsqueeze(1)  # [in_len, 1, in_len]
+    """The ``[out_len, in_len]`` matrix of ``F.interpolate`` in ``mode`` along spatial dim
+    ``dim`` (of ``spatial``): PyTorch's own interpolation applied to the identity, laid out
+    along that dim with every other spatial dim kept at its size (which each mode maps to
+    itself), so the weights are exactly PyTorch's: its source-index rule for ``align_corners``, a
+    ``scale_factor`` used as given unless ``recompute_scale_factor``, the bicubic kernel,
+    area averaging, antialiasing."""
+    # the other spatial dims are 2 wide and kept at 2 (each mode maps them to themselves; at
+    # width 1 PyTorch's antialiased kernels give other weights), and read at index 0
+    along = [1] * spatial
+    along[dim] = in_len
+    probe = [2] * spatial
+    probe[dim] = in_len
+    eye = (
+        torch.eye(in_len, dtype=torch.float32).reshape(in_len, 1, *along).expand(in_len, 1, *probe)
+    )
+    sizes = [2] * spatial
+    sizes[dim] = out_len
+    kwargs: dict[str, Any] = {"mode": mode}
+    if mode in ("linear", "bilinear", "trilinear", "bicubic"):
+        kwargs["align_corners"] = align_corners
+        kwargs["antialias"] = antialias
+    if scale is None or recompute_scale_factor:
+        kwargs["size"] = tuple(sizes)
+    else:
+        factors = [1.0] * spatial
+        factors[dim] = scale
+        kwargs["scale_factor"] = tuple(factors)
     with torch.no_grad():
-        if scale is None or recompute_scale_factor:
-            rows = F.interpolate(eye, size=out_len, mode="linear", align_corners=align_corners)
-        else:
-            rows = F.interpolate(
-                eye, scale_factor=scale, mode="linear", align_corners=align_corners
-            )
-    return rows[:, 0, :].T.contiguous().numpy()
+        rows = F.interpolate(eye.contiguous(), **kwargs)
+    index = tuple(slice(None) if k == dim else 0 for k in range(spatial))
+    return rows[(slice(None), 0, *index)].T.contiguous().numpy()
 
 
-def _linear_interpolate(
+def _interpolate_by_matrices(
     b: FxBuilder,
     node: torch.fx.Node,
     x: str,
+    mode: str,
     scale_factor: Any,
     align_corners: bool | None,
     recompute_scale_factor: bool | None,
+    antialias: bool,
     out: torch.Tensor,
 ) -> str:
-    """``linear`` / ``bilinear`` / ``trilinear`` interpolation, which is separable: one
-    constant interpolation matrix per spatial dim (:func:`linear_interpolation_matrix`, the
-    weights PyTorch uses), each applied as a matmul along its dim (the einsum plan). A product
-    of per-dim weights summed in another order than PyTorch's, so equal to rounding; each
-    output reads a dense row of the matrix, not the 2 (per dim) taps a dedicated kernel would."""
+    """``F.interpolate`` / ``nn.Upsample`` in any mode, each separable: one constant matrix per
+    resized spatial dim (:func:`interpolation_matrix`, the weights PyTorch uses), applied as a
+    matmul along its dim (the einsum plan). Per-dim weights summed in another order than
+    PyTorch's, so equal to rounding (nearest: exact); each output reads a dense row of the
+    matrix, not the few taps a dedicated kernel would."""
     shape = b.shape(x)
     spatial = len(shape) - 2
     if spatial < 1 or len(out.shape) != len(shape):
         raise UnsupportedOp("interpolate", node.name, "no spatial dims")
+    if mode == "bicubic" and spatial != 2:
+        raise UnsupportedOp("interpolate", node.name, "bicubic on a non-4-d input")
     scales = scale_factor if isinstance(scale_factor, (list, tuple)) else [scale_factor] * spatial
     letters = "abcdefgh"[: len(shape)]
     y = x
@@ -972,15 +1007,24 @@ def _linear_interpolate(
         if in_len == out_len and scales[i] in (None, 1, 1.0):
             continue
         scale = None if scales[i] is None else float(scales[i])
-        matrix = linear_interpolation_matrix(
-            in_len, out_len, scale, align_corners, recompute_scale_factor
-        )
+        matrix = interpolation_matrix(
+            mode, spatial, i, in_len, out_len, scale, align_corners, recompute_scale_factor,
+            antialias,
+        )  # fmt: skip
         if matrix.shape != (out_len, in_len):
             raise UnsupportedOp("interpolate", node.name, "an output size PyTorch did not give")
         result = letters[:dim] + "z" + letters[dim + 1 :]
         equation = f"{letters},z{letters[dim]}->{result}"
         y = _einsum_plan(b, equation, [y, b.const(matrix, "interp")], node.name)
     return y if b.shape(y) == tuple(out.shape) else b.reshape(y, out)
+
+
+def _integer_repeat(x_shape: Sequence[int], out: torch.Tensor) -> bool:
+    """Whether nearest upsampling from ``x_shape`` to ``out`` repeats each pixel (integer
+    factors), which :func:`_nearest_upsample` does with a broadcast multiply."""
+    return len(out.shape) == len(x_shape) and all(
+        o >= i and o % i == 0 for o, i in zip(out.shape[2:], x_shape[2:], strict=True)
+    )
 
 
 def _einsum_plan(b: FxBuilder, equation: str, xs: list[str], where: str) -> str:
@@ -995,24 +1039,43 @@ def _einsum_plan(b: FxBuilder, equation: str, xs: list[str], where: str) -> str:
 
 
 def _interpolate(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.interpolate``: nearest by integer factors as a repetition (without a scale given
+    that PyTorch would use for the source index differently, the same thing), every other
+    case through :func:`_interpolate_by_matrices`."""
     mode = b.val(arg(node, 3, "mode", "nearest"))
-    if mode in LINEAR_MODES:
-        if b.val(arg(node, 6, "antialias", False)):
-            raise UnsupportedOp("interpolate", node.name, "antialias=True")
-        return _linear_interpolate(
-            b,
-            node,
-            b.tensor_arg(node.args[0]),
-            b.val(arg(node, 2, "scale_factor", None)),
-            b.val(arg(node, 4, "align_corners", None)),
-            b.val(arg(node, 5, "recompute_scale_factor", None)),
-            out,
-        )
-    if mode != "nearest":
-        raise UnsupportedOp(
-            "interpolate", node.name, f"mode {mode!r} (nearest, linear, bilinear, trilinear)"
-        )
-    return _nearest_upsample(b, node, out)
+    return _resize(
+        b,
+        node,
+        b.tensor_arg(node.args[0]),
+        mode,
+        b.val(arg(node, 2, "scale_factor", None)),
+        b.val(arg(node, 4, "align_corners", None)),
+        b.val(arg(node, 5, "recompute_scale_factor", None)),
+        bool(b.val(arg(node, 6, "antialias", False))),
+        out,
+    )
+
+
+def _resize(
+    b: FxBuilder,
+    node: torch.fx.Node,
+    x: str,
+    mode: str,
+    scale_factor: Any,
+    align_corners: bool | None,
+    recompute_scale_factor: bool | None,
+    antialias: bool,
+    out: torch.Tensor,
+) -> str:
+    if mode not in INTERPOLATION_MODES:
+        raise UnsupportedOp("interpolate", node.name, f"mode {mode!r}")
+    given = scale_factor if isinstance(scale_factor, (list, tuple)) else [scale_factor]
+    whole = all(f is None or float(f).is_integer() for f in given)  # PyTorch's index rule
+    if mode == "nearest" and whole and _integer_repeat(b.shape(x), out):
+        return _nearest_upsample(b, node, out)
+    return _interpolate_by_matrices(
+        b, node, x, mode, scale_factor, align_corners, recompute_scale_factor, antialias, out
+    )
 
 
 def _conv_transpose(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -1116,6 +1179,17 @@ def _cat(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     tensors = [b.tensor_arg(t) for t in node.args[0]]  # type: ignore[union-attr]
     dim = int(b.val(arg(node, 1, "dim", 0))) % out.dim()
     return b.emit("cat", tensors, {"dim": dim}, out)
+
+
+def _stack(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.stack``: each tensor given a new dim of size 1 (a reshape), then ``cat``."""
+    tensors = [b.tensor_arg(t) for t in node.args[0]]  # type: ignore[union-attr]
+    dim = int(b.val(arg(node, 1, "dim", 0))) % out.dim()
+    pieces = []
+    for t in tensors:
+        shape = list(b.shape(t))
+        pieces.append(b.reshape(t, meta_like([*shape[:dim], 1, *shape[dim:]])))
+    return pieces[0] if len(pieces) == 1 else b.emit("cat", pieces, {"dim": dim}, out)
 
 
 def _embedding(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -1514,6 +1588,7 @@ FUNCTIONS: dict[Any, Handler] = {
     torch.permute: _permute_function,
     torch.transpose: _transpose,
     torch.cat: _cat,
+    torch.stack: _stack,
     torch.mean: _reduction("mean"),
     torch.sum: _reduction("sum"),
     torch.amax: _amax("amax"),
@@ -1768,21 +1843,17 @@ def _pool_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 def _upsample_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     mod = _module(node, b)
     assert isinstance(mod, nn.Upsample)
-    if mod.mode in LINEAR_MODES:
-        return _linear_interpolate(
-            b,
-            node,
-            b.tensor_arg(node.args[0]),
-            mod.scale_factor,
-            mod.align_corners,
-            mod.recompute_scale_factor,
-            out,
-        )
-    if mod.mode != "nearest":
-        raise UnsupportedOp(
-            "Upsample", node.name, f"mode {mod.mode!r} (nearest, linear, bilinear, trilinear)"
-        )
-    return _nearest_upsample(b, node, out)
+    return _resize(
+        b,
+        node,
+        b.tensor_arg(node.args[0]),
+        mod.mode,
+        mod.scale_factor,
+        mod.align_corners,
+        mod.recompute_scale_factor,
+        False,
+        out,
+    )
 
 
 def _conv_transpose_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
