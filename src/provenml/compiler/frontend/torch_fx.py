@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -976,22 +976,25 @@ def interpolation_matrix(
     return rows[(slice(None), 0, *index)].T.contiguous().numpy()
 
 
+class ResizeArgs(NamedTuple):
+    """What ``F.interpolate`` / ``nn.Upsample`` were asked for, besides the input and size."""
+
+    mode: str
+    scale_factor: Any
+    align_corners: bool | None
+    recompute_scale_factor: bool | None
+    antialias: bool
+
+
 def _interpolate_by_matrices(
-    b: FxBuilder,
-    node: torch.fx.Node,
-    x: str,
-    mode: str,
-    scale_factor: Any,
-    align_corners: bool | None,
-    recompute_scale_factor: bool | None,
-    antialias: bool,
-    out: torch.Tensor,
+    b: FxBuilder, node: torch.fx.Node, x: str, resize: ResizeArgs, out: torch.Tensor
 ) -> str:
     """``F.interpolate`` / ``nn.Upsample`` in any mode, each separable: one constant matrix per
     resized spatial dim (:func:`interpolation_matrix`, the weights PyTorch uses), applied as a
     matmul along its dim (the einsum plan). Per-dim weights summed in another order than
     PyTorch's, so equal to rounding (nearest: exact); each output reads a dense row of the
     matrix, not the few taps a dedicated kernel would."""
+    mode, scale_factor = resize.mode, resize.scale_factor
     shape = b.shape(x)
     spatial = len(shape) - 2
     if spatial < 1 or len(out.shape) != len(shape):
@@ -1008,8 +1011,8 @@ def _interpolate_by_matrices(
             continue
         scale = None if scales[i] is None else float(scales[i])
         matrix = interpolation_matrix(
-            mode, spatial, i, in_len, out_len, scale, align_corners, recompute_scale_factor,
-            antialias,
+            mode, spatial, i, in_len, out_len, scale, resize.align_corners,
+            resize.recompute_scale_factor, resize.antialias,
         )  # fmt: skip
         if matrix.shape != (out_len, in_len):
             raise UnsupportedOp("interpolate", node.name, "an output size PyTorch did not give")
@@ -1039,43 +1042,30 @@ def _einsum_plan(b: FxBuilder, equation: str, xs: list[str], where: str) -> str:
 
 
 def _interpolate(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-    """``F.interpolate``: nearest by integer factors as a repetition (without a scale given
-    that PyTorch would use for the source index differently, the same thing), every other
-    case through :func:`_interpolate_by_matrices`."""
-    mode = b.val(arg(node, 3, "mode", "nearest"))
-    return _resize(
-        b,
-        node,
-        b.tensor_arg(node.args[0]),
-        mode,
+    """``F.interpolate`` (:func:`_resize`)."""
+    resize = ResizeArgs(
+        b.val(arg(node, 3, "mode", "nearest")),
         b.val(arg(node, 2, "scale_factor", None)),
         b.val(arg(node, 4, "align_corners", None)),
         b.val(arg(node, 5, "recompute_scale_factor", None)),
         bool(b.val(arg(node, 6, "antialias", False))),
-        out,
     )
+    return _resize(b, node, b.tensor_arg(node.args[0]), resize, out)
 
 
 def _resize(
-    b: FxBuilder,
-    node: torch.fx.Node,
-    x: str,
-    mode: str,
-    scale_factor: Any,
-    align_corners: bool | None,
-    recompute_scale_factor: bool | None,
-    antialias: bool,
-    out: torch.Tensor,
+    b: FxBuilder, node: torch.fx.Node, x: str, resize: ResizeArgs, out: torch.Tensor
 ) -> str:
-    if mode not in INTERPOLATION_MODES:
-        raise UnsupportedOp("interpolate", node.name, f"mode {mode!r}")
-    given = scale_factor if isinstance(scale_factor, (list, tuple)) else [scale_factor]
-    whole = all(f is None or float(f).is_integer() for f in given)  # PyTorch's index rule
-    if mode == "nearest" and whole and _integer_repeat(b.shape(x), out):
+    """Nearest by integer factors as a repetition (where PyTorch's index rule makes it one: no
+    non-integer scale given), every other case through :func:`_interpolate_by_matrices`."""
+    if resize.mode not in INTERPOLATION_MODES:
+        raise UnsupportedOp("interpolate", node.name, f"mode {resize.mode!r}")
+    factors = resize.scale_factor
+    given = factors if isinstance(factors, (list, tuple)) else [factors]
+    whole = all(f is None or float(f).is_integer() for f in given)
+    if resize.mode == "nearest" and whole and _integer_repeat(b.shape(x), out):
         return _nearest_upsample(b, node, out)
-    return _interpolate_by_matrices(
-        b, node, x, mode, scale_factor, align_corners, recompute_scale_factor, antialias, out
-    )
+    return _interpolate_by_matrices(b, node, x, resize, out)
 
 
 def _conv_transpose(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -1843,17 +1833,10 @@ def _pool_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 def _upsample_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     mod = _module(node, b)
     assert isinstance(mod, nn.Upsample)
-    return _resize(
-        b,
-        node,
-        b.tensor_arg(node.args[0]),
-        mod.mode,
-        mod.scale_factor,
-        mod.align_corners,
-        mod.recompute_scale_factor,
-        False,
-        out,
+    resize = ResizeArgs(
+        mod.mode, mod.scale_factor, mod.align_corners, mod.recompute_scale_factor, False
     )
+    return _resize(b, node, b.tensor_arg(node.args[0]), resize, out)
 
 
 def _conv_transpose_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
