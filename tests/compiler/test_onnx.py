@@ -378,9 +378,15 @@ def test_hand_built_vector_matmuls_clip_and_global_max_pool(cache: str) -> None:
     [
         (N("LeakyRelu", ["x"], ["y"], alpha=2.0), {}, "alpha 2.0"),
         (
-            N("Resize", ["x", "", "s"], ["y"], mode="cubic"),
+            N(
+                "Resize",
+                ["x", "", "s"],
+                ["y"],
+                mode="cubic",
+                coordinate_transformation_mode="tf_crop_and_resize",
+            ),
             {"s": np.array([1.0, 2.0], np.float32)},
-            "mode cubic",
+            "tf_crop_and_resize",
         ),
         (
             N("Resize", ["x", "", "s"], ["y"], mode="linear", antialias=1),
@@ -517,6 +523,45 @@ def test_hand_built_linear_resize_matches_ort(coords: str, by: str, cache: str) 
     data = _model([node], {"x": (2, 3, 5, 4)}, ["y"], inits, opset=13)
     x = w(2, 3, 5, 4)
     _hand_built_matches_ort(data, x, cache)
+
+
+@pytest.mark.parametrize(
+    ("coords", "cubic"),
+    [
+        ("half_pixel", {}),
+        ("pytorch_half_pixel", {}),
+        ("align_corners", {}),
+        ("asymmetric", {"cubic_coeff_a": -0.5}),
+        ("half_pixel", {"exclude_outside": 1}),
+    ],
+)
+@pytest.mark.parametrize("by", ["scales", "sizes"])
+def test_hand_built_cubic_resize_matches_ort(
+    coords: str, cubic: dict[str, float], by: str, cache: str
+) -> None:
+    # up in one dim, down in the other, edge taps clamped (or excluded)
+    if by == "scales":
+        inputs, inits = ["x", "", "s"], {"s": np.array([1.0, 1.0, 1.75, 0.6], np.float32)}
+    else:
+        inputs, inits = ["x", "", "", "n"], {"n": np.array([2, 3, 9, 3], np.int64)}
+    node = N("Resize", inputs, ["y"], mode="cubic", coordinate_transformation_mode=coords, **cubic)
+    data = _model([node], {"x": (2, 3, 5, 6)}, ["y"], inits, opset=13)
+    _hand_built_matches_ort(data, w(2, 3, 5, 6), cache)
+
+
+def test_exported_bicubic_matches_ort_and_eager(cache: str) -> None:
+    model = _Bicubic().eval()
+    x = torch.randn(2, 3, 6, 8)
+    _matches_ort_and_eager(_export(model, x), model, x, cache)
+
+
+class _Bicubic(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = torch.nn.functional.interpolate(x, size=(9, 13), mode="bicubic")
+        corners = torch.nn.functional.interpolate(
+            x, scale_factor=1.5, mode="bicubic", align_corners=True
+        )
+        return up.mean(dim=(2, 3)) + corners.amax(dim=(2, 3))
 
 
 @pytest.mark.parametrize(

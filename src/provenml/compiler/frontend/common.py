@@ -92,6 +92,52 @@ def mode_pad_pieces(size: int, before: int, after: int, mode: str) -> list[tuple
 LINEAR_RESIZE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
 
 
+def _source_coordinates(in_len: int, out_len: int, scale: float, mode: str) -> np.ndarray:
+    """ONNX Resize's coordinate transform: where output ``i`` reads the input (float32)."""
+    i = np.arange(out_len, dtype=np.float32)
+    if mode == "align_corners":
+        return i * np.float32((in_len - 1) / (out_len - 1)) if out_len > 1 else np.zeros_like(i)
+    if mode == "asymmetric":
+        return i / np.float32(scale)
+    x = (i + np.float32(0.5)) / np.float32(scale) - np.float32(0.5)
+    if mode == "pytorch_half_pixel" and out_len == 1:
+        return np.zeros_like(i)
+    return x
+
+
+def cubic_resize_matrix(
+    in_len: int, out_len: int, scale: float, mode: str, a: float = -0.75, exclude: bool = False
+) -> np.ndarray:
+    """The ``[out_len, in_len]`` weights of ONNX Resize in ``cubic`` mode along one dim: output
+    ``i`` mixes the four inputs around ``x`` (:func:`_source_coordinates`) with Keys' cubic
+    convolution kernel of coefficient ``a`` (``cubic_coeff_a``; PyTorch's bicubic is -0.75),
+    indices past either end clamped to the edge, or, with ``exclude`` (``exclude_outside``),
+    given weight 0 and the rest renormalised."""
+    if mode not in LINEAR_RESIZE_MODES:
+        raise ValueError(f"coordinate mode {mode!r}")
+    x = _source_coordinates(in_len, out_len, scale, mode).astype(np.float64)
+    base = np.floor(x)
+    t = x - base
+
+    def kernel(d: np.ndarray) -> np.ndarray:
+        d = np.abs(d)
+        near = ((a + 2) * d - (a + 3)) * d * d + 1
+        far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+        return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
+
+    matrix = np.zeros((out_len, in_len), np.float64)
+    rows = np.arange(out_len)
+    taps = [(k, kernel(t - k)) for k in (-1, 0, 1, 2)]
+    if exclude:
+        inside = [(base + k >= 0) & (base + k <= in_len - 1) for k, _ in taps]
+        total = sum(np.where(ok, w, 0.0) for ok, (_, w) in zip(inside, taps, strict=True))
+        taps = [(k, np.where(ok, w, 0.0) / total) for ok, (k, w) in zip(inside, taps, strict=True)]
+    for k, w in taps:
+        index = np.clip(base + k, 0, in_len - 1).astype(np.int64)
+        np.add.at(matrix, (rows, index), w)
+    return matrix.astype(np.float32)
+
+
 def linear_resize_matrix(in_len: int, out_len: int, scale: float, mode: str) -> np.ndarray:
     """The ``[out_len, in_len]`` weights of ONNX Resize in ``linear`` mode along one dim:
     output ``i`` reads the input at ``x = (i + 0.5) / scale - 0.5`` (``half_pixel``; and
@@ -102,15 +148,7 @@ def linear_resize_matrix(in_len: int, out_len: int, scale: float, mode: str) -> 
     Computed in float32, as ONNX Runtime computes it."""
     if mode not in LINEAR_RESIZE_MODES:
         raise ValueError(f"coordinate mode {mode!r}")
-    i = np.arange(out_len, dtype=np.float32)
-    if mode == "align_corners":
-        x = i * np.float32((in_len - 1) / (out_len - 1)) if out_len > 1 else np.zeros_like(i)
-    elif mode == "asymmetric":
-        x = i / np.float32(scale)
-    else:
-        x = (i + np.float32(0.5)) / np.float32(scale) - np.float32(0.5)
-        if mode == "pytorch_half_pixel" and out_len == 1:
-            x = np.zeros_like(i)
+    x = _source_coordinates(in_len, out_len, scale, mode)
     x = np.clip(x, 0, in_len - 1).astype(np.float32)
     low = np.floor(x).astype(np.int64)
     high = np.minimum(low + 1, in_len - 1)

@@ -29,6 +29,7 @@ from provenml.compiler.frontend.common import (
     UnsupportedOp,
     check_integer_operands,
     constant_pad_steps,
+    cubic_resize_matrix,
     linear_resize_matrix,
     lower_einsum,
     mode_pad_pieces,
@@ -701,7 +702,7 @@ def _resize(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     )
     if int(at.get("antialias", 0)) or len(at.get("axes", [])):
         raise UnsupportedOp("Resize", b.current, "antialias or axes")
-    linear = mode == "linear" and coords[0] in LINEAR_RESIZE_MODES
+    linear = mode in ("linear", "cubic") and coords[0] in LINEAR_RESIZE_MODES
     if not linear and (mode != "nearest" or coords not in REPEATING_NEAREST):
         raise UnsupportedOp("Resize", b.current, f"mode {mode}, {coords[0]} / {coords[1]}")
     x = b.tensor(node.input[0])
@@ -718,6 +719,9 @@ def _resize(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     else:
         raise UnsupportedOp("Resize", b.current, "neither scales nor sizes")
     if linear:
+        if mode == "cubic":
+            cubic = (float(at.get("cubic_coeff_a", -0.75)), bool(at.get("exclude_outside", 0)))
+            return [_linear_resize(b, x, out, factors, coords[0], cubic)]
         return [_linear_resize(b, x, out, factors, coords[0])]
     factors = [o // n for o, n in zip(out, shape, strict=True)]
     if any(o != n * f or f < 1 for o, n, f in zip(out, shape, factors, strict=True)):
@@ -731,11 +735,18 @@ def _resize(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 
 
 def _linear_resize(
-    b: OnnxBuilder, x: str, out: Sequence[int], factors: Sequence[float], mode: str
+    b: OnnxBuilder,
+    x: str,
+    out: Sequence[int],
+    factors: Sequence[float],
+    mode: str,
+    cubic: tuple[float, bool] | None = None,
 ) -> str:
-    """Resize in ``linear`` mode: separable, one constant matrix per resized dim
-    (:func:`~provenml.compiler.frontend.common.linear_resize_matrix`) applied as a matmul
-    along that dim (the einsum plan)."""
+    """Resize in ``linear`` or ``cubic`` mode (``cubic``: its coefficient and
+    ``exclude_outside``): separable, one constant matrix per resized dim
+    (:func:`~provenml.compiler.frontend.common.linear_resize_matrix`,
+    :func:`~provenml.compiler.frontend.common.cubic_resize_matrix`) applied as a matmul along
+    that dim (the einsum plan)."""
     shape = b.g.values[x].shape
     letters = "abcdefgh"[: len(shape)]
     if len(shape) > len(letters):
@@ -749,7 +760,12 @@ def _linear_resize(
     for dim, (n, o, f) in enumerate(zip(shape, out, factors, strict=True)):
         if n == o and f == 1.0:
             continue
-        matrix = b.g.add_const(linear_resize_matrix(n, o, f, mode), "interp")
+        weights = (
+            linear_resize_matrix(n, o, f, mode)
+            if cubic is None
+            else cubic_resize_matrix(n, o, f, mode, cubic[0], cubic[1])
+        )
+        matrix = b.g.add_const(weights, "interp")
         result = letters[:dim] + "z" + letters[dim + 1 :]
         equation = f"{letters},z{letters[dim]}->{result}"
         x = lower_einsum(equation, [x, matrix], lambda v: b.g.values[v].shape, emit, b.current)
