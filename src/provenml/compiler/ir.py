@@ -53,8 +53,6 @@ ELEMENTWISE_BINARY = (
     "keep_where",
     "keep_where_not",
 )
-#: binary ops whose result is a 0 / 1 mask (a boolean tensor of the frontends)
-COMPARISONS = ("gt", "ge", "lt", "le", "eq", "ne")
 ELEMENTWISE = ELEMENTWISE_UNARY + ELEMENTWISE_BINARY
 MATMUL_LIKE = ("linear", "dense", "matmul", "conv2d")
 REDUCTION_LIKE = ("softmax", "layer_norm", "mean", "sum", "amax", "amin")

@@ -4,7 +4,7 @@ of constant padding and of einsum."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -60,6 +60,54 @@ def constant_pad_steps(
         elif size:
             pieces.append((*shape[:dim], size, *shape[dim + 1 :]))
     return crop, pieces
+
+
+class ConvTransposeSteps(NamedTuple):
+    """How both frontends lower a transposed convolution (see :func:`conv_transpose_steps`)."""
+
+    split: tuple[int, ...]  # the input reshaped with a 1 after each spatial dim
+    onehot: np.ndarray | None  # the broadcast factor that inserts the zeros (None: stride 1)
+    inserted: tuple[int, ...]  # the input with zeros inserted, ``(N, C, L_i * s_i ..)``
+    pads: list[tuple[int, int]]  # per spatial dim, (before, after) pads of that (< 0 crops)
+    weight: np.ndarray  # the convolution's kernel: flipped in space, channel dims swapped
+
+
+def conv_transpose_steps(
+    shape: Sequence[int],
+    weight: np.ndarray,
+    strides: Sequence[int],
+    pads_begin: Sequence[int],
+    out_sizes: Sequence[int],
+    depthwise: bool,
+) -> ConvTransposeSteps:
+    """A transposed convolution as the convolution it is the gradient of: the input ``shape``
+    ``(N, C, L ..)`` with ``stride - 1`` zeros inserted after each element (a broadcast
+    multiply of the ``split`` reshape by ``onehot``, then a reshape to ``inserted``), padded by
+    ``kernel - 1 - pad_begin`` before and whatever reaches ``out_sizes`` after (the output
+    padding, ONNX's asymmetric pads or ``output_shape``; a negative pad crops), then a stride-1
+    convolution with ``weight`` flipped in space and its two channel dims swapped (a
+    depthwise ``(C, 1, k ..)`` kernel keeps them). The inserted zeros add exact zeros."""
+    n, c, *sizes = (int(v) for v in shape)
+    kernel = [int(k) for k in weight.shape[2:]]
+    split, block = [n, c], [1, 1]
+    for size, s in zip(sizes, strides, strict=True):
+        split += [size, 1]
+        block += [1, int(s)]
+    onehot = None
+    if any(int(s) > 1 for s in strides):
+        onehot = np.zeros(block, np.float32)
+        onehot[(0,) * len(block)] = 1.0
+    inserted = (n, c, *[v * int(s) for v, s in zip(sizes, strides, strict=True)])
+    pads = [
+        (k - 1 - int(p), int(o) + int(p) - v * int(s))
+        for v, s, k, p, o in zip(sizes, strides, kernel, pads_begin, out_sizes, strict=True)
+    ]
+    flipped = np.flip(weight, axis=tuple(range(2, weight.ndim)))
+    if not depthwise:  # (in, out, k ..) -> (out, in, k ..)
+        flipped = flipped.swapaxes(0, 1)
+    return ConvTransposeSteps(
+        tuple(split), onehot, inserted, pads, np.ascontiguousarray(flipped, dtype=np.float32)
+    )
 
 
 #: non-constant pad modes (PyTorch's names; ONNX calls replicate "edge" and circular "wrap")

@@ -29,6 +29,7 @@ from provenml.compiler.frontend.common import (
     UnsupportedOp,
     check_integer_operands,
     constant_pad_steps,
+    conv_transpose_steps,
     cubic_resize_matrix,
     linear_resize_matrix,
     lower_einsum,
@@ -340,19 +341,32 @@ def _conv(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     group = int(at.get("group", 1))
     if group not in (1, xs[1]) or (group == xs[1] and ws[0] != xs[1]):
         raise UnsupportedOp("Conv", b.current, f"group={group} (only 1 and depthwise)")
-    ins = [x, w]
-    if len(node.input) > 2 and node.input[2]:
-        ins.append(b.tensor(node.input[2]))
-    if spatial == 1:
+    bias = b.tensor(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    return [_conv2d(b, x, w, bias, strides, pads, group != 1)]
+
+
+def _conv2d(
+    b: OnnxBuilder,
+    x: str,
+    w: str,
+    bias: str | None,
+    strides: Sequence[int],
+    pads: Sequence[int],
+    depthwise: bool,
+) -> str:
+    """The IR's ``conv2d`` (a 1-d convolution as a height-1 2-d one, reshaped back)."""
+    xs, ws = b.g.values[x].shape, b.g.values[w].shape
+    ins = [x, w] + ([] if bias is None else [bias])
+    if len(xs) == 3:
         ins[0] = b.reshape(x, (xs[0], xs[1], 1, xs[2]))
         ins[1] = b.reshape(w, (ws[0], ws[1], 1, ws[2]))
         pads, strides = (0, pads[0]), (1, strides[0])
-    attrs = {"stride": strides, "padding": pads, "depthwise": group != 1}
+    attrs = {"stride": tuple(strides), "padding": tuple(pads), "depthwise": depthwise}
     y = b.emit("conv2d", ins, attrs)
-    if spatial == 1:
+    if len(xs) == 3:
         ys = b.g.values[y].shape
         y = b.reshape(y, (ys[0], ys[1], ys[3]))
-    return [y]
+    return y
 
 
 def _pool(op: str) -> OnnxHandler:
@@ -664,17 +678,23 @@ def _pad(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         raise UnsupportedOp("Pad", b.current, f"mode {mode!r}")
     value = b.const_input(node, 2) if len(node.input) > 2 and node.input[2] else 0.0
     fill = float(np.asarray(value).reshape(-1)[0]) if np.size(value) else 0.0
-    for dim in range(rank):
-        crop, pieces = constant_pad_steps(b.g.values[x].shape, dim, pads[dim], pads[rank + dim])
+    return [_constant_pad(b, x, list(zip(pads[:rank], pads[rank:], strict=True)), fill)]
+
+
+def _constant_pad(b: OnnxBuilder, x: str, pads: Sequence[tuple[int, int]], fill: float) -> str:
+    """``x`` padded with ``fill`` by ``(before, after)`` per dim from dim 0 on (negative pads
+    crop): constant blocks concatenated on either side (``constant_pad_steps``)."""
+    for dim, (before, after) in enumerate(pads):
+        crop, pieces = constant_pad_steps(b.g.values[x].shape, dim, before, after)
         if crop is not None:
-            x = b.emit("slice", [x], {"dim": dim, "start": crop[0], "stop": crop[1], "step": 1})
+            x = b.slice(x, dim, crop[0], crop[1])
         parts = [
             x if block is None else b.g.add_const(np.full(block, fill, np.float32), "pad")
             for block in pieces
         ]
         if len(parts) > 1:
             x = b.emit("cat", parts, {"dim": dim})
-    return [x]
+    return x
 
 
 # coordinate modes under which nearest upsampling by an integer factor repeats each pixel
@@ -774,11 +794,9 @@ def _linear_resize(
 
 def _conv_transpose(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     """ConvTranspose (1-d or 2-d, group 1 or depthwise, no dilation, a constant weight) as the
-    convolution it is the gradient of, as the torch frontend lowers it
-    (:func:`~provenml.compiler.frontend.torch_fx.conv_transpose`): zeros inserted between
-    neighbours, padded by ``kernel - 1 - pad`` (the output padding, or what ``output_shape``
-    asks for, at the end), a stride-1 Conv with the kernel flipped and its channel dims
-    swapped (a depthwise kernel keeps them)."""
+    convolution it is the gradient of, the torch frontend's plan
+    (:func:`~provenml.compiler.frontend.common.conv_transpose_steps`), with ONNX's begin pads
+    and the output size its pads, output padding or ``output_shape`` give."""
     at = attrs_of(node)
     x = b.tensor(node.input[0])
     n, c, *sizes = b.g.values[x].shape
@@ -810,42 +828,15 @@ def _conv_transpose(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
             (v - 1) * s + k - pads[i] - pads[spatial + i] + extra[i]
             for i, (v, s, k) in enumerate(zip(sizes, strides, kernel, strict=True))
         ]
-    if any(s > 1 for s in strides):  # zeros between neighbours: [.., L] -> [.., L * s]
-        block = [1, 1, *[v for s in strides for v in (1, s)]]
-        onehot = np.zeros(block, np.float32)
-        onehot[(0,) * len(block)] = 1.0
-        x = b.reshape(x, [n, c, *[v for size in sizes for v in (size, 1)]])
-        x = b.emit("mul", [x, b.g.add_const(onehot, "zeros_between")])
-        x = b.reshape(x, [n, c, *[v * s for v, s in zip(sizes, strides, strict=True)]])
-    for i in range(spatial):
-        dim, k = 2 + i, kernel[i]
-        before = k - 1 - pads[i]
-        after = out[i] + k - 1 - before - sizes[i] * strides[i]  # to the length the conv needs
-        crop, pieces = constant_pad_steps(b.g.values[x].shape, dim, before, after)
-        if crop is not None:
-            x = b.slice(x, dim, crop[0], crop[1])
-        parts = [
-            x if block is None else b.g.add_const(np.zeros(block, np.float32), "pad")
-            for block in pieces
-        ]
-        if len(parts) > 1:
-            x = b.emit("cat", parts, {"dim": dim})
-    flipped = np.flip(weight, axis=tuple(range(2, 2 + spatial)))
-    if not depthwise:  # (in, out, k..) -> (out, in, k..); a depthwise kernel is (C, 1, k..)
-        flipped = flipped.swapaxes(0, 1)
-    w = b.g.add_const(np.ascontiguousarray(flipped), "w")
-    ins = [x, w]
-    if len(node.input) > 2 and node.input[2]:
-        ins.append(b.tensor(node.input[2]))
-    if spatial == 1:
-        xs, ws = b.g.values[x].shape, b.g.values[w].shape
-        ins[0] = b.reshape(x, (xs[0], xs[1], 1, xs[2]))
-        ins[1] = b.reshape(w, (ws[0], ws[1], 1, ws[2]))
-    y = b.emit("conv2d", ins, {"stride": (1, 1), "padding": (0, 0), "depthwise": depthwise})
-    if spatial == 1:
-        ys = b.g.values[y].shape
-        y = b.reshape(y, (ys[0], ys[1], ys[3]))
-    return [y]
+    steps = conv_transpose_steps((n, c, *sizes), weight, strides, pads[:spatial], out, depthwise)
+    if steps.onehot is not None:
+        x = b.reshape(x, steps.split)
+        x = b.emit("mul", [x, b.g.add_const(steps.onehot, "zeros_between")])
+        x = b.reshape(x, steps.inserted)
+    x = _constant_pad(b, x, [(0, 0), (0, 0), *steps.pads], 0.0)
+    w = b.g.add_const(steps.weight, "w")
+    bias = b.tensor(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    return [_conv2d(b, x, w, bias, (1,) * spatial, (0,) * spatial, depthwise)]
 
 
 class _StepBuilder:

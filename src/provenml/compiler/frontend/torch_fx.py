@@ -26,6 +26,7 @@ from provenml.compiler.frontend.common import (
     UnsupportedOp,
     check_integer_operands,
     constant_pad_steps,
+    conv_transpose_steps,
     lower_einsum,
     mode_pad_pieces,
 )
@@ -1109,14 +1110,10 @@ def conv_transpose(
     out: torch.Tensor,
 ) -> str:
     """A transposed convolution (1-D or 2-D, groups 1 or depthwise, no dilation) as the
-    convolution it is the gradient of: the input with ``stride - 1`` zeros inserted between
-    neighbours (a broadcast multiply by a one-hot block between two reshapes, as the nearest
-    upsample repeats), padded by ``kernel - 1 - padding`` on each side plus, at the end, the
-    output padding (read from the output's size, so ``output_size=`` works too; a negative pad
-    crops), then a stride-1 convolution with the kernel flipped in space and its two channel
-    dims swapped (a depthwise kernel keeps its (C, 1) channel dims). The inserted zeros add
-    exact zeros, so the sums are PyTorch's terms in another order; the convolution does
-    ``prod(stride)`` times the products a dedicated kernel would."""
+    convolution it is the gradient of (:func:`~provenml.compiler.frontend.common
+    .conv_transpose_steps`); the output padding is read from the output's size, so
+    ``output_size=`` works too. The convolution does ``prod(stride)`` times the products a
+    dedicated kernel would."""
     if any(int(d) != 1 for d in dilation):
         raise UnsupportedOp(op, where, "dilation != 1")
     shape = b.shape(x)
@@ -1126,30 +1123,15 @@ def conv_transpose(
     spatial = weight.ndim - 2
     if spatial not in (1, 2) or len(shape) != spatial + 2:
         raise UnsupportedOp(op, where, f"a rank-{len(shape)} input (batched 1-D or 2-D only)")
-    n, c, sizes = shape[0], shape[1], [int(v) for v in shape[2:]]
-    strides, kernel = [int(v) for v in stride], [int(v) for v in weight.shape[2:]]
-    if any(s > 1 for s in strides):  # zeros between neighbours: [.., L] -> [.., L * s]
-        split, grown, block = [n, c], [n, c], [1, 1]
-        for size, s in zip(sizes, strides, strict=True):
-            split += [size, 1]
-            grown += [size, s]
-            block += [1, s]
-        onehot = np.zeros(block, np.float32)
-        onehot[(0,) * len(block)] = 1.0
-        x = b.reshape(x, meta_like(split))
-        x = b.emit("mul", [x, b.const(onehot, "zeros_between")], {}, meta_like(grown))
-        x = b.reshape(x, meta_like([n, c, *[v * s for v, s in zip(sizes, strides, strict=True)]]))
-    pads: list[int] = []
-    for i in reversed(range(spatial)):  # F.pad order: last dim first
-        k, p, s = kernel[i], int(padding[i]), strides[i]
-        extra = int(out.shape[2 + i]) - ((sizes[i] - 1) * s - 2 * p + k)  # output padding
-        pads += [k - 1 - p, k - 1 - p + extra - (s - 1)]
+    steps = conv_transpose_steps(shape, weight, stride, padding, out.shape[2:], depthwise)
+    if steps.onehot is not None:
+        x = b.reshape(x, meta_like(steps.split))
+        grown = np.broadcast_shapes(steps.split, steps.onehot.shape)
+        x = b.emit("mul", [x, b.const(steps.onehot, "zeros_between")], {}, meta_like(grown))
+        x = b.reshape(x, meta_like(steps.inserted))
+    pads = [p for before_after in reversed(steps.pads) for p in before_after]  # F.pad order
     x = constant_pad(b, x, pads, 0.0, op, where)
-    flipped = np.flip(weight, axis=tuple(range(2, 2 + spatial)))
-    if not depthwise:  # (in, out, k..) -> (out, in, k..); a depthwise kernel is (C, 1, k..)
-        flipped = flipped.swapaxes(0, 1)
-    flipped = np.ascontiguousarray(flipped)
-    ins = [x, b.const(flipped, "w")] + ([] if bias is None else [bias])
+    ins = [x, b.const(steps.weight, "w")] + ([] if bias is None else [bias])
     if spatial == 1:
         return b.conv1d(ins, 1, 0, 1, groups, out)
     return b.conv(ins, 1, 0, 1, groups, out)
