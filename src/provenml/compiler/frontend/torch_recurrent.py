@@ -33,13 +33,20 @@ from provenml.compiler.frontend.torch_fx import FxBuilder, Handler, arg, meta_li
 __all__ = ["RECURRENT_MODULES", "_WrappedRecurrent", "unroll"]
 
 
-def _linear(b: Any, x: str, weight: Any, bias: Any) -> str:
-    """``x W^T + b`` with constant weights (tensors or arrays)."""
-    ins = [x, b.const(torch.as_tensor(weight).detach(), "w")]
+def _weights(b: Any, weight: Any, bias: Any) -> list[str]:
+    """A linear layer's weight (and bias) as IR constants (from tensors or arrays), made once
+    per layer and direction, not once per step."""
+    names = [b.const(torch.as_tensor(weight).detach(), "w")]
     if bias is not None:
-        ins.append(b.const(torch.as_tensor(bias).detach(), "b"))
+        names.append(b.const(torch.as_tensor(bias).detach(), "b"))
+    return names
+
+
+def _linear(b: Any, x: str, weights: list[str]) -> str:
+    """``x W^T + b`` with the constants of :func:`_weights`."""
     shape = b.shape(x)
-    return b.emit("linear", ins, {}, meta_like([*shape[:-1], int(weight.shape[0])]))
+    width = int(b.shape(weights[0])[0])
+    return b.emit("linear", [x, *weights], {}, meta_like([*shape[:-1], width]))
 
 
 def _gate(b: Any, x: str, k: int, hidden: int) -> str:
@@ -54,9 +61,9 @@ def _op(b: Any, op: str, *xs: str) -> str:
     return b.emit(op, list(xs), {}, meta_like(shape))
 
 
-def _gru_step(b: Any, x_proj: str, h: str, w_hh: Any, b_hh: Any) -> str:
+def _gru_step(b: Any, x_proj: str, h: str, hh: list[str], one: str) -> str:
     hidden = b.shape(h)[1]
-    h_proj = _linear(b, h, w_hh, b_hh)
+    h_proj = _linear(b, h, hh)
     r = _op(b, "sigmoid", _op(b, "add", _gate(b, x_proj, 0, hidden), _gate(b, h_proj, 0, hidden)))
     z = _op(b, "sigmoid", _op(b, "add", _gate(b, x_proj, 1, hidden), _gate(b, h_proj, 1, hidden)))
     n = _op(
@@ -64,13 +71,12 @@ def _gru_step(b: Any, x_proj: str, h: str, w_hh: Any, b_hh: Any) -> str:
         "tanh",
         _op(b, "add", _gate(b, x_proj, 2, hidden), _op(b, "mul", r, _gate(b, h_proj, 2, hidden))),
     )
-    one = b.const(np.float32(1.0), "one")
     return _op(b, "add", _op(b, "mul", _op(b, "sub", one, z), n), _op(b, "mul", z, h))
 
 
-def _lstm_step(b: Any, x_proj: str, h: str, c: str, w_hh: Any, b_hh: Any) -> tuple[str, str]:
+def _lstm_step(b: Any, x_proj: str, h: str, c: str, hh: list[str]) -> tuple[str, str]:
     hidden = b.shape(h)[1]
-    h_proj = _linear(b, h, w_hh, b_hh)
+    h_proj = _linear(b, h, hh)
     pre = [
         _op(b, "add", _gate(b, x_proj, k, hidden), _gate(b, h_proj, k, hidden)) for k in range(4)
     ]
@@ -97,17 +103,19 @@ def unroll(
     w_ih, b_ih, w_hh, b_hh = weights
     batch, steps, _ = b.shape(x)
     hidden = b.shape(h)[1]
-    projected = _linear(b, x, w_ih, b_ih)  # (N, T, G * H): every step's input side at once
+    projected = _linear(b, x, _weights(b, w_ih, b_ih))  # (N, T, G * H): all steps at once
     gates = b.shape(projected)[2]
+    hh = _weights(b, w_hh, b_hh)
+    one = b.const(np.float32(1.0), "one") if c is None else ""  # the GRU's 1 - z
     per_step: list[str] = [""] * steps
     for t in range(steps - 1, -1, -1) if reverse else range(steps):
         attrs = {"dim": 1, "start": t, "stop": t + 1, "step": 1}
         row = b.emit("slice", [projected], attrs, meta_like([batch, 1, gates]))
         x_t = b.reshape(row, meta_like([batch, gates]))
         if c is not None:
-            h, c = _lstm_step(b, x_t, h, c, w_hh, b_hh)
+            h, c = _lstm_step(b, x_t, h, c, hh)
         else:
-            h = _gru_step(b, x_t, h, w_hh, b_hh)
+            h = _gru_step(b, x_t, h, hh, one)
         per_step[t] = b.reshape(h, meta_like([batch, 1, hidden]))
     if steps == 1:
         return per_step[0], h, c
