@@ -373,6 +373,70 @@ EINSUM_CASES = [
 
 
 # name -> (model class, example input shape, input scale): the models both test files run
+class ConvVariants(nn.Module):
+    """Dilated and grouped convolutions: DeepLab's atrous 3x3s (dilation 2 and 3, one with a
+    stride of 2, one dilated in width only), a TCN's causal dilated Conv1d and a grouped one,
+    ResNeXt's grouped 3x3 (4 groups; strided), a depthwise multiplier (2 outputs per
+    channel), grouped and depthwise dilated convs, and transposed convs with groups and
+    dilation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.atrous2 = nn.Conv2d(4, 8, 3, padding=2, dilation=2)
+        self.atrous3 = nn.Conv2d(8, 8, 3, padding=3, dilation=3, bias=False)
+        self.atrous_strided = nn.Conv2d(8, 8, 3, stride=2, padding=1, dilation=2)
+        self.atrous_wide = nn.Conv2d(8, 8, (1, 3), padding=(0, 2), dilation=(1, 2))
+        self.grouped = nn.Conv2d(8, 8, 3, padding=1, groups=4)
+        self.grouped_strided = nn.Conv2d(8, 4, 3, stride=2, groups=2)
+        self.multiplier = nn.Conv2d(8, 16, 3, padding=1, groups=8)
+        self.grouped_dilated = nn.Conv2d(16, 8, 3, padding=2, dilation=2, groups=2)
+        self.depthwise_dilated = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8)
+        self.up_grouped = nn.ConvTranspose2d(8, 8, 3, stride=2, groups=2)
+        self.up_dilated = nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, dilation=2)
+        self.up_multiplier = nn.ConvTranspose2d(8, 16, 2, stride=2, groups=8)
+        self.tcn = nn.Conv1d(8, 8, 3, padding=8, dilation=4)
+        # padding="same" with dilation exports as auto_pad SAME_UPPER, which ONNX Runtime
+        # refuses with a dilation: the explicit equivalent
+        self.tcn_grouped = nn.Conv1d(8, 8, 5, padding=4, dilation=2, groups=2)
+        self.tcn_up = nn.ConvTranspose1d(8, 4, 3, stride=2, dilation=3, groups=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.atrous2(x))  # (N, 8, H, W)
+        h = h + self.atrous3(h) + self.atrous_wide(h) + self.depthwise_dilated(h)
+        h = self.grouped(h)
+        small = self.atrous_strided(h)  # about half the size
+        pooled = [
+            t.mean(dim=(2, 3))
+            for t in (
+                small,
+                self.grouped_strided(h).repeat(1, 2, 1, 1),
+                self.grouped_dilated(self.multiplier(h)),
+                self.up_grouped(small),
+                self.up_dilated(small).repeat(1, 2, 1, 1),
+            )
+        ]
+        pooled.append(self.up_multiplier(small).amax(dim=(2, 3))[:, :8])
+        signal = h.flatten(2)  # (N, 8, H W)
+        causal = self.tcn(signal)[..., : signal.shape[-1]]
+        line = self.tcn_grouped(causal)
+        pooled += [causal.mean(-1), line.amax(-1), self.tcn_up(line).mean(-1).repeat(1, 2)]
+        return torch.stack(pooled).sum(0)
+
+
+class Indices(nn.Module):
+    """Integer results: ``max(x, dim)`` unpacked (values and indices), ``argmax`` along the last
+    dim, ``argmin`` with ``keepdim``, ``argmax`` of the whole tensor, ``min(..).indices`` of a
+    reshaped input; the indices concatenated (int64), the values added to a float output."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        values, first = torch.max(x, dim=1)
+        lowest = torch.argmin(x, dim=0, keepdim=True).flatten()
+        overall = x.argmax().reshape(1)
+        grouped = torch.min(x.view(x.shape[0], 4, -1), 2).indices.flatten()
+        indices = torch.cat([first, x.argmax(-1), lowest, overall, grouped])
+        return indices, values * 2
+
+
 USER_MODELS: dict[str, tuple[type[nn.Module], tuple[int, ...], float]] = {
     "mobilenet_v3_head": (MobileNetV3Head, (2, 3, 12, 12), 1.0),
     "maths": (Maths, (5, 16), 1.0),
@@ -385,6 +449,8 @@ USER_MODELS: dict[str, tuple[type[nn.Module], tuple[int, ...], float]] = {
     "masked_ops": (MaskedOps, (4, 16), 2.0),
     "mode_pads": (ModePads, (2, 3, 6, 6), 1.0),
     "resizes": (Resizes, (2, 3, 8, 12), 1.0),
+    "conv_variants": (ConvVariants, (2, 4, 11, 13), 1.0),
+    "indices": (Indices, (6, 16), 1.0),
 }
 
 

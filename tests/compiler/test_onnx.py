@@ -58,12 +58,17 @@ def _export(model: torch.nn.Module, x: torch.Tensor, dynamo: bool = False) -> by
 def _matches_ort_and_eager(
     data: bytes, model: torch.nn.Module, x: torch.Tensor, cache: str
 ) -> None:
-    """``data`` (``model`` exported) compiled on ``x`` gives ONNX Runtime's and eager's output."""
+    """``data`` (``model`` exported) compiled on ``x`` gives ONNX Runtime's and eager's
+    outputs, with their dtypes."""
     compiled = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)
-    y = compiled(x).numpy()
-    np.testing.assert_allclose(y, _ort(data, {"x": x.numpy()})[0], **TOL)
+    got = compiled(x)
     with torch.no_grad():
-        np.testing.assert_allclose(y, model(x).numpy(), **TOL)
+        eager = model(x)
+    got, eager = ((t,) if isinstance(t, torch.Tensor) else tuple(t) for t in (got, eager))
+    for y, want, ref in zip(got, _ort(data, {"x": x.numpy()}), eager, strict=True):
+        assert y.dtype == ref.dtype
+        np.testing.assert_allclose(y.numpy(), want, **TOL)
+        np.testing.assert_allclose(y.numpy(), ref.numpy(), **TOL)
 
 
 @pytest.mark.parametrize("name", ["mlp", "resnet", "transformer"])
@@ -342,6 +347,8 @@ def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None
         "clamps": {"Clip", "Max", "Min", "LeakyRelu", "Elu"},
         "pad_upsample": {"Pad", "Resize"},
         "unet_decoder": {"ConvTranspose", "Resize"},
+        "conv_variants": {"Conv", "ConvTranspose"},
+        "indices": {"ArgMax", "ArgMin"},
         "masked_ops": {"Where", "Greater", "Not", "And", "Or", "Cast"},
         "mode_pads": {"Pad"},
     }[name]
@@ -393,7 +400,7 @@ def test_hand_built_vector_matmuls_clip_and_global_max_pool(cache: str) -> None:
             {"s": np.array([1.0, 0.5], np.float32)},
             "antialias",
         ),
-        (N("ConvTranspose", ["x", "W"], ["y"], group=2), {"W": np.ones((4, 1, 3))}, "group=2"),
+        (N("ConvTranspose", ["x", "W"], ["y"], group=3), {"W": np.ones((4, 1, 3))}, "group=3"),
         (
             N("GRU", ["x", "W", "R"], ["y"], hidden_size=2),  # linear_before_reset=0
             {"W": np.ones((1, 6, 4)), "R": np.ones((1, 6, 2))},
@@ -581,6 +588,37 @@ def test_hand_built_conv_transpose_matches_ort(attrs: dict[str, list[int]], cach
     data = _model([node], {"x": (2, 3, 4, 5)}, ["y"], inits)
     x = w(2, 3, 4, 5)
     _hand_built_matches_ort(data, x, cache)
+
+
+@pytest.mark.parametrize(
+    ("attrs", "weight"),
+    [
+        ({"auto_pad": "SAME_UPPER", "strides": [2, 2]}, (4, 3, 3, 2)),
+        ({"auto_pad": "SAME_LOWER", "strides": [1, 2]}, (4, 3, 2, 3)),
+        ({"auto_pad": "VALID", "strides": [2, 1]}, (4, 3, 3, 3)),
+        ({"pads": [0, 1, 2, 1]}, (4, 3, 3, 3)),  # asymmetric: padded first
+        ({"dilations": [2, 3], "pads": [2, 3, 2, 3]}, (4, 3, 3, 3)),
+        ({"dilations": [2, 2], "strides": [2, 1], "group": 3}, (6, 1, 2, 3)),  # multiplier 2
+        ({"group": 3, "strides": [2, 2], "pads": [1, 1, 1, 1]}, (6, 1, 3, 3)),
+    ],
+)
+def test_hand_built_conv_pads_groups_and_dilations_match_ort(
+    attrs: dict[str, object], weight: tuple[int, ...], cache: str
+) -> None:
+    node = N("Conv", ["x", "W", "B"], ["y"], **attrs)
+    data = _model([node], {"x": (2, 3, 7, 9)}, ["y"], {"W": w(*weight), "B": w(weight[0])})
+    _hand_built_matches_ort(data, w(2, 3, 7, 9), cache)
+
+
+def test_hand_built_grouped_conv_and_tile_match_ort(cache: str) -> None:
+    nodes = [
+        N("Conv", ["x", "W"], ["c"], group=2, pads=[1, 1]),  # 1-d, 2 groups of 3 -> 2 x 2
+        N("ConvTranspose", ["c", "V"], ["u"], group=2, strides=[2], dilations=[2]),
+        N("Tile", ["u", "reps"], ["y"]),
+    ]
+    inits = {"W": w(4, 3, 3), "V": w(4, 3, 2), "reps": np.array([1, 2, 3], np.int64)}
+    data = _model(nodes, {"x": (2, 6, 5)}, ["y"], inits)
+    _hand_built_matches_ort(data, w(2, 6, 5), cache)
 
 
 @pytest.mark.parametrize(("equation", "second", "shape"), EINSUM_CASES)

@@ -351,7 +351,7 @@ def test_max_min_var_std_match_eager(layout: bool, threads: int, cache: str) -> 
 @pytest.mark.parametrize(
     ("fn", "why"),
     [
-        (lambda x: x.max(dim=1).indices.float(), "only .values"),
+        (lambda x: x.max(dim=1).indices.float(), "a cast of an integer tensor"),
         (lambda x: x.var(1, True), "by position"),
     ],
 )
@@ -421,24 +421,31 @@ def test_the_decoder_compiles_through_the_torch_compile_backend(cache: str) -> N
 
 
 @pytest.mark.parametrize(
-    ("module", "why"),
+    "module",
     [
-        (nn.ConvTranspose2d(4, 4, 3, stride=2, groups=2), "groups=2"),
-        (nn.ConvTranspose2d(4, 4, 3, dilation=2), "dilation"),
-        (nn.ConvTranspose2d(4, 4, 3, padding_mode="zeros", bias=False), None),
-        (nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, groups=4), None),  # depthwise
-        (nn.ConvTranspose2d(4, 8, 3, stride=2, groups=4), "groups=4"),  # 2 outputs per group
+        nn.ConvTranspose2d(4, 4, 3, stride=2, groups=2),
+        nn.ConvTranspose2d(4, 4, 3, dilation=2),
+        nn.ConvTranspose2d(4, 4, 3, padding_mode="zeros", bias=False),
+        nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, groups=4),  # depthwise
+        nn.ConvTranspose2d(4, 8, 3, stride=2, groups=4),  # 2 outputs per group
     ],
 )
-def test_what_transposed_convs_refuse_is_named(module: nn.Module, why: str | None) -> None:
+def test_transposed_convs_of_any_groups_and_dilation_match_eager(module: nn.Module) -> None:
     x = torch.randn(1, 4, 5, 5)
-    if why is None:  # compiles: no bias, or depthwise
-        compiled = pc.compile(module.eval(), (x,), tuning=False, threads=1)
-        with torch.no_grad():
-            torch.testing.assert_close(compiled(x), module(x), rtol=1e-5, atol=1e-5)
-        return
-    with pytest.raises(ProvenmlError, match=why):
-        pc.compile(module.eval(), (x,), tuning=False)
+    compiled = pc.compile(module.eval(), (x,), tuning=False, threads=1)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), module(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("threads", "layout"), [(1, True), (2, True), (1, False)])
+def test_dilated_and_grouped_convs_match_eager(threads: int, layout: bool, cache: str) -> None:
+    """Atrous, grouped, depthwise-multiplier and TCN convolutions (and transposed ones)
+    lower to the IR's conv2d: no op is left that the IR lacks, and nothing is refused."""
+    compiled = compiled_like_eager(
+        "conv_variants", cache, rtol=1e-4, atol=1e-4, threads=threads, layout=layout
+    )
+    frontend = compiled.dump("frontend")
+    assert frontend.count("= conv2d(") >= 15, frontend
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -534,3 +541,64 @@ def test_what_einsum_refuses_is_named(equation: str, why: str) -> None:
     shape = (8, 8) if second == "none" else (5, 8)
     with pytest.raises(ProvenmlError, match=why):
         pc.compile(Einsum(equation, second).eval(), (torch.randn(shape),), tuning=False)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_argmax_argmin_and_max_indices_match_eager(threads: int, cache: str) -> None:
+    compiled = compiled_like_eager("indices", cache, threads=threads)
+    frontend = compiled.dump("frontend")
+    assert "= argmax(" in frontend and "= argmin(" in frontend
+    assert compiled(user_model("indices")[1])[0].dtype == torch.int64
+
+
+def test_argmax_takes_the_first_extremum_and_nans_as_eager(cache: str) -> None:
+    nan = float("nan")
+    x = torch.tensor(
+        [
+            [1.0, 3.0, 3.0, nan, nan],  # ties, then two NaNs: the first NaN wins both ways
+            [2.0, 2.0, -1.0, -1.0, 0.0],  # ties at both ends
+            [nan, 5.0, -7.0, -7.0, 1.0],
+            [-0.0, 0.0, -0.0, 0.0, -0.0],  # signed zeros are equal
+        ]
+    )
+    for fn in (
+        lambda t: t.argmax(1),
+        lambda t: t.argmin(1),
+        lambda t: torch.argmax(t, 0, keepdim=True),
+        lambda t: torch.max(t, 1)[1],
+    ):
+        model = _Apply(fn).eval()
+        compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
+        torch.testing.assert_close(compiled(x), fn(x))
+
+
+def test_arithmetic_on_indices_is_refused() -> None:
+    with pytest.raises(ProvenmlError, match="integer tensor operand"):
+        pc.compile(_Apply(lambda t: t.argmax(-1) * 2).eval(), (torch.randn(3, 5),), tuning=False)
+
+
+class ClassToken(nn.Module):
+    """A ViT's class token expanded over the batch, with ``repeat``, ``tile``, ``expand_as``
+    and ``broadcast_to``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cls = nn.Parameter(torch.randn(1, 1, 8))
+        self.proj = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (N, T, 8)
+        tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), self.proj(x)], dim=1)
+        tiled = x.repeat(1, 2, 1) + torch.tile(x[:, :1], (2, 1)).repeat(1, x.shape[1], 1)
+        wide = x.mean(1, keepdim=True).expand_as(x) + torch.broadcast_to(x[:, :1], x.shape)
+        return (
+            tokens[:, 1:].sum(1) + tiled.amax(1) + wide.mean(1) + x.repeat(2, 1, 1)[: len(x)].sum(1)
+        )
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_expand_repeat_and_tile_match_eager(threads: int, cache: str) -> None:
+    torch.manual_seed(0)
+    model, x = ClassToken().eval(), torch.randn(3, 5, 8)
+    compiled = pc.compile(model, (x,), threads=threads, tuning=False, cache_dir=cache)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)

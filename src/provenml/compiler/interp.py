@@ -204,6 +204,10 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
         if a.get("log"):  # log-softmax: x - max - log(sum(exp(x - max)))
             return (shifted - np.log(e.sum(axis=a["dim"], keepdims=True))).astype(np.float32)
         return (e / e.sum(axis=a["dim"], keepdims=True)).astype(np.float32)
+    if op in ("argmax", "argmin"):  # NumPy's and PyTorch's rule: the first extremum, NaN first
+        x = to_logical(ins[0], values[n.inputs[0]])
+        fn = np.argmax if op == "argmax" else np.argmin
+        return fn(x, axis=a["dim"], keepdims=a["keepdim"]).astype(np.int64).reshape(out_v.shape)
     if op in ("mean", "sum", "amax", "amin"):
         x = to_logical(ins[0], values[n.inputs[0]])
         fn = {"mean": np.mean, "sum": np.sum, "amax": np.max, "amin": np.min}[op]

@@ -55,7 +55,8 @@ ELEMENTWISE_BINARY = (
 )
 ELEMENTWISE = ELEMENTWISE_UNARY + ELEMENTWISE_BINARY
 MATMUL_LIKE = ("linear", "dense", "matmul", "conv2d")
-REDUCTION_LIKE = ("softmax", "layer_norm", "mean", "sum", "amax", "amin")
+# argmax / argmin (stop 56): one dim, int64 indices (the first extremum; a NaN counts as one)
+REDUCTION_LIKE = ("softmax", "layer_norm", "mean", "sum", "amax", "amin", "argmax", "argmin")
 
 
 @dataclass

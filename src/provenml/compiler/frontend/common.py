@@ -78,17 +78,20 @@ def conv_transpose_steps(
     strides: Sequence[int],
     pads_begin: Sequence[int],
     out_sizes: Sequence[int],
-    depthwise: bool,
+    groups: int = 1,
+    dilation: Sequence[int] | None = None,
 ) -> ConvTransposeSteps:
     """A transposed convolution as the convolution it is the gradient of: the input ``shape``
     ``(N, C, L ..)`` with ``stride - 1`` zeros inserted after each element (a broadcast
     multiply of the ``split`` reshape by ``onehot``, then a reshape to ``inserted``), padded by
-    ``kernel - 1 - pad_begin`` before and whatever reaches ``out_sizes`` after (the output
-    padding, ONNX's asymmetric pads or ``output_shape``; a negative pad crops), then a stride-1
-    convolution with ``weight`` flipped in space and its two channel dims swapped (a
-    depthwise ``(C, 1, k ..)`` kernel keeps them). The inserted zeros add exact zeros."""
+    ``dilation * (kernel - 1) - pad_begin`` before and whatever reaches ``out_sizes`` after
+    (the output padding, ONNX's asymmetric pads or ``output_shape``; a negative pad crops),
+    then a stride-1 convolution with the same ``groups`` and ``dilation`` and ``weight``
+    ``(C, Co / groups, k ..)`` flipped in space with its two channel dims swapped within each
+    group, ``(Co, C / groups, k ..)``. The inserted zeros add exact zeros."""
     n, c, *sizes = (int(v) for v in shape)
-    kernel = [int(k) for k in weight.shape[2:]]
+    dilation = [1] * len(sizes) if dilation is None else [int(d) for d in dilation]
+    kernel = [d * (int(k) - 1) + 1 for k, d in zip(weight.shape[2:], dilation, strict=True)]
     split, block = [n, c], [1, 1]
     for size, s in zip(sizes, strides, strict=True):
         split += [size, 1]
@@ -103,11 +106,186 @@ def conv_transpose_steps(
         for v, s, k, p, o in zip(sizes, strides, kernel, pads_begin, out_sizes, strict=True)
     ]
     flipped = np.flip(weight, axis=tuple(range(2, weight.ndim)))
-    if not depthwise:  # (in, out, k ..) -> (out, in, k ..)
-        flipped = flipped.swapaxes(0, 1)
+    cin, per_group_out, *taps = flipped.shape  # (C, Co / g, k ..) -> (g, Co / g, C / g, k ..)
+    grouped = flipped.reshape(groups, cin // groups, per_group_out, *taps).swapaxes(1, 2)
+    flipped = grouped.reshape(groups * per_group_out, cin // groups, *taps)
     return ConvTransposeSteps(
         tuple(split), onehot, inserted, pads, np.ascontiguousarray(flipped, dtype=np.float32)
     )
+
+
+class ConvOps(NamedTuple):
+    """A frontend's builders that :func:`lower_conv` composes."""
+
+    emit: Emit
+    shape_of: Callable[[str], Sequence[int]]
+    const: Callable[[np.ndarray], str]
+    # x zero-padded by (before, after) per spatial dim
+    pad: Callable[[str, Sequence[tuple[int, int]]], str]
+    # the IR's conv2d (groups 1, or depthwise: True): x, w, bias, stride, padding, depthwise
+    conv: Callable[[str, str, str | None, Sequence[int], Sequence[int], bool], str]
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """One spatial dim of a convolution's output (PyTorch's and ONNX's formula)."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def lower_conv(
+    x: str,
+    w: str,
+    bias: str | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    ops: ConvOps,
+) -> str:
+    """A convolution (1-D or 2-D: ``x`` is ``(N, C, L ..)``, ``w`` ``(Co, C / groups, k ..)``)
+    of any ``groups`` and ``dilation`` from the IR's ``conv2d``, which has groups 1 or
+    depthwise and no dilation. Every product is one the convolution makes, in another order:
+
+    * **dilation** (TensorFlow's atrous convolution by space-to-batch): padded to a multiple
+      of ``d`` per dim, the input's ``d`` phases (the elements ``r, r + d, r + 2d ..``) become
+      batch entries (a reshape, a permute, a reshape); each is convolved with the undilated
+      kernel, since ``y[r + d j] = sum_k w[k] x[r + d (j + k)]``; the phases are interleaved
+      back and cropped to the stride-1 output. A stride above 1 then keeps every stride-th
+      output (a strided slice: ``stride`` times the products per dim that a strided kernel
+      would make).
+    * **groups = C, Co = m C** (a depthwise multiplier): each input channel repeated ``m``
+      times (a broadcast multiply by ones), then a depthwise convolution; output channel
+      ``o`` reads input channel ``o // m``, as PyTorch and ONNX define it.
+    * **other groups**: per group, a slice of the input channels, of the kernels and of the
+      bias, one convolution, then the groups' outputs concatenated along the channels.
+    """
+    n, c, *sizes = (int(v) for v in ops.shape_of(x))
+    co, ci, *kernel = (int(v) for v in ops.shape_of(w))
+    spatial = len(sizes)
+    stride, padding, dilation = (tuple(int(v) for v in t) for t in (stride, padding, dilation))
+    if any(d > 1 for d in dilation):
+        return _dilated_conv(x, w, bias, stride, padding, dilation, groups, ops)
+    if groups == 1 or (groups == c and co == c and ci == 1):
+        return ops.conv(x, w, bias, stride, padding, groups != 1)
+    if groups == c and ci == 1:  # depthwise with a multiplier
+        m = co // c
+        x = ops.emit("reshape", [x], {"shape": (n, c, 1, *sizes)}, (n, c, 1, *sizes))
+        ones = ops.const(np.ones((1, 1, m) + (1,) * spatial, np.float32))
+        x = ops.emit("mul", [x, ones], {}, (n, c, m, *sizes))
+        x = ops.emit("reshape", [x], {"shape": (n, co, *sizes)}, (n, co, *sizes))
+        return ops.conv(x, w, bias, stride, padding, True)
+    per_in, per_out = c // groups, co // groups
+    out_sizes = [
+        conv_output_size(v, k, s, p, 1)
+        for v, k, s, p in zip(sizes, kernel, stride, padding, strict=True)
+    ]
+    pieces = []
+    for g in range(groups):
+
+        def part(v: str, dim: int, width: int, shape: Sequence[int], g: int = g) -> str:
+            cut = list(shape)
+            cut[dim] = width
+            attrs = {"dim": dim, "start": g * width, "stop": (g + 1) * width, "step": 1}
+            return ops.emit("slice", [v], attrs, cut)
+
+        xg = part(x, 1, per_in, (n, c, *sizes))
+        wg = part(w, 0, per_out, (co, ci, *kernel))
+        bg = None if bias is None else part(bias, 0, per_out, (co,))
+        pieces.append(ops.conv(xg, wg, bg, stride, padding, False))
+    return ops.emit("cat", pieces, {"dim": 1}, (n, co, *out_sizes))
+
+
+def _dilated_conv(
+    x: str,
+    w: str,
+    bias: str | None,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+    groups: int,
+    ops: ConvOps,
+) -> str:
+    """:func:`lower_conv`'s dilated case (space-to-batch, then the undilated convolution)."""
+    n, c, *sizes = (int(v) for v in ops.shape_of(x))
+    co, _, *kernel = (int(v) for v in ops.shape_of(w))
+    spatial = len(sizes)
+    full = [  # the stride-1 output per dim
+        conv_output_size(v, k, 1, p, d)
+        for v, k, p, d in zip(sizes, kernel, padding, dilation, strict=True)
+    ]
+    if any(o < 1 for o in full):
+        raise ValueError(f"a kernel {kernel} dilated by {dilation} is larger than the input")
+    padded = [v + 2 * p for v, p in zip(sizes, padding, strict=True)]
+    blocks = [-(-v // d) for v, d in zip(padded, dilation, strict=True)]  # ceil
+    x = ops.pad(
+        x,
+        [(p, p + b * d - v) for p, b, d, v in zip(padding, blocks, dilation, padded, strict=True)],
+    )
+    split = [n, c]
+    for b, d in zip(blocks, dilation, strict=True):
+        split += [b, d]
+    x = ops.emit("reshape", [x], {"shape": tuple(split)}, split)
+    phase_axes = [3 + 2 * i for i in range(spatial)]
+    block_axes = [2 + 2 * i for i in range(spatial)]
+    perm = (*phase_axes, 0, 1, *block_axes)
+    phases = int(np.prod(dilation))
+    x = ops.emit("permute", [x], {"perm": perm}, [split[a] for a in perm])
+    batched = (phases * n, c, *blocks)
+    x = ops.emit("reshape", [x], {"shape": batched}, batched)
+    y = lower_conv(x, w, bias, (1,) * spatial, (0,) * spatial, (1,) * spatial, groups, ops)
+    per_phase = [b - k + 1 for b, k in zip(blocks, kernel, strict=True)]
+    unbatched = (*dilation, n, co, *per_phase)
+    y = ops.emit("reshape", [y], {"shape": unbatched}, unbatched)
+    back = [spatial, spatial + 1]  # N, Co, then per dim (block, phase)
+    for i in range(spatial):
+        back += [spatial + 2 + i, i]
+    y = ops.emit("permute", [y], {"perm": tuple(back)}, [unbatched[a] for a in back])
+    interleaved = [n, co, *(o * d for o, d in zip(per_phase, dilation, strict=True))]
+    y = ops.emit("reshape", [y], {"shape": tuple(interleaved)}, interleaved)
+    shape = list(interleaved)
+    for i, (size, step) in enumerate(zip(full, stride, strict=True)):
+        if shape[2 + i] == size and step == 1:
+            continue
+        shape[2 + i] = -(-size // step)
+        attrs = {"dim": 2 + i, "start": 0, "stop": size, "step": step}
+        y = ops.emit("slice", [y], attrs, list(shape))
+    return y
+
+
+def broadcast_ones(shape: Sequence[int], target: Sequence[int]) -> np.ndarray | None:
+    """Expanding a tensor of ``shape`` to ``target`` (NumPy broadcasting, leading dims added)
+    as a broadcast multiply by ones that are 1 wide except along the dims that grow: exact
+    (``x * 1``) and as small as the growth. ``None`` when nothing grows; ``ValueError`` when
+    the shapes do not broadcast."""
+    out = tuple(int(v) for v in np.broadcast_shapes(tuple(shape), tuple(target)))
+    if out != tuple(int(v) for v in target):
+        raise ValueError(f"{tuple(shape)} does not expand to {tuple(target)}")
+    if out == tuple(shape):
+        return None
+    padded = (1,) * (len(out) - len(shape)) + tuple(int(v) for v in shape)
+    return np.ones([o if p == 1 else 1 for o, p in zip(out, padded, strict=True)], np.float32)
+
+
+class TileSteps(NamedTuple):
+    """How both frontends tile a tensor (see :func:`tile_steps`)."""
+
+    split: tuple[int, ...]  # the input with a 1 before each of its dims
+    ones: np.ndarray  # the broadcast factor: ``reps[i]`` before dim i, 1 elsewhere
+    tiled: tuple[int, ...]  # the result, ``shape[i] * reps[i]``
+
+
+def tile_steps(shape: Sequence[int], reps: Sequence[int]) -> TileSteps:
+    """``Tensor.repeat`` / ``torch.tile`` / ONNX Tile: ``reps`` copies along each dim (shorter
+    of the two padded with leading 1s, as ``torch.tile``) as one broadcast multiply by ones
+    between two reshapes: ``(1, d0, 1, d1 ..) * (r0, 1, r1, 1 ..)`` is ``(r0, d0, r1, d1 ..)``,
+    whose copy ``k`` of dim ``i`` is the block ``k * d_i ..``, as tiling places it. Exact."""
+    rank = max(len(shape), len(reps))
+    dims = (1,) * (rank - len(shape)) + tuple(int(v) for v in shape)
+    reps = (1,) * (rank - len(reps)) + tuple(int(r) for r in reps)
+    if any(r < 0 for r in reps):
+        raise ValueError(f"negative repeats {reps}")
+    split = tuple(v for d in dims for v in (1, d))
+    ones = np.ones([v for r in reps for v in (r, 1)], np.float32)
+    return TileSteps(split, ones, tuple(d * r for d, r in zip(dims, reps, strict=True)))
 
 
 #: non-constant pad modes (PyTorch's names; ONNX calls replicate "edge" and circular "wrap")

@@ -26,14 +26,18 @@ import numpy as np
 
 from provenml.compiler.frontend.common import (
     LINEAR_RESIZE_MODES,
+    ConvOps,
     UnsupportedOp,
+    broadcast_ones,
     check_integer_operands,
     constant_pad_steps,
     conv_transpose_steps,
     cubic_resize_matrix,
     linear_resize_matrix,
+    lower_conv,
     lower_einsum,
     mode_pad_pieces,
+    tile_steps,
 )
 from provenml.compiler.ir import Graph, Node, Value
 from provenml.compiler.passes.shapes import shape_of
@@ -94,7 +98,8 @@ class OnnxBuilder:
             raise UnsupportedOp(op, self.current, str(exc)) from exc
         dtype = (
             "int64"
-            if op != "embedding" and dtypes and all(d == "int64" for d in dtypes)
+            if op in ("argmax", "argmin")
+            or (op != "embedding" and dtypes and all(d == "int64" for d in dtypes))
             else "float32"
         )
         self.g.values[name] = Value(name, tuple(int(d) for d in shape), dtype)
@@ -324,25 +329,88 @@ def _pads(node: onnx.NodeProto, at: dict[str, Any], spatial: int) -> tuple[int, 
     return tuple(int(p) for p in pads[:spatial])
 
 
+def _conv_pads(
+    at: dict[str, Any],
+    sizes: Sequence[int],
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilation: Sequence[int],
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """A Conv's begin and end pads per spatial dim: ``pads``, or ``auto_pad`` ``SAME_UPPER`` /
+    ``SAME_LOWER`` (the output ``ceil(size / stride)`` long, the odd pad at the end / the
+    beginning), or ``VALID`` (none)."""
+    spatial = len(sizes)
+    auto = at.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    if auto == "VALID":
+        return (0,) * spatial, (0,) * spatial
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        begin, end = [], []
+        for v, k, s, d in zip(sizes, kernel, strides, dilation, strict=True):
+            total = max(0, (-(-v // s) - 1) * s + d * (k - 1) + 1 - v)
+            small, large = total // 2, total - total // 2
+            begin.append(small if auto == "SAME_UPPER" else large)
+            end.append(large if auto == "SAME_UPPER" else small)
+        return tuple(begin), tuple(end)
+    pads = [int(p) for p in at.get("pads", [0] * (2 * spatial))]
+    return tuple(pads[:spatial]), tuple(pads[spatial:])
+
+
 def _conv(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
-    """Conv (1-d as a height-1 2-d conv), groups 1 or depthwise, no dilation."""
+    """Conv (1-d or 2-d; any group and dilation: :func:`~provenml.compiler.frontend.common
+    .lower_conv`)."""
     at = attrs_of(node)
     x = b.tensor(node.input[0])
     xs = b.g.values[x].shape
     spatial = len(xs) - 2
     if spatial not in (1, 2):
         raise UnsupportedOp("Conv", b.current, f"{spatial}-d convolution")
-    if any(int(d) != 1 for d in at.get("dilations", [1] * spatial)):
-        raise UnsupportedOp("Conv", b.current, "dilation != 1")
-    pads = _pads(node, at, spatial)
+    dilation = tuple(int(d) for d in at.get("dilations", [1] * spatial))
     strides = tuple(int(s) for s in at.get("strides", [1] * spatial))
     w = b.tensor(node.input[1])
-    ws = b.g.values[w].shape
+    begin, end = _conv_pads(at, xs[2:], b.g.values[w].shape[2:], strides, dilation)
+    pads = begin
+    if begin != end:  # asymmetric (or SAME_* auto padding): pad first, then convolve
+        x = _constant_pad(b, x, [(0, 0), (0, 0), *zip(begin, end, strict=True)], 0.0)
+        pads = (0,) * spatial
     group = int(at.get("group", 1))
-    if group not in (1, xs[1]) or (group == xs[1] and ws[0] != xs[1]):
-        raise UnsupportedOp("Conv", b.current, f"group={group} (only 1 and depthwise)")
+    if xs[1] % group or b.g.values[w].shape[1] * group != xs[1]:
+        raise UnsupportedOp("Conv", b.current, f"group={group} for {xs[1]} input channels")
     bias = b.tensor(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-    return [_conv2d(b, x, w, bias, strides, pads, group != 1)]
+    try:
+        return [lower_conv(x, w, bias, strides, pads, dilation, group, _conv_ops(b))]
+    except ValueError as exc:
+        raise UnsupportedOp("Conv", b.current, str(exc)) from exc
+
+
+def _conv_ops(b: OnnxBuilder) -> ConvOps:
+    """The ONNX builder's ops for :func:`~provenml.compiler.frontend.common.lower_conv`."""
+
+    def emit(op: str, inputs: list[str], attrs: dict[str, Any], shape: Sequence[int]) -> str:
+        if op == "reshape":
+            return b.reshape(inputs[0], shape)
+        return b.emit(op, inputs, attrs)
+
+    def conv(
+        x: str,
+        w: str,
+        bias: str | None,
+        stride: Sequence[int],
+        padding: Sequence[int],
+        depthwise: bool,
+    ) -> str:
+        return _conv2d(b, x, w, bias, stride, padding, depthwise)
+
+    def pad(x: str, pads: Sequence[tuple[int, int]]) -> str:
+        return _constant_pad(b, x, [(0, 0), (0, 0), *pads], 0.0)
+
+    return ConvOps(
+        emit,
+        lambda v: b.g.values[v].shape,
+        lambda a: b.g.add_const(a, "ones"),
+        pad,
+        conv,
+    )
 
 
 def _conv2d(
@@ -593,6 +661,20 @@ def _reduce(op: str) -> OnnxHandler:
     return handle
 
 
+def _arg_reduce(op: str) -> OnnxHandler:
+    """ArgMax / ArgMin (``axis``, ``keepdims``; the first extremum: ``select_last_index=0``)."""
+
+    def handle(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+        at = attrs_of(node)
+        if int(at.get("select_last_index", 0)):
+            raise UnsupportedOp(node.op_type, b.current, "select_last_index=1")
+        x = b.tensor(node.input[0])
+        dim = int(at.get("axis", 0)) % len(b.g.values[x].shape)
+        return [b.emit(op, [x], {"dim": dim, "keepdim": bool(at.get("keepdims", 1))})]
+
+    return handle
+
+
 def _pow(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     """``x ** e`` for a constant scalar ``e`` in the torch frontend's ``POW_EXPONENTS``."""
     exponent = b.static.get(node.input[1])
@@ -793,7 +875,7 @@ def _linear_resize(
 
 
 def _conv_transpose(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
-    """ConvTranspose (1-d or 2-d, group 1 or depthwise, no dilation, a constant weight) as the
+    """ConvTranspose (1-d or 2-d, any group and dilation, a constant weight) as the
     convolution it is the gradient of, the torch frontend's plan
     (:func:`~provenml.compiler.frontend.common.conv_transpose_steps`), with ONNX's begin pads
     and the output size its pads, output padding or ``output_shape`` give."""
@@ -803,18 +885,16 @@ def _conv_transpose(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     spatial = len(sizes)
     if spatial not in (1, 2):
         raise UnsupportedOp("ConvTranspose", b.current, f"{spatial}-d convolution")
-    if any(int(d) != 1 for d in at.get("dilations", [1] * spatial)):
-        raise UnsupportedOp("ConvTranspose", b.current, "dilation != 1")
+    dilation = [int(d) for d in at.get("dilations", [1] * spatial)]
     group = int(at.get("group", 1))
     if at.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
         raise UnsupportedOp("ConvTranspose", b.current, "auto_pad SAME_*")
     if node.input[1] not in b.static:
         raise UnsupportedOp("ConvTranspose", b.current, "a weight computed at run time")
     weight = b.static[node.input[1]].astype(np.float32)
-    depthwise = group == c == weight.shape[0] and weight.shape[1] == 1
-    if group != 1 and not depthwise:
-        raise UnsupportedOp("ConvTranspose", b.current, f"group={group} (only 1 and depthwise)")
-    kernel = [int(k) for k in weight.shape[2:]]
+    if c % group or weight.shape[0] != c:
+        raise UnsupportedOp("ConvTranspose", b.current, f"group={group} for {c} input channels")
+    kernel = [d * (int(k) - 1) + 1 for k, d in zip(weight.shape[2:], dilation, strict=True)]
     strides = [int(s) for s in at.get("strides", [1] * spatial)]
     pads = [int(p) for p in at.get("pads", [0] * (2 * spatial))]
     extra = [int(p) for p in at.get("output_padding", [0] * spatial)]
@@ -828,7 +908,9 @@ def _conv_transpose(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
             (v - 1) * s + k - pads[i] - pads[spatial + i] + extra[i]
             for i, (v, s, k) in enumerate(zip(sizes, strides, kernel, strict=True))
         ]
-    steps = conv_transpose_steps((n, c, *sizes), weight, strides, pads[:spatial], out, depthwise)
+    steps = conv_transpose_steps(
+        (n, c, *sizes), weight, strides, pads[:spatial], out, group, dilation
+    )
     if steps.onehot is not None:
         x = b.reshape(x, steps.split)
         x = b.emit("mul", [x, b.g.add_const(steps.onehot, "zeros_between")])
@@ -836,7 +918,8 @@ def _conv_transpose(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     x = _constant_pad(b, x, [(0, 0), (0, 0), *steps.pads], 0.0)
     w = b.g.add_const(steps.weight, "w")
     bias = b.tensor(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-    return [_conv2d(b, x, w, bias, (1,) * spatial, (0,) * spatial, depthwise)]
+    flat = (1,) * spatial, (0,) * spatial
+    return [lower_conv(x, w, bias, *flat, dilation, group, _conv_ops(b))]
 
 
 class _StepBuilder:
@@ -1009,20 +1092,28 @@ def _compare(op: str) -> OnnxHandler:
 
 
 def _expand(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
-    """Expand to a constant shape (numpy broadcasting): a broadcast multiply by ones that are
-    1 wide except along the dims that grow (exact: ``x * 1``)."""
+    """Expand to a constant shape (numpy broadcasting: :func:`~provenml.compiler.frontend
+    .common.broadcast_ones`)."""
     x = b.tensor(node.input[0])
     shape = b.g.values[x].shape
     target = [int(v) for v in np.asarray(b.const_input(node, 1)).reshape(-1)]
-    try:
-        out = np.broadcast_shapes(tuple(shape), tuple(target))
+    try:  # ONNX's Expand broadcasts both ways: the result may keep a dim the target has as 1
+        ones = broadcast_ones(shape, np.broadcast_shapes(tuple(shape), tuple(target)))
     except ValueError as exc:
         raise UnsupportedOp("Expand", b.current, f"{shape} to {target}") from exc
-    if tuple(out) == tuple(shape):
-        return [x]
-    padded = (1,) * (len(out) - len(shape)) + tuple(shape)
-    ones = np.ones([o if p == 1 else 1 for o, p in zip(out, padded, strict=True)], np.float32)
-    return [b.emit("mul", [x, b.g.add_const(ones, "expand")])]
+    return [x if ones is None else b.emit("mul", [x, b.g.add_const(ones, "expand")])]
+
+
+def _tile(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """Tile by constant repeats (:func:`~provenml.compiler.frontend.common.tile_steps`)."""
+    x = b.tensor(node.input[0])
+    reps = [int(v) for v in np.asarray(b.const_input(node, 1)).reshape(-1)]
+    try:
+        steps = tile_steps(b.g.values[x].shape, reps)
+    except ValueError as exc:
+        raise UnsupportedOp("Tile", b.current, str(exc)) from exc
+    y = b.emit("mul", [b.reshape(x, steps.split), b.g.add_const(steps.ones, "tile")])
+    return [b.reshape(y, steps.tiled)]
 
 
 def _is_nan(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
@@ -1146,6 +1237,8 @@ ONNX_OPS: dict[str, OnnxHandler] = {
     "ReduceMean": _reduce("mean"),
     "ReduceSum": _reduce("sum"),
     "ReduceMax": _reduce("amax"),
+    "ArgMax": _arg_reduce("argmax"),
+    "ArgMin": _arg_reduce("argmin"),
     "ReduceMin": _reduce("amin"),
     "GlobalMaxPool": _global_average_pool,
     "Cast": _cast,
@@ -1160,6 +1253,7 @@ ONNX_OPS: dict[str, OnnxHandler] = {
     "Where": _where,
     "IsNaN": _is_nan,
     "Expand": _expand,
+    "Tile": _tile,
     "LSTM": _recurrent,
     "GRU": _recurrent,
     "Shape": _shape,

@@ -23,12 +23,17 @@ import torch.nn.functional as F
 
 from provenml.compiler.frontend.common import (
     PAD_MODES,
+    ConvOps,
     UnsupportedOp,
+    broadcast_ones,
     check_integer_operands,
     constant_pad_steps,
+    conv_output_size,
     conv_transpose_steps,
+    lower_conv,
     lower_einsum,
     mode_pad_pieces,
+    tile_steps,
 )
 from provenml.compiler.ir import Graph, Node, Value
 from provenml.errors import ProvenmlError
@@ -350,6 +355,20 @@ class FxBuilder:
         dims = tuple(sorted(int(i) % rank for i in dims))
         return self.emit(op, [xin], {"dims": dims, "keepdim": bool(self.val(keepdim))}, out)
 
+    def arg_reduce(self, op: str, x: Any, dim: Any, keepdim: Any, out: torch.Tensor) -> str:
+        """``argmax`` / ``argmin`` along ``dim`` (an int64 result); ``dim=None`` flattens."""
+        xin = self.tensor_arg(x)
+        d = self.val(dim)
+        if d is None:
+            size = int(np.prod(self.shape(xin), dtype=np.int64))
+            flat = self.reshape(xin, meta_like([size]))
+            like = torch.empty([1], dtype=torch.int64, device="meta")
+            index = self.emit(op, [flat], {"dim": 0, "keepdim": True}, like)
+            return self.reshape(index, out)
+        rank = len(self.shape(xin))
+        attrs = {"dim": int(d) % rank, "keepdim": bool(self.val(keepdim))}
+        return self.emit(op, [xin], attrs, out)
+
     def conv(
         self,
         ins: list[str],
@@ -362,18 +381,52 @@ class FxBuilder:
         if isinstance(padding, str):
             kernel = tuple(int(s) for s in self.shape(ins[1])[2:4])
             padding = self.string_padding(padding, kernel, self.val(dilation))
-        if pair(self.val(dilation)) != (1, 1):
-            raise UnsupportedOp("conv2d", self.current, "dilation != 1")
         groups = int(self.val(groups))
-        cin = self.shape(ins[0])[1]
-        if groups not in (1, cin) or (groups == cin and out.shape[1] != cin):
-            raise UnsupportedOp("conv2d", self.current, f"groups={groups} (only 1 and depthwise)")
-        attrs = {
-            "stride": pair(self.val(stride)),
-            "padding": pair(self.val(padding)),
-            "depthwise": groups != 1,
-        }
-        return self.emit("conv2d", ins, attrs, out)
+        x, w, *bias = ins
+        y = lower_conv(
+            x,
+            w,
+            bias[0] if bias else None,
+            pair(self.val(stride)),
+            pair(self.val(padding)),
+            pair(self.val(dilation)),
+            groups,
+            self._conv_ops(),
+        )
+        if self.shape(y) != tuple(out.shape):  # PyTorch checked the shapes when tracing
+            raise ProvenmlError(f"conv2d at {self.current}: {self.shape(y)} != {tuple(out.shape)}")
+        return y
+
+    def _conv_ops(self) -> ConvOps:
+        """This builder's ops for :func:`~provenml.compiler.frontend.common.lower_conv`."""
+
+        def emit(op: str, inputs: list[str], attrs: dict[str, Any], shape: Sequence[int]) -> str:
+            if op == "reshape":
+                return self.reshape(inputs[0], meta_like(shape))
+            return self.emit(op, inputs, attrs, meta_like(shape))
+
+        def pad(x: str, pads: Sequence[tuple[int, int]]) -> str:
+            flat = [p for before_after in reversed(pads) for p in before_after]  # F.pad order
+            return constant_pad(self, x, flat, 0.0, "conv2d", self.current)
+
+        def conv(
+            x: str,
+            w: str,
+            bias: str | None,
+            stride: Sequence[int],
+            padding: Sequence[int],
+            depthwise: bool,
+        ) -> str:
+            (n, _, *sizes), (co, _, *kernel) = self.shape(x), self.shape(w)
+            shape = [n, co] + [
+                conv_output_size(v, k, s, p, 1)
+                for v, k, s, p in zip(sizes, kernel, stride, padding, strict=True)
+            ]
+            attrs = {"stride": tuple(stride), "padding": tuple(padding), "depthwise": depthwise}
+            inputs = [x, w] + ([] if bias is None else [bias])
+            return self.emit("conv2d", inputs, attrs, meta_like(shape))
+
+        return ConvOps(emit, self.shape, lambda a: self.const(a, "ones"), pad, conv)
 
     def layer_norm(self, x: Any, shape: Any, w: Any, b: Any, eps: Any, out: torch.Tensor) -> str:
         shape = tuple(shape) if isinstance(shape, (tuple, list, torch.Size)) else (shape,)
@@ -548,6 +601,27 @@ def _binary(op: str, check_alpha: bool) -> Handler:
 
 def _reshape(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.reshape(b.tensor_arg(node.args[0]), out)
+
+
+def _expand(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``expand`` / ``expand_as`` / ``broadcast_to`` to the traced output's shape
+    (:func:`~provenml.compiler.frontend.common.broadcast_ones`)."""
+    x = b.tensor_arg(node.args[0])
+    ones = broadcast_ones(b.shape(x), tuple(out.shape))
+    return x if ones is None else b.emit("mul", [x, b.const(ones, "expand")], {}, out)
+
+
+def _tile(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``Tensor.repeat`` / ``torch.tile`` / ``Tensor.tile``
+    (:func:`~provenml.compiler.frontend.common.tile_steps`)."""
+    x = b.tensor_arg(node.args[0])
+    rest = node.args[1:] or (node.kwargs.get("dims", node.kwargs.get("repeats")),)
+    reps = b.val(rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest)
+    steps = tile_steps(b.shape(x), [int(r) for r in reps])
+    split = b.reshape(x, meta_like(steps.split))
+    grown = np.broadcast_shapes(steps.split, steps.ones.shape)
+    tiled = b.emit("mul", [split, b.const(steps.ones, "tile")], {}, meta_like(grown))
+    return b.reshape(tiled, out)
 
 
 def _contiguous(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -1109,21 +1183,17 @@ def conv_transpose(
     groups: int,
     out: torch.Tensor,
 ) -> str:
-    """A transposed convolution (1-D or 2-D, groups 1 or depthwise, no dilation) as the
-    convolution it is the gradient of (:func:`~provenml.compiler.frontend.common
-    .conv_transpose_steps`); the output padding is read from the output's size, so
-    ``output_size=`` works too. The convolution does ``prod(stride)`` times the products a
-    dedicated kernel would."""
-    if any(int(d) != 1 for d in dilation):
-        raise UnsupportedOp(op, where, "dilation != 1")
+    """A transposed convolution (1-D or 2-D, any groups and dilation) as the convolution it
+    is the gradient of (:func:`~provenml.compiler.frontend.common.conv_transpose_steps`); the
+    output padding is read from the output's size, so ``output_size=`` works too. The
+    convolution does ``prod(stride)`` times the products a dedicated kernel would."""
     shape = b.shape(x)
-    depthwise = groups == shape[1] == weight.shape[0] and weight.shape[1] == 1
-    if groups != 1 and not depthwise:
-        raise UnsupportedOp(op, where, f"groups={groups} (only 1 and depthwise)")
     spatial = weight.ndim - 2
     if spatial not in (1, 2) or len(shape) != spatial + 2:
         raise UnsupportedOp(op, where, f"a rank-{len(shape)} input (batched 1-D or 2-D only)")
-    steps = conv_transpose_steps(shape, weight, stride, padding, out.shape[2:], depthwise)
+    steps = conv_transpose_steps(
+        shape, weight, stride, padding, out.shape[2:], groups, [int(d) for d in dilation]
+    )
     if steps.onehot is not None:
         x = b.reshape(x, meta_like(steps.split))
         grown = np.broadcast_shapes(steps.split, steps.onehot.shape)
@@ -1133,8 +1203,8 @@ def conv_transpose(
     x = constant_pad(b, x, pads, 0.0, op, where)
     ins = [x, b.const(steps.weight, "w")] + ([] if bias is None else [bias])
     if spatial == 1:
-        return b.conv1d(ins, 1, 0, 1, groups, out)
-    return b.conv(ins, 1, 0, 1, groups, out)
+        return b.conv1d(ins, 1, 0, dilation, groups, out)
+    return b.conv(ins, 1, 0, dilation, groups, out)
 
 
 def _einsum(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -1185,18 +1255,19 @@ def _getattr(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 
 
 class _ValuesIndices(tuple):  # type: ignore[type-arg]
-    """``max(x, dim)`` / ``min(x, dim)``: (values, None); the indices are not computed."""
+    """``max(x, dim)`` / ``min(x, dim)``: (values, indices); the one not read is dead code."""
 
     def get(self, key: str | int, where: str) -> str:
         if key in ("values", 0):
             return self[0]  # type: ignore[no-any-return]
-        raise UnsupportedOp("max/min indices", where, "only .values of max(x, dim) is compiled")
+        if key in ("indices", 1):
+            return self[1]  # type: ignore[no-any-return]
+        raise UnsupportedOp("max/min", where, f"no field {key!r}")
 
 
 def _extremum(op: str) -> Handler:
     """``max`` / ``min``: of a whole tensor (a single value), along ``dim`` (values and
-    indices; the values are compiled, the indices refused where they are read), or of two
-    tensors (elementwise)."""
+    indices: ``amax`` and ``argmax``), or of two tensors (elementwise)."""
 
     def handle(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
         other = arg(node, 1, "dim")
@@ -1208,7 +1279,18 @@ def _extremum(op: str) -> Handler:
             return b.reduce(reduction, node.args[0], None, False, out)
         keepdim = arg(node, 2, "keepdim", False)
         values = b.reduce(reduction, node.args[0], other, keepdim, out[0])
-        return _ValuesIndices((values, None))
+        indices = b.arg_reduce(f"arg{op}", node.args[0], other, keepdim, out[1])
+        return _ValuesIndices((values, indices))
+
+    return handle
+
+
+def _arg_extremum(op: str) -> Handler:
+    """``argmax`` / ``argmin`` (``dim=None``: of the flattened tensor)."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        dim, keepdim = arg(node, 1, "dim", None), arg(node, 2, "keepdim", False)
+        return b.arg_reduce(op, node.args[0], dim, keepdim, out)
 
     return handle
 
@@ -1564,6 +1646,10 @@ FUNCTIONS: dict[Any, Handler] = {
     torch.mean: _reduction("mean"),
     torch.sum: _reduction("sum"),
     torch.amax: _amax("amax"),
+    torch.argmax: _arg_extremum("argmax"),
+    torch.tile: _tile,
+    torch.broadcast_to: _expand,
+    torch.argmin: _arg_extremum("argmin"),
     torch.amin: _amax("amin"),
     torch.max: _extremum("max"),
     torch.min: _extremum("min"),
@@ -1629,11 +1715,18 @@ METHODS: dict[str, Handler] = {
     **{m: _binary(m, check_alpha=True) for m in ("add", "sub", "mul", "div")},
     **dict.fromkeys(("view", "reshape", "flatten", "unsqueeze", "squeeze"), _reshape),
     "contiguous": _contiguous,
+    "expand": _expand,
+    "expand_as": _expand,
+    "broadcast_to": _expand,
+    "repeat": _tile,
+    "tile": _tile,
     "permute": _permute_method,
     "transpose": _transpose,
     "mean": _reduction("mean"),
     "sum": _reduction("sum"),
     "amax": _amax("amax"),
+    "argmax": _arg_extremum("argmax"),
+    "argmin": _arg_extremum("argmin"),
     "amin": _amax("amin"),
     "max": _extremum("max"),
     "min": _extremum("min"),

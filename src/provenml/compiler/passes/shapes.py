@@ -58,6 +58,11 @@ def shape_of(n: Node, values: dict[str, Value]) -> tuple[int, ...]:
         nb, c, h, w = s[0]
         (kh, kw), (sh, sw), (ph, pw) = a["kernel"], a["stride"], a["padding"]
         return (nb, c, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+    if op in ("argmax", "argmin"):
+        dim = a["dim"]
+        if a["keepdim"]:
+            return tuple(1 if d == dim else x for d, x in enumerate(s[0]))
+        return tuple(x for d, x in enumerate(s[0]) if d != dim)
     if op in ("mean", "sum", "amax", "amin"):
         if a["keepdim"]:
             return tuple(1 if d in a["dims"] else x for d, x in enumerate(s[0]))

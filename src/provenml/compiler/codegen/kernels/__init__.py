@@ -16,6 +16,7 @@ from provenml.compiler.codegen.kernels.matmul import lower_dense, lower_matmul
 from provenml.compiler.codegen.kernels.movement import cat, embedding, permute, slice_copy
 from provenml.compiler.codegen.kernels.pool import pool
 from provenml.compiler.codegen.kernels.reduction import (
+    arg_reduce,
     group_norm,
     lower_fused_reduction,
     lower_row_op,
@@ -43,6 +44,8 @@ KERNELS: dict[str, KernelHandler] = {
     "sum": reduce,
     "amax": reduce,
     "amin": reduce,
+    "argmax": arg_reduce,
+    "argmin": arg_reduce,
     "permute": permute,
     "layout_transform": permute,
     "slice": slice_copy,

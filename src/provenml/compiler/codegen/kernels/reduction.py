@@ -185,6 +185,43 @@ def reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
     return L.Kernel(kname, decl, [body])
 
 
+def arg_reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
+    """argmax / argmin along one dim (row layout): per position, the index of the first
+    largest (smallest) value as an int64, a NaN winning over any number, as ``torch.argmax``
+    and ``numpy.argmax`` define it. The comparisons use ``pm_isnan``, which survives
+    ``-ffast-math``."""
+    xv = low.g.values[n.inputs[0]]
+    if xv.layout != "row":
+        raise ProvenmlError(f"codegen: {n.op} of a {xv.layout} tensor at node {n.name}")
+    dim, shape = int(n.attrs["dim"]), xv.shape
+    outer = int(np.prod(shape[:dim])) if dim else 1
+    red = int(shape[dim])
+    inner = int(np.prod(shape[dim + 1 :]))
+    decl, names = low.decls(n, [n.name], n.inputs)
+    X, Y = names[n.inputs[0]], names[n.name]
+    better = ">" if n.op == "argmax" else "<"
+    at = f"{X}[(o*{red} + q)*{inner} + i]"
+    update = (
+        f"const float v = {at};\n"
+        f"if ((v {better} best[i]) | (pm_isnan(v) & !pm_isnan(best[i]))) "
+        "{ best[i] = v; idx[i] = q; }"
+    )
+    body = L.Loop(
+        "o",
+        outer,
+        [
+            L.Stmt(f"float best[{inner}];\nlong long idx[{inner}];"),
+            L.Loop(
+                "i", inner, [L.Stmt(f"best[i] = {X}[o*{red}*{inner} + i]; idx[i] = 0;")], "serial"
+            ),
+            L.Loop("q", red, [L.Loop("i", inner, [L.Stmt(update)], "serial")], "serial"),
+            L.Loop("i", inner, [L.Stmt(f"{Y}[o*{inner} + i] = idx[i];")], "serial"),
+        ],
+        "parallel" if outer > 1 else "serial",
+    )
+    return L.Kernel(kname, decl, [body])
+
+
 def group_norm(low: Lowering, n: Node, kname: str) -> L.Kernel:
     """Group norm (Wu & He 2018, eq. 1-3 with GN's sets): for each sample and group of
     ``C / groups`` channels, the mean and variance over the group's channels and positions
