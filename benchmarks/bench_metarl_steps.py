@@ -28,6 +28,12 @@ settings; the belief agents' reward decoder there reads the state, so the ELBO d
 (latent, transition) pair through a two-layer network) instead of the grid world; the anchor
 and the batched-env row stay the grid world's.
 
+``--steady K`` adds a training iteration's CPU time in the steady state, for the baseline and
+this checkout alike: in one fresh process per version, ``train_agent`` for 1 iteration and for
+``1 + K``, the difference over ``K`` (so the set-up and the first iteration's one-off costs,
+which the rates above spread over ``--iterations`` iterations, drop out; old and new
+alternate, best of ``--repeats``).
+
 ``--parts`` adds, for this checkout (with its C kernels and with ``PROVENML_NATIVE=0``), where
 an iteration's CPU time goes: collection, the PPO update and the belief model, in ms per
 iteration, as ``train_agent(..., timings=...)`` records them (fresh subprocesses, best of
@@ -164,11 +170,18 @@ def _parts(agent: str, num_envs: int, iterations: int, env: str) -> dict[str, fl
     return {k: (total[k] - first.get(k, 0.0)) / iterations * 1e3 for k in total}
 
 
-def worker(agent: str, num_envs: int, iterations: int, parts: bool, env: str) -> None:
+def worker(
+    agent: str, num_envs: int, iterations: int, parts: bool, env: str, steady: int = 0
+) -> None:
     import torch
 
     torch.set_num_threads(1)
     _training("dynamite", 8, 1, env)  # warm-up: torch's first-call costs are not the agent's
+    if steady:
+        first = num_envs * 60 / _training(agent, num_envs, 1, env)  # CPU s of one iteration
+        more = num_envs * 60 * (1 + steady) / _training(agent, num_envs, 1 + steady, env)
+        print(json.dumps({"iteration_ms": (more - first) / steady * 1e3}))
+        return
     if parts:
         print(json.dumps(_parts(agent, num_envs, iterations, env)))
         return
@@ -214,10 +227,13 @@ def main() -> None:
     parser.add_argument("--agents", default=",".join(AGENTS))
     parser.add_argument("--parts", action="store_true", help="also time the parts of training")
     parser.add_argument("--env", choices=("gridworld", "reacher"), default="gridworld")
+    parser.add_argument(
+        "--steady", type=int, default=0, help="also time K steady-state iterations per version"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.num_envs, args.iterations, args.parts, args.env)
+        worker(args.worker, args.num_envs, args.iterations, args.parts, args.env, args.steady)
         return
     import torch
 
@@ -288,8 +304,42 @@ def main() -> None:
                 f"({torch_arm['belief_step'] / new['belief_step']:.2f}x)"
             )
         print(line)
+    if args.steady:
+        print_steady(new_src, args)
     if args.parts:
         print_parts(new_src, args)
+
+
+def print_steady(src: Path, args: argparse.Namespace) -> None:
+    """A steady-state iteration's CPU ms, the baseline against this checkout."""
+    load_start = os.getloadavg()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        old_src = export_baseline(args.baseline, Path(tmp))
+        for agent in args.agents.split(","):
+            best = {"old": np.inf, "new": np.inf}
+            for _ in range(args.repeats):
+                for label, where in (("old", old_src), ("new", src)):
+                    got = measure_steady(where, agent, args.num_envs, args.steady, args.env)
+                    best[label] = min(best[label], got)
+            rows.append((agent, best["old"], best["new"]))
+    load_end = os.getloadavg()
+    print(
+        f"a steady-state iteration (CPU ms; 1 + {args.steady} iterations minus 1, best of "
+        f"{args.repeats}; load average {load_start[0]:.2f} at the start, {load_end[0]:.2f} "
+        "at the end)"
+    )
+    print(f"{'agent':<16} {'old ms':>9} {'new ms':>9} {'old/new':>8}")
+    for agent, old, new in rows:
+        print(f"{agent:<16} {old:>9.1f} {new:>9.1f} {old / new:>8.2f}")
+
+
+def measure_steady(src: Path, agent: str, num_envs: int, steady: int, env_name: str) -> float:
+    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1", "PROVENML_NATIVE": "1"}
+    command = [sys.executable, __file__, "--worker", agent, "--num-envs", str(num_envs)]
+    command += ["--steady", str(steady), "--env", env_name]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["iteration_ms"])
 
 
 def print_parts(src: Path, args: argparse.Namespace) -> None:

@@ -602,3 +602,17 @@ def test_expand_repeat_and_tile_match_eager(threads: int, cache: str) -> None:
     compiled = pc.compile(model, (x,), threads=threads, tuning=False, cache_dir=cache)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["conv_variants", "indices"])
+def test_new_ops_compile_through_the_torch_compile_backend(name: str, cache: str) -> None:
+    # dynamo hands the convolutions over with their weights as graph inputs
+    model, x = user_model(name)
+    torch._dynamo.reset()
+    opts = {"tuning": False, "tune_threads": False, "threads": 1, "cache_dir": cache}
+    fast = torch.compile(model, backend=functools.partial(pc.backend, **opts))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with torch.no_grad():
+            torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
+    assert not [w for w in caught if "provenml" in str(w.message)]  # nothing left to PyTorch
