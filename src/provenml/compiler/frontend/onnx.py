@@ -106,6 +106,15 @@ class OnnxBuilder:
         self.g.nodes.append(node)
         return name
 
+    def emit_shaped(
+        self, op: str, inputs: list[str], attrs: dict[str, Any], shape: Sequence[int]
+    ) -> str:
+        """:meth:`emit` as the shared lowerings call it (``common.Emit``: the result's shape
+        given, which this builder infers anyway; a reshape takes it as its target)."""
+        if op == "reshape":
+            return self.reshape(inputs[0], shape)
+        return self.emit(op, inputs, attrs)
+
     def tensor(self, onnx_name: str) -> str:
         """The IR value of an ONNX input (a compile-time value becomes a constant)."""
         if onnx_name in self.env:
@@ -386,11 +395,6 @@ def _conv(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 def _conv_ops(b: OnnxBuilder) -> ConvOps:
     """The ONNX builder's ops for :func:`~provenml.compiler.frontend.common.lower_conv`."""
 
-    def emit(op: str, inputs: list[str], attrs: dict[str, Any], shape: Sequence[int]) -> str:
-        if op == "reshape":
-            return b.reshape(inputs[0], shape)
-        return b.emit(op, inputs, attrs)
-
     def conv(
         x: str,
         w: str,
@@ -405,7 +409,7 @@ def _conv_ops(b: OnnxBuilder) -> ConvOps:
         return _constant_pad(b, x, [(0, 0), (0, 0), *pads], 0.0)
 
     return ConvOps(
-        emit,
+        b.emit_shaped,
         lambda v: b.g.values[v].shape,
         lambda a: b.g.add_const(a, "ones"),
         pad,
@@ -854,11 +858,6 @@ def _linear_resize(
     if len(shape) > len(letters):
         raise UnsupportedOp("Resize", b.current, f"a rank-{len(shape)} input")
 
-    def emit(op: str, inputs: list[str], attrs: dict[str, Any], dims: Sequence[int]) -> str:
-        if op == "reshape":
-            return b.reshape(inputs[0], dims)
-        return b.emit(op, inputs, attrs)
-
     for dim, (n, o, f) in enumerate(zip(shape, out, factors, strict=True)):
         if n == o and f == 1.0:
             continue
@@ -870,7 +869,9 @@ def _linear_resize(
         matrix = b.g.add_const(weights, "interp")
         result = letters[:dim] + "z" + letters[dim + 1 :]
         equation = f"{letters},z{letters[dim]}->{result}"
-        x = lower_einsum(equation, [x, matrix], lambda v: b.g.values[v].shape, emit, b.current)
+        x = lower_einsum(
+            equation, [x, matrix], lambda v: b.g.values[v].shape, b.emit_shaped, b.current
+        )
     return x
 
 
@@ -1026,12 +1027,7 @@ def _einsum(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     equation = equation.decode() if isinstance(equation, bytes) else str(equation)
     xs = [b.tensor(i) for i in node.input]
 
-    def emit(op: str, inputs: list[str], attrs: dict[str, Any], shape: Sequence[int]) -> str:
-        if op == "reshape":
-            return b.reshape(inputs[0], shape)
-        return b.emit(op, inputs, attrs)
-
-    return [lower_einsum(equation, xs, lambda x: b.g.values[x].shape, emit, b.current)]
+    return [lower_einsum(equation, xs, lambda x: b.g.values[x].shape, b.emit_shaped, b.current)]
 
 
 def _extremum(op: str) -> OnnxHandler:

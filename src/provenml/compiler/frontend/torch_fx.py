@@ -146,6 +146,15 @@ class FxBuilder:
         self.g.nodes.append(Node(op, name, list(inputs), dict(attrs), source=self.current))
         return name
 
+    def emit_shaped(
+        self, op: str, inputs: list[str], attrs: dict[str, Any], shape: Sequence[int]
+    ) -> str:
+        """:meth:`emit` as the shared lowerings call it (``common.Emit``: a shape, not a
+        tensor, for the result; a reshape takes it as its target)."""
+        if op == "reshape":
+            return self.reshape(inputs[0], meta_like(shape))
+        return self.emit(op, inputs, attrs, meta_like(shape))
+
     def const(self, t: Any, stem: str = "c") -> str:
         if isinstance(t, torch.Tensor):
             arr = t.detach().cpu().numpy()
@@ -400,11 +409,6 @@ class FxBuilder:
     def _conv_ops(self) -> ConvOps:
         """This builder's ops for :func:`~provenml.compiler.frontend.common.lower_conv`."""
 
-        def emit(op: str, inputs: list[str], attrs: dict[str, Any], shape: Sequence[int]) -> str:
-            if op == "reshape":
-                return self.reshape(inputs[0], meta_like(shape))
-            return self.emit(op, inputs, attrs, meta_like(shape))
-
         def pad(x: str, pads: Sequence[tuple[int, int]]) -> str:
             flat = [p for before_after in reversed(pads) for p in before_after]  # F.pad order
             return constant_pad(self, x, flat, 0.0, "conv2d", self.current)
@@ -426,7 +430,7 @@ class FxBuilder:
             inputs = [x, w] + ([] if bias is None else [bias])
             return self.emit("conv2d", inputs, attrs, meta_like(shape))
 
-        return ConvOps(emit, self.shape, lambda a: self.const(a, "ones"), pad, conv)
+        return ConvOps(self.emit_shaped, self.shape, lambda a: self.const(a, "ones"), pad, conv)
 
     def layer_norm(self, x: Any, shape: Any, w: Any, b: Any, eps: Any, out: torch.Tensor) -> str:
         shape = tuple(shape) if isinstance(shape, (tuple, list, torch.Size)) else (shape,)
@@ -1108,12 +1112,7 @@ def _integer_repeat(x_shape: Sequence[int], out: torch.Tensor) -> bool:
 def _einsum_plan(b: FxBuilder, equation: str, xs: list[str], where: str) -> str:
     """:func:`~provenml.compiler.frontend.common.lower_einsum` on IR values."""
 
-    def emit(op: str, inputs: list[str], attrs: dict[str, Any], shape: Sequence[int]) -> str:
-        if op == "reshape":
-            return b.reshape(inputs[0], meta_like(shape))
-        return b.emit(op, inputs, attrs, meta_like(shape))
-
-    return lower_einsum(equation, xs, b.shape, emit, where)
+    return lower_einsum(equation, xs, b.shape, b.emit_shaped, where)
 
 
 def _interpolate(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
