@@ -608,3 +608,17 @@ def test_expand_repeat_and_tile_match_eager(threads: int, cache: str) -> None:
     compiled = pc.compile(model, (x,), threads=threads, tuning=False, cache_dir=cache)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_same_padding_with_a_dilation_matches_eager(cache: str) -> None:
+    """``padding="same"`` with a dilation (which ONNX Runtime refuses as ``SAME_UPPER``): the
+    torch frontend pads ``dilation * (k - 1) / 2`` on each side."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv1d(4, 6, 5, padding="same", dilation=2),
+        nn.Conv1d(6, 6, 3, padding="same", dilation=3, groups=3),
+    ).eval()
+    x = torch.randn(2, 4, 17)
+    compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
