@@ -622,3 +622,24 @@ def test_same_padding_with_a_dilation_matches_eager(cache: str) -> None:
     compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+class ExpandedMask(nn.Module):
+    """A key padding mask computed at run time, expanded over the queries and repeated over
+    two heads, as a boolean ``attn_mask``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (N, T, 8)
+        n, t, d = x.shape
+        keep = (x.sum(-1) > 0)[:, None, None, :].expand(n, 1, t, t).repeat(1, 2, 1, 1)
+        q = x.view(n, t, 2, d // 2).transpose(1, 2)
+        return F.scaled_dot_product_attention(q, q, q, attn_mask=keep).sum(1)
+
+
+def test_an_expanded_and_repeated_boolean_mask_matches_eager(cache: str) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(3, 6, 8)
+    x[:, 0] = x[:, 0].abs()  # every row keeps at least one key
+    model = ExpandedMask().eval()
+    compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)

@@ -1762,6 +1762,8 @@ BOOL_HANDLERS: set[Handler] = {
     *(FUNCTIONS[f] for f in (torch.logical_and, torch.logical_or, torch.logical_not)),
     *(FUNCTIONS[f] for f in (torch.where, torch.masked_fill)),
     _sdpa,
+    _expand,  # a mask broadcast over heads or repeated: 0 / 1 times ones
+    _tile,
 }
 
 
