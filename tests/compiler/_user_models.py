@@ -426,7 +426,8 @@ class ConvVariants(nn.Module):
 class Indices(nn.Module):
     """Integer results: ``max(x, dim)`` unpacked (values and indices), ``argmax`` along the last
     dim, ``argmin`` with ``keepdim``, ``argmax`` of the whole tensor, ``min(..).indices`` of a
-    reshaped input; the indices concatenated (int64), the values added to a float output."""
+    reshaped input; the indices concatenated (int64), the values and the indices as floats
+    (``.float()``) added into a float output."""
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         values, first = torch.max(x, dim=1)
@@ -434,7 +435,7 @@ class Indices(nn.Module):
         overall = x.argmax().reshape(1)
         grouped = torch.min(x.view(x.shape[0], 4, -1), 2).indices.flatten()
         indices = torch.cat([first, x.argmax(-1), lowest, overall, grouped])
-        return indices, values * 2
+        return indices, values * 2 + first.float() - torch.argmin(x, -1).to(torch.float32)
 
 
 USER_MODELS: dict[str, tuple[type[nn.Module], tuple[int, ...], float]] = {

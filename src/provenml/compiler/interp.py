@@ -17,7 +17,7 @@ SQRT_2_OVER_PI = 0.7978845608028654
 
 
 def unary(op: str, x: np.ndarray) -> np.ndarray:
-    """Elementwise unary ops (float32 in, float32 out)."""
+    """Elementwise unary ops (float32 in, float32 out; ``to_float``: int64 in)."""
     if op == "relu":
         return np.maximum(x, 0)
     if op == "gelu":
@@ -36,6 +36,8 @@ def unary(op: str, x: np.ndarray) -> np.ndarray:
         return -x
     if op == "exp":
         return np.exp(x)
+    if op == "to_float":  # int64 in
+        return x.astype(np.float32)
     if op == "identity":
         return x
     if op == "erf":

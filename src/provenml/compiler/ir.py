@@ -34,6 +34,8 @@ ELEMENTWISE_UNARY = (
     "hardsigmoid",
     "hardswish",
     "softplus",
+    # stop 56: an int64 tensor (argmax indices, an integer input) as float32 values
+    "to_float",
 )
 ELEMENTWISE_BINARY = (
     "add",

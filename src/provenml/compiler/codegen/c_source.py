@@ -653,6 +653,7 @@ UNARY_C: dict[str, str] = {
     "neg": "(-{x})",
     "exp": "expf({x})",
     "identity": "{x}",
+    "to_float": "((float)({x}))",
     "erf": "pm_erf({x})",
     "sqrt": "sqrtf({x})",
     "abs": "fabsf({x})",

@@ -23,7 +23,7 @@ class UnsupportedOp(ProvenmlError):
 
 # integer tensors: ops that may move them, and the operand positions that may be integers
 INTEGER_OPS = ("reshape", "permute", "slice", "cat")
-INTEGER_OPERANDS = {"embedding": [1]}
+INTEGER_OPERANDS = {"embedding": [1], "to_float": [0]}
 
 
 def check_integer_operands(op: str, dtypes: list[str], node: str) -> None:

@@ -99,7 +99,9 @@ class OnnxBuilder:
         dtype = (
             "int64"
             if op in ("argmax", "argmin")
-            or (op != "embedding" and dtypes and all(d == "int64" for d in dtypes))
+            or (
+                op not in ("embedding", "to_float") and dtypes and all(d == "int64" for d in dtypes)
+            )
             else "float32"
         )
         self.g.values[name] = Value(name, tuple(int(d) for d in shape), dtype)
@@ -1062,7 +1064,7 @@ def _elu(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 
 
 def _cast(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
-    """A no-op Cast, or a boolean tensor (0 / 1) to float."""
+    """A no-op Cast, a boolean tensor (0 / 1) to float, or int64 to float."""
     x = b.tensor(node.input[0])
     to = int(attrs_of(node)["to"])
     if x in b.bools:
@@ -1070,6 +1072,8 @@ def _cast(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
             return [x]
         if to == _FLOAT:
             return [b.emit("identity", [x])]
+    if to == _FLOAT and b.g.values[x].dtype == "int64":
+        return [b.emit("to_float", [x])]
     want = {_FLOAT: "float32", _INT64: "int64"}.get(to)
     if x in b.bools or want != b.g.values[x].dtype:
         raise UnsupportedOp("Cast", b.current, f"a runtime cast to element type {to}")

@@ -1591,13 +1591,14 @@ def _masked_fill(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 
 def _cast(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``.float()``, ``.to(torch.float32)`` / ``.to(x)`` / ``.to(x.dtype)``, ``.type_as(x)``:
-    a float32 result (a boolean tensor's 0 / 1 become its values; a float32 tensor is
-    unchanged). Other target dtypes and devices are refused."""
+    a float32 result (a boolean tensor's 0 / 1 become its values; an int64 tensor's values
+    are converted, exactly up to 2^24; a float32 tensor is unchanged). Other target dtypes and
+    devices are refused."""
     if out.dtype != torch.float32:
         raise UnsupportedOp(str(node.target), node.name, f"a cast to {out.dtype}")
     x = b.tensor_arg(node.args[0])
-    if b.g.values[x].dtype != "float32":
-        raise UnsupportedOp(str(node.target), node.name, "a cast of an integer tensor")
+    if b.g.values[x].dtype == "int64":
+        return b.emit("to_float", [x], {}, out)
     return b.emit("identity", [x], {}, out) if x in b.bools else x
 
 

@@ -113,6 +113,7 @@ def _inplace_candidate(
         if (
             g.values[i].shape != g.values[n.name].shape
             or g.values[i].layout != g.values[n.name].layout
+            or g.values[i].dtype != g.values[n.name].dtype  # a cast: 8-byte in, 4-byte out
         ):
             continue
         if sum(1 for j in n.inputs if storage_root(g, j) == root) != 1:
