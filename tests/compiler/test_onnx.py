@@ -409,6 +409,7 @@ def test_hand_built_vector_matmuls_clip_and_global_max_pool(cache: str) -> None:
         (N("Pow", ["x", "e"], ["y"]), {"e": 1.5}, "constant exponents"),
         (N("HardSigmoid", ["x"], ["y"]), {}, "alpha=0.2"),
         (N("MatMul", ["x", "x"], ["y"]), {}, "1-D @ 1-D"),
+        (N("ArgMax", ["x"], ["y"], select_last_index=1), {}, "select_last_index=1"),
     ],
 )
 def test_what_the_new_onnx_ops_refuse_is_named(
