@@ -369,6 +369,10 @@ EINSUM_CASES = [
     ("bij->ji", "none", (2, 5, 8)),  # a permute and a sum
     ("...d,de->...e", "w", (2, 3, 8)),  # an ellipsis: a linear layer on any leading dims
     ("b...i,b...i->b...", "2x", (2, 3, 4, 8)),  # batched dot products over two dims
+    ("bii->bi", "none", (2, 6, 6)),  # a batched diagonal
+    ("bii->b", "none", (2, 6, 6)),  # a batched trace
+    ("ibi->bi", "none", (6, 2, 6)),  # a diagonal over dims that are not adjacent
+    ("bij,bjj->bi", "x", (2, 6, 6)),  # a diagonal in the second operand, then a product
 ]
 
 

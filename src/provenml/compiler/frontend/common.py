@@ -425,6 +425,34 @@ def _expand_ellipsis(equation: str, shapes: list[tuple[int, ...]], where: str) -
     return ",".join(expanded) + "->" + result.replace("...", "".join(letters))
 
 
+def _einsum_diagonal(
+    term: str, x: str, shape_of: Callable[[str], Sequence[int]], emit: Emit
+) -> tuple[str, str]:
+    """An einsum operand whose ``term`` repeats an index, reduced to its diagonal: for each
+    repeated pair, the second dim is moved next to the first (a permute), the two merged (a
+    reshape to ``n * n``) and every ``(n + 1)``-th element kept (a strided slice), so
+    ``x[.., i, i, ..]``. Exact copies. Returns the term without repeats and its value."""
+    shape = [int(v) for v in shape_of(x)]
+    while len(set(term)) != len(term):
+        letter = next(c for c in term if term.count(c) > 1)
+        first = term.index(letter)
+        second = term.index(letter, first + 1)
+        n = shape[first]
+        if shape[second] != n:
+            raise ValueError(f"index {letter!r} has sizes {n} and {shape[second]}")
+        order = [d for d in range(len(term)) if d != second]
+        order.insert(first + 1, second)
+        if order != list(range(len(term))):
+            shape = [shape[d] for d in order]
+            x = emit("permute", [x], {"perm": tuple(order)}, shape)
+        term = "".join(term[d] for d in order if d != second)
+        shape = [*shape[:first], n * n, *shape[first + 2 :]]
+        x = emit("reshape", [x], {"shape": tuple(shape)}, shape)
+        shape[first] = n
+        x = emit("slice", [x], {"dim": first, "start": 0, "stop": n * n, "step": n + 1}, shape)
+    return term, x
+
+
 def lower_einsum(
     equation: str,
     xs: Sequence[str],
@@ -435,9 +463,11 @@ def lower_einsum(
     """Einsum with one or two operands and an explicit output (``"bhqd,bhkd->bhqk"``) as IR
     ops: indices only one operand has and the output lacks are summed first; a pair becomes
     one batched matmul, ``[batch, left, contracted] @ [batch, contracted, right]``, between
-    permutes and reshapes; one operand is a permute (and a sum). Ellipses, repeated indices
-    within an operand (diagonals) and implicit outputs are refused by name. Returns the
-    result, shaped as the output's indices say."""
+    permutes and reshapes; one operand is a permute (and a sum). An index repeated within an
+    operand (``"ii->i"``, ``"bii,bi->b"``) takes the diagonal first
+    (:func:`_einsum_diagonal`). An ellipsis is written out as letters. Implicit outputs,
+    an index repeated in the output and an ellipsis whose dims broadcast are refused by name.
+    Returns the result, shaped as the output's indices say."""
     equation = equation.replace(" ", "")
     if "..." in equation and "->" in equation:
         equation = _expand_ellipsis(equation, [tuple(shape_of(x)) for x in xs], where)
@@ -448,12 +478,18 @@ def lower_einsum(
         why = "an implicit output or an ellipsis without one"
     elif len(terms) != len(xs) or len(terms) not in (1, 2):
         why = "one or two operands"
-    elif any(len(set(t)) != len(t) for t in [*terms, result]):
-        why = "a repeated index within an operand (a diagonal)"
+    elif len(set(result)) != len(result):
+        why = "an index repeated in the output"
     elif not set(result) <= set("".join(terms)):
         why = "an output index that no operand has"
     if why:
         raise UnsupportedOp("einsum", where, f"{equation!r}: {why}")
+    xs = list(xs)
+    for k, term in enumerate(terms):
+        try:
+            terms[k], xs[k] = _einsum_diagonal(term, xs[k], shape_of, emit)
+        except ValueError as exc:
+            raise UnsupportedOp("einsum", where, f"{equation!r}: {exc}") from exc
     sizes: dict[str, int] = {}
     for term, x in zip(terms, xs, strict=True):
         for letter, size in zip(term, shape_of(x), strict=True):
