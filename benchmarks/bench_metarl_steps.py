@@ -199,11 +199,12 @@ def measure(
     native: bool = True,
     parts: bool = False,
     env_name: str = "gridworld",
+    steady: int = 0,
 ) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
     env["PROVENML_NATIVE"] = "1" if native else "0"
     command = [sys.executable, __file__, "--worker", agent, "--num-envs", str(num_envs)]
-    command += ["--iterations", str(iterations), "--env", env_name]
+    command += ["--iterations", str(iterations), "--env", env_name, "--steady", str(steady)]
     command += ["--parts"] if parts else []
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -320,8 +321,10 @@ def print_steady(src: Path, args: argparse.Namespace) -> None:
             best = {"old": np.inf, "new": np.inf}
             for _ in range(args.repeats):
                 for label, where in (("old", old_src), ("new", src)):
-                    got = measure_steady(where, agent, args.num_envs, args.steady, args.env)
-                    best[label] = min(best[label], got)
+                    got = measure(
+                        where, agent, args.num_envs, 1, env_name=args.env, steady=args.steady
+                    )
+                    best[label] = min(best[label], got["iteration_ms"])
             rows.append((agent, best["old"], best["new"]))
     load_end = os.getloadavg()
     print(
@@ -332,14 +335,6 @@ def print_steady(src: Path, args: argparse.Namespace) -> None:
     print(f"{'agent':<16} {'old ms':>9} {'new ms':>9} {'old/new':>8}")
     for agent, old, new in rows:
         print(f"{agent:<16} {old:>9.1f} {new:>9.1f} {old / new:>8.2f}")
-
-
-def measure_steady(src: Path, agent: str, num_envs: int, steady: int, env_name: str) -> float:
-    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1", "PROVENML_NATIVE": "1"}
-    command = [sys.executable, __file__, "--worker", agent, "--num-envs", str(num_envs)]
-    command += ["--steady", str(steady), "--env", env_name]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["iteration_ms"])
 
 
 def print_parts(src: Path, args: argparse.Namespace) -> None:

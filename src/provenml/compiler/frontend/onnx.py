@@ -16,6 +16,7 @@ are fixed by the example inputs (or ``input_shapes``). An op with no handler rai
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -397,16 +398,6 @@ def _conv(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 def _conv_ops(b: OnnxBuilder) -> ConvOps:
     """The ONNX builder's ops for :func:`~provenml.compiler.frontend.common.lower_conv`."""
 
-    def conv(
-        x: str,
-        w: str,
-        bias: str | None,
-        stride: Sequence[int],
-        padding: Sequence[int],
-        depthwise: bool,
-    ) -> str:
-        return _conv2d(b, x, w, bias, stride, padding, depthwise)
-
     def pad(x: str, pads: Sequence[tuple[int, int]]) -> str:
         return _constant_pad(b, x, [(0, 0), (0, 0), *pads], 0.0)
 
@@ -415,7 +406,7 @@ def _conv_ops(b: OnnxBuilder) -> ConvOps:
         lambda v: b.g.values[v].shape,
         lambda a: b.g.add_const(a, "ones"),
         pad,
-        conv,
+        functools.partial(_conv2d, b),  # its 1-d inputs go through a height-1 conv2d
     )
 
 
