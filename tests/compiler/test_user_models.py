@@ -451,7 +451,98 @@ def test_dilated_and_grouped_convs_match_eager(threads: int, layout: bool, cache
         "conv_variants", cache, rtol=1e-4, atol=1e-4, threads=threads, layout=layout
     )
     frontend = compiled.dump("frontend")
-    assert frontend.count("= conv2d(") >= 15, frontend
+    assert frontend.count("= conv2d(") == 15, frontend  # one per convolution, groups included
+
+
+class _GroupedBlock(nn.Module):
+    """ResNeXt's grouped 3x3 with batch norm and ReLU (32 groups of 2 channels: each group's
+    one panel is mostly padding), a grouped conv whose groups fill whole panels (3 groups of
+    32 outputs, strided), ShuffleNet's grouped 1x1 and a grouped Conv1d."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resnext = nn.Conv2d(64, 64, 3, padding=1, groups=32, bias=False)
+        self.norm = nn.BatchNorm2d(64)
+        self.wide = nn.Conv2d(64, 96, 3, stride=2, padding=1, groups=2)
+        self.shuffle = nn.Conv2d(96, 48, 1, groups=3)
+        self.line = nn.Conv1d(48, 24, 3, padding=1, groups=4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.norm(self.resnext(x))) + x
+        h = self.shuffle(torch.relu(self.wide(h)))
+        return self.line(h.flatten(2))
+
+
+def _grouped_block() -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    model = _GroupedBlock().eval()
+    with torch.no_grad():  # batch norm statistics that are not the identity
+        model.norm.running_mean.uniform_(-0.5, 0.5)
+        model.norm.running_var.uniform_(0.5, 2.0)
+    return model, torch.randn(2, 64, 9, 10)
+
+
+@pytest.mark.parametrize(("threads", "layout"), [(1, True), (2, True), (1, False), (2, False)])
+def test_grouped_convs_are_one_kernel_each(threads: int, layout: bool, cache: str) -> None:
+    """A grouped convolution is one IR ``conv2d`` with a ``groups`` attribute (no per-group
+    slices and concatenation), exact against eager on the channels-last kernel (groups' own
+    weight panels) and the NCHW loop nest, and in the reference interpreter."""
+    model, x = _grouped_block()
+    with torch.no_grad():
+        ref = model(x)
+    graph = pc.trace(model, [x])
+    torch.testing.assert_close(
+        torch.from_numpy(pc.interpret(graph, [x.numpy()])[0]), ref, rtol=1e-4, atol=1e-4
+    )
+    compiled = pc.compile(
+        model, (x,), tuning=False, threads=threads, layout=layout, cache_dir=cache
+    )
+    torch.testing.assert_close(compiled(x), ref, rtol=1e-4, atol=1e-4)
+    frontend = compiled.dump("frontend")
+    assert frontend.count("= conv2d(") == 4, frontend
+    assert "slice(" not in frontend and "cat(" not in frontend, frontend
+    # the final graph (weights packed per group when channels-last) still interprets exactly
+    final = pc.interpret(compiled.graph.graph, [x.numpy()])[0]
+    torch.testing.assert_close(torch.from_numpy(final), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_grouped_conv_tuned_matches_eager(cache: str) -> None:
+    """The tuner's candidates for a grouped conv tile one group's output channels."""
+    torch.manual_seed(1)
+    model = nn.Conv2d(32, 48, 3, padding=1, groups=2).eval()
+    x = torch.randn(1, 32, 8, 8)
+    compiled = pc.compile(model, (x,), tuning=True, threads=1, cache_dir=cache)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
+    assert compiled.tuning_log, "the grouped conv was not tuned"
+
+
+def test_grouped_conv_weights_pack_and_unpack() -> None:
+    """Per-group panels: no panel straddles two groups, and unpacking gives the weight back."""
+    from provenml.compiler.interp import unpack_conv_weight
+    from provenml.compiler.passes import pack_conv_weight
+
+    w = np.random.default_rng(0).standard_normal((12, 5, 3, 2)).astype(np.float32)
+    for groups, nr in ((1, 8), (3, 8), (4, 16), (12, 8)):
+        packed = pack_conv_weight(w, nr, groups)
+        per_group = -(-(12 // groups) // nr)
+        assert packed.shape == (groups * per_group, 3, 2, 5, nr)
+        np.testing.assert_array_equal(unpack_conv_weight(packed, 12, groups), w)
+    # group 1 of 3 (output channels 4..7) starts its own panel, zero past its 4 channels
+    packed = pack_conv_weight(w, 8, 3)
+    np.testing.assert_array_equal(packed[1, ..., :4], w[4:8].transpose(2, 3, 1, 0))
+    assert not packed[1, ..., 4:].any()
+
+
+def test_grouped_conv_with_indivisible_channels_is_refused() -> None:
+    from provenml.compiler.passes import infer_shapes
+
+    graph = pc.trace(nn.Conv2d(6, 6, 3, groups=3).eval(), [torch.randn(1, 6, 5, 5)])
+    conv = next(n for n in graph.nodes if n.op == "conv2d")
+    assert conv.attrs["groups"] == 3 and not conv.attrs["depthwise"]
+    conv.attrs["groups"] = 4
+    with pytest.raises(ProvenmlError, match="not divisible by 4 groups"):
+        infer_shapes(graph)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

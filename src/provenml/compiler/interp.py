@@ -101,9 +101,26 @@ def unpack_dense_weight(w: np.ndarray, n: int, nr: int) -> np.ndarray:
     return w.transpose(1, 0, 2).reshape(k, nb * nr)[:, :n]
 
 
+def unpack_conv_weight(w: np.ndarray, cout: int, groups: int = 1) -> np.ndarray:
+    """Packed ``[groups * ceil(Cout_g / nr), KH, KW, Cin_g, nr]`` panels
+    (:func:`~provenml.compiler.passes.layout.pack_conv_weight`) back to
+    ``[Cout, Cin_g, KH, KW]``, where ``Cout_g = cout / groups``."""
+    blocks, kh, kw, cin_g, nr = w.shape
+    per_group = w.reshape(groups, blocks // groups, kh, kw, cin_g, nr)
+    logical = per_group.transpose(0, 1, 5, 4, 2, 3).reshape(groups, -1, cin_g, kh, kw)
+    return logical[:, : cout // groups].reshape(cout, cin_g, kh, kw)
+
+
 def _conv_nchw(
-    x: np.ndarray, w: np.ndarray, stride: tuple[int, int], pad: tuple[int, int], depthwise: bool
+    x: np.ndarray,
+    w: np.ndarray,
+    stride: tuple[int, int],
+    pad: tuple[int, int],
+    depthwise: bool,
+    groups: int = 1,
 ) -> np.ndarray:
+    """The IR's ``conv2d`` in NumPy: depthwise, or ``groups`` groups of ``Cin / groups``
+    input and ``Cout / groups`` output channels each (1: a full convolution)."""
     _n, _c, h, wd = x.shape
     _cout, _cin_g, kh, kw = w.shape
     sh, sw = stride
@@ -116,6 +133,18 @@ def _conv_nchw(
     ]
     if depthwise:
         return np.einsum("nchwij,cij->nchw", win, w[:, 0], optimize=True).astype(np.float32)
+    if groups > 1:
+        per_in, per_out = _c // groups, _cout // groups
+        parts = [
+            np.einsum(
+                "nchwij,ocij->nohw",
+                win[:, g * per_in : (g + 1) * per_in],
+                w[g * per_out : (g + 1) * per_out],
+                optimize=True,
+            )
+            for g in range(groups)
+        ]
+        return np.concatenate(parts, axis=1).astype(np.float32)
     return np.einsum("nchwij,ocij->nohw", win, w, optimize=True).astype(np.float32)
 
 
@@ -169,12 +198,11 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
     if op == "conv2d":
         x = to_logical(ins[0], values[n.inputs[0]])
         w = ins[1]
-        if a.get("wlayout") == "packed":  # [Cout/nr, KH, KW, Cin, nr] -> [Cout, Cin, KH, KW]
-            cout = out_v.shape[1]
-            w = w.transpose(0, 4, 3, 1, 2).reshape(-1, w.shape[3], w.shape[1], w.shape[2])[:cout]
+        if a.get("wlayout") == "packed":  # -> [Cout, Cin / groups, KH, KW]
+            w = unpack_conv_weight(w, out_v.shape[1], a.get("groups", 1))
         elif a.get("wlayout") == "dw":  # [KH, KW, C] -> [C, 1, KH, KW]
             w = w.transpose(2, 0, 1)[:, None]
-        y = _conv_nchw(x, w, a["stride"], a["padding"], a["depthwise"])
+        y = _conv_nchw(x, w, a["stride"], a["padding"], a["depthwise"], a.get("groups", 1))
         if len(ins) > 2:
             y = y + ins[2].reshape(1, -1, 1, 1)
         return to_physical(y.astype(np.float32), out_v)

@@ -233,8 +233,8 @@ def output_tiling(g: Graph, node: Any) -> tuple[int, int]:
     """``(rows, cols)`` of the output that a kernel's register tiles cover: a dense kernel's
     rows are all leading dims flattened; a conv's are the pixels along an output row."""
     ov = g.values[node.name]
-    if node.op == "conv2d":
-        return ov.shape[3], ov.shape[1]
+    if node.op == "conv2d":  # a grouped conv's tiles cover one group's output channels
+        return ov.shape[3], ov.shape[1] // int(node.attrs.get("groups", 1))
     cols = ov.shape[-1]
     if node.op == "dense":
         return ov.size // cols, cols

@@ -24,7 +24,9 @@ def work_estimate(n: Node, values: dict[str, Value]) -> int:
     if anchor.op == "conv2d":
         cin = values[anchor.inputs[0]].shape[1]
         kh, kw = anchor.attrs.get("kernel") or values[anchor.inputs[1]].shape[2:4]
-        per = kh * kw * (1 if anchor.attrs.get("depthwise") else cin)
+        per = (
+            kh * kw * (1 if anchor.attrs.get("depthwise") else cin // anchor.attrs.get("groups", 1))
+        )
         return 2 * values[anchor.name].size * per
     if n.op == "fused" and n.attrs["kind"] == "attention":
         mms = [m for m in n.attrs["body"] if m.op == "matmul"]

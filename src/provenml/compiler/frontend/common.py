@@ -122,8 +122,26 @@ class ConvOps(NamedTuple):
     const: Callable[[np.ndarray], str]
     # x zero-padded by (before, after) per spatial dim
     pad: Callable[[str, Sequence[tuple[int, int]]], str]
-    # the IR's conv2d (groups 1, or depthwise: True): x, w, bias, stride, padding, depthwise
-    conv: Callable[[str, str, str | None, Sequence[int], Sequence[int], bool], str]
+    # the IR's conv2d (attributes from :func:`conv_attrs`): x, w, bias, stride, padding, groups
+    conv: Callable[[str, str, str | None, Sequence[int], Sequence[int], int], str]
+
+
+def conv_attrs(
+    channels: int, out_channels: int, stride: Sequence[int], padding: Sequence[int], groups: int
+) -> dict[str, Any]:
+    """The IR ``conv2d``'s attributes for a convolution of ``groups`` groups: ``depthwise``
+    when every channel is its own group with one kernel (``groups = C = Co``), else a
+    ``groups`` attribute when above 1 (a grouped kernel: group ``g``'s ``Co / groups`` output
+    channels read its ``C / groups`` input channels)."""
+    depthwise = groups > 1 and groups == channels == out_channels
+    attrs: dict[str, Any] = {
+        "stride": tuple(stride),
+        "padding": tuple(padding),
+        "depthwise": depthwise,
+    }
+    if groups > 1 and not depthwise:
+        attrs["groups"] = groups
+    return attrs
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
@@ -142,8 +160,8 @@ def lower_conv(
     ops: ConvOps,
 ) -> str:
     """A convolution (1-D or 2-D: ``x`` is ``(N, C, L ..)``, ``w`` ``(Co, C / groups, k ..)``)
-    of any ``groups`` and ``dilation`` from the IR's ``conv2d``, which has groups 1 or
-    depthwise and no dilation. Every product is one the convolution makes, in another order:
+    of any ``groups`` and ``dilation`` from the IR's ``conv2d``, which has groups (depthwise
+    among them) and no dilation. Every product is one the convolution makes, in another order:
 
     * **dilation** (TensorFlow's atrous convolution by space-to-batch): padded to a multiple
       of ``d`` per dim, the input's ``d`` phases (the elements ``r, r + d, r + 2d ..``) become
@@ -155,43 +173,23 @@ def lower_conv(
     * **groups = C, Co = m C** (a depthwise multiplier): each input channel repeated ``m``
       times (a broadcast multiply by ones), then a depthwise convolution; output channel
       ``o`` reads input channel ``o // m``, as PyTorch and ONNX define it.
-    * **other groups**: per group, a slice of the input channels, of the kernels and of the
-      bias, one convolution, then the groups' outputs concatenated along the channels.
+    * **other groups** (ResNeXt, ShuffleNet): the IR's grouped ``conv2d`` (one kernel; its
+      register tiles never straddle two groups).
     """
     n, c, *sizes = (int(v) for v in ops.shape_of(x))
-    co, ci, *kernel = (int(v) for v in ops.shape_of(w))
+    co, ci, *_ = (int(v) for v in ops.shape_of(w))
     spatial = len(sizes)
     stride, padding, dilation = (tuple(int(v) for v in t) for t in (stride, padding, dilation))
     if any(d > 1 for d in dilation):
         return _dilated_conv(x, w, bias, stride, padding, dilation, groups, ops)
-    if groups == 1 or (groups == c and co == c and ci == 1):
-        return ops.conv(x, w, bias, stride, padding, groups != 1)
-    if groups == c and ci == 1:  # depthwise with a multiplier
+    if groups == c and ci == 1 and co > c:  # depthwise with a multiplier
         m = co // c
         x = ops.emit("reshape", [x], {"shape": (n, c, 1, *sizes)}, (n, c, 1, *sizes))
         ones = ops.const(np.ones((1, 1, m) + (1,) * spatial, np.float32))
         x = ops.emit("mul", [x, ones], {}, (n, c, m, *sizes))
         x = ops.emit("reshape", [x], {"shape": (n, co, *sizes)}, (n, co, *sizes))
-        return ops.conv(x, w, bias, stride, padding, True)
-    per_in, per_out = c // groups, co // groups
-    out_sizes = [
-        conv_output_size(v, k, s, p, 1)
-        for v, k, s, p in zip(sizes, kernel, stride, padding, strict=True)
-    ]
-    pieces = []
-    for g in range(groups):
-
-        def part(v: str, dim: int, width: int, shape: Sequence[int], g: int = g) -> str:
-            cut = list(shape)
-            cut[dim] = width
-            attrs = {"dim": dim, "start": g * width, "stop": (g + 1) * width, "step": 1}
-            return ops.emit("slice", [v], attrs, cut)
-
-        xg = part(x, 1, per_in, (n, c, *sizes))
-        wg = part(w, 0, per_out, (co, ci, *kernel))
-        bg = None if bias is None else part(bias, 0, per_out, (co,))
-        pieces.append(ops.conv(xg, wg, bg, stride, padding, False))
-    return ops.emit("cat", pieces, {"dim": 1}, (n, co, *out_sizes))
+        groups = co
+    return ops.conv(x, w, bias, stride, padding, groups)
 
 
 def _dilated_conv(

@@ -32,6 +32,7 @@ from provenml.compiler.frontend.common import (
     broadcast_ones,
     check_integer_operands,
     constant_pad_steps,
+    conv_attrs,
     conv_transpose_steps,
     cubic_resize_matrix,
     linear_resize_matrix,
@@ -417,7 +418,7 @@ def _conv2d(
     bias: str | None,
     strides: Sequence[int],
     pads: Sequence[int],
-    depthwise: bool,
+    groups: int,
 ) -> str:
     """The IR's ``conv2d`` (a 1-d convolution as a height-1 2-d one, reshaped back)."""
     xs, ws = b.g.values[x].shape, b.g.values[w].shape
@@ -426,7 +427,7 @@ def _conv2d(
         ins[0] = b.reshape(x, (xs[0], xs[1], 1, xs[2]))
         ins[1] = b.reshape(w, (ws[0], ws[1], 1, ws[2]))
         pads, strides = (0, pads[0]), (1, strides[0])
-    attrs = {"stride": tuple(strides), "padding": tuple(pads), "depthwise": depthwise}
+    attrs = conv_attrs(xs[1], ws[0], strides, pads, groups)
     y = b.emit("conv2d", ins, attrs)
     if len(xs) == 3:
         ys = b.g.values[y].shape

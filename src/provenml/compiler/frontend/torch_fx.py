@@ -28,6 +28,7 @@ from provenml.compiler.frontend.common import (
     broadcast_ones,
     check_integer_operands,
     constant_pad_steps,
+    conv_attrs,
     conv_output_size,
     conv_transpose_steps,
     lower_conv,
@@ -419,14 +420,14 @@ class FxBuilder:
             bias: str | None,
             stride: Sequence[int],
             padding: Sequence[int],
-            depthwise: bool,
+            groups: int,
         ) -> str:
-            (n, _, *sizes), (co, _, *kernel) = self.shape(x), self.shape(w)
+            (n, c, *sizes), (co, _, *kernel) = self.shape(x), self.shape(w)
             shape = [n, co] + [
                 conv_output_size(v, k, s, p, 1)
                 for v, k, s, p in zip(sizes, kernel, stride, padding, strict=True)
             ]
-            attrs = {"stride": tuple(stride), "padding": tuple(padding), "depthwise": depthwise}
+            attrs = conv_attrs(c, co, stride, padding, groups)
             inputs = [x, w] + ([] if bias is None else [bias])
             return self.emit("conv2d", inputs, attrs, meta_like(shape))
 

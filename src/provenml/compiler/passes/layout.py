@@ -22,13 +22,18 @@ def pack_dense_weight(wt: np.ndarray, nr: int) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(k, nb, nr).transpose(1, 0, 2))
 
 
-def pack_conv_weight(w: np.ndarray, nr: int) -> np.ndarray:
-    """Pre-pack [Cout, Cin, KH, KW] into [ceil(Cout/nr), KH, KW, Cin, nr] panels."""
+def pack_conv_weight(w: np.ndarray, nr: int, groups: int = 1) -> np.ndarray:
+    """Pre-pack ``[Cout, Cin_g, KH, KW]`` into ``[groups * ceil(Cout_g / nr), KH, KW, Cin_g,
+    nr]`` panels: each group's ``Cout_g = Cout / groups`` output channels padded with zeros to
+    whole panels of ``nr``, so that no panel straddles two groups (``groups = 1``: a full
+    convolution's ``[ceil(Cout / nr), KH, KW, Cin, nr]``)."""
     cout, cin, kh, kw = w.shape
-    nb = -(-cout // nr)
-    padded = np.zeros((nb * nr, cin, kh, kw), np.float32)
-    padded[:cout] = w
-    return np.ascontiguousarray(padded.reshape(nb, nr, cin, kh, kw).transpose(0, 3, 4, 2, 1))
+    per_out = cout // groups
+    nb = -(-per_out // nr)
+    padded = np.zeros((groups, nb * nr, cin, kh, kw), np.float32)
+    padded[:, :per_out] = w.reshape(groups, per_out, cin, kh, kw)
+    panels = padded.reshape(groups * nb, nr, cin, kh, kw)
+    return np.ascontiguousarray(panels.transpose(0, 3, 4, 2, 1))
 
 
 def transform_layout(g: Graph, nr: int = 16) -> Graph:
@@ -102,7 +107,9 @@ def transform_layout(g: Graph, nr: int = 16) -> Graph:
                     attrs["wlayout"] = "dw"
                 else:
                     width = int(n.attrs.get("schedule", {}).get("nr", nr))
-                    new_ins[1] = out.add_const(pack_conv_weight(w, width), "wp")
+                    new_ins[1] = out.add_const(
+                        pack_conv_weight(w, width, int(n.attrs.get("groups", 1))), "wp"
+                    )
                     attrs["wlayout"] = "packed"
                     attrs["packed"] = width
             out.values[n.name] = Value(n.name, res.shape, res.dtype, "NHWC")

@@ -49,8 +49,14 @@ def shape_of(n: Node, values: dict[str, Value]) -> tuple[int, ...]:
             raise ProvenmlError(f"matmul {n.name}: inner sizes {a_s} @ {b_s} differ")
         return (*_broadcast(a_s[:-2], b_s[:-2]), a_s[-2], b_s[-1])
     if op == "conv2d":
-        nb, _, h, w = s[0]
+        nb, cin, h, w = s[0]
         cout = a.get("cout", s[1][0])
+        groups = int(a.get("groups", 1))
+        if groups > 1 and "wlayout" not in a and (cin % groups or cout % groups):
+            raise ProvenmlError(
+                f"conv2d {n.name}: {cin} input and {cout} output channels are not "
+                f"divisible by {groups} groups"
+            )
         kh, kw = a.get("kernel", s[1][2:4])
         (sh, sw), (ph, pw) = a["stride"], a["padding"]
         return (nb, cout, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)

@@ -94,15 +94,19 @@ def conv_nhwc(
     kh, kw = anchor.attrs["kernel"]
     sh, sw = anchor.attrs["stride"]
     nr = int(anchor.attrs["packed"])
+    # a grouped convolution: group g's output channels [g cout_g, (g + 1) cout_g) read its
+    # input channels [g cin_g, (g + 1) cin_g); each group has its own ceil(cout_g / nr) panels
+    groups = int(anchor.attrs.get("groups", 1))
+    cin_g, cout_g = cin // groups, cout // groups
     mr = max(1, min(int(sched["mr"]), ow))
     ku = int(sched["ku"])
     pad, src, hp, wp = pad_input(low, n, anchor, names, True)
     bias = f"{names[anchor.inputs[2]]}[c]" if len(anchor.inputs) > 2 else None
     epi_fn = epilogue_fn(low, n, anchor, epi, 3, names)
     W, Y = names[anchor.inputs[1]], names[n.name]
-    ncb = -(-cout // nr)
+    ncb = -(-cout_g // nr)  # column panels per group
     branches: L.Body = []
-    for variant in tile_variants(ow, mr, cout, nr, row_index="xo"):
+    for variant in tile_variants(ow, mr, cout_g, nr, row_index="xo"):
         tile = register_tile(
             low,
             variant.rows,
@@ -114,7 +118,7 @@ def conv_nhwc(
             f"{Y}[r*{cout} + c]",
             bias,
             epi_fn,
-            cin,
+            cin_g,
             ("arow", str(sw * cin), "wrow", str(nr)),
             int(sched.get("vec", 8)),
         )
@@ -131,24 +135,27 @@ def conv_nhwc(
                     [
                         L.Stmt(
                             f"const float* arow = {src} + ((b*{hp} + oy*{sh} + kh)*{wp} + "
-                            f"ox0*{sw} + kw)*{cin};\nconst float* restrict wrow = {W} + "
-                            f"((jo*{kh} + kh)*{kw} + kw)*{cin * nr};"
+                            f"ox0*{sw} + kw)*{cin} + g*{cin_g};\nconst float* restrict wrow = "
+                            f"{W} + (((g*{ncb} + jo)*{kh} + kh)*{kw} + kw)*{cin_g * nr};"
                         ),
                         kl,
                     ],
                 )
             ],
         )
-        tile[-1] = with_lets(tile[-1], [f"r = (b*{oh} + oy)*{ow} + ox0 + ii", f"c = jo*{nr} + ji"])
+        tile[-1] = with_lets(
+            tile[-1], [f"r = (b*{oh} + oy)*{ow} + ox0 + ii", f"c = g*{cout_g} + jo*{nr} + ji"]
+        )
         branches.append(L.If(variant.cond, tile))
     mb = -(-ow // mr)
     pre = [
-        f"const long jo = t / {nb_ * oh}, rest = t % {nb_ * oh};",
+        f"const long panel = t / {nb_ * oh}, rest = t % {nb_ * oh};",
+        f"const long g = panel / {ncb}, jo = panel % {ncb};",
         f"const long b = rest / {oh}, oy = rest % {oh};",
-        f"enum {{ MB_FULL = {ow // mr}, NB_FULL = {cout // nr} }};",
+        f"enum {{ MB_FULL = {ow // mr}, NB_FULL = {cout_g // nr} }};",
     ]
     xo = L.Loop("xo", mb, [L.Let("ox0", f"xo * {mr}"), *branches])
-    compute = L.Loop("t", ncb * nb_ * oh, [L.Stmt("\n".join(pre)), xo])
+    compute = L.Loop("t", groups * ncb * nb_ * oh, [L.Stmt("\n".join(pre)), xo])
     L.parallel([compute], "t")
     return L.Kernel(kname, decl, [*pad, compute])
 
@@ -263,6 +270,8 @@ def conv_nchw(
     _, cout, oh, ow = ov.shape
     kh, kw = low.g.values[anchor.inputs[1]].shape[2:4]
     sh, sw = anchor.attrs["stride"]
+    groups = int(anchor.attrs.get("groups", 1))
+    cin_g, cout_g = cin // groups, cout // groups  # output channel co reads group co / cout_g
     pad, src, hp, wp = pad_input(low, n, anchor, names, False)
     W, Y = names[anchor.inputs[1]], names[n.name]
     bias = f" + {names[anchor.inputs[2]]}[co]" if len(anchor.inputs) > 2 else ""
@@ -270,7 +279,7 @@ def conv_nchw(
     stmts, result = epi_fn(f"acc[c2]{bias}")
     mac = L.Loop(
         "ci",
-        cin,
+        cin_g,
         [
             L.Loop(
                 "kh",
@@ -280,7 +289,9 @@ def conv_nchw(
                         "kw",
                         kw,
                         [
-                            L.Stmt(f"const float wv = {W}[((co*{cin} + ci)*{kh} + kh)*{kw} + kw];"),
+                            L.Stmt(
+                                f"const float wv = {W}[((co*{cin_g} + ci)*{kh} + kh)*{kw} + kw];"
+                            ),
                             L.Loop(
                                 "oy",
                                 oh,
@@ -291,8 +302,8 @@ def conv_nchw(
                                         [
                                             L.Stmt(
                                                 f"acc[oy*{ow} + ox] += wv * {src}[(((b*{cin} "
-                                                f"+ ci)*{hp}) + oy*{sh} + kh)*{wp} + ox*{sw} "
-                                                "+ kw];"
+                                                f"+ ci0 + ci)*{hp}) + oy*{sh} + kh)*{wp} + "
+                                                f"ox*{sw} + kw];"
                                             )
                                         ],
                                         "vectorize",
@@ -305,7 +316,7 @@ def conv_nchw(
             )
         ],
     )
-    prelude = f"const long b = bc / {cout}, co = bc % {cout};"
+    prelude = f"const long b = bc / {cout}, co = bc % {cout}, ci0 = (co / {cout_g})*{cin_g};"
     body = plane_body(nb_ * cout, oh * ow, prelude, mac, stmts, result, Y)
     return L.Kernel(kname, decl, [*pad, body])
 
