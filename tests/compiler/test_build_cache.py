@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -147,3 +147,75 @@ def test_concurrent_callers_all_get_the_cache_folder(tmp_path: Path) -> None:
     for w in workers:
         w.join()
     assert found == [target] * 1600
+
+
+class _RecordedProgress:
+    """Stands in for :class:`provenml.compiler.progress.BuildProgress`: records the phases."""
+
+    phases: ClassVar[list[list[Any]]] = []  # [description, total, steps advanced]
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        self.enabled = enabled
+
+    def __enter__(self) -> _RecordedProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def phase(self, description: str, total: int | None = None) -> None:
+        self.phases.append([description, total, 0])
+
+    def advance(self, steps: int = 1) -> None:
+        self.phases[-1][2] += steps
+
+
+def test_a_build_reports_its_phases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tuning, gcc and the thread choice each show as a phase; the tuning phase counts
+    every kernel it times."""
+    import provenml.compiler.api as pc_api
+
+    monkeypatch.setattr(pc_api, "BuildProgress", _RecordedProgress)
+    _RecordedProgress.phases = []
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8)).eval()
+    x = torch.randn(4, 16)
+    compiled = pc.compile(model, (x,), threads=2, cache_dir=str(tmp_path), progress=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x))
+    names = [p[0] for p in _RecordedProgress.phases]
+    assert names[0] == "optimizing the graph"
+    assert "building the tile candidates of 2 kernels (gcc)" in names
+    timing = next(p for p in _RecordedProgress.phases if p[0] == "timing the tile candidates")
+    assert timing[1:] == [2, 2]  # two dense kernels, both timed
+    assert names[-2:] == ["building the model (gcc)", "choosing the thread count"]
+    # a second build finds every kernel in the tuning cache: nothing to time
+    _RecordedProgress.phases = []
+    pc.compile(model, (x,), threads=2, cache_dir=str(tmp_path))
+    assert "timing the tile candidates" not in [p[0] for p in _RecordedProgress.phases]
+
+
+def test_the_progress_line_goes_to_standard_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = nn.Linear(8, 4).eval()
+    x = torch.randn(2, 8)
+    compiled = pc.compile(model, (x,), threads=1, cache_dir=str(tmp_path), progress=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x))
+    assert capsys.readouterr().out == ""  # nothing on standard output
+    with pytest.raises(ProvenmlError, match="progress= must be True, False or None"):
+        pc.compile(model, (x,), progress="yes")
+
+
+def test_a_build_inside_another_progress_display_stays_quiet(tmp_path: Path) -> None:
+    """Inside a harness's progress bars a build shows its line beside them (rich 14 nests
+    live displays; rich 13 refuses a second one, and the build then leaves its line out)."""
+    from rich.progress import Progress
+
+    model = nn.Linear(8, 4).eval()
+    x = torch.randn(2, 8)
+    with Progress() as outer:
+        outer.add_task("an experiment", total=1)
+        compiled = pc.compile(model, (x,), threads=1, cache_dir=str(tmp_path), progress=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x))

@@ -20,6 +20,7 @@ from provenml.compiler.codegen import RUNTIMES, Program, annotate_scratch, lower
 from provenml.compiler.frontend import UnsupportedOp, trace
 from provenml.compiler.frontend.torch_fx import target_name
 from provenml.compiler.ir import Graph
+from provenml.compiler.progress import SILENT, BuildProgress
 from provenml.compiler.runtime import CompiledGraph, Profile
 from provenml.compiler.tune import (
     Contest,
@@ -63,6 +64,10 @@ class CompileOptions:
     # the whole graph at the build's thread count and keep the fastest there (settle_ties):
     # choices that tie alone moved whole models by up to 17% (docs/compiler.md, *Stop 46*)
     settle_ties: bool = True
+    # a transient line on standard error with the build's phase (tuning, settling ties, gcc,
+    # the thread choice), its count and the time elapsed: None shows it when standard error
+    # is a terminal (provenml.compiler.progress)
+    progress: bool | None = None
 
     def __post_init__(self) -> None:
         flags = ("fusion", "memory_planning", "layout", "tuning", "tune_threads", "adaptive")
@@ -73,6 +78,8 @@ class CompileOptions:
             raise ProvenmlError(
                 f"compile option threads= must be an integer >= 1, got {self.threads!r}"
             )
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise ProvenmlError("compile option progress= must be True, False or None")
         if self.runtime not in RUNTIMES:
             raise ProvenmlError(f"compile option runtime= must be one of {RUNTIMES}")
         if self.parallel_work is not None and (
@@ -137,9 +144,11 @@ def optimize(
     log: list[str] | None = None,
     overrides: dict[str, dict[str, int]] | None = None,
     contests: dict[str, Contest] | None = None,
+    progress: BuildProgress = SILENT,
 ) -> list[tuple[str, Graph]]:
-    """Run the pass pipeline; returns (pass name, IR after it) for every stage. ``overrides``
-    and ``contests`` go to :func:`~provenml.compiler.tune.tune` (see :func:`settle_ties`)."""
+    """Run the pass pipeline; returns (pass name, IR after it) for every stage. ``overrides``,
+    ``contests`` and ``progress`` go to :func:`~provenml.compiler.tune.tune` (see
+    :func:`settle_ties`)."""
     stages: list[tuple[str, Graph]] = [("frontend", g)]
 
     def run(name: str, fn: Callable[[Graph], Graph]) -> None:
@@ -164,6 +173,7 @@ def optimize(
                 settled_as=settled_as(options),
                 overrides=overrides,
                 contests=contests,
+                progress=progress,
             ),
         )
     else:
@@ -192,19 +202,34 @@ def compile_graph(
     count (1..``options.threads``) is chosen by timing the whole graph (:func:`choose_threads`)
     and, if more than one, guarded at run time (``CompiledGraph.guard_threads``)."""
     t0 = time.perf_counter()
+    with BuildProgress(options.progress) as progress:
+        cg, stages, log = _build(g, options, example_inputs, progress)
+    return Compiled(cg, stages, time.perf_counter() - t0, options, log, single_output)
+
+
+def _build(
+    g: Graph,
+    options: CompileOptions,
+    example_inputs: Sequence[torch.Tensor] | None,
+    progress: BuildProgress,
+) -> tuple[CompiledGraph, list[tuple[str, Graph]], list[str]]:
+    """:func:`compile_graph`'s work: (the loaded build, the stages, the tuning log)."""
     log: list[str] = []
     contests: dict[str, Contest] = {}
-    stages = optimize(g, options, log, contests=contests)
+    progress.phase("optimizing the graph")
+    stages = optimize(g, options, log, contests=contests, progress=progress)
     settle = contests and options.settle_ties and example_inputs is not None
-    if settle and settle_ties(g, options, example_inputs, contests, log):
+    if settle and settle_ties(g, options, example_inputs, contests, log, progress=progress):
         stages = optimize(g, options)  # the settled picks, from the tuning cache
     final = stages[-1][1]
+    progress.phase("building the model (gcc)")
     cg = _load(final, options)
     cg.set_adaptive(options.adaptive)
     if cg.is_pool and options.adaptive and options.threads > 1 and example_inputs is not None:
         scale = cg.calibrate_fallback(example_inputs)
         log.append(f"fallback: one-thread estimate scaled by {scale:.3f} (calibrated)")
     if options.tune_threads and options.threads > 1 and example_inputs is not None:
+        progress.phase("choosing the thread count")
         adaptive = cg.is_pool and cg.adaptive
         best, samples = choose_threads(cg, example_inputs, options.threads, adaptive=adaptive)
         if adaptive:
@@ -226,7 +251,7 @@ def compile_graph(
             )
             + f" -> {best}"
         )
-    return Compiled(cg, stages, time.perf_counter() - t0, options, log, single_output)
+    return cg, stages, log
 
 
 def settled_as(options: CompileOptions) -> str:
@@ -267,6 +292,7 @@ def settle_ties(
     log: list[str] | None = None,
     rounds: int = SETTLE_ROUNDS,
     min_time: float = 0.01,
+    progress: BuildProgress = SILENT,
 ) -> bool:
     """Settle the tuner's near ties in the graph they run in (auto-tuning with the whole
     program as the measure, survey Sec. 4.4.2); returns whether any pick moved.
@@ -290,10 +316,18 @@ def settle_ties(
     picks: dict[str, dict[str, int]] = {}
     builds: dict[str, CompiledGraph] = {}  # by generated source: a build is loaded once
     moved = False
+
+    def timed(contest: Contest) -> bool:  # whether the contest is settled by timing
+        share = contest.seconds * len(contest.nodes) / total
+        return len(contest.ties) > 1 and share >= SETTLE_MIN_SHARE
+
+    progress.phase(
+        "settling near-tied tiles in the whole graph",
+        total=sum(timed(c) for c in contests.values()),
+    )
     for key in sorted(contests, key=lambda k: -contests[k].seconds * len(contests[k].nodes)):
         contest = contests[key]
-        share = contest.seconds * len(contest.nodes) / total
-        if len(contest.ties) == 1 or share < SETTLE_MIN_SHARE:
+        if not timed(contest):
             picks[key] = contest.ties[0]
             continue
         variants = []
@@ -316,6 +350,7 @@ def settle_ties(
             after_sample=[cg.park_workers for cg in variants],
         )
         best = int(np.argmin(seconds))
+        progress.advance()
         picks[key] = contest.ties[best]
         moved = moved or best != 0
         if log is not None:

@@ -23,6 +23,7 @@ from provenml.compiler.ir import Graph, Value
 from provenml.compiler.loopir import partition
 from provenml.compiler.passes import plan_memory, transform_layout
 from provenml.compiler.passes.fusion import anchor_of
+from provenml.compiler.progress import SILENT, BuildProgress
 from provenml.compiler.runtime import HUGE_PAGE_MIN_BYTES, aligned_copy, block_zeros
 
 PAGE = 4096  # bytes
@@ -399,9 +400,11 @@ def tune(
     settled_as: str | None = None,
     overrides: dict[str, dict[str, int]] | None = None,
     contests: dict[str, Contest] | None = None,
+    progress: BuildProgress = SILENT,
 ) -> Graph:
     """Attach a tuned ``schedule`` to every matmul-like node (cached by kernel signature);
-    ``weight_prefetch`` and ``balance_threads`` as in :func:`tune_node`.
+    ``weight_prefetch`` and ``balance_threads`` as in :func:`tune_node`; ``progress`` counts
+    the kernels tuned (:class:`~provenml.compiler.progress.BuildProgress`).
 
     A signature's schedule is, first found: ``overrides[key]``; the candidate the whole graph
     chose for it under ``settled_as`` (:func:`record_settled`); the fastest alone. Signatures
@@ -421,7 +424,11 @@ def tune(
     for n in out.nodes:
         if n.name in keys and keys[n.name] not in db:
             untuned.setdefault(keys[n.name], n)
+    if untuned:
+        progress.phase(f"building the tile candidates of {len(untuned)} kernels (gcc)")
     prebuilt = prebuild_candidates(out, list(untuned.values()), layout, weight_prefetch, cache)
+    if untuned:
+        progress.phase("timing the tile candidates", total=len(untuned))
     for n in out.nodes:
         if n.name not in keys:
             continue
@@ -441,6 +448,7 @@ def tune(
             ranked = ranked_schedules(out, n, timings, balance_threads)
             db[key] = {"best": best, "ties": near_ties(ranked), "seconds": ranked[0][1]}
             changed = True
+            progress.advance()
             if log is not None:
                 fastest, slowest = min(timings.values()), max(timings.values())
                 log.append(
