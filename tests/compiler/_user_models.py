@@ -442,6 +442,38 @@ class Indices(nn.Module):
         return indices, values * 2 + first.float() - torch.argmin(x, -1).to(torch.float32)
 
 
+class TokenMask(nn.Module):
+    """A text encoder's input side on integer token ids: the padding mask ``ids != 0``, the
+    rare tokens ``ids >= 90`` (a Python int: compared as integers), ``ids > 49.5`` (a float:
+    compared in float32), learned positions, mean pooling over the unpadded tokens and the
+    scores of padded tokens filled with -1e4 (``masked_fill`` with ``ids == 0``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(100, 16)
+        self.positions = nn.Embedding(32, 16)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        mask = (ids != 0).float()
+        rare = (ids >= 90).float() + (ids > 49.5).float()
+        positions = torch.arange(ids.shape[1]).unsqueeze(0)
+        h = self.tokens(ids) + self.positions(positions) * (1 + rare.unsqueeze(-1))
+        pooled = (h * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        scores = self.head(h).masked_fill((ids == 0).unsqueeze(-1), -1e4)
+        return pooled.sum(-1, keepdim=True) + scores.amax(1)
+
+
+def token_ids() -> torch.Tensor:
+    """Token ids for :class:`TokenMask`: padded (0) tails, rare ids, a fully padded row."""
+    ids = torch.randint(1, 100, (4, 12), generator=torch.Generator().manual_seed(0))
+    ids[0, 9:] = 0
+    ids[1, 3:] = 0
+    ids[2, 0] = 95
+    ids[3] = 0
+    return ids
+
+
 USER_MODELS: dict[str, tuple[type[nn.Module], tuple[int, ...], float]] = {
     "mobilenet_v3_head": (MobileNetV3Head, (2, 3, 12, 12), 1.0),
     "maths": (Maths, (5, 16), 1.0),

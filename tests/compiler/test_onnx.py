@@ -20,9 +20,11 @@ from tests.compiler._user_models import (
     Padded,
     PaddedAttention,
     Tagger,
+    TokenMask,
     padded_sequences,
     padding_mask,
     recurrent_inputs,
+    token_ids,
     user_model,
 )
 
@@ -354,6 +356,16 @@ def test_exported_activations_and_maths_match_ort(name: str, cache: str) -> None
     }[name]
     assert wanted <= ops, ops
     _matches_ort_and_eager(data, model, x, cache)
+
+
+def test_exported_token_mask_model_matches_ort_and_eager(cache: str) -> None:
+    """Comparisons on int64 token ids (Equal, Not, Greater, GreaterOrEqual on the exported
+    graph's integer input) into padding masks, against ONNX Runtime and eager."""
+    model, ids = TokenMask().eval(), token_ids()
+    data = _export(model, ids)
+    ops = {n.op_type for n in onnx.load_from_string(data).graph.node}
+    assert {"Equal", "Cast"} <= ops and ops & {"Greater", "GreaterOrEqual", "Less"}, ops
+    _matches_ort_and_eager(data, model, ids, cache)
 
 
 def test_hand_built_vector_matmuls_clip_and_global_max_pool(cache: str) -> None:

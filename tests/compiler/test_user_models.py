@@ -17,7 +17,9 @@ from tests.compiler._user_models import (
     EINSUM_CASES,
     Einsum,
     PaddedAttention,
+    TokenMask,
     padded_sequences,
+    token_ids,
     user_model,
 )
 
@@ -543,6 +545,55 @@ def test_grouped_conv_with_indivisible_channels_is_refused() -> None:
     conv.attrs["groups"] = 4
     with pytest.raises(ProvenmlError, match="not divisible by 4 groups"):
         infer_shapes(graph)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_integer_token_ids_compare_into_padding_masks(threads: int, cache: str) -> None:
+    """``ids != 0`` and the other comparisons on an int64 input compile (a 0 / 1 mask):
+    exact against eager and in the reference interpreter."""
+    model, ids = TokenMask().eval(), token_ids()
+    with torch.no_grad():
+        ref = model(ids)
+    compiled = pc.compile(model, (ids,), tuning=False, threads=threads, cache_dir=cache)
+    torch.testing.assert_close(compiled(ids), ref, rtol=1e-5, atol=1e-5)
+    frontend = compiled.dump("frontend")
+    for op in ("ne(", "ge(", "gt(", "eq("):
+        assert op in frontend, frontend
+    interpreted = pc.interpret(pc.trace(model, [ids]), [ids.numpy()])[0]
+    torch.testing.assert_close(torch.from_numpy(interpreted), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_integers_compare_as_integers_beyond_float_precision(cache: str) -> None:
+    """2^40 and 2^40 + 1 are one float32: an integer comparison keeps them apart, against a
+    Python int and against another int64 tensor; against a float they compare in float32, as
+    PyTorch promotes the pair."""
+    big = 2**40
+
+    class Compare(nn.Module):
+        def forward(self, ids: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+            as_ints = (ids == big + 1).float() + 2 * (ids < other).float()
+            return as_ints + 4 * (ids >= float(big + 1)).float()
+
+    ids = torch.tensor([[big, big + 1, big + 2, -big]])
+    other = torch.tensor([[big + 1, big + 1, big + 1, big]])
+    model = Compare().eval()
+    compiled = pc.compile(model, (ids, other), tuning=False, threads=1, cache_dir=cache)
+    got = compiled(ids, other)
+    torch.testing.assert_close(got, model(ids, other))
+    assert got.tolist() == [[2.0 + 4.0, 1.0 + 4.0, 4.0, 2.0]]
+
+
+def test_integer_arithmetic_is_still_refused_by_name(cache: str) -> None:
+    class Shift(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tokens = nn.Embedding(10, 4)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.tokens(ids + 1)
+
+    with pytest.raises(ProvenmlError, match=r"unsupported op 'add'.*compared or converted"):
+        pc.compile(Shift().eval(), (torch.tensor([[1, 2]]),), tuning=False, cache_dir=cache)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -24,20 +24,27 @@ class UnsupportedOp(ProvenmlError):
 # integer tensors: ops that may move them, and the operand positions that may be integers
 INTEGER_OPS = ("reshape", "permute", "slice", "cat")
 INTEGER_OPERANDS = {"embedding": [1], "to_float": [0]}
+# comparisons take integer operands in any position (a 0 / 1 float32 result): two integers
+# compare exactly as 64-bit integers in the kernels; an integer against a float compares in
+# float32, as PyTorch promotes the pair
+COMPARISONS = ("gt", "ge", "lt", "le", "eq", "ne")
 
 
 def check_integer_operands(op: str, dtypes: list[str], node: str) -> None:
-    """Integer tensors may only index an embedding or be moved (the kernels compute in
-    float32): anything else is refused rather than silently computed in floats."""
+    """Integer tensors may only index an embedding, be moved, be compared or be converted to
+    float32 (the kernels' arithmetic is float32): anything else is refused rather than
+    silently computed in floats."""
     ints = [k for k, d in enumerate(dtypes) if d == "int64"]
     moves_integers = op in INTEGER_OPS and len(ints) == len(dtypes)
-    if ints and not moves_integers and ints != INTEGER_OPERANDS.get(op, []):
+    if ints and not moves_integers and op not in COMPARISONS:
+        if ints == INTEGER_OPERANDS.get(op, []):
+            return
         raise UnsupportedOp(
             op,
             node,
-            "integer tensor operand: integer tensors may only index an embedding or be "
-            "reshaped, permuted or sliced (eager PyTorch raises or keeps integers here, "
-            "the compiler computes in float32)",
+            "integer tensor operand: integer tensors may only index an embedding, be "
+            "reshaped, permuted, sliced, compared or converted with .float() (eager PyTorch "
+            "raises or keeps integers here, the compiler computes in float32)",
         )
 
 

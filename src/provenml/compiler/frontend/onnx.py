@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from provenml.compiler.frontend.common import (
+    COMPARISONS,
     LINEAR_RESIZE_MODES,
     ConvOps,
     UnsupportedOp,
@@ -102,7 +103,9 @@ class OnnxBuilder:
             "int64"
             if op in ("argmax", "argmin")
             or (
-                op not in ("embedding", "to_float") and dtypes and all(d == "int64" for d in dtypes)
+                op not in ("embedding", "to_float", *COMPARISONS)
+                and dtypes
+                and all(d == "int64" for d in dtypes)
             )
             else "float32"
         )

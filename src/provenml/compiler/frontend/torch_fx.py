@@ -1521,10 +1521,23 @@ BINARY_FUNCTIONS: dict[Any, str] = {
 def _compare(op: str) -> Handler:
     """``x > y`` and the other comparisons (operators, functions, methods): a 0 / 1 float
     tensor in the IR, flagged boolean, so only the ops that take PyTorch's boolean tensors
-    read it (:data:`BOOL_HANDLERS`)."""
+    read it (:data:`BOOL_HANDLERS`). Integer tensors compare too (``ids != pad``: a padding
+    mask from token ids): with an integer tensor or a Python int on the other side as 64-bit
+    integers (exact), with a float as float32 (as PyTorch promotes the pair)."""
 
     def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-        name = b.binary(op, node.args[0], arg(node, 1, "other"), out)
+        left, right = node.args[0], arg(node, 1, "other")
+        operands = [b.tensor_arg(v) if b.is_tensor(v) else None for v in (left, right)]
+        integer = any(x is not None and b.g.values[x].dtype == "int64" for x in operands)
+        for k, v in enumerate((left, right)):
+            value = b.val(v)
+            if operands[k] is None and integer and isinstance(value, int):
+                # an integer tensor against a Python int: both integers, compared exactly
+                operands[k] = b.g.add_const(np.asarray(value, dtype=np.int64), "s")
+            elif operands[k] is None:
+                operands[k] = b.tensor_arg(v)
+        assert operands[0] is not None and operands[1] is not None
+        name = b.emit(op, [operands[0], operands[1]], {}, out)
         b.bools.add(name)
         return name
 
