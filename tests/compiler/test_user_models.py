@@ -895,3 +895,88 @@ def test_a_real_sentence_encoder_compiles(cache: str, monkeypatch: pytest.Monkey
     expected = encoder.encode(texts, convert_to_tensor=True, normalize_embeddings=True)
     got = F.normalize(compiled(ids, mask), dim=-1)
     torch.testing.assert_close(got, expected.cpu(), rtol=1e-4, atol=1e-4)
+
+
+def _transformers_model(name: str) -> nn.Module:
+    """A small randomly initialised transformers model (built from its config: nothing is
+    downloaded), returning the last hidden states of (ids, attention mask)."""
+    tr = pytest.importorskip("transformers")
+    small = {"vocab_size": 500}
+    configs = {
+        "gpt2": lambda: tr.GPT2Model(
+            tr.GPT2Config(n_layer=2, n_embd=64, n_head=4, n_positions=64, **small)
+        ),
+        "distilbert": lambda: tr.DistilBertModel(
+            tr.DistilBertConfig(n_layers=2, dim=64, n_heads=4, hidden_dim=128, **small)
+        ),
+        "albert": lambda: tr.AlbertModel(
+            tr.AlbertConfig(
+                num_hidden_layers=2,
+                hidden_size=64,
+                num_attention_heads=4,
+                intermediate_size=128,
+                embedding_size=32,
+                **small,
+            )
+        ),
+        "llama": lambda: tr.LlamaModel(
+            tr.LlamaConfig(
+                num_hidden_layers=2,
+                hidden_size=64,
+                num_attention_heads=4,
+                num_key_value_heads=4,
+                intermediate_size=128,
+                **small,
+            )
+        ),
+        "roberta": lambda: tr.RobertaModel(
+            tr.RobertaConfig(
+                num_hidden_layers=2,
+                hidden_size=64,
+                num_attention_heads=4,
+                intermediate_size=128,
+                **small,
+            )
+        ),
+    }
+    torch.manual_seed(0)
+    backbone = configs[name]().eval()
+
+    class LastHidden(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = backbone
+
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+
+    return LastHidden().eval()
+
+
+def _ids_and_mask() -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.randint(1, 500, (2, 16), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(2, 16, dtype=torch.long)
+    mask[1, 10:] = 0
+    return ids, mask
+
+
+@pytest.mark.parametrize("name", ["gpt2", "distilbert", "albert", "llama"])
+def test_transformers_models_compile(name: str, cache: str) -> None:
+    """GPT-2 (``Conv1D`` as ``addmm``, causal attention), DistilBERT, ALBERT (factorised
+    embeddings, shared layers) and Llama (RMSNorm, rotary embeddings, a gated SiLU MLP, the
+    key-value cache concatenated onto its empty start) as transformers builds them, with a
+    padded attention mask, against eager."""
+    model = _transformers_model(name)
+    ids, mask = _ids_and_mask()
+    with torch.no_grad():
+        ref = model(ids, mask)
+    compiled = pc.compile(model, (ids, mask), tuning=False, threads=1, cache_dir=cache)
+    torch.testing.assert_close(compiled(ids, mask), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_transformers_integer_position_ids_are_refused_by_name(cache: str) -> None:
+    """RoBERTa computes its position ids by integer arithmetic on the ids (``.int()``,
+    ``cumsum``): refused with the op named, not a crash."""
+    ids, mask = _ids_and_mask()
+    with pytest.raises(ProvenmlError, match="unsupported op"):
+        pc.compile(_transformers_model("roberta"), (ids, mask), tuning=False, cache_dir=cache)

@@ -771,6 +771,16 @@ def _linear(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.emit("linear", ins, {}, out)
 
 
+def _addmm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.addmm(bias, x, w)`` (GPT-2's ``Conv1D`` layers): ``x @ w + bias``; a ``beta``
+    or ``alpha`` other than 1 is refused by name."""
+    if node.kwargs.get("beta", 1) != 1 or node.kwargs.get("alpha", 1) != 1:
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "beta or alpha other than 1")
+    x, w = b.tensor_arg(node.args[1]), b.tensor_arg(node.args[2])
+    product = b.emit("matmul", [x, w], {}, out)
+    return b.emit("add", [product, b.tensor_arg(node.args[0])], {}, out)
+
+
 def _matmul(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``torch.matmul``'s rules for 1-D operands: a 1-D left operand is a row ``[1, K]`` and
     a 1-D right one a column ``[K, 1]``, the added dim dropped from the result."""
@@ -1276,8 +1286,13 @@ def _einsum(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 
 
 def _cat(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.cat``; a 1-d empty tensor among the pieces is left out, as PyTorch leaves it
+    (transformers' key-value cache starts as ``torch.tensor([])`` and is concatenated)."""
     tensors = [b.tensor_arg(t) for t in node.args[0]]  # type: ignore[union-attr]
+    tensors = [t for t in tensors if b.shape(t) != (0,)] or tensors[:1]
     dim = int(b.val(arg(node, 1, "dim", 0))) % out.dim()
+    if len(tensors) == 1 and b.shape(tensors[0]) == tuple(out.shape):
+        return tensors[0]
     return b.emit("cat", tensors, {"dim": dim}, out)
 
 
@@ -1709,6 +1724,7 @@ FUNCTIONS: dict[Any, Handler] = {
     torch.where: _where,
     torch.masked_fill: _masked_fill,
     torch.matmul: _matmul,
+    torch.addmm: _addmm,
     operator.matmul: _matmul,
     torch.bmm: _matmul,
     torch.pow: _pow,

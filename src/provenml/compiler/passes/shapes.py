@@ -84,6 +84,8 @@ def shape_of(n: Node, values: dict[str, Value]) -> tuple[int, ...]:
         out[a["dim"]] = len(range(a["start"], a["stop"], a["step"]))
         return tuple(out)
     if op == "cat":
+        if any(len(x) != len(s[0]) or len(x) <= a["dim"] for x in s):
+            raise ProvenmlError(f"cat {n.name}: pieces {s} differ in rank or lack dim {a['dim']}")
         out = list(s[0])
         out[a["dim"]] = sum(x[a["dim"]] for x in s)
         return tuple(out)
