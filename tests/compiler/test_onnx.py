@@ -738,3 +738,62 @@ def test_exported_sentence_encoder_matches_ort_and_eager(
     np.testing.assert_allclose(got, want, **TOL)
     with torch.no_grad():
         np.testing.assert_allclose(got, model(ids, mask).numpy(), **TOL)
+
+
+@pytest.mark.parametrize("name", ["roberta", "llama", "gpt2"])
+def test_exported_transformers_models_match_ort_and_eager(name: str, cache: str) -> None:
+    """transformers' RoBERTa (position ids by Cast, CumSum and integer Mul / Add; its
+    token-type buffer by GatherElements at those ids), Llama and GPT-2, exported with
+    ``torch.onnx.export``, against ONNX Runtime and eager."""
+    from tests.compiler.test_user_models import _ids_and_mask, _transformers_model
+
+    model = _transformers_model(name)
+    ids, mask = _ids_and_mask()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (ids, mask), buf, dynamo=False, input_names=["ids", "mask"])
+    data = buf.getvalue()
+    compiled = pc.compile_onnx(data, (ids, mask), tuning=False, threads=1, cache_dir=cache)
+    got = compiled(ids, mask).numpy()
+    np.testing.assert_allclose(
+        got, _ort(data, {"ids": ids.numpy(), "mask": mask.numpy()})[0], **TOL
+    )
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(ids, mask).numpy(), **TOL)
+
+
+def test_hand_built_integer_maths_match_ort(cache: str) -> None:
+    """Cast of a mask to int32 and of floats to int64 (truncation toward zero), CumSum of
+    integers and of floats, integer Mul / Add / Sub, and GatherElements by run-time indices,
+    negative ones included, against ONNX Runtime."""
+    nodes = [
+        N("Equal", ["ids", "zero"], ["pad"]),
+        N("Not", ["pad"], ["keep"]),
+        N("Cast", ["keep"], ["keep32"], to=TensorProto.INT32),
+        N("Cast", ["keep32"], ["keep64"], to=TensorProto.INT64),
+        N("CumSum", ["keep64", "axis"], ["count"]),
+        N("Mul", ["count", "keep64"], ["positions"]),
+        N("Sub", ["positions", "one"], ["index"]),  # -1 at padding: wrapped to the last
+        N("GatherElements", ["table", "index"], ["picked"], axis=1),
+        N("Cast", ["x"], ["truncated"], to=TensorProto.INT64),
+        N("Add", ["picked", "truncated"], ["sum"]),
+        N("Cast", ["sum"], ["y_int"], to=TensorProto.FLOAT),
+        N("CumSum", ["x", "axis"], ["y_float"]),
+        N("Add", ["y_int", "y_float"], ["y"]),
+    ]
+    inits = {
+        "zero": np.array(0, np.int64),
+        "one": np.array(1, np.int64),
+        "axis": np.array(1, np.int64),
+        "table": np.arange(10, 22, dtype=np.int64).reshape(2, 6) * (2**35),
+    }
+    data = _model(nodes, {"ids": (2, 6), "x": (2, 6)}, ["y"], inits, int_inputs=("ids",))
+    feeds = {
+        "ids": np.array([[4, 8, 0, 0, 0, 0], [1, 2, 3, 4, 5, 0]], np.int64),
+        "x": np.array([[-1.5, -0.5, 0.5, 1.5, 2.9, -2.9]] * 2, np.float32),
+    }
+    compiled = pc.compile_onnx(
+        data, tuple(feeds.values()), tuning=False, threads=1, cache_dir=cache
+    )
+    np.testing.assert_allclose(compiled(*feeds.values()).numpy(), _ort(data, feeds)[0], **TOL)

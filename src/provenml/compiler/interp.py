@@ -38,6 +38,8 @@ def unary(op: str, x: np.ndarray) -> np.ndarray:
         return np.exp(x)
     if op == "to_float":  # int64 in
         return x.astype(np.float32)
+    if op == "to_int":  # float32 in, truncated toward zero
+        return np.trunc(x).astype(np.int64)
     if op == "identity":
         return x
     if op == "erf":
@@ -181,10 +183,14 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
         for inner in a["body"]:
             local[inner.name] = run_node(inner, local, values)
         return local[n.name]
+    dtype = np.int64 if out_v.dtype == "int64" else np.float32  # integer arithmetic: int64
     if op in ELEMENTWISE_UNARY:
-        return unary(op, ins[0]).astype(np.float32)
+        return unary(op, ins[0]).astype(dtype)
     if op in ELEMENTWISE_BINARY:
-        return binary(op, ins[0], ins[1]).astype(np.float32)
+        return binary(op, ins[0], ins[1]).astype(dtype)
+    if op == "cumsum":  # float32: accumulated in double, as PyTorch's CPU kernel
+        acc = np.float64 if dtype == np.float32 else np.int64
+        return np.cumsum(ins[0], axis=a["dim"], dtype=acc).astype(dtype)
     if op == "linear":
         y = ins[0] @ ins[1].T
         return (y + ins[2] if len(ins) > 2 else y).astype(np.float32)

@@ -36,6 +36,9 @@ ELEMENTWISE_UNARY = (
     "softplus",
     # stop 56: an int64 tensor (argmax indices, an integer input) as float32 values
     "to_float",
+    # stop 57: a float32 or 0 / 1 boolean tensor as int64 (truncated toward zero, as PyTorch's
+    # .long() / .int()); integer add / sub / mul / neg compute in 64-bit integers
+    "to_int",
 )
 ELEMENTWISE_BINARY = (
     "add",
@@ -59,6 +62,9 @@ ELEMENTWISE = ELEMENTWISE_UNARY + ELEMENTWISE_BINARY
 MATMUL_LIKE = ("linear", "dense", "matmul", "conv2d")
 # argmax / argmin (stop 56): one dim, int64 indices (the first extremum; a NaN counts as one)
 REDUCTION_LIKE = ("softmax", "layer_norm", "mean", "sum", "amax", "amin", "argmax", "argmin")
+# stop 57: cumulative sum along one dim (``dim``), float32 (accumulated in double, as PyTorch's
+# CPU kernel does) or int64 (exact)
+SCANS = ("cumsum",)
 
 
 @dataclass

@@ -654,6 +654,7 @@ UNARY_C: dict[str, str] = {
     "exp": "expf({x})",
     "identity": "{x}",
     "to_float": "((float)({x}))",
+    "to_int": "((long long)({x}))",  # truncation toward zero, as PyTorch's .long()
     "erf": "pm_erf({x})",
     "sqrt": "sqrtf({x})",
     "abs": "fabsf({x})",
@@ -701,9 +702,17 @@ def cname(name: str) -> str:
     return "v_" + "".join(ch if ch.isalnum() else "_" for ch in name)
 
 
-def chain(body: list[Node], load: dict[str, str], seed: dict[str, str]) -> tuple[list[str], str]:
+def chain(
+    body: list[Node],
+    load: dict[str, str],
+    seed: dict[str, str],
+    dtypes: dict[str, str] | None = None,
+) -> tuple[list[str], str]:
     """C statements computing ``body`` elementwise; ``load`` maps external values to C
-    expressions at the current element, ``seed`` maps already-computed values to C vars."""
+    expressions at the current element, ``seed`` maps already-computed values to C vars.
+    ``dtypes`` gives members whose result is ``int64`` (integer add / sub / mul / neg,
+    ``to_int``) a ``long long`` variable; the rest are float. C's conversions then do what
+    PyTorch's type promotion does: an integer meeting a float is converted to float."""
     env = dict(seed)
     stmts = []
     for m in body:
@@ -712,6 +721,7 @@ def chain(body: list[Node], load: dict[str, str], seed: dict[str, str]) -> tuple
             raise ProvenmlError(f"codegen: operand of {m.name} not available")
         expr = c_unary(m.op, args[0]) if len(args) == 1 else c_binary(m.op, args[0], args[1])
         var = "t_" + cname(m.name)
-        stmts.append(f"const float {var} = {expr};")
+        ctype = "long long" if (dtypes or {}).get(m.name) == "int64" else "float"
+        stmts.append(f"const {ctype} {var} = {expr};")
         env[m.name] = var
     return stmts, env[body[-1].name] if body else ""

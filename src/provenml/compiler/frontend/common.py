@@ -28,6 +28,10 @@ INTEGER_OPERANDS = {"embedding": [1], "to_float": [0]}
 # compare exactly as 64-bit integers in the kernels; an integer against a float compares in
 # float32, as PyTorch promotes the pair
 COMPARISONS = ("gt", "ge", "lt", "le", "eq", "ne")
+# integer arithmetic (stop 57): 64-bit integers in the kernels when every operand is an
+# integer (an int64 result), float32 when a float meets an integer (as PyTorch promotes);
+# a running count (cumsum); division, remainders and reductions of integers stay refused
+INTEGER_ARITHMETIC = ("add", "sub", "mul", "neg", "cumsum")
 
 
 def check_integer_operands(op: str, dtypes: list[str], node: str) -> None:
@@ -36,15 +40,16 @@ def check_integer_operands(op: str, dtypes: list[str], node: str) -> None:
     silently computed in floats."""
     ints = [k for k, d in enumerate(dtypes) if d == "int64"]
     moves_integers = op in INTEGER_OPS and len(ints) == len(dtypes)
-    if ints and not moves_integers and op not in COMPARISONS:
-        if ints == INTEGER_OPERANDS.get(op, []):
-            return
+    if ints and not moves_integers and op not in COMPARISONS + INTEGER_ARITHMETIC:
+        if ints == INTEGER_OPERANDS.get(op, []) or (op == "embedding" and ints == [0, 1]):
+            return  # an index; or (stop 57) rows of an integer table, gathered as integers
         raise UnsupportedOp(
             op,
             node,
             "integer tensor operand: integer tensors may only index an embedding, be "
-            "reshaped, permuted, sliced, compared or converted with .float() (eager PyTorch "
-            "raises or keeps integers here, the compiler computes in float32)",
+            "reshaped, permuted, sliced, compared, added, subtracted, multiplied, summed "
+            "cumulatively or converted with .float() (eager PyTorch raises or keeps "
+            "integers here, the compiler would compute in float32)",
         )
 
 

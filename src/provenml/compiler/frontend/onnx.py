@@ -101,7 +101,8 @@ class OnnxBuilder:
             raise UnsupportedOp(op, self.current, str(exc)) from exc
         dtype = (
             "int64"
-            if op in ("argmax", "argmin")
+            if op in ("argmax", "argmin", "to_int")
+            or (op == "embedding" and dtypes[0] == "int64")  # rows of an integer table
             or (
                 op not in ("embedding", "to_float", *COMPARISONS)
                 and dtypes
@@ -1116,10 +1117,59 @@ def _cast(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         return [y]
     if to == _FLOAT and b.g.values[x].dtype == "int64":
         return [b.emit("to_float", [x])]
+    if to in (_INT64, _INT32) and b.g.values[x].dtype != "int64":  # int32 widened to int64
+        return [b.emit("to_int", [x])]  # truncated toward zero; a boolean's 0 / 1
+    if to == _INT32 and b.g.values[x].dtype == "int64":
+        return [x]
     want = {_FLOAT: "float32", _INT64: "int64"}.get(to)
     if x in b.bools or want != b.g.values[x].dtype:
         raise UnsupportedOp("Cast", b.current, f"a runtime cast to element type {to}")
     return [x]
+
+
+def _gather_elements(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """GatherElements (``out[.., j, ..] = data[.., index[.., j, ..], ..]`` along ``axis``) of
+    a run-time index or data, as the row gather of the data flattened to one element per row
+    (as the torch frontend's ``torch.gather``): each output element's flat position is a
+    constant part (its coordinates off the axis, by the data's strides) plus the index,
+    negative ones wrapped (``index + n * (index < 0)``, in int64), times the axis' stride.
+    RoBERTa's export gathers its token-type buffer by the position ids so."""
+    data = b.tensor(node.input[0])
+    shape = b.g.values[data].shape
+    axis = int(attrs_of(node).get("axis", 0)) % len(shape)
+    index = b.tensor(node.input[1])
+    index_shape = b.g.values[index].shape
+    strides = np.cumprod([1, *shape[::-1]])[:-1][::-1].astype(np.int64)
+    coords = np.indices(index_shape, dtype=np.int64)
+    base = sum(coords[d] * strides[d] for d in range(len(index_shape)) if d != axis)
+    base = np.asarray(base, np.int64).reshape(index_shape)
+
+    def const(value: int | np.ndarray, stem: str) -> str:
+        return b.g.add_const(np.asarray(value, np.int64), stem)
+
+    negative = b.emit("to_int", [b.emit("lt", [index, const(0, "zero")])])
+    wrapped = b.emit("add", [index, b.emit("mul", [negative, const(shape[axis], "n")])])
+    scaled = b.emit("mul", [wrapped, const(int(strides[axis]), "stride")])
+    flat = b.emit("add", [scaled, const(base, "base")])
+    table = b.reshape(data, (int(np.prod(shape)), 1))
+    gathered = b.emit("embedding", [table, flat])
+    y = b.reshape(gathered, index_shape)
+    if data in b.bools:
+        b.bools.add(y)
+    return [y]
+
+
+def _cumsum(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """CumSum along a constant axis (``exclusive`` and ``reverse`` 0): float32 accumulated in
+    double, int64 exact (:func:`~provenml.compiler.codegen.kernels.reduction.cumsum`)."""
+    at = attrs_of(node)
+    if int(at.get("exclusive", 0)) or int(at.get("reverse", 0)):
+        raise UnsupportedOp("CumSum", b.current, "exclusive or reverse")
+    if node.input[1] not in b.static:
+        raise UnsupportedOp("CumSum", b.current, "an axis computed at run time")
+    x = b.tensor(node.input[0])
+    dim = int(b.static[node.input[1]]) % len(b.g.values[x].shape)
+    return [b.emit("cumsum", [x], {"dim": dim})]
 
 
 def _compare(op: str) -> OnnxHandler:
@@ -1245,6 +1295,8 @@ ONNX_OPS: dict[str, OnnxHandler] = {
     "Einsum": _einsum,
     "Max": _extremum("maximum"),
     "Sum": _extremum("add"),
+    "CumSum": _cumsum,
+    "GatherElements": _gather_elements,
     "Min": _extremum("minimum"),
     "LeakyRelu": _leaky_relu,
     "Elu": _elu,

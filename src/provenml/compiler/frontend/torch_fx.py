@@ -80,9 +80,9 @@ def _flat(value: Any) -> list[Any]:
     return [value]
 
 
-def meta_like(shape: Sequence[int]) -> torch.Tensor:
+def meta_like(shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A shape-only tensor (``meta`` device) for :meth:`FxBuilder.emit`'s ``like``."""
-    return torch.empty(list(shape), device="meta")
+    return torch.empty(list(shape), device="meta", dtype=dtype)
 
 
 def target_name(node: torch.fx.Node, gm: torch.fx.GraphModule) -> str:
@@ -265,7 +265,9 @@ class FxBuilder:
                     self.env[node.name] = self.python_value(node, result)
                     self.static.add(node.name)
                     continue
-                if result.dtype not in (torch.float32, torch.int64, torch.bool):
+                # int32 results (``.int()``, arithmetic on int32 inputs) are int64 in the IR,
+                # as int32 inputs are widened
+                if result.dtype not in (torch.float32, torch.int64, torch.int32, torch.bool):
                     raise UnsupportedOp(
                         f"{target_name(node, self.gm)} -> {result.dtype}", node.name
                     )
@@ -338,6 +340,11 @@ class FxBuilder:
             for name, t in zip(names, tensors, strict=False):
                 if isinstance(t, torch.Tensor) and t.dtype == torch.bool:
                     self.bools.add(name)
+                elif isinstance(t, torch.Tensor) and t.dtype in (torch.int64, torch.int32):
+                    if self.g.values[name].dtype != "int64":  # an integer the IR lacks
+                        raise UnsupportedOp(
+                            target_name(node, self.gm), node.name, f"a boolean operand -> {t.dtype}"
+                        )
                 elif isinstance(t, torch.Tensor) and t.dtype != torch.float32:
                     raise UnsupportedOp(
                         target_name(node, self.gm), node.name, f"a boolean operand -> {t.dtype}"
@@ -595,11 +602,8 @@ class FxBuilder:
         * one int64 tensor computed at run time as the only index (``table[ids]``): the
           ids themselves, rows of the first dim.
 
-        A boolean ``x`` stays boolean; an integer ``x`` is refused (the gather moves 4-byte
-        floats)."""
+        A boolean ``x`` stays boolean; an integer ``x`` gathers integers."""
         shape = self.shape(x)
-        if self.g.values[x].dtype == "int64":
-            raise UnsupportedOp("getitem", self.current, "advanced indexing of an integer tensor")
         # a tensor index may be an IR constant (a buffer, a folded torch.tensor(..)): its values
         idx = tuple(
             self.g.consts[i] if isinstance(i, str) and i in self.g.consts else i for i in idx
@@ -632,8 +636,11 @@ class FxBuilder:
             rows = self.g.add_const(np.ascontiguousarray(positions, dtype=np.int64), "rows")
         width = int(np.prod(shape[lead:], dtype=np.int64))
         table_shape = (int(np.prod(shape[:lead], dtype=np.int64)), width)
-        table = self.reshape(x, meta_like(table_shape))
-        gathered = self.emit("embedding", [table, rows], {}, meta_like([*self.shape(rows), width]))
+        dtype = torch.int64 if self.g.values[x].dtype == "int64" else torch.float32
+        table = self.reshape(x, meta_like(table_shape, dtype))
+        gathered = self.emit(
+            "embedding", [table, rows], {}, meta_like([*self.shape(rows), width], dtype)
+        )
         result = self.reshape(gathered, out)
         if x in self.bools:
             self.bools.add(result)
@@ -657,9 +664,26 @@ def _binary(op: str, check_alpha: bool) -> Handler:
     def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
         if check_alpha and node.kwargs.get("alpha", 1) != 1:
             raise UnsupportedOp(target_name(node, b.gm), node.name, "alpha != 1")
-        return b.binary(op, node.args[0], arg(node, 1, "other"), out)
+        left, right = _integer_operands(b, node.args[0], arg(node, 1, "other"))
+        return b.emit(op, [left, right], {}, out)
 
     return handle
+
+
+def _integer_operands(b: FxBuilder, left: Any, right: Any) -> tuple[str, str]:
+    """Two operands as IR values; a Python int beside an int64 tensor becomes an int64
+    constant (PyTorch keeps such a pair integer: compared, added or multiplied exactly),
+    any other Python number a float32 one."""
+    operands = [b.tensor_arg(v) if b.is_tensor(v) else None for v in (left, right)]
+    integer = any(x is not None and b.g.values[x].dtype == "int64" for x in operands)
+    for k, v in enumerate((left, right)):
+        value = b.val(v)
+        if operands[k] is None and integer and isinstance(value, int):
+            operands[k] = b.g.add_const(np.asarray(value, dtype=np.int64), "s")
+        elif operands[k] is None:
+            operands[k] = b.tensor_arg(v)
+    assert operands[0] is not None and operands[1] is not None
+    return operands[0], operands[1]
 
 
 def _reshape(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -769,6 +793,53 @@ def _linear(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     if arg(node, 2, "bias") is not None:
         ins.append(b.tensor_arg(arg(node, 2, "bias")))
     return b.emit("linear", ins, {}, out)
+
+
+def _gather(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.gather(x, dim, index)``: ``out[.., j, ..] = x[.., index[.., j, ..], ..]`` along
+    ``dim``, as the IR's row gather of ``x`` flattened to one element per row: the flat
+    position of each output element is a constant part (its coordinates off ``dim``, by
+    ``x``'s strides) plus ``index`` times the stride of ``dim``, an int64 multiply-add when
+    ``index`` is given at run time (RoBERTa gathers its token-type buffer by the position
+    ids), a constant when it is known. PyTorch refuses negative indices here, so no wrap."""
+    if node.kwargs.get("sparse_grad"):
+        raise UnsupportedOp("gather", node.name, "sparse_grad")
+    x = b.tensor_arg(node.args[0])
+    shape = b.shape(x)
+    dim = int(b.val(arg(node, 1, "dim"))) % len(shape)
+    index_arg = arg(node, 2, "index")
+    index = b.tensor_arg(index_arg)
+    index_shape = b.shape(index)
+    strides = np.cumprod([1, *shape[::-1]])[:-1][::-1].astype(np.int64)
+    coords = np.indices(index_shape, dtype=np.int64)
+    base = sum(coords[d] * strides[d] for d in range(len(index_shape)) if d != dim)
+    base = np.asarray(base, np.int64).reshape(index_shape)
+    if index in b.g.consts:
+        flat = b.g.add_const(base + b.g.consts[index].astype(np.int64) * strides[dim], "rows")
+    else:
+        step = b.g.add_const(np.asarray(strides[dim], np.int64), "stride")
+        like = meta_like(index_shape, torch.int64)
+        scaled = b.emit("mul", [index, step], {}, like)
+        flat = b.emit("add", [scaled, b.g.add_const(base, "base")], {}, like)
+    size = int(np.prod(shape, dtype=np.int64))
+    table = b.reshape(x, meta_like((size, 1), out.dtype))
+    gathered = b.emit("embedding", [table, flat], {}, meta_like([*index_shape, 1], out.dtype))
+    return b.reshape(gathered, out)
+
+
+def _cumsum(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.cumsum(x, dim)`` / ``x.cumsum(dim)``: float32 (accumulated in double) or int64
+    (exact); a boolean mask is counted as int64, as PyTorch does (RoBERTa's position ids
+    count the unpadded tokens so)."""
+    if node.kwargs.get("dtype") is not None and node.kwargs["dtype"] != out.dtype:
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "a dtype= conversion")
+    x = b.tensor_arg(node.args[0])
+    dim = int(b.val(arg(node, 1, "dim"))) % len(b.shape(x))
+    if out.dtype in (torch.int64, torch.int32) and b.g.values[x].dtype != "int64":
+        x = b.emit("to_int", [x], {}, meta_like(b.shape(x), torch.int64))
+    elif out.dtype not in (torch.int64, torch.int32, torch.float32):
+        raise UnsupportedOp(target_name(node, b.gm), node.name, f"a {out.dtype} result")
+    return b.emit("cumsum", [x], {"dim": dim}, out)
 
 
 def _addmm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -1599,18 +1670,8 @@ def _compare(op: str) -> Handler:
     integers (exact), with a float as float32 (as PyTorch promotes the pair)."""
 
     def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-        left, right = node.args[0], arg(node, 1, "other")
-        operands = [b.tensor_arg(v) if b.is_tensor(v) else None for v in (left, right)]
-        integer = any(x is not None and b.g.values[x].dtype == "int64" for x in operands)
-        for k, v in enumerate((left, right)):
-            value = b.val(v)
-            if operands[k] is None and integer and isinstance(value, int):
-                # an integer tensor against a Python int: both integers, compared exactly
-                operands[k] = b.g.add_const(np.asarray(value, dtype=np.int64), "s")
-            elif operands[k] is None:
-                operands[k] = b.tensor_arg(v)
-        assert operands[0] is not None and operands[1] is not None
-        name = b.emit(op, [operands[0], operands[1]], {}, out)
+        left, right = _integer_operands(b, node.args[0], arg(node, 1, "other"))
+        name = b.emit(op, [left, right], {}, out)
         b.bools.add(name)
         return name
 
@@ -1692,6 +1753,11 @@ def _cast(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
         name = b.emit("ne", [x, zero], {}, out)
         b.bools.add(name)
         return name
+    if out.dtype in (torch.int64, torch.int32):  # int32 is widened to int64, as inputs are
+        x = b.tensor_arg(node.args[0])
+        if b.g.values[x].dtype == "int64":
+            return x
+        return b.emit("to_int", [x], {}, out)  # truncated toward zero; a mask's 0 / 1
     if out.dtype != torch.float32:
         raise UnsupportedOp(str(node.target), node.name, f"a cast to {out.dtype}")
     x = b.tensor_arg(node.args[0])
@@ -1725,6 +1791,8 @@ FUNCTIONS: dict[Any, Handler] = {
     torch.masked_fill: _masked_fill,
     torch.matmul: _matmul,
     torch.addmm: _addmm,
+    torch.cumsum: _cumsum,
+    torch.gather: _gather,
     operator.matmul: _matmul,
     torch.bmm: _matmul,
     torch.pow: _pow,
@@ -1844,6 +1912,10 @@ METHODS: dict[str, Handler] = {
     "masked_fill": _masked_fill,
     "float": _cast,
     "bool": _cast,
+    "long": _cast,
+    "int": _cast,
+    "cumsum": _cumsum,
+    "gather": _gather,
     "to": _cast,
     "type_as": _cast,
 }
@@ -1855,6 +1927,8 @@ BOOL_HANDLERS: set[Handler] = {
     *(METHODS[m] for m in ("view", "reshape", "flatten", "unsqueeze", "squeeze", "contiguous")),
     *(METHODS[m] for m in ("permute", "transpose", "add", "sub", "mul", "div")),
     *(METHODS[m] for m in ("where", "masked_fill", "float", "to", "type_as")),
+    *(METHODS[m] for m in ("int", "long", "bool", "cumsum")),
+    FUNCTIONS[torch.cumsum],
     *(METHODS[m] for m in ("logical_and", "logical_or", "logical_not")),
     *(FUNCTIONS[f] for f in (torch.reshape, torch.flatten, torch.permute, torch.transpose)),
     *(FUNCTIONS[f] for f in (operator.getitem, operator.add, torch.add, operator.sub)),

@@ -28,6 +28,7 @@ def shape_of(n: Node, values: dict[str, Value]) -> tuple[int, ...]:
     if op in ELEMENTWISE_BINARY:
         return _broadcast(s[0], s[1])
     if op in ELEMENTWISE or op in (
+        "cumsum",
         "layer_norm",
         "softmax",
         "batch_norm",

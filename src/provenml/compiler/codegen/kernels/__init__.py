@@ -17,6 +17,7 @@ from provenml.compiler.codegen.kernels.movement import cat, embedding, permute, 
 from provenml.compiler.codegen.kernels.pool import pool
 from provenml.compiler.codegen.kernels.reduction import (
     arg_reduce,
+    cumsum,
     group_norm,
     lower_fused_reduction,
     lower_row_op,
@@ -45,6 +46,7 @@ KERNELS: dict[str, KernelHandler] = {
     "amax": reduce,
     "amin": reduce,
     "argmax": arg_reduce,
+    "cumsum": cumsum,
     "argmin": arg_reduce,
     "permute": permute,
     "layout_transform": permute,

@@ -54,7 +54,8 @@ def elementwise(low: Lowering, n: Node, kname: str, body: list[Node]) -> L.Kerne
         return " + ".join(terms) or "0"
 
     load = {i: f"{names[i]}[{off(sts[i])}]" for i in ext}
-    stmts, result = chain(body, load, {})
+    dtypes = {m.name: low.g.values[m.name].dtype for m in body if m.name in low.g.values}
+    stmts, result = chain(body, load, {}, dtypes)
     inner = L.Stmt("\n".join([*stmts, f"{names[n.name]}[{off(own)}] = {result};"]))
     return L.Kernel(kname, decl, flat_nest(idx, dims, inner, 2048))
 

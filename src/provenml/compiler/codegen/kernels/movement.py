@@ -88,9 +88,10 @@ def embedding(low: Lowering, n: Node, kname: str) -> L.Kernel:
     dim = low.g.values[w].shape[1]
     rows = low.g.values[w].shape[0]
     count = low.g.values[idx].size
+    item = 8 if low.g.values[w].dtype == "int64" else 4  # bytes per element of the table
     decl, names = low.decls(n, [n.name], [w, idx])
     code = (
         f"long row = (long){names[idx]}[q];\nif (row < 0) row += {rows};\n"
-        f"memcpy({names[n.name]} + q*{dim}, {names[w]} + row*{dim}, {dim * 4});"
+        f"memcpy({names[n.name]} + q*{dim}, {names[w]} + row*{dim}, {dim * item});"
     )
     return L.Kernel(kname, decl, [L.Loop("q", count, [L.Stmt(code)])])

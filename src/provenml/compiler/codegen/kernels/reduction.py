@@ -185,6 +185,39 @@ def reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
     return L.Kernel(kname, decl, [body])
 
 
+def cumsum(low: Lowering, n: Node, kname: str) -> L.Kernel:
+    """Cumulative sum along ``dim`` (row layout): each (outer, inner) line summed in order,
+    a float32 tensor's in double (as PyTorch's CPU kernel accumulates, then rounds each
+    result to float32), an int64 tensor's in 64-bit integers (exact). Lines run in
+    parallel over the outer dims; the inner dims vectorize."""
+    xv = low.g.values[n.inputs[0]]
+    if xv.layout != "row":
+        raise ProvenmlError(f"codegen: cumsum of a {xv.layout} tensor at node {n.name}")
+    dim, shape = int(n.attrs["dim"]), xv.shape
+    outer = int(np.prod(shape[:dim])) if dim else 1
+    steps = int(shape[dim])
+    inner = int(np.prod(shape[dim + 1 :]))
+    decl, names = low.decls(n, [n.name], n.inputs)
+    X, Y = names[n.inputs[0]], names[n.name]
+    acc, out = ("long long", "") if xv.dtype == "int64" else ("double", "(float)")
+    at = f"(o*{steps} + q)*{inner} + i"
+    body = L.Loop(
+        "o",
+        outer,
+        [
+            L.Stmt(f"{acc} acc[{inner}];"),
+            L.Loop("i", inner, [L.Stmt("acc[i] = 0;")], "vectorize"),
+            L.Loop(
+                "q",
+                steps,
+                [L.Loop("i", inner, [L.Stmt(f"acc[i] += {X}[{at}];\n{Y}[{at}] = {out}acc[i];")])],
+            ),
+        ],
+        "parallel" if outer > 1 else "serial",
+    )
+    return L.Kernel(kname, decl, [body])
+
+
 def arg_reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
     """argmax / argmin along one dim (row layout): per position, the index of the first
     largest (smallest) value as an int64, a NaN winning over any number, as ``torch.argmax``
