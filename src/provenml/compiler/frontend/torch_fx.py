@@ -664,17 +664,26 @@ def _binary(op: str, check_alpha: bool) -> Handler:
     def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
         if check_alpha and node.kwargs.get("alpha", 1) != 1:
             raise UnsupportedOp(target_name(node, b.gm), node.name, "alpha != 1")
-        left, right = _integer_operands(b, node.args[0], arg(node, 1, "other"))
+        integer = out.dtype in (torch.int64, torch.int32)
+        left, right = _integer_operands(b, node.args[0], arg(node, 1, "other"), integer)
         return b.emit(op, [left, right], {}, out)
 
     return handle
 
 
-def _integer_operands(b: FxBuilder, left: Any, right: Any) -> tuple[str, str]:
+def _integer_operands(
+    b: FxBuilder, left: Any, right: Any, integer_result: bool = False
+) -> tuple[str, str]:
     """Two operands as IR values; a Python int beside an int64 tensor becomes an int64
     constant (PyTorch keeps such a pair integer: compared, added or multiplied exactly),
-    any other Python number a float32 one."""
+    any other Python number a float32 one. Where PyTorch's result is an integer
+    (``integer_result``: a boolean mask times an int), a mask's 0 / 1 become int64 too, so
+    the arithmetic is integer throughout."""
     operands = [b.tensor_arg(v) if b.is_tensor(v) else None for v in (left, right)]
+    if integer_result:
+        for k, x in enumerate(operands):
+            if x is not None and x in b.bools:
+                operands[k] = b.emit("to_int", [x], {}, meta_like(b.shape(x), torch.int64))
     integer = any(x is not None and b.g.values[x].dtype == "int64" for x in operands)
     for k, v in enumerate((left, right)):
         value = b.val(v)
