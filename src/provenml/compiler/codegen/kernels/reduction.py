@@ -185,20 +185,27 @@ def reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
     return L.Kernel(kname, decl, [body])
 
 
+def along_dim(low: Lowering, n: Node) -> tuple[int, int, int]:
+    """``(outer, length, inner)`` of a node that works along one ``dim`` of its row-layout
+    input (argmax / argmin, cumsum): the lines it walks are ``outer x inner``, ``length``
+    long, ``inner`` apart."""
+    xv = low.g.values[n.inputs[0]]
+    if xv.layout != "row":
+        raise ProvenmlError(f"codegen: {n.op} of a {xv.layout} tensor at node {n.name}")
+    dim, shape = int(n.attrs["dim"]), xv.shape
+    outer = int(np.prod(shape[:dim])) if dim else 1
+    return outer, int(shape[dim]), int(np.prod(shape[dim + 1 :]))
+
+
 def cumsum(low: Lowering, n: Node, kname: str) -> L.Kernel:
     """Cumulative sum along ``dim`` (row layout): each (outer, inner) line summed in order,
     a float32 tensor's in double (as PyTorch's CPU kernel accumulates, then rounds each
     result to float32), an int64 tensor's in 64-bit integers (exact). Lines run in
     parallel over the outer dims; the inner dims vectorize."""
-    xv = low.g.values[n.inputs[0]]
-    if xv.layout != "row":
-        raise ProvenmlError(f"codegen: cumsum of a {xv.layout} tensor at node {n.name}")
-    dim, shape = int(n.attrs["dim"]), xv.shape
-    outer = int(np.prod(shape[:dim])) if dim else 1
-    steps = int(shape[dim])
-    inner = int(np.prod(shape[dim + 1 :]))
+    outer, steps, inner = along_dim(low, n)
     decl, names = low.decls(n, [n.name], n.inputs)
     X, Y = names[n.inputs[0]], names[n.name]
+    xv = low.g.values[n.inputs[0]]
     acc, out = ("long long", "") if xv.dtype == "int64" else ("double", "(float)")
     at = f"(o*{steps} + q)*{inner} + i"
     body = L.Loop(
@@ -223,13 +230,7 @@ def arg_reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
     largest (smallest) value as an int64, a NaN winning over any number, as ``torch.argmax``
     and ``numpy.argmax`` define it. The comparisons use ``pm_isnan``, which survives
     ``-ffast-math``."""
-    xv = low.g.values[n.inputs[0]]
-    if xv.layout != "row":
-        raise ProvenmlError(f"codegen: {n.op} of a {xv.layout} tensor at node {n.name}")
-    dim, shape = int(n.attrs["dim"]), xv.shape
-    outer = int(np.prod(shape[:dim])) if dim else 1
-    red = int(shape[dim])
-    inner = int(np.prod(shape[dim + 1 :]))
+    outer, red, inner = along_dim(low, n)
     decl, names = low.decls(n, [n.name], n.inputs)
     X, Y = names[n.inputs[0]], names[n.name]
     better = ">" if n.op == "argmax" else "<"
