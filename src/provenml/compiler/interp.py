@@ -247,7 +247,7 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
     if op in ("mean", "sum", "amax", "amin"):
         x = to_logical(ins[0], values[n.inputs[0]])
         fn = {"mean": np.mean, "sum": np.sum, "amax": np.max, "amin": np.min}[op]
-        y = fn(x, axis=a["dims"], keepdims=a["keepdim"]).astype(np.float32)
+        y = fn(x, axis=a["dims"], keepdims=a["keepdim"]).astype(dtype)
         return to_physical(y, out_v) if out_v.layout == "NHWC" else y.reshape(out_v.shape)
     if op in ("max_pool2d", "avg_pool2d"):
         x = to_logical(ins[0], values[n.inputs[0]])

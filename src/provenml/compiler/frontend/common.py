@@ -30,8 +30,9 @@ INTEGER_OPERANDS = {"embedding": [1], "to_float": [0]}
 COMPARISONS = ("gt", "ge", "lt", "le", "eq", "ne")
 # integer arithmetic (stop 57): 64-bit integers in the kernels when every operand is an
 # integer (an int64 result), float32 when a float meets an integer (as PyTorch promotes);
-# a running count (cumsum); division, remainders and reductions of integers stay refused
-INTEGER_ARITHMETIC = ("add", "sub", "mul", "neg", "cumsum")
+# a running count (cumsum) and a sum (a count); division, remainders and the other
+# reductions of integers stay refused
+INTEGER_ARITHMETIC = ("add", "sub", "mul", "neg", "cumsum", "sum")
 
 
 def check_integer_operands(op: str, dtypes: list[str], node: str) -> None:

@@ -370,6 +370,9 @@ class FxBuilder:
         d = self.val(dim)
         dims = tuple(range(rank)) if d is None else ((d,) if isinstance(d, int) else tuple(d))
         dims = tuple(sorted(int(i) % rank for i in dims))
+        if op == "sum" and xin in self.bools and out.dtype in (torch.int64, torch.int32):
+            # PyTorch counts a mask's True values as an int64: counted in integers here too
+            xin = self.emit("to_int", [xin], {}, meta_like(self.shape(xin), torch.int64))
         return self.emit(op, [xin], {"dims": dims, "keepdim": bool(self.val(keepdim))}, out)
 
     def arg_reduce(self, op: str, x: Any, dim: Any, keepdim: Any, out: torch.Tensor) -> str:
@@ -1936,7 +1939,8 @@ BOOL_HANDLERS: set[Handler] = {
     *(METHODS[m] for m in ("view", "reshape", "flatten", "unsqueeze", "squeeze", "contiguous")),
     *(METHODS[m] for m in ("permute", "transpose", "add", "sub", "mul", "div")),
     *(METHODS[m] for m in ("where", "masked_fill", "float", "to", "type_as")),
-    *(METHODS[m] for m in ("int", "long", "bool", "cumsum")),
+    *(METHODS[m] for m in ("int", "long", "bool", "cumsum", "sum")),
+    FUNCTIONS[torch.sum],
     FUNCTIONS[torch.cumsum],
     *(METHODS[m] for m in ("logical_and", "logical_or", "logical_not")),
     *(FUNCTIONS[f] for f in (torch.reshape, torch.flatten, torch.permute, torch.transpose)),

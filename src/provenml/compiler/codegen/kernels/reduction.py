@@ -50,7 +50,8 @@ def row_reduction(
 
     x = anchor.inputs[0]
     if pro:
-        stmts, res = chain(pro, loads(pro), {})
+        dtypes = {m.name: low.g.values[m.name].dtype for m in pro if m.name in low.g.values}
+        stmts, res = chain(pro, loads(pro), {}, dtypes)
         fill = L.Loop("j", length, [L.Stmt("\n".join([*stmts, f"row[j] = {res};"]))], "vectorize")
     else:
         fill = L.Loop("j", length, [L.Stmt(f"row[j] = {names[x]}[r*{length} + j];")], "vectorize")
@@ -86,7 +87,8 @@ def row_reduction(
             L.Stmt(f"const float rstd = 1.f / sqrtf(s2 / {length}.f + {anchor.attrs['eps']!r}f);"),
         ]
         value = f"(row[j] - mu) * rstd * {w}[j] + {b}[j]"
-    stmts, res = chain(epi, epi_loads, {anchor.name: "t_val"})
+    dtypes = {m.name: low.g.values[m.name].dtype for m in epi if m.name in low.g.values}
+    stmts, res = chain(epi, epi_loads, {anchor.name: "t_val"}, dtypes)
     store = L.Loop(
         "j",
         length,
@@ -160,11 +162,13 @@ def reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
         "amax": ("-FLT_MAX", "acc[i] = MAX(acc[i], {x});"),
         "amin": ("FLT_MAX", "acc[i] = MIN(acc[i], {x});"),
     }.get(n.op, ("0.f", "acc[i] += {x};"))
+    # an int64 sum (a count: mask.sum() in PyTorch is an integer) adds 64-bit integers
+    acc = "long long" if xv.dtype == "int64" else "float"
     body = L.Loop(
         "o",
         outer,
         [
-            L.Stmt(f"float acc[{inner}];"),
+            L.Stmt(f"{acc} acc[{inner}];"),
             L.Loop("i", inner, [L.Stmt(f"acc[i] = {start};")], "vectorize"),
             L.Loop(
                 "q",
