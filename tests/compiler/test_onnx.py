@@ -659,11 +659,14 @@ def test_hand_built_gathers_match_ort(cache: str) -> None:
         N("Gather", ["mask", "order"], ["reordered"], axis=1),  # (2, 4)
         N("Where", ["reordered", "one", "zero"], ["flags"]),
         N("GatherElements", ["table", "pos"], ["folded"], axis=1),  # (1, 4) of constants
+        N("Gather", ["ids_mask", "order"], ["ids_reordered"], axis=1),  # int64 gathered
+        N("Cast", ["ids_reordered"], ["ids_float"], to=TensorProto.FLOAT),
+        N("ReduceSum", ["ids_float"], ["e"], keepdims=0),
         N("ReduceSum", ["picked"], ["a"], keepdims=0),
         N("ReduceSum", ["rows"], ["b2"], keepdims=0),
         N("ReduceSum", ["flags"], ["c"], keepdims=0),
         N("ReduceSum", ["folded"], ["d"], keepdims=0),
-        N("Sum", ["a", "b2", "c", "d"], ["y"]),
+        N("Sum", ["a", "b2", "c", "d", "e"], ["y"]),
     ]
     inits = {
         "cols": np.array([[4, -1], [0, 2], [1, 1]], np.int64),

@@ -648,7 +648,7 @@ def _gather(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     first axis of any tensor (its rows: the trailing dims); constant indices of any axis of a
     run-time tensor (each element's source position found by the same Gather on an
     ``arange`` in NumPy; transformers' exported attention mask). A boolean tensor stays
-    boolean; an integer one is refused."""
+    boolean; an integer one gathers integers."""
     axis = int(attrs_of(node).get("axis", 0))
     data, idx = node.input[0], node.input[1]
     if data in b.static and idx not in b.static and axis == 0 and b.static[data].ndim == 2:
@@ -660,8 +660,6 @@ def _gather(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         i = int(b.static[idx]) % shape[dim]
         y = b.slice(x, dim, i, i + 1)
         return [b.reshape(y, shape[:dim] + shape[dim + 1 :])]
-    if b.g.values[x].dtype == "int64":
-        raise UnsupportedOp("Gather", b.current, "gathering from an integer tensor")
     if idx in b.static:  # constant indices: each output element's position in x
         index = b.static[idx].astype(np.int64)
         index = np.where(index < 0, index + shape[dim], index)
