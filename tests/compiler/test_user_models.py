@@ -963,11 +963,15 @@ def _transformers_model(name: str) -> nn.Module:
         "albert": ("Albert", {**bert_like, "embedding_size": 32}),
         "llama": ("Llama", {**bert_like, "num_key_value_heads": 4}),
         "roberta": ("Roberta", bert_like),
+        "bert": ("Bert", bert_like),
+        "mistral": ("Mistral", {**bert_like, "num_key_value_heads": 2}),
+        "t5": ("T5", {"d_model": 64, "d_kv": 16, "d_ff": 128, "num_layers": 2, "num_heads": 4}),
     }
     stem, sizes = configs[name]
     config = getattr(tr, f"{stem}Config")(vocab_size=500, **sizes)
     torch.manual_seed(0)
-    backbone = getattr(tr, f"{stem}Model")(config).eval()
+    model_class = tr.T5EncoderModel if stem == "T5" else getattr(tr, f"{stem}Model")
+    backbone = model_class(config).eval()
 
     class LastHidden(nn.Module):
         def __init__(self) -> None:
@@ -987,16 +991,67 @@ def _ids_and_mask() -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
-@pytest.mark.parametrize("name", ["gpt2", "distilbert", "albert", "llama", "roberta"])
+@pytest.mark.parametrize(
+    "name", ["gpt2", "distilbert", "albert", "llama", "roberta", "bert", "mistral", "t5"]
+)
 def test_transformers_models_compile(name: str, cache: str) -> None:
     """GPT-2 (``Conv1D`` as ``addmm``, causal attention), DistilBERT, ALBERT (factorised
     embeddings, shared layers), Llama (RMSNorm, rotary embeddings, a gated SiLU MLP, the
-    key-value cache concatenated onto its empty start) and RoBERTa (position ids by integer
-    arithmetic on the ids, its token-type buffer gathered by them) as transformers builds
-    them, with a padded attention mask, against eager."""
+    key-value cache concatenated onto its empty start), RoBERTa (position ids by integer
+    arithmetic on the ids, its token-type buffer gathered by them), BERT, Mistral (grouped
+    key-value heads) and T5's encoder (relative position buckets, RMS norm) as transformers
+    builds them, with a padded attention mask, against eager."""
     model = _transformers_model(name)
     ids, mask = _ids_and_mask()
     with torch.no_grad():
         ref = model(ids, mask)
     compiled = pc.compile(model, (ids, mask), tuning=False, threads=1, cache_dir=cache)
     torch.testing.assert_close(compiled(ids, mask), ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["vit", pytest.param("swin", marks=pytest.mark.slow), "convnext"])
+def test_transformers_vision_models_compile(name: str, cache: str) -> None:
+    """ViT, Swin (shifted windows, relative position bias, patch merging, the pooled output's
+    ``AdaptiveAvgPool1d``; 41 s, traced by torch.export after fx fails: ``slow``) and ConvNeXt
+    (depthwise 7x7, channels-first layer norm) from transformers' configs with random
+    weights, on one 32x32 image, against eager."""
+    tr = pytest.importorskip("transformers")
+    heads = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4}
+    configs = {
+        "vit": ("ViT", {**heads, "intermediate_size": 128, "image_size": 32, "patch_size": 8}),
+        "swin": (
+            "Swin",
+            {"image_size": 32, "patch_size": 4, "embed_dim": 16, "depths": [1, 1]}
+            | {"num_heads": [2, 2], "window_size": 4},
+        ),
+        "convnext": (
+            "ConvNext",
+            {"num_stages": 2, "hidden_sizes": [16, 32], "depths": [1, 1], "image_size": 32},
+        ),
+    }
+    stem, sizes = configs[name]
+    torch.manual_seed(0)
+    backbone = getattr(tr, f"{stem}Model")(getattr(tr, f"{stem}Config")(**sizes)).eval()
+
+    class Features(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = backbone
+
+        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+            return self.backbone(pixel_values=pixels).last_hidden_state
+
+    model, x = Features().eval(), torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    compiled = pc.compile(model, (x,), tuning=False, threads=1, cache_dir=cache)
+    torch.testing.assert_close(compiled(x), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_adaptive_avg_pool1d_to_one_and_other_sizes_refused(cache: str) -> None:
+    x = torch.randn(2, 3, 7)
+    for fn in (lambda t: F.adaptive_avg_pool1d(t, 1), nn.AdaptiveAvgPool1d(1)):
+        compiled = pc.compile(_Apply(fn).eval(), (x,), tuning=False, threads=1, cache_dir=cache)
+        torch.testing.assert_close(compiled(x), fn(x))
+    with pytest.raises(ProvenmlError, match=r"adaptive_avg_pool1d.*output size other than 1"):
+        pc.compile(_Apply(lambda t: F.adaptive_avg_pool1d(t, 2)).eval(), (x,), tuning=False)

@@ -1057,6 +1057,20 @@ def _adaptive_avg_pool2d(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -
     return b.adaptive(node.args[0], b.val(arg(node, 1, "output_size")), out)
 
 
+def _adaptive_avg_pool1d(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.adaptive_avg_pool1d(x, 1)`` / ``nn.AdaptiveAvgPool1d(1)`` (Swin's pooled output):
+    the mean over the last dim, kept; other output sizes are refused by name."""
+    if node.op == "call_module":
+        size = _module(node, b).output_size
+    else:
+        size = b.val(arg(node, 1, "output_size"))
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    if int(size) != 1:
+        raise UnsupportedOp("adaptive_avg_pool1d", node.name, "output size other than 1")
+    x = b.tensor_arg(node.args[0])
+    return b.emit("mean", [x], {"dims": (len(b.shape(x)) - 1,), "keepdim": True}, out)
+
+
 def constant_pad(
     b: FxBuilder, x: str, pads: Sequence[int], value: float, op: str, where: str
 ) -> str:
@@ -1866,6 +1880,7 @@ FUNCTION_NAMES: dict[str, Handler] = {
     "max_pool2d": _pool("max_pool2d"),
     "avg_pool2d": _pool("avg_pool2d"),
     "adaptive_avg_pool2d": _adaptive_avg_pool2d,
+    "adaptive_avg_pool1d": _adaptive_avg_pool1d,
     "adaptive_max_pool2d": _adaptive_max_pool2d,
     "pad": _pad,
     "interpolate": _interpolate,
@@ -2163,6 +2178,7 @@ MODULES: dict[type, Handler] = {
     nn.MaxPool2d: _pool_module,
     nn.AvgPool2d: _pool_module,
     nn.AdaptiveAvgPool2d: _adaptive_module,
+    nn.AdaptiveAvgPool1d: _adaptive_avg_pool1d,
     nn.AdaptiveMaxPool2d: _adaptive_max_module,
     nn.Upsample: _upsample_module,
     nn.ConvTranspose1d: _conv_transpose_module,
