@@ -48,14 +48,23 @@ def _ort(model: bytes, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 
 def _export(model: torch.nn.Module, x: torch.Tensor, dynamo: bool = False) -> bytes:
+    if not dynamo:
+        return _export_named(model, {"x": x})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if dynamo:
-            program = torch.onnx.export(model, (x,), dynamo=True, verbose=False)
-            return program.model_proto.SerializeToString()  # type: ignore[union-attr]
-        buf = io.BytesIO()
-        torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["x"])
-        return buf.getvalue()
+        program = torch.onnx.export(model, (x,), dynamo=True, verbose=False)
+        return program.model_proto.SerializeToString()  # type: ignore[union-attr]
+
+
+def _export_named(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> bytes:
+    """``model`` exported (TorchScript exporter) on ``inputs``, the graph inputs so named."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, tuple(inputs.values()), buf, dynamo=False, input_names=list(inputs)
+        )
+    return buf.getvalue()
 
 
 def _matches_ort_and_eager(
@@ -451,11 +460,7 @@ def test_exported_key_padding_masks_match_ort(kind: str, cache: str) -> None:
     torch.manual_seed(0)
     model = Padded(kind, PADDED[kind]()).eval()
     x, pad = torch.randn(2, 10, 32), padding_mask({1: 7})
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x, pad), buf, dynamo=False, input_names=["x", "pad"])
-    data = buf.getvalue()
+    data = _export_named(model, {"x": x, "pad": pad})
     compiled = pc.compile_onnx(data, (x, pad), tuning=False, threads=1, cache_dir=cache)
     for mask in (pad, padding_mask({0: 3, 1: 9})):
         y = compiled(x, mask).numpy()
@@ -710,11 +715,7 @@ def _ids_and_mask_model_matches_ort_and_eager(
 ) -> None:
     """``model(ids, mask)`` exported with ``torch.onnx.export`` and compiled through
     ``compile_onnx`` gives ONNX Runtime's and eager's outputs."""
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (ids, mask), buf, dynamo=False, input_names=["ids", "mask"])
-    data = buf.getvalue()
+    data = _export_named(model, {"ids": ids, "mask": mask})
     compiled = pc.compile_onnx(data, (ids, mask), tuning=False, threads=1, cache_dir=cache)
     got = compiled(ids, mask).numpy()
     want = _ort(data, {"ids": ids.numpy(), "mask": mask.numpy()})[0]

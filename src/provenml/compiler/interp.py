@@ -17,7 +17,8 @@ SQRT_2_OVER_PI = 0.7978845608028654
 
 
 def unary(op: str, x: np.ndarray) -> np.ndarray:
-    """Elementwise unary ops (float32 in, float32 out; ``to_float``: int64 in)."""
+    """Elementwise unary ops (float32 in, float32 out; ``to_float``: int64 in; ``to_int``:
+    int64 out; ``neg`` of an int64 stays int64)."""
     if op == "relu":
         return np.maximum(x, 0)
     if op == "gelu":

@@ -36,9 +36,10 @@ INTEGER_ARITHMETIC = ("add", "sub", "mul", "neg", "cumsum", "sum")
 
 
 def check_integer_operands(op: str, dtypes: list[str], node: str) -> None:
-    """Integer tensors may only index an embedding, be moved, be compared or be converted to
-    float32 (the kernels' arithmetic is float32): anything else is refused rather than
-    silently computed in floats."""
+    """Integer tensors may index an embedding (or be its table), be moved, compared,
+    converted, added / subtracted / multiplied / negated and summed (in 64-bit integers:
+    :data:`INTEGER_ARITHMETIC`): anything else (division, remainders, other reductions) is
+    refused rather than silently computed in floats."""
     ints = [k for k, d in enumerate(dtypes) if d == "int64"]
     moves_integers = op in INTEGER_OPS and len(ints) == len(dtypes)
     if ints and not moves_integers and op not in COMPARISONS + INTEGER_ARITHMETIC:
@@ -137,6 +138,22 @@ class ConvOps(NamedTuple):
     pad: Callable[[str, Sequence[tuple[int, int]]], str]
     # the IR's conv2d (attributes from :func:`conv_attrs`): x, w, bias, stride, padding, groups
     conv: Callable[[str, str, str | None, Sequence[int], Sequence[int], int], str]
+
+
+def element_offsets(
+    shape: Sequence[int], index_shape: Sequence[int], axis: int
+) -> tuple[np.ndarray, int]:
+    """Where ``gather`` along ``axis`` (``torch.gather``, ONNX GatherElements) reads in a
+    tensor of ``shape`` flattened: output element ``j`` reads flat position
+    ``base[j] + index[j] * stride``; returns ``(base, stride)``, ``base`` (of
+    ``index_shape``) the part of ``j``'s coordinates off ``axis`` by the row-major strides."""
+    strides = np.cumprod([1, *list(shape)[::-1]])[:-1][::-1].astype(np.int64)
+    coords = np.indices(tuple(index_shape), dtype=np.int64)
+    base = np.zeros(tuple(index_shape), np.int64)
+    for d in range(len(index_shape)):
+        if d != axis:
+            base += coords[d] * strides[d]
+    return base, int(strides[axis])
 
 
 def conv_attrs(

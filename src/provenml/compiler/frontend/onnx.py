@@ -36,6 +36,7 @@ from provenml.compiler.frontend.common import (
     conv_attrs,
     conv_transpose_steps,
     cubic_resize_matrix,
+    element_offsets,
     linear_resize_matrix,
     lower_conv,
     lower_einsum,
@@ -660,26 +661,21 @@ def _gather(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         i = int(b.static[idx]) % shape[dim]
         y = b.slice(x, dim, i, i + 1)
         return [b.reshape(y, shape[:dim] + shape[dim + 1 :])]
-    if idx in b.static:  # constant indices: each output element's position in x
+    size = int(np.prod(shape, dtype=np.int64))
+    if idx in b.static:  # constant indices: each output element's position in x, one a row
         index = b.static[idx].astype(np.int64)
         index = np.where(index < 0, index + shape[dim], index)
-        flat = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
-        rows, width, table_rows = np.take(flat, index, axis=dim), 1, int(np.prod(shape))
-        positions = b.g.add_const(np.ascontiguousarray(rows), "rows")
-    elif dim == 0:  # run-time row ids
+        flat = np.arange(size, dtype=np.int64).reshape(shape)
+        positions = b.g.add_const(np.ascontiguousarray(np.take(flat, index, axis=dim)), "rows")
+        table_shape, row_shape = (size, 1), ()
+    elif dim == 0:  # run-time row ids, rows of the trailing dims
         positions = b.tensor(idx)
-        width = int(np.prod(shape[1:], dtype=np.int64))
-        table_rows = shape[0]
+        table_shape = (shape[0], int(np.prod(shape[1:], dtype=np.int64)))
+        row_shape = tuple(shape[1:])
     else:
         raise UnsupportedOp("Gather", b.current, "run-time indices on an axis other than 0")
-    table = b.reshape(x, (table_rows, width))
-    gathered = b.emit("embedding", [table, positions])
-    out_shape = (
-        b.g.values[positions].shape
-        if idx in b.static
-        else (*b.g.values[positions].shape, *shape[1:])
-    )
-    y = b.reshape(gathered, out_shape)
+    gathered = b.emit("embedding", [b.reshape(x, table_shape), positions])
+    y = b.reshape(gathered, (*b.g.values[positions].shape, *row_shape))
     if x in b.bools:
         b.bools.add(y)
     return [y]
@@ -1137,17 +1133,14 @@ def _gather_elements(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     axis = int(attrs_of(node).get("axis", 0)) % len(shape)
     index = b.tensor(node.input[1])
     index_shape = b.g.values[index].shape
-    strides = np.cumprod([1, *shape[::-1]])[:-1][::-1].astype(np.int64)
-    coords = np.indices(index_shape, dtype=np.int64)
-    base = sum(coords[d] * strides[d] for d in range(len(index_shape)) if d != axis)
-    base = np.asarray(base, np.int64).reshape(index_shape)
+    base, stride = element_offsets(shape, index_shape, axis)
 
     def const(value: int | np.ndarray, stem: str) -> str:
         return b.g.add_const(np.asarray(value, np.int64), stem)
 
     negative = b.emit("to_int", [b.emit("lt", [index, const(0, "zero")])])
     wrapped = b.emit("add", [index, b.emit("mul", [negative, const(shape[axis], "n")])])
-    scaled = b.emit("mul", [wrapped, const(int(strides[axis]), "stride")])
+    scaled = b.emit("mul", [wrapped, const(stride, "stride")])
     flat = b.emit("add", [scaled, const(base, "base")])
     table = b.reshape(data, (int(np.prod(shape)), 1))
     gathered = b.emit("embedding", [table, flat])

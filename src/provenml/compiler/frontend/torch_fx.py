@@ -31,6 +31,7 @@ from provenml.compiler.frontend.common import (
     conv_attrs,
     conv_output_size,
     conv_transpose_steps,
+    element_offsets,
     lower_conv,
     lower_einsum,
     mode_pad_pieces,
@@ -352,9 +353,6 @@ class FxBuilder:
         return result
 
     # -- op helpers ----------------------------------------------------------------------------
-    def binary(self, op: str, a: Any, b: Any, out: torch.Tensor) -> str:
-        return self.emit(op, [self.tensor_arg(a), self.tensor_arg(b)], {}, out)
-
     def reshape(self, x: str, out: torch.Tensor) -> str:
         return self.emit("reshape", [x], {"shape": tuple(out.shape)}, out)
 
@@ -819,17 +817,13 @@ def _gather(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     x = b.tensor_arg(node.args[0])
     shape = b.shape(x)
     dim = int(b.val(arg(node, 1, "dim"))) % len(shape)
-    index_arg = arg(node, 2, "index")
-    index = b.tensor_arg(index_arg)
+    index = b.tensor_arg(arg(node, 2, "index"))
     index_shape = b.shape(index)
-    strides = np.cumprod([1, *shape[::-1]])[:-1][::-1].astype(np.int64)
-    coords = np.indices(index_shape, dtype=np.int64)
-    base = sum(coords[d] * strides[d] for d in range(len(index_shape)) if d != dim)
-    base = np.asarray(base, np.int64).reshape(index_shape)
+    base, stride = element_offsets(shape, index_shape, dim)
     if index in b.g.consts:
-        flat = b.g.add_const(base + b.g.consts[index].astype(np.int64) * strides[dim], "rows")
+        flat = b.g.add_const(base + b.g.consts[index].astype(np.int64) * stride, "rows")
     else:
-        step = b.g.add_const(np.asarray(strides[dim], np.int64), "stride")
+        step = b.g.add_const(np.asarray(stride, np.int64), "stride")
         like = meta_like(index_shape, torch.int64)
         scaled = b.emit("mul", [index, step], {}, like)
         flat = b.emit("add", [scaled, b.g.add_const(base, "base")], {}, like)

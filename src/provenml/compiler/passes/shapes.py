@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from provenml.compiler.ir import ELEMENTWISE, ELEMENTWISE_BINARY, Graph, Node, Value
+from provenml.compiler.ir import ELEMENTWISE, ELEMENTWISE_BINARY, SCANS, Graph, Node, Value
 from provenml.errors import ProvenmlError
 
 
@@ -27,13 +27,17 @@ def shape_of(n: Node, values: dict[str, Value]) -> tuple[int, ...]:
         return local[n.name].shape
     if op in ELEMENTWISE_BINARY:
         return _broadcast(s[0], s[1])
-    if op in ELEMENTWISE or op in (
-        "cumsum",
-        "layer_norm",
-        "softmax",
-        "batch_norm",
-        "group_norm",
-        "layout_transform",
+    if (
+        op in ELEMENTWISE
+        or op in SCANS
+        or op
+        in (
+            "layer_norm",
+            "softmax",
+            "batch_norm",
+            "group_norm",
+            "layout_transform",
+        )
     ):
         return s[0]
     if op == "linear":
