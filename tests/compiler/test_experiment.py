@@ -206,3 +206,19 @@ def test_interleaved_samples_orders_repeat_by_seed_only() -> None:
     assert all(sorted(r) == list("abcde") for r in first)
     assert orders(0) == first
     assert orders(1) != first
+
+
+def test_interleaved_samples_wait_longer_only_after_a_spinning_runtime(monkeypatch) -> None:
+    """The idle time before a sample is ``gap``, except after a sample of a function in
+    ``gap_after`` (ONNX Runtime, whose threads spin for ~25 ms after a run): then its entry."""
+    import provenml.compiler.experiments as experiments
+
+    events: list[tuple[str, float]] = []
+    monkeypatch.setattr(experiments.time, "sleep", lambda s: events.append(("sleep", s)))
+    fns = {name: (lambda name=name: events.append((name, 0.0))) for name in ("ort", "a", "b")}
+    interleaved_samples(fns, 5, 0.0, gap=0.01, gap_after={"ort": 0.04})
+    body = events[3 * len(fns) :]  # after the warm-up calls: a sleep, then a sample
+    previous = "b"  # the last function warmed up
+    for sleep, sample in zip(body[::2], body[1::2], strict=True):
+        assert sleep == ("sleep", 0.04 if previous == "ort" else 0.01)
+        previous = sample[0]

@@ -841,4 +841,31 @@ def test_interleaved_timing_samples_every_candidate_each_round() -> None:
 
     seconds = time_interleaved([(slow, ()), (fast, ())], rounds=3, sample_time=0.002)
     assert seconds[0] >= 0.003 > seconds[1]  # medians in the order of the calls given
-    assert calls["slow"] == 2 + 1 + 3  # two warm-up calls, one to size a sample, one a round
+    assert calls["slow"] == 1 + 1 + 3  # a warm-up call, one to size a sample, one a round
+
+
+def test_interleaved_timing_screens_out_slow_candidates_after_the_first_rounds() -> None:
+    """Successive halving's first cut (``screen_rounds``): a candidate far slower than the
+    fastest after those rounds is not sampled again, keeps its median so far, and every
+    candidate within the margin runs every round; without screening all run every round."""
+    calls = {"fast": 0, "close": 0, "slow": 0}
+
+    def timed(name: str, seconds: float) -> Any:
+        def fn() -> None:
+            calls[name] += 1
+            time.sleep(seconds)
+
+        return fn
+
+    fns = [
+        (timed("fast", 0.004), ()),
+        (timed("close", 0.0042), ()),
+        (timed("slow", 0.012), ()),
+    ]
+    seconds = time_interleaved(fns, rounds=6, sample_time=0.002, screen_rounds=3)
+    assert calls == {"fast": 2 + 6, "close": 2 + 6, "slow": 2 + 3}  # warm-up, sizing, rounds
+    assert seconds[2] >= 0.012 and seconds[0] < seconds[2]
+    for name in calls:
+        calls[name] = 0
+    time_interleaved(fns, rounds=4, sample_time=0.002, screen_rounds=None)
+    assert calls == {"fast": 2 + 4, "close": 2 + 4, "slow": 2 + 4}

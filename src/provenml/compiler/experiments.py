@@ -69,9 +69,10 @@ class EndToEndConfig(Config):
     repeat: int = 15
     ablation_repeat: int = 31  # interleaved rounds of the ablation builds (a CI on the ratio)
     min_time: float = 0.02
-    # idle seconds before each sample of the arms' rounds: ONNX Runtime's threads spin ~25 ms
-    # after a run (measured at stop 45), and a sample started inside that spin shares a core
-    # with it (the ablation rounds, provenml builds only, keep the 10 ms default)
+    # idle seconds after each ONNX Runtime sample (interleaved_samples' gap_after): its threads
+    # spin ~25 ms after a run (measured at stop 45), and a sample started inside that spin
+    # shares a core with it; every other sample follows the 10 ms default (stop 58: the 40 ms
+    # before every sample, as until then, was 20-30 s of each run's sleep)
     gap: float = 0.04
     tuning: bool = True
     runtime: str = "pool"  # provenml's parallel runtime: "pool" (worker pool) or "openmp"
@@ -136,34 +137,45 @@ def interleaved_samples(
     min_time: float,
     gap: float = 0.01,
     order_seed: int = 0,
+    gap_after: Mapping[str, float] | None = None,
 ) -> dict[str, list[float]]:
     """Seconds per call of each function, one sample per function in each of ``repeat``
     interleaved rounds (so drifting machine load hits every function alike), in a shuffled
     order each round, with a ``gap`` of idle time before each sample (thread pools that
-    spin-wait after a call, as ONNX Runtime's and OpenMP's do, would otherwise slow down
-    whichever function runs next). Sample ``r`` of every function comes from round ``r``.
+    spin-wait after a call, as PyTorch's OpenMP threads do for 3-6 ms, would otherwise slow
+    down whichever function runs next); after a sample of a function in ``gap_after`` the idle
+    time is the longer of ``gap`` and its entry (ONNX Runtime's threads spin for about 25 ms).
+    Sample ``r`` of every function comes from round ``r``.
     ``order_seed`` seeds the shuffles: the same seed gives the same sequence of orders, so
     callers that repeat a measurement and count its outcomes (a benchmark's runs) pass a
     different seed each time, lest an effect of position repeat in every run."""
-    for fn in fns.values():
+    spins = dict(gap_after or {})
+    previous = None
+    for key, fn in fns.items():
         for _ in range(3):
             fn()
+        previous = key
     samples: dict[str, list[float]] = {k: [] for k in fns}
     order = list(fns)
     rng = np.random.default_rng(order_seed)
     for _ in range(repeat):
         rng.shuffle(order)
         for k in order:
-            time.sleep(gap)
+            time.sleep(max(gap, spins.get(previous, 0.0)))
             samples[k].append(_sample(fns[k], min_time))
+            previous = k
     return samples
 
 
 def _median_latency(
-    fns: dict[str, Callable[[], Any]], repeat: int, min_time: float, gap: float = 0.01
+    fns: dict[str, Callable[[], Any]],
+    repeat: int,
+    min_time: float,
+    gap_after: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
-    """Median seconds per call of each function over :func:`interleaved_samples`."""
-    samples = interleaved_samples(fns, repeat, min_time, gap)
+    """Median seconds per call of each function over :func:`interleaved_samples` (the default
+    gap; ``gap_after`` as there)."""
+    samples = interleaved_samples(fns, repeat, min_time, gap_after=gap_after)
     return {k: float(np.median(v)) for k, v in samples.items()}
 
 
@@ -272,7 +284,7 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
         if "eager" in cfg.arms or "inductor" in cfg.arms:
             with torch.no_grad():
                 eager = {t: _threaded(lambda: model(x), t) for t in thread_range}
-                lat = _median_latency(eager, cfg.repeat, cfg.min_time, cfg.gap)
+                lat = _median_latency(eager, cfg.repeat, cfg.min_time)
             best_t = min(lat, key=lat.__getitem__)
             fns["eager"] = _threaded(torch.no_grad()(lambda: model(x)), best_t)
             out["threads"]["eager"] = best_t
@@ -300,7 +312,7 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
                 {t: (lambda s=s: s.run(None, feed)) for t, s in sessions.items()},
                 cfg.repeat,
                 cfg.min_time,
-                cfg.gap,
+                gap_after=dict.fromkeys(sessions, cfg.gap),
             )
             best_t = min(lat, key=lat.__getitem__)
             sess = sessions[best_t]
@@ -347,7 +359,9 @@ def run_case(cfg: EndToEndConfig, case: str, seed: int = 0) -> dict[str, Any]:
             out["threads"]["provenml_onnx"] = from_onnx.graph.threads
             fns["provenml_onnx"] = lambda: from_onnx(x)
             builds["provenml_onnx"] = from_onnx
-        out["latency"] = _median_latency(fns, cfg.repeat, cfg.min_time, cfg.gap)
+        out["latency"] = _median_latency(
+            fns, cfg.repeat, cfg.min_time, gap_after={"onnxruntime": cfg.gap}
+        )
         # the pool's fallback counters after the latency rounds (team / alone calls, verdicts
         # lost): whether a build was timed at its thread count or mostly alone
         out["pool_stats"] = {

@@ -32,8 +32,9 @@ TUNABLE = ("dense", "matmul", "conv2d")
 # bumped whenever the generated matmul/conv kernels or the way they are timed change, so cached
 # choices are re-tuned (6: no weight-panel prefetch by default, stop 39; 7: candidates timed in
 # interleaved rounds on buffers at one placement, stop 44; 8: entries keep the near-tied
-# candidates, settled in the graph, stop 46)
-KERNEL_VERSION = 8
+# candidates, settled in the graph, stop 46; 9: the slowest candidates screened out after
+# SCREEN_ROUNDS rounds, stop 58)
+KERNEL_VERSION = 9
 # candidates whose (balance-scaled) time alone is within this fraction of the fastest are a tie
 # that only the whole graph can settle (stop 44: choices within 3% alone moved the transformer
 # block by up to 5.5% and a 56x56 ResNet stage by 17%); at most MAX_TIES of them, fastest first
@@ -170,12 +171,22 @@ def balance_factor(work: Sequence[float], threads: int) -> float:
 # was whichever a burst of noise favoured: four tunings of the transformer block picked four
 # different schedule sets, and the whole block's latency spread 5.5% between them.
 TIMING_ROUNDS = 9
+# After SCREEN_ROUNDS rounds, candidates whose median so far is more than SCREEN_MARGIN above the
+# fastest median so far sit out the remaining rounds (their time is that median): the slowest
+# candidates of a large kernel take 5-15x the fastest's time per sample and used most of the
+# tuner's rounds. Stop 58 replayed every candidate sample of one `compiler.end_to_end` at
+# `small` (66 kernels, results/compiler.bench_compile/tuning_rounds_stop58.txt): with 4 rounds
+# and 30% no kernel's pick and no 9-round near tie (within TIE_MARGIN) would have been lost, and
+# 46% of the rounds' time would have gone; after 3 rounds, or within 20%, the first rounds' noise
+# dropped near ties (+0.8 to +1.6%) or a kernel's fastest candidate (25% slow in 3 rounds).
+SCREEN_ROUNDS = 4
+SCREEN_MARGIN = 0.3
 
 
 def _calls_per_sample(fn: Any, args: tuple[Any, ...], sample_time: float) -> int:
-    """How many back-to-back calls of ``fn`` last at least ``sample_time`` seconds."""
-    for _ in range(2):
-        fn(*args)
+    """How many back-to-back calls of ``fn`` last at least ``sample_time`` seconds, after one
+    warm-up call (the tuner's buffers are already written, so touched, when it places them)."""
+    fn(*args)
     n = 1
     while True:
         t = time.perf_counter()
@@ -191,21 +202,31 @@ def time_interleaved(
     rounds: int = TIMING_ROUNDS,
     sample_time: float = 0.002,
     after_sample: Sequence[Any] | None = None,
+    screen_rounds: int | None = None,
+    screen_margin: float = SCREEN_MARGIN,
 ) -> list[float]:
     """Median seconds per call of each ``(fn, args)``: one sample of every candidate in each of
     ``rounds`` rounds, in a shuffled order each round, so that drift in the machine's speed
     (frequency, a neighbour's load) hits every candidate alike instead of whichever was being
     timed when it happened; the median drops the rounds a burst of noise slowed.
-    ``after_sample[i]()`` (when given) runs after each of candidate ``i``'s samples, untimed."""
+    ``after_sample[i]()`` (when given) runs after each of candidate ``i``'s samples, untimed.
+    ``screen_rounds`` (successive halving's first cut): after that many rounds, a candidate
+    whose median is more than ``screen_margin`` above the fastest median is not sampled again
+    and keeps that median (None: every candidate runs every round)."""
     counts = []
     for i, (fn, args) in enumerate(calls):
         counts.append(_calls_per_sample(fn, args, sample_time))
         if after_sample is not None:
             after_sample[i]()
     samples: list[list[float]] = [[] for _ in calls]
-    order = list(range(len(calls)))
+    active = list(range(len(calls)))
     rng = np.random.default_rng(0)
-    for _ in range(rounds):
+    for r in range(rounds):
+        if screen_rounds is not None and r == screen_rounds and r > 0:
+            medians = [float(np.median(s)) for s in samples]
+            limit = min(medians) * (1 + screen_margin)
+            active = [i for i in active if medians[i] <= limit]
+        order = list(active)
         rng.shuffle(order)
         for i in order:
             fn, args = calls[i]
@@ -319,7 +340,7 @@ def tune_node(
         fn.argtypes = [ctypes.c_void_p] * 4
         keep.append((ins, outs, arena, consts))
         calls.append((fn, (in_arr, out_arr, arena.ctypes.data, consts.ctypes.data)))
-    seconds = time_interleaved(calls)
+    seconds = time_interleaved(calls, screen_rounds=SCREEN_ROUNDS)
     timings = {json.dumps(sched): t for sched, t in zip(cands, seconds, strict=True)}
     return best_schedule(g, node, timings, balance_threads), timings
 
