@@ -779,3 +779,14 @@ def test_hand_built_integer_maths_match_ort(cache: str) -> None:
         data, tuple(feeds.values()), tuning=False, threads=1, cache_dir=cache
     )
     np.testing.assert_allclose(compiled(*feeds.values()).numpy(), _ort(data, feeds)[0], **TOL)
+
+
+def test_average_pool_without_padding_counted_matches_ort_and_eager(cache: str) -> None:
+    """AveragePool's ``count_include_pad=0`` (ONNX's default; PyTorch's ``False``) divides each
+    border window by its elements inside the input: refused until stop 58."""
+    model = torch.nn.Sequential(
+        torch.nn.AvgPool2d(3, 1, 1, count_include_pad=False),
+        torch.nn.AvgPool2d((3, 2), (2, 1), (1, 1), count_include_pad=False),
+    ).eval()
+    x = torch.randn(2, 3, 7, 6, generator=torch.Generator().manual_seed(0))
+    _matches_ort_and_eager(_export_named(model, {"x": x}), model, x, cache)

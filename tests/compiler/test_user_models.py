@@ -966,6 +966,11 @@ def _transformers_model(name: str) -> nn.Module:
         "bert": ("Bert", bert_like),
         "mistral": ("Mistral", {**bert_like, "num_key_value_heads": 2}),
         "t5": ("T5", {"d_model": 64, "d_kv": 16, "d_ff": 128, "num_layers": 2, "num_heads": 4}),
+        "bloom": ("Bloom", {"n_layer": 2, "hidden_size": 64, "n_head": 4}),
+        "funnel": (
+            "Funnel",
+            {"block_sizes": [1, 1], "d_model": 64, "n_head": 4, "d_head": 16, "d_inner": 128},
+        ),
     }
     stem, sizes = configs[name]
     config = getattr(tr, f"{stem}Config")(vocab_size=500, **sizes)
@@ -992,14 +997,21 @@ def _ids_and_mask() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize(
-    "name", ["gpt2", "distilbert", "albert", "llama", "roberta", "bert", "mistral", "t5"]
+    "name",
+    [
+        *("gpt2", "distilbert", "albert", "llama", "roberta", "bert", "mistral", "t5"),
+        *("bloom", pytest.param("funnel", marks=pytest.mark.slow)),
+    ],
 )
 def test_transformers_models_compile(name: str, cache: str) -> None:
     """GPT-2 (``Conv1D`` as ``addmm``, causal attention), DistilBERT, ALBERT (factorised
     embeddings, shared layers), Llama (RMSNorm, rotary embeddings, a gated SiLU MLP, the
     key-value cache concatenated onto its empty start), RoBERTa (position ids by integer
     arithmetic on the ids, its token-type buffer gathered by them), BERT, Mistral (grouped
-    key-value heads) and T5's encoder (relative position buckets, RMS norm) as transformers
+    key-value heads), T5's encoder (relative position buckets, RMS norm), BLOOM (ALiBi
+    biases through ``baddbmm``) and Funnel (11 s: ``slow``; pooled blocks: ``ceil_mode``
+    average pooling, ``new_ones`` masks, ``torch.cat(.., axis=)``, ``repeat_interleave``) as
+    transformers
     builds them, with a padded attention mask, against eager."""
     model = _transformers_model(name)
     ids, mask = _ids_and_mask()
@@ -1009,12 +1021,20 @@ def test_transformers_models_compile(name: str, cache: str) -> None:
     torch.testing.assert_close(compiled(ids, mask), ref, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["vit", pytest.param("swin", marks=pytest.mark.slow), "convnext"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        *("vit", pytest.param("swin", marks=pytest.mark.slow), "convnext"),
+        *("convnextv2", "poolformer", "levit"),
+    ],
+)
 def test_transformers_vision_models_compile(name: str, cache: str) -> None:
     """ViT, Swin (shifted windows, relative position bias, patch merging, the pooled output's
-    ``AdaptiveAvgPool1d``; 41 s, traced by torch.export after fx fails: ``slow``) and ConvNeXt
-    (depthwise 7x7, channels-first layer norm) from transformers' configs with random
-    weights, on one 32x32 image, against eager."""
+    ``AdaptiveAvgPool1d``; 41 s, traced by torch.export after fx fails: ``slow``), ConvNeXt
+    (depthwise 7x7, channels-first layer norm), ConvNeXt V2 (global response normalisation:
+    a vector norm), PoolFormer (average pooling without the padding counted) and LeViT
+    (``view_as``, attention biases) from transformers' configs with random weights, on one
+    32x32 image, against eager."""
     tr = pytest.importorskip("transformers")
     heads = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4}
     configs = {
@@ -1027,6 +1047,20 @@ def test_transformers_vision_models_compile(name: str, cache: str) -> None:
         "convnext": (
             "ConvNext",
             {"num_stages": 2, "hidden_sizes": [16, 32], "depths": [1, 1], "image_size": 32},
+        ),
+        "convnextv2": (
+            "ConvNextV2",
+            {"num_stages": 2, "hidden_sizes": [16, 32], "depths": [1, 1], "image_size": 32},
+        ),
+        "poolformer": (
+            "PoolFormer",
+            {"num_encoder_blocks": 2, "depths": [1, 1], "hidden_sizes": [16, 32]}
+            | {"patch_sizes": [7, 3], "strides": [4, 2], "padding": [2, 1]},
+        ),
+        "levit": (
+            "Levit",
+            {"image_size": 32, "hidden_sizes": [32, 48, 64], "num_attention_heads": [1, 2, 2]}
+            | {"depths": [1, 1, 1], "key_dim": [8, 8, 8]},
         ),
     }
     stem, sizes = configs[name]
@@ -1055,3 +1089,89 @@ def test_adaptive_avg_pool1d_to_one_and_other_sizes_refused(cache: str) -> None:
         torch.testing.assert_close(compiled(x), fn(x))
     with pytest.raises(ProvenmlError, match=r"adaptive_avg_pool1d.*output size other than 1"):
         pc.compile(_Apply(lambda t: F.adaptive_avg_pool1d(t, 2)).eval(), (x,), tuning=False)
+
+
+# -- stop 58: pooling divisors, norms, scaled products, new_* constants, repeat_interleave ------
+_POOL_INPUT = torch.randn(2, 3, 7, 6, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda t: F.avg_pool2d(t, 3, 1, 1, count_include_pad=False),
+        lambda t: F.avg_pool2d(t, 3, 2, 1, False, False),  # positional, as PyTorch orders them
+        lambda t: F.avg_pool2d(t, (3, 2), (2, 1), (1, 1), divisor_override=5),
+        nn.AvgPool2d(3, 1, 1, count_include_pad=False),
+        nn.AvgPool2d((3, 2), (2, 1), (1, 1), divisor_override=5),
+        lambda t: F.avg_pool2d(t[..., :6, :], 2, 2, ceil_mode=True),  # windows fit: no change
+        lambda t: F.max_pool2d(t[..., :6, :], 2, 2, 0, 1, True),
+    ],
+)
+def test_pooling_divisors_and_even_ceil_mode_match_eager(fn: Any, cache: str) -> None:
+    """Average pooling's ``count_include_pad=False`` and ``divisor_override`` (until stop 58 a
+    functional call with either compiled silently with the padded-window average) and
+    ``ceil_mode=True`` where the windows fit evenly (Funnel's pooling) match eager."""
+    model = _Apply(fn).eval()
+    compiled = pc.compile(model, (_POOL_INPUT,), tuning=False, threads=1, cache_dir=cache)
+    torch.testing.assert_close(compiled(_POOL_INPUT), model(_POOL_INPUT), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("fn", "why"),
+    [
+        (lambda t: F.max_pool2d(t, 2, 2, 0, 1, True), "partial last window"),
+        (nn.AvgPool2d(2, ceil_mode=True), "partial last window"),
+        (nn.MaxPool2d(2, return_indices=True), "return_indices"),
+        (lambda t: F.max_pool2d(t, 2, dilation=2), "ceil_mode/dilation"),
+    ],
+)
+def test_pooling_options_that_change_results_are_refused(fn: Any, why: str) -> None:
+    with pytest.raises(ProvenmlError, match=why):
+        pc.compile(_Apply(fn).eval(), (_POOL_INPUT,), tuning=False, threads=1)
+
+
+_BIAS = torch.randn(6, 5, 5, generator=torch.Generator().manual_seed(4))
+_ROW_BIAS = torch.randn(4, generator=torch.Generator().manual_seed(5))
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda t: t / torch.linalg.vector_norm(t, ord=2, dim=(2, 3), keepdim=True),
+        lambda t: t.norm(p=2, dim=1, keepdim=True) + t.norm(dim=-1, keepdim=True),
+        lambda t: t * torch.norm(t),
+        lambda t: (
+            torch.linalg.vector_norm(t, 1, dim=-1) + torch.linalg.vector_norm(t, float("inf"), -1)
+        ),
+        lambda t: F.normalize(t, dim=-1) + F.normalize(t, 1, 1) + F.normalize(t * 0, dim=-1),
+        lambda t: torch.baddbmm(_BIAS, t.reshape(6, 5, 4), t.reshape(6, 5, 4).mT, alpha=0.5),
+        lambda t: _BIAS.baddbmm(t.reshape(6, 5, 4), t.reshape(6, 5, 4).mT, beta=0.0, alpha=2.0),
+        lambda t: torch.addmm(_ROW_BIAS, t.reshape(-1, 4), t[0, 0, :4], beta=0.5, alpha=3),
+        lambda t: t * t.new_ones(t.shape) + t.new_zeros((1, 3, 1, 1)) - t.new_full((5, 4), 2.5),
+        lambda t: t.sum(-1) * t.new_ones((2, 3, 5), dtype=torch.long),
+        lambda t: t.reshape(2, 3, 20).reshape_as(t) + t.view(6, 20).view_as(t),
+        lambda t: t.repeat_interleave(2, dim=2) + torch.repeat_interleave(t, 2, 2),
+        lambda t: t.repeat_interleave(3).reshape(2, 3, 5, 12),
+        lambda t: torch.cat([t[:, :1], t], axis=1).sum(axis=1, keepdims=True),
+    ],
+)
+def test_norms_scaled_products_and_constants_match_eager(fn: Any, cache: str) -> None:
+    """Vector norms (ConvNeXt V2), ``F.normalize``, ``baddbmm`` (BLOOM) and ``addmm`` with
+    ``alpha`` / ``beta``, ``new_ones`` / ``new_zeros`` / ``new_full`` (Funnel), ``view_as`` /
+    ``reshape_as`` (LeViT), ``repeat_interleave`` and NumPy's ``axis`` / ``keepdims`` keywords
+    (Funnel's ``torch.cat(.., axis=)``), against eager."""
+    x = torch.randn(2, 3, 5, 4, generator=torch.Generator().manual_seed(6))
+    model = _Apply(fn).eval()
+    compiled = pc.compile(model, (x,), tuning=False, threads=1, cache_dir=cache)
+    torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_unsupported_norm_orders_and_repeats_are_refused() -> None:
+    x = torch.randn(2, 3)
+    for fn, why in (
+        (lambda t: torch.linalg.vector_norm(t, 3, dim=-1), "ord=3"),
+        (lambda t: F.normalize(t, p=0.5), "p=0.5"),
+        (lambda t: t.repeat_interleave(torch.tensor([1, 2, 1]), dim=1), "repeats"),
+    ):
+        with pytest.raises(ProvenmlError, match=why):
+            pc.compile(_Apply(fn).eval(), (x,), tuning=False, threads=1)

@@ -17,6 +17,7 @@ class UnsupportedOp(ProvenmlError):
     def __init__(self, op: str, node: str, why: str = "") -> None:
         self.op = op
         self.node = node
+        self.why = why
         extra = f" ({why})" if why else ""
         super().__init__(f"provenml.compiler: unsupported op '{op}' at node '{node}'{extra}")
 
@@ -172,6 +173,32 @@ def conv_attrs(
     if groups > 1 and not depthwise:
         attrs["groups"] = groups
     return attrs
+
+
+def avg_pool_rescale(
+    size: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    count_include_pad: bool,
+    divisor: int | None,
+) -> np.ndarray | None:
+    """The factor that turns the IR's ``avg_pool2d`` (every window's sum over ``kH kW``, padding
+    counted) into PyTorch's / ONNX's other divisors, shaped ``(1, 1, Ho, Wo)`` to multiply the
+    result by: ``kH kW / divisor`` with ``divisor_override``, else ``kH kW / n`` where ``n`` is
+    the number of the window's elements inside the unpadded input (``count_include_pad=False``:
+    fewer at the borders); ``None`` when nothing changes (padding counted, or no padding)."""
+    window = float(np.prod(kernel))
+    if divisor is not None:
+        return np.full((1, 1, 1, 1), window / divisor, np.float32)
+    if count_include_pad or not any(padding):
+        return None
+    counts = []
+    for n, k, s, p in zip(size, kernel, stride, padding, strict=True):
+        start = np.arange(conv_output_size(n, k, s, p, 1)) * s - p
+        counts.append(np.minimum(start + k, n) - np.maximum(start, 0))
+    inside = np.outer(counts[0], counts[1]).astype(np.float64)
+    return (window / inside).astype(np.float32)[None, None]
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:

@@ -30,6 +30,7 @@ from provenml.compiler.frontend.common import (
     LINEAR_RESIZE_MODES,
     ConvOps,
     UnsupportedOp,
+    avg_pool_rescale,
     broadcast_ones,
     check_integer_operands,
     constant_pad_steps,
@@ -459,11 +460,24 @@ def _pool(op: str) -> OnnxHandler:
         if len(b.g.values[x].shape) != 4:
             raise UnsupportedOp(node.op_type, b.current, "only 2-d pooling")
         pads = _pads(node, at, 2)
-        if op == "avg_pool2d" and any(pads) and not at.get("count_include_pad", 0):
-            raise UnsupportedOp(node.op_type, b.current, "count_include_pad=0 with padding")
         kernel = tuple(int(k) for k in at["kernel_shape"])
         stride = tuple(int(s) for s in at.get("strides", [1, 1]))
-        return [b.emit(op, [x], {"kernel": kernel, "stride": stride, "padding": pads})]
+        y = b.emit(op, [x], {"kernel": kernel, "stride": stride, "padding": pads})
+        # AveragePool's count_include_pad=0 (the default) divides by the window's elements
+        # inside the input: the padded-window average rescaled at the borders
+        rescale = (
+            avg_pool_rescale(
+                b.g.values[x].shape[2:],
+                kernel,
+                stride,
+                pads,
+                bool(at.get("count_include_pad", 0)),
+                None,
+            )
+            if op == "avg_pool2d"
+            else None
+        )
+        return [y if rescale is None else b.emit("mul", [y, b.g.add_const(rescale, "pool")])]
 
     return handle
 

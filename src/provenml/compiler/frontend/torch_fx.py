@@ -25,6 +25,7 @@ from provenml.compiler.frontend.common import (
     PAD_MODES,
     ConvOps,
     UnsupportedOp,
+    avg_pool_rescale,
     broadcast_ones,
     check_integer_operands,
     constant_pad_steps,
@@ -116,10 +117,17 @@ def pair(v: Any) -> tuple[int, int]:
     return (int(v[0]), int(v[1]))
 
 
+# the NumPy-style keyword aliases PyTorch accepts (``torch.cat(xs, axis=1)``: Funnel)
+KEYWORD_ALIASES = {"dim": "axis", "keepdim": "keepdims"}
+
+
 def arg(node: torch.fx.Node, i: int, key: str, default: Any = None) -> Any:
-    """Positional argument ``i`` of a call, or its keyword ``key``."""
+    """Positional argument ``i`` of a call, or its keyword ``key`` (or that keyword's
+    NumPy-style alias, :data:`KEYWORD_ALIASES`)."""
     if i < len(node.args):
         return node.args[i]
+    if key not in node.kwargs and KEYWORD_ALIASES.get(key) in node.kwargs:
+        return node.kwargs[KEYWORD_ALIASES[key]]
     return node.kwargs.get(key, default)
 
 
@@ -470,23 +478,48 @@ class FxBuilder:
         padding: Any,
         node: torch.fx.Node,
         out: torch.Tensor,
+        options: dict[str, Any] | None = None,
     ) -> str:
+        """``max_pool2d`` / ``avg_pool2d``. ``options``: the module's (``ceil_mode``,
+        ``dilation``, ``return_indices``, ``count_include_pad``, ``divisor_override``); a
+        function's are read from its call (positional after ``padding``, in the function's own
+        order, or keywords). A dilation, ``return_indices`` and ``ceil_mode=True`` where it adds
+        a partial window are refused by name (where the windows fit evenly it changes nothing:
+        Funnel's pooling); average pooling's ``count_include_pad=False`` and
+        ``divisor_override`` rescale the padded-window average
+        (:func:`~provenml.compiler.frontend.common.avg_pool_rescale`)."""
         k = pair(self.val(kernel))
         s = pair(self.val(stride)) if self.val(stride) not in (None, ()) else k
-        if node.op == "call_function":
-            extra = list(node.args[4:]) + [
-                v for key, v in node.kwargs.items() if key in ("ceil_mode", "dilation")
-            ]
-            if any(v not in (False, 1, (1, 1), None, True) for v in extra) or node.kwargs.get(
-                "ceil_mode", False
-            ):
-                raise UnsupportedOp(op, node.name, "ceil_mode/dilation")
-        return self.emit(
-            op,
-            [self.tensor_arg(x)],
-            {"kernel": k, "stride": s, "padding": pair(self.val(padding))},
-            out,
+        pad = pair(self.val(padding))
+        if options is None:  # F.max_pool2d(x, k, s, p, dilation, ceil_mode, return_indices)
+            names = (  # F.avg_pool2d(x, k, s, p, ceil_mode, count_include_pad, divisor_override)
+                ("dilation", "ceil_mode", "return_indices")
+                if op == "max_pool2d"
+                else ("ceil_mode", "count_include_pad", "divisor_override")
+            )
+            options = {name: self.val(arg(node, 4 + i, name, None)) for i, name in enumerate(names)}
+        if options.get("dilation") not in (None, 1, (1, 1)):
+            raise UnsupportedOp(op, node.name, "ceil_mode/dilation")
+        size = self.shape(self.tensor_arg(x))[2:]
+        floor = [conv_output_size(n, *kps, 1) for n, *kps in zip(size, k, s, pad, strict=True)]
+        if options.get("ceil_mode") and list(out.shape[2:]) != floor:
+            # ceil_mode adds a last, partial window only where the windows do not fit evenly
+            raise UnsupportedOp(op, node.name, "ceil_mode=True with a partial last window")
+        if options.get("return_indices"):
+            raise UnsupportedOp(op, node.name, "return_indices=True")
+        y = self.emit(op, [self.tensor_arg(x)], {"kernel": k, "stride": s, "padding": pad}, out)
+        if op != "avg_pool2d":
+            return y
+        include = options.get("count_include_pad")
+        rescale = avg_pool_rescale(
+            self.shape(self.tensor_arg(x))[2:],
+            k,
+            s,
+            pad,
+            True if include is None else bool(include),
+            options.get("divisor_override"),
         )
+        return y if rescale is None else self.emit("mul", [y, self.const(rescale, "pool")], {}, out)
 
     def adaptive(
         self, x: Any, size: Any, out: torch.Tensor, op: str = "mean", indices: Any = False
@@ -848,14 +881,134 @@ def _cumsum(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.emit("cumsum", [x], {"dim": dim}, out)
 
 
+def _scaled_product_plus(
+    b: FxBuilder, node: torch.fx.Node, bias_arg: Any, x: str, w: str, out: torch.Tensor
+) -> str:
+    """``beta * bias + alpha * (x @ w)``, ``alpha`` and ``beta`` the call's scalars (default 1);
+    ``beta = 0`` drops the bias (its NaNs and infinities too, as PyTorch specifies)."""
+    alpha, beta = b.val(node.kwargs.get("alpha", 1)), b.val(node.kwargs.get("beta", 1))
+    if isinstance(alpha, torch.fx.Node) or isinstance(beta, torch.fx.Node):
+        raise UnsupportedOp(
+            target_name(node, b.gm), node.name, "alpha or beta computed at run time"
+        )
+    product = b.emit("matmul", [x, w], {}, meta_like(out.shape))
+    if alpha != 1:
+        product = b.emit("mul", [product, b.const(np.float32(alpha))], {}, out)
+    if beta == 0:
+        return product
+    bias = b.tensor_arg(bias_arg)
+    if beta != 1:
+        bias = b.emit("mul", [bias, b.const(np.float32(beta))], {}, meta_like(b.shape(bias)))
+    return b.emit("add", [product, bias], {}, out)
+
+
 def _addmm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-    """``torch.addmm(bias, x, w)`` (GPT-2's ``Conv1D`` layers): ``x @ w + bias``; a ``beta``
-    or ``alpha`` other than 1 is refused by name."""
-    if node.kwargs.get("beta", 1) != 1 or node.kwargs.get("alpha", 1) != 1:
-        raise UnsupportedOp(target_name(node, b.gm), node.name, "beta or alpha other than 1")
+    """``torch.addmm(bias, x, w, beta=, alpha=)`` (GPT-2's ``Conv1D`` layers):
+    ``beta * bias + alpha * (x @ w)``."""
     x, w = b.tensor_arg(node.args[1]), b.tensor_arg(node.args[2])
-    product = b.emit("matmul", [x, w], {}, out)
-    return b.emit("add", [product, b.tensor_arg(node.args[0])], {}, out)
+    return _scaled_product_plus(b, node, node.args[0], x, w, out)
+
+
+def _baddbmm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.baddbmm(input, batch1, batch2, beta=, alpha=)`` / ``input.baddbmm(...)`` (BLOOM's
+    attention scores on its ALiBi bias): ``beta * input + alpha * (batch1 @ batch2)``."""
+    b1 = arg(node, 1, "batch1")
+    b2 = arg(node, 2, "batch2")
+    return _scaled_product_plus(b, node, node.args[0], b.tensor_arg(b1), b.tensor_arg(b2), out)
+
+
+def _vector_norm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.linalg.vector_norm(x, ord, dim, keepdim)``, ``torch.norm`` / ``Tensor.norm``
+    (``p``; ``"fro"`` is 2) over ``dim`` (all dims when None): ord 2 as
+    ``sqrt(sum(x * x))`` (ConvNeXt V2's global response normalisation), 1 as ``sum(|x|)``,
+    inf as ``amax(|x|)``; other orders and a ``dtype=`` are refused by name."""
+    name = target_name(node, b.gm)
+    is_linalg = "vector_norm" in name
+    order = b.val(arg(node, 1, "ord" if is_linalg else "p", 2))
+    dim = b.val(arg(node, 2, "dim"))
+    keepdim = bool(b.val(arg(node, 3, "keepdim", False)))
+    if node.kwargs.get("dtype") is not None or order not in (2, 2.0, "fro", 1, 1.0, float("inf")):
+        raise UnsupportedOp(name, node.name, f"ord={order!r} or a dtype= (orders 1, 2, inf)")
+    x = b.tensor_arg(node.args[0])
+    shape = b.shape(x)
+    dims = tuple(range(len(shape))) if dim is None else (dim,) if isinstance(dim, int) else dim
+    attrs = {"dims": tuple(sorted(int(d) % len(shape) for d in dims)), "keepdim": keepdim}
+    like = meta_like(shape)
+    if order in (2, 2.0, "fro"):
+        total = b.emit("sum", [b.emit("mul", [x, x], {}, like)], attrs, out)
+        return b.emit("sqrt", [total], {}, out)
+    magnitude = b.emit("abs", [x], {}, like)
+    return b.emit("sum" if order in (1, 1.0) else "amax", [magnitude], attrs, out)
+
+
+def _normalize(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.normalize(x, p, dim, eps)``: ``x / max(||x||_p, eps)`` along ``dim``, the norm as
+    :func:`_vector_norm` computes it (orders 1, 2, inf)."""
+    order = b.val(arg(node, 1, "p", 2.0))
+    dim = b.val(arg(node, 2, "dim", 1))
+    eps = b.val(arg(node, 3, "eps", 1e-12))
+    if order not in (2, 2.0, 1, 1.0, float("inf")) or node.kwargs.get("out") is not None:
+        raise UnsupportedOp("normalize", node.name, f"p={order!r} (orders 1, 2, inf)")
+    x = b.tensor_arg(node.args[0])
+    shape = b.shape(x)
+    dims = (int(dim) % len(shape),)
+    kept = meta_like([1 if d in dims else n for d, n in enumerate(shape)])
+    like = meta_like(shape)
+    attrs = {"dims": dims, "keepdim": True}
+    if order in (2, 2.0):
+        norm = b.emit(
+            "sqrt", [b.emit("sum", [b.emit("mul", [x, x], {}, like)], attrs, kept)], {}, kept
+        )
+    else:
+        magnitude = b.emit("abs", [x], {}, like)
+        norm = b.emit("sum" if order in (1, 1.0) else "amax", [magnitude], attrs, kept)
+    floor = b.emit("maximum", [norm, b.const(np.float32(eps))], {}, kept)
+    return b.emit("div", [x, floor], {}, out)
+
+
+def _repeat_interleave(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``x.repeat_interleave(r, dim)`` / ``torch.repeat_interleave`` with an integer ``r``
+    (Funnel's upsampling): each element along ``dim`` ``r`` times, as a broadcast multiply by
+    ones over a new dim after ``dim`` and a reshape that merges the two; ``dim=None`` flattens
+    first. Per-element repeats (a tensor) are refused by name."""
+    repeats = b.val(arg(node, 1, "repeats"))
+    if not isinstance(repeats, int) or isinstance(repeats, bool):
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "repeats other than one integer")
+    x = b.tensor_arg(node.args[0])
+    dim = b.val(arg(node, 2, "dim"))
+    if dim is None:
+        x = b.reshape(x, meta_like([int(np.prod(b.shape(x), dtype=np.int64))]))
+        dim = 0
+    shape = list(b.shape(x))
+    dim = int(dim) % len(shape)
+    spread = [*shape[: dim + 1], 1, *shape[dim + 1 :]]
+    wide = [*shape[: dim + 1], repeats, *shape[dim + 1 :]]
+    ones = broadcast_ones(spread, wide)
+    spread_x = b.reshape(x, meta_like(spread))
+    tiled = (
+        spread_x
+        if ones is None
+        else b.emit("mul", [spread_x, b.const(ones, "repeat")], {}, meta_like(wide))
+    )
+    return b.reshape(tiled, out)
+
+
+def _new_filled(fill: float | None) -> Handler:
+    """``x.new_ones(size)`` / ``new_zeros`` / ``new_full(size, value)`` (Funnel's attention
+    masks): a constant of the traced result's shape and dtype (``fill`` None: the value is the
+    call's second argument)."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        value = b.val(arg(node, 2, "fill_value")) if fill is None else fill
+        if isinstance(value, torch.fx.Node):
+            raise UnsupportedOp(
+                target_name(node, b.gm), node.name, "a fill value computed at run time"
+            )
+        if out.dtype not in (torch.float32, torch.int64, torch.bool):
+            raise UnsupportedOp(target_name(node, b.gm), node.name, f"a {out.dtype} result")
+        return b.const(torch.full(tuple(out.shape), value, dtype=out.dtype))
+
+    return handle
 
 
 def _matmul(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -1811,6 +1964,10 @@ FUNCTIONS: dict[Any, Handler] = {
     torch.masked_fill: _masked_fill,
     torch.matmul: _matmul,
     torch.addmm: _addmm,
+    torch.baddbmm: _baddbmm,
+    torch.repeat_interleave: _repeat_interleave,
+    torch.norm: _vector_norm,
+    torch.linalg.vector_norm: _vector_norm,
     torch.cumsum: _cumsum,
     torch.gather: _gather,
     operator.matmul: _matmul,
@@ -1824,6 +1981,7 @@ FUNCTIONS: dict[Any, Handler] = {
     torch.square: _square,
     operator.pow: _pow,
     F.softplus: _softplus,
+    F.normalize: _normalize,
     torch.flatten: _reshape,
     torch.reshape: _reshape,
     torch.permute: _permute_function,
@@ -1900,8 +2058,15 @@ METHODS: dict[str, Handler] = {
     "clip": _clamp,
     "matmul": _matmul,
     "bmm": _matmul,
+    "baddbmm": _baddbmm,
+    "norm": _vector_norm,
+    "repeat_interleave": _repeat_interleave,
+    "new_ones": _new_filled(1),
+    "new_zeros": _new_filled(0),
+    "new_full": _new_filled(None),
     **{m: _binary(m, check_alpha=True) for m in ("add", "sub", "mul", "div")},
     **dict.fromkeys(("view", "reshape", "flatten", "unsqueeze", "squeeze"), _reshape),
+    **dict.fromkeys(("view_as", "reshape_as"), _reshape),
     "contiguous": _contiguous,
     "expand": _expand,
     "expand_as": _expand,
@@ -2091,16 +2256,25 @@ def _log_softmax_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) ->
     return b.softmax(node.args[0], _module_softmax_dim(mod.dim, out), out, log=True)
 
 
+POOL_DIVISOR_OPTIONS = ("count_include_pad", "divisor_override")
+
+
 def _pool_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     mod = _module(node, b)
     assert isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d))
     name = type(mod).__name__
     op = "max_pool2d" if isinstance(mod, nn.MaxPool2d) else "avg_pool2d"
-    if getattr(mod, "ceil_mode", False) or getattr(mod, "dilation", 1) not in (1, (1, 1)):
-        raise UnsupportedOp(name, node.name, "ceil_mode/dilation")
-    if isinstance(mod, nn.AvgPool2d) and (not mod.count_include_pad or mod.divisor_override):
-        raise UnsupportedOp(name, node.name, "count_include_pad=False")
-    return b.pool(op, node.args[0], mod.kernel_size, mod.stride, mod.padding, node, out)
+    options = {
+        key: getattr(mod, key)
+        for key in (*("ceil_mode", "dilation", "return_indices"), *POOL_DIVISOR_OPTIONS)
+        if hasattr(mod, key)
+    }
+    try:
+        return b.pool(
+            op, node.args[0], mod.kernel_size, mod.stride, mod.padding, node, out, options
+        )
+    except UnsupportedOp as refused:  # named by the module, as the user wrote it
+        raise UnsupportedOp(name, node.name, refused.why) from None
 
 
 def _upsample_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
