@@ -790,3 +790,16 @@ def test_average_pool_without_padding_counted_matches_ort_and_eager(cache: str) 
     ).eval()
     x = torch.randn(2, 3, 7, 6, generator=torch.Generator().manual_seed(0))
     _matches_ort_and_eager(_export_named(model, {"x": x}), model, x, cache)
+
+
+def test_integer_rows_and_argmax_of_integers_match_ort_and_eager(cache: str) -> None:
+    """ArgMax / ArgMin of int64 values (compared as integers, beyond 2^24) and Gather of one
+    row of an int64 tensor, against ONNX Runtime and eager (stop 58)."""
+
+    class IntegerModel(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([x.argmax(-1), x.argmin(-1), x[1][:3]])
+
+    x = torch.randint(-(2**40), 2**40, (3, 9), generator=torch.Generator().manual_seed(0))
+    model = IntegerModel().eval()
+    _matches_ort_and_eager(_export_named(model, {"x": x}), model, x, cache)

@@ -967,6 +967,7 @@ def _transformers_model(name: str) -> nn.Module:
         "mistral": ("Mistral", {**bert_like, "num_key_value_heads": 2}),
         "t5": ("T5", {"d_model": 64, "d_kv": 16, "d_ff": 128, "num_layers": 2, "num_heads": 4}),
         "bloom": ("Bloom", {"n_layer": 2, "hidden_size": 64, "n_head": 4}),
+        "clip_text": ("CLIPText", {**bert_like, "max_position_embeddings": 32}),
         "funnel": (
             "Funnel",
             {"block_sizes": [1, 1], "d_model": 64, "n_head": 4, "d_head": 16, "d_inner": 128},
@@ -1000,7 +1001,7 @@ def _ids_and_mask() -> tuple[torch.Tensor, torch.Tensor]:
     "name",
     [
         *("gpt2", "distilbert", "albert", "llama", "roberta", "bert", "mistral", "t5"),
-        *("bloom", pytest.param("funnel", marks=pytest.mark.slow)),
+        *("bloom", "clip_text", pytest.param("funnel", marks=pytest.mark.slow)),
     ],
 )
 def test_transformers_models_compile(name: str, cache: str) -> None:
@@ -1009,7 +1010,8 @@ def test_transformers_models_compile(name: str, cache: str) -> None:
     key-value cache concatenated onto its empty start), RoBERTa (position ids by integer
     arithmetic on the ids, its token-type buffer gathered by them), BERT, Mistral (grouped
     key-value heads), T5's encoder (relative position buckets, RMS norm), BLOOM (ALiBi
-    biases through ``baddbmm``) and Funnel (11 s: ``slow``; pooled blocks: ``ceil_mode``
+    biases through ``baddbmm``), CLIP's text tower (pooled at the ids' argmax by two advanced
+    indices, one computed at run time) and Funnel (11 s: ``slow``; pooled blocks: ``ceil_mode``
     average pooling, ``new_ones`` masks, ``torch.cat(.., axis=)``, ``repeat_interleave``) as
     transformers
     builds them, with a padded attention mask, against eager."""
@@ -1175,3 +1177,52 @@ def test_unsupported_norm_orders_and_repeats_are_refused() -> None:
     ):
         with pytest.raises(ProvenmlError, match=why):
             pc.compile(_Apply(fn).eval(), (x,), tuning=False, threads=1)
+
+
+class _Apply2Args(nn.Module):
+    def __init__(self, fn: Any) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, h: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return self.fn(h, ids)  # type: ignore[no-any-return]
+
+
+_IDS = torch.randint(-(2**40), 2**40, (3, 9), generator=torch.Generator().manual_seed(7))
+_IDS[0, 2] = _IDS[0, 5] = 2**41  # a tie: the first one wins
+_HIDDEN = torch.randn(3, 9, 5, generator=torch.Generator().manual_seed(8))
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda h, i: i[0] + 1,  # int64 rows and columns by an integer index: garbage before
+        lambda h, i: i[:, 2] * 2 - i[1:, ::2].sum(-1, keepdim=True),  # stop 58 (half of each id)
+        lambda h, i: (i > 0)[1].float() + h[0, :, 0],
+        lambda h, i: torch.stack([i.argmax(-1), i.argmin(0)[:3], i.argmax(dim=0)[3:6]]),
+        lambda h, i: i.argmax()[None] - torch.argmin(i, keepdim=True).reshape(1),
+        lambda h, i: h[torch.arange(h.shape[0]), i.argmax(dim=-1)],  # CLIP's pooling
+        lambda h, i: h[torch.arange(3), (i == 2**41).int().argmax(-1)],
+        lambda h, i: h[(i[:, :2] > 0).long(), (i[:, 2:4] > 0).long() * 3 - 1],  # two at run time
+        lambda h, i: h[1, (i[0] > 0).long()],
+        lambda h, i: h[torch.arange(3)[:, None], -(i[:, :4] > 0).long() - 1],  # negative
+        lambda h, i: h[(i[:, :2] > 0).long(), torch.tensor([[0, 8]]), (i[:, 5:7] > 0).long() * 4],
+    ],
+)
+def test_integer_indexing_argmax_and_run_time_advanced_indices_match_eager(
+    fn: Any, cache: str
+) -> None:
+    """int64 tensors indexed by integers stay int64, argmax / argmin of int64 values compare
+    them as integers (beyond 2^24, ties to the first), and advanced indexing with several
+    index tensors, some computed at run time, gathers the rows eager does."""
+    model = _Apply2Args(fn).eval()
+    compiled = pc.compile(model, (_HIDDEN, _IDS), tuning=False, threads=1, cache_dir=cache)
+    got, want = compiled(_HIDDEN, _IDS), model(_HIDDEN, _IDS)
+    assert got.dtype == want.dtype
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_run_time_index_mixed_with_slices_is_refused() -> None:
+    model = _Apply2Args(lambda h, i: h[:, (i[0] > 0).long()]).eval()
+    with pytest.raises(ProvenmlError, match="mixing a run-time index with slices"):
+        pc.compile(model, (_HIDDEN, _IDS), tuning=False, threads=1)

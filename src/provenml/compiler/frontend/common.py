@@ -24,7 +24,8 @@ class UnsupportedOp(ProvenmlError):
 
 # integer tensors: ops that may move them, and the operand positions that may be integers
 INTEGER_OPS = ("reshape", "permute", "slice", "cat")
-INTEGER_OPERANDS = {"embedding": [1], "to_float": [0]}
+# (argmax / argmin of integers compare them as 64-bit integers: CLIP pools at its token ids' max)
+INTEGER_OPERANDS = {"embedding": [1], "to_float": [0], "argmax": [0], "argmin": [0]}
 # comparisons take integer operands in any position (a 0 / 1 float32 result): two integers
 # compare exactly as 64-bit integers in the kernels; an integer against a float compares in
 # float32, as PyTorch promotes the pair

@@ -387,7 +387,8 @@ class FxBuilder:
         d = self.val(dim)
         if d is None:
             size = int(np.prod(self.shape(xin), dtype=np.int64))
-            flat = self.reshape(xin, meta_like([size]))
+            dtype = torch.int64 if self.g.values[xin].dtype == "int64" else torch.float32
+            flat = self.reshape(xin, meta_like([size], dtype))
             like = torch.empty([1], dtype=torch.int64, device="meta")
             index = self.emit(op, [flat], {"dim": 0, "keepdim": True}, like)
             return self.reshape(index, out)
@@ -612,7 +613,10 @@ class FxBuilder:
                         raise UnsupportedOp("getitem", self.current, "negative step")
                     cur_shape = list(self.shape(cur))
                     cur_shape[dim] = len(range(*rng))
-                    like = torch.empty(cur_shape)
+                    # an int64 tensor's slice stays int64 (before stop 58 it was declared
+                    # float32: ids[0] read half of each 8-byte id as a float)
+                    integer = self.g.values[cur].dtype == "int64"
+                    like = meta_like(cur_shape, torch.int64 if integer else torch.float32)
                     cur = self.emit(
                         "slice",
                         [cur],
@@ -623,6 +627,58 @@ class FxBuilder:
         if self.shape(cur) != tuple(out.shape):
             cur = self.reshape(cur, out)
         return cur
+
+    def _flat_rows(self, idx: tuple[Any, ...], shape: Sequence[int]) -> str:
+        """The row numbers of ``x`` viewed as ``(prod(shape[:k]), rest)`` that the index
+        tensors ``idx`` (IR int64 values computed at run time, or integer arrays known at
+        compile time; dim ``k`` indexed by ``idx[k]``) select: ``sum_k idx_k * stride_k`` in
+        int64, broadcast as PyTorch broadcasts the indices, a negative index counted from the
+        dim's end. Anything else among them (a slice, None, a boolean mask) is refused."""
+        where = self.current
+        if len(idx) > len(shape):
+            raise UnsupportedOp("getitem", where, "more indices than dims")
+        strides = [int(np.prod(shape[k + 1 : len(idx)], dtype=np.int64)) for k in range(len(idx))]
+        terms: list[str] = []
+        shapes: list[tuple[int, ...]] = []
+        for k, index in enumerate(idx):
+            if isinstance(index, str):
+                if self.g.values[index].dtype != "int64":
+                    raise UnsupportedOp("getitem", where, "a run-time index that is not int64")
+                ishape = tuple(self.shape(index))
+                meta = meta_like(ishape, torch.int64)
+                zero = self.g.add_const(np.int64(0), "zero")
+                below = self.emit("lt", [index, zero], {}, meta_like(ishape))  # 0 / 1 floats
+                wrap = self.emit("to_int", [below], {}, meta)
+                size = self.g.add_const(np.int64(shape[k]), "size")
+                index = self.emit(
+                    "add", [index, self.emit("mul", [wrap, size], {}, meta)], {}, meta
+                )
+                scale = self.g.add_const(np.int64(strides[k]), "stride")
+                terms.append(self.emit("mul", [index, scale], {}, meta))
+            else:
+                values = np.asarray(
+                    index.detach().cpu().numpy() if isinstance(index, torch.Tensor) else index
+                )
+                if values.dtype.kind not in "iu":
+                    raise UnsupportedOp(
+                        "getitem",
+                        where,
+                        "advanced indexing mixing a run-time index with slices, None, Ellipsis "
+                        "or a boolean mask",
+                    )
+                ishape = values.shape
+                values = np.where(values < 0, values + shape[k], values) * strides[k]
+                terms.append(self.g.add_const(np.ascontiguousarray(values, np.int64), "rows"))
+            shapes.append(ishape)
+        # the known terms summed in NumPy, then added to the run-time ones, broadcast
+        known = [t for t in terms if t in self.g.consts]
+        rows_shape = tuple(np.broadcast_shapes(*shapes))
+        total = sum((self.g.consts[t] for t in known), np.zeros((), np.int64))
+        rows = self.g.add_const(np.ascontiguousarray(np.broadcast_to(total, rows_shape)), "rows")
+        for term in terms:
+            if term not in known:
+                rows = self.emit("add", [term, rows], {}, meta_like(rows_shape, torch.int64))
+        return rows
 
     def gather_index(self, x: str, idx: tuple[Any, ...], out: torch.Tensor) -> str:
         """Advanced indexing as the IR's row gather (``embedding``) of ``x`` viewed as a table
@@ -636,6 +692,10 @@ class FxBuilder:
         * one int64 tensor computed at run time as the only index (``table[ids]``): the
           ids themselves, rows of the first dim.
 
+        * several index tensors, one or more computed at run time, each indexing one of the
+          leading dims (CLIP's ``hidden[torch.arange(batch), ids.argmax(-1)]``): the rows
+          are ``sum_k index_k * stride_k``, broadcast together (:meth:`_flat_rows`).
+
         A boolean ``x`` stays boolean; an integer ``x`` gathers integers."""
         shape = self.shape(x)
         # a tensor index may be an IR constant (a buffer, a folded torch.tensor(..)): its values
@@ -643,16 +703,12 @@ class FxBuilder:
             self.g.consts[i] if isinstance(i, str) and i in self.g.consts else i for i in idx
         )
         runtime = [i for i in idx if isinstance(i, str)]
-        if runtime:
-            if len(idx) != 1 or self.g.values[runtime[0]].dtype != "int64":
-                raise UnsupportedOp(
-                    "getitem",
-                    self.current,
-                    "advanced indexing by a tensor computed at run time other than one int64 "
-                    "index of the first dim",
-                )
+        if runtime and len(idx) == 1 and self.g.values[runtime[0]].dtype == "int64":
             rows = runtime[0]
             lead = 1
+        elif runtime:
+            rows = self._flat_rows(idx, shape)
+            lead = len(idx)
         else:
             if any(i is Ellipsis for i in idx):
                 raise UnsupportedOp("getitem", self.current, "advanced indexing with Ellipsis")

@@ -233,22 +233,25 @@ def arg_reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
     """argmax / argmin along one dim (row layout): per position, the index of the first
     largest (smallest) value as an int64, a NaN winning over any number, as ``torch.argmax``
     and ``numpy.argmax`` define it. The comparisons use ``pm_isnan``, which survives
-    ``-ffast-math``."""
+    ``-ffast-math``; an int64 input is compared as 64-bit integers."""
     outer, red, inner = along_dim(low, n)
     decl, names = low.decls(n, [n.name], n.inputs)
     X, Y = names[n.inputs[0]], names[n.name]
     better = ">" if n.op == "argmax" else "<"
     at = f"{X}[(o*{red} + q)*{inner} + i]"
-    update = (
-        f"const float v = {at};\n"
-        f"if ((v {better} best[i]) | (pm_isnan(v) & !pm_isnan(best[i]))) "
-        "{ best[i] = v; idx[i] = q; }"
+    integer = low.g.values[n.inputs[0]].dtype == "int64"  # (stop 58: CLIP's token ids)
+    ctype = "long long" if integer else "float"
+    wins = (
+        f"v {better} best[i]"
+        if integer
+        else (f"(v {better} best[i]) | (pm_isnan(v) & !pm_isnan(best[i]))")
     )
+    update = f"const {ctype} v = {at};\nif ({wins}) {{ best[i] = v; idx[i] = q; }}"
     body = L.Loop(
         "o",
         outer,
         [
-            L.Stmt(f"float best[{inner}];\nlong long idx[{inner}];"),
+            L.Stmt(f"{ctype} best[{inner}];\nlong long idx[{inner}];"),
             L.Loop(
                 "i", inner, [L.Stmt(f"best[i] = {X}[o*{red}*{inner} + i]; idx[i] = 0;")], "serial"
             ),
