@@ -923,7 +923,9 @@ class _Apply2(nn.Module):
 
 
 def test_advanced_indexing_it_cannot_gather_is_refused_by_name(cache: str) -> None:
-    cases = [(lambda x, i: x[i, i], "other than one int64 index of the first dim")]
+    """(``x[i, i]``, refused until stop 58, compiles:
+    ``test_integer_indexing_argmax_and_run_time_advanced_indices_match_eager``.)"""
+    cases = [(lambda x, i: x[:, i], "mixing a run-time index with slices")]
     for fn, why in cases:
         with pytest.raises(ProvenmlError, match=why):
             pc.compile(
@@ -1027,16 +1029,17 @@ def test_transformers_models_compile(name: str, cache: str) -> None:
     "name",
     [
         *("vit", pytest.param("swin", marks=pytest.mark.slow), "convnext"),
-        *("convnextv2", "poolformer", "levit"),
+        *("convnextv2", "poolformer", "levit", "siglip"),
     ],
 )
 def test_transformers_vision_models_compile(name: str, cache: str) -> None:
     """ViT, Swin (shifted windows, relative position bias, patch merging, the pooled output's
     ``AdaptiveAvgPool1d``; 41 s, traced by torch.export after fx fails: ``slow``), ConvNeXt
     (depthwise 7x7, channels-first layer norm), ConvNeXt V2 (global response normalisation:
-    a vector norm), PoolFormer (average pooling without the padding counted) and LeViT
-    (``view_as``, attention biases) from transformers' configs with random weights, on one
-    32x32 image, against eager."""
+    a vector norm), PoolFormer (average pooling without the padding counted), LeViT
+    (``view_as``, attention biases) and SigLIP's vision tower (its pooling head's
+    ``nn.MultiheadAttention`` reaches the compiler as ``F.multi_head_attention_forward``)
+    from transformers' configs with random weights, on one 32x32 image, against eager."""
     tr = pytest.importorskip("transformers")
     heads = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4}
     configs = {
@@ -1049,6 +1052,10 @@ def test_transformers_vision_models_compile(name: str, cache: str) -> None:
         "convnext": (
             "ConvNext",
             {"num_stages": 2, "hidden_sizes": [16, 32], "depths": [1, 1], "image_size": 32},
+        ),
+        "siglip": (
+            "SiglipVision",
+            {**heads, "intermediate_size": 128, "image_size": 32, "patch_size": 8},
         ),
         "convnextv2": (
             "ConvNextV2",
@@ -1226,3 +1233,64 @@ def test_run_time_index_mixed_with_slices_is_refused() -> None:
     model = _Apply2Args(lambda h, i: h[:, (i[0] > 0).long()]).eval()
     with pytest.raises(ProvenmlError, match="mixing a run-time index with slices"):
         pc.compile(model, (_HIDDEN, _IDS), tuning=False, threads=1)
+
+
+class _FunctionalAttention(nn.Module):
+    """``F.multi_head_attention_forward`` called directly (WavLM's form): sequence-first
+    inputs, packed or separate projection weights, the module's parameters as arguments."""
+
+    def __init__(
+        self, separate: bool, need_weights: bool, average: bool, force_training: bool = False
+    ) -> None:
+        super().__init__()
+        self.force_training = force_training
+        self.inner = nn.MultiheadAttention(
+            16, 4, kdim=12 if separate else None, vdim=12 if separate else None
+        )
+        self.separate, self.need_weights, self.average = separate, need_weights, average
+
+    def forward(self, q: torch.Tensor, kv: torch.Tensor, bias: torch.Tensor) -> Any:
+        m = self.inner
+        key = kv if self.separate else q
+        out, weights = F.multi_head_attention_forward(
+            q, key, key, 16, 4, m.in_proj_weight, m.in_proj_bias, None, None, False, 0.1,
+            m.out_proj.weight, m.out_proj.bias, training=self.training or self.force_training,
+            key_padding_mask=kv[..., 0].T > 0.5, need_weights=self.need_weights,
+            attn_mask=bias, use_separate_proj_weight=self.separate,
+            q_proj_weight=m.q_proj_weight, k_proj_weight=m.k_proj_weight,
+            v_proj_weight=m.v_proj_weight, average_attn_weights=self.average,
+        )  # fmt: skip
+        return (out, weights) if self.need_weights else out
+
+
+@pytest.mark.parametrize(
+    ("separate", "need_weights", "average"),
+    [(False, True, True), (True, True, False), (False, False, True)],
+)
+def test_functional_multi_head_attention_matches_eager(
+    separate: bool, need_weights: bool, average: bool, cache: str
+) -> None:
+    """Packed (self-attention) and separate (cross-attention, other key / value widths)
+    projections, a float attention bias computed at run time per head (WavLM's gated position
+    bias), a boolean key padding mask, the weights averaged, per head or not asked for."""
+    torch.manual_seed(0)
+    model = _FunctionalAttention(separate, need_weights, average).eval()
+    q, kv = torch.randn(5, 2, 16), torch.rand(7 if separate else 5, 2, 12 if separate else 16)
+    bias = torch.randn(8, 5, 7 if separate else 5)
+    compiled = pc.compile(model, (q, kv, bias), tuning=False, threads=1, cache_dir=cache)
+    with torch.no_grad():
+        want = model(q, kv, bias)
+    got = compiled(q, kv, bias)
+    for y, ref in zip(
+        got if isinstance(got, tuple) else (got,),
+        want if isinstance(want, tuple) else (want,),
+        strict=True,
+    ):
+        torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_functional_multi_head_attention_in_training_with_dropout_is_refused() -> None:
+    model = _FunctionalAttention(False, False, True, force_training=True).eval()
+    x = torch.randn(5, 2, 16)
+    with pytest.raises(ProvenmlError, match="dropout in training mode"):
+        pc.compile(model, (x, x, torch.zeros(8, 5, 5)), tuning=False, threads=1)

@@ -9,12 +9,14 @@ cannot map.
 """
 
 from provenml.compiler.frontend.common import UnsupportedOp
-from provenml.compiler.frontend.torch_attention import ATTENTION_MODULES
-from provenml.compiler.frontend.torch_fx import BOOL_HANDLERS, MODULES, trace
+from provenml.compiler.frontend.torch_attention import ATTENTION_FUNCTIONS, ATTENTION_MODULES
+from provenml.compiler.frontend.torch_fx import BOOL_HANDLERS, FUNCTIONS, MODULES, trace
 from provenml.compiler.frontend.torch_recurrent import RECURRENT_MODULES
 
 MODULES.update(ATTENTION_MODULES)  # nn.MultiheadAttention and the transformer encoder
 MODULES.update(RECURRENT_MODULES)  # nn.GRU and nn.LSTM, unrolled
+FUNCTIONS.update(ATTENTION_FUNCTIONS)  # F.multi_head_attention_forward called as a function
 BOOL_HANDLERS.update(ATTENTION_MODULES.values())  # they take boolean (key padding) masks
+BOOL_HANDLERS.update(ATTENTION_FUNCTIONS.values())
 
 __all__ = ["UnsupportedOp", "trace"]

@@ -18,7 +18,8 @@ Registered into :data:`~provenml.compiler.frontend.torch_fx.MODULES` by the pack
 
 from __future__ import annotations
 
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ from provenml.compiler.frontend.torch_fx import (
     meta_like,
 )
 
-__all__ = ["ATTENTION_MODULES", "LEAF_ROOTS", "as_traceable"]
+__all__ = ["ATTENTION_FUNCTIONS", "ATTENTION_MODULES", "LEAF_ROOTS", "as_traceable"]
 
 
 def _linear(b: FxBuilder, x: str, weight: Any, bias: Any) -> str:
@@ -205,6 +206,86 @@ def _mha_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> tuple[str, str |
     return y, probs
 
 
+# F.multi_head_attention_forward's parameters, in order (its defaults: None / False below)
+MHA_FUNCTION_ARGS = (
+    "query", "key", "value", "embed_dim_to_check", "num_heads", "in_proj_weight",
+    "in_proj_bias", "bias_k", "bias_v", "add_zero_attn", "dropout_p", "out_proj_weight",
+    "out_proj_bias", "training", "key_padding_mask", "need_weights", "attn_mask",
+    "use_separate_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight", "static_k",
+    "static_v", "average_attn_weights", "is_causal",
+)  # fmt: skip
+MHA_FUNCTION_DEFAULTS = {"training": True, "need_weights": True, "average_attn_weights": True}
+MHA_FUNCTION_WEIGHTS = (
+    *("in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias"),
+    *("q_proj_weight", "k_proj_weight", "v_proj_weight"),
+)
+
+
+def _constant_tensor(b: FxBuilder, value: Any, name: str, where: str) -> torch.Tensor | None:
+    """A weight argument known at compile time (a parameter, a concatenation of biases) as a
+    tensor; None stays None, one computed at run time is refused by name."""
+    value = b.val(value)
+    if value is None or isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, str) and value in b.g.consts:
+        return torch.from_numpy(np.asarray(b.g.consts[value]))
+    raise UnsupportedOp("multi_head_attention_forward", where, f"{name} computed at run time")
+
+
+def _mha_function(b: FxBuilder, node: torch.fx.Node, out: Any) -> tuple[str, str | None]:
+    """``F.multi_head_attention_forward(query, key, value, embed_dim, num_heads, ...)``
+    called as a function (WavLM; ``nn.MultiheadAttention`` as ``torch.export`` traces it):
+    the weights, known at compile time, are given to :func:`multi_head_attention` as the
+    module would hold them, and the call is lowered as :func:`_mha_module` lowers the
+    module's (sequence-first inputs, masks, weights)."""
+    where = node.name
+    a = {
+        name: arg(node, i, name, MHA_FUNCTION_DEFAULTS.get(name))
+        for i, name in enumerate(MHA_FUNCTION_ARGS)
+    }
+    if b.val(a["bias_k"]) is not None or b.val(a["add_zero_attn"]):
+        raise UnsupportedOp("multi_head_attention_forward", where, "bias_k / add_zero_attn")
+    if b.val(a["static_k"]) is not None or b.val(a["static_v"]) is not None:
+        raise UnsupportedOp("multi_head_attention_forward", where, "static_k / static_v")
+    if b.val(a["training"]) and float(b.val(a["dropout_p"]) or 0.0) > 0:
+        raise UnsupportedOp("multi_head_attention_forward", where, "dropout in training mode")
+    weights = {name: _constant_tensor(b, a[name], name, where) for name in MHA_FUNCTION_WEIGHTS}
+    separate = bool(b.val(a["use_separate_proj_weight"]))
+    holder = SimpleNamespace(
+        num_heads=int(b.val(a["num_heads"])),
+        _qkv_same_embed_dim=not separate,
+        in_proj_weight=None if separate else weights["in_proj_weight"],
+        q_proj_weight=weights["q_proj_weight"],
+        k_proj_weight=weights["k_proj_weight"],
+        v_proj_weight=weights["v_proj_weight"],
+        in_proj_bias=weights["in_proj_bias"],
+        out_proj=SimpleNamespace(weight=weights["out_proj_weight"], bias=weights["out_proj_bias"]),
+    )
+    query, key, value = (b.tensor_arg(a[name]) for name in ("query", "key", "value"))
+    if len(b.shape(query)) != 3:
+        raise UnsupportedOp("multi_head_attention_forward", where, "unbatched (2-d) inputs")
+    query, key, value = _batch_first(b, query, key, value)
+    batch = b.shape(query)[0]
+    mask = _mask(b, a["attn_mask"], holder.num_heads, batch, where)
+    causal = bool(b.val(a["is_causal"]))
+    padding = _key_padding(
+        b, a["key_padding_mask"], batch, b.shape(key)[1], "multi_head_attention_forward", where
+    )
+    if padding is not None:
+        mask, causal = _with_padding(b, mask, padding), False
+    mod = cast(nn.MultiheadAttention, holder)
+    y, probs = multi_head_attention(b, mod, query, key, value, None if causal else mask, causal)
+    y = _swap01(b, y)
+    if not b.val(a["need_weights"]):
+        return y, None
+    if b.val(a["average_attn_weights"]):
+        n, _, length, keys = b.shape(probs)
+        return y, b.emit(
+            "mean", [probs], {"dims": (1,), "keepdim": False}, meta_like([n, length, keys])
+        )
+    return y, probs
+
+
 def _activation(b: FxBuilder, layer: nn.TransformerEncoderLayer, x: str, where: str) -> str:
     act = layer.activation
     if act is F.relu or isinstance(act, nn.ReLU):
@@ -310,6 +391,9 @@ ATTENTION_MODULES: dict[type, Handler] = {
     nn.MultiheadAttention: _mha_module,  # type: ignore[dict-item]
     nn.TransformerEncoderLayer: _encoder_layer_module,
     nn.TransformerEncoder: _encoder_module,
+}
+ATTENTION_FUNCTIONS: dict[Any, Handler] = {
+    F.multi_head_attention_forward: _mha_function,  # type: ignore[dict-item]
 }
 # modules whose forward cannot be traced (run-time branches): a bare one is wrapped so that
 # torch.fx sees one leaf-module call (torch.nn modules are leaves to torch.fx)
