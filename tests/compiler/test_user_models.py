@@ -1186,15 +1186,6 @@ def test_unsupported_norm_orders_and_repeats_are_refused() -> None:
             pc.compile(_Apply(fn).eval(), (x,), tuning=False, threads=1)
 
 
-class _Apply2Args(nn.Module):
-    def __init__(self, fn: Any) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, h: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        return self.fn(h, ids)  # type: ignore[no-any-return]
-
-
 _IDS = torch.randint(-(2**40), 2**40, (3, 9), generator=torch.Generator().manual_seed(7))
 _IDS[0, 2] = _IDS[0, 5] = 2**41  # a tie: the first one wins
 _HIDDEN = torch.randn(3, 9, 5, generator=torch.Generator().manual_seed(8))
@@ -1222,7 +1213,7 @@ def test_integer_indexing_argmax_and_run_time_advanced_indices_match_eager(
     """int64 tensors indexed by integers stay int64, argmax / argmin of int64 values compare
     them as integers (beyond 2^24, ties to the first), and advanced indexing with several
     index tensors, some computed at run time, gathers the rows eager does."""
-    model = _Apply2Args(fn).eval()
+    model = _Apply2(fn).eval()
     compiled = pc.compile(model, (_HIDDEN, _IDS), tuning=False, threads=1, cache_dir=cache)
     got, want = compiled(_HIDDEN, _IDS), model(_HIDDEN, _IDS)
     assert got.dtype == want.dtype
@@ -1230,7 +1221,7 @@ def test_integer_indexing_argmax_and_run_time_advanced_indices_match_eager(
 
 
 def test_run_time_index_mixed_with_slices_is_refused() -> None:
-    model = _Apply2Args(lambda h, i: h[:, (i[0] > 0).long()]).eval()
+    model = _Apply2(lambda h, i: h[:, (i[0] > 0).long()]).eval()
     with pytest.raises(ProvenmlError, match="mixing a run-time index with slices"):
         pc.compile(model, (_HIDDEN, _IDS), tuning=False, threads=1)
 
