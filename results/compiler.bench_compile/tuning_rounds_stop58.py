@@ -38,31 +38,14 @@ def record(out_path: Path) -> None:
     from provenml.core.run import run_experiment
 
     records: list[dict[str, Any]] = []
-    original = tune.time_interleaved
 
     def recording(calls, rounds=tune.TIMING_ROUNDS, sample_time=0.002, after_sample=None, **_):
-        # tune.time_interleaved as before stop 58 (every candidate every round, screening
-        # arguments ignored), keeping each round's samples
-        counts = []
+        # the tuner's timing with every candidate in every round (no screening: the screening
+        # arguments are ignored), keeping each round's samples
         t0 = time.perf_counter()
-        for i, (fn, args) in enumerate(calls):
-            counts.append(tune._calls_per_sample(fn, args, sample_time))
-            if after_sample is not None:
-                after_sample[i]()
+        counts = tune.sample_counts(calls, sample_time, after_sample)
         calibrate = time.perf_counter() - t0
-        samples: list[list[float]] = [[] for _ in calls]
-        order = list(range(len(calls)))
-        rng = np.random.default_rng(0)
-        for _ in range(rounds):
-            rng.shuffle(order)
-            for i in order:
-                fn, args = calls[i]
-                t = time.perf_counter()
-                for _ in range(counts[i]):
-                    fn(*args)
-                samples[i].append((time.perf_counter() - t) / counts[i])
-                if after_sample is not None:
-                    after_sample[i]()
+        samples = tune.interleaved_rounds(calls, counts, rounds, after_sample)
         records.append(
             {
                 "caller": sys._getframe(1).f_code.co_name,
@@ -74,7 +57,6 @@ def record(out_path: Path) -> None:
         )
         return [float(np.median(s)) for s in samples]
 
-    assert original is not None
     tune.time_interleaved = recording
     api.time_interleaved = recording
     spec = get_experiment("compiler.end_to_end")

@@ -197,27 +197,31 @@ def _calls_per_sample(fn: Any, args: tuple[Any, ...], sample_time: float) -> int
         n *= 2
 
 
-def time_interleaved(
+def sample_counts(
     calls: Sequence[tuple[Any, tuple[Any, ...]]],
-    rounds: int = TIMING_ROUNDS,
-    sample_time: float = 0.002,
+    sample_time: float,
     after_sample: Sequence[Any] | None = None,
-    screen_rounds: int | None = None,
-    screen_margin: float = SCREEN_MARGIN,
-) -> list[float]:
-    """Median seconds per call of each ``(fn, args)``: one sample of every candidate in each of
-    ``rounds`` rounds, in a shuffled order each round, so that drift in the machine's speed
-    (frequency, a neighbour's load) hits every candidate alike instead of whichever was being
-    timed when it happened; the median drops the rounds a burst of noise slowed.
-    ``after_sample[i]()`` (when given) runs after each of candidate ``i``'s samples, untimed.
-    ``screen_rounds`` (successive halving's first cut): after that many rounds, a candidate
-    whose median is more than ``screen_margin`` above the fastest median is not sampled again
-    and keeps that median (None: every candidate runs every round)."""
+) -> list[int]:
+    """Calls per sample of each ``(fn, args)`` (:func:`_calls_per_sample`), sized one after
+    the other; ``after_sample[i]()`` (when given) runs after candidate ``i``'s sizing."""
     counts = []
     for i, (fn, args) in enumerate(calls):
         counts.append(_calls_per_sample(fn, args, sample_time))
         if after_sample is not None:
             after_sample[i]()
+    return counts
+
+
+def interleaved_rounds(
+    calls: Sequence[tuple[Any, tuple[Any, ...]]],
+    counts: Sequence[int],
+    rounds: int = TIMING_ROUNDS,
+    after_sample: Sequence[Any] | None = None,
+    screen_rounds: int | None = None,
+    screen_margin: float = SCREEN_MARGIN,
+) -> list[list[float]]:
+    """Every round's sample (seconds per call, ``counts[i]`` calls each) of every
+    ``(fn, args)``: :func:`time_interleaved`'s rounds, which it reduces to medians."""
     samples: list[list[float]] = [[] for _ in calls]
     active = list(range(len(calls)))
     rng = np.random.default_rng(0)
@@ -236,6 +240,27 @@ def time_interleaved(
             samples[i].append((time.perf_counter() - t) / counts[i])
             if after_sample is not None:
                 after_sample[i]()
+    return samples
+
+
+def time_interleaved(
+    calls: Sequence[tuple[Any, tuple[Any, ...]]],
+    rounds: int = TIMING_ROUNDS,
+    sample_time: float = 0.002,
+    after_sample: Sequence[Any] | None = None,
+    screen_rounds: int | None = None,
+    screen_margin: float = SCREEN_MARGIN,
+) -> list[float]:
+    """Median seconds per call of each ``(fn, args)``: one sample of every candidate in each of
+    ``rounds`` rounds, in a shuffled order each round, so that drift in the machine's speed
+    (frequency, a neighbour's load) hits every candidate alike instead of whichever was being
+    timed when it happened; the median drops the rounds a burst of noise slowed.
+    ``after_sample[i]()`` (when given) runs after each of candidate ``i``'s samples, untimed.
+    ``screen_rounds`` (successive halving's first cut): after that many rounds, a candidate
+    whose median is more than ``screen_margin`` above the fastest median is not sampled again
+    and keeps that median (None: every candidate runs every round)."""
+    counts = sample_counts(calls, sample_time, after_sample)
+    samples = interleaved_rounds(calls, counts, rounds, after_sample, screen_rounds, screen_margin)
     return [float(np.median(s)) for s in samples]
 
 

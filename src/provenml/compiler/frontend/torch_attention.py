@@ -171,39 +171,65 @@ def _check_mha(mod: nn.MultiheadAttention, where: str) -> None:
         raise UnsupportedOp("MultiheadAttention", where, "add_bias_kv / add_zero_attn")
 
 
+def _attend(
+    b: FxBuilder,
+    mod: nn.MultiheadAttention,
+    op: str,
+    where: str,
+    qkv: tuple[str, str, str],
+    batch_first: bool,
+    args: dict[str, Any],
+) -> tuple[str, str | None]:
+    """The call of ``nn.MultiheadAttention`` / ``F.multi_head_attention_forward``: ``qkv``
+    (batch-first or sequence-first, as ``batch_first`` says), ``args`` the call's
+    ``attn_mask``, ``key_padding_mask``, ``is_causal``, ``need_weights`` and
+    ``average_attn_weights`` (fx arguments); returns (output, weights or None), the weights
+    averaged over heads unless ``average_attn_weights`` is false."""
+    query, key, value = qkv
+    if len(b.shape(query)) != 3:
+        raise UnsupportedOp(op, where, "unbatched (2-d) inputs")
+    if not batch_first:
+        query, key, value = _batch_first(b, query, key, value)
+    batch = b.shape(query)[0]
+    mask = _mask(b, args["attn_mask"], mod.num_heads, batch, where)
+    causal = bool(b.val(args["is_causal"]))
+    padding = _key_padding(b, args["key_padding_mask"], batch, b.shape(key)[1], op, where)
+    if padding is not None:  # PyTorch then applies attn_mask as given (is_causal a hint)
+        mask, causal = _with_padding(b, mask, padding), False
+    y, probs = multi_head_attention(b, mod, query, key, value, None if causal else mask, causal)
+    if not batch_first:
+        y = _swap01(b, y)
+    if not b.val(args["need_weights"]):
+        return y, None
+    if b.val(args["average_attn_weights"]):
+        n, _, length, keys = b.shape(probs)
+        return y, b.emit(
+            "mean", [probs], {"dims": (1,), "keepdim": False}, meta_like([n, length, keys])
+        )
+    return y, probs
+
+
 def _mha_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> tuple[str, str | None]:
-    """``nn.MultiheadAttention(query, key, value, ...)``: (output, weights or None), the
-    weights averaged over heads unless ``average_attn_weights=False``."""
+    """``nn.MultiheadAttention(query, key, value, key_padding_mask, need_weights, attn_mask,
+    average_attn_weights, is_causal)``: (output, weights or None) (:func:`_attend`)."""
     mod = b.gm.get_submodule(str(node.target))
     assert isinstance(mod, nn.MultiheadAttention)
     _check_mha(mod, node.name)
     query, key, value = (
         b.tensor_arg(arg(node, i, name)) for i, name in enumerate(("query", "key", "value"))
     )
-    if len(b.shape(query)) != 3:
-        raise UnsupportedOp("MultiheadAttention", node.name, "unbatched (2-d) inputs")
-    if not mod.batch_first:
-        query, key, value = _batch_first(b, query, key, value)
-    batch = b.shape(query)[0]
-    mask = _mask(b, arg(node, 5, "attn_mask"), mod.num_heads, batch, node.name)
-    causal = bool(b.val(arg(node, 7, "is_causal", False)))
-    padding = _key_padding(
-        b, arg(node, 3, "key_padding_mask"), batch, b.shape(key)[1], "MultiheadAttention",
-        node.name,
-    )  # fmt: skip
-    if padding is not None:  # PyTorch then applies attn_mask as given (is_causal a hint)
-        mask, causal = _with_padding(b, mask, padding), False
-    y, probs = multi_head_attention(b, mod, query, key, value, None if causal else mask, causal)
-    if not mod.batch_first:
-        y = _swap01(b, y)
-    if not b.val(arg(node, 4, "need_weights", True)):
-        return y, None
-    if b.val(arg(node, 6, "average_attn_weights", True)):
-        n, _, length, keys = b.shape(probs)
-        return y, b.emit(
-            "mean", [probs], {"dims": (1,), "keepdim": False}, meta_like([n, length, keys])
-        )
-    return y, probs
+    args = {
+        name: arg(node, i, name, default)
+        for name, (i, default) in {
+            "key_padding_mask": (3, None),
+            "need_weights": (4, True),
+            "attn_mask": (5, None),
+            "average_attn_weights": (6, True),
+            "is_causal": (7, False),
+        }.items()
+    }
+    qkv = (query, key, value)
+    return _attend(b, mod, "MultiheadAttention", node.name, qkv, mod.batch_first, args)
 
 
 # F.multi_head_attention_forward's parameters, in order (its defaults: None / False below)
@@ -236,8 +262,8 @@ def _mha_function(b: FxBuilder, node: torch.fx.Node, out: Any) -> tuple[str, str
     """``F.multi_head_attention_forward(query, key, value, embed_dim, num_heads, ...)``
     called as a function (WavLM; ``nn.MultiheadAttention`` as ``torch.export`` traces it):
     the weights, known at compile time, are given to :func:`multi_head_attention` as the
-    module would hold them, and the call is lowered as :func:`_mha_module` lowers the
-    module's (sequence-first inputs, masks, weights)."""
+    module would hold them, and the call is lowered as the module's (:func:`_attend`;
+    sequence-first inputs)."""
     where = node.name
     a = {
         name: arg(node, i, name, MHA_FUNCTION_DEFAULTS.get(name))
@@ -262,28 +288,8 @@ def _mha_function(b: FxBuilder, node: torch.fx.Node, out: Any) -> tuple[str, str
         out_proj=SimpleNamespace(weight=weights["out_proj_weight"], bias=weights["out_proj_bias"]),
     )
     query, key, value = (b.tensor_arg(a[name]) for name in ("query", "key", "value"))
-    if len(b.shape(query)) != 3:
-        raise UnsupportedOp("multi_head_attention_forward", where, "unbatched (2-d) inputs")
-    query, key, value = _batch_first(b, query, key, value)
-    batch = b.shape(query)[0]
-    mask = _mask(b, a["attn_mask"], holder.num_heads, batch, where)
-    causal = bool(b.val(a["is_causal"]))
-    padding = _key_padding(
-        b, a["key_padding_mask"], batch, b.shape(key)[1], "multi_head_attention_forward", where
-    )
-    if padding is not None:
-        mask, causal = _with_padding(b, mask, padding), False
     mod = cast(nn.MultiheadAttention, holder)
-    y, probs = multi_head_attention(b, mod, query, key, value, None if causal else mask, causal)
-    y = _swap01(b, y)
-    if not b.val(a["need_weights"]):
-        return y, None
-    if b.val(a["average_attn_weights"]):
-        n, _, length, keys = b.shape(probs)
-        return y, b.emit(
-            "mean", [probs], {"dims": (1,), "keepdim": False}, meta_like([n, length, keys])
-        )
-    return y, probs
+    return _attend(b, mod, "multi_head_attention_forward", where, (query, key, value), False, a)
 
 
 def _activation(b: FxBuilder, layer: nn.TransformerEncoderLayer, x: str, where: str) -> str:

@@ -501,19 +501,20 @@ class FxBuilder:
             options = {name: self.val(arg(node, 4 + i, name, None)) for i, name in enumerate(names)}
         if options.get("dilation") not in (None, 1, (1, 1)):
             raise UnsupportedOp(op, node.name, "ceil_mode/dilation")
-        size = self.shape(self.tensor_arg(x))[2:]
+        xin = self.tensor_arg(x)
+        size = self.shape(xin)[2:]
         floor = [conv_output_size(n, *kps, 1) for n, *kps in zip(size, k, s, pad, strict=True)]
         if options.get("ceil_mode") and list(out.shape[2:]) != floor:
             # ceil_mode adds a last, partial window only where the windows do not fit evenly
             raise UnsupportedOp(op, node.name, "ceil_mode=True with a partial last window")
         if options.get("return_indices"):
             raise UnsupportedOp(op, node.name, "return_indices=True")
-        y = self.emit(op, [self.tensor_arg(x)], {"kernel": k, "stride": s, "padding": pad}, out)
+        y = self.emit(op, [xin], {"kernel": k, "stride": s, "padding": pad}, out)
         if op != "avg_pool2d":
             return y
         include = options.get("count_include_pad")
         rescale = avg_pool_rescale(
-            self.shape(self.tensor_arg(x))[2:],
+            size,
             k,
             s,
             pad,
@@ -973,51 +974,53 @@ def _baddbmm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return _scaled_product_plus(b, node, node.args[0], b.tensor_arg(b1), b.tensor_arg(b2), out)
 
 
-def _vector_norm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-    """``torch.linalg.vector_norm(x, ord, dim, keepdim)``, ``torch.norm`` / ``Tensor.norm``
-    (``p``; ``"fro"`` is 2) over ``dim`` (all dims when None): ord 2 as
-    ``sqrt(sum(x * x))`` (ConvNeXt V2's global response normalisation), 1 as ``sum(|x|)``,
-    inf as ``amax(|x|)``; other orders and a ``dtype=`` are refused by name."""
-    name = target_name(node, b.gm)
-    is_linalg = "vector_norm" in name
-    order = b.val(arg(node, 1, "ord" if is_linalg else "p", 2))
-    dim = b.val(arg(node, 2, "dim"))
-    keepdim = bool(b.val(arg(node, 3, "keepdim", False)))
-    if node.kwargs.get("dtype") is not None or order not in (2, 2.0, "fro", 1, 1.0, float("inf")):
-        raise UnsupportedOp(name, node.name, f"ord={order!r} or a dtype= (orders 1, 2, inf)")
-    x = b.tensor_arg(node.args[0])
-    shape = b.shape(x)
-    dims = tuple(range(len(shape))) if dim is None else (dim,) if isinstance(dim, int) else dim
-    attrs = {"dims": tuple(sorted(int(d) % len(shape) for d in dims)), "keepdim": keepdim}
-    like = meta_like(shape)
-    if order in (2, 2.0, "fro"):
-        total = b.emit("sum", [b.emit("mul", [x, x], {}, like)], attrs, out)
-        return b.emit("sqrt", [total], {}, out)
+NORM_ORDERS = (1, 1.0, 2, 2.0, float("inf"))
+
+
+def _norm(b: FxBuilder, x: str, order: Any, attrs: dict[str, Any], out: Any) -> str:
+    """The ``order`` norm of ``x`` over ``attrs["dims"]`` (1, 2 or inf, :data:`NORM_ORDERS`):
+    ``sqrt(sum(x * x))``, ``sum(|x|)`` or ``amax(|x|)``."""
+    like = meta_like(b.shape(x))
+    if order in (2, 2.0):
+        return b.emit(
+            "sqrt", [b.emit("sum", [b.emit("mul", [x, x], {}, like)], attrs, out)], {}, out
+        )
     magnitude = b.emit("abs", [x], {}, like)
     return b.emit("sum" if order in (1, 1.0) else "amax", [magnitude], attrs, out)
 
 
+def _vector_norm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.linalg.vector_norm(x, ord, dim, keepdim)``, ``torch.norm`` / ``Tensor.norm``
+    (``p``; ``"fro"`` is 2) over ``dim`` (all dims when None), by :func:`_norm` (ConvNeXt
+    V2's global response normalisation); other orders and a ``dtype=`` are refused by name."""
+    name = target_name(node, b.gm)
+    is_linalg = "vector_norm" in name
+    order = b.val(arg(node, 1, "ord" if is_linalg else "p", 2))
+    order = 2 if order == "fro" else order
+    dim = b.val(arg(node, 2, "dim"))
+    keepdim = bool(b.val(arg(node, 3, "keepdim", False)))
+    if node.kwargs.get("dtype") is not None or order not in NORM_ORDERS:
+        raise UnsupportedOp(name, node.name, f"ord={order!r} or a dtype= (orders 1, 2, inf)")
+    x = b.tensor_arg(node.args[0])
+    rank = len(b.shape(x))
+    dims = tuple(range(rank)) if dim is None else (dim,) if isinstance(dim, int) else dim
+    attrs = {"dims": tuple(sorted(int(d) % rank for d in dims)), "keepdim": keepdim}
+    return _norm(b, x, order, attrs, out)
+
+
 def _normalize(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-    """``F.normalize(x, p, dim, eps)``: ``x / max(||x||_p, eps)`` along ``dim``, the norm as
-    :func:`_vector_norm` computes it (orders 1, 2, inf)."""
+    """``F.normalize(x, p, dim, eps)``: ``x / max(||x||_p, eps)`` along ``dim``, the norm by
+    :func:`_norm` (orders 1, 2, inf)."""
     order = b.val(arg(node, 1, "p", 2.0))
     dim = b.val(arg(node, 2, "dim", 1))
     eps = b.val(arg(node, 3, "eps", 1e-12))
-    if order not in (2, 2.0, 1, 1.0, float("inf")) or node.kwargs.get("out") is not None:
+    if order not in NORM_ORDERS or node.kwargs.get("out") is not None:
         raise UnsupportedOp("normalize", node.name, f"p={order!r} (orders 1, 2, inf)")
     x = b.tensor_arg(node.args[0])
     shape = b.shape(x)
     dims = (int(dim) % len(shape),)
     kept = meta_like([1 if d in dims else n for d, n in enumerate(shape)])
-    like = meta_like(shape)
-    attrs = {"dims": dims, "keepdim": True}
-    if order in (2, 2.0):
-        norm = b.emit(
-            "sqrt", [b.emit("sum", [b.emit("mul", [x, x], {}, like)], attrs, kept)], {}, kept
-        )
-    else:
-        magnitude = b.emit("abs", [x], {}, like)
-        norm = b.emit("sum" if order in (1, 1.0) else "amax", [magnitude], attrs, kept)
+    norm = _norm(b, x, order, {"dims": dims, "keepdim": True}, kept)
     floor = b.emit("maximum", [norm, b.const(np.float32(eps))], {}, kept)
     return b.emit("div", [x, floor], {}, out)
 
