@@ -2,7 +2,9 @@
 (:mod:`provenml.compiler.ir`), every value with a static shape.
 
 :mod:`.torch_fx`: PyTorch modules through ``torch.fx`` (and the graphs ``torch.compile`` hands
-to a backend), with :mod:`.torch_attention` for PyTorch's attention modules; :mod:`.onnx`: ONNX
+to a backend), with :mod:`.torch_attention` for PyTorch's attention modules,
+:mod:`.torch_recurrent` for its RNNs and :mod:`.torch_more_ops` for ops composed from the IR's
+(flip, roll, tril, logsumexp, one_hot, pixel shuffle, GLU, Mish, PReLU, ...); :mod:`.onnx`: ONNX
 models (``onnx`` is imported only when it is used). Each frontend maps source ops to IR ops
 through an op -> handler table and raises :class:`UnsupportedOp` naming the op and the node it
 cannot map.
@@ -10,7 +12,21 @@ cannot map.
 
 from provenml.compiler.frontend.common import UnsupportedOp
 from provenml.compiler.frontend.torch_attention import ATTENTION_FUNCTIONS, ATTENTION_MODULES
-from provenml.compiler.frontend.torch_fx import BOOL_HANDLERS, FUNCTIONS, MODULES, trace
+from provenml.compiler.frontend.torch_fx import (
+    BOOL_HANDLERS,
+    FUNCTION_NAMES,
+    FUNCTIONS,
+    METHODS,
+    MODULES,
+    trace,
+)
+from provenml.compiler.frontend.torch_more_ops import (
+    MORE_FUNCTION_NAMES,
+    MORE_FUNCTIONS,
+    MORE_METHODS,
+    MORE_MODULES,
+    MOVES,
+)
 from provenml.compiler.frontend.torch_recurrent import RECURRENT_MODULES
 
 MODULES.update(ATTENTION_MODULES)  # nn.MultiheadAttention and the transformer encoder
@@ -18,5 +34,10 @@ MODULES.update(RECURRENT_MODULES)  # nn.GRU and nn.LSTM, unrolled
 FUNCTIONS.update(ATTENTION_FUNCTIONS)  # F.multi_head_attention_forward called as a function
 BOOL_HANDLERS.update(ATTENTION_MODULES.values())  # they take boolean (key padding) masks
 BOOL_HANDLERS.update(ATTENTION_FUNCTIONS.values())
+FUNCTIONS.update(MORE_FUNCTIONS)  # flip, roll, tril / triu, logsumexp, one_hot, ... (stop 59)
+FUNCTION_NAMES.update(MORE_FUNCTION_NAMES)
+METHODS.update(MORE_METHODS)
+MODULES.update(MORE_MODULES)
+BOOL_HANDLERS.update(MOVES)  # flip and roll move a mask's elements
 
 __all__ = ["UnsupportedOp", "trace"]

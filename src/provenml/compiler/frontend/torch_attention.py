@@ -19,7 +19,7 @@ Registered into :data:`~provenml.compiler.frontend.torch_fx.MODULES` by the pack
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -393,10 +393,192 @@ def _encoder_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> str:
     return x if layers[0].self_attn.batch_first else _swap01(b, x)
 
 
+class _AttentionMasks(NamedTuple):
+    """One attention's additive mask (or None) and causal flag, batch-first shapes."""
+
+    mask: str | None
+    causal: bool
+
+
+def _masks(
+    b: FxBuilder,
+    node: torch.fx.Node,
+    args: tuple[Any, Any, Any],
+    heads: int,
+    batch: int,
+    keys: int,
+) -> _AttentionMasks:
+    """``(attn_mask, key_padding_mask, is_causal)`` fx arguments of one attention as the
+    module passes them on: with a padding mask the two are merged and ``is_causal`` is only a
+    hint; with ``is_causal`` true and no padding, the attention is causal (the mask, which
+    PyTorch requires beside it, is then not read); ``is_causal`` None (a decoder's default:
+    PyTorch checks whether the mask is the causal one) reads the mask as given."""
+    op = type(b.gm.get_submodule(str(node.target))).__name__
+    mask_arg, padding_arg, causal_arg = args
+    padding = _key_padding(b, padding_arg, batch, keys, op, node.name)
+    if padding is not None:
+        merged = _with_padding(b, _mask(b, mask_arg, heads, batch, node.name), padding)
+        return _AttentionMasks(merged, False)
+    if bool(b.val(causal_arg)):
+        return _AttentionMasks(None, True)
+    return _AttentionMasks(_mask(b, mask_arg, heads, batch, node.name), False)
+
+
+def decoder_layer(
+    b: FxBuilder,
+    layer: nn.TransformerDecoderLayer,
+    x: str,
+    memory: str,
+    masks: tuple[_AttentionMasks, _AttentionMasks],
+    where: str,
+) -> str:
+    """One ``nn.TransformerDecoderLayer`` (Vaswani et al. 2017, Sec. 3.1: self-attention,
+    attention over the encoder's output ``memory``, feed-forward, each in a residual with a
+    layer norm, before or after as ``norm_first`` says) on batch-first IR values."""
+    _check_mha(layer.self_attn, where)
+    _check_mha(layer.multihead_attn, where)
+    own, cross = masks
+
+    def self_attention(h: str) -> str:
+        return multi_head_attention(b, layer.self_attn, h, h, h, own.mask, own.causal)[0]
+
+    def memory_attention(h: str) -> str:
+        mha = layer.multihead_attn
+        return multi_head_attention(b, mha, h, memory, memory, cross.mask, cross.causal)[0]
+
+    def feed_forward(h: str) -> str:
+        hidden = _linear(b, h, layer.linear1.weight, layer.linear1.bias)
+        inner = _activation(b, layer, hidden, where)  # type: ignore[arg-type]
+        return _linear(b, inner, layer.linear2.weight, layer.linear2.bias)
+
+    def add(u: str, v: str) -> str:
+        return b.emit("add", [u, v], {}, meta_like(b.shape(u)))
+
+    blocks = (
+        (self_attention, layer.norm1),
+        (memory_attention, layer.norm2),
+        (feed_forward, layer.norm3),
+    )
+    for block, norm in blocks:
+        if layer.norm_first:
+            x = add(x, block(_layer_norm(b, norm, x)))
+        else:
+            x = _layer_norm(b, norm, add(x, block(x)))
+    return x
+
+
+def _decode(
+    b: FxBuilder,
+    node: torch.fx.Node,
+    layers: list[nn.TransformerDecoderLayer],
+    tgt: str,
+    memory: str,
+    args: dict[str, Any],
+) -> str:
+    """``layers`` on ``tgt`` (and ``memory``) as the modules lay them out, ``args`` the
+    decoder's mask arguments (fx); the result in the input's layout."""
+    where = node.name
+    first = layers[0]
+    if len(b.shape(tgt)) != 3 or len(b.shape(memory)) != 3:
+        raise UnsupportedOp(type(first).__name__, where, "unbatched (2-d) inputs")
+    if not first.self_attn.batch_first:
+        tgt, memory = _swap01(b, tgt), _swap01(b, memory)
+    batch, length, keys = b.shape(tgt)[0], b.shape(tgt)[1], b.shape(memory)[1]
+    heads = first.self_attn.num_heads
+    own = _masks(
+        b, node, (args["tgt_mask"], args["tgt_key_padding_mask"], args["tgt_is_causal"]),
+        heads, batch, length,
+    )  # fmt: skip
+    cross = _masks(
+        b, node,
+        (args["memory_mask"], args["memory_key_padding_mask"], args["memory_is_causal"]),
+        first.multihead_attn.num_heads, batch, keys,
+    )  # fmt: skip
+    for layer in layers:
+        tgt = decoder_layer(b, layer, tgt, memory, (own, cross), where)
+    return tgt
+
+
+DECODER_ARGS = (
+    "tgt", "memory", "tgt_mask", "memory_mask", "tgt_key_padding_mask",
+    "memory_key_padding_mask", "tgt_is_causal", "memory_is_causal",
+)  # fmt: skip
+
+
+def _decoder_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> str:
+    """``nn.TransformerDecoderLayer`` / ``nn.TransformerDecoder`` (its layers in turn, then
+    its final norm if it has one) on ``(tgt, memory)`` and their masks."""
+    module = b.gm.get_submodule(str(node.target))
+    args = {name: arg(node, i, name) for i, name in enumerate(DECODER_ARGS)}
+    tgt, memory = b.tensor_arg(args["tgt"]), b.tensor_arg(args["memory"])
+    if isinstance(module, nn.TransformerDecoderLayer):
+        layers, norm = [module], None
+    else:
+        assert isinstance(module, nn.TransformerDecoder)
+        layers, norm = list(module.layers), module.norm
+    y = _decode(b, node, layers, tgt, memory, args)
+    if norm is not None:
+        if not isinstance(norm, nn.LayerNorm):
+            raise UnsupportedOp(type(module).__name__, node.name, f"norm {norm!r}")
+        y = _layer_norm(b, norm, y)
+    return y if layers[0].self_attn.batch_first else _swap01(b, y)
+
+
+TRANSFORMER_ARGS = (
+    "src", "tgt", "src_mask", "tgt_mask", "memory_mask", "src_key_padding_mask",
+    "tgt_key_padding_mask", "memory_key_padding_mask", "src_is_causal", "tgt_is_causal",
+    "memory_is_causal",
+)  # fmt: skip
+
+
+def _transformer_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> str:
+    """``nn.Transformer(src, tgt, ...)``: its encoder on ``src`` (layers, final norm), then its
+    decoder on ``tgt`` over that memory. A source padding mask with the encoder's
+    nested-tensor fast path is refused, as for ``nn.TransformerEncoder``."""
+    model = b.gm.get_submodule(str(node.target))
+    assert isinstance(model, nn.Transformer)
+    a = {name: arg(node, i, name) for i, name in enumerate(TRANSFORMER_ARGS)}
+    encoder, decoder = model.encoder, model.decoder
+    if not isinstance(encoder, nn.TransformerEncoder) or not isinstance(
+        decoder, nn.TransformerDecoder
+    ):
+        raise UnsupportedOp("Transformer", node.name, "a custom encoder or decoder")
+    if a["src_key_padding_mask"] is not None and getattr(encoder, "use_nested_tensor", False):
+        raise UnsupportedOp(
+            "Transformer", node.name,
+            "src_key_padding_mask with the encoder's nested-tensor fast path (it zeroes "
+            "padded outputs depending on the mask's values)",
+        )  # fmt: skip
+    enc_layers = list(encoder.layers)
+    src, tgt = b.tensor_arg(a["src"]), b.tensor_arg(a["tgt"])
+    if len(b.shape(src)) != 3:
+        raise UnsupportedOp("Transformer", node.name, "unbatched (2-d) inputs")
+    batch_first = enc_layers[0].self_attn.batch_first
+    x = src if batch_first else _swap01(b, src)
+    batch, length = b.shape(x)[0], b.shape(x)[1]
+    own = _masks(
+        b, node, (a["src_mask"], a["src_key_padding_mask"], a["src_is_causal"]),
+        enc_layers[0].self_attn.num_heads, batch, length,
+    )  # fmt: skip
+    for layer in enc_layers:
+        x = encoder_layer(b, layer, x, own.mask, own.causal, node.name)
+    if encoder.norm is not None:
+        x = _layer_norm(b, encoder.norm, x)
+    memory = x if batch_first else _swap01(b, x)  # _decode takes the module's layout
+    dec_args = {name: a.get(name) for name in DECODER_ARGS}
+    y = _decode(b, node, list(decoder.layers), tgt, memory, dec_args)
+    if decoder.norm is not None:
+        y = _layer_norm(b, decoder.norm, y)
+    return y if batch_first else _swap01(b, y)
+
+
 ATTENTION_MODULES: dict[type, Handler] = {
     nn.MultiheadAttention: _mha_module,  # type: ignore[dict-item]
     nn.TransformerEncoderLayer: _encoder_layer_module,
     nn.TransformerEncoder: _encoder_module,
+    nn.TransformerDecoderLayer: _decoder_module,
+    nn.TransformerDecoder: _decoder_module,
+    nn.Transformer: _transformer_module,
 }
 ATTENTION_FUNCTIONS: dict[Any, Handler] = {
     F.multi_head_attention_forward: _mha_function,  # type: ignore[dict-item]
@@ -430,12 +612,21 @@ class _WrappedEncoder(nn.Module):
         return self.inner(src)
 
 
+class _WrappedPair(_WrappedEncoder):
+    """A decoder ``(tgt, memory)`` or ``nn.Transformer`` ``(src, tgt)``."""
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor) -> Any:  # type: ignore[override]
+        return self.inner(first, second)
+
+
 def as_traceable(model: nn.Module) -> nn.Module:
     """``model`` itself, or, where it is one of :data:`LEAF_ROOTS`, a module that calls it with
     its tensor inputs (query, key, value; or src), so that ``torch.fx.symbolic_trace`` records
     one call of it instead of tracing its forward."""
     if isinstance(model, nn.MultiheadAttention):
         return _WrappedAttention(model)
+    if isinstance(model, (nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer)):
+        return _WrappedPair(model)
     if isinstance(model, LEAF_ROOTS):
         return _WrappedEncoder(model)
     if isinstance(model, (nn.GRU, nn.LSTM)):  # (x); the outputs come back flattened

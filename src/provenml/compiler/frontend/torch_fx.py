@@ -526,11 +526,31 @@ class FxBuilder:
     def adaptive(
         self, x: Any, size: Any, out: torch.Tensor, op: str = "mean", indices: Any = False
     ) -> str:
-        """Adaptive average (``op="mean"``) or max (``"amax"``) pooling to 1x1."""
-        if pair(size) != (1, 1) or indices:
-            name = "adaptive_avg_pool2d" if op == "mean" else "adaptive_max_pool2d"
-            raise UnsupportedOp(name, self.current, "output size other than 1")
-        return self.emit(op, [self.tensor_arg(x)], {"dims": (2, 3), "keepdim": True}, out)
+        """Adaptive average (``op="mean"``) or max (``"amax"``) pooling: to 1x1 a reduction
+        over the spatial dims; to a size that divides the input's (since stop 59) the same
+        windows as PyTorch's (``k = H / h`` rows each), the input split ``(N, C, h, k, w, l)``,
+        permuted to ``(N, C, h, w, k, l)`` and reduced over the last two. Other sizes
+        (overlapping windows) are refused."""
+        name = "adaptive_avg_pool2d" if op == "mean" else "adaptive_max_pool2d"
+        if indices:
+            raise UnsupportedOp(name, self.current, "return_indices")
+        xin = self.tensor_arg(x)
+        *lead, height, width = self.shape(xin)
+        wanted = size if isinstance(size, (tuple, list)) else (size, size)
+        rows, cols = (
+            full if s is None else int(s) for s, full in zip(wanted, (height, width), strict=True)
+        )
+        if (rows, cols) == (1, 1):
+            spatial = (len(lead), len(lead) + 1)
+            return self.emit(op, [xin], {"dims": spatial, "keepdim": True}, out)
+        if height % rows or width % cols:
+            why = f"output size {(rows, cols)} that does not divide {(height, width)}"
+            raise UnsupportedOp(name, self.current, why)
+        k, j, n = height // rows, width // cols, len(lead)  # window rows, columns; lead dims
+        grid = self.reshape(xin, meta_like((*lead, rows, k, cols, j)))
+        perm = (*range(n), n, n + 2, n + 1, n + 3)  # the window's dims last, adjacent
+        windows = self.emit("permute", [grid], {"perm": perm}, meta_like((*lead, rows, cols, k, j)))
+        return self.emit(op, [windows], {"dims": (n + 2, n + 3), "keepdim": False}, out)
 
     def conv1d(
         self,
@@ -1124,9 +1144,11 @@ def _bounded(b: FxBuilder, node: torch.fx.Node, low: Any, high: Any, out: torch.
     x = b.tensor_arg(node.args[0])
     if not b.is_tensor(low) and not b.is_tensor(high):
         low, high = b.val(low), b.val(high)
-        if low == 0 and high == 6:
+        # a bound may be a tensor known at compile time (made in forward): no shortcut then
+        scalars = not isinstance(low, torch.Tensor) and not isinstance(high, torch.Tensor)
+        if scalars and low == 0 and high == 6:
             return b.emit("relu6", [x], {}, out)
-        if low == 0 and high is None:
+        if scalars and low == 0 and high is None:
             return b.emit("relu", [x], {}, out)
     if low is None and high is None:
         raise UnsupportedOp(target_name(node, b.gm), node.name, "no bound given")
@@ -1191,11 +1213,21 @@ def _softplus(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 def _softplus_op(
     b: FxBuilder, node: torch.fx.Node, beta: Any, threshold: Any, out: torch.Tensor
 ) -> str:
-    if beta != 1 or threshold != 20:
-        raise UnsupportedOp(
-            target_name(node, b.gm), node.name, f"beta={beta}, threshold={threshold}"
-        )
-    return b.emit("softplus", [b.tensor_arg(node.args[0])], {}, out)
+    """``softplus(x; beta, threshold)``: ``log(1 + exp(beta x)) / beta``, and ``x`` itself
+    where ``beta x > threshold`` (PyTorch's definition). The IR's ``softplus`` is the
+    ``beta = 1, threshold = 20`` case; the others (since stop 59) scale around it and
+    select."""
+    x = b.tensor_arg(node.args[0])
+    if isinstance(beta, torch.fx.Node) or isinstance(threshold, torch.fx.Node):
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "beta or threshold at run time")
+    if beta == 1 and threshold == 20:
+        return b.emit("softplus", [x], {}, out)
+    like = meta_like(b.shape(x))
+    scaled = b.emit("mul", [x, b.const(np.float32(beta))], {}, like)
+    smooth = b.emit("softplus", [scaled], {}, like)
+    smooth = b.emit("div", [smooth, b.const(np.float32(beta))], {}, like)
+    linear = b.emit("gt", [scaled, b.const(np.float32(threshold))], {}, like)
+    return _select(b, linear, x, smooth, out)
 
 
 def _conv2d(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -1680,38 +1712,50 @@ def _amax(op: str) -> Handler:
     return handle
 
 
-def _variance(take_root: bool) -> Handler:
-    """``var`` / ``std`` (``unbiased`` or ``correction``, ``dim``, ``keepdim``) as
-    ``sum((x - mean(x))^2) / (n - correction)`` (and its square root)."""
-
-    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-        x = b.tensor_arg(node.args[0])
-        shape = b.shape(x)
-        dim = b.val(arg(node, 1, "dim"))
-        if len(node.args) > 2 or isinstance(dim, bool):  # var(x, unbiased) / (x, dim, unbiased)
-            raise UnsupportedOp(
-                target_name(node, b.gm), node.name, "unbiased / keepdim given by position"
-            )
-        correction = b.val(node.kwargs.get("correction"))
-        if correction is None:
-            correction = 1 if b.val(node.kwargs.get("unbiased", True)) else 0
-        keepdim = bool(b.val(node.kwargs.get("keepdim", False)))
-        if dim is None:
-            dim = tuple(range(len(shape)))
-        dims = tuple(
-            sorted(int(d) % len(shape) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
+def _moments(
+    b: FxBuilder, node: torch.fx.Node, out: torch.Tensor, take_root: bool
+) -> tuple[str, str]:
+    """``var`` / ``std`` of a call (``unbiased`` or ``correction``, ``dim``, ``keepdim``) as
+    ``sum((x - mean(x))^2) / (n - correction)`` (and its square root), with the mean it
+    centred on (dims kept)."""
+    x = b.tensor_arg(node.args[0])
+    shape = b.shape(x)
+    dim = b.val(arg(node, 1, "dim"))
+    if len(node.args) > 2 or isinstance(dim, bool):  # var(x, unbiased) / (x, dim, unbiased)
+        raise UnsupportedOp(
+            target_name(node, b.gm), node.name, "unbiased / keepdim given by position"
         )
-        denominator = int(np.prod([shape[d] for d in dims])) - float(correction)
-        kept = meta_like([1 if d in dims else n for d, n in enumerate(shape)])
-        like = meta_like(shape)
-        mean = b.emit("mean", [x], {"dims": dims, "keepdim": True}, kept)
-        centred = b.emit("sub", [x, mean], {}, like)
-        square = b.emit("mul", [centred, centred], {}, like)
-        total = b.emit("sum", [square], {"dims": dims, "keepdim": keepdim}, out)
-        # n - correction <= 0: inf (0 * inf = nan for a constant input), as PyTorch gives
-        scale = b.const(np.float32(1.0 / denominator if denominator > 0 else np.inf))
-        var = b.emit("mul", [total, scale], {}, out)
-        return b.emit("sqrt", [var], {}, out) if take_root else var
+    correction = b.val(node.kwargs.get("correction"))
+    if correction is None:
+        correction = 1 if b.val(node.kwargs.get("unbiased", True)) else 0
+    keepdim = bool(b.val(node.kwargs.get("keepdim", False)))
+    if dim is None:
+        dim = tuple(range(len(shape)))
+    dims = tuple(
+        sorted(int(d) % len(shape) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
+    )
+    denominator = int(np.prod([shape[d] for d in dims])) - float(correction)
+    kept = meta_like([1 if d in dims else n for d, n in enumerate(shape)])
+    like = meta_like(shape)
+    mean = b.emit("mean", [x], {"dims": dims, "keepdim": True}, kept)
+    centred = b.emit("sub", [x, mean], {}, like)
+    square = b.emit("mul", [centred, centred], {}, like)
+    total = b.emit("sum", [square], {"dims": dims, "keepdim": keepdim}, out)
+    # n - correction <= 0: inf (0 * inf = nan for a constant input), as PyTorch gives
+    scale = b.const(np.float32(1.0 / denominator if denominator > 0 else np.inf))
+    var = b.emit("mul", [total, scale], {}, out)
+    return (b.emit("sqrt", [var], {}, out) if take_root else var), mean
+
+
+def _variance(take_root: bool, with_mean: bool = False) -> Handler:
+    """``var`` / ``std`` (:func:`_moments`); ``with_mean``: ``var_mean`` / ``std_mean``, the
+    pair (that, the mean)."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
+        if not with_mean:
+            return _moments(b, node, out, take_root)[0]
+        spread, mean = _moments(b, node, out[0], take_root)
+        return spread, b.reshape(mean, out[1]) if b.shape(mean) != tuple(out[1].shape) else mean
 
     return handle
 
@@ -2059,6 +2103,8 @@ FUNCTIONS: dict[Any, Handler] = {
     torch.min: _extremum("min"),
     torch.var: _variance(take_root=False),
     torch.std: _variance(take_root=True),
+    torch.var_mean: _variance(take_root=False, with_mean=True),
+    torch.std_mean: _variance(take_root=True, with_mean=True),
     getattr: _getattr,
     operator.getitem: _getitem,
 }

@@ -1,0 +1,465 @@
+"""More of PyTorch's ops for the torch frontend, each composed from IR ops that already exist
+(no new kernel): what a probe of common layers and functions found refused at stop 59.
+
+* **Rearrangements** (exact copies): ``flip`` and ``roll`` as a row gather (the IR's
+  ``embedding``) by constant positions, rows as wide as the dims after the last one moved;
+  ``pixel_shuffle`` / ``pixel_unshuffle`` (Shi et al. 2016, ESPCN) as reshape, permute,
+  reshape.
+* **Masks**: ``tril`` / ``triu`` (``keep_where`` by a constant triangle); ``F.one_hot`` (int64
+  ids compared with the classes' ``arange``).
+* **Activations**: ``mish`` (Misra 2019: ``x tanh(softplus(x))``), ``glu`` (Dauphin et al.
+  2017: ``a sigmoid(b)`` of the two halves), ``prelu`` (He et al. 2015: ``x`` where ``x > 0``,
+  else ``w x``, ``w`` per channel of dim 1); ``softplus`` at any ``beta`` / ``threshold`` is
+  in :func:`~.torch_fx._softplus_op`.
+* **Reductions**: ``logsumexp`` (``m + log(sum(exp(x - m)))``, ``m`` the max, for finite
+  inputs), ``var_mean`` / ``std_mean``, ``F.cosine_similarity`` (each side divided by its norm
+  clamped to ``eps``, then the dot product), ``torch.linalg.matrix_norm`` / ``linalg.norm``
+  (Frobenius and the vector orders of :data:`~.torch_fx.NORM_ORDERS`).
+* **Layers**: ``F.instance_norm`` (the input's statistics: a group norm with a group per
+  channel; running statistics: a batch norm), ``nn.EmbeddingBag`` / ``F.embedding_bag``
+  (a 2-D batch of bags, sum / mean / max: a gather then a reduction over the bag),
+  ``nn.Bilinear`` / ``F.bilinear`` (``y_o = x1^T A_o x2 + b_o`` as one product by ``A``
+  reshaped, a multiply by ``x2`` and a sum).
+
+What these cannot map (a ``num_classes`` left to the data, per-bag offsets, an int64 operand
+where the IR computes in floats, ...) is refused by name, as everywhere in the frontend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+
+from provenml.compiler.frontend.common import UnsupportedOp
+from provenml.compiler.frontend.torch_fx import (
+    NORM_ORDERS,
+    FxBuilder,
+    Handler,
+    _group_norm_op,
+    _module,
+    _norm,
+    _select,
+    arg,
+    meta_like,
+    target_name,
+)
+
+__all__ = ["MORE_FUNCTIONS", "MORE_FUNCTION_NAMES", "MORE_METHODS", "MORE_MODULES", "MOVES"]
+
+
+def _dims(value: Any, rank: int) -> tuple[int, ...]:
+    """One dim or a sequence of them, made non-negative."""
+    dims = (value,) if isinstance(value, int) else tuple(value)
+    return tuple(int(d) % rank for d in dims)
+
+
+def _dtype(b: FxBuilder, x: str) -> torch.dtype:
+    return torch.int64 if b.g.values[x].dtype == "int64" else torch.float32
+
+
+# -- rearrangements ------------------------------------------------------------------------------
+def rearranged(b: FxBuilder, x: str, positions: np.ndarray, out: Any) -> str:
+    """``x`` with its leading dims rearranged: ``positions`` (an array over those dims) holds,
+    at each place of the result, the flat index of the leading-dims row of ``x`` it takes; the
+    trailing dims move whole. One row gather (``embedding``) by a constant; an int64 ``x``
+    gathers integers, a boolean one stays boolean."""
+    shape = b.shape(x)
+    lead = positions.ndim
+    width = int(np.prod(shape[lead:], dtype=np.int64))
+    dtype = _dtype(b, x)
+    table = b.reshape(x, meta_like((int(np.prod(shape[:lead], dtype=np.int64)), width), dtype))
+    rows = b.g.add_const(np.ascontiguousarray(positions, dtype=np.int64), "rows")
+    gathered = b.emit("embedding", [table, rows], {}, meta_like([*positions.shape, width], dtype))
+    result = b.reshape(gathered, meta_like(shape, dtype))
+    if x in b.bools:
+        b.bools.add(result)
+    return result
+
+
+def _flip(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.flip(x, dims)`` / ``x.flip(dims)`` (``x.flip(0, 1)`` too): the elements in
+    reverse order along each of ``dims``."""
+    x = b.tensor_arg(node.args[0])
+    rest = node.args[1:] or (node.kwargs.get("dims"),)
+    spec = b.val(rest[0] if len(rest) == 1 else rest)
+    shape = b.shape(x)
+    dims = _dims(spec, len(shape))
+    if not dims:
+        return x
+    lead = max(dims) + 1
+    positions = np.flip(np.arange(int(np.prod(shape[:lead]))).reshape(shape[:lead]), dims)
+    return rearranged(b, x, positions, out)
+
+
+def _roll(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.roll(x, shifts, dims)``: each element ``shift`` places on along its dim,
+    wrapping round (``dims`` None: along the flattened tensor, the shape kept)."""
+    x = b.tensor_arg(node.args[0])
+    shifts = b.val(arg(node, 1, "shifts"))
+    dims = b.val(arg(node, 2, "dims"))
+    shape = b.shape(x)
+    if dims is None or dims == ():
+        size = int(np.prod(shape, dtype=np.int64))
+        flat = b.reshape(x, meta_like([size], _dtype(b, x)))
+        shift = int(shifts if isinstance(shifts, int) else shifts[0])
+        rolled = rearranged(b, flat, np.roll(np.arange(size), shift), out)
+        return b.reshape(rolled, meta_like(shape, _dtype(b, x)))
+    dims_t = _dims(dims, len(shape))
+    shifts_t = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+    if len(shifts_t) != len(dims_t):
+        raise UnsupportedOp("roll", node.name, "shifts and dims of different lengths")
+    lead = max(dims_t) + 1
+    positions = np.arange(int(np.prod(shape[:lead]))).reshape(shape[:lead])
+    positions = np.roll(positions, [int(s) for s in shifts_t], dims_t)
+    return rearranged(b, x, positions, out)
+
+
+def _pixel_shuffle(inverse: bool) -> Handler:
+    """``F.pixel_shuffle(x, r)`` / ``nn.PixelShuffle`` ``(*, C r^2, H, W) -> (*, C, H r, W r)``
+    and its inverse ``pixel_unshuffle``: a reshape that splits the factor out, a permute that
+    interleaves it with the spatial dims, a reshape that merges them (exact)."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        if node.op == "call_module":
+            mod = _module(node, b)
+            r = int(mod.upscale_factor if not inverse else mod.downscale_factor)
+        else:
+            r = int(b.val(arg(node, 1, "downscale_factor" if inverse else "upscale_factor")))
+        x = b.tensor_arg(node.args[0])
+        *lead, c, h, w = b.shape(x)
+        n = int(np.prod(lead, dtype=np.int64))
+        if inverse:  # (n, c, h / r, r, w / r, r) -> (n, c, r, r, h / r, w / r)
+            split = (n, c, h // r, r, w // r, r)
+            perm = (0, 1, 3, 5, 2, 4)
+        else:  # (n, c / r^2, r, r, h, w) -> (n, c / r^2, h, r, w, r)
+            split = (n, c // (r * r), r, r, h, w)
+            perm = (0, 1, 4, 2, 5, 3)
+        grid = b.reshape(x, meta_like(split))
+        moved = b.emit("permute", [grid], {"perm": perm}, meta_like([split[p] for p in perm]))
+        return b.reshape(moved, out)
+
+    return handle
+
+
+# -- masks ---------------------------------------------------------------------------------------
+def _triangle(upper: bool) -> Handler:
+    """``torch.tril(x, diagonal)`` / ``triu`` (and the methods): ``x`` kept on and below (above)
+    the ``diagonal``-th diagonal of its last two dims, zeros elsewhere, by ``keep_where`` with
+    a constant triangle. Float tensors only (the IR's select computes in floats)."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        x = b.tensor_arg(node.args[0])
+        name = target_name(node, b.gm)
+        if b.g.values[x].dtype == "int64" or x in b.bools:
+            raise UnsupportedOp(name, node.name, "an integer or boolean tensor (float only)")
+        k = int(b.val(arg(node, 1, "diagonal", 0)))
+        rows, cols = b.shape(x)[-2:]
+        ones = np.ones((rows, cols), np.float32)
+        keep = np.triu(ones, k) if upper else np.tril(ones, k)
+        return b.emit("keep_where", [b.const(keep, "triangle"), x], {}, out)
+
+    return handle
+
+
+def _one_hot(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.one_hot(ids, num_classes)``: ``ids[..., None] == arange(num_classes)`` as int64
+    (0 / 1). ``num_classes=-1`` (the width read from the data) is refused: the compiled
+    shape would be the example's."""
+    classes = int(b.val(arg(node, 1, "num_classes", -1)))
+    if classes < 0:
+        raise UnsupportedOp(
+            "one_hot", node.name, "num_classes=-1 (the width depends on the data; give it)"
+        )
+    ids = b.tensor_arg(node.args[0])
+    if b.g.values[ids].dtype != "int64":
+        raise UnsupportedOp("one_hot", node.name, "ids that are not an integer tensor")
+    shape = b.shape(ids)
+    column = b.reshape(ids, meta_like([*shape, 1], torch.int64))
+    classes_row = b.g.add_const(np.arange(classes, dtype=np.int64), "classes")
+    hits = b.emit("eq", [column, classes_row], {}, meta_like(out.shape))
+    return b.emit("to_int", [hits], {}, out)
+
+
+# -- activations ---------------------------------------------------------------------------------
+def _mish(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.mish`` / ``nn.Mish`` (Misra 2019, eq. 1): ``x tanh(softplus(x))``."""
+    x = b.tensor_arg(node.args[0])
+    like = meta_like(b.shape(x))
+    smooth = b.emit("tanh", [b.emit("softplus", [x], {}, like)], {}, like)
+    return b.emit("mul", [x, smooth], {}, out)
+
+
+def _glu(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.glu(x, dim)`` / ``nn.GLU`` (Dauphin et al. 2017, eq. 1): the first half of ``x``
+    along ``dim`` times the sigmoid of the second."""
+    dim = _module(node, b).dim if node.op == "call_module" else b.val(arg(node, 1, "dim", -1))
+    x = b.tensor_arg(node.args[0])
+    shape = b.shape(x)
+    d = int(dim) % len(shape)
+    half = shape[d] // 2
+    halves = [
+        b.emit("slice", [x], {"dim": d, "start": s, "stop": s + half, "step": 1}, out)
+        for s in (0, half)
+    ]
+    gate = b.emit("sigmoid", [halves[1]], {}, out)
+    return b.emit("mul", [halves[0], gate], {}, out)
+
+
+def _prelu(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.prelu(x, w)`` / ``nn.PReLU`` (He et al. 2015, eq. 1): ``x`` where ``x > 0``, else
+    ``w x``, ``w`` one slope or one per channel (dim 1). Selected, not ``relu(x) + w min(x,
+    0)``, so NaNs and signed zeros come out as PyTorch's."""
+    x = b.tensor_arg(node.args[0])
+    if node.op == "call_module":
+        weight = b.const(_module(node, b).weight, "slope")
+    else:
+        weight = b.tensor_arg(arg(node, 1, "weight"))
+    shape = b.shape(x)
+    count = int(np.prod(b.shape(weight), dtype=np.int64))
+    if count > 1:  # one slope per channel, broadcast along dim 1
+        if len(shape) < 2 or shape[1] != count:
+            raise UnsupportedOp(
+                target_name(node, b.gm), node.name, f"{count} slopes for input {tuple(shape)}"
+            )
+        weight = b.reshape(weight, meta_like([count] + [1] * (len(shape) - 2)))
+    like = meta_like(shape)
+    scaled = b.emit("mul", [x, weight], {}, like)
+    positive = b.emit("gt", [x, b.const(np.float32(0.0))], {}, like)
+    return _select(b, positive, x, scaled, out)
+
+
+# -- reductions ----------------------------------------------------------------------------------
+def _logsumexp(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.logsumexp(x, dim, keepdim)``: ``m + log(sum(exp(x - m)))`` over ``dim``, ``m``
+    the max there (the shift keeps ``exp`` from overflowing). Finite inputs: the kernels are
+    built with ``-ffast-math``, so an all ``-inf`` slice is not PyTorch's ``-inf``."""
+    x = b.tensor_arg(node.args[0])
+    shape = b.shape(x)
+    dims = tuple(sorted(_dims(b.val(arg(node, 1, "dim")), len(shape))))
+    keepdim = bool(b.val(arg(node, 2, "keepdim", False)))
+    kept = meta_like([1 if d in dims else n for d, n in enumerate(shape)])
+    peak = b.emit("amax", [x], {"dims": dims, "keepdim": True}, kept)
+    shifted = b.emit("exp", [b.emit("sub", [x, peak], {}, meta_like(shape))], {}, meta_like(shape))
+    total = b.emit("sum", [shifted], {"dims": dims, "keepdim": keepdim}, out)
+    peak_out = peak if keepdim else b.reshape(peak, out)
+    return b.emit("add", [b.emit("log", [total], {}, out), peak_out], {}, out)
+
+
+def _cosine_similarity(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.cosine_similarity(x1, x2, dim, eps)`` / ``nn.CosineSimilarity``: ``sum(x1 / max(
+    ||x1||, eps) * x2 / max(||x2||, eps))`` along ``dim``, the inputs broadcast together."""
+    if node.op == "call_module":
+        mod = _module(node, b)
+        dim, eps = mod.dim, mod.eps
+    else:
+        dim, eps = b.val(arg(node, 2, "dim", 1)), b.val(arg(node, 3, "eps", 1e-8))
+    x1, x2 = b.tensor_arg(node.args[0]), b.tensor_arg(arg(node, 1, "x2"))
+    shape = tuple(np.broadcast_shapes(b.shape(x1), b.shape(x2)))
+    d = int(dim) % len(shape)
+    units = []
+    for x in (x1, x2):
+        own = b.shape(x)
+        if len(own) < len(shape):
+            own = (1,) * (len(shape) - len(own)) + tuple(own)
+            x = b.reshape(x, meta_like(own))
+        kept = meta_like([1 if k == d else n for k, n in enumerate(own)])
+        norm = _norm(b, x, 2, {"dims": (d,), "keepdim": True}, kept)
+        floor = b.emit("maximum", [norm, b.const(np.float32(eps))], {}, kept)
+        units.append(b.emit("div", [x, floor], {}, meta_like(own)))
+    product = b.emit("mul", units, {}, meta_like(shape))
+    return b.emit("sum", [product], {"dims": (d,), "keepdim": False}, out)
+
+
+def _linalg_norm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.linalg.matrix_norm(A, "fro", dim)`` and ``torch.linalg.norm(x, ord, dim)``:
+    the Frobenius norm (``ord`` "fro", or None over two dims or all) and, over one dim, the
+    vector orders 1, 2 and inf (:func:`~.torch_fx._norm`); spectral and nuclear norms are
+    refused by name."""
+    name = target_name(node, b.gm)
+    x = b.tensor_arg(node.args[0])
+    rank = len(b.shape(x))
+    matrix = "matrix_norm" in name
+    order = b.val(arg(node, 1, "ord", "fro" if matrix else None))
+    dim = b.val(arg(node, 2, "dim", (-2, -1) if matrix else None))
+    keepdim = bool(b.val(arg(node, 3, "keepdim", False)))
+    if node.kwargs.get("dtype") is not None:
+        raise UnsupportedOp(name, node.name, "a dtype= conversion")
+    dims = tuple(range(rank)) if dim is None else _dims(dim, rank)
+    if order in (None, "fro"):
+        order = 2
+    elif len(dims) != 1 or order not in NORM_ORDERS:
+        raise UnsupportedOp(name, node.name, f"ord={order!r} (Frobenius; vector orders 1, 2, inf)")
+    return _norm(b, x, order, {"dims": tuple(sorted(dims)), "keepdim": keepdim}, out)
+
+
+# -- layers --------------------------------------------------------------------------------------
+def _instance_norm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.instance_norm(x, running_mean, running_var, weight, bias, use_input_stats, momentum,
+    eps)`` (what ``nn.InstanceNorm*d`` calls when traced through): with the input's own
+    statistics a group norm with a group per channel; with running statistics a batch norm."""
+    eps = float(b.val(arg(node, 7, "eps", 1e-5)))
+    weight, bias = arg(node, 3, "weight"), arg(node, 4, "bias")
+    if b.val(arg(node, 5, "use_input_stats", True)):
+        return _group_norm_op(b, node, out.shape[1], weight, bias, eps, out)
+    channels = out.shape[1]
+    ins = [
+        b.tensor_arg(node.args[0]),
+        b.tensor_arg(arg(node, 1, "running_mean")),
+        b.tensor_arg(arg(node, 2, "running_var")),
+        b.tensor_arg(weight) if weight is not None else b.const(np.ones(channels, np.float32)),
+        b.tensor_arg(bias) if bias is not None else b.const(np.zeros(channels, np.float32)),
+    ]
+    return b.emit("batch_norm", ins, {"eps": eps}, out)
+
+
+EMBEDDING_BAG_MODES = {"sum": "sum", "mean": "mean", "max": "amax"}
+
+
+def _bag(
+    b: FxBuilder,
+    where: str,
+    table: str,
+    ids: Any,
+    mode: str,
+    refused: dict[str, Any],
+    out: torch.Tensor,
+) -> str:
+    """A 2-D batch of bags of ids: the rows gathered, then reduced over each bag (dim 1)."""
+    given = [key for key, value in refused.items() if value not in (None, False)]
+    if given or mode not in EMBEDDING_BAG_MODES:
+        why = f"mode={mode!r}" if not given else ", ".join(given)
+        raise UnsupportedOp("embedding_bag", where, f"{why} (2-D bags: sum, mean, max)")
+    index = b.tensor_arg(ids)
+    shape = b.shape(index)
+    if len(shape) != 2:
+        raise UnsupportedOp("embedding_bag", where, "1-D ids with offsets (2-D bags only)")
+    width = b.shape(table)[1]
+    rows = b.emit("embedding", [table, index], {}, meta_like([*shape, width]))
+    return b.emit(EMBEDDING_BAG_MODES[mode], [rows], {"dims": (1,), "keepdim": False}, out)
+
+
+def _embedding_bag(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.embedding_bag(ids, weight, offsets, max_norm, norm_type, scale_grad_by_freq,
+    mode, sparse, per_sample_weights, include_last_offset, padding_idx)`` on 2-D ids."""
+    refused = {
+        name: b.val(arg(node, i, name))
+        for i, name in ((2, "offsets"), (3, "max_norm"), (8, "per_sample_weights"))
+    }
+    refused["padding_idx"] = b.val(arg(node, 10, "padding_idx"))
+    table = b.tensor_arg(arg(node, 1, "weight"))
+    mode = str(b.val(arg(node, 6, "mode", "mean")))
+    return _bag(b, node.name, table, node.args[0], mode, refused, out)
+
+
+def _embedding_bag_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``nn.EmbeddingBag(ids)`` on 2-D ids (offsets and per-sample weights refused)."""
+    mod = _module(node, b)
+    assert isinstance(mod, nn.EmbeddingBag)
+    refused = {
+        "offsets": b.val(arg(node, 1, "offsets")),
+        "per_sample_weights": b.val(arg(node, 2, "per_sample_weights")),
+        "max_norm": mod.max_norm,
+        "padding_idx": mod.padding_idx,
+    }
+    table = b.const(mod.weight, "w")
+    return _bag(b, node.name, table, node.args[0], mod.mode, refused, out)
+
+
+def _constant_array(b: FxBuilder, value: Any, op: str, where: str) -> np.ndarray:
+    """A weight known at compile time as an array (a parameter, a folded tensor)."""
+    v = b.val(value)
+    if isinstance(v, torch.Tensor):
+        return v.detach().cpu().numpy()
+    if isinstance(v, str) and v in b.g.consts:
+        return np.asarray(b.g.consts[v])
+    raise UnsupportedOp(op, where, "a weight computed at run time")
+
+
+def bilinear(
+    b: FxBuilder, x1: str, x2: str, weight: np.ndarray, bias: Any, out: torch.Tensor
+) -> str:
+    """``y_o = x1^T A_o x2 + b_o`` for ``A`` of shape ``(out, in1, in2)``: ``x1`` times ``A``
+    laid out as ``(in1, out * in2)`` (one product), times ``x2`` broadcast over ``out``,
+    summed over ``in2``; leading dims flattened and restored."""
+    outputs, in1, in2 = weight.shape
+    lead = b.shape(x1)[:-1]
+    n = int(np.prod(lead, dtype=np.int64))
+    rows1 = b.reshape(x1, meta_like([n, in1]))
+    rows2 = b.reshape(x2, meta_like([n, 1, in2]))
+    laid = np.ascontiguousarray(weight.transpose(1, 0, 2).reshape(in1, outputs * in2))
+    product = b.emit("matmul", [rows1, b.const(laid, "w")], {}, meta_like([n, outputs * in2]))
+    product = b.reshape(product, meta_like([n, outputs, in2]))
+    weighted = b.emit("mul", [product, rows2], {}, meta_like([n, outputs, in2]))
+    y = b.emit("sum", [weighted], {"dims": (2,), "keepdim": False}, meta_like([n, outputs]))
+    if bias is not None:
+        y = b.emit("add", [y, bias], {}, meta_like([n, outputs]))
+    return b.reshape(y, out)
+
+
+def _bilinear(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.bilinear(x1, x2, weight, bias)`` / ``nn.Bilinear`` (:func:`bilinear`)."""
+    x1, x2 = b.tensor_arg(node.args[0]), b.tensor_arg(arg(node, 1, "input2"))
+    if node.op == "call_module":
+        mod = _module(node, b)
+        weight = mod.weight.detach().numpy()
+        bias = None if mod.bias is None else b.const(mod.bias, "b")
+    else:
+        weight = _constant_array(b, arg(node, 2, "weight"), "bilinear", node.name)
+        bias_arg = arg(node, 3, "bias")
+        bias = None if b.val(bias_arg) is None else b.tensor_arg(bias_arg)
+    return bilinear(b, x1, x2, np.asarray(weight, np.float32), bias, out)
+
+
+MORE_FUNCTIONS: dict[Any, Handler] = {
+    torch.flip: _flip,
+    torch.roll: _roll,
+    torch.tril: _triangle(upper=False),
+    torch.triu: _triangle(upper=True),
+    torch.logsumexp: _logsumexp,
+    torch.linalg.matrix_norm: _linalg_norm,
+    torch.linalg.norm: _linalg_norm,
+    F.one_hot: _one_hot,
+    F.cosine_similarity: _cosine_similarity,
+    F.bilinear: _bilinear,
+}
+MORE_FUNCTION_NAMES: dict[str, Handler] = {
+    "pixel_shuffle": _pixel_shuffle(inverse=False),
+    "pixel_unshuffle": _pixel_shuffle(inverse=True),
+    "mish": _mish,
+    "glu": _glu,
+    "prelu": _prelu,
+    "instance_norm": _instance_norm,
+    "embedding_bag": _embedding_bag,
+    "cosine_similarity": _cosine_similarity,
+    "one_hot": _one_hot,
+    "logsumexp": _logsumexp,
+}
+MORE_METHODS: dict[str, Handler] = {
+    "flip": _flip,
+    "roll": _roll,
+    "tril": _triangle(upper=False),
+    "triu": _triangle(upper=True),
+    "logsumexp": _logsumexp,
+}
+MORE_MODULES: dict[type, Handler] = {
+    nn.PixelShuffle: _pixel_shuffle(inverse=False),
+    nn.PixelUnshuffle: _pixel_shuffle(inverse=True),
+    nn.Mish: _mish,
+    nn.GLU: _glu,
+    nn.PReLU: _prelu,
+    nn.CosineSimilarity: _cosine_similarity,
+    nn.EmbeddingBag: _embedding_bag_module,
+    nn.Bilinear: _bilinear,
+}
+#: handlers that only move elements, so a boolean tensor may pass through them
+MOVES: tuple[Handler, ...] = (
+    MORE_FUNCTIONS[torch.flip],
+    MORE_FUNCTIONS[torch.roll],
+    MORE_METHODS["flip"],
+    MORE_METHODS["roll"],
+)
