@@ -57,7 +57,13 @@ RANDOM_OPS = frozenset(
         "poisson",
     }
 )
-MASKED = float(np.finfo(np.float32).min)  # an additive mask's "-inf" (finite: -ffast-math)
+MASKED = float(np.finfo(np.float32).min)
+REDUCTIONS = (
+    "sum",
+    "mean",
+    "amax",
+    "amin",
+)  # IR ops with ``dims`` (one adjacent run)  # an additive mask's "-inf" (finite: -ffast-math)
 
 
 def _first(v: Any) -> Any:
@@ -150,11 +156,39 @@ class FxBuilder:
     # -- helpers -------------------------------------------------------------------------------
     def emit(self, op: str, inputs: list[str], attrs: dict[str, Any], like: torch.Tensor) -> str:
         check_integer_operands(op, [self.g.values[i].dtype for i in inputs], self.current)
+        dims = attrs.get("dims", ()) if op in REDUCTIONS else ()
+        if dims and list(dims) != list(range(dims[0], dims[-1] + 1)):
+            return self._adjacent_reduction(op, inputs[0], attrs, like)
         name = self.g.fresh(op)
         dtype = "int64" if like.dtype in (torch.int64, torch.int32) else "float32"
         self.g.values[name] = Value(name, tuple(like.shape), dtype)
         self.g.nodes.append(Node(op, name, list(inputs), dict(attrs), source=self.current))
         return name
+
+    def _adjacent_reduction(
+        self, op: str, x: str, attrs: dict[str, Any], like: torch.Tensor
+    ) -> str:
+        """A reduction over dims that are not adjacent (``x.mean((0, 2))``, ``std_mean`` over
+        two): the kernels reduce one run of adjacent dims, so the reduced dims are permuted to
+        the end first (since stop 59; before, codegen refused it)."""
+        shape = self.shape(x)
+        dims = sorted(attrs["dims"])
+        kept = [d for d in range(len(shape)) if d not in dims]
+        dtype = torch.int64 if self.g.values[x].dtype == "int64" else torch.float32
+        moved = self.emit(
+            "permute",
+            [x],
+            {"perm": (*kept, *dims)},
+            meta_like([shape[d] for d in (*kept, *dims)], dtype),
+        )
+        tail = tuple(range(len(kept), len(shape)))
+        reduced = self.emit(
+            op,
+            [moved],
+            {**attrs, "dims": tail, "keepdim": False},
+            meta_like([shape[d] for d in kept], like.dtype),
+        )
+        return reduced if self.shape(reduced) == tuple(like.shape) else self.reshape(reduced, like)
 
     def emit_shaped(
         self, op: str, inputs: list[str], attrs: dict[str, Any], shape: Sequence[int]
