@@ -278,3 +278,47 @@ def test_a_transformer_with_a_padded_source_on_the_nested_path_is_refused() -> N
     args = (torch.randn(2, KEYS, 16), torch.randn(2, LENGTH, 16))
     with pytest.raises(ProvenmlError, match="nested-tensor"):
         pc.compile(wrapped, args, tuning=False)
+
+
+class Encoded(nn.Module):
+    """A transformer encoder between two linears, with or without a key padding mask."""
+
+    def __init__(self, padded: bool, norm_first: bool) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(
+            16, 2, 32, dropout=0.0, batch_first=True, norm_first=norm_first, activation="gelu"
+        )
+        self.embed, self.head = nn.Linear(8, 16), nn.Linear(16, 3)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        padding = torch.zeros(2, KEYS, dtype=torch.bool)
+        padding[1, -2:] = True
+        self.register_buffer("padding", padding if padded else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(self.embed(x), src_key_padding_mask=self.padding)
+        return self.head(h)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(("padded", "norm_first"), [(False, True), (True, False)])
+def test_backend_compiles_the_encoders_inference_fast_path(
+    padded: bool, norm_first: bool, cache: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under ``torch.no_grad()`` an encoder layer runs PyTorch's fused fast path, and dynamo
+    records ``torch._transformer_encoder_layer_fwd``: before stop 59 the backend left each
+    layer to PyTorch (two builds, the linears); now the whole graph is one build."""
+    model = Encoded(padded, norm_first).eval()
+    x = torch.randn(2, KEYS, 8)
+    builds: list[str] = []
+    original = pc.api.compile_graph
+
+    def recording(g, *rest, **kwargs):  # type: ignore[no-untyped-def]
+        builds.append(" ".join(sorted({n.op for n in g.nodes})))
+        return original(g, *rest, **kwargs)
+
+    monkeypatch.setattr(pc.api, "compile_graph", recording)
+    torch._dynamo.reset()
+    opts = {"tuning": False, "tune_threads": False, "threads": 1, "cache_dir": cache}
+    fast = torch.compile(model, backend=functools.partial(pc.backend, **opts))
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
+    assert len(builds) == 1 and "layer_norm" in builds[0], builds

@@ -247,7 +247,9 @@ MHA_FUNCTION_WEIGHTS = (
 )
 
 
-def _constant_tensor(b: FxBuilder, value: Any, name: str, where: str) -> torch.Tensor | None:
+def _constant_tensor(
+    b: FxBuilder, value: Any, name: str, where: str, op: str = "multi_head_attention_forward"
+) -> torch.Tensor | None:
     """A weight argument known at compile time (a parameter, a concatenation of biases) as a
     tensor; None stays None, one computed at run time is refused by name."""
     value = b.val(value)
@@ -255,7 +257,7 @@ def _constant_tensor(b: FxBuilder, value: Any, name: str, where: str) -> torch.T
         return value
     if isinstance(value, str) and value in b.g.consts:
         return torch.from_numpy(np.asarray(b.g.consts[value]))
-    raise UnsupportedOp("multi_head_attention_forward", where, f"{name} computed at run time")
+    raise UnsupportedOp(op, where, f"{name} computed at run time")
 
 
 def _mha_function(b: FxBuilder, node: torch.fx.Node, out: Any) -> tuple[str, str | None]:
@@ -391,6 +393,72 @@ def _encoder_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> str:
             raise UnsupportedOp("TransformerEncoder", node.name, f"norm {encoder.norm!r}")
         x = _layer_norm(b, encoder.norm, x)
     return x if layers[0].self_attn.batch_first else _swap01(b, x)
+
+
+# torch._transformer_encoder_layer_fwd's parameters, in order
+FAST_ENCODER_ARGS = (
+    "src", "embed_dim", "num_heads", "qkv_weight", "qkv_bias", "proj_weight", "proj_bias",
+    "use_gelu", "norm_first", "eps", "norm_weight_1", "norm_bias_1", "norm_weight_2",
+    "norm_bias_2", "ffn_weight_1", "ffn_bias_1", "ffn_weight_2", "ffn_bias_2", "mask",
+    "mask_type",
+)  # fmt: skip
+
+
+def _fast_encoder_layer(b: FxBuilder, node: torch.fx.Node, out: Any) -> str:
+    """``torch._transformer_encoder_layer_fwd``: the fused fast path that
+    ``nn.TransformerEncoderLayer`` takes in inference (batch-first, no grad), which is what
+    dynamo records when a model under ``torch.no_grad()`` goes through ``torch.compile``.
+    Its weights, known at compile time, are laid out as the module holds them and the layer
+    is lowered as the module's (:func:`encoder_layer`). ``mask_type`` 0 is an attention mask
+    ``(L, L)``, 1 a key padding mask ``(N, L)``, 2 the two merged ``(N, heads, L, L)``; the
+    module has made them additive floats already."""
+    where = node.name
+    a = {name: arg(node, i, name) for i, name in enumerate(FAST_ENCODER_ARGS)}
+    w = {
+        name: _constant_tensor(b, a[name], name, where, "_transformer_encoder_layer_fwd")
+        for name in FAST_ENCODER_ARGS[3:18]
+        if name not in ("use_gelu", "norm_first", "eps")
+    }
+    eps = float(b.val(a["eps"]))
+    embed = int(b.val(a["embed_dim"]))
+
+    def norm(weight: str, bias: str) -> SimpleNamespace:
+        return SimpleNamespace(normalized_shape=(embed,), weight=w[weight], bias=w[bias], eps=eps)
+
+    attention_weights = SimpleNamespace(
+        num_heads=int(b.val(a["num_heads"])),
+        _qkv_same_embed_dim=True,
+        in_proj_weight=w["qkv_weight"],
+        in_proj_bias=w["qkv_bias"],
+        out_proj=SimpleNamespace(weight=w["proj_weight"], bias=w["proj_bias"]),
+        bias_k=None,
+        add_zero_attn=False,
+    )
+    layer = SimpleNamespace(
+        self_attn=attention_weights,
+        linear1=SimpleNamespace(weight=w["ffn_weight_1"], bias=w["ffn_bias_1"]),
+        linear2=SimpleNamespace(weight=w["ffn_weight_2"], bias=w["ffn_bias_2"]),
+        norm1=norm("norm_weight_1", "norm_bias_1"),
+        norm2=norm("norm_weight_2", "norm_bias_2"),
+        norm_first=bool(b.val(a["norm_first"])),
+        activation=F.gelu if b.val(a["use_gelu"]) else F.relu,
+    )
+    x = b.tensor_arg(a["src"])
+    if len(b.shape(x)) != 3:
+        raise UnsupportedOp("_transformer_encoder_layer_fwd", where, "unbatched (2-d) input")
+    batch, length = b.shape(x)[:2]
+    mask_type = b.val(a["mask_type"])
+    mask: str | None = None
+    if b.val(a["mask"]) is not None:
+        op = "_transformer_encoder_layer_fwd"
+        if mask_type == 1:
+            mask = _key_padding(b, a["mask"], batch, length, op, where)
+        elif mask_type == 0:
+            mask = _mask(b, a["mask"], attention_weights.num_heads, batch, where)
+        else:
+            mask = attention_mask(b, a["mask"], op, where, true_masks=True)
+    fake = cast(nn.TransformerEncoderLayer, layer)
+    return encoder_layer(b, fake, x, mask, False, where)
 
 
 class _AttentionMasks(NamedTuple):
@@ -582,6 +650,7 @@ ATTENTION_MODULES: dict[type, Handler] = {
 }
 ATTENTION_FUNCTIONS: dict[Any, Handler] = {
     F.multi_head_attention_forward: _mha_function,  # type: ignore[dict-item]
+    torch._transformer_encoder_layer_fwd: _fast_encoder_layer,
 }
 # modules whose forward cannot be traced (run-time branches): a bare one is wrapped so that
 # torch.fx sees one leaf-module call (torch.nn modules are leaves to torch.fx)
