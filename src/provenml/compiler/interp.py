@@ -89,6 +89,14 @@ def binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.minimum(a, b)
     if op in COMPARE:
         return COMPARE[op](a, b).astype(np.float32)
+    if op == "floor_divide":
+        if a.dtype.kind == "i" and b.dtype.kind == "i":
+            return np.floor_divide(a, np.where(b == 0, 1, b)) * (b != 0)  # 0 / 0 -> 0, as the C
+        return np.floor_divide(a, b).astype(np.float32)
+    if op == "remainder":
+        if a.dtype.kind == "i" and b.dtype.kind == "i":
+            return np.remainder(a, np.where(b == 0, 1, b)) * (b != 0)
+        return np.remainder(a, b).astype(np.float32)
     if op == "keep_where":
         return np.where(a != 0, b, np.float32(0))
     if op == "keep_where_not":
@@ -265,6 +273,18 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
         return np.concatenate(ins, axis=a["dim"])
     if op == "embedding":
         return ins[0][ins[1]]
+    if op == "scatter":  # rows[q] of base combined with row q of src, in order of q
+        out = ins[0].copy()
+        rows = np.where(ins[1] < 0, ins[1] + out.shape[0], ins[1])
+        combine = {"add": np.add, "amax": np.fmax, "amin": np.fmin}[a["reduce"]]
+        if not a["include_self"]:  # each touched row starts from its first update
+            first = np.unique(rows, return_index=True)[1]
+            out[rows[first]] = ins[2][first]
+            rest = np.setdiff1d(np.arange(len(rows)), first)
+            combine.at(out, rows[rest], ins[2][rest])
+            return out
+        combine.at(out, rows, ins[2])
+        return out
     if op == "layout_transform":
         src = values[n.inputs[0]]
         return to_physical(to_logical(ins[0], src), out_v)

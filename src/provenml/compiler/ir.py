@@ -57,6 +57,10 @@ ELEMENTWISE_BINARY = (
     "ne",
     "keep_where",
     "keep_where_not",
+    # stop 59: Python's (and PyTorch's) floor division and remainder (the sign of the
+    # divisor), float32 or int64 (in 64-bit integers)
+    "floor_divide",
+    "remainder",
 )
 ELEMENTWISE = ELEMENTWISE_UNARY + ELEMENTWISE_BINARY
 MATMUL_LIKE = ("linear", "dense", "matmul", "conv2d")
@@ -65,6 +69,10 @@ REDUCTION_LIKE = ("softmax", "layer_norm", "mean", "sum", "amax", "amin", "argma
 # stop 57: cumulative sum along one dim (``dim``), float32 (accumulated in double, as PyTorch's
 # CPU kernel does) or int64 (exact)
 SCANS = ("cumsum",)
+# stop 59: scatter(base (R, W), rows (M,) int64, src (M, W)): base with src's rows combined
+# into rows[q] in order (attrs reduce: add / amax / amin, include_self): index_add and the
+# element scatters (scatter_add, scatter_reduce) one element per row
+SCATTERS = ("scatter",)
 
 
 @dataclass

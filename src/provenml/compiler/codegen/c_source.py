@@ -17,12 +17,38 @@ ARGS = "in, out, arena, cst, tid, nth"
 C_HEADER = (
     """#include <math.h>
 #include <string.h>
+#include <stdlib.h>
 #include <float.h>
 #include <omp.h>
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 static int pm_threads = 1;
 void pm_set_threads(int n) { pm_threads = n; }
+/* floor division and a remainder with the divisor's sign (Python's and PyTorch's); an integer
+   division by zero gives 0 here (PyTorch raises) rather than stopping the process */
+static inline long long pm_floor_divide(long long a, long long b) {
+  if (b == 0) return 0;
+  const long long q = a / b;
+  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+static inline long long pm_remainder(long long a, long long b) {
+  if (b == 0) return 0;
+  const long long r = a % b;
+  return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+static inline float pm_floor_dividef(float a, float b) {  /* Python's divmod algorithm */
+  if (b == 0.f) return a / b;
+  const float r = fmodf(a, b);
+  float q = (a - r) / b;
+  if (r != 0.f && ((r < 0.f) != (b < 0.f))) q -= 1.f;
+  if (q == 0.f) return copysignf(0.f, a / b);
+  const float f = floorf(q);
+  return q - f > 0.5f ? f + 1.f : f;
+}
+static inline float pm_remainderf(float a, float b) {
+  const float r = fmodf(a, b);
+  return (r != 0.f && ((r < 0.f) != (b < 0.f))) ? r + b : r;
+}
 /* NaN test on the float's bits: -ffast-math (finite-math-only) folds x != x and isnan() to 0 */
 static inline int pm_isnan(float x) {
   unsigned int u;
@@ -684,6 +710,15 @@ BINARY_C: dict[str, str] = {
     "ne": "((pm_isnan({a}) | pm_isnan({b})) ? 1.f : ({a} != {b} ? 1.f : 0.f))",
     "keep_where": "({a} != 0.f ? {b} : 0.f)",
     "keep_where_not": "({a} != 0.f ? 0.f : {b})",
+    "floor_divide": "pm_floor_dividef({a}, {b})",
+    "remainder": "pm_remainderf({a}, {b})",
+}
+# the int64 forms of the ops whose C differs for integers (the rest work on long long as is)
+INTEGER_BINARY_C: dict[str, str] = {
+    "floor_divide": "pm_floor_divide({a}, {b})",
+    "remainder": "pm_remainder({a}, {b})",
+    "maximum": "({a} > {b} ? {a} : {b})",
+    "minimum": "({a} < {b} ? {a} : {b})",
 }
 
 
@@ -719,9 +754,13 @@ def chain(
         args = [env.get(i, load.get(i, "")) for i in m.inputs]
         if any(a == "" for a in args):
             raise ProvenmlError(f"codegen: operand of {m.name} not available")
-        expr = c_unary(m.op, args[0]) if len(args) == 1 else c_binary(m.op, args[0], args[1])
+        integer = (dtypes or {}).get(m.name) == "int64"
+        if integer and m.op in INTEGER_BINARY_C:
+            expr = INTEGER_BINARY_C[m.op].format(a=args[0], b=args[1])
+        else:
+            expr = c_unary(m.op, args[0]) if len(args) == 1 else c_binary(m.op, args[0], args[1])
         var = "t_" + cname(m.name)
-        ctype = "long long" if (dtypes or {}).get(m.name) == "int64" else "float"
+        ctype = "long long" if integer else "float"
         stmts.append(f"const {ctype} {var} = {expr};")
         env[m.name] = var
     return stmts, env[body[-1].name] if body else ""

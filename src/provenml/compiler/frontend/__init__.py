@@ -38,6 +38,6 @@ FUNCTIONS.update(MORE_FUNCTIONS)  # flip, roll, tril / triu, logsumexp, one_hot,
 FUNCTION_NAMES.update(MORE_FUNCTION_NAMES)
 METHODS.update(MORE_METHODS)
 MODULES.update(MORE_MODULES)
-BOOL_HANDLERS.update(MOVES)  # flip and roll move a mask's elements
+BOOL_HANDLERS.update(MOVES)  # flip, roll, clone, t, div move or combine a mask's values
 
 __all__ = ["UnsupportedOp", "trace"]

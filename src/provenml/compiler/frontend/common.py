@@ -25,7 +25,13 @@ class UnsupportedOp(ProvenmlError):
 # integer tensors: ops that may move them, and the operand positions that may be integers
 INTEGER_OPS = ("reshape", "permute", "slice", "cat")
 # (argmax / argmin of integers compare them as 64-bit integers: CLIP pools at its token ids' max)
-INTEGER_OPERANDS = {"embedding": [1], "to_float": [0], "argmax": [0], "argmin": [0]}
+INTEGER_OPERANDS = {
+    "embedding": [1],
+    "to_float": [0],
+    "argmax": [0],
+    "argmin": [0],
+    "scatter": [1],
+}
 # comparisons take integer operands in any position (a 0 / 1 float32 result): two integers
 # compare exactly as 64-bit integers in the kernels; an integer against a float compares in
 # float32, as PyTorch promotes the pair
@@ -34,7 +40,11 @@ COMPARISONS = ("gt", "ge", "lt", "le", "eq", "ne")
 # integer (an int64 result), float32 when a float meets an integer (as PyTorch promotes);
 # a running count (cumsum) and a sum (a count); division, remainders and the other
 # reductions of integers stay refused
-INTEGER_ARITHMETIC = ("add", "sub", "mul", "neg", "cumsum", "sum")
+INTEGER_ARITHMETIC = (
+    *("add", "sub", "mul", "neg", "cumsum", "sum"),
+    # stop 59: in 64-bit integers (floor semantics; a clamp of integer positions)
+    *("floor_divide", "remainder", "maximum", "minimum"),
+)
 
 
 def check_integer_operands(op: str, dtypes: list[str], node: str) -> None:
@@ -51,8 +61,9 @@ def check_integer_operands(op: str, dtypes: list[str], node: str) -> None:
             op,
             node,
             "integer tensor operand: integer tensors may only index an embedding, be "
-            "reshaped, permuted, sliced, compared, added, subtracted, multiplied, summed "
-            "cumulatively or converted with .float() (eager PyTorch raises or keeps "
+            "reshaped, permuted, sliced, compared, added, subtracted, multiplied, floor-divided, "
+            "taken modulo, clamped, summed cumulatively or converted with .float() (eager "
+            "PyTorch raises or keeps "
             "integers here, the compiler would compute in float32)",
         )
 

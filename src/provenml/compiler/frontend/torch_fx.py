@@ -103,16 +103,39 @@ def target_name(node: torch.fx.Node, gm: torch.fx.GraphModule) -> str:
     return getattr(t, "__name__", str(t))
 
 
+def in_place_target(node: torch.fx.Node) -> torch.fx.Node | None:
+    """The tensor an in-place method call (``t.add_(..)``, ``t.scatter_add_(..)``) changes."""
+    name = str(node.target)
+    if node.op != "call_method" or not name.endswith("_") or name.endswith("__"):
+        return None
+    target = node.args[0] if node.args else None
+    return target if isinstance(target, torch.fx.Node) else None
+
+
+# calls whose result may share memory with their input: an in-place change of one would show
+# through the other, which the IR (values, no aliasing) cannot follow
+VIEW_CALLS = frozenset(
+    {
+        *("view", "reshape", "getitem", "squeeze", "unsqueeze", "transpose", "permute", "t"),
+        *("expand", "expand_as", "narrow", "select", "flatten", "view_as", "reshape_as"),
+        *("split", "chunk", "unbind", "contiguous", "detach", "T", "mT", "as_strided"),
+    }
+)
+
+
 class _Recorder(torch.fx.Interpreter):
-    """Runs the graph once and keeps every node's concrete result."""
+    """Runs the graph once and keeps every node's concrete result (a tensor that a later
+    in-place call changes is kept as it was when made)."""
 
     def __init__(self, gm: torch.fx.GraphModule) -> None:
         super().__init__(gm)
         self.results: dict[str, Any] = {}
+        self.mutated = {t.name for n in gm.graph.nodes if (t := in_place_target(n)) is not None}
 
     def run_node(self, n: torch.fx.Node) -> Any:
         out = super().run_node(n)
-        self.results[n.name] = out
+        keep = n.name in self.mutated and isinstance(out, torch.Tensor)
+        self.results[n.name] = out.clone() if keep else out
         return out
 
 
@@ -300,6 +323,7 @@ class FxBuilder:
                     # ``x.shape`` or a slice of a parameter
                     self.env[node.name] = result
                     self.static.add(node.name)
+                    self.rebind_in_place(node)
                     continue
                 if _is_tensor_sequence(result):
                     self.env[node.name] = self.convert(node, result)
@@ -320,7 +344,38 @@ class FxBuilder:
                         f"{target_name(node, self.gm)} -> {result.dtype}", node.name
                     )
                 self.env[node.name] = converted
+                self.rebind_in_place(node)
         return self.g
+
+    def rebind_in_place(self, node: torch.fx.Node) -> None:
+        """After an in-place call ``t.op_(..)`` (converted as ``op``), the later readers of
+        ``t`` read its result: the IR has values, not memory, so the change becomes a new
+        value that ``t``'s name now stands for. Refused where that would differ from PyTorch:
+        a graph input changed in place (the compiled model leaves its inputs alone), or ``t``
+        a view of another tensor, or a view of ``t`` taken before and read after (PyTorch's
+        change shows through the shared memory)."""
+        target = in_place_target(node)
+        if target is None:
+            return
+        op = target_name(node, self.gm)
+        if target.op == "placeholder" and target.name not in self.frozen:
+            raise UnsupportedOp(op, node.name, "an in-place change of a graph input")
+        order = {n: i for i, n in enumerate(self.gm.graph.nodes)}
+        here = order[node]
+        if target.op != "placeholder" and target_name(target, self.gm).split(".")[-1] in VIEW_CALLS:
+            raise UnsupportedOp(op, node.name, "an in-place change of a view of another tensor")
+        for user in target.users:
+            is_view = target_name(user, self.gm).split(".")[-1] in VIEW_CALLS
+            if order[user] < here and is_view and any(order[u] > here for u in user.users):
+                raise UnsupportedOp(
+                    op,
+                    node.name,
+                    f"a view of the tensor ({user.name}) is read after it changes",
+                )
+        self.env[target.name] = self.env[node.name]
+        self.folded.pop(target.name, None)
+        if node.name not in self.static:
+            self.static.discard(target.name)
 
     def foldable(self, node: torch.fx.Node, result: Any) -> bool:
         """Whether a call's tensor result depends on no graph input (only on constants and
@@ -358,6 +413,8 @@ class FxBuilder:
             handler = next((MODULES[c] for c in type(mod).__mro__ if c in MODULES), None)
         elif node.op == "call_method":
             handler = METHODS.get(str(node.target))
+            if handler is None and in_place_target(node) is not None:
+                handler = METHODS.get(str(node.target)[:-1])  # t.add_(..): as t.add(..)
         else:
             try:
                 handler = FUNCTIONS.get(node.target)
@@ -758,6 +815,15 @@ class FxBuilder:
             self.g.consts[i] if isinstance(i, str) and i in self.g.consts else i for i in idx
         )
         runtime = [i for i in idx if isinstance(i, str)]
+        if any(i in self.bools for i in runtime):
+            raise UnsupportedOp(
+                "getitem",
+                self.current,
+                "a boolean mask computed at run time: how many elements it selects depends on "
+                "the data, and the compiler's shapes are static (PyG's self-loop handling in "
+                "GCNConv / GATConv does this: try add_self_loops=False with the loops added "
+                "beforehand)",
+            )
         if runtime and len(idx) == 1 and self.g.values[runtime[0]].dtype == "int64":
             rows = runtime[0]
             lead = 1
@@ -1186,11 +1252,13 @@ def _bounded(b: FxBuilder, node: torch.fx.Node, low: Any, high: Any, out: torch.
             return b.emit("relu", [x], {}, out)
     if low is None and high is None:
         raise UnsupportedOp(target_name(node, b.gm), node.name, "no bound given")
-    # torch.clamp's order: the lower bound first, then the upper one
+    # torch.clamp's order: the lower bound first, then the upper one; an int64 tensor's
+    # integer bounds stay integers (stop 59)
+    integer = out.dtype in (torch.int64, torch.int32)
     if low is not None:
-        x = b.emit("maximum", [x, b.tensor_arg(low)], {}, out)
+        x = b.emit("maximum", list(_integer_operands(b, x, low, integer)), {}, out)
     if high is not None:
-        x = b.emit("minimum", [x, b.tensor_arg(high)], {}, out)
+        x = b.emit("minimum", list(_integer_operands(b, x, high, integer)), {}, out)
     return x
 
 

@@ -15,6 +15,10 @@
   inputs), ``var_mean`` / ``std_mean``, ``F.cosine_similarity`` (each side divided by its norm
   clamped to ``eps``, then the dot product), ``torch.linalg.matrix_norm`` / ``linalg.norm``
   (Frobenius and the vector orders of :data:`~.torch_fx.NORM_ORDERS`).
+* **Scatters** (message passing): ``index_add`` and ``scatter_add`` / ``scatter_reduce``
+  (sum, mean, amax, amin; ``include_self`` either way), their in-place forms where the result
+  is what is used, through the IR's ``scatter`` (stop 59's one new op: rows combined in
+  order); ``index_select`` as a gather.
 * **Layers**: ``F.instance_norm`` (the input's statistics: a group norm with a group per
   channel; running statistics: a batch norm), ``nn.EmbeddingBag`` / ``F.embedding_bag``
   (a 2-D batch of bags, sum / mean / max: a gather then a reduction over the bag),
@@ -27,6 +31,7 @@ where the IR computes in floats, ...) is refused by name, as everywhere in the f
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -35,11 +40,12 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from provenml.compiler.frontend.common import UnsupportedOp
+from provenml.compiler.frontend.common import UnsupportedOp, element_offsets
 from provenml.compiler.frontend.torch_fx import (
     NORM_ORDERS,
     FxBuilder,
     Handler,
+    _binary,
     _group_norm_op,
     _module,
     _norm,
@@ -415,7 +421,182 @@ def _bilinear(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return bilinear(b, x1, x2, np.asarray(weight, np.float32), bias, out)
 
 
+# -- scatters (message passing: a GNN's sum / mean / max over each node's incoming edges) ---------
+def _floats(b: FxBuilder, node: torch.fx.Node, *names: str) -> None:
+    for name in names:
+        if b.g.values[name].dtype != "float32" or name in b.bools:
+            raise UnsupportedOp(target_name(node, b.gm), node.name, "a non-float32 tensor")
+
+
+def _scatter_rows(
+    b: FxBuilder, table: str, rows: str, src: str, reduce: str, include_self: bool
+) -> str:
+    return b.emit(
+        "scatter",
+        [table, rows, src],
+        {"reduce": reduce, "include_self": include_self},
+        meta_like(b.shape(table)),
+    )
+
+
+def _index_add(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``x.index_add(dim, index, source, alpha=)`` / ``torch.index_add`` / ``index_add_``:
+    ``x`` with ``alpha * source``'s slices along ``dim`` added at ``index`` (in order), as the
+    IR's ``scatter`` of rows: ``dim`` moved to the front, the other dims one row."""
+    x = b.tensor_arg(node.args[0])
+    index = b.tensor_arg(arg(node, 2, "index"))
+    source = b.tensor_arg(arg(node, 3, "source"))
+    _floats(b, node, x, source)
+    alpha = b.val(node.kwargs.get("alpha", 1))
+    shape, rank = b.shape(x), len(b.shape(x))
+    d = int(b.val(arg(node, 1, "dim"))) % rank
+    if len(b.shape(index)) != 1 or b.g.values[index].dtype != "int64":
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "an index that is not 1-D int64")
+    perm = (d, *[k for k in range(rank) if k != d])
+    inverse = tuple(int(i) for i in np.argsort(perm))
+
+    def front(t: str) -> str:
+        s = b.shape(t)
+        moved = (
+            t if d == 0 else b.emit("permute", [t], {"perm": perm}, meta_like([s[p] for p in perm]))
+        )
+        width = int(np.prod(s, dtype=np.int64)) // s[d]
+        return b.reshape(moved, meta_like([s[d], width]))
+
+    src = front(source)
+    if alpha != 1:
+        src = b.emit("mul", [src, b.const(np.float32(alpha))], {}, meta_like(b.shape(src)))
+    table = front(x)
+    y = _scatter_rows(b, table, index, src, "add", True)
+    y = b.reshape(y, meta_like([shape[p] for p in perm]))
+    return y if d == 0 else b.emit("permute", [y], {"perm": inverse}, out)
+
+
+SCATTER_REDUCES = {"sum": "add", "amax": "amax", "amin": "amin", "mean": "mean"}
+
+
+def _element_scatter(reduce: str | None) -> Handler:
+    """``x.scatter_add(dim, index, src)`` (``reduce`` None: the call's own ``reduce``
+    argument, ``scatter_reduce(dim, index, src, reduce, include_self=)``), functions and
+    in-place forms: ``x[.., index[j], ..] (op)= src[j]`` along ``dim`` for each element ``j``
+    of ``index`` (``src`` read where ``index`` has elements), as the IR's ``scatter`` of
+    one-element rows at flat positions ``base[j] + index[j] * stride``. ``mean``: the sum
+    divided by the count of what was combined (``x`` itself counted with ``include_self``);
+    ``prod`` is refused."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        name = target_name(node, b.gm)
+        mode = reduce if reduce is not None else str(b.val(arg(node, 4, "reduce")))
+        include_self = bool(b.val(node.kwargs.get("include_self", True)))
+        if mode not in SCATTER_REDUCES:
+            raise UnsupportedOp(name, node.name, f"reduce={mode!r} (sum, mean, amax, amin)")
+        x = b.tensor_arg(node.args[0])
+        index = b.tensor_arg(arg(node, 2, "index"))
+        src = b.tensor_arg(arg(node, 3, "src"))
+        _floats(b, node, x, src)
+        shape, ishape = b.shape(x), b.shape(index)
+        d = int(b.val(arg(node, 1, "dim"))) % len(shape)
+        if b.shape(src) != ishape:  # PyTorch reads src where index has elements
+            for k, size in enumerate(ishape):
+                if b.shape(src)[k] != size:
+                    cut = [*b.shape(src)]
+                    cut[k] = size
+                    attrs = {"dim": k, "start": 0, "stop": size, "step": 1}
+                    src = b.emit("slice", [src], attrs, meta_like(cut))
+        base, stride = element_offsets(shape, ishape, d)
+        count = int(np.prod(ishape, dtype=np.int64))
+        like = meta_like(ishape, torch.int64)
+        if index in b.g.consts:
+            flat = b.g.add_const(base + b.g.consts[index].astype(np.int64) * stride, "rows")
+        else:
+            step = b.g.add_const(np.asarray(stride, np.int64), "stride")
+            scaled = b.emit("mul", [index, step], {}, like)
+            flat = b.emit("add", [scaled, b.g.add_const(base, "base")], {}, like)
+        rows = b.reshape(flat, meta_like([count], torch.int64))
+        size = int(np.prod(shape, dtype=np.int64))
+        table = b.reshape(x, meta_like([size, 1]))
+        values = b.reshape(src, meta_like([count, 1]))
+        combine = "add" if mode == "mean" else SCATTER_REDUCES[mode]
+        y = _scatter_rows(b, table, rows, values, combine, include_self)
+        if mode == "mean":
+            zeros = b.const(np.zeros((size, 1), np.float32), "zeros")
+            ones = b.const(np.ones((count, 1), np.float32), "ones")
+            counted = _scatter_rows(b, zeros, rows, ones, "add", True)
+            if include_self:
+                counted = b.emit(
+                    "add", [counted, b.const(np.float32(1.0))], {}, meta_like([size, 1])
+                )
+            else:  # untouched places keep x: divided by 1
+                counted = b.emit(
+                    "maximum", [counted, b.const(np.float32(1.0))], {}, meta_like([size, 1])
+                )
+            y = b.emit("div", [y, counted], {}, meta_like([size, 1]))
+        return b.reshape(y, out)
+
+    return handle
+
+
+def _index_select(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.index_select(x, dim, index)`` / ``x.index_select``: rows of ``x`` with ``dim``
+    moved to the front, gathered (``embedding``), moved back."""
+    x = b.tensor_arg(node.args[0])
+    index = b.tensor_arg(arg(node, 2, "index"))
+    shape, rank = b.shape(x), len(b.shape(x))
+    d = int(b.val(arg(node, 1, "dim"))) % rank
+    if len(b.shape(index)) != 1 or b.g.values[index].dtype != "int64":
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "an index that is not 1-D int64")
+    dtype = _dtype(b, x)
+    perm = (d, *[k for k in range(rank) if k != d])
+    moved_shape = [shape[p] for p in perm]
+    moved = x if d == 0 else b.emit("permute", [x], {"perm": perm}, meta_like(moved_shape, dtype))
+    width = int(np.prod(moved_shape[1:], dtype=np.int64))
+    table = b.reshape(moved, meta_like([shape[d], width], dtype))
+    count = b.shape(index)[0]
+    rows = b.emit("embedding", [table, index], {}, meta_like([count, width], dtype))
+    picked = b.reshape(rows, meta_like([count, *moved_shape[1:]], dtype))
+    if d == 0:
+        return picked
+    inverse = tuple(int(i) for i in np.argsort(perm))
+    return b.emit("permute", [picked], {"perm": inverse}, out)
+
+
+def _matrix_transpose(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``x.t()`` / ``torch.t``: a 2-D tensor transposed, a 0-D or 1-D one as it is."""
+    x = b.tensor_arg(node.args[0])
+    if len(b.shape(x)) < 2:
+        return x
+    return b.emit("permute", [x], {"perm": (1, 0)}, out)
+
+
+def _same_values(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``clone`` / ``detach``: the same values (the IR has no aliasing to break)."""
+    return b.tensor_arg(node.args[0])
+
+
+# -- integer and floor arithmetic ---------------------------------------------------------------
+def _div(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.div`` / ``Tensor.div`` / ``true_divide``: ``rounding_mode`` None divides,
+    ``"floor"`` is ``floor_divide``; ``"trunc"`` is refused by name (before stop 59 the mode
+    was ignored: a silent true division)."""
+    mode = b.val(node.kwargs.get("rounding_mode"))
+    if mode == "trunc":
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "rounding_mode='trunc'")
+    return _binary("floor_divide" if mode == "floor" else "div", check_alpha=False)(b, node, out)
+
+
 MORE_FUNCTIONS: dict[Any, Handler] = {
+    torch.t: _matrix_transpose,
+    torch.clone: _same_values,
+    operator.floordiv: _binary("floor_divide", check_alpha=False),
+    torch.floor_divide: _binary("floor_divide", check_alpha=False),
+    operator.mod: _binary("remainder", check_alpha=False),
+    torch.remainder: _binary("remainder", check_alpha=False),
+    torch.div: _div,
+    torch.true_divide: _div,
+    torch.index_add: _index_add,
+    torch.scatter_add: _element_scatter("sum"),
+    torch.scatter_reduce: _element_scatter(None),
+    torch.index_select: _index_select,
     torch.flip: _flip,
     torch.roll: _roll,
     torch.tril: _triangle(upper=False),
@@ -440,6 +621,17 @@ MORE_FUNCTION_NAMES: dict[str, Handler] = {
     "logsumexp": _logsumexp,
 }
 MORE_METHODS: dict[str, Handler] = {
+    "floor_divide": _binary("floor_divide", check_alpha=False),
+    "remainder": _binary("remainder", check_alpha=False),
+    "div": _div,
+    "true_divide": _div,
+    "t": _matrix_transpose,
+    "clone": _same_values,
+    "detach": _same_values,
+    "index_add": _index_add,  # and index_add_ (FxBuilder.rebind_in_place), as the others
+    "scatter_add": _element_scatter("sum"),
+    "scatter_reduce": _element_scatter(None),
+    "index_select": _index_select,
     "flip": _flip,
     "roll": _roll,
     "tril": _triangle(upper=False),
@@ -456,10 +648,5 @@ MORE_MODULES: dict[type, Handler] = {
     nn.EmbeddingBag: _embedding_bag_module,
     nn.Bilinear: _bilinear,
 }
-#: handlers that only move elements, so a boolean tensor may pass through them
-MOVES: tuple[Handler, ...] = (
-    MORE_FUNCTIONS[torch.flip],
-    MORE_FUNCTIONS[torch.roll],
-    MORE_METHODS["flip"],
-    MORE_METHODS["roll"],
-)
+#: handlers a boolean tensor may pass through (moves, and a mask divided as 0 / 1 floats)
+MOVES: tuple[Handler, ...] = (_flip, _roll, _matrix_transpose, _same_values, _div)

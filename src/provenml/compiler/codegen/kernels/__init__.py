@@ -13,7 +13,13 @@ from provenml.compiler.codegen.kernels.attention import lower_attention
 from provenml.compiler.codegen.kernels.conv import lower_conv
 from provenml.compiler.codegen.kernels.elementwise import lower_elementwise
 from provenml.compiler.codegen.kernels.matmul import lower_dense, lower_matmul
-from provenml.compiler.codegen.kernels.movement import cat, embedding, permute, slice_copy
+from provenml.compiler.codegen.kernels.movement import (
+    cat,
+    embedding,
+    permute,
+    scatter,
+    slice_copy,
+)
 from provenml.compiler.codegen.kernels.pool import pool
 from provenml.compiler.codegen.kernels.reduction import (
     arg_reduce,
@@ -53,6 +59,7 @@ KERNELS: dict[str, KernelHandler] = {
     "slice": slice_copy,
     "cat": cat,
     "embedding": embedding,
+    "scatter": scatter,
     "max_pool2d": pool,
     "avg_pool2d": pool,
 }

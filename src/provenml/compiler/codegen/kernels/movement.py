@@ -95,3 +95,50 @@ def embedding(low: Lowering, n: Node, kname: str) -> L.Kernel:
         f"memcpy({names[n.name]} + q*{dim}, {names[w]} + row*{dim}, {dim * item});"
     )
     return L.Kernel(kname, decl, [L.Loop("q", count, [L.Stmt(code)])])
+
+
+SCATTER_COMBINE = {"add": "{y} + {s}", "amax": "fmaxf({y}, {s})", "amin": "fminf({y}, {s})"}
+SCATTER_BLOCK = 16  # columns per parallel chunk
+
+
+def scatter(low: Lowering, n: Node, kname: str) -> L.Kernel:
+    """``scatter`` (stop 59): ``out = base``, then for each ``q`` in order, row ``rows[q]``
+    of ``out`` combined (``reduce``: add, amax, amin) with row ``q`` of ``src``: PyTorch's
+    ``index_add`` and, one element per row, ``scatter_add`` / ``scatter_reduce``. With
+    ``include_self`` false a row's first update replaces it (a per-chunk ``seen`` mark).
+    Threads split the columns (blocks of 16), each running every ``q`` over its own, so no two
+    write one element and each element's updates keep the order of ``q`` (the sums are
+    PyTorch's CPU order). Indices are not bounds-checked (as ``embedding``); a negative one
+    counts from the end."""
+    base, idx, src = n.inputs
+    rows, width = low.g.values[base].shape
+    count = low.g.values[idx].size
+    decl, names = low.decls(n, [n.name], [base, idx, src])
+    Y, B, rows_at, S = (names[v] for v in (n.name, base, idx, src))
+    source_at = f"{S}[q*{width} + i]"
+    combine = SCATTER_COMBINE[n.attrs["reduce"]].format(y=f"{Y}[at]", s=source_at)
+    include_self = bool(n.attrs["include_self"])
+    update = (
+        f"{{ const long at = row*{width} + i; {Y}[at] = {combine}; }}"
+        if include_self
+        else (
+            f"{{ const long at = row*{width} + i; "
+            f"{Y}[at] = first ? {S}[q*{width} + i] : {combine}; }}"
+        )
+    )
+    mark = "" if include_self else "const int first = !seen[row]; seen[row] = 1;\n"
+    code = (
+        f"const long c0 = c*{SCATTER_BLOCK}, c1 = MIN({width}, c0 + {SCATTER_BLOCK});\n"
+        f"for (long r = 0; r < {rows}; ++r) for (long i = c0; i < c1; ++i) "
+        f"{Y}[r*{width} + i] = {B}[r*{width} + i];\n"
+        + ("" if include_self else f"unsigned char* seen = (unsigned char*)calloc({rows}, 1);\n")
+        + f"for (long q = 0; q < {count}; ++q) {{\n"
+        f"  long row = (long){rows_at}[q]; if (row < 0) row += {rows};\n  "
+        + mark
+        + f"  for (long i = c0; i < c1; ++i) {update}\n}}"
+        + ("" if include_self else "\nfree(seen);")
+    )
+    blocks = -(-width // SCATTER_BLOCK)
+    # one block: a serial loop, which one thread runs (top-level serial work is thread 0's)
+    body = L.Loop("c", blocks, [L.Stmt(code)], "parallel" if blocks > 1 else "serial")
+    return L.Kernel(kname, decl, [body])
