@@ -59,6 +59,10 @@ def unary(op: str, x: np.ndarray) -> np.ndarray:
         return (np.clip(x + 3, 0, 6) / 6).astype(np.float32)
     if op == "hardswish":
         return (x * np.clip(x + 3, 0, 6) / 6).astype(np.float32)
+    if op in ("floor", "ceil", "trunc", "sign"):
+        return getattr(np, op)(x).astype(np.float32)
+    if op == "round":
+        return np.round(x).astype(np.float32)  # ties to even, as C's nearbyintf
     if op == "softplus":
         return np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20)))).astype(np.float32)
     raise ProvenmlError(f"interpreter: unknown unary op {op}")
@@ -276,6 +280,10 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
     if op == "scatter":  # rows[q] of base combined with row q of src, in order of q
         out = ins[0].copy()
         rows = np.where(ins[1] < 0, ins[1] + out.shape[0], ins[1])
+        if a["reduce"] == "replace":  # in order: the last update of a row wins
+            for q, row in enumerate(rows):
+                out[row] = ins[2][q]
+            return out
         combine = {"add": np.add, "amax": np.fmax, "amin": np.fmin}[a["reduce"]]
         if not a["include_self"]:  # each touched row starts from its first update
             first = np.unique(rows, return_index=True)[1]

@@ -39,6 +39,12 @@ ELEMENTWISE_UNARY = (
     # stop 57: a float32 or 0 / 1 boolean tensor as int64 (truncated toward zero, as PyTorch's
     # .long() / .int()); integer add / sub / mul / neg compute in 64-bit integers
     "to_int",
+    # stop 59: rounding (round: to nearest, ties to even, as torch.round) and the sign
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "sign",
 )
 ELEMENTWISE_BINARY = (
     "add",

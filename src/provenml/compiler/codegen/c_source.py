@@ -692,6 +692,11 @@ UNARY_C: dict[str, str] = {
     "hardswish": "({x} * fminf(fmaxf({x} + 3.f, 0.f), 6.f) / 6.f)",
     # softplus at PyTorch's defaults (beta 1, threshold 20): linear above the threshold
     "softplus": "({x} > 20.f ? {x} : log1pf(expf({x})))",
+    "floor": "floorf({x})",
+    "ceil": "ceilf({x})",
+    "round": "nearbyintf({x})",  # the default rounding mode: to nearest, ties to even
+    "trunc": "truncf({x})",
+    "sign": "(pm_isnan({x}) ? {x} : (float)(({x} > 0.f) - ({x} < 0.f)))",
 }
 BINARY_C: dict[str, str] = {
     "add": "({a} + {b})",

@@ -11,6 +11,8 @@ cannot map.
 """
 
 from provenml.compiler.frontend.common import UnsupportedOp
+from provenml.compiler.frontend.onnx import ONNX_OPS
+from provenml.compiler.frontend.onnx_more_ops import MORE_ONNX_OPS
 from provenml.compiler.frontend.torch_attention import ATTENTION_FUNCTIONS, ATTENTION_MODULES
 from provenml.compiler.frontend.torch_fx import (
     BOOL_HANDLERS,
@@ -39,5 +41,6 @@ FUNCTION_NAMES.update(MORE_FUNCTION_NAMES)
 METHODS.update(MORE_METHODS)
 MODULES.update(MORE_MODULES)
 BOOL_HANDLERS.update(MOVES)  # flip, roll, clone, t, div move or combine a mask's values
+ONNX_OPS.update(MORE_ONNX_OPS)  # PRelu, ReduceLogSumExp, Mod, Trilu, ScatterElements, ...
 
 __all__ = ["UnsupportedOp", "trace"]

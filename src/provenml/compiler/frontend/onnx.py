@@ -632,10 +632,29 @@ def _slice(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
         dim = int(a) % len(shape)
         start, stop, step = slice(int(s), int(e), int(st)).indices(shape[dim])
-        if step <= 0:
-            raise UnsupportedOp("Slice", b.current, "negative step")
+        if step < 0:  # (PyTorch exports flip so): the rows picked by a constant gather
+            x = _reverse_slice(b, x, dim, range(start, stop, step))
+            shape = b.g.values[x].shape
+            continue
         x = b.slice(x, dim, start, max(stop, start), step)
     return [x]
+
+
+def _reverse_slice(b: OnnxBuilder, x: str, dim: int, picked: range) -> str:
+    """A Slice with a negative step along ``dim``: the IR's row gather (``embedding``) of
+    ``x`` viewed as rows over its dims up to ``dim``, by constant row numbers (stop 59)."""
+    shape = b.g.values[x].shape
+    lead = tuple(shape[: dim + 1])
+    rows = np.take(np.arange(int(np.prod(lead))).reshape(lead), list(picked), axis=dim)
+    width = int(np.prod(shape[dim + 1 :], dtype=np.int64))
+    table = b.reshape(x, (int(np.prod(lead)), width))
+    gathered = b.emit(
+        "embedding", [table, b.g.add_const(np.ascontiguousarray(rows, np.int64), "rows")]
+    )
+    y = b.reshape(gathered, (*rows.shape, *shape[dim + 1 :]))
+    if x in b.bools:
+        b.bools.add(y)
+    return y
 
 
 def _split(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:

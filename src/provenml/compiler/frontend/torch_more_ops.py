@@ -573,6 +573,27 @@ def _same_values(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.tensor_arg(node.args[0])
 
 
+ROUNDING = ("floor", "ceil", "round", "trunc", "sign")
+
+
+def _rounding(op: str) -> Handler:
+    """``torch.floor`` / ``ceil`` / ``round`` (``decimals=0``; ties to even) / ``trunc`` /
+    ``sign`` and their methods: the IR's unary op; an int64 tensor is its own floor, ceil,
+    round and truncation (as in PyTorch)."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        x = b.tensor_arg(node.args[0])
+        if b.val(node.kwargs.get("decimals", 0)):
+            raise UnsupportedOp(target_name(node, b.gm), node.name, "decimals other than 0")
+        if b.g.values[x].dtype == "int64" and op != "sign":
+            return x
+        if b.g.values[x].dtype == "int64":
+            raise UnsupportedOp(target_name(node, b.gm), node.name, "sign of an integer tensor")
+        return b.emit(op, [x], {}, out)
+
+    return handle
+
+
 # -- integer and floor arithmetic ---------------------------------------------------------------
 def _div(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``torch.div`` / ``Tensor.div`` / ``true_divide``: ``rounding_mode`` None divides,
@@ -585,6 +606,7 @@ def _div(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 
 
 MORE_FUNCTIONS: dict[Any, Handler] = {
+    **{getattr(torch, op): _rounding(op) for op in ROUNDING},
     torch.t: _matrix_transpose,
     torch.clone: _same_values,
     operator.floordiv: _binary("floor_divide", check_alpha=False),
@@ -621,6 +643,7 @@ MORE_FUNCTION_NAMES: dict[str, Handler] = {
     "logsumexp": _logsumexp,
 }
 MORE_METHODS: dict[str, Handler] = {
+    **{op: _rounding(op) for op in ROUNDING},
     "floor_divide": _binary("floor_divide", check_alpha=False),
     "remainder": _binary("remainder", check_alpha=False),
     "div": _div,

@@ -97,7 +97,12 @@ def embedding(low: Lowering, n: Node, kname: str) -> L.Kernel:
     return L.Kernel(kname, decl, [L.Loop("q", count, [L.Stmt(code)])])
 
 
-SCATTER_COMBINE = {"add": "{y} + {s}", "amax": "fmaxf({y}, {s})", "amin": "fminf({y}, {s})"}
+SCATTER_COMBINE = {
+    "add": "{y} + {s}",
+    "amax": "fmaxf({y}, {s})",
+    "amin": "fminf({y}, {s})",
+    "replace": "{s}",  # the last update of a row wins
+}
 SCATTER_BLOCK = 16  # columns per parallel chunk
 
 
