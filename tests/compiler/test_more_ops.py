@@ -322,3 +322,18 @@ def test_backend_compiles_the_encoders_inference_fast_path(
     with torch.no_grad():
         torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
     assert len(builds) == 1 and "layer_norm" in builds[0], builds
+
+
+def test_rounding_functions_match_eager(cache: str) -> None:
+    """floor / ceil / round (ties to even) / trunc / sign at their edges, the methods and
+    functions, and an int64 tensor that each leaves as it is."""
+    x = torch.tensor([[-2.5, -1.5, -0.5, -0.0, 0.0, 0.5, 1.5, 2.5, 2.7, -2.7, 1e7 + 0.5, 3.0]])
+
+    def rounded(t: torch.Tensor) -> torch.Tensor:
+        parts = [torch.floor(t), t.ceil(), torch.round(t), t.round(), torch.trunc(t), t.sign()]
+        ints = (t * 10).long()
+        return torch.cat([*parts, (ints.floor() + torch.round(ints)).float()], 0)
+
+    model = _Apply(rounded).eval()
+    compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
+    torch.testing.assert_close(compiled(x), rounded(x), rtol=0, atol=0)

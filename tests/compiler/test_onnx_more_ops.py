@@ -1,0 +1,102 @@
+"""Stop 59's ONNX ops (``frontend/onnx_more_ops.py``, a negative-step Slice in ``onnx.py``):
+models using them exported with the TorchScript exporter, compiled, against ONNX Runtime and
+eager PyTorch to 1e-4, and a hand-built ScatterElements with repeated indices and every
+reduction against ONNX Runtime."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import provenml.compiler as pc
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+TOL = {"rtol": 1e-4, "atol": 1e-4}
+
+
+class _Two(nn.Module):
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return self.fn(x, ids)
+
+
+PERMUTED = torch.tensor([3, 1, 0, 2])[:, None, None, None]  # "none": one update per place
+CASES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    # PRelu, ReduceLogSumExp, DepthToSpace / SpaceToDepth, Trilu
+    "activations_reductions": lambda x, ids: (
+        F.prelu(x, torch.linspace(-1, 1, 8)) + torch.logsumexp(x, dim=1, keepdim=True)
+        + F.pixel_unshuffle(F.pixel_shuffle(x, 2), 2) + torch.tril(x, -1) - torch.triu(x, 2)
+    ),
+    # OneHot, ScatterElements (add and none), Mod and Floor, a flip (negative-step Slice)
+    "scatter_onehot_mod": lambda x, ids: (
+        x.scatter_add(0, ids, x * 2) + x.scatter(0, PERMUTED.expand(4, 8, 6, 6), x * 3)
+        + torch.remainder(x * 10, 3.0) + x.flip(1, 3)
+        + F.one_hot(ids[:, 0, 0, 0], 8).float()[:, :, None, None]
+        + torch.round(x * 4) + torch.sign(x)
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_exported_models_match_ort_and_eager(name: str, cache: str) -> None:
+    torch.manual_seed(0)
+    model = _Two(CASES[name]).eval()
+    x, ids = torch.randn(4, 8, 6, 6), torch.randint(0, 4, (4, 8, 6, 6))
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x, ids), buf, dynamo=False, input_names=["x", "ids"])
+    data = buf.getvalue()
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    used = [i.name for i in session.get_inputs()]  # the exporter drops unused inputs
+    args = [{"x": x, "ids": ids}[n] for n in used]
+    compiled = pc.compile_onnx(data, tuple(args), tuning=False, threads=1, cache_dir=cache)
+    got = compiled(*args).numpy()
+    want = session.run(None, {n: a.numpy() for n, a in zip(used, args, strict=True)})[0]
+    np.testing.assert_allclose(got, want, **TOL)
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(x, ids).numpy(), **TOL)
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "max", "min"])
+def test_scatter_elements_with_repeated_indices(reduction: str, cache: str) -> None:
+    """Indices that repeat along the axis and a negative one: each reduction as ONNX Runtime
+    computes it ("none" with distinct targets per column, where ONNX fixes the result)."""
+    helper = onnx.helper
+    data = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    updates = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
+    if reduction == "none":
+        index = np.array([[0, 1, 2, 3], [4, -1, 0, 1], [2, 3, 4, 0]], np.int64)
+    else:
+        index = np.array([[0, 0, 1, 4], [0, -1, 1, 4], [2, 0, 3, -5]], np.int64)
+    node = helper.make_node(
+        "ScatterElements", ["data", "index", "updates"], ["y"], axis=0, reduction=reduction
+    )
+    graph = helper.make_graph(
+        [node],
+        "scatter",
+        [
+            helper.make_tensor_value_info("data", onnx.TensorProto.FLOAT, [5, 4]),
+            helper.make_tensor_value_info("index", onnx.TensorProto.INT64, [3, 4]),
+            helper.make_tensor_value_info("updates", onnx.TensorProto.FLOAT, [3, 4]),
+        ],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [5, 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    raw = model.SerializeToString()
+    feeds = {"data": data, "index": index, "updates": updates}
+    want = ort.InferenceSession(raw, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    args = tuple(torch.from_numpy(v) for v in feeds.values())
+    compiled = pc.compile_onnx(raw, args, tuning=False, threads=1, cache_dir=cache)
+    np.testing.assert_allclose(compiled(*args).numpy(), want, rtol=0, atol=0)
