@@ -25,7 +25,9 @@ class Scatters(nn.Module):
         spread = index[:, None].expand(-1, WIDTH)
         total = x.index_add(0, index, src, alpha=0.5)
         total = total + x.t().index_add(1, index, src.t()).t() * 2
-        total = total + x.scatter_add(0, spread, src) * 3
+        total = total + x.scatter_add(0, spread, src) * 3  # whole rows (PyG's form)
+        scattered = (spread[:NODES] * 3 + torch.arange(WIDTH)) % WIDTH  # element by element
+        total = total + x.scatter_add(1, scattered, src[:NODES]) * 4
         counted = x.new_zeros(NODES)
         counted.scatter_add_(0, index, torch.ones(EDGES))  # in place, read below by its name
         total = total + counted[:, None] * 5
