@@ -8,7 +8,8 @@ Three parts, each line "name: OK <max |compiled - eager|>" or the error the comp
 3. a latency comparison on a larger graph: a two-layer GCN (``add_self_loops=False``) and a
    two-layer GraphSAGE (mean) on 2,000 nodes, 20,000 edges, 64 features, one thread, the
    compiled model and eager alternating for ``ROUNDS`` rounds of ``CALLS`` calls each
-   (medians of the per-round means).
+   (medians of the per-round means, and the per-round ratios). ``--latency N`` runs only
+   this part, N times (the host's speed moves between minutes).
 
     PYTHONPATH=src .venv/bin/python results/compiler.user_models/ops_probe_stop59.py
 """
@@ -29,7 +30,7 @@ import provenml.compiler as pc
 
 warnings.filterwarnings("ignore")
 torch.set_num_threads(1)
-ROUNDS, CALLS = 9, 20
+ROUNDS, CALLS = 15, 20
 
 
 class Wrap(nn.Module):
@@ -181,14 +182,24 @@ def latency() -> None:
                         fn(x, edges)
                     rounds[arm].append((time.perf_counter() - t0) / CALLS * 1e6)
         p, e = (statistics.median(rounds[a]) for a in ("provenml", "eager"))
+        ratios = sorted(a / b for a, b in zip(rounds["provenml"], rounds["eager"], strict=True))
         print(
-            f"latency {name}: provenml {p:,.0f} us, eager {e:,.0f} us, provenml/eager "
-            f"{p / e:.2f} (compile {seconds:.1f} s, max diff {diff:.1e})",
+            f"latency {name}: provenml {p:,.0f} us, eager {e:,.0f} us (medians); per-round "
+            f"provenml/eager median {statistics.median(ratios):.2f}, range {ratios[0]:.2f}-"
+            f"{ratios[-1]:.2f} (compile {seconds:.1f} s, max diff {diff:.1e})",
             flush=True,
         )
 
 
 if __name__ == "__main__":
+    import sys
+
+    if "--latency" in sys.argv:
+        print(f"# latency only, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        for _ in range(int(sys.argv[sys.argv.index("--latency") + 1])):
+            latency()
+        print(f"# end, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        sys.exit(0)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(f"# {stamp}, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for name, (fn, args) in torch_cases().items():
