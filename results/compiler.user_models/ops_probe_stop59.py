@@ -83,9 +83,9 @@ def torch_cases() -> dict[
             nn.Transformer(16, 2, 1, 1, 32, batch_first=True, dropout=0.0),
             (torch.randn(2, 6, 16), torch.randn(2, 5, 16)),
         ),
-        # still refused
         "topk": (lambda a: torch.topk(a, 3, dim=1).values, (x,)),
         "sort": (lambda a: torch.sort(a, dim=1).values, (x,)),
+        # still refused
         "cumprod": (lambda a: a.cumprod(1), (x,)),
         "unfold": (lambda a: F.unfold(a, 2), (img,)),
         "cdist": (lambda a: torch.cdist(a, a), (x,)),

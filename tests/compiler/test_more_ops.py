@@ -337,3 +337,31 @@ def test_rounding_functions_match_eager(cache: str) -> None:
     model = _Apply(rounded).eval()
     compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
     torch.testing.assert_close(compiled(x), rounded(x), rtol=0, atol=0)
+
+
+def test_topk_sort_and_argsort_match_eager(cache: str) -> None:
+    """Largest and smallest ``k`` along inner and outer dims, a descending sort's values and
+    an ascending one's indices, ``argsort``, a mixture-of-experts gate (softmax, top 2), with
+    ties (ordered by position, as a stable sort) and a NaN (the largest, as PyTorch sorts)."""
+
+    def selections(t: torch.Tensor) -> torch.Tensor:
+        parts = [
+            torch.topk(t, 3, dim=1).values,
+            t.topk(2, largest=False).indices.float(),
+            torch.sort(t, dim=-1, descending=True).values[..., :2],
+            t.sort(dim=0)[1].float(),
+            torch.argsort(t, dim=1).float(),
+            torch.softmax(t, -1).topk(2, -1).values,
+        ]
+        return torch.cat([p.flatten(1) for p in parts], 1)
+
+    x = torch.randn(3, 7, 5)
+    x[0, 2, :] = x[0, 4, :]  # ties along dim 1
+    compiled = pc.compile(_Apply(selections).eval(), (x,), threads=2, tuning=False, cache_dir=cache)
+    torch.testing.assert_close(compiled(x), selections(x))
+    y = x.clone()
+    y[1, 1, 1] = float("nan")
+    expected = torch.sort(y, dim=-1, descending=True)
+    sort_model = _Apply(lambda t: torch.sort(t, dim=-1, descending=True).indices.float()).eval()
+    compiled_sort = pc.compile(sort_model, (y,), threads=1, tuning=False, cache_dir=cache)
+    torch.testing.assert_close(compiled_sort(y), expected.indices.float())

@@ -277,6 +277,13 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
         return np.concatenate(ins, axis=a["dim"])
     if op == "embedding":
         return ins[0][ins[1]]
+    if op in ("topk", "topk_indices"):  # a stable sort's first k (finite inputs)
+        x = ins[0]
+        order = np.argsort(-x if a["largest"] else x, axis=a["dim"], kind="stable")
+        order = np.take(order, np.arange(int(a["k"])), axis=a["dim"])
+        if op == "topk_indices":
+            return order.astype(np.int64)
+        return np.take_along_axis(x, order, axis=a["dim"])
     if op == "scatter":  # rows[q] of base combined with row q of src, in order of q
         out = ins[0].copy()
         rows = np.where(ins[1] < 0, ins[1] + out.shape[0], ins[1])

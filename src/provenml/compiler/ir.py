@@ -79,6 +79,9 @@ SCANS = ("cumsum",)
 # into rows[q] in order (attrs reduce: add / amax / amin, include_self): index_add and the
 # element scatters (scatter_add, scatter_reduce) one element per row
 SCATTERS = ("scatter",)
+# stop 59: the k largest (smallest) along ``dim``, sorted, ties by position (as a stable sort):
+# ``topk`` gives their values, ``topk_indices`` their int64 positions (sort: k = the length)
+SELECTIONS = ("topk", "topk_indices")
 
 
 @dataclass

@@ -103,7 +103,7 @@ class OnnxBuilder:
             raise UnsupportedOp(op, self.current, str(exc)) from exc
         dtype = (
             "int64"
-            if op in ("argmax", "argmin", "to_int")
+            if op in ("argmax", "argmin", "to_int", "topk_indices")
             or (op == "embedding" and dtypes[0] == "int64")  # rows of an integer table
             or (
                 op not in ("embedding", "to_float", *COMPARISONS)

@@ -4,7 +4,7 @@ exporter writes for the ops stop 59 added to the torch frontend.
 PRelu, ReduceLogSumExp / ReduceL1 / ReduceL2 / ReduceSumSquare, Mod (``fmod=0``: the
 divisor's sign, Python's), Trilu, ScatterElements (``reduction`` none / add / max / min, as
 the IR's ``scatter`` of one-element rows), DepthToSpace (DCR and CRD) / SpaceToDepth, OneHot
-(last axis), Mish, and Floor / Ceil / Round / Sign. The handlers follow :mod:`.onnx`'s:
+(last axis), Mish, TopK, and Floor / Ceil / Round / Sign. The handlers follow :mod:`.onnx`'s:
 each takes the builder and the node and returns the IR values of the node's outputs; what
 they cannot map is refused by name.
 """
@@ -182,6 +182,23 @@ def _mish(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     return [b.emit("mul", [x, b.emit("tanh", [b.emit("softplus", [x])])])]
 
 
+def _top_k(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """TopK (``K`` known at compile time, ``axis``, ``largest``; always sorted, ties in order
+    of position): the IR's ``topk`` and ``topk_indices``."""
+    at = attrs_of(node)
+    x = b.tensor(node.input[0])
+    if b.g.values[x].dtype != "float32" or x in b.bools:
+        raise UnsupportedOp("TopK", b.current, "a non-float32 tensor")
+    k_given = b.const_input(node, 1)
+    assert k_given is not None
+    attrs = {
+        "dim": int(at.get("axis", -1)) % len(b.g.values[x].shape),
+        "k": int(np.asarray(k_given).reshape(-1)[0]),
+        "largest": bool(int(at.get("largest", 1))),
+    }
+    return [b.emit("topk", [x], attrs), b.emit("topk_indices", [x], attrs)]
+
+
 MORE_ONNX_OPS: dict[str, OnnxHandler] = {
     "PRelu": _prelu,
     "ReduceLogSumExp": _log_sum_exp,
@@ -195,6 +212,7 @@ MORE_ONNX_OPS: dict[str, OnnxHandler] = {
     "SpaceToDepth": _depth_space(to_space=False),
     "OneHot": _one_hot,
     "Mish": _mish,
+    "TopK": _top_k,
     "Floor": _unary("floor"),
     "Ceil": _unary("ceil"),
     "Round": _unary("round"),  # ties to even, as ONNX specifies

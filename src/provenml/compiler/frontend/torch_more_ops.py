@@ -19,6 +19,8 @@
   (sum, mean, amax, amin; ``include_self`` either way), their in-place forms where the result
   is what is used, through the IR's ``scatter`` (stop 59's one new op: rows combined in
   order); ``index_select`` as a gather.
+* **Selections**: ``topk``, ``sort``, ``argsort`` through the IR's ``topk`` /
+  ``topk_indices`` (sorted, ties in order of position).
 * **Layers**: ``F.instance_norm`` (the input's statistics: a group norm with a group per
   channel; running statistics: a batch norm), ``nn.EmbeddingBag`` / ``F.embedding_bag``
   (a 2-D batch of bags, sum / mean / max: a gather then a reduction over the bag),
@@ -50,6 +52,7 @@ from provenml.compiler.frontend.torch_fx import (
     _module,
     _norm,
     _select,
+    _ValuesIndices,
     arg,
     meta_like,
     target_name,
@@ -651,6 +654,56 @@ def _rounding(op: str) -> Handler:
     return handle
 
 
+# -- selections ----------------------------------------------------------------------------------
+def _selected(
+    b: FxBuilder, x: str, dim: int, k: int, largest: bool, out: Any, where: str
+) -> tuple[str, str]:
+    """The IR's ``topk`` and ``topk_indices`` of ``x`` along ``dim`` (float32 only)."""
+    if b.g.values[x].dtype != "float32" or x in b.bools:
+        raise UnsupportedOp(where.split(":")[0], where.split(":")[-1], "a non-float32 tensor")
+    attrs = {"dim": dim, "k": k, "largest": largest}
+    values = b.emit("topk", [x], attrs, out[0])
+    indices = b.emit("topk_indices", [x], attrs, out[1])
+    return values, indices
+
+
+def _topk(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
+    """``torch.topk(x, k, dim=-1, largest=True, sorted=True)`` / ``x.topk``: ``(values,
+    indices)``, always sorted (``sorted=False`` leaves the order to the implementation), ties
+    in order of position."""
+    x = b.tensor_arg(node.args[0])
+    rank = len(b.shape(x))
+    k = int(b.val(arg(node, 1, "k")))
+    dim = int(b.val(arg(node, 2, "dim", -1))) % rank
+    largest = bool(b.val(arg(node, 3, "largest", True)))
+    where = f"{target_name(node, b.gm)}:{node.name}"
+    return _ValuesIndices(_selected(b, x, dim, k, largest, out, where))
+
+
+def _sort(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
+    """``torch.sort(x, dim=-1, descending=False, stable=False)`` / ``x.sort``: ``(values,
+    indices)`` (ties in order of position, as ``stable=True``)."""
+    x = b.tensor_arg(node.args[0])
+    rank = len(b.shape(x))
+    dim_arg = arg(node, 1, "dim", -1)
+    dim = int(b.val(dim_arg if not isinstance(b.val(dim_arg), bool) else -1)) % rank
+    descending = bool(b.val(node.kwargs.get("descending", False)))
+    where = f"{target_name(node, b.gm)}:{node.name}"
+    size = b.shape(x)[dim]
+    return _ValuesIndices(_selected(b, x, dim, size, descending, out, where))
+
+
+def _argsort(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.argsort(x, dim=-1, descending=False)`` / ``x.argsort``: the sort's indices."""
+    x = b.tensor_arg(node.args[0])
+    rank = len(b.shape(x))
+    dim = int(b.val(arg(node, 1, "dim", -1))) % rank
+    descending = bool(b.val(arg(node, 2, "descending", False)))
+    where = f"{target_name(node, b.gm)}:{node.name}"
+    values_like = meta_like(out.shape)
+    return _selected(b, x, dim, b.shape(x)[dim], descending, (values_like, out), where)[1]
+
+
 # -- integer and floor arithmetic ---------------------------------------------------------------
 def _div(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``torch.div`` / ``Tensor.div`` / ``true_divide``: ``rounding_mode`` None divides,
@@ -663,6 +716,9 @@ def _div(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 
 
 MORE_FUNCTIONS: dict[Any, Handler] = {
+    torch.topk: _topk,
+    torch.sort: _sort,
+    torch.argsort: _argsort,
     **{getattr(torch, op): _rounding(op) for op in ROUNDING},
     torch.t: _matrix_transpose,
     torch.clone: _same_values,
@@ -700,6 +756,9 @@ MORE_FUNCTION_NAMES: dict[str, Handler] = {
     "logsumexp": _logsumexp,
 }
 MORE_METHODS: dict[str, Handler] = {
+    "topk": _topk,
+    "sort": _sort,
+    "argsort": _argsort,
     **{op: _rounding(op) for op in ROUNDING},
     "floor_divide": _binary("floor_divide", check_alpha=False),
     "remainder": _binary("remainder", check_alpha=False),

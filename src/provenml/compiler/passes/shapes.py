@@ -96,6 +96,10 @@ def shape_of(n: Node, values: dict[str, Value]) -> tuple[int, ...]:
         return tuple(out)
     if op == "embedding":
         return s[1] + (s[0][1],)
+    if op in ("topk", "topk_indices"):
+        out = list(s[0])
+        out[a["dim"]] = int(a["k"])
+        return tuple(out)
     if op == "scatter":  # base (R, W), rows (M,), src (M, W)
         if len(s[0]) != 2 or s[2] != (s[1][0], s[0][1]) or len(s[1]) != 1:
             raise ProvenmlError(f"scatter {n.name}: base {s[0]}, rows {s[1]}, src {s[2]}")

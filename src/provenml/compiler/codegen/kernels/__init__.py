@@ -28,6 +28,7 @@ from provenml.compiler.codegen.kernels.reduction import (
     lower_fused_reduction,
     lower_row_op,
     reduce,
+    topk,
 )
 from provenml.compiler.ir import ELEMENTWISE, Node
 
@@ -60,6 +61,8 @@ KERNELS: dict[str, KernelHandler] = {
     "cat": cat,
     "embedding": embedding,
     "scatter": scatter,
+    "topk": topk,
+    "topk_indices": topk,
     "max_pool2d": pool,
     "avg_pool2d": pool,
 }

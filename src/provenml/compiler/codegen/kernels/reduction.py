@@ -310,3 +310,29 @@ def lower_fused_reduction(low: Lowering, n: Node, kname: str) -> L.Kernel:
     anchor = next(m for m in body if m.op in ("softmax", "layer_norm"))
     k = body.index(anchor)
     return row_reduction(low, n, kname, anchor, body[:k], body[k + 1 :])
+
+
+def topk(low: Lowering, n: Node, kname: str) -> L.Kernel:
+    """``topk`` / ``topk_indices`` along ``dim`` (row layout): each line's (value, position)
+    pairs sorted by ``qsort`` (``pm_pair_desc`` for the largest, ``pm_pair_asc`` for the
+    smallest: value, then position, so ties come in order, as a stable sort; a NaN counts as
+    the largest value, as in PyTorch), the first ``k`` written. Lines (outer x inner) run in
+    parallel; the pair buffer is allocated per line."""
+    outer, length, inner = along_dim(low, n)
+    k = int(n.attrs["k"])
+    decl, names = low.decls(n, [n.name], n.inputs)
+    X, Y = names[n.inputs[0]], names[n.name]
+    order = "pm_pair_desc" if n.attrs["largest"] else "pm_pair_asc"
+    field = "i" if n.op == "topk_indices" else "v"
+    code = (
+        f"const long o = line / {inner}, i = line % {inner};\n"
+        f"pm_pair* pairs = (pm_pair*)malloc({length} * sizeof(pm_pair));\n"
+        f"for (long q = 0; q < {length}; ++q) {{ pairs[q].v = {X}[(o*{length} + q)*{inner} + i]; "
+        "pairs[q].i = q; }\n"
+        f"qsort(pairs, {length}, sizeof(pm_pair), {order});\n"
+        f"for (long q = 0; q < {k}; ++q) {Y}[(o*{k} + q)*{inner} + i] = pairs[q].{field};\n"
+        "free(pairs);"
+    )
+    lines = outer * inner
+    body = L.Loop("line", lines, [L.Stmt(code)], "parallel" if lines > 1 else "serial")
+    return L.Kernel(kname, decl, [body])
