@@ -85,11 +85,13 @@ def torch_cases() -> dict[
         ),
         "topk": (lambda a: torch.topk(a, 3, dim=1).values, (x,)),
         "sort": (lambda a: torch.sort(a, dim=1).values, (x,)),
-        # still refused
         "cumprod": (lambda a: a.cumprod(1), (x,)),
-        "unfold": (lambda a: F.unfold(a, 2), (img,)),
         "cdist": (lambda a: torch.cdist(a, a), (x,)),
         "atan2": (lambda a: torch.atan2(a, a + 1), (x,)),
+        # still refused
+        "unfold": (lambda a: F.unfold(a, 2), (img,)),
+        "fold": (lambda a: F.fold(a, (4, 4), 2), (torch.randn(1, 12, 9),)),
+        "kthvalue": (lambda a: torch.kthvalue(a, 2, dim=1).values, (x,)),
     }
 
 

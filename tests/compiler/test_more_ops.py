@@ -365,3 +365,24 @@ def test_topk_sort_and_argsort_match_eager(cache: str) -> None:
     sort_model = _Apply(lambda t: torch.sort(t, dim=-1, descending=True).indices.float()).eval()
     compiled_sort = pc.compile(sort_model, (y,), threads=1, tuning=False, cache_dir=cache)
     torch.testing.assert_close(compiled_sort(y), expected.indices.float())
+
+
+def test_cumprod_atan2_and_cdist_match_eager(cache: str) -> None:
+    """``cumprod`` (float in double, int64 exact), ``atan2`` over all four quadrants and
+    ``cdist`` for p 1, 2 and inf, batched and not."""
+
+    def maths(t: torch.Tensor) -> torch.Tensor:
+        parts = [
+            torch.cumprod(t + 1.0, 1),
+            ((t * 3).long() + 2).cumprod(-1).float(),
+            torch.atan2(t, t.flip(1)),
+            torch.cdist(t, t[:, :4] * 2),
+            torch.cdist(t, t.roll(1, 1), p=1),
+            torch.cdist(t[0], t[1], p=float("inf"))[None].expand(2, -1, -1),
+        ]
+        return torch.cat([p.flatten(1) for p in parts], 1)
+
+    x = torch.randn(2, 30, 5)
+    compiled = pc.compile(_Apply(maths).eval(), (x,), threads=2, tuning=False, cache_dir=cache)
+    y = torch.randn(2, 30, 5)
+    torch.testing.assert_close(compiled(y), maths(y), rtol=1e-4, atol=1e-4)

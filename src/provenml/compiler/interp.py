@@ -93,6 +93,8 @@ def binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.minimum(a, b)
     if op in COMPARE:
         return COMPARE[op](a, b).astype(np.float32)
+    if op == "atan2":
+        return np.arctan2(a, b).astype(np.float32)
     if op == "floor_divide":
         if a.dtype.kind == "i" and b.dtype.kind == "i":
             return np.floor_divide(a, np.where(b == 0, 1, b)) * (b != 0)  # 0 / 0 -> 0, as the C
@@ -201,6 +203,9 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
         return unary(op, ins[0]).astype(dtype)
     if op in ELEMENTWISE_BINARY:
         return binary(op, ins[0], ins[1]).astype(dtype)
+    if op == "cumprod":  # float32: multiplied in double, as for cumsum
+        acc = np.int64 if ins[0].dtype == np.int64 else np.float64
+        return np.cumprod(ins[0], axis=a["dim"], dtype=acc).astype(ins[0].dtype)
     if op == "cumsum":  # float32: accumulated in double, as PyTorch's CPU kernel
         acc = np.float64 if dtype == np.float32 else np.int64
         return np.cumsum(ins[0], axis=a["dim"], dtype=acc).astype(dtype)

@@ -67,6 +67,7 @@ ELEMENTWISE_BINARY = (
     # divisor), float32 or int64 (in 64-bit integers)
     "floor_divide",
     "remainder",
+    "atan2",  # stop 59
 )
 ELEMENTWISE = ELEMENTWISE_UNARY + ELEMENTWISE_BINARY
 MATMUL_LIKE = ("linear", "dense", "matmul", "conv2d")
@@ -74,7 +75,7 @@ MATMUL_LIKE = ("linear", "dense", "matmul", "conv2d")
 REDUCTION_LIKE = ("softmax", "layer_norm", "mean", "sum", "amax", "amin", "argmax", "argmin")
 # stop 57: cumulative sum along one dim (``dim``), float32 (accumulated in double, as PyTorch's
 # CPU kernel does) or int64 (exact)
-SCANS = ("cumsum",)
+SCANS = ("cumsum", "cumprod")  # cumprod: stop 59 (float32 in double, int64 exact)
 # stop 59: scatter(base (R, W), rows (M,) int64, src (M, W)): base with src's rows combined
 # into rows[q] in order (attrs reduce: add / amax / amin, include_self): index_add and the
 # element scatters (scatter_add, scatter_reduce) one element per row

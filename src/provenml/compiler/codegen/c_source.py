@@ -734,6 +734,7 @@ BINARY_C: dict[str, str] = {
     "ne": "((pm_isnan({a}) | pm_isnan({b})) ? 1.f : ({a} != {b} ? 1.f : 0.f))",
     "keep_where": "({a} != 0.f ? {b} : 0.f)",
     "keep_where_not": "({a} != 0.f ? 0.f : {b})",
+    "atan2": "atan2f({a}, {b})",
     "floor_divide": "pm_floor_dividef({a}, {b})",
     "remainder": "pm_remainderf({a}, {b})",
 }

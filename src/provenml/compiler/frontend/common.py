@@ -41,7 +41,7 @@ COMPARISONS = ("gt", "ge", "lt", "le", "eq", "ne")
 # a running count (cumsum) and a sum (a count); division, remainders and the other
 # reductions of integers stay refused
 INTEGER_ARITHMETIC = (
-    *("add", "sub", "mul", "neg", "cumsum", "sum"),
+    *("add", "sub", "mul", "neg", "cumsum", "cumprod", "sum"),
     # stop 59: in 64-bit integers (floor semantics; a clamp of integer positions)
     *("floor_divide", "remainder", "maximum", "minimum"),
 )

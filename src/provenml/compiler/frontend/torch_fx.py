@@ -1055,7 +1055,8 @@ def _cumsum(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
         x = b.emit("to_int", [x], {}, meta_like(b.shape(x), torch.int64))
     elif out.dtype not in (torch.int64, torch.int32, torch.float32):
         raise UnsupportedOp(target_name(node, b.gm), node.name, f"a {out.dtype} result")
-    return b.emit("cumsum", [x], {"dim": dim}, out)
+    op = "cumprod" if "cumprod" in target_name(node, b.gm) else "cumsum"  # cumprod: stop 59
+    return b.emit(op, [x], {"dim": dim}, out)
 
 
 def _scaled_product_plus(

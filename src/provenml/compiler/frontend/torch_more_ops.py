@@ -19,6 +19,8 @@
   (sum, mean, amax, amin; ``include_self`` either way), their in-place forms where the result
   is what is used, through the IR's ``scatter`` (stop 59's one new op: rows combined in
   order); ``index_select`` as a gather.
+* **More maths**: ``cumprod`` (the IR's scan, in double), ``atan2``, ``torch.cdist`` (p 1, 2,
+  inf, from the differences).
 * **Selections**: ``topk``, ``sort``, ``argsort`` through the IR's ``topk`` /
   ``topk_indices`` (sorted, ties in order of position).
 * **Layers**: ``F.instance_norm`` (the input's statistics: a group norm with a group per
@@ -48,6 +50,7 @@ from provenml.compiler.frontend.torch_fx import (
     FxBuilder,
     Handler,
     _binary,
+    _cumsum,
     _group_norm_op,
     _module,
     _norm,
@@ -704,6 +707,25 @@ def _argsort(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return _selected(b, x, dim, b.shape(x)[dim], descending, (values_like, out), where)[1]
 
 
+def _cdist(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.cdist(x1, x2, p)`` for ``p`` 1, 2 and inf: the distance of every row pair,
+    ``(.., P, M)`` against ``(.., R, M)`` -> ``(.., P, R)``, from the differences directly
+    (``x1[.., :, None, :] - x2[.., None, :, :]``; PyTorch's ``p = 2`` takes a matmul form
+    beyond 25 rows, whose cancellation this avoids: the two agree to float32 rounding on
+    separated points and this one is the more exact on close ones)."""
+    order = b.val(arg(node, 2, "p", 2.0))
+    if order not in NORM_ORDERS:
+        raise UnsupportedOp("cdist", node.name, f"p={order!r} (1, 2, inf)")
+    x1, x2 = b.tensor_arg(node.args[0]), b.tensor_arg(arg(node, 1, "x2"))
+    s1, s2 = b.shape(x1), b.shape(x2)
+    lead = tuple(np.broadcast_shapes(s1[:-2], s2[:-2]))
+    left = b.reshape(x1, meta_like([*s1[:-1], 1, s1[-1]]))
+    right = b.reshape(x2, meta_like([*s2[:-2], 1, *s2[-2:]]))
+    pairs = (*lead, s1[-2], s2[-2], s1[-1])
+    difference = b.emit("sub", [left, right], {}, meta_like(pairs))
+    return _norm(b, difference, order, {"dims": (len(pairs) - 1,), "keepdim": False}, out)
+
+
 # -- integer and floor arithmetic ---------------------------------------------------------------
 def _div(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``torch.div`` / ``Tensor.div`` / ``true_divide``: ``rounding_mode`` None divides,
@@ -716,6 +738,10 @@ def _div(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 
 
 MORE_FUNCTIONS: dict[Any, Handler] = {
+    torch.cdist: _cdist,
+    torch.atan2: _binary("atan2", check_alpha=False),
+    torch.arctan2: _binary("atan2", check_alpha=False),
+    torch.cumprod: _cumsum,
     torch.topk: _topk,
     torch.sort: _sort,
     torch.argsort: _argsort,
@@ -756,6 +782,9 @@ MORE_FUNCTION_NAMES: dict[str, Handler] = {
     "logsumexp": _logsumexp,
 }
 MORE_METHODS: dict[str, Handler] = {
+    "atan2": _binary("atan2", check_alpha=False),
+    "arctan2": _binary("atan2", check_alpha=False),
+    "cumprod": _cumsum,
     "topk": _topk,
     "sort": _sort,
     "argsort": _argsort,

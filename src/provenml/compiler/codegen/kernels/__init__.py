@@ -54,6 +54,7 @@ KERNELS: dict[str, KernelHandler] = {
     "amin": reduce,
     "argmax": arg_reduce,
     "cumsum": cumsum,
+    "cumprod": cumsum,
     "argmin": arg_reduce,
     "permute": permute,
     "layout_transform": permute,

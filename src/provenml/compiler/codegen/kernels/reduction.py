@@ -202,26 +202,31 @@ def along_dim(low: Lowering, n: Node) -> tuple[int, int, int]:
 
 
 def cumsum(low: Lowering, n: Node, kname: str) -> L.Kernel:
-    """Cumulative sum along ``dim`` (row layout): each (outer, inner) line summed in order,
-    a float32 tensor's in double (as PyTorch's CPU kernel accumulates, then rounds each
-    result to float32), an int64 tensor's in 64-bit integers (exact). Lines run in
-    parallel over the outer dims; the inner dims vectorize."""
+    """Cumulative sum (and, since stop 59, product: ``cumprod``) along ``dim`` (row layout):
+    each (outer, inner) line summed in order, a float32 tensor's in double (as PyTorch's CPU
+    kernel accumulates, then rounds each result to float32), an int64 tensor's in 64-bit
+    integers (exact). Lines run in parallel over the outer dims; the inner dims vectorize."""
     outer, steps, inner = along_dim(low, n)
     decl, names = low.decls(n, [n.name], n.inputs)
     X, Y = names[n.inputs[0]], names[n.name]
     xv = low.g.values[n.inputs[0]]
     acc, out = ("long long", "") if xv.dtype == "int64" else ("double", "(float)")
     at = f"(o*{steps} + q)*{inner} + i"
+    start, step = ("1", "*=") if n.op == "cumprod" else ("0", "+=")  # cumprod: stop 59
     body = L.Loop(
         "o",
         outer,
         [
             L.Stmt(f"{acc} acc[{inner}];"),
-            L.Loop("i", inner, [L.Stmt("acc[i] = 0;")], "vectorize"),
+            L.Loop("i", inner, [L.Stmt(f"acc[i] = {start};")], "vectorize"),
             L.Loop(
                 "q",
                 steps,
-                [L.Loop("i", inner, [L.Stmt(f"acc[i] += {X}[{at}];\n{Y}[{at}] = {out}acc[i];")])],
+                [
+                    L.Loop(
+                        "i", inner, [L.Stmt(f"acc[i] {step} {X}[{at}];\n{Y}[{at}] = {out}acc[i];")]
+                    )
+                ],
             ),
         ],
         "parallel" if outer > 1 else "serial",
