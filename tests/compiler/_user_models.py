@@ -531,3 +531,14 @@ def user_model(name: str) -> tuple[nn.Module, torch.Tensor]:
     cls, shape, scale = USER_MODELS[name]
     torch.manual_seed(0)
     return cls().eval(), torch.randn(shape) * scale
+
+
+class Apply(nn.Module):
+    """A module that calls ``fn`` on its one input (a function under test as a model)."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
+from tests.compiler._user_models import Apply
 from torch import nn
 
 import provenml.compiler as pc
@@ -136,21 +137,29 @@ def test_backend_compiles_the_functions_modules_call(
     """Through ``torch.compile`` dynamo inlines the modules (``F.instance_norm``,
     ``F.prelu``, ``F.embedding_bag``, ...): the whole graph is one build, no op left out."""
     make, inputs = CASES[name]
-    model, args = make().eval(), inputs()
-    builds: list[int] = []
+    builds = _through_the_backend(make().eval(), inputs(), cache, monkeypatch)
+    assert len(builds) == 1, f"the graph was split into {len(builds)} compiled parts"
+
+
+def _through_the_backend(
+    model: nn.Module, args: tuple[torch.Tensor, ...], cache: str, monkeypatch: pytest.MonkeyPatch
+) -> list[pc.Graph]:
+    """``model`` through ``torch.compile`` with the backend, checked against eager on
+    ``args``; the graphs the backend built."""
+    builds: list[pc.Graph] = []
     original = pc.api.compile_graph
 
-    def counting(g, *rest, **kwargs):  # type: ignore[no-untyped-def]
-        builds.append(len(g.nodes))
+    def recording(g, *rest, **kwargs):  # type: ignore[no-untyped-def]
+        builds.append(g)
         return original(g, *rest, **kwargs)
 
-    monkeypatch.setattr(pc.api, "compile_graph", counting)
+    monkeypatch.setattr(pc.api, "compile_graph", recording)
     torch._dynamo.reset()
     opts = {"tuning": False, "tune_threads": False, "threads": 1, "cache_dir": cache}
     fast = torch.compile(model, backend=functools.partial(pc.backend, **opts))
     with torch.no_grad():
         torch.testing.assert_close(fast(*args), model(*args), rtol=1e-4, atol=1e-4)
-    assert len(builds) == 1, f"the graph was split into {len(builds)} compiled parts"
+    return builds
 
 
 def test_softplus_switches_where_pytorch_does(cache: str) -> None:
@@ -237,13 +246,7 @@ def test_transformer_decoders_match_eager(
     torch.testing.assert_close(compiled(*args), expected, rtol=1e-4, atol=1e-4)
 
 
-class _Apply(nn.Module):
-    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
+_Apply = Apply
 
 
 @pytest.mark.parametrize(
@@ -307,21 +310,9 @@ def test_backend_compiles_the_encoders_inference_fast_path(
     records ``torch._transformer_encoder_layer_fwd``: before stop 59 the backend left each
     layer to PyTorch (two builds, the linears); now the whole graph is one build."""
     model = Encoded(padded, norm_first).eval()
-    x = torch.randn(2, KEYS, 8)
-    builds: list[str] = []
-    original = pc.api.compile_graph
-
-    def recording(g, *rest, **kwargs):  # type: ignore[no-untyped-def]
-        builds.append(" ".join(sorted({n.op for n in g.nodes})))
-        return original(g, *rest, **kwargs)
-
-    monkeypatch.setattr(pc.api, "compile_graph", recording)
-    torch._dynamo.reset()
-    opts = {"tuning": False, "tune_threads": False, "threads": 1, "cache_dir": cache}
-    fast = torch.compile(model, backend=functools.partial(pc.backend, **opts))
-    with torch.no_grad():
-        torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
-    assert len(builds) == 1 and "layer_norm" in builds[0], builds
+    builds = _through_the_backend(model, (torch.randn(2, KEYS, 8),), cache, monkeypatch)
+    ops = [{n.op for n in g.nodes} for g in builds]
+    assert len(builds) == 1 and "layer_norm" in ops[0], ops
 
 
 def test_rounding_functions_match_eager(cache: str) -> None:

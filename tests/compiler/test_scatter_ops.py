@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from tests.compiler._user_models import Apply
 from torch import nn
 
 import provenml.compiler as pc
@@ -81,13 +82,7 @@ def test_integer_floor_division_and_remainder_follow_python(cache: str) -> None:
     torch.testing.assert_close(compiled(ids, other), model(ids, other), rtol=0, atol=0)
 
 
-class _Apply(nn.Module):
-    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
+_Apply = Apply
 
 
 def _scaled_in_place(x: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tests.compiler._user_models import (
     EINSUM_CASES,
     MINILM_TEXTS,
+    Apply,
     Einsum,
     PaddedAttention,
     TokenMask,
@@ -302,13 +303,7 @@ def test_activations_at_their_edges(cache: str) -> None:
         torch.testing.assert_close(compiled(x), fn(x), rtol=1e-6, atol=1e-6)
 
 
-class _Apply(nn.Module):
-    def __init__(self, fn: object) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)  # type: ignore[operator, no-any-return]
+_Apply = Apply
 
 
 @pytest.mark.parametrize(
