@@ -88,10 +88,16 @@ def torch_cases() -> dict[
         "cumprod": (lambda a: a.cumprod(1), (x,)),
         "cdist": (lambda a: torch.cdist(a, a), (x,)),
         "atan2": (lambda a: torch.atan2(a, a + 1), (x,)),
-        # still refused
         "unfold": (lambda a: F.unfold(a, 2), (img,)),
         "fold": (lambda a: F.fold(a, (4, 4), 2), (torch.randn(1, 12, 9),)),
         "kthvalue": (lambda a: torch.kthvalue(a, 2, dim=1).values, (x,)),
+        # still refused
+        "logcumsumexp": (lambda a: torch.logcumsumexp(a, 1), (x,)),
+        "scatter_reduce prod": (
+            lambda a, i: a.scatter_reduce(0, i[:, None].expand(-1, 16), src, "prod"),
+            (x, idx),
+        ),
+        "histc": (lambda a: torch.histc(a, 4), (x,)),
     }
 
 

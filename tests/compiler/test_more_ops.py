@@ -377,3 +377,27 @@ def test_cumprod_atan2_and_cdist_match_eager(cache: str) -> None:
     compiled = pc.compile(_Apply(maths).eval(), (x,), threads=2, tuning=False, cache_dir=cache)
     y = torch.randn(2, 30, 5)
     torch.testing.assert_close(compiled(y), maths(y), rtol=1e-4, atol=1e-4)
+
+
+class Patches(nn.Module):
+    """im2col and col2im: F.unfold with padding, stride and dilation, nn.Unfold, F.fold of
+    overlapping patches (summed in col2im's order), nn.Fold, and kthvalue."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unfold, self.fold = nn.Unfold(2, stride=2), nn.Fold((7, 6), 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (2, 3, 7, 6)
+        spec = {"dilation": (2, 1), "padding": 1, "stride": 2}
+        columns = F.unfold(x, (2, 3), **spec)
+        rebuilt = F.fold(columns, (7, 6), (2, 3), **spec) + self.fold(F.unfold(x, 3, padding=1))
+        ranked = torch.kthvalue(x, 2, dim=1, keepdim=True).values + x.kthvalue(3)[1][..., None]
+        return torch.cat([rebuilt.flatten(1), self.unfold(x).flatten(1), ranked.flatten(1)], 1)
+
+
+def test_unfold_fold_and_kthvalue_match_eager(cache: str) -> None:
+    model = Patches().eval()
+    x = torch.randn(2, 3, 7, 6)
+    compiled = pc.compile(model, (x,), threads=2, tuning=False, cache_dir=cache)
+    y = torch.randn(2, 3, 7, 6)
+    torch.testing.assert_close(compiled(y), model(y), rtol=1e-5, atol=1e-5)

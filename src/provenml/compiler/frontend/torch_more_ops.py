@@ -21,7 +21,9 @@
   order); ``index_select`` as a gather.
 * **More maths**: ``cumprod`` (the IR's scan, in double), ``atan2``, ``torch.cdist`` (p 1, 2,
   inf, from the differences).
-* **Selections**: ``topk``, ``sort``, ``argsort`` through the IR's ``topk`` /
+* **Patches**: ``F.unfold`` (im2col, a row gather by constant positions) and ``F.fold``
+  (col2im, a ``scatter`` add in col2im's order).
+* **Selections**: ``topk``, ``sort``, ``argsort``, ``kthvalue`` through the IR's ``topk`` /
   ``topk_indices`` (sorted, ties in order of position).
 * **Layers**: ``F.instance_norm`` (the input's statistics: a group norm with a group per
   channel; running statistics: a batch norm), ``nn.EmbeddingBag`` / ``F.embedding_bag``
@@ -57,7 +59,9 @@ from provenml.compiler.frontend.torch_fx import (
     _select,
     _ValuesIndices,
     arg,
+    constant_pad,
     meta_like,
+    pair,
     target_name,
 )
 
@@ -726,6 +730,128 @@ def _cdist(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return _norm(b, difference, order, {"dims": (len(pairs) - 1,), "keepdim": False}, out)
 
 
+# -- patches (im2col and col2im) ------------------------------------------------------------------
+def _patch_positions(
+    channels: int,
+    padded: tuple[int, int],
+    kernel: tuple[int, int],
+    dilation: tuple[int, int],
+    stride: tuple[int, int],
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Where ``F.unfold``'s column ``(c, ki, kj)`` and patch ``l`` read in a ``(C, Hp, Wp)``
+    tensor flattened (rows ``c * kh * kw + ki * kw + kj``, columns the patches row-major), and
+    the patch grid ``(rows, cols)``."""
+    (hp, wp), (kh, kw), (dh, dw), (sh, sw) = padded, kernel, dilation, stride
+    rows = (hp - dh * (kh - 1) - 1) // sh + 1
+    cols = (wp - dw * (kw - 1) - 1) // sw + 1
+    c, ki, kj, i, j = np.ix_(
+        np.arange(channels), np.arange(kh), np.arange(kw), np.arange(rows), np.arange(cols)
+    )
+    flat = c * hp * wp + (i * sh + ki * dh) * wp + (j * sw + kj * dw)
+    return flat.reshape(channels * kh * kw, rows * cols).astype(np.int64), (rows, cols)
+
+
+def _patch_args(b: FxBuilder, node: torch.fx.Node, first: int) -> tuple[tuple[int, int], ...]:
+    """``kernel_size, dilation, padding, stride`` of ``F.unfold`` / ``F.fold`` (or of the
+    ``nn.Unfold`` / ``nn.Fold`` module called) as pairs."""
+    names = ("kernel_size", "dilation", "padding", "stride")
+    if node.op == "call_module":
+        mod = _module(node, b)
+        return tuple(pair(getattr(mod, name)) for name in names)
+    defaults = (None, 1, 0, 1)
+    return tuple(
+        pair(b.val(arg(node, first + k, name, default)))
+        for k, (name, default) in enumerate(zip(names, defaults, strict=True))
+    )
+
+
+def _unfold(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.unfold(x, kernel_size, dilation, padding, stride)`` (im2col): ``(N, C, H, W)`` ->
+    ``(N, C kh kw, L)``, zero-padded, as a row gather (``embedding``) of the padded input laid
+    out ``(C Hp Wp, N)`` by constant positions, then moved back (exact copies)."""
+    kernel, dilation, padding, stride = _patch_args(b, node, 1)
+    x = b.tensor_arg(node.args[0])
+    if len(b.shape(x)) != 4:
+        raise UnsupportedOp("unfold", node.name, "an input that is not 4-D (N, C, H, W)")
+    padded = constant_pad(
+        b, x, [padding[1], padding[1], padding[0], padding[0]], 0.0, "unfold", node.name
+    )
+    n, c, hp, wp = b.shape(padded)
+    positions, _ = _patch_positions(c, (hp, wp), kernel, dilation, stride)
+    table = b.emit(
+        "permute", [b.reshape(padded, meta_like([n, c * hp * wp]))], {"perm": (1, 0)},
+        meta_like([c * hp * wp, n]),
+    )  # fmt: skip
+    rows = b.g.add_const(np.ascontiguousarray(positions), "patches")
+    gathered = b.emit("embedding", [table, rows], {}, meta_like([*positions.shape, n]))
+    return b.emit("permute", [gathered], {"perm": (2, 0, 1)}, out)
+
+
+def _fold(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.fold(cols, output_size, kernel_size, dilation, padding, stride)`` (col2im): the sum
+    of the overlapping patches, ``(N, C kh kw, L)`` -> ``(N, C, H, W)``, as the IR's ``scatter``
+    (add) of each column's values into the padded output laid out ``(C Hp Wp, N)``, in the
+    order PyTorch's col2im adds them, then the padding cropped."""
+    if node.op == "call_module":
+        size = pair(_module(node, b).output_size)
+    else:
+        size = pair(b.val(arg(node, 1, "output_size")))
+    kernel, dilation, padding, stride = _patch_args(b, node, 2)
+    cols = b.tensor_arg(node.args[0])
+    if len(b.shape(cols)) != 3:
+        raise UnsupportedOp("fold", node.name, "an input that is not 3-D (N, C kh kw, L)")
+    n, depth, count = b.shape(cols)
+    c = depth // (kernel[0] * kernel[1])
+    hp, wp = size[0] + 2 * padding[0], size[1] + 2 * padding[1]
+    positions, _ = _patch_positions(c, (hp, wp), kernel, dilation, stride)
+    if positions.shape[1] != count:
+        raise UnsupportedOp("fold", node.name, f"{count} patches for {positions.shape[1]} places")
+    zeros = b.const(np.zeros((c * hp * wp, n), np.float32), "zeros")
+    rows = b.g.add_const(np.ascontiguousarray(positions.reshape(-1)), "patches")
+    moved = b.emit("permute", [cols], {"perm": (1, 2, 0)}, meta_like([depth, count, n]))
+    values = b.reshape(moved, meta_like([depth * count, n]))
+    summed = b.emit(
+        "scatter", [zeros, rows, values], {"reduce": "add", "include_self": True},
+        meta_like([c * hp * wp, n]),
+    )  # fmt: skip
+    image = b.emit(
+        "permute", [b.reshape(summed, meta_like([c, hp, wp, n]))], {"perm": (3, 0, 1, 2)},
+        meta_like([n, c, hp, wp]),
+    )  # fmt: skip
+    return constant_pad(
+        b, image, [-padding[1], -padding[1], -padding[0], -padding[0]], 0.0, "fold", node.name
+    )
+
+
+def _kthvalue(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
+    """``torch.kthvalue(x, k, dim=-1, keepdim=False)``: the ``k``-th smallest along ``dim``
+    and its position, the last of the ``k`` smallest (``topk``)."""
+    x = b.tensor_arg(node.args[0])
+    rank = len(b.shape(x))
+    k = int(b.val(arg(node, 1, "k")))
+    dim = int(b.val(arg(node, 2, "dim", -1))) % rank
+    keepdim = bool(b.val(arg(node, 3, "keepdim", False)))
+    smallest = [*b.shape(x)]
+    smallest[dim] = k
+    kept = [*smallest]
+    kept[dim] = 1
+    where = f"{target_name(node, b.gm)}:{node.name}"
+    like = (meta_like(smallest), meta_like(smallest, torch.int64))
+    picked = []
+    for t, dtype in zip(
+        _selected(b, x, dim, k, False, like, where), (torch.float32, torch.int64), strict=True
+    ):
+        last = b.emit(
+            "slice", [t], {"dim": dim, "start": k - 1, "stop": k, "step": 1}, meta_like(kept, dtype)
+        )
+        picked.append(
+            last
+            if keepdim
+            else b.reshape(last, meta_like([s for d, s in enumerate(kept) if d != dim], dtype))
+        )
+    return _ValuesIndices(tuple(picked))
+
+
 # -- integer and floor arithmetic ---------------------------------------------------------------
 def _div(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``torch.div`` / ``Tensor.div`` / ``true_divide``: ``rounding_mode`` None divides,
@@ -762,6 +888,7 @@ BOTH: dict[str, Handler] = {
     "tril": _triangle(upper=False),
     "triu": _triangle(upper=True),
     "logsumexp": _logsumexp,
+    "kthvalue": _kthvalue,
 }
 MORE_FUNCTIONS: dict[Any, Handler] = {
     **{getattr(torch, name): handler for name, handler in BOTH.items()},
@@ -775,6 +902,8 @@ MORE_FUNCTIONS: dict[Any, Handler] = {
     F.bilinear: _bilinear,
 }
 MORE_FUNCTION_NAMES: dict[str, Handler] = {
+    "unfold": _unfold,
+    "fold": _fold,
     "pixel_shuffle": _pixel_shuffle(inverse=False),
     "pixel_unshuffle": _pixel_shuffle(inverse=True),
     "mish": _mish,
@@ -788,6 +917,8 @@ MORE_FUNCTION_NAMES: dict[str, Handler] = {
 }
 MORE_METHODS: dict[str, Handler] = {**BOTH, "detach": _same_values}
 MORE_MODULES: dict[type, Handler] = {
+    nn.Unfold: _unfold,
+    nn.Fold: _fold,
     nn.PixelShuffle: _pixel_shuffle(inverse=False),
     nn.PixelUnshuffle: _pixel_shuffle(inverse=True),
     nn.Mish: _mish,
