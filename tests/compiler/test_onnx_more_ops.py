@@ -45,6 +45,11 @@ CASES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
         + F.one_hot(ids[:, 0, 0, 0], 8).float()[:, :, None, None]
         + torch.round(x * 4) + torch.sign(x)
     ),
+    # ReduceMean / ReduceMax over axes that are not adjacent (permuted last), kept and not
+    "reductions_apart": lambda x, ids: (
+        x.mean((0, 2), keepdim=True) + x.amax((1, 3), keepdim=True)
+        + x.sum((0, 3))[None, :, :, None]
+    ),
     # TopK (values and int64 indices), its smallest form
     "topk": lambda x, ids: torch.cat(
         [torch.topk(x, 3, dim=1).values.flatten(1), torch.topk(x, 2, largest=False)[1].flatten(1)],

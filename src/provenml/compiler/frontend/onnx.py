@@ -44,7 +44,7 @@ from provenml.compiler.frontend.common import (
     mode_pad_pieces,
     tile_steps,
 )
-from provenml.compiler.ir import Graph, Node, Value
+from provenml.compiler.ir import REDUCTION_LIKE, Graph, Node, Value
 from provenml.compiler.passes.shapes import shape_of
 from provenml.errors import ProvenmlError
 
@@ -92,7 +92,20 @@ class OnnxBuilder:
 
     # -- helpers ---------------------------------------------------------------------------------
     def emit(self, op: str, inputs: list[str], attrs: dict[str, Any] | None = None) -> str:
-        """Append an IR node; its shape comes from static shape inference."""
+        """Append an IR node; its shape comes from static shape inference. A reduction over
+        dims that are not adjacent (ReduceMean over axes 0 and 2) permutes them last first
+        (since stop 59; the kernels reduce one adjacent run)."""
+        dims = tuple((attrs or {}).get("dims", ())) if op in REDUCTIONS else ()
+        if dims and list(dims) != list(range(dims[0], dims[-1] + 1)):
+            x = inputs[0]
+            shape = self.g.values[x].shape
+            kept = [d for d in range(len(shape)) if d not in dims]
+            moved = self.emit("permute", [x], {"perm": (*kept, *sorted(dims))})
+            tail = tuple(range(len(kept), len(shape)))
+            reduced = self.emit(op, [moved], {**(attrs or {}), "dims": tail, "keepdim": False})
+            if not (attrs or {}).get("keepdim"):
+                return reduced
+            return self.reshape(reduced, [1 if d in dims else n for d, n in enumerate(shape)])
         dtypes = [self.g.values[i].dtype for i in inputs]
         check_integer_operands(op, dtypes, self.current)
         name = self.g.fresh(op)
@@ -255,6 +268,9 @@ class OnnxBuilder:
         for name, value in zip(node.output, outs, strict=False):
             if name:
                 self.static[name] = np.asarray(value)
+
+
+REDUCTIONS = tuple(op for op in REDUCTION_LIKE if op in ("sum", "mean", "amax", "amin"))
 
 
 def attrs_of(node: onnx.NodeProto) -> dict[str, Any]:
