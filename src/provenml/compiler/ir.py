@@ -73,6 +73,16 @@ ELEMENTWISE = ELEMENTWISE_UNARY + ELEMENTWISE_BINARY
 MATMUL_LIKE = ("linear", "dense", "matmul", "conv2d")
 # argmax / argmin (stop 56): one dim, int64 indices (the first extremum; a NaN counts as one)
 REDUCTION_LIKE = ("softmax", "layer_norm", "mean", "sum", "amax", "amin", "argmax", "argmin")
+# the reductions over ``dims`` (their kernels reduce one run of adjacent dims; since stop 59
+# the frontends permute other dims last first: ``adjacent``)
+DIM_REDUCTIONS = ("sum", "mean", "amax", "amin")
+
+
+def adjacent(dims: tuple[int, ...] | list[int]) -> bool:
+    """Whether sorted ``dims`` are one run of neighbours (``(1, 2)``, not ``(0, 2)``)."""
+    return list(dims) == list(range(dims[0], dims[-1] + 1)) if dims else True
+
+
 # stop 57: cumulative sum along one dim (``dim``), float32 (accumulated in double, as PyTorch's
 # CPU kernel does) or int64 (exact)
 SCANS = ("cumsum", "cumprod")  # cumprod: stop 59 (float32 in double, int64 exact)

@@ -58,22 +58,16 @@ static inline int pm_isnan(float x) {
 /* topk / sort (stop 59): (value, position) pairs ordered by value, then position; a NaN is
    larger than any number, as PyTorch sorts it */
 typedef struct { float v; long long i; } pm_pair;
-static int pm_pair_desc(const void* pa, const void* pb) {
+static inline int pm_pair_order(const void* pa, const void* pb, int largest_first) {
   const pm_pair* a = (const pm_pair*)pa;
   const pm_pair* b = (const pm_pair*)pb;
   const int na = pm_isnan(a->v), nb = pm_isnan(b->v);
-  if (na != nb) return na ? -1 : 1;
-  if (!na && a->v != b->v) return a->v > b->v ? -1 : 1;
+  if (na != nb) return (na == largest_first) ? -1 : 1;
+  if (!na && a->v != b->v) return ((a->v > b->v) == largest_first) ? -1 : 1;
   return (a->i > b->i) - (a->i < b->i);
 }
-static int pm_pair_asc(const void* pa, const void* pb) {
-  const pm_pair* a = (const pm_pair*)pa;
-  const pm_pair* b = (const pm_pair*)pb;
-  const int na = pm_isnan(a->v), nb = pm_isnan(b->v);
-  if (na != nb) return na ? 1 : -1;
-  if (!na && a->v != b->v) return a->v < b->v ? -1 : 1;
-  return (a->i > b->i) - (a->i < b->i);
-}
+static int pm_pair_desc(const void* a, const void* b) { return pm_pair_order(a, b, 1); }
+static int pm_pair_asc(const void* a, const void* b) { return pm_pair_order(a, b, 0); }
 """
     + ERF_C
     + L.PARTITION_C

@@ -44,7 +44,7 @@ from provenml.compiler.frontend.common import (
     mode_pad_pieces,
     tile_steps,
 )
-from provenml.compiler.ir import REDUCTION_LIKE, Graph, Node, Value
+from provenml.compiler.ir import DIM_REDUCTIONS, Graph, Node, Value, adjacent
 from provenml.compiler.passes.shapes import shape_of
 from provenml.errors import ProvenmlError
 
@@ -95,8 +95,8 @@ class OnnxBuilder:
         """Append an IR node; its shape comes from static shape inference. A reduction over
         dims that are not adjacent (ReduceMean over axes 0 and 2) permutes them last first
         (since stop 59; the kernels reduce one adjacent run)."""
-        dims = tuple((attrs or {}).get("dims", ())) if op in REDUCTIONS else ()
-        if dims and list(dims) != list(range(dims[0], dims[-1] + 1)):
+        dims = tuple((attrs or {}).get("dims", ()))
+        if op in DIM_REDUCTIONS and not adjacent(dims):
             x = inputs[0]
             shape = self.g.values[x].shape
             kept = [d for d in range(len(shape)) if d not in dims]
@@ -268,9 +268,6 @@ class OnnxBuilder:
         for name, value in zip(node.output, outs, strict=False):
             if name:
                 self.static[name] = np.asarray(value)
-
-
-REDUCTIONS = tuple(op for op in REDUCTION_LIKE if op in ("sum", "mean", "amax", "amin"))
 
 
 def attrs_of(node: onnx.NodeProto) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from provenml.compiler.frontend.common import (
     mode_pad_pieces,
     tile_steps,
 )
-from provenml.compiler.ir import Graph, Node, Value
+from provenml.compiler.ir import DIM_REDUCTIONS, Graph, Node, Value, adjacent
 from provenml.errors import ProvenmlError
 
 # calls never evaluated at compile time even when their inputs are constants
@@ -57,13 +57,7 @@ RANDOM_OPS = frozenset(
         "poisson",
     }
 )
-MASKED = float(np.finfo(np.float32).min)
-REDUCTIONS = (
-    "sum",
-    "mean",
-    "amax",
-    "amin",
-)  # IR ops with ``dims`` (one adjacent run)  # an additive mask's "-inf" (finite: -ffast-math)
+MASKED = float(np.finfo(np.float32).min)  # an additive mask's "-inf" (finite: -ffast-math)
 
 
 def _first(v: Any) -> Any:
@@ -175,12 +169,12 @@ class FxBuilder:
         # what moves or combines them; only BOOL_HANDLERS may read them
         self.bools: set[str] = set()
         self.current = ""
+        self.order = {n: i for i, n in enumerate(gm.graph.nodes)}  # for in-place calls
 
     # -- helpers -------------------------------------------------------------------------------
     def emit(self, op: str, inputs: list[str], attrs: dict[str, Any], like: torch.Tensor) -> str:
         check_integer_operands(op, [self.g.values[i].dtype for i in inputs], self.current)
-        dims = attrs.get("dims", ()) if op in REDUCTIONS else ()
-        if dims and list(dims) != list(range(dims[0], dims[-1] + 1)):
+        if op in DIM_REDUCTIONS and not adjacent(attrs["dims"]):
             return self._adjacent_reduction(op, inputs[0], attrs, like)
         name = self.g.fresh(op)
         dtype = "int64" if like.dtype in (torch.int64, torch.int32) else "float32"
@@ -360,7 +354,7 @@ class FxBuilder:
         op = target_name(node, self.gm)
         if target.op == "placeholder" and target.name not in self.frozen:
             raise UnsupportedOp(op, node.name, "an in-place change of a graph input")
-        order = {n: i for i, n in enumerate(self.gm.graph.nodes)}
+        order = self.order
         here = order[node]
         if target.op != "placeholder" and target_name(target, self.gm).split(".")[-1] in VIEW_CALLS:
             raise UnsupportedOp(op, node.name, "an in-place change of a view of another tensor")

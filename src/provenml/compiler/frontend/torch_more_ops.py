@@ -38,6 +38,7 @@ where the IR computes in floats, ...) is refused by name, as everywhere in the f
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -79,7 +80,7 @@ def _dtype(b: FxBuilder, x: str) -> torch.dtype:
 
 
 # -- rearrangements ------------------------------------------------------------------------------
-def rearranged(b: FxBuilder, x: str, positions: np.ndarray, out: Any) -> str:
+def rearranged(b: FxBuilder, x: str, positions: np.ndarray) -> str:
     """``x`` with its leading dims rearranged: ``positions`` (an array over those dims) holds,
     at each place of the result, the flat index of the leading-dims row of ``x`` it takes; the
     trailing dims move whole. One row gather (``embedding``) by a constant; an int64 ``x``
@@ -109,7 +110,7 @@ def _flip(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
         return x
     lead = max(dims) + 1
     positions = np.flip(np.arange(int(np.prod(shape[:lead]))).reshape(shape[:lead]), dims)
-    return rearranged(b, x, positions, out)
+    return rearranged(b, x, positions)
 
 
 def _roll(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -123,7 +124,7 @@ def _roll(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
         size = int(np.prod(shape, dtype=np.int64))
         flat = b.reshape(x, meta_like([size], _dtype(b, x)))
         shift = int(shifts if isinstance(shifts, int) else shifts[0])
-        rolled = rearranged(b, flat, np.roll(np.arange(size), shift), out)
+        rolled = rearranged(b, flat, np.roll(np.arange(size), shift))
         return b.reshape(rolled, meta_like(shape, _dtype(b, x)))
     dims_t = _dims(dims, len(shape))
     shifts_t = (shifts,) if isinstance(shifts, int) else tuple(shifts)
@@ -132,7 +133,7 @@ def _roll(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     lead = max(dims_t) + 1
     positions = np.arange(int(np.prod(shape[:lead]))).reshape(shape[:lead])
     positions = np.roll(positions, [int(s) for s in shifts_t], dims_t)
-    return rearranged(b, x, positions, out)
+    return rearranged(b, x, positions)
 
 
 def _pixel_shuffle(inverse: bool) -> Handler:
@@ -458,28 +459,20 @@ def _index_add(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     source = b.tensor_arg(arg(node, 3, "source"))
     _floats(b, node, x, source)
     alpha = b.val(node.kwargs.get("alpha", 1))
-    shape, rank = b.shape(x), len(b.shape(x))
-    d = int(b.val(arg(node, 1, "dim"))) % rank
-    if len(b.shape(index)) != 1 or b.g.values[index].dtype != "int64":
-        raise UnsupportedOp(target_name(node, b.gm), node.name, "an index that is not 1-D int64")
-    perm = (d, *[k for k in range(rank) if k != d])
-    inverse = tuple(int(i) for i in np.argsort(perm))
-
-    def front(t: str) -> str:
-        s = b.shape(t)
-        moved = (
-            t if d == 0 else b.emit("permute", [t], {"perm": perm}, meta_like([s[p] for p in perm]))
-        )
-        width = int(np.prod(s, dtype=np.int64)) // s[d]
-        return b.reshape(moved, meta_like([s[d], width]))
-
-    src = front(source)
+    d = _one_dim_index(b, node, x, index)
+    src = _front(b, source, d)
     if alpha != 1:
         src = b.emit("mul", [src, b.const(np.float32(alpha))], {}, meta_like(b.shape(src)))
-    table = front(x)
-    y = _scatter_rows(b, table, index, src, "add", True)
-    y = b.reshape(y, meta_like([shape[p] for p in perm]))
-    return y if d == 0 else b.emit("permute", [y], {"perm": inverse}, out)
+    y = _scatter_rows(b, _front(b, x, d), index, src, "add", True)
+    return _unfront(b, y, b.shape(x), d)
+
+
+def _one_dim_index(b: FxBuilder, node: torch.fx.Node, x: str, index: str) -> int:
+    """The (non-negative) ``dim`` of ``index_add`` / ``index_select``, whose ``index`` must be
+    a 1-D int64 tensor."""
+    if len(b.shape(index)) != 1 or b.g.values[index].dtype != "int64":
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "an index that is not 1-D int64")
+    return int(b.val(arg(node, 1, "dim"))) % len(b.shape(x))
 
 
 SCATTER_REDUCES = {"sum": "add", "amax": "amax", "amin": "amin", "mean": "mean"}
@@ -540,23 +533,29 @@ def _element_scatter(reduce: str | None) -> Handler:
 
 
 def _front(b: FxBuilder, t: str, d: int) -> str:
-    """``t`` with dim ``d`` moved first, the others flattened into one row: ``(n_d, rest)``."""
-    shape = b.shape(t)
+    """``t`` with dim ``d`` moved first, the others flattened into one row: ``(n_d, rest)``
+    (its dtype kept)."""
+    shape, dtype = b.shape(t), _dtype(b, t)
     perm = (d, *[k for k in range(len(shape)) if k != d])
-    moved = (
-        t if d == 0 else b.emit("permute", [t], {"perm": perm}, meta_like([shape[p] for p in perm]))
-    )
-    return b.reshape(moved, meta_like([shape[d], int(np.prod(shape, dtype=np.int64)) // shape[d]]))
+    moved_shape = [shape[p] for p in perm]
+    moved = t if d == 0 else b.emit("permute", [t], {"perm": perm}, meta_like(moved_shape, dtype))
+    width = int(np.prod(shape, dtype=np.int64)) // shape[d]
+    return b.reshape(moved, meta_like([shape[d], width], dtype))
 
 
-def _unfront(b: FxBuilder, rows: str, shape: tuple[int, ...], d: int) -> str:
-    """The inverse of :func:`_front` for a tensor of ``shape``."""
+def _unfront(b: FxBuilder, rows: str, shape: Sequence[int], d: int) -> str:
+    """The inverse of :func:`_front` for a tensor of ``shape`` (``rows`` may have another
+    first dim: ``index_select`` picks rows)."""
+    dtype = _dtype(b, rows)
     perm = (d, *[k for k in range(len(shape)) if k != d])
-    moved = b.reshape(rows, meta_like([shape[p] for p in perm]))
+    moved = b.reshape(rows, meta_like([b.shape(rows)[0], *[shape[p] for p in perm[1:]]], dtype))
     if d == 0:
         return moved
     inverse = tuple(int(i) for i in np.argsort(perm))
-    return b.emit("permute", [moved], {"perm": inverse}, meta_like(shape))
+    return b.emit(
+        "permute", [moved], {"perm": inverse},
+        meta_like([b.shape(moved)[p] for p in inverse], dtype),
+    )  # fmt: skip
 
 
 def _broadcast_row_index(
@@ -608,23 +607,13 @@ def _index_select(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     moved to the front, gathered (``embedding``), moved back."""
     x = b.tensor_arg(node.args[0])
     index = b.tensor_arg(arg(node, 2, "index"))
-    shape, rank = b.shape(x), len(b.shape(x))
-    d = int(b.val(arg(node, 1, "dim"))) % rank
-    if len(b.shape(index)) != 1 or b.g.values[index].dtype != "int64":
-        raise UnsupportedOp(target_name(node, b.gm), node.name, "an index that is not 1-D int64")
-    dtype = _dtype(b, x)
-    perm = (d, *[k for k in range(rank) if k != d])
-    moved_shape = [shape[p] for p in perm]
-    moved = x if d == 0 else b.emit("permute", [x], {"perm": perm}, meta_like(moved_shape, dtype))
-    width = int(np.prod(moved_shape[1:], dtype=np.int64))
-    table = b.reshape(moved, meta_like([shape[d], width], dtype))
-    count = b.shape(index)[0]
-    rows = b.emit("embedding", [table, index], {}, meta_like([count, width], dtype))
-    picked = b.reshape(rows, meta_like([count, *moved_shape[1:]], dtype))
-    if d == 0:
-        return picked
-    inverse = tuple(int(i) for i in np.argsort(perm))
-    return b.emit("permute", [picked], {"perm": inverse}, out)
+    d = _one_dim_index(b, node, x, index)
+    table = _front(b, x, d)
+    width = b.shape(table)[1]
+    rows = b.emit(
+        "embedding", [table, index], {}, meta_like([b.shape(index)[0], width], _dtype(b, x))
+    )
+    return _unfront(b, rows, b.shape(x), d)
 
 
 def _matrix_transpose(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -663,11 +652,11 @@ def _rounding(op: str) -> Handler:
 
 # -- selections ----------------------------------------------------------------------------------
 def _selected(
-    b: FxBuilder, x: str, dim: int, k: int, largest: bool, out: Any, where: str
+    b: FxBuilder, node: torch.fx.Node, x: str, dim: int, k: int, largest: bool, out: Any
 ) -> tuple[str, str]:
     """The IR's ``topk`` and ``topk_indices`` of ``x`` along ``dim`` (float32 only)."""
     if b.g.values[x].dtype != "float32" or x in b.bools:
-        raise UnsupportedOp(where.split(":")[0], where.split(":")[-1], "a non-float32 tensor")
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "a non-float32 tensor")
     attrs = {"dim": dim, "k": k, "largest": largest}
     values = b.emit("topk", [x], attrs, out[0])
     indices = b.emit("topk_indices", [x], attrs, out[1])
@@ -683,8 +672,7 @@ def _topk(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
     k = int(b.val(arg(node, 1, "k")))
     dim = int(b.val(arg(node, 2, "dim", -1))) % rank
     largest = bool(b.val(arg(node, 3, "largest", True)))
-    where = f"{target_name(node, b.gm)}:{node.name}"
-    return _ValuesIndices(_selected(b, x, dim, k, largest, out, where))
+    return _ValuesIndices(_selected(b, node, x, dim, k, largest, out))
 
 
 def _sort(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
@@ -695,9 +683,8 @@ def _sort(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
     dim_arg = arg(node, 1, "dim", -1)
     dim = int(b.val(dim_arg if not isinstance(b.val(dim_arg), bool) else -1)) % rank
     descending = bool(b.val(node.kwargs.get("descending", False)))
-    where = f"{target_name(node, b.gm)}:{node.name}"
     size = b.shape(x)[dim]
-    return _ValuesIndices(_selected(b, x, dim, size, descending, out, where))
+    return _ValuesIndices(_selected(b, node, x, dim, size, descending, out))
 
 
 def _argsort(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -706,9 +693,8 @@ def _argsort(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     rank = len(b.shape(x))
     dim = int(b.val(arg(node, 1, "dim", -1))) % rank
     descending = bool(b.val(arg(node, 2, "descending", False)))
-    where = f"{target_name(node, b.gm)}:{node.name}"
     values_like = meta_like(out.shape)
-    return _selected(b, x, dim, b.shape(x)[dim], descending, (values_like, out), where)[1]
+    return _selected(b, node, x, dim, b.shape(x)[dim], descending, (values_like, out))[1]
 
 
 def _cdist(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -835,11 +821,10 @@ def _kthvalue(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
     smallest[dim] = k
     kept = [*smallest]
     kept[dim] = 1
-    where = f"{target_name(node, b.gm)}:{node.name}"
     like = (meta_like(smallest), meta_like(smallest, torch.int64))
     picked = []
     for t, dtype in zip(
-        _selected(b, x, dim, k, False, like, where), (torch.float32, torch.int64), strict=True
+        _selected(b, node, x, dim, k, False, like), (torch.float32, torch.int64), strict=True
     ):
         last = b.emit(
             "slice", [t], {"dim": dim, "start": k - 1, "stop": k, "step": 1}, meta_like(kept, dtype)

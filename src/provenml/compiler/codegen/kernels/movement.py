@@ -123,14 +123,8 @@ def scatter(low: Lowering, n: Node, kname: str) -> L.Kernel:
     source_at = f"{S}[q*{width} + i]"
     combine = SCATTER_COMBINE[n.attrs["reduce"]].format(y=f"{Y}[at]", s=source_at)
     include_self = bool(n.attrs["include_self"])
-    update = (
-        f"{{ const long at = row*{width} + i; {Y}[at] = {combine}; }}"
-        if include_self
-        else (
-            f"{{ const long at = row*{width} + i; "
-            f"{Y}[at] = first ? {S}[q*{width} + i] : {combine}; }}"
-        )
-    )
+    value = combine if include_self else f"first ? {source_at} : {combine}"
+    update = f"{{ const long at = row*{width} + i; {Y}[at] = {value}; }}"
     mark = "" if include_self else "const int first = !seen[row]; seen[row] = 1;\n"
     code = (
         f"const long c0 = c*{SCATTER_BLOCK}, c1 = MIN({width}, c0 + {SCATTER_BLOCK});\n"

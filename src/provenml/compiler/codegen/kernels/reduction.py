@@ -10,7 +10,7 @@ import numpy as np
 
 from provenml.compiler import loopir as L
 from provenml.compiler.codegen.c_source import chain
-from provenml.compiler.ir import Node
+from provenml.compiler.ir import Node, adjacent
 from provenml.compiler.passes import collapse_strides, strides_over
 from provenml.errors import ProvenmlError
 
@@ -148,7 +148,7 @@ def reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
         perm = (0, 2, 3, 1)
         dims = tuple(sorted(perm.index(d) for d in dims))
     shape = xv.physical_shape
-    if list(dims) != list(range(dims[0], dims[-1] + 1)):
+    if not adjacent(dims):
         raise ProvenmlError(
             f"codegen: {n.op} over non-adjacent dims {n.attrs['dims']} at node {n.name}"
         )
