@@ -24,12 +24,15 @@ from provenml.compiler.api import (
 from provenml.compiler.frontend import UnsupportedOp, trace
 from provenml.compiler.interp import interpret
 from provenml.compiler.ir import Graph, Node, Value
+from provenml.compiler.run_time_errors import IndexOutOfRange, IntegerDivisionByZero
 from provenml.compiler.runtime import Profile, StageProfile
 
 __all__ = [
     "CompileOptions",
     "Compiled",
     "Graph",
+    "IndexOutOfRange",
+    "IntegerDivisionByZero",
     "Node",
     "Profile",
     "StageProfile",

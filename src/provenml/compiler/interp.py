@@ -11,6 +11,12 @@ import numpy as np
 from scipy.special import erf
 
 from provenml.compiler.ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, Node, Value
+from provenml.compiler.run_time_errors import (
+    PM_BAD_INDEX,
+    PM_BAD_ROW,
+    PM_ZERO_DIVISION,
+    run_time_error,
+)
 from provenml.errors import ProvenmlError
 
 SQRT_2_OVER_PI = 0.7978845608028654
@@ -95,14 +101,20 @@ def binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return COMPARE[op](a, b).astype(np.float32)
     if op == "atan2":
         return np.arctan2(a, b).astype(np.float32)
-    if op == "floor_divide":
+    if op in ("floor_divide", "remainder"):
         if a.dtype.kind == "i" and b.dtype.kind == "i":
-            return np.floor_divide(a, np.where(b == 0, 1, b)) * (b != 0)  # 0 / 0 -> 0, as the C
-        return np.floor_divide(a, b).astype(np.float32)
-    if op == "remainder":
-        if a.dtype.kind == "i" and b.dtype.kind == "i":
-            return np.remainder(a, np.where(b == 0, 1, b)) * (b != 0)
-        return np.remainder(a, b).astype(np.float32)
+            if np.any(b == 0):  # as the compiled kernels (and PyTorch)
+                zero = np.broadcast_to(a, np.broadcast_shapes(a.shape, b.shape))[
+                    np.broadcast_to(b, np.broadcast_shapes(a.shape, b.shape)) == 0
+                ]
+                raise run_time_error(PM_ZERO_DIVISION, 0, int(zero.flat[0]), 0, [])
+            return getattr(np, op)(a, b)
+        return getattr(np, op)(a, b).astype(np.float32)
+    if op == "bounded":
+        bad = (a < 0) | (a >= b)
+        if np.any(bad):
+            raise run_time_error(PM_BAD_INDEX, 0, int(a[bad].flat[0]), int(np.max(b)), [])
+        return a
     if op == "keep_where":
         return np.where(a != 0, b, np.float32(0))
     if op == "keep_where_not":
@@ -280,6 +292,11 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
         return np.ascontiguousarray(ins[0][tuple(idx)])
     if op == "cat":
         return np.concatenate(ins, axis=a["dim"])
+    if op in ("embedding", "scatter"):
+        rows = ins[0].shape[0]
+        bad = (ins[1] < (-rows if a.get("wrap_negative") else 0)) | (ins[1] >= rows)
+        if np.any(bad):  # as the kernels' checked_row
+            raise run_time_error(PM_BAD_ROW, 0, int(ins[1][bad].flat[0]), rows, [])
     if op == "embedding":
         return ins[0][ins[1]]
     if op in ("topk", "topk_indices"):  # a stable sort's first k (finite inputs)

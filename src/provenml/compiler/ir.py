@@ -68,6 +68,9 @@ ELEMENTWISE_BINARY = (
     "floor_divide",
     "remainder",
     "atan2",  # stop 59
+    # stop 60: bounded(i, n) = i, an int64 index of a dimension of n, checked (0 <= i < n) in
+    # the kernel: an index out of range is reported to the caller, who raises
+    "bounded",
 )
 ELEMENTWISE = ELEMENTWISE_UNARY + ELEMENTWISE_BINARY
 MATMUL_LIKE = ("linear", "dense", "matmul", "conv2d")

@@ -18,6 +18,7 @@ import torch
 from provenml.compiler.build import load
 from provenml.compiler.codegen import Program
 from provenml.compiler.ir import Graph
+from provenml.compiler.run_time_errors import run_time_error
 from provenml.errors import ProvenmlError
 
 _TORCH_DTYPE = {"float32": torch.float32, "int64": torch.int64}
@@ -195,6 +196,11 @@ class CompiledGraph:
         self.set_threads(threads)
         self.adaptive = False  # set_adaptive: on by default for the pool runtime
         self.set_adaptive(True)
+        # run-time checks (stop 60): a graph whose kernels may record an error (an index out
+        # of range, an integer division by zero) asks the library after each call
+        self._checks_errors = program.checks_errors
+        # (kind, site, value, limit) of the call's first error; kind 0: none
+        self._error = (ctypes.c_longlong * 4).in_dll(self.lib, "pm_error")
 
     @property
     def is_pool(self) -> bool:
@@ -415,6 +421,10 @@ class CompiledGraph:
             self.entry(self._in_addr, self._out_addr, self._arena, self._consts)
         else:
             self._guarded_entry()
+        if self._checks_errors and self._error[0]:
+            kind, site, value, limit = (int(v) for v in self._error)
+            self._error[0] = 0
+            raise run_time_error(kind, site, value, limit, self.program.error_sites)
         return outs
 
     def _outputs(self) -> list[torch.Tensor]:

@@ -24,15 +24,49 @@ C_HEADER = (
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 static int pm_threads = 1;
 void pm_set_threads(int n) { pm_threads = n; }
+/* Run-time errors (stop 60): the first out-of-range index or integer division by zero of a
+   call, as (kind, site, value, limit); the kernel that meets one records it and goes on
+   without reading or writing out of bounds, and the caller reads pm_error after the call
+   (an exported array: one memory read, where a ctypes call cost 650 ns), clears it and
+   raises. Kinds: PM_BAD_ROW (a row index of a gather or scatter; site: the node's number in
+   the program's error sites), PM_ZERO_DIVISION, PM_BAD_INDEX (an index of one dimension,
+   checked by the ``bounded`` op before it becomes a flat position). */
+#define PM_BAD_ROW 1
+#define PM_ZERO_DIVISION 2
+#define PM_BAD_INDEX 3
+long long pm_error[4];
+static void pm_fail(long long kind, long long site, long long value, long long limit) {
+  long long none = 0;
+  if (__atomic_compare_exchange_n(&pm_error[0], &none, kind, 0, __ATOMIC_RELAXED,
+                                  __ATOMIC_RELAXED)) {
+    pm_error[1] = site;
+    pm_error[2] = value;
+    pm_error[3] = limit;
+  }
+}
+/* an index of a dimension of ``n``: itself when 0 <= i < n, else recorded and 0 */
+static inline long long pm_bounded(long long i, long long n) {
+  if (i < 0 || i >= n) {
+    pm_fail(PM_BAD_INDEX, 0, i, n);
+    return 0;
+  }
+  return i;
+}
 /* floor division and a remainder with the divisor's sign (Python's and PyTorch's); an integer
-   division by zero gives 0 here (PyTorch raises) rather than stopping the process */
+   division by zero is recorded (the caller raises, as PyTorch does) and gives 0 */
 static inline long long pm_floor_divide(long long a, long long b) {
-  if (b == 0) return 0;
+  if (b == 0) {
+    pm_fail(PM_ZERO_DIVISION, 0, a, 0);
+    return 0;
+  }
   const long long q = a / b;
   return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 static inline long long pm_remainder(long long a, long long b) {
-  if (b == 0) return 0;
+  if (b == 0) {
+    pm_fail(PM_ZERO_DIVISION, 0, a, 0);
+    return 0;
+  }
   const long long r = a % b;
   return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
 }
@@ -738,6 +772,7 @@ INTEGER_BINARY_C: dict[str, str] = {
     "remainder": "pm_remainder({a}, {b})",
     "maximum": "({a} > {b} ? {a} : {b})",
     "minimum": "({a} < {b} ? {a} : {b})",
+    "bounded": "pm_bounded({a}, {b})",
 }
 
 

@@ -15,6 +15,7 @@ and the entry function with its barriers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,10 @@ from provenml.errors import ProvenmlError
 RUNTIMES = ("openmp", "pool")
 
 
+# the calls by which a kernel may report a run-time error (c_source's pm_fail and its users)
+RUN_TIME_CHECKS = ("pm_fail(", "pm_bounded(", "pm_floor_divide(", "pm_remainder(")
+
+
 @dataclass
 class Program:
     """The generated C source plus what the runtime needs to call it."""
@@ -43,6 +48,10 @@ class Program:
     stage_deps: list[list[int]] = field(default_factory=list)
     stage_nodes: list[str] = field(default_factory=list)  # the graph node each stage runs
     stage_chunks: list[int] = field(default_factory=list)
+    # run-time checks (stop 60): the nodes whose kernels report bad indices (``pm_fail``'s
+    # site numbers, from 1), and whether any kernel may report an error at all
+    error_sites: list[str] = field(default_factory=list)
+    checks_errors: bool = False
 
 
 class Lowering:
@@ -92,6 +101,26 @@ class Lowering:
         self.kernels: list[str] = []
         self.nests: dict[str, str] = {}
         self.helpers: dict[str, str] = {}  # micro-kernel helpers by name, emitted once
+        # nodes whose kernels check indices at run time (``error_site``), in site order
+        self.error_sites: list[str] = []
+
+    def error_site(self, n: Node) -> int:
+        """The number (from 1) by which ``n``'s kernel reports a run-time error (``pm_fail``;
+        :meth:`CompiledGraph._raise_run_time_error` names the node by it)."""
+        self.error_sites.append(f"{n.op} node '{n.name}' (from {n.source})")
+        return len(self.error_sites)
+
+    def program(self, source: str, **pool: Any) -> Program:
+        """The :class:`Program` of this lowering's ``source`` (its entry included)."""
+        return Program(
+            source,
+            self.blob,
+            int(self.g.arena_size),
+            self.nests,
+            **pool,
+            error_sites=list(self.error_sites),
+            checks_errors=any(call in source for call in RUN_TIME_CHECKS),
+        )
 
     # -- pointers --------------------------------------------------------------------------------
     def ptr(self, name: str) -> str:
@@ -219,7 +248,7 @@ class Lowering:
         ]
         source = "\n\n".join([*self.helpers.values(), *self.kernels])
         source += "\n\n" + "\n".join(entry) + "\n"
-        return Program(source, self.blob, int(self.g.arena_size), self.nests)
+        return self.program(source)
 
     def output_copies(self) -> list[str]:
         """Copies of graph outputs that are not written straight into the caller's tensors."""
@@ -293,15 +322,12 @@ class Lowering:
         ]
         source = "\n\n".join([*self.helpers.values(), *self.kernels])
         source += "\n\n" + "\n".join(entry) + "\n"
-        return Program(
+        return self.program(
             source,
-            self.blob,
-            int(self.g.arena_size),
-            self.nests,
-            [fn for fn, _ in stages],
-            deps,
-            stage_nodes,
-            [chunks for _, chunks in stages],
+            stages=[fn for fn, _ in stages],
+            stage_deps=deps,
+            stage_nodes=stage_nodes,
+            stage_chunks=[chunks for _, chunks in stages],
         )
 
     def kernel_for(self, n: Node, kname: str) -> L.Kernel:

@@ -44,6 +44,7 @@ INTEGER_ARITHMETIC = (
     *("add", "sub", "mul", "neg", "cumsum", "cumprod", "sum"),
     # stop 59: in 64-bit integers (floor semantics; a clamp of integer positions)
     *("floor_divide", "remainder", "maximum", "minimum"),
+    "bounded",  # stop 60: a checked index (gather's)
 )
 
 

@@ -689,6 +689,10 @@ def _split(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     return outs
 
 
+# ONNX's Gather counts a negative index from the end (PyTorch's gathers refuse one)
+WRAP_NEGATIVE = {"wrap_negative": True}
+
+
 def _gather(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     """Gather as the IR's row gather (``embedding``): an embedding lookup (a constant table,
     run-time indices, axis 0); a constant scalar index (a slice); run-time indices of the
@@ -699,7 +703,7 @@ def _gather(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     axis = int(attrs_of(node).get("axis", 0))
     data, idx = node.input[0], node.input[1]
     if data in b.static and idx not in b.static and axis == 0 and b.static[data].ndim == 2:
-        return [b.emit("embedding", [b.tensor(data), b.tensor(idx)])]
+        return [b.emit("embedding", [b.tensor(data), b.tensor(idx)], WRAP_NEGATIVE)]
     x = b.tensor(data)
     shape = b.g.values[x].shape
     dim = axis % len(shape)
@@ -720,7 +724,7 @@ def _gather(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         row_shape = tuple(shape[1:])
     else:
         raise UnsupportedOp("Gather", b.current, "run-time indices on an axis other than 0")
-    gathered = b.emit("embedding", [b.reshape(x, table_shape), positions])
+    gathered = b.emit("embedding", [b.reshape(x, table_shape), positions], WRAP_NEGATIVE)
     y = b.reshape(gathered, (*b.g.values[positions].shape, *row_shape))
     if x in b.bools:
         b.bools.add(y)
@@ -1167,30 +1171,35 @@ def _cast(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     return [x]
 
 
-def _gather_elements(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
-    """GatherElements (``out[.., j, ..] = data[.., index[.., j, ..], ..]`` along ``axis``) of
-    a run-time index or data, as the row gather of the data flattened to one element per row
-    (as the torch frontend's ``torch.gather``): each output element's flat position is a
-    constant part (its coordinates off the axis, by the data's strides) plus the index,
-    negative ones wrapped (``index + n * (index < 0)``, in int64), times the axis' stride.
-    RoBERTa's export gathers its token-type buffer by the position ids so."""
-    data = b.tensor(node.input[0])
-    shape = b.g.values[data].shape
-    axis = int(attrs_of(node).get("axis", 0)) % len(shape)
-    index = b.tensor(node.input[1])
-    index_shape = b.g.values[index].shape
-    base, stride = element_offsets(shape, index_shape, axis)
+def element_positions(b: OnnxBuilder, shape: Sequence[int], index: str, axis: int) -> str:
+    """The flat positions in a tensor of ``shape`` that a run-time ``index`` names along
+    ``axis`` (GatherElements, ScatterElements): each element's constant part (its coordinates
+    off the axis, by the strides) plus its index, negative ones wrapped (``index + n * (index
+    < 0)``, in int64) and checked (``bounded``: one out of range makes the call raise), times
+    the axis' stride."""
+    base, stride = element_offsets(shape, b.g.values[index].shape, axis)
 
     def const(value: int | np.ndarray, stem: str) -> str:
         return b.g.add_const(np.asarray(value, np.int64), stem)
 
     negative = b.emit("to_int", [b.emit("lt", [index, const(0, "zero")])])
     wrapped = b.emit("add", [index, b.emit("mul", [negative, const(shape[axis], "n")])])
-    scaled = b.emit("mul", [wrapped, const(stride, "stride")])
-    flat = b.emit("add", [scaled, const(base, "base")])
+    checked = b.emit("bounded", [wrapped, const(shape[axis], "n")])
+    return b.emit("add", [b.emit("mul", [checked, const(stride, "stride")]), const(base, "base")])
+
+
+def _gather_elements(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """GatherElements (``out[.., j, ..] = data[.., index[.., j, ..], ..]`` along ``axis``) of
+    a run-time index or data, as the row gather of the data flattened to one element per row
+    (as the torch frontend's ``torch.gather``) at :func:`element_positions`. RoBERTa's export
+    gathers its token-type buffer by the position ids so."""
+    data = b.tensor(node.input[0])
+    shape = b.g.values[data].shape
+    axis = int(attrs_of(node).get("axis", 0)) % len(shape)
+    index = b.tensor(node.input[1])
     table = b.reshape(data, (int(np.prod(shape)), 1))
-    gathered = b.emit("embedding", [table, flat])
-    y = b.reshape(gathered, index_shape)
+    gathered = b.emit("embedding", [table, element_positions(b, shape, index, axis)])
+    y = b.reshape(gathered, b.g.values[index].shape)
     if data in b.bools:
         b.bools.add(y)
     return [y]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from provenml.compiler.frontend.common import UnsupportedOp, element_offsets
+from provenml.compiler.frontend.common import UnsupportedOp
 from provenml.compiler.frontend.onnx import (
     OnnxBuilder,
     OnnxHandler,
@@ -23,6 +23,7 @@ from provenml.compiler.frontend.onnx import (
     _binary,
     _unary,
     attrs_of,
+    element_positions,
 )
 
 if TYPE_CHECKING:
@@ -102,8 +103,9 @@ SCATTER_REDUCTIONS = {"none": "replace", "add": "add", "max": "amax", "min": "am
 
 def _scatter_elements(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     """ScatterElements: ``data`` with ``updates[j]`` written (``none``) or combined (add,
-    max, min) at ``indices[j]`` along ``axis``, in order of ``j`` (negative indices wrapped):
-    the IR's ``scatter`` of one-element rows at flat positions, as GatherElements reads them."""
+    max, min) at ``indices[j]`` along ``axis``, in order of ``j``: the IR's ``scatter`` of
+    one-element rows at flat positions (:func:`element_positions`, as GatherElements reads
+    them)."""
     at = attrs_of(node)
     reduction = at.get("reduction", b"none")
     reduction = reduction.decode() if isinstance(reduction, bytes) else str(reduction)
@@ -114,14 +116,7 @@ def _scatter_elements(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         raise UnsupportedOp("ScatterElements", b.current, "non-float32 data")
     shape, ishape = b.g.values[data].shape, b.g.values[index].shape
     axis = int(at.get("axis", 0)) % len(shape)
-    base, stride = element_offsets(shape, ishape, axis)
-
-    def const(value: int | np.ndarray, stem: str) -> str:
-        return b.g.add_const(np.asarray(value, np.int64), stem)
-
-    negative = b.emit("to_int", [b.emit("lt", [index, const(0, "zero")])])
-    wrapped = b.emit("add", [index, b.emit("mul", [negative, const(shape[axis], "n")])])
-    flat = b.emit("add", [b.emit("mul", [wrapped, const(stride, "stride")]), const(base, "base")])
+    flat = element_positions(b, shape, index, axis)
     count = int(np.prod(ishape, dtype=np.int64))
     rows = b.reshape(flat, (count,))
     table = b.reshape(data, (int(np.prod(shape, dtype=np.int64)), 1))

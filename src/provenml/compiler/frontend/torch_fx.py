@@ -82,6 +82,11 @@ def _flat(value: Any) -> list[Any]:
     return [value]
 
 
+# ops that move their input's elements unchanged: the result has the input's dtype, whatever
+# the ``like`` tensor a handler passes says
+MOVES_DTYPE = ("reshape", "permute", "slice", "identity")
+
+
 def meta_like(shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A shape-only tensor (``meta`` device) for :meth:`FxBuilder.emit`'s ``like``."""
     return torch.empty(list(shape), device="meta", dtype=dtype)
@@ -178,6 +183,8 @@ class FxBuilder:
             return self._adjacent_reduction(op, inputs[0], attrs, like)
         name = self.g.fresh(op)
         dtype = "int64" if like.dtype in (torch.int64, torch.int32) else "float32"
+        if op in MOVES_DTYPE:  # (stop 60: a reshape given a float ``like`` moved int64 bits
+            dtype = self.g.values[inputs[0]].dtype  # as float32, and a gather read garbage)
         self.g.values[name] = Value(name, tuple(like.shape), dtype)
         self.g.nodes.append(Node(op, name, list(inputs), dict(attrs), source=self.current))
         return name
@@ -739,7 +746,8 @@ class FxBuilder:
         tensors ``idx`` (IR int64 values computed at run time, or integer arrays known at
         compile time; dim ``k`` indexed by ``idx[k]``) select: ``sum_k idx_k * stride_k`` in
         int64, broadcast as PyTorch broadcasts the indices, a negative index counted from the
-        dim's end. Anything else among them (a slice, None, a boolean mask) is refused."""
+        dim's end (one still out of range makes the call raise: ``bounded``). Anything else
+        among them (a slice, None, a boolean mask) is refused."""
         where = self.current
         if len(idx) > len(shape):
             raise UnsupportedOp("getitem", where, "more indices than dims")
@@ -759,6 +767,7 @@ class FxBuilder:
                 index = self.emit(
                     "add", [index, self.emit("mul", [wrap, size], {}, meta)], {}, meta
                 )
+                index = self.emit("bounded", [index, size], {}, meta)  # out of range: raises
                 scale = self.g.add_const(np.int64(strides[k]), "stride")
                 terms.append(self.emit("mul", [index, scale], {}, meta))
             else:
@@ -843,8 +852,12 @@ class FxBuilder:
         table_shape = (int(np.prod(shape[:lead], dtype=np.int64)), width)
         dtype = torch.int64 if self.g.values[x].dtype == "int64" else torch.float32
         table = self.reshape(x, meta_like(table_shape, dtype))
+        # x[ids]: a negative id counts from the end, as in Python (the gathers refuse one)
         gathered = self.emit(
-            "embedding", [table, rows], {}, meta_like([*self.shape(rows), width], dtype)
+            "embedding",
+            [table, rows],
+            {"wrap_negative": True} if lead == 1 and runtime else {},
+            meta_like([*self.shape(rows), width], dtype),
         )
         result = self.reshape(gathered, out)
         if x in self.bools:
@@ -904,12 +917,34 @@ def _reshape(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.reshape(b.tensor_arg(node.args[0]), out)
 
 
+def broadcast_copy(b: FxBuilder, x: str, ones: np.ndarray, stem: str) -> str:
+    """``x`` broadcast to a larger shape, as a multiply by ``ones`` (1s of the grown shape's
+    extra dims) in ``x``'s own dtype: an integer tensor (an index that ``expand`` / ``repeat``
+    spreads before a gather) stays int64 and exact (until stop 60 the repeat moved its bits
+    as float32, and the gather read the garbage)."""
+    integer = b.g.values[x].dtype == "int64"
+    factor = b.g.add_const(ones.astype(np.int64 if integer else np.float32), stem)
+    grown = np.broadcast_shapes(b.shape(x), ones.shape)
+    like = meta_like(grown, torch.int64 if integer else torch.float32)
+    result = b.emit("mul", [x, factor], {}, like)
+    if x in b.bools:
+        b.bools.add(result)
+    return result
+
+
+def reshaped(b: FxBuilder, x: str, shape: Sequence[int]) -> str:
+    """``x`` reshaped, its dtype kept."""
+    return b.reshape(
+        x, meta_like(shape, torch.int64 if b.g.values[x].dtype == "int64" else torch.float32)
+    )
+
+
 def _expand(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``expand`` / ``expand_as`` / ``broadcast_to`` to the traced output's shape
     (:func:`~provenml.compiler.frontend.common.broadcast_ones`)."""
     x = b.tensor_arg(node.args[0])
     ones = broadcast_ones(b.shape(x), tuple(out.shape))
-    return x if ones is None else b.emit("mul", [x, b.const(ones, "expand")], {}, out)
+    return x if ones is None else broadcast_copy(b, x, ones, "expand")
 
 
 def _tile(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -919,10 +954,8 @@ def _tile(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     rest = node.args[1:] or (node.kwargs.get("dims", node.kwargs.get("repeats")),)
     reps = b.val(rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest)
     steps = tile_steps(b.shape(x), [int(r) for r in reps])
-    split = b.reshape(x, meta_like(steps.split))
-    grown = np.broadcast_shapes(steps.split, steps.ones.shape)
-    tiled = b.emit("mul", [split, b.const(steps.ones, "tile")], {}, meta_like(grown))
-    return b.reshape(tiled, out)
+    tiled = broadcast_copy(b, reshaped(b, x, steps.split), steps.ones, "tile")
+    return reshaped(b, tiled, out.shape)
 
 
 def _contiguous(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -1009,13 +1042,33 @@ def _linear(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.emit("linear", ins, {}, out)
 
 
+def flat_positions(b: FxBuilder, shape: Sequence[int], index: str, dim: int) -> str:
+    """The flat positions in a tensor of ``shape`` that ``index`` names along ``dim`` (as
+    ``gather`` and ``scatter_add`` read it): each element's constant part (its coordinates
+    off ``dim``, by the strides) plus its index times ``dim``'s stride; a run-time index is
+    checked against ``dim``'s size first (``bounded``: one out of range makes the call raise,
+    as PyTorch does, where its flat position would reach another element)."""
+    index_shape = b.shape(index)
+    base, stride = element_offsets(shape, index_shape, dim)
+    if index in b.g.consts:
+        return b.g.add_const(base + b.g.consts[index].astype(np.int64) * stride, "rows")
+    like = meta_like(index_shape, torch.int64)
+    size = b.g.add_const(np.asarray(shape[dim], np.int64), "n")
+    checked = b.emit("bounded", [index, size], {}, like)
+    step = b.g.add_const(np.asarray(stride, np.int64), "stride")
+    scaled = b.emit("mul", [checked, step], {}, like)
+    return b.emit("add", [scaled, b.g.add_const(base, "base")], {}, like)
+
+
 def _gather(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``torch.gather(x, dim, index)``: ``out[.., j, ..] = x[.., index[.., j, ..], ..]`` along
     ``dim``, as the IR's row gather of ``x`` flattened to one element per row: the flat
     position of each output element is a constant part (its coordinates off ``dim``, by
     ``x``'s strides) plus ``index`` times the stride of ``dim``, an int64 multiply-add when
     ``index`` is given at run time (RoBERTa gathers its token-type buffer by the position
-    ids), a constant when it is known. PyTorch refuses negative indices here, so no wrap."""
+    ids), a constant when it is known. PyTorch refuses negative indices here, so no wrap; a
+    run-time index is checked against ``dim``'s size (``bounded``: out of range, the call
+    raises, as PyTorch does, where the flat position would read another element)."""
     if node.kwargs.get("sparse_grad"):
         raise UnsupportedOp("gather", node.name, "sparse_grad")
     x = b.tensor_arg(node.args[0])
@@ -1023,14 +1076,7 @@ def _gather(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     dim = int(b.val(arg(node, 1, "dim"))) % len(shape)
     index = b.tensor_arg(arg(node, 2, "index"))
     index_shape = b.shape(index)
-    base, stride = element_offsets(shape, index_shape, dim)
-    if index in b.g.consts:
-        flat = b.g.add_const(base + b.g.consts[index].astype(np.int64) * stride, "rows")
-    else:
-        step = b.g.add_const(np.asarray(stride, np.int64), "stride")
-        like = meta_like(index_shape, torch.int64)
-        scaled = b.emit("mul", [index, step], {}, like)
-        flat = b.emit("add", [scaled, b.g.add_const(base, "base")], {}, like)
+    flat = flat_positions(b, shape, index, dim)
     size = int(np.prod(shape, dtype=np.int64))
     table = b.reshape(x, meta_like((size, 1), out.dtype))
     gathered = b.emit("embedding", [table, flat], {}, meta_like([*index_shape, 1], out.dtype))
@@ -1151,20 +1197,16 @@ def _repeat_interleave(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> 
     x = b.tensor_arg(node.args[0])
     dim = b.val(arg(node, 2, "dim"))
     if dim is None:
-        x = b.reshape(x, meta_like([int(np.prod(b.shape(x), dtype=np.int64))]))
+        x = reshaped(b, x, [int(np.prod(b.shape(x), dtype=np.int64))])
         dim = 0
     shape = list(b.shape(x))
     dim = int(dim) % len(shape)
     spread = [*shape[: dim + 1], 1, *shape[dim + 1 :]]
     wide = [*shape[: dim + 1], repeats, *shape[dim + 1 :]]
     ones = broadcast_ones(spread, wide)
-    spread_x = b.reshape(x, meta_like(spread))
-    tiled = (
-        spread_x
-        if ones is None
-        else b.emit("mul", [spread_x, b.const(ones, "repeat")], {}, meta_like(wide))
-    )
-    return b.reshape(tiled, out)
+    spread_x = reshaped(b, x, spread)
+    tiled = spread_x if ones is None else broadcast_copy(b, spread_x, ones, "repeat")
+    return reshaped(b, tiled, out.shape)
 
 
 def _new_filled(fill: float | None) -> Handler:

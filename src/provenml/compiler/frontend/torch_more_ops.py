@@ -47,7 +47,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from provenml.compiler.frontend.common import UnsupportedOp, element_offsets
+from provenml.compiler.frontend.common import UnsupportedOp
 from provenml.compiler.frontend.torch_fx import (
     NORM_ORDERS,
     FxBuilder,
@@ -61,6 +61,7 @@ from provenml.compiler.frontend.torch_fx import (
     _ValuesIndices,
     arg,
     constant_pad,
+    flat_positions,
     meta_like,
     pair,
     target_name,
@@ -586,18 +587,11 @@ def _broadcast_row_index(
 
 def _element_rows(b: FxBuilder, x: str, index: str, src: str, d: int) -> tuple[str, str, str]:
     """``x`` as a table of one-element rows, the flat positions ``base[j] + index[j] *
-    stride`` that ``index`` names along ``d`` and ``src``'s elements as rows."""
+    stride`` that ``index`` names along ``d`` (:func:`flat_positions`) and ``src``'s elements
+    as rows."""
     shape, ishape = b.shape(x), b.shape(index)
-    base, stride = element_offsets(shape, ishape, d)
     count = int(np.prod(ishape, dtype=np.int64))
-    like = meta_like(ishape, torch.int64)
-    if index in b.g.consts:
-        flat = b.g.add_const(base + b.g.consts[index].astype(np.int64) * stride, "rows")
-    else:
-        step = b.g.add_const(np.asarray(stride, np.int64), "stride")
-        scaled = b.emit("mul", [index, step], {}, like)
-        flat = b.emit("add", [scaled, b.g.add_const(base, "base")], {}, like)
-    rows = b.reshape(flat, meta_like([count], torch.int64))
+    rows = b.reshape(flat_positions(b, shape, index, d), meta_like([count], torch.int64))
     table = b.reshape(x, meta_like([int(np.prod(shape, dtype=np.int64)), 1]))
     return table, rows, b.reshape(src, meta_like([count, 1]))
 

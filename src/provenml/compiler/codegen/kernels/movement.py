@@ -10,6 +10,7 @@ import numpy as np
 from provenml.compiler import loopir as L
 from provenml.compiler.codegen.nests import flat_nest
 from provenml.compiler.ir import Node
+from provenml.errors import ProvenmlError
 
 if TYPE_CHECKING:
     from provenml.compiler.codegen.lowering import Lowering
@@ -83,6 +84,29 @@ def cat(low: Lowering, n: Node, kname: str) -> L.Kernel:
     return L.Kernel(kname, decl, [L.Loop("o", outer, [L.Stmt("\n".join(stmts))])])
 
 
+def checked_row(low: Lowering, n: Node, rows: int, body: str) -> str:
+    """C statements running ``body`` for the index ``row`` (from ``n``'s second input) of a
+    tensor of ``rows`` rows; one out of range (``[0, rows)``, or ``[-rows, rows)`` for a node
+    with ``wrap_negative``, whose negative ones count from the end: ONNX's Gather) is
+    recorded for the caller instead (``pm_fail``, site: ``n``), who raises, as PyTorch does:
+    unchecked, it read or wrote outside the tensor (stop 60). Constant indices (a
+    rearrangement's) are checked here, once."""
+    wrap = bool(n.attrs.get("wrap_negative"))
+    wrapped = f"if (row < 0) row += {rows};\n  " if wrap else ""
+    index = low.g.consts.get(n.inputs[1])
+    if index is not None:
+        bad = (index < (-rows if wrap else 0)) | (index >= rows)
+        if np.any(bad):
+            raise ProvenmlError(
+                f"codegen: constant index {int(index[bad].flat[0])} out of range for "
+                f"{rows} rows at node {n.name} (from {n.source})"
+            )
+        return f"{wrapped}{body}"
+    fail = f"pm_fail(PM_BAD_ROW, {low.error_site(n)}, row, {rows});"
+    low_end = f"-{rows}" if wrap else "0"
+    return f"if (row < {low_end} || row >= {rows}) {fail}\nelse {{\n  {wrapped}{body}\n}}"
+
+
 def embedding(low: Lowering, n: Node, kname: str) -> L.Kernel:
     w, idx = n.inputs
     dim = low.g.values[w].shape[1]
@@ -90,10 +114,8 @@ def embedding(low: Lowering, n: Node, kname: str) -> L.Kernel:
     count = low.g.values[idx].size
     item = 8 if low.g.values[w].dtype == "int64" else 4  # bytes per element of the table
     decl, names = low.decls(n, [n.name], [w, idx])
-    code = (
-        f"long row = (long){names[idx]}[q];\nif (row < 0) row += {rows};\n"
-        f"memcpy({names[n.name]} + q*{dim}, {names[w]} + row*{dim}, {dim * item});"
-    )
+    copy = f"memcpy({names[n.name]} + q*{dim}, {names[w]} + row*{dim}, {dim * item});"
+    code = f"long row = (long){names[idx]}[q];\n" + checked_row(low, n, rows, copy)
     return L.Kernel(kname, decl, [L.Loop("q", count, [L.Stmt(code)])])
 
 
@@ -113,8 +135,8 @@ def scatter(low: Lowering, n: Node, kname: str) -> L.Kernel:
     ``include_self`` false a row's first update replaces it (a per-chunk ``seen`` mark).
     Threads split the columns (blocks of 16), each running every ``q`` over its own, so no two
     write one element and each element's updates keep the order of ``q`` (the sums are
-    PyTorch's CPU order). Indices are not bounds-checked (as ``embedding``); a negative one
-    counts from the end."""
+    PyTorch's CPU order). An index out of range is reported to the caller
+    (:func:`checked_row`)."""
     base, idx, src = n.inputs
     rows, width = low.g.values[base].shape
     count = low.g.values[idx].size
@@ -125,16 +147,16 @@ def scatter(low: Lowering, n: Node, kname: str) -> L.Kernel:
     include_self = bool(n.attrs["include_self"])
     value = combine if include_self else f"first ? {source_at} : {combine}"
     update = f"{{ const long at = row*{width} + i; {Y}[at] = {value}; }}"
-    mark = "" if include_self else "const int first = !seen[row]; seen[row] = 1;\n"
+    mark = "" if include_self else "const int first = !seen[row]; seen[row] = 1;"
     code = (
         f"const long c0 = c*{SCATTER_BLOCK}, c1 = MIN({width}, c0 + {SCATTER_BLOCK});\n"
         f"for (long r = 0; r < {rows}; ++r) for (long i = c0; i < c1; ++i) "
         f"{Y}[r*{width} + i] = {B}[r*{width} + i];\n"
         + ("" if include_self else f"unsigned char* seen = (unsigned char*)calloc({rows}, 1);\n")
         + f"for (long q = 0; q < {count}; ++q) {{\n"
-        f"  long row = (long){rows_at}[q]; if (row < 0) row += {rows};\n  "
-        + mark
-        + f"  for (long i = c0; i < c1; ++i) {update}\n}}"
+        f"  long row = (long){rows_at}[q];\n  "
+        + checked_row(low, n, rows, f"{mark}  for (long i = c0; i < c1; ++i) {update}")
+        + "\n}"
         + ("" if include_self else "\nfree(seen);")
     )
     blocks = -(-width // SCATTER_BLOCK)
