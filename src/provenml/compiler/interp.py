@@ -101,13 +101,18 @@ def binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return COMPARE[op](a, b).astype(np.float32)
     if op == "atan2":
         return np.arctan2(a, b).astype(np.float32)
-    if op in ("floor_divide", "remainder"):
+    if op == "trunc_divide" and a.dtype.kind == "f":
+        quotient = a.astype(np.float64) / b.astype(np.float64)
+        return np.trunc(quotient.astype(np.float32))
+    if op in ("floor_divide", "remainder", "trunc_divide", "fmod"):
         if a.dtype.kind == "i" and b.dtype.kind == "i":
             if np.any(b == 0):  # as the compiled kernels (and PyTorch)
                 zero = np.broadcast_to(a, np.broadcast_shapes(a.shape, b.shape))[
                     np.broadcast_to(b, np.broadcast_shapes(a.shape, b.shape)) == 0
                 ]
                 raise run_time_error(PM_ZERO_DIVISION, 0, int(zero.flat[0]), 0, [])
+            if op == "trunc_divide":  # C's: toward zero
+                return np.sign(a) * np.sign(b) * (np.abs(a) // np.abs(b))
             return getattr(np, op)(a, b)
         return getattr(np, op)(a, b).astype(np.float32)
     if op == "bounded":

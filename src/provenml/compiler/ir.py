@@ -71,6 +71,10 @@ ELEMENTWISE_BINARY = (
     # stop 60: bounded(i, n) = i, an int64 index of a dimension of n, checked (0 <= i < n) in
     # the kernel: an index out of range is reported to the caller, who raises
     "bounded",
+    # stop 60: C's truncating division and remainder (ONNX's integer Div, Mod fmod=1;
+    # PyTorch's rounding_mode="trunc", fmod), float32 or int64
+    "trunc_divide",
+    "fmod",
 )
 ELEMENTWISE = ELEMENTWISE_UNARY + ELEMENTWISE_BINARY
 MATMUL_LIKE = ("linear", "dense", "matmul", "conv2d")
@@ -174,8 +178,10 @@ class Graph:
         return name
 
     def add_const(self, array: np.ndarray, stem: str = "c") -> str:
-        """Register a constant array and return its value name."""
-        arr = np.ascontiguousarray(array)
+        """Register a constant array and return its value name. A 0-d array stays 0-d
+        (``np.ascontiguousarray`` makes it 1-d, and until stop 60 ``x.sum() * 3`` then
+        failed shape inference: a (1,) result recorded as ())."""
+        arr = np.ascontiguousarray(array) if np.ndim(array) else np.array(array)
         name = self.fresh(stem)
         self.consts[name] = arr
         dtype = "int64" if arr.dtype.kind in "iu" else "float32"

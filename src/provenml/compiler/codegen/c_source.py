@@ -79,6 +79,30 @@ static inline float pm_floor_dividef(float a, float b) {  /* Python's divmod alg
   const float f = floorf(q);
   return q - f > 0.5f ? f + 1.f : f;
 }
+/* C's truncating division and remainder of integers (ONNX's integer Div and Mod fmod=1,
+   PyTorch's rounding_mode="trunc" and fmod; stop 60), a zero divisor recorded as above */
+static inline long long pm_trunc_divide(long long a, long long b) {
+  if (b == 0) {
+    pm_fail(PM_ZERO_DIVISION, 0, a, 0);
+    return 0;
+  }
+  return a / b;
+}
+static inline long long pm_fmod(long long a, long long b) {
+  if (b == 0) {
+    pm_fail(PM_ZERO_DIVISION, 0, a, 0);
+    return 0;
+  }
+  return a % b;
+}
+/* PyTorch's trunc(a / b) of floats: the quotient in double, stored through a volatile so
+   that -ffast-math can neither do it in float nor with float's approximate reciprocal (which
+   gave -9 / -4.5 = 1.9999999, truncated to 1); double's error cannot move an exact integer
+   quotient across it once rounded to float */
+static inline float pm_trunc_dividef(float a, float b) {
+  volatile double quotient = (double)a / (double)b;
+  return truncf((float)quotient);
+}
 static inline float pm_remainderf(float a, float b) {
   const float r = fmodf(a, b);
   return (r != 0.f && ((r < 0.f) != (b < 0.f))) ? r + b : r;
@@ -763,6 +787,8 @@ BINARY_C: dict[str, str] = {
     "keep_where": "({a} != 0.f ? {b} : 0.f)",
     "keep_where_not": "({a} != 0.f ? 0.f : {b})",
     "atan2": "atan2f({a}, {b})",
+    "trunc_divide": "pm_trunc_dividef({a}, {b})",
+    "fmod": "fmodf({a}, {b})",
     "floor_divide": "pm_floor_dividef({a}, {b})",
     "remainder": "pm_remainderf({a}, {b})",
 }
@@ -773,6 +799,8 @@ INTEGER_BINARY_C: dict[str, str] = {
     "maximum": "({a} > {b} ? {a} : {b})",
     "minimum": "({a} < {b} ? {a} : {b})",
     "bounded": "pm_bounded({a}, {b})",
+    "trunc_divide": "pm_trunc_divide({a}, {b})",
+    "fmod": "pm_fmod({a}, {b})",
 }
 
 

@@ -32,7 +32,10 @@ RUNTIMES = ("openmp", "pool")
 
 
 # the calls by which a kernel may report a run-time error (c_source's pm_fail and its users)
-RUN_TIME_CHECKS = ("pm_fail(", "pm_bounded(", "pm_floor_divide(", "pm_remainder(")
+RUN_TIME_CHECKS = (
+    *("pm_fail(", "pm_bounded(", "pm_floor_divide(", "pm_remainder(", "pm_trunc_divide("),
+    "pm_fmod(",
+)
 
 
 @dataclass

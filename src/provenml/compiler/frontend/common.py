@@ -45,6 +45,7 @@ INTEGER_ARITHMETIC = (
     # stop 59: in 64-bit integers (floor semantics; a clamp of integer positions)
     *("floor_divide", "remainder", "maximum", "minimum"),
     "bounded",  # stop 60: a checked index (gather's)
+    *("trunc_divide", "fmod"),  # stop 60
 )
 
 

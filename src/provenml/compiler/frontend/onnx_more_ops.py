@@ -78,10 +78,15 @@ def _norm_reduce(kind: str) -> OnnxHandler:
 
 def _mod(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     """Mod with ``fmod=0`` (the result takes the divisor's sign): the IR's ``remainder``;
-    ``fmod=1`` (C's ``fmod``) is refused by name."""
-    if int(attrs_of(node).get("fmod", 0)):
-        raise UnsupportedOp("Mod", b.current, "fmod=1")
-    return _binary("remainder")(b, node)
+    ``fmod=1`` (C's ``fmod``, the dividend's sign; since stop 60): ``fmod``."""
+    return _binary("fmod" if int(attrs_of(node).get("fmod", 0)) else "remainder")(b, node)
+
+
+def _div(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """Div: of two integer tensors, C's truncating division (``trunc_divide``, since stop
+    60; refused before), else the float quotient."""
+    ints = all(b.g.values[b.tensor(name)].dtype == "int64" for name in node.input[:2])
+    return _binary("trunc_divide" if ints else "div")(b, node)
 
 
 def _trilu(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
@@ -201,6 +206,7 @@ MORE_ONNX_OPS: dict[str, OnnxHandler] = {
     "ReduceL2": _norm_reduce("l2"),
     "ReduceSumSquare": _norm_reduce("square"),
     "Mod": _mod,
+    "Div": _div,
     "Trilu": _trilu,
     "ScatterElements": _scatter_elements,
     "DepthToSpace": _depth_space(to_space=True),

@@ -884,9 +884,18 @@ def _binary(op: str, check_alpha: bool) -> Handler:
             raise UnsupportedOp(target_name(node, b.gm), node.name, "alpha != 1")
         integer = out.dtype in (torch.int64, torch.int32)
         left, right = _integer_operands(b, node.args[0], arg(node, 1, "other"), integer)
+        if op == "div":  # true division: integers divide as floats (stop 60; refused before)
+            left, right = (_as_float(b, v) for v in (left, right))
         return b.emit(op, [left, right], {}, out)
 
     return handle
+
+
+def _as_float(b: FxBuilder, x: str) -> str:
+    """``x`` as float32 (an int64 tensor converted, as PyTorch's true division promotes)."""
+    if b.g.values[x].dtype != "int64":
+        return x
+    return b.emit("to_float", [x], {}, meta_like(b.shape(x)))
 
 
 def _integer_operands(

@@ -832,14 +832,17 @@ def _kthvalue(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
 
 
 # -- integer and floor arithmetic ---------------------------------------------------------------
+DIVISIONS = {None: "div", "floor": "floor_divide", "trunc": "trunc_divide"}
+
+
 def _div(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-    """``torch.div`` / ``Tensor.div`` / ``true_divide``: ``rounding_mode`` None divides,
-    ``"floor"`` is ``floor_divide``; ``"trunc"`` is refused by name (before stop 59 the mode
-    was ignored: a silent true division)."""
+    """``torch.div`` / ``Tensor.div`` / ``true_divide``: ``rounding_mode`` None divides
+    (integers as floats), ``"floor"`` is ``floor_divide``, ``"trunc"`` (since stop 60)
+    ``trunc_divide`` (before stop 59 the mode was ignored: a silent true division)."""
     mode = b.val(node.kwargs.get("rounding_mode"))
-    if mode == "trunc":
-        raise UnsupportedOp(target_name(node, b.gm), node.name, "rounding_mode='trunc'")
-    return _binary("floor_divide" if mode == "floor" else "div", check_alpha=False)(b, node, out)
+    if mode not in DIVISIONS:
+        raise UnsupportedOp(target_name(node, b.gm), node.name, f"rounding_mode={mode!r}")
+    return _binary(DIVISIONS[mode], check_alpha=False)(b, node, out)
 
 
 #: calls that are both ``torch.<name>`` and ``Tensor.<name>`` (in-place ``Tensor.<name>_``
@@ -854,6 +857,7 @@ BOTH: dict[str, Handler] = {
     **{op: _rounding(op) for op in ROUNDING},
     "floor_divide": _binary("floor_divide", check_alpha=False),
     "remainder": _binary("remainder", check_alpha=False),
+    "fmod": _binary("fmod", check_alpha=False),
     "div": _div,
     "true_divide": _div,
     "t": _matrix_transpose,
