@@ -125,7 +125,6 @@ def _view_read_after(x: torch.Tensor) -> torch.Tensor:
         (_mutates_input, "graph input"),
         (_mutates_a_view, "view of another tensor"),
         (_view_read_after, "read after it changes"),
-        (lambda x: x.div(2, rounding_mode="trunc"), "trunc"),
         (lambda x: x[x > 0], "boolean mask computed at run time"),
         (lambda x: x.scatter_reduce(0, torch.zeros(2, 6, dtype=torch.long), x[:2], "prod"),
          "prod"),

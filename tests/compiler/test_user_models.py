@@ -231,14 +231,17 @@ class IntDivision(nn.Module):
         return x / 3
 
 
-def test_int64_arithmetic_stays_integer_and_division_is_refused() -> None:
+def test_int64_arithmetic_stays_integer_and_division_is_float() -> None:
     """Eager keeps integers in ``x * 3 + 1``, and so do the kernels (since stop 57: an int64
-    result, exact); a true division of integers would be float arithmetic: refused."""
+    result, exact); a true division of integers is float arithmetic (refused until stop 60,
+    now converted to float32 first, as PyTorch promotes)."""
     x = torch.arange(6).reshape(2, 3) * (2**35)
     compiled = pc.compile(IntArithmetic().eval(), (x,), tuning=False, threads=1)
     assert torch.equal(compiled(x), IntArithmetic()(x))
-    with pytest.raises(ProvenmlError, match=r"unsupported op 'div'.*integer tensor operand"):
-        pc.compile(IntDivision().eval(), (torch.arange(6).reshape(2, 3),))
+    small = torch.arange(6).reshape(2, 3)
+    divided = pc.compile(IntDivision().eval(), (small,), tuning=False, threads=1)
+    assert divided(small).dtype == torch.float32
+    torch.testing.assert_close(divided(small), IntDivision()(small))
 
 
 def test_calling_with_another_dtype_is_refused(cache: str) -> None:
@@ -654,12 +657,13 @@ def test_counts_and_integer_sums_stay_integers(cache: str) -> None:
         assert got.dtype == torch.int64 and torch.equal(got, want)
 
 
-def test_true_division_of_integers_is_refused_by_name(cache: str) -> None:
-    """``t / 2`` of an int64 tensor is float arithmetic in PyTorch: refused (``t // 2`` and
-    ``t % 3`` compile since stop 59: ``tests/compiler/test_scatter_ops.py``)."""
-    with pytest.raises(ProvenmlError, match="unsupported op 'div'"):
-        fn = _Apply(lambda t: (t / 2).sum(-1)).eval()
-        pc.compile(fn, (torch.tensor([[1, 2]]),), tuning=False, cache_dir=cache)
+def test_true_division_of_integers_divides_as_floats(cache: str) -> None:
+    """``t / 2`` of an int64 tensor is float arithmetic in PyTorch (refused until stop 60;
+    ``t // 2`` and ``t % 3`` compile since stop 59: ``tests/compiler/test_scatter_ops.py``)."""
+    fn = _Apply(lambda t: (t / 2).sum(-1)).eval()
+    t = torch.tensor([[1, 2], [3, -7]])
+    compiled = pc.compile(fn, (t,), tuning=False, cache_dir=cache)
+    torch.testing.assert_close(compiled(t), fn(t))
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -786,14 +790,15 @@ def test_argmax_takes_the_first_extremum_and_nans_as_eager(cache: str) -> None:
 
 def test_arithmetic_on_indices_is_integer() -> None:
     """Indices times a Python int stay integers (since stop 57); a mask times a large int
-    counts in integers too (0 or 2^40 + 1, which float32 cannot hold); dividing indices is
-    refused."""
+    counts in integers too (0 or 2^40 + 1, which float32 cannot hold); dividing indices
+    gives floats (since stop 60; refused before)."""
     x = torch.randn(3, 5)
     for fn in (lambda t: t.argmax(-1) * 2 - 1, lambda t: (t > 0) * (2**40 + 1)):
         compiled = pc.compile(_Apply(fn).eval(), (x,), tuning=False, threads=1)
         assert torch.equal(compiled(x), fn(x))
-    with pytest.raises(ProvenmlError, match="integer tensor operand"):
-        pc.compile(_Apply(lambda t: t.argmax(-1) / 2).eval(), (x,), tuning=False)
+    halves = _Apply(lambda t: t.argmax(-1) / 2).eval()
+    compiled = pc.compile(halves, (x,), tuning=False, threads=1)
+    assert torch.equal(compiled(x), halves(x))  # (halves of small integers are exact)
 
 
 class ClassToken(nn.Module):
