@@ -79,7 +79,7 @@ def test_exported_models_match_ort_and_eager(name: str, cache: str) -> None:
         np.testing.assert_allclose(got, model(x, ids).numpy(), **TOL)
 
 
-@pytest.mark.parametrize("reduction", ["none", "add", "max", "min"])
+@pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
 def test_scatter_elements_with_repeated_indices(reduction: str, cache: str) -> None:
     """Indices that repeat along the axis and a negative one: each reduction as ONNX Runtime
     computes it ("none" with distinct targets per column, where ONNX fixes the result)."""

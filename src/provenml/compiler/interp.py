@@ -318,7 +318,7 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
             for q, row in enumerate(rows):
                 out[row] = ins[2][q]
             return out
-        combine = {"add": np.add, "amax": np.fmax, "amin": np.fmin}[a["reduce"]]
+        combine = {"add": np.add, "mul": np.multiply, "amax": np.fmax, "amin": np.fmin}[a["reduce"]]
         if not a["include_self"]:  # each touched row starts from its first update
             first = np.unique(rows, return_index=True)[1]
             out[rows[first]] = ins[2][first]

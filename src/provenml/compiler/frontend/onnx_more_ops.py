@@ -103,12 +103,12 @@ def _trilu(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     return [b.emit("keep_where", [b.g.add_const(keep, "triangle"), x])]
 
 
-SCATTER_REDUCTIONS = {"none": "replace", "add": "add", "max": "amax", "min": "amin"}
+SCATTER_REDUCTIONS = {"none": "replace", "add": "add", "mul": "mul", "max": "amax", "min": "amin"}
 
 
 def _scatter_elements(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     """ScatterElements: ``data`` with ``updates[j]`` written (``none``) or combined (add,
-    max, min) at ``indices[j]`` along ``axis``, in order of ``j``: the IR's ``scatter`` of
+    mul, max, min) at ``indices[j]`` along ``axis``, in order of ``j``: the IR's ``scatter`` of
     one-element rows at flat positions (:func:`element_positions`, as GatherElements reads
     them)."""
     at = attrs_of(node)

@@ -476,7 +476,7 @@ def _one_dim_index(b: FxBuilder, node: torch.fx.Node, x: str, index: str) -> int
     return int(b.val(arg(node, 1, "dim"))) % len(b.shape(x))
 
 
-SCATTER_REDUCES = {"sum": "add", "amax": "amax", "amin": "amin", "mean": "mean"}
+SCATTER_REDUCES = {"sum": "add", "prod": "mul", "amax": "amax", "amin": "amin", "mean": "mean"}
 
 
 def _element_scatter(reduce: str | None) -> Handler:
@@ -486,14 +486,14 @@ def _element_scatter(reduce: str | None) -> Handler:
     of ``index`` (``src`` read where ``index`` has elements), as the IR's ``scatter`` of
     one-element rows at flat positions ``base[j] + index[j] * stride``. ``mean``: the sum
     divided by the count of what was combined (``x`` itself counted with ``include_self``);
-    ``prod`` is refused."""
+    ``prod`` (since stop 60) multiplies in order."""
 
     def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
         name = target_name(node, b.gm)
         mode = reduce if reduce is not None else str(b.val(arg(node, 4, "reduce")))
         include_self = bool(b.val(node.kwargs.get("include_self", True)))
         if mode not in SCATTER_REDUCES:
-            raise UnsupportedOp(name, node.name, f"reduce={mode!r} (sum, mean, amax, amin)")
+            raise UnsupportedOp(name, node.name, f"reduce={mode!r} (sum, prod, mean, amax, amin)")
         x = b.tensor_arg(node.args[0])
         index = b.tensor_arg(arg(node, 2, "index"))
         src = b.tensor_arg(arg(node, 3, "src"))
