@@ -33,7 +33,11 @@ RUNTIMES = ("openmp", "pool")
 
 # the calls by which a kernel may report a run-time error (c_source's pm_fail and its users)
 RUN_TIME_CHECKS = (
-    *("pm_fail(", "pm_bounded(", "pm_floor_divide(", "pm_remainder(", "pm_trunc_divide("),
+    "pm_fail(",
+    "pm_bounded(",
+    "pm_floor_divide(",
+    "pm_remainder(",
+    "pm_trunc_divide(",
     "pm_fmod(",
 )
 
@@ -109,7 +113,7 @@ class Lowering:
 
     def error_site(self, n: Node) -> int:
         """The number (from 1) by which ``n``'s kernel reports a run-time error (``pm_fail``;
-        :meth:`CompiledGraph._raise_run_time_error` names the node by it)."""
+        :func:`provenml.compiler.run_time_errors.run_time_error` names the node by it)."""
         self.error_sites.append(f"{n.op} node '{n.name}' (from {n.source})")
         return len(self.error_sites)
 
