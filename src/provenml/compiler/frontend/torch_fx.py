@@ -941,13 +941,6 @@ def broadcast_copy(b: FxBuilder, x: str, ones: np.ndarray, stem: str) -> str:
     return result
 
 
-def reshaped(b: FxBuilder, x: str, shape: Sequence[int]) -> str:
-    """``x`` reshaped, its dtype kept."""
-    return b.reshape(
-        x, meta_like(shape, torch.int64 if b.g.values[x].dtype == "int64" else torch.float32)
-    )
-
-
 def _expand(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``expand`` / ``expand_as`` / ``broadcast_to`` to the traced output's shape
     (:func:`~provenml.compiler.frontend.common.broadcast_ones`)."""
@@ -963,8 +956,8 @@ def _tile(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     rest = node.args[1:] or (node.kwargs.get("dims", node.kwargs.get("repeats")),)
     reps = b.val(rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest)
     steps = tile_steps(b.shape(x), [int(r) for r in reps])
-    tiled = broadcast_copy(b, reshaped(b, x, steps.split), steps.ones, "tile")
-    return reshaped(b, tiled, out.shape)
+    tiled = broadcast_copy(b, b.reshape(x, meta_like(steps.split)), steps.ones, "tile")
+    return b.reshape(tiled, out)
 
 
 def _contiguous(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -1206,16 +1199,16 @@ def _repeat_interleave(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> 
     x = b.tensor_arg(node.args[0])
     dim = b.val(arg(node, 2, "dim"))
     if dim is None:
-        x = reshaped(b, x, [int(np.prod(b.shape(x), dtype=np.int64))])
+        x = b.reshape(x, meta_like([int(np.prod(b.shape(x), dtype=np.int64))]))
         dim = 0
     shape = list(b.shape(x))
     dim = int(dim) % len(shape)
     spread = [*shape[: dim + 1], 1, *shape[dim + 1 :]]
     wide = [*shape[: dim + 1], repeats, *shape[dim + 1 :]]
     ones = broadcast_ones(spread, wide)
-    spread_x = reshaped(b, x, spread)
+    spread_x = b.reshape(x, meta_like(spread))
     tiled = spread_x if ones is None else broadcast_copy(b, spread_x, ones, "repeat")
-    return reshaped(b, tiled, out.shape)
+    return b.reshape(tiled, out)
 
 
 def _new_filled(fill: float | None) -> Handler:
