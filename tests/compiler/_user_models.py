@@ -542,3 +542,14 @@ class Apply(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(x)
+
+
+class Call(nn.Module):
+    """A module that calls ``fn`` on all its inputs (several tensors, e.g. data and ids)."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return self.fn(*args)

@@ -12,7 +12,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from torch import nn
+from tests.compiler._user_models import Call
 
 import provenml.compiler as pc
 
@@ -25,15 +25,6 @@ FLOATS = torch.cat(
     [STEPS * torch.arange(-3, 5), torch.randn(8, generator=torch.Generator().manual_seed(0)) * 9]
 )
 FLOAT_DIVISORS = torch.cat([STEPS, STEPS.flip(0)])
-
-
-class Call(nn.Module):
-    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        return self.fn(*args)
 
 
 CASES: dict[str, tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]] = {

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from tests.compiler._user_models import Call
 from torch import nn
 
 import provenml.compiler as pc
@@ -27,17 +28,6 @@ class Embed(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.table(ids) * 2
-
-
-class Call(nn.Module):
-    """A module that calls ``fn`` on its inputs."""
-
-    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        return self.fn(*args)
 
 
 X = torch.randn(ROWS, WIDTH, generator=torch.Generator().manual_seed(0))
