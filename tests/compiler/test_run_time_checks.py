@@ -80,6 +80,14 @@ def test_the_message_names_the_node_and_the_size(runtime: str, cache: str) -> No
         compiled(torch.tensor([0, 9, 1, 2]))
 
 
+def test_a_gather_index_names_its_dimension_and_the_call(cache: str) -> None:
+    model = Call(lambda x, i: torch.gather(x, 1, i[:, None].repeat(1, 3)) + 1).eval()
+    compiled = pc.compile(model, (X, GOOD), tuning=False, threads=1, cache_dir=cache)
+    message = rf"index {WIDTH} is out of bounds for a dimension of size {WIDTH} in bounded node"
+    with pytest.raises(pc.IndexOutOfRange, match=message + r" '\w+' \(from gather"):
+        compiled(X, torch.tensor([0, WIDTH, 1, 2]))
+
+
 def test_only_graphs_with_run_time_indices_check() -> None:
     """Constant indices (a flip's gather) are checked once, when the graph is built; a graph
     with none asks the library nothing after a call."""

@@ -4,6 +4,8 @@ expressions of the elementwise ops, and the register-tile micro-kernel helper (s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from provenml.compiler import loopir as L
 from provenml.compiler.codegen.erf import ERF_C
 from provenml.compiler.ir import Node
@@ -44,10 +46,11 @@ static void pm_fail(long long kind, long long site, long long value, long long l
     pm_error[3] = limit;
   }
 }
-/* an index of a dimension of ``n``: itself when 0 <= i < n, else recorded and 0 */
-static inline long long pm_bounded(long long i, long long n) {
+/* an index of a dimension of ``n``: itself when 0 <= i < n, else recorded (``site``: the
+   node's number, 0 if none) and 0 */
+static inline long long pm_bounded(long long i, long long n, long long site) {
   if (i < 0 || i >= n) {
-    pm_fail(PM_BAD_INDEX, 0, i, n);
+    pm_fail(PM_BAD_INDEX, site, i, n);
     return 0;
   }
   return i;
@@ -798,7 +801,7 @@ INTEGER_BINARY_C: dict[str, str] = {
     "remainder": "pm_remainder({a}, {b})",
     "maximum": "({a} > {b} ? {a} : {b})",
     "minimum": "({a} < {b} ? {a} : {b})",
-    "bounded": "pm_bounded({a}, {b})",
+    "bounded": "pm_bounded({a}, {b}, 0)",  # (chain() gives the node's site)
     "trunc_divide": "pm_trunc_divide({a}, {b})",
     "fmod": "pm_fmod({a}, {b})",
 }
@@ -824,12 +827,15 @@ def chain(
     load: dict[str, str],
     seed: dict[str, str],
     dtypes: dict[str, str] | None = None,
+    site_of: Callable[[Node], int] | None = None,
 ) -> tuple[list[str], str]:
     """C statements computing ``body`` elementwise; ``load`` maps external values to C
     expressions at the current element, ``seed`` maps already-computed values to C vars.
     ``dtypes`` gives members whose result is ``int64`` (integer add / sub / mul / neg,
     ``to_int``) a ``long long`` variable; the rest are float. C's conversions then do what
-    PyTorch's type promotion does: an integer meeting a float is converted to float."""
+    PyTorch's type promotion does: an integer meeting a float is converted to float.
+    ``site_of`` numbers a ``bounded`` member for the error it may report (the lowering's
+    ``error_site``)."""
     env = dict(seed)
     stmts = []
     for m in body:
@@ -837,7 +843,9 @@ def chain(
         if any(a == "" for a in args):
             raise ProvenmlError(f"codegen: operand of {m.name} not available")
         integer = (dtypes or {}).get(m.name) == "int64"
-        if integer and m.op in INTEGER_BINARY_C:
+        if m.op == "bounded" and site_of is not None:
+            expr = f"pm_bounded({args[0]}, {args[1]}, {site_of(m)})"
+        elif integer and m.op in INTEGER_BINARY_C:
             expr = INTEGER_BINARY_C[m.op].format(a=args[0], b=args[1])
         else:
             expr = c_unary(m.op, args[0]) if len(args) == 1 else c_binary(m.op, args[0], args[1])

@@ -55,7 +55,7 @@ def elementwise(low: Lowering, n: Node, kname: str, body: list[Node]) -> L.Kerne
 
     load = {i: f"{names[i]}[{off(sts[i])}]" for i in ext}
     dtypes = {m.name: low.g.values[m.name].dtype for m in body if m.name in low.g.values}
-    stmts, result = chain(body, load, {}, dtypes)
+    stmts, result = chain(body, load, {}, dtypes, low.error_site)
     inner = L.Stmt("\n".join([*stmts, f"{names[n.name]}[{off(own)}] = {result};"]))
     return L.Kernel(kname, decl, flat_nest(idx, dims, inner, 2048))
 

@@ -51,7 +51,7 @@ def row_reduction(
     x = anchor.inputs[0]
     if pro:
         dtypes = {m.name: low.g.values[m.name].dtype for m in pro if m.name in low.g.values}
-        stmts, res = chain(pro, loads(pro), {}, dtypes)
+        stmts, res = chain(pro, loads(pro), {}, dtypes, low.error_site)
         fill = L.Loop("j", length, [L.Stmt("\n".join([*stmts, f"row[j] = {res};"]))], "vectorize")
     else:
         fill = L.Loop("j", length, [L.Stmt(f"row[j] = {names[x]}[r*{length} + j];")], "vectorize")
@@ -88,7 +88,7 @@ def row_reduction(
         ]
         value = f"(row[j] - mu) * rstd * {w}[j] + {b}[j]"
     dtypes = {m.name: low.g.values[m.name].dtype for m in epi if m.name in low.g.values}
-    stmts, res = chain(epi, epi_loads, {anchor.name: "t_val"}, dtypes)
+    stmts, res = chain(epi, epi_loads, {anchor.name: "t_val"}, dtypes, low.error_site)
     store = L.Loop(
         "j",
         length,

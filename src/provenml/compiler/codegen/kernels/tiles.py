@@ -58,7 +58,7 @@ def epilogue_fn(
     def fn(acc: str) -> tuple[list[str], str]:
         stmts = [f"const float t_anchor = {acc};"]
         dtypes = {m.name: low.g.values[m.name].dtype for m in epi if m.name in low.g.values}
-        more, result = chain(epi, load, {anchor.name: "t_anchor"}, dtypes)
+        more, result = chain(epi, load, {anchor.name: "t_anchor"}, dtypes, low.error_site)
         return stmts + more, result or "t_anchor"
 
     return fn
