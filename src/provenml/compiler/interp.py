@@ -107,9 +107,8 @@ def binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if op in ("floor_divide", "remainder", "trunc_divide", "fmod"):
         if a.dtype.kind == "i" and b.dtype.kind == "i":
             if np.any(b == 0):  # as the compiled kernels (and PyTorch)
-                zero = np.broadcast_to(a, np.broadcast_shapes(a.shape, b.shape))[
-                    np.broadcast_to(b, np.broadcast_shapes(a.shape, b.shape)) == 0
-                ]
+                dividends, divisors = np.broadcast_arrays(a, b)
+                zero = dividends[divisors == 0]
                 raise run_time_error(PM_ZERO_DIVISION, 0, int(zero.flat[0]), 0, [])
             if op == "trunc_divide":  # C's: toward zero
                 return np.sign(a) * np.sign(b) * (np.abs(a) // np.abs(b))

@@ -1182,9 +1182,10 @@ def element_positions(b: OnnxBuilder, shape: Sequence[int], index: str, axis: in
     def const(value: int | np.ndarray, stem: str) -> str:
         return b.g.add_const(np.asarray(value, np.int64), stem)
 
+    size = const(shape[axis], "n")
     negative = b.emit("to_int", [b.emit("lt", [index, const(0, "zero")])])
-    wrapped = b.emit("add", [index, b.emit("mul", [negative, const(shape[axis], "n")])])
-    checked = b.emit("bounded", [wrapped, const(shape[axis], "n")])
+    wrapped = b.emit("add", [index, b.emit("mul", [negative, size])])
+    checked = b.emit("bounded", [wrapped, size])
     return b.emit("add", [b.emit("mul", [checked, const(stride, "stride")]), const(base, "base")])
 
 
