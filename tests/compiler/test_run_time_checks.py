@@ -6,6 +6,7 @@ same input, and that the next good call is right (the error does not stick)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -199,3 +200,47 @@ def test_integer_tensors_spread_exactly(spread: Callable[..., torch.Tensor], cac
     compiled = pc.compile(model, (GOOD,), tuning=False, threads=1, cache_dir=cache)
     assert compiled(GOOD).dtype == torch.int64
     assert torch.equal(compiled(GOOD), model(GOOD))
+
+
+def test_two_builds_of_one_library_called_from_two_threads_keep_their_errors(
+    cache: str,
+) -> None:
+    """Builds of the same source load one library, whose error record is one C global: a call
+    of one build must not clear or take the other's error. Two threads call two such builds
+    at once, one with a bad id every call, the other with good ids: every bad call raises and
+    every good call returns the right rows (before stop 61 each build had its own lock, and a
+    good call could take the bad call's error or clear it before it was read)."""
+    model = Embed().eval()
+    builds = [
+        pc.compile(model, (GOOD,), tuning=False, threads=1, cache_dir=cache) for _ in range(2)
+    ]
+    assert builds[0].graph.library == builds[1].graph.library  # one library, loaded twice
+    bad = GOOD.clone()
+    bad[1] = ROWS
+    with torch.no_grad():
+        expected = model(GOOD)
+    calls = 3000
+    outcomes: dict[str, list[int]] = {"missed": [], "wrong": []}
+
+    def call_bad() -> None:
+        for k in range(calls):
+            try:
+                builds[0](bad)
+            except pc.IndexOutOfRange:
+                continue
+            outcomes["missed"].append(k)
+
+    def call_good() -> None:
+        for k in range(calls):
+            try:
+                if not torch.equal(builds[1](GOOD), expected):
+                    outcomes["wrong"].append(k)
+            except pc.IndexOutOfRange:
+                outcomes["wrong"].append(k)
+
+    threads = [threading.Thread(target=call_bad), threading.Thread(target=call_good)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == {"missed": [], "wrong": []}

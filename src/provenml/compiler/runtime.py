@@ -41,6 +41,14 @@ POOL_STATS = (
 # its own count before a call when another build of that library changed it (before stop 34
 # an ablation build silently ran at the thread count the main build's stall guard had set).
 _LIBRARY_THREADS: dict[str, list[int]] = {}
+# One call at a time per loaded library, by library path: besides the thread count above,
+# the library's run-time error record (``pm_error``) is one C global that a call's caller
+# reads after the call. With a lock per CompiledGraph (before stop 61), a call of another
+# build of the same library could clear or set that record between a call and its read: an
+# index out of range went unreported, or a correct call raised (and each build could run at
+# the other's thread count). The pool runtime serialises calls of one library in C anyway
+# (``pm_call_lock``); builds of different libraries still run at once.
+_LIBRARY_LOCKS: dict[str, threading.Lock] = {}
 
 
 CACHE_LINE = 64  # bytes
@@ -176,7 +184,7 @@ class CompiledGraph:
             for k, v in enumerate(self.in_types)
         ]  # no dtype is None: a boolean input always takes the checked path (its cast)
         self._out_spec = [(torch.Size(v.shape), _TORCH_DTYPE[v.dtype]) for v in self.out_types]
-        self._lock = threading.Lock()
+        self._lock = _LIBRARY_LOCKS.setdefault(str(library), threading.Lock())
         out_bytes = sum(shape.numel() * dtype.itemsize for shape, dtype in self._out_spec)
         # see _outputs: on by default for outputs of at most RECYCLE_MAX_BYTES
         self.recycle_outputs = out_bytes <= RECYCLE_MAX_BYTES
@@ -351,8 +359,9 @@ class CompiledGraph:
             self._backoff = min(2 * self._backoff, 65536)
 
     def __call__(self, *inputs: torch.Tensor | np.ndarray) -> list[torch.Tensor]:
-        # One call at a time: ctypes releases the GIL during the C call, and two threads
-        # would otherwise share this graph's pointer arrays and arena (different graphs may
+        # One call at a time per library (_LIBRARY_LOCKS): ctypes releases the GIL during the
+        # C call, and two threads would otherwise share this graph's pointer arrays and arena,
+        # and the library's thread count and error record (builds of different libraries may
         # run at once). Fast path (a call costs ~15 us of Python otherwise, 4% of a 350 us
         # transformer block): contiguous CPU tensors of the compiled shapes and dtypes go
         # straight in.
