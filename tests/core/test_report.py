@@ -301,10 +301,18 @@ def test_for_each_threshold_and_inconclusive_claims_say_why(tmp_path: Path) -> N
     assert "| pgexplainer/tree_grid | 0.305 ± 0.064 | random 0.500 ± 0.000" in text
 
 
-def test_reproduce_prints_labels_with_brackets(tmp_path: Path) -> None:
+def test_reproduce_prints_labels_with_brackets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
     from typer.testing import CliRunner
 
+    from provenml import cli
     from provenml.cli import app
+
+    # a console as wide as the label needs: one made at import keeps the width $COLUMNS had
+    # then (pytest-xdist's workers set it to 80), which would wrap the label
+    monkeypatch.setattr(cli, "console", Console(width=250))
 
     result = CliRunner().invoke(
         app,
