@@ -199,8 +199,12 @@ def test_interleaved_samples_orders_repeat_by_seed_only() -> None:
         fns = {name: (lambda name=name: calls.append(name)) for name in "abcde"}
         samples = interleaved_samples(fns, 6, 0.0, gap=0.0, order_seed=seed)
         assert all(len(v) == 6 for v in samples.values())
-        body = calls[3 * len(fns) :]  # after the warm-up calls, one call per sample
-        return [body[r * 5 : (r + 1) * 5] for r in range(6)]
+        # after each function's warm-up (3 calls) and sizing (a warm call, then 1 call fills
+        # min_time 0): per sample an untimed call and the one timed call
+        body = calls[5 * len(fns) :]
+        assert body[::2] == body[1::2]
+        timed = body[1::2]
+        return [timed[r * 5 : (r + 1) * 5] for r in range(6)]
 
     first = orders(0)
     assert all(sorted(r) == list("abcde") for r in first)
@@ -217,8 +221,12 @@ def test_interleaved_samples_wait_longer_only_after_a_spinning_runtime(monkeypat
     monkeypatch.setattr(experiments.time, "sleep", lambda s: events.append(("sleep", s)))
     fns = {name: (lambda name=name: events.append((name, 0.0))) for name in ("ort", "a", "b")}
     interleaved_samples(fns, 5, 0.0, gap=0.01, gap_after={"ort": 0.04})
-    body = events[3 * len(fns) :]  # after the warm-up calls: a sleep, then a sample
+    # warm-up: per function 3 calls, the idle time, then its sizing (a warm call and 1 call)
+    warm_up, body = events[: 6 * len(fns)], events[6 * len(fns) :]
+    assert [e[1] for e in warm_up[3::6]] == [0.01, 0.04, 0.01]  # the first, after ort, after a
+    # then per sample: the idle time, an untimed call and the timed call of one function
+    assert body[1::3] == body[2::3]
     previous = "b"  # the last function warmed up
-    for sleep, sample in zip(body[::2], body[1::2], strict=True):
+    for sleep, sample in zip(body[::3], body[1::3], strict=True):
         assert sleep == ("sleep", 0.04 if previous == "ort" else 0.01)
         previous = sample[0]

@@ -28,6 +28,7 @@ from provenml.compiler.api import compile_onnx as pm_compile_onnx
 from provenml.compiler.frontend.torch_fx import trace
 from provenml.compiler.models import MODELS, build_model
 from provenml.compiler.plots import latency_and_ablation_plots
+from provenml.compiler.tune import calls_per_sample
 from provenml.core import (
     Claim,
     Config,
@@ -118,19 +119,6 @@ class EndToEndConfig(Config):
             raise ProvenmlError(f"gap must be >= 0 seconds, got {self.gap}")
 
 
-def _sample(fn: Callable[[], Any], min_time: float) -> float:
-    """Seconds per call, averaged over enough calls to fill ``min_time``."""
-    n = 1
-    while True:
-        t = time.perf_counter()
-        for _ in range(n):
-            fn()
-        dt = time.perf_counter() - t
-        if dt >= min_time or n >= 1 << 16:
-            return dt / n
-        n *= 2
-
-
 def interleaved_samples(
     fns: dict[str, Callable[[], Any]],
     repeat: int,
@@ -146,14 +134,23 @@ def interleaved_samples(
     down whichever function runs next); after a sample of a function in ``gap_after`` the idle
     time is the longer of ``gap`` and its entry (ONNX Runtime's threads spin for about 25 ms).
     Sample ``r`` of every function comes from round ``r``.
+    A sample is one untimed call (it wakes what the gap let sleep: the pool's parked workers,
+    OpenMP's threads) and then the calls that fill ``min_time``, their count sized once per
+    function after its warm-up (:func:`~provenml.compiler.tune.calls_per_sample`). Until stop
+    61 each sample re-sized itself by doubling from one call, which measured the same
+    back-to-back calls but ran about twice as many (121 of the 457 s of a profiled
+    ``compiler.end_to_end`` at ``small`` went to sampling).
     ``order_seed`` seeds the shuffles: the same seed gives the same sequence of orders, so
     callers that repeat a measurement and count its outcomes (a benchmark's runs) pass a
     different seed each time, lest an effect of position repeat in every run."""
     spins = dict(gap_after or {})
     previous = None
+    counts: dict[str, int] = {}
     for key, fn in fns.items():
         for _ in range(3):
             fn()
+        time.sleep(max(gap, spins.get(previous, 0.0)))
+        counts[key] = calls_per_sample(fn, (), min_time, limit=1 << 16)
         previous = key
     samples: dict[str, list[float]] = {k: [] for k in fns}
     order = list(fns)
@@ -162,7 +159,12 @@ def interleaved_samples(
         rng.shuffle(order)
         for k in order:
             time.sleep(max(gap, spins.get(previous, 0.0)))
-            samples[k].append(_sample(fns[k], min_time))
+            fn, n = fns[k], counts[k]
+            fn()  # untimed: the wake-up after the gap
+            t = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[k].append((time.perf_counter() - t) / n)
             previous = k
     return samples
 

@@ -183,7 +183,9 @@ SCREEN_ROUNDS = 4
 SCREEN_MARGIN = 0.3
 
 
-def _calls_per_sample(fn: Any, args: tuple[Any, ...], sample_time: float) -> int:
+def calls_per_sample(
+    fn: Any, args: tuple[Any, ...], sample_time: float, limit: int = 1 << 14
+) -> int:
     """How many back-to-back calls of ``fn`` last at least ``sample_time`` seconds, after one
     warm-up call (the tuner's buffers are already written, so touched, when it places them)."""
     fn(*args)
@@ -192,7 +194,7 @@ def _calls_per_sample(fn: Any, args: tuple[Any, ...], sample_time: float) -> int
         t = time.perf_counter()
         for _ in range(n):
             fn(*args)
-        if time.perf_counter() - t >= sample_time or n >= 1 << 14:
+        if time.perf_counter() - t >= sample_time or n >= limit:
             return n
         n *= 2
 
@@ -202,11 +204,11 @@ def sample_counts(
     sample_time: float,
     after_sample: Sequence[Any] | None = None,
 ) -> list[int]:
-    """Calls per sample of each ``(fn, args)`` (:func:`_calls_per_sample`), sized one after
+    """Calls per sample of each ``(fn, args)`` (:func:`calls_per_sample`), sized one after
     the other; ``after_sample[i]()`` (when given) runs after candidate ``i``'s sizing."""
     counts = []
     for i, (fn, args) in enumerate(calls):
-        counts.append(_calls_per_sample(fn, args, sample_time))
+        counts.append(calls_per_sample(fn, args, sample_time))
         if after_sample is not None:
             after_sample[i]()
     return counts
