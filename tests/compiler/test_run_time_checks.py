@@ -123,6 +123,10 @@ def test_the_interpreter_raises_the_same() -> None:
     wrong[0] = ROWS
     with pytest.raises(pc.IndexOutOfRange, match=f"index {ROWS} is out of bounds"):
         interpret(traced, [X.numpy(), wrong.numpy()])
+    two = pc.trace(Call(lambda x, i: x[i, i * 3 - 1]).eval(), (X, GOOD))
+    wrong[0] = -ROWS - 1  # as given, with the valid range of a wrapped index
+    with pytest.raises(pc.IndexOutOfRange, match=rf"index -{ROWS + 1} .*\(valid: -{ROWS} to"):
+        interpret(two, [X.numpy(), wrong.numpy()])
     division = pc.trace(Call(lambda a, b: a // b).eval(), (GOOD, GOOD + 1))
     with pytest.raises(pc.IntegerDivisionByZero):
         interpret(division, [GOOD.numpy(), np.zeros(4, np.int64)])
@@ -148,16 +152,19 @@ def _onnx_gather(op: str, **attrs: int) -> bytes:
 def test_onnx_counts_negative_indices_from_the_end_and_refuses_the_rest(
     op: str, cache: str
 ) -> None:
-    """ONNX's gathers take ``[-n, n)``: -1 is the last row; ``n`` and ``-n - 1`` raise."""
+    """ONNX's gathers take ``[-n, n)``: -1 is the last row; ``n`` and ``-n - 1`` raise, the
+    message naming the index as given (before stop 61 GatherElements wrapped it first and
+    reported ``-n - 1`` as -1) and, for an element gather, the valid range."""
     index = GOOD if op == "Gather" else GOOD[:, None].repeat(1, 3)
     compiled = pc.compile_onnx(_onnx_gather(op), (X, index), tuning=False, cache_dir=cache)
     negative = index.clone()
     negative[1] = -1
     want = X[[0, ROWS - 1, 2, 5]] if op == "Gather" else X[[0, ROWS - 1, 2, 5], :3]
     torch.testing.assert_close(compiled(X, negative), want)
+    valid = "" if op == "Gather" else rf".*\(valid: -{ROWS} to {ROWS - 1}\)"
     for bad in (ROWS, -ROWS - 1):
         negative[1] = bad
-        with pytest.raises(pc.IndexOutOfRange, match="is out of"):
+        with pytest.raises(pc.IndexOutOfRange, match=rf"index {bad} is out of{valid}"):
             compiled(X, negative)
 
 
@@ -165,7 +172,8 @@ def test_onnx_counts_negative_indices_from_the_end_and_refuses_the_rest(
 def test_advanced_indexing_counts_negatives_from_the_end_and_refuses_the_rest(
     two_indices: bool, cache: str
 ) -> None:
-    """``x[ids]`` and ``x[ids, cols]`` take ``[-n, n)`` per dim, as Python does."""
+    """``x[ids]`` and ``x[ids, cols]`` take ``[-n, n)`` per dim, as Python does; the message
+    names a bad index as given (of either dim: both are checked in one elementwise kernel)."""
     if two_indices:
         model = Call(lambda x, i: x[i, i * 3 - 1] * 2).eval()
     else:
@@ -178,7 +186,8 @@ def test_advanced_indexing_counts_negatives_from_the_end_and_refuses_the_rest(
         wrong[2] = bad
         with pytest.raises(IndexError):
             model(X, wrong)
-        with pytest.raises(pc.IndexOutOfRange, match="is out of"):
+        named = rf"({bad}|{bad * 3 - 1})" if two_indices else str(bad)
+        with pytest.raises(pc.IndexOutOfRange, match=rf"index {named} is out of"):
             compiled(X, wrong)
     torch.testing.assert_close(compiled(X, negative), model(X, negative))
 

@@ -14,6 +14,7 @@ from provenml.compiler.ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, N
 from provenml.compiler.run_time_errors import (
     PM_BAD_INDEX,
     PM_BAD_ROW,
+    PM_BAD_WRAPPED_INDEX,
     PM_ZERO_DIVISION,
     run_time_error,
 )
@@ -217,6 +218,14 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
     dtype = np.int64 if out_v.dtype == "int64" else np.float32  # integer arithmetic: int64
     if op in ELEMENTWISE_UNARY:
         return unary(op, ins[0]).astype(dtype)
+    if op == "bounded" and a.get("wrap_negative"):  # stop 61: -n <= i < 0 counts from the end
+        index, size = np.broadcast_arrays(ins[0], ins[1])
+        bad = (index < -size) | (index >= size)
+        if np.any(bad):
+            raise run_time_error(
+                PM_BAD_WRAPPED_INDEX, 0, int(index[bad].flat[0]), int(size[bad].flat[0]), []
+            )
+        return np.where(index < 0, index + size, index).astype(dtype)
     if op in ELEMENTWISE_BINARY:
         return binary(op, ins[0], ins[1]).astype(dtype)
     if op == "cumprod":  # float32: multiplied in double, as for cumsum

@@ -69,7 +69,8 @@ ELEMENTWISE_BINARY = (
     "remainder",
     "atan2",  # stop 59
     # stop 60: bounded(i, n) = i, an int64 index of a dimension of n, checked (0 <= i < n) in
-    # the kernel: an index out of range is reported to the caller, who raises
+    # the kernel: an index out of range is reported to the caller, who raises; with the attr
+    # wrap_negative (stop 61) -n <= i < 0 is allowed too and gives i + n
     "bounded",
     # stop 60: C's truncating division and remainder (ONNX's integer Div, Mod fmod=1;
     # PyTorch's rounding_mode="trunc", fmod), float32 or int64

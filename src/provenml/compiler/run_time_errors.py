@@ -12,6 +12,7 @@ from provenml.errors import ProvenmlError
 __all__ = [
     "PM_BAD_INDEX",
     "PM_BAD_ROW",
+    "PM_BAD_WRAPPED_INDEX",
     "PM_ZERO_DIVISION",
     "IndexOutOfRange",
     "IntegerDivisionByZero",
@@ -29,7 +30,7 @@ class IntegerDivisionByZero(ProvenmlError, ZeroDivisionError):
 
 
 # the kinds of run-time error a kernel records (``pm_fail`` in codegen.c_source.C_HEADER)
-PM_BAD_ROW, PM_ZERO_DIVISION, PM_BAD_INDEX = 1, 2, 3
+PM_BAD_ROW, PM_ZERO_DIVISION, PM_BAD_INDEX, PM_BAD_WRAPPED_INDEX = 1, 2, 3, 4
 
 
 def run_time_error(
@@ -46,7 +47,8 @@ def run_time_error(
         return IndexOutOfRange(
             f"compiled graph: index {value} is out of range for a tensor of {limit} rows{where}"
         )
+    lowest = -limit if kind == PM_BAD_WRAPPED_INDEX else 0
     return IndexOutOfRange(
         f"compiled graph: index {value} is out of bounds for a dimension of size {limit}"
-        f"{where} (valid: 0 to {limit - 1})"
+        f"{where} (valid: {lowest} to {limit - 1})"
     )

@@ -32,10 +32,13 @@ void pm_set_threads(int n) { pm_threads = n; }
    (an exported array: one memory read, where a ctypes call cost 650 ns), clears it and
    raises. Kinds: PM_BAD_ROW (a row index of a gather or scatter; site: the node's number in
    the program's error sites), PM_ZERO_DIVISION, PM_BAD_INDEX (an index of one dimension,
-   checked by the ``bounded`` op before it becomes a flat position). */
+   checked by the ``bounded`` op before it becomes a flat position), PM_BAD_WRAPPED_INDEX
+   (stop 61: the same where a negative index counts from the end, ``bounded`` with
+   ``wrap_negative``; the value recorded is the index as given, not wrapped). */
 #define PM_BAD_ROW 1
 #define PM_ZERO_DIVISION 2
 #define PM_BAD_INDEX 3
+#define PM_BAD_WRAPPED_INDEX 4
 long long pm_error[4];
 static void pm_fail(long long kind, long long site, long long value, long long limit) {
   long long none = 0;
@@ -54,6 +57,16 @@ static inline long long pm_bounded(long long i, long long n, long long site) {
     return 0;
   }
   return i;
+}
+/* an index of a dimension of ``n`` where a negative one counts from the end (``x[ids]``, ONNX's
+   element gathers and scatters): i + n for -n <= i < 0, i for 0 <= i < n, else recorded as
+   given and 0 */
+static inline long long pm_bounded_wrap(long long i, long long n, long long site) {
+  if (i < -n || i >= n) {
+    pm_fail(PM_BAD_WRAPPED_INDEX, site, i, n);
+    return 0;
+  }
+  return i < 0 ? i + n : i;
 }
 /* floor division and a remainder with the divisor's sign (Python's and PyTorch's); an integer
    division by zero is recorded (the caller raises, as PyTorch does) and gives 0 */
@@ -801,7 +814,6 @@ INTEGER_BINARY_C: dict[str, str] = {
     "remainder": "pm_remainder({a}, {b})",
     "maximum": "({a} > {b} ? {a} : {b})",
     "minimum": "({a} < {b} ? {a} : {b})",
-    "bounded": "pm_bounded({a}, {b}, 0)",  # (chain() gives the node's site)
     "trunc_divide": "pm_trunc_divide({a}, {b})",
     "fmod": "pm_fmod({a}, {b})",
 }
@@ -835,7 +847,8 @@ def chain(
     ``to_int``) a ``long long`` variable; the rest are float. C's conversions then do what
     PyTorch's type promotion does: an integer meeting a float is converted to float.
     ``site_of`` numbers a ``bounded`` member for the error it may report (the lowering's
-    ``error_site``)."""
+    ``error_site``; 0 without it); one with ``wrap_negative`` also counts a negative index
+    from the end (``pm_bounded_wrap``)."""
     env = dict(seed)
     stmts = []
     for m in body:
@@ -843,8 +856,9 @@ def chain(
         if any(a == "" for a in args):
             raise ProvenmlError(f"codegen: operand of {m.name} not available")
         integer = (dtypes or {}).get(m.name) == "int64"
-        if m.op == "bounded" and site_of is not None:
-            expr = f"pm_bounded({args[0]}, {args[1]}, {site_of(m)})"
+        if m.op == "bounded":
+            check = "pm_bounded_wrap" if m.attrs.get("wrap_negative") else "pm_bounded"
+            expr = f"{check}({args[0]}, {args[1]}, {site_of(m) if site_of else 0})"
         elif integer and m.op in INTEGER_BINARY_C:
             expr = INTEGER_BINARY_C[m.op].format(a=args[0], b=args[1])
         else:

@@ -35,6 +35,7 @@ RUNTIMES = ("openmp", "pool")
 RUN_TIME_CHECKS = (
     "pm_fail(",
     "pm_bounded(",
+    "pm_bounded_wrap(",
     "pm_floor_divide(",
     "pm_remainder(",
     "pm_trunc_divide(",

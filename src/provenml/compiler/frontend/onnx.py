@@ -1174,18 +1174,15 @@ def _cast(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 def element_positions(b: OnnxBuilder, shape: Sequence[int], index: str, axis: int) -> str:
     """The flat positions in a tensor of ``shape`` that a run-time ``index`` names along
     ``axis`` (GatherElements, ScatterElements): each element's constant part (its coordinates
-    off the axis, by the strides) plus its index, negative ones wrapped (``index + n * (index
-    < 0)``, in int64) and checked (``bounded``: one out of range makes the call raise), times
-    the axis' stride."""
+    off the axis, by the strides) plus its index, checked and negative ones counted from the
+    end (``bounded`` with ``wrap_negative``: outside ``[-n, n)`` the call raises, naming the
+    index as given), times the axis' stride."""
     base, stride = element_offsets(shape, b.g.values[index].shape, axis)
 
     def const(value: int | np.ndarray, stem: str) -> str:
         return b.g.add_const(np.asarray(value, np.int64), stem)
 
-    size = const(shape[axis], "n")
-    negative = b.emit("to_int", [b.emit("lt", [index, const(0, "zero")])])
-    wrapped = b.emit("add", [index, b.emit("mul", [negative, size])])
-    checked = b.emit("bounded", [wrapped, size])
+    checked = b.emit("bounded", [index, const(shape[axis], "n")], WRAP_NEGATIVE)
     return b.emit("add", [b.emit("mul", [checked, const(stride, "stride")]), const(base, "base")])
 
 

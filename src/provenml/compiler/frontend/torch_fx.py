@@ -746,7 +746,8 @@ class FxBuilder:
         tensors ``idx`` (IR int64 values computed at run time, or integer arrays known at
         compile time; dim ``k`` indexed by ``idx[k]``) select: ``sum_k idx_k * stride_k`` in
         int64, broadcast as PyTorch broadcasts the indices, a negative index counted from the
-        dim's end (one still out of range makes the call raise: ``bounded``). Anything else
+        dim's end (``bounded`` with ``wrap_negative``: one outside ``[-n, n)`` makes the call
+        raise). Anything else
         among them (a slice, None, a boolean mask) is refused."""
         where = self.current
         if len(idx) > len(shape):
@@ -760,14 +761,9 @@ class FxBuilder:
                     raise UnsupportedOp("getitem", where, "a run-time index that is not int64")
                 ishape = tuple(self.shape(index))
                 meta = meta_like(ishape, torch.int64)
-                zero = self.g.add_const(np.int64(0), "zero")
-                below = self.emit("lt", [index, zero], {}, meta_like(ishape))  # 0 / 1 floats
-                wrap = self.emit("to_int", [below], {}, meta)
                 size = self.g.add_const(np.int64(shape[k]), "size")
-                index = self.emit(
-                    "add", [index, self.emit("mul", [wrap, size], {}, meta)], {}, meta
-                )
-                index = self.emit("bounded", [index, size], {}, meta)  # out of range: raises
+                # -n <= index < 0 counts from the end; outside [-n, n) the call raises
+                index = self.emit("bounded", [index, size], {"wrap_negative": True}, meta)
                 scale = self.g.add_const(np.int64(strides[k]), "stride")
                 terms.append(self.emit("mul", [index, scale], {}, meta))
             else:
