@@ -115,11 +115,6 @@ def binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
                 return np.sign(a) * np.sign(b) * (np.abs(a) // np.abs(b))
             return getattr(np, op)(a, b)
         return getattr(np, op)(a, b).astype(np.float32)
-    if op == "bounded":
-        bad = (a < 0) | (a >= b)
-        if np.any(bad):
-            raise run_time_error(PM_BAD_INDEX, 0, int(a[bad].flat[0]), int(np.max(b)), [])
-        return a
     if op == "keep_where":
         return np.where(a != 0, b, np.float32(0))
     if op == "keep_where_not":
@@ -218,14 +213,14 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
     dtype = np.int64 if out_v.dtype == "int64" else np.float32  # integer arithmetic: int64
     if op in ELEMENTWISE_UNARY:
         return unary(op, ins[0]).astype(dtype)
-    if op == "bounded" and a.get("wrap_negative"):  # stop 61: -n <= i < 0 counts from the end
+    if op == "bounded":  # an index of a dim of size n: [0, n), or [-n, n) counted from the end
+        wrap = bool(a.get("wrap_negative"))  # (stop 61)
         index, size = np.broadcast_arrays(ins[0], ins[1])
-        bad = (index < -size) | (index >= size)
+        bad = (index < (-size if wrap else 0)) | (index >= size)
         if np.any(bad):
-            raise run_time_error(
-                PM_BAD_WRAPPED_INDEX, 0, int(index[bad].flat[0]), int(size[bad].flat[0]), []
-            )
-        return np.where(index < 0, index + size, index).astype(dtype)
+            kind = PM_BAD_WRAPPED_INDEX if wrap else PM_BAD_INDEX
+            raise run_time_error(kind, 0, int(index[bad].flat[0]), int(size[bad].flat[0]), [])
+        return (np.where(index < 0, index + size, index) if wrap else index).astype(dtype)
     if op in ELEMENTWISE_BINARY:
         return binary(op, ins[0], ins[1]).astype(dtype)
     if op == "cumprod":  # float32: multiplied in double, as for cumsum
