@@ -47,7 +47,7 @@ class WithUnsupported(nn.Module):
         self.b = nn.Linear(16, 8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.logcumsumexp(F.relu(self.a(x)), dim=1)
+        h = torch.special.bessel_j0(F.relu(self.a(x)))  # an op the compiler refuses
         return torch.sigmoid(self.b(h))
 
 
@@ -67,7 +67,7 @@ def test_torch_compile_backend_falls_back(cache: str, monkeypatch: pytest.Monkey
     fast = torch.compile(model, backend=pc.backend)
     with torch.no_grad():
         np.testing.assert_allclose(fast(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-6)
-    assert len(compiled_parts) == 2  # the parts before and after logcumsumexp
+    assert len(compiled_parts) == 2  # the parts before and after bessel_j0
 
 
 @pytest.mark.slow

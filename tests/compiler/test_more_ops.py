@@ -401,3 +401,27 @@ def test_unfold_fold_and_kthvalue_match_eager(cache: str) -> None:
     compiled = pc.compile(model, (x,), threads=2, tuning=False, cache_dir=cache)
     y = torch.randn(2, 3, 7, 6)
     torch.testing.assert_close(compiled(y), model(y), rtol=1e-5, atol=1e-5)
+
+
+def test_logcumsumexp_matches_eager_with_infinities(cache: str) -> None:
+    """``logcumsumexp`` (stop 62) along every kind of dim, compiled at two threads and
+    interpreted, against eager: lines that start with or are all ``-inf`` (masked
+    log-probabilities) stay ``-inf`` where eager's are, a ``+inf`` makes the rest ``+inf``,
+    and a large spread (x 50) does not overflow."""
+
+    def scans(t: torch.Tensor) -> torch.Tensor:
+        parts = [torch.logcumsumexp(t, 1), t.logcumsumexp(-1), torch.logcumsumexp(t * 50, 0)]
+        return torch.cat([p.flatten(1) for p in parts], 1)
+
+    x = torch.randn(2, 30, 5)
+    model = _Apply(scans).eval()
+    compiled = pc.compile(model, (x,), threads=2, tuning=False, cache_dir=cache)
+    y = torch.randn(2, 30, 5)
+    y[0, :4] = float("-inf")
+    y[1, :, 2] = float("-inf")
+    y[1, 5, 1] = float("inf")
+    expected = scans(y)
+    assert expected.isinf().any() and not expected.isnan().any()
+    torch.testing.assert_close(compiled(y), expected, rtol=1e-6, atol=1e-6)
+    interpreted = pc.interpret(pc.trace(model, (y,)), [y.numpy()])[0]
+    torch.testing.assert_close(torch.from_numpy(interpreted), expected, rtol=1e-6, atol=1e-6)

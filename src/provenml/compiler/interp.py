@@ -226,6 +226,8 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
     if op == "cumprod":  # float32: multiplied in double, as for cumsum
         acc = np.int64 if ins[0].dtype == np.int64 else np.float64
         return np.cumprod(ins[0], axis=a["dim"], dtype=acc).astype(ins[0].dtype)
+    if op == "logcumsumexp":  # float32 in double, as the kernel
+        return np.logaddexp.accumulate(ins[0].astype(np.float64), axis=a["dim"]).astype(dtype)
     if op == "cumsum":  # float32: accumulated in double, as PyTorch's CPU kernel
         acc = np.float64 if dtype == np.float32 else np.int64
         return np.cumsum(ins[0], axis=a["dim"], dtype=acc).astype(dtype)

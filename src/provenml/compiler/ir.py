@@ -93,7 +93,8 @@ def adjacent(dims: tuple[int, ...] | list[int]) -> bool:
 
 # stop 57: cumulative sum along one dim (``dim``), float32 (accumulated in double, as PyTorch's
 # CPU kernel does) or int64 (exact)
-SCANS = ("cumsum", "cumprod")  # cumprod: stop 59 (float32 in double, int64 exact)
+# cumprod: stop 59 (float32 in double, int64 exact); logcumsumexp: stop 62 (float32, in double)
+SCANS = ("cumsum", "cumprod", "logcumsumexp")
 # stop 59: scatter(base (R, W), rows (M,) int64, src (M, W)): base with src's rows combined
 # into rows[q] in order (attrs reduce: add / amax / amin, include_self): index_add and the
 # element scatters (scatter_add, scatter_reduce) one element per row

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,19 +36,31 @@ POOL_STATS = (
     "scale_permille",
     "skipped",
 )
-# The thread count a loaded library runs with, by library path. Builds of the same source
-# load the same library, whose thread count is one C global: each CompiledGraph re-applies
-# its own count before a call when another build of that library changed it (before stop 34
-# an ablation build silently ran at the thread count the main build's stall guard had set).
-_LIBRARY_THREADS: dict[str, list[int]] = {}
-# One call at a time per loaded library, by library path: besides the thread count above,
-# the library's run-time error record (``pm_error``) is one C global that a call's caller
-# reads after the call. With a lock per CompiledGraph (before stop 61), a call of another
-# build of the same library could clear or set that record between a call and its read: an
-# index out of range went unreported, or a correct call raised (and each build could run at
-# the other's thread count). The pool runtime serialises calls of one library in C anyway
-# (``pm_call_lock``); builds of different libraries still run at once.
-_LIBRARY_LOCKS: dict[str, threading.Lock] = {}
+
+
+@dataclass(slots=True)
+class LoadedLibrary:
+    """What the builds of one library share, one per loaded library path (:data:`_LIBRARIES`).
+
+    Builds of the same source load the same library, whose thread count and run-time error
+    record (``pm_error``) are C globals:
+
+    * ``threads``: the count the library last ran with. Each :class:`CompiledGraph` re-applies
+      its own before a call when another build of the library changed it (before stop 34 an
+      ablation build silently ran at the count the main build's stall guard had set).
+    * ``lock``: one call at a time. A call's caller reads ``pm_error`` after the call; with a
+      lock per CompiledGraph (before stop 61) a call of another build of the same library could
+      clear or set that record between a call and its read (an index out of range went
+      unreported, or a correct call raised), and each build could run at the other's thread
+      count. The pool runtime serialises calls of one library in C anyway (``pm_call_lock``);
+      builds of different libraries still run at once.
+    """
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    threads: int = 0
+
+
+_LIBRARIES: dict[str, LoadedLibrary] = {}
 
 
 CACHE_LINE = 64  # bytes
@@ -184,7 +196,10 @@ class CompiledGraph:
             for k, v in enumerate(self.in_types)
         ]  # no dtype is None: a boolean input always takes the checked path (its cast)
         self._out_spec = [(torch.Size(v.shape), _TORCH_DTYPE[v.dtype]) for v in self.out_types]
-        self._lock = _LIBRARY_LOCKS.setdefault(str(library), threading.Lock())
+        # shared with every other build of this library (LoadedLibrary); the lock is kept
+        # apart as well, for the call's fast path
+        self._library = _LIBRARIES.setdefault(str(library), LoadedLibrary())
+        self._lock = self._library.lock
         out_bytes = sum(shape.numel() * dtype.itemsize for shape, dtype in self._out_spec)
         # see _outputs: on by default for outputs of at most RECYCLE_MAX_BYTES
         self.recycle_outputs = out_bytes <= RECYCLE_MAX_BYTES
@@ -194,7 +209,6 @@ class CompiledGraph:
         self._out_addr = ctypes.addressof(self._out)
         self._arena = self.arena.ctypes.data
         self._consts = self.consts.ctypes.data
-        self._library_threads = _LIBRARY_THREADS.setdefault(str(library), [0])
         self.threads = threads
         self._guard: tuple[float, int] | None = None  # (stall limit in s, guarded count)
         self._calls = 0
@@ -327,7 +341,7 @@ class CompiledGraph:
     def _use(self, threads: int) -> None:
         self.threads = int(threads)
         self.lib.pm_set_threads(self.threads)
-        self._library_threads[0] = self.threads
+        self._library.threads = self.threads
 
     def guard_threads(self, threads: int, stall_seconds: float, backoff: int = 64) -> None:
         """Run with ``threads`` threads, but fall back to one thread whenever a call takes
@@ -359,7 +373,7 @@ class CompiledGraph:
             self._backoff = min(2 * self._backoff, 65536)
 
     def __call__(self, *inputs: torch.Tensor | np.ndarray) -> list[torch.Tensor]:
-        # One call at a time per library (_LIBRARY_LOCKS): ctypes releases the GIL during the
+        # One call at a time per library (LoadedLibrary.lock): ctypes releases the GIL during the
         # C call, and two threads would otherwise share this graph's pointer arrays and arena,
         # and the library's thread count and error record (builds of different libraries may
         # run at once). Fast path (a call costs ~15 us of Python otherwise, 4% of a 350 us
@@ -424,7 +438,7 @@ class CompiledGraph:
         outs = self._outputs()
         for k, o in enumerate(outs):
             self._out[k] = o.data_ptr()
-        if self._library_threads[0] != self.threads:  # another build of this library set it
+        if self._library.threads != self.threads:  # another build of this library set it
             self._use(self.threads)
         if self._guard is None:
             self.entry(self._in_addr, self._out_addr, self._arena, self._consts)

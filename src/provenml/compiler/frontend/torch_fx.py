@@ -1084,7 +1084,8 @@ def _gather(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 def _cumsum(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``torch.cumsum(x, dim)`` / ``x.cumsum(dim)``: float32 (accumulated in double) or int64
     (exact); a boolean mask is counted as int64, as PyTorch does (RoBERTa's position ids
-    count the unpadded tokens so)."""
+    count the unpadded tokens so). ``cumprod`` and ``logcumsumexp`` (float32) take the same
+    arguments."""
     if node.kwargs.get("dtype") is not None and node.kwargs["dtype"] != out.dtype:
         raise UnsupportedOp(target_name(node, b.gm), node.name, "a dtype= conversion")
     x = b.tensor_arg(node.args[0])
@@ -1093,7 +1094,11 @@ def _cumsum(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
         x = b.emit("to_int", [x], {}, meta_like(b.shape(x), torch.int64))
     elif out.dtype not in (torch.int64, torch.int32, torch.float32):
         raise UnsupportedOp(target_name(node, b.gm), node.name, f"a {out.dtype} result")
-    op = "cumprod" if "cumprod" in target_name(node, b.gm) else "cumsum"  # cumprod: stop 59
+    name = target_name(node, b.gm)
+    # cumprod: stop 59; logcumsumexp: stop 62 (float32 only, as in PyTorch)
+    op = next((scan for scan in ("logcumsumexp", "cumprod") if scan in name), "cumsum")
+    if op == "logcumsumexp" and b.g.values[x].dtype != "float32":
+        raise UnsupportedOp(name, node.name, f"a {b.g.values[x].dtype} input")
     return b.emit(op, [x], {"dim": dim}, out)
 
 

@@ -19,8 +19,8 @@
   (sum, mean, amax, amin; ``include_self`` either way), their in-place forms where the result
   is what is used, through the IR's ``scatter`` (stop 59's one new op: rows combined in
   order); ``index_select`` as a gather.
-* **More maths**: ``cumprod`` (the IR's scan, in double), ``atan2``, ``torch.cdist`` (p 1, 2,
-  inf, from the differences).
+* **More maths**: ``cumprod`` and (stop 62) ``logcumsumexp`` (the IR's scans, in double),
+  ``atan2``, ``torch.cdist`` (p 1, 2, inf, from the differences).
 * **Patches**: ``F.unfold`` (im2col, a row gather by constant positions) and ``F.fold``
   (col2im, a ``scatter`` add in col2im's order).
 * **Selections**: ``topk``, ``sort``, ``argsort``, ``kthvalue`` through the IR's ``topk`` /
@@ -851,6 +851,7 @@ BOTH: dict[str, Handler] = {
     "atan2": _binary("atan2", check_alpha=False),
     "arctan2": _binary("atan2", check_alpha=False),
     "cumprod": _cumsum,
+    "logcumsumexp": _cumsum,  # stop 62
     "topk": _topk,
     "sort": _sort,
     "argsort": _argsort,

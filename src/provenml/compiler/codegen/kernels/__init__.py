@@ -55,6 +55,7 @@ KERNELS: dict[str, KernelHandler] = {
     "argmax": arg_reduce,
     "cumsum": cumsum,
     "cumprod": cumsum,
+    "logcumsumexp": cumsum,
     "argmin": arg_reduce,
     "permute": permute,
     "layout_transform": permute,

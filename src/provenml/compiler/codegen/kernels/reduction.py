@@ -202,10 +202,13 @@ def along_dim(low: Lowering, n: Node) -> tuple[int, int, int]:
 
 
 def cumsum(low: Lowering, n: Node, kname: str) -> L.Kernel:
-    """Cumulative sum (and, since stop 59, product: ``cumprod``) along ``dim`` (row layout):
-    each (outer, inner) line summed in order, a float32 tensor's in double (as PyTorch's CPU
-    kernel accumulates, then rounds each result to float32), an int64 tensor's in 64-bit
-    integers (exact). Lines run in parallel over the outer dims; the inner dims vectorize."""
+    """Cumulative sum (and, since stop 59, product: ``cumprod``; since stop 62
+    ``logcumsumexp``) along ``dim`` (row layout): each (outer, inner) line summed in order, a
+    float32 tensor's in double (as PyTorch's CPU kernel accumulates, then rounds each result to
+    float32), an int64 tensor's in 64-bit integers (exact). Lines run in parallel over the
+    outer dims; the inner dims vectorize."""
+    if n.op == "logcumsumexp":
+        return _logcumsumexp(low, n, kname)
     outer, steps, inner = along_dim(low, n)
     decl, names = low.decls(n, [n.name], n.inputs)
     X, Y = names[n.inputs[0]], names[n.name]
@@ -228,6 +231,48 @@ def cumsum(low: Lowering, n: Node, kname: str) -> L.Kernel:
                     )
                 ],
             ),
+        ],
+        "parallel" if outer > 1 else "serial",
+    )
+    return L.Kernel(kname, decl, [body])
+
+
+# logcumsumexp's inputs are clamped to +-LOG_SCAN_BOUND (in double) before the scan: the
+# build's -ffast-math assumes no infinities, and an infinite input would give inf - inf. The
+# bound is far beyond any float32, so a clamped -inf (a masked log-probability) still adds
+# exp(-1e300 - m) = 0, a line of -inf stays at -1e300 + log(k), and both round back to -inf
+# (+inf likewise) when the result is stored as float32.
+LOG_SCAN_BOUND = "1e300"
+
+
+def _logcumsumexp(low: Lowering, n: Node, kname: str) -> L.Kernel:
+    """``y_q = log(sum_{p <= q} exp(x_p))`` along ``dim``, float32 in double: the running
+    maximum ``m_q = max(m_{q-1}, x_q)`` and the running sum ``s_q = s_{q-1} exp(m_{q-1} - m_q)
+    + exp(x_q - m_q)``, so no exponent is positive, and ``y_q = m_q + log(s_q)`` (the
+    streaming log-sum-exp; PyTorch adds ``x_q`` to ``y_{q-1}`` as ``max + log1p(exp(min -
+    max))``, the same value to rounding)."""
+    outer, steps, inner = along_dim(low, n)
+    decl, names = low.decls(n, [n.name], n.inputs)
+    X, Y = names[n.inputs[0]], names[n.name]
+    if low.g.values[n.inputs[0]].dtype != "float32":
+        raise ProvenmlError(f"codegen: logcumsumexp of a non-float32 tensor at node {n.name}")
+    at = f"(o*{steps} + q)*{inner} + i"
+    bound = LOG_SCAN_BOUND
+    update = (
+        f"double x = (double){X}[{at}];\n"
+        f"x = x < -{bound} ? -{bound} : (x > {bound} ? {bound} : x);\n"
+        "const double top = x > m[i] ? x : m[i];\n"
+        "s[i] = s[i] * exp(m[i] - top) + exp(x - top);\n"
+        "m[i] = top;\n"
+        f"{Y}[{at}] = (float)(top + log(s[i]));"
+    )
+    body = L.Loop(
+        "o",
+        outer,
+        [
+            L.Stmt(f"double m[{inner}], s[{inner}];"),
+            L.Loop("i", inner, [L.Stmt(f"m[i] = -{bound}; s[i] = 0;")], "vectorize"),
+            L.Loop("q", steps, [L.Loop("i", inner, [L.Stmt(update)])]),
         ],
         "parallel" if outer > 1 else "serial",
     )
