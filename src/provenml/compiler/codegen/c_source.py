@@ -16,11 +16,40 @@ SIGNATURE = (
 )
 ARGS = "in, out, arena, cst, tid, nth"
 
+# The largest scratch array a kernel declares on its thread's stack, in bytes. Arrays sized by
+# the tensor (a reduction's per-column accumulators, a row buffer, a convolution's output
+# plane) beyond it come from the heap (``pm_scratch``): a thread's stack is 8 MiB in all, and
+# before stop 62 ``torch.cumsum(x, 0)`` of a (3, 1_500_000) tensor overflowed it (a
+# segmentation fault). Every array of the experiments' models is far below the limit, so
+# their generated code is unchanged.
+STACK_SCRATCH_BYTES = 1 << 18
+_C_SIZES = {"float": 4, "double": 8, "long long": 8}
+
+
+def local_array(ctype: str, name: str, count: int | str) -> tuple[str, str]:
+    """The C declaration of a kernel's scratch array ``name`` of ``count`` ``ctype`` values
+    and the statement that releases it (empty for a stack array): on the stack up to
+    :data:`STACK_SCRATCH_BYTES`, else from the heap."""
+    if isinstance(count, int) and count * _C_SIZES[ctype] <= STACK_SCRATCH_BYTES:
+        return f"{ctype} {name}[{count}];", ""
+    return (
+        f"{ctype}* restrict {name} = ({ctype}*)pm_scratch((size_t)({count}) * sizeof({ctype}));",
+        f"free({name});",
+    )
+
+
+def released(*releases: str) -> list[L.Stmt]:
+    """The statements that free a kernel's heap scratch arrays (:func:`local_array`'s second
+    values; none for stack arrays), to end the loop body that declared them."""
+    return [L.Stmt(r) for r in releases if r]
+
+
 C_HEADER = (
     """#include <math.h>
 #include <string.h>
 #include <stdlib.h>
 #include <float.h>
+#include <stdio.h>
 #include <omp.h>
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -40,6 +69,17 @@ void pm_set_threads(int n) { pm_threads = n; }
 #define PM_BAD_INDEX 3
 #define PM_BAD_WRAPPED_INDEX 4
 long long pm_error[4];
+/* A kernel's scratch array too large for a thread's stack (codegen.c_source.local_array, stop
+   62): taken from the heap and freed by the kernel; no memory ends the process with a
+   message (as a stack overflow would have, without one). */
+static inline void* pm_scratch(size_t bytes) {
+  void* p = malloc(bytes);
+  if (!p) {
+    fprintf(stderr, "provenml: no memory for a kernel's %zu-byte scratch array\\n", bytes);
+    abort();
+  }
+  return p;
+}
 static void pm_fail(long long kind, long long site, long long value, long long limit) {
   long long none = 0;
   if (__atomic_compare_exchange_n(&pm_error[0], &none, kind, 0, __ATOMIC_RELAXED,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from provenml.compiler import loopir as L
+from provenml.compiler.codegen.c_source import local_array, released
 from provenml.compiler.codegen.kernels.tiles import (
     anchored_setup,
     epilogue_fn,
@@ -338,8 +339,9 @@ def plane_body(
         ],
         "vectorize",
     )
-    head = L.Stmt(f"{prelude}\nfloat acc[{plane}];")
-    return L.Loop("bc", planes, [head, init, mac, store], "parallel")
+    accumulators, release = local_array("float", "acc", plane)
+    head = L.Stmt(f"{prelude}\n{accumulators}")
+    return L.Loop("bc", planes, [head, init, mac, store, *released(release)], "parallel")
 
 
 def lower_conv(low: Lowering, n: Node, kname: str) -> L.Kernel:

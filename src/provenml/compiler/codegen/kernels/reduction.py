@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from provenml.compiler import loopir as L
-from provenml.compiler.codegen.c_source import chain
+from provenml.compiler.codegen.c_source import chain, local_array, released
 from provenml.compiler.ir import Node, adjacent
 from provenml.compiler.passes import collapse_strides, strides_over
 from provenml.errors import ProvenmlError
@@ -105,10 +105,11 @@ def row_reduction(
         ],
         "vectorize",
     )
+    row, release = local_array("float", "row", length)
     body = L.Loop(
         "r",
         rows,
-        [L.Stmt(f"float row[{length}];"), fill, *stats, store],
+        [L.Stmt(row), fill, *stats, store, *released(release)],
         "parallel" if rows > 1 else "serial",
     )
     return L.Kernel(kname, decl, [body])
@@ -164,11 +165,12 @@ def reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
     }.get(n.op, ("0.f", "acc[i] += {x};"))
     # an int64 sum (a count: mask.sum() in PyTorch is an integer) adds 64-bit integers
     acc = "long long" if xv.dtype == "int64" else "float"
+    accumulators, release = local_array(acc, "acc", inner)
     body = L.Loop(
         "o",
         outer,
         [
-            L.Stmt(f"{acc} acc[{inner}];"),
+            L.Stmt(accumulators),
             L.Loop("i", inner, [L.Stmt(f"acc[i] = {start};")], "vectorize"),
             L.Loop(
                 "q",
@@ -183,6 +185,7 @@ def reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
                 ],
             ),
             L.Loop("i", inner, [L.Stmt(f"{Y}[o*{inner} + i] = acc[i]{scale};")], "vectorize"),
+            *released(release),
         ],
         "parallel" if outer > 1 else "serial",
     )
@@ -216,11 +219,12 @@ def cumsum(low: Lowering, n: Node, kname: str) -> L.Kernel:
     acc, out = ("long long", "") if xv.dtype == "int64" else ("double", "(float)")
     at = f"(o*{steps} + q)*{inner} + i"
     start, step = ("1", "*=") if n.op == "cumprod" else ("0", "+=")  # cumprod: stop 59
+    accumulators, release = local_array(acc, "acc", inner)
     body = L.Loop(
         "o",
         outer,
         [
-            L.Stmt(f"{acc} acc[{inner}];"),
+            L.Stmt(accumulators),
             L.Loop("i", inner, [L.Stmt(f"acc[i] = {start};")], "vectorize"),
             L.Loop(
                 "q",
@@ -231,6 +235,7 @@ def cumsum(low: Lowering, n: Node, kname: str) -> L.Kernel:
                     )
                 ],
             ),
+            *released(release),
         ],
         "parallel" if outer > 1 else "serial",
     )
@@ -266,13 +271,15 @@ def _logcumsumexp(low: Lowering, n: Node, kname: str) -> L.Kernel:
         "m[i] = top;\n"
         f"{Y}[{at}] = (float)(top + log(s[i]));"
     )
+    (maxima, release_m), (sums, release_s) = (local_array("double", v, inner) for v in "ms")
     body = L.Loop(
         "o",
         outer,
         [
-            L.Stmt(f"double m[{inner}], s[{inner}];"),
+            L.Stmt(f"{maxima}\n{sums}"),
             L.Loop("i", inner, [L.Stmt(f"m[i] = -{bound}; s[i] = 0;")], "vectorize"),
             L.Loop("q", steps, [L.Loop("i", inner, [L.Stmt(update)])]),
+            *released(release_m, release_s),
         ],
         "parallel" if outer > 1 else "serial",
     )
@@ -297,16 +304,21 @@ def arg_reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
         else (f"(v {better} best[i]) | (pm_isnan(v) & !pm_isnan(best[i]))")
     )
     update = f"const {ctype} v = {at};\nif ({wins}) {{ best[i] = v; idx[i] = q; }}"
+    (best, release_best), (idx, release_idx) = (
+        local_array(ctype, "best", inner),
+        local_array("long long", "idx", inner),
+    )
     body = L.Loop(
         "o",
         outer,
         [
-            L.Stmt(f"{ctype} best[{inner}];\nlong long idx[{inner}];"),
+            L.Stmt(f"{best}\n{idx}"),
             L.Loop(
                 "i", inner, [L.Stmt(f"best[i] = {X}[o*{red}*{inner} + i]; idx[i] = 0;")], "serial"
             ),
             L.Loop("q", red, [L.Loop("i", inner, [L.Stmt(update)], "serial")], "serial"),
             L.Loop("i", inner, [L.Stmt(f"{Y}[o*{inner} + i] = idx[i];")], "serial"),
+            *released(release_best, release_idx),
         ],
         "parallel" if outer > 1 else "serial",
     )
