@@ -434,8 +434,8 @@ def case_summary(results: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     time={
         "smoke": "20 s",
         "small": (
-            "7.2 min measured in make demo (alone, load 1.0-1.2; 1 seed, cold tuning cache; "
-            "AVX-512 Xeon, stop 61); 5.5 min on an AVX2 EPYC (stop 54)"
+            "7.2-7.7 min measured in make demo (alone, load 1.0-1.2; 1 seed, cold tuning "
+            "cache; AVX-512 Xeon, stops 61-62); 5.5 min on an AVX2 EPYC (stop 54)"
         ),
         "paper": "1 h on an idle 8-core CPU",
     },

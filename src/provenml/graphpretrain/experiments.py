@@ -611,7 +611,7 @@ def _features_result(cfg: FeaturesConfig, records: list[dict[str, Any]], ctx: Ru
     config=FeaturesConfig,
     time={
         "smoke": "5 s",
-        "small": "2.7 min measured (make demo, idle, load 0.9-2.2; "
+        "small": "3.5-3.6 min measured (make demo, stops 61-62, 2 idle cores; "
         "10 paired replicates x 5 tasks, --jobs 2)",
         "paper": "GPU hours",
     },
