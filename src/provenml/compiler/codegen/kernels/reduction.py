@@ -379,7 +379,8 @@ def topk(low: Lowering, n: Node, kname: str) -> L.Kernel:
     pairs sorted by ``qsort`` (``pm_pair_desc`` for the largest, ``pm_pair_asc`` for the
     smallest: value, then position, so ties come in order, as a stable sort; a NaN counts as
     the largest value, as in PyTorch), the first ``k`` written. Lines (outer x inner) run in
-    parallel; the pair buffer is allocated per line."""
+    parallel; the pair buffer is allocated per line (``pm_scratch``: out of memory ends the
+    process with a message, since stop 62; before, an unchecked ``malloc``)."""
     outer, length, inner = along_dim(low, n)
     k = int(n.attrs["k"])
     decl, names = low.decls(n, [n.name], n.inputs)
@@ -388,7 +389,7 @@ def topk(low: Lowering, n: Node, kname: str) -> L.Kernel:
     field = "i" if n.op == "topk_indices" else "v"
     code = (
         f"const long o = line / {inner}, i = line % {inner};\n"
-        f"pm_pair* pairs = (pm_pair*)malloc({length} * sizeof(pm_pair));\n"
+        f"pm_pair* pairs = (pm_pair*)pm_scratch((size_t){length} * sizeof(pm_pair));\n"
         f"for (long q = 0; q < {length}; ++q) {{ pairs[q].v = {X}[(o*{length} + q)*{inner} + i]; "
         "pairs[q].i = q; }\n"
         f"qsort(pairs, {length}, sizeof(pm_pair), {order});\n"
