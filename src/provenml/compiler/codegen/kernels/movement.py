@@ -153,7 +153,12 @@ def scatter(low: Lowering, n: Node, kname: str) -> L.Kernel:
         f"const long c0 = c*{SCATTER_BLOCK}, c1 = MIN({width}, c0 + {SCATTER_BLOCK});\n"
         f"for (long r = 0; r < {rows}; ++r) for (long i = c0; i < c1; ++i) "
         f"{Y}[r*{width} + i] = {B}[r*{width} + i];\n"
-        + ("" if include_self else f"unsigned char* seen = (unsigned char*)calloc({rows}, 1);\n")
+        + (
+            ""
+            if include_self  # the marks: a checked allocation (pm_scratch), zeroed
+            else f"unsigned char* seen = (unsigned char*)pm_scratch({rows});\n"
+            f"memset(seen, 0, {rows});\n"
+        )
         + f"for (long q = 0; q < {count}; ++q) {{\n"
         f"  long row = (long){rows_at}[q];\n  "
         + checked_row(low, n, rows, f"{mark}  for (long i = c0; i < c1; ++i) {update}")
