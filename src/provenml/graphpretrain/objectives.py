@@ -7,8 +7,7 @@ learner and its optimiser) and performs one optimisation step on a packed mini-b
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
@@ -156,20 +155,6 @@ class EdgeViewLearner(nn.Module):
         return logits
 
 
-@contextmanager
-def _frozen(*modules: nn.Module) -> Iterator[None]:
-    """Hold the parameters of ``modules`` constant (``requires_grad`` off) inside the block:
-    the graph built there carries gradients to its other inputs only."""
-    params = {id(p): p for m in modules for p in m.parameters() if p.requires_grad}
-    for p in params.values():
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params.values():
-            p.requires_grad_(True)
-
-
 class ADGCL(PretrainObjective):
     """AD-GCL (Suresh, Li, Hao, Neville, NeurIPS 2021): a learned edge-dropping view, min-max.
 
@@ -222,20 +207,20 @@ class ADGCL(PretrainObjective):
     ) -> dict[str, float]:
         # the augmenter: maximise the contrastive loss, minus the drop penalty. Only the
         # augmenter's parameters move here, and its gradient reaches them through the view's
-        # edge weights alone: the anchor ``z`` has no path to them (computed without a graph)
-        # and the encoder's and projection's weights are held constant in the view's pass (no
-        # gradient of theirs is computed; the encoder step below starts from zero grads anyway)
+        # edge weights alone: the anchor ``z`` has no path to them (computed without a graph),
+        # and the backward pass is asked for the augmenter's gradients only, so autograd skips
+        # the encoder's and projection's weight gradients (the encoder step below starts from
+        # zero grads anyway)
         encoder.eval()
         self.view.train()
         weights = self._weights(batch, generator)
         with torch.no_grad():
             z = self.projection(encode(encoder, batch))
-        with _frozen(encoder, self.projection):
-            z_view = self.projection(encode(encoder, batch, edge_weight=weights))
+        z_view = self.projection(encode(encoder, batch, edge_weight=weights))
         drop_ratio = self._drop_ratio(batch, weights)
         view_objective = nt_xent(z, z_view, self.temperature) - self.reg * drop_ratio
         self.view_optimizer.zero_grad(set_to_none=True)
-        (-view_objective).backward()
+        (-view_objective).backward(inputs=list(self.view.parameters()))
         self.view_optimizer.step()
         # the encoder: minimise the contrastive loss against a fresh view
         encoder.train()
