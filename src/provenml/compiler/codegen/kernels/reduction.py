@@ -205,13 +205,10 @@ def along_dim(low: Lowering, n: Node) -> tuple[int, int, int]:
 
 
 def cumsum(low: Lowering, n: Node, kname: str) -> L.Kernel:
-    """Cumulative sum (and, since stop 59, product: ``cumprod``; since stop 62
-    ``logcumsumexp``) along ``dim`` (row layout): each (outer, inner) line summed in order, a
-    float32 tensor's in double (as PyTorch's CPU kernel accumulates, then rounds each result to
-    float32), an int64 tensor's in 64-bit integers (exact). Lines run in parallel over the
-    outer dims; the inner dims vectorize."""
-    if n.op == "logcumsumexp":
-        return _logcumsumexp(low, n, kname)
+    """Cumulative sum (and, since stop 59, product: ``cumprod``) along ``dim`` (row layout):
+    each (outer, inner) line summed in order, a float32 tensor's in double (as PyTorch's CPU
+    kernel accumulates, then rounds each result to float32), an int64 tensor's in 64-bit
+    integers (exact). Lines run in parallel over the outer dims; the inner dims vectorize."""
     outer, steps, inner = along_dim(low, n)
     decl, names = low.decls(n, [n.name], n.inputs)
     X, Y = names[n.inputs[0]], names[n.name]
@@ -250,7 +247,7 @@ def cumsum(low: Lowering, n: Node, kname: str) -> L.Kernel:
 LOG_SCAN_BOUND = "1e300"
 
 
-def _logcumsumexp(low: Lowering, n: Node, kname: str) -> L.Kernel:
+def logcumsumexp(low: Lowering, n: Node, kname: str) -> L.Kernel:
     """``y_q = log(sum_{p <= q} exp(x_p))`` along ``dim``, float32 in double: the running
     maximum ``m_q = max(m_{q-1}, x_q)`` and the running sum ``s_q = s_{q-1} exp(m_{q-1} - m_q)
     + exp(x_q - m_q)``, so no exponent is positive, and ``y_q = m_q + log(s_q)`` (the
@@ -271,7 +268,8 @@ def _logcumsumexp(low: Lowering, n: Node, kname: str) -> L.Kernel:
         "m[i] = top;\n"
         f"{Y}[{at}] = (float)(top + log(s[i]));"
     )
-    (maxima, release_m), (sums, release_s) = (local_array("double", v, inner) for v in "ms")
+    maxima, release_m = local_array("double", "m", inner)
+    sums, release_s = local_array("double", "s", inner)
     body = L.Loop(
         "o",
         outer,
@@ -304,10 +302,8 @@ def arg_reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
         else (f"(v {better} best[i]) | (pm_isnan(v) & !pm_isnan(best[i]))")
     )
     update = f"const {ctype} v = {at};\nif ({wins}) {{ best[i] = v; idx[i] = q; }}"
-    (best, release_best), (idx, release_idx) = (
-        local_array(ctype, "best", inner),
-        local_array("long long", "idx", inner),
-    )
+    best, release_best = local_array(ctype, "best", inner)
+    idx, release_idx = local_array("long long", "idx", inner)
     body = L.Loop(
         "o",
         outer,
