@@ -26,6 +26,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -389,11 +390,25 @@ class LlavaTeacher:
                 "the LLaVA teacher needs transformers: pip install transformers"
             ) from None
         local_only = kwargs.pop("local_files_only", True)
-        model = LlavaForConditionalGeneration.from_pretrained(
-            name_or_path, local_files_only=local_only, **kwargs
-        ).to(device)
-        processor = AutoProcessor.from_pretrained(name_or_path, local_files_only=local_only)
-        return cls(model, processor, classes)
+        try:
+            model = LlavaForConditionalGeneration.from_pretrained(
+                name_or_path, local_files_only=local_only, **kwargs
+            )
+            processor = AutoProcessor.from_pretrained(name_or_path, local_files_only=local_only)
+        except OSError as error:  # transformers' "couldn't find them in the cached files"
+            if not local_only:
+                raise
+            if Path(name_or_path).is_dir():
+                problem = "that folder lacks the model's or the processor's files"
+            else:
+                problem = (
+                    "not a folder here and not in the local Hugging Face cache; provenml "
+                    "downloads nothing unless asked: fetch them first (e.g. `huggingface-cli "
+                    f"download {name_or_path}`) or pass local_files_only=False on a machine "
+                    "that can reach the hub"
+                )
+            raise ProvenmlError(f"LLaVA weights {name_or_path!r}: {problem}") from error
+        return cls(model.to(device), processor, classes)
 
     def _pixels(self, images: Tensor) -> list[Any]:
         from PIL import Image
