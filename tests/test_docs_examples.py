@@ -1,8 +1,9 @@
-"""Every Python example in README.md and docs/*.md runs.
+"""Every Python example in README.md, docs/*.md and the packages' docstrings runs.
 
 A user copies these examples first, so they must stay true to the API. Each ```python block
-(``docs/*_history.md`` aside: those record past stops) runs in a fresh namespace in a
-temporary working folder. Where an example names the user's own data (``my_graphs``,
+(``docs/*_history.md`` aside: those record past stops) and each ``::`` literal block of a
+package's docstring (``help(provenml.kge)``) runs in a fresh namespace in a temporary working
+folder. Where an example names the user's own data (``my_graphs``,
 ``x_train``, a folder of photos), :data:`EXAMPLES` gives a prelude that makes a small stand-in,
 and replacements that shrink its step counts and sizes so that the whole file runs in about a
 minute; the example's own code, calls and attribute reads run as written. An example that
@@ -13,7 +14,9 @@ entry runs as written: if it needs data, give it an entry here.
 
 from __future__ import annotations
 
+import importlib
 import re
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,24 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+LITERAL = re.compile(r"::\n\n((?:(?:[ \t]+.*)?\n)+)")  # a docstring's indented ``::`` block
+PACKAGES = (
+    "provenml.core",
+    "provenml.data",
+    "provenml.nn",
+    "provenml.rl",
+    "provenml.selection",
+    "provenml.metarl",
+    "provenml.schedules",
+    "provenml.graphpretrain",
+    "provenml.federated",
+    "provenml.distrl",
+    "provenml.ssl",
+    "provenml.explain",
+    "provenml.fewshot",
+    "provenml.compiler",
+    "provenml.kge",
+)
 
 
 @dataclass(frozen=True)
@@ -137,6 +158,51 @@ for i in range(64):
 
 _TEMPLATE = "a fragment of the template for a new system; names stand for the contributor's own"
 
+_OPTIMIZER = """
+import torch
+optimizer = torch.optim.AdamW(torch.nn.Linear(4, 2).parameters(), lr=1e-3)
+"""
+
+_SELECTION_PACKAGE = (
+    _SELECTION
+    + """
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+from provenml.nn import mlp as _mlp
+def loss_fn(model, batch):
+    x, y = batch
+    return F.cross_entropy(model(x), y, reduction="none")
+clean_holdout = TensorDataset(x_clean, y_clean)
+train_dataset = TensorDataset(x_train, y_train)
+learner = _mlp(40, [64], 10)
+"""
+)
+
+_PYG_BATCH = """
+import torch
+from torch_geometric.data import Batch, Data
+data = Batch.from_data_list(
+    [Data(x=torch.ones(n, 1), edge_index=torch.tensor([[0, 1], [1, 0]])) for n in (3, 4)]
+)
+"""
+
+_ROLLOUT = """
+import torch
+generator = torch.Generator().manual_seed(0)
+rewards = torch.randn(8, 16, generator=generator)           # (num_envs, horizon)
+values = torch.randn(8, 16, generator=generator)
+obs = torch.randn(8, 16, 6, generator=generator)
+actions = torch.randint(0, 5, (8, 16), generator=generator)
+old_logp = torch.full((8, 16), -1.6)
+"""
+
+_MODEL_AND_ONNX = """
+import torch
+model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+x = torch.randn(2, 16)
+torch.onnx.export(model, (x,), "model.onnx", dynamo=False, input_names=["x"])
+"""
+
 #: Entries by ``file#index`` (the index counts the file's ```python blocks from 0).
 EXAMPLES: dict[str, Example] = {
     "docs/compiler.md#0": Example(
@@ -210,16 +276,47 @@ EXAMPLES: dict[str, Example] = {
         prelude=_PHOTOS,
         replace=(("queue_size=1024", "queue_size=128"), ("steps=5000", "steps=2")),
     ),
+    "provenml.schedules#0": Example(prelude=_OPTIMIZER),
+    "provenml.selection#0": Example(
+        prelude=_SELECTION_PACKAGE,
+        replace=(("loss_fn, steps=2000", "loss_fn, steps=20"), ("max_steps=2000", "max_steps=3")),
+    ),
+    "provenml.graphpretrain#0": Example(
+        prelude=_GRAPHS, replace=(("steps=500", "steps=3"), ("epochs=100", "epochs=2"))
+    ),
+    "provenml.ssl#0": Example(
+        prelude=_PHOTOS, replace=(("queue_size=4096", "queue_size=128"), ("steps=2000", "steps=2"))
+    ),
+    "provenml.nn#0": Example(prelude=_PYG_BATCH),
+    "provenml.rl#0": Example(prelude=_ROLLOUT),
+    "provenml.compiler#0": Example(prelude=_MODEL_AND_ONNX),
+    # Ray's start-up and its worker processes: with the other Ray tests, in the slow set
+    "provenml.distrl#0": Example(slow=True),
+    "provenml.metarl#0": Example(replace=(("total_steps=50_000", "total_steps=2 * 32 * 60"),)),
+    "provenml.federated#0": Example(replace=(("rounds=15", "rounds=2"),)),
+    "provenml.kge#0": Example(replace=(("epochs=50,", "epochs=4,"),)),
+    "provenml.kge#1": Example(
+        replace=(
+            (
+                "num_entities=100_000, num_triples=1_000_000",
+                "num_entities=2_000, num_triples=20_000",
+            ),
+        )
+    ),
 }
 
 
 def blocks() -> Iterator[tuple[str, str]]:
-    """(``file#index``, code) of every ```python block in README.md and docs/*.md."""
+    """(key, code) of every ```python block in README.md and docs/*.md (key ``file#index``)
+    and every ``::`` block of the packages' docstrings (key ``package#index``)."""
     docs = sorted(p for p in (ROOT / "docs").glob("*.md") if not p.stem.endswith("_history"))
-    files = [ROOT / "README.md", *docs]
-    for path in files:
+    for path in [ROOT / "README.md", *docs]:
         for index, match in enumerate(BLOCK.finditer(path.read_text())):
             yield f"{path.relative_to(ROOT).as_posix()}#{index}", match.group(1)
+    for package in PACKAGES:
+        doc = importlib.import_module(package).__doc__ or ""
+        for index, match in enumerate(LITERAL.finditer(doc + "\n")):
+            yield f"{package}#{index}", textwrap.dedent(match.group(1))
 
 
 ALL = dict(blocks())

@@ -110,3 +110,14 @@ def test_single_env_view() -> None:
     assert np.array_equal(a, b)
     with pytest.raises(ProvenmlError, match="num_envs=1"):
         SingleEnvView(_CountingEnv(num_envs=2))
+
+
+def test_gae_refuses_values_with_a_bootstrap_column() -> None:
+    """A common slip: values with the horizon + 1 bootstrap column; gae has none (V = 0
+    after the horizon), so the shapes must match, said before any arithmetic."""
+    from provenml.errors import ProvenmlError
+
+    with pytest.raises(ProvenmlError, match=r"rewards \(4, 16\) and values \(4, 17\)"):
+        gae(torch.zeros(4, 16), torch.zeros(4, 17), 0.99, 0.95)
+    with pytest.raises(ProvenmlError, match="one shape"):
+        gae(torch.zeros(16), torch.zeros(16), 0.99, 0.95)

@@ -1,7 +1,7 @@
 """S10: a small deep-learning compiler (Li et al., "The Deep Learning Compiler: A Comprehensive
 Survey", arXiv 2002.03794): torch.fx frontend -> typed SSA graph IR -> graph passes (constant
 and batch-norm folding, simplification, CSE, DCE, fusion, layout + pre-packing, memory
-planning) -> loop-level IR with schedule primitives -> C/OpenMP built with gcc, auto-tuned.
+planning) -> loop-level IR with schedule primitives -> C/OpenMP built with gcc, auto-tuned::
 
     from provenml.compiler import backend, compile, compile_onnx
     fast = compile(model.eval(), (x,))

@@ -2,7 +2,9 @@
 
 Any system may import these; none of them imports a system::
 
-    from provenml.rl import ActorCritic, PPOConfig, gae, ppo_clip_loss
+    from provenml.rl import (
+        ActorCritic, gae, ppo_clip_loss, ppo_minibatch_backward, ppo_minibatch_loss,
+    )
 
     policy = ActorCritic(in_dim=6, action_dim=5, discrete=True, hidden=64)
     advantages, returns = gae(rewards, values, gamma=0.99, lam=0.95)   # (num_envs, horizon)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from provenml.errors import ProvenmlError
+
 __all__ = ["PPOConfig", "gae", "ppo_clip_loss"]
 
 
@@ -40,6 +42,12 @@ def gae(
     (value 0 beyond it). ``A_t = sum_l (gamma lam)^l delta_{t+l}``,
     ``delta_t = r_t + gamma V(s_{t+1}) - V(s_t)``. Returns ``(advantages, advantages + values)``.
     """
+    if rewards.dim() != 2 or values.shape != rewards.shape:
+        raise ProvenmlError(
+            "gae needs rewards and values of one shape, (num_envs, horizon) (the value beyond "
+            f"the last step is 0, not passed); got rewards {tuple(rewards.shape)} and values "
+            f"{tuple(values.shape)}"
+        )
     horizon = rewards.shape[1]
     advantages = torch.zeros_like(rewards)
     running = torch.zeros_like(rewards[:, 0])
