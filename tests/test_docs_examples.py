@@ -215,7 +215,6 @@ EXAMPLES: dict[str, Example] = {
     ),
     "docs/compiler.md#1": Example(after="docs/compiler.md#0"),
     "docs/compiler.md#2": Example(after="docs/compiler.md#1"),
-    "docs/compiler.md#3": Example(replace=(('build_model("transformer")', 'build_model("mlp")'),)),
     "docs/contributing.md#1": Example(
         prelude="from provenml.kge import KGEModel\nnum_entities, num_relations, dim = 10, 3, 8\n"
         + _RAISES,

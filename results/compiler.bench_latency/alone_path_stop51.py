@@ -2,7 +2,7 @@
 
 The test hooks count the other cores as busy and every verdict as lost, so every two-thread
 call after the first few runs alone (no probes). The arms are timed in interleaved rounds
-(docs/compiler.md, *Stop 51*). Run from the repository root:
+(docs/compiler_history.md, *Stop 51*). Run from the repository root:
 ``python results/compiler.bench_latency/alone_path_stop51.py mlp:1,transformer:1``."""
 
 import sys

@@ -1,6 +1,6 @@
 """Stop 50 diagnostic: compiler.end_to_end's run_case for transformer:1, 10 times in one
 process, printing each build's latency ratio, the pool's fallback counters and the build's
-calibration and thread-choice log lines (docs/compiler.md, *Stop 50*).
+calibration and thread-choice log lines (docs/compiler_history.md, *Stop 50*).
 
 Since stop 51 the cases and the count are arguments (default: transformer:1, 10 times), e.g.
 ``python calibration_loop_stop50.py resnet:1,mobilenet:1 5``."""

@@ -1,7 +1,7 @@
 """Stop 51 diagnostic: under the latency benchmark's background load, is a provenml sample
 slower when it follows eager's two-thread arm? The benchmark's five scaling arms in freshly
 shuffled rounds; each provenml sample's log time against its round's mean of the provenml
-arms, split by its predecessor (docs/compiler.md, *Stop 51*). Run from the repository root:
+arms, split by its predecessor (docs/compiler_history.md, *Stop 51*). Run from the repository root:
 ``python results/compiler.bench_latency/order_effect_stop51.py mlp:1,transformer:1 60``."""
 
 import sys

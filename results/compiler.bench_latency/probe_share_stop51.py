@@ -1,7 +1,7 @@
 """Stop 51 diagnostic: under the latency benchmark's background load (one CPU-bound process),
 how many two-thread calls the pool runs as a team, and the speed-up 1T -> 2T over 9
 interleaved rounds, with and without eager's one- and two-thread arms in the same rounds
-(docs/compiler.md, *Stop 51*). Run from the repository root:
+(docs/compiler_history.md, *Stop 51*). Run from the repository root:
 ``python results/compiler.bench_latency/probe_share_stop51.py mlp:1,transformer:1``."""
 
 import sys

@@ -1,4 +1,4 @@
-"""Stop 59's probe of what users' models contain, as run for docs/compiler.md (*Stop 59*).
+"""Stop 59's probe of what users' models contain, as run for docs/compiler_history.md (*Stop 59*).
 
 Three parts, each line "name: OK <max |compiled - eager|>" or the error the compiler raised:
 

@@ -55,14 +55,14 @@ class CompileOptions:
     adaptive: bool = True
     # each row tile of a dense kernel software-prefetches its share of the next weight panel;
     # it helped on the AMD EPYC of earlier rounds (2-8%, docs/compiler_history.md) and slows
-    # every dense-heavy model on the AVX-512 Xeon (3-10%, docs/compiler.md, *Stop 39*)
+    # every dense-heavy model on the AVX-512 Xeon (3-10%, docs/compiler_history.md, *Stop 39*)
     weight_prefetch: bool = False
     # the constants and the arena on 2 MiB transparent huge pages where they are 256 KiB or
     # more (Linux, madvise; runtime.block_zeros); never changes results
     huge_pages: bool = True
     # time the tuner's near-tied candidates (within tune.TIE_MARGIN of each other alone) inside
     # the whole graph at the build's thread count and keep the fastest there (settle_ties):
-    # choices that tie alone moved whole models by up to 17% (docs/compiler.md, *Stop 46*)
+    # choices that tie alone moved whole models by up to 17% (docs/compiler_history.md, *Stop 46*)
     settle_ties: bool = True
     # a transient line on standard error with the build's phase (tuning, settling ties, gcc,
     # the thread choice), its count and the time elapsed: None shows it when standard error
@@ -389,7 +389,7 @@ def choose_threads(
     fastest count's. A count is then dropped only when it is slower in most of the rounds; load
     that passes (the choice takes about 0.1 s of a build's lifetime) is the fallback's to
     handle, where the rule above would pin the build to fewer threads for good
-    (docs/compiler.md, *Stop 50*).
+    (docs/compiler_history.md, *Stop 50*).
     Returns the choice and the samples (seconds per call) of every count."""
     counts = list(range(1, max_threads + 1))
     for t in counts:  # warm up every count (thread pools, caches)

@@ -132,7 +132,7 @@ def block_zeros(size: int, huge_pages: bool = True) -> np.ndarray:
     ``madvise``; else the advice is ignored and 4 KiB pages back it, as with numpy). A 2 MiB
     page is contiguous in physical memory: the block's lines then spread evenly over the L2
     cache's sets whatever the process, where 4 KiB pages place them by chance, and the TLB
-    holds the whole weight blob in one or two entries (*Stop 40* in docs/compiler.md: calls
+    holds the whole weight blob in one or two entries (*Stop 40* in docs/compiler_history.md: calls
     1-2% faster on the transformer block, ResNet and the MLP at two threads). Otherwise
     :func:`aligned_zeros` (one cache line of alignment)."""
     nbytes = size * 4
@@ -261,7 +261,7 @@ class CompiledGraph:
         The fallback judges the team against "the caller's chunk time x all chunks / chunks
         it ran", but in a team the caller's chunks run 5-10% longer than alone (they read
         what the other core wrote), so that estimate overstates a one-thread call and the
-        team was kept while up to ~13% slower than one thread (docs/compiler.md, *Stop 39*).
+        team was kept while up to ~13% slower than one thread (docs/compiler_history.md, *Stop 39*).
         :meth:`_calibration_ratio` measures the bias; the scale is that ratio, at most 1 (never
         loosening the verdict). A ratio below :data:`FALLBACK_SCALE_FLOOR` is no bias the
         builds show (0.86-1.0 measured) but a disturbed measurement: it is taken again, up to
@@ -460,7 +460,7 @@ class CompiledGraph:
         destruction every call (1.4 µs of ``mlp:1``'s 11), more for a 64 KiB block between
         calls (likely glibc, which consolidates its free lists whenever a block of 64 KiB or
         more is freed; not isolated); the checks cost about half of that: recycled,
-        ``mlp:1`` is 6% faster and the transformer block 1.5% (docs/compiler.md, stop 38).
+        ``mlp:1`` is 6% faster and the transformer block 1.5% (docs/compiler_history.md, stop 38).
         The cost: the graph keeps up to two calls' outputs alive."""
         if self.recycle_outputs:
             for k in range(len(self._recent)):
@@ -601,7 +601,8 @@ class StageProfile:
     thread_work_us: tuple[float, ...]  # mean chunk time per thread (0 = the caller)
     chunk_us: tuple[float, ...] = ()  # median time of each chunk, whichever thread ran it
     # median time of the first chunk each thread ran in the stage, and of its later chunks:
-    # a first chunk reads what other threads wrote in earlier stages (docs/compiler.md, Stop 40)
+    # a first chunk reads what other threads wrote in earlier stages
+    # (docs/compiler_history.md, Stop 40)
     first_chunk_us: float = float("nan")
     later_chunk_us: float = float("nan")
 

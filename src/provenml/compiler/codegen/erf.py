@@ -2,7 +2,7 @@
 
 GELU is ``0.5 x (1 + erf(x / sqrt 2))``. glibc's vector ``erff`` (libmvec) costs about 25
 cycles per 16 floats here, which made the erf 17% of the transformer block's first FFN GEMM
-(35 of 205 us of work at two threads, docs/compiler.md, *Stop 37*). A ratio of two degree-5
+(35 of 205 us of work at two threads, docs/compiler_history.md, *Stop 37*). A ratio of two degree-5
 polynomials in ``x^2`` costs 11 fused multiply-adds and one division per vector:
 
     erf(x) ~= x P(x^2) / Q(x^2),  |x| <= BOUND;   erf(x) = sign(x) beyond,
