@@ -180,3 +180,18 @@ def test_transr_batched_projection_matches_gather() -> None:
     fast = m.score_hrt(h, r, t)  # 2 relations x 5 entities << 40 triples: projected once
     slow = m.interaction(m.entity_reps(h), m.relation_reps(r), m.entity_reps(t))
     torch.testing.assert_close(fast, slow)
+
+
+@pytest.mark.parametrize("name", ["transe", "transh", "rotate", "complex", "simple"])
+def test_scoring_names_an_id_outside_the_tables(name: str) -> None:
+    """An id beyond a table (or negative) is named with the argument and the table's size,
+    by the base class's methods and by a model's own fast ones alike."""
+    model = get_model(name, num_entities=10, num_relations=3, dim=8)
+    ok = torch.tensor([0, 1])
+    with pytest.raises(ProvenmlError, match=r"r holds relation id 7, outside the model's 3"):
+        model.score_t(ok, torch.tensor([0, 7]))
+    with pytest.raises(ProvenmlError, match=r"t holds entity id -1, outside the model's 10"):
+        model.score_h(ok, torch.tensor([-1, 2]))
+    with pytest.raises(ProvenmlError, match=r"h holds entity id 10,"):
+        model.score_hrt(torch.tensor([10, 0]), ok, ok)
+    assert model.score_t(ok, ok).shape == (2, 10)  # in range: scores as before

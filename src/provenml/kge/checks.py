@@ -82,7 +82,7 @@ def check_triples(
         high = int(ids.max())
         if bound is not None and high >= bound:
             raise ProvenmlError(
-                f"{name} holds {kind} id {high}, beyond the model's {bound} {kind}s "
-                f"(ids 0..{bound - 1})"
+                f"{name} holds {kind} id {high}, beyond the model's {bound} "
+                f"{'entities' if kind == 'entity' else 'relations'} (ids 0..{bound - 1})"
             )
     return triples.long()

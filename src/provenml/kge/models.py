@@ -19,6 +19,8 @@ torch.Size([2, 14])
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -36,6 +38,42 @@ Reps = tuple[Tensor, ...]
 _BROADCAST_BUDGET = 2**24
 
 
+#: the public scoring methods; an id outside the tables is named (``_name_ids_out_of_range``)
+_SCORING_METHODS = ("score_hrt", "score_t", "score_h")
+
+
+def _name_ids_out_of_range(method: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """Wrap a scoring method so that an id beyond the model's tables raises a
+    :class:`ProvenmlError` naming the argument, the id and the table's size, instead of
+    PyTorch's ``IndexError: index out of range in self``. Nothing is checked on the way in (no
+    cost, no device sync); the ids are looked at only once the lookup has failed."""
+    arguments = list(inspect.signature(method).parameters)[1:]
+
+    @functools.wraps(method)
+    def scoring(self: KGEModel, *ids: Tensor) -> Tensor:
+        try:
+            return method(self, *ids)
+        except IndexError as error:
+            for argument, idx in zip(arguments, ids, strict=False):
+                if not isinstance(idx, Tensor) or idx.numel() == 0:
+                    continue
+                kind, size = (
+                    ("relation", self.num_relations)
+                    if argument == "r"
+                    else ("entity", self.num_entities)
+                )
+                low, high = int(idx.min()), int(idx.max())
+                if low < 0 or high >= size:
+                    bad = low if low < 0 else high
+                    raise ProvenmlError(
+                        f"{type(self).__name__}.{method.__name__}: {argument} holds {kind} id "
+                        f"{bad}, outside the model's {size} {kind} ids (0..{size - 1})"
+                    ) from error
+            raise
+
+    return scoring
+
+
 class KGEModel(nn.Module):
     """Base class: entity / relation representations plus an interaction function.
 
@@ -48,6 +86,13 @@ class KGEModel(nn.Module):
     name: ClassVar[str] = ""
     #: the model's entity vectors are complex (real and imaginary halves), so N3 uses moduli
     complex_entities: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A model's own scoring methods name out-of-range ids too (``_name_ids_out_of_range``)."""
+        super().__init_subclass__(**kwargs)
+        for name in _SCORING_METHODS:
+            if name in cls.__dict__:
+                setattr(cls, name, _name_ids_out_of_range(cls.__dict__[name]))
 
     def __init__(self, num_entities: int, num_relations: int, dim: int) -> None:
         super().__init__()
@@ -75,16 +120,19 @@ class KGEModel(nn.Module):
         raise NotImplementedError
 
     # -- public scoring API ------------------------------------------------------------------
+    @_name_ids_out_of_range
     def score_hrt(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
         """Scores of the triples ``(h[i], r[i], t[i])``; any matching shapes, returns that shape."""
         return self.interaction(self.entity_reps(h), self.relation_reps(r), self.entity_reps(t))
 
+    @_name_ids_out_of_range
     def score_t(self, h: Tensor, r: Tensor) -> Tensor:
         """``(B, E)`` scores of ``(h[i], r[i], e)`` for every entity ``e``."""
         hs = _unsqueeze(self.entity_reps(h), 1)
         rs = _unsqueeze(self.relation_reps(r), 1)
         return self._broadcast_all(lambda ents: self.interaction(hs, rs, ents), len(h))
 
+    @_name_ids_out_of_range
     def score_h(self, r: Tensor, t: Tensor) -> Tensor:
         """``(B, E)`` scores of ``(e, r[i], t[i])`` for every entity ``e``."""
         rs = _unsqueeze(self.relation_reps(r), 1)
