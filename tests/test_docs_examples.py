@@ -1,9 +1,10 @@
 """Every Python example in README.md, docs/*.md and the packages' docstrings runs.
 
 A user copies these examples first, so they must stay true to the API. Each ```python block
-(``docs/*_history.md`` aside: those record past stops) and each ``::`` literal block of a
-package's docstring (``help(provenml.kge)``) runs in a fresh namespace in a temporary working
-folder. Where an example names the user's own data (``my_graphs``,
+(``docs/*_history.md`` aside: those record past stops), each ``::`` literal block of a
+package's docstring (``help(provenml.kge)``) and each ``::`` block of a module's docstring that
+imports from provenml (the others there are fragments or shell commands) runs in a fresh
+namespace in a temporary working folder. Where an example names the user's own data (``my_graphs``,
 ``x_train``, a folder of photos), :data:`EXAMPLES` gives a prelude that makes a small stand-in,
 and replacements that shrink its step counts and sizes so that the whole file runs in about a
 minute; the example's own code, calls and attribute reads run as written. An example that
@@ -15,6 +16,7 @@ entry runs as written: if it needs data, give it an entry here.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import re
 import textwrap
 from collections.abc import Iterator
@@ -291,6 +293,28 @@ EXAMPLES: dict[str, Example] = {
     "provenml.compiler#0": Example(prelude=_MODEL_AND_ONNX),
     # Ray's start-up and its worker processes: with the other Ray tests, in the slow set
     "provenml.distrl#0": Example(slow=True),
+    "provenml.core.executor#0": Example(
+        skip="needs a running Ray cluster (address='auto'); tests/core/test_executor.py runs "
+        "RayExecutor on a local Ray instance"
+    ),
+    "provenml.data.graph_domains#0": Example(
+        replace=(("num_graphs=500", "num_graphs=20"), ("num_graphs=100", "num_graphs=10"))
+    ),
+    "provenml.fewshot.denoise#0": Example(
+        prelude="""
+import torch
+generator = torch.Generator().manual_seed(0)
+clean_labels = torch.arange(4).repeat_interleave(10)
+clean_features = torch.randn(40, 8, generator=generator) + clean_labels[:, None]
+web_labels = torch.arange(4).repeat_interleave(6)
+web_is_relevant = torch.arange(24) % 3 != 0
+web_features = torch.randn(24, 8, generator=generator) + torch.where(
+    web_is_relevant, web_labels, (web_labels + 2) % 4
+)[:, None]
+"""
+    ),
+    "provenml.kge.training#0": Example(replace=(("epochs=50", "epochs=2"),)),
+    "provenml.selection.text#0": Example(replace=(("20000, generator", "64, generator"),)),
     "provenml.metarl#0": Example(replace=(("total_steps=50_000", "total_steps=2 * 32 * 60"),)),
     "provenml.federated#0": Example(replace=(("rounds=15", "rounds=2"),)),
     "provenml.kge#0": Example(replace=(("epochs=50,", "epochs=4,"),)),
@@ -316,6 +340,16 @@ def blocks() -> Iterator[tuple[str, str]]:
         doc = importlib.import_module(package).__doc__ or ""
         for index, match in enumerate(LITERAL.finditer(doc + "\n")):
             yield f"{package}#{index}", textwrap.dedent(match.group(1))
+    import provenml
+
+    for module in pkgutil.walk_packages(provenml.__path__, "provenml."):
+        if module.ispkg:
+            continue
+        doc = importlib.import_module(module.name).__doc__ or ""
+        for index, match in enumerate(LITERAL.finditer(doc + "\n")):
+            code = textwrap.dedent(match.group(1))
+            if "from provenml" in code:
+                yield f"{module.name}#{index}", code
 
 
 ALL = dict(blocks())

@@ -5,10 +5,14 @@ Both filters see the same evidence: frozen encoder features of the clean samples
 web samples (to be scored). Both return a score in [0, 1] per web sample; a sample is kept when
 its score exceeds 0.5.
 
->>> ldn = LDN(seed=0)
->>> scores = ldn.scores(clean_features, clean_labels, web_features, web_labels)
->>> keep = scores > 0.5
->>> filter_quality(scores, web_is_relevant)    # precision, recall, AUROC (when the truth is known)
+::
+
+    from provenml.fewshot import LDN, filter_quality
+
+    ldn = LDN(seed=0)
+    scores = ldn.scores(clean_features, clean_labels, web_features, web_labels)
+    keep = scores > 0.5
+    filter_quality(scores, web_is_relevant)  # precision, recall, AUROC (when the truth is known)
 """
 
 from __future__ import annotations

@@ -98,9 +98,11 @@ class EpisodeSampler:
     A class with fewer than ``k_shot + q_query`` samples is an error, or is left out with
     ``small_classes="skip"``. The same ``seed`` gives the same episodes, on any device.
 
-    >>> sampler = EpisodeSampler(labels, n_way=5, k_shot=1, q_query=15, seed=0)
-    >>> batch = sampler.sample(8)              # 8 episodes as one batch of index tensors
-    >>> support_x, query_x = batch.gather(x)   # [8, 5, ...], [8, 75, ...]
+    ::
+
+        sampler = EpisodeSampler(labels, n_way=5, k_shot=1, q_query=15, seed=0)
+        batch = sampler.sample(8)              # 8 episodes as one batch of index tensors
+        support_x, query_x = batch.gather(x)   # [8, 5, ...], [8, 75, ...]
     """
 
     def __init__(

@@ -24,9 +24,11 @@ from provenml.fewshot.heads import FewShotHead, HeadOutput
 class FewShotClassifier(nn.Module):
     """An encoder and a head: classify the queries of a meta-batch of raw episodes.
 
-    >>> model = FewShotClassifier(Conv1dEncoder(), AdarGCNHead(64))
-    >>> out = model(support_x, support_y, query_x, n_way=5)    # [B, S, ...], [B, S], [B, Q, ...]
-    >>> out.predictions()                                      # [B, Q]
+    ::
+
+        model = FewShotClassifier(Conv1dEncoder(), AdarGCNHead(64))
+        out = model(support_x, support_y, query_x, n_way=5)  # [B, S, ...], [B, S], [B, Q, ...]
+        out.predictions()                                    # [B, Q]
     """
 
     def __init__(self, encoder: nn.Module, head: FewShotHead) -> None:

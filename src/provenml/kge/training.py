@@ -5,9 +5,13 @@ optionally filtered against the known triples), a loss (margin ranking, softplus
 self-adversarial sigmoid, BCE), a regulariser (L2 or N3), an optimiser (Adam, Adagrad, SGD) and
 early stopping on validation MRR only.
 
->>> ds = load_dataset("nations")
->>> model = get_model("distmult", ds.num_entities, ds.num_relations, dim=64)
->>> history = train(model, ds.train, TrainingConfig(loss="softplus", epochs=50), valid=ds.valid)
+::
+
+    from provenml.kge import TrainingConfig, get_model, load_dataset, train
+
+    ds = load_dataset("nations")
+    model = get_model("distmult", ds.num_entities, ds.num_relations, dim=64)
+    history = train(model, ds.train, TrainingConfig(loss="softplus", epochs=50), valid=ds.valid)
 """
 
 from __future__ import annotations

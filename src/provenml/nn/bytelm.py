@@ -8,6 +8,7 @@ positions (shared by the schedule and the data-selection experiments).
 
 Usage::
 
+    import torch
     from provenml.nn import ByteTransformer
 
     model = ByteTransformer(dim=64, layers=2, heads=4, context=64)

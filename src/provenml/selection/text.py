@@ -10,6 +10,7 @@ Each example is one window of ``W + 1`` bytes (``uint8``); :func:`sequence_loss`
 per window (mean next-byte cross-entropy over the positions the model predicts), which is what
 the selection policies score with::
 
+    import torch
     from provenml.data.text import stdlib_corpus
     from provenml.nn import ByteTransformer
     from provenml.selection import byte_windows, corrupt_sequences, sequence_loss
