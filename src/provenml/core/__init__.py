@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors only
         peak_memory_bytes,
     )
     from provenml.core.config import SCALES, Config
-    from provenml.core.context import Memo, RunContext
+    from provenml.core.context import Memo, RunContext, progress
     from provenml.core.policy import resolve_device, use_agg_backend
     from provenml.core.registry import (
         ExperimentInfo,
@@ -70,6 +70,7 @@ _LAZY: dict[str, str] = {
     "peak_memory_bytes": "provenml.core.compute",
     "Memo": "provenml.core.context",
     "RunContext": "provenml.core.context",
+    "progress": "provenml.core.context",
     "resolve_device": "provenml.core.policy",
     "use_agg_backend": "provenml.core.policy",
     "RunPlan": "provenml.core.run",
@@ -109,6 +110,7 @@ __all__ = [
     "list_experiments",
     "paired_test",
     "peak_memory_bytes",
+    "progress",
     "registry",
     "resolve_device",
     "run_experiment",

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from rich.progress import Progress, TaskID
 
-__all__ = ["Memo", "ProgressBar", "RunContext", "session_memo"]
+__all__ = ["Memo", "ProgressBar", "RunContext", "progress", "session_memo"]
 
 T = TypeVar("T")
 
@@ -48,6 +48,22 @@ _SESSION_MEMO = Memo()
 def session_memo() -> Memo:
     """The process's memo (what ``ctx.memo`` is unless the runner is given another)."""
     return _SESSION_MEMO
+
+
+def progress(
+    items: Iterable[T], description: str, enabled: bool = True, total: int | None = None
+) -> Iterable[T]:
+    """``items``, shown as a progress bar while they are consumed when ``enabled``: the long
+    loops of the components (pre-training, KGE and meta-training, a reference model, an
+    agent's iterations) take ``progress=True`` and iterate through this. The bar is rich's
+    (``rich.progress.track``), transient, on the console's stream; disabled, ``items`` itself
+    is returned, so the loop costs nothing extra. Experiments use ``ctx.track`` instead, whose
+    bars the runner shows together."""
+    if not enabled:
+        return items
+    from rich.progress import track
+
+    return track(items, description=description, total=total, transient=True)
 
 
 class ProgressBar:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from provenml.core.context import progress as with_progress
 from provenml.errors import ProvenmlError
 from provenml.fewshot.encoders import encode
 from provenml.fewshot.episodes import EpisodeBatch, EpisodeSampler
@@ -77,10 +78,12 @@ def pretrain_encoder(
     settings: TrainSettings,
     generator: torch.Generator,
     device: torch.device | str = "cpu",
+    progress: bool = False,
 ) -> dict[str, float]:
     """Train ``encoder`` with a linear softmax classifier over the classes in ``labels``.
 
     Returns the last 50 steps' mean training loss and accuracy. The classifier is discarded.
+    ``progress=True`` shows a progress bar over the steps.
     """
     classes, targets = torch.unique(labels, return_inverse=True)
     if classes.numel() < 2:
@@ -96,7 +99,8 @@ def pretrain_encoder(
     encoder.train()
     x, targets = x.to(device), targets.to(device)
     losses, accs = [], []
-    for _ in range(settings.pretrain_steps):
+    steps = range(settings.pretrain_steps)
+    for _ in with_progress(steps, "pre-training the encoder", progress):
         batch = torch.randint(len(x), (settings.pretrain_batch,), generator=generator).to(device)
         logits = classifier(encoder(x[batch]))
         loss = F.cross_entropy(logits, targets[batch])
@@ -121,8 +125,10 @@ def meta_train(
     seed: int,
     device: torch.device | str = "cpu",
     log: Callable[..., None] | None = None,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Episodic training of the head (and, at ``encoder_lr_scale > 0``, the encoder).
+    ``progress=True`` shows a progress bar over the meta-steps.
 
     Episodes are ``train_way``-way with each shot of ``train_shots`` in turn and
     ``train_query`` queries per class, drawn from ``labels``' classes that have enough samples.
@@ -158,7 +164,7 @@ def meta_train(
         model.encoder.eval()
     x = x.to(device)
     losses, accs = [], []
-    for step in range(settings.meta_steps):
+    for step in with_progress(range(settings.meta_steps), "meta-training", progress):
         batch = samplers[step % len(samplers)].sample(settings.meta_batch).to(device)
         support_x, query_x = batch.gather(x)
         out = model(support_x, batch.support_labels, query_x, batch.n_way)

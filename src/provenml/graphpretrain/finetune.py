@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from provenml.core.context import progress as with_progress
 from provenml.errors import ProvenmlError
 from provenml.graphpretrain.model import (
     FineTuneModel,
@@ -121,6 +122,7 @@ def finetune(
     seed: int = 0,
     device: str | torch.device = "cpu",
     features: bool = False,
+    progress: bool = False,
 ) -> FinetuneResult:
     """Fine-tune a copy of ``encoder`` with a fresh head on ``task``; ``encoder`` is untouched.
 
@@ -130,7 +132,8 @@ def finetune(
     constant channel. The head is initialised from ``seed`` and the mini-batches follow a
     permutation drawn from ``seed``, so two encoders fine-tuned with one seed see the same
     batches in the same order. Training stops after ``epochs``, or ``patience`` epochs without
-    a better validation error; the best validation epoch's weights are kept.
+    a better validation error; the best validation epoch's weights are kept. ``progress=True``
+    shows a progress bar over the epochs.
     """
     if isinstance(task, str):
         task = load_task(task, seed=seed, features=features)
@@ -154,7 +157,7 @@ def finetune(
     best_error, best_epoch, best_state = float("inf"), -1, None
     curve: list[float] = []
     start = time.perf_counter()
-    for epoch in range(epochs):
+    for epoch in with_progress(range(epochs), f"fine-tuning on {task.name}", progress):
         model.train()
         order = torch.randperm(train.num_graphs, generator=generator).to(device)
         for i in range(0, train.num_graphs, batch_size):

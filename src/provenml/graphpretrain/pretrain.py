@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from provenml.core.context import progress as with_progress
 from provenml.errors import ProvenmlError
 from provenml.graphpretrain.model import adam, encoder_config
 from provenml.graphpretrain.objectives import OBJECTIVES, PretrainObjective
@@ -66,6 +67,7 @@ def pretrain(
     seed: int = 0,
     device: str | torch.device = "cpu",
     callback: Callable[[int, dict[str, float]], None] | None = None,
+    progress: bool = False,
 ) -> PretrainReport:
     """Pre-train ``encoder`` in place on the topology of ``graphs``; return a report.
 
@@ -74,7 +76,7 @@ def pretrain(
     ``encoder`` must take one input channel (``GINEncoder(in_dim=1, ...)``). Mini-batches
     follow a seeded permutation per epoch; the objective's randomness comes from the same
     seeded generator, so the same seed gives the same weights. ``callback(step, stats)`` is
-    called after every step.
+    called after every step; ``progress=True`` shows a progress bar over the steps.
     """
     config = encoder_config(encoder)
     if config["in_dim"] != 1:
@@ -99,7 +101,7 @@ def pretrain(
     order = torch.randperm(packed.num_graphs, generator=generator)
     cursor = 0
     start = time.perf_counter()
-    for step in range(steps):
+    for step in with_progress(range(steps), f"pre-training ({method.name})", progress):
         if cursor + batch_size > order.numel():
             order, cursor = torch.randperm(packed.num_graphs, generator=generator), 0
         batch = packed.select(order[cursor : cursor + batch_size].to(device))

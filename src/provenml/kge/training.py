@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from provenml.core.context import progress as with_progress
 from provenml.errors import ProvenmlError
 from provenml.kge.checks import check_choice, check_float, check_int, check_triples
 from provenml.kge.evaluation import evaluate_link_prediction
@@ -239,11 +240,13 @@ def train(
     config: TrainingConfig | None = None,
     valid: Tensor | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    progress: bool = False,
 ) -> TrainingHistory:
     """Train ``model`` in place on ``train_triples`` ``(n, 3)``; return the history.
 
     Early stopping (``config.eval_every > 0``) uses only ``valid``, filtered by train + valid
-    (never test), keeps the best weights and restores them at the end.
+    (never test), keeps the best weights and restores them at the end. ``progress=True``
+    shows a progress bar over the epochs.
     """
     cfg = config or TrainingConfig()
     if not isinstance(cfg, TrainingConfig):
@@ -264,7 +267,8 @@ def train(
     history = TrainingHistory()
     best_mrr, best_state, bad_checks = -math.inf, None, 0
     model.train()
-    for epoch in range(1, cfg.epochs + 1):
+    epochs = range(1, cfg.epochs + 1)
+    for epoch in with_progress(epochs, f"training {type(model).__name__}", progress):
         units = state.units
         order = torch.randperm(len(units), generator=gen, device=device)
         total, batches = 0.0, 0

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from provenml.core.context import progress as with_progress
 from provenml.errors import ProvenmlError
 from provenml.metarl.agents import Agent, Rollout, encode_action, make_agent
 from provenml.metarl.belief import BeliefLossConfig
@@ -263,6 +264,7 @@ def train_agent(
     seed: int,
     on_iteration: Callable[[int, float], None] | None = None,
     timings: dict[str, float] | None = None,
+    progress: bool = False,
 ) -> TrainResult:
     """Train agent ``name`` for ``cfg.total_steps`` env steps with PPO (and its belief loss).
 
@@ -272,6 +274,7 @@ def train_agent(
     ``timings``, if given, receives the CPU seconds (``time.process_time``) spent in each
     part of the iterations, summed: ``collect``, ``ppo`` (advantages and the PPO epochs) and
     ``belief`` (the belief-model steps); ``benchmarks/bench_metarl_steps.py --parts`` reads it.
+    ``progress=True`` shows a progress bar over the PPO iterations.
     """
     keep_freed_memory()
     torch.manual_seed(seed)
@@ -302,7 +305,7 @@ def train_agent(
             timings[part] = timings.get(part, 0.0) + now - clock_at
             clock_at = now
 
-    for it in range(iterations):
+    for it in with_progress(range(iterations), f"training {name}", progress):
         final = p.entropy_coef if p.entropy_final is None else p.entropy_final
         entropy_coef = p.entropy_coef + (final - p.entropy_coef) * it / max(1, iterations - 1)
         # 1. act: one episode in every env

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from provenml.core.context import progress as with_progress
 from provenml.errors import ProvenmlError
 from provenml.ssl.augment import CropBoxes, TwoViewAugment
 from provenml.ssl.methods import ContrastiveOutput, DenseCL
@@ -60,6 +61,7 @@ def pretrain(
     seed: int = 0,
     device: torch.device | str | None = None,
     on_step: StepCallback | None = None,
+    progress: bool = False,
 ) -> PretrainHistory:
     """Pre-train ``model`` (a :class:`~provenml.ssl.DenseCL` or :class:`~provenml.ssl.MoCoV2`)
     on ``images`` (N, 3, H, W) uint8 or float in [0, 1] for ``steps`` SGD steps.
@@ -67,7 +69,8 @@ def pretrain(
     ``lr`` defaults to MoCo-v2's 0.03 at batch 256 scaled linearly to ``batch_size``
     (Goyal et al. 2017): 0.0075 at batch 64.
     ``on_step(step, output, boxes_q, boxes_k)`` is called after every step (for logging,
-    progress, or checking correspondences against the crop boxes).
+    progress, or checking correspondences against the crop boxes); ``progress=True`` shows a
+    progress bar over the steps.
     """
     if steps < 1:
         raise ProvenmlError(f"steps must be >= 1, got {steps}")
@@ -92,7 +95,7 @@ def pretrain(
     augment_generator = torch.Generator(device=device).manual_seed(seed + 1)
     batches = sample_batches(images.shape[0], batch_size, steps, generator)
     history = PretrainHistory()
-    for step in range(steps):
+    for step in with_progress(range(steps), f"pre-training {type(model).__name__}", progress):
         start = time.perf_counter()
         batch = images[batches[step]].to(device, non_blocking=True)
         view_q, view_k, boxes_q, boxes_k = augment(batch, augment_generator)
