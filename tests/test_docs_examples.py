@@ -26,26 +26,11 @@ from typing import Any
 
 import pytest
 
+import provenml
+
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 LITERAL = re.compile(r"::\n\n((?:(?:[ \t]+.*)?\n)+)")  # a docstring's indented ``::`` block
-PACKAGES = (
-    "provenml.core",
-    "provenml.data",
-    "provenml.nn",
-    "provenml.rl",
-    "provenml.selection",
-    "provenml.metarl",
-    "provenml.schedules",
-    "provenml.graphpretrain",
-    "provenml.federated",
-    "provenml.distrl",
-    "provenml.ssl",
-    "provenml.explain",
-    "provenml.fewshot",
-    "provenml.compiler",
-    "provenml.kge",
-)
 
 
 @dataclass(frozen=True)
@@ -330,25 +315,18 @@ web_features = torch.randn(24, 8, generator=generator) + torch.where(
 
 
 def blocks() -> Iterator[tuple[str, str]]:
-    """(key, code) of every ```python block in README.md and docs/*.md (key ``file#index``)
-    and every ``::`` block of the packages' docstrings (key ``package#index``)."""
+    """(key, code) of every ```python block in README.md and docs/*.md (key ``file#index``),
+    every ``::`` block of a package's docstring and every ``::`` block of a module's docstring
+    that imports from provenml (key ``module#index``)."""
     docs = sorted(p for p in (ROOT / "docs").glob("*.md") if not p.stem.endswith("_history"))
     for path in [ROOT / "README.md", *docs]:
         for index, match in enumerate(BLOCK.finditer(path.read_text())):
             yield f"{path.relative_to(ROOT).as_posix()}#{index}", match.group(1)
-    for package in PACKAGES:
-        doc = importlib.import_module(package).__doc__ or ""
-        for index, match in enumerate(LITERAL.finditer(doc + "\n")):
-            yield f"{package}#{index}", textwrap.dedent(match.group(1))
-    import provenml
-
     for module in pkgutil.walk_packages(provenml.__path__, "provenml."):
-        if module.ispkg:
-            continue
         doc = importlib.import_module(module.name).__doc__ or ""
         for index, match in enumerate(LITERAL.finditer(doc + "\n")):
             code = textwrap.dedent(match.group(1))
-            if "from provenml" in code:
+            if module.ispkg or "from provenml" in code:
                 yield f"{module.name}#{index}", code
 
 
