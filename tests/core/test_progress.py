@@ -70,3 +70,118 @@ def test_graph_pretraining_with_a_bar_gives_the_same_report(
         losses.append(report.losses)
     assert losses[0] == losses[1]
     assert shown == [("pre-training (graphcl)", 2)]
+
+
+def test_reference_training_with_a_bar_draws_the_same_batches(
+    shown: list[tuple[str, int]],
+) -> None:
+    """Each epoch is a fresh permutation of the holdout cut to full batches (10 examples, batch
+    4: 2 batches, 2 examples left out), drawn from the seeded generator only when the epoch
+    starts, with or without the bar."""
+    from torch.utils.data import TensorDataset
+
+    from provenml.selection import train_reference
+
+    holdout = TensorDataset(torch.arange(10.0)[:, None], torch.zeros(10, dtype=torch.long))
+    seen: list[list[list[int]]] = []
+    for show in (False, True):
+        batches: list[list[int]] = []
+
+        def loss_fn(model: torch.nn.Module, batch: Any, record: list[list[int]] = batches) -> Any:
+            record.append(batch[0][:, 0].long().tolist())
+            return model(batch[0]).sum(1) * 0.0 + batch[0][:, 0]
+
+        model = torch.nn.Linear(1, 1)
+        train_reference(model, holdout, loss_fn, steps=5, batch_size=4, seed=3, progress=show)
+        seen.append(batches)
+    assert seen[0] == seen[1]
+    generator = torch.Generator().manual_seed(3)
+    expected = []
+    for _ in range(3):
+        order = torch.randperm(10, generator=generator)[:8].tolist()
+        expected += [order[:4], order[4:]]
+    assert seen[0] == expected[:5]
+    assert shown == [("training reference Linear", 5)]
+
+
+def test_graph_finetuning_with_a_bar_gives_the_same_result(shown: list[tuple[str, int]]) -> None:
+    from torch_geometric.data import Data
+
+    from provenml.graphpretrain import DownstreamTask, finetune, new_encoder
+
+    def ring(n: int) -> Data:
+        edges = torch.stack([torch.arange(n), (torch.arange(n) + 1) % n])
+        return Data(
+            edge_index=torch.cat([edges, edges.flip(0)], 1), num_nodes=n, y=torch.tensor([n / 10])
+        )
+
+    graphs = [ring(3 + i % 5) for i in range(12)]
+    task = DownstreamTask.from_graphs(graphs[:8], graphs[8:10], graphs[10:], name="rings")
+    results = []
+    for show in (False, True):
+        torch.manual_seed(0)
+        encoder = new_encoder(hidden=8, num_layers=2)
+        result = finetune(encoder, task, epochs=2, batch_size=4, seed=1, progress=show)
+        results.append((result.test_error, result.val_curve))
+    assert results[0] == results[1]
+    assert shown == [("fine-tuning on rings", 2)]
+
+
+def test_densecl_pretraining_with_a_bar_gives_the_same_losses(
+    shown: list[tuple[str, int]],
+) -> None:
+    from provenml.ssl import DenseCL, SmallResNet, TwoViewAugment, multi_object_scenes, pretrain
+
+    images = multi_object_scenes(16, seed=0).images
+    losses = []
+    for show in (False, True):
+        torch.manual_seed(0)
+        model = DenseCL(SmallResNet((8, 8)), image_size=16, queue_size=16, dim=8, warmup_steps=1)
+        augment = TwoViewAugment(16)
+        history = pretrain(model, images, steps=2, batch_size=8, augment=augment, progress=show)
+        losses.append(history.loss)
+    assert losses[0] == losses[1]
+    assert shown == [("pre-training DenseCL", 2)]
+
+
+def test_fewshot_training_with_a_bar_gives_the_same_numbers(
+    shown: list[tuple[str, int]],
+) -> None:
+    from provenml.fewshot import (
+        FewShotClassifier,
+        MLPEncoder,
+        TrainSettings,
+        make_head,
+        meta_train,
+        pretrain_encoder,
+    )
+
+    settings = TrainSettings(
+        pretrain_steps=3, pretrain_batch=8, meta_steps=2, meta_batch=2, train_query=2
+    )
+    x = torch.randn(10 * 8, 6, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(10).repeat_interleave(8)
+    numbers = []
+    for show in (False, True):
+        torch.manual_seed(0)
+        encoder = MLPEncoder(6, hidden=(8,), out_dim=4)
+        model = FewShotClassifier(encoder, make_head("protonet", 4))
+        generator = torch.Generator().manual_seed(0)
+        pre = pretrain_encoder(encoder, x, labels, settings, generator, progress=show)
+        meta = meta_train(model, x, labels, settings, seed=0, progress=show)
+        numbers.append((pre, meta))
+    assert numbers[0] == numbers[1]
+    assert shown == [("pre-training the encoder", 3), ("meta-training", 2)]
+
+
+def test_meta_rl_training_with_a_bar_gives_the_same_returns(
+    shown: list[tuple[str, int]],
+) -> None:
+    from provenml.metarl import TrainConfig, train_agent
+
+    cfg = TrainConfig(num_envs=8, total_steps=8 * 60 * 2)
+    returns = [
+        train_agent("varibad", cfg, seed=3, progress=show).curve_returns for show in (False, True)
+    ]
+    assert returns[0] == returns[1]
+    assert len(shown) == 1 and shown[0][0] == "training varibad" and shown[0][1] >= 1

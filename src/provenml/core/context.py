@@ -55,8 +55,8 @@ def progress(
 ) -> Iterable[T]:
     """``items``, shown as a progress bar while they are consumed when ``enabled``: the long
     loops of the components (graph, DenseCL and few-shot pre-training, fine-tuning, KGE and
-    meta-training, a meta-RL agent's iterations) take ``progress=True`` and iterate through
-    this. The bar is rich's
+    meta-training, a meta-RL agent's iterations, a selection reference model's steps) take
+    ``progress=True`` and iterate through this. The bar is rich's
     (``rich.progress.track``), transient, on the console's stream; disabled, ``items`` itself
     is returned, so the loop costs nothing extra. Experiments use ``ctx.track`` instead, whose
     bars the runner shows together."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from provenml.core import ComputeLedger
+from provenml.core.context import progress as with_progress
 from provenml.errors import ProvenmlError
 from provenml.selection.batches import Batch
 from provenml.selection.policies import (
@@ -24,6 +27,16 @@ def _batches(data: Dataset, order: Tensor, batch_size: int) -> list[Batch]:
     if isinstance(data, TensorDataset):
         return [tuple(t[c.to(t.device)] for t in data.tensors) for c in chunks]
     return list(DataLoader(data, batch_sampler=[c.tolist() for c in chunks]))
+
+
+def _epochs_of_batches(
+    data: Dataset, n: int, batch_size: int, generator: torch.Generator
+) -> Iterator[Batch]:
+    """Full batches of ``data``, a fresh random order each epoch (the last partial batch of an
+    epoch dropped), for as long as they are drawn; an epoch's order is drawn when it starts."""
+    while True:
+        order = torch.randperm(n, generator=generator)[: n - n % batch_size]
+        yield from _batches(data, order, batch_size)
 
 
 def _length(data: object, name: str) -> int:
@@ -46,6 +59,7 @@ def train_reference(
     weight_decay: float = 0.0,
     ledger: ComputeLedger | None = None,
     seed: int = 0,
+    progress: bool = False,
 ) -> nn.Module:
     """Train ``model`` on clean held-out data for ``steps`` Adam steps; return it in eval mode.
 
@@ -53,7 +67,8 @@ def train_reference(
     reference trained on the noisy pool learns the noise and stops telling noisy labels apart.
     Its FLOPs (forward + backward) go to ``ledger["training:reference"]``. ``steps`` and
     ``batch_size`` must be positive integers and ``lr`` positive (a reference trained for no
-    step would score every example by an untrained model).
+    step would score every example by an untrained model). ``progress=True`` shows a progress
+    bar over the steps.
     """
     steps = positive_int(steps, "steps")
     batch_size = positive_int(batch_size, "batch_size")
@@ -69,16 +84,11 @@ def train_reference(
         raise ProvenmlError(f"holdout has {n} examples, fewer than batch_size={batch_size}")
     generator = torch.Generator().manual_seed(seed)
     optimizer = adam(model, lr, weight_decay)
-    done = 0
-    while done < steps:
-        order = torch.randperm(n, generator=generator)[: n - n % batch_size]
-        for batch in _batches(holdout, order, batch_size):
-            if done >= steps:
-                break
-            train_step(
-                model, optimizer, loss_fn, batch, ledger=ledger, category="training:reference"
-            )
-            done += 1
+    batches = _epochs_of_batches(holdout, n, batch_size, generator)
+    for _ in with_progress(range(steps), f"training reference {type(model).__name__}", progress):
+        train_step(
+            model, optimizer, loss_fn, next(batches), ledger=ledger, category="training:reference"
+        )
     return model.eval()
 
 
