@@ -305,7 +305,8 @@ class TripleClassificationConfig(LinkPredictionConfig):
     config=TripleClassificationConfig,
     time={
         "smoke": "5s",
-        "small": "2 s after link_prediction (shared models), else 1.5 min",
+        "small": "54 s measured, idle (3 seeds, --jobs 2, load 1.0-1.2; stop 64); seconds after "
+        "link_prediction in one process (shared models)",
         "paper": "GPU hours",
     },
     threads=1,
@@ -423,7 +424,11 @@ FAILURES = (
     claim="TransE fails symmetry, DistMult fails antisymmetry and inversion, ComplEx fails "
     "composition; RotatE handles all four (RotatE paper, Table 2)",
     config=RelationPatternsConfig,
-    time={"smoke": "5s", "small": "15 s", "paper": "30 min"},
+    time={
+        "smoke": "5s",
+        "small": "18 s measured, idle (3 seeds, --jobs 2, load 0.4-0.8; stop 64)",
+        "paper": "30 min",
+    },
     threads=1,
     claims=("*_fails_*", "rotate_handles_*"),
 )
@@ -578,7 +583,11 @@ def _pair_keys(pairs: torch.Tensor, num_entities: int) -> torch.Tensor:
     claim="adding KG-embedding scores to a PCNN text encoder improves the precision-recall AUC "
     "of distantly supervised relation extraction",
     config=RelationExtractionConfig,
-    time={"smoke": "5s", "small": "10 s", "paper": "GPU 1 h"},
+    time={
+        "smoke": "5s",
+        "small": "16 s measured, idle (3 seeds, --jobs 2, load 0.8-1.0; stop 64)",
+        "paper": "GPU 1 h",
+    },
     threads=1,
     devices=("cpu",),
     claims=("kg_improves_pr_auc",),
