@@ -656,7 +656,7 @@ def _heads_summary(prefix: str) -> Callable[[list[Result], RunContext], None]:
     config=HeadsConfig,
     time={
         "smoke": "15 s",
-        "small": "8 min measured (3 seeds, --jobs 2, load 6-7.5)",
+        "small": "94 s measured, idle (3 seeds, --jobs 2, load 1.9; stop 64)",
         "paper": "GPU hours",
     },
     summarize=_heads_summary("heads"),
@@ -677,7 +677,7 @@ def heads(cfg: HeadsConfig, ctx: RunContext) -> Result:
     config=HeadsConfig,
     time={
         "smoke": "15 s",
-        "small": "3.6 min measured (3 seeds, --jobs 2, load 4.4-4.6)",
+        "small": "78 s measured, idle (3 seeds, --jobs 2, load 1.9; stop 64)",
         "paper": "GPU hours",
     },
     summarize=_heads_summary("standard"),

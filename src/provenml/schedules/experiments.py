@@ -436,7 +436,7 @@ def _summarize_multibudget(results: list[Result], ctx: RunContext) -> list[Table
     threads=1,
     time={
         "smoke": "10 s",
-        "small": "9 min for 3 seeds with --jobs 2",
+        "small": "6.9 min measured, idle (3 seeds, --jobs 2, load 1.6-1.9; stop 64)",
         "paper": "~2 h / seed (GPU)",
     },
     summarize=_summarize_multibudget,
@@ -515,7 +515,11 @@ def _summarize_oracle_regime(results: list[Result], ctx: RunContext) -> list[Tab
     "WSD-S ≤ WSD, both beat Cyclic-Cosine, and WSD-S is within 0.01 nats/byte of the oracle",
     config=OracleRegimeConfig,
     threads=1,
-    time={"smoke": "10 s", "small": "8 min for 3 seeds with --jobs 2", "paper": "GPU hours"},
+    time={
+        "smoke": "10 s",
+        "small": "6.4 min measured, idle (3 seeds, --jobs 2, load 1.8-1.9; stop 64)",
+        "paper": "GPU hours",
+    },
     summarize=_summarize_oracle_regime,
     parts=_arm_parts,
     merge=lambda cfg, parts, ctx: _multibudget_result(
