@@ -717,7 +717,7 @@ def _denoise_parts(cfg: DenoisingConfig) -> list[dict[str, Any]]:
     config=DenoisingConfig,
     time={
         "smoke": "15 s",
-        "small": "18 min measured (3 seeds, --jobs 2, load 3.7-6.4)",
+        "small": "4.3 min measured, idle (3 seeds, --jobs 2, load 1.7-1.9; stop 64)",
         "paper": "GPU hours",
     },
     summarize=lambda results, ctx: plots.denoising_summary([r.data for r in results], ctx),

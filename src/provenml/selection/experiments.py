@@ -881,7 +881,7 @@ def _noisy_run(cfg: NoisyLabelsConfig, ctx: RunContext) -> Result:
     config=NoisyLabelsConfig,
     time={
         "smoke": "20s",
-        "small": "20 min measured (3 seeds, --jobs 2, load 6-10; idle not measured)",
+        "small": "4.7 min measured, idle (3 seeds, --jobs 2, load 1.7-1.9; stop 64)",
         "paper": "GPU hours",
     },
     summarize=_summarize_noisy,
@@ -985,7 +985,7 @@ def _summarize_scorer(results: list[Result], ctx: RunContext) -> list[Table]:
     config=ScorerSizeConfig,
     time={
         "smoke": "20s",
-        "small": "9 min measured (3 seeds, --jobs 2, load 3.2-4.6)",
+        "small": "4.2 min measured, idle (3 seeds, --jobs 2, load 1.7-1.9; stop 64)",
         "paper": "GPU hours",
     },
     summarize=_summarize_scorer,
@@ -1050,7 +1050,7 @@ def _summarize_clean(results: list[Result], ctx: RunContext) -> list[Table]:
     config=CleanControlConfig,
     time={
         "smoke": "20s",
-        "small": "6 min measured (3 seeds, --jobs 2, load 3.2-4.6)",
+        "small": "3.0 min measured, idle (3 seeds, --jobs 2, load 1.8-1.9; stop 64)",
         "paper": "GPU hours",
     },
     summarize=_summarize_clean,
