@@ -508,7 +508,8 @@ def _transfer_result(cfg: TransferConfig, records: list[dict[str, Any]], ctx: Ru
     config=TransferConfig,
     time={
         "smoke": "5 s",
-        "small": "7.4 min measured (10 seeds x 16 tasks, --jobs 2, load 2-2.8; cached data)",
+        "small": "8.7 min measured, idle, empty cache (10 seeds x 16 tasks, --jobs 2, load "
+        "1.4-2.1; stop 64); 7.4 min with cached data at load 2-2.8",
         "paper": "GPU hours",
     },
     parts=_transfer_parts,

@@ -1132,7 +1132,7 @@ def _with_config(cfg: SelectionConfig, data: dict[str, Any]) -> dict[str, Any]:
     config=TextConfig,
     time={
         "smoke": "20s",
-        "small": "7.7 min measured (3 seeds, --jobs 2, load 3.3-4.5)",
+        "small": "3.0 min measured, idle (3 seeds, --jobs 2, load 1.5-1.9; stop 64)",
         "paper": "GPU hours",
     },
     summarize=_generality_summarize(
