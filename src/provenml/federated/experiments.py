@@ -629,7 +629,7 @@ def _heterogeneity_result(
     config=HeterogeneityConfig,
     time={
         "smoke": "10 s",
-        "small": "14.3 min measured (3 seeds x 12 cells, --jobs 2, load 2.5-3.6)",
+        "small": "13.9 min measured, idle (3 seeds x 12 cells, --jobs 2, load 1.4-2.0; stop 64)",
         "paper": "GPU hours",
     },
     devices=("cpu",),
