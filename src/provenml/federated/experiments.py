@@ -488,7 +488,7 @@ def injected_failures(cfg: FaultsConfig, seed: int) -> dict[str, int]:
     config=FaultsConfig,
     time={
         "smoke": "10 s",
-        "small": "15 min measured (3 seeds, --jobs 1, Flower + Ray, load 2-3)",
+        "small": "16.3 min measured (3 seeds, --jobs 1, Flower + Ray, load 0.2-2.0; stop 64)",
         "paper": "GPU hours",
     },
     devices=("cpu",),
