@@ -270,7 +270,8 @@ def _summarize_gridworld(results: list[Result], ctx: RunContext) -> list[Table]:
     config=GridworldConfig,
     time={
         "smoke": "15 s",
-        "small": "15.7 min measured, idle (5 seeds x 5 agents, --jobs 2, load 1.9-2.0; stop 47)",
+        "small": "23.0 min measured, idle (5 seeds x 5 agents, --jobs 2, load 1.9-2.0; stop 64, "
+        "Xeon model 207); 15.7 min at stop 47 on a faster Xeon",
         "paper": "hours per agent",
     },
     summarize=_summarize_gridworld,
@@ -391,7 +392,8 @@ def _summarize_ablations(results: list[Result], ctx: RunContext) -> list[Table]:
     config=AblationConfig,
     time={
         "smoke": "15 s",
-        "small": "13.7 min measured, idle (5 seeds x 4 agents, --jobs 2, load 1.9-2.0; stop 47)",
+        "small": "20.7 min measured, idle (5 seeds x 4 agents, --jobs 2, load 1.9-2.0; stop 64, "
+        "Xeon model 207); 13.7 min at stop 47 on a faster Xeon",
         "paper": "hours",
     },
     summarize=_summarize_ablations,
