@@ -3,13 +3,16 @@ nothing else changes (same weights, same history)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 import rich.progress
 import torch
 
 from provenml.core import progress
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -27,6 +30,15 @@ def shown(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     return bars
 
 
+def without_and_with_a_bar(run: Callable[[bool], T]) -> tuple[T, T]:
+    """``run(progress)`` once without the bar and once with it, each from torch seed 0."""
+    outputs = []
+    for show in (False, True):
+        torch.manual_seed(0)
+        outputs.append(run(show))
+    return outputs[0], outputs[1]
+
+
 def test_disabled_progress_returns_the_items_themselves() -> None:
     items = range(3)
     assert progress(items, "x", enabled=False) is items
@@ -37,12 +49,13 @@ def test_kge_training_with_a_bar_trains_the_same_weights(shown: list[tuple[str, 
     from provenml.kge import TrainingConfig, get_model, train
 
     triples = torch.tensor([[0, 0, 1], [1, 1, 2], [2, 0, 3], [3, 1, 0]])
-    weights = []
-    for show in (False, True):
-        torch.manual_seed(0)
+
+    def run(show: bool) -> list[torch.Tensor]:
         model = get_model("transe", num_entities=4, num_relations=2, dim=8)
         train(model, triples, TrainingConfig(epochs=3, batch_size=2), progress=show)
-        weights.append([p.detach().clone() for p in model.parameters()])
+        return [p.detach().clone() for p in model.parameters()]
+
+    weights = without_and_with_a_bar(run)
     assert all(torch.equal(a, b) for a, b in zip(*weights, strict=True))
     assert shown == [("training TransE", 3)]
 
@@ -56,18 +69,14 @@ def test_graph_pretraining_with_a_bar_gives_the_same_report(
 
     ring = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
     graphs = [Data(edge_index=torch.cat([ring, ring.flip(0)], 1), num_nodes=4)] * 6
-    losses = []
-    for show in (False, True):
-        torch.manual_seed(0)
-        report = pretrain(
-            new_encoder(hidden=8, num_layers=2),
-            graphs,
-            objective="graphcl",
-            steps=2,
-            batch_size=4,
-            progress=show,
-        )
-        losses.append(report.losses)
+
+    def run(show: bool) -> list[float]:
+        encoder = new_encoder(hidden=8, num_layers=2)
+        return pretrain(
+            encoder, graphs, objective="graphcl", steps=2, batch_size=4, progress=show
+        ).losses
+
+    losses = without_and_with_a_bar(run)
     assert losses[0] == losses[1]
     assert shown == [("pre-training (graphcl)", 2)]
 
@@ -83,17 +92,19 @@ def test_reference_training_with_a_bar_draws_the_same_batches(
     from provenml.selection import train_reference
 
     holdout = TensorDataset(torch.arange(10.0)[:, None], torch.zeros(10, dtype=torch.long))
-    seen: list[list[list[int]]] = []
-    for show in (False, True):
+
+    def run(show: bool) -> list[list[int]]:
         batches: list[list[int]] = []
 
-        def loss_fn(model: torch.nn.Module, batch: Any, record: list[list[int]] = batches) -> Any:
-            record.append(batch[0][:, 0].long().tolist())
+        def loss_fn(model: torch.nn.Module, batch: Any) -> Any:
+            batches.append(batch[0][:, 0].long().tolist())
             return model(batch[0]).sum(1) * 0.0 + batch[0][:, 0]
 
         model = torch.nn.Linear(1, 1)
         train_reference(model, holdout, loss_fn, steps=5, batch_size=4, seed=3, progress=show)
-        seen.append(batches)
+        return batches
+
+    seen = without_and_with_a_bar(run)
     assert seen[0] == seen[1]
     generator = torch.Generator().manual_seed(3)
     expected = []
@@ -117,12 +128,13 @@ def test_graph_finetuning_with_a_bar_gives_the_same_result(shown: list[tuple[str
 
     graphs = [ring(3 + i % 5) for i in range(12)]
     task = DownstreamTask.from_graphs(graphs[:8], graphs[8:10], graphs[10:], name="rings")
-    results = []
-    for show in (False, True):
-        torch.manual_seed(0)
+
+    def run(show: bool) -> tuple[float, list[float]]:
         encoder = new_encoder(hidden=8, num_layers=2)
         result = finetune(encoder, task, epochs=2, batch_size=4, seed=1, progress=show)
-        results.append((result.test_error, result.val_curve))
+        return result.test_error, result.val_curve
+
+    results = without_and_with_a_bar(run)
     assert results[0] == results[1]
     assert shown == [("fine-tuning on rings", 2)]
 
@@ -133,13 +145,13 @@ def test_densecl_pretraining_with_a_bar_gives_the_same_losses(
     from provenml.ssl import DenseCL, SmallResNet, TwoViewAugment, multi_object_scenes, pretrain
 
     images = multi_object_scenes(16, seed=0).images
-    losses = []
-    for show in (False, True):
-        torch.manual_seed(0)
+
+    def run(show: bool) -> list[float]:
         model = DenseCL(SmallResNet((8, 8)), image_size=16, queue_size=16, dim=8, warmup_steps=1)
         augment = TwoViewAugment(16)
-        history = pretrain(model, images, steps=2, batch_size=8, augment=augment, progress=show)
-        losses.append(history.loss)
+        return pretrain(model, images, steps=2, batch_size=8, augment=augment, progress=show).loss
+
+    losses = without_and_with_a_bar(run)
     assert losses[0] == losses[1]
     assert shown == [("pre-training DenseCL", 2)]
 
@@ -161,15 +173,15 @@ def test_fewshot_training_with_a_bar_gives_the_same_numbers(
     )
     x = torch.randn(10 * 8, 6, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(10).repeat_interleave(8)
-    numbers = []
-    for show in (False, True):
-        torch.manual_seed(0)
+
+    def run(show: bool) -> tuple[dict[str, float], dict[str, float]]:
         encoder = MLPEncoder(6, hidden=(8,), out_dim=4)
         model = FewShotClassifier(encoder, make_head("protonet", 4))
         generator = torch.Generator().manual_seed(0)
         pre = pretrain_encoder(encoder, x, labels, settings, generator, progress=show)
-        meta = meta_train(model, x, labels, settings, seed=0, progress=show)
-        numbers.append((pre, meta))
+        return pre, meta_train(model, x, labels, settings, seed=0, progress=show)
+
+    numbers = without_and_with_a_bar(run)
     assert numbers[0] == numbers[1]
     assert shown == [("pre-training the encoder", 3), ("meta-training", 2)]
 
@@ -180,8 +192,8 @@ def test_meta_rl_training_with_a_bar_gives_the_same_returns(
     from provenml.metarl import TrainConfig, train_agent
 
     cfg = TrainConfig(num_envs=8, total_steps=8 * 60 * 2)
-    returns = [
-        train_agent("varibad", cfg, seed=3, progress=show).curve_returns for show in (False, True)
-    ]
+    returns = without_and_with_a_bar(
+        lambda show: train_agent("varibad", cfg, seed=3, progress=show).curve_returns
+    )
     assert returns[0] == returns[1]
     assert len(shown) == 1 and shown[0][0] == "training varibad" and shown[0][1] >= 1
