@@ -9,6 +9,7 @@ from torch import nn
 import provenml.nn.native as nn_native
 from provenml.errors import ProvenmlError
 from provenml.metarl import native
+from provenml.metarl.agents import RL2Agent, Rollout, make_agent
 from provenml.metarl.belief import BeliefEncoder, CellRewardDecoder, RewardDecoder
 from provenml.rl import ActorCritic, SigmoidTanh
 
@@ -340,7 +341,7 @@ def test_no_c_compiler_falls_back_with_one_warning(monkeypatch: pytest.MonkeyPat
         native._library.cache_clear()
 
 
-@pytest.mark.parametrize("agent", ["oracle", "varibad"])
+@pytest.mark.parametrize("agent", ["oracle", "rl2", "varibad"])
 def test_training_with_the_native_kernels_tracks_pytorch(
     agent: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -424,3 +425,72 @@ def test_native_pair_decoder_only_where_it_applies(monkeypatch: pytest.MonkeyPat
                 torch.randn(3, 4, 32), torch.randn(2, 7, 32), second.weight, second.bias,
                 third.weight, third.bias,
             )  # fmt: skip
+
+
+def _rl2_rollout(transitions: torch.Tensor) -> Rollout:
+    """A rollout whose only filled field is what RL2's features read: the transitions."""
+    num_envs, horizon, _ = transitions.shape
+    empty = torch.zeros(num_envs, horizon)
+    return Rollout(*(empty,) * 4, transitions, *(empty,) * 4)
+
+
+def test_rl2_native_gru_equals_torch_nn_gru(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RL2's policy memory on the C recurrence (float32) gives ``torch.nn.GRU``'s features
+    and, through them, the same gradients for the embedding and the GRU (the PPO loss
+    trains both)."""
+    if not native.native_recurrence_available(torch.zeros(1), 64):
+        pytest.skip("no C compiler here: the PyTorch recurrence is the only one")
+    calls = _native_calls(monkeypatch)
+    torch.manual_seed(10)
+    agent = make_agent("rl2", 6, 5, True, oracle_dim=2)
+    assert isinstance(agent, RL2Agent)
+    batch = _rl2_rollout(torch.randn(16, 23, 12))
+    weights = torch.randn(16, 23, agent.feature_dim)
+    results = {}
+    for use_native in (True, False):
+        agent.native = use_native
+        agent.zero_grad()
+        features = agent.policy_features(batch)
+        (features * weights).sum().backward()
+        grads = {n: p.grad.clone() for n, p in agent.named_parameters() if p.grad is not None}
+        results[use_native] = (features.detach(), grads)
+    assert len(calls) == 1  # the native run only
+    (fast, fast_grads), (ref, ref_grads) = results[True], results[False]
+    assert fast.shape == (16, 23, agent.feature_dim)
+    assert fast[:, 0].abs().max().item() == 0.0  # nothing seen before the first action
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    assert (
+        sorted(fast_grads)
+        == sorted(ref_grads)
+        == [
+            "embed.0.bias",
+            "embed.0.weight",
+            "gru.bias_hh_l0",
+            "gru.bias_ih_l0",
+            "gru.weight_hh_l0",
+            "gru.weight_ih_l0",
+        ]
+    )
+    for name, grad in fast_grads.items():
+        assert grad.abs().max().item() > 0.0, name
+        scale = ref_grads[name].abs().max().item()
+        torch.testing.assert_close(grad, ref_grads[name], rtol=1e-4, atol=1e-5 * scale, msg=name)
+
+
+@pytest.mark.parametrize("use_native", [True, False])
+def test_rl2_acting_features_are_the_ones_ppo_recomputes(use_native: bool) -> None:
+    """The features RL2 acts on, one step at a time (``begin`` / ``observe``: a kernel step
+    or one ``nn.GRU`` step), are the ones its PPO update recomputes over the whole episode."""
+    torch.manual_seed(11)
+    agent = make_agent("rl2", 6, 5, True, oracle_dim=2)
+    assert isinstance(agent, RL2Agent)
+    agent.native = use_native
+    transitions = torch.randn(7, 15, 12)
+    with torch.no_grad():
+        state, feature = agent.begin(7, torch.zeros(7, 2))
+        acted = [feature]
+        for j in range(14):
+            state, feature = agent.observe(state, transitions[:, j], torch.zeros(7, 2))
+            acted.append(feature)
+        recomputed = agent.policy_features(_rl2_rollout(transitions))
+    torch.testing.assert_close(torch.stack(acted, 1), recomputed, rtol=0, atol=1e-5)

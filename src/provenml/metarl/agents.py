@@ -36,6 +36,8 @@ from provenml.metarl.belief import (
     CellRewardDecoder,
     RewardDecoder,
     belief_losses,
+    gru_states,
+    gru_stepper,
 )
 from provenml.metarl.envs import GRID_SWITCH_MATRIX
 from provenml.rl import ActorCritic
@@ -193,7 +195,16 @@ class BayesFilterAgent(Agent):
 
 class RL2Agent(Agent):
     """RL^2: a GRU over ``(a_j, r_j, s_{j+1})`` whose state is the policy's feature; trained
-    by backpropagating the PPO loss through the whole episode."""
+    by backpropagating the PPO loss through the whole episode.
+
+    The GRU runs as :func:`~provenml.metarl.belief.gru_states` (one C recurrence over the
+    episode, forward and backward, on float32 CPU tensors; ``torch.nn.GRU`` elsewhere or with
+    ``native = False``) and acts by :func:`~provenml.metarl.belief.gru_stepper` (one kernel
+    step, the weights copied once per rollout), the same recurrence VariBAD's encoder runs.
+    """
+
+    # False keeps torch.nn.GRU where the C recurrence could run (tests compare the two)
+    native: bool = True
 
     def __init__(self, obs_dim: int, action_dim: int, discrete: bool, hidden: int, gru: int = 64):
         self.feature_dim = gru
@@ -202,19 +213,22 @@ class RL2Agent(Agent):
         self.gru = nn.GRU(32, gru, batch_first=True)
 
     def begin(self, num_envs: int, latent: torch.Tensor) -> tuple[Any, torch.Tensor]:
-        h = torch.zeros(1, num_envs, self.feature_dim)
-        return h, h[0]
+        """The state is ``(h, step)``: the GRU state and this rollout's ``gru_stepper``."""
+        h = torch.zeros(num_envs, self.feature_dim)
+        return (h, gru_stepper(self.embed, self.gru, self.native)), h
 
     def observe(
         self, state: Any, transition: torch.Tensor, next_latent: torch.Tensor
     ) -> tuple[Any, torch.Tensor]:
-        out, h = self.gru(self.embed(transition)[:, None], state)
-        return h, out[:, 0]
+        h_prev, step = state
+        h = step(h_prev, transition)
+        return (h, step), h
 
     def policy_features(self, batch: Rollout) -> torch.Tensor:
-        out, _ = self.gru(self.embed(batch.transitions))
-        h0 = torch.zeros_like(out[:, :1])
-        return torch.cat([h0, out[:, :-1]], 1)  # features for acting at step j: after j-1
+        transitions = batch.transitions
+        h0 = transitions.new_zeros(len(transitions), self.feature_dim)
+        out = gru_states(self.embed, self.gru, transitions, h0, self.native)
+        return torch.cat([h0[:, None], out[:, :-1]], 1)  # features for acting at step j: after j-1
 
 
 class RunningNorm(nn.Module):

@@ -245,6 +245,76 @@ class _SessionAwareRecurrence(torch.autograd.Function):
         )
 
 
+def _time_major_projections(
+    embed: nn.Sequential, gru: nn.GRU, inputs: torch.Tensor, native: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``gi_j = W_ih relu(W_e x_j + b_e) + b_ih`` of every step of ``inputs`` (N, T, D),
+    time-major (T, N, 3H), and the embedding (N, T, E) where PyTorch computed it (None where
+    :class:`~provenml.metarl.native.NativeInputProjection` did it in one C pass: ``native``,
+    data inputs without gradient, ``D <= 64``, ``E`` a multiple of 16)."""
+    linear = embed[0]
+    assert isinstance(linear, nn.Linear)
+    if (
+        native
+        and not inputs.requires_grad
+        and inputs.shape[-1] <= 64
+        and linear.out_features % 16 == 0
+    ):
+        gi = NativeInputProjection.apply(
+            inputs, linear.weight, linear.bias, gru.weight_ih_l0, gru.bias_ih_l0
+        )
+        return gi, None
+    embedded = embed(inputs)  # all steps at once; only the recurrence loops
+    gi = F.linear(embedded, gru.weight_ih_l0, gru.bias_ih_l0)
+    return gi.transpose(0, 1).contiguous(), embedded
+
+
+def gru_states(
+    embed: nn.Sequential,
+    gru: nn.GRU,
+    inputs: torch.Tensor,
+    h0: torch.Tensor,
+    native: bool = True,
+) -> torch.Tensor:
+    """The states ``h_1..h_T`` (N, T, H) of the one-layer ``gru`` (Cho et al. 2014, as
+    ``torch.nn.GRU`` computes it) over ``embed(inputs)`` (``inputs`` (N, T, D), ``embed`` a
+    Linear and a ReLU) from ``h0`` (N, H): VariBAD's encoder recurrence and RL2's policy
+    memory. On float32 CPU tensors (``native`` and
+    :func:`~provenml.metarl.native.native_recurrence_available`) the input projection and the
+    recurrence run as C kernels, forward and backward; elsewhere one ``torch.nn.GRU`` call.
+    ``tests/metarl/test_recurrence.py`` checks that the two agree."""
+    if not (native and native_recurrence_available(inputs, gru.hidden_size)):
+        return gru(embed(inputs), h0[None])[0]
+    gi, _ = _time_major_projections(embed, gru, inputs, native=True)
+    hs = NativeRecurrence.apply(gi, h0, gru.weight_hh_l0, gru.bias_hh_l0, *(None,) * 4, True)[0]
+    return hs.transpose(0, 1)
+
+
+def gru_stepper(
+    embed: nn.Sequential, gru: nn.GRU, native: bool = True
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """One step of :func:`gru_states` for acting: ``step(h_prev, x)`` returns ``h_j`` (N, H)
+    for one transition ``x`` (N, D) of every environment. Where the C recurrence runs it is
+    one :class:`~provenml.metarl.native.RecurrenceStepper` call with the weights as of this
+    call (build one per rollout, a new one after training); with gradients enabled, or
+    where the kernel does not run, one ``torch.nn.GRU`` step."""
+
+    def torch_step(h_prev: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return gru(embed(x)[:, None], h_prev[None])[0][:, 0]
+
+    weight = gru.weight_hh_l0
+    if not (native and native_recurrence_available(weight, gru.hidden_size)):
+        return torch_step
+    kernel = RecurrenceStepper(weight, gru.bias_hh_l0, None, None, None, None)
+
+    def step(h_prev: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():  # the kernel step has no backward: autograd's path
+            return torch_step(h_prev, x)
+        return kernel(F.linear(embed(x), gru.weight_ih_l0, gru.bias_ih_l0), h_prev)
+
+    return step
+
+
 class BeliefEncoder(nn.Module):
     """The VariBAD GRU encoder; with ``session_aware`` it is DynaMITE-RL's (termination head,
     gated session reset, optional prior conditioning).
@@ -422,35 +492,12 @@ class BeliefEncoder(nn.Module):
         num_envs = inputs.shape[0]
         h0 = self.initial(num_envs)
         init_mu, init_logvar = self.gaussian(h0)
-        native = self.native and native_recurrence_available(inputs, self.hidden)
-        linear = self.embed[0]
-        assert isinstance(linear, nn.Linear)
         cond_mu = cond_logvar = term = None
-        if (
-            native
-            and not inputs.requires_grad
-            and inputs.shape[-1] <= 64
-            and linear.out_features % 16 == 0
-        ):
-            # embedding and input projection of every step in one C pass, time-major
-            gi = NativeInputProjection.apply(
-                inputs, linear.weight, linear.bias, self.gru.weight_ih_l0, self.gru.bias_ih_l0
-            )
-            embedded = None
+        if not self.session_aware:  # the C kernels where they run (native.py), else nn.GRU
+            hs = gru_states(self.embed, self.gru, inputs, h0, self.native)
         else:
-            embedded = self.embed(inputs)  # all steps at once; only the recurrence loops
-            if native or self.session_aware:
-                gi = self._input_projection(embedded).transpose(0, 1).contiguous()  # (T, N, 3H)
-        if not self.session_aware:
-            if native:  # the same GRU as one C loop, forward and backward (native.py)
-                hs_t = NativeRecurrence.apply(
-                    gi, h0, self.gru.weight_hh_l0, self.gru.bias_hh_l0, *(None,) * 4, True
-                )[0]
-                hs = hs_t.transpose(0, 1)
-            else:
-                assert embedded is not None
-                hs, _ = self.gru(embedded, h0[None])
-        else:
+            native = self.native and native_recurrence_available(inputs, self.hidden)
+            gi, _ = _time_major_projections(self.embed, self.gru, inputs, native)
             prior = self.prior_net[0] if self.prior_conditioning else None
             recurrence = NativeRecurrence if native else _SessionAwareRecurrence
             hs_t, logits_t, starts_t = recurrence.apply(
