@@ -13,8 +13,9 @@ of :mod:`provenml.rl`), the belief model and its session-aware losses, training 
     episodes = evaluation_options("gridworld", 100, 0.07, seed=1)
     print(evaluate(trained.agent, "gridworld", episodes, 0.07, seed=1).mean_return)
 
-The belief encoders run their recurrence over a sequence as a C kernel, forward and backward
-(``NativeRecurrence``, compiled once with the system's gcc), where
+The belief encoders and RL2's policy memory (``gru_states``, ``gru_stepper``) run their
+recurrence over a sequence as a C kernel, forward and backward (``NativeRecurrence``, compiled
+once with the system's gcc), where
 ``native_recurrence_available`` says it can (by default on AVX-512 and AVX2 CPUs, where it is
 the faster path; ``PROVENML_NATIVE=1`` or ``0`` forces it on or off); elsewhere in PyTorch,
 with the same results to float32 rounding.
@@ -28,6 +29,8 @@ from provenml.metarl.belief import (
     RewardDecoder,
     belief_losses,
     consistency_loss,
+    gru_states,
+    gru_stepper,
     session_reconstruction_mask,
 )
 from provenml.metarl.envs import (
@@ -79,6 +82,8 @@ __all__ = [
     "consistency_loss",
     "evaluate",
     "evaluation_options",
+    "gru_states",
+    "gru_stepper",
     "make_agent",
     "make_vec_env",
     "native_recurrence_available",
