@@ -164,15 +164,15 @@ def _summary(runs: dict[str, dict[str, Any]], prefix: str = "") -> dict[str, flo
 
 
 # costliest first: ``--jobs`` workers take the (seed, agent) parts in this order. Measured
-# per seed at ``small`` (stop 64, results/list_times_stop64): RL2 250-288 s on PyTorch's GRU,
-# DynaMITE-RL 118-134, VariBAD 63-88, oracle and memoryless 36-44; RL2 on the C recurrence
-# (stop 65) takes about half of its old time, still more than VariBAD's
+# per seed at ``small`` on the grid world (stop 65, results/metarl_rl2_stop65): RL2 146-169 s
+# (on the C recurrence; 250-288 on PyTorch's GRU at stop 64), DynaMITE-RL 102-112, VariBAD
+# 79-91, oracle and memoryless 36-42; the DynaMITE-RL ablations 109-144 (stop 64)
 COST_ORDER = (
+    "rl2",
     "dynamite",
     "dynamite_no_masking",
     "dynamite_no_consistency",
     "dynamite_no_prior",
-    "rl2",
     "varibad",
     "bayes_filter",
     "oracle",
@@ -273,8 +273,8 @@ def _summarize_gridworld(results: list[Result], ctx: RunContext) -> list[Table]:
     config=GridworldConfig,
     time={
         "smoke": "15 s",
-        "small": "23.0 min measured, idle (5 seeds x 5 agents, --jobs 2, load 1.9-2.0; stop 64, "
-        "Xeon model 207); 15.7 min at stop 47 on a faster Xeon",
+        "small": "18.4 min measured, idle (5 seeds x 5 agents, --jobs 2, load 1.6-2.0; stop 65, "
+        "Xeon model 207, RL2 on the C recurrence); 23.0 min at stop 64 on PyTorch's GRU",
         "paper": "hours per agent",
     },
     summarize=_summarize_gridworld,
