@@ -503,7 +503,8 @@ def _merge_rates(cfg: SessionRateConfig, parts: list[Result], ctx: RunContext) -
     config=SessionRateConfig,
     time={
         "smoke": "20 s",
-        "small": "17.5 min measured, idle (5 seeds x 3 rates x 2 agents, --jobs 2; stop 47)",
+        "small": "19.3 min measured, idle (5 seeds x 3 rates x 2 agents, --jobs 2, load 1.9-2.0; "
+        "stop 65, Xeon model 207); 17.5 min at stop 47 on a faster Xeon",
         "paper": "hours",
     },
     summarize=_summarize_rates,
