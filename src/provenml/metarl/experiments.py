@@ -395,8 +395,8 @@ def _summarize_ablations(results: list[Result], ctx: RunContext) -> list[Table]:
     config=AblationConfig,
     time={
         "smoke": "15 s",
-        "small": "20.7 min measured, idle (5 seeds x 4 agents, --jobs 2, load 1.9-2.0; stop 64, "
-        "Xeon model 207); 13.7 min at stop 47 on a faster Xeon",
+        "small": "16.9 min measured, idle (5 seeds x 4 agents, --jobs 2, load 1.9-2.0; stop 65, "
+        "Xeon model 207); 20.7 min at stop 64, same host and code",
         "paper": "hours",
     },
     summarize=_summarize_ablations,
