@@ -604,8 +604,8 @@ def _summarize_reacher(results: list[Result], ctx: RunContext) -> None:
     time={
         "smoke": "15 s",
         "small": (
-            "15.3 min measured, idle (5 seeds x 4 agents, --jobs 2, AVX2 EPYC, load 0.6 -> "
-            "1.6-1.9; stop 53; 11.2 min on the AVX-512 Xeon at stop 47)"
+            "11.5 min measured, idle (5 seeds x 4 agents, --jobs 2, load 1.6-2.0; stop 65, "
+            "Xeon model 207); 15.3 min on the AVX2 EPYC of stop 53"
         ),
         "paper": "hours",
     },
