@@ -10,7 +10,7 @@ import provenml.nn.native as nn_native
 from provenml.errors import ProvenmlError
 from provenml.metarl import native
 from provenml.metarl.agents import RL2Agent, Rollout, make_agent
-from provenml.metarl.belief import BeliefEncoder, CellRewardDecoder, RewardDecoder
+from provenml.metarl.belief import BeliefEncoder, CellRewardDecoder, RewardDecoder, gru_states
 from provenml.rl import ActorCritic, SigmoidTanh
 
 
@@ -494,3 +494,18 @@ def test_rl2_acting_features_are_the_ones_ppo_recomputes(use_native: bool) -> No
             acted.append(feature)
         recomputed = agent.policy_features(_rl2_rollout(transitions))
     torch.testing.assert_close(torch.stack(acted, 1), recomputed, rtol=0, atol=1e-5)
+
+
+def test_gru_states_refuses_inputs_that_do_not_fit() -> None:
+    """A sequence of the wrong width, a missing time axis or a wrong ``h0`` is named in a
+    ProvenmlError, not a shape error from inside torch or the C kernel."""
+    agent = make_agent("rl2", 6, 5, True, oracle_dim=2)
+    assert isinstance(agent, RL2Agent)
+    h0 = torch.zeros(3, agent.feature_dim)
+    with pytest.raises(ProvenmlError, match=r"\(N, T, 12\)"):
+        gru_states(agent.embed, agent.gru, torch.randn(3, 4, 11), h0)
+    with pytest.raises(ProvenmlError, match=r"\(N, T, 12\)"):
+        gru_states(agent.embed, agent.gru, torch.randn(3, 12), h0)
+    with pytest.raises(ProvenmlError, match="h0 must be"):
+        gru_states(agent.embed, agent.gru, torch.randn(3, 4, 12), torch.zeros(2, 64))
+    assert gru_states(agent.embed, agent.gru, torch.randn(3, 4, 12), h0).shape == (3, 4, 64)

@@ -247,11 +247,11 @@ class _SessionAwareRecurrence(torch.autograd.Function):
 
 def _time_major_projections(
     embed: nn.Sequential, gru: nn.GRU, inputs: torch.Tensor, native: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> torch.Tensor:
     """``gi_j = W_ih relu(W_e x_j + b_e) + b_ih`` of every step of ``inputs`` (N, T, D),
-    time-major (T, N, 3H), and the embedding (N, T, E) where PyTorch computed it (None where
-    :class:`~provenml.metarl.native.NativeInputProjection` did it in one C pass: ``native``,
-    data inputs without gradient, ``D <= 64``, ``E`` a multiple of 16)."""
+    time-major (T, N, 3H): one C pass of
+    :class:`~provenml.metarl.native.NativeInputProjection` where it runs (``native``, data
+    inputs without gradient, ``D <= 64``, ``E`` a multiple of 16), else PyTorch's layers."""
     linear = embed[0]
     assert isinstance(linear, nn.Linear)
     if (
@@ -260,13 +260,11 @@ def _time_major_projections(
         and inputs.shape[-1] <= 64
         and linear.out_features % 16 == 0
     ):
-        gi = NativeInputProjection.apply(
+        return NativeInputProjection.apply(
             inputs, linear.weight, linear.bias, gru.weight_ih_l0, gru.bias_ih_l0
         )
-        return gi, None
     embedded = embed(inputs)  # all steps at once; only the recurrence loops
-    gi = F.linear(embedded, gru.weight_ih_l0, gru.bias_ih_l0)
-    return gi.transpose(0, 1).contiguous(), embedded
+    return F.linear(embedded, gru.weight_ih_l0, gru.bias_ih_l0).transpose(0, 1).contiguous()
 
 
 def gru_states(
@@ -283,9 +281,18 @@ def gru_states(
     :func:`~provenml.metarl.native.native_recurrence_available`) the input projection and the
     recurrence run as C kernels, forward and backward; elsewhere one ``torch.nn.GRU`` call.
     ``tests/metarl/test_recurrence.py`` checks that the two agree."""
-    if not (native and native_recurrence_available(inputs, gru.hidden_size)):
+    linear = embed[0]
+    assert isinstance(linear, nn.Linear)
+    width, hidden = linear.in_features, gru.hidden_size
+    if inputs.dim() != 3 or inputs.shape[-1] != width:
+        raise ProvenmlError(f"the GRU takes sequences (N, T, {width}); got {tuple(inputs.shape)}")
+    if tuple(h0.shape) != (inputs.shape[0], hidden):
+        raise ProvenmlError(
+            f"h0 must be (N, {hidden}) for {inputs.shape[0]} sequences; got {tuple(h0.shape)}"
+        )
+    if not (native and native_recurrence_available(inputs, hidden)):
         return gru(embed(inputs), h0[None])[0]
-    gi, _ = _time_major_projections(embed, gru, inputs, native=True)
+    gi = _time_major_projections(embed, gru, inputs, native=True)
     hs = NativeRecurrence.apply(gi, h0, gru.weight_hh_l0, gru.bias_hh_l0, *(None,) * 4, True)[0]
     return hs.transpose(0, 1)
 
@@ -497,7 +504,7 @@ class BeliefEncoder(nn.Module):
             hs = gru_states(self.embed, self.gru, inputs, h0, self.native)
         else:
             native = self.native and native_recurrence_available(inputs, self.hidden)
-            gi, _ = _time_major_projections(self.embed, self.gru, inputs, native)
+            gi = _time_major_projections(self.embed, self.gru, inputs, native)
             prior = self.prior_net[0] if self.prior_conditioning else None
             recurrence = NativeRecurrence if native else _SessionAwareRecurrence
             hs_t, logits_t, starts_t = recurrence.apply(

@@ -166,7 +166,7 @@ def _summary(runs: dict[str, dict[str, Any]], prefix: str = "") -> dict[str, flo
 # costliest first: ``--jobs`` workers take the (seed, agent) parts in this order. Measured
 # per seed at ``small`` on the grid world (stop 65, results/metarl_rl2_stop65): RL2 146-169 s
 # (on the C recurrence; 250-288 on PyTorch's GRU at stop 64), DynaMITE-RL 102-112, VariBAD
-# 79-91, oracle and memoryless 36-42; the DynaMITE-RL ablations 109-144 (stop 64)
+# 79-91, oracle and memoryless 36-42; the DynaMITE-RL ablations 85-109 (stop 65)
 COST_ORDER = (
     "rl2",
     "dynamite",
