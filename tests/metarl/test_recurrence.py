@@ -431,7 +431,17 @@ def _rl2_rollout(transitions: torch.Tensor) -> Rollout:
     """A rollout whose only filled field is what RL2's features read: the transitions."""
     num_envs, horizon, _ = transitions.shape
     empty = torch.zeros(num_envs, horizon)
-    return Rollout(*(empty,) * 4, transitions, *(empty,) * 4)
+    return Rollout(
+        obs=empty,
+        actions=empty,
+        rewards=empty,
+        next_obs=empty,
+        transitions=transitions,
+        features=empty,
+        logp=empty,
+        values=empty,
+        session_end=empty,
+    )
 
 
 def test_rl2_native_gru_equals_torch_nn_gru(monkeypatch: pytest.MonkeyPatch) -> None:
