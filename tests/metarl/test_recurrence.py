@@ -10,7 +10,13 @@ import provenml.nn.native as nn_native
 from provenml.errors import ProvenmlError
 from provenml.metarl import native
 from provenml.metarl.agents import RL2Agent, Rollout, make_agent
-from provenml.metarl.belief import BeliefEncoder, CellRewardDecoder, RewardDecoder, gru_states
+from provenml.metarl.belief import (
+    BeliefEncoder,
+    CellRewardDecoder,
+    RewardDecoder,
+    gru_states,
+    gru_stepper,
+)
 from provenml.rl import ActorCritic, SigmoidTanh
 
 
@@ -519,3 +525,25 @@ def test_gru_states_refuses_inputs_that_do_not_fit() -> None:
     with pytest.raises(ProvenmlError, match="h0 must be"):
         gru_states(agent.embed, agent.gru, torch.randn(3, 4, 12), torch.zeros(2, 64))
     assert gru_states(agent.embed, agent.gru, torch.randn(3, 4, 12), h0).shape == (3, 4, 64)
+
+
+@pytest.mark.parametrize(("width", "embed", "hidden"), [(7, 16, 32), (30, 48, 48), (5, 8, 24)])
+def test_gru_states_and_stepper_agree_with_nn_gru_at_other_sizes(
+    width: int, embed: int, hidden: int
+) -> None:
+    """``gru_states`` and ``gru_stepper`` on a plain embedding and GRU of other sizes than
+    RL2's (24 hidden units: off the kernel's 16-float tile, PyTorch's path), from a nonzero
+    ``h0``, give ``torch.nn.GRU``'s states."""
+    torch.manual_seed(12)
+    embedding = nn.Sequential(nn.Linear(width, embed), nn.ReLU())
+    gru = nn.GRU(embed, hidden, batch_first=True)
+    inputs, h0 = torch.randn(9, 17, width), torch.randn(9, hidden)
+    with torch.no_grad():
+        reference = gru(embedding(inputs), h0[None])[0]
+        fused = gru_states(embedding, gru, inputs, h0)
+        step, h, stepped = gru_stepper(embedding, gru), h0, []
+        for j in range(17):
+            h = step(h, inputs[:, j])
+            stepped.append(h)
+    torch.testing.assert_close(fused, reference, rtol=0, atol=1e-5)
+    torch.testing.assert_close(torch.stack(stepped, 1), reference, rtol=0, atol=1e-5)
