@@ -25,6 +25,9 @@ build in one process (stop 38, docs/compiler.md): none helped, which is why none
   (``huge_pages=True``, the default since stop 40) against numpy's 4 KiB pages, the same
   build's library with two sets of blocks, at 2 threads, on ``--cases``; prints how much of
   the process's anonymous memory the kernel backed with huge pages.
+* ``recip`` (stop 66): the compiler's ``-mno-recip -fno-reciprocal-math`` (exact division and
+  square roots) against the shared flags' approximate reciprocals, the same lowered source
+  built both ways, at 1 and 2 threads, on ``--cases``.
 * ``pinning``: the caller on CPU 0 and every other thread of the process (the pool's worker)
   on CPU 1 (``os.sched_setaffinity``), against no affinity; per-stage work from
   ``profile()``, with the one-thread build's as the reference.
@@ -32,6 +35,7 @@ build in one process (stop 38, docs/compiler.md): none helped, which is why none
     .venv/bin/python benchmarks/bench_compiler_levers.py [--check head-major,chunks,pinning]
     .venv/bin/python benchmarks/bench_compiler_levers.py --check prefetch [--cases transformer:1]
     .venv/bin/python benchmarks/bench_compiler_levers.py --check hugepages --cases transformer:1
+    .venv/bin/python benchmarks/bench_compiler_levers.py --check recip --cases transformer:1,mlp:1
 
 Latency: median of ``--rounds`` interleaved rounds with eager PyTorch (2 threads) in the same
 rounds as the anchor; ratios are medians of the per-round ratios. Quote the load average
@@ -56,7 +60,7 @@ from scipy import stats
 
 import provenml.compiler.tune as pc_tune
 from provenml.compiler import compile as pm_compile
-from provenml.compiler.build import build
+from provenml.compiler.build import FLAGS, SHARED_FLAGS, build
 from provenml.compiler.codegen import lower
 from provenml.compiler.experiments import interleaved_samples
 from provenml.compiler.models import TransformerBlock, build_model
@@ -140,6 +144,38 @@ def prefetch(args: argparse.Namespace) -> None:
             print(
                 f"{threads}T off / on: median {np.median(ratio):.3f} (10-90% of rounds "
                 f"{lo:.3f}-{hi:.3f}), off faster in {int((ratio < 1).sum())} of {len(ratio)}"
+            )
+
+
+def recip(args: argparse.Namespace) -> None:
+    """The compiler's exact division (stop 66: ``-mno-recip -fno-reciprocal-math``, IEEE's
+    infinities and zeros) against the shared flags' approximate reciprocals plus a Newton
+    step, one planned graph lowered once per thread count and built both ways, at 1 and 2
+    threads, on ``--cases``, interleaved with eager (2 threads) as the anchor."""
+    for case in args.cases.split(","):
+        name, _, batch = case.partition(":")
+        model, x = build_model(name, int(batch or 1))
+        build_ = pm_compile(model, (x,), threads=2, tune_threads=False)
+        final = build_.graph.graph
+        arms: dict[str, Any] = {}
+        for threads in (1, 2):
+            program = lower(final, runtime="pool", chunks=4 * threads)
+            for label, flags in (("exact", FLAGS), ("approximate", SHARED_FLAGS)):
+                path, _ = build(program.source, flags)
+                arms[f"{threads}T {label}"] = CompiledGraph(final, program, path, threads)
+        with torch.no_grad():
+            err = {k: float((f(x)[0] - model(x)).abs().max()) for k, f in arms.items()}
+        print(f"\n== exact division, {case} (max abs difference to eager: {err})")
+        samples = timed(arms, model, x, args.rounds)
+        for threads in (1, 2):
+            exact = np.array(samples[f"{threads}T exact"])
+            approximate = np.array(samples[f"{threads}T approximate"])
+            ratio = exact / approximate
+            lo, hi = np.quantile(ratio, [0.1, 0.9])
+            print(
+                f"{threads}T exact / approximate: median {np.median(ratio):.3f} (10-90% of "
+                f"rounds {lo:.3f}-{hi:.3f}), exact faster in {int((ratio < 1).sum())} of "
+                f"{len(ratio)}"
             )
 
 
@@ -277,8 +313,9 @@ def main() -> None:
     print("load average at the start", tuple(round(v, 2) for v in os.getloadavg()))
     model, x = build_model("transformer", 1)
     model.eval()
-    standard = pm_compile(model, (x,), threads=2, tune_threads=False)
     checks = args.check.split(",")
+    if {"head-major", "chunks", "pinning"} & set(checks):
+        standard = pm_compile(model, (x,), threads=2, tune_threads=False)
     if "head-major" in checks:
         head_major = HeadMajorBlock(model).eval()
         other = pm_compile(head_major, (x,), threads=2, tune_threads=False)
@@ -303,6 +340,8 @@ def main() -> None:
         hugepages(args)
     if "prefetch" in checks:
         prefetch(args)
+    if "recip" in checks:
+        recip(args)
     if "balance" in checks:
         balance(model, x, args.rounds)
     if "alone" in checks:

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from provenml.nn.native import CC, FLAGS, LIBS, LINK_FLAGS, build_key, compile_library
+from provenml.nn.native import CC, LIBS, LINK_FLAGS, build_key, compile_library
+from provenml.nn.native import FLAGS as SHARED_FLAGS
 
 __all__ = [
     "BUILD_JOBS_ENV",
@@ -22,6 +23,7 @@ __all__ = [
     "FLAGS",
     "LIBS",
     "LINK_FLAGS",
+    "SHARED_FLAGS",
     "build",
     "build_jobs",
     "build_key",
@@ -31,6 +33,18 @@ __all__ = [
 ]
 
 BUILD_JOBS_ENV = "PROVENML_BUILD_JOBS"  # gcc processes build_many may run at once
+
+#: The shared layer's flags (``-O3 -march=native -ffast-math ...``) without reciprocal
+#: approximations. Under ``-ffast-math`` gcc computes ``a / b``, ``1 / sqrt(x)`` and
+#: ``sqrt(x)`` from the approximate reciprocal instructions (``vrcp14ps`` / ``vrsqrt14ps`` in
+#: vector loops, ``vrsqrtss`` in scalar ones) and one Newton step, which give NaN where IEEE
+#: gives an infinity or a zero: ``1 / 0``, ``x / 0``, ``rsqrt(0)`` (a GCN's ``deg ** -0.5``
+#: on an isolated node, which PyG then masks to 0), ``1 / inf`` (``sigmoid(-inf)``),
+#: ``sqrt(inf)`` (found at stop 66). ``-mno-recip`` keeps the vector loops exact and
+#: ``-fno-reciprocal-math`` the scalar ones (each alone leaves the other approximate); the
+#: kernels then divide and take square roots as PyTorch does. S2's hand-written kernels keep
+#: the shared flags: their inputs are finite, and their results stay as committed.
+FLAGS = (*SHARED_FLAGS, "-mno-recip", "-fno-reciprocal-math")
 
 
 @functools.cache

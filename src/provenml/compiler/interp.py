@@ -8,9 +8,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.special import erf
+from scipy.special import erf, erfc, gammaln
 
-from provenml.compiler.ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, Node, Value
+from provenml.compiler.ir import (
+    ELEMENTWISE_BINARY,
+    ELEMENTWISE_UNARY,
+    MATH_UNARY,
+    Graph,
+    Node,
+    Value,
+)
 from provenml.compiler.run_time_errors import (
     PM_BAD_INDEX,
     PM_BAD_ROW,
@@ -72,7 +79,33 @@ def unary(op: str, x: np.ndarray) -> np.ndarray:
         return np.round(x).astype(np.float32)  # ties to even, as C's nearbyintf
     if op == "softplus":
         return np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20)))).astype(np.float32)
+    if op in MATH_UNARY:
+        with np.errstate(all="ignore"):  # NaN outside a domain, infinities at poles, as C
+            return MATH_NUMPY[op](x.astype(np.float64)).astype(np.float32)
     raise ProvenmlError(f"interpreter: unknown unary op {op}")
+
+
+#: ir.MATH_UNARY in NumPy / SciPy, computed in float64 and rounded (lgamma: log|Gamma(x)|)
+MATH_NUMPY = {
+    "sin": np.sin,
+    "cos": np.cos,
+    "tan": np.tan,
+    "asin": np.arcsin,
+    "acos": np.arccos,
+    "atan": np.arctan,
+    "sinh": np.sinh,
+    "cosh": np.cosh,
+    "asinh": np.arcsinh,
+    "acosh": np.arccosh,
+    "atanh": np.arctanh,
+    "log1p": np.log1p,
+    "expm1": np.expm1,
+    "log2": np.log2,
+    "log10": np.log10,
+    "exp2": np.exp2,
+    "erfc": erfc,
+    "lgamma": gammaln,
+}
 
 
 COMPARE = {

@@ -14,6 +14,28 @@ from typing import Any
 
 import numpy as np
 
+#: float32 functions of one argument that the kernels compute with C's libm (``sinf``, ...;
+#: vectorised by glibc's libmvec where it has them) and the interpreter with NumPy / SciPy
+MATH_UNARY = (
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "sinh",
+    "cosh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "log1p",
+    "expm1",
+    "log2",
+    "log10",
+    "exp2",
+    "erfc",
+    "lgamma",
+)
 ELEMENTWISE_UNARY = (
     "relu",
     "gelu",
@@ -45,6 +67,9 @@ ELEMENTWISE_UNARY = (
     "round",
     "trunc",
     "sign",
+    # stop 66: the maths of users' models (sinusoidal time and position embeddings, SIREN and
+    # Fourier-feature networks, log-likelihoods), each one C math function (MATH_UNARY)
+    *MATH_UNARY,
 )
 ELEMENTWISE_BINARY = (
     "add",

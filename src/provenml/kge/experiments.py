@@ -782,7 +782,8 @@ class ScaleConfig(Config):
     config=ScaleConfig,
     time={
         "smoke": "20 s",
-        "small": "14 min measured (load 2.7-3.1; 1 seed, 9.6 min of it a full PyKEEN epoch)",
+        "small": "8.4 min measured, idle (1 seed, one process, load 1.0-1.1; stop 66); 14 min "
+        "at load 2.7-3.1 before",
         "paper": "hours",
     },
     threads=1,

@@ -587,7 +587,8 @@ def _summarize_single(results: list[Result], ctx: RunContext) -> None:
     config=SingleObjectConfig,
     time={
         "smoke": "20 s",
-        "small": "43 min measured (3 seeds, --jobs 2, beside make test, load 1.2-4.8)",
+        "small": "47.6 min measured, idle (3 seeds, --jobs 2, load 0.2-2.0; stop 66); 43 min "
+        "beside make test at an earlier stop (load 1.2-4.8)",
         "paper": "GPU days",
     },
     summarize=_summarize_single,

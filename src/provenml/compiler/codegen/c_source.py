@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from provenml.compiler import loopir as L
 from provenml.compiler.codegen.erf import ERF_C
-from provenml.compiler.ir import Node
+from provenml.compiler.ir import MATH_UNARY, Node
 from provenml.errors import ProvenmlError
 
 SIGNATURE = (
@@ -72,6 +72,12 @@ long long pm_error[4];
 /* A kernel's scratch array too large for a thread's stack (codegen.c_source.local_array, stop
    62): taken from the heap and freed by the kernel; no memory ends the process with a
    message (as a stack overflow would have, without one). */
+/* log|Gamma(x)| (torch.lgamma) through glibc's reentrant form: lgammaf writes the sign to a
+   global, which the kernels' threads would share */
+static inline float pm_lgamma(float x) {
+  int sign;
+  return lgammaf_r(x, &sign);
+}
 static inline void* pm_scratch(size_t bytes) {
   void* p = malloc(bytes);
   if (!p) {
@@ -824,6 +830,10 @@ UNARY_C: dict[str, str] = {
     "round": "nearbyintf({x})",  # the default rounding mode: to nearest, ties to even
     "trunc": "truncf({x})",
     "sign": "(pm_isnan({x}) ? {x} : (float)(({x} > 0.f) - ({x} < 0.f)))",
+    # stop 66: libm's float functions (ir.MATH_UNARY); lgamma is log|Gamma(x)|, as
+    # torch.lgamma, through the reentrant lgammaf_r (the kernels' threads share no sign)
+    **{op: f"{op}f({{x}})" for op in MATH_UNARY if op != "lgamma"},
+    "lgamma": "pm_lgamma({x})",
 }
 BINARY_C: dict[str, str] = {
     "add": "({a} + {b})",

@@ -4,7 +4,8 @@ exporter writes for the ops stop 59 added to the torch frontend.
 PRelu, ReduceLogSumExp / ReduceL1 / ReduceL2 / ReduceSumSquare, Mod (``fmod=0``: the
 divisor's sign, Python's), Trilu, ScatterElements (``reduction`` none / add / max / min, as
 the IR's ``scatter`` of one-element rows), DepthToSpace (DCR and CRD) / SpaceToDepth, OneHot
-(last axis), Mish, TopK, and Floor / Ceil / Round / Sign. The handlers follow :mod:`.onnx`'s:
+(last axis), Mish, TopK, Floor / Ceil / Round / Sign, and (stop 66) Sin, Cos, Tan, Asin,
+Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh. The handlers follow :mod:`.onnx`'s:
 each takes the builder and the node and returns the IR values of the node's outputs; what
 they cannot map is refused by name.
 """
@@ -199,6 +200,9 @@ def _top_k(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     return [b.emit("topk", [x], attrs), b.emit("topk_indices", [x], attrs)]
 
 
+TRIGONOMETRIC = ("Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh")
+TRIGONOMETRIC += ("Atanh",)
+
 MORE_ONNX_OPS: dict[str, OnnxHandler] = {
     "PRelu": _prelu,
     "ReduceLogSumExp": _log_sum_exp,
@@ -218,4 +222,6 @@ MORE_ONNX_OPS: dict[str, OnnxHandler] = {
     "Ceil": _unary("ceil"),
     "Round": _unary("round"),  # ties to even, as ONNX specifies
     "Sign": _unary("sign"),
+    # stop 66: the trigonometric and hyperbolic functions (ir.MATH_UNARY, libm's float forms)
+    **{name: _unary(name.lower()) for name in TRIGONOMETRIC},
 }

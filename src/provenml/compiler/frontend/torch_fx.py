@@ -819,9 +819,10 @@ class FxBuilder:
                 "getitem",
                 self.current,
                 "a boolean mask computed at run time: how many elements it selects depends on "
-                "the data, and the compiler's shapes are static (PyG's self-loop handling in "
-                "GCNConv / GATConv does this: try add_self_loops=False with the loops added "
-                "beforehand)",
+                "the data, and the compiler's shapes are static (PyG's remove_self_loops, "
+                "which GATConv, GATv2Conv and ChebConv call, does this: build the layer with "
+                "add_self_loops=False and add the loops to edge_index beforehand; GCNConv and "
+                "the other layers on gcn_norm compile with their loops)",
             )
         if runtime and len(idx) == 1 and self.g.values[runtime[0]].dtype == "int64":
             rows = runtime[0]
@@ -2617,11 +2618,14 @@ def _export(
     model: nn.Module, example_inputs: Sequence[torch.Tensor], fx_error: Exception
 ) -> torch.fx.GraphModule:
     """The model's graph through TorchDynamo, specialised to the example inputs' shapes: the
-    fallback when ``torch.fx.symbolic_trace`` fails (factory calls or control flow on sizes)."""
+    fallback when ``torch.fx.symbolic_trace`` fails (factory calls or control flow on sizes).
+    PyG's ``gcn_norm`` is traced as its fixed-size twin (:mod:`~.frontend.pyg`)."""
     import torch._dynamo
 
+    from provenml.compiler.frontend.pyg import static_gcn_twins
+
     try:
-        with torch.no_grad():
+        with torch.no_grad(), static_gcn_twins():
             gm, _ = torch._dynamo.export(model, aten_graph=False)(*example_inputs)
     except Exception as exc:
         raise ProvenmlError(

@@ -21,6 +21,10 @@
   order); ``index_select`` as a gather.
 * **More maths**: ``cumprod`` and (stop 62) ``logcumsumexp`` (the IR's scans, in double),
   ``atan2``, ``torch.cdist`` (p 1, 2, inf, from the differences).
+* **Maths** (stop 66): ``sin``, ``cos``, ``tan``, their inverses and hyperbolic forms,
+  ``log1p``, ``expm1``, ``log2``, ``log10``, ``exp2``, ``erf``, ``erfc``, ``lgamma`` (as
+  functions, methods, in-place methods and ``torch.special`` aliases; the IR's
+  ``MATH_UNARY``, one libm call per element), and ``reciprocal`` (a division).
 * **Patches**: ``F.unfold`` (im2col, a row gather by constant positions) and ``F.fold``
   (col2im, a ``scatter`` add in col2im's order).
 * **Selections**: ``topk``, ``sort``, ``argsort``, ``kthvalue`` through the IR's ``topk`` /
@@ -66,6 +70,7 @@ from provenml.compiler.frontend.torch_fx import (
     pair,
     target_name,
 )
+from provenml.compiler.ir import MATH_UNARY
 
 __all__ = ["MORE_FUNCTIONS", "MORE_FUNCTION_NAMES", "MORE_METHODS", "MORE_MODULES", "MOVES"]
 
@@ -626,6 +631,46 @@ def _same_values(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 ROUNDING = ("floor", "ceil", "round", "trunc", "sign")
 
 
+#: ``torch.<name>`` / ``Tensor.<name>`` -> the IR's unary op (ir.MATH_UNARY, and erf)
+MATH_NAMES: dict[str, str] = {
+    **{op: op for op in MATH_UNARY},
+    **{f"arc{op[1:]}": op for op in ("asin", "acos", "atan", "asinh", "acosh", "atanh")},
+    "erf": "erf",
+}
+#: ``torch.special`` aliases of the same functions
+SPECIAL_NAMES: dict[str, str] = {
+    "expm1": "expm1",
+    "log1p": "log1p",
+    "exp2": "exp2",
+    "erf": "erf",
+    "erfc": "erfc",
+    "gammaln": "lgamma",
+}
+
+
+def _math(op: str) -> Handler:
+    """``torch.sin``, ``torch.log1p``, ``torch.lgamma``, ... (stop 66; ir.MATH_UNARY): the
+    IR's unary op, computed by C's libm; an int64 tensor is converted to float32 first, as
+    PyTorch promotes it."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        x = b.tensor_arg(node.args[0])
+        if b.g.values[x].dtype == "int64":
+            x = b.emit("to_float", [x], {}, meta_like(b.shape(x)))
+        return b.emit(op, [x], {}, meta_like(tuple(out.shape)))
+
+    return handle
+
+
+def _reciprocal(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.reciprocal`` / ``Tensor.reciprocal``: ``1 / x`` (an int64 tensor as floats)."""
+    x = b.tensor_arg(node.args[0])
+    if b.g.values[x].dtype == "int64":
+        x = b.emit("to_float", [x], {}, meta_like(b.shape(x)))
+    one = b.g.add_const(np.float32(1.0), "one")
+    return b.emit("div", [one, x], {}, meta_like(tuple(out.shape)))
+
+
 def _rounding(op: str) -> Handler:
     """``torch.floor`` / ``ceil`` / ``round`` (``decimals=0``; ties to even) / ``trunc`` /
     ``sign`` and their methods: the IR's unary op; an int64 tensor is its own floor, ceil,
@@ -873,6 +918,8 @@ BOTH: dict[str, Handler] = {
     "triu": _triangle(upper=True),
     "logsumexp": _logsumexp,
     "kthvalue": _kthvalue,
+    **{name: _math(op) for name, op in MATH_NAMES.items()},  # stop 66
+    "reciprocal": _reciprocal,
 }
 MORE_FUNCTIONS: dict[Any, Handler] = {
     **{getattr(torch, name): handler for name, handler in BOTH.items()},
@@ -884,6 +931,7 @@ MORE_FUNCTIONS: dict[Any, Handler] = {
     F.one_hot: _one_hot,
     F.cosine_similarity: _cosine_similarity,
     F.bilinear: _bilinear,
+    **{getattr(torch.special, name): _math(op) for name, op in SPECIAL_NAMES.items()},
 }
 MORE_FUNCTION_NAMES: dict[str, Handler] = {
     "unfold": _unfold,
