@@ -188,3 +188,20 @@ def test_onnx_trigonometric_ops_match_ort_and_eager(cache: str) -> None:
         for op in ops
     ]
     np.testing.assert_allclose(got, torch.cat(eager).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_filled_like_constants(cache: str) -> None:
+    """``zeros_like`` / ``ones_like`` / ``full_like`` of float and int64 tensors."""
+
+    class Filled(nn.Module):
+        def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+            column = x[:, 0]
+            counts = torch.zeros_like(column).scatter_add(0, ids % 4, torch.ones_like(column))
+            counts = counts + (torch.zeros_like(ids) + ids * 2).float()  # int64 constants
+            return torch.full_like(x, 2.5) * x + torch.zeros_like(x) + counts[:, None]
+
+    model = Filled().eval()
+    x, ids = torch.randn(6, WIDTH), torch.randint(0, 6, (6,))
+    compiled = pc.compile(model, (x, ids), threads=1, tuning=False, cache_dir=cache)
+    x2, ids2 = torch.randn(6, WIDTH), torch.randint(0, 6, (6,))
+    torch.testing.assert_close(compiled(x2, ids2), model(x2, ids2))
