@@ -58,3 +58,26 @@ def test_gcn_normalisation_of_an_isolated_node_is_masked_to_zero(cache: str) -> 
     out = compiled(x, target)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, model(x, target), rtol=1e-6, atol=1e-7)
+
+
+class SpecialValueTests(nn.Module):
+    """``isnan`` / ``isinf`` / ``isfinite`` (functions, methods, of a fused product) and
+    ``nan_to_num`` with its defaults and with given values (stop 66)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        doubled = x * 2.0
+        masks = [torch.isnan(x), x.isinf(), torch.isfinite(doubled), torch.isinf(doubled)]
+        cleaned = torch.where(torch.isnan(x) | torch.isinf(x), -7.0, x)
+        return torch.stack(
+            [*(m.float() for m in masks), cleaned, torch.nan_to_num(x),
+             x.nan_to_num(nan=1.5, posinf=2.5, neginf=-3.5)]
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_nan_and_infinity_tests_match_eager(threads: int, cache: str) -> None:
+    nan = float("nan")
+    x = torch.tensor([*EDGE_VALUES, nan, 3e38, -3e38] * 2 + [nan, INF, -INF])[None].repeat(2, 1)
+    model = SpecialValueTests().eval()
+    compiled = pc.compile(model, (x,), threads=threads, tuning=False, cache_dir=cache)
+    torch.testing.assert_close(compiled(x), model(x), rtol=0.0, atol=0.0, equal_nan=True)

@@ -25,7 +25,8 @@
   ``log1p``, ``expm1``, ``log2``, ``log10``, ``exp2``, ``erf``, ``erfc``, ``lgamma`` (as
   functions, methods, in-place methods and ``torch.special`` aliases; the IR's
   ``MATH_UNARY``, one libm call per element), and ``reciprocal`` (a division);
-  ``zeros_like`` / ``ones_like`` / ``full_like`` (constants of the traced shape).
+  ``zeros_like`` / ``ones_like`` / ``full_like`` (constants of the traced shape);
+  ``isnan`` / ``isinf`` / ``isfinite`` (boolean masks) and ``nan_to_num``.
 * **Patches**: ``F.unfold`` (im2col, a row gather by constant positions) and ``F.fold``
   (col2im, a ``scatter`` add in col2im's order).
 * **Selections**: ``topk``, ``sort``, ``argsort``, ``kthvalue`` through the IR's ``topk`` /
@@ -663,6 +664,60 @@ def _math(op: str) -> Handler:
     return handle
 
 
+def _special_value_test(kind: str) -> Handler:
+    """``torch.isnan`` / ``isinf`` / ``isfinite`` and their methods (stop 66): a boolean mask
+    from the comparisons that test NaN on the float's bits (``-ffast-math`` would fold
+    ``x != x``; stop 55): NaN as ``x != x``, infinite as ``|x| == inf``, finite as
+    ``|x| < inf`` (false for NaN)."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        x = b.tensor_arg(node.args[0])
+        if b.g.values[x].dtype == "int64":
+            raise UnsupportedOp(target_name(node, b.gm), node.name, "an integer tensor")
+        if kind == "isnan":
+            name = b.emit("ne", [x, x], {}, out)
+        else:
+            magnitude = b.emit("abs", [x], {}, meta_like(b.shape(x)))
+            infinity = b.const(np.float32(np.inf), "inf")
+            name = b.emit("eq" if kind == "isinf" else "lt", [magnitude, infinity], {}, out)
+        b.bools.add(name)
+        return name
+
+    return handle
+
+
+def _nan_to_num(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.nan_to_num(x, nan=0.0, posinf=None, neginf=None)`` and the method: NaN, +inf
+    and -inf replaced (the infinities by float32's largest and lowest values unless given),
+    three selections on :func:`_special_value_test`'s kind of masks."""
+    x = b.tensor_arg(node.args[0])
+    if b.g.values[x].dtype == "int64":
+        return x  # an integer tensor holds no NaN or infinity
+    finfo = torch.finfo(torch.float32)
+    replace = {
+        "nan": b.val(arg(node, 1, "nan")),
+        "posinf": b.val(arg(node, 2, "posinf")),
+        "neginf": b.val(arg(node, 3, "neginf")),
+    }
+    defaults = {"nan": 0.0, "posinf": finfo.max, "neginf": finfo.min}
+    for key, value in replace.items():
+        if value is None:
+            replace[key] = defaults[key]
+        elif not isinstance(value, int | float):
+            raise UnsupportedOp(target_name(node, b.gm), node.name, f"a {key} computed at run time")
+    like = meta_like(b.shape(x))
+    masks = (
+        b.emit("ne", [x, x], {}, like),
+        b.emit("eq", [x, b.const(np.float32(np.inf), "inf")], {}, like),
+        b.emit("eq", [x, b.const(np.float32(-np.inf), "minus_inf")], {}, like),
+    )
+    result = x
+    for mask, key in zip(masks, ("nan", "posinf", "neginf"), strict=True):
+        b.bools.add(mask)
+        result = _select(b, mask, float(replace[key]), result, out if key == "neginf" else like)
+    return result
+
+
 def _filled_like(fill: float | None) -> Handler:
     """``torch.zeros_like(x)`` / ``ones_like`` / ``full_like(x, value)`` (stop 66): a constant
     of the traced result's shape and dtype, as ``Tensor.new_zeros`` and its kind are
@@ -939,6 +994,8 @@ BOTH: dict[str, Handler] = {
     "kthvalue": _kthvalue,
     **{name: _math(op) for name, op in MATH_NAMES.items()},  # stop 66
     "reciprocal": _reciprocal,
+    **{kind: _special_value_test(kind) for kind in ("isnan", "isinf", "isfinite")},
+    "nan_to_num": _nan_to_num,
 }
 MORE_FUNCTIONS: dict[Any, Handler] = {
     **{getattr(torch, name): handler for name, handler in BOTH.items()},
