@@ -12,6 +12,7 @@ from torch import nn
 
 import provenml.compiler as pc
 from provenml.compiler.build import FLAGS
+from provenml.errors import ProvenmlError
 
 INF = float("inf")
 EDGE_VALUES = [0.0, -0.0, 1.0, 4.0, INF, -INF, -1.0, 1e-40]  # 1e-40: a subnormal float32
@@ -81,3 +82,15 @@ def test_nan_and_infinity_tests_match_eager(threads: int, cache: str) -> None:
     model = SpecialValueTests().eval()
     compiled = pc.compile(model, (x,), threads=threads, tuning=False, cache_dir=cache)
     torch.testing.assert_close(compiled(x), model(x), rtol=0.0, atol=0.0, equal_nan=True)
+
+
+def test_a_size_output_is_refused_by_name() -> None:
+    """A model returning a size (an int) is refused; it used to come back as a float32
+    tensor."""
+
+    class WithSize(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+            return x * 2.0, x.shape[0]
+
+    with pytest.raises(ProvenmlError, match="int output"):
+        pc.compile(WithSize().eval(), (torch.randn(3, 4),), tuning=False)

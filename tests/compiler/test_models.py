@@ -70,6 +70,22 @@ def test_torch_compile_backend_falls_back(cache: str, monkeypatch: pytest.Monkey
     assert len(compiled_parts) == 2  # the parts before and after bessel_j0
 
 
+def test_torch_compile_backend_partitions_anew_for_each_batch_size(
+    cache: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partitioned graph at four batch sizes (dynamo's symbolic graph after the second):
+    each size's partitions come from the graph as dynamo gave it, not from the previous
+    size's fused one (stop 66: the third size got the second's compiled parts)."""
+    monkeypatch.setenv("PROVENML_CACHE", cache)
+    model = WithUnsupported().eval()
+    torch._dynamo.reset()
+    fast = torch.compile(model, backend=pc.backend)
+    with torch.no_grad():
+        for batch in (4, 6, 9, 3):
+            x = torch.randn(batch, 8)
+            np.testing.assert_allclose(fast(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_torch_compile_backend_whole_graph(cache: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROVENML_CACHE", cache)

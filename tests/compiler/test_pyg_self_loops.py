@@ -123,3 +123,20 @@ def test_gat_with_its_loops_is_refused_by_name(cache: str) -> None:
     model = gnn.GATConv(8, 4, heads=2).eval()
     with pytest.raises(ProvenmlError, match="add_self_loops=False"):
         pc.compile(model, (torch.randn(NODES, 8), _edges(0, 2)), tuning=False, cache_dir=cache)
+
+
+@pytest.mark.filterwarnings("ignore:provenml.compiler.backend compiled nothing")
+def test_gcn_with_its_loops_through_torch_compile_at_three_graph_sizes() -> None:
+    """Through ``torch.compile(backend=pc.backend)`` dynamo breaks the graph at the edge
+    selection and hands the node count to the code after it as a graph output; a new node
+    count then made dynamo fail on the float32 tensor the backend returned for that size
+    (stop 66: sizes are now outputs the backend leaves to PyTorch)."""
+    torch.manual_seed(0)
+    model = gnn.GCNConv(8, 8).eval()
+    compiled = torch.compile(model, backend=pc.backend)
+    for nodes in (NODES, NODES + 5, NODES + 11):
+        g = torch.Generator().manual_seed(nodes)
+        x, edges = torch.randn(nodes, 8, generator=g), torch.randint(0, nodes, (2, 40), generator=g)
+        edges[1, :4] = edges[0, :4]
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x, edges), model(x, edges), rtol=1e-5, atol=1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 import warnings
@@ -625,6 +626,11 @@ def _partitioned(
     """Fallback: compile the maximal supported partitions, run the rest with PyTorch."""
     from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 
+    # a graph module of its own: fuse_by_partitions rewrites the one it is given, and
+    # _Specialising partitions the same ``gm`` again for every new input shape (stop 66: the
+    # third shape found the second's compiled partitions in it)
+    gm = torch.fx.GraphModule(gm, copy.deepcopy(gm.graph))
+
     rec: dict[str, Any] = {}
 
     class Rec(torch.fx.Interpreter):
@@ -666,8 +672,8 @@ def _partitioned(
                 sub_inputs.append(
                     rec[a.name] if isinstance(a, torch.fx.Node) and a.name in rec else None
                 )
-            if any(x is None for x in sub_inputs):
-                continue
+            if not all(isinstance(x, torch.Tensor) for x in sub_inputs):
+                continue  # a size or a tuple in (it may change per call): left to PyTorch
             try:
                 fn = _compile_static(sub, sub_inputs, opts)
             except ProvenmlError:

@@ -310,6 +310,17 @@ class FxBuilder:
                     for piece in _flat(value) if isinstance(value, (tuple, list)) else (o,):
                         if piece is None:
                             raise UnsupportedOp("output", "output", "an output that is None")
+                        example = (
+                            self.results.get(piece.name)
+                            if isinstance(piece, torch.fx.Node)
+                            else None
+                        )
+                        if example is not None and not isinstance(example, torch.Tensor):
+                            # a size dynamo hands on to the code after a graph break (stop 66:
+                            # it came back as a float32 tensor, and dynamo failed on it)
+                            raise UnsupportedOp(
+                                "output", "output", f"a {type(example).__name__} output"
+                            )
                         name = self.tensor_arg(piece)
                         if name in self.bools:
                             raise UnsupportedOp(
