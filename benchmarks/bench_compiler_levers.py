@@ -116,14 +116,19 @@ def timed(
     return samples
 
 
+def planned(case: str) -> tuple[torch.nn.Module, torch.Tensor, Any]:
+    """``case`` (``name:batch``) built, compiled for 2 threads, and its planned graph."""
+    name, _, batch = case.partition(":")
+    model, x = build_model(name, int(batch or 1))
+    build_ = pm_compile(model, (x,), threads=2, tune_threads=False)
+    return model, x, build_.graph.graph
+
+
 def prefetch(args: argparse.Namespace) -> None:
     """The weight-panel prefetch on and off, one planned graph lowered both ways, at 1 and 2
     threads, interleaved with eager (2 threads) as the anchor."""
     for case in args.cases.split(","):
-        name, _, batch = case.partition(":")
-        model, x = build_model(name, int(batch or 1))
-        build_ = pm_compile(model, (x,), threads=2, tune_threads=False)
-        final = build_.graph.graph
+        model, x, final = planned(case)
         arms: dict[str, Any] = {}
         for threads in (1, 2):
             for on in (False, True):
@@ -137,14 +142,18 @@ def prefetch(args: argparse.Namespace) -> None:
         print(f"\n== weight-panel prefetch, {case} (max abs difference to eager {err:.1e})")
         samples = timed(arms, model, x, args.rounds)
         for threads in (1, 2):
-            off = np.array(samples[f"{threads}T prefetch off"])
-            on = np.array(samples[f"{threads}T prefetch on"])
-            ratio = off / on
-            lo, hi = np.quantile(ratio, [0.1, 0.9])
-            print(
-                f"{threads}T off / on: median {np.median(ratio):.3f} (10-90% of rounds "
-                f"{lo:.3f}-{hi:.3f}), off faster in {int((ratio < 1).sum())} of {len(ratio)}"
-            )
+            paired_ratio(samples, f"{threads}T prefetch off", f"{threads}T prefetch on")
+
+
+def paired_ratio(samples: dict[str, list[float]], first: str, second: str) -> None:
+    """Prints the per-round ratio ``first / second``: its median, its 10-90% range over the
+    rounds and in how many rounds ``first`` was faster."""
+    ratio = np.array(samples[first]) / np.array(samples[second])
+    lo, hi = np.quantile(ratio, [0.1, 0.9])
+    print(
+        f"{first} / {second}: median {np.median(ratio):.3f} (10-90% of rounds {lo:.3f}-"
+        f"{hi:.3f}), the first faster in {int((ratio < 1).sum())} of {len(ratio)}"
+    )
 
 
 def recip(args: argparse.Namespace) -> None:
@@ -153,10 +162,7 @@ def recip(args: argparse.Namespace) -> None:
     step, one planned graph lowered once per thread count and built both ways, at 1 and 2
     threads, on ``--cases``, interleaved with eager (2 threads) as the anchor."""
     for case in args.cases.split(","):
-        name, _, batch = case.partition(":")
-        model, x = build_model(name, int(batch or 1))
-        build_ = pm_compile(model, (x,), threads=2, tune_threads=False)
-        final = build_.graph.graph
+        model, x, final = planned(case)
         arms: dict[str, Any] = {}
         for threads in (1, 2):
             program = lower(final, runtime="pool", chunks=4 * threads)
@@ -168,15 +174,7 @@ def recip(args: argparse.Namespace) -> None:
         print(f"\n== exact division, {case} (max abs difference to eager: {err})")
         samples = timed(arms, model, x, args.rounds)
         for threads in (1, 2):
-            exact = np.array(samples[f"{threads}T exact"])
-            approximate = np.array(samples[f"{threads}T approximate"])
-            ratio = exact / approximate
-            lo, hi = np.quantile(ratio, [0.1, 0.9])
-            print(
-                f"{threads}T exact / approximate: median {np.median(ratio):.3f} (10-90% of "
-                f"rounds {lo:.3f}-{hi:.3f}), exact faster in {int((ratio < 1).sum())} of "
-                f"{len(ratio)}"
-            )
+            paired_ratio(samples, f"{threads}T exact", f"{threads}T approximate")
 
 
 def hugepages(args: argparse.Namespace) -> None:

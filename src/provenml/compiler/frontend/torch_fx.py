@@ -1224,14 +1224,15 @@ def _repeat_interleave(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> 
     return b.reshape(tiled, out)
 
 
-def _new_filled(fill: float | None) -> Handler:
+def _new_filled(fill: float | None, value_position: int = 2) -> Handler:
     """``x.new_ones(size)`` / ``new_zeros`` / ``new_full(size, value)`` (Funnel's attention
-    masks): a constant of the traced result's shape and dtype (``fill`` None: the value is the
-    call's second argument)."""
+    masks) and, since stop 66, ``torch.zeros_like(x)`` / ``ones_like`` / ``full_like(x,
+    value)``: a constant of the traced result's shape and dtype (``fill`` None: the value is
+    the call's argument at ``value_position``)."""
 
     def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-        value = b.val(arg(node, 2, "fill_value")) if fill is None else fill
-        if isinstance(value, torch.fx.Node):
+        value = b.val(arg(node, value_position, "fill_value")) if fill is None else fill
+        if isinstance(value, str | torch.fx.Node | torch.Tensor):
             raise UnsupportedOp(
                 target_name(node, b.gm), node.name, "a fill value computed at run time"
             )

@@ -62,6 +62,7 @@ from provenml.compiler.frontend.torch_fx import (
     _cumsum,
     _group_norm_op,
     _module,
+    _new_filled,
     _norm,
     _select,
     _ValuesIndices,
@@ -718,24 +719,6 @@ def _nan_to_num(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return result
 
 
-def _filled_like(fill: float | None) -> Handler:
-    """``torch.zeros_like(x)`` / ``ones_like`` / ``full_like(x, value)`` (stop 66): a constant
-    of the traced result's shape and dtype, as ``Tensor.new_zeros`` and its kind are
-    (``fill`` None: the value is the call's second argument)."""
-
-    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-        value = b.val(arg(node, 1, "fill_value")) if fill is None else fill
-        if isinstance(value, str | torch.fx.Node | torch.Tensor):
-            raise UnsupportedOp(
-                target_name(node, b.gm), node.name, "a fill value computed at run time"
-            )
-        if out.dtype not in (torch.float32, torch.int64, torch.bool):
-            raise UnsupportedOp(target_name(node, b.gm), node.name, f"a {out.dtype} result")
-        return b.const(torch.full(tuple(out.shape), value, dtype=out.dtype))
-
-    return handle
-
-
 def _reciprocal(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``torch.reciprocal`` / ``Tensor.reciprocal``: ``1 / x`` (an int64 tensor as floats)."""
     x = b.tensor_arg(node.args[0])
@@ -1008,9 +991,9 @@ MORE_FUNCTIONS: dict[Any, Handler] = {
     F.cosine_similarity: _cosine_similarity,
     F.bilinear: _bilinear,
     **{getattr(torch.special, name): _math(op) for name, op in SPECIAL_NAMES.items()},
-    torch.zeros_like: _filled_like(0.0),
-    torch.ones_like: _filled_like(1.0),
-    torch.full_like: _filled_like(None),
+    torch.zeros_like: _new_filled(0.0),
+    torch.ones_like: _new_filled(1.0),
+    torch.full_like: _new_filled(None, value_position=1),
 }
 MORE_FUNCTION_NAMES: dict[str, Handler] = {
     "unfold": _unfold,
