@@ -200,8 +200,8 @@ def _top_k(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     return [b.emit("topk", [x], attrs), b.emit("topk_indices", [x], attrs)]
 
 
-TRIGONOMETRIC = ("Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh")
-TRIGONOMETRIC += ("Atanh",)
+TRIGONOMETRIC = ("Sin", "Cos", "Tan", "Asin", "Acos", "Atan")
+HYPERBOLIC = ("Sinh", "Cosh", "Asinh", "Acosh", "Atanh")
 
 MORE_ONNX_OPS: dict[str, OnnxHandler] = {
     "PRelu": _prelu,
@@ -223,5 +223,5 @@ MORE_ONNX_OPS: dict[str, OnnxHandler] = {
     "Round": _unary("round"),  # ties to even, as ONNX specifies
     "Sign": _unary("sign"),
     # stop 66: the trigonometric and hyperbolic functions (ir.MATH_UNARY, libm's float forms)
-    **{name: _unary(name.lower()) for name in TRIGONOMETRIC},
+    **{name: _unary(name.lower()) for name in TRIGONOMETRIC + HYPERBOLIC},
 }

@@ -66,9 +66,8 @@ def static_gcn_norm(
     ``d`` the weighted in-degree including the loops. Inputs the fixed-size form does not
     cover go to ``original``, PyG's ``gcn_norm``."""
     plain = type(edge_index) is torch.Tensor and edge_index.layout == torch.strided
-    if not (add_self_loops and plain and num_nodes is not None):
-        return original(edge_index, edge_weight, num_nodes, improved, add_self_loops, flow, dtype)
-    if flow not in ("source_to_target", "target_to_source"):
+    known_flow = flow in ("source_to_target", "target_to_source")
+    if not (add_self_loops and plain and num_nodes is not None and known_flow):
         return original(edge_index, edge_weight, num_nodes, improved, add_self_loops, flow, dtype)
     from torch_geometric.utils import scatter
 
@@ -87,8 +86,8 @@ def static_gcn_norm(
         # (the last one in edge order where a node has several, as PyTorch's CPU index_put
         # writes them): the loops' positions + 1, their largest per node, as floats (exact
         # below 2^24 edges; beyond, the mean of a node's loops)
-        positions = torch.arange(1, is_loop.shape[0] + 1, dtype=edge_weight.dtype)
         if is_loop.shape[0] < 2**24:
+            positions = torch.arange(1, is_loop.shape[0] + 1, dtype=edge_weight.dtype)
             last = scatter(torch.where(is_loop, positions, 0.0), row, 0, num_nodes, "max")
             existing = edge_weight[(last - 1.0).clamp(min=0.0).long()]
             found = last > 0

@@ -58,6 +58,7 @@ from provenml.compiler.frontend.torch_fx import (
     NORM_ORDERS,
     FxBuilder,
     Handler,
+    _as_float,
     _binary,
     _cumsum,
     _group_norm_op,
@@ -657,9 +658,7 @@ def _math(op: str) -> Handler:
     PyTorch promotes it."""
 
     def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-        x = b.tensor_arg(node.args[0])
-        if b.g.values[x].dtype == "int64":
-            x = b.emit("to_float", [x], {}, meta_like(b.shape(x)))
+        x = _as_float(b, b.tensor_arg(node.args[0]))
         return b.emit(op, [x], {}, meta_like(tuple(out.shape)))
 
     return handle
@@ -721,9 +720,7 @@ def _nan_to_num(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 
 def _reciprocal(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``torch.reciprocal`` / ``Tensor.reciprocal``: ``1 / x`` (an int64 tensor as floats)."""
-    x = b.tensor_arg(node.args[0])
-    if b.g.values[x].dtype == "int64":
-        x = b.emit("to_float", [x], {}, meta_like(b.shape(x)))
+    x = _as_float(b, b.tensor_arg(node.args[0]))
     one = b.g.add_const(np.float32(1.0), "one")
     return b.emit("div", [one, x], {}, meta_like(tuple(out.shape)))
 
