@@ -28,6 +28,10 @@ build in one process (stop 38, docs/compiler.md): none helped, which is why none
 * ``recip`` (stop 66): the compiler's ``-mno-recip -fno-reciprocal-math`` (exact division and
   square roots) against the shared flags' approximate reciprocals, the same lowered source
   built both ways, at 1 and 2 threads, on ``--cases``.
+* ``nan`` (stop 67): the NaN-propagating ``pm_maxf`` / ``pm_minf`` (ReLU, clamps, maximum,
+  max pooling, amax) against their bodies without the NaN tests (``a > b ? a : b``, what the
+  kernels computed before), the same lowered source built both ways, at 1 and 2 threads, on
+  ``--cases``; ``stem:1`` is ResNet-18's stem (7x7 convolution, ReLU, 3x3 max pool) at 224.
 * ``pinning``: the caller on CPU 0 and every other thread of the process (the pool's worker)
   on CPU 1 (``os.sched_setaffinity``), against no affinity; per-stage work from
   ``profile()``, with the one-thread build's as the reference.
@@ -36,6 +40,7 @@ build in one process (stop 38, docs/compiler.md): none helped, which is why none
     .venv/bin/python benchmarks/bench_compiler_levers.py --check prefetch [--cases transformer:1]
     .venv/bin/python benchmarks/bench_compiler_levers.py --check hugepages --cases transformer:1
     .venv/bin/python benchmarks/bench_compiler_levers.py --check recip --cases transformer:1,mlp:1
+    .venv/bin/python benchmarks/bench_compiler_levers.py --check nan --cases mlp:1,resnet:1,stem:1
 
 Latency: median of ``--rounds`` interleaved rounds with eager PyTorch (2 threads) in the same
 rounds as the anchor; ratios are medians of the per-round ratios. Quote the load average
@@ -116,10 +121,25 @@ def timed(
     return samples
 
 
+class Stem(torch.nn.Module):
+    """ResNet-18's stem: 7x7 stride-2 convolution to 64 channels, ReLU, 3x3 stride-2 max
+    pool (the ``nan`` check's pooling case)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 64, 7, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(F.relu(self.conv(x)), 3, 2, 1)
+
+
 def planned(case: str) -> tuple[torch.nn.Module, torch.Tensor, Any]:
     """``case`` (``name:batch``) built, compiled for 2 threads, and its planned graph."""
     name, _, batch = case.partition(":")
-    model, x = build_model(name, int(batch or 1))
+    if name == "stem":
+        model, x = Stem().eval(), torch.randn(int(batch or 1), 3, 224, 224)
+    else:
+        model, x = build_model(name, int(batch or 1))
     build_ = pm_compile(model, (x,), threads=2, tune_threads=False)
     return model, x, build_.graph.graph
 
@@ -175,6 +195,39 @@ def recip(args: argparse.Namespace) -> None:
         samples = timed(arms, model, x, args.rounds)
         for threads in (1, 2):
             paired_ratio(samples, f"{threads}T exact", f"{threads}T approximate")
+
+
+# the bodies of the NaN-propagating max / min and the same without the NaN tests
+NAN_AWARE = {
+    "pm_maxf": "return pm_isnan(a) ? a : (pm_isnan(b) ? b : (a > b ? a : b));",
+    "pm_minf": "return pm_isnan(a) ? a : (pm_isnan(b) ? b : (a < b ? a : b));",
+}
+NAN_BLIND = {"pm_maxf": "return a > b ? a : b;", "pm_minf": "return a < b ? a : b;"}
+
+
+def nan(args: argparse.Namespace) -> None:
+    """ReLU, the clamps, maximum, max pooling and amax with their NaN tests (stop 67) against
+    the same source with ``pm_maxf`` / ``pm_minf`` reduced to ``a > b ? a : b``, one planned
+    graph lowered once per thread count, interleaved with eager (2 threads) as the anchor."""
+    for case in args.cases.split(","):
+        model, x, final = planned(case)
+        arms: dict[str, Any] = {}
+        for threads in (1, 2):
+            program = lower(final, runtime="pool", chunks=4 * threads)
+            blind = program.source
+            for function, body in NAN_AWARE.items():
+                assert blind.count(body) == 1, f"{function}'s body not found in the source"
+                blind = blind.replace(body, NAN_BLIND[function])
+            for label, source in (("NaN-aware", program.source), ("NaN-blind", blind)):
+                path, _ = build(source)
+                arms[f"{threads}T {label}"] = CompiledGraph(final, program, path, threads)
+        with torch.no_grad():
+            err = {k: float((f(x)[0] - model(x)).abs().max()) for k, f in arms.items()}
+        uses = program.source.count("pm_maxf(") + program.source.count("pm_minf(") - 2
+        print(f"\n== NaN tests, {case} ({uses} uses; max abs difference to eager: {err})")
+        samples = timed(arms, model, x, args.rounds)
+        for threads in (1, 2):
+            paired_ratio(samples, f"{threads}T NaN-aware", f"{threads}T NaN-blind")
 
 
 def hugepages(args: argparse.Namespace) -> None:
@@ -340,6 +393,8 @@ def main() -> None:
         prefetch(args)
     if "recip" in checks:
         recip(args)
+    if "nan" in checks:
+        nan(args)
     if "balance" in checks:
         balance(model, x, args.rounds)
     if "alone" in checks:

@@ -175,6 +175,15 @@ static inline int pm_isnan(float x) {
   memcpy(&u, &x, sizeof u);
   return (u & 0x7fffffffu) > 0x7f800000u;
 }
+/* maximum / minimum as PyTorch's (stop 67): a NaN operand gives NaN. fmaxf / fminf return the
+   other operand, and under -ffast-math gcc may turn `a > b ? a : b` into either operand order
+   of vmaxps, which keeps the NaN of one side only; the explicit tests pin both */
+static inline float pm_maxf(float a, float b) {
+  return pm_isnan(a) ? a : (pm_isnan(b) ? b : (a > b ? a : b));
+}
+static inline float pm_minf(float a, float b) {
+  return pm_isnan(a) ? a : (pm_isnan(b) ? b : (a < b ? a : b));
+}
 /* topk / sort (stop 59): (value, position) pairs ordered by value, then position; a NaN is
    larger than any number, as PyTorch sorts it */
 typedef struct { float v; long long i; } pm_pair;
@@ -801,7 +810,7 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
 
 
 UNARY_C: dict[str, str] = {
-    "relu": "({x} > 0.f ? {x} : 0.f)",
+    "relu": "pm_maxf({x}, 0.f)",
     "gelu": "(0.5f * {x} * (1.f + pm_erf({x} * 0.70710678118654752f)))",
     "gelu_tanh": (
         "(0.5f * {x} * (1.f + tanhf(0.7978845608028654f * ({x} + 0.044715f * {x} * {x} * {x}))))"
@@ -819,10 +828,10 @@ UNARY_C: dict[str, str] = {
     "abs": "fabsf({x})",
     "log": "logf({x})",
     "rsqrt": "(1.f / sqrtf({x}))",
-    "relu6": "fminf(fmaxf({x}, 0.f), 6.f)",
+    "relu6": "pm_minf(pm_maxf({x}, 0.f), 6.f)",
     # PyTorch's forms: x * relu6(x + 3) / 6 and relu6(x + 3) / 6
-    "hardsigmoid": "(fminf(fmaxf({x} + 3.f, 0.f), 6.f) / 6.f)",
-    "hardswish": "({x} * fminf(fmaxf({x} + 3.f, 0.f), 6.f) / 6.f)",
+    "hardsigmoid": "(pm_minf(pm_maxf({x} + 3.f, 0.f), 6.f) / 6.f)",
+    "hardswish": "({x} * pm_minf(pm_maxf({x} + 3.f, 0.f), 6.f) / 6.f)",
     # softplus at PyTorch's defaults (beta 1, threshold 20): linear above the threshold
     "softplus": "({x} > 20.f ? {x} : log1pf(expf({x})))",
     "floor": "floorf({x})",
@@ -840,8 +849,8 @@ BINARY_C: dict[str, str] = {
     "sub": "({a} - {b})",
     "mul": "({a} * {b})",
     "div": "({a} / {b})",
-    "maximum": "fmaxf({a}, {b})",
-    "minimum": "fminf({a}, {b})",
+    "maximum": "pm_maxf({a}, {b})",
+    "minimum": "pm_minf({a}, {b})",
     # comparisons as IEEE orders them: false with a NaN operand, except != (true); the NaN
     # test is explicit because -ffast-math lets gcc assume there are none
     "gt": "((pm_isnan({a}) | pm_isnan({b})) ? 0.f : ({a} > {b} ? 1.f : 0.f))",

@@ -465,16 +465,24 @@ def _conv2d(
 
 
 def _pool(op: str) -> OnnxHandler:
+    """MaxPool / AveragePool, 2-d, or 1-d (stop 67) as a 2-d pool over a height of 1 as
+    :func:`_conv2d` does, reshaped back."""
+
     def handle(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         at = attrs_of(node)
         if at.get("ceil_mode", 0) or any(int(d) != 1 for d in at.get("dilations", [1, 1])):
             raise UnsupportedOp(node.op_type, b.current, "ceil_mode/dilation")
         x = b.tensor(node.input[0])
-        if len(b.g.values[x].shape) != 4:
-            raise UnsupportedOp(node.op_type, b.current, "only 2-d pooling")
-        pads = _pads(node, at, 2)
+        shape = b.g.values[x].shape
+        if len(shape) not in (3, 4):
+            raise UnsupportedOp(node.op_type, b.current, "only 1-d and 2-d pooling")
+        spatial = len(shape) - 2
+        pads = _pads(node, at, spatial)
         kernel = tuple(int(k) for k in at["kernel_shape"])
-        stride = tuple(int(s) for s in at.get("strides", [1, 1]))
+        stride = tuple(int(s) for s in at.get("strides", [1] * spatial))
+        if spatial == 1:
+            x = b.reshape(x, (shape[0], shape[1], 1, shape[2]))
+            pads, kernel, stride = (0, *pads), (1, *kernel), (1, *stride)
         y = b.emit(op, [x], {"kernel": kernel, "stride": stride, "padding": pads})
         # AveragePool's count_include_pad=0 (the default) divides by the window's elements
         # inside the input: the padded-window average rescaled at the borders
@@ -490,7 +498,12 @@ def _pool(op: str) -> OnnxHandler:
             if op == "avg_pool2d"
             else None
         )
-        return [y if rescale is None else b.emit("mul", [y, b.g.add_const(rescale, "pool")])]
+        if rescale is not None:
+            y = b.emit("mul", [y, b.g.add_const(rescale, "pool")])
+        if spatial == 1:
+            ys = b.g.values[y].shape
+            y = b.reshape(y, (ys[0], ys[1], ys[3]))
+        return [y]
 
     return handle
 

@@ -602,7 +602,7 @@ class FxBuilder:
                 else ("ceil_mode", "count_include_pad", "divisor_override")
             )
             options = {name: self.val(arg(node, 4 + i, name, None)) for i, name in enumerate(names)}
-        if options.get("dilation") not in (None, 1, (1, 1)):
+        if options.get("dilation") not in (None, 1, (1,), (1, 1)):
             raise UnsupportedOp(op, node.name, "ceil_mode/dilation")
         xin = self.tensor_arg(x)
         size = self.shape(xin)[2:]
@@ -625,6 +625,56 @@ class FxBuilder:
             options.get("divisor_override"),
         )
         return y if rescale is None else self.emit("mul", [y, self.const(rescale, "pool")], {}, out)
+
+    def pool1d(
+        self,
+        op: str,
+        x: Any,
+        kernel: Any,
+        stride: Any,
+        padding: Any,
+        node: torch.fx.Node,
+        out: torch.Tensor,
+        options: dict[str, Any] | None = None,
+    ) -> str:
+        """``max_pool1d`` / ``avg_pool1d`` (stop 67) as the 2-d pool (``op``) over a height of
+        1, as :meth:`conv1d` does: ``[N, C, L] -> [N, C, 1, L]`` (an unbatched ``[C, L]`` as a
+        batch of one), the result reshaped back; options and refusals as :meth:`pool`'s."""
+        xin = self.tensor_arg(x)
+        *lead, length = self.shape(xin)
+        batch = tuple(lead) if len(lead) == 2 else (1, *lead)
+        x4 = self.reshape(xin, meta_like((*batch, 1, length)))
+        step = self.val(stride)
+        y4 = self.pool(
+            op,
+            x4,
+            (1, _first(self.val(kernel))),
+            None if step in (None, ()) else (1, _first(step)),
+            (0, _first(self.val(padding))),
+            node,
+            meta_like((*batch, 1, out.shape[-1])),
+            options,
+        )
+        return self.reshape(y4, out)
+
+    def adaptive1d(
+        self, x: Any, size: Any, out: torch.Tensor, op: str = "mean", indices: Any = False
+    ) -> str:
+        """Adaptive 1-d pooling (stop 67; output size 1 since stop 52) as :meth:`adaptive`
+        over a height of 1: the same windows where the size divides the length, the rest
+        refused by name."""
+        xin = self.tensor_arg(x)
+        *lead, length = self.shape(xin)
+        size = length if _first(size) is None else int(_first(size))
+        name = "adaptive_avg_pool1d" if op == "mean" else "adaptive_max_pool1d"
+        if indices:
+            raise UnsupportedOp(name, self.current, "return_indices")
+        if length % size:
+            why = f"output size {size} that does not divide the length {length}"
+            raise UnsupportedOp(name, self.current, why)
+        x4 = self.reshape(xin, meta_like((*lead, 1, length)))
+        y4 = self.adaptive(x4, (1, size), meta_like((*lead, 1, out.shape[-1])), op, indices)
+        return self.reshape(y4, out)
 
     def adaptive(
         self, x: Any, size: Any, out: torch.Tensor, op: str = "mean", indices: Any = False
@@ -1446,22 +1496,38 @@ def _pool(op: str) -> Handler:
     return handle
 
 
+def _pool1d(op: str) -> Handler:
+    """``F.max_pool1d`` / ``F.avg_pool1d`` (their arguments in ``F.max_pool2d``'s order)."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        kernel, stride = arg(node, 1, "kernel_size"), arg(node, 2, "stride")
+        try:
+            return b.pool1d(op, node.args[0], kernel, stride, arg(node, 3, "padding", 0), node, out)
+        except UnsupportedOp as refused:  # named as the user wrote it
+            raise UnsupportedOp(target_name(node, b.gm), node.name, refused.why) from None
+
+    return handle
+
+
 def _adaptive_avg_pool2d(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.adaptive(node.args[0], b.val(arg(node, 1, "output_size")), out)
 
 
-def _adaptive_avg_pool1d(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-    """``F.adaptive_avg_pool1d(x, 1)`` / ``nn.AdaptiveAvgPool1d(1)`` (Swin's pooled output):
-    the mean over the last dim, kept; other output sizes are refused by name."""
-    if node.op == "call_module":
-        size = _module(node, b).output_size
-    else:
-        size = b.val(arg(node, 1, "output_size"))
-    size = size[0] if isinstance(size, (tuple, list)) else size
-    if int(size) != 1:
-        raise UnsupportedOp("adaptive_avg_pool1d", node.name, "output size other than 1")
-    x = b.tensor_arg(node.args[0])
-    return b.emit("mean", [x], {"dims": (len(b.shape(x)) - 1,), "keepdim": True}, out)
+def _adaptive_pool1d(op: str) -> Handler:
+    """``F.adaptive_avg_pool1d`` / ``F.adaptive_max_pool1d`` and their modules: to size 1 the
+    mean (max) over the last dim (Swin's pooled output), to a size dividing the length its
+    equal windows (stop 67)."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: Any) -> str:
+        if node.op == "call_module":
+            mod = _module(node, b)
+            size, indices = mod.output_size, getattr(mod, "return_indices", False)
+        else:
+            size = b.val(arg(node, 1, "output_size"))
+            indices = b.val(arg(node, 2, "return_indices", False))
+        return b.adaptive1d(node.args[0], size, out, op, indices)
+
+    return handle
 
 
 def constant_pad(
@@ -2292,8 +2358,11 @@ FUNCTION_NAMES: dict[str, Handler] = {
     "max_pool2d": _pool("max_pool2d"),
     "avg_pool2d": _pool("avg_pool2d"),
     "adaptive_avg_pool2d": _adaptive_avg_pool2d,
-    "adaptive_avg_pool1d": _adaptive_avg_pool1d,
+    "adaptive_avg_pool1d": _adaptive_pool1d("mean"),
+    "adaptive_max_pool1d": _adaptive_pool1d("amax"),
     "adaptive_max_pool2d": _adaptive_max_pool2d,
+    "max_pool1d": _pool1d("max_pool2d"),
+    "avg_pool1d": _pool1d("avg_pool2d"),
     "pad": _pad,
     "interpolate": _interpolate,
     "conv_transpose1d": _conv_transpose,
@@ -2521,18 +2590,17 @@ POOL_DIVISOR_OPTIONS = ("count_include_pad", "divisor_override")
 
 def _pool_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     mod = _module(node, b)
-    assert isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d))
+    assert isinstance(mod, (nn.MaxPool1d, nn.AvgPool1d, nn.MaxPool2d, nn.AvgPool2d))
     name = type(mod).__name__
-    op = "max_pool2d" if isinstance(mod, nn.MaxPool2d) else "avg_pool2d"
+    op = "max_pool2d" if isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d)) else "avg_pool2d"
     options = {
         key: getattr(mod, key)
         for key in (*("ceil_mode", "dilation", "return_indices"), *POOL_DIVISOR_OPTIONS)
         if hasattr(mod, key)
     }
+    pool = b.pool1d if isinstance(mod, (nn.MaxPool1d, nn.AvgPool1d)) else b.pool
     try:
-        return b.pool(
-            op, node.args[0], mod.kernel_size, mod.stride, mod.padding, node, out, options
-        )
+        return pool(op, node.args[0], mod.kernel_size, mod.stride, mod.padding, node, out, options)
     except UnsupportedOp as refused:  # named by the module, as the user wrote it
         raise UnsupportedOp(name, node.name, refused.why) from None
 
@@ -2606,7 +2674,10 @@ MODULES: dict[type, Handler] = {
     nn.MaxPool2d: _pool_module,
     nn.AvgPool2d: _pool_module,
     nn.AdaptiveAvgPool2d: _adaptive_module,
-    nn.AdaptiveAvgPool1d: _adaptive_avg_pool1d,
+    nn.AdaptiveAvgPool1d: _adaptive_pool1d("mean"),
+    nn.AdaptiveMaxPool1d: _adaptive_pool1d("amax"),
+    nn.MaxPool1d: _pool_module,
+    nn.AvgPool1d: _pool_module,
     nn.AdaptiveMaxPool2d: _adaptive_max_module,
     nn.Upsample: _upsample_module,
     nn.ConvTranspose1d: _conv_transpose_module,

@@ -122,8 +122,8 @@ def embedding(low: Lowering, n: Node, kname: str) -> L.Kernel:
 SCATTER_COMBINE = {
     "add": "{y} + {s}",
     "mul": "{y} * {s}",  # stop 60: scatter_reduce's "prod", ONNX's reduction "mul"
-    "amax": "fmaxf({y}, {s})",
-    "amin": "fminf({y}, {s})",
+    "amax": "pm_maxf({y}, {s})",
+    "amin": "pm_minf({y}, {s})",
     "replace": "{s}",  # the last update of a row wins
 }
 SCATTER_BLOCK = 16  # columns per parallel chunk

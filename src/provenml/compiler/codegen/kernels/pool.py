@@ -20,8 +20,8 @@ def pool(low: Lowering, n: Node, kname: str) -> L.Kernel:
     decl, names = low.decls(n, [n.name], n.inputs)
     X, Y = names[n.inputs[0]], names[n.name]
     is_max = n.op == "max_pool2d"
-    init = "-FLT_MAX" if is_max else "0.f"
-    combine = "acc[ch] = MAX(acc[ch], {v});" if is_max else "acc[ch] += {v};"
+    init = "-INFINITY" if is_max else "0.f"
+    combine = "acc[ch] = pm_maxf(acc[ch], {v});" if is_max else "acc[ch] += {v};"
     fin = "acc[ch]" if is_max else f"acc[ch] * {1.0 / (kh * kw)!r}f"
     if ov.layout == "NHWC":
         v = f"{X}[((b*{h} + y)*{w} + xx)*{c} + ch]"
@@ -71,7 +71,7 @@ def pool(low: Lowering, n: Node, kname: str) -> L.Kernel:
         f"++kx) {{\n"
         f"  const long y = oy*{sh} + ky - {ph}, xx = ox*{sw} + kx - {pw};\n  if (y < 0 || y "
         f">= {h} || xx < 0 || xx >= {w}) continue;\n"
-        + (f"  a = MAX(a, {v});\n}}\n" if is_max else f"  a += {v};\n}}\n")
+        + (f"  a = pm_maxf(a, {v});\n}}\n" if is_max else f"  a += {v};\n}}\n")
         + f"{Y}[(bc*{oh} + oy)*{ow} + ox] = "
         + ("a;" if is_max else f"a * {1.0 / (kh * kw)!r}f;")
     )

@@ -160,8 +160,8 @@ def reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
     X, Y = names[n.inputs[0]], names[n.name]
     scale = f" * {1.0 / red!r}f" if n.op == "mean" else ""
     start, step = {
-        "amax": ("-FLT_MAX", "acc[i] = MAX(acc[i], {x});"),
-        "amin": ("FLT_MAX", "acc[i] = MIN(acc[i], {x});"),
+        "amax": ("-INFINITY", "acc[i] = pm_maxf(acc[i], {x});"),
+        "amin": ("INFINITY", "acc[i] = pm_minf(acc[i], {x});"),
     }.get(n.op, ("0.f", "acc[i] += {x};"))
     # an int64 sum (a count: mask.sum() in PyTorch is an integer) adds 64-bit integers
     acc = "long long" if xv.dtype == "int64" else "float"
