@@ -14,6 +14,13 @@ from provenml.compiler.frontend.common import UnsupportedOp
 from provenml.compiler.frontend.onnx import ONNX_OPS
 from provenml.compiler.frontend.onnx_more_ops import MORE_ONNX_OPS
 from provenml.compiler.frontend.torch_attention import ATTENTION_FUNCTIONS, ATTENTION_MODULES
+from provenml.compiler.frontend.torch_common_ops import (
+    COMMON_BOOL,
+    COMMON_FUNCTION_NAMES,
+    COMMON_FUNCTIONS,
+    COMMON_METHODS,
+    COMMON_MODULES,
+)
 from provenml.compiler.frontend.torch_fx import (
     BOOL_HANDLERS,
     FUNCTION_NAMES,
@@ -29,6 +36,13 @@ from provenml.compiler.frontend.torch_more_ops import (
     MORE_MODULES,
     MOVES,
 )
+from provenml.compiler.frontend.torch_moves import (
+    MOVE_BOOL,
+    MOVE_FUNCTION_NAMES,
+    MOVE_FUNCTIONS,
+    MOVE_METHODS,
+    MOVE_MODULES,
+)
 from provenml.compiler.frontend.torch_recurrent import RECURRENT_MODULES
 
 MODULES.update(ATTENTION_MODULES)  # nn.MultiheadAttention and the transformer encoder
@@ -41,6 +55,18 @@ FUNCTION_NAMES.update(MORE_FUNCTION_NAMES)
 METHODS.update(MORE_METHODS)
 MODULES.update(MORE_MODULES)
 BOOL_HANDLERS.update(MOVES)  # flip, roll, clone, t, div move or combine a mask's values
+# stop 67: RMSNorm, SELU / CELU / logsigmoid & co., lerp, addcmul, pow by a tensor, prod, any /
+# all, ... (torch_common_ops); diagonal, diff, outer, narrow, movedim, ... (torch_moves)
+FUNCTIONS.update(COMMON_FUNCTIONS)
+FUNCTION_NAMES.update(COMMON_FUNCTION_NAMES)
+METHODS.update(COMMON_METHODS)
+MODULES.update(COMMON_MODULES)
+BOOL_HANDLERS.update(COMMON_BOOL)
+FUNCTIONS.update(MOVE_FUNCTIONS)
+FUNCTION_NAMES.update(MOVE_FUNCTION_NAMES)
+METHODS.update(MOVE_METHODS)
+MODULES.update(MOVE_MODULES)
+BOOL_HANDLERS.update(MOVE_BOOL)
 ONNX_OPS.update(MORE_ONNX_OPS)  # PRelu, ReduceLogSumExp, Mod, Trilu, ScatterElements, ...
 
 __all__ = ["UnsupportedOp", "trace"]
