@@ -430,7 +430,6 @@ def test_hand_built_vector_matmuls_clip_and_global_max_pool(cache: str) -> None:
             {"W": np.ones((1, 6, 4)), "R": np.ones((1, 6, 2))},
             "linear_before_reset=0",
         ),
-        (N("Pow", ["x", "e"], ["y"]), {"e": 1.5}, "constant exponents"),
         (N("HardSigmoid", ["x"], ["y"]), {}, "alpha=0.2"),
         (N("MatMul", ["x", "x"], ["y"]), {}, "1-D @ 1-D"),
         (N("ArgMax", ["x"], ["y"], select_last_index=1), {}, "select_last_index=1"),

@@ -135,6 +135,10 @@ def binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return COMPARE[op](a, b).astype(np.float32)
     if op == "atan2":
         return np.arctan2(a, b).astype(np.float32)
+    if op in ("pow", "hypot", "copysign"):  # stop 67
+        return {"pow": np.power, "hypot": np.hypot, "copysign": np.copysign}[op](
+            a.astype(np.float64), b.astype(np.float64)
+        ).astype(np.float32)
     if op == "trunc_divide" and a.dtype.kind == "f":
         quotient = a.astype(np.float64) / b.astype(np.float64)
         return np.trunc(quotient.astype(np.float32))

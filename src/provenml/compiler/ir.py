@@ -101,6 +101,11 @@ ELEMENTWISE_BINARY = (
     # PyTorch's rounding_mode="trunc", fmod), float32 or int64
     "trunc_divide",
     "fmod",
+    # stop 67: libm's two-argument functions, float32 (torch.pow by any exponent, hypot,
+    # copysign; ONNX Pow by a run-time exponent)
+    "pow",
+    "hypot",
+    "copysign",
 )
 ELEMENTWISE = ELEMENTWISE_UNARY + ELEMENTWISE_BINARY
 MATMUL_LIKE = ("linear", "dense", "matmul", "conv2d")

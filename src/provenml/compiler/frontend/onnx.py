@@ -774,7 +774,8 @@ def _arg_reduce(op: str) -> OnnxHandler:
 
 
 def _pow(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
-    """``x ** e`` for a constant scalar ``e`` in the torch frontend's ``POW_EXPONENTS``."""
+    """``x ** e``: for a constant scalar ``e`` in the torch frontend's ``POW_EXPONENTS`` the
+    same products and roots, else (stop 67) C's ``powf`` elementwise, float32."""
     exponent = b.static.get(node.input[1])
     x = b.tensor(node.input[0])
     e = float(exponent.reshape(-1)[0]) if exponent is not None and exponent.size == 1 else None
@@ -791,7 +792,7 @@ def _pow(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         if e < 0:
             return [b.emit("div", [b.g.add_const(np.float32(1.0), "one"), square])]
         return [square]
-    raise UnsupportedOp("Pow", b.current, "only constant exponents 0.5, -0.5, 1, 2, 3, -1, -2")
+    return [b.emit("pow", [x, b.tensor(node.input[1])])]
 
 
 def _hard_sigmoid(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:

@@ -1,11 +1,56 @@
-"""Activations, norms, maths and reductions a sweep of common PyTorch calls found refused at
-stop 67, each composed from the IR's ops."""
+"""Activations, a norm, maths and reductions that a sweep of common PyTorch calls found refused
+at stop 67, each composed from the IR's ops (the two-argument libm functions ``pow``,
+``hypot`` and ``copysign`` are the IR's, stop 67).
+
+* **RMSNorm** (Zhang & Sennrich 2019, eq. 4): ``x / sqrt(mean(x^2) + eps) * g`` over the
+  trailing ``normalized_shape`` dims, ``F.rms_norm`` and ``nn.RMSNorm`` (LLaMA, T5, Mistral);
+  ``eps=None`` is float32's machine epsilon, as PyTorch's.
+* **Activations**: SELU (Klambauer et al. 2017, eq. 2: ``lambda elu(x, alpha)`` with their
+  fixed constants), CELU (Barron 2017, eq. 3: ``max(0, x) + min(0, alpha (exp(x / alpha) -
+  1))``), ``logsigmoid`` (``-softplus(-x)``), ``softsign`` (``x / (1 + |x|)``),
+  ``tanhshrink`` (``x - tanh x``), ``hardshrink`` / ``softshrink`` (0 where ``|x| <= l``),
+  ``threshold`` (``value`` where ``x <= threshold``), ``softmin`` (softmax of ``-x``), RReLU
+  in inference (a leaky ReLU of slope ``(lower + upper) / 2``), the alpha and channel
+  dropouts in inference (the identity); functions and modules.
+* **Maths**: ``lerp`` (PyTorch's two-sided form: ``a + w (b - a)`` for ``|w| < 0.5``, else
+  ``b - (b - a)(1 - w)``), ``addcmul`` / ``addcdiv`` (``x + value t1 t2``, ``x + value t1 /
+  t2``), ``logaddexp`` (``max + log1p(exp(-|a - b|))``, equal arguments ``a + log 2`` so
+  that two equal infinities stay infinite), ``hypot``, ``copysign``, ``frac`` (``x -
+  trunc x``), ``sinc`` (``sin(pi x) / (pi x)``, 1 at 0).
+* **Reductions**: ``prod`` (the last entry of the IR's ``cumprod`` scan, in double),
+  ``any`` / ``all`` (``amax`` / ``amin`` of the 0 / 1 test ``x != 0``, a boolean result),
+  ``count_nonzero`` (the int64 sum of ``x != 0``), ``nanmean`` (the sum of the numbers over
+  their count), ``pairwise_distance`` (the norm of ``x1 - x2 + eps``).
+
+What these cannot map (an integer ``prod``, a training-mode dropout, ...) is refused by name.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from provenml.compiler.frontend.torch_fx import Handler
+import numpy as np
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+
+from provenml.compiler.frontend.common import UnsupportedOp
+from provenml.compiler.frontend.torch_fx import (
+    NORM_ORDERS,
+    FxBuilder,
+    Handler,
+    _as_float,
+    _leaky_relu_op,
+    _module,
+    _module_softmax_dim,
+    _norm,
+    _select,
+    arg,
+    meta_like,
+    target_name,
+)
 
 __all__ = [
     "COMMON_BOOL",
@@ -15,9 +60,466 @@ __all__ = [
     "COMMON_MODULES",
 ]
 
-COMMON_FUNCTIONS: dict[Any, Handler] = {}
-COMMON_FUNCTION_NAMES: dict[str, Handler] = {}
-COMMON_METHODS: dict[str, Handler] = {}
-COMMON_MODULES: dict[type, Handler] = {}
-#: handlers that take boolean masks (any / all / count_nonzero)
-COMMON_BOOL: tuple[Handler, ...] = ()
+#: SELU's constants (Klambauer et al. 2017, eq. 14), as PyTorch writes them
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+def _scalar(b: FxBuilder, value: float) -> str:
+    return b.const(np.float32(value))
+
+
+def _dims(value: Any, rank: int) -> tuple[int, ...]:
+    """One dim or a sequence of them, made non-negative; ``None``: every dim."""
+    if value is None:
+        return tuple(range(rank))
+    dims = (value,) if isinstance(value, int) else tuple(value)
+    return tuple(sorted(int(d) % rank for d in dims))
+
+
+def _kept(shape: tuple[int, ...], dims: tuple[int, ...]) -> torch.Tensor:
+    return meta_like([1 if d in dims else n for d, n in enumerate(shape)])
+
+
+# -- RMSNorm ---------------------------------------------------------------------------------
+def rms_norm(
+    b: FxBuilder, x: str, dims: int, weight: str | None, eps: float | None, out: Any
+) -> str:
+    """RMSNorm (Zhang & Sennrich 2019, eq. 4) over the last ``dims`` dims of ``x``:
+    ``x * rsqrt(mean(x * x) + eps)`` (PyTorch's order), times ``weight`` if given."""
+    shape = b.shape(x)
+    reduced = tuple(range(len(shape) - dims, len(shape)))
+    like = meta_like(shape)
+    mean_square = b.emit(
+        "mean",
+        [b.emit("mul", [x, x], {}, like)],
+        {"dims": reduced, "keepdim": True},
+        _kept(shape, reduced),
+    )
+    epsilon = float(torch.finfo(torch.float32).eps) if eps is None else float(eps)
+    scale = b.emit(
+        "rsqrt",
+        [b.emit("add", [mean_square, _scalar(b, epsilon)], {}, _kept(shape, reduced))],
+        {},
+        _kept(shape, reduced),
+    )
+    y = b.emit("mul", [x, scale], {}, out if weight is None else like)
+    return y if weight is None else b.emit("mul", [y, weight], {}, out)
+
+
+def _rms_norm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.rms_norm(x, normalized_shape, weight=None, eps=None)``."""
+    shape = b.val(arg(node, 1, "normalized_shape"))
+    dims = 1 if isinstance(shape, int) else len(shape)
+    weight = arg(node, 2, "weight")
+    w = None if b.val(weight) is None else b.tensor_arg(weight)
+    return rms_norm(b, b.tensor_arg(node.args[0]), dims, w, b.val(arg(node, 3, "eps")), out)
+
+
+def _rms_norm_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``nn.RMSNorm(normalized_shape, eps, elementwise_affine)``."""
+    mod = _module(node, b)
+    assert isinstance(mod, nn.RMSNorm)
+    w = None if mod.weight is None else b.const(mod.weight, "g")
+    return rms_norm(b, b.tensor_arg(node.args[0]), len(mod.normalized_shape), w, mod.eps, out)
+
+
+# -- activations -----------------------------------------------------------------------------
+def _elu_family(
+    b: FxBuilder, x: str, alpha: float, divide_by: float, scale: float, out: torch.Tensor
+) -> str:
+    """``scale (max(0, x) + min(0, alpha (exp(x / divide_by) - 1)))``: ELU's form, which
+    SELU (``scale`` and ``alpha`` fixed) and CELU (``divide_by = alpha``) share."""
+    like = meta_like(b.shape(x))
+    inner = x if divide_by == 1.0 else b.emit("div", [x, _scalar(b, divide_by)], {}, like)
+    negative = b.emit("sub", [b.emit("exp", [inner], {}, like), _scalar(b, 1.0)], {}, like)
+    negative = b.emit("mul", [negative, _scalar(b, alpha)], {}, like)
+    negative = b.emit("minimum", [negative, _scalar(b, 0.0)], {}, like)
+    total = b.emit(
+        "add", [b.emit("relu", [x], {}, like), negative], {}, out if scale == 1.0 else like
+    )
+    return total if scale == 1.0 else b.emit("mul", [total, _scalar(b, scale)], {}, out)
+
+
+def _selu(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.selu`` / ``nn.SELU`` (Klambauer et al. 2017, eq. 2)."""
+    return _elu_family(b, b.tensor_arg(node.args[0]), SELU_ALPHA, 1.0, SELU_SCALE, out)
+
+
+def _celu(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.celu(x, alpha)`` / ``nn.CELU`` (Barron 2017, eq. 3)."""
+    alpha = (
+        _module(node, b).alpha if node.op == "call_module" else b.val(arg(node, 1, "alpha", 1.0))
+    )
+    if float(alpha) == 0.0:
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "alpha 0 (PyTorch raises)")
+    return _elu_family(b, b.tensor_arg(node.args[0]), float(alpha), float(alpha), 1.0, out)
+
+
+def _logsigmoid(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.logsigmoid`` / ``nn.LogSigmoid``: ``-softplus(-x)`` (softplus linear past 20)."""
+    x = b.tensor_arg(node.args[0])
+    like = meta_like(b.shape(x))
+    softplus = b.emit("softplus", [b.emit("neg", [x], {}, like)], {}, like)
+    return b.emit("neg", [softplus], {}, out)
+
+
+def _softsign(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.softsign`` / ``nn.Softsign``: ``x / (1 + |x|)``."""
+    x = b.tensor_arg(node.args[0])
+    like = meta_like(b.shape(x))
+    denominator = b.emit("add", [b.emit("abs", [x], {}, like), _scalar(b, 1.0)], {}, like)
+    return b.emit("div", [x, denominator], {}, out)
+
+
+def _tanhshrink(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.tanhshrink`` / ``nn.Tanhshrink``: ``x - tanh(x)``."""
+    x = b.tensor_arg(node.args[0])
+    return b.emit("sub", [x, b.emit("tanh", [x], {}, meta_like(b.shape(x)))], {}, out)
+
+
+def _shrink(soft: bool) -> Handler:
+    """``F.hardshrink`` / ``F.softshrink`` (``lambd``, default 0.5) and their modules: 0 where
+    ``|x| <= l``, else ``x`` (hard) or ``x - copysign(l, x)`` (soft); a NaN stays NaN, as
+    PyTorch's. (Not ``x - clamp(x, -l, l)``: under ``-ffast-math`` gcc folds the NaN branch's
+    ``x - x`` to 0.)"""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        if node.op == "call_module":
+            lambd = _module(node, b).lambd
+        else:
+            lambd = b.val(arg(node, 1, "lambd", 0.5))
+        x = b.tensor_arg(node.args[0])
+        like = meta_like(b.shape(x))
+        inside = b.emit("le", [b.emit("abs", [x], {}, like), _scalar(b, float(lambd))], {}, like)
+        if soft:
+            step = b.emit("copysign", [_scalar(b, float(lambd)), x], {}, like)
+            x = b.emit("sub", [x, step], {}, like)
+        return b.emit("keep_where_not", [inside, x], {}, out)
+
+    return handle
+
+
+def _threshold(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.threshold(x, threshold, value)`` / ``nn.Threshold``: ``value`` where ``x <=
+    threshold``, else ``x`` (a NaN kept)."""
+    if node.op == "call_module":
+        mod = _module(node, b)
+        threshold, value = mod.threshold, mod.value
+    else:
+        threshold, value = b.val(arg(node, 1, "threshold")), b.val(arg(node, 2, "value"))
+    x = b.tensor_arg(node.args[0])
+    below = b.emit("le", [x, _scalar(b, float(threshold))], {}, meta_like(b.shape(x)))
+    return _select(b, below, float(value), x, out)
+
+
+def _softmin(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.softmin(x, dim)`` / ``nn.Softmin``: the softmax of ``-x``."""
+    dim = _module(node, b).dim if node.op == "call_module" else b.val(arg(node, 1, "dim"))
+    x = b.tensor_arg(node.args[0])
+    negated = b.emit("neg", [x], {}, meta_like(b.shape(x)))
+    return b.softmax(negated, _module_softmax_dim(dim, out), out)
+
+
+def _rrelu(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.rrelu(x, lower, upper, training=False)`` / ``nn.RReLU`` in inference (Xu et al.
+    2015): a leaky ReLU whose slope is the mean of the sampling range."""
+    if node.op == "call_module":
+        mod = _module(node, b)
+        lower, upper, training = mod.lower, mod.upper, mod.training
+    else:
+        lower = b.val(arg(node, 1, "lower", 1.0 / 8))
+        upper = b.val(arg(node, 2, "upper", 1.0 / 3))
+        training = b.val(arg(node, 3, "training", False))
+    if training:
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "training=True (random slopes)")
+    return _leaky_relu_op(b, node, (float(lower) + float(upper)) / 2, out)
+
+
+def _inference_dropout(training_by_default: bool) -> Handler:
+    """The alpha and channel dropouts in inference: the identity. A module in training mode,
+    or a function whose ``training`` is true (``F.dropout2d``'s default), is refused."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        if node.op == "call_module":
+            training = _module(node, b).training
+        else:
+            training = b.val(arg(node, 2, "training", training_by_default))
+        if training:
+            why = "training=True (random masks)"
+            raise UnsupportedOp(target_name(node, b.gm), node.name, why)
+        return b.emit("identity", [b.tensor_arg(node.args[0])], {}, out)
+
+    return handle
+
+
+# -- maths -----------------------------------------------------------------------------------
+def _float_operand(b: FxBuilder, value: Any) -> str:
+    """A tensor operand as float32, a Python number as a float32 constant."""
+    if b.is_tensor(value):
+        return _as_float(b, b.tensor_arg(value))
+    return _scalar(b, float(b.val(value)))
+
+
+def _shape_of(b: FxBuilder, *names: str) -> torch.Tensor:
+    return meta_like(np.broadcast_shapes(*(b.shape(n) for n in names)))
+
+
+def _lerp(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.lerp(start, end, weight)``: ``start + w (end - start)`` where ``|w| < 0.5``,
+    else ``end - (end - start)(1 - w)``, PyTorch's two-sided form (exact at both ends); a
+    scalar weight picks its side at compile time."""
+    start, end = (_float_operand(b, v) for v in (node.args[0], arg(node, 1, "end")))
+    weight = arg(node, 2, "weight")
+    span = b.emit("sub", [end, start], {}, _shape_of(b, end, start))
+    if not b.is_tensor(weight):
+        w = float(b.val(weight))
+        if abs(w) < 0.5:
+            step = b.emit("mul", [span, _scalar(b, w)], {}, meta_like(b.shape(span)))
+            return b.emit("add", [start, step], {}, out)
+        step = b.emit("mul", [span, _scalar(b, 1.0 - w)], {}, meta_like(b.shape(span)))
+        return b.emit("sub", [end, step], {}, out)
+    w = _float_operand(b, weight)
+    like = meta_like(out.shape)
+    near_start = b.emit("add", [start, b.emit("mul", [span, w], {}, like)], {}, like)
+    rest = b.emit("sub", [_scalar(b, 1.0), w], {}, meta_like(b.shape(w)))
+    near_end = b.emit("sub", [end, b.emit("mul", [span, rest], {}, like)], {}, like)
+    small = b.emit(
+        "lt",
+        [b.emit("abs", [w], {}, meta_like(b.shape(w))), _scalar(b, 0.5)],
+        {},
+        meta_like(b.shape(w)),
+    )
+    return _select(b, small, near_start, near_end, out)
+
+
+def _addc(op: str) -> Handler:
+    """``torch.addcmul(x, t1, t2, value=1)`` / ``addcdiv``: ``x + value (t1 op t2)``."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        x, t1, t2 = (
+            _float_operand(b, v)
+            for v in (node.args[0], arg(node, 1, "tensor1"), arg(node, 2, "tensor2"))
+        )
+        value = float(b.val(node.kwargs.get("value", 1)))
+        combined = b.emit(op, [t1, t2], {}, _shape_of(b, t1, t2))
+        if value != 1.0:
+            combined = b.emit(
+                "mul", [combined, _scalar(b, value)], {}, meta_like(b.shape(combined))
+            )
+        return b.emit("add", [x, combined], {}, out)
+
+    return handle
+
+
+def _libm_binary(op: str) -> Handler:
+    """``torch.hypot`` / ``torch.copysign``: the IR's op of that name (C's ``hypotf`` /
+    ``copysignf``), float32."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        left, right = (_float_operand(b, v) for v in (node.args[0], arg(node, 1, "other")))
+        return b.emit(op, [left, right], {}, out)
+
+    return handle
+
+
+def _logaddexp(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.logaddexp(a, b)``: ``max(a, b) + log1p(exp(-|a - b|))``; where ``a == b`` the
+    difference is taken as 0, so two equal infinities give that infinity (``inf - inf``
+    would be NaN)."""
+    left, right = (_float_operand(b, v) for v in (node.args[0], arg(node, 1, "other")))
+    like = _shape_of(b, left, right)
+    gap = b.emit("abs", [b.emit("sub", [left, right], {}, like)], {}, like)
+    gap = b.emit("keep_where_not", [b.emit("eq", [left, right], {}, like), gap], {}, like)
+    tail = b.emit("log1p", [b.emit("exp", [b.emit("neg", [gap], {}, like)], {}, like)], {}, like)
+    return b.emit("add", [b.emit("maximum", [left, right], {}, like), tail], {}, out)
+
+
+def _frac(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.frac``: ``x - trunc(x)`` (the sign of ``x``)."""
+    x = b.tensor_arg(node.args[0])
+    return b.emit("sub", [x, b.emit("trunc", [x], {}, meta_like(b.shape(x)))], {}, out)
+
+
+def _sinc(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.sinc`` (and ``torch.special.sinc``): ``sin(pi x) / (pi x)``, 1 at 0."""
+    x = _as_float(b, b.tensor_arg(node.args[0]))
+    like = meta_like(b.shape(x))
+    angle = b.emit("mul", [x, _scalar(b, math.pi)], {}, like)
+    ratio = b.emit("div", [b.emit("sin", [angle], {}, like), angle], {}, like)
+    zero = b.emit("eq", [x, _scalar(b, 0.0)], {}, like)
+    return _select(b, zero, 1.0, ratio, out)
+
+
+def _pairwise_distance(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.pairwise_distance(x1, x2, p=2, eps=1e-6, keepdim=False)`` / ``nn.PairwiseDistance``:
+    the ``p`` norm of ``x1 - x2 + eps`` over the last dim (orders 1, 2 and inf)."""
+    if node.op == "call_module":
+        mod = _module(node, b)
+        order, eps, keepdim = mod.norm, mod.eps, mod.keepdim
+    else:
+        order = b.val(arg(node, 2, "p", 2.0))
+        eps, keepdim = b.val(arg(node, 3, "eps", 1e-6)), b.val(arg(node, 4, "keepdim", False))
+    if order not in NORM_ORDERS:
+        raise UnsupportedOp(target_name(node, b.gm), node.name, f"p={order} (1, 2 or inf)")
+    x1, x2 = (_float_operand(b, v) for v in (node.args[0], arg(node, 1, "x2")))
+    like = _shape_of(b, x1, x2)
+    gap = b.emit("add", [b.emit("sub", [x1, x2], {}, like), _scalar(b, float(eps))], {}, like)
+    attrs = {"dims": (len(like.shape) - 1,), "keepdim": bool(keepdim)}
+    return _norm(b, gap, order, attrs, out)
+
+
+# -- reductions ------------------------------------------------------------------------------
+def _prod(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.prod(x, dim=None, keepdim=False)`` / ``x.prod``: the last entry of the IR's
+    ``cumprod`` along ``dim`` (accumulated in double); over every element the flattened
+    tensor's. Integer products and a ``dtype=`` are refused."""
+    name = target_name(node, b.gm)
+    if node.kwargs.get("dtype") is not None or out.dtype != torch.float32:
+        raise UnsupportedOp(name, node.name, f"a product as {out.dtype} (float32 only)")
+    x = _as_float(b, b.tensor_arg(node.args[0]))
+    shape = b.shape(x)
+    dim = b.val(arg(node, 1, "dim"))
+    if dim is None or not shape:
+        count = int(np.prod(shape, dtype=np.int64))
+        x, shape, dim = b.reshape(x, meta_like((count,))), (count,), 0
+    d = int(dim) % len(shape)
+    scan = b.emit("cumprod", [x], {"dim": d}, meta_like(shape))
+    last = b.emit(
+        "slice",
+        [scan],
+        {"dim": d, "start": shape[d] - 1, "stop": shape[d], "step": 1},
+        meta_like([1 if k == d else n for k, n in enumerate(shape)]),
+    )
+    return b.reshape(last, out)
+
+
+def _nonzero_test(b: FxBuilder, x: str) -> str:
+    """``x != 0`` as 0 / 1 floats (a boolean mask is one already)."""
+    if x in b.bools:
+        return x
+    integer = b.g.values[x].dtype == "int64"
+    zero = b.g.add_const(np.asarray(0, dtype=np.int64 if integer else np.float32), "zero")
+    return b.emit("ne", [x, zero], {}, meta_like(b.shape(x)))
+
+
+def _any_all(op: str) -> Handler:
+    """``x.any(dim, keepdim)`` / ``torch.any`` (``amax``) and ``all`` (``amin``) of the 0 / 1
+    test ``x != 0``: a boolean result."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        x = b.tensor_arg(node.args[0])
+        rank = len(b.shape(x))
+        dims = _dims(b.val(arg(node, 1, "dim")), rank)
+        keepdim = bool(b.val(arg(node, 2, "keepdim", False)))
+        tested = _nonzero_test(b, x)
+        if not dims:  # a 0-d tensor
+            result = b.emit("identity", [tested], {}, out)
+        else:
+            result = b.emit(op, [tested], {"dims": dims, "keepdim": keepdim}, out)
+        b.bools.add(result)
+        return result
+
+    return handle
+
+
+def _count_nonzero(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.count_nonzero(x, dim=None)`` / the method: the int64 sum of ``x != 0``."""
+    x = b.tensor_arg(node.args[0])
+    dims = _dims(b.val(arg(node, 1, "dim")), len(b.shape(x)))
+    tested = _nonzero_test(b, x)
+    counts = b.emit("to_int", [tested], {}, meta_like(b.shape(x), torch.int64))
+    return b.emit("sum", [counts], {"dims": dims, "keepdim": False}, out)
+
+
+def _nanmean(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.nanmean(x, dim=None, keepdim=False)`` / the method: the sum of the elements that
+    are not NaN over their count (0 / 0, NaN, where every one is)."""
+    x = b.tensor_arg(node.args[0])
+    shape = b.shape(x)
+    dims = _dims(b.val(arg(node, 1, "dim")), len(shape))
+    keepdim = bool(b.val(arg(node, 2, "keepdim", False)))
+    like = meta_like(shape)
+    # x == x is the NaN test the comparisons make explicit (an IEEE comparison with a NaN)
+    present = b.emit("eq", [x, x], {}, like)
+    attrs = {"dims": dims, "keepdim": keepdim}
+    total = b.emit("sum", [b.emit("keep_where", [present, x], {}, like)], attrs, out)
+    count = b.emit("sum", [present], attrs, out)
+    return b.emit("div", [total, count], {}, out)
+
+
+#: calls that are both ``torch.<name>`` and ``Tensor.<name>``
+BOTH: dict[str, Handler] = {
+    "lerp": _lerp,
+    "addcmul": _addc("mul"),
+    "addcdiv": _addc("div"),
+    "hypot": _libm_binary("hypot"),
+    "copysign": _libm_binary("copysign"),
+    "logaddexp": _logaddexp,
+    "frac": _frac,
+    "sinc": _sinc,
+    "prod": _prod,
+    "any": _any_all("amax"),
+    "all": _any_all("amin"),
+    "count_nonzero": _count_nonzero,
+    "nanmean": _nanmean,
+}
+COMMON_FUNCTIONS: dict[Any, Handler] = {
+    **{getattr(torch, name): handler for name, handler in BOTH.items()},
+    torch.special.sinc: _sinc,
+    F.rms_norm: _rms_norm,
+    F.selu: _selu,
+    F.celu: _celu,
+    F.logsigmoid: _logsigmoid,
+    F.softsign: _softsign,
+    F.tanhshrink: _tanhshrink,
+    F.hardshrink: _shrink(soft=False),
+    F.softshrink: _shrink(soft=True),
+    F.threshold: _threshold,
+    F.softmin: _softmin,
+    F.rrelu: _rrelu,
+    F.alpha_dropout: _inference_dropout(training_by_default=False),
+    F.feature_alpha_dropout: _inference_dropout(training_by_default=False),
+    F.dropout1d: _inference_dropout(training_by_default=True),
+    F.dropout2d: _inference_dropout(training_by_default=True),
+    F.dropout3d: _inference_dropout(training_by_default=True),
+    F.pairwise_distance: _pairwise_distance,
+}
+#: functions fx records under another callable than the one ``F`` exports
+COMMON_FUNCTION_NAMES: dict[str, Handler] = {
+    "rms_norm": _rms_norm,
+    "log_sigmoid": _logsigmoid,
+    "_threshold": _threshold,
+    "threshold": _threshold,
+    "selu": _selu,
+    "celu": _celu,
+    "hardshrink": _shrink(soft=False),
+    "softshrink": _shrink(soft=True),
+    "pairwise_distance": _pairwise_distance,
+}
+COMMON_METHODS: dict[str, Handler] = dict(BOTH)
+COMMON_MODULES: dict[type, Handler] = {
+    nn.RMSNorm: _rms_norm_module,
+    nn.SELU: _selu,
+    nn.CELU: _celu,
+    nn.LogSigmoid: _logsigmoid,
+    nn.Softsign: _softsign,
+    nn.Tanhshrink: _tanhshrink,
+    nn.Hardshrink: _shrink(soft=False),
+    nn.Softshrink: _shrink(soft=True),
+    nn.Threshold: _threshold,
+    nn.Softmin: _softmin,
+    nn.RReLU: _rrelu,
+    **{
+        module: _inference_dropout(training_by_default=False)
+        for module in (
+            nn.AlphaDropout,
+            nn.FeatureAlphaDropout,
+            nn.Dropout1d,
+            nn.Dropout2d,
+            nn.Dropout3d,
+        )
+    },
+    nn.PairwiseDistance: _pairwise_distance,
+}
+#: handlers that take boolean masks
+COMMON_BOOL: tuple[Handler, ...] = (BOTH["any"], BOTH["all"], BOTH["count_nonzero"])

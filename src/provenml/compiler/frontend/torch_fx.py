@@ -1317,16 +1317,27 @@ POW_EXPONENTS = (0.5, -0.5, 1, 2, 3, -1, -2)
 
 
 def _pow(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-    """``x ** e`` (``torch.pow``, ``Tensor.pow``, ``**``) for a tensor ``x`` and a scalar ``e``
-    in :data:`POW_EXPONENTS`: sqrt, rsqrt, x, x x, x x x, 1 / x, 1 / (x x)."""
-    exponent = b.val(arg(node, 1, "exponent"))
-    if not b.is_tensor(node.args[0]) or isinstance(exponent, bool) or exponent not in POW_EXPONENTS:
-        raise UnsupportedOp(
-            target_name(node, b.gm),
-            node.name,
-            f"exponent {exponent!r} (a tensor to the power {', '.join(map(str, POW_EXPONENTS))})",
-        )
-    x = b.tensor_arg(node.args[0])
+    """``x ** e`` (``torch.pow``, ``Tensor.pow``, ``**``): for a tensor ``x`` and a scalar ``e``
+    in :data:`POW_EXPONENTS` sqrt, rsqrt, x, x x, x x x, 1 / x, 1 / (x x); any other exponent,
+    a tensor exponent or a scalar base (``2 ** x``) since stop 67 through C's ``powf``
+    elementwise, float32 (an int64 operand converted, as PyTorch promotes it beside a float;
+    integer powers of integers are refused)."""
+    base, exponent = node.args[0], arg(node, 1, "exponent")
+    if b.is_tensor(base) and not b.is_tensor(exponent):
+        e = b.val(exponent)
+        if not isinstance(e, bool) and not isinstance(e, torch.Tensor) and e in POW_EXPONENTS:
+            return _pow_by_products(b, b.tensor_arg(base), e, out)
+    if out.dtype != torch.float32:
+        raise UnsupportedOp(target_name(node, b.gm), node.name, f"an integer power ({out.dtype})")
+    left, right = (
+        _as_float(b, b.tensor_arg(v)) if b.is_tensor(v) else b.const(np.float32(b.val(v)))
+        for v in (base, exponent)
+    )
+    return b.emit("pow", [left, right], {}, out)
+
+
+def _pow_by_products(b: FxBuilder, x: str, exponent: float, out: torch.Tensor) -> str:
+    """``x ** exponent`` for an exponent in :data:`POW_EXPONENTS`, as roots and products."""
     if exponent == 0.5:
         return b.emit("sqrt", [x], {}, out)
     if exponent == -0.5:
