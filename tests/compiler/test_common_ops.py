@@ -221,3 +221,35 @@ def test_onnx_pow_by_a_tensor_and_by_any_constant_matches_onnx_runtime(cache: st
     compiled = pc.compile_onnx(data, (x, y), tuning=False, threads=2, cache_dir=cache)
     for got, ref in zip(compiled(x, y), want, strict=True):
         np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-5, atol=1e-6)
+
+
+BOUNDARIES = torch.tensor([-1.0, 0.0, 0.5, 2.0])
+BUCKETS_AND_POOLS: dict[str, Callable[[torch.Tensor], torch.Tensor] | nn.Module] = {
+    "bucketize": lambda x: torch.bucketize(x, BOUNDARIES),
+    "bucketize right": lambda x: torch.bucketize(x, BOUNDARIES, right=True),
+    "searchsorted": lambda x: torch.searchsorted(BOUNDARIES, x),
+    "searchsorted side right": lambda x: torch.searchsorted(BOUNDARIES, x, side="right"),
+    "bucketize int64": lambda x: torch.bucketize(
+        x.clamp(-9, 9).round().long(), torch.tensor([-1, 0, 2])
+    ),
+    "lp_pool1d p2": lambda x: F.lp_pool1d(x.abs(), 2, 3),
+    "lp_pool1d p3 stride 2": lambda x: F.lp_pool1d(x, 3, 4, 2),
+    "LPPool1d": nn.LPPool1d(2, 4),
+    "lp_pool2d": lambda x: F.lp_pool2d(x[None].abs(), 2.5, (1, 2)),
+    "LPPool2d unbatched": nn.LPPool2d(2, (1, 3)),
+    "max_pool2d unbatched": lambda x: F.max_pool2d(x, 2),
+    "avg_pool2d unbatched padded": lambda x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
+}
+
+
+@pytest.mark.parametrize("name", list(BUCKETS_AND_POOLS))
+def test_buckets_and_pools_match_eager(name: str, cache: str) -> None:
+    """NaN counts every boundary (PyTorch's binary search); the 2-d pools take an unbatched
+    ``(C, H, W)`` input."""
+    x = _inputs()[:, :, :24]
+    x[1, 1, :4] = torch.tensor([-1.0, 0.0, 0.5, 2.0])  # values on the boundaries
+    model = Apply(BUCKETS_AND_POOLS[name]).eval()
+    compiled = pc.compile(model, (x,), threads=2, tuning=False, cache_dir=cache)
+    got, want = compiled(x), model(x)
+    assert got.dtype == want.dtype
+    _close(got, want)

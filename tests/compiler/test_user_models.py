@@ -312,8 +312,7 @@ _Apply = Apply
 @pytest.mark.parametrize(
     ("fn", "why"),
     [
-        (lambda x: x**1.5, "exponent 1.5"),
-        (lambda x: torch.pow(x, x), "exponent"),
+        (lambda x: x.long() ** x.long(), "integer power"),  # any float power since stop 67
         (lambda x: x[0] @ x[1], "1-D @ 1-D"),
         (lambda x: F.leaky_relu(x, 2.0), "negative_slope 2.0"),
         (lambda x: x.clamp(), "fails in eager PyTorch"),

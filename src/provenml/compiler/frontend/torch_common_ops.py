@@ -20,7 +20,9 @@ at stop 67, each composed from the IR's ops (the two-argument libm functions ``p
 * **Reductions**: ``prod`` (the last entry of the IR's ``cumprod`` scan, in double),
   ``any`` / ``all`` (``amax`` / ``amin`` of the 0 / 1 test ``x != 0``, a boolean result),
   ``count_nonzero`` (the int64 sum of ``x != 0``), ``nanmean`` (the sum of the numbers over
-  their count), ``pairwise_distance`` (the norm of ``x1 - x2 + eps``).
+  their count), ``pairwise_distance`` (the norm of ``x1 - x2 + eps``), ``bucketize`` /
+  ``searchsorted`` on 1-D boundaries (counts of comparisons), LP pooling (``(k avg_pool(x^p))
+  ^(1/p)``).
 
 What these cannot map (an integer ``prod``, a training-mode dropout, ...) is refused by name.
 """
@@ -447,6 +449,77 @@ def _nanmean(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.emit("div", [total, count], {}, out)
 
 
+def _bucket_count(
+    b: FxBuilder, node: torch.fx.Node, values: str, boundaries: str, right: bool, out: Any
+) -> str:
+    """How many of the 1-D sorted ``boundaries`` lie below each value (``b < v``; ``right``:
+    ``b <= v``), int64: ``len(boundaries)`` minus the count of ``v <= b`` (``v < b``), so that a
+    NaN, which compares false, counts every boundary, as PyTorch's binary search does."""
+    if len(b.shape(boundaries)) != 1:
+        why = f"{len(b.shape(boundaries))}-D boundaries (1-D only)"
+        raise UnsupportedOp(target_name(node, b.gm), node.name, why)
+    if node.kwargs.get("out_int32") or node.kwargs.get("sorter") is not None:
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "out_int32 or a sorter")
+    shape = b.shape(values)
+    count = b.shape(boundaries)[0]
+    column = b.reshape(values, meta_like((*shape, 1), _dtype_of(b, values)))
+    above = b.emit("lt" if right else "le", [column, boundaries], {}, meta_like((*shape, count)))
+    ints = b.emit("to_int", [above], {}, meta_like((*shape, count), torch.int64))
+    below = b.emit("sum", [ints], {"dims": (len(shape),), "keepdim": False}, out)
+    total = b.g.add_const(np.asarray(count, dtype=np.int64), "count")
+    return b.emit("sub", [total, below], {}, out)
+
+
+def _dtype_of(b: FxBuilder, x: str) -> torch.dtype:
+    return torch.int64 if b.g.values[x].dtype == "int64" else torch.float32
+
+
+def _bucketize(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.bucketize(x, boundaries, right=False)``: :func:`_bucket_count`."""
+    values, boundaries = b.tensor_arg(node.args[0]), b.tensor_arg(arg(node, 1, "boundaries"))
+    right = bool(b.val(node.kwargs.get("right", False)))
+    return _bucket_count(b, node, values, boundaries, right, out)
+
+
+def _searchsorted(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.searchsorted(sorted_sequence, values, right=False, side=None)`` for a 1-D
+    sequence: :func:`_bucket_count` (``side="right"`` is ``right=True``)."""
+    sequence, values = b.tensor_arg(node.args[0]), b.tensor_arg(arg(node, 1, "input"))
+    side = b.val(node.kwargs.get("side"))
+    right = bool(b.val(node.kwargs.get("right", False))) or side == "right"
+    return _bucket_count(b, node, values, sequence, right, out)
+
+
+def _lp_pool(dims: int) -> Handler:
+    """``F.lp_pool1d`` / ``F.lp_pool2d(x, norm_type, kernel_size, stride=None,
+    ceil_mode=False)`` and ``nn.LPPool1d`` / ``nn.LPPool2d``: ``(k avg_pool(x^p))^(1/p)``,
+    ``k`` the window's size, as PyTorch computes it (a negative window sum gives NaN for an
+    odd ``p``, as there)."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        if node.op == "call_module":
+            mod = _module(node, b)
+            p, kernel, stride, ceil = mod.norm_type, mod.kernel_size, mod.stride, mod.ceil_mode
+        else:
+            p = b.val(arg(node, 1, "norm_type"))
+            kernel, stride = b.val(arg(node, 2, "kernel_size")), b.val(arg(node, 3, "stride"))
+            ceil = b.val(arg(node, 4, "ceil_mode", False))
+        x = b.tensor_arg(node.args[0])
+        like = meta_like(b.shape(x))
+        powered = b.emit("pow", [x, _scalar(b, float(p))], {}, like)
+        sizes = (kernel,) * dims if isinstance(kernel, int) else tuple(kernel)
+        pool = b.pool1d if dims == 1 else b.pool
+        options = {"ceil_mode": ceil}
+        try:
+            mean = pool("avg_pool2d", powered, kernel, stride, 0, node, out, options)
+        except UnsupportedOp as refused:  # named as the user wrote it
+            raise UnsupportedOp(target_name(node, b.gm), node.name, refused.why) from None
+        total = b.emit("mul", [mean, _scalar(b, float(np.prod(sizes)))], {}, out)
+        return b.emit("pow", [total, _scalar(b, 1.0 / float(p))], {}, out)
+
+    return handle
+
+
 #: calls that are both ``torch.<name>`` and ``Tensor.<name>``
 BOTH: dict[str, Handler] = {
     "lerp": _lerp,
@@ -483,6 +556,10 @@ COMMON_FUNCTIONS: dict[Any, Handler] = {
     F.dropout2d: _inference_dropout(training_by_default=True),
     F.dropout3d: _inference_dropout(training_by_default=True),
     F.pairwise_distance: _pairwise_distance,
+    torch.bucketize: _bucketize,
+    torch.searchsorted: _searchsorted,
+    F.lp_pool1d: _lp_pool(1),
+    F.lp_pool2d: _lp_pool(2),
 }
 #: functions fx records under another callable than the one ``F`` exports
 COMMON_FUNCTION_NAMES: dict[str, Handler] = {
@@ -520,6 +597,8 @@ COMMON_MODULES: dict[type, Handler] = {
         )
     },
     nn.PairwiseDistance: _pairwise_distance,
+    nn.LPPool1d: _lp_pool(1),
+    nn.LPPool2d: _lp_pool(2),
 }
 #: handlers that take boolean masks
 COMMON_BOOL: tuple[Handler, ...] = (BOTH["any"], BOTH["all"], BOTH["count_nonzero"])

@@ -592,6 +592,13 @@ class FxBuilder:
         Funnel's pooling); average pooling's ``count_include_pad=False`` and
         ``divisor_override`` rescale the padded-window average
         (:func:`~provenml.compiler.frontend.common.avg_pool_rescale`)."""
+        if len(self.shape(self.tensor_arg(x))) == 3:  # unbatched (C, H, W), as PyTorch takes it
+            xin = self.tensor_arg(x)
+            x4 = self.reshape(xin, meta_like((1, *self.shape(xin))))
+            like = meta_like((1, *out.shape))
+            return self.reshape(
+                self.pool(op, x4, kernel, stride, padding, node, like, options), out
+            )
         k = pair(self.val(kernel))
         s = pair(self.val(stride)) if self.val(stride) not in (None, ()) else k
         pad = pair(self.val(padding))
