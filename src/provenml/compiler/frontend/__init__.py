@@ -3,8 +3,10 @@
 
 :mod:`.torch_fx`: PyTorch modules through ``torch.fx`` (and the graphs ``torch.compile`` hands
 to a backend), with :mod:`.torch_attention` for PyTorch's attention modules,
-:mod:`.torch_recurrent` for its RNNs and :mod:`.torch_more_ops` for ops composed from the IR's
-(flip, roll, tril, logsumexp, one_hot, pixel shuffle, GLU, Mish, PReLU, ...); :mod:`.onnx`: ONNX
+:mod:`.torch_recurrent` for its RNNs, :mod:`.torch_more_ops` for ops composed from the IR's
+(flip, roll, tril, logsumexp, one_hot, pixel shuffle, GLU, Mish, PReLU, ...), and, since stop 67,
+:mod:`.torch_common_ops` (RMSNorm, SELU, lerp, pow, prod, any / all, bucketize, LP pooling, ...)
+and :mod:`.torch_moves` (diagonal, diff, outer, narrow, movedim, rot90, ...); :mod:`.onnx`: ONNX
 models (``onnx`` is imported only when it is used). Each frontend maps source ops to IR ops
 through an op -> handler table and raises :class:`UnsupportedOp` naming the op and the node it
 cannot map.
