@@ -536,69 +536,46 @@ BOTH: dict[str, Handler] = {
     "count_nonzero": _count_nonzero,
     "nanmean": _nanmean,
 }
+#: ``(F.<function>, the name fx may record it by, nn.<Module>, handler)``; ``None`` where
+#: there is none
+LAYERS: tuple[tuple[Any, str | None, type | None, Handler], ...] = (
+    (F.rms_norm, "rms_norm", None, _rms_norm),
+    (None, None, nn.RMSNorm, _rms_norm_module),
+    (F.selu, "selu", nn.SELU, _selu),
+    (F.celu, "celu", nn.CELU, _celu),
+    (F.logsigmoid, "log_sigmoid", nn.LogSigmoid, _logsigmoid),
+    (F.softsign, None, nn.Softsign, _softsign),
+    (F.tanhshrink, None, nn.Tanhshrink, _tanhshrink),
+    (F.hardshrink, "hardshrink", nn.Hardshrink, _shrink(soft=False)),
+    (F.softshrink, "softshrink", nn.Softshrink, _shrink(soft=True)),
+    (F.threshold, "_threshold", nn.Threshold, _threshold),
+    (None, "threshold", None, _threshold),  # the name under TorchDynamo's export
+    (F.softmin, None, nn.Softmin, _softmin),
+    (F.rrelu, None, nn.RReLU, _rrelu),
+    (F.pairwise_distance, "pairwise_distance", nn.PairwiseDistance, _pairwise_distance),
+    (F.lp_pool1d, None, nn.LPPool1d, _lp_pool(1)),
+    (F.lp_pool2d, None, nn.LPPool2d, _lp_pool(2)),
+    (F.alpha_dropout, None, nn.AlphaDropout, _inference_dropout(training_by_default=False)),
+    (F.feature_alpha_dropout, None, nn.FeatureAlphaDropout, _inference_dropout(False)),
+    (F.dropout1d, None, nn.Dropout1d, _inference_dropout(training_by_default=True)),
+    (F.dropout2d, None, nn.Dropout2d, _inference_dropout(training_by_default=True)),
+    (F.dropout3d, None, nn.Dropout3d, _inference_dropout(training_by_default=True)),
+)
 COMMON_FUNCTIONS: dict[Any, Handler] = {
     **{getattr(torch, name): handler for name, handler in BOTH.items()},
+    **{function: handler for function, _, _, handler in LAYERS if function is not None},
     torch.special.sinc: _sinc,
-    F.rms_norm: _rms_norm,
-    F.selu: _selu,
-    F.celu: _celu,
-    F.logsigmoid: _logsigmoid,
-    F.softsign: _softsign,
-    F.tanhshrink: _tanhshrink,
-    F.hardshrink: _shrink(soft=False),
-    F.softshrink: _shrink(soft=True),
-    F.threshold: _threshold,
-    F.softmin: _softmin,
-    F.rrelu: _rrelu,
-    F.alpha_dropout: _inference_dropout(training_by_default=False),
-    F.feature_alpha_dropout: _inference_dropout(training_by_default=False),
-    F.dropout1d: _inference_dropout(training_by_default=True),
-    F.dropout2d: _inference_dropout(training_by_default=True),
-    F.dropout3d: _inference_dropout(training_by_default=True),
-    F.pairwise_distance: _pairwise_distance,
     torch.bucketize: _bucketize,
     torch.searchsorted: _searchsorted,
-    F.lp_pool1d: _lp_pool(1),
-    F.lp_pool2d: _lp_pool(2),
 }
 #: functions fx records under another callable than the one ``F`` exports
 COMMON_FUNCTION_NAMES: dict[str, Handler] = {
-    "rms_norm": _rms_norm,
-    "log_sigmoid": _logsigmoid,
-    "_threshold": _threshold,
-    "threshold": _threshold,
-    "selu": _selu,
-    "celu": _celu,
-    "hardshrink": _shrink(soft=False),
-    "softshrink": _shrink(soft=True),
-    "pairwise_distance": _pairwise_distance,
+    name: handler for _, name, _, handler in LAYERS if name is not None
 }
 COMMON_METHODS: dict[str, Handler] = dict(BOTH)
+#: a module in inference is its function with the module's settings (each handler reads them)
 COMMON_MODULES: dict[type, Handler] = {
-    nn.RMSNorm: _rms_norm_module,
-    nn.SELU: _selu,
-    nn.CELU: _celu,
-    nn.LogSigmoid: _logsigmoid,
-    nn.Softsign: _softsign,
-    nn.Tanhshrink: _tanhshrink,
-    nn.Hardshrink: _shrink(soft=False),
-    nn.Softshrink: _shrink(soft=True),
-    nn.Threshold: _threshold,
-    nn.Softmin: _softmin,
-    nn.RReLU: _rrelu,
-    **{
-        module: _inference_dropout(training_by_default=False)
-        for module in (
-            nn.AlphaDropout,
-            nn.FeatureAlphaDropout,
-            nn.Dropout1d,
-            nn.Dropout2d,
-            nn.Dropout3d,
-        )
-    },
-    nn.PairwiseDistance: _pairwise_distance,
-    nn.LPPool1d: _lp_pool(1),
-    nn.LPPool2d: _lp_pool(2),
+    module: handler for _, _, module, handler in LAYERS if module is not None
 }
 #: handlers that take boolean masks
 COMMON_BOOL: tuple[Handler, ...] = (BOTH["any"], BOTH["all"], BOTH["count_nonzero"])
