@@ -1418,7 +1418,7 @@ NEVER_FOLD: frozenset[str] = frozenset()
 BOOL_MOVES = frozenset(("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice",
                         "Identity", "Expand"))  # fmt: skip
 #: ops that may read a boolean tensor
-BOOL_OPS = BOOL_MOVES | {"Cast", "Not", "And", "Or", "Where", "Shape", "Size", "Gather"}
+BOOL_OPS = BOOL_MOVES | {"Cast", "Not", "And", "Or", "Xor", "Where", "Shape", "Size", "Gather"}
 
 
 def onnx_to_graph(

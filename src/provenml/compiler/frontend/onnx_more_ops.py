@@ -5,7 +5,10 @@ PRelu, ReduceLogSumExp / ReduceL1 / ReduceL2 / ReduceSumSquare, Mod (``fmod=0``:
 divisor's sign, Python's), Trilu, ScatterElements (``reduction`` none / add / max / min, as
 the IR's ``scatter`` of one-element rows), DepthToSpace (DCR and CRD) / SpaceToDepth, OneHot
 (last axis), Mish, TopK, Floor / Ceil / Round / Sign, and (stop 66) Sin, Cos, Tan, Asin,
-Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh. The handlers follow :mod:`.onnx`'s:
+Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh; and (stop 67, what the exporters write for the ops
+stop 67 added to the torch frontend) Selu, Celu, Softsign, Shrink, ThresholdedRelu,
+ReduceProd, ReduceLogSum, IsInf, Xor, Mean, LpNormalization, LpPool / GlobalLpPool,
+MeanVarianceNormalization and RMSNormalization. The handlers follow :mod:`.onnx`'s:
 each takes the builder and the node and returns the IR values of the node's outputs; what
 they cannot map is refused by name.
 """
@@ -22,6 +25,8 @@ from provenml.compiler.frontend.onnx import (
     OnnxHandler,
     _axes,
     _binary,
+    _bool_input,
+    _pool,
     _unary,
     attrs_of,
     element_positions,
@@ -203,6 +208,201 @@ def _top_k(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 TRIGONOMETRIC = ("Sin", "Cos", "Tan", "Asin", "Acos", "Atan")
 HYPERBOLIC = ("Sinh", "Cosh", "Asinh", "Acosh", "Atanh")
 
+
+# -- stop 67 ---------------------------------------------------------------------------------
+def _const(b: OnnxBuilder, value: float) -> str:
+    return b.g.add_const(np.float32(value), "k")
+
+
+def _elu_like(b: OnnxBuilder, x: str, alpha: float, divide_by: float, scale: float) -> str:
+    """``scale (max(0, x) + min(0, alpha (exp(x / divide_by) - 1)))``: Selu and Celu."""
+    inner = x if divide_by == 1.0 else b.emit("div", [x, _const(b, divide_by)])
+    negative = b.emit(
+        "mul", [b.emit("sub", [b.emit("exp", [inner]), _const(b, 1.0)]), _const(b, alpha)]
+    )
+    total = b.emit("add", [b.emit("relu", [x]), b.emit("minimum", [negative, _const(b, 0.0)])])
+    return total if scale == 1.0 else b.emit("mul", [total, _const(b, scale)])
+
+
+def _selu(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """Selu (``alpha``, ``gamma``; Klambauer et al. 2017, eq. 2)."""
+    at = attrs_of(node)
+    alpha = float(at.get("alpha", 1.67326319217681884765625))
+    gamma = float(at.get("gamma", 1.05070102214813232421875))
+    return [_elu_like(b, b.tensor(node.input[0]), alpha, 1.0, gamma)]
+
+
+def _celu(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """Celu (``alpha``; Barron 2017, eq. 3)."""
+    alpha = float(attrs_of(node).get("alpha", 1.0))
+    return [_elu_like(b, b.tensor(node.input[0]), alpha, alpha, 1.0)]
+
+
+def _softsign(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """Softsign: ``x / (1 + |x|)``."""
+    x = b.tensor(node.input[0])
+    return [b.emit("div", [x, b.emit("add", [b.emit("abs", [x]), _const(b, 1.0)])])]
+
+
+def _shrink(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """Shrink (``lambd``, ``bias``): 0 where ``|x| <= lambd``, else ``x - copysign(bias,
+    x)`` (PyTorch's hardshrink is ``bias=0``, softshrink ``bias=lambd``); a NaN stays NaN."""
+    at = attrs_of(node)
+    lambd, bias = float(at.get("lambd", 0.5)), float(at.get("bias", 0.0))
+    x = b.tensor(node.input[0])
+    inside = b.emit("le", [b.emit("abs", [x]), _const(b, lambd)])
+    shifted = x if bias == 0.0 else b.emit("sub", [x, b.emit("copysign", [_const(b, bias), x])])
+    return [b.emit("keep_where_not", [inside, shifted])]
+
+
+def _thresholded_relu(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """ThresholdedRelu (``alpha``): ``x`` where ``x > alpha``, else 0."""
+    x = b.tensor(node.input[0])
+    above = b.emit("gt", [x, _const(b, float(attrs_of(node).get("alpha", 1.0)))])
+    return [b.emit("keep_where", [above, x])]
+
+
+def _reduce_prod(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """ReduceProd: the reduced axes moved last and merged, the last entry of a ``cumprod``
+    scan over them (in double), reshaped to the kept (or ``keepdims``) shape; float32."""
+    x = b.tensor(node.input[0])
+    if b.g.values[x].dtype != "float32":
+        raise UnsupportedOp(node.op_type, b.current, "an integer product (float32 only)")
+    axes, keep = _reduce_axes(b, node, x)
+    shape = b.g.values[x].shape
+    kept = [d for d in range(len(shape)) if d not in axes]
+    moved = (
+        b.emit("permute", [x], {"perm": (*kept, *axes)})
+        if axes != tuple(range(len(kept), len(shape)))
+        else x
+    )
+    count = int(np.prod([shape[d] for d in axes], dtype=np.int64))
+    rows = b.reshape(moved, (*[shape[d] for d in kept], count))
+    last_dim = len(kept)
+    scan = b.emit("cumprod", [rows], {"dim": last_dim})
+    last = b.slice(scan, last_dim, count - 1, count)
+    out = [1 if d in axes else n for d, n in enumerate(shape)] if keep else [shape[d] for d in kept]
+    return [b.reshape(last, out)]
+
+
+def _reduce_log_sum(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """ReduceLogSum: ``log(sum(x))`` over the axes."""
+    x = b.tensor(node.input[0])
+    axes, keep = _reduce_axes(b, node, x)
+    return [b.emit("log", [b.emit("sum", [x], {"dims": axes, "keepdim": keep})])]
+
+
+def _is_inf(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """IsInf (``detect_negative``, ``detect_positive``), flagged boolean: ``|x| == inf``, or
+    ``x == inf`` / ``x == -inf`` for one sign (the torch frontend's ``isinf`` comparisons)."""
+    at = attrs_of(node)
+    negative, positive = bool(at.get("detect_negative", 1)), bool(at.get("detect_positive", 1))
+    x = b.tensor(node.input[0])
+    if not (negative or positive):
+        raise UnsupportedOp(node.op_type, b.current, "neither sign detected")
+    if negative and positive:
+        y = b.emit("eq", [b.emit("abs", [x]), _const(b, np.inf)])
+    else:
+        y = b.emit("eq", [x, _const(b, np.inf if positive else -np.inf)])
+    b.bools.add(y)
+    return [y]
+
+
+def _xor(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """Xor of two boolean tensors: ``a != b`` on their 0 / 1 values, flagged boolean."""
+    y = b.emit("ne", [_bool_input(b, node, 0), _bool_input(b, node, 1)])
+    b.bools.add(y)
+    return [y]
+
+
+def _mean(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """Mean of any number of inputs (broadcast): their sum over their count."""
+    total = b.tensor(node.input[0])
+    for name in node.input[1:]:
+        total = b.emit("add", [total, b.tensor(name)])
+    count = len(node.input)
+    return [total if count == 1 else b.emit("div", [total, _const(b, float(count))])]
+
+
+def _p_norm(b: OnnxBuilder, x: str, p: float, dims: tuple[int, ...], keep: bool) -> str:
+    """``(sum |x|^p)^(1/p)`` over ``dims`` (p 1 and 2 without ``pow``)."""
+    magnitude = b.emit("abs", [x])
+    if p == 1.0:
+        return b.emit("sum", [magnitude], {"dims": dims, "keepdim": keep})
+    if p == 2.0:
+        return b.emit(
+            "sqrt", [b.emit("sum", [b.emit("mul", [x, x])], {"dims": dims, "keepdim": keep})]
+        )
+    powered = b.emit("pow", [magnitude, _const(b, p)])
+    total = b.emit("sum", [powered], {"dims": dims, "keepdim": keep})
+    return b.emit("pow", [total, _const(b, 1.0 / p)])
+
+
+def _lp_normalization(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """LpNormalization (``axis``, ``p`` 1 or 2): ``x`` over its ``p`` norm along ``axis``."""
+    at = attrs_of(node)
+    x = b.tensor(node.input[0])
+    axis = int(at.get("axis", -1)) % len(b.g.values[x].shape)
+    p = float(at.get("p", 2))
+    if p not in (1.0, 2.0):
+        raise UnsupportedOp(node.op_type, b.current, f"p={p:g} (1 or 2)")
+    return [b.emit("div", [x, _p_norm(b, x, p, (axis,), True)])]
+
+
+def _global_lp_pool(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """GlobalLpPool (``p``): the ``p`` norm over the spatial dims, kept."""
+    x = b.tensor(node.input[0])
+    dims = tuple(range(2, len(b.g.values[x].shape)))
+    return [_p_norm(b, x, float(attrs_of(node).get("p", 2)), dims, True)]
+
+
+def _lp_pool(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """LpPool (``p``, ``kernel_shape``, ``strides``, ``pads``; 1-d or 2-d): ``(k
+    avg_pool(|x|^p))^(1/p)`` with the padded window's size ``k`` (pads add zeros), the
+    average pooled by AveragePool's handler on the powered input."""
+    from onnx import helper
+
+    at = attrs_of(node)
+    p = float(at.get("p", 2))
+    x = b.tensor(node.input[0])
+    powered = b.emit("pow", [b.emit("abs", [x]), _const(b, p)])
+    alias = f"{node.output[0]}__lp_powered"
+    b.env[alias] = powered
+    kept = {k: v for k, v in at.items() if k not in ("p",)}
+    average = helper.make_node(
+        "AveragePool", [alias], [f"{node.output[0]}__lp_mean"], count_include_pad=1, **kept
+    )
+    (mean,) = _pool("avg_pool2d")(b, average)
+    window = float(np.prod([int(k) for k in at["kernel_shape"]]))
+    return [b.emit("pow", [b.emit("mul", [mean, _const(b, window)]), _const(b, 1.0 / p)])]
+
+
+def _mean_variance_normalization(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """MeanVarianceNormalization (``axes``, default 0, 2, 3): ``(x - mean) / (std + 1e-9)``,
+    ONNX's function body."""
+    x = b.tensor(node.input[0])
+    rank = len(b.g.values[x].shape)
+    axes = tuple(_axes(b, node, rank) or [0, 2, 3])
+    centred = b.emit("sub", [x, b.emit("mean", [x], {"dims": axes, "keepdim": True})])
+    variance = b.emit("mean", [b.emit("mul", [centred, centred])], {"dims": axes, "keepdim": True})
+    spread = b.emit("add", [b.emit("sqrt", [variance]), _const(b, 1e-9)])
+    return [b.emit("div", [centred, spread])]
+
+
+def _rms_normalization(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """RMSNormalization (opset 23; ``axis``, ``epsilon``): ``x rsqrt(mean(x^2) + eps) scale``
+    over the dims from ``axis`` on (Zhang & Sennrich 2019, eq. 4)."""
+    at = attrs_of(node)
+    x = b.tensor(node.input[0])
+    rank = len(b.g.values[x].shape)
+    axis = int(at.get("axis", -1)) % rank
+    dims = tuple(range(axis, rank))
+    mean_square = b.emit("mean", [b.emit("mul", [x, x])], {"dims": dims, "keepdim": True})
+    eps = _const(b, float(at.get("epsilon", 1e-5)))
+    y = b.emit("mul", [x, b.emit("rsqrt", [b.emit("add", [mean_square, eps])])])
+    return [b.emit("mul", [y, b.tensor(node.input[1])])]
+
+
 MORE_ONNX_OPS: dict[str, OnnxHandler] = {
     "PRelu": _prelu,
     "ReduceLogSumExp": _log_sum_exp,
@@ -224,4 +424,20 @@ MORE_ONNX_OPS: dict[str, OnnxHandler] = {
     "Sign": _unary("sign"),
     # stop 66: the trigonometric and hyperbolic functions (ir.MATH_UNARY, libm's float forms)
     **{name: _unary(name.lower()) for name in TRIGONOMETRIC + HYPERBOLIC},
+    # stop 67
+    "Selu": _selu,
+    "Celu": _celu,
+    "Softsign": _softsign,
+    "Shrink": _shrink,
+    "ThresholdedRelu": _thresholded_relu,
+    "ReduceProd": _reduce_prod,
+    "ReduceLogSum": _reduce_log_sum,
+    "IsInf": _is_inf,
+    "Xor": _xor,
+    "Mean": _mean,
+    "LpNormalization": _lp_normalization,
+    "LpPool": _lp_pool,
+    "GlobalLpPool": _global_lp_pool,
+    "MeanVarianceNormalization": _mean_variance_normalization,
+    "RMSNormalization": _rms_normalization,
 }
