@@ -253,3 +253,78 @@ def test_buckets_and_pools_match_eager(name: str, cache: str) -> None:
     got, want = compiled(x), model(x)
     assert got.dtype == want.dtype
     _close(got, want)
+
+
+class Sampler(nn.Module):
+    def __init__(self, **options: object) -> None:
+        super().__init__()
+        self.options = options
+
+    def forward(self, x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        return F.grid_sample(x, grid, **self.options)  # type: ignore[arg-type]
+
+
+class SpatialTransformer(nn.Module):
+    """Jaderberg et al. (2015): a localisation layer predicts ``theta``, ``affine_grid`` and
+    ``grid_sample`` resample the input (twice, with and without ``align_corners``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.localise = nn.Linear(3 * 7 * 9, 6)
+        with torch.no_grad():
+            self.localise.weight.mul_(0.05)
+            self.localise.bias.copy_(torch.tensor([1.0, 0.1, 0.05, -0.1, 0.9, 0.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        theta = self.localise(x.flatten(1)).view(-1, 2, 3)
+        for align in (False, True):
+            x = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align), align_corners=align)
+        return x
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"align_corners": False},
+        {"align_corners": True},
+        {"mode": "nearest", "align_corners": False},
+        {"padding_mode": "border", "align_corners": False},
+        {"mode": "nearest", "padding_mode": "border", "align_corners": True},
+    ],
+    ids=["bilinear", "bilinear aligned", "nearest", "border", "nearest border aligned"],
+)
+def test_grid_sample_matches_eager(options: dict[str, object], cache: str) -> None:
+    """Sample points inside, on the edges of and outside the image (zeros padding weighs the
+    outside neighbours 0), with a grid given at run time."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 7, 9, generator=generator)
+    grid = torch.rand(2, 5, 6, 2, generator=generator) * 2.4 - 1.2
+    grid[0, 0, :3] = torch.tensor([[-1.0, 1.0], [0.0, 0.0], [1.0, -1.0]])
+    model = Sampler(**options).eval()
+    compiled = pc.compile(model, (x, grid), threads=2, tuning=False, cache_dir=cache)
+    other = torch.rand(2, 5, 6, 2, generator=generator) * 2 - 1
+    for g in (grid, other):
+        _close(compiled(x, g), model(x, g))
+
+
+def test_a_spatial_transformer_matches_eager(cache: str) -> None:
+    x = torch.randn(2, 3, 7, 9)
+    model = SpatialTransformer().eval()
+    for threads in (1, 2):
+        compiled = pc.compile(model, (x,), threads=threads, tuning=False, cache_dir=cache)
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        ({"padding_mode": "reflection"}, "padding_mode='reflection'"),
+        ({"mode": "bicubic"}, "bicubic"),
+    ],
+)
+def test_grid_sample_refuses_other_modes_by_name(
+    options: dict[str, object], why: str, cache: str
+) -> None:
+    x, grid = torch.randn(1, 2, 4, 4), torch.rand(1, 3, 3, 2) * 2 - 1
+    with pytest.raises(UnsupportedOp, match=why):
+        pc.compile(Sampler(**options).eval(), (x, grid), threads=1, tuning=False, cache_dir=cache)

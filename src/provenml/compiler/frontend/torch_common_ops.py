@@ -23,6 +23,9 @@ at stop 67, each composed from the IR's ops (the two-argument libm functions ``p
   their count), ``pairwise_distance`` (the norm of ``x1 - x2 + eps``), ``bucketize`` /
   ``searchsorted`` on 1-D boundaries (counts of comparisons), LP pooling (``(k avg_pool(x^p))
   ^(1/p)``).
+* **Sampling** (spatial transformers): ``F.affine_grid`` (2-D) and ``F.grid_sample`` on 4-D
+  inputs, bilinear or nearest, zeros or border padding (the IR's row gather by run-time ids,
+  four neighbours weighted).
 
 What these cannot map (an integer ``prod``, a training-mode dropout, ...) is refused by name.
 """
@@ -520,6 +523,163 @@ def _lp_pool(dims: int) -> Handler:
     return handle
 
 
+GRID_SAMPLE_MODES = ("bilinear", "nearest")
+GRID_SAMPLE_PADDINGS = ("zeros", "border")
+
+
+def _grid_sample(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.grid_sample(x, grid, mode, padding_mode, align_corners)`` on a 4-D input
+    (Jaderberg et al. 2015's sampler): each output pixel reads ``x`` at the grid's ``(x, y)``
+    in [-1, 1], unnormalised as PyTorch does (``((g + 1) W - 1) / 2``, or ``(g + 1) (W - 1) /
+    2`` with ``align_corners``), ``border`` clamping the coordinate into the image. Bilinear:
+    the four neighbours' rows gathered from ``x`` viewed as an ``(N H W, C)`` table (the IR's
+    row gather by run-time int64 ids) and weighted by PyTorch's corner areas; a neighbour
+    outside the image (``zeros``) weighs 0 and reads a clamped row. Nearest: the coordinate
+    rounded half to even. Reflection padding and 5-D inputs are refused."""
+    name = target_name(node, b.gm)
+    mode = b.val(arg(node, 2, "mode", "bilinear"))
+    padding = b.val(arg(node, 3, "padding_mode", "zeros"))
+    align = bool(b.val(arg(node, 4, "align_corners", None)) or False)
+    if mode not in GRID_SAMPLE_MODES or padding not in GRID_SAMPLE_PADDINGS:
+        why = (
+            f"mode={mode!r}, padding_mode={padding!r} ({GRID_SAMPLE_MODES}; {GRID_SAMPLE_PADDINGS})"
+        )
+        raise UnsupportedOp(name, node.name, why)
+    x, grid = b.tensor_arg(node.args[0]), b.tensor_arg(arg(node, 1, "grid"))
+    if len(b.shape(x)) != 4:
+        raise UnsupportedOp(name, node.name, f"a {len(b.shape(x))}-D input (4-D only)")
+    n, c, h, w = b.shape(x)
+    _, rows_out, cols_out, _ = b.shape(grid)
+    plane = meta_like((n, rows_out, cols_out))
+    int_plane = meta_like((n, rows_out, cols_out), torch.int64)
+
+    def source(k: int, size: int) -> str:
+        """Grid coordinate ``k`` (0: x, 1: y) as a pixel coordinate."""
+        g = b.emit(
+            "slice",
+            [grid],
+            {"dim": 3, "start": k, "stop": k + 1, "step": 1},
+            meta_like((n, rows_out, cols_out, 1)),
+        )
+        g = b.reshape(g, plane)
+        shifted = b.emit("add", [g, _scalar(b, 1.0)], {}, plane)
+        if align:
+            pixel = b.emit("mul", [shifted, _scalar(b, (size - 1) / 2)], {}, plane)
+        else:
+            scaled = b.emit(
+                "sub",
+                [b.emit("mul", [shifted, _scalar(b, float(size))], {}, plane), _scalar(b, 1.0)],
+                {},
+                plane,
+            )
+            pixel = b.emit("div", [scaled, _scalar(b, 2.0)], {}, plane)
+        if padding == "border":
+            pixel = b.emit(
+                "minimum",
+                [
+                    b.emit("maximum", [pixel, _scalar(b, 0.0)], {}, plane),
+                    _scalar(b, float(size - 1)),
+                ],
+                {},
+                plane,
+            )
+        return pixel
+
+    fx, fy = source(0, w), source(1, h)
+    table = b.reshape(
+        b.emit("permute", [x], {"perm": (0, 2, 3, 1)}, meta_like((n, h, w, c))),
+        meta_like((n * h * w, c)),
+    )
+    first_rows = b.g.add_const(
+        (np.arange(n, dtype=np.int64) * h * w).reshape(n, 1, 1), "image_rows"
+    )
+
+    def corner(cx: str, cy: str, weight: str) -> str:
+        """``weight`` times ``x`` at integer-valued ``(cx, cy)`` (0 outside the image)."""
+        inside = [
+            b.emit(op, [v, _scalar(b, bound)], {}, plane)
+            for v, size in ((cx, w), (cy, h))
+            for op, bound in (("ge", 0.0), ("le", float(size - 1)))
+        ]
+        for test in inside:
+            weight = b.emit("mul", [weight, test], {}, plane)
+        ids = []
+        for v, size in ((cx, w), (cy, h)):
+            clamped = b.emit(
+                "minimum",
+                [b.emit("maximum", [v, _scalar(b, 0.0)], {}, plane), _scalar(b, float(size - 1))],
+                {},
+                plane,
+            )
+            ids.append(b.emit("to_int", [clamped], {}, int_plane))
+        row_ids = b.emit(
+            "mul", [ids[1], b.g.add_const(np.asarray(w, dtype=np.int64), "width")], {}, int_plane
+        )
+        row_ids = b.emit(
+            "add", [b.emit("add", [row_ids, ids[0]], {}, int_plane), first_rows], {}, int_plane
+        )
+        values = b.emit("embedding", [table, row_ids], {}, meta_like((n, rows_out, cols_out, c)))
+        weight = b.reshape(weight, meta_like((n, rows_out, cols_out, 1)))
+        return b.emit("mul", [values, weight], {}, meta_like((n, rows_out, cols_out, c)))
+
+    if mode == "nearest":
+        total = corner(
+            b.emit("round", [fx], {}, plane), b.emit("round", [fy], {}, plane), _scalar(b, 1.0)
+        )
+    else:
+        x0, y0 = b.emit("floor", [fx], {}, plane), b.emit("floor", [fy], {}, plane)
+        x1, y1 = (b.emit("add", [v, _scalar(b, 1.0)], {}, plane) for v in (x0, y0))
+        east, west = b.emit("sub", [fx, x0], {}, plane), b.emit("sub", [x1, fx], {}, plane)
+        south, north = b.emit("sub", [fy, y0], {}, plane), b.emit("sub", [y1, fy], {}, plane)
+        parts = [
+            corner(cx, cy, b.emit("mul", [wx, wy], {}, plane))
+            for cy, wy in ((y0, north), (y1, south))
+            for cx, wx in ((x0, west), (x1, east))
+        ]
+        total = parts[0]
+        for part in parts[1:]:
+            total = b.emit("add", [total, part], {}, meta_like((n, rows_out, cols_out, c)))
+    return b.emit("permute", [total], {"perm": (0, 3, 1, 2)}, out)
+
+
+def _affine_grid(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.affine_grid(theta, size, align_corners)`` for a 2-D ``size`` ``(N, C, H, W)``:
+    each pixel's normalised ``(x, y, 1)`` (PyTorch's base grid: ``linspace(-1, 1)``, scaled by
+    ``(W - 1) / W`` without ``align_corners``) times ``theta``'s rows, ``x t00 + y t01 +
+    t02`` and ``x t10 + y t11 + t12`` with ``theta``'s entries broadcast over the image."""
+    size = [int(v) for v in b.val(arg(node, 1, "size"))]
+    if len(size) != 4:
+        raise UnsupportedOp(target_name(node, b.gm), node.name, f"size {size} (4-D only)")
+    align = bool(b.val(arg(node, 2, "align_corners", None)) or False)
+    n, _, h, w = size
+    theta = _as_float(b, b.tensor_arg(node.args[0]))
+
+    def axis(count: int) -> np.ndarray:
+        steps = np.linspace(-1.0, 1.0, count, dtype=np.float32)
+        return steps if align or count == 1 else steps * np.float32((count - 1) / count)
+
+    xs = b.g.add_const(np.broadcast_to(axis(w)[None, None, :], (1, h, w)).copy(), "grid_x")
+    ys = b.g.add_const(np.broadcast_to(axis(h)[None, :, None], (1, h, w)).copy(), "grid_y")
+    plane = meta_like((n, h, w))
+    coordinates = []
+    for row in (0, 1):
+        entries = []
+        for col in (0, 1, 2):
+            flat = row * 3 + col
+            t = b.emit(
+                "slice",
+                [b.reshape(theta, meta_like((n, 6)))],
+                {"dim": 1, "start": flat, "stop": flat + 1, "step": 1},
+                meta_like((n, 1)),
+            )
+            entries.append(b.reshape(t, meta_like((n, 1, 1))))
+        value = b.emit("mul", [xs, entries[0]], {}, plane)
+        value = b.emit("add", [value, b.emit("mul", [ys, entries[1]], {}, plane)], {}, plane)
+        value = b.emit("add", [value, entries[2]], {}, plane)
+        coordinates.append(b.reshape(value, meta_like((n, h, w, 1))))
+    return b.emit("cat", coordinates, {"dim": 3}, out)
+
+
 #: calls that are both ``torch.<name>`` and ``Tensor.<name>``
 BOTH: dict[str, Handler] = {
     "lerp": _lerp,
@@ -566,6 +726,8 @@ COMMON_FUNCTIONS: dict[Any, Handler] = {
     **{function: handler for function, _, _, handler in LAYERS if function is not None},
     torch.special.sinc: _sinc,
     torch.bucketize: _bucketize,
+    F.grid_sample: _grid_sample,
+    F.affine_grid: _affine_grid,
     torch.searchsorted: _searchsorted,
 }
 #: functions fx records under another callable than the one ``F`` exports
