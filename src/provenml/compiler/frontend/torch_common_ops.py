@@ -20,9 +20,9 @@ at stop 67, each composed from the IR's ops (the two-argument libm functions ``p
 * **Reductions**: ``prod`` (the last entry of the IR's ``cumprod`` scan, in double),
   ``any`` / ``all`` (``amax`` / ``amin`` of the 0 / 1 test ``x != 0``, a boolean result),
   ``count_nonzero`` (the int64 sum of ``x != 0``), ``nanmean`` (the sum of the numbers over
-  their count), ``pairwise_distance`` (the norm of ``x1 - x2 + eps``), ``bucketize`` /
-  ``searchsorted`` on 1-D boundaries (counts of comparisons), LP pooling (``(k avg_pool(x^p))
-  ^(1/p)``).
+  their count), ``median`` (the ``(n + 1) // 2``-th smallest, NaN where a NaN is),
+  ``pairwise_distance`` (the norm of ``x1 - x2 + eps``), ``bucketize`` / ``searchsorted`` on
+  1-D boundaries (counts of comparisons), LP pooling (``(k avg_pool(x^p))^(1/p)``).
 * **Sampling** (spatial transformers): ``F.affine_grid`` (2-D) and ``F.grid_sample`` on 4-D
   inputs, bilinear or nearest, zeros or border padding (the IR's row gather by run-time ids,
   four neighbours weighted).
@@ -52,6 +52,7 @@ from provenml.compiler.frontend.torch_fx import (
     _module_softmax_dim,
     _norm,
     _select,
+    _ValuesIndices,
     arg,
     meta_like,
     target_name,
@@ -680,6 +681,56 @@ def _affine_grid(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.emit("cat", coordinates, {"dim": 3}, out)
 
 
+def _median(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
+    """``torch.median(x)`` (the lower median of every element, a 0-d value) and
+    ``torch.median(x, dim, keepdim)`` (values and indices): the ``(n + 1) // 2``-th smallest
+    (the IR's ``topk``, as ``kthvalue``); a slice holding a NaN gives NaN and the first NaN's
+    position, as PyTorch's."""
+    x = b.tensor_arg(node.args[0])
+    if b.g.values[x].dtype != "float32" or x in b.bools:
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "a non-float32 tensor")
+    shape = b.shape(x)
+    dim = b.val(arg(node, 1, "dim"))
+    whole = dim is None
+    if whole:
+        count = int(np.prod(shape, dtype=np.int64))
+        x, shape, dim = b.reshape(x, meta_like((count,))), (count,), 0
+    d = int(dim) % len(shape)
+    keepdim = bool(b.val(arg(node, 2, "keepdim", False)))
+    length = shape[d]
+    k = (length + 1) // 2
+    kept = [1 if i == d else n for i, n in enumerate(shape)]
+    attrs = {"dim": d, "k": k, "largest": False}
+    smallest = [k if i == d else n for i, n in enumerate(shape)]
+    picked = []
+    for op, dtype in (("topk", torch.float32), ("topk_indices", torch.int64)):
+        sorted_k = b.emit(op, [x], attrs, meta_like(smallest, dtype))
+        slice_attrs = {"dim": d, "start": k - 1, "stop": k, "step": 1}
+        picked.append(b.emit("slice", [sorted_k], slice_attrs, meta_like(kept, dtype)))
+    value, index = picked
+    like = meta_like(shape)
+    missing = b.emit("ne", [x, x], {}, like)  # IEEE: true only for a NaN
+    has_nan = b.emit("amax", [missing], {"dims": (d,), "keepdim": True}, meta_like(kept))
+    value = _select(b, has_nan, float("nan"), value, meta_like(kept))
+    first_nan = b.emit(
+        "argmax", [missing], {"dim": d, "keepdim": True}, meta_like(kept, torch.int64)
+    )
+    flag = b.emit("to_int", [has_nan], {}, meta_like(kept, torch.int64))
+    step = b.emit(
+        "mul",
+        [flag, b.emit("sub", [first_nan, index], {}, meta_like(kept, torch.int64))],
+        {},
+        meta_like(kept, torch.int64),
+    )
+    index = b.emit("add", [index, step], {}, meta_like(kept, torch.int64))
+    if whole:
+        return b.reshape(value, out)
+    final = kept if keepdim else [n for i, n in enumerate(shape) if i != d]
+    return _ValuesIndices(
+        (b.reshape(value, meta_like(final)), b.reshape(index, meta_like(final, torch.int64)))
+    )
+
+
 #: calls that are both ``torch.<name>`` and ``Tensor.<name>``
 BOTH: dict[str, Handler] = {
     "lerp": _lerp,
@@ -695,6 +746,7 @@ BOTH: dict[str, Handler] = {
     "all": _any_all("amin"),
     "count_nonzero": _count_nonzero,
     "nanmean": _nanmean,
+    "median": _median,
 }
 #: ``(F.<function>, the name fx may record it by, nn.<Module>, handler)``; ``None`` where
 #: there is none
