@@ -33,8 +33,9 @@ TUNABLE = ("dense", "matmul", "conv2d")
 # choices are re-tuned (6: no weight-panel prefetch by default, stop 39; 7: candidates timed in
 # interleaved rounds on buffers at one placement, stop 44; 8: entries keep the near-tied
 # candidates, settled in the graph, stop 46; 9: the slowest candidates screened out after
-# SCREEN_ROUNDS rounds, stop 58)
-KERNEL_VERSION = 9
+# SCREEN_ROUNDS rounds, stop 58; 10: ReLU and clamp epilogues propagate NaN through pm_maxf /
+# pm_minf, stop 67)
+KERNEL_VERSION = 10
 # candidates whose (balance-scaled) time alone is within this fraction of the fastest are a tie
 # that only the whole graph can settle (stop 44: choices within 3% alone moved the transformer
 # block by up to 5.5% and a 56x56 ResNet stage by 17%); at most MAX_TIES of them, fastest first
