@@ -199,8 +199,8 @@ def recip(args: argparse.Namespace) -> None:
 
 # the bodies of the NaN-propagating max / min and the same without the NaN tests
 NAN_AWARE = {
-    "pm_maxf": "return pm_isnan(a) ? a : (pm_isnan(b) ? b : (a > b ? a : b));",
-    "pm_minf": "return pm_isnan(a) ? a : (pm_isnan(b) ? b : (a < b ? a : b));",
+    "pm_maxf": "return pm_isnan(a) ? pm_quiet(a) : (pm_isnan(b) ? pm_quiet(b) : (a > b ? a : b));",
+    "pm_minf": "return pm_isnan(a) ? pm_quiet(a) : (pm_isnan(b) ? pm_quiet(b) : (a < b ? a : b));",
 }
 NAN_BLIND = {"pm_maxf": "return a > b ? a : b;", "pm_minf": "return a < b ? a : b;"}
 

@@ -144,3 +144,22 @@ def test_scatter_amax_and_amin_propagate_nan(cache: str) -> None:
     model = ScatterExtremes().eval()
     compiled = pc.compile(model, (x, index), threads=2, tuning=False, cache_dir=cache)
     _same(compiled(x, index), model(x, index))
+
+
+def test_a_nan_survives_subtracting_its_own_clamp(cache: str) -> None:
+    """``x - relu(x)``, ``x - clamp(x)``, ``x - maximum(x, y)``: the NaN branch hands back a
+    quieted copy of the operand, so finite-math's ``x - x = 0`` cannot fold it to 0."""
+
+    class Residuals(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([x - F.relu(x), x - x.clamp(-1.0, 1.0),
+                                x - torch.maximum(x, x.flip(-1)), x - x.amax(-1, keepdim=True),
+                                torch.minimum(x, x.roll(1, -1)) - x])  # fmt: skip
+
+    x = _inputs()
+    model = Residuals().eval()
+    want = model(x)
+    compiled = pc.compile(model, (x,), threads=2, tuning=False, cache_dir=cache)
+    got = compiled(x)
+    assert torch.equal(torch.isnan(got), torch.isnan(want))
+    _same(got, want)

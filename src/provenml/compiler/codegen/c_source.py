@@ -175,14 +175,24 @@ static inline int pm_isnan(float x) {
   memcpy(&u, &x, sizeof u);
   return (u & 0x7fffffffu) > 0x7f800000u;
 }
+/* a NaN operand's bits with the quiet bit set, a value gcc cannot prove equal to the operand:
+   returned as is, `x - pm_maxf(x, 0)` would fold to 0 on the NaN branch (finite-math-only's
+   x - x = 0) where PyTorch gives NaN */
+static inline float pm_quiet(float x) {
+  unsigned int u;
+  memcpy(&u, &x, sizeof u);
+  u |= 0x00400000u;
+  memcpy(&x, &u, sizeof x);
+  return x;
+}
 /* maximum / minimum as PyTorch's (stop 67): a NaN operand gives NaN. fmaxf / fminf return the
    other operand, and under -ffast-math gcc may turn `a > b ? a : b` into either operand order
    of vmaxps, which keeps the NaN of one side only; the explicit tests pin both */
 static inline float pm_maxf(float a, float b) {
-  return pm_isnan(a) ? a : (pm_isnan(b) ? b : (a > b ? a : b));
+  return pm_isnan(a) ? pm_quiet(a) : (pm_isnan(b) ? pm_quiet(b) : (a > b ? a : b));
 }
 static inline float pm_minf(float a, float b) {
-  return pm_isnan(a) ? a : (pm_isnan(b) ? b : (a < b ? a : b));
+  return pm_isnan(a) ? pm_quiet(a) : (pm_isnan(b) ? pm_quiet(b) : (a < b ? a : b));
 }
 /* topk / sort (stop 59): (value, position) pairs ordered by value, then position; a NaN is
    larger than any number, as PyTorch sorts it */
