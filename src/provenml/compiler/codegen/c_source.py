@@ -185,6 +185,15 @@ static inline float pm_quiet(float x) {
   memcpy(&x, &u, sizeof x);
   return x;
 }
+/* a NaN made from x's bits (exponent all ones, the quiet bit set): a max pool's result where
+   its window held a NaN (stop 67), a value gcc cannot fold away under finite-math-only */
+static inline float pm_as_nan(float x) {
+  unsigned int u;
+  memcpy(&u, &x, sizeof u);
+  u |= 0x7fc00000u;
+  memcpy(&x, &u, sizeof x);
+  return x;
+}
 /* maximum / minimum as PyTorch's (stop 67): a NaN operand gives NaN. fmaxf / fminf return the
    other operand, and under -ffast-math gcc may turn `a > b ? a : b` into either operand order
    of vmaxps, which keeps the NaN of one side only; the explicit tests pin both */
