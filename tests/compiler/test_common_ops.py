@@ -356,3 +356,21 @@ def test_median_matches_eager_with_nan(
         strict=True,
     ):
         torch.testing.assert_close(g, w, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 5, 6), (2, 7, 9), (1, 6, 2, 3, 4)])
+def test_local_response_norm_matches_eager(shape: tuple[int, ...], cache: str) -> None:
+    """Odd and even window sizes (their asymmetric channel padding), 3-, 4- and 5-D inputs."""
+
+    class Normalised(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.odd, self.even = nn.LocalResponseNorm(3), nn.LocalResponseNorm(4, 2e-4, 0.6, 2.0)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.odd(x) + self.even(x) + F.local_response_norm(x, 5)
+
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    model = Normalised().eval()
+    compiled = pc.compile(model, (x,), threads=2, tuning=False, cache_dir=cache)
+    _close(compiled(x), model(x))

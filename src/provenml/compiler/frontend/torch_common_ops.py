@@ -23,6 +23,8 @@ at stop 67, each composed from the IR's ops (the two-argument libm functions ``p
   their count), ``median`` (the ``(n + 1) // 2``-th smallest, NaN where a NaN is),
   ``pairwise_distance`` (the norm of ``x1 - x2 + eps``), ``bucketize`` / ``searchsorted`` on
   1-D boundaries (counts of comparisons), LP pooling (``(k avg_pool(x^p))^(1/p)``).
+* **Local response normalisation** (Krizhevsky et al. 2012): squares pooled over a window of
+  channels (a padded ``(size, 1)`` average pool), ``x / (k + alpha avg)^beta``.
 * **Sampling** (spatial transformers): ``F.affine_grid`` (2-D) and ``F.grid_sample`` on 4-D
   inputs, bilinear or nearest, zeros or border padding (the IR's row gather by run-time ids,
   four neighbours weighted).
@@ -54,6 +56,7 @@ from provenml.compiler.frontend.torch_fx import (
     _select,
     _ValuesIndices,
     arg,
+    constant_pad,
     meta_like,
     target_name,
 )
@@ -731,6 +734,48 @@ def _median(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
     )
 
 
+def _local_response_norm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``F.local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1)`` / ``nn.LocalResponseNorm``
+    (Krizhevsky et al. 2012, Sec. 3.3) as PyTorch computes it: ``x / (k + alpha avg)^beta``,
+    ``avg`` the mean of ``x^2`` over the channels ``c - size // 2 .. c + (size - 1) // 2``
+    (zeros beyond the ends, counted): the squares viewed as ``(N, 1, C, rest)``, padded along
+    the channels and average-pooled by a ``(size, 1)`` window."""
+    if node.op == "call_module":
+        mod = _module(node, b)
+        size, alpha, beta, k = mod.size, mod.alpha, mod.beta, mod.k
+    else:
+        size = b.val(arg(node, 1, "size"))
+        alpha, beta = b.val(arg(node, 2, "alpha", 1e-4)), b.val(arg(node, 3, "beta", 0.75))
+        k = b.val(arg(node, 4, "k", 1.0))
+    x = b.tensor_arg(node.args[0])
+    shape = b.shape(x)
+    if len(shape) < 3:
+        raise UnsupportedOp(target_name(node, b.gm), node.name, f"a {len(shape)}-D input")
+    n, channels = shape[0], shape[1]
+    rest = int(np.prod(shape[2:], dtype=np.int64))
+    size = int(size)
+    squares = b.emit("mul", [x, x], {}, meta_like(shape))
+    grid = b.reshape(squares, meta_like((n, 1, channels, rest)))
+    padded = constant_pad(
+        b, grid, (0, 0, size // 2, (size - 1) // 2), 0.0, "local_response_norm", node.name
+    )
+    options = {"ceil_mode": False, "count_include_pad": True}
+    like = meta_like((n, 1, channels, rest))
+    mean = b.pool("avg_pool2d", padded, (size, 1), (1, 1), (0, 0), node, like, options)
+    mean = b.reshape(mean, meta_like(shape))
+    scale = b.emit(
+        "add",
+        [
+            b.emit("mul", [mean, _scalar(b, float(alpha))], {}, meta_like(shape)),
+            _scalar(b, float(k)),
+        ],
+        {},
+        meta_like(shape),
+    )
+    scale = b.emit("pow", [scale, _scalar(b, float(beta))], {}, meta_like(shape))
+    return b.emit("div", [x, scale], {}, out)
+
+
 #: calls that are both ``torch.<name>`` and ``Tensor.<name>``
 BOTH: dict[str, Handler] = {
     "lerp": _lerp,
@@ -766,6 +811,7 @@ LAYERS: tuple[tuple[Any, str | None, type | None, Handler], ...] = (
     (F.rrelu, None, nn.RReLU, _rrelu),
     (F.pairwise_distance, "pairwise_distance", nn.PairwiseDistance, _pairwise_distance),
     (F.lp_pool1d, None, nn.LPPool1d, _lp_pool(1)),
+    (F.local_response_norm, "local_response_norm", nn.LocalResponseNorm, _local_response_norm),
     (F.lp_pool2d, None, nn.LPPool2d, _lp_pool(2)),
     (F.alpha_dropout, None, nn.AlphaDropout, _inference_dropout(training_by_default=False)),
     (F.feature_alpha_dropout, None, nn.FeatureAlphaDropout, _inference_dropout(False)),
