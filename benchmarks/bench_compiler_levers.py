@@ -201,8 +201,8 @@ def recip(args: argparse.Namespace) -> None:
 
 # the bodies of the NaN-propagating max / min and the same without the NaN tests
 NAN_AWARE = {
-    "pm_maxf": "return pm_isnan(a) ? pm_quiet(a) : (pm_isnan(b) ? pm_quiet(b) : (a > b ? a : b));",
-    "pm_minf": "return pm_isnan(a) ? pm_quiet(a) : (pm_isnan(b) ? pm_quiet(b) : (a < b ? a : b));",
+    name: f"return pm_isnan(a) ? pm_as_nan(a) : (pm_isnan(b) ? pm_as_nan(b) : (a {op} b ? a : b));"
+    for name, op in (("pm_maxf", ">"), ("pm_minf", "<"))
 }
 NAN_BLIND = {"pm_maxf": "return a > b ? a : b;", "pm_minf": "return a < b ? a : b;"}
 # max pooling's NaN flag (stop 67: a plain maximum plus a flag tested at the end)

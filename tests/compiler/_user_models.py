@@ -4,6 +4,8 @@ matmuls, a U-Net decoder's upsampling, ..."""
 
 from __future__ import annotations
 
+import io
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -553,3 +555,15 @@ class Call(nn.Module):
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
         return self.fn(*args)
+
+
+def exported_onnx(model: nn.Module, inputs: dict[str, torch.Tensor]) -> bytes:
+    """``model`` exported to ONNX by the TorchScript exporter on ``inputs``, the graph inputs
+    so named (the exporter's deprecation warnings silenced)."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, tuple(inputs.values()), buffer, dynamo=False, input_names=list(inputs)
+        )
+    return buffer.getvalue()

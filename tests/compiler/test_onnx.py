@@ -21,6 +21,7 @@ from tests.compiler._user_models import (
     PaddedAttention,
     Tagger,
     TokenMask,
+    exported_onnx,
     minilm_pooled,
     padded_sequences,
     padding_mask,
@@ -49,22 +50,11 @@ def _ort(model: bytes, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 def _export(model: torch.nn.Module, x: torch.Tensor, dynamo: bool = False) -> bytes:
     if not dynamo:
-        return _export_named(model, {"x": x})
+        return exported_onnx(model, {"x": x})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model, (x,), dynamo=True, verbose=False)
         return program.model_proto.SerializeToString()  # type: ignore[union-attr]
-
-
-def _export_named(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> bytes:
-    """``model`` exported (TorchScript exporter) on ``inputs``, the graph inputs so named."""
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, tuple(inputs.values()), buf, dynamo=False, input_names=list(inputs)
-        )
-    return buf.getvalue()
 
 
 def _matches_ort_and_eager(
@@ -461,7 +451,7 @@ def test_exported_key_padding_masks_match_ort(kind: str, cache: str) -> None:
     torch.manual_seed(0)
     model = Padded(kind, PADDED[kind]()).eval()
     x, pad = torch.randn(2, 10, 32), padding_mask({1: 7})
-    data = _export_named(model, {"x": x, "pad": pad})
+    data = exported_onnx(model, {"x": x, "pad": pad})
     compiled = pc.compile_onnx(data, (x, pad), tuning=False, threads=1, cache_dir=cache)
     for mask in (pad, padding_mask({0: 3, 1: 9})):
         y = compiled(x, mask).numpy()
@@ -716,7 +706,7 @@ def _ids_and_mask_model_matches_ort_and_eager(
 ) -> None:
     """``model(ids, mask)`` exported with ``torch.onnx.export`` and compiled through
     ``compile_onnx`` gives ONNX Runtime's and eager's outputs."""
-    data = _export_named(model, {"ids": ids, "mask": mask})
+    data = exported_onnx(model, {"ids": ids, "mask": mask})
     compiled = pc.compile_onnx(data, (ids, mask), tuning=False, threads=1, cache_dir=cache)
     got = compiled(ids, mask).numpy()
     want = _ort(data, {"ids": ids.numpy(), "mask": mask.numpy()})[0]
@@ -790,7 +780,7 @@ def test_average_pool_without_padding_counted_matches_ort_and_eager(cache: str) 
         torch.nn.AvgPool2d((3, 2), (2, 1), (1, 1), count_include_pad=False),
     ).eval()
     x = torch.randn(2, 3, 7, 6, generator=torch.Generator().manual_seed(0))
-    _matches_ort_and_eager(_export_named(model, {"x": x}), model, x, cache)
+    _matches_ort_and_eager(exported_onnx(model, {"x": x}), model, x, cache)
 
 
 def test_integer_rows_and_argmax_of_integers_match_ort_and_eager(cache: str) -> None:
@@ -803,4 +793,4 @@ def test_integer_rows_and_argmax_of_integers_match_ort_and_eager(cache: str) -> 
 
     x = torch.randint(-(2**40), 2**40, (3, 9), generator=torch.Generator().manual_seed(0))
     model = IntegerModel().eval()
-    _matches_ort_and_eager(_export_named(model, {"x": x}), model, x, cache)
+    _matches_ort_and_eager(exported_onnx(model, {"x": x}), model, x, cache)

@@ -4,13 +4,11 @@ models exported by ``torch.onnx.export`` against ONNX Runtime and eager."""
 
 from __future__ import annotations
 
-import io
-import warnings
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tests.compiler._user_models import exported_onnx
 from torch import nn
 
 import provenml.compiler as pc
@@ -98,11 +96,7 @@ def test_exported_stop67_activations_match_onnx_runtime_and_eager(cache: str) ->
     x = torch.randn(3, 4, 16)
     x[0, 0, 0] = float("nan")
     model = Activations().eval()
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), buffer, dynamo=False, input_names=["x"])
-    data = buffer.getvalue()
+    data = exported_onnx(model, {"x": x})
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     (want,) = session.run(None, {"x": x.numpy()})
     compiled = pc.compile_onnx(data, (x,), tuning=False, threads=2, cache_dir=cache)

@@ -5,13 +5,12 @@ and ONNX Runtime; what the 2-d pool refuses is refused under the 1-d op's name."
 
 from __future__ import annotations
 
-import io
-import warnings
 from collections.abc import Callable
 
 import pytest
 import torch
 import torch.nn.functional as F
+from tests.compiler._user_models import exported_onnx
 from torch import nn
 
 import provenml.compiler as pc
@@ -103,11 +102,7 @@ def test_onnx_one_dimensional_pools_match_onnx_runtime_and_eager(cache: str) -> 
 
     x = torch.randn(2, 5, 24)
     model = Pools().eval()
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), buffer, dynamo=False, input_names=["x"])
-    data = buffer.getvalue()
+    data = exported_onnx(model, {"x": x})
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     (reference,) = session.run(None, {"x": x.numpy()})
     compiled = pc.compile_onnx(data, (x,), tuning=False, threads=2, cache_dir=cache)

@@ -175,18 +175,10 @@ static inline int pm_isnan(float x) {
   memcpy(&u, &x, sizeof u);
   return (u & 0x7fffffffu) > 0x7f800000u;
 }
-/* a NaN operand's bits with the quiet bit set, a value gcc cannot prove equal to the operand:
-   returned as is, `x - pm_maxf(x, 0)` would fold to 0 on the NaN branch (finite-math-only's
-   x - x = 0) where PyTorch gives NaN */
-static inline float pm_quiet(float x) {
-  unsigned int u;
-  memcpy(&u, &x, sizeof u);
-  u |= 0x00400000u;
-  memcpy(&x, &u, sizeof x);
-  return x;
-}
-/* a NaN made from x's bits (exponent all ones, the quiet bit set): a max pool's result where
-   its window held a NaN (stop 67), a value gcc cannot fold away under finite-math-only */
+/* a NaN made from x's bits (exponent all ones, the quiet bit set; a NaN x keeps its payload),
+   a value gcc cannot prove equal to x (stop 67): pm_maxf's NaN branch returns it, since a
+   plain `return a` let finite-math-only fold `x - pm_maxf(x, 0)` to 0 there (x - x) where
+   PyTorch gives NaN; a max pool whose window held a NaN returns it of its maximum */
 static inline float pm_as_nan(float x) {
   unsigned int u;
   memcpy(&u, &x, sizeof u);
@@ -198,10 +190,10 @@ static inline float pm_as_nan(float x) {
    other operand, and under -ffast-math gcc may turn `a > b ? a : b` into either operand order
    of vmaxps, which keeps the NaN of one side only; the explicit tests pin both */
 static inline float pm_maxf(float a, float b) {
-  return pm_isnan(a) ? pm_quiet(a) : (pm_isnan(b) ? pm_quiet(b) : (a > b ? a : b));
+  return pm_isnan(a) ? pm_as_nan(a) : (pm_isnan(b) ? pm_as_nan(b) : (a > b ? a : b));
 }
 static inline float pm_minf(float a, float b) {
-  return pm_isnan(a) ? pm_quiet(a) : (pm_isnan(b) ? pm_quiet(b) : (a < b ? a : b));
+  return pm_isnan(a) ? pm_as_nan(a) : (pm_isnan(b) ? pm_as_nan(b) : (a < b ? a : b));
 }
 /* topk / sort (stop 59): (value, position) pairs ordered by value, then position; a NaN is
    larger than any number, as PyTorch sorts it */
