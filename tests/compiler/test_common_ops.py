@@ -374,3 +374,37 @@ def test_local_response_norm_matches_eager(shape: tuple[int, ...], cache: str) -
     model = Normalised().eval()
     compiled = pc.compile(model, (x,), threads=2, tuning=False, cache_dir=cache)
     _close(compiled(x), model(x))
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda x: torch.cummax(x, -1),
+        lambda x: x.cummin(1),
+        lambda x: x.cummax(dim=0).values * 2,
+        lambda x: torch.cummin(x, 2).indices + 1,
+    ],
+    ids=["cummax last dim", "cummin dim 1", "cummax values dim 0", "cummin indices"],
+)
+def test_cummax_and_cummin_match_eager_with_ties_and_nan(
+    op: Callable[[torch.Tensor], torch.Tensor], cache: str
+) -> None:
+    """Rounded values (ties: the index moves to the later position) and NaNs (the value stays
+    NaN, the index moves to each later NaN), exactly as eager."""
+    x = torch.randn(3, 6, 7, generator=torch.Generator().manual_seed(0)).round()
+    x[0, 1, 2] = x[1, 2, 0] = x[1, 2, 5] = NAN
+    model = Apply(op).eval()
+    compiled = pc.compile(model, (x,), threads=2, tuning=False, cache_dir=cache)
+    got, want = compiled(x), model(x)
+    for g, w in zip(
+        got if isinstance(got, tuple) else (got,),
+        want if isinstance(want, tuple) else (want,),
+        strict=True,
+    ):
+        torch.testing.assert_close(g, w, rtol=0, atol=0, equal_nan=True)
+
+
+def test_cummax_refuses_a_comparison_table_too_large(cache: str) -> None:
+    x = torch.randn(2, 4096)
+    with pytest.raises(UnsupportedOp, match="comparison table"):
+        pc.compile(Apply(lambda t: t.cummax(-1).values).eval(), (x,), tuning=False, cache_dir=cache)

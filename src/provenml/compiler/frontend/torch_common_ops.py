@@ -21,6 +21,7 @@ at stop 67, each composed from the IR's ops (the two-argument libm functions ``p
   ``any`` / ``all`` (``amax`` / ``amin`` of the 0 / 1 test ``x != 0``, a boolean result),
   ``count_nonzero`` (the int64 sum of ``x != 0``), ``nanmean`` (the sum of the numbers over
   their count), ``median`` (the ``(n + 1) // 2``-th smallest, NaN where a NaN is),
+  ``cummax`` / ``cummin`` (a lower-triangular table's extremes, O(length^2)),
   ``pairwise_distance`` (the norm of ``x1 - x2 + eps``), ``bucketize`` / ``searchsorted`` on
   1-D boundaries (counts of comparisons), LP pooling (``(k avg_pool(x^p))^(1/p)``).
 * **Local response normalisation** (Krizhevsky et al. 2012): squares pooled over a window of
@@ -776,6 +777,64 @@ def _local_response_norm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -
     return b.emit("div", [x, scale], {}, out)
 
 
+#: the largest ``rows x length x length`` comparison table ``cummax`` / ``cummin`` build
+RUNNING_EXTREME_LIMIT = 1 << 24
+
+
+def _running_extreme(op: str) -> Handler:
+    """``torch.cummax`` / ``cummin(x, dim)`` (values and indices), as a table rather than a
+    scan: entry ``(i, j)`` holds ``x_j`` for ``j <= i`` (else -inf / +inf), its ``amax`` /
+    ``amin`` over ``j`` is the running extreme (a NaN propagates); the index is the last ``j
+    <= i`` where ``x_j`` equals it or is NaN, PyTorch's rule (ties move to the later position,
+    and after a NaN to the latest NaN). O(length^2) work and memory: a table beyond
+    :data:`RUNNING_EXTREME_LIMIT` elements is refused."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
+        name = target_name(node, b.gm)
+        x = b.tensor_arg(node.args[0])
+        if b.g.values[x].dtype != "float32" or x in b.bools:
+            raise UnsupportedOp(name, node.name, "a non-float32 tensor")
+        shape = b.shape(x)
+        d = int(b.val(arg(node, 1, "dim"))) % len(shape)
+        length = shape[d]
+        order = [i for i in range(len(shape)) if i != d] + [d]
+        moved = [shape[i] for i in order]
+        rows = int(np.prod(moved[:-1], dtype=np.int64))
+        if rows * length * length > RUNNING_EXTREME_LIMIT:
+            why = f"a {rows} x {length} x {length} comparison table (at most 2^24 elements)"
+            raise UnsupportedOp(name, node.name, why)
+        last = (
+            b.emit("permute", [x], {"perm": tuple(order)}, meta_like(moved))
+            if order != list(range(len(shape)))
+            else x
+        )
+        table_shape = (*moved, length)
+        table = meta_like(table_shape)
+        columns = b.reshape(last, meta_like((*moved[:-1], 1, length)))
+        before = b.g.add_const(np.tril(np.ones((length, length), dtype=np.float32)), "lower")
+        fill = -np.inf if op == "amax" else np.inf
+        entries = _select(b, before, columns, float(fill), table)
+        values = b.emit(op, [entries], {"dims": (len(moved),), "keepdim": False}, meta_like(moved))
+        equal = b.emit("eq", [columns, b.reshape(values, meta_like((*moved, 1)))], {}, table)
+        missing = b.emit("ne", [columns, columns], {}, meta_like((*moved[:-1], 1, length)))
+        hit = b.emit(
+            "keep_where", [before, b.emit("maximum", [equal, missing], {}, table)], {}, table
+        )
+        positions = b.g.add_const(np.arange(length, dtype=np.float32), "positions")
+        where = _select(b, hit, positions, -1.0, table)
+        latest = b.emit(
+            "amax", [where], {"dims": (len(moved),), "keepdim": False}, meta_like(moved)
+        )
+        indices = b.emit("to_int", [latest], {}, meta_like(moved, torch.int64))
+        back = tuple(order.index(i) for i in range(len(shape)))
+        if order != list(range(len(shape))):
+            values = b.emit("permute", [values], {"perm": back}, meta_like(shape))
+            indices = b.emit("permute", [indices], {"perm": back}, meta_like(shape, torch.int64))
+        return _ValuesIndices((values, indices))
+
+    return handle
+
+
 #: calls that are both ``torch.<name>`` and ``Tensor.<name>``
 BOTH: dict[str, Handler] = {
     "lerp": _lerp,
@@ -792,6 +851,8 @@ BOTH: dict[str, Handler] = {
     "count_nonzero": _count_nonzero,
     "nanmean": _nanmean,
     "median": _median,
+    "cummax": _running_extreme("amax"),
+    "cummin": _running_extreme("amin"),
 }
 #: ``(F.<function>, the name fx may record it by, nn.<Module>, handler)``; ``None`` where
 #: there is none
