@@ -118,6 +118,10 @@ COMPARE = {
 }
 
 
+# stop 67: the IR's two-argument libm functions, computed in float64
+LIBM_BINARY = {"pow": np.power, "hypot": np.hypot, "copysign": np.copysign}
+
+
 def binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if op == "add":
         return a + b
@@ -135,10 +139,8 @@ def binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return COMPARE[op](a, b).astype(np.float32)
     if op == "atan2":
         return np.arctan2(a, b).astype(np.float32)
-    if op in ("pow", "hypot", "copysign"):  # stop 67
-        return {"pow": np.power, "hypot": np.hypot, "copysign": np.copysign}[op](
-            a.astype(np.float64), b.astype(np.float64)
-        ).astype(np.float32)
+    if op in LIBM_BINARY:
+        return LIBM_BINARY[op](a.astype(np.float64), b.astype(np.float64)).astype(np.float32)
     if op == "trunc_divide" and a.dtype.kind == "f":
         quotient = a.astype(np.float64) / b.astype(np.float64)
         return np.trunc(quotient.astype(np.float32))

@@ -75,9 +75,9 @@ def _norm_reduce(kind: str) -> OnnxHandler:
     def handle(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         x = b.tensor(node.input[0])
         axes, keep = _reduce_axes(b, node, x)
-        terms = b.emit("abs", [x]) if kind == "l1" else b.emit("mul", [x, x])
-        total = b.emit("sum", [terms], {"dims": axes, "keepdim": keep})
-        return [b.emit("sqrt", [total]) if kind == "l2" else total]
+        if kind == "square":
+            return [b.emit("sum", [b.emit("mul", [x, x])], {"dims": axes, "keepdim": keep})]
+        return [_p_norm(b, x, 1.0 if kind == "l1" else 2.0, axes, keep)]
 
     return handle
 
@@ -325,14 +325,15 @@ def _mean(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 
 
 def _p_norm(b: OnnxBuilder, x: str, p: float, dims: tuple[int, ...], keep: bool) -> str:
-    """``(sum |x|^p)^(1/p)`` over ``dims`` (p 1 and 2 without ``pow``)."""
-    magnitude = b.emit("abs", [x])
-    if p == 1.0:
-        return b.emit("sum", [magnitude], {"dims": dims, "keepdim": keep})
+    """``(sum |x|^p)^(1/p)`` over ``dims`` (p 1 and 2 without ``pow``): ReduceL1 / ReduceL2,
+    LpNormalization, GlobalLpPool."""
     if p == 2.0:
         return b.emit(
             "sqrt", [b.emit("sum", [b.emit("mul", [x, x])], {"dims": dims, "keepdim": keep})]
         )
+    magnitude = b.emit("abs", [x])
+    if p == 1.0:
+        return b.emit("sum", [magnitude], {"dims": dims, "keepdim": keep})
     powered = b.emit("pow", [magnitude, _const(b, p)])
     total = b.emit("sum", [powered], {"dims": dims, "keepdim": keep})
     return b.emit("pow", [total, _const(b, 1.0 / p)])

@@ -58,9 +58,12 @@ from provenml.compiler.frontend.torch_fx import (
     _ValuesIndices,
     arg,
     constant_pad,
+    elu_form,
     meta_like,
     target_name,
 )
+from provenml.compiler.frontend.torch_more_ops import _dims as _some_dims
+from provenml.compiler.frontend.torch_more_ops import _dtype, kth_smallest
 
 __all__ = [
     "COMMON_BOOL",
@@ -79,11 +82,8 @@ def _scalar(b: FxBuilder, value: float) -> str:
 
 
 def _dims(value: Any, rank: int) -> tuple[int, ...]:
-    """One dim or a sequence of them, made non-negative; ``None``: every dim."""
-    if value is None:
-        return tuple(range(rank))
-    dims = (value,) if isinstance(value, int) else tuple(value)
-    return tuple(sorted(int(d) % rank for d in dims))
+    """One dim or a sequence of them, made non-negative and sorted; ``None``: every dim."""
+    return tuple(range(rank)) if value is None else tuple(sorted(_some_dims(value, rank)))
 
 
 def _kept(shape: tuple[int, ...], dims: tuple[int, ...]) -> torch.Tensor:
@@ -98,20 +98,12 @@ def rms_norm(
     ``x * rsqrt(mean(x * x) + eps)`` (PyTorch's order), times ``weight`` if given."""
     shape = b.shape(x)
     reduced = tuple(range(len(shape) - dims, len(shape)))
-    like = meta_like(shape)
-    mean_square = b.emit(
-        "mean",
-        [b.emit("mul", [x, x], {}, like)],
-        {"dims": reduced, "keepdim": True},
-        _kept(shape, reduced),
-    )
+    like, kept = meta_like(shape), _kept(shape, reduced)
+    squares = b.emit("mul", [x, x], {}, like)
+    mean_square = b.emit("mean", [squares], {"dims": reduced, "keepdim": True}, kept)
     epsilon = float(torch.finfo(torch.float32).eps) if eps is None else float(eps)
-    scale = b.emit(
-        "rsqrt",
-        [b.emit("add", [mean_square, _scalar(b, epsilon)], {}, _kept(shape, reduced))],
-        {},
-        _kept(shape, reduced),
-    )
+    shifted = b.emit("add", [mean_square, _scalar(b, epsilon)], {}, kept)
+    scale = b.emit("rsqrt", [shifted], {}, kept)
     y = b.emit("mul", [x, scale], {}, out if weight is None else like)
     return y if weight is None else b.emit("mul", [y, weight], {}, out)
 
@@ -134,25 +126,9 @@ def _rms_norm_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> st
 
 
 # -- activations -----------------------------------------------------------------------------
-def _elu_family(
-    b: FxBuilder, x: str, alpha: float, divide_by: float, scale: float, out: torch.Tensor
-) -> str:
-    """``scale (max(0, x) + min(0, alpha (exp(x / divide_by) - 1)))``: ELU's form, which
-    SELU (``scale`` and ``alpha`` fixed) and CELU (``divide_by = alpha``) share."""
-    like = meta_like(b.shape(x))
-    inner = x if divide_by == 1.0 else b.emit("div", [x, _scalar(b, divide_by)], {}, like)
-    negative = b.emit("sub", [b.emit("exp", [inner], {}, like), _scalar(b, 1.0)], {}, like)
-    negative = b.emit("mul", [negative, _scalar(b, alpha)], {}, like)
-    negative = b.emit("minimum", [negative, _scalar(b, 0.0)], {}, like)
-    total = b.emit(
-        "add", [b.emit("relu", [x], {}, like), negative], {}, out if scale == 1.0 else like
-    )
-    return total if scale == 1.0 else b.emit("mul", [total, _scalar(b, scale)], {}, out)
-
-
 def _selu(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``F.selu`` / ``nn.SELU`` (Klambauer et al. 2017, eq. 2)."""
-    return _elu_family(b, b.tensor_arg(node.args[0]), SELU_ALPHA, 1.0, SELU_SCALE, out)
+    return elu_form(b, b.tensor_arg(node.args[0]), SELU_ALPHA, 1.0, SELU_SCALE, out)
 
 
 def _celu(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -162,7 +138,7 @@ def _celu(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     )
     if float(alpha) == 0.0:
         raise UnsupportedOp(target_name(node, b.gm), node.name, "alpha 0 (PyTorch raises)")
-    return _elu_family(b, b.tensor_arg(node.args[0]), float(alpha), float(alpha), 1.0, out)
+    return elu_form(b, b.tensor_arg(node.args[0]), float(alpha), float(alpha), 1.0, out)
 
 
 def _logsigmoid(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -470,16 +446,12 @@ def _bucket_count(
         raise UnsupportedOp(target_name(node, b.gm), node.name, "out_int32 or a sorter")
     shape = b.shape(values)
     count = b.shape(boundaries)[0]
-    column = b.reshape(values, meta_like((*shape, 1), _dtype_of(b, values)))
+    column = b.reshape(values, meta_like((*shape, 1), _dtype(b, values)))
     above = b.emit("lt" if right else "le", [column, boundaries], {}, meta_like((*shape, count)))
     ints = b.emit("to_int", [above], {}, meta_like((*shape, count), torch.int64))
     below = b.emit("sum", [ints], {"dims": (len(shape),), "keepdim": False}, out)
     total = b.g.add_const(np.asarray(count, dtype=np.int64), "count")
     return b.emit("sub", [total, below], {}, out)
-
-
-def _dtype_of(b: FxBuilder, x: str) -> torch.dtype:
-    return torch.int64 if b.g.values[x].dtype == "int64" else torch.float32
 
 
 def _bucketize(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -578,17 +550,12 @@ def _grid_sample(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
                 plane,
             )
             pixel = b.emit("div", [scaled, _scalar(b, 2.0)], {}, plane)
-        if padding == "border":
-            pixel = b.emit(
-                "minimum",
-                [
-                    b.emit("maximum", [pixel, _scalar(b, 0.0)], {}, plane),
-                    _scalar(b, float(size - 1)),
-                ],
-                {},
-                plane,
-            )
-        return pixel
+        return into_image(pixel, size) if padding == "border" else pixel
+
+    def into_image(v: str, size: int) -> str:
+        """``v`` clamped to the pixel range ``[0, size - 1]``."""
+        low = b.emit("maximum", [v, _scalar(b, 0.0)], {}, plane)
+        return b.emit("minimum", [low, _scalar(b, float(size - 1))], {}, plane)
 
     fx, fy = source(0, w), source(1, h)
     table = b.reshape(
@@ -608,15 +575,9 @@ def _grid_sample(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
         ]
         for test in inside:
             weight = b.emit("mul", [weight, test], {}, plane)
-        ids = []
-        for v, size in ((cx, w), (cy, h)):
-            clamped = b.emit(
-                "minimum",
-                [b.emit("maximum", [v, _scalar(b, 0.0)], {}, plane), _scalar(b, float(size - 1))],
-                {},
-                plane,
-            )
-            ids.append(b.emit("to_int", [clamped], {}, int_plane))
+        ids = [
+            b.emit("to_int", [into_image(v, size)], {}, int_plane) for v, size in ((cx, w), (cy, h))
+        ]
         row_ids = b.emit(
             "mul", [ids[1], b.g.add_const(np.asarray(w, dtype=np.int64), "width")], {}, int_plane
         )
@@ -666,6 +627,7 @@ def _affine_grid(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     xs = b.g.add_const(np.broadcast_to(axis(w)[None, None, :], (1, h, w)).copy(), "grid_x")
     ys = b.g.add_const(np.broadcast_to(axis(h)[None, :, None], (1, h, w)).copy(), "grid_y")
     plane = meta_like((n, h, w))
+    flat_theta = b.reshape(theta, meta_like((n, 6)))
     coordinates = []
     for row in (0, 1):
         entries = []
@@ -673,7 +635,7 @@ def _affine_grid(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
             flat = row * 3 + col
             t = b.emit(
                 "slice",
-                [b.reshape(theta, meta_like((n, 6)))],
+                [flat_theta],
                 {"dim": 1, "start": flat, "stop": flat + 1, "step": 1},
                 meta_like((n, 1)),
             )
@@ -688,8 +650,8 @@ def _affine_grid(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 def _median(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
     """``torch.median(x)`` (the lower median of every element, a 0-d value) and
     ``torch.median(x, dim, keepdim)`` (values and indices): the ``(n + 1) // 2``-th smallest
-    (the IR's ``topk``, as ``kthvalue``); a slice holding a NaN gives NaN and the first NaN's
-    position, as PyTorch's."""
+    (:func:`~.torch_more_ops.kth_smallest`, as ``kthvalue``); a slice holding a NaN gives NaN
+    and the first NaN's position, as PyTorch's."""
     x = b.tensor_arg(node.args[0])
     if b.g.values[x].dtype != "float32" or x in b.bools:
         raise UnsupportedOp(target_name(node, b.gm), node.name, "a non-float32 tensor")
@@ -701,17 +663,8 @@ def _median(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
         x, shape, dim = b.reshape(x, meta_like((count,))), (count,), 0
     d = int(dim) % len(shape)
     keepdim = bool(b.val(arg(node, 2, "keepdim", False)))
-    length = shape[d]
-    k = (length + 1) // 2
     kept = [1 if i == d else n for i, n in enumerate(shape)]
-    attrs = {"dim": d, "k": k, "largest": False}
-    smallest = [k if i == d else n for i, n in enumerate(shape)]
-    picked = []
-    for op, dtype in (("topk", torch.float32), ("topk_indices", torch.int64)):
-        sorted_k = b.emit(op, [x], attrs, meta_like(smallest, dtype))
-        slice_attrs = {"dim": d, "start": k - 1, "stop": k, "step": 1}
-        picked.append(b.emit("slice", [sorted_k], slice_attrs, meta_like(kept, dtype)))
-    value, index = picked
+    value, index = kth_smallest(b, node, x, d, (shape[d] + 1) // 2)
     like = meta_like(shape)
     missing = b.emit("ne", [x, x], {}, like)  # IEEE: true only for a NaN
     has_nan = b.emit("amax", [missing], {"dims": (d,), "keepdim": True}, meta_like(kept))

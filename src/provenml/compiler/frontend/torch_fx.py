@@ -592,8 +592,8 @@ class FxBuilder:
         Funnel's pooling); average pooling's ``count_include_pad=False`` and
         ``divisor_override`` rescale the padded-window average
         (:func:`~provenml.compiler.frontend.common.avg_pool_rescale`)."""
-        if len(self.shape(self.tensor_arg(x))) == 3:  # unbatched (C, H, W), as PyTorch takes it
-            xin = self.tensor_arg(x)
+        xin = self.tensor_arg(x)
+        if len(self.shape(xin)) == 3:  # unbatched (C, H, W), as PyTorch takes it
             x4 = self.reshape(xin, meta_like((1, *self.shape(xin))))
             like = meta_like((1, *out.shape))
             return self.reshape(
@@ -611,7 +611,6 @@ class FxBuilder:
             options = {name: self.val(arg(node, 4 + i, name, None)) for i, name in enumerate(names)}
         if options.get("dilation") not in (None, 1, (1,), (1, 1)):
             raise UnsupportedOp(op, node.name, "ceil_mode/dilation")
-        xin = self.tensor_arg(x)
         size = self.shape(xin)[2:]
         floor = [conv_output_size(n, *kps, 1) for n, *kps in zip(size, k, s, pad, strict=True)]
         if options.get("ceil_mode") and list(out.shape[2:]) != floor:
@@ -1412,11 +1411,23 @@ def _elu_op(b: FxBuilder, node: torch.fx.Node, alpha: Any, out: torch.Tensor) ->
     alpha = float(b.val(alpha))
     if alpha < 0:
         raise UnsupportedOp(target_name(node, b.gm), node.name, f"alpha {alpha}")
-    x = b.tensor_arg(node.args[0])
-    negative = b.emit("sub", [b.emit("exp", [x], {}, out), b.tensor_arg(1.0)], {}, out)
-    negative = b.emit("mul", [negative, b.tensor_arg(alpha)], {}, out)
-    negative = b.emit("minimum", [negative, b.tensor_arg(0.0)], {}, out)
-    return b.emit("add", [b.emit("relu", [x], {}, out), negative], {}, out)
+    return elu_form(b, b.tensor_arg(node.args[0]), alpha, 1.0, 1.0, out)
+
+
+def elu_form(
+    b: FxBuilder, x: str, alpha: float, divide_by: float, scale: float, out: torch.Tensor
+) -> str:
+    """``scale (max(0, x) + min(0, alpha (exp(x / divide_by) - 1)))``: ELU's form, which SELU
+    (``scale`` and ``alpha`` fixed) and CELU (``divide_by = alpha``) share (stop 67)."""
+    like = meta_like(b.shape(x))
+    inner = x if divide_by == 1.0 else b.emit("div", [x, b.tensor_arg(divide_by)], {}, like)
+    negative = b.emit("sub", [b.emit("exp", [inner], {}, like), b.tensor_arg(1.0)], {}, like)
+    negative = b.emit("mul", [negative, b.tensor_arg(alpha)], {}, like)
+    negative = b.emit("minimum", [negative, b.tensor_arg(0.0)], {}, like)
+    total = b.emit(
+        "add", [b.emit("relu", [x], {}, like), negative], {}, out if scale == 1.0 else like
+    )
+    return total if scale == 1.0 else b.emit("mul", [total, b.tensor_arg(scale)], {}, out)
 
 
 def _elu(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:

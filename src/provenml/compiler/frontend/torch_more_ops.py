@@ -902,32 +902,42 @@ def _fold(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     )
 
 
-def _kthvalue(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
-    """``torch.kthvalue(x, k, dim=-1, keepdim=False)``: the ``k``-th smallest along ``dim``
-    and its position, the last of the ``k`` smallest (``topk``)."""
-    x = b.tensor_arg(node.args[0])
-    rank = len(b.shape(x))
-    k = int(b.val(arg(node, 1, "k")))
-    dim = int(b.val(arg(node, 2, "dim", -1))) % rank
-    keepdim = bool(b.val(arg(node, 3, "keepdim", False)))
+def kth_smallest(b: FxBuilder, node: torch.fx.Node, x: str, dim: int, k: int) -> tuple[str, str]:
+    """The ``k``-th smallest of ``x`` along ``dim`` and its position (the last of the ``k``
+    smallest of the IR's ``topk`` / ``topk_indices``), ``dim`` kept with size 1."""
     smallest = [*b.shape(x)]
     smallest[dim] = k
     kept = [*smallest]
     kept[dim] = 1
     like = (meta_like(smallest), meta_like(smallest, torch.int64))
-    picked = []
-    for t, dtype in zip(
-        _selected(b, node, x, dim, k, False, like), (torch.float32, torch.int64), strict=True
-    ):
-        last = b.emit(
-            "slice", [t], {"dim": dim, "start": k - 1, "stop": k, "step": 1}, meta_like(kept, dtype)
+    slice_attrs = {"dim": dim, "start": k - 1, "stop": k, "step": 1}
+    value, index = (
+        b.emit("slice", [t], slice_attrs, meta_like(kept, dtype))
+        for t, dtype in zip(
+            _selected(b, node, x, dim, k, False, like), (torch.float32, torch.int64), strict=True
         )
-        picked.append(
-            last
-            if keepdim
-            else b.reshape(last, meta_like([s for d, s in enumerate(kept) if d != dim], dtype))
+    )
+    return value, index
+
+
+def _kthvalue(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
+    """``torch.kthvalue(x, k, dim=-1, keepdim=False)``: the ``k``-th smallest along ``dim``
+    and its position (:func:`kth_smallest`)."""
+    x = b.tensor_arg(node.args[0])
+    rank = len(b.shape(x))
+    k = int(b.val(arg(node, 1, "k")))
+    dim = int(b.val(arg(node, 2, "dim", -1))) % rank
+    keepdim = bool(b.val(arg(node, 3, "keepdim", False)))
+    picked = kth_smallest(b, node, x, dim, k)
+    if keepdim:
+        return _ValuesIndices(picked)
+    final = [s for d, s in enumerate(b.shape(x)) if d != dim]
+    return _ValuesIndices(
+        tuple(
+            b.reshape(t, meta_like(final, dtype))
+            for t, dtype in zip(picked, (torch.float32, torch.int64), strict=True)
         )
-    return _ValuesIndices(tuple(picked))
+    )
 
 
 # -- integer and floor arithmetic ---------------------------------------------------------------
