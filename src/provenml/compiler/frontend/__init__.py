@@ -6,8 +6,10 @@ to a backend), with :mod:`.torch_attention` for PyTorch's attention modules,
 :mod:`.torch_recurrent` for its RNNs, :mod:`.torch_more_ops` for ops composed from the IR's
 (flip, roll, tril, logsumexp, one_hot, pixel shuffle, GLU, Mish, PReLU, ...), and, since stop 67,
 :mod:`.torch_common_ops` (RMSNorm, SELU, lerp, pow, prod, any / all, bucketize, LP pooling, ...)
-and :mod:`.torch_moves` (diagonal, diff, outer, narrow, movedim, rot90, ...); :mod:`.onnx`: ONNX
-models (``onnx`` is imported only when it is used). Each frontend maps source ops to IR ops
+and :mod:`.torch_moves` (diagonal, diff, outer, narrow, movedim, rot90, ...), and
+:mod:`.torch_volumes` (3-d convolution, pooling and batch norm, from the 2-d ops); :mod:`.onnx`:
+ONNX models (``onnx`` is imported only when it is used), rank-5 Conv / pools in
+:mod:`.onnx_volumes`. Each frontend maps source ops to IR ops
 through an op -> handler table and raises :class:`UnsupportedOp` naming the op and the node it
 cannot map.
 """
@@ -15,6 +17,7 @@ cannot map.
 from provenml.compiler.frontend.common import UnsupportedOp
 from provenml.compiler.frontend.onnx import ONNX_OPS
 from provenml.compiler.frontend.onnx_more_ops import MORE_ONNX_OPS
+from provenml.compiler.frontend.onnx_volumes import volume_onnx_ops
 from provenml.compiler.frontend.torch_attention import ATTENTION_FUNCTIONS, ATTENTION_MODULES
 from provenml.compiler.frontend.torch_common_ops import (
     COMMON_BOOL,
@@ -46,6 +49,7 @@ from provenml.compiler.frontend.torch_moves import (
     MOVE_MODULES,
 )
 from provenml.compiler.frontend.torch_recurrent import RECURRENT_MODULES
+from provenml.compiler.frontend.torch_volumes import VOLUME_FUNCTION_NAMES, VOLUME_MODULES
 
 MODULES.update(ATTENTION_MODULES)  # nn.MultiheadAttention and the transformer encoder
 MODULES.update(RECURRENT_MODULES)  # nn.GRU and nn.LSTM, unrolled
@@ -69,6 +73,10 @@ FUNCTION_NAMES.update(MOVE_FUNCTION_NAMES)
 METHODS.update(MOVE_METHODS)
 MODULES.update(MOVE_MODULES)
 BOOL_HANDLERS.update(MOVE_BOOL)
+# Conv3d, 3-d max / average / adaptive pooling, BatchNorm3d (torch_volumes)
+FUNCTION_NAMES.update(VOLUME_FUNCTION_NAMES)
+MODULES.update(VOLUME_MODULES)
 ONNX_OPS.update(MORE_ONNX_OPS)  # PRelu, ReduceLogSumExp, Mod, Trilu, ScatterElements, ...
+ONNX_OPS.update(volume_onnx_ops(ONNX_OPS))  # rank-5 Conv, MaxPool, AveragePool (onnx_volumes)
 
 __all__ = ["UnsupportedOp", "trace"]
