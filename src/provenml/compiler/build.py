@@ -44,7 +44,15 @@ BUILD_JOBS_ENV = "PROVENML_BUILD_JOBS"  # gcc processes build_many may run at on
 #: ``-fno-reciprocal-math`` the scalar ones (each alone leaves the other approximate); the
 #: kernels then divide and take square roots as PyTorch does. S2's hand-written kernels keep
 #: the shared flags: their inputs are finite, and their results stay as committed.
-FLAGS = (*SHARED_FLAGS, "-mno-recip", "-fno-reciprocal-math")
+#:
+#: ``-fno-finite-math-only`` (stop 68): under finite-math gcc may assume no operand is an
+#: infinity or NaN, and folded ``x - x`` and ``exp(x) - exp(x)`` to 0 and ``x / x`` to 1
+#: where PyTorch gives NaN for an infinite ``x`` (and ``0 / 0``), and no NaN test survived
+#: (hence the bit-level ``pm_isnan``). Without it, ``__FAST_MATH__`` is no longer defined,
+#: which would also drop glibc's vector-math declarations (``expf`` -> ``_ZGVeN16v_expf``):
+#: the kernels' header declares them back (``codegen.c_source.C_HEADER``). The other fast-math
+#: licences stay: reassociation (vectorised sums), no signed zeros, no errno.
+FLAGS = (*SHARED_FLAGS, "-mno-recip", "-fno-reciprocal-math", "-fno-finite-math-only")
 
 
 @functools.cache

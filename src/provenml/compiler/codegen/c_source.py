@@ -45,7 +45,17 @@ def released(*releases: str) -> list[L.Stmt]:
 
 
 C_HEADER = (
-    """#include <math.h>
+    """/* glibc declares its vector maths (libmvec: expf, logf, tanhf, erff, ... over 4, 8 and
+   16 floats) only where __FAST_MATH__ is defined, which -fno-finite-math-only (build.FLAGS,
+   stop 68) turns off; defined here around <math.h> alone, the loops keep calling the vector
+   forms (whose special cases, inf and NaN, follow the scalar functions) */
+#ifndef __FAST_MATH__
+#define __FAST_MATH__ 1
+#include <math.h>
+#undef __FAST_MATH__
+#else
+#include <math.h>
+#endif
 #include <string.h>
 #include <stdlib.h>
 #include <float.h>
@@ -849,7 +859,8 @@ UNARY_C: dict[str, str] = {
     "ceil": "ceilf({x})",
     "round": "nearbyintf({x})",  # the default rounding mode: to nearest, ties to even
     "trunc": "truncf({x})",
-    "sign": "(pm_isnan({x}) ? {x} : (float)(({x} > 0.f) - ({x} < 0.f)))",
+    # sign(nan) is 0, as PyTorch's: both comparisons are false for a NaN under IEEE (stop 68)
+    "sign": "((float)(({x} > 0.f) - ({x} < 0.f)))",
     # stop 66: libm's float functions (ir.MATH_UNARY); lgamma is log|Gamma(x)|, as
     # torch.lgamma, through the reentrant lgammaf_r (the kernels' threads share no sign)
     **{op: f"{op}f({{x}})" for op in MATH_UNARY if op != "lgamma"},

@@ -71,7 +71,8 @@ def _horner(coefs: tuple[float, ...], var: str) -> str:
 
 def erf_float32(x: np.ndarray) -> np.ndarray:
     """The approximation evaluated in float32 exactly as the C below does (for tests)."""
-    xc = np.clip(np.asarray(x, np.float32), -BOUND, BOUND).astype(np.float32)
+    x = np.asarray(x, np.float32)
+    xc = np.clip(x, -BOUND, BOUND).astype(np.float32)
     u = xc * xc
     p = np.float32(ERF_NUM[-1])
     for c in ERF_NUM[-2::-1]:
@@ -79,13 +80,18 @@ def erf_float32(x: np.ndarray) -> np.ndarray:
     q = np.float32(ERF_DEN[-1])
     for c in ERF_DEN[-2::-1]:
         q = (q * u + np.float32(c)).astype(np.float32)
-    return (xc * p / q).astype(np.float32)
+    ratio = (xc * p / q).astype(np.float32)
+    return np.where(x < -BOUND, np.float32(-1.0), np.where(x > BOUND, np.float32(1.0), ratio))
 
 
 ERF_C = f"""static inline float pm_erf(float x) {{  /* x P(x^2) / Q(x^2), codegen/erf.py */
   const float xc = x < -{BOUND}f ? -{BOUND}f : (x > {BOUND}f ? {BOUND}f : x);
   const float u = xc * xc;
-  return xc * {_horner(ERF_NUM, "u")}
+  const float ratio = xc * {_horner(ERF_NUM, "u")}
             / {_horner(ERF_DEN, "u")};
+  /* +-1 exactly beyond the bound (stop 68), where the ratio is 1 - 6e-8: GELU's
+     x (1 + erf(x / sqrt 2)) is then 0 for a large negative x (-1e38 gave -9e30) and NaN at
+     -inf as in PyTorch; a NaN x fails both tests and stays NaN through the ratio */
+  return x < -{BOUND}f ? -1.f : (x > {BOUND}f ? 1.f : ratio);
 }}
 """
