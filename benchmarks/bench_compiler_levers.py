@@ -33,6 +33,9 @@ build in one process (stop 38, docs/compiler.md): none helped, which is why none
   (``a > b ? a : b``, what the kernels computed before) and the flags never set, the same
   lowered source built both ways, at 1 and 2 threads, on ``--cases``; ``stem:1`` is
   ResNet-18's stem (7x7 convolution, ReLU, 3x3 max pool) at 224.
+* ``finite`` (stop 68): the compiler's ``-fno-finite-math-only`` (infinities and NaN through
+  arithmetic as eager) against the same lowered source built with finite-math, at 1 and 2
+  threads, on ``--cases``.
 * ``pinning``: the caller on CPU 0 and every other thread of the process (the pool's worker)
   on CPU 1 (``os.sched_setaffinity``), against no affinity; per-stage work from
   ``profile()``, with the one-thread build's as the reference.
@@ -42,6 +45,8 @@ build in one process (stop 38, docs/compiler.md): none helped, which is why none
     .venv/bin/python benchmarks/bench_compiler_levers.py --check hugepages --cases transformer:1
     .venv/bin/python benchmarks/bench_compiler_levers.py --check recip --cases transformer:1,mlp:1
     .venv/bin/python benchmarks/bench_compiler_levers.py --check nan --cases mlp:1,resnet:1,stem:1
+    .venv/bin/python benchmarks/bench_compiler_levers.py --check finite \
+        --cases transformer:1,mlp:1,resnet:1,stem:1
 
 Latency: median of ``--rounds`` interleaved rounds with eager PyTorch (2 threads) in the same
 rounds as the anchor; ratios are medians of the per-round ratios. Quote the load average
@@ -197,6 +202,28 @@ def recip(args: argparse.Namespace) -> None:
         samples = timed(arms, model, x, args.rounds)
         for threads in (1, 2):
             paired_ratio(samples, f"{threads}T exact", f"{threads}T approximate")
+
+
+def finite(args: argparse.Namespace) -> None:
+    """The compiler's flags (stop 68: ``-fno-finite-math-only``, infinities and NaN kept
+    through arithmetic) against the same source built with finite-math (gcc may assume no
+    infinity or NaN), one planned graph lowered once per thread count, at 1 and 2 threads,
+    on ``--cases``, interleaved with eager (2 threads) as the anchor."""
+    finite_math = tuple(f for f in FLAGS if f != "-fno-finite-math-only")
+    for case in args.cases.split(","):
+        model, x, final = planned(case)
+        arms: dict[str, Any] = {}
+        for threads in (1, 2):
+            program = lower(final, runtime="pool", chunks=4 * threads)
+            for label, flags in (("infinities", FLAGS), ("finite-math", finite_math)):
+                path, _ = build(program.source, flags)
+                arms[f"{threads}T {label}"] = CompiledGraph(final, program, path, threads)
+        with torch.no_grad():
+            err = {k: float((f(x)[0] - model(x)).abs().max()) for k, f in arms.items()}
+        print(f"\n== infinities kept, {case} (max abs difference to eager: {err})")
+        samples = timed(arms, model, x, args.rounds)
+        for threads in (1, 2):
+            paired_ratio(samples, f"{threads}T infinities", f"{threads}T finite-math")
 
 
 # the bodies of the NaN-propagating max / min and the same without the NaN tests
@@ -404,6 +431,8 @@ def main() -> None:
         recip(args)
     if "nan" in checks:
         nan(args)
+    if "finite" in checks:
+        finite(args)
     if "balance" in checks:
         balance(model, x, args.rounds)
     if "alone" in checks:

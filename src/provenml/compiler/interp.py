@@ -314,11 +314,15 @@ def run_node(n: Node, env: dict[str, np.ndarray], values: dict[str, Value]) -> n
         return ((x - mu) / np.sqrt(var + a["eps"]) * ins[1] + ins[2]).astype(np.float32)
     if op == "softmax":
         x = ins[0]
-        shifted = x - x.max(axis=a["dim"], keepdims=True)
-        e = np.exp(shifted)
-        if a.get("log"):  # log-softmax: x - max - log(sum(exp(x - max)))
-            return (shifted - np.log(e.sum(axis=a["dim"], keepdims=True))).astype(np.float32)
-        return (e / e.sum(axis=a["dim"], keepdims=True)).astype(np.float32)
+        top = x.max(axis=a["dim"], keepdims=True)
+        dead = np.isneginf(top) if a.get("safe") else np.zeros_like(top, bool)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shifted = x - np.where(dead, 0.0, top)  # safe: a row of -inf gives 0 (SDPA's)
+            e = np.exp(shifted)
+            if a.get("log"):  # log-softmax: x - max - log(sum(exp(x - max)))
+                return (shifted - np.log(e.sum(axis=a["dim"], keepdims=True))).astype(np.float32)
+            total = e.sum(axis=a["dim"], keepdims=True)
+            return np.where(dead, 0.0, e / np.where(dead, 1.0, total)).astype(np.float32)
     if op in ("argmax", "argmin"):  # NumPy's and PyTorch's rule: the first extremum, NaN first
         x = to_logical(ins[0], values[n.inputs[0]])
         fn = np.argmax if op == "argmax" else np.argmin

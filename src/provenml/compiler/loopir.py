@@ -55,6 +55,9 @@ class Loop:
     body: list[Loop | Let | Stmt] = field(default_factory=list)
     kind: str = "serial"  # serial | parallel | vectorize | unroll
     factor: int = 0  # unroll factor; for a vectorized loop its simdlen (0: gcc's choice)
+    # a vectorized loop's OpenMP reduction clause, e.g. "max:mx" (stop 68: with infinities
+    # and NaN honoured gcc no longer vectorizes a max reduction on its own)
+    reduction: str = ""
 
 
 @dataclass
@@ -195,7 +198,8 @@ def _lower(items: Body, indent: str) -> list[str]:
                 lines.append(f"{indent}/* parallel (nested: serial) */")
             elif item.kind == "vectorize":
                 simdlen = f" simdlen({item.factor})" if item.factor else ""
-                lines.append(f"{indent}#pragma omp simd{simdlen}")
+                reduction = f" reduction({item.reduction})" if item.reduction else ""
+                lines.append(f"{indent}#pragma omp simd{simdlen}{reduction}")
             elif item.kind == "unroll":
                 lines.append(f"{indent}#pragma GCC unroll {item.factor}")
             lines.append(

@@ -70,9 +70,12 @@ def multi_head_attention(
     value: str,
     mask: str | None,
     causal: bool,
+    safe: bool,
 ) -> tuple[str, str]:
     """``mod``'s attention on batch-first IR values ``(N, L, E)``, ``(N, S, kdim)``,
-    ``(N, S, vdim)``: returns (the output ``(N, L, E)``, the probabilities ``(N, h, L, S)``)."""
+    ``(N, S, vdim)``: returns (the output ``(N, L, E)``, the probabilities ``(N, h, L, S)``).
+    ``safe``: a query whose keys are all masked attends to nothing (output: the projection's
+    bias) rather than giving NaN; :func:`sdpa_path` says which eager takes."""
     n, length, embed = b.shape(query)
     heads = mod.num_heads
     if mod._qkv_same_embed_dim:
@@ -99,7 +102,15 @@ def multi_head_attention(
         )
     qh, kh, vh = (_heads(b, t, heads) for t in (q, k, v))
     attended, probs = attention(
-        b, qh, kh, vh, meta_like(b.shape(qh)), mask=mask, causal=causal, op="MultiheadAttention"
+        b,
+        qh,
+        kh,
+        vh,
+        meta_like(b.shape(qh)),
+        mask=mask,
+        causal=causal,
+        op="MultiheadAttention",
+        safe=safe,
     )
     merged = b.emit(
         "permute", [attended], {"perm": (0, 2, 1, 3)}, meta_like([n, length, heads, embed // heads])
@@ -141,7 +152,7 @@ def _key_padding(
     if isinstance(value, torch.Tensor):  # known at compile time
         arr = value.detach().cpu().numpy()
         arr = np.where(arr, MASKED, 0.0) if arr.dtype == np.bool_ else arr
-        padding = b.const(np.maximum(arr.astype(np.float32), MASKED), "padding")
+        padding = b.const(arr.astype(np.float32), "padding")
     else:
         padding = b.tensor_arg(padding_arg)
         if padding in b.bools:
@@ -157,13 +168,22 @@ def _key_padding(
 
 
 def _with_padding(b: FxBuilder, mask: str | None, padding: str) -> str:
-    """``attn_mask + key_padding_mask`` as PyTorch merges them, clamped to the finite "-inf"
-    (two masked entries would overflow to -inf)."""
+    """``attn_mask + key_padding_mask`` as PyTorch merges them (a sum; masked is ``-inf``)."""
     if mask is None:
         return padding
     shape = np.broadcast_shapes(tuple(b.shape(mask)), tuple(b.shape(padding)))
-    total = b.emit("add", [mask, padding], {}, meta_like(shape))
-    return b.emit("maximum", [total, b.const(np.float32(MASKED), "masked")], {}, meta_like(shape))
+    return b.emit("add", [mask, padding], {}, meta_like(shape))
+
+
+def sdpa_path(batch_first: bool, self_attention: bool, need_weights: bool) -> bool:
+    """Whether eager ``nn.MultiheadAttention`` (in eval, under ``torch.no_grad``) computes
+    the call through ``scaled_dot_product_attention``, whose softmax gives a fully masked
+    query probabilities 0 (output: ``out_proj``'s bias), rather than through an explicit
+    softmax or the fused "fast path", which give NaN there (measured on torch 2.13, stop 68):
+    ``need_weights=True`` takes the softmax, a batch-first self-attention the fast path,
+    anything else SDPA. The compiled call follows the same rule (:func:`multi_head_attention`'s
+    ``safe``)."""
+    return not need_weights and not (batch_first and self_attention)
 
 
 def _check_mha(mod: nn.MultiheadAttention, where: str) -> None:
@@ -196,7 +216,10 @@ def _attend(
     padding = _key_padding(b, args["key_padding_mask"], batch, b.shape(key)[1], op, where)
     if padding is not None:  # PyTorch then applies attn_mask as given (is_causal a hint)
         mask, causal = _with_padding(b, mask, padding), False
-    y, probs = multi_head_attention(b, mod, query, key, value, None if causal else mask, causal)
+    safe = sdpa_path(batch_first, query == key == value, bool(b.val(args["need_weights"])))
+    y, probs = multi_head_attention(
+        b, mod, query, key, value, None if causal else mask, causal, safe
+    )
     if not batch_first:
         y = _swap01(b, y)
     if not b.val(args["need_weights"]):
@@ -321,7 +344,8 @@ def encoder_layer(
     _check_mha(layer.self_attn, where)
 
     def self_attention(h: str) -> str:
-        return multi_head_attention(b, layer.self_attn, h, h, h, mask, causal)[0]
+        safe = sdpa_path(layer.self_attn.batch_first, True, False)
+        return multi_head_attention(b, layer.self_attn, h, h, h, mask, causal, safe)[0]
 
     def feed_forward(h: str) -> str:
         inner = _activation(
@@ -433,6 +457,7 @@ def _fast_encoder_layer(b: FxBuilder, node: torch.fx.Node, out: Any) -> str:
         out_proj=SimpleNamespace(weight=w["proj_weight"], bias=w["proj_bias"]),
         bias_k=None,
         add_zero_attn=False,
+        batch_first=True,  # the fast path's only layout: a fully masked row NaN (sdpa_path)
     )
     layer = SimpleNamespace(
         self_attn=attention_weights,
@@ -508,11 +533,13 @@ def decoder_layer(
     own, cross = masks
 
     def self_attention(h: str) -> str:
-        return multi_head_attention(b, layer.self_attn, h, h, h, own.mask, own.causal)[0]
+        safe = sdpa_path(layer.self_attn.batch_first, True, False)
+        return multi_head_attention(b, layer.self_attn, h, h, h, own.mask, own.causal, safe)[0]
 
     def memory_attention(h: str) -> str:
         mha = layer.multihead_attn
-        return multi_head_attention(b, mha, h, memory, memory, cross.mask, cross.causal)[0]
+        safe = sdpa_path(mha.batch_first, False, False)
+        return multi_head_attention(b, mha, h, memory, memory, cross.mask, cross.causal, safe)[0]
 
     def feed_forward(h: str) -> str:
         hidden = _linear(b, h, layer.linear1.weight, layer.linear1.bias)

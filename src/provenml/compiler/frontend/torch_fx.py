@@ -57,7 +57,9 @@ RANDOM_OPS = frozenset(
         "poisson",
     }
 )
-MASKED = float(np.finfo(np.float32).min)  # an additive mask's "-inf" (finite: -ffast-math)
+# an additive mask's masked value: -inf since stop 68 (the kernels keep infinities); before, the
+# float32 minimum, which gave a fully masked row a uniform distribution
+MASKED = float("-inf")
 
 
 def _first(v: Any) -> Any:
@@ -2091,14 +2093,14 @@ def _sdpa(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     if causal and mask_arg is not None:
         raise UnsupportedOp(name, node.name, "attn_mask together with is_causal")
     mask = None if mask_arg is None else attention_mask(b, mask_arg, name, node.name)
-    return attention(b, q, k, v, out, scale=scale, mask=mask, causal=causal, op=name)[0]
+    return attention(b, q, k, v, out, scale=scale, mask=mask, causal=causal, op=name, safe=True)[0]
 
 
 def attention_mask(
     b: FxBuilder, mask_arg: Any, op: str, where: str, true_masks: bool = False
 ) -> str:
     """An attention mask as an additive float mask: a boolean one known at compile time (a
-    buffer, a mask built from sizes) becomes 0 / a large negative (``True`` keeps a position,
+    buffer, a mask built from sizes) becomes 0 / ``-inf`` (``True`` keeps a position,
     SDPA's rule; with ``true_masks`` it masks it, ``nn.MultiheadAttention``'s rule); a float
     graph input is taken as it is; a boolean graph input is refused."""
     value = b.val(mask_arg)
@@ -2106,7 +2108,7 @@ def attention_mask(
         arr = value.detach().cpu().numpy()
         if arr.dtype == np.bool_:
             arr = np.where(arr, MASKED, 0.0) if true_masks else np.where(arr, 0.0, MASKED)
-        return b.const(np.maximum(arr.astype(np.float32), MASKED), "mask")
+        return b.const(arr.astype(np.float32), "mask")
     mask = b.tensor_arg(mask_arg)
     if mask in b.bools:  # computed at run time by a comparison: 0 / 1 -> additive
         fill = b.const(np.float32(MASKED), "masked")
@@ -2127,12 +2129,16 @@ def attention(
     mask: str | None = None,
     causal: bool = False,
     op: str = "attention",
+    safe: bool = False,
 ) -> tuple[str, str]:
     """``softmax(q @ kᵀ * scale + mask) @ v`` (Vaswani et al. 2017, Eq. 1) on IR values
     ``[..., L, D]``, ``[..., S, D]``, ``[..., S, Dv]``, emitted as the fusion pass's attention
     pattern; ``scale`` defaults to ``1 / sqrt(D)``, ``causal`` adds the lower-triangular
     mask, ``mask`` must broadcast to the ``[..., L, S]`` scores without growing them (errors
-    name ``op``). Returns (the output, the attention probabilities)."""
+    name ``op``). ``safe``: a row whose scores are all ``-inf`` (every key masked) gives
+    probabilities 0, as PyTorch's ``scaled_dot_product_attention`` computes it (its "safe
+    softmax"); otherwise NaN, as ``torch.softmax``. Returns (the output, the attention
+    probabilities)."""
     qs, ks = b.shape(q), b.shape(k)
     m, n = qs[-2], ks[-2]
     scale = 1.0 / float(np.sqrt(qs[-1])) if scale is None else float(scale)
@@ -2149,7 +2155,8 @@ def attention(
         if shape != tuple(scores_like.shape):
             raise UnsupportedOp(op, b.current, "attn_mask broadcasts the scores")
         s = b.emit("add", [s, mask], {}, scores_like)
-    p = b.emit("softmax", [s], {"dim": len(qs) - 1}, scores_like)
+    attrs: dict[str, Any] = {"dim": len(qs) - 1, **({"safe": True} if safe else {})}
+    p = b.emit("softmax", [s], attrs, scores_like)
     return b.emit("matmul", [p, v], {}, out), p
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from provenml.compiler import loopir as L
+from provenml.compiler.codegen.kernels.reduction import softmax_row
 from provenml.compiler.codegen.kernels.tiles import epilogue_fn, mm_variants
 from provenml.compiler.codegen.nests import batch_terms, pack_panel
 from provenml.compiler.codegen.resources import (
@@ -30,7 +31,8 @@ def attention(low: Lowering, n: Node, kname: str, body: list[Node]) -> L.Kernel:
     ``epi(S @ v)`` into the output. q, k, v are read and the output written through strides
     (absorbed reshape/permute/slice views). Every step of a head runs on the thread that owns
     the head: no barrier inside the kernel."""
-    views, qk, qk_epi, mask, _, pv, pv_epi, post = attention_parts(body)
+    views, qk, qk_epi, mask, softmax_node, pv, pv_epi, post = attention_parts(body)
+    safe = bool(softmax_node.attrs.get("safe"))  # SDPA's: a fully masked row gives 0
     decl, names = low.decls(n, [n.name], list(n.inputs))
     members = {m.name: m for m in views}
     qv, kv = low.g.values[qk.inputs[0]], low.g.values[qk.inputs[1]]
@@ -154,13 +156,9 @@ def attention(low: Lowering, n: Node, kname: str, body: list[Node]) -> L.Kernel:
         "q",
         m,
         [
-            L.Stmt(f"float* row = S + q*{n1};\nfloat mx = -FLT_MAX;"),
+            L.Stmt(f"float* row = S + q*{n1};"),
             *add_mask,
-            L.Loop("j", n1, [L.Stmt("mx = MAX(mx, row[j]);")]),
-            L.Stmt("float sum = 0.f;"),
-            L.Loop("j", n1, [L.Stmt("row[j] = expf(row[j] - mx);")], "vectorize"),
-            L.Loop("j", n1, [L.Stmt("sum += row[j];")]),
-            L.Stmt("const float inv = 1.f / sum;"),
+            *softmax_row("row", n1, safe),
             L.Loop("j", n1, [L.Stmt("row[j] *= inv;")], "vectorize"),
         ],
     )

@@ -60,22 +60,14 @@ def row_reduction(
     if anchor.op == "softmax" and anchor.attrs.get("log"):
         # log-softmax: x - max - log(sum(exp(x - max))), the row kept, the exps summed
         stats = [
-            L.Stmt("float mx = -FLT_MAX;"),
-            L.Loop("j", length, [L.Stmt("mx = MAX(mx, row[j]);")]),
+            *row_max("row", length),
             L.Stmt("float sum = 0.f;"),
             L.Loop("j", length, [L.Stmt("sum += expf(row[j] - mx);")]),
             L.Stmt("const float shift = mx + logf(sum);"),
         ]
         value = "row[j] - shift"
     elif anchor.op == "softmax":
-        stats = [
-            L.Stmt("float mx = -FLT_MAX;"),
-            L.Loop("j", length, [L.Stmt("mx = MAX(mx, row[j]);")]),
-            L.Stmt("float sum = 0.f;"),
-            L.Loop("j", length, [L.Stmt("row[j] = expf(row[j] - mx);")], "vectorize"),
-            L.Loop("j", length, [L.Stmt("sum += row[j];")]),
-            L.Stmt("const float inv = 1.f / sum;"),
-        ]
+        stats = softmax_row("row", length, bool(anchor.attrs.get("safe")))
         value = "row[j] * inv"
     else:
         w, b = names[anchor.inputs[1]], names[anchor.inputs[2]]
@@ -115,6 +107,32 @@ def row_reduction(
     return L.Kernel(kname, decl, [body])
 
 
+def row_max(row: str, length: int) -> list[L.Loop | L.Let | L.Stmt]:
+    """``mx``, the largest of ``row[0:length]``: ``-inf`` for a row of ``-inf`` (a fully
+    masked row; before stop 68 the float32 minimum), the loop vectorized through an OpenMP
+    max reduction (a NaN element makes the softmax's sum, and so the row, NaN either way)."""
+    return [
+        L.Stmt("float mx = -INFINITY;"),
+        L.Loop("j", length, [L.Stmt(f"mx = MAX(mx, {row}[j]);")], "vectorize", reduction="max:mx"),
+    ]
+
+
+def softmax_row(row: str, length: int, safe: bool) -> list[L.Loop | L.Let | L.Stmt]:
+    """``row[j] = exp(row[j] - mx)`` and ``inv = 1 / sum_j row[j]`` (the caller scales by
+    ``inv``). A row of ``-inf`` gives NaN, as ``torch.softmax`` (``-inf - -inf``); with
+    ``safe`` it gives 0, as ``scaled_dot_product_attention``'s softmax (PyTorch's
+    ``_safe_softmax``): the shift is 0, every exponential 0 and ``inv`` 0."""
+    shift = [L.Stmt("if (mx == -INFINITY) mx = 0.f;  /* safe softmax: a fully masked row */")]
+    return [
+        *row_max(row, length),
+        *(shift if safe else []),
+        L.Stmt("float sum = 0.f;"),
+        L.Loop("j", length, [L.Stmt(f"{row}[j] = expf({row}[j] - mx);")], "vectorize"),
+        L.Loop("j", length, [L.Stmt(f"sum += {row}[j];")]),
+        L.Stmt(f"const float inv = {'sum > 0.f ? 1.f / sum : 0.f' if safe else '1.f / sum'};"),
+    ]
+
+
 def axis_softmax(low: Lowering, n: Node, kname: str) -> L.Kernel:
     v = low.g.values[n.name]
     d = n.attrs["dim"]
@@ -124,7 +142,11 @@ def axis_softmax(low: Lowering, n: Node, kname: str) -> L.Kernel:
     decl, names = low.decls(n, [n.name], n.inputs)
     X, Y = names[n.inputs[0]], names[n.name]
     at = f"(o*{red} + q)*{inner} + i"
-    code = f"float mx = -FLT_MAX;\nfor (long q = 0; q < {red}; ++q) mx = MAX(mx, {X}[{at}]);\n"
+    code = f"float mx = -INFINITY;\nfor (long q = 0; q < {red}; ++q) mx = MAX(mx, {X}[{at}]);\n"
+    inverse = "1.f / s"
+    if n.attrs.get("safe"):  # a row of -inf gives 0 (softmax_row)
+        code += "if (mx == -INFINITY) mx = 0.f;\n"
+        inverse = "s > 0.f ? 1.f / s : 0.f"
     if n.attrs.get("log"):  # log-softmax
         code += (
             f"float s = 0.f;\nfor (long q = 0; q < {red}; ++q) s += expf({X}[{at}] - mx);\n"
@@ -135,7 +157,8 @@ def axis_softmax(low: Lowering, n: Node, kname: str) -> L.Kernel:
         code += (
             f"float s = 0.f;\nfor (long q = 0; q < {red}; ++q) "
             f"{{ const float e = expf({X}[{at}] - mx); {Y}[{at}] = e; s += e; }}\n"
-            f"const float inv = 1.f / s;\nfor (long q = 0; q < {red}; ++q) {Y}[{at}] *= inv;"
+            f"const float inv = {inverse};\n"
+            f"for (long q = 0; q < {red}; ++q) {Y}[{at}] *= inv;"
         )
     body = L.Loop("o", outer, [L.Loop("i", inner, [L.Stmt(code)])], "parallel")
     return L.Kernel(kname, decl, [body])
