@@ -204,19 +204,43 @@ def recip(args: argparse.Namespace) -> None:
             paired_ratio(samples, f"{threads}T exact", f"{threads}T approximate")
 
 
+# the bodies of the NaN-propagating max / min (stop 68: one NaN test, IEEE comparisons), the
+# same without the NaN tests, and stop 67's (both operands tested, for finite-math builds)
+NAN_AWARE = {
+    name: f"return pm_isnan(b) ? b : (b {op} a ? b : a);"
+    for name, op in (("pm_maxf", ">"), ("pm_minf", "<"))
+}
+STOP67_MAX_MIN = {
+    name: f"return pm_isnan(a) ? pm_as_nan(a) : (pm_isnan(b) ? pm_as_nan(b) : (a {op} b ? a : b));"
+    for name, op in (("pm_maxf", ">"), ("pm_minf", "<"))
+}
+NAN_BLIND = {"pm_maxf": "return a > b ? a : b;", "pm_minf": "return a < b ? a : b;"}
+# max pooling's NaN flag (stop 67: a plain maximum plus a flag tested at the end)
+POOL_NAN_FLAG = r"seen(\[ch\])? \|= pm_isnan\(v_\);"
+
+
 def finite(args: argparse.Namespace) -> None:
     """The compiler's flags (stop 68: ``-fno-finite-math-only``, infinities and NaN kept
     through arithmetic) against the same source built with finite-math (gcc may assume no
-    infinity or NaN), one planned graph lowered once per thread count, at 1 and 2 threads,
-    on ``--cases``, interleaved with eager (2 threads) as the anchor."""
+    infinity or NaN), and against stop 67's state (its two-test ``pm_maxf`` / ``pm_minf``,
+    finite-math), one planned graph lowered once per thread count, at 1 and 2 threads, on
+    ``--cases``, interleaved with eager (2 threads) as the anchor."""
     finite_math = tuple(f for f in FLAGS if f != "-fno-finite-math-only")
     for case in args.cases.split(","):
         model, x, final = planned(case)
         arms: dict[str, Any] = {}
         for threads in (1, 2):
             program = lower(final, runtime="pool", chunks=4 * threads)
-            for label, flags in (("infinities", FLAGS), ("finite-math", finite_math)):
-                path, _ = build(program.source, flags)
+            before = program.source
+            for function, body in NAN_AWARE.items():
+                assert before.count(body) == 1, f"{function}'s body not found in the source"
+                before = before.replace(body, STOP67_MAX_MIN[function])
+            for label, source, flags in (
+                ("infinities", program.source, FLAGS),
+                ("finite-math", program.source, finite_math),
+                ("stop 67", before, finite_math),
+            ):
+                path, _ = build(source, flags)
                 arms[f"{threads}T {label}"] = CompiledGraph(final, program, path, threads)
         with torch.no_grad():
             err = {k: float((f(x)[0] - model(x)).abs().max()) for k, f in arms.items()}
@@ -224,16 +248,7 @@ def finite(args: argparse.Namespace) -> None:
         samples = timed(arms, model, x, args.rounds)
         for threads in (1, 2):
             paired_ratio(samples, f"{threads}T infinities", f"{threads}T finite-math")
-
-
-# the bodies of the NaN-propagating max / min and the same without the NaN tests
-NAN_AWARE = {
-    name: f"return pm_isnan(a) ? pm_as_nan(a) : (pm_isnan(b) ? pm_as_nan(b) : (a {op} b ? a : b));"
-    for name, op in (("pm_maxf", ">"), ("pm_minf", "<"))
-}
-NAN_BLIND = {"pm_maxf": "return a > b ? a : b;", "pm_minf": "return a < b ? a : b;"}
-# max pooling's NaN flag (stop 67: a plain maximum plus a flag tested at the end)
-POOL_NAN_FLAG = r"seen(\[ch\])? \|= pm_isnan\(v_\);"
+            paired_ratio(samples, f"{threads}T infinities", f"{threads}T stop 67")
 
 
 def nan(args: argparse.Namespace) -> None:

@@ -112,13 +112,15 @@ def test_a_max_over_negative_infinity_alone_is_negative_infinity(cache: str) -> 
 
 
 def test_a_clamp_in_a_matmul_epilogue_keeps_a_nan_row(cache: str) -> None:
+    torch.manual_seed(0)
     x = torch.randn(5, 37)
     x[2, 7] = NAN
     model = LinearThenClamp().eval()
     compiled = pc.compile(model, (x,), threads=2, tuning=False, cache_dir=cache)
     out = compiled(x)
     assert torch.isnan(out[2]).all() and not torch.isnan(out[[0, 1, 3, 4]]).any()
-    _same(out, model(x))
+    # a sum over 37 products in another order than eager's: float32 rounding, not exactness
+    torch.testing.assert_close(out, model(x), rtol=1e-5, atol=1e-6, equal_nan=True)
 
 
 def test_channels_last_max_pooling_keeps_a_nan(cache: str) -> None:

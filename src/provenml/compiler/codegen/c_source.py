@@ -185,10 +185,8 @@ static inline int pm_isnan(float x) {
   memcpy(&u, &x, sizeof u);
   return (u & 0x7fffffffu) > 0x7f800000u;
 }
-/* a NaN made from x's bits (exponent all ones, the quiet bit set; a NaN x keeps its payload),
-   a value gcc cannot prove equal to x (stop 67): pm_maxf's NaN branch returns it, since a
-   plain `return a` let finite-math-only fold `x - pm_maxf(x, 0)` to 0 there (x - x) where
-   PyTorch gives NaN; a max pool whose window held a NaN returns it of its maximum */
+/* a NaN made from x's bits (exponent all ones, the quiet bit set; a NaN x keeps its payload):
+   a max pool whose window held a NaN returns it of its maximum (stop 67) */
 static inline float pm_as_nan(float x) {
   unsigned int u;
   memcpy(&u, &x, sizeof u);
@@ -197,13 +195,15 @@ static inline float pm_as_nan(float x) {
   return x;
 }
 /* maximum / minimum as PyTorch's (stop 67): a NaN operand gives NaN. fmaxf / fminf return the
-   other operand, and under -ffast-math gcc may turn `a > b ? a : b` into either operand order
-   of vmaxps, which keeps the NaN of one side only; the explicit tests pin both */
+   other operand. Since stop 68 (IEEE comparisons: no finite-math) one NaN test suffices:
+   `b > a ? b : a` is a when a is NaN (the comparison is false), and b's NaN is tested; with a
+   constant b (ReLU's 0, a clamp's bound) the test folds away and the select is x86's
+   maxps(b, a) / minps(b, a) exactly, which return their second operand for a NaN */
 static inline float pm_maxf(float a, float b) {
-  return pm_isnan(a) ? pm_as_nan(a) : (pm_isnan(b) ? pm_as_nan(b) : (a > b ? a : b));
+  return pm_isnan(b) ? b : (b > a ? b : a);
 }
 static inline float pm_minf(float a, float b) {
-  return pm_isnan(a) ? pm_as_nan(a) : (pm_isnan(b) ? pm_as_nan(b) : (a < b ? a : b));
+  return pm_isnan(b) ? b : (b < a ? b : a);
 }
 /* topk / sort (stop 59): (value, position) pairs ordered by value, then position; a NaN is
    larger than any number, as PyTorch sorts it */
