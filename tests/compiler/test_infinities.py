@@ -104,3 +104,39 @@ def test_vector_maths_survive_the_flag() -> None:
     vector = [s.split("@")[0] for s in symbols.split() if s.startswith("_ZGV")]
     assert any(s.endswith("_expf") for s in vector), symbols
     assert any(s.endswith("_tanhf") for s in vector), symbols
+
+
+class LogSoftmaxes(nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return torch.log_softmax(x, -1), torch.log_softmax(x, 0), torch.logsumexp(x, -1)
+
+
+def test_log_softmax_of_large_logits_keeps_its_precision() -> None:
+    """``(x - max) - log(sum)`` as PyTorch orders it: ``x - (max + log(sum))`` lost the log
+    to the max's rounding (four equal 1e38 logits gave 0 for log(1/4); logits near 3e4 moved
+    by up to ulp(3e4) = 0.002)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 40, generator=gen) * 3 + 3e4
+    x[5, :4] = 1e38
+    model = LogSoftmaxes().eval()
+    for got, want in zip(pc.compile(model, x)(x), model(x), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=2e-5)
+
+
+class Reductions(nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return torch.logsumexp(x, -1), torch.logsumexp(x, 0), torch.nansum(x, -1), x.nansum(0)
+
+
+def test_logsumexp_of_infinities_and_nansum() -> None:
+    """A slice of ``-inf`` has ``logsumexp`` ``-inf`` and one holding ``inf`` has ``inf``, as
+    PyTorch shifts by 0 where the max is infinite (``inf - inf`` gave NaN); ``nansum`` skips
+    the NaNs."""
+    x = torch.tensor(
+        [[-INF] * 6, [INF, 1.0, 2.0, 3.0, 4.0, 5.0], [INF, -INF, 0.0, 1.0, 2.0, 3.0],
+         [NAN, 1.0, 2.0, 3.0, 4.0, 5.0], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]]
+    )  # fmt: skip
+    model = Reductions().eval()
+    for got, want in zip(pc.compile(model, x)(x), model(x), strict=True):
+        assert torch.equal(got.isnan(), want.isnan())
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, equal_nan=True)

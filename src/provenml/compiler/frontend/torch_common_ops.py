@@ -19,8 +19,8 @@ at stop 67, each composed from the IR's ops (the two-argument libm functions ``p
   trunc x``), ``sinc`` (``sin(pi x) / (pi x)``, 1 at 0).
 * **Reductions**: ``prod`` (the last entry of the IR's ``cumprod`` scan, in double),
   ``any`` / ``all`` (``amax`` / ``amin`` of the 0 / 1 test ``x != 0``, a boolean result),
-  ``count_nonzero`` (the int64 sum of ``x != 0``), ``nanmean`` (the sum of the numbers over
-  their count), ``median`` (the ``(n + 1) // 2``-th smallest, NaN where a NaN is),
+  ``count_nonzero`` (the int64 sum of ``x != 0``), ``nansum`` and ``nanmean`` (the sum of
+  the numbers, over their count), ``median`` (the ``(n + 1) // 2``-th smallest, NaN where a NaN is),
   ``cummax`` / ``cummin`` (a lower-triangular table's extremes, O(length^2)),
   ``pairwise_distance`` (the norm of ``x1 - x2 + eps``), ``bucketize`` / ``searchsorted`` on
   1-D boundaries (counts of comparisons), LP pooling (``(k avg_pool(x^p))^(1/p)``).
@@ -417,9 +417,13 @@ def _count_nonzero(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.emit("sum", [counts], {"dims": dims, "keepdim": False}, out)
 
 
-def _nanmean(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-    """``torch.nanmean(x, dim=None, keepdim=False)`` / the method: the sum of the elements that
-    are not NaN over their count (0 / 0, NaN, where every one is)."""
+def _sum_of_numbers(
+    b: FxBuilder, node: torch.fx.Node, out: torch.Tensor
+) -> tuple[str, str, dict[str, Any]]:
+    """``nansum`` / ``nanmean``'s common part: (the sum of the elements of ``x`` that are not
+    NaN over ``dim``, the 0 / 1 mask of those elements, the reduction's attrs)."""
+    if node.kwargs.get("dtype") is not None:
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "a dtype argument")
     x = b.tensor_arg(node.args[0])
     shape = b.shape(x)
     dims = _dims(b.val(arg(node, 1, "dim")), len(shape))
@@ -428,7 +432,19 @@ def _nanmean(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     # x == x is the NaN test the comparisons make explicit (an IEEE comparison with a NaN)
     present = b.emit("eq", [x, x], {}, like)
     attrs = {"dims": dims, "keepdim": keepdim}
-    total = b.emit("sum", [b.emit("keep_where", [present, x], {}, like)], attrs, out)
+    return b.emit("sum", [b.emit("keep_where", [present, x], {}, like)], attrs, out), present, attrs
+
+
+def _nansum(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.nansum(x, dim=None, keepdim=False)`` / the method (stop 68): the sum of the
+    elements that are not NaN (0 where every one is)."""
+    return _sum_of_numbers(b, node, out)[0]
+
+
+def _nanmean(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.nanmean(x, dim=None, keepdim=False)`` / the method: the sum of the elements that
+    are not NaN over their count (0 / 0, NaN, where every one is)."""
+    total, present, attrs = _sum_of_numbers(b, node, out)
     count = b.emit("sum", [present], attrs, out)
     return b.emit("div", [total, count], {}, out)
 
@@ -803,6 +819,7 @@ BOTH: dict[str, Handler] = {
     "all": _any_all("amin"),
     "count_nonzero": _count_nonzero,
     "nanmean": _nanmean,
+    "nansum": _nansum,
     "median": _median,
     "cummax": _running_extreme("amax"),
     "cummin": _running_extreme("amin"),

@@ -263,14 +263,18 @@ def _prelu(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 # -- reductions ----------------------------------------------------------------------------------
 def _logsumexp(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``torch.logsumexp(x, dim, keepdim)``: ``m + log(sum(exp(x - m)))`` over ``dim``, ``m``
-    the max there (the shift keeps ``exp`` from overflowing). Finite inputs: the kernels are
-    built with ``-ffast-math``, so an all ``-inf`` slice is not PyTorch's ``-inf``."""
+    the max there (the shift keeps ``exp`` from overflowing), or 0 where that max is infinite,
+    as PyTorch does (stop 68): a slice of ``-inf`` gives ``-inf``, one holding ``inf`` gives
+    ``inf`` (``inf - inf`` gave NaN before)."""
     x = b.tensor_arg(node.args[0])
     shape = b.shape(x)
     dims = tuple(sorted(_dims(b.val(arg(node, 1, "dim")), len(shape))))
     keepdim = bool(b.val(arg(node, 2, "keepdim", False)))
     kept = meta_like([1 if d in dims else n for d, n in enumerate(shape)])
     peak = b.emit("amax", [x], {"dims": dims, "keepdim": True}, kept)
+    magnitude = b.emit("abs", [peak], {}, kept)
+    infinite = b.emit("eq", [magnitude, b.const(np.float32(np.inf), "inf")], {}, kept)
+    peak = b.emit("keep_where_not", [infinite, peak], {}, kept)
     shifted = b.emit("exp", [b.emit("sub", [x, peak], {}, meta_like(shape))], {}, meta_like(shape))
     total = b.emit("sum", [shifted], {"dims": dims, "keepdim": keepdim}, out)
     peak_out = peak if keepdim else b.reshape(peak, out)

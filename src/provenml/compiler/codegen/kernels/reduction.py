@@ -58,14 +58,17 @@ def row_reduction(
     Y = names[n.name]
     epi_loads = loads(epi)
     if anchor.op == "softmax" and anchor.attrs.get("log"):
-        # log-softmax: x - max - log(sum(exp(x - max))), the row kept, the exps summed
+        # log-softmax: (x - max) - log(sum(exp(x - max))), as PyTorch orders it: the row
+        # shifted in place, the exps summed (stop 68: before, x - (max + log(sum)), where a
+        # large max swallowed the log, e.g. 0 for log_softmax of four equal 1e38 logits)
         stats = [
             *row_max("row", length),
             L.Stmt("float sum = 0.f;"),
-            L.Loop("j", length, [L.Stmt("sum += expf(row[j] - mx);")]),
-            L.Stmt("const float shift = mx + logf(sum);"),
+            L.Loop("j", length, [L.Stmt("row[j] -= mx;")], "vectorize"),
+            L.Loop("j", length, [L.Stmt("sum += expf(row[j]);")]),
+            L.Stmt("const float log_sum = logf(sum);"),
         ]
-        value = "row[j] - shift"
+        value = "row[j] - log_sum"
     elif anchor.op == "softmax":
         stats = softmax_row("row", length, bool(anchor.attrs.get("safe")))
         value = "row[j] * inv"
@@ -148,10 +151,11 @@ def axis_softmax(low: Lowering, n: Node, kname: str) -> L.Kernel:
         code += "if (mx == -INFINITY) mx = 0.f;\n"
         inverse = "s > 0.f ? 1.f / s : 0.f"
     if n.attrs.get("log"):  # log-softmax
-        code += (
-            f"float s = 0.f;\nfor (long q = 0; q < {red}; ++q) s += expf({X}[{at}] - mx);\n"
-            f"const float shift = mx + logf(s);\n"
-            f"for (long q = 0; q < {red}; ++q) {Y}[{at}] = {X}[{at}] - shift;"
+        code += (  # (x - max) - log(sum): the shifted values stored first (see row_reduction)
+            f"float s = 0.f;\nfor (long q = 0; q < {red}; ++q) "
+            f"{{ {Y}[{at}] = {X}[{at}] - mx; s += expf({Y}[{at}]); }}\n"
+            f"const float log_s = logf(s);\n"
+            f"for (long q = 0; q < {red}; ++q) {Y}[{at}] -= log_s;"
         )
     else:
         code += (
