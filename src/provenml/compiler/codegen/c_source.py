@@ -900,6 +900,13 @@ INTEGER_BINARY_C: dict[str, str] = {
     "minimum": "({a} < {b} ? {a} : {b})",
     "trunc_divide": "pm_trunc_divide({a}, {b})",
     "fmod": "pm_fmod({a}, {b})",
+    # stop 68: where's halves keep the integer (the mask is a 0 / 1 float)
+    "keep_where": "({a} != 0.f ? {b} : 0LL)",
+    "keep_where_not": "({a} != 0.f ? 0LL : {b})",
+}
+INTEGER_UNARY_C: dict[str, str] = {  # stop 68 (neg and the moves need no integer form)
+    "abs": "llabs({x})",
+    "sign": "((long long)(({x} > 0) - ({x} < 0)))",
 }
 
 
@@ -945,6 +952,8 @@ def chain(
             expr = f"{check}({args[0]}, {args[1]}, {site_of(m) if site_of else 0})"
         elif integer and m.op in INTEGER_BINARY_C:
             expr = INTEGER_BINARY_C[m.op].format(a=args[0], b=args[1])
+        elif integer and m.op in INTEGER_UNARY_C:
+            expr = INTEGER_UNARY_C[m.op].format(x=args[0])
         else:
             expr = c_unary(m.op, args[0]) if len(args) == 1 else c_binary(m.op, args[0], args[1])
         var = "t_" + cname(m.name)

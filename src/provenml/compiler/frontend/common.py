@@ -46,6 +46,9 @@ INTEGER_ARITHMETIC = (
     *("floor_divide", "remainder", "maximum", "minimum"),
     "bounded",  # stop 60: a checked index (gather's)
     *("trunc_divide", "fmod"),  # stop 60
+    # stop 68: |x|, sign, the max / min reductions (ids.amax(), lengths.max()) and where's
+    # halves (torch.where(mask, ids, 0)) in 64-bit integers
+    *("abs", "sign", "amax", "amin", "keep_where", "keep_where_not"),
 )
 
 
@@ -64,7 +67,8 @@ def check_integer_operands(op: str, dtypes: list[str], node: str) -> None:
             node,
             "integer tensor operand: integer tensors may only index an embedding, be "
             "reshaped, permuted, sliced, compared, added, subtracted, multiplied, floor-divided, "
-            "taken modulo, clamped, summed cumulatively or converted with .float() (eager "
+            "taken modulo, clamped, summed (also cumulatively), reduced by max / min, selected "
+            "by where, or converted with .float() (eager "
             "PyTorch raises or keeps "
             "integers here, the compiler would compute in float32)",
         )

@@ -1466,18 +1466,19 @@ def _softplus_op(
     return _select(b, linear, x, smooth, out)
 
 
-def _conv2d(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+def conv_call(b: FxBuilder, node: torch.fx.Node) -> tuple[list[str], list[Any]]:
+    """An ``F.conv1d`` / ``conv2d`` / ``conv3d`` call's tensors (input, weight, the bias if
+    given) and its ``stride``, ``padding``, ``dilation``, ``groups`` (fx arguments)."""
     ins = [b.tensor_arg(node.args[0]), b.tensor_arg(arg(node, 1, "weight"))]
-    if arg(node, 2, "bias") is not None:
+    if b.val(arg(node, 2, "bias")) is not None:
         ins.append(b.tensor_arg(arg(node, 2, "bias")))
-    return b.conv(
-        ins,
-        arg(node, 3, "stride", 1),
-        arg(node, 4, "padding", 0),
-        arg(node, 5, "dilation", 1),
-        arg(node, 6, "groups", 1),
-        out,
-    )
+    names = (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1))
+    return ins, [arg(node, 3 + k, name, default) for k, (name, default) in enumerate(names)]
+
+
+def _conv2d(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    ins, settings = conv_call(b, node)
+    return b.conv(ins, *settings, out)
 
 
 def _batch_norm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -2061,17 +2062,8 @@ def _unbind(b: FxBuilder, node: torch.fx.Node, out: Any) -> tuple[str, ...]:
 
 
 def _conv1d(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-    ins = [b.tensor_arg(node.args[0]), b.tensor_arg(arg(node, 1, "weight"))]
-    if arg(node, 2, "bias") is not None:
-        ins.append(b.tensor_arg(arg(node, 2, "bias")))
-    return b.conv1d(
-        ins,
-        b.val(arg(node, 3, "stride", 1)),
-        b.val(arg(node, 4, "padding", 0)),
-        b.val(arg(node, 5, "dilation", 1)),
-        b.val(arg(node, 6, "groups", 1)),
-        out,
-    )
+    ins, settings = conv_call(b, node)
+    return b.conv1d(ins, *(b.val(v) for v in settings), out)
 
 
 def _sdpa(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -2221,8 +2213,9 @@ def _bool_operand(b: FxBuilder, a: Any, op: str, where: str) -> str:
 
 
 def _logical(kind: str) -> Handler:
-    """``&`` / ``|`` / ``~`` and ``logical_and`` / ``logical_or`` / ``logical_not`` on boolean
-    tensors: a product, a maximum, ``1 - x`` of 0 / 1 values (exact)."""
+    """``&`` / ``|`` / ``~`` / ``^`` and ``logical_and`` / ``logical_or`` / ``logical_not`` /
+    ``logical_xor`` on boolean tensors: a product, a maximum, ``1 - x``, ``x != y`` of 0 / 1
+    values (exact; xor since stop 68)."""
 
     def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
         op = target_name(node, b.gm)
@@ -2234,7 +2227,8 @@ def _logical(kind: str) -> Handler:
             name = b.emit("sub", [one, x], {}, out)
         else:
             y = _bool_operand(b, arg(node, 1, "other"), op, node.name)
-            name = b.emit("mul" if kind == "and" else "maximum", [x, y], {}, out)
+            op_of = {"and": "mul", "or": "maximum", "xor": "ne"}
+            name = b.emit(op_of[kind], [x, y], {}, out)
         b.bools.add(name)
         return name
 
@@ -2245,10 +2239,11 @@ def _select(b: FxBuilder, cond: str, yes: Any, no: Any, out: torch.Tensor) -> st
     """``where(cond, yes, no)`` as ``keep_where(cond, yes) + keep_where_not(cond, no)``: one
     half is exactly 0 at each element, so the sum is the chosen value (a -0.0 becomes +0.0)."""
     halves = []
+    dtype = torch.int64 if out.dtype == torch.int64 else torch.float32  # integers as integers
     for op, operand in (("keep_where", yes), ("keep_where_not", no)):
         x = b.tensor_arg(operand)
         shape = np.broadcast_shapes(b.shape(cond), b.shape(x))
-        halves.append(b.emit(op, [cond, x], {}, meta_like(shape)))
+        halves.append(b.emit(op, [cond, x], {}, meta_like(shape, dtype)))
     return b.emit("add", halves, {}, out)
 
 
@@ -2317,6 +2312,8 @@ FUNCTIONS: dict[Any, Handler] = {
     operator.and_: _logical("and"),
     operator.or_: _logical("or"),
     operator.invert: _logical("not"),
+    operator.xor: _logical("xor"),
+    torch.logical_xor: _logical("xor"),
     torch.logical_and: _logical("and"),
     torch.logical_or: _logical("or"),
     torch.logical_not: _logical("not"),
@@ -2459,6 +2456,7 @@ METHODS: dict[str, Handler] = {
     "logical_and": _logical("and"),
     "logical_or": _logical("or"),
     "logical_not": _logical("not"),
+    "logical_xor": _logical("xor"),
     "where": _where,
     "masked_fill": _masked_fill,
     "float": _cast,
@@ -2481,11 +2479,12 @@ BOOL_HANDLERS: set[Handler] = {
     *(METHODS[m] for m in ("int", "long", "bool", "cumsum", "sum")),
     FUNCTIONS[torch.sum],
     FUNCTIONS[torch.cumsum],
-    *(METHODS[m] for m in ("logical_and", "logical_or", "logical_not")),
+    *(METHODS[m] for m in ("logical_and", "logical_or", "logical_not", "logical_xor")),
     *(FUNCTIONS[f] for f in (torch.reshape, torch.flatten, torch.permute, torch.transpose)),
     *(FUNCTIONS[f] for f in (operator.getitem, operator.add, torch.add, operator.sub)),
     *(FUNCTIONS[f] for f in (torch.sub, operator.mul, torch.mul, operator.truediv, torch.div)),
-    *(FUNCTIONS[f] for f in (operator.and_, operator.or_, operator.invert)),
+    *(FUNCTIONS[f] for f in (operator.and_, operator.or_, operator.invert, operator.xor)),
+    FUNCTIONS[torch.logical_xor],
     *(FUNCTIONS[f] for f in (torch.logical_and, torch.logical_or, torch.logical_not)),
     *(FUNCTIONS[f] for f in (torch.where, torch.masked_fill)),
     _sdpa,

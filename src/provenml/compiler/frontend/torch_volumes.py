@@ -46,6 +46,7 @@ from provenml.compiler.frontend.torch_fx import (
     _batch_norm_module,
     _module,
     arg,
+    conv_call,
     meta_like,
     mode_pad,
     target_name,
@@ -255,19 +256,8 @@ def conv3d(
 
 def _conv3d(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``F.conv3d(x, weight, bias, stride, padding, dilation, groups)``."""
-    ins = [b.tensor_arg(node.args[0]), b.tensor_arg(arg(node, 1, "weight"))]
-    if b.val(arg(node, 2, "bias")) is not None:
-        ins.append(b.tensor_arg(arg(node, 2, "bias")))
-    return conv3d(
-        b,
-        node,
-        ins,
-        arg(node, 3, "stride", 1),
-        arg(node, 4, "padding", 0),
-        arg(node, 5, "dilation", 1),
-        arg(node, 6, "groups", 1),
-        out,
-    )
+    ins, settings = conv_call(b, node)
+    return conv3d(b, node, ins, *settings, out)
 
 
 def _conv3d_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:

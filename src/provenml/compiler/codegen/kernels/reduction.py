@@ -186,12 +186,18 @@ def reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
     decl, names = low.decls(n, [n.name], n.inputs)
     X, Y = names[n.inputs[0]], names[n.name]
     scale = f" * {1.0 / red!r}f" if n.op == "mean" else ""
+    integer = xv.dtype == "int64"
     start, step = {
         "amax": ("-INFINITY", "acc[i] = pm_maxf(acc[i], {x});"),
         "amin": ("INFINITY", "acc[i] = pm_minf(acc[i], {x});"),
     }.get(n.op, ("0.f", "acc[i] += {x};"))
+    if integer and n.op in ("amax", "amin"):  # stop 68: 64-bit integers (ids.amax())
+        start, step = {
+            "amax": ("LLONG_MIN", "acc[i] = MAX(acc[i], {x});"),
+            "amin": ("LLONG_MAX", "acc[i] = MIN(acc[i], {x});"),
+        }[n.op]
     # an int64 sum (a count: mask.sum() in PyTorch is an integer) adds 64-bit integers
-    acc = "long long" if xv.dtype == "int64" else "float"
+    acc = "long long" if integer else "float"
     accumulators, release = local_array(acc, "acc", inner)
     body = L.Loop(
         "o",
