@@ -63,6 +63,7 @@ import re
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -183,25 +184,49 @@ def paired_ratio(samples: dict[str, list[float]], first: str, second: str) -> No
     )
 
 
-def recip(args: argparse.Namespace) -> None:
-    """The compiler's exact division (stop 66: ``-mno-recip -fno-reciprocal-math``, IEEE's
-    infinities and zeros) against the shared flags' approximate reciprocals plus a Newton
-    step, one planned graph lowered once per thread count and built both ways, at 1 and 2
-    threads, on ``--cases``, interleaved with eager (2 threads) as the anchor."""
+#: builds of one lowered source: (label, C source, gcc flags), from the compiler's source
+Variants = Callable[[str], list[tuple[str, str, tuple[str, ...]]]]
+
+
+def compare_builds(
+    args: argparse.Namespace,
+    title: str,
+    variants: Variants,
+    pairs: list[tuple[str, str]],
+    describe: Callable[[str], str] = lambda source: "",
+) -> None:
+    """For each of ``--cases``: one planned graph lowered once per thread count, built as
+    ``variants`` says, every build at 1 and 2 threads timed in interleaved rounds with eager
+    (2 threads) as the anchor; prints each build's largest difference to eager (and
+    ``describe(source)``) and the paired ratio of each ``(first, second)`` label pair."""
     for case in args.cases.split(","):
         model, x, final = planned(case)
         arms: dict[str, Any] = {}
         for threads in (1, 2):
             program = lower(final, runtime="pool", chunks=4 * threads)
-            for label, flags in (("exact", FLAGS), ("approximate", SHARED_FLAGS)):
-                path, _ = build(program.source, flags)
+            for label, source, flags in variants(program.source):
+                path, _ = build(source, flags)
                 arms[f"{threads}T {label}"] = CompiledGraph(final, program, path, threads)
         with torch.no_grad():
             err = {k: float((f(x)[0] - model(x)).abs().max()) for k, f in arms.items()}
-        print(f"\n== exact division, {case} (max abs difference to eager: {err})")
+        print(
+            f"\n== {title}, {case} ({describe(program.source)}max abs difference to eager: {err})"
+        )
         samples = timed(arms, model, x, args.rounds)
         for threads in (1, 2):
-            paired_ratio(samples, f"{threads}T exact", f"{threads}T approximate")
+            for first, second in pairs:
+                paired_ratio(samples, f"{threads}T {first}", f"{threads}T {second}")
+
+
+def recip(args: argparse.Namespace) -> None:
+    """The compiler's exact division (stop 66: ``-mno-recip -fno-reciprocal-math``, IEEE's
+    infinities and zeros) against the shared flags' approximate reciprocals plus a Newton
+    step, the same lowered source built both ways (:func:`compare_builds`)."""
+
+    def variants(source: str) -> list[tuple[str, str, tuple[str, ...]]]:
+        return [("exact", source, FLAGS), ("approximate", source, SHARED_FLAGS)]
+
+    compare_builds(args, "exact division", variants, [("exact", "approximate")])
 
 
 # the bodies of the NaN-propagating max / min (stop 68: one NaN test, IEEE comparisons), the
@@ -219,66 +244,47 @@ NAN_BLIND = {"pm_maxf": "return a > b ? a : b;", "pm_minf": "return a < b ? a : 
 POOL_NAN_FLAG = r"seen(\[ch\])? \|= pm_isnan\(v_\);"
 
 
+def max_min_as(source: str, bodies: dict[str, str]) -> str:
+    """``source`` with ``pm_maxf`` / ``pm_minf``'s bodies (:data:`NAN_AWARE`) replaced."""
+    for function, body in NAN_AWARE.items():
+        assert source.count(body) == 1, f"{function}'s body not found in the source"
+        source = source.replace(body, bodies[function])
+    return source
+
+
 def finite(args: argparse.Namespace) -> None:
     """The compiler's flags (stop 68: ``-fno-finite-math-only``, infinities and NaN kept
     through arithmetic) against the same source built with finite-math (gcc may assume no
     infinity or NaN), and against stop 67's state (its two-test ``pm_maxf`` / ``pm_minf``,
-    finite-math), one planned graph lowered once per thread count, at 1 and 2 threads, on
-    ``--cases``, interleaved with eager (2 threads) as the anchor."""
+    finite-math) (:func:`compare_builds`)."""
     finite_math = tuple(f for f in FLAGS if f != "-fno-finite-math-only")
-    for case in args.cases.split(","):
-        model, x, final = planned(case)
-        arms: dict[str, Any] = {}
-        for threads in (1, 2):
-            program = lower(final, runtime="pool", chunks=4 * threads)
-            before = program.source
-            for function, body in NAN_AWARE.items():
-                assert before.count(body) == 1, f"{function}'s body not found in the source"
-                before = before.replace(body, STOP67_MAX_MIN[function])
-            for label, source, flags in (
-                ("infinities", program.source, FLAGS),
-                ("finite-math", program.source, finite_math),
-                ("stop 67", before, finite_math),
-            ):
-                path, _ = build(source, flags)
-                arms[f"{threads}T {label}"] = CompiledGraph(final, program, path, threads)
-        with torch.no_grad():
-            err = {k: float((f(x)[0] - model(x)).abs().max()) for k, f in arms.items()}
-        print(f"\n== infinities kept, {case} (max abs difference to eager: {err})")
-        samples = timed(arms, model, x, args.rounds)
-        for threads in (1, 2):
-            paired_ratio(samples, f"{threads}T infinities", f"{threads}T finite-math")
-            paired_ratio(samples, f"{threads}T infinities", f"{threads}T stop 67")
+
+    def variants(source: str) -> list[tuple[str, str, tuple[str, ...]]]:
+        return [
+            ("infinities", source, FLAGS),
+            ("finite-math", source, finite_math),
+            ("stop 67", max_min_as(source, STOP67_MAX_MIN), finite_math),
+        ]
+
+    pairs = [("infinities", "finite-math"), ("infinities", "stop 67")]
+    compare_builds(args, "infinities kept", variants, pairs)
 
 
 def nan(args: argparse.Namespace) -> None:
     """ReLU, the clamps, maximum, max pooling and amax with their NaN tests (stop 67) against
-    the same source with ``pm_maxf`` / ``pm_minf`` reduced to ``a > b ? a : b``, one planned
-    graph lowered once per thread count, interleaved with eager (2 threads) as the anchor."""
-    for case in args.cases.split(","):
-        model, x, final = planned(case)
-        arms: dict[str, Any] = {}
-        for threads in (1, 2):
-            program = lower(final, runtime="pool", chunks=4 * threads)
-            blind = program.source
-            for function, body in NAN_AWARE.items():
-                assert blind.count(body) == 1, f"{function}'s body not found in the source"
-                blind = blind.replace(body, NAN_BLIND[function])
-            blind = re.sub(POOL_NAN_FLAG, "", blind)  # max pooling's NaN flags never set
-            for label, source in (("NaN-aware", program.source), ("NaN-blind", blind)):
-                path, _ = build(source)
-                arms[f"{threads}T {label}"] = CompiledGraph(final, program, path, threads)
-        with torch.no_grad():
-            err = {k: float((f(x)[0] - model(x)).abs().max()) for k, f in arms.items()}
-        uses = program.source.count("pm_maxf(") + program.source.count("pm_minf(") - 2
-        flags = len(re.findall(POOL_NAN_FLAG, program.source))
-        print(
-            f"\n== NaN tests, {case} ({uses} uses of pm_maxf / pm_minf, {flags} max-pool NaN "
-            f"flags; max abs difference to eager: {err})"
-        )
-        samples = timed(arms, model, x, args.rounds)
-        for threads in (1, 2):
-            paired_ratio(samples, f"{threads}T NaN-aware", f"{threads}T NaN-blind")
+    the same source with ``pm_maxf`` / ``pm_minf`` reduced to ``a > b ? a : b`` and max
+    pooling's NaN flags never set (:func:`compare_builds`)."""
+
+    def variants(source: str) -> list[tuple[str, str, tuple[str, ...]]]:
+        blind = re.sub(POOL_NAN_FLAG, "", max_min_as(source, NAN_BLIND))
+        return [("NaN-aware", source, FLAGS), ("NaN-blind", blind, FLAGS)]
+
+    def describe(source: str) -> str:
+        uses = source.count("pm_maxf(") + source.count("pm_minf(") - 2
+        flags = len(re.findall(POOL_NAN_FLAG, source))
+        return f"{uses} uses of pm_maxf / pm_minf, {flags} max-pool NaN flags; "
+
+    compare_builds(args, "NaN tests", variants, [("NaN-aware", "NaN-blind")], describe)
 
 
 def hugepages(args: argparse.Namespace) -> None:

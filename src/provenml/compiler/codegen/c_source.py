@@ -179,7 +179,8 @@ static inline float pm_remainderf(float a, float b) {
   const float r = fmodf(a, b);
   return (r != 0.f && ((r < 0.f) != (b < 0.f))) ? r + b : r;
 }
-/* NaN test on the float's bits: -ffast-math (finite-math-only) folds x != x and isnan() to 0 */
+/* NaN test on the float's bits (written when the kernels were built with finite-math, which
+   folded x != x and isnan() to 0; exact either way) */
 static inline int pm_isnan(float x) {
   unsigned int u;
   memcpy(&u, &x, sizeof u);
@@ -830,6 +831,7 @@ static void pm_pool_run(const pm_stage_t* stages, const int* deps, int nstages,
 """
 
 
+COMPARISON_C = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "==", "ne": "!="}
 UNARY_C: dict[str, str] = {
     "relu": "pm_maxf({x}, 0.f)",
     "gelu": "(0.5f * {x} * (1.f + pm_erf({x} * 0.70710678118654752f)))",
@@ -873,14 +875,10 @@ BINARY_C: dict[str, str] = {
     "div": "({a} / {b})",
     "maximum": "pm_maxf({a}, {b})",
     "minimum": "pm_minf({a}, {b})",
-    # comparisons as IEEE orders them: false with a NaN operand, except != (true); the NaN
-    # test is explicit because -ffast-math lets gcc assume there are none
-    "gt": "((pm_isnan({a}) | pm_isnan({b})) ? 0.f : ({a} > {b} ? 1.f : 0.f))",
-    "ge": "((pm_isnan({a}) | pm_isnan({b})) ? 0.f : ({a} >= {b} ? 1.f : 0.f))",
-    "lt": "((pm_isnan({a}) | pm_isnan({b})) ? 0.f : ({a} < {b} ? 1.f : 0.f))",
-    "le": "((pm_isnan({a}) | pm_isnan({b})) ? 0.f : ({a} <= {b} ? 1.f : 0.f))",
-    "eq": "((pm_isnan({a}) | pm_isnan({b})) ? 0.f : ({a} == {b} ? 1.f : 0.f))",
-    "ne": "((pm_isnan({a}) | pm_isnan({b})) ? 1.f : ({a} != {b} ? 1.f : 0.f))",
+    # comparisons as IEEE orders them: false with a NaN operand, except != (true); since
+    # stop 68 the kernels are built without finite-math, so C's comparisons are IEEE's (the
+    # explicit NaN tests of stops 55-67 are gone)
+    **{op: f"({{a}} {sym} {{b}} ? 1.f : 0.f)" for op, sym in COMPARISON_C.items()},
     "keep_where": "({a} != 0.f ? {b} : 0.f)",
     "keep_where_not": "({a} != 0.f ? 0.f : {b})",
     "atan2": "atan2f({a}, {b})",

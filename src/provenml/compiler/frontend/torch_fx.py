@@ -1513,17 +1513,15 @@ def _layer_norm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     )
 
 
+def pool_window(node: torch.fx.Node) -> tuple[Any, Any, Any]:
+    """An ``F.*_pool1d`` / ``2d`` / ``3d`` call's ``kernel_size``, ``stride``, ``padding``
+    (fx arguments)."""
+    return arg(node, 1, "kernel_size"), arg(node, 2, "stride"), arg(node, 3, "padding", 0)
+
+
 def _pool(op: str) -> Handler:
     def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-        return b.pool(
-            op,
-            node.args[0],
-            arg(node, 1, "kernel_size"),
-            arg(node, 2, "stride"),
-            arg(node, 3, "padding", 0),
-            node,
-            out,
-        )
+        return b.pool(op, node.args[0], *pool_window(node), node, out)
 
     return handle
 
@@ -1532,9 +1530,8 @@ def _pool1d(op: str) -> Handler:
     """``F.max_pool1d`` / ``F.avg_pool1d`` (their arguments in ``F.max_pool2d``'s order)."""
 
     def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
-        kernel, stride = arg(node, 1, "kernel_size"), arg(node, 2, "stride")
         try:
-            return b.pool1d(op, node.args[0], kernel, stride, arg(node, 3, "padding", 0), node, out)
+            return b.pool1d(op, node.args[0], *pool_window(node), node, out)
         except UnsupportedOp as refused:  # named as the user wrote it
             raise UnsupportedOp(target_name(node, b.gm), node.name, refused.why) from None
 

@@ -49,6 +49,7 @@ from provenml.compiler.frontend.torch_fx import (
     conv_call,
     meta_like,
     mode_pad,
+    pool_window,
     target_name,
 )
 from provenml.errors import ProvenmlError
@@ -345,17 +346,7 @@ def _pool3d(op: str) -> Handler:
     def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
         options = {name: b.val(arg(node, 4 + i, name)) for i, name in enumerate(names)}
         options = {key: value for key, value in options.items() if value is not None}
-        return pool3d(
-            b,
-            node,
-            op,
-            node.args[0],
-            arg(node, 1, "kernel_size"),
-            arg(node, 2, "stride"),
-            arg(node, 3, "padding", 0),
-            options,
-            out,
-        )
+        return pool3d(b, node, op, node.args[0], *pool_window(node), options, out)
 
     return handle
 
