@@ -36,6 +36,11 @@ build in one process (stop 38, docs/compiler.md): none helped, which is why none
 * ``finite`` (stop 68): the compiler's ``-fno-finite-math-only`` (infinities and NaN through
   arithmetic as eager) against the same lowered source built with finite-math, at 1 and 2
   threads, on ``--cases``.
+* ``tiles`` (stop 69): permutes and layout transforms that change the innermost dim as tiled
+  transposes against the plain copy in output order, the same planned graph lowered both
+  ways, at 1 and 2 threads, on ``--cases`` (``video:1``: a C3D-style clip classifier).
+* ``rowpools`` (stop 69): pools whose input is in rows kept in rows against every pool
+  channels-last between two layout transforms, each compiled, at 2 threads, on ``--cases``.
 * ``pinning``: the caller on CPU 0 and every other thread of the process (the pool's worker)
   on CPU 1 (``os.sched_setaffinity``), against no affinity; per-stage work from
   ``profile()``, with the one-thread build's as the reference.
@@ -47,6 +52,8 @@ build in one process (stop 38, docs/compiler.md): none helped, which is why none
     .venv/bin/python benchmarks/bench_compiler_levers.py --check nan --cases mlp:1,resnet:1,stem:1
     .venv/bin/python benchmarks/bench_compiler_levers.py --check finite \
         --cases transformer:1,mlp:1,resnet:1,stem:1
+    .venv/bin/python benchmarks/bench_compiler_levers.py --check tiles,rowpools \
+        --cases video:1,resnet:1,stem:1
 
 Latency: median of ``--rounds`` interleaved rounds with eager PyTorch (2 threads) in the same
 rounds as the anchor; ratios are medians of the per-round ratios. Quote the load average
@@ -75,8 +82,10 @@ import provenml.compiler.tune as pc_tune
 from provenml.compiler import compile as pm_compile
 from provenml.compiler.build import FLAGS, SHARED_FLAGS, build
 from provenml.compiler.codegen import lower
+from provenml.compiler.codegen.kernels import movement
 from provenml.compiler.experiments import interleaved_samples
 from provenml.compiler.models import TransformerBlock, build_model
+from provenml.compiler.passes import layout as layout_pass
 from provenml.compiler.passes.fusion import anchor_of
 from provenml.compiler.runtime import CompiledGraph
 
@@ -141,13 +150,42 @@ class Stem(torch.nn.Module):
         return F.max_pool2d(F.relu(self.conv(x)), 3, 2, 1)
 
 
-def planned(case: str) -> tuple[torch.nn.Module, torch.Tensor, Any]:
-    """``case`` (``name:batch``) built, compiled for 2 threads, and its planned graph."""
+class Video(torch.nn.Module):
+    """A C3D-style clip classifier (stop 69's ``tiles`` / ``rowpools`` case): three blocks of
+    3x3x3 Conv3d, BatchNorm3d, ReLU and a 2x2x2 max pool, a global mean, a linear head;
+    ``video:1`` is one 16-frame 112x112 clip."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[torch.nn.Module] = []
+        for cin, cout in ((3, 16), (16, 32), (32, 64)):
+            layers += [
+                torch.nn.Conv3d(cin, cout, 3, padding=1, bias=False),
+                torch.nn.BatchNorm3d(cout),
+                torch.nn.ReLU(),
+                torch.nn.MaxPool3d(2),
+            ]
+        self.features = torch.nn.Sequential(*layers)
+        self.head = torch.nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean((2, 3, 4)))
+
+
+def case_model(case: str) -> tuple[torch.nn.Module, torch.Tensor]:
+    """``case`` (``name:batch``): ``stem``, ``video`` or a :func:`build_model` name."""
     name, _, batch = case.partition(":")
     if name == "stem":
-        model, x = Stem().eval(), torch.randn(int(batch or 1), 3, 224, 224)
-    else:
-        model, x = build_model(name, int(batch or 1))
+        return Stem().eval(), torch.randn(int(batch or 1), 3, 224, 224)
+    if name == "video":
+        torch.manual_seed(0)
+        return Video().eval(), torch.randn(int(batch or 1), 3, 16, 112, 112)
+    return build_model(name, int(batch or 1))
+
+
+def planned(case: str) -> tuple[torch.nn.Module, torch.Tensor, Any]:
+    """``case`` (``name:batch``) built, compiled for 2 threads, and its planned graph."""
+    model, x = case_model(case)
     build_ = pm_compile(model, (x,), threads=2, tune_threads=False)
     return model, x, build_.graph.graph
 
@@ -268,6 +306,104 @@ def finite(args: argparse.Namespace) -> None:
 
     pairs = [("infinities", "finite-math"), ("infinities", "stop 67")]
     compare_builds(args, "infinities kept", variants, pairs)
+
+
+class Permute(torch.nn.Module):
+    def __init__(self, perm: tuple[int, ...]) -> None:
+        super().__init__()
+        self.perm = perm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(*self.perm).contiguous()
+
+
+#: (shape, perm) of the ``tiles`` check's single permutes: the layout transforms of the video
+#: and ResNet cases, an RGB input, a matrix transpose, a sequence's (0, 2, 1)
+PERMUTES = [
+    ((16, 112, 112, 16), (0, 3, 1, 2)),
+    ((8, 56, 56, 32), (0, 3, 1, 2)),
+    ((4, 28, 28, 64), (0, 3, 1, 2)),
+    ((1, 3, 224, 224), (0, 2, 3, 1)),
+    ((16, 9, 112, 112), (0, 2, 3, 1)),
+    ((8, 48, 56, 56), (0, 2, 3, 1)),
+    ((1, 64, 56, 56), (0, 2, 3, 1)),
+    ((512, 512), (1, 0)),
+    ((1, 64, 3136), (0, 2, 1)),
+]
+
+
+def tiles(args: argparse.Namespace) -> None:
+    """Permutes that change the innermost dim as tiled transposes (stop 69,
+    ``movement.tiled_transpose``) against the plain copy in output order (before): first each
+    of :data:`PERMUTES` alone, one thread, both ways, with which one ``movement.tiles_pay``
+    picks; then each of ``--cases``, one planned graph lowered both ways, at 1 and 2 threads
+    (the layout transforms and permutes are the only kernels that differ)."""
+    forced = {"tiled": (1, 0, 1 << 30), "plain copy": (1 << 62, 0, 0)}
+    print("\n== single permutes, one thread: tiled / plain copy (median of per-round ratios)")
+    for shape, perm in PERMUTES:
+        x, model = torch.randn(*shape), Permute(perm).eval()
+        builds: dict[str, Any] = {}
+        for label, (start, lines, short) in forced.items():
+            saved = (movement.TILED_FROM, movement.REUSED_LINES, movement.SHORT_ROWS)
+            movement.TILED_FROM, movement.REUSED_LINES, movement.SHORT_ROWS = start, lines, short
+            try:
+                builds[label] = pm_compile(model, (x,), threads=1, tune_threads=False, tuning=False)
+            finally:
+                movement.TILED_FROM, movement.REUSED_LINES, movement.SHORT_ROWS = saved
+        calls = {k: (lambda f=f, x=x: f(x)) for k, f in builds.items()}
+        samples = interleaved_samples(calls, args.rounds * 3, 0.02)
+        ratio = np.array(samples["tiled"]) / np.array(samples["plain copy"])
+        pick = "tiled" if movement.tiles_pay(tuple(shape[p] for p in perm), perm) else "plain"
+        print(
+            f"{shape!s:20s} {perm!s:14s} plain {np.median(samples['plain copy']) * 1e6:8.1f}"
+            f" us, tiled / plain {np.median(ratio):.2f} (10-90% {np.quantile(ratio, 0.1):.2f}-"
+            f"{np.quantile(ratio, 0.9):.2f}); tiles_pay picks {pick}"
+        )
+    for case in args.cases.split(","):
+        model, x, final = planned(case)
+        arms: dict[str, Any] = {}
+        for threads in (1, 2):
+            for label, start in (("tiled", movement.TILED_FROM), ("plain copy", 1 << 62)):
+                saved, movement.TILED_FROM = movement.TILED_FROM, start
+                try:
+                    program = lower(final, runtime="pool", chunks=4 * threads)
+                finally:
+                    movement.TILED_FROM = saved
+                path, _ = build(program.source)
+                arms[f"{threads}T {label}"] = CompiledGraph(final, program, path, threads)
+                if label == "tiled":
+                    count = program.source.count("for (long b = b0; b < b1; ++b)")
+        with torch.no_grad():
+            err = {k: float((f(x)[0] - model(x)).abs().max()) for k, f in arms.items()}
+        print(f"\n== tiled transposes, {case} ({count} tiled kernels; max abs difference {err})")
+        samples = timed(arms, model, x, args.rounds)
+        for threads in (1, 2):
+            paired_ratio(samples, f"{threads}T tiled", f"{threads}T plain copy")
+
+
+def rowpools(args: argparse.Namespace) -> None:
+    """Pools on row-layout inputs kept in rows (stop 69, ``layout._stays_in_rows``) against
+    every pool channels-last with layout transforms around it (before), each graph compiled
+    for 2 threads (the graphs differ, so each arm is its own compile), timed at 2 threads."""
+    for case in args.cases.split(","):
+        model, x = case_model(case)
+        model.eval()
+        arms: dict[str, Any] = {}
+        for label, keep in (("row pools", layout_pass._stays_in_rows), ("NHWC pools", None)):
+            saved = layout_pass._stays_in_rows
+            layout_pass._stays_in_rows = keep or (lambda n, v: False)
+            try:
+                arms[label] = pm_compile(model, (x,), threads=2, tune_threads=False)
+            finally:
+                layout_pass._stays_in_rows = saved
+        with torch.no_grad():
+            err = {k: float((f(x) - model(x)).abs().max()) for k, f in arms.items()}
+        counts = {
+            k: sum(n.op == "layout_transform" for n in f.graph.graph.nodes) for k, f in arms.items()
+        }
+        print(f"\n== pools in rows, {case} (layout transforms {counts}; max abs difference {err})")
+        samples = timed(arms, model, x, args.rounds)
+        paired_ratio(samples, "row pools", "NHWC pools")
 
 
 def nan(args: argparse.Namespace) -> None:
@@ -454,6 +590,10 @@ def main() -> None:
         nan(args)
     if "finite" in checks:
         finite(args)
+    if "tiles" in checks:
+        tiles(args)
+    if "rowpools" in checks:
+        rowpools(args)
     if "balance" in checks:
         balance(model, x, args.rounds)
     if "alone" in checks:

@@ -37,8 +37,9 @@ def pack_conv_weight(w: np.ndarray, nr: int, groups: int = 1) -> np.ndarray:
 
 
 def transform_layout(g: Graph, nr: int = 16) -> Graph:
-    """Layout transformation (survey Sec. 4.2.3): convolutions and pools run channels-last
-    (NHWC) so the channel loop is contiguous and vectorizes; elementwise ops, per-channel
+    """Layout transformation (survey Sec. 4.2.3): convolutions, group norms and pools whose
+    input is channels-last already run channels-last (NHWC) so the channel loop is contiguous
+    and vectorizes; elementwise ops, per-channel
     constants and spatial means follow the layout; ``layout_transform`` nodes are inserted only
     at the boundaries. Weights are pre-packed for the micro-kernels: dense ``[K,N]`` into
     ``[N/nr, K, nr]`` panels, convolutions into ``[Cout/nr, KH, KW, Cin, nr]``, depthwise into
@@ -88,7 +89,7 @@ def transform_layout(g: Graph, nr: int = 16) -> Graph:
                 )
             )
             continue
-        if n.op in NHWC_OPS and len(res.shape) == 4:
+        if n.op in NHWC_OPS and len(res.shape) == 4 and not _stays_in_rows(n, vals[0]):
             attrs = dict(n.attrs)
             new_ins = [as_nhwc(ins[0]), *ins[1:]]
             if n.op == "conv2d":
@@ -162,6 +163,15 @@ def transform_layout(g: Graph, nr: int = 16) -> Graph:
         o if out.values[o].layout == "row" else output_in_row_layout(out, o) for o in out.outputs
     ]
     return dead_code_elimination(out)
+
+
+def _stays_in_rows(n: Node, x: Value) -> bool:
+    """Whether a pool keeps the row (NCHW) layout: when its input is not channels-last already
+    (stop 69). A pool reads each input once, so two layout transforms around it (each a full
+    read and write of a tensor) cost more than its channel-vectorized NHWC loop saves; the row
+    kernel is vectorized along the output row. A pool after a convolution (or an elementwise
+    op that follows one) runs NHWC as before."""
+    return n.op in ("max_pool2d", "avg_pool2d") and x.layout != "NHWC"
 
 
 def layout_change(g: Graph, name: str, to: str) -> Node:
