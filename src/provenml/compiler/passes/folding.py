@@ -12,14 +12,60 @@ from provenml.compiler.passes.cleanup import dead_code_elimination
 from provenml.compiler.passes.rewrite import is_const, replace_uses
 
 
+def _axis_through_reshape(before: tuple[int, ...], after: tuple[int, ...], axis: int) -> int | None:
+    """The axis of ``before`` that a reshape to ``after`` keeps whole as ``after``'s ``axis``
+    (same extent, same number of elements before it), or None when the reshape splits or
+    merges it."""
+    leading = int(np.prod(after[:axis]))
+    for candidate, extent in enumerate(before):
+        if extent == after[axis] and int(np.prod(before[:candidate])) == leading:
+            return candidate
+    return None
+
+
+def channel_producer(
+    g: Graph, users: dict[str, list[Node]], made: dict[str, Node], name: str
+) -> Node | None:
+    """The node whose output channels are ``name``'s axis 1 and can take a per-channel scale
+    and shift into its constant weight and bias: a row-layout ``conv2d`` (its axis 1) or a
+    ``dense`` (a linear, its last axis), reached from ``name`` back through reshapes and
+    permutes that keep the channel axis whole (stop 69: the 3-d convolution's and Conv1d's
+    lowerings end in such reshapes, so a following batch norm folds). Every value on the way
+    must have ``name``'s chain as its only use and not be a graph output; ``made``: the nodes
+    rewritten so far (the ones to change), by name. None when no such node."""
+    axis = 1
+    while True:
+        node = made.get(name)
+        if node is None or name in g.outputs or len(users.get(name, [])) != 1:
+            return None
+        if node.op in ("reshape", "permute"):
+            source = node.inputs[0]
+            if node.op == "permute":
+                traced: int | None = int(node.attrs["perm"][axis])
+            else:
+                traced = _axis_through_reshape(g.values[source].shape, g.values[name].shape, axis)
+            if traced is None:
+                return None
+            name, axis = source, traced
+            continue
+        weights_known = is_const(g, node.inputs[1]) and (
+            len(node.inputs) < 3 or is_const(g, node.inputs[2])
+        )
+        if node.op == "conv2d" and axis == 1 and g.values[name].layout == "row":
+            return node if weights_known else None
+        if node.op == "dense" and axis == len(g.values[name].shape) - 1:
+            return node if weights_known else None
+        return None
+
+
 def fold_constants(g: Graph) -> Graph:
     """Constant folding (survey Sec. 4.2.1): evaluate nodes whose inputs are all constants;
     fold inference batch norm into the preceding conv/linear (``w' = w * gamma / sqrt(var+eps)``,
-    ``b' = (b - mean) * gamma / sqrt(var+eps) + beta``) or into a per-channel multiply-add;
+    ``b' = (b - mean) * gamma / sqrt(var+eps) + beta``; through channel-keeping reshapes and
+    permutes, :func:`channel_producer`) or into a per-channel multiply-add;
     pre-transpose linear weights (``linear(x, W, b) = dense(x, W^T, b)``)."""
     out = g.clone()
     users = out.users()
-    producers = out.producers()
     new_nodes: list[Node] = []
     removed: set[str] = set()
     for n in out.nodes:
@@ -38,30 +84,22 @@ def fold_constants(g: Graph) -> Graph:
             mean, var, w, b = (out.consts[i] for i in n.inputs[1:])
             scale = (w / np.sqrt(var + n.attrs["eps"])).astype(np.float32)
             shift = (b - mean * scale).astype(np.float32)
-            src = producers.get(n.inputs[0])
-            folded = False
-            if (
-                src is not None
-                and src.name in {m.name for m in new_nodes}
-                and src.op in ("conv2d", "linear")
-                and len(users[src.name]) == 1
-                and src.name not in out.outputs
-                and is_const(out, src.inputs[1])
-                and (len(src.inputs) < 3 or is_const(out, src.inputs[2]))
-                and out.values[src.name].layout == "row"
-            ):
+            made = {m.name: m for m in new_nodes}
+            src = channel_producer(out, users, made, n.inputs[0])
+            folded = src is not None
+            if src is not None:
                 wt = out.consts[src.inputs[1]]
                 bias = (
                     out.consts[src.inputs[2]]
                     if len(src.inputs) > 2
                     else np.zeros(scale.shape, np.float32)
                 )
-                shape = (-1,) + (1,) * (wt.ndim - 1)
+                # conv2d's weight is [Cout, ...]; dense's (a linear pre-transposed) [K, N]
+                shape = (1, -1) if src.op == "dense" else (-1,) + (1,) * (wt.ndim - 1)
                 new_w = out.add_const((wt * scale.reshape(shape)).astype(np.float32), "wf")
                 new_b = out.add_const((bias * scale + shift).astype(np.float32), "bf")
                 src.inputs = [src.inputs[0], new_w, new_b]
-                replace_uses(out, n.name, src.name)
-                folded = True
+                replace_uses(out, n.name, n.inputs[0])
             if not folded:
                 rank = len(out.values[n.inputs[0]].shape)
                 bshape = (-1,) + (1,) * (rank - 2)
