@@ -240,7 +240,7 @@ def fuse_attention(g: Graph) -> Graph:
             continue
         if any(out.values[v].layout != "row" for v in operands):
             continue
-        core = [*members(qk), sm, *members(pv)]
+        core = [*members(qk), sm, *members(n)]  # n: the `@ v` with its epilogue, if any
         # views shared with the mask stay outside (the mask is read from memory)
         views = absorb_views(out, [*anchor.inputs, pv.inputs[1]], core, users, drop)
         if mask is not None:

@@ -1,0 +1,153 @@
+"""Stop 69: a second probe of pass interactions, against eager: graph shapes that the fusion
+and memory-planning passes must get right although every op in them is supported alone: an
+intermediate a fused group would swallow that is also returned, the same value returned twice
+or the input returned, in-place reuse next to transposed, sliced and reshaped reads of the
+same buffer, epilogues whose operand is a run-time input, a value read by two fused groups.
+
+    .venv/bin/python results/compiler.user_models/graph_patterns_stop69.py
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import provenml.compiler as pc
+
+Case = tuple[Callable[..., object], tuple[tuple[int, ...], ...]]
+
+torch.manual_seed(0)
+W = torch.randn(16, 16) / 4
+B = torch.randn(16)
+
+
+class Fn(nn.Module):
+    def __init__(self, fn: Callable[..., object]) -> None:
+        super().__init__()
+        self.fn = fn
+        self.linear = nn.Linear(16, 16)
+        self.other = nn.Linear(16, 16)
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.norm = nn.LayerNorm(16)
+
+    def forward(self, *xs: torch.Tensor) -> object:
+        return self.fn(self, *xs)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    scores = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
+    return scores @ v, scores
+
+
+CASES: dict[str, Case] = {
+    "dense, epilogue, pre-activation returned": (
+        lambda m, x: (F.gelu(m.linear(x)), m.linear(x)),
+        ((4, 16),),
+    ),
+    "dense + run-time bias input": (lambda m, x, b: x @ W + b, ((4, 16), (16,))),
+    "dense read by two epilogues": (
+        lambda m, x: torch.relu(m.linear(x)) + torch.sigmoid(m.linear(x)) * 2,
+        ((4, 16),),
+    ),
+    "a value and its transpose added": (lambda m, x: (x @ W) + (x @ W).t(), ((16, 16),)),
+    "relu then its transpose": (lambda m, x: torch.relu(x) * torch.relu(x).t(), ((16, 16),)),
+    "overlapping slices": (lambda m, x: x[:, :10] * 2 + x[:, 3:13], ((4, 16),)),
+    "elementwise into a reshaped read": (
+        lambda m, x: torch.relu(x).reshape(8, 8) + x.reshape(8, 8).t(),
+        ((4, 16),),
+    ),
+    "the input returned": (lambda m, x: (x, x * 2), ((4, 16),)),
+    "one value returned twice": (lambda m, x: (torch.tanh(x), torch.tanh(x)), ((4, 16),)),
+    "a reshape of the input returned": (lambda m, x: (x.reshape(8, 8), x + 1), ((4, 16),)),
+    "softmax, its input returned": (
+        lambda m, x: (torch.softmax(x * 3, -1), x * 3),
+        ((4, 16),),
+    ),
+    "layer norm read twice": (lambda m, x: m.norm(x) * m.norm(x).sum(-1, keepdim=True), ((4, 16),)),
+    "attention, the weights returned": (
+        lambda m, q, k, v: attention(q, k, v),
+        ((2, 8, 16), (2, 8, 16), (2, 8, 16)),
+    ),
+    "attention, output plus its query": (
+        lambda m, q, k, v: attention(q, k, v)[0] + q,
+        ((2, 8, 16), (2, 8, 16), (2, 8, 16)),
+    ),
+    "attention on one tensor (self)": (
+        lambda m, x: attention(x, x, x)[0] * 2,
+        ((2, 8, 16),),
+    ),
+    "conv, relu, residual, pre-activation returned": (
+        lambda m, x: (torch.relu(m.conv(x)) + x, m.conv(x)),
+        ((1, 4, 9, 9),),
+    ),
+    "conv output read channels-last and in rows": (
+        lambda m, x: (m.conv(x).mean((2, 3)), m.conv(x).flatten(1) @ torch.ones(324, 2)),
+        ((1, 4, 9, 9),),
+    ),
+    "cat of one tensor with itself, then in place": (
+        lambda m, x: torch.relu(torch.cat([x, x], 1)) - torch.cat([x, x], 1),
+        ((4, 16),),
+    ),
+    "mean subtracted by hand, mean returned": (
+        lambda m, x: (x - x.mean(-1, keepdim=True), x.mean(-1, keepdim=True)),
+        ((4, 16),),
+    ),
+    "a chain with intermediates returned": (
+        lambda m, x: (lambda a: (a, torch.exp(a), torch.exp(a) - a))(torch.sin(x)),
+        ((4, 16),),
+    ),
+    "two linears on one input, summed": (lambda m, x: m.linear(x) + m.other(x), ((4, 16),)),
+    "linear of its own output": (lambda m, x: m.linear(m.linear(x)) - m.linear(x), ((4, 16),)),
+    "broadcast add of a column and a row": (
+        lambda m, x, y: torch.relu(x[:, :1] + y[:1, :]) * x,
+        ((16, 16), (16, 16)),
+    ),
+}
+
+
+def main() -> None:
+    print("load average at the start", tuple(round(v, 2) for v in os.getloadavg()))
+    start = time.perf_counter()
+    wrong = refused = crashed = 0
+    for name, (fn, shapes) in CASES.items():
+        torch.manual_seed(1)
+        model = Fn(fn).eval()
+        xs = tuple(torch.randn(*s) for s in shapes)
+        try:
+            compiled = pc.compile(model, xs, threads=2, tuning=False)
+        except pc.UnsupportedOp as exc:
+            refused += 1
+            print(f"{name:48s} refused: {exc}")
+            continue
+        except Exception as exc:  # a crash inside a pass
+            crashed += 1
+            print(f"{name:48s} CRASHED: {type(exc).__name__}: {exc}")
+            continue
+        with torch.no_grad():
+            want = model(*xs)
+            got = compiled(*xs)
+            got_again = compiled(*xs)  # a second call: buffers reused across calls
+        want_t = want if isinstance(want, tuple) else (want,)
+        diffs = []
+        for result in (got, got_again):
+            got_t = result if isinstance(result, tuple) else (result,)
+            diffs += [float((g - w).abs().max()) for g, w in zip(got_t, want_t, strict=True)]
+        diff = max(diffs)
+        verdict = "ok" if diff <= 1e-4 else "WRONG"
+        wrong += verdict == "WRONG"
+        print(f"{name:48s} max abs difference {diff:.2e} {verdict}")
+    print(
+        f"{wrong} wrong, {crashed} crashed, {refused} refused of {len(CASES)}; "
+        f"{time.perf_counter() - start:.0f} s"
+    )
+    print("load average at the end", tuple(round(v, 2) for v in os.getloadavg()))
+
+
+if __name__ == "__main__":
+    main()
