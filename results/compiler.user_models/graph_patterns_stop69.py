@@ -4,13 +4,14 @@ intermediate a fused group would swallow that is also returned, the same value r
 or the input returned, in-place reuse next to transposed, sliced and reshaped reads of the
 same buffer, epilogues whose operand is a run-time input, a value read by two fused groups.
 
-    .venv/bin/python results/compiler.user_models/graph_patterns_stop69.py
+    .venv/bin/python results/compiler.user_models/graph_patterns_stop69.py [--tuning]
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -111,8 +112,14 @@ CASES: dict[str, Case] = {
 }
 
 
+#: ``--tuning``: compile as ``pc.compile``'s default does (the auto-tuner picks the schedules)
+TUNING = "--tuning" in sys.argv
+
+
 def main() -> None:
-    print("load average at the start", tuple(round(v, 2) for v in os.getloadavg()))
+    print(
+        "load average at the start", tuple(round(v, 2) for v in os.getloadavg()), "tuning", TUNING
+    )
     start = time.perf_counter()
     wrong = refused = crashed = 0
     for name, (fn, shapes) in CASES.items():
@@ -120,7 +127,7 @@ def main() -> None:
         model = Fn(fn).eval()
         xs = tuple(torch.randn(*s) for s in shapes)
         try:
-            compiled = pc.compile(model, xs, threads=2, tuning=False)
+            compiled = pc.compile(model, xs, threads=2, tuning=TUNING)
         except pc.UnsupportedOp as exc:
             refused += 1
             print(f"{name:48s} refused: {exc}")

@@ -6,12 +6,13 @@ ConvTranspose2d) with a follower they fold or fuse (batch norm, batch norm + ReL
 per-channel scale, a constant shift, a residual with the producer's input or output, the
 producer's output also returned), and reports the largest difference to eager per case.
 
-    .venv/bin/python results/compiler.user_models/pass_pairs_stop69.py
+    .venv/bin/python results/compiler.user_models/pass_pairs_stop69.py [--tuning]
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -85,8 +86,14 @@ FOLLOWERS = [
 ]
 
 
+#: ``--tuning``: compile as ``pc.compile``'s default does (the auto-tuner picks the schedules)
+TUNING = "--tuning" in sys.argv
+
+
 def main() -> None:
-    print("load average at the start", tuple(round(v, 2) for v in os.getloadavg()))
+    print(
+        "load average at the start", tuple(round(v, 2) for v in os.getloadavg()), "tuning", TUNING
+    )
     start = time.perf_counter()
     wrong = refused = crashed = 0
     for name, (factory, shape, channels) in PRODUCERS.items():
@@ -95,7 +102,7 @@ def main() -> None:
             model = Pair(factory(), follower, channels, len(shape)).eval()
             x = torch.randn(*shape)
             try:
-                compiled = pc.compile(model, (x,), threads=2, tuning=False)
+                compiled = pc.compile(model, (x,), threads=2, tuning=TUNING)
             except pc.UnsupportedOp as exc:
                 refused += 1
                 print(f"{name:34s} {follower:26s} refused: {exc}")
