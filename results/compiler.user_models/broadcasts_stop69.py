@@ -90,11 +90,12 @@ def main() -> None:
                     torch.manual_seed(total)
                     model = Anchored(anchor, shape, op, runtime).eval()
                     x, y = torch.randn(*in_shape), torch.randn(*shape)
+                    example = (torch.randn(*in_shape), torch.randn(*shape))  # traced
                     label = (
                         f"{anchor:18s} {shape_name:9s} {'input' if runtime else 'const':5s} {op}"
                     )
                     try:
-                        compiled = pc.compile(model, (x, y), threads=2, tuning=False)
+                        compiled = pc.compile(model, example, threads=2, tuning=False)
                     except pc.UnsupportedOp as exc:
                         refused += 1
                         print(f"{label} refused: {exc}")

@@ -32,6 +32,7 @@ from provenml.compiler.frontend.torch_fx import (
     FUNCTIONS,
     METHODS,
     MODULES,
+    SIDE_EFFECTS,
     trace,
 )
 from provenml.compiler.frontend.torch_more_ops import (
@@ -49,6 +50,7 @@ from provenml.compiler.frontend.torch_moves import (
     MOVE_MODULES,
 )
 from provenml.compiler.frontend.torch_recurrent import RECURRENT_MODULES
+from provenml.compiler.frontend.torch_setitem import SIDE_EFFECT_FUNCTIONS
 from provenml.compiler.frontend.torch_volumes import VOLUME_FUNCTION_NAMES, VOLUME_MODULES
 
 MODULES.update(ATTENTION_MODULES)  # nn.MultiheadAttention and the transformer encoder
@@ -76,6 +78,7 @@ BOOL_HANDLERS.update(MOVE_BOOL)
 # Conv3d, 3-d max / average / adaptive pooling, BatchNorm3d (torch_volumes)
 FUNCTION_NAMES.update(VOLUME_FUNCTION_NAMES)
 MODULES.update(VOLUME_MODULES)
+SIDE_EFFECTS.update(SIDE_EFFECT_FUNCTIONS)  # t[index] = value (torch_setitem, stop 69)
 ONNX_OPS.update(MORE_ONNX_OPS)  # PRelu, ReduceLogSumExp, Mod, Trilu, ScatterElements, ...
 ONNX_OPS.update(volume_onnx_ops(ONNX_OPS))  # rank-5 Conv, MaxPool, AveragePool (onnx_volumes)
 

@@ -104,8 +104,18 @@ def target_name(node: torch.fx.Node, gm: torch.fx.GraphModule) -> str:
     return getattr(t, "__name__", str(t))
 
 
+#: call_function targets that change their first argument and return None (stop 69:
+#: ``operator.setitem``, filled by :mod:`.torch_setitem`): converted into that argument's new
+#: value; before, dropped as calls with no result
+SIDE_EFFECTS: dict[Any, Callable[[FxBuilder, torch.fx.Node], str]] = {}
+
+
 def in_place_target(node: torch.fx.Node) -> torch.fx.Node | None:
-    """The tensor an in-place method call (``t.add_(..)``, ``t.scatter_add_(..)``) changes."""
+    """The tensor an in-place method call (``t.add_(..)``, ``t.scatter_add_(..)``) or an item
+    assignment (``t[i] = v``, :data:`SIDE_EFFECTS`) changes."""
+    if node.op == "call_function" and node.target in SIDE_EFFECTS:
+        target = node.args[0] if node.args else None
+        return target if isinstance(target, torch.fx.Node) else None
     name = str(node.target)
     if node.op != "call_method" or not name.endswith("_") or name.endswith("__"):
         return None
@@ -330,6 +340,10 @@ class FxBuilder:
                             )
                         self.g.outputs.append(name)
             else:
+                if node.op == "call_function" and node.target in SIDE_EFFECTS:
+                    self.env[node.name] = SIDE_EFFECTS[node.target](self, node)
+                    self.rebind_in_place(node)
+                    continue
                 result = self.results[node.name]
                 if self.foldable(node, result):
                     # computed from constants and static sizes only: its value (from the
@@ -386,10 +400,16 @@ class FxBuilder:
                     node.name,
                     f"a view of the tensor ({user.name}) is read after it changes",
                 )
-        self.env[target.name] = self.env[node.name]
-        self.folded.pop(target.name, None)
-        if node.name not in self.static:
-            self.static.discard(target.name)
+        # ``t.sub_(a).div_(b)``: div_ changes what sub_ returned, which is ``t`` itself, so
+        # every tensor up the chain of in-place calls stands for the new value (stop 69:
+        # before, ``t`` kept the value after ``sub_``)
+        changed: torch.fx.Node | None = target
+        while changed is not None:
+            self.env[changed.name] = self.env[node.name]
+            self.folded.pop(changed.name, None)
+            if node.name not in self.static:
+                self.static.discard(changed.name)
+            changed = in_place_target(changed)
 
     def foldable(self, node: torch.fx.Node, result: Any) -> bool:
         """Whether a call's tensor result depends on no graph input (only on constants and

@@ -1,0 +1,163 @@
+"""Item assignment, ``t[index] = value`` (stop 69). TorchDynamo's export records it as an
+``operator.setitem`` call that returns None and that nothing reads; until stop 69 the frontend
+dropped such a call as a side effect with no result, so ``y = x.clone(); y[:, 0] = 0; return
+y`` compiled to ``x`` (and a buffer built from ``x.shape`` and filled by assignment compiled to
+the example's values, a constant). Now the assignment is a new value that ``t``'s name stands
+for afterwards, as for the in-place methods (:meth:`~.torch_fx.FxBuilder.rebind_in_place`
+applies the same refusals: a graph input, a view of another tensor, a view read after the
+change).
+
+The value is ``where(region, placed, t)`` with ``region`` a constant 0 / 1 mask of ``t``'s shape
+(``keep_where`` halves, exact) and ``placed`` the value broadcast to the region and padded with
+zeros to ``t``'s shape. Indices: integers, slices (any step for a scalar value, step 1 for a
+tensor value), ``...``, or one boolean mask tensor of ``t``'s shape with a scalar value
+(``t[mask] = v``, i.e. ``masked_fill``). Refused by name: advanced (integer tensor) indices,
+``None`` in the index, a boolean tensor being assigned into, a tensor value into an int64
+tensor, or a value that does not broadcast to the region.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx
+
+from provenml.compiler.frontend.common import UnsupportedOp, broadcast_ones
+from provenml.compiler.frontend.torch_fx import (
+    FxBuilder,
+    _bool_operand,
+    _select,
+    broadcast_copy,
+    constant_pad,
+    meta_like,
+)
+
+__all__ = ["SIDE_EFFECT_FUNCTIONS", "assign_items"]
+
+
+def _refuse(node: torch.fx.Node, why: str) -> UnsupportedOp:
+    return UnsupportedOp("setitem", node.name, why)
+
+
+def _region(
+    node: torch.fx.Node, index: Any, shape: tuple[int, ...]
+) -> tuple[list[slice], list[int]]:
+    """Per dim of ``shape``, the slice ``index`` selects (integers as one-wide slices), and the
+    dims an integer removes from the assigned region."""
+    items = list(index) if isinstance(index, tuple) else [index]
+    if any(item is None for item in items):
+        raise _refuse(node, "None (a new axis) in the index")
+    if sum(item is Ellipsis for item in items) > 1:
+        raise _refuse(node, "two ellipses in the index")
+    if Ellipsis in items:
+        at = items.index(Ellipsis)
+        fill = len(shape) - (len(items) - 1)
+        items = items[:at] + [slice(None)] * fill + items[at + 1 :]
+    if len(items) > len(shape):
+        raise _refuse(node, f"{len(items)} indices for a rank-{len(shape)} tensor")
+    items += [slice(None)] * (len(shape) - len(items))
+    slices: list[slice] = []
+    dropped: list[int] = []
+    for dim, (item, size) in enumerate(zip(items, shape, strict=True)):
+        if isinstance(item, bool) or not isinstance(item, (int, slice)):
+            raise _refuse(node, f"an index of type {type(item).__name__} (advanced indexing)")
+        if isinstance(item, int):
+            if not -size <= item < size:
+                raise _refuse(node, f"index {item} out of range for a dim of {size}")
+            start = item % size
+            slices.append(slice(start, start + 1, 1))
+            dropped.append(dim)
+        else:
+            start, stop, step = item.indices(size)
+            if step <= 0:
+                raise _refuse(node, f"a slice step of {step}")
+            slices.append(slice(start, max(stop, start), step))
+    return slices, dropped
+
+
+def assign_items(b: FxBuilder, node: torch.fx.Node) -> str:
+    """``operator.setitem(t, index, value)`` as a new IR value (the module docstring)."""
+    target, index, value = node.args
+    if not isinstance(target, torch.fx.Node):
+        raise _refuse(node, "assignment into a non-tensor")
+    x = b.tensor_arg(target)
+    if x in b.bools:
+        raise _refuse(node, "assignment into a boolean tensor")
+    shape = b.shape(x)
+    integer = b.g.values[x].dtype == "int64"
+    dtype = torch.int64 if integer else torch.float32
+    like = meta_like(shape, dtype)
+    index = b.val(index)
+    scalar = not isinstance(value, torch.fx.Node) or not b.is_tensor(value)
+    number = b.val(value) if scalar else None
+    if scalar and not isinstance(number, (int, float)):
+        if isinstance(number, torch.Tensor) and number.numel() == 1:
+            number = number.item()
+        else:
+            raise _refuse(node, f"a value of type {type(number).__name__}")
+    if isinstance(index, str) and index in b.g.values:  # t[mask] = scalar
+        if not scalar:
+            raise _refuse(node, "a tensor value assigned through a boolean mask")
+        mask = _bool_operand(b, node.args[1], "setitem", node.name)
+        if b.shape(mask) != shape:
+            raise _refuse(node, "a boolean mask of another shape than the tensor")
+        return _select(b, mask, _number(b, number, integer), x, like)
+    if isinstance(index, torch.Tensor) or (
+        isinstance(index, tuple) and any(isinstance(i, (str, torch.Tensor)) for i in index)
+    ):
+        raise _refuse(node, "a tensor index (advanced indexing)")
+    slices, dropped = _region(node, index, shape)
+    region = np.zeros(shape, np.float32)
+    region[tuple(slices)] = 1.0
+    mask = b.const(region, "region")
+    b.bools.add(mask)
+    if scalar:
+        return _select(b, mask, _number(b, number, integer), x, like)
+    if integer:
+        raise _refuse(node, "a tensor value assigned into an int64 tensor")
+    if any(s.step != 1 for s in slices):
+        raise _refuse(node, "a tensor value assigned through a strided slice")
+    v = b.tensor_arg(value)
+    if b.g.values[v].dtype != "float32" or v in b.bools:
+        raise _refuse(node, "a value that is not a float tensor")
+    kept = [s.stop - s.start for d, s in enumerate(slices) if d not in dropped]
+    try:
+        np.broadcast_shapes(b.shape(v), tuple(kept))
+    except ValueError:
+        raise _refuse(
+            node, f"a value of shape {b.shape(v)} for a region of shape {tuple(kept)}"
+        ) from None
+    if len(b.shape(v)) > len(kept):  # leading 1s beyond the region's rank
+        v = b.reshape(v, meta_like(b.shape(v)[len(b.shape(v)) - len(kept) :]))
+    sizes = [s.stop - s.start for s in slices]
+    ranked = [1] * len(shape)
+    vshape = b.shape(v)
+    kept_dims = [d for d in range(len(shape)) if d not in dropped]
+    for d, size in zip(kept_dims[len(kept_dims) - len(vshape) :], vshape, strict=True):
+        ranked[d] = size
+    v = b.reshape(v, meta_like(ranked))
+    ones = broadcast_ones(tuple(ranked), tuple(sizes))
+    if ones is not None:
+        v = broadcast_copy(b, v, ones, "assigned")
+    pads: list[int] = []
+    for s, size in reversed(list(zip(slices, shape, strict=True))):
+        pads += [s.start, size - s.stop]
+    placed = constant_pad(b, v, pads, 0.0, "setitem", node.name)
+    return _select(b, mask, placed, x, like)
+
+
+def _number(b: FxBuilder, number: float, integer: bool) -> str:
+    """A scalar constant in the target's dtype."""
+    if integer:
+        if float(number) != int(number):
+            raise UnsupportedOp("setitem", b.current, f"a fractional value {number} into int64")
+        return b.g.add_const(np.asarray(int(number), dtype=np.int64), "assigned")
+    return b.g.add_const(np.asarray(number, dtype=np.float32), "assigned")
+
+
+#: call_function targets that change their first argument and return None: the frontend
+#: converts them into the new value of that argument
+SIDE_EFFECT_FUNCTIONS = {operator.setitem: assign_items}
