@@ -1,8 +1,10 @@
-"""Item assignment and chained in-place calls (stop 69). ``t[index] = value`` compiled to the
-tensor without the assignment (a buffer filled by assignment became a constant: the example's
-values), and in ``t.sub_(a).div_(b)`` the division was lost; both silently wrong. Each case
-here runs on an input other than the one traced and is exact against eager; what the
-assignment cannot express is refused by name."""
+"""Item assignment, chained in-place calls and numbers read from tensors (stop 69).
+``t[index] = value`` compiled to the tensor without the assignment (a buffer filled by
+assignment became a constant: the example's values), in ``t.sub_(a).div_(b)`` the division
+was lost, and ``x / x.max().item()`` divided by the example's maximum; all silently wrong.
+Each case here runs on an input other than the one traced and is exact against eager; what
+the assignment cannot express, and a number read from an input's values, are refused by
+name."""
 
 from __future__ import annotations
 
@@ -155,3 +157,31 @@ def test_what_assignment_cannot_express_is_refused(
 ) -> None:
     with pytest.raises(UnsupportedOp, match=why):
         pc.compile(Wrap(fn).eval(), (torch.randn(4, 16),), threads=1, tuning=False, cache_dir=cache)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: x / x.abs().max().item(),
+        lambda x: x * int((x > 0).sum()),
+        lambda x: x * x.argmax().item(),
+    ],
+    ids=["max().item()", "int(sum)", "argmax().item()"],
+)
+def test_a_python_number_from_input_values_is_refused(
+    fn: Callable[[torch.Tensor], torch.Tensor], cache: str
+) -> None:
+    """Stop 69: such a number was taken from the example run and frozen into the graph."""
+    with pytest.raises(UnsupportedOp, match="the example's number"):
+        pc.compile(Wrap(fn).eval(), (torch.randn(4, 16),), threads=1, tuning=False, cache_dir=cache)
+
+
+def test_numbers_from_shapes_still_compile(cache: str) -> None:
+    def sizes(x: torch.Tensor) -> torch.Tensor:
+        scale = x.shape[0] * x.size(-1) + x.dim() - x.numel() + len(x)
+        return x * scale / x.size(1)
+
+    model = Wrap(sizes).eval()
+    compiled = pc.compile(model, (torch.randn(4, 16),), threads=1, tuning=False, cache_dir=cache)
+    x = torch.randn(4, 16)
+    torch.testing.assert_close(compiled(x), model(x))

@@ -110,6 +110,18 @@ def target_name(node: torch.fx.Node, gm: torch.fx.GraphModule) -> str:
 SIDE_EFFECTS: dict[Any, Callable[[FxBuilder, torch.fx.Node], str]] = {}
 
 
+#: calls whose Python result depends on a tensor's shape (or type) only, not its values
+SHAPE_QUERIES = frozenset(
+    {
+        *("getattr", "size", "dim", "ndimension", "numel", "nelement", "stride"),
+        *("Tensor.size", "Tensor.dim", "Tensor.ndimension", "Tensor.numel", "Tensor.nelement"),
+        *("Tensor.stride", "Tensor.is_floating_point", "Tensor.is_complex", "Tensor.get_device"),
+        *("Tensor.element_size", "len", "sym_size", "sym_size.int", "sym_numel", "sym_stride"),
+        *("is_floating_point", "is_complex", "numel", "is_tensor", "Tensor.is_contiguous"),
+    }
+)
+
+
 def in_place_target(node: torch.fx.Node) -> torch.fx.Node | None:
     """The tensor an in-place method call (``t.add_(..)``, ``t.scatter_add_(..)``) or an item
     assignment (``t[i] = v``, :data:`SIDE_EFFECTS`) changes."""
@@ -357,6 +369,7 @@ class FxBuilder:
                     self.env[node.name] = self.convert(node, result)
                     continue
                 if not isinstance(result, torch.Tensor):
+                    self.refuse_data_dependent(node, result)
                     self.env[node.name] = self.python_value(node, result)
                     self.static.add(node.name)
                     continue
@@ -419,6 +432,31 @@ class FxBuilder:
         if target_name(node, self.gm) in RANDOM_OPS:
             return False
         return all(i.name in self.static for i in node.all_input_nodes)
+
+    def refuse_data_dependent(self, node: torch.fx.Node, result: Any) -> None:
+        """Refuse a Python number computed from a graph input's values (``x.max().item()``,
+        ``int(mask.sum())``, ``x.argmax().item()``): the compiled graph would keep the
+        example's number as a constant (stop 69; before, silently). Sizes (``x.shape``,
+        ``x.size(0)``, ``x.dim()``, ``x.numel()``) depend on the shapes only, which the graph
+        fixes anyway."""
+        numbers = (int, float, bool)
+        is_number = isinstance(result, numbers) or (
+            isinstance(result, (tuple, list)) and any(isinstance(v, numbers) for v in result)
+        )
+        if not is_number or target_name(node, self.gm) in SHAPE_QUERIES:
+            return
+        dynamic = [
+            i.name
+            for i in node.all_input_nodes
+            if i.name not in self.static and isinstance(self.env.get(i.name), str)
+        ]
+        if dynamic:
+            raise UnsupportedOp(
+                target_name(node, self.gm),
+                node.name,
+                f"a Python number computed from the values of {dynamic[0]} (the compiled graph "
+                "would keep the example's number as a constant); keep it a tensor",
+            )
 
     def python_value(self, node: torch.fx.Node, result: Any) -> Any:
         """Size queries and tuple plumbing become Python values (static shapes)."""
