@@ -37,6 +37,15 @@ def elementwise(low: Lowering, n: Node, kname: str, body: list[Node]) -> L.Kerne
     sts = {i: list(s) for i, s in strides.items()}
     out_st = list(np.cumprod((list(dom)[::-1])[:-1] or [1]))[::-1] if len(dom) > 1 else []
     own = [int(x) for x in out_st] + [1] if len(dom) > 1 else [1]
+    # a dim of extent 1 indexes nothing (stop 69: a leading batch of 1, which a broadcast
+    # operand walks with stride 0, kept every contiguous op from collapsing into one run, and
+    # flat_nest then split the loop over that one row: a single thread did all the work)
+    for d in reversed(range(len(dims))):
+        if dims[d] == 1 and len(dims) > 1:
+            del dims[d]
+            del own[d]
+            for s in sts.values():
+                del s[d]
     d = len(dims) - 2
     while d >= 0:
         if all(s[d] == s[d + 1] * dims[d + 1] for s in [*list(sts.values()), own]):
