@@ -8,14 +8,20 @@ concatenation), ``nn.TransformerEncoderLayer`` (post- and pre-norm, GELU), a GRU
 bidirectional two-layer LSTM classifier, a TCN block (dilated causal Conv1d with BatchNorm1d),
 an MLP with BatchNorm1d and dropout, and a PointNet-style shared MLP with a max over points.
 
-    .venv/bin/python results/compiler.user_models/blocks_stop69.py [--tuning]
+    .venv/bin/python results/compiler.user_models/blocks_stop69.py [--tuning] [--onnx | --backend]
+
+``--backend``: each block through ``torch.compile(model, backend=pc.backend)`` (dynamo's
+graph). ``--onnx``: each block exported by the TorchScript ONNX exporter and compiled from the file
+(``pc.compile_onnx``), the same two inputs.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -25,6 +31,16 @@ from torch import nn
 import provenml.compiler as pc
 
 TUNING = "--tuning" in sys.argv
+ONNX = "--onnx" in sys.argv
+BACKEND = "--backend" in sys.argv
+
+
+def exported(model: nn.Module, example: torch.Tensor) -> bytes:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), buffer, dynamo=False, input_names=["x"])
+    return buffer.getvalue()
 
 
 def conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
@@ -189,8 +205,22 @@ def main() -> None:
         torch.manual_seed(0)
         model = _statistics(factory())
         example, x = torch.randn(*shape), torch.randn(*shape)
+        if ONNX:
+            try:
+                onnx_file = exported(model, example)
+            except Exception as exc:  # PyTorch's exporter, before provenml sees the model
+                print(f"{name:44s} not exported by torch.onnx: {str(exc).splitlines()[0]}")
+                continue
         try:
-            compiled = pc.compile(model, (example,), threads=2, tuning=TUNING)
+            if ONNX:
+                compiled = pc.compile_onnx(onnx_file, (example,), threads=2, tuning=TUNING)
+            elif BACKEND:
+                torch._dynamo.reset()
+                compiled = torch.compile(model, backend=pc.backend)
+                with torch.no_grad():
+                    compiled(example)  # dynamo compiles on the first call
+            else:
+                compiled = pc.compile(model, (example,), threads=2, tuning=TUNING)
         except pc.UnsupportedOp as exc:
             refused += 1
             print(f"{name:44s} refused: {str(exc).splitlines()[0]}")
