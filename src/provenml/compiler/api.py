@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.fx
 import torch.nn as nn
+import torch.utils._pytree as pytree
 
 from provenml.compiler import passes as P
 from provenml.compiler.build import build, build_many
@@ -112,9 +113,15 @@ class Compiled:
     options: CompileOptions
     tuning_log: list[str] = field(default_factory=list)
     single_output: bool = True
+    #: the model's output nesting (``torch.utils._pytree``'s spec of the eager output: a
+    #: tensor, a tuple, a list, a dict, nested), rebuilt around the graph's flat outputs;
+    #: None: a tensor (``single_output``) or a tuple of them
+    output_structure: Any = None
 
     def __call__(self, *inputs: torch.Tensor) -> Any:
         outs = self.graph(*inputs)
+        if self.output_structure is not None:
+            return pytree.tree_unflatten(list(outs), self.output_structure)
         return outs[0] if self.single_output else tuple(outs)
 
     def profile(self, *inputs: torch.Tensor, calls: int = 100) -> Profile:
@@ -447,8 +454,12 @@ def compile(
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         ) from exc
     single = isinstance(out, torch.Tensor)
+    leaves, structure = pytree.tree_flatten(out)
     g = trace(model, example_inputs)
-    return compile_graph(g, opts, single_output=single, example_inputs=example_inputs)
+    compiled = compile_graph(g, opts, single_output=single, example_inputs=example_inputs)
+    if len(leaves) == len(g.outputs) and not single:
+        compiled.output_structure = structure
+    return compiled
 
 
 def compile_onnx(

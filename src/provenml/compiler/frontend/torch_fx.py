@@ -20,6 +20,7 @@ import torch
 import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils._pytree as pytree
 
 from provenml.compiler.frontend.common import (
     PAD_MODES,
@@ -327,7 +328,10 @@ class FxBuilder:
                 self.static.add(node.name)
             elif node.op == "output":
                 outs = node.args[0]
-                flat = outs if isinstance(outs, (tuple, list)) else (outs,)
+                # nested tuples, lists and dicts of outputs (a detection head's dict): their
+                # leaves, in torch.utils._pytree's order, which the caller's structure
+                # (``Compiled.output_structure``) puts back together (stop 69)
+                flat = pytree.tree_leaves(outs)
                 for o in flat:
                     value = self.env.get(o.name) if isinstance(o, torch.fx.Node) else None
                     # a module's tuple returned as it is (nn.MultiheadAttention's (out, w))
