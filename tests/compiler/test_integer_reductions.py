@@ -23,6 +23,7 @@ class IntegerOps(nn.Module):
             ids.amax(-1), ids.amin(0), ids.max(), ids.min(), ids.abs(), torch.sign(ids),
             torch.where(ids > 0, ids, 0), ids.masked_fill(ids < 0, 7), ids.abs().amax((0, 1)),
             torch.where(ids > 0, ids, -ids) + 1,
+            (ids - 1).clamp(min=0), torch.relu(ids),  # stop 69: relu of integers
         )  # fmt: skip
 
 

@@ -905,6 +905,7 @@ INTEGER_BINARY_C: dict[str, str] = {
 INTEGER_UNARY_C: dict[str, str] = {  # stop 68 (neg and the moves need no integer form)
     "abs": "llabs({x})",
     "sign": "((long long)(({x} > 0) - ({x} < 0)))",
+    "relu": "({x} > 0 ? {x} : 0LL)",  # stop 69: clamp(min=0) of integer positions
 }
 
 

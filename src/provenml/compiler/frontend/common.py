@@ -49,6 +49,7 @@ INTEGER_ARITHMETIC = (
     # stop 68: |x|, sign, the max / min reductions (ids.amax(), lengths.max()) and where's
     # halves (torch.where(mask, ids, 0)) in 64-bit integers
     *("abs", "sign", "amax", "amin", "keep_where", "keep_where_not"),
+    "relu",  # stop 69: (lengths - 1).clamp(min=0), which the frontend lowers as relu
 )
 
 
