@@ -18,14 +18,14 @@ graph). ``--onnx``: each block exported by the TorchScript ONNX exporter and com
 from __future__ import annotations
 
 import io
-import os
 import sys
-import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _probe import Case, Skipped, run_probe
 from torch import nn
 
 import provenml.compiler as pc
@@ -195,52 +195,32 @@ def _statistics(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-def main() -> None:
-    print(
-        "load average at the start", tuple(round(v, 2) for v in os.getloadavg()), "tuning", TUNING
-    )
-    start = time.perf_counter()
-    wrong = refused = crashed = 0
+def cases() -> Iterator[Case]:
     for name, (factory, shape) in BLOCKS.items():
         torch.manual_seed(0)
         model = _statistics(factory())
-        example, x = torch.randn(*shape), torch.randn(*shape)
-        if ONNX:
-            try:
-                onnx_file = exported(model, example)
-            except Exception as exc:  # PyTorch's exporter, before provenml sees the model
-                print(f"{name:44s} not exported by torch.onnx: {str(exc).splitlines()[0]}")
-                continue
+        yield name, model, (torch.randn(*shape),), (torch.randn(*shape),)
+
+
+def compile_case(model: nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
+    if ONNX:
         try:
-            if ONNX:
-                compiled = pc.compile_onnx(onnx_file, (example,), threads=2, tuning=TUNING)
-            elif BACKEND:
-                torch._dynamo.reset()
-                compiled = torch.compile(model, backend=pc.backend)
-                with torch.no_grad():
-                    compiled(example)  # dynamo compiles on the first call
-            else:
-                compiled = pc.compile(model, (example,), threads=2, tuning=TUNING)
-        except pc.UnsupportedOp as exc:
-            refused += 1
-            print(f"{name:44s} refused: {str(exc).splitlines()[0]}")
-            continue
-        except Exception as exc:
-            crashed += 1
-            print(f"{name:44s} CRASHED: {type(exc).__name__}: {str(exc).splitlines()[0]}")
-            continue
+            onnx_file = exported(model, example[0])
+        except Exception as exc:  # PyTorch's exporter, before provenml sees the model
+            raise Skipped(f"torch.onnx.export failed: {str(exc).splitlines()[0]}") from exc
+        return pc.compile_onnx(onnx_file, example, threads=2, tuning=TUNING)
+    if BACKEND:
+        torch._dynamo.reset()
+        compiled = torch.compile(model, backend=pc.backend)
         with torch.no_grad():
-            want, got = model(x), compiled(x)
-        diff = float((got - want).abs().max())
-        scale = float(want.abs().max())
-        verdict = "ok" if diff <= 1e-4 * max(1.0, scale) else "WRONG"
-        wrong += verdict == "WRONG"
-        print(f"{name:44s} max abs difference {diff:.2e} (output scale {scale:.2f}) {verdict}")
-    print(
-        f"{wrong} wrong, {crashed} crashed, {refused} refused of {len(BLOCKS)}; "
-        f"{time.perf_counter() - start:.0f} s"
-    )
-    print("load average at the end", tuple(round(v, 2) for v in os.getloadavg()))
+            compiled(*example)  # dynamo compiles on the first call
+        return compiled
+    return pc.compile(model, example, threads=2, tuning=TUNING)
+
+
+def main() -> None:
+    header = f"tuning {TUNING} onnx {ONNX} backend {BACKEND}"
+    run_probe(cases(), compile_case, width=44, relative=True, header=header)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,11 @@ reduced afterwards.
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
+from _probe import Case, compile_with, run_probe
 from torch import nn
-
-import provenml.compiler as pc
 
 torch.manual_seed(0)
 
@@ -78,10 +75,8 @@ def operand_shapes(out: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def main() -> None:
-    print("load average at the start", tuple(round(v, 2) for v in os.getloadavg()))
-    start = time.perf_counter()
-    wrong = refused = crashed = total = 0
+def cases() -> Iterator[Case]:
+    total = 0
     for anchor, (_, in_shape, out_shape) in ANCHORS.items():
         for shape_name, shape in operand_shapes(out_shape).items():
             for runtime in (False, True):
@@ -91,29 +86,12 @@ def main() -> None:
                     model = Anchored(anchor, shape, op, runtime).eval()
                     x, y = torch.randn(*in_shape), torch.randn(*shape)
                     example = (torch.randn(*in_shape), torch.randn(*shape))  # traced
-                    label = (
-                        f"{anchor:18s} {shape_name:9s} {'input' if runtime else 'const':5s} {op}"
-                    )
-                    try:
-                        compiled = pc.compile(model, example, threads=2, tuning=False)
-                    except pc.UnsupportedOp as exc:
-                        refused += 1
-                        print(f"{label} refused: {exc}")
-                        continue
-                    except Exception as exc:  # a crash inside a pass
-                        crashed += 1
-                        print(f"{label} CRASHED: {type(exc).__name__}: {exc}")
-                        continue
-                    with torch.no_grad():
-                        diff = float((compiled(x, y) - model(x, y)).abs().max())
-                    if diff > 1e-4:
-                        wrong += 1
-                        print(f"{label} max abs difference {diff:.2e} WRONG")
-    print(
-        f"{wrong} wrong, {crashed} crashed, {refused} refused of {total} (only those listed); "
-        f"{time.perf_counter() - start:.0f} s"
-    )
-    print("load average at the end", tuple(round(v, 2) for v in os.getloadavg()))
+                    kind = "input" if runtime else "const"
+                    yield f"{anchor:18s} {shape_name:9s} {kind:5s} {op}", model, example, (x, y)
+
+
+def main() -> None:
+    run_probe(cases(), compile_with(tuning=False), width=40, show_ok=False)
 
 
 if __name__ == "__main__":

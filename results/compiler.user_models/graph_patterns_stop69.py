@@ -10,18 +10,15 @@ same buffer, epilogues whose operand is a run-time input, a value read by two fu
 from __future__ import annotations
 
 import math
-import os
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+from _probe import Case, compile_with, run_probe
 from torch import nn
 
-import provenml.compiler as pc
-
-Case = tuple[Callable[..., object], tuple[tuple[int, ...], ...]]
+Pattern = tuple[Callable[..., object], tuple[tuple[int, ...], ...]]
 
 torch.manual_seed(0)
 W = torch.randn(16, 16) / 4
@@ -46,7 +43,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.
     return scores @ v, scores
 
 
-CASES: dict[str, Case] = {
+CASES: dict[str, Pattern] = {
     "dense, epilogue, pre-activation returned": (
         lambda m, x: (F.gelu(m.linear(x)), m.linear(x)),
         ((4, 16),),
@@ -116,45 +113,17 @@ CASES: dict[str, Case] = {
 TUNING = "--tuning" in sys.argv
 
 
-def main() -> None:
-    print(
-        "load average at the start", tuple(round(v, 2) for v in os.getloadavg()), "tuning", TUNING
-    )
-    start = time.perf_counter()
-    wrong = refused = crashed = 0
+def cases() -> Iterator[Case]:
     for name, (fn, shapes) in CASES.items():
         torch.manual_seed(1)
-        model = Fn(fn).eval()
         example = tuple(torch.randn(*s) for s in shapes)
         xs = tuple(torch.randn(*s) for s in shapes)  # run on other inputs than traced
-        try:
-            compiled = pc.compile(model, example, threads=2, tuning=TUNING)
-        except pc.UnsupportedOp as exc:
-            refused += 1
-            print(f"{name:48s} refused: {exc}")
-            continue
-        except Exception as exc:  # a crash inside a pass
-            crashed += 1
-            print(f"{name:48s} CRASHED: {type(exc).__name__}: {exc}")
-            continue
-        with torch.no_grad():
-            want = model(*xs)
-            got = compiled(*xs)
-            got_again = compiled(*xs)  # a second call: buffers reused across calls
-        want_t = want if isinstance(want, tuple) else (want,)
-        diffs = []
-        for result in (got, got_again):
-            got_t = result if isinstance(result, tuple) else (result,)
-            diffs += [float((g - w).abs().max()) for g, w in zip(got_t, want_t, strict=True)]
-        diff = max(diffs)
-        verdict = "ok" if diff <= 1e-4 else "WRONG"
-        wrong += verdict == "WRONG"
-        print(f"{name:48s} max abs difference {diff:.2e} {verdict}")
-    print(
-        f"{wrong} wrong, {crashed} crashed, {refused} refused of {len(CASES)}; "
-        f"{time.perf_counter() - start:.0f} s"
-    )
-    print("load average at the end", tuple(round(v, 2) for v in os.getloadavg()))
+        yield name, Fn(fn).eval(), example, xs
+
+
+def main() -> None:
+    # two calls on the same inputs: buffers reused across calls
+    run_probe(cases(), compile_with(tuning=TUNING), width=48, calls=2, header=f"tuning {TUNING}")
 
 
 if __name__ == "__main__":

@@ -9,14 +9,11 @@ name; a silently different result is a bug.
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
+from _probe import Case, compile_with, run_probe
 from torch import nn
-
-import provenml.compiler as pc
 
 
 def augmented(x: torch.Tensor) -> torch.Tensor:
@@ -114,38 +111,16 @@ class Wrap(nn.Module):
         return self.fn(x)
 
 
-def main() -> None:
-    print("load average at the start", tuple(round(v, 2) for v in os.getloadavg()))
-    start = time.perf_counter()
-    wrong = refused = crashed = 0
+def cases() -> Iterator[Case]:
     for name, case in CASES.items():
         torch.manual_seed(0)
         model = (case if isinstance(case, nn.Module) else Wrap(case)).eval()
         example, x = torch.randn(4, 16), torch.randn(4, 16)  # run on another input than traced
-        try:
-            compiled = pc.compile(model, (example,), threads=2, tuning=False)
-        except pc.UnsupportedOp as exc:
-            refused += 1
-            print(f"{name:44s} refused: {str(exc).splitlines()[0]}")
-            continue
-        except Exception as exc:
-            crashed += 1
-            print(f"{name:44s} CRASHED: {type(exc).__name__}: {str(exc).splitlines()[0]}")
-            continue
-        with torch.no_grad():
-            want = model(x.clone())
-            got = compiled(x.clone())
-        want_t = want if isinstance(want, tuple) else (want,)
-        got_t = got if isinstance(got, tuple) else (got,)
-        diff = max(float((g - w).abs().max()) for g, w in zip(got_t, want_t, strict=True))
-        verdict = "ok" if diff <= 1e-4 else "WRONG"
-        wrong += verdict == "WRONG"
-        print(f"{name:44s} max abs difference {diff:.2e} {verdict}")
-    print(
-        f"{wrong} wrong, {crashed} crashed, {refused} refused of {len(CASES)}; "
-        f"{time.perf_counter() - start:.0f} s"
-    )
-    print("load average at the end", tuple(round(v, 2) for v in os.getloadavg()))
+        yield name, model, (example,), (x,)
+
+
+def main() -> None:
+    run_probe(cases(), compile_with(tuning=False), width=44)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,12 @@ products, gathers by an argmax, token ids through an embedding).
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+from _probe import Case, compile_with, run_probe
 from torch import nn
-
-import provenml.compiler as pc
 
 B, L, D = 3, 7, 8
 
@@ -98,34 +95,15 @@ class Wrap(nn.Module):
         return self.fn(x, lengths)
 
 
-def main() -> None:
-    print("load average at the start", tuple(round(v, 2) for v in os.getloadavg()))
-    start = time.perf_counter()
-    wrong = refused = crashed = 0
+def cases() -> Iterator[Case]:
     for name, fn in CASES.items():
-        model = Wrap(fn).eval()
         example = (torch.randn(B, L, D), torch.tensor([7, 3, 5]))
         inputs = (torch.randn(B, L, D), torch.tensor([2, 7, 1]))
-        try:
-            compiled = pc.compile(model, example, threads=2, tuning=False)
-        except pc.UnsupportedOp as exc:
-            refused += 1
-            print(f"{name:46s} refused: {str(exc).splitlines()[0]}")
-            continue
-        except Exception as exc:
-            crashed += 1
-            print(f"{name:46s} CRASHED: {type(exc).__name__}: {str(exc).splitlines()[0]}")
-            continue
-        with torch.no_grad():
-            diff = float((compiled(*inputs) - model(*inputs)).abs().max())
-        verdict = "ok" if diff <= 1e-4 else "WRONG"
-        wrong += verdict == "WRONG"
-        print(f"{name:46s} max abs difference {diff:.2e} {verdict}")
-    print(
-        f"{wrong} wrong, {crashed} crashed, {refused} refused of {len(CASES)}; "
-        f"{time.perf_counter() - start:.0f} s"
-    )
-    print("load average at the end", tuple(round(v, 2) for v in os.getloadavg()))
+        yield name, Wrap(fn).eval(), example, inputs
+
+
+def main() -> None:
+    run_probe(cases(), compile_with(tuning=False), width=46)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,12 @@ producer's output also returned), and reports the largest difference to eager pe
 
 from __future__ import annotations
 
-import os
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
+from _probe import Case, compile_with, run_probe
 from torch import nn
-
-import provenml.compiler as pc
 
 Producer = tuple[Callable[[], nn.Module], tuple[int, ...], int]
 
@@ -90,41 +87,17 @@ FOLLOWERS = [
 TUNING = "--tuning" in sys.argv
 
 
-def main() -> None:
-    print(
-        "load average at the start", tuple(round(v, 2) for v in os.getloadavg()), "tuning", TUNING
-    )
-    start = time.perf_counter()
-    wrong = refused = crashed = 0
+def cases() -> Iterator[Case]:
     for name, (factory, shape, channels) in PRODUCERS.items():
         for follower in FOLLOWERS:
             torch.manual_seed(0)
             model = Pair(factory(), follower, channels, len(shape)).eval()
             example, x = torch.randn(*shape), torch.randn(*shape)  # run on another input
-            try:
-                compiled = pc.compile(model, (example,), threads=2, tuning=TUNING)
-            except pc.UnsupportedOp as exc:
-                refused += 1
-                print(f"{name:34s} {follower:26s} refused: {exc}")
-                continue
-            except Exception as exc:  # a crash inside a pass: what the probe is for
-                crashed += 1
-                print(f"{name:34s} {follower:26s} CRASHED: {type(exc).__name__}: {exc}")
-                continue
-            with torch.no_grad():
-                want = model(x)
-                got = compiled(x)
-            pairs = zip(got, want, strict=True) if isinstance(want, tuple) else [(got, want)]
-            diff = max(float((g - w).abs().max()) for g, w in pairs)
-            verdict = "ok" if diff <= 1e-4 else "WRONG"
-            wrong += verdict == "WRONG"
-            print(f"{name:34s} {follower:26s} max abs difference {diff:.2e} {verdict}")
-    total = len(PRODUCERS) * len(FOLLOWERS)
-    print(
-        f"{wrong} wrong, {crashed} crashed, {refused} refused of {total}; "
-        f"{time.perf_counter() - start:.0f} s"
-    )
-    print("load average at the end", tuple(round(v, 2) for v in os.getloadavg()))
+            yield f"{name:34s} {follower}", model, (example,), (x,)
+
+
+def main() -> None:
+    run_probe(cases(), compile_with(tuning=TUNING), width=61, header=f"tuning {TUNING}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+"""The loop the stop-69 probes share: compile each case on its example inputs, run it on other
+inputs, and print the largest difference to eager (``WRONG`` above the tolerance), a refusal by
+name, or a crash inside the compiler; then the counts and the load average. Imported by the
+probe scripts beside it (run as ``python results/compiler.user_models/<probe>.py``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+import torch.utils._pytree as pytree
+from torch import nn
+
+import provenml.compiler as pc
+
+#: (name, model, example inputs it is compiled on, inputs it is run on)
+Case = tuple[str, nn.Module, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]
+
+
+class Skipped(Exception):
+    """Raised by a probe's compile function when the case cannot reach provenml (e.g. PyTorch's
+    ONNX exporter fails on the model): printed as skipped, counted apart."""
+
+
+def load_average() -> tuple[float, ...]:
+    return tuple(round(v, 2) for v in os.getloadavg())
+
+
+def run_probe(
+    cases: Iterable[Case],
+    compile_case: Callable[[nn.Module, tuple[torch.Tensor, ...]], Any],
+    *,
+    width: int = 46,
+    tolerance: float = 1e-4,
+    relative: bool = False,
+    calls: int = 1,
+    show_ok: bool = True,
+    header: str = "",
+) -> None:
+    """Run every case; ``relative``: the tolerance scales with the output's largest magnitude
+    (at least 1); ``calls``: calls on the same inputs, each compared (buffers reused across
+    calls); ``show_ok``: print the cases within the tolerance too."""
+    print("load average at the start", load_average(), header)
+    start = time.perf_counter()
+    wrong = refused = crashed = skipped = total = 0
+    for name, model, example, inputs in cases:
+        total += 1
+        try:
+            compiled = compile_case(model, example)
+        except Skipped as exc:
+            skipped += 1
+            print(f"{name:{width}s} skipped: {exc}")
+            continue
+        except pc.UnsupportedOp as exc:
+            refused += 1
+            print(f"{name:{width}s} refused: {str(exc).splitlines()[0]}")
+            continue
+        except Exception as exc:  # a crash inside the compiler: what the probes look for
+            crashed += 1
+            print(f"{name:{width}s} CRASHED: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+            continue
+        with torch.no_grad():  # fresh copies: an in-place model must not change the inputs
+            want = pytree.tree_leaves(model(*[t.clone() for t in inputs]))
+            diffs, scale = [], 0.0
+            for _ in range(calls):
+                got = pytree.tree_leaves(compiled(*[t.clone() for t in inputs]))
+                diffs += [float((g - w).abs().max()) for g, w in zip(got, want, strict=True)]
+            scale = max(float(w.abs().max()) for w in want)
+        diff = max(diffs)
+        bound = tolerance * max(1.0, scale) if relative else tolerance
+        verdict = "ok" if diff <= bound else "WRONG"
+        wrong += verdict == "WRONG"
+        if show_ok or verdict == "WRONG":
+            shown = f" (output scale {scale:.2f})" if relative else ""
+            print(f"{name:{width}s} max abs difference {diff:.2e}{shown} {verdict}")
+    listed = "" if show_ok else " (only those listed)"
+    skips = f", {skipped} skipped" if skipped else ""
+    print(
+        f"{wrong} wrong, {crashed} crashed, {refused} refused{skips} of {total}{listed}; "
+        f"{time.perf_counter() - start:.0f} s"
+    )
+    print("load average at the end", load_average())
+
+
+def compile_with(**options: Any) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], Any]:
+    """``pc.compile`` on 2 threads with ``options`` (e.g. ``tuning=False``)."""
+
+    def compile_case(model: nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
+        return pc.compile(model, example, threads=2, **options)
+
+    return compile_case
