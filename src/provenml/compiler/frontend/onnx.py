@@ -543,22 +543,29 @@ def _instance_norm(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 
 
 def _layer_norm(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """LayerNormalization from ``axis`` to the last dim; over several dims (stop 69; refused
+    before) the IR's last-dim layer norm on the input with them merged, the scale and bias
+    flattened alike."""
     at = attrs_of(node)
     x = b.tensor(node.input[0])
-    rank = len(b.g.values[x].shape)
-    if int(at.get("axis", -1)) % rank != rank - 1:
-        raise UnsupportedOp(
-            "LayerNormalization", b.current, "normalized over more than the last dim"
-        )
-    n = b.g.values[x].shape[-1]
+    shape = tuple(b.g.values[x].shape)
+    rank = len(shape)
+    axis = int(at.get("axis", -1)) % rank
+    n = int(np.prod(shape[axis:]))
+    if len(node.output) > 1 and any(node.output[1:]):
+        raise UnsupportedOp("LayerNormalization", b.current, "mean / inv_std_dev outputs")
+    merged = (*shape[:axis], n)
+    flat = b.reshape(x, merged) if axis < rank - 1 else x
     scale = b.tensor(node.input[1])
     if len(node.input) > 2 and node.input[2]:
         bias = b.tensor(node.input[2])
     else:
         bias = b.g.add_const(np.zeros(n, np.float32), "b")
-    if len(node.output) > 1 and any(node.output[1:]):
-        raise UnsupportedOp("LayerNormalization", b.current, "mean / inv_std_dev outputs")
-    return [b.emit("layer_norm", [x, scale, bias], {"eps": float(at.get("epsilon", 1e-5))})]
+    params = [
+        b.reshape(p, (n,)) if tuple(b.g.values[p].shape) != (n,) else p for p in (scale, bias)
+    ]
+    y = b.emit("layer_norm", [flat, *params], {"eps": float(at.get("epsilon", 1e-5))})
+    return [b.reshape(y, shape) if axis < rank - 1 else y]
 
 
 def _batch_norm(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:

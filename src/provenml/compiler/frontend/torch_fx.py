@@ -618,24 +618,30 @@ class FxBuilder:
         return ConvOps(self.emit_shaped, self.shape, lambda a: self.const(a, "ones"), pad, conv)
 
     def layer_norm(self, x: Any, shape: Any, w: Any, b: Any, eps: Any, out: torch.Tensor) -> str:
+        """``F.layer_norm`` / ``nn.LayerNorm`` over the last ``len(shape)`` dims. Over several
+        (``nn.LayerNorm([C, H, W])``, stop 69; refused before) the IR's last-dim layer norm
+        runs on the input with those dims merged, the affine parameters flattened alike."""
         shape = tuple(shape) if isinstance(shape, (tuple, list, torch.Size)) else (shape,)
-        if len(shape) != 1:
+        xin = self.tensor_arg(x)
+        dims = self.shape(xin)
+        k = len(shape)
+        if k > len(dims) or tuple(dims[len(dims) - k :]) != tuple(int(v) for v in shape):
             raise UnsupportedOp(
-                "layer_norm", self.current, "normalized over more than the last dim"
+                "layer_norm", self.current, f"normalized shape {shape} for an input of {dims}"
             )
-        ins = [self.tensor_arg(x)]
-        n = int(shape[0])
-        ins.append(
-            self.tensor_arg(w)
-            if isinstance(w, torch.fx.Node)
-            else self.const(w if w is not None else torch.ones(n))
-        )
-        ins.append(
-            self.tensor_arg(b)
-            if isinstance(b, torch.fx.Node)
-            else self.const(b if b is not None else torch.zeros(n))
-        )
-        return self.emit("layer_norm", ins, {"eps": float(eps)}, out)
+        n = int(np.prod(shape))
+        merged = meta_like((*dims[: len(dims) - k], n))
+        ins = [self.reshape(xin, merged) if k > 1 else xin]
+        for param, fill in ((w, torch.ones), (b, torch.zeros)):
+            if isinstance(param, torch.fx.Node):
+                p = self.tensor_arg(param)
+                ins.append(self.reshape(p, meta_like((n,))) if k > 1 else p)
+            else:
+                ins.append(self.const(param.reshape(n) if param is not None else fill(n)))
+        if k == 1:
+            return self.emit("layer_norm", ins, {"eps": float(eps)}, out)
+        y = self.emit("layer_norm", ins, {"eps": float(eps)}, merged)
+        return self.reshape(y, out)
 
     def pool(
         self,
