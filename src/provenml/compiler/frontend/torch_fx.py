@@ -1938,10 +1938,20 @@ def _einsum(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.reshape(y, out) if b.shape(y) != tuple(out.shape) else y
 
 
+def tensor_sequence(b: FxBuilder, a: Any) -> list[str]:
+    """The tensors of ``cat`` / ``stack``'s first argument: a list of them, or one node that
+    stands for a sequence (``x.chunk(3)[::-1]``, a split's result; stop 69: it crashed with
+    ``'Node' object is not iterable``)."""
+    items = b.val(a) if isinstance(a, torch.fx.Node) else a
+    if not isinstance(items, (list, tuple)):
+        raise UnsupportedOp("cat", b.current, f"a {type(items).__name__} of tensors")
+    return [t if isinstance(t, str) and t in b.g.values else b.tensor_arg(t) for t in items]
+
+
 def _cat(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``torch.cat``; a 1-d empty tensor among the pieces is left out, as PyTorch leaves it
     (transformers' key-value cache starts as ``torch.tensor([])`` and is concatenated)."""
-    tensors = [b.tensor_arg(t) for t in node.args[0]]  # type: ignore[union-attr]
+    tensors = tensor_sequence(b, node.args[0])
     tensors = [t for t in tensors if b.shape(t) != (0,)] or tensors[:1]
     dim = int(b.val(arg(node, 1, "dim", 0))) % out.dim()
     if len(tensors) == 1 and b.shape(tensors[0]) == tuple(out.shape):
@@ -1951,7 +1961,7 @@ def _cat(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 
 def _stack(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``torch.stack``: each tensor given a new dim of size 1 (a reshape), then ``cat``."""
-    tensors = [b.tensor_arg(t) for t in node.args[0]]  # type: ignore[union-attr]
+    tensors = tensor_sequence(b, node.args[0])
     dim = int(b.val(arg(node, 1, "dim", 0))) % out.dim()
     pieces = []
     for t in tensors:

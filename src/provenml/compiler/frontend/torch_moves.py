@@ -121,6 +121,21 @@ def _narrow(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return _slice(b, x, dim, start, start + length, 1)
 
 
+def _select_index(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``x.select(dim, index)`` / ``torch.select`` (``x[:, index]`` for dim 1; stop 69, refused
+    before): a one-wide slice, then the dim dropped (a reshape). An index out of range is
+    refused as PyTorch refuses it."""
+    x = b.tensor_arg(node.args[0])
+    shape = b.shape(x)
+    dim = int(b.val(arg(node, 1, "dim"))) % len(shape)
+    index = _int_arg(b, node, arg(node, 2, "index"), "index")
+    if not -shape[dim] <= index < shape[dim]:
+        raise _refuse(b, node, f"index {index} for a dim of {shape[dim]}")
+    index %= shape[dim]
+    piece = _slice(b, x, dim, index, index + 1, 1)
+    return b.reshape(piece, meta_like(tuple(out.shape), _dtype(b, x)))
+
+
 def _movedim(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``torch.movedim(x, source, destination)`` / ``moveaxis`` / the methods: the dims of
     ``source`` (an int or a sequence) moved to ``destination``, the others kept in order
@@ -250,6 +265,7 @@ BOTH: dict[str, Handler] = {
     "outer": _outer,
     "ger": _outer,
     "narrow": _narrow,
+    "select": _select_index,
     "movedim": _movedim,
     "moveaxis": _movedim,
     "swapaxes": _swap,
@@ -275,6 +291,7 @@ MOVE_MODULES: dict[type, Handler] = {
 MOVE_BOOL: tuple[Handler, ...] = (
     _diagonal,
     _narrow,
+    _select_index,
     _movedim,
     _swap,
     _unflatten,

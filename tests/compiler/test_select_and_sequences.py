@@ -1,0 +1,44 @@
+"""``Tensor.select`` / ``torch.select`` (refused before stop 69) and ``cat`` / ``stack`` of a
+sequence held by one node (``torch.cat(x.chunk(3, -1)[::-1], -1)`` crashed with ``'Node'
+object is not iterable`` before stop 69): exact against eager on the traced input and a new
+one; a boolean mask stays a mask through ``select``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+import provenml.compiler as pc
+
+
+class Apply(nn.Module):
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+CASES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "select, method": lambda x: x.select(1, 2) * 2,
+    "select, function, negative index": lambda x: torch.select(x, 2, -1) + 1,
+    "select of the last dim, then narrow": lambda x: x.select(-1, 0).narrow(1, 1, 2),
+    "a mask selected, then used": lambda x: x[:, 0] * (x > 0).select(1, 1),
+    "cat of chunks reversed": lambda x: torch.cat(x.chunk(3, dim=-1)[::-1], -1),
+    "stack of a split's pieces": lambda x: torch.stack(x.split(2, dim=-1), 0).sum(0),
+    "cat of every other chunk": lambda x: torch.cat(x.chunk(6, dim=-1)[::2], 1),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_select_and_sequences_match_eager(name: str, cache: str) -> None:
+    model = Apply(CASES[name]).eval()
+    example, x = torch.randn(2, 3, 6), torch.randn(2, 3, 6)
+    compiled = pc.compile(model, (example,), threads=2, tuning=False, cache_dir=cache)
+    for inputs in (example, x):
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(inputs), model(inputs), rtol=0, atol=0)
