@@ -42,3 +42,16 @@ def test_select_and_sequences_match_eager(name: str, cache: str) -> None:
     for inputs in (example, x):
         with torch.no_grad():
             torch.testing.assert_close(compiled(inputs), model(inputs), rtol=0, atol=0)
+
+
+def test_torch_select_after_torch_geometric_patched_it(cache: str) -> None:
+    """Importing torch_geometric replaces ``torch.select`` by a wrapper (``_new_select``);
+    the wrapper compiles as ``select`` (the suite failed this way when PyG's tests ran
+    first)."""
+    pytest.importorskip("torch_geometric")
+    assert torch.select.__name__ == "_new_select"
+    model = Apply(lambda x: torch.select(x, 1, -2) * 3).eval()
+    x = torch.randn(2, 3, 6)
+    compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=0, atol=0)

@@ -281,6 +281,10 @@ MOVE_FUNCTIONS: dict[Any, Handler] = {
 MOVE_FUNCTION_NAMES: dict[str, Handler] = {
     "channel_shuffle": _channel_shuffle,
     "native_channel_shuffle": _channel_shuffle,
+    "select": _select_index,
+    # importing torch_geometric replaces torch.select by its wrapper ``_new_select`` (the same
+    # call for tensors), so after that import the table entry above no longer matches
+    "_new_select": _select_index,
 }
 MOVE_METHODS: dict[str, Handler] = dict(BOTH)
 MOVE_MODULES: dict[type, Handler] = {
