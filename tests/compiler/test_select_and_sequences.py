@@ -45,12 +45,18 @@ def test_select_and_sequences_match_eager(name: str, cache: str) -> None:
 
 
 def test_torch_select_after_torch_geometric_patched_it(cache: str) -> None:
-    """Importing torch_geometric replaces ``torch.select`` by a wrapper (``_new_select``);
-    the wrapper compiles as ``select`` (the suite failed this way when PyG's tests ran
-    first)."""
+    """Importing torch_geometric replaces ``torch.select`` and ``torch.index_select`` by
+    wrappers (``_new_select``, ``_new_index_select``); they compile as the functions (the
+    suite failed this way when PyG's tests ran first)."""
     pytest.importorskip("torch_geometric")
     assert torch.select.__name__ == "_new_select"
-    model = Apply(lambda x: torch.select(x, 1, -2) * 3).eval()
+    assert torch.index_select.__name__ == "_new_index_select"
+    index = torch.tensor([5, 0, 0])
+    model = Apply(
+        lambda x: (
+            torch.select(x, 1, -2) * 3 + torch.index_select(x, 2, index)[:, 0].sum(-1, keepdim=True)
+        )
+    ).eval()
     x = torch.randn(2, 3, 6)
     compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
     with torch.no_grad():

@@ -1005,6 +1005,9 @@ MORE_FUNCTIONS: dict[Any, Handler] = {
     torch.full_like: _new_filled(None, value_position=1),
 }
 MORE_FUNCTION_NAMES: dict[str, Handler] = {
+    # importing torch_geometric replaces torch.index_select by its wrapper (stop 69)
+    "index_select": _index_select,
+    "_new_index_select": _index_select,
     "unfold": _unfold,
     "fold": _fold,
     "pixel_shuffle": _pixel_shuffle(inverse=False),
