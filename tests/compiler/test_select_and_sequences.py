@@ -60,4 +60,4 @@ def test_torch_select_after_torch_geometric_patched_it(cache: str) -> None:
     x = torch.randn(2, 3, 6)
     compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
     with torch.no_grad():
-        torch.testing.assert_close(compiled(x), model(x), rtol=0, atol=0)
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-6, atol=1e-6)  # a sum
