@@ -7,7 +7,8 @@ to a backend), with :mod:`.torch_attention` for PyTorch's attention modules,
 (flip, roll, tril, logsumexp, one_hot, pixel shuffle, GLU, Mish, PReLU, ...), and, since stop 67,
 :mod:`.torch_common_ops` (RMSNorm, SELU, lerp, pow, prod, any / all, bucketize, LP pooling, ...)
 and :mod:`.torch_moves` (diagonal, diff, outer, narrow, movedim, rot90, ...), and
-:mod:`.torch_volumes` (3-d convolution, pooling and batch norm, from the 2-d ops); :mod:`.onnx`:
+:mod:`.torch_volumes` (3-d convolution, pooling and batch norm, from the 2-d ops), and
+:mod:`.torch_setitem` (item assignment, ``t[index] = value``, stop 69); :mod:`.onnx`:
 ONNX models (``onnx`` is imported only when it is used), rank-5 Conv / pools in
 :mod:`.onnx_volumes`. Each frontend maps source ops to IR ops
 through an op -> handler table and raises :class:`UnsupportedOp` naming the op and the node it
