@@ -1945,7 +1945,7 @@ def tensor_sequence(b: FxBuilder, a: Any) -> list[str]:
     items = b.val(a) if isinstance(a, torch.fx.Node) else a
     if not isinstance(items, (list, tuple)):
         raise UnsupportedOp("cat", b.current, f"a {type(items).__name__} of tensors")
-    return [t if isinstance(t, str) and t in b.g.values else b.tensor_arg(t) for t in items]
+    return [b.tensor_arg(t) for t in items]
 
 
 def _cat(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:

@@ -123,7 +123,9 @@ def assign_items(b: FxBuilder, node: torch.fx.Node) -> str:
     v = b.tensor_arg(value)
     if b.g.values[v].dtype != "float32" or v in b.bools:
         raise _refuse(node, "a value that is not a float tensor")
-    kept = [s.stop - s.start for d, s in enumerate(slices) if d not in dropped]
+    sizes = [s.stop - s.start for s in slices]
+    kept_dims = [d for d in range(len(shape)) if d not in dropped]
+    kept = [sizes[d] for d in kept_dims]
     try:
         np.broadcast_shapes(b.shape(v), tuple(kept))
     except ValueError:
@@ -132,10 +134,8 @@ def assign_items(b: FxBuilder, node: torch.fx.Node) -> str:
         ) from None
     if len(b.shape(v)) > len(kept):  # leading 1s beyond the region's rank
         v = b.reshape(v, meta_like(b.shape(v)[len(b.shape(v)) - len(kept) :]))
-    sizes = [s.stop - s.start for s in slices]
     ranked = [1] * len(shape)
     vshape = b.shape(v)
-    kept_dims = [d for d in range(len(shape)) if d not in dropped]
     for d, size in zip(kept_dims[len(kept_dims) - len(vshape) :], vshape, strict=True):
         ranked[d] = size
     v = b.reshape(v, meta_like(ranked))

@@ -66,11 +66,9 @@ def fold_constants(g: Graph) -> Graph:
     pre-transpose linear weights (``linear(x, W, b) = dense(x, W^T, b)``)."""
     out = g.clone()
     users = out.users()
-    new_nodes: list[Node] = []
-    removed: set[str] = set()
+    # the rewritten nodes in order, by name (a batch norm folds into one of them)
+    made: dict[str, Node] = {}
     for n in out.nodes:
-        if n.name in removed:
-            continue
         if (
             n.op != "fused"
             and n.inputs
@@ -84,9 +82,7 @@ def fold_constants(g: Graph) -> Graph:
             mean, var, w, b = (out.consts[i] for i in n.inputs[1:])
             scale = (w / np.sqrt(var + n.attrs["eps"])).astype(np.float32)
             shift = (b - mean * scale).astype(np.float32)
-            made = {m.name: m for m in new_nodes}
             src = channel_producer(out, users, made, n.inputs[0])
-            folded = src is not None
             if src is not None:
                 wt = out.consts[src.inputs[1]]
                 bias = (
@@ -100,15 +96,15 @@ def fold_constants(g: Graph) -> Graph:
                 new_b = out.add_const((bias * scale + shift).astype(np.float32), "bf")
                 src.inputs = [src.inputs[0], new_w, new_b]
                 replace_uses(out, n.name, n.inputs[0])
-            if not folded:
+            else:
                 rank = len(out.values[n.inputs[0]].shape)
                 bshape = (-1,) + (1,) * (rank - 2)
                 sc = out.add_const(scale.reshape(bshape), "bn_scale")
                 sh = out.add_const(shift.reshape(bshape), "bn_shift")
                 mul = Node("mul", out.fresh("bn_mul"), [n.inputs[0], sc], source=n.source)
                 out.values[mul.name] = Value(mul.name, out.values[n.name].shape)
-                new_nodes.append(mul)
-                new_nodes.append(Node("add", n.name, [mul.name, sh], source=n.source))
+                made[mul.name] = mul
+                made[n.name] = Node("add", n.name, [mul.name, sh], source=n.source)
             continue
         if n.op == "linear" and is_const(out, n.inputs[1]):
             w = out.consts[n.inputs[1]]
@@ -120,18 +116,18 @@ def fold_constants(g: Graph) -> Graph:
                 {"n": int(w.shape[0]), "k": int(w.shape[1]), "packed": 0},
                 n.source,
             )
-            new_nodes.append(n2)
+            made[n2.name] = n2
             continue
         if n.op == "linear":  # runtime weight: a matmul against W^T, then the bias
             mm_name = n.name if len(n.inputs) == 2 else out.fresh("linear_mm")
             mm = Node("matmul", mm_name, [n.inputs[0], n.inputs[1]], {"trans_b": True}, n.source)
             out.values[mm_name] = Value(mm_name, out.values[n.name].shape)
-            new_nodes.append(mm)
+            made[mm_name] = mm
             if len(n.inputs) == 3:
-                new_nodes.append(Node("add", n.name, [mm_name, n.inputs[2]], source=n.source))
+                made[n.name] = Node("add", n.name, [mm_name, n.inputs[2]], source=n.source)
             continue
-        new_nodes.append(n)
-    out.nodes = new_nodes
+        made[n.name] = n
+    out.nodes = list(made.values())
     for name in list(out.consts):
         if name not in out.values:
             out.values[name] = Value(name, tuple(out.consts[name].shape))

@@ -37,9 +37,9 @@ def pack_conv_weight(w: np.ndarray, nr: int, groups: int = 1) -> np.ndarray:
 
 
 def transform_layout(g: Graph, nr: int = 16) -> Graph:
-    """Layout transformation (survey Sec. 4.2.3): convolutions, group norms and pools whose
-    input is channels-last already run channels-last (NHWC) so the channel loop is contiguous
-    and vectorizes; elementwise ops, per-channel
+    """Layout transformation (survey Sec. 4.2.3): convolutions and group norms run
+    channels-last (NHWC) so the channel loop is contiguous and vectorizes, and so do pools
+    whose input is channels-last already (:func:`_stays_in_rows`); elementwise ops, per-channel
     constants and spatial means follow the layout; ``layout_transform`` nodes are inserted only
     at the boundaries. Weights are pre-packed for the micro-kernels: dense ``[K,N]`` into
     ``[N/nr, K, nr]`` panels, convolutions into ``[Cout/nr, KH, KW, Cin, nr]``, depthwise into
