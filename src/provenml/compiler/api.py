@@ -21,6 +21,7 @@ from provenml.compiler.build import build, build_many
 from provenml.compiler.codegen import RUNTIMES, Program, annotate_scratch, lower
 from provenml.compiler.frontend import UnsupportedOp, trace
 from provenml.compiler.frontend.torch_fx import target_name
+from provenml.compiler.frontend.torch_state import check_stateless, clones, state_fingerprint
 from provenml.compiler.ir import Graph
 from provenml.compiler.progress import SILENT, BuildProgress
 from provenml.compiler.runtime import CompiledGraph, Profile
@@ -445,14 +446,20 @@ def compile(
         raise ProvenmlError("compile(model, example_inputs): example_inputs must be tensors")
     if isinstance(model, nn.Module) and model.training:
         raise ProvenmlError("provenml.compiler compiles for inference: call model.eval() first")
-    try:
+    before = state_fingerprint(model)
+
+    def eager() -> Any:
         with torch.no_grad():
-            out = model(*example_inputs)
+            return model(*clones(example_inputs))
+
+    try:
+        out = eager()
     except Exception as exc:  # e.g. a matmul on an int64 input: eager raises, so do we
         raise ProvenmlError(
             f"provenml.compiler: the model fails in eager PyTorch on the example inputs "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         ) from exc
+    check_stateless(model, eager, before, out)  # stop 70: refused where state changes results
     single = isinstance(out, torch.Tensor)
     leaves, structure = pytree.tree_flatten(out)
     g = trace(model, example_inputs)

@@ -50,12 +50,13 @@ from provenml.compiler.frontend.torch_moves import (
     MOVE_METHODS,
     MOVE_MODULES,
 )
-from provenml.compiler.frontend.torch_recurrent import RECURRENT_MODULES
+from provenml.compiler.frontend.torch_recurrent import RECURRENT_FUNCTION_NAMES, RECURRENT_MODULES
 from provenml.compiler.frontend.torch_setitem import SIDE_EFFECT_FUNCTIONS
 from provenml.compiler.frontend.torch_volumes import VOLUME_FUNCTION_NAMES, VOLUME_MODULES
 
 MODULES.update(ATTENTION_MODULES)  # nn.MultiheadAttention and the transformer encoder
-MODULES.update(RECURRENT_MODULES)  # nn.GRU and nn.LSTM, unrolled
+MODULES.update(RECURRENT_MODULES)  # nn.GRU and nn.LSTM, unrolled; the cells (stop 70)
+FUNCTION_NAMES.update(RECURRENT_FUNCTION_NAMES)  # torch.gru_cell & co., as dynamo records them
 FUNCTIONS.update(ATTENTION_FUNCTIONS)  # F.multi_head_attention_forward called as a function
 BOOL_HANDLERS.update(ATTENTION_MODULES.values())  # they take boolean (key padding) masks
 BOOL_HANDLERS.update(ATTENTION_FUNCTIONS.values())

@@ -725,7 +725,7 @@ def as_traceable(model: nn.Module) -> nn.Module:
         return _WrappedPair(model)
     if isinstance(model, LEAF_ROOTS):
         return _WrappedEncoder(model)
-    if isinstance(model, (nn.GRU, nn.LSTM)):  # (x); the outputs come back flattened
+    if isinstance(model, (nn.GRU, nn.LSTM, nn.RNN)):  # (x); the outputs come back flattened
         from provenml.compiler.frontend.torch_recurrent import _WrappedRecurrent
 
         return _WrappedRecurrent(model)

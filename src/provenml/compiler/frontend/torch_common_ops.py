@@ -50,7 +50,9 @@ from provenml.compiler.frontend.torch_fx import (
     FxBuilder,
     Handler,
     _as_float,
+    _bounded,
     _leaky_relu_op,
+    _MinMax,
     _module,
     _module_softmax_dim,
     _norm,
@@ -804,8 +806,72 @@ def _running_extreme(op: str) -> Handler:
     return handle
 
 
+# -- stop 70: a probe's refusals ------------------------------------------------------------------
+def _clamp_side(side: str) -> Handler:
+    """``torch.clamp_min(x, min)`` / ``x.clamp_min`` and ``clamp_max``: a clamp with the one
+    bound (``torch.clamp``'s handler)."""
+
+    def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+        bound = arg(node, 1, side)
+        low, high = (bound, None) if side == "min" else (None, bound)
+        return _bounded(b, node, low, high, out)
+
+    return handle
+
+
+def _logit(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.logit(x, eps=None)`` / ``x.logit`` / ``torch.special.logit``: ``log(z / (1 -
+    z))`` with ``z = clamp(x, eps, 1 - eps)`` where ``eps`` is given (PyTorch's form)."""
+    x = _as_float(b, b.tensor_arg(node.args[0]))
+    like = meta_like(b.shape(x))
+    eps = b.val(arg(node, 1, "eps"))
+    if eps is not None:
+        x = b.emit("maximum", [x, _scalar(b, float(eps))], {}, like)
+        x = b.emit("minimum", [x, _scalar(b, 1.0 - float(eps))], {}, like)
+    odds = b.emit("div", [x, b.emit("sub", [_scalar(b, 1.0), x], {}, like)], {}, like)
+    return b.emit("log", [odds], {}, out)
+
+
+def _signbit(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.signbit(x)`` / ``x.signbit``: whether the sign bit is set (``-0.0`` and a
+    negative NaN too): ``copysign(1, x) < 0``, a boolean mask (an int64 ``x``: ``x < 0``)."""
+    x = b.tensor_arg(node.args[0])
+    like = meta_like(b.shape(x))
+    if b.g.values[x].dtype != "int64":
+        x = b.emit("copysign", [_scalar(b, 1.0), x], {}, like)
+    name = b.emit("lt", [x, _scalar(b, 0.0)], {}, like)
+    b.bools.add(name)
+    return name
+
+
+def _aminmax(b: FxBuilder, node: torch.fx.Node, out: Any) -> _MinMax:
+    """``torch.aminmax(x, *, dim=None, keepdim=False)`` / ``x.aminmax``: ``(amin, amax)``
+    over ``dim`` (every dim where None), read by index or as ``.min`` / ``.max``."""
+    dim, keepdim = arg(node, 1, "dim"), arg(node, 2, "keepdim", False)
+    low = b.reduce("amin", node.args[0], dim, keepdim, out[0])
+    return _MinMax((low, b.reduce("amax", node.args[0], dim, keepdim, out[1])))
+
+
+def _xlogy(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``torch.xlogy(x, y)`` / ``x.xlogy`` / ``torch.special.xlogy``: ``x log(y)``, 0 where
+    ``x == 0``, NaN where ``y`` is NaN (PyTorch's order of the two cases)."""
+    x, y = (_float_operand(b, v) for v in (node.args[0], arg(node, 1, "other")))
+    like = _shape_of(b, x, y)
+    product = b.emit("mul", [x, b.emit("log", [y], {}, meta_like(b.shape(y)))], {}, like)
+    x_zero = b.emit("eq", [x, _scalar(b, 0.0)], {}, meta_like(b.shape(x)))
+    kept = b.emit("keep_where_not", [x_zero, product], {}, like)
+    y_nan = b.emit("ne", [y, y], {}, meta_like(b.shape(y)))
+    return _select(b, y_nan, y, kept, out)
+
+
 #: calls that are both ``torch.<name>`` and ``Tensor.<name>``
 BOTH: dict[str, Handler] = {
+    "xlogy": _xlogy,
+    "clamp_min": _clamp_side("min"),
+    "clamp_max": _clamp_side("max"),
+    "logit": _logit,
+    "signbit": _signbit,
+    "aminmax": _aminmax,
     "lerp": _lerp,
     "addcmul": _addc("mul"),
     "addcdiv": _addc("div"),
@@ -852,6 +918,8 @@ LAYERS: tuple[tuple[Any, str | None, type | None, Handler], ...] = (
 )
 COMMON_FUNCTIONS: dict[Any, Handler] = {
     **{getattr(torch, name): handler for name, handler in BOTH.items()},
+    torch.special.logit: _logit,
+    torch.special.xlogy: _xlogy,
     **{function: handler for function, _, _, handler in LAYERS if function is not None},
     torch.special.sinc: _sinc,
     torch.bucketize: _bucketize,

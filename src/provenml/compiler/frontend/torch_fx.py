@@ -12,6 +12,7 @@ class's MRO). An op with no row raises :class:`UnsupportedOp` naming the op and 
 from __future__ import annotations
 
 import operator
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -396,7 +397,8 @@ class FxBuilder:
         """After an in-place call ``t.op_(..)`` (converted as ``op``), the later readers of
         ``t`` read its result: the IR has values, not memory, so the change becomes a new
         value that ``t``'s name now stands for. Refused where that would differ from PyTorch:
-        a graph input changed in place (the compiled model leaves its inputs alone), or ``t``
+        a graph input changed in place (the compiled model leaves its inputs alone), a
+        parameter or buffer changed in place (state PyTorch keeps for the next call; stop 70), or ``t``
         a view of another tensor, or a view of ``t`` taken before and read after (PyTorch's
         change shows through the shared memory)."""
         target = in_place_target(node)
@@ -405,6 +407,13 @@ class FxBuilder:
         op = target_name(node, self.gm)
         if target.op == "placeholder" and target.name not in self.frozen:
             raise UnsupportedOp(op, node.name, "an in-place change of a graph input")
+        if target.op == "get_attr" or target.op == "placeholder":  # stop 70: model state
+            raise UnsupportedOp(
+                op,
+                node.name,
+                f"an in-place change of the model's tensor {str(target.target)!r} (PyTorch keeps "
+                "the change for the next call; the compiled model freezes the tensor)",
+            )
         order = self.order
         here = order[node]
         if target.op != "placeholder" and target_name(target, self.gm).split(".")[-1] in VIEW_CALLS:
@@ -1991,14 +2000,22 @@ def _getattr(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 
 
 class _ValuesIndices(tuple):  # type: ignore[type-arg]
-    """``max(x, dim)`` / ``min(x, dim)``: (values, indices); the one not read is dead code."""
+    """``max(x, dim)`` / ``min(x, dim)``: (values, indices); the one not read is dead code.
+    ``FIELDS`` names the two as PyTorch's named tuple does."""
+
+    FIELDS: tuple[str, str] = ("values", "indices")
 
     def get(self, key: str | int, where: str) -> str:
-        if key in ("values", 0):
-            return self[0]  # type: ignore[no-any-return]
-        if key in ("indices", 1):
-            return self[1]  # type: ignore[no-any-return]
+        for k, field in enumerate(self.FIELDS):
+            if key in (field, k):
+                return self[k]  # type: ignore[no-any-return]
         raise UnsupportedOp("max/min", where, f"no field {key!r}")
+
+
+class _MinMax(_ValuesIndices):
+    """``torch.aminmax``'s ``(min, max)``."""
+
+    FIELDS = ("min", "max")
 
 
 def _extremum(op: str) -> Handler:
@@ -2681,12 +2698,23 @@ def _group_norm_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> 
 
 def _instance_norm_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     """``nn.InstanceNorm1d/2d`` in inference: a group norm with one channel per group, where
-    it normalises with the input's own statistics (no running statistics tracked)."""
+    it normalises with the input's own statistics; with ``track_running_stats=True`` (stop
+    70; refused before) inference uses the running statistics, as PyTorch does: a batch norm."""
     mod = _module(node, b)
     assert isinstance(mod, nn.modules.instancenorm._InstanceNorm)
-    if mod.track_running_stats:
-        raise UnsupportedOp(type(mod).__name__, node.name, "track_running_stats=True")
-    return _group_norm_op(b, node, out.shape[1], mod.weight, mod.bias, mod.eps, out)
+    if not mod.track_running_stats:
+        return _group_norm_op(b, node, out.shape[1], mod.weight, mod.bias, mod.eps, out)
+    x = b.tensor_arg(node.args[0])
+    if len(b.shape(x)) != mod._get_no_batch_dim() + 1:
+        raise UnsupportedOp(type(mod).__name__, node.name, "an unbatched input")
+    channels = out.shape[1]
+    assert mod.running_mean is not None and mod.running_var is not None
+    ins = [x, b.const(mod.running_mean.detach()), b.const(mod.running_var.detach())]
+    ins += [
+        b.const(mod.weight.detach()) if mod.weight is not None else b.const(np.ones(channels)),
+        b.const(mod.bias.detach()) if mod.bias is not None else b.const(np.zeros(channels)),
+    ]
+    return b.emit("batch_norm", ins, {"eps": float(mod.eps)}, out)
 
 
 def _log_softmax_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -2819,12 +2847,44 @@ def _export(
 
     try:
         with torch.no_grad(), static_gcn_twins():
-            gm, _ = torch._dynamo.export(model, aten_graph=False)(*example_inputs)
+            copies = [x.clone() if isinstance(x, torch.Tensor) else x for x in example_inputs]
+            gm, _ = torch._dynamo.export(model, aten_graph=False)(*copies)
     except Exception as exc:
         raise ProvenmlError(
             f"provenml.compiler: torch.fx could not trace the model ({fx_error}), "
             f"and neither could TorchDynamo ({str(exc).splitlines()[0] if str(exc) else exc!r})"
         ) from exc
+    return gm
+
+
+def _symbolic_trace(model: nn.Module, example_inputs: Sequence[Any]) -> torch.fx.GraphModule:
+    """``model``'s graph by ``torch.fx`` with its forward hooks applied (:mod:`.torch_hooks`),
+    else through TorchDynamo (:func:`_export`). Warns once, naming them, where hooks were
+    traced: only what they return is compiled."""
+    from provenml.compiler.frontend.torch_attention import as_traceable
+    from provenml.compiler.frontend.torch_hooks import (
+        HookTracer,
+        hooked_root,
+        refuse_hidden_hooks,
+        traced_hooks,
+    )
+
+    root = as_traceable(hooked_root(model, len(example_inputs)))
+    tracer = HookTracer()
+    try:
+        graph = tracer.trace(root)
+    except Exception as exc:  # e.g. torch.ones(t, t) with t from x.shape
+        return _export(model, example_inputs, exc)
+    gm = torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
+    refuse_hidden_hooks(gm)
+    hooked = traced_hooks(model)
+    if hooked:
+        warnings.warn(
+            f"provenml.compiler: the forward hooks of {', '.join(hooked)} are "
+            "compiled into the model: what they return is kept; anything else they do (store a "
+            "tensor, count calls, print) ran once, while tracing, and will not run per call",
+            stacklevel=4,
+        )
     return gm
 
 
@@ -2844,19 +2904,14 @@ def trace(
     elif isinstance(model, nn.Module):
         if model.training:
             raise ProvenmlError("provenml.compiler compiles for inference: call model.eval() first")
-        from provenml.compiler.frontend.torch_attention import as_traceable
-
-        try:
-            gm = torch.fx.symbolic_trace(as_traceable(model))
-        except Exception as exc:  # e.g. torch.ones(t, t) with t from x.shape
-            gm = _export(model, example_inputs, exc)
+        gm = _symbolic_trace(model, example_inputs)
     else:
         raise ProvenmlError(
             "provenml.compiler.compile expects an nn.Module or a torch.fx.GraphModule"
         )
     example_inputs = list(example_inputs)
     rec = _Recorder(gm)
-    with torch.no_grad():
-        rec.run(*example_inputs)
+    with torch.no_grad():  # on copies: a model that changes an input must not change the example
+        rec.run(*[x.clone() if isinstance(x, torch.Tensor) else x for x in example_inputs])
     frozen = _frozen_placeholders(gm, example_inputs) if freeze_params else set()
     return FxBuilder(gm, rec.results, frozen).build()

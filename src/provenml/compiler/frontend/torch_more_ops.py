@@ -730,16 +730,21 @@ def _reciprocal(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 
 
 def _rounding(op: str) -> Handler:
-    """``torch.floor`` / ``ceil`` / ``round`` (``decimals=0``; ties to even) / ``trunc`` /
-    ``sign`` and their methods: the IR's unary op; an int64 tensor is its own floor, ceil,
-    round and truncation (as in PyTorch)."""
+    """``torch.floor`` / ``ceil`` / ``round`` (ties to even; ``decimals`` since stop 70) /
+    ``trunc`` / ``sign`` and their methods: the IR's unary op; an int64 tensor is its own
+    floor, ceil, round and truncation (as in PyTorch)."""
 
     def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
         x = b.tensor_arg(node.args[0])
-        if b.val(node.kwargs.get("decimals", 0)):
-            raise UnsupportedOp(target_name(node, b.gm), node.name, "decimals other than 0")
         if b.g.values[x].dtype == "int64" and op != "sign":
             return x
+        decimals = int(b.val(node.kwargs.get("decimals", 0)))
+        if decimals:  # stop 70: PyTorch's form, x * 10^d rounded, divided by 10^d (d < 0: /, *)
+            like = meta_like(b.shape(x))
+            power = b.g.add_const(np.float32(10.0 ** abs(decimals)), "power")
+            scale, unscale = ("mul", "div") if decimals > 0 else ("div", "mul")
+            rounded = b.emit(op, [b.emit(scale, [x, power], {}, like)], {}, like)
+            return b.emit(unscale, [rounded, power], {}, out)
         return b.emit(op, [x], {}, out)  # sign of an int64 tensor in integers (stop 68)
 
     return handle

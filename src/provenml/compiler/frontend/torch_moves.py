@@ -5,7 +5,8 @@ the IR's existing ops (no new kernel).
   ``diagonal`` (the two dims permuted last and merged, every ``(m + 1)``-th element kept: a
   strided slice, as :func:`~.common._einsum_diagonal` takes an einsum's), ``narrow`` (a slice),
   ``movedim`` / ``moveaxis`` (a permute), ``swapaxes`` / ``swapdims`` (a transpose),
-  ``unflatten`` / ``nn.Unflatten`` (a reshape), ``channel_shuffle`` / ``nn.ChannelShuffle``
+  ``unflatten`` / ``nn.Unflatten`` (a reshape), ``Tensor.unfold`` (sliding windows: a row
+  gather, a reshape and a permute; stop 70), ``channel_shuffle`` / ``nn.ChannelShuffle``
   (Zhang et al. 2018, ShuffleNet: reshape, swap, reshape) and ``rot90`` (flips, as
   :func:`~.torch_more_ops.rearranged` gathers them, and a transpose).
 * **Differences**: ``diff`` (``prepend`` / ``append`` concatenated, then ``n`` times the slice
@@ -134,6 +135,41 @@ def _select_index(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     index %= shape[dim]
     piece = _slice(b, x, dim, index, index + 1, 1)
     return b.reshape(piece, meta_like(tuple(out.shape), _dtype(b, x)))
+
+
+def _unfold_windows(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``x.unfold(dimension, size, step)`` (``Tensor.unfold``, stop 70; refused before): the
+    windows ``x[.., w * step : w * step + size, ..]`` along ``dimension``, ``w`` a new dim in
+    its place and the window's ``size`` elements a new last dim. One row gather by constant
+    positions over the dims up to ``dimension`` (as :func:`~.torch_more_ops.rearranged`), a
+    reshape, and a permute moving the window's dim last."""
+    x = b.tensor_arg(node.args[0])
+    shape = list(b.shape(x))
+    if not shape:
+        raise _refuse(b, node, "a 0-d tensor")
+    dim = int(b.val(arg(node, 1, "dimension"))) % len(shape)
+    size = _int_arg(b, node, arg(node, 2, "size"), "window size")
+    step = _int_arg(b, node, arg(node, 3, "step"), "step")
+    count = int(out.shape[dim])
+    if count == 0:
+        raise _refuse(b, node, "no window fits (an empty result)")
+    dtype = _dtype(b, x)
+    width = int(np.prod(shape[dim + 1 :], dtype=np.int64))
+    prefix = int(np.prod(shape[:dim], dtype=np.int64))
+    table = b.reshape(x, meta_like((prefix * shape[dim], width), dtype))
+    starts = np.arange(prefix)[:, None, None] * shape[dim]
+    offsets = np.arange(count)[None, :, None] * step + np.arange(size)[None, None, :]
+    rows = b.g.add_const(np.ascontiguousarray(starts + offsets, dtype=np.int64), "rows")
+    gathered = b.emit(
+        "embedding", [table, rows], {}, meta_like((prefix, count, size, width), dtype)
+    )
+    grid = b.reshape(gathered, meta_like((*shape[:dim], count, size, *shape[dim + 1 :]), dtype))
+    rank = len(shape) + 1
+    order = [d for d in range(rank) if d != dim + 1] + [dim + 1]
+    result = _permuted(b, grid, order)
+    if x in b.bools:
+        b.bools.add(result)
+    return result
 
 
 def _movedim(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -286,7 +322,7 @@ MOVE_FUNCTION_NAMES: dict[str, Handler] = {
     # call for tensors), so after that import the table entry above no longer matches
     "_new_select": _select_index,
 }
-MOVE_METHODS: dict[str, Handler] = dict(BOTH)
+MOVE_METHODS: dict[str, Handler] = {**BOTH, "unfold": _unfold_windows}  # F.unfold is im2col
 MOVE_MODULES: dict[type, Handler] = {
     nn.Unflatten: _unflatten,
     nn.ChannelShuffle: _channel_shuffle,
@@ -296,6 +332,7 @@ MOVE_BOOL: tuple[Handler, ...] = (
     _diagonal,
     _narrow,
     _select_index,
+    _unfold_windows,
     _movedim,
     _swap,
     _unflatten,

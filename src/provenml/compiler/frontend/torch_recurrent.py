@@ -1,5 +1,8 @@
 """PyTorch's recurrent modules for the torch frontend: ``nn.GRU`` and ``nn.LSTM`` unrolled over
-their (static) sequence length into the IR's ops.
+their (static) sequence length into the IR's ops; since stop 70 also ``nn.RNN`` (Elman's
+recurrence, tanh or ReLU) and the cells
+(``nn.GRUCell``, ``nn.LSTMCell``, ``nn.RNNCell`` and the ``torch.*_cell`` functions TorchDynamo
+records for them), one step each, for models that loop over the steps themselves.
 
 Each layer and direction projects the whole input sequence at once (one ``linear``: the input
 side of every gate), then runs the recurrence one step at a time: the hidden side of the gates
@@ -28,9 +31,9 @@ import torch
 from torch import nn
 
 from provenml.compiler.frontend.common import UnsupportedOp
-from provenml.compiler.frontend.torch_fx import FxBuilder, Handler, arg, meta_like
+from provenml.compiler.frontend.torch_fx import FxBuilder, Handler, arg, meta_like, target_name
 
-__all__ = ["RECURRENT_MODULES", "_WrappedRecurrent", "unroll"]
+__all__ = ["RECURRENT_FUNCTION_NAMES", "RECURRENT_MODULES", "_WrappedRecurrent", "unroll"]
 
 
 def _weights(b: Any, weight: Any, bias: Any) -> list[str]:
@@ -93,12 +96,14 @@ def unroll(
     h: str,
     c: str | None,
     reverse: bool = False,
+    cell: str = "gru",
 ) -> tuple[str, str, str | None]:
     """One layer and direction over a batch-first sequence ``x`` ``(N, T, F)``: ``weights``
     are ``(W_ih, b_ih, W_hh, b_hh)`` in PyTorch's gate order (biases may be None), ``h`` /
     ``c`` the initial states ``(N, H)`` (``c`` only for an LSTM). Returns the per-step states
     ``(N, T, H)`` (in step order, also when ``reverse`` reads the steps backwards) and the
-    final ``h`` and ``c``. ``b`` is an :class:`FxBuilder` or an object with its ``emit``,
+    final ``h`` and ``c``. Without ``c``, ``cell`` picks the recurrence: ``gru``, or ``tanh``
+    / ``relu`` for ``nn.RNN``'s (stop 70). ``b`` is an :class:`FxBuilder` or an object with its ``emit``,
     ``const``, ``reshape`` and ``shape`` (the ONNX frontend's adapter)."""
     w_ih, b_ih, w_hh, b_hh = weights
     batch, steps, _ = b.shape(x)
@@ -106,7 +111,7 @@ def unroll(
     projected = _linear(b, x, _weights(b, w_ih, b_ih))  # (N, T, G * H): all steps at once
     gates = b.shape(projected)[2]
     hh = _weights(b, w_hh, b_hh)
-    one = b.const(np.float32(1.0), "one") if c is None else ""  # the GRU's 1 - z
+    one = b.const(np.float32(1.0), "one") if cell == "gru" else ""  # the GRU's 1 - z
     per_step: list[str] = [""] * steps
     for t in range(steps - 1, -1, -1) if reverse else range(steps):
         attrs = {"dim": 1, "start": t, "stop": t + 1, "step": 1}
@@ -114,8 +119,10 @@ def unroll(
         x_t = b.reshape(row, meta_like([batch, gates]))
         if c is not None:
             h, c = _lstm_step(b, x_t, h, c, hh)
-        else:
+        elif cell == "gru":
             h = _gru_step(b, x_t, h, hh, one)
+        else:  # nn.RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh)
+            h = _op(b, cell, _op(b, "add", x_t, _linear(b, h, hh)))
         per_step[t] = b.reshape(h, meta_like([batch, 1, hidden]))
     if steps == 1:
         return per_step[0], h, c
@@ -143,8 +150,9 @@ def _stack(b: FxBuilder, rows: list[str]) -> str:
 
 def _rnn_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
     mod = b.gm.get_submodule(str(node.target))
-    assert isinstance(mod, (nn.GRU, nn.LSTM))
+    assert isinstance(mod, (nn.GRU, nn.LSTM, nn.RNN))
     name, lstm = type(mod).__name__, isinstance(mod, nn.LSTM)
+    cell = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}.get(mod.mode, "gru")
     if lstm and mod.proj_size:
         raise UnsupportedOp(name, node.name, "proj_size (LSTM projections)")
     x = b.tensor_arg(node.args[0])
@@ -174,7 +182,8 @@ def _rnn_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
             index = layer * directions + d
             h0 = _initial(b, h_state, index, batch, hidden)
             c0 = _initial(b, c_state, index, batch, hidden) if lstm else None
-            seq, h, c = unroll(b, layer_input, (w_ih, b_ih, w_hh, b_hh), h0, c0, reverse=d == 1)
+            weights = (w_ih, b_ih, w_hh, b_hh)
+            seq, h, c = unroll(b, layer_input, weights, h0, c0, reverse=d == 1, cell=cell)
             outputs.append(seq)
             finals_h.append(h)
             finals_c.append(c or "")
@@ -192,9 +201,78 @@ def _rnn_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
     return (output, (h_n, _stack(b, finals_c))) if lstm else (output, h_n)
 
 
+def _cell_step(
+    b: FxBuilder, node: torch.fx.Node, kind: str, x: str, state: Any, ih: list[str], hh: list[str]
+) -> Any:
+    """One step of a recurrent cell (stop 70; the equations of the module docstring, on one
+    ``x`` ``(N, F)``): ``kind`` is ``gru``, ``lstm``, ``tanh`` or ``relu`` (``nn.RNNCell``:
+    ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``); ``state`` the IR name of ``h`` (``(h, c)``
+    for an LSTM), or None for zeros; ``ih`` / ``hh`` the IR names of ``[W_ih, b_ih]`` /
+    ``[W_hh, b_hh]`` (without the biases where there are none). Returns ``h'`` (``(h', c')``
+    for an LSTM)."""
+    if len(b.shape(x)) != 2:
+        raise UnsupportedOp(target_name(node, b.gm), node.name, "an unbatched (1-d) input")
+    if state is None:
+        batch, hidden = b.shape(x)[0], int(b.shape(hh[0])[1])
+        zeros = b.const(np.zeros((batch, hidden), np.float32), "h0")
+        state = (zeros, zeros) if kind == "lstm" else zeros
+    x_proj = _linear(b, x, ih)
+    if kind == "lstm":
+        return _lstm_step(b, x_proj, state[0], state[1], hh)
+    if kind == "gru":
+        return _gru_step(b, x_proj, state, hh, b.const(np.float32(1.0), "one"))
+    return _op(b, kind, _op(b, "add", x_proj, _linear(b, state, hh)))
+
+
+def _cell_state(b: FxBuilder, hx: Any, lstm: bool) -> Any:
+    """A cell's ``hx`` argument as IR names (None: zeros)."""
+    value = b.val(hx)
+    if value is None:
+        return None
+    return tuple(b.tensor_arg(t) for t in value) if lstm else b.tensor_arg(hx)
+
+
+CELL_KINDS = {nn.GRUCell: "gru", nn.LSTMCell: "lstm"}
+
+
+def _cell_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
+    """``nn.GRUCell`` / ``nn.LSTMCell`` / ``nn.RNNCell`` called on ``(x, hx)``."""
+    mod = b.gm.get_submodule(str(node.target))
+    kind = CELL_KINDS.get(type(mod)) or mod.nonlinearity
+    state = _cell_state(b, arg(node, 1, "hx"), kind == "lstm")
+    ih = _weights(b, mod.weight_ih, mod.bias_ih if mod.bias else None)
+    hh = _weights(b, mod.weight_hh, mod.bias_hh if mod.bias else None)
+    return _cell_step(b, node, kind, b.tensor_arg(node.args[0]), state, ih, hh)
+
+
+def _cell_function(kind: str) -> Handler:
+    """``torch.gru_cell`` / ``torch.lstm_cell`` / ``torch.rnn_tanh_cell`` /
+    ``torch.rnn_relu_cell`` (what TorchDynamo records for the cells):
+    ``(input, hx, w_ih, w_hh, b_ih, b_hh)``."""
+
+    def handler(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
+        state = _cell_state(b, node.args[1], kind == "lstm")
+        b_ih, b_hh = arg(node, 4, "b_ih"), arg(node, 5, "b_hh")
+        ih = [b.tensor_arg(node.args[2])] + ([] if b.val(b_ih) is None else [b.tensor_arg(b_ih)])
+        hh = [b.tensor_arg(node.args[3])] + ([] if b.val(b_hh) is None else [b.tensor_arg(b_hh)])
+        return _cell_step(b, node, kind, b.tensor_arg(node.args[0]), state, ih, hh)
+
+    return handler
+
+
 RECURRENT_MODULES: dict[type, Handler] = {
     nn.GRU: _rnn_module,
     nn.LSTM: _rnn_module,
+    nn.RNN: _rnn_module,  # stop 70
+    nn.GRUCell: _cell_module,
+    nn.LSTMCell: _cell_module,
+    nn.RNNCell: _cell_module,
+}
+RECURRENT_FUNCTION_NAMES: dict[str, Handler] = {
+    "gru_cell": _cell_function("gru"),
+    "lstm_cell": _cell_function("lstm"),
+    "rnn_tanh_cell": _cell_function("tanh"),
+    "rnn_relu_cell": _cell_function("relu"),
 }
 
 

@@ -1,0 +1,185 @@
+"""Module forward hooks in the traced graph (stop 70).
+
+``torch.fx.symbolic_trace`` records a ``torch.nn`` module (``nn.Linear``, ``nn.Conv2d``, ...) as
+one ``call_module`` node without calling it, and calls the root's ``forward`` directly: hooks
+registered with ``register_forward_pre_hook`` / ``register_forward_hook`` on either (or globally,
+``nn.modules.module.register_module_forward_hook``) never ran, so a hook that changes an input or
+an output was silently missing from the compiled model (stop 70's probe measured 0.95 and 100 off).
+:class:`HookTracer` applies them as ``Module.__call__`` does (``torch/nn/modules/module.py``,
+``_call_impl``): global pre-hooks, then the module's, each either ``hook(module, args)`` or, if
+registered ``with_kwargs``, ``hook(module, args, kwargs)``; the call; then the global and the
+module's forward hooks, ``hook(module, args, output)`` or ``hook(module, args, kwargs, output)``;
+a hook's non-None result replaces the arguments or the output. The hooks run on ``torch.fx``
+proxies, so what they compute is traced into the graph like the model's own code. What else a
+hook does (storing a tensor, counting calls, printing) happens once, while tracing:
+:func:`traced_hooks` names the hooked modules so that the trace can say so in a warning.
+
+A hook on a module inside one the frontend converts whole (a ``TransformerEncoderLayer``, whose
+``self_attn`` it reads as weights, or an ``nn.GRU`` built from its parameters) cannot be honoured:
+:func:`refuse_hidden_hooks` refuses it by name.
+"""
+
+from __future__ import annotations
+
+import keyword
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules import module as torch_module
+
+from provenml.compiler.frontend.common import UnsupportedOp
+
+__all__ = ["HookTracer", "has_forward_hooks", "hooked_root", "refuse_hidden_hooks", "traced_hooks"]
+
+
+def _global_pre_hooks() -> dict[int, Callable[..., Any]]:
+    return torch_module._global_forward_pre_hooks
+
+
+def _global_hooks() -> dict[int, Callable[..., Any]]:
+    return torch_module._global_forward_hooks
+
+
+def has_forward_hooks(module: nn.Module, include_global: bool = True) -> bool:
+    """Whether calling ``module`` runs a forward pre-hook or forward hook (its own or, with
+    ``include_global``, a global one)."""
+    own = bool(module._forward_pre_hooks or module._forward_hooks)
+    return own or (include_global and bool(_global_pre_hooks() or _global_hooks()))
+
+
+def _global_hooks_with_kwargs() -> Any:
+    return getattr(torch_module, "_global_forward_hooks_with_kwargs", {})
+
+
+def call_with_hooks(
+    module: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    call: Callable[[tuple[Any, ...], dict[str, Any]], Any],
+) -> Any:
+    """``call(args, kwargs)`` between ``module``'s forward pre-hooks and forward hooks, in the
+    order and with the return conventions of ``Module._call_impl``."""
+    for hook_id, hook in (*_global_pre_hooks().items(), *module._forward_pre_hooks.items()):
+        if hook_id in module._forward_pre_hooks_with_kwargs:
+            result = hook(module, args, kwargs)
+            if result is not None:
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    raise RuntimeError(
+                        "forward pre-hook must return None or a tuple of (new_args, new_kwargs), "
+                        f"but got {result}."
+                    )
+                args, kwargs = result
+        else:
+            result = hook(module, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+    output = call(args, kwargs)
+    for hook_id, hook in (*_global_hooks().items(), *module._forward_hooks.items()):
+        with_kwargs = (
+            hook_id in module._forward_hooks_with_kwargs or hook_id in _global_hooks_with_kwargs()
+        )
+        result = hook(module, args, kwargs, output) if with_kwargs else hook(module, args, output)
+        if result is not None:
+            output = result
+    return output
+
+
+class HookTracer(torch.fx.Tracer):
+    """``torch.fx.Tracer`` that runs the forward hooks of the modules it records as leaves
+    (which the default tracer drops); a module it traces through runs its own hooks already
+    (``Module.__call__`` on proxies)."""
+
+    def call_module(
+        self,
+        m: nn.Module,
+        forward: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        qualified = self.path_of_module(m)
+        if not self.is_leaf_module(m, qualified) or not has_forward_hooks(m):
+            return super().call_module(m, forward, args, kwargs)
+        leaf = super().call_module
+        return call_with_hooks(m, args, kwargs, lambda a, k: leaf(m, forward, a, k))
+
+
+def _parameter_names(model: nn.Module, count: int) -> list[str]:
+    """Names for the wrapper's ``count`` inputs: the model's own positional parameter names
+    where they are plain identifiers, else ``input_0``, ``input_1``, ..."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    positional = [
+        p.name
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        and p.name.isidentifier()
+        and not keyword.iskeyword(p.name)
+        and p.name != "self"
+    ]
+    if len(positional) >= count:
+        return positional[:count]
+    return [f"input_{k}" for k in range(count)]
+
+
+class _HookedRoot(nn.Module):
+    """Calls ``inner`` (the user's model) as a submodule, so that the tracer sees the call and
+    runs its hooks; ``forward`` is set per instance with the model's number of inputs."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+
+def hooked_root(model: nn.Module, count: int) -> nn.Module:
+    """``model`` itself when calling it runs no forward hooks; otherwise a module whose
+    ``forward(a, b, ...)`` (``count`` positional inputs) calls ``model(a, b, ...)``: the traced
+    root's ``forward`` is called directly, without its hooks."""
+    if not has_forward_hooks(model):
+        return model
+    names = _parameter_names(model, count)
+    listed = ", ".join(names)
+    namespace: dict[str, Any] = {}
+    exec(  # a fixed-arity forward: torch.fx makes one placeholder per positional parameter
+        f"def forward(self, {listed}):\n    return self.inner({listed})\n", namespace
+    )
+    wrapper = _HookedRoot(model)
+    cls = type("HookedModel", (_HookedRoot,), {"forward": namespace["forward"]})
+    wrapper.__class__ = cls
+    return wrapper
+
+
+def traced_hooks(model: nn.Module) -> list[str]:
+    """The modules of ``model`` with forward hooks of their own (``"the model"`` for the root),
+    and ``"every module (global hooks)"`` where global forward hooks are registered."""
+    names = [
+        name or "the model"
+        for name, module in model.named_modules()
+        if module._forward_pre_hooks or module._forward_hooks
+    ]
+    if _global_pre_hooks() or _global_hooks():
+        names.append("every module (global hooks)")
+    return names
+
+
+def refuse_hidden_hooks(gm: torch.fx.GraphModule) -> None:
+    """Refuse a model whose hooked module sits inside a module recorded as one node (the
+    frontend converts that module from its parameters, never calling the hooked one)."""
+    for node in gm.graph.nodes:
+        if node.op != "call_module":
+            continue
+        leaf = gm.get_submodule(str(node.target))
+        for name, inner in leaf.named_modules():
+            if name and (inner._forward_pre_hooks or inner._forward_hooks):
+                raise UnsupportedOp(
+                    type(leaf).__name__,
+                    node.name,
+                    f"a forward hook on its submodule {name!r}: the compiler converts "
+                    f"{type(leaf).__name__} whole, without calling {name!r}; register the hook "
+                    "on the outer module, or remove it",
+                )

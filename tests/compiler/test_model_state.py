@@ -1,0 +1,107 @@
+"""State a model keeps across calls (stop 70): a forward that changes a buffer, a tensor
+attribute or a Python number gives a new result on every eager call, and compiled it would
+freeze the example's state (silently before stop 70); it is refused naming what changed. A
+lazily built cache (state that changes once, the result unchanged) still compiles."""
+
+from __future__ import annotations
+
+import operator
+
+import pytest
+import torch
+from torch import nn
+
+import provenml.compiler as pc
+from provenml.errors import ProvenmlError
+
+
+class BufferCounter(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("steps", torch.zeros(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.steps.add_(1.0)
+        return x * self.steps
+
+
+class RunningState(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = torch.zeros(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x + self.state
+        self.state = out.mean(0)
+        return out
+
+
+class CallCounter(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Linear(4, 4)
+        self.inner.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inner.calls += 1
+        return self.inner(x) * self.inner.calls
+
+
+@pytest.mark.parametrize(
+    ("model", "changed"),
+    [(BufferCounter, "'steps'"), (RunningState, "'state'"), (CallCounter, "'inner.calls'")],
+)
+def test_state_changed_in_forward_is_refused(model: type, changed: str, cache: str) -> None:
+    with pytest.raises(
+        ProvenmlError, match=f"keeps state across calls: its forward changed {changed}"
+    ):
+        pc.compile(model().eval(), (torch.randn(2, 4),), tuning=False, cache_dir=cache)
+
+
+class LazyTable(nn.Module):
+    """Builds a table on its first call and reuses it: its state changes once, its result
+    never."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.table is None:
+            self.table = torch.linspace(0.0, 1.0, 4)
+        return x * self.table
+
+
+def test_a_cache_built_once_compiles(cache: str) -> None:
+    model = LazyTable().eval()
+    compiled = pc.compile(model, (torch.randn(2, 4),), threads=1, tuning=False, cache_dir=cache)
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(compiled(x), model(x), rtol=0, atol=0)
+
+
+def test_in_place_change_of_a_buffer_in_a_graph_module_is_refused() -> None:
+    """A ``GraphModule`` whose graph changes a buffer in place (as TorchDynamo records it;
+    ``torch.fx.symbolic_trace`` instead runs the change once, on the real buffer, and records
+    nothing) is refused by the frontend itself."""
+    graph = torch.fx.Graph()
+    x = graph.placeholder("x")
+    steps = graph.get_attr("steps")
+    graph.output(graph.call_function(operator.mul, (x, graph.call_method("add_", (steps, 1.0)))))
+    gm = torch.fx.GraphModule(BufferCounter(), graph).eval()
+    with pytest.raises(pc.UnsupportedOp, match="in-place change of the model's tensor 'steps'"):
+        pc.trace(gm, (torch.randn(2, 4),))
+
+
+def test_the_example_inputs_are_left_alone(cache: str) -> None:
+    """The eager runs take copies: a model refused for changing its input in place leaves the
+    caller's example as it was."""
+
+    class Doubles(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x.mul_(2)
+            return x + 1
+
+    example = torch.ones(2, 4)
+    with pytest.raises(pc.UnsupportedOp, match="in-place change of a graph input"):
+        pc.compile(Doubles().eval(), (example,), tuning=False, cache_dir=cache)
+    assert torch.equal(example, torch.ones(2, 4))
