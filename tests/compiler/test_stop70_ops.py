@@ -1,8 +1,9 @@
 """Calls a stop-70 probe found refused, now compiled and compared with eager on the traced
-input and a new one: the recurrent cells (``nn.GRUCell`` / ``nn.LSTMCell`` / ``nn.RNNCell`` in a
-model's own step loop, through ``torch.fx`` and through TorchDynamo) and ``nn.RNN``, ``Tensor.unfold``
-(sliding windows), ``clamp_min`` / ``clamp_max``, ``logit``, ``xlogy``, ``signbit``,
-``aminmax``, ``round(decimals=...)`` and ``nn.InstanceNorm*d`` with running statistics."""
+input and a new one: the recurrent cells (``nn.GRUCell`` / ``nn.LSTMCell`` / ``nn.RNNCell``
+in a model's own step loop, through ``torch.fx`` and through TorchDynamo) and ``nn.RNN``,
+``Tensor.unfold`` (sliding windows), ``clamp_min`` / ``clamp_max``, ``logit``, ``xlogy``,
+``signbit``, ``aminmax``, ``round(decimals=...)`` and ``nn.InstanceNorm*d`` with running
+statistics."""
 
 from __future__ import annotations
 

@@ -398,9 +398,9 @@ class FxBuilder:
         ``t`` read its result: the IR has values, not memory, so the change becomes a new
         value that ``t``'s name now stands for. Refused where that would differ from PyTorch:
         a graph input changed in place (the compiled model leaves its inputs alone), a
-        parameter or buffer changed in place (state PyTorch keeps for the next call; stop 70), or ``t``
-        a view of another tensor, or a view of ``t`` taken before and read after (PyTorch's
-        change shows through the shared memory)."""
+        parameter or buffer changed in place (state PyTorch keeps for the next call; stop
+        70), or ``t`` a view of another tensor, or a view of ``t`` taken before and read
+        after (PyTorch's change shows through the shared memory)."""
         target = in_place_target(node)
         if target is None:
             return

@@ -103,8 +103,8 @@ def unroll(
     ``c`` the initial states ``(N, H)`` (``c`` only for an LSTM). Returns the per-step states
     ``(N, T, H)`` (in step order, also when ``reverse`` reads the steps backwards) and the
     final ``h`` and ``c``. Without ``c``, ``cell`` picks the recurrence: ``gru``, or ``tanh``
-    / ``relu`` for ``nn.RNN``'s (stop 70). ``b`` is an :class:`FxBuilder` or an object with its ``emit``,
-    ``const``, ``reshape`` and ``shape`` (the ONNX frontend's adapter)."""
+    / ``relu`` for ``nn.RNN``'s (stop 70). ``b`` is an :class:`FxBuilder` or an object with
+    its ``emit``, ``const``, ``reshape`` and ``shape`` (the ONNX frontend's adapter)."""
     w_ih, b_ih, w_hh, b_hh = weights
     batch, steps, _ = b.shape(x)
     hidden = b.shape(h)[1]
