@@ -393,6 +393,25 @@ class FxBuilder:
                 self.rebind_in_place(node)
         return self.g
 
+    def refuse_script_module(self, node: torch.fx.Node) -> None:
+        """A call of a TorchScript module inside the model (``torch.jit.script`` /
+        ``torch.jit.trace``; ``torch.fx`` records it as a ``forward`` call on an attribute),
+        refused naming what it is (stop 70: the error said ``Tensor.forward`` before)."""
+        owner = node.args[0] if node.op == "call_method" and node.args else None
+        if not (isinstance(owner, torch.fx.Node) and owner.op == "get_attr"):
+            return
+        value: Any = self.gm
+        for part in str(owner.target).split("."):
+            value = getattr(value, part, None)
+        # fx reads the TorchScript module's C++ object (``inner._c``, or a ``_torchbind_obj``)
+        if isinstance(value, (torch.jit.ScriptModule, torch._C.ScriptModule)):
+            raise UnsupportedOp(
+                "TorchScript module",
+                node.name,
+                "made by torch.jit.script / torch.jit.trace: compile the nn.Module it was made "
+                "from",
+            )
+
     def rebind_in_place(self, node: torch.fx.Node) -> None:
         """After an in-place call ``t.op_(..)`` (converted as ``op``), the later readers of
         ``t`` read its result: the IR has values, not memory, so the change becomes a new
@@ -508,6 +527,7 @@ class FxBuilder:
             if handler is None:
                 handler = FUNCTION_NAMES.get(target_name(node, self.gm))
         if handler is None:
+            self.refuse_script_module(node)
             raise UnsupportedOp(target_name(node, self.gm), node.name)
         bool_inputs = [n for n in node.all_input_nodes if self.env.get(n.name) in self.bools]
         if bool_inputs and handler not in BOOL_HANDLERS:
@@ -2864,12 +2884,12 @@ def _symbolic_trace(model: nn.Module, example_inputs: Sequence[Any]) -> torch.fx
     from provenml.compiler.frontend.torch_attention import as_traceable
     from provenml.compiler.frontend.torch_hooks import (
         HookTracer,
-        hooked_root,
+        called_root,
         refuse_hidden_hooks,
         traced_hooks,
     )
 
-    root = as_traceable(hooked_root(model, len(example_inputs)))
+    root = as_traceable(called_root(model, len(example_inputs)))
     tracer = HookTracer()
     try:
         graph = tracer.trace(root)

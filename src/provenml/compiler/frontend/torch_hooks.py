@@ -14,6 +14,9 @@ proxies, so what they compute is traced into the graph like the model's own code
 hook does (storing a tensor, counting calls, printing) happens once, while tracing:
 :func:`traced_hooks` names the hooked modules so that the trace can say so in a warning.
 
+:func:`called_root` also wraps a model whose ``forward`` takes ``*args`` (``torch.fx`` would
+make one placeholder of the tuple, and the graph would take no inputs) in a fixed-arity call.
+
 A hook on a module inside one the frontend converts whole (a ``TransformerEncoderLayer``, whose
 ``self_attn`` it reads as weights, or an ``nn.GRU`` built from its parameters) cannot be honoured:
 :func:`refuse_hidden_hooks` refuses it by name.
@@ -21,6 +24,7 @@ A hook on a module inside one the frontend converts whole (a ``TransformerEncode
 
 from __future__ import annotations
 
+import inspect
 import keyword
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +35,7 @@ from torch.nn.modules import module as torch_module
 
 from provenml.compiler.frontend.common import UnsupportedOp
 
-__all__ = ["HookTracer", "has_forward_hooks", "hooked_root", "refuse_hidden_hooks", "traced_hooks"]
+__all__ = ["HookTracer", "called_root", "has_forward_hooks", "refuse_hidden_hooks", "traced_hooks"]
 
 
 def _global_pre_hooks() -> dict[int, Callable[..., Any]]:
@@ -105,18 +109,19 @@ class HookTracer(torch.fx.Tracer):
         return call_with_hooks(m, args, kwargs, lambda a, k: leaf(m, forward, a, k))
 
 
+def _forward_parameters(model: nn.Module) -> list[inspect.Parameter]:
+    try:
+        return list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return []
+
+
 def _parameter_names(model: nn.Module, count: int) -> list[str]:
     """Names for the wrapper's ``count`` inputs: the model's own positional parameter names
     where they are plain identifiers, else ``input_0``, ``input_1``, ..."""
-    import inspect
-
-    try:
-        params = list(inspect.signature(model.forward).parameters.values())
-    except (TypeError, ValueError):
-        params = []
     positional = [
         p.name
-        for p in params
+        for p in _forward_parameters(model)
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         and p.name.isidentifier()
         and not keyword.iskeyword(p.name)
@@ -127,7 +132,7 @@ def _parameter_names(model: nn.Module, count: int) -> list[str]:
     return [f"input_{k}" for k in range(count)]
 
 
-class _HookedRoot(nn.Module):
+class _CalledRoot(nn.Module):
     """Calls ``inner`` (the user's model) as a submodule, so that the tracer sees the call and
     runs its hooks; ``forward`` is set per instance with the model's number of inputs."""
 
@@ -136,11 +141,13 @@ class _HookedRoot(nn.Module):
         self.inner = inner
 
 
-def hooked_root(model: nn.Module, count: int) -> nn.Module:
-    """``model`` itself when calling it runs no forward hooks; otherwise a module whose
-    ``forward(a, b, ...)`` (``count`` positional inputs) calls ``model(a, b, ...)``: the traced
-    root's ``forward`` is called directly, without its hooks."""
-    if not has_forward_hooks(model):
+def called_root(model: nn.Module, count: int) -> nn.Module:
+    """``model`` itself, or, where calling it runs forward hooks (the traced root's ``forward``
+    is called directly, without them) or its ``forward`` takes ``*args`` (``torch.fx`` would
+    make one placeholder of them, and the graph no inputs: stop 70), a module whose
+    ``forward(a, b, ...)`` (``count`` positional inputs) calls ``model(a, b, ...)``."""
+    varargs = any(p.kind == p.VAR_POSITIONAL for p in _forward_parameters(model))
+    if not has_forward_hooks(model) and not varargs:
         return model
     names = _parameter_names(model, count)
     listed = ", ".join(names)
@@ -148,9 +155,10 @@ def hooked_root(model: nn.Module, count: int) -> nn.Module:
     exec(  # a fixed-arity forward: torch.fx makes one placeholder per positional parameter
         f"def forward(self, {listed}):\n    return self.inner({listed})\n", namespace
     )
-    wrapper = _HookedRoot(model)
-    cls = type("HookedModel", (_HookedRoot,), {"forward": namespace["forward"]})
-    wrapper.__class__ = cls
+    wrapper = _CalledRoot(model)
+    wrapper.__class__ = type(
+        type(model).__name__, (_CalledRoot,), {"forward": namespace["forward"]}
+    )
     return wrapper
 
 

@@ -1,0 +1,50 @@
+"""How the model is called (stop 70): a ``forward(self, *inputs)`` compiled to a graph of no
+inputs before (``torch.fx`` made one placeholder of the tuple; the call then failed with
+"compiled graph takes 0 inputs, got 2"); a TorchScript module inside the model was refused as
+``Tensor.forward``, now by what it is."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import provenml.compiler as pc
+
+
+class Sum(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, first: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        total = self.proj(first)
+        for x in rest:
+            total = total + x
+        return total
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_forward_with_star_args(count: int, cache: str) -> None:
+    model = Sum().eval()
+    example = tuple(torch.randn(2, 4) for _ in range(count))
+    compiled = pc.compile(model, example, threads=1, tuning=False, cache_dir=cache)
+    inputs = tuple(torch.randn(2, 4) for _ in range(count))
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(*inputs), model(*inputs), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make", [torch.jit.script, lambda m: torch.jit.trace(m, torch.randn(2, 4))]
+)
+def test_a_torchscript_submodule_is_refused_by_name(make: object, cache: str) -> None:
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = make(nn.Linear(4, 4))  # type: ignore[operator]
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x) * 2
+
+    with pytest.raises(pc.UnsupportedOp, match=r"TorchScript module.*compile the nn.Module"):
+        pc.compile(Model().eval(), (torch.randn(2, 4),), tuning=False, cache_dir=cache)
