@@ -1,6 +1,7 @@
 """The loop the stop-69 probes share: compile each case on its example inputs, run it on other
 inputs, and print the largest difference to eager (``WRONG`` above the tolerance), a refusal by
-name, or a crash inside the compiler; then the counts and the load average. Imported by the
+name (a ``ProvenmlError`` whose message starts ``provenml.compiler:``; until stop 70 only an
+``UnsupportedOp`` counted), or a crash inside the compiler; then the counts and the load average. Imported by the
 probe scripts beside it (run as ``python results/compiler.user_models/<probe>.py``)."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch.utils._pytree as pytree
 from torch import nn
 
 import provenml.compiler as pc
+from provenml.errors import ProvenmlError
 
 #: (name, model, example inputs it is compiled on, inputs it is run on)
 Case = tuple[str, nn.Module, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]
@@ -54,8 +56,12 @@ def run_probe(
             skipped += 1
             print(f"{name:{width}s} skipped: {exc}")
             continue
-        except pc.UnsupportedOp as exc:
-            refused += 1
+        except ProvenmlError as exc:
+            if not str(exc).startswith("provenml.compiler:"):  # not one of the refusals
+                crashed += 1
+                print(f"{name:{width}s} CRASHED: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                continue
+            refused += 1  # by name: an op, or (stop 70) state the model keeps
             print(f"{name:{width}s} refused: {str(exc).splitlines()[0]}")
             continue
         except Exception as exc:  # a crash inside the compiler: what the probes look for

@@ -3,7 +3,9 @@ structure holds besides its layers' maths: forward hooks and pre-hooks (on a lea
 the model itself), a module called twice, tied weights, scalar parameters and buffers, a
 no_grad block, recurrent cells stepped by the model's own loop, ModuleList / ModuleDict,
 MultiheadAttention's options, a decoder layer, weight_norm / spectral_norm parametrizations,
-RMSNorm, Bilinear, a rotary embedding built in forward, checkpointing.
+RMSNorm, Bilinear, a rotary embedding built in forward, checkpointing, a TorchScript submodule,
+``forward(*inputs)``, and state kept across calls (a buffer, a counter, a running mean changed
+in forward: eager's result changes from call to call, so a compiled copy that froze it is wrong).
 
     PYTHONPATH=src .venv/bin/python results/compiler.user_models/model_features_stop70.py
 """
@@ -148,6 +150,38 @@ class Ckpt(nn.Module):
         super().__init__(); self.a = nn.Linear(8, 8)
     def forward(self, x): return torch.utils.checkpoint.checkpoint(self.a, x, use_reentrant=False)
 
+class StarArgs(nn.Module):
+    def __init__(self):
+        super().__init__(); self.a = nn.Linear(8, 8)
+    def forward(self, *xs): return self.a(xs[0]) + xs[1]
+
+class Scripted(nn.Module):
+    def __init__(self):
+        super().__init__(); self.inner = torch.jit.script(nn.Sequential(nn.Linear(8, 8), nn.ReLU()))
+    def forward(self, x): return self.inner(x) * 2
+
+class BufferSteps(nn.Module):
+    def __init__(self):
+        super().__init__(); self.register_buffer("steps", torch.zeros(8))
+    def forward(self, x):
+        self.steps.add_(1.0)
+        return x * self.steps
+
+class CallCounter(nn.Module):
+    def __init__(self):
+        super().__init__(); self.calls = 0
+    def forward(self, x):
+        self.calls += 1
+        return x * self.calls
+
+class RunningMean(nn.Module):
+    def __init__(self):
+        super().__init__(); self.mean = torch.zeros(8)
+    def forward(self, x):
+        out = x - self.mean
+        self.mean = 0.9 * self.mean + 0.1 * x.mean((0, 1))
+        return out
+
 def ids(): return torch.randint(0, 10, (2, 5))
 def seq(): return torch.randn(2, 5, 8)
 C = [("forward hook on a leaf (x2)", Hooked, seq), ("forward pre-hook on a leaf", PreHooked, seq),
@@ -159,7 +193,9 @@ C = [("forward hook on a leaf (x2)", Hooked, seq), ("forward pre-hook on a leaf"
      ("TransformerDecoderLayer causal", Decoder, seq), ("weight_norm parametrization", WN, seq),
      ("spectral_norm (eval)", SN, seq), ("RMSNorm + F.rms_norm", RMS, seq), ("Bilinear", Bil, seq),
      ("rotary embedding built in forward", Rotary, seq), ("shape-derived scales", Scaled, seq),
-     ("checkpoint in forward", Ckpt, seq)]
+     ("checkpoint in forward", Ckpt, seq), ("TorchScript submodule", Scripted, seq),
+     ("buffer changed in forward (state)", BufferSteps, seq),
+     ("call counter (state)", CallCounter, seq), ("running mean attribute (state)", RunningMean, seq)]
 
 def cases():
     for name, cls, make in C:
@@ -172,6 +208,7 @@ def cases() -> Iterator[Case]:
     hooked = HookOnSelf()
     hooked.register_forward_hook(lambda m, i, o: o + 100)
     yield "forward hook on the compiled model itself", hooked.eval(), (seq(),), (seq(),)
+    yield "forward(*inputs)", StarArgs().eval(), (seq(), seq()), (seq(), seq())
 
 
 if __name__ == "__main__":
