@@ -98,3 +98,13 @@ def compile_with(**options: Any) -> Callable[[nn.Module, tuple[torch.Tensor, ...
         return pc.compile(model, example, threads=2, **options)
 
     return compile_case
+
+
+def compile_backend(model: nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
+    """``torch.compile(model, backend=pc.backend)``, compiled by a first call on ``example``
+    (TorchDynamo compiles on the first call): the stop-70 probes' ``--backend``."""
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend=pc.backend)
+    with torch.no_grad():
+        compiled(*example)
+    return compiled

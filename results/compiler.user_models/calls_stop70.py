@@ -5,16 +5,18 @@ topk / sort / median, cumulative ones; loops over unbind and splits; einsum; the
 maths of losses and heads: logit, xlogy, signbit, copysign, hypot, rounding to decimals).
 A NaN the case produces on purpose is mapped to 99 so that the difference is finite.
 
-    PYTHONPATH=src .venv/bin/python results/compiler.user_models/calls_stop70.py
+    PYTHONPATH=src .venv/bin/python results/compiler.user_models/calls_stop70.py [--backend]
 """
 
 from __future__ import annotations
+
+import sys
 
 from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
-from _probe import Case, compile_with, run_probe
+from _probe import Case, compile_backend, compile_with, run_probe
 from torch import nn
 
 B = torch.tensor([1.0, -2.0, 0.5, 3.0])
@@ -108,4 +110,6 @@ def cases() -> Iterator[Case]:
 
 
 if __name__ == "__main__":
-    run_probe(cases(), compile_with(tuning=False), width=44)
+    backend = "--backend" in sys.argv
+    compile_case = compile_backend if backend else compile_with(tuning=False)
+    run_probe(cases(), compile_case, width=44, header=f"backend {backend}")
