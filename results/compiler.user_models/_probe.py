@@ -6,8 +6,10 @@ probe scripts beside it (run as ``python results/compiler.user_models/<probe>.py
 
 from __future__ import annotations
 
+import io
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -108,3 +110,17 @@ def compile_backend(model: nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
     with torch.no_grad():
         compiled(*example)
     return compiled
+
+
+def compile_onnx_export(model: nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
+    """The model exported by ``torch.onnx.export`` (TorchScript exporter) and compiled by
+    ``pc.compile_onnx``: the stop-70 probes' ``--onnx``. An export that fails is
+    :class:`Skipped` (PyTorch's exporter, before provenml sees the model)."""
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, example, buffer, dynamo=False)
+    except Exception as exc:
+        raise Skipped(f"torch.onnx.export failed: {str(exc).splitlines()[0][:120]}") from exc
+    return pc.compile_onnx(buffer.getvalue(), example, threads=2, tuning=False)

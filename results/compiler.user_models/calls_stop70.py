@@ -5,7 +5,7 @@ topk / sort / median, cumulative ones; loops over unbind and splits; einsum; the
 maths of losses and heads: logit, xlogy, signbit, copysign, hypot, rounding to decimals).
 A NaN the case produces on purpose is mapped to 99 so that the difference is finite.
 
-    PYTHONPATH=src .venv/bin/python results/compiler.user_models/calls_stop70.py [--backend]
+    PYTHONPATH=src .venv/bin/python results/compiler.user_models/calls_stop70.py [--backend | --onnx]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
-from _probe import Case, compile_backend, compile_with, run_probe
+from _probe import Case, compile_backend, compile_onnx_export, compile_with, run_probe
 from torch import nn
 
 B = torch.tensor([1.0, -2.0, 0.5, 3.0])
@@ -110,6 +110,7 @@ def cases() -> Iterator[Case]:
 
 
 if __name__ == "__main__":
-    backend = "--backend" in sys.argv
-    compile_case = compile_backend if backend else compile_with(tuning=False)
-    run_probe(cases(), compile_case, width=44, header=f"backend {backend}")
+    backend, onnx = "--backend" in sys.argv, "--onnx" in sys.argv
+    compile_case = compile_with(tuning=False)
+    compile_case = compile_backend if backend else compile_onnx_export if onnx else compile_case
+    run_probe(cases(), compile_case, width=44, header=f"backend {backend} onnx {onnx}")

@@ -7,7 +7,7 @@ RMSNorm, Bilinear, a rotary embedding built in forward, checkpointing, a TorchSc
 ``forward(*inputs)``, and state kept across calls (a buffer, a counter, a running mean changed
 in forward: eager's result changes from call to call, so a compiled copy that froze it is wrong).
 
-    PYTHONPATH=src .venv/bin/python results/compiler.user_models/model_features_stop70.py [--backend]
+    PYTHONPATH=src .venv/bin/python results/compiler.user_models/model_features_stop70.py [--backend | --onnx]
 """
 # ruff: noqa: E702, E701
 
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
-from _probe import Case, Skipped, compile_backend, compile_with, run_probe
+from _probe import Case, Skipped, compile_backend, compile_onnx_export, compile_with, run_probe
 from torch import nn
 from torch.nn.utils import parametrizations as P
 
@@ -216,13 +216,13 @@ def cases() -> Iterator[Case]:
 
 if __name__ == "__main__":
     warnings.filterwarnings("ignore", message="provenml.compiler: the forward hooks")
-    backend = "--backend" in sys.argv
+    backend, onnx = "--backend" in sys.argv, "--onnx" in sys.argv
     compile_case = compile_with(tuning=False)
-    if backend:  # the eager and the compiled model share one state: those cases cannot compare
+    if backend or onnx:  # state: the eager and the compiled model share it / export froze it
 
         def compile_case(model: nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
             if isinstance(model, (BufferSteps, CallCounter, RunningMean)):
                 raise Skipped("state shared by the eager and the compiled model")
-            return compile_backend(model, example)
+            return (compile_backend if backend else compile_onnx_export)(model, example)
 
-    run_probe(cases(), compile_case, width=44, header=f"backend {backend}")
+    run_probe(cases(), compile_case, width=44, header=f"backend {backend} onnx {onnx}")
