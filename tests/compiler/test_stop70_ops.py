@@ -136,3 +136,33 @@ def test_elman_rnn_matches_eager(nonlinearity: str, bidirectional: bool, cache: 
     x = (torch.randn(7, 3, 6), torch.randn(2 * directions, 3, 5))
     with torch.no_grad():
         torch.testing.assert_close(compiled(*x), model(*x), rtol=1e-5, atol=1e-5)
+
+
+MASK_CASES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "repeat_interleave a mask": lambda x: x.repeat_interleave(2, 0).masked_fill(
+        (x > 0).repeat_interleave(2, 0), 0.0
+    ),
+    "cat masks": lambda x: torch.cat([x, x], -1).masked_fill(torch.cat([x > 0, x < -1], -1), 1.0),
+    "stack masks": lambda x: torch.stack([x, x]).masked_fill(torch.stack([x > 0, x < -1]), 1.0),
+    "index_select a mask": lambda x: x[:, :2].masked_fill(
+        (x > 0).index_select(1, torch.tensor([2, 0])), 0.0
+    ),
+    "gather a mask, count": lambda x: (x > 0).gather(-1, x.argsort(-1)).sum(-1).float(),
+    "split a mask, or the pieces": lambda x: (lambda a, b: (a | b).float())(*(x > 0).split(3, -1)),
+    "unbind a mask": lambda x: torch.stack(
+        [m & (x[:, 0] > -1) for m in (x > 0).unbind(1)], 1
+    ).float(),
+    "masks compared": lambda x: ((x > 0) == (x > 1)).float() + ((x > 0) != 1).float(),
+    "cat a mask with floats": lambda x: torch.cat([x > 0, x], -1) * 2,
+}
+
+
+@pytest.mark.parametrize("name", list(MASK_CASES))
+def test_masks_through_moves_match_eager(name: str, cache: str) -> None:
+    """Boolean masks through pure moves and mask comparisons (refused before stop 70)."""
+    model = Apply(MASK_CASES[name]).eval()
+    example, x = torch.randn(2, 3, 6), torch.randn(2, 3, 6)
+    compiled = pc.compile(model, (example,), threads=1, tuning=False, cache_dir=cache)
+    for inputs in (example, x):
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(inputs), model(inputs), rtol=0, atol=0)

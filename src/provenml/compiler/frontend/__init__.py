@@ -15,6 +15,10 @@ through an op -> handler table and raises :class:`UnsupportedOp` naming the op a
 cannot map.
 """
 
+import operator
+
+import torch
+
 from provenml.compiler.frontend.common import UnsupportedOp
 from provenml.compiler.frontend.onnx import ONNX_OPS
 from provenml.compiler.frontend.onnx_more_ops import MORE_ONNX_OPS
@@ -81,6 +85,21 @@ BOOL_HANDLERS.update(MOVE_BOOL)
 FUNCTION_NAMES.update(VOLUME_FUNCTION_NAMES)
 MODULES.update(VOLUME_MODULES)
 SIDE_EFFECTS.update(SIDE_EFFECT_FUNCTIONS)  # t[index] = value (torch_setitem, stop 69)
+# stop 70: a mask through the pure moves of attention-mask building (a 0 / 1 float32 moves as
+# its values do) and masks compared with each other (0 / 1 order as False / True)
+BOOL_HANDLERS.update(
+    handler
+    for table, keys in (
+        (FUNCTIONS, (torch.cat, torch.stack, torch.gather, torch.repeat_interleave)),
+        (FUNCTION_NAMES, ("cat", "concat", "split", "chunk", "unbind", "index_select")),
+        (FUNCTION_NAMES, ("_new_index_select",)),
+        (METHODS, ("repeat_interleave", "gather", "index_select", "split", "chunk", "unbind")),
+        (FUNCTIONS, (operator.eq, operator.ne, torch.eq, torch.ne)),
+        (METHODS, ("eq", "ne")),
+    )
+    for key in keys
+    if (handler := table.get(key)) is not None  # type: ignore[attr-defined]
+)
 ONNX_OPS.update(MORE_ONNX_OPS)  # PRelu, ReduceLogSumExp, Mod, Trilu, ScatterElements, ...
 ONNX_OPS.update(volume_onnx_ops(ONNX_OPS))  # rank-5 Conv, MaxPool, AveragePool (onnx_volumes)
 
