@@ -22,7 +22,7 @@ from provenml.compiler.codegen import RUNTIMES, Program, annotate_scratch, lower
 from provenml.compiler.frontend import UnsupportedOp, trace
 from provenml.compiler.frontend.torch_fx import target_name
 from provenml.compiler.frontend.torch_state import check_stateless, clones, state_fingerprint
-from provenml.compiler.ir import Graph
+from provenml.compiler.ir import Graph, merge_outputs
 from provenml.compiler.progress import SILENT, BuildProgress
 from provenml.compiler.runtime import CompiledGraph, Profile
 from provenml.compiler.tune import (
@@ -118,9 +118,13 @@ class Compiled:
     #: tensor, a tuple, a list, a dict, nested), rebuilt around the graph's flat outputs;
     #: None: a tensor (``single_output``) or a tuple of them
     output_structure: Any = None
+    #: outputs that are Python values (``Graph.constant_outputs``, stop 70) by their place
+    constant_outputs: dict[int, Any] = field(default_factory=dict)
 
     def __call__(self, *inputs: torch.Tensor) -> Any:
         outs = self.graph(*inputs)
+        if self.constant_outputs:
+            outs = merge_outputs(outs, self.constant_outputs)
         if self.output_structure is not None:
             return pytree.tree_unflatten(list(outs), self.output_structure)
         return outs[0] if self.single_output else tuple(outs)
@@ -213,7 +217,9 @@ def compile_graph(
     t0 = time.perf_counter()
     with BuildProgress(options.progress) as progress:
         cg, stages, log = _build(g, options, example_inputs, progress)
-    return Compiled(cg, stages, time.perf_counter() - t0, options, log, single_output)
+    compiled = Compiled(cg, stages, time.perf_counter() - t0, options, log, single_output)
+    compiled.constant_outputs = dict(g.constant_outputs)
+    return compiled
 
 
 def _build(
@@ -464,7 +470,7 @@ def compile(
     leaves, structure = pytree.tree_flatten(out)
     g = trace(model, example_inputs)
     compiled = compile_graph(g, opts, single_output=single, example_inputs=example_inputs)
-    if len(leaves) == len(g.outputs) and not single:
+    if len(leaves) == len(g.outputs) + len(g.constant_outputs) and not single:
         compiled.output_structure = structure
     return compiled
 
@@ -612,8 +618,9 @@ def _compile_static(
         example_inputs=[example_inputs[k] for k in idx],
     )
 
-    def run(*args: Any) -> tuple[torch.Tensor, ...]:
-        return tuple(compiled.graph(*[args[k] for k in idx]))
+    def run(*args: Any) -> tuple[Any, ...]:
+        outs = compiled.graph(*[args[k] for k in idx])
+        return tuple(merge_outputs(outs, compiled.constant_outputs))
 
     out_node = next(n for n in gm.graph.nodes if n.op == "output")
     if isinstance(out_node.args[0], (tuple, list)):

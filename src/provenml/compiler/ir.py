@@ -9,6 +9,7 @@ physical layout). Fused groups (after :func:`provenml.compiler.passes.fuse`) are
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,6 +186,10 @@ class Graph:
     arena_size: int = 0
     # inputs that are boolean tensors for the caller: float32 0 / 1 inside, cast on each call
     bool_inputs: list[str] = field(default_factory=list)
+    # stop 70: outputs that are Python values, not tensors (a None among the outputs, a size,
+    # a number), by their place among the model's flattened outputs: returned as they are,
+    # around the graph's tensor outputs (``merge_outputs``)
+    constant_outputs: dict[int, Any] = field(default_factory=dict)
 
     def clone(self) -> Graph:
         """A deep copy of the structure; constant arrays are shared (passes never mutate them)."""
@@ -198,6 +203,7 @@ class Graph:
             memory=dict(self.memory),
             arena_size=self.arena_size,
             bool_inputs=list(self.bool_inputs),
+            constant_outputs=dict(self.constant_outputs),
         )
 
     def fresh(self, stem: str) -> str:
@@ -273,3 +279,15 @@ def format_graph(g: Graph) -> str:
     lines.append(f"  return {', '.join('%' + o for o in g.outputs)}")
     lines.append("}" + (f"  // arena {g.arena_size * 4} bytes" if g.arena_size else ""))
     return "\n".join(lines)
+
+
+def merge_outputs(tensors: Sequence[Any], constants: dict[int, Any]) -> list[Any]:
+    """The model's flattened outputs: ``tensors`` (the graph's, in order) with the Python
+    values of ``constants`` put back at their places."""
+    if not constants:
+        return list(tensors)
+    merged: list[Any] = []
+    rest = iter(tensors)
+    for k in range(len(tensors) + len(constants)):
+        merged.append(constants[k] if k in constants else next(rest))
+    return merged

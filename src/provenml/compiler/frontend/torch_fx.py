@@ -79,6 +79,10 @@ def _is_tensor_sequence(x: Any) -> bool:
     )
 
 
+#: outputs that are Python values: returned as they are (``Graph.constant_outputs``)
+PYTHON_OUTPUTS = (int, float, bool, str)
+
+
 def _flat(value: Any) -> list[Any]:
     """The leaves of nested tuples / lists, in order."""
     if isinstance(value, (tuple, list)):
@@ -333,20 +337,24 @@ class FxBuilder:
                 # leaves, in torch.utils._pytree's order, which the caller's structure
                 # (``Compiled.output_structure``) puts back together (stop 69)
                 flat = pytree.tree_leaves(outs)
+                position = 0  # among the model's flattened outputs
                 for o in flat:
                     value = self.env.get(o.name) if isinstance(o, torch.fx.Node) else None
                     # a module's tuple returned as it is (nn.MultiheadAttention's (out, w))
                     for piece in _flat(value) if isinstance(value, (tuple, list)) else (o,):
-                        if piece is None:
-                            raise UnsupportedOp("output", "output", "an output that is None")
+                        position += 1
                         example = (
                             self.results.get(piece.name)
                             if isinstance(piece, torch.fx.Node)
-                            else None
+                            else piece
                         )
-                        if example is not None and not isinstance(example, torch.Tensor):
-                            # a size dynamo hands on to the code after a graph break (stop 66:
-                            # it came back as a float32 tensor, and dynamo failed on it)
+                        if example is None or isinstance(example, PYTHON_OUTPUTS):
+                            # a None, a size or a number (stop 70: refused, or a number made
+                            # a 0-d tensor, before), returned as it is; one read from an
+                            # input's values was refused where it was made
+                            self.g.constant_outputs[position - 1] = example
+                            continue
+                        if not isinstance(example, torch.Tensor):
                             raise UnsupportedOp(
                                 "output", "output", f"a {type(example).__name__} output"
                             )
@@ -356,6 +364,8 @@ class FxBuilder:
                                 "output", "output", "a boolean output (return mask.float())"
                             )
                         self.g.outputs.append(name)
+                if not self.g.outputs:
+                    raise UnsupportedOp("output", "output", "no tensor among the outputs")
             else:
                 if node.op == "call_function" and node.target in SIDE_EFFECTS:
                     self.env[node.name] = SIDE_EFFECTS[node.target](self, node)
