@@ -153,6 +153,12 @@ class Ckpt(nn.Module):
         super().__init__(); self.a = nn.Linear(8, 8)
     def forward(self, x): return torch.utils.checkpoint.checkpoint(self.a, x, use_reentrant=False)
 
+class HookedPositions(nn.Module):
+    def __init__(self):
+        super().__init__(); self.table = nn.Embedding(5, 8)
+        self.table.register_forward_hook(lambda m, i, o: o * 10)
+    def forward(self, x): return x + self.table(torch.arange(x.shape[1]))
+
 class StarArgs(nn.Module):
     def __init__(self):
         super().__init__(); self.a = nn.Linear(8, 8)
@@ -197,6 +203,7 @@ C = [("forward hook on a leaf (x2)", Hooked, seq), ("forward pre-hook on a leaf"
      ("spectral_norm (eval)", SN, seq), ("RMSNorm + F.rms_norm", RMS, seq), ("Bilinear", Bil, seq),
      ("rotary embedding built in forward", Rotary, seq), ("shape-derived scales", Scaled, seq),
      ("checkpoint in forward", Ckpt, seq), ("TorchScript submodule", Scripted, seq),
+     ("hook on an embedding of constant positions", HookedPositions, seq),
      ("buffer changed in forward (state)", BufferSteps, seq),
      ("call counter (state)", CallCounter, seq), ("running mean attribute (state)", RunningMean, seq)]
 

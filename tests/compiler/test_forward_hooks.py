@@ -97,3 +97,22 @@ def test_a_model_without_hooks_gives_no_warning(cache: str) -> None:
         pc.compile(
             TwoLayers().eval(), (torch.randn(3, 8),), threads=1, tuning=False, cache_dir=cache
         )
+
+
+def test_hook_on_a_module_of_constant_inputs_applies_once(cache: str) -> None:
+    """A hooked module whose inputs are constants (positions built in forward) is folded from
+    the recorded example run, which must call the module without its hooks: they are in the
+    graph already (applied twice, 150 off, in the first version of stop 70's fix)."""
+
+    class Positions(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = nn.Embedding(8, 4)
+            self.table.register_forward_hook(lambda m, args, out: out * 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.table(torch.arange(x.shape[1]))
+
+    model = Positions().eval()
+    compiled = _compile(model, torch.randn(2, 8, 4), cache)
+    _check(model, compiled, torch.randn(2, 8, 4))

@@ -167,6 +167,19 @@ class _Recorder(torch.fx.Interpreter):
         self.results[n.name] = out.clone() if keep else out
         return out
 
+    def call_module(self, target: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+        """A module's call; in a graph whose forward hooks were traced into it
+        (:mod:`.torch_hooks`), its ``forward`` alone: calling the module would apply them a
+        second time (stop 70: a hooked embedding of constant positions, folded from this run,
+        came out 150 off)."""
+        if self.module.meta.get(HOOKS_TRACED):
+            return self.fetch_attr(str(target)).forward(*args, **kwargs)
+        return super().call_module(target, args, kwargs)
+
+
+#: ``GraphModule.meta`` flag: the graph holds its modules' forward hooks (:mod:`.torch_hooks`)
+HOOKS_TRACED = "provenml_hooks_traced"
+
 
 def pair(v: Any) -> tuple[int, int]:
     """An int or a pair as a pair of ints."""
@@ -2906,6 +2919,7 @@ def _symbolic_trace(model: nn.Module, example_inputs: Sequence[Any]) -> torch.fx
     except Exception as exc:  # e.g. torch.ones(t, t) with t from x.shape
         return _export(model, example_inputs, exc)
     gm = torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
+    gm.meta[HOOKS_TRACED] = True
     refuse_hidden_hooks(gm)
     hooked = traced_hooks(model)
     if hooked:
