@@ -1,6 +1,6 @@
 """Forward hooks (stop 70): ``torch.fx`` records a ``torch.nn`` module as one node and calls the
 root's ``forward`` directly, so before stop 70 a hook that changed an input or an output was
-silently left out of the compiled model (0.95 and 100 off in stop 70's probe). Now the hooks
+silently left out of the compiled model (0.72 and 100 off in stop 70's probe). Now the hooks
 are traced into the graph, in PyTorch's order, with a warning naming the hooked modules; a
 hook on a module the compiler converts whole is refused by name."""
 

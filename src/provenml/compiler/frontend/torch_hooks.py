@@ -4,7 +4,7 @@
 one ``call_module`` node without calling it, and calls the root's ``forward`` directly: hooks
 registered with ``register_forward_pre_hook`` / ``register_forward_hook`` on either (or globally,
 ``nn.modules.module.register_module_forward_hook``) never ran, so a hook that changes an input or
-an output was silently missing from the compiled model (stop 70's probe measured 0.95 and 100 off).
+an output was silently missing from the compiled model (stop 70's probe measured 0.72 and 100 off).
 :class:`HookTracer` applies them as ``Module.__call__`` does (``torch/nn/modules/module.py``,
 ``_call_impl``): global pre-hooks, then the module's, each either ``hook(module, args)`` or, if
 registered ``with_kwargs``, ``hook(module, args, kwargs)``; the call; then the global and the
