@@ -185,3 +185,39 @@ def test_numbers_from_shapes_still_compile(cache: str) -> None:
     compiled = pc.compile(model, (torch.randn(4, 16),), threads=1, tuning=False, cache_dir=cache)
     x = torch.randn(4, 16)
     torch.testing.assert_close(compiled(x), model(x))
+
+
+class RelativePositions(nn.Module):
+    """BEiT's relative position index, built in forward from the input's size (so TorchDynamo
+    traces it): a ``contiguous()`` copy of a permuted tensor changed in place, then assigned
+    into a table. Everything is known at compile time; until stop 70 the frontend refused it
+    (``contiguous()`` counted as a view of the permuted tensor, and a constant value could not
+    be assigned), which made transformers' BEiT fail since stop 69."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.randn(3 * 3 + 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        side = int(x.shape[-1] ** 0.5)
+        coords = torch.flatten(
+            torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")), 1
+        )
+        relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
+        relative[:, :, 0] += side - 1
+        relative[:, :, 1] += side - 1
+        relative[:, :, 0] *= 2 * side - 1
+        index = torch.zeros(size=(side * side + 1,) * 2, dtype=relative.dtype)
+        index[1:, 1:] = relative.sum(-1)
+        index[0, 0:] = 9
+        index[0:, 0] = 10
+        index[0, 0] = 11
+        return x @ self.bias[index.flatten()].view(side * side + 1, -1)[:, : x.shape[-1]].T
+
+
+def test_a_table_built_by_assignment_at_compile_time(cache: str) -> None:
+    model = RelativePositions().eval()
+    compiled = pc.compile(model, (torch.randn(2, 4),), threads=1, tuning=False, cache_dir=cache)
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)

@@ -105,3 +105,19 @@ def test_the_example_inputs_are_left_alone(cache: str) -> None:
     with pytest.raises(pc.UnsupportedOp, match="in-place change of a graph input"):
         pc.compile(Doubles().eval(), (example,), tuning=False, cache_dir=cache)
     assert torch.equal(example, torch.ones(2, 4))
+
+
+def test_a_tensor_made_in_forward_and_changed_in_place_is_not_state(cache: str) -> None:
+    """``torch.zeros(..)`` in forward is a new tensor each call; ``torch.fx`` keeps it as a
+    ``_tensor_constant`` attribute, which the in-place refusal for parameters and buffers must
+    not take for model state (the first version of stop 70's refusal did)."""
+
+    class Counts(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            totals = torch.zeros(3, 4)
+            return totals.index_add_(0, torch.tensor([0, 2, 2, 1]), x)
+
+    model = Counts().eval()
+    compiled = pc.compile(model, (torch.randn(4, 4),), threads=1, tuning=False, cache_dir=cache)
+    x = torch.randn(4, 4)
+    torch.testing.assert_close(compiled(x), model(x), rtol=1e-6, atol=1e-6)

@@ -160,10 +160,19 @@ class _Recorder(torch.fx.Interpreter):
         super().__init__(gm)
         self.results: dict[str, Any] = {}
         self.mutated = {t.name for n in gm.graph.nodes if (t := in_place_target(n)) is not None}
+        #: for a changed tensor made by a call that may return a view (:data:`VIEW_CALLS`):
+        #: whether it did share memory with its input in the example run (``contiguous()`` of
+        #: a permuted tensor, a ``reshape`` that had to copy, did not; stop 70)
+        self.shares_memory: dict[str, bool] = {}
 
     def run_node(self, n: torch.fx.Node) -> Any:
         out = super().run_node(n)
         keep = n.name in self.mutated and isinstance(out, torch.Tensor)
+        if keep and n.args and isinstance(n.args[0], torch.fx.Node):
+            source = self.env.get(n.args[0])
+            if isinstance(source, torch.Tensor):
+                same = out.untyped_storage().data_ptr() == source.untyped_storage().data_ptr()
+                self.shares_memory[n.name] = same
         self.results[n.name] = out.clone() if keep else out
         return out
 
@@ -205,10 +214,19 @@ def arg(node: torch.fx.Node, i: int, key: str, default: Any = None) -> Any:
 class FxBuilder:
     """Maps fx nodes to IR nodes, with concrete shapes from the recorded run."""
 
-    def __init__(self, gm: torch.fx.GraphModule, results: dict[str, Any], frozen: set[str]):
+    def __init__(
+        self,
+        gm: torch.fx.GraphModule,
+        results: dict[str, Any],
+        frozen: set[str],
+        shares_memory: dict[str, bool] | None = None,
+    ):
         self.gm = gm
         self.results = results
         self.frozen = frozen
+        # a changed tensor made by a view call: whether it shared memory with its input in the
+        # example run (:class:`_Recorder`); unknown counts as shared
+        self.shares_memory = shares_memory or {}
         self.g = Graph(inputs=[], outputs=[], nodes=[], values={}, consts={})
         self.env: dict[str, Any] = {}  # fx node name -> IR value name or Python value
         self.static: set[str] = set()  # fx nodes whose value is known at compile time
@@ -382,6 +400,8 @@ class FxBuilder:
             else:
                 if node.op == "call_function" and node.target in SIDE_EFFECTS:
                     self.env[node.name] = SIDE_EFFECTS[node.target](self, node)
+                    if isinstance(self.env[node.name], torch.Tensor):  # folded (stop 70)
+                        self.static.add(node.name)
                     self.rebind_in_place(node)
                     continue
                 result = self.results[node.name]
@@ -449,7 +469,10 @@ class FxBuilder:
         op = target_name(node, self.gm)
         if target.op == "placeholder" and target.name not in self.frozen:
             raise UnsupportedOp(op, node.name, "an in-place change of a graph input")
-        if target.op == "get_attr" or target.op == "placeholder":  # stop 70: model state
+        # stop 70: model state (not a tensor torch.fx made while tracing, ``torch.zeros(..)``
+        # in forward, which it keeps as a ``_tensor_constant`` attribute: a new one per call)
+        made_by_fx = str(target.target).rsplit(".", 1)[-1].startswith("_tensor_constant")
+        if (target.op == "get_attr" and not made_by_fx) or target.op == "placeholder":
             raise UnsupportedOp(
                 op,
                 node.name,
@@ -458,7 +481,8 @@ class FxBuilder:
             )
         order = self.order
         here = order[node]
-        if target.op != "placeholder" and target_name(target, self.gm).split(".")[-1] in VIEW_CALLS:
+        is_view = target_name(target, self.gm).split(".")[-1] in VIEW_CALLS
+        if target.op != "placeholder" and is_view and self.shares_memory.get(target.name, True):
             raise UnsupportedOp(op, node.name, "an in-place change of a view of another tensor")
         for user in target.users:
             is_view = target_name(user, self.gm).split(".")[-1] in VIEW_CALLS
@@ -2909,9 +2933,12 @@ def _symbolic_trace(model: nn.Module, example_inputs: Sequence[Any]) -> torch.fx
         HookTracer,
         called_root,
         refuse_hidden_hooks,
+        takes_varargs,
         traced_hooks,
     )
 
+    if takes_varargs(model):  # forward(*inputs): one fx placeholder for them all (stop 70)
+        return _export(model, example_inputs, ProvenmlError("forward takes *args"))
     root = as_traceable(called_root(model, len(example_inputs)))
     tracer = HookTracer()
     try:
@@ -2958,4 +2985,4 @@ def trace(
     with torch.no_grad():  # on copies: a model that changes an input must not change the example
         rec.run(*[x.clone() if isinstance(x, torch.Tensor) else x for x in example_inputs])
     frozen = _frozen_placeholders(gm, example_inputs) if freeze_params else set()
-    return FxBuilder(gm, rec.results, frozen).build()
+    return FxBuilder(gm, rec.results, frozen, rec.shares_memory).build()

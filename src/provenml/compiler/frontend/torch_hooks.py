@@ -14,8 +14,8 @@ proxies, so what they compute is traced into the graph like the model's own code
 hook does (storing a tensor, counting calls, printing) happens once, while tracing:
 :func:`traced_hooks` names the hooked modules so that the trace can say so in a warning.
 
-:func:`called_root` also wraps a model whose ``forward`` takes ``*args`` (``torch.fx`` would
-make one placeholder of the tuple, and the graph would take no inputs) in a fixed-arity call.
+:func:`takes_varargs` finds a model whose ``forward`` takes ``*args``, which ``torch.fx``
+cannot trace into a graph of one input per argument: TorchDynamo traces it.
 
 A hook on a module inside one the frontend converts whole (a ``TransformerEncoderLayer``, whose
 ``self_attn`` it reads as weights, or an ``nn.GRU`` built from its parameters) cannot be honoured:
@@ -35,7 +35,14 @@ from torch.nn.modules import module as torch_module
 
 from provenml.compiler.frontend.common import UnsupportedOp
 
-__all__ = ["HookTracer", "called_root", "has_forward_hooks", "refuse_hidden_hooks", "traced_hooks"]
+__all__ = [
+    "HookTracer",
+    "called_root",
+    "has_forward_hooks",
+    "refuse_hidden_hooks",
+    "takes_varargs",
+    "traced_hooks",
+]
 
 
 def _global_pre_hooks() -> dict[int, Callable[..., Any]]:
@@ -141,13 +148,18 @@ class _CalledRoot(nn.Module):
         self.inner = inner
 
 
+def takes_varargs(model: nn.Module) -> bool:
+    """Whether ``model.forward`` takes ``*args``: ``torch.fx`` makes one placeholder of them
+    (a graph of no inputs, when the model indexes the tuple: stop 70), so such a model is
+    traced by TorchDynamo instead."""
+    return any(p.kind == p.VAR_POSITIONAL for p in _forward_parameters(model))
+
+
 def called_root(model: nn.Module, count: int) -> nn.Module:
     """``model`` itself, or, where calling it runs forward hooks (the traced root's ``forward``
-    is called directly, without them) or its ``forward`` takes ``*args`` (``torch.fx`` would
-    make one placeholder of them, and the graph no inputs: stop 70), a module whose
-    ``forward(a, b, ...)`` (``count`` positional inputs) calls ``model(a, b, ...)``."""
-    varargs = any(p.kind == p.VAR_POSITIONAL for p in _forward_parameters(model))
-    if not has_forward_hooks(model) and not varargs:
+    is called directly, without them), a module whose ``forward(a, b, ...)`` (``count``
+    positional inputs) calls ``model(a, b, ...)``."""
+    if not has_forward_hooks(model):
         return model
     names = _parameter_names(model, count)
     listed = ", ".join(names)

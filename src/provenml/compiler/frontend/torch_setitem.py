@@ -78,8 +78,28 @@ def _region(
     return slices, dropped
 
 
-def assign_items(b: FxBuilder, node: torch.fx.Node) -> str:
-    """``operator.setitem(t, index, value)`` as a new IR value (the module docstring)."""
+def _folded(b: FxBuilder, node: torch.fx.Node) -> torch.Tensor | None:
+    """The assignment's result where the tensor, the index and the value are all known at
+    compile time (a relative-position table built from sizes, as BEiT builds one in forward):
+    done in PyTorch on a copy (stop 70: refused as "a value of type Tensor" before); None
+    where any of them is computed at run time."""
+    target, index, value = node.args
+    base, items, assigned = b.val(target), b.val(index), b.val(value)
+    if not isinstance(base, torch.Tensor) or isinstance(assigned, str):
+        return None
+    if any(isinstance(i, str) for i in (items if isinstance(items, tuple) else (items,))):
+        return None
+    result = base.clone()
+    result[items] = assigned
+    return result
+
+
+def assign_items(b: FxBuilder, node: torch.fx.Node) -> str | torch.Tensor:
+    """``operator.setitem(t, index, value)`` as a new IR value (the module docstring), or a
+    constant where everything is known at compile time (:func:`_folded`)."""
+    folded = _folded(b, node)
+    if folded is not None:
+        return folded
     target, index, value = node.args
     if not isinstance(target, torch.fx.Node):
         raise _refuse(node, "assignment into a non-tensor")
