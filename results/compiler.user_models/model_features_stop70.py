@@ -159,6 +159,14 @@ class HookedPositions(nn.Module):
         self.table.register_forward_hook(lambda m, i, o: o * 10)
     def forward(self, x): return x + self.table(torch.arange(x.shape[1]))
 
+class PatchedLinear(nn.Module):
+    """A LoRA-style patch of one layer's forward on the instance."""
+    def __init__(self):
+        super().__init__(); self.a = nn.Linear(8, 8); self.low = nn.Linear(8, 2, bias=False); self.up = nn.Linear(2, 8, bias=False)
+        original = self.a.forward
+        self.a.forward = lambda x: original(x) + self.up(self.low(x)) * 4
+    def forward(self, x): return self.a(x).relu()
+
 class StarArgs(nn.Module):
     def __init__(self):
         super().__init__(); self.a = nn.Linear(8, 8)
@@ -204,6 +212,7 @@ C = [("forward hook on a leaf (x2)", Hooked, seq), ("forward pre-hook on a leaf"
      ("rotary embedding built in forward", Rotary, seq), ("shape-derived scales", Scaled, seq),
      ("checkpoint in forward", Ckpt, seq), ("TorchScript submodule", Scripted, seq),
      ("hook on an embedding of constant positions", HookedPositions, seq),
+     ("forward replaced on an nn.Linear (LoRA-style)", PatchedLinear, seq),
      ("buffer changed in forward (state)", BufferSteps, seq),
      ("call counter (state)", CallCounter, seq), ("running mean attribute (state)", RunningMean, seq)]
 

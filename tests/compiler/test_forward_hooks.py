@@ -116,3 +116,23 @@ def test_hook_on_a_module_of_constant_inputs_applies_once(cache: str) -> None:
     model = Positions().eval()
     compiled = _compile(model, torch.randn(2, 8, 4), cache)
     _check(model, compiled, torch.randn(2, 8, 4))
+
+
+def test_a_forward_replaced_on_the_instance_is_compiled(cache: str) -> None:
+    """Adapter and LoRA libraries patch a layer's ``forward`` on the instance; the frontend
+    converted an ``nn.Linear`` from its parameters and ignored the patch (0.39 off before stop
+    70). Now such a module is traced through its new ``forward``."""
+    model = TwoLayers().eval()
+    original = model.first.forward
+    low_rank = nn.Linear(8, 2, bias=False)
+    model.first.forward = lambda x: original(x) + 0.5 * (low_rank(x) @ torch.ones(2, 8))
+    compiled = pc.compile(model, (torch.randn(3, 8),), threads=1, tuning=False, cache_dir=cache)
+    _check(model, compiled, torch.randn(3, 8))
+
+
+def test_a_replaced_forward_inside_a_module_converted_whole_is_refused(cache: str) -> None:
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True).eval()
+    original = layer.linear1.forward
+    layer.linear1.forward = lambda x: original(x) * 2
+    with pytest.raises(pc.UnsupportedOp, match="a replaced forward of its submodule 'linear1'"):
+        pc.compile(nn.Sequential(layer).eval(), (torch.randn(2, 5, 8),), cache_dir=cache)

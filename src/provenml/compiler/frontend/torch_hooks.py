@@ -102,6 +102,15 @@ class HookTracer(torch.fx.Tracer):
     (which the default tracer drops); a module it traces through runs its own hooks already
     (``Module.__call__`` on proxies)."""
 
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        """``torch.nn``'s modules are leaves (converted from their parameters), except one
+        whose ``forward`` was replaced on the instance (an adapter or LoRA library's patch,
+        ``linear.forward = ...``): traced through its new ``forward`` (stop 70: converted as
+        the plain module before, the patch silently ignored, 0.39 and 5.0 off)."""
+        if "forward" in vars(m):
+            return False
+        return super().is_leaf_module(m, module_qualified_name)
+
     def call_module(
         self,
         m: nn.Module,
@@ -188,18 +197,26 @@ def traced_hooks(model: nn.Module) -> list[str]:
 
 
 def refuse_hidden_hooks(gm: torch.fx.GraphModule) -> None:
-    """Refuse a model whose hooked module sits inside a module recorded as one node (the
-    frontend converts that module from its parameters, never calling the hooked one)."""
+    """Refuse a model whose hooked module, or module with a ``forward`` replaced on the
+    instance, sits inside a module recorded as one node (the frontend converts that module
+    from its parameters, never calling the inner one)."""
     for node in gm.graph.nodes:
         if node.op != "call_module":
             continue
         leaf = gm.get_submodule(str(node.target))
         for name, inner in leaf.named_modules():
-            if name and (inner._forward_pre_hooks or inner._forward_hooks):
-                raise UnsupportedOp(
-                    type(leaf).__name__,
-                    node.name,
-                    f"a forward hook on its submodule {name!r}: the compiler converts "
-                    f"{type(leaf).__name__} whole, without calling {name!r}; register the hook "
-                    "on the outer module, or remove it",
-                )
+            if not name:
+                continue
+            if inner._forward_pre_hooks or inner._forward_hooks:
+                what = "a forward hook on"
+            elif "forward" in vars(inner):
+                what = "a replaced forward of"
+            else:
+                continue
+            raise UnsupportedOp(
+                type(leaf).__name__,
+                node.name,
+                f"{what} its submodule {name!r}: the compiler converts "
+                f"{type(leaf).__name__} whole, without calling {name!r}; patch or hook the "
+                "outer module instead",
+            )
