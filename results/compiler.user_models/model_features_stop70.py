@@ -4,6 +4,8 @@ the model itself), a module called twice, tied weights, scalar parameters and bu
 no_grad block, recurrent cells stepped by the model's own loop, ModuleList / ModuleDict,
 MultiheadAttention's options, a decoder layer, weight_norm / spectral_norm parametrizations,
 RMSNorm, Bilinear, a rotary embedding built in forward, checkpointing, a TorchScript submodule,
+a LoRA-style patch of a layer's forward, pruning and the old weight_norm (pre-hooks that set
+the weight),
 ``forward(*inputs)``, and state kept across calls (a buffer, a counter, a running mean changed
 in forward: eager's result changes from call to call, so a compiled copy that froze it is wrong).
 
@@ -21,6 +23,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torch.nn.utils.prune as prune
 import torch.utils.checkpoint
 from _probe import Case, Skipped, compile_backend, compile_onnx_export, compile_with, run_probe
 from torch import nn
@@ -167,6 +170,14 @@ class PatchedLinear(nn.Module):
         self.a.forward = lambda x: original(x) + self.up(self.low(x)) * 4
     def forward(self, x): return self.a(x).relu()
 
+class PrunedOldWeightNorm(nn.Module):
+    """torch.nn.utils.prune and the old torch.nn.utils.weight_norm: the weight computed by a
+    forward pre-hook that assigns it to the module."""
+    def __init__(self):
+        super().__init__(); self.a = nn.Linear(8, 8); prune.l1_unstructured(self.a, "weight", amount=0.5)
+        self.c = nn.utils.weight_norm(nn.Conv1d(5, 5, 3, padding=1))
+    def forward(self, x): return self.a(x) + self.c(x)
+
 class StarArgs(nn.Module):
     def __init__(self):
         super().__init__(); self.a = nn.Linear(8, 8)
@@ -213,6 +224,7 @@ C = [("forward hook on a leaf (x2)", Hooked, seq), ("forward pre-hook on a leaf"
      ("checkpoint in forward", Ckpt, seq), ("TorchScript submodule", Scripted, seq),
      ("hook on an embedding of constant positions", HookedPositions, seq),
      ("forward replaced on an nn.Linear (LoRA-style)", PatchedLinear, seq),
+     ("prune + old weight_norm (weight set by pre-hooks)", PrunedOldWeightNorm, seq),
      ("buffer changed in forward (state)", BufferSteps, seq),
      ("call counter (state)", CallCounter, seq), ("running mean attribute (state)", RunningMean, seq)]
 

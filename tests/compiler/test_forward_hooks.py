@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.utils.prune as prune
 from torch import nn
 
 import provenml.compiler as pc
@@ -136,3 +137,58 @@ def test_a_replaced_forward_inside_a_module_converted_whole_is_refused(cache: st
     layer.linear1.forward = lambda x: original(x) * 2
     with pytest.raises(pc.UnsupportedOp, match="a replaced forward of its submodule 'linear1'"):
         pc.compile(nn.Sequential(layer).eval(), (torch.randn(2, 5, 8),), cache_dir=cache)
+
+
+class PrunedAndNormed(nn.Module):
+    """``torch.nn.utils.prune`` and the old ``torch.nn.utils.weight_norm`` compute a layer's
+    weight in a forward pre-hook that assigns it to the module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(8, 8)
+        prune.l1_unstructured(self.linear, "weight", amount=0.5)
+        self.conv = nn.utils.weight_norm(nn.Conv1d(8, 8, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) + self.conv(x.unsqueeze(-1).repeat(1, 1, 4)).mean(-1)
+
+
+def test_hooks_that_set_a_weight(cache: str) -> None:
+    """Traced on proxies, such a hook left a proxy as the layer's weight (the first version of
+    stop 70's hook tracing failed on it); the trace now puts the weight the eager run computed
+    back, and the user's model holds no proxy afterwards."""
+    model = PrunedAndNormed().eval()
+    compiled = _compile(model, torch.randn(3, 8), cache)
+    _check(model, compiled, torch.randn(3, 8))
+    assert type(vars(model.linear)["weight"]) is torch.Tensor
+    assert type(vars(model.conv)["weight"]) is torch.Tensor
+
+
+def test_a_forward_that_caches_on_self_leaves_no_proxy(cache: str) -> None:
+    class Caching(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(8, 8)
+            self.last = torch.zeros(1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.last = self.linear(x)
+            return self.last * 2
+
+    model = Caching().eval()
+    compiled = pc.compile(model, (torch.randn(3, 8),), threads=1, tuning=False, cache_dir=cache)
+    assert isinstance(model.last, torch.Tensor) and not isinstance(model.last, torch.fx.Proxy)
+    _check(model, compiled, torch.randn(3, 8))
+
+
+def test_a_weight_set_from_the_input_by_a_hook_is_refused(cache: str) -> None:
+    model = TwoLayers().eval()
+    weight = model.first.weight.detach().clone()
+    del model.first.weight
+
+    def scaled_by_input(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        module.weight = weight * args[0].abs().mean()
+
+    model.first.register_forward_pre_hook(scaled_by_input)
+    with pytest.raises(pc.UnsupportedOp, match="'first.weight' is set from the model's inputs"):
+        pc.compile(model, (torch.randn(3, 8),), tuning=False, cache_dir=cache)

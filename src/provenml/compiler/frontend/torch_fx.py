@@ -2930,6 +2930,7 @@ def _symbolic_trace(model: nn.Module, example_inputs: Sequence[Any]) -> torch.fx
     traced: only what they return is compiled."""
     from provenml.compiler.frontend.torch_attention import as_traceable
     from provenml.compiler.frontend.torch_hooks import (
+        AttributeGuard,
         HookTracer,
         called_root,
         refuse_hidden_hooks,
@@ -2941,10 +2942,13 @@ def _symbolic_trace(model: nn.Module, example_inputs: Sequence[Any]) -> torch.fx
         return _export(model, example_inputs, ProvenmlError("forward takes *args"))
     root = as_traceable(called_root(model, len(example_inputs)))
     tracer = HookTracer()
+    guard = AttributeGuard(model)
     try:
-        graph = tracer.trace(root)
+        with guard:
+            graph = tracer.trace(root)
     except Exception as exc:  # e.g. torch.ones(t, t) with t from x.shape
         return _export(model, example_inputs, exc)
+    guard.check(tracer)
     gm = torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
     gm.meta[HOOKS_TRACED] = True
     refuse_hidden_hooks(gm)

@@ -36,6 +36,7 @@ from torch.nn.modules import module as torch_module
 from provenml.compiler.frontend.common import UnsupportedOp
 
 __all__ = [
+    "AttributeGuard",
     "HookTracer",
     "called_root",
     "has_forward_hooks",
@@ -181,6 +182,60 @@ def called_root(model: nn.Module, count: int) -> nn.Module:
         type(model).__name__, (_CalledRoot,), {"forward": namespace["forward"]}
     )
     return wrapper
+
+
+class AttributeGuard:
+    """Puts back the attributes a trace assigned ``torch.fx`` proxies to (stop 70): a hook that
+    sets a module's weight (``torch.nn.utils.prune`` and the old ``weight_norm`` compute the
+    weight in a forward pre-hook) or a ``forward`` that caches a value on ``self`` would leave
+    a proxy in the user's model, and a layer the frontend converts from its parameters would
+    read it. Use as ``with guard: tracer.trace(root)``, then :meth:`check` the graph."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.saved = [(name, m, dict(vars(m))) for name, m in model.named_modules()]
+        self.replaced: list[tuple[str, nn.Module, torch.fx.Proxy]] = []
+
+    def __enter__(self) -> AttributeGuard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name, module, before in self.saved:
+            for key, value in list(vars(module).items()):
+                if not isinstance(value, torch.fx.Proxy):
+                    continue
+                self.replaced.append((f"{name}.{key}" if name else key, module, value))
+                if key in before:
+                    module.__dict__[key] = before[key]
+                else:
+                    del module.__dict__[key]
+
+    def check(self, tracer: torch.fx.Tracer) -> None:
+        """Refuse where a layer converted from its parameters had one of them set from the
+        model's inputs (put back, the compiled layer would use the example's value): a
+        value computed from parameters alone is the one the eager run left there."""
+        for qualified, module, proxy in self.replaced:
+            path = qualified.rsplit(".", 1)[0] if "." in qualified else ""
+            if not tracer.is_leaf_module(module, path) or not _reads_inputs(proxy.node):
+                continue
+            raise UnsupportedOp(
+                type(module).__name__,
+                path or "the model",
+                f"{qualified!r} is set from the model's inputs (by a hook or forward) and read "
+                f"by a {type(module).__name__} the compiler converts from its parameters",
+            )
+
+
+def _reads_inputs(node: torch.fx.Node) -> bool:
+    """Whether ``node`` depends on a placeholder (a model input)."""
+    seen, todo = set(), [node]
+    while todo:
+        n = todo.pop()
+        if n.op == "placeholder":
+            return True
+        if n not in seen:
+            seen.add(n)
+            todo.extend(n.all_input_nodes)
+    return False
 
 
 def traced_hooks(model: nn.Module) -> list[str]:
