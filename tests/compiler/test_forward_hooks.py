@@ -190,5 +190,5 @@ def test_a_weight_set_from_the_input_by_a_hook_is_refused(cache: str) -> None:
         module.weight = weight * args[0].abs().mean()
 
     model.first.register_forward_pre_hook(scaled_by_input)
-    with pytest.raises(pc.UnsupportedOp, match="'first.weight' is set from the model's inputs"):
+    with pytest.raises(pc.UnsupportedOp, match=r"'first\.weight' is set from the model's inputs"):
         pc.compile(model, (torch.randn(3, 8),), tuning=False, cache_dir=cache)
