@@ -12,7 +12,6 @@ from torch import nn
 
 import provenml.compiler as pc
 from provenml.compiler.build import FLAGS
-from provenml.errors import ProvenmlError
 
 INF = float("inf")
 EDGE_VALUES = [0.0, -0.0, 1.0, 4.0, INF, -INF, -1.0, 1e-40]  # 1e-40: a subnormal float32
@@ -84,13 +83,15 @@ def test_nan_and_infinity_tests_match_eager(threads: int, cache: str) -> None:
     torch.testing.assert_close(compiled(x), model(x), rtol=0.0, atol=0.0, equal_nan=True)
 
 
-def test_a_size_output_is_refused_by_name() -> None:
-    """A model returning a size (an int) is refused; it used to come back as a float32
-    tensor."""
+def test_a_size_output_comes_back_as_an_int() -> None:
+    """A model returning a size (an int): it came back as a float32 tensor, then (stop 66) was
+    refused; since stop 70 it comes back as the int itself (``Graph.constant_outputs``)."""
 
     class WithSize(nn.Module):
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
             return x * 2.0, x.shape[0]
 
-    with pytest.raises(ProvenmlError, match="int output"):
-        pc.compile(WithSize().eval(), (torch.randn(3, 4),), tuning=False)
+    x = torch.randn(3, 4)
+    doubled, size = pc.compile(WithSize().eval(), (x,), tuning=False)(x)
+    assert size == 3 and type(size) is int
+    torch.testing.assert_close(doubled, x * 2.0, rtol=0.0, atol=0.0)

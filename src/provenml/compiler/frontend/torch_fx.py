@@ -374,18 +374,19 @@ class FxBuilder:
                     # a module's tuple returned as it is (nn.MultiheadAttention's (out, w))
                     for piece in _flat(value) if isinstance(value, (tuple, list)) else (o,):
                         position += 1
-                        example = (
-                            self.results.get(piece.name)
-                            if isinstance(piece, torch.fx.Node)
-                            else piece
-                        )
+                        if isinstance(piece, torch.fx.Node):
+                            example = self.results.get(piece.name)
+                        elif isinstance(piece, str) and piece in self.g.values:
+                            example = self.g.values[piece]  # an IR value of a module's tuple
+                        else:
+                            example = piece  # a Python value in the returned structure
                         if example is None or isinstance(example, PYTHON_OUTPUTS):
                             # a None, a size or a number (stop 70: refused, or a number made
                             # a 0-d tensor, before), returned as it is; one read from an
                             # input's values was refused where it was made
                             self.g.constant_outputs[position - 1] = example
                             continue
-                        if not isinstance(example, torch.Tensor):
+                        if not isinstance(example, (torch.Tensor, Value)):
                             raise UnsupportedOp(
                                 "output", "output", f"a {type(example).__name__} output"
                             )
