@@ -124,3 +124,24 @@ def compile_onnx_export(model: nn.Module, example: tuple[torch.Tensor, ...]) -> 
     except Exception as exc:
         raise Skipped(f"torch.onnx.export failed: {str(exc).splitlines()[0][:120]}") from exc
     return pc.compile_onnx(buffer.getvalue(), example, threads=2, tuning=False)
+
+
+class Apply(nn.Module):
+    """A model that applies ``fn`` to its input: one probe case per function."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def function_cases(
+    functions: dict[str, Callable[[torch.Tensor], torch.Tensor]], shape: tuple[int, ...]
+) -> Iterable[Case]:
+    """One case per function: compiled on one random input of ``shape``, run on another."""
+    g = torch.Generator().manual_seed(0)
+    for name, fn in functions.items():
+        example, other = torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)
+        yield name, Apply(fn).eval(), (example,), (other,)

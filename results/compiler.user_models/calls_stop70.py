@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import sys
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
-from _probe import Case, compile_backend, compile_onnx_export, compile_with, run_probe
-from torch import nn
+from _probe import Case, compile_backend, compile_onnx_export, compile_with, function_cases, run_probe
 
 B = torch.tensor([1.0, -2.0, 0.5, 3.0])
 C: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -93,20 +92,8 @@ C: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-class Wrap(nn.Module):
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
-
-
-def cases() -> Iterator[Case]:
-    g = torch.Generator().manual_seed(0)
-    for name, fn in C.items():
-        example, other = torch.randn(3, 4, 4, generator=g), torch.randn(3, 4, 4, generator=g)
-        yield name, Wrap(fn).eval(), (example,), (other,)
+def cases() -> Iterable[Case]:
+    return function_cases(C, (3, 4, 4))
 
 
 if __name__ == "__main__":

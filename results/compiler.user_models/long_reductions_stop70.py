@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from _probe import Apply
 
 import provenml.compiler as pc
 
@@ -27,15 +27,6 @@ REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "logsumexp": lambda x: torch.logsumexp(x, -1),
     "2-norm of each row": lambda x: x.norm(dim=-1),
 }
-
-
-class Apply(nn.Module):
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
 
 
 def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:

@@ -9,11 +9,10 @@ and float tensors.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 
 import torch
-from _probe import Case, compile_with, run_probe
-from torch import nn
+from _probe import Case, compile_with, function_cases, run_probe
 
 IDX = torch.tensor([2, 0, 1])
 C: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -52,20 +51,8 @@ C: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-class Wrap(nn.Module):
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
-
-
-def cases() -> Iterator[Case]:
-    g = torch.Generator().manual_seed(0)
-    for name, fn in C.items():
-        example, other = torch.randn(3, 4, 4, generator=g), torch.randn(3, 4, 4, generator=g)
-        yield name, Wrap(fn).eval(), (example,), (other,)
+def cases() -> Iterable[Case]:
+    return function_cases(C, (3, 4, 4))
 
 
 if __name__ == "__main__":
