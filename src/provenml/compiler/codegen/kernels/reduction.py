@@ -4,6 +4,7 @@ over adjacent dims; group norm."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -63,9 +64,8 @@ def row_reduction(
         # large max swallowed the log, e.g. 0 for log_softmax of four equal 1e38 logits)
         stats = [
             *row_max("row", length),
-            L.Stmt("float sum = 0.f;"),
             L.Loop("j", length, [L.Stmt("row[j] -= mx;")], "vectorize"),
-            L.Loop("j", length, [L.Stmt("sum += expf(row[j]);")]),
+            *summed("sum", length, lambda t, j: f"{t} += expf(row[{j}]);"),
             L.Stmt("const float log_sum = logf(sum);"),
         ]
         value = "row[j] - log_sum"
@@ -74,11 +74,11 @@ def row_reduction(
         value = "row[j] * inv"
     else:
         w, b = names[anchor.inputs[1]], names[anchor.inputs[2]]
+        square = "{{ const float d = row[{j}] - mu; {t} += d * d; }}"
         stats = [
-            L.Stmt("float s1 = 0.f;"),
-            L.Loop("j", length, [L.Stmt("s1 += row[j];")]),
-            L.Stmt(f"const float mu = s1 / {length}.f;\nfloat s2 = 0.f;"),
-            L.Loop("j", length, [L.Stmt("const float d = row[j] - mu; s2 += d * d;")]),
+            *summed("s1", length, lambda t, j: f"{t} += row[{j}];"),
+            L.Stmt(f"const float mu = s1 / {length}.f;"),
+            *summed("s2", length, lambda t, j: square.format(t=t, j=j)),
             L.Stmt(f"const float rstd = 1.f / sqrtf(s2 / {length}.f + {anchor.attrs['eps']!r}f);"),
         ]
         value = f"(row[j] - mu) * rstd * {w}[j] + {b}[j]"
@@ -110,6 +110,42 @@ def row_reduction(
     return L.Kernel(kname, decl, [body])
 
 
+#: a float32 sum over more elements than this adds the float32 sums of its blocks of this
+#: many in double (stop 70: one float32 running sum per vector lane lost precision over long
+#: rows, e.g. a variance over 2^23 values 1.4e-4 off where eager's cascade sum is 3e-8); a
+#: sum of at most this many elements is computed as before, bit for bit
+SUM_BLOCK = 1024
+
+
+def summed(acc: str, length: int, add: Callable[[str, str], str]) -> list[L.Loop | L.Stmt]:
+    """Statements that declare ``float acc`` as the sum over ``j < length`` of a term:
+    ``add(target, index)`` is the C statement adding the term at ``index`` (an expression)
+    to ``target``. Blocked past :data:`SUM_BLOCK` elements."""
+    if length <= SUM_BLOCK:
+        return [L.Stmt(f"float {acc} = 0.f;"), L.Loop("j", length, [L.Stmt(add(acc, "j"))])]
+    blocks, tail = divmod(length, SUM_BLOCK)
+    part, total = f"{acc}_part", f"{acc}_total"
+    out: list[L.Loop | L.Stmt] = [
+        L.Stmt(f"double {total} = 0.0;"),
+        L.Loop(
+            "jb",
+            blocks,
+            [
+                L.Stmt(f"float {part} = 0.f;"),
+                L.Loop("jj", SUM_BLOCK, [L.Stmt(add(part, f"(jb * {SUM_BLOCK} + jj)"))]),
+                L.Stmt(f"{total} += {part};"),
+            ],
+        ),
+    ]
+    if tail:
+        out += [
+            L.Stmt(f"float {acc}_tail = 0.f;"),
+            L.Loop("jt", tail, [L.Stmt(add(f"{acc}_tail", f"({blocks * SUM_BLOCK} + jt)"))]),
+            L.Stmt(f"{total} += {acc}_tail;"),
+        ]
+    return [*out, L.Stmt(f"float {acc} = (float){total};")]
+
+
 def row_max(row: str, length: int) -> list[L.Loop | L.Let | L.Stmt]:
     """``mx``, the largest of ``row[0:length]``: ``-inf`` for a row of ``-inf`` (a fully
     masked row; before stop 68 the float32 minimum), the loop vectorized through an OpenMP
@@ -129,9 +165,8 @@ def softmax_row(row: str, length: int, safe: bool) -> list[L.Loop | L.Let | L.St
     return [
         *row_max(row, length),
         *(shift if safe else []),
-        L.Stmt("float sum = 0.f;"),
         L.Loop("j", length, [L.Stmt(f"{row}[j] = expf({row}[j] - mx);")], "vectorize"),
-        L.Loop("j", length, [L.Stmt(f"sum += {row}[j];")]),
+        *summed("sum", length, lambda t, j: f"{t} += {row}[{j}];"),
         L.Stmt(f"const float inv = {'sum > 0.f ? 1.f / sum : 0.f' if safe else '1.f / sum'};"),
     ]
 
@@ -199,27 +234,43 @@ def reduce(low: Lowering, n: Node, kname: str) -> L.Kernel:
     # an int64 sum (a count: mask.sum() in PyTorch is an integer) adds 64-bit integers
     acc = "long long" if integer else "float"
     accumulators, release = local_array(acc, "acc", inner)
+
+    def accumulate(var: str, extent: int, position: str) -> L.Loop:
+        """``acc[i] op= x`` over ``var < extent``, ``position`` the reduced index."""
+        element = f"{X}[(o*{red} + {position})*{inner} + i]"
+        body = [L.Loop("i", inner, [L.Stmt(step.format(x=element))], "vectorize")]
+        return L.Loop(var, extent, body)
+
+    blocked = n.op in ("sum", "mean") and not integer and red > SUM_BLOCK
+    if not blocked:
+        stages = [
+            L.Loop("i", inner, [L.Stmt(f"acc[i] = {start};")], "vectorize"),
+            accumulate("q", red, "q"),
+            L.Loop("i", inner, [L.Stmt(f"{Y}[o*{inner} + i] = acc[i]{scale};")], "vectorize"),
+        ]
+    else:  # stop 70: float32 sums of blocks of SUM_BLOCK, added in double (see summed)
+        totals, release_totals = local_array("double", "total", inner)
+        reset = L.Loop("i", inner, [L.Stmt("acc[i] = 0.f;")], "vectorize")
+        flush = L.Loop("i", inner, [L.Stmt("total[i] += acc[i];")], "vectorize")
+        blocks, tail = divmod(red, SUM_BLOCK)
+        stages = [
+            L.Stmt(totals),
+            L.Loop("i", inner, [L.Stmt("total[i] = 0.0;")], "vectorize"),
+            L.Loop(
+                "qb", blocks, [reset, accumulate("qq", SUM_BLOCK, f"(qb*{SUM_BLOCK} + qq)"), flush]
+            ),
+            *(
+                [reset, accumulate("qq", tail, f"({blocks * SUM_BLOCK} + qq)"), flush]
+                if tail
+                else []
+            ),
+            L.Loop("i", inner, [L.Stmt(f"{Y}[o*{inner} + i] = (float)total[i]{scale};")]),
+            *released(release_totals),
+        ]
     body = L.Loop(
         "o",
         outer,
-        [
-            L.Stmt(accumulators),
-            L.Loop("i", inner, [L.Stmt(f"acc[i] = {start};")], "vectorize"),
-            L.Loop(
-                "q",
-                red,
-                [
-                    L.Loop(
-                        "i",
-                        inner,
-                        [L.Stmt(step.format(x=f"{X}[(o*{red} + q)*{inner} + i]"))],
-                        "vectorize",
-                    )
-                ],
-            ),
-            L.Loop("i", inner, [L.Stmt(f"{Y}[o*{inner} + i] = acc[i]{scale};")], "vectorize"),
-            *released(release),
-        ],
+        [L.Stmt(accumulators), *stages, *released(release)],
         "parallel" if outer > 1 else "serial",
     )
     return L.Kernel(kname, decl, [body])
@@ -372,11 +423,29 @@ def group_norm(low: Lowering, n: Node, kname: str) -> L.Kernel:
     else:  # (sample, channel, position): a group is one contiguous block
         at = f"((long)b * {channels} + g * {per_group} + q) * {positions} + p"
     loops = f"for (int q = 0; q < {per_group}; ++q) for (int p = 0; p < {positions}; ++p)"
+    if count <= SUM_BLOCK:
+        sums = (
+            f"float s1 = 0.f;\n{loops} s1 += {X}[{at}];\n"
+            f"const float mu = s1 / {count}.f;\n"
+            f"float s2 = 0.f;\n{loops} {{ const float d = {X}[{at}] - mu; s2 += d * d; }}\n"
+        )
+    else:  # stop 70: float32 sums of each channel's blocks of SUM_BLOCK, added in double
+        blocks = (
+            f"for (int q = 0; q < {per_group}; ++q) "
+            f"for (int p0 = 0; p0 < {positions}; p0 += {SUM_BLOCK}) {{\n"
+            f"const int p1 = p0 + {SUM_BLOCK} < {positions} ? p0 + {SUM_BLOCK} : {positions};\n"
+            "float part = 0.f;\nfor (int p = p0; p < p1; ++p) "
+        )
+        sums = (
+            f"double s1_total = 0.0;\n{blocks}part += {X}[{at}];\ns1_total += part; }}\n"
+            f"const float mu = (float)s1_total / {count}.f;\n"
+            f"double s2_total = 0.0;\n{blocks}{{ const float d = {X}[{at}] - mu; "
+            "part += d * d; }\ns2_total += part; }\n"
+            "const float s2 = (float)s2_total;\n"
+        )
     code = (
         f"const int b = o / {groups}, g = o % {groups};\n"
-        f"float s1 = 0.f;\n{loops} s1 += {X}[{at}];\n"
-        f"const float mu = s1 / {count}.f;\n"
-        f"float s2 = 0.f;\n{loops} {{ const float d = {X}[{at}] - mu; s2 += d * d; }}\n"
+        f"{sums}"
         f"const float rstd = 1.f / sqrtf(s2 / {count}.f + {float(n.attrs['eps'])!r}f);\n"
         f"{loops} {{ const int c = g * {per_group} + q; "
         f"{Y}[{at}] = ({X}[{at}] - mu) * rstd * {W}[c] + {B}[c]; }}"
