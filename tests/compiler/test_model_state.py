@@ -121,3 +121,16 @@ def test_a_tensor_made_in_forward_and_changed_in_place_is_not_state(cache: str) 
     compiled = pc.compile(model, (torch.randn(4, 4),), threads=1, tuning=False, cache_dir=cache)
     x = torch.randn(4, 4)
     torch.testing.assert_close(compiled(x), model(x), rtol=1e-6, atol=1e-6)
+
+
+def test_a_lazy_module_compiles(cache: str) -> None:
+    """``nn.LazyLinear`` / ``nn.LazyConv2d`` hold uninitialized parameters until their first
+    call, whose shape cannot be read: the state fingerprint took it (a crash in the first
+    version of stop 70's check); the first call's materialised weights are state changed once,
+    the result the same on a second call."""
+    model = nn.Sequential(nn.LazyConv2d(4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(5)).eval()
+    compiled = pc.compile(
+        model, (torch.randn(2, 3, 6, 6),), threads=1, tuning=False, cache_dir=cache
+    )
+    x = torch.randn(2, 3, 6, 6)
+    torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)

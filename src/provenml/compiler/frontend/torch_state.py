@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.utils._pytree as pytree
 from torch import nn
+from torch.nn.parameter import UninitializedTensorMixin
 
 from provenml.errors import ProvenmlError
 
@@ -34,6 +35,8 @@ _SCALARS = (int, float, bool, str, bytes, type(None))
 
 
 def _fingerprint(value: Any) -> Any:
+    if isinstance(value, UninitializedTensorMixin):  # a lazy module's, before its first call
+        return ("uninitialized", id(value))
     if isinstance(value, torch.Tensor):
         return ("tensor", id(value), tuple(value.shape), value._version)
     if isinstance(value, _SCALARS):
