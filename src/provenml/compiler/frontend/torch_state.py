@@ -38,7 +38,10 @@ def _fingerprint(value: Any) -> Any:
     if isinstance(value, UninitializedTensorMixin):  # a lazy module's, before its first call
         return ("uninitialized", id(value))
     if isinstance(value, torch.Tensor):
-        return ("tensor", id(value), tuple(value.shape), value._version)
+        try:
+            return ("tensor", id(value), tuple(value.shape), value._version)
+        except (RuntimeError, NotImplementedError):  # a tensor kind without them (sparse, ...)
+            return ("object", id(value))
     if isinstance(value, _SCALARS):
         return ("value", value)
     if isinstance(value, (list, tuple, dict, set)):
