@@ -5,7 +5,7 @@ no_grad block, recurrent cells stepped by the model's own loop, ModuleList / Mod
 MultiheadAttention's options, a decoder layer, weight_norm / spectral_norm parametrizations,
 RMSNorm, Bilinear, a rotary embedding built in forward, checkpointing, a TorchScript submodule,
 a LoRA-style patch of a layer's forward, pruning and the old weight_norm (pre-hooks that set
-the weight),
+the weight), a model class's own ``__call__``,
 ``forward(*inputs)``, and state kept across calls (a buffer, a counter, a running mean changed
 in forward: eager's result changes from call to call, so a compiled copy that froze it is wrong).
 
@@ -178,6 +178,13 @@ class PrunedOldWeightNorm(nn.Module):
         self.c = nn.utils.weight_norm(nn.Conv1d(5, 5, 3, padding=1))
     def forward(self, x): return self.a(x) + self.c(x)
 
+class OwnCall(nn.Module):
+    """Pre- and post-processing in the class's own __call__."""
+    def __init__(self):
+        super().__init__(); self.a = nn.Linear(8, 8)
+    def forward(self, x): return self.a(x)
+    def __call__(self, x): return super().__call__(x * 2) + 1
+
 class StarArgs(nn.Module):
     def __init__(self):
         super().__init__(); self.a = nn.Linear(8, 8)
@@ -225,6 +232,7 @@ C = [("forward hook on a leaf (x2)", Hooked, seq), ("forward pre-hook on a leaf"
      ("hook on an embedding of constant positions", HookedPositions, seq),
      ("forward replaced on an nn.Linear (LoRA-style)", PatchedLinear, seq),
      ("prune + old weight_norm (weight set by pre-hooks)", PrunedOldWeightNorm, seq),
+     ("__call__ overridden by the model's class", OwnCall, seq),
      ("buffer changed in forward (state)", BufferSteps, seq),
      ("call counter (state)", CallCounter, seq), ("running mean attribute (state)", RunningMean, seq)]
 

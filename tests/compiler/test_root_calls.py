@@ -1,7 +1,7 @@
 """How the model is called (stop 70): a ``forward(self, *inputs)`` compiled to a graph of no
 inputs before (``torch.fx`` made one placeholder of the tuple; the call then failed with
-"compiled graph takes 0 inputs, got 2"); a TorchScript module inside the model was refused as
-``Tensor.forward``, now by what it is."""
+"compiled graph takes 0 inputs, got 2"); a model class's own ``__call__`` was skipped; a
+TorchScript module inside the model was refused as ``Tensor.forward``, now by what it is."""
 
 from __future__ import annotations
 
@@ -48,3 +48,27 @@ def test_a_torchscript_submodule_is_refused_by_name(make: object, cache: str) ->
 
     with pytest.raises(pc.UnsupportedOp, match=r"TorchScript module.*compile the nn.Module"):
         pc.compile(Model().eval(), (torch.randn(2, 4),), tuning=False, cache_dir=cache)
+
+
+class DoublesThenCalls(nn.Module):
+    """A model whose class overrides ``__call__`` (pre- and post-processing around forward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return super().__call__(x * 2) + 1
+
+
+def test_a_root_that_overrides_call(cache: str) -> None:
+    """``torch.fx`` traces the root's ``forward`` directly, so the class's ``__call__`` was
+    skipped before stop 70 (2.0 off); it is now called (a submodule's always was)."""
+    model = DoublesThenCalls().eval()
+    compiled = pc.compile(model, (torch.randn(2, 4),), threads=1, tuning=False, cache_dir=cache)
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-6, atol=1e-6)

@@ -166,10 +166,12 @@ def takes_varargs(model: nn.Module) -> bool:
 
 
 def called_root(model: nn.Module, count: int) -> nn.Module:
-    """``model`` itself, or, where calling it runs forward hooks (the traced root's ``forward``
-    is called directly, without them), a module whose ``forward(a, b, ...)`` (``count``
-    positional inputs) calls ``model(a, b, ...)``."""
-    if not has_forward_hooks(model):
+    """``model`` itself, or, where calling it does more than its ``forward`` (forward hooks,
+    or a ``__call__`` of its class's own: stop 70, the root's override was skipped, 2.0 off),
+    a module whose ``forward(a, b, ...)`` (``count`` positional inputs) calls ``model(a, b,
+    ...)``: the traced root's ``forward`` is called directly."""
+    own_call = type(model).__call__ is not nn.Module.__call__
+    if not has_forward_hooks(model) and not own_call:
         return model
     names = _parameter_names(model, count)
     listed = ", ".join(names)
