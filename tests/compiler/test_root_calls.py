@@ -72,3 +72,27 @@ def test_a_root_that_overrides_call(cache: str) -> None:
     x = torch.randn(2, 4)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-6, atol=1e-6)
+
+
+def test_an_autocast_region_warns_that_it_compiles_in_float32(cache: str) -> None:
+    """``torch.autocast`` inside forward: torch.fx runs it while tracing and records nothing,
+    so the region compiles in float32; since stop 70 the compile says so (the result is the
+    float32 one), and ``torch.autocast`` is left as it was."""
+    enter = torch.autocast.__enter__
+
+    class Autocast(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(16, 16)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = self.linear(x)
+            return y.float()
+
+    model = Autocast().eval()
+    with pytest.warns(UserWarning, match=r"autocast regions \(bfloat16\) compile in float32"):
+        compiled = pc.compile(model, (torch.randn(2, 16),), tuning=False, cache_dir=cache)
+    assert torch.autocast.__enter__ is enter
+    x = torch.randn(2, 16)
+    torch.testing.assert_close(compiled(x), model.linear(x), rtol=1e-5, atol=1e-5)

@@ -2932,6 +2932,7 @@ def _symbolic_trace(model: nn.Module, example_inputs: Sequence[Any]) -> torch.fx
     from provenml.compiler.frontend.torch_attention import as_traceable
     from provenml.compiler.frontend.torch_hooks import (
         AttributeGuard,
+        AutocastWatch,
         HookTracer,
         called_root,
         refuse_hidden_hooks,
@@ -2943,13 +2944,21 @@ def _symbolic_trace(model: nn.Module, example_inputs: Sequence[Any]) -> torch.fx
         return _export(model, example_inputs, ProvenmlError("forward takes *args"))
     root = as_traceable(called_root(model, len(example_inputs)))
     tracer = HookTracer()
-    guard = AttributeGuard(model)
+    guard, autocast = AttributeGuard(model), AutocastWatch()
     try:
-        with guard:
+        with guard, autocast:
             graph = tracer.trace(root)
     except Exception as exc:  # e.g. torch.ones(t, t) with t from x.shape
         return _export(model, example_inputs, exc)
     guard.check(tracer)
+    if autocast.dtypes:
+        warnings.warn(
+            f"provenml.compiler: the model's torch.autocast regions "
+            f"({', '.join(sorted(set(autocast.dtypes)))}) compile in float32, as the rest of "
+            "the model: the results are the float32 ones, not the lower-precision ones eager "
+            "PyTorch computes there",
+            stacklevel=4,
+        )
     gm = torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
     gm.meta[HOOKS_TRACED] = True
     refuse_hidden_hooks(gm)

@@ -37,6 +37,7 @@ from provenml.compiler.frontend.common import UnsupportedOp
 
 __all__ = [
     "AttributeGuard",
+    "AutocastWatch",
     "HookTracer",
     "called_root",
     "has_forward_hooks",
@@ -225,6 +226,32 @@ class AttributeGuard:
                 f"{qualified!r} is set from the model's inputs (by a hook or forward) and read "
                 f"by a {type(module).__name__} the compiler converts from its parameters",
             )
+
+
+class AutocastWatch:
+    """Notes the ``torch.autocast`` regions a trace enters enabled (stop 70): ``torch.fx`` runs
+    the context manager while tracing and records nothing, so such a region compiles in
+    float32 (0.011 off eager's bfloat16 result in ``autocast_stop70.py``); the trace warns.
+    Use as ``with watch: tracer.trace(root)``; ``dtypes`` then lists the regions' dtypes."""
+
+    def __init__(self) -> None:
+        self.dtypes: list[str] = []
+        self._original: Any = None
+
+    def __enter__(self) -> AutocastWatch:
+        original = self._original = torch.autocast.__enter__
+        dtypes = self.dtypes
+
+        def enter(region: Any) -> Any:
+            if getattr(region, "_enabled", False):
+                dtypes.append(str(getattr(region, "fast_dtype", "")).removeprefix("torch."))
+            return original(region)
+
+        torch.autocast.__enter__ = enter  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        torch.autocast.__enter__ = self._original  # type: ignore[method-assign]
 
 
 def _reads_inputs(node: torch.fx.Node) -> bool:
