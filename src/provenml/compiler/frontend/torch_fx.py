@@ -2233,9 +2233,9 @@ def _sdpa(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     name = target_name(node, b.gm)
     if float(b.val(arg(node, 4, "dropout_p", 0.0))) != 0.0:
         raise UnsupportedOp(name, node.name, "dropout_p != 0 (inference only)")
-    if b.val(node.kwargs.get("enable_gqa", False)):
-        raise UnsupportedOp(name, node.name, "enable_gqa")
     q, k, v = (b.tensor_arg(a) for a in node.args[:3])
+    if b.val(node.kwargs.get("enable_gqa", False)):  # stop 70 (refused before)
+        k, v = _grouped_heads(b, node, name, q, k, v)
     qs, ks, vs = b.shape(q), b.shape(k), b.shape(v)
     if len(qs) < 2 or qs[:-2] != ks[:-2] or ks[:-2] != vs[:-2]:
         raise UnsupportedOp(name, node.name, "q, k and v need one batch shape")
@@ -2246,6 +2246,37 @@ def _sdpa(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
         raise UnsupportedOp(name, node.name, "attn_mask together with is_causal")
     mask = None if mask_arg is None else attention_mask(b, mask_arg, name, node.name)
     return attention(b, q, k, v, out, scale=scale, mask=mask, causal=causal, op=name, safe=True)[0]
+
+
+def _grouped_heads(
+    b: FxBuilder, node: torch.fx.Node, name: str, q: str, k: str, v: str
+) -> tuple[str, str]:
+    """SDPA's ``enable_gqa`` (grouped-query attention, Ainslie et al. 2023): ``k`` and ``v``
+    with ``H_kv`` heads (dim -3) each serve ``H_q / H_kv`` consecutive query heads, as
+    PyTorch's ``repeat_interleave(H_q // H_kv, -3)``: a reshape to ``(.., H_kv, 1, S, D)``,
+    a broadcast over the group and a reshape back to ``H_q`` heads."""
+    query_heads = b.shape(q)[-3] if len(b.shape(q)) >= 3 else 0
+    grown = []
+    for x in (k, v):
+        shape = b.shape(x)
+        if len(shape) < 3 or not query_heads or query_heads % shape[-3]:
+            raise UnsupportedOp(
+                name,
+                node.name,
+                f"enable_gqa with {query_heads} query heads "
+                f"and a key / value of shape {tuple(shape)}",
+            )
+        groups = query_heads // shape[-3]
+        if groups == 1:
+            grown.append(x)
+            continue
+        *lead, heads, length, width = shape
+        grid = b.reshape(x, meta_like((*lead, heads, 1, length, width)))
+        ones = broadcast_ones(b.shape(grid), (*lead, heads, groups, length, width))
+        assert ones is not None
+        spread = broadcast_copy(b, grid, ones, "gqa")
+        grown.append(b.reshape(spread, meta_like((*lead, query_heads, length, width))))
+    return grown[0], grown[1]
 
 
 def attention_mask(
