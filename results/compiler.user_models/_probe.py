@@ -1,8 +1,10 @@
 """The loop the stop-69 probes share: compile each case on its example inputs, run it on other
 inputs, and print the largest difference to eager (``WRONG`` above the tolerance), a refusal by
 name (a ``ProvenmlError`` whose message starts ``provenml.compiler:``; until stop 70 only an
-``UnsupportedOp`` counted), or a crash inside the compiler; then the counts and the load average. Imported by the
-probe scripts beside it (run as ``python results/compiler.user_models/<probe>.py``)."""
+``UnsupportedOp`` counted), or a crash inside the compiler; then the counts and the load
+average. Imported by the probe scripts beside it (run as
+``python results/compiler.user_models/<probe>.py``); since stop 70 also the ``--backend`` /
+``--onnx`` compile functions and ``Apply`` / ``function_cases`` for one-function cases."""
 
 from __future__ import annotations
 

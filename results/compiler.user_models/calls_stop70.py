@@ -7,16 +7,23 @@ A NaN the case produces on purpose is mapped to 99 so that the difference is fin
 
     PYTHONPATH=src .venv/bin/python results/compiler.user_models/calls_stop70.py [--backend | --onnx]
 """
+# ruff: noqa: E501
 
 from __future__ import annotations
 
 import sys
-
 from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
-from _probe import Case, compile_backend, compile_onnx_export, compile_with, function_cases, run_probe
+from _probe import (
+    Case,
+    compile_backend,
+    compile_onnx_export,
+    compile_with,
+    function_cases,
+    run_probe,
+)
 
 B = torch.tensor([1.0, -2.0, 0.5, 3.0])
 C: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

@@ -11,12 +11,11 @@ in forward: eager's result changes from call to call, so a compiled copy that fr
 
     PYTHONPATH=src .venv/bin/python results/compiler.user_models/model_features_stop70.py [--backend | --onnx]
 """
-# ruff: noqa: E702, E701
+# ruff: noqa: E501, E702
 
 from __future__ import annotations
 
 import sys
-
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -89,8 +88,8 @@ class ListDict(nn.Module):
     def __init__(self):
         super().__init__(); self.ls = nn.ModuleList(nn.Linear(8, 8) for _ in range(3)); self.d = nn.ModuleDict({"p": nn.PReLU(), "g": nn.GELU(approximate="tanh")})
     def forward(self, x):
-        for i, l in enumerate(self.ls):
-            x = self.d["p" if i % 2 else "g"](l(x))
+        for i, layer in enumerate(self.ls):
+            x = self.d["p" if i % 2 else "g"](layer(x))
         return x
 
 class Mha(nn.Module):
@@ -235,11 +234,6 @@ C = [("forward hook on a leaf (x2)", Hooked, seq), ("forward pre-hook on a leaf"
      ("__call__ overridden by the model's class", OwnCall, seq),
      ("buffer changed in forward (state)", BufferSteps, seq),
      ("call counter (state)", CallCounter, seq), ("running mean attribute (state)", RunningMean, seq)]
-
-def cases():
-    for name, cls, make in C:
-        yield name, cls().eval(), (make(),), (make(),)
-
 
 def cases() -> Iterator[Case]:
     for name, cls, make in C:
