@@ -40,6 +40,7 @@ from provenml.compiler.frontend.common import (
     mode_pad_pieces,
     tile_steps,
 )
+from provenml.compiler.frontend.torch_state import clones
 from provenml.compiler.ir import DIM_REDUCTIONS, Graph, Node, Value, adjacent
 from provenml.errors import ProvenmlError
 
@@ -2946,8 +2947,7 @@ def _export(
 
     try:
         with torch.no_grad(), static_gcn_twins():
-            copies = [x.clone() if isinstance(x, torch.Tensor) else x for x in example_inputs]
-            gm, _ = torch._dynamo.export(model, aten_graph=False)(*copies)
+            gm, _ = torch._dynamo.export(model, aten_graph=False)(*clones(example_inputs))
     except Exception as exc:
         raise ProvenmlError(
             f"provenml.compiler: torch.fx could not trace the model ({fx_error}), "
@@ -3028,6 +3028,6 @@ def trace(
     example_inputs = list(example_inputs)
     rec = _Recorder(gm)
     with torch.no_grad():  # on copies: a model that changes an input must not change the example
-        rec.run(*[x.clone() if isinstance(x, torch.Tensor) else x for x in example_inputs])
+        rec.run(*clones(example_inputs))
     frozen = _frozen_placeholders(gm, example_inputs) if freeze_params else set()
     return FxBuilder(gm, rec.results, frozen, rec.shares_memory).build()

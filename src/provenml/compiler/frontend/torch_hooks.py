@@ -55,11 +55,11 @@ def _global_hooks() -> dict[int, Callable[..., Any]]:
     return torch_module._global_forward_hooks
 
 
-def has_forward_hooks(module: nn.Module, include_global: bool = True) -> bool:
-    """Whether calling ``module`` runs a forward pre-hook or forward hook (its own or, with
-    ``include_global``, a global one)."""
+def has_forward_hooks(module: nn.Module) -> bool:
+    """Whether calling ``module`` runs a forward pre-hook or forward hook (its own or a
+    global one)."""
     own = bool(module._forward_pre_hooks or module._forward_hooks)
-    return own or (include_global and bool(_global_pre_hooks() or _global_hooks()))
+    return own or bool(_global_pre_hooks() or _global_hooks())
 
 
 def _global_hooks_with_kwargs() -> Any:
@@ -196,7 +196,8 @@ class AttributeGuard:
 
     def __init__(self, model: nn.Module) -> None:
         self.saved = [(name, m, dict(vars(m))) for name, m in model.named_modules()]
-        self.replaced: list[tuple[str, nn.Module, torch.fx.Proxy]] = []
+        #: (the module's qualified name, the attribute, the module, the proxy put back)
+        self.replaced: list[tuple[str, str, nn.Module, torch.fx.Proxy]] = []
 
     def __enter__(self) -> AttributeGuard:
         return self
@@ -206,7 +207,7 @@ class AttributeGuard:
             for key, value in list(vars(module).items()):
                 if not isinstance(value, torch.fx.Proxy):
                     continue
-                self.replaced.append((f"{name}.{key}" if name else key, module, value))
+                self.replaced.append((name, key, module, value))
                 if key in before:
                     module.__dict__[key] = before[key]
                 else:
@@ -216,10 +217,10 @@ class AttributeGuard:
         """Refuse where a layer converted from its parameters had one of them set from the
         model's inputs (put back, the compiled layer would use the example's value): a
         value computed from parameters alone is the one the eager run left there."""
-        for qualified, module, proxy in self.replaced:
-            path = qualified.rsplit(".", 1)[0] if "." in qualified else ""
+        for path, key, module, proxy in self.replaced:
             if not tracer.is_leaf_module(module, path) or not _reads_inputs(proxy.node):
                 continue
+            qualified = f"{path}.{key}" if path else key
             raise UnsupportedOp(
                 type(module).__name__,
                 path or "the model",

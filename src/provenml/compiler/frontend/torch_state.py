@@ -4,8 +4,8 @@ The compiled model is a pure function of its inputs: what ``forward`` reads from
 (parameters, buffers, Python attributes) is frozen at compile time. A model whose ``forward``
 changes that state (``self.calls += 1``, ``self.h.add_(1)``, ``self.h = out``) gives a
 different result on every eager call and the same one compiled; before stop 70 it compiled
-silently (stop 70's probe: a buffer incremented in forward 1.3 off on the first call, a call
-counter 2.2 off). :func:`state_fingerprint` records, without copying any tensor, what each
+silently (stop 70's probe: a buffer incremented in forward 3.2 off, a call
+counter 2.5 off). :func:`state_fingerprint` records, without copying any tensor, what each
 module holds: for a tensor its identity, shape and version counter (PyTorch bumps it on every
 in-place change), for a number or string its value, for a container its identity and length.
 ``compile`` compares the fingerprints around its eager run on the example and, where they
@@ -26,7 +26,7 @@ from torch.nn.parameter import UninitializedTensorMixin
 
 from provenml.errors import ProvenmlError
 
-__all__ = ["check_stateless", "state_fingerprint"]
+__all__ = ["check_stateless", "clones", "state_fingerprint"]
 
 #: what ``nn.Module.__init__`` puts in every module's ``__dict__`` (hook tables, the
 #: parameter / buffer / submodule dicts, ``training``): not user state
@@ -76,11 +76,9 @@ def _same(first: Any, second: Any) -> bool:
         return False
     for a, b in zip(left, right, strict=True):
         if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-            if a.shape != b.shape or a.dtype != b.dtype:
-                return False
-            if not bool(
-                ((a == b) | (a.isnan() & b.isnan()) if a.is_floating_point() else a == b).all()
-            ):
+            try:  # shape, dtype and values (exactly), NaN equal to NaN
+                torch.testing.assert_close(b, a, rtol=0.0, atol=0.0, equal_nan=True)
+            except AssertionError:
                 return False
         elif a != b:
             return False
@@ -108,7 +106,8 @@ def check_stateless(
     )
 
 
-def clones(inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Copies of the example inputs for an eager call (a model that changes its input in
-    place must not change the caller's example, nor the next call's input)."""
-    return [x.clone() for x in inputs]
+def clones(inputs: Sequence[Any]) -> list[Any]:
+    """Copies of the example inputs (tensors cloned, anything else as it is) for an eager run
+    or a trace's example run: a model that changes its input in place must not change the
+    caller's example, nor the next run's input."""
+    return [x.clone() if isinstance(x, torch.Tensor) else x for x in inputs]
