@@ -1627,25 +1627,31 @@ def _conv2d(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.conv(ins, *settings, out)
 
 
+def running_stats_norm(
+    b: FxBuilder, x: Any, mean: Any, var: Any, weight: Any, bias: Any, eps: float, out: Any
+) -> str:
+    """The IR's ``batch_norm`` of ``x`` with running statistics ``mean`` / ``var`` (fx
+    arguments or tensors); a missing ``weight`` / ``bias`` is 1 / 0 per channel (dim 1)."""
+    channels = out.shape[1]
+    ins = [b.tensor_arg(x), b.tensor_arg(mean), b.tensor_arg(var)]
+    ins += [b.tensor_arg(weight) if weight is not None else b.const(np.ones(channels, np.float32))]
+    ins += [b.tensor_arg(bias) if bias is not None else b.const(np.zeros(channels, np.float32))]
+    return b.emit("batch_norm", ins, {"eps": float(eps)}, out)
+
+
 def _batch_norm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     if b.val(arg(node, 5, "training", False)):
         raise UnsupportedOp(target_name(node, b.gm), node.name, "training-mode batch norm")
-    ins = [
-        b.tensor_arg(node.args[0]),
-        b.tensor_arg(arg(node, 1, "running_mean")),
-        b.tensor_arg(arg(node, 2, "running_var")),
-    ]
-    ins += [
-        b.tensor_arg(arg(node, 3, "weight"))
-        if arg(node, 3, "weight") is not None
-        else b.const(np.ones(out.shape[1], np.float32))
-    ]
-    ins += [
-        b.tensor_arg(arg(node, 4, "bias"))
-        if arg(node, 4, "bias") is not None
-        else b.const(np.zeros(out.shape[1], np.float32))
-    ]
-    return b.emit("batch_norm", ins, {"eps": float(b.val(arg(node, 7, "eps", 1e-5)))}, out)
+    return running_stats_norm(
+        b,
+        node.args[0],
+        arg(node, 1, "running_mean"),
+        arg(node, 2, "running_var"),
+        arg(node, 3, "weight"),
+        arg(node, 4, "bias"),
+        b.val(arg(node, 7, "eps", 1e-5)),
+        out,
+    )
 
 
 def _layer_norm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
@@ -2804,17 +2810,11 @@ def _instance_norm_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) 
     assert isinstance(mod, nn.modules.instancenorm._InstanceNorm)
     if not mod.track_running_stats:
         return _group_norm_op(b, node, out.shape[1], mod.weight, mod.bias, mod.eps, out)
-    x = b.tensor_arg(node.args[0])
-    if len(b.shape(x)) != mod._get_no_batch_dim() + 1:
+    if len(b.shape(b.tensor_arg(node.args[0]))) != mod._get_no_batch_dim() + 1:
         raise UnsupportedOp(type(mod).__name__, node.name, "an unbatched input")
-    channels = out.shape[1]
-    assert mod.running_mean is not None and mod.running_var is not None
-    ins = [x, b.const(mod.running_mean.detach()), b.const(mod.running_var.detach())]
-    ins += [
-        b.const(mod.weight.detach()) if mod.weight is not None else b.const(np.ones(channels)),
-        b.const(mod.bias.detach()) if mod.bias is not None else b.const(np.zeros(channels)),
-    ]
-    return b.emit("batch_norm", ins, {"eps": float(mod.eps)}, out)
+    return running_stats_norm(
+        b, node.args[0], mod.running_mean, mod.running_var, mod.weight, mod.bias, mod.eps, out
+    )
 
 
 def _log_softmax_module(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:

@@ -72,6 +72,7 @@ from provenml.compiler.frontend.torch_fx import (
     flat_positions,
     meta_like,
     pair,
+    running_stats_norm,
     target_name,
 )
 from provenml.compiler.ir import MATH_UNARY
@@ -337,15 +338,8 @@ def _instance_norm(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     weight, bias = arg(node, 3, "weight"), arg(node, 4, "bias")
     if b.val(arg(node, 5, "use_input_stats", True)):
         return _group_norm_op(b, node, out.shape[1], weight, bias, eps, out)
-    channels = out.shape[1]
-    ins = [
-        b.tensor_arg(node.args[0]),
-        b.tensor_arg(arg(node, 1, "running_mean")),
-        b.tensor_arg(arg(node, 2, "running_var")),
-        b.tensor_arg(weight) if weight is not None else b.const(np.ones(channels, np.float32)),
-        b.tensor_arg(bias) if bias is not None else b.const(np.zeros(channels, np.float32)),
-    ]
-    return b.emit("batch_norm", ins, {"eps": eps}, out)
+    mean, var = arg(node, 1, "running_mean"), arg(node, 2, "running_var")
+    return running_stats_norm(b, node.args[0], mean, var, weight, bias, eps, out)
 
 
 EMBEDDING_BAG_MODES = {"sum": "sum", "mean": "mean", "max": "amax"}
