@@ -89,6 +89,20 @@ def _lstm_step(b: Any, x_proj: str, h: str, c: str, hh: list[str]) -> tuple[str,
     return _op(b, "mul", o, _op(b, "tanh", c_new)), c_new
 
 
+def _step(
+    b: Any, cell: str, x_proj: str, h: str, c: str | None, hh: list[str], one: str
+) -> tuple[str, str | None]:
+    """One step of the recurrence ``cell`` (``lstm``, ``gru``, or ``tanh`` / ``relu`` for an
+    Elman RNN: ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``) from the projected input
+    ``x_proj``: ``(h', c')`` (``c'`` None but for an LSTM); ``one`` is the GRU's 1."""
+    if cell == "lstm":
+        assert c is not None
+        return _lstm_step(b, x_proj, h, c, hh)
+    if cell == "gru":
+        return _gru_step(b, x_proj, h, hh, one), None
+    return _op(b, cell, _op(b, "add", x_proj, _linear(b, h, hh))), None
+
+
 def unroll(
     b: Any,
     x: str,
@@ -117,12 +131,7 @@ def unroll(
         attrs = {"dim": 1, "start": t, "stop": t + 1, "step": 1}
         row = b.emit("slice", [projected], attrs, meta_like([batch, 1, gates]))
         x_t = b.reshape(row, meta_like([batch, gates]))
-        if c is not None:
-            h, c = _lstm_step(b, x_t, h, c, hh)
-        elif cell == "gru":
-            h = _gru_step(b, x_t, h, hh, one)
-        else:  # nn.RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh)
-            h = _op(b, cell, _op(b, "add", x_t, _linear(b, h, hh)))
+        h, c = _step(b, "lstm" if c is not None else cell, x_t, h, c, hh, one)
         per_step[t] = b.reshape(h, meta_like([batch, 1, hidden]))
     if steps == 1:
         return per_step[0], h, c
@@ -216,12 +225,10 @@ def _cell_step(
         batch, hidden = b.shape(x)[0], int(b.shape(hh[0])[1])
         zeros = b.const(np.zeros((batch, hidden), np.float32), "h0")
         state = (zeros, zeros) if kind == "lstm" else zeros
-    x_proj = _linear(b, x, ih)
-    if kind == "lstm":
-        return _lstm_step(b, x_proj, state[0], state[1], hh)
-    if kind == "gru":
-        return _gru_step(b, x_proj, state, hh, b.const(np.float32(1.0), "one"))
-    return _op(b, kind, _op(b, "add", x_proj, _linear(b, state, hh)))
+    h, c = state if kind == "lstm" else (state, None)
+    one = b.const(np.float32(1.0), "one") if kind == "gru" else ""
+    h, c = _step(b, kind, _linear(b, x, ih), h, c, hh, one)
+    return (h, c) if kind == "lstm" else h
 
 
 def _cell_state(b: FxBuilder, hx: Any, lstm: bool) -> Any:
