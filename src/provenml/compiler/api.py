@@ -217,9 +217,10 @@ def compile_graph(
     t0 = time.perf_counter()
     with BuildProgress(options.progress) as progress:
         cg, stages, log = _build(g, options, example_inputs, progress)
-    compiled = Compiled(cg, stages, time.perf_counter() - t0, options, log, single_output)
-    compiled.constant_outputs = dict(g.constant_outputs)
-    return compiled
+    seconds = time.perf_counter() - t0
+    return Compiled(
+        cg, stages, seconds, options, log, single_output, constant_outputs=dict(g.constant_outputs)
+    )
 
 
 def _build(
