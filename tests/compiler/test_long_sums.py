@@ -11,20 +11,10 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from tests.compiler._user_models import Apply
 
 import provenml.compiler as pc
 from provenml.compiler.codegen.kernels.reduction import SUM_BLOCK
-
-
-class Apply(nn.Module):
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
-
 
 LONG: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sum of everything": lambda x: x.sum(),

@@ -12,21 +12,11 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
+from tests.compiler._user_models import Apply
 from torch import nn
 
 import provenml.compiler as pc
 from provenml.compiler.frontend.common import UnsupportedOp
-
-
-class Apply(nn.Module):
-    """A module that calls ``fn`` on its input (the callable an attribute, not a default)."""
-
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
 
 
 def _joined(*results: torch.Tensor) -> torch.Tensor:

@@ -9,19 +9,9 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from torch import nn
+from tests.compiler._user_models import Apply
 
 import provenml.compiler as pc
-
-
-class Apply(nn.Module):
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
-
 
 CASES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "select, method": lambda x: x.select(1, 2) * 2,

@@ -11,19 +11,10 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from tests.compiler._user_models import Apply
 from torch import nn
 
 import provenml.compiler as pc
-
-
-class Apply(nn.Module):
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
-
 
 NAN = torch.tensor(float("nan"))
 CASES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
