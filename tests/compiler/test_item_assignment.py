@@ -159,21 +159,38 @@ def test_what_assignment_cannot_express_is_refused(
         pc.compile(Wrap(fn).eval(), (torch.randn(4, 16),), threads=1, tuning=False, cache_dir=cache)
 
 
-@pytest.mark.parametrize(
-    "fn",
-    [
-        lambda x: x / x.abs().max().item(),
-        lambda x: x * int((x > 0).sum()),
-        lambda x: x * x.argmax().item(),
-    ],
-    ids=["max().item()", "int(sum)", "argmax().item()"],
-)
-def test_a_python_number_from_input_values_is_refused(
-    fn: Callable[[torch.Tensor], torch.Tensor], cache: str
-) -> None:
-    """Stop 69: such a number was taken from the example run and frozen into the graph."""
+def test_a_float_from_input_values_is_refused(cache: str) -> None:
+    """Stop 69: such a number was taken from the example run and frozen into the graph; a
+    float stays refused (stop 71), as another input would almost never give the same one."""
+    model = Wrap(lambda x: x / x.abs().max().item()).eval()
     with pytest.raises(UnsupportedOp, match="the example's number"):
-        pc.compile(Wrap(fn).eval(), (torch.randn(4, 16),), threads=1, tuning=False, cache_dir=cache)
+        pc.compile(model, (torch.randn(4, 16),), threads=1, tuning=False, cache_dir=cache)
+
+
+@pytest.mark.parametrize(
+    ("fn", "same_number"),
+    [
+        (lambda x: x * int((x > 0).sum()), lambda x: x.flip(1)),  # as many positives
+        (lambda x: x * x.argmax().item(), lambda x: x * 2.0),  # the same position
+    ],
+    ids=["int(sum)", "argmax().item()"],
+)
+def test_an_integer_from_input_values_is_kept_and_checked(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    same_number: Callable[[torch.Tensor], torch.Tensor],
+    cache: str,
+) -> None:
+    """Stop 71: an integer read from the inputs' values is the example's in the compiled
+    graph, which checks it after each call: an input with the same number gives eager's
+    result, one with another number a ``ValueGuardFailed`` (stop 69 refused the model)."""
+    model = Wrap(fn).eval()
+    example = torch.randn(4, 16, generator=torch.Generator().manual_seed(0))
+    compiled = pc.compile(model, (example,), threads=1, tuning=False, cache_dir=cache)
+    same = same_number(example)
+    torch.testing.assert_close(compiled(same), model(same))
+    other = torch.arange(64.0).reshape(4, 16)  # 63 positives, the largest last
+    with pytest.raises(pc.ValueGuardFailed, match="on the example inputs and is 63"):
+        compiled(other)
 
 
 def test_numbers_from_shapes_still_compile(cache: str) -> None:

@@ -24,7 +24,11 @@ from provenml.compiler.api import (
 from provenml.compiler.frontend import UnsupportedOp, trace
 from provenml.compiler.interp import interpret
 from provenml.compiler.ir import Graph, Node, Value
-from provenml.compiler.run_time_errors import IndexOutOfRange, IntegerDivisionByZero
+from provenml.compiler.run_time_errors import (
+    IndexOutOfRange,
+    IntegerDivisionByZero,
+    ValueGuardFailed,
+)
 from provenml.compiler.runtime import Profile, StageProfile
 
 __all__ = [
@@ -38,6 +42,7 @@ __all__ = [
     "StageProfile",
     "UnsupportedOp",
     "Value",
+    "ValueGuardFailed",
     "backend",
     "compile",
     "compile_graph",

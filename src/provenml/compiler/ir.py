@@ -172,6 +172,18 @@ class Node:
     source: str = ""  # the torch.fx node it came from, for error messages
 
 
+@dataclass(frozen=True)
+class ValueGuard:
+    """A Python number the model read from its inputs' values (stop 71: the number of graphs
+    PyG's pooling takes from ``int(batch.max()) + 1``, a count from ``mask.sum().item()``):
+    the compiled graph keeps the example's number, which may size the rest of the graph, and
+    outputs the tensor it was read from, compared with ``expected`` after every call."""
+
+    expected: int | bool
+    #: what read it, for the error: the op, the node and the tensor it was read from
+    what: str
+
+
 @dataclass
 class Graph:
     """A dataflow graph in SSA form with named inputs, constants (weights) and outputs."""
@@ -190,6 +202,10 @@ class Graph:
     # a number), by their place among the model's flattened outputs: returned as they are,
     # around the graph's tensor outputs (``merge_outputs``)
     constant_outputs: dict[int, Any] = field(default_factory=dict)
+    # stop 71: numbers read from the inputs' values, kept as the example's; the last
+    # ``len(value_guards)`` outputs are the tensors they were read from, in this order (the
+    # runtime compares them and hands the caller the outputs before them)
+    value_guards: list[ValueGuard] = field(default_factory=list)
 
     def clone(self) -> Graph:
         """A deep copy of the structure; constant arrays are shared (passes never mutate them)."""
@@ -204,6 +220,7 @@ class Graph:
             arena_size=self.arena_size,
             bool_inputs=list(self.bool_inputs),
             constant_outputs=dict(self.constant_outputs),
+            value_guards=list(self.value_guards),
         )
 
     def fresh(self, stem: str) -> str:

@@ -16,6 +16,7 @@ __all__ = [
     "PM_ZERO_DIVISION",
     "IndexOutOfRange",
     "IntegerDivisionByZero",
+    "ValueGuardFailed",
     "run_time_error",
 ]
 
@@ -27,6 +28,23 @@ class IndexOutOfRange(ProvenmlError, IndexError):
 
 class IntegerDivisionByZero(ProvenmlError, ZeroDivisionError):
     """A compiled graph divided an integer by zero (``//`` or ``%``; PyTorch raises too)."""
+
+
+class ValueGuardFailed(ProvenmlError, ValueError):
+    """A number the model reads from its inputs' values (``int(batch.max()) + 1``,
+    ``mask.sum().item()``), which the compiled graph keeps as it was on the example inputs
+    (stop 71), is different on this call's inputs: the compiled graph does not fit them."""
+
+
+def value_guard_failed(what: str, expected: int | bool, got: float) -> ValueGuardFailed:
+    """The error for a failed :class:`~provenml.compiler.ir.ValueGuard`."""
+    shown = int(got) if float(got).is_integer() else got
+    return ValueGuardFailed(
+        f"compiled graph: the model reads a number from its inputs' values ({what}): it was "
+        f"{expected} on the example inputs and is {shown} on these, and the compiled graph "
+        f"keeps the example's {expected} (it may size the tensors after it); compile again "
+        f"with example inputs where it is {shown}"
+    )
 
 
 # the kinds of run-time error a kernel records (``pm_fail`` in codegen.c_source.C_HEADER)

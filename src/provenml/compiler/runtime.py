@@ -18,7 +18,7 @@ import torch
 from provenml.compiler.build import load
 from provenml.compiler.codegen import Program
 from provenml.compiler.ir import Graph
-from provenml.compiler.run_time_errors import run_time_error
+from provenml.compiler.run_time_errors import run_time_error, value_guard_failed
 from provenml.errors import ProvenmlError
 
 _TORCH_DTYPE = {"float32": torch.float32, "int64": torch.int64}
@@ -223,6 +223,10 @@ class CompiledGraph:
         self._checks_errors = program.checks_errors
         # (kind, site, value, limit) of the call's first error; kind 0: none
         self._error = (ctypes.c_longlong * 4).in_dll(self.lib, "pm_error")
+        # stop 71: the trailing outputs that hold the numbers read from the inputs' values
+        # (``Graph.value_guards``), compared after each call and not handed to the caller
+        self.value_guards = list(graph.value_guards)
+        self._visible = len(graph.outputs) - len(self.value_guards)
 
     @property
     def is_pool(self) -> bool:
@@ -444,11 +448,24 @@ class CompiledGraph:
             self.entry(self._in_addr, self._out_addr, self._arena, self._consts)
         else:
             self._guarded_entry()
+        if self.value_guards:
+            outs = self._check_value_guards(outs)
         if self._checks_errors and self._error[0]:
             kind, site, value, limit = (int(v) for v in self._error)
             self._error[0] = 0
             raise run_time_error(kind, site, value, limit, self.program.error_sites)
         return outs
+
+    def _check_value_guards(self, outs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """(Lock held.) The caller's outputs, once every number the graph read from its inputs'
+        values is the example's; else :class:`~provenml.compiler.ValueGuardFailed`, first
+        (an index out of range the wrong size caused was only its consequence)."""
+        for guard, tensor in zip(self.value_guards, outs[self._visible :], strict=True):
+            got = tensor.item()
+            if got != guard.expected:
+                self._error[0] = 0
+                raise value_guard_failed(guard.what, guard.expected, got)
+        return outs[: self._visible]
 
     def _outputs(self) -> list[torch.Tensor]:
         """(Lock held.) Tensors for this call's outputs. With ``recycle_outputs`` (the default

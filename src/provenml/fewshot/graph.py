@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from provenml.errors import ProvenmlError
+from provenml.nn.native import tracing
 
 LEAKY_SLOPE = 0.2
 
@@ -148,6 +149,8 @@ class EdgeMLP(nn.Module):
         .abs_diff_linear`): rows and columns of the same graphs (no broadcasting between them),
         the groups in dimension 0, float32 on a CPU where the hand kernels run
         (:func:`~provenml.fewshot.native.native_edge_layer_available`)."""
+        if tracing():  # (stop 71) the checks below would branch on a tracer's proxies
+            return False
         first = self.layers[0]
         if (
             rows.dim() < 2

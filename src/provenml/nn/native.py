@@ -39,6 +39,18 @@ LIBS = ("-lmvec", "-lm")
 NATIVE_SWITCH = "PROVENML_NATIVE"
 
 
+def tracing() -> bool:
+    """Whether a tracer is running the caller: ``torch.fx.symbolic_trace``, TorchDynamo
+    (``torch.compile``, ``torch.export``) or ``provenml.compiler``'s own tracing. A hand kernel
+    is an opaque ``ctypes`` call no tracer can see into, so under one the PyTorch code runs
+    (the same maths), and a model that dispatches between the two can be traced (stop 71:
+    before, S9's edge network and S2's belief encoder could not be compiled)."""
+    import torch
+    from torch.fx._symbolic_trace import is_fx_symbolic_tracing
+
+    return is_fx_symbolic_tracing() or torch.compiler.is_compiling()
+
+
 def hand_kernels_enabled() -> bool:
     """Whether the hand-written C kernels (the belief recurrence of S2, the PPO minibatch and
     acting steps of ``provenml.rl``) should run instead of their PyTorch code.
@@ -51,6 +63,8 @@ def hand_kernels_enabled() -> bool:
     slower before them). Elsewhere (no AVX2; ARM) gcc would split their vectors and PyTorch
     runs. Both paths compute the same maths; the switch only picks the faster one.
     """
+    if tracing():
+        return False
     setting = os.environ.get(NATIVE_SWITCH, "auto").strip().lower()
     if setting in ("0", "off", "false"):
         return False

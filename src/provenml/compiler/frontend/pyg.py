@@ -129,3 +129,53 @@ def static_gcn_twins() -> Iterator[list[str]]:
     finally:
         for module, original in patched:
             module.gcn_norm = original
+
+
+def sized_scatter(
+    original: Callable[..., Any],
+    src: Any,
+    index: Any,
+    dim: int = 0,
+    dim_size: int | None = None,
+    reduce: str = "sum",
+) -> Any:
+    """PyG's ``scatter`` with its output size read the way it reads it, ``int(index.max()) + 1``
+    when not given, and then told to TorchDynamo to be at least 1 (``torch._check``).
+
+    The size is a number read from an input's values (the number of graphs in a batch, for
+    ``global_add_pool(x, batch)``): TorchDynamo makes it a symbol it knows nothing about, so the
+    first layer after the pooling that asks whether the pooled tensor is empty (``BatchNorm1d``
+    does) stopped the trace (stop 71: S4's fine-tuning model was refused). An index is never
+    negative (eager PyTorch raises on one), so the size is at least 1; the compiler then keeps
+    the example's number and checks it after each call (:class:`~provenml.compiler.ir
+    .ValueGuard`)."""
+    if dim_size is None and isinstance(index, torch.Tensor) and index.numel() > 0:
+        dim_size = int(index.max()) + 1
+        torch._check(dim_size >= 1)
+    return original(src, index, dim, dim_size, reduce)
+
+
+@contextlib.contextmanager
+def sized_scatter_twins() -> Iterator[list[str]]:
+    """While the block runs, the loaded ``torch_geometric`` modules that call PyG's ``scatter``
+    from their globals (its pooling and aggregation modules) call :func:`sized_scatter`;
+    yields their names. Restored on exit, exceptions included."""
+    scatter_module = sys.modules.get("torch_geometric.utils._scatter")
+    original = getattr(scatter_module, "scatter", None)
+    patched: list[Any] = []
+    if original is None:
+        yield []
+        return
+
+    def twin(*args: Any, **kw: Any) -> Any:
+        return sized_scatter(original, *args, **kw)
+
+    try:
+        for name, module in list(sys.modules.items()):
+            if name.startswith("torch_geometric") and getattr(module, "scatter", None) is original:
+                module.scatter = twin  # type: ignore[attr-defined]
+                patched.append(module)
+        yield [module.__name__ for module in patched]
+    finally:
+        for module in patched:
+            module.scatter = original

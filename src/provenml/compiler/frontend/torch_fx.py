@@ -41,7 +41,7 @@ from provenml.compiler.frontend.common import (
     tile_steps,
 )
 from provenml.compiler.frontend.torch_state import clones
-from provenml.compiler.ir import DIM_REDUCTIONS, Graph, Node, Value, adjacent
+from provenml.compiler.ir import DIM_REDUCTIONS, Graph, Node, Value, ValueGuard, adjacent
 from provenml.errors import ProvenmlError
 
 # calls never evaluated at compile time even when their inputs are constants
@@ -235,6 +235,8 @@ class FxBuilder:
         # IR values that are boolean tensors in PyTorch (0 / 1 floats here): comparisons and
         # what moves or combines them; only BOOL_HANDLERS may read them
         self.bools: set[str] = set()
+        # the IR tensors of ``g.value_guards``, in order: outputs after the model's (stop 71)
+        self.guard_values: list[str] = []
         self.current = ""
         self.order = {n: i for i, n in enumerate(gm.graph.nodes)}  # for in-place calls
 
@@ -399,6 +401,7 @@ class FxBuilder:
                         self.g.outputs.append(name)
                 if not self.g.outputs:
                     raise UnsupportedOp("output", "output", "no tensor among the outputs")
+                self.g.outputs += self.guard_values  # after the model's (Graph.value_guards)
             else:
                 if node.op == "call_function" and node.target in SIDE_EFFECTS:
                     self.env[node.name] = SIDE_EFFECTS[node.target](self, node)
@@ -531,13 +534,31 @@ class FxBuilder:
             for i in node.all_input_nodes
             if i.name not in self.static and isinstance(self.env.get(i.name), str)
         ]
-        if dynamic:
-            raise UnsupportedOp(
-                target_name(node, self.gm),
-                node.name,
-                f"a Python number computed from the values of {dynamic[0]} (the compiled graph "
-                "would keep the example's number as a constant); keep it a tensor",
+        if not dynamic:
+            return
+        op = target_name(node, self.gm)
+        source = node.all_input_nodes[0] if len(node.all_input_nodes) == 1 else None
+        tensor = self.env.get(source.name) if source is not None else None
+        if (
+            op == "Tensor.item"
+            and isinstance(result, (int, bool))
+            and isinstance(tensor, str)
+            and self.g.values[tensor].size == 1
+        ):
+            # stop 71: an integer (a count, a size: PyG's ``int(batch.max()) + 1`` graphs)
+            # is kept as the example's and checked after each call (``ValueGuard``); a
+            # float is refused below, as a new input would almost never give the same one
+            self.g.value_guards.append(
+                ValueGuard(result, f"{op}() of {_describe(source, self.gm)} at node {node.name}")
             )
+            self.guard_values.append(tensor)
+            return
+        raise UnsupportedOp(
+            op,
+            node.name,
+            f"a Python number computed from the values of {dynamic[0]} (the compiled graph "
+            "would keep the example's number as a constant); keep it a tensor",
+        )
 
     def python_value(self, node: torch.fx.Node, result: Any) -> Any:
         """Size queries and tuple plumbing become Python values (static shapes)."""
@@ -2940,13 +2961,14 @@ def _export(
 ) -> torch.fx.GraphModule:
     """The model's graph through TorchDynamo, specialised to the example inputs' shapes: the
     fallback when ``torch.fx.symbolic_trace`` fails (factory calls or control flow on sizes).
-    PyG's ``gcn_norm`` is traced as its fixed-size twin (:mod:`~.frontend.pyg`)."""
+    PyG's ``gcn_norm`` is traced as its fixed-size twin and its ``scatter`` with the output size
+    it reads from the index known to be positive (:mod:`~.frontend.pyg`)."""
     import torch._dynamo
 
-    from provenml.compiler.frontend.pyg import static_gcn_twins
+    from provenml.compiler.frontend.pyg import sized_scatter_twins, static_gcn_twins
 
     try:
-        with torch.no_grad(), static_gcn_twins():
+        with torch.no_grad(), static_gcn_twins(), sized_scatter_twins():
             gm, _ = torch._dynamo.export(model, aten_graph=False)(*clones(example_inputs))
     except Exception as exc:
         raise ProvenmlError(
@@ -3002,6 +3024,12 @@ def _symbolic_trace(model: nn.Module, example_inputs: Sequence[Any]) -> torch.fx
             stacklevel=4,
         )
     return gm
+
+
+def _describe(node: torch.fx.Node, gm: torch.fx.GraphModule) -> str:
+    """``op(input, ...)`` for an error message: what a node computed from which nodes."""
+    op = target_name(node, gm).split(".")[-1]
+    return f"{op}({', '.join(i.name for i in node.all_input_nodes)})"
 
 
 def trace(
