@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from provenml.core.registry import Registry
 from provenml.errors import ProvenmlError
+from provenml.nn.native import tracing
 
 Reps = tuple[Tensor, ...]
 
@@ -319,6 +320,8 @@ class TransR(KGEModel):
         A batch with negatives repeats each relation many times: ``E·d·k`` per distinct relation
         then costs far less than gathering one ``d×k`` matrix per triple.
         """
+        if tracing():  # (stop 71) ``unique``'s size depends on the ids: the general path
+            return super().score_hrt(h, r, t)
         uniq, inv = torch.unique(r, return_inverse=True)
         if len(uniq) * self.num_entities > 2 * h.numel():
             return super().score_hrt(h, r, t)

@@ -2968,7 +2968,14 @@ def _export(
     from provenml.compiler.frontend.pyg import sized_scatter_twins, static_gcn_twins
 
     try:
-        with torch.no_grad(), static_gcn_twins(), sized_scatter_twins():
+        # allow_rnn: nn.GRU / nn.LSTM / nn.RNN traced into their calls (refused by default;
+        # stop 71: S2's belief encoder, whose shape checks send it here)
+        with (
+            torch.no_grad(),
+            static_gcn_twins(),
+            sized_scatter_twins(),
+            torch._dynamo.config.patch(allow_rnn=True),
+        ):
             gm, _ = torch._dynamo.export(model, aten_graph=False)(*clones(example_inputs))
     except Exception as exc:
         raise ProvenmlError(

@@ -8,7 +8,8 @@ the IR's existing ops (no new kernel).
   ``unflatten`` / ``nn.Unflatten`` (a reshape), ``Tensor.unfold`` (sliding windows: a row
   gather, a reshape and a permute; stop 70), ``channel_shuffle`` / ``nn.ChannelShuffle``
   (Zhang et al. 2018, ShuffleNet: reshape, swap, reshape) and ``rot90`` (flips, as
-  :func:`~.torch_more_ops.rearranged` gathers them, and a transpose).
+  :func:`~.torch_more_ops.rearranged` gathers them, and a transpose); ``broadcast_tensors``
+  (each operand expanded; stop 71).
 * **Differences**: ``diff`` (``prepend`` / ``append`` concatenated, then ``n`` times the slice
   from 1 minus the slice to -1) and ``outer`` / ``ger`` (a column times a row, broadcast).
 
@@ -26,13 +27,14 @@ import torch
 import torch.fx
 from torch import nn
 
-from provenml.compiler.frontend.common import UnsupportedOp
+from provenml.compiler.frontend.common import UnsupportedOp, broadcast_ones
 from provenml.compiler.frontend.torch_fx import (
     FxBuilder,
     Handler,
     _as_float,
     _module,
     arg,
+    broadcast_copy,
     meta_like,
     target_name,
 )
@@ -293,6 +295,20 @@ def _outer(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
     return b.emit("mul", [column, right], {}, out)
 
 
+def _broadcast_tensors(b: FxBuilder, node: torch.fx.Node, out: Any) -> tuple[str, ...]:
+    """``torch.broadcast_tensors(a, b, ...)``: each operand expanded to the shapes' common
+    broadcast shape, as ``expand`` does (a multiply by ones, exact; an operand already of that
+    shape passes as it is). ``torch.distributions.Normal(loc, scale)`` calls it (stop 71: S2's
+    Gaussian policy and HolE's scores were refused)."""
+    names = [b.tensor_arg(t) for t in node.args]
+    target = tuple(out[0].shape)
+    results = []
+    for name in names:
+        ones = broadcast_ones(b.shape(name), target)
+        results.append(name if ones is None else broadcast_copy(b, name, ones, "broadcast"))
+    return tuple(results)
+
+
 # -- tables --------------------------------------------------------------------------------------
 #: calls that are both ``torch.<name>`` and ``Tensor.<name>``
 BOTH: dict[str, Handler] = {
@@ -313,6 +329,7 @@ MOVE_FUNCTIONS: dict[Any, Handler] = {
     **{getattr(torch, name): handler for name, handler in BOTH.items()},
     torch.channel_shuffle: _channel_shuffle,  # F.channel_shuffle is the same function
     torch.native_channel_shuffle: _channel_shuffle,
+    torch.broadcast_tensors: _broadcast_tensors,
 }
 MOVE_FUNCTION_NAMES: dict[str, Handler] = {
     "channel_shuffle": _channel_shuffle,
@@ -321,6 +338,7 @@ MOVE_FUNCTION_NAMES: dict[str, Handler] = {
     # importing torch_geometric replaces torch.select by its wrapper ``_new_select`` (the same
     # call for tensors), so after that import the table entry above no longer matches
     "_new_select": _select_index,
+    "broadcast_tensors": _broadcast_tensors,
 }
 MOVE_METHODS: dict[str, Handler] = {**BOTH, "unfold": _unfold_windows}  # F.unfold is im2col
 MOVE_MODULES: dict[type, Handler] = {
@@ -338,4 +356,5 @@ MOVE_BOOL: tuple[Handler, ...] = (
     _unflatten,
     _channel_shuffle,
     _rot90,
+    _broadcast_tensors,
 )

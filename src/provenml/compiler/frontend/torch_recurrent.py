@@ -38,11 +38,10 @@ __all__ = ["RECURRENT_FUNCTION_NAMES", "RECURRENT_MODULES", "_WrappedRecurrent",
 
 def _weights(b: Any, weight: Any, bias: Any) -> list[str]:
     """A linear layer's weight (and bias) as IR constants (from tensors or arrays), made once
-    per layer and direction, not once per step."""
-    names = [b.const(torch.as_tensor(weight).detach(), "w")]
-    if bias is not None:
-        names.append(b.const(torch.as_tensor(bias).detach(), "b"))
-    return names
+    per layer and direction, not once per step; IR names (a traced call's weights) as they
+    are."""
+    pieces = [(weight, "w")] + ([(bias, "b")] if bias is not None else [])
+    return [p if isinstance(p, str) else b.const(torch.as_tensor(p).detach(), s) for p, s in pieces]
 
 
 def _linear(b: Any, x: str, weights: list[str]) -> str:
@@ -158,19 +157,13 @@ def _stack(b: FxBuilder, rows: list[str]) -> str:
 
 
 def _rnn_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
+    """``nn.GRU`` / ``nn.LSTM`` / ``nn.RNN`` called on ``(x, hx)``, as torch.fx records it."""
     mod = b.gm.get_submodule(str(node.target))
     assert isinstance(mod, (nn.GRU, nn.LSTM, nn.RNN))
     name, lstm = type(mod).__name__, isinstance(mod, nn.LSTM)
-    cell = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}.get(mod.mode, "gru")
+    cell = "lstm" if lstm else {"RNN_TANH": "tanh", "RNN_RELU": "relu"}.get(mod.mode, "gru")
     if lstm and mod.proj_size:
         raise UnsupportedOp(name, node.name, "proj_size (LSTM projections)")
-    x = b.tensor_arg(node.args[0])
-    if len(b.shape(x)) != 3:
-        raise UnsupportedOp(name, node.name, "an unbatched (2-d) or packed input")
-    if not mod.batch_first:  # (T, N, F) -> (N, T, F)
-        t_len, n_batch, feat = b.shape(x)
-        x = b.emit("permute", [x], {"perm": (1, 0, 2)}, meta_like([n_batch, t_len, feat]))
-    batch, steps, _ = b.shape(x)
     hx = b.val(arg(node, 1, "hx"))
     h_state = c_state = None
     if hx is not None:
@@ -178,21 +171,56 @@ def _rnn_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
             h_state, c_state = (b.tensor_arg(s) for s in hx)
         else:
             h_state = b.tensor_arg(arg(node, 1, "hx"))
-    hidden, directions = mod.hidden_size, 2 if mod.bidirectional else 1
+
+    def weights(suffix: str) -> tuple[Any, Any, Any, Any]:
+        w_ih, w_hh = getattr(mod, "weight_ih" + suffix), getattr(mod, "weight_hh" + suffix)
+        b_ih = getattr(mod, "bias_ih" + suffix) if mod.bias else None
+        b_hh = getattr(mod, "bias_hh" + suffix) if mod.bias else None
+        return w_ih, b_ih, w_hh, b_hh
+
+    layout = (mod.num_layers, mod.bidirectional, mod.batch_first, mod.hidden_size)
+    x = b.tensor_arg(node.args[0])
+    output, h_n, c_n = _recurrent(b, node, name, cell, x, (h_state, c_state), layout, weights)
+    return (output, (h_n, c_n)) if lstm else (output, h_n)
+
+
+def _recurrent(
+    b: FxBuilder,
+    node: torch.fx.Node,
+    name: str,
+    cell: str,
+    x: str,
+    states: tuple[str | None, str | None],
+    layout: tuple[int, bool, bool, int],
+    weights: Any,
+) -> tuple[str, str, str | None]:
+    """A stacked, possibly bidirectional recurrence over ``x``: ``cell`` is ``gru``, ``lstm``,
+    ``tanh`` or ``relu``; ``states`` the IR names of the initial ``h`` (and ``c``), ``(L * D,
+    N, H)``, or None for zeros; ``layout`` ``(num_layers, bidirectional, batch_first,
+    hidden)``; ``weights(suffix)`` ``(W_ih, b_ih, W_hh, b_hh)`` of one layer and direction
+    (``_l0``, ``_l0_reverse``, ...). Returns ``(output, h_n, c_n)`` (``c_n`` None but for an
+    LSTM)."""
+    num_layers, bidirectional, batch_first, hidden = layout
+    lstm = cell == "lstm"
+    if len(b.shape(x)) != 3:
+        raise UnsupportedOp(name, node.name, "an unbatched (2-d) or packed input")
+    if not batch_first:  # (T, N, F) -> (N, T, F)
+        t_len, n_batch, feat = b.shape(x)
+        x = b.emit("permute", [x], {"perm": (1, 0, 2)}, meta_like([n_batch, t_len, feat]))
+    batch, steps, _ = b.shape(x)
+    h_state, c_state = states
+    directions = 2 if bidirectional else 1
     finals_h, finals_c = [], []
     layer_input = x
-    for layer in range(mod.num_layers):
+    for layer in range(num_layers):
         outputs = []
         for d in range(directions):
-            suffix = f"_l{layer}" + ("_reverse" if d else "")
-            w_ih, w_hh = getattr(mod, "weight_ih" + suffix), getattr(mod, "weight_hh" + suffix)
-            b_ih = getattr(mod, "bias_ih" + suffix) if mod.bias else None
-            b_hh = getattr(mod, "bias_hh" + suffix) if mod.bias else None
             index = layer * directions + d
             h0 = _initial(b, h_state, index, batch, hidden)
             c0 = _initial(b, c_state, index, batch, hidden) if lstm else None
-            weights = (w_ih, b_ih, w_hh, b_hh)
-            seq, h, c = unroll(b, layer_input, weights, h0, c0, reverse=d == 1, cell=cell)
+            suffix = f"_l{layer}" + ("_reverse" if d else "")
+            step_cell = "gru" if lstm else cell  # (an LSTM is told by its c)
+            seq, h, c = unroll(b, layer_input, weights(suffix), h0, c0, d == 1, step_cell)
             outputs.append(seq)
             finals_h.append(h)
             finals_c.append(c or "")
@@ -202,12 +230,58 @@ def _rnn_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
             else outputs[0]
         )
     output = layer_input
-    if not mod.batch_first:
+    if not batch_first:
         output = b.emit(
             "permute", [output], {"perm": (1, 0, 2)}, meta_like([steps, batch, hidden * directions])
         )
-    h_n = _stack(b, finals_h)
-    return (output, (h_n, _stack(b, finals_c))) if lstm else (output, h_n)
+    return output, _stack(b, finals_h), _stack(b, finals_c) if lstm else None
+
+
+def _rnn_function(cell: str) -> Handler:
+    """``torch.gru`` / ``torch.lstm`` / ``torch.rnn_tanh`` / ``torch.rnn_relu`` (what
+    TorchDynamo records for ``nn.GRU`` / ``nn.LSTM`` / ``nn.RNN`` where it is let into them,
+    stop 71): ``(input, hx, params, has_biases, num_layers, dropout, train, bidirectional,
+    batch_first)``, ``params`` the flat weights of each layer and direction in turn
+    (``W_ih, W_hh[, b_ih, b_hh]``); returns ``(output, h_n)`` (``(output, h_n, c_n)``)."""
+
+    def handler(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
+        name = target_name(node, b.gm)
+        params = [b.tensor_arg(p) for p in b.val(node.args[2])]
+        has_biases, num_layers, _dropout, train, bidirectional, batch_first = (
+            b.val(v) for v in node.args[3:9]
+        )
+        if train:
+            raise UnsupportedOp(name, node.name, "train=True (dropout between layers)")
+        directions = 2 if bidirectional else 1
+        per = 4 if has_biases else 2
+        if len(params) != num_layers * directions * per:
+            raise UnsupportedOp(name, node.name, "proj_size (LSTM projections)")
+        lstm = cell == "lstm"
+        hx = b.val(node.args[1])
+        states = (
+            (b.tensor_arg(hx[0]), b.tensor_arg(hx[1]))
+            if lstm
+            else (b.tensor_arg(node.args[1]), None)
+        )
+        hidden = int(b.shape(params[1])[1])  # W_hh is (G * H, H)
+        order = [
+            f"_l{k}" + ("_reverse" if d else "")
+            for k in range(num_layers)
+            for d in range(directions)
+        ]
+
+        def weights(suffix: str) -> tuple[Any, Any, Any, Any]:
+            group = params[order.index(suffix) * per :][:per]
+            w_ih, w_hh = group[0], group[1]
+            b_ih, b_hh = (group[2], group[3]) if has_biases else (None, None)
+            return w_ih, b_ih, w_hh, b_hh
+
+        layout = (num_layers, bool(bidirectional), bool(batch_first), hidden)
+        x = b.tensor_arg(node.args[0])
+        output, h_n, c_n = _recurrent(b, node, name, cell, x, states, layout, weights)
+        return (output, h_n, c_n) if lstm else (output, h_n)
+
+    return handler
 
 
 def _cell_step(
@@ -280,6 +354,11 @@ RECURRENT_FUNCTION_NAMES: dict[str, Handler] = {
     "lstm_cell": _cell_function("lstm"),
     "rnn_tanh_cell": _cell_function("tanh"),
     "rnn_relu_cell": _cell_function("relu"),
+    # stop 71: the whole modules as TorchDynamo records them (``allow_rnn``)
+    "gru": _rnn_function("gru"),
+    "lstm": _rnn_function("lstm"),
+    "rnn_tanh": _rnn_function("tanh"),
+    "rnn_relu": _rnn_function("relu"),
 }
 
 
