@@ -56,6 +56,7 @@ from provenml.compiler.frontend.torch_moves import (
 )
 from provenml.compiler.frontend.torch_recurrent import RECURRENT_FUNCTION_NAMES, RECURRENT_MODULES
 from provenml.compiler.frontend.torch_setitem import SIDE_EFFECT_FUNCTIONS
+from provenml.compiler.frontend.torch_spectral import SPECTRAL_FUNCTION_NAMES
 from provenml.compiler.frontend.torch_volumes import VOLUME_FUNCTION_NAMES, VOLUME_MODULES
 
 MODULES.update(ATTENTION_MODULES)  # nn.MultiheadAttention and the transformer encoder
@@ -85,6 +86,7 @@ BOOL_HANDLERS.update(MOVE_BOOL)
 FUNCTION_NAMES.update(VOLUME_FUNCTION_NAMES)
 MODULES.update(VOLUME_MODULES)
 SIDE_EFFECTS.update(SIDE_EFFECT_FUNCTIONS)  # t[index] = value (torch_setitem, stop 69)
+FUNCTION_NAMES.update(SPECTRAL_FUNCTION_NAMES)  # irfft(rfft(a) * rfft(b)) (stop 71)
 # stop 70: a mask through the pure moves of attention-mask building (a 0 / 1 float32 moves as
 # its values do) and masks compared with each other (0 / 1 order as False / True)
 BOOL_HANDLERS.update(

@@ -323,6 +323,13 @@ class FxBuilder:
             return name
         if isinstance(v, (int, float)):
             return self.const(np.asarray(v, dtype=np.float32), "s")
+        if type(v).__name__ == "Spectrum":  # (torch_spectral) a complex tensor, used otherwise
+            raise UnsupportedOp(
+                "a complex tensor",
+                self.current,
+                "only irfft(rfft(a) * rfft(b)), a circular convolution or correlation, is "
+                "compiled",
+            )
         raise UnsupportedOp(f"non-tensor argument {type(v).__name__}", self.current)
 
     def is_tensor(self, a: Any) -> bool:
@@ -425,6 +432,11 @@ class FxBuilder:
                     self.refuse_data_dependent(node, result)
                     self.env[node.name] = self.python_value(node, result)
                     self.static.add(node.name)
+                    continue
+                if result.is_complex():  # stop 71: a spectrum of a circular convolution
+                    from provenml.compiler.frontend.torch_spectral import spectral_value
+
+                    self.env[node.name] = spectral_value(self, node, result)
                     continue
                 # int32 results (``.int()``, arithmetic on int32 inputs) are int64 in the IR,
                 # as int32 inputs are widened
