@@ -327,8 +327,7 @@ class FxBuilder:
             raise UnsupportedOp(
                 "a complex tensor",
                 self.current,
-                "only irfft(rfft(a) * rfft(b)), a circular convolution or correlation, is "
-                "compiled",
+                "only irfft(rfft(a) * rfft(b)), a circular convolution or correlation, is compiled",
             )
         raise UnsupportedOp(f"non-tensor argument {type(v).__name__}", self.current)
 

@@ -80,7 +80,8 @@ def spectral_value(b: FxBuilder, node: torch.fx.Node, result: torch.Tensor) -> S
             raise _refuse(b, node, "a 0-d input")
         n = b.val(arg(node, 1, "n", None))
         if n not in (None, shape[-1]):
-            raise _refuse(b, node, f"n={n} for a signal of length {shape[-1]} (padding or cropping)")
+            why = f"n={n} for a signal of length {shape[-1]} (padding or cropping)"
+            raise _refuse(b, node, why)
         _check_dim_and_norm(b, node, len(shape))
         return Spectrum(((x, False),), int(shape[-1]))
     if name in ("conj", "conj_physical", "resolve_conj"):
