@@ -117,7 +117,8 @@ def compile_backend(model: nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
 def compile_onnx_export(model: nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
     """The model exported by ``torch.onnx.export`` (TorchScript exporter) and compiled by
     ``pc.compile_onnx``: the stop-70 probes' ``--onnx``. An export that fails is
-    :class:`Skipped` (PyTorch's exporter, before provenml sees the model)."""
+    :class:`Skipped` (PyTorch's exporter, before provenml sees the model), and since stop 71
+    so is a file on which ONNX Runtime disagrees with eager PyTorch on the example."""
     buffer = io.BytesIO()
     try:
         with warnings.catch_warnings():
@@ -125,7 +126,35 @@ def compile_onnx_export(model: nn.Module, example: tuple[torch.Tensor, ...]) -> 
             torch.onnx.export(model, example, buffer, dynamo=False)
     except Exception as exc:
         raise Skipped(f"torch.onnx.export failed: {str(exc).splitlines()[0][:120]}") from exc
+    exported_wrong = _onnx_runtime_differs(buffer.getvalue(), model, example)
+    if exported_wrong:  # (stop 71) the file itself is wrong: nothing provenml can be judged on
+        raise Skipped(exported_wrong)
     return pc.compile_onnx(buffer.getvalue(), example, threads=2, tuning=False)
+
+
+def _onnx_runtime_differs(
+    model_bytes: bytes, model: nn.Module, example: tuple[torch.Tensor, ...]
+) -> str:
+    """Why the exported file is wrong, if ONNX Runtime's result on the example differs from
+    eager PyTorch's (relative 1e-4); empty if it agrees or ONNX Runtime cannot run it."""
+    import numpy as np
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+        feeds = dict(zip(names, (t.numpy() for t in example), strict=False))
+        got = session.run(None, feeds)
+    except Exception:
+        return ""
+    with torch.no_grad():
+        want = [w.numpy() for w in pytree.tree_leaves(model(*example))]
+    for g, w in zip(got, want, strict=False):
+        scale = max(1.0, float(np.nanmax(np.abs(w))) if w.size else 1.0)
+        diff = float(np.max(np.abs(g - w))) if w.size else 0.0
+        if not diff <= 1e-4 * scale:  # NaN too
+            return f"the exported file is wrong: ONNX Runtime differs from eager by {diff:.2e}"
+    return ""
 
 
 class Apply(nn.Module):

@@ -117,7 +117,7 @@ def cases() -> Iterator[Case]:
     yield "S7 FCN(SmallResNet(), 128, 5)", ssl.FCN(ssl.SmallResNet(), 128, 5).eval(), *pair(lambda: (randn(2, 3, 32, 32),))
     densecl = ssl.DenseCL(ssl.SmallResNet(widths=(8, 16, 32)), image_size=16, queue_size=64).eval()
     yield "S7 extract_backbone(DenseCL(...))", ssl.extract_backbone(densecl).eval(), *pair(lambda: (randn(2, 3, 16, 16),))
-    yield "S7 DenseCL training step (updates its queue)", densecl, *pair(lambda: (randn(2, 3, 16, 16), randn(2, 3, 16, 16)))
+    yield "S7 DenseCL's loss in eval mode", Call2(densecl, lambda m, q, k: (m(q, k).loss_global, m(q, k).loss_dense)), *pair(lambda: (randn(2, 3, 16, 16), randn(2, 3, 16, 16)))
     # S9 (fewshot) encoders and heads; a head takes n_way as an int, fixed by a wrapper
     yield "S9 Conv1dEncoder()", fs.Conv1dEncoder().eval(), *pair(lambda: (randn(20, 40),))
     yield "S9 MLPEncoder(40)", fs.MLPEncoder(40).eval(), *pair(lambda: (randn(20, 40),))

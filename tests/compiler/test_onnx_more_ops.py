@@ -110,3 +110,66 @@ def test_scatter_elements_with_repeated_indices(reduction: str, cache: str) -> N
     args = tuple(torch.from_numpy(v) for v in feeds.values())
     compiled = pc.compile_onnx(raw, args, tuning=False, threads=1, cache_dir=cache)
     np.testing.assert_allclose(compiled(*args).numpy(), want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("data_shape", "index", "reduction"),
+    [
+        ((4, 5, 3), [[[0, 1], [3, -1]], [[2, 0], [-4, 2]]], "none"),  # (2, 2, 2): slices of 3
+        ((4, 5, 3), [[1], [-1]], "none"),  # whole (5, 3) blocks, one negative
+        ((4, 5), [[0, 0], [0, 0], [3, 4]], "add"),  # a repeated element, added twice
+        ((4, 5), [[1, 2], [1, 2], [0, 4]], "max"),
+    ],
+    ids=["pairs into a 3-d tensor", "first coordinate only", "add, repeated", "max"],
+)
+def test_scatter_nd(data_shape: tuple[int, ...], index: list, reduction: str, cache: str) -> None:
+    """Stop 71: ScatterND (``torch.onnx.export``'s form of ``t[:, :s, :s] = v``), run-time
+    indices with negative ones, against ONNX Runtime."""
+    helper = onnx.helper
+    rng = np.random.default_rng(0)
+    idx = np.array(index, np.int64)
+    update_shape = (*idx.shape[:-1], *data_shape[idx.shape[-1] :])
+    data = rng.standard_normal(data_shape).astype(np.float32)
+    updates = rng.standard_normal(update_shape).astype(np.float32)
+    node = helper.make_node("ScatterND", ["data", "index", "updates"], ["y"], reduction=reduction)
+    graph = helper.make_graph(
+        [node],
+        "scatter_nd",
+        [
+            helper.make_tensor_value_info("data", onnx.TensorProto.FLOAT, list(data_shape)),
+            helper.make_tensor_value_info("index", onnx.TensorProto.INT64, list(idx.shape)),
+            helper.make_tensor_value_info("updates", onnx.TensorProto.FLOAT, list(update_shape)),
+        ],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, list(data_shape))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    raw = model.SerializeToString()
+    feeds = {"data": data, "index": idx, "updates": updates}
+    want = ort.InferenceSession(raw, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    args = tuple(torch.from_numpy(v) for v in feeds.values())
+    compiled = pc.compile_onnx(raw, args, tuning=False, threads=1, cache_dir=cache)
+    np.testing.assert_allclose(compiled(*args).numpy(), want, rtol=0, atol=0)
+    bad = args[1].clone()
+    bad.view(-1)[0] = data_shape[0]  # one past the first dim
+    with pytest.raises(pc.IndexOutOfRange):
+        compiled(args[0], bad, args[2])
+
+
+def test_adjacency_assigned_by_slices_exports_and_compiles(cache: str) -> None:
+    """S9's heads write their adjacency so; the exporter writes ScatterND."""
+
+    class Adjacency(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            adjacency = torch.zeros(x.shape[0], 6, 6)
+            adjacency[:, :2, :2] = x @ x.transpose(1, 2)
+            adjacency[:, 2:, :] = 0.5
+            return adjacency.softmax(-1)
+
+    model = Adjacency().eval()
+    x = torch.randn(3, 2, 4)
+    raw = io.BytesIO()
+    torch.onnx.export(model, (x,), raw, dynamo=False)
+    assert "ScatterND" in {n.op_type for n in onnx.load_from_string(raw.getvalue()).graph.node}
+    compiled = pc.compile_onnx(raw.getvalue(), (x,), tuning=False, threads=1, cache_dir=cache)
+    other = torch.randn(3, 2, 4)
+    torch.testing.assert_close(compiled(other), model(other))

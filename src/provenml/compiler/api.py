@@ -605,7 +605,73 @@ class _Specialising:
 def _compile_static(
     gm: torch.fx.GraphModule, example_inputs: Sequence[Any], opts: dict[str, Any]
 ) -> Callable[..., Any]:
-    """The whole graph compiled for the example inputs' shapes, else its supported parts."""
+    """The whole graph compiled for the example inputs' shapes, else its supported parts;
+    specialised to the parameters and buffers dynamo lifted to inputs (:class:`_PerWeights`)."""
+    from provenml.compiler.frontend.torch_fx import _frozen_placeholders
+
+    frozen = _frozen_placeholders(gm, example_inputs)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    weights = [
+        k
+        for k, (node, x) in enumerate(zip(placeholders, example_inputs, strict=False))
+        if node.name in frozen and isinstance(x, torch.Tensor)
+    ]
+    first = _compile_for_weights(gm, example_inputs, opts)
+    return _PerWeights(gm, opts, weights, example_inputs, first) if weights else first
+
+
+class _PerWeights:
+    """A graph compiled with the parameters and buffers dynamo lifted to inputs frozen into it,
+    once per set of them (their tensors' addresses and version counters).
+
+    TorchDynamo reuses one graph for every module whose code it is (since PyTorch inlines
+    ``nn.Module`` calls, the weights are inputs, not guards): two ``GCNConv`` layers in a
+    model ran the first one's compiled graph, with the first one's frozen weights, for both
+    (stop 71: silently wrong through ``torch.compile(backend=...)``). An in-place change of
+    a weight (``optimizer.step()``) bumps its version counter and compiles again; at most
+    :attr:`KEEP` sets are kept, the oldest dropped, with one warning: the backend compiles
+    for inference."""
+
+    KEEP = 8
+
+    def __init__(
+        self,
+        gm: torch.fx.GraphModule,
+        opts: dict[str, Any],
+        weights: list[int],
+        example_inputs: Sequence[Any],
+        first: Callable[..., Any],
+    ) -> None:
+        self.gm, self.opts, self.weights = gm, opts, weights
+        self.compiled: dict[tuple[int, ...], Callable[..., Any]] = {self.key(example_inputs): first}
+        self.warned = False
+
+    def key(self, args: Sequence[Any]) -> tuple[int, ...]:
+        return tuple(v for k in self.weights for v in (args[k].data_ptr(), args[k]._version))
+
+    def __call__(self, *args: Any) -> Any:
+        key = self.key(args)
+        fn = self.compiled.get(key)
+        if fn is None:
+            if len(self.compiled) >= self.KEEP:
+                del self.compiled[next(iter(self.compiled))]
+                if not self.warned:
+                    self.warned = True
+                    warnings.warn(
+                        "provenml.compiler.backend: the weights of one graph changed more than "
+                        f"{self.KEEP} times (training?); each change compiles it again, as it "
+                        "freezes them (it compiles for inference)",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+            fn = self.compiled[key] = _compile_for_weights(self.gm, args, self.opts)
+        return fn(*args)
+
+
+def _compile_for_weights(
+    gm: torch.fx.GraphModule, example_inputs: Sequence[Any], opts: dict[str, Any]
+) -> Callable[..., Any]:
+    """:func:`_compile_static` for the example inputs' weights."""
     try:
         g = trace(gm, example_inputs, freeze_params=True)
     except UnsupportedOp:

@@ -41,14 +41,16 @@ NATIVE_SWITCH = "PROVENML_NATIVE"
 
 def tracing() -> bool:
     """Whether a tracer is running the caller: ``torch.fx.symbolic_trace``, TorchDynamo
-    (``torch.compile``, ``torch.export``) or ``provenml.compiler``'s own tracing. A hand kernel
-    is an opaque ``ctypes`` call no tracer can see into, so under one the PyTorch code runs
-    (the same maths), and a model that dispatches between the two can be traced (stop 71:
-    before, S9's edge network and S2's belief encoder could not be compiled)."""
+    (``torch.compile``, ``torch.export``), ``torch.jit.trace`` (and the ``torch.onnx.export``
+    built on it) or ``provenml.compiler``'s own tracing. A hand kernel is an opaque ``ctypes``
+    call no tracer can see into, so under one the PyTorch code runs (the same maths), and a
+    model that dispatches between the two can be traced (stop 71: before, S9's edge network
+    and S2's belief encoder could not be compiled, and ``torch.onnx.export`` recorded their
+    kernels' outputs on the example as constants)."""
     import torch
     from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
-    return is_fx_symbolic_tracing() or torch.compiler.is_compiling()
+    return is_fx_symbolic_tracing() or torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 def hand_kernels_enabled() -> bool:

@@ -8,9 +8,9 @@ the IR's ``scatter`` of one-element rows), DepthToSpace (DCR and CRD) / SpaceToD
 Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh; and (stop 67, what the exporters write for the ops
 stop 67 added to the torch frontend) Selu, Celu, Softsign, Shrink, ThresholdedRelu,
 ReduceProd, ReduceLogSum, IsInf, Xor, Mean, LpNormalization, LpPool / GlobalLpPool,
-MeanVarianceNormalization and RMSNormalization. The handlers follow :mod:`.onnx`'s:
-each takes the builder and the node and returns the IR values of the node's outputs; what
-they cannot map is refused by name.
+MeanVarianceNormalization and RMSNormalization; (stop 71) ScatterND. The handlers follow
+:mod:`.onnx`'s: each takes the builder and the node and returns the IR values of the node's
+outputs; what they cannot map is refused by name.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 
 from provenml.compiler.frontend.common import UnsupportedOp
 from provenml.compiler.frontend.onnx import (
+    WRAP_NEGATIVE,
     OnnxBuilder,
     OnnxHandler,
     _axes,
@@ -132,6 +133,44 @@ def _scatter_elements(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     rows = b.reshape(flat, (count,))
     table = b.reshape(data, (int(np.prod(shape, dtype=np.int64)), 1))
     values = b.reshape(updates, (count, 1))
+    attrs = {"reduce": SCATTER_REDUCTIONS[reduction], "include_self": True}
+    return [b.reshape(b.emit("scatter", [table, rows, values], attrs), shape)]
+
+
+def _scatter_nd(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """ScatterND (stop 71: what ``torch.onnx.export`` writes for ``t[:, :s, :s] = v``, S9's
+    few-shot heads build their adjacency so): ``data`` with the slice ``data[i_1, ..., i_k]``
+    replaced (``reduction`` none) or combined (add, mul, max, min) by ``updates[j]`` for each
+    index tuple ``indices[j] = (i_1, ..., i_k)``, in order of ``j``: the IR's ``scatter`` of
+    rows (the data's first ``k`` dims flattened, the rest one row each) at the tuples' flat
+    row positions, each coordinate checked against its dim and negative ones counted from the
+    end (``bounded``, as ScatterElements)."""
+    at = attrs_of(node)
+    reduction = at.get("reduction", b"none")
+    reduction = reduction.decode() if isinstance(reduction, bytes) else str(reduction)
+    if reduction not in SCATTER_REDUCTIONS:
+        raise UnsupportedOp("ScatterND", b.current, f"reduction={reduction!r}")
+    data, index, updates = (b.tensor(name) for name in node.input[:3])
+    if b.g.values[data].dtype != "float32" or b.g.values[updates].dtype != "float32":
+        raise UnsupportedOp("ScatterND", b.current, "non-float32 data")
+    shape, ishape = b.g.values[data].shape, b.g.values[index].shape
+    k = int(ishape[-1])
+    if not 1 <= k <= len(shape):
+        raise UnsupportedOp("ScatterND", b.current, f"index tuples of {k} coordinates")
+    count = int(np.prod(ishape[:-1], dtype=np.int64))
+    width = int(np.prod(shape[k:], dtype=np.int64))
+    strides = np.cumprod([1, *shape[1:k][::-1]])[::-1]  # rows per step of each coordinate
+    tuples = b.reshape(index, (count, k))
+    rows = ""
+    for j in range(k):
+        coordinate = b.reshape(b.slice(tuples, 1, j, j + 1), (count,))
+        limit = b.g.add_const(np.asarray(shape[j], np.int64), "n")
+        checked = b.emit("bounded", [coordinate, limit], WRAP_NEGATIVE)
+        step = b.g.add_const(np.asarray(strides[j], np.int64), "stride")
+        term = b.emit("mul", [checked, step])
+        rows = term if not rows else b.emit("add", [rows, term])
+    table = b.reshape(data, (int(np.prod(shape[:k], dtype=np.int64)), width))
+    values = b.reshape(updates, (count, width))
     attrs = {"reduce": SCATTER_REDUCTIONS[reduction], "include_self": True}
     return [b.reshape(b.emit("scatter", [table, rows, values], attrs), shape)]
 
@@ -405,6 +444,7 @@ def _rms_normalization(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 
 
 MORE_ONNX_OPS: dict[str, OnnxHandler] = {
+    "ScatterND": _scatter_nd,
     "PRelu": _prelu,
     "ReduceLogSumExp": _log_sum_exp,
     "ReduceL1": _norm_reduce("l1"),
