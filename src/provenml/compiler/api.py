@@ -556,7 +556,8 @@ def backend(
     """A ``torch.compile`` backend: ``torch.compile(model, backend=provenml.compiler.backend)``.
 
     Supported parts of the graph are compiled (parameters and buffers that dynamo lifts to
-    inputs are frozen as constants, so compile for inference); unsupported ops stay in PyTorch:
+    inputs are frozen as constants, once per set of them: :class:`_PerWeights`; it compiles
+    for inference); unsupported ops stay in PyTorch:
     the graph is partitioned and only the supported partitions are replaced by compiled code.
     When dynamo hands over a graph with symbolic sizes (it does after a call with a new batch
     size), the returned function compiles one specialisation per concrete input shape, on its

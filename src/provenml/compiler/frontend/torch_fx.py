@@ -3047,7 +3047,12 @@ def _symbolic_trace(model: nn.Module, example_inputs: Sequence[Any]) -> torch.fx
 def _describe(node: torch.fx.Node, gm: torch.fx.GraphModule) -> str:
     """``op(input, ...)`` for an error message: what a node computed from which nodes."""
     op = target_name(node, gm).split(".")[-1]
-    return f"{op}({', '.join(i.name for i in node.all_input_nodes)})"
+
+    def name(i: torch.fx.Node) -> str:  # TorchDynamo names an input ``x`` ``l_x_``
+        plain = i.op == "placeholder" and i.name.startswith("l_") and i.name.endswith("_")
+        return i.name[2:-1] if plain and len(i.name) > 3 else i.name
+
+    return f"{op}({', '.join(name(i) for i in node.all_input_nodes)})"
 
 
 def trace(
