@@ -93,23 +93,29 @@ def test_scatter_elements_with_repeated_indices(reduction: str, cache: str) -> N
     node = helper.make_node(
         "ScatterElements", ["data", "index", "updates"], ["y"], axis=0, reduction=reduction
     )
-    graph = helper.make_graph(
-        [node],
-        "scatter",
-        [
-            helper.make_tensor_value_info("data", onnx.TensorProto.FLOAT, [5, 4]),
-            helper.make_tensor_value_info("index", onnx.TensorProto.INT64, [3, 4]),
-            helper.make_tensor_value_info("updates", onnx.TensorProto.FLOAT, [3, 4]),
-        ],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [5, 4])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    raw = model.SerializeToString()
+    _scatter_against_onnx_runtime(node, data, index, updates, cache)
+
+
+def _scatter_against_onnx_runtime(
+    node: onnx.NodeProto, data: np.ndarray, index: np.ndarray, updates: np.ndarray, cache: str
+) -> pc.Compiled:
+    """One scatter node on inputs ``data``, ``index``, ``updates``, compiled and compared with
+    ONNX Runtime exactly; returns the compiled graph."""
+    helper = onnx.helper
     feeds = {"data": data, "index": index, "updates": updates}
+    kinds = {"data": onnx.TensorProto.FLOAT, "index": onnx.TensorProto.INT64}
+    inputs = [
+        helper.make_tensor_value_info(k, kinds.get(k, onnx.TensorProto.FLOAT), list(v.shape))
+        for k, v in feeds.items()
+    ]
+    output = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, list(data.shape))
+    graph = helper.make_graph([node], "scatter", inputs, [output])
+    raw = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
     want = ort.InferenceSession(raw, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     args = tuple(torch.from_numpy(v) for v in feeds.values())
     compiled = pc.compile_onnx(raw, args, tuning=False, threads=1, cache_dir=cache)
     np.testing.assert_allclose(compiled(*args).numpy(), want, rtol=0, atol=0)
+    return compiled
 
 
 @pytest.mark.parametrize(
@@ -132,23 +138,8 @@ def test_scatter_nd(data_shape: tuple[int, ...], index: list, reduction: str, ca
     data = rng.standard_normal(data_shape).astype(np.float32)
     updates = rng.standard_normal(update_shape).astype(np.float32)
     node = helper.make_node("ScatterND", ["data", "index", "updates"], ["y"], reduction=reduction)
-    graph = helper.make_graph(
-        [node],
-        "scatter_nd",
-        [
-            helper.make_tensor_value_info("data", onnx.TensorProto.FLOAT, list(data_shape)),
-            helper.make_tensor_value_info("index", onnx.TensorProto.INT64, list(idx.shape)),
-            helper.make_tensor_value_info("updates", onnx.TensorProto.FLOAT, list(update_shape)),
-        ],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, list(data_shape))],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    raw = model.SerializeToString()
-    feeds = {"data": data, "index": idx, "updates": updates}
-    want = ort.InferenceSession(raw, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-    args = tuple(torch.from_numpy(v) for v in feeds.values())
-    compiled = pc.compile_onnx(raw, args, tuning=False, threads=1, cache_dir=cache)
-    np.testing.assert_allclose(compiled(*args).numpy(), want, rtol=0, atol=0)
+    compiled = _scatter_against_onnx_runtime(node, data, idx, updates, cache)
+    args = (torch.from_numpy(data), torch.from_numpy(idx), torch.from_numpy(updates))
     bad = args[1].clone()
     bad.view(-1)[0] = data_shape[0]  # one past the first dim
     with pytest.raises(pc.IndexOutOfRange):

@@ -113,19 +113,28 @@ def _trilu(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 SCATTER_REDUCTIONS = {"none": "replace", "add": "add", "mul": "mul", "max": "amax", "min": "amin"}
 
 
+def _scatter_operands(
+    b: OnnxBuilder, node: onnx.NodeProto, op: str
+) -> tuple[dict[str, object], list[str]]:
+    """A ScatterElements / ScatterND node's IR ``scatter`` attributes (its ``reduction``:
+    none, add, mul, max or min) and its ``data``, ``indices`` and ``updates``, float32 data."""
+    reduction = attrs_of(node).get("reduction", b"none")
+    reduction = reduction.decode() if isinstance(reduction, bytes) else str(reduction)
+    if reduction not in SCATTER_REDUCTIONS:
+        raise UnsupportedOp(op, b.current, f"reduction={reduction!r}")
+    data, index, updates = (b.tensor(name) for name in node.input[:3])
+    if b.g.values[data].dtype != "float32" or b.g.values[updates].dtype != "float32":
+        raise UnsupportedOp(op, b.current, "non-float32 data")
+    return {"reduce": SCATTER_REDUCTIONS[reduction], "include_self": True}, [data, index, updates]
+
+
 def _scatter_elements(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     """ScatterElements: ``data`` with ``updates[j]`` written (``none``) or combined (add,
     mul, max, min) at ``indices[j]`` along ``axis``, in order of ``j``: the IR's ``scatter`` of
     one-element rows at flat positions (:func:`element_positions`, as GatherElements reads
     them)."""
     at = attrs_of(node)
-    reduction = at.get("reduction", b"none")
-    reduction = reduction.decode() if isinstance(reduction, bytes) else str(reduction)
-    if reduction not in SCATTER_REDUCTIONS:
-        raise UnsupportedOp("ScatterElements", b.current, f"reduction={reduction!r}")
-    data, index, updates = (b.tensor(name) for name in node.input[:3])
-    if b.g.values[data].dtype != "float32" or b.g.values[updates].dtype != "float32":
-        raise UnsupportedOp("ScatterElements", b.current, "non-float32 data")
+    attrs, (data, index, updates) = _scatter_operands(b, node, "ScatterElements")
     shape, ishape = b.g.values[data].shape, b.g.values[index].shape
     axis = int(at.get("axis", 0)) % len(shape)
     flat = element_positions(b, shape, index, axis)
@@ -133,7 +142,6 @@ def _scatter_elements(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     rows = b.reshape(flat, (count,))
     table = b.reshape(data, (int(np.prod(shape, dtype=np.int64)), 1))
     values = b.reshape(updates, (count, 1))
-    attrs = {"reduce": SCATTER_REDUCTIONS[reduction], "include_self": True}
     return [b.reshape(b.emit("scatter", [table, rows, values], attrs), shape)]
 
 
@@ -145,14 +153,7 @@ def _scatter_nd(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     rows (the data's first ``k`` dims flattened, the rest one row each) at the tuples' flat
     row positions, each coordinate checked against its dim and negative ones counted from the
     end (``bounded``, as ScatterElements)."""
-    at = attrs_of(node)
-    reduction = at.get("reduction", b"none")
-    reduction = reduction.decode() if isinstance(reduction, bytes) else str(reduction)
-    if reduction not in SCATTER_REDUCTIONS:
-        raise UnsupportedOp("ScatterND", b.current, f"reduction={reduction!r}")
-    data, index, updates = (b.tensor(name) for name in node.input[:3])
-    if b.g.values[data].dtype != "float32" or b.g.values[updates].dtype != "float32":
-        raise UnsupportedOp("ScatterND", b.current, "non-float32 data")
+    attrs, (data, index, updates) = _scatter_operands(b, node, "ScatterND")
     shape, ishape = b.g.values[data].shape, b.g.values[index].shape
     k = int(ishape[-1])
     if not 1 <= k <= len(shape):
@@ -171,7 +172,6 @@ def _scatter_nd(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         rows = term if not rows else b.emit("add", [rows, term])
     table = b.reshape(data, (int(np.prod(shape[:k], dtype=np.int64)), width))
     values = b.reshape(updates, (count, width))
-    attrs = {"reduce": SCATTER_REDUCTIONS[reduction], "include_self": True}
     return [b.reshape(b.emit("scatter", [table, rows, values], attrs), shape)]
 
 
