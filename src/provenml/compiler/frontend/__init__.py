@@ -55,6 +55,11 @@ from provenml.compiler.frontend.torch_moves import (
     MOVE_MODULES,
 )
 from provenml.compiler.frontend.torch_recurrent import RECURRENT_FUNCTION_NAMES, RECURRENT_MODULES
+from provenml.compiler.frontend.torch_selections import (
+    SELECTION_FUNCTION_NAMES,
+    SELECTION_FUNCTIONS,
+    SELECTION_METHODS,
+)
 from provenml.compiler.frontend.torch_setitem import SIDE_EFFECT_FUNCTIONS
 from provenml.compiler.frontend.torch_spectral import SPECTRAL_FUNCTION_NAMES
 from provenml.compiler.frontend.torch_volumes import VOLUME_FUNCTION_NAMES, VOLUME_MODULES
@@ -87,6 +92,13 @@ FUNCTION_NAMES.update(VOLUME_FUNCTION_NAMES)
 MODULES.update(VOLUME_MODULES)
 SIDE_EFFECTS.update(SIDE_EFFECT_FUNCTIONS)  # t[index] = value (torch_setitem, stop 69)
 FUNCTION_NAMES.update(SPECTRAL_FUNCTION_NAMES)  # irfft(rfft(a) * rfft(b)) (stop 71)
+# stop 71: x[mask], masked_select, nonzero, argwhere, torch.where(cond), count guarded
+FUNCTIONS.update(SELECTION_FUNCTIONS)
+FUNCTION_NAMES.update(SELECTION_FUNCTION_NAMES)
+METHODS.update(SELECTION_METHODS)
+BOOL_HANDLERS.update(
+    (*SELECTION_FUNCTIONS.values(), *SELECTION_FUNCTION_NAMES.values(), *SELECTION_METHODS.values())
+)
 # stop 70: a mask through the pure moves of attention-mask building (a 0 / 1 float32 moves as
 # its values do) and masks compared with each other (0 / 1 order as False / True)
 BOOL_HANDLERS.update(

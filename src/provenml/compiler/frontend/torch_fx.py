@@ -1062,14 +1062,21 @@ class FxBuilder:
         )
         runtime = [i for i in idx if isinstance(i, str)]
         if any(i in self.bools for i in runtime):
+            at = next(k for k, i in enumerate(idx) if isinstance(i, str))
+            whole = all(i == slice(None) for i in idx[:at]) and all(
+                i == slice(None) or i is Ellipsis for i in idx[at + 1 :]
+            )
+            if len(runtime) == 1 and idx[at] in self.bools and whole:
+                # stop 71: ``x[mask]`` / ``x[:, mask]`` with the example's count kept and checked
+                from provenml.compiler.frontend.torch_selections import selected_rows
+
+                return selected_rows(self, x, idx[at], out, "getitem (x[mask])", dim=at)
             raise UnsupportedOp(
                 "getitem",
                 self.current,
-                "a boolean mask computed at run time: how many elements it selects depends on "
-                "the data, and the compiler's shapes are static (PyG's remove_self_loops, "
-                "which GATConv, GATv2Conv and ChebConv call, does this: build the layer with "
-                "add_self_loops=False and add the loops to edge_index beforehand; GCNConv and "
-                "the other layers on gcn_norm compile with their loops)",
+                "a boolean mask computed at run time beside other indices (a mask alone after "
+                "full slices, x[mask] or x[:, mask], compiles, the example's count of True "
+                "elements kept and checked on each call)",
             )
         if runtime and len(idx) == 1 and self.g.values[runtime[0]].dtype == "int64":
             rows = runtime[0]
