@@ -10,7 +10,6 @@ from torch import nn
 
 import provenml.compiler as pc
 from provenml.compiler.frontend.pyg import static_gcn_norm, static_gcn_twins
-from provenml.errors import ProvenmlError
 
 gnn = pytest.importorskip("torch_geometric.nn")
 gcn_conv = pytest.importorskip("torch_geometric.nn.conv.gcn_conv")
@@ -119,10 +118,21 @@ def test_twins_are_restored_when_tracing_fails() -> None:
     assert gcn_conv.gcn_norm.__name__ == "gcn_norm"
 
 
-def test_gat_with_its_loops_is_refused_by_name(cache: str) -> None:
-    model = gnn.GATConv(8, 4, heads=2).eval()
-    with pytest.raises(ProvenmlError, match="add_self_loops=False"):
-        pc.compile(model, (torch.randn(NODES, 8), _edges(0, 2)), tuning=False, cache_dir=cache)
+@pytest.mark.parametrize("layer", ["GATConv", "ChebConv"])
+def test_layers_on_remove_self_loops_compile_for_as_many_loops(layer: str, cache: str) -> None:
+    """Refused until stop 71 (``remove_self_loops`` selects the edges by a run-time mask;
+    ChebConv also writes ``weight[loops] -= 1``): the count of edges kept is now the
+    example's, checked on each call, so another edge set with as many loops gives eager's
+    result and one with more a ``ValueGuardFailed``."""
+    model = gnn.GATConv(8, 4, heads=2) if layer == "GATConv" else gnn.ChebConv(8, 4, K=3)
+    model.eval()
+    x = torch.randn(NODES, 8)
+    compiled = pc.compile(model, (x, _edges(0, 2)), tuning=False, cache_dir=cache)
+    other = _edges(1, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x, other), model(x, other), rtol=1e-4, atol=1e-5)
+    with pytest.raises(pc.ValueGuardFailed, match="number of True elements"):
+        compiled(x, _edges(2, 3))
 
 
 @pytest.mark.filterwarnings("ignore:provenml.compiler.backend compiled nothing")

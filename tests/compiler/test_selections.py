@@ -91,3 +91,56 @@ def test_gat_with_its_self_loops(layer: str, cache: str) -> None:
     torch.testing.assert_close(compiled(x, other), model(x, other), rtol=1e-4, atol=1e-5)
     with pytest.raises(pc.ValueGuardFailed, match="it was 57 on the example inputs and is 55"):
         compiled(x, edges(5))
+
+
+def _decrement_positives(x: torch.Tensor) -> torch.Tensor:
+    w = x.clone()
+    w[x > 0] -= 1  # TorchDynamo: getitem, isub, setitem (PyG's ChebConv does this)
+    return w
+
+
+def _tripled_where_positive(x: torch.Tensor) -> torch.Tensor:
+    w = x * 2
+    w[x > 0] = x[x > 0] * 3
+    return w
+
+
+def _rows_set_to_a_vector(x: torch.Tensor) -> torch.Tensor:
+    w = x * 2
+    w[x[:, 0] > 0] = torch.arange(4.0)
+    return w
+
+
+def _rows_set_to_a_number(x: torch.Tensor) -> torch.Tensor:
+    w = x * 2
+    w[x[:, 0] > 0] = 0.5
+    return w
+
+
+class Varargs(torch.nn.Module):
+    """``forward(*inputs)``: traced by TorchDynamo, which records ``-=`` as ``operator.isub``."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.fn(*inputs)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [_decrement_positives, _tripled_where_positive, _rows_set_to_a_vector, _rows_set_to_a_number],
+)
+def test_assignment_through_a_run_time_mask(
+    fn: Callable[[torch.Tensor], torch.Tensor], cache: str
+) -> None:
+    """``t[mask] = v`` with a tensor ``v`` (the selected rows replaced, the count guarded) or a
+    number (a mask over the leading dims: whole rows), and ``t[mask] -= 1``."""
+    model = Varargs(fn).eval()
+    example, same, more = _inputs()
+    compiled = pc.compile(model, (example,), threads=1, tuning=False, cache_dir=cache)
+    torch.testing.assert_close(compiled(same), model(same))
+    if fn is not _rows_set_to_a_number:  # (a number needs no count)
+        with pytest.raises(pc.ValueGuardFailed):
+            compiled(more)

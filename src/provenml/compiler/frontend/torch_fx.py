@@ -2421,6 +2421,8 @@ BINARY_FUNCTIONS: dict[Any, str] = {
     torch.div: "div",
     operator.iadd: "add",
     operator.imul: "mul",
+    operator.isub: "sub",  # stop 71: ``t[mask] -= 1`` (PyG's ChebConv) as TorchDynamo records it
+    operator.itruediv: "div",
 }
 
 

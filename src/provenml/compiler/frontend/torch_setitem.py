@@ -1,19 +1,20 @@
 """Item assignment, ``t[index] = value`` (stop 69). TorchDynamo's export records it as an
 ``operator.setitem`` call that returns None and that nothing reads; until stop 69 the frontend
-dropped such a call as a side effect with no result, so ``y = x.clone(); y[:, 0] = 0; return
-y`` compiled to ``x`` (and a buffer built from ``x.shape`` and filled by assignment compiled to
-the example's values, a constant). Now the assignment is a new value that ``t``'s name stands
-for afterwards, as for the in-place methods (:meth:`~.torch_fx.FxBuilder.rebind_in_place`
-applies the same refusals: a graph input, a view of another tensor, a view read after the
-change).
+dropped such a call as a side effect with no result, so ``y = x.clone(); y[:, 0] = 0; return y``
+compiled to ``x`` (and a buffer built from ``x.shape`` and filled by assignment compiled to the
+example's values, a constant). Now the assignment is a new value that ``t``'s name stands for
+afterwards, as for the in-place methods (:meth:`~.torch_fx.FxBuilder.rebind_in_place` applies
+the same refusals: a graph input, a view of another tensor, a view read after the change).
 
 The value is ``where(region, placed, t)`` with ``region`` a constant 0 / 1 mask of ``t``'s shape
 (``keep_where`` halves, exact) and ``placed`` the value broadcast to the region and padded with
 zeros to ``t``'s shape. Indices: integers, slices (any step for a scalar value, step 1 for a
-tensor value), ``...``, or one boolean mask tensor of ``t``'s shape with a scalar value
-(``t[mask] = v``, i.e. ``masked_fill``). Refused by name: advanced (integer tensor) indices,
-``None`` in the index, a boolean tensor being assigned into, a tensor value into an int64
-tensor, or a value that does not broadcast to the region.
+tensor value), ``...``, or one boolean mask tensor of ``t``'s shape (since stop 71, of its
+leading dims) with a scalar value (``t[mask] = v``, i.e. ``masked_fill``) or, since stop 71, a
+tensor value: the selected rows replaced (:func:`_masked_rows`), the mask's count guarded.
+Refused by name: advanced (integer tensor) indices, ``None`` in the index, a boolean tensor
+being assigned into, a tensor value into an int64 tensor, or a value that does not broadcast to
+the region.
 """
 
 from __future__ import annotations
@@ -113,17 +114,25 @@ def assign_items(b: FxBuilder, node: torch.fx.Node) -> str | torch.Tensor:
     index = b.val(index)
     scalar = not isinstance(value, torch.fx.Node) or not b.is_tensor(value)
     number = b.val(value) if scalar else None
+    if isinstance(number, torch.Tensor) and number.numel() != 1:  # a constant tensor value
+        scalar, number = False, None
     if scalar and not isinstance(number, (int, float)):
         if isinstance(number, torch.Tensor) and number.numel() == 1:
             number = number.item()
         else:
             raise _refuse(node, f"a value of type {type(number).__name__}")
-    if isinstance(index, str) and index in b.g.values:  # t[mask] = scalar
-        if not scalar:
-            raise _refuse(node, "a tensor value assigned through a boolean mask")
+    if isinstance(index, str) and index in b.g.values:  # t[mask] = v
         mask = _bool_operand(b, node.args[1], "setitem", node.name)
-        if b.shape(mask) != shape:
-            raise _refuse(node, "a boolean mask of another shape than the tensor")
+        lead = b.shape(mask)
+        if tuple(shape[: len(lead)]) != tuple(lead):
+            raise _refuse(node, f"a boolean mask of shape {lead} for a tensor of shape {shape}")
+        if not scalar:
+            return _masked_rows(b, node, x, mask, value)
+        if lead != shape:  # a mask over the leading dims: each selected row whole
+            ones = np.ones((*lead, *shape[len(lead) :]), np.float32)
+            spread = b.reshape(mask, meta_like((*lead, *[1] * (len(shape) - len(lead)))))
+            mask = b.emit("mul", [spread, b.const(ones, "rows")], {}, meta_like(shape))
+            b.bools.add(mask)
         return _select(b, mask, _number(b, number, integer), x, like)
     if isinstance(index, torch.Tensor) or (
         isinstance(index, tuple) and any(isinstance(i, (str, torch.Tensor)) for i in index)
@@ -167,6 +176,43 @@ def assign_items(b: FxBuilder, node: torch.fx.Node) -> str | torch.Tensor:
         pads += [s.start, size - s.stop]
     placed = constant_pad(b, v, pads, 0.0, "setitem", node.name)
     return _select(b, mask, placed, x, like)
+
+
+def _masked_rows(b: FxBuilder, node: torch.fx.Node, x: str, mask: str, value: Any) -> str:
+    """``t[mask] = v`` with a tensor ``v`` (stop 71; PyG's ChebConv writes ``w[loops] -= 1``):
+    the rows of ``t`` (viewed as the mask's dims by the rest) at the mask's ``True``
+    positions replaced by ``v``'s rows (the IR's row ``scatter``); the count of ``True``
+    elements is the example's, checked on every call
+    (:func:`~.torch_selections.true_positions`)."""
+    from provenml.compiler.frontend.torch_selections import true_positions
+
+    shape, lead = b.shape(x), b.shape(mask)
+    if b.g.values[x].dtype == "int64":
+        raise _refuse(node, "a tensor value assigned into an int64 tensor")
+    example = b.results.get(node.args[1].name) if isinstance(node.args[1], torch.fx.Node) else None
+    if not isinstance(example, torch.Tensor):
+        raise _refuse(node, "a boolean mask whose example value is unknown")
+    count = int(example.sum())
+    v = b.tensor_arg(value)
+    if b.g.values[v].dtype != "float32" or v in b.bools:
+        raise _refuse(node, "a value that is not a float tensor")
+    rest = tuple(shape[len(lead) :])
+    try:
+        ones = broadcast_ones(b.shape(v), (count, *rest))
+    except ValueError:
+        raise _refuse(
+            node, f"a value of shape {b.shape(v)} for {count} selected rows of shape {rest}"
+        ) from None
+    if ones is not None:
+        v = broadcast_copy(b, v, ones, "assigned")
+    rows = int(np.prod(lead, dtype=np.int64))
+    width = int(np.prod(rest, dtype=np.int64))
+    positions = true_positions(b, mask, count, "setitem (t[mask] = v)")
+    table = b.reshape(x, meta_like((rows, width)))
+    values = b.reshape(v, meta_like((count, width)))
+    attrs = {"reduce": "replace", "include_self": True}
+    written = b.emit("scatter", [table, positions, values], attrs, meta_like((rows, width)))
+    return b.reshape(written, meta_like(shape))
 
 
 def _number(b: FxBuilder, number: float, integer: bool) -> str:
