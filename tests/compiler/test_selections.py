@@ -144,3 +144,18 @@ def test_assignment_through_a_run_time_mask(
     if fn is not _rows_set_to_a_number:  # (a number needs no count)
         with pytest.raises(pc.ValueGuardFailed):
             compiled(more)
+
+
+def test_a_selection_inside_a_nested_output(cache: str) -> None:
+    """The count's extra graph output is not one of the model's: a dict comes back a dict."""
+
+    class Outputs(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> dict[str, object]:
+            return {"selected": x[x[:, 0] > 0], "doubled": x * 2, "sums": [x.sum()]}
+
+    model = Outputs().eval()
+    example, same, _ = _inputs()
+    compiled = pc.compile(model, (example,), threads=1, tuning=False, cache_dir=cache)
+    got, want = compiled(same), model(same)
+    assert isinstance(got, dict) and list(got) == list(want)
+    torch.testing.assert_close(got, want)

@@ -472,7 +472,8 @@ def compile(
     leaves, structure = pytree.tree_flatten(out)
     g = trace(model, example_inputs)
     compiled = compile_graph(g, opts, single_output=single, example_inputs=example_inputs)
-    if len(leaves) == len(g.outputs) + len(g.constant_outputs) and not single:
+    tensors = len(g.outputs) - len(g.value_guards)  # (the guards' outputs are not the model's)
+    if len(leaves) == tensors + len(g.constant_outputs) and not single:
         compiled.output_structure = structure
     return compiled
 
