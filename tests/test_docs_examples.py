@@ -201,7 +201,22 @@ EXAMPLES: dict[str, Example] = {
         ),
     ),
     "docs/compiler.md#1": Example(after="docs/compiler.md#0"),
-    "docs/compiler.md#2": Example(after="docs/compiler.md#1"),
+    # the library's own models (stop 71): two batches of 3 graphs, an episode, ids to rank
+    "docs/compiler.md#2": Example(
+        prelude="""
+import torch
+_g = torch.Generator().manual_seed(0)
+def _graphs(n):
+    batch = torch.arange(n).repeat_interleave(36 // n)
+    return torch.randn(36, 4, generator=_g), torch.randint(0, 36, (2, 60), generator=_g), batch
+x, edge_index, batch = _graphs(3)
+x2, edge_index2, batch2 = _graphs(3)
+support, labels, query = torch.randn(2, 5, 64), torch.arange(5).repeat(2, 1), torch.randn(2, 10, 64)
+num_entities, num_relations = 100, 5
+h, r = torch.randint(0, 100, (8,)), torch.randint(0, 5, (8,))
+"""
+    ),
+    "docs/compiler.md#3": Example(after="docs/compiler.md#1"),
     "docs/contributing.md#1": Example(
         prelude="from provenml.kge import KGEModel\nnum_entities, num_relations, dim = 10, 3, 8\n"
         + _RAISES,

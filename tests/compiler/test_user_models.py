@@ -708,7 +708,6 @@ def test_padded_attention_with_run_time_boolean_masks(cache: str) -> None:
     [
         (lambda x: (x > 0).amax(-1).float(), "boolean tensor operand"),
         (lambda x: x > 0, "boolean output"),
-        (lambda x: torch.where(x > 0)[0].float(), "one-argument form"),
         (lambda x: torch.where(x, x, x), "fails in eager PyTorch"),
         (lambda x: x.to(torch.float64), "float64"),
     ],
