@@ -164,3 +164,18 @@ def test_adjacency_assigned_by_slices_exports_and_compiles(cache: str) -> None:
     compiled = pc.compile_onnx(raw.getvalue(), (x,), tuning=False, threads=1, cache_dir=cache)
     other = torch.randn(3, 2, 4)
     torch.testing.assert_close(compiled(other), model(other))
+
+
+def test_nonzero_is_refused_with_the_way_round(cache: str) -> None:
+    """NonZero's output size depends on the data (PyG's self-loop selection exports to it):
+    the refusal says so and points at ``pc.compile`` on the PyTorch model (stop 71)."""
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node("NonZero", ["x"], ["y"])],
+        "nonzero",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.INT64, [1, None])],
+    )
+    raw = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+    with pytest.raises(pc.UnsupportedOp, match=r"size depends on the data; pc\.compile"):
+        pc.compile_onnx(raw, (torch.randn(4),), tuning=False, threads=1, cache_dir=cache)

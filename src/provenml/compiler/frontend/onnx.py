@@ -200,7 +200,7 @@ class OnnxBuilder:
                 continue
             handler = ONNX_OPS.get(node.op_type)
             if handler is None:
-                raise UnsupportedOp(node.op_type, self.current)
+                raise UnsupportedOp(node.op_type, self.current, DATA_SIZED.get(node.op_type, ""))
             boolean = [i for i in present if self.env.get(i) in self.bools]
             if boolean and node.op_type not in BOOL_OPS:
                 raise UnsupportedOp(
@@ -711,6 +711,16 @@ def _split(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 
 # ONNX's Gather counts a negative index from the end (PyTorch's gathers refuse one)
 WRAP_NEGATIVE = {"wrap_negative": True}
+
+#: ONNX ops whose output size depends on the data: why they are refused, and the way round
+#: (stop 71: PyG's self-loop selection exports to NonZero)
+DATA_SIZED = {
+    op: (
+        "its output's size depends on the data; pc.compile on the PyTorch model keeps the "
+        "example's count and checks it on each call (x[mask], nonzero, masked_select)"
+    )
+    for op in ("NonZero", "Compress", "Unique")
+}
 
 
 def _gather(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
