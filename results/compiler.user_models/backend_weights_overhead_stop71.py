@@ -18,11 +18,11 @@ import time
 
 os.environ["PROVENML_THREADS"] = "1"
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-import provenml.compiler as pc  # noqa: E402
-import provenml.compiler.api as api  # noqa: E402
+import provenml.compiler as pc
+import provenml.compiler.api as api
 
 torch.manual_seed(0)
 torch.set_num_threads(1)

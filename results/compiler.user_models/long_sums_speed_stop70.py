@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from _probe import Apply
 
 import provenml.compiler as pc
 
@@ -25,15 +25,6 @@ CASES: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], tuple[int, ...]]]
     "mean (8, 65536)": (lambda x: x.mean(-1), (8, 65536)),
     "group norm (4, 16, 4096), 4 groups": (lambda x: F.group_norm(x, 4), (4, 16, 4096)),
 }
-
-
-class Apply(nn.Module):
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
 
 
 def main() -> None:

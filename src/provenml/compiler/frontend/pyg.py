@@ -107,28 +107,34 @@ def static_gcn_norm(
 
 
 @contextlib.contextmanager
-def static_gcn_twins() -> Iterator[list[str]]:
-    """While the block runs, the PyG modules of :data:`GCN_NORM_USERS` that are imported (a
-    model that uses one of their layers has imported it) call :func:`static_gcn_norm` where
-    they called ``gcn_norm``; yields their names. Restored on exit, exceptions included; a
-    no-op where no such module is loaded."""
+def _twins(attr: str, modules: list[Any], wrap: Callable[..., Any]) -> Iterator[list[str]]:
+    """While the block runs, each module's function ``attr`` is replaced by a twin that calls
+    ``wrap(original, *args, **kwargs)``; yields the modules' names. Restored on exit,
+    exceptions included."""
     patched: list[tuple[Any, Callable[..., Any]]] = []
     try:
-        for name in GCN_NORM_USERS:
-            module = sys.modules.get(name)
-            original = getattr(module, "gcn_norm", None)
-            if original is None:
-                continue
+        for module in modules:
+            original = getattr(module, attr)
 
             def twin(*args: Any, _original: Callable[..., Any] = original, **kw: Any) -> Any:
-                return static_gcn_norm(_original, *args, **kw)
+                return wrap(_original, *args, **kw)
 
-            module.gcn_norm = twin  # type: ignore[attr-defined]
+            setattr(module, attr, twin)
             patched.append((module, original))
         yield [module.__name__ for module, _ in patched]
     finally:
         for module, original in patched:
-            module.gcn_norm = original
+            setattr(module, attr, original)
+
+
+def static_gcn_twins() -> contextlib.AbstractContextManager[list[str]]:
+    """While the block runs, the PyG modules of :data:`GCN_NORM_USERS` that are imported (a
+    model that uses one of their layers has imported it) call :func:`static_gcn_norm` where
+    they called ``gcn_norm``; yields their names. Restored on exit, exceptions included; a
+    no-op where no such module is loaded."""
+    loaded = (sys.modules.get(name) for name in GCN_NORM_USERS)
+    users = [m for m in loaded if getattr(m, "gcn_norm", None) is not None]
+    return _twins("gcn_norm", users, static_gcn_norm)
 
 
 def sized_scatter(
@@ -155,27 +161,16 @@ def sized_scatter(
     return original(src, index, dim, dim_size, reduce)
 
 
-@contextlib.contextmanager
-def sized_scatter_twins() -> Iterator[list[str]]:
+def sized_scatter_twins() -> contextlib.AbstractContextManager[list[str]]:
     """While the block runs, the loaded ``torch_geometric`` modules that call PyG's ``scatter``
     from their globals (its pooling and aggregation modules) call :func:`sized_scatter`;
     yields their names. Restored on exit, exceptions included."""
-    scatter_module = sys.modules.get("torch_geometric.utils._scatter")
-    original = getattr(scatter_module, "scatter", None)
-    patched: list[Any] = []
-    if original is None:
-        yield []
-        return
-
-    def twin(*args: Any, **kw: Any) -> Any:
-        return sized_scatter(original, *args, **kw)
-
-    try:
-        for name, module in list(sys.modules.items()):
-            if name.startswith("torch_geometric") and getattr(module, "scatter", None) is original:
-                module.scatter = twin  # type: ignore[attr-defined]
-                patched.append(module)
-        yield [module.__name__ for module in patched]
-    finally:
-        for module in patched:
-            module.scatter = original
+    original = getattr(sys.modules.get("torch_geometric.utils._scatter"), "scatter", None)
+    callers = [
+        module
+        for name, module in list(sys.modules.items())
+        if original is not None
+        and name.startswith("torch_geometric")
+        and getattr(module, "scatter", None) is original
+    ]
+    return _twins("scatter", callers, sized_scatter)

@@ -323,12 +323,10 @@ class FxBuilder:
             return name
         if isinstance(v, (int, float)):
             return self.const(np.asarray(v, dtype=np.float32), "s")
-        if type(v).__name__ == "Spectrum":  # (torch_spectral) a complex tensor, used otherwise
-            raise UnsupportedOp(
-                "a complex tensor",
-                self.current,
-                "only irfft(rfft(a) * rfft(b)), a circular convolution or correlation, is compiled",
-            )
+        from provenml.compiler.frontend.torch_spectral import SUPPORTED, Spectrum
+
+        if isinstance(v, Spectrum):  # a complex tensor, used otherwise than torch_spectral's
+            raise UnsupportedOp("a complex tensor", self.current, SUPPORTED)
         raise UnsupportedOp(f"non-tensor argument {type(v).__name__}", self.current)
 
     def is_tensor(self, a: Any) -> bool:

@@ -172,7 +172,9 @@ def _rnn_module(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
         else:
             h_state = b.tensor_arg(arg(node, 1, "hx"))
 
-    def weights(suffix: str) -> tuple[Any, Any, Any, Any]:
+    def weights(index: int) -> tuple[Any, Any, Any, Any]:
+        directions = 2 if mod.bidirectional else 1
+        suffix = f"_l{index // directions}" + ("_reverse" if index % directions else "")
         w_ih, w_hh = getattr(mod, "weight_ih" + suffix), getattr(mod, "weight_hh" + suffix)
         b_ih = getattr(mod, "bias_ih" + suffix) if mod.bias else None
         b_hh = getattr(mod, "bias_hh" + suffix) if mod.bias else None
@@ -197,9 +199,9 @@ def _recurrent(
     """A stacked, possibly bidirectional recurrence over ``x``: ``cell`` is ``gru``, ``lstm``,
     ``tanh`` or ``relu``; ``states`` the IR names of the initial ``h`` (and ``c``), ``(L * D,
     N, H)``, or None for zeros; ``layout`` ``(num_layers, bidirectional, batch_first,
-    hidden)``; ``weights(suffix)`` ``(W_ih, b_ih, W_hh, b_hh)`` of one layer and direction
-    (``_l0``, ``_l0_reverse``, ...). Returns ``(output, h_n, c_n)`` (``c_n`` None but for an
-    LSTM)."""
+    hidden)``; ``weights(index)`` ``(W_ih, b_ih, W_hh, b_hh)`` of layer and direction
+    ``index = layer * directions + direction`` (PyTorch's order). Returns ``(output, h_n,
+    c_n)`` (``c_n`` None but for an LSTM)."""
     num_layers, bidirectional, batch_first, hidden = layout
     lstm = cell == "lstm"
     if len(b.shape(x)) != 3:
@@ -218,9 +220,8 @@ def _recurrent(
             index = layer * directions + d
             h0 = _initial(b, h_state, index, batch, hidden)
             c0 = _initial(b, c_state, index, batch, hidden) if lstm else None
-            suffix = f"_l{layer}" + ("_reverse" if d else "")
             step_cell = "gru" if lstm else cell  # (an LSTM is told by its c)
-            seq, h, c = unroll(b, layer_input, weights(suffix), h0, c0, d == 1, step_cell)
+            seq, h, c = unroll(b, layer_input, weights(index), h0, c0, d == 1, step_cell)
             outputs.append(seq)
             finals_h.append(h)
             finals_c.append(c or "")
@@ -264,14 +265,9 @@ def _rnn_function(cell: str) -> Handler:
             else (b.tensor_arg(node.args[1]), None)
         )
         hidden = int(b.shape(params[1])[1])  # W_hh is (G * H, H)
-        order = [
-            f"_l{k}" + ("_reverse" if d else "")
-            for k in range(num_layers)
-            for d in range(directions)
-        ]
 
-        def weights(suffix: str) -> tuple[Any, Any, Any, Any]:
-            group = params[order.index(suffix) * per :][:per]
+        def weights(index: int) -> tuple[Any, Any, Any, Any]:
+            group = params[index * per : (index + 1) * per]
             w_ih, w_hh = group[0], group[1]
             b_ih, b_hh = (group[2], group[3]) if has_biases else (None, None)
             return w_ih, b_ih, w_hh, b_hh

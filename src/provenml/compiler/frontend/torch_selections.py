@@ -31,12 +31,13 @@ import numpy as np
 import torch
 import torch.fx
 
-from provenml.compiler.frontend.common import UnsupportedOp
+from provenml.compiler.frontend.common import UnsupportedOp, broadcast_ones
 from provenml.compiler.frontend.torch_fx import (
     FxBuilder,
     Handler,
     _where,
     arg,
+    broadcast_copy,
     meta_like,
     target_name,
 )
@@ -136,35 +137,36 @@ def selected_rows(
     return result
 
 
+def _nonzero_columns(b: FxBuilder, x: Any, count: int, what: str) -> list[str]:
+    """Each dim's coordinates (int64 ``(count,)``) of the nonzero elements of ``x``."""
+    name = b.tensor_arg(x)
+    positions = true_positions(b, _as_mask(b, name), count, what)
+    return _coordinates(b, positions, b.shape(name)) if b.shape(name) else []
+
+
 def _nonzero(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
     """``nonzero(x)`` (``(count, ndim)`` coordinates), ``nonzero(x, as_tuple=True)`` and
     ``argwhere(x)``."""
-    what = target_name(node, b.gm)
-    x = b.tensor_arg(node.args[0])
-    shape = b.shape(x)
     as_tuple = bool(b.val(node.kwargs.get("as_tuple", False)))
     count = int((out[0] if as_tuple else out).shape[0])
-    positions = true_positions(b, _as_mask(b, x), count, what)
-    columns = _coordinates(b, positions, shape) if shape else []
+    columns = _nonzero_columns(b, node.args[0], count, target_name(node, b.gm))
     if as_tuple:
-        return tuple(columns) if shape else (b.g.add_const(np.zeros((count,), np.int64), "i"),)
-    if not shape:
+        return tuple(columns) or (b.g.add_const(np.zeros((count,), np.int64), "i"),)
+    if not columns:
         return b.g.add_const(np.zeros((count, 0), np.int64), "i")
     like = meta_like((count, 1), torch.int64)
     pieces = [b.reshape(c, like) for c in columns]
     if len(pieces) == 1:
         return pieces[0]
-    return b.emit("cat", pieces, {"dim": 1}, meta_like((count, len(shape)), torch.int64))
+    return b.emit("cat", pieces, {"dim": 1}, meta_like((count, len(columns)), torch.int64))
 
 
 def _where_or_positions(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
     """``torch.where(cond)``: ``nonzero(cond, as_tuple=True)``; the three-argument form as
     before."""
     if node.op == "call_function" and len(node.args) + len(node.kwargs) == 1:
-        x = b.tensor_arg(node.args[0] if node.args else node.kwargs["condition"])
-        shape = b.shape(x)
-        positions = true_positions(b, _as_mask(b, x), int(out[0].shape[0]), "where")
-        return tuple(_coordinates(b, positions, shape))
+        cond = node.args[0] if node.args else node.kwargs["condition"]
+        return tuple(_nonzero_columns(b, cond, int(out[0].shape[0]), "where"))
     return _where(b, node, out)
 
 
@@ -177,19 +179,18 @@ def _masked_select(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
         raise UnsupportedOp("masked_select", node.name, "a mask that is not boolean")
     full = tuple(int(v) for v in np.broadcast_shapes(b.shape(x), b.shape(mask)))
     dtype = torch.int64 if b.g.values[x].dtype == "int64" else torch.float32
-    if tuple(b.shape(x)) != full:
-        ones = b.g.add_const(np.ones(full, np.int64 if dtype == torch.int64 else np.float32), "e")
-        x = b.emit("mul", [x, ones], {}, meta_like(full, dtype))
-    if tuple(b.shape(mask)) != full:
-        grown = b.emit("mul", [mask, b.g.add_const(np.ones(full, np.float32), "e")], {},
-                       meta_like(full))  # fmt: skip
-        b.bools.add(grown)
-        mask = grown
+    x, mask = (_expanded(b, t, full) for t in (x, mask))
     n = int(np.prod(full, dtype=np.int64))
     flat_x = b.reshape(x, meta_like((n,), dtype))
     flat_mask = b.reshape(mask, meta_like((n,), torch.bool))
     b.bools.add(flat_mask)
     return selected_rows(b, flat_x, flat_mask, out, "masked_select")
+
+
+def _expanded(b: FxBuilder, x: str, shape: tuple[int, ...]) -> str:
+    """``x`` expanded to ``shape`` (as ``expand``; a mask stays a mask)."""
+    ones = broadcast_ones(b.shape(x), shape)
+    return x if ones is None else broadcast_copy(b, x, ones, "expanded")
 
 
 SELECTION_FUNCTIONS: dict[Any, Handler] = {

@@ -129,10 +129,10 @@ def assign_items(b: FxBuilder, node: torch.fx.Node) -> str | torch.Tensor:
         if not scalar:
             return _masked_rows(b, node, x, mask, value)
         if lead != shape:  # a mask over the leading dims: each selected row whole
-            ones = np.ones((*lead, *shape[len(lead) :]), np.float32)
-            spread = b.reshape(mask, meta_like((*lead, *[1] * (len(shape) - len(lead)))))
-            mask = b.emit("mul", [spread, b.const(ones, "rows")], {}, meta_like(shape))
-            b.bools.add(mask)
+            rows = (*lead, *[1] * (len(shape) - len(lead)))
+            spread = b.reshape(mask, meta_like(rows))
+            b.bools.add(spread)
+            mask = broadcast_copy(b, spread, broadcast_ones(rows, shape), "rows")
         return _select(b, mask, _number(b, number, integer), x, like)
     if isinstance(index, torch.Tensor) or (
         isinstance(index, tuple) and any(isinstance(i, (str, torch.Tensor)) for i in index)
