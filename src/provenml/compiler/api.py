@@ -121,8 +121,28 @@ class Compiled:
     output_structure: Any = None
     #: outputs that are Python values (``Graph.constant_outputs``, stop 70) by their place
     constant_outputs: dict[int, Any] = field(default_factory=dict)
+    #: set once the call-time warning about inputs that require grad was given
+    warned_detached: bool = field(default=False, repr=False)
+
+    def _warn_detached(self, inputs: Sequence[Any]) -> None:
+        """One warning: an input requires grad, but the compiled code computes no gradients
+        (the result carries no ``grad_fn``; a loss built on it would silently not reach
+        the model's inputs)."""
+        if not torch.is_grad_enabled():
+            return
+        self.warned_detached = True
+        first = next(k for k, x in enumerate(inputs) if getattr(x, "requires_grad", False))
+        warnings.warn(
+            f"provenml.compiler: input {first} requires grad, but the compiled model computes "
+            "no gradients: its outputs are detached (it compiles for inference; run the eager "
+            "model where gradients are needed, or call this one under torch.no_grad())",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     def __call__(self, *inputs: torch.Tensor) -> Any:
+        if not self.warned_detached and any(getattr(x, "requires_grad", False) for x in inputs):
+            self._warn_detached(inputs)
         outs = self.graph(*inputs)
         if self.constant_outputs:
             outs = merge_outputs(outs, self.constant_outputs)
@@ -564,10 +584,22 @@ def backend(
     When dynamo hands over a graph with symbolic sizes (it does after a call with a new batch
     size), the returned function compiles one specialisation per concrete input shape, on its
     first call with that shape. A graph of which nothing can be compiled runs in PyTorch, with
-    one warning naming its unsupported ops.
+    one warning naming its unsupported ops. So does, with one warning, a graph that needs
+    gradients (grad mode on and an input or parameter that requires grad): the compiled code
+    has no backward, and TorchDynamo keeps that graph apart from the one it traces under
+    ``torch.no_grad()``, which is compiled.
     """
     opts = {"threads": _env_threads(), **options}
     CompileOptions.from_kwargs(opts)  # refuse bad options now, not at the first call
+    if torch.is_grad_enabled() and any(
+        isinstance(x, torch.Tensor) and x.requires_grad for x in example_inputs
+    ):
+        # TorchDynamo guards its graphs on grad mode: this graph is the one for calls that
+        # build an autograd graph (training, or inference without torch.no_grad()); the
+        # compiled kernels have no backward, so PyTorch runs it (stop 72: its outputs were
+        # detached, and a model trained through the backend silently got no gradients)
+        _warn_needs_gradients()
+        return gm.forward
     if any(_is_symbolic(x) for x in example_inputs):
         return _Specialising(gm, opts)
     return _compile_static(gm, example_inputs, opts)
@@ -703,6 +735,22 @@ def _compile_for_weights(
 
 
 _WARNED: set[frozenset[str]] = set()
+_WARNED_GRADIENTS: list[bool] = []
+
+
+def _warn_needs_gradients() -> None:
+    """One warning per process: a graph that needs gradients runs in PyTorch."""
+    if _WARNED_GRADIENTS:
+        return
+    _WARNED_GRADIENTS.append(True)
+    warnings.warn(
+        "provenml.compiler.backend compiles for inference: a graph called with grad mode on "
+        "and inputs or parameters that require grad runs in PyTorch, so that autograd sees "
+        "it (call the model under torch.no_grad() or torch.inference_mode() to run compiled "
+        "code)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _warn_left_to_pytorch(ops: list[str]) -> None:
