@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import operator
 import os
+import pickle
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -124,6 +125,31 @@ class Compiled:
     #: set once the call-time warning about inputs that require grad was given
     warned_detached: bool = field(default=False, repr=False)
 
+    def __reduce__(self) -> tuple[Callable[..., Compiled], tuple[dict[str, Any]]]:
+        """Pickling (``pickle``, ``copy.deepcopy``, Ray's object store, a process pool's
+        arguments) keeps the optimized graph, its generated C and the choices measured at
+        compile time (threads, the fallback's calibration); unpickling builds the C again
+        (a cache hit where this machine built it before, else one gcc run), without tracing,
+        tuning or timing: :func:`_restore_compiled`."""
+        cg = self.graph
+        state = {
+            "stages": self.stages,
+            "compile_seconds": self.compile_seconds,
+            "options": self.options,
+            "tuning_log": self.tuning_log,
+            "single_output": self.single_output,
+            "output_structure": _dump_structure(self.output_structure),
+            "constant_outputs": self.constant_outputs,
+            "final": cg.graph,
+            "program": cg.program,
+            "threads": cg._guard[1] if cg._guard is not None else cg.threads,
+            "guard_seconds": cg._guard[0] if cg._guard is not None else None,
+            "adaptive": cg.adaptive,
+            "fallback_scale": cg.fallback_scale,
+            "recycle_outputs": cg.recycle_outputs,
+        }
+        return _restore_compiled, (state,)
+
     def _warn_detached(self, inputs: Sequence[Any]) -> None:
         """One warning: an input requires grad, but the compiled code computes no gradients
         (the result carries no ``grad_fn``; a loss built on it would silently not reach
@@ -173,6 +199,56 @@ class Compiled:
     def loop_nests(self) -> str:
         """The loop-level IR of every kernel."""
         return "\n\n".join(f"-- {k}\n{v}" for k, v in self.graph.program.loop_nests.items())
+
+
+def _dump_structure(spec: Any) -> Any:
+    """An output structure for pickling: pytree's JSON where it serialises the spec (unpickling
+    a ``TreeSpec`` itself warns of a deprecation inside PyTorch), else the spec."""
+    if spec is None:
+        return None
+    try:
+        return ("json", pytree.treespec_dumps(spec))
+    except Exception:  # a node type pytree cannot name (a user's named tuple): pickle it
+        return ("pickle", pickle.dumps(spec))
+
+
+def _load_structure(dumped: Any) -> Any:
+    """:func:`_dump_structure` undone."""
+    if dumped is None:
+        return None
+    kind, value = dumped
+    if kind == "json":
+        return pytree.treespec_loads(value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # PyTorch's own, on unpickling a spec
+        return pickle.loads(value)
+
+
+def _restore_compiled(state: dict[str, Any]) -> Compiled:
+    """A pickled :class:`Compiled` loaded again: its C built (or found in the build cache)
+    and loaded, with the thread count and fallback settings it was pickled with."""
+    options: CompileOptions = state["options"]
+    program: Program = state["program"]
+    path, _ = build(program.source, cache=options.cache_dir)
+    cg = CompiledGraph(state["final"], program, path, options.threads, options.huge_pages)
+    cg.set_adaptive(state["adaptive"])
+    if state["fallback_scale"] is not None:
+        cg.set_fallback_scale(state["fallback_scale"])
+    if state["guard_seconds"] is not None:
+        cg.guard_threads(state["threads"], state["guard_seconds"])
+    else:
+        cg.set_threads(state["threads"])
+    cg.recycle_outputs = state["recycle_outputs"]
+    return Compiled(
+        cg,
+        state["stages"],
+        state["compile_seconds"],
+        options,
+        state["tuning_log"],
+        state["single_output"],
+        output_structure=_load_structure(state["output_structure"]),
+        constant_outputs=state["constant_outputs"],
+    )
 
 
 def optimize(

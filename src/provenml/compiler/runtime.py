@@ -215,6 +215,7 @@ class CompiledGraph:
         self._retry_at = 0
         self._backoff = 0
         self.stalls = 0  # calls that exceeded the guard's limit (see guard_threads)
+        self.fallback_scale: float | None = None  # calibrate_fallback's, once measured
         self.set_threads(threads)
         self.adaptive = False  # set_adaptive: on by default for the pool runtime
         self.set_adaptive(True)
@@ -285,8 +286,15 @@ class CompiledGraph:
             if ratio >= FALLBACK_SCALE_FLOOR:
                 scale = min(1.0, ratio)
                 break
-        self.lib.pm_set_one_scale(ctypes.c_double(scale))
+        self.set_fallback_scale(scale)
         return scale
+
+    def set_fallback_scale(self, scale: float) -> None:
+        """Set the adaptive fallback's one-thread estimate scale (what
+        :meth:`calibrate_fallback` measured; pool runtime, else a no-op)."""
+        if hasattr(self.lib, "pm_set_one_scale"):
+            self.lib.pm_set_one_scale(ctypes.c_double(scale))
+            self.fallback_scale = float(scale)
 
     def _calibration_ratio(
         self, inputs: Sequence[torch.Tensor], rounds: int, min_time: float

@@ -84,6 +84,19 @@ def _is_tensor_sequence(x: Any) -> bool:
 PYTHON_OUTPUTS = (int, float, bool, str)
 
 
+def _is_namedtuple_class(target: Any) -> bool:
+    """A ``collections.namedtuple`` / ``typing.NamedTuple`` class (``torch.fx`` records the
+    construction of one that holds proxies as a call of the class, e.g. a model's output)."""
+    return isinstance(target, type) and issubclass(target, tuple) and hasattr(target, "_fields")
+
+
+def _namedtuple(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
+    """A named tuple of the model's values, built as the model builds it (stop 72: refused as
+    ``unsupported op 'Out'`` before); its leaves become outputs as a tuple's do, and
+    ``Compiled.output_structure`` gives the caller the named tuple back."""
+    return node.target(*b.val(node.args), **{k: b.val(v) for k, v in node.kwargs.items()})
+
+
 def _flat(value: Any) -> list[Any]:
     """The leaves of nested tuples / lists, in order."""
     if isinstance(value, (tuple, list)):
@@ -605,6 +618,8 @@ class FxBuilder:
                 handler = None
             if handler is None:
                 handler = FUNCTION_NAMES.get(target_name(node, self.gm))
+        if handler is None and node.op == "call_function" and _is_namedtuple_class(node.target):
+            handler = _namedtuple
         if handler is None:
             self.refuse_script_module(node)
             raise UnsupportedOp(target_name(node, self.gm), node.name)
