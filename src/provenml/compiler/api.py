@@ -667,7 +667,14 @@ def backend(
     gradients (grad mode on and an input or parameter that requires grad): the compiled code
     has no backward, and TorchDynamo keeps that graph apart from the one it traces under
     ``torch.no_grad()``, which is compiled.
+
+    By name (the ``torch_dynamo_backends`` entry point, no import needed):
+    ``torch.compile(model, backend="provenml", options={"threads": 1})``; ``options`` holds
+    :class:`CompileOptions` fields, and ``mode`` is accepted as PyTorch's modes are named
+    (:data:`TORCH_COMPILE_MODES`; they change nothing here: the compiler always tunes, and has
+    no graph-capture overhead to reduce).
     """
+    options = _torch_compile_options(options)
     opts = {"threads": _env_threads(), **options}
     CompileOptions.from_kwargs(opts)  # refuse bad options now, not at the first call
     if torch.is_grad_enabled() and any(
@@ -682,6 +689,35 @@ def backend(
     if any(_is_symbolic(x) for x in example_inputs):
         return _Specialising(gm, opts)
     return _compile_static(gm, example_inputs, opts)
+
+
+#: ``torch.compile``'s ``mode`` names, accepted by :func:`backend` and ignored
+TORCH_COMPILE_MODES = (
+    "default",
+    "reduce-overhead",
+    "max-autotune",
+    "max-autotune-no-cudagraphs",
+)
+
+
+def _torch_compile_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments ``torch.compile(..., backend="provenml", mode=..., options=...)``
+    passes to :func:`backend` as compile options: ``options``' entries, ``mode`` checked."""
+    options = dict(options)
+    mode = options.pop("mode", None)
+    if mode is not None and mode not in TORCH_COMPILE_MODES:
+        raise ProvenmlError(
+            f"provenml.compiler.backend: unknown torch.compile mode {mode!r}; modes: "
+            f"{list(TORCH_COMPILE_MODES)} (none changes what it compiles: pass options=, "
+            "e.g. options={'tuning': False, 'threads': 1})"
+        )
+    nested = options.pop("options", None) or {}
+    if not isinstance(nested, dict):
+        raise ProvenmlError(f"torch.compile options= must be a dict, got {type(nested).__name__}")
+    both = sorted(set(nested) & set(options))
+    if both:
+        raise ProvenmlError(f"compile option(s) {both} given twice")
+    return {**options, **nested}
 
 
 def _env_threads() -> int:
