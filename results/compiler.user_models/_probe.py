@@ -132,6 +132,35 @@ def compile_onnx_export(model: nn.Module, example: tuple[torch.Tensor, ...]) -> 
     return pc.compile_onnx(buffer.getvalue(), example, threads=2, tuning=False)
 
 
+def compile_onnx_dynamo_export(model: nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
+    """As :func:`compile_onnx_export`, through ``torch.onnx.export``'s default exporter since
+    PyTorch 2.9 (``dynamo=True``: ``torch.export``, decompositions, onnxscript): what a user
+    who calls ``torch.onnx.export(model, args, path)`` gets (stop 72's ``--onnx-dynamo``)."""
+    import contextlib
+    import logging
+
+    quiet = io.StringIO()
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(quiet),
+            contextlib.redirect_stderr(quiet),  # (the exporter prints the graph it failed on)
+        ):
+            warnings.simplefilter("ignore")
+            logging.disable(logging.WARNING)
+            program = torch.onnx.export(model, example, dynamo=True, verbose=False)
+            model_bytes = program.model_proto.SerializeToString()
+    except Exception as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise Skipped(f"torch.onnx.export (dynamo) failed: {first}") from exc
+    finally:
+        logging.disable(logging.NOTSET)
+    exported_wrong = _onnx_runtime_differs(model_bytes, model, example)
+    if exported_wrong:
+        raise Skipped(exported_wrong)
+    return pc.compile_onnx(model_bytes, example, threads=2, tuning=False)
+
+
 def _onnx_runtime_differs(
     model_bytes: bytes, model: nn.Module, example: tuple[torch.Tensor, ...]
 ) -> str:

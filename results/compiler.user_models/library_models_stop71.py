@@ -9,7 +9,7 @@ compiled as a user would call it (the model itself where its ``forward`` takes t
 two-line wrapper where the call takes an int such as ``n_way`` or is a method such as
 ``score_t``), and run on a second input of the same shape.
 
-    PYTHONPATH=src .venv/bin/python results/compiler.user_models/library_models_stop71.py [--backend | --onnx]
+    PYTHONPATH=src .venv/bin/python results/compiler.user_models/library_models_stop71.py [--backend | --onnx | --onnx-dynamo]
 """
 # ruff: noqa: E501, E702
 
@@ -21,7 +21,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from _probe import Case, compile_backend, compile_onnx_export, compile_with, run_probe
+from _probe import (
+    Case,
+    compile_backend,
+    compile_onnx_dynamo_export,
+    compile_onnx_export,
+    compile_with,
+    run_probe,
+)
 from torch import nn
 
 import provenml.federated as fed
@@ -159,5 +166,9 @@ def cases() -> Iterator[Case]:
 
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else ""
-    compile_case = {"--backend": compile_backend, "--onnx": compile_onnx_export}.get(mode, compile_with())
+    compile_case = {
+        "--backend": compile_backend,
+        "--onnx": compile_onnx_export,
+        "--onnx-dynamo": compile_onnx_dynamo_export,  # stop 72
+    }.get(mode, compile_with())
     run_probe(cases(), compile_case, width=52, relative=True, header=mode)

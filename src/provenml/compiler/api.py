@@ -645,7 +645,12 @@ def compile_onnx(
     unknown = sorted(set(shapes) - set(names))
     if unknown:
         raise ProvenmlError(f"compile_onnx: input_shapes names {unknown}, inputs are {names}")
-    g = onnx_to_graph(proto, shapes)
+    example = (
+        {n: t.detach().cpu().numpy() for n, t in zip(names, tensors, strict=True)}
+        if tensors is not None
+        else None
+    )
+    g = onnx_to_graph(proto, shapes, example)
     if tensors is None:  # thread choice on zero inputs of the right shapes
         tensors = [
             torch.zeros(
@@ -654,7 +659,8 @@ def compile_onnx(
             )
             for i in g.inputs
         ]
-    return compile_graph(g, opts, single_output=len(g.outputs) == 1, example_inputs=tensors)
+    single = len(g.outputs) - len(g.value_guards) == 1  # (the guards' are not the model's)
+    return compile_graph(g, opts, single_output=single, example_inputs=tensors)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from provenml.compiler.frontend.common import (
     mode_pad_pieces,
     tile_steps,
 )
-from provenml.compiler.ir import DIM_REDUCTIONS, Graph, Node, Value, adjacent
+from provenml.compiler.ir import DIM_REDUCTIONS, Graph, Node, Value, ValueGuard, adjacent
 from provenml.compiler.passes.shapes import shape_of
 from provenml.errors import ProvenmlError
 
@@ -77,8 +77,19 @@ def load_model(model: str | os.PathLike[str] | bytes | onnx.ModelProto) -> onnx.
 class OnnxBuilder:
     """Maps ONNX nodes to IR nodes; ``static`` holds the values known at compile time."""
 
-    def __init__(self, model: onnx.ModelProto) -> None:
+    def __init__(
+        self, model: onnx.ModelProto, example: dict[str, np.ndarray] | None = None
+    ) -> None:
         self.model = model
+        # the example inputs by ONNX input name, and the values computed from them
+        # (:meth:`example_value`; stop 72)
+        self.example: dict[str, np.ndarray] = dict(example or {})
+        self.producers: dict[str, onnx.NodeProto] = {
+            out: node for node in model.graph.node for out in node.output if out
+        }
+        # the IR values holding numbers read from the inputs' values, checked on each call
+        # (``Graph.value_guards``), appended to the outputs after the model's own
+        self.guard_values: list[str] = []
         self.opset = next(
             (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13
         )
@@ -159,14 +170,76 @@ class OnnxBuilder:
         return self.g.values[self.tensor(onnx_name)].shape
 
     def const_input(self, node: onnx.NodeProto, i: int) -> np.ndarray | None:
-        """Input ``i`` as a compile-time array (``None`` when absent)."""
+        """Input ``i`` as a compile-time array (``None`` when absent). One computed at run time
+        from the inputs' values (a shape from ``ReduceMax`` of graph ids) is taken from the
+        example inputs when it is a small integer array, and each of its numbers is guarded:
+        the graph computes it on every call and a different one raises
+        :class:`~provenml.compiler.ValueGuardFailed` (stop 72; ``pc.compile``'s integer
+        ``.item()`` rule, stop 71)."""
         if i >= len(node.input) or not node.input[i]:
             return None
-        if node.input[i] not in self.static:
+        name = node.input[i]
+        if name in self.static:
+            return self.static[name]
+        ir = self.env.get(name)
+        if not self.example or ir is None:
             raise UnsupportedOp(
-                node.op_type, self.current, f"input {i} must be known at compile time"
+                node.op_type,
+                self.current,
+                f"input {i} must be known at compile time"
+                + ("" if self.example else " (or given example inputs to read it from)"),
             )
-        return self.static[node.input[i]]
+        if self.g.values[ir].dtype != "int64" or ir in self.bools:
+            raise UnsupportedOp(
+                node.op_type, self.current, f"input {i} is computed from float values at run time"
+            )
+        value = self.example_value(name)
+        if value.size > GUARDED_NUMBERS:
+            raise UnsupportedOp(
+                node.op_type,
+                self.current,
+                f"input {i} is computed at run time ({value.size} numbers; at most "
+                f"{GUARDED_NUMBERS} are taken from the example and checked on each call)",
+            )
+        flat = self.reshape(ir, (value.size,))
+        for j, number in enumerate(value.reshape(-1)):
+            element = self.reshape(self.slice(flat, 0, j, j + 1), ())
+            what = f"{node.op_type} input {i} ('{name}') at node {self.current}"
+            where = f", element {j}" if value.size > 1 else ""
+            self.g.value_guards.append(ValueGuard(int(number), what + where))
+            self.guard_values.append(element)
+        return value
+
+    def example_value(self, name: str) -> np.ndarray:
+        """The value of ``name`` on the example inputs: the nodes it depends on evaluated
+        once each, inputs first, with ONNX's reference evaluator (only those; every value
+        computed is kept for the next call)."""
+        from onnx.reference import ReferenceEvaluator
+
+        values = self.example
+        stack = [(name, False)]
+        while stack:
+            current, inputs_done = stack.pop()
+            if current in values or current in self.static:
+                continue
+            node = self.producers.get(current)
+            if node is None:
+                raise ProvenmlError(f"compile_onnx: no node computes '{current}'")
+            if not inputs_done:
+                stack.append((current, True))
+                stack.extend((i, False) for i in node.input if i)
+                continue
+            feeds = {i: values[i] if i in values else self.static[i] for i in node.input if i}
+            try:
+                outs = ReferenceEvaluator(node).run(None, feeds)
+            except Exception as exc:
+                raise UnsupportedOp(
+                    node.op_type, self.current, f"evaluating the example inputs: {exc}"
+                ) from exc
+            for out, value in zip(node.output, outs, strict=False):
+                if out:
+                    values[out] = np.asarray(value)
+        return np.asarray(values[name] if name in values else self.static[name])
 
     def reshape(self, x: str, shape: Sequence[int]) -> str:
         shape = tuple(int(s) for s in shape)
@@ -220,6 +293,7 @@ class OnnxBuilder:
             if name in self.bools:
                 raise UnsupportedOp("output", out.name, "a boolean output")
             self.g.outputs.append(name)
+        self.g.outputs += self.guard_values  # after the model's (Graph.value_guards)
         return self.g
 
     def add_input(self, inp: onnx.ValueInfoProto, input_shapes: dict[str, tuple[int, ...]]) -> None:
@@ -708,6 +782,10 @@ def _split(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         start += size
     return outs
 
+
+#: how many numbers of a run-time value a handler may take from the example inputs as
+#: compile-time constants (each checked on every call): shapes and counts are short
+GUARDED_NUMBERS = 8
 
 # ONNX's Gather counts a negative index from the end (PyTorch's gathers refuse one)
 WRAP_NEGATIVE = {"wrap_negative": True}
@@ -1441,11 +1519,13 @@ BOOL_OPS = BOOL_MOVES | {"Cast", "Not", "And", "Or", "Xor", "Where", "Shape", "S
 def onnx_to_graph(
     model: str | os.PathLike[str] | bytes | onnx.ModelProto,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
+    example: dict[str, np.ndarray] | None = None,
 ) -> Graph:
     """Convert an ONNX model to the graph IR; ``input_shapes`` fixes symbolic input dims (by
-    ONNX input name)."""
+    ONNX input name); ``example`` (arrays by input name) gives the values of run-time
+    numbers that size the graph (:meth:`OnnxBuilder.const_input`)."""
     proto = load_model(model)
-    return OnnxBuilder(proto).build(dict(input_shapes or {}))
+    return OnnxBuilder(proto, example).build(dict(input_shapes or {}))
 
 
 def onnx_input_names(model: onnx.ModelProto) -> list[str]:

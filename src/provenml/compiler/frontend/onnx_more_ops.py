@@ -154,10 +154,21 @@ def _scatter_nd(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     row positions, each coordinate checked against its dim and negative ones counted from the
     end (``bounded``, as ScatterElements)."""
     attrs, (data, index, updates) = _scatter_operands(b, node, "ScatterND")
+    shape = b.g.values[data].shape
+    rows, table = nd_rows(b, "ScatterND", data, index)
+    values = b.reshape(updates, (b.g.values[rows].shape[0], b.g.values[table].shape[1]))
+    return [b.reshape(b.emit("scatter", [table, rows, values], attrs), shape)]
+
+
+def nd_rows(b: OnnxBuilder, op: str, data: str, index: str) -> tuple[str, str]:
+    """The rows that ScatterND / GatherND index tuples ``(i_1, ..., i_k)`` (the last dim of
+    ``index``) address, and ``data`` as the table of those rows: its first ``k`` dims
+    flattened, the rest one row each. Each coordinate is checked against its dim, a negative
+    one counted from the end (``bounded``, as ScatterElements)."""
     shape, ishape = b.g.values[data].shape, b.g.values[index].shape
     k = int(ishape[-1])
     if not 1 <= k <= len(shape):
-        raise UnsupportedOp("ScatterND", b.current, f"index tuples of {k} coordinates")
+        raise UnsupportedOp(op, b.current, f"index tuples of {k} coordinates")
     count = int(np.prod(ishape[:-1], dtype=np.int64))
     width = int(np.prod(shape[k:], dtype=np.int64))
     strides = np.cumprod([1, *shape[1:k][::-1]])[::-1]  # rows per step of each coordinate
@@ -171,8 +182,41 @@ def _scatter_nd(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         term = b.emit("mul", [checked, step])
         rows = term if not rows else b.emit("add", [rows, term])
     table = b.reshape(data, (int(np.prod(shape[:k], dtype=np.int64)), width))
-    values = b.reshape(updates, (count, width))
-    return [b.reshape(b.emit("scatter", [table, rows, values], attrs), shape)]
+    return rows, table
+
+
+def _gather_nd(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """GatherND with ``batch_dims=0`` (stop 72: what the ``torch.export``-based exporter
+    writes for ``table[ids]``): ``out[j] = data[indices[j]]`` for each index tuple, the
+    slice of the trailing dims: the IR's row gather (``embedding``) at :func:`nd_rows`."""
+    if int(attrs_of(node).get("batch_dims", 0)):
+        raise UnsupportedOp("GatherND", b.current, "batch_dims > 0")
+    data, index = b.tensor(node.input[0]), b.tensor(node.input[1])
+    if b.g.values[index].dtype != "int64":
+        raise UnsupportedOp("GatherND", b.current, "non-integer indices")
+    shape, ishape = b.g.values[data].shape, b.g.values[index].shape
+    rows, table = nd_rows(b, "GatherND", data, index)
+    gathered = b.emit("embedding", [table, rows])
+    out = b.reshape(gathered, (*ishape[:-1], *shape[int(ishape[-1]) :]))
+    if data in b.bools:
+        b.bools.add(out)
+    return [out]
+
+
+def _constant_of_shape(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """ConstantOfShape whose shape is computed at run time (one known at compile time is
+    folded): the shape the example inputs give, guarded on each call (stop 72; PyG's pooling
+    sizes its output by ``int(batch.max()) + 1``, exported as ReduceMax -> Add -> Concat ->
+    ConstantOfShape), filled with the ``value`` attribute (0.0 by default)."""
+    from onnx import numpy_helper
+
+    shape = b.const_input(node, 0)
+    assert shape is not None  # (its one input is required)
+    fill = attrs_of(node).get("value")
+    value = numpy_helper.to_array(fill).reshape(-1)[0] if fill is not None else np.float32(0)
+    dtype = np.int64 if np.asarray(value).dtype.kind in "iub" else np.float32
+    arr = np.full(tuple(int(d) for d in np.asarray(shape).reshape(-1)), value, dtype=dtype)
+    return [b.g.add_const(np.ascontiguousarray(arr), "filled")]
 
 
 def _depth_space(to_space: bool) -> OnnxHandler:
@@ -445,6 +489,8 @@ def _rms_normalization(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
 
 MORE_ONNX_OPS: dict[str, OnnxHandler] = {
     "ScatterND": _scatter_nd,
+    "GatherND": _gather_nd,
+    "ConstantOfShape": _constant_of_shape,
     "PRelu": _prelu,
     "ReduceLogSumExp": _log_sum_exp,
     "ReduceL1": _norm_reduce("l1"),
