@@ -22,7 +22,7 @@ from provenml.compiler import passes as P
 from provenml.compiler.build import build, build_many
 from provenml.compiler.codegen import RUNTIMES, Program, annotate_scratch, lower
 from provenml.compiler.frontend import UnsupportedOp, trace
-from provenml.compiler.frontend.torch_fx import target_name
+from provenml.compiler.frontend.torch_fx import is_exported_module, target_name
 from provenml.compiler.frontend.torch_keywords import keyword_call, order_inputs
 from provenml.compiler.frontend.torch_state import check_stateless, clones, state_fingerprint
 from provenml.compiler.ir import Graph, merge_outputs
@@ -549,7 +549,7 @@ def choose_threads(
 
 
 def compile(
-    model: nn.Module | torch.fx.GraphModule,
+    model: nn.Module | torch.fx.GraphModule | torch.export.ExportedProgram,
     example_inputs: Sequence[torch.Tensor] = (),
     *,
     example_kwargs: dict[str, torch.Tensor] | None = None,
@@ -561,11 +561,16 @@ def compile(
     ``tuning``, ``threads``, ``cache_dir``. Raises :class:`ProvenmlError` naming the op and
     node for an unsupported op. ``example_kwargs`` are inputs the model takes by keyword
     (``model(input_ids=ids, attention_mask=mask)``); the compiled model takes them by the
-    same keywords (:mod:`~provenml.compiler.frontend.torch_keywords`).
+    same keywords (:mod:`~provenml.compiler.frontend.torch_keywords`). A ``torch.export``
+    program compiles from its ATen graph (:mod:`~provenml.compiler.frontend.torch_aten`).
     """
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     example_inputs = tuple(example_inputs)
+    if isinstance(model, torch.export.ExportedProgram):  # (stop 72: its ATen graph)
+        from provenml.compiler.frontend.torch_fx import exported_module
+
+        model = exported_module(model)
     opts = CompileOptions.from_kwargs(options)
     keywords = dict(example_kwargs or {})
     if not all(isinstance(x, torch.Tensor) for x in (*example_inputs, *keywords.values())):
@@ -574,7 +579,7 @@ def compile(
         )
     if not example_inputs and not keywords:
         raise ProvenmlError("compile(model, example_inputs): no example inputs given")
-    if isinstance(model, nn.Module) and model.training:
+    if isinstance(model, nn.Module) and model.training and not is_exported_module(model):
         raise ProvenmlError("provenml.compiler compiles for inference: call model.eval() first")
     if keywords:
         if not isinstance(model, nn.Module):

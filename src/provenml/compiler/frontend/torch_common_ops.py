@@ -224,14 +224,18 @@ def _rrelu(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
 
 
 def _inference_dropout(training_by_default: bool) -> Handler:
-    """The alpha and channel dropouts in inference: the identity. A module in training mode,
-    or a function whose ``training`` is true (``F.dropout2d``'s default), is refused."""
+    """The dropouts in inference: the identity. A module in training mode, or a function whose
+    ``training`` is true (``F.dropout``'s and ``F.dropout2d``'s default) with ``p > 0``, is
+    refused (stop 72: ``F.dropout`` was the identity whatever ``training`` said, so a model
+    calling ``F.dropout(x, 0.5)``, random in eager, compiled silently to no dropout; so did a
+    ``torch.export`` program exported in training mode)."""
 
     def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
         if node.op == "call_module":
             training = _module(node, b).training
         else:
             training = b.val(arg(node, 2, "training", training_by_default))
+            training = training and float(b.val(arg(node, 1, "p", 0.5))) != 0.0
         if training:
             why = "training=True (random masks)"
             raise UnsupportedOp(target_name(node, b.gm), node.name, why)
@@ -910,6 +914,7 @@ LAYERS: tuple[tuple[Any, str | None, type | None, Handler], ...] = (
     (F.lp_pool1d, None, nn.LPPool1d, _lp_pool(1)),
     (F.local_response_norm, "local_response_norm", nn.LocalResponseNorm, _local_response_norm),
     (F.lp_pool2d, None, nn.LPPool2d, _lp_pool(2)),
+    (F.dropout, None, None, _inference_dropout(training_by_default=True)),
     (F.alpha_dropout, None, nn.AlphaDropout, _inference_dropout(training_by_default=False)),
     (F.feature_alpha_dropout, None, nn.FeatureAlphaDropout, _inference_dropout(False)),
     (F.dropout1d, None, nn.Dropout1d, _inference_dropout(training_by_default=True)),

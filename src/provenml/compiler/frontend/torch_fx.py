@@ -2413,7 +2413,6 @@ UNARY_FUNCTIONS: dict[Any, str] = {
     torch.neg: "neg",
     operator.neg: "neg",
     torch.exp: "exp",
-    F.dropout: "identity",
     torch.abs: "abs",
     operator.abs: "abs",
     torch.log: "log",
@@ -3088,7 +3087,9 @@ def trace(
     ``GraphModule`` (as ``torch.compile`` hands to a backend). With ``freeze_params``, inputs that
     are parameters or buffers become constants.
     """
-    if isinstance(model, torch.fx.GraphModule):
+    if isinstance(model, torch.export.ExportedProgram):
+        gm = exported_module(model)
+    elif isinstance(model, torch.fx.GraphModule):
         gm = model
     elif isinstance(model, nn.Module):
         if model.training:
@@ -3103,4 +3104,25 @@ def trace(
     with torch.no_grad():  # on copies: a model that changes an input must not change the example
         rec.run(*clones(example_inputs))
     frozen = _frozen_placeholders(gm, example_inputs) if freeze_params else set()
+    # ATen calls (torch.export) and torch built-ins ordered unlike their functional namesake,
+    # as the torch-level calls the tables know (stop 72)
+    from provenml.compiler.frontend.torch_aten import normalise_calls
+
+    gm = normalise_calls(gm, FUNCTIONS, FUNCTION_NAMES, rec.results)
     return FxBuilder(gm, rec.results, frozen, rec.shares_memory).build()
+
+
+def is_exported_module(model: Any) -> bool:
+    """Whether ``model`` is a ``torch.export`` program's ``.module()`` (its layers' modes
+    fixed in its graph when it was exported; its ``training`` flag means nothing)."""
+    stateful = getattr(getattr(torch.export, "_unlift", None), "_StatefulGraphModule", None)
+    return stateful is not None and isinstance(model, stateful)
+
+
+def exported_module(program: torch.export.ExportedProgram) -> torch.fx.GraphModule:
+    """The graph module of a ``torch.export`` program (its ATen graph with the weights as
+    attributes), marked for inference: the program fixed each layer's mode when it was
+    exported, and its module refuses ``.eval()`` (stop 72)."""
+    gm = program.module()
+    gm.training = False  # (what nn.Module.eval() would set; ``train`` is refused on it)
+    return gm

@@ -1,0 +1,169 @@
+"""ATen operators, as ``torch.export`` records them, for the torch frontend (stop 72).
+
+``pc.compile(torch.export.export(model, args))`` and ``pc.compile(exported.module())`` give
+the frontend a graph of ATen operators (``aten.linear.default``, ``aten.batch_norm.default``,
+``aten.view.default``) where ``torch.fx`` gives ``F.linear`` and ``Tensor.view``. Each ATen
+call is rewritten, before conversion, as the call of the PyTorch function the handler tables
+know, with the arguments in that function's order:
+
+* the ``torch`` / ``torch.nn.functional`` function that *binds* the operator (a built-in:
+  ``F.conv2d``, ``F.linear``, ``torch.softmax``) takes ATen's arguments in ATen's order;
+* a Python wrapper of it (``F.batch_norm``, ``F.embedding``, ``F.dropout``) may order or name
+  them differently (``aten.batch_norm`` is ``(input, weight, bias, running_mean, ...)``,
+  ``F.batch_norm`` ``(input, running_mean, running_var, weight, ...)``): the arguments are
+  matched by name (``torch.fx.operator_schemas.normalize_function`` names ATen's; a few
+  renames, :data:`RENAMED`), and an argument the wrapper has no parameter for leaves the call
+  unconverted, refused by name;
+* otherwise the tensor method of that name (ATen's ``self`` first).
+
+The same name matching fixes direct calls of ``torch`` built-ins whose ``torch.nn.functional``
+namesake orders its arguments differently: ``torch.batch_norm(x, weight, bias, mean, var,
+...)`` was converted with ``F.batch_norm``'s order (stop 72: NaN, silently) and
+``torch.embedding(weight, ids)`` refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch.fx.operator_schemas import normalize_function
+
+__all__ = ["RENAMED", "normalise_calls"]
+
+#: ATen argument names -> the Python wrappers' (ATen's ``self`` is the wrappers' ``input``)
+RENAMED = {"self": "input", "train": "training"}
+#: ATen arguments that change nothing in inference, dropped when the wrapper lacks them
+INERT = frozenset({"cudnn_enabled", "cudnn_enable", "scale_grad_by_freq", "sparse"})
+
+
+def _is_builtin(fn: Any) -> bool:
+    return fn is not None and not inspect.isfunction(fn) and callable(fn)
+
+
+def _has(table: dict[Any, Any], fn: Any) -> bool:
+    try:
+        return fn in table
+    except TypeError:  # an unhashable target
+        return False
+
+
+def _by_name(
+    node: torch.fx.Node, wrapper: Callable[..., Any], example: dict[str, Any]
+) -> tuple[Any, ...] | None:
+    """``node``'s arguments in ``wrapper``'s order, matched by name; None if they do not fit."""
+    types = tuple(
+        type(example[a.name]) if isinstance(a, torch.fx.Node) and a.name in example else type(a)
+        for a in node.args
+    )
+    try:
+        pair = normalize_function(
+            node.target,  # type: ignore[arg-type]
+            tuple(node.args),
+            dict(node.kwargs),
+            arg_types=types,
+            normalize_to_only_use_kwargs=True,
+        )
+    except Exception:
+        return None
+    if pair is None:
+        return None
+    named = {RENAMED.get(k, k): v for k, v in pair.kwargs.items()}
+    if wrapper is F.embedding:  # aten.embedding(weight, indices, padding_idx=-1, ...)
+        named["input"] = named.pop("indices", None)
+        if named.get("padding_idx") == -1:
+            named["padding_idx"] = None
+    params = inspect.signature(wrapper).parameters
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params.values()):
+        return None  # (a dispatching wrapper: the caller keeps ATen's order)
+    for name in list(named):
+        if name not in params and name in INERT:
+            del named[name]
+    if set(named) - set(params):
+        return None
+    order = list(params)
+    last = max((order.index(n) for n in named), default=-1)
+    args = []
+    for name in order[: last + 1]:
+        default = params[name].default
+        args.append(named.get(name, None if default is inspect.Parameter.empty else default))
+    return tuple(args)
+
+
+def _rewrite(
+    node: torch.fx.Node,
+    functions: dict[Any, Any],
+    function_names: dict[str, Any],
+    example: dict[str, Any],
+) -> tuple[str, Any, tuple[Any, ...], dict[str, Any]] | None:
+    """(op, target, args, kwargs) of the torch-level call standing for ``node``, or None to
+    leave it as it is."""
+    target = node.target
+    if isinstance(target, torch._ops.OpOverload):
+        if target.namespace != "aten":
+            return None
+        base = target._schema.name.split("::", 1)[1]
+    elif _is_builtin(target) and getattr(torch, getattr(target, "__name__", ""), None) is target:
+        base = target.__name__  # type: ignore[union-attr]
+        if _has(functions, target):
+            return None
+    else:
+        return None
+    in_torch, in_f = getattr(torch, base, None), getattr(F, base, None)
+    aten = isinstance(target, torch._ops.OpOverload)
+    if aten and _is_builtin(in_torch) and _has(functions, in_torch):
+        return ("call_function", in_torch, tuple(node.args), dict(node.kwargs))
+    if aten and _is_builtin(in_f):  # the binding itself: ATen's order
+        return ("call_function", in_f, tuple(node.args), dict(node.kwargs))
+    if inspect.isfunction(in_f) and (aten or in_f is not in_torch):
+        args = _by_name(node, in_f, example)
+        if args is not None:
+            return ("call_function", in_f, args, {})
+        if aten and base in function_names:  # a dispatching wrapper (max_pool2d): same prefix
+            return ("call_function", in_f, tuple(node.args), dict(node.kwargs))
+        return None
+    if aten and _is_builtin(in_torch):
+        return ("call_function", in_torch, tuple(node.args), dict(node.kwargs))
+    if aten and hasattr(torch.Tensor, base):
+        return ("call_method", base, tuple(node.args), dict(node.kwargs))
+    return None
+
+
+def normalise_calls(
+    gm: torch.fx.GraphModule,
+    functions: dict[Any, Any],
+    function_names: dict[str, Any],
+    example: dict[str, Any],
+) -> torch.fx.GraphModule:
+    """``gm`` with its ATen calls (and the ``torch`` built-ins whose functional namesake orders
+    its arguments differently) rewritten as the torch-level calls the handler tables know; a
+    copy when anything changes (the caller's graph module stays as it was). ``example`` holds
+    the recorded values by node name (to tell a built-in's overloads apart)."""
+    plans = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_function":
+            plan = _rewrite(node, functions, function_names, example)
+            if plan is not None:
+                plans[node.name] = plan
+    if not plans:
+        return gm
+    graph = copy.deepcopy(gm.graph)
+    mapping = {n.name: n for n in graph.nodes}  # (the copy keeps the names)
+
+    def renamed(a: Any) -> Any:
+        return mapping[a.name] if isinstance(a, torch.fx.Node) else a
+
+    for node in graph.nodes:
+        plan = plans.get(node.name)
+        if plan is None:
+            continue
+        op, target, args, kwargs = plan
+        node.op, node.target = op, target
+        node.args = torch.fx.node.map_aggregate(args, renamed)
+        node.kwargs = torch.fx.node.map_aggregate(kwargs, renamed)
+    return torch.fx.GraphModule(gm, graph)
