@@ -155,3 +155,46 @@ def test_an_embedding_lookup_by_the_default_exporter(cache: str) -> None:
     other = torch.randint(0, 16, (2, 5))
     with torch.no_grad():
         torch.testing.assert_close(compiled(other), model(other))
+
+
+def test_nonzero_keeps_the_example_count(cache: str) -> None:
+    """NonZero (PyG's self-loop removal exports to it): the coordinates in row-major order,
+    the example's count checked on each call."""
+    model = _model(
+        [helper.make_node("NonZero", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, None)],
+    )
+    x = np.array([[0, 1, 0, 2], [3, 0, 0, 0], [0, 0, 5, 0]], np.float32)
+    compiled = pc.compile_onnx(model, (x,), tuning=False, threads=1, cache_dir=cache)
+    for value in (x, np.roll(x, 1), -np.roll(x, 5)):
+        np.testing.assert_array_equal(compiled(value).numpy(), _run_ort(model, x=value))
+    with pytest.raises(pc.ValueGuardFailed, match="it was 4 on the example inputs and is 12"):
+        compiled(np.ones((3, 4), np.float32))
+    with pytest.raises(ProvenmlError, match="given example inputs"):
+        pc.compile_onnx(model, input_shapes={"x": (3, 4)}, cache_dir=cache)
+
+
+@pytest.mark.parametrize(("shape", "ids", "axis"), [((3, 5, 4), (2, 3), 1), ((2, 7), (4,), -1)])
+def test_gather_of_run_time_ids_on_another_axis(
+    shape: tuple[int, ...], ids: tuple[int, ...], axis: int, cache: str
+) -> None:
+    """``edge_index[:, keep]`` exports to Gather on axis 1 with run-time ids (before: refused,
+    "run-time indices on an axis other than 0")."""
+    model = _model(
+        [helper.make_node("Gather", ["x", "i"], ["y"], axis=axis)],
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape)),
+            helper.make_tensor_value_info("i", TensorProto.INT64, list(ids)),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    size = shape[axis]
+    example = rng.integers(-size, size, ids).astype(np.int64)
+    compiled = pc.compile_onnx(model, (x, example), tuning=False, threads=1, cache_dir=cache)
+    other = rng.integers(-size, size, ids).astype(np.int64)
+    np.testing.assert_array_equal(compiled(x, other).numpy(), _run_ort(model, x=x, i=other))
+    with pytest.raises(pc.IndexOutOfRange):
+        compiled(x, np.full(ids, size, np.int64))

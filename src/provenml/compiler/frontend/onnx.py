@@ -797,7 +797,7 @@ DATA_SIZED = {
         "its output's size depends on the data; pc.compile on the PyTorch model keeps the "
         "example's count and checks it on each call (x[mask], nonzero, masked_select)"
     )
-    for op in ("NonZero", "Compress", "Unique")
+    for op in ("NonZero", "Compress", "Unique")  # (NonZero: with example inputs, stop 72)
 }
 
 
@@ -830,13 +830,35 @@ def _gather(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         positions = b.tensor(idx)
         table_shape = (shape[0], int(np.prod(shape[1:], dtype=np.int64)))
         row_shape = tuple(shape[1:])
-    else:
-        raise UnsupportedOp("Gather", b.current, "run-time indices on an axis other than 0")
+    else:  # (stop 72) run-time ids on another axis: that axis moved first, gathered, moved back
+        is_bool = x in b.bools
+        others = [d for d in range(len(shape)) if d != dim]
+        moved = b.emit("permute", [x], {"perm": (dim, *others)})
+        if is_bool:
+            b.bools.add(moved)
+        rows = _gather_rows(b, moved, b.tensor(idx))
+        ids_rank = len(b.g.values[b.tensor(idx)].shape)
+        # (ids dims.., the other dims..) -> (others before dim.., ids dims.., others after..)
+        before = tuple(range(ids_rank, ids_rank + dim))
+        after = tuple(range(ids_rank + dim, ids_rank + len(others)))
+        y = b.emit("permute", [rows], {"perm": (*before, *range(ids_rank), *after)})
+        if is_bool:
+            b.bools.add(y)
+        return [y]
     gathered = b.emit("embedding", [b.reshape(x, table_shape), positions], WRAP_NEGATIVE)
     y = b.reshape(gathered, (*b.g.values[positions].shape, *row_shape))
     if x in b.bools:
         b.bools.add(y)
     return [y]
+
+
+def _gather_rows(b: OnnxBuilder, x: str, positions: str) -> str:
+    """``x[positions]`` along its first axis (run-time row ids, negative ones from the end):
+    the IR's row gather over ``x`` viewed as rows of its trailing dims."""
+    shape = b.g.values[x].shape
+    table = b.reshape(x, (shape[0], int(np.prod(shape[1:], dtype=np.int64))))
+    gathered = b.emit("embedding", [table, positions], WRAP_NEGATIVE)
+    return b.reshape(gathered, (*b.g.values[positions].shape, *shape[1:]))
 
 
 def _reduce(op: str) -> OnnxHandler:
@@ -1513,7 +1535,18 @@ NEVER_FOLD: frozenset[str] = frozenset()
 BOOL_MOVES = frozenset(("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice",
                         "Identity", "Expand"))  # fmt: skip
 #: ops that may read a boolean tensor
-BOOL_OPS = BOOL_MOVES | {"Cast", "Not", "And", "Or", "Xor", "Where", "Shape", "Size", "Gather"}
+BOOL_OPS = BOOL_MOVES | {
+    "Cast",
+    "Not",
+    "And",
+    "Or",
+    "Xor",
+    "Where",
+    "Shape",
+    "Size",
+    "Gather",
+    "NonZero",
+}
 
 
 def onnx_to_graph(

@@ -15,12 +15,13 @@ outputs; what they cannot map is refused by name.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from provenml.compiler.frontend.common import UnsupportedOp
 from provenml.compiler.frontend.onnx import (
+    DATA_SIZED,
     WRAP_NEGATIVE,
     OnnxBuilder,
     OnnxHandler,
@@ -201,6 +202,51 @@ def _gather_nd(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     if data in b.bools:
         b.bools.add(out)
     return [out]
+
+
+class _TorchStyle:
+    """The part of the torch builder's interface that :mod:`.torch_selections`' position
+    finding calls, over an :class:`OnnxBuilder` (results shaped by the ``like`` tensors the
+    torch builder takes; their dtypes the ONNX builder infers alike)."""
+
+    def __init__(self, b: OnnxBuilder) -> None:
+        self.onnx, self.g, self.current = b, b.g, b.current
+        self.guard_values, self.bools = b.guard_values, b.bools
+
+    def shape(self, x: str) -> tuple[int, ...]:
+        return self.g.values[x].shape
+
+    def reshape(self, x: str, like: Any) -> str:
+        return self.onnx.reshape(x, tuple(like.shape))
+
+    def emit(self, op: str, inputs: list[str], attrs: dict[str, Any], like: Any) -> str:
+        return self.onnx.emit(op, inputs, attrs)
+
+
+def _nonzero(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
+    """NonZero (stop 72; PyG's self-loop removal exports to it): the ``(rank, count)``
+    coordinates of the nonzero elements in row-major order, with the example inputs' count
+    kept and checked on every call, as ``pc.compile`` takes ``nonzero`` (stop 71; the
+    positions by :func:`~.torch_selections.true_positions`)."""
+    from provenml.compiler.frontend.torch_selections import coordinates, true_positions
+
+    x = b.tensor(node.input[0])
+    shape = b.g.values[x].shape
+    if not b.example or not shape:
+        why = DATA_SIZED["NonZero"] if not b.example else "a 0-d input"
+        raise UnsupportedOp("NonZero", b.current, why + " (given example inputs, it compiles)")
+    count = int(np.count_nonzero(b.example_value(node.input[0])))
+    mask = x
+    if x not in b.bools:
+        zero = b.g.add_const(
+            np.zeros((), np.int64 if b.g.values[x].dtype == "int64" else np.float32), "z"
+        )
+        mask = b.emit("ne", [x, zero])
+        b.bools.add(mask)
+    style = _TorchStyle(b)
+    positions = true_positions(style, mask, count, f"NonZero at node {b.current}")  # type: ignore[arg-type]
+    rows = [b.reshape(c, (1, count)) for c in coordinates(style, positions, shape)]  # type: ignore[arg-type]
+    return [rows[0] if len(rows) == 1 else b.emit("cat", rows, {"dim": 0})]
 
 
 def _constant_of_shape(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
@@ -491,6 +537,7 @@ MORE_ONNX_OPS: dict[str, OnnxHandler] = {
     "ScatterND": _scatter_nd,
     "GatherND": _gather_nd,
     "ConstantOfShape": _constant_of_shape,
+    "NonZero": _nonzero,
     "PRelu": _prelu,
     "ReduceLogSumExp": _log_sum_exp,
     "ReduceL1": _norm_reduce("l1"),

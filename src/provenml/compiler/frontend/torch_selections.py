@@ -89,7 +89,7 @@ def true_positions(b: FxBuilder, mask: str, count: int, what: str) -> str:
     return b.emit("to_int", [column], {}, meta_like((count,), torch.int64))
 
 
-def _coordinates(b: FxBuilder, positions: str, shape: tuple[int, ...]) -> list[str]:
+def coordinates(b: FxBuilder, positions: str, shape: tuple[int, ...]) -> list[str]:
     """Each dim's coordinate of flat ``positions`` in a tensor of ``shape`` (int64 vectors)."""
     count = b.shape(positions)[0]
     like = meta_like((count,), torch.int64)
@@ -141,7 +141,7 @@ def _nonzero_columns(b: FxBuilder, x: Any, count: int, what: str) -> list[str]:
     """Each dim's coordinates (int64 ``(count,)``) of the nonzero elements of ``x``."""
     name = b.tensor_arg(x)
     positions = true_positions(b, _as_mask(b, name), count, what)
-    return _coordinates(b, positions, b.shape(name)) if b.shape(name) else []
+    return coordinates(b, positions, b.shape(name)) if b.shape(name) else []
 
 
 def _nonzero(b: FxBuilder, node: torch.fx.Node, out: Any) -> Any:
