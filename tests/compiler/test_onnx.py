@@ -690,17 +690,6 @@ def test_hand_built_gathers_match_ort(cache: str) -> None:
     np.testing.assert_allclose(compiled(*feeds.values()).numpy(), _ort(data, feeds)[0], **TOL)
 
 
-def test_gathers_that_are_not_lowered_are_refused_by_name(cache: str) -> None:
-    run_time_inner = _model(
-        [N("Gather", ["x", "ids"], ["y"], axis=1)],
-        {"x": (2, 3), "ids": (2,)},
-        ["y"],
-        int_inputs=("ids",),
-    )
-    with pytest.raises(ProvenmlError, match="run-time indices on an axis other than 0"):
-        pc.compile_onnx(run_time_inner, tuning=False, threads=1, cache_dir=cache)
-
-
 def _ids_and_mask_model_matches_ort_and_eager(
     model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, cache: str
 ) -> None:

@@ -8,8 +8,11 @@ planning) -> loop-level IR with schedule primitives -> C/OpenMP built with gcc, 
     y = fast(x)
     print(fast.dump("fuse"))          # IR after a pass
     print(fast.profile(x).table())    # where a call's time goes, per stage
-    torch.compile(model, backend=backend)
+    torch.compile(model, backend=backend)    # or backend="provenml"
     fast = compile_onnx("model.onnx", (x,))   # the same pipeline from an ONNX file
+    fast = compile(torch.export.export(model, (x,)), (x,))   # or from torch.export's ATen graph
+    fast = compile(bert.eval(), example_kwargs=batch)         # inputs by keyword: fast(**batch)
+    pickle.dumps(fast)                         # a compiled model travels (pools, Ray, files)
 """
 
 from provenml.compiler.api import (
