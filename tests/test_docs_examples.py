@@ -290,7 +290,7 @@ h, r = torch.randint(0, 100, (8,)), torch.randint(0, 5, (8,))
     ),
     "provenml.nn#0": Example(prelude=_PYG_BATCH),
     "provenml.rl#0": Example(prelude=_ROLLOUT),
-    "provenml.compiler#0": Example(prelude=_MODEL_AND_ONNX),
+    "provenml.compiler#0": Example(prelude=_MODEL_AND_ONNX + "import pickle\n"),
     # Ray's start-up and its worker processes: with the other Ray tests, in the slow set
     "provenml.distrl#0": Example(slow=True),
     "provenml.core.executor#0": Example(

@@ -10,13 +10,15 @@ planning) -> loop-level IR with schedule primitives -> C/OpenMP built with gcc, 
     print(fast.profile(x).table())    # where a call's time goes, per stage
     torch.compile(model, backend=backend)    # or backend="provenml"
     fast = compile_onnx("model.onnx", (x,))   # the same pipeline from an ONNX file
-    fast = compile(torch.export.export(model, (x,)), (x,))   # or from torch.export's ATen graph
-    fast = compile(bert.eval(), example_kwargs=batch)         # inputs by keyword: fast(**batch)
-    pickle.dumps(fast)                         # a compiled model travels (pools, Ray, files)
+    fast = compile(torch.export.export(model, (x,)), (x,))   # from torch.export's ATen graph
+    fast = compile(model, example_kwargs={"input": x})       # inputs by keyword: fast(input=x)
+    module = fast.as_module()                  # an nn.Module to put inside a larger model
+    again = pickle.loads(pickle.dumps(fast))   # a compiled model travels (pools, Ray, files)
 """
 
 from provenml.compiler.api import (
     Compiled,
+    CompiledModule,
     CompileOptions,
     backend,
     compile,
@@ -37,6 +39,7 @@ from provenml.compiler.runtime import Profile, StageProfile
 __all__ = [
     "CompileOptions",
     "Compiled",
+    "CompiledModule",
     "Graph",
     "IndexOutOfRange",
     "IntegerDivisionByZero",

@@ -107,7 +107,7 @@ class CompileOptions:
         return cls(**options)
 
 
-@dataclass
+@dataclass(repr=False)
 class Compiled:
     """A compiled model: call it like the model. ``stages`` holds the IR after every pass."""
 
@@ -208,6 +208,44 @@ class Compiled:
     def loop_nests(self) -> str:
         """The loop-level IR of every kernel."""
         return "\n\n".join(f"-- {k}\n{v}" for k, v in self.graph.program.loop_nests.items())
+
+    def __repr__(self) -> str:
+        """One line (stop 72: the dataclass's own repr printed every stage's IR, weights and
+        all: 99 KB for a two-layer MLP in a notebook cell)."""
+
+        def typed(values: list[Any]) -> str:
+            return ", ".join(f"{v.dtype}{list(v.shape)}" for v in values)
+
+        g = self.graph
+        keywords = f", keywords {list(self.keyword_names)}" if self.keyword_names else ""
+        return (
+            f"Compiled(inputs [{typed(g.in_types)}]{keywords} -> outputs "
+            f"[{typed(g.out_types[: g._visible])}], {len(g.graph.nodes)} kernels, "
+            f"threads={g.threads}, runtime={self.options.runtime!r}, compiled in "
+            f"{self.compile_seconds:.2f} s; .dump() for the IR, .source for the C)"
+        )
+
+    def as_module(self) -> CompiledModule:
+        """This compiled model as an ``nn.Module``, to stand in for the module it was
+        compiled from inside a larger model (``model.encoder = fast.as_module()``; assigning
+        the compiled model itself raises PyTorch's "cannot assign ... as child module").
+        It holds no parameters: the weights are frozen inside the compiled code."""
+        return CompiledModule(self)
+
+
+class CompiledModule(nn.Module):
+    """A :class:`Compiled` model as an ``nn.Module`` (:meth:`Compiled.as_module`; stop 72)."""
+
+    def __init__(self, compiled: Compiled) -> None:
+        super().__init__()
+        self.compiled = compiled
+        self.eval()  # (it computes for inference whatever the mode)
+
+    def forward(self, *inputs: torch.Tensor, **keywords: torch.Tensor) -> Any:
+        return self.compiled(*inputs, **keywords)
+
+    def extra_repr(self) -> str:
+        return repr(self.compiled)
 
 
 def _dump_structure(spec: Any) -> Any:
