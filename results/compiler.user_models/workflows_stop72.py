@@ -165,6 +165,14 @@ def dropout_training_default() -> str:
     return f"compiled: the identity where eager drops half ({_diff(fast(x), x):.1e} from x)"
 
 
+def other_batch_sizes() -> str:
+    model = _mlp().eval()
+    fast = pc.compile(model, (torch.randn(4, 8),), tuning=False, threads=1, dynamic=True)
+    with torch.no_grad():
+        diffs = [_diff(fast(x), model(x)) for x in (torch.randn(n, 8) for n in (1, 4, 7))]
+    return f"ok, batches 1, 4, 7: {max(diffs):.1e}"
+
+
 CASES: dict[str, Callable[[], str]] = {
     "train through torch.compile(backend=pc.backend)": train_through_backend,
     "a second loss term beside the compiled model": second_loss_term,
@@ -176,6 +184,7 @@ CASES: dict[str, Callable[[], str]] = {
     "pc.compile(torch.export.export(model, args))": torch_export_program,
     "torch.batch_norm(x, w, b, mean, var, ...)": torch_batch_norm,
     "F.dropout(x, 0.5) in forward (training=True)": dropout_training_default,
+    "pc.compile(..., dynamic=True), batches 1, 4, 7": other_batch_sizes,
 }
 
 if __name__ == "__main__":

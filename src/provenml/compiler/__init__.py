@@ -29,6 +29,7 @@ from provenml.compiler.api import (
 from provenml.compiler.frontend import UnsupportedOp, trace
 from provenml.compiler.interp import interpret
 from provenml.compiler.ir import Graph, Node, Value
+from provenml.compiler.per_shape import CompiledPerShape
 from provenml.compiler.run_time_errors import (
     IndexOutOfRange,
     IntegerDivisionByZero,
@@ -40,6 +41,7 @@ __all__ = [
     "CompileOptions",
     "Compiled",
     "CompiledModule",
+    "CompiledPerShape",
     "Graph",
     "IndexOutOfRange",
     "IntegerDivisionByZero",

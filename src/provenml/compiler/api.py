@@ -26,6 +26,7 @@ from provenml.compiler.frontend.torch_fx import is_exported_module, target_name
 from provenml.compiler.frontend.torch_keywords import keyword_call, order_inputs
 from provenml.compiler.frontend.torch_state import check_stateless, clones, state_fingerprint
 from provenml.compiler.ir import Graph, merge_outputs
+from provenml.compiler.per_shape import CompiledPerShape
 from provenml.compiler.progress import SILENT, BuildProgress
 from provenml.compiler.runtime import CompiledGraph, Profile
 from provenml.compiler.tune import (
@@ -591,8 +592,9 @@ def compile(
     example_inputs: Sequence[torch.Tensor] = (),
     *,
     example_kwargs: dict[str, torch.Tensor] | None = None,
+    dynamic: bool = False,
     **options: Any,
-) -> Compiled:
+) -> Compiled | CompiledPerShape:
     """Compile ``model`` for the shapes of ``example_inputs``; returns a callable.
 
     Options (see :class:`CompileOptions`): ``fusion``, ``memory_planning``, ``layout``,
@@ -601,7 +603,15 @@ def compile(
     (``model(input_ids=ids, attention_mask=mask)``); the compiled model takes them by the
     same keywords (:mod:`~provenml.compiler.frontend.torch_keywords`). A ``torch.export``
     program compiles from its ATen graph (:mod:`~provenml.compiler.frontend.torch_aten`).
+    With ``dynamic=True`` the result compiles again, once, for each new input signature
+    (:class:`~provenml.compiler.per_shape.CompiledPerShape`); else a call with other shapes
+    is an error naming them.
     """
+    if dynamic:
+        first = compile(model, example_inputs, example_kwargs=example_kwargs, **options)
+        assert isinstance(first, Compiled)
+        example = (*tuple(example_inputs), *(example_kwargs or {}).values())
+        return CompiledPerShape(model, list(example_kwargs or {}), options, first, example)
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     example_inputs = tuple(example_inputs)

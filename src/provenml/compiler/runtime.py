@@ -424,8 +424,9 @@ class CompiledGraph:
                 keep.append(x)
             if tuple(x.shape) != v.shape:
                 raise ProvenmlError(
-                    f"input {k}: compiled for shape {v.shape}, got {tuple(x.shape)} (recompile "
-                    "for new shapes)"
+                    f"input {k}: compiled for shape {v.shape}, got {tuple(x.shape)} (compile "
+                    "with dynamic=True, or through torch.compile(model, backend='provenml'), "
+                    "for one build per input shape)"
                 )
             want = _TORCH_DTYPE[v.dtype]
             if k in self._bool_in and x.dtype != torch.bool:

@@ -1,0 +1,63 @@
+"""Stop 72: ``pc.compile(model, example, dynamic=True)`` builds one specialisation per input
+signature, on the first call with it (a server's batch sizes); without it, a call with
+another shape names both shapes and the two ways to get one build per shape."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+import provenml.compiler as pc
+from provenml.errors import ProvenmlError
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 4)).eval()
+
+
+def test_one_build_per_batch_size() -> None:
+    model = _model()
+    fast = pc.compile(model, (torch.randn(2, 8),), dynamic=True, tuning=False, threads=1)
+    assert isinstance(fast, pc.CompiledPerShape)
+    with torch.no_grad():
+        for batch in (1, 2, 5, 1, 5):
+            x = torch.randn(batch, 8)
+            torch.testing.assert_close(fast(x), model(x))
+    assert sorted(key[0][0][0] for key in fast.compiled) == [1, 2, 5]  # three builds
+    assert "3 specialisations" in repr(fast)
+    again = pickle.loads(pickle.dumps(fast))
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))
+
+
+def test_keyword_inputs_per_shape() -> None:
+    class Masked(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(20, 8)
+
+        def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return (self.emb(input_ids) * mask[..., None]).sum(1)
+
+    torch.manual_seed(0)
+    model = Masked().eval()
+    batch = {"input_ids": torch.randint(0, 20, (2, 5)), "mask": torch.ones(2, 5)}
+    fast = pc.compile(model, example_kwargs=batch, dynamic=True, tuning=False, threads=1)
+    longer = {"input_ids": torch.randint(0, 20, (3, 7)), "mask": torch.ones(3, 7)}
+    with torch.no_grad():
+        torch.testing.assert_close(fast(**longer), model(**longer))
+        torch.testing.assert_close(fast(**batch), model(**batch))
+    assert len(fast.compiled) == 2
+
+
+def test_without_dynamic_another_shape_names_the_ways() -> None:
+    fast = pc.compile(_model(), (torch.randn(2, 8),), tuning=False, threads=1)
+    with pytest.raises(
+        ProvenmlError, match=r"compiled for shape \(2, 8\), got \(3, 8\).*dynamic=True"
+    ):
+        fast(torch.randn(3, 8))
