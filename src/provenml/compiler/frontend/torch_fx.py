@@ -11,6 +11,7 @@ class's MRO). An op with no row raises :class:`UnsupportedOp` naming the op and 
 
 from __future__ import annotations
 
+import inspect
 import operator
 import warnings
 from collections.abc import Callable, Sequence
@@ -3035,13 +3036,22 @@ def _symbolic_trace(model: nn.Module, example_inputs: Sequence[Any]) -> torch.fx
     if takes_varargs(model):  # forward(*inputs): one fx placeholder for them all (stop 70)
         return _export(model, example_inputs, ProvenmlError("forward takes *args"))
     root = as_traceable(called_root(model, len(example_inputs)))
-    tracer = HookTracer()
+    tracer: HookTracer = HookTracer()
     guard, autocast = AttributeGuard(model), AutocastWatch()
     try:
         with guard, autocast:
             graph = tracer.trace(root)
     except Exception as exc:  # e.g. torch.ones(t, t) with t from x.shape
-        return _export(model, example_inputs, exc)
+        try:
+            return _export(model, example_inputs, exc)
+        except ProvenmlError as refusal:
+            # (stop 72) neither traced: once more with the example's shapes known while
+            # tracing, so that code checking them (``if q.shape != k.shape: raise``) traces
+            # where TorchDynamo stopped at something else (DenseCL's loss: a step counter
+            # read with ``int(buffer)``); a test of values still fails (a meta tensor has
+            # none), and a graph that writes into a tensor it made from those shapes is
+            # refused (:func:`_meta_trace`)
+            tracer, graph = _meta_trace(root, example_inputs, guard, autocast, refusal)
     guard.check(tracer)
     if autocast.dtypes:
         warnings.warn(
@@ -3063,6 +3073,52 @@ def _symbolic_trace(model: nn.Module, example_inputs: Sequence[Any]) -> torch.fx
             stacklevel=4,
         )
     return gm
+
+
+def _meta_trace(
+    root: nn.Module,
+    example_inputs: Sequence[Any],
+    guard: Any,
+    autocast: Any,
+    refusal: ProvenmlError,
+) -> tuple[Any, torch.fx.Graph]:
+    """``root`` traced by :class:`~.torch_hooks.MetaHookTracer` (the tracer and its graph),
+    or ``refusal`` raised. Under it a tensor made from the shapes (``torch.zeros(x.shape[0],
+    20)``) is made for real, a constant of the graph, and an in-place write into it is
+    recorded against that constant while later reads fetch the constant afresh: the write
+    would be lost (stop 72's tests found it: wrong results), so such a graph is refused."""
+    from provenml.compiler.frontend.torch_hooks import MetaHookTracer
+
+    tracer = MetaHookTracer()
+    try:
+        with guard, autocast, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (the shapes it could not compute: none kept)
+            graph = tracer.trace(root, meta_args=_meta_args(root, example_inputs))
+    except Exception:
+        raise refusal from None
+    for node in graph.nodes:
+        name = getattr(node.target, "__name__", str(node.target))
+        writes = name in ("__setitem__", "setitem") or (
+            node.op == "call_method" and name.endswith("_") and not name.startswith("_")
+        )
+        target = node.args[0] if node.args else None
+        if writes and isinstance(target, torch.fx.Node) and target.op == "get_attr":
+            raise refusal
+    return tracer, graph
+
+
+def _meta_args(root: nn.Module, example_inputs: Sequence[Any]) -> dict[str, Any]:
+    """The example inputs as meta tensors (shape and dtype, no values), by the names of
+    ``root.forward``'s positional parameters (the placeholders ``torch.fx`` makes)."""
+    names = [
+        p.name
+        for p in inspect.signature(root.forward).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return {
+        name: x.to("meta") if isinstance(x, torch.Tensor) else x
+        for name, x in zip(names, example_inputs, strict=False)
+    }
 
 
 def _describe(node: torch.fx.Node, gm: torch.fx.GraphModule) -> str:

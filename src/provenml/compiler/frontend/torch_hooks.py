@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.fx.experimental.meta_tracer import MetaTracer
 from torch.nn.modules import module as torch_module
 
 from provenml.compiler.frontend.common import UnsupportedOp
@@ -113,6 +114,22 @@ class HookTracer(torch.fx.Tracer):
             return False
         return super().is_leaf_module(m, module_qualified_name)
 
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
+        """A 0-d integer or boolean buffer (a step counter, an ``initialized`` flag) is read
+        as its value, so Python control flow on it traces (stop 72: DenseCL's warm-up test
+        ``int(self.steps_done) < warmup`` failed under fx, and TorchDynamo could not guard
+        it); like every buffer it is frozen at compile time, and a model whose forward
+        changes it is refused before tracing (``check_stateless``)."""
+        if (
+            isinstance(attr_val, torch.Tensor)
+            and not isinstance(attr_val, nn.Parameter)
+            and attr_val.dim() == 0
+            and (attr_val.dtype == torch.bool or not attr_val.is_floating_point())
+            and not attr_val.is_complex()
+        ):
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
     def call_module(
         self,
         m: nn.Module,
@@ -125,6 +142,14 @@ class HookTracer(torch.fx.Tracer):
             return super().call_module(m, forward, args, kwargs)
         leaf = super().call_module
         return call_with_hooks(m, args, kwargs, lambda a, k: leaf(m, forward, a, k))
+
+
+class MetaHookTracer(MetaTracer, HookTracer):
+    """:class:`HookTracer` with ``torch.fx``'s meta tracer underneath (stop 72): each proxy
+    carries its meta tensor (shape and dtype from the example inputs), so ``x.shape``,
+    ``x.dim()`` and ``x.size(1)`` are numbers while tracing and code that tests them traces,
+    as it runs; the compiled graph is for those shapes anyway. A test of a tensor's values
+    still fails (a meta tensor has none), as it does under the plain tracer."""
 
 
 def _forward_parameters(model: nn.Module) -> list[inspect.Parameter]:
