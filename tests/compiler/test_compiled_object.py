@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import pickle
 
+import pytest
 import torch
 from torch import nn
 
 import provenml.compiler as pc
+from provenml.errors import ProvenmlError
 
 
 def _mlp() -> nn.Module:
@@ -38,3 +40,15 @@ def test_as_module_stands_in_for_a_submodule() -> None:
         torch.testing.assert_close(again(x), want)
     assert "CompiledModule(Compiled(inputs" in repr(model)
     assert list(model[2].parameters()) == []  # the weights are frozen in the compiled code
+
+
+def test_numpy_examples_and_a_torchscript_model() -> None:
+    """NumPy example inputs are taken as tensors (``compile_onnx`` took them already); a
+    TorchScript module is refused naming the two ways round (before: "traced_func_name=
+    forward doesn't exist in TopLevelTracedModule", then TorchDynamo's own refusal)."""
+    model, x = _mlp(), torch.randn(4, 16)
+    fast = pc.compile(model, (x.numpy(),), tuning=False, threads=1)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x))
+    with pytest.raises(ProvenmlError, match=r"TorchScript module.*compile_onnx"):
+        pc.compile(torch.jit.trace(model, x), (x,), tuning=False)

@@ -612,9 +612,19 @@ def compile(
         assert isinstance(first, Compiled)
         example = (*tuple(example_inputs), *(example_kwargs or {}).values())
         return CompiledPerShape(model, list(example_kwargs or {}), options, first, example)
-    if isinstance(example_inputs, torch.Tensor):
+    if isinstance(example_inputs, (torch.Tensor, np.ndarray)):
         example_inputs = (example_inputs,)
-    example_inputs = tuple(example_inputs)
+    # (stop 72) NumPy arrays as tensors, as compile_onnx and the compiled model take them
+    example_inputs = tuple(
+        torch.from_numpy(x) if isinstance(x, np.ndarray) else x for x in example_inputs
+    )
+    if isinstance(model, (torch.jit.ScriptModule, torch._C.ScriptModule)):
+        raise ProvenmlError(
+            "provenml.compiler: a TorchScript module (torch.jit.script / torch.jit.trace) has "
+            "no Python forward to trace: compile the nn.Module it was made from, or export it "
+            "with torch.onnx.export(module, args, path, dynamo=False) and compile that file "
+            "with compile_onnx(path, args)"
+        )
     if isinstance(model, torch.export.ExportedProgram):  # (stop 72: its ATen graph)
         from provenml.compiler.frontend.torch_fx import exported_module
 
