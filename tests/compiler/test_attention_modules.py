@@ -180,10 +180,10 @@ def test_sdpa_reads_a_whole_boolean_buffer_as_a_mask(cache: str) -> None:
             nn.TransformerEncoder(_layer(batch_first=True), 2),  # the nested-tensor fast path
             "enable_nested_tensor=False",
         ),
-        (
-            lambda x, s: s.module(x, x, x)[0],
+        (  # (add_bias_kv compiles since stop 72; with is_causal it is refused)
+            lambda x, s: s.module(x, x, x, attn_mask=s.future, is_causal=True)[0],
             _mha(batch_first=True, add_bias_kv=True),
-            "add_bias_kv",
+            "is_causal with add_bias_kv",
         ),
         (
             lambda x, s: s.module(x),
@@ -226,3 +226,47 @@ def test_a_bare_module_takes_a_key_padding_mask(cache: str) -> None:
         torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
     with pytest.raises(ProvenmlError, match="compiled for a boolean tensor"):
         compiled(x, x, x, pad.float())
+
+
+# -- add_bias_kv and add_zero_attn (stop 72) ------------------------------------------------------
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("need_weights", [True, False])
+@pytest.mark.parametrize(("bias_kv", "zero_attn"), [(True, False), (False, True), (True, True)])
+def test_bias_kv_and_zero_attn_match_eager(
+    batch_first: bool, need_weights: bool, bias_kv: bool, zero_attn: bool, cache: str
+) -> None:
+    """A learned key and value appended after the projections and a zero one after the head
+    split, with a float ``attn_mask`` and a ``key_padding_mask`` padded for them (unmasked);
+    refused before stop 72."""
+    torch.manual_seed(0)
+    module = nn.MultiheadAttention(
+        E, HEADS, add_bias_kv=bias_kv, add_zero_attn=zero_attn, batch_first=batch_first
+    ).eval()
+    keys = LENGTH + 2
+    mask, padding = torch.randn(LENGTH, keys), torch.zeros(BATCH, keys, dtype=torch.bool)
+    padding[1, -3:] = True
+
+    def call(x: torch.Tensor, kv: torch.Tensor, s: nn.Module) -> tuple[torch.Tensor, ...]:
+        out = s.module(
+            x, kv, kv, key_padding_mask=padding, attn_mask=mask, need_weights=need_weights
+        )
+        return out if need_weights else out[:1]
+
+    class Cross(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.module = module
+
+        def forward(self, x: torch.Tensor, kv: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return call(x, kv, self)
+
+    def inputs() -> tuple[torch.Tensor, torch.Tensor]:
+        q, kv = torch.randn(BATCH, LENGTH, E), torch.randn(BATCH, keys, E)
+        return (q, kv) if batch_first else (q.transpose(0, 1), kv.transpose(0, 1))
+
+    model = Cross().eval()
+    compiled = pc.compile(model, inputs(), tuning=False, threads=1, cache_dir=cache)
+    other = inputs()
+    with torch.no_grad():
+        for got, want in zip(compiled(*other), model(*other), strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

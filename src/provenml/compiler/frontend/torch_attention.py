@@ -100,7 +100,11 @@ def multi_head_attention(
             _linear(b, x, w, bb)
             for x, w, bb in ((query, w_q, b_q), (key, w_k, b_k), (value, w_v, b_v))
         )
+    if mod.bias_k is not None:  # add_bias_kv: one learned key and value after the keys
+        k, v = (_append_row(b, t, learned) for t, learned in ((k, mod.bias_k), (v, mod.bias_v)))
     qh, kh, vh = (_heads(b, t, heads) for t in (q, k, v))
+    if mod.add_zero_attn:  # a zero key and value after those, per head
+        kh, vh = (_append_row(b, t, None) for t in (kh, vh))
     attended, probs = attention(
         b,
         qh,
@@ -117,6 +121,31 @@ def multi_head_attention(
     )
     merged = b.reshape(merged, meta_like([n, length, embed]))
     return _linear(b, merged, mod.out_proj.weight, mod.out_proj.bias), probs
+
+
+def _append_row(b: FxBuilder, x: str, row: torch.Tensor | None) -> str:
+    """``x`` (``(N, T, E)`` or ``(N, h, T, d)``) with one more step along ``T``: ``row``
+    (``bias_k`` / ``bias_v``, shape ``(1, 1, E)``) for every sample, or zeros (stop 72:
+    ``add_bias_kv`` and ``add_zero_attn``, as ``F.multi_head_attention_forward`` appends them
+    after the projections and after the head split)."""
+    shape = list(b.shape(x))
+    extra = [*shape[:-2], 1, shape[-1]]
+    if row is None:
+        piece = b.const(np.zeros(extra, np.float32), "zero_attn")
+    else:
+        piece = b.const(row.detach().expand(*extra).contiguous(), "bias_kv")
+    grown = [*shape[:-2], shape[-2] + 1, shape[-1]]
+    return b.emit("cat", [x, piece], {"dim": len(shape) - 2}, meta_like(grown))
+
+
+def _pad_keys(b: FxBuilder, mask: str, extra: int) -> str:
+    """An additive mask over the keys with ``extra`` unmasked keys appended (``F.pad(mask,
+    (0, extra))``, as PyTorch pads it for ``add_bias_kv`` / ``add_zero_attn``)."""
+    shape = list(b.shape(mask))
+    zeros = b.const(np.zeros([*shape[:-1], extra], np.float32), "pad")
+    return b.emit(
+        "cat", [mask, zeros], {"dim": len(shape) - 1}, meta_like([*shape[:-1], shape[-1] + extra])
+    )
 
 
 def _batch_first(b: FxBuilder, *inputs: str) -> tuple[str, ...]:
@@ -187,8 +216,7 @@ def sdpa_path(batch_first: bool, self_attention: bool, need_weights: bool) -> bo
 
 
 def _check_mha(mod: nn.MultiheadAttention, where: str) -> None:
-    if mod.bias_k is not None or mod.add_zero_attn:
-        raise UnsupportedOp("MultiheadAttention", where, "add_bias_kv / add_zero_attn")
+    """(Since stop 72 ``add_bias_kv`` and ``add_zero_attn`` compile: :func:`_append_row`.)"""
 
 
 def _attend(
@@ -216,6 +244,11 @@ def _attend(
     padding = _key_padding(b, args["key_padding_mask"], batch, b.shape(key)[1], op, where)
     if padding is not None:  # PyTorch then applies attn_mask as given (is_causal a hint)
         mask, causal = _with_padding(b, mask, padding), False
+    extra = int(mod.bias_k is not None) + int(mod.add_zero_attn)
+    if extra and causal:
+        raise UnsupportedOp(op, where, "is_causal with add_bias_kv / add_zero_attn")
+    if extra and mask is not None:  # the appended keys are never masked
+        mask = _pad_keys(b, mask, extra)
     safe = sdpa_path(batch_first, query == key == value, bool(b.val(args["need_weights"])))
     y, probs = multi_head_attention(
         b, mod, query, key, value, None if causal else mask, causal, safe
