@@ -100,10 +100,13 @@ def multi_head_attention(
             _linear(b, x, w, bb)
             for x, w, bb in ((query, w_q, b_q), (key, w_k, b_k), (value, w_v, b_v))
         )
-    if mod.bias_k is not None:  # add_bias_kv: one learned key and value after the keys
-        k, v = (_append_row(b, t, learned) for t, learned in ((k, mod.bias_k), (v, mod.bias_v)))
+    # (the functional path's stand-in for the module has neither option: getattr)
+    bias_k, bias_v = getattr(mod, "bias_k", None), getattr(mod, "bias_v", None)
+    zero_attn = bool(getattr(mod, "add_zero_attn", False))
+    if bias_k is not None:  # add_bias_kv: one learned key and value after the keys
+        k, v = (_append_row(b, t, learned) for t, learned in ((k, bias_k), (v, bias_v)))
     qh, kh, vh = (_heads(b, t, heads) for t in (q, k, v))
-    if mod.add_zero_attn:  # a zero key and value after those, per head
+    if zero_attn:  # a zero key and value after those, per head
         kh, vh = (_append_row(b, t, None) for t in (kh, vh))
     attended, probs = attention(
         b,
@@ -244,7 +247,8 @@ def _attend(
     padding = _key_padding(b, args["key_padding_mask"], batch, b.shape(key)[1], op, where)
     if padding is not None:  # PyTorch then applies attn_mask as given (is_causal a hint)
         mask, causal = _with_padding(b, mask, padding), False
-    extra = int(mod.bias_k is not None) + int(mod.add_zero_attn)
+    extra = int(getattr(mod, "bias_k", None) is not None)
+    extra += int(bool(getattr(mod, "add_zero_attn", False)))
     if extra and causal:
         raise UnsupportedOp(op, where, "is_causal with add_bias_kv / add_zero_attn")
     if extra and mask is not None:  # the appended keys are never masked
