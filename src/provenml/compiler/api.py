@@ -26,7 +26,7 @@ from provenml.compiler.frontend.torch_fx import is_exported_module, target_name
 from provenml.compiler.frontend.torch_keywords import keyword_call, order_inputs
 from provenml.compiler.frontend.torch_state import check_stateless, clones, state_fingerprint
 from provenml.compiler.ir import Graph, merge_outputs
-from provenml.compiler.per_shape import CompiledPerShape
+from provenml.compiler.per_shape import CompiledPerShape, input_signature
 from provenml.compiler.progress import SILENT, BuildProgress
 from provenml.compiler.runtime import CompiledGraph, Profile
 from provenml.compiler.tune import (
@@ -846,7 +846,7 @@ class _Specialising:
         self.compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
 
     def __call__(self, *args: Any) -> Any:
-        key = tuple((tuple(a.shape), a.dtype) if isinstance(a, torch.Tensor) else a for a in args)
+        key = input_signature(args)
         fn = self.compiled.get(key)
         if fn is None:
             fn = self.compiled[key] = _compile_static(self.gm, args, self.opts)

@@ -16,7 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["CompiledPerShape"]
+__all__ = ["CompiledPerShape", "input_signature"]
+
+
+def input_signature(inputs: Sequence[Any]) -> tuple[Any, ...]:
+    """What a static-shape build is specialised to: each tensor's shape and dtype, any other
+    input as it is (shared with the ``torch.compile`` backend's ``api._Specialising``)."""
+    return tuple((tuple(x.shape), x.dtype) if isinstance(x, torch.Tensor) else x for x in inputs)
 
 
 class CompiledPerShape:
@@ -34,17 +40,11 @@ class CompiledPerShape:
         self.model = model
         self.keyword_names = tuple(keyword_names)
         self.options = dict(options)
-        self.compiled: dict[tuple[Any, ...], Any] = {self.signature(example): first}
-
-    @staticmethod
-    def signature(inputs: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(
-            (tuple(x.shape), x.dtype) if isinstance(x, torch.Tensor) else x for x in inputs
-        )
+        self.compiled: dict[tuple[Any, ...], Any] = {input_signature(example): first}
 
     def __call__(self, *inputs: torch.Tensor, **keywords: torch.Tensor) -> Any:
         named = [keywords[n] for n in self.keyword_names if n in keywords]
-        key = self.signature((*inputs, *named))
+        key = input_signature((*inputs, *named))
         fn = self.compiled.get(key)
         if fn is None:
             from provenml.compiler.api import compile as compile_model

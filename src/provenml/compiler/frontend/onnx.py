@@ -90,6 +90,7 @@ class OnnxBuilder:
         # the IR values holding numbers read from the inputs' values, checked on each call
         # (``Graph.value_guards``), appended to the outputs after the model's own
         self.guard_values: list[str] = []
+        self.guarded: set[str] = set()  # ONNX values whose numbers are guarded already
         self.opset = next(
             (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13
         )
@@ -201,6 +202,9 @@ class OnnxBuilder:
                 f"input {i} is computed at run time ({value.size} numbers; at most "
                 f"{GUARDED_NUMBERS} are taken from the example and checked on each call)",
             )
+        if name in self.guarded:  # (read by an earlier handler: one check per value)
+            return value
+        self.guarded.add(name)
         flat = self.reshape(ir, (value.size,))
         for j, number in enumerate(value.reshape(-1)):
             element = self.reshape(self.slice(flat, 0, j, j + 1), ())

@@ -120,7 +120,7 @@ def _rewrite(
         return ("call_function", in_torch, tuple(node.args), dict(node.kwargs))
     if aten and _is_builtin(in_f):  # the binding itself: ATen's order
         return ("call_function", in_f, tuple(node.args), dict(node.kwargs))
-    if inspect.isfunction(in_f) and (aten or in_f is not in_torch):
+    if inspect.isfunction(in_f):  # a Python wrapper (never the built-in ``in_torch`` itself)
         args = _by_name(node, in_f, example)
         if args is not None:
             return ("call_function", in_f, args, {})
