@@ -83,7 +83,8 @@ def test_wrong_keywords_are_named(
 
 def test_bad_examples_are_refused(data: tuple[nn.Module, torch.Tensor, torch.Tensor]) -> None:
     model, ids, _ = data
-    with pytest.raises(ProvenmlError, match="must be tensors"):
+    # (stop 73: numbers are constants of the compiled code, but some input must be a tensor)
+    with pytest.raises(ProvenmlError, match="no tensor among the example inputs"):
         pc.compile(model, example_kwargs={"input_ids": [1, 2]})
     with pytest.raises(ProvenmlError, match="no example inputs"):
         pc.compile(model)

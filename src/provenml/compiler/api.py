@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import operator
 import os
-import pickle
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -23,10 +23,18 @@ from provenml.compiler.build import build, build_many
 from provenml.compiler.codegen import RUNTIMES, Program, annotate_scratch, lower
 from provenml.compiler.frontend import UnsupportedOp, trace
 from provenml.compiler.frontend.torch_fx import is_exported_module, target_name
+from provenml.compiler.frontend.torch_inputs import (
+    InputStructure,
+    dump_treespec,
+    is_flat,
+    load_treespec,
+    positional_names,
+    structured_call,
+)
 from provenml.compiler.frontend.torch_keywords import keyword_call, order_inputs
 from provenml.compiler.frontend.torch_state import check_stateless, clones, state_fingerprint
 from provenml.compiler.ir import Graph, merge_outputs
-from provenml.compiler.per_shape import CompiledPerShape, input_signature
+from provenml.compiler.per_shape import MAX_SPECIALISATIONS, CompiledPerShape, input_signature
 from provenml.compiler.progress import SILENT, BuildProgress
 from provenml.compiler.runtime import CompiledGraph, Profile
 from provenml.compiler.tune import (
@@ -128,6 +136,9 @@ class Compiled:
     #: ones, of which there are ``positional_inputs``
     keyword_names: tuple[str, ...] = ()
     positional_inputs: int = 0
+    #: inputs that are not one tensor each (nested lists and dicts of tensors, numbers,
+    #: ``None``; stop 73): how a call's arguments flatten to the graph's tensor inputs
+    input_structure: InputStructure | None = None
     #: set once the call-time warning about inputs that require grad was given
     warned_detached: bool = field(default=False, repr=False)
 
@@ -144,10 +155,11 @@ class Compiled:
             "options": self.options,
             "tuning_log": self.tuning_log,
             "single_output": self.single_output,
-            "output_structure": _dump_structure(self.output_structure),
+            "output_structure": dump_treespec(self.output_structure),
             "constant_outputs": self.constant_outputs,
             "keyword_names": self.keyword_names,
             "positional_inputs": self.positional_inputs,
+            "input_structure": self.input_structure,
             "final": cg.graph,
             "program": cg.program,
             "threads": cg._guard[1] if cg._guard is not None else cg.threads,
@@ -174,8 +186,10 @@ class Compiled:
             stacklevel=3,
         )
 
-    def __call__(self, *inputs: torch.Tensor, **keywords: torch.Tensor) -> Any:
-        if keywords:
+    def __call__(self, *inputs: Any, **keywords: Any) -> Any:
+        if self.input_structure is not None:
+            inputs = self.input_structure.flatten(inputs, keywords)
+        elif keywords:
             inputs = order_inputs(inputs, keywords, self.keyword_names, self.positional_inputs)
         if not self.warned_detached:
             for x in inputs:  # (a loop, not any(): 0.13 us a call against about 0.5)
@@ -219,6 +233,8 @@ class Compiled:
 
         g = self.graph
         keywords = f", keywords {list(self.keyword_names)}" if self.keyword_names else ""
+        if self.input_structure is not None:
+            keywords = f", called as {self.input_structure.description}"
         return (
             f"Compiled(inputs [{typed(g.in_types)}]{keywords} -> outputs "
             f"[{typed(g.out_types[: g._visible])}], {len(g.graph.nodes)} kernels, "
@@ -249,29 +265,6 @@ class CompiledModule(nn.Module):
         return repr(self.compiled)
 
 
-def _dump_structure(spec: Any) -> Any:
-    """An output structure for pickling: pytree's JSON where it serialises the spec (unpickling
-    a ``TreeSpec`` itself warns of a deprecation inside PyTorch), else the spec."""
-    if spec is None:
-        return None
-    try:
-        return ("json", pytree.treespec_dumps(spec))
-    except Exception:  # a node type pytree cannot name (a user's named tuple): pickle it
-        return ("pickle", pickle.dumps(spec))
-
-
-def _load_structure(dumped: Any) -> Any:
-    """:func:`_dump_structure` undone."""
-    if dumped is None:
-        return None
-    kind, value = dumped
-    if kind == "json":
-        return pytree.treespec_loads(value)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # PyTorch's own, on unpickling a spec
-        return pickle.loads(value)
-
-
 def _restore_compiled(state: dict[str, Any]) -> Compiled:
     """A pickled :class:`Compiled` loaded again: its C built (or found in the build cache)
     and loaded, with the thread count and fallback settings it was pickled with."""
@@ -294,10 +287,11 @@ def _restore_compiled(state: dict[str, Any]) -> Compiled:
         options,
         state["tuning_log"],
         state["single_output"],
-        output_structure=_load_structure(state["output_structure"]),
+        output_structure=load_treespec(state["output_structure"]),
         constant_outputs=state["constant_outputs"],
         keyword_names=state["keyword_names"],
         positional_inputs=state["positional_inputs"],
+        input_structure=state.get("input_structure"),
     )
 
 
@@ -593,6 +587,7 @@ def compile(
     *,
     example_kwargs: dict[str, torch.Tensor] | None = None,
     dynamic: bool = False,
+    max_shapes: int = MAX_SPECIALISATIONS,
     **options: Any,
 ) -> Compiled | CompiledPerShape:
     """Compile ``model`` for the shapes of ``example_inputs``; returns a callable.
@@ -604,14 +599,28 @@ def compile(
     same keywords (:mod:`~provenml.compiler.frontend.torch_keywords`). A ``torch.export``
     program compiles from its ATen graph (:mod:`~provenml.compiler.frontend.torch_aten`).
     With ``dynamic=True`` the result compiles again, once, for each new input signature
-    (:class:`~provenml.compiler.per_shape.CompiledPerShape`); else a call with other shapes
-    is an error naming them.
+    (:class:`~provenml.compiler.per_shape.CompiledPerShape`), up to ``max_shapes`` of them,
+    after which new signatures run in PyTorch (one warning); else a call with other shapes
+    is an error naming them. Inputs may be nested lists, tuples and dicts of tensors, and
+    numbers or ``None`` (constants of the compiled code, checked on every call:
+    :mod:`~provenml.compiler.frontend.torch_inputs`).
     """
     if dynamic:
+        if isinstance(example_inputs, (torch.Tensor, np.ndarray)):
+            example_inputs = (example_inputs,)
         first = compile(model, example_inputs, example_kwargs=example_kwargs, **options)
         assert isinstance(first, Compiled)
-        example = (*tuple(example_inputs), *(example_kwargs or {}).values())
-        return CompiledPerShape(model, list(example_kwargs or {}), options, first, example)
+        return CompiledPerShape(
+            model,
+            list(example_kwargs or {}),
+            options,
+            first,
+            tuple(example_inputs),
+            example_kwargs,
+            max_shapes,
+        )
+    if max_shapes != MAX_SPECIALISATIONS:
+        raise ProvenmlError("compile(max_shapes=...) applies with dynamic=True")
     if isinstance(example_inputs, (torch.Tensor, np.ndarray)):
         example_inputs = (example_inputs,)
     # (stop 72) NumPy arrays as tensors, as compile_onnx and the compiled model take them
@@ -631,6 +640,16 @@ def compile(
         model = exported_module(model)
     opts = CompileOptions.from_kwargs(options)
     keywords = dict(example_kwargs or {})
+    call_structure = None
+    if isinstance(model, nn.Module) and not is_flat(example_inputs, keywords):
+        # (stop 73) lists / dicts of tensors, numbers, None: the tensors become the inputs
+        model, call_structure, example_inputs = structured_call(model, example_inputs, keywords)
+        keywords = {}
+    elif not keywords and _takes_more(model, len(example_inputs)):
+        # (stop 73) forward(x, mask=None) given x: the model called with x alone, so that
+        # mask keeps its default while tracing (fx made it a placeholder, never None)
+        given = len(example_inputs)
+        model = keyword_call(model, given, [], positional_names(model, given))
     if not all(isinstance(x, torch.Tensor) for x in (*example_inputs, *keywords.values())):
         raise ProvenmlError(
             "compile(model, example_inputs, example_kwargs=...): the example inputs must be tensors"
@@ -669,7 +688,25 @@ def compile(
     if keywords:
         compiled.keyword_names = tuple(keywords)
         compiled.positional_inputs = positional
+    compiled.input_structure = call_structure
     return compiled
+
+
+def _takes_more(model: Any, given: int) -> bool:
+    """Whether ``model`` is a module (not a graph) whose ``forward`` has parameters after the
+    ``given`` positional ones (with defaults: a call without them is the model's own)."""
+    if not isinstance(model, nn.Module) or isinstance(model, torch.fx.GraphModule):
+        return False
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind == p.VAR_POSITIONAL for p in params[:given]):
+        return False
+    return any(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        for p in params[given:]
+    )
 
 
 def compile_onnx(
@@ -838,19 +875,123 @@ def _is_symbolic(x: Any) -> bool:
 
 class _Specialising:
     """Compiles ``gm`` once per concrete input signature (shapes, dtypes, size values) on its
-    first call with it: the compiled kernels have static shapes."""
+    first call with it: the compiled kernels have static shapes. After
+    :data:`MAX_SPECIALISATIONS` signatures a new one runs in PyTorch (one warning)."""
 
     def __init__(self, gm: torch.fx.GraphModule, opts: dict[str, Any]) -> None:
         self.gm = gm
         self.opts = opts
         self.compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
+        self.warned = False
 
     def __call__(self, *args: Any) -> Any:
         key = input_signature(args)
         fn = self.compiled.get(key)
         if fn is None:
+            if len(self.compiled) >= MAX_SPECIALISATIONS:
+                self.warned = self.warned or _warn_too_many("input shapes", args)
+                return self.gm.forward(*args)
             fn = self.compiled[key] = _compile_static(self.gm, args, self.opts)
         return fn(*args)
+
+
+def _warn_too_many(what: str, args: Sequence[Any]) -> bool:
+    """The one warning of a specialising graph that stopped compiling; returns True."""
+    shapes = ", ".join(
+        str(list(x.shape)) if isinstance(x, torch.Tensor) else repr(x)
+        for x in args
+        if not isinstance(x, nn.Parameter) and (not isinstance(x, torch.Tensor) or x.dim())
+    )
+    warnings.warn(
+        f"provenml.compiler.backend: a graph met more than {MAX_SPECIALISATIONS} {what} "
+        f"(now {shapes}); the compiled code has static shapes, so it compiled once per "
+        "signature: new ones run in PyTorch from here on (pad inputs to a few fixed shapes "
+        "to keep them compiled)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return True
+
+
+def _scalar_places(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> list[int]:
+    """The graph's inputs that the compiled code is specialised to by value: Python numbers
+    (a size TorchDynamo left symbolic arrives as an int) and 0-d tensors read only through
+    ``.item()`` (a float attribute of a module, ``eps`` or a dropout ``p``, that TorchDynamo
+    lifts to a float64 input under ``dynamic=True``)."""
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    places = []
+    for k, (node, x) in enumerate(zip(placeholders, example_inputs, strict=False)):
+        number = isinstance(x, (bool, int, float, torch.SymInt, torch.SymFloat, torch.SymBool))
+        if number or (
+            isinstance(x, torch.Tensor)
+            and not isinstance(x, nn.Parameter)
+            and x.dim() == 0
+            and node.users
+            and all(u.op == "call_method" and u.target == "item" for u in node.users)
+        ):
+            places.append(k)
+    return places
+
+
+def _scalar_values(args: Sequence[Any], places: Sequence[int]) -> tuple[Any, ...]:
+    return tuple(args[k].item() if isinstance(args[k], torch.Tensor) else args[k] for k in places)
+
+
+def _with_scalars(
+    gm: torch.fx.GraphModule, places: Sequence[int], values: Sequence[Any]
+) -> torch.fx.GraphModule:
+    """A copy of ``gm`` whose inputs at ``places`` are the constants ``values`` (their
+    ``.item()`` reads too): the sizes and masks built from them fold at compile time."""
+    graph = copy.deepcopy(gm.graph)
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+
+    def substitute(node: torch.fx.Node, value: Any) -> None:
+        for user in list(node.users):
+            user.args = torch.fx.node.map_arg(user.args, lambda a: value if a is node else a)
+            user.kwargs = torch.fx.node.map_arg(user.kwargs, lambda a: value if a is node else a)
+
+    for k, value in zip(places, values, strict=True):
+        node = placeholders[k]
+        for user in list(node.users):
+            if user.op == "call_method" and user.target == "item":
+                substitute(user, value)
+                graph.erase_node(user)
+        substitute(node, value)
+        graph.erase_node(node)
+    return torch.fx.GraphModule(gm, graph)
+
+
+class _PerScalars:
+    """``gm`` compiled once per value of its scalar inputs (:func:`_scalar_places`), as
+    constants: under ``torch.compile(..., dynamic=True)`` TorchDynamo passes the sequence
+    length as an int and the modules' float attributes as 0-d float64 tensors, and the
+    attention masks a model builds from the length (``arange``, comparisons, ``&``) were left
+    to PyTorch with the whole graph (stop 73: nothing of a GPT-2 compiled)."""
+
+    def __init__(
+        self, gm: torch.fx.GraphModule, opts: dict[str, Any], places: list[int], nargs: int
+    ) -> None:
+        self.gm, self.opts, self.places = gm, opts, places
+        kept = [k for k in range(nargs) if k not in set(places)]
+        self.pick = operator.itemgetter(*kept, kept[0]) if kept else None
+        self.compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
+        self.warned = False
+
+    def __call__(self, *args: Any) -> Any:
+        values = _scalar_values(args, self.places)
+        fn = self.compiled.get(values)
+        if fn is None:
+            if len(self.compiled) >= MAX_SPECIALISATIONS:
+                self.warned = self.warned or _warn_too_many("values of its scalar inputs", args)
+                return self.gm.forward(*args)
+            rest = self._rest(args)
+            fn = self.compiled[values] = _compile_static(
+                _with_scalars(self.gm, self.places, values), rest, self.opts
+            )
+        return fn(*self._rest(args))
+
+    def _rest(self, args: Sequence[Any]) -> list[Any]:
+        return [] if self.pick is None else list(self.pick(args)[:-1])
 
 
 def _compile_static(
@@ -860,6 +1001,11 @@ def _compile_static(
     specialised to the parameters and buffers dynamo lifted to inputs (:class:`_PerWeights`)."""
     from provenml.compiler.frontend.torch_fx import _frozen_placeholders
 
+    places = _scalar_places(gm, example_inputs)
+    if places:
+        specialised = _PerScalars(gm, opts, places, len(example_inputs))
+        specialised(*example_inputs)  # (compiled now, as a static graph is)
+        return specialised
     frozen = _frozen_placeholders(gm, example_inputs)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     weights = [

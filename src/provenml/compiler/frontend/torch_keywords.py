@@ -34,9 +34,15 @@ class KeywordCall(nn.Module):
         self.train(model.training)
 
 
-def keyword_call(model: nn.Module, positional: int, names: Sequence[str]) -> KeywordCall:
+def keyword_call(
+    model: nn.Module,
+    positional: int,
+    names: Sequence[str],
+    positional_names: Sequence[str] | None = None,
+) -> KeywordCall:
     """A :class:`KeywordCall` whose ``forward(self, input_0, .., <names>)`` has one parameter
-    per input (generated: the parameter list is the keywords' names)."""
+    per input (generated: the parameter list is the keywords' names); the positional ones are
+    named ``positional_names`` where given (the model's own, stop 73)."""
     for name in names:
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
             raise ProvenmlError(
@@ -45,7 +51,9 @@ def keyword_call(model: nn.Module, positional: int, names: Sequence[str]) -> Key
     taken = set(names)
     given: list[str] = []
     for k in range(positional):
-        name = f"input_{k}"
+        name = positional_names[k] if positional_names is not None else f"input_{k}"
+        if name == "self" or keyword.iskeyword(name) or not name.isidentifier():
+            name = f"input_{k}"
         while name in taken:
             name = f"_{name}"
         given.append(name)
