@@ -200,9 +200,10 @@ EXAMPLES: dict[str, Example] = {
             ("MultiheadAttention(256, 4,", "MultiheadAttention(32, 4,"),
         ),
     ),
-    "docs/compiler.md#2": Example(after="docs/compiler.md#0"),
+    "docs/compiler.md#2": Example(after="docs/compiler.md#1"),  # (stop 73: nested inputs)
+    "docs/compiler.md#3": Example(after="docs/compiler.md#0"),
     # the library's own models (stop 71): two batches of 3 graphs, an episode, ids to rank
-    "docs/compiler.md#3": Example(
+    "docs/compiler.md#4": Example(
         prelude="""
 import torch
 _g = torch.Generator().manual_seed(0)
@@ -216,7 +217,7 @@ num_entities, num_relations = 100, 5
 h, r = torch.randint(0, 100, (8,)), torch.randint(0, 5, (8,))
 """
     ),
-    "docs/compiler.md#4": Example(after="docs/compiler.md#2"),
+    "docs/compiler.md#5": Example(after="docs/compiler.md#3"),
     "docs/contributing.md#1": Example(
         prelude="from provenml.kge import KGEModel\nnum_entities, num_relations, dim = 10, 3, 8\n"
         + _RAISES,

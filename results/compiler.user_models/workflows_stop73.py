@@ -27,7 +27,7 @@ OPTS = {"tuning": False, "threads": 1}
 
 
 def _diff(a: Any, b: Any) -> float:
-    return max(float((x - y).abs().max()) for x, y in zip(pytree.tree_leaves(a), pytree.tree_leaves(b), strict=True))
+    return max(float((x - y).detach().abs().max()) for x, y in zip(pytree.tree_leaves(a), pytree.tree_leaves(b), strict=True))
 
 
 class OptionalMask(nn.Module):
@@ -139,12 +139,13 @@ def _generate(step: Callable[[torch.Tensor], torch.Tensor], prompt: torch.Tensor
     return ids, times
 
 
-def _generation_line(step: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, setup: float, warned: list[str]) -> str:
+def _generation_line(step: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, setup: float, caught: list[Any]) -> str:
     prompt = torch.randint(0, 500, (1, 4), generator=torch.Generator().manual_seed(0))
     eager_ids, eager_times = _generate(model, prompt)
     ids, times = _generate(step, prompt)
     same = torch.equal(ids, eager_ids)
-    said = "; ".join(sorted({w[:70] for w in warned})) or "no warning"
+    warned = [str(w.message) for w in caught if "provenml" in str(w.message)]
+    said = "; ".join(sorted({w[:90] for w in warned})) or "no warning"
     return (
         f"{'same tokens' if same else 'OTHER TOKENS'}; setup {setup:.1f} s, {TOKENS} tokens {sum(times):.1f} s "
         f"(first 4: {', '.join(f'{t:.2f}' for t in times[:4])} s; last: {times[-1] * 1e3:.1f} ms), "
@@ -159,7 +160,7 @@ def generation_pc_dynamic() -> str:
         start = time.perf_counter()
         fast = pc.compile(model, (torch.randint(0, 500, (1, 4)),), dynamic=True, **OPTS)
         setup = time.perf_counter() - start
-        line = _generation_line(fast, model, setup, [str(w.message) for w in caught if "provenml" in str(w.message)])
+        line = _generation_line(fast, model, setup, caught)
     return line + f"; {len(fast.compiled)} builds"
 
 
@@ -169,7 +170,7 @@ def _generation_backend(dynamic: bool | None) -> str:
     fast = torch.compile(model, backend="provenml", dynamic=dynamic, options=OPTS)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        line = _generation_line(fast, model, 0.0, [str(w.message) for w in caught if "provenml" in str(w.message)])
+        line = _generation_line(fast, model, 0.0, caught)
     return line
 
 
