@@ -122,7 +122,12 @@ def target_name(node: torch.fx.Node, gm: torch.fx.GraphModule) -> str:
     if node.op == "call_method":
         return f"Tensor.{node.target}"
     t = node.target
-    return getattr(t, "__name__", str(t))
+    name = getattr(t, "__name__", str(t))
+    if name.startswith("wrapped_") and getattr(t, "__module__", "") == "torch._dynamo.utils":
+        # (stop 73) TorchDynamo's stand-in for a NumPy call on a tensor's .numpy(): the
+        # refusal said "unsupported op 'wrapped_mean'"
+        return f"NumPy's {name.removeprefix('wrapped_')} (on a tensor's .numpy(), in forward)"
+    return name
 
 
 #: call_function targets that change their first argument and return None (stop 69:
@@ -3011,11 +3016,27 @@ def _export(
         ):
             gm, _ = torch._dynamo.export(model, aten_graph=False)(*clones(example_inputs))
     except Exception as exc:
+        said = str(exc).splitlines()[0] if str(exc) else repr(exc)
         raise ProvenmlError(
             f"provenml.compiler: torch.fx could not trace the model ({fx_error}), "
-            f"and neither could TorchDynamo ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+            f"and neither could TorchDynamo ({said}){_data_dependence_hint(str(exc))}"
         ) from exc
     return gm
+
+
+def _data_dependence_hint(dynamo_error: str) -> str:
+    """A way round, where TorchDynamo stopped at control flow on the inputs' values (stop 73:
+    ``if x.sum() > 0``, a loop count from ``.item()``, ``.tolist()``; the refusal named
+    TorchDynamo's words alone)."""
+    text = dynamo_error.lower()
+    if not any(k in text for k in ("data-dependent", "data dependent", "tolist", ".item()")):
+        return ""
+    return (
+        "; the model's control flow depends on its inputs' values, which one static graph "
+        "cannot follow: write the choice with torch.where or a mask, or compile it through "
+        "torch.compile(model, backend='provenml'), which compiles the graphs on either side "
+        "of the branch and leaves the branch itself to Python"
+    )
 
 
 def _symbolic_trace(model: nn.Module, example_inputs: Sequence[Any]) -> torch.fx.GraphModule:
