@@ -61,3 +61,42 @@ def test_without_dynamic_another_shape_names_the_ways() -> None:
         ProvenmlError, match=r"compiled for shape \(2, 8\), got \(3, 8\).*dynamic=True"
     ):
         fast(torch.randn(3, 8))
+
+
+def test_onnx_models_per_shape_then_onnx_runtime(tmp_path: object) -> None:
+    """Stop 73: ``compile_onnx(..., dynamic=True)`` (the shape error suggested it, and
+    ``compile_onnx`` refused it as an unknown option); past ``max_shapes`` ONNX Runtime runs
+    the file."""
+    import warnings
+
+    pytest.importorskip("onnxruntime")
+    model = _model()
+    path = f"{tmp_path}/model.onnx"
+    x = torch.randn(2, 8)
+    torch.onnx.export(
+        model, (x,), path, dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "batch"}}
+    )
+    fast = pc.compile_onnx(path, (x,), dynamic=True, max_shapes=2, tuning=False, threads=1)
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for batch in (3, 2, 5, 7, 3):
+            x = torch.randn(batch, 8)
+            torch.testing.assert_close(fast(x), model(x))
+    assert len(fast.compiled) == 2 and "torch.float32[3, 8]" in repr(fast)
+    assert sum("met more than 2 input signatures" in str(w.message) for w in caught) == 1
+    with pytest.raises(ProvenmlError, match="applies with dynamic=True"):
+        pc.compile_onnx(path, (x,), max_shapes=3)
+    with pytest.raises(ProvenmlError, match="needs example_inputs"):
+        pc.compile_onnx(path, dynamic=True)
+
+
+def test_structured_signatures_print() -> None:
+    class Pair(nn.Module):
+        def forward(self, pair: list[torch.Tensor], scale: float) -> torch.Tensor:
+            return pair[0] * scale + pair[1]
+
+    fast = pc.compile(
+        Pair().eval(), ([torch.ones(2), torch.ones(2)], 2.0), dynamic=True, tuning=False
+    )
+    torch.testing.assert_close(fast([torch.ones(3), torch.ones(3)], 0.5), torch.full((3,), 1.5))
+    assert "2 specialisations" in repr(fast) and "0.5" in repr(fast)

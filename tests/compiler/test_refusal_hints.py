@@ -75,3 +75,14 @@ def test_the_backend_compiles_both_sides_of_the_branch(monkeypatch: pytest.Monke
             assert torch.allclose(fast(x), model(x), atol=1e-6)
     assert sides == {True, False}
     assert len(built) >= 3  # the graph before the branch, and one after it on each side
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_a_lower_or_double_precision_model_is_told_to_use_float(dtype: torch.dtype) -> None:
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU()).eval().to(dtype)
+    with pytest.raises(ProvenmlError, match=r"compiles in float32: input 0 is torch\.") as refused:
+        pc.compile(model, (torch.randn(2, 8, dtype=dtype),), **OPTS)
+    assert f"parameters are {dtype}" in str(refused.value) and "model.float()" in str(refused.value)
+    fast = pc.compile(model.float(), (torch.randn(2, 8),), **OPTS)  # the way round compiles
+    x = torch.randn(2, 8)
+    assert torch.allclose(fast(x), model(x), atol=1e-6)

@@ -656,6 +656,7 @@ def compile(
         )
     if not example_inputs and not keywords:
         raise ProvenmlError("compile(model, example_inputs): no example inputs given")
+    _refuse_float_dtypes(model, (*example_inputs, *keywords.values()))
     if isinstance(model, nn.Module) and model.training and not is_exported_module(model):
         raise ProvenmlError("provenml.compiler compiles for inference: call model.eval() first")
     if keywords:
@@ -692,6 +693,28 @@ def compile(
     return compiled
 
 
+def _refuse_float_dtypes(model: Any, inputs: Sequence[torch.Tensor]) -> None:
+    """One error for floating inputs other than float32 (stop 73: a ``model.half()`` /
+    ``.bfloat16()`` / ``.double()`` model was refused as "unsupported op 'input dtype
+    torch.bfloat16' at node 'input_1'", naming no way round)."""
+    other = [(k, x.dtype) for k, x in enumerate(inputs) if x.is_floating_point()]
+    other = [(k, dtype) for k, dtype in other if dtype != torch.float32]
+    if not other:
+        return
+    k, dtype = other[0]
+    params = sorted(
+        {str(p.dtype) for p in model.parameters() if p.is_floating_point()}
+        if isinstance(model, nn.Module)
+        else set()
+    )
+    held = f" (the model's parameters are {', '.join(params)})" if params else ""
+    raise ProvenmlError(
+        f"provenml.compiler compiles in float32: input {k} is {dtype}{held}; compile "
+        "model.float() with float32 inputs (its results are then float32's, not the "
+        f"{dtype} ones eager computes)"
+    )
+
+
 def _takes_more(model: Any, given: int) -> bool:
     """Whether ``model`` is a module (not a graph) whose ``forward`` has parameters after the
     ``given`` positional ones (with defaults: a call without them is the model's own)."""
@@ -714,18 +737,54 @@ def compile_onnx(
     example_inputs: Sequence[Any] | None = None,
     *,
     input_shapes: dict[str, Sequence[int]] | None = None,
+    dynamic: bool = False,
+    max_shapes: int = MAX_SPECIALISATIONS,
     **options: Any,
-) -> Compiled:
+) -> Compiled | CompiledPerShape:
     """Compile an ONNX model (a path, the file's bytes or an ``onnx.ModelProto``) through the
     ONNX frontend (:mod:`provenml.compiler.frontend.onnx`) into the same IR and pipeline as
     :func:`compile`. ``example_inputs`` (tensors or arrays, in the graph's input order) fix
     symbolic dims and are used to choose the thread count; without them every input dim must
     be static or given in ``input_shapes`` (by input name). Returns a callable taking tensors
-    (or NumPy arrays) of those shapes."""
+    (or NumPy arrays) of those shapes; with ``dynamic=True`` (and example inputs) one that
+    compiles again for each new input signature, up to ``max_shapes``, after which new
+    signatures run in ONNX Runtime (one warning; stop 73: the shape error suggested
+    ``dynamic=True``, which ``compile_onnx`` did not take)."""
     from provenml.compiler.frontend.onnx import load_model, onnx_input_names, onnx_to_graph
 
-    opts = CompileOptions.from_kwargs(options)
+    CompileOptions.from_kwargs(options)
     proto = load_model(model)
+    if dynamic:
+        if example_inputs is None:
+            raise ProvenmlError("compile_onnx(dynamic=True) needs example_inputs")
+        if isinstance(example_inputs, (torch.Tensor, np.ndarray)):
+            example_inputs = (example_inputs,)
+        example = tuple(
+            torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+            for x in example_inputs
+        )
+        first = compile_onnx(proto, example, input_shapes=input_shapes, **options)
+        assert isinstance(first, Compiled)
+
+        def build(*inputs: Any) -> Compiled:
+            built = compile_onnx(proto, inputs, **options)
+            assert isinstance(built, Compiled)
+            return built
+
+        return CompiledPerShape(
+            proto,
+            (),
+            options,
+            first,
+            example,
+            None,
+            max_shapes,
+            build=build,
+            fallback=_onnx_runtime_fallback(proto, first.single_output),
+        )
+    if max_shapes != MAX_SPECIALISATIONS:
+        raise ProvenmlError("compile_onnx(max_shapes=...) applies with dynamic=True")
+    opts = CompileOptions.from_kwargs(options)
     names = onnx_input_names(proto)
     shapes = {k: tuple(int(s) for s in v) for k, v in (input_shapes or {}).items()}
     tensors: list[torch.Tensor] | None = None
@@ -761,6 +820,34 @@ def compile_onnx(
         ]
     single = len(g.outputs) - len(g.value_guards) == 1  # (the guards' are not the model's)
     return compile_graph(g, opts, single_output=single, example_inputs=tensors)
+
+
+def _onnx_runtime_fallback(proto: Any, single_output: bool) -> Callable[..., Any] | None:
+    """What runs an ONNX model's signatures past ``max_shapes``: an ONNX Runtime session on
+    the same model, built on first use (None where ONNX Runtime is not installed: then every
+    signature compiles)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    session: list[Any] = []
+
+    def run(*inputs: Any) -> Any:
+        if not session:
+            session.append(
+                onnxruntime.InferenceSession(
+                    proto.SerializeToString(), providers=["CPUExecutionProvider"]
+                )
+            )
+        names = [i.name for i in session[0].get_inputs()]
+        feed = {
+            n: (x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x))
+            for n, x in zip(names, inputs, strict=True)
+        }
+        outs = [torch.from_numpy(np.asarray(o)) for o in session[0].run(None, feed)]
+        return outs[0] if single_output else tuple(outs)
+
+    return run
 
 
 # ------------------------------------------------------------------------------------------------

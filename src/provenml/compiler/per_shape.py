@@ -11,7 +11,7 @@ build or a build-cache hit, not a new tuning), and later calls with that signatu
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -69,11 +69,18 @@ class CompiledPerShape:
         example: Sequence[Any],
         example_keywords: dict[str, Any] | None = None,
         max_shapes: int = MAX_SPECIALISATIONS,
+        build: Callable[..., Any] | None = None,
+        fallback: Callable[..., Any] | None = None,
     ) -> None:
         self.model = model
         self.keyword_names = tuple(keyword_names)
         self.options = dict(options)
         self.max_shapes = max_shapes
+        # how a new signature compiles, and what runs past the limit: ``pc.compile`` and the
+        # model under ``torch.no_grad()`` by default; ``compile_onnx`` and ONNX Runtime for
+        # an ONNX model (stop 73)
+        self.build = build
+        self.fallback = fallback
         key = call_signature(example, dict(example_keywords or {}))
         self.compiled: dict[Any, Any] = {key: first}
         self.warned = False
@@ -93,13 +100,18 @@ class CompiledPerShape:
                         RuntimeWarning,
                         stacklevel=2,
                     )
+                if self.fallback is not None:
+                    return self.fallback(*inputs, **keywords)
                 with torch.no_grad():
                     return self.model(*inputs, **keywords)
-            from provenml.compiler.api import compile as compile_model
+            if self.build is not None:
+                fn = self.compiled[key] = self.build(*inputs, **keywords)
+            else:
+                from provenml.compiler.api import compile as compile_model
 
-            fn = self.compiled[key] = compile_model(
-                self.model, inputs, example_kwargs=dict(keywords) or None, **self.options
-            )
+                fn = self.compiled[key] = compile_model(
+                    self.model, inputs, example_kwargs=dict(keywords) or None, **self.options
+                )
         return fn(*inputs, **keywords)
 
     def as_module(self) -> nn.Module:
@@ -109,7 +121,13 @@ class CompiledPerShape:
         return CompiledModule(self)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
-        shapes = "; ".join(
-            ", ".join(f"{dtype}{list(shape)}" for shape, dtype in key) for key in self.compiled
-        )
+        def shown(entry: Any) -> str:
+            if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], torch.dtype):
+                return f"{entry[1]}{list(entry[0])}"
+            return repr(entry)
+
+        signatures = [
+            key[1] if isinstance(key[0], pytree.TreeSpec) else key for key in self.compiled
+        ]
+        shapes = "; ".join(", ".join(shown(entry) for entry in key) for key in signatures)
         return f"CompiledPerShape({len(self.compiled)} specialisations: {shapes})"
