@@ -122,6 +122,45 @@ def compile_backend(model: nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
     return compiled
 
 
+_PARTITIONED: list[str] = []
+
+
+def _recording_partitions() -> None:
+    """Count the graphs the backend could not compile whole (stop 73): each goes through
+    ``api._partitioned``, and one of which nothing compiled through ``_warn_left_to_pytorch``."""
+    from provenml.compiler import api
+
+    if getattr(api._partitioned, "recording", False):
+        return
+    partitioned, left = api._partitioned, api._warn_left_to_pytorch
+
+    def recording_partitioned(*args: Any, **kwargs: Any) -> Any:
+        _PARTITIONED.append("partitioned")
+        return partitioned(*args, **kwargs)
+
+    def recording_left(ops: list[str]) -> None:
+        _PARTITIONED.append("all left to PyTorch (" + ", ".join(sorted(set(ops))) + ")")
+        left(ops)
+
+    recording_partitioned.recording = True  # type: ignore[attr-defined]
+    api._partitioned, api._warn_left_to_pytorch = recording_partitioned, recording_left
+
+
+def compile_backend_dynamic(model: nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
+    """``torch.compile(model, backend=pc.backend, dynamic=True)`` (stop 73): TorchDynamo hands
+    over graphs with symbolic sizes; a line under the case's name tells where a graph was not
+    compiled whole."""
+    _recording_partitions()
+    torch._dynamo.reset()
+    _PARTITIONED.clear()
+    compiled = torch.compile(model, backend=pc.backend, dynamic=True)
+    with torch.no_grad():
+        compiled(*example)
+    if _PARTITIONED:
+        print(f"    ({len(_PARTITIONED)} graph(s) not compiled whole: {'; '.join(_PARTITIONED)})")
+    return compiled
+
+
 def compile_onnx_export(model: nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
     """The model exported by ``torch.onnx.export`` (TorchScript exporter) and compiled by
     ``pc.compile_onnx``: the stop-70 probes' ``--onnx``. An export that fails is

@@ -9,7 +9,7 @@ compiled as a user would call it (the model itself where its ``forward`` takes t
 two-line wrapper where the call takes an int such as ``n_way`` or is a method such as
 ``score_t``), and run on a second input of the same shape.
 
-    PYTHONPATH=src .venv/bin/python results/compiler.user_models/library_models_stop71.py [--backend | --onnx | --onnx-dynamo]
+    PYTHONPATH=src .venv/bin/python results/compiler.user_models/library_models_stop71.py [--backend | --backend-dynamic | --onnx | --onnx-dynamo]
 """
 # ruff: noqa: E501, E702
 
@@ -24,6 +24,7 @@ import torch
 from _probe import (
     Case,
     compile_backend,
+    compile_backend_dynamic,
     compile_onnx_dynamo_export,
     compile_onnx_export,
     compile_with,
@@ -168,6 +169,7 @@ if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else ""
     compile_case = {
         "--backend": compile_backend,
+        "--backend-dynamic": compile_backend_dynamic,  # stop 73
         "--onnx": compile_onnx_export,
         "--onnx-dynamo": compile_onnx_dynamo_export,  # stop 72
     }.get(mode, compile_with())

@@ -194,3 +194,43 @@ def test_numpy_array_example_inside_a_list() -> None:
     as_numpy = {"pair": [np.asarray(p) for p in batch["pair"]], "bias": batch["bias"]}  # type: ignore[union-attr]
     fast = pc.compile(model, (as_numpy, top), **OPTS)
     assert torch.allclose(fast(batch, top)["y"], model(batch, top)["y"], atol=1e-6)
+
+
+def test_weights_loaded_after_compiling_are_named() -> None:
+    """Stop 73: ``load_state_dict`` after ``pc.compile`` left the compiled model computing with
+    the old weights without a word; now one warning. ``dynamic=True`` compiles again."""
+    torch.manual_seed(0)
+    model, x = nn.Linear(8, 4).eval(), torch.randn(3, 8)
+    fast = pc.compile(model, (x,), **OPTS)
+    per_shape = pc.compile(model, (x,), dynamic=True, **OPTS)
+    before = fast(x)
+    new = {k: v * 2 for k, v in model.state_dict().items()}
+    model.load_state_dict(new)
+    with pytest.warns(RuntimeWarning, match="load_state_dict\\(\\) ran after it compiled"):
+        assert torch.equal(fast(x), before)  # the weights it compiled with, as documented
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fast(x)  # once
+        assert torch.allclose(per_shape(x), model(x), atol=1e-6)  # rebuilt with the new ones
+    del fast, per_shape
+    import gc
+
+    gc.collect()
+    assert not model._load_state_dict_post_hooks  # the hooks went with the compiled models
+
+
+def test_the_model_still_pickles_after_compiling(tmp_path: object) -> None:
+    """The reload watch sits in the model's hooks: ``torch.save(model)`` and ``deepcopy``
+    still work, and the copy watches nothing."""
+    import copy
+
+    model, x = nn.Linear(8, 4).eval(), torch.randn(3, 8)
+    fast = pc.compile(model, (x,), **OPTS)
+    torch.save(model, f"{tmp_path}/model.pt")
+    loaded = torch.load(f"{tmp_path}/model.pt", weights_only=False)
+    twin = copy.deepcopy(model)
+    for other in (loaded, twin):
+        other.load_state_dict(model.state_dict())  # no effect on ``fast``
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fast(x)

@@ -34,7 +34,12 @@ from provenml.compiler.frontend.torch_inputs import (
 from provenml.compiler.frontend.torch_keywords import keyword_call, order_inputs
 from provenml.compiler.frontend.torch_state import check_stateless, clones, state_fingerprint
 from provenml.compiler.ir import Graph, merge_outputs
-from provenml.compiler.per_shape import MAX_SPECIALISATIONS, CompiledPerShape, input_signature
+from provenml.compiler.per_shape import (
+    MAX_SPECIALISATIONS,
+    CompiledPerShape,
+    input_signature,
+    watch_reloads,
+)
 from provenml.compiler.progress import SILENT, BuildProgress
 from provenml.compiler.runtime import CompiledGraph, Profile
 from provenml.compiler.tune import (
@@ -141,6 +146,9 @@ class Compiled:
     input_structure: InputStructure | None = None
     #: set once the call-time warning about inputs that require grad was given
     warned_detached: bool = field(default=False, repr=False)
+    #: set when the model it compiled from had weights loaded (``load_state_dict``) after
+    #: it compiled; the next call warns once that it still computes with the old ones
+    reloaded: bool = field(default=False, repr=False)
 
     def __reduce__(self) -> tuple[Callable[..., Compiled], tuple[dict[str, Any]]]:
         """Pickling (``pickle``, ``copy.deepcopy``, Ray's object store, a process pool's
@@ -186,11 +194,25 @@ class Compiled:
             stacklevel=3,
         )
 
+    def _warn_reloaded(self) -> None:
+        """One warning: weights were loaded into the model after it compiled (stop 73: the
+        compiled model went on with the old ones without a word)."""
+        self.reloaded = False
+        warnings.warn(
+            "provenml.compiler: the model's load_state_dict() ran after it compiled; this "
+            "compiled model holds the weights it compiled with, not the loaded ones: compile "
+            "again (pc.compile(..., dynamic=True) and the torch.compile backend follow reloads)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
     def __call__(self, *inputs: Any, **keywords: Any) -> Any:
         if self.input_structure is not None:
             inputs = self.input_structure.flatten(inputs, keywords)
         elif keywords:
             inputs = order_inputs(inputs, keywords, self.keyword_names, self.positional_inputs)
+        if self.reloaded:
+            self._warn_reloaded()
         if not self.warned_detached:
             for x in inputs:  # (a loop, not any(): 0.13 us a call against about 0.5)
                 if getattr(x, "requires_grad", False):
@@ -634,6 +656,7 @@ def compile(
             "with torch.onnx.export(module, args, path, dynamo=False) and compile that file "
             "with compile_onnx(path, args)"
         )
+    user_model = model
     if isinstance(model, torch.export.ExportedProgram):  # (stop 72: its ATen graph)
         from provenml.compiler.frontend.torch_fx import exported_module
 
@@ -690,7 +713,12 @@ def compile(
         compiled.keyword_names = tuple(keywords)
         compiled.positional_inputs = positional
     compiled.input_structure = call_structure
+    watch_reloads(user_model, compiled, _mark_reloaded)
     return compiled
+
+
+def _mark_reloaded(compiled: Compiled) -> None:
+    compiled.reloaded = True
 
 
 def _refuse_float_dtypes(model: Any, inputs: Sequence[torch.Tensor]) -> None:

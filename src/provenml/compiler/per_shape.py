@@ -11,6 +11,7 @@ build or a build-cache hit, not a new tuning), and later calls with that signatu
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,7 +19,13 @@ import torch
 import torch.utils._pytree as pytree
 from torch import nn
 
-__all__ = ["MAX_SPECIALISATIONS", "CompiledPerShape", "call_signature", "input_signature"]
+__all__ = [
+    "MAX_SPECIALISATIONS",
+    "CompiledPerShape",
+    "call_signature",
+    "input_signature",
+    "watch_reloads",
+]
 
 #: how many specialisations one graph (the backend's, per input signature and per value of
 #: its scalar inputs) or one ``compile(..., dynamic=True)`` builds before new signatures run
@@ -26,6 +33,33 @@ __all__ = ["MAX_SPECIALISATIONS", "CompiledPerShape", "call_signature", "input_s
 #: autoregressive loop, whose sequence grows by one each call, compiled once per length and
 #: ran about 100x slower than eager (stop 73)
 MAX_SPECIALISATIONS = 8
+
+
+class _ReloadWatch:
+    """A ``load_state_dict`` post-hook that calls ``on_reload(owner)`` while ``owner`` lives.
+    It sits in the model's hooks, so it pickles (``torch.save(model)``, ``copy.deepcopy``) as
+    a hook watching nothing: the compiled code does not travel with the model."""
+
+    def __init__(self, owner: Any = None, on_reload: Callable[[Any], None] | None = None) -> None:
+        self.ref = weakref.ref(owner) if owner is not None else None
+        self.on_reload = on_reload
+
+    def __call__(self, module: nn.Module, incompatible_keys: Any) -> None:
+        target = self.ref() if self.ref is not None else None
+        if target is not None and self.on_reload is not None:
+            self.on_reload(target)
+
+    def __reduce__(self) -> tuple[type[_ReloadWatch], tuple[()]]:
+        return _ReloadWatch, ()
+
+
+def watch_reloads(model: Any, owner: Any, on_reload: Callable[[Any], None]) -> None:
+    """Call ``on_reload(owner)`` whenever ``model.load_state_dict`` loads weights (stop 73),
+    for as long as ``owner`` lives (the hook holds it weakly and goes with it)."""
+    if not isinstance(model, nn.Module):
+        return
+    handle = model.register_load_state_dict_post_hook(_ReloadWatch(owner, on_reload))
+    weakref.finalize(owner, handle.remove)
 
 
 def input_signature(inputs: Sequence[Any]) -> tuple[Any, ...]:
@@ -83,6 +117,12 @@ class CompiledPerShape:
         self.fallback = fallback
         key = call_signature(example, dict(example_keywords or {}))
         self.compiled: dict[Any, Any] = {key: first}
+        self.warned = False
+        # weights loaded into the model later: every build dropped, to compile again with them
+        watch_reloads(model, self, CompiledPerShape._forget_builds)
+
+    def _forget_builds(self) -> None:
+        self.compiled.clear()
         self.warned = False
 
     def __call__(self, *inputs: Any, **keywords: Any) -> Any:
