@@ -234,3 +234,18 @@ def test_the_model_still_pickles_after_compiling(tmp_path: object) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fast(x)
+
+
+def test_a_backend_graph_computing_no_tensor_is_left_silently() -> None:
+    """Under ``dynamic=True`` TorchDynamo hands over graphs that return a size alone (PyG's
+    self loops: ``(30,)``); the backend warned "compiled nothing" for them."""
+
+    class SizeOnly(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[int]:
+            return (x.shape[0] * 2,)
+
+    gm = torch.fx.symbolic_trace(SizeOnly())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run = api._partitioned(gm, [torch.randn(3, 2)], dict(OPTS))
+    assert run(torch.randn(5, 2)) == (10,)

@@ -1284,10 +1284,14 @@ def _partitioned(
                 runs.append([])
     partitions = [dict.fromkeys(r) for r in runs if r]
     if not partitions:
-        _warn_left_to_pytorch(unsupported)
+        if unsupported:
+            _warn_left_to_pytorch(unsupported)
+        # else no tensor is computed (stop 73: under dynamic=True TorchDynamo hands over
+        # graphs that return a size alone, ``(30,)``): nothing to compile, nothing to say
         return gm.forward
     fused = fuse_by_partitions(gm, partitions)
     compiled_any = False
+    failures: list[str] = []
     for node in list(fused.graph.nodes):
         if node.op == "call_module" and str(node.target).startswith("fused_"):
             sub = fused.get_submodule(str(node.target))
@@ -1300,12 +1304,15 @@ def _partitioned(
                 continue  # a size or a tuple in (it may change per call): left to PyTorch
             try:
                 fn = _compile_static(sub, sub_inputs, opts)
-            except ProvenmlError:
+            except ProvenmlError as exc:
+                # (stop 73) named in the warning where no op was unsupported: "a boolean
+                # output" said more than "no compilable partition"
+                failures.append(str(exc).removeprefix("provenml.compiler: ").split(" at node")[0])
                 continue
             setattr(fused, str(node.target), _Wrapped(fn))
             compiled_any = True
     if not compiled_any:
-        _warn_left_to_pytorch(unsupported)
+        _warn_left_to_pytorch(unsupported or failures[:1])
         return gm.forward
     fused.recompile()
     return fused.forward
