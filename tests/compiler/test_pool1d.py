@@ -78,7 +78,6 @@ def test_a_text_cnn_with_max_over_time_matches_eager(cache: str) -> None:
 @pytest.mark.parametrize(
     ("op", "named", "why"),
     [
-        (lambda x: F.avg_pool1d(x, 5, 5, 0, True), "avg_pool1d", "partial last window"),
         (lambda x: F.adaptive_avg_pool1d(x, 5), "adaptive_avg_pool1d", "does not divide"),
         (nn.MaxPool1d(2, dilation=2), "MaxPool1d", "dilation"),
         (nn.AdaptiveMaxPool1d(4, return_indices=True), "adaptive_max_pool1d", "return_indices"),
@@ -91,6 +90,15 @@ def test_what_the_pool_cannot_do_is_refused_by_the_one_dimensional_name(
     with pytest.raises(UnsupportedOp, match=why) as refused:
         pc.compile(Wrap(op).eval(), (x,), threads=1, tuning=False, cache_dir=cache)
     assert f"'{named}'" in str(refused.value)
+
+
+def test_a_partial_last_window_matches_eager(cache: str) -> None:
+    """Stop 73: ``ceil_mode=True`` where a last window runs past the end (refused before)."""
+    x = torch.randn(2, 5, 24)
+    for op in (lambda t: F.avg_pool1d(t, 5, 5, 0, True), nn.MaxPool1d(5, 5, 2, ceil_mode=True)):
+        model = Wrap(op).eval()
+        compiled = pc.compile(model, (x,), threads=1, tuning=False, cache_dir=cache)
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-6)
 
 
 def test_onnx_one_dimensional_pools_match_onnx_runtime_and_eager(cache: str) -> None:

@@ -1115,6 +1115,12 @@ _POOL_INPUT = torch.randn(2, 3, 7, 6, generator=torch.Generator().manual_seed(3)
         nn.AvgPool2d((3, 2), (2, 1), (1, 1), divisor_override=5),
         lambda t: F.avg_pool2d(t[..., :6, :], 2, 2, ceil_mode=True),  # windows fit: no change
         lambda t: F.max_pool2d(t[..., :6, :], 2, 2, 0, 1, True),
+        # (stop 73) ceil_mode's partial last window, refused before
+        lambda t: F.max_pool2d(t, 2, 2, 0, 1, True),
+        nn.AvgPool2d(2, ceil_mode=True),
+        nn.AvgPool2d(3, 2, 1, ceil_mode=True),
+        nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+        nn.AvgPool2d(2, ceil_mode=True, divisor_override=3),
     ],
 )
 def test_pooling_divisors_and_even_ceil_mode_match_eager(fn: Any, cache: str) -> None:
@@ -1129,8 +1135,6 @@ def test_pooling_divisors_and_even_ceil_mode_match_eager(fn: Any, cache: str) ->
 @pytest.mark.parametrize(
     ("fn", "why"),
     [
-        (lambda t: F.max_pool2d(t, 2, 2, 0, 1, True), "partial last window"),
-        (nn.AvgPool2d(2, ceil_mode=True), "partial last window"),
         (nn.MaxPool2d(2, return_indices=True), "return_indices"),
         (lambda t: F.max_pool2d(t, 2, dilation=2), "ceil_mode/dilation"),
     ],

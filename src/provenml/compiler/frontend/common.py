@@ -201,22 +201,30 @@ def avg_pool_rescale(
     padding: Sequence[int],
     count_include_pad: bool,
     divisor: int | None,
+    outputs: Sequence[int] | None = None,
 ) -> np.ndarray | None:
     """The factor that turns the IR's ``avg_pool2d`` (every window's sum over ``kH kW``, padding
     counted) into PyTorch's / ONNX's other divisors, shaped ``(1, 1, Ho, Wo)`` to multiply the
     result by: ``kH kW / divisor`` with ``divisor_override``, else ``kH kW / n`` where ``n`` is
     the number of the window's elements inside the unpadded input (``count_include_pad=False``:
-    fewer at the borders); ``None`` when nothing changes (padding counted, or no padding)."""
+    fewer at the borders) or inside the padded one (``True``: fewer only in a ``ceil_mode``
+    window that runs past the padding, whose ``outputs`` sizes are given; stop 73, PyTorch's
+    ``hend = min(hstart + k, H + p)``); ``None`` when nothing changes."""
     window = float(np.prod(kernel))
     if divisor is not None:
         return np.full((1, 1, 1, 1), window / divisor, np.float32)
-    if count_include_pad or not any(padding):
-        return None
     counts = []
-    for n, k, s, p in zip(size, kernel, stride, padding, strict=True):
-        start = np.arange(conv_output_size(n, k, s, p, 1)) * s - p
-        counts.append(np.minimum(start + k, n) - np.maximum(start, 0))
+    for d, (n, k, s, p) in enumerate(zip(size, kernel, stride, padding, strict=True)):
+        out = conv_output_size(n, k, s, p, 1) if outputs is None else int(outputs[d])
+        start = np.arange(out) * s - p
+        end = np.minimum(start + k, n + p)
+        if count_include_pad:
+            counts.append(end - start)
+        else:
+            counts.append(np.minimum(end, n) - np.maximum(start, 0))
     inside = np.outer(counts[0], counts[1]).astype(np.float64)
+    if np.all(inside == window):
+        return None
     return (window / inside).astype(np.float32)[None, None]
 
 

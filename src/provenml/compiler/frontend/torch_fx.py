@@ -786,9 +786,9 @@ class FxBuilder:
         """``max_pool2d`` / ``avg_pool2d``. ``options``: the module's (``ceil_mode``,
         ``dilation``, ``return_indices``, ``count_include_pad``, ``divisor_override``); a
         function's are read from its call (positional after ``padding``, in the function's own
-        order, or keywords). A dilation, ``return_indices`` and ``ceil_mode=True`` where it adds
-        a partial window are refused by name (where the windows fit evenly it changes nothing:
-        Funnel's pooling); average pooling's ``count_include_pad=False`` and
+        order, or keywords). A dilation and ``return_indices`` are refused by name;
+        ``ceil_mode=True`` where it adds a partial last window extends the input past its end
+        (stop 73; where the windows fit evenly it changes nothing); average pooling's ``count_include_pad=False`` and
         ``divisor_override`` rescale the padded-window average
         (:func:`~provenml.compiler.frontend.common.avg_pool_rescale`)."""
         xin = self.tensor_arg(x)
@@ -812,11 +812,19 @@ class FxBuilder:
             raise UnsupportedOp(op, node.name, "ceil_mode/dilation")
         size = self.shape(xin)[2:]
         floor = [conv_output_size(n, *kps, 1) for n, *kps in zip(size, k, s, pad, strict=True)]
-        if options.get("ceil_mode") and list(out.shape[2:]) != floor:
-            # ceil_mode adds a last, partial window only where the windows do not fit evenly
-            raise UnsupportedOp(op, node.name, "ceil_mode=True with a partial last window")
         if options.get("return_indices"):
             raise UnsupportedOp(op, node.name, "return_indices=True")
+        if options.get("ceil_mode") and list(out.shape[2:]) != floor:
+            # (stop 73) ceil_mode's last, partial window (where the windows do not fit
+            # evenly; refused before, Funnel at odd lengths): the input extended past its
+            # end, with -inf for a max and zeros for an average (whose divisor counts only
+            # what lies inside the padded input: avg_pool_rescale's ``outputs``)
+            extra = [
+                max(0, (o - 1) * st + kk - (n + 2 * p))
+                for o, n, kk, st, p in zip(out.shape[2:], size, k, s, pad, strict=True)
+            ]
+            fill = float("-inf") if op == "max_pool2d" else 0.0
+            xin = constant_pad(self, xin, [0, extra[1], 0, extra[0]], fill, op, node.name)
         y = self.emit(op, [xin], {"kernel": k, "stride": s, "padding": pad}, out)
         if op != "avg_pool2d":
             return y
@@ -828,6 +836,7 @@ class FxBuilder:
             pad,
             True if include is None else bool(include),
             options.get("divisor_override"),
+            out.shape[2:],
         )
         return y if rescale is None else self.emit("mul", [y, self.const(rescale, "pool")], {}, out)
 

@@ -17,8 +17,9 @@ new kernel).
   are reshapes (no copy). A box window's max is the max of the maxima (a NaN propagates
   through both), its sum the sum of sums; without padding counted the divisor is the product
   of the per-axis counts, which each pass divides by; ``divisor_override`` rescales the
-  padded-window average. ``ceil_mode`` only where it adds no partial window, no dilation, no
-  ``return_indices`` (as the 2-d pool).
+  padded-window average. ``ceil_mode`` with a partial last window since stop 73 (each pass
+  extends its axis, as the 2-d pool does); no dilation, no ``return_indices`` (as the 2-d
+  pool).
 * **AdaptiveAvgPool3d / AdaptiveMaxPool3d**: to ``1x1x1`` one reduction over the three dims;
   else the 2-d adaptive pool over ``(H, W)`` and a reduction over equal depth windows (sizes
   that divide the input's).
