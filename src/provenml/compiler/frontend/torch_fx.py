@@ -788,8 +788,8 @@ class FxBuilder:
         function's are read from its call (positional after ``padding``, in the function's own
         order, or keywords). A dilation and ``return_indices`` are refused by name;
         ``ceil_mode=True`` where it adds a partial last window extends the input past its end
-        (stop 73; where the windows fit evenly it changes nothing); average pooling's ``count_include_pad=False`` and
-        ``divisor_override`` rescale the padded-window average
+        (stop 73; where the windows fit evenly it changes nothing); average pooling's
+        ``count_include_pad=False`` and ``divisor_override`` rescale the padded-window average
         (:func:`~provenml.compiler.frontend.common.avg_pool_rescale`)."""
         xin = self.tensor_arg(x)
         if len(self.shape(xin)) == 3:  # unbatched (C, H, W), as PyTorch takes it
