@@ -772,6 +772,20 @@ def test_average_pool_without_padding_counted_matches_ort_and_eager(cache: str) 
     _matches_ort_and_eager(exported_onnx(model, {"x": x}), model, x, cache)
 
 
+def test_ceil_mode_pools_match_ort_and_eager(cache: str) -> None:
+    """Stop 73: MaxPool / AveragePool with ``ceil_mode=1`` (a SqueezeNet's or GoogLeNet's
+    pools), a partial last window among them, both ``count_include_pad`` rules; refused before,
+    even where the windows fit evenly."""
+    model = torch.nn.Sequential(
+        torch.nn.MaxPool2d(3, 2, ceil_mode=True),
+        torch.nn.AvgPool2d(2, 2, ceil_mode=True),
+        torch.nn.AvgPool2d(3, 2, 1, ceil_mode=True),
+        torch.nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+    ).eval()
+    x = torch.randn(2, 3, 31, 26, generator=torch.Generator().manual_seed(0))
+    _matches_ort_and_eager(exported_onnx(model, {"x": x}), model, x, cache)
+
+
 def test_integer_rows_and_argmax_of_integers_match_ort_and_eager(cache: str) -> None:
     """ArgMax / ArgMin of int64 values (compared as integers, beyond 2^24) and Gather of one
     row of an int64 tensor, against ONNX Runtime and eager (stop 58)."""

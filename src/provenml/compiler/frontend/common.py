@@ -228,6 +228,23 @@ def avg_pool_rescale(
     return (window / inside).astype(np.float32)[None, None]
 
 
+def ceil_pool_sizes(
+    sizes: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int]
+) -> tuple[list[int], list[int]]:
+    """A ``ceil_mode`` pool's output sizes, and how far each spatial dim must be extended past
+    its end (beyond the padding) for the floor-mode pool to give them (stop 73): ``ceil((n +
+    2p - k) / s) + 1`` windows, less a last one that would start in the end padding (PyTorch's
+    and ONNX's rule)."""
+    outputs, extra = [], []
+    for n, k, s, p in zip(sizes, kernel, stride, padding, strict=True):
+        out = -(-(n + 2 * p - k) // s) + 1
+        if (out - 1) * s >= n + p:
+            out -= 1
+        outputs.append(out)
+        extra.append(max(0, (out - 1) * s + k - (n + 2 * p)))
+    return outputs, extra
+
+
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     """One spatial dim of a convolution's output (PyTorch's and ONNX's formula)."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1

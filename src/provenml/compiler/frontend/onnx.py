@@ -32,6 +32,7 @@ from provenml.compiler.frontend.common import (
     UnsupportedOp,
     avg_pool_rescale,
     broadcast_ones,
+    ceil_pool_sizes,
     check_integer_operands,
     constant_pad_steps,
     conv_attrs,
@@ -548,8 +549,8 @@ def _pool(op: str) -> OnnxHandler:
 
     def handle(b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         at = attrs_of(node)
-        if at.get("ceil_mode", 0) or any(int(d) != 1 for d in at.get("dilations", [1, 1])):
-            raise UnsupportedOp(node.op_type, b.current, "ceil_mode/dilation")
+        if any(int(d) != 1 for d in at.get("dilations", [1, 1])):
+            raise UnsupportedOp(node.op_type, b.current, "dilation")
         x = b.tensor(node.input[0])
         shape = b.g.values[x].shape
         if len(shape) not in (3, 4):
@@ -561,17 +562,27 @@ def _pool(op: str) -> OnnxHandler:
         if spatial == 1:
             x = b.reshape(x, (shape[0], shape[1], 1, shape[2]))
             pads, kernel, stride = (0, *pads), (1, *kernel), (1, *stride)
+        sizes = b.g.values[x].shape[2:]
+        outputs = None
+        if at.get("ceil_mode", 0):
+            # (stop 73; refused before, even where it changed nothing) a last, partial window:
+            # the input extended past its end, -inf for a max, zeros for an average
+            outputs, extra = ceil_pool_sizes(sizes, kernel, stride, pads)
+            if any(extra):
+                fill = float("-inf") if op == "max_pool2d" else 0.0
+                x = _constant_pad(b, x, [(0, 0), (0, 0), (0, extra[0]), (0, extra[1])], fill)
         y = b.emit(op, [x], {"kernel": kernel, "stride": stride, "padding": pads})
         # AveragePool's count_include_pad=0 (the default) divides by the window's elements
         # inside the input: the padded-window average rescaled at the borders
         rescale = (
             avg_pool_rescale(
-                b.g.values[x].shape[2:],
+                sizes,
                 kernel,
                 stride,
                 pads,
                 bool(at.get("count_include_pad", 0)),
                 None,
+                outputs,
             )
             if op == "avg_pool2d"
             else None
