@@ -421,9 +421,46 @@ def test_onnx_rank5_pools_refuse_what_they_cannot_compose(cache: str) -> None:
     x = _volume().numpy()
     for attrs, why in (
         ({"dilations": [1, 2, 1]}, "dilations"),
-        ({"strides": [2, 2, 2], "ceil_mode": 1}, "partial last window"),
         ({"pads": [1, 0, 0, 0, 0, 0]}, "asymmetric pads"),
     ):
         with pytest.raises(UnsupportedOp, match=why) as refused:
             pc.compile_onnx(pool(**attrs), (x,), tuning=False, threads=1, cache_dir=cache)
         assert "'MaxPool'" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("op", "attrs"),
+    [
+        ("MaxPool", {"strides": [2, 2, 2], "ceil_mode": 1}),
+        ("MaxPool", {"kernel_shape": [3, 3, 3], "strides": [2, 2, 2], "pads": [1] * 6,
+                     "ceil_mode": 1}),
+        ("AveragePool", {"strides": [2, 2, 2], "ceil_mode": 1}),
+        ("AveragePool", {"kernel_shape": [3, 3, 3], "strides": [2, 2, 2], "pads": [1] * 6,
+                         "ceil_mode": 1}),
+        ("AveragePool", {"kernel_shape": [3, 3, 3], "strides": [2, 2, 2], "pads": [1] * 6,
+                         "ceil_mode": 1, "count_include_pad": 1}),
+    ],
+)  # fmt: skip
+def test_onnx_rank5_pools_with_a_partial_last_window_match_ort(
+    op: str, attrs: dict[str, object], cache: str
+) -> None:
+    """Stop 73: ``ceil_mode=1`` where a last window runs past the end (refused before)."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    attrs = {"kernel_shape": [2, 2, 2], **attrs}
+    graph = helper.make_graph(
+        [helper.make_node(op, ["x"], ["y"], **attrs)],
+        "pool",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(SHAPE))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, SYMBOLIC)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    onnx.checker.check_model(model)
+    data = model.SerializeToString()
+    x = _volume(3).numpy()
+    (want,) = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    got = pc.compile_onnx(data, (x,), tuning=False, threads=1, cache_dir=cache)(x)
+    assert tuple(got.shape) == want.shape
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)

@@ -11,8 +11,9 @@ goes to the existing handler unchanged (:func:`volume_onnx_ops`).
 * **MaxPool / AveragePool** on ``(N, C, D, H, W)``: the 2-d pool over ``(H, W)``, then over
   depth with a ``(kd, 1)`` window (:func:`~.torch_volumes.separable_pool3d`); AveragePool's
   ``count_include_pad=0`` (the default) divides each pass by its window's count inside the
-  input, so the whole by their product, the box's count. ``ceil_mode`` where it adds no
-  partial window; dilations, MaxPool's ``Indices`` output, ``auto_pad`` ``SAME_*`` and
+  input, so the whole by their product, the box's count. ``ceil_mode`` (a partial last
+  window since stop 73: each pass extends its axes past their end); dilations,
+  MaxPool's ``Indices`` output, ``auto_pad`` ``SAME_*`` and
   asymmetric pads are refused by name.
 
 GlobalAveragePool / GlobalMaxPool (a reduction over every spatial dim) and
@@ -27,11 +28,13 @@ from typing import TYPE_CHECKING
 from provenml.compiler.frontend.common import (
     UnsupportedOp,
     avg_pool_rescale,
+    ceil_pool_sizes,
     conv_output_size,
 )
 from provenml.compiler.frontend.onnx import (
     OnnxBuilder,
     OnnxHandler,
+    _constant_pad,
     _conv_ops,
     _conv_pads,
     _pads,
@@ -100,13 +103,9 @@ def _pool3d(op: str, b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         for v, k, s, p in zip(shape[2:], kernel, stride, pads, strict=True)
     ]
     if at.get("ceil_mode", 0):
-        ceiling = [
-            -(-(v + 2 * p - k) // s) + 1
-            for v, k, s, p in zip(shape[2:], kernel, stride, pads, strict=True)
-        ]
-        if ceiling != sizes:
-            why = "ceil_mode=1 with a partial last window"
-            raise UnsupportedOp(node.op_type, b.current, why)
+        # (stop 73; a partial last window was refused) each pass extends its axes past
+        # their end to reach the ceiling's sizes, as the 2-d pool does
+        sizes, _ = ceil_pool_sizes(shape[2:], kernel, stride, pads)
     include = bool(at.get("count_include_pad", 0))
 
     def pool2d(
@@ -114,13 +113,21 @@ def _pool3d(op: str, b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
         kernel2: tuple[int, int],
         stride2: tuple[int, int],
         padding2: tuple[int, int],
-        _shape: tuple[int, ...],
+        out_shape: tuple[int, ...],
     ) -> str:
+        size = b.g.values[planes].shape[2:]
+        outputs = out_shape[2:]
+        extra = [
+            max(0, (o - 1) * s + k - (n + 2 * p))
+            for o, n, k, s, p in zip(outputs, size, kernel2, stride2, padding2, strict=True)
+        ]
+        if any(extra):
+            fill = float("-inf") if op == "max_pool2d" else 0.0
+            planes = _constant_pad(b, planes, [(0, 0), (0, 0), *((0, e) for e in extra)], fill)
         y = b.emit(op, [planes], {"kernel": kernel2, "stride": stride2, "padding": padding2})
         if op != "avg_pool2d":
             return y
-        size = b.g.values[planes].shape[2:]
-        rescale = avg_pool_rescale(size, kernel2, stride2, padding2, include, None)
+        rescale = avg_pool_rescale(size, kernel2, stride2, padding2, include, None, outputs)
         return y if rescale is None else b.emit("mul", [y, b.g.add_const(rescale, "pool")])
 
     y = separable_pool3d(
