@@ -83,6 +83,12 @@ def test_onnx_models_per_shape_then_onnx_runtime(tmp_path: object) -> None:
             x = torch.randn(batch, 8)
             torch.testing.assert_close(fast(x), model(x))
     assert len(fast.compiled) == 2 and "torch.float32[3, 8]" in repr(fast)
+    again = pickle.loads(pickle.dumps(fast))  # (its build and its fallback travel with it)
+    for batch in (3, 9):
+        x = torch.randn(batch, 8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.testing.assert_close(again(x), model(x))
     assert sum("met more than 2 input signatures" in str(w.message) for w in caught) == 1
     with pytest.raises(ProvenmlError, match="applies with dynamic=True"):
         pc.compile_onnx(path, (x,), max_shapes=3)

@@ -793,12 +793,6 @@ def compile_onnx(
         )
         first = compile_onnx(proto, example, input_shapes=input_shapes, **options)
         assert isinstance(first, Compiled)
-
-        def build(*inputs: Any) -> Compiled:
-            built = compile_onnx(proto, inputs, **options)
-            assert isinstance(built, Compiled)
-            return built
-
         return CompiledPerShape(
             proto,
             (),
@@ -807,7 +801,7 @@ def compile_onnx(
             example,
             None,
             max_shapes,
-            build=build,
+            build=_OnnxBuild(proto, options),
             fallback=_onnx_runtime_fallback(proto, first.single_output),
         )
     if max_shapes != MAX_SPECIALISATIONS:
@@ -850,32 +844,53 @@ def compile_onnx(
     return compile_graph(g, opts, single_output=single, example_inputs=tensors)
 
 
-def _onnx_runtime_fallback(proto: Any, single_output: bool) -> Callable[..., Any] | None:
-    """What runs an ONNX model's signatures past ``max_shapes``: an ONNX Runtime session on
-    the same model, built on first use (None where ONNX Runtime is not installed: then every
-    signature compiles)."""
-    try:
-        import onnxruntime
-    except ImportError:
-        return None
-    session: list[Any] = []
+class _OnnxBuild:
+    """``compile_onnx`` of one ONNX model for a new signature's inputs (a class, not a closure,
+    so that a ``compile_onnx(..., dynamic=True)`` model pickles)."""
 
-    def run(*inputs: Any) -> Any:
-        if not session:
-            session.append(
-                onnxruntime.InferenceSession(
-                    proto.SerializeToString(), providers=["CPUExecutionProvider"]
-                )
+    def __init__(self, proto: Any, options: dict[str, Any]) -> None:
+        self.proto, self.options = proto, dict(options)
+
+    def __call__(self, *inputs: Any) -> Compiled:
+        built = compile_onnx(self.proto, inputs, **self.options)
+        assert isinstance(built, Compiled)
+        return built
+
+
+class _OnnxRuntimeRun:
+    """An ONNX model run by ONNX Runtime, the session made on first use and not pickled."""
+
+    def __init__(self, proto: Any, single_output: bool) -> None:
+        self.proto, self.single_output = proto, single_output
+        self.session: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "session": None}
+
+    def __call__(self, *inputs: Any) -> Any:
+        import onnxruntime
+
+        if self.session is None:
+            self.session = onnxruntime.InferenceSession(
+                self.proto.SerializeToString(), providers=["CPUExecutionProvider"]
             )
-        names = [i.name for i in session[0].get_inputs()]
+        names = [i.name for i in self.session.get_inputs()]
         feed = {
             n: (x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x))
             for n, x in zip(names, inputs, strict=True)
         }
-        outs = [torch.from_numpy(np.asarray(o)) for o in session[0].run(None, feed)]
-        return outs[0] if single_output else tuple(outs)
+        outs = [torch.from_numpy(np.asarray(o)) for o in self.session.run(None, feed)]
+        return outs[0] if self.single_output else tuple(outs)
 
-    return run
+
+def _onnx_runtime_fallback(proto: Any, single_output: bool) -> _OnnxRuntimeRun | None:
+    """What runs an ONNX model's signatures past ``max_shapes``: ONNX Runtime on the same
+    model (None where it is not installed: then every signature compiles)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+    return _OnnxRuntimeRun(proto, single_output)
 
 
 # ------------------------------------------------------------------------------------------------
