@@ -4,9 +4,14 @@ and one 1-d average pool. Prints the cases that differ by more than 1e-5 and the
 
     PYTHONPATH=src .venv/bin/python results/compiler.user_models/ceil_mode_stop73.py
 """
-# ruff: noqa: E401, E501, E701, E702
-import torch, torch.nn as nn, itertools
+# ruff: noqa: E501, E701, E702
+import itertools
+
+import torch
+import torch.nn as nn
+
 import provenml.compiler as pc
+
 torch.manual_seed(0)
 worst = 0; n = 0
 for pool, size, k, s, p, cip in itertools.product(("max", "avg"), (7, 8, 11), (2, 3), (2, 3), (0, 1), (True, False)):

@@ -3,10 +3,17 @@ PyTorch pools), 1-d and 2-d, partial last windows among them, against ONNX Runti
 
     PYTHONPATH=src .venv/bin/python results/compiler.user_models/onnx_ceil_mode_stop73.py
 """
-# ruff: noqa: E401, E501, E701, E702
-import io, itertools, warnings
-import numpy as np, torch, torch.nn as nn, onnxruntime as ort
+# ruff: noqa: E501, E701, E702
+import io
+import itertools
+import warnings
+
+import onnxruntime as ort
+import torch
+import torch.nn as nn
+
 import provenml.compiler as pc
+
 warnings.filterwarnings("ignore")
 torch.manual_seed(0)
 worst_ort = worst_eager = 0.0; n = 0; bad = []

@@ -634,7 +634,6 @@ def compile(
         assert isinstance(first, Compiled)
         return CompiledPerShape(
             model,
-            list(example_kwargs or {}),
             options,
             first,
             tuple(example_inputs),
@@ -725,8 +724,11 @@ def _refuse_float_dtypes(model: Any, inputs: Sequence[torch.Tensor]) -> None:
     """One error for floating inputs other than float32 (stop 73: a ``model.half()`` /
     ``.bfloat16()`` / ``.double()`` model was refused as "unsupported op 'input dtype
     torch.bfloat16' at node 'input_1'", naming no way round)."""
-    other = [(k, x.dtype) for k, x in enumerate(inputs) if x.is_floating_point()]
-    other = [(k, dtype) for k, dtype in other if dtype != torch.float32]
+    other = [
+        (k, x.dtype)
+        for k, x in enumerate(inputs)
+        if x.is_floating_point() and x.dtype != torch.float32
+    ]
     if not other:
         return
     k, dtype = other[0]
@@ -795,7 +797,6 @@ def compile_onnx(
         assert isinstance(first, Compiled)
         return CompiledPerShape(
             proto,
-            (),
             options,
             first,
             example,

@@ -97,7 +97,6 @@ class CompiledPerShape:
     def __init__(
         self,
         model: Any,
-        keyword_names: Sequence[str],
         options: dict[str, Any],
         first: Any,
         example: Sequence[Any],
@@ -107,7 +106,6 @@ class CompiledPerShape:
         fallback: Callable[..., Any] | None = None,
     ) -> None:
         self.model = model
-        self.keyword_names = tuple(keyword_names)
         self.options = dict(options)
         self.max_shapes = max_shapes
         # how a new signature compiles, and what runs past the limit: ``pc.compile`` and the

@@ -235,14 +235,33 @@ def ceil_pool_sizes(
     its end (beyond the padding) for the floor-mode pool to give them (stop 73): ``ceil((n +
     2p - k) / s) + 1`` windows, less a last one that would start in the end padding (PyTorch's
     and ONNX's rule)."""
-    outputs, extra = [], []
+    outputs = []
     for n, k, s, p in zip(sizes, kernel, stride, padding, strict=True):
         out = -(-(n + 2 * p - k) // s) + 1
-        if (out - 1) * s >= n + p:
-            out -= 1
-        outputs.append(out)
-        extra.append(max(0, (out - 1) * s + k - (n + 2 * p)))
-    return outputs, extra
+        outputs.append(out - 1 if (out - 1) * s >= n + p else out)
+    return outputs, ceil_extension(outputs, sizes, kernel, stride, padding)
+
+
+def ceil_extension(
+    outputs: Sequence[int],
+    sizes: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+) -> list[int]:
+    """How far each spatial dim of ``sizes`` must be extended past its end (beyond the
+    padding) for a floor-mode pool to give ``outputs`` windows (a ``ceil_mode`` pool's partial
+    last window, stop 73); the extension is filled with :func:`pool_fill`."""
+    return [
+        max(0, (o - 1) * s + k - (n + 2 * p))
+        for o, n, k, s, p in zip(outputs, sizes, kernel, stride, padding, strict=True)
+    ]
+
+
+def pool_fill(op: str) -> float:
+    """What a pool's extension past the input's end holds: -inf for a max (never chosen),
+    zero for an average (nothing added; the divisor is :func:`avg_pool_rescale`'s)."""
+    return float("-inf") if op == "max_pool2d" else 0.0
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:

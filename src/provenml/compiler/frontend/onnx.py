@@ -43,6 +43,7 @@ from provenml.compiler.frontend.common import (
     lower_conv,
     lower_einsum,
     mode_pad_pieces,
+    pool_fill,
     tile_steps,
 )
 from provenml.compiler.ir import DIM_REDUCTIONS, Graph, Node, Value, ValueGuard, adjacent
@@ -569,8 +570,8 @@ def _pool(op: str) -> OnnxHandler:
             # the input extended past its end, -inf for a max, zeros for an average
             outputs, extra = ceil_pool_sizes(sizes, kernel, stride, pads)
             if any(extra):
-                fill = float("-inf") if op == "max_pool2d" else 0.0
-                x = _constant_pad(b, x, [(0, 0), (0, 0), (0, extra[0]), (0, extra[1])], fill)
+                pads4 = [(0, 0), (0, 0), (0, extra[0]), (0, extra[1])]
+                x = _constant_pad(b, x, pads4, pool_fill(op))
         y = b.emit(op, [x], {"kernel": kernel, "stride": stride, "padding": pads})
         # AveragePool's count_include_pad=0 (the default) divides by the window's elements
         # inside the input: the padded-window average rescaled at the borders

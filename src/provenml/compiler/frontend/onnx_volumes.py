@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING
 from provenml.compiler.frontend.common import (
     UnsupportedOp,
     avg_pool_rescale,
+    ceil_extension,
     ceil_pool_sizes,
     conv_output_size,
+    pool_fill,
 )
 from provenml.compiler.frontend.onnx import (
     OnnxBuilder,
@@ -117,13 +119,10 @@ def _pool3d(op: str, b: OnnxBuilder, node: onnx.NodeProto) -> list[str]:
     ) -> str:
         size = b.g.values[planes].shape[2:]
         outputs = out_shape[2:]
-        extra = [
-            max(0, (o - 1) * s + k - (n + 2 * p))
-            for o, n, k, s, p in zip(outputs, size, kernel2, stride2, padding2, strict=True)
-        ]
+        extra = ceil_extension(outputs, size, kernel2, stride2, padding2)
         if any(extra):
-            fill = float("-inf") if op == "max_pool2d" else 0.0
-            planes = _constant_pad(b, planes, [(0, 0), (0, 0), *((0, e) for e in extra)], fill)
+            pads4 = [(0, 0), (0, 0), *((0, e) for e in extra)]
+            planes = _constant_pad(b, planes, pads4, pool_fill(op))
         y = b.emit(op, [planes], {"kernel": kernel2, "stride": stride2, "padding": padding2})
         if op != "avg_pool2d":
             return y

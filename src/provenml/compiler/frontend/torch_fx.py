@@ -30,6 +30,7 @@ from provenml.compiler.frontend.common import (
     UnsupportedOp,
     avg_pool_rescale,
     broadcast_ones,
+    ceil_extension,
     check_integer_operands,
     constant_pad_steps,
     conv_attrs,
@@ -39,6 +40,7 @@ from provenml.compiler.frontend.common import (
     lower_conv,
     lower_einsum,
     mode_pad_pieces,
+    pool_fill,
     tile_steps,
 )
 from provenml.compiler.frontend.torch_state import clones
@@ -819,12 +821,8 @@ class FxBuilder:
             # evenly; refused before, Funnel at odd lengths): the input extended past its
             # end, with -inf for a max and zeros for an average (whose divisor counts only
             # what lies inside the padded input: avg_pool_rescale's ``outputs``)
-            extra = [
-                max(0, (o - 1) * st + kk - (n + 2 * p))
-                for o, n, kk, st, p in zip(out.shape[2:], size, k, s, pad, strict=True)
-            ]
-            fill = float("-inf") if op == "max_pool2d" else 0.0
-            xin = constant_pad(self, xin, [0, extra[1], 0, extra[0]], fill, op, node.name)
+            extra = ceil_extension(out.shape[2:], size, k, s, pad)
+            xin = constant_pad(self, xin, [0, extra[1], 0, extra[0]], pool_fill(op), op, node.name)
         y = self.emit(op, [xin], {"kernel": k, "stride": s, "padding": pad}, out)
         if op != "avg_pool2d":
             return y
