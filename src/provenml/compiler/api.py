@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import inspect
 import operator
 import os
@@ -22,6 +21,7 @@ from provenml.compiler import passes as P
 from provenml.compiler.build import build, build_many
 from provenml.compiler.codegen import RUNTIMES, Program, annotate_scratch, lower
 from provenml.compiler.frontend import UnsupportedOp, trace
+from provenml.compiler.frontend.torch_aten import graph_copy
 from provenml.compiler.frontend.torch_fx import is_exported_module, target_name
 from provenml.compiler.frontend.torch_inputs import (
     InputStructure,
@@ -1073,7 +1073,7 @@ def _with_scalars(
 ) -> torch.fx.GraphModule:
     """A copy of ``gm`` whose inputs at ``places`` are the constants ``values`` (their
     ``.item()`` reads too): the sizes and masks built from them fold at compile time."""
-    graph = copy.deepcopy(gm.graph)
+    graph = graph_copy(gm.graph)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
 
     def substitute(node: torch.fx.Node, value: Any) -> None:
@@ -1269,7 +1269,7 @@ def _partitioned(
     # a graph module of its own: fuse_by_partitions rewrites the one it is given, and
     # _Specialising partitions the same ``gm`` again for every new input shape (stop 66: the
     # third shape found the second's compiled partitions in it)
-    gm = torch.fx.GraphModule(gm, copy.deepcopy(gm.graph))
+    gm = torch.fx.GraphModule(gm, graph_copy(gm.graph))
 
     rec: dict[str, Any] = {}
 

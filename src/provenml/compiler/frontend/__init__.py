@@ -60,7 +60,7 @@ from provenml.compiler.frontend.torch_selections import (
     SELECTION_FUNCTIONS,
     SELECTION_METHODS,
 )
-from provenml.compiler.frontend.torch_setitem import SIDE_EFFECT_FUNCTIONS
+from provenml.compiler.frontend.torch_setitem import SIDE_EFFECT_FUNCTIONS, WRITE_METHODS
 from provenml.compiler.frontend.torch_spectral import SPECTRAL_FUNCTION_NAMES
 from provenml.compiler.frontend.torch_volumes import VOLUME_FUNCTION_NAMES, VOLUME_MODULES
 
@@ -91,6 +91,7 @@ BOOL_HANDLERS.update(MOVE_BOOL)
 FUNCTION_NAMES.update(VOLUME_FUNCTION_NAMES)
 MODULES.update(VOLUME_MODULES)
 SIDE_EFFECTS.update(SIDE_EFFECT_FUNCTIONS)  # t[index] = value (torch_setitem, stop 69)
+METHODS.update(WRITE_METHODS)  # t.copy_(u) (stop 74)
 FUNCTION_NAMES.update(SPECTRAL_FUNCTION_NAMES)  # irfft(rfft(a) * rfft(b)) (stop 71)
 # stop 71: x[mask], masked_select, nonzero, argwhere, torch.where(cond), count guarded
 FUNCTIONS.update(SELECTION_FUNCTIONS)

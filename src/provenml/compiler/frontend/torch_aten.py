@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import operator
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -34,12 +36,20 @@ import torch.fx
 import torch.nn.functional as F
 from torch.fx.operator_schemas import normalize_function
 
-__all__ = ["RENAMED", "normalise_calls"]
+__all__ = ["RENAMED", "graph_copy", "normalise_calls"]
 
 #: ATen argument names -> the Python wrappers' (ATen's ``self`` is the wrappers' ``input``)
 RENAMED = {"self": "input", "train": "training"}
 #: ATen arguments that change nothing in inference, dropped when the wrapper lacks them
 INERT = frozenset({"cudnn_enabled", "cudnn_enable", "scale_grad_by_freq", "sparse"})
+
+
+def graph_copy(graph: torch.fx.Graph) -> torch.fx.Graph:
+    """A deep copy of ``graph`` (node names kept), without the ``FutureWarning`` PyTorch's
+    own pytree specs raise when copied (``LeafSpec``), which said nothing to a user."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return copy.deepcopy(graph)
 
 
 def _is_builtin(fn: Any) -> bool:
@@ -95,6 +105,86 @@ def _by_name(
     return tuple(args)
 
 
+#: ``INT64_MAX``, ATen's end of a slice that runs to the end of its dim (``x[2:]``)
+_TO_THE_END = 2**63 - 1
+
+
+def _rank(a: Any, example: dict[str, Any]) -> int | None:
+    """The number of dims of the recorded value of node ``a``, None if it has none."""
+    value = example.get(a.name) if isinstance(a, torch.fx.Node) else None
+    return value.dim() if isinstance(value, torch.Tensor) else None
+
+
+def _slice_twin(args: tuple[Any, ...], example: dict[str, Any]) -> tuple[Any, ...] | None:
+    """``aten.slice.Tensor(x, dim=0, start=None, end=None, step=1)`` as ``x[..., start:end:
+    step]``, the slice at ``dim`` (a negative dim counted from the end of ``x``'s shape)."""
+    given = (*args, *(0, None, None, 1)[len(args) - 1 :])  # (the defaults past those given)
+    x, dim, start, end, step = given[:5]
+    rank = _rank(x, example)
+    if rank is None or not isinstance(dim, int):
+        return None
+    dim = dim + rank if dim < 0 else dim
+    if isinstance(end, int) and end >= _TO_THE_END:
+        end = None
+    return (x, (*(slice(None),) * dim, slice(start, end, step)))
+
+
+def _index_twin(args: tuple[Any, ...], example: dict[str, Any]) -> tuple[Any, ...] | None:
+    """``aten.index.Tensor(x, [i, None, j])`` as ``x[i, :, j]``: ATen's ``None`` is a whole
+    dim, the rest are index tensors, with NumPy's advanced-indexing rules in both."""
+    x, indices = args[0], args[1]
+    if not isinstance(indices, (list, tuple)):
+        return None
+    return (x, tuple(slice(None) if i is None else i for i in indices))
+
+
+#: ATen's operator overloads (``mask_a & mask_b`` is ``aten.__and__.Tensor``)
+_DUNDER_OPERATORS = {"__and__": operator.and_, "__or__": operator.or_, "__xor__": operator.xor}
+
+
+def _aten_twin(
+    base: str, node: torch.fx.Node, example: dict[str, Any]
+) -> tuple[str, Any, tuple[Any, ...], dict[str, Any]] | None:
+    """The torch-level call of an ATen operator whose name no ``torch`` function or tensor
+    method carries with the same arguments (stop 74: ``torch.export`` graphs of
+    ``transformers`` models were refused at ``slice.Tensor``, ``index.Tensor``, ``alias``,
+    ``einsum``, ``split_with_sizes``, ``linalg_vector_norm``, ``bitwise_not``,
+    ``__and__``, ``rsub``). ``slice`` and ``select`` become item reads (``x[:, 2:]``,
+    ``x[:, 0]``), so that an in-place change of one is written back into its base as ``x[:,
+    0] += 3`` is (:func:`~.torch_setitem.write_back_views`)."""
+    args, kwargs = tuple(node.args), dict(node.kwargs)
+    if base == "slice" and not kwargs:
+        sliced = _slice_twin(args, example)
+        return None if sliced is None else ("call_function", operator.getitem, sliced, {})
+    if base == "select" and not kwargs and len(args) == 3 and isinstance(args[1], int):
+        rank = _rank(args[0], example)  # ``x.select(d, i)``, as ``x[:, ..., i]`` (a view)
+        if rank is not None:
+            dim = args[1] + rank if args[1] < 0 else args[1]
+            index = (*(slice(None),) * dim, args[2])
+            return ("call_function", operator.getitem, (args[0], index), {})
+    if base == "index" and not kwargs and len(args) == 2:
+        indexed = _index_twin(args, example)
+        return None if indexed is None else ("call_function", operator.getitem, indexed, {})
+    if base in ("alias", "lift_fresh_copy") and len(args) == 1 and not kwargs:
+        # (an alias shares the memory, as ``detach``; ``lift_fresh_copy`` copies a constant)
+        method = "detach" if base == "alias" else "clone"
+        return ("call_method", method, args, {})
+    if base == "einsum" and len(args) == 2 and isinstance(args[1], (list, tuple)):
+        # (a ``path``, the contraction order, dropped: the plan chooses its own, same sums)
+        return ("call_function", torch.einsum, (args[0], *args[1]), {})
+    if base == "rsub" and len(args) == 2 and kwargs.get("alpha", 1) == 1:  # ``1 - x``
+        return ("call_function", operator.sub, (args[1], args[0]), {})
+    if base == "split_with_sizes":
+        return ("call_method", "split", args, kwargs)
+    if base == "linalg_vector_norm":
+        return ("call_function", torch.linalg.vector_norm, args, kwargs)
+    if base in _DUNDER_OPERATORS and len(args) == 2 and not kwargs:  # ``aten.__and__.Tensor``
+        return ("call_function", _DUNDER_OPERATORS[base], args, {})
+    if base == "bitwise_not" and len(args) == 1 and not kwargs:
+        return ("call_function", operator.invert, args, {})  # (booleans only: ints refused)
+    return None
+
+
 def _rewrite(
     node: torch.fx.Node,
     functions: dict[Any, Any],
@@ -108,6 +198,9 @@ def _rewrite(
         if target.namespace != "aten":
             return None
         base = target._schema.name.split("::", 1)[1]
+        twin = _aten_twin(base, node, example)
+        if twin is not None:
+            return twin
     elif _is_builtin(target) and getattr(torch, getattr(target, "__name__", ""), None) is target:
         base = target.__name__  # type: ignore[union-attr]
         if _has(functions, target):
@@ -152,7 +245,7 @@ def normalise_calls(
                 plans[node.name] = plan
     if not plans:
         return gm
-    graph = copy.deepcopy(gm.graph)
+    graph = graph_copy(gm.graph)
     mapping = {n.name: n for n in graph.nodes}  # (the copy keeps the names)
 
     def renamed(a: Any) -> Any:

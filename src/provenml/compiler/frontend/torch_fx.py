@@ -163,6 +163,13 @@ def in_place_target(node: torch.fx.Node) -> torch.fx.Node | None:
     return target if isinstance(target, torch.fx.Node) else None
 
 
+#: ``Node.meta`` keys (:func:`.torch_setitem.write_back_views`, stop 74): on an in-place call
+#: whose change of a view ``base[index]`` the next node writes back into ``base``, the view's
+#: node name; on that inserted item assignment, the name of the view it writes
+WRITE_BACK = "provenml_write_back"
+WRITTEN_FROM = "provenml_written_from"
+
+
 # calls whose result may share memory with their input: an in-place change of one would show
 # through the other, which the IR (values, no aliasing) cannot follow
 VIEW_CALLS = frozenset(
@@ -516,11 +523,28 @@ class FxBuilder:
             )
         order = self.order
         here = order[node]
+        # (stop 74) a view ``base[index]`` changed in place whose change the next node writes
+        # back into ``base``, and the view such a write-back assignment writes
+        # (:func:`.torch_setitem.write_back_views`)
+        written_back = node.meta.get(WRITE_BACK) is not None
+        written_from = node.meta.get(WRITTEN_FROM)
         is_view = target_name(target, self.gm).split(".")[-1] in VIEW_CALLS
-        if target.op != "placeholder" and is_view and self.shares_memory.get(target.name, True):
-            raise UnsupportedOp(op, node.name, "an in-place change of a view of another tensor")
+        shared = self.shares_memory.get(target.name, True)
+        if target.op != "placeholder" and is_view and shared and not written_back:
+            # (stop 74) refused only where PyTorch's change would show: a tensor sharing the
+            # view's memory read afterwards (Funnel's ``attn = attn.reshape(..)[..., :n];
+            # attn *= mask`` reads nothing else after: TorchDynamo's ``imul``, in place)
+            reader = self.alias_read_after(target, here, written_from)
+            if reader is not None:
+                raise UnsupportedOp(
+                    op,
+                    node.name,
+                    f"an in-place change of a view of another tensor, read after it ({reader})",
+                )
         for user in target.users:
             is_view = target_name(user, self.gm).split(".")[-1] in VIEW_CALLS
+            if user.name == written_from:  # (the view written back: its name has the change)
+                continue
             if order[user] < here and is_view and any(order[u] > here for u in user.users):
                 raise UnsupportedOp(
                     op,
@@ -537,6 +561,49 @@ class FxBuilder:
             if node.name not in self.static:
                 self.static.discard(changed.name)
             changed = in_place_target(changed)
+
+    def alias_read_after(
+        self, view: torch.fx.Node, here: int, written_from: str | None = None
+    ) -> str | None:
+        """The name of a node that reads, after position ``here``, a tensor that may share
+        ``view``'s memory (its bases up the chain of view calls that shared memory in the
+        example run, the views taken of any of them, the in-place calls' results, which are
+        their targets), ``view`` itself excepted (its name stands for the changed value);
+        None if there is none."""
+        order = self.order
+
+        def is_view_call(n: torch.fx.Node) -> bool:
+            return n.op != "placeholder" and (
+                target_name(n, self.gm).split(".")[-1] in VIEW_CALLS
+                or in_place_target(n) is not None
+            )
+
+        aliases, stack = {view}, [view]
+        while stack:
+            n = stack.pop()
+            linked = [u for u in n.users if is_view_call(u) and u.args and u.args[0] is n]
+            source = n.args[0] if n.args else None
+            if (
+                is_view_call(n)
+                and isinstance(source, torch.fx.Node)
+                and self.shares_memory.get(n.name, True)
+            ):
+                linked.append(source)
+            for m in linked:
+                if m not in aliases:
+                    aliases.add(m)
+                    stack.append(m)
+        # the names that stand for the changed memory already: ``view``, the view an item
+        # assignment writes back (stop 74), and the in-place calls made on either before
+        fresh = {view} | {n for n in aliases if n.name == written_from}
+        for n in sorted(aliases, key=order.__getitem__):
+            if order[n] <= here and in_place_target(n) in fresh:
+                fresh.add(n)
+        for alias in aliases - fresh:
+            for user in alias.users:
+                if order[user] > here and user not in aliases:
+                    return user.name
+        return None
 
     def foldable(self, node: torch.fx.Node, result: Any) -> bool:
         """Whether a call's tensor result depends on no graph input (only on constants and
@@ -810,8 +877,10 @@ class FxBuilder:
                 else ("ceil_mode", "count_include_pad", "divisor_override")
             )
             options = {name: self.val(arg(node, 4 + i, name, None)) for i, name in enumerate(names)}
-        if options.get("dilation") not in (None, 1, (1,), (1, 1)):
-            raise UnsupportedOp(op, node.name, "ceil_mode/dilation")
+        dilation = options.get("dilation")  # (a list in torch.export's graphs: [1, 1])
+        plain = tuple(dilation) if isinstance(dilation, list) else dilation
+        if plain not in (None, 1, (1,), (1, 1)):
+            raise UnsupportedOp(op, node.name, f"a dilation of {dilation}")
         size = self.shape(xin)[2:]
         floor = [conv_output_size(n, *kps, 1) for n, *kps in zip(size, k, s, pad, strict=True)]
         if options.get("return_indices"):
@@ -3092,6 +3161,19 @@ def _symbolic_trace(model: nn.Module, example_inputs: Sequence[Any]) -> torch.fx
     gm = torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
     gm.meta[HOOKS_TRACED] = True
     refuse_hidden_hooks(gm)
+    if not _computes_as(gm, model, example_inputs):
+        # (stop 74) torch.fx records ``v *= 2`` on a tensor as ``v * 2``, a new tensor: where
+        # ``v`` is a view (``v = y[:, :2]``) the change of ``y`` is lost and the trace computes
+        # other values than the model (0.87 off, silently); TorchDynamo records it in place
+        return _export(
+            model,
+            example_inputs,
+            ProvenmlError(
+                "its graph computes other values than the model on the example inputs, e.g. "
+                "an augmented assignment (v *= 2) changing a view in place, which torch.fx "
+                "records as a new tensor"
+            ),
+        )
     hooked = traced_hooks(model)
     if hooked:
         warnings.warn(
@@ -3101,6 +3183,37 @@ def _symbolic_trace(model: nn.Module, example_inputs: Sequence[Any]) -> torch.fx
             stacklevel=4,
         )
     return gm
+
+
+def _computes_as(gm: torch.fx.GraphModule, model: nn.Module, example_inputs: Sequence[Any]) -> bool:
+    """Whether the traced ``gm`` computes what ``model`` does on copies of the example inputs
+    (the same random draws for both; float outputs to 1e-5 of their scale, others exactly):
+    a trace that is not faithful is taken again through TorchDynamo (stop 74)."""
+    try:
+        with torch.no_grad(), torch.random.fork_rng():
+            torch.manual_seed(0)
+            expected = model(*clones(example_inputs))
+            torch.manual_seed(0)
+            traced = gm(*clones(example_inputs))
+    except Exception:  # (the conversion reports what fails, as before)
+        return True
+    want, got = pytree.tree_leaves(expected), pytree.tree_leaves(traced)
+    if len(want) != len(got):
+        return False
+    for a, b in zip(want, got, strict=True):
+        if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
+            return False
+        if not isinstance(a, torch.Tensor):
+            continue
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        if a.is_floating_point() or a.is_complex():
+            scale = float(a.abs().max()) if a.numel() else 0.0
+            if not torch.allclose(a, b, rtol=1e-5, atol=1e-5 * max(scale, 1.0), equal_nan=True):
+                return False
+        elif not torch.equal(a, b):
+            return False
+    return True
 
 
 def _meta_trace(
@@ -3191,8 +3304,16 @@ def trace(
     # ATen calls (torch.export) and torch built-ins ordered unlike their functional namesake,
     # as the torch-level calls the tables know (stop 72)
     from provenml.compiler.frontend.torch_aten import normalise_calls
+    from provenml.compiler.frontend.torch_setitem import in_place_augmented, write_back_views
 
     gm = normalise_calls(gm, FUNCTIONS, FUNCTION_NAMES, rec.results)
+    # (stop 74) ``t *= 2`` on a tensor is in place; an in-place change of ``base[index]`` is
+    # written back into ``base``; the graph run again where either changed it
+    changed = write_back_views(in_place_augmented(gm, rec.results), rec.results)
+    if changed is not gm:
+        gm, rec = changed, _Recorder(changed)
+        with torch.no_grad():
+            rec.run(*clones(example_inputs))
     return FxBuilder(gm, rec.results, frozen, rec.shares_memory).build()
 
 

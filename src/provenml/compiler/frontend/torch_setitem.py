@@ -27,7 +27,10 @@ import torch
 import torch.fx
 
 from provenml.compiler.frontend.common import UnsupportedOp, broadcast_ones
+from provenml.compiler.frontend.torch_aten import graph_copy
 from provenml.compiler.frontend.torch_fx import (
+    WRITE_BACK,
+    WRITTEN_FROM,
     FxBuilder,
     _bool_operand,
     _select,
@@ -36,7 +39,16 @@ from provenml.compiler.frontend.torch_fx import (
     meta_like,
 )
 
-__all__ = ["SIDE_EFFECT_FUNCTIONS", "assign_items"]
+__all__ = [
+    "AUGMENTED_ASSIGNMENTS",
+    "SIDE_EFFECT_FUNCTIONS",
+    "WRITE_BACK",
+    "WRITE_METHODS",
+    "assign_items",
+    "copy_into",
+    "in_place_augmented",
+    "write_back_views",
+]
 
 
 def _refuse(node: torch.fx.Node, why: str) -> UnsupportedOp:
@@ -224,6 +236,146 @@ def _number(b: FxBuilder, number: float, integer: bool) -> str:
     return b.g.add_const(np.asarray(number, dtype=np.float32), "assigned")
 
 
+def copy_into(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
+    """``dst.copy_(src)`` (``torch.export``'s write of a changed view back into its base, stop
+    74): ``src`` broadcast to ``dst``'s shape, the new value of ``dst``; a copy between
+    dtypes (float into int64, a number) is refused by name."""
+    src = node.args[1] if len(node.args) > 1 else node.kwargs.get("src")
+    if not isinstance(src, torch.fx.Node) or not b.is_tensor(src):
+        raise UnsupportedOp("copy_", node.name, "a copy of a non-tensor")
+    x = b.tensor_arg(src)
+    integer = out.dtype in (torch.int64, torch.int32)
+    same = (x in b.bools) == (out.dtype == torch.bool) and (
+        (b.g.values[x].dtype == "int64") == integer
+    )
+    if not same:
+        raise UnsupportedOp(
+            "copy_", node.name, f"a copy into a {out.dtype} tensor of another dtype"
+        )
+    ones = broadcast_ones(b.shape(x), tuple(out.shape))
+    return x if ones is None else broadcast_copy(b, x, ones, "copied")
+
+
+#: in-place methods this module converts (``t.copy_(u)``, as ``copy``: the in-place rebinding
+#: makes the result ``t``'s new value)
+WRITE_METHODS = {"copy": copy_into}
+
 #: call_function targets that change their first argument and return None: the frontend
 #: converts them into the new value of that argument
 SIDE_EFFECT_FUNCTIONS = {operator.setitem: assign_items}
+
+
+#: Python's augmented assignments (``t += u``, ``t *= 2``), which change a *tensor* in place
+#: (not an int, which they rebind), as the in-place methods of the same op (stop 74: ``v =
+#: y[:, :2]; v *= 2; return y`` compiled as if ``v *= 2`` made a new tensor: ``y`` came out
+#: unchanged, 0.87 off, silently); ``&=`` / ``|=`` / ``^=`` as the logical ops, which the
+#: frontend has for boolean tensors (an int tensor's bitwise ops are refused, as before)
+AUGMENTED_ASSIGNMENTS = {
+    operator.iadd: "add_",
+    operator.isub: "sub_",
+    operator.imul: "mul_",
+    operator.itruediv: "div_",
+    operator.ifloordiv: "floor_divide_",
+    operator.imod: "remainder_",
+    operator.ipow: "pow_",
+    operator.iand: "logical_and_",
+    operator.ior: "logical_or_",
+    operator.ixor: "logical_xor_",
+}
+
+
+def in_place_augmented(gm: torch.fx.GraphModule, results: dict[str, Any]) -> torch.fx.GraphModule:
+    """``gm`` with each augmented assignment on a tensor (``results`` holds the example run's
+    values by node name) made the in-place method call it is (:data:`AUGMENTED_ASSIGNMENTS`);
+    a copy where any changes, the caller's graph module left as it was."""
+    places = [
+        n.name
+        for n in gm.graph.nodes
+        if n.op == "call_function"
+        and n.target in AUGMENTED_ASSIGNMENTS
+        and n.args
+        and isinstance(n.args[0], torch.fx.Node)
+        and isinstance(results.get(n.args[0].name), torch.Tensor)
+    ]
+    if not places:
+        return gm
+    graph = graph_copy(gm.graph)
+    for node in graph.nodes:
+        if node.name in places:
+            node.op, node.target = "call_method", AUGMENTED_ASSIGNMENTS[node.target]
+    return torch.fx.GraphModule(gm, graph)
+
+
+def _basic_item_view(node: torch.fx.Node, results: dict[str, Any]) -> bool:
+    """Whether ``node`` is ``base[index]`` with a basic index (integers, slices, ``None``,
+    ``...``; sizes computed in the graph count as integers): a view sharing ``base``'s memory,
+    never a copy (an index tensor or list, advanced indexing, copies)."""
+    if node.op != "call_function" or node.target is not operator.getitem or len(node.args) != 2:
+        return False
+    if not isinstance(
+        results.get(node.args[0].name) if isinstance(node.args[0], torch.fx.Node) else None,
+        torch.Tensor,
+    ):
+        return False
+    index = node.args[1]
+    items = index if isinstance(index, tuple) else (index,)
+
+    def basic(item: Any) -> bool:
+        if isinstance(item, torch.fx.Node):
+            return isinstance(results.get(item.name), int) and not isinstance(
+                results.get(item.name), bool
+            )
+        if isinstance(item, slice):
+            return all(basic(v) for v in (item.start, item.stop, item.step) if v is not None)
+        return (
+            item is None
+            or item is Ellipsis
+            or (isinstance(item, int) and not isinstance(item, bool))
+        )
+
+    return all(basic(item) for item in items)
+
+
+def write_back_views(gm: torch.fx.GraphModule, results: dict[str, Any]) -> torch.fx.GraphModule:
+    """``gm`` with an item assignment ``base[index] = view`` after each in-place change of a
+    ``view = base[index]`` with a basic index (:func:`_basic_item_view`; ``results`` holds the
+    example run's values by node name): PyTorch's change shows in ``base``, the IR's values
+    do not share memory, so the change is written back (stop 74: ``y[:, 0].add_(3)`` and
+    ``torch.export``'s ``add_(select(t, 2, 0), 3)`` were refused as "an in-place change of a
+    view of another tensor"; ``v = y[:2]; v *= 2`` computed wrong). An assignment into a view
+    is written back into that view's base in turn (``z = y[0]; z[1] += 5``). Python's ``t[i]
+    += v`` (``getitem``, in-place add, ``setitem``) already writes back; its in-place call is
+    only marked. A copy where anything changes (the caller runs the graph again)."""
+    from provenml.compiler.frontend.torch_fx import in_place_target
+
+    if not any(
+        (view := in_place_target(n)) is not None and _basic_item_view(view, results)
+        for n in gm.graph.nodes
+    ):
+        return gm
+    graph = graph_copy(gm.graph)
+    for node in list(graph.nodes):
+        changed = node
+        while (view := in_place_target(changed)) is not None and _basic_item_view(view, results):
+            changed.meta[WRITE_BACK] = view.name
+            base, index = view.args
+            written = next(
+                (
+                    u
+                    for u in changed.users
+                    if u.op == "call_function"
+                    and u.target is operator.setitem
+                    and u.args[0] is base
+                    and u.args[1] == index
+                ),
+                None,
+            )
+            if written is not None:  # (Python's ``t[i] += v``: its own assignment)
+                break
+            with graph.inserting_after(changed):
+                written = graph.call_function(operator.setitem, (base, index, view))
+            written.meta[WRITTEN_FROM] = view.name
+            changed = written
+        # (the loop over ``list(graph.nodes)`` meets the inserted assignments' bases in turn
+        # only through this chain; a user's own assignment is met as a node of its own)
+    return torch.fx.GraphModule(gm, graph)
