@@ -696,6 +696,20 @@ def compile(
     try:
         out = eager()
     except Exception as exc:  # e.g. a matmul on an int64 input: eager raises, so do we
+        said = str(exc).splitlines()[0] if str(exc) else ""
+        exported = isinstance(user_model, torch.export.ExportedProgram) or is_exported_module(
+            user_model
+        )
+        if exported and "guard" in said.lower():
+            # (stop 74) the program's shape guards: "fails in eager PyTorch" misled
+            raise ProvenmlError(
+                f"provenml.compiler: the exported program does not take inputs of these "
+                f"shapes ({', '.join(str(tuple(x.shape)) for x in example_inputs)}; "
+                f"torch.export's check: {said.removeprefix('Guard failed: ')}): export it "
+                "with dynamic_shapes= for the dims that vary (a dim the export saw as 1, or "
+                "that the model's code fixes, stays fixed), or compile it at the shapes it "
+                "was exported for"
+            ) from exc
         raise ProvenmlError(
             f"provenml.compiler: the model fails in eager PyTorch on the example inputs "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
@@ -1281,6 +1295,13 @@ def _partitioned(
 
     with torch.no_grad():
         Rec(gm).run(*example_inputs)
+    # (stop 74) views of tensors changed in place, and the changes of such views, stay in
+    # PyTorch, where they share memory (``t *= 2`` on a tensor made an in-place call first)
+    from provenml.compiler.frontend.torch_fx import changed_views
+    from provenml.compiler.frontend.torch_setitem import in_place_augmented
+
+    gm = in_place_augmented(gm, rec)
+    pinned = changed_views(gm)
 
     # maximal runs of supported nodes, consecutive in topological order (so no cycles)
     runs: list[list[torch.fx.Node]] = [[]]
@@ -1288,8 +1309,10 @@ def _partitioned(
     for node in gm.graph.nodes:
         if node.op in ("placeholder", "get_attr", "output"):
             continue
-        ok = node.op in ("call_function", "call_method") and isinstance(
-            rec.get(node.name), torch.Tensor
+        ok = (
+            node.op in ("call_function", "call_method")
+            and isinstance(rec.get(node.name), torch.Tensor)
+            and node.name not in pinned
         )
         if ok and _supported(gm, node, rec):
             runs[-1].append(node)

@@ -138,8 +138,34 @@ def _index_twin(args: tuple[Any, ...], example: dict[str, Any]) -> tuple[Any, ..
     return (x, tuple(slice(None) if i is None else i for i in indices))
 
 
+def _one_index_dim(args: tuple[Any, ...], example: dict[str, Any]) -> int | None:
+    """The dim of ``aten.index.Tensor(x, [None, .., idx])`` where ``idx`` is the one index,
+    a 1-D integer tensor after whole dims: ``x.index_select(dim, idx)`` (``x[:, idx]``, which
+    as an item read mixes a run-time index with slices); None otherwise."""
+    indices = args[1] if len(args) == 2 else None
+    if not isinstance(indices, (list, tuple)):
+        return None
+    given = [k for k, i in enumerate(indices) if i is not None]
+    if len(given) != 1 or given[0] == 0:
+        return None
+    value = (
+        example.get(indices[given[0]].name)
+        if isinstance(indices[given[0]], torch.fx.Node)
+        else None
+    )
+    if not isinstance(value, torch.Tensor) or value.dim() != 1 or value.is_floating_point():
+        return None
+    return None if value.dtype == torch.bool else given[0]
+
+
 #: ATen's operator overloads (``mask_a & mask_b`` is ``aten.__and__.Tensor``)
 _DUNDER_OPERATORS = {"__and__": operator.and_, "__or__": operator.or_, "__xor__": operator.xor}
+#: their in-place forms (``keep &= other``), as the logical ops of boolean tensors
+_IN_PLACE_DUNDERS = {
+    "__iand__": "logical_and_",
+    "__ior__": "logical_or_",
+    "__ixor__": "logical_xor_",
+}
 
 
 def _aten_twin(
@@ -149,10 +175,20 @@ def _aten_twin(
     method carries with the same arguments (stop 74: ``torch.export`` graphs of
     ``transformers`` models were refused at ``slice.Tensor``, ``index.Tensor``, ``alias``,
     ``einsum``, ``split_with_sizes``, ``linalg_vector_norm``, ``bitwise_not``,
-    ``__and__``, ``rsub``). ``slice`` and ``select`` become item reads (``x[:, 2:]``,
-    ``x[:, 0]``), so that an in-place change of one is written back into its base as ``x[:,
-    0] += 3`` is (:func:`~.torch_setitem.write_back_views`)."""
+    ``__and__``, ``__iand__``, ``rsub``, ``numpy_T``, ``fill_``). ``slice`` and ``select``
+    become item reads (``x[:, 2:]``, ``x[:, 0]``), so that an in-place change of one is
+    written back into its base as ``x[:, 0] += 3`` is (:func:`~.torch_setitem
+    .write_back_views`)."""
     args, kwargs = tuple(node.args), dict(node.kwargs)
+    if base.endswith("_") and not base.endswith("__") and hasattr(torch.Tensor, base):
+        return ("call_method", base, args, kwargs)  # (``torch.fill_`` exists, unconverted)
+    if base == "to" and kwargs.get("layout") in (None, torch.strided):
+        # (``aten.to.dtype_layout``: ``Tensor.to`` takes no layout, and a pinned memory is
+        # nothing on a CPU; kept as they were where they say more)
+        inert = {"layout": (None, torch.strided), "pin_memory": (None, False)}
+        if all(kwargs.get(k) in ok for k, ok in inert.items()):
+            kept = {k: v for k, v in kwargs.items() if k not in inert}
+            return ("call_method", "to", args, kept)
     if base == "slice" and not kwargs:
         sliced = _slice_twin(args, example)
         return None if sliced is None else ("call_function", operator.getitem, sliced, {})
@@ -162,6 +198,9 @@ def _aten_twin(
             dim = args[1] + rank if args[1] < 0 else args[1]
             index = (*(slice(None),) * dim, args[2])
             return ("call_function", operator.getitem, (args[0], index), {})
+    dim = _one_index_dim(args, example) if base == "index" and not kwargs else None
+    if dim is not None:
+        return ("call_function", torch.index_select, (args[0], dim, args[1][dim]), {})
     if base == "index" and not kwargs and len(args) == 2:
         indexed = _index_twin(args, example)
         return None if indexed is None else ("call_function", operator.getitem, indexed, {})
@@ -178,6 +217,11 @@ def _aten_twin(
         return ("call_method", "split", args, kwargs)
     if base == "linalg_vector_norm":
         return ("call_function", torch.linalg.vector_norm, args, kwargs)
+    if base in _IN_PLACE_DUNDERS and len(args) == 2 and not kwargs:  # ``keep &= other``
+        return ("call_method", _IN_PLACE_DUNDERS[base], args, {})
+    if base == "numpy_T" and len(args) == 1 and _rank(args[0], example) is not None:
+        rank = _rank(args[0], example)  # ``x.T``: the dims reversed
+        return ("call_method", "permute", (args[0], tuple(range(rank or 0))[::-1]), {})
     if base in _DUNDER_OPERATORS and len(args) == 2 and not kwargs:  # ``aten.__and__.Tensor``
         return ("call_function", _DUNDER_OPERATORS[base], args, {})
     if base == "bitwise_not" and len(args) == 1 and not kwargs:

@@ -150,10 +150,28 @@ SHAPE_QUERIES = frozenset(
 )
 
 
-def in_place_target(node: torch.fx.Node) -> torch.fx.Node | None:
+#: Python's augmented assignments: in place on a tensor (made in-place method calls before
+#: conversion, :func:`.torch_setitem.in_place_augmented`), not on a number (stop 74)
+AUGMENTED_OPS = frozenset(
+    {
+        *(operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.ifloordiv),
+        *(operator.imod, operator.ipow, operator.iand, operator.ior, operator.ixor),
+    }
+)
+
+
+def in_place_target(node: torch.fx.Node, augmented: bool = False) -> torch.fx.Node | None:
     """The tensor an in-place method call (``t.add_(..)``, ``t.scatter_add_(..)``) or an item
-    assignment (``t[i] = v``, :data:`SIDE_EFFECTS`) changes."""
-    if node.op == "call_function" and node.target in SIDE_EFFECTS:
+    assignment (``t[i] = v``, :data:`SIDE_EFFECTS`) changes; with ``augmented``, also the
+    first argument of an augmented assignment (``t *= 2``: a tensor or a number)."""
+    augments = augmented and node.op == "call_function" and node.target in AUGMENTED_OPS
+    if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
+        # an ATen operator that writes its first argument (``aten.add_.Tensor``, before
+        # :func:`.torch_aten.normalise_calls` makes it ``Tensor.add_``; stop 74)
+        arguments = node.target._schema.arguments
+        info = arguments[0].alias_info if arguments else None
+        augments = info is not None and info.is_write
+    if augments or (node.op == "call_function" and node.target in SIDE_EFFECTS):
         target = node.args[0] if node.args else None
         return target if isinstance(target, torch.fx.Node) else None
     name = str(node.target)
@@ -181,6 +199,41 @@ VIEW_CALLS = frozenset(
 )
 
 
+def changed_views(gm: torch.fx.GraphModule) -> set[str]:
+    """The names of the view calls (:data:`VIEW_CALLS`) whose result may share memory with a
+    tensor that an in-place call of ``gm`` changes (the changed tensor's views, its bases up
+    the chain of views, their other views), and of the in-place calls on such views: to run
+    in PyTorch, where the backend partitions a graph; compiled, a view would be a copy, and
+    the change would not show (stop 74: the backend's partitions left ``y.t()
+    .add_(1)``'s ``add_`` to PyTorch on a compiled copy of ``y.t()``; ``y`` came out
+    unchanged, silently)."""
+
+    def is_view(n: torch.fx.Node) -> bool:
+        return n.op in ("call_function", "call_method") and (
+            target_name(n, gm).split(".")[-1] in VIEW_CALLS or in_place_target(n) is not None
+        )
+
+    found: set[torch.fx.Node] = set()
+    for node in gm.graph.nodes:
+        target = in_place_target(node)
+        if target is None:
+            continue
+        stack = [target]
+        while stack:
+            n = stack.pop()
+            linked = [u for u in n.users if is_view(u) and u.args and u.args[0] is n]
+            if is_view(n) and n.args and isinstance(n.args[0], torch.fx.Node):
+                linked.append(n.args[0])
+            for m in linked:
+                if m not in found:
+                    found.add(m)
+                    stack.append(m)
+        found.add(target)
+    views = {n for n in found if is_view(n) and in_place_target(n) is None}
+    changes = {n for n in gm.graph.nodes if in_place_target(n) in views}
+    return {n.name for n in views | changes}
+
+
 class _Recorder(torch.fx.Interpreter):
     """Runs the graph once and keeps every node's concrete result (a tensor that a later
     in-place call changes is kept as it was when made)."""
@@ -188,7 +241,9 @@ class _Recorder(torch.fx.Interpreter):
     def __init__(self, gm: torch.fx.GraphModule) -> None:
         super().__init__(gm)
         self.results: dict[str, Any] = {}
-        self.mutated = {t.name for n in gm.graph.nodes if (t := in_place_target(n)) is not None}
+        self.mutated = {
+            t.name for n in gm.graph.nodes if (t := in_place_target(n, True)) is not None
+        }
         #: for a changed tensor made by a call that may return a view (:data:`VIEW_CALLS`):
         #: whether it did share memory with its input in the example run (``contiguous()`` of
         #: a permuted tensor, a ``reshape`` that had to copy, did not; stop 70)
@@ -196,10 +251,20 @@ class _Recorder(torch.fx.Interpreter):
 
     def run_node(self, n: torch.fx.Node) -> Any:
         out = super().run_node(n)
+        if n.op == "get_attr" and n.name in self.mutated and isinstance(out, torch.Tensor):
+            # (stop 74) a tensor torch.fx keeps as an attribute (``torch.zeros(3, 4)`` made in
+            # forward) and the graph changes in place: changed on a copy, so that running the
+            # graph again (the faithfulness check, a run after a rewrite) starts from it as
+            # the model's forward does
+            out = out.clone()
         keep = n.name in self.mutated and isinstance(out, torch.Tensor)
-        if keep and n.args and isinstance(n.args[0], torch.fx.Node):
+        # (stop 74) every view call's sharing too: a view read after its base changes is
+        # taken again from the changed base only where it did share (:func:`.torch_setitem
+        # .write_back_views`)
+        is_view = n.op != "placeholder" and target_name(n, self.module).split(".")[-1] in VIEW_CALLS
+        if (keep or is_view) and n.args and isinstance(n.args[0], torch.fx.Node):
             source = self.env.get(n.args[0])
-            if isinstance(source, torch.Tensor):
+            if isinstance(source, torch.Tensor) and isinstance(out, torch.Tensor):
                 same = out.untyped_storage().data_ptr() == source.untyped_storage().data_ptr()
                 self.shares_memory[n.name] = same
         self.results[n.name] = out.clone() if keep else out
@@ -868,7 +933,8 @@ class FxBuilder:
                 self.pool(op, x4, kernel, stride, padding, node, like, options), out
             )
         k = pair(self.val(kernel))
-        s = pair(self.val(stride)) if self.val(stride) not in (None, ()) else k
+        given_stride = self.val(stride)  # (torch.export passes [] for "the kernel size")
+        s = pair(given_stride) if given_stride not in (None, (), []) else k
         pad = pair(self.val(padding))
         if options is None:  # F.max_pool2d(x, k, s, p, dilation, ceil_mode, return_indices)
             names = (  # F.avg_pool2d(x, k, s, p, ceil_mode, count_include_pad, divisor_override)
@@ -1570,6 +1636,15 @@ def _new_filled(fill: float | None, value_position: int = 2) -> Handler:
 
     def handle(b: FxBuilder, node: torch.fx.Node, out: torch.Tensor) -> str:
         value = b.val(arg(node, value_position, "fill_value")) if fill is None else fill
+        if isinstance(value, torch.Tensor) and value.numel() == 1:  # (a constant 0-d tensor)
+            value = value.item()
+        # (stop 74) ``t.fill_(v)`` with a one-element float ``v`` computed in the graph
+        computed = isinstance(value, str) and value in b.g.values
+        one_float = computed and b.g.values[value].dtype == "float32"
+        if one_float and out.dtype == torch.float32 and int(np.prod(b.shape(value))) == 1:
+            one = b.reshape(value, meta_like((1,) * out.dim()))
+            ones = broadcast_ones((1,) * out.dim(), tuple(out.shape))
+            return one if ones is None else broadcast_copy(b, one, ones, "filled")
         if isinstance(value, str | torch.fx.Node | torch.Tensor):
             raise UnsupportedOp(
                 target_name(node, b.gm), node.name, "a fill value computed at run time"
@@ -2758,6 +2833,7 @@ METHODS: dict[str, Handler] = {
     "repeat_interleave": _repeat_interleave,
     "new_ones": _new_filled(1),
     "new_zeros": _new_filled(0),
+    "fill": _new_filled(None, value_position=1),  # t.fill_(v), in place (stop 74: export)
     "new_full": _new_filled(None),
     **{m: _binary(m, check_alpha=True) for m in ("add", "sub", "mul", "div")},
     **dict.fromkeys(("view", "reshape", "flatten", "unsqueeze", "squeeze"), _reshape),
@@ -3161,7 +3237,7 @@ def _symbolic_trace(model: nn.Module, example_inputs: Sequence[Any]) -> torch.fx
     gm = torch.fx.GraphModule(tracer.root, graph, type(root).__name__)
     gm.meta[HOOKS_TRACED] = True
     refuse_hidden_hooks(gm)
-    if not _computes_as(gm, model, example_inputs):
+    if not autocast.dtypes and not _computes_as(gm, model, example_inputs):
         # (stop 74) torch.fx records ``v *= 2`` on a tensor as ``v * 2``, a new tensor: where
         # ``v`` is a view (``v = y[:, :2]``) the change of ``y`` is lost and the trace computes
         # other values than the model (0.87 off, silently); TorchDynamo records it in place
@@ -3194,7 +3270,7 @@ def _computes_as(gm: torch.fx.GraphModule, model: nn.Module, example_inputs: Seq
             torch.manual_seed(0)
             expected = model(*clones(example_inputs))
             torch.manual_seed(0)
-            traced = gm(*clones(example_inputs))
+            traced = _Recorder(gm).run(*clones(example_inputs))  # (hooks applied once)
     except Exception:  # (the conversion reports what fails, as before)
         return True
     want, got = pytree.tree_leaves(expected), pytree.tree_leaves(traced)
@@ -3208,7 +3284,8 @@ def _computes_as(gm: torch.fx.GraphModule, model: nn.Module, example_inputs: Seq
         if a.shape != b.shape or a.dtype != b.dtype:
             return False
         if a.is_floating_point() or a.is_complex():
-            scale = float(a.abs().max()) if a.numel() else 0.0
+            finite = a[a.isfinite()].abs()  # (NaN and infinities compared as themselves)
+            scale = float(finite.max()) if finite.numel() else 0.0
             if not torch.allclose(a, b, rtol=1e-5, atol=1e-5 * max(scale, 1.0), equal_nan=True):
                 return False
         elif not torch.equal(a, b):
@@ -3304,17 +3381,36 @@ def trace(
     # ATen calls (torch.export) and torch built-ins ordered unlike their functional namesake,
     # as the torch-level calls the tables know (stop 72)
     from provenml.compiler.frontend.torch_aten import normalise_calls
-    from provenml.compiler.frontend.torch_setitem import in_place_augmented, write_back_views
 
     gm = normalise_calls(gm, FUNCTIONS, FUNCTION_NAMES, rec.results)
     # (stop 74) ``t *= 2`` on a tensor is in place; an in-place change of ``base[index]`` is
     # written back into ``base``; the graph run again where either changed it
-    changed = write_back_views(in_place_augmented(gm, rec.results), rec.results)
-    if changed is not gm:
-        gm, rec = changed, _Recorder(changed)
-        with torch.no_grad():
-            rec.run(*clones(example_inputs))
+    gm, rec = _with_changes_written_back(gm, rec, example_inputs)
     return FxBuilder(gm, rec.results, frozen, rec.shares_memory).build()
+
+
+def _with_changes_written_back(
+    gm: torch.fx.GraphModule, rec: _Recorder, example_inputs: Sequence[Any]
+) -> tuple[torch.fx.GraphModule, _Recorder]:
+    """``gm`` with its augmented assignments on tensors made in-place calls and the changes
+    of views written back into their bases (:mod:`.torch_setitem`), and the recorder of its
+    run; ``gm`` and ``rec`` as given where the rewritten graph does not run (an ATen call
+    rewritten into a form PyTorch cannot call, ``x.to(layout=...)``: converted as before)."""
+    from provenml.compiler.frontend.torch_setitem import in_place_augmented, write_back_views
+
+    given = (gm, rec)
+    changed = write_back_views(in_place_augmented(gm, rec.results), rec)
+    for _ in range(8):  # (a change of a view of a view of ..., one level a run; 8 at most)
+        if changed is gm:
+            return gm, rec
+        gm, rec = changed, _Recorder(changed)
+        try:
+            with torch.no_grad():
+                rec.run(*clones(example_inputs))
+        except Exception:
+            return given
+        changed = write_back_views(gm, rec)
+    return gm, rec
 
 
 def is_exported_module(model: Any) -> bool:

@@ -336,46 +336,139 @@ def _basic_item_view(node: torch.fx.Node, results: dict[str, Any]) -> bool:
     return all(basic(item) for item in items)
 
 
-def write_back_views(gm: torch.fx.GraphModule, results: dict[str, Any]) -> torch.fx.GraphModule:
-    """``gm`` with an item assignment ``base[index] = view`` after each in-place change of a
-    ``view = base[index]`` with a basic index (:func:`_basic_item_view`; ``results`` holds the
-    example run's values by node name): PyTorch's change shows in ``base``, the IR's values
-    do not share memory, so the change is written back (stop 74: ``y[:, 0].add_(3)`` and
-    ``torch.export``'s ``add_(select(t, 2, 0), 3)`` were refused as "an in-place change of a
-    view of another tensor"; ``v = y[:2]; v *= 2`` computed wrong). An assignment into a view
-    is written back into that view's base in turn (``z = y[0]; z[1] += 5``). Python's ``t[i]
-    += v`` (``getitem``, in-place add, ``setitem``) already writes back; its in-place call is
-    only marked. A copy where anything changes (the caller runs the graph again)."""
+def _inverse_view(
+    graph: torch.fx.Graph, view: torch.fx.Node, results: dict[str, Any]
+) -> torch.fx.Node | None:
+    """A node after ``view`` (a view call of ``base``, sharing its memory) computing ``base``'s
+    values from ``view``'s: the transpose of a transpose, the inverse of a permutation, the
+    view reshaped as ``base`` for ``view`` / ``reshape`` / ``flatten`` / ``unsqueeze`` /
+    ``squeeze`` / ``contiguous`` / ``detach``; None for a view with no inverse here."""
+    base = view.args[0]
+    name = str(view.target).rsplit(".", 1)[-1] if view.op == "call_method" else ""
+    if view.op == "call_function":
+        name = getattr(view.target, "__name__", "")
+    rank = results[base.name].dim() if isinstance(base, torch.fx.Node) else None
+    if name == "t" and rank is not None and rank <= 2:
+        return graph.call_method("t", (view,))
+    if name == "transpose" and len(view.args) == 3:
+        return graph.call_method("transpose", (view, view.args[1], view.args[2]))
+    if name == "permute":
+        dims = view.args[1] if len(view.args) == 2 else view.args[1:]
+        dims = results.get(dims.name) if isinstance(dims, torch.fx.Node) else dims
+        if not isinstance(dims, (list, tuple)) or not all(isinstance(d, int) for d in dims):
+            return None
+        order = [d % len(dims) for d in dims]
+        return graph.call_method("permute", (view, tuple(order.index(k) for k in range(len(dims)))))
+    if name in RESHAPING_VIEWS:
+        return graph.call_method("reshape_as", (view, base))
+    return None
+
+
+#: view calls whose inverse is a reshape to the base's shape (:func:`_inverse_view`)
+RESHAPING_VIEWS = frozenset(
+    {"view", "reshape", "flatten", "unsqueeze", "squeeze", "contiguous", "detach", "view_as"}
+    | {"reshape_as", "unflatten"}
+)
+
+
+def write_back_views(gm: torch.fx.GraphModule, recorded: Any) -> torch.fx.GraphModule:
+    """``gm`` with the change of each view written back into its base after an in-place call
+    changes the view (``recorded``: the example run's :class:`~.torch_fx._Recorder`, its
+    values and which views shared memory): PyTorch's change shows in the base, the IR's
+    values do not share memory (stop 74: ``y[:, 0].add_(3)`` and ``torch.export``'s
+    ``add_(select(t, 2, 0), 3)`` were refused as "an in-place change of a view of another
+    tensor"; ``v = y[:2]; v *= 2`` computed wrong). A ``view = base[index]`` with a basic
+    index (:func:`_basic_item_view`) is written back as ``base[index] = view``; a transpose,
+    permutation or reshape that shared memory as ``base.copy_(inverse of the view)``
+    (:func:`_inverse_view`). A write-back into a view is written back in turn (``z = y[0];
+    z[1] += 5``); the caller runs the graph again and calls this until it returns ``gm``.
+    Python's ``t[i] += v`` (``getitem``, in-place add, ``setitem``) already writes back; its
+    in-place call is only marked. A copy where anything changes."""
     from provenml.compiler.frontend.torch_fx import in_place_target
 
-    if not any(
-        (view := in_place_target(n)) is not None and _basic_item_view(view, results)
-        for n in gm.graph.nodes
-    ):
+    results, shares = recorded.results, recorded.shares_memory
+
+    def plan(node: torch.fx.Node) -> str | None:  # "item", "inverse" or None
+        view = in_place_target(node)
+        if view is None or node.meta.get(WRITE_BACK) is not None:
+            return None
+        if _basic_item_view(view, results):
+            return "item"
+        is_call = view.op in ("call_method", "call_function") and bool(view.args)
+        if is_call and shares.get(view.name, False) and isinstance(view.args[0], torch.fx.Node):
+            return "inverse"
+        return None
+
+    if not any(plan(n) is not None for n in gm.graph.nodes) and not _stale_views(gm.graph, shares):
         return gm
     graph = graph_copy(gm.graph)
     for node in list(graph.nodes):
-        changed = node
-        while (view := in_place_target(changed)) is not None and _basic_item_view(view, results):
-            changed.meta[WRITE_BACK] = view.name
-            base, index = view.args
-            written = next(
-                (
-                    u
-                    for u in changed.users
-                    if u.op == "call_function"
-                    and u.target is operator.setitem
-                    and u.args[0] is base
-                    and u.args[1] == index
-                ),
-                None,
+        how = plan(node)
+        view = in_place_target(node)
+        if how is None or view is None:
+            continue
+        base = view.args[0]
+        if how == "item":
+            index = view.args[1]
+            own = any(
+                u.op == "call_function"
+                and u.target is operator.setitem
+                and u.args[0] is base
+                and u.args[1] == index
+                for u in node.users
             )
-            if written is not None:  # (Python's ``t[i] += v``: its own assignment)
-                break
-            with graph.inserting_after(changed):
+            node.meta[WRITE_BACK] = view.name
+            if own:  # (Python's ``t[i] += v``: its own assignment follows)
+                continue
+            with graph.inserting_after(node):
                 written = graph.call_function(operator.setitem, (base, index, view))
-            written.meta[WRITTEN_FROM] = view.name
-            changed = written
-        # (the loop over ``list(graph.nodes)`` meets the inserted assignments' bases in turn
-        # only through this chain; a user's own assignment is met as a node of its own)
+        else:
+            with graph.inserting_after(node):
+                inverse = _inverse_view(graph, view, results)
+            if inverse is None:
+                continue  # (refused where the change would show: FxBuilder.rebind_in_place)
+            node.meta[WRITE_BACK] = view.name
+            with graph.inserting_after(inverse):
+                written = graph.call_method("copy_", (base, inverse))
+        written.meta[WRITTEN_FROM] = view.name
+    for change, stale in _stale_views(graph, shares):
+        order = {n: k for k, n in enumerate(graph.nodes)}
+        with graph.inserting_after(change):
+            fresh = graph.node_copy(stale)
+        for user in list(stale.users):
+            if order.get(user, -1) > order[change]:
+                user.replace_input_with(stale, fresh)
     return torch.fx.GraphModule(gm, graph)
+
+
+def _stale_views(graph: torch.fx.Graph, shares: dict[str, bool]) -> list[Any]:
+    """``(change, view)`` pairs: ``view`` a view call of the tensor an in-place ``change``
+    changes, made before it, read after it, and sharing the tensor's memory in the example
+    run: PyTorch's view shows the change, so the reads after it take the view again from the
+    changed tensor (stop 74: ``a = y[:, :2]; b = y[:, 2:]; a *= 2; return b.sum() + y`` was
+    refused as "a view of the tensor (b) is read after it changes"); the view a write-back
+    writes is left alone (its name has the change)."""
+    from provenml.compiler.frontend.torch_fx import VIEW_CALLS, in_place_target
+
+    order = {n: k for k, n in enumerate(graph.nodes)}
+    pairs = []
+    for change in graph.nodes:
+        target = in_place_target(change)
+        if target is None:
+            continue
+        for view in target.users:
+            name = str(view.target) if view.op == "call_method" else ""
+            if view.op == "call_function":
+                name = getattr(view.target, "__name__", "")
+            if (
+                name in VIEW_CALLS
+                and view.args
+                and view.args[0] is target
+                and order[view] < order[change]
+                and shares.get(view.name, False)
+                and view.name != change.meta.get(WRITTEN_FROM)
+                and in_place_target(view) is None
+                and any(order[u] > order[change] for u in view.users)
+            ):
+                pairs.append((change, view))
+    return pairs

@@ -303,7 +303,7 @@ def pool3d(
         raise _refuse(b, node, f"a rank-{len(b.shape(xin))} input (3-d pooling takes 4-d or 5-d)")
     k = _triple(b.val(kernel))
     step = b.val(stride)
-    s = k if step in (None, ()) else _triple(step)
+    s = k if step in (None, (), []) else _triple(step)  # ([]: torch.export, the kernel)
     divisor = options.get("divisor_override")
     ceil = bool(options.get("ceil_mode"))
     if op == "max_pool2d":
