@@ -1317,7 +1317,7 @@ def _partitioned(
         if ok and _supported(gm, node, rec):
             runs[-1].append(node)
         else:
-            if isinstance(rec.get(node.name), torch.Tensor):
+            if isinstance(rec.get(node.name), torch.Tensor) and node.name not in pinned:
                 unsupported.append(target_name(node, gm))
             if runs[-1]:
                 runs.append([])
