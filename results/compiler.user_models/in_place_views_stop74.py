@@ -119,7 +119,21 @@ def two_views_one_changed(x: torch.Tensor) -> torch.Tensor:
     return b.sum() + y
 
 
-HABITS = [scale_a_view, add_into_a_view_then_read_both, method_on_a_column, method_on_rows, alias_then_augmented, view_of_a_view, column_offsets_beit_style, mask_and_assign, reshaped_view_scaled, transposed_view_changed_then_base_read, size_augmented, funnel_style_mask, two_views_one_changed]
+HABITS = [
+    scale_a_view,
+    add_into_a_view_then_read_both,
+    method_on_a_column,
+    method_on_rows,
+    alias_then_augmented,
+    view_of_a_view,
+    column_offsets_beit_style,
+    mask_and_assign,
+    reshaped_view_scaled,
+    transposed_view_changed_then_base_read,
+    size_augmented,
+    funnel_style_mask,
+    two_views_one_changed,
+]
 
 
 def _route(model: nn.Module, x: torch.Tensor, route: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -152,7 +166,9 @@ def main() -> None:
                 said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 cells.append(f"{route}: refused ({said.replace('provenml.compiler: ', '')[:110]})")
         print(f"{habit.__name__}: " + "; ".join(cells), flush=True)
-    print(f"{len(HABITS)} habits x 3 routes: {counts['OK']} OK, {counts['WRONG']} WRONG, {counts['refused']} refused")
+    print(
+        f"{len(HABITS)} habits x 3 routes: {counts['OK']} OK, {counts['WRONG']} WRONG, {counts['refused']} refused"
+    )
 
 
 if __name__ == "__main__":

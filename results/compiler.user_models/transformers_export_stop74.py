@@ -43,17 +43,27 @@ def main() -> None:
         if SPECS[name][2] == TEXT:
             shorter = tuple(x[:, :11] for x in inputs)
         elif dynamic:  # (an export at batch 1 fixes the batch: Dim.AUTO specialises a 1)
-            inputs, shorter = tuple(torch.cat([x, x.flip(0)]) for x in inputs), tuple(torch.cat([x, x.flip(0), x]) for x in inputs)
+            inputs, shorter = (
+                tuple(torch.cat([x, x.flip(0)]) for x in inputs),
+                tuple(torch.cat([x, x.flip(0), x]) for x in inputs),
+            )
         else:
             shorter = inputs
         try:
             with torch.no_grad():
                 # (one entry: the probe's models take ``forward(*inputs)``)
-                shapes = (tuple({d: torch.export.Dim.AUTO for d in range(x.dim())} for x in inputs),) if dynamic else None
+                shapes = (
+                    (tuple({d: torch.export.Dim.AUTO for d in range(x.dim())} for x in inputs),)
+                    if dynamic
+                    else None
+                )
                 program = torch.export.export(model, inputs, dynamic_shapes=shapes)
         except Exception as exc:
             unexported += 1
-            print(f"{name}: torch.export failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})", flush=True)
+            print(
+                f"{name}: torch.export failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})",
+                flush=True,
+            )
             continue
         try:
             worst = 0.0
@@ -71,7 +81,9 @@ def main() -> None:
             reasons[said.split(" at node")[0][-80:]] += 1
             line = f"{type(exc).__name__}: {said[:200]}"
         print(f"{name}: {line} ({time.perf_counter() - start:.1f} s)", flush=True)
-    print(f"{total} models: {ok} compiled and right, {wrong} wrong, {refused} refused, {unexported} not exported by torch.export")
+    print(
+        f"{total} models: {ok} compiled and right, {wrong} wrong, {refused} refused, {unexported} not exported by torch.export"
+    )
     for reason, count in reasons.most_common():
         print(f"  {count} x {reason}")
     print("load average at the end", load_average())
