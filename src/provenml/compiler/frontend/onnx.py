@@ -1561,6 +1561,7 @@ BOOL_OPS = BOOL_MOVES | {
     "Shape",
     "Size",
     "Gather",
+    "GatherND",  # (stop 74: transformers' masks, ``mask[batch, positions]``; handler keeps it)
     "NonZero",
 }
 
