@@ -198,3 +198,34 @@ def test_gather_of_run_time_ids_on_another_axis(
     np.testing.assert_array_equal(compiled(x, other).numpy(), _run_ort(model, x=x, i=other))
     with pytest.raises(pc.IndexOutOfRange):
         compiled(x, np.full(ids, size, np.int64))
+
+
+def test_gather_nd_reads_a_boolean_mask(cache: str) -> None:
+    """Stop 74: ``transformers`` builds its attention mask as ``mask[batch, positions]`` of a
+    boolean mask, which the default exporter writes as GatherND of a boolean tensor: refused
+    ("a boolean tensor operand") for 19 of the 41 models; the gathered mask feeds Where."""
+    rows = np.array([[0], [2], [1]], np.int64)
+    model = _model(
+        [
+            helper.make_node("Greater", ["x", "zero"], ["positive"]),
+            helper.make_node("GatherND", ["positive", "rows"], ["picked"]),
+            helper.make_node("Where", ["picked", "x_rows", "minus"], ["y"]),
+        ],
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4]),
+            helper.make_tensor_value_info("x_rows", TensorProto.FLOAT, [3, 4]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [
+            helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor("minus", TensorProto.FLOAT, [], [-1.0]),
+            helper.make_tensor("rows", TensorProto.INT64, [3, 1], rows.reshape(-1).tolist()),
+        ],
+    )
+    generator = np.random.default_rng(2)
+    x, x_rows = (generator.standard_normal((3, 4)).astype(np.float32) for _ in range(2))
+    compiled = pc.compile_onnx(model, (x, x_rows), tuning=False, threads=1, cache_dir=cache)
+    other = generator.standard_normal((3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(
+        compiled(other, x_rows).numpy(), _run_ort(model, x=other, x_rows=x_rows)
+    )
