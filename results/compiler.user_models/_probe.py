@@ -112,6 +112,20 @@ def compile_with(**options: Any) -> Callable[[nn.Module, tuple[torch.Tensor, ...
     return compile_case
 
 
+def compile_torch_export(model: nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
+    """``pc.compile(torch.export.export(model, example), example)`` (stop 74's
+    ``--torch-export``); an export that fails is :class:`Skipped` (PyTorch's, before provenml
+    sees the model)."""
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.export.export(model, example)
+    except Exception as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise Skipped(f"torch.export failed: {first}") from exc
+    return pc.compile(program, example, threads=2)
+
+
 def compile_backend(model: nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
     """``torch.compile(model, backend=pc.backend)``, compiled by a first call on ``example``
     (TorchDynamo compiles on the first call): the stop-70 probes' ``--backend``."""

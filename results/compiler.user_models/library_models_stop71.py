@@ -9,7 +9,7 @@ compiled as a user would call it (the model itself where its ``forward`` takes t
 two-line wrapper where the call takes an int such as ``n_way`` or is a method such as
 ``score_t``), and run on a second input of the same shape.
 
-    PYTHONPATH=src .venv/bin/python results/compiler.user_models/library_models_stop71.py [--backend | --backend-dynamic | --onnx | --onnx-dynamo]
+    PYTHONPATH=src .venv/bin/python results/compiler.user_models/library_models_stop71.py [--backend | --backend-dynamic | --onnx | --onnx-dynamo | --torch-export]
 """
 # ruff: noqa: E501, E702
 
@@ -27,6 +27,7 @@ from _probe import (
     compile_backend_dynamic,
     compile_onnx_dynamo_export,
     compile_onnx_export,
+    compile_torch_export,
     compile_with,
     run_probe,
 )
@@ -172,5 +173,6 @@ if __name__ == "__main__":
         "--backend-dynamic": compile_backend_dynamic,  # stop 73
         "--onnx": compile_onnx_export,
         "--onnx-dynamo": compile_onnx_dynamo_export,  # stop 72
+        "--torch-export": compile_torch_export,  # stop 74
     }.get(mode, compile_with())
     run_probe(cases(), compile_case, width=52, relative=True, header=mode)

@@ -3,7 +3,9 @@ export were refused at ATen operators the stop-72 rewrite left unconverted (``sl
 ``index.Tensor``, ``alias``, ``__and__``, ``einsum``, ``split_with_sizes``,
 ``linalg_vector_norm``, ``bitwise_not``, ``rsub``, a pool's dilation given as a list) or at an
 in-place change of a view (``add_(select(t, 2, 0), 3)``, BEiT's relative positions); now 39 of
-39 (``results/compiler.user_models/transformers_export_stop74.py``). Each model below holds
+39 (``results/compiler.user_models/transformers_export_stop74.py``). The library's own 63
+models through ``torch.export``: 35 refused before (``unfold``, ``cdist``, ``upsample``,
+``fft_rfft``, ...), 0 now (``library_models_stop71.py --torch-export``). Each model below holds
 one such operator; each compiles from its program at the example's shapes, and a program
 exported with dynamic shapes at two lengths."""
 
@@ -76,6 +78,32 @@ class RelativeTable(nn.Module):
         return x + rel.sum(-1).float()
 
 
+class Windows(nn.Module):
+    """``Tensor.unfold`` (ATen's ``unfold``, which the name matching took for ``F.unfold``,
+    im2col), ``torch.cdist``, ``torch.broadcast_tensors``."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        windows = x.unfold(1, 3, 2).sum(-1)
+        a, b = torch.broadcast_tensors(windows[:, None], y[None, :, :3])
+        return torch.cdist(windows, y[:, :3]) + (a * b).sum(-1)
+
+
+class Upsampled(nn.Module):
+    """``F.interpolate`` (ATen's ``upsample_bilinear2d.vec``, ``upsample_nearest2d.vec``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(x, size=(6, 10), mode="bilinear", align_corners=False)
+        return up + F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+class CircularCorrelation(nn.Module):
+    """HolE's score: ``irfft(conj(rfft(a)) * rfft(b))`` (ATen's ``fft_rfft``, ``_conj``)."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        spectrum = torch.fft.rfft(a, dim=-1).conj() * torch.fft.rfft(b, dim=-1)
+        return torch.fft.irfft(spectrum, n=a.shape[-1], dim=-1)
+
+
 CASES = {
     "slices": (Slices, lambda: (torch.randn(3, 7),)),
     "indexed": (Indexed, lambda: (torch.randn(4, 4), torch.tensor([3, 0, 0, 2]))),
@@ -83,6 +111,9 @@ CASES = {
     "contractions": (Contractions, lambda: (torch.randn(3, 6),)),
     "ceil_pool": (CeilPool, lambda: (torch.randn(1, 2, 5, 7),)),
     "relative_table": (RelativeTable, lambda: (torch.randn(9, 9),)),
+    "windows": (Windows, lambda: (torch.randn(4, 7), torch.randn(5, 6))),
+    "upsampled": (Upsampled, lambda: (torch.randn(1, 2, 3, 5),)),
+    "circular_correlation": (CircularCorrelation, lambda: (torch.randn(3, 8), torch.randn(3, 8))),
 }
 
 

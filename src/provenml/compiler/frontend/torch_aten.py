@@ -158,6 +158,41 @@ def _one_index_dim(args: tuple[Any, ...], example: dict[str, Any]) -> int | None
     return None if value.dtype == torch.bool else given[0]
 
 
+#: ``aten.upsample_<mode>.vec(input, output_size, [align_corners,] scale_factors)``
+_UPSAMPLE_MODES = {
+    "upsample_nearest1d": "nearest",
+    "upsample_nearest2d": "nearest",
+    "upsample_nearest3d": "nearest",
+    "upsample_nearest_exact2d": "nearest-exact",
+    "upsample_linear1d": "linear",
+    "upsample_bilinear2d": "bilinear",
+    "upsample_trilinear3d": "trilinear",
+    "upsample_bicubic2d": "bicubic",
+}
+
+
+def _resize_twin(
+    base: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str, Any, tuple[Any, ...], dict[str, Any]] | None:
+    """``aten.upsample_bilinear2d.vec(x, size, align_corners, scales)`` and its kin as
+    ``F.interpolate(x, size=..., scale_factor=..., mode=..., align_corners=...)`` (stop 74:
+    an FCN's upsampling through ``torch.export`` was refused)."""
+    mode = _UPSAMPLE_MODES.get(base)
+    if mode is None or kwargs:
+        return None
+    nearest = mode.startswith("nearest")
+    if len(args) != (3 if nearest else 4):
+        return None
+    size, scales = args[1], args[-1]
+    align = None if nearest else args[2]
+    options = {"size": size, "scale_factor": scales, "mode": mode}
+    if size is not None and scales is not None:
+        options["scale_factor"] = None  # (both given: the size is the result's)
+    if not nearest:
+        options["align_corners"] = align
+    return ("call_function", F.interpolate, (args[0],), options)
+
+
 #: ATen's operator overloads (``mask_a & mask_b`` is ``aten.__and__.Tensor``)
 _DUNDER_OPERATORS = {"__and__": operator.and_, "__or__": operator.or_, "__xor__": operator.xor}
 #: their in-place forms (``keep &= other``), as the logical ops of boolean tensors
@@ -175,10 +210,11 @@ def _aten_twin(
     method carries with the same arguments (stop 74: ``torch.export`` graphs of
     ``transformers`` models were refused at ``slice.Tensor``, ``index.Tensor``, ``alias``,
     ``einsum``, ``split_with_sizes``, ``linalg_vector_norm``, ``bitwise_not``,
-    ``__and__``, ``__iand__``, ``rsub``, ``numpy_T``, ``fill_``). ``slice`` and ``select``
-    become item reads (``x[:, 2:]``, ``x[:, 0]``), so that an in-place change of one is
-    written back into its base as ``x[:, 0] += 3`` is (:func:`~.torch_setitem
-    .write_back_views`)."""
+    ``__and__``, ``__iand__``, ``rsub``, ``numpy_T``, ``fill_``, ``unfold``, ``cdist``,
+    ``broadcast_tensors``, ``upsample_*.vec``, ``fft_rfft``, ``fft_irfft``, ``_conj``).
+    ``slice`` and ``select`` become item reads (``x[:, 2:]``, ``x[:, 0]``), so that an
+    in-place change of one is written back into its base as ``x[:, 0] += 3`` is
+    (:func:`~.torch_setitem.write_back_views`)."""
     args, kwargs = tuple(node.args), dict(node.kwargs)
     if base.endswith("_") and not base.endswith("__") and hasattr(torch.Tensor, base):
         return ("call_method", base, args, kwargs)  # (``torch.fill_`` exists, unconverted)
@@ -213,6 +249,20 @@ def _aten_twin(
         return ("call_function", torch.einsum, (args[0], *args[1]), {})
     if base == "rsub" and len(args) == 2 and kwargs.get("alpha", 1) == 1:  # ``1 - x``
         return ("call_function", operator.sub, (args[1], args[0]), {})
+    if base == "unfold" and not kwargs:  # ``Tensor.unfold(dim, size, step)``, not im2col
+        return ("call_method", "unfold", args, {})
+    if base in ("cdist", "_cdist_forward"):  # (x1, x2, p, compute_mode): torch.cdist's order
+        return ("call_function", torch.cdist, args, kwargs)
+    if base == "broadcast_tensors" and len(args) == 1 and isinstance(args[0], (list, tuple)):
+        return ("call_function", torch.broadcast_tensors, tuple(args[0]), {})
+    if base in ("fft_rfft", "fft_irfft"):  # (x, n, dim, norm): torch.fft's order (HolE)
+        fn = torch.fft.rfft if base == "fft_rfft" else torch.fft.irfft
+        return ("call_function", fn, args, kwargs)
+    if base == "_conj" and len(args) == 1:
+        return ("call_function", torch.conj, args, {})
+    resized = _resize_twin(base, args, kwargs)
+    if resized is not None:
+        return resized
     if base == "split_with_sizes":
         return ("call_method", "split", args, kwargs)
     if base == "linalg_vector_norm":
