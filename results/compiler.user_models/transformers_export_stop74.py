@@ -3,10 +3,12 @@ recommends for deployment: ``pc.compile(torch.export.export(model, inputs), inpu
 compared to eager. With ``--dynamic`` the export makes every input dimension dynamic
 (``Dim.AUTO``) and the program compiles at two shapes, each compared to eager: text at stop
 58's 16 tokens and at 11; vision and audio at batch 2 and 3 (exported at 2: an export at
-batch 1 specialises the batch to 1). A model the export
+batch 1 specialises the batch to 1). With ``--keywords`` the backbone itself is exported as
+users call it, by keyword (``torch.export.export(backbone, (), {"input_ids": ..., ...})``), and
+compiled with ``example_kwargs``; its ``last_hidden_state`` compared to eager. A model the export
 itself fails on is counted apart (nothing provenml can do there).
 
-    PYTHONPATH=src .venv/bin/python results/compiler.user_models/transformers_export_stop74.py [--dynamic] [NAME ...]
+    PYTHONPATH=src .venv/bin/python results/compiler.user_models/transformers_export_stop74.py [--dynamic | --keywords] [NAME ...]
 """
 # ruff: noqa: E501
 
@@ -28,6 +30,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     args = sys.argv[1:]
     dynamic = "--dynamic" in args
+    keywords = "--keywords" in args
     names = [a for a in args if not a.startswith("--")] or list(SPECS)
     print("load average at the start", load_average(), flush=True)
     ok = total = wrong = refused = unexported = 0
@@ -49,6 +52,36 @@ def main() -> None:
             )
         else:
             shorter = inputs
+        if keywords:  # (stop 74) the backbone itself, by keyword, as users export it
+            backbone, given = model.backbone, dict(zip(model.names, inputs, strict=True))
+            if hasattr(backbone.config, "use_cache"):  # (a cache object out: not exportable)
+                backbone.config.use_cache = False
+            try:
+                with torch.no_grad():
+                    program = torch.export.export(backbone, (), given)
+            except Exception as exc:
+                unexported += 1
+                print(
+                    f"{name}: torch.export failed ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]})",
+                    flush=True,
+                )
+                continue
+            try:
+                compiled = pc.compile(program, (), example_kwargs=given, tuning=False, threads=1)
+                with torch.no_grad():
+                    got, want = compiled(**given), backbone(**given)
+                worst = float((got["last_hidden_state"] - want["last_hidden_state"]).abs().max())
+                verdict = "OK" if worst < 1e-4 else "WRONG"
+                wrong += verdict == "WRONG"
+                ok += verdict == "OK"
+                line = f"{verdict}, max difference from eager {worst:.1e}"
+            except Exception as exc:
+                refused += 1
+                said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                reasons[said.split(" at node")[0][-80:]] += 1
+                line = f"{type(exc).__name__}: {said[:200]}"
+            print(f"{name}: {line} ({time.perf_counter() - start:.1f} s)", flush=True)
+            continue
         try:
             with torch.no_grad():
                 # (one entry: the probe's models take ``forward(*inputs)``)

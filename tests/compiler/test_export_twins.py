@@ -160,3 +160,39 @@ def test_inputs_a_static_program_does_not_take_are_refused_by_name() -> None:
     program = torch.export.export(model, (torch.randint(0, 50, (2, 7)),))
     with pytest.raises(ProvenmlError, match=r"exported program does not take.*dynamic_shapes="):
         pc.compile(program, (torch.randint(0, 50, (2, 5)),), **OPTS)
+
+
+class KeywordModel(nn.Module):
+    """Called as ``transformers`` models are: by keyword, a dict out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(30, 8)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        hidden = self.embed(input_ids)
+        if attention_mask is not None:
+            hidden = hidden * attention_mask[..., None]
+        return {"last_hidden_state": hidden, "pooled": hidden.mean(1)}
+
+
+@pytest.mark.parametrize("form", ["program", "module"])
+def test_a_program_exported_with_keyword_inputs_compiles_with_them(form: str) -> None:
+    """Stop 74: ``torch.export.export(model, (), {"input_ids": ..., ...})`` then
+    ``pc.compile(program, (), example_kwargs=...)`` crashed with ``NotImplementedError:
+    Calling train() is not supported yet`` (the keyword wrapper set its mode with ``train()``,
+    which the program's module refuses); its ``.module()`` was then taken for a model in
+    training mode, which ``.eval()`` cannot change."""
+    torch.manual_seed(0)
+    model = KeywordModel().eval()
+    kwargs = {"input_ids": torch.randint(0, 30, (2, 5)), "attention_mask": torch.ones(2, 5)}
+    program = torch.export.export(model, (), kwargs)
+    target = program if form == "program" else program.module()
+    fast = pc.compile(target, (), example_kwargs=kwargs, **OPTS)
+    other = {"input_ids": torch.randint(0, 30, (2, 5)), "attention_mask": torch.rand(2, 5)}
+    got, want = fast(**other), model(**other)
+    assert set(got) == set(want)
+    for key in want:
+        torch.testing.assert_close(got[key], want[key])

@@ -660,6 +660,11 @@ def compile(
         from provenml.compiler.frontend.torch_fx import exported_module
 
         model = exported_module(model)
+    if is_exported_module(model) and model.training:
+        # (stop 74) a program's ``.module()``: its layers' modes are fixed in its graph, its
+        # ``training`` flag means nothing and ``.eval()`` is refused; unset, so that the
+        # wrappers for keyword or nested inputs, which copy it, are not taken for training
+        model.training = False
     opts = CompileOptions.from_kwargs(options)
     keywords = dict(example_kwargs or {})
     call_structure = None

@@ -296,10 +296,13 @@ def _reads_inputs(node: torch.fx.Node) -> bool:
 def traced_hooks(model: nn.Module) -> list[str]:
     """The modules of ``model`` with forward hooks of their own (``"the model"`` for the root),
     and ``"every module (global hooks)"`` where global forward hooks are registered."""
+    from provenml.compiler.frontend.torch_fx import is_exported_module
+
     names = [
         name or "the model"
         for name, module in model.named_modules()
-        if module._forward_pre_hooks or module._forward_hooks
+        if (module._forward_pre_hooks or module._forward_hooks)
+        and not is_exported_module(module)  # (stop 74: torch.export's own input check)
     ]
     if _global_pre_hooks() or _global_hooks():
         names.append("every module (global hooks)")

@@ -213,7 +213,9 @@ class StructuredCall(nn.Module):
         super().__init__()
         self.model = model
         self.structure = structure
-        self.train(model.training)
+        # the wrapper's own flag, not ``train()``: that recurses into ``model``, and a
+        # torch.export program's module refuses it (stop 74: keywords into an export)
+        self.training = model.training
 
     def rebuild(self, tensors: Sequence[Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """``(args, kwargs)`` with ``tensors`` at the tensor leaves, the constants elsewhere."""

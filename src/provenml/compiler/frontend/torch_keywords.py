@@ -31,7 +31,9 @@ class KeywordCall(nn.Module):
         self.model = model
         self.positional = positional
         self.names = tuple(names)
-        self.train(model.training)
+        # the wrapper's own flag, not ``train()``: that recurses into ``model``, and a
+        # torch.export program's module refuses it (stop 74: keywords into an export)
+        self.training = model.training
 
 
 def keyword_call(
