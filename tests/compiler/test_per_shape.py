@@ -106,3 +106,47 @@ def test_structured_signatures_print() -> None:
     )
     torch.testing.assert_close(fast([torch.ones(3), torch.ones(3)], 0.5), torch.full((3,), 1.5))
     assert "2 specialisations" in repr(fast) and "0.5" in repr(fast)
+
+
+class SizedMask(nn.Module):
+    """A mask built from the length (``torch.ones(n, n)``): ``torch.fx`` cannot trace it,
+    TorchDynamo can."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[1]
+        mask = torch.ones(n, n).tril()
+        scores = (x @ x.transpose(1, 2)).masked_fill(mask == 0, -1e9)
+        out = self.proj(scores.softmax(-1) @ x)
+        return out if n <= 6 else out * 2  # (a branch on the length: one export guard)
+
+
+def test_later_shapes_of_a_dynamo_traced_model_build_from_one_export() -> None:
+    """Stop 74: a model TorchDynamo had to trace was traced anew for every new shape (1.1-1.6
+    s a length for a two-layer GPT-2); now later shapes compile from one ``torch.export``
+    with dynamic dims (0.08 s a cached length), each build checked against the model, and a
+    shape the export's guards refuse (``n > 6`` here) is traced as before."""
+    torch.manual_seed(0)
+    model = SizedMask().eval()
+    fast = pc.compile(model, (torch.randn(2, 4, 8),), dynamic=True, tuning=False, threads=1)
+    assert isinstance(fast, pc.CompiledPerShape) and fast.program is None
+    with torch.no_grad():
+        for length in (5, 3, 9, 5):
+            x = torch.randn(2, length, 8)
+            torch.testing.assert_close(fast(x), model(x))
+    assert isinstance(fast.program, torch.export.ExportedProgram)
+    assert len(fast.compiled) == 4
+    again = pickle.loads(pickle.dumps(fast))
+    assert again.program is None  # (exported again when needed)
+    with torch.no_grad():
+        x = torch.randn(2, 6, 8)
+        torch.testing.assert_close(again(x), model(x))
+
+
+def test_a_model_torch_fx_traces_is_not_exported() -> None:
+    fast = pc.compile(_model(), (torch.randn(2, 8),), dynamic=True, tuning=False, threads=1)
+    fast(torch.randn(3, 8))
+    assert fast.program is False

@@ -149,6 +149,10 @@ class Compiled:
     #: set when the model it compiled from had weights loaded (``load_state_dict``) after
     #: it compiled; the next call warns once that it still computes with the old ones
     reloaded: bool = field(default=False, repr=False)
+    #: whether the model needed TorchDynamo to trace (``torch.fx`` could not, or computed
+    #: other values): ``compile(dynamic=True)`` then builds later shapes from one export
+    #: with dynamic shapes instead of a trace each (stop 74)
+    traced_by_dynamo: bool = field(default=False, repr=False)
 
     def __reduce__(self) -> tuple[Callable[..., Compiled], tuple[dict[str, Any]]]:
         """Pickling (``pickle``, ``copy.deepcopy``, Ray's object store, a process pool's
@@ -722,8 +726,11 @@ def compile(
     check_stateless(model, eager, before, out)  # stop 70: refused where state changes results
     single = isinstance(out, torch.Tensor)
     leaves, structure = pytree.tree_flatten(out)
+    from provenml.compiler.frontend.torch_fx import DYNAMO_TRACED
+
     g = trace(model, example_inputs)
     compiled = compile_graph(g, opts, single_output=single, example_inputs=example_inputs)
+    compiled.traced_by_dynamo = isinstance(model, nn.Module) and model in DYNAMO_TRACED
     tensors = len(g.outputs) - len(g.value_guards)  # (the guards' outputs are not the model's)
     if len(leaves) == tensors + len(g.constant_outputs) and not single:
         compiled.output_structure = structure

@@ -10,6 +10,7 @@ build or a build-cache hit, not a new tuning), and later calls with that signatu
 
 from __future__ import annotations
 
+import logging
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
@@ -85,6 +86,15 @@ def call_signature(inputs: Sequence[Any], keywords: dict[str, Any]) -> Any:
     return spec, tuple(signature)
 
 
+def _same_leaf(want: Any, got: Any) -> bool:
+    """Whether an output leaf of a build equals the model's: tensors to 1e-4, others equal."""
+    if isinstance(want, torch.Tensor) and isinstance(got, torch.Tensor):
+        return want.shape == got.shape and torch.allclose(
+            got.to(want.dtype), want, rtol=1e-4, atol=1e-4, equal_nan=True
+        )
+    return not isinstance(want, torch.Tensor) and bool(want == got)
+
+
 class CompiledPerShape:
     """``model`` compiled once per input signature, on the first call with it; call it like
     the model. ``compiled`` maps each signature to its :class:`~provenml.compiler.Compiled`.
@@ -116,12 +126,30 @@ class CompiledPerShape:
         key = call_signature(example, dict(example_keywords or {}))
         self.compiled: dict[Any, Any] = {key: first}
         self.warned = False
+        # (stop 74) a model TorchDynamo had to trace, with tensor inputs alone: later shapes
+        # are built from one torch.export with every dim dynamic (a cached shape 0.08 s, not
+        # the trace's 1.1-1.6 s: a two-layer GPT-2), made on the first new signature; None
+        # until then, False where it cannot serve
+        self.example = tuple(example)
+        flat = not example_keywords and all(isinstance(x, torch.Tensor) for x in example)
+        by_dynamo = getattr(first, "traced_by_dynamo", False)
+        plain = isinstance(model, nn.Module) and not isinstance(model, torch.fx.GraphModule)
+        self.program: Any = None if build is None and flat and by_dynamo and plain else False
         # weights loaded into the model later: every build dropped, to compile again with them
         watch_reloads(model, self, CompiledPerShape._forget_builds)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the export (made again on the next new signature, stop 74)."""
+        state = dict(self.__dict__)
+        if state.get("program") not in (None, False):
+            state["program"] = None
+        return state
 
     def _forget_builds(self) -> None:
         self.compiled.clear()
         self.warned = False
+        if self.program is not False:
+            self.program = None  # (exported again, with the new weights)
 
     def __call__(self, *inputs: Any, **keywords: Any) -> Any:
         key = call_signature(inputs, keywords)
@@ -147,10 +175,56 @@ class CompiledPerShape:
             else:
                 from provenml.compiler.api import compile as compile_model
 
-                fn = self.compiled[key] = compile_model(
-                    self.model, inputs, example_kwargs=dict(keywords) or None, **self.options
-                )
+                fn = None if keywords else self._from_program(inputs)
+                if fn is None:
+                    fn = compile_model(
+                        self.model, inputs, example_kwargs=dict(keywords) or None, **self.options
+                    )
+                self.compiled[key] = fn
         return fn(*inputs, **keywords)
+
+    def _from_program(self, inputs: Sequence[Any]) -> Any:
+        """The model compiled for ``inputs`` from its export with dynamic shapes (made once,
+        here, on the first new signature), checked against the model on ``inputs``; None
+        where there is no program, the program's guards do not take these shapes, or the
+        result differs (the caller traces the model for them, as before stop 74)."""
+        if self.program is False or not all(isinstance(x, torch.Tensor) for x in inputs):
+            return None
+        from provenml.compiler.api import compile as compile_model
+        from provenml.compiler.frontend.torch_state import clones
+        from provenml.errors import ProvenmlError
+
+        if self.program is None:
+            self.program = False
+            shapes = tuple({d: torch.export.Dim.AUTO for d in range(x.dim())} for x in inputs)
+            quiet = logging.getLogger("torch._export")  # ("dim 0 specialized" to stderr)
+            level = quiet.level
+            quiet.setLevel(logging.ERROR)
+            try:
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    example = tuple(clones(self.example))
+                    self.program = torch.export.export(self.model, example, dynamic_shapes=shapes)
+            except Exception:  # (what torch.export cannot take: traced per shape, as before)
+                return None
+            finally:
+                quiet.setLevel(level)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fn = compile_model(self.program, tuple(inputs), **self.options)
+            with torch.no_grad():
+                want = pytree.tree_leaves(self.model(*clones(inputs)))
+                got = pytree.tree_leaves(fn(*clones(inputs)))
+        except ProvenmlError:
+            return None
+        same = len(want) == len(got) and all(
+            _same_leaf(w, g) for w, g in zip(want, got, strict=False)
+        )
+        if not same:
+            self.program = False
+            return None
+        return fn
 
     def as_module(self) -> nn.Module:
         """As :meth:`Compiled.as_module <provenml.compiler.Compiled.as_module>`."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import operator
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -3146,6 +3147,11 @@ def _frozen_placeholders(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]
     return frozen
 
 
+#: the modules :func:`_export` traced through TorchDynamo (``torch.fx`` could not, or its
+#: trace computed other values): ``Compiled.traced_by_dynamo`` (stop 74)
+DYNAMO_TRACED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
 def _export(
     model: nn.Module, example_inputs: Sequence[torch.Tensor], fx_error: Exception
 ) -> torch.fx.GraphModule:
@@ -3167,6 +3173,7 @@ def _export(
             torch._dynamo.config.patch(allow_rnn=True),
         ):
             gm, _ = torch._dynamo.export(model, aten_graph=False)(*clones(example_inputs))
+        DYNAMO_TRACED.add(model)
     except Exception as exc:
         said = str(exc).splitlines()[0] if str(exc) else repr(exc)
         raise ProvenmlError(
