@@ -151,28 +151,38 @@ SHAPE_QUERIES = frozenset(
 )
 
 
-#: Python's augmented assignments: in place on a tensor (made in-place method calls before
-#: conversion, :func:`.torch_setitem.in_place_augmented`), not on a number (stop 74)
-AUGMENTED_OPS = frozenset(
-    {
-        *(operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.ifloordiv),
-        *(operator.imod, operator.ipow, operator.iand, operator.ior, operator.ixor),
-    }
-)
+#: Python's augmented assignments (``t += u``, ``t *= 2``), which change a *tensor* in place
+#: (not an int, which they rebind), as the in-place methods of the same op
+#: (:func:`.torch_setitem.in_place_augmented` makes them those calls before conversion; stop
+#: 74: ``v = y[:, :2]; v *= 2; return y`` compiled as if ``v *= 2`` made a new tensor, ``y``
+#: unchanged, 0.87 off, silently); ``&=`` / ``|=`` / ``^=`` as the logical ops, which the
+#: frontend has for boolean tensors (an int tensor's bitwise ops are refused, as before)
+AUGMENTED_ASSIGNMENTS = {
+    operator.iadd: "add_",
+    operator.isub: "sub_",
+    operator.imul: "mul_",
+    operator.itruediv: "div_",
+    operator.ifloordiv: "floor_divide_",
+    operator.imod: "remainder_",
+    operator.ipow: "pow_",
+    operator.iand: "logical_and_",
+    operator.ior: "logical_or_",
+    operator.ixor: "logical_xor_",
+}
 
 
 def in_place_target(node: torch.fx.Node, augmented: bool = False) -> torch.fx.Node | None:
     """The tensor an in-place method call (``t.add_(..)``, ``t.scatter_add_(..)``) or an item
     assignment (``t[i] = v``, :data:`SIDE_EFFECTS`) changes; with ``augmented``, also the
     first argument of an augmented assignment (``t *= 2``: a tensor or a number)."""
-    augments = augmented and node.op == "call_function" and node.target in AUGMENTED_OPS
+    writes = augmented and node.op == "call_function" and node.target in AUGMENTED_ASSIGNMENTS
     if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
         # an ATen operator that writes its first argument (``aten.add_.Tensor``, before
         # :func:`.torch_aten.normalise_calls` makes it ``Tensor.add_``; stop 74)
         arguments = node.target._schema.arguments
         info = arguments[0].alias_info if arguments else None
-        augments = info is not None and info.is_write
-    if augments or (node.op == "call_function" and node.target in SIDE_EFFECTS):
+        writes = info is not None and info.is_write
+    if writes or (node.op == "call_function" and node.target in SIDE_EFFECTS):
         target = node.args[0] if node.args else None
         return target if isinstance(target, torch.fx.Node) else None
     name = str(node.target)
@@ -200,37 +210,61 @@ VIEW_CALLS = frozenset(
 )
 
 
+def call_name(node: torch.fx.Node) -> str:
+    """The bare name of the op a call node calls (``Tensor.view`` and ``torch.view`` alike:
+    ``view``; an ATen overload's last part); empty for a node that calls nothing."""
+    if node.op == "call_method":
+        return str(node.target)
+    if node.op != "call_function":
+        return ""
+    return str(getattr(node.target, "__name__", node.target)).split(".")[-1]
+
+
+def is_view_call(node: torch.fx.Node) -> bool:
+    """Whether ``node`` calls an op whose result may share its input's memory
+    (:data:`VIEW_CALLS`)."""
+    return call_name(node) in VIEW_CALLS
+
+
+def aliases_of(
+    start: torch.fx.Node, shares_memory: dict[str, bool] | None = None
+) -> set[torch.fx.Node]:
+    """``start`` and the nodes whose result may share its memory: the views taken of it and
+    of them, the in-place calls on any of them (their results are their targets), and the
+    bases up the chain of view calls (with ``shares_memory``, the example run's record, only
+    those links that shared memory there; stop 74)."""
+
+    def links(n: torch.fx.Node) -> bool:
+        return is_view_call(n) or in_place_target(n) is not None
+
+    aliases, stack = {start}, [start]
+    while stack:
+        n = stack.pop()
+        linked = [u for u in n.users if links(u) and u.args and u.args[0] is n]
+        source = n.args[0] if n.args else None
+        shared = shares_memory is None or shares_memory.get(n.name, True)
+        if links(n) and isinstance(source, torch.fx.Node) and shared:
+            linked.append(source)
+        for m in linked:
+            if m not in aliases:
+                aliases.add(m)
+                stack.append(m)
+    return aliases
+
+
 def changed_views(gm: torch.fx.GraphModule) -> set[str]:
     """The names of the view calls (:data:`VIEW_CALLS`) whose result may share memory with a
-    tensor that an in-place call of ``gm`` changes (the changed tensor's views, its bases up
-    the chain of views, their other views), and of the in-place calls on such views: to run
-    in PyTorch, where the backend partitions a graph; compiled, a view would be a copy, and
-    the change would not show (stop 74: the backend's partitions left ``y.t()
-    .add_(1)``'s ``add_`` to PyTorch on a compiled copy of ``y.t()``; ``y`` came out
-    unchanged, silently)."""
-
-    def is_view(n: torch.fx.Node) -> bool:
-        return n.op in ("call_function", "call_method") and (
-            target_name(n, gm).split(".")[-1] in VIEW_CALLS or in_place_target(n) is not None
-        )
-
+    tensor that an in-place call of ``gm`` changes (:func:`aliases_of` that tensor), and of
+    the in-place calls on such views: to run in PyTorch, where the backend partitions a
+    graph; compiled, a view would be a copy, and the change would not show (stop 74: the
+    backend's partitions left ``y.t().add_(1)``'s ``add_`` to PyTorch on a compiled copy of
+    ``y.t()``; ``y`` came out unchanged, silently)."""
     found: set[torch.fx.Node] = set()
     for node in gm.graph.nodes:
         target = in_place_target(node)
-        if target is None:
-            continue
-        stack = [target]
-        while stack:
-            n = stack.pop()
-            linked = [u for u in n.users if is_view(u) and u.args and u.args[0] is n]
-            if is_view(n) and n.args and isinstance(n.args[0], torch.fx.Node):
-                linked.append(n.args[0])
-            for m in linked:
-                if m not in found:
-                    found.add(m)
-                    stack.append(m)
-        found.add(target)
-    views = {n for n in found if is_view(n) and in_place_target(n) is None}
+        if target is not None:
+            found |= aliases_of(target)
+    views = {n for n in found if is_view_call(n) and in_place_target(n) is None}
     changes = {n for n in gm.graph.nodes if in_place_target(n) in views}
     return {n.name for n in views | changes}
 
@@ -262,8 +296,7 @@ class _Recorder(torch.fx.Interpreter):
         # (stop 74) every view call's sharing too: a view read after its base changes is
         # taken again from the changed base only where it did share (:func:`.torch_setitem
         # .write_back_views`)
-        is_view = n.op != "placeholder" and target_name(n, self.module).split(".")[-1] in VIEW_CALLS
-        if (keep or is_view) and n.args and isinstance(n.args[0], torch.fx.Node):
+        if (keep or is_view_call(n)) and n.args and isinstance(n.args[0], torch.fx.Node):
             source = self.env.get(n.args[0])
             if isinstance(source, torch.Tensor) and isinstance(out, torch.Tensor):
                 same = out.untyped_storage().data_ptr() == source.untyped_storage().data_ptr()
@@ -594,7 +627,7 @@ class FxBuilder:
         # (:func:`.torch_setitem.write_back_views`)
         written_back = node.meta.get(WRITE_BACK) is not None
         written_from = node.meta.get(WRITTEN_FROM)
-        is_view = target_name(target, self.gm).split(".")[-1] in VIEW_CALLS
+        is_view = is_view_call(target)
         shared = self.shares_memory.get(target.name, True)
         if target.op != "placeholder" and is_view and shared and not written_back:
             # (stop 74) refused only where PyTorch's change would show: a tensor sharing the
@@ -608,7 +641,7 @@ class FxBuilder:
                     f"an in-place change of a view of another tensor, read after it ({reader})",
                 )
         for user in target.users:
-            is_view = target_name(user, self.gm).split(".")[-1] in VIEW_CALLS
+            is_view = is_view_call(user)
             if user.name == written_from:  # (the view written back: its name has the change)
                 continue
             if order[user] < here and is_view and any(order[u] > here for u in user.users):
@@ -637,28 +670,7 @@ class FxBuilder:
         their targets), ``view`` itself excepted (its name stands for the changed value);
         None if there is none."""
         order = self.order
-
-        def is_view_call(n: torch.fx.Node) -> bool:
-            return n.op != "placeholder" and (
-                target_name(n, self.gm).split(".")[-1] in VIEW_CALLS
-                or in_place_target(n) is not None
-            )
-
-        aliases, stack = {view}, [view]
-        while stack:
-            n = stack.pop()
-            linked = [u for u in n.users if is_view_call(u) and u.args and u.args[0] is n]
-            source = n.args[0] if n.args else None
-            if (
-                is_view_call(n)
-                and isinstance(source, torch.fx.Node)
-                and self.shares_memory.get(n.name, True)
-            ):
-                linked.append(source)
-            for m in linked:
-                if m not in aliases:
-                    aliases.add(m)
-                    stack.append(m)
+        aliases = aliases_of(view, self.shares_memory)
         # the names that stand for the changed memory already: ``view``, the view an item
         # assignment writes back (stop 74), and the in-place calls made on either before
         fresh = {view} | {n for n in aliases if n.name == written_from}

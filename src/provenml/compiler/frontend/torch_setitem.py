@@ -29,13 +29,17 @@ import torch.fx
 from provenml.compiler.frontend.common import UnsupportedOp, broadcast_ones
 from provenml.compiler.frontend.torch_aten import graph_copy
 from provenml.compiler.frontend.torch_fx import (
+    AUGMENTED_ASSIGNMENTS,
     WRITE_BACK,
     WRITTEN_FROM,
     FxBuilder,
     _bool_operand,
     _select,
     broadcast_copy,
+    call_name,
     constant_pad,
+    in_place_target,
+    is_view_call,
     meta_like,
 )
 
@@ -265,25 +269,6 @@ WRITE_METHODS = {"copy": copy_into}
 SIDE_EFFECT_FUNCTIONS = {operator.setitem: assign_items}
 
 
-#: Python's augmented assignments (``t += u``, ``t *= 2``), which change a *tensor* in place
-#: (not an int, which they rebind), as the in-place methods of the same op (stop 74: ``v =
-#: y[:, :2]; v *= 2; return y`` compiled as if ``v *= 2`` made a new tensor: ``y`` came out
-#: unchanged, 0.87 off, silently); ``&=`` / ``|=`` / ``^=`` as the logical ops, which the
-#: frontend has for boolean tensors (an int tensor's bitwise ops are refused, as before)
-AUGMENTED_ASSIGNMENTS = {
-    operator.iadd: "add_",
-    operator.isub: "sub_",
-    operator.imul: "mul_",
-    operator.itruediv: "div_",
-    operator.ifloordiv: "floor_divide_",
-    operator.imod: "remainder_",
-    operator.ipow: "pow_",
-    operator.iand: "logical_and_",
-    operator.ior: "logical_or_",
-    operator.ixor: "logical_xor_",
-}
-
-
 def in_place_augmented(gm: torch.fx.GraphModule, results: dict[str, Any]) -> torch.fx.GraphModule:
     """``gm`` with each augmented assignment on a tensor (``results`` holds the example run's
     values by node name) made the in-place method call it is (:data:`AUGMENTED_ASSIGNMENTS`);
@@ -312,26 +297,18 @@ def _basic_item_view(node: torch.fx.Node, results: dict[str, Any]) -> bool:
     never a copy (an index tensor or list, advanced indexing, copies)."""
     if node.op != "call_function" or node.target is not operator.getitem or len(node.args) != 2:
         return False
-    if not isinstance(
-        results.get(node.args[0].name) if isinstance(node.args[0], torch.fx.Node) else None,
-        torch.Tensor,
-    ):
+    base = node.args[0]
+    if not isinstance(base, torch.fx.Node) or not isinstance(results.get(base.name), torch.Tensor):
         return False
     index = node.args[1]
     items = index if isinstance(index, tuple) else (index,)
 
     def basic(item: Any) -> bool:
-        if isinstance(item, torch.fx.Node):
-            return isinstance(results.get(item.name), int) and not isinstance(
-                results.get(item.name), bool
-            )
-        if isinstance(item, slice):
-            return all(basic(v) for v in (item.start, item.stop, item.step) if v is not None)
-        return (
-            item is None
-            or item is Ellipsis
-            or (isinstance(item, int) and not isinstance(item, bool))
-        )
+        value = results.get(item.name) if isinstance(item, torch.fx.Node) else item
+        if isinstance(value, slice):
+            return all(basic(v) for v in (value.start, value.stop, value.step) if v is not None)
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        return is_int or value is None or value is Ellipsis
 
     return all(basic(item) for item in items)
 
@@ -343,10 +320,7 @@ def _inverse_view(
     values from ``view``'s: the transpose of a transpose, the inverse of a permutation, the
     view reshaped as ``base`` for ``view`` / ``reshape`` / ``flatten`` / ``unsqueeze`` /
     ``squeeze`` / ``contiguous`` / ``detach``; None for a view with no inverse here."""
-    base = view.args[0]
-    name = str(view.target).rsplit(".", 1)[-1] if view.op == "call_method" else ""
-    if view.op == "call_function":
-        name = getattr(view.target, "__name__", "")
+    base, name = view.args[0], call_name(view)
     rank = results[base.name].dim() if isinstance(base, torch.fx.Node) else None
     if name == "t" and rank is not None and rank <= 2:
         return graph.call_method("t", (view,))
@@ -384,8 +358,6 @@ def write_back_views(gm: torch.fx.GraphModule, recorded: Any) -> torch.fx.GraphM
     z[1] += 5``); the caller runs the graph again and calls this until it returns ``gm``.
     Python's ``t[i] += v`` (``getitem``, in-place add, ``setitem``) already writes back; its
     in-place call is only marked. A copy where anything changes."""
-    from provenml.compiler.frontend.torch_fx import in_place_target
-
     results, shares = recorded.results, recorded.shares_memory
 
     def plan(node: torch.fx.Node) -> str | None:  # "item", "inverse" or None
@@ -448,8 +420,6 @@ def _stale_views(graph: torch.fx.Graph, shares: dict[str, bool]) -> list[Any]:
     changed tensor (stop 74: ``a = y[:, :2]; b = y[:, 2:]; a *= 2; return b.sum() + y`` was
     refused as "a view of the tensor (b) is read after it changes"); the view a write-back
     writes is left alone (its name has the change)."""
-    from provenml.compiler.frontend.torch_fx import VIEW_CALLS, in_place_target
-
     order = {n: k for k, n in enumerate(graph.nodes)}
     pairs = []
     for change in graph.nodes:
@@ -457,11 +427,8 @@ def _stale_views(graph: torch.fx.Graph, shares: dict[str, bool]) -> list[Any]:
         if target is None:
             continue
         for view in target.users:
-            name = str(view.target) if view.op == "call_method" else ""
-            if view.op == "call_function":
-                name = getattr(view.target, "__name__", "")
             if (
-                name in VIEW_CALLS
+                is_view_call(view)
                 and view.args
                 and view.args[0] is target
                 and order[view] < order[change]
